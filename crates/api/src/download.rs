@@ -1,0 +1,193 @@
+//! Serving a file's bytes, the same way on every surface: `Range` (one range; 206/416),
+//! `ETag`/`If-None-Match`/`If-Range`, `Content-Length`, and a `Content-Disposition` that cannot
+//! inject headers. Types a browser would execute are always attachments and sandboxed.
+
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cabinet_core::content_type::is_active_content;
+use cabinet_core::ports::ByteRange;
+use cabinet_core::{Cabinet, Error, FileRecord};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::error::ApiResult;
+
+/// RFC 8187 `attr-char`: everything else is percent-encoded.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// What a `Range` header asks of a representation of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// Serve it all (no header, a header we do not serve ranges for, or several ranges).
+    Full,
+    Partial(ByteRange),
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range.
+pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let parse = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    match (first.trim(), last.trim()) {
+        ("", suffix) => match parse(suffix) {
+            Some(0) => RangeRequest::Unsatisfiable,
+            Some(_) if size == 0 => RangeRequest::Unsatisfiable,
+            Some(n) => RangeRequest::Partial(ByteRange { first: size.saturating_sub(n), last: size - 1 }),
+            None => RangeRequest::Full,
+        },
+        (first, "") => match parse(first) {
+            Some(first) if first < size => RangeRequest::Partial(ByteRange { first, last: size - 1 }),
+            Some(_) => RangeRequest::Unsatisfiable,
+            None => RangeRequest::Full,
+        },
+        (first, last) => match (parse(first), parse(last)) {
+            (Some(first), Some(last)) if first > last => RangeRequest::Full,
+            (Some(first), Some(_)) if first >= size => RangeRequest::Unsatisfiable,
+            (Some(first), Some(last)) => RangeRequest::Partial(ByteRange { first, last: last.min(size - 1) }),
+            _ => RangeRequest::Full,
+        },
+    }
+}
+
+/// `Content-Disposition` for a name: an ASCII fallback with anything risky replaced, and the
+/// exact name percent-encoded in `filename*`.
+pub fn content_disposition(name: &str, attachment: bool) -> HeaderValue {
+    let fallback: String =
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+    let encoded = utf8_percent_encode(name, ATTR_CHAR);
+    let kind = if attachment { "attachment" } else { "inline" };
+    HeaderValue::from_str(&format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag)
+}
+
+/// Builds the response for a file, streaming its bytes from the blob store.
+pub async fn serve_file(
+    cabinet: &Cabinet,
+    file: &FileRecord,
+    request: &HeaderMap,
+    force_attachment: bool,
+    head_only: bool,
+) -> ApiResult<Response<Body>> {
+    let etag = format!("\"{}\"", file.sha256);
+    let header_str = |name| request.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let mut response = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "private, max-age=0, must-revalidate");
+    if header_str(header::IF_NONE_MATCH).is_some_and(|list| etag_matches(list, &etag)) {
+        return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).map_err(Error::internal)?);
+    }
+    let active = is_active_content(&file.mime_type);
+    response = response
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&file.mime_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        )
+        .header(header::CONTENT_DISPOSITION, content_disposition(&file.name, force_attachment || active));
+    if active {
+        response = response.header(header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'");
+    }
+    // A range applies only if the client's copy is still this one.
+    let range_header = match header_str(header::IF_RANGE) {
+        Some(if_range) if if_range.trim() != etag => None,
+        _ => header_str(header::RANGE),
+    };
+    let (status, range) = match parse_range(range_header, file.size) {
+        RangeRequest::Full => (StatusCode::OK, None),
+        RangeRequest::Partial(range) => (StatusCode::PARTIAL_CONTENT, Some(range)),
+        RangeRequest::Unsatisfiable => {
+            return Ok(response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", file.size))
+                .body(Body::empty())
+                .map_err(Error::internal)?);
+        }
+    };
+    let length = range.map_or(file.size, |range| range.len());
+    response = response.status(status).header(header::CONTENT_LENGTH, length);
+    if let Some(range) = range {
+        response = response
+            .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", range.first, range.last, file.size));
+    }
+    let body = if head_only || length == 0 {
+        Body::empty()
+    } else {
+        Body::from_stream(cabinet.read_file(file, range).await?)
+    };
+    Ok(response.body(body).map_err(Error::internal)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_says() {
+        let r = |first, last| RangeRequest::Partial(ByteRange { first, last });
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), r(0, 9));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), r(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), r(90, 99));
+        assert_eq!(parse_range(Some("bytes=-1000"), 100), r(0, 99));
+        assert_eq!(parse_range(Some("bytes=50-1000"), 100), r(50, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-0"), 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("bytes=a-b"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(None, 100), RangeRequest::Full);
+    }
+
+    #[test]
+    fn a_hostile_name_cannot_break_out_of_the_disposition_header() {
+        let value = content_disposition("a\"; filename=evil.html\r\nX-Injected: 1", true);
+        let text = value.to_str().unwrap();
+        assert!(!text.contains('\r') && !text.contains('\n'));
+        assert!(text.starts_with("attachment; filename=\"a_"));
+        assert_eq!(text.matches('"').count(), 2);
+        let emoji = content_disposition("😀 résumé.pdf", false);
+        assert_eq!(
+            emoji.to_str().unwrap(),
+            "inline; filename=\"_ r_sum_.pdf\"; filename*=UTF-8''%F0%9F%98%80%20r%C3%A9sum%C3%A9.pdf"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! The one place where a core error becomes an HTTP response: status by kind, body
+//! `{"error": {"code", "message"}}`. Internal causes are logged with their chain, never returned.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cabinet_core::{Error, ErrorKind};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        ApiError(err)
+    }
+}
+
+/// The error body every native route returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code, e.g. `quota_exceeded`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// Human-readable explanation.
+    #[schema(example = "file not found")]
+    pub message: String,
+}
+
+/// The HTTP status of an error kind.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Logs an error's internal cause, once, where it becomes a response.
+pub fn log_if_internal(err: &Error) {
+    if matches!(err.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
+        let mut chain = String::new();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(code = err.code(), cause = %chain, "request failed");
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        log_if_internal(&self.0);
+        let status = status_of(self.0.kind());
+        let mut response = (
+            status,
+            axum::Json(ErrorBody {
+                error: ErrorDetail { code: self.0.code().to_owned(), message: self.0.to_string() },
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let err = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge {
+                code: "payload_too_large",
+                message: "the request body is too large".to_owned(),
+            },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::bad_request(
+                "unsupported_media_type",
+                "send a JSON body with Content-Type: application/json",
+            ),
+            _ => Error::bad_request("invalid_json", rejection.body_text()),
+        };
+        ApiError(err)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError(Error::bad_request("invalid_query", rejection.body_text()))
+    }
+}
+
+/// `axum::Json` with Cabinet's error shape on rejection.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with Cabinet's error shape on rejection.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// The result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError(Error::bad_request("invalid_path", rejection.body_text()))
+    }
+}
+
+/// `axum::extract::Path` with Cabinet's error shape on rejection.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);

@@ -1,0 +1,111 @@
+//! Cabinet's HTTP surfaces over the core: the native `/v1` API, the signed storage endpoint,
+//! `/openapi.json` and `/docs`. Handlers are thin: parse, call one core method, render.
+
+pub mod auth;
+pub mod download;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod router;
+pub mod storage;
+pub mod v1;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use cabinet_core::{Cabinet, Error};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::error::ApiError;
+
+/// Limits of the HTTP layer that the core does not know about.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// The largest JSON (base64) direct upload body.
+    pub json_upload_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { json_upload_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub cabinet: Cabinet,
+    pub limits: Arc<HttpLimits>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Default)]
+struct UlidRequestId;
+
+impl MakeRequestId for UlidRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&ulid::Ulid::new().to_string()).ok().map(RequestId::new)
+    }
+}
+
+/// The whole application: routes, OpenAPI, and the layers every response passes through.
+pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
+    let state = AppState { cabinet, limits: Arc::new(limits) };
+    let (router, _) = router::routes(state);
+    router
+        .fallback(|| async { ApiError(Error::NotFound("route")) })
+        .method_not_allowed_fallback(|| async {
+            let body = error::ErrorBody {
+                error: error::ErrorDetail {
+                    code: "method_not_allowed".into(),
+                    message: "this route does not take that method".into(),
+                },
+            };
+            (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
+        })
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked");
+            ApiError(Error::internal("panic")).into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: query strings carry signatures, which are credentials.
+                .make_span_with(|request: &Request<Body>| {
+                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
+                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+                })
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any)
+                .expose_headers(Any)
+                .max_age(Duration::from_secs(3600)),
+        )
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi_document(cabinet: Cabinet) -> utoipa::openapi::OpenApi {
+    router::routes(AppState { cabinet, limits: Arc::new(HttpLimits::default()) }).1
+}

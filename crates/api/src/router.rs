@@ -1,0 +1,42 @@
+//! Every route Cabinet serves, in one place.
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::openapi::ApiDoc;
+use crate::v1::{files, quota, uploads};
+use crate::{health, storage, AppState};
+
+/// The routes and the OpenAPI document they make.
+pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (json_routes, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(uploads::create_upload))
+        .routes(routes!(uploads::get_upload, uploads::cancel_upload))
+        .routes(routes!(uploads::complete_upload))
+        .routes(routes!(files::list_files))
+        .routes(routes!(files::get_file, files::delete_file))
+        .routes(routes!(files::download_url))
+        .routes(routes!(files::get_content))
+        .routes(routes!(quota::get_quota))
+        .routes(routes!(quota::get_usage))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .with_state(state.clone())
+        .split_for_parts();
+    // Routes that stream bodies enforce their own limits, by declared size or configuration.
+    let (streaming_routes, streaming_api) = OpenApiRouter::new()
+        .routes(routes!(files::upload_file))
+        .routes(routes!(storage::put_upload, storage::post_upload))
+        .routes(routes!(storage::get_file))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+        .split_for_parts();
+    api.merge(streaming_api);
+    let router =
+        json_routes.merge(streaming_routes).merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
+    (router, api)
+}

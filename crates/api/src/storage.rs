@@ -1,0 +1,128 @@
+//! Cabinet's own storage endpoint: takes the bytes of an upload at its signed URL (raw `PUT` or a
+//! multipart `POST` whose `file` field holds them) and serves files at signed GET URLs. The
+//! signature is checked before a single body byte is read.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use cabinet_core::Error;
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::download::serve_file;
+use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::v1::content_length;
+use crate::v1::files::multipart_error;
+use crate::v1::shapes::UploadJson;
+use crate::AppState;
+
+/// The signature of an upload URL.
+#[derive(Debug, Deserialize, IntoParams)]
+#[allow(dead_code)]
+pub struct UploadSignature {
+    /// Unix seconds after which the URL is refused.
+    pub expires: i64,
+    /// The most bytes accepted.
+    pub max: u64,
+    /// HMAC-SHA256 over the operation, workspace, upload, expiry and size limit.
+    pub sig: String,
+}
+
+/// The signature of a download URL.
+#[derive(Debug, Deserialize, IntoParams)]
+#[allow(dead_code)]
+pub struct DownloadSignature {
+    /// Unix seconds after which the URL is refused.
+    pub expires: i64,
+    /// `1`: serve as an attachment.
+    pub dl: Option<u8>,
+    /// HMAC-SHA256 over the operation, workspace, file, expiry and disposition.
+    pub sig: String,
+}
+
+/// Send an upload's bytes as the raw body. No key: the URL is the credential.
+#[utoipa::path(
+    put, path = "/storage/v1/uploads/{workspace_id}/{upload_id}", tag = "storage",
+    params(("workspace_id" = String, Path), ("upload_id" = String, Path), UploadSignature),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "Verified and stored; the upload is SUCCESS", body = UploadJson),
+        (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
+        (status = 409, description = "The upload already ended or is receiving", body = ErrorBody),
+        (status = 413, description = "More bytes than declared", body = ErrorBody),
+        (status = 422, description = "Size or checksum mismatch", body = ErrorBody),
+    )
+)]
+pub async fn put_upload(
+    State(state): State<AppState>,
+    Path((workspace, upload)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<UploadJson>> {
+    let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
+    let done = state.cabinet.receive_upload(&ws, &id, stream, content_length(&headers)).await?;
+    Ok(Json(done.into()))
+}
+
+/// Send an upload's bytes as multipart form data; the `file` field holds them, other fields are
+/// ignored.
+#[utoipa::path(
+    post, path = "/storage/v1/uploads/{workspace_id}/{upload_id}", tag = "storage",
+    params(("workspace_id" = String, Path), ("upload_id" = String, Path), UploadSignature),
+    request_body(content = crate::v1::files::MultipartUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Verified and stored; the upload is SUCCESS", body = UploadJson),
+        (status = 400, description = "No `file` field", body = ErrorBody),
+        (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
+        (status = 409, description = "The upload already ended or is receiving", body = ErrorBody),
+        (status = 413, description = "More bytes than declared", body = ErrorBody),
+        (status = 422, description = "Size or checksum mismatch", body = ErrorBody),
+    )
+)]
+pub async fn post_upload(
+    State(state): State<AppState>,
+    Path((workspace, upload)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> ApiResult<Json<UploadJson>> {
+    let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
+    let mut multipart = Multipart::from_request(request, &state).await.map_err(multipart_error)?;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.name() == Some("file") {
+            let stream = field.map_err(std::io::Error::other).boxed();
+            let done = state.cabinet.receive_upload(&ws, &id, stream, None).await?;
+            return Ok(Json(done.into()));
+        }
+        // Drain fields we do not use (policy fields some clients send).
+        while field.chunk().await.map_err(multipart_error)?.is_some() {}
+    }
+    Err(Error::bad_request("missing_file", "the form has no `file` field").into())
+}
+
+/// Read a file at a signed URL, with `Range` and `ETag`. No key: the URL is the credential.
+#[utoipa::path(
+    get, path = "/storage/v1/files/{workspace_id}/{file_id}", tag = "storage",
+    params(("workspace_id" = String, Path), ("file_id" = String, Path), DownloadSignature),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
+        (status = 404, description = "The file no longer exists", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+    )
+)]
+pub async fn get_file(
+    State(state): State<AppState>,
+    Path((workspace, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
+    let (file, attachment) = state.cabinet.verify_download_url(&workspace, &file, query.as_deref()).await?;
+    serve_file(&state.cabinet, &file, &headers, attachment, method == Method::HEAD).await
+}

@@ -1,0 +1,276 @@
+//! `/v1/files`: direct upload, list, details, delete, download URL and authenticated content.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use bytes::Bytes;
+use cabinet_core::files::DirectUpload;
+use cabinet_core::{Error, FileId, FolderId};
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::shapes::{DownloadUrlJson, FileJson, FileListJson};
+use crate::auth::Authenticated;
+use crate::download::serve_file;
+use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::AppState;
+
+/// A direct upload as JSON, for small files.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Base64Upload {
+    #[schema(example = "note.txt")]
+    pub name: String,
+    /// The file's bytes, standard base64.
+    #[schema(example = "aGVsbG8=")]
+    pub content_base64: String,
+    pub mime_type: Option<String>,
+    pub folder_id: Option<FolderId>,
+}
+
+/// A direct upload as multipart form data: metadata fields first, then `file`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct MultipartUpload {
+    /// The bytes. Its filename is the file's name unless `name` came first.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    pub name: Option<String>,
+    pub mime_type: Option<String>,
+    pub folder_id: Option<FolderId>,
+}
+
+/// Upload a file in the request itself: multipart (`file` field, streamed) or JSON base64.
+#[utoipa::path(
+    post, path = "/v1/files", tag = "files",
+    request_body(
+        description = "multipart/form-data with a `file` field (metadata fields before it), or JSON with base64 content",
+        content(
+            (MultipartUpload = "multipart/form-data"),
+            (Base64Upload = "application/json"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored", body = FileJson),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 413, description = "Larger than the direct upload limit", body = ErrorBody),
+        (status = 507, description = "Quota exceeded", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload_file(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<FileJson>)> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let file = if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, &state).await.map_err(multipart_error)?;
+        let mut meta = DirectUpload::default();
+        loop {
+            let field = multipart
+                .next_field()
+                .await
+                .map_err(multipart_error)?
+                .ok_or_else(|| Error::bad_request("missing_file", "the form has no `file` field"))?;
+            match field.name().unwrap_or("") {
+                "file" => {
+                    if meta.name.is_empty() {
+                        meta.name = field.file_name().unwrap_or("").to_owned();
+                    }
+                    if meta.mime_type.is_none() {
+                        meta.mime_type = field
+                            .content_type()
+                            .filter(|mime| *mime != "application/octet-stream")
+                            .map(str::to_owned);
+                    }
+                    let body = field.map_err(std::io::Error::other).boxed();
+                    break state.cabinet.upload_direct(&caller, meta, body).await?;
+                }
+                "name" => meta.name = small_text(field).await?,
+                "mime_type" => meta.mime_type = Some(small_text(field).await?),
+                "folder_id" => meta.folder_id = Some(FolderId::parse(&small_text(field).await?)?),
+                _ => {
+                    small_text(field).await?;
+                }
+            }
+        }
+    } else if content_type.starts_with("application/json") {
+        let limit = state.limits.json_upload_bytes;
+        let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| Error::TooLarge {
+            code: "payload_too_large",
+            message: format!("a JSON upload may be at most {limit} bytes; use multipart or POST /v1/uploads"),
+        })?;
+        let upload: Base64Upload = serde_json::from_slice(&body)
+            .map_err(|err| Error::bad_request("invalid_json", err.to_string()))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(upload.content_base64.trim())
+            .map_err(|_| Error::bad_request("invalid_base64", "content_base64 is not valid base64"))?;
+        let meta =
+            DirectUpload { name: upload.name, mime_type: upload.mime_type, folder_id: upload.folder_id };
+        let body = stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) }).boxed();
+        state.cabinet.upload_direct(&caller, meta, body).await?
+    } else {
+        return Err(Error::bad_request(
+            "unsupported_media_type",
+            "send multipart/form-data with a `file` field, or JSON with content_base64",
+        )
+        .into());
+    };
+    Ok((StatusCode::CREATED, Json(file.into())))
+}
+
+/// Reads a small form field; metadata fields are never large.
+async fn small_text(field: axum::extract::multipart::Field<'_>) -> ApiResult<String> {
+    const LIMIT: usize = 64 * 1024;
+    let mut field = field;
+    let mut text = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        text.extend_from_slice(&chunk);
+        if text.len() > LIMIT {
+            return Err(Error::TooLarge {
+                code: "field_too_large",
+                message: "a form field is too large".into(),
+            }
+            .into());
+        }
+    }
+    String::from_utf8(text)
+        .map_err(|_| Error::bad_request("invalid_form", "form fields must be UTF-8").into())
+}
+
+pub(crate) fn multipart_error(err: impl std::fmt::Display) -> ApiError {
+    Error::bad_request("invalid_multipart", format!("the multipart body is malformed: {err}")).into()
+}
+
+/// Paging of a list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// 1–100, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List files, newest first.
+#[utoipa::path(
+    get, path = "/v1/files", tag = "files",
+    params(ListParams),
+    responses((status = 200, body = FileListJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_files(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<FileListJson>> {
+    let page = state.cabinet.list_files(&caller, params.limit, params.cursor.as_deref()).await?;
+    Ok(Json(FileListJson {
+        has_more: page.next_cursor.is_some(),
+        next_cursor: page.next_cursor,
+        data: page.items.into_iter().map(FileJson::from).collect(),
+    }))
+}
+
+/// A file's details.
+#[utoipa::path(
+    get, path = "/v1/files/{id}", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    responses((status = 200, body = FileJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_file(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FileJson>> {
+    Ok(Json(state.cabinet.get_file(&caller, &FileId::parse(&id)?).await?.into()))
+}
+
+/// Delete a file; its bytes go back to the quota.
+#[utoipa::path(
+    delete, path = "/v1/files/{id}", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    responses(
+        (status = 200, description = "The deleted file", body = FileJson),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_file(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FileJson>> {
+    Ok(Json(state.cabinet.delete_file(&caller, &FileId::parse(&id)?).await?.into()))
+}
+
+/// How a download URL should behave.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DownloadUrlParams {
+    /// Lifetime in seconds, 1 to 604800 (7 days); default 3600.
+    pub expires_in: Option<u64>,
+    /// Serve as an attachment (a download) rather than inline.
+    pub download: Option<bool>,
+}
+
+/// A signed, expiring GET URL that needs no key.
+#[utoipa::path(
+    get, path = "/v1/files/{id}/download-url", tag = "files",
+    params(("id" = FileId, Path, description = "File id"), DownloadUrlParams),
+    responses(
+        (status = 200, body = DownloadUrlJson),
+        (status = 400, description = "expires_in out of range", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn download_url(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Query(params): Query<DownloadUrlParams>,
+) -> ApiResult<Json<DownloadUrlJson>> {
+    let url = state
+        .cabinet
+        .download_url(&caller, &FileId::parse(&id)?, params.expires_in, params.download.unwrap_or(false))
+        .await?;
+    Ok(Json(url.into()))
+}
+
+/// The file's bytes, with `Range`, `ETag` and `If-None-Match`.
+#[utoipa::path(
+    get, path = "/v1/files/{id}/content", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_content(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
+    let file = state.cabinet.get_file(&caller, &FileId::parse(&id)?).await?;
+    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD).await
+}

@@ -1,0 +1,16 @@
+//! The native `/v1` API: one file per resource; handlers parse, call one core method, render.
+
+pub mod files;
+pub mod quota;
+pub mod shapes;
+pub mod uploads;
+
+use axum::http::HeaderMap;
+
+/// The security requirement every `/v1` route documents.
+pub const BEARER: &str = "bearer";
+
+/// The `Content-Length` a request declares, if any.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

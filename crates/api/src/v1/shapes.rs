@@ -1,0 +1,194 @@
+//! The JSON shapes of the native API, rendered from core records.
+
+use std::collections::BTreeMap;
+
+use cabinet_core::files::DownloadUrl;
+use cabinet_core::uploads::{UploadState, UploadTicket};
+use cabinet_core::{FileId, FileRecord, FolderId, Quota, UploadId, Usage, WorkspaceId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A finished file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileJson {
+    pub id: FileId,
+    pub workspace_id: WorkspaceId,
+    #[schema(example = "Report.pdf")]
+    pub name: String,
+    /// Sniffed from the bytes.
+    #[schema(example = "application/pdf")]
+    pub mime_type: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub folder_id: Option<FolderId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<FileRecord> for FileJson {
+    fn from(file: FileRecord) -> Self {
+        Self {
+            id: file.id,
+            workspace_id: file.workspace_id,
+            name: file.name,
+            mime_type: file.mime_type,
+            size: file.size,
+            sha256: file.sha256,
+            folder_id: file.folder_id,
+            created_at: file.created_at,
+            updated_at: file.updated_at,
+        }
+    }
+}
+
+/// Where an upload is.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = "SUCCESS")]
+#[serde(rename_all = "UPPERCASE")]
+pub enum UploadStatusJson {
+    Waiting,
+    Uploading,
+    Success,
+    Failed,
+}
+
+/// An upload session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadJson {
+    pub id: UploadId,
+    pub workspace_id: WorkspaceId,
+    pub status: UploadStatusJson,
+    /// Why it failed: `expired`, `size_mismatch`, `checksum_mismatch`, `quota_exceeded`,
+    /// `rejected_type`, `cancelled`, `incomplete`, `interrupted`, `storage_error`.
+    pub reason: Option<String>,
+    pub name: String,
+    pub size: u64,
+    pub mime_type: Option<String>,
+    pub sha256: Option<String>,
+    pub folder_id: Option<FolderId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The file, once the upload succeeded (absent if it was deleted since).
+    pub file: Option<FileJson>,
+}
+
+impl From<UploadState> for UploadJson {
+    fn from(state: UploadState) -> Self {
+        let upload = state.upload;
+        Self {
+            id: upload.id,
+            workspace_id: upload.workspace_id,
+            status: match upload.status {
+                cabinet_core::UploadStatus::Waiting => UploadStatusJson::Waiting,
+                cabinet_core::UploadStatus::Uploading => UploadStatusJson::Uploading,
+                cabinet_core::UploadStatus::Success => UploadStatusJson::Success,
+                cabinet_core::UploadStatus::Failed => UploadStatusJson::Failed,
+            },
+            reason: upload.failure_reason.map(|reason| reason.as_str().to_owned()),
+            name: upload.name,
+            size: upload.size,
+            mime_type: upload.declared_mime,
+            sha256: upload.sha256,
+            folder_id: upload.folder_id,
+            created_at: upload.created_at,
+            updated_at: upload.updated_at,
+            expires_at: upload.expires_at,
+            file: state.file.map(FileJson::from),
+        }
+    }
+}
+
+/// A started upload and where to send its bytes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadTicketJson {
+    pub id: UploadId,
+    pub status: UploadStatusJson,
+    /// Send the bytes here: a raw `PUT` body, or a multipart `POST` with a `file` field.
+    pub upload_url: String,
+    #[schema(example = "PUT")]
+    pub method: String,
+    /// Headers to send with the bytes.
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+    pub upload: UploadJson,
+}
+
+impl From<UploadTicket> for UploadTicketJson {
+    fn from(ticket: UploadTicket) -> Self {
+        let upload = UploadJson::from(UploadState { upload: ticket.upload, file: None });
+        Self {
+            id: upload.id.clone(),
+            status: UploadStatusJson::Waiting,
+            upload_url: ticket.url,
+            method: ticket.method.to_owned(),
+            headers: ticket.headers.into_iter().collect(),
+            expires_at: upload.expires_at,
+            upload,
+        }
+    }
+}
+
+/// A page of files, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileListJson {
+    pub data: Vec<FileJson>,
+    pub has_more: bool,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A signed, expiring download URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DownloadUrlJson {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<DownloadUrl> for DownloadUrlJson {
+    fn from(url: DownloadUrl) -> Self {
+        Self { url: url.url, expires_at: url.expires_at }
+    }
+}
+
+/// The workspace's storage quota. Limits are null when unlimited.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaJson {
+    pub used_bytes: u64,
+    /// Held by uploads in progress.
+    pub reserved_bytes: u64,
+    pub limit_bytes: Option<u64>,
+    pub available_bytes: Option<u64>,
+    pub max_file_size_bytes: u64,
+    /// 0–100, two decimals.
+    pub percent_used: Option<f64>,
+}
+
+impl From<Quota> for QuotaJson {
+    fn from(quota: Quota) -> Self {
+        Self {
+            used_bytes: quota.used_bytes,
+            reserved_bytes: quota.reserved_bytes,
+            limit_bytes: quota.limit_bytes,
+            available_bytes: quota.available_bytes(),
+            max_file_size_bytes: quota.max_file_size_bytes,
+            percent_used: quota.percent_used(),
+        }
+    }
+}
+
+/// The workspace's totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageJson {
+    /// Bytes in files.
+    pub total_size: u64,
+    pub file_count: u64,
+}
+
+impl From<Usage> for UsageJson {
+    fn from(usage: Usage) -> Self {
+        Self { total_size: usage.total_size, file_count: usage.file_count }
+    }
+}

@@ -1,0 +1,160 @@
+//! `cabinet admin …`: workspaces and keys, against the same data folder or database as the
+//! server, also while it runs. `--json` prints one JSON document for scripts.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use cabinet_core::admin::NewWorkspace;
+use cabinet_core::{ApiKey, ApiKeyId, Cabinet, Role, Settings, SystemClock, Workspace, WorkspaceId};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::config::StoreConfig;
+use crate::server::assemble;
+
+/// The admin commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a workspace.
+    CreateWorkspace {
+        #[arg(long)]
+        name: String,
+        /// Total bytes the workspace may hold (default: unlimited).
+        #[arg(long)]
+        quota_bytes: Option<u64>,
+        /// Largest single file (default: the server's limit).
+        #[arg(long)]
+        max_file_bytes: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List workspaces with their quota ledger.
+    ListWorkspaces {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an API key; its secret is printed once and stored only as a hash.
+    CreateKey {
+        /// A workspace the key may act on; repeat for several.
+        #[arg(long = "workspace", required = true)]
+        workspaces: Vec<String>,
+        #[arg(long, default_value = "write")]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a workspace's keys (never their secrets).
+    ListKeys {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key.
+    RevokeKey {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn workspace_json(ws: &Workspace) -> Value {
+    json!({
+        "id": ws.id, "name": ws.name, "limit_bytes": ws.limit_bytes, "max_file_bytes": ws.max_file_bytes,
+        "used_bytes": ws.used_bytes, "reserved_bytes": ws.reserved_bytes, "created_at": ws.created_at,
+    })
+}
+
+fn key_json(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id, "name": key.name, "role": key.role.as_str(), "workspaces": key.workspaces,
+        "hint": key.hint, "created_at": key.created_at, "revoked_at": key.revoked_at,
+    })
+}
+
+fn core(err: cabinet_core::Error) -> anyhow::Error {
+    anyhow!("{err}")
+}
+
+/// Runs one admin command.
+pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<()> {
+    let cabinet: Cabinet = assemble(store, None, Settings::default(), Arc::new(SystemClock)).await?;
+    match command {
+        AdminCommand::CreateWorkspace { name, quota_bytes, max_file_bytes, json } => {
+            let ws = cabinet
+                .create_workspace(NewWorkspace { name, limit_bytes: quota_bytes, max_file_bytes })
+                .await
+                .map_err(core)?;
+            if json {
+                println!("{}", workspace_json(&ws));
+            } else {
+                println!("created workspace {} ({})", ws.name, ws.id);
+            }
+        }
+        AdminCommand::ListWorkspaces { json } => {
+            let all = cabinet.list_workspaces().await.map_err(core)?;
+            if json {
+                println!("{}", Value::Array(all.iter().map(workspace_json).collect()));
+            } else {
+                for ws in all {
+                    let limit = ws.limit_bytes.map_or("unlimited".to_owned(), |n| n.to_string());
+                    println!(
+                        "{}  {}  used {} reserved {} limit {limit}",
+                        ws.id, ws.name, ws.used_bytes, ws.reserved_bytes
+                    );
+                }
+            }
+        }
+        AdminCommand::CreateKey { workspaces, role, name, json } => {
+            let workspaces = workspaces
+                .iter()
+                .map(|ws| WorkspaceId::parse(ws))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(core)?;
+            let role: Role = role.parse().map_err(core)?;
+            let issued = cabinet.create_api_key(workspaces, role, name).await.map_err(core)?;
+            if json {
+                let mut value = key_json(&issued.key);
+                value["key"] = Value::String(issued.secret);
+                println!("{value}");
+            } else {
+                println!(
+                    "created key {} ({}); its secret, shown only this once:\n{}",
+                    issued.key.id,
+                    role.as_str(),
+                    issued.secret
+                );
+            }
+        }
+        AdminCommand::ListKeys { workspace, json } => {
+            let keys =
+                cabinet.list_api_keys(&WorkspaceId::parse(&workspace).map_err(core)?).await.map_err(core)?;
+            if json {
+                println!("{}", Value::Array(keys.iter().map(key_json).collect()));
+            } else {
+                for key in keys {
+                    let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!(
+                        "{}  {}  …{}  {state}  {}",
+                        key.id,
+                        key.role.as_str(),
+                        key.hint,
+                        key.name.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        AdminCommand::RevokeKey { id, json } => {
+            let id = ApiKeyId::parse(&id).map_err(core)?;
+            cabinet.revoke_api_key(&id).await.map_err(core)?;
+            if json {
+                println!("{}", json!({"id": id, "revoked": true}));
+            } else {
+                println!("revoked key {id}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Settings: flags, then `CABINET_*` environment variables, then a TOML file, then defaults.
+//! Every setting has one field here and one line in `cabinet serve --help`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+
+/// Where the data lives; shared by `serve` and `admin`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// A TOML file with any of the settings below (as snake_case keys).
+    #[arg(long, env = "CABINET_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// The data folder: the SQLite database, blobs and the signing key live here by default.
+    #[arg(long, env = "CABINET_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata database URL (default: sqlite://<data-dir>/cabinet.db).
+    #[arg(long, env = "CABINET_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Blob storage: `local` (under <data-dir>/blobs) or `local:/some/folder`.
+    #[arg(long, env = "CABINET_STORAGE", global = true)]
+    pub storage: Option<String>,
+}
+
+/// Settings only the server needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CABINET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL clients reach this server at, used in signed URLs (default: http://<listen>).
+    #[arg(long, env = "CABINET_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Secret for signing URLs, at least 32 bytes; the same on every node
+    /// (default: generated once into <data-dir>/signing.key).
+    #[arg(long, env = "CABINET_SIGNING_SECRET", hide_env_values = true)]
+    pub signing_secret: Option<String>,
+    /// Lifetime of upload URLs, in seconds.
+    #[arg(long, env = "CABINET_UPLOAD_URL_TTL")]
+    pub upload_url_ttl: Option<u64>,
+    /// Default lifetime of download URLs, in seconds.
+    #[arg(long, env = "CABINET_DOWNLOAD_URL_TTL")]
+    pub download_url_ttl: Option<u64>,
+    /// Largest file any workspace may hold, in bytes.
+    #[arg(long, env = "CABINET_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Largest direct (`POST /v1/files`) upload, in bytes.
+    #[arg(long, env = "CABINET_DIRECT_UPLOAD_MAX_BYTES")]
+    pub direct_upload_max_bytes: Option<u64>,
+    /// Largest JSON (base64) upload request body, in bytes.
+    #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES")]
+    pub json_upload_max_bytes: Option<usize>,
+    /// How often the sweeper fails expired uploads, in seconds.
+    #[arg(long, env = "CABINET_SWEEP_INTERVAL")]
+    pub sweep_interval: Option<u64>,
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds.
+    #[arg(long, env = "CABINET_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<u64>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "CABINET_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file: every setting, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    storage: Option<String>,
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    signing_secret: Option<String>,
+    upload_url_ttl: Option<u64>,
+    download_url_ttl: Option<u64>,
+    max_file_bytes: Option<u64>,
+    direct_upload_max_bytes: Option<u64>,
+    json_upload_max_bytes: Option<usize>,
+    sweep_interval: Option<u64>,
+    shutdown_grace: Option<u64>,
+    log_format: Option<String>,
+}
+
+/// Where the stores are.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub blob_root: PathBuf,
+}
+
+/// Everything `serve` runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub store: StoreConfig,
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub signing_secret: Option<String>,
+    pub upload_url_ttl: u64,
+    pub download_url_ttl: u64,
+    pub max_file_bytes: u64,
+    pub direct_upload_max_bytes: u64,
+    pub json_upload_max_bytes: usize,
+    pub sweep_interval: u64,
+    pub shutdown_grace: u64,
+    pub json_logs: bool,
+}
+
+fn load_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let Some(path) = path else { return Ok(FileSettings::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn resolve_store(args: &StoreArgs, file: &FileSettings) -> anyhow::Result<StoreConfig> {
+    let data_dir =
+        args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("cabinet-data"));
+    let database_url = args
+        .database_url
+        .clone()
+        .or(file.database_url.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cabinet.db").display()));
+    let storage = args.storage.clone().or(file.storage.clone()).unwrap_or_else(|| "local".to_owned());
+    let blob_root = match storage.as_str() {
+        "local" => data_dir.join("blobs"),
+        other => match other.strip_prefix("local:") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => bail!(
+                "--storage must be `local` or `local:/path` (S3 is not in this build yet), not {other:?}"
+            ),
+        },
+    };
+    Ok(StoreConfig { data_dir, database_url, blob_root })
+}
+
+/// Resolves the store settings alone (for `admin`).
+pub fn store_config(args: &StoreArgs) -> anyhow::Result<StoreConfig> {
+    let file = load_file(args.config.as_deref())?;
+    resolve_store(args, &file)
+}
+
+/// Resolves everything `serve` needs.
+pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let file = load_file(store.config.as_deref())?;
+    let log_format = args.log_format.clone().or(file.log_format.clone()).unwrap_or_else(|| "text".to_owned());
+    let json_logs = match log_format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => bail!("--log-format must be text or json, not {other:?}"),
+    };
+    Ok(ServeConfig {
+        store: resolve_store(store, &file)?,
+        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        public_url: args.public_url.clone().or(file.public_url),
+        signing_secret: args.signing_secret.clone().or(file.signing_secret),
+        upload_url_ttl: args.upload_url_ttl.or(file.upload_url_ttl).unwrap_or(3600),
+        download_url_ttl: args.download_url_ttl.or(file.download_url_ttl).unwrap_or(3600),
+        max_file_bytes: args.max_file_bytes.or(file.max_file_bytes).unwrap_or(50 << 30),
+        direct_upload_max_bytes: args
+            .direct_upload_max_bytes
+            .or(file.direct_upload_max_bytes)
+            .unwrap_or(512 << 20),
+        json_upload_max_bytes: args.json_upload_max_bytes.or(file.json_upload_max_bytes).unwrap_or(16 << 20),
+        sweep_interval: args.sweep_interval.or(file.sweep_interval).unwrap_or(30).max(1),
+        shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
+        json_logs,
+    })
+}

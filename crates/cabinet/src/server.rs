@@ -1,0 +1,157 @@
+//! Assembling Cabinet from its configuration, and running the server: recovery before serving,
+//! the sweeper, and a graceful shutdown that lets in-flight requests finish.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cabinet_api::HttpLimits;
+use cabinet_blob::LocalBlobStore;
+use cabinet_core::{Cabinet, Clock, Settings, SystemClock, UrlSigner};
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::config::{ServeConfig, StoreConfig};
+
+/// Reads the signing secret from the data folder, creating it (readable by the owner only) on
+/// first use.
+fn signing_secret_from(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("signing.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return Ok(text.trim().as_bytes().to_vec()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let text = hex::encode(secret);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()?;
+            Ok(text.into_bytes())
+        }
+        // Another process created it first: use theirs.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+        }
+        Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+/// Builds the service over the configured stores.
+pub async fn assemble(
+    store: &StoreConfig,
+    signing_secret: Option<&str>,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Cabinet> {
+    std::fs::create_dir_all(&store.data_dir)
+        .with_context(|| format!("creating the data folder {}", store.data_dir.display()))?;
+    let secret = match signing_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => signing_secret_from(&store.data_dir)?,
+    };
+    let signer = UrlSigner::new(secret).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let metadata = cabinet_store_sql::connect(&store.database_url).await.map_err(|err| {
+        anyhow::anyhow!("opening the database: {err} ({:?})", std::error::Error::source(&err))
+    })?;
+    let blobs = LocalBlobStore::open(&store.blob_root)
+        .with_context(|| format!("opening blob storage at {}", store.blob_root.display()))?;
+    Ok(Cabinet::new(metadata, Arc::new(blobs), clock, signer, settings))
+}
+
+/// The core settings a serve configuration implies.
+pub fn settings_of(config: &ServeConfig, public_url: String) -> Settings {
+    Settings {
+        public_url,
+        upload_url_ttl: chrono::Duration::seconds(config.upload_url_ttl as i64),
+        download_url_ttl: chrono::Duration::seconds(config.download_url_ttl as i64),
+        max_file_bytes: config.max_file_bytes,
+        direct_upload_max_bytes: config.direct_upload_max_bytes,
+        ..Settings::default()
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let public_url = public_url.trim_end_matches('/').to_owned();
+    if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+        bail!("--public-url must start with http:// or https://");
+    }
+    let cabinet = assemble(
+        &config.store,
+        config.signing_secret.as_deref(),
+        settings_of(&config, public_url.clone()),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    cabinet.recover_after_restart().await.map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
+    if let Some(boot) = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))? {
+        println!(
+            "Created workspace \"{}\" ({}) and an admin API key. The key is shown only this once:\n\n  {}\n\nTry it:\n  curl -H 'Authorization: Bearer {}' {public_url}/v1/quota\n",
+            boot.workspace.name, boot.workspace.id, boot.key.secret, boot.key.secret
+        );
+    }
+    println!("Cabinet listening on http://{address} (public URL {public_url}, docs at {public_url}/docs)");
+
+    let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), Duration::from_secs(config.sweep_interval)));
+    let app = cabinet_api::app(cabinet, HttpLimits { json_upload_bytes: config.json_upload_max_bytes });
+    let grace = Duration::from_secs(config.shutdown_grace);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    });
+    let mut stop_rx = stop_rx;
+    tokio::select! {
+        result = server => result?,
+        _ = async {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("the shutdown grace period ended with requests still running"),
+    }
+    sweeper.abort();
+    Ok(())
+}
+
+async fn sweep_forever(cabinet: Cabinet, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = cabinet.sweep_expired_uploads().await {
+            tracing::warn!(error = %err, "sweeping expired uploads failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

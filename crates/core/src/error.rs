@@ -1,0 +1,126 @@
+//! The one error type of Cabinet: every variant has a stable string `code` and a `kind` that the
+//! HTTP layer maps to a status in one place. Internal causes are kept for the log, never shown.
+
+use std::error::Error as StdError;
+
+/// What sort of failure an [`Error`] is; each HTTP surface maps this to its own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed (400).
+    BadRequest,
+    /// No valid credentials (401).
+    Unauthenticated,
+    /// Valid credentials, not allowed (403).
+    Forbidden,
+    /// Unknown id, including another tenant's (404).
+    NotFound,
+    /// The state of the resource does not allow it (409).
+    Conflict,
+    /// The body or the declared size is too large (413).
+    TooLarge,
+    /// Well-formed, but failed validation (422).
+    Unprocessable,
+    /// The workspace's storage quota would be exceeded (507).
+    QuotaExceeded,
+    /// Our fault (500); details are logged, not returned.
+    Internal,
+    /// A dependency (database, storage) is not reachable right now (503).
+    Unavailable,
+}
+
+/// Cabinet's error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed input, with a stable code such as `invalid_name`.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// Missing, unknown, revoked or expired credentials.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller's role or scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A signed URL that is malformed, tampered with or expired.
+    #[error("{message}")]
+    BadSignature { code: &'static str, message: &'static str },
+    /// No such thing in the caller's workspace.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A conflict with the current state, with a stable code such as `upload_not_waiting`.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Too many bytes.
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
+    /// Well-formed input that failed verification (size or checksum mismatch).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// The workspace's quota cannot take `requested` more bytes.
+    #[error("storage quota exceeded: {requested} bytes requested, {available} bytes available")]
+    QuotaExceeded { requested: u64, available: u64 },
+    /// A dependency is down.
+    #[error("service unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    /// Anything else; the source is logged, never returned.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl Error {
+    /// The stable, machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest { code, .. }
+            | Error::Conflict { code, .. }
+            | Error::TooLarge { code, .. }
+            | Error::Unprocessable { code, .. }
+            | Error::BadSignature { code, .. } => code,
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The category, for mapping to a status.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadRequest { .. } => ErrorKind::BadRequest,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::Forbidden(_) | Error::BadSignature { .. } => ErrorKind::Forbidden,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Unprocessable { .. } => ErrorKind::Unprocessable,
+            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest { code, message: message.into() }
+    }
+
+    /// A 409 with a code and message.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict { code, message: message.into() }
+    }
+
+    /// A 500 wrapping its cause.
+    pub fn internal(cause: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Error::Internal(cause.into())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::Internal(Box::new(err))
+    }
+}
+
+/// Cabinet's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,123 @@
+//! Cabinet's core: the rules of uploads, files, quota and access, over two ports (metadata and
+//! blobs) and a clock. Knows nothing of HTTP, SQL or S3.
+
+pub mod access;
+pub mod admin;
+pub mod clock;
+pub mod content_type;
+pub mod error;
+pub mod files;
+pub mod ids;
+pub mod maintenance;
+pub mod model;
+pub mod names;
+pub mod ports;
+pub mod quota;
+pub mod signing;
+pub mod uploads;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+pub use access::Caller;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorKind, Result};
+pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
+pub use model::*;
+pub use ports::{BlobStore, ByteRange, ByteStream, MetadataStore};
+pub use signing::UrlSigner;
+
+/// Where Cabinet's own storage endpoint takes the bytes of an upload: `{prefix}/{ws}/{upload}`.
+pub const STORAGE_UPLOAD_PREFIX: &str = "/storage/v1/uploads";
+/// Where Cabinet's own storage endpoint serves a file: `{prefix}/{ws}/{file}`.
+pub const STORAGE_FILE_PREFIX: &str = "/storage/v1/files";
+
+/// The limits and windows a deployment sets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The base URL clients reach this service at, without a trailing slash.
+    pub public_url: String,
+    /// How long an upload URL lives unless the client asks for less.
+    pub upload_url_ttl: Duration,
+    /// How long a download URL lives unless the client asks otherwise.
+    pub download_url_ttl: Duration,
+    /// The longest any signed URL may live.
+    pub max_url_ttl: Duration,
+    /// The largest file, whatever the workspace says.
+    pub max_file_bytes: u64,
+    /// The largest direct (`POST /v1/files`) upload.
+    pub direct_upload_max_bytes: u64,
+    /// How long past its URL's expiry an upload whose bytes are arriving may keep receiving.
+    pub receive_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            upload_url_ttl: Duration::hours(1),
+            download_url_ttl: Duration::hours(1),
+            max_url_ttl: Duration::days(7),
+            max_file_bytes: 50 * 1024 * 1024 * 1024,
+            direct_upload_max_bytes: 512 * 1024 * 1024,
+            receive_grace: Duration::hours(1),
+        }
+    }
+}
+
+/// The service: every HTTP surface calls these methods and nothing else.
+#[derive(Clone)]
+pub struct Cabinet {
+    store: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<dyn Clock>,
+    signer: UrlSigner,
+    settings: Arc<Settings>,
+}
+
+impl Cabinet {
+    /// Assembles the service from its ports.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        signer: UrlSigner,
+        settings: Settings,
+    ) -> Self {
+        Self { store, blobs, clock, signer, settings: Arc::new(settings) }
+    }
+
+    /// The deployment's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The current time by the injected clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// Checks both stores answer.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.ping().await?;
+        self.blobs.ping().await
+    }
+
+    /// Clamps a requested URL lifetime to 1 s ..= the maximum, or the default when absent.
+    fn url_ttl(&self, requested_secs: Option<u64>, default: Duration) -> Result<Duration> {
+        match requested_secs {
+            None => Ok(default),
+            Some(secs) if secs >= 1 && (secs as i64) <= self.settings.max_url_ttl.num_seconds() => {
+                Ok(Duration::seconds(secs as i64))
+            }
+            Some(_) => Err(Error::bad_request(
+                "invalid_expires_in",
+                format!(
+                    "expires_in must be between 1 and {} seconds",
+                    self.settings.max_url_ttl.num_seconds()
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The domain's records: workspaces, keys, uploads, files. Plain data; the rules that change them
+//! live in the services.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+use crate::ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
+
+/// What an API key may do. Ordered: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read files and metadata.
+    Read,
+    /// Also upload, change and delete files.
+    Write,
+    /// Also manage keys and workspace settings.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+
+    fn from_str(raw: &str) -> Result<Self, Error> {
+        match raw {
+            "read" => Ok(Role::Read),
+            "write" => Ok(Role::Write),
+            "admin" => Ok(Role::Admin),
+            _ => Err(Error::bad_request("invalid_role", "role must be one of read, write, admin")),
+        }
+    }
+}
+
+/// A tenant and its quota ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    /// Total bytes the workspace may hold; `None` is unlimited.
+    pub limit_bytes: Option<u64>,
+    /// Largest single file; `None` is the server's limit.
+    pub max_file_bytes: Option<u64>,
+    /// Sum of the sizes of the workspace's files.
+    pub used_bytes: u64,
+    /// Sum of the declared sizes of its live uploads.
+    pub reserved_bytes: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key as stored: never its secret, only the secret's hash and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub name: Option<String>,
+    pub role: Role,
+    /// The workspaces this key may act on; never empty.
+    pub workspaces: Vec<WorkspaceId>,
+    /// The last characters of the secret, to tell keys apart in listings.
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Where an upload session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UploadStatus {
+    /// Created; no bytes have arrived.
+    Waiting,
+    /// Bytes are arriving.
+    Uploading,
+    /// Verified; the file exists.
+    Success,
+    /// Ended without a file; see the reason.
+    Failed,
+}
+
+impl UploadStatus {
+    /// The status as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Waiting => "WAITING",
+            UploadStatus::Uploading => "UPLOADING",
+            UploadStatus::Success => "SUCCESS",
+            UploadStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "WAITING" => UploadStatus::Waiting,
+            "UPLOADING" => UploadStatus::Uploading,
+            "SUCCESS" => UploadStatus::Success,
+            "FAILED" => UploadStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the upload still holds a reservation.
+    pub fn is_live(self) -> bool {
+        matches!(self, UploadStatus::Waiting | UploadStatus::Uploading)
+    }
+}
+
+/// Why an upload failed; machine-readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// Its URL expired before the bytes arrived.
+    Expired,
+    /// More or fewer bytes than declared arrived.
+    SizeMismatch,
+    /// The bytes did not hash to the declared sha256.
+    ChecksumMismatch,
+    /// The quota could not take it.
+    QuotaExceeded,
+    /// Its content type is not accepted.
+    RejectedType,
+    /// The client cancelled it.
+    Cancelled,
+    /// The client stopped sending before the end.
+    Incomplete,
+    /// The server stopped while the bytes were arriving.
+    Interrupted,
+    /// The storage could not take the bytes.
+    StorageError,
+}
+
+impl FailureReason {
+    /// The reason as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Expired => "expired",
+            FailureReason::SizeMismatch => "size_mismatch",
+            FailureReason::ChecksumMismatch => "checksum_mismatch",
+            FailureReason::QuotaExceeded => "quota_exceeded",
+            FailureReason::RejectedType => "rejected_type",
+            FailureReason::Cancelled => "cancelled",
+            FailureReason::Incomplete => "incomplete",
+            FailureReason::Interrupted => "interrupted",
+            FailureReason::StorageError => "storage_error",
+        }
+    }
+
+    /// Parses a stored reason.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "expired" => FailureReason::Expired,
+            "size_mismatch" => FailureReason::SizeMismatch,
+            "checksum_mismatch" => FailureReason::ChecksumMismatch,
+            "quota_exceeded" => FailureReason::QuotaExceeded,
+            "rejected_type" => FailureReason::RejectedType,
+            "cancelled" => FailureReason::Cancelled,
+            "incomplete" => FailureReason::Incomplete,
+            "interrupted" => FailureReason::Interrupted,
+            "storage_error" => FailureReason::StorageError,
+            _ => return None,
+        })
+    }
+}
+
+/// An upload session: a reservation that becomes a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub workspace_id: WorkspaceId,
+    pub id: UploadId,
+    pub name: String,
+    /// Declared size in bytes; reserved against the quota while live.
+    pub size: u64,
+    pub declared_mime: Option<String>,
+    /// Declared sha256, lowercase hex.
+    pub sha256: Option<String>,
+    pub folder_id: Option<FolderId>,
+    pub status: UploadStatus,
+    pub failure_reason: Option<FailureReason>,
+    /// The id the file will have; fixed at creation so the blob's key is known up front.
+    pub file_id: FileId,
+    /// Where the finished bytes will live in the blob store.
+    pub blob_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A finished, verified file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub workspace_id: WorkspaceId,
+    pub id: FileId,
+    pub name: String,
+    /// Sniffed from the bytes.
+    pub mime_type: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub folder_id: Option<FolderId>,
+    pub blob_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A workspace's quota, as shown to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub used_bytes: u64,
+    pub reserved_bytes: u64,
+    pub limit_bytes: Option<u64>,
+    pub max_file_size_bytes: u64,
+}
+
+impl Quota {
+    /// Bytes that a new upload may still reserve; `None` when unlimited.
+    pub fn available_bytes(&self) -> Option<u64> {
+        self.limit_bytes.map(|limit| limit.saturating_sub(self.used_bytes + self.reserved_bytes))
+    }
+
+    /// Used share of the limit, 0–100, two decimals; `None` when unlimited.
+    pub fn percent_used(&self) -> Option<f64> {
+        self.limit_bytes.map(|limit| {
+            if limit == 0 {
+                return 100.0;
+            }
+            (self.used_bytes as f64 * 10_000.0 / limit as f64).round() / 100.0
+        })
+    }
+}
+
+/// A workspace's totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub total_size: u64,
+    pub file_count: u64,
+}
+
+/// One page of a keyset-paged list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque; pass it back to get the next page. `None` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,191 @@
+//! The ports: what the core needs from a metadata store and a blob store. Each has one
+//! conformance suite and several implementations (SQLite, PostgreSQL; local folder, S3).
+
+use std::collections::HashSet;
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+use crate::ids::{ApiKeyId, FileId, UploadId, WorkspaceId};
+use crate::model::{ApiKey, FailureReason, FileRecord, Upload, Usage, Workspace};
+
+/// A stream of bytes with I/O errors; the one shape in which file contents move.
+pub type ByteStream<'a> = BoxStream<'a, io::Result<Bytes>>;
+
+/// Where a keyset page of files starts: strictly after this (created_at, id), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: FileId,
+}
+
+/// What to list.
+#[derive(Debug, Clone)]
+pub struct FileListQuery {
+    /// 1 to 100.
+    pub limit: u32,
+    pub after: Option<FileCursor>,
+}
+
+/// The metadata port. Every call that touches tenant data takes the workspace first and is
+/// scoped by it; calls that change the quota ledger do so in the same transaction as the change.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a workspace; `Conflict` when the name is taken.
+    async fn create_workspace(&self, workspace: &Workspace) -> Result<()>;
+    /// One workspace, or `NotFound`.
+    async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace>;
+    /// Every workspace, oldest first.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+
+    /// Stores a key under the hash of its secret.
+    async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()>;
+    /// The key whose secret hashes to this, revoked or not.
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
+    /// The keys that may act on a workspace.
+    async fn list_api_keys(&self, workspace: &WorkspaceId) -> Result<Vec<ApiKey>>;
+    /// Marks a key revoked; `NotFound` when there is no such key.
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()>;
+
+    /// Inserts a live upload and reserves its size, atomically: `QuotaExceeded` (and nothing
+    /// written) when `used + reserved + size` would pass the limit.
+    async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()>;
+    /// One upload, or `NotFound`.
+    async fn get_upload(&self, workspace: &WorkspaceId, id: &UploadId) -> Result<Upload>;
+    /// WAITING → UPLOADING; false when the upload was not WAITING.
+    async fn begin_receiving(
+        &self,
+        workspace: &WorkspaceId,
+        id: &UploadId,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// In one transaction: the live upload becomes SUCCESS, the file is created and the
+    /// reservation becomes usage. False (and nothing written) when the upload was not live.
+    async fn finish_upload(&self, workspace: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool>;
+    /// In one transaction: the live upload becomes FAILED and its reservation is released.
+    /// False when it was not live.
+    async fn fail_upload(
+        &self,
+        workspace: &WorkspaceId,
+        id: &UploadId,
+        reason: FailureReason,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Live uploads that should be failed as expired: WAITING ones whose URL expired before
+    /// `waiting_before`, UPLOADING ones that expired before `uploading_before`.
+    async fn expired_uploads(
+        &self,
+        waiting_before: DateTime<Utc>,
+        uploading_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, UploadId)>>;
+    /// Every upload whose bytes were arriving; used at start-up when those bytes are gone.
+    async fn receiving_uploads(&self, limit: u32) -> Result<Vec<(WorkspaceId, UploadId)>>;
+
+    /// Creates a file that skipped the reservation (a direct upload), charging its size to the
+    /// quota in the same transaction: `QuotaExceeded` (and nothing written) when it does not fit.
+    async fn insert_file_charging(&self, file: &FileRecord) -> Result<()>;
+    /// One file, or `NotFound`.
+    async fn get_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
+    /// A page of files, newest first.
+    async fn list_files(&self, workspace: &WorkspaceId, query: &FileListQuery) -> Result<Vec<FileRecord>>;
+    /// Deletes the file's record and returns its bytes to the quota, in one transaction.
+    async fn delete_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
+    /// File count and total size.
+    async fn usage(&self, workspace: &WorkspaceId) -> Result<Usage>;
+
+    /// Which of these blob keys a file or a live upload owns.
+    async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>>;
+}
+
+/// Bytes that have landed in a temporary object and been measured, not yet a file.
+#[derive(Debug)]
+pub struct StagedBlob {
+    /// The blob store's handle on the temporary object.
+    pub temp_key: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// The first bytes, for sniffing the content type.
+    pub head: Bytes,
+}
+
+/// Why staging stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// More bytes arrived than the limit allows; the rest were not read.
+    #[error("more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The client's stream broke.
+    #[error("the request body ended early: {0}")]
+    Body(#[source] io::Error),
+    /// The storage failed.
+    #[error("storage failed: {0}")]
+    Storage(#[source] io::Error),
+}
+
+/// A byte range, inclusive on both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl ByteRange {
+    /// How many bytes the range covers.
+    pub fn len(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    /// Never true: a range covers at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A URL a client can send bytes to directly, bypassing Cabinet.
+#[derive(Debug, Clone)]
+pub struct PresignedUpload {
+    pub url: String,
+    pub method: &'static str,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The blob port.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Checks the store can be written.
+    async fn ping(&self) -> Result<()>;
+
+    /// Streams bytes into a temporary object while hashing them, stopping with `TooLarge` as soon
+    /// as more than `limit` bytes arrive. On error nothing is left behind.
+    async fn stage(&self, body: ByteStream<'_>, limit: u64) -> Result<StagedBlob, StageError>;
+    /// Makes a staged object durable under `key`.
+    async fn commit(&self, staged: &StagedBlob, key: &str) -> Result<()>;
+    /// Removes a staged object (by its `temp_key`); absent objects are not an error.
+    async fn discard(&self, temp_key: &str);
+
+    /// Reads an object, or a range of it.
+    async fn open(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream<'static>>;
+    /// Removes an object; absent objects are not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Every committed key, in pages; for the orphan sweep.
+    async fn list_keys(&self) -> Result<Vec<String>>;
+    /// Removes every temporary object; returns how many. Only safe when nothing is staging.
+    async fn remove_temporaries(&self) -> Result<u64>;
+
+    /// Whether bytes reach this store only through Cabinet (so uploads left UPLOADING by a stopped
+    /// server can never finish).
+    fn receives_through_cabinet(&self) -> bool;
+    /// A URL a client can upload to directly, or `None` to use Cabinet's own storage endpoint.
+    fn presign_upload(&self, _upload: &Upload) -> Option<PresignedUpload> {
+        None
+    }
+}

@@ -1,0 +1,276 @@
+//! Signed URLs for Cabinet's own storage endpoint.
+//!
+//! A signed URL works only for its operation (upload: PUT or multipart POST; download: GET or
+//! HEAD), its workspace and object, its size limit and its time window. The signature is an
+//! HMAC-SHA256 over all of those; the query must carry exactly the signed parameters in their
+//! canonical order, and the signature is compared in constant time.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a signed URL lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedOperation {
+    /// Send the bytes of one upload.
+    Upload,
+    /// Read one file.
+    Download,
+}
+
+impl SignedOperation {
+    fn as_str(self) -> &'static str {
+        match self {
+            SignedOperation::Upload => "upload",
+            SignedOperation::Download => "download",
+        }
+    }
+}
+
+/// The parameters a signed URL carries besides its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedParams {
+    /// Unix seconds after which the URL is refused.
+    pub expires: i64,
+    /// Upload: the most bytes accepted. Download: unused (0).
+    pub max_bytes: u64,
+    /// Download: serve as an attachment.
+    pub attachment: bool,
+}
+
+/// Signs and verifies storage URLs with one secret, shared by every node.
+#[derive(Clone)]
+pub struct UrlSigner {
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for UrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlSigner(..)")
+    }
+}
+
+const SIGNATURE_BYTES: usize = 32;
+
+impl UrlSigner {
+    /// A signer; the secret must be at least 32 bytes.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self> {
+        let secret = secret.into();
+        if secret.len() < 32 {
+            return Err(Error::bad_request(
+                "weak_signing_secret",
+                "the signing secret must be at least 32 bytes",
+            ));
+        }
+        Ok(Self { secret })
+    }
+
+    fn mac(&self, op: SignedOperation, workspace: &str, object: &str, params: &SignedParams) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        // Length-prefixed fields, so no two different inputs produce the same signed message.
+        for field in [
+            "cabinet-storage-v1",
+            op.as_str(),
+            workspace,
+            object,
+            &params.expires.to_string(),
+            &params.max_bytes.to_string(),
+            if params.attachment { "attachment" } else { "inline" },
+        ] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        mac
+    }
+
+    /// The query string (without `?`) that authorises `op` on `workspace/object`.
+    pub fn sign(&self, op: SignedOperation, workspace: &str, object: &str, params: &SignedParams) -> String {
+        let signature =
+            URL_SAFE_NO_PAD.encode(self.mac(op, workspace, object, params).finalize().into_bytes());
+        let mut query = format!("expires={}", params.expires);
+        if op == SignedOperation::Upload {
+            query.push_str(&format!("&max={}", params.max_bytes));
+        }
+        if params.attachment {
+            query.push_str("&dl=1");
+        }
+        query.push_str("&sig=");
+        query.push_str(&signature);
+        query
+    }
+
+    /// Checks a raw query string against `op` on `workspace/object` at `now`, and returns the
+    /// parameters it authorises.
+    pub fn verify(
+        &self,
+        op: SignedOperation,
+        workspace: &str,
+        object: &str,
+        raw_query: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<SignedParams> {
+        let (params, signature) = parse_query(op, raw_query.unwrap_or(""))?;
+        self.mac(op, workspace, object, &params)
+            .verify_slice(&signature)
+            .map_err(|_| invalid("the URL's signature does not match"))?;
+        if now.timestamp() >= params.expires {
+            return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
+        }
+        Ok(params)
+    }
+}
+
+/// Seconds since the epoch, rounded up so a URL never lives shorter than asked.
+pub fn expiry_timestamp(at: DateTime<Utc>) -> i64 {
+    let secs = at.timestamp();
+    if at.timestamp_subsec_millis() > 0 {
+        secs + 1
+    } else {
+        secs
+    }
+}
+
+/// The instant a signed URL's `expires` names.
+pub fn expiry_instant(expires: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(expires, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn invalid(message: &'static str) -> Error {
+    Error::BadSignature { code: "invalid_signature", message }
+}
+
+/// Parses exactly `expires=N[&max=N][&dl=1]&sig=S`, in that order, each once.
+fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)> {
+    let incomplete = || invalid("the URL is not a complete signed URL");
+    let pairs: Vec<(&str, &str)> =
+        raw.split('&').map(|pair| pair.split_once('=').unwrap_or((pair, ""))).collect();
+    let mut pairs = pairs.into_iter().peekable();
+    let mut take = |name: &str| match pairs.next() {
+        Some((key, value)) if key == name => Ok(value),
+        _ => Err(incomplete()),
+    };
+    let expires = parse_decimal(take("expires")?)?;
+    let max_bytes = match op {
+        SignedOperation::Upload => parse_decimal(take("max")?)?,
+        SignedOperation::Download => 0,
+    };
+    let attachment = match pairs.peek() {
+        Some(("dl", "1")) if op == SignedOperation::Download => {
+            pairs.next();
+            true
+        }
+        _ => false,
+    };
+    let signature = match (pairs.next(), pairs.next()) {
+        (Some(("sig", value)), None) => value,
+        (Some(("sig", _)), Some(_)) => {
+            return Err(invalid("the URL carries parameters that were not signed"))
+        }
+        _ => return Err(incomplete()),
+    };
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .ok()
+        .filter(|sig| sig.len() == SIGNATURE_BYTES)
+        .ok_or_else(|| invalid("the URL's signature is malformed"))?;
+    let expires = i64::try_from(expires).map_err(|_| incomplete())?;
+    Ok((SignedParams { expires, max_bytes, attachment }, signature))
+}
+
+fn parse_decimal(raw: &str) -> Result<u64> {
+    if raw.is_empty() || raw.len() > 19 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("the URL is not a complete signed URL"));
+    }
+    raw.parse().map_err(|_| invalid("the URL is not a complete signed URL"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn signer() -> UrlSigner {
+        UrlSigner::new(vec![7u8; 32]).unwrap()
+    }
+
+    fn upload_query(expires: i64) -> String {
+        let params = SignedParams { expires, max_bytes: 100, attachment: false };
+        signer().sign(SignedOperation::Upload, "ws_a", "upl_b", &params)
+    }
+
+    #[test]
+    fn a_signed_upload_url_verifies_for_exactly_what_it_was_signed_for() {
+        let now = Utc::now();
+        let query = upload_query(now.timestamp() + 60);
+        let params = signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&query), now).unwrap();
+        assert_eq!(params.max_bytes, 100);
+        for (op, ws, object) in [
+            (SignedOperation::Download, "ws_a", "upl_b"),
+            (SignedOperation::Upload, "ws_x", "upl_b"),
+            (SignedOperation::Upload, "ws_a", "upl_c"),
+        ] {
+            assert!(signer().verify(op, ws, object, Some(&query), now).is_err());
+        }
+    }
+
+    #[test]
+    fn every_changed_truncated_or_reordered_query_is_refused() {
+        let now = Utc::now();
+        let query = upload_query(now.timestamp() + 60);
+        let mut variants = vec![
+            query.replace("max=100", "max=101"),
+            query.replace("expires=", "expires=1"),
+            query[..query.len() - 1].to_owned(),
+            format!("{query}&extra=1"),
+            format!("{query}&sig=AAAA"),
+            String::new(),
+        ];
+        let parts: Vec<&str> = query.split('&').collect();
+        variants.push(format!("{}&{}&{}", parts[1], parts[0], parts[2]));
+        for bad in variants {
+            let verdict = signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&bad), now);
+            assert!(verdict.is_err(), "accepted {bad}");
+        }
+        let mut sig_flipped = query.clone().into_bytes();
+        let last = sig_flipped.len() - 2;
+        sig_flipped[last] = if sig_flipped[last] == b'A' { b'B' } else { b'A' };
+        let sig_flipped = String::from_utf8(sig_flipped).unwrap();
+        assert!(signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&sig_flipped), now).is_err());
+    }
+
+    #[test]
+    fn an_expired_url_is_refused_with_its_own_code() {
+        let now = Utc::now();
+        let query = upload_query(now.timestamp() + 1);
+        let later = now + Duration::seconds(2);
+        let err = signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&query), later).unwrap_err();
+        assert_eq!(err.code(), "url_expired");
+    }
+
+    #[test]
+    fn a_url_signed_with_another_secret_is_refused() {
+        let now = Utc::now();
+        let query = upload_query(now.timestamp() + 60);
+        let other = UrlSigner::new(vec![8u8; 32]).unwrap();
+        let err = other.verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&query), now).unwrap_err();
+        assert_eq!(err.code(), "invalid_signature");
+    }
+
+    #[test]
+    fn the_attachment_flag_is_signed() {
+        let now = Utc::now();
+        let params = SignedParams { expires: now.timestamp() + 60, max_bytes: 0, attachment: false };
+        let inline = signer().sign(SignedOperation::Download, "ws_a", "file_b", &params);
+        let forged = inline.replace("&sig=", "&dl=1&sig=");
+        assert!(signer().verify(SignedOperation::Download, "ws_a", "file_b", Some(&forged), now).is_err());
+        let verified =
+            signer().verify(SignedOperation::Download, "ws_a", "file_b", Some(&inline), now).unwrap();
+        assert!(!verified.attachment);
+    }
+}

@@ -1,0 +1,386 @@
+//! The upload state machine: WAITING → UPLOADING → SUCCESS | FAILED.
+//!
+//! Starting an upload reserves its declared size against the quota. Bytes land in a temporary
+//! object while they are hashed; only when size (and sha256, when declared) are verified does the
+//! object become durable and, in one transaction, the upload SUCCESS, the file created and the
+//! reservation usage. Every failure path fails the upload with a reason, releases the reservation
+//! and removes the bytes.
+
+use chrono::{DateTime, Utc};
+
+use crate::content_type;
+use crate::error::{Error, Result};
+use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
+use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
+use crate::names::validate_name;
+use crate::ports::{ByteStream, StageError, StagedBlob};
+use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
+use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
+
+/// What a client declares when it starts an upload.
+#[derive(Debug, Clone, Default)]
+pub struct NewUpload {
+    pub name: String,
+    pub size: u64,
+    pub mime_type: Option<String>,
+    pub sha256: Option<String>,
+    pub folder_id: Option<FolderId>,
+    /// Seconds the upload URL should live; the server's default when absent.
+    pub expires_in: Option<u64>,
+}
+
+/// A started upload and where to send its bytes.
+#[derive(Debug, Clone)]
+pub struct UploadTicket {
+    pub upload: Upload,
+    pub url: String,
+    pub method: &'static str,
+    pub headers: Vec<(String, String)>,
+}
+
+/// An upload and, once it succeeded, its file.
+#[derive(Debug, Clone)]
+pub struct UploadState {
+    pub upload: Upload,
+    pub file: Option<FileRecord>,
+}
+
+/// Checks a declared sha256 and returns it lowercased.
+pub fn parse_sha256(raw: &str) -> Result<String> {
+    let hex = raw.trim().to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(Error::bad_request("invalid_sha256", "sha256 must be 64 hexadecimal characters"))
+    }
+}
+
+impl Cabinet {
+    /// Starts an upload: validates it, reserves its size and signs a URL for its bytes.
+    pub async fn start_upload(&self, caller: &Caller, request: NewUpload) -> Result<UploadTicket> {
+        caller.require(Role::Write)?;
+        let ws = &caller.workspace_id;
+        let name = validate_name(&request.name)?;
+        let declared_mime = request.mime_type.as_deref().map(content_type::parse_declared).transpose()?;
+        let sha256 = request.sha256.as_deref().map(parse_sha256).transpose()?;
+        let workspace = self.store.get_workspace(ws).await?;
+        let max_file = self.max_file_bytes(workspace.max_file_bytes);
+        if request.size > max_file {
+            return Err(Error::TooLarge {
+                code: "file_too_large",
+                message: format!(
+                    "the file is {} bytes; the most this workspace accepts is {max_file}",
+                    request.size
+                ),
+            });
+        }
+        if let Some(folder) = &request.folder_id {
+            self.check_folder(ws, folder).await?;
+        }
+        let ttl = self.url_ttl(request.expires_in, self.settings.upload_url_ttl)?;
+        let now = self.clock.now();
+        // The URL's expiry is whole seconds; the upload expires with it, never before.
+        let expires = expiry_timestamp(now + ttl);
+        let file_id = FileId::generate();
+        let upload = Upload {
+            workspace_id: ws.clone(),
+            id: UploadId::generate(),
+            name,
+            size: request.size,
+            declared_mime,
+            sha256,
+            folder_id: request.folder_id,
+            status: UploadStatus::Waiting,
+            failure_reason: None,
+            blob_key: format!("{ws}/{file_id}"),
+            file_id,
+            created_at: now,
+            updated_at: now,
+            expires_at: expiry_instant(expires),
+        };
+        self.store.insert_upload_reserving(&upload).await?;
+        let (url, method, headers) = match self.blobs.presign_upload(&upload) {
+            Some(direct) => (direct.url, direct.method, direct.headers),
+            None => {
+                let params = SignedParams { expires, max_bytes: upload.size, attachment: false };
+                let query =
+                    self.signer.sign(SignedOperation::Upload, ws.as_str(), upload.id.as_str(), &params);
+                let url =
+                    format!("{}{STORAGE_UPLOAD_PREFIX}/{ws}/{}?{query}", self.settings.public_url, upload.id);
+                let headers = upload
+                    .declared_mime
+                    .iter()
+                    .map(|mime| ("Content-Type".to_owned(), mime.clone()))
+                    .collect();
+                (url, "PUT", headers)
+            }
+        };
+        tracing::info!(workspace = %ws, upload = %upload.id, size = upload.size, "upload started");
+        Ok(UploadTicket { upload, url, method, headers })
+    }
+
+    /// An upload's state.
+    pub async fn get_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
+        caller.require(Role::Read)?;
+        self.upload_state(&caller.workspace_id, id).await
+    }
+
+    async fn upload_state(&self, ws: &WorkspaceId, id: &UploadId) -> Result<UploadState> {
+        let upload = self.store.get_upload(ws, id).await?;
+        let file = match upload.status {
+            // The file may have been deleted since; the upload still says SUCCESS.
+            UploadStatus::Success => self.store.get_file(ws, &upload.file_id).await.ok(),
+            _ => None,
+        };
+        Ok(UploadState { upload, file })
+    }
+
+    /// Finalizes an upload whose bytes went straight to the blob store; on any backend it is
+    /// idempotent: a finished upload is returned as it is.
+    pub async fn complete_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
+        caller.require(Role::Write)?;
+        let state = self.upload_state(&caller.workspace_id, id).await?;
+        match state.upload.status {
+            UploadStatus::Success => Ok(state),
+            UploadStatus::Failed => Err(Error::conflict(
+                "upload_failed",
+                format!(
+                    "the upload failed: {}",
+                    state.upload.failure_reason.map(FailureReason::as_str).unwrap_or("unknown")
+                ),
+            )),
+            UploadStatus::Uploading => {
+                Err(Error::conflict("upload_in_progress", "the upload's bytes are still arriving"))
+            }
+            UploadStatus::Waiting => {
+                Err(Error::conflict("upload_incomplete", "no bytes have been received for this upload yet"))
+            }
+        }
+    }
+
+    /// Cancels a live upload, releasing its reservation.
+    pub async fn cancel_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
+        caller.require(Role::Write)?;
+        let ws = &caller.workspace_id;
+        let upload = self.store.get_upload(ws, id).await?;
+        if upload.status == UploadStatus::Uploading {
+            return Err(Error::conflict(
+                "upload_in_progress",
+                "the upload's bytes are arriving; it cannot be cancelled now",
+            ));
+        }
+        if !self.store.fail_upload(ws, id, FailureReason::Cancelled, self.clock.now()).await? {
+            return Err(Error::conflict("upload_not_live", "the upload has already ended"));
+        }
+        self.upload_state(ws, id).await
+    }
+
+    /// Checks a signed upload URL and returns what it authorises.
+    pub fn verify_upload_url(
+        &self,
+        ws: &str,
+        upload: &str,
+        query: Option<&str>,
+    ) -> Result<(WorkspaceId, UploadId, u64)> {
+        let params = self.signer.verify(SignedOperation::Upload, ws, upload, query, self.clock.now())?;
+        let ws = WorkspaceId::parse(ws)?;
+        let upload = UploadId::parse(upload)?;
+        Ok((ws, upload, params.max_bytes))
+    }
+
+    /// Takes the bytes of an upload through Cabinet's storage endpoint (after its URL was
+    /// verified), and finishes or fails it.
+    pub async fn receive_upload(
+        &self,
+        ws: &WorkspaceId,
+        id: &UploadId,
+        body: ByteStream<'_>,
+        content_length: Option<u64>,
+    ) -> Result<UploadState> {
+        let upload = self.store.get_upload(ws, id).await?;
+        match upload.status {
+            UploadStatus::Waiting => {}
+            UploadStatus::Uploading => {
+                return Err(Error::conflict(
+                    "upload_in_progress",
+                    "bytes for this upload are already arriving",
+                ))
+            }
+            UploadStatus::Success | UploadStatus::Failed => {
+                return Err(Error::conflict(
+                    "upload_not_waiting",
+                    "this upload has already ended; start a new one",
+                ))
+            }
+        }
+        let now = self.clock.now();
+        if now >= upload.expires_at {
+            self.fail(&upload, FailureReason::Expired).await?;
+            return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
+        }
+        if content_length.is_some_and(|length| length > upload.size) {
+            self.fail(&upload, FailureReason::SizeMismatch).await?;
+            return Err(too_many_bytes(&upload));
+        }
+        if !self.store.begin_receiving(ws, id, now).await? {
+            return Err(Error::conflict("upload_not_waiting", "this upload is no longer waiting for bytes"));
+        }
+        // From here the upload is UPLOADING: if this future is dropped (the client went away, a
+        // timeout fired), the guard still fails the upload and releases its reservation.
+        let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
+        let staged = match self.blobs.stage(body, upload.size).await {
+            Ok(staged) => staged,
+            Err(err) => {
+                let (reason, error) = match err {
+                    StageError::TooLarge { .. } => (FailureReason::SizeMismatch, too_many_bytes(&upload)),
+                    StageError::Body(cause) => (
+                        FailureReason::Incomplete,
+                        Error::bad_request(
+                            "incomplete_body",
+                            format!("the upload's body ended early: {cause}"),
+                        ),
+                    ),
+                    StageError::Storage(cause) => (FailureReason::StorageError, Error::internal(cause)),
+                };
+                self.fail(&upload, reason).await?;
+                return Err(error);
+            }
+        };
+        let finished = self.finish(&upload, &staged).await;
+        guard.upload = None;
+        let file = finished?;
+        Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
+    }
+
+    /// Verifies staged bytes against the upload's declaration and turns them into its file.
+    async fn finish(&self, upload: &Upload, staged: &StagedBlob) -> Result<FileRecord> {
+        let verdict = if staged.size != upload.size {
+            Err((
+                FailureReason::SizeMismatch,
+                Error::Unprocessable {
+                    code: "size_mismatch",
+                    message: format!("{} bytes arrived; the upload declared {}", staged.size, upload.size),
+                },
+            ))
+        } else if upload.sha256.as_ref().is_some_and(|declared| *declared != staged.sha256) {
+            Err((
+                FailureReason::ChecksumMismatch,
+                Error::Unprocessable {
+                    code: "checksum_mismatch",
+                    message: "the bytes do not match the declared sha256".to_owned(),
+                },
+            ))
+        } else {
+            Ok(())
+        };
+        if let Err((reason, error)) = verdict {
+            self.blobs.discard(&staged.temp_key).await;
+            self.fail(upload, reason).await?;
+            return Err(error);
+        }
+        let now = self.clock.now();
+        let file = FileRecord {
+            workspace_id: upload.workspace_id.clone(),
+            id: upload.file_id.clone(),
+            name: upload.name.clone(),
+            mime_type: content_type::sniff(&staged.head, upload.declared_mime.as_deref(), &upload.name),
+            size: staged.size,
+            sha256: staged.sha256.clone(),
+            folder_id: upload.folder_id.clone(),
+            blob_key: upload.blob_key.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        if let Err(err) = self.blobs.commit(staged, &file.blob_key).await {
+            self.blobs.discard(&staged.temp_key).await;
+            self.fail(upload, FailureReason::StorageError).await?;
+            return Err(err);
+        }
+        // The bytes are durable; the file exists once this transaction commits.
+        match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
+            Ok(true) => {
+                tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
+                Ok(file)
+            }
+            Ok(false) => {
+                self.delete_blob_quietly(&file.blob_key).await;
+                Err(Error::conflict(
+                    "upload_not_live",
+                    "the upload ended (expired or cancelled) before it finished",
+                ))
+            }
+            Err(err) => {
+                self.delete_blob_quietly(&file.blob_key).await;
+                self.fail(upload, FailureReason::StorageError).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Fails a live upload (a no-op when it already ended).
+    async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
+        let failed =
+            self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now()).await?;
+        if failed {
+            tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn delete_blob_quietly(&self, key: &str) {
+        if let Err(err) = self.blobs.delete(key).await {
+            // The orphan sweep will find it.
+            tracing::warn!(error = %err, key, "could not delete a blob");
+        }
+    }
+
+    /// The largest file a workspace may hold.
+    pub(crate) fn max_file_bytes(&self, workspace_max: Option<u64>) -> u64 {
+        workspace_max.map_or(self.settings.max_file_bytes, |max| max.min(self.settings.max_file_bytes))
+    }
+
+    /// Folders arrive with the folder tree; until then no folder id names anything.
+    pub(crate) async fn check_folder(&self, _ws: &WorkspaceId, _folder: &FolderId) -> Result<()> {
+        Err(Error::NotFound("folder"))
+    }
+
+    /// The instant before which a live upload counts as expired (for the sweeper).
+    pub(crate) fn expiry_cutoffs(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        (now, now - self.settings.receive_grace)
+    }
+}
+
+/// Fails an UPLOADING upload whose receiving future was dropped before it ended.
+struct ReceivingGuard {
+    cabinet: Cabinet,
+    upload: Option<Upload>,
+}
+
+impl Drop for ReceivingGuard {
+    fn drop(&mut self) {
+        let Some(upload) = self.upload.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let cabinet = self.cabinet.clone();
+        runtime.spawn(async move {
+            // Whatever was staged is removed by the blob store when its stream is dropped; a
+            // blob committed under the upload's key without a file is removed here.
+            match cabinet.fail(&upload, FailureReason::Incomplete).await {
+                Ok(()) => {
+                    if cabinet.store.get_file(&upload.workspace_id, &upload.file_id).await.is_err() {
+                        cabinet.delete_blob_quietly(&upload.blob_key).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, upload = %upload.id, "could not fail an abandoned upload")
+                }
+            }
+        });
+    }
+}
+
+fn too_many_bytes(upload: &Upload) -> Error {
+    Error::TooLarge {
+        code: "size_exceeded",
+        message: format!("more bytes were sent than the {} the upload declared", upload.size),
+    }
+}

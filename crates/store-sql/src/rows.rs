@@ -1,0 +1,164 @@
+//! Rows as both dialects return them, and their conversion to domain records. Times are epoch
+//! milliseconds and sizes signed 64-bit in both databases.
+
+use cabinet_core::{ApiKey, Error, FailureReason, FileRecord, Result, Role, Upload, UploadStatus, Workspace};
+use chrono::{DateTime, TimeZone, Utc};
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single().ok_or_else(|| corrupt("timestamp"))
+}
+
+pub(crate) fn bytes(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::bad_request("invalid_size", "sizes must be below 2^63"))
+}
+
+fn unsigned(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| corrupt("size"))
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::internal(format!("stored {what} is not valid"))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkspaceRow {
+    id: String,
+    name: String,
+    limit_bytes: Option<i64>,
+    max_file_bytes: Option<i64>,
+    used_bytes: i64,
+    reserved_bytes: i64,
+    created_at: i64,
+}
+
+impl TryFrom<WorkspaceRow> for Workspace {
+    type Error = Error;
+
+    fn try_from(row: WorkspaceRow) -> Result<Self> {
+        Ok(Workspace {
+            id: row.id.parse()?,
+            name: row.name,
+            limit_bytes: row.limit_bytes.map(unsigned).transpose()?,
+            max_file_bytes: row.max_file_bytes.map(unsigned).transpose()?,
+            used_bytes: unsigned(row.used_bytes)?,
+            reserved_bytes: unsigned(row.reserved_bytes)?,
+            created_at: from_millis(row.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    pub id: String,
+    name: Option<String>,
+    role: String,
+    hint: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    pub(crate) fn into_key(self, workspaces: Vec<String>) -> Result<ApiKey> {
+        Ok(ApiKey {
+            id: self.id.parse()?,
+            name: self.name,
+            role: self.role.parse::<Role>().map_err(|_| corrupt("role"))?,
+            workspaces: workspaces.iter().map(|ws| ws.parse()).collect::<Result<_>>()?,
+            hint: self.hint,
+            created_at: from_millis(self.created_at)?,
+            revoked_at: self.revoked_at.map(from_millis).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UploadRow {
+    workspace_id: String,
+    id: String,
+    name: String,
+    size: i64,
+    declared_mime: Option<String>,
+    sha256: Option<String>,
+    folder_id: Option<String>,
+    status: String,
+    failure_reason: Option<String>,
+    file_id: String,
+    blob_key: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<UploadRow> for Upload {
+    type Error = Error;
+
+    fn try_from(row: UploadRow) -> Result<Self> {
+        Ok(Upload {
+            workspace_id: row.workspace_id.parse()?,
+            id: row.id.parse()?,
+            name: row.name,
+            size: unsigned(row.size)?,
+            declared_mime: row.declared_mime,
+            sha256: row.sha256,
+            folder_id: row.folder_id.map(|id| id.parse()).transpose()?,
+            status: UploadStatus::parse(&row.status).ok_or_else(|| corrupt("status"))?,
+            failure_reason: row
+                .failure_reason
+                .map(|reason| FailureReason::parse(&reason).ok_or_else(|| corrupt("failure reason")))
+                .transpose()?,
+            file_id: row.file_id.parse()?,
+            blob_key: row.blob_key,
+            created_at: from_millis(row.created_at)?,
+            updated_at: from_millis(row.updated_at)?,
+            expires_at: from_millis(row.expires_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FileRow {
+    workspace_id: String,
+    id: String,
+    name: String,
+    mime_type: String,
+    size: i64,
+    sha256: String,
+    folder_id: Option<String>,
+    blob_key: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<FileRow> for FileRecord {
+    type Error = Error;
+
+    fn try_from(row: FileRow) -> Result<Self> {
+        Ok(FileRecord {
+            workspace_id: row.workspace_id.parse()?,
+            id: row.id.parse()?,
+            name: row.name,
+            mime_type: row.mime_type,
+            size: unsigned(row.size)?,
+            sha256: row.sha256,
+            folder_id: row.folder_id.map(|id| id.parse()).transpose()?,
+            blob_key: row.blob_key,
+            created_at: from_millis(row.created_at)?,
+            updated_at: from_millis(row.updated_at)?,
+        })
+    }
+}
+
+/// The columns of `files`, in `FileRow`'s order.
+pub(crate) const FILE_COLUMNS: &str =
+    "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, created_at, updated_at";
+/// The columns of `uploads`, in `UploadRow`'s order.
+pub(crate) const UPLOAD_COLUMNS: &str =
+    "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \
+     failure_reason, file_id, blob_key, created_at, updated_at, expires_at";
+/// The columns of `workspaces`, in `WorkspaceRow`'s order.
+pub(crate) const WORKSPACE_COLUMNS: &str =
+    "id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at";
