@@ -1,0 +1,71 @@
+//! The OpenAPI document is complete and honest, and the docs page works offline.
+
+mod support;
+
+use reqwest::StatusCode;
+use support::TestServer;
+
+#[tokio::test]
+async fn every_route_is_documented_with_its_methods() {
+    let server = TestServer::spawn().await;
+    let (status, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/v1/uploads", &["post"][..]),
+        ("/v1/uploads/{id}", &["get", "delete"]),
+        ("/v1/uploads/{id}/complete", &["post"]),
+        ("/v1/files", &["get", "post"]),
+        ("/v1/files/{id}", &["get", "delete"]),
+        ("/v1/files/{id}/download-url", &["get"]),
+        ("/v1/files/{id}/content", &["get"]),
+        ("/v1/quota", &["get"]),
+        ("/v1/usage", &["get"]),
+        ("/storage/v1/uploads/{workspace_id}/{upload_id}", &["put", "post"]),
+        ("/storage/v1/files/{workspace_id}/{file_id}", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+    ] {
+        for method in methods {
+            let operation = &paths[path][method];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            assert!(
+                operation["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path} has no responses"
+            );
+        }
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_from_the_binary() {
+    let server = TestServer::spawn().await;
+    let page = server.http.get(format!("{}/docs/", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("unpkg.com") && !html.contains("cdn"), "the docs page must not load from a CDN");
+    let bundle = server.http.get(format!("{}/docs/swagger-ui-bundle.js", server.url)).send().await.unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let server = TestServer::spawn().await;
+    let (status, body) = server.send(server.http.get(format!("{}/healthz", server.url))).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (status, body) = server.send(server.http.get(format!("{}/readyz", server.url))).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let response = server.http.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn unknown_routes_get_the_error_shape() {
+    let server = TestServer::spawn().await;
+    let (status, body) = server.send(server.get("/v1/nope")).await;
+    support::assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}

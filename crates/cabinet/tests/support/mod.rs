@@ -1,0 +1,183 @@
+//! The test harness: a real Cabinet on a loopback port with a fresh SQLite database and blob
+//! folder, a manual clock, and helpers that speak HTTP to it like any client would.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use cabinet::config::StoreConfig;
+use cabinet::server::assemble;
+use cabinet_api::HttpLimits;
+use cabinet_core::admin::NewWorkspace;
+use cabinet_core::{Cabinet, ManualClock, Role, Settings, WorkspaceId};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+/// Knobs for a test server.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub direct_upload_max_bytes: Option<u64>,
+    pub json_upload_max_bytes: Option<usize>,
+    pub max_file_bytes: Option<u64>,
+}
+
+/// A workspace and a key for it.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub workspace: WorkspaceId,
+    pub key: String,
+}
+
+/// A running server.
+pub struct TestServer {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub cabinet: Cabinet,
+    pub clock: Arc<ManualClock>,
+    /// A workspace with no quota limit and an admin key.
+    pub tenant: Tenant,
+    pub dir: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl TestServer {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let defaults = Settings::default();
+        let settings = Settings {
+            public_url: url.clone(),
+            direct_upload_max_bytes: options
+                .direct_upload_max_bytes
+                .unwrap_or(defaults.direct_upload_max_bytes),
+            max_file_bytes: options.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+            ..defaults
+        };
+        let store = StoreConfig {
+            data_dir: dir.path().to_owned(),
+            database_url: format!("sqlite://{}", dir.path().join("cabinet.db").display()),
+            blob_root: dir.path().join("blobs"),
+        };
+        let clock = Arc::new(ManualClock::starting_now());
+        let cabinet = assemble(&store, None, settings, clock.clone()).await.expect("assemble");
+        let limits = HttpLimits { json_upload_bytes: options.json_upload_max_bytes.unwrap_or(16 << 20) };
+        let app = cabinet_api::app(cabinet.clone(), limits);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        let http = reqwest::Client::builder().build().unwrap();
+        let mut this = Self {
+            url,
+            http,
+            cabinet,
+            clock,
+            tenant: Tenant { workspace: WorkspaceId::generate(), key: String::new() },
+            dir,
+            server,
+        };
+        this.tenant = this.tenant(None, Role::Admin).await;
+        this
+    }
+
+    /// A new workspace (with an optional quota) and a key of the given role for it.
+    pub async fn tenant(&self, limit_bytes: Option<u64>, role: Role) -> Tenant {
+        let ws = self
+            .cabinet
+            .create_workspace(NewWorkspace {
+                name: format!("ws-{}", ulid::Ulid::new()),
+                limit_bytes,
+                max_file_bytes: None,
+            })
+            .await
+            .expect("workspace");
+        let key = self.key_for(&ws.id, role).await;
+        Tenant { workspace: ws.id, key }
+    }
+
+    pub async fn key_for(&self, ws: &WorkspaceId, role: Role) -> String {
+        self.cabinet.create_api_key(vec![ws.clone()], role, None).await.expect("key").secret
+    }
+
+    /// A request with a key.
+    pub fn request(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(key)
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path, &self.tenant.key)
+    }
+
+    /// Sends a request and returns its status and JSON body (Null when there is none).
+    pub async fn send(&self, request: RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+
+    /// Starts an upload for `tenant`.
+    pub async fn start_upload(&self, tenant: &Tenant, body: Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::POST, "/v1/uploads", &tenant.key).json(&body)).await
+    }
+
+    /// Uploads bytes through the signed URL and returns the finished upload JSON.
+    pub async fn upload(&self, tenant: &Tenant, name: &str, bytes: &[u8]) -> Value {
+        let (status, ticket) = self.start_upload(tenant, json!({"name": name, "size": bytes.len()})).await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        let (status, done) =
+            self.send(self.http.put(ticket["upload_url"].as_str().unwrap()).body(bytes.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        assert_eq!(done["status"], "SUCCESS");
+        done
+    }
+
+    /// The workspace's quota JSON.
+    pub async fn quota(&self, tenant: &Tenant) -> Value {
+        let (status, quota) = self.send(self.request(Method::GET, "/v1/quota", &tenant.key)).await;
+        assert_eq!(status, StatusCode::OK);
+        quota
+    }
+
+    /// Files under the blob folder's temporary area.
+    pub fn temporary_files(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("blobs/tmp")).map(|dir| dir.count()).unwrap_or(0)
+    }
+
+    /// Committed blobs.
+    pub fn stored_blobs(&self) -> usize {
+        let objects = self.dir.path().join("blobs/objects");
+        std::fs::read_dir(objects)
+            .map(|dirs| {
+                dirs.flatten().map(|d| std::fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0)).sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Asserts an error response has the documented shape and code.
+pub fn assert_error(status: StatusCode, body: &Value, expected_status: StatusCode, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
