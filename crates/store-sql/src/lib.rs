@@ -2,22 +2,23 @@
 //! dialect has its own migrations; one conformance suite holds them to the same behaviour.
 
 mod errors;
+mod postgres;
+mod queries;
 mod rows;
 mod sqlite;
 
 use std::sync::Arc;
 
-use cabinet_core::{Error, MetadataStore, Result};
+use cabinet_core::{MetadataStore, Result};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// Opens the store a database URL names (`sqlite://path` or a path), running its migrations.
+/// Opens the store a database URL names (`postgres://…`, `sqlite://path` or a path), running its
+/// migrations.
 pub async fn connect(database_url: &str) -> Result<Arc<dyn MetadataStore>> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        return Err(Error::bad_request(
-            "unsupported_database",
-            "PostgreSQL is not available in this build yet; use a sqlite:// URL",
-        ));
+        return Ok(Arc::new(PostgresStore::open(database_url).await?));
     }
     Ok(Arc::new(SqliteStore::open(database_url).await?))
 }

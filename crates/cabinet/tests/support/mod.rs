@@ -47,6 +47,22 @@ impl Drop for TestServer {
     }
 }
 
+/// SQLite in the test's folder, or — with `CABINET_TEST_METADATA=postgres` — a fresh database on
+/// the PostgreSQL server that `CABINET_TEST_DATABASE_URL` names.
+async fn database_url(dir: &std::path::Path) -> String {
+    if std::env::var("CABINET_TEST_METADATA").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}", dir.join("cabinet.db").display());
+    }
+    let admin_url = std::env::var("CABINET_TEST_DATABASE_URL")
+        .expect("CABINET_TEST_METADATA=postgres needs CABINET_TEST_DATABASE_URL (dev/test starts a server)");
+    let name = format!("http_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
+    format!("{base}/{name}")
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -71,7 +87,7 @@ impl TestServer {
         };
         let store = StoreConfig {
             data_dir: dir.path().to_owned(),
-            database_url: format!("sqlite://{}", dir.path().join("cabinet.db").display()),
+            database_url: database_url(dir.path()).await,
             blob_root: dir.path().join("blobs"),
         };
         let clock = Arc::new(ManualClock::starting_now());
