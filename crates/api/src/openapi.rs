@@ -15,7 +15,10 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerScheme),
     tags(
         (name = "uploads", description = "Upload sessions: reserve, send bytes to the signed URL, done"),
-        (name = "files", description = "Finished files"),
+        (name = "files", description = "Finished files: details, metadata, favorites, references, trash"),
+        (name = "folders", description = "The folder tree"),
+        (name = "search", description = "Search and tags across the workspace"),
+        (name = "trash", description = "Deleted files and folders, until purged"),
         (name = "workspace", description = "Quota and usage"),
         (name = "storage", description = "The signed storage endpoint; the URL is the credential"),
         (name = "health", description = "Liveness and readiness"),

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
-use crate::v1::{files, quota, uploads};
+use crate::v1::{files, folders, quota, search, uploads};
 use crate::{health, storage, AppState};
 
 /// The routes and the OpenAPI document they make.
@@ -18,9 +18,20 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(uploads::get_upload, uploads::cancel_upload))
         .routes(routes!(uploads::complete_upload))
         .routes(routes!(files::list_files))
-        .routes(routes!(files::get_file, files::delete_file))
+        .routes(routes!(files::get_file, files::update_file, files::delete_file))
+        .routes(routes!(files::toggle_favorite))
+        .routes(routes!(files::restore_file))
+        .routes(routes!(files::list_references, files::add_reference, files::remove_reference))
         .routes(routes!(files::download_url))
         .routes(routes!(files::get_content))
+        .routes(routes!(folders::list_folders, folders::create_folder))
+        .routes(routes!(folders::get_folder, folders::update_folder, folders::delete_folder))
+        .routes(routes!(folders::list_children))
+        .routes(routes!(folders::toggle_favorite))
+        .routes(routes!(folders::restore_folder))
+        .routes(routes!(search::search))
+        .routes(routes!(search::list_tags))
+        .routes(routes!(search::list_trash, search::empty_trash))
         .routes(routes!(quota::get_quota))
         .routes(routes!(quota::get_usage))
         .routes(routes!(health::healthz))

@@ -132,6 +132,9 @@ async fn sweep_forever(cabinet: Cabinet, every: Duration) {
         if let Err(err) = cabinet.sweep_expired_uploads().await {
             tracing::warn!(error = %err, "sweeping expired uploads failed");
         }
+        if let Err(err) = cabinet.purge_expired_trash().await {
+            tracing::warn!(error = %err, "purging expired trash failed");
+        }
     }
 }
 

@@ -144,24 +144,31 @@ async fn paging_visits_every_file_once_newest_first() {
 }
 
 #[tokio::test]
-async fn deleting_a_file_reclaims_its_quota_and_its_bytes() {
+async fn deleting_a_file_trashes_it_and_purging_reclaims_its_quota_and_bytes() {
     let server = TestServer::spawn().await;
     let done = server.upload(&server.tenant, "x.bin", &[9u8; 1234]).await;
     let file_id = done["file"]["id"].as_str().unwrap();
-    assert_eq!(server.stored_blobs(), 1);
-    let (status, deleted) = server
-        .send(server.request(Method::DELETE, &format!("/v1/files/{file_id}"), &server.tenant.key))
+    let path = format!("/v1/files/{file_id}");
+    let (status, trashed) = server.send(server.request(Method::DELETE, &path, &server.tenant.key)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(trashed["trashed_at"].is_string(), "{trashed}");
+    // In the trash it still counts, and is neither listed nor downloadable.
+    assert_eq!(server.quota(&server.tenant).await["used_bytes"], 1234);
+    let (_, listing) = server.send(server.get("/v1/files")).await;
+    assert_eq!(listing["total"], 0);
+    let (status, _) = server.send(server.get(&format!("{path}/content"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.send(server.request(Method::DELETE, &path, &server.tenant.key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = server
+        .send(server.request(Method::DELETE, &format!("{path}?permanent=true"), &server.tenant.key))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(deleted["id"], file_id);
     assert_eq!(server.quota(&server.tenant).await["used_bytes"], 0);
     assert_eq!(server.stored_blobs(), 0);
-    let (status, body) = server.send(server.get(&format!("/v1/files/{file_id}"))).await;
+    let (status, body) = server.send(server.get(&path)).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    let (status, _) = server
-        .send(server.request(Method::DELETE, &format!("/v1/files/{file_id}"), &server.tenant.key))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -2,23 +2,19 @@
 //! workspace. Deleting removes the record and returns its bytes to the quota in one step; the
 //! blob goes after, and the orphan sweep removes it should that step not happen.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::content_type;
 use crate::error::{Error, Result};
+use crate::folders::RestoreNote;
 use crate::ids::{FileId, FolderId, WorkspaceId};
-use crate::model::{FileRecord, Page, Role};
+use crate::listing::{into_page, FileFilter, FolderFilter, Paging, Sort};
+use crate::metadata;
+use crate::model::{FileRecord, FileReference, Page, Role};
 use crate::names::validate_name;
-use crate::ports::{ByteRange, ByteStream, FileCursor, FileListQuery, StageError};
+use crate::ports::{ByteRange, ByteStream, FileChange, SearchHit, StageError};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_FILE_PREFIX};
-
-/// The most items one page may hold.
-pub const MAX_PAGE: u32 = 100;
-/// Items per page when the client does not say.
-pub const DEFAULT_PAGE: u32 = 50;
 
 /// What a client declares with a direct upload.
 #[derive(Debug, Clone, Default)]
@@ -81,18 +77,19 @@ impl Cabinet {
         };
         let now = self.clock.now();
         let id = FileId::generate();
-        let file = FileRecord {
-            workspace_id: ws.clone(),
-            blob_key: format!("{ws}/{id}"),
+        let blob_key = format!("{ws}/{id}");
+        let mime = content_type::sniff(&staged.head, declared_mime.as_deref(), &name);
+        let file = FileRecord::new(
+            ws.clone(),
             id,
-            mime_type: content_type::sniff(&staged.head, declared_mime.as_deref(), &name),
             name,
-            size: staged.size,
-            sha256: staged.sha256.clone(),
-            folder_id: meta.folder_id,
-            created_at: now,
-            updated_at: now,
-        };
+            mime,
+            staged.size,
+            staged.sha256.clone(),
+            meta.folder_id,
+            blob_key,
+            now,
+        );
         if let Err(err) = self.blobs.commit(&staged, &file.blob_key).await {
             self.blobs.discard(&staged.temp_key).await;
             return Err(err);
@@ -111,33 +108,193 @@ impl Cabinet {
         self.store.get_file(&caller.workspace_id, id).await
     }
 
-    /// A page of files, newest first.
+    /// Files, filtered, sorted and paged.
     pub async fn list_files(
         &self,
         caller: &Caller,
-        limit: Option<u32>,
-        cursor: Option<&str>,
+        filter: FileFilter,
+        sort: Sort,
+        paging: Paging,
     ) -> Result<Page<FileRecord>> {
         caller.require(Role::Read)?;
-        let limit = page_limit(limit)?;
-        let after = cursor.map(decode_cursor).transpose()?;
-        let mut items =
-            self.store.list_files(&caller.workspace_id, &FileListQuery { limit: limit + 1, after }).await?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(encode_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let mut fetch = paging.clone();
+        fetch.limit += 1;
+        let (items, total) = self.store.list_files(&caller.workspace_id, &filter, sort, &fetch).await?;
+        Ok(into_page(items, &paging, sort, total))
     }
 
-    /// Deletes a file and gives its bytes back to the quota.
-    pub async fn delete_file(&self, caller: &Caller, id: &FileId) -> Result<FileRecord> {
+    /// Renames, moves, marks or describes a file.
+    pub async fn update_file(
+        &self,
+        caller: &Caller,
+        id: &FileId,
+        mut change: FileChange,
+    ) -> Result<FileRecord> {
         caller.require(Role::Write)?;
-        let file = self.store.delete_file(&caller.workspace_id, id).await?;
+        let ws = &caller.workspace_id;
+        self.live_file(ws, id).await?;
+        if let Some(name) = &change.name {
+            change.name = Some(validate_name(name)?);
+        }
+        if let Some(Some(folder)) = &change.folder {
+            self.check_folder(ws, folder).await?;
+        }
+        for text in [&mut change.alt_text, &mut change.caption, &mut change.copyright].into_iter().flatten() {
+            *text = text.take().map(|t| metadata::validate_text(&t)).transpose()?;
+        }
+        if let Some(tags) = change.tags.take() {
+            change.tags = Some(metadata::normalize_tags(tags)?);
+        }
+        if let Some(custom) = &change.metadata {
+            metadata::validate_custom(custom)?;
+        }
+        self.store.update_file(ws, id, &change, self.clock.now()).await
+    }
+
+    /// Flips a file's favorite mark; returns the file.
+    pub async fn toggle_file_favorite(&self, caller: &Caller, id: &FileId) -> Result<FileRecord> {
+        caller.require(Role::Write)?;
+        let current = self.live_file(&caller.workspace_id, id).await?;
+        let change = FileChange { is_favorite: Some(!current.is_favorite), ..Default::default() };
+        self.store.update_file(&caller.workspace_id, id, &change, self.clock.now()).await
+    }
+
+    /// Deletes a file: to the trash, or purged at once with `permanent`. A file in use is refused
+    /// (409 naming its references) unless `force`.
+    pub async fn delete_file(
+        &self,
+        caller: &Caller,
+        id: &FileId,
+        force: bool,
+        permanent: bool,
+    ) -> Result<FileRecord> {
+        caller.require(Role::Write)?;
+        let ws = &caller.workspace_id;
+        let file = self.store.get_file(ws, id).await?;
+        if file.trashed_at.is_some() && !permanent {
+            return Err(Error::NotFound("file"));
+        }
+        if !force {
+            let used = self.store.list_references(ws, id).await?;
+            if !used.is_empty() {
+                let names: Vec<String> = used.iter().map(|r| format!("{}:{}", r.kind, r.id)).collect();
+                return Err(Error::conflict(
+                    "file_in_use",
+                    format!(
+                        "the file is in use by {}; pass force=true to delete it anyway",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        if permanent {
+            return self.purge_file(ws, id).await;
+        }
+        let trashed = self.store.trash_file(ws, id, self.clock.now()).await?;
+        tracing::info!(workspace = %ws, file = %id, "file trashed");
+        Ok(trashed)
+    }
+
+    /// Removes a file for good: record and quota in one transaction, then the blob.
+    pub(crate) async fn purge_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
+        let file = self.store.delete_file(ws, id).await?;
         self.delete_blob_quietly(&file.blob_key).await;
-        tracing::info!(workspace = %file.workspace_id, file = %file.id, "file deleted");
+        tracing::info!(workspace = %file.workspace_id, file = %file.id, "file purged");
+        Ok(file)
+    }
+
+    /// Takes a file out of the trash, back into its folder (rebuilding a trashed parent chain),
+    /// or to the root when that folder is gone.
+    pub async fn restore_file(&self, caller: &Caller, id: &FileId) -> Result<(FileRecord, RestoreNote)> {
+        caller.require(Role::Write)?;
+        let ws = &caller.workspace_id;
+        let file = self.store.get_file(ws, id).await?;
+        if file.trashed_at.is_none() {
+            return Err(Error::conflict("not_in_trash", "the file is not in the trash"));
+        }
+        let mut note = RestoreNote::default();
+        let folder = self.make_place(ws, file.folder_id.as_ref(), &mut note).await?;
+        let restored = self.store.restore_file(ws, id, folder.as_ref(), self.clock.now()).await?;
+        Ok((restored, note))
+    }
+
+    /// Records that something uses a file.
+    pub async fn add_reference(
+        &self,
+        caller: &Caller,
+        id: &FileId,
+        kind: &str,
+        ref_id: &str,
+        label: Option<String>,
+    ) -> Result<FileReference> {
+        caller.require(Role::Write)?;
+        let ws = &caller.workspace_id;
+        self.live_file(ws, id).await?;
+        let reference = FileReference {
+            kind: metadata::validate_reference_part("kind", kind)?,
+            id: metadata::validate_reference_part("id", ref_id)?,
+            label: label.map(|l| metadata::validate_text(&l)).transpose()?,
+            created_at: self.clock.now(),
+        };
+        self.store.add_reference(ws, id, &reference).await?;
+        Ok(reference)
+    }
+
+    /// What uses a file.
+    pub async fn list_references(&self, caller: &Caller, id: &FileId) -> Result<Vec<FileReference>> {
+        caller.require(Role::Read)?;
+        self.store.get_file(&caller.workspace_id, id).await?;
+        self.store.list_references(&caller.workspace_id, id).await
+    }
+
+    /// Forgets that something uses a file.
+    pub async fn remove_reference(
+        &self,
+        caller: &Caller,
+        id: &FileId,
+        kind: &str,
+        ref_id: &str,
+    ) -> Result<()> {
+        caller.require(Role::Write)?;
+        self.store.get_file(&caller.workspace_id, id).await?;
+        self.store.remove_reference(&caller.workspace_id, id, kind, ref_id).await
+    }
+
+    /// Every tag of live files with its count.
+    pub async fn tags(&self, caller: &Caller) -> Result<Vec<(String, u64)>> {
+        caller.require(Role::Read)?;
+        self.store.tag_counts(&caller.workspace_id).await
+    }
+
+    /// Folders and files whose names contain `query`, case-insensitively.
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        mut files: FileFilter,
+        mut folders: FolderFilter,
+        sort: Sort,
+        paging: Paging,
+    ) -> Result<Page<SearchHit>> {
+        caller.require(Role::Read)?;
+        let query = files.name_contains.clone().unwrap_or_default();
+        if query.trim().is_empty() {
+            return Err(Error::bad_request("missing_query", "q must not be empty"));
+        }
+        let folded = crate::names::fold(query.trim());
+        files.name_contains = Some(folded.clone());
+        folders.name_contains = Some(folded);
+        let mut fetch = paging.clone();
+        fetch.limit += 1;
+        let (items, total) = self.store.search(&caller.workspace_id, &files, &folders, sort, &fetch).await?;
+        Ok(into_page(items, &paging, sort, total))
+    }
+
+    /// A file that exists and is not in the trash.
+    pub(crate) async fn live_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
+        let file = self.store.get_file(ws, id).await?;
+        if file.trashed_at.is_some() {
+            return Err(Error::NotFound("file"));
+        }
         Ok(file)
     }
 
@@ -151,7 +308,7 @@ impl Cabinet {
     ) -> Result<DownloadUrl> {
         caller.require(Role::Read)?;
         let ws = &caller.workspace_id;
-        let file = self.store.get_file(ws, id).await?;
+        let file = self.live_file(ws, id).await?;
         let ttl = self.url_ttl(expires_in, self.settings.download_url_ttl)?;
         let expires = expiry_timestamp(self.clock.now() + ttl);
         let params = SignedParams { expires, max_bytes: 0, attachment };
@@ -169,8 +326,14 @@ impl Cabinet {
     ) -> Result<(FileRecord, bool)> {
         let params = self.signer.verify(SignedOperation::Download, ws, file, query, self.clock.now())?;
         let ws = WorkspaceId::parse(ws)?;
-        let file = self.store.get_file(&ws, &FileId::parse(file)?).await?;
+        let file = self.live_file(&ws, &FileId::parse(file)?).await?;
         Ok((file, params.attachment))
+    }
+
+    /// A live file the caller may read the bytes of.
+    pub async fn readable_file(&self, caller: &Caller, id: &FileId) -> Result<FileRecord> {
+        caller.require(Role::Read)?;
+        self.live_file(&caller.workspace_id, id).await
     }
 
     /// Streams a file's bytes, or a range of them. The caller has already been authorised for it.
@@ -181,33 +344,4 @@ impl Cabinet {
     ) -> Result<ByteStream<'static>> {
         self.blobs.open(&file.blob_key, range).await
     }
-}
-
-/// Validates a page size.
-pub fn page_limit(limit: Option<u32>) -> Result<u32> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n @ 1..=MAX_PAGE) => Ok(n),
-        Some(_) => {
-            Err(Error::bad_request("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")))
-        }
-    }
-}
-
-fn encode_cursor(file: &FileRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{}", file.created_at.timestamp_millis(), file.id))
-}
-
-fn decode_cursor(raw: &str) -> Result<FileCursor> {
-    let invalid = || Error::bad_request("invalid_cursor", "the cursor is not one this API returned");
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(invalid)?;
-    let (millis, id) = text.split_once('.').ok_or_else(invalid)?;
-    let millis: i64 = millis.parse().map_err(|_| invalid())?;
-    let created_at = Utc.timestamp_millis_opt(millis).single().ok_or_else(invalid)?;
-    let id = FileId::parse(id).map_err(|_| invalid())?;
-    Ok(FileCursor { created_at, id })
 }

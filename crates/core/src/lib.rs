@@ -7,13 +7,17 @@ pub mod clock;
 pub mod content_type;
 pub mod error;
 pub mod files;
+pub mod folders;
 pub mod ids;
+pub mod listing;
 pub mod maintenance;
+pub mod metadata;
 pub mod model;
 pub mod names;
 pub mod ports;
 pub mod quota;
 pub mod signing;
+pub mod trash;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -50,6 +54,8 @@ pub struct Settings {
     pub direct_upload_max_bytes: u64,
     /// How long past its URL's expiry an upload whose bytes are arriving may keep receiving.
     pub receive_grace: Duration,
+    /// How long deleted things stay in the trash before they are purged.
+    pub trash_retention: Duration,
 }
 
 impl Default for Settings {
@@ -62,6 +68,7 @@ impl Default for Settings {
             max_file_bytes: 50 * 1024 * 1024 * 1024,
             direct_upload_max_bytes: 512 * 1024 * 1024,
             receive_grace: Duration::hours(1),
+            trash_retention: trash::default_retention(),
         }
     }
 }

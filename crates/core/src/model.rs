@@ -206,6 +206,79 @@ pub struct FileRecord {
     pub blob_key: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub is_favorite: bool,
+    pub alt_text: Option<String>,
+    pub caption: Option<String>,
+    pub copyright: Option<String>,
+    /// A JSON object of the client's own.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Normalised (lowercase, trimmed), sorted, unique.
+    pub tags: Vec<String>,
+    /// When it went to the trash; `None` while it is live.
+    pub trashed_at: Option<DateTime<Utc>>,
+    /// The end user who uploaded it, when creator tracking is on.
+    pub created_by: Option<String>,
+}
+
+impl FileRecord {
+    /// A new, live file with no metadata yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        workspace_id: WorkspaceId,
+        id: FileId,
+        name: String,
+        mime_type: String,
+        size: u64,
+        sha256: String,
+        folder_id: Option<FolderId>,
+        blob_key: String,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            workspace_id,
+            id,
+            name,
+            mime_type,
+            size,
+            sha256,
+            folder_id,
+            blob_key,
+            created_at: at,
+            updated_at: at,
+            is_favorite: false,
+            alt_text: None,
+            caption: None,
+            copyright: None,
+            metadata: serde_json::Map::new(),
+            tags: Vec::new(),
+            trashed_at: None,
+            created_by: None,
+        }
+    }
+}
+
+/// A folder in a workspace's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub workspace_id: WorkspaceId,
+    pub id: FolderId,
+    /// `None` at the root.
+    pub parent_id: Option<FolderId>,
+    pub name: String,
+    pub is_favorite: bool,
+    pub trashed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// "This file is used by (kind, id)".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReference {
+    /// What uses it, e.g. `conversation`, `page`, `edition`.
+    pub kind: String,
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A workspace's quota, as shown to clients.
@@ -241,10 +314,12 @@ pub struct Usage {
     pub file_count: u64,
 }
 
-/// One page of a keyset-paged list.
+/// One page of a list.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Opaque; pass it back to get the next page. `None` on the last page.
     pub next_cursor: Option<String>,
+    /// How many items match, over all pages.
+    pub total: u64,
 }

@@ -31,6 +31,20 @@ pub fn validate_name(raw: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// The form names are compared and searched in: Unicode lowercase, so `Report.PDF` matches
+/// `report` and `RÉSUMÉ` matches `résumé`.
+pub fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// "name (2).ext": the `n`th variant of a name, for `on_conflict=rename`.
+pub fn numbered(name: &str, n: u32) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => format!("{stem} ({n}).{ext}"),
+        _ => format!("{name} ({n})"),
+    }
+}
+
 /// Characters that reorder text on screen, which can disguise an extension (`exe.txt`).
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')

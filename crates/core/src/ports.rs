@@ -10,25 +10,52 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::ids::{ApiKeyId, FileId, UploadId, WorkspaceId};
-use crate::model::{ApiKey, FailureReason, FileRecord, Upload, Usage, Workspace};
+use crate::ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
+use crate::listing::{FileFilter, FolderFilter, Paging, Sort};
+use crate::model::{ApiKey, FailureReason, FileRecord, FileReference, Folder, Upload, Usage, Workspace};
 
 /// A stream of bytes with I/O errors; the one shape in which file contents move.
 pub type ByteStream<'a> = BoxStream<'a, io::Result<Bytes>>;
 
-/// Where a keyset page of files starts: strictly after this (created_at, id), newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileCursor {
-    pub created_at: DateTime<Utc>,
-    pub id: FileId,
+/// What to change on a file; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct FileChange {
+    pub name: Option<String>,
+    /// `Some(None)` moves the file to the root.
+    pub folder: Option<Option<FolderId>>,
+    pub is_favorite: Option<bool>,
+    /// `Some(None)` clears the field.
+    pub alt_text: Option<Option<String>>,
+    pub caption: Option<Option<String>>,
+    pub copyright: Option<Option<String>>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Normalised; replaces the file's tags.
+    pub tags: Option<Vec<String>>,
 }
 
-/// What to list.
+/// What to change on a folder; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct FolderChange {
+    pub name: Option<String>,
+    /// `Some(None)` moves the folder to the root.
+    pub parent: Option<Option<FolderId>>,
+    pub is_favorite: Option<bool>,
+}
+
+/// A folder or a file, as search returns them.
+// Items of one page, built and rendered at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub struct FileListQuery {
-    /// 1 to 100.
-    pub limit: u32,
-    pub after: Option<FileCursor>,
+pub enum SearchHit {
+    Folder(Folder),
+    File(FileRecord),
+}
+
+/// Something at the top of the trash: trashed on its own, not along with a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrashEntry {
+    File(FileId),
+    Folder(FolderId),
 }
 
 /// The metadata port. Every call that touches tenant data takes the workspace first and is
@@ -94,10 +121,123 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn insert_file_charging(&self, file: &FileRecord) -> Result<()>;
     /// One file, or `NotFound`.
     async fn get_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
-    /// A page of files, newest first.
-    async fn list_files(&self, workspace: &WorkspaceId, query: &FileListQuery) -> Result<Vec<FileRecord>>;
-    /// Deletes the file's record and returns its bytes to the quota, in one transaction.
+    /// Up to `paging.limit` files matching the filter, in order, and how many match in all.
+    async fn list_files(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &FileFilter,
+        sort: Sort,
+        paging: &Paging,
+    ) -> Result<(Vec<FileRecord>, u64)>;
+    /// Changes a file's name, place, favorite mark or metadata; `updated_at` moves to `at`.
+    async fn update_file(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FileId,
+        change: &FileChange,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord>;
+    /// Moves a live file to the trash (it keeps counting against the quota).
+    async fn trash_file(&self, workspace: &WorkspaceId, id: &FileId, at: DateTime<Utc>)
+        -> Result<FileRecord>;
+    /// Takes a file out of the trash into `folder` (its original one, or the root).
+    async fn restore_file(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FileId,
+        folder: Option<&FolderId>,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord>;
+    /// Deletes the file's record (with its tags and references) and returns its bytes to the
+    /// quota, in one transaction.
     async fn delete_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
+    /// Every tag in use by live files, with how many files carry it, by tag.
+    async fn tag_counts(&self, workspace: &WorkspaceId) -> Result<Vec<(String, u64)>>;
+
+    /// Records that a file is used by something; adding the same (kind, id) again updates the label.
+    async fn add_reference(
+        &self,
+        workspace: &WorkspaceId,
+        file: &FileId,
+        reference: &FileReference,
+    ) -> Result<()>;
+    /// What uses a file, oldest first.
+    async fn list_references(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Vec<FileReference>>;
+    /// Forgets a use; `NotFound` when there was none.
+    async fn remove_reference(
+        &self,
+        workspace: &WorkspaceId,
+        file: &FileId,
+        kind: &str,
+        id: &str,
+    ) -> Result<()>;
+    /// References held by live files in a folder's subtree.
+    async fn references_in_folder(
+        &self,
+        workspace: &WorkspaceId,
+        folder: &FolderId,
+    ) -> Result<Vec<FileReference>>;
+
+    /// Creates a folder; `Conflict` (`name_taken`) when a live sibling has the same folded name.
+    async fn insert_folder(&self, folder: &Folder) -> Result<()>;
+    /// One folder (live or trashed), or `NotFound`.
+    async fn get_folder(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Folder>;
+    /// The folder and its ancestors, root first.
+    async fn folder_path(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Vec<Folder>>;
+    /// Renames, moves or marks a live folder. A move into the folder's own subtree is refused with
+    /// `Conflict` (`folder_cycle`), checked in the same transaction as the move.
+    async fn update_folder(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FolderId,
+        change: &FolderChange,
+        at: DateTime<Utc>,
+    ) -> Result<Folder>;
+    /// Up to `paging.limit` folders matching the filter, in order, and how many match in all.
+    async fn list_folders(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &FolderFilter,
+        sort: Sort,
+        paging: &Paging,
+    ) -> Result<(Vec<Folder>, u64)>;
+    /// Whether a folder holds no live files or folders.
+    async fn folder_is_empty(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<bool>;
+    /// Moves a live folder and everything live below it to the trash, as one operation.
+    async fn trash_folder(&self, workspace: &WorkspaceId, id: &FolderId, at: DateTime<Utc>)
+        -> Result<Folder>;
+    /// Takes a trashed folder out of the trash, under `parent` with `name`; with `with_contents`,
+    /// also what was trashed along with it.
+    async fn restore_folder(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FolderId,
+        parent: Option<&FolderId>,
+        name: &str,
+        with_contents: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Folder>;
+    /// Deletes a folder and everything below it, returning the files' bytes to the quota in one
+    /// transaction; returns the deleted files (whose blobs the caller removes).
+    async fn purge_folder(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Vec<FileRecord>>;
+    /// Top-level trash entries (of any workspace) trashed before `before`.
+    async fn expired_trash(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, TrashEntry)>>;
+    /// Top-level trash entries of a workspace, newest first.
+    async fn trash_entries(&self, workspace: &WorkspaceId, limit: u32) -> Result<Vec<TrashEntry>>;
+
+    /// Folders and files together, matching their filters, in one order and one paging.
+    async fn search(
+        &self,
+        workspace: &WorkspaceId,
+        files: &FileFilter,
+        folders: &FolderFilter,
+        sort: Sort,
+        paging: &Paging,
+    ) -> Result<(Vec<SearchHit>, u64)>;
     /// File count and total size.
     async fn usage(&self, workspace: &WorkspaceId) -> Result<Usage>;
 

@@ -279,18 +279,18 @@ impl Cabinet {
             return Err(error);
         }
         let now = self.clock.now();
-        let file = FileRecord {
-            workspace_id: upload.workspace_id.clone(),
-            id: upload.file_id.clone(),
-            name: upload.name.clone(),
-            mime_type: content_type::sniff(&staged.head, upload.declared_mime.as_deref(), &upload.name),
-            size: staged.size,
-            sha256: staged.sha256.clone(),
-            folder_id: upload.folder_id.clone(),
-            blob_key: upload.blob_key.clone(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mime = content_type::sniff(&staged.head, upload.declared_mime.as_deref(), &upload.name);
+        let file = FileRecord::new(
+            upload.workspace_id.clone(),
+            upload.file_id.clone(),
+            upload.name.clone(),
+            mime,
+            staged.size,
+            staged.sha256.clone(),
+            upload.folder_id.clone(),
+            upload.blob_key.clone(),
+            now,
+        );
         if let Err(err) = self.blobs.commit(staged, &file.blob_key).await {
             self.blobs.discard(&staged.temp_key).await;
             self.fail(upload, FailureReason::StorageError).await?;
@@ -339,9 +339,9 @@ impl Cabinet {
         workspace_max.map_or(self.settings.max_file_bytes, |max| max.min(self.settings.max_file_bytes))
     }
 
-    /// Folders arrive with the folder tree; until then no folder id names anything.
-    pub(crate) async fn check_folder(&self, _ws: &WorkspaceId, _folder: &FolderId) -> Result<()> {
-        Err(Error::NotFound("folder"))
+    /// Checks a folder exists and is not in the trash, so a file can go into it.
+    pub(crate) async fn check_folder(&self, ws: &WorkspaceId, folder: &FolderId) -> Result<()> {
+        self.live_folder(ws, folder).await.map(|_| ())
     }
 
     /// The instant before which a live upload counts as expired (for the sweeper).

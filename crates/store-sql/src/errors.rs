@@ -20,3 +20,13 @@ pub(crate) fn db_error(err: sqlx::Error) -> Error {
         _ => Error::internal(err),
     }
 }
+
+/// Like `db_error`, but a uniqueness violation on folders means a sibling has the name.
+pub(crate) fn folder_error(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::conflict("name_taken", "a folder with that name already exists here")
+        }
+        _ => db_error(err),
+    }
+}

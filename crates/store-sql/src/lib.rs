@@ -22,3 +22,15 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn MetadataStore>> {
     }
     Ok(Arc::new(SqliteStore::open(database_url).await?))
 }
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_escape(raw: &str) -> String {
+    let mut escaped = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

@@ -12,7 +12,10 @@ use sqlx::PgPool;
 
 use crate::errors::db_error;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_spine.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_spine.sql")),
+    (2, include_str!("../migrations/postgres/0002_organising.sql")),
+];
 /// Serialises migrations when several nodes start at once.
 const MIGRATION_LOCK: i64 = 0x0063_6162_696e_6574;
 
@@ -80,4 +83,16 @@ impl PostgresStore {
     }
 }
 
-crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres);
+/// A case-folded substring match on a name, which the pg_trgm GIN index serves.
+fn push_name_match(
+    qb: &mut sqlx::QueryBuilder<'static, sqlx::Postgres>,
+    _table: &str,
+    alias: &str,
+    folded: &str,
+) {
+    qb.push(format!("{alias}.name_folded LIKE "));
+    qb.push_bind(format!("%{}%", crate::like_escape(folded)));
+    qb.push(" ESCAPE '\\'");
+}
+
+crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match);

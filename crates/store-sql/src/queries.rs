@@ -4,22 +4,25 @@
 
 /// Implements `MetadataStore` for a store type with `write` and `read` pools of database `$db`.
 macro_rules! impl_metadata_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $name_match:path) => {
         const _: () = {
         use std::collections::HashSet;
 
-        use cabinet_core::ports::FileListQuery;
+        use cabinet_core::listing::{CursorValue, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Start};
+        use cabinet_core::names::fold;
+        use cabinet_core::ports::{FileChange, FolderChange, SearchHit, TrashEntry};
         use cabinet_core::{
-            ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, Result, Upload, UploadId, Usage,
-            Workspace, WorkspaceId,
+            ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, FileReference, Folder, FolderId, Result,
+            Upload, UploadId, Usage, Workspace, WorkspaceId,
         };
+        use sqlx::QueryBuilder;
         use chrono::{DateTime, Utc};
         use sqlx::Row;
 
         use crate::errors::db_error;
         use crate::rows::{
-            bytes, millis, ApiKeyRow, FileRow, UploadRow, WorkspaceRow, FILE_COLUMNS, UPLOAD_COLUMNS,
-            WORKSPACE_COLUMNS,
+            bytes, millis, ApiKeyRow, FileRow, FolderRow, ReferenceRow, UploadRow, WorkspaceRow, FILE_COLUMNS,
+            FILE_INSERT_COLUMNS, FOLDER_COLUMNS, UPLOAD_COLUMNS, WORKSPACE_COLUMNS,
         };
 
         impl $store {
@@ -28,21 +31,213 @@ macro_rules! impl_metadata_store {
             }
 
             async fn insert_file(tx: &mut sqlx::Transaction<'_, $db>, file: &FileRecord) -> Result<()> {
-                sqlx::query(&format!("INSERT INTO files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-                    .bind(file.workspace_id.as_str())
-                    .bind(file.id.as_str())
-                    .bind(&file.name)
-                    .bind(&file.mime_type)
-                    .bind(bytes(file.size)?)
-                    .bind(&file.sha256)
-                    .bind(file.folder_id.as_ref().map(|id| id.as_str()))
-                    .bind(&file.blob_key)
-                    .bind(millis(file.created_at))
-                    .bind(millis(file.updated_at))
+                sqlx::query(&format!(
+                    "INSERT INTO files ({FILE_INSERT_COLUMNS}) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                ))
+                .bind(file.workspace_id.as_str())
+                .bind(file.id.as_str())
+                .bind(&file.name)
+                .bind(&file.mime_type)
+                .bind(bytes(file.size)?)
+                .bind(&file.sha256)
+                .bind(file.folder_id.as_ref().map(|id| id.as_str()))
+                .bind(&file.blob_key)
+                .bind(millis(file.created_at))
+                .bind(millis(file.updated_at))
+                .bind(file.is_favorite)
+                .bind(&file.alt_text)
+                .bind(&file.caption)
+                .bind(&file.copyright)
+                .bind(serde_json::to_string(&file.metadata).map_err(Error::internal)?)
+                .bind(serde_json::to_string(&file.tags).map_err(Error::internal)?)
+                .bind(file.trashed_at.map(millis))
+                .bind(&file.created_by)
+                .bind(fold(&file.name))
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                Self::replace_tags(tx, &file.workspace_id, &file.id, &file.tags).await
+            }
+
+            async fn replace_tags(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                ws: &WorkspaceId,
+                file: &FileId,
+                tags: &[String],
+            ) -> Result<()> {
+                sqlx::query("DELETE FROM file_tags WHERE workspace_id = $1 AND file_id = $2")
+                    .bind(ws.as_str())
+                    .bind(file.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                for tag in tags {
+                    sqlx::query("INSERT INTO file_tags (workspace_id, file_id, tag) VALUES ($1, $2, $3)")
+                        .bind(ws.as_str())
+                        .bind(file.as_str())
+                        .bind(tag)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(())
+            }
+
+            /// `column` for a sort key.
+            fn sort_column(key: SortKey) -> &'static str {
+                match key {
+                    SortKey::Name => "name_folded",
+                    SortKey::CreatedAt => "created_at",
+                    SortKey::UpdatedAt => "updated_at",
+                    SortKey::Size => "size",
+                }
+            }
+
+            fn push_subtree(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, root: &FolderId) {
+                qb.push("(WITH RECURSIVE sub(id) AS (SELECT ");
+                qb.push_bind(root.to_string());
+                qb.push(" UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = ");
+                qb.push_bind(ws.to_string());
+                qb.push(") SELECT id FROM sub)");
+            }
+
+            fn push_scope(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, column: &str, scope: &FolderScope) {
+                match scope {
+                    FolderScope::Anywhere => {}
+                    FolderScope::Root => {
+                        qb.push(format!(" AND {column} IS NULL"));
+                    }
+                    FolderScope::In(folder) => {
+                        qb.push(format!(" AND {column} = "));
+                        qb.push_bind(folder.to_string());
+                    }
+                    FolderScope::Subtree(folder) => {
+                        qb.push(format!(" AND {column} IN "));
+                        Self::push_subtree(qb, ws, folder);
+                    }
+                }
+            }
+
+            /// `WHERE …` for files, on table alias `f`.
+            fn push_file_filter(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, filter: &FileFilter) {
+                qb.push(" WHERE f.workspace_id = ");
+                qb.push_bind(ws.to_string());
+                qb.push(if filter.trashed { " AND f.trashed_at IS NOT NULL" } else { " AND f.trashed_at IS NULL" });
+                Self::push_scope(qb, ws, "f.folder_id", &filter.folder);
+                if let Some(query) = &filter.name_contains {
+                    qb.push(" AND ");
+                    $name_match(qb, "files", "f", query);
+                }
+                if let Some(prefix) = &filter.mime_prefix {
+                    qb.push(" AND f.mime_type LIKE ");
+                    qb.push_bind(format!("{}%", crate::like_escape(prefix)));
+                    qb.push(" ESCAPE '\\'");
+                }
+                if let Some(favorite) = filter.favorite {
+                    qb.push(" AND f.is_favorite = ");
+                    qb.push_bind(favorite);
+                }
+                if !filter.tags_all.is_empty() {
+                    qb.push(" AND (SELECT COUNT(*) FROM file_tags t WHERE t.workspace_id = f.workspace_id AND t.file_id = f.id AND t.tag IN (");
+                    let mut list = qb.separated(", ");
+                    for tag in &filter.tags_all {
+                        list.push_bind(tag.clone());
+                    }
+                    qb.push(format!(")) = {}", filter.tags_all.len()));
+                }
+                if !filter.tags_any.is_empty() {
+                    qb.push(" AND EXISTS (SELECT 1 FROM file_tags t WHERE t.workspace_id = f.workspace_id AND t.file_id = f.id AND t.tag IN (");
+                    let mut list = qb.separated(", ");
+                    for tag in &filter.tags_any {
+                        list.push_bind(tag.clone());
+                    }
+                    qb.push("))");
+                }
+                if let Some((kind, id)) = &filter.referenced_by {
+                    qb.push(" AND EXISTS (SELECT 1 FROM file_references r WHERE r.workspace_id = f.workspace_id AND r.file_id = f.id AND r.kind = ");
+                    qb.push_bind(kind.clone());
+                    qb.push(" AND r.ref_id = ");
+                    qb.push_bind(id.clone());
+                    qb.push(")");
+                }
+                if let Some(from) = filter.created_from {
+                    qb.push(" AND f.created_at >= ");
+                    qb.push_bind(millis(from));
+                }
+                if let Some(to) = filter.created_to {
+                    qb.push(" AND f.created_at < ");
+                    qb.push_bind(millis(to));
+                }
+                if let Some(min) = filter.min_size {
+                    qb.push(" AND f.size >= ");
+                    qb.push_bind(min.min(i64::MAX as u64) as i64);
+                }
+                if let Some(max) = filter.max_size {
+                    qb.push(" AND f.size <= ");
+                    qb.push_bind(max.min(i64::MAX as u64) as i64);
+                }
+            }
+
+            /// `WHERE …` for folders, on table alias `f`.
+            fn push_folder_filter(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, filter: &FolderFilter) {
+                qb.push(" WHERE f.workspace_id = ");
+                qb.push_bind(ws.to_string());
+                qb.push(if filter.trashed { " AND f.trashed_at IS NOT NULL" } else { " AND f.trashed_at IS NULL" });
+                Self::push_scope(qb, ws, "f.parent_id", &filter.parent);
+                if let Some(query) = &filter.name_contains {
+                    qb.push(" AND ");
+                    $name_match(qb, "folders", "f", query);
+                }
+                if let Some(favorite) = filter.favorite {
+                    qb.push(" AND f.is_favorite = ");
+                    qb.push_bind(favorite);
+                }
+            }
+
+            /// Keyset condition (after a `WHERE …`), ORDER BY and LIMIT/OFFSET, on alias `alias`.
+            fn push_page(qb: &mut QueryBuilder<'static, $db>, alias: &str, sort: Sort, paging: &Paging) {
+                let column = Self::sort_column(sort.key);
+                let (cmp, dir) = if sort.descending { ("<", "DESC") } else { (">", "ASC") };
+                if let Start::After(cursor) = &paging.start {
+                    qb.push(format!(" AND ({alias}.{column}, {alias}.id) {cmp} ("));
+                    match &cursor.value {
+                        CursorValue::Text(text) => qb.push_bind(text.clone()),
+                        CursorValue::Number(n) => qb.push_bind(*n),
+                    };
+                    qb.push(", ");
+                    qb.push_bind(cursor.id.clone());
+                    qb.push(")");
+                }
+                qb.push(format!(" ORDER BY {alias}.{column} {dir}, {alias}.id {dir} LIMIT "));
+                qb.push_bind(i64::from(paging.limit));
+                if let Start::Offset(offset) = paging.start {
+                    qb.push(" OFFSET ");
+                    qb.push_bind(offset.min(i64::MAX as u64) as i64);
+                }
+            }
+
+            async fn count(&self, mut qb: QueryBuilder<'static, $db>) -> Result<u64> {
+                let n: i64 = qb.build_query_scalar().fetch_one(&self.read).await.map_err(db_error)?;
+                Ok(n.max(0) as u64)
+            }
+
+            /// Locks the workspace's row for the rest of the transaction, so tree changes in one
+            /// workspace happen one at a time.
+            async fn lock_workspace(tx: &mut sqlx::Transaction<'_, $db>, ws: &WorkspaceId) -> Result<()> {
+                sqlx::query("UPDATE workspaces SET used_bytes = used_bytes WHERE id = $1")
+                    .bind(ws.as_str())
                     .execute(&mut **tx)
                     .await
                     .map_err(db_error)?;
                 Ok(())
+            }
+
+            fn trash_entry(kind: &str, id: &str) -> Result<TrashEntry> {
+                Ok(match kind {
+                    "folder" => TrashEntry::Folder(id.parse()?),
+                    _ => TrashEntry::File(id.parse()?),
+                })
             }
 
             fn id_pairs(rows: Vec<<$db as sqlx::Database>::Row>) -> Result<Vec<(WorkspaceId, UploadId)>> {
@@ -376,27 +571,21 @@ macro_rules! impl_metadata_store {
                 .try_into()
             }
 
-            async fn list_files(&self, ws: &WorkspaceId, query: &FileListQuery) -> Result<Vec<FileRecord>> {
-                let rows = match &query.after {
-                    None => sqlx::query_as::<_, FileRow>(&format!(
-                        "SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-                    ))
-                    .bind(ws.as_str())
-                    .bind(i64::from(query.limit))
-                    .fetch_all(&self.read)
-                    .await,
-                    Some(after) => sqlx::query_as::<_, FileRow>(&format!(
-                        "SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = $1 AND (created_at, id) < ($2, $3) \
-                         ORDER BY created_at DESC, id DESC LIMIT $4"
-                    ))
-                    .bind(ws.as_str())
-                    .bind(millis(after.created_at))
-                    .bind(after.id.as_str())
-                    .bind(i64::from(query.limit))
-                    .fetch_all(&self.read)
-                    .await,
-                };
-                rows.map_err(db_error)?.into_iter().map(FileRecord::try_from).collect()
+            async fn list_files(
+                &self,
+                ws: &WorkspaceId,
+                filter: &FileFilter,
+                sort: Sort,
+                paging: &Paging,
+            ) -> Result<(Vec<FileRecord>, u64)> {
+                let mut qb = QueryBuilder::<'static, $db>::new(format!("SELECT {FILE_COLUMNS} FROM files f"));
+                Self::push_file_filter(&mut qb, ws, filter);
+                Self::push_page(&mut qb, "f", sort, paging);
+                let rows: Vec<FileRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let files = rows.into_iter().map(FileRecord::try_from).collect::<Result<Vec<_>>>()?;
+                let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM files f");
+                Self::push_file_filter(&mut count, ws, filter);
+                Ok((files, self.count(count).await?))
             }
 
             async fn delete_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
@@ -411,6 +600,14 @@ macro_rules! impl_metadata_store {
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("file"))?
                 .try_into()?;
+                for table in ["file_tags", "file_references"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1 AND file_id = $2"))
+                        .bind(ws.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
                 sqlx::query("UPDATE workspaces SET used_bytes = used_bytes - $1 WHERE id = $2")
                     .bind(bytes(file.size)?)
                     .bind(ws.as_str())
@@ -432,6 +629,507 @@ macro_rules! impl_metadata_store {
                 let count: i64 = row.try_get("n").map_err(db_error)?;
                 let total: i64 = row.try_get("total").map_err(db_error)?;
                 Ok(Usage { file_count: count.max(0) as u64, total_size: total.max(0) as u64 })
+            }
+
+            async fn update_file(
+                &self,
+                ws: &WorkspaceId,
+                id: &FileId,
+                change: &FileChange,
+                at: DateTime<Utc>,
+            ) -> Result<FileRecord> {
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut qb = QueryBuilder::<'static, $db>::new("UPDATE files SET updated_at = ");
+                qb.push_bind(millis(at));
+                if let Some(name) = &change.name {
+                    qb.push(", name = ");
+                    qb.push_bind(name.clone());
+                    qb.push(", name_folded = ");
+                    qb.push_bind(fold(name));
+                }
+                if let Some(folder) = &change.folder {
+                    qb.push(", folder_id = ");
+                    qb.push_bind(folder.as_ref().map(|id| id.to_string()));
+                }
+                if let Some(favorite) = change.is_favorite {
+                    qb.push(", is_favorite = ");
+                    qb.push_bind(favorite);
+                }
+                for (column, value) in [("alt_text", &change.alt_text), ("caption", &change.caption), ("copyright", &change.copyright)] {
+                    if let Some(value) = value {
+                        qb.push(format!(", {column} = "));
+                        qb.push_bind(value.clone());
+                    }
+                }
+                if let Some(metadata) = &change.metadata {
+                    qb.push(", metadata = ");
+                    qb.push_bind(serde_json::to_string(metadata).map_err(Error::internal)?);
+                }
+                if let Some(tags) = &change.tags {
+                    qb.push(", tags = ");
+                    qb.push_bind(serde_json::to_string(tags).map_err(Error::internal)?);
+                }
+                qb.push(" WHERE workspace_id = ");
+                qb.push_bind(ws.to_string());
+                qb.push(" AND id = ");
+                qb.push_bind(id.to_string());
+                qb.push(format!(" AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"));
+                let row: Option<FileRow> = qb.build_query_as().fetch_optional(&mut *tx).await.map_err(db_error)?;
+                let file = FileRecord::try_from(row.ok_or(Error::NotFound("file"))?)?;
+                if let Some(tags) = &change.tags {
+                    Self::replace_tags(&mut tx, ws, id, tags).await?;
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok(file)
+            }
+
+            async fn trash_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
+                sqlx::query_as::<_, FileRow>(&format!(
+                    "UPDATE files SET trashed_at = $1, trash_root = NULL, updated_at = $1 \
+                     WHERE workspace_id = $2 AND id = $3 AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"
+                ))
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.write)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("file"))?
+                .try_into()
+            }
+
+            async fn restore_file(
+                &self,
+                ws: &WorkspaceId,
+                id: &FileId,
+                folder: Option<&FolderId>,
+                at: DateTime<Utc>,
+            ) -> Result<FileRecord> {
+                sqlx::query_as::<_, FileRow>(&format!(
+                    "UPDATE files SET trashed_at = NULL, trash_root = NULL, folder_id = $1, updated_at = $2 \
+                     WHERE workspace_id = $3 AND id = $4 AND trashed_at IS NOT NULL RETURNING {FILE_COLUMNS}"
+                ))
+                .bind(folder.map(|f| f.as_str()))
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.write)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("file"))?
+                .try_into()
+            }
+
+            async fn tag_counts(&self, ws: &WorkspaceId) -> Result<Vec<(String, u64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT t.tag, COUNT(*) FROM file_tags t JOIN files f ON f.workspace_id = t.workspace_id AND f.id = t.file_id \
+                     WHERE t.workspace_id = $1 AND f.trashed_at IS NULL GROUP BY t.tag ORDER BY t.tag",
+                )
+                .bind(ws.as_str())
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                Ok(rows.into_iter().map(|(tag, n)| (tag, n.max(0) as u64)).collect())
+            }
+
+            async fn add_reference(&self, ws: &WorkspaceId, file: &FileId, reference: &FileReference) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO file_references (workspace_id, file_id, kind, ref_id, label, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (workspace_id, file_id, kind, ref_id) DO UPDATE SET label = excluded.label",
+                )
+                .bind(ws.as_str())
+                .bind(file.as_str())
+                .bind(&reference.kind)
+                .bind(&reference.id)
+                .bind(&reference.label)
+                .bind(millis(reference.created_at))
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn list_references(&self, ws: &WorkspaceId, file: &FileId) -> Result<Vec<FileReference>> {
+                sqlx::query_as::<_, ReferenceRow>(
+                    "SELECT kind, ref_id, label, created_at FROM file_references \
+                     WHERE workspace_id = $1 AND file_id = $2 ORDER BY created_at, kind, ref_id",
+                )
+                .bind(ws.as_str())
+                .bind(file.as_str())
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(FileReference::try_from)
+                .collect()
+            }
+
+            async fn remove_reference(&self, ws: &WorkspaceId, file: &FileId, kind: &str, id: &str) -> Result<()> {
+                let done = sqlx::query(
+                    "DELETE FROM file_references WHERE workspace_id = $1 AND file_id = $2 AND kind = $3 AND ref_id = $4",
+                )
+                .bind(ws.as_str())
+                .bind(file.as_str())
+                .bind(kind)
+                .bind(id)
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::NotFound("reference"));
+                }
+                Ok(())
+            }
+
+            async fn references_in_folder(&self, ws: &WorkspaceId, folder: &FolderId) -> Result<Vec<FileReference>> {
+                let mut qb = QueryBuilder::<'static, $db>::new(
+                    "SELECT r.kind, r.ref_id, r.label, r.created_at FROM file_references r \
+                     JOIN files f ON f.workspace_id = r.workspace_id AND f.id = r.file_id WHERE r.workspace_id = ",
+                );
+                qb.push_bind(ws.to_string());
+                qb.push(" AND f.trashed_at IS NULL AND f.folder_id IN ");
+                Self::push_subtree(&mut qb, ws, folder);
+                qb.push(" ORDER BY r.created_at");
+                let rows: Vec<ReferenceRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                rows.into_iter().map(FileReference::try_from).collect()
+            }
+
+            async fn insert_folder(&self, folder: &Folder) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO folders (workspace_id, id, parent_id, name, name_folded, is_favorite, trashed_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(folder.workspace_id.as_str())
+                .bind(folder.id.as_str())
+                .bind(folder.parent_id.as_ref().map(|id| id.as_str()))
+                .bind(&folder.name)
+                .bind(fold(&folder.name))
+                .bind(folder.is_favorite)
+                .bind(folder.trashed_at.map(millis))
+                .bind(millis(folder.created_at))
+                .bind(millis(folder.updated_at))
+                .execute(&self.write)
+                .await
+                .map_err(crate::errors::folder_error)?;
+                Ok(())
+            }
+
+            async fn get_folder(&self, ws: &WorkspaceId, id: &FolderId) -> Result<Folder> {
+                sqlx::query_as::<_, FolderRow>(&format!(
+                    "SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = $1 AND id = $2"
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("folder"))?
+                .try_into()
+            }
+
+            async fn folder_path(&self, ws: &WorkspaceId, id: &FolderId) -> Result<Vec<Folder>> {
+                let rows: Vec<FolderRow> = sqlx::query_as(&format!(
+                    "WITH RECURSIVE up (id, parent_id, depth) AS ( \
+                         SELECT id, parent_id, 0 FROM folders WHERE workspace_id = $1 AND id = $2 \
+                         UNION ALL \
+                         SELECT f.id, f.parent_id, up.depth + 1 FROM folders f JOIN up ON f.id = up.parent_id \
+                         WHERE f.workspace_id = $1 AND up.depth < 1000) \
+                     SELECT {cols} FROM folders f JOIN up ON f.id = up.id WHERE f.workspace_id = $1 ORDER BY up.depth DESC",
+                    cols = FOLDER_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                if rows.is_empty() {
+                    return Err(Error::NotFound("folder"));
+                }
+                rows.into_iter().map(Folder::try_from).collect()
+            }
+
+            async fn update_folder(
+                &self,
+                ws: &WorkspaceId,
+                id: &FolderId,
+                change: &FolderChange,
+                at: DateTime<Utc>,
+            ) -> Result<Folder> {
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                if let Some(Some(parent)) = &change.parent {
+                    Self::lock_workspace(&mut tx, ws).await?;
+                    // The new parent must not lie in the folder's own subtree.
+                    let cycle: i64 = sqlx::query_scalar(
+                        "WITH RECURSIVE up (id, parent_id, depth) AS ( \
+                             SELECT id, parent_id, 0 FROM folders WHERE workspace_id = $1 AND id = $2 \
+                             UNION ALL \
+                             SELECT f.id, f.parent_id, up.depth + 1 FROM folders f JOIN up ON f.id = up.parent_id \
+                             WHERE f.workspace_id = $1 AND up.depth < 1000) \
+                         SELECT COUNT(*) FROM up WHERE id = $3",
+                    )
+                    .bind(ws.as_str())
+                    .bind(parent.as_str())
+                    .bind(id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    if cycle > 0 {
+                        return Err(Error::conflict("folder_cycle", "a folder cannot be moved into its own subtree"));
+                    }
+                }
+                let mut qb = QueryBuilder::<'static, $db>::new("UPDATE folders SET updated_at = ");
+                qb.push_bind(millis(at));
+                if let Some(name) = &change.name {
+                    qb.push(", name = ");
+                    qb.push_bind(name.clone());
+                    qb.push(", name_folded = ");
+                    qb.push_bind(fold(name));
+                }
+                if let Some(parent) = &change.parent {
+                    qb.push(", parent_id = ");
+                    qb.push_bind(parent.as_ref().map(|id| id.to_string()));
+                }
+                if let Some(favorite) = change.is_favorite {
+                    qb.push(", is_favorite = ");
+                    qb.push_bind(favorite);
+                }
+                qb.push(" WHERE workspace_id = ");
+                qb.push_bind(ws.to_string());
+                qb.push(" AND id = ");
+                qb.push_bind(id.to_string());
+                qb.push(format!(" AND trashed_at IS NULL RETURNING {FOLDER_COLUMNS}"));
+                let row: Option<FolderRow> =
+                    qb.build_query_as().fetch_optional(&mut *tx).await.map_err(crate::errors::folder_error)?;
+                let folder = Folder::try_from(row.ok_or(Error::NotFound("folder"))?)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(folder)
+            }
+
+            async fn list_folders(
+                &self,
+                ws: &WorkspaceId,
+                filter: &FolderFilter,
+                sort: Sort,
+                paging: &Paging,
+            ) -> Result<(Vec<Folder>, u64)> {
+                // Folders have no size: sorting by size sorts them by name.
+                let sort = if sort.key == SortKey::Size { Sort { key: SortKey::Name, ..sort } } else { sort };
+                let mut qb = QueryBuilder::<'static, $db>::new(format!("SELECT {FOLDER_COLUMNS} FROM folders f"));
+                Self::push_folder_filter(&mut qb, ws, filter);
+                Self::push_page(&mut qb, "f", sort, paging);
+                let rows: Vec<FolderRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let folders = rows.into_iter().map(Folder::try_from).collect::<Result<Vec<_>>>()?;
+                let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM folders f");
+                Self::push_folder_filter(&mut count, ws, filter);
+                Ok((folders, self.count(count).await?))
+            }
+
+            async fn folder_is_empty(&self, ws: &WorkspaceId, id: &FolderId) -> Result<bool> {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM files WHERE workspace_id = $1 AND folder_id = $2 AND trashed_at IS NULL) \
+                     OR EXISTS (SELECT 1 FROM folders WHERE workspace_id = $1 AND parent_id = $2 AND trashed_at IS NULL)",
+                )
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?;
+                Ok(found.is_none())
+            }
+
+            async fn trash_folder(&self, ws: &WorkspaceId, id: &FolderId, at: DateTime<Utc>) -> Result<Folder> {
+                const LIVE_SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
+                     SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 AND trashed_at IS NULL \
+                     UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id \
+                     WHERE c.workspace_id = $1 AND c.trashed_at IS NULL) ";
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
+                sqlx::query(&format!(
+                    "{LIVE_SUBTREE} UPDATE files SET trashed_at = $3, trash_root = $2 \
+                     WHERE workspace_id = $1 AND trashed_at IS NULL AND folder_id IN (SELECT id FROM sub)"
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(&format!(
+                    "{LIVE_SUBTREE} UPDATE folders SET trashed_at = $3, \
+                     trash_root = CASE WHEN id = $2 THEN NULL ELSE $2 END \
+                     WHERE workspace_id = $1 AND id IN (SELECT id FROM sub)"
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let folder: Folder = sqlx::query_as::<_, FolderRow>(&format!(
+                    "SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = $1 AND id = $2 AND trashed_at = $3"
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .bind(millis(at))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("folder"))?
+                .try_into()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(folder)
+            }
+
+            async fn restore_folder(
+                &self,
+                ws: &WorkspaceId,
+                id: &FolderId,
+                parent: Option<&FolderId>,
+                name: &str,
+                with_contents: bool,
+                at: DateTime<Utc>,
+            ) -> Result<Folder> {
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let row: Option<FolderRow> = sqlx::query_as(&format!(
+                    "UPDATE folders SET trashed_at = NULL, trash_root = NULL, parent_id = $1, name = $2, name_folded = $3, \
+                     updated_at = $4 WHERE workspace_id = $5 AND id = $6 AND trashed_at IS NOT NULL RETURNING {FOLDER_COLUMNS}"
+                ))
+                .bind(parent.map(|p| p.as_str()))
+                .bind(name)
+                .bind(fold(name))
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(crate::errors::folder_error)?;
+                let folder = Folder::try_from(row.ok_or(Error::NotFound("folder"))?)?;
+                if with_contents {
+                    for table in ["folders", "files"] {
+                        sqlx::query(&format!(
+                            "UPDATE {table} SET trashed_at = NULL, trash_root = NULL WHERE workspace_id = $1 AND trash_root = $2"
+                        ))
+                        .bind(ws.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::errors::folder_error)?;
+                    }
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok(folder)
+            }
+
+            async fn purge_folder(&self, ws: &WorkspaceId, id: &FolderId) -> Result<Vec<FileRecord>> {
+                const SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
+                     SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 \
+                     UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = $1) ";
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
+                let rows: Vec<FileRow> = sqlx::query_as(&format!(
+                    "{SUBTREE} DELETE FROM files WHERE workspace_id = $1 AND folder_id IN (SELECT id FROM sub) RETURNING {FILE_COLUMNS}"
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                let files = rows.into_iter().map(FileRecord::try_from).collect::<Result<Vec<_>>>()?;
+                let mut freed: i64 = 0;
+                for file in &files {
+                    freed += bytes(file.size)?;
+                    for table in ["file_tags", "file_references"] {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1 AND file_id = $2"))
+                            .bind(ws.as_str())
+                            .bind(file.id.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                }
+                sqlx::query("UPDATE workspaces SET used_bytes = used_bytes - $1 WHERE id = $2")
+                    .bind(freed)
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let removed = sqlx::query(&format!(
+                    "{SUBTREE} DELETE FROM folders WHERE workspace_id = $1 AND id IN (SELECT id FROM sub)"
+                ))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if removed.rows_affected() == 0 {
+                    return Err(Error::NotFound("folder"));
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok(files)
+            }
+
+            async fn expired_trash(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<(WorkspaceId, TrashEntry)>> {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT workspace_id, 'file', id FROM files WHERE trashed_at < $1 AND trash_root IS NULL \
+                     UNION ALL SELECT workspace_id, 'folder', id FROM folders WHERE trashed_at < $1 AND trash_root IS NULL \
+                     LIMIT $2",
+                )
+                .bind(millis(before))
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                rows.into_iter().map(|(ws, kind, id)| Ok((ws.parse()?, Self::trash_entry(&kind, &id)?))).collect()
+            }
+
+            async fn trash_entries(&self, ws: &WorkspaceId, limit: u32) -> Result<Vec<TrashEntry>> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT kind, id, trashed_at FROM ( \
+                         SELECT 'file' AS kind, id, trashed_at FROM files \
+                         WHERE workspace_id = $1 AND trashed_at IS NOT NULL AND trash_root IS NULL \
+                         UNION ALL SELECT 'folder' AS kind, id, trashed_at FROM folders \
+                         WHERE workspace_id = $1 AND trashed_at IS NOT NULL AND trash_root IS NULL) AS entries \
+                     ORDER BY trashed_at DESC, id DESC LIMIT $2",
+                )
+                .bind(ws.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                rows.into_iter().map(|(kind, id, _)| Self::trash_entry(&kind, &id)).collect()
+            }
+
+            async fn search(
+                &self,
+                ws: &WorkspaceId,
+                files: &FileFilter,
+                folders: &FolderFilter,
+                sort: Sort,
+                paging: &Paging,
+            ) -> Result<(Vec<SearchHit>, u64)> {
+                let union = |qb: &mut QueryBuilder<'static, $db>| {
+                    qb.push("(SELECT 'folder' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, CAST(0 AS BIGINT) AS size FROM folders f");
+                    Self::push_folder_filter(qb, ws, folders);
+                    qb.push(" UNION ALL SELECT 'file' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, f.size FROM files f");
+                    Self::push_file_filter(qb, ws, files);
+                    qb.push(") AS hits");
+                };
+                let mut qb = QueryBuilder::<'static, $db>::new("SELECT hits.kind, hits.id FROM ");
+                union(&mut qb);
+                qb.push(" WHERE 1 = 1");
+                Self::push_page(&mut qb, "hits", sort, paging);
+                let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let mut hits = Vec::with_capacity(rows.len());
+                for (kind, id) in rows {
+                    hits.push(match kind.as_str() {
+                        "folder" => SearchHit::Folder(cabinet_core::MetadataStore::get_folder(self, ws, &id.parse()?).await?),
+                        _ => SearchHit::File(cabinet_core::MetadataStore::get_file(self, ws, &id.parse()?).await?),
+                    });
+                }
+                let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM ");
+                union(&mut count);
+                Ok((hits, self.count(count).await?))
             }
 
             async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>> {

@@ -1,7 +1,10 @@
 //! Rows as both dialects return them, and their conversion to domain records. Times are epoch
 //! milliseconds and sizes signed 64-bit in both databases.
 
-use cabinet_core::{ApiKey, Error, FailureReason, FileRecord, Result, Role, Upload, UploadStatus, Workspace};
+use cabinet_core::{
+    ApiKey, Error, FailureReason, FileRecord, FileReference, Folder, Result, Role, Upload, UploadStatus,
+    Workspace,
+};
 use chrono::{DateTime, TimeZone, Utc};
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
@@ -131,6 +134,14 @@ pub(crate) struct FileRow {
     blob_key: String,
     created_at: i64,
     updated_at: i64,
+    is_favorite: bool,
+    alt_text: Option<String>,
+    caption: Option<String>,
+    copyright: Option<String>,
+    metadata: String,
+    tags: String,
+    trashed_at: Option<i64>,
+    created_by: Option<String>,
 }
 
 impl TryFrom<FileRow> for FileRecord {
@@ -148,13 +159,77 @@ impl TryFrom<FileRow> for FileRecord {
             blob_key: row.blob_key,
             created_at: from_millis(row.created_at)?,
             updated_at: from_millis(row.updated_at)?,
+            is_favorite: row.is_favorite,
+            alt_text: row.alt_text,
+            caption: row.caption,
+            copyright: row.copyright,
+            metadata: serde_json::from_str(&row.metadata).map_err(|_| corrupt("metadata"))?,
+            tags: serde_json::from_str(&row.tags).map_err(|_| corrupt("tags"))?,
+            trashed_at: row.trashed_at.map(from_millis).transpose()?,
+            created_by: row.created_by,
         })
     }
 }
 
+#[derive(sqlx::FromRow)]
+pub(crate) struct FolderRow {
+    workspace_id: String,
+    id: String,
+    parent_id: Option<String>,
+    name: String,
+    is_favorite: bool,
+    trashed_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<FolderRow> for Folder {
+    type Error = Error;
+
+    fn try_from(row: FolderRow) -> Result<Self> {
+        Ok(Folder {
+            workspace_id: row.workspace_id.parse()?,
+            id: row.id.parse()?,
+            parent_id: row.parent_id.map(|id| id.parse()).transpose()?,
+            name: row.name,
+            is_favorite: row.is_favorite,
+            trashed_at: row.trashed_at.map(from_millis).transpose()?,
+            created_at: from_millis(row.created_at)?,
+            updated_at: from_millis(row.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReferenceRow {
+    kind: String,
+    ref_id: String,
+    label: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<ReferenceRow> for FileReference {
+    type Error = Error;
+
+    fn try_from(row: ReferenceRow) -> Result<Self> {
+        Ok(FileReference {
+            kind: row.kind,
+            id: row.ref_id,
+            label: row.label,
+            created_at: from_millis(row.created_at)?,
+        })
+    }
+}
+
+/// The columns of `folders`, in `FolderRow`'s order.
+pub(crate) const FOLDER_COLUMNS: &str =
+    "workspace_id, id, parent_id, name, is_favorite, trashed_at, created_at, updated_at";
+/// The columns a new file is inserted with.
+pub(crate) const FILE_INSERT_COLUMNS: &str = "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, \
+     created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by, name_folded";
 /// The columns of `files`, in `FileRow`'s order.
-pub(crate) const FILE_COLUMNS: &str =
-    "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, created_at, updated_at";
+pub(crate) const FILE_COLUMNS: &str = "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, \
+     created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by";
 /// The columns of `uploads`, in `UploadRow`'s order.
 pub(crate) const UPLOAD_COLUMNS: &str =
     "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \

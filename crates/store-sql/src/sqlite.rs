@@ -13,7 +13,10 @@ use sqlx::SqlitePool;
 
 use crate::errors::db_error;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_spine.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_spine.sql")),
+    (2, include_str!("../migrations/sqlite/0002_organising.sql")),
+];
 
 /// The SQLite metadata store.
 #[derive(Debug, Clone)]
@@ -90,4 +93,23 @@ impl SqliteStore {
     }
 }
 
-crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite);
+/// A case-folded substring match on a name: through the FTS5 trigram index from three
+/// characters on (a trigram phrase matches anywhere in the name), a LIKE scan below that.
+fn push_name_match(
+    qb: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
+    table: &str,
+    alias: &str,
+    folded: &str,
+) {
+    if folded.chars().count() >= 3 {
+        qb.push(format!("{alias}.rowid IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH "));
+        qb.push_bind(format!("\"{}\"", folded.replace('"', "\"\"")));
+        qb.push(")");
+    } else {
+        qb.push(format!("{alias}.name_folded LIKE "));
+        qb.push_bind(format!("%{}%", crate::like_escape(folded)));
+        qb.push(" ESCAPE '\\'");
+    }
+}
+
+crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match);

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
-use cabinet_core::ports::{FileCursor, FileListQuery};
+use cabinet_core::listing::{
+    Cursor, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Sortable, Start,
+};
+use cabinet_core::ports::{FileChange, FolderChange, SearchHit, TrashEntry};
 use cabinet_core::{
-    ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, MetadataStore, Role, Upload, UploadId,
-    UploadStatus, Workspace, WorkspaceId,
+    ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, FileReference, Folder, FolderId,
+    MetadataStore, Role, Upload, UploadId, UploadStatus, Workspace, WorkspaceId,
 };
 use chrono::{DateTime, Duration, Utc};
 
@@ -66,7 +69,267 @@ conformance!(
     deleting_a_file_reclaims_its_bytes,
     every_lookup_is_scoped_to_its_workspace,
     blob_keys_in_use_are_those_of_files_and_live_uploads,
+    sibling_folders_have_distinct_names_case_insensitively,
+    a_folder_cannot_move_into_its_own_subtree,
+    folder_paths_run_from_the_root,
+    trashing_a_folder_takes_its_subtree_and_restoring_brings_it_back,
+    purging_a_folder_reclaims_the_bytes_of_everything_below_it,
+    file_changes_update_metadata_tags_and_place,
+    lists_filter_by_folder_tags_favorite_type_and_reference,
+    search_finds_files_and_folders_by_folded_substring,
 );
+
+async fn sibling_folders_have_distinct_names_case_insensitively(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let parent = folder(&ws.id, "Parent", None);
+    store.insert_folder(&parent).await.unwrap();
+    store.insert_folder(&folder(&ws.id, "Reports", Some(&parent.id))).await.unwrap();
+    let err = store.insert_folder(&folder(&ws.id, "REPORTS", Some(&parent.id))).await.unwrap_err();
+    assert_eq!(err.code(), "name_taken");
+    // The same name elsewhere, or at the root, is fine.
+    store.insert_folder(&folder(&ws.id, "Reports", None)).await.unwrap();
+    let err = store.insert_folder(&folder(&ws.id, "reports", None)).await.unwrap_err();
+    assert_eq!(err.code(), "name_taken");
+    // Other workspaces have their own names.
+    let other = workspace(store, None).await;
+    store.insert_folder(&folder(&other.id, "Reports", None)).await.unwrap();
+}
+
+async fn a_folder_cannot_move_into_its_own_subtree(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let a = folder(&ws.id, "a", None);
+    let b = folder(&ws.id, "b", Some(&a.id));
+    let c = folder(&ws.id, "c", Some(&b.id));
+    for f in [&a, &b, &c] {
+        store.insert_folder(f).await.unwrap();
+    }
+    for target in [&c.id, &b.id] {
+        let change = FolderChange { parent: Some(Some(target.clone())), ..Default::default() };
+        let err = store.update_folder(&ws.id, &a.id, &change, now()).await.unwrap_err();
+        assert_eq!(err.code(), "folder_cycle");
+    }
+    let to_root = FolderChange { parent: Some(None), ..Default::default() };
+    let moved = store.update_folder(&ws.id, &c.id, &to_root, now()).await.unwrap();
+    assert_eq!(moved.parent_id, None);
+    let under_c = FolderChange { parent: Some(Some(c.id.clone())), ..Default::default() };
+    assert_eq!(
+        store.update_folder(&ws.id, &a.id, &under_c, now()).await.unwrap().parent_id,
+        Some(c.id.clone())
+    );
+}
+
+async fn folder_paths_run_from_the_root(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let a = folder(&ws.id, "a", None);
+    let b = folder(&ws.id, "b", Some(&a.id));
+    store.insert_folder(&a).await.unwrap();
+    store.insert_folder(&b).await.unwrap();
+    let path = store.folder_path(&ws.id, &b.id).await.unwrap();
+    assert_eq!(path.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+    let other = workspace(store, None).await;
+    assert!(matches!(store.folder_path(&other.id, &b.id).await, Err(Error::NotFound(_))));
+}
+
+async fn trashing_a_folder_takes_its_subtree_and_restoring_brings_it_back(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let a = folder(&ws.id, "a", None);
+    let b = folder(&ws.id, "b", Some(&a.id));
+    store.insert_folder(&a).await.unwrap();
+    store.insert_folder(&b).await.unwrap();
+    let in_b = named_file(&ws.id, "deep.txt", Some(&b.id), 5, now());
+    store.insert_file_charging(&in_b).await.unwrap();
+    assert!(!store.folder_is_empty(&ws.id, &a.id).await.unwrap());
+    store.trash_folder(&ws.id, &a.id, now()).await.unwrap();
+    assert!(store.get_folder(&ws.id, &b.id).await.unwrap().trashed_at.is_some());
+    assert!(store.get_file(&ws.id, &in_b.id).await.unwrap().trashed_at.is_some());
+    assert_eq!(store.trash_entries(&ws.id, 10).await.unwrap(), vec![TrashEntry::Folder(a.id.clone())]);
+    assert!(all_files(store, &ws.id, FileFilter::default()).await.is_empty());
+    // Trashed things keep counting against the quota.
+    assert_eq!(ledger(store, &ws.id).await, (5, 0));
+    // The name is free again while the folder is in the trash.
+    store.insert_folder(&folder(&ws.id, "a", None)).await.unwrap();
+    let err = store.restore_folder(&ws.id, &a.id, None, "a", true, now()).await.unwrap_err();
+    assert_eq!(err.code(), "name_taken");
+    store.restore_folder(&ws.id, &a.id, None, "a (2)", true, now()).await.unwrap();
+    assert!(store.get_folder(&ws.id, &b.id).await.unwrap().trashed_at.is_none());
+    assert!(store.get_file(&ws.id, &in_b.id).await.unwrap().trashed_at.is_none());
+    assert!(store.trash_entries(&ws.id, 10).await.unwrap().is_empty());
+}
+
+async fn purging_a_folder_reclaims_the_bytes_of_everything_below_it(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(1000)).await;
+    let a = folder(&ws.id, "a", None);
+    let b = folder(&ws.id, "b", Some(&a.id));
+    store.insert_folder(&a).await.unwrap();
+    store.insert_folder(&b).await.unwrap();
+    let keep = named_file(&ws.id, "keep.txt", None, 7, now());
+    store.insert_file_charging(&keep).await.unwrap();
+    for parent in [&a.id, &b.id] {
+        store.insert_file_charging(&named_file(&ws.id, "x.txt", Some(parent), 100, now())).await.unwrap();
+    }
+    let purged = store.purge_folder(&ws.id, &a.id).await.unwrap();
+    assert_eq!(purged.len(), 2);
+    assert_eq!(ledger(store, &ws.id).await, (7, 0));
+    assert!(matches!(store.get_folder(&ws.id, &b.id).await, Err(Error::NotFound(_))));
+    assert_eq!(all_files(store, &ws.id, FileFilter::default()).await, vec![keep]);
+}
+
+async fn file_changes_update_metadata_tags_and_place(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let dir = folder(&ws.id, "dir", None);
+    store.insert_folder(&dir).await.unwrap();
+    let file = direct_file(&ws.id, 3, now());
+    store.insert_file_charging(&file).await.unwrap();
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("k".into(), serde_json::json!([1, 2]));
+    let later = now() + Duration::seconds(5);
+    let change = FileChange {
+        name: Some("Renamed.PDF".into()),
+        folder: Some(Some(dir.id.clone())),
+        is_favorite: Some(true),
+        alt_text: Some(Some("alt".into())),
+        caption: Some(Some("cap".into())),
+        copyright: Some(Some("(c)".into())),
+        metadata: Some(metadata.clone()),
+        tags: Some(vec!["a".into(), "b".into()]),
+    };
+    let changed = store.update_file(&ws.id, &file.id, &change, later).await.unwrap();
+    assert_eq!(changed.name, "Renamed.PDF");
+    assert_eq!(changed.folder_id, Some(dir.id.clone()));
+    assert!(changed.is_favorite);
+    assert_eq!(
+        (changed.alt_text.as_deref(), changed.caption.as_deref(), changed.copyright.as_deref()),
+        (Some("alt"), Some("cap"), Some("(c)"))
+    );
+    assert_eq!(changed.metadata, metadata);
+    assert_eq!(changed.tags, vec!["a", "b"]);
+    assert_eq!(changed.updated_at, later);
+    assert_eq!(store.get_file(&ws.id, &file.id).await.unwrap(), changed);
+    let cleared = FileChange {
+        alt_text: Some(None),
+        tags: Some(vec!["b".into()]),
+        folder: Some(None),
+        ..Default::default()
+    };
+    let changed = store.update_file(&ws.id, &file.id, &cleared, later).await.unwrap();
+    assert_eq!((changed.alt_text, changed.tags, changed.folder_id), (None, vec!["b".to_owned()], None));
+    assert_eq!(store.tag_counts(&ws.id).await.unwrap(), vec![("b".to_owned(), 1)]);
+}
+
+async fn lists_filter_by_folder_tags_favorite_type_and_reference(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let dir = folder(&ws.id, "dir", None);
+    let sub = folder(&ws.id, "sub", Some(&dir.id));
+    store.insert_folder(&dir).await.unwrap();
+    store.insert_folder(&sub).await.unwrap();
+    let at_root = named_file(&ws.id, "root.png", None, 1, now());
+    let mut in_dir = named_file(&ws.id, "dir.pdf", Some(&dir.id), 2, now());
+    in_dir.mime_type = "application/pdf".into();
+    let in_sub = named_file(&ws.id, "sub.txt", Some(&sub.id), 3, now());
+    for f in [&at_root, &in_dir, &in_sub] {
+        store.insert_file_charging(f).await.unwrap();
+    }
+    let tag = |tags: &[&str]| FileChange {
+        tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        ..Default::default()
+    };
+    store.update_file(&ws.id, &at_root.id, &tag(&["x", "y"]), now()).await.unwrap();
+    store.update_file(&ws.id, &in_dir.id, &tag(&["x"]), now()).await.unwrap();
+    store
+        .update_file(&ws.id, &in_sub.id, &FileChange { is_favorite: Some(true), ..Default::default() }, now())
+        .await
+        .unwrap();
+    let reference =
+        FileReference { kind: "conversation".into(), id: "c1".into(), label: None, created_at: now() };
+    store.add_reference(&ws.id, &in_sub.id, &reference).await.unwrap();
+    let names = |files: Vec<FileRecord>| {
+        let mut names: Vec<String> = files.into_iter().map(|f| f.name).collect();
+        names.sort();
+        names
+    };
+    let cases: Vec<(FileFilter, Vec<&str>)> = vec![
+        (FileFilter { folder: FolderScope::Root, ..Default::default() }, vec!["root.png"]),
+        (FileFilter { folder: FolderScope::In(dir.id.clone()), ..Default::default() }, vec!["dir.pdf"]),
+        (
+            FileFilter { folder: FolderScope::Subtree(dir.id.clone()), ..Default::default() },
+            vec!["dir.pdf", "sub.txt"],
+        ),
+        (FileFilter { tags_all: vec!["x".into(), "y".into()], ..Default::default() }, vec!["root.png"]),
+        (
+            FileFilter { tags_any: vec!["y".into(), "x".into()], ..Default::default() },
+            vec!["dir.pdf", "root.png"],
+        ),
+        (FileFilter { favorite: Some(true), ..Default::default() }, vec!["sub.txt"]),
+        (FileFilter { mime_prefix: Some("application/".into()), ..Default::default() }, vec!["dir.pdf"]),
+        (
+            FileFilter { referenced_by: Some(("conversation".into(), "c1".into())), ..Default::default() },
+            vec!["sub.txt"],
+        ),
+        (FileFilter { min_size: Some(2), max_size: Some(2), ..Default::default() }, vec!["dir.pdf"]),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(names(all_files(store, &ws.id, filter.clone()).await), expected, "{filter:?}");
+    }
+    let by_name = store
+        .list_files(
+            &ws.id,
+            &FileFilter::default(),
+            Sort { key: SortKey::Name, descending: false },
+            &first_page(10),
+        )
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(
+        by_name.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        vec!["dir.pdf", "root.png", "sub.txt"]
+    );
+    assert_eq!(store.list_references(&ws.id, &in_sub.id).await.unwrap(), vec![reference]);
+    store.remove_reference(&ws.id, &in_sub.id, "conversation", "c1").await.unwrap();
+    assert!(matches!(
+        store.remove_reference(&ws.id, &in_sub.id, "conversation", "c1").await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn search_finds_files_and_folders_by_folded_substring(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    store.insert_folder(&folder(&ws.id, "Quarterly Reports", None)).await.unwrap();
+    for name in ["Report.PDF", "RÉSUMÉ.docx", "holiday.jpg"] {
+        store.insert_file_charging(&named_file(&ws.id, name, None, 1, now())).await.unwrap();
+    }
+    let ws_id = ws.id.clone();
+    let search = |q: &str| {
+        let ws_id = ws_id.clone();
+        let q = cabinet_core::names::fold(q);
+        let files = FileFilter { name_contains: Some(q.clone()), ..Default::default() };
+        let folders = FolderFilter { name_contains: Some(q), ..Default::default() };
+        async move {
+            let (hits, total) = store
+                .search(
+                    &ws_id,
+                    &files,
+                    &folders,
+                    Sort { key: SortKey::Name, descending: false },
+                    &first_page(10),
+                )
+                .await
+                .unwrap();
+            assert_eq!(total as usize, hits.len());
+            hits.into_iter()
+                .map(|hit| match hit {
+                    SearchHit::Folder(f) => format!("folder:{}", f.name),
+                    SearchHit::File(f) => format!("file:{}", f.name),
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("report").await, vec!["folder:Quarterly Reports", "file:Report.PDF"]);
+    assert_eq!(search("résumé").await, vec!["file:RÉSUMÉ.docx"]);
+    assert_eq!(search("li").await, vec!["file:holiday.jpg"]);
+    assert!(search("zzz").await.is_empty());
+    assert!(search("100%").await.is_empty());
+}
 
 fn now() -> DateTime<Utc> {
     cabinet_core::clock::truncate_to_millis(Utc::now())
@@ -107,34 +370,63 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
 }
 
 fn file_of(upload: &Upload, at: DateTime<Utc>) -> FileRecord {
-    FileRecord {
-        workspace_id: upload.workspace_id.clone(),
-        id: upload.file_id.clone(),
-        name: upload.name.clone(),
-        mime_type: "text/plain".into(),
-        size: upload.size,
-        sha256: "0".repeat(64),
-        folder_id: None,
-        blob_key: upload.blob_key.clone(),
-        created_at: at,
-        updated_at: at,
-    }
+    FileRecord::new(
+        upload.workspace_id.clone(),
+        upload.file_id.clone(),
+        upload.name.clone(),
+        "text/plain".into(),
+        upload.size,
+        "0".repeat(64),
+        None,
+        upload.blob_key.clone(),
+        at,
+    )
 }
 
 fn direct_file(ws: &WorkspaceId, size: u64, at: DateTime<Utc>) -> FileRecord {
+    named_file(ws, "direct.txt", None, size, at)
+}
+
+fn named_file(
+    ws: &WorkspaceId,
+    name: &str,
+    folder: Option<&FolderId>,
+    size: u64,
+    at: DateTime<Utc>,
+) -> FileRecord {
     let id = FileId::generate();
-    FileRecord {
-        workspace_id: ws.clone(),
-        blob_key: format!("{ws}/{id}"),
-        id,
-        name: "direct.txt".into(),
-        mime_type: "text/plain".into(),
+    FileRecord::new(
+        ws.clone(),
+        id.clone(),
+        name.into(),
+        "text/plain".into(),
         size,
-        sha256: "1".repeat(64),
-        folder_id: None,
-        created_at: at,
-        updated_at: at,
+        "1".repeat(64),
+        folder.cloned(),
+        format!("{ws}/{id}"),
+        at,
+    )
+}
+
+fn folder(ws: &WorkspaceId, name: &str, parent: Option<&FolderId>) -> Folder {
+    Folder {
+        workspace_id: ws.clone(),
+        id: FolderId::generate(),
+        parent_id: parent.cloned(),
+        name: name.into(),
+        is_favorite: false,
+        trashed_at: None,
+        created_at: now(),
+        updated_at: now(),
     }
+}
+
+fn first_page(limit: u32) -> Paging {
+    Paging { limit, start: Start::First }
+}
+
+async fn all_files(store: &dyn MetadataStore, ws: &WorkspaceId, filter: FileFilter) -> Vec<FileRecord> {
+    store.list_files(ws, &filter, Sort::NEWEST_FIRST, &first_page(100)).await.unwrap().0
 }
 
 async fn ledger(store: &dyn MetadataStore, ws: &WorkspaceId) -> (u64, u64) {
@@ -288,16 +580,27 @@ async fn files_page_newest_first_by_keyset(store: &dyn MetadataStore) {
     }
     expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     let mut seen = Vec::new();
-    let mut after = None;
+    let mut start = Start::First;
     loop {
-        let page = store.list_files(&ws.id, &FileListQuery { limit: 3, after: after.clone() }).await.unwrap();
-        if page.is_empty() {
-            break;
-        }
-        after = page.last().map(|f: &FileRecord| FileCursor { created_at: f.created_at, id: f.id.clone() });
+        let paging = Paging { limit: 3, start: start.clone() };
+        let (page, total) =
+            store.list_files(&ws.id, &FileFilter::default(), Sort::NEWEST_FIRST, &paging).await.unwrap();
+        assert_eq!(total, 10);
+        let Some(last) = page.last() else { break };
+        start = Start::After(Cursor { value: last.sort_value(SortKey::CreatedAt), id: last.id.to_string() });
         seen.extend(page);
     }
     assert_eq!(seen, expected);
+    let (by_offset, _) = store
+        .list_files(
+            &ws.id,
+            &FileFilter::default(),
+            Sort::NEWEST_FIRST,
+            &Paging { limit: 3, start: Start::Offset(3) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_offset, expected[3..6].to_vec());
 }
 
 async fn deleting_a_file_reclaims_its_bytes(store: &dyn MetadataStore) {
@@ -323,11 +626,7 @@ async fn every_lookup_is_scoped_to_its_workspace(store: &dyn MetadataStore) {
     assert!(matches!(store.delete_file(&theirs.id, &file.id).await, Err(Error::NotFound(_))));
     assert!(!store.begin_receiving(&theirs.id, &up.id, now()).await.unwrap());
     assert!(!store.fail_upload(&theirs.id, &up.id, FailureReason::Cancelled, now()).await.unwrap());
-    assert!(store
-        .list_files(&theirs.id, &FileListQuery { limit: 10, after: None })
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(all_files(store, &theirs.id, FileFilter::default()).await.is_empty());
     assert_eq!(ledger(store, &mine.id).await, (10, 10));
     assert_eq!(ledger(store, &theirs.id).await, (0, 0));
 }

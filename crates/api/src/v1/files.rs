@@ -7,12 +7,14 @@ use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
 use cabinet_core::files::DirectUpload;
+use cabinet_core::ports::FileChange;
 use cabinet_core::{Error, FileId, FolderId};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::shapes::{DownloadUrlJson, FileJson, FileListJson};
+use super::params::{nullable, FileFilterParams, ListParams};
+use super::shapes::{DownloadUrlJson, FavoriteJson, FileJson, FileListJson, ReferenceJson, RestoredFileJson};
 use crate::auth::Authenticated;
 use crate::download::serve_file;
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
@@ -152,36 +154,35 @@ pub(crate) fn multipart_error(err: impl std::fmt::Display) -> ApiError {
     Error::bad_request("invalid_multipart", format!("the multipart body is malformed: {err}")).into()
 }
 
-/// Paging of a list.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// 1–100, default 50.
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// List files, newest first.
+/// List files: filtered by folder, name, tags, favorite, type, reference or trash; sorted and
+/// paged by cursor or offset.
 #[utoipa::path(
     get, path = "/v1/files", tag = "files",
-    params(ListParams),
+    params(FileFilterParams, ListParams),
     responses((status = 200, body = FileListJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn list_files(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Query(params): Query<ListParams>,
+    Query(filter): Query<FileFilterParams>,
+    Query(list): Query<ListParams>,
 ) -> ApiResult<Json<FileListJson>> {
-    let page = state.cabinet.list_files(&caller, params.limit, params.cursor.as_deref()).await?;
-    Ok(Json(FileListJson {
+    let (sort, paging) = list.parse()?;
+    let page = state.cabinet.list_files(&caller, filter.parse()?, sort, paging).await?;
+    Ok(Json(file_list(page)))
+}
+
+pub(crate) fn file_list(page: cabinet_core::Page<cabinet_core::FileRecord>) -> FileListJson {
+    FileListJson {
+        total: page.total,
         has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
         data: page.items.into_iter().map(FileJson::from).collect(),
-    }))
+    }
 }
 
-/// A file's details.
+/// A file's details, with what uses it.
 #[utoipa::path(
     get, path = "/v1/files/{id}", tag = "files",
     params(("id" = FileId, Path, description = "File id")),
@@ -193,18 +194,92 @@ pub async fn get_file(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<FileJson>> {
-    Ok(Json(state.cabinet.get_file(&caller, &FileId::parse(&id)?).await?.into()))
+    let id = FileId::parse(&id)?;
+    let file = state.cabinet.get_file(&caller, &id).await?;
+    let references = state.cabinet.list_references(&caller, &id).await?;
+    let mut json = FileJson::from(file);
+    json.references = Some(references.into_iter().map(ReferenceJson::from).collect());
+    Ok(Json(json))
 }
 
-/// Delete a file; its bytes go back to the quota.
+/// What to change on a file; fields left out stay as they are, `null` clears.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UpdateFileRequest {
+    pub name: Option<String>,
+    /// A folder id; `null` moves the file to the root.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub folder_id: Option<Option<FolderId>>,
+    pub is_favorite: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub alt_text: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub caption: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub copyright: Option<Option<String>>,
+    /// Replaces the custom metadata object.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// Rename, move, mark or describe a file.
+#[utoipa::path(
+    patch, path = "/v1/files/{id}", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    request_body = UpdateFileRequest,
+    responses(
+        (status = 200, body = FileJson),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such file or target folder", body = ErrorBody),
+        (status = 413, description = "Metadata too large", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_file(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Json(request): Json<UpdateFileRequest>,
+) -> ApiResult<Json<FileJson>> {
+    let change = FileChange {
+        name: request.name,
+        folder: request.folder_id,
+        is_favorite: request.is_favorite,
+        alt_text: request.alt_text,
+        caption: request.caption,
+        copyright: request.copyright,
+        metadata: request.metadata,
+        tags: request.tags,
+    };
+    Ok(Json(state.cabinet.update_file(&caller, &FileId::parse(&id)?, change).await?.into()))
+}
+
+/// How a delete behaves.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct DeleteParams {
+    /// Delete even if something uses the file.
+    pub force: Option<bool>,
+    /// Purge at once instead of moving to the trash.
+    pub permanent: Option<bool>,
+}
+
+/// Delete a file: to the trash (it still counts against the quota), or purged with `permanent`.
 #[utoipa::path(
     delete, path = "/v1/files/{id}", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = FileId, Path, description = "File id"), DeleteParams),
     responses(
-        (status = 200, description = "The deleted file", body = FileJson),
+        (status = 200, description = "The trashed (or purged) file", body = FileJson),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The file is in use; the message names what uses it", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -212,8 +287,131 @@ pub async fn delete_file(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
+    Query(params): Query<DeleteParams>,
 ) -> ApiResult<Json<FileJson>> {
-    Ok(Json(state.cabinet.delete_file(&caller, &FileId::parse(&id)?).await?.into()))
+    let file = state
+        .cabinet
+        .delete_file(
+            &caller,
+            &FileId::parse(&id)?,
+            params.force.unwrap_or(false),
+            params.permanent.unwrap_or(false),
+        )
+        .await?;
+    Ok(Json(file.into()))
+}
+
+/// Toggle a file's favorite mark.
+#[utoipa::path(
+    post, path = "/v1/files/{id}/favorite", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    responses((status = 200, body = FavoriteJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn toggle_favorite(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FavoriteJson>> {
+    let file = state.cabinet.toggle_file_favorite(&caller, &FileId::parse(&id)?).await?;
+    Ok(Json(FavoriteJson { id: file.id.to_string(), is_favorite: file.is_favorite }))
+}
+
+/// Take a file out of the trash, into its folder (rebuilding a trashed parent chain) or the root.
+#[utoipa::path(
+    post, path = "/v1/files/{id}/restore", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    responses(
+        (status = 200, body = RestoredFileJson),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not in the trash", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn restore_file(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RestoredFileJson>> {
+    let (file, note) = state.cabinet.restore_file(&caller, &FileId::parse(&id)?).await?;
+    Ok(Json(RestoredFileJson { file: file.into(), restore: note.into() }))
+}
+
+/// Something that uses a file.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReferenceRequest {
+    #[schema(example = "conversation")]
+    pub kind: String,
+    #[schema(example = "conv_42")]
+    pub id: String,
+    pub label: Option<String>,
+}
+
+/// What uses a file.
+#[utoipa::path(
+    get, path = "/v1/files/{id}/references", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    responses((status = 200, body = Vec<ReferenceJson>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_references(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ReferenceJson>>> {
+    let references = state.cabinet.list_references(&caller, &FileId::parse(&id)?).await?;
+    Ok(Json(references.into_iter().map(ReferenceJson::from).collect()))
+}
+
+/// Record that something uses a file; deleting it then needs `force`.
+#[utoipa::path(
+    post, path = "/v1/files/{id}/references", tag = "files",
+    params(("id" = FileId, Path, description = "File id")),
+    request_body = ReferenceRequest,
+    responses(
+        (status = 201, body = ReferenceJson),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn add_reference(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Json(request): Json<ReferenceRequest>,
+) -> ApiResult<(StatusCode, Json<ReferenceJson>)> {
+    let reference = state
+        .cabinet
+        .add_reference(&caller, &FileId::parse(&id)?, &request.kind, &request.id, request.label)
+        .await?;
+    Ok((StatusCode::CREATED, Json(reference.into())))
+}
+
+/// Which reference to remove.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReferenceParams {
+    pub kind: String,
+    pub id: String,
+}
+
+/// Forget that something uses a file.
+#[utoipa::path(
+    delete, path = "/v1/files/{id}/references", tag = "files",
+    params(("id" = FileId, Path, description = "File id"), ReferenceParams),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn remove_reference(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Query(params): Query<ReferenceParams>,
+) -> ApiResult<StatusCode> {
+    state.cabinet.remove_reference(&caller, &FileId::parse(&id)?, &params.kind, &params.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// How a download URL should behave.
@@ -271,6 +469,6 @@ pub async fn get_content(
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response<Body>> {
-    let file = state.cabinet.get_file(&caller, &FileId::parse(&id)?).await?;
+    let file = state.cabinet.readable_file(&caller, &FileId::parse(&id)?).await?;
     serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD).await
 }

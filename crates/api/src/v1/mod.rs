@@ -1,7 +1,10 @@
 //! The native `/v1` API: one file per resource; handlers parse, call one core method, render.
 
 pub mod files;
+pub mod folders;
+pub mod params;
 pub mod quota;
+pub mod search;
 pub mod shapes;
 pub mod uploads;
 

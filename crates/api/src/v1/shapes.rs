@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 
 use cabinet_core::files::DownloadUrl;
+use cabinet_core::folders::RestoreNote;
+use cabinet_core::ports::SearchHit;
 use cabinet_core::uploads::{UploadState, UploadTicket};
-use cabinet_core::{FileId, FileRecord, FolderId, Quota, UploadId, Usage, WorkspaceId};
+use cabinet_core::{
+    FileId, FileRecord, FileReference, Folder, FolderId, Quota, UploadId, Usage, WorkspaceId,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -23,8 +27,23 @@ pub struct FileJson {
     /// Lowercase hex.
     pub sha256: String,
     pub folder_id: Option<FolderId>,
+    pub is_favorite: bool,
+    pub tags: Vec<String>,
+    pub alt_text: Option<String>,
+    pub caption: Option<String>,
+    pub copyright: Option<String>,
+    /// The client's own JSON object.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The end user who uploaded it, when creator tracking is on.
+    pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set while the file is in the trash.
+    pub trashed_at: Option<DateTime<Utc>>,
+    /// What uses the file (file details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub references: Option<Vec<ReferenceJson>>,
 }
 
 impl From<FileRecord> for FileJson {
@@ -37,10 +56,168 @@ impl From<FileRecord> for FileJson {
             size: file.size,
             sha256: file.sha256,
             folder_id: file.folder_id,
+            is_favorite: file.is_favorite,
+            tags: file.tags,
+            alt_text: file.alt_text,
+            caption: file.caption,
+            copyright: file.copyright,
+            metadata: file.metadata,
+            created_by: file.created_by,
             created_at: file.created_at,
             updated_at: file.updated_at,
+            trashed_at: file.trashed_at,
+            references: None,
         }
     }
+}
+
+/// "This file is used by (kind, id)".
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferenceJson {
+    #[schema(example = "conversation")]
+    pub kind: String,
+    #[schema(example = "conv_42")]
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<FileReference> for ReferenceJson {
+    fn from(reference: FileReference) -> Self {
+        Self {
+            kind: reference.kind,
+            id: reference.id,
+            label: reference.label,
+            created_at: reference.created_at,
+        }
+    }
+}
+
+/// A folder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderJson {
+    pub id: FolderId,
+    pub workspace_id: WorkspaceId,
+    #[schema(example = "Reports")]
+    pub name: String,
+    /// Null at the root.
+    pub parent_id: Option<FolderId>,
+    pub is_favorite: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub trashed_at: Option<DateTime<Utc>>,
+    /// From the root down to this folder (folder details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<BreadcrumbJson>>,
+}
+
+impl From<Folder> for FolderJson {
+    fn from(folder: Folder) -> Self {
+        Self {
+            id: folder.id,
+            workspace_id: folder.workspace_id,
+            name: folder.name,
+            parent_id: folder.parent_id,
+            is_favorite: folder.is_favorite,
+            created_at: folder.created_at,
+            updated_at: folder.updated_at,
+            trashed_at: folder.trashed_at,
+            path: None,
+        }
+    }
+}
+
+/// One step of a folder's path.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BreadcrumbJson {
+    pub id: FolderId,
+    pub name: String,
+}
+
+/// A page of folders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderListJson {
+    pub data: Vec<FolderJson>,
+    pub total: u64,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// What a folder holds directly: a page of folders and a page of files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderContentsJson {
+    /// Null at the root.
+    pub folder: Option<FolderJson>,
+    pub folders: FolderListJson,
+    pub files: FileListJson,
+}
+
+/// A folder or a file, as search and the trash list them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ItemJson {
+    Folder(FolderJson),
+    File(FileJson),
+}
+
+impl From<SearchHit> for ItemJson {
+    fn from(hit: SearchHit) -> Self {
+        match hit {
+            SearchHit::Folder(folder) => ItemJson::Folder(folder.into()),
+            SearchHit::File(file) => ItemJson::File(file.into()),
+        }
+    }
+}
+
+/// A page of search results: folders and files together.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResultsJson {
+    pub data: Vec<ItemJson>,
+    pub total: u64,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// Where a restore put things.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoreJson {
+    /// The original parent no longer exists, so it went to the root.
+    pub restored_to_root: bool,
+    /// Trashed ancestors that were brought back to give it a place.
+    pub recreated_folders: Vec<FolderId>,
+    /// Its name was taken meanwhile, so it was renamed.
+    pub renamed_to: Option<String>,
+}
+
+impl From<RestoreNote> for RestoreJson {
+    fn from(note: RestoreNote) -> Self {
+        Self {
+            restored_to_root: note.restored_to_root,
+            recreated_folders: note.recreated_folders,
+            renamed_to: note.renamed_to,
+        }
+    }
+}
+
+/// A restored file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoredFileJson {
+    pub file: FileJson,
+    pub restore: RestoreJson,
+}
+
+/// A restored folder.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestoredFolderJson {
+    pub folder: FolderJson,
+    pub restore: RestoreJson,
+}
+
+/// A favorite mark after a toggle.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FavoriteJson {
+    pub id: String,
+    pub is_favorite: bool,
 }
 
 /// Where an upload is.
@@ -131,10 +308,12 @@ impl From<UploadTicket> for UploadTicketJson {
     }
 }
 
-/// A page of files, newest first.
+/// A page of files.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FileListJson {
     pub data: Vec<FileJson>,
+    /// How many files match, over all pages.
+    pub total: u64,
     pub has_more: bool,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,

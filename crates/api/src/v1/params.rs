@@ -1,0 +1,134 @@
+//! Query parameters shared by every list: sort, order, paging, and the file filters.
+
+use cabinet_core::listing::{FileFilter, FolderScope, Paging, Sort, TagsParam};
+use cabinet_core::metadata::normalize_tag;
+use cabinet_core::{Error, FolderId, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use utoipa::IntoParams;
+
+/// Sort and paging of a list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// `name`, `created_at` (default), `updated_at` or `size`.
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: `asc` for name, `desc` otherwise).
+    pub order: Option<String>,
+    /// 1–100, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Items to skip (instead of a cursor).
+    pub offset: Option<u64>,
+}
+
+impl ListParams {
+    /// The sort and paging these name.
+    pub fn parse(&self) -> Result<(Sort, Paging)> {
+        let sort = Sort::parse(self.sort.as_deref(), self.order.as_deref())?;
+        let paging = Paging::parse(self.limit, self.cursor.as_deref(), self.offset, sort)?;
+        Ok((sort, paging))
+    }
+}
+
+/// Which files a list or search returns.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct FileFilterParams {
+    /// A folder id, or `root` for the top level.
+    pub folder_id: Option<String>,
+    /// With `folder_id`: also every folder below it.
+    pub recursive: Option<bool>,
+    /// Case-insensitive substring of the name.
+    pub q: Option<String>,
+    /// Comma-separated tags.
+    pub tags: Option<String>,
+    /// `all` (default): files with every tag; `any`: files with at least one.
+    pub tags_match: Option<String>,
+    pub favorite: Option<bool>,
+    /// A MIME type prefix: `image`, `image/`, `application/pdf`.
+    pub mime: Option<String>,
+    /// `kind:id` of something that uses the file.
+    pub referenced_by: Option<String>,
+    /// Only files in the trash.
+    pub trashed: Option<bool>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+}
+
+/// Parses a folder parameter: an id or `root`.
+pub fn folder_scope(raw: Option<&str>, recursive: bool) -> Result<FolderScope> {
+    Ok(match raw {
+        None | Some("") => FolderScope::Anywhere,
+        Some("root") if recursive => FolderScope::Anywhere,
+        Some("root") => FolderScope::Root,
+        Some(id) => {
+            let id = FolderId::parse(id)?;
+            if recursive {
+                FolderScope::Subtree(id)
+            } else {
+                FolderScope::In(id)
+            }
+        }
+    })
+}
+
+/// Splits and normalises comma-separated tags.
+pub fn tag_list(raw: Option<&str>) -> Result<Vec<String>> {
+    raw.unwrap_or("").split(',').filter(|t| !t.trim().is_empty()).map(normalize_tag).collect()
+}
+
+impl FileFilterParams {
+    /// The filter these name.
+    pub fn parse(&self) -> Result<FileFilter> {
+        let tags = tag_list(self.tags.as_deref())?;
+        let (tags_all, tags_any) = match TagsParam::parse(self.tags_match.as_deref())? {
+            TagsParam::All => (tags, Vec::new()),
+            TagsParam::Any => (Vec::new(), tags),
+        };
+        let referenced_by = match self.referenced_by.as_deref() {
+            None => None,
+            Some(raw) => match raw.split_once(':') {
+                Some((kind, id)) if !kind.is_empty() && !id.is_empty() => {
+                    Some((kind.to_owned(), id.to_owned()))
+                }
+                _ => {
+                    return Err(Error::bad_request("invalid_referenced_by", "referenced_by must be kind:id"))
+                }
+            },
+        };
+        Ok(FileFilter {
+            folder: folder_scope(self.folder_id.as_deref(), self.recursive.unwrap_or(false))?,
+            name_contains: self
+                .q
+                .as_deref()
+                .map(str::trim)
+                .filter(|q| !q.is_empty())
+                .map(cabinet_core::names::fold),
+            mime_prefix: self
+                .mime
+                .as_deref()
+                .map(|m| m.trim().to_ascii_lowercase())
+                .filter(|m| !m.is_empty()),
+            tags_all,
+            tags_any,
+            favorite: self.favorite,
+            referenced_by,
+            trashed: self.trashed.unwrap_or(false),
+            created_from: self.created_after,
+            created_to: self.created_before,
+            min_size: self.min_size,
+            max_size: self.max_size,
+        })
+    }
+}
+
+/// For PATCH bodies: tells a field set to `null` (`Some(None)`) from one left out (`None`).
+pub fn nullable<'de, T, D>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

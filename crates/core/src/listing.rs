@@ -1,0 +1,291 @@
+//! How lists are asked for: filters, sort, and paging by keyset cursor or offset. The rules (page
+//! sizes, what a cursor holds, which sorts exist) live here; stores only execute them.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::ids::FolderId;
+use crate::model::{FileRecord, Folder};
+
+/// The most items one page may hold.
+pub const MAX_PAGE: u32 = 100;
+/// Items per page when the client does not say.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// What a list is ordered by; the id breaks ties, so the order is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Case-insensitive name.
+    Name,
+    CreatedAt,
+    UpdatedAt,
+    Size,
+}
+
+/// A sort key and its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+impl Sort {
+    /// Newest first: the default of every list.
+    pub const NEWEST_FIRST: Sort = Sort { key: SortKey::CreatedAt, descending: true };
+
+    /// Parses `sort` (name | created_at | updated_at | size) and `order` (asc | desc). Without an
+    /// order, names sort ascending and everything else descending.
+    pub fn parse(sort: Option<&str>, order: Option<&str>) -> Result<Sort> {
+        let key = match sort.unwrap_or("created_at") {
+            "name" => SortKey::Name,
+            "created_at" => SortKey::CreatedAt,
+            "updated_at" => SortKey::UpdatedAt,
+            "size" => SortKey::Size,
+            _ => {
+                return Err(Error::bad_request(
+                    "invalid_sort",
+                    "sort must be name, created_at, updated_at or size",
+                ))
+            }
+        };
+        let descending = match order {
+            None => key != SortKey::Name,
+            Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(Error::bad_request("invalid_order", "order must be asc or desc")),
+        };
+        Ok(Sort { key, descending })
+    }
+}
+
+/// Where in the tree to look.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FolderScope {
+    /// Everywhere in the workspace.
+    #[default]
+    Anywhere,
+    /// Directly at the root.
+    Root,
+    /// Directly in this folder.
+    In(FolderId),
+    /// In this folder or any folder below it.
+    Subtree(FolderId),
+}
+
+/// Which files.
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    pub folder: FolderScope,
+    /// Case-folded substring of the name.
+    pub name_contains: Option<String>,
+    /// e.g. `image/` or `application/pdf`.
+    pub mime_prefix: Option<String>,
+    /// Normalised tags the file must have.
+    pub tags_all: Vec<String>,
+    /// Normalised tags of which the file must have at least one.
+    pub tags_any: Vec<String>,
+    pub favorite: Option<bool>,
+    /// (kind, id) of a reference the file must have.
+    pub referenced_by: Option<(String, String)>,
+    /// Only trashed files instead of only live ones.
+    pub trashed: bool,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+}
+
+/// Which folders.
+#[derive(Debug, Clone, Default)]
+pub struct FolderFilter {
+    pub parent: FolderScope,
+    pub name_contains: Option<String>,
+    pub favorite: Option<bool>,
+    pub trashed: bool,
+}
+
+/// The sort value of the last item of a page and its id: the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub value: CursorValue,
+    pub id: String,
+}
+
+/// A sort value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorValue {
+    Text(String),
+    Number(i64),
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Start {
+    #[default]
+    First,
+    After(Cursor),
+    Offset(u64),
+}
+
+/// A page request: the store returns up to `limit` items (the service asks one more to learn
+/// whether another page follows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paging {
+    pub limit: u32,
+    pub start: Start,
+}
+
+impl Paging {
+    /// Validates limit, cursor and offset (a cursor and an offset together are refused).
+    pub fn parse(
+        limit: Option<u32>,
+        cursor: Option<&str>,
+        offset: Option<u64>,
+        sort: Sort,
+    ) -> Result<Paging> {
+        let limit = match limit {
+            None => DEFAULT_PAGE,
+            Some(n @ 1..=MAX_PAGE) => n,
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "invalid_limit",
+                    format!("limit must be between 1 and {MAX_PAGE}"),
+                ))
+            }
+        };
+        let start = match (cursor, offset) {
+            (Some(_), Some(_)) => {
+                return Err(Error::bad_request("invalid_paging", "give a cursor or an offset, not both"))
+            }
+            (Some(cursor), None) => Start::After(decode_cursor(cursor, sort)?),
+            (None, Some(offset)) => Start::Offset(offset),
+            (None, None) => Start::First,
+        };
+        Ok(Paging { limit, start })
+    }
+}
+
+/// What a list item offers to sort and page by.
+pub trait Sortable {
+    fn sort_value(&self, key: SortKey) -> CursorValue;
+    fn item_id(&self) -> String;
+}
+
+impl Sortable for FileRecord {
+    fn sort_value(&self, key: SortKey) -> CursorValue {
+        match key {
+            SortKey::Name => CursorValue::Text(crate::names::fold(&self.name)),
+            SortKey::CreatedAt => CursorValue::Number(self.created_at.timestamp_millis()),
+            SortKey::UpdatedAt => CursorValue::Number(self.updated_at.timestamp_millis()),
+            SortKey::Size => CursorValue::Number(self.size as i64),
+        }
+    }
+
+    fn item_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Sortable for Folder {
+    fn sort_value(&self, key: SortKey) -> CursorValue {
+        match key {
+            SortKey::Name => CursorValue::Text(crate::names::fold(&self.name)),
+            SortKey::CreatedAt => CursorValue::Number(self.created_at.timestamp_millis()),
+            SortKey::UpdatedAt => CursorValue::Number(self.updated_at.timestamp_millis()),
+            SortKey::Size => CursorValue::Number(0),
+        }
+    }
+
+    fn item_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// Encodes where the next page starts. The sort key is part of the cursor, so a cursor is never
+/// used with another sort.
+pub fn encode_cursor(item: &impl Sortable, sort: Sort) -> String {
+    let value = match item.sort_value(sort.key) {
+        CursorValue::Text(text) => format!("t{text}"),
+        CursorValue::Number(n) => format!("n{n}"),
+    };
+    URL_SAFE_NO_PAD.encode(format!("{}\u{1f}{}\u{1f}{value}", sort_tag(sort), item.item_id()))
+}
+
+fn sort_tag(sort: Sort) -> String {
+    format!("{:?}{}", sort.key, if sort.descending { "-" } else { "+" })
+}
+
+fn decode_cursor(raw: &str, sort: Sort) -> Result<Cursor> {
+    let invalid = || Error::bad_request("invalid_cursor", "the cursor is not one this list returned");
+    let text = URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)?;
+    let mut parts = text.splitn(3, '\u{1f}');
+    let (tag, id, value) = (parts.next(), parts.next(), parts.next());
+    let (Some(tag), Some(id), Some(value)) = (tag, id, value) else { return Err(invalid()) };
+    if tag != sort_tag(sort) {
+        return Err(Error::bad_request("invalid_cursor", "the cursor belongs to another sort order"));
+    }
+    let value = if let Some(text) = value.strip_prefix('t') {
+        CursorValue::Text(text.to_owned())
+    } else if let Some(n) = value.strip_prefix('n') {
+        CursorValue::Number(n.parse().map_err(|_| invalid())?)
+    } else {
+        return Err(invalid());
+    };
+    Ok(Cursor { value, id: id.to_owned() })
+}
+
+/// Turns `limit + 1` fetched items into a page.
+pub fn into_page<T: Sortable>(
+    mut items: Vec<T>,
+    paging: &Paging,
+    sort: Sort,
+    total: u64,
+) -> crate::model::Page<T> {
+    let next_cursor = if items.len() > paging.limit as usize {
+        items.truncate(paging.limit as usize);
+        items.last().map(|last| encode_cursor(last, sort))
+    } else {
+        None
+    };
+    crate::model::Page { items, next_cursor, total }
+}
+
+impl Sortable for crate::ports::SearchHit {
+    fn sort_value(&self, key: SortKey) -> CursorValue {
+        match self {
+            crate::ports::SearchHit::Folder(folder) => folder.sort_value(key),
+            crate::ports::SearchHit::File(file) => file.sort_value(key),
+        }
+    }
+
+    fn item_id(&self) -> String {
+        match self {
+            crate::ports::SearchHit::Folder(folder) => folder.item_id(),
+            crate::ports::SearchHit::File(file) => file.item_id(),
+        }
+    }
+}
+
+/// How several tags filter: files with all of them, or with any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagsParam {
+    All,
+    Any,
+}
+
+impl TagsParam {
+    /// Parses `all` (default) or `any`.
+    pub fn parse(raw: Option<&str>) -> Result<Self> {
+        match raw {
+            None | Some("all") => Ok(TagsParam::All),
+            Some("any") => Ok(TagsParam::Any),
+            Some(_) => Err(Error::bad_request("invalid_tags_match", "tags_match must be all or any")),
+        }
+    }
+}
