@@ -58,6 +58,8 @@ pub struct TestServer {
     /// A workspace with no quota limit and an admin key.
     pub tenant: Tenant,
     pub dir: TempDir,
+    /// The bucket (and key prefix) blobs live in, when on S3.
+    pub s3: Option<S3Config>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -76,7 +78,14 @@ impl TestServer {
         Self::spawn_with(Options::default()).await
     }
 
+    /// A server whose blobs live in S3, or `None` (see `s3_or_skip`).
+    pub async fn spawn_s3(test: &str) -> Option<Self> {
+        let s3 = s3_or_skip(test)?;
+        Some(Self::spawn_with(Options { s3: Some(s3), ..Options::default() }).await)
+    }
+
     pub async fn spawn_with(options: Options) -> Self {
+        let s3 = options.s3.clone();
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -112,6 +121,7 @@ impl TestServer {
             clock,
             tenant: Tenant { workspace: WorkspaceId::generate(), key: String::new() },
             dir,
+            s3,
             server,
         };
         this.tenant = this.tenant(None, Role::Admin).await;
