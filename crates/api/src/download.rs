@@ -6,27 +6,11 @@ use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cabinet_core::content_type::is_active_content;
+use cabinet_core::content_type::{disposition, is_active_content};
 use cabinet_core::ports::ByteRange;
 use cabinet_core::{Cabinet, Error, FileRecord};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::ApiResult;
-
-/// RFC 8187 `attr-char`: everything else is percent-encoded.
-const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b'#')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'^')
-    .remove(b'_')
-    .remove(b'`')
-    .remove(b'|')
-    .remove(b'~');
 
 /// What a `Range` header asks of a representation of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,22 +56,9 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
     }
 }
 
-/// `Content-Disposition` for a name: an ASCII fallback with anything risky replaced, and the
-/// exact name percent-encoded in `filename*`.
+/// `Content-Disposition` for a name (the value is built by the core, which also hands it to S3).
 pub fn content_disposition(name: &str, attachment: bool) -> HeaderValue {
-    let fallback: String =
-        name.chars()
-            .map(|c| {
-                if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-    let encoded = utf8_percent_encode(name, ATTR_CHAR);
-    let kind = if attachment { "attachment" } else { "inline" };
-    HeaderValue::from_str(&format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"))
+    HeaderValue::from_str(&disposition(name, attachment))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 

@@ -1,6 +1,10 @@
 //! The blob port's implementations. `LocalBlobStore` keeps objects under a data folder: bytes are
 //! written to a temporary file while hashed, fsynced, and renamed into place only when committed.
+//! `S3BlobStore` keeps them in a bucket and presigns URLs so clients talk to the bucket directly.
 
 mod local;
+mod s3;
+mod sigv4;
 
 pub use local::LocalBlobStore;
+pub use s3::{S3BlobStore, S3Config};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cabinet_core::ports::{ByteRange, ByteStream, StageError, StagedBlob};
+use cabinet_core::ports::{BlobInfo, ByteRange, ByteStream, StageError, StagedBlob};
 use cabinet_core::{BlobStore, Error, Result};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -255,6 +255,33 @@ impl BlobStore for LocalBlobStore {
                 }
             }
             Ok(removed)
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::from)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<BlobInfo>> {
+        match tokio::fs::metadata(self.object_path(key)?).await {
+            Ok(meta) if meta.is_file() => Ok(Some(BlobInfo { size: meta.len(), sha256: None })),
+            Ok(_) => Ok(None),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn promote(&self, from: &str, to: &str) -> Result<()> {
+        let from = self.object_path(from)?;
+        let to = self.object_path(to)?;
+        let objects = self.objects.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let parent = to.parent().expect("object paths have a parent");
+            if !parent.exists() {
+                fs::create_dir_all(parent)?;
+                sync_dir(&objects)?;
+            }
+            fs::rename(&from, &to)?;
+            sync_dir(parent)
         })
         .await
         .map_err(Error::internal)?

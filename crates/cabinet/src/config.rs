@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use cabinet_blob::S3Config;
 use clap::Args;
 use serde::Deserialize;
 
@@ -20,7 +21,9 @@ pub struct StoreArgs {
     /// Metadata database URL (default: sqlite://<data-dir>/cabinet.db).
     #[arg(long, env = "CABINET_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// Blob storage: `local` (under <data-dir>/blobs) or `local:/some/folder`.
+    /// Blob storage: `local` (under <data-dir>/blobs), `local:/some/folder`, or
+    /// `s3://bucket?endpoint=http://host:port&region=us-east-1` (credentials from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; path-style with an endpoint).
     #[arg(long, env = "CABINET_STORAGE", global = true)]
     pub storage: Option<String>,
 }
@@ -89,7 +92,16 @@ struct FileSettings {
 pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
-    pub blob_root: PathBuf,
+    pub blobs: BlobConfig,
+}
+
+/// Where the blobs are.
+#[derive(Debug, Clone)]
+pub enum BlobConfig {
+    /// A local folder.
+    Local(PathBuf),
+    /// An S3 bucket.
+    S3(S3Config),
 }
 
 /// Everything `serve` runs with.
@@ -124,16 +136,17 @@ fn resolve_store(args: &StoreArgs, file: &FileSettings) -> anyhow::Result<StoreC
         .or(file.database_url.clone())
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cabinet.db").display()));
     let storage = args.storage.clone().or(file.storage.clone()).unwrap_or_else(|| "local".to_owned());
-    let blob_root = match storage.as_str() {
-        "local" => data_dir.join("blobs"),
+    let blobs = match storage.as_str() {
+        "local" => BlobConfig::Local(data_dir.join("blobs")),
+        other if other.starts_with("s3://") => {
+            BlobConfig::S3(S3Config::from_url(other).map_err(|err| anyhow::anyhow!("--storage: {err}"))?)
+        }
         other => match other.strip_prefix("local:") {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => bail!(
-                "--storage must be `local` or `local:/path` (S3 is not in this build yet), not {other:?}"
-            ),
+            Some(path) if !path.is_empty() => BlobConfig::Local(PathBuf::from(path)),
+            _ => bail!("--storage must be `local`, `local:/path` or `s3://bucket?...`, not {other:?}"),
         },
     };
-    Ok(StoreConfig { data_dir, database_url, blob_root })
+    Ok(StoreConfig { data_dir, database_url, blobs })
 }
 
 /// Resolves the store settings alone (for `admin`).

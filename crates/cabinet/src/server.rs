@@ -1,5 +1,5 @@
 //! Assembling Cabinet from its configuration, and running the server: recovery before serving,
-//! the sweeper, and a graceful shutdown that lets in-flight requests finish.
+//! the sweeper (which also reconciles direct S3 uploads), and a graceful shutdown that lets in-flight requests finish.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cabinet_api::HttpLimits;
-use cabinet_blob::LocalBlobStore;
-use cabinet_core::{Cabinet, Clock, Settings, SystemClock, UrlSigner};
+use cabinet_blob::{LocalBlobStore, S3BlobStore};
+use cabinet_core::{BlobStore, Cabinet, Clock, Settings, SystemClock, UrlSigner};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
-use crate::config::{ServeConfig, StoreConfig};
+use crate::config::{BlobConfig, ServeConfig, StoreConfig};
 
 /// Reads the signing secret from the data folder, creating it (readable by the owner only) on
 /// first use.
@@ -61,9 +61,16 @@ pub async fn assemble(
     let metadata = cabinet_store_sql::connect(&store.database_url).await.map_err(|err| {
         anyhow::anyhow!("opening the database: {err} ({:?})", std::error::Error::source(&err))
     })?;
-    let blobs = LocalBlobStore::open(&store.blob_root)
-        .with_context(|| format!("opening blob storage at {}", store.blob_root.display()))?;
-    Ok(Cabinet::new(metadata, Arc::new(blobs), clock, signer, settings))
+    let blobs: Arc<dyn BlobStore> = match &store.blobs {
+        BlobConfig::Local(root) => Arc::new(
+            LocalBlobStore::open(root)
+                .with_context(|| format!("opening blob storage at {}", root.display()))?,
+        ),
+        BlobConfig::S3(config) => {
+            Arc::new(S3BlobStore::new(config).map_err(|err| anyhow::anyhow!("opening S3 storage: {err:?}"))?)
+        }
+    };
+    Ok(Cabinet::new(metadata, blobs, clock, signer, settings))
 }
 
 /// The core settings a serve configuration implies.
@@ -129,6 +136,10 @@ async fn sweep_forever(cabinet: Cabinet, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        // Direct (S3) uploads whose bytes arrived are completed before expiry is judged.
+        if let Err(err) = cabinet.reconcile_uploads().await {
+            tracing::warn!(error = %err, "reconciling direct uploads failed");
+        }
         if let Err(err) = cabinet.sweep_expired_uploads().await {
             tracing::warn!(error = %err, "sweeping expired uploads failed");
         }

@@ -2,6 +2,8 @@
 //! the bytes agree with it or say nothing; types a browser would execute are flagged so every
 //! download surface serves them as attachments.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 /// The largest declared content type accepted.
 const MAX_MIME_LEN: usize = 255;
 
@@ -53,6 +55,39 @@ pub fn sniff(head: &[u8], declared: Option<&str>, name: &str) -> String {
         Some(declared) if !is_textual(declared) => declared.to_owned(),
         _ => "application/octet-stream".to_owned(),
     }
+}
+
+/// RFC 8187 `attr-char`: everything else is percent-encoded.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// A `Content-Disposition` value for a name: an ASCII fallback with anything risky replaced, and
+/// the exact name percent-encoded in `filename*`. Never contains a quote, CR or LF of the name.
+pub fn disposition(name: &str, attachment: bool) -> String {
+    let fallback: String =
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ';' | '%') || c == ' ' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+    let encoded = utf8_percent_encode(name, ATTR_CHAR);
+    let kind = if attachment { "attachment" } else { "inline" };
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// Whether a browser would run this type's content as a page or script if served inline.

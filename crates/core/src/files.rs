@@ -12,7 +12,7 @@ use crate::listing::{into_page, FileFilter, FolderFilter, Paging, Sort};
 use crate::metadata;
 use crate::model::{FileRecord, FileReference, Page, Role};
 use crate::names::validate_name;
-use crate::ports::{ByteRange, ByteStream, FileChange, SearchHit, StageError};
+use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit, StageError};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_FILE_PREFIX};
 
@@ -298,7 +298,8 @@ impl Cabinet {
         Ok(file)
     }
 
-    /// A signed GET URL for a file.
+    /// A signed GET URL for a file: presigned by the blob store when it serves files itself (S3),
+    /// else Cabinet's own storage endpoint.
     pub async fn download_url(
         &self,
         caller: &Caller,
@@ -310,7 +311,19 @@ impl Cabinet {
         let ws = &caller.workspace_id;
         let file = self.live_file(ws, id).await?;
         let ttl = self.url_ttl(expires_in, self.settings.download_url_ttl)?;
-        let expires = expiry_timestamp(self.clock.now() + ttl);
+        let now = self.clock.now();
+        let expires = expiry_timestamp(now + ttl);
+        // Types a browser would run are always attachments, wherever they are served from.
+        let attachment = attachment || content_type::is_active_content(&file.mime_type);
+        let direct = PresignedDownload {
+            content_type: file.mime_type.clone(),
+            disposition: content_type::disposition(&file.name, attachment),
+            signed_at: now,
+            expires_at: expiry_instant(expires),
+        };
+        if let Some(url) = self.blobs.presign_download(&file.blob_key, &direct) {
+            return Ok(DownloadUrl { url, expires_at: direct.expires_at });
+        }
         let params = SignedParams { expires, max_bytes: 0, attachment };
         let query = self.signer.sign(SignedOperation::Download, ws.as_str(), file.id.as_str(), &params);
         let url = format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, file.id);

@@ -1,12 +1,27 @@
-//! Leaving nothing behind: the sweeper fails expired uploads (releasing their reservations), and
-//! recovery after a restart removes temporary objects, fails uploads whose bytes were lost with
-//! the stopped process, and removes blobs that no file or live upload owns.
+//! Leaving nothing behind: the sweeper fails expired uploads (releasing their reservations and
+//! deleting bytes that went straight to the blob store), the reconciler completes direct uploads
+//! whose clients never called complete, and recovery after a restart removes temporary objects,
+//! fails uploads whose bytes were lost with the stopped process, and removes blobs that no file or
+//! live upload owns.
 
 use crate::error::Result;
+use crate::ids::{UploadId, WorkspaceId};
 use crate::model::FailureReason;
-use crate::Cabinet;
+use crate::uploads::{incoming_key, INCOMING_PREFIX};
+use crate::{Cabinet, UploadStatus};
 
 const BATCH: u32 = 500;
+
+/// What a reconciler pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Uploads whose bytes had arrived and were verified into files.
+    pub completed: u64,
+    /// Uploads whose bytes had arrived but were refused (size or checksum).
+    pub refused: u64,
+    /// Uploads that expired with no bytes.
+    pub expired: u64,
+}
 
 /// What recovery found and fixed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +42,10 @@ impl Cabinet {
             for (ws, id) in batch {
                 if self.store.fail_upload(&ws, &id, FailureReason::Expired, self.clock.now()).await? {
                     failed += 1;
+                    if !self.blobs.receives_through_cabinet() {
+                        // Bytes may have landed directly after all: the upload no longer wants them.
+                        self.delete_blob_quietly(&incoming_key(&ws, &id)).await;
+                    }
                 }
             }
             if done {
@@ -37,6 +56,49 @@ impl Cabinet {
             tracing::info!(failed, "expired uploads failed");
         }
         Ok(failed)
+    }
+
+    /// For blob stores that receive bytes directly (S3): completes every WAITING upload whose
+    /// bytes have arrived, as `complete` would, and fails those that expired with none. Expiry is
+    /// judged by the upload, not the object: the store itself refused bytes sent after expiry.
+    pub async fn reconcile_uploads(&self) -> Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        if self.blobs.receives_through_cabinet() {
+            return Ok(report);
+        }
+        let mut after: Option<UploadId> = None;
+        loop {
+            let batch = self.store.waiting_uploads(after.as_ref(), BATCH).await?;
+            let done = batch.len() < BATCH as usize;
+            after = batch.last().map(|upload| upload.id.clone());
+            for upload in batch {
+                let incoming = incoming_key(&upload.workspace_id, &upload.id);
+                match self.blobs.head(&incoming).await? {
+                    Some(info) => match self.finish_arrived(upload, info).await {
+                        Ok(state) if state.upload.status == UploadStatus::Success => report.completed += 1,
+                        Ok(_) => {}
+                        Err(err) if err.code() == "size_mismatch" || err.code() == "checksum_mismatch" => {
+                            report.refused += 1
+                        }
+                        Err(err) => tracing::warn!(error = %err, "reconciling an upload failed"),
+                    },
+                    None if self.clock.now() >= upload.expires_at => {
+                        let (ws, id, now) = (&upload.workspace_id, &upload.id, self.clock.now());
+                        let failed = self.store.fail_upload(ws, id, FailureReason::Expired, now).await?;
+                        report.expired += u64::from(failed);
+                        self.delete_blob_quietly(&incoming).await;
+                    }
+                    None => {}
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        if report != ReconcileReport::default() {
+            tracing::info!(?report, "direct uploads reconciled");
+        }
+        Ok(report)
     }
 
     /// Run once at start-up, before serving: nothing is staging yet, so every temporary object is
@@ -70,6 +132,8 @@ impl Cabinet {
     pub async fn remove_orphan_blobs(&self) -> Result<u64> {
         let keys = self.blobs.list_keys().await?;
         let mut removed = 0;
+        let (incoming, keys): (Vec<String>, Vec<String>) =
+            keys.into_iter().partition(|key| key.starts_with(INCOMING_PREFIX));
         for chunk in keys.chunks(BATCH as usize) {
             let owned = self.store.blob_keys_in_use(chunk).await?;
             for key in chunk.iter().filter(|key| !owned.contains(*key)) {
@@ -77,6 +141,29 @@ impl Cabinet {
                 removed += 1;
             }
         }
+        // Bytes that arrived directly belong to their upload while it is live.
+        for key in incoming {
+            if !self.incoming_is_wanted(&key).await? {
+                self.blobs.delete(&key).await?;
+                removed += 1;
+            }
+        }
         Ok(removed)
+    }
+}
+
+impl Cabinet {
+    /// Whether an incoming key belongs to a live upload.
+    async fn incoming_is_wanted(&self, key: &str) -> Result<bool> {
+        let parsed = key
+            .strip_prefix(INCOMING_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(ws, id)| Some((WorkspaceId::parse(ws).ok()?, UploadId::parse(id).ok()?)));
+        let Some((ws, id)) = parsed else { return Ok(false) };
+        match self.store.get_upload(&ws, &id).await {
+            Ok(upload) => Ok(upload.status.is_live()),
+            Err(crate::Error::NotFound(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 }

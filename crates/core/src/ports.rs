@@ -115,6 +115,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<(WorkspaceId, UploadId)>>;
     /// Every upload whose bytes were arriving; used at start-up when those bytes are gone.
     async fn receiving_uploads(&self, limit: u32) -> Result<Vec<(WorkspaceId, UploadId)>>;
+    /// WAITING uploads of every workspace, in id order, strictly after `after`; for the
+    /// reconciler that completes uploads whose bytes went straight to the blob store.
+    async fn waiting_uploads(&self, after: Option<&UploadId>, limit: u32) -> Result<Vec<Upload>>;
 
     /// Creates a file that skipped the reservation (a direct upload), charging its size to the
     /// quota in the same transaction: `QuotaExceeded` (and nothing written) when it does not fit.
@@ -295,7 +298,38 @@ impl ByteRange {
 pub struct PresignedUpload {
     pub url: String,
     pub method: &'static str,
+    /// Headers the request must carry exactly as given (they are signed).
     pub headers: Vec<(String, String)>,
+    /// The same upload as a browser form, when the store offers one.
+    pub form: Option<PresignedPost>,
+}
+
+/// A browser form upload: `POST url` as `multipart/form-data` with `fields` in this order, then
+/// the bytes in a last field named `file`. The store refuses any other size than the declared one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPost {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// What a signed GET of a file's bytes must say about them.
+#[derive(Debug, Clone)]
+pub struct PresignedDownload {
+    /// The `Content-Type` to serve.
+    pub content_type: String,
+    /// The `Content-Disposition` to serve (built by `content_type::disposition`).
+    pub disposition: String,
+    /// When the URL is signed and when it stops working.
+    pub signed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the blob store knows of an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub size: u64,
+    /// Lowercase hex, when the store verified one as the bytes arrived.
+    pub sha256: Option<String>,
 }
 
 /// The blob port.
@@ -320,12 +354,23 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_keys(&self) -> Result<Vec<String>>;
     /// Removes every temporary object; returns how many. Only safe when nothing is staging.
     async fn remove_temporaries(&self) -> Result<u64>;
+    /// An object's size (and verified sha256, if the store has one), or `None` when absent.
+    async fn head(&self, key: &str) -> Result<Option<BlobInfo>>;
+    /// Moves an object to another key (replacing what is there) without it ever being partial
+    /// under the new key; used to make verified bytes that arrived directly a file's blob.
+    async fn promote(&self, from: &str, to: &str) -> Result<()>;
 
     /// Whether bytes reach this store only through Cabinet (so uploads left UPLOADING by a stopped
     /// server can never finish).
     fn receives_through_cabinet(&self) -> bool;
-    /// A URL a client can upload to directly, or `None` to use Cabinet's own storage endpoint.
-    fn presign_upload(&self, _upload: &Upload) -> Option<PresignedUpload> {
+    /// A URL a client can upload `upload`'s bytes to directly, writing the object `key`, or `None`
+    /// to use Cabinet's own storage endpoint. Valid from `upload.created_at` to `upload.expires_at`.
+    fn presign_upload(&self, _key: &str, _upload: &Upload) -> Option<PresignedUpload> {
+        None
+    }
+    /// A URL that serves `key` directly from the store, or `None` to use Cabinet's own signed
+    /// download endpoint.
+    fn presign_download(&self, _key: &str, _download: &PresignedDownload) -> Option<String> {
         None
     }
 }

@@ -5,6 +5,11 @@
 //! object become durable and, in one transaction, the upload SUCCESS, the file created and the
 //! reservation usage. Every failure path fails the upload with a reason, releases the reservation
 //! and removes the bytes.
+//!
+//! Two ways in, one set of rules: bytes sent through Cabinet are staged and verified as they
+//! stream; bytes sent straight to the blob store (a presigned S3 URL) land under the upload's
+//! *incoming* key, and `complete_upload` (or the reconciler) verifies them with `head` before
+//! promoting them to the file's key. Either way `check_size` and `check_sha256` decide.
 
 use chrono::{DateTime, Utc};
 
@@ -13,9 +18,24 @@ use crate::error::{Error, Result};
 use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
 use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
 use crate::names::validate_name;
-use crate::ports::{ByteStream, StageError, StagedBlob};
+use crate::ports::{BlobInfo, ByteRange, ByteStream, PresignedPost, StageError, StagedBlob};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
+
+/// Where bytes sent straight to the blob store land until verified: `incoming/{ws}/{upload}`.
+/// Never a file's key, so a client re-using its URL after completion cannot touch the file.
+pub const INCOMING_PREFIX: &str = "incoming/";
+
+/// The incoming key of an upload.
+pub fn incoming_key(ws: &WorkspaceId, upload: &UploadId) -> String {
+    format!("{INCOMING_PREFIX}{ws}/{upload}")
+}
+
+/// How many bytes of a file are read to sniff its type.
+const SNIFF_BYTES: u64 = 8 * 1024;
+
+/// Why verified bytes were refused: the upload's failure reason and the client's error.
+type Rejection = (FailureReason, Error);
 
 /// What a client declares when it starts an upload.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +56,8 @@ pub struct UploadTicket {
     pub url: String,
     pub method: &'static str,
     pub headers: Vec<(String, String)>,
+    /// The same upload as a browser form, when the blob store offers one.
+    pub form: Option<PresignedPost>,
 }
 
 /// An upload and, once it succeeded, its file.
@@ -99,8 +121,9 @@ impl Cabinet {
             expires_at: expiry_instant(expires),
         };
         self.store.insert_upload_reserving(&upload).await?;
-        let (url, method, headers) = match self.blobs.presign_upload(&upload) {
-            Some(direct) => (direct.url, direct.method, direct.headers),
+        let incoming = incoming_key(ws, &upload.id);
+        let (url, method, headers, form) = match self.blobs.presign_upload(&incoming, &upload) {
+            Some(direct) => (direct.url, direct.method, direct.headers, direct.form),
             None => {
                 let params = SignedParams { expires, max_bytes: upload.size, attachment: false };
                 let query =
@@ -112,11 +135,11 @@ impl Cabinet {
                     .iter()
                     .map(|mime| ("Content-Type".to_owned(), mime.clone()))
                     .collect();
-                (url, "PUT", headers)
+                (url, "PUT", headers, None)
             }
         };
         tracing::info!(workspace = %ws, upload = %upload.id, size = upload.size, "upload started");
-        Ok(UploadTicket { upload, url, method, headers })
+        Ok(UploadTicket { upload, url, method, headers, form })
     }
 
     /// An upload's state.
@@ -140,22 +163,91 @@ impl Cabinet {
     pub async fn complete_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
         caller.require(Role::Write)?;
         let state = self.upload_state(&caller.workspace_id, id).await?;
-        match state.upload.status {
-            UploadStatus::Success => Ok(state),
-            UploadStatus::Failed => Err(Error::conflict(
-                "upload_failed",
-                format!(
-                    "the upload failed: {}",
-                    state.upload.failure_reason.map(FailureReason::as_str).unwrap_or("unknown")
-                ),
-            )),
-            UploadStatus::Uploading => {
-                Err(Error::conflict("upload_in_progress", "the upload's bytes are still arriving"))
-            }
-            UploadStatus::Waiting => {
-                Err(Error::conflict("upload_incomplete", "no bytes have been received for this upload yet"))
+        if state.upload.status == UploadStatus::Waiting && !self.blobs.receives_through_cabinet() {
+            let incoming = incoming_key(&state.upload.workspace_id, &state.upload.id);
+            if let Some(info) = self.blobs.head(&incoming).await? {
+                return self.finish_arrived(state.upload, info).await;
             }
         }
+        settled(state)
+    }
+
+    /// Verifies bytes that arrived under an upload's incoming key and turns them into its file.
+    /// The upload is UPLOADING meanwhile, so a racing `complete` or reconciler backs off.
+    pub(crate) async fn finish_arrived(&self, upload: Upload, info: BlobInfo) -> Result<UploadState> {
+        let (ws, id) = (&upload.workspace_id, &upload.id);
+        if !self.store.begin_receiving(ws, id, self.clock.now()).await? {
+            return settled(self.upload_state(ws, id).await?);
+        }
+        let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
+        let incoming = incoming_key(ws, id);
+        let finished = self.verify_arrived(&upload, &incoming, info).await;
+        guard.upload = None;
+        let file = match finished {
+            Ok(file) => file,
+            Err(Ok((reason, error))) => {
+                self.delete_blob_quietly(&incoming).await;
+                self.fail(&upload, reason).await?;
+                return Err(error);
+            }
+            Err(Err(error)) => return Err(error),
+        };
+        Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
+    }
+
+    /// The checks and the promotion of arrived bytes; a rejection leaves the cleanup to the caller.
+    async fn verify_arrived(
+        &self,
+        upload: &Upload,
+        incoming: &str,
+        info: BlobInfo,
+    ) -> std::result::Result<FileRecord, Result<Rejection>> {
+        check_size(upload, info.size).map_err(Ok)?;
+        let (sha256, head) = match (&info.sha256, &upload.sha256) {
+            (Some(sha256), _) => (sha256.clone(), self.read_head(incoming, info.size).await.map_err(Err)?),
+            // The client was told to send the checksum; the store did not verify one.
+            (None, Some(_)) => return Err(Ok(checksum_mismatch())),
+            (None, None) => self.hash_object(incoming).await.map_err(Err)?,
+        };
+        check_sha256(upload, &sha256).map_err(Ok)?;
+        let file = file_of(upload, info.size, sha256, &head, self.clock.now());
+        if let Err(err) = self.blobs.promote(incoming, &file.blob_key).await {
+            self.delete_blob_quietly(&file.blob_key).await;
+            return Err(Ok((FailureReason::StorageError, err)));
+        }
+        self.settle(upload, file).await.map_err(Err)
+    }
+
+    /// The first bytes of an object, for sniffing.
+    async fn read_head(&self, key: &str, size: u64) -> Result<bytes::Bytes> {
+        if size == 0 {
+            return Ok(bytes::Bytes::new());
+        }
+        let range = ByteRange { first: 0, last: size.min(SNIFF_BYTES) - 1 };
+        let mut stream = self.blobs.open(key, Some(range)).await?;
+        let mut head = bytes::BytesMut::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            head.extend_from_slice(&chunk?);
+        }
+        Ok(head.freeze())
+    }
+
+    /// Reads a whole object to learn its sha256 (when the store did not verify one), keeping its
+    /// first bytes for sniffing.
+    async fn hash_object(&self, key: &str) -> Result<(String, bytes::Bytes)> {
+        use sha2::{Digest, Sha256};
+        let mut stream = self.blobs.open(key, None).await?;
+        let mut hasher = Sha256::new();
+        let mut head = bytes::BytesMut::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk?;
+            if (head.len() as u64) < SNIFF_BYTES {
+                let take = (SNIFF_BYTES as usize - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            hasher.update(&chunk);
+        }
+        Ok((hex::encode(hasher.finalize()), head.freeze()))
     }
 
     /// Cancels a live upload, releasing its reservation.
@@ -254,49 +346,23 @@ impl Cabinet {
 
     /// Verifies staged bytes against the upload's declaration and turns them into its file.
     async fn finish(&self, upload: &Upload, staged: &StagedBlob) -> Result<FileRecord> {
-        let verdict = if staged.size != upload.size {
-            Err((
-                FailureReason::SizeMismatch,
-                Error::Unprocessable {
-                    code: "size_mismatch",
-                    message: format!("{} bytes arrived; the upload declared {}", staged.size, upload.size),
-                },
-            ))
-        } else if upload.sha256.as_ref().is_some_and(|declared| *declared != staged.sha256) {
-            Err((
-                FailureReason::ChecksumMismatch,
-                Error::Unprocessable {
-                    code: "checksum_mismatch",
-                    message: "the bytes do not match the declared sha256".to_owned(),
-                },
-            ))
-        } else {
-            Ok(())
-        };
+        let verdict = check_size(upload, staged.size).and_then(|()| check_sha256(upload, &staged.sha256));
         if let Err((reason, error)) = verdict {
             self.blobs.discard(&staged.temp_key).await;
             self.fail(upload, reason).await?;
             return Err(error);
         }
-        let now = self.clock.now();
-        let mime = content_type::sniff(&staged.head, upload.declared_mime.as_deref(), &upload.name);
-        let file = FileRecord::new(
-            upload.workspace_id.clone(),
-            upload.file_id.clone(),
-            upload.name.clone(),
-            mime,
-            staged.size,
-            staged.sha256.clone(),
-            upload.folder_id.clone(),
-            upload.blob_key.clone(),
-            now,
-        );
+        let file = file_of(upload, staged.size, staged.sha256.clone(), &staged.head, self.clock.now());
         if let Err(err) = self.blobs.commit(staged, &file.blob_key).await {
             self.blobs.discard(&staged.temp_key).await;
             self.fail(upload, FailureReason::StorageError).await?;
             return Err(err);
         }
-        // The bytes are durable; the file exists once this transaction commits.
+        self.settle(upload, file).await
+    }
+
+    /// The bytes are durable under the file's key; the file exists once this transaction commits.
+    async fn settle(&self, upload: &Upload, file: FileRecord) -> Result<FileRecord> {
         match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
             Ok(true) => {
                 tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
@@ -318,7 +384,7 @@ impl Cabinet {
     }
 
     /// Fails a live upload (a no-op when it already ended).
-    async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
+    pub(crate) async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
         let failed =
             self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now()).await?;
         if failed {
@@ -369,6 +435,9 @@ impl Drop for ReceivingGuard {
                     if cabinet.store.get_file(&upload.workspace_id, &upload.file_id).await.is_err() {
                         cabinet.delete_blob_quietly(&upload.blob_key).await;
                     }
+                    if !cabinet.blobs.receives_through_cabinet() {
+                        cabinet.delete_blob_quietly(&incoming_key(&upload.workspace_id, &upload.id)).await;
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, upload = %upload.id, "could not fail an abandoned upload")
@@ -376,6 +445,73 @@ impl Drop for ReceivingGuard {
             }
         });
     }
+}
+
+/// What `complete` answers for an upload it did not (or could not) finish now.
+fn settled(state: UploadState) -> Result<UploadState> {
+    match state.upload.status {
+        UploadStatus::Success => Ok(state),
+        UploadStatus::Failed => Err(Error::conflict(
+            "upload_failed",
+            format!(
+                "the upload failed: {}",
+                state.upload.failure_reason.map(FailureReason::as_str).unwrap_or("unknown")
+            ),
+        )),
+        UploadStatus::Uploading => {
+            Err(Error::conflict("upload_in_progress", "the upload's bytes are still arriving"))
+        }
+        UploadStatus::Waiting => {
+            Err(Error::conflict("upload_incomplete", "no bytes have been received for this upload yet"))
+        }
+    }
+}
+
+/// The size rule: exactly the declared number of bytes.
+fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), Rejection> {
+    if size == upload.size {
+        return Ok(());
+    }
+    Err((
+        FailureReason::SizeMismatch,
+        Error::Unprocessable {
+            code: "size_mismatch",
+            message: format!("{size} bytes arrived; the upload declared {}", upload.size),
+        },
+    ))
+}
+
+/// The checksum rule: when a sha256 was declared, the bytes hash to it.
+fn check_sha256(upload: &Upload, sha256: &str) -> std::result::Result<(), Rejection> {
+    match &upload.sha256 {
+        Some(declared) if declared != sha256 => Err(checksum_mismatch()),
+        _ => Ok(()),
+    }
+}
+
+fn checksum_mismatch() -> Rejection {
+    (
+        FailureReason::ChecksumMismatch,
+        Error::Unprocessable {
+            code: "checksum_mismatch",
+            message: "the bytes do not match the declared sha256".to_owned(),
+        },
+    )
+}
+
+/// The file verified bytes become.
+fn file_of(upload: &Upload, size: u64, sha256: String, head: &[u8], now: DateTime<Utc>) -> FileRecord {
+    FileRecord::new(
+        upload.workspace_id.clone(),
+        upload.file_id.clone(),
+        upload.name.clone(),
+        content_type::sniff(head, upload.declared_mime.as_deref(), &upload.name),
+        size,
+        sha256,
+        upload.folder_id.clone(),
+        upload.blob_key.clone(),
+        now,
+    )
 }
 
 fn too_many_bytes(upload: &Upload) -> Error {

@@ -531,6 +531,18 @@ macro_rules! impl_metadata_store {
                 Self::id_pairs(rows)
             }
 
+            async fn waiting_uploads(&self, after: Option<&UploadId>, limit: u32) -> Result<Vec<Upload>> {
+                let rows = sqlx::query_as::<_, UploadRow>(&format!(
+                    "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status = 'WAITING' AND id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(after.map_or("", |id| id.as_str()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                rows.into_iter().map(Upload::try_from).collect()
+            }
+
             async fn insert_file_charging(&self, file: &FileRecord) -> Result<()> {
                 let size = bytes(file.size)?;
                 let mut tx = self.write.begin().await.map_err(db_error)?;

@@ -289,8 +289,26 @@ pub struct UploadTicketJson {
     pub method: String,
     /// Headers to send with the bytes.
     pub headers: BTreeMap<String, String>,
+    /// The same upload as a browser form, when the storage offers one (S3): `POST` it as
+    /// `multipart/form-data` with these fields first, then the bytes in a field named `file`.
+    pub form: Option<UploadFormJson>,
     pub expires_at: DateTime<Utc>,
     pub upload: UploadJson,
+}
+
+/// A presigned form upload; its policy admits exactly the declared size.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadFormJson {
+    pub url: String,
+    /// Form fields to send, in this order, before the `file` field.
+    pub fields: Vec<FormFieldJson>,
+}
+
+/// One form field.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FormFieldJson {
+    pub name: String,
+    pub value: String,
 }
 
 impl From<UploadTicket> for UploadTicketJson {
@@ -302,6 +320,10 @@ impl From<UploadTicket> for UploadTicketJson {
             upload_url: ticket.url,
             method: ticket.method.to_owned(),
             headers: ticket.headers.into_iter().collect(),
+            form: ticket.form.map(|form| UploadFormJson {
+                url: form.url,
+                fields: form.fields.into_iter().map(|(name, value)| FormFieldJson { name, value }).collect(),
+            }),
             expires_at: upload.expires_at,
             upload,
         }

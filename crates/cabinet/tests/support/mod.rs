@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use cabinet::config::StoreConfig;
+use cabinet::config::{BlobConfig, StoreConfig};
 use cabinet::server::assemble;
 use cabinet_api::HttpLimits;
+use cabinet_blob::S3Config;
 use cabinet_core::admin::NewWorkspace;
 use cabinet_core::{Cabinet, ManualClock, Role, Settings, WorkspaceId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -20,6 +21,25 @@ pub struct Options {
     pub direct_upload_max_bytes: Option<u64>,
     pub json_upload_max_bytes: Option<usize>,
     pub max_file_bytes: Option<u64>,
+    /// Blobs in this S3 bucket instead of the temporary folder (see `s3_or_skip`).
+    pub s3: Option<S3Config>,
+}
+
+/// The S3 server `dev/s3-server` started (`CABINET_TEST_S3_URL` and the AWS variables), under a
+/// fresh key prefix so tests sharing the bucket never see each other's objects. `None`, with a
+/// notice, when there is none, unless `CABINET_REQUIRE_S3=1`: then the test fails.
+pub fn s3_or_skip(test: &str) -> Option<S3Config> {
+    let Some(url) = std::env::var("CABINET_TEST_S3_URL").ok().filter(|url| !url.is_empty()) else {
+        if std::env::var("CABINET_REQUIRE_S3").as_deref() == Ok("1") {
+            panic!("{test}: CABINET_REQUIRE_S3=1 but CABINET_TEST_S3_URL is not set (run dev/test)");
+        }
+        eprintln!("skipping {test}: no S3 server (CABINET_TEST_S3_URL is not set; dev/test starts one)");
+        return None;
+    };
+    let mut config = S3Config::from_url(&url).expect("CABINET_TEST_S3_URL");
+    let run = format!("run-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    config.prefix = if config.prefix.is_empty() { run } else { format!("{}/{run}", config.prefix) };
+    Some(config)
 }
 
 /// A workspace and a key for it.
@@ -38,6 +58,8 @@ pub struct TestServer {
     /// A workspace with no quota limit and an admin key.
     pub tenant: Tenant,
     pub dir: TempDir,
+    /// The bucket (and key prefix) blobs live in, when on S3.
+    pub s3: Option<S3Config>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -72,7 +94,14 @@ impl TestServer {
         Self::spawn_with(Options::default()).await
     }
 
+    /// A server whose blobs live in S3, or `None` (see `s3_or_skip`).
+    pub async fn spawn_s3(test: &str) -> Option<Self> {
+        let s3 = s3_or_skip(test)?;
+        Some(Self::spawn_with(Options { s3: Some(s3), ..Options::default() }).await)
+    }
+
     pub async fn spawn_with(options: Options) -> Self {
+        let s3 = options.s3.clone();
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -88,7 +117,10 @@ impl TestServer {
         let store = StoreConfig {
             data_dir: dir.path().to_owned(),
             database_url: database_url(dir.path()).await,
-            blob_root: dir.path().join("blobs"),
+            blobs: match options.s3 {
+                Some(config) => BlobConfig::S3(config),
+                None => BlobConfig::Local(dir.path().join("blobs")),
+            },
         };
         let clock = Arc::new(ManualClock::starting_now());
         let cabinet = assemble(&store, None, settings, clock.clone()).await.expect("assemble");
@@ -105,6 +137,7 @@ impl TestServer {
             clock,
             tenant: Tenant { workspace: WorkspaceId::generate(), key: String::new() },
             dir,
+            s3,
             server,
         };
         this.tenant = this.tenant(None, Role::Admin).await;

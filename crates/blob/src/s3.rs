@@ -1,0 +1,509 @@
+//! An S3 bucket as blob store. Bytes move through `object_store`; URLs that let clients talk to
+//! the bucket directly (presigned PUT and GET, the POST policy) are signed here with SigV4, so
+//! file bytes of signed uploads and downloads never pass through Cabinet.
+//!
+//! Layout of the bucket: a file's blob at its key (`ws_…/file_…`); bytes streamed through Cabinet
+//! at `tmp/<id>` until committed (a server-side copy, so the final key is never partial); bytes a
+//! client sends directly at the upload's `incoming/…` key until Cabinet has verified them.
+
+use std::io;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::BytesMut;
+use cabinet_core::ports::{
+    BlobInfo, ByteRange, ByteStream, PresignedDownload, PresignedPost, PresignedUpload, StageError,
+    StagedBlob,
+};
+use cabinet_core::{BlobStore, Error, Result, Upload};
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::sigv4::{uri_encode, Presign, SigV4, MAX_EXPIRES_SECS};
+
+/// Multipart part size while staging: memory per upload stays near a few parts.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts in flight at once while staging.
+const PARTS_IN_FLIGHT: usize = 2;
+/// How much of the start of a file is kept for content sniffing.
+const HEAD_BYTES: usize = 8 * 1024;
+const TMP_PREFIX: &str = "tmp/";
+
+/// Where the bucket is and how to reach it: `s3://bucket[/prefix]?endpoint=…&region=…`, credentials
+/// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Keys live under `prefix/` when not empty, so deployments (or test runs) can share a bucket.
+    pub prefix: String,
+    pub region: String,
+    /// `http(s)://host[:port]`; path-style addressing when given, AWS's virtual hosts otherwise.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// Parses an `s3://` storage URL, taking credentials from the usual AWS variables.
+    pub fn from_url(url: &str) -> std::result::Result<Self, String> {
+        Self::from_url_with(url, |name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    }
+
+    /// Parses an `s3://` storage URL with credentials from `env`.
+    pub fn from_url_with(
+        url: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Self, String> {
+        let rest = url.strip_prefix("s3://").ok_or("an S3 storage URL starts with s3://")?;
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let location = location.trim_end_matches('/');
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        let valid_prefix = prefix.split('/').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !prefix.is_empty() && !valid_prefix {
+            return Err(format!(
+                "{prefix:?} is not a valid key prefix (letters, digits, - and _ between slashes)"
+            ));
+        }
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(format!("{bucket:?} is not a valid bucket name"));
+        }
+        let mut region = None;
+        let mut endpoint = None;
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value)?;
+            match name {
+                "region" => region = Some(value),
+                "endpoint" => endpoint = Some(value.trim_end_matches('/').to_owned()),
+                other => return Err(format!("unknown S3 storage option {other:?} (use endpoint, region)")),
+            }
+        }
+        if let Some(endpoint) = &endpoint {
+            let host = endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://"));
+            if host.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                return Err(format!("endpoint must be http(s)://host[:port], not {endpoint:?}"));
+            }
+        }
+        let access_key_id = env("AWS_ACCESS_KEY_ID").ok_or("AWS_ACCESS_KEY_ID is not set")?;
+        let secret_access_key = env("AWS_SECRET_ACCESS_KEY").ok_or("AWS_SECRET_ACCESS_KEY is not set")?;
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            region: region.or_else(|| env("AWS_REGION")).unwrap_or_else(|| "us-east-1".to_owned()),
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            session_token: env("AWS_SESSION_TOKEN"),
+        })
+    }
+}
+
+fn percent_decode(text: &str) -> std::result::Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3).ok_or("bad percent-encoding in the storage URL")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad percent-encoding in the storage URL")?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the storage URL is not UTF-8".to_owned())
+}
+
+/// Blobs in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3BlobStore {
+    store: Arc<AmazonS3>,
+    signer: SigV4,
+    bucket: String,
+    /// `prefix/`, or empty.
+    prefix: String,
+    /// `scheme://host[:port]` of the URLs clients are given.
+    origin: String,
+    /// `host[:port]` as signed.
+    host: String,
+    /// `/bucket` for path-style addressing, empty for virtual hosts.
+    path_prefix: String,
+    http: reqwest_s3::Client,
+}
+
+fn storage_error(err: object_store::Error) -> Error {
+    match err {
+        object_store::Error::NotFound { .. } => Error::from(io::Error::new(io::ErrorKind::NotFound, err)),
+        other => Error::Unavailable(Box::new(other)),
+    }
+}
+
+fn stage_error(err: object_store::Error) -> StageError {
+    StageError::Storage(io::Error::other(err))
+}
+
+impl S3BlobStore {
+    /// Connects to the bucket (lazily: nothing is sent until first use).
+    pub fn new(config: &S3Config) -> Result<Self> {
+        // TLS for https endpoints uses ring; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key);
+        if let Some(token) = &config.session_token {
+            builder = builder.with_token(token);
+        }
+        let (origin, host, path_prefix) = match &config.endpoint {
+            Some(endpoint) => {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_virtual_hosted_style_request(false);
+                let host = endpoint.split_once("://").map_or(endpoint.as_str(), |(_, host)| host);
+                (endpoint.clone(), host.to_owned(), format!("/{}", uri_encode(&config.bucket, false)))
+            }
+            None => {
+                let host = format!("{}.s3.{}.amazonaws.com", config.bucket, config.region);
+                (format!("https://{host}"), host, String::new())
+            }
+        };
+        let store = builder.build().map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
+        let http = reqwest_s3::Client::builder().build().map_err(Error::internal)?;
+        Ok(Self {
+            store: Arc::new(store),
+            signer: SigV4 {
+                access_key_id: config.access_key_id.clone(),
+                secret_access_key: config.secret_access_key.clone(),
+                session_token: config.session_token.clone(),
+                region: config.region.clone(),
+            },
+            bucket: config.bucket.clone(),
+            prefix: if config.prefix.is_empty() { String::new() } else { format!("{}/", config.prefix) },
+            origin,
+            host,
+            path_prefix,
+            http,
+        })
+    }
+
+    /// The object of a key (committed, `tmp/…` or `incoming/…`), under the prefix.
+    fn path(&self, key: &str) -> Result<Path> {
+        let safe = !key.is_empty()
+            && key.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+        if !safe {
+            return Err(Error::internal(format!("refusing blob key {key:?}")));
+        }
+        Ok(Path::from(format!("{}{key}", self.prefix)))
+    }
+
+    /// The encoded path of an object in URLs.
+    fn url_path(&self, key: &str) -> String {
+        format!("{}/{}", self.path_prefix, uri_encode(&format!("{}{key}", self.prefix), true))
+    }
+
+    /// Moves `from` to `to` with a server-side copy, then removes `from`.
+    async fn copy_then_delete(&self, from: &Path, to: &Path) -> Result<()> {
+        self.store.copy(from, to).await.map_err(storage_error)?;
+        if let Err(err) = self.store.delete(from).await {
+            // The copy is the file; a leftover source is found by the sweeps.
+            tracing::warn!(error = %err, key = %from, "could not delete a moved object's source");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn ping(&self) -> Result<()> {
+        let probe =
+            self.path(&format!("{TMP_PREFIX}ping-{}", ulid::Ulid::new().to_string().to_ascii_lowercase()))?;
+        self.store.put(&probe, bytes::Bytes::from_static(b"ok").into()).await.map_err(storage_error)?;
+        self.store.delete(&probe).await.map_err(storage_error)
+    }
+
+    async fn stage(&self, mut body: ByteStream<'_>, limit: u64) -> Result<StagedBlob, StageError> {
+        let temp_key = format!("{TMP_PREFIX}{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+        let path = self.path(&temp_key).map_err(|err| StageError::Storage(io::Error::other(err)))?;
+        let upload = self.store.put_multipart(&path).await.map_err(stage_error)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut hasher = Sha256::new();
+        let mut head = BytesMut::new();
+        let mut received = 0u64;
+        let outcome: Result<(), StageError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StageError::Body)?;
+                received += chunk.len() as u64;
+                if received > limit {
+                    return Err(StageError::TooLarge { limit });
+                }
+                if head.len() < HEAD_BYTES {
+                    let take = (HEAD_BYTES - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                }
+                hasher.update(&chunk);
+                writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(stage_error)?;
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = outcome {
+            // Nothing was ever visible under the temporary key: the multipart upload is dropped.
+            let _ = writer.abort().await;
+            return Err(err);
+        }
+        writer.finish().await.map_err(stage_error)?;
+        Ok(StagedBlob {
+            temp_key,
+            size: received,
+            sha256: hex::encode(hasher.finalize()),
+            head: head.freeze(),
+        })
+    }
+
+    async fn commit(&self, staged: &StagedBlob, key: &str) -> Result<()> {
+        if !staged.temp_key.starts_with(TMP_PREFIX) {
+            return Err(Error::internal(format!("refusing temporary key {:?}", staged.temp_key)));
+        }
+        self.copy_then_delete(&self.path(&staged.temp_key)?, &self.path(key)?).await
+    }
+
+    async fn discard(&self, temp_key: &str) {
+        if let (true, Ok(path)) = (temp_key.starts_with(TMP_PREFIX), self.path(temp_key)) {
+            let _ = self.store.delete(&path).await;
+        }
+    }
+
+    async fn open(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream<'static>> {
+        let options = GetOptions {
+            range: range.map(|range| GetRange::Bounded(range.first..range.last + 1)),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
+        Ok(result.into_stream().map_err(io::Error::other).boxed())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(storage_error(err)),
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<String>> {
+        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.trim_end_matches('/')));
+        let objects: Vec<_> = self.store.list(prefix.as_ref()).try_collect().await.map_err(storage_error)?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|object| object.location.as_ref().strip_prefix(&self.prefix).map(str::to_owned))
+            .filter(|key| !key.starts_with(TMP_PREFIX))
+            .collect())
+    }
+
+    async fn remove_temporaries(&self) -> Result<u64> {
+        let prefix = Path::from(format!("{}{}", self.prefix, TMP_PREFIX.trim_end_matches('/')));
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(storage_error)?;
+        for object in &objects {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(storage_error(err)),
+            }
+        }
+        Ok(objects.len() as u64)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<BlobInfo>> {
+        self.path(key)?;
+        // object_store's HEAD does not ask for checksums; a presigned one that does is short.
+        let headers = [("x-amz-checksum-mode", "ENABLED".to_owned())];
+        let path = self.url_path(key);
+        let query = self.signer.presign(&Presign {
+            method: "HEAD",
+            host: &self.host,
+            path: &path,
+            headers: &headers,
+            query: &[],
+            signed_at: Utc::now(),
+            expires_in: 60,
+        });
+        let response = self
+            .http
+            .head(format!("{}{path}?{query}", self.origin))
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await
+            .map_err(|err| Error::Unavailable(Box::new(err)))?;
+        match response.status().as_u16() {
+            404 => return Ok(None),
+            200 => {}
+            status => return Err(Error::internal(format!("S3 answered HEAD {key} with {status}"))),
+        }
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
+        let size = header("content-length")
+            .and_then(|length| length.parse().ok())
+            .ok_or_else(|| Error::internal("S3 sent no Content-Length"))?;
+        // A composite (multipart) checksum does not decode to 32 bytes: it is no sha256 of the file.
+        let sha256 = header("x-amz-checksum-sha256")
+            .and_then(|value| BASE64.decode(value).ok())
+            .filter(|digest| digest.len() == 32)
+            .map(hex::encode);
+        Ok(Some(BlobInfo { size, sha256 }))
+    }
+
+    async fn promote(&self, from: &str, to: &str) -> Result<()> {
+        self.copy_then_delete(&self.path(from)?, &self.path(to)?).await
+    }
+
+    fn receives_through_cabinet(&self) -> bool {
+        false
+    }
+
+    fn presign_upload(&self, key: &str, upload: &Upload) -> Option<PresignedUpload> {
+        self.path(key).ok()?;
+        let expires_in =
+            (upload.expires_at.timestamp() - upload.created_at.timestamp()).clamp(1, MAX_EXPIRES_SECS);
+        let content_type =
+            upload.declared_mime.clone().unwrap_or_else(|| "application/octet-stream".to_owned());
+        let checksum = upload
+            .sha256
+            .as_deref()
+            .and_then(|sha256| hex::decode(sha256).ok())
+            .map(|digest| BASE64.encode(digest));
+        // What the client must send, bound by the signature: S3 itself refuses anything else.
+        let mut bound = vec![("content-type", content_type)];
+        if let Some(checksum) = &checksum {
+            bound.push(("x-amz-checksum-sha256", checksum.clone()));
+        }
+        let path = self.url_path(key);
+        let mut signed = bound.clone();
+        // Signed but not listed: every HTTP client sends it, and S3 then refuses any other size.
+        signed.push(("content-length", upload.size.to_string()));
+        let query = self.signer.presign(&Presign {
+            method: "PUT",
+            host: &self.host,
+            path: &path,
+            headers: &signed,
+            query: &[],
+            signed_at: upload.created_at,
+            expires_in,
+        });
+        let mut fields = vec![("Content-Type", bound[0].1.clone())];
+        if let Some(checksum) = checksum {
+            fields.push(("x-amz-checksum-sha256", checksum));
+        }
+        let object_key = format!("{}{key}", self.prefix);
+        let fields = self.signer.post_policy(
+            &self.bucket,
+            &object_key,
+            &fields,
+            upload.size,
+            upload.created_at,
+            upload.expires_at,
+        );
+        Some(PresignedUpload {
+            url: format!("{}{path}?{query}", self.origin),
+            method: "PUT",
+            headers: bound
+                .into_iter()
+                .map(|(name, value)| {
+                    let name = if name == "content-type" { "Content-Type" } else { name };
+                    (name.to_owned(), value)
+                })
+                .collect(),
+            form: Some(PresignedPost { url: format!("{}{}", self.origin, self.path_prefix), fields }),
+        })
+    }
+
+    fn presign_download(&self, key: &str, download: &PresignedDownload) -> Option<String> {
+        self.path(key).ok()?;
+        let path = self.url_path(key);
+        let query = self.signer.presign(&Presign {
+            method: "GET",
+            host: &self.host,
+            path: &path,
+            headers: &[],
+            query: &[
+                ("response-content-disposition", download.disposition.clone()),
+                ("response-content-type", download.content_type.clone()),
+            ],
+            signed_at: download.signed_at,
+            expires_in: (download.expires_at - download.signed_at).num_seconds(),
+        });
+        Some(format!("{}{path}?{query}", self.origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "AWS_ACCESS_KEY_ID" => Some("id".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn storage_urls_parse_with_endpoint_and_region() {
+        let config = S3Config::from_url_with(
+            "s3://cabinet-test?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu-west-1",
+            env,
+        )
+        .unwrap();
+        assert_eq!(config.bucket, "cabinet-test");
+        assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(config.region, "eu-west-1");
+        let plain = S3Config::from_url_with("s3://bucket", env).unwrap();
+        assert_eq!((plain.endpoint, plain.region.as_str(), plain.prefix.as_str()), (None, "us-east-1", ""));
+        let prefixed = S3Config::from_url_with("s3://bucket/team-a/cabinet/", env).unwrap();
+        assert_eq!((prefixed.bucket.as_str(), prefixed.prefix.as_str()), ("bucket", "team-a/cabinet"));
+    }
+
+    #[test]
+    fn bad_storage_urls_are_refused() {
+        for url in [
+            "s3://",
+            "s3://Bad_Bucket",
+            "s3://b?nope=1",
+            "s3://bucket?endpoint=ftp://x",
+            "http://b",
+            "s3://b/../x",
+        ] {
+            assert!(S3Config::from_url_with(url, env).is_err(), "{url}");
+        }
+        assert!(S3Config::from_url_with("s3://bucket", |_| None).is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! Uploads and downloads on S3, against a real S3 server (s3s-fs, started by `dev/test`): bytes
+//! go straight to the bucket at presigned URLs, S3 itself refuses tampered, oversized or
+//! mis-hashed uploads, and Cabinet turns only verified objects into files. Skipped (with a
+//! notice) when no S3 server is configured, unless `CABINET_REQUIRE_S3=1`.
+
+mod support;
+
+use cabinet_blob::S3BlobStore;
+use cabinet_core::ports::ByteStream;
+use cabinet_core::BlobStore;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{assert_error, sha256_hex, TestServer};
+
+/// A file's worth of bytes with a PNG signature, so sniffing has something to find.
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bytes.extend((0..len - bytes.len()).map(|i| (i % 251) as u8));
+    bytes
+}
+
+async fn start(server: &TestServer, body: Value) -> Value {
+    let (status, ticket) = server.start_upload(&server.tenant, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    ticket
+}
+
+/// Sends the bytes to the presigned PUT with exactly the headers the ticket lists.
+async fn put(server: &TestServer, ticket: &Value, bytes: &[u8]) -> reqwest::Response {
+    let mut request = server.http.put(ticket["upload_url"].as_str().unwrap()).body(bytes.to_vec());
+    for (name, value) in ticket["headers"].as_object().unwrap() {
+        request = request.header(name, value.as_str().unwrap());
+    }
+    request.send().await.expect("PUT to S3")
+}
+
+/// Sends the bytes as the browser form the ticket describes.
+async fn post_form(server: &TestServer, ticket: &Value, bytes: &[u8]) -> reqwest::Response {
+    let form = &ticket["form"];
+    let mut multipart = reqwest::multipart::Form::new();
+    for field in form["fields"].as_array().unwrap() {
+        multipart = multipart
+            .text(field["name"].as_str().unwrap().to_owned(), field["value"].as_str().unwrap().to_owned());
+    }
+    multipart = multipart.part("file", reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("upload"));
+    server.http.post(form["url"].as_str().unwrap()).multipart(multipart).send().await.expect("POST to S3")
+}
+
+async fn complete(server: &TestServer, id: &str) -> (StatusCode, Value) {
+    server.send(server.request(Method::POST, &format!("/v1/uploads/{id}/complete"), &server.tenant.key)).await
+}
+
+fn s3_endpoint(server: &TestServer) -> String {
+    server.s3.as_ref().unwrap().endpoint.clone().unwrap()
+}
+
+/// The store the server uses, to look at (or plant) objects behind its back.
+fn bucket(server: &TestServer) -> S3BlobStore {
+    S3BlobStore::new(server.s3.as_ref().unwrap()).unwrap()
+}
+
+fn incoming(server: &TestServer, upload_id: &str) -> String {
+    format!("incoming/{}/{upload_id}", server.tenant.workspace)
+}
+
+/// Puts bytes at a key directly, as a client that got past S3's checks would have.
+async fn plant(server: &TestServer, key: &str, bytes: &[u8]) {
+    let store = bucket(server);
+    let body: ByteStream<'static> =
+        futures::stream::iter(vec![Ok(bytes::Bytes::copy_from_slice(bytes))]).boxed();
+    let staged = store.stage(body, u64::MAX).await.unwrap();
+    store.commit(&staged, key).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_presigned_put_then_complete_makes_a_file_served_from_s3() {
+    let Some(server) =
+        TestServer::spawn_s3("a_presigned_put_then_complete_makes_a_file_served_from_s3").await
+    else {
+        return;
+    };
+    let bytes = png(20_000);
+    let ticket =
+        start(&server, json!({"name": "cat.png", "size": bytes.len(), "mime_type": "image/png"})).await;
+    let url = ticket["upload_url"].as_str().unwrap();
+    assert!(url.starts_with(&s3_endpoint(&server)), "the bytes go to S3, not Cabinet: {url}");
+    assert_eq!(ticket["headers"]["Content-Type"], "image/png");
+    let response = put(&server, &ticket, &bytes).await;
+    assert!(response.status().is_success(), "{:?}", response.text().await);
+
+    let (status, done) = complete(&server, ticket["id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "SUCCESS");
+    let file = &done["file"];
+    assert_eq!(file["size"], bytes.len());
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    assert_eq!(file["mime_type"], "image/png");
+    // Idempotent.
+    let (status, again) = complete(&server, ticket["id"].as_str().unwrap()).await;
+    assert_eq!((status, &again["status"]), (StatusCode::OK, &json!("SUCCESS")));
+
+    let file_id = file["id"].as_str().unwrap();
+    let content = server.get(&format!("/v1/files/{file_id}/content")).send().await.unwrap();
+    assert_eq!(content.status(), StatusCode::OK);
+    assert_eq!(content.bytes().await.unwrap(), bytes);
+
+    let (status, link) =
+        server.send(server.get(&format!("/v1/files/{file_id}/download-url?download=true"))).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let link = link["url"].as_str().unwrap();
+    assert!(link.starts_with(&s3_endpoint(&server)), "downloads come from S3: {link}");
+    let download = server.http.get(link).send().await.unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(download.headers()["content-type"], "image/png");
+    let disposition = download.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.starts_with("attachment; filename=\"cat.png\""), "{disposition}");
+    assert_eq!(download.bytes().await.unwrap(), bytes);
+    // The upload's landing place is empty once the file exists.
+    assert_eq!(bucket(&server).head(&incoming(&server, ticket["id"].as_str().unwrap())).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_post_policy_admits_exactly_the_declared_size() {
+    let Some(server) = TestServer::spawn_s3("the_post_policy_admits_exactly_the_declared_size").await else {
+        return;
+    };
+    let bytes = png(5_000);
+    let ticket = start(&server, json!({"name": "form.png", "size": bytes.len()})).await;
+    let id = ticket["id"].as_str().unwrap();
+
+    let mut larger = bytes.clone();
+    larger.push(0);
+    let refused = post_form(&server, &ticket, &larger).await;
+    assert!(refused.status().is_client_error(), "S3 must refuse one byte more: {}", refused.status());
+    let refused = post_form(&server, &ticket, &bytes[..bytes.len() - 1]).await;
+    assert!(refused.status().is_client_error(), "S3 must refuse one byte less: {}", refused.status());
+    let (status, body) = complete(&server, id).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "upload_incomplete");
+
+    let accepted = post_form(&server, &ticket, &bytes).await;
+    assert!(accepted.status().is_success(), "{:?}", accepted.text().await);
+    let (status, done) = complete(&server, id).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["file"]["sha256"], sha256_hex(&bytes));
+}
+
+#[tokio::test]
+async fn s3_refuses_a_tampered_url_and_a_body_of_another_size() {
+    let Some(server) = TestServer::spawn_s3("s3_refuses_a_tampered_url_and_a_body_of_another_size").await
+    else {
+        return;
+    };
+    let bytes = png(1_000);
+    let ticket = start(&server, json!({"name": "x.png", "size": bytes.len()})).await;
+    let url = ticket["upload_url"].as_str().unwrap();
+    let id = ticket["id"].as_str().unwrap();
+
+    let longer = url.replace("X-Amz-Expires=", "X-Amz-Expires=9");
+    let other_key = url.replace(id, &format!("{id}x"));
+    for tampered in [longer, other_key] {
+        let mut request = server.http.put(&tampered).body(bytes.clone());
+        for (name, value) in ticket["headers"].as_object().unwrap() {
+            request = request.header(name, value.as_str().unwrap());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{tampered}");
+    }
+    let other_type =
+        server.http.put(url).header("Content-Type", "text/html").body(bytes.clone()).send().await.unwrap();
+    assert_eq!(other_type.status(), StatusCode::FORBIDDEN, "the content type is bound");
+    let more = put(&server, &ticket, &png(1_001)).await;
+    assert!(more.status().is_client_error(), "the size is bound: {}", more.status());
+
+    let (status, body) = complete(&server, id).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "upload_incomplete");
+}
+
+#[tokio::test]
+async fn bytes_of_another_size_fail_the_upload_and_are_deleted() {
+    let Some(server) = TestServer::spawn_s3("bytes_of_another_size_fail_the_upload_and_are_deleted").await
+    else {
+        return;
+    };
+    let ticket = start(&server, json!({"name": "lie.bin", "size": 100})).await;
+    let id = ticket["id"].as_str().unwrap();
+    plant(&server, &incoming(&server, id), &[7u8; 150]).await;
+
+    let (status, body) = complete(&server, id).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "size_mismatch");
+    let (_, upload) = server.send(server.get(&format!("/v1/uploads/{id}"))).await;
+    assert_eq!(upload["status"], "FAILED");
+    assert_eq!(bucket(&server).head(&incoming(&server, id)).await.unwrap(), None, "the object is deleted");
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
+}
+
+#[tokio::test]
+async fn a_declared_sha256_is_enforced_by_s3_and_by_complete() {
+    let Some(server) = TestServer::spawn_s3("a_declared_sha256_is_enforced_by_s3_and_by_complete").await
+    else {
+        return;
+    };
+    let bytes = png(3_000);
+    let ticket =
+        start(&server, json!({"name": "x.png", "size": bytes.len(), "sha256": sha256_hex(b"other bytes")}))
+            .await;
+    let id = ticket["id"].as_str().unwrap();
+    assert!(ticket["headers"]["x-amz-checksum-sha256"].is_string(), "{ticket}");
+    let refused = put(&server, &ticket, &bytes).await;
+    assert!(refused.status().is_client_error(), "S3 checks the checksum: {}", refused.status());
+
+    // Bytes that reached the bucket without S3 checking a checksum are not trusted.
+    plant(&server, &incoming(&server, id), &bytes).await;
+    let (status, body) = complete(&server, id).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch");
+    let (_, upload) = server.send(server.get(&format!("/v1/uploads/{id}"))).await;
+    assert_eq!(upload["status"], "FAILED");
+    assert_eq!(bucket(&server).head(&incoming(&server, id)).await.unwrap(), None);
+
+    // With the right checksum, S3 verifies the bytes and the file records it.
+    let ticket =
+        start(&server, json!({"name": "y.png", "size": bytes.len(), "sha256": sha256_hex(&bytes)})).await;
+    assert!(put(&server, &ticket, &bytes).await.status().is_success());
+    let (status, done) = complete(&server, ticket["id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["file"]["sha256"], sha256_hex(&bytes));
+}
+
+#[tokio::test]
+async fn the_reconciler_completes_uploads_nobody_completed_and_fails_expired_ones() {
+    let Some(server) =
+        TestServer::spawn_s3("the_reconciler_completes_uploads_nobody_completed_and_fails_expired_ones")
+            .await
+    else {
+        return;
+    };
+    let bytes = png(2_000);
+    let arrived = start(&server, json!({"name": "a.png", "size": bytes.len()})).await;
+    assert!(put(&server, &arrived, &bytes).await.status().is_success());
+    let abandoned = start(&server, json!({"name": "b.png", "size": 10, "expires_in": 60})).await;
+
+    let report = server.cabinet.reconcile_uploads().await.unwrap();
+    assert_eq!((report.completed, report.expired), (1, 0), "{report:?}");
+    let (_, upload) =
+        server.send(server.get(&format!("/v1/uploads/{}", arrived["id"].as_str().unwrap()))).await;
+    assert_eq!(upload["status"], "SUCCESS", "{upload}");
+    assert_eq!(upload["file"]["size"], bytes.len());
+
+    // Cabinet's clock only: S3 URLs are checked against real time, and none is used from here.
+    server.clock.advance(chrono::Duration::seconds(61));
+    let report = server.cabinet.reconcile_uploads().await.unwrap();
+    assert_eq!((report.completed, report.expired), (0, 1), "{report:?}");
+    let (_, upload) =
+        server.send(server.get(&format!("/v1/uploads/{}", abandoned["id"].as_str().unwrap()))).await;
+    assert_eq!(upload["status"], "FAILED");
+    assert_eq!(upload["reason"], "expired", "{upload}");
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
+}
+
+#[tokio::test]
+async fn direct_uploads_through_cabinet_land_in_s3() {
+    let Some(server) = TestServer::spawn_s3("direct_uploads_through_cabinet_land_in_s3").await else {
+        return;
+    };
+    let bytes = png(50_000);
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name("direct.png"));
+    let (status, file) =
+        server.send(server.request(Method::POST, "/v1/files", &server.tenant.key).multipart(form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    let key = format!("{}/{}", server.tenant.workspace, file["id"].as_str().unwrap());
+    assert_eq!(bucket(&server).head(&key).await.unwrap().map(|info| info.size), Some(bytes.len() as u64));
+    assert_eq!(bucket(&server).remove_temporaries().await.unwrap(), 0);
+}
