@@ -2,11 +2,11 @@
 //! real binary's log output (stderr, at debug level) holds no API key secret, no signature and no
 //! signing secret.
 
-mod process;
+mod spawned;
 
 use std::time::Duration;
 
-use process::Process;
+use spawned::Process;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -2,11 +2,11 @@
 //! in-flight upload finish and exits 0; an upload still running when the grace period ends
 //! leaves nothing half-committed — after a restart it is FAILED or SUCCESS and the ledger adds up.
 
-mod process;
+mod spawned;
 
 use std::time::{Duration, Instant};
 
-use process::Process;
+use spawned::Process;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
