@@ -5,7 +5,9 @@ pub mod auth;
 pub mod download;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod openapi;
+pub mod rate_limit;
 pub mod router;
 pub mod storage;
 pub mod v1;
@@ -14,9 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
-use axum::Router;
+use axum::{middleware, Router};
 use cabinet_core::{Cabinet, Error};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
@@ -27,16 +30,36 @@ use tracing::Span;
 
 use crate::error::ApiError;
 
-/// Limits of the HTTP layer that the core does not know about.
+/// Limits and policies of the HTTP layer that the core does not know about.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// The largest JSON (base64) direct upload body.
     pub json_upload_bytes: usize,
+    /// The largest body of every other JSON route.
+    pub json_body_bytes: usize,
+    /// The longest path and query, in bytes (longer: 414).
+    pub max_url_bytes: usize,
+    /// The largest header section, in bytes (larger: 431).
+    pub max_header_bytes: usize,
+    /// How long a request body may send nothing while it is being read (zero: no limit).
+    pub body_idle_timeout: Duration,
+    /// Requests per minute per API key, or per IP without one (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// Send `Strict-Transport-Security` (the service is reached over https).
+    pub strict_transport_security: bool,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { json_upload_bytes: 16 * 1024 * 1024 }
+        Self {
+            json_upload_bytes: 16 * 1024 * 1024,
+            json_body_bytes: 2 * 1024 * 1024,
+            max_url_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            body_idle_timeout: Duration::from_secs(30),
+            rate_limit_per_minute: 6000,
+            strict_transport_security: false,
+        }
     }
 }
 
@@ -60,9 +83,13 @@ impl MakeRequestId for UlidRequestId {
 
 /// The whole application: routes, OpenAPI, and the layers every response passes through.
 pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
-    let state = AppState { cabinet, limits: Arc::new(limits) };
+    let limits = Arc::new(limits);
+    let limiter = Arc::new(rate_limit::RateLimiter::new(limits.rate_limit_per_minute));
+    let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state);
     router
+        // JSON routes; the streaming routes lift it and enforce their own (see `router.rs`).
+        .layer(DefaultBodyLimit::max(limits.json_body_bytes))
         .fallback(|| async { ApiError(Error::NotFound("route")) })
         .method_not_allowed_fallback(|| async {
             let body = error::ErrorBody {
@@ -77,6 +104,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
             tracing::error!("a handler panicked");
             ApiError(Error::internal("panic")).into_response()
         }))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit::rate_limit))
+        .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: query strings carry signatures, which are credentials.
@@ -103,6 +132,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(middleware::from_fn_with_state(limits, limits::security_headers))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

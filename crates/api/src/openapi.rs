@@ -45,3 +45,60 @@ impl Modify for BearerScheme {
         );
     }
 }
+
+/// Documents the refusals every operation can get from the layers around it, so the document
+/// does not lie by omission: 414/431/429 from the request limits and the rate limiter; 400, 401
+/// and 404 from authentication (a bad key; a workspace that is not the key's); 400 (a stalled or
+/// malformed body) and 413 wherever a body is taken; 404 wherever a path names something.
+pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::Operation;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let refusal = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            )
+            .build()
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        let operations: [&mut Option<Operation>; 7] = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut statuses =
+                vec![("414", "The URL is too long"), ("431", "The request headers are too large")];
+            if !public {
+                statuses.push(("429", "Too many requests; see Retry-After"));
+            }
+            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                statuses.push(("400", "Invalid input, or a key of several workspaces named none"));
+                statuses.push(("401", "Missing, invalid or revoked API key"));
+                statuses.push(("404", "Not found, or not in a workspace of this key"));
+            }
+            if operation.request_body.is_some() {
+                statuses.push(("400", "The body is malformed, or stalled and was cut off"));
+                statuses.push(("413", "The body is too large"));
+            }
+            if path.contains('{') {
+                statuses.push(("404", "Not found"));
+            }
+            for (status, description) in statuses {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| refusal(description).into());
+            }
+        }
+    }
+}

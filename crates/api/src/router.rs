@@ -47,6 +47,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(state)
         .split_for_parts();
     api.merge(streaming_api);
+    crate::openapi::document_common_responses(&mut api);
     let router =
         json_routes.merge(streaming_routes).merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
     (router, api)

@@ -108,8 +108,8 @@ pub async fn post_upload(
     get, path = "/storage/v1/files/{workspace_id}/{file_id}", tag = "storage",
     params(("workspace_id" = String, Path), ("file_id" = String, Path), DownloadSignature),
     responses(
-        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The whole file", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>),
         (status = 304, description = "Not modified"),
         (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
         (status = 404, description = "The file no longer exists", body = ErrorBody),

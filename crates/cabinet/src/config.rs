@@ -65,6 +65,21 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "CABINET_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Largest body of a JSON API request (not uploads), in bytes.
+    #[arg(long, env = "CABINET_JSON_BODY_MAX_BYTES")]
+    pub json_body_max_bytes: Option<usize>,
+    /// Longest request URL (path and query), in bytes; longer is refused with 414.
+    #[arg(long, env = "CABINET_MAX_URL_BYTES")]
+    pub max_url_bytes: Option<usize>,
+    /// Largest request header section, in bytes; larger is refused with 431.
+    #[arg(long, env = "CABINET_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Seconds a request body may send nothing before the request is cut off (0: never).
+    #[arg(long, env = "CABINET_BODY_IDLE_TIMEOUT")]
+    pub body_idle_timeout: Option<u64>,
+    /// Requests per minute per API key (per client IP without a key); 0 turns limiting off.
+    #[arg(long, env = "CABINET_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// The TOML file: every setting, all optional.
@@ -85,6 +100,11 @@ struct FileSettings {
     sweep_interval: Option<u64>,
     shutdown_grace: Option<u64>,
     log_format: Option<String>,
+    json_body_max_bytes: Option<usize>,
+    max_url_bytes: Option<usize>,
+    max_header_bytes: Option<usize>,
+    body_idle_timeout: Option<u64>,
+    rate_limit_per_minute: Option<u32>,
 }
 
 /// Where the stores are.
@@ -119,6 +139,11 @@ pub struct ServeConfig {
     pub sweep_interval: u64,
     pub shutdown_grace: u64,
     pub json_logs: bool,
+    pub json_body_max_bytes: usize,
+    pub max_url_bytes: usize,
+    pub max_header_bytes: usize,
+    pub body_idle_timeout: u64,
+    pub rate_limit_per_minute: u32,
 }
 
 fn load_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -180,5 +205,10 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
         sweep_interval: args.sweep_interval.or(file.sweep_interval).unwrap_or(30).max(1),
         shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
         json_logs,
+        json_body_max_bytes: args.json_body_max_bytes.or(file.json_body_max_bytes).unwrap_or(2 << 20),
+        max_url_bytes: args.max_url_bytes.or(file.max_url_bytes).unwrap_or(8 << 10),
+        max_header_bytes: args.max_header_bytes.or(file.max_header_bytes).unwrap_or(32 << 10),
+        body_idle_timeout: args.body_idle_timeout.or(file.body_idle_timeout).unwrap_or(30),
+        rate_limit_per_minute: args.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(6000),
     })
 }

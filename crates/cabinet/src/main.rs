@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (embedded default: SQLite and blobs under ./cabinet-data, on 127.0.0.1:8080).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage workspaces and API keys.
     #[command(subcommand)]
     Admin(AdminCommand),

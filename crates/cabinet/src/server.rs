@@ -85,6 +85,19 @@ pub fn settings_of(config: &ServeConfig, public_url: String) -> Settings {
     }
 }
 
+/// The HTTP layer's limits a serve configuration implies.
+pub fn http_limits_of(config: &ServeConfig, public_url: &str) -> HttpLimits {
+    HttpLimits {
+        json_upload_bytes: config.json_upload_max_bytes,
+        json_body_bytes: config.json_body_max_bytes,
+        max_url_bytes: config.max_url_bytes,
+        max_header_bytes: config.max_header_bytes,
+        body_idle_timeout: Duration::from_secs(config.body_idle_timeout),
+        rate_limit_per_minute: config.rate_limit_per_minute,
+        strict_transport_security: public_url.starts_with("https://"),
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener =
@@ -112,9 +125,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("Cabinet listening on http://{address} (public URL {public_url}, docs at {public_url}/docs)");
 
     let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), Duration::from_secs(config.sweep_interval)));
-    let app = cabinet_api::app(cabinet, HttpLimits { json_upload_bytes: config.json_upload_max_bytes });
+    let app = cabinet_api::app(cabinet, http_limits_of(&config, &public_url));
     let grace = Duration::from_secs(config.shutdown_grace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -115,7 +115,8 @@ impl Cabinet {
     fn url_ttl(&self, requested_secs: Option<u64>, default: Duration) -> Result<Duration> {
         match requested_secs {
             None => Ok(default),
-            Some(secs) if secs >= 1 && (secs as i64) <= self.settings.max_url_ttl.num_seconds() => {
+            // Compared as u64: a huge request must not wrap to a negative lifetime.
+            Some(secs) if secs >= 1 && secs <= self.settings.max_url_ttl.num_seconds().max(0) as u64 => {
                 Ok(Duration::seconds(secs as i64))
             }
             Some(_) => Err(Error::bad_request(

@@ -183,8 +183,11 @@ fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)
     Ok((SignedParams { expires, max_bytes, attachment }, signature))
 }
 
+/// A canonical decimal: digits only, no leading zero, so each value has exactly one spelling and
+/// a signed URL cannot be rewritten into another that still verifies.
 fn parse_decimal(raw: &str) -> Result<u64> {
-    if raw.is_empty() || raw.len() > 19 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = raw == "0" || !raw.starts_with('0');
+    if raw.is_empty() || raw.len() > 19 || !canonical || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("the URL is not a complete signed URL"));
     }
     raw.parse().map_err(|_| invalid("the URL is not a complete signed URL"))
@@ -272,5 +275,79 @@ mod tests {
         let verified =
             signer().verify(SignedOperation::Download, "ws_a", "file_b", Some(&inline), now).unwrap();
         assert!(!verified.attachment);
+    }
+
+    /// A property test without a framework: a seeded generator of query strings — random
+    /// splices of a real signed query's pieces, random edits of it, and random bytes — that the
+    /// hand-written parser must survive without panicking, accepting only the exact signed query.
+    #[test]
+    fn random_queries_never_panic_and_only_the_exact_signed_query_verifies() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        let now = Utc::now();
+        let cases: Vec<(SignedOperation, String)> = vec![
+            (SignedOperation::Upload, upload_query(now.timestamp() + 60)),
+            (
+                SignedOperation::Download,
+                signer().sign(
+                    SignedOperation::Download,
+                    "ws_a",
+                    "upl_b",
+                    &SignedParams { expires: now.timestamp() + 60, max_bytes: 0, attachment: true },
+                ),
+            ),
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5eed_cab1);
+        let alphabet: Vec<char> = "&=?%+-_.~ 0123456789abcdefxyzABCDEFXYZ\u{e9}\u{1F600}\0".chars().collect();
+        for (op, signed) in &cases {
+            let pieces: Vec<&str> =
+                signed.split(['&', '=']).chain(["&", "=", "sig", "max", "dl", "1", ""]).collect();
+            for round in 0..20_000 {
+                let candidate: String = match round % 3 {
+                    // Splices of real pieces.
+                    0 => (0..rng.gen_range(0..10)).map(|_| pieces[rng.gen_range(0..pieces.len())]).collect(),
+                    // One to three random edits of the signed query.
+                    1 => {
+                        let mut chars: Vec<char> = signed.chars().collect();
+                        for _ in 0..rng.gen_range(1..=3) {
+                            let at = rng.gen_range(0..=chars.len());
+                            let c = alphabet[rng.gen_range(0..alphabet.len())];
+                            match rng.gen_range(0..3) {
+                                0 => chars.insert(at, c),
+                                1 if at < chars.len() => {
+                                    chars.remove(at);
+                                }
+                                _ if at < chars.len() => chars[at] = c,
+                                _ => chars.push(c),
+                            }
+                        }
+                        chars.into_iter().collect()
+                    }
+                    // Noise.
+                    _ => (0..rng.gen_range(0..80))
+                        .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                        .collect(),
+                };
+                let verdict = signer().verify(*op, "ws_a", "upl_b", Some(&candidate), now);
+                if verdict.is_ok() {
+                    assert_eq!(&candidate, signed, "accepted a query that was not signed");
+                }
+            }
+            // The signed query itself still verifies.
+            assert!(signer().verify(*op, "ws_a", "upl_b", Some(signed), now).is_ok());
+        }
+    }
+
+    #[test]
+    fn numbers_have_one_spelling() {
+        let now = Utc::now();
+        let query = upload_query(now.timestamp() + 60);
+        for bad in [query.replace("expires=", "expires=0"), query.replace("max=100", "max=0100")] {
+            assert!(
+                signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&bad), now).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -453,8 +453,8 @@ pub async fn download_url(
     get, path = "/v1/files/{id}/content", tag = "files",
     params(("id" = FileId, Path, description = "File id")),
     responses(
-        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The whole file", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>),
         (status = 304, description = "Not modified"),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),

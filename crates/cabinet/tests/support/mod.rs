@@ -21,6 +21,8 @@ pub struct Options {
     pub direct_upload_max_bytes: Option<u64>,
     pub json_upload_max_bytes: Option<usize>,
     pub max_file_bytes: Option<u64>,
+    /// The HTTP layer's limits (the JSON upload limit above wins when set).
+    pub http: Option<HttpLimits>,
     /// Blobs in this S3 bucket instead of the temporary folder (see `s3_or_skip`).
     pub s3: Option<S3Config>,
 }
@@ -124,8 +126,10 @@ impl TestServer {
         };
         let clock = Arc::new(ManualClock::starting_now());
         let cabinet = assemble(&store, None, settings, clock.clone()).await.expect("assemble");
-        let limits = HttpLimits { json_upload_bytes: options.json_upload_max_bytes.unwrap_or(16 << 20) };
-        let app = cabinet_api::app(cabinet.clone(), limits);
+        let mut limits = options.http.clone().unwrap_or_default();
+        limits.json_upload_bytes = options.json_upload_max_bytes.unwrap_or(16 << 20);
+        let app = cabinet_api::app(cabinet.clone(), limits)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });

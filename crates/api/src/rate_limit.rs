@@ -1,0 +1,153 @@
+//! Per-client rate limiting: a token bucket per API key (by the hash of the bearer secret, never
+//! the secret itself), and per client IP for requests without a key (the signed storage endpoint,
+//! probes). Every limited response says how much is left; a refusal is 429 with `Retry-After`.
+//! The buckets live in this process: N nodes allow up to N times the rate.
+
+use std::collections::hash_map::{DefaultHasher, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::time::Instant;
+
+use crate::limits::refusal;
+
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// Buckets kept before full (idle) ones are forgotten.
+const PRUNE_AT: usize = 10_000;
+
+/// Token buckets, one per client, refilled continuously at `per_minute / 60` per second up to
+/// `per_minute`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<u64, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// The outcome of one request against its bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Whole requests left right now.
+    pub remaining: u64,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+    /// Seconds until the next request would be allowed (0 when allowed).
+    pub retry_after_secs: u64,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_minute` requests per client per minute; 0 turns it off.
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token from `client`'s bucket, if it has one.
+    pub fn check(&self, client: u64, now: Instant) -> Verdict {
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() >= PRUNE_AT {
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < capacity
+            });
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket { tokens: capacity, updated: now });
+        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
+        bucket.tokens = (bucket.tokens + refilled).min(capacity);
+        bucket.updated = now;
+        let allowed = bucket.tokens >= 1.0;
+        if allowed {
+            bucket.tokens -= 1.0;
+        }
+        let seconds_for = |tokens: f64| (tokens.max(0.0) / per_second).ceil() as u64;
+        Verdict {
+            allowed,
+            remaining: bucket.tokens.floor() as u64,
+            reset_secs: seconds_for(capacity - bucket.tokens),
+            retry_after_secs: if allowed { 0 } else { seconds_for(1.0 - bucket.tokens).max(1) },
+        }
+    }
+}
+
+/// Who a request counts against: its bearer secret's hash, else its peer address.
+fn client_of(request: &Request) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    let bearer = request.headers().get(AUTHORIZATION).and_then(|value| value.to_str().ok());
+    match bearer {
+        Some(secret) => ("key", secret.trim()).hash(&mut hasher),
+        None => {
+            let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+            ("ip", ip).hash(&mut hasher)
+        }
+    }
+    hasher.finish()
+}
+
+fn set_headers(headers: &mut HeaderMap, per_minute: u32, verdict: &Verdict) {
+    headers.insert(LIMIT, HeaderValue::from(per_minute));
+    headers.insert(REMAINING, HeaderValue::from(verdict.remaining));
+    headers.insert(RESET, HeaderValue::from(verdict.reset_secs));
+}
+
+/// The middleware: 429 with `Retry-After` once a client's bucket is empty. Health probes are
+/// never limited.
+pub async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+    if limiter.per_minute == 0 || matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return next.run(request).await;
+    }
+    let verdict = limiter.check(client_of(&request), Instant::now());
+    if !verdict.allowed {
+        let mut response = refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; try again in {} s", verdict.retry_after_secs),
+        );
+        set_headers(response.headers_mut(), limiter.per_minute, &verdict);
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(verdict.retry_after_secs));
+        return response;
+    }
+    let mut response = next.run(request).await;
+    set_headers(response.headers_mut(), limiter.per_minute, &verdict);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_bucket_empties_refills_and_says_when() {
+        let limiter = RateLimiter::new(60);
+        let start = Instant::now();
+        for i in 0..60 {
+            let verdict = limiter.check(1, start);
+            assert!(verdict.allowed, "request {i}");
+            assert_eq!(verdict.remaining, 59 - i);
+        }
+        let refused = limiter.check(1, start);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_secs, 1);
+        assert_eq!(refused.reset_secs, 60);
+        // Another client has its own bucket.
+        assert!(limiter.check(2, start).allowed);
+        // One token a second comes back.
+        assert!(limiter.check(1, start + Duration::from_millis(1_100)).allowed);
+        assert!(!limiter.check(1, start + Duration::from_millis(1_200)).allowed);
+    }
+}

@@ -1,0 +1,292 @@
+//! Tenant isolation, exhaustively: every operation in `/openapi.json` is called with every kind of
+//! credential that must not reach workspace A — and none may succeed, fail with a 5xx, or show
+//! anything of A's. The routes come from the document, so a new route joins the matrix by being
+//! mounted; one the table cannot classify fails the test until it is classified.
+
+mod support;
+
+use cabinet_core::{FolderId, Role};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use support::{Tenant, TestServer};
+
+/// How a route is protected, by design.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Guard {
+    /// Needs an API key scoped to the workspace.
+    ApiKey,
+    /// Needs a valid signature in its query; any key is irrelevant.
+    SignedUrl,
+    /// Open to anyone: health probes, the document itself.
+    Public,
+}
+
+fn classify(path: &str) -> Option<Guard> {
+    match path {
+        "/healthz" | "/readyz" | "/openapi.json" => Some(Guard::Public),
+        _ if path.starts_with("/docs") => Some(Guard::Public),
+        _ if path.starts_with("/storage/v1/") => Some(Guard::SignedUrl),
+        _ if path.starts_with("/v1/") => Some(Guard::ApiKey),
+        _ => None,
+    }
+}
+
+/// The credentials in the matrix. Next row to add: an end-user token of workspace B (and one of
+/// A with the wrong `sub`) once end-user tokens exist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Credential {
+    /// B's admin key, naming A's workspace explicitly.
+    OtherTenantNamingA,
+    /// B's admin key acting on its own workspace, with A's ids in the path.
+    OtherTenantWithAsIds,
+    /// A key of A's workspace that has been revoked.
+    Revoked,
+    /// A well-formed key that matches nothing.
+    Garbage,
+    /// No `Authorization` header at all.
+    Anonymous,
+}
+
+const CREDENTIALS: [Credential; 5] = [
+    Credential::OtherTenantNamingA,
+    Credential::OtherTenantWithAsIds,
+    Credential::Revoked,
+    Credential::Garbage,
+    Credential::Anonymous,
+];
+
+/// Everything of A's that must never show up in a response to someone else.
+struct Secrets {
+    a: Tenant,
+    workspace_name: String,
+    file_id: String,
+    file_name: String,
+    live_upload_id: String,
+    live_upload_name: String,
+}
+
+impl Secrets {
+    fn leaked_in(&self, text: &str) -> Option<&str> {
+        [
+            self.a.workspace.as_str(),
+            &self.workspace_name,
+            &self.file_id,
+            &self.file_name,
+            &self.live_upload_id,
+            &self.live_upload_name,
+        ]
+        .into_iter()
+        .find(|secret| text.contains(*secret))
+    }
+}
+
+/// The path with its parameters filled: A's real ids where A has such a thing, else a
+/// well-formed id that names nothing.
+fn fill_path(template: &str, secrets: &Secrets) -> String {
+    let segments: Vec<&str> = template.split('/').collect();
+    let mut filled = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let Some(param) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            filled.push(segment.to_string());
+            continue;
+        };
+        // `{id}` takes its kind from the collection before it.
+        let kind =
+            if param == "id" { segments[i - 1].trim_end_matches('s') } else { param.trim_end_matches("_id") };
+        let value = match kind {
+            "workspace" => secrets.a.workspace.to_string(),
+            "file" => secrets.file_id.clone(),
+            "upload" => secrets.live_upload_id.clone(),
+            "folder" => FolderId::generate().to_string(),
+            other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
+        };
+        filled.push(value);
+    }
+    filled.join("/")
+}
+
+/// A value for a schema: its example, else the smallest value of its type (required fields only).
+fn sample(schema: &Value, doc: &Value, depth: usize) -> Value {
+    if depth > 8 {
+        return Value::Null;
+    }
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return sample(&doc["components"]["schemas"][name], doc, depth + 1);
+    }
+    if let Some(example) = schema.get("example") {
+        return example.clone();
+    }
+    for combinator in ["oneOf", "anyOf", "allOf"] {
+        if let Some(first) = schema[combinator]
+            .as_array()
+            .and_then(|options| options.iter().find(|option| option["type"] != "null").or(options.first()))
+        {
+            return sample(first, doc, depth + 1);
+        }
+    }
+    let kind = match &schema["type"] {
+        Value::Array(kinds) => kinds.iter().find(|k| *k != "null").cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    match kind.as_str() {
+        Some("object") => {
+            let mut object = Map::new();
+            for name in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                object.insert(name.to_owned(), sample(&schema["properties"][name], doc, depth + 1));
+            }
+            Value::Object(object)
+        }
+        Some("array") => json!([]),
+        Some("integer") | Some("number") => json!(1),
+        Some("boolean") => json!(false),
+        Some("string") => schema["enum"].get(0).cloned().unwrap_or(json!("x")),
+        _ => Value::Null,
+    }
+}
+
+/// A request for an operation: required query parameters filled, a plausible body attached.
+fn build(
+    server: &TestServer,
+    method: &Method,
+    path: &str,
+    operation: &Value,
+    doc: &Value,
+) -> reqwest::RequestBuilder {
+    let mut request = server.http.request(method.clone(), format!("{}{path}", server.url));
+    let query: Vec<(String, String)> = operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == "query" && p["required"] == true)
+        .map(|p| {
+            let value = sample(&p["schema"], doc, 0);
+            let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+            (p["name"].as_str().unwrap().to_owned(), text)
+        })
+        .collect();
+    if !query.is_empty() {
+        request = request.query(&query);
+    }
+    let content = &operation["requestBody"]["content"];
+    if let Some(schema) = content.get("application/json").map(|c| &c["schema"]) {
+        request = request.json(&sample(schema, doc, 0));
+    } else if content.get("multipart/form-data").is_some() {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(b"matrix".to_vec()).file_name("matrix.txt"));
+        request = request.multipart(form);
+    } else if content.get("application/octet-stream").is_some() {
+        request = request.body("matrix");
+    }
+    request
+}
+
+async fn secrets_of_a(server: &TestServer) -> Secrets {
+    let a = server.tenant.clone();
+    let workspace_name = server.cabinet.workspace(&a.workspace).await.unwrap().name;
+    let file_name = format!("alpha-private-{}.txt", ulid::Ulid::new());
+    let done = server.upload(&a, &file_name, b"A's private bytes").await;
+    let live_upload_name = format!("alpha-pending-{}.bin", ulid::Ulid::new());
+    let (status, live) = server.start_upload(&a, json!({"name": live_upload_name, "size": 5})).await;
+    assert_eq!(status, StatusCode::CREATED, "{live}");
+    Secrets {
+        a,
+        workspace_name,
+        file_id: done["file"]["id"].as_str().unwrap().to_owned(),
+        file_name,
+        live_upload_id: live["id"].as_str().unwrap().to_owned(),
+        live_upload_name,
+    }
+}
+
+#[tokio::test]
+async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() {
+    let server = TestServer::spawn().await;
+    let secrets = secrets_of_a(&server).await;
+    let b = server.tenant(None, Role::Admin).await;
+    let revoked =
+        server.cabinet.create_api_key(vec![secrets.a.workspace.clone()], Role::Admin, None).await.unwrap();
+    server.cabinet.revoke_api_key(&revoked.key.id).await.unwrap();
+    let garbage = format!("cab_{}", "0".repeat(43));
+
+    let (status, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut unclassified = Vec::new();
+    let mut failures = Vec::new();
+    let mut calls = 0;
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        let Some(guard) = classify(template) else {
+            unclassified.push(template.clone());
+            continue;
+        };
+        for (method_name, operation) in item.as_object().unwrap() {
+            let Ok(method) = method_name.to_ascii_uppercase().parse::<Method>() else { continue };
+            if !operation.is_object() || operation.get("responses").is_none() {
+                continue;
+            }
+            let path = fill_path(template, &secrets);
+            let has_ids = template.contains('{');
+            for credential in CREDENTIALS {
+                let mut request = build(&server, &method, &path, operation, &doc);
+                request = match credential {
+                    Credential::OtherTenantNamingA => request
+                        .bearer_auth(&b.key)
+                        .header("x-cabinet-workspace", secrets.a.workspace.as_str()),
+                    Credential::OtherTenantWithAsIds => request.bearer_auth(&b.key),
+                    Credential::Revoked => request.bearer_auth(&revoked.secret),
+                    Credential::Garbage => request.bearer_auth(&garbage),
+                    Credential::Anonymous => request,
+                };
+                let response = request.send().await.expect("request");
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                calls += 1;
+                eprintln!("{method} {path} as {credential:?}: {status}");
+                let case = format!("{method} {template} as {credential:?}: {status} {text}");
+                if status.is_server_error() {
+                    failures.push(format!("5xx — {case}"));
+                }
+                if let Some(secret) = secrets.leaked_in(&text) {
+                    failures.push(format!("leaked {secret:?} — {case}"));
+                }
+                let expected: &[StatusCode] = match guard {
+                    Guard::Public => continue,
+                    // The signature is the credential; keys neither help nor matter.
+                    Guard::SignedUrl => &[StatusCode::FORBIDDEN],
+                    // B acting on its own workspace may succeed there; it must not see A's.
+                    Guard::ApiKey if credential == Credential::OtherTenantWithAsIds && !has_ids => continue,
+                    Guard::ApiKey => {
+                        &[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]
+                    }
+                };
+                if !expected.contains(&status) {
+                    failures.push(format!("expected one of {expected:?} — {case}"));
+                }
+            }
+        }
+    }
+    assert!(unclassified.is_empty(), "routes the isolation matrix cannot classify: {unclassified:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls broke isolation:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(calls >= 5 * 13, "only {calls} calls: did the document lose routes?");
+
+    // A's things are untouched.
+    let (status, file) = server.send(server.get(&format!("/v1/files/{}", secrets.file_id))).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!(file["name"], secrets.file_name.as_str());
+    let (_, live) = server.send(server.get(&format!("/v1/uploads/{}", secrets.live_upload_id))).await;
+    assert_eq!(live["status"], "WAITING", "{live}");
+    assert_eq!(server.quota(&secrets.a).await["reserved_bytes"], 5);
+}
+
+#[test]
+fn the_classification_table_covers_the_known_surfaces() {
+    assert_eq!(classify("/v1/anything/{id}"), Some(Guard::ApiKey));
+    assert_eq!(classify("/storage/v1/files/{workspace_id}/{file_id}"), Some(Guard::SignedUrl));
+    assert_eq!(classify("/healthz"), Some(Guard::Public));
+    assert_eq!(classify("/compat/mavera/api/v1/files"), None);
+}

@@ -1,0 +1,193 @@
+//! Limits and abuse: over-long URLs and headers, over-large JSON bodies, stalled bodies, request
+//! floods — each refused with the shared error shape — and the security headers on every response.
+
+mod support;
+
+use std::time::Duration;
+
+use cabinet_api::HttpLimits;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{assert_error, Options, TestServer};
+
+async fn server_with(limits: HttpLimits) -> TestServer {
+    TestServer::spawn_with(Options { http: Some(limits), ..Options::default() }).await
+}
+
+/// A body that sends `chunks` one at a time, `gap` apart.
+fn dribble(chunks: usize, chunk: usize, gap: Duration) -> reqwest::Body {
+    let stream = futures::stream::iter(0..chunks).then(move |i| async move {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        Ok::<_, std::io::Error>(vec![b'x'; chunk])
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+async fn upload_state(server: &TestServer, ticket: &Value) -> Value {
+    let (_, state) =
+        server.send(server.get(&format!("/v1/uploads/{}", ticket["id"].as_str().unwrap()))).await;
+    state
+}
+
+#[tokio::test]
+async fn an_over_long_url_is_refused_with_414() {
+    let server = server_with(HttpLimits { max_url_bytes: 2048, ..HttpLimits::default() }).await;
+    let (status, body) = server.send(server.get(&format!("/v1/files?q={}", "a".repeat(3000)))).await;
+    assert_error(status, &body, StatusCode::URI_TOO_LONG, "uri_too_long");
+    let (status, _) = server.send(server.get(&format!("/v1/files?q={}", "a".repeat(100)))).await;
+    assert_ne!(status, StatusCode::URI_TOO_LONG);
+}
+
+#[tokio::test]
+async fn over_large_headers_are_refused_with_431() {
+    let server = server_with(HttpLimits { max_header_bytes: 4096, ..HttpLimits::default() }).await;
+    let (status, body) = server.send(server.get("/v1/quota").header("x-padding", "p".repeat(5000))).await;
+    assert_error(status, &body, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large");
+    let (status, _) = server.send(server.get("/v1/quota").header("x-padding", "p".repeat(100))).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_over_large_json_body_is_413_in_our_shape_but_uploads_are_not_capped_by_it() {
+    let server = server_with(HttpLimits { json_body_bytes: 1024, ..HttpLimits::default() }).await;
+    let big = json!({"name": "x".repeat(2000), "size": 1});
+    let (status, body) = server.start_upload(&server.tenant, big).await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // The signed storage endpoint streams: the JSON limit does not apply to it.
+    let bytes = vec![3u8; 64 * 1024];
+    server.upload(&server.tenant, "big.bin", &bytes).await;
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut_off_and_fails_as_incomplete_releasing_its_reservation() {
+    let server =
+        server_with(HttpLimits { body_idle_timeout: Duration::from_secs(1), ..HttpLimits::default() }).await;
+    let (status, ticket) = server.start_upload(&server.tenant, json!({"name": "slow.bin", "size": 10})).await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    // One byte, then nothing for far longer than the idle timeout.
+    let started = std::time::Instant::now();
+    let response = server
+        .http
+        .put(ticket["upload_url"].as_str().unwrap())
+        .body(dribble(10, 1, Duration::from_secs(4)))
+        .send()
+        .await;
+    if let Ok(response) = response {
+        assert!(!response.status().is_success(), "a stalled upload succeeded");
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "the server waited {:?}", started.elapsed());
+    // The guard that fails the upload may run just after the response.
+    let mut state = upload_state(&server, &ticket).await;
+    for _ in 0..50 {
+        if state["status"] == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state = upload_state(&server, &ticket).await;
+    }
+    assert_eq!(state["status"], "FAILED", "{state}");
+    assert_eq!(state["reason"], "incomplete", "{state}");
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
+    assert_eq!(server.temporary_files(), 0);
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_upload_is_not_cut_off() {
+    let server =
+        server_with(HttpLimits { body_idle_timeout: Duration::from_secs(1), ..HttpLimits::default() }).await;
+    let (_, ticket) =
+        server.start_upload(&server.tenant, json!({"name": "steady.bin", "size": 8 * 1024})).await;
+    // Eight chunks, 400 ms apart: ~3 s in all, longer than the idle timeout, but never idle for it.
+    let (status, done) = server
+        .send(server.http.put(ticket["upload_url"].as_str().unwrap()).body(dribble(
+            8,
+            1024,
+            Duration::from_millis(400),
+        )))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn a_key_that_floods_gets_429_with_retry_after_and_others_are_unaffected() {
+    let server = server_with(HttpLimits { rate_limit_per_minute: 5, ..HttpLimits::default() }).await;
+    for remaining in (0..5).rev() {
+        let response = server.get("/v1/quota").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers["x-ratelimit-limit"], "5");
+        assert_eq!(headers["x-ratelimit-remaining"], remaining.to_string().as_str());
+        assert!(headers.contains_key("x-ratelimit-reset"));
+    }
+    let response = server.get("/v1/quota").send().await.unwrap();
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry_after), "{retry_after}");
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+
+    // Another key has its own bucket; so do requests without a key (per IP).
+    let other = server.tenant(None, cabinet_core::Role::Read).await;
+    let (status, _) = server.send(server.request(Method::GET, "/v1/quota", &other.key)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.send(server.http.get(format!("{}/v1/quota", server.url))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Health probes are never limited.
+    for _ in 0..10 {
+        let (status, _) = server.send(server.http.get(format!("{}/healthz", server.url))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_limited_per_ip() {
+    let server = server_with(HttpLimits { rate_limit_per_minute: 3, ..HttpLimits::default() }).await;
+    let url = format!("{}/storage/v1/files/ws_x/file_y", server.url);
+    for _ in 0..3 {
+        assert_eq!(server.http.get(&url).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    }
+    let (status, body) = server.send(server.http.get(&url)).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // A key has its own bucket.
+    let (status, _) = server.send(server.get("/v1/quota")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_response_carries_security_headers_and_the_api_a_strict_csp() {
+    let server = TestServer::spawn().await;
+    for path in ["/v1/quota", "/v1/nope", "/healthz", "/openapi.json"] {
+        let response = server.get(path).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(
+            headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        assert!(!headers.contains_key("strict-transport-security"), "{path}: HSTS over http");
+    }
+    // The docs page runs scripts: no API policy on it.
+    let docs = server.http.get(format!("{}/docs/", server.url)).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(!docs.headers().contains_key("content-security-policy"));
+    // File bytes carry their own policy (a sandbox for active types), not the API's.
+    let done = server.upload(&server.tenant, "page.html", b"<html><script>alert(1)</script></html>").await;
+    let content =
+        server.get(&format!("/v1/files/{}/content", done["file"]["id"].as_str().unwrap())).send().await;
+    let content = content.unwrap();
+    assert_eq!(content.headers()["content-security-policy"], "sandbox; default-src 'none'");
+}
+
+#[tokio::test]
+async fn hsts_is_sent_when_the_service_is_reached_over_https() {
+    let server = server_with(HttpLimits { strict_transport_security: true, ..HttpLimits::default() }).await;
+    let response = server.get("/v1/quota").send().await.unwrap();
+    assert!(response.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+}
