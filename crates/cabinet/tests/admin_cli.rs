@@ -1,0 +1,193 @@
+//! The admin CLI, through the real binary: what it prints, what it refuses, and that what it does
+//! to the data folder takes effect on a server running on that folder at the same time.
+
+mod process;
+
+use process::{admin, admin_json, http_client, ServerProcess, Tenant};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn get_quota(server: &ServerProcess, key: &str) -> (StatusCode, Value) {
+    let response =
+        http_client().get(server.at("/v1/quota")).bearer_auth(key).send().await.expect("GET /v1/quota");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn created_workspace_and_key_are_printed_as_json_and_the_key_works_on_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+
+    let workspace = admin_json(
+        dir.path(),
+        &[
+            "create-workspace",
+            "--name",
+            "acme",
+            "--quota-bytes",
+            "10000000",
+            "--max-file-bytes",
+            "250000",
+            "--json",
+        ],
+    );
+    let workspace_id = workspace["id"].as_str().expect("an id").to_owned();
+    assert!(workspace_id.starts_with("ws_"), "{workspace}");
+    assert_eq!(workspace["name"], "acme");
+    assert_eq!(workspace["limit_bytes"], 10_000_000);
+    assert_eq!(workspace["max_file_bytes"], 250_000);
+    assert_eq!(workspace["used_bytes"], 0);
+    assert_eq!(workspace["reserved_bytes"], 0);
+    assert!(workspace["created_at"].is_string(), "{workspace}");
+
+    let key = admin_json(
+        dir.path(),
+        &["create-key", "--workspace", &workspace_id, "--role", "write", "--name", "ci", "--json"],
+    );
+    let secret = key["key"].as_str().expect("the secret").to_owned();
+    assert!(key["id"].as_str().is_some_and(|id| id.starts_with("key_")), "{key}");
+    assert!(secret.starts_with("cab_"), "{key}");
+    assert_eq!(key["role"], "write");
+    assert_eq!(key["name"], "ci");
+    assert_eq!(key["workspaces"], json!([workspace_id]));
+    assert_eq!(key["hint"].as_str(), Some(&secret[secret.len() - 4..]), "the hint is the secret's tail");
+    assert_eq!(key["revoked_at"], Value::Null);
+
+    let (status, quota) = get_quota(&server, &secret).await;
+    assert_eq!(status, StatusCode::OK, "{quota}");
+    assert_eq!(quota["limit_bytes"], 10_000_000);
+    assert_eq!(quota["max_file_size_bytes"], 250_000);
+    assert_eq!(quota["used_bytes"], 0);
+    assert_eq!(quota["available_bytes"], 10_000_000);
+
+    let listed = admin_json(dir.path(), &["list-workspaces", "--json"]);
+    let acme = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|ws| ws["id"] == workspace_id.as_str())
+        .unwrap_or_else(|| panic!("list-workspaces shows the new workspace: {listed}"));
+    assert_eq!(acme["limit_bytes"], 10_000_000);
+    assert_eq!(acme["used_bytes"], 0);
+    assert_eq!(acme["reserved_bytes"], 0);
+}
+
+#[test]
+fn listed_keys_show_their_hint_but_never_their_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "admin");
+
+    let as_json = admin(dir.path(), &["list-keys", "--workspace", &tenant.workspace_id, "--json"]);
+    assert!(as_json.status.success(), "{}", as_json.stderr);
+    assert!(!as_json.stdout.contains(&tenant.key), "list-keys --json printed a secret:\n{}", as_json.stdout);
+    let keys: Value = serde_json::from_str(as_json.stdout.trim()).expect("JSON");
+    let keys = keys.as_array().expect("an array");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["id"], tenant.key_id.as_str());
+    assert_eq!(keys[0]["hint"].as_str(), Some(&tenant.key[tenant.key.len() - 4..]));
+    assert_eq!(keys[0]["role"], "admin");
+    assert_eq!(keys[0]["revoked_at"], Value::Null);
+    assert!(keys[0].get("key").is_none(), "no field holds the secret: {}", keys[0]);
+
+    let as_text = admin(dir.path(), &["list-keys", "--workspace", &tenant.workspace_id]);
+    assert!(as_text.status.success(), "{}", as_text.stderr);
+    assert!(!as_text.stdout.contains(&tenant.key), "list-keys printed a secret:\n{}", as_text.stdout);
+    assert!(as_text.stdout.contains(&tenant.key_id), "{}", as_text.stdout);
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_by_the_server_that_is_already_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let server = ServerProcess::start(dir.path());
+    let (status, _) = get_quota(&server, &tenant.key).await;
+    assert_eq!(status, StatusCode::OK, "the key works before it is revoked");
+
+    let revoked = admin_json(dir.path(), &["revoke-key", &tenant.key_id, "--json"]);
+    assert_eq!(revoked, json!({"id": tenant.key_id, "revoked": true}));
+
+    let (status, body) = get_quota(&server, &tenant.key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+    let keys = admin_json(dir.path(), &["list-keys", "--workspace", &tenant.workspace_id, "--json"]);
+    assert!(keys[0]["revoked_at"].is_string(), "list-keys shows when it was revoked: {keys}");
+}
+
+#[tokio::test]
+async fn a_read_key_may_look_but_not_start_an_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "read");
+    let server = ServerProcess::start(dir.path());
+
+    let (status, _) = get_quota(&server, &tenant.key).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = http_client()
+        .post(server.at("/v1/uploads"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"name": "notes.txt", "size": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+}
+
+#[test]
+fn an_unknown_role_is_refused_with_a_message_naming_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "admin");
+
+    let run =
+        admin(dir.path(), &["create-key", "--workspace", &tenant.workspace_id, "--role", "owner", "--json"]);
+    assert!(!run.status.success(), "exit status {}", run.status);
+    assert!(run.stderr.contains("role must be one of read, write, admin"), "stderr:\n{}", run.stderr);
+    assert!(run.stdout.trim().is_empty(), "nothing is printed as if it worked:\n{}", run.stdout);
+    let keys = admin_json(dir.path(), &["list-keys", "--workspace", &tenant.workspace_id, "--json"]);
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "no key was created: {keys}");
+}
+
+#[test]
+fn a_key_for_an_unknown_workspace_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    Tenant::create(dir.path(), "acme", None, "admin");
+    let nobody = format!("ws_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+
+    let run = admin(dir.path(), &["create-key", "--workspace", &nobody, "--json"]);
+    assert!(!run.status.success(), "exit status {}", run.status);
+    assert!(run.stderr.contains("workspace not found"), "stderr:\n{}", run.stderr);
+    assert!(run.stdout.trim().is_empty(), "nothing is printed as if it worked:\n{}", run.stdout);
+
+    let malformed = admin(dir.path(), &["create-key", "--workspace", "acme", "--json"]);
+    assert!(!malformed.status.success(), "exit status {}", malformed.status);
+    assert!(malformed.stderr.contains("workspace not found"), "stderr:\n{}", malformed.stderr);
+}
+
+#[tokio::test]
+async fn the_first_start_prints_a_working_bootstrap_key_and_a_restart_prints_none() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let first = ServerProcess::start(dir.path());
+    let key = first.bootstrap_key.clone().unwrap_or_else(|| {
+        panic!("the first start prints a bootstrap key; stdout was:\n{}", first.stdout_lines().join("\n"))
+    });
+    let (status, body) = get_quota(&first, &key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let upload = http_client()
+        .post(first.at("/v1/uploads"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "hello.txt", "size": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED, "the bootstrap key is an admin key");
+    first.kill();
+
+    let second = ServerProcess::start(dir.path());
+    let printed = second.stdout_lines().join("\n");
+    assert_eq!(second.bootstrap_key, None, "a restart prints no new key; stdout was:\n{printed}");
+    assert!(!printed.contains("cab_"), "stdout was:\n{printed}");
+    let (status, body) = get_quota(&second, &key).await;
+    assert_eq!(status, StatusCode::OK, "the bootstrap key still works after a restart: {body}");
+}

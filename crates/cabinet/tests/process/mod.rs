@@ -1,0 +1,275 @@
+//! The `cabinet` binary as a child process, the way an operator runs it: `serve` on a data
+//! folder (waiting for its "listening on" line), a SIGKILL that stops it like a crash would, and
+//! the `admin` commands against the same folder.
+//!
+//! A server's stdout and stderr are drained on background threads so a full pipe can never stall
+//! it; the last lines of its log are printed when a test fails while it runs.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long a server may take to print its "listening on" line (a debug build, a busy machine).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many lines of a server's log are kept to show when a test fails.
+const LOG_TAIL_LINES: usize = 200;
+const LISTENING: &str = "Cabinet listening on ";
+
+/// The binary under test.
+pub fn cabinet_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_cabinet")
+}
+
+/// A `cabinet` command that sees none of the developer's `CABINET_*` settings, so only the flags
+/// a test passes decide how it runs.
+fn hermetic_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(cabinet_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CABINET_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("RUST_BACKTRACE", "0").arg("--data-dir").arg(data_dir);
+    command
+}
+
+/// An HTTP client for talking to a test server: no proxy from the environment, generous timeouts.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A running `cabinet serve`; killed (and reaped) when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// The base URL, from the "listening on" line.
+    pub url: String,
+    /// The admin key printed on first start of an empty data folder.
+    pub bootstrap_key: Option<String>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    log_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts `cabinet serve` on `data_dir` and a free loopback port, and waits until it listens.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with more `serve` flags (`--sweep-interval 1`, ...).
+    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> Self {
+        let mut child = hermetic_command(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning cabinet serve");
+
+        let log_tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL_LINES)));
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn({
+            let log_tail = log_tail.clone();
+            move || keep_tail_of(stderr, &log_tail)
+        });
+
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines_rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn({
+            let stdout_lines = stdout_lines.clone();
+            move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    stdout_lines.lock().unwrap().push(line.clone());
+                    // Nobody listens once the server is up; the thread keeps draining regardless.
+                    let _ = lines_tx.send(line);
+                }
+            }
+        });
+
+        let mut server =
+            ServerProcess { child, url: String::new(), bootstrap_key: None, stdout: stdout_lines, log_tail };
+        loop {
+            match lines_rx.recv_timeout(START_TIMEOUT) {
+                Ok(line) => {
+                    if server.bootstrap_key.is_none() {
+                        server.bootstrap_key = api_key_in(&line);
+                    }
+                    if let Some(rest) = line.strip_prefix(LISTENING) {
+                        server.url =
+                            rest.split_whitespace().next().expect("a URL after 'listening on'").into();
+                        return server;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = server.child.wait().expect("waiting for cabinet serve");
+                    panic!(
+                        "cabinet serve exited ({status}) before listening; its log:\n{}",
+                        server.log_tail()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "cabinet serve did not listen within {START_TIMEOUT:?}; its log:\n{}",
+                        server.log_tail()
+                    )
+                }
+            }
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A URL on this server.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Every line the server printed to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The last lines of the server's log (stderr).
+    pub fn log_tail(&self) -> String {
+        self.log_tail.lock().unwrap().iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Stops the server the way a crash or the OOM killer would: SIGKILL, no shutdown code runs.
+    /// (`Child::kill` sends SIGKILL on Unix.)
+    pub fn kill(mut self) -> ExitStatus {
+        self.child.kill().expect("killing cabinet serve");
+        self.child.wait().expect("reaping cabinet serve")
+    }
+
+    /// The most resident memory the server has used so far (`VmHWM`), in bytes.
+    pub fn peak_resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/<pid>/status (Linux only)");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .expect("a VmHWM line in /proc/<pid>/status");
+        kib * 1024
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- last lines of the cabinet serve log ({}) ---\n{}", self.url, self.log_tail());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keep_tail_of(stream: impl Read, tail: &Mutex<VecDeque<String>>) {
+    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+        let mut tail = tail.lock().unwrap();
+        if tail.len() == LOG_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+/// The first API key (`cab_…`) in a line of text.
+pub fn api_key_in(line: &str) -> Option<String> {
+    let start = line.find("cab_")?;
+    let key: String = line[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    (key.len() > "cab_".len()).then_some(key)
+}
+
+/// What an `admin` command did.
+#[derive(Debug)]
+pub struct AdminRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cabinet --data-dir DIR admin ARGS…` to completion.
+pub fn admin(data_dir: &Path, args: &[&str]) -> AdminRun {
+    let output = hermetic_command(data_dir)
+        .arg("admin")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cabinet admin");
+    AdminRun {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs an `admin … --json` command that must succeed, and parses what it printed.
+pub fn admin_json(data_dir: &Path, args: &[&str]) -> Value {
+    let run = admin(data_dir, args);
+    assert!(run.status.success(), "cabinet admin {args:?} failed ({}):\n{}", run.status, run.stderr);
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|err| panic!("cabinet admin {args:?} printed no JSON ({err}):\n{}", run.stdout))
+}
+
+/// A workspace and a key for it, made with the admin CLI.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub workspace_id: String,
+    pub key_id: String,
+    pub key: String,
+}
+
+impl Tenant {
+    /// Creates a workspace (with an optional quota) and a key of `role` for it.
+    pub fn create(data_dir: &Path, name: &str, quota_bytes: Option<u64>, role: &str) -> Tenant {
+        let quota = quota_bytes.map(|bytes| bytes.to_string());
+        let mut args = vec!["create-workspace", "--name", name, "--json"];
+        if let Some(quota) = &quota {
+            args.extend(["--quota-bytes", quota]);
+        }
+        let workspace = admin_json(data_dir, &args);
+        let workspace_id = workspace["id"].as_str().expect("a workspace id").to_owned();
+        let key =
+            admin_json(data_dir, &["create-key", "--workspace", &workspace_id, "--role", role, "--json"]);
+        Tenant {
+            workspace_id,
+            key_id: key["id"].as_str().expect("a key id").to_owned(),
+            key: key["key"].as_str().expect("a key secret").to_owned(),
+        }
+    }
+}
+
+/// The regular files under a folder, recursively (an absent folder has none).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.map(|entry| entry.expect("a directory entry")) {
+        let file_type = entry.file_type().expect("a file type");
+        if file_type.is_dir() {
+            found.extend(files_under(&entry.path()));
+        } else if file_type.is_file() {
+            found.push(entry.path());
+        }
+    }
+    found
+}
