@@ -2,6 +2,7 @@
 //! `/openapi.json` and `/docs`. Handlers are thin: parse, call one core method, render.
 
 pub mod auth;
+pub mod compat;
 pub mod download;
 pub mod error;
 pub mod health;

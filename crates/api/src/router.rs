@@ -44,11 +44,19 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(storage::put_upload, storage::post_upload))
         .routes(routes!(storage::get_file))
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state.clone())
         .split_for_parts();
     api.merge(streaming_api);
     crate::openapi::document_common_responses(&mut api);
-    let router =
-        json_routes.merge(streaming_routes).merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
+    // Compatibility dialects: each documents its own error shapes, under its own tag.
+    let (compat_routes, compat_api) = OpenApiRouter::new()
+        .merge(crate::compat::cms::routes(state.clone()))
+        .merge(crate::compat::serenities::routes(state.clone()))
+        .split_for_parts();
+    api.merge(compat_api);
+    let router = json_routes
+        .merge(streaming_routes)
+        .merge(compat_routes)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
     (router, api)
 }

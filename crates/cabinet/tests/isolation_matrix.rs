@@ -10,11 +10,37 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use support::{Tenant, TestServer};
 
+/// The error envelope a surface refuses with; a dialect never answers in another's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    /// `{"error": {"code": "not_found", "message"}}`.
+    Native,
+    /// Django REST framework: `{"detail": "..."}`.
+    Drf,
+    /// `{"error": {"code": "NOT_FOUND", "message"}}`, upper-case codes.
+    Serenities,
+}
+
+impl Shape {
+    /// Whether a refusal's body has this shape.
+    fn fits(self, body: &Value) -> bool {
+        let code = body["error"]["code"].as_str().unwrap_or("");
+        let message = body["error"]["message"].as_str().is_some_and(|m| !m.is_empty());
+        match self {
+            Shape::Native => message && !code.is_empty() && code == code.to_ascii_lowercase(),
+            Shape::Serenities => message && !code.is_empty() && code == code.to_ascii_uppercase(),
+            Shape::Drf => {
+                body["detail"].as_str().is_some_and(|d| !d.is_empty()) && body.get("error").is_none()
+            }
+        }
+    }
+}
+
 /// How a route is protected, by design.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Guard {
-    /// Needs an API key scoped to the workspace.
-    ApiKey,
+    /// Needs an API key scoped to the workspace; refuses in this shape.
+    ApiKey(Shape),
     /// Needs a valid signature in its query; any key is irrelevant.
     SignedUrl,
     /// Open to anyone: health probes, the document itself.
@@ -26,7 +52,9 @@ fn classify(path: &str) -> Option<Guard> {
         "/healthz" | "/readyz" | "/openapi.json" => Some(Guard::Public),
         _ if path.starts_with("/docs") => Some(Guard::Public),
         _ if path.starts_with("/storage/v1/") => Some(Guard::SignedUrl),
-        _ if path.starts_with("/v1/") => Some(Guard::ApiKey),
+        _ if path.starts_with("/v1/") => Some(Guard::ApiKey(Shape::Native)),
+        _ if path.starts_with("/compat/cms/") => Some(Guard::ApiKey(Shape::Drf)),
+        _ if path.starts_with("/compat/serenities/") => Some(Guard::ApiKey(Shape::Serenities)),
         _ => None,
     }
 }
@@ -95,7 +123,8 @@ fn fill_path(template: &str, secrets: &Secrets) -> String {
             if param == "id" { segments[i - 1].trim_end_matches('s') } else { param.trim_end_matches("_id") };
         let value = match kind {
             "workspace" => secrets.a.workspace.to_string(),
-            "file" => secrets.file_id.clone(),
+            // The CMS dialect's `{api_id}` is a file id.
+            "file" | "api" => secrets.file_id.clone(),
             "upload" => secrets.live_upload_id.clone(),
             "folder" => FolderId::generate().to_string(),
             other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
@@ -152,6 +181,7 @@ fn build(
     path: &str,
     operation: &Value,
     doc: &Value,
+    secrets: &Secrets,
 ) -> reqwest::RequestBuilder {
     let mut request = server.http.request(method.clone(), format!("{}{path}", server.url));
     let query: Vec<(String, String)> = operation["parameters"]
@@ -170,7 +200,7 @@ fn build(
     }
     let content = &operation["requestBody"]["content"];
     if let Some(schema) = content.get("application/json").map(|c| &c["schema"]) {
-        request = request.json(&sample(schema, doc, 0));
+        request = request.json(&with_ids_of_a(sample(schema, doc, 0), secrets));
     } else if content.get("multipart/form-data").is_some() {
         let form = reqwest::multipart::Form::new()
             .part("file", reqwest::multipart::Part::bytes(b"matrix".to_vec()).file_name("matrix.txt"));
@@ -179,6 +209,31 @@ fn build(
         request = request.body("matrix");
     }
     request
+}
+
+/// A sampled JSON body with A's ids where it names a file or a workspace (RPC-style dialects
+/// carry their ids in the body, not the path).
+fn with_ids_of_a(mut body: Value, secrets: &Secrets) -> Value {
+    if let Some(object) = body.as_object_mut() {
+        for (name, value) in object.iter_mut() {
+            match name.as_str() {
+                "fileId" | "file_id" => *value = json!(secrets.file_id),
+                "organization_id" | "workspace_id" => *value = json!(secrets.a.workspace.as_str()),
+                _ => {}
+            }
+        }
+    }
+    body
+}
+
+/// Whether a request carries A's ids: in its path, or in its JSON body.
+fn names_ids_of_a(template: &str, operation: &Value, doc: &Value, secrets: &Secrets) -> bool {
+    if template.contains('{') {
+        return true;
+    }
+    let content = &operation["requestBody"]["content"];
+    let Some(schema) = content.get("application/json").map(|c| &c["schema"]) else { return false };
+    with_ids_of_a(sample(schema, doc, 0), secrets).to_string().contains(&secrets.file_id)
 }
 
 async fn secrets_of_a(server: &TestServer) -> Secrets {
@@ -225,9 +280,9 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                 continue;
             }
             let path = fill_path(template, &secrets);
-            let has_ids = template.contains('{');
+            let has_ids = names_ids_of_a(template, operation, &doc, &secrets);
             for credential in CREDENTIALS {
-                let mut request = build(&server, &method, &path, operation, &doc);
+                let mut request = build(&server, &method, &path, operation, &doc, &secrets);
                 request = match credential {
                     Credential::OtherTenantNamingA => request
                         .bearer_auth(&b.key)
@@ -254,13 +309,21 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                     // The signature is the credential; keys neither help nor matter.
                     Guard::SignedUrl => &[StatusCode::FORBIDDEN],
                     // B acting on its own workspace may succeed there; it must not see A's.
-                    Guard::ApiKey if credential == Credential::OtherTenantWithAsIds && !has_ids => continue,
-                    Guard::ApiKey => {
+                    Guard::ApiKey(_) if credential == Credential::OtherTenantWithAsIds && !has_ids => {
+                        continue
+                    }
+                    Guard::ApiKey(_) => {
                         &[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]
                     }
                 };
                 if !expected.contains(&status) {
                     failures.push(format!("expected one of {expected:?} — {case}"));
+                }
+                if let Guard::ApiKey(shape) = guard {
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if !shape.fits(&body) {
+                        failures.push(format!("not in the {shape:?} error shape — {case}"));
+                    }
                 }
             }
         }
@@ -285,7 +348,9 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
 
 #[test]
 fn the_classification_table_covers_the_known_surfaces() {
-    assert_eq!(classify("/v1/anything/{id}"), Some(Guard::ApiKey));
+    assert_eq!(classify("/v1/anything/{id}"), Some(Guard::ApiKey(Shape::Native)));
+    assert_eq!(classify("/compat/cms/files/{api_id}/"), Some(Guard::ApiKey(Shape::Drf)));
+    assert_eq!(classify("/compat/serenities/api/v1/files/get"), Some(Guard::ApiKey(Shape::Serenities)));
     assert_eq!(classify("/storage/v1/files/{workspace_id}/{file_id}"), Some(Guard::SignedUrl));
     assert_eq!(classify("/healthz"), Some(Guard::Public));
     assert_eq!(classify("/compat/mavera/api/v1/files"), None);

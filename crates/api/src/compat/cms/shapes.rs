@@ -1,0 +1,130 @@
+//! The CMS dialect's JSON: the File object (`api_id`, `file_name`, `organization_id`, `file_url`,
+//! `usage`, alt text, caption, copyright, tags) and the DRF page around a list.
+
+use cabinet_core::{FileRecord, FileReference};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A file, as the CMS media library shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CmsFile {
+    /// Cabinet's file id.
+    #[schema(example = "file_01jq3v5k2n8x7y6z5w4v3u2t1s")]
+    pub api_id: String,
+    #[schema(example = "poster.png")]
+    pub file_name: String,
+    /// The workspace id.
+    pub organization_id: String,
+    /// A signed, expiring URL of the bytes (the deployment's download URL lifetime, 1 h by default).
+    pub file_url: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Models and instances using this file (Cabinet references).
+    pub usage: Vec<CmsUsage>,
+    /// Empty when unset.
+    pub image_alt_text: String,
+    pub caption: String,
+    pub copyright: String,
+    pub tags: Vec<String>,
+}
+
+/// Something that uses a file: a Cabinet reference (kind → model, id → instance_id,
+/// label → instance_name).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CmsUsage {
+    #[schema(example = "edition")]
+    pub model: String,
+    #[schema(example = "42")]
+    pub instance_id: String,
+    #[schema(example = "Summer Festival 2025")]
+    pub instance_name: Option<String>,
+}
+
+impl From<FileReference> for CmsUsage {
+    fn from(reference: FileReference) -> Self {
+        Self { model: reference.kind, instance_id: reference.id, instance_name: reference.label }
+    }
+}
+
+impl CmsFile {
+    /// Renders a file with its references and a download URL.
+    pub fn new(file: FileRecord, usage: Vec<FileReference>, file_url: String) -> Self {
+        Self {
+            api_id: file.id.to_string(),
+            file_name: file.name,
+            organization_id: file.workspace_id.to_string(),
+            file_url,
+            created_at: file.created_at,
+            updated_at: file.updated_at,
+            usage: usage.into_iter().map(CmsUsage::from).collect(),
+            image_alt_text: file.alt_text.unwrap_or_default(),
+            caption: file.caption.unwrap_or_default(),
+            copyright: file.copyright.unwrap_or_default(),
+            tags: file.tags,
+        }
+    }
+}
+
+/// A DRF page of files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CmsFilePage {
+    /// Matching files over all pages.
+    pub count: u64,
+    /// Absolute URL of the next page, or null.
+    pub next: Option<String>,
+    /// Absolute URL of the previous page, or null.
+    pub previous: Option<String>,
+    pub results: Vec<CmsFile>,
+    /// Every tag of the organization's live files.
+    pub available_tags: Vec<String>,
+}
+
+/// The 409 of a delete refused because the file is in use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CmsInUse {
+    #[schema(example = "File is in use by 2 objects")]
+    pub detail: String,
+    pub usage: Vec<CmsUsage>,
+}
+
+/// A JSON (base64) upload.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CmsBase64Upload {
+    /// The workspace id.
+    #[schema(example = "ws_01jq3v5k2n8x7y6z5w4v3u2t1s")]
+    pub organization_id: String,
+    /// Standard base64, or a `data:<mime>;base64,` URI.
+    #[schema(example = "aGVsbG8gY21z")]
+    pub file_base64: String,
+    #[schema(example = "hello.txt")]
+    pub file_name: String,
+    /// A list, or one comma-separated string.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A multipart upload: `organization_id`, `file_name` and `tags` fields before `file`.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CmsMultipartUpload {
+    #[schema(example = "ws_01jq3v5k2n8x7y6z5w4v3u2t1s")]
+    pub organization_id: String,
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    /// Overrides the file part's filename.
+    pub file_name: Option<String>,
+    /// Repeat the field, or send one comma-separated value.
+    pub tags: Option<Vec<String>>,
+}
+
+/// What a PATCH may change; fields left out stay, `null` or `""` clears a text.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CmsFilePatch {
+    pub image_alt_text: Option<String>,
+    pub caption: Option<String>,
+    pub copyright: Option<String>,
+    /// Replaces the tags: a list, or one comma-separated string.
+    pub tags: Option<Vec<String>>,
+}

@@ -1,0 +1,56 @@
+//! What the CMS and Serenities dialects both need at their edge: the secret of an
+//! `Authorization` header under one of a few schemes, the workspace a request names in the
+//! `X-Cabinet-Workspace` header, and small base64 bodies turned into the byte stream the core
+//! takes. No rule lives here.
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use base64::Engine;
+use bytes::Bytes;
+use cabinet_core::ByteStream;
+use futures::{stream, StreamExt};
+
+use crate::auth::WORKSPACE_HEADER;
+
+/// The secret of `Authorization: <scheme> <secret>` when the scheme is one of `schemes`
+/// (case-insensitive). `Some("")` when the header is there but says nothing usable, so callers
+/// can tell "no credentials" from "bad credentials".
+pub(crate) fn authorization_secret<'a>(headers: &'a HeaderMap, schemes: &[&str]) -> Option<&'a str> {
+    let value = headers.get(AUTHORIZATION)?;
+    let Ok(value) = value.to_str() else { return Some("") };
+    let Some((scheme, secret)) = value.trim().split_once(' ') else { return Some("") };
+    if schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
+        Some(secret.trim())
+    } else {
+        Some("")
+    }
+}
+
+/// The workspace named by the `X-Cabinet-Workspace` header, if any.
+pub(crate) fn workspace_header(headers: &HeaderMap) -> Option<String> {
+    headers.get(WORKSPACE_HEADER).map(|value| value.to_str().unwrap_or("").to_owned())
+}
+
+/// Decodes standard base64, ignoring whitespace and missing padding; a `data:<mime>;base64,`
+/// prefix is stripped and its MIME type returned.
+pub(crate) fn decode_base64(raw: &str) -> Option<(Vec<u8>, Option<String>)> {
+    let (mime, payload) = match raw.strip_prefix("data:").and_then(|rest| rest.split_once(',')) {
+        Some((header, payload)) => {
+            let mime = header.strip_suffix(";base64")?;
+            (Some(mime.to_owned()).filter(|m| !m.is_empty()), payload)
+        }
+        None => (None, raw),
+    };
+    let compact: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let engine = base64::engine::general_purpose::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine.decode(compact.as_bytes()).ok().map(|bytes| (bytes, mime))
+}
+
+/// A decoded body as the one-chunk stream the core's direct upload takes.
+pub(crate) fn byte_stream(bytes: Vec<u8>) -> ByteStream<'static> {
+    stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) }).boxed()
+}

@@ -1,0 +1,3 @@
+pub mod cms;
+mod common_b;
+pub mod serenities;
