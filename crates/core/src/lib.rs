@@ -16,6 +16,7 @@ pub mod model;
 pub mod names;
 pub mod ports;
 pub mod quota;
+pub mod rules;
 pub mod signing;
 pub mod trash;
 pub mod uploads;

@@ -232,6 +232,21 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Top-level trash entries of a workspace, newest first.
     async fn trash_entries(&self, workspace: &WorkspaceId, limit: u32) -> Result<Vec<TrashEntry>>;
 
+    /// The rules set on each target that has any.
+    async fn access_rules(
+        &self,
+        workspace: &WorkspaceId,
+        targets: &[crate::rules::RuleTarget],
+    ) -> Result<std::collections::HashMap<crate::rules::RuleTarget, crate::rules::AccessRules>>;
+    /// Sets (replaces) the rules of a target.
+    async fn put_access_rules(
+        &self,
+        workspace: &WorkspaceId,
+        target: &crate::rules::RuleTarget,
+        rules: &crate::rules::AccessRules,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
     /// Folders and files together, matching their filters, in one order and one paging.
     async fn search(
         &self,

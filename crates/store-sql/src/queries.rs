@@ -6,7 +6,9 @@
 macro_rules! impl_metadata_store {
     ($store:ty, $db:ty, $name_match:path) => {
         const _: () = {
-        use std::collections::HashSet;
+        use std::collections::{HashMap, HashSet};
+
+        use cabinet_core::rules::{AccessRules, Audience, RuleTarget};
 
         use cabinet_core::listing::{CursorValue, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Start};
         use cabinet_core::names::fold;
@@ -177,6 +179,10 @@ macro_rules! impl_metadata_store {
                     qb.push(" AND f.size <= ");
                     qb.push_bind(max.min(i64::MAX as u64) as i64);
                 }
+                if let Some(creator) = &filter.created_by {
+                    qb.push(" AND f.created_by = ");
+                    qb.push_bind(creator.clone());
+                }
             }
 
             /// `WHERE …` for folders, on table alias `f`.
@@ -231,6 +237,14 @@ macro_rules! impl_metadata_store {
                     .await
                     .map_err(db_error)?;
                 Ok(())
+            }
+
+            fn rule_target(target: &RuleTarget) -> (&'static str, String) {
+                match target {
+                    RuleTarget::Workspace => ("workspace", String::new()),
+                    RuleTarget::Folder(id) => ("folder", id.to_string()),
+                    RuleTarget::File(id) => ("file", id.to_string()),
+                }
             }
 
             fn trash_entry(kind: &str, id: &str) -> Result<TrashEntry> {
@@ -393,7 +407,7 @@ macro_rules! impl_metadata_store {
                     return Err(Self::quota_error(available, upload.size));
                 }
                 sqlx::query(&format!(
-                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 ))
                 .bind(upload.workspace_id.as_str())
                 .bind(upload.id.as_str())
@@ -409,6 +423,7 @@ macro_rules! impl_metadata_store {
                 .bind(millis(upload.created_at))
                 .bind(millis(upload.updated_at))
                 .bind(millis(upload.expires_at))
+                .bind(&upload.created_by)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -1110,6 +1125,64 @@ macro_rules! impl_metadata_store {
                 .await
                 .map_err(db_error)?;
                 rows.into_iter().map(|(kind, id, _)| Self::trash_entry(&kind, &id)).collect()
+            }
+
+            async fn access_rules(
+                &self,
+                ws: &WorkspaceId,
+                targets: &[RuleTarget],
+            ) -> Result<HashMap<RuleTarget, AccessRules>> {
+                let mut found = HashMap::new();
+                for target in targets {
+                    let (kind, id) = Self::rule_target(target);
+                    let row: Option<(Option<String>, Option<String>, Option<String>, Option<bool>)> = sqlx::query_as(
+                        "SELECT create_rule, read_rule, delete_rule, track_creator FROM access_rules \
+                         WHERE workspace_id = $1 AND target_kind = $2 AND target_id = $3",
+                    )
+                    .bind(ws.as_str())
+                    .bind(kind)
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db_error)?;
+                    if let Some((create, read, delete, track_creator)) = row {
+                        let audience = |raw: Option<String>| raw.and_then(|r| Audience::parse(&r));
+                        found.insert(
+                            target.clone(),
+                            AccessRules { create: audience(create), read: audience(read), delete: audience(delete), track_creator },
+                        );
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn put_access_rules(
+                &self,
+                ws: &WorkspaceId,
+                target: &RuleTarget,
+                rules: &AccessRules,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let (kind, id) = Self::rule_target(target);
+                sqlx::query(
+                    "INSERT INTO access_rules (workspace_id, target_kind, target_id, create_rule, read_rule, delete_rule, track_creator, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (workspace_id, target_kind, target_id) DO UPDATE SET create_rule = excluded.create_rule, \
+                     read_rule = excluded.read_rule, delete_rule = excluded.delete_rule, track_creator = excluded.track_creator, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(ws.as_str())
+                .bind(kind)
+                .bind(id)
+                .bind(rules.create.map(Audience::as_str))
+                .bind(rules.read.map(Audience::as_str))
+                .bind(rules.delete.map(Audience::as_str))
+                .bind(rules.track_creator)
+                .bind(millis(at))
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?;
+                Ok(())
             }
 
             async fn search(

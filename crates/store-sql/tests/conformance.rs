@@ -366,6 +366,7 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
         created_at: now(),
         updated_at: now(),
         expires_at: now() + Duration::hours(1),
+        created_by: None,
     }
 }
 
