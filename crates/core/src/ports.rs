@@ -42,6 +42,22 @@ pub struct FolderChange {
     pub is_favorite: Option<bool>,
 }
 
+/// A workspace's ledger as recorded and as its files and uploads add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerCheck {
+    pub recorded_used: u64,
+    pub recorded_reserved: u64,
+    pub actual_used: u64,
+    pub actual_reserved: u64,
+}
+
+impl LedgerCheck {
+    /// Whether the recorded ledger differs from the sums.
+    pub fn drifted(&self) -> bool {
+        self.recorded_used != self.actual_used || self.recorded_reserved != self.actual_reserved
+    }
+}
+
 /// A folder or a file, as search returns them.
 // Items of one page, built and rendered at once: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -258,6 +274,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<(Vec<SearchHit>, u64)>;
     /// File count and total size.
     async fn usage(&self, workspace: &WorkspaceId) -> Result<Usage>;
+
+    /// Recomputes a workspace's ledger from its files and live uploads, in one statement, and
+    /// returns (used_bytes, reserved_bytes) as they were before and as they are now.
+    async fn reconcile_ledger(&self, workspace: &WorkspaceId, repair: bool) -> Result<LedgerCheck>;
+    /// Every file's (workspace, id, blob key, size), in pages by id after `after`.
+    async fn file_blobs(
+        &self,
+        after: Option<&FileId>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, FileId, String, u64)>>;
 
     /// Which of these blob keys a file or a live upload owns.
     async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>>;

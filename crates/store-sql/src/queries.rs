@@ -1217,6 +1217,53 @@ macro_rules! impl_metadata_store {
                 Ok((hits, self.count(count).await?))
             }
 
+            async fn reconcile_ledger(&self, ws: &WorkspaceId, repair: bool) -> Result<cabinet_core::ports::LedgerCheck> {
+                const ACTUAL_USED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files WHERE workspace_id = $1)";
+                const ACTUAL_RESERVED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads \
+                     WHERE workspace_id = $1 AND status IN ('WAITING', 'UPLOADING'))";
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let (used, reserved, actual_used, actual_reserved): (i64, i64, i64, i64) = sqlx::query_as(&format!(
+                    "SELECT used_bytes, reserved_bytes, {ACTUAL_USED}, {ACTUAL_RESERVED} FROM workspaces WHERE id = $1"
+                ))
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("workspace"))?;
+                if repair && (used != actual_used || reserved != actual_reserved) {
+                    // One statement, so the sums and the ledger cannot drift apart while it runs.
+                    sqlx::query(&format!(
+                        "UPDATE workspaces SET used_bytes = {ACTUAL_USED}, reserved_bytes = {ACTUAL_RESERVED} WHERE id = $1"
+                    ))
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                tx.commit().await.map_err(db_error)?;
+                let unsigned = |n: i64| n.max(0) as u64;
+                Ok(cabinet_core::ports::LedgerCheck {
+                    recorded_used: unsigned(used),
+                    recorded_reserved: unsigned(reserved),
+                    actual_used: unsigned(actual_used),
+                    actual_reserved: unsigned(actual_reserved),
+                })
+            }
+
+            async fn file_blobs(&self, after: Option<&FileId>, limit: u32) -> Result<Vec<(WorkspaceId, FileId, String, u64)>> {
+                let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                    "SELECT workspace_id, id, blob_key, size FROM files WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after.map_or("", |id| id.as_str()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(ws, id, key, size)| Ok((ws.parse()?, id.parse()?, key, size.max(0) as u64)))
+                    .collect()
+            }
+
             async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>> {
                 let mut owned = HashSet::new();
                 for key in keys {
