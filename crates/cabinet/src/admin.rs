@@ -194,7 +194,9 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                     );
                 }
             }
-            if !report.is_clean() && !(repair && report.files_without_objects.is_empty()) {
+            // With --repair, only missing objects (which cannot be repaired) remain wrong.
+            let consistent_now = report.is_clean() || (repair && report.files_without_objects.is_empty());
+            if !consistent_now {
                 std::process::exit(1);
             }
         }
