@@ -209,7 +209,7 @@ impl Cabinet {
 
     /// Removes a file for good: record and quota in one transaction, then the blob.
     pub(crate) async fn purge_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
-        let file = self.store.delete_file(ws, id).await?;
+        let file = self.store.delete_file(ws, id, self.clock.now()).await?;
         self.delete_blob_quietly(&file.blob_key).await;
         tracing::info!(workspace = %file.workspace_id, file = %file.id, "file purged");
         Ok(file)

@@ -92,7 +92,7 @@ impl Cabinet {
             }
         }
         for workspace in self.store.list_workspaces().await? {
-            let ledger = self.store.reconcile_ledger(&workspace.id, repair).await?;
+            let ledger = self.store.reconcile_ledger(&workspace.id, repair, self.clock.now()).await?;
             if ledger.drifted() {
                 report.ledger_drift.push(LedgerDrift {
                     workspace_id: workspace.id.to_string(),

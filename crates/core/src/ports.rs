@@ -169,7 +169,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<FileRecord>;
     /// Deletes the file's record (with its tags and references) and returns its bytes to the
     /// quota, in one transaction.
-    async fn delete_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
+    async fn delete_file(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FileId,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord>;
     /// Every tag in use by live files, with how many files carry it, by tag.
     async fn tag_counts(&self, workspace: &WorkspaceId) -> Result<Vec<(String, u64)>>;
 
@@ -238,7 +243,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Folder>;
     /// Deletes a folder and everything below it, returning the files' bytes to the quota in one
     /// transaction; returns the deleted files (whose blobs the caller removes).
-    async fn purge_folder(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Vec<FileRecord>>;
+    async fn purge_folder(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FolderId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<FileRecord>>;
     /// Top-level trash entries (of any workspace) trashed before `before`.
     async fn expired_trash(
         &self,
@@ -277,7 +287,20 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Recomputes a workspace's ledger from its files and live uploads, in one statement, and
     /// returns (used_bytes, reserved_bytes) as they were before and as they are now.
-    async fn reconcile_ledger(&self, workspace: &WorkspaceId, repair: bool) -> Result<LedgerCheck>;
+    async fn reconcile_ledger(
+        &self,
+        workspace: &WorkspaceId,
+        repair: bool,
+        at: DateTime<Utc>,
+    ) -> Result<LedgerCheck>;
+    /// The workspace's `used_bytes` at `from`, and every value it took in `[from, to)` with when.
+    /// Every change of `used_bytes` is recorded, in the same transaction, for metering.
+    async fn usage_history(
+        &self,
+        workspace: &WorkspaceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(u64, Vec<(DateTime<Utc>, u64)>)>;
     /// Every file's (workspace, id, blob key, size), in pages by id after `after`.
     async fn file_blobs(
         &self,

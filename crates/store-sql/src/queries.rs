@@ -239,6 +239,18 @@ macro_rules! impl_metadata_store {
                 Ok(())
             }
 
+            /// Appends the workspace's `used_bytes` as of `at` to the metering ledger, in the
+            /// transaction that changed it.
+            async fn record_usage(tx: &mut sqlx::Transaction<'_, $db>, ws: &WorkspaceId, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query("INSERT INTO usage_ledger (workspace_id, at, used_bytes) SELECT id, $2, used_bytes FROM workspaces WHERE id = $1")
+                    .bind(ws.as_str())
+                    .bind(millis(at))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
             fn rule_target(target: &RuleTarget) -> (&'static str, String) {
                 match target {
                     RuleTarget::Workspace => ("workspace", String::new()),
@@ -482,6 +494,7 @@ macro_rules! impl_metadata_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, file.created_at).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(true)
             }
@@ -570,6 +583,7 @@ macro_rules! impl_metadata_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+                Self::record_usage(&mut tx, &file.workspace_id, file.created_at).await?;
                 if charged.rows_affected() == 0 {
                     let available: Option<i64> = sqlx::query_scalar(
                         "SELECT limit_bytes - used_bytes - reserved_bytes FROM workspaces WHERE id = $1",
@@ -615,7 +629,7 @@ macro_rules! impl_metadata_store {
                 Ok((files, self.count(count).await?))
             }
 
-            async fn delete_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
+            async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
                 let mut tx = self.write.begin().await.map_err(db_error)?;
                 let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
                     "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
@@ -641,6 +655,7 @@ macro_rules! impl_metadata_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, at).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(file)
             }
@@ -1048,7 +1063,7 @@ macro_rules! impl_metadata_store {
                 Ok(folder)
             }
 
-            async fn purge_folder(&self, ws: &WorkspaceId, id: &FolderId) -> Result<Vec<FileRecord>> {
+            async fn purge_folder(&self, ws: &WorkspaceId, id: &FolderId, at: DateTime<Utc>) -> Result<Vec<FileRecord>> {
                 const SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
                      SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 \
                      UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = $1) ";
@@ -1081,6 +1096,7 @@ macro_rules! impl_metadata_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, at).await?;
                 let removed = sqlx::query(&format!(
                     "{SUBTREE} DELETE FROM folders WHERE workspace_id = $1 AND id IN (SELECT id FROM sub)"
                 ))
@@ -1217,7 +1233,7 @@ macro_rules! impl_metadata_store {
                 Ok((hits, self.count(count).await?))
             }
 
-            async fn reconcile_ledger(&self, ws: &WorkspaceId, repair: bool) -> Result<cabinet_core::ports::LedgerCheck> {
+            async fn reconcile_ledger(&self, ws: &WorkspaceId, repair: bool, at: DateTime<Utc>) -> Result<cabinet_core::ports::LedgerCheck> {
                 const ACTUAL_USED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files WHERE workspace_id = $1)";
                 const ACTUAL_RESERVED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads \
                      WHERE workspace_id = $1 AND status IN ('WAITING', 'UPLOADING'))";
@@ -1239,6 +1255,7 @@ macro_rules! impl_metadata_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                    Self::record_usage(&mut tx, ws, at).await?;
                 }
                 tx.commit().await.map_err(db_error)?;
                 let unsigned = |n: i64| n.max(0) as u64;
@@ -1262,6 +1279,36 @@ macro_rules! impl_metadata_store {
                 rows.into_iter()
                     .map(|(ws, id, key, size)| Ok((ws.parse()?, id.parse()?, key, size.max(0) as u64)))
                     .collect()
+            }
+
+            async fn usage_history(
+                &self,
+                ws: &WorkspaceId,
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+            ) -> Result<(u64, Vec<(DateTime<Utc>, u64)>)> {
+                let before: Option<i64> = sqlx::query_scalar(
+                    "SELECT used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at <= $2 ORDER BY at DESC, seq DESC LIMIT 1",
+                )
+                .bind(ws.as_str())
+                .bind(millis(from))
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?;
+                let rows: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT at, used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at > $2 AND at < $3 ORDER BY at, seq",
+                )
+                .bind(ws.as_str())
+                .bind(millis(from))
+                .bind(millis(to))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                let changes = rows
+                    .into_iter()
+                    .map(|(at, used)| Ok((crate::rows::from_millis(at)?, used.max(0) as u64)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((before.unwrap_or(0).max(0) as u64, changes))
             }
 
             async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>> {

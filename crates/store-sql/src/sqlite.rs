@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_spine.sql")),
     (2, include_str!("../migrations/sqlite/0002_organising.sql")),
     (3, include_str!("../migrations/sqlite/0003_access.sql")),
+    (4, include_str!("../migrations/sqlite/0004_metering.sql")),
 ];
 
 /// The SQLite metadata store.
