@@ -209,7 +209,11 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
         json_upload_max_bytes: args.json_upload_max_bytes.or(file.json_upload_max_bytes).unwrap_or(16 << 20),
         sweep_interval: args.sweep_interval.or(file.sweep_interval).unwrap_or(30).max(1),
         shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
-        trash_retention_days: args.trash_retention_days.or(file.trash_retention_days).unwrap_or(30).min(36_500),
+        trash_retention_days: args
+            .trash_retention_days
+            .or(file.trash_retention_days)
+            .unwrap_or(30)
+            .min(36_500),
         json_logs,
         json_body_max_bytes: args.json_body_max_bytes.or(file.json_body_max_bytes).unwrap_or(2 << 20),
         max_url_bytes: args.max_url_bytes.or(file.max_url_bytes).unwrap_or(8 << 10),

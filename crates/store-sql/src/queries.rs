@@ -251,6 +251,47 @@ macro_rules! impl_metadata_store {
                 Ok(())
             }
 
+            /// Applies the migrations not yet applied, in one transaction; `serialize` (with the
+            /// lock id as `$1`) keeps nodes that start together from migrating twice.
+            async fn apply_migrations(&self, migrations: &[(i64, &str)], serialize: Option<&str>) -> Result<()> {
+                const MIGRATION_LOCK: i64 = 0x0063_6162_696e_6574;
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                if let Some(lock) = serialize {
+                    sqlx::query(lock).bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db_error)?;
+                }
+                sqlx::query("CREATE TABLE IF NOT EXISTS cabinet_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let applied: HashSet<i64> = sqlx::query_scalar("SELECT version FROM cabinet_migrations")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .collect();
+                for (version, sql) in migrations {
+                    if applied.contains(version) {
+                        continue;
+                    }
+                    sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_error)?;
+                    sqlx::query("INSERT INTO cabinet_migrations (version, applied_at) VALUES ($1, $2)")
+                        .bind(version)
+                        .bind(Utc::now().timestamp_millis())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                tx.commit().await.map_err(db_error)
+            }
+
+            async fn key_workspaces(&self, key_id: &str) -> Result<Vec<String>> {
+                sqlx::query_scalar("SELECT workspace_id FROM api_key_workspaces WHERE key_id = $1 ORDER BY position")
+                    .bind(key_id)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db_error)
+            }
+
             fn rule_target(target: &RuleTarget) -> (&'static str, String) {
                 match target {
                     RuleTarget::Workspace => ("workspace", String::new()),
