@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "folders", description = "The folder tree"),
         (name = "search", description = "Search and tags across the workspace"),
         (name = "trash", description = "Deleted files and folders, until purged"),
+        (name = "access", description = "End-user tokens and access rules"),
         (name = "workspace", description = "Quota and usage"),
         (name = "storage", description = "The signed storage endpoint; the URL is the credential"),
         (name = "health", description = "Liveness and readiness"),

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
-use crate::v1::{files, folders, quota, search, uploads};
+use crate::v1::{access, files, folders, quota, search, uploads};
 use crate::{health, storage, AppState};
 
 /// The routes and the OpenAPI document they make.
@@ -32,6 +32,10 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(search::search))
         .routes(routes!(search::list_tags))
         .routes(routes!(search::list_trash, search::empty_trash))
+        .routes(routes!(access::create_token))
+        .routes(routes!(access::get_workspace_rules, access::put_workspace_rules))
+        .routes(routes!(access::get_file_rules, access::put_file_rules))
+        .routes(routes!(access::get_folder_rules, access::put_folder_rules))
         .routes(routes!(quota::get_quota))
         .routes(routes!(quota::get_usage))
         .routes(routes!(health::healthz))
@@ -43,6 +47,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(files::upload_file))
         .routes(routes!(storage::put_upload, storage::post_upload))
         .routes(routes!(storage::get_file))
+        .routes(routes!(access::public_file))
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone())
         .split_for_parts();

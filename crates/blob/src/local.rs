@@ -21,6 +21,10 @@ use tokio_util::io::ReaderStream;
 const CHANNEL_CHUNKS: usize = 16;
 /// The write buffer; large writes keep syscalls few.
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes written between early writeback requests. A syncer thread flushes what has been written
+/// so far while more arrives, so the fsync before SUCCESS has little left to do: a large upload
+/// pays for the disk while the network is still sending, not after it.
+const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
 /// How much of the start of a file is kept for content sniffing.
 const HEAD_BYTES: usize = 8 * 1024;
 /// Read size when serving.
@@ -80,6 +84,39 @@ struct Written {
     sha256: String,
 }
 
+/// Flushes a file's written pages to disk in the background while the writer carries on.
+/// Started on a file's first `WRITEBACK_EVERY` bytes, so small files never spawn one.
+struct Writeback {
+    requests: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Writeback {
+    fn start(file: &fs::File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new().name("cabinet-writeback".into()).spawn(move || {
+            while pending.recv().is_ok() {
+                file.sync_data()?;
+            }
+            Ok(())
+        })?;
+        Ok(Self { requests, thread })
+    }
+
+    /// Asks for a flush of everything written so far; one already pending covers this one too.
+    fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+
+    /// Waits for the syncer and reports its error: the clone shares the open file description,
+    /// so an error it saw might not be reported again to the final fsync.
+    fn finish(self) -> io::Result<()> {
+        drop(self.requests);
+        self.thread.join().map_err(|_| io::Error::other("the writeback thread panicked"))?
+    }
+}
+
 /// Hashes and writes chunks until told to finish, then fsyncs. If the channel closes without
 /// `Finish` (the request failed or was dropped), the temporary file is removed.
 fn write_temporary(path: &Path, mut chunks: mpsc::Receiver<Message>) -> io::Result<Option<Written>> {
@@ -87,6 +124,8 @@ fn write_temporary(path: &Path, mut chunks: mpsc::Receiver<Message>) -> io::Resu
     let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut writeback: Option<Writeback> = None;
+    let mut flushed_at = 0u64;
     let result = (|| {
         while let Some(message) = chunks.blocking_recv() {
             match message {
@@ -94,9 +133,23 @@ fn write_temporary(path: &Path, mut chunks: mpsc::Receiver<Message>) -> io::Resu
                     hasher.update(&chunk);
                     out.write_all(&chunk)?;
                     size += chunk.len() as u64;
+                    if size - flushed_at >= WRITEBACK_EVERY {
+                        out.flush()?;
+                        flushed_at = size;
+                        if writeback.is_none() {
+                            writeback = Some(Writeback::start(out.get_ref())?);
+                        }
+                        if let Some(writeback) = &writeback {
+                            writeback.request();
+                        }
+                    }
                 }
                 Message::Finish => {
                     let file = out.into_inner().map_err(|err| err.into_error())?;
+                    if let Some(writeback) = writeback.take() {
+                        writeback.finish()?;
+                    }
+                    // The fsync that makes the bytes durable before SUCCESS, whatever happened above.
                     file.sync_all()?;
                     return Ok(Some(Written { size, sha256: hex::encode(hasher.finalize()) }));
                 }
@@ -104,6 +157,9 @@ fn write_temporary(path: &Path, mut chunks: mpsc::Receiver<Message>) -> io::Resu
         }
         Ok(None)
     })();
+    if let Some(writeback) = writeback {
+        let _ = writeback.finish();
+    }
     if !matches!(result, Ok(Some(_))) {
         let _ = fs::remove_file(path);
     }

@@ -52,6 +52,20 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the database migrations (serve does this too) and exit.
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the stores against each other: orphan objects, files without objects, quota ledger
+    /// drift. Exits 1 when anything is wrong (after repairing, with --repair).
+    Check {
+        /// Remove orphan objects and recompute drifted ledgers (missing objects are only reported).
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key.
     RevokeKey {
         id: String,
@@ -144,6 +158,46 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                         key.name.unwrap_or_default()
                     );
                 }
+            }
+        }
+        AdminCommand::Migrate { json } => {
+            // Opening the store migrated it.
+            if json {
+                println!("{}", json!({"migrated": true}));
+            } else {
+                println!("the database is migrated");
+            }
+        }
+        AdminCommand::Check { repair, json } => {
+            let report = cabinet.check_consistency(repair).await.map_err(core)?;
+            if json {
+                println!("{}", serde_json::to_value(&report)?);
+            } else {
+                println!(
+                    "orphan objects: {}\nfiles without objects: {}\nworkspaces with ledger drift: {}{}",
+                    report.orphan_objects.len(),
+                    report.files_without_objects.len(),
+                    report.ledger_drift.len(),
+                    if repair { " (repaired: orphans removed, ledgers recomputed)" } else { "" }
+                );
+                for (file, key) in &report.files_without_objects {
+                    println!("  missing object {key} of {file}");
+                }
+                for drift in &report.ledger_drift {
+                    println!(
+                        "  {}: used {} (actual {}), reserved {} (actual {})",
+                        drift.workspace_id,
+                        drift.recorded_used,
+                        drift.actual_used,
+                        drift.recorded_reserved,
+                        drift.actual_reserved
+                    );
+                }
+            }
+            // With --repair, only missing objects (which cannot be repaired) remain wrong.
+            let consistent_now = report.is_clean() || (repair && report.files_without_objects.is_empty());
+            if !consistent_now {
+                std::process::exit(1);
             }
         }
         AdminCommand::RevokeKey { id, json } => {

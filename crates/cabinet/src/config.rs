@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(long, env = "CABINET_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<u64>,
+    /// Days deleted files and folders stay in the trash before they are purged.
+    #[arg(long, env = "CABINET_TRASH_RETENTION_DAYS")]
+    pub trash_retention_days: Option<u64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "CABINET_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -99,6 +102,7 @@ struct FileSettings {
     json_upload_max_bytes: Option<usize>,
     sweep_interval: Option<u64>,
     shutdown_grace: Option<u64>,
+    trash_retention_days: Option<u64>,
     log_format: Option<String>,
     json_body_max_bytes: Option<usize>,
     max_url_bytes: Option<usize>,
@@ -138,6 +142,7 @@ pub struct ServeConfig {
     pub json_upload_max_bytes: usize,
     pub sweep_interval: u64,
     pub shutdown_grace: u64,
+    pub trash_retention_days: u64,
     pub json_logs: bool,
     pub json_body_max_bytes: usize,
     pub max_url_bytes: usize,
@@ -204,6 +209,11 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
         json_upload_max_bytes: args.json_upload_max_bytes.or(file.json_upload_max_bytes).unwrap_or(16 << 20),
         sweep_interval: args.sweep_interval.or(file.sweep_interval).unwrap_or(30).max(1),
         shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
+        trash_retention_days: args
+            .trash_retention_days
+            .or(file.trash_retention_days)
+            .unwrap_or(30)
+            .min(36_500),
         json_logs,
         json_body_max_bytes: args.json_body_max_bytes.or(file.json_body_max_bytes).unwrap_or(2 << 20),
         max_url_bytes: args.max_url_bytes.or(file.max_url_bytes).unwrap_or(8 << 10),

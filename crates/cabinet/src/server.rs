@@ -81,6 +81,7 @@ pub fn settings_of(config: &ServeConfig, public_url: String) -> Settings {
         download_url_ttl: chrono::Duration::seconds(config.download_url_ttl as i64),
         max_file_bytes: config.max_file_bytes,
         direct_upload_max_bytes: config.direct_upload_max_bytes,
+        trash_retention: chrono::Duration::days(config.trash_retention_days as i64),
         ..Settings::default()
     }
 }

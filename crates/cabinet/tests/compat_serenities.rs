@@ -261,12 +261,16 @@ async fn access_rules_are_set_partially_and_read_back() {
                            "accessRules": {"create": "admin", "read": "public", "delete": "creator"}})
     );
     assert_eq!(ok(&server, t, "getAccessRules", json!({"fileId": id})).await, set);
-    // Missing keys keep their value; trackCreator defaults to true.
+    // Missing keys keep their inherited value; so does trackCreator (true by default).
     let set =
         ok(&server, t, "setAccessRules", json!({"fileId": id, "accessRules": {"create": "authenticated"}}))
             .await;
-    assert_eq!(set["accessRules"], json!({"create": "authenticated", "read": "public", "delete": "creator"}));
+    assert_eq!(set["accessRules"], json!({"create": "authenticated", "read": "admin", "delete": "admin"}));
     assert_eq!(set["trackCreator"], true);
+    // The native API shows the same rules.
+    let (status, native) = server.send(server.get(&format!("/v1/files/{id}/access-rules"))).await;
+    assert_eq!(status, StatusCode::OK, "{native}");
+    assert!(native.to_string().contains("authenticated"), "{native}");
 
     let (status, body) =
         call(&server, t, "setAccessRules", json!({"fileId": id, "accessRules": {"read": "everyone"}})).await;

@@ -45,6 +45,8 @@ enum Guard {
     SignedUrl,
     /// Open to anyone: health probes, the document itself.
     Public,
+    /// Open to anyone for files whose read rule is `public`; A's files are not, so 404.
+    PublicRule,
 }
 
 fn classify(path: &str) -> Option<Guard> {
@@ -52,6 +54,7 @@ fn classify(path: &str) -> Option<Guard> {
         "/healthz" | "/readyz" | "/openapi.json" => Some(Guard::Public),
         _ if path.starts_with("/docs") => Some(Guard::Public),
         _ if path.starts_with("/storage/v1/") => Some(Guard::SignedUrl),
+        _ if path.starts_with("/public/v1/") => Some(Guard::PublicRule),
         _ if path.starts_with("/v1/") => Some(Guard::ApiKey(Shape::Native)),
         _ if path.starts_with("/compat/cms/") => Some(Guard::ApiKey(Shape::Drf)),
         _ if path.starts_with("/compat/serenities/") => Some(Guard::ApiKey(Shape::Serenities)),
@@ -59,8 +62,7 @@ fn classify(path: &str) -> Option<Guard> {
     }
 }
 
-/// The credentials in the matrix. Next row to add: an end-user token of workspace B (and one of
-/// A with the wrong `sub`) once end-user tokens exist.
+/// The credentials in the matrix.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Credential {
     /// B's admin key, naming A's workspace explicitly.
@@ -73,9 +75,16 @@ enum Credential {
     Garbage,
     /// No `Authorization` header at all.
     Anonymous,
+    /// An end-user token minted by B's backend.
+    OtherTenantsEndUser,
+    /// An end-user token of A's own workspace, for a user who created nothing (A's rules are
+    /// the closed default).
+    EndUserOfA,
 }
 
-const CREDENTIALS: [Credential; 5] = [
+const CREDENTIALS: [Credential; 7] = [
+    Credential::OtherTenantsEndUser,
+    Credential::EndUserOfA,
     Credential::OtherTenantNamingA,
     Credential::OtherTenantWithAsIds,
     Credential::Revoked,
@@ -263,6 +272,16 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
         server.cabinet.create_api_key(vec![secrets.a.workspace.clone()], Role::Admin, None).await.unwrap();
     server.cabinet.revoke_api_key(&revoked.key.id).await.unwrap();
     let garbage = format!("cab_{}", "0".repeat(43));
+    let mint = |tenant: &Tenant| {
+        let cabinet = server.cabinet.clone();
+        let key = tenant.key.clone();
+        async move {
+            let caller = cabinet.authenticate(&key, None).await.expect("admin key");
+            cabinet.mint_end_user_token(&caller, "mallory", Some(600)).expect("token").0
+        }
+    };
+    let b_user = mint(&b).await;
+    let a_user = mint(&secrets.a).await;
 
     let (status, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
     assert_eq!(status, StatusCode::OK);
@@ -291,6 +310,8 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                     Credential::Revoked => request.bearer_auth(&revoked.secret),
                     Credential::Garbage => request.bearer_auth(&garbage),
                     Credential::Anonymous => request,
+                    Credential::OtherTenantsEndUser => request.bearer_auth(&b_user),
+                    Credential::EndUserOfA => request.bearer_auth(&a_user),
                 };
                 let response = request.send().await.expect("request");
                 let status = response.status();
@@ -306,10 +327,21 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                 }
                 let expected: &[StatusCode] = match guard {
                     Guard::Public => continue,
+                    Guard::PublicRule => &[StatusCode::NOT_FOUND],
                     // The signature is the credential; keys neither help nor matter.
                     Guard::SignedUrl => &[StatusCode::FORBIDDEN],
                     // B acting on its own workspace may succeed there; it must not see A's.
-                    Guard::ApiKey(_) if credential == Credential::OtherTenantWithAsIds && !has_ids => {
+                    // B acting on its own workspace, or an end user listing their own (empty)
+                    // files, may succeed; the leak check above is what holds there.
+                    Guard::ApiKey(_)
+                        if !has_ids
+                            && matches!(
+                                credential,
+                                Credential::OtherTenantWithAsIds
+                                    | Credential::OtherTenantsEndUser
+                                    | Credential::EndUserOfA
+                            ) =>
+                    {
                         continue
                     }
                     Guard::ApiKey(_) => {
@@ -335,7 +367,7 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
         failures.len(),
         failures.join("\n")
     );
-    assert!(calls >= 5 * 13, "only {calls} calls: did the document lose routes?");
+    assert!(calls >= 7 * 13, "only {calls} calls: did the document lose routes?");
 
     // A's things are untouched.
     let (status, file) = server.send(server.get(&format!("/v1/files/{}", secrets.file_id))).await;

@@ -403,3 +403,34 @@ async fn lists_filter_by_type_tags_size_and_trash() {
     let (_, tags) = call(&server, Method::GET, "/v1/tags", None).await;
     assert_eq!(tags, json!([]));
 }
+
+#[tokio::test]
+async fn usage_meters_byte_seconds_and_gb_days_from_the_ledger_of_size_changes() {
+    let server = TestServer::spawn().await;
+    let start = server.cabinet.now();
+    let done = server.upload(&server.tenant, "big.bin", &vec![7u8; 1000]).await;
+    let id = done["file"]["id"].as_str().unwrap().to_owned();
+    server.clock.advance(Duration::days(1));
+    server.upload(&server.tenant, "small.bin", &[1u8; 10]).await;
+    server.clock.advance(Duration::days(1));
+    call(&server, Method::DELETE, &format!("/v1/files/{id}?permanent=true"), None).await;
+    server.clock.advance(Duration::days(1));
+    let from = start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let to = (start + Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let path = format!("/v1/usage?from={}&to={}", from.replace('+', "%2B"), to.replace('+', "%2B"));
+    let (status, usage) = call(&server, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    // 1000 B for two days, 10 B for the last two.
+    let expected = 1000 * 2 * 86_400 + 10 * 2 * 86_400;
+    assert_eq!(usage["byte_seconds"], expected, "{usage}");
+    assert!((usage["gb_days"].as_f64().unwrap() - expected as f64 / 86_400e9).abs() < 1e-12);
+    assert_eq!(usage["total_size"], 10);
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/usage?from={}&to={}", to.replace('+', "%2B"), from.replace('+', "%2B")),
+        None,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_range");
+}

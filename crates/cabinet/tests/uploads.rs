@@ -364,3 +364,34 @@ async fn the_content_type_is_sniffed_not_trusted() {
     let (_, done) = server.send(server.http.put(upload_url(&ticket)).body(html.to_vec())).await;
     assert_eq!(done["file"]["mime_type"], "text/html");
 }
+
+#[tokio::test]
+async fn racing_puts_and_completes_of_one_upload_make_exactly_one_file() {
+    let server = TestServer::spawn().await;
+    let bytes = vec![3u8; 256 * 1024];
+    let (_, ticket) =
+        server.start_upload(&server.tenant, json!({"name": "race.bin", "size": bytes.len()})).await;
+    let url = upload_url(&ticket);
+    let puts = (0..8).map(|_| server.send(server.http.put(&url).body(bytes.clone())));
+    let results = futures::future::join_all(puts).await;
+    let winners = results.iter().filter(|(status, _)| *status == StatusCode::OK).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(status, _)| *status != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+    }
+    let complete = format!("/v1/uploads/{}/complete", ticket["id"].as_str().unwrap());
+    let completes = (0..8).map(|_| server.send(server.request(Method::POST, &complete, &server.tenant.key)));
+    let file_ids: std::collections::HashSet<String> = futures::future::join_all(completes)
+        .await
+        .into_iter()
+        .map(|(status, body)| {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["file"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(file_ids.len(), 1);
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["total"], 1);
+    assert_eq!(server.quota(&server.tenant).await["used_bytes"], bytes.len());
+    assert_eq!(server.stored_blobs(), 1);
+}

@@ -1,5 +1,6 @@
-//! Who is calling: API keys are looked up by the hash of their secret, and a caller acts on exactly
-//! one workspace that its key is scoped to. Roles are checked here, nowhere else.
+//! Who is calling: API keys are looked up by the hash of their secret, end users carry a short-lived
+//! token an app's backend minted for them, and a caller acts on exactly one workspace. Key roles
+//! are checked here; what end users may do with files is decided by the access rules (`rules`).
 
 use sha2::{Digest, Sha256};
 
@@ -12,25 +13,46 @@ use crate::Cabinet;
 pub const KEY_PREFIX: &str = "cab_";
 const MAX_SECRET_LEN: usize = 256;
 
-/// An authenticated caller acting on one workspace.
+/// Who is behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An API key: the app itself, with a role.
+    Key { id: ApiKeyId, role: Role },
+    /// One of the app's users, by the `sub` its backend gave them.
+    EndUser { sub: String },
+    /// Nobody: only what is public.
+    Anonymous,
+}
+
+/// A caller acting on one workspace.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub workspace_id: WorkspaceId,
-    pub role: Role,
-    pub key_id: ApiKeyId,
+    pub actor: Actor,
 }
 
 impl Caller {
-    /// Refuses with 403 unless the caller's role includes `needed`.
+    /// Refuses with 403 unless the caller is a key whose role includes `needed`. End users and
+    /// anonymous callers only reach files, through the access rules.
     pub fn require(&self, needed: Role) -> Result<()> {
-        if self.role >= needed {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!(
+        match &self.actor {
+            Actor::Key { role, .. } if *role >= needed => Ok(()),
+            Actor::Key { role, .. } => Err(Error::Forbidden(format!(
                 "this key has the {} role; this needs {}",
-                self.role.as_str(),
+                role.as_str(),
                 needed.as_str()
-            )))
+            ))),
+            Actor::EndUser { .. } | Actor::Anonymous => {
+                Err(Error::Forbidden("this needs an API key; end-user tokens reach files only".to_owned()))
+            }
+        }
+    }
+
+    /// The end user's `sub`, when an end user is calling.
+    pub fn end_user(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::EndUser { sub } => Some(sub),
+            _ => None,
         }
     }
 }
@@ -45,6 +67,13 @@ impl Cabinet {
     /// Any failure about the key is 401; a workspace outside the key's scope is 404, exactly as
     /// an unknown one.
     pub async fn authenticate(&self, secret: &str, requested: Option<&str>) -> Result<Caller> {
+        if secret.starts_with(crate::rules::TOKEN_PREFIX) {
+            let caller = self.verify_end_user_token(secret)?;
+            if requested.is_some_and(|ws| ws != caller.workspace_id.as_str()) {
+                return Err(Error::NotFound("workspace"));
+            }
+            return Ok(caller);
+        }
         if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
             return Err(Error::Unauthenticated("invalid API key"));
         }
@@ -74,6 +103,6 @@ impl Cabinet {
                 }
             },
         };
-        Ok(Caller { workspace_id, role: key.role, key_id: key.id })
+        Ok(Caller { workspace_id, actor: Actor::Key { id: key.id, role: key.role } })
     }
 }

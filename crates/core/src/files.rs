@@ -13,6 +13,7 @@ use crate::metadata;
 use crate::model::{FileRecord, FileReference, Page, Role};
 use crate::names::validate_name;
 use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit, StageError};
+use crate::rules::Operation;
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_FILE_PREFIX};
 
@@ -40,7 +41,7 @@ impl Cabinet {
         meta: DirectUpload,
         body: ByteStream<'_>,
     ) -> Result<FileRecord> {
-        caller.require(Role::Write)?;
+        let created_by = self.authorize_create(caller, meta.folder_id.as_ref()).await?;
         let ws = &caller.workspace_id;
         let name = validate_name(&meta.name)?;
         let declared_mime = meta.mime_type.as_deref().map(content_type::parse_declared).transpose()?;
@@ -79,7 +80,7 @@ impl Cabinet {
         let id = FileId::generate();
         let blob_key = format!("{ws}/{id}");
         let mime = content_type::sniff(&staged.head, declared_mime.as_deref(), &name);
-        let file = FileRecord::new(
+        let mut file = FileRecord::new(
             ws.clone(),
             id,
             name,
@@ -90,6 +91,7 @@ impl Cabinet {
             blob_key,
             now,
         );
+        file.created_by = created_by;
         if let Err(err) = self.blobs.commit(&staged, &file.blob_key).await {
             self.blobs.discard(&staged.temp_key).await;
             return Err(err);
@@ -104,8 +106,9 @@ impl Cabinet {
 
     /// One file of the caller's workspace.
     pub async fn get_file(&self, caller: &Caller, id: &FileId) -> Result<FileRecord> {
-        caller.require(Role::Read)?;
-        self.store.get_file(&caller.workspace_id, id).await
+        let file = self.store.get_file(&caller.workspace_id, id).await?;
+        self.authorize_file(caller, &file, Operation::Read).await?;
+        Ok(file)
     }
 
     /// Files, filtered, sorted and paged.
@@ -116,7 +119,13 @@ impl Cabinet {
         sort: Sort,
         paging: Paging,
     ) -> Result<Page<FileRecord>> {
-        caller.require(Role::Read)?;
+        let mut filter = filter;
+        match caller.end_user() {
+            // An end user lists the files they uploaded; others are reachable by id when the
+            // rules allow.
+            Some(sub) => filter.created_by = Some(sub.to_owned()),
+            None => caller.require(Role::Read)?,
+        }
         let mut fetch = paging.clone();
         fetch.limit += 1;
         let (items, total) = self.store.list_files(&caller.workspace_id, &filter, sort, &fetch).await?;
@@ -168,9 +177,12 @@ impl Cabinet {
         force: bool,
         permanent: bool,
     ) -> Result<FileRecord> {
-        caller.require(Role::Write)?;
         let ws = &caller.workspace_id;
         let file = self.store.get_file(ws, id).await?;
+        self.authorize_file(caller, &file, Operation::Delete).await?;
+        if caller.end_user().is_some() && (permanent || force) {
+            return Err(Error::Forbidden("end users can move files to the trash, not purge them".to_owned()));
+        }
         if file.trashed_at.is_some() && !permanent {
             return Err(Error::NotFound("file"));
         }
@@ -197,7 +209,7 @@ impl Cabinet {
 
     /// Removes a file for good: record and quota in one transaction, then the blob.
     pub(crate) async fn purge_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
-        let file = self.store.delete_file(ws, id).await?;
+        let file = self.store.delete_file(ws, id, self.clock.now()).await?;
         self.delete_blob_quietly(&file.blob_key).await;
         tracing::info!(workspace = %file.workspace_id, file = %file.id, "file purged");
         Ok(file)
@@ -242,8 +254,7 @@ impl Cabinet {
 
     /// What uses a file.
     pub async fn list_references(&self, caller: &Caller, id: &FileId) -> Result<Vec<FileReference>> {
-        caller.require(Role::Read)?;
-        self.store.get_file(&caller.workspace_id, id).await?;
+        self.get_file(caller, id).await?;
         self.store.list_references(&caller.workspace_id, id).await
     }
 
@@ -307,9 +318,9 @@ impl Cabinet {
         expires_in: Option<u64>,
         attachment: bool,
     ) -> Result<DownloadUrl> {
-        caller.require(Role::Read)?;
         let ws = &caller.workspace_id;
         let file = self.live_file(ws, id).await?;
+        self.authorize_file(caller, &file, Operation::Read).await?;
         let ttl = self.url_ttl(expires_in, self.settings.download_url_ttl)?;
         let now = self.clock.now();
         let expires = expiry_timestamp(now + ttl);
@@ -345,8 +356,9 @@ impl Cabinet {
 
     /// A live file the caller may read the bytes of.
     pub async fn readable_file(&self, caller: &Caller, id: &FileId) -> Result<FileRecord> {
-        caller.require(Role::Read)?;
-        self.live_file(&caller.workspace_id, id).await
+        let file = self.live_file(&caller.workspace_id, id).await?;
+        self.authorize_file(caller, &file, Operation::Read).await?;
+        Ok(file)
     }
 
     /// Streams a file's bytes, or a range of them. The caller has already been authorised for it.

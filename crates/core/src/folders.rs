@@ -230,7 +230,7 @@ impl Cabinet {
             return Err(Error::NotFound("folder"));
         }
         if permanent {
-            let purged = self.store.purge_folder(ws, id).await?;
+            let purged = self.store.purge_folder(ws, id, self.clock.now()).await?;
             for file in &purged {
                 self.delete_blob_quietly(&file.blob_key).await;
             }

@@ -95,6 +95,8 @@ pub struct FileFilter {
     pub created_to: Option<DateTime<Utc>>,
     pub min_size: Option<u64>,
     pub max_size: Option<u64>,
+    /// Only files this end user uploaded.
+    pub created_by: Option<String>,
 }
 
 /// Which folders.

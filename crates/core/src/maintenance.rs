@@ -31,7 +31,86 @@ pub struct RecoveryReport {
     pub orphan_blobs_removed: u64,
 }
 
+/// What `cabinet admin check` found, and what it repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CheckReport {
+    /// Blobs that no file or live upload owns.
+    pub orphan_objects: Vec<String>,
+    /// Files whose blob is missing or of another size: (file id, blob key).
+    pub files_without_objects: Vec<(String, String)>,
+    /// Workspaces whose ledger differs from their files and uploads.
+    pub ledger_drift: Vec<LedgerDrift>,
+    /// Whether the safe repairs were made: orphans removed, ledgers recomputed.
+    pub repaired: bool,
+}
+
+/// One workspace's drift.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerDrift {
+    pub workspace_id: String,
+    pub recorded_used: u64,
+    pub actual_used: u64,
+    pub recorded_reserved: u64,
+    pub actual_reserved: u64,
+}
+
+impl CheckReport {
+    /// Whether everything was consistent.
+    pub fn is_clean(&self) -> bool {
+        self.orphan_objects.is_empty()
+            && self.files_without_objects.is_empty()
+            && self.ledger_drift.is_empty()
+    }
+}
+
 impl Cabinet {
+    /// Checks the stores against each other: orphan objects, files without objects, ledger drift.
+    /// With `repair`, removes orphans and recomputes ledgers; missing objects can only be reported.
+    /// Orphans are only those older than a live upload could explain, so it is safe while serving.
+    pub async fn check_consistency(&self, repair: bool) -> Result<CheckReport> {
+        let mut report = CheckReport { repaired: repair, ..Default::default() };
+        report.orphan_objects = self.orphan_keys().await?;
+        // A direct upload commits its blob a moment before its row: before removing anything,
+        // pause and look again, so a blob whose row was being written is never taken for an orphan.
+        if repair && !report.orphan_objects.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let still = self.orphan_keys().await?;
+            report.orphan_objects.retain(|key| still.contains(key));
+        }
+        let mut after = None;
+        loop {
+            let page = self.store.file_blobs(after.as_ref(), BATCH).await?;
+            for (_, id, key, size) in &page {
+                match self.blobs.head(key).await? {
+                    Some(info) if info.size == *size => {}
+                    _ => report.files_without_objects.push((id.to_string(), key.clone())),
+                }
+            }
+            match page.last() {
+                Some((_, id, _, _)) if page.len() == BATCH as usize => after = Some(id.clone()),
+                _ => break,
+            }
+        }
+        for workspace in self.store.list_workspaces().await? {
+            let ledger = self.store.reconcile_ledger(&workspace.id, repair, self.clock.now()).await?;
+            if ledger.drifted() {
+                report.ledger_drift.push(LedgerDrift {
+                    workspace_id: workspace.id.to_string(),
+                    recorded_used: ledger.recorded_used,
+                    actual_used: ledger.actual_used,
+                    recorded_reserved: ledger.recorded_reserved,
+                    actual_reserved: ledger.actual_reserved,
+                });
+            }
+        }
+        if repair {
+            for key in &report.orphan_objects {
+                self.blobs.delete(key).await?;
+            }
+        }
+        Ok(report)
+    }
+
     /// Fails every upload whose URL has expired; returns how many.
     pub async fn sweep_expired_uploads(&self) -> Result<u64> {
         let (waiting_before, uploading_before) = self.expiry_cutoffs(self.clock.now());
@@ -130,25 +209,30 @@ impl Cabinet {
 
     /// Deletes every committed blob that no file and no live upload owns; returns how many.
     pub async fn remove_orphan_blobs(&self) -> Result<u64> {
+        let orphans = self.orphan_keys().await?;
+        for key in &orphans {
+            self.blobs.delete(key).await?;
+        }
+        Ok(orphans.len() as u64)
+    }
+
+    /// Blobs that no file and no live upload owns.
+    async fn orphan_keys(&self) -> Result<Vec<String>> {
         let keys = self.blobs.list_keys().await?;
-        let mut removed = 0;
+        let mut orphans = Vec::new();
         let (incoming, keys): (Vec<String>, Vec<String>) =
             keys.into_iter().partition(|key| key.starts_with(INCOMING_PREFIX));
         for chunk in keys.chunks(BATCH as usize) {
             let owned = self.store.blob_keys_in_use(chunk).await?;
-            for key in chunk.iter().filter(|key| !owned.contains(*key)) {
-                self.blobs.delete(key).await?;
-                removed += 1;
-            }
+            orphans.extend(chunk.iter().filter(|key| !owned.contains(*key)).cloned());
         }
         // Bytes that arrived directly belong to their upload while it is live.
         for key in incoming {
             if !self.incoming_is_wanted(&key).await? {
-                self.blobs.delete(&key).await?;
-                removed += 1;
+                orphans.push(key);
             }
         }
-        Ok(removed)
+        Ok(orphans)
     }
 }
 

@@ -189,6 +189,8 @@ pub struct Upload {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The end user who started it, when creator tracking is on.
+    pub created_by: Option<String>,
 }
 
 /// A finished, verified file.

@@ -42,6 +42,22 @@ pub struct FolderChange {
     pub is_favorite: Option<bool>,
 }
 
+/// A workspace's ledger as recorded and as its files and uploads add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerCheck {
+    pub recorded_used: u64,
+    pub recorded_reserved: u64,
+    pub actual_used: u64,
+    pub actual_reserved: u64,
+}
+
+impl LedgerCheck {
+    /// Whether the recorded ledger differs from the sums.
+    pub fn drifted(&self) -> bool {
+        self.recorded_used != self.actual_used || self.recorded_reserved != self.actual_reserved
+    }
+}
+
 /// A folder or a file, as search returns them.
 // Items of one page, built and rendered at once: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -153,7 +169,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<FileRecord>;
     /// Deletes the file's record (with its tags and references) and returns its bytes to the
     /// quota, in one transaction.
-    async fn delete_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
+    async fn delete_file(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FileId,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord>;
     /// Every tag in use by live files, with how many files carry it, by tag.
     async fn tag_counts(&self, workspace: &WorkspaceId) -> Result<Vec<(String, u64)>>;
 
@@ -222,7 +243,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Folder>;
     /// Deletes a folder and everything below it, returning the files' bytes to the quota in one
     /// transaction; returns the deleted files (whose blobs the caller removes).
-    async fn purge_folder(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Vec<FileRecord>>;
+    async fn purge_folder(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FolderId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<FileRecord>>;
     /// Top-level trash entries (of any workspace) trashed before `before`.
     async fn expired_trash(
         &self,
@@ -231,6 +257,21 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<(WorkspaceId, TrashEntry)>>;
     /// Top-level trash entries of a workspace, newest first.
     async fn trash_entries(&self, workspace: &WorkspaceId, limit: u32) -> Result<Vec<TrashEntry>>;
+
+    /// The rules set on each target that has any.
+    async fn access_rules(
+        &self,
+        workspace: &WorkspaceId,
+        targets: &[crate::rules::RuleTarget],
+    ) -> Result<std::collections::HashMap<crate::rules::RuleTarget, crate::rules::AccessRules>>;
+    /// Sets (replaces) the rules of a target.
+    async fn put_access_rules(
+        &self,
+        workspace: &WorkspaceId,
+        target: &crate::rules::RuleTarget,
+        rules: &crate::rules::AccessRules,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// Folders and files together, matching their filters, in one order and one paging.
     async fn search(
@@ -243,6 +284,29 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<(Vec<SearchHit>, u64)>;
     /// File count and total size.
     async fn usage(&self, workspace: &WorkspaceId) -> Result<Usage>;
+
+    /// Recomputes a workspace's ledger from its files and live uploads, in one statement, and
+    /// returns (used_bytes, reserved_bytes) as they were before and as they are now.
+    async fn reconcile_ledger(
+        &self,
+        workspace: &WorkspaceId,
+        repair: bool,
+        at: DateTime<Utc>,
+    ) -> Result<LedgerCheck>;
+    /// The workspace's `used_bytes` at `from`, and every value it took in `[from, to)` with when.
+    /// Every change of `used_bytes` is recorded, in the same transaction, for metering.
+    async fn usage_history(
+        &self,
+        workspace: &WorkspaceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(u64, Vec<(DateTime<Utc>, u64)>)>;
+    /// Every file's (workspace, id, blob key, size), in pages by id after `after`.
+    async fn file_blobs(
+        &self,
+        after: Option<&FileId>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, FileId, String, u64)>>;
 
     /// Which of these blob keys a file or a live upload owns.
     async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>>;

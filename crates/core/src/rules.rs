@@ -1,40 +1,44 @@
-//! MINIMAL STAND-IN for per-file access rules, until the core's own access rules (issue 3, item
-//! 9: rules inherited file → folder → workspace default, enforced for end-user tokens) land on
-//! main. It only records and reports a file's rules; nothing enforces them yet, and there are no
-//! folder rules, so a file inherits straight from the workspace default (`admin` for all three
-//! operations: only API keys; `track_creator` on). The rules are kept in the file's custom
-//! metadata under [`RULES_KEY`], so they persist and every process sees them without a schema
-//! change. Replace this module with the real one, keeping `set_file_access_rules` and
-//! `file_access_rules`' shapes if possible.
+//! Access rules and end-user tokens.
+//!
+//! An app's backend (an admin key) mints short-lived tokens for its users (`sub`). For each of
+//! `create`, `read` and `delete`, a file says who may: `public` (anyone, even without credentials),
+//! `authenticated` (any end user of the workspace), `creator` (only the end user who uploaded it),
+//! or `admin` (API keys only). A file's rule comes from the file itself, else its nearest folder
+//! that sets one, else the workspace default, else `admin`: closed unless opened. API keys are
+//! governed by their roles, not by these rules.
 
-use std::str::FromStr;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
-use serde_json::{json, Value};
-
+use crate::access::Actor;
 use crate::error::{Error, Result};
-use crate::ids::FileId;
-use crate::model::Role;
-use crate::ports::FileChange;
+use crate::ids::{FileId, FolderId, WorkspaceId};
+use crate::model::{FileRecord, Role};
 use crate::{Cabinet, Caller};
 
-/// Where the stand-in keeps a file's own rules, inside its custom metadata.
-pub const RULES_KEY: &str = "cabinet_access_rules";
+/// The prefix of every end-user token.
+pub const TOKEN_PREFIX: &str = "cet_";
+/// The longest an end-user token may live.
+pub const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
+/// An end-user token's life when the backend does not say.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 
-/// Who may do an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who may do something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Audience {
-    /// Anyone, even without a token.
     Public,
-    /// Any end user of the workspace.
     Authenticated,
-    /// The end user who uploaded the file.
     Creator,
-    /// API keys only.
     Admin,
 }
 
 impl Audience {
-    /// The audience's name as stored and printed.
+    /// The audience as stored and printed.
     pub fn as_str(self) -> &'static str {
         match self {
             Audience::Public => "public",
@@ -43,104 +47,293 @@ impl Audience {
             Audience::Admin => "admin",
         }
     }
-}
 
-impl FromStr for Audience {
-    type Err = Error;
-
-    fn from_str(raw: &str) -> Result<Self> {
-        Ok(match raw {
+    /// Parses a stored audience.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
             "public" => Audience::Public,
             "authenticated" => Audience::Authenticated,
             "creator" => Audience::Creator,
             "admin" => Audience::Admin,
-            _ => {
-                return Err(Error::bad_request(
-                    "invalid_audience",
-                    "an access rule is public, authenticated, creator or admin",
-                ))
-            }
+            _ => return None,
         })
     }
 }
 
-/// A file's effective rules.
+/// What a rule governs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileAccessRules {
+pub enum Operation {
+    Create,
+    Read,
+    Delete,
+}
+
+/// Rules as set on one file, folder or workspace; `None` inherits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessRules {
+    pub create: Option<Audience>,
+    pub read: Option<Audience>,
+    pub delete: Option<Audience>,
+    /// Record the uploading end user as the file's creator (on by default).
+    pub track_creator: Option<bool>,
+}
+
+/// Rules after inheritance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveRules {
     pub create: Audience,
     pub read: Audience,
     pub delete: Audience,
     pub track_creator: bool,
 }
 
-/// The workspace default every file inherits until it has rules of its own.
-pub const WORKSPACE_DEFAULT: FileAccessRules = FileAccessRules {
-    create: Audience::Admin,
-    read: Audience::Admin,
-    delete: Audience::Admin,
-    track_creator: true,
-};
-
-/// What to change; `None` keeps the current (possibly inherited) value.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AccessRulesChange {
-    pub create: Option<Audience>,
-    pub read: Option<Audience>,
-    pub delete: Option<Audience>,
-    pub track_creator: Option<bool>,
+impl EffectiveRules {
+    fn audience(&self, operation: Operation) -> Audience {
+        match operation {
+            Operation::Create => self.create,
+            Operation::Read => self.read,
+            Operation::Delete => self.delete,
+        }
+    }
 }
 
-fn stored(metadata: &serde_json::Map<String, Value>) -> FileAccessRules {
-    let mut rules = WORKSPACE_DEFAULT;
-    let Some(Value::Object(own)) = metadata.get(RULES_KEY) else { return rules };
-    let pick = |name: &str, inherited: Audience| {
-        own.get(name).and_then(Value::as_str).and_then(|raw| raw.parse().ok()).unwrap_or(inherited)
-    };
-    rules.create = pick("create", rules.create);
-    rules.read = pick("read", rules.read);
-    rules.delete = pick("delete", rules.delete);
-    rules.track_creator = own.get("track_creator").and_then(Value::as_bool).unwrap_or(rules.track_creator);
-    rules
+/// What carries rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RuleTarget {
+    Workspace,
+    Folder(FolderId),
+    File(FileId),
 }
+
+/// Rules of a target: as set there, and in effect.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    pub own: AccessRules,
+    pub effective: EffectiveRules,
+}
+
+/// Layers rules, nearest first, over the closed default.
+fn resolve(layers: &[AccessRules]) -> EffectiveRules {
+    let pick =
+        |get: fn(&AccessRules) -> Option<Audience>| layers.iter().find_map(get).unwrap_or(Audience::Admin);
+    EffectiveRules {
+        create: pick(|r| r.create),
+        read: pick(|r| r.read),
+        delete: pick(|r| r.delete),
+        track_creator: layers.iter().find_map(|r| r.track_creator).unwrap_or(true),
+    }
+}
+
+/// Whether `actor` may do what `audience` allows, on something created by `created_by`.
+pub fn allows(audience: Audience, actor: &Actor, created_by: Option<&str>) -> bool {
+    match (audience, actor) {
+        (_, Actor::Key { .. }) => true,
+        (Audience::Public, _) => true,
+        (Audience::Authenticated, Actor::EndUser { .. }) => true,
+        (Audience::Creator, Actor::EndUser { sub }) => created_by == Some(sub.as_str()),
+        _ => false,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenClaims {
+    ws: String,
+    sub: String,
+    exp: i64,
+}
+
+type HmacSha256 = Hmac<Sha256>;
 
 impl Cabinet {
-    /// A live file's effective access rules.
-    pub async fn file_access_rules(&self, caller: &Caller, id: &FileId) -> Result<FileAccessRules> {
-        caller.require(Role::Read)?;
-        let file = self.live_file(&caller.workspace_id, id).await?;
-        Ok(stored(&file.metadata))
+    fn token_mac(&self) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(self.signer.secret()).expect("HMAC takes any key length");
+        mac.update(b"cabinet-end-user-token-v1\0");
+        mac
     }
 
-    /// Sets a live file's own rules; needs an admin key, since rules decide who else may act.
-    pub async fn set_file_access_rules(
+    /// Mints a token for one of the app's users; needs an admin key.
+    pub fn mint_end_user_token(
         &self,
         caller: &Caller,
-        id: &FileId,
-        change: AccessRulesChange,
-    ) -> Result<FileAccessRules> {
+        sub: &str,
+        ttl_secs: Option<u64>,
+    ) -> Result<(String, DateTime<Utc>)> {
+        caller.require(Role::Admin)?;
+        let sub = sub.trim();
+        if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
+            return Err(Error::bad_request(
+                "invalid_sub",
+                "sub must be 1 to 200 characters without control characters",
+            ));
+        }
+        let ttl = ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+            return Err(Error::bad_request(
+                "invalid_ttl",
+                format!("ttl must be between 1 and {MAX_TOKEN_TTL_SECS} seconds"),
+            ));
+        }
+        let expires_at = self.clock.now() + Duration::seconds(ttl as i64);
+        let claims = TokenClaims {
+            ws: caller.workspace_id.to_string(),
+            sub: sub.to_owned(),
+            exp: expires_at.timestamp(),
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(Error::internal)?);
+        let mut mac = self.token_mac();
+        mac.update(payload.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let at = Utc.timestamp_opt(claims.exp, 0).single().unwrap_or(expires_at);
+        Ok((format!("{TOKEN_PREFIX}{payload}.{signature}"), at))
+    }
+
+    /// Checks an end-user token: signature (constant-time), expiry, workspace.
+    pub(crate) fn verify_end_user_token(&self, token: &str) -> Result<Caller> {
+        let invalid = || Error::Unauthenticated("invalid or expired end-user token");
+        let body = token.strip_prefix(TOKEN_PREFIX).ok_or_else(invalid)?;
+        let (payload, signature) = body.split_once('.').ok_or_else(invalid)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
+        let mut mac = self.token_mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&signature).map_err(|_| invalid())?;
+        let claims: TokenClaims =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?)
+                .map_err(|_| invalid())?;
+        if self.clock.now().timestamp() >= claims.exp {
+            return Err(invalid());
+        }
+        Ok(Caller {
+            workspace_id: WorkspaceId::parse(&claims.ws).map_err(|_| invalid())?,
+            actor: Actor::EndUser { sub: claims.sub },
+        })
+    }
+
+    /// The rules in effect for a file in `folder` (or a new file going there): the file's own
+    /// (when given), then each folder up to the root, then the workspace's.
+    pub(crate) async fn effective_rules(
+        &self,
+        ws: &WorkspaceId,
+        file: Option<&FileId>,
+        folder: Option<&FolderId>,
+    ) -> Result<EffectiveRules> {
+        let mut targets = Vec::new();
+        if let Some(file) = file {
+            targets.push(RuleTarget::File(file.clone()));
+        }
+        if let Some(folder) = folder {
+            if let Ok(path) = self.store.folder_path(ws, folder).await {
+                targets.extend(path.into_iter().rev().map(|f| RuleTarget::Folder(f.id)));
+            }
+        }
+        targets.push(RuleTarget::Workspace);
+        let set = self.store.access_rules(ws, &targets).await?;
+        let layers: Vec<AccessRules> =
+            targets.iter().map(|t| set.get(t).copied().unwrap_or_default()).collect();
+        Ok(resolve(&layers))
+    }
+
+    /// Refuses (404 for reads, so nothing leaks; 403 otherwise) unless the caller may do
+    /// `operation` to `file`.
+    pub(crate) async fn authorize_file(
+        &self,
+        caller: &Caller,
+        file: &FileRecord,
+        operation: Operation,
+    ) -> Result<()> {
+        if let Actor::Key { role, .. } = &caller.actor {
+            let needed = if operation == Operation::Read { Role::Read } else { Role::Write };
+            return if *role >= needed { Ok(()) } else { caller.require(needed) };
+        }
+        let rules =
+            self.effective_rules(&caller.workspace_id, Some(&file.id), file.folder_id.as_ref()).await?;
+        if allows(rules.audience(operation), &caller.actor, file.created_by.as_deref()) {
+            Ok(())
+        } else if operation == Operation::Read {
+            Err(Error::NotFound("file"))
+        } else {
+            Err(Error::Forbidden("the access rules do not allow this".to_owned()))
+        }
+    }
+
+    /// Checks the caller may create a file in `folder`; returns who to record as its creator.
+    pub(crate) async fn authorize_create(
+        &self,
+        caller: &Caller,
+        folder: Option<&FolderId>,
+    ) -> Result<Option<String>> {
+        match &caller.actor {
+            Actor::Key { .. } => {
+                caller.require(Role::Write)?;
+                Ok(None)
+            }
+            actor => {
+                let rules = self.effective_rules(&caller.workspace_id, None, folder).await?;
+                // Whoever creates a file is its creator: `creator` admits any end user here.
+                let audience =
+                    if rules.create == Audience::Creator { Audience::Authenticated } else { rules.create };
+                if !allows(audience, actor, None) {
+                    return Err(Error::Forbidden(
+                        "the access rules do not allow creating files here".to_owned(),
+                    ));
+                }
+                Ok(if rules.track_creator { caller.end_user().map(str::to_owned) } else { None })
+            }
+        }
+    }
+
+    /// The rules set on a target and those in effect there.
+    pub async fn access_rules(&self, caller: &Caller, target: &RuleTarget) -> Result<RuleView> {
+        caller.require(Role::Read)?;
+        let ws = &caller.workspace_id;
+        let effective = match target {
+            RuleTarget::Workspace => self.effective_rules(ws, None, None).await?,
+            RuleTarget::Folder(id) => {
+                self.store.get_folder(ws, id).await?;
+                self.effective_rules(ws, None, Some(id)).await?
+            }
+            RuleTarget::File(id) => {
+                let file = self.store.get_file(ws, id).await?;
+                self.effective_rules(ws, Some(id), file.folder_id.as_ref()).await?
+            }
+        };
+        let own = self
+            .store
+            .access_rules(ws, std::slice::from_ref(target))
+            .await?
+            .remove(target)
+            .unwrap_or_default();
+        Ok(RuleView { own, effective })
+    }
+
+    /// Sets the rules of a target (fields left `None` inherit); needs an admin key.
+    pub async fn set_access_rules(
+        &self,
+        caller: &Caller,
+        target: &RuleTarget,
+        rules: AccessRules,
+    ) -> Result<RuleView> {
         caller.require(Role::Admin)?;
         let ws = &caller.workspace_id;
-        let file = self.live_file(ws, id).await?;
-        let current = stored(&file.metadata);
-        let rules = FileAccessRules {
-            create: change.create.unwrap_or(current.create),
-            read: change.read.unwrap_or(current.read),
-            delete: change.delete.unwrap_or(current.delete),
-            track_creator: change.track_creator.unwrap_or(current.track_creator),
-        };
-        let mut metadata = file.metadata;
-        metadata.insert(
-            RULES_KEY.to_owned(),
-            json!({
-                "create": rules.create.as_str(),
-                "read": rules.read.as_str(),
-                "delete": rules.delete.as_str(),
-                "track_creator": rules.track_creator,
-            }),
-        );
-        let change = FileChange { metadata: Some(metadata), ..FileChange::default() };
-        self.store.update_file(ws, id, &change, self.clock.now()).await?;
-        Ok(rules)
+        match target {
+            RuleTarget::Workspace => {}
+            RuleTarget::Folder(id) => {
+                self.store.get_folder(ws, id).await?;
+            }
+            RuleTarget::File(id) => {
+                self.store.get_file(ws, id).await?;
+            }
+        }
+        self.store.put_access_rules(ws, target, &rules, self.clock.now()).await?;
+        self.access_rules(caller, target).await
+    }
+
+    /// A file anyone may read (its effective read rule is `public`), for the public URL.
+    pub async fn public_file(&self, ws: &str, file: &str) -> Result<FileRecord> {
+        let ws = WorkspaceId::parse(ws)?;
+        let file = self.live_file(&ws, &FileId::parse(file)?).await?;
+        let caller = Caller { workspace_id: ws, actor: Actor::Anonymous };
+        self.authorize_file(&caller, &file, Operation::Read).await?;
+        Ok(file)
     }
 }
 
@@ -148,25 +341,35 @@ impl Cabinet {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_without_rules_inherits_the_workspace_default() {
-        assert_eq!(stored(&serde_json::Map::new()), WORKSPACE_DEFAULT);
+    fn rules(read: Option<Audience>) -> AccessRules {
+        AccessRules { read, ..Default::default() }
     }
 
     #[test]
-    fn own_rules_override_only_what_they_name() {
-        let metadata = json!({RULES_KEY: {"read": "public", "track_creator": false}});
-        let rules = stored(metadata.as_object().unwrap());
-        assert_eq!(rules.read, Audience::Public);
-        assert_eq!(rules.create, Audience::Admin);
-        assert!(!rules.track_creator);
+    fn the_nearest_layer_that_sets_a_rule_wins_and_the_default_is_closed() {
+        let effective =
+            resolve(&[rules(None), rules(Some(Audience::Public)), rules(Some(Audience::Creator))]);
+        assert_eq!(effective.read, Audience::Public);
+        assert_eq!(effective.create, Audience::Admin);
+        assert!(effective.track_creator);
+        assert_eq!(resolve(&[]).delete, Audience::Admin);
     }
 
     #[test]
-    fn audiences_parse_and_print_alike() {
-        for name in ["public", "authenticated", "creator", "admin"] {
-            assert_eq!(name.parse::<Audience>().unwrap().as_str(), name);
+    fn each_audience_admits_exactly_its_callers() {
+        let key = Actor::Key { id: crate::ApiKeyId::generate(), role: Role::Read };
+        let alice = Actor::EndUser { sub: "alice".into() };
+        let bob = Actor::EndUser { sub: "bob".into() };
+        let nobody = Actor::Anonymous;
+        let table = [
+            (Audience::Public, [true, true, true, true]),
+            (Audience::Authenticated, [true, true, true, false]),
+            (Audience::Creator, [true, true, false, false]),
+            (Audience::Admin, [true, false, false, false]),
+        ];
+        for (audience, expected) in table {
+            let got = [&key, &alice, &bob, &nobody].map(|actor| allows(audience, actor, Some("alice")));
+            assert_eq!(got, expected, "{audience:?}");
         }
-        assert!("everyone".parse::<Audience>().is_err());
     }
 }

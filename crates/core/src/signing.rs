@@ -71,6 +71,11 @@ impl UrlSigner {
         Ok(Self { secret })
     }
 
+    /// The secret, for other signatures that share it (with their own domain prefix).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
     fn mac(&self, op: SignedOperation, workspace: &str, object: &str, params: &SignedParams) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
         // Length-prefixed fields, so no two different inputs produce the same signed message.

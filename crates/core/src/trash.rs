@@ -78,7 +78,7 @@ impl Cabinet {
                 self.purge_file(ws, id).await?;
             }
             TrashEntry::Folder(id) => {
-                for file in self.store.purge_folder(ws, id).await? {
+                for file in self.store.purge_folder(ws, id, self.clock.now()).await? {
                     self.delete_blob_quietly(&file.blob_key).await;
                 }
             }

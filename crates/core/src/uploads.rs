@@ -80,7 +80,7 @@ pub fn parse_sha256(raw: &str) -> Result<String> {
 impl Cabinet {
     /// Starts an upload: validates it, reserves its size and signs a URL for its bytes.
     pub async fn start_upload(&self, caller: &Caller, request: NewUpload) -> Result<UploadTicket> {
-        caller.require(Role::Write)?;
+        let created_by = self.authorize_create(caller, request.folder_id.as_ref()).await?;
         let ws = &caller.workspace_id;
         let name = validate_name(&request.name)?;
         let declared_mime = request.mime_type.as_deref().map(content_type::parse_declared).transpose()?;
@@ -119,6 +119,7 @@ impl Cabinet {
             created_at: now,
             updated_at: now,
             expires_at: expiry_instant(expires),
+            created_by,
         };
         self.store.insert_upload_reserving(&upload).await?;
         let incoming = incoming_key(ws, &upload.id);
@@ -144,8 +145,23 @@ impl Cabinet {
 
     /// An upload's state.
     pub async fn get_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
-        caller.require(Role::Read)?;
+        self.own_upload(caller, id, Role::Read).await?;
         self.upload_state(&caller.workspace_id, id).await
+    }
+
+    /// Keys reach every upload of their workspace (by role); an end user only their own.
+    async fn own_upload(&self, caller: &Caller, id: &UploadId, role: Role) -> Result<()> {
+        match caller.end_user() {
+            None => caller.require(role),
+            Some(sub) => {
+                let upload = self.store.get_upload(&caller.workspace_id, id).await?;
+                if upload.created_by.as_deref() == Some(sub) {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound("upload"))
+                }
+            }
+        }
     }
 
     async fn upload_state(&self, ws: &WorkspaceId, id: &UploadId) -> Result<UploadState> {
@@ -161,7 +177,7 @@ impl Cabinet {
     /// Finalizes an upload whose bytes went straight to the blob store; on any backend it is
     /// idempotent: a finished upload is returned as it is.
     pub async fn complete_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
-        caller.require(Role::Write)?;
+        self.own_upload(caller, id, Role::Write).await?;
         let state = self.upload_state(&caller.workspace_id, id).await?;
         if state.upload.status == UploadStatus::Waiting && !self.blobs.receives_through_cabinet() {
             let incoming = incoming_key(&state.upload.workspace_id, &state.upload.id);
@@ -252,7 +268,7 @@ impl Cabinet {
 
     /// Cancels a live upload, releasing its reservation.
     pub async fn cancel_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
-        caller.require(Role::Write)?;
+        self.own_upload(caller, id, Role::Write).await?;
         let ws = &caller.workspace_id;
         let upload = self.store.get_upload(ws, id).await?;
         if upload.status == UploadStatus::Uploading {
@@ -501,7 +517,7 @@ fn checksum_mismatch() -> Rejection {
 
 /// The file verified bytes become.
 fn file_of(upload: &Upload, size: u64, sha256: String, head: &[u8], now: DateTime<Utc>) -> FileRecord {
-    FileRecord::new(
+    let mut file = FileRecord::new(
         upload.workspace_id.clone(),
         upload.file_id.clone(),
         upload.name.clone(),
@@ -511,7 +527,9 @@ fn file_of(upload: &Upload, size: u64, sha256: String, head: &[u8], now: DateTim
         upload.folder_id.clone(),
         upload.blob_key.clone(),
         now,
-    )
+    );
+    file.created_by = upload.created_by.clone();
+    file
 }
 
 fn too_many_bytes(upload: &Upload) -> Error {

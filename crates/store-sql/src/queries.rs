@@ -6,7 +6,9 @@
 macro_rules! impl_metadata_store {
     ($store:ty, $db:ty, $name_match:path) => {
         const _: () = {
-        use std::collections::HashSet;
+        use std::collections::{HashMap, HashSet};
+
+        use cabinet_core::rules::{AccessRules, Audience, RuleTarget};
 
         use cabinet_core::listing::{CursorValue, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Start};
         use cabinet_core::names::fold;
@@ -177,6 +179,10 @@ macro_rules! impl_metadata_store {
                     qb.push(" AND f.size <= ");
                     qb.push_bind(max.min(i64::MAX as u64) as i64);
                 }
+                if let Some(creator) = &filter.created_by {
+                    qb.push(" AND f.created_by = ");
+                    qb.push_bind(creator.clone());
+                }
             }
 
             /// `WHERE …` for folders, on table alias `f`.
@@ -231,6 +237,67 @@ macro_rules! impl_metadata_store {
                     .await
                     .map_err(db_error)?;
                 Ok(())
+            }
+
+            /// Appends the workspace's `used_bytes` as of `at` to the metering ledger, in the
+            /// transaction that changed it.
+            async fn record_usage(tx: &mut sqlx::Transaction<'_, $db>, ws: &WorkspaceId, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query("INSERT INTO usage_ledger (workspace_id, at, used_bytes) SELECT id, $2, used_bytes FROM workspaces WHERE id = $1")
+                    .bind(ws.as_str())
+                    .bind(millis(at))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            /// Applies the migrations not yet applied, in one transaction; `serialize` (with the
+            /// lock id as `$1`) keeps nodes that start together from migrating twice.
+            async fn apply_migrations(&self, migrations: &[(i64, &str)], serialize: Option<&str>) -> Result<()> {
+                const MIGRATION_LOCK: i64 = 0x0063_6162_696e_6574;
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                if let Some(lock) = serialize {
+                    sqlx::query(lock).bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db_error)?;
+                }
+                sqlx::query("CREATE TABLE IF NOT EXISTS cabinet_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let applied: HashSet<i64> = sqlx::query_scalar("SELECT version FROM cabinet_migrations")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .collect();
+                for (version, sql) in migrations {
+                    if applied.contains(version) {
+                        continue;
+                    }
+                    sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_error)?;
+                    sqlx::query("INSERT INTO cabinet_migrations (version, applied_at) VALUES ($1, $2)")
+                        .bind(version)
+                        .bind(Utc::now().timestamp_millis())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                tx.commit().await.map_err(db_error)
+            }
+
+            async fn key_workspaces(&self, key_id: &str) -> Result<Vec<String>> {
+                sqlx::query_scalar("SELECT workspace_id FROM api_key_workspaces WHERE key_id = $1 ORDER BY position")
+                    .bind(key_id)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db_error)
+            }
+
+            fn rule_target(target: &RuleTarget) -> (&'static str, String) {
+                match target {
+                    RuleTarget::Workspace => ("workspace", String::new()),
+                    RuleTarget::Folder(id) => ("folder", id.to_string()),
+                    RuleTarget::File(id) => ("file", id.to_string()),
+                }
             }
 
             fn trash_entry(kind: &str, id: &str) -> Result<TrashEntry> {
@@ -393,7 +460,7 @@ macro_rules! impl_metadata_store {
                     return Err(Self::quota_error(available, upload.size));
                 }
                 sqlx::query(&format!(
-                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 ))
                 .bind(upload.workspace_id.as_str())
                 .bind(upload.id.as_str())
@@ -409,6 +476,7 @@ macro_rules! impl_metadata_store {
                 .bind(millis(upload.created_at))
                 .bind(millis(upload.updated_at))
                 .bind(millis(upload.expires_at))
+                .bind(&upload.created_by)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -467,6 +535,7 @@ macro_rules! impl_metadata_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, file.created_at).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(true)
             }
@@ -555,6 +624,7 @@ macro_rules! impl_metadata_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+                Self::record_usage(&mut tx, &file.workspace_id, file.created_at).await?;
                 if charged.rows_affected() == 0 {
                     let available: Option<i64> = sqlx::query_scalar(
                         "SELECT limit_bytes - used_bytes - reserved_bytes FROM workspaces WHERE id = $1",
@@ -600,7 +670,7 @@ macro_rules! impl_metadata_store {
                 Ok((files, self.count(count).await?))
             }
 
-            async fn delete_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
+            async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
                 let mut tx = self.write.begin().await.map_err(db_error)?;
                 let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
                     "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
@@ -626,6 +696,7 @@ macro_rules! impl_metadata_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, at).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(file)
             }
@@ -1033,7 +1104,7 @@ macro_rules! impl_metadata_store {
                 Ok(folder)
             }
 
-            async fn purge_folder(&self, ws: &WorkspaceId, id: &FolderId) -> Result<Vec<FileRecord>> {
+            async fn purge_folder(&self, ws: &WorkspaceId, id: &FolderId, at: DateTime<Utc>) -> Result<Vec<FileRecord>> {
                 const SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
                      SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 \
                      UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = $1) ";
@@ -1066,6 +1137,7 @@ macro_rules! impl_metadata_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, at).await?;
                 let removed = sqlx::query(&format!(
                     "{SUBTREE} DELETE FROM folders WHERE workspace_id = $1 AND id IN (SELECT id FROM sub)"
                 ))
@@ -1112,6 +1184,64 @@ macro_rules! impl_metadata_store {
                 rows.into_iter().map(|(kind, id, _)| Self::trash_entry(&kind, &id)).collect()
             }
 
+            async fn access_rules(
+                &self,
+                ws: &WorkspaceId,
+                targets: &[RuleTarget],
+            ) -> Result<HashMap<RuleTarget, AccessRules>> {
+                let mut found = HashMap::new();
+                for target in targets {
+                    let (kind, id) = Self::rule_target(target);
+                    let row: Option<(Option<String>, Option<String>, Option<String>, Option<bool>)> = sqlx::query_as(
+                        "SELECT create_rule, read_rule, delete_rule, track_creator FROM access_rules \
+                         WHERE workspace_id = $1 AND target_kind = $2 AND target_id = $3",
+                    )
+                    .bind(ws.as_str())
+                    .bind(kind)
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db_error)?;
+                    if let Some((create, read, delete, track_creator)) = row {
+                        let audience = |raw: Option<String>| raw.and_then(|r| Audience::parse(&r));
+                        found.insert(
+                            target.clone(),
+                            AccessRules { create: audience(create), read: audience(read), delete: audience(delete), track_creator },
+                        );
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn put_access_rules(
+                &self,
+                ws: &WorkspaceId,
+                target: &RuleTarget,
+                rules: &AccessRules,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let (kind, id) = Self::rule_target(target);
+                sqlx::query(
+                    "INSERT INTO access_rules (workspace_id, target_kind, target_id, create_rule, read_rule, delete_rule, track_creator, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (workspace_id, target_kind, target_id) DO UPDATE SET create_rule = excluded.create_rule, \
+                     read_rule = excluded.read_rule, delete_rule = excluded.delete_rule, track_creator = excluded.track_creator, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(ws.as_str())
+                .bind(kind)
+                .bind(id)
+                .bind(rules.create.map(Audience::as_str))
+                .bind(rules.read.map(Audience::as_str))
+                .bind(rules.delete.map(Audience::as_str))
+                .bind(rules.track_creator)
+                .bind(millis(at))
+                .execute(&self.write)
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
             async fn search(
                 &self,
                 ws: &WorkspaceId,
@@ -1142,6 +1272,84 @@ macro_rules! impl_metadata_store {
                 let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM ");
                 union(&mut count);
                 Ok((hits, self.count(count).await?))
+            }
+
+            async fn reconcile_ledger(&self, ws: &WorkspaceId, repair: bool, at: DateTime<Utc>) -> Result<cabinet_core::ports::LedgerCheck> {
+                const ACTUAL_USED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files WHERE workspace_id = $1)";
+                const ACTUAL_RESERVED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads \
+                     WHERE workspace_id = $1 AND status IN ('WAITING', 'UPLOADING'))";
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let (used, reserved, actual_used, actual_reserved): (i64, i64, i64, i64) = sqlx::query_as(&format!(
+                    "SELECT used_bytes, reserved_bytes, {ACTUAL_USED}, {ACTUAL_RESERVED} FROM workspaces WHERE id = $1"
+                ))
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("workspace"))?;
+                if repair && (used != actual_used || reserved != actual_reserved) {
+                    // One statement, so the sums and the ledger cannot drift apart while it runs.
+                    sqlx::query(&format!(
+                        "UPDATE workspaces SET used_bytes = {ACTUAL_USED}, reserved_bytes = {ACTUAL_RESERVED} WHERE id = $1"
+                    ))
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    Self::record_usage(&mut tx, ws, at).await?;
+                }
+                tx.commit().await.map_err(db_error)?;
+                let unsigned = |n: i64| n.max(0) as u64;
+                Ok(cabinet_core::ports::LedgerCheck {
+                    recorded_used: unsigned(used),
+                    recorded_reserved: unsigned(reserved),
+                    actual_used: unsigned(actual_used),
+                    actual_reserved: unsigned(actual_reserved),
+                })
+            }
+
+            async fn file_blobs(&self, after: Option<&FileId>, limit: u32) -> Result<Vec<(WorkspaceId, FileId, String, u64)>> {
+                let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                    "SELECT workspace_id, id, blob_key, size FROM files WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after.map_or("", |id| id.as_str()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(ws, id, key, size)| Ok((ws.parse()?, id.parse()?, key, size.max(0) as u64)))
+                    .collect()
+            }
+
+            async fn usage_history(
+                &self,
+                ws: &WorkspaceId,
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+            ) -> Result<(u64, Vec<(DateTime<Utc>, u64)>)> {
+                let before: Option<i64> = sqlx::query_scalar(
+                    "SELECT used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at <= $2 ORDER BY at DESC, seq DESC LIMIT 1",
+                )
+                .bind(ws.as_str())
+                .bind(millis(from))
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?;
+                let rows: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT at, used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at > $2 AND at < $3 ORDER BY at, seq",
+                )
+                .bind(ws.as_str())
+                .bind(millis(from))
+                .bind(millis(to))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+                let changes = rows
+                    .into_iter()
+                    .map(|(at, used)| Ok((crate::rows::from_millis(at)?, used.max(0) as u64)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((before.unwrap_or(0).max(0) as u64, changes))
             }
 
             async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>> {

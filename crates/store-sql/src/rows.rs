@@ -94,6 +94,7 @@ pub(crate) struct UploadRow {
     created_at: i64,
     updated_at: i64,
     expires_at: i64,
+    created_by: Option<String>,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -118,6 +119,7 @@ impl TryFrom<UploadRow> for Upload {
             created_at: from_millis(row.created_at)?,
             updated_at: from_millis(row.updated_at)?,
             expires_at: from_millis(row.expires_at)?,
+            created_by: row.created_by,
         })
     }
 }
@@ -233,7 +235,7 @@ pub(crate) const FILE_COLUMNS: &str = "workspace_id, id, name, mime_type, size, 
 /// The columns of `uploads`, in `UploadRow`'s order.
 pub(crate) const UPLOAD_COLUMNS: &str =
     "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \
-     failure_reason, file_id, blob_key, created_at, updated_at, expires_at";
+     failure_reason, file_id, blob_key, created_at, updated_at, expires_at, created_by";
 /// The columns of `workspaces`, in `WorkspaceRow`'s order.
 pub(crate) const WORKSPACE_COLUMNS: &str =
     "id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at";

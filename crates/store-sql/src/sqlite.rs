@@ -2,12 +2,10 @@
 //! contend for the lock (and never hit SQLITE_BUSY inside the process); reads use a pool. Other
 //! processes (the admin CLI) wait on the busy timeout.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
 use cabinet_core::{Error, Result};
-use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
@@ -16,6 +14,8 @@ use crate::errors::db_error;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_spine.sql")),
     (2, include_str!("../migrations/sqlite/0002_organising.sql")),
+    (3, include_str!("../migrations/sqlite/0003_access.sql")),
+    (4, include_str!("../migrations/sqlite/0004_metering.sql")),
 ];
 
 /// The SQLite metadata store.
@@ -58,38 +58,7 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.write.begin().await.map_err(db_error)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS cabinet_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let applied: HashSet<i64> = sqlx::query_scalar("SELECT version FROM cabinet_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .collect();
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_error)?;
-            sqlx::query("INSERT INTO cabinet_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(version)
-                .bind(Utc::now().timestamp_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        }
-        tx.commit().await.map_err(db_error)
-    }
-
-    async fn key_workspaces(&self, key_id: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT workspace_id FROM api_key_workspaces WHERE key_id = $1 ORDER BY position")
-            .bind(key_id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)
+        self.apply_migrations(MIGRATIONS, None).await
     }
 }
 

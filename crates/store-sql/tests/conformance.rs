@@ -167,7 +167,7 @@ async fn purging_a_folder_reclaims_the_bytes_of_everything_below_it(store: &dyn 
     for parent in [&a.id, &b.id] {
         store.insert_file_charging(&named_file(&ws.id, "x.txt", Some(parent), 100, now())).await.unwrap();
     }
-    let purged = store.purge_folder(&ws.id, &a.id).await.unwrap();
+    let purged = store.purge_folder(&ws.id, &a.id, now()).await.unwrap();
     assert_eq!(purged.len(), 2);
     assert_eq!(ledger(store, &ws.id).await, (7, 0));
     assert!(matches!(store.get_folder(&ws.id, &b.id).await, Err(Error::NotFound(_))));
@@ -366,6 +366,7 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
         created_at: now(),
         updated_at: now(),
         expires_at: now() + Duration::hours(1),
+        created_by: None,
     }
 }
 
@@ -608,10 +609,10 @@ async fn deleting_a_file_reclaims_its_bytes(store: &dyn MetadataStore) {
     let file = direct_file(&ws.id, 70, now());
     store.insert_file_charging(&file).await.unwrap();
     assert_eq!(store.usage(&ws.id).await.unwrap(), cabinet_core::Usage { total_size: 70, file_count: 1 });
-    assert_eq!(store.delete_file(&ws.id, &file.id).await.unwrap(), file);
+    assert_eq!(store.delete_file(&ws.id, &file.id, now()).await.unwrap(), file);
     assert_eq!(ledger(store, &ws.id).await, (0, 0));
     assert_eq!(store.usage(&ws.id).await.unwrap(), cabinet_core::Usage { total_size: 0, file_count: 0 });
-    assert!(matches!(store.delete_file(&ws.id, &file.id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.delete_file(&ws.id, &file.id, now()).await, Err(Error::NotFound(_))));
 }
 
 async fn every_lookup_is_scoped_to_its_workspace(store: &dyn MetadataStore) {
@@ -623,7 +624,7 @@ async fn every_lookup_is_scoped_to_its_workspace(store: &dyn MetadataStore) {
     store.insert_file_charging(&file).await.unwrap();
     assert!(matches!(store.get_upload(&theirs.id, &up.id).await, Err(Error::NotFound(_))));
     assert!(matches!(store.get_file(&theirs.id, &file.id).await, Err(Error::NotFound(_))));
-    assert!(matches!(store.delete_file(&theirs.id, &file.id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.delete_file(&theirs.id, &file.id, now()).await, Err(Error::NotFound(_))));
     assert!(!store.begin_receiving(&theirs.id, &up.id, now()).await.unwrap());
     assert!(!store.fail_upload(&theirs.id, &up.id, FailureReason::Cancelled, now()).await.unwrap());
     assert!(all_files(store, &theirs.id, FileFilter::default()).await.is_empty());

@@ -120,6 +120,7 @@ impl FileFilterParams {
             created_to: self.created_before,
             min_size: self.min_size,
             max_size: self.max_size,
+            created_by: None,
         })
     }
 }

@@ -6,9 +6,7 @@ use cabinet_core::files::DownloadUrl;
 use cabinet_core::folders::RestoreNote;
 use cabinet_core::ports::SearchHit;
 use cabinet_core::uploads::{UploadState, UploadTicket};
-use cabinet_core::{
-    FileId, FileRecord, FileReference, Folder, FolderId, Quota, UploadId, Usage, WorkspaceId,
-};
+use cabinet_core::{FileId, FileRecord, FileReference, Folder, FolderId, Quota, UploadId, WorkspaceId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -380,16 +378,17 @@ impl From<Quota> for QuotaJson {
     }
 }
 
-/// The workspace's totals.
+/// The workspace's totals, and its storage over a window.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageJson {
-    /// Bytes in files.
+    /// Bytes in files (trashed ones included, until purged).
     pub total_size: u64,
     pub file_count: u64,
-}
-
-impl From<Usage> for UsageJson {
-    fn from(usage: Usage) -> Self {
-        Self { total_size: usage.total_size, file_count: usage.file_count }
-    }
+    /// The metering window.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Bytes stored × seconds, over the window.
+    pub byte_seconds: u64,
+    /// The same in GB-days (10^9 bytes for a day).
+    pub gb_days: f64,
 }

@@ -1,10 +1,12 @@
 //! setAccessRules and getAccessRules: who may create, read and delete a file in published apps
 //! (`public`, `authenticated`, `creator`, `admin`), and whether uploads track their creator.
-//! Keys missing from `accessRules` keep their inherited value.
+//! Keys missing from `accessRules` keep their inherited value (folder, then workspace default,
+//! then `admin`); so does an absent `trackCreator` (on unless a folder or the workspace turns it
+//! off). The core's access rules decide and enforce; this only translates.
 
 use axum::extract::State;
 use axum::Json;
-use cabinet_core::rules::{AccessRulesChange, Audience, FileAccessRules};
+use cabinet_core::rules::{AccessRules, Audience, EffectiveRules, RuleTarget};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -37,7 +39,7 @@ pub struct SetAccessRulesParams {
     pub file_id: String,
     /// Keys left out keep their inherited value.
     pub access_rules: AccessRulesJson,
-    /// Whether to track who uploads each file (default: true).
+    /// Whether to track who uploads each file (absent: inherited, true by default).
     pub track_creator: Option<bool>,
 }
 
@@ -52,7 +54,7 @@ pub struct AccessRulesResponse {
 
 fn audience(operation: &str, raw: Option<String>) -> SerenitiesResult<Option<Audience>> {
     raw.map(|raw| {
-        raw.parse::<Audience>().map_err(|_| {
+        Audience::parse(&raw).ok_or_else(|| {
             SerenitiesError::bad_request(format!(
                 "accessRules.{operation} must be public, authenticated, creator or admin"
             ))
@@ -61,7 +63,7 @@ fn audience(operation: &str, raw: Option<String>) -> SerenitiesResult<Option<Aud
     .transpose()
 }
 
-fn render(file_id: String, rules: FileAccessRules) -> AccessRulesResponse {
+fn render(file_id: String, rules: EffectiveRules) -> AccessRulesResponse {
     AccessRulesResponse {
         file_id,
         access_rules: AccessRulesJson {
@@ -92,14 +94,14 @@ pub async fn set_access_rules(
     Body(params): Body<SetAccessRulesParams>,
 ) -> SerenitiesResult<Json<AccessRulesResponse>> {
     let id = file_id(&params.file_id)?;
-    let change = AccessRulesChange {
+    let rules = AccessRules {
         create: audience("create", params.access_rules.create)?,
         read: audience("read", params.access_rules.read)?,
         delete: audience("delete", params.access_rules.delete)?,
-        track_creator: Some(params.track_creator.unwrap_or(true)),
+        track_creator: params.track_creator,
     };
-    let rules = state.cabinet.set_file_access_rules(&caller, &id, change).await?;
-    Ok(Json(render(id.to_string(), rules)))
+    let view = state.cabinet.set_access_rules(&caller, &RuleTarget::File(id.clone()), rules).await?;
+    Ok(Json(render(id.to_string(), view.effective)))
 }
 
 /// A file's effective access rules (its own, else its folder's, else the workspace default).
@@ -120,6 +122,6 @@ pub async fn get_access_rules(
     Body(params): Body<FileIdParams>,
 ) -> SerenitiesResult<Json<AccessRulesResponse>> {
     let id = file_id(&params.file_id)?;
-    let rules = state.cabinet.file_access_rules(&caller, &id).await?;
-    Ok(Json(render(id.to_string(), rules)))
+    let view = state.cabinet.access_rules(&caller, &RuleTarget::File(id.clone())).await?;
+    Ok(Json(render(id.to_string(), view.effective)))
 }

@@ -1,0 +1,141 @@
+//! `bench`: measures Cabinet against a baseline in the same run, alternating A and B round by
+//! round, and prints each figure as a ratio with its median and spread (absolute times on a
+//! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
+//!
+//! ```text
+//! cargo run -p bench --release -- [--quick] [--only upload,download,small,reserve,memory,scale]
+//! ```
+
+mod client;
+mod memory;
+mod processes;
+mod rates;
+mod scale;
+mod stats;
+mod transfer;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::stats::{Row, TABLE_HEADER};
+
+/// Every figure, in the order they run.
+const FIGURES: &[&str] = &["upload", "download", "small", "reserve", "memory", "scale"];
+
+#[derive(Debug, Parser)]
+#[command(about = "Cabinet against its baselines, same run, alternating; ratios with medians and spreads")]
+struct Args {
+    /// Small sizes and short runs: seconds, for CI. Checks results, never judges timings.
+    #[arg(long)]
+    quick: bool,
+    /// Comma-separated figures to run (default: all): upload, download, small, reserve, memory, scale.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Rounds per A/B figure (default: 5, or 2 with --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// The `cabinet` release binary (default: next to this one).
+    #[arg(long)]
+    cabinet: Option<PathBuf>,
+    /// Scratch folder for data, files and baselines; emptied before and removed after.
+    #[arg(long, default_value = "/tmp/cabinet-bench")]
+    work: PathBuf,
+    /// Workspace sizes for the list/search figure (default: 10000,100000,1000000; --quick: 2000).
+    #[arg(long, value_delimiter = ',')]
+    scale_sizes: Vec<u64>,
+    /// Fail if Cabinet's median list or search latency at any size is this many ms or more.
+    #[arg(long)]
+    assert_scale_ms: Option<f64>,
+    /// PostgreSQL URL of an empty database: the list/search figure also runs on it
+    /// (dev/bench starts one with dev/postgres).
+    #[arg(long, env = "CABINET_BENCH_POSTGRES_URL")]
+    postgres_url: Option<String>,
+}
+
+/// What every figure gets.
+pub struct Bench {
+    pub cabinet_bin: PathBuf,
+    pub work: PathBuf,
+    pub quick: bool,
+    pub rounds: usize,
+    pub http: reqwest::Client,
+    pub rows: Vec<Row>,
+}
+
+impl Bench {
+    /// A scratch path under the work folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    for name in &args.only {
+        if !FIGURES.contains(&name.as_str()) {
+            bail!("unknown figure {name:?}; the figures are {FIGURES:?}");
+        }
+    }
+    let cabinet_bin = match args.cabinet.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("cabinet"),
+    };
+    if !cabinet_bin.exists() {
+        bail!("{} not found: build it with `cargo build --release -p cabinet`", cabinet_bin.display());
+    }
+    if args.work.exists() {
+        std::fs::remove_dir_all(&args.work).with_context(|| format!("emptying {}", args.work.display()))?;
+    }
+    std::fs::create_dir_all(&args.work)?;
+    let mut bench = Bench {
+        cabinet_bin,
+        work: args.work.clone(),
+        quick: args.quick,
+        rounds: args.rounds.unwrap_or(if args.quick { 2 } else { 5 }),
+        http: client::http()?,
+        rows: Vec::new(),
+    };
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let result = run(&mut bench, &args, wanted).await;
+    // Big files live only here; never leave them behind.
+    let _ = std::fs::remove_dir_all(&args.work);
+    println!("\n{TABLE_HEADER}");
+    for row in &bench.rows {
+        println!("{}", row.markdown());
+    }
+    result
+}
+
+async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> Result<()> {
+    if wanted("upload") || wanted("download") {
+        transfer::run(bench, wanted("upload"), wanted("download")).await.context("upload/download")?;
+    }
+    if wanted("small") {
+        rates::small_gets(bench).await.context("small GETs")?;
+    }
+    if wanted("reserve") {
+        rates::reserve(bench).await.context("reserve")?;
+    }
+    if wanted("memory") {
+        memory::run(bench).await.context("memory")?;
+    }
+    if wanted("scale") {
+        let sizes = if !args.scale_sizes.is_empty() {
+            args.scale_sizes.clone()
+        } else if bench.quick {
+            vec![2_000]
+        } else {
+            vec![10_000, 100_000, 1_000_000]
+        };
+        scale::run(bench, &sizes, None, args.assert_scale_ms).await.context("list/search on SQLite")?;
+        if let Some(url) = &args.postgres_url {
+            scale::run(bench, &sizes, Some(url), args.assert_scale_ms)
+                .await
+                .context("list/search on PostgreSQL")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The processes a benchmark drives, each owned by the harness and stopped when dropped: the
+//! real `cabinet serve` release binary, nginx (Debian's `nginx-light`, dav module) as the
+//! baseline, and the clients both are measured with (curl for whole transfers, wrk for rates).
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+const LISTENING: &str = "Cabinet listening on ";
+
+/// A free loopback port (bound, read and released; nothing else on this machine races us for it
+/// within the next few milliseconds).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A `cabinet` command with none of the caller's `CABINET_*` settings.
+fn cabinet_command(binary: &Path, data_dir: &Path, database_url: Option<&str>) -> Command {
+    let mut command = Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CABINET_") {
+            command.env_remove(name);
+        }
+    }
+    command.arg("--data-dir").arg(data_dir);
+    if let Some(url) = database_url {
+        command.arg("--database-url").arg(url);
+    }
+    command
+}
+
+/// Runs `cabinet admin …` and parses its `--json` output.
+pub fn admin(binary: &Path, data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Result<Value> {
+    let output = cabinet_command(binary, data_dir, database_url)
+        .arg("admin")
+        .args(args)
+        .arg("--json")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cabinet admin")?;
+    if !output.status.success() {
+        bail!("cabinet admin {args:?} failed: {}", output.status);
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// A running `cabinet serve`.
+pub struct Cabinet {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// The bootstrap admin key (on a fresh data folder).
+    pub key: Option<String>,
+}
+
+impl Cabinet {
+    /// Starts the server on `data_dir` (a fresh folder gets a bootstrap key) with rate limiting
+    /// off, logging to `<data_dir>.log`.
+    pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = std::fs::File::create(data_dir.with_extension("log"))?;
+        let mut child = cabinet_command(binary, data_dir, None)
+            .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-per-minute", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut server = Cabinet { child, url: String::new(), key: None };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let line = match lines_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(start) = line.find("cab_") {
+                if server.key.is_none() {
+                    let key: String = line[start..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    server.key = Some(key);
+                }
+            }
+            if let Some(rest) = line.strip_prefix(LISTENING) {
+                server.url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                return Ok(server);
+            }
+        }
+        bail!("cabinet serve did not start; see {}", data_dir.with_extension("log").display())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .ok_or_else(|| anyhow!("no VmHWM in /proc/<pid>/status"))?;
+        Ok(kib * 1024)
+    }
+}
+
+impl Drop for Cabinet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx in the foreground with a config of our own: loopback only, PUT/DELETE through the dav
+/// module, request bodies buffered on the same filesystem as their target, sendfile on.
+pub struct Nginx {
+    child: Child,
+    pub url: String,
+    /// Where `GET /x` is served from and `PUT /x` lands.
+    pub root: PathBuf,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path) -> Result<Self> {
+        let root = dir.join("root");
+        let body = dir.join("body");
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(&body)?;
+        let port = free_port()?;
+        let running_as_root =
+            Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        let config = format!(
+            "daemon off;\nmaster_process on;\nworker_processes auto;\n{user}pid {dir}/nginx.pid;\n\
+             error_log {dir}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
+               default_type application/octet-stream;\n  client_max_body_size 0;\n\
+               client_body_temp_path {body};\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
+                 location / {{ dav_methods PUT DELETE; create_full_put_path on; dav_access user:rw; }}\n  }}\n}}\n",
+            user = if running_as_root { "user root;\n" } else { "" },
+            dir = dir.display(),
+            body = body.display(),
+            root = root.display(),
+        );
+        let config_path = dir.join("nginx.conf");
+        std::fs::write(&config_path, config)?;
+        let child = Command::new(nginx_binary()?)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-p")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log"))?)
+            .spawn()
+            .context("starting nginx")?;
+        let nginx = Nginx { child, url: format!("http://127.0.0.1:{port}"), root };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(nginx);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("nginx did not listen; see {}/error.log", dir.display())
+    }
+}
+
+fn nginx_binary() -> Result<PathBuf> {
+    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if Path::new(candidate).exists() {
+            return Ok(candidate.into());
+        }
+    }
+    bail!("nginx is not installed (dev/bench installs Debian's nginx-light)")
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM (`kill` sends SIGKILL to the master only, leaving workers): ask it to stop.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl (the same client for Cabinet and nginx) and returns the wall time, the HTTP status
+/// and the body it printed.
+pub fn curl(args: &[&str]) -> Result<(Duration, u16, String)> {
+    let started = Instant::now();
+    let output = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-H", "Expect:", "-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running curl")?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!("curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    Ok((elapsed, code.trim().parse().unwrap_or(0), body.to_owned()))
+}
+
+/// What wrk measured.
+#[derive(Debug, Clone, Copy)]
+pub struct WrkResult {
+    pub requests_per_second: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+/// `wrk -t2 -c<connections> -d<seconds>s --latency` against `url`, with extra wrk args.
+pub fn wrk(url: &str, connections: u32, seconds: u32, extra: &[&str]) -> Result<WrkResult> {
+    let output = Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .context("running wrk (dev/bench installs Debian's wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let requests_per_second = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no Requests/sec in wrk output:\n{text}"))?;
+    let p99_ms = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("99%"))
+        .and_then(|v| duration_ms(v.trim()))
+        .ok_or_else(|| anyhow!("no 99% latency in wrk output:\n{text}"))?;
+    // "Non-2xx or 3xx responses: N" and "Socket errors: connect A, read B, write C, timeout D"
+    let mut errors = 0;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += n.trim().parse::<u64>().unwrap_or(0);
+        }
+        if let Some(rest) = line.strip_prefix("Socket errors:") {
+            errors += rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Ok(WrkResult { requests_per_second, p99_ms, errors })
+}
+
+/// wrk prints durations as `812.00us`, `1.23ms`, `2.01s`.
+fn duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => return None,
+    })
+}

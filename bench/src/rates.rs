@@ -1,0 +1,192 @@
+//! Request rates under wrk (`-t2 -c64`): a small signed GET and `GET /v1/files/{id}` against
+//! nginx serving the same 1 KiB file statically, and `POST /v1/uploads` (reserve + sign) against
+//! the raw single-row insert rate of SQLite in WAL mode with the same durability setting.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use rand::RngCore;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::client;
+use crate::processes::{wrk, Cabinet, Nginx, WrkResult};
+use crate::stats::{Row, Samples, Target};
+use crate::Bench;
+
+const CONNECTIONS: u32 = 64;
+
+fn seconds(bench: &Bench) -> u32 {
+    if bench.quick {
+        1
+    } else {
+        10
+    }
+}
+
+fn checked(result: WrkResult, what: &str) -> Result<WrkResult> {
+    if result.errors > 0 {
+        bail!("{what}: {} failed requests under wrk", result.errors);
+    }
+    Ok(result)
+}
+
+pub async fn small_gets(bench: &mut Bench) -> Result<()> {
+    let nginx = Nginx::start(&bench.path("nginx-small"))?;
+    let cabinet = Cabinet::start(&bench.cabinet_bin, &bench.path("cabinet-small"), &[])?;
+    let key = cabinet.key.clone().unwrap_or_default();
+    let mut body = vec![0u8; 1024];
+    rand::thread_rng().fill_bytes(&mut body);
+    std::fs::write(nginx.root.join("small.bin"), &body)?;
+    let file = client::upload_bytes(&bench.http, &cabinet.url, &key, "small.bin", body).await?;
+    let signed = client::download_url(&bench.http, &cabinet.url, &key, &file).await?;
+    let details = cabinet.at(&format!("/v1/files/{file}"));
+    let static_url = format!("{}/small.bin", nginx.url);
+    let auth = format!("Authorization: Bearer {key}");
+    let secs = seconds(bench);
+
+    let mut rates = [Samples::default(), Samples::default(), Samples::default()];
+    let mut p99 = [Samples::default(), Samples::default(), Samples::default()];
+    let (mut signed_ratio, mut details_ratio) = (Samples::default(), Samples::default());
+    for round in 0..bench.rounds {
+        let mut run = |which: usize| -> Result<WrkResult> {
+            let result = match which {
+                0 => checked(wrk(&static_url, CONNECTIONS, secs, &[])?, "nginx GET")?,
+                1 => checked(wrk(&signed, CONNECTIONS, secs, &[])?, "signed GET")?,
+                _ => checked(wrk(&details, CONNECTIONS, secs, &["-H", &auth])?, "GET /v1/files/{id}")?,
+            };
+            rates[which].push(result.requests_per_second);
+            p99[which].push(result.p99_ms);
+            Ok(result)
+        };
+        let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        let mut got = [None; 3];
+        for which in order {
+            got[which] = Some(run(which)?);
+        }
+        let [Some(n), Some(s), Some(d)] = got else { unreachable!() };
+        eprintln!(
+            "small round {round}: nginx {:.0}/s, signed GET {:.0}/s (p99 {:.1} ms), GET /v1/files/{{id}} {:.0}/s (p99 {:.1} ms)",
+            n.requests_per_second, s.requests_per_second, s.p99_ms, d.requests_per_second, d.p99_ms
+        );
+        signed_ratio.push(s.requests_per_second / n.requests_per_second);
+        details_ratio.push(d.requests_per_second / n.requests_per_second);
+    }
+    let baseline =
+        format!("nginx 1 KiB static GET {:.0} req/s, p99 {:.1} ms", rates[0].median(), p99[0].median());
+    bench.rows.push(Row {
+        figure: format!("small signed GET (1 KiB), wrk -t2 -c{CONNECTIONS} -d{secs}s (req/s ratio)"),
+        cabinet: format!("{:.0} req/s, p99 {:.1} ms", rates[1].median(), p99[1].median()),
+        baseline: baseline.clone(),
+        judged: signed_ratio,
+        judged_digits: 2,
+        target: Target::AtLeast(0.3),
+        unit: "×",
+    });
+    bench.rows.push(Row {
+        figure: format!("`GET /v1/files/{{id}}`, wrk -t2 -c{CONNECTIONS} -d{secs}s (req/s ratio)"),
+        cabinet: format!("{:.0} req/s, p99 {:.1} ms", rates[2].median(), p99[2].median()),
+        baseline,
+        judged: details_ratio,
+        judged_digits: 2,
+        target: Target::AtLeast(0.3),
+        unit: "×",
+    });
+    drop(cabinet);
+    drop(nginx);
+    std::fs::remove_dir_all(bench.path("cabinet-small"))?;
+    std::fs::remove_dir_all(bench.path("nginx-small"))?;
+    Ok(())
+}
+
+/// Single-row inserts, one transaction each, into a fresh WAL database with Cabinet's durability
+/// setting (`synchronous = FULL`), for `secs` seconds; returns rows per second.
+async fn raw_sqlite_inserts(path: &std::path::Path, secs: u32) -> Result<f64> {
+    let _ = std::fs::remove_file(path);
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+    sqlx::query(
+        "CREATE TABLE uploads (workspace_id TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, \
+         size INTEGER NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, id))",
+    )
+    .execute(&pool)
+    .await?;
+    let started = Instant::now();
+    let mut rows = 0u64;
+    while started.elapsed() < Duration::from_secs(secs.into()) {
+        sqlx::query(
+            "INSERT INTO uploads (workspace_id, id, name, size, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind("ws_bench")
+        .bind(format!("upl_{rows:026}"))
+        .bind("r.bin")
+        .bind(1i64)
+        .bind(rows as i64)
+        .execute(&pool)
+        .await?;
+        rows += 1;
+    }
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(rate)
+}
+
+pub async fn reserve(bench: &mut Bench) -> Result<()> {
+    let cabinet = Cabinet::start(&bench.cabinet_bin, &bench.path("cabinet-reserve"), &[])?;
+    let key = cabinet.key.clone().unwrap_or_default();
+    let script = bench.path("reserve.lua");
+    std::fs::write(
+        &script,
+        "wrk.method = \"POST\"\nwrk.body = '{\"name\":\"r.bin\",\"size\":1}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+    )?;
+    let script = script.to_string_lossy().into_owned();
+    let auth = format!("Authorization: Bearer {key}");
+    let url = cabinet.at("/v1/uploads");
+    // One request by hand first: the route must answer 201 (wrk counts only non-2xx as errors).
+    client::reserve(&bench.http, &cabinet.url, &key, "r.bin", 1, None).await?;
+    let secs = seconds(bench);
+    let raw_db = bench.path("raw-insert.db");
+    let (mut ours, mut theirs, mut p99, mut ratio) =
+        (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    for round in 0..bench.rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a =
+                checked(wrk(&url, CONNECTIONS, secs, &["-H", &auth, "-s", &script])?, "POST /v1/uploads")?;
+            (a, raw_sqlite_inserts(&raw_db, secs).await?)
+        } else {
+            let b = raw_sqlite_inserts(&raw_db, secs).await?;
+            (checked(wrk(&url, CONNECTIONS, secs, &["-H", &auth, "-s", &script])?, "POST /v1/uploads")?, b)
+        };
+        eprintln!(
+            "reserve round {round}: Cabinet {:.0}/s (p99 {:.1} ms), raw SQLite insert {b:.0}/s",
+            a.requests_per_second, a.p99_ms
+        );
+        ours.push(a.requests_per_second);
+        p99.push(a.p99_ms);
+        theirs.push(b);
+        ratio.push(a.requests_per_second / b);
+    }
+    bench.rows.push(Row {
+        figure: format!(
+            "`POST /v1/uploads` (reserve + sign), wrk -t2 -c{CONNECTIONS} -d{secs}s (req/s ratio)"
+        ),
+        cabinet: format!("{:.0} req/s, p99 {:.1} ms", ours.median(), p99.median()),
+        baseline: format!(
+            "raw single-row SQLite insert, WAL, synchronous=FULL: {:.0} rows/s",
+            theirs.median()
+        ),
+        judged: ratio,
+        judged_digits: 2,
+        target: Target::None,
+        unit: "×",
+    });
+    drop(cabinet);
+    std::fs::remove_dir_all(bench.path("cabinet-reserve"))?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! List and name search in one large workspace, through Cabinet's HTTP API against the raw
+//! indexed query on the same database. The workspace is seeded straight into the database after
+//! Cabinet has migrated it (one `INSERT … SELECT` per step: the SQLite search index follows by its
+//! triggers, PostgreSQL's pg_trgm index by itself), and grown step by step: 10k, 100k, 1M.
+//!
+//! Names look like `Photo 1234 w0042.jpg`; the term `w0042` is in one name in a thousand, so a
+//! search returns a page of the newest matches out of N/1000.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::client;
+use crate::processes::{admin, Cabinet};
+use crate::stats::{Row, Samples, Target};
+use crate::Bench;
+
+const TERM: &str = "w0042";
+const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const BASE_MILLIS: i64 = 1_700_000_000_000;
+
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    fn name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "SQLite",
+            Db::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// Adds files `from..=to` to the workspace and charges their bytes to its ledger.
+    async fn seed(&self, ws: &str, from: u64, to: u64) -> Result<()> {
+        let bytes = ((to + 1 - from) * 1024) as i64;
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO files (workspace_id, id, name, name_folded, mime_type, size, sha256, blob_key, created_at, updated_at) \
+                     WITH RECURSIVE n(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM n WHERE i < $2), \
+                     named AS (SELECT i, 'Photo ' || i || ' w' || printf('%04d', (i * 7919) % 1000) || '.jpg' AS name FROM n) \
+                     SELECT $3, 'file_' || printf('%026d', i), name, lower(name), 'image/jpeg', 1024, $4, \
+                            $3 || '/seed' || i, $5 + i, $5 + i FROM named",
+                )
+                .bind(from as i64)
+                .bind(to as i64)
+                .bind(ws)
+                .bind(SHA)
+                .bind(BASE_MILLIS)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE workspaces SET used_bytes = used_bytes + $1 WHERE id = $2")
+                    .bind(bytes)
+                    .bind(ws)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO files (workspace_id, id, name, name_folded, mime_type, size, sha256, blob_key, created_at, updated_at) \
+                     SELECT $3, 'file_' || lpad(i::text, 26, '0'), name, lower(name), 'image/jpeg', 1024, $4, \
+                            $3 || '/seed' || i, $5 + i, $5 + i \
+                     FROM (SELECT i, 'Photo ' || i || ' w' || lpad(((i * 7919) % 1000)::text, 4, '0') || '.jpg' AS name \
+                           FROM generate_series($1::bigint, $2::bigint) AS i) AS named",
+                )
+                .bind(from as i64)
+                .bind(to as i64)
+                .bind(ws)
+                .bind(SHA)
+                .bind(BASE_MILLIS)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE workspaces SET used_bytes = used_bytes + $1 WHERE id = $2")
+                    .bind(bytes)
+                    .bind(ws)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                // What autovacuum would do shortly after a bulk load.
+                sqlx::query("ANALYZE files").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw indexed query for a page of 50, newest first; returns the rows it found.
+    async fn raw(&self, ws: &str, term: Option<&str>) -> Result<usize> {
+        Ok(match (self, term) {
+            (Db::Sqlite(pool), None) => sqlx::query(
+                "SELECT id, name FROM files WHERE workspace_id = $1 AND trashed_at IS NULL \
+                 ORDER BY created_at DESC, id DESC LIMIT 50",
+            )
+            .bind(ws)
+            .fetch_all(pool)
+            .await?
+            .len(),
+            (Db::Sqlite(pool), Some(term)) => sqlx::query(
+                "SELECT id, name FROM files WHERE workspace_id = $1 AND trashed_at IS NULL \
+                 AND rowid IN (SELECT rowid FROM files_search WHERE files_search MATCH $2) \
+                 ORDER BY created_at DESC, id DESC LIMIT 50",
+            )
+            .bind(ws)
+            .bind(format!("\"{term}\""))
+            .fetch_all(pool)
+            .await?
+            .len(),
+            (Db::Postgres(pool), None) => sqlx::query(
+                "SELECT id, name FROM files WHERE workspace_id = $1 AND trashed_at IS NULL \
+                 ORDER BY created_at DESC, id DESC LIMIT 50",
+            )
+            .bind(ws)
+            .fetch_all(pool)
+            .await?
+            .len(),
+            (Db::Postgres(pool), Some(term)) => sqlx::query(
+                "SELECT id, name FROM files WHERE workspace_id = $1 AND trashed_at IS NULL \
+                 AND name_folded LIKE $2 ORDER BY created_at DESC, id DESC LIMIT 50",
+            )
+            .bind(ws)
+            .bind(format!("%{term}%"))
+            .fetch_all(pool)
+            .await?
+            .len(),
+        })
+    }
+}
+
+/// One query, through Cabinet and raw.
+struct Query {
+    label: &'static str,
+    path: String,
+    raw_term: Option<&'static str>,
+    target_ms: f64,
+}
+
+pub async fn run(
+    bench: &mut Bench,
+    sizes: &[u64],
+    postgres: Option<&str>,
+    assert_ms: Option<f64>,
+) -> Result<()> {
+    let data = bench.path(if postgres.is_some() { "cabinet-scale-pg" } else { "cabinet-scale-sqlite" });
+    let mut extra = Vec::new();
+    if let Some(url) = postgres {
+        extra = vec!["--database-url", url];
+    }
+    let cabinet = Cabinet::start(&bench.cabinet_bin, &data, &extra)?;
+    let ws = admin(&bench.cabinet_bin, &data, postgres, &["create-workspace", "--name", "scale"])?;
+    let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
+    let key =
+        admin(&bench.cabinet_bin, &data, postgres, &["create-key", "--workspace", &ws, "--role", "read"])?;
+    let key = key["key"].as_str().context("a key secret")?.to_owned();
+    let db = match postgres {
+        Some(url) => Db::Postgres(PgPoolOptions::new().max_connections(1).connect(url).await?),
+        None => {
+            let url = format!("sqlite://{}", data.join("cabinet.db").display());
+            let options = SqliteConnectOptions::from_str(&url)?.busy_timeout(Duration::from_secs(30));
+            Db::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?)
+        }
+    };
+    let queries = [
+        Query {
+            label: "list 50 (`GET /v1/files?limit=50`)",
+            path: "/v1/files?limit=50".into(),
+            raw_term: None,
+            target_ms: 5.0,
+        },
+        Query {
+            label: "name search (`GET /v1/files?q=…&limit=50`)",
+            path: format!("/v1/files?q={TERM}&limit=50"),
+            raw_term: Some(TERM),
+            target_ms: 20.0,
+        },
+        Query {
+            label: "search (`GET /v1/search?q=…&limit=50`)",
+            path: format!("/v1/search?q={TERM}&limit=50"),
+            raw_term: Some(TERM),
+            target_ms: 20.0,
+        },
+    ];
+    let iterations = if bench.quick { 30 } else { 200 };
+    let mut seeded = 0u64;
+    let mut failures = Vec::new();
+    for &size in sizes {
+        if size > seeded {
+            let started = Instant::now();
+            db.seed(&ws, seeded + 1, size).await?;
+            eprintln!(
+                "scale ({}): seeded {} files in {:.1} s",
+                db.name(),
+                size - seeded,
+                started.elapsed().as_secs_f64()
+            );
+            seeded = size;
+        }
+        for query in &queries {
+            let url = cabinet.at(&query.path);
+            let expected =
+                if query.raw_term.is_some() { (size / 1000).min(50) } else { size.min(50) } as usize;
+            let (mut ours, mut raw) = (Samples::default(), Samples::default());
+            for i in 0..(iterations + 5) {
+                let started = Instant::now();
+                let answer = client::expect(bench.http.get(&url).bearer_auth(&key), 200).await?;
+                let ours_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let started = Instant::now();
+                let rows = db.raw(&ws, query.raw_term).await?;
+                let raw_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let got = answer["data"].as_array().map_or(0, Vec::len);
+                if got < expected.min(rows) || rows < expected {
+                    bail!(
+                        "{} at {size}: Cabinet returned {got} items, raw {rows}, expected {expected}",
+                        query.label
+                    );
+                }
+                if i >= 5 {
+                    ours.push(ours_ms);
+                    raw.push(raw_ms);
+                }
+            }
+            let (p50, p95, p99) = (ours.median(), ours.percentile(95.0), ours.percentile(99.0));
+            eprintln!(
+                "scale ({}, {size}): {}: Cabinet p50 {p50:.2} p95 {p95:.2} p99 {p99:.2} ms; raw p50 {:.2} p99 {:.2} ms",
+                db.name(),
+                query.label,
+                raw.median(),
+                raw.percentile(99.0)
+            );
+            if let Some(limit) = assert_ms {
+                if p50 >= limit {
+                    failures.push(format!(
+                        "{} at {size} on {}: median {p50:.2} ms ≥ {limit} ms",
+                        query.label,
+                        db.name()
+                    ));
+                }
+            }
+            let mut judged = Samples::default();
+            judged.push(p99);
+            bench.rows.push(Row {
+                figure: format!("{} at {size} files, {} (p99 ms)", query.label, db.name()),
+                cabinet: format!("p50 {p50:.2} / p99 {p99:.2} ms (×{:.1} raw p50)", p50 / raw.median()),
+                baseline: format!(
+                    "raw indexed query p50 {:.2} / p99 {:.2} ms",
+                    raw.median(),
+                    raw.percentile(99.0)
+                ),
+                judged,
+                judged_digits: 2,
+                target: Target::Below(query.target_ms),
+                unit: " ms",
+            });
+        }
+    }
+    drop(cabinet);
+    match db {
+        Db::Sqlite(pool) => pool.close().await,
+        Db::Postgres(pool) => pool.close().await,
+    }
+    std::fs::remove_dir_all(&data)?;
+    if !failures.is_empty() {
+        bail!("list/search too slow:\n{}", failures.join("\n"));
+    }
+    Ok(())
+}

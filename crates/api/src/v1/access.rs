@@ -1,0 +1,229 @@
+//! End-user tokens and access rules: `POST /v1/tokens`, `GET|PUT …/access-rules` on files, folders
+//! and the workspace, and the public URL of files whose read rule is `public`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use cabinet_core::rules::{AccessRules, Audience, RuleTarget, RuleView};
+use cabinet_core::{FileId, FolderId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Authenticated;
+use crate::download::serve_file;
+use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::AppState;
+
+/// A token request for one of the app's users.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// The app's id for the user.
+    #[schema(example = "user_42")]
+    pub sub: String,
+    /// Lifetime in seconds, 1 to 86400; default 3600.
+    pub ttl: Option<u64>,
+}
+
+/// An end-user token: send it as `Authorization: Bearer <token>`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenJson {
+    pub token: String,
+    pub sub: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Mint a short-lived token for one of the app's users (admin key only).
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "access",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, body = TokenJson),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_token(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Json(request): Json<TokenRequest>,
+) -> ApiResult<(StatusCode, Json<TokenJson>)> {
+    let (token, expires_at) = state.cabinet.mint_end_user_token(&caller, &request.sub, request.ttl)?;
+    Ok((StatusCode::CREATED, Json(TokenJson { token, sub: request.sub.trim().to_owned(), expires_at })))
+}
+
+/// Rules for `create`, `read` and `delete`: `public`, `authenticated`, `creator` or `admin`;
+/// null inherits (file → folders → workspace → `admin`).
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct RulesJson {
+    pub create: Option<Audience>,
+    pub read: Option<Audience>,
+    pub delete: Option<Audience>,
+    /// Record the uploading end user as creator (default true).
+    pub track_creator: Option<bool>,
+}
+
+/// The rules set here and those in effect after inheritance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessRulesJson {
+    pub rules: RulesJson,
+    pub effective: EffectiveJson,
+}
+
+/// Rules in effect.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectiveJson {
+    pub create: Audience,
+    pub read: Audience,
+    pub delete: Audience,
+    pub track_creator: bool,
+}
+
+impl From<RuleView> for AccessRulesJson {
+    fn from(view: RuleView) -> Self {
+        Self {
+            rules: RulesJson {
+                create: view.own.create,
+                read: view.own.read,
+                delete: view.own.delete,
+                track_creator: view.own.track_creator,
+            },
+            effective: EffectiveJson {
+                create: view.effective.create,
+                read: view.effective.read,
+                delete: view.effective.delete,
+                track_creator: view.effective.track_creator,
+            },
+        }
+    }
+}
+
+fn rules_of(json: RulesJson) -> AccessRules {
+    AccessRules {
+        create: json.create,
+        read: json.read,
+        delete: json.delete,
+        track_creator: json.track_creator,
+    }
+}
+
+/// The workspace's default rules.
+#[utoipa::path(
+    get, path = "/v1/access-rules", tag = "access",
+    responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_workspace_rules(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Json<AccessRulesJson>> {
+    Ok(Json(state.cabinet.access_rules(&caller, &RuleTarget::Workspace).await?.into()))
+}
+
+/// Set the workspace's default rules (admin key only).
+#[utoipa::path(
+    put, path = "/v1/access-rules", tag = "access",
+    request_body = RulesJson,
+    responses((status = 200, body = AccessRulesJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn put_workspace_rules(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Json(rules): Json<RulesJson>,
+) -> ApiResult<Json<AccessRulesJson>> {
+    Ok(Json(state.cabinet.set_access_rules(&caller, &RuleTarget::Workspace, rules_of(rules)).await?.into()))
+}
+
+/// A file's rules.
+#[utoipa::path(
+    get, path = "/v1/files/{id}/access-rules", tag = "access",
+    params(("id" = FileId, Path, description = "File id")),
+    responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_file_rules(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccessRulesJson>> {
+    let target = RuleTarget::File(FileId::parse(&id)?);
+    Ok(Json(state.cabinet.access_rules(&caller, &target).await?.into()))
+}
+
+/// Set a file's rules (admin key only).
+#[utoipa::path(
+    put, path = "/v1/files/{id}/access-rules", tag = "access",
+    params(("id" = FileId, Path, description = "File id")),
+    request_body = RulesJson,
+    responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn put_file_rules(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Json(rules): Json<RulesJson>,
+) -> ApiResult<Json<AccessRulesJson>> {
+    let target = RuleTarget::File(FileId::parse(&id)?);
+    Ok(Json(state.cabinet.set_access_rules(&caller, &target, rules_of(rules)).await?.into()))
+}
+
+/// A folder's rules (inherited by what it holds).
+#[utoipa::path(
+    get, path = "/v1/folders/{id}/access-rules", tag = "access",
+    params(("id" = FolderId, Path, description = "Folder id")),
+    responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_folder_rules(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccessRulesJson>> {
+    let target = RuleTarget::Folder(FolderId::parse(&id)?);
+    Ok(Json(state.cabinet.access_rules(&caller, &target).await?.into()))
+}
+
+/// Set a folder's rules (admin key only).
+#[utoipa::path(
+    put, path = "/v1/folders/{id}/access-rules", tag = "access",
+    params(("id" = FolderId, Path, description = "Folder id")),
+    request_body = RulesJson,
+    responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn put_folder_rules(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Json(rules): Json<RulesJson>,
+) -> ApiResult<Json<AccessRulesJson>> {
+    let target = RuleTarget::Folder(FolderId::parse(&id)?);
+    Ok(Json(state.cabinet.set_access_rules(&caller, &target, rules_of(rules)).await?.into()))
+}
+
+/// The stable public URL of a file whose read rule is `public`; no credentials.
+#[utoipa::path(
+    get, path = "/public/v1/files/{workspace_id}/{file_id}", tag = "access",
+    params(("workspace_id" = String, Path), ("file_id" = String, Path)),
+    responses(
+        (status = 200, description = "The file", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such file, or it is not public", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+    )
+)]
+pub async fn public_file(
+    State(state): State<AppState>,
+    Path((workspace, file)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
+    let file = state.cabinet.public_file(&workspace, &file).await?;
+    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD).await
+}
