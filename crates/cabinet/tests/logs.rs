@@ -6,9 +6,9 @@ mod spawned;
 
 use std::time::Duration;
 
-use spawned::Process;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use spawned::Process;
 
 #[tokio::test]
 async fn no_key_signature_or_signing_secret_reaches_the_logs() {

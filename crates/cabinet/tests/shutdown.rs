@@ -6,9 +6,9 @@ mod spawned;
 
 use std::time::{Duration, Instant};
 
-use spawned::Process;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use spawned::Process;
 
 const SIZE: usize = 20 * 1024;
 

@@ -15,6 +15,7 @@ use crate::errors::db_error;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_spine.sql")),
     (2, include_str!("../migrations/postgres/0002_organising.sql")),
+    (3, include_str!("../migrations/postgres/0003_unknown_size.sql")),
 ];
 /// Serialises migrations when several nodes start at once.
 const MIGRATION_LOCK: i64 = 0x0063_6162_696e_6574;

@@ -16,6 +16,7 @@ use crate::errors::db_error;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_spine.sql")),
     (2, include_str!("../migrations/sqlite/0002_organising.sql")),
+    (3, include_str!("../migrations/sqlite/0003_unknown_size.sql")),
 ];
 
 /// The SQLite metadata store.
