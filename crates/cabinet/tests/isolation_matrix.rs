@@ -19,6 +19,10 @@ enum Guard {
     SignedUrl,
     /// Open to anyone: health probes, the document itself.
     Public,
+    /// The Mavera dialect: a bearer key; the workspace named by `workspace_id` (query or body).
+    Mavera,
+    /// The MAVI dialect: the raw key in `Authorization`; an unknown asset is its 400.
+    Mavi,
 }
 
 fn classify(path: &str) -> Option<Guard> {
@@ -27,6 +31,8 @@ fn classify(path: &str) -> Option<Guard> {
         _ if path.starts_with("/docs") => Some(Guard::Public),
         _ if path.starts_with("/storage/v1/") => Some(Guard::SignedUrl),
         _ if path.starts_with("/v1/") => Some(Guard::ApiKey),
+        _ if path.starts_with("/compat/mavera/api/v1/") => Some(Guard::Mavera),
+        _ if path.starts_with("/compat/mavi/serve/api/v2/") => Some(Guard::Mavi),
         _ => None,
     }
 }
@@ -95,7 +101,7 @@ fn fill_path(template: &str, secrets: &Secrets) -> String {
             if param == "id" { segments[i - 1].trim_end_matches('s') } else { param.trim_end_matches("_id") };
         let value = match kind {
             "workspace" => secrets.a.workspace.to_string(),
-            "file" => secrets.file_id.clone(),
+            "file" | "asset" => secrets.file_id.clone(),
             "upload" => secrets.live_upload_id.clone(),
             "folder" => FolderId::generate().to_string(),
             other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
@@ -152,9 +158,10 @@ fn build(
     path: &str,
     operation: &Value,
     doc: &Value,
+    workspace: Option<&str>,
 ) -> reqwest::RequestBuilder {
     let mut request = server.http.request(method.clone(), format!("{}{path}", server.url));
-    let query: Vec<(String, String)> = operation["parameters"]
+    let mut query: Vec<(String, String)> = operation["parameters"]
         .as_array()
         .into_iter()
         .flatten()
@@ -165,12 +172,21 @@ fn build(
             (p["name"].as_str().unwrap().to_owned(), text)
         })
         .collect();
+    // A dialect that names the workspace in the request itself names A's.
+    if let Some(workspace) = workspace {
+        query.retain(|(name, _)| name != "workspace_id");
+        query.push(("workspace_id".into(), workspace.to_owned()));
+    }
     if !query.is_empty() {
         request = request.query(&query);
     }
     let content = &operation["requestBody"]["content"];
     if let Some(schema) = content.get("application/json").map(|c| &c["schema"]) {
-        request = request.json(&sample(schema, doc, 0));
+        let mut body = sample(schema, doc, 0);
+        if let (Some(workspace), Some(object)) = (workspace, body.as_object_mut()) {
+            object.insert("workspace_id".into(), json!(workspace));
+        }
+        request = request.json(&body);
     } else if content.get("multipart/form-data").is_some() {
         let form = reqwest::multipart::Form::new()
             .part("file", reqwest::multipart::Part::bytes(b"matrix".to_vec()).file_name("matrix.txt"));
@@ -227,8 +243,21 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
             let path = fill_path(template, &secrets);
             let has_ids = template.contains('{');
             for credential in CREDENTIALS {
-                let mut request = build(&server, &method, &path, operation, &doc);
+                let names_a = credential == Credential::OtherTenantNamingA;
+                let workspace = (guard == Guard::Mavera && names_a).then_some(secrets.a.workspace.as_str());
+                let mut request = build(&server, &method, &path, operation, &doc, workspace);
+                let raw_key =
+                    |request: reqwest::RequestBuilder, key: &str| request.header("authorization", key);
                 request = match credential {
+                    _ if guard == Guard::Mavi => match credential {
+                        Credential::OtherTenantNamingA => raw_key(request, &b.key)
+                            .header("x-cabinet-workspace", secrets.a.workspace.as_str()),
+                        Credential::OtherTenantWithAsIds => raw_key(request, &b.key),
+                        Credential::Revoked => raw_key(request, &revoked.secret),
+                        Credential::Garbage => raw_key(request, &garbage),
+                        Credential::Anonymous => request,
+                    },
+                    Credential::OtherTenantNamingA if guard == Guard::Mavera => request.bearer_auth(&b.key),
                     Credential::OtherTenantNamingA => request
                         .bearer_auth(&b.key)
                         .header("x-cabinet-workspace", secrets.a.workspace.as_str()),
@@ -254,10 +283,21 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                     // The signature is the credential; keys neither help nor matter.
                     Guard::SignedUrl => &[StatusCode::FORBIDDEN],
                     // B acting on its own workspace may succeed there; it must not see A's.
-                    Guard::ApiKey if credential == Credential::OtherTenantWithAsIds && !has_ids => continue,
-                    Guard::ApiKey => {
+                    Guard::ApiKey | Guard::Mavera | Guard::Mavi
+                        if credential == Credential::OtherTenantWithAsIds && !has_ids =>
+                    {
+                        continue
+                    }
+                    Guard::ApiKey | Guard::Mavera => {
                         &[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]
                     }
+                    // MAVI answers an asset that is not the caller's with 400 "Asset not found".
+                    Guard::Mavi => &[
+                        StatusCode::BAD_REQUEST,
+                        StatusCode::UNAUTHORIZED,
+                        StatusCode::FORBIDDEN,
+                        StatusCode::NOT_FOUND,
+                    ],
                 };
                 if !expected.contains(&status) {
                     failures.push(format!("expected one of {expected:?} — {case}"));
@@ -288,5 +328,7 @@ fn the_classification_table_covers_the_known_surfaces() {
     assert_eq!(classify("/v1/anything/{id}"), Some(Guard::ApiKey));
     assert_eq!(classify("/storage/v1/files/{workspace_id}/{file_id}"), Some(Guard::SignedUrl));
     assert_eq!(classify("/healthz"), Some(Guard::Public));
-    assert_eq!(classify("/compat/mavera/api/v1/files"), None);
+    assert_eq!(classify("/compat/mavera/api/v1/files"), Some(Guard::Mavera));
+    assert_eq!(classify("/compat/mavi/serve/api/v2/{asset_id}/metadata"), Some(Guard::Mavi));
+    assert_eq!(classify("/compat/elsewhere/files"), None);
 }

@@ -95,6 +95,14 @@ impl Cabinet {
                 message: format!("the file is {size} bytes; the most this workspace accepts is {max_file}"),
             });
         }
+        if request.size.is_none()
+            && workspace
+                .limit_bytes
+                .is_some_and(|limit| limit <= workspace.used_bytes + workspace.reserved_bytes)
+        {
+            // Nothing is reserved for an unknown size, but a full workspace can take nothing.
+            return Err(Error::QuotaExceeded { requested: 1, available: 0 });
+        }
         if let Some(folder) = &request.folder_id {
             self.check_folder(ws, folder).await?;
         }

@@ -1,0 +1,6 @@
+//! The compatibility dialects: each accepts the request shapes of one hosted Files API under its
+//! own prefix and translates them to the same core calls as the native API.
+
+pub mod common;
+pub mod mavera;
+pub mod mavi;
