@@ -58,8 +58,10 @@ pub async fn create_upload_url(
     headers: HeaderMap,
     body: Body,
 ) -> MaveraResult<axum::Json<UploadUrlObject>> {
-    let workspace = body.string("workspace_id")?;
-    let caller = caller(&state, &headers, Some(&workspace)).await?;
+    // The key is checked before the fields: a bad key is a 401 whatever the body says.
+    let workspace = body.opt_string("workspace_id")?;
+    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let workspace = workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let file_name = body.string("file_name")?;
     let file_type = body.string("file_type")?;
     let file_size = body.size("file_size")?;
@@ -169,8 +171,10 @@ pub async fn create_file(
     headers: HeaderMap,
     body: Body,
 ) -> MaveraResult<(StatusCode, axum::Json<FileObject>)> {
-    let workspace = body.string("workspace_id")?;
-    let caller = caller(&state, &headers, Some(&workspace)).await?;
+    // The key is checked before the fields: a bad key is a 401 whatever the body says.
+    let workspace = body.opt_string("workspace_id")?;
+    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let name = body.string("name")?;
     body.string("type")?;
     let url = body.string("url")?;

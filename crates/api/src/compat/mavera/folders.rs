@@ -50,8 +50,8 @@ pub async fn list_folders(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> MaveraResult<axum::Json<FolderList>> {
     let params = Params::from(query)?;
-    let workspace = params.get("workspace_id").ok_or_else(|| MaveraError::missing("workspace_id"))?;
-    let caller = caller(&state, &headers, Some(workspace)).await?;
+    let caller = caller(&state, &headers, params.get("workspace_id")).await?;
+    params.get("workspace_id").ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let parent = match params.get("parent_id") {
         Some(raw) => FolderScope::In(FolderId::parse(raw)?),
         None => FolderScope::Anywhere,
@@ -107,8 +107,10 @@ pub async fn create_folder(
     headers: HeaderMap,
     body: Body,
 ) -> MaveraResult<(StatusCode, axum::Json<FolderObject>)> {
-    let workspace = body.string("workspace_id")?;
-    let caller = caller(&state, &headers, Some(&workspace)).await?;
+    // The key is checked before the fields: a bad key is a 401 whatever the body says.
+    let workspace = body.opt_string("workspace_id")?;
+    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let name = body.string("name")?;
     let parent = body.folder("parent_id")?.flatten();
     let folder = state
