@@ -85,7 +85,7 @@ upload_response = requests.post(
         "workspace_id": workspace_id,
         "folder_id": folder["id"]  # Optional folder (was "folder_xyz")
     })
-print(f"Upload URL for the folder: {upload_response['object']}")
+print(f"Upload URL for the folder: {upload_response.json()['object']}")
 
 # (from the docs) The upload-url endpoint will return an error if quota would be exceeded
 response = requests.post(
