@@ -178,6 +178,8 @@ pub async fn upload(State(state): State<AppState>, request: Request) -> MaviResu
 }
 
 /// What an asset id names.
+// Built and consumed once per request: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Asset {
     /// An upload that has not (yet) become a file.
     Pending(UploadState),
