@@ -48,6 +48,9 @@ pub struct HttpLimits {
     pub rate_limit_per_minute: u32,
     /// Send `Strict-Transport-Security` (the service is reached over https).
     pub strict_transport_security: bool,
+    /// The largest direct upload through the MAVI dialect (its docs say 500 MB); larger files
+    /// get 413 pointing to its signed URL.
+    pub mavi_direct_upload_bytes: u64,
 }
 
 impl Default for HttpLimits {
@@ -60,6 +63,7 @@ impl Default for HttpLimits {
             body_idle_timeout: Duration::from_secs(30),
             rate_limit_per_minute: 6000,
             strict_transport_security: false,
+            mavi_direct_upload_bytes: 500_000_000,
         }
     }
 }

@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         (name = "workspace", description = "Quota and usage"),
         (name = "storage", description = "The signed storage endpoint; the URL is the credential"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "compat-mavera", description = "The Mavera dialect: Mavera's Files and Folders API at /compat/mavera/api/v1"),
+        (name = "compat-mavi", description = "The MAVI dialect: memories.ai's asset API at /compat/mavi/serve/api/v2"),
     )
 )]
 pub struct ApiDoc;
@@ -43,6 +45,15 @@ impl Modify for BearerScheme {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            crate::compat::mavi::RAW_KEY,
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Authorization",
+                    "The MAVI dialect: the raw API key, without `Bearer` (which is accepted too).",
+                ),
+            )),
         );
     }
 }

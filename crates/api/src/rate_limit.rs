@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
 
-use crate::limits::refusal;
+use crate::compat::common::Surface;
 
 const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -97,10 +97,11 @@ fn client_of(request: &Request) -> u64 {
     hasher.finish()
 }
 
-fn set_headers(headers: &mut HeaderMap, per_minute: u32, verdict: &Verdict) {
+fn set_headers(headers: &mut HeaderMap, per_minute: u32, verdict: &Verdict, surface: Surface) {
     headers.insert(LIMIT, HeaderValue::from(per_minute));
     headers.insert(REMAINING, HeaderValue::from(verdict.remaining));
-    headers.insert(RESET, HeaderValue::from(verdict.reset_secs));
+    let reset = surface.rate_limit_reset(verdict.reset_secs, chrono::Utc::now().timestamp());
+    headers.insert(RESET, HeaderValue::from(reset));
 }
 
 /// The middleware: 429 with `Retry-After` once a client's bucket is empty. Health probes are
@@ -110,18 +111,20 @@ pub async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Reques
         return next.run(request).await;
     }
     let verdict = limiter.check(client_of(&request), Instant::now());
+    // Each dialect answers in its own envelope, and Mavera's reset is a unix time.
+    let surface = Surface::of(request.uri().path());
     if !verdict.allowed {
-        let mut response = refusal(
+        let mut response = surface.refusal(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("too many requests; try again in {} s", verdict.retry_after_secs),
         );
-        set_headers(response.headers_mut(), limiter.per_minute, &verdict);
+        set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(verdict.retry_after_secs));
         return response;
     }
     let mut response = next.run(request).await;
-    set_headers(response.headers_mut(), limiter.per_minute, &verdict);
+    set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
     response
 }
 

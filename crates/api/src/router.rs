@@ -40,6 +40,8 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(quota::get_usage))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .merge(crate::compat::mavera::routes())
+        .merge(crate::compat::mavi::routes())
         .with_state(state.clone())
         .split_for_parts();
     // Routes that stream bodies enforce their own limits, by declared size or configuration.

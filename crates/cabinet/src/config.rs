@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Largest direct (`POST /v1/files`) upload, in bytes.
     #[arg(long, env = "CABINET_DIRECT_UPLOAD_MAX_BYTES")]
     pub direct_upload_max_bytes: Option<u64>,
+    /// Largest direct upload through the MAVI dialect (`POST /upload`), in bytes; larger files are
+    /// told to use its signed URL.
+    #[arg(long, env = "CABINET_MAVI_DIRECT_UPLOAD_MAX_BYTES")]
+    pub mavi_direct_upload_max_bytes: Option<u64>,
     /// Largest JSON (base64) upload request body, in bytes.
     #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES")]
     pub json_upload_max_bytes: Option<usize>,
@@ -99,6 +103,7 @@ struct FileSettings {
     download_url_ttl: Option<u64>,
     max_file_bytes: Option<u64>,
     direct_upload_max_bytes: Option<u64>,
+    mavi_direct_upload_max_bytes: Option<u64>,
     json_upload_max_bytes: Option<usize>,
     sweep_interval: Option<u64>,
     shutdown_grace: Option<u64>,
@@ -139,6 +144,7 @@ pub struct ServeConfig {
     pub download_url_ttl: u64,
     pub max_file_bytes: u64,
     pub direct_upload_max_bytes: u64,
+    pub mavi_direct_upload_max_bytes: u64,
     pub json_upload_max_bytes: usize,
     pub sweep_interval: u64,
     pub shutdown_grace: u64,
@@ -206,6 +212,10 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
             .direct_upload_max_bytes
             .or(file.direct_upload_max_bytes)
             .unwrap_or(512 << 20),
+        mavi_direct_upload_max_bytes: args
+            .mavi_direct_upload_max_bytes
+            .or(file.mavi_direct_upload_max_bytes)
+            .unwrap_or(500_000_000),
         json_upload_max_bytes: args.json_upload_max_bytes.or(file.json_upload_max_bytes).unwrap_or(16 << 20),
         sweep_interval: args.sweep_interval.or(file.sweep_interval).unwrap_or(30).max(1),
         shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),

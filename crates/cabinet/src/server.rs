@@ -95,6 +95,7 @@ pub fn http_limits_of(config: &ServeConfig, public_url: &str) -> HttpLimits {
         max_header_bytes: config.max_header_bytes,
         body_idle_timeout: Duration::from_secs(config.body_idle_timeout),
         rate_limit_per_minute: config.rate_limit_per_minute,
+        mavi_direct_upload_bytes: config.mavi_direct_upload_max_bytes,
         strict_transport_security: public_url.starts_with("https://"),
     }
 }

@@ -47,6 +47,10 @@ enum Guard {
     Public,
     /// Open to anyone for files whose read rule is `public`; A's files are not, so 404.
     PublicRule,
+    /// The Mavera dialect: a bearer key; the workspace named by `workspace_id` (query or body).
+    Mavera,
+    /// The MAVI dialect: the raw key in `Authorization`; an unknown asset is its 400.
+    Mavi,
 }
 
 fn classify(path: &str) -> Option<Guard> {
@@ -58,6 +62,8 @@ fn classify(path: &str) -> Option<Guard> {
         _ if path.starts_with("/v1/") => Some(Guard::ApiKey(Shape::Native)),
         _ if path.starts_with("/compat/cms/") => Some(Guard::ApiKey(Shape::Drf)),
         _ if path.starts_with("/compat/serenities/") => Some(Guard::ApiKey(Shape::Serenities)),
+        _ if path.starts_with("/compat/mavera/api/v1/") => Some(Guard::Mavera),
+        _ if path.starts_with("/compat/mavi/serve/api/v2/") => Some(Guard::Mavi),
         _ => None,
     }
 }
@@ -133,7 +139,7 @@ fn fill_path(template: &str, secrets: &Secrets) -> String {
         let value = match kind {
             "workspace" => secrets.a.workspace.to_string(),
             // The CMS dialect's `{api_id}` is a file id.
-            "file" | "api" => secrets.file_id.clone(),
+            "file" | "api" | "asset" => secrets.file_id.clone(),
             "upload" => secrets.live_upload_id.clone(),
             "folder" => FolderId::generate().to_string(),
             other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
@@ -191,9 +197,10 @@ fn build(
     operation: &Value,
     doc: &Value,
     secrets: &Secrets,
+    workspace: Option<&str>,
 ) -> reqwest::RequestBuilder {
     let mut request = server.http.request(method.clone(), format!("{}{path}", server.url));
-    let query: Vec<(String, String)> = operation["parameters"]
+    let mut query: Vec<(String, String)> = operation["parameters"]
         .as_array()
         .into_iter()
         .flatten()
@@ -204,12 +211,21 @@ fn build(
             (p["name"].as_str().unwrap().to_owned(), text)
         })
         .collect();
+    // A dialect that names the workspace in the request itself names A's.
+    if let Some(workspace) = workspace {
+        query.retain(|(name, _)| name != "workspace_id");
+        query.push(("workspace_id".into(), workspace.to_owned()));
+    }
     if !query.is_empty() {
         request = request.query(&query);
     }
     let content = &operation["requestBody"]["content"];
     if let Some(schema) = content.get("application/json").map(|c| &c["schema"]) {
-        request = request.json(&with_ids_of_a(sample(schema, doc, 0), secrets));
+        let mut body = with_ids_of_a(sample(schema, doc, 0), secrets);
+        if let (Some(workspace), Some(object)) = (workspace, body.as_object_mut()) {
+            object.insert("workspace_id".into(), json!(workspace));
+        }
+        request = request.json(&body);
     } else if content.get("multipart/form-data").is_some() {
         let form = reqwest::multipart::Form::new()
             .part("file", reqwest::multipart::Part::bytes(b"matrix".to_vec()).file_name("matrix.txt"));
@@ -301,8 +317,23 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
             let path = fill_path(template, &secrets);
             let has_ids = names_ids_of_a(template, operation, &doc, &secrets);
             for credential in CREDENTIALS {
-                let mut request = build(&server, &method, &path, operation, &doc, &secrets);
+                let names_a = credential == Credential::OtherTenantNamingA;
+                let workspace = (guard == Guard::Mavera && names_a).then_some(secrets.a.workspace.as_str());
+                let mut request = build(&server, &method, &path, operation, &doc, &secrets, workspace);
+                let raw_key =
+                    |request: reqwest::RequestBuilder, key: &str| request.header("authorization", key);
                 request = match credential {
+                    _ if guard == Guard::Mavi => match credential {
+                        Credential::OtherTenantNamingA => raw_key(request, &b.key)
+                            .header("x-cabinet-workspace", secrets.a.workspace.as_str()),
+                        Credential::OtherTenantWithAsIds => raw_key(request, &b.key),
+                        Credential::Revoked => raw_key(request, &revoked.secret),
+                        Credential::Garbage => raw_key(request, &garbage),
+                        Credential::Anonymous => request,
+                        Credential::OtherTenantsEndUser => raw_key(request, &b_user),
+                        Credential::EndUserOfA => raw_key(request, &a_user),
+                    },
+                    Credential::OtherTenantNamingA if guard == Guard::Mavera => request.bearer_auth(&b.key),
                     Credential::OtherTenantNamingA => request
                         .bearer_auth(&b.key)
                         .header("x-cabinet-workspace", secrets.a.workspace.as_str()),
@@ -330,10 +361,9 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                     Guard::PublicRule => &[StatusCode::NOT_FOUND],
                     // The signature is the credential; keys neither help nor matter.
                     Guard::SignedUrl => &[StatusCode::FORBIDDEN],
-                    // B acting on its own workspace may succeed there; it must not see A's.
                     // B acting on its own workspace, or an end user listing their own (empty)
                     // files, may succeed; the leak check above is what holds there.
-                    Guard::ApiKey(_)
+                    Guard::ApiKey(_) | Guard::Mavera | Guard::Mavi
                         if !has_ids
                             && matches!(
                                 credential,
@@ -344,9 +374,16 @@ async fn no_foreign_revoked_garbage_or_missing_credential_reaches_workspace_a() 
                     {
                         continue
                     }
-                    Guard::ApiKey(_) => {
+                    Guard::ApiKey(_) | Guard::Mavera => {
                         &[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::NOT_FOUND]
                     }
+                    // MAVI answers an asset that is not the caller's with 400 "Asset not found".
+                    Guard::Mavi => &[
+                        StatusCode::BAD_REQUEST,
+                        StatusCode::UNAUTHORIZED,
+                        StatusCode::FORBIDDEN,
+                        StatusCode::NOT_FOUND,
+                    ],
                 };
                 if !expected.contains(&status) {
                     failures.push(format!("expected one of {expected:?} — {case}"));
@@ -385,5 +422,7 @@ fn the_classification_table_covers_the_known_surfaces() {
     assert_eq!(classify("/compat/serenities/api/v1/files/get"), Some(Guard::ApiKey(Shape::Serenities)));
     assert_eq!(classify("/storage/v1/files/{workspace_id}/{file_id}"), Some(Guard::SignedUrl));
     assert_eq!(classify("/healthz"), Some(Guard::Public));
-    assert_eq!(classify("/compat/mavera/api/v1/files"), None);
+    assert_eq!(classify("/compat/mavera/api/v1/files"), Some(Guard::Mavera));
+    assert_eq!(classify("/compat/mavi/serve/api/v2/{asset_id}/metadata"), Some(Guard::Mavi));
+    assert_eq!(classify("/compat/elsewhere/files"), None);
 }

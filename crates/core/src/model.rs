@@ -174,8 +174,12 @@ pub struct Upload {
     pub workspace_id: WorkspaceId,
     pub id: UploadId,
     pub name: String,
-    /// Declared size in bytes; reserved against the quota while live.
+    /// Declared size in bytes; reserved against the quota while live. 0 when not `size_known`.
     pub size: u64,
+    /// False when the client did not declare a size (the MAVI dialect's signed URLs): nothing is
+    /// reserved, any size up to the workspace's limits is accepted, and the quota is charged when
+    /// the file is created, like a direct upload.
+    pub size_known: bool,
     pub declared_mime: Option<String>,
     /// Declared sha256, lowercase hex.
     pub sha256: Option<String>,

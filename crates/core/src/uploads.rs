@@ -41,7 +41,9 @@ type Rejection = (FailureReason, Error);
 #[derive(Debug, Clone, Default)]
 pub struct NewUpload {
     pub name: String,
-    pub size: u64,
+    /// The exact size, reserved up front; `None` when the client does not know it (any size up to
+    /// the workspace's limits is accepted and charged when the bytes have arrived).
+    pub size: Option<u64>,
     pub mime_type: Option<String>,
     pub sha256: Option<String>,
     pub folder_id: Option<FolderId>,
@@ -87,14 +89,19 @@ impl Cabinet {
         let sha256 = request.sha256.as_deref().map(parse_sha256).transpose()?;
         let workspace = self.store.get_workspace(ws).await?;
         let max_file = self.max_file_bytes(workspace.max_file_bytes);
-        if request.size > max_file {
+        if let Some(size) = request.size.filter(|size| *size > max_file) {
             return Err(Error::TooLarge {
                 code: "file_too_large",
-                message: format!(
-                    "the file is {} bytes; the most this workspace accepts is {max_file}",
-                    request.size
-                ),
+                message: format!("the file is {size} bytes; the most this workspace accepts is {max_file}"),
             });
+        }
+        if request.size.is_none()
+            && workspace
+                .limit_bytes
+                .is_some_and(|limit| limit <= workspace.used_bytes + workspace.reserved_bytes)
+        {
+            // Nothing is reserved for an unknown size, but a full workspace can take nothing.
+            return Err(Error::QuotaExceeded { requested: 1, available: 0 });
         }
         if let Some(folder) = &request.folder_id {
             self.check_folder(ws, folder).await?;
@@ -108,7 +115,8 @@ impl Cabinet {
             workspace_id: ws.clone(),
             id: UploadId::generate(),
             name,
-            size: request.size,
+            size: request.size.unwrap_or(0),
+            size_known: request.size.is_some(),
             declared_mime,
             sha256,
             folder_id: request.folder_id,
@@ -123,10 +131,13 @@ impl Cabinet {
         };
         self.store.insert_upload_reserving(&upload).await?;
         let incoming = incoming_key(ws, &upload.id);
-        let (url, method, headers, form) = match self.blobs.presign_upload(&incoming, &upload) {
+        // Bytes of unknown size always come through Cabinet, which measures them as they stream.
+        let direct = if upload.size_known { self.blobs.presign_upload(&incoming, &upload) } else { None };
+        let (url, method, headers, form) = match direct {
             Some(direct) => (direct.url, direct.method, direct.headers, direct.form),
             None => {
-                let params = SignedParams { expires, max_bytes: upload.size, attachment: false };
+                let max_bytes = if upload.size_known { upload.size } else { max_file };
+                let params = SignedParams { expires, max_bytes, attachment: false };
                 let query =
                     self.signer.sign(SignedOperation::Upload, ws.as_str(), upload.id.as_str(), &params);
                 let url =
@@ -326,9 +337,11 @@ impl Cabinet {
             self.fail(&upload, FailureReason::Expired).await?;
             return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
         }
-        if content_length.is_some_and(|length| length > upload.size) {
-            self.fail(&upload, FailureReason::SizeMismatch).await?;
-            return Err(too_many_bytes(&upload));
+        let (limit, quota_bound) = self.receive_limit(&upload).await?;
+        if content_length.is_some_and(|length| length > limit) {
+            let (reason, error) = too_large(&upload, limit, quota_bound);
+            self.fail(&upload, reason).await?;
+            return Err(error);
         }
         if !self.store.begin_receiving(ws, id, now).await? {
             return Err(Error::conflict("upload_not_waiting", "this upload is no longer waiting for bytes"));
@@ -336,11 +349,11 @@ impl Cabinet {
         // From here the upload is UPLOADING: if this future is dropped (the client went away, a
         // timeout fired), the guard still fails the upload and releases its reservation.
         let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
-        let staged = match self.blobs.stage(body, upload.size).await {
+        let staged = match self.blobs.stage(body, limit).await {
             Ok(staged) => staged,
             Err(err) => {
                 let (reason, error) = match err {
-                    StageError::TooLarge { .. } => (FailureReason::SizeMismatch, too_many_bytes(&upload)),
+                    StageError::TooLarge { .. } => too_large(&upload, limit, quota_bound),
                     StageError::Body(cause) => (
                         FailureReason::Incomplete,
                         Error::bad_request(
@@ -393,9 +406,32 @@ impl Cabinet {
             }
             Err(err) => {
                 self.delete_blob_quietly(&file.blob_key).await;
-                self.fail(upload, FailureReason::StorageError).await?;
+                let reason = match err {
+                    Error::QuotaExceeded { .. } => FailureReason::QuotaExceeded,
+                    _ => FailureReason::StorageError,
+                };
+                self.fail(upload, reason).await?;
                 Err(err)
             }
+        }
+    }
+
+    /// The most bytes an arriving upload may bring, and whether the quota (rather than a size
+    /// limit) is what bounds it. A declared size is exact; an unknown one may be anything up to the
+    /// workspace's file size limit and what its quota still holds (checked again, atomically, when
+    /// the file is created).
+    async fn receive_limit(&self, upload: &Upload) -> Result<(u64, bool)> {
+        if upload.size_known {
+            return Ok((upload.size, false));
+        }
+        let workspace = self.store.get_workspace(&upload.workspace_id).await?;
+        let file_cap = self.max_file_bytes(workspace.max_file_bytes);
+        match workspace
+            .limit_bytes
+            .map(|limit| limit.saturating_sub(workspace.used_bytes + workspace.reserved_bytes))
+        {
+            Some(quota_cap) if quota_cap < file_cap => Ok((quota_cap, true)),
+            _ => Ok((file_cap, false)),
         }
     }
 
@@ -485,7 +521,7 @@ fn settled(state: UploadState) -> Result<UploadState> {
 
 /// The size rule: exactly the declared number of bytes.
 fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), Rejection> {
-    if size == upload.size {
+    if size == upload.size || !upload.size_known {
         return Ok(());
     }
     Err((
@@ -532,9 +568,19 @@ fn file_of(upload: &Upload, size: u64, sha256: String, head: &[u8], now: DateTim
     file
 }
 
-fn too_many_bytes(upload: &Upload) -> Error {
-    Error::TooLarge {
-        code: "size_exceeded",
-        message: format!("more bytes were sent than the {} the upload declared", upload.size),
+/// Why more than `limit` bytes were refused: more than declared, over the file size limit, or
+/// over what the quota still holds.
+fn too_large(upload: &Upload, limit: u64, quota_bound: bool) -> Rejection {
+    if upload.size_known {
+        let message = format!("more bytes were sent than the {} the upload declared", upload.size);
+        return (FailureReason::SizeMismatch, Error::TooLarge { code: "size_exceeded", message });
     }
+    if quota_bound {
+        return (
+            FailureReason::QuotaExceeded,
+            Error::QuotaExceeded { requested: limit + 1, available: limit },
+        );
+    }
+    let message = format!("the file is larger than the {limit} bytes this workspace accepts");
+    (FailureReason::SizeMismatch, Error::TooLarge { code: "file_too_large", message })
 }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_organising.sql")),
     (3, include_str!("../migrations/postgres/0003_access.sql")),
     (4, include_str!("../migrations/postgres/0004_metering.sql")),
+    (5, include_str!("../migrations/postgres/0005_unknown_size.sql")),
 ];
 
 /// The PostgreSQL metadata store.

@@ -460,7 +460,7 @@ macro_rules! impl_metadata_store {
                     return Err(Self::quota_error(available, upload.size));
                 }
                 sqlx::query(&format!(
-                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
                 ))
                 .bind(upload.workspace_id.as_str())
                 .bind(upload.id.as_str())
@@ -477,6 +477,7 @@ macro_rules! impl_metadata_store {
                 .bind(millis(upload.updated_at))
                 .bind(millis(upload.expires_at))
                 .bind(&upload.created_by)
+                .bind(upload.size_known)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -526,8 +527,11 @@ macro_rules! impl_metadata_store {
                     return Ok(false);
                 };
                 Self::insert_file(&mut tx, file).await?;
-                sqlx::query(
-                    "UPDATE workspaces SET reserved_bytes = reserved_bytes - $1, used_bytes = used_bytes + $2 WHERE id = $3",
+                // Bytes beyond the reservation (an upload of unknown size reserved nothing) must
+                // still fit the limit, checked in this same statement.
+                let charged = sqlx::query(
+                    "UPDATE workspaces SET reserved_bytes = reserved_bytes - $1, used_bytes = used_bytes + $2 \
+                     WHERE id = $3 AND ($2 <= $1 OR limit_bytes IS NULL OR used_bytes + reserved_bytes - $1 + $2 <= limit_bytes)",
                 )
                 .bind(reserved)
                 .bind(bytes(file.size)?)
@@ -535,6 +539,18 @@ macro_rules! impl_metadata_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
+                if charged.rows_affected() == 0 {
+                    let available: Option<i64> = sqlx::query_scalar(
+                        "SELECT limit_bytes - used_bytes - reserved_bytes + $1 FROM workspaces WHERE id = $2",
+                    )
+                    .bind(reserved)
+                    .bind(ws.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .flatten();
+                    return Err(Self::quota_error(available, file.size));
+                }
                 Self::record_usage(&mut tx, ws, file.created_at).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(true)

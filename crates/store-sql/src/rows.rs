@@ -95,6 +95,7 @@ pub(crate) struct UploadRow {
     updated_at: i64,
     expires_at: i64,
     created_by: Option<String>,
+    size_known: bool,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -106,6 +107,7 @@ impl TryFrom<UploadRow> for Upload {
             id: row.id.parse()?,
             name: row.name,
             size: unsigned(row.size)?,
+            size_known: row.size_known,
             declared_mime: row.declared_mime,
             sha256: row.sha256,
             folder_id: row.folder_id.map(|id| id.parse()).transpose()?,
@@ -235,7 +237,7 @@ pub(crate) const FILE_COLUMNS: &str = "workspace_id, id, name, mime_type, size, 
 /// The columns of `uploads`, in `UploadRow`'s order.
 pub(crate) const UPLOAD_COLUMNS: &str =
     "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \
-     failure_reason, file_id, blob_key, created_at, updated_at, expires_at, created_by";
+     failure_reason, file_id, blob_key, created_at, updated_at, expires_at, created_by, size_known";
 /// The columns of `workspaces`, in `WorkspaceRow`'s order.
 pub(crate) const WORKSPACE_COLUMNS: &str =
     "id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at";

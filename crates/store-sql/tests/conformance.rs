@@ -356,6 +356,7 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
         id: UploadId::generate(),
         name: "a.bin".into(),
         size,
+        size_known: true,
         declared_mime: Some("application/octet-stream".into()),
         sha256: None,
         folder_id: None,

@@ -55,7 +55,7 @@ pub async fn create_upload(
             &caller,
             NewUpload {
                 name: request.name,
-                size: request.size,
+                size: Some(request.size),
                 mime_type: request.mime_type,
                 sha256: request.sha256,
                 folder_id: request.folder_id,

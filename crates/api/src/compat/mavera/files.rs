@@ -1,0 +1,410 @@
+//! Mavera's Files API: a presigned upload URL, then `POST /files` to turn the arrived bytes into
+//! the file record (verified against the declared size and checksum by the core upload session),
+//! list/get/update/delete and favorites.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use cabinet_core::listing::{encode_cursor, FileFilter, FolderScope, Paging, Sort};
+use cabinet_core::ports::FileChange;
+use cabinet_core::uploads::NewUpload;
+use cabinet_core::{FileId, FolderId, UploadStatus};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{MaveraError, MaveraErrorBody, MaveraResult};
+use super::shapes::{render_file, render_files, Deleted, FileList, FileObject, UploadUrlObject};
+use super::{caller, Body, Params, PREFIX};
+use crate::compat::common::upload_id_in;
+use crate::error::Path;
+use crate::AppState;
+
+/// `POST /files/upload-url`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadUrlRequest {
+    #[schema(example = "report.pdf")]
+    pub file_name: String,
+    #[schema(example = "application/pdf")]
+    pub file_type: String,
+    #[schema(example = 1024)]
+    pub file_size: u64,
+    #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    pub workspace_id: String,
+    /// SHA-256 of the bytes, hex; the bytes are verified against it.
+    pub checksum: Option<String>,
+    pub folder_id: Option<String>,
+}
+
+/// Get a presigned URL to PUT a file's bytes to; reserves `file_size` against the quota.
+#[utoipa::path(
+    post, path = "/compat/mavera/api/v1/files/upload-url", tag = "compat-mavera",
+    request_body = UploadUrlRequest,
+    responses(
+        (status = 200, body = UploadUrlObject),
+        (status = 400, description = "missing_field / invalid_field (e.g. file_size over the limit)", body = MaveraErrorBody),
+        (status = 401, body = MaveraErrorBody),
+        (status = 402, description = "storage_quota_exceeded", body = MaveraErrorBody),
+        (status = 404, description = "Unknown workspace or folder", body = MaveraErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_upload_url(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> MaveraResult<axum::Json<UploadUrlObject>> {
+    // The key is checked before the fields: a bad key is a 401 whatever the body says.
+    let workspace = body.opt_string("workspace_id")?;
+    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let workspace = workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
+    let file_name = body.string("file_name")?;
+    let file_type = body.string("file_type")?;
+    let file_size = body.size("file_size")?;
+    let checksum = body.opt_string("checksum")?;
+    let folder_id = body.folder("folder_id")?.flatten();
+    let ticket = state
+        .cabinet
+        .start_upload(
+            &caller,
+            NewUpload {
+                name: file_name.clone(),
+                size: Some(file_size),
+                mime_type: Some(file_type.clone()),
+                sha256: checksum.clone(),
+                folder_id: folder_id.clone(),
+                expires_in: None,
+            },
+        )
+        .await
+        .map_err(|err| {
+            let param = match err.code() {
+                "invalid_name" | "name_too_long" => "file_name",
+                "invalid_sha256" => "checksum",
+                code if code.contains("mime") || code.contains("type") => "file_type",
+                _ => "file_size",
+            };
+            MaveraError::from(err).about(param)
+        })?;
+    let upload = &ticket.upload;
+    let mut send: BTreeMap<String, String> = ticket.headers.iter().cloned().collect();
+    if !send.keys().any(|name| name.eq_ignore_ascii_case("content-type")) {
+        send.insert("Content-Type".into(), upload.declared_mime.clone().unwrap_or(file_type.clone()));
+    }
+    if let Some(sha256) = &upload.sha256 {
+        if !send.keys().any(|name| name.eq_ignore_ascii_case("x-amz-checksum-sha256")) {
+            // S3's form of the checksum: base64 of the raw digest (the core checked it is hex).
+            let raw: Vec<u8> = (0..sha256.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&sha256[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            send.insert(
+                "x-amz-checksum-sha256".into(),
+                base64::engine::general_purpose::STANDARD.encode(raw),
+            );
+        }
+    }
+    let public_url = format!("{}{PREFIX}/uploads/{}", state.cabinet.settings().public_url, upload.id);
+    let mut next_body = json!({
+        "name": file_name, "type": file_type, "url": public_url,
+        "workspace_id": workspace, "file_size": file_size,
+    });
+    if let Some(folder) = &folder_id {
+        next_body["folder_id"] = json!(folder);
+    }
+    Ok(axum::Json(UploadUrlObject {
+        object: "upload_url",
+        upload_url: ticket.url.clone(),
+        public_url,
+        key: upload.id.to_string(),
+        expires_in: (upload.expires_at - state.cabinet.now()).num_seconds().max(0),
+        method: "PUT",
+        headers: send,
+        next_step: json!({
+            "description": "PUT the file's bytes to upload_url with these headers, then create the file record.",
+            "endpoint": "POST /api/v1/files",
+            "body": next_body,
+        }),
+    }))
+}
+
+/// `POST /files`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CreateFileRequest {
+    #[schema(example = "report.pdf")]
+    pub name: String,
+    #[serde(rename = "type")]
+    #[schema(example = "application/pdf")]
+    pub mime_type: String,
+    /// The `public_url` (or `upload_url`, or `key`) from `upload-url`.
+    #[schema(example = "upl_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    pub url: String,
+    #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    pub workspace_id: String,
+    #[schema(example = 1024)]
+    pub file_size: u64,
+    pub folder_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Create the file record once the bytes are at the upload URL: the upload is completed (its size
+/// and checksum verified) and the file returned.
+#[utoipa::path(
+    post, path = "/compat/mavera/api/v1/files", tag = "compat-mavera",
+    request_body = CreateFileRequest,
+    responses(
+        (status = 201, body = FileObject),
+        (status = 400, description = "missing_field / invalid_field, or the bytes did not arrive as declared", body = MaveraErrorBody),
+        (status = 401, body = MaveraErrorBody),
+        (status = 402, description = "storage_quota_exceeded", body = MaveraErrorBody),
+        (status = 404, body = MaveraErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> MaveraResult<(StatusCode, axum::Json<FileObject>)> {
+    // The key is checked before the fields: a bad key is a 401 whatever the body says.
+    let workspace = body.opt_string("workspace_id")?;
+    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
+    let name = body.string("name")?;
+    body.string("type")?;
+    let url = body.string("url")?;
+    let file_size = body.size("file_size")?;
+    let folder = body.folder("folder_id")?;
+    let metadata = body.object("metadata")?;
+    let upload_id = upload_id_in(&url)
+        .ok_or_else(|| MaveraError::invalid("url", "url is not a URL that upload-url returned"))?;
+    let done = state.cabinet.complete_upload(&caller, &upload_id).await.map_err(|err| match err.code() {
+        "upload_failed" | "upload_incomplete" | "upload_in_progress" => {
+            MaveraError::invalid("url", err.to_string())
+        }
+        _ => MaveraError::from(err).about("url"),
+    })?;
+    if done.upload.status != UploadStatus::Success || done.upload.size != file_size {
+        return Err(MaveraError::invalid(
+            "file_size",
+            format!("file_size is {file_size}; the upload declared {} bytes", done.upload.size),
+        ));
+    }
+    let mut file = done.file.ok_or(cabinet_core::Error::NotFound("file"))?;
+    let change = FileChange {
+        name: (name != file.name).then_some(name),
+        folder: folder.filter(|target| *target != file.folder_id),
+        metadata,
+        ..Default::default()
+    };
+    if change.name.is_some() || change.folder.is_some() || change.metadata.is_some() {
+        file = state
+            .cabinet
+            .update_file(&caller, &file.id, change)
+            .await
+            .map_err(|e| MaveraError::from(e).about("name"))?;
+    }
+    Ok((StatusCode::CREATED, axum::Json(render_file(&state, &caller, file).await?)))
+}
+
+/// `GET /files` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListFilesParams {
+    /// The workspace (needed when the key has several).
+    pub workspace_id: Option<String>,
+    pub folder_id: Option<String>,
+    /// MIME prefix: `image`, `video`, `application/pdf`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub mime_type: Option<String>,
+    pub is_favorite: Option<bool>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    /// 1 to 100, default 50.
+    pub limit: Option<u32>,
+    /// The id of the last file of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List files, newest first.
+#[utoipa::path(
+    get, path = "/compat/mavera/api/v1/files", tag = "compat-mavera",
+    params(ListFilesParams),
+    responses((status = 200, body = FileList), (status = 400, body = MaveraErrorBody), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_files(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> MaveraResult<axum::Json<FileList>> {
+    let params = Params::from(query)?;
+    let caller = caller(&state, &headers, params.get("workspace_id")).await?;
+    let folder = match params.get("folder_id") {
+        Some(raw) => FolderScope::In(FolderId::parse(raw)?),
+        None => FolderScope::Anywhere,
+    };
+    let filter = FileFilter {
+        folder,
+        name_contains: params.get("search").map(cabinet_core::names::fold),
+        mime_prefix: params.get("type").map(str::to_owned),
+        favorite: params.bool("is_favorite")?.filter(|favorite| *favorite),
+        ..Default::default()
+    };
+    let sort = Sort::NEWEST_FIRST;
+    // Mavera's cursor is the last file's id; the core pages by (created_at, id) after it.
+    let cursor = match params.get("cursor") {
+        Some(raw) => {
+            let id =
+                FileId::parse(raw).map_err(|_| MaveraError::invalid("cursor", "cursor is not a file id"))?;
+            let last = state
+                .cabinet
+                .get_file(&caller, &id)
+                .await
+                .map_err(|_| MaveraError::invalid("cursor", "cursor is not a file of this workspace"))?;
+            Some(encode_cursor(&last, sort))
+        }
+        None => None,
+    };
+    let paging = Paging::parse(Some(params.limit()?), cursor.as_deref(), None, sort)?;
+    let page = state.cabinet.list_files(&caller, filter, sort, paging).await?;
+    let has_more = page.next_cursor.is_some();
+    let next_cursor = has_more.then(|| page.items.last().map(|file| file.id.to_string())).flatten();
+    let data = render_files(&state, &caller, page.items).await?;
+    Ok(axum::Json(FileList { object: "list", data, has_more, next_cursor }))
+}
+
+/// The workspace a request by id names, if any.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct WorkspaceParam {
+    pub workspace_id: Option<String>,
+}
+
+/// One file.
+#[utoipa::path(
+    get, path = "/compat/mavera/api/v1/files/{id}", tag = "compat-mavera",
+    params(("id" = String, Path, description = "File id"), WorkspaceParam),
+    responses((status = 200, body = FileObject), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> MaveraResult<axum::Json<FileObject>> {
+    let params = Params::from(query)?;
+    let caller = caller(&state, &headers, params.get("workspace_id")).await?;
+    let file = state.cabinet.readable_file(&caller, &FileId::parse(&id)?).await?;
+    Ok(axum::Json(render_file(&state, &caller, file).await?))
+}
+
+/// `PATCH /files/{id}`; fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct UpdateFileRequest {
+    pub name: Option<String>,
+    /// A folder id; null moves the file to the root.
+    pub folder_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Rename, move or describe a file.
+#[utoipa::path(
+    patch, path = "/compat/mavera/api/v1/files/{id}", tag = "compat-mavera",
+    params(("id" = String, Path, description = "File id"), WorkspaceParam),
+    request_body = UpdateFileRequest,
+    responses((status = 200, body = FileObject), (status = 400, body = MaveraErrorBody), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody), (status = 409, body = MaveraErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Body,
+) -> MaveraResult<axum::Json<FileObject>> {
+    let params = Params::from(query)?;
+    let workspace = body.opt_string("workspace_id")?.or(params.get("workspace_id").map(str::to_owned));
+    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let change = FileChange {
+        name: body.opt_string("name")?,
+        folder: body.folder("folder_id")?,
+        metadata: body.object("metadata")?,
+        ..Default::default()
+    };
+    let file = state
+        .cabinet
+        .update_file(&caller, &FileId::parse(&id)?, change)
+        .await
+        .map_err(|e| MaveraError::from(e).about("name"))?;
+    Ok(axum::Json(render_file(&state, &caller, file).await?))
+}
+
+/// How a delete behaves.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DeleteParams {
+    pub workspace_id: Option<String>,
+    /// Purge at once (the quota is reclaimed now) instead of moving to the trash.
+    pub permanent: Option<bool>,
+    /// Delete even if something uses the file.
+    pub force: Option<bool>,
+}
+
+/// Delete a file: to the trash (the quota is reclaimed when it is purged), or at once with
+/// `permanent=true`.
+#[utoipa::path(
+    delete, path = "/compat/mavera/api/v1/files/{id}", tag = "compat-mavera",
+    params(("id" = String, Path, description = "File id"), DeleteParams),
+    responses((status = 200, body = Deleted), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody), (status = 409, description = "The file is in use", body = MaveraErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> MaveraResult<axum::Json<Deleted>> {
+    let params = Params::from(query)?;
+    let caller = caller(&state, &headers, params.get("workspace_id")).await?;
+    let permanent = params.bool("permanent")?.unwrap_or(false);
+    let force = params.bool("force")?.unwrap_or(false);
+    let id = FileId::parse(&id)?;
+    if !permanent {
+        // A file already in the trash is gone as far as Mavera is concerned.
+        state.cabinet.readable_file(&caller, &id).await?;
+    }
+    let file = state.cabinet.delete_file(&caller, &id, force, permanent).await?;
+    Ok(axum::Json(Deleted { id: file.id.to_string(), object: "file", deleted: true }))
+}
+
+/// Toggle a file's favorite mark; returns the file.
+#[utoipa::path(
+    post, path = "/compat/mavera/api/v1/files/{id}/favorite", tag = "compat-mavera",
+    params(("id" = String, Path, description = "File id"), WorkspaceParam),
+    responses((status = 200, body = FileObject), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn toggle_favorite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> MaveraResult<axum::Json<FileObject>> {
+    let params = Params::from(query)?;
+    let caller = caller(&state, &headers, params.get("workspace_id")).await?;
+    let file = state.cabinet.toggle_file_favorite(&caller, &FileId::parse(&id)?).await?;
+    Ok(axum::Json(render_file(&state, &caller, file).await?))
+}

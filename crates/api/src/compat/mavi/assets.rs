@@ -1,0 +1,344 @@
+//! MAVI's asset endpoints.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cabinet_core::files::DirectUpload;
+use cabinet_core::uploads::{NewUpload, UploadState};
+use cabinet_core::{Caller, FileId, FileRecord, UploadId, UploadStatus};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::{ok, Envelope, MaviError, MaviErrorBody, MaviResult};
+use super::{caller, PREFIX};
+use crate::download::serve_file;
+use crate::error::Path;
+use crate::AppState;
+
+/// How long a signed URL lives, as MAVI's (about 26 hours).
+const SIGNED_URL_SECONDS: u64 = 93_600;
+
+/// `POST /upload/signed-url`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct SignedUrlRequest {
+    /// The original filename with extension.
+    #[schema(example = "video.mp4")]
+    pub original_filename: String,
+}
+
+/// Where to send the bytes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedUrlData {
+    /// The upload's id; it resolves to the file once the upload succeeded.
+    #[schema(example = "upl_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    pub asset_id: String,
+    /// Takes a multipart POST whose `file` field holds the bytes (or a raw PUT); no key needed.
+    pub signed_url: String,
+    /// Seconds.
+    #[schema(example = 93600)]
+    pub expires_in: i64,
+}
+
+/// Get a signed URL for an upload of any size up to the workspace's limits; the upload completes
+/// by itself when the bytes arrive, and the quota is charged then.
+#[utoipa::path(
+    post, path = "/compat/mavi/serve/api/v2/upload/signed-url", tag = "compat-mavi",
+    request_body = SignedUrlRequest,
+    responses(
+        (status = 200, body = Envelope<SignedUrlData>),
+        (status = 400, body = MaviErrorBody),
+        (status = 401, body = MaviErrorBody),
+        (status = 402, description = "The workspace's storage is full", body = MaviErrorBody),
+    ),
+    security(("mavi_key" = []))
+)]
+pub async fn signed_url(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> MaviResult<Response> {
+    let caller = caller(&state, &headers).await?;
+    let request: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| MaviError::bad("Invalid request parameters"))?;
+    let name = match request.get("original_filename") {
+        Some(serde_json::Value::String(name)) if !name.trim().is_empty() => name.clone(),
+        _ => return Err(MaviError::bad("Invalid request parameters: original_filename is required")),
+    };
+    let ticket = state
+        .cabinet
+        .start_upload(
+            &caller,
+            NewUpload { name, size: None, expires_in: Some(SIGNED_URL_SECONDS), ..Default::default() },
+        )
+        .await?;
+    let expires_in = (ticket.upload.expires_at - state.cabinet.now()).num_seconds().max(0);
+    Ok(ok(Some(SignedUrlData { asset_id: ticket.upload.id.to_string(), signed_url: ticket.url, expires_in })))
+}
+
+/// The direct upload's form.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct DirectUploadForm {
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// The new asset.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetId {
+    #[schema(example = "file_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    pub asset_id: String,
+}
+
+/// Upload a file in the request (multipart `file`), up to 500 MB by default; larger files go
+/// through `/upload/signed-url`.
+#[utoipa::path(
+    post, path = "/compat/mavi/serve/api/v2/upload", tag = "compat-mavi",
+    request_body(content = DirectUploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, body = Envelope<AssetId>),
+        (status = 400, body = MaviErrorBody),
+        (status = 401, body = MaviErrorBody),
+        (status = 402, body = MaviErrorBody),
+        (status = 413, description = "Over the direct upload limit: use /upload/signed-url", body = MaviErrorBody),
+        (status = 415, body = MaviErrorBody),
+    ),
+    security(("mavi_key" = []))
+)]
+pub async fn upload(State(state): State<AppState>, request: Request) -> MaviResult<Response> {
+    let caller = caller(&state, request.headers()).await?;
+    let limit = state.limits.mavi_direct_upload_bytes;
+    let too_large = || MaviError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        msg: format!("The file is larger than {limit} bytes; upload it with {PREFIX}/upload/signed-url"),
+    };
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(MaviError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            msg: "Unsupported media type: send multipart/form-data with a file field".into(),
+        });
+    }
+    // The form's framing is small; a body far over the limit is refused before it is read.
+    if crate::v1::content_length(request.headers())
+        .is_some_and(|length| length > limit.saturating_add(64 * 1024))
+    {
+        return Err(too_large());
+    }
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|e| MaviError::bad(format!("Invalid request parameters: {e}")))?;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| MaviError::bad(format!("Invalid request parameters: {e}")))?
+    {
+        if field.name() != Some("file") {
+            while field.chunk().await.map_err(|e| MaviError::bad(e.to_string()))?.is_some() {}
+            continue;
+        }
+        let name = field.file_name().filter(|n| !n.trim().is_empty()).unwrap_or("file").to_owned();
+        let name = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_owned();
+        let mime = field.content_type().filter(|m| *m != "application/octet-stream").map(str::to_owned);
+        let seen = Arc::new(AtomicU64::new(0));
+        let over = Arc::new(AtomicBool::new(false));
+        let (seen_in, over_in) = (seen.clone(), over.clone());
+        let body = field
+            .map_err(io::Error::other)
+            .map(move |chunk| {
+                let chunk = chunk?;
+                if seen_in.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64 > limit {
+                    over_in.store(true, Ordering::Relaxed);
+                    return Err(io::Error::other("over the direct upload limit"));
+                }
+                Ok(chunk)
+            })
+            .boxed();
+        let meta = DirectUpload { name, mime_type: mime, folder_id: None };
+        let file = match state.cabinet.upload_direct(&caller, meta, body).await {
+            Ok(file) => file,
+            Err(_) if over.load(Ordering::Relaxed) => return Err(too_large()),
+            Err(err) if err.kind() == cabinet_core::ErrorKind::TooLarge => return Err(too_large()),
+            Err(err) => return Err(err.into()),
+        };
+        return Ok(ok(Some(AssetId { asset_id: file.id.to_string() })));
+    }
+    Err(MaviError::bad("Invalid request parameters: the form has no file field"))
+}
+
+/// What an asset id names.
+// Built and consumed once per request: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Asset {
+    /// An upload that has not (yet) become a file.
+    Pending(UploadState),
+    File(FileRecord),
+}
+
+/// Resolves an asset id: an upload id (which names its file once it succeeded) or a file id.
+async fn resolve(state: &AppState, caller: &Caller, id: &str) -> MaviResult<Asset> {
+    let not_found = || MaviError::bad("Asset not found");
+    if id.starts_with(UploadId::PREFIX) {
+        let upload = state.cabinet.get_upload(caller, &UploadId::parse(id)?).await?;
+        return match (upload.upload.status, &upload.file) {
+            (UploadStatus::Success, Some(file)) if file.trashed_at.is_none() => Ok(Asset::File(file.clone())),
+            (UploadStatus::Success, _) => Err(not_found()),
+            _ => Ok(Asset::Pending(upload)),
+        };
+    }
+    let file = state.cabinet.readable_file(caller, &FileId::parse(id)?).await?;
+    Ok(Asset::File(file))
+}
+
+/// One asset's metadata; sizes and times are strings (times in epoch milliseconds).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetMetadata {
+    /// The extension without its dot.
+    #[schema(example = "mp4")]
+    pub extension: String,
+    pub asset_id: String,
+    /// The name without its extension.
+    #[schema(example = "video")]
+    pub original_filename: String,
+    #[schema(example = "133652816")]
+    pub file_size: String,
+    /// `WAITING`, `UPLOADING`, `SUCCESS` or `FAILED`.
+    #[schema(example = "SUCCESS")]
+    pub upload_status: String,
+    #[schema(example = "1766989317192")]
+    pub create_time: String,
+    #[schema(example = "1766989317192")]
+    pub modify_time: String,
+}
+
+/// The metadata list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetadataData {
+    pub total: u64,
+    pub resource: Vec<AssetMetadata>,
+}
+
+fn metadata_of(
+    asset_id: &str,
+    name: &str,
+    size: u64,
+    status: &str,
+    created: DateTime<Utc>,
+    modified: DateTime<Utc>,
+) -> AssetMetadata {
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => (stem, extension),
+        _ => (name, ""),
+    };
+    AssetMetadata {
+        extension: extension.to_owned(),
+        asset_id: asset_id.to_owned(),
+        original_filename: stem.to_owned(),
+        file_size: size.to_string(),
+        upload_status: status.to_owned(),
+        create_time: created.timestamp_millis().to_string(),
+        modify_time: modified.timestamp_millis().to_string(),
+    }
+}
+
+/// An asset's metadata and upload status; poll it until `upload_status` is `SUCCESS`.
+#[utoipa::path(
+    get, path = "/compat/mavi/serve/api/v2/{asset_id}/metadata", tag = "compat-mavi",
+    params(("asset_id" = String, Path, description = "An upload id or a file id")),
+    responses(
+        (status = 200, body = Envelope<MetadataData>),
+        (status = 400, description = "Asset not found", body = MaviErrorBody),
+        (status = 401, body = MaviErrorBody),
+    ),
+    security(("mavi_key" = []))
+)]
+pub async fn metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(asset_id): Path<String>,
+) -> MaviResult<Response> {
+    let caller = caller(&state, &headers).await?;
+    let resource = match resolve(&state, &caller, &asset_id).await? {
+        Asset::File(file) => {
+            metadata_of(&asset_id, &file.name, file.size, "SUCCESS", file.created_at, file.updated_at)
+        }
+        Asset::Pending(UploadState { upload, .. }) => metadata_of(
+            &asset_id,
+            &upload.name,
+            upload.size,
+            upload.status.as_str(),
+            upload.created_at,
+            upload.updated_at,
+        ),
+    };
+    Ok(ok(Some(MetadataData { total: 1, resource: vec![resource] })))
+}
+
+/// The asset's bytes, as an attachment.
+#[utoipa::path(
+    get, path = "/compat/mavi/serve/api/v2/{asset_id}/download", tag = "compat-mavi",
+    params(("asset_id" = String, Path, description = "An upload id or a file id")),
+    responses(
+        (status = 200, description = "The bytes", content_type = "*/*", body = Vec<u8>),
+        (status = 400, description = "Asset not found, or not uploaded yet", body = MaviErrorBody),
+        (status = 401, body = MaviErrorBody),
+    ),
+    security(("mavi_key" = []))
+)]
+pub async fn download(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(asset_id): Path<String>,
+) -> MaviResult<Response<Body>> {
+    let caller = caller(&state, &headers).await?;
+    match resolve(&state, &caller, &asset_id).await? {
+        Asset::File(file) => {
+            serve_file(&state.cabinet, &file, &headers, true, false).await.map_err(|err| err.0.into())
+        }
+        Asset::Pending(pending) => Err(MaviError::bad(format!(
+            "The asset is not ready: upload_status is {}",
+            pending.upload.status.as_str()
+        ))),
+    }
+}
+
+/// Delete an asset, permanently (its storage is reclaimed at once). A pending upload is cancelled.
+#[utoipa::path(
+    delete, path = "/compat/mavi/serve/api/v2/{asset_id}", tag = "compat-mavi",
+    params(("asset_id" = String, Path, description = "An upload id or a file id")),
+    responses(
+        (status = 200, body = Envelope<AssetId>),
+        (status = 400, description = "Asset not found", body = MaviErrorBody),
+        (status = 401, body = MaviErrorBody),
+        (status = 409, description = "The file is in use, or its bytes are arriving", body = MaviErrorBody),
+    ),
+    security(("mavi_key" = []))
+)]
+pub async fn delete_asset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(asset_id): Path<String>,
+) -> MaviResult<Response> {
+    let caller = caller(&state, &headers).await?;
+    match resolve(&state, &caller, &asset_id).await? {
+        Asset::File(file) => {
+            state.cabinet.delete_file(&caller, &file.id, false, true).await?;
+        }
+        Asset::Pending(pending) if pending.upload.status.is_live() => {
+            state.cabinet.cancel_upload(&caller, &pending.upload.id).await?;
+        }
+        Asset::Pending(_) => {}
+    }
+    Ok(ok::<()>(None).into_response())
+}
