@@ -269,6 +269,25 @@ describe('the web console', () => {
     assert.equal(await tile('sunset.png').locator('.star').getAttribute('aria-pressed'), 'true');
   });
 
+  it('renames, moves and trashes a folder from its details', async () => {
+    await page.click('.sidebar a:has-text("All files")');
+    await page.click('#new-folder');
+    await page.fill('#new-folder-name', 'Archive');
+    await page.press('#new-folder-name', 'Enter');
+    await tile('Archive').locator('button.more').click();
+    await page.locator('#details-title', { hasText: 'Archive' }).waitFor();
+    await page.fill('#d-name', 'Archive 2025');
+    await page.selectOption('#d-move', { label: '/Holiday' });
+    await page.click('#details-form button[type=submit]');
+    await page.locator('#status', { hasText: 'Saved “Archive 2025”.' }).waitFor();
+    await tile('Archive 2025').waitFor({ state: 'detached' });
+    await tile('Holiday').locator('a.open').click();
+    await tile('Archive 2025').locator('button.more').click();
+    await page.click('#d-delete');
+    await page.locator('#status', { hasText: 'Moved “Archive 2025” to the trash.' }).waitFor();
+    await tile('Archive 2025').waitFor({ state: 'detached' });
+  });
+
   it('stays usable at 375 px wide', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await tile('sunset.png').waitFor();
