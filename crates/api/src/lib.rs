@@ -1,8 +1,10 @@
 //! Cabinet's HTTP surfaces over the core: the native `/v1` API, the signed storage endpoint,
-//! `/openapi.json` and `/docs`. Handlers are thin: parse, call one core method, render.
+//! `/openapi.json`, `/docs`, and the web console at `/console`. Handlers are thin: parse, call one
+//! core method, render.
 
 pub mod auth;
 pub mod compat;
+pub mod console;
 pub mod download;
 pub mod error;
 pub mod health;

@@ -9,7 +9,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
 use crate::v1::{access, files, folders, quota, search, uploads};
-use crate::{health, storage, AppState};
+use crate::{console, health, storage, AppState};
 
 /// The routes and the OpenAPI document they make.
 pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
@@ -65,5 +65,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(streaming_routes)
         .merge(compat_routes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
+    // The web console: a UI over the routes above, so not in their document.
+    let router = router.merge(console::routes());
     (router, api)
 }

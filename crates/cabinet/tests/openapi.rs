@@ -69,3 +69,39 @@ async fn unknown_routes_get_the_error_shape() {
     let (status, body) = server.send(server.get("/v1/nope")).await;
     support::assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_under_its_own_policy() {
+    let server = TestServer::spawn().await;
+    for (path, content_type) in [
+        ("/console", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/style.css", "text/css"),
+    ] {
+        let response = server.http.get(format!("{}{path}", server.url)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        assert!(header("content-type").starts_with(content_type), "{path}: {}", header("content-type"));
+        let csp = header("content-security-policy");
+        assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{path}: {csp}");
+        assert_eq!(header("cache-control"), "no-cache", "{path}");
+        let etag = header("etag");
+        let again = server
+            .http
+            .get(format!("{}{path}", server.url))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+    let missing = server.http.get(format!("{}/console/nothing.js", server.url)).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let (_, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    assert!(
+        doc["paths"].as_object().unwrap().keys().all(|path| !path.starts_with("/console")),
+        "the console is a UI, not part of the API's document"
+    );
+}

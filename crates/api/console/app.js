@@ -1,0 +1,830 @@
+// Cabinet console: a client of the native API (/v1) with the key the user typed, kept in this
+// tab's sessionStorage. No framework, no build step: the DOM is built with createElement, and
+// every text goes in through textContent, so no name can inject markup.
+
+const $ = (selector) => document.querySelector(selector);
+
+const session = {
+  get key() { return sessionStorage.getItem('cabinet.key'); },
+  get workspace() { return sessionStorage.getItem('cabinet.workspace') || ''; },
+  save(key, workspace) {
+    sessionStorage.setItem('cabinet.key', key);
+    if (workspace) sessionStorage.setItem('cabinet.workspace', workspace);
+    else sessionStorage.removeItem('cabinet.workspace');
+  },
+  clear() {
+    sessionStorage.removeItem('cabinet.key');
+    sessionStorage.removeItem('cabinet.workspace');
+  },
+};
+
+const state = {
+  view: 'files', // files | favorites | trash | tag | search
+  folderId: null,
+  tag: null,
+  query: '',
+  items: [],
+  selected: null,
+  generation: 0,
+};
+
+/** An error the API answered with: its message is meant for people. */
+class ApiFailure extends Error {
+  constructor(message, code, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+function authHeaders() {
+  const headers = { Authorization: `Bearer ${session.key}` };
+  if (session.workspace) headers['X-Cabinet-Workspace'] = session.workspace;
+  return headers;
+}
+
+async function api(method, path, body) {
+  const headers = authHeaders();
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!response.ok) {
+    const message = data?.error?.message || `${response.status} ${response.statusText}`;
+    if (response.status === 401 && path !== '/v1/quota') showSignIn('The key was refused; sign in again.');
+    throw new ApiFailure(message, data?.error?.code, response.status);
+  }
+  return data;
+}
+
+const query = (params) => {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') search.set(name, String(value));
+  }
+  return search.toString();
+};
+
+// ---------------------------------------------------------------- status and formatting
+
+function say(message, kind = 'info') {
+  const status = $('#status');
+  status.textContent = message;
+  status.classList.toggle('error', kind === 'error');
+}
+
+function fail(error) {
+  say(error instanceof ApiFailure ? error.message : `Something went wrong: ${error.message}`, 'error');
+}
+
+function bytes(n) {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
+  let value = n;
+  let unit = -1;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === 'class') node.className = value;
+    else if (name === 'text') node.textContent = value;
+    else if (name === 'dataset') Object.assign(node.dataset, value);
+    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? '' : value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+/** A drawn icon (no icon font, no emoji: both depend on fonts the machine may lack). */
+function iconFor(item) {
+  if (item.type === 'folder') return el('span', { class: 'folder-icon' });
+  const dot = item.name.lastIndexOf('.');
+  const extension = dot > 0 ? item.name.slice(dot + 1) : '';
+  const label = /^[a-z0-9]{1,4}$/i.test(extension) ? extension : (item.mime_type || 'file').split('/')[0].slice(0, 4);
+  return el('span', { class: 'file-icon', text: label.toUpperCase() });
+}
+
+// ---------------------------------------------------------------- signed URLs (cached until near expiry)
+
+const signedUrls = new Map();
+
+async function signedUrl(fileId, download = false) {
+  const cacheKey = `${fileId}:${download}`;
+  const cached = signedUrls.get(cacheKey);
+  if (cached && Date.parse(cached.expires_at) - Date.now() > 60_000) return cached.url;
+  const link = await api('GET', `/v1/files/${encodeURIComponent(fileId)}/download-url?${query({ download: download || undefined })}`);
+  signedUrls.set(cacheKey, link);
+  return link.url;
+}
+
+// ---------------------------------------------------------------- sign in
+
+function showSignIn(message = '') {
+  session.clear();
+  $('#app').hidden = true;
+  $('#signin').hidden = false;
+  $('#signin-error').textContent = message;
+  $('#signin-key').value = '';
+  $('#signin-key').focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const key = $('#signin-key').value.trim();
+  const workspace = $('#signin-workspace').value.trim();
+  if (!key) return;
+  session.save(key, workspace);
+  try {
+    await api('GET', '/v1/quota');
+  } catch (error) {
+    session.clear();
+    $('#signin-error').textContent = error.status === 401 ? 'That key was refused.' : error.message;
+    return;
+  }
+  $('#signin-key').value = '';
+  start();
+}
+
+function start() {
+  $('#signin').hidden = true;
+  $('#app').hidden = false;
+  route();
+  refreshQuota();
+  refreshTags();
+}
+
+// ---------------------------------------------------------------- routing (the hash is the view)
+
+function route() {
+  const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ''));
+  const [view, ...rest] = hash.split('/');
+  const arg = rest.join('/');
+  state.folderId = null;
+  state.tag = null;
+  if (view === 'folder' && arg) { state.view = 'files'; state.folderId = arg; }
+  else if (view === 'favorites') state.view = 'favorites';
+  else if (view === 'trash') state.view = 'trash';
+  else if (view === 'tag' && arg) { state.view = 'tag'; state.tag = arg; }
+  else if (view === 'search') { state.view = 'search'; state.query = arg; $('#search').value = arg; }
+  else state.view = 'files';
+  if (state.view !== 'search') $('#search').value = '';
+  closeDetails();
+  render();
+}
+
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+// ---------------------------------------------------------------- the grid
+
+async function load() {
+  switch (state.view) {
+    case 'files': {
+      const id = state.folderId || 'root';
+      const [contents, folder] = await Promise.all([
+        api('GET', `/v1/folders/${encodeURIComponent(id)}/children?${query({ sort: 'name', limit: 100 })}`),
+        state.folderId ? api('GET', `/v1/folders/${encodeURIComponent(state.folderId)}`) : null,
+      ]);
+      const items = [
+        ...contents.folders.data.map((f) => ({ ...f, type: 'folder' })),
+        ...contents.files.data.map((f) => ({ ...f, type: 'file' })),
+      ];
+      const crumbs = folder ? folderPath(folder) : [];
+      return { title: folder ? folder.name : 'All files', crumbs, items };
+    }
+    case 'favorites': {
+      const [folders, files] = await Promise.all([
+        api('GET', `/v1/folders?${query({ favorite: true, sort: 'name', limit: 100 })}`),
+        api('GET', `/v1/files?${query({ favorite: true, sort: 'name', limit: 100 })}`),
+      ]);
+      const items = [
+        ...folders.data.map((f) => ({ ...f, type: 'folder' })),
+        ...files.data.map((f) => ({ ...f, type: 'file' })),
+      ];
+      return { title: 'Favorites', items };
+    }
+    case 'tag': {
+      const files = await api('GET', `/v1/files?${query({ tags: state.tag, sort: 'name', limit: 100 })}`);
+      return { title: `Tagged “${state.tag}”`, items: files.data.map((f) => ({ ...f, type: 'file' })) };
+    }
+    case 'search': {
+      const found = await api('GET', `/v1/search?${query({ q: state.query, sort: 'name', limit: 100 })}`);
+      const count = found.total === 1 ? '1 result' : `${found.total} results`;
+      return { title: `Search “${state.query}”: ${count}`, items: found.data };
+    }
+    case 'trash': {
+      const trash = await api('GET', '/v1/trash?limit=100');
+      return { title: 'Trash', items: trash.data };
+    }
+    default:
+      return { title: '', items: [] };
+  }
+}
+
+function folderPath(folder) {
+  const path = (folder.path || []).slice();
+  if (!path.length || path[path.length - 1].id !== folder.id) path.push({ id: folder.id, name: folder.name });
+  return path;
+}
+
+async function render() {
+  const generation = ++state.generation;
+  let page;
+  try {
+    page = await load();
+  } catch (error) {
+    if (generation === state.generation) fail(error);
+    return;
+  }
+  // A newer render (the user typed on, or navigated) supersedes this one.
+  if (generation !== state.generation) return;
+  state.items = page.items;
+  $('#view-title').textContent = page.title;
+  renderCrumbs(page.crumbs || []);
+  renderGrid(page.items);
+  for (const link of document.querySelectorAll('.sidebar a')) {
+    const current = (link.dataset.view === state.view && !state.folderId) ||
+      (link.dataset.view === 'files' && state.view === 'files') ||
+      (state.view === 'tag' && link.dataset.tag === state.tag);
+    if (current) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  const trash = state.view === 'trash';
+  $('#folder-actions').hidden = trash;
+  $('#trash-actions').hidden = !trash || page.items.length === 0;
+}
+
+function renderCrumbs(path) {
+  const list = $('#crumbs');
+  list.replaceChildren();
+  const labels = { favorites: 'Favorites', trash: 'Trash', tag: 'Tags', search: 'Search' };
+  const root = state.view === 'files' && !path.length
+    ? el('span', { 'aria-current': 'page', text: 'All files' })
+    : el('a', { href: '#/', text: 'All files' });
+  list.append(el('li', {}, root));
+  if (state.view !== 'files') {
+    list.append(el('li', {}, el('span', { 'aria-current': 'page', text: labels[state.view] })));
+    return;
+  }
+  path.forEach((step, index) => {
+    const last = index === path.length - 1;
+    const node = last
+      ? el('span', { 'aria-current': 'page', text: step.name })
+      : el('a', { href: `#/folder/${encodeURIComponent(step.id)}`, text: step.name });
+    list.append(el('li', {}, node));
+  });
+}
+
+function renderGrid(items) {
+  const grid = $('#grid');
+  grid.replaceChildren(...items.map(tile));
+  $('#empty').hidden = items.length > 0;
+  $('#empty').textContent = state.view === 'files'
+    ? 'Nothing here yet. Drop files here or use “Upload files”.'
+    : state.view === 'trash' ? 'The trash is empty.' : 'Nothing found.';
+}
+
+function tile(item) {
+  const trashed = state.view === 'trash';
+  const thumb = el('span', { class: `thumb ${item.type}`, 'aria-hidden': 'true' }, iconFor(item));
+  if (item.type === 'file' && !trashed && (item.mime_type || '').startsWith('image/')) {
+    signedUrl(item.id).then((url) => {
+      // In the tile at once (a lazy image outside the document never loads); the icon comes
+      // back if the bytes are not an image a browser can draw.
+      const image = el('img', { src: url, alt: '', loading: 'lazy', decoding: 'async' });
+      image.addEventListener('error', () => thumb.replaceChildren(iconFor(item)));
+      thumb.replaceChildren(image);
+    }).catch(() => {});
+  }
+  const meta = item.type === 'folder'
+    ? 'Folder'
+    : `${bytes(item.size)} · ${item.mime_type}`;
+  const label = el('span', { class: 'label' },
+    el('span', { class: 'name', text: item.name, title: item.name }),
+    el('span', { class: 'meta', text: meta }));
+  const open = item.type === 'folder' && !trashed
+    ? el('a', { class: 'open', href: `#/folder/${encodeURIComponent(item.id)}` }, thumb, label)
+    : el('button', { class: 'open', type: 'button', onclick: () => select(item) }, thumb, label);
+  open.setAttribute('aria-label', `${item.type === 'folder' ? 'Folder' : 'File'} ${item.name}, ${meta}`);
+  const node = el('li', { class: 'item', dataset: { id: item.id, type: item.type } }, open);
+  if (trashed) {
+    node.append(el('button', {
+      class: 'restore', type: 'button', text: 'Restore',
+      'aria-label': `Restore ${item.name}`, onclick: () => restore(item),
+    }));
+  } else {
+    if (item.type === 'folder') {
+      node.append(el('button', {
+        class: 'more', type: 'button', text: '⋯', title: 'Details',
+        'aria-label': `Details of ${item.name}`, onclick: () => select(item),
+      }));
+    }
+    node.append(el('button', {
+      class: 'star', type: 'button', text: item.is_favorite ? '★' : '☆',
+      'aria-pressed': String(item.is_favorite), 'aria-label': `Favorite ${item.name}`,
+      title: item.is_favorite ? 'Remove from favorites' : 'Add to favorites',
+      onclick: () => toggleFavorite(item),
+    }));
+  }
+  if (state.selected?.id === item.id) node.classList.add('selected');
+  return node;
+}
+
+function itemOf(node) {
+  const tileNode = node?.closest?.('.item');
+  return tileNode ? state.items.find((item) => item.id === tileNode.dataset.id) : null;
+}
+
+function focusTile(id) {
+  const node = document.querySelector(`.item[data-id="${CSS.escape(id)}"] .open`);
+  if (node) node.focus();
+}
+
+// ---------------------------------------------------------------- folders
+
+function showNewFolder() {
+  $('#new-folder-form').hidden = false;
+  $('#new-folder-name').value = '';
+  $('#new-folder-name').focus();
+}
+
+async function createFolder(event) {
+  event.preventDefault();
+  const name = $('#new-folder-name').value.trim();
+  if (!name) return;
+  try {
+    const folder = await api('POST', '/v1/folders', { name, parent_id: state.folderId || undefined });
+    $('#new-folder-form').hidden = true;
+    say(`Created folder “${folder.name}”.`);
+    await render();
+    focusTile(folder.id);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+// ---------------------------------------------------------------- details: rename, move, metadata
+
+async function folderChoices() {
+  const folders = [];
+  let cursor;
+  do {
+    const page = await api('GET', `/v1/folders?${query({ sort: 'name', limit: 100, cursor })}`);
+    folders.push(...page.data);
+    cursor = page.next_cursor;
+  } while (cursor && folders.length < 1000);
+  const byId = new Map(folders.map((f) => [f.id, f]));
+  const pathOf = (folder) => {
+    const names = [];
+    for (let f = folder, depth = 0; f && depth < 64; f = byId.get(f.parent_id), depth += 1) names.unshift(f.name);
+    return `/${names.join('/')}`;
+  };
+  return folders.map((f) => ({ id: f.id, path: pathOf(f) })).sort((a, b) => a.path.localeCompare(b.path));
+}
+
+async function select(item) {
+  state.selected = item;
+  for (const node of document.querySelectorAll('.item')) node.classList.toggle('selected', node.dataset.id === item.id);
+  const isFile = item.type === 'file';
+  const trashed = Boolean(item.trashed_at);
+  $('#details').hidden = false;
+  $('#details-title').textContent = item.name;
+  $('#d-name').value = item.name;
+  $('#file-fields').hidden = !isFile;
+  $('#d-link').hidden = !isFile || trashed;
+  $('#d-download').hidden = true;
+  $('#d-link-value').hidden = true;
+  $('#d-link-label').hidden = true;
+  $('#d-delete').hidden = trashed;
+  $('#d-favorite').hidden = trashed;
+  $('#details-form').querySelector('button[type=submit]').disabled = trashed;
+  updateFavoriteButton(item);
+  if (isFile) {
+    $('#d-tags').value = (item.tags || []).join(', ');
+    $('#d-alt').value = item.alt_text || '';
+    $('#d-caption').value = item.caption || '';
+    $('#d-copyright').value = item.copyright || '';
+    $('#d-metadata').value = Object.keys(item.metadata || {}).length ? JSON.stringify(item.metadata, null, 2) : '';
+  }
+  const facts = $('#d-facts');
+  facts.replaceChildren();
+  const fact = (name, value) => facts.append(el('dt', { text: name }), el('dd', { text: value }));
+  fact('Type', isFile ? item.mime_type : 'Folder');
+  if (isFile) fact('Size', bytes(item.size));
+  fact('Created', new Date(item.created_at).toLocaleString());
+  fact('Updated', new Date(item.updated_at).toLocaleString());
+  if (trashed) fact('Trashed', new Date(item.trashed_at).toLocaleString());
+  if (isFile) fact('SHA-256', item.sha256);
+  fact('Id', item.id);
+
+  const preview = $('#details-preview');
+  preview.replaceChildren();
+  const move = $('#d-move');
+  move.replaceChildren(el('option', { value: '', text: '/ (top level)' }));
+  const parent = isFile ? item.folder_id : item.parent_id;
+  try {
+    for (const choice of await folderChoices()) {
+      if (item.type === 'folder' && (choice.id === item.id)) continue;
+      move.append(el('option', { value: choice.id, text: choice.path }));
+    }
+    move.value = parent || '';
+    if (isFile && !trashed) {
+      const download = await signedUrl(item.id, true);
+      $('#d-download').href = download;
+      $('#d-download').hidden = false;
+      if ((item.mime_type || '').startsWith('image/')) {
+        preview.append(el('img', { src: await signedUrl(item.id), alt: item.alt_text || item.name }));
+      }
+    }
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function updateFavoriteButton(item) {
+  const button = $('#d-favorite');
+  button.setAttribute('aria-pressed', String(Boolean(item.is_favorite)));
+  button.textContent = item.is_favorite ? '★ Favorite' : '☆ Favorite';
+}
+
+function closeDetails() {
+  const selected = state.selected;
+  state.selected = null;
+  $('#details').hidden = true;
+  for (const node of document.querySelectorAll('.item.selected')) node.classList.remove('selected');
+  return selected;
+}
+
+async function saveDetails(event) {
+  event.preventDefault();
+  const item = state.selected;
+  if (!item) return;
+  const name = $('#d-name').value.trim();
+  const target = $('#d-move').value || null;
+  try {
+    let updated;
+    if (item.type === 'file') {
+      let metadata = {};
+      const raw = $('#d-metadata').value.trim();
+      if (raw) {
+        try { metadata = JSON.parse(raw); } catch { throw new ApiFailure('Metadata must be a JSON object.'); }
+        if (typeof metadata !== 'object' || Array.isArray(metadata) || metadata === null) {
+          throw new ApiFailure('Metadata must be a JSON object.');
+        }
+      }
+      const text = (id) => $(id).value.trim() || null;
+      updated = await api('PATCH', `/v1/files/${encodeURIComponent(item.id)}`, {
+        name,
+        folder_id: target,
+        tags: $('#d-tags').value.split(',').map((tag) => tag.trim()).filter(Boolean),
+        alt_text: text('#d-alt'),
+        caption: text('#d-caption'),
+        copyright: text('#d-copyright'),
+        metadata,
+      });
+      updated.type = 'file';
+      refreshTags();
+    } else {
+      updated = await api('PATCH', `/v1/folders/${encodeURIComponent(item.id)}`, { name, parent_id: target });
+      updated.type = 'folder';
+    }
+    say(`Saved “${updated.name}”.`);
+    await render();
+    const still = state.items.find((i) => i.id === updated.id);
+    if (still) { await select(still); focusTile(still.id); } else closeDetails();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function toggleFavorite(item) {
+  const kind = item.type === 'folder' ? 'folders' : 'files';
+  try {
+    const mark = await api('POST', `/v1/${kind}/${encodeURIComponent(item.id)}/favorite`);
+    say(mark.is_favorite ? `Added “${item.name}” to favorites.` : `Removed “${item.name}” from favorites.`);
+    const selected = state.selected?.id === item.id;
+    await render();
+    const fresh = state.items.find((i) => i.id === item.id);
+    if (selected && fresh) { state.selected = fresh; updateFavoriteButton(fresh); }
+    else if (selected) closeDetails();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function trashItem(item) {
+  const path = item.type === 'folder'
+    ? `/v1/folders/${encodeURIComponent(item.id)}?recursive=true`
+    : `/v1/files/${encodeURIComponent(item.id)}`;
+  try {
+    await api('DELETE', path);
+    if (state.selected?.id === item.id) closeDetails();
+    say(`Moved “${item.name}” to the trash.`);
+    await render();
+    refreshQuota();
+    refreshTags();
+    $('#main').focus();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function restore(item) {
+  const kind = item.type === 'folder' ? 'folders' : 'files';
+  try {
+    const restored = await api('POST', `/v1/${kind}/${encodeURIComponent(item.id)}/restore`);
+    const note = restored.restore || {};
+    let message = `Restored “${item.name}”`;
+    if (note.renamed_to) message += ` as “${note.renamed_to}”`;
+    if (note.restored_to_root) message += ' to the top level';
+    say(`${message}.`);
+    await render();
+    refreshQuota();
+    refreshTags();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function emptyTrash() {
+  if (!window.confirm('Delete everything in the trash for good? This cannot be undone.')) return;
+  try {
+    const done = await api('DELETE', '/v1/trash');
+    say(`Deleted ${done.purged} item(s) for good.`);
+    await render();
+    refreshQuota();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function copyLink() {
+  const item = state.selected;
+  if (!item || item.type !== 'file') return;
+  try {
+    const link = await api('GET', `/v1/files/${encodeURIComponent(item.id)}/download-url`);
+    const field = $('#d-link-value');
+    field.value = link.url;
+    field.hidden = false;
+    $('#d-link-label').hidden = false;
+    const expires = new Date(link.expires_at).toLocaleString();
+    try {
+      await navigator.clipboard.writeText(link.url);
+      say(`Copied a signed link to “${item.name}”; it works until ${expires}.`);
+    } catch {
+      field.select();
+      say(`Here is a signed link to “${item.name}” (works until ${expires}); copy it with Ctrl+C.`);
+    }
+  } catch (error) {
+    fail(error);
+  }
+}
+
+// ---------------------------------------------------------------- uploads
+
+function uploadFiles(fileList) {
+  const files = Array.from(fileList || []);
+  if (!files.length) return;
+  const folderId = state.view === 'files' ? state.folderId : null;
+  $('#uploads-section').hidden = false;
+  const rows = files.map((file) => uploadRow(file));
+  say(files.length === 1 ? `Uploading “${files[0].name}”…` : `Uploading ${files.length} files…`);
+  // Two at a time: steady progress, and the server's quota sees every reservation promptly.
+  let next = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const index = next++;
+      try { await uploadOne(files[index], folderId, rows[index]); } catch (error) { failed += 1; rows[index].fail(error); }
+    }
+  };
+  Promise.all([worker(), worker()]).then(() => {
+    say(failed ? `${failed} of ${files.length} uploads failed.` : `Uploaded ${files.length} file(s).`, failed ? 'error' : 'info');
+    render();
+    refreshQuota();
+  });
+}
+
+function uploadRow(file) {
+  const progress = el('progress', { max: '100', value: '0', 'aria-label': `Progress of ${file.name}` });
+  const percent = el('span', { class: 'up-percent', text: '0%' });
+  const row = el('li', { class: 'upload' }, el('span', { class: 'up-name', text: file.name, title: file.name }), progress, percent);
+  $('#uploads').prepend(row);
+  return {
+    progress(fraction) {
+      const value = Math.round(fraction * 100);
+      progress.value = value;
+      percent.textContent = `${value}%`;
+    },
+    done() {
+      progress.value = 100;
+      percent.textContent = '100%';
+      row.classList.add('done');
+      row.setAttribute('aria-label', `${file.name} uploaded`);
+    },
+    fail(error) {
+      row.classList.add('failed');
+      percent.textContent = 'Failed';
+      row.title = error.message;
+      row.append(el('span', { class: 'visually-hidden', text: `${file.name} failed: ${error.message}` }));
+    },
+  };
+}
+
+async function uploadOne(file, folderId, row) {
+  const ticket = await api('POST', '/v1/uploads', {
+    name: file.name,
+    size: file.size,
+    mime_type: file.type || undefined,
+    folder_id: folderId || undefined,
+  });
+  const result = await sendBytes(ticket, file, (fraction) => row.progress(fraction));
+  if (result?.status !== 'SUCCESS') {
+    // The bytes went straight to object storage: tell Cabinet to verify them.
+    const upload = await api('POST', `/v1/uploads/${encodeURIComponent(ticket.id)}/complete`);
+    if (upload.status !== 'SUCCESS') throw new ApiFailure(`upload ${upload.status.toLowerCase()}: ${upload.reason || ''}`);
+  }
+  row.done();
+}
+
+function sendBytes(ticket, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    let body = file;
+    if (ticket.form) {
+      body = new FormData();
+      for (const field of ticket.form.fields) body.append(field.name, field.value);
+      body.append('file', file);
+      xhr.open('POST', ticket.form.url);
+    } else {
+      xhr.open(ticket.method, ticket.upload_url);
+      for (const [name, value] of Object.entries(ticket.headers || {})) {
+        try { xhr.setRequestHeader(name, value); } catch { /* a header the browser sets itself */ }
+      }
+    }
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener('load', () => {
+      let data = null;
+      try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = null; }
+      if (xhr.status >= 200 && xhr.status < 300) { onProgress(1); resolve(data); }
+      else reject(new ApiFailure(data?.error?.message || `storage answered ${xhr.status}`, data?.error?.code, xhr.status));
+    });
+    xhr.addEventListener('error', () => reject(new ApiFailure('the upload could not reach the storage')));
+    xhr.send(body);
+  });
+}
+
+function setUpDropzone() {
+  const zone = $('#dropzone');
+  let depth = 0;
+  const hasFiles = (event) => Array.from(event.dataTransfer?.types || []).includes('Files');
+  zone.addEventListener('dragenter', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    depth += 1;
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragover', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+  });
+  zone.addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) zone.classList.remove('dragging');
+  });
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    depth = 0;
+    zone.classList.remove('dragging');
+    uploadFiles(event.dataTransfer?.files);
+  });
+  // A file dropped beside the zone must not make the browser leave the console to open it.
+  for (const type of ['dragover', 'drop']) window.addEventListener(type, (event) => event.preventDefault());
+}
+
+// ---------------------------------------------------------------- quota and tags
+
+async function refreshQuota() {
+  try {
+    const quota = await api('GET', '/v1/quota');
+    const used = quota.used_bytes + quota.reserved_bytes;
+    const percent = quota.limit_bytes ? Math.min(100, (used / quota.limit_bytes) * 100) : 0;
+    const fill = $('#quota-fill');
+    fill.style.width = `${percent}%`;
+    fill.classList.toggle('high', percent >= 90);
+    const text = quota.limit_bytes
+      ? `${bytes(quota.used_bytes)} of ${bytes(quota.limit_bytes)}`
+      : `${bytes(quota.used_bytes)} used`;
+    $('#quota-text').textContent = text;
+    const bar = $('#quota');
+    bar.setAttribute('role', 'meter');
+    bar.setAttribute('aria-label', 'Storage used');
+    bar.setAttribute('aria-valuemin', '0');
+    bar.setAttribute('aria-valuemax', '100');
+    bar.setAttribute('aria-valuenow', percent.toFixed(1));
+    bar.setAttribute('aria-valuetext', text);
+  } catch {
+    $('#quota-text').textContent = 'quota unavailable';
+  }
+}
+
+async function refreshTags() {
+  try {
+    const tags = await api('GET', '/v1/tags');
+    $('#tags').replaceChildren(...tags.map(({ tag, count }) => el('li', {},
+      el('a', { href: `#/tag/${encodeURIComponent(tag)}`, dataset: { tag } },
+        tag, el('span', { class: 'count', text: String(count), 'aria-label': `${count} files` })))));
+    $('#tags-heading').hidden = tags.length === 0;
+  } catch {
+    // The tag list is a convenience; the grid says what went wrong.
+  }
+}
+
+// ---------------------------------------------------------------- search as you type
+
+let searchTimer;
+
+function searchAsYouType() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    const q = $('#search').value.trim();
+    if (!q) {
+      if (state.view === 'search') go('#/');
+      return;
+    }
+    state.view = 'search';
+    state.query = q;
+    state.folderId = null;
+    history.replaceState(null, '', `#/search/${encodeURIComponent(q)}`);
+    closeDetails();
+    render();
+  }, 200);
+}
+
+// ---------------------------------------------------------------- keyboard
+
+function onKeyDown(event) {
+  const typing = event.target.closest?.('input, textarea, select');
+  if (event.key === 'Escape') {
+    if (!$('#new-folder-form').hidden) { $('#new-folder-form').hidden = true; $('#new-folder').focus(); return; }
+    const closed = closeDetails();
+    if (closed) focusTile(closed.id);
+    return;
+  }
+  if (event.key === '/' && !typing) {
+    event.preventDefault();
+    $('#search').focus();
+    return;
+  }
+  if (typing) return;
+  const item = itemOf(event.target);
+  if (!item) return;
+  if (event.key === 'Delete' && state.view !== 'trash') {
+    event.preventDefault();
+    trashItem(item);
+  } else if (event.key === 'F2' && state.view !== 'trash') {
+    event.preventDefault();
+    select(item).then(() => { $('#d-name').focus(); $('#d-name').select(); });
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  $('#signin-form').addEventListener('submit', signIn);
+  $('#signout').addEventListener('click', () => showSignIn('Signed out.'));
+  $('#search-form').addEventListener('submit', (event) => event.preventDefault());
+  $('#search').addEventListener('input', searchAsYouType);
+  $('#new-folder').addEventListener('click', showNewFolder);
+  $('#new-folder-form').addEventListener('submit', createFolder);
+  $('#new-folder-cancel').addEventListener('click', () => { $('#new-folder-form').hidden = true; });
+  $('#file-input').addEventListener('change', (event) => { uploadFiles(event.target.files); event.target.value = ''; });
+  $('#empty-trash').addEventListener('click', emptyTrash);
+  $('#details-form').addEventListener('submit', saveDetails);
+  $('#details-close').addEventListener('click', () => { const closed = closeDetails(); if (closed) focusTile(closed.id); });
+  $('#d-favorite').addEventListener('click', () => state.selected && toggleFavorite(state.selected));
+  $('#d-delete').addEventListener('click', () => state.selected && trashItem(state.selected));
+  $('#d-link').addEventListener('click', copyLink);
+  window.addEventListener('hashchange', () => { route(); $('#main').focus({ preventScroll: true }); });
+  document.addEventListener('keydown', onKeyDown);
+  setUpDropzone();
+  if (session.key) start();
+  else showSignIn();
+}
+
+wire();

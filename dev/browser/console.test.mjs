@@ -1,0 +1,315 @@
+// Browser tests of the web console, run by dev/browser-test against a real server: headless
+// Debian chromium driven by playwright-core. The steps share one signed-in page and build on
+// each other, like a user's session: sign in, make a folder, drop files in, find, favorite, tag,
+// link, trash and restore. Screenshots of each stage go to $CABINET_ARTIFACTS_DIR.
+//   CABINET_URL, CABINET_KEY        the server and its bootstrap admin key
+//   CABINET_BROWSER_MODULES         the node_modules holding playwright-core
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+
+const url = process.env.CABINET_URL;
+const key = process.env.CABINET_KEY;
+const artifacts = process.env.CABINET_ARTIFACTS_DIR || 'target/browser-artifacts';
+assert.ok(url && key, 'CABINET_URL and CABINET_KEY are set by dev/browser-test');
+const require = createRequire(join(process.env.CABINET_BROWSER_MODULES || 'node_modules', 'x.js'));
+const { chromium } = require('playwright-core');
+
+const TIMEOUT = 10_000;
+let browser;
+let context;
+let page;
+let profile;
+const problems = [];
+
+async function shot(name, { fullPage = true } = {}) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage });
+}
+
+/** The grid tile of the item with this name. */
+const tile = (name) => page.locator('#grid .item').filter({ has: page.locator('.name', { hasText: new RegExp(`^${name.replace('.', '\\.')}$`) }) });
+
+/** A real 48×32 PNG (a gradient), so the server sniffs image/png and the grid shows it. */
+function png(width = 48, height = 32) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (bytes) => {
+    let c = 0xffffffff;
+    for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'ascii');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = Buffer.alloc(height * (1 + width * 3));
+  for (let y = 0; y < height; y += 1) {
+    const row = y * (1 + width * 3);
+    for (let x = 0; x < width; x += 1) {
+      rows.set([255 - y * 6, 80 + x * 3, 40 + x * 4], row + 1 + x * 3);
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+before(async () => {
+  profile = mkdtempSync(join(tmpdir(), 'cabinet-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+    viewport: { width: 1280, height: 800 },
+  });
+  browser = context.browser();
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: url });
+  page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // A policy violation or a script error is a bug, whatever the step.
+    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of 4\d\d/.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await browser?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+describe('the web console', () => {
+  it('is served from the binary under a policy that admits only its own origin', async () => {
+    const response = await page.goto(`${url}/console`);
+    assert.equal(response.status(), 200);
+    const csp = response.headers()['content-security-policy'];
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:/);
+    await page.locator('#signin-key').waitFor();
+    await shot('01-sign-in');
+  });
+
+  it('refuses a wrong key and signs in with the right one', async () => {
+    await page.fill('#signin-key', 'cab_not_a_real_key');
+    await page.press('#signin-key', 'Enter');
+    await page.locator('#signin-error', { hasText: 'refused' }).waitFor();
+    await page.fill('#signin-key', key);
+    await page.click('button:has-text("Sign in")');
+    await page.locator('#app').waitFor();
+    await page.locator('#view-title', { hasText: 'All files' }).waitFor();
+  });
+
+  it('creates a folder, goes into it, and back by the breadcrumbs', async () => {
+    await page.click('#new-folder');
+    await page.fill('#new-folder-name', 'Holiday');
+    await page.press('#new-folder-name', 'Enter');
+    await tile('Holiday').waitFor();
+    await tile('Holiday').locator('a.open').click();
+    await page.locator('#crumbs [aria-current="page"]', { hasText: 'Holiday' }).waitFor();
+    await page.locator('#view-title', { hasText: 'Holiday' }).waitFor();
+    await page.click('#crumbs a:has-text("All files")');
+    await page.locator('#view-title', { hasText: 'All files' }).waitFor();
+    await tile('Holiday').waitFor();
+    // And by keyboard: focus the folder's link and press Enter.
+    await tile('Holiday').locator('a.open').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#crumbs [aria-current="page"]', { hasText: 'Holiday' }).waitFor();
+  });
+
+  it('uploads files dropped on the grid, with progress reaching 100%', async () => {
+    const image = png().toString('base64');
+    await page.evaluate(async (imageBase64) => {
+      const bytes = Uint8Array.from(atob(imageBase64), (c) => c.charCodeAt(0));
+      const big = new Uint8Array(3 * 1024 * 1024);
+      for (let i = 0; i < big.length; i += 1) big[i] = (i * 31) & 0xff;
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], 'sunset.png', { type: 'image/png' }));
+      data.items.add(new File(['Packing list: towel, sunscreen.\n'], 'notes.txt', { type: 'text/plain' }));
+      data.items.add(new File([big], 'raw-footage.bin', { type: 'application/octet-stream' }));
+      const zone = document.querySelector('#dropzone');
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+      }
+    }, image);
+    const rows = page.locator('#uploads li');
+    await assert.doesNotReject(rows.nth(2).waitFor());
+    for (const name of ['sunset.png', 'notes.txt', 'raw-footage.bin']) {
+      const row = rows.filter({ hasText: name });
+      await row.locator('.up-percent', { hasText: '100%' }).waitFor();
+      assert.equal(await row.locator('progress').evaluate((p) => p.value), 100);
+      await tile(name).waitFor();
+    }
+    await page.locator('#status', { hasText: 'Uploaded 3 file(s).' }).waitFor();
+  });
+
+  it('shows image thumbnails from signed URLs', async () => {
+    const image = tile('sunset.png').locator('.thumb img');
+    await image.waitFor();
+    const src = await image.getAttribute('src');
+    assert.ok(src.startsWith(`${url}/storage/`), src);
+    await page.waitForFunction(() => document.querySelector('#grid .thumb img')?.naturalWidth === 48);
+    await shot('02-folder-with-uploads');
+  });
+
+  it('shows the usage in the quota bar', async () => {
+    await page.waitForFunction(() => !/^(…|0 B)/.test(document.querySelector('#quota-text').textContent));
+    const text = await page.textContent('#quota-text');
+    assert.match(text, /MB/, text); // 3 MiB and a little
+    assert.match(await page.getAttribute('#quota', 'aria-valuetext'), /MB/);
+  });
+
+  it('finds a file as the user types', async () => {
+    await page.click('#search');
+    await page.keyboard.type('suns', { delay: 40 });
+    await page.locator('#view-title', { hasText: 'Search “suns”: 1 result' }).waitFor();
+    await tile('sunset.png').waitFor();
+    assert.equal(await page.locator('#grid .item').count(), 1);
+    assert.match(page.url(), /#\/search\/suns$/);
+    await shot('03-search');
+  });
+
+  it('marks a favorite and lists it under Favorites', async () => {
+    const star = tile('sunset.png').locator('.star');
+    await star.click();
+    await page.locator('#status', { hasText: 'Added “sunset.png” to favorites.' }).waitFor();
+    assert.equal(await tile('sunset.png').locator('.star').getAttribute('aria-pressed'), 'true');
+    await page.click('.sidebar a:has-text("Favorites")');
+    await page.locator('#view-title', { hasText: 'Favorites' }).waitFor();
+    await tile('sunset.png').waitFor();
+    assert.equal(await page.inputValue('#search'), '');
+  });
+
+  it('edits tags and metadata, and lists the file by tag', async () => {
+    await tile('sunset.png').locator('button.open').click();
+    await page.locator('#details-title', { hasText: 'sunset.png' }).waitFor();
+    await page.fill('#d-tags', 'beach, Summer 2024');
+    await page.fill('#d-alt', 'An orange sky over the sea');
+    await page.fill('#d-metadata', '{"camera": "phone"}');
+    await page.click('#details-form button[type=submit]');
+    await page.locator('#status', { hasText: 'Saved “sunset.png”.' }).waitFor();
+    await page.locator('#tags a', { hasText: 'beach' }).waitFor();
+    const saved = await page.evaluate(async ({ key }) => {
+      const found = await fetch('/v1/files?q=sunset', { headers: { Authorization: `Bearer ${key}` } }).then((r) => r.json());
+      return found.data[0];
+    }, { key });
+    assert.deepEqual(saved.tags, ['beach', 'summer 2024']);
+    assert.equal(saved.alt_text, 'An orange sky over the sea');
+    assert.deepEqual(saved.metadata, { camera: 'phone' });
+    await page.click('#tags a:has-text("beach")');
+    await page.locator('#view-title', { hasText: 'Tagged “beach”' }).waitFor();
+    await tile('sunset.png').waitFor();
+  });
+
+  it('copies a signed link that works without a key', async () => {
+    await tile('sunset.png').locator('button.open').click();
+    await page.locator('#details-title', { hasText: 'sunset.png' }).waitFor();
+    await page.click('#d-link');
+    await page.locator('#d-link-value').waitFor();
+    const link = await page.inputValue('#d-link-value');
+    assert.ok(link.startsWith(`${url}/storage/v1/files/`), link);
+    await page.locator('#status', { hasText: /signed link/ }).waitFor();
+    const clipboard = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(clipboard, link);
+    const response = await page.request.get(link);
+    assert.equal(response.status(), 200);
+    assert.deepEqual(await response.body(), png());
+    await shot('04-details');
+  });
+
+  it('renames with F2 from the grid', async () => {
+    await page.click('.sidebar a:has-text("All files")');
+    await tile('Holiday').locator('a.open').click();
+    await tile('notes.txt').waitFor();
+    await tile('notes.txt').locator('button.open').focus();
+    await page.keyboard.press('F2');
+    await page.locator('#d-name:focus').waitFor();
+    await page.keyboard.type('packing-list.txt');
+    await page.keyboard.press('Enter');
+    await tile('packing-list.txt').waitFor();
+  });
+
+  it('moves a file to the trash with Delete and restores it from the trash', async () => {
+    await page.keyboard.press('Escape');
+    await tile('sunset.png').locator('button.open').focus();
+    await page.keyboard.press('Delete');
+    await page.locator('#status', { hasText: 'Moved “sunset.png” to the trash.' }).waitFor();
+    await tile('sunset.png').waitFor({ state: 'detached' });
+    await page.click('.sidebar a:has-text("Trash")');
+    await page.locator('#view-title', { hasText: 'Trash' }).waitFor();
+    await tile('sunset.png').waitFor();
+    await shot('05-trash');
+    await tile('sunset.png').locator('button.restore').click();
+    await page.locator('#status', { hasText: 'Restored “sunset.png”.' }).waitFor();
+    await tile('sunset.png').waitFor({ state: 'detached' });
+    await page.click('.sidebar a:has-text("All files")');
+    await tile('Holiday').locator('a.open').click();
+    await tile('sunset.png').waitFor();
+    assert.equal(await tile('sunset.png').locator('.star').getAttribute('aria-pressed'), 'true');
+  });
+
+  it('renames, moves and trashes a folder from its details', async () => {
+    await page.click('.sidebar a:has-text("All files")');
+    await page.click('#new-folder');
+    await page.fill('#new-folder-name', 'Archive');
+    await page.press('#new-folder-name', 'Enter');
+    await tile('Archive').locator('button.more').click();
+    await page.locator('#details-title', { hasText: 'Archive' }).waitFor();
+    await page.fill('#d-name', 'Archive 2025');
+    await page.selectOption('#d-move', { label: '/Holiday' });
+    await page.click('#details-form button[type=submit]');
+    await page.locator('#status', { hasText: 'Saved “Archive 2025”.' }).waitFor();
+    await tile('Archive 2025').waitFor({ state: 'detached' });
+    await tile('Holiday').locator('a.open').click();
+    await tile('Archive 2025').locator('button.more').click();
+    await page.click('#d-delete');
+    await page.locator('#status', { hasText: 'Moved “Archive 2025” to the trash.' }).waitFor();
+    await tile('Archive 2025').waitFor({ state: 'detached' });
+  });
+
+  it('stays usable at 375 px wide', async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+    await tile('sunset.png').waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+    assert.ok(await page.locator('#search').isVisible());
+    assert.ok(await page.locator('label[for=file-input]').isVisible());
+    await shot('06-narrow');
+    await tile('sunset.png').locator('button.open').click();
+    await page.locator('#details-title', { hasText: 'sunset.png' }).waitFor();
+    await shot('07-narrow-details', { fullPage: false }); // the panel covers the screen
+    await page.keyboard.press('Escape');
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it('signs out and forgets the key', async () => {
+    await page.click('#signout');
+    await page.locator('#signin-key').waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('cabinet.key')), null);
+  });
+
+  it('logged no script error or policy violation', () => {
+    assert.deepEqual(problems, []);
+  });
+});
