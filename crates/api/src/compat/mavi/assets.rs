@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::envelope::{ok, Envelope, MaviError, MaviErrorBody, MaviResult};
+use super::envelope::{ok, DoneBody, Envelope, MaviError, MaviErrorBody, MaviResult};
 use super::{caller, PREFIX};
 use crate::download::serve_file;
 use crate::error::Path;
@@ -318,7 +318,7 @@ pub async fn download(
     delete, path = "/compat/mavi/serve/api/v2/{asset_id}", tag = "compat-mavi",
     params(("asset_id" = String, Path, description = "An upload id or a file id")),
     responses(
-        (status = 200, body = Envelope<AssetId>),
+        (status = 200, description = "Deleted; `data` is null", body = DoneBody),
         (status = 400, description = "Asset not found", body = MaviErrorBody),
         (status = 401, body = MaviErrorBody),
         (status = 409, description = "The file is in use, or its bytes are arriving", body = MaviErrorBody),

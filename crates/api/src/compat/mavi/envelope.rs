@@ -37,6 +37,21 @@ pub struct MaviErrorBody {
     pub failed: bool,
 }
 
+/// A MAVI success that carries no data (`data` is null), as a delete answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DoneBody {
+    #[schema(example = 200)]
+    pub code: u16,
+    #[schema(example = "success")]
+    pub msg: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<()>,
+    #[schema(example = true)]
+    pub success: bool,
+    #[schema(example = false)]
+    pub failed: bool,
+}
+
 /// A successful MAVI response.
 pub fn ok<T: Serialize>(data: Option<T>) -> Response {
     let body = Envelope { code: 200, msg: "success".into(), data, success: true, failed: false };

@@ -344,7 +344,11 @@ pub async fn upload(
 #[utoipa::path(
     post, path = "/compat/serenities/api/v1/files/getUsage", tag = "compat-serenities",
     request_body = NoParams,
-    responses((status = 200, body = SerenitiesUsage), (status = 401, body = SerenitiesErrorBody)),
+    responses(
+        (status = 200, body = SerenitiesUsage),
+        (status = 400, description = "The body is not a JSON object", body = SerenitiesErrorBody),
+        (status = 401, body = SerenitiesErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn get_usage(
@@ -359,7 +363,11 @@ pub async fn get_usage(
 #[utoipa::path(
     post, path = "/compat/serenities/api/v1/files/getQuota", tag = "compat-serenities",
     request_body = NoParams,
-    responses((status = 200, body = SerenitiesQuota), (status = 401, body = SerenitiesErrorBody)),
+    responses(
+        (status = 200, body = SerenitiesQuota),
+        (status = 400, description = "The body is not a JSON object", body = SerenitiesErrorBody),
+        (status = 401, body = SerenitiesErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn get_quota(
