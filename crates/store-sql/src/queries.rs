@@ -676,14 +676,31 @@ macro_rules! impl_metadata_store {
                 sort: Sort,
                 paging: &Paging,
             ) -> Result<(Vec<FileRecord>, u64)> {
-                let mut qb = QueryBuilder::<'static, $db>::new(format!("SELECT {FILE_COLUMNS} FROM files f"));
+                // A name match is the costly part of a filtered list: count its matches in the
+                // same pass (a window over them) rather than matching twice. A cursor page needs
+                // every match counted, not only those after the cursor, so it counts apart.
+                let count_in_page = filter.name_contains.is_some() && !matches!(paging.start, Start::After(_));
+                // The window would read every live file of an unfiltered list: count those from the
+                // index instead.
+                let total_column = if count_in_page { "COUNT(*) OVER ()" } else { "CAST(0 AS BIGINT)" };
+                let mut qb = QueryBuilder::<'static, $db>::new(format!(
+                    "SELECT {FILE_COLUMNS}, {total_column} AS total_matches FROM files f"
+                ));
                 Self::push_file_filter(&mut qb, ws, filter);
                 Self::push_page(&mut qb, "f", sort, paging);
-                let rows: Vec<FileRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
-                let files = rows.into_iter().map(FileRecord::try_from).collect::<Result<Vec<_>>>()?;
-                let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM files f");
-                Self::push_file_filter(&mut count, ws, filter);
-                Ok((files, self.count(count).await?))
+                let rows: Vec<crate::rows::CountedFileRow> =
+                    qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let counted = rows.first().map(|row| row.total_matches.max(0) as u64);
+                let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
+                let total = match counted {
+                    Some(total) if count_in_page => total,
+                    _ => {
+                        let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM files f");
+                        Self::push_file_filter(&mut count, ws, filter);
+                        self.count(count).await?
+                    }
+                };
+                Ok((files, total))
             }
 
             async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
@@ -1273,21 +1290,32 @@ macro_rules! impl_metadata_store {
                     Self::push_file_filter(qb, ws, files);
                     qb.push(") AS hits");
                 };
-                let mut qb = QueryBuilder::<'static, $db>::new("SELECT hits.kind, hits.id FROM ");
+                // Counted in the same pass as the page, as in `list_files`.
+                let count_in_page = !matches!(paging.start, Start::After(_));
+                let mut qb =
+                    QueryBuilder::<'static, $db>::new("SELECT hits.kind, hits.id, COUNT(*) OVER () AS total_matches FROM ");
                 union(&mut qb);
                 qb.push(" WHERE 1 = 1");
                 Self::push_page(&mut qb, "hits", sort, paging);
-                let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let rows: Vec<(String, String, i64)> =
+                    qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let counted = rows.first().map(|(_, _, total)| (*total).max(0) as u64);
                 let mut hits = Vec::with_capacity(rows.len());
-                for (kind, id) in rows {
+                for (kind, id, _) in rows {
                     hits.push(match kind.as_str() {
                         "folder" => SearchHit::Folder(cabinet_core::MetadataStore::get_folder(self, ws, &id.parse()?).await?),
                         _ => SearchHit::File(cabinet_core::MetadataStore::get_file(self, ws, &id.parse()?).await?),
                     });
                 }
-                let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM ");
-                union(&mut count);
-                Ok((hits, self.count(count).await?))
+                let total = match counted {
+                    Some(total) if count_in_page => total,
+                    _ => {
+                        let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM ");
+                        union(&mut count);
+                        self.count(count).await?
+                    }
+                };
+                Ok((hits, total))
             }
 
             async fn reconcile_ledger(&self, ws: &WorkspaceId, repair: bool, at: DateTime<Utc>) -> Result<cabinet_core::ports::LedgerCheck> {

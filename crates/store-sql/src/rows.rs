@@ -175,6 +175,14 @@ impl TryFrom<FileRow> for FileRecord {
     }
 }
 
+/// A file row with the number of rows its query matched in all.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CountedFileRow {
+    #[sqlx(flatten)]
+    pub file: FileRow,
+    pub total_matches: i64,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct FolderRow {
     workspace_id: String,

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_access.sql")),
     (4, include_str!("../migrations/sqlite/0004_metering.sql")),
     (5, include_str!("../migrations/sqlite/0005_unknown_size.sql")),
+    (6, include_str!("../migrations/sqlite/0006_live_files.sql")),
 ];
 
 /// The SQLite metadata store.
