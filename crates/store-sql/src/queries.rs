@@ -1300,12 +1300,51 @@ macro_rules! impl_metadata_store {
                 let rows: Vec<(String, String, i64)> =
                     qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
                 let counted = rows.first().map(|(_, _, total)| (*total).max(0) as u64);
+                // Load the page's folders and files with one query each, then keep the page's order.
+                let ids_of = |wanted: &str| -> Vec<String> {
+                    rows.iter().filter(|(kind, _, _)| kind == wanted).map(|(_, id, _)| id.clone()).collect()
+                };
+                let (folder_ids, file_ids) = (ids_of("folder"), ids_of("file"));
+                let mut folders_by_id = HashMap::new();
+                if !folder_ids.is_empty() {
+                    let mut load = QueryBuilder::<'static, $db>::new(format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = "));
+                    load.push_bind(ws.to_string());
+                    load.push(" AND id IN (");
+                    let mut list = load.separated(", ");
+                    for id in folder_ids {
+                        list.push_bind(id);
+                    }
+                    load.push(")");
+                    let loaded: Vec<FolderRow> = load.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                    for row in loaded {
+                        let folder = Folder::try_from(row)?;
+                        folders_by_id.insert(folder.id.to_string(), folder);
+                    }
+                }
+                let mut files_by_id = HashMap::new();
+                if !file_ids.is_empty() {
+                    let mut load = QueryBuilder::<'static, $db>::new(format!("SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = "));
+                    load.push_bind(ws.to_string());
+                    load.push(" AND id IN (");
+                    let mut list = load.separated(", ");
+                    for id in file_ids {
+                        list.push_bind(id);
+                    }
+                    load.push(")");
+                    let loaded: Vec<FileRow> = load.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                    for row in loaded {
+                        let file = FileRecord::try_from(row)?;
+                        files_by_id.insert(file.id.to_string(), file);
+                    }
+                }
                 let mut hits = Vec::with_capacity(rows.len());
                 for (kind, id, _) in rows {
-                    hits.push(match kind.as_str() {
-                        "folder" => SearchHit::Folder(cabinet_core::MetadataStore::get_folder(self, ws, &id.parse()?).await?),
-                        _ => SearchHit::File(cabinet_core::MetadataStore::get_file(self, ws, &id.parse()?).await?),
-                    });
+                    let hit = match kind.as_str() {
+                        "folder" => folders_by_id.remove(&id).map(SearchHit::Folder),
+                        _ => files_by_id.remove(&id).map(SearchHit::File),
+                    };
+                    // A hit deleted between the two queries is simply gone from this page.
+                    hits.extend(hit);
                 }
                 let total = match counted {
                     Some(total) if count_in_page => total,
