@@ -99,6 +99,41 @@ pub struct FileFilter {
     pub created_by: Option<String>,
 }
 
+impl FileFilter {
+    /// Whether the filter keeps every live file of the workspace: the default list, whose
+    /// `total` the store keeps as a counter rather than counting.
+    pub fn is_every_live_file(&self) -> bool {
+        let FileFilter {
+            folder,
+            name_contains,
+            mime_prefix,
+            tags_all,
+            tags_any,
+            favorite,
+            referenced_by,
+            trashed,
+            created_from,
+            created_to,
+            min_size,
+            max_size,
+            created_by,
+        } = self;
+        *folder == FolderScope::Anywhere
+            && name_contains.is_none()
+            && mime_prefix.is_none()
+            && tags_all.is_empty()
+            && tags_any.is_empty()
+            && favorite.is_none()
+            && referenced_by.is_none()
+            && !trashed
+            && created_from.is_none()
+            && created_to.is_none()
+            && min_size.is_none()
+            && max_size.is_none()
+            && created_by.is_none()
+    }
+}
+
 /// Which folders.
 #[derive(Debug, Clone, Default)]
 pub struct FolderFilter {

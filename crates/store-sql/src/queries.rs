@@ -694,6 +694,11 @@ macro_rules! impl_metadata_store {
                 let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
                 let total = match counted {
                     Some(total) if count_in_page => total,
+                    _ if filter.is_every_live_file() => {
+                        let mut count = QueryBuilder::<'static, $db>::new("SELECT live_files FROM workspaces WHERE id = ");
+                        count.push_bind(ws.to_string());
+                        self.count(count).await?
+                    }
                     _ => {
                         let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM files f");
                         Self::push_file_filter(&mut count, ws, filter);
@@ -705,6 +710,7 @@ macro_rules! impl_metadata_store {
 
             async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
                 let mut tx = self.write.begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
                 let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
                     "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
                 ))
@@ -800,18 +806,24 @@ macro_rules! impl_metadata_store {
             }
 
             async fn trash_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
-                sqlx::query_as::<_, FileRow>(&format!(
+                // The live-file counter (a trigger) writes the workspace row after the file's;
+                // taking the workspace first keeps the lock order of folder trashing.
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
+                let file = sqlx::query_as::<_, FileRow>(&format!(
                     "UPDATE files SET trashed_at = $1, trash_root = NULL, updated_at = $1 \
                      WHERE workspace_id = $2 AND id = $3 AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"
                 ))
                 .bind(millis(at))
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&self.write)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("file"))?
-                .try_into()
+                .try_into()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(file)
             }
 
             async fn restore_file(
@@ -821,7 +833,9 @@ macro_rules! impl_metadata_store {
                 folder: Option<&FolderId>,
                 at: DateTime<Utc>,
             ) -> Result<FileRecord> {
-                sqlx::query_as::<_, FileRow>(&format!(
+                let mut tx = self.write.begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
+                let file = sqlx::query_as::<_, FileRow>(&format!(
                     "UPDATE files SET trashed_at = NULL, trash_root = NULL, folder_id = $1, updated_at = $2 \
                      WHERE workspace_id = $3 AND id = $4 AND trashed_at IS NOT NULL RETURNING {FILE_COLUMNS}"
                 ))
@@ -829,11 +843,13 @@ macro_rules! impl_metadata_store {
                 .bind(millis(at))
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&self.write)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("file"))?
-                .try_into()
+                .try_into()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(file)
             }
 
             async fn tag_counts(&self, ws: &WorkspaceId) -> Result<Vec<(String, u64)>> {
@@ -1107,6 +1123,7 @@ macro_rules! impl_metadata_store {
                 at: DateTime<Utc>,
             ) -> Result<Folder> {
                 let mut tx = self.write.begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
                 let row: Option<FolderRow> = sqlx::query_as(&format!(
                     "UPDATE folders SET trashed_at = NULL, trash_root = NULL, parent_id = $1, name = $2, name_folded = $3, \
                      updated_at = $4 WHERE workspace_id = $5 AND id = $6 AND trashed_at IS NOT NULL RETURNING {FOLDER_COLUMNS}"

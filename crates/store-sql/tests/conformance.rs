@@ -77,7 +77,67 @@ conformance!(
     file_changes_update_metadata_tags_and_place,
     lists_filter_by_folder_tags_favorite_type_and_reference,
     search_finds_files_and_folders_by_folded_substring,
+    the_unfiltered_total_follows_every_change_of_liveness,
 );
+
+/// The unfiltered list's `total` comes from a counter, not a count: it must agree with the files
+/// themselves after every way a file becomes live or stops being live.
+async fn the_unfiltered_total_follows_every_change_of_liveness(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let other = workspace(store, None).await;
+    async fn check(store: &dyn MetadataStore, ws: &WorkspaceId, expected: u64) {
+        let (page, total) =
+            store.list_files(ws, &FileFilter::default(), Sort::NEWEST_FIRST, &first_page(100)).await.unwrap();
+        assert_eq!(page.len() as u64, expected, "live files listed");
+        assert_eq!(total, expected, "the unfiltered total");
+        // A filtered list that keeps every file is still counted, and must agree.
+        let every_size = FileFilter { min_size: Some(0), ..FileFilter::default() };
+        let (_, counted) =
+            store.list_files(ws, &every_size, Sort::NEWEST_FIRST, &first_page(1)).await.unwrap();
+        assert_eq!(counted, expected, "the counted total");
+    }
+    check(store, &ws.id, 0).await;
+    store.insert_file_charging(&direct_file(&other.id, 1, now())).await.unwrap();
+    let a = folder(&ws.id, "a", None);
+    store.insert_folder(&a).await.unwrap();
+    let loose = named_file(&ws.id, "loose.txt", None, 1, now());
+    store.insert_file_charging(&loose).await.unwrap();
+    for name in ["1.txt", "2.txt", "3.txt"] {
+        store.insert_file_charging(&named_file(&ws.id, name, Some(&a.id), 1, now())).await.unwrap();
+    }
+    let up = upload(&ws.id, 4);
+    store.insert_upload_reserving(&up).await.unwrap();
+    assert!(store.finish_upload(&ws.id, &up.id, &file_of(&up, now())).await.unwrap());
+    check(store, &ws.id, 5).await;
+    store
+        .update_file(
+            &ws.id,
+            &loose.id,
+            &FileChange { name: Some("renamed.txt".into()), ..FileChange::default() },
+            now(),
+        )
+        .await
+        .unwrap();
+    check(store, &ws.id, 5).await;
+    store.trash_file(&ws.id, &loose.id, now()).await.unwrap();
+    check(store, &ws.id, 4).await;
+    store.trash_folder(&ws.id, &a.id, now()).await.unwrap();
+    check(store, &ws.id, 1).await;
+    store.restore_folder(&ws.id, &a.id, None, "a", true, now()).await.unwrap();
+    check(store, &ws.id, 4).await;
+    store.restore_file(&ws.id, &loose.id, None, now()).await.unwrap();
+    check(store, &ws.id, 5).await;
+    store.trash_file(&ws.id, &loose.id, now()).await.unwrap();
+    // Deleting a trashed file leaves the live count alone; deleting a live one lowers it.
+    store.delete_file(&ws.id, &loose.id, now()).await.unwrap();
+    check(store, &ws.id, 4).await;
+    let finished = file_of(&up, now()).id;
+    store.delete_file(&ws.id, &finished, now()).await.unwrap();
+    check(store, &ws.id, 3).await;
+    store.purge_folder(&ws.id, &a.id, now()).await.unwrap();
+    check(store, &ws.id, 0).await;
+    check(store, &other.id, 1).await;
+}
 
 async fn sibling_folders_have_distinct_names_case_insensitively(store: &dyn MetadataStore) {
     let ws = workspace(store, None).await;
