@@ -104,7 +104,7 @@ impl Db {
             .await?
             .len(),
             (Db::Sqlite(pool), Some(term)) => sqlx::query(
-                "SELECT id, name FROM files WHERE workspace_id = $1 AND trashed_at IS NULL \
+                "SELECT id, name FROM files WHERE +workspace_id = $1 AND trashed_at IS NULL \
                  AND rowid IN (SELECT rowid FROM files_search WHERE files_search MATCH $2) \
                  ORDER BY created_at DESC, id DESC LIMIT 50",
             )

@@ -58,4 +58,10 @@ fn push_name_match(
     qb.push(" ESCAPE '\\'");
 }
 
-crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match);
+/// The workspace column a scoped query compares; PostgreSQL's planner weighs the trigram index
+/// by its statistics, so it needs no hint.
+fn workspace_column(alias: &str, _name_query: Option<&str>) -> String {
+    format!("{alias}.workspace_id")
+}
+
+crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match, workspace_column);

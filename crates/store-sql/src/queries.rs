@@ -4,7 +4,7 @@
 
 /// Implements `MetadataStore` for a store type with `write` and `read` pools of database `$db`.
 macro_rules! impl_metadata_store {
-    ($store:ty, $db:ty, $name_match:path) => {
+    ($store:ty, $db:ty, $name_match:path, $workspace_column:path) => {
         const _: () = {
         use std::collections::{HashMap, HashSet};
 
@@ -123,7 +123,7 @@ macro_rules! impl_metadata_store {
 
             /// `WHERE …` for files, on table alias `f`.
             fn push_file_filter(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, filter: &FileFilter) {
-                qb.push(" WHERE f.workspace_id = ");
+                qb.push(format!(" WHERE {} = ", $workspace_column("f", filter.name_contains.as_deref())));
                 qb.push_bind(ws.to_string());
                 qb.push(if filter.trashed { " AND f.trashed_at IS NOT NULL" } else { " AND f.trashed_at IS NULL" });
                 Self::push_scope(qb, ws, "f.folder_id", &filter.folder);
@@ -187,7 +187,7 @@ macro_rules! impl_metadata_store {
 
             /// `WHERE …` for folders, on table alias `f`.
             fn push_folder_filter(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, filter: &FolderFilter) {
-                qb.push(" WHERE f.workspace_id = ");
+                qb.push(format!(" WHERE {} = ", $workspace_column("f", filter.name_contains.as_deref())));
                 qb.push_bind(ws.to_string());
                 qb.push(if filter.trashed { " AND f.trashed_at IS NOT NULL" } else { " AND f.trashed_at IS NULL" });
                 Self::push_scope(qb, ws, "f.parent_id", &filter.parent);

@@ -67,13 +67,29 @@ impl SqliteStore {
 
 /// A case-folded substring match on a name: through the FTS5 trigram index from three
 /// characters on (a trigram phrase matches anywhere in the name), a LIKE scan below that.
+/// Whether a name query is answered by the trigram index (shorter ones are a `LIKE`).
+fn trigram_served(folded: &str) -> bool {
+    folded.chars().count() >= 3
+}
+
+/// The workspace column a scoped query compares. When the trigram index finds the name matches,
+/// the unary `+` keeps the planner from walking the workspace's index instead: a name search
+/// counts every match anyway, and without statistics SQLite would walk the whole workspace and
+/// probe each row (8 ms instead of under 1 ms at 100,000 files, 100 matches).
+fn workspace_column(alias: &str, name_query: Option<&str>) -> String {
+    match name_query {
+        Some(folded) if trigram_served(folded) => format!("+{alias}.workspace_id"),
+        _ => format!("{alias}.workspace_id"),
+    }
+}
+
 fn push_name_match(
     qb: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
     table: &str,
     alias: &str,
     folded: &str,
 ) {
-    if folded.chars().count() >= 3 {
+    if trigram_served(folded) {
         qb.push(format!("{alias}.rowid IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH "));
         qb.push_bind(format!("\"{}\"", folded.replace('"', "\"\"")));
         qb.push(")");
@@ -84,4 +100,4 @@ fn push_name_match(
     }
 }
 
-crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match);
+crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match, workspace_column);
