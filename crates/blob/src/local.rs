@@ -4,7 +4,7 @@
 //! for more than a few chunks.
 
 use std::fs;
-use std::io::{self, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use cabinet_core::ports::{BlobInfo, ByteRange, ByteStream, StageError, StagedBlo
 use cabinet_core::{BlobStore, Error, Result};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
@@ -29,6 +29,14 @@ const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
 const HEAD_BYTES: usize = 8 * 1024;
 /// Read size when serving.
 const READ_CHUNK: usize = 256 * 1024;
+/// Objects (or ranges) up to this size are read in the same blocking call that opens them.
+const SMALL_READ: u64 = 64 * 1024;
+
+/// An object opened for reading: small ones already read.
+enum Opened {
+    Whole(Bytes),
+    Large(fs::File, u64),
+}
 
 /// Blobs in a local folder.
 #[derive(Debug, Clone)]
@@ -258,12 +266,34 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn open(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream<'static>> {
-        let mut file = tokio::fs::File::open(self.object_path(key)?).await?;
+        let path = self.object_path(key)?;
         let (start, len) = range.map_or((0, u64::MAX), |range| (range.first, range.len()));
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        Ok(ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed())
+        // One trip to the blocking pool opens and positions the file and, when what is asked for
+        // is small, reads it whole: each further `tokio::fs` call would be another thread handoff,
+        // and handoffs are most of the cost of serving a small file.
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<Opened> {
+            let mut file = fs::File::open(path)?;
+            let size = file.metadata()?.len();
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            let wanted = size.saturating_sub(start).min(len);
+            if wanted <= SMALL_READ {
+                let mut whole = Vec::with_capacity(wanted as usize);
+                file.take(wanted).read_to_end(&mut whole)?;
+                Ok(Opened::Whole(Bytes::from(whole)))
+            } else {
+                Ok(Opened::Large(file, wanted))
+            }
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(match opened {
+            Opened::Whole(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
+            Opened::Large(file, wanted) => {
+                ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(wanted), READ_CHUNK).boxed()
+            }
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -258,6 +258,22 @@ impl Cabinet {
         self.store.list_references(&caller.workspace_id, id).await
     }
 
+    /// A file and what uses it, as its details show them. Both are read at once; the references
+    /// are returned only once the file's rules allow the caller to read it.
+    pub async fn get_file_with_references(
+        &self,
+        caller: &Caller,
+        id: &FileId,
+    ) -> Result<(FileRecord, Vec<FileReference>)> {
+        let (file, references) = futures::join!(
+            self.store.get_file(&caller.workspace_id, id),
+            self.store.list_references(&caller.workspace_id, id)
+        );
+        let file = file?;
+        self.authorize_file(caller, &file, Operation::Read).await?;
+        Ok((file, references?))
+    }
+
     /// Forgets that something uses a file.
     pub async fn remove_reference(
         &self,

@@ -390,19 +390,19 @@ macro_rules! impl_metadata_store {
             }
 
             async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
-                let row = sqlx::query_as::<_, ApiKeyRow>(
-                    "SELECT id, name, role, hint, created_at, revoked_at FROM api_keys WHERE secret_hash = $1",
+                let rows = sqlx::query_as::<_, crate::rows::ApiKeyWorkspaceRow>(
+                    "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, w.workspace_id \
+                     FROM api_keys k LEFT JOIN api_key_workspaces w ON w.key_id = k.id \
+                     WHERE k.secret_hash = $1 ORDER BY w.position",
                 )
                 .bind(secret_hash)
-                .fetch_optional(&self.read)
+                .fetch_all(&self.read)
                 .await
                 .map_err(db_error)?;
-                match row {
+                let workspaces: Vec<String> = rows.iter().filter_map(|row| row.workspace_id.clone()).collect();
+                match rows.into_iter().next() {
                     None => Ok(None),
-                    Some(row) => {
-                        let workspaces = self.key_workspaces(&row.id).await?;
-                        row.into_key(workspaces).map(Some)
-                    }
+                    Some(row) => row.key.into_key(workspaces).map(Some),
                 }
             }
 

@@ -78,6 +78,15 @@ impl ApiKeyRow {
     }
 }
 
+/// A key joined with one of its workspaces (none when it has none), so a key is found with one
+/// query: the lookup behind every authenticated request.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyWorkspaceRow {
+    #[sqlx(flatten)]
+    pub key: ApiKeyRow,
+    pub workspace_id: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct UploadRow {
     workspace_id: String,

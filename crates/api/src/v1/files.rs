@@ -195,8 +195,7 @@ pub async fn get_file(
     Path(id): Path<String>,
 ) -> ApiResult<Json<FileJson>> {
     let id = FileId::parse(&id)?;
-    let file = state.cabinet.get_file(&caller, &id).await?;
-    let references = state.cabinet.list_references(&caller, &id).await?;
+    let (file, references) = state.cabinet.get_file_with_references(&caller, &id).await?;
     let mut json = FileJson::from(file);
     json.references = Some(references.into_iter().map(ReferenceJson::from).collect());
     Ok(Json(json))
