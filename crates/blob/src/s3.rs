@@ -26,6 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::ClientOptions;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +39,8 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// How much of the start of a file is kept for content sniffing.
 const HEAD_BYTES: usize = 8 * 1024;
 const TMP_PREFIX: &str = "tmp/";
+/// The limit on one request that moves or joins a whole file (5 GiB and more).
+const LONG_REQUEST: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Where the bucket is and how to reach it: `s3://bucket[/prefix]?endpoint=…&region=…`, credentials
 /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
@@ -146,6 +149,8 @@ fn percent_decode(text: &str) -> std::result::Result<String, String> {
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {
     store: Arc<AmazonS3>,
+    /// The same bucket for requests whose time grows with the file: whole reads, completions.
+    long: Arc<AmazonS3>,
     signer: SigV4,
     bucket: String,
     /// `prefix/`, or empty.
@@ -197,10 +202,20 @@ impl S3BlobStore {
                 (format!("https://{host}"), host, String::new())
             }
         };
-        let store = builder.build().map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
+        let store =
+            builder.clone().build().map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
+        // Requests that move or join a whole file take as long as the file is large: object_store's
+        // default 30 s limit (for the whole request, body included) would cut them off, and a
+        // retried CompleteMultipartUpload finds its upload already gone.
+        let allow_http = config.endpoint.as_deref().is_some_and(|endpoint| endpoint.starts_with("http://"));
+        let long = builder
+            .with_client_options(ClientOptions::new().with_allow_http(allow_http).with_timeout(LONG_REQUEST))
+            .build()
+            .map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
         let http = reqwest_s3::Client::builder().build().map_err(Error::internal)?;
         Ok(Self {
             store: Arc::new(store),
+            long: Arc::new(long),
             signer: SigV4 {
                 access_key_id: config.access_key_id.clone(),
                 secret_access_key: config.secret_access_key.clone(),
@@ -345,7 +360,7 @@ impl BlobStore for S3BlobStore {
             range: range.map(|range| GetRange::Bounded(range.first..range.last + 1)),
             ..Default::default()
         };
-        let result = self.store.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
+        let result = self.long.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
         Ok(result.into_stream().map_err(io::Error::other).boxed())
     }
 
@@ -505,7 +520,7 @@ impl BlobStore for S3BlobStore {
                 content_id: if part.etag.is_empty() { String::new() } else { format!("\"{}\"", part.etag) },
             })
             .collect();
-        MultipartStore::complete_multipart(&*self.store, &path, &id, ids).await.map_err(storage_error)?;
+        MultipartStore::complete_multipart(&*self.long, &path, &id, ids).await.map_err(storage_error)?;
         let info = self
             .head(&upload.blob_key)
             .await?
@@ -517,7 +532,12 @@ impl BlobStore for S3BlobStore {
         let Some(id) = &upload.multipart_id else { return Ok(()) };
         let path = self.path(&upload.blob_key)?;
         match MultipartStore::abort_multipart(&*self.store, &path, id).await {
+            // S3 answers NoSuchUpload (404) for an upload it no longer has; s3s-fs AccessDenied.
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(object_store::Error::PermissionDenied { .. }) => {
+                tracing::debug!(upload = %upload.id, "S3 refused to abort a multipart upload it may no longer have");
+                Ok(())
+            }
             Err(err) => Err(storage_error(err)),
         }
     }

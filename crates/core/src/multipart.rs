@@ -300,16 +300,20 @@ impl Cabinet {
     /// the upload (releasing its reservation) and leaves no file and no parts behind.
     async fn assemble(&self, upload: &Upload, parts: &[PartInfo]) -> Result<FileRecord> {
         let assembled = self.blobs.assemble_parts(upload, parts).await;
-        let result = match assembled {
-            Ok(Assembled::Staged(staged)) => self.finish(upload, &staged).await,
+        match assembled {
+            Ok(Assembled::Staged(staged)) => {
+                let result = self.finish(upload, &staged).await;
+                self.remove_parts_quietly(upload).await;
+                result
+            }
+            // The store joined the parts into the object: none are left.
             Ok(Assembled::InPlace { size }) => self.finish_in_place(upload, size).await,
             Err(err) => {
                 self.fail(upload, FailureReason::StorageError).await?;
+                self.remove_parts_quietly(upload).await;
                 Err(err)
             }
-        };
-        self.remove_parts_quietly(upload).await;
-        result
+        }
     }
 
     /// Verifies bytes assembled directly under the file's key (S3): read back and hashed, since
