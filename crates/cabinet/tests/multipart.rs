@@ -424,3 +424,35 @@ fn a_restart_between_parts_keeps_the_received_parts() {
         assert_eq!(done["file"]["sha256"], sha256_hex(&bytes));
     });
 }
+
+#[tokio::test]
+async fn racing_completes_make_one_file() {
+    let server = TestServer::spawn().await;
+    let bytes = three_parts();
+    let ticket = start_multipart(&server, &bytes, Some(sha256_hex(&bytes))).await;
+    let id = ticket["id"].as_str().unwrap();
+    for number in [1, 2, 3] {
+        send_part(&server, id, &bytes, number).await;
+    }
+    let results = futures::future::join_all((0..4).map(|_| complete(&server, id))).await;
+    let mut file_ids = std::collections::HashSet::new();
+    for (status, body) in &results {
+        match *status {
+            StatusCode::OK => {
+                file_ids.insert(body["file"]["id"].as_str().unwrap().to_owned());
+            }
+            // Another complete holds the upload while it assembles.
+            _ => assert_error(*status, body, StatusCode::CONFLICT, "upload_in_progress"),
+        }
+    }
+    assert_eq!(file_ids.len(), 1, "{results:?}");
+    let (status, done) = complete(&server, id).await;
+    assert_eq!((status, &done["status"]), (StatusCode::OK, &json!("SUCCESS")));
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["total"], 1);
+    let quota = server.quota(&server.tenant).await;
+    assert_eq!(
+        (quota["used_bytes"].as_u64(), quota["reserved_bytes"].as_u64()),
+        (Some(bytes.len() as u64), Some(0))
+    );
+}

@@ -283,6 +283,11 @@ impl Cabinet {
             })
             .collect();
         if !missing.is_empty() {
+            // A racing complete may have claimed the upload and be consuming its parts.
+            let state = self.upload_state(&upload.workspace_id, &upload.id).await?;
+            if state.upload.status != UploadStatus::Waiting {
+                return settled(state);
+            }
             return Err(Error::PartsMissing { missing });
         }
         parts.retain(|part| part.part_number <= plan.part_count);
