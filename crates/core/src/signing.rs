@@ -256,6 +256,21 @@ mod tests {
     }
 
     #[test]
+    fn a_part_url_is_neither_an_upload_url_nor_another_parts() {
+        let now = Utc::now();
+        let params = SignedParams { expires: now.timestamp() + 60, max_bytes: 5, attachment: false };
+        let part = signer().sign(SignedOperation::UploadPart, "ws_a", "upl_b/1", &params);
+        assert_eq!(
+            signer().verify(SignedOperation::UploadPart, "ws_a", "upl_b/1", Some(&part), now).unwrap(),
+            params
+        );
+        assert!(signer().verify(SignedOperation::UploadPart, "ws_a", "upl_b/2", Some(&part), now).is_err());
+        assert!(signer().verify(SignedOperation::Upload, "ws_a", "upl_b/1", Some(&part), now).is_err());
+        let upload = signer().sign(SignedOperation::Upload, "ws_a", "upl_b/1", &params);
+        assert!(signer().verify(SignedOperation::UploadPart, "ws_a", "upl_b/1", Some(&upload), now).is_err());
+    }
+
+    #[test]
     fn an_expired_url_is_refused_with_its_own_code() {
         let now = Utc::now();
         let query = upload_query(now.timestamp() + 1);
