@@ -60,7 +60,11 @@ impl Input {
         let mut next = || parts.next().unwrap_or("").to_owned();
         let (workspace, object, query) = (next(), next(), next());
         Input {
-            op: if header[0] & 1 == 0 { SignedOperation::Upload } else { SignedOperation::Download },
+            op: match (header[0] & 1, header[0] & 16) {
+                (1, _) => SignedOperation::Download,
+                (_, 0) => SignedOperation::Upload,
+                _ => SignedOperation::UploadPart,
+            },
             params: SignedParams {
                 expires: i64::from_le_bytes(header[1..9].try_into().unwrap()),
                 max_bytes: u64::from_le_bytes(header[9..17].try_into().unwrap()),
@@ -88,7 +92,8 @@ impl Input {
         let mut out = vec![
             u8::from(self.op == SignedOperation::Download)
                 | u8::from(self.params.attachment) << 1
-                | edit << 2,
+                | edit << 2
+                | u8::from(self.op == SignedOperation::UploadPart) << 4,
         ];
         out.extend_from_slice(&self.params.expires.to_le_bytes());
         out.extend_from_slice(&self.params.max_bytes.to_le_bytes());
@@ -128,7 +133,7 @@ pub fn now() -> DateTime<Utc> {
 /// for downloads, numbers are at most 19 digits, and a URL is valid only before `expires`.
 pub fn representable(op: SignedOperation, params: &SignedParams) -> bool {
     let max_ok = match op {
-        SignedOperation::Upload => params.max_bytes <= 9_999_999_999_999_999_999,
+        SignedOperation::Upload | SignedOperation::UploadPart => params.max_bytes <= 9_999_999_999_999_999_999,
         SignedOperation::Download => params.max_bytes == 0,
     };
     let attachment_ok = op == SignedOperation::Download || !params.attachment;

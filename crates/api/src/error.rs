@@ -34,6 +34,9 @@ pub struct ErrorDetail {
     /// Human-readable explanation.
     #[schema(example = "file not found")]
     pub message: String,
+    /// With `parts_missing`: the part numbers still to upload (or re-upload) before completing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_parts: Option<Vec<u32>>,
 }
 
 /// The HTTP status of an error kind.
@@ -73,7 +76,14 @@ impl IntoResponse for ApiError {
         let mut response = (
             status,
             axum::Json(ErrorBody {
-                error: ErrorDetail { code: self.0.code().to_owned(), message: self.0.to_string() },
+                error: ErrorDetail {
+                    code: self.0.code().to_owned(),
+                    message: self.0.to_string(),
+                    missing_parts: match &self.0 {
+                        Error::PartsMissing { missing } => Some(missing.clone()),
+                        _ => None,
+                    },
+                },
             }),
         )
             .into_response();

@@ -103,6 +103,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
                 error: error::ErrorDetail {
                     code: "method_not_allowed".into(),
                     message: "this route does not take that method".into(),
+                    missing_parts: None,
                 },
             };
             (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))

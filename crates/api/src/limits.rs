@@ -26,7 +26,9 @@ const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSub
 
 /// A response in the shared error shape, for refusals that are not core errors.
 pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into() } };
+    let body = ErrorBody {
+        error: ErrorDetail { code: code.to_owned(), message: message.into(), missing_parts: None },
+    };
     (status, axum::Json(body)).into_response()
 }
 

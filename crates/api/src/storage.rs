@@ -15,7 +15,7 @@ use crate::download::serve_file;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::v1::content_length;
 use crate::v1::files::multipart_error;
-use crate::v1::shapes::UploadJson;
+use crate::v1::shapes::{PartJson, UploadJson};
 use crate::AppState;
 
 /// The signature of an upload URL.
@@ -66,6 +66,37 @@ pub async fn put_upload(
     let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
     let done = state.cabinet.receive_upload(&ws, &id, stream, content_length(&headers)).await?;
     Ok(Json(done.into()))
+}
+
+/// Send one part of a multipart upload as the raw body: exactly the part's size, or nothing is
+/// recorded. Sending a part again replaces it. No key: the URL is the credential.
+#[utoipa::path(
+    put, path = "/storage/v1/uploads/{workspace_id}/{upload_id}/parts/{part_number}", tag = "storage",
+    params(
+        ("workspace_id" = String, Path), ("upload_id" = String, Path), ("part_number" = u32, Path),
+        UploadSignature,
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The part is stored", body = PartJson),
+        (status = 400, description = "Fewer bytes than the part's size", body = ErrorBody),
+        (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
+        (status = 404, description = "No such part", body = ErrorBody),
+        (status = 409, description = "The upload is no longer accepting parts", body = ErrorBody),
+        (status = 413, description = "More bytes than the part's size", body = ErrorBody),
+    )
+)]
+pub async fn put_part(
+    State(state): State<AppState>,
+    Path((workspace, upload, part)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<PartJson>> {
+    let (ws, id, number, _) = state.cabinet.verify_part_url(&workspace, &upload, &part, query.as_deref())?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
+    let part = state.cabinet.receive_part(&ws, &id, number, stream, content_length(&headers)).await?;
+    Ok(Json(part.into()))
 }
 
 /// Send an upload's bytes as multipart form data; the `file` field holds them, other fields are

@@ -1,5 +1,6 @@
 //! A local folder as blob store: `objects/<key>` for committed objects, `tmp/<id>.part` while
-//! bytes arrive. Writing and hashing run on a blocking thread fed through a small bounded
+//! bytes arrive, `parts/<ws>/<upload>/<n>` for the received parts of a multipart upload (durable
+//! like objects: they outlive a restart, so the upload resumes). Writing and hashing run on a blocking thread fed through a small bounded
 //! channel, so memory stays flat whatever the file size and the network never waits on the disk
 //! for more than a few chunks.
 
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cabinet_core::ports::{BlobInfo, ByteRange, ByteStream, StageError, StagedBlob};
-use cabinet_core::{BlobStore, Error, Result};
+use cabinet_core::ports::{Assembled, BlobInfo, ByteRange, ByteStream, PartInfo, StageError, StagedBlob};
+use cabinet_core::{BlobStore, Error, Result, Upload};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -43,15 +44,17 @@ enum Opened {
 pub struct LocalBlobStore {
     objects: PathBuf,
     tmp: PathBuf,
+    parts: PathBuf,
 }
 
 impl LocalBlobStore {
     /// Opens (creating if needed) a blob store under `root`.
     pub fn open(root: impl AsRef<Path>) -> io::Result<Self> {
         let root = root.as_ref();
-        let store = Self { objects: root.join("objects"), tmp: root.join("tmp") };
+        let store = Self { objects: root.join("objects"), tmp: root.join("tmp"), parts: root.join("parts") };
         fs::create_dir_all(&store.objects)?;
         fs::create_dir_all(&store.tmp)?;
+        fs::create_dir_all(&store.parts)?;
         Ok(store)
     }
 
@@ -68,6 +71,17 @@ impl LocalBlobStore {
             return Err(Error::internal(format!("refusing blob key {key:?}")));
         }
         Ok(self.objects.join(key))
+    }
+
+    /// The folder of an upload's parts.
+    fn parts_path(&self, upload: &Upload) -> Result<PathBuf> {
+        let (ws, id) = (upload.workspace_id.as_str(), upload.id.as_str());
+        let safe =
+            |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !safe(ws) || !safe(id) {
+            return Err(Error::internal(format!("refusing parts of {ws:?}/{id:?}")));
+        }
+        Ok(self.parts.join(ws).join(id))
     }
 
     fn temp_path(&self, temp_key: &str) -> Result<PathBuf> {
@@ -176,6 +190,75 @@ fn write_temporary(path: &Path, mut chunks: mpsc::Receiver<Message>) -> io::Resu
 
 fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
+}
+
+/// Creates `dir` (and its missing parents up to `root`), making each new entry durable.
+fn create_dir_durably(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().expect("a folder under the root has a parent");
+    if parent != root {
+        create_dir_durably(root, parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
+    sync_dir(parent)
+}
+
+/// What a stored part is: its number from its name, its size and a tag that changes with it.
+fn part_info(path: &Path) -> io::Result<Option<PartInfo>> {
+    let Some(part_number) =
+        path.file_name().and_then(|name| name.to_str()).and_then(|name| name.parse().ok())
+    else {
+        return Ok(None);
+    };
+    let meta = fs::metadata(path)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos())
+        .unwrap_or_default();
+    Ok(Some(PartInfo { part_number, size: meta.len(), etag: format!("{modified:x}-{:x}", meta.len()) }))
+}
+
+/// Streams `parts` in order into a new temporary file while hashing, removing each part once it
+/// is copied; memory stays at one buffer whatever the file size.
+fn assemble(dir: &Path, parts: &[PartInfo], temp: &Path) -> io::Result<(u64, String, Bytes)> {
+    use std::io::Read;
+    let file = fs::OpenOptions::new().write(true).create_new(true).open(temp)?;
+    let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    let mut head = BytesMut::new();
+    let mut size = 0u64;
+    let mut buffer = vec![0u8; WRITE_BUFFER];
+    for part in parts {
+        let path = dir.join(part.part_number.to_string());
+        let mut input = fs::File::open(&path)?;
+        loop {
+            let read = input.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            let chunk = &buffer[..read];
+            if head.len() < HEAD_BYTES {
+                let take = (HEAD_BYTES - head.len()).min(read);
+                head.extend_from_slice(&chunk[..take]);
+            }
+            hasher.update(chunk);
+            out.write_all(chunk)?;
+            size += read as u64;
+        }
+        // Consumed: the disk holds the file about once, not twice, while it is assembled.
+        drop(input);
+        fs::remove_file(&path)?;
+    }
+    let file = out.into_inner().map_err(|err| err.into_error())?;
+    file.sync_all()?;
+    Ok((size, hex::encode(hasher.finalize()), head.freeze()))
 }
 
 #[async_trait]
@@ -376,5 +459,107 @@ impl BlobStore for LocalBlobStore {
 
     fn receives_through_cabinet(&self) -> bool {
         true
+    }
+
+    async fn begin_parts(&self, upload: &Upload) -> Result<Option<String>> {
+        // The folder is made with the first part.
+        self.parts_path(upload)?;
+        Ok(None)
+    }
+
+    async fn commit_part(&self, staged: &StagedBlob, upload: &Upload, part_number: u32) -> Result<PartInfo> {
+        let from = self.temp_path(&staged.temp_key)?;
+        let dir = self.parts_path(upload)?;
+        let root = self.parts.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<PartInfo> {
+            create_dir_durably(&root, &dir)?;
+            let to = dir.join(part_number.to_string());
+            // Atomic replace: a part is whole, the old one or the new one.
+            fs::rename(&from, &to)?;
+            sync_dir(&dir)?;
+            part_info(&to)?.ok_or_else(|| io::Error::other("a part without a number"))
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::from)
+    }
+
+    async fn list_parts(&self, upload: &Upload) -> Result<Vec<PartInfo>> {
+        let dir = self.parts_path(upload)?;
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<PartInfo>> {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            };
+            let mut parts = Vec::new();
+            for entry in entries {
+                match part_info(&entry?.path()) {
+                    Ok(Some(part)) => parts.push(part),
+                    Ok(None) => {}
+                    // Replaced or removed while listing.
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            parts.sort_by_key(|part| part.part_number);
+            Ok(parts)
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::from)
+    }
+
+    async fn assemble_parts(&self, upload: &Upload, parts: &[PartInfo]) -> Result<Assembled> {
+        let dir = self.parts_path(upload)?;
+        let temp_key = format!("{}.part", ulid::Ulid::new().to_string().to_ascii_lowercase());
+        let temp = self.tmp.join(&temp_key);
+        let parts = parts.to_vec();
+        let assembled = tokio::task::spawn_blocking({
+            let temp = temp.clone();
+            move || assemble(&dir, &parts, &temp)
+        })
+        .await
+        .map_err(Error::internal)?;
+        match assembled {
+            Ok((size, sha256, head)) => Ok(Assembled::Staged(StagedBlob { temp_key, size, sha256, head })),
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn remove_parts(&self, upload: &Upload) -> Result<()> {
+        let dir = self.parts_path(upload)?;
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn part_sets(&self) -> Result<Vec<(String, String)>> {
+        let parts = self.parts.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<(String, String)>> {
+            let mut sets = Vec::new();
+            for workspace in fs::read_dir(&parts)? {
+                let workspace = workspace?;
+                if !workspace.file_type()?.is_dir() {
+                    continue;
+                }
+                let ws = workspace.file_name().to_string_lossy().into_owned();
+                for upload in fs::read_dir(workspace.path())? {
+                    let upload = upload?;
+                    if upload.file_type()?.is_dir() {
+                        sets.push((ws.clone(), upload.file_name().to_string_lossy().into_owned()));
+                    }
+                }
+            }
+            Ok(sets)
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::from)
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! Layout of the bucket: a file's blob at its key (`ws_…/file_…`); bytes streamed through Cabinet
 //! at `tmp/<id>` until committed (a server-side copy, so the final key is never partial); bytes a
-//! client sends directly at the upload's `incoming/…` key until Cabinet has verified them.
+//! client sends directly at the upload's `incoming/…` key until Cabinet has verified them. A
+//! multipart upload is a real S3 multipart upload at the file's own key: clients send parts to
+//! presigned UploadPart URLs, and CompleteMultipartUpload lands the object where the file will
+//! be (no copy, so no 5 GiB CopyObject limit); no reader sees it before the file row exists.
 
 use std::io;
 use std::sync::Arc;
@@ -14,14 +17,16 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bytes::BytesMut;
 use cabinet_core::ports::{
-    BlobInfo, ByteRange, ByteStream, PresignedDownload, PresignedPost, PresignedUpload, StageError,
-    StagedBlob,
+    Assembled, BlobInfo, ByteRange, ByteStream, PartInfo, PresignedDownload, PresignedPost, PresignedUpload,
+    StageError, StagedBlob,
 };
 use cabinet_core::{BlobStore, Error, Result, Upload};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::ClientOptions;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 
@@ -34,6 +39,8 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// How much of the start of a file is kept for content sniffing.
 const HEAD_BYTES: usize = 8 * 1024;
 const TMP_PREFIX: &str = "tmp/";
+/// The limit on one request that moves or joins a whole file (5 GiB and more).
+const LONG_REQUEST: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Where the bucket is and how to reach it: `s3://bucket[/prefix]?endpoint=…&region=…`, credentials
 /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
@@ -142,6 +149,8 @@ fn percent_decode(text: &str) -> std::result::Result<String, String> {
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {
     store: Arc<AmazonS3>,
+    /// The same bucket for requests whose time grows with the file: whole reads, completions.
+    long: Arc<AmazonS3>,
     signer: SigV4,
     bucket: String,
     /// `prefix/`, or empty.
@@ -193,10 +202,20 @@ impl S3BlobStore {
                 (format!("https://{host}"), host, String::new())
             }
         };
-        let store = builder.build().map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
+        let store =
+            builder.clone().build().map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
+        // Requests that move or join a whole file take as long as the file is large: object_store's
+        // default 30 s limit (for the whole request, body included) would cut them off, and a
+        // retried CompleteMultipartUpload finds its upload already gone.
+        let allow_http = config.endpoint.as_deref().is_some_and(|endpoint| endpoint.starts_with("http://"));
+        let long = builder
+            .with_client_options(ClientOptions::new().with_allow_http(allow_http).with_timeout(LONG_REQUEST))
+            .build()
+            .map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
         let http = reqwest_s3::Client::builder().build().map_err(Error::internal)?;
         Ok(Self {
             store: Arc::new(store),
+            long: Arc::new(long),
             signer: SigV4 {
                 access_key_id: config.access_key_id.clone(),
                 secret_access_key: config.secret_access_key.clone(),
@@ -230,6 +249,37 @@ impl S3BlobStore {
     /// The encoded path of an object in URLs.
     fn url_path(&self, key: &str) -> String {
         format!("{}/{}", self.path_prefix, uri_encode(&format!("{}{key}", self.prefix), true))
+    }
+
+    /// A signed request to the bucket that `object_store` does not make (HEAD with checksums,
+    /// ListParts), sent now.
+    async fn send_signed(
+        &self,
+        method: reqwest_s3::Method,
+        key: &str,
+        headers: &[(&str, String)],
+        query: &[(&str, String)],
+    ) -> Result<reqwest_s3::Response> {
+        let path = self.url_path(key);
+        let signed = self.signer.presign(&Presign {
+            method: method.as_str(),
+            host: &self.host,
+            path: &path,
+            headers,
+            query,
+            signed_at: Utc::now(),
+            expires_in: 60,
+        });
+        let mut request = self.http.request(method, format!("{}{path}?{signed}", self.origin));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.map_err(|err| Error::Unavailable(Box::new(err)))
+    }
+
+    /// The S3 multipart upload of a Cabinet multipart upload.
+    fn multipart_of(upload: &Upload) -> Result<&str> {
+        upload.multipart_id.as_deref().ok_or_else(|| Error::internal("the upload has no S3 multipart upload"))
     }
 
     /// Moves `from` to `to` with a server-side copy, then removes `from`.
@@ -310,7 +360,7 @@ impl BlobStore for S3BlobStore {
             range: range.map(|range| GetRange::Bounded(range.first..range.last + 1)),
             ..Default::default()
         };
-        let result = self.store.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
+        let result = self.long.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
         Ok(result.into_stream().map_err(io::Error::other).boxed())
     }
 
@@ -389,6 +439,115 @@ impl BlobStore for S3BlobStore {
         false
     }
 
+    async fn begin_parts(&self, upload: &Upload) -> Result<Option<String>> {
+        let path = self.path(&upload.blob_key)?;
+        let id = MultipartStore::create_multipart(&*self.store, &path).await.map_err(storage_error)?;
+        Ok(Some(id))
+    }
+
+    fn presign_part(
+        &self,
+        upload: &Upload,
+        part_number: u32,
+        size: u64,
+        signed_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Option<PresignedUpload> {
+        self.path(&upload.blob_key).ok()?;
+        let id = upload.multipart_id.clone()?;
+        let path = self.url_path(&upload.blob_key);
+        // The length is signed: S3 refuses a part of any other size.
+        let query = self.signer.presign(&Presign {
+            method: "PUT",
+            host: &self.host,
+            path: &path,
+            headers: &[("content-length", size.to_string())],
+            query: &[("partNumber", part_number.to_string()), ("uploadId", id)],
+            signed_at,
+            expires_in: (expires_at - signed_at).num_seconds(),
+        });
+        Some(PresignedUpload {
+            url: format!("{}{path}?{query}", self.origin),
+            method: "PUT",
+            headers: Vec::new(),
+            form: None,
+        })
+    }
+
+    async fn commit_part(
+        &self,
+        _staged: &StagedBlob,
+        _upload: &Upload,
+        _part_number: u32,
+    ) -> Result<PartInfo> {
+        Err(Error::internal("parts go straight to S3, never through Cabinet"))
+    }
+
+    async fn list_parts(&self, upload: &Upload) -> Result<Vec<PartInfo>> {
+        let id = Self::multipart_of(upload)?;
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut query = vec![("uploadId", id.to_owned())];
+            if let Some(marker) = &marker {
+                query.push(("part-number-marker", marker.clone()));
+            }
+            let response = self.send_signed(reqwest_s3::Method::GET, &upload.blob_key, &[], &query).await?;
+            match response.status().as_u16() {
+                200 => {}
+                // Completed or aborted: no parts are waiting.
+                404 => return Ok(Vec::new()),
+                status => return Err(Error::internal(format!("S3 answered ListParts with {status}"))),
+            }
+            let body = response.text().await.map_err(|err| Error::Unavailable(Box::new(err)))?;
+            let page = ListPartsPage::parse(&body)?;
+            parts.extend(page.parts);
+            match page.next_marker {
+                Some(next) if page.truncated => marker = Some(next),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|part| part.part_number);
+        Ok(parts)
+    }
+
+    async fn assemble_parts(&self, upload: &Upload, parts: &[PartInfo]) -> Result<Assembled> {
+        let id = Self::multipart_of(upload)?.to_owned();
+        let path = self.path(&upload.blob_key)?;
+        let ids = parts
+            .iter()
+            .map(|part| PartId {
+                content_id: if part.etag.is_empty() { String::new() } else { format!("\"{}\"", part.etag) },
+            })
+            .collect();
+        MultipartStore::complete_multipart(&*self.long, &path, &id, ids).await.map_err(storage_error)?;
+        let info = self
+            .head(&upload.blob_key)
+            .await?
+            .ok_or_else(|| Error::internal("the completed object is missing"))?;
+        Ok(Assembled::InPlace { size: info.size })
+    }
+
+    async fn remove_parts(&self, upload: &Upload) -> Result<()> {
+        let Some(id) = &upload.multipart_id else { return Ok(()) };
+        let path = self.path(&upload.blob_key)?;
+        match MultipartStore::abort_multipart(&*self.store, &path, id).await {
+            // S3 answers NoSuchUpload (404) for an upload it no longer has; s3s-fs AccessDenied.
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(object_store::Error::PermissionDenied { .. }) => {
+                tracing::debug!(upload = %upload.id, "S3 refused to abort a multipart upload it may no longer have");
+                Ok(())
+            }
+            Err(err) => Err(storage_error(err)),
+        }
+    }
+
+    async fn part_sets(&self) -> Result<Vec<(String, String)>> {
+        // Every multipart upload is aborted when its upload ends; a bucket lifecycle rule
+        // (AbortIncompleteMultipartUpload) catches what a crash left behind.
+        Ok(Vec::new())
+    }
+
     fn presign_upload(&self, key: &str, upload: &Upload) -> Option<PresignedUpload> {
         self.path(key).ok()?;
         let expires_in =
@@ -464,9 +623,71 @@ impl BlobStore for S3BlobStore {
     }
 }
 
+/// One page of a ListParts answer.
+#[derive(Debug, Default, PartialEq)]
+struct ListPartsPage {
+    parts: Vec<PartInfo>,
+    truncated: bool,
+    next_marker: Option<String>,
+}
+
+/// The text of the first `<tag>…</tag>` in `xml`.
+fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+impl ListPartsPage {
+    /// Reads the fields Cabinet uses from S3's ListPartsResult document.
+    fn parse(xml: &str) -> Result<Self> {
+        let bad = || Error::internal("S3 sent a ListParts answer Cabinet cannot read");
+        let mut page = ListPartsPage {
+            truncated: xml_text(xml, "IsTruncated") == Some("true"),
+            next_marker: xml_text(xml, "NextPartNumberMarker").map(str::to_owned),
+            ..Default::default()
+        };
+        let mut rest = xml;
+        while let Some(start) = rest.find("<Part>") {
+            let end = rest[start..].find("</Part>").ok_or_else(bad)? + start;
+            let part = &rest[start..end];
+            let etag =
+                xml_text(part, "ETag").unwrap_or_default().replace("&quot;", "\"").replace("&#34;", "\"");
+            page.parts.push(PartInfo {
+                part_number: xml_text(part, "PartNumber").and_then(|n| n.parse().ok()).ok_or_else(bad)?,
+                size: xml_text(part, "Size").and_then(|n| n.parse().ok()).ok_or_else(bad)?,
+                etag: etag.trim_matches('"').to_owned(),
+            });
+            rest = &rest[end..];
+        }
+        Ok(page)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_parts_answers_are_read() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>k</Key>
+<UploadId>u</UploadId><NextPartNumberMarker>2</NextPartNumberMarker><IsTruncated>true</IsTruncated>
+<Part><PartNumber>2</PartNumber><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;7778aef83f66abc1fa1e8477f296d394&quot;</ETag><Size>10485760</Size></Part>
+<Part><PartNumber>1</PartNumber><Size>5</Size></Part></ListPartsResult>"#;
+        let page = ListPartsPage::parse(xml).unwrap();
+        assert!(page.truncated);
+        assert_eq!(page.next_marker.as_deref(), Some("2"));
+        assert_eq!(
+            page.parts,
+            vec![
+                PartInfo { part_number: 2, size: 10485760, etag: "7778aef83f66abc1fa1e8477f296d394".into() },
+                PartInfo { part_number: 1, size: 5, etag: String::new() },
+            ]
+        );
+        assert!(ListPartsPage::parse("<Part><PartNumber>x</PartNumber></Part>").is_err());
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

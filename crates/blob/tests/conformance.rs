@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cabinet_blob::{LocalBlobStore, S3BlobStore, S3Config};
-use cabinet_core::ports::{ByteRange, ByteStream, StageError};
-use cabinet_core::BlobStore;
+use cabinet_core::ports::{Assembled, ByteRange, ByteStream, PartInfo, StageError};
+use cabinet_core::{BlobStore, FileId, Upload, UploadId, UploadStatus, WorkspaceId};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -148,6 +148,95 @@ async fn promote_moves_an_object_whole(blobs: Arc<dyn BlobStore>) {
     assert_eq!(blobs.head("incoming/ws_a/upl_1").await.unwrap(), None);
 }
 
+const PART: usize = 5 * 1024 * 1024;
+
+/// A multipart upload of `size` bytes in 5 MiB parts, its parts ready to be received.
+async fn multipart_upload(blobs: &Arc<dyn BlobStore>, size: u64) -> Upload {
+    let ws = WorkspaceId::generate();
+    let file_id = FileId::generate();
+    let now = chrono::Utc::now();
+    let mut upload = Upload {
+        workspace_id: ws.clone(),
+        id: UploadId::generate(),
+        name: "parts.bin".into(),
+        size,
+        size_known: true,
+        declared_mime: None,
+        sha256: None,
+        folder_id: None,
+        status: UploadStatus::Waiting,
+        failure_reason: None,
+        blob_key: format!("{ws}/{file_id}"),
+        file_id,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + chrono::Duration::hours(1),
+        created_by: None,
+        part_size: Some(PART as u64),
+        multipart_id: None,
+    };
+    upload.multipart_id = blobs.begin_parts(&upload).await.expect("begin parts");
+    upload
+}
+
+/// Sends one part the way this store takes parts: to its presigned URL, or through Cabinet
+/// (stage, then commit as the part).
+async fn send_part(blobs: &Arc<dyn BlobStore>, upload: &Upload, number: u32, bytes: &[u8]) {
+    let now = chrono::Utc::now();
+    let expires = now + chrono::Duration::minutes(5);
+    match blobs.presign_part(upload, number, bytes.len() as u64, now, expires) {
+        Some(url) => {
+            let response =
+                reqwest_s3::Client::new().put(&url.url).body(bytes.to_vec()).send().await.expect("PUT");
+            assert!(response.status().is_success(), "part {number}: {}", response.status());
+        }
+        None => {
+            let staged = blobs.stage(body(bytes), bytes.len() as u64).await.expect("stage");
+            let part = blobs.commit_part(&staged, upload, number).await.expect("commit part");
+            assert_eq!((part.part_number, part.size), (number, bytes.len() as u64));
+        }
+    }
+}
+
+async fn parts_are_listed_replaced_and_assembled_in_order(blobs: Arc<dyn BlobStore>) {
+    let bytes = sample(PART + 1_000);
+    let upload = multipart_upload(&blobs, bytes.len() as u64).await;
+    assert!(blobs.list_parts(&upload).await.unwrap().is_empty());
+    send_part(&blobs, &upload, 2, &bytes[PART..]).await;
+    send_part(&blobs, &upload, 1, &vec![9; PART]).await;
+    // Sent again: the new bytes replace the old.
+    send_part(&blobs, &upload, 1, &bytes[..PART]).await;
+    let parts = blobs.list_parts(&upload).await.unwrap();
+    let listed: Vec<(u32, u64)> = parts.iter().map(|part: &PartInfo| (part.part_number, part.size)).collect();
+    assert_eq!(listed, vec![(1, PART as u64), (2, 1_000)]);
+    match blobs.assemble_parts(&upload, &parts).await.expect("assemble") {
+        Assembled::Staged(staged) => {
+            assert_eq!(staged.size, bytes.len() as u64);
+            assert_eq!(staged.sha256, hex::encode(Sha256::digest(&bytes)));
+            assert_eq!(&staged.head[..], &bytes[..8 * 1024]);
+            blobs.commit(&staged, &upload.blob_key).await.expect("commit");
+        }
+        Assembled::InPlace { size } => assert_eq!(size, bytes.len() as u64),
+    }
+    assert!(read(&blobs, &upload.blob_key, None).await == bytes, "the assembled bytes differ");
+    blobs.remove_parts(&upload).await.expect("removing parts again is no error");
+    assert!(blobs.list_parts(&upload).await.unwrap().is_empty());
+    assert_eq!(blobs.remove_temporaries().await.unwrap(), 0, "assembly leaves no temporary");
+}
+
+async fn removed_parts_are_gone(blobs: Arc<dyn BlobStore>) {
+    let upload = multipart_upload(&blobs, 2 * PART as u64).await;
+    send_part(&blobs, &upload, 1, &sample(PART)).await;
+    let set = (upload.workspace_id.to_string(), upload.id.to_string());
+    let listed_as_a_set = blobs.part_sets().await.unwrap().contains(&set);
+    blobs.remove_parts(&upload).await.expect("remove parts");
+    assert!(blobs.list_parts(&upload).await.unwrap().is_empty());
+    assert!(!blobs.part_sets().await.unwrap().contains(&set));
+    // A store that enumerates part sets (the local folder) listed this one while it existed.
+    assert!(listed_as_a_set || upload.multipart_id.is_some());
+    assert_eq!(blobs.head(&upload.blob_key).await.unwrap(), None, "no object was made");
+}
+
 /// Runs each check against each backend, as its own test.
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -182,4 +271,6 @@ conformance!(
     list_keys_shows_committed_objects_only,
     remove_temporaries_removes_uncommitted_stages,
     promote_moves_an_object_whole,
+    parts_are_listed_replaced_and_assembled_in_order,
+    removed_parts_are_gone,
 );

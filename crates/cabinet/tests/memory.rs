@@ -142,3 +142,150 @@ async fn a_large_upload_and_its_download_stream_in_bounded_server_memory() {
         mib(peak_after_download)
     );
 }
+
+const MULTIPART_DEFAULT_SIZE: u64 = 5 << 30;
+
+/// The size of the multipart memory tests: `CABINET_MULTIPART_TEST_BYTES`, else 5 GiB.
+fn multipart_test_size() -> u64 {
+    std::env::var("CABINET_MULTIPART_TEST_BYTES")
+        .map(|value| value.trim().parse::<u64>().expect("CABINET_MULTIPART_TEST_BYTES must be a number"))
+        .unwrap_or(MULTIPART_DEFAULT_SIZE)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "moves 5 GiB through the server; dev/test runs it with --ignored"]
+async fn a_5_gib_multipart_upload_assembles_in_bounded_server_memory_on_the_local_folder() {
+    multipart_upload_in_bounded_memory(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "moves 5 GiB through S3 and reads it back; dev/test runs it with --ignored"]
+async fn a_5_gib_multipart_upload_assembles_in_bounded_server_memory_on_s3() {
+    let Some(url) = std::env::var("CABINET_TEST_S3_URL").ok().filter(|url| !url.is_empty()) else {
+        assert!(std::env::var("CABINET_REQUIRE_S3").as_deref() != Ok("1"), "CABINET_REQUIRE_S3=1 but no S3");
+        eprintln!("skipping: no S3 server (CABINET_TEST_S3_URL is not set; dev/test starts one)");
+        return;
+    };
+    // Under a key prefix of its own, like every S3 test.
+    let (location, query) = url.split_once('?').unwrap_or((&url, ""));
+    let run = ulid::Ulid::new().to_string().to_ascii_lowercase();
+    multipart_upload_in_bounded_memory(Some(format!(
+        "{}/memory-{run}?{query}",
+        location.trim_end_matches('/')
+    )))
+    .await;
+}
+
+/// Sends `multipart_test_size()` bytes as 64 MiB parts generated on the fly (never held whole),
+/// completes, and checks the server's sha256 and peak resident memory; then purges the file.
+async fn multipart_upload_in_bounded_memory(storage: Option<String>) {
+    let size = multipart_test_size();
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "memory", None, "write");
+    let mut args = vec![];
+    if let Some(storage) = &storage {
+        args = vec!["--storage", storage.as_str()];
+    }
+    let server = ServerProcess::start_with(dir.path(), &args);
+    let http = http_client();
+    let at_start = server.peak_resident_bytes();
+    println!("server peak resident memory at start: {:.1} MiB", mib(at_start));
+
+    let response = http
+        .post(server.at("/v1/uploads"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"name": "huge.bin", "size": size, "multipart": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let ticket: Value = response.json().await.unwrap();
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    let part_size = ticket["multipart"]["part_size"].as_u64().unwrap();
+    let part_count = ticket["multipart"]["part_count"].as_u64().unwrap() as u32;
+
+    let pattern = Arc::new(Pattern::new(CHUNK, 0x6d75_6c74_6970_6172));
+    let mut sent_hash = Sha256::new();
+    let started = Instant::now();
+    for first in (1..=part_count).step_by(100) {
+        let numbers: Vec<u32> = (first..=(first + 99).min(part_count)).collect();
+        let response = http
+            .post(server.at(&format!("/v1/uploads/{id}/parts")))
+            .bearer_auth(&tenant.key)
+            .json(&json!({ "part_numbers": numbers }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let urls: Value = response.json().await.unwrap();
+        for url in urls["parts"].as_array().unwrap() {
+            let number = url["part_number"].as_u64().unwrap();
+            let part_len = url["size"].as_u64().unwrap();
+            let start = (number - 1) * part_size;
+            // Chunk indexes count from the start of the file, so every part differs.
+            let body = stream::iter((start..start + part_len).step_by(CHUNK)).map({
+                let pattern = pattern.clone();
+                move |offset| {
+                    let len = (start + part_len - offset).min(CHUNK as u64) as usize;
+                    Ok::<_, std::io::Error>(pattern.chunk(offset / CHUNK as u64, len))
+                }
+            });
+            let mut offset = start;
+            while offset < start + part_len {
+                let len = (start + part_len - offset).min(CHUNK as u64) as usize;
+                sent_hash.update(pattern.chunk(offset / CHUNK as u64, len));
+                offset += len as u64;
+            }
+            let mut request = http.put(url["url"].as_str().unwrap());
+            for (name, value) in url["headers"].as_object().unwrap() {
+                request = request.header(name, value.as_str().unwrap());
+            }
+            let response = request
+                .header(reqwest::header::CONTENT_LENGTH, part_len)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "part {number}: {}", response.status());
+        }
+    }
+    let upload_time = started.elapsed();
+    let started = Instant::now();
+    let response = http
+        .post(server.at(&format!("/v1/uploads/{id}/complete")))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let done: Value = response.json().await.unwrap();
+    let complete_time = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["file"]["size"], size);
+    assert_eq!(done["file"]["sha256"], hex::encode(sent_hash.finalize()), "the server hashed what was sent");
+    let peak = server.peak_resident_bytes();
+    println!(
+        "multipart ({}): {:.0} MiB in {part_count} parts in {upload_time:.1?} = {:.0} MiB/s; complete (assemble + \
+         verify) {complete_time:.1?}; server peak resident memory {:.1} MiB (+{:.1} MiB from start)",
+        if storage.is_some() { "S3" } else { "local folder" },
+        mib(size),
+        mib_per_second(size, upload_time),
+        mib(peak),
+        mib(peak.saturating_sub(at_start)),
+    );
+    // Leave no 5 GiB behind: the bucket outlives the test's folder.
+    let file_id = done["file"]["id"].as_str().unwrap();
+    let response = http
+        .delete(server.at(&format!("/v1/files/{file_id}?permanent=true")))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "purging the file: {}", response.status());
+    assert!(
+        peak.saturating_sub(at_start) < PEAK_RESIDENT_LIMIT,
+        "the server's peak resident memory grew by {:.1} MiB during the multipart upload",
+        mib(peak.saturating_sub(at_start))
+    );
+}

@@ -55,6 +55,10 @@ pub enum Error {
     /// Well-formed input that failed verification (size or checksum mismatch).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// A multipart upload cannot be completed yet: these parts (1-based) are missing or have the
+    /// wrong size. The upload stays open.
+    #[error("{} part(s) are missing or incomplete: upload them, then complete again", .missing.len())]
+    PartsMissing { missing: Vec<u32> },
     /// The workspace's quota cannot take `requested` more bytes.
     #[error("storage quota exceeded: {requested} bytes requested, {available} bytes available")]
     QuotaExceeded { requested: u64, available: u64 },
@@ -79,6 +83,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::PartsMissing { .. } => "parts_missing",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -91,7 +96,7 @@ impl Error {
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Forbidden(_) | Error::BadSignature { .. } => ErrorKind::Forbidden,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::PartsMissing { .. } => ErrorKind::Conflict,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Unprocessable { .. } => ErrorKind::Unprocessable,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,

@@ -13,6 +13,7 @@ pub mod listing;
 pub mod maintenance;
 pub mod metadata;
 pub mod model;
+pub mod multipart;
 pub mod names;
 pub mod ports;
 pub mod quota;

@@ -29,6 +29,7 @@ pub struct RecoveryReport {
     pub temporaries_removed: u64,
     pub interrupted_uploads_failed: u64,
     pub orphan_blobs_removed: u64,
+    pub orphan_parts_removed: u64,
 }
 
 /// What `cabinet admin check` found, and what it repaired.
@@ -121,6 +122,9 @@ impl Cabinet {
             for (ws, id) in batch {
                 if self.store.fail_upload(&ws, &id, FailureReason::Expired, self.clock.now()).await? {
                     failed += 1;
+                    if let Ok(upload) = self.store.get_upload(&ws, &id).await {
+                        self.remove_parts_quietly(&upload).await;
+                    }
                     if !self.blobs.receives_through_cabinet() {
                         // Bytes may have landed directly after all: the upload no longer wants them.
                         self.delete_blob_quietly(&incoming_key(&ws, &id)).await;
@@ -133,6 +137,11 @@ impl Cabinet {
         }
         if failed > 0 {
             tracing::info!(failed, "expired uploads failed");
+        }
+        // Parts whose upload ended without them being removed (a crash, a failed removal).
+        let parts = self.remove_orphan_parts().await?;
+        if parts > 0 {
+            tracing::info!(parts, "orphan upload parts removed");
         }
         Ok(failed)
     }
@@ -152,6 +161,10 @@ impl Cabinet {
             after = batch.last().map(|upload| upload.id.clone());
             for upload in batch {
                 let incoming = incoming_key(&upload.workspace_id, &upload.id);
+                if upload.part_size.is_some() && self.clock.now() < upload.expires_at {
+                    // Parts are completed by the client's `complete`, never guessed at.
+                    continue;
+                }
                 match self.blobs.head(&incoming).await? {
                     Some(info) => match self.finish_arrived(upload, info).await {
                         Ok(state) if state.upload.status == UploadStatus::Success => report.completed += 1,
@@ -166,6 +179,7 @@ impl Cabinet {
                         let failed = self.store.fail_upload(ws, id, FailureReason::Expired, now).await?;
                         report.expired += u64::from(failed);
                         self.delete_blob_quietly(&incoming).await;
+                        self.remove_parts_quietly(&upload).await;
                     }
                     None => {}
                 }
@@ -203,6 +217,8 @@ impl Cabinet {
             }
         }
         report.orphan_blobs_removed = self.remove_orphan_blobs().await?;
+        // Only parts of uploads that ended: a live multipart upload resumes after the restart.
+        report.orphan_parts_removed = self.remove_orphan_parts().await?;
         tracing::info!(?report, "recovered after restart");
         Ok(report)
     }

@@ -195,6 +195,10 @@ pub struct Upload {
     pub expires_at: DateTime<Utc>,
     /// The end user who started it, when creator tracking is on.
     pub created_by: Option<String>,
+    /// For a multipart upload: the size of every part but the last (see `multipart::PartPlan`).
+    pub part_size: Option<u64>,
+    /// The blob store's own id for the parts of a multipart upload (S3's `UploadId`), if it keeps one.
+    pub multipart_id: Option<String>,
 }
 
 /// A finished, verified file.

@@ -396,6 +396,26 @@ pub struct BlobInfo {
     pub sha256: Option<String>,
 }
 
+/// One part of a multipart upload that the blob store holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// 1-based.
+    pub part_number: u32,
+    pub size: u64,
+    /// The store's tag for these bytes; changes when the part is replaced.
+    pub etag: String,
+}
+
+/// What assembling a multipart upload's parts produced.
+#[derive(Debug)]
+pub enum Assembled {
+    /// The bytes in a temporary object, measured and hashed; committed like any staged object.
+    Staged(StagedBlob),
+    /// The bytes already under the file's key (no reader sees them before the file exists), not
+    /// yet hashed.
+    InPlace { size: u64 },
+}
+
 /// The blob port.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -432,6 +452,33 @@ pub trait BlobStore: Send + Sync + 'static {
     fn presign_upload(&self, _key: &str, _upload: &Upload) -> Option<PresignedUpload> {
         None
     }
+    /// Prepares to hold the parts of a multipart upload (whose file key is `upload.blob_key`) and
+    /// returns the store's own id for them (S3's `UploadId`), if it keeps one.
+    async fn begin_parts(&self, upload: &Upload) -> Result<Option<String>>;
+    /// A URL a client can send one part to directly, or `None` to use Cabinet's own storage
+    /// endpoint (then parts arrive through `stage` and `commit_part`). Binds exactly `size` bytes.
+    fn presign_part(
+        &self,
+        _upload: &Upload,
+        _part_number: u32,
+        _size: u64,
+        _signed_at: DateTime<Utc>,
+        _expires_at: DateTime<Utc>,
+    ) -> Option<PresignedUpload> {
+        None
+    }
+    /// Makes a staged object the upload's part `part_number`, durably, replacing a previous one.
+    async fn commit_part(&self, staged: &StagedBlob, upload: &Upload, part_number: u32) -> Result<PartInfo>;
+    /// The parts received so far, by part number.
+    async fn list_parts(&self, upload: &Upload) -> Result<Vec<PartInfo>>;
+    /// Joins `parts` (every part, in order, as `list_parts` gave them) into one object, streaming
+    /// with bounded memory. The parts are consumed.
+    async fn assemble_parts(&self, upload: &Upload, parts: &[PartInfo]) -> Result<Assembled>;
+    /// Removes every part of an upload (aborts S3's multipart upload); absent parts are not an error.
+    async fn remove_parts(&self, upload: &Upload) -> Result<()>;
+    /// The (workspace, upload) of every set of parts the store can enumerate; for the orphan sweep.
+    async fn part_sets(&self) -> Result<Vec<(String, String)>>;
+
     /// A URL that serves `key` directly from the store, or `None` to use Cabinet's own signed
     /// download endpoint.
     fn presign_download(&self, _key: &str, _download: &PresignedDownload) -> Option<String> {

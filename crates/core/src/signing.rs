@@ -20,6 +20,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub enum SignedOperation {
     /// Send the bytes of one upload.
     Upload,
+    /// Send one part of a multipart upload (the object is `upl_…/N`).
+    UploadPart,
     /// Read one file.
     Download,
 }
@@ -28,6 +30,7 @@ impl SignedOperation {
     fn as_str(self) -> &'static str {
         match self {
             SignedOperation::Upload => "upload",
+            SignedOperation::UploadPart => "upload-part",
             SignedOperation::Download => "download",
         }
     }
@@ -99,7 +102,7 @@ impl UrlSigner {
         let signature =
             URL_SAFE_NO_PAD.encode(self.mac(op, workspace, object, params).finalize().into_bytes());
         let mut query = format!("expires={}", params.expires);
-        if op == SignedOperation::Upload {
+        if op != SignedOperation::Download {
             query.push_str(&format!("&max={}", params.max_bytes));
         }
         if params.attachment {
@@ -162,7 +165,7 @@ fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)
     };
     let expires = parse_decimal(take("expires")?)?;
     let max_bytes = match op {
-        SignedOperation::Upload => parse_decimal(take("max")?)?,
+        SignedOperation::Upload | SignedOperation::UploadPart => parse_decimal(take("max")?)?,
         SignedOperation::Download => 0,
     };
     let attachment = match pairs.peek() {
@@ -250,6 +253,21 @@ mod tests {
         sig_flipped[last] = if sig_flipped[last] == b'A' { b'B' } else { b'A' };
         let sig_flipped = String::from_utf8(sig_flipped).unwrap();
         assert!(signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&sig_flipped), now).is_err());
+    }
+
+    #[test]
+    fn a_part_url_is_neither_an_upload_url_nor_another_parts() {
+        let now = Utc::now();
+        let params = SignedParams { expires: now.timestamp() + 60, max_bytes: 5, attachment: false };
+        let part = signer().sign(SignedOperation::UploadPart, "ws_a", "upl_b/1", &params);
+        assert_eq!(
+            signer().verify(SignedOperation::UploadPart, "ws_a", "upl_b/1", Some(&part), now).unwrap(),
+            params
+        );
+        assert!(signer().verify(SignedOperation::UploadPart, "ws_a", "upl_b/2", Some(&part), now).is_err());
+        assert!(signer().verify(SignedOperation::Upload, "ws_a", "upl_b/1", Some(&part), now).is_err());
+        let upload = signer().sign(SignedOperation::Upload, "ws_a", "upl_b/1", &params);
+        assert!(signer().verify(SignedOperation::UploadPart, "ws_a", "upl_b/1", Some(&upload), now).is_err());
     }
 
     #[test]

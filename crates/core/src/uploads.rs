@@ -17,6 +17,7 @@ use crate::content_type;
 use crate::error::{Error, Result};
 use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
 use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
+use crate::multipart::{PartPlan, MULTIPART_TTL};
 use crate::names::validate_name;
 use crate::ports::{BlobInfo, ByteRange, ByteStream, PresignedPost, StageError, StagedBlob};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
@@ -35,7 +36,7 @@ pub fn incoming_key(ws: &WorkspaceId, upload: &UploadId) -> String {
 const SNIFF_BYTES: u64 = 8 * 1024;
 
 /// Why verified bytes were refused: the upload's failure reason and the client's error.
-type Rejection = (FailureReason, Error);
+pub(crate) type Rejection = (FailureReason, Error);
 
 /// What a client declares when it starts an upload.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +50,9 @@ pub struct NewUpload {
     pub folder_id: Option<FolderId>,
     /// Seconds the upload URL should live; the server's default when absent.
     pub expires_in: Option<u64>,
+    /// Send the bytes in parts (resumable), each of this size but the last; `Some(None)` for the
+    /// default part size. Needs a declared size.
+    pub multipart: Option<Option<u64>>,
 }
 
 /// A started upload and where to send its bytes.
@@ -60,6 +64,8 @@ pub struct UploadTicket {
     pub headers: Vec<(String, String)>,
     /// The same upload as a browser form, when the blob store offers one.
     pub form: Option<PresignedPost>,
+    /// For a multipart upload, its parts; then `url` is empty: each part has its own URL.
+    pub multipart: Option<PartPlan>,
 }
 
 /// An upload and, once it succeeded, its file.
@@ -103,10 +109,20 @@ impl Cabinet {
             // Nothing is reserved for an unknown size, but a full workspace can take nothing.
             return Err(Error::QuotaExceeded { requested: 1, available: 0 });
         }
+        let plan = match request.multipart {
+            None => None,
+            Some(part_size) => {
+                let size = request.size.ok_or_else(|| {
+                    Error::bad_request("size_required", "a multipart upload must declare its size")
+                })?;
+                Some(PartPlan::new(size, part_size)?)
+            }
+        };
         if let Some(folder) = &request.folder_id {
             self.check_folder(ws, folder).await?;
         }
-        let ttl = self.url_ttl(request.expires_in, self.settings.upload_url_ttl)?;
+        let default_ttl = if plan.is_some() { MULTIPART_TTL } else { self.settings.upload_url_ttl };
+        let ttl = self.url_ttl(request.expires_in, default_ttl)?;
         let now = self.clock.now();
         // The URL's expiry is whole seconds; the upload expires with it, never before.
         let expires = expiry_timestamp(now + ttl);
@@ -128,7 +144,12 @@ impl Cabinet {
             updated_at: now,
             expires_at: expiry_instant(expires),
             created_by,
+            part_size: plan.map(|plan| plan.part_size),
+            multipart_id: None,
         };
+        if let Some(plan) = plan {
+            return self.start_multipart(upload, plan).await;
+        }
         self.store.insert_upload_reserving(&upload).await?;
         let incoming = incoming_key(ws, &upload.id);
         // Bytes of unknown size always come through Cabinet, which measures them as they stream.
@@ -151,7 +172,7 @@ impl Cabinet {
             }
         };
         tracing::info!(workspace = %ws, upload = %upload.id, size = upload.size, "upload started");
-        Ok(UploadTicket { upload, url, method, headers, form })
+        Ok(UploadTicket { upload, url, method, headers, form, multipart: None })
     }
 
     /// An upload's state.
@@ -161,7 +182,7 @@ impl Cabinet {
     }
 
     /// Keys reach every upload of their workspace (by role); an end user only their own.
-    async fn own_upload(&self, caller: &Caller, id: &UploadId, role: Role) -> Result<()> {
+    pub(crate) async fn own_upload(&self, caller: &Caller, id: &UploadId, role: Role) -> Result<()> {
         match caller.end_user() {
             None => caller.require(role),
             Some(sub) => {
@@ -175,7 +196,7 @@ impl Cabinet {
         }
     }
 
-    async fn upload_state(&self, ws: &WorkspaceId, id: &UploadId) -> Result<UploadState> {
+    pub(crate) async fn upload_state(&self, ws: &WorkspaceId, id: &UploadId) -> Result<UploadState> {
         let upload = self.store.get_upload(ws, id).await?;
         let file = match upload.status {
             // The file may have been deleted since; the upload still says SUCCESS.
@@ -190,6 +211,9 @@ impl Cabinet {
     pub async fn complete_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
         self.own_upload(caller, id, Role::Write).await?;
         let state = self.upload_state(&caller.workspace_id, id).await?;
+        if state.upload.status == UploadStatus::Waiting && state.upload.part_size.is_some() {
+            return self.complete_multipart(state.upload).await;
+        }
         if state.upload.status == UploadStatus::Waiting && !self.blobs.receives_through_cabinet() {
             let incoming = incoming_key(&state.upload.workspace_id, &state.upload.id);
             if let Some(info) = self.blobs.head(&incoming).await? {
@@ -261,7 +285,7 @@ impl Cabinet {
 
     /// Reads a whole object to learn its sha256 (when the store did not verify one), keeping its
     /// first bytes for sniffing.
-    async fn hash_object(&self, key: &str) -> Result<(String, bytes::Bytes)> {
+    pub(crate) async fn hash_object(&self, key: &str) -> Result<(String, bytes::Bytes)> {
         use sha2::{Digest, Sha256};
         let mut stream = self.blobs.open(key, None).await?;
         let mut hasher = Sha256::new();
@@ -291,6 +315,7 @@ impl Cabinet {
         if !self.store.fail_upload(ws, id, FailureReason::Cancelled, self.clock.now()).await? {
             return Err(Error::conflict("upload_not_live", "the upload has already ended"));
         }
+        self.remove_parts_quietly(&upload).await;
         self.upload_state(ws, id).await
     }
 
@@ -374,7 +399,7 @@ impl Cabinet {
     }
 
     /// Verifies staged bytes against the upload's declaration and turns them into its file.
-    async fn finish(&self, upload: &Upload, staged: &StagedBlob) -> Result<FileRecord> {
+    pub(crate) async fn finish(&self, upload: &Upload, staged: &StagedBlob) -> Result<FileRecord> {
         let verdict = check_size(upload, staged.size).and_then(|()| check_sha256(upload, &staged.sha256));
         if let Err((reason, error)) = verdict {
             self.blobs.discard(&staged.temp_key).await;
@@ -391,7 +416,7 @@ impl Cabinet {
     }
 
     /// The bytes are durable under the file's key; the file exists once this transaction commits.
-    async fn settle(&self, upload: &Upload, file: FileRecord) -> Result<FileRecord> {
+    pub(crate) async fn settle(&self, upload: &Upload, file: FileRecord) -> Result<FileRecord> {
         match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
             Ok(true) => {
                 tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
@@ -500,7 +525,7 @@ impl Drop for ReceivingGuard {
 }
 
 /// What `complete` answers for an upload it did not (or could not) finish now.
-fn settled(state: UploadState) -> Result<UploadState> {
+pub(crate) fn settled(state: UploadState) -> Result<UploadState> {
     match state.upload.status {
         UploadStatus::Success => Ok(state),
         UploadStatus::Failed => Err(Error::conflict(
@@ -520,7 +545,7 @@ fn settled(state: UploadState) -> Result<UploadState> {
 }
 
 /// The size rule: exactly the declared number of bytes.
-fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), Rejection> {
+pub(crate) fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), Rejection> {
     if size == upload.size || !upload.size_known {
         return Ok(());
     }
@@ -534,7 +559,7 @@ fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), Rejection> 
 }
 
 /// The checksum rule: when a sha256 was declared, the bytes hash to it.
-fn check_sha256(upload: &Upload, sha256: &str) -> std::result::Result<(), Rejection> {
+pub(crate) fn check_sha256(upload: &Upload, sha256: &str) -> std::result::Result<(), Rejection> {
     match &upload.sha256 {
         Some(declared) if declared != sha256 => Err(checksum_mismatch()),
         _ => Ok(()),
@@ -552,7 +577,13 @@ fn checksum_mismatch() -> Rejection {
 }
 
 /// The file verified bytes become.
-fn file_of(upload: &Upload, size: u64, sha256: String, head: &[u8], now: DateTime<Utc>) -> FileRecord {
+pub(crate) fn file_of(
+    upload: &Upload,
+    size: u64,
+    sha256: String,
+    head: &[u8],
+    now: DateTime<Utc>,
+) -> FileRecord {
     let mut file = FileRecord::new(
         upload.workspace_id.clone(),
         upload.file_id.clone(),

@@ -460,7 +460,7 @@ macro_rules! impl_metadata_store {
                     return Err(Self::quota_error(available, upload.size));
                 }
                 sqlx::query(&format!(
-                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                    "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
                 ))
                 .bind(upload.workspace_id.as_str())
                 .bind(upload.id.as_str())
@@ -478,6 +478,8 @@ macro_rules! impl_metadata_store {
                 .bind(millis(upload.expires_at))
                 .bind(&upload.created_by)
                 .bind(upload.size_known)
+                .bind(upload.part_size.map(bytes).transpose()?)
+                .bind(&upload.multipart_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;

@@ -105,6 +105,8 @@ pub(crate) struct UploadRow {
     expires_at: i64,
     created_by: Option<String>,
     size_known: bool,
+    part_size: Option<i64>,
+    multipart_id: Option<String>,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -131,6 +133,8 @@ impl TryFrom<UploadRow> for Upload {
             updated_at: from_millis(row.updated_at)?,
             expires_at: from_millis(row.expires_at)?,
             created_by: row.created_by,
+            part_size: row.part_size.map(unsigned).transpose()?,
+            multipart_id: row.multipart_id,
         })
     }
 }
@@ -254,7 +258,8 @@ pub(crate) const FILE_COLUMNS: &str = "workspace_id, id, name, mime_type, size, 
 /// The columns of `uploads`, in `UploadRow`'s order.
 pub(crate) const UPLOAD_COLUMNS: &str =
     "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \
-     failure_reason, file_id, blob_key, created_at, updated_at, expires_at, created_by, size_known";
+     failure_reason, file_id, blob_key, created_at, updated_at, expires_at, created_by, size_known, \
+     part_size, multipart_id";
 /// The columns of `workspaces`, in `WorkspaceRow`'s order.
 pub(crate) const WORKSPACE_COLUMNS: &str =
     "id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at";

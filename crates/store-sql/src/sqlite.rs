@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_metering.sql")),
     (5, include_str!("../migrations/sqlite/0005_unknown_size.sql")),
     (6, include_str!("../migrations/sqlite/0006_live_files.sql")),
+    (7, include_str!("../migrations/sqlite/0007_multipart.sql")),
     (9, include_str!("../migrations/sqlite/0009_live_file_count.sql")),
 ];
 

@@ -61,6 +61,7 @@ conformance!(
     reservations_never_pass_the_limit,
     racing_reservations_grant_exactly_what_fits,
     an_upload_begins_receiving_once,
+    a_multipart_upload_keeps_its_part_size_and_store_id,
     finishing_turns_the_reservation_into_a_file_once,
     failing_releases_the_reservation_once,
     expired_uploads_are_found_by_their_cutoffs,
@@ -428,6 +429,8 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
         updated_at: now(),
         expires_at: now() + Duration::hours(1),
         created_by: None,
+        part_size: None,
+        multipart_id: None,
     }
 }
 
@@ -565,6 +568,22 @@ async fn an_upload_begins_receiving_once(store: &dyn MetadataStore) {
     assert!(!store.begin_receiving(&ws.id, &up.id, now()).await.unwrap());
     assert_eq!(store.get_upload(&ws.id, &up.id).await.unwrap().status, UploadStatus::Uploading);
     assert_eq!(store.receiving_uploads(10).await.unwrap(), vec![(ws.id.clone(), up.id.clone())]);
+}
+
+async fn a_multipart_upload_keeps_its_part_size_and_store_id(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(10 << 30)).await.id;
+    let mut multipart = upload(&ws, 6 << 30);
+    multipart.part_size = Some(5 << 30);
+    multipart.multipart_id = Some("2~opaque/id=".into());
+    store.insert_upload_reserving(&multipart).await.unwrap();
+    let plain = upload(&ws, 1);
+    store.insert_upload_reserving(&plain).await.unwrap();
+    let stored = store.get_upload(&ws, &multipart.id).await.unwrap();
+    assert_eq!((stored.part_size, stored.multipart_id.as_deref()), (Some(5 << 30), Some("2~opaque/id=")));
+    assert_eq!(stored.size, 6 << 30);
+    let stored = store.get_upload(&ws, &plain.id).await.unwrap();
+    assert_eq!((stored.part_size, stored.multipart_id), (None, None));
+    assert_eq!(ledger(store, &ws).await, (0, (6 << 30) + 1));
 }
 
 async fn finishing_turns_the_reservation_into_a_file_once(store: &dyn MetadataStore) {

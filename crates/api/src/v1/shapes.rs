@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use cabinet_core::files::DownloadUrl;
 use cabinet_core::folders::RestoreNote;
-use cabinet_core::ports::SearchHit;
+use cabinet_core::multipart::{PartPlan, PartUrl};
+use cabinet_core::ports::{PartInfo, SearchHit};
 use cabinet_core::uploads::{UploadState, UploadTicket};
 use cabinet_core::{FileId, FileRecord, FileReference, Folder, FolderId, Quota, UploadId, WorkspaceId};
 use chrono::{DateTime, Utc};
@@ -281,17 +282,97 @@ impl From<UploadState> for UploadJson {
 pub struct UploadTicketJson {
     pub id: UploadId,
     pub status: UploadStatusJson,
-    /// Send the bytes here: a raw `PUT` body, or a multipart `POST` with a `file` field.
-    pub upload_url: String,
+    /// Send the bytes here: a raw `PUT` body, or a multipart `POST` with a `file` field. Null for
+    /// a multipart upload: ask `POST /v1/uploads/{id}/parts` for each part's URL.
+    pub upload_url: Option<String>,
+    /// Null for a multipart upload.
     #[schema(example = "PUT")]
-    pub method: String,
-    /// Headers to send with the bytes.
-    pub headers: BTreeMap<String, String>,
+    pub method: Option<String>,
+    /// Headers to send with the bytes; null for a multipart upload.
+    pub headers: Option<BTreeMap<String, String>>,
     /// The same upload as a browser form, when the storage offers one (S3): `POST` it as
     /// `multipart/form-data` with these fields first, then the bytes in a field named `file`.
     pub form: Option<UploadFormJson>,
     pub expires_at: DateTime<Utc>,
+    /// How a multipart upload is cut into parts; null for an ordinary upload.
+    pub multipart: Option<PartPlanJson>,
     pub upload: UploadJson,
+}
+
+/// How a multipart upload's bytes are cut: every part is `part_size` bytes but the last, which
+/// holds the rest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartPlanJson {
+    #[schema(example = 67108864)]
+    pub part_size: u64,
+    #[schema(example = 80)]
+    pub part_count: u32,
+}
+
+impl From<PartPlan> for PartPlanJson {
+    fn from(plan: PartPlan) -> Self {
+        Self { part_size: plan.part_size, part_count: plan.part_count }
+    }
+}
+
+/// Where to send one part.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartUrlJson {
+    pub part_number: u32,
+    /// The exact number of bytes this part must have.
+    pub size: u64,
+    pub url: String,
+    #[schema(example = "PUT")]
+    pub method: String,
+    /// Headers to send with the part, as given.
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<PartUrl> for PartUrlJson {
+    fn from(url: PartUrl) -> Self {
+        Self {
+            part_number: url.part_number,
+            size: url.size,
+            url: url.url,
+            method: url.method.to_owned(),
+            headers: url
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value))
+                .collect(),
+            expires_at: url.expires_at,
+        }
+    }
+}
+
+/// Part URLs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartUrlsJson {
+    pub parts: Vec<PartUrlJson>,
+}
+
+/// One received part.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartJson {
+    pub part_number: u32,
+    pub size: u64,
+    /// The storage's tag for the part's bytes; changes when the part is sent again.
+    pub etag: String,
+}
+
+impl From<PartInfo> for PartJson {
+    fn from(part: PartInfo) -> Self {
+        Self { part_number: part.part_number, size: part.size, etag: part.etag }
+    }
+}
+
+/// The parts of a multipart upload received so far, ascending.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartListJson {
+    pub part_size: u64,
+    pub part_count: u32,
+    pub parts: Vec<PartJson>,
 }
 
 /// A presigned form upload; its policy admits exactly the declared size.
@@ -312,12 +393,14 @@ pub struct FormFieldJson {
 impl From<UploadTicket> for UploadTicketJson {
     fn from(ticket: UploadTicket) -> Self {
         let upload = UploadJson::from(UploadState { upload: ticket.upload, file: None });
+        let single = ticket.multipart.is_none();
         Self {
             id: upload.id.clone(),
             status: UploadStatusJson::Waiting,
-            upload_url: ticket.url,
-            method: ticket.method.to_owned(),
-            headers: ticket.headers.into_iter().collect(),
+            upload_url: single.then_some(ticket.url),
+            method: single.then(|| ticket.method.to_owned()),
+            headers: single.then(|| ticket.headers.into_iter().collect()),
+            multipart: ticket.multipart.map(PartPlanJson::from),
             form: ticket.form.map(|form| UploadFormJson {
                 url: form.url,
                 fields: form.fields.into_iter().map(|(name, value)| FormFieldJson { name, value }).collect(),

@@ -1,4 +1,5 @@
-//! `/v1/uploads`: start an upload (reserve + sign), read its state, complete or cancel it.
+//! `/v1/uploads`: start an upload (reserve + sign), read its state, complete or cancel it; for a
+//! multipart upload, sign its parts' URLs and list the parts received.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,7 +8,7 @@ use cabinet_core::{FolderId, UploadId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::shapes::{UploadJson, UploadTicketJson};
+use super::shapes::{PartListJson, PartUrlsJson, UploadJson, UploadTicketJson};
 use crate::auth::Authenticated;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::AppState;
@@ -25,8 +26,26 @@ pub struct CreateUploadRequest {
     /// Lowercase hex SHA-256 of the bytes; when given, the bytes are verified against it.
     pub sha256: Option<String>,
     pub folder_id: Option<FolderId>,
-    /// Lifetime of the upload URL in seconds (default 3600, at most 7 days).
+    /// Lifetime of the upload URL in seconds (default 3600, or 86400 for a multipart upload; at
+    /// most 7 days).
     pub expires_in: Option<u64>,
+    /// Send the bytes in parts, resumably: each part has its own URL (`POST
+    /// /v1/uploads/{id}/parts`), parts can be sent in any order and again, and
+    /// `POST /v1/uploads/{id}/complete` joins them. The response's `upload_url` is then null.
+    #[serde(default)]
+    pub multipart: bool,
+    /// With `multipart`: bytes per part, all but the last (default 64 MiB; 5 MiB to 5 GiB; at most
+    /// 10,000 parts).
+    #[schema(example = 67108864)]
+    pub part_size: Option<u64>,
+}
+
+/// Which parts to sign URLs for.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PartUrlsRequest {
+    /// 1-based part numbers, at most 100 per request.
+    #[schema(example = json!([1, 2, 3]))]
+    pub part_numbers: Vec<u32>,
 }
 
 /// Start an upload: reserves `size` and returns a signed URL for the bytes.
@@ -35,7 +54,7 @@ pub struct CreateUploadRequest {
     request_body = CreateUploadRequest,
     responses(
         (status = 201, description = "Upload started", body = UploadTicketJson),
-        (status = 400, description = "Invalid name, size, type or checksum", body = ErrorBody),
+        (status = 400, description = "Invalid name, size, type, checksum or part size", body = ErrorBody),
         (status = 401, description = "Missing or invalid key", body = ErrorBody),
         (status = 403, description = "Key lacks the write role", body = ErrorBody),
         (status = 404, description = "Unknown folder or workspace", body = ErrorBody),
@@ -49,6 +68,17 @@ pub async fn create_upload(
     Authenticated(caller): Authenticated,
     Json(request): Json<CreateUploadRequest>,
 ) -> ApiResult<(StatusCode, Json<UploadTicketJson>)> {
+    let multipart = match (request.multipart, request.part_size) {
+        (true, part_size) => Some(part_size),
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(cabinet_core::Error::bad_request(
+                "invalid_part_size",
+                "part_size is only for a multipart upload (\"multipart\": true)",
+            )
+            .into())
+        }
+    };
     let ticket = state
         .cabinet
         .start_upload(
@@ -60,6 +90,7 @@ pub async fn create_upload(
                 sha256: request.sha256,
                 folder_id: request.folder_id,
                 expires_in: request.expires_in,
+                multipart,
             },
         )
         .await?;
@@ -86,7 +117,60 @@ pub async fn get_upload(
     Ok(Json(upload.into()))
 }
 
-/// Finalize an upload. Idempotent: a finished upload is returned as it is.
+/// Sign URLs for parts of a multipart upload: each URL takes exactly that part's `size` bytes
+/// with a `PUT`, and lives an hour at most (never past the upload's expiry).
+#[utoipa::path(
+    post, path = "/v1/uploads/{id}/parts", tag = "uploads",
+    params(("id" = UploadId, Path, description = "Upload id")),
+    request_body = PartUrlsRequest,
+    responses(
+        (status = 200, body = PartUrlsJson),
+        (status = 400, description = "No part numbers, more than 100, or one out of range", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Key lacks the write role", body = ErrorBody),
+        (status = 404, description = "No such upload in this workspace", body = ErrorBody),
+        (status = 409, description = "Not a multipart upload, or no longer accepting parts", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_part_urls(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Json(request): Json<PartUrlsRequest>,
+) -> ApiResult<Json<PartUrlsJson>> {
+    let urls = state.cabinet.part_urls(&caller, &UploadId::parse(&id)?, &request.part_numbers).await?;
+    Ok(Json(PartUrlsJson { parts: urls.into_iter().map(Into::into).collect() }))
+}
+
+/// The parts of a multipart upload received so far, ascending (empty once it has ended).
+#[utoipa::path(
+    get, path = "/v1/uploads/{id}/parts", tag = "uploads",
+    params(("id" = UploadId, Path, description = "Upload id")),
+    responses(
+        (status = 200, body = PartListJson),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such upload in this workspace", body = ErrorBody),
+        (status = 409, description = "Not a multipart upload", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_parts(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PartListJson>> {
+    let (plan, parts) = state.cabinet.received_parts(&caller, &UploadId::parse(&id)?).await?;
+    Ok(Json(PartListJson {
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        parts: parts.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Finalize an upload. Idempotent: a finished upload is returned as it is. A multipart upload is
+/// assembled and verified here; with parts missing it answers 409 `parts_missing` (listing them in
+/// `missing_parts`) and stays open, so the client sends them and completes again.
 #[utoipa::path(
     post, path = "/v1/uploads/{id}/complete", tag = "uploads",
     params(("id" = UploadId, Path, description = "Upload id")),
@@ -94,7 +178,9 @@ pub async fn get_upload(
         (status = 200, body = UploadJson),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "Not received yet, still arriving, or failed", body = ErrorBody),
+        (status = 409, description = "Not received yet, parts missing, still arriving, or failed", body = ErrorBody),
+        (status = 413, description = "Larger than the workspace accepts", body = ErrorBody),
+        (status = 422, description = "Size or checksum mismatch (the upload is FAILED)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -107,7 +193,8 @@ pub async fn complete_upload(
     Ok(Json(upload.into()))
 }
 
-/// Cancel an upload that has not received its bytes; its reservation is released.
+/// Cancel an upload that has not received its bytes; its reservation is released and the parts
+/// of a multipart upload are removed.
 #[utoipa::path(
     delete, path = "/v1/uploads/{id}", tag = "uploads",
     params(("id" = UploadId, Path, description = "Upload id")),

@@ -78,6 +78,7 @@ pub async fn create_upload_url(
                 sha256: checksum.clone(),
                 folder_id: folder_id.clone(),
                 expires_in: None,
+                multipart: None,
             },
         )
         .await
