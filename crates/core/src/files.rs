@@ -157,7 +157,9 @@ impl Cabinet {
         if let Some(custom) = &change.metadata {
             metadata::validate_custom(custom)?;
         }
-        self.store.update_file(ws, id, &change, self.clock.now()).await
+        let file = self.store.update_file(ws, id, &change, self.clock.now()).await?;
+        self.hot.forget_workspace(ws);
+        Ok(file)
     }
 
     /// Flips a file's favorite mark; returns the file.
@@ -165,7 +167,9 @@ impl Cabinet {
         caller.require(Role::Write)?;
         let current = self.live_file(&caller.workspace_id, id).await?;
         let change = FileChange { is_favorite: Some(!current.is_favorite), ..Default::default() };
-        self.store.update_file(&caller.workspace_id, id, &change, self.clock.now()).await
+        let file = self.store.update_file(&caller.workspace_id, id, &change, self.clock.now()).await?;
+        self.hot.forget_workspace(&caller.workspace_id);
+        Ok(file)
     }
 
     /// Deletes a file: to the trash, or purged at once with `permanent`. A file in use is refused
@@ -203,6 +207,7 @@ impl Cabinet {
             return self.purge_file(ws, id).await;
         }
         let trashed = self.store.trash_file(ws, id, self.clock.now()).await?;
+        self.hot.forget_workspace(ws);
         tracing::info!(workspace = %ws, file = %id, "file trashed");
         Ok(trashed)
     }
@@ -210,6 +215,7 @@ impl Cabinet {
     /// Removes a file for good: record and quota in one transaction, then the blob.
     pub(crate) async fn purge_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
         let file = self.store.delete_file(ws, id, self.clock.now()).await?;
+        self.hot.forget_workspace(ws);
         self.delete_blob_quietly(&file.blob_key).await;
         tracing::info!(workspace = %file.workspace_id, file = %file.id, "file purged");
         Ok(file)
@@ -366,7 +372,15 @@ impl Cabinet {
     ) -> Result<(FileRecord, bool)> {
         let params = self.signer.verify(SignedOperation::Download, ws, file, query, self.clock.now())?;
         let ws = WorkspaceId::parse(ws)?;
-        let file = self.live_file(&ws, &FileId::parse(file)?).await?;
+        let id = FileId::parse(file)?;
+        let file = match self.hot.record(&ws, &id) {
+            Some(file) => file,
+            None => {
+                let file = self.live_file(&ws, &id).await?;
+                self.hot.keep_record(&file);
+                file
+            }
+        };
         Ok((file, params.attachment))
     }
 
@@ -383,6 +397,38 @@ impl Cabinet {
         file: &FileRecord,
         range: Option<ByteRange>,
     ) -> Result<ByteStream<'static>> {
-        self.blobs.open(&file.blob_key, range).await
+        if file.size > crate::hot::SMALL_OBJECT_BYTES {
+            return self.blobs.open(&file.blob_key, range).await;
+        }
+        let whole = match self.hot.object(&file.blob_key) {
+            Some(whole) => whole,
+            None => {
+                let mut stream = self.blobs.open(&file.blob_key, None).await?;
+                let mut whole = bytes::BytesMut::with_capacity(file.size as usize);
+                while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                    whole.extend_from_slice(&chunk?);
+                }
+                let whole = whole.freeze();
+                // Bytes that are not the file's size are not the file: never keep them.
+                if whole.len() as u64 != file.size {
+                    return Err(Error::internal(format!(
+                        "the object of {} holds {} bytes, not {}",
+                        file.id,
+                        whole.len(),
+                        file.size
+                    )));
+                }
+                self.hot.keep_object(&file.blob_key, whole.clone());
+                whole
+            }
+        };
+        let part = match range {
+            Some(range) => {
+                let end = (range.last + 1).min(file.size);
+                whole.slice(range.first.min(end) as usize..end as usize)
+            }
+            None => whole,
+        };
+        Ok(Box::pin(futures::stream::once(async move { Ok(part) })))
     }
 }

@@ -231,6 +231,7 @@ impl Cabinet {
         }
         if permanent {
             let purged = self.store.purge_folder(ws, id, self.clock.now()).await?;
+            self.hot.forget_workspace(ws);
             for file in &purged {
                 self.delete_blob_quietly(&file.blob_key).await;
             }
@@ -238,6 +239,7 @@ impl Cabinet {
             return Ok(folder);
         }
         let trashed = self.store.trash_folder(ws, id, self.clock.now()).await?;
+        self.hot.forget_workspace(ws);
         tracing::info!(workspace = %ws, folder = %id, "folder trashed");
         Ok(trashed)
     }

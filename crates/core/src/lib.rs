@@ -8,6 +8,7 @@ pub mod content_type;
 pub mod error;
 pub mod files;
 pub mod folders;
+pub mod hot;
 pub mod ids;
 pub mod listing;
 pub mod maintenance;
@@ -83,6 +84,7 @@ pub struct Cabinet {
     clock: Arc<dyn Clock>,
     signer: UrlSigner,
     settings: Arc<Settings>,
+    hot: Arc<hot::HotFiles>,
 }
 
 impl Cabinet {
@@ -94,7 +96,7 @@ impl Cabinet {
         signer: UrlSigner,
         settings: Settings,
     ) -> Self {
-        Self { store, blobs, clock, signer, settings: Arc::new(settings) }
+        Self { store, blobs, clock, signer, settings: Arc::new(settings), hot: Arc::default() }
     }
 
     /// The deployment's settings.

@@ -78,7 +78,9 @@ impl Cabinet {
                 self.purge_file(ws, id).await?;
             }
             TrashEntry::Folder(id) => {
-                for file in self.store.purge_folder(ws, id, self.clock.now()).await? {
+                let purged = self.store.purge_folder(ws, id, self.clock.now()).await?;
+                self.hot.forget_workspace(ws);
+                for file in purged {
                     self.delete_blob_quietly(&file.blob_key).await;
                 }
             }

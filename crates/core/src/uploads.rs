@@ -471,6 +471,7 @@ impl Cabinet {
     }
 
     pub(crate) async fn delete_blob_quietly(&self, key: &str) {
+        self.hot.forget_object(key);
         if let Err(err) = self.blobs.delete(key).await {
             // The orphan sweep will find it.
             tracing::warn!(error = %err, key, "could not delete a blob");
