@@ -130,7 +130,7 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
             let shared = &shared;
             async move {
                 let outcome = upload_one(shared, &job).await;
-                if let Err(err) = &outcome {
+                if let (Err(err), false) = (&outcome, shared.ctx.json) {
                     shared.progress.println(&format!("cabinet: {}: {}", job.path.display(), err.message));
                 }
                 (job, outcome)
