@@ -58,6 +58,11 @@ impl ResumeBook {
         }
     }
 
+    /// A book in a given file.
+    pub fn at(path: PathBuf) -> Self {
+        ResumeBook { path: Some(path), lock: Mutex::new(()) }
+    }
+
     fn read(path: &Path) -> StateFile {
         std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
     }
@@ -114,5 +119,42 @@ impl ResumeBook {
             return Ok(());
         }
         Self::write(file, &state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> UploadRecord {
+        UploadRecord {
+            upload_id: id.into(),
+            server: "http://s".into(),
+            path: PathBuf::from("/data/big.bin"),
+            folder_id: None,
+            name: name.into(),
+            size: 10,
+            mtime_ns: "1".into(),
+            part_size: 5,
+            sha256: "ab".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_found_replaced_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = ResumeBook::at(dir.path().join("state/uploads.json"));
+        let path = Path::new("/data/big.bin");
+        assert_eq!(book.find("http://s", path, None, "big.bin").await, None);
+        book.put(record("upl_1", "big.bin")).await.unwrap();
+        book.put(record("upl_2", "other.bin")).await.unwrap();
+        assert_eq!(book.find("http://s", path, None, "big.bin").await.unwrap().upload_id, "upl_1");
+        assert_eq!(book.find("http://elsewhere", path, None, "big.bin").await, None, "per server");
+        // A new session for the same file replaces the old record.
+        book.put(record("upl_3", "big.bin")).await.unwrap();
+        assert_eq!(book.find("http://s", path, None, "big.bin").await.unwrap().upload_id, "upl_3");
+        book.remove("upl_3").await.unwrap();
+        assert_eq!(book.find("http://s", path, None, "big.bin").await, None);
+        assert_eq!(book.find("http://s", path, None, "other.bin").await.unwrap().upload_id, "upl_2");
     }
 }
