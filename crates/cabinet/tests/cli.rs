@@ -405,7 +405,7 @@ fn settings_come_from_flags_then_environment_then_a_profile() {
 }
 
 #[test]
-fn a_large_file_above_the_threshold_arrives_whole_and_verified() {
+fn a_large_file_above_the_threshold_goes_in_parts_and_arrives_whole_and_verified() {
     let (_dir, _server, user) = server_and_user(None);
     let bytes = random_bytes(11 * 1024 * 1024 + 5);
     let source = user.write("large.bin", &bytes);
@@ -413,6 +413,10 @@ fn a_large_file_above_the_threshold_arrives_whole_and_verified() {
         user.json(&["upload", path_str(&source), "--multipart-threshold", "1MiB", "--part-size", "5MiB"]);
     let done = &uploaded["uploaded"][0];
     assert_eq!(done["file"]["sha256"], sha256_hex(&bytes).as_str(), "{uploaded}");
+    assert_eq!(done["multipart"], true, "sent in parts: {uploaded}");
+    assert_eq!(done["parts_total"], 3);
+    assert_eq!(done["parts_sent"], 3);
+    assert_eq!(done["resumed"], false);
     assert_eq!(done["file"]["size"], bytes.len() as u64);
     let state =
         std::fs::read_to_string(user.home.path().join("state/cabinet/uploads.json")).unwrap_or_default();
@@ -452,21 +456,11 @@ async fn parts_received(user: &User, upload_id: &str) -> Vec<u64> {
     numbers
 }
 
-#[tokio::test]
-async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_parts() {
-    let (_dir, _server, user) = server_and_user(None);
-    if !server_has_multipart(&user).await {
-        eprintln!("skipping: this server has no multipart upload sessions yet");
-        return;
-    }
-    const PART: usize = 5 * 1024 * 1024;
-    let bytes = random_bytes(5 * PART + 1234);
-    let source = user.write("huge.bin", &bytes);
-    let args =
-        ["upload", path_str(&source), "--multipart-threshold", "5MiB", "--part-size", "5MiB", "--jobs", "1"];
-
-    // Slowed to ~8 MiB/s so it can be stopped part-way, like a dropped connection or a ^C would.
-    let mut slow = user.command(&args);
+/// Starts `cabinet upload ARGS` slowed to ~8 MiB/s (so it can be stopped part-way, like a
+/// dropped connection or a ^C would), kills it once the server holds `min_parts` parts, and
+/// returns the upload's id and the parts the server kept.
+async fn interrupt_after_parts(user: &User, args: &[&str], min_parts: usize) -> (String, Vec<u64>) {
+    let mut slow = user.command(args);
     slow.args(["--limit-rate", "8MiB", "--json"]).env("CABINET_URL", &user.url).env("CABINET_KEY", &user.key);
     let mut child = slow.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let state_file = user.home.path().join("state/cabinet/uploads.json");
@@ -482,7 +476,7 @@ async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_part
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    while parts_received(&user, &upload_id).await.len() < 2 {
+    while parts_received(user, &upload_id).await.len() < min_parts {
         assert!(std::time::Instant::now() < deadline, "the parts never arrived");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -490,7 +484,24 @@ async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_part
     child.wait().unwrap();
     // A part whose last bytes were already out may still be recorded; let the server settle.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let before = parts_received(&user, &upload_id).await;
+    let parts = parts_received(user, &upload_id).await;
+    (upload_id, parts)
+}
+
+#[tokio::test]
+async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_parts() {
+    let (_dir, _server, user) = server_and_user(None);
+    if !server_has_multipart(&user).await {
+        eprintln!("skipping: this server has no multipart upload sessions yet");
+        return;
+    }
+    const PART: usize = 5 * 1024 * 1024;
+    let bytes = random_bytes(5 * PART + 1234);
+    let source = user.write("huge.bin", &bytes);
+    let args =
+        ["upload", path_str(&source), "--multipart-threshold", "5MiB", "--part-size", "5MiB", "--jobs", "1"];
+
+    let (upload_id, before) = interrupt_after_parts(&user, &args, 2).await;
     assert!(before.len() >= 2 && before.len() < 6, "stopped part-way: {before:?}");
 
     let resumed = user.json(&args);
@@ -502,6 +513,39 @@ async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_part
     assert_eq!(done["parts_sent"], 6 - before.len() as u64, "only the missing parts were sent: {resumed}");
     assert_eq!(done["file"]["sha256"], sha256_hex(&bytes).as_str());
     assert_eq!(done["file"]["size"], bytes.len() as u64);
-    let state = std::fs::read_to_string(&state_file).unwrap();
+    let state = std::fs::read_to_string(user.home.path().join("state/cabinet/uploads.json")).unwrap();
     assert!(!state.contains(&upload_id), "a finished upload is forgotten: {state}");
+}
+
+#[tokio::test]
+async fn an_upload_that_ended_on_the_server_meanwhile_is_started_over() {
+    let (_dir, _server, user) = server_and_user(None);
+    if !server_has_multipart(&user).await {
+        eprintln!("skipping: this server has no multipart upload sessions yet");
+        return;
+    }
+    let bytes = random_bytes(2 * 5 * 1024 * 1024 + 10);
+    let source = user.write("again.bin", &bytes);
+    let args =
+        ["upload", path_str(&source), "--multipart-threshold", "5MiB", "--part-size", "5MiB", "--jobs", "1"];
+    let (upload_id, before) = interrupt_after_parts(&user, &args, 1).await;
+    assert!(!before.is_empty() && before.len() < 3, "{before:?}");
+    let cancelled: Value = http_client()
+        .delete(format!("{}/v1/uploads/{upload_id}", user.url))
+        .bearer_auth(&user.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "FAILED", "{cancelled}");
+
+    let again = user.json(&args);
+    let done = &again["uploaded"][0];
+    assert_ne!(done["upload_id"], upload_id.as_str(), "a new upload: {again}");
+    assert_eq!(done["resumed"], false);
+    assert_eq!(done["parts_skipped"], 0);
+    assert_eq!(done["parts_sent"], 3);
+    assert_eq!(done["file"]["sha256"], sha256_hex(&bytes).as_str());
 }
