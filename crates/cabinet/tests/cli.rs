@@ -456,12 +456,17 @@ async fn parts_received(user: &User, upload_id: &str) -> Vec<u64> {
     numbers
 }
 
-/// Starts `cabinet upload ARGS` slowed to ~8 MiB/s (so it can be stopped part-way, like a
-/// dropped connection or a ^C would), kills it once the server holds `min_parts` parts, and
-/// returns the upload's id and the parts the server kept.
-async fn interrupt_after_parts(user: &User, args: &[&str], min_parts: usize) -> (String, Vec<u64>) {
+/// Starts `cabinet upload ARGS` slowed to `rate` (so it can be stopped part-way, like a dropped
+/// connection or a ^C would), kills it once the server holds `min_parts` parts, and returns the
+/// upload's id and the parts the server kept.
+async fn interrupt_after_parts(
+    user: &User,
+    args: &[&str],
+    rate: &str,
+    min_parts: usize,
+) -> (String, Vec<u64>) {
     let mut slow = user.command(args);
-    slow.args(["--limit-rate", "8MiB", "--json"]).env("CABINET_URL", &user.url).env("CABINET_KEY", &user.key);
+    slow.args(["--limit-rate", rate, "--json"]).env("CABINET_URL", &user.url).env("CABINET_KEY", &user.key);
     let mut child = slow.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let state_file = user.home.path().join("state/cabinet/uploads.json");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -501,7 +506,7 @@ async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_part
     let args =
         ["upload", path_str(&source), "--multipart-threshold", "5MiB", "--part-size", "5MiB", "--jobs", "1"];
 
-    let (upload_id, before) = interrupt_after_parts(&user, &args, 2).await;
+    let (upload_id, before) = interrupt_after_parts(&user, &args, "8MiB", 2).await;
     assert!(before.len() >= 2 && before.len() < 6, "stopped part-way: {before:?}");
 
     let resumed = user.json(&args);
@@ -528,7 +533,7 @@ async fn an_upload_that_ended_on_the_server_meanwhile_is_started_over() {
     let source = user.write("again.bin", &bytes);
     let args =
         ["upload", path_str(&source), "--multipart-threshold", "5MiB", "--part-size", "5MiB", "--jobs", "1"];
-    let (upload_id, before) = interrupt_after_parts(&user, &args, 1).await;
+    let (upload_id, before) = interrupt_after_parts(&user, &args, "4MiB", 1).await;
     assert!(!before.is_empty() && before.len() < 3, "{before:?}");
     let cancelled: Value = http_client()
         .delete(format!("{}/v1/uploads/{upload_id}", user.url))
