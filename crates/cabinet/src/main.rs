@@ -1,13 +1,14 @@
-//! `cabinet`: the server (`serve`) and the admin tool (`admin …`).
+//! `cabinet`: the server (`serve`), the admin tool (`admin …`) and the client (`upload`, `ls`, …).
 
 use anyhow::Context;
 use cabinet::admin::{self, AdminCommand};
+use cabinet::client::{self, ClientCommand};
 use cabinet::config::{self, ServeArgs, StoreArgs};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "cabinet", version, about = "A self-hostable, multi-tenant Files API")]
+#[command(name = "cabinet", version, about = "A self-hostable, multi-tenant Files API", after_help = client::EXIT_CODES)]
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,
@@ -22,6 +23,9 @@ enum Command {
     /// Manage workspaces and API keys.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The client commands, over the /v1 API.
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 fn init_logging(json: bool) {
@@ -48,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
             let store = config::store_config(&cli.store)?;
             admin::run(&store, command).await.context("admin command failed")
         }
+        Command::Client(command) => std::process::exit(client::run(command).await),
     }
 }

@@ -1,0 +1,600 @@
+//! `cabinet upload PATH…`: files and whole folders, in parallel, each verified by its SHA-256.
+//!
+//! Small files take one signed `PUT` (`POST /v1/uploads` → `PUT upload_url` → `complete`). Files
+//! at or above `--multipart-threshold` go in parts (`"multipart": true`), several at a time, each
+//! part streamed from its range of the file; the upload is recorded in the resume book first, so
+//! running the same command again after an interruption sends only the parts the server lacks.
+//! A server without multipart uploads answers with a plain ticket, and the file goes in one `PUT`.
+
+use std::collections::BTreeSet;
+use std::io::{Read, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::{StreamExt, TryStreamExt};
+use reqwest_tls::{Body, Method};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::client::error::{CliError, CliResult, Exit};
+use crate::client::http::checked;
+use crate::client::progress::{FileBar, Progress};
+use crate::client::resume::{mtime_of, ResumeBook, UploadRecord};
+use crate::client::table::Table;
+use crate::client::units::{human_size, parse_size};
+use crate::client::{folders, text, Connection, Ctx};
+
+/// Bytes read from disk per chunk of a request body.
+const CHUNK: usize = 256 * 1024;
+/// Part numbers asked for per `POST /v1/uploads/{id}/parts` (the API's limit).
+const PARTS_PER_CALL: usize = 100;
+/// Tries per part before the file is given up (and left to resume).
+const PART_ATTEMPTS: u32 = 3;
+
+fn size_arg(raw: &str) -> Result<u64, String> {
+    parse_size(raw).map_err(|err| err.message)
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// Files and folders; a folder is uploaded with its whole tree.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Where to put them: a folder id or path (created if missing); the root by default.
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// A tag for every uploaded file (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Files (and parts) sent at once.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Files this large or larger are sent in parts and can be resumed.
+    #[arg(long, default_value = "64MiB", value_parser = size_arg)]
+    pub multipart_threshold: u64,
+    /// The size of each part (5MiB to 5GiB).
+    #[arg(long, default_value = "64MiB", value_parser = size_arg)]
+    pub part_size: u64,
+    /// Send at most this many bytes per second, over all files (e.g. 10MiB).
+    #[arg(long, value_parser = size_arg)]
+    pub limit_rate: Option<u64>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// One local file to send.
+#[derive(Debug, Clone)]
+struct Job {
+    path: PathBuf,
+    name: String,
+    folder_id: Option<String>,
+    size: u64,
+}
+
+/// Keeps all uploads of a command under a byte rate.
+struct RateLimit {
+    bytes_per_second: u64,
+    start: Instant,
+    sent: AtomicU64,
+}
+
+impl RateLimit {
+    async fn take(&self, bytes: u64) {
+        let sent = self.sent.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        let due = self.start + Duration::from_secs_f64(sent as f64 / self.bytes_per_second as f64);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+/// What every file's upload shares.
+struct Shared<'a> {
+    ctx: &'a Ctx,
+    args: &'a UploadArgs,
+    book: ResumeBook,
+    progress: Progress,
+    rate: Option<Arc<RateLimit>>,
+}
+
+pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
+    if args.jobs == 0 {
+        return Err(CliError::usage("--jobs must be at least 1"));
+    }
+    if !(5 << 20..=5 << 30).contains(&args.part_size) {
+        return Err(CliError::usage("--part-size must be between 5MiB and 5GiB"));
+    }
+    for path in &args.paths {
+        std::fs::metadata(path).map_err(|err| CliError::io(path.display(), err))?;
+    }
+    let target = folders::ensure_path(&ctx.api, args.folder.as_deref()).await?;
+    let mut jobs = Vec::new();
+    for path in &args.paths {
+        plan(ctx, path, target.clone(), &mut jobs).await?;
+    }
+    let total: u64 = jobs.iter().map(|job| job.size).sum();
+    let shared = Shared {
+        ctx,
+        args: &args,
+        book: ResumeBook::open(),
+        progress: Progress::new(ctx.progress(), total, &format!("{} files", jobs.len())),
+        rate: args.limit_rate.filter(|rate| *rate > 0).map(|rate| {
+            Arc::new(RateLimit { bytes_per_second: rate, start: Instant::now(), sent: AtomicU64::new(0) })
+        }),
+    };
+
+    let outcomes: Vec<(Job, CliResult<Value>)> = futures::stream::iter(jobs)
+        .map(|job| {
+            let shared = &shared;
+            async move {
+                let outcome = upload_one(shared, &job).await;
+                if let (Err(err), false) = (&outcome, shared.ctx.json) {
+                    shared.progress.println(&format!("cabinet: {}: {}", job.path.display(), err.message));
+                }
+                (job, outcome)
+            }
+        })
+        .buffer_unordered(args.jobs)
+        .collect()
+        .await;
+    shared.progress.finish();
+
+    let mut uploaded = Vec::new();
+    let mut failed = Vec::new();
+    let mut first_error: Option<CliError> = None;
+    for (job, outcome) in outcomes {
+        match outcome {
+            Ok(done) => uploaded.push(done),
+            Err(err) => {
+                failed.push(json!({"path": job.path, "error": err.to_json()["error"]}));
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    uploaded.sort_by_key(|a| text(a, "path"));
+    if ctx.json {
+        ctx.print_json(&json!({"uploaded": uploaded, "failed": failed}));
+    } else if !uploaded.is_empty() {
+        let mut table = Table::new(&["PATH", "SIZE", "ID", "HOW"]);
+        for done in &uploaded {
+            let how = if done["multipart"] == true {
+                let resumed = if done["resumed"] == true { ", resumed" } else { "" };
+                format!("{} parts sent of {}{resumed}", done["parts_sent"], done["parts_total"])
+            } else {
+                "single".into()
+            };
+            table.row(vec![
+                text(done, "path"),
+                human_size(done["size"].as_u64().unwrap_or(0)),
+                text(&done["file"], "id"),
+                how,
+            ]);
+        }
+        print!("{}", table.render());
+    }
+    match first_error {
+        None => Ok(()),
+        Some(err) => {
+            let message = format!(
+                "{} of {} uploads failed; the first: {}",
+                failed.len(),
+                failed.len() + uploaded.len(),
+                err.message
+            );
+            Err(CliError { message, ..err })
+        }
+    }
+}
+
+/// Adds the files under `path` to `jobs`, creating a folder for each local folder.
+async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job>) -> CliResult<()> {
+    let meta = std::fs::metadata(path).map_err(|err| CliError::io(path.display(), err))?;
+    let name = std::fs::canonicalize(path)
+        .map_err(|err| CliError::io(path.display(), err))?
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if meta.is_file() {
+        jobs.push(Job { path: path.to_owned(), name, folder_id: folder, size: meta.len() });
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let here = folders::ensure_child(&ctx.api, folder.as_deref(), &name).await?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|err| CliError::io(path.display(), err))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|err| CliError::io(path.display(), err))?;
+    entries.sort();
+    for entry in entries {
+        Box::pin(plan(ctx, &entry, Some(here.clone()), jobs)).await?;
+    }
+    Ok(())
+}
+
+/// The SHA-256 of a file, read off the async threads.
+async fn sha256_of(path: &Path) -> CliResult<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path).map_err(|err| CliError::io(path.display(), err))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(|err| CliError::io(path.display(), err))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(|err| CliError::other("internal", err.to_string()))?
+}
+
+/// A request body of `len` bytes of the file from `offset`, counted on the bar (and in `sent`).
+async fn body_of(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    bar: FileBar,
+    sent: Arc<AtomicU64>,
+    rate: Option<Arc<RateLimit>>,
+) -> CliResult<Body> {
+    let mut file = tokio::fs::File::open(path).await.map_err(|err| CliError::io(path.display(), err))?;
+    file.seek(SeekFrom::Start(offset)).await.map_err(|err| CliError::io(path.display(), err))?;
+    let stream = futures::stream::unfold((file, len), move |(mut file, remaining)| {
+        let (bar, sent, rate) = (bar.clone(), sent.clone(), rate.clone());
+        async move {
+            if remaining == 0 {
+                return None;
+            }
+            let mut buf = vec![0u8; remaining.min(CHUNK as u64) as usize];
+            match file.read(&mut buf).await {
+                Ok(0) => Some((
+                    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file got shorter")),
+                    (file, 0),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    if let Some(rate) = &rate {
+                        rate.take(n as u64).await;
+                    }
+                    bar.advance(n as u64);
+                    sent.fetch_add(n as u64, Ordering::SeqCst);
+                    Some((Ok(buf), (file, remaining - n as u64)))
+                }
+                Err(err) => Some((Err(err), (file, 0))),
+            }
+        }
+    });
+    Ok(Body::wrap_stream(stream))
+}
+
+/// Sends bytes to a signed URL with the headers it came with.
+async fn send_bytes(
+    shared: &Shared<'_>,
+    target: &Value,
+    url_field: &str,
+    path: &Path,
+    offset: u64,
+    len: u64,
+    bar: &FileBar,
+) -> CliResult<()> {
+    let url = target[url_field].as_str().ok_or_else(|| {
+        CliError::other("invalid_response", format!("no {url_field} in the server's answer"))
+    })?;
+    let method = target["method"].as_str().unwrap_or("PUT");
+    let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::PUT);
+    let sent = Arc::new(AtomicU64::new(0));
+    let body = body_of(path, offset, len, bar.clone(), sent.clone(), shared.rate.clone()).await?;
+    let mut request = shared.ctx.api.http().request(method, url).header("content-length", len.to_string());
+    for (name, value) in target["headers"].as_object().into_iter().flatten() {
+        if let Some(value) = value.as_str() {
+            request = request.header(name.as_str(), value);
+        }
+    }
+    let outcome = checked(request.body(body).send().await).await.map(drop);
+    if outcome.is_err() {
+        bar.rewind(sent.load(Ordering::SeqCst));
+    }
+    outcome
+}
+
+/// Uploads one file and checks what the server stored.
+async fn upload_one(shared: &Shared<'_>, job: &Job) -> CliResult<Value> {
+    let bar = shared.progress.file(&job.name, job.size);
+    let outcome = if job.size >= shared.args.multipart_threshold {
+        upload_in_parts(shared, job, &bar).await
+    } else {
+        bar.set_message(&format!("{} (hashing)", job.name));
+        let sha256 = sha256_of(&job.path).await?;
+        bar.set_message(&job.name);
+        let ticket = start(shared, job, &sha256, false).await?;
+        upload_single(shared, job, &sha256, &ticket, &bar).await
+    };
+    bar.finish();
+    let mut done = outcome?;
+    if !shared.args.tags.is_empty() {
+        let id = text(&done["file"], "id");
+        let file: Value =
+            shared.ctx.api.patch(&format!("/v1/files/{id}"), &json!({"tags": shared.args.tags})).await?;
+        done["file"] = file;
+    }
+    Ok(done)
+}
+
+/// `POST /v1/uploads`.
+async fn start(shared: &Shared<'_>, job: &Job, sha256: &str, multipart: bool) -> CliResult<Value> {
+    let mut request =
+        json!({"name": job.name, "size": job.size, "sha256": sha256, "folder_id": job.folder_id});
+    if multipart {
+        request["multipart"] = json!(true);
+        request["part_size"] = json!(shared.args.part_size);
+    }
+    shared.ctx.api.post("/v1/uploads", &request).await
+}
+
+fn upload_id_of(ticket: &Value) -> String {
+    ticket["id"].as_str().or_else(|| ticket["upload"]["id"].as_str()).unwrap_or_default().to_owned()
+}
+
+/// `POST /v1/uploads/{id}/complete`, and the check that the file is the one sent.
+async fn complete(shared: &Shared<'_>, upload_id: &str, sha256: &str) -> CliResult<Value> {
+    let upload: Value = shared.ctx.api.post(&format!("/v1/uploads/{upload_id}/complete"), &json!({})).await?;
+    verified(upload, sha256)
+}
+
+fn verified(upload: Value, sha256: &str) -> CliResult<Value> {
+    if upload["status"] != "SUCCESS" {
+        return Err(CliError::other(
+            "upload_failed",
+            format!("the upload ended {} ({})", text(&upload, "status"), text(&upload, "reason")),
+        ));
+    }
+    let stored = upload["file"]["sha256"].as_str().unwrap_or_default();
+    if stored != sha256 {
+        return Err(CliError::other(
+            "checksum_mismatch",
+            format!("the server stored sha256 {stored}, the local file has {sha256}"),
+        ));
+    }
+    Ok(upload)
+}
+
+fn summary(job: &Job, sha256: &str, upload: &Value) -> Value {
+    json!({
+        "path": job.path,
+        "name": job.name,
+        "size": job.size,
+        "sha256": sha256,
+        "upload_id": upload["id"],
+        "file": upload["file"],
+        "multipart": false,
+        "resumed": false,
+    })
+}
+
+async fn upload_single(
+    shared: &Shared<'_>,
+    job: &Job,
+    sha256: &str,
+    ticket: &Value,
+    bar: &FileBar,
+) -> CliResult<Value> {
+    send_bytes(shared, ticket, "upload_url", &job.path, 0, job.size, bar).await?;
+    let upload = complete(shared, &upload_id_of(ticket), sha256).await?;
+    Ok(summary(job, sha256, &upload))
+}
+
+/// A multipart session: new, or found in the resume book and still open on the server.
+struct Session {
+    upload_id: String,
+    sha256: String,
+    part_size: u64,
+    part_count: u64,
+    resumed: bool,
+}
+
+async fn upload_in_parts(shared: &Shared<'_>, job: &Job, bar: &FileBar) -> CliResult<Value> {
+    let api = &shared.ctx.api;
+    let canonical = std::fs::canonicalize(&job.path).map_err(|err| CliError::io(job.path.display(), err))?;
+    let mtime_ns = mtime_of(&job.path)?;
+    let mut session = None;
+    if let Some(record) =
+        shared.book.find(api.base_url(), &canonical, job.folder_id.as_deref(), &job.name).await
+    {
+        if record.size == job.size && record.mtime_ns == mtime_ns {
+            let upload: CliResult<Value> = api.get(&format!("/v1/uploads/{}", record.upload_id), &[]).await;
+            match upload {
+                Ok(upload) if upload["status"] == "SUCCESS" => {
+                    shared.book.remove(&record.upload_id).await?;
+                    bar.advance(job.size);
+                    let mut done = summary(job, &record.sha256, &verified(upload, &record.sha256)?);
+                    done["resumed"] = json!(true);
+                    return Ok(done);
+                }
+                Ok(upload)
+                    if (upload["status"] == "WAITING" || upload["status"] == "UPLOADING")
+                        && !expires_soon(&upload) =>
+                {
+                    session = Some(Session {
+                        upload_id: record.upload_id.clone(),
+                        sha256: record.sha256.clone(),
+                        part_size: record.part_size,
+                        part_count: job.size.div_ceil(record.part_size).max(1),
+                        resumed: true,
+                    });
+                }
+                // Failed, expired or gone: start over.
+                Ok(_) => shared.book.remove(&record.upload_id).await?,
+                Err(err) if err.exit == Exit::NotFound => shared.book.remove(&record.upload_id).await?,
+                Err(err) => return Err(err),
+            }
+        } else {
+            shared.book.remove(&record.upload_id).await?;
+        }
+    }
+    let session = match session {
+        Some(session) => session,
+        None => {
+            bar.set_message(&format!("{} (hashing)", job.name));
+            let sha256 = sha256_of(&job.path).await?;
+            bar.set_message(&job.name);
+            let ticket = start(shared, job, &sha256, true).await?;
+            let Some(parts) = ticket.get("multipart").filter(|m| m.is_object()) else {
+                // This server has no multipart uploads: one PUT it is.
+                return upload_single(shared, job, &sha256, &ticket, bar).await;
+            };
+            let upload_id = upload_id_of(&ticket);
+            let part_size = parts["part_size"].as_u64().unwrap_or(shared.args.part_size);
+            shared
+                .book
+                .put(UploadRecord {
+                    upload_id: upload_id.clone(),
+                    server: api.base_url().to_owned(),
+                    path: canonical.clone(),
+                    folder_id: job.folder_id.clone(),
+                    name: job.name.clone(),
+                    size: job.size,
+                    mtime_ns: mtime_ns.clone(),
+                    part_size,
+                    sha256: sha256.clone(),
+                })
+                .await?;
+            Session {
+                upload_id,
+                sha256,
+                part_size,
+                part_count: parts["part_count"]
+                    .as_u64()
+                    .unwrap_or_else(|| job.size.div_ceil(part_size).max(1)),
+                resumed: false,
+            }
+        }
+    };
+
+    let mut parts_sent = 0u64;
+    let mut parts_skipped = None;
+    // A second round only if `complete` says parts are missing after the first.
+    for _round in 0..2 {
+        let received = received_parts(shared, &session).await?;
+        if parts_skipped.is_none() {
+            parts_skipped = Some(received.len() as u64);
+            let have: u64 = received.iter().map(|n| part_len(&session, job.size, *n)).sum();
+            bar.advance(have);
+        }
+        let missing: Vec<u64> = (1..=session.part_count).filter(|n| !received.contains(n)).collect();
+        for batch in missing.chunks(PARTS_PER_CALL) {
+            let answer: Value = api
+                .post(&format!("/v1/uploads/{}/parts", session.upload_id), &json!({"part_numbers": batch}))
+                .await?;
+            let targets = answer["parts"].as_array().cloned().unwrap_or_default();
+            if targets.len() != batch.len() {
+                return Err(CliError::other(
+                    "invalid_response",
+                    "the server did not sign every part asked for",
+                ));
+            }
+            futures::stream::iter(targets)
+                .map(|target| send_part(shared, &session, job, target, bar))
+                .buffer_unordered(shared.args.jobs)
+                .try_collect::<Vec<()>>()
+                .await?;
+            parts_sent += batch.len() as u64;
+        }
+        match complete(shared, &session.upload_id, &session.sha256).await {
+            Ok(upload) => {
+                shared.book.remove(&session.upload_id).await?;
+                let mut done = summary(job, &session.sha256, &upload);
+                done["multipart"] = json!(true);
+                done["resumed"] = json!(session.resumed);
+                done["part_size"] = json!(session.part_size);
+                done["parts_total"] = json!(session.part_count);
+                done["parts_sent"] = json!(parts_sent);
+                done["parts_skipped"] = json!(parts_skipped.unwrap_or(0));
+                return Ok(done);
+            }
+            Err(err) if err.code == "parts_missing" => continue,
+            Err(err) => {
+                if err.exit != Exit::Unavailable {
+                    // A failed session cannot be resumed; a network failure can.
+                    shared.book.remove(&session.upload_id).await?;
+                }
+                return Err(err);
+            }
+        }
+    }
+    Err(CliError::new(
+        Exit::Conflict,
+        "parts_missing",
+        "the server still misses parts; run the command again",
+    ))
+}
+
+/// Whether an open upload ends within the minute (the sweeper may not have failed it yet).
+fn expires_soon(upload: &Value) -> bool {
+    upload["expires_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t.with_timezone(&chrono::Utc) < chrono::Utc::now() + chrono::Duration::seconds(60))
+}
+
+/// The exact size of part `n` (1-based).
+fn part_len(session: &Session, size: u64, n: u64) -> u64 {
+    let offset = (n - 1) * session.part_size;
+    size.saturating_sub(offset).min(session.part_size)
+}
+
+/// The parts the server has, with the size they must have.
+async fn received_parts(shared: &Shared<'_>, session: &Session) -> CliResult<BTreeSet<u64>> {
+    let listed: Value = shared.ctx.api.get(&format!("/v1/uploads/{}/parts", session.upload_id), &[]).await?;
+    Ok(listed["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|part| Some((part["part_number"].as_u64()?, part["size"].as_u64()?)))
+        .filter(|(n, size)| (1..=session.part_count).contains(n) && *size > 0)
+        .map(|(n, _)| n)
+        .collect())
+}
+
+async fn send_part(
+    shared: &Shared<'_>,
+    session: &Session,
+    job: &Job,
+    target: Value,
+    bar: &FileBar,
+) -> CliResult<()> {
+    let number = target["part_number"]
+        .as_u64()
+        .ok_or_else(|| CliError::other("invalid_response", "a part without a part_number"))?;
+    let len = target["size"].as_u64().unwrap_or_else(|| part_len(session, job.size, number));
+    let offset = (number - 1) * session.part_size;
+    if offset + len > job.size {
+        return Err(CliError::other(
+            "invalid_response",
+            format!("part {number} lies beyond the end of the file"),
+        ));
+    }
+    let mut attempt = 1;
+    loop {
+        match send_bytes(shared, &target, "url", &job.path, offset, len, bar).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < PART_ATTEMPTS && matches!(err.exit, Exit::Unavailable | Exit::Other) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+            Err(err) => {
+                return Err(CliError {
+                    message: format!("part {number}: {} (run the same command again to resume)", err.message),
+                    ..err
+                })
+            }
+        }
+    }
+}
