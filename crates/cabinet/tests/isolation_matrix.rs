@@ -142,6 +142,8 @@ fn fill_path(template: &str, secrets: &Secrets) -> String {
             "file" | "api" | "asset" => secrets.file_id.clone(),
             "upload" => secrets.live_upload_id.clone(),
             "folder" => FolderId::generate().to_string(),
+            // A thumbnail's size.
+            "size" => "256".to_owned(),
             other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
         };
         filled.push(value);

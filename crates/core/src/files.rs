@@ -101,6 +101,7 @@ impl Cabinet {
             return Err(err);
         }
         tracing::info!(workspace = %ws, file = %file.id, size = file.size, "direct upload stored");
+        self.file_created(&file);
         Ok(file)
     }
 
@@ -211,6 +212,7 @@ impl Cabinet {
     pub(crate) async fn purge_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
         let file = self.store.delete_file(ws, id, self.clock.now()).await?;
         self.delete_blob_quietly(&file.blob_key).await;
+        self.delete_thumbnails(&file).await;
         tracing::info!(workspace = %file.workspace_id, file = %file.id, "file purged");
         Ok(file)
     }

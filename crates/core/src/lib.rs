@@ -18,6 +18,7 @@ pub mod ports;
 pub mod quota;
 pub mod rules;
 pub mod signing;
+pub mod thumbnails;
 pub mod trash;
 pub mod uploads;
 
@@ -82,6 +83,7 @@ pub struct Cabinet {
     clock: Arc<dyn Clock>,
     signer: UrlSigner,
     settings: Arc<Settings>,
+    renderer: thumbnails::Renderer,
 }
 
 impl Cabinet {
@@ -93,7 +95,7 @@ impl Cabinet {
         signer: UrlSigner,
         settings: Settings,
     ) -> Self {
-        Self { store, blobs, clock, signer, settings: Arc::new(settings) }
+        Self { store, blobs, clock, signer, settings: Arc::new(settings), renderer: Default::default() }
     }
 
     /// The deployment's settings.
@@ -104,6 +106,11 @@ impl Cabinet {
     /// The current time by the injected clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The origin browsers reach the blob store at directly (S3), when it is not this service.
+    pub fn storage_origin(&self) -> Option<String> {
+        self.blobs.browser_origin()
     }
 
     /// Checks both stores answer.

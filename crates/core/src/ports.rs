@@ -432,6 +432,11 @@ pub trait BlobStore: Send + Sync + 'static {
     fn presign_upload(&self, _key: &str, _upload: &Upload) -> Option<PresignedUpload> {
         None
     }
+    /// The origin (`scheme://host[:port]`) browsers talk to when they use this store's presigned
+    /// URLs, or `None` when every URL is Cabinet's own.
+    fn browser_origin(&self) -> Option<String> {
+        None
+    }
     /// A URL that serves `key` directly from the store, or `None` to use Cabinet's own signed
     /// download endpoint.
     fn presign_download(&self, _key: &str, _download: &PresignedDownload) -> Option<String> {

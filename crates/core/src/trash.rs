@@ -80,6 +80,7 @@ impl Cabinet {
             TrashEntry::Folder(id) => {
                 for file in self.store.purge_folder(ws, id, self.clock.now()).await? {
                     self.delete_blob_quietly(&file.blob_key).await;
+                    self.delete_thumbnails(&file).await;
                 }
             }
         }

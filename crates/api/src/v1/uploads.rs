@@ -83,7 +83,7 @@ pub async fn get_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.get_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(upload.into()))
+    Ok(Json(UploadJson::new(upload, &state.cabinet)))
 }
 
 /// Finalize an upload. Idempotent: a finished upload is returned as it is.
@@ -104,7 +104,7 @@ pub async fn complete_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.complete_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(upload.into()))
+    Ok(Json(UploadJson::new(upload, &state.cabinet)))
 }
 
 /// Cancel an upload that has not received its bytes; its reservation is released.
@@ -125,5 +125,5 @@ pub async fn cancel_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.cancel_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(upload.into()))
+    Ok(Json(UploadJson::new(upload, &state.cabinet)))
 }
