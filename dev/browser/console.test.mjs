@@ -164,12 +164,22 @@ describe('the web console', () => {
     await page.locator('#status', { hasText: 'Uploaded 3 file(s).' }).waitFor();
   });
 
-  it('shows image thumbnails from signed URLs', async () => {
+  it('shows the server\'s thumbnail of an uploaded image in the grid', async () => {
     const image = tile('sunset.png').locator('.thumb img');
     await image.waitFor();
     const src = await image.getAttribute('src');
-    assert.ok(src.startsWith(`${url}/storage/`), src);
-    await page.waitForFunction(() => document.querySelector('#grid .thumb img')?.naturalWidth === 48);
+    // The file's thumbnail_url: a signed thumbnail URL that needs no key.
+    assert.ok(src.startsWith(`${url}/storage/v1/thumbnails/`), src);
+    await page.waitForFunction(() => document.querySelector('#grid .thumb img')?.complete);
+    const drawn = await image.evaluate((img) => ({ width: img.naturalWidth, height: img.naturalHeight }));
+    assert.ok(drawn.width > 0, 'the thumbnail did not load');
+    // 48×32 is smaller than any thumbnail size: never enlarged.
+    assert.deepEqual(drawn, { width: 48, height: 32 });
+    const response = await page.request.get(src);
+    assert.equal(response.status(), 200);
+    assert.equal(response.headers()['content-type'], 'image/jpeg');
+    // Files that are not images keep their icon.
+    assert.equal(await tile('notes.txt').locator('.thumb img').count(), 0);
     await shot('02-folder-with-uploads');
   });
 
