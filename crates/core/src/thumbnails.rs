@@ -358,6 +358,20 @@ mod tests {
         assert_eq!((thumb.width(), thumb.height()), (64, 32));
     }
 
+    #[test]
+    fn a_photo_is_turned_the_way_its_exif_orientation_says() {
+        // A TIFF header with one IFD entry: Orientation (0x0112) = 6, "rotate 90° clockwise".
+        let exif =
+            [0x49, 0x49, 0x2a, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0];
+        let mut jpeg = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new(&mut jpeg);
+        encoder.set_exif_metadata(exif.to_vec()).unwrap();
+        encoder.write_image(&[200u8; 200 * 100 * 3], 200, 100, image::ExtendedColorType::Rgb8).unwrap();
+        let (bytes, _) = render(&jpeg, 64).unwrap();
+        let thumb = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (32, 64), "stored landscape, shown portrait");
+    }
+
     /// A valid PNG signature and IHDR that claim `width`×`height`, and no pixel data.
     fn png_header(width: u32, height: u32) -> Vec<u8> {
         let mut png = Vec::new();
