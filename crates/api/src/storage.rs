@@ -148,7 +148,8 @@ pub async fn get_file(
         ThumbnailSignature,
     ),
     responses(
-        (status = 200, description = "The thumbnail (`image/jpeg` or `image/png`)", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 200, description = "The thumbnail: JPEG when the image is opaque, PNG when it has transparency",
+            content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
         (status = 304, description = "Not modified"),
         (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
         (status = 404, description = "The file no longer exists or is in the trash", body = ErrorBody),

@@ -492,7 +492,8 @@ pub struct ThumbnailParams {
     get, path = "/v1/files/{id}/thumbnail", tag = "files",
     params(("id" = FileId, Path, description = "File id"), ThumbnailParams),
     responses(
-        (status = 200, description = "The thumbnail (`image/jpeg` or `image/png`)", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 200, description = "The thumbnail: JPEG when the image is opaque, PNG when it has transparency",
+            content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
         (status = 304, description = "Not modified"),
         (status = 400, description = "`invalid_size`", body = ErrorBody),
         (status = 401, body = ErrorBody),
