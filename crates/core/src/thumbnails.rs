@@ -1,8 +1,9 @@
 //! Thumbnails of images: JPEG, PNG, WebP and GIF (its first frame), scaled so the longest edge is
 //! one of [`SIZES`] pixels and never enlarged. Each size is made once — the default size in the
 //! background when the file is created, others on first request — and cached in the blob store at
-//! `thumbnails/{file's blob key}/{size}`, counted in no quota. Purging the file removes them; the
-//! orphan sweep removes those whose file is gone.
+//! `thumbnails/{file's blob key}/{size}`, counted in no quota; an image that cannot be made into
+//! a thumbnail has its refusal's code cached there instead, so it is read and refused only once.
+//! Purging the file removes them; the orphan sweep removes those whose file is gone.
 //!
 //! Decoding is refused before it starts for sources larger than [`MAX_SOURCE_BYTES`] or whose header
 //! claims more than [`MAX_PIXELS`] pixels or an edge over [`MAX_EDGE`], and runs under allocation
@@ -277,29 +278,54 @@ impl Cabinet {
             )));
         }
         let source = self.read_bounded(&file.blob_key, MAX_SOURCE_BYTES).await?;
-        let (bytes, content_type) =
-            tokio::task::spawn_blocking(move || render(&source, size)).await.map_err(Error::internal)??;
-        let body = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(bytes.clone()))).boxed();
+        let rendered =
+            tokio::task::spawn_blocking(move || render(&source, size)).await.map_err(Error::internal)?;
+        let (bytes, content_type) = match rendered {
+            Ok(made) => made,
+            Err(refused) if refused.kind() == crate::ErrorKind::Unprocessable => {
+                // Remembered in the thumbnail's place, so a hostile image is read and refused once,
+                // not on every request.
+                self.keep_thumbnail(file, &key, Bytes::from_static(refused.code().as_bytes())).await?;
+                return Err(refused);
+            }
+            Err(err) => return Err(err),
+        };
+        self.keep_thumbnail(file, &key, bytes.clone()).await?;
+        tracing::info!(workspace = %file.workspace_id, file = %file.id, size, "thumbnail made");
+        Ok(Thumbnail { bytes, content_type, etag })
+    }
+
+    /// Stores a thumbnail (or a remembered refusal) under its key.
+    async fn keep_thumbnail(&self, file: &FileRecord, key: &str, bytes: Bytes) -> Result<()> {
+        let body = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(bytes))).boxed();
         let staged = self.blobs.stage(body, MAX_THUMBNAIL_BYTES).await.map_err(|err| match err {
             StageError::Storage(cause) | StageError::Body(cause) => Error::internal(cause),
             StageError::TooLarge { .. } => Error::internal("the thumbnail came out too large"),
         })?;
-        if let Err(err) = self.blobs.commit(&staged, &key).await {
+        if let Err(err) = self.blobs.commit(&staged, key).await {
             self.blobs.discard(&staged.temp_key).await;
             return Err(err);
         }
         // The file may have been purged meanwhile: then the thumbnail must not outlive it.
         if self.store.get_file(&file.workspace_id, &file.id).await.is_err() {
-            self.delete_blob_quietly(&key).await;
+            self.delete_blob_quietly(key).await;
         }
-        tracing::info!(workspace = %file.workspace_id, file = %file.id, size, "thumbnail made");
-        Ok(Thumbnail { bytes, content_type, etag })
+        Ok(())
     }
 
+    /// The cached thumbnail; `Err` when what is cached is the refusal to make one.
     async fn cached_thumbnail(&self, key: &str) -> Result<Option<Bytes>> {
         match self.blobs.head(key).await? {
             Some(info) if info.size <= MAX_THUMBNAIL_BYTES => {
-                Ok(Some(self.read_bounded(key, MAX_THUMBNAIL_BYTES).await?))
+                let bytes = self.read_bounded(key, MAX_THUMBNAIL_BYTES).await?;
+                match &bytes[..] {
+                    b"image_too_large" => {
+                        Err(too_large("the image is too large to make a thumbnail of".to_owned()))
+                    }
+                    b"image_undecodable" => Err(undecodable("it is not a complete image")),
+                    b"thumbnail_unsupported" => Err(unsupported()),
+                    _ => Ok(Some(bytes)),
+                }
             }
             _ => Ok(None),
         }
