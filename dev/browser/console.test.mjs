@@ -4,6 +4,7 @@
 // link, trash and restore. Screenshots of each stage go to $CABINET_ARTIFACTS_DIR.
 //   CABINET_URL, CABINET_KEY        the server and its bootstrap admin key
 //   CABINET_BROWSER_MODULES         the node_modules holding playwright-core
+//   CABINET_STORAGE_ORIGIN          the S3 bucket's origin when the server stores blobs there
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { deflateSync } from 'node:zlib';
 const url = process.env.CABINET_URL;
 const key = process.env.CABINET_KEY;
 const artifacts = process.env.CABINET_ARTIFACTS_DIR || 'target/browser-artifacts';
+const storageOrigin = process.env.CABINET_STORAGE_ORIGIN || '';
 assert.ok(url && key, 'CABINET_URL and CABINET_KEY are set by dev/browser-test');
 const require = createRequire(join(process.env.CABINET_BROWSER_MODULES || 'node_modules', 'x.js'));
 const { chromium } = require('playwright-core');
@@ -78,7 +80,11 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync',
+      // s3s-fs sends no CORS headers; the page's CSP still decides what it may reach.
+      ...(storageOrigin ? ['--disable-web-security'] : []),
+    ],
     viewport: { width: 1280, height: 800 },
   });
   browser = context.browser();
@@ -105,8 +111,16 @@ describe('the web console', () => {
     const response = await page.goto(`${url}/console`);
     assert.equal(response.status(), 200);
     const csp = response.headers()['content-security-policy'];
-    assert.match(csp, /script-src 'self'/);
-    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https?:/);
+    assert.match(csp, /script-src 'self';/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    if (storageOrigin) {
+      // With S3 storage, the bucket's origin (uploads go there) and nothing else.
+      assert.ok(csp.includes(`connect-src 'self' ${storageOrigin};`), csp);
+      assert.ok(csp.includes(`img-src 'self' ${storageOrigin};`), csp);
+      assert.doesNotMatch(csp.replaceAll(storageOrigin, ''), /https?:/);
+    } else {
+      assert.doesNotMatch(csp, /https?:/);
+    }
     await page.locator('#signin-key').waitFor();
     await shot('01-sign-in');
   });
@@ -164,12 +178,22 @@ describe('the web console', () => {
     await page.locator('#status', { hasText: 'Uploaded 3 file(s).' }).waitFor();
   });
 
-  it('shows image thumbnails from signed URLs', async () => {
+  it('shows the server\'s thumbnail of an uploaded image in the grid', async () => {
     const image = tile('sunset.png').locator('.thumb img');
     await image.waitFor();
     const src = await image.getAttribute('src');
-    assert.ok(src.startsWith(`${url}/storage/`), src);
-    await page.waitForFunction(() => document.querySelector('#grid .thumb img')?.naturalWidth === 48);
+    // The file's thumbnail_url: a signed thumbnail URL that needs no key.
+    assert.ok(src.startsWith(`${url}/storage/v1/thumbnails/`), src);
+    await page.waitForFunction(() => document.querySelector('#grid .thumb img')?.complete);
+    const drawn = await image.evaluate((img) => ({ width: img.naturalWidth, height: img.naturalHeight }));
+    assert.ok(drawn.width > 0, 'the thumbnail did not load');
+    // 48×32 is smaller than any thumbnail size: never enlarged.
+    assert.deepEqual(drawn, { width: 48, height: 32 });
+    const response = await page.request.get(src);
+    assert.equal(response.status(), 200);
+    assert.equal(response.headers()['content-type'], 'image/jpeg');
+    // Files that are not images keep their icon.
+    assert.equal(await tile('notes.txt').locator('.thumb img').count(), 0);
     await shot('02-folder-with-uploads');
   });
 
@@ -228,7 +252,7 @@ describe('the web console', () => {
     await page.click('#d-link');
     await page.locator('#d-link-value').waitFor();
     const link = await page.inputValue('#d-link-value');
-    assert.ok(link.startsWith(`${url}/storage/v1/files/`), link);
+    assert.ok(link.startsWith(storageOrigin ? `${storageOrigin}/` : `${url}/storage/v1/files/`), link);
     await page.locator('#status', { hasText: /signed link/ }).waitFor();
     const clipboard = await page.evaluate(() => navigator.clipboard.readText());
     assert.equal(clipboard, link);

@@ -4,7 +4,8 @@
 //!
 //! | bytes  | meaning                                                                     |
 //! |--------|-----------------------------------------------------------------------------|
-//! | 0      | bit 0: operation (0 upload, 1 download); bit 1: attachment; bits 2-3: edit  |
+//! | 0      | bit 0: download; bit 1: attachment; bits 2-3: edit; bit 4: upload part;    |
+//! |        | bit 5: thumbnail (bits 0, 4, 5 all clear: upload)                          |
 //! | 1..9   | `expires`, i64 little-endian                                                |
 //! | 9..17  | `max_bytes`, u64 little-endian                                              |
 //! | 17..19 | edit position, u16 little-endian                                            |
@@ -60,10 +61,11 @@ impl Input {
         let mut next = || parts.next().unwrap_or("").to_owned();
         let (workspace, object, query) = (next(), next(), next());
         Input {
-            op: match (header[0] & 1, header[0] & 16) {
-                (1, _) => SignedOperation::Download,
-                (_, 0) => SignedOperation::Upload,
-                _ => SignedOperation::UploadPart,
+            op: match (header[0] & 1, header[0] & 16, header[0] & 32) {
+                (1, _, _) => SignedOperation::Download,
+                (_, 16, _) => SignedOperation::UploadPart,
+                (_, _, 32) => SignedOperation::Thumbnail,
+                _ => SignedOperation::Upload,
             },
             params: SignedParams {
                 expires: i64::from_le_bytes(header[1..9].try_into().unwrap()),
@@ -93,7 +95,8 @@ impl Input {
             u8::from(self.op == SignedOperation::Download)
                 | u8::from(self.params.attachment) << 1
                 | edit << 2
-                | u8::from(self.op == SignedOperation::UploadPart) << 4,
+                | u8::from(self.op == SignedOperation::UploadPart) << 4
+                | u8::from(self.op == SignedOperation::Thumbnail) << 5,
         ];
         out.extend_from_slice(&self.params.expires.to_le_bytes());
         out.extend_from_slice(&self.params.max_bytes.to_le_bytes());
@@ -134,7 +137,7 @@ pub fn now() -> DateTime<Utc> {
 pub fn representable(op: SignedOperation, params: &SignedParams) -> bool {
     let max_ok = match op {
         SignedOperation::Upload | SignedOperation::UploadPart => params.max_bytes <= 9_999_999_999_999_999_999,
-        SignedOperation::Download => params.max_bytes == 0,
+        SignedOperation::Download | SignedOperation::Thumbnail => params.max_bytes == 0,
     };
     let attachment_ok = op == SignedOperation::Download || !params.attachment;
     max_ok && attachment_ok && params.expires > NOW

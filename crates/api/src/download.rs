@@ -1,6 +1,7 @@
 //! Serving a file's bytes, the same way on every surface: `Range` (one range; 206/416),
 //! `ETag`/`If-None-Match`/`If-Range`, `Content-Length`, and a `Content-Disposition` that cannot
-//! inject headers. Types a browser would execute are always attachments and sandboxed.
+//! inject headers. Types a browser would execute are always attachments and sandboxed. Thumbnails
+//! are served whole, with their own `ETag`.
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -8,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cabinet_core::content_type::{disposition, is_active_content};
 use cabinet_core::ports::ByteRange;
+use cabinet_core::thumbnails::Thumbnail;
 use cabinet_core::{Cabinet, Error, FileRecord};
 
 use crate::error::ApiResult;
@@ -124,6 +126,27 @@ pub async fn serve_file(
         Body::from_stream(cabinet.read_file(file, range).await?)
     };
     Ok(response.body(body).map_err(Error::internal)?)
+}
+
+/// Builds the response for a thumbnail: its type, a strong `ETag` (304 when the client has it),
+/// cacheable privately for an hour (a file's bytes never change, so neither do its thumbnails).
+pub fn serve_thumbnail(thumbnail: Thumbnail, request: &HeaderMap) -> ApiResult<Response<Body>> {
+    let response = Response::builder()
+        .header(header::ETAG, &thumbnail.etag)
+        .header(header::CACHE_CONTROL, "private, max-age=3600")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    let cached = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|list| etag_matches(list, &thumbnail.etag));
+    if cached {
+        return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).map_err(Error::internal)?);
+    }
+    Ok(response
+        .header(header::CONTENT_TYPE, thumbnail.content_type)
+        .header(header::CONTENT_LENGTH, thumbnail.bytes.len())
+        .body(Body::from(thumbnail.bytes))
+        .map_err(Error::internal)?)
 }
 
 #[cfg(test)]

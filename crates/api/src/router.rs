@@ -25,6 +25,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(files::list_references, files::add_reference, files::remove_reference))
         .routes(routes!(files::download_url))
         .routes(routes!(files::get_content))
+        .routes(routes!(files::get_thumbnail))
         .routes(routes!(folders::list_folders, folders::create_folder))
         .routes(routes!(folders::get_folder, folders::update_folder, folders::delete_folder))
         .routes(routes!(folders::list_children))
@@ -51,6 +52,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(storage::put_upload, storage::post_upload))
         .routes(routes!(storage::put_part))
         .routes(routes!(storage::get_file))
+        .routes(routes!(storage::get_thumbnail))
         .routes(routes!(access::public_file))
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone())
@@ -68,6 +70,6 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(compat_routes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
     // The web console: a UI over the routes above, so not in their document.
-    let router = router.merge(console::routes());
+    let router = router.merge(console::routes(state.cabinet.storage_origin().as_deref()));
     (router, api)
 }

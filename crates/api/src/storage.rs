@@ -1,6 +1,6 @@
 //! Cabinet's own storage endpoint: takes the bytes of an upload at its signed URL (raw `PUT` or a
-//! multipart `POST` whose `file` field holds them) and serves files at signed GET URLs. The
-//! signature is checked before a single body byte is read.
+//! multipart `POST` whose `file` field holds them) and serves files and thumbnails at signed GET
+//! URLs. The signature is checked before a single body byte is read.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, RawQuery, Request, State};
@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::download::serve_file;
+use crate::download::{serve_file, serve_thumbnail};
 use crate::error::{ApiResult, ErrorBody, Json, Path};
 use crate::v1::content_length;
 use crate::v1::files::multipart_error;
@@ -42,6 +42,16 @@ pub struct DownloadSignature {
     pub sig: String,
 }
 
+/// The signature of a thumbnail URL.
+#[derive(Debug, Deserialize, IntoParams)]
+#[allow(dead_code)]
+pub struct ThumbnailSignature {
+    /// Unix seconds after which the URL is refused.
+    pub expires: i64,
+    /// HMAC-SHA256 over the operation, workspace, file, size and expiry.
+    pub sig: String,
+}
+
 /// Send an upload's bytes as the raw body. No key: the URL is the credential.
 #[utoipa::path(
     put, path = "/storage/v1/uploads/{workspace_id}/{upload_id}", tag = "storage",
@@ -65,7 +75,7 @@ pub async fn put_upload(
     let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
     let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
     let done = state.cabinet.receive_upload(&ws, &id, stream, content_length(&headers)).await?;
-    Ok(Json(done.into()))
+    Ok(Json(UploadJson::new(done, &state.cabinet)))
 }
 
 /// Send one part of a multipart upload as the raw body: exactly the part's size, or nothing is
@@ -126,7 +136,7 @@ pub async fn post_upload(
         if field.name() == Some("file") {
             let stream = field.map_err(std::io::Error::other).boxed();
             let done = state.cabinet.receive_upload(&ws, &id, stream, None).await?;
-            return Ok(Json(done.into()));
+            return Ok(Json(UploadJson::new(done, &state.cabinet)));
         }
         // Drain fields we do not use (policy fields some clients send).
         while field.chunk().await.map_err(multipart_error)?.is_some() {}
@@ -156,4 +166,33 @@ pub async fn get_file(
 ) -> ApiResult<Response<Body>> {
     let (file, attachment) = state.cabinet.verify_download_url(&workspace, &file, query.as_deref()).await?;
     serve_file(&state.cabinet, &file, &headers, attachment, method == Method::HEAD).await
+}
+
+/// Read a file's thumbnail at a signed URL (the file JSON's `thumbnail_url`), made now if it was
+/// not yet. No key: the URL is the credential.
+#[utoipa::path(
+    get, path = "/storage/v1/thumbnails/{workspace_id}/{file_id}/{size}", tag = "storage",
+    params(
+        ("workspace_id" = String, Path),
+        ("file_id" = String, Path),
+        ("size" = u32, Path, description = "Longest edge in pixels: 64, 256 or 1024"),
+        ThumbnailSignature,
+    ),
+    responses(
+        (status = 200, description = "The thumbnail: JPEG when the image is opaque, PNG when it has transparency",
+            content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
+        (status = 304, description = "Not modified"),
+        (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
+        (status = 404, description = "The file no longer exists or is in the trash", body = ErrorBody),
+        (status = 422, description = "`image_too_large` or `image_undecodable`: no thumbnail can be made", body = ErrorBody),
+    )
+)]
+pub async fn get_thumbnail(
+    State(state): State<AppState>,
+    Path((workspace, file, size)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
+    let thumbnail = state.cabinet.thumbnail_at_signed_url(&workspace, &file, &size, query.as_deref()).await?;
+    serve_thumbnail(thumbnail, &headers)
 }

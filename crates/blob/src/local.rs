@@ -391,17 +391,19 @@ impl BlobStore for LocalBlobStore {
     async fn list_keys(&self) -> Result<Vec<String>> {
         let objects = self.objects.clone();
         tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
+            // Keys are paths under the objects folder, at any depth (`ws_…/file_…`,
+            // `thumbnails/ws_…/file_…/256`); folders are only where keys live.
             let mut keys = Vec::new();
-            for workspace in fs::read_dir(&objects)? {
-                let workspace = workspace?;
-                if !workspace.file_type()?.is_dir() {
-                    continue;
-                }
-                let ws_name = workspace.file_name().to_string_lossy().into_owned();
-                for object in fs::read_dir(workspace.path())? {
-                    let object = object?;
-                    if object.file_type()?.is_file() {
-                        keys.push(format!("{ws_name}/{}", object.file_name().to_string_lossy()));
+            let mut folders = vec![(objects, String::new())];
+            while let Some((folder, prefix)) = folders.pop() {
+                for entry in fs::read_dir(&folder)? {
+                    let entry = entry?;
+                    let key = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                    let kind = entry.file_type()?;
+                    if kind.is_dir() {
+                        folders.push((entry.path(), format!("{key}/")));
+                    } else if kind.is_file() && !prefix.is_empty() {
+                        keys.push(key);
                     }
                 }
             }

@@ -604,6 +604,10 @@ impl BlobStore for S3BlobStore {
         })
     }
 
+    fn browser_origin(&self) -> Option<String> {
+        Some(self.origin.clone())
+    }
+
     fn presign_download(&self, key: &str, download: &PresignedDownload) -> Option<String> {
         self.path(key).ok()?;
         let path = self.url_path(key);

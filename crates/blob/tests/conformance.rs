@@ -121,14 +121,15 @@ async fn delete_is_idempotent(blobs: Arc<dyn BlobStore>) {
 }
 
 async fn list_keys_shows_committed_objects_only(blobs: Arc<dyn BlobStore>) {
-    for key in ["ws_a/file_1", "ws_b/file_2"] {
+    for key in ["ws_a/file_1", "ws_b/file_2", "thumbnails/ws_a/file_1/256"] {
         let staged = blobs.stage(body(key.as_bytes()), 100).await.expect("stage");
         blobs.commit(&staged, key).await.expect("commit");
     }
     let _pending = blobs.stage(body(b"not committed"), 100).await.expect("stage");
     let mut keys = blobs.list_keys().await.unwrap();
     keys.sort();
-    assert_eq!(keys, ["ws_a/file_1", "ws_b/file_2"]);
+    // Keys nest deeper than two levels (thumbnails), and every committed one is listed.
+    assert_eq!(keys, ["thumbnails/ws_a/file_1/256", "ws_a/file_1", "ws_b/file_2"]);
 }
 
 async fn remove_temporaries_removes_uncommitted_stages(blobs: Arc<dyn BlobStore>) {

@@ -350,3 +350,21 @@ async fn folders_crud_nesting_favorites_and_delete_to_trash() {
     let (_, files) = server.send(server.get("/v1/files")).await;
     assert_eq!(files["data"].as_array().unwrap().len(), 0, "{files}");
 }
+
+#[tokio::test]
+async fn an_image_has_a_thumbnail_url_that_needs_no_key() {
+    let server = TestServer::spawn().await;
+    let tenant = server.tenant.clone();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::new_rgb8(300, 200).write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let uploaded = server.upload(&tenant, "photo.png", png.get_ref()).await;
+    let path = format!("/files/{}", uploaded["file"]["id"].as_str().unwrap());
+    let (status, file) = server.send(call(&server, Method::GET, &path, &tenant.key)).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    let url = file["thumbnail_url"].as_str().expect("an image has a thumbnail_url");
+    let response = server.http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let thumbnail = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumbnail.width(), thumbnail.height()), (256, 171));
+}

@@ -144,6 +144,8 @@ fn fill_path(template: &str, secrets: &Secrets) -> String {
             "folder" => FolderId::generate().to_string(),
             // A multipart upload's part: the number is only meaningful with a signature.
             "part_number" => "1".to_owned(),
+            // A thumbnail's size.
+            "size" => "256".to_owned(),
             other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
         };
         filled.push(value);

@@ -101,6 +101,7 @@ impl Cabinet {
             return Err(err);
         }
         tracing::info!(workspace = %ws, file = %file.id, size = file.size, "direct upload stored");
+        self.file_created(&file);
         Ok(file)
     }
 
@@ -217,6 +218,7 @@ impl Cabinet {
         let file = self.store.delete_file(ws, id, self.clock.now()).await?;
         self.hot.forget_workspace(ws);
         self.delete_blob_quietly(&file.blob_key).await;
+        self.delete_thumbnails(&file).await;
         tracing::info!(workspace = %file.workspace_id, file = %file.id, "file purged");
         Ok(file)
     }

@@ -20,6 +20,7 @@ pub mod ports;
 pub mod quota;
 pub mod rules;
 pub mod signing;
+pub mod thumbnails;
 pub mod trash;
 pub mod uploads;
 
@@ -85,6 +86,7 @@ pub struct Cabinet {
     signer: UrlSigner,
     settings: Arc<Settings>,
     hot: Arc<hot::HotFiles>,
+    renderer: thumbnails::Renderer,
 }
 
 impl Cabinet {
@@ -96,7 +98,15 @@ impl Cabinet {
         signer: UrlSigner,
         settings: Settings,
     ) -> Self {
-        Self { store, blobs, clock, signer, settings: Arc::new(settings), hot: Arc::default() }
+        Self {
+            store,
+            blobs,
+            clock,
+            signer,
+            settings: Arc::new(settings),
+            hot: Arc::default(),
+            renderer: Default::default(),
+        }
     }
 
     /// The deployment's settings.
@@ -107,6 +117,11 @@ impl Cabinet {
     /// The current time by the injected clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The origin browsers reach the blob store at directly (S3), when it is not this service.
+    pub fn storage_origin(&self) -> Option<String> {
+        self.blobs.browser_origin()
     }
 
     /// Checks both stores answer.

@@ -2,11 +2,12 @@
 //! deleting bytes that went straight to the blob store), the reconciler completes direct uploads
 //! whose clients never called complete, and recovery after a restart removes temporary objects,
 //! fails uploads whose bytes were lost with the stopped process, and removes blobs that no file or
-//! live upload owns.
+//! live upload owns (a thumbnail is owned by its file).
 
 use crate::error::Result;
 use crate::ids::{UploadId, WorkspaceId};
 use crate::model::FailureReason;
+use crate::thumbnails::{owner_blob_key, THUMBNAIL_PREFIX};
 use crate::uploads::{incoming_key, INCOMING_PREFIX};
 use crate::{Cabinet, UploadStatus};
 
@@ -238,9 +239,24 @@ impl Cabinet {
         let mut orphans = Vec::new();
         let (incoming, keys): (Vec<String>, Vec<String>) =
             keys.into_iter().partition(|key| key.starts_with(INCOMING_PREFIX));
+        // A thumbnail is owned by its file, through the file's blob key; anything else under the
+        // thumbnails prefix is not a thumbnail and is an orphan.
+        let (thumbnails, keys): (Vec<String>, Vec<String>) =
+            keys.into_iter().partition(|key| key.starts_with(THUMBNAIL_PREFIX));
         for chunk in keys.chunks(BATCH as usize) {
             let owned = self.store.blob_keys_in_use(chunk).await?;
             orphans.extend(chunk.iter().filter(|key| !owned.contains(*key)).cloned());
+        }
+        for chunk in thumbnails.chunks(BATCH as usize) {
+            let owners: Vec<String> =
+                chunk.iter().filter_map(|key| owner_blob_key(key)).map(str::to_owned).collect();
+            let owned = self.store.blob_keys_in_use(&owners).await?;
+            orphans.extend(
+                chunk
+                    .iter()
+                    .filter(|key| !owner_blob_key(key).is_some_and(|owner| owned.contains(owner)))
+                    .cloned(),
+            );
         }
         // Bytes that arrived directly belong to their upload while it is live.
         for key in incoming {

@@ -479,6 +479,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The (workspace, upload) of every set of parts the store can enumerate; for the orphan sweep.
     async fn part_sets(&self) -> Result<Vec<(String, String)>>;
 
+    /// The origin (`scheme://host[:port]`) browsers talk to when they use this store's presigned
+    /// URLs, or `None` when every URL is Cabinet's own.
+    fn browser_origin(&self) -> Option<String> {
+        None
+    }
     /// A URL that serves `key` directly from the store, or `None` to use Cabinet's own signed
     /// download endpoint.
     fn presign_download(&self, _key: &str, _download: &PresignedDownload) -> Option<String> {

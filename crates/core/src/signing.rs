@@ -1,7 +1,8 @@
 //! Signed URLs for Cabinet's own storage endpoint.
 //!
 //! A signed URL works only for its operation (upload: PUT or multipart POST; download: GET or
-//! HEAD), its workspace and object, its size limit and its time window. The signature is an
+//! HEAD; thumbnail: GET or HEAD of one size of one file's thumbnail), its workspace and object,
+//! its size limit and its time window. The signature is an
 //! HMAC-SHA256 over all of those; the query must carry exactly the signed parameters in their
 //! canonical order, and the signature is compared in constant time.
 
@@ -24,6 +25,8 @@ pub enum SignedOperation {
     UploadPart,
     /// Read one file.
     Download,
+    /// Read one thumbnail of one file; the object is `{file}/{size}`.
+    Thumbnail,
 }
 
 impl SignedOperation {
@@ -32,6 +35,7 @@ impl SignedOperation {
             SignedOperation::Upload => "upload",
             SignedOperation::UploadPart => "upload-part",
             SignedOperation::Download => "download",
+            SignedOperation::Thumbnail => "thumbnail",
         }
     }
 }
@@ -153,7 +157,8 @@ fn invalid(message: &'static str) -> Error {
     Error::BadSignature { code: "invalid_signature", message }
 }
 
-/// Parses exactly `expires=N[&max=N][&dl=1]&sig=S`, in that order, each once.
+/// Parses exactly `expires=N[&max=N][&dl=1]&sig=S`, in that order, each once: `max` only (and
+/// always) for uploads, `dl` only for downloads, neither for thumbnails.
 fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)> {
     let incomplete = || invalid("the URL is not a complete signed URL");
     let pairs: Vec<(&str, &str)> =
@@ -166,7 +171,7 @@ fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)
     let expires = parse_decimal(take("expires")?)?;
     let max_bytes = match op {
         SignedOperation::Upload | SignedOperation::UploadPart => parse_decimal(take("max")?)?,
-        SignedOperation::Download => 0,
+        SignedOperation::Download | SignedOperation::Thumbnail => 0,
     };
     let attachment = match pairs.peek() {
         Some(("dl", "1")) if op == SignedOperation::Download => {
@@ -360,6 +365,24 @@ mod tests {
             // The signed query itself still verifies.
             assert!(signer().verify(*op, "ws_a", "upl_b", Some(signed), now).is_ok());
         }
+    }
+
+    #[test]
+    fn a_thumbnail_url_is_bound_to_its_size_and_takes_no_download_flag() {
+        let now = Utc::now();
+        let params = SignedParams { expires: now.timestamp() + 60, max_bytes: 0, attachment: false };
+        let query = signer().sign(SignedOperation::Thumbnail, "ws_a", "file_b/256", &params);
+        assert!(signer().verify(SignedOperation::Thumbnail, "ws_a", "file_b/256", Some(&query), now).is_ok());
+        for (op, object) in [
+            (SignedOperation::Thumbnail, "file_b/1024"),
+            (SignedOperation::Thumbnail, "file_c/256"),
+            (SignedOperation::Download, "file_b/256"),
+        ] {
+            assert!(signer().verify(op, "ws_a", object, Some(&query), now).is_err(), "{op:?} {object}");
+        }
+        let with_dl = query.replace("&sig=", "&dl=1&sig=");
+        let verdict = signer().verify(SignedOperation::Thumbnail, "ws_a", "file_b/256", Some(&with_dl), now);
+        assert!(verdict.is_err());
     }
 
     #[test]

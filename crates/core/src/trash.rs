@@ -82,6 +82,7 @@ impl Cabinet {
                 self.hot.forget_workspace(ws);
                 for file in purged {
                     self.delete_blob_quietly(&file.blob_key).await;
+                    self.delete_thumbnails(&file).await;
                 }
             }
         }

@@ -420,6 +420,7 @@ impl Cabinet {
         match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
             Ok(true) => {
                 tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
+                self.file_created(&file);
                 Ok(file)
             }
             Ok(false) => {

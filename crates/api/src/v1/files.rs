@@ -1,4 +1,5 @@
-//! `/v1/files`: direct upload, list, details, delete, download URL and authenticated content.
+//! `/v1/files`: direct upload, list, details, delete, download URL, authenticated content and
+//! thumbnails.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -8,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use cabinet_core::files::DirectUpload;
 use cabinet_core::ports::FileChange;
-use cabinet_core::{Error, FileId, FolderId};
+use cabinet_core::{Cabinet, Error, FileId, FolderId};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::params::{nullable, FileFilterParams, ListParams};
 use super::shapes::{DownloadUrlJson, FavoriteJson, FileJson, FileListJson, ReferenceJson, RestoredFileJson};
 use crate::auth::Authenticated;
-use crate::download::serve_file;
+use crate::download::{serve_file, serve_thumbnail};
 use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::AppState;
 
@@ -128,7 +129,7 @@ pub async fn upload_file(
         )
         .into());
     };
-    Ok((StatusCode::CREATED, Json(file.into())))
+    Ok((StatusCode::CREATED, Json(FileJson::new(file, &state.cabinet))))
 }
 
 /// Reads a small form field; metadata fields are never large.
@@ -170,15 +171,18 @@ pub async fn list_files(
 ) -> ApiResult<Json<FileListJson>> {
     let (sort, paging) = list.parse()?;
     let page = state.cabinet.list_files(&caller, filter.parse()?, sort, paging).await?;
-    Ok(Json(file_list(page)))
+    Ok(Json(file_list(page, &state.cabinet)))
 }
 
-pub(crate) fn file_list(page: cabinet_core::Page<cabinet_core::FileRecord>) -> FileListJson {
+pub(crate) fn file_list(
+    page: cabinet_core::Page<cabinet_core::FileRecord>,
+    cabinet: &Cabinet,
+) -> FileListJson {
     FileListJson {
         total: page.total,
         has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
-        data: page.items.into_iter().map(FileJson::from).collect(),
+        data: page.items.into_iter().map(|file| FileJson::new(file, cabinet)).collect(),
     }
 }
 
@@ -196,7 +200,7 @@ pub async fn get_file(
 ) -> ApiResult<Json<FileJson>> {
     let id = FileId::parse(&id)?;
     let (file, references) = state.cabinet.get_file_with_references(&caller, &id).await?;
-    let mut json = FileJson::from(file);
+    let mut json = FileJson::new(file, &state.cabinet);
     json.references = Some(references.into_iter().map(ReferenceJson::from).collect());
     Ok(Json(json))
 }
@@ -257,7 +261,8 @@ pub async fn update_file(
         metadata: request.metadata,
         tags: request.tags,
     };
-    Ok(Json(state.cabinet.update_file(&caller, &FileId::parse(&id)?, change).await?.into()))
+    let file = state.cabinet.update_file(&caller, &FileId::parse(&id)?, change).await?;
+    Ok(Json(FileJson::new(file, &state.cabinet)))
 }
 
 /// How a delete behaves.
@@ -297,7 +302,7 @@ pub async fn delete_file(
             params.permanent.unwrap_or(false),
         )
         .await?;
-    Ok(Json(file.into()))
+    Ok(Json(FileJson::new(file, &state.cabinet)))
 }
 
 /// Toggle a file's favorite mark.
@@ -334,7 +339,7 @@ pub async fn restore_file(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RestoredFileJson>> {
     let (file, note) = state.cabinet.restore_file(&caller, &FileId::parse(&id)?).await?;
-    Ok(Json(RestoredFileJson { file: file.into(), restore: note.into() }))
+    Ok(Json(RestoredFileJson { file: FileJson::new(file, &state.cabinet), restore: note.into() }))
 }
 
 /// Something that uses a file.
@@ -470,4 +475,41 @@ pub async fn get_content(
 ) -> ApiResult<Response<Body>> {
     let file = state.cabinet.readable_file(&caller, &FileId::parse(&id)?).await?;
     serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD).await
+}
+
+/// Which thumbnail.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ThumbnailParams {
+    /// The longest edge in pixels: 64, 256 (the default) or 1024; any other value is refused
+    /// (400 `invalid_size`). Smaller images are never enlarged.
+    pub size: Option<u32>,
+}
+
+/// A thumbnail of a JPEG, PNG, WebP or GIF (first frame) file: JPEG when the image is opaque,
+/// PNG when it has transparency. Made once per size and cached; not counted in the quota.
+#[utoipa::path(
+    get, path = "/v1/files/{id}/thumbnail", tag = "files",
+    params(("id" = FileId, Path, description = "File id"), ThumbnailParams),
+    responses(
+        (status = 200, description = "The thumbnail: JPEG when the image is opaque, PNG when it has transparency",
+            content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "`invalid_size`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "`thumbnail_unsupported` (not a JPEG, PNG, WebP or GIF image), \
+            `image_too_large` (over 64 MiB, 40 megapixels or 16384 pixels a side: refused before decoding), \
+            `image_undecodable`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_thumbnail(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    Query(params): Query<ThumbnailParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
+    let (_, thumbnail) = state.cabinet.thumbnail(&caller, &FileId::parse(&id)?, params.size).await?;
+    serve_thumbnail(thumbnail, &headers)
 }

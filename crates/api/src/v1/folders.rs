@@ -152,7 +152,7 @@ pub async fn list_children(
     Ok(Json(FolderContentsJson {
         folder,
         folders: folder_list(contents.folders),
-        files: file_list(contents.files),
+        files: file_list(contents.files, &state.cabinet),
     }))
 }
 

@@ -39,7 +39,7 @@ pub async fn search(
         total: page.total,
         has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
-        data: page.items.into_iter().map(ItemJson::from).collect(),
+        data: page.items.into_iter().map(|hit| ItemJson::new(hit, &state.cabinet)).collect(),
     }))
 }
 
@@ -104,7 +104,7 @@ pub async fn list_trash(
         data: items
             .into_iter()
             .map(|item| match item {
-                TrashItem::File(file) => ItemJson::File(FileJson::from(file)),
+                TrashItem::File(file) => ItemJson::File(FileJson::new(file, &state.cabinet)),
                 TrashItem::Folder(folder) => ItemJson::Folder(FolderJson::from(folder)),
             })
             .collect(),

@@ -7,7 +7,9 @@ use cabinet_core::folders::RestoreNote;
 use cabinet_core::multipart::{PartPlan, PartUrl};
 use cabinet_core::ports::{PartInfo, SearchHit};
 use cabinet_core::uploads::{UploadState, UploadTicket};
-use cabinet_core::{FileId, FileRecord, FileReference, Folder, FolderId, Quota, UploadId, WorkspaceId};
+use cabinet_core::{
+    Cabinet, FileId, FileRecord, FileReference, Folder, FolderId, Quota, Upload, UploadId, WorkspaceId,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -40,14 +42,20 @@ pub struct FileJson {
     pub updated_at: DateTime<Utc>,
     /// Set while the file is in the trash.
     pub trashed_at: Option<DateTime<Utc>>,
+    /// For JPEG, PNG, WebP and GIF files not in the trash: a signed, expiring URL of a thumbnail
+    /// (longest edge 256 px) that needs no key, for `<img src>`; null otherwise. Other sizes:
+    /// `GET /v1/files/{id}/thumbnail?size=`.
+    pub thumbnail_url: Option<String>,
     /// What uses the file (file details only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub references: Option<Vec<ReferenceJson>>,
 }
 
-impl From<FileRecord> for FileJson {
-    fn from(file: FileRecord) -> Self {
+impl FileJson {
+    /// Renders a file; the service signs its thumbnail URL.
+    pub fn new(file: FileRecord, cabinet: &Cabinet) -> Self {
         Self {
+            thumbnail_url: cabinet.thumbnail_url(&file),
             id: file.id,
             workspace_id: file.workspace_id,
             name: file.name,
@@ -152,6 +160,8 @@ pub struct FolderContentsJson {
 }
 
 /// A folder or a file, as search and the trash list them.
+// Items of one page, built and rendered at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ItemJson {
@@ -159,11 +169,12 @@ pub enum ItemJson {
     File(FileJson),
 }
 
-impl From<SearchHit> for ItemJson {
-    fn from(hit: SearchHit) -> Self {
+impl ItemJson {
+    /// Renders a search hit.
+    pub fn new(hit: SearchHit, cabinet: &Cabinet) -> Self {
         match hit {
             SearchHit::Folder(folder) => ItemJson::Folder(folder.into()),
-            SearchHit::File(file) => ItemJson::File(file.into()),
+            SearchHit::File(file) => ItemJson::File(FileJson::new(file, cabinet)),
         }
     }
 }
@@ -251,9 +262,13 @@ pub struct UploadJson {
     pub file: Option<FileJson>,
 }
 
-impl From<UploadState> for UploadJson {
-    fn from(state: UploadState) -> Self {
-        let upload = state.upload;
+impl UploadJson {
+    /// Renders an upload and its file.
+    pub fn new(state: UploadState, cabinet: &Cabinet) -> Self {
+        Self::of(state.upload, state.file.map(|file| FileJson::new(file, cabinet)))
+    }
+
+    fn of(upload: Upload, file: Option<FileJson>) -> Self {
         Self {
             id: upload.id,
             workspace_id: upload.workspace_id,
@@ -272,7 +287,7 @@ impl From<UploadState> for UploadJson {
             created_at: upload.created_at,
             updated_at: upload.updated_at,
             expires_at: upload.expires_at,
-            file: state.file.map(FileJson::from),
+            file,
         }
     }
 }
@@ -392,8 +407,8 @@ pub struct FormFieldJson {
 
 impl From<UploadTicket> for UploadTicketJson {
     fn from(ticket: UploadTicket) -> Self {
-        let upload = UploadJson::from(UploadState { upload: ticket.upload, file: None });
         let single = ticket.multipart.is_none();
+        let upload = UploadJson::of(ticket.upload, None);
         Self {
             id: upload.id.clone(),
             status: UploadStatusJson::Waiting,

@@ -114,7 +114,7 @@ pub async fn get_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.get_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(upload.into()))
+    Ok(Json(UploadJson::new(upload, &state.cabinet)))
 }
 
 /// Sign URLs for parts of a multipart upload: each URL takes exactly that part's `size` bytes
@@ -190,7 +190,7 @@ pub async fn complete_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.complete_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(upload.into()))
+    Ok(Json(UploadJson::new(upload, &state.cabinet)))
 }
 
 /// Cancel an upload that has not received its bytes; its reservation is released and the parts
@@ -212,5 +212,5 @@ pub async fn cancel_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.cancel_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(upload.into()))
+    Ok(Json(UploadJson::new(upload, &state.cabinet)))
 }

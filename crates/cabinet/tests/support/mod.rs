@@ -217,12 +217,15 @@ impl TestServer {
         std::fs::read_dir(self.dir.path().join("blobs/tmp")).map(|dir| dir.count()).unwrap_or(0)
     }
 
-    /// Committed blobs.
+    /// Committed blobs of files (thumbnails, under `thumbnails/`, are not counted).
     pub fn stored_blobs(&self) -> usize {
         let objects = self.dir.path().join("blobs/objects");
         std::fs::read_dir(objects)
             .map(|dirs| {
-                dirs.flatten().map(|d| std::fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0)).sum()
+                dirs.flatten()
+                    .filter(|d| d.file_name() != "thumbnails")
+                    .map(|d| std::fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0))
+                    .sum()
             })
             .unwrap_or(0)
     }

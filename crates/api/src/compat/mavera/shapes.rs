@@ -33,7 +33,8 @@ pub struct FileObject {
     /// Only when the file is in a folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub folder: Option<FolderRef>,
-    /// Always null: Cabinet makes no thumbnails.
+    /// For JPEG, PNG, WebP and GIF files: a signed, expiring thumbnail URL (longest edge 256 px)
+    /// that needs no key; null for other types.
     pub thumbnail_url: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
@@ -148,6 +149,7 @@ pub async fn render_files(
         } else {
             String::new()
         };
+        let thumbnail_url = state.cabinet.thumbnail_url(&file);
         rendered.push(FileObject {
             id: file.id.to_string(),
             object: "file",
@@ -159,7 +161,7 @@ pub async fn render_files(
             workspace_id: file.workspace_id.to_string(),
             folder_id: file.folder_id.map(|id| id.to_string()),
             folder,
-            thumbnail_url: None,
+            thumbnail_url,
             metadata: file.metadata,
             is_favorite: file.is_favorite,
             created_at: file.created_at,

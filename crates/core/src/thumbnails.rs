@@ -1,0 +1,457 @@
+//! Thumbnails of images: JPEG, PNG, WebP and GIF (its first frame), scaled so the longest edge is
+//! one of [`SIZES`] pixels and never enlarged. Each size is made once — the default size in the
+//! background when the file is created, others on first request — and cached in the blob store at
+//! `thumbnails/{file's blob key}/{size}`, counted in no quota; an image that cannot be made into
+//! a thumbnail has its refusal's code cached there instead, so it is read and refused only once.
+//! Purging the file removes them; the orphan sweep removes those whose file is gone.
+//!
+//! Decoding is refused before it starts for sources larger than [`MAX_SOURCE_BYTES`] or whose header
+//! claims more than [`MAX_PIXELS`] pixels or an edge over [`MAX_EDGE`], and runs under allocation
+//! limits, on the blocking pool, [`CONCURRENT_RENDERS`] at a time.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result};
+use crate::ids::{FileId, WorkspaceId};
+use crate::model::FileRecord;
+use crate::ports::StageError;
+use crate::rules::Operation;
+use crate::signing::{SignedOperation, SignedParams};
+use crate::{Cabinet, Caller};
+
+/// The longest edges a thumbnail may have; any other requested size is refused (400).
+pub const SIZES: [u32; 3] = [64, 256, 1024];
+/// The size made in the background after upload, and the one `thumbnail_url` names.
+pub const DEFAULT_SIZE: u32 = 256;
+/// Where thumbnails live in the blob store: `thumbnails/{blob key}/{size}`.
+pub const THUMBNAIL_PREFIX: &str = "thumbnails/";
+/// Where Cabinet's storage endpoint serves a thumbnail: `{prefix}/{ws}/{file}/{size}`.
+pub const STORAGE_THUMBNAIL_PREFIX: &str = "/storage/v1/thumbnails";
+/// The largest source read into memory to be decoded.
+pub const MAX_SOURCE_BYTES: u64 = 64 * 1024 * 1024;
+/// The most pixels a source's header may claim.
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// The longest edge a source's header may claim.
+pub const MAX_EDGE: u32 = 16_384;
+/// The largest single allocation a decoder may make (40 MP of 16-bit RGB fits; more does not).
+const MAX_ALLOC: u64 = 320 * 1024 * 1024;
+/// The largest thumbnail kept or served (1024 px of RGBA PNG is far below it).
+const MAX_THUMBNAIL_BYTES: u64 = 8 * 1024 * 1024;
+/// How many images are decoded at once; decoding is CPU-heavy and the API must stay responsive.
+pub const CONCURRENT_RENDERS: usize = 1;
+/// Signed thumbnail URLs expire on a boundary of this window, so the same URL is handed out for a
+/// while and browsers can cache the image.
+const URL_WINDOW_SECS: i64 = 3600;
+const JPEG_QUALITY: u8 = 82;
+
+/// The types thumbnails are made of.
+pub fn is_supported(mime_type: &str) -> bool {
+    matches!(mime_type, "image/jpeg" | "image/png" | "image/webp" | "image/gif")
+}
+
+/// The blob key of a file's thumbnail of one size.
+pub fn thumbnail_key(blob_key: &str, size: u32) -> String {
+    format!("{THUMBNAIL_PREFIX}{blob_key}/{size}")
+}
+
+/// The blob key of the file a thumbnail key belongs to, when it is one.
+pub fn owner_blob_key(key: &str) -> Option<&str> {
+    let (owner, size) = key.strip_prefix(THUMBNAIL_PREFIX)?.rsplit_once('/')?;
+    (!owner.is_empty() && size.parse::<u32>().is_ok()).then_some(owner)
+}
+
+/// Checks a requested size: one of [`SIZES`], or [`DEFAULT_SIZE`] when absent.
+pub fn parse_size(requested: Option<u32>) -> Result<u32> {
+    match requested {
+        None => Ok(DEFAULT_SIZE),
+        Some(size) if SIZES.contains(&size) => Ok(size),
+        Some(_) => Err(Error::bad_request(
+            "invalid_size",
+            format!("size must be one of {SIZES:?} (pixels of the longest edge)"),
+        )),
+    }
+}
+
+/// A made thumbnail: its bytes and their type.
+#[derive(Debug, Clone)]
+pub struct Thumbnail {
+    pub bytes: Bytes,
+    /// `image/jpeg` (opaque images) or `image/png` (with transparency).
+    pub content_type: &'static str,
+    /// A strong validator: the same source and size give the same thumbnail.
+    pub etag: String,
+}
+
+/// The decoders' and the render pool's limits, shared by every clone of the service.
+#[derive(Debug, Clone)]
+pub(crate) struct Renderer {
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self { permits: Arc::new(Semaphore::new(CONCURRENT_RENDERS)) }
+    }
+}
+
+fn unsupported() -> Error {
+    Error::Unprocessable {
+        code: "thumbnail_unsupported",
+        message: "thumbnails are made of JPEG, PNG, WebP and GIF images only".to_owned(),
+    }
+}
+
+fn too_large(message: String) -> Error {
+    Error::Unprocessable { code: "image_too_large", message }
+}
+
+fn undecodable(err: impl std::fmt::Display) -> Error {
+    Error::Unprocessable { code: "image_undecodable", message: format!("the image could not be read: {err}") }
+}
+
+/// The type of a thumbnail from its first bytes.
+fn content_type_of(bytes: &[u8]) -> &'static str {
+    if bytes.starts_with(b"\x89PNG") {
+        "image/png"
+    } else {
+        "image/jpeg"
+    }
+}
+
+/// Checks the dimensions a header claims, before anything is decoded.
+pub fn check_dimensions(width: u32, height: u32) -> Result<()> {
+    if width > MAX_EDGE || height > MAX_EDGE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(too_large(format!(
+            "the image is {width}×{height}; thumbnails are made of images up to {MAX_EDGE} pixels a side \
+             and {MAX_PIXELS} pixels in all"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes an image (its first frame) and scales it so its longest edge is at most `size`,
+/// encoded as JPEG when opaque, PNG when it has transparency. CPU-heavy: call it off the runtime.
+pub fn render(source: &[u8], size: u32) -> Result<(Bytes, &'static str)> {
+    let reader = || ImageReader::new(Cursor::new(source)).with_guessed_format().map_err(undecodable);
+    let format = reader()?.format();
+    if !matches!(format, Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif)) {
+        return Err(unsupported());
+    }
+    let (width, height) = reader()?.into_dimensions().map_err(undecodable)?;
+    check_dimensions(width, height)?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_EDGE);
+    limits.max_image_height = Some(MAX_EDGE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    let mut reader = reader()?;
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(refusal)?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(refusal)?;
+    image.apply_orientation(orientation);
+    let thumb = if image.width().max(image.height()) > size { image.thumbnail(size, size) } else { image };
+    let opaque = !thumb.color().has_alpha() || thumb.to_rgba8().pixels().all(|pixel| pixel[3] == u8::MAX);
+    let mut out = Vec::new();
+    if opaque {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY);
+        DynamicImage::ImageRgb8(thumb.to_rgb8()).write_with_encoder(encoder).map_err(Error::internal)?;
+        Ok((Bytes::from(out), "image/jpeg"))
+    } else {
+        let encoder = image::codecs::png::PngEncoder::new(&mut out);
+        DynamicImage::ImageRgba8(thumb.to_rgba8()).write_with_encoder(encoder).map_err(Error::internal)?;
+        Ok((Bytes::from(out), "image/png"))
+    }
+}
+
+/// A decoder's refusal: over a limit, or bytes it cannot read.
+fn refusal(err: image::ImageError) -> Error {
+    match err {
+        image::ImageError::Limits(limit) => {
+            too_large(format!("the image needs more memory to decode than allowed: {limit}"))
+        }
+        other => undecodable(other),
+    }
+}
+
+impl Cabinet {
+    /// A thumbnail of a file the caller may read: made now if it was not yet.
+    pub async fn thumbnail(
+        &self,
+        caller: &Caller,
+        id: &FileId,
+        size: Option<u32>,
+    ) -> Result<(FileRecord, Thumbnail)> {
+        let size = parse_size(size)?;
+        let file = self.live_file(&caller.workspace_id, id).await?;
+        self.authorize_file(caller, &file, Operation::Read).await?;
+        let thumbnail = self.thumbnail_of(&file, size).await?;
+        Ok((file, thumbnail))
+    }
+
+    /// A signed URL of a file's default thumbnail that needs no key (for `<img src>`), or `None`
+    /// when no thumbnail is made of its type or it is in the trash.
+    pub fn thumbnail_url(&self, file: &FileRecord) -> Option<String> {
+        if !is_supported(&file.mime_type) || file.trashed_at.is_some() {
+            return None;
+        }
+        // Lives at least as long as a download URL, at most a window longer.
+        let end = (self.clock.now() + self.settings.download_url_ttl).timestamp();
+        let expires = (end / URL_WINDOW_SECS + 1) * URL_WINDOW_SECS;
+        let params = SignedParams { expires, max_bytes: 0, attachment: false };
+        let (ws, size) = (&file.workspace_id, DEFAULT_SIZE);
+        let object = format!("{}/{size}", file.id);
+        let query = self.signer.sign(SignedOperation::Thumbnail, ws.as_str(), &object, &params);
+        Some(format!(
+            "{}{STORAGE_THUMBNAIL_PREFIX}/{ws}/{}/{size}?{query}",
+            self.settings.public_url, file.id
+        ))
+    }
+
+    /// Checks a signed thumbnail URL and returns the thumbnail it names.
+    pub async fn thumbnail_at_signed_url(
+        &self,
+        ws: &str,
+        file: &str,
+        size: &str,
+        query: Option<&str>,
+    ) -> Result<Thumbnail> {
+        let object = format!("{file}/{size}");
+        self.signer.verify(SignedOperation::Thumbnail, ws, &object, query, self.clock.now())?;
+        let size = parse_size(Some(size.parse().unwrap_or(0)))?;
+        let ws = WorkspaceId::parse(ws)?;
+        let file = self.live_file(&ws, &FileId::parse(file)?).await?;
+        self.thumbnail_of(&file, size).await
+    }
+
+    /// Schedules the default thumbnail of a new file, when it is an image.
+    pub(crate) fn file_created(&self, file: &FileRecord) {
+        if !is_supported(&file.mime_type) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (cabinet, file) = (self.clone(), file.clone());
+        runtime.spawn(async move {
+            match cabinet.thumbnail_of(&file, DEFAULT_SIZE).await {
+                Ok(_) => {}
+                Err(err) if err.kind() == crate::ErrorKind::Unprocessable => {
+                    tracing::info!(file = %file.id, code = err.code(), "no thumbnail for this image")
+                }
+                Err(err) => tracing::warn!(file = %file.id, error = %err, "making a thumbnail failed"),
+            }
+        });
+    }
+
+    /// Removes every thumbnail of a purged file.
+    pub(crate) async fn delete_thumbnails(&self, file: &FileRecord) {
+        if is_supported(&file.mime_type) {
+            for size in SIZES {
+                self.delete_blob_quietly(&thumbnail_key(&file.blob_key, size)).await;
+            }
+        }
+    }
+
+    /// The cached thumbnail, or one made now (and cached).
+    async fn thumbnail_of(&self, file: &FileRecord, size: u32) -> Result<Thumbnail> {
+        if !is_supported(&file.mime_type) {
+            return Err(unsupported());
+        }
+        let key = thumbnail_key(&file.blob_key, size);
+        let etag = format!("\"{}-{size}\"", file.sha256);
+        if let Some(bytes) = self.cached_thumbnail(&key).await? {
+            return Ok(Thumbnail { content_type: content_type_of(&bytes), bytes, etag });
+        }
+        let _permit = self.renderer.permits.acquire().await.map_err(Error::internal)?;
+        // Made by someone else while this one waited its turn.
+        if let Some(bytes) = self.cached_thumbnail(&key).await? {
+            return Ok(Thumbnail { content_type: content_type_of(&bytes), bytes, etag });
+        }
+        if file.size > MAX_SOURCE_BYTES {
+            return Err(too_large(format!(
+                "the image is {} bytes; thumbnails are made of images up to {MAX_SOURCE_BYTES} bytes",
+                file.size
+            )));
+        }
+        let source = self.read_bounded(&file.blob_key, MAX_SOURCE_BYTES).await?;
+        let rendered =
+            tokio::task::spawn_blocking(move || render(&source, size)).await.map_err(Error::internal)?;
+        let (bytes, content_type) = match rendered {
+            Ok(made) => made,
+            Err(refused) if refused.kind() == crate::ErrorKind::Unprocessable => {
+                // Remembered in the thumbnail's place, so a hostile image is read and refused once,
+                // not on every request.
+                self.keep_thumbnail(file, &key, Bytes::from_static(refused.code().as_bytes())).await?;
+                return Err(refused);
+            }
+            Err(err) => return Err(err),
+        };
+        self.keep_thumbnail(file, &key, bytes.clone()).await?;
+        tracing::info!(workspace = %file.workspace_id, file = %file.id, size, "thumbnail made");
+        Ok(Thumbnail { bytes, content_type, etag })
+    }
+
+    /// Stores a thumbnail (or a remembered refusal) under its key.
+    async fn keep_thumbnail(&self, file: &FileRecord, key: &str, bytes: Bytes) -> Result<()> {
+        let body = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(bytes))).boxed();
+        let staged = self.blobs.stage(body, MAX_THUMBNAIL_BYTES).await.map_err(|err| match err {
+            StageError::Storage(cause) | StageError::Body(cause) => Error::internal(cause),
+            StageError::TooLarge { .. } => Error::internal("the thumbnail came out too large"),
+        })?;
+        if let Err(err) = self.blobs.commit(&staged, key).await {
+            self.blobs.discard(&staged.temp_key).await;
+            return Err(err);
+        }
+        // The file may have been purged meanwhile: then the thumbnail must not outlive it.
+        if self.store.get_file(&file.workspace_id, &file.id).await.is_err() {
+            self.delete_blob_quietly(key).await;
+        }
+        Ok(())
+    }
+
+    /// The cached thumbnail; `Err` when what is cached is the refusal to make one.
+    async fn cached_thumbnail(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.blobs.head(key).await? {
+            Some(info) if info.size <= MAX_THUMBNAIL_BYTES => {
+                let bytes = self.read_bounded(key, MAX_THUMBNAIL_BYTES).await?;
+                match &bytes[..] {
+                    b"image_too_large" => {
+                        Err(too_large("the image is too large to make a thumbnail of".to_owned()))
+                    }
+                    b"image_undecodable" => Err(undecodable("it is not a complete image")),
+                    b"thumbnail_unsupported" => Err(unsupported()),
+                    _ => Ok(Some(bytes)),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads a whole object known to be small, refusing more than `limit` bytes.
+    async fn read_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        let mut stream = self.blobs.open(key, None).await?;
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk?);
+            if bytes.len() as u64 > limit {
+                return Err(too_large(format!("more than {limit} bytes")));
+            }
+        }
+        Ok(bytes.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, Rgba, RgbaImage};
+
+    fn encoded(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_large_image_is_scaled_to_the_size_and_a_small_one_never_enlarged() {
+        let photo = DynamicImage::ImageRgb8(image::RgbImage::from_fn(600, 300, |x, y| {
+            image::Rgb([x as u8, y as u8, 9])
+        }));
+        let (bytes, content_type) = render(&encoded(&photo, ImageFormat::Png), 256).unwrap();
+        assert_eq!(content_type, "image/jpeg");
+        let thumb = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (256, 128));
+        let (bytes, _) = render(&encoded(&photo, ImageFormat::Png), 1024).unwrap();
+        let same = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((same.width(), same.height()), (600, 300));
+    }
+
+    #[test]
+    fn transparency_is_kept_as_png() {
+        let mut clear = RgbaImage::from_pixel(100, 50, Rgba([10, 20, 30, 255]));
+        for (x, y) in (0..20).flat_map(|x| (0..20).map(move |y| (x, y))) {
+            clear.put_pixel(x, y, Rgba([0, 0, 0, 0]));
+        }
+        let (bytes, content_type) =
+            render(&encoded(&DynamicImage::ImageRgba8(clear), ImageFormat::Png), 64).unwrap();
+        assert_eq!(content_type, "image/png");
+        assert_eq!(content_type_of(&bytes), "image/png");
+        let thumb = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (64, 32));
+    }
+
+    #[test]
+    fn a_photo_is_turned_the_way_its_exif_orientation_says() {
+        // A TIFF header with one IFD entry: Orientation (0x0112) = 6, "rotate 90° clockwise".
+        let exif =
+            [0x49, 0x49, 0x2a, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0];
+        let mut jpeg = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new(&mut jpeg);
+        encoder.set_exif_metadata(exif.to_vec()).unwrap();
+        encoder.write_image(&[200u8; 200 * 100 * 3], 200, 100, image::ExtendedColorType::Rgb8).unwrap();
+        let (bytes, _) = render(&jpeg, 64).unwrap();
+        let thumb = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (32, 64), "stored landscape, shown portrait");
+    }
+
+    /// A valid PNG signature and IHDR that claim `width`×`height`, and no pixel data.
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&[0, 0, 0], 1, 1, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        // IHDR's data starts at byte 16; its CRC (bytes 29..33) covers the type and data.
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffff_u32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { 0xedb8_8320 ^ (crc >> 1) } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn an_image_bomb_is_refused_from_its_header() {
+        let started = std::time::Instant::now();
+        let err = render(&png_header(100_000, 100_000), 256).unwrap_err();
+        assert_eq!(err.code(), "image_too_large");
+        let err = render(&png_header(20_000, 10), 256).unwrap_err();
+        assert_eq!(err.code(), "image_too_large");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Within the limits, the same header is read and its missing pixels are the refusal.
+        assert_eq!(render(&png_header(2000, 2000), 256).unwrap_err().code(), "image_undecodable");
+    }
+
+    #[test]
+    fn other_bytes_are_refused_as_unsupported() {
+        assert_eq!(render(b"%PDF-1.7 not an image", 256).unwrap_err().code(), "thumbnail_unsupported");
+        let mut bmp = b"BM".to_vec();
+        bmp.resize(64, 0);
+        assert_eq!(render(&bmp, 256).unwrap_err().code(), "thumbnail_unsupported");
+    }
+
+    #[test]
+    fn sizes_and_keys() {
+        assert_eq!(parse_size(None).unwrap(), 256);
+        assert_eq!(parse_size(Some(1024)).unwrap(), 1024);
+        assert_eq!(parse_size(Some(100)).unwrap_err().code(), "invalid_size");
+        let key = thumbnail_key("ws_a/file_b", 64);
+        assert_eq!(key, "thumbnails/ws_a/file_b/64");
+        assert_eq!(owner_blob_key(&key), Some("ws_a/file_b"));
+        assert_eq!(owner_blob_key("ws_a/file_b"), None);
+        assert_eq!(owner_blob_key("thumbnails/ws_a/file_b/x"), None);
+    }
+}
