@@ -106,7 +106,7 @@ impl UrlSigner {
         let signature =
             URL_SAFE_NO_PAD.encode(self.mac(op, workspace, object, params).finalize().into_bytes());
         let mut query = format!("expires={}", params.expires);
-        if op != SignedOperation::Download {
+        if matches!(op, SignedOperation::Upload | SignedOperation::UploadPart) {
             query.push_str(&format!("&max={}", params.max_bytes));
         }
         if params.attachment {
