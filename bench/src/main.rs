@@ -3,13 +3,14 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,small,reserve,memory,scale]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,reserve,memory,scale]
 //! ```
 
 mod client;
 mod memory;
 mod processes;
 mod rates;
+mod s3;
 mod scale;
 mod stats;
 mod transfer;
@@ -22,7 +23,7 @@ use clap::Parser;
 use crate::stats::{Row, TABLE_HEADER};
 
 /// Every figure, in the order they run.
-const FIGURES: &[&str] = &["upload", "download", "small", "reserve", "memory", "scale"];
+const FIGURES: &[&str] = &["upload", "download", "s3", "small", "reserve", "memory", "scale"];
 
 #[derive(Debug, Parser)]
 #[command(about = "Cabinet against its baselines, same run, alternating; ratios with medians and spreads")]
@@ -30,7 +31,7 @@ struct Args {
     /// Small sizes and short runs: seconds, for CI. Checks results, never judges timings.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated figures to run (default: all): upload, download, small, reserve, memory, scale.
+    /// Comma-separated figures to run (default: all): upload, download, s3, small, reserve, memory, scale.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -52,6 +53,10 @@ struct Args {
     /// (dev/bench starts one with dev/postgres).
     #[arg(long, env = "CABINET_BENCH_POSTGRES_URL")]
     postgres_url: Option<String>,
+    /// The S3 server for the S3 figure, as `s3://bucket?endpoint=…&region=…` with credentials in
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (dev/bench starts s3s-fs with dev/s3-server).
+    #[arg(long, env = "CABINET_BENCH_S3_URL")]
+    s3_url: Option<String>,
 }
 
 /// What every figure gets.
@@ -112,6 +117,13 @@ async fn main() -> Result<()> {
 async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> Result<()> {
     if wanted("upload") || wanted("download") {
         transfer::run(bench, wanted("upload"), wanted("download")).await.context("upload/download")?;
+    }
+    if wanted("s3") {
+        match &args.s3_url {
+            Some(url) => s3::run(bench, url).await.context("S3 presigned PUT")?,
+            None if !args.only.is_empty() => bail!("the s3 figure needs --s3-url (dev/bench starts s3s-fs)"),
+            None => eprintln!("skipping the s3 figure: no --s3-url (dev/bench starts s3s-fs)"),
+        }
     }
     if wanted("small") {
         rates::small_gets(bench).await.context("small GETs")?;

@@ -275,3 +275,75 @@ async fn direct_uploads_through_cabinet_land_in_s3() {
     assert_eq!(bucket(&server).head(&key).await.unwrap().map(|info| info.size), Some(bytes.len() as u64));
     assert_eq!(bucket(&server).remove_temporaries().await.unwrap(), 0);
 }
+
+/// The key (under the test's prefix) a presigned URL writes: its last two path segments.
+fn key_of(url: &str) -> String {
+    let path = url.split('?').next().unwrap();
+    let mut segments = path.rsplit('/');
+    let last = segments.next().unwrap();
+    format!("{}/{last}", segments.next().unwrap())
+}
+
+// Why the URL never targets the file's key, even when the declared sha256 is bound: s3s-fs
+// (0.14.1) moves a PUT's bytes into place before it compares the checksum, so a PUT it refuses
+// with BadDigest has still replaced the object. Only the incoming key ever takes such bytes.
+#[tokio::test]
+async fn a_re_put_of_other_bytes_with_the_old_url_never_touches_the_finished_file() {
+    let Some(server) =
+        TestServer::spawn_s3("a_re_put_of_other_bytes_with_the_old_url_never_touches_the_finished_file")
+            .await
+    else {
+        return;
+    };
+    let bytes = png(40_000);
+    let ticket =
+        start(&server, json!({"name": "bound.png", "size": bytes.len(), "sha256": sha256_hex(&bytes)})).await;
+    let id = ticket["id"].as_str().unwrap();
+    assert_eq!(key_of(ticket["upload_url"].as_str().unwrap()), format!("{}/{id}", server.tenant.workspace));
+    assert!(ticket["upload_url"].as_str().unwrap().contains("/incoming/"), "{ticket}");
+    assert!(put(&server, &ticket, &bytes).await.status().is_success());
+    let (status, done) = complete(&server, id).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+
+    // The URL is still valid; S3 refuses other bytes (the checksum is bound), and whatever it
+    // did with them, the file's bytes are not where the URL writes.
+    let mut other = bytes.clone();
+    *other.last_mut().unwrap() ^= 1;
+    let refused = put(&server, &ticket, &other).await;
+    assert!(refused.status().is_client_error(), "a re-PUT of other bytes must fail: {}", refused.status());
+    let file_id = done["file"]["id"].as_str().unwrap();
+    let content = server.get(&format!("/v1/files/{file_id}/content")).send().await.unwrap();
+    assert!(content.bytes().await.unwrap() == bytes, "the file's bytes changed");
+    // Left at the incoming key of an upload that ended: the orphan sweep takes it.
+    assert_eq!(server.cabinet.remove_orphan_blobs().await.unwrap(), 1);
+    assert_eq!(bucket(&server).head(&incoming(&server, id)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_upload_without_a_sha256_lands_at_its_incoming_key_until_verified() {
+    let Some(server) =
+        TestServer::spawn_s3("an_upload_without_a_sha256_lands_at_its_incoming_key_until_verified").await
+    else {
+        return;
+    };
+    let bytes = png(10_000);
+    let ticket = start(&server, json!({"name": "free.png", "size": bytes.len()})).await;
+    let id = ticket["id"].as_str().unwrap();
+    assert!(ticket["upload_url"].as_str().unwrap().contains("/incoming/"), "{ticket}");
+    assert!(put(&server, &ticket, &bytes).await.status().is_success());
+    assert!(bucket(&server).head(&incoming(&server, id)).await.unwrap().is_some());
+    // Arrived, not verified: no file yet, and the object belongs to its live upload.
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["data"].as_array().map(Vec::len), Some(0), "{files}");
+    assert_eq!(server.cabinet.remove_orphan_blobs().await.unwrap(), 0);
+
+    let (status, done) = complete(&server, id).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let key = format!("{}/{}", server.tenant.workspace, done["file"]["id"].as_str().unwrap());
+    assert_eq!(bucket(&server).head(&key).await.unwrap().map(|info| info.size), Some(bytes.len() as u64));
+    assert_eq!(
+        bucket(&server).head(&incoming(&server, id)).await.unwrap(),
+        None,
+        "promoted, not left behind"
+    );
+}
