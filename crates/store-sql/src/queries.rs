@@ -223,6 +223,24 @@ macro_rules! impl_metadata_store {
                 }
             }
 
+            /// `SELECT columns FROM table` for the rows of a workspace with these ids.
+            fn rows_by_id(
+                columns: &str,
+                table: &str,
+                ws: &WorkspaceId,
+                ids: Vec<String>,
+            ) -> QueryBuilder<'static, $db> {
+                let mut load = QueryBuilder::<'static, $db>::new(format!("SELECT {columns} FROM {table} WHERE workspace_id = "));
+                load.push_bind(ws.to_string());
+                load.push(" AND id IN (");
+                let mut list = load.separated(", ");
+                for id in ids {
+                    list.push_bind(id);
+                }
+                load.push(")");
+                load
+            }
+
             async fn count(&self, mut qb: QueryBuilder<'static, $db>) -> Result<u64> {
                 let n: i64 = qb.build_query_scalar().fetch_one(&self.read).await.map_err(db_error)?;
                 Ok(n.max(0) as u64)
@@ -1326,14 +1344,7 @@ macro_rules! impl_metadata_store {
                 let (folder_ids, file_ids) = (ids_of("folder"), ids_of("file"));
                 let mut folders_by_id = HashMap::new();
                 if !folder_ids.is_empty() {
-                    let mut load = QueryBuilder::<'static, $db>::new(format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE workspace_id = "));
-                    load.push_bind(ws.to_string());
-                    load.push(" AND id IN (");
-                    let mut list = load.separated(", ");
-                    for id in folder_ids {
-                        list.push_bind(id);
-                    }
-                    load.push(")");
+                    let mut load = Self::rows_by_id(FOLDER_COLUMNS, "folders", ws, folder_ids);
                     let loaded: Vec<FolderRow> = load.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
                     for row in loaded {
                         let folder = Folder::try_from(row)?;
@@ -1342,14 +1353,7 @@ macro_rules! impl_metadata_store {
                 }
                 let mut files_by_id = HashMap::new();
                 if !file_ids.is_empty() {
-                    let mut load = QueryBuilder::<'static, $db>::new(format!("SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = "));
-                    load.push_bind(ws.to_string());
-                    load.push(" AND id IN (");
-                    let mut list = load.separated(", ");
-                    for id in file_ids {
-                        list.push_bind(id);
-                    }
-                    load.push(")");
+                    let mut load = Self::rows_by_id(FILE_COLUMNS, "files", ws, file_ids);
                     let loaded: Vec<FileRow> = load.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
                     for row in loaded {
                         let file = FileRecord::try_from(row)?;
