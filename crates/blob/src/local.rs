@@ -228,7 +228,6 @@ fn part_info(path: &Path) -> io::Result<Option<PartInfo>> {
 /// Streams `parts` in order into a new temporary file while hashing, removing each part once it
 /// is copied; memory stays at one buffer whatever the file size.
 fn assemble(dir: &Path, parts: &[PartInfo], temp: &Path) -> io::Result<(u64, String, Bytes)> {
-    use std::io::Read;
     let file = fs::OpenOptions::new().write(true).create_new(true).open(temp)?;
     let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = Sha256::new();
