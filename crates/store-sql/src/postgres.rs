@@ -59,10 +59,10 @@ fn push_name_match(
     qb.push(" ESCAPE '\\'");
 }
 
-/// The workspace column a scoped query compares; PostgreSQL's planner weighs the trigram index
-/// by its statistics, so it needs no hint.
+/// The workspace column a scoped query compares; a name query's page is kept on the trigram
+/// index by finding its matches first (`push_page_source`, the `true` below), not by a hint.
 fn workspace_column(alias: &str, _name_query: Option<&str>) -> String {
     format!("{alias}.workspace_id")
 }
 
-crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match, workspace_column);
+crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match, workspace_column, true);

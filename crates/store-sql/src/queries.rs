@@ -4,7 +4,7 @@
 
 /// Implements `MetadataStore` for a store type with `write` and `read` pools of database `$db`.
 macro_rules! impl_metadata_store {
-    ($store:ty, $db:ty, $name_match:path, $workspace_column:path) => {
+    ($store:ty, $db:ty, $name_match:path, $workspace_column:path, $fence_name_matches:expr) => {
         const _: () = {
         use std::collections::{HashMap, HashSet};
 
@@ -117,6 +117,26 @@ macro_rules! impl_metadata_store {
                     FolderScope::Subtree(folder) => {
                         qb.push(format!(" AND {column} IN "));
                         Self::push_subtree(qb, ws, folder);
+                    }
+                }
+            }
+
+            /// ` FROM {table} f` for a page query (one with ORDER BY and LIMIT). Where the dialect
+            /// asks for it, a name query first finds its matches in a subquery the planner cannot
+            /// merge: otherwise PostgreSQL, when its sampled statistics overestimate the matches,
+            /// walks the workspace's newest-first index probing every name (49 ms instead of 5 at
+            /// 100,000 files), though the page counts every match anyway.
+            fn push_page_source(qb: &mut QueryBuilder<'static, $db>, table: &str, ws: &WorkspaceId, name_query: Option<&str>) {
+                match name_query {
+                    Some(query) if $fence_name_matches => {
+                        qb.push(format!(" FROM (SELECT * FROM {table} m WHERE m.workspace_id = "));
+                        qb.push_bind(ws.to_string());
+                        qb.push(" AND ");
+                        $name_match(qb, table, "m", query);
+                        qb.push(" OFFSET 0) f");
+                    }
+                    _ => {
+                        qb.push(format!(" FROM {table} f"));
                     }
                 }
             }
@@ -704,8 +724,9 @@ macro_rules! impl_metadata_store {
                 // index instead.
                 let total_column = if count_in_page { "COUNT(*) OVER ()" } else { "CAST(0 AS BIGINT)" };
                 let mut qb = QueryBuilder::<'static, $db>::new(format!(
-                    "SELECT {FILE_COLUMNS}, {total_column} AS total_matches FROM files f"
+                    "SELECT {FILE_COLUMNS}, {total_column} AS total_matches"
                 ));
+                Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
                 Self::push_file_filter(&mut qb, ws, filter);
                 Self::push_page(&mut qb, "f", sort, paging);
                 let rows: Vec<crate::rows::CountedFileRow> =
@@ -1067,7 +1088,8 @@ macro_rules! impl_metadata_store {
             ) -> Result<(Vec<Folder>, u64)> {
                 // Folders have no size: sorting by size sorts them by name.
                 let sort = if sort.key == SortKey::Size { Sort { key: SortKey::Name, ..sort } } else { sort };
-                let mut qb = QueryBuilder::<'static, $db>::new(format!("SELECT {FOLDER_COLUMNS} FROM folders f"));
+                let mut qb = QueryBuilder::<'static, $db>::new(format!("SELECT {FOLDER_COLUMNS}"));
+                Self::push_page_source(&mut qb, "folders", ws, filter.name_contains.as_deref());
                 Self::push_folder_filter(&mut qb, ws, filter);
                 Self::push_page(&mut qb, "f", sort, paging);
                 let rows: Vec<FolderRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
@@ -1321,9 +1343,11 @@ macro_rules! impl_metadata_store {
                 paging: &Paging,
             ) -> Result<(Vec<SearchHit>, u64)> {
                 let union = |qb: &mut QueryBuilder<'static, $db>| {
-                    qb.push("(SELECT 'folder' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, CAST(0 AS BIGINT) AS size FROM folders f");
+                    qb.push("(SELECT 'folder' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, CAST(0 AS BIGINT) AS size");
+                    Self::push_page_source(qb, "folders", ws, folders.name_contains.as_deref());
                     Self::push_folder_filter(qb, ws, folders);
-                    qb.push(" UNION ALL SELECT 'file' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, f.size FROM files f");
+                    qb.push(" UNION ALL SELECT 'file' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, f.size");
+                    Self::push_page_source(qb, "files", ws, files.name_contains.as_deref());
                     Self::push_file_filter(qb, ws, files);
                     qb.push(") AS hits");
                 };

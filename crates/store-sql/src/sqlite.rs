@@ -101,4 +101,4 @@ fn push_name_match(
     }
 }
 
-crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match, workspace_column);
+crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match, workspace_column, false);
