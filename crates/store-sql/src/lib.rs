@@ -23,6 +23,20 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn MetadataStore>> {
     Ok(Arc::new(SqliteStore::open(database_url).await?))
 }
 
+/// The point lookups behind every request (a key, a file, its references) as a dialect may answer
+/// them without its pool. `None` sends the caller to the pool.
+pub(crate) trait InlineRows {
+    /// Runs a read of `sql` with text parameters `$1, $2, …`, decoding each row with `decode`.
+    fn inline_rows<T>(
+        &self,
+        _sql: &str,
+        _params: &[&str],
+        _decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Option<Result<Vec<T>>> {
+        None
+    }
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_escape(raw: &str) -> String {
     let mut escaped = String::with_capacity(raw.len());

@@ -65,4 +65,7 @@ fn workspace_column(alias: &str, _name_query: Option<&str>) -> String {
     format!("{alias}.workspace_id")
 }
 
+/// Every lookup goes through the pool: a PostgreSQL query is a network round trip either way.
+impl crate::InlineRows for PostgresStore {}
+
 crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match, workspace_column, true);

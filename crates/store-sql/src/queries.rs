@@ -428,15 +428,20 @@ macro_rules! impl_metadata_store {
             }
 
             async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
-                let rows = sqlx::query_as::<_, crate::rows::ApiKeyWorkspaceRow>(
-                    "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, w.workspace_id \
+                const SQL: &str = "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, w.workspace_id \
                      FROM api_keys k LEFT JOIN api_key_workspaces w ON w.key_id = k.id \
-                     WHERE k.secret_hash = $1 ORDER BY w.position",
-                )
-                .bind(secret_hash)
-                .fetch_all(&self.read)
-                .await
-                .map_err(db_error)?;
+                     WHERE k.secret_hash = $1 ORDER BY w.position";
+                let inline = crate::InlineRows::inline_rows(
+                    self, SQL, &[secret_hash], crate::rows::ApiKeyWorkspaceRow::from_rusqlite,
+                );
+                let rows = match inline {
+                    Some(rows) => rows?,
+                    None => sqlx::query_as::<_, crate::rows::ApiKeyWorkspaceRow>(SQL)
+                        .bind(secret_hash)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db_error)?,
+                };
                 let workspaces: Vec<String> = rows.iter().filter_map(|row| row.workspace_id.clone()).collect();
                 match rows.into_iter().next() {
                     None => Ok(None),
@@ -697,16 +702,17 @@ macro_rules! impl_metadata_store {
             }
 
             async fn get_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
-                sqlx::query_as::<_, FileRow>(&format!(
-                    "SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = $1 AND id = $2"
-                ))
-                .bind(ws.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&self.read)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("file"))?
-                .try_into()
+                let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = $1 AND id = $2");
+                let row = match crate::InlineRows::inline_rows(self, &sql, &[ws.as_str(), id.as_str()], FileRow::from_rusqlite) {
+                    Some(rows) => rows?.into_iter().next(),
+                    None => sqlx::query_as::<_, FileRow>(&sql)
+                        .bind(ws.as_str())
+                        .bind(id.as_str())
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(db_error)?,
+                };
+                row.ok_or(Error::NotFound("file"))?.try_into()
             }
 
             async fn list_files(
@@ -924,18 +930,18 @@ macro_rules! impl_metadata_store {
             }
 
             async fn list_references(&self, ws: &WorkspaceId, file: &FileId) -> Result<Vec<FileReference>> {
-                sqlx::query_as::<_, ReferenceRow>(
-                    "SELECT kind, ref_id, label, created_at FROM file_references \
-                     WHERE workspace_id = $1 AND file_id = $2 ORDER BY created_at, kind, ref_id",
-                )
-                .bind(ws.as_str())
-                .bind(file.as_str())
-                .fetch_all(&self.read)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .map(FileReference::try_from)
-                .collect()
+                const SQL: &str = "SELECT kind, ref_id, label, created_at FROM file_references \
+                     WHERE workspace_id = $1 AND file_id = $2 ORDER BY created_at, kind, ref_id";
+                let rows = match crate::InlineRows::inline_rows(self, SQL, &[ws.as_str(), file.as_str()], ReferenceRow::from_rusqlite) {
+                    Some(rows) => rows?,
+                    None => sqlx::query_as::<_, ReferenceRow>(SQL)
+                        .bind(ws.as_str())
+                        .bind(file.as_str())
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db_error)?,
+                };
+                rows.into_iter().map(FileReference::try_from).collect()
             }
 
             async fn remove_reference(&self, ws: &WorkspaceId, file: &FileId, kind: &str, id: &str) -> Result<()> {

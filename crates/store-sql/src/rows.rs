@@ -87,6 +87,24 @@ pub(crate) struct ApiKeyWorkspaceRow {
     pub workspace_id: Option<String>,
 }
 
+impl ApiKeyWorkspaceRow {
+    /// A row of `SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, w.workspace_id`
+    /// as rusqlite reads it.
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            key: ApiKeyRow {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                role: row.get(2)?,
+                hint: row.get(3)?,
+                created_at: row.get(4)?,
+                revoked_at: row.get(5)?,
+            },
+            workspace_id: row.get(6)?,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct UploadRow {
     workspace_id: String,
@@ -161,6 +179,32 @@ pub(crate) struct FileRow {
     created_by: Option<String>,
 }
 
+impl FileRow {
+    /// A row of `SELECT {FILE_COLUMNS}` as rusqlite reads it (SQLite's inline point reads).
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            workspace_id: row.get(0)?,
+            id: row.get(1)?,
+            name: row.get(2)?,
+            mime_type: row.get(3)?,
+            size: row.get(4)?,
+            sha256: row.get(5)?,
+            folder_id: row.get(6)?,
+            blob_key: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
+            is_favorite: row.get(10)?,
+            alt_text: row.get(11)?,
+            caption: row.get(12)?,
+            copyright: row.get(13)?,
+            metadata: row.get(14)?,
+            tags: row.get(15)?,
+            trashed_at: row.get(16)?,
+            created_by: row.get(17)?,
+        })
+    }
+}
+
 impl TryFrom<FileRow> for FileRecord {
     type Error = Error;
 
@@ -231,6 +275,13 @@ pub(crate) struct ReferenceRow {
     ref_id: String,
     label: Option<String>,
     created_at: i64,
+}
+
+impl ReferenceRow {
+    /// A row of `SELECT kind, ref_id, label, created_at` as rusqlite reads it.
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { kind: row.get(0)?, ref_id: row.get(1)?, label: row.get(2)?, created_at: row.get(3)? })
+    }
 }
 
 impl TryFrom<ReferenceRow> for FileReference {
