@@ -726,12 +726,20 @@ macro_rules! impl_metadata_store {
                 // same pass (a window over them) rather than matching twice. A cursor page needs
                 // every match counted, not only those after the cursor, so it counts apart.
                 let count_in_page = filter.name_contains.is_some() && !matches!(paging.start, Start::After(_));
-                // The window would read every live file of an unfiltered list: count those from the
-                // index instead.
-                let total_column = if count_in_page { "COUNT(*) OVER ()" } else { "CAST(0 AS BIGINT)" };
-                let mut qb = QueryBuilder::<'static, $db>::new(format!(
-                    "SELECT {FILE_COLUMNS}, {total_column} AS total_matches"
-                ));
+                // The window would read every live file of an unfiltered list: its total is the
+                // workspace's counter, read in the same statement (one round trip, not two).
+                let every_live_file = filter.is_every_live_file();
+                let mut qb = QueryBuilder::<'static, $db>::new(format!("SELECT {FILE_COLUMNS}, "));
+                if count_in_page {
+                    qb.push("COUNT(*) OVER ()");
+                } else if every_live_file {
+                    qb.push("CAST((SELECT live_files FROM workspaces WHERE id = ");
+                    qb.push_bind(ws.to_string());
+                    qb.push(") AS BIGINT)");
+                } else {
+                    qb.push("CAST(0 AS BIGINT)");
+                }
+                qb.push(" AS total_matches");
                 Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
                 Self::push_file_filter(&mut qb, ws, filter);
                 Self::push_page(&mut qb, "f", sort, paging);
@@ -740,8 +748,9 @@ macro_rules! impl_metadata_store {
                 let counted = rows.first().map(|row| row.total_matches.max(0) as u64);
                 let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
                 let total = match counted {
-                    Some(total) if count_in_page => total,
-                    _ if filter.is_every_live_file() => {
+                    Some(total) if count_in_page || every_live_file => total,
+                    // An empty page (an offset past the end) carries no total.
+                    _ if every_live_file => {
                         let mut count = QueryBuilder::<'static, $db>::new("SELECT live_files FROM workspaces WHERE id = ");
                         count.push_bind(ws.to_string());
                         self.count(count).await?

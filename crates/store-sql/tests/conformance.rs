@@ -91,6 +91,11 @@ async fn the_unfiltered_total_follows_every_change_of_liveness(store: &dyn Metad
             store.list_files(ws, &FileFilter::default(), Sort::NEWEST_FIRST, &first_page(100)).await.unwrap();
         assert_eq!(page.len() as u64, expected, "live files listed");
         assert_eq!(total, expected, "the unfiltered total");
+        // A page past the end has no row to carry the total with it.
+        let past_the_end = Paging { limit: 10, start: Start::Offset(expected + 5) };
+        let (page, total) =
+            store.list_files(ws, &FileFilter::default(), Sort::NEWEST_FIRST, &past_the_end).await.unwrap();
+        assert_eq!((page.len(), total), (0, expected), "the total of a page past the end");
         // A filtered list that keeps every file is still counted, and must agree.
         let every_size = FileFilter { min_size: Some(0), ..FileFilter::default() };
         let (_, counted) =
