@@ -94,6 +94,7 @@ async fn no_key_signature_or_signing_secret_reaches_the_logs() {
     assert!(server.wait_for_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
     let logs = server.logs();
     assert!(logs.contains("response"), "the requests were not logged at all:\n{logs}");
+    assert!(!logs.contains('\u{1b}'), "terminal colour codes in logs written to a pipe");
     let signing_secret = std::fs::read_to_string(dir.path().join("signing.key")).unwrap();
     let mut secrets =
         vec![("the bootstrap key", key.clone()), ("the signing secret", signing_secret.trim().to_owned())];
