@@ -273,13 +273,9 @@ impl Cabinet {
         caller: &Caller,
         id: &FileId,
     ) -> Result<(FileRecord, Vec<FileReference>)> {
-        let (file, references) = futures::join!(
-            self.store.get_file(&caller.workspace_id, id),
-            self.store.list_references(&caller.workspace_id, id)
-        );
-        let file = file?;
+        let (file, references) = self.store.get_file_with_references(&caller.workspace_id, id).await?;
         self.authorize_file(caller, &file, Operation::Read).await?;
-        Ok((file, references?))
+        Ok((file, references))
     }
 
     /// Forgets that something uses a file.

@@ -187,6 +187,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// What uses a file, oldest first.
     async fn list_references(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Vec<FileReference>>;
+    /// One file with what uses it (oldest first), read at once; or `NotFound`.
+    async fn get_file_with_references(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FileId,
+    ) -> Result<(FileRecord, Vec<FileReference>)>;
     /// Forgets a use; `NotFound` when there was none.
     async fn remove_reference(
         &self,

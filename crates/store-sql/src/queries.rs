@@ -953,6 +953,33 @@ macro_rules! impl_metadata_store {
                 rows.into_iter().map(FileReference::try_from).collect()
             }
 
+            async fn get_file_with_references(&self, ws: &WorkspaceId, id: &FileId) -> Result<(FileRecord, Vec<FileReference>)> {
+                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    let columns =
+                        FILE_COLUMNS.split(',').map(|column| format!("f.{}", column.trim())).collect::<Vec<_>>().join(", ");
+                    format!(
+                        "SELECT {columns}, r.kind, r.ref_id, r.label, r.created_at AS ref_created_at FROM files f \
+                         LEFT JOIN file_references r ON r.workspace_id = f.workspace_id AND r.file_id = f.id \
+                         WHERE f.workspace_id = $1 AND f.id = $2 ORDER BY r.created_at, r.kind, r.ref_id"
+                    )
+                });
+                let inline = crate::InlineRows::inline_rows(
+                    self, &SQL, &[ws.as_str(), id.as_str()], crate::rows::FileReferenceRow::from_rusqlite,
+                );
+                let rows = match inline {
+                    Some(rows) => rows?,
+                    None => sqlx::query_as::<_, crate::rows::FileReferenceRow>(SQL.as_str())
+                        .bind(ws.as_str())
+                        .bind(id.as_str())
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(db_error)?,
+                };
+                let references = rows.iter().filter_map(crate::rows::FileReferenceRow::reference).collect::<Result<Vec<_>>>()?;
+                let first = rows.into_iter().next().ok_or(Error::NotFound("file"))?;
+                Ok((first.file.try_into()?, references))
+            }
+
             async fn remove_reference(&self, ws: &WorkspaceId, file: &FileId, kind: &str, id: &str) -> Result<()> {
                 let done = sqlx::query(
                     "DELETE FROM file_references WHERE workspace_id = $1 AND file_id = $2 AND kind = $3 AND ref_id = $4",

@@ -232,6 +232,37 @@ impl TryFrom<FileRow> for FileRecord {
     }
 }
 
+/// A file row with one of its references (none when it has none), so a file's details are read
+/// with one query.
+#[derive(sqlx::FromRow)]
+pub(crate) struct FileReferenceRow {
+    #[sqlx(flatten)]
+    pub file: FileRow,
+    pub kind: Option<String>,
+    pub ref_id: Option<String>,
+    pub label: Option<String>,
+    pub ref_created_at: Option<i64>,
+}
+
+impl FileReferenceRow {
+    /// A row of `SELECT {FILE_COLUMNS}, r.kind, r.ref_id, r.label, r.created_at` as rusqlite reads it.
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            file: FileRow::from_rusqlite(row)?,
+            kind: row.get(18)?,
+            ref_id: row.get(19)?,
+            label: row.get(20)?,
+            ref_created_at: row.get(21)?,
+        })
+    }
+
+    /// The reference this row carries, if any.
+    pub(crate) fn reference(&self) -> Option<Result<FileReference>> {
+        let (kind, ref_id, created_at) = (self.kind.clone()?, self.ref_id.clone()?, self.ref_created_at?);
+        Some(ReferenceRow { kind, ref_id, label: self.label.clone(), created_at }.try_into())
+    }
+}
+
 /// A file row with the number of rows its query matched in all.
 #[derive(sqlx::FromRow)]
 pub(crate) struct CountedFileRow {

@@ -58,6 +58,7 @@ macro_rules! conformance {
 conformance!(
     workspaces_are_created_listed_and_unique_by_name,
     keys_are_found_by_secret_hash_and_revoked,
+    a_files_details_come_with_its_references_oldest_first,
     reservations_never_pass_the_limit,
     racing_reservations_grant_exactly_what_fits,
     an_upload_begins_receiving_once,
@@ -512,6 +513,32 @@ async fn workspaces_are_created_listed_and_unique_by_name(store: &dyn MetadataSt
     let err = store.create_workspace(&twin).await.unwrap_err();
     assert_eq!(err.code(), "workspace_exists");
     assert!(matches!(store.get_workspace(&WorkspaceId::generate()).await, Err(Error::NotFound(_))));
+}
+
+async fn a_files_details_come_with_its_references_oldest_first(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let other = workspace(store, None).await;
+    let file = named_file(&ws.id, "used.txt", None, 3, now());
+    store.insert_file_charging(&file).await.unwrap();
+    let (found, references) = store.get_file_with_references(&ws.id, &file.id).await.unwrap();
+    assert_eq!((found, references), (store.get_file(&ws.id, &file.id).await.unwrap(), vec![]));
+    let reference = |kind: &str, id: &str, label: Option<&str>, at| FileReference {
+        kind: kind.into(),
+        id: id.into(),
+        label: label.map(str::to_owned),
+        created_at: at,
+    };
+    let newer = reference("conversation", "c2", Some("Second"), now() + Duration::seconds(5));
+    let older = reference("post", "p1", None, now());
+    store.add_reference(&ws.id, &file.id, &newer).await.unwrap();
+    store.add_reference(&ws.id, &file.id, &older).await.unwrap();
+    let (found, references) = store.get_file_with_references(&ws.id, &file.id).await.unwrap();
+    assert_eq!(found.id, file.id);
+    assert_eq!(references, vec![older, newer]);
+    assert_eq!(references, store.list_references(&ws.id, &file.id).await.unwrap());
+    for (ws, id) in [(&other.id, &file.id), (&ws.id, &FileId::generate())] {
+        assert!(matches!(store.get_file_with_references(ws, id).await, Err(Error::NotFound("file"))));
+    }
 }
 
 async fn keys_are_found_by_secret_hash_and_revoked(store: &dyn MetadataStore) {
