@@ -1,6 +1,7 @@
 //! SQLite in WAL mode. All writes go through a single connection, so write transactions never
-//! contend for the lock (and never hit SQLITE_BUSY inside the process); reads use a pool. Other
-//! processes (the admin CLI) wait on the busy timeout.
+//! contend for the lock (and never hit SQLITE_BUSY inside the process); reads use a pool, except
+//! the point lookups behind every request (`InlineReads`). Other processes (the admin CLI) wait on
+//! the busy timeout.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
