@@ -1,8 +1,9 @@
 //! The S3 figure: a presigned PUT of a random file through Cabinet's flow (reserve, PUT straight
 //! to the bucket with the ticket's headers, complete; timed end to end) against a presigned PUT of
 //! the same file straight to the same S3 server (s3s-fs), same client (curl), same signed headers
-//! (content type, length and sha256 checksum), so the server does the same work for both. The
-//! bytes never touch Cabinet: the ratio is what reserving and completing cost on top.
+//! (content type, length, sha256 checksum and `If-None-Match: *`), so the server does the same
+//! work for both. The bytes never touch Cabinet (with the sha256 declared they land at the file's
+//! own key, so `complete` copies nothing): the ratio is what reserving and completing cost on top.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -122,13 +123,14 @@ impl S3Upload<'_> {
     }
 }
 
-/// What `presign_upload` needs of an upload: size, sha256 and validity, as Cabinet would sign them.
+/// What `presign_upload` needs of an upload: size, sha256 and validity, as Cabinet would sign them;
+/// the object is its own file key, so the PUT is signed as Cabinet signs one to a file's key.
 fn baseline_upload(size: u64, sha256: &str) -> Upload {
     let now = chrono::Utc::now();
     let ws = WorkspaceId::generate();
     let file_id = FileId::generate();
     Upload {
-        blob_key: format!("{ws}/{file_id}"),
+        blob_key: BASELINE_KEY.to_owned(),
         workspace_id: ws,
         id: UploadId::generate(),
         name: "big.bin".to_owned(),

@@ -4,7 +4,13 @@
 //!
 //! Layout of the bucket: a file's blob at its key (`ws_…/file_…`); bytes streamed through Cabinet
 //! at `tmp/<id>` until committed (a server-side copy, so the final key is never partial); bytes a
-//! client sends directly at the upload's `incoming/…` key until Cabinet has verified them. A
+//! client sends directly in one PUT at the key Cabinet presigns: the upload's `incoming/…` key
+//! until Cabinet has verified them and copied them into place, or, when the upload declared its
+//! sha256, the file's own key, adopted there with no copy. Such a PUT to a file's key carries a
+//! signed `If-None-Match: *` beside the signed checksum: S3 refuses (412) to replace an object that
+//! is there, so the still-valid URL can never overwrite a finished file, whatever bytes it carries
+//! (s3s-fs writes a PUT's bytes before it compares their checksum, but checks If-None-Match
+//! first). A form POST cannot carry If-None-Match, so such an upload is offered no form. A
 //! multipart upload is a real S3 multipart upload at the file's own key: clients send parts to
 //! presigned UploadPart URLs, and CompleteMultipartUpload lands the object where the file will
 //! be (no copy, so no 5 GiB CopyObject limit); no reader sees it before the file row exists.
@@ -564,6 +570,12 @@ impl BlobStore for S3BlobStore {
         if let Some(checksum) = &checksum {
             bound.push(("x-amz-checksum-sha256", checksum.clone()));
         }
+        // At the file's own key the PUT may only create the object: once it exists, a replay of
+        // the URL is refused (412) before any byte is written.
+        let at_file_key = key == upload.blob_key;
+        if at_file_key {
+            bound.push(("if-none-match", "*".to_owned()));
+        }
         let path = self.url_path(key);
         let mut signed = bound.clone();
         // Signed but not listed: every HTTP client sends it, and S3 then refuses any other size.
@@ -577,30 +589,38 @@ impl BlobStore for S3BlobStore {
             signed_at: upload.created_at,
             expires_in,
         });
-        let mut fields = vec![("Content-Type", bound[0].1.clone())];
-        if let Some(checksum) = checksum {
-            fields.push(("x-amz-checksum-sha256", checksum));
-        }
-        let object_key = format!("{}{key}", self.prefix);
-        let fields = self.signer.post_policy(
-            &self.bucket,
-            &object_key,
-            &fields,
-            upload.size,
-            upload.created_at,
-            upload.expires_at,
-        );
+        // A form POST cannot carry If-None-Match: only uploads landing at an incoming key get one.
+        let form = (!at_file_key).then(|| {
+            let mut fields = vec![("Content-Type", bound[0].1.clone())];
+            if let Some(checksum) = checksum {
+                fields.push(("x-amz-checksum-sha256", checksum));
+            }
+            let object_key = format!("{}{key}", self.prefix);
+            let fields = self.signer.post_policy(
+                &self.bucket,
+                &object_key,
+                &fields,
+                upload.size,
+                upload.created_at,
+                upload.expires_at,
+            );
+            PresignedPost { url: format!("{}{}", self.origin, self.path_prefix), fields }
+        });
         Some(PresignedUpload {
             url: format!("{}{path}?{query}", self.origin),
             method: "PUT",
             headers: bound
                 .into_iter()
                 .map(|(name, value)| {
-                    let name = if name == "content-type" { "Content-Type" } else { name };
+                    let name = match name {
+                        "content-type" => "Content-Type",
+                        "if-none-match" => "If-None-Match",
+                        other => other,
+                    };
                     (name.to_owned(), value)
                 })
                 .collect(),
-            form: Some(PresignedPost { url: format!("{}{}", self.origin, self.path_prefix), fields }),
+            form,
         })
     }
 
@@ -715,6 +735,54 @@ mod tests {
         assert_eq!((plain.endpoint, plain.region.as_str(), plain.prefix.as_str()), (None, "us-east-1", ""));
         let prefixed = S3Config::from_url_with("s3://bucket/team-a/cabinet/", env).unwrap();
         assert_eq!((prefixed.bucket.as_str(), prefixed.prefix.as_str()), ("bucket", "team-a/cabinet"));
+    }
+
+    fn upload(sha256: Option<&str>) -> Upload {
+        let now = Utc::now();
+        let ws = cabinet_core::WorkspaceId::generate();
+        let file_id = cabinet_core::FileId::generate();
+        Upload {
+            blob_key: format!("{ws}/{file_id}"),
+            workspace_id: ws,
+            id: cabinet_core::UploadId::generate(),
+            name: "x.bin".to_owned(),
+            size: 10,
+            size_known: true,
+            declared_mime: None,
+            sha256: sha256.map(str::to_owned),
+            folder_id: None,
+            status: cabinet_core::UploadStatus::Waiting,
+            failure_reason: None,
+            file_id,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            created_by: None,
+            part_size: None,
+            multipart_id: None,
+        }
+    }
+
+    #[test]
+    fn a_put_to_a_files_own_key_may_only_create_it_and_has_no_form() {
+        let config = S3Config::from_url_with("s3://bucket?endpoint=http://127.0.0.1:9", env).unwrap();
+        let store = S3BlobStore::new(&config).unwrap();
+        let upload = upload(Some(&"ab".repeat(32)));
+        let direct = store.presign_upload(&upload.blob_key, &upload).unwrap();
+        assert!(
+            direct.headers.contains(&("If-None-Match".to_owned(), "*".to_owned())),
+            "{:?}",
+            direct.headers
+        );
+        assert!(direct.headers.iter().any(|(name, _)| name == "x-amz-checksum-sha256"));
+        assert!(direct.url.contains("if-none-match"), "signed: {}", direct.url);
+        assert!(direct.form.is_none(), "a form cannot carry If-None-Match");
+
+        let incoming = format!("incoming/{}/{}", upload.workspace_id, upload.id);
+        let staged = store.presign_upload(&incoming, &upload).unwrap();
+        assert!(staged.headers.iter().all(|(name, _)| name != "If-None-Match"), "{:?}", staged.headers);
+        assert!(!staged.url.contains("if-none-match"));
+        assert!(staged.form.is_some());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Uploads and downloads on S3, against a real S3 server (s3s-fs, started by `dev/test`): bytes
 //! go straight to the bucket at presigned URLs, S3 itself refuses tampered, oversized or
-//! mis-hashed uploads, and Cabinet turns only verified objects into files. Skipped (with a
-//! notice) when no S3 server is configured, unless `CABINET_REQUIRE_S3=1`.
+//! mis-hashed uploads and replays over a finished file, and Cabinet turns only verified objects
+//! into files. Skipped (with a notice) when no S3 server is configured, unless
+//! `CABINET_REQUIRE_S3=1`.
 
 mod support;
 
@@ -62,6 +63,18 @@ fn bucket(server: &TestServer) -> S3BlobStore {
 
 fn incoming(server: &TestServer, upload_id: &str) -> String {
     format!("incoming/{}/{upload_id}", server.tenant.workspace)
+}
+
+/// The key (as Cabinet names it, under the test's prefix) a presigned URL writes.
+fn key_of(server: &TestServer, url: &str) -> String {
+    let s3 = server.s3.as_ref().unwrap();
+    let path = url.split('?').next().unwrap();
+    let path = path.strip_prefix(&s3_endpoint(server)).unwrap_or(path);
+    let path = path.strip_prefix(&format!("/{}/", s3.bucket)).unwrap_or(path);
+    if s3.prefix.is_empty() {
+        return path.to_owned();
+    }
+    path.strip_prefix(&format!("{}/", s3.prefix)).unwrap_or(path).to_owned()
 }
 
 /// Puts bytes at a key directly, as a client that got past S3's checks would have.
@@ -206,16 +219,23 @@ async fn a_declared_sha256_is_enforced_by_s3_and_by_complete() {
             .await;
     let id = ticket["id"].as_str().unwrap();
     assert!(ticket["headers"]["x-amz-checksum-sha256"].is_string(), "{ticket}");
+    // A declared sha256 sends the bytes to the file's own key.
+    let key = key_of(&server, ticket["upload_url"].as_str().unwrap());
+    assert!(key.starts_with(&format!("{}/file_", server.tenant.workspace)), "{key}");
     let refused = put(&server, &ticket, &bytes).await;
     assert!(refused.status().is_client_error(), "S3 checks the checksum: {}", refused.status());
 
-    // Bytes that reached the bucket without S3 checking a checksum are not trusted.
-    plant(&server, &incoming(&server, id), &bytes).await;
+    // Bytes that reached the bucket without S3 checking a checksum are not trusted (s3s-fs even
+    // leaves the refused PUT's bytes there; AWS S3 would have stored nothing).
+    plant(&server, &key, &bytes).await;
     let (status, body) = complete(&server, id).await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch");
     let (_, upload) = server.send(server.get(&format!("/v1/uploads/{id}"))).await;
-    assert_eq!(upload["status"], "FAILED");
-    assert_eq!(bucket(&server).head(&incoming(&server, id)).await.unwrap(), None);
+    assert_eq!((&upload["status"], &upload["reason"]), (&json!("FAILED"), &json!("checksum_mismatch")));
+    assert_eq!(bucket(&server).head(&key).await.unwrap(), None, "nothing is left at the file's key");
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["data"].as_array().map(Vec::len), Some(0), "{files}");
 
     // With the right checksum, S3 verifies the bytes and the file records it.
     let ticket =
@@ -276,22 +296,15 @@ async fn direct_uploads_through_cabinet_land_in_s3() {
     assert_eq!(bucket(&server).remove_temporaries().await.unwrap(), 0);
 }
 
-/// The key (under the test's prefix) a presigned URL writes: its last two path segments.
-fn key_of(url: &str) -> String {
-    let path = url.split('?').next().unwrap();
-    let mut segments = path.rsplit('/');
-    let last = segments.next().unwrap();
-    format!("{}/{last}", segments.next().unwrap())
-}
-
-// Why the URL never targets the file's key, even when the declared sha256 is bound: s3s-fs
-// (0.14.1) moves a PUT's bytes into place before it compares the checksum, so a PUT it refuses
-// with BadDigest has still replaced the object. Only the incoming key ever takes such bytes.
+// An upload with a declared sha256 lands at the file's own key and is adopted there, with no
+// copy. The URL stays valid after completion, so it may only create the object: its signed
+// `If-None-Match: *` makes S3 refuse (412) any replay before writing a byte. That is what guards
+// the file on s3s-fs (0.14.1), which moves a PUT's bytes into place before it compares the
+// checksum; on AWS S3 a replay of other bytes fails both checks.
 #[tokio::test]
-async fn a_re_put_of_other_bytes_with_the_old_url_never_touches_the_finished_file() {
+async fn a_declared_sha256_lands_at_the_files_key_and_a_replay_never_touches_it() {
     let Some(server) =
-        TestServer::spawn_s3("a_re_put_of_other_bytes_with_the_old_url_never_touches_the_finished_file")
-            .await
+        TestServer::spawn_s3("a_declared_sha256_lands_at_the_files_key_and_a_replay_never_touches_it").await
     else {
         return;
     };
@@ -299,24 +312,87 @@ async fn a_re_put_of_other_bytes_with_the_old_url_never_touches_the_finished_fil
     let ticket =
         start(&server, json!({"name": "bound.png", "size": bytes.len(), "sha256": sha256_hex(&bytes)})).await;
     let id = ticket["id"].as_str().unwrap();
-    assert_eq!(key_of(ticket["upload_url"].as_str().unwrap()), format!("{}/{id}", server.tenant.workspace));
-    assert!(ticket["upload_url"].as_str().unwrap().contains("/incoming/"), "{ticket}");
+    let url = ticket["upload_url"].as_str().unwrap();
+    let key = key_of(&server, url);
+    assert!(key.starts_with(&format!("{}/file_", server.tenant.workspace)), "the file's key: {key}");
+    assert!(!url.contains("/incoming/"), "{url}");
+    assert_eq!(ticket["headers"]["If-None-Match"], "*", "{ticket}");
+    assert!(ticket["form"].is_null(), "a form cannot carry If-None-Match: {ticket}");
     assert!(put(&server, &ticket, &bytes).await.status().is_success());
+    // Arrived, not verified: no file yet, and the object belongs to its live upload.
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["data"].as_array().map(Vec::len), Some(0), "{files}");
+    assert_eq!(server.cabinet.remove_orphan_blobs().await.unwrap(), 0);
+
     let (status, done) = complete(&server, id).await;
     assert_eq!(status, StatusCode::OK, "{done}");
+    let file_id = done["file"]["id"].as_str().unwrap();
+    assert_eq!(key, format!("{}/{file_id}", server.tenant.workspace), "adopted where it landed");
+    assert_eq!(done["file"]["sha256"], sha256_hex(&bytes));
+    assert_eq!(bucket(&server).head(&incoming(&server, id)).await.unwrap(), None, "nothing at incoming/");
 
-    // The URL is still valid; S3 refuses other bytes (the checksum is bound), and whatever it
-    // did with them, the file's bytes are not where the URL writes.
+    // The URL is still valid: the same bytes again, or other bytes of the same size, are refused.
+    let same = put(&server, &ticket, &bytes).await;
+    assert_eq!(same.status(), StatusCode::PRECONDITION_FAILED, "{:?}", same.text().await);
     let mut other = bytes.clone();
     *other.last_mut().unwrap() ^= 1;
     let refused = put(&server, &ticket, &other).await;
-    assert!(refused.status().is_client_error(), "a re-PUT of other bytes must fail: {}", refused.status());
-    let file_id = done["file"]["id"].as_str().unwrap();
+    assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED, "{:?}", refused.text().await);
     let content = server.get(&format!("/v1/files/{file_id}/content")).send().await.unwrap();
     assert!(content.bytes().await.unwrap() == bytes, "the file's bytes changed");
-    // Left at the incoming key of an upload that ended: the orphan sweep takes it.
-    assert_eq!(server.cabinet.remove_orphan_blobs().await.unwrap(), 1);
-    assert_eq!(bucket(&server).head(&incoming(&server, id)).await.unwrap(), None);
+    let (_, file) = server.send(server.get(&format!("/v1/files/{file_id}"))).await;
+    assert_eq!(file["sha256"], sha256_hex(&bytes), "{file}");
+    assert_eq!(server.cabinet.remove_orphan_blobs().await.unwrap(), 0, "nothing was left behind");
+}
+
+#[tokio::test]
+async fn an_arrived_declared_upload_survives_the_orphan_sweep_and_is_reconciled_or_expired() {
+    let Some(server) = TestServer::spawn_s3(
+        "an_arrived_declared_upload_survives_the_orphan_sweep_and_is_reconciled_or_expired",
+    )
+    .await
+    else {
+        return;
+    };
+    let bytes = png(6_000);
+    let body = json!({"name": "late.png", "size": bytes.len(), "sha256": sha256_hex(&bytes)});
+    let arrived = start(&server, body.clone()).await;
+    let arrived_key = key_of(&server, arrived["upload_url"].as_str().unwrap());
+    assert!(put(&server, &arrived, &bytes).await.status().is_success());
+    let mut body = body;
+    body["expires_in"] = json!(60);
+    let expiring = start(&server, body).await;
+    let expiring_key = key_of(&server, expiring["upload_url"].as_str().unwrap());
+    assert!(put(&server, &expiring, &bytes).await.status().is_success());
+
+    // In flight (bytes there, nobody completed): owned by their live uploads, at the file's key.
+    let recovered = server.cabinet.recover_after_restart().await.unwrap();
+    assert_eq!(recovered.orphan_blobs_removed, 0, "{recovered:?}");
+    let check = server.cabinet.check_consistency(false).await.unwrap();
+    assert!(check.orphan_objects.is_empty(), "{check:?}");
+    for key in [&arrived_key, &expiring_key] {
+        assert!(bucket(&server).head(key).await.unwrap().is_some(), "{key} was kept");
+    }
+
+    // The sweeper: an expired upload is failed and its object removed from the file's key ...
+    server.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(server.cabinet.sweep_expired_uploads().await.unwrap(), 1);
+    let (_, upload) =
+        server.send(server.get(&format!("/v1/uploads/{}", expiring["id"].as_str().unwrap()))).await;
+    assert_eq!((&upload["status"], &upload["reason"]), (&json!("FAILED"), &json!("expired")), "{upload}");
+    assert_eq!(bucket(&server).head(&expiring_key).await.unwrap(), None, "the expired upload's object");
+
+    // ... and the reconciler completes the live one where its bytes are.
+    let report = server.cabinet.reconcile_uploads().await.unwrap();
+    assert_eq!((report.completed, report.expired), (1, 0), "{report:?}");
+    let (_, upload) =
+        server.send(server.get(&format!("/v1/uploads/{}", arrived["id"].as_str().unwrap()))).await;
+    assert_eq!(upload["status"], "SUCCESS", "{upload}");
+    let file_id = upload["file"]["id"].as_str().unwrap();
+    assert_eq!(arrived_key, format!("{}/{file_id}", server.tenant.workspace));
+    let content = server.get(&format!("/v1/files/{file_id}/content")).send().await.unwrap();
+    assert!(content.bytes().await.unwrap() == bytes);
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
 }
 
 #[tokio::test]
@@ -329,7 +405,9 @@ async fn an_upload_without_a_sha256_lands_at_its_incoming_key_until_verified() {
     let bytes = png(10_000);
     let ticket = start(&server, json!({"name": "free.png", "size": bytes.len()})).await;
     let id = ticket["id"].as_str().unwrap();
-    assert!(ticket["upload_url"].as_str().unwrap().contains("/incoming/"), "{ticket}");
+    assert_eq!(key_of(&server, ticket["upload_url"].as_str().unwrap()), incoming(&server, id), "{ticket}");
+    assert!(ticket["headers"].get("If-None-Match").is_none(), "{ticket}");
+    assert!(ticket["form"].is_object(), "{ticket}");
     assert!(put(&server, &ticket, &bytes).await.status().is_success());
     assert!(bucket(&server).head(&incoming(&server, id)).await.unwrap().is_some());
     // Arrived, not verified: no file yet, and the object belongs to its live upload.

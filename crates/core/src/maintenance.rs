@@ -1,14 +1,15 @@
 //! Leaving nothing behind: the sweeper fails expired uploads (releasing their reservations and
-//! deleting bytes that went straight to the blob store), the reconciler completes direct uploads
-//! whose clients never called complete, and recovery after a restart removes temporary objects,
-//! fails uploads whose bytes were lost with the stopped process, and removes blobs that no file or
-//! live upload owns (a thumbnail is owned by its file).
+//! deleting bytes that went straight to the blob store, at the upload's arrival key: its incoming
+//! key, or the file's own key, which no file owns before the upload succeeds), the reconciler
+//! completes direct uploads whose clients never called complete, and recovery after a restart
+//! removes temporary objects, fails uploads whose bytes were lost with the stopped process, and
+//! removes blobs that no file or live upload owns (a thumbnail is owned by its file).
 
 use crate::error::Result;
 use crate::ids::{UploadId, WorkspaceId};
 use crate::model::FailureReason;
 use crate::thumbnails::{owner_blob_key, THUMBNAIL_PREFIX};
-use crate::uploads::{incoming_key, INCOMING_PREFIX};
+use crate::uploads::{arrival_key, incoming_key, INCOMING_PREFIX};
 use crate::{Cabinet, UploadStatus};
 
 const BATCH: u32 = 500;
@@ -123,12 +124,15 @@ impl Cabinet {
             for (ws, id) in batch {
                 if self.store.fail_upload(&ws, &id, FailureReason::Expired, self.clock.now()).await? {
                     failed += 1;
-                    if let Ok(upload) = self.store.get_upload(&ws, &id).await {
-                        self.remove_parts_quietly(&upload).await;
+                    let upload = self.store.get_upload(&ws, &id).await.ok();
+                    if let Some(upload) = &upload {
+                        self.remove_parts_quietly(upload).await;
                     }
                     if !self.blobs.receives_through_cabinet() {
                         // Bytes may have landed directly after all: the upload no longer wants them.
-                        self.delete_blob_quietly(&incoming_key(&ws, &id)).await;
+                        // This call failed it, so no file owns even an arrival at the file's key.
+                        let arrival = upload.as_ref().map_or_else(|| incoming_key(&ws, &id), arrival_key);
+                        self.delete_blob_quietly(&arrival).await;
                     }
                 }
             }
@@ -161,12 +165,12 @@ impl Cabinet {
             let done = batch.len() < BATCH as usize;
             after = batch.last().map(|upload| upload.id.clone());
             for upload in batch {
-                let incoming = incoming_key(&upload.workspace_id, &upload.id);
+                let arrival = arrival_key(&upload);
                 if upload.part_size.is_some() && self.clock.now() < upload.expires_at {
                     // Parts are completed by the client's `complete`, never guessed at.
                     continue;
                 }
-                match self.blobs.head(&incoming).await? {
+                match self.blobs.head(&arrival).await? {
                     Some(info) => match self.finish_arrived(upload, info).await {
                         Ok(state) if state.upload.status == UploadStatus::Success => report.completed += 1,
                         Ok(_) => {}
@@ -179,7 +183,11 @@ impl Cabinet {
                         let (ws, id, now) = (&upload.workspace_id, &upload.id, self.clock.now());
                         let failed = self.store.fail_upload(ws, id, FailureReason::Expired, now).await?;
                         report.expired += u64::from(failed);
-                        self.delete_blob_quietly(&incoming).await;
+                        // The file's own key only when this call ended the upload: had another
+                        // finished it meanwhile, the object there would be its file's.
+                        if failed || arrival != upload.blob_key {
+                            self.delete_blob_quietly(&arrival).await;
+                        }
                         self.remove_parts_quietly(&upload).await;
                     }
                     None => {}
@@ -258,7 +266,8 @@ impl Cabinet {
                     .cloned(),
             );
         }
-        // Bytes that arrived directly belong to their upload while it is live.
+        // Bytes that arrived directly belong to their upload while it is live: at the file's own
+        // key (`arrival_key`) through `blob_keys_in_use` above, at an incoming key through this.
         for key in incoming {
             if !self.incoming_is_wanted(&key).await? {
                 orphans.push(key);

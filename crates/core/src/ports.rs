@@ -455,6 +455,8 @@ pub trait BlobStore: Send + Sync + 'static {
     fn receives_through_cabinet(&self) -> bool;
     /// A URL a client can upload `upload`'s bytes to directly, writing the object `key`, or `None`
     /// to use Cabinet's own storage endpoint. Valid from `upload.created_at` to `upload.expires_at`.
+    /// When `key` is the file's own (`upload.blob_key`), the URL may only create the object, never
+    /// replace one (S3: a signed `If-None-Match: *`), and no form is offered.
     fn presign_upload(&self, _key: &str, _upload: &Upload) -> Option<PresignedUpload> {
         None
     }

@@ -7,9 +7,14 @@
 //! and removes the bytes.
 //!
 //! Two ways in, one set of rules: bytes sent through Cabinet are staged and verified as they
-//! stream; bytes sent straight to the blob store (a presigned S3 URL) land under the upload's
-//! *incoming* key, and `complete_upload` (or the reconciler) verifies them with `head` before
-//! promoting them to the file's key. Either way `check_size` and `check_sha256` decide.
+//! stream; bytes sent straight to the blob store (a presigned S3 URL) land at the upload's
+//! *arrival* key (`arrival_key`), and `complete_upload` (or the reconciler) verifies them with
+//! `head`. Either way `check_size` and `check_sha256` decide. An upload that declared its sha256
+//! (of a known size, in one PUT) arrives at the file's own key, under a URL that can only create
+//! the object (never replace it) and whose checksum the store verifies, so verified bytes are
+//! adopted where they are; any other arrives at its *incoming* key and is promoted (copied) to the
+//! file's key once verified. Refused bytes are removed from the arrival key either way: no file
+//! owns that key until the upload succeeds.
 
 use chrono::{DateTime, Utc};
 
@@ -23,13 +28,26 @@ use crate::ports::{BlobInfo, ByteRange, ByteStream, PresignedPost, StageError, S
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
 
-/// Where bytes sent straight to the blob store land until verified: `incoming/{ws}/{upload}`.
-/// Never a file's key, so a client re-using its URL after completion cannot touch the file.
+/// Where bytes sent straight to the blob store land until verified, unless they arrive at the
+/// file's key (see `arrival_key`): `incoming/{ws}/{upload}`. Never a file's key, so a client
+/// re-using such a URL after completion cannot touch the file.
 pub const INCOMING_PREFIX: &str = "incoming/";
 
 /// The incoming key of an upload.
 pub fn incoming_key(ws: &WorkspaceId, upload: &UploadId) -> String {
     format!("{INCOMING_PREFIX}{ws}/{upload}")
+}
+
+/// Where the bytes of an upload sent in one request straight to the blob store land: the file's
+/// own key when the upload declared its sha256 and size (the store verifies both, and the URL may
+/// only create the object, so a replay cannot replace a finished file's bytes), its incoming key
+/// otherwise. Multipart uploads assemble at the file's key by their own route.
+pub fn arrival_key(upload: &Upload) -> String {
+    if upload.sha256.is_some() && upload.size_known && upload.part_size.is_none() {
+        upload.blob_key.clone()
+    } else {
+        incoming_key(&upload.workspace_id, &upload.id)
+    }
 }
 
 /// How many bytes of a file are read to sniff its type.
@@ -151,9 +169,9 @@ impl Cabinet {
             return self.start_multipart(upload, plan).await;
         }
         self.store.insert_upload_reserving(&upload).await?;
-        let incoming = incoming_key(ws, &upload.id);
         // Bytes of unknown size always come through Cabinet, which measures them as they stream.
-        let direct = if upload.size_known { self.blobs.presign_upload(&incoming, &upload) } else { None };
+        let direct =
+            if upload.size_known { self.blobs.presign_upload(&arrival_key(&upload), &upload) } else { None };
         let (url, method, headers, form) = match direct {
             Some(direct) => (direct.url, direct.method, direct.headers, direct.form),
             None => {
@@ -215,15 +233,14 @@ impl Cabinet {
             return self.complete_multipart(state.upload).await;
         }
         if state.upload.status == UploadStatus::Waiting && !self.blobs.receives_through_cabinet() {
-            let incoming = incoming_key(&state.upload.workspace_id, &state.upload.id);
-            if let Some(info) = self.blobs.head(&incoming).await? {
+            if let Some(info) = self.blobs.head(&arrival_key(&state.upload)).await? {
                 return self.finish_arrived(state.upload, info).await;
             }
         }
         settled(state)
     }
 
-    /// Verifies bytes that arrived under an upload's incoming key and turns them into its file.
+    /// Verifies bytes that arrived under an upload's arrival key and turns them into its file.
     /// The upload is UPLOADING meanwhile, so a racing `complete` or reconciler backs off.
     pub(crate) async fn finish_arrived(&self, upload: Upload, info: BlobInfo) -> Result<UploadState> {
         let (ws, id) = (&upload.workspace_id, &upload.id);
@@ -231,13 +248,14 @@ impl Cabinet {
             return settled(self.upload_state(ws, id).await?);
         }
         let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
-        let incoming = incoming_key(ws, id);
-        let finished = self.verify_arrived(&upload, &incoming, info).await;
+        let arrival = arrival_key(&upload);
+        let finished = self.verify_arrived(&upload, &arrival, info).await;
         guard.upload = None;
         let file = match finished {
             Ok(file) => file,
             Err(Ok((reason, error))) => {
-                self.delete_blob_quietly(&incoming).await;
+                // Even at the file's own key: no file row exists before the upload succeeds.
+                self.delete_blob_quietly(&arrival).await;
                 self.fail(&upload, reason).await?;
                 return Err(error);
             }
@@ -246,23 +264,27 @@ impl Cabinet {
         Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
     }
 
-    /// The checks and the promotion of arrived bytes; a rejection leaves the cleanup to the caller.
+    /// The checks and the promotion of arrived bytes (none when they arrived at the file's own
+    /// key); a rejection leaves the cleanup to the caller.
     async fn verify_arrived(
         &self,
         upload: &Upload,
-        incoming: &str,
+        arrival: &str,
         info: BlobInfo,
     ) -> std::result::Result<FileRecord, Result<Rejection>> {
         check_size(upload, info.size).map_err(Ok)?;
         let (sha256, head) = match (&info.sha256, &upload.sha256) {
-            (Some(sha256), _) => (sha256.clone(), self.read_head(incoming, info.size).await.map_err(Err)?),
+            (Some(sha256), _) => (sha256.clone(), self.read_head(arrival, info.size).await.map_err(Err)?),
             // The client was told to send the checksum; the store did not verify one.
             (None, Some(_)) => return Err(Ok(checksum_mismatch())),
-            (None, None) => self.hash_object(incoming).await.map_err(Err)?,
+            (None, None) => self.hash_object(arrival).await.map_err(Err)?,
         };
         check_sha256(upload, &sha256).map_err(Ok)?;
         let file = file_of(upload, info.size, sha256, &head, self.clock.now());
-        if let Err(err) = self.blobs.promote(incoming, &file.blob_key).await {
+        if arrival == file.blob_key {
+            return self.settle(upload, file).await.map_err(Err);
+        }
+        if let Err(err) = self.blobs.promote(arrival, &file.blob_key).await {
             self.delete_blob_quietly(&file.blob_key).await;
             return Err(Ok((FailureReason::StorageError, err)));
         }
@@ -514,8 +536,9 @@ impl Drop for ReceivingGuard {
                     if cabinet.store.get_file(&upload.workspace_id, &upload.file_id).await.is_err() {
                         cabinet.delete_blob_quietly(&upload.blob_key).await;
                     }
-                    if !cabinet.blobs.receives_through_cabinet() {
-                        cabinet.delete_blob_quietly(&incoming_key(&upload.workspace_id, &upload.id)).await;
+                    let arrival = arrival_key(&upload);
+                    if !cabinet.blobs.receives_through_cabinet() && arrival != upload.blob_key {
+                        cabinet.delete_blob_quietly(&arrival).await;
                     }
                 }
                 Err(err) => {

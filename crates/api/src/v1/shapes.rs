@@ -303,10 +303,12 @@ pub struct UploadTicketJson {
     /// Null for a multipart upload.
     #[schema(example = "PUT")]
     pub method: Option<String>,
-    /// Headers to send with the bytes; null for a multipart upload.
+    /// Headers to send with the bytes, exactly as given; null for a multipart upload. On S3 an
+    /// upload that declared its sha256 also carries `If-None-Match: *`: its URL writes once.
     pub headers: Option<BTreeMap<String, String>>,
-    /// The same upload as a browser form, when the storage offers one (S3): `POST` it as
-    /// `multipart/form-data` with these fields first, then the bytes in a field named `file`.
+    /// The same upload as a browser form, when the storage offers one (S3, for uploads without a
+    /// declared sha256): `POST` it as `multipart/form-data` with these fields first, then the
+    /// bytes in a field named `file`.
     pub form: Option<UploadFormJson>,
     pub expires_at: DateTime<Utc>,
     /// How a multipart upload is cut into parts; null for an ordinary upload.
