@@ -141,7 +141,9 @@ pub struct CreateFileRequest {
     #[serde(rename = "type")]
     #[schema(example = "application/pdf")]
     pub mime_type: String,
-    /// The `public_url` (or `upload_url`, or `key`) from `upload-url`.
+    /// The `public_url` (or `key`) from `upload-url`. An `upload_url` is taken too when it names
+    /// the upload, which it does not on S3 when a checksum was declared (the bytes go straight to
+    /// the file's own key there).
     #[schema(example = "upl_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub url: String,
     #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
@@ -183,7 +185,7 @@ pub async fn create_file(
     let folder = body.folder("folder_id")?;
     let metadata = body.object("metadata")?;
     let upload_id = upload_id_in(&url)
-        .ok_or_else(|| MaveraError::invalid("url", "url is not a URL that upload-url returned"))?;
+        .ok_or_else(|| MaveraError::invalid("url", "url must be the public_url that upload-url returned"))?;
     let done = state.cabinet.complete_upload(&caller, &upload_id).await.map_err(|err| match err.code() {
         "upload_failed" | "upload_incomplete" | "upload_in_progress" => {
             MaveraError::invalid("url", err.to_string())
