@@ -260,10 +260,9 @@ impl Cabinet {
         Ok(reference)
     }
 
-    /// What uses a file.
+    /// What uses a file, once the file's rules allow the caller to read it.
     pub async fn list_references(&self, caller: &Caller, id: &FileId) -> Result<Vec<FileReference>> {
-        self.get_file(caller, id).await?;
-        self.store.list_references(&caller.workspace_id, id).await
+        Ok(self.get_file_with_references(caller, id).await?.1)
     }
 
     /// A file and what uses it, as its details show them. Both are read at once; the references
