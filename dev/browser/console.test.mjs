@@ -218,7 +218,7 @@ describe('the web console', () => {
     const star = tile('sunset.png').locator('.star');
     await star.click();
     await page.locator('#status', { hasText: 'Added “sunset.png” to favorites.' }).waitFor();
-    assert.equal(await tile('sunset.png').locator('.star').getAttribute('aria-pressed'), 'true');
+    await tile('sunset.png').locator('.star[aria-pressed="true"]').waitFor();
     await page.click('.sidebar a:has-text("Favorites")');
     await page.locator('#view-title', { hasText: 'Favorites' }).waitFor();
     await tile('sunset.png').waitFor();

@@ -511,9 +511,10 @@ async function toggleFavorite(item) {
   const kind = item.type === 'folder' ? 'folders' : 'files';
   try {
     const mark = await api('POST', `/v1/${kind}/${encodeURIComponent(item.id)}/favorite`);
-    say(mark.is_favorite ? `Added “${item.name}” to favorites.` : `Removed “${item.name}” from favorites.`);
     const selected = state.selected?.id === item.id;
+    // Announced once the grid shows the new star, so the message and the view agree.
     await render();
+    say(mark.is_favorite ? `Added “${item.name}” to favorites.` : `Removed “${item.name}” from favorites.`);
     const fresh = state.items.find((i) => i.id === item.id);
     if (selected && fresh) { state.selected = fresh; updateFavoriteButton(fresh); }
     else if (selected) closeDetails();
