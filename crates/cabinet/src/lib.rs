@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod logging;
 pub mod server;

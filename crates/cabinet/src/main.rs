@@ -4,8 +4,8 @@ use anyhow::Context;
 use cabinet::admin::{self, AdminCommand};
 use cabinet::client::{self, ClientCommand};
 use cabinet::config::{self, ServeArgs, StoreArgs};
+use cabinet::logging::{self, Output};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "cabinet", version, about = "A self-hostable, multi-tenant Files API", after_help = client::EXIT_CODES)]
@@ -28,30 +28,19 @@ enum Command {
     Client(ClientCommand),
 }
 
-fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    // Colours only for a person at a terminal, not escape codes in a log file or a collector.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
             let config = config::serve_config(&cli.store, &args)?;
-            init_logging(config.json_logs);
-            cabinet::server::serve(config).await
+            logging::init(config.json_logs, Output::Batched);
+            let served = cabinet::server::serve(config).await;
+            logging::flush();
+            served
         }
         Command::Admin(command) => {
-            init_logging(false);
+            logging::init(false, Output::Immediate);
             let store = config::store_config(&cli.store)?;
             admin::run(&store, command).await.context("admin command failed")
         }
