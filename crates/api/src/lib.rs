@@ -92,6 +92,7 @@ impl MakeRequestId for UlidRequestId {
 pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limits = Arc::new(limits);
     let limiter = Arc::new(rate_limit::RateLimiter::new(limits.rate_limit_per_minute));
+    let state_for_scope = cabinet.clone();
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state);
     router
@@ -108,6 +109,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
             };
             (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
         })
+        .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError(Error::internal("panic")).into_response()
@@ -141,6 +143,15 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(middleware::from_fn_with_state(limits, limits::security_headers))
+}
+
+/// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`).
+async fn in_request_scope(
+    axum::extract::State(cabinet): axum::extract::State<Cabinet>,
+    request: Request<Body>,
+    next: middleware::Next,
+) -> Response<Body> {
+    cabinet.in_request_scope(next.run(request)).await
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -77,16 +77,28 @@ impl Default for Settings {
     }
 }
 
-/// The service: every HTTP surface calls these methods and nothing else.
+/// The service: every HTTP surface calls these methods and nothing else. A clone is one reference
+/// count: the HTTP layer clones it several times per request.
 #[derive(Clone)]
-pub struct Cabinet {
+pub struct Cabinet(Arc<Parts>);
+
+/// What a `Cabinet` is made of (only the core reaches inside).
+pub struct Parts {
     store: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
     signer: UrlSigner,
-    settings: Arc<Settings>,
-    hot: Arc<hot::HotFiles>,
+    settings: Settings,
+    hot: hot::HotFiles,
     renderer: thumbnails::Renderer,
+}
+
+impl std::ops::Deref for Cabinet {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
 }
 
 impl Cabinet {
@@ -98,15 +110,15 @@ impl Cabinet {
         signer: UrlSigner,
         settings: Settings,
     ) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             store,
             blobs,
             clock,
             signer,
-            settings: Arc::new(settings),
-            hot: Arc::default(),
+            settings,
+            hot: Default::default(),
             renderer: Default::default(),
-        }
+        }))
     }
 
     /// The deployment's settings.
@@ -122,6 +134,14 @@ impl Cabinet {
     /// The origin browsers reach the blob store at directly (S3), when it is not this service.
     pub fn storage_origin(&self) -> Option<String> {
         self.blobs.browser_origin()
+    }
+
+    /// Runs the work of one HTTP request, letting its store lookups share what the store can
+    /// share between them (see `MetadataStore::in_request_scope`).
+    pub async fn in_request_scope<T: Send>(&self, request: impl std::future::Future<Output = T> + Send) -> T {
+        let mut output = None;
+        self.store.in_request_scope(Box::pin(async { output = Some(request.await) })).await;
+        output.expect("a store runs a request's work to its end")
     }
 
     /// Checks both stores answer.

@@ -7,6 +7,7 @@ use std::io;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
@@ -78,6 +79,13 @@ pub enum TrashEntry {
 /// scoped by it; calls that change the quota ledger do so in the same transaction as the change.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
+    /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
+    /// share one read transaction inside it, ending it before any other call; the default runs
+    /// `request` as it is.
+    fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        request
+    }
+
     /// Checks the store answers.
     async fn ping(&self) -> Result<()>;
 

@@ -35,6 +35,14 @@ pub(crate) trait InlineRows {
     ) -> Option<Result<Vec<T>>> {
         None
     }
+
+    /// See `MetadataStore::in_request_scope`.
+    fn in_request_scope<'a>(
+        &'a self,
+        request: futures::future::BoxFuture<'a, ()>,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        request
+    }
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.

@@ -45,6 +45,14 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<()> {
         self.apply_migrations(MIGRATIONS, Some("SELECT pg_advisory_xact_lock($1)")).await
     }
+
+    fn read_pool(&self) -> &PgPool {
+        &self.read
+    }
+
+    fn write_pool(&self) -> &PgPool {
+        &self.write
+    }
 }
 
 /// A case-folded substring match on a name, which the pg_trgm GIN index serves.

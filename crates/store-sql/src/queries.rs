@@ -262,7 +262,7 @@ macro_rules! impl_metadata_store {
             }
 
             async fn count(&self, mut qb: QueryBuilder<'static, $db>) -> Result<u64> {
-                let n: i64 = qb.build_query_scalar().fetch_one(&self.read).await.map_err(db_error)?;
+                let n: i64 = qb.build_query_scalar().fetch_one(self.read_pool()).await.map_err(db_error)?;
                 Ok(n.max(0) as u64)
             }
 
@@ -293,7 +293,7 @@ macro_rules! impl_metadata_store {
             /// lock id as `$1`) keeps nodes that start together from migrating twice.
             async fn apply_migrations(&self, migrations: &[(i64, &str)], serialize: Option<&str>) -> Result<()> {
                 const MIGRATION_LOCK: i64 = 0x0063_6162_696e_6574;
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 if let Some(lock) = serialize {
                     sqlx::query(lock).bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db_error)?;
                 }
@@ -325,7 +325,7 @@ macro_rules! impl_metadata_store {
             async fn key_workspaces(&self, key_id: &str) -> Result<Vec<String>> {
                 sqlx::query_scalar("SELECT workspace_id FROM api_key_workspaces WHERE key_id = $1 ORDER BY position")
                     .bind(key_id)
-                    .fetch_all(&self.read)
+                    .fetch_all(self.read_pool())
                     .await
                     .map_err(db_error)
             }
@@ -358,8 +358,15 @@ macro_rules! impl_metadata_store {
 
         #[async_trait::async_trait]
         impl cabinet_core::MetadataStore for $store {
+            fn in_request_scope<'a>(
+                &'a self,
+                request: futures::future::BoxFuture<'a, ()>,
+            ) -> futures::future::BoxFuture<'a, ()> {
+                crate::InlineRows::in_request_scope(self, request)
+            }
+
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.read).await.map_err(|err| Error::Unavailable(Box::new(err)))?;
+                sqlx::query("SELECT 1").execute(self.read_pool()).await.map_err(|err| Error::Unavailable(Box::new(err)))?;
                 Ok(())
             }
 
@@ -373,7 +380,7 @@ macro_rules! impl_metadata_store {
                 .bind(ws.limit_bytes.map(bytes).transpose()?)
                 .bind(ws.max_file_bytes.map(bytes).transpose()?)
                 .bind(millis(ws.created_at))
-                .execute(&self.write)
+                .execute(self.write_pool())
                 .await
                 .map_err(db_error)?;
                 Ok(())
@@ -382,7 +389,7 @@ macro_rules! impl_metadata_store {
             async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
                 sqlx::query_as::<_, WorkspaceRow>(&format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1"))
                     .bind(id.as_str())
-                    .fetch_optional(&self.read)
+                    .fetch_optional(self.read_pool())
                     .await
                     .map_err(db_error)?
                     .ok_or(Error::NotFound("workspace"))?
@@ -393,7 +400,7 @@ macro_rules! impl_metadata_store {
                 sqlx::query_as::<_, WorkspaceRow>(&format!(
                     "SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY created_at, id"
                 ))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?
                 .into_iter()
@@ -402,7 +409,7 @@ macro_rules! impl_metadata_store {
             }
 
             async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 sqlx::query(
                     "INSERT INTO api_keys (id, secret_hash, name, role, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -438,7 +445,7 @@ macro_rules! impl_metadata_store {
                     Some(rows) => rows?,
                     None => sqlx::query_as::<_, crate::rows::ApiKeyWorkspaceRow>(SQL)
                         .bind(secret_hash)
-                        .fetch_all(&self.read)
+                        .fetch_all(self.read_pool())
                         .await
                         .map_err(db_error)?,
                 };
@@ -455,7 +462,7 @@ macro_rules! impl_metadata_store {
                      JOIN api_key_workspaces w ON w.key_id = k.id WHERE w.workspace_id = $1 ORDER BY k.created_at, k.id",
                 )
                 .bind(ws.as_str())
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 let mut keys = Vec::with_capacity(rows.len());
@@ -470,7 +477,7 @@ macro_rules! impl_metadata_store {
                 let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                     .bind(millis(at))
                     .bind(id.as_str())
-                    .execute(&self.write)
+                    .execute(self.write_pool())
                     .await
                     .map_err(db_error)?;
                 if done.rows_affected() == 0 {
@@ -481,7 +488,7 @@ macro_rules! impl_metadata_store {
 
             async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()> {
                 let size = bytes(upload.size)?;
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 let reserved = sqlx::query(
                     "UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 \
                      WHERE id = $2 AND (limit_bytes IS NULL OR used_bytes + reserved_bytes + $1 <= limit_bytes)",
@@ -535,7 +542,7 @@ macro_rules! impl_metadata_store {
                 ))
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&self.read)
+                .fetch_optional(self.read_pool())
                 .await
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("upload"))?
@@ -550,14 +557,14 @@ macro_rules! impl_metadata_store {
                 .bind(millis(at))
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .execute(&self.write)
+                .execute(self.write_pool())
                 .await
                 .map_err(db_error)?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn finish_upload(&self, ws: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 let reserved: Option<i64> = sqlx::query_scalar(
                     "UPDATE uploads SET status = 'SUCCESS', updated_at = $1 \
                      WHERE workspace_id = $2 AND id = $3 AND status IN ('WAITING', 'UPLOADING') RETURNING size",
@@ -608,7 +615,7 @@ macro_rules! impl_metadata_store {
                 reason: FailureReason,
                 at: DateTime<Utc>,
             ) -> Result<bool> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 let reserved: Option<i64> = sqlx::query_scalar(
                     "UPDATE uploads SET status = 'FAILED', failure_reason = $1, updated_at = $2 \
                      WHERE workspace_id = $3 AND id = $4 AND status IN ('WAITING', 'UPLOADING') RETURNING size",
@@ -646,7 +653,7 @@ macro_rules! impl_metadata_store {
                 .bind(millis(waiting_before))
                 .bind(millis(uploading_before))
                 .bind(i64::from(limit))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 Self::id_pairs(rows)
@@ -655,7 +662,7 @@ macro_rules! impl_metadata_store {
             async fn receiving_uploads(&self, limit: u32) -> Result<Vec<(WorkspaceId, UploadId)>> {
                 let rows = sqlx::query("SELECT workspace_id, id FROM uploads WHERE status = 'UPLOADING' LIMIT $1")
                     .bind(i64::from(limit))
-                    .fetch_all(&self.read)
+                    .fetch_all(self.read_pool())
                     .await
                     .map_err(db_error)?;
                 Self::id_pairs(rows)
@@ -667,7 +674,7 @@ macro_rules! impl_metadata_store {
                 ))
                 .bind(after.map_or("", |id| id.as_str()))
                 .bind(i64::from(limit))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 rows.into_iter().map(Upload::try_from).collect()
@@ -675,7 +682,7 @@ macro_rules! impl_metadata_store {
 
             async fn insert_file_charging(&self, file: &FileRecord) -> Result<()> {
                 let size = bytes(file.size)?;
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 let charged = sqlx::query(
                     "UPDATE workspaces SET used_bytes = used_bytes + $1 \
                      WHERE id = $2 AND (limit_bytes IS NULL OR used_bytes + reserved_bytes + $1 <= limit_bytes)",
@@ -708,7 +715,7 @@ macro_rules! impl_metadata_store {
                     None => sqlx::query_as::<_, FileRow>(&sql)
                         .bind(ws.as_str())
                         .bind(id.as_str())
-                        .fetch_optional(&self.read)
+                        .fetch_optional(self.read_pool())
                         .await
                         .map_err(db_error)?,
                 };
@@ -744,7 +751,7 @@ macro_rules! impl_metadata_store {
                 Self::push_file_filter(&mut qb, ws, filter);
                 Self::push_page(&mut qb, "f", sort, paging);
                 let rows: Vec<crate::rows::CountedFileRow> =
-                    qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                    qb.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                 let counted = rows.first().map(|row| row.total_matches.max(0) as u64);
                 let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
                 let total = match counted {
@@ -765,7 +772,7 @@ macro_rules! impl_metadata_store {
             }
 
             async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
                     "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
@@ -801,7 +808,7 @@ macro_rules! impl_metadata_store {
                     "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE workspace_id = $1",
                 )
                 .bind(ws.as_str())
-                .fetch_one(&self.read)
+                .fetch_one(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 let count: i64 = row.try_get("n").map_err(db_error)?;
@@ -816,7 +823,7 @@ macro_rules! impl_metadata_store {
                 change: &FileChange,
                 at: DateTime<Utc>,
             ) -> Result<FileRecord> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 let mut qb = QueryBuilder::<'static, $db>::new("UPDATE files SET updated_at = ");
                 qb.push_bind(millis(at));
                 if let Some(name) = &change.name {
@@ -864,7 +871,7 @@ macro_rules! impl_metadata_store {
             async fn trash_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
                 // The live-file counter (a trigger) writes the workspace row after the file's;
                 // taking the workspace first keeps the lock order of folder trashing.
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 let file = sqlx::query_as::<_, FileRow>(&format!(
                     "UPDATE files SET trashed_at = $1, trash_root = NULL, updated_at = $1 \
@@ -889,7 +896,7 @@ macro_rules! impl_metadata_store {
                 folder: Option<&FolderId>,
                 at: DateTime<Utc>,
             ) -> Result<FileRecord> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 let file = sqlx::query_as::<_, FileRow>(&format!(
                     "UPDATE files SET trashed_at = NULL, trash_root = NULL, folder_id = $1, updated_at = $2 \
@@ -914,7 +921,7 @@ macro_rules! impl_metadata_store {
                      WHERE t.workspace_id = $1 AND f.trashed_at IS NULL GROUP BY t.tag ORDER BY t.tag",
                 )
                 .bind(ws.as_str())
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 Ok(rows.into_iter().map(|(tag, n)| (tag, n.max(0) as u64)).collect())
@@ -932,7 +939,7 @@ macro_rules! impl_metadata_store {
                 .bind(&reference.id)
                 .bind(&reference.label)
                 .bind(millis(reference.created_at))
-                .execute(&self.write)
+                .execute(self.write_pool())
                 .await
                 .map_err(db_error)?;
                 Ok(())
@@ -946,7 +953,7 @@ macro_rules! impl_metadata_store {
                     None => sqlx::query_as::<_, ReferenceRow>(SQL)
                         .bind(ws.as_str())
                         .bind(file.as_str())
-                        .fetch_all(&self.read)
+                        .fetch_all(self.read_pool())
                         .await
                         .map_err(db_error)?,
                 };
@@ -971,7 +978,7 @@ macro_rules! impl_metadata_store {
                     None => sqlx::query_as::<_, crate::rows::FileReferenceRow>(SQL.as_str())
                         .bind(ws.as_str())
                         .bind(id.as_str())
-                        .fetch_all(&self.read)
+                        .fetch_all(self.read_pool())
                         .await
                         .map_err(db_error)?,
                 };
@@ -988,7 +995,7 @@ macro_rules! impl_metadata_store {
                 .bind(file.as_str())
                 .bind(kind)
                 .bind(id)
-                .execute(&self.write)
+                .execute(self.write_pool())
                 .await
                 .map_err(db_error)?;
                 if done.rows_affected() == 0 {
@@ -1006,7 +1013,7 @@ macro_rules! impl_metadata_store {
                 qb.push(" AND f.trashed_at IS NULL AND f.folder_id IN ");
                 Self::push_subtree(&mut qb, ws, folder);
                 qb.push(" ORDER BY r.created_at");
-                let rows: Vec<ReferenceRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let rows: Vec<ReferenceRow> = qb.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                 rows.into_iter().map(FileReference::try_from).collect()
             }
 
@@ -1024,7 +1031,7 @@ macro_rules! impl_metadata_store {
                 .bind(folder.trashed_at.map(millis))
                 .bind(millis(folder.created_at))
                 .bind(millis(folder.updated_at))
-                .execute(&self.write)
+                .execute(self.write_pool())
                 .await
                 .map_err(crate::errors::folder_error)?;
                 Ok(())
@@ -1036,7 +1043,7 @@ macro_rules! impl_metadata_store {
                 ))
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&self.read)
+                .fetch_optional(self.read_pool())
                 .await
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("folder"))?
@@ -1055,7 +1062,7 @@ macro_rules! impl_metadata_store {
                 ))
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 if rows.is_empty() {
@@ -1071,7 +1078,7 @@ macro_rules! impl_metadata_store {
                 change: &FolderChange,
                 at: DateTime<Utc>,
             ) -> Result<Folder> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 if let Some(Some(parent)) = &change.parent {
                     Self::lock_workspace(&mut tx, ws).await?;
                     // The new parent must not lie in the folder's own subtree.
@@ -1134,7 +1141,7 @@ macro_rules! impl_metadata_store {
                 Self::push_page_source(&mut qb, "folders", ws, filter.name_contains.as_deref());
                 Self::push_folder_filter(&mut qb, ws, filter);
                 Self::push_page(&mut qb, "f", sort, paging);
-                let rows: Vec<FolderRow> = qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                let rows: Vec<FolderRow> = qb.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                 let folders = rows.into_iter().map(Folder::try_from).collect::<Result<Vec<_>>>()?;
                 let mut count = QueryBuilder::<'static, $db>::new("SELECT COUNT(*) FROM folders f");
                 Self::push_folder_filter(&mut count, ws, filter);
@@ -1148,7 +1155,7 @@ macro_rules! impl_metadata_store {
                 )
                 .bind(ws.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&self.read)
+                .fetch_optional(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 Ok(found.is_none())
@@ -1159,7 +1166,7 @@ macro_rules! impl_metadata_store {
                      SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 AND trashed_at IS NULL \
                      UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id \
                      WHERE c.workspace_id = $1 AND c.trashed_at IS NULL) ";
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 sqlx::query(&format!(
                     "{LIVE_SUBTREE} UPDATE files SET trashed_at = $3, trash_root = $2 \
@@ -1206,7 +1213,7 @@ macro_rules! impl_metadata_store {
                 with_contents: bool,
                 at: DateTime<Utc>,
             ) -> Result<Folder> {
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 let row: Option<FolderRow> = sqlx::query_as(&format!(
                     "UPDATE folders SET trashed_at = NULL, trash_root = NULL, parent_id = $1, name = $2, name_folded = $3, \
@@ -1242,7 +1249,7 @@ macro_rules! impl_metadata_store {
                 const SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
                      SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 \
                      UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = $1) ";
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 let rows: Vec<FileRow> = sqlx::query_as(&format!(
                     "{SUBTREE} DELETE FROM files WHERE workspace_id = $1 AND folder_id IN (SELECT id FROM sub) RETURNING {FILE_COLUMNS}"
@@ -1295,7 +1302,7 @@ macro_rules! impl_metadata_store {
                 )
                 .bind(millis(before))
                 .bind(i64::from(limit))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 rows.into_iter().map(|(ws, kind, id)| Ok((ws.parse()?, Self::trash_entry(&kind, &id)?))).collect()
@@ -1312,7 +1319,7 @@ macro_rules! impl_metadata_store {
                 )
                 .bind(ws.as_str())
                 .bind(i64::from(limit))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 rows.into_iter().map(|(kind, id, _)| Self::trash_entry(&kind, &id)).collect()
@@ -1333,7 +1340,7 @@ macro_rules! impl_metadata_store {
                     .bind(ws.as_str())
                     .bind(kind)
                     .bind(id)
-                    .fetch_optional(&self.read)
+                    .fetch_optional(self.read_pool())
                     .await
                     .map_err(db_error)?;
                     if let Some((create, read, delete, track_creator)) = row {
@@ -1370,7 +1377,7 @@ macro_rules! impl_metadata_store {
                 .bind(rules.delete.map(Audience::as_str))
                 .bind(rules.track_creator)
                 .bind(millis(at))
-                .execute(&self.write)
+                .execute(self.write_pool())
                 .await
                 .map_err(db_error)?;
                 Ok(())
@@ -1401,7 +1408,7 @@ macro_rules! impl_metadata_store {
                 qb.push(" WHERE 1 = 1");
                 Self::push_page(&mut qb, "hits", sort, paging);
                 let rows: Vec<(String, String, i64)> =
-                    qb.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                    qb.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                 let counted = rows.first().map(|(_, _, total)| (*total).max(0) as u64);
                 // Load the page's folders and files with one query each, then keep the page's order.
                 let ids_of = |wanted: &str| -> Vec<String> {
@@ -1411,7 +1418,7 @@ macro_rules! impl_metadata_store {
                 let mut folders_by_id = HashMap::new();
                 if !folder_ids.is_empty() {
                     let mut load = Self::rows_by_id(FOLDER_COLUMNS, "folders", ws, folder_ids);
-                    let loaded: Vec<FolderRow> = load.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                    let loaded: Vec<FolderRow> = load.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                     for row in loaded {
                         let folder = Folder::try_from(row)?;
                         folders_by_id.insert(folder.id.to_string(), folder);
@@ -1420,7 +1427,7 @@ macro_rules! impl_metadata_store {
                 let mut files_by_id = HashMap::new();
                 if !file_ids.is_empty() {
                     let mut load = Self::rows_by_id(FILE_COLUMNS, "files", ws, file_ids);
-                    let loaded: Vec<FileRow> = load.build_query_as().fetch_all(&self.read).await.map_err(db_error)?;
+                    let loaded: Vec<FileRow> = load.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                     for row in loaded {
                         let file = FileRecord::try_from(row)?;
                         files_by_id.insert(file.id.to_string(), file);
@@ -1450,7 +1457,7 @@ macro_rules! impl_metadata_store {
                 const ACTUAL_USED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files WHERE workspace_id = $1)";
                 const ACTUAL_RESERVED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads \
                      WHERE workspace_id = $1 AND status IN ('WAITING', 'UPLOADING'))";
-                let mut tx = self.write.begin().await.map_err(db_error)?;
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 let (used, reserved, actual_used, actual_reserved): (i64, i64, i64, i64) = sqlx::query_as(&format!(
                     "SELECT used_bytes, reserved_bytes, {ACTUAL_USED}, {ACTUAL_RESERVED} FROM workspaces WHERE id = $1"
                 ))
@@ -1486,7 +1493,7 @@ macro_rules! impl_metadata_store {
                 )
                 .bind(after.map_or("", |id| id.as_str()))
                 .bind(i64::from(limit))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 rows.into_iter()
@@ -1505,7 +1512,7 @@ macro_rules! impl_metadata_store {
                 )
                 .bind(ws.as_str())
                 .bind(millis(from))
-                .fetch_optional(&self.read)
+                .fetch_optional(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 let rows: Vec<(i64, i64)> = sqlx::query_as(
@@ -1514,7 +1521,7 @@ macro_rules! impl_metadata_store {
                 .bind(ws.as_str())
                 .bind(millis(from))
                 .bind(millis(to))
-                .fetch_all(&self.read)
+                .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 let changes = rows
@@ -1532,7 +1539,7 @@ macro_rules! impl_metadata_store {
                          OR EXISTS (SELECT 1 FROM uploads WHERE blob_key = $1 AND status IN ('WAITING', 'UPLOADING'))",
                     )
                     .bind(key)
-                    .fetch_optional(&self.read)
+                    .fetch_optional(self.read_pool())
                     .await
                     .map_err(db_error)?;
                     if found.is_some() {

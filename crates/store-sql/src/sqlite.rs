@@ -3,6 +3,7 @@
 //! the point lookups behind every request (`InlineReads`). Other processes (the admin CLI) wait on
 //! the busy timeout.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cabinet_core::{Error, Result};
+use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
@@ -39,8 +41,9 @@ pub struct SqliteStore {
 /// thread. sqlx runs each SQLite statement on its connection's own thread, and for a one-row
 /// lookup the two thread wake-ups cost several times the query: under `GET /v1/files/{id}`, 37%
 /// of the server's CPU was futex wake and wait against 10% in SQLite. A lookup holds its
-/// connection for one statement of a few pages, like a read of a small file would. A busy
-/// database (another process recovering the WAL) falls back to the pool, which waits.
+/// connection for one statement of a few pages, like a read of a small file would, or, inside a
+/// request scope, until the request's next store call (`SharedRead`). A busy database (another
+/// process recovering the WAL) falls back to the pool, which waits.
 struct InlineReads {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
@@ -83,32 +86,120 @@ impl InlineReads {
         }
     }
 
+    fn give_back(&self, conn: rusqlite::Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+    }
+
     fn rows<T>(
-        &self,
+        self: &Arc<Self>,
         sql: &str,
         params: &[&str],
         decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Option<Result<Vec<T>>> {
-        let conn = self.connection()?;
-        let found = (|| {
-            let mut statement = conn.prepare_cached(sql)?;
-            let rows = statement.query_map(rusqlite::params_from_iter(params), decode)?;
-            rows.collect::<rusqlite::Result<Vec<T>>>()
-        })();
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(conn);
-        }
-        match found {
-            Ok(rows) => Some(Ok(rows)),
-            Err(rusqlite::Error::SqliteFailure(failure, _))
-                if matches!(
-                    failure.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
-                None
+        match SHARED_READ
+            .try_with(|shared| self.rows_in_request(&mut shared.borrow_mut(), sql, params, decode))
+        {
+            Ok(found) => found,
+            // Outside a request scope: a statement of its own.
+            Err(_) => {
+                let conn = self.connection()?;
+                let found = query_rows(&conn, sql, params, decode);
+                self.give_back(conn);
+                answer(found)
             }
-            Err(err) => Some(Err(Error::internal(err))),
+        }
+    }
+
+    /// Runs a lookup in the request's shared read transaction, beginning it if there is none.
+    fn rows_in_request<T>(
+        self: &Arc<Self>,
+        shared: &mut Option<SharedRead>,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Option<Result<Vec<T>>> {
+        let read = match shared.take() {
+            Some(read) if Arc::ptr_eq(&read.reads, self) => read,
+            other => {
+                drop(other);
+                let conn = self.connection()?;
+                let read = SharedRead { reads: self.clone(), conn: Some(conn) };
+                if let Err(err) =
+                    read.connection().prepare_cached("BEGIN").and_then(|mut begin| begin.execute([]))
+                {
+                    return answer(Err(err));
+                }
+                read
+            }
+        };
+        let found = answer(query_rows(read.connection(), sql, params, decode));
+        if matches!(found, Some(Ok(_))) {
+            *shared = Some(read);
+        }
+        found
+    }
+}
+
+fn query_rows<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[&str],
+    decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(params), decode)?;
+    rows.collect()
+}
+
+/// A lookup's rows; `None` (the pool is to answer) when the database is busy.
+fn answer<T>(found: rusqlite::Result<Vec<T>>) -> Option<Result<Vec<T>>> {
+    match found {
+        Ok(rows) => Some(Ok(rows)),
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            None
+        }
+        Err(err) => Some(Err(Error::internal(err))),
+    }
+}
+
+tokio::task_local! {
+    /// The read transaction that a request's consecutive inline lookups share.
+    static SHARED_READ: RefCell<Option<SharedRead>>;
+}
+
+/// One request's read transaction on an inline connection. Each statement in a transaction of its
+/// own takes and releases SQLite's locks (two `fcntl` calls and a contended mutex); the key lookup
+/// and the file lookup of `GET /v1/files/{id}` sharing one take them once. The lookups see the
+/// database as it was at the first of them, so the transaction ends
+/// before anything else touches the store (`SqliteStore::read_pool`, `write_pool`): the request's
+/// own writes, and every read after them, see the latest commit. It also ends with the request.
+struct SharedRead {
+    reads: Arc<InlineReads>,
+    conn: Option<rusqlite::Connection>,
+}
+
+impl SharedRead {
+    fn connection(&self) -> &rusqlite::Connection {
+        self.conn.as_ref().expect("a shared read has its connection until it is dropped")
+    }
+}
+
+impl Drop for SharedRead {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // A read transaction has nothing to commit; this releases its snapshot and locks.
+            let committed = || conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([]));
+            if !conn.is_autocommit() && committed().is_err() {
+                return; // a connection in an unknown state is closed, not reused
+            }
+            self.reads.give_back(conn);
         }
     }
 }
@@ -121,6 +212,13 @@ impl crate::InlineRows for SqliteStore {
         decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Option<Result<Vec<T>>> {
         self.inline.as_ref()?.rows(sql, params, decode)
+    }
+
+    fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        match self.inline {
+            Some(_) => Box::pin(SHARED_READ.scope(RefCell::new(None), request)),
+            None => request,
+        }
     }
 }
 
@@ -165,6 +263,29 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<()> {
         self.apply_migrations(MIGRATIONS, None).await
+    }
+
+    /// The read pool, for everything but the inline lookups.
+    fn read_pool(&self) -> &SqlitePool {
+        self.end_shared_read();
+        &self.read
+    }
+
+    /// The writer.
+    fn write_pool(&self) -> &SqlitePool {
+        self.end_shared_read();
+        &self.write
+    }
+
+    /// Ends the request's read transaction on this database, if it has one.
+    fn end_shared_read(&self) {
+        let Some(reads) = &self.inline else { return };
+        let _ = SHARED_READ.try_with(|shared| {
+            let mut shared = shared.borrow_mut();
+            if shared.as_ref().is_some_and(|read| Arc::ptr_eq(&read.reads, reads)) {
+                shared.take();
+            }
+        });
     }
 }
 
@@ -257,6 +378,63 @@ mod tests {
         store.revoke_api_key(&key.id, revoked_at).await.unwrap();
         let found = store.find_api_key("hash").await.unwrap().unwrap();
         assert_eq!(found.revoked_at.map(|at| at.timestamp_millis()), Some(revoked_at.timestamp_millis()));
+    }
+
+    /// Revokes the key through a second store on the same file, as another process would.
+    async fn revoke_elsewhere(elsewhere: &SqliteStore, key: &ApiKey) {
+        elsewhere.revoke_api_key(&key.id, Utc::now()).await.unwrap();
+    }
+
+    async fn revoked(store: &SqliteStore) -> bool {
+        store.find_api_key("hash").await.unwrap().unwrap().revoked_at.is_some()
+    }
+
+    #[tokio::test]
+    async fn a_requests_lookups_share_one_snapshot_until_it_touches_the_pools() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let (store, key) = store_with_key(&url).await;
+        let elsewhere = SqliteStore::open(&url).await.unwrap();
+        let scoped = store.clone();
+        let request = async move {
+            let store = scoped;
+            assert!(!revoked(&store).await);
+            revoke_elsewhere(&elsewhere, &key).await;
+            // The request's next lookup reads where its first one did: one lock round for both.
+            assert!(!revoked(&store).await, "the lookups did not share their read");
+            // Anything through the pools ends the shared read; what follows reads afresh.
+            store.list_workspaces().await.unwrap();
+            assert!(revoked(&store).await);
+        };
+        cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(request)).await;
+        // No connection is kept by a request that has ended.
+        let inline = store.inline.as_ref().unwrap();
+        assert_eq!(inline.idle.lock().unwrap().len(), inline.opened.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_request_sees_its_own_writes_and_the_next_request_reads_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let (store, key) = store_with_key(&url).await;
+        let (scoped, key_) = (store.clone(), key.clone());
+        let own_write = async move {
+            let (store, key) = (scoped, key_);
+            assert!(!revoked(&store).await);
+            store.revoke_api_key(&key.id, Utc::now()).await.unwrap();
+            assert!(revoked(&store).await, "a request's reads after its write see the write");
+        };
+        cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(own_write)).await;
+
+        let (store, key) = store_with_key(&format!("sqlite://{}", dir.path().join("n.db").display())).await;
+        let url = format!("sqlite://{}", dir.path().join("n.db").display());
+        let scoped = store.clone();
+        let first = async move { assert!(!revoked(&scoped).await) };
+        cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(first)).await;
+        revoke_elsewhere(&SqliteStore::open(&url).await.unwrap(), &key).await;
+        let scoped = store.clone();
+        let second = async move { assert!(revoked(&scoped).await, "a request's read began before it") };
+        cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(second)).await;
     }
 
     #[tokio::test]
