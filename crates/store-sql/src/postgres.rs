@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_live_files.sql")),
     (7, include_str!("../migrations/postgres/0007_multipart.sql")),
     (9, include_str!("../migrations/postgres/0009_live_file_count.sql")),
+    (10, include_str!("../migrations/postgres/0010_key_workspaces_in_order.sql")),
 ];
 
 /// The PostgreSQL metadata store.

@@ -2,6 +2,11 @@
 //! (`$N` parameters, `RETURNING`, row-value comparison). Each dialect supplies its pools and
 //! migrations and instantiates this implementation; the conformance suite holds both to it.
 
+/// A key and its workspaces in order, by the hash of its secret: behind every request.
+pub(crate) const FIND_API_KEY: &str = "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, \
+     w.workspace_id FROM api_keys k LEFT JOIN api_key_workspaces w ON w.key_id = k.id \
+     WHERE k.secret_hash = $1 ORDER BY w.position";
+
 /// Implements `MetadataStore` for a store type with `write` and `read` pools of database `$db`.
 macro_rules! impl_metadata_store {
     ($store:ty, $db:ty, $name_match:path, $workspace_column:path, $fence_name_matches:expr) => {
@@ -435,9 +440,7 @@ macro_rules! impl_metadata_store {
             }
 
             async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
-                const SQL: &str = "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, w.workspace_id \
-                     FROM api_keys k LEFT JOIN api_key_workspaces w ON w.key_id = k.id \
-                     WHERE k.secret_hash = $1 ORDER BY w.position";
+                const SQL: &str = crate::queries::FIND_API_KEY;
                 let inline = crate::InlineRows::inline_rows(
                     self, SQL, &[secret_hash], crate::rows::ApiKeyWorkspaceRow::from_rusqlite,
                 );

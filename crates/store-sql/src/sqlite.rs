@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_live_files.sql")),
     (7, include_str!("../migrations/sqlite/0007_multipart.sql")),
     (9, include_str!("../migrations/sqlite/0009_live_file_count.sql")),
+    (10, include_str!("../migrations/sqlite/0010_key_workspaces_in_order.sql")),
 ];
 
 /// The SQLite metadata store.
@@ -363,14 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
         let decode = crate::rows::ApiKeyWorkspaceRow::from_rusqlite;
-        let inline = crate::InlineRows::inline_rows(
-            &store,
-            "SELECT k.id, k.name, k.role, k.hint, k.created_at, \
-             k.revoked_at, w.workspace_id FROM api_keys k LEFT JOIN api_key_workspaces w ON w.key_id = k.id \
-             WHERE k.secret_hash = $1",
-            &["hash"],
-            decode,
-        );
+        let inline = crate::InlineRows::inline_rows(&store, crate::queries::FIND_API_KEY, &["hash"], decode);
         assert_eq!(inline.expect("answered inline").unwrap().len(), 1);
         assert_eq!(store.find_api_key("hash").await.unwrap().map(|found| found.id), Some(key.id.clone()));
         // A revocation committed by the writer is what the next inline lookup sees.
@@ -435,6 +429,17 @@ mod tests {
         let scoped = store.clone();
         let second = async move { assert!(revoked(&scoped).await, "a request's read began before it") };
         cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(second)).await;
+    }
+
+    #[tokio::test]
+    async fn the_key_lookup_reads_its_workspaces_in_index_order_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
+        let sql = format!("EXPLAIN QUERY PLAN {}", crate::queries::FIND_API_KEY);
+        let plan = crate::InlineRows::inline_rows(&store, &sql, &["hash"], |row| row.get::<_, String>(3));
+        let plan = plan.expect("answered inline").unwrap().join("\n");
+        assert!(plan.contains("api_key_workspaces_in_order"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     #[tokio::test]
