@@ -145,13 +145,19 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         .layer(middleware::from_fn_with_state(limits, limits::security_headers))
 }
 
-/// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`).
+/// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`), when the
+/// request has no body: with one, a read shared from the key lookup on could stay open for as long
+/// as the client takes to send it.
 async fn in_request_scope(
     axum::extract::State(cabinet): axum::extract::State<Cabinet>,
     request: Request<Body>,
     next: middleware::Next,
 ) -> Response<Body> {
-    cabinet.in_request_scope(next.run(request)).await
+    if axum::body::HttpBody::is_end_stream(request.body()) {
+        cabinet.in_request_scope(next.run(request)).await
+    } else {
+        next.run(request).await
+    }
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

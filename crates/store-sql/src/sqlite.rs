@@ -178,9 +178,10 @@ tokio::task_local! {
 /// One request's read transaction on an inline connection. Each statement in a transaction of its
 /// own takes and releases SQLite's locks (two `fcntl` calls and a contended mutex); the key lookup
 /// and the file lookup of `GET /v1/files/{id}` sharing one take them once. The lookups see the
-/// database as it was at the first of them, so the transaction ends
-/// before anything else touches the store (`SqliteStore::read_pool`, `write_pool`): the request's
-/// own writes, and every read after them, see the latest commit. It also ends with the request.
+/// database as it was at the first of them, so the transaction ends before anything else touches
+/// the store (`SqliteStore::read_pool`, `write_pool`): the request's own writes, and every read
+/// after them, see the latest commit. It also ends with the request, and the API opens the scope
+/// only for requests without a body, so no client holds a snapshot open by sending slowly.
 struct SharedRead {
     reads: Arc<InlineReads>,
     conn: Option<rusqlite::Connection>,
@@ -198,7 +199,9 @@ impl Drop for SharedRead {
             // A read transaction has nothing to commit; this releases its snapshot and locks.
             let committed = || conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([]));
             if !conn.is_autocommit() && committed().is_err() {
-                return; // a connection in an unknown state is closed, not reused
+                // A connection in an unknown state is closed, not reused.
+                self.reads.opened.fetch_sub(1, Ordering::Relaxed);
+                return;
             }
             self.reads.give_back(conn);
         }
