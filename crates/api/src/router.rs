@@ -35,6 +35,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(search::list_tags))
         .routes(routes!(search::list_trash, search::empty_trash))
         .routes(routes!(access::create_token))
+        .routes(routes!(access::revoke_tokens))
         .routes(routes!(access::get_workspace_rules, access::put_workspace_rules))
         .routes(routes!(access::get_file_rules, access::put_file_rules))
         .routes(routes!(access::get_folder_rules, access::put_folder_rules))

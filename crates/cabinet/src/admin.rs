@@ -66,9 +66,19 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key.
+    /// Revoke a key (the end-user tokens it minted end with it).
     RevokeKey {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a workspace's end-user tokens minted until now: one user's (--sub), or all of them.
+    RevokeTokens {
+        #[arg(long)]
+        workspace: String,
+        /// Only this user's tokens.
+        #[arg(long)]
+        sub: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -198,6 +208,17 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
             let consistent_now = report.is_clean() || (repair && report.files_without_objects.is_empty());
             if !consistent_now {
                 std::process::exit(1);
+            }
+        }
+        AdminCommand::RevokeTokens { workspace, sub, json } => {
+            let ws = WorkspaceId::parse(&workspace).map_err(core)?;
+            let at = cabinet.revoke_workspace_tokens(&ws, sub.as_deref()).await.map_err(core)?;
+            if json {
+                println!("{}", json!({"workspace_id": ws, "sub": sub, "revoked_up_to": at}));
+            } else {
+                let whose =
+                    sub.map_or("every end-user token".to_owned(), |sub| format!("the tokens of {sub}"));
+                println!("revoked {whose} of {ws} minted up to {at}");
             }
         }
         AdminCommand::RevokeKey { id, json } => {

@@ -290,3 +290,54 @@ async fn tokens_are_minted_by_admin_keys_only_and_expire() {
         server.send(server.http.get(format!("{}/v1/files", server.url)).bearer_auth(tampered)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn tokens_end_when_revoked_for_their_user_for_the_workspace_or_with_their_key() {
+    let world = World::new().await;
+    let server = &world.server;
+    let lists = |token: String| async move {
+        server.send(server.http.get(format!("{}/v1/files", server.url)).bearer_auth(token)).await.0
+    };
+    let revoke =
+        |body: Value| call(server, Method::POST, "/v1/tokens/revoke", &server.tenant.key, Some(body));
+    let writer = server.key_for(&server.tenant.workspace, cabinet_core::Role::Write).await;
+    let (status, body) = call(server, Method::POST, "/v1/tokens/revoke", &writer, Some(json!({}))).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(lists(world.alice.clone()).await, StatusCode::OK);
+
+    // One user's tokens.
+    let (status, body) = revoke(json!({"sub": "alice"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sub"], "alice");
+    let (status, body) =
+        server.send(server.http.get(format!("{}/v1/files", server.url)).bearer_auth(&world.alice)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(lists(world.bob.clone()).await, StatusCode::OK, "another user's token still works");
+    server.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(lists(token(server, "alice").await).await, StatusCode::OK, "one minted afterwards works");
+
+    // Every token of the workspace.
+    let (status, _) = revoke(json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(lists(world.bob.clone()).await, StatusCode::UNAUTHORIZED);
+
+    // The key that minted a token.
+    server.clock.advance(chrono::Duration::seconds(1));
+    let second_admin = server
+        .cabinet
+        .create_api_key(vec![server.tenant.workspace.clone()], cabinet_core::Role::Admin, None)
+        .await
+        .unwrap();
+    let carol = token_with(server, &second_admin.secret, "carol").await;
+    let dave = token(server, "dave").await;
+    assert_eq!(lists(carol.clone()).await, StatusCode::OK);
+    server.cabinet.revoke_api_key(&second_admin.key.id).await.unwrap();
+    assert_eq!(lists(carol).await, StatusCode::UNAUTHORIZED, "its key was revoked");
+    assert_eq!(lists(dave).await, StatusCode::OK, "another key's token still works");
+}
+
+async fn token_with(server: &TestServer, key: &str, sub: &str) -> String {
+    let (status, body) = call(server, Method::POST, "/v1/tokens", key, Some(json!({"sub": sub}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}

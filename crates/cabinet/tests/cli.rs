@@ -423,9 +423,9 @@ fn a_large_file_above_the_threshold_goes_in_parts_and_arrives_whole_and_verified
     assert!(!state.contains(done["upload_id"].as_str().unwrap()), "a finished upload is forgotten: {state}");
 }
 
-/// Whether the server offers multipart upload sessions (`"multipart": true` answered with a
-/// `multipart` object); the resume test needs them.
-async fn server_has_multipart(user: &User) -> bool {
+/// The server offers multipart upload sessions (`"multipart": true` answered with a `multipart`
+/// object), which the resume tests rely on: without them they would prove nothing.
+async fn assert_server_has_multipart(user: &User) {
     let response = http_client()
         .post(format!("{}/v1/uploads", user.url))
         .bearer_auth(&user.key)
@@ -437,7 +437,7 @@ async fn server_has_multipart(user: &User) -> bool {
     let ticket: Value = response.json().await.unwrap();
     let id = ticket["id"].as_str().unwrap().to_owned();
     let _ = http_client().delete(format!("{}/v1/uploads/{id}", user.url)).bearer_auth(&user.key).send().await;
-    ticket["multipart"].is_object()
+    assert!(ticket["multipart"].is_object(), "a multipart ticket: {ticket}");
 }
 
 async fn parts_received(user: &User, upload_id: &str) -> Vec<u64> {
@@ -496,10 +496,7 @@ async fn interrupt_after_parts(
 #[tokio::test]
 async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_parts() {
     let (_dir, _server, user) = server_and_user(None);
-    if !server_has_multipart(&user).await {
-        eprintln!("skipping: this server has no multipart upload sessions yet");
-        return;
-    }
+    assert_server_has_multipart(&user).await;
     const PART: usize = 5 * 1024 * 1024;
     let bytes = random_bytes(5 * PART + 1234);
     let source = user.write("huge.bin", &bytes);
@@ -525,10 +522,7 @@ async fn an_interrupted_multipart_upload_resumes_and_sends_only_the_missing_part
 #[tokio::test]
 async fn an_upload_that_ended_on_the_server_meanwhile_is_started_over() {
     let (_dir, _server, user) = server_and_user(None);
-    if !server_has_multipart(&user).await {
-        eprintln!("skipping: this server has no multipart upload sessions yet");
-        return;
-    }
+    assert_server_has_multipart(&user).await;
     let bytes = random_bytes(2 * 5 * 1024 * 1024 + 10);
     let source = user.write("again.bin", &bytes);
     let args =

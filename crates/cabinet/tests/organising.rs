@@ -102,6 +102,133 @@ async fn a_folder_cannot_move_into_its_own_subtree() {
     assert_eq!((moved["parent_id"].clone(), moved["name"].clone()), (Value::Null, json!("c2")));
 }
 
+/// The folder depth limit (`MAX_FOLDER_DEPTH`), as a user meets it.
+const MAX_DEPTH: usize = 100;
+
+/// A chain of `depth` nested folders from the root; returns their ids, top first.
+async fn chain(server: &TestServer, depth: usize) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for level in 1..=depth {
+        let id = folder(server, &format!("level {level}"), ids.last().map(String::as_str)).await;
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn folders_nest_at_most_a_hundred_deep_and_a_move_into_the_subtree_is_refused_at_any_depth() {
+    let server = TestServer::spawn().await;
+    let ids = chain(&server, MAX_DEPTH).await;
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/folders",
+        Some(json!({"name": "one too deep", "parent_id": ids.last()})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "folder_too_deep");
+    // The top under the bottom: the cycle is seen however far down the bottom is.
+    let (status, body) = call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/folders/{}", ids[0]),
+        Some(json!({"parent_id": ids.last()})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "folder_cycle");
+    // A folder with one level below it fits under level 98, not under level 99.
+    let outside = folder(&server, "outside", None).await;
+    folder(&server, "inner", Some(&outside)).await;
+    let (status, body) = call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/folders/{outside}"),
+        Some(json!({"parent_id": ids[MAX_DEPTH - 2]})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "folder_too_deep");
+    let (status, body) = call(
+        &server,
+        Method::PATCH,
+        &format!("/v1/folders/{outside}"),
+        Some(json!({"parent_id": ids[MAX_DEPTH - 3]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, details) = call(&server, Method::GET, &format!("/v1/folders/{outside}"), None).await;
+    assert_eq!(details["path"].as_array().map(Vec::len), Some(MAX_DEPTH - 1), "{details}");
+    // A trashed folder whose old parent went deeper meanwhile comes back at the root.
+    let (status, _) =
+        call(&server, Method::DELETE, &format!("/v1/folders/{outside}?recursive=true"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    // Cut the chain below level 98, then hang it one level lower: level 98 is now at depth 99,
+    // where `outside` (with `inner` below it) no longer fits.
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/folders/{}?recursive=true&permanent=true", ids[MAX_DEPTH - 2]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let spare = folder(&server, "spare", None).await;
+    let (status, body) =
+        call(&server, Method::PATCH, &format!("/v1/folders/{}", ids[0]), Some(json!({"parent_id": spare})))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, restored) =
+        call(&server, Method::POST, &format!("/v1/folders/{outside}/restore"), None).await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["restore"]["restored_to_root"], true, "{restored}");
+    assert_eq!(restored["folder"]["parent_id"], Value::Null, "{restored}");
+}
+
+#[tokio::test]
+async fn a_cycle_left_in_the_database_stops_nothing_and_no_other_workspace() {
+    let server = TestServer::spawn().await;
+    let a = folder(&server, "a", None).await;
+    let b = folder(&server, "b", Some(&a)).await;
+    file_in(&server, "inside.txt", Some(&b)).await;
+    // Only an older version (or a bug) could make this: a is now b's child and b is a's.
+    server.raw_sql(&format!("UPDATE folders SET parent_id = '{b}' WHERE id = '{a}'")).await;
+    let timed = |request: reqwest::RequestBuilder| request.timeout(std::time::Duration::from_secs(20));
+    // Every walk of the tree ends: paths, subtree lists and searches, the recursive delete.
+    let (status, body) = server.send(timed(server.get(&format!("/v1/folders/{a}")))).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "folder_too_deep");
+    let (status, listed) =
+        server.send(timed(server.get(&format!("/v1/files?folder_id={a}&recursive=true")))).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(names(&listed), vec!["inside.txt"]);
+    let (status, found) =
+        server.send(timed(server.get(&format!("/v1/search?q=inside&folder_id={b}&recursive=true")))).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    // No move can make it worse, and none into it is allowed.
+    let c = folder(&server, "c", None).await;
+    let (status, body) =
+        call(&server, Method::PATCH, &format!("/v1/folders/{c}"), Some(json!({"parent_id": a}))).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    // Another workspace keeps writing while this one deletes the cycle, and afterwards.
+    let other = server.tenant(None, cabinet_core::Role::Admin).await;
+    let (status, body) = server
+        .send(timed(server.request(
+            Method::DELETE,
+            &format!("/v1/folders/{a}?recursive=true"),
+            &server.tenant.key,
+        )))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.upload(&other, "unaffected.txt", b"still writing").await;
+    let (status, body) = server
+        .send(timed(server.request(
+            Method::DELETE,
+            &format!("/v1/folders/{a}?permanent=true"),
+            &server.tenant.key,
+        )))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.quota(&server.tenant).await["used_bytes"], 0);
+}
+
 #[tokio::test]
 async fn concurrent_moves_never_make_a_cycle_or_duplicate_names() {
     let server = TestServer::spawn().await;
@@ -281,8 +408,10 @@ async fn restoring_a_file_rebuilds_its_trashed_parents_or_says_it_went_to_the_ro
     let orphan = file_in(&server, "z.txt", Some(&lone)).await;
     call(&server, Method::DELETE, &format!("/v1/files/{orphan}"), None).await;
     call(&server, Method::DELETE, &format!("/v1/folders/{lone}?permanent=true"), None).await;
-    let (_, restored) = call(&server, Method::POST, &format!("/v1/files/{orphan}/restore"), None).await;
-    assert!(restored.get("restore").is_none() || restored["file"]["folder_id"].is_null(), "{restored}");
+    // Purging a folder purges everything filed under it, the trashed file too.
+    let (status, restored) = call(&server, Method::POST, &format!("/v1/files/{orphan}/restore"), None).await;
+    assert_error(status, &restored, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(server.quota(&server.tenant).await["used_bytes"], 0, "every file went with its folder");
 }
 
 #[tokio::test]
@@ -425,6 +554,13 @@ async fn usage_meters_byte_seconds_and_gb_days_from_the_ledger_of_size_changes()
     assert_eq!(usage["byte_seconds"], expected, "{usage}");
     assert!((usage["gb_days"].as_f64().unwrap() - expected as f64 / 86_400e9).abs() < 1e-12);
     assert_eq!(usage["total_size"], 10);
+    // A `to` in the future bills only what was stored until now.
+    let future = (start + Duration::days(400)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let path = format!("/v1/usage?from={}&to={}", from.replace('+', "%2B"), future.replace('+', "%2B"));
+    let (status, later) = call(&server, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{later}");
+    assert_eq!(later["byte_seconds"], expected, "{later}");
+    assert_eq!(later["to"], usage["to"], "the range ends now: {later}");
     let (status, body) = call(
         &server,
         Method::GET,

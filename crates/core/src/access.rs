@@ -68,7 +68,7 @@ impl Cabinet {
     /// an unknown one.
     pub async fn authenticate(&self, secret: &str, requested: Option<&str>) -> Result<Caller> {
         if secret.starts_with(crate::rules::TOKEN_PREFIX) {
-            let caller = self.verify_end_user_token(secret)?;
+            let caller = self.verify_end_user_token(secret).await?;
             if requested.is_some_and(|ws| ws != caller.workspace_id.as_str()) {
                 return Err(Error::NotFound("workspace"));
             }

@@ -8,7 +8,7 @@ use crate::content_type;
 use crate::error::{Error, Result};
 use crate::folders::RestoreNote;
 use crate::ids::{FileId, FolderId, WorkspaceId};
-use crate::listing::{into_page, FileFilter, FolderFilter, Paging, Sort};
+use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, Paging, Sort};
 use crate::metadata;
 use crate::model::{FileRecord, FileReference, Page, Role};
 use crate::names::validate_name;
@@ -127,6 +127,7 @@ impl Cabinet {
             Some(sub) => filter.created_by = Some(sub.to_owned()),
             None => caller.require(Role::Read)?,
         }
+        check_name_filter(filter.name_contains.as_deref())?;
         let mut fetch = paging.clone();
         fetch.limit += 1;
         let (items, total) = self.store.list_files(&caller.workspace_id, &filter, sort, &fetch).await?;
@@ -310,6 +311,7 @@ impl Cabinet {
         if query.trim().is_empty() {
             return Err(Error::bad_request("missing_query", "q must not be empty"));
         }
+        check_name_filter(Some(&query))?;
         let folded = crate::names::fold(query.trim());
         files.name_contains = Some(folded.clone());
         folders.name_contains = Some(folded);

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids::FolderId;
-use crate::listing::{into_page, FileFilter, FolderFilter, FolderScope, Paging, Sort};
+use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, FolderScope, Paging, Sort};
 use crate::model::{FileRecord, Folder, Page, Role};
 use crate::names::{numbered, validate_name};
 use crate::ports::FolderChange;
@@ -12,6 +12,18 @@ use crate::{Cabinet, Caller};
 
 /// How many numbered variants `on_conflict=rename` tries before giving up.
 const RENAME_ATTEMPTS: u32 = 100;
+
+/// The deepest a folder may sit: a folder at the root is at depth 1. Every walk of the tree is
+/// bounded by it, so no tree (or a cycle left by an older version) can make a query run long.
+pub const MAX_FOLDER_DEPTH: u32 = 100;
+
+/// The refusal for a create, move or restore that would put a folder below `MAX_FOLDER_DEPTH`.
+pub fn too_deep() -> Error {
+    Error::conflict(
+        "folder_too_deep",
+        format!("folders nest at most {MAX_FOLDER_DEPTH} levels deep; this would go deeper"),
+    )
+}
 
 /// What to do when a name is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,6 +171,7 @@ impl Cabinet {
         paging: Paging,
     ) -> Result<Page<Folder>> {
         caller.require(Role::Read)?;
+        check_name_filter(filter.name_contains.as_deref())?;
         let mut fetch = paging.clone();
         fetch.limit += 1;
         let (items, total) = self.store.list_folders(&caller.workspace_id, &filter, sort, &fetch).await?;
@@ -254,7 +267,14 @@ impl Cabinet {
         }
         let mut note = RestoreNote::default();
         let parent = self.make_place(ws, folder.parent_id.as_ref(), &mut note).await?;
-        let restored = self.restore_named(ws, &folder, parent.as_ref(), true, &mut note).await?;
+        let restored = match self.restore_named(ws, &folder, parent.as_ref(), true, &mut note).await {
+            // Its old parent went deeper meanwhile, so it would no longer fit below it.
+            Err(err) if parent.is_some() && err.code() == "folder_too_deep" => {
+                note.restored_to_root = true;
+                self.restore_named(ws, &folder, None, true, &mut note).await?
+            }
+            other => other?,
+        };
         Ok((restored, note))
     }
 
@@ -298,7 +318,7 @@ impl Cabinet {
         let Some(parent) = parent else { return Ok(None) };
         let path = match self.store.folder_path(ws, parent).await {
             Ok(path) => path,
-            Err(Error::NotFound(_)) => {
+            Err(err) if matches!(err, Error::NotFound(_)) || err.code() == "folder_too_deep" => {
                 note.restored_to_root = true;
                 return Ok(None);
             }

@@ -134,6 +134,15 @@ impl FileFilter {
     }
 }
 
+/// Refuses a name filter with a control character (NUL among them): no name can hold one, and
+/// the databases would refuse it deep inside the query rather than say so.
+pub fn check_name_filter(name_contains: Option<&str>) -> Result<()> {
+    if name_contains.is_some_and(|query| query.chars().any(char::is_control)) {
+        return Err(Error::bad_request("invalid_query", "a name filter must not contain control characters"));
+    }
+    Ok(())
+}
+
 /// Which folders.
 #[derive(Debug, Clone, Default)]
 pub struct FolderFilter {

@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::ids::{UploadId, WorkspaceId};
 use crate::model::FailureReason;
+use crate::multipart::PartPlan;
 use crate::thumbnails::{owner_blob_key, THUMBNAIL_PREFIX};
 use crate::uploads::{arrival_key, incoming_key, INCOMING_PREFIX};
 use crate::{Cabinet, UploadStatus};
@@ -30,6 +31,9 @@ pub struct ReconcileReport {
 pub struct RecoveryReport {
     pub temporaries_removed: u64,
     pub interrupted_uploads_failed: u64,
+    /// Multipart uploads stopped while their parts were being joined: every part is still
+    /// there, so they wait for `complete` again.
+    pub interrupted_assemblies_reopened: u64,
     pub orphan_blobs_removed: u64,
     pub orphan_parts_removed: u64,
 }
@@ -216,6 +220,14 @@ impl Cabinet {
                 let batch = self.store.receiving_uploads(BATCH).await?;
                 let done = batch.len() < BATCH as usize;
                 for (ws, id) in batch {
+                    let upload = self.store.get_upload(&ws, &id).await?;
+                    if PartPlan::of(&upload).is_some() {
+                        // Parts are only removed once the file is committed (or the upload ends).
+                        if self.store.reopen_upload(&ws, &id, self.clock.now()).await? {
+                            report.interrupted_assemblies_reopened += 1;
+                        }
+                        continue;
+                    }
                     if self.store.fail_upload(&ws, &id, FailureReason::Interrupted, self.clock.now()).await? {
                         report.interrupted_uploads_failed += 1;
                     }

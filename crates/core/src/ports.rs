@@ -102,6 +102,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
     /// The keys that may act on a workspace.
     async fn list_api_keys(&self, workspace: &WorkspaceId) -> Result<Vec<ApiKey>>;
+    /// Ends the workspace's end-user tokens of `sub` (every sub when empty) minted up to `at`.
+    async fn revoke_tokens(&self, workspace: &WorkspaceId, sub: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Whether a token minted by `key_id` for `sub` may still stand: the key is live, and the
+    /// latest revocation covering `sub`.
+    async fn token_standing(
+        &self,
+        workspace: &WorkspaceId,
+        key_id: &str,
+        sub: &str,
+    ) -> Result<crate::rules::TokenStanding>;
     /// Marks a key revoked; `NotFound` when there is no such key.
     async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()>;
 
@@ -137,6 +147,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         uploading_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(WorkspaceId, UploadId)>>;
+    /// UPLOADING → WAITING, reservation kept: for a multipart upload whose assembly a stop cut
+    /// short, found at start-up. False when it was not UPLOADING.
+    async fn reopen_upload(&self, workspace: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool>;
     /// Every upload whose bytes were arriving; used at start-up when those bytes are gone.
     async fn receiving_uploads(&self, limit: u32) -> Result<Vec<(WorkspaceId, UploadId)>>;
     /// WAITING uploads of every workspace, in id order, strictly after `after`; for the
@@ -216,14 +229,18 @@ pub trait MetadataStore: Send + Sync + 'static {
         folder: &FolderId,
     ) -> Result<Vec<FileReference>>;
 
-    /// Creates a folder; `Conflict` (`name_taken`) when a live sibling has the same folded name.
+    /// Creates a folder; `Conflict` (`name_taken`) when a live sibling has the same folded name,
+    /// `Conflict` (`folder_too_deep`) when it would sit below `MAX_FOLDER_DEPTH`.
     async fn insert_folder(&self, folder: &Folder) -> Result<()>;
     /// One folder (live or trashed), or `NotFound`.
     async fn get_folder(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Folder>;
-    /// The folder and its ancestors, root first.
+    /// The folder and its ancestors, root first; `Conflict` (`folder_too_deep`) when the chain runs
+    /// past `MAX_FOLDER_DEPTH` (never a path cut short).
     async fn folder_path(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<Vec<Folder>>;
-    /// Renames, moves or marks a live folder. A move into the folder's own subtree is refused with
-    /// `Conflict` (`folder_cycle`), checked in the same transaction as the move.
+    /// Renames, moves or marks a live folder. A move into the folder's own subtree, at any depth,
+    /// is refused with `Conflict` (`folder_cycle`), one that would nest its subtree below
+    /// `MAX_FOLDER_DEPTH` with `Conflict` (`folder_too_deep`); both checked in the transaction of
+    /// the move. `restore_folder` checks the same under its new parent.
     async fn update_folder(
         &self,
         workspace: &WorkspaceId,

@@ -62,10 +62,12 @@ impl Cabinet {
         to: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Metering> {
         caller.require(Role::Read)?;
-        let to = to.unwrap_or_else(|| self.clock.now());
+        // Storage not yet had is not billed: a `to` in the future ends the range now.
+        let now = self.clock.now();
+        let to = to.map_or(now, |to| to.min(now));
         let from = from.unwrap_or(to - chrono::Duration::days(30));
         if from >= to {
-            return Err(crate::Error::bad_request("invalid_range", "from must be before to"));
+            return Err(crate::Error::bad_request("invalid_range", "from must be before to, and before now"));
         }
         let (start, changes) = self.store.usage_history(&caller.workspace_id, from, to).await?;
         let byte_seconds = byte_seconds(start, &changes, from, to);

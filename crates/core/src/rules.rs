@@ -140,6 +140,19 @@ struct TokenClaims {
     ws: String,
     sub: String,
     exp: i64,
+    /// When it was minted, in milliseconds: a revocation ends every token minted up to then.
+    iat: i64,
+    /// The API key that minted it: revoking the key ends its tokens.
+    key: String,
+}
+
+/// What a token's standing depends on besides its signature and expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenStanding {
+    /// The minting key exists and is not revoked.
+    pub key_live: bool,
+    /// The latest revocation that covers the token's `sub` (for that sub, or for every sub).
+    pub revoked_up_to: Option<DateTime<Utc>>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -159,6 +172,9 @@ impl Cabinet {
         ttl_secs: Option<u64>,
     ) -> Result<(String, DateTime<Utc>)> {
         caller.require(Role::Admin)?;
+        let Actor::Key { id: key, .. } = &caller.actor else {
+            return Err(Error::Forbidden("only an API key mints end-user tokens".to_owned()));
+        };
         let sub = sub.trim();
         if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
             return Err(Error::bad_request(
@@ -173,11 +189,14 @@ impl Cabinet {
                 format!("ttl must be between 1 and {MAX_TOKEN_TTL_SECS} seconds"),
             ));
         }
-        let expires_at = self.clock.now() + Duration::seconds(ttl as i64);
+        let now = self.clock.now();
+        let expires_at = now + Duration::seconds(ttl as i64);
         let claims = TokenClaims {
             ws: caller.workspace_id.to_string(),
             sub: sub.to_owned(),
             exp: expires_at.timestamp(),
+            iat: now.timestamp_millis(),
+            key: key.to_string(),
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(Error::internal)?);
         let mut mac = self.token_mac();
@@ -187,8 +206,45 @@ impl Cabinet {
         Ok((format!("{TOKEN_PREFIX}{payload}.{signature}"), at))
     }
 
-    /// Checks an end-user token: signature (constant-time), expiry, workspace.
-    pub(crate) fn verify_end_user_token(&self, token: &str) -> Result<Caller> {
+    /// Ends end-user tokens of the caller's workspace minted up to now: those of one `sub`, or
+    /// (without one) every token. Tokens minted afterwards work. Needs an admin key.
+    pub async fn revoke_end_user_tokens(&self, caller: &Caller, sub: Option<&str>) -> Result<DateTime<Utc>> {
+        caller.require(Role::Admin)?;
+        self.revoke_workspace_tokens(&caller.workspace_id, sub).await
+    }
+
+    /// The same, for the operator (`cabinet admin revoke-tokens`), who holds no key.
+    pub async fn revoke_workspace_tokens(
+        &self,
+        ws: &WorkspaceId,
+        sub: Option<&str>,
+    ) -> Result<DateTime<Utc>> {
+        let sub = sub.map(str::trim);
+        if sub.is_some_and(|sub| sub.is_empty() || sub.len() > 200) {
+            return Err(Error::bad_request("invalid_sub", "sub must be 1 to 200 characters"));
+        }
+        self.store.get_workspace(ws).await?;
+        let at = self.clock.now();
+        self.store.revoke_tokens(ws, sub.unwrap_or(""), at).await?;
+        tracing::info!(workspace = %ws, every_sub = sub.is_none(), "end-user tokens revoked");
+        Ok(at)
+    }
+
+    /// Checks an end-user token: signature (constant-time), expiry, workspace, and then that
+    /// neither its key nor it was revoked (one lookup, so revocation is immediate).
+    pub(crate) async fn verify_end_user_token(&self, token: &str) -> Result<Caller> {
+        let invalid = || Error::Unauthenticated("invalid or expired end-user token");
+        let (caller, claims) = self.read_end_user_token(token)?;
+        let standing = self.store.token_standing(&caller.workspace_id, &claims.key, &claims.sub).await?;
+        let revoked = standing.revoked_up_to.is_some_and(|cutoff| claims.iat <= cutoff.timestamp_millis());
+        if !standing.key_live || revoked {
+            return Err(invalid());
+        }
+        Ok(caller)
+    }
+
+    /// A token's signature, expiry and claims, before any lookup.
+    fn read_end_user_token(&self, token: &str) -> Result<(Caller, TokenClaims)> {
         let invalid = || Error::Unauthenticated("invalid or expired end-user token");
         let body = token.strip_prefix(TOKEN_PREFIX).ok_or_else(invalid)?;
         let (payload, signature) = body.split_once('.').ok_or_else(invalid)?;
@@ -202,10 +258,11 @@ impl Cabinet {
         if self.clock.now().timestamp() >= claims.exp {
             return Err(invalid());
         }
-        Ok(Caller {
+        let caller = Caller {
             workspace_id: WorkspaceId::parse(&claims.ws).map_err(|_| invalid())?,
-            actor: Actor::EndUser { sub: claims.sub },
-        })
+            actor: Actor::EndUser { sub: claims.sub.clone() },
+        };
+        Ok((caller, claims))
     }
 
     /// The rules in effect for a file in `folder` (or a new file going there): the file's own
@@ -221,8 +278,12 @@ impl Cabinet {
             targets.push(RuleTarget::File(file.clone()));
         }
         if let Some(folder) = folder {
-            if let Ok(path) = self.store.folder_path(ws, folder).await {
-                targets.extend(path.into_iter().rev().map(|f| RuleTarget::Folder(f.id)));
+            // A folder that is gone has no rules; any other failure (a path that cannot be read
+            // whole) refuses rather than skipping the rules of the folders above.
+            match self.store.folder_path(ws, folder).await {
+                Ok(path) => targets.extend(path.into_iter().rev().map(|f| RuleTarget::Folder(f.id))),
+                Err(Error::NotFound(_)) => {}
+                Err(err) => return Err(err),
             }
         }
         targets.push(RuleTarget::Workspace);

@@ -14,6 +14,9 @@ use cabinet_core::{MetadataStore, Result};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// The migration after which the store recomputes every non-ASCII `name_folded` in Rust.
+pub(crate) const NAMES_REFOLDED_MIGRATION: i64 = 12;
+
 /// Opens the store a database URL names (`postgres://…`, `sqlite://path` or a path), running its
 /// migrations.
 pub async fn connect(database_url: &str) -> Result<Arc<dyn MetadataStore>> {

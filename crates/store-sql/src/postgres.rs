@@ -20,6 +20,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_multipart.sql")),
     (9, include_str!("../migrations/postgres/0009_live_file_count.sql")),
     (10, include_str!("../migrations/postgres/0010_key_workspaces_in_order.sql")),
+    (12, include_str!("../migrations/postgres/0012_names_refolded.sql")),
+    (13, include_str!("../migrations/postgres/0013_token_revocations.sql")),
 ];
 
 /// The PostgreSQL metadata store.

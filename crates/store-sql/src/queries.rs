@@ -13,7 +13,8 @@ macro_rules! impl_metadata_store {
         const _: () = {
         use std::collections::{HashMap, HashSet};
 
-        use cabinet_core::rules::{AccessRules, Audience, RuleTarget};
+        use cabinet_core::folders::{too_deep, MAX_FOLDER_DEPTH};
+        use cabinet_core::rules::{AccessRules, Audience, RuleTarget, TokenStanding};
 
         use cabinet_core::listing::{CursorValue, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Start};
         use cabinet_core::names::fold;
@@ -104,7 +105,8 @@ macro_rules! impl_metadata_store {
             fn push_subtree(qb: &mut QueryBuilder<'static, $db>, ws: &WorkspaceId, root: &FolderId) {
                 qb.push("(WITH RECURSIVE sub(id) AS (SELECT ");
                 qb.push_bind(root.to_string());
-                qb.push(" UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = ");
+                // UNION, not UNION ALL: a set stops growing, so even a cycle ends the walk.
+                qb.push(" UNION SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = ");
                 qb.push_bind(ws.to_string());
                 qb.push(") SELECT id FROM sub)");
             }
@@ -282,6 +284,68 @@ macro_rules! impl_metadata_store {
                 Ok(())
             }
 
+            /// Refuses to put a folder under `parent` — a new one, or `moving` with everything below
+            /// it — where that would close a cycle or nest deeper than `MAX_FOLDER_DEPTH`. Both walks
+            /// are bounded, so a chain that an older version let grow too deep (or into a cycle) is
+            /// refused, never walked for ever. Runs in the transaction that makes the change.
+            async fn check_placement(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                ws: &WorkspaceId,
+                moving: Option<&FolderId>,
+                parent: &FolderId,
+            ) -> Result<()> {
+                let max = i64::from(MAX_FOLDER_DEPTH);
+                // The parent and its ancestors, at most one past the limit.
+                let chain: Vec<String> = sqlx::query_scalar(
+                    "WITH RECURSIVE up (id, parent_id, depth) AS ( \
+                         SELECT id, parent_id, 1 FROM folders WHERE workspace_id = $1 AND id = $2 \
+                         UNION ALL \
+                         SELECT f.id, f.parent_id, up.depth + 1 FROM folders f JOIN up ON f.id = up.parent_id \
+                         WHERE f.workspace_id = $1 AND up.depth <= $3) \
+                     SELECT id FROM up",
+                )
+                .bind(ws.as_str())
+                .bind(parent.as_str())
+                .bind(max)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                if let Some(moving) = moving {
+                    if chain.iter().any(|ancestor| ancestor == moving.as_str()) {
+                        return Err(Error::conflict("folder_cycle", "a folder cannot be moved into its own subtree"));
+                    }
+                }
+                let parent_depth = chain.len() as i64;
+                if parent_depth >= max {
+                    return Err(too_deep());
+                }
+                // How many levels the moved folder carries below itself: live folders, and those
+                // trashed along with it (its restore brings them back); walked no further than could
+                // still fit. Folders trashed on their own are checked when they are restored.
+                let height: i64 = match moving {
+                    None => 0,
+                    Some(moving) => sqlx::query_scalar(
+                        "WITH RECURSIVE down (id, depth) AS ( \
+                             SELECT id, 0 FROM folders WHERE workspace_id = $1 AND id = $2 \
+                             UNION ALL \
+                             SELECT c.id, down.depth + 1 FROM folders c JOIN down ON c.parent_id = down.id \
+                             WHERE c.workspace_id = $1 AND (c.trashed_at IS NULL OR c.trash_root = $2) \
+                             AND down.depth < $3) \
+                         SELECT CAST(COALESCE(MAX(depth), 0) AS BIGINT) FROM down",
+                    )
+                    .bind(ws.as_str())
+                    .bind(moving.as_str())
+                    .bind(max - parent_depth)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(db_error)?,
+                };
+                if parent_depth + 1 + height > max {
+                    return Err(too_deep());
+                }
+                Ok(())
+            }
+
             /// Appends the workspace's `used_bytes` as of `at` to the metering ledger, in the
             /// transaction that changed it.
             async fn record_usage(tx: &mut sqlx::Transaction<'_, $db>, ws: &WorkspaceId, at: DateTime<Utc>) -> Result<()> {
@@ -317,6 +381,9 @@ macro_rules! impl_metadata_store {
                         continue;
                     }
                     sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_error)?;
+                    if *version == crate::NAMES_REFOLDED_MIGRATION {
+                        Self::refold_names(&mut tx).await?;
+                    }
                     sqlx::query("INSERT INTO cabinet_migrations (version, applied_at) VALUES ($1, $2)")
                         .bind(version)
                         .bind(Utc::now().timestamp_millis())
@@ -325,6 +392,37 @@ macro_rules! impl_metadata_store {
                         .map_err(db_error)?;
                 }
                 tx.commit().await.map_err(db_error)
+            }
+
+            /// Recomputes `name_folded` with today's `fold` for every name that is not plain ASCII
+            /// (ASCII folds as it always did). A live folder whose new form would equal a live
+            /// sibling's keeps its old one: both were made before the rule, and neither is lost.
+            async fn refold_names(tx: &mut sqlx::Transaction<'_, $db>) -> Result<()> {
+                use futures::TryStreamExt;
+                for table in ["files", "folders"] {
+                    let mut changed: Vec<(String, String, String)> = Vec::new();
+                    {
+                        let select = format!("SELECT workspace_id, id, name, name_folded FROM {table}");
+                        let mut rows = sqlx::query_as::<_, (String, String, String, String)>(&select).fetch(&mut **tx);
+                        while let Some((ws, id, name, folded)) = rows.try_next().await.map_err(db_error)? {
+                            if !name.is_ascii() && fold(&name) != folded {
+                                changed.push((ws, id, fold(&name)));
+                            }
+                        }
+                    }
+                    let update = if table == "folders" {
+                        "UPDATE folders SET name_folded = $1 WHERE workspace_id = $2 AND id = $3 AND NOT EXISTS ( \
+                             SELECT 1 FROM folders s WHERE s.workspace_id = $2 AND s.id <> $3 AND s.name_folded = $1 \
+                             AND s.trashed_at IS NULL AND COALESCE(s.parent_id, '') = ( \
+                                 SELECT COALESCE(f.parent_id, '') FROM folders f WHERE f.workspace_id = $2 AND f.id = $3))"
+                    } else {
+                        "UPDATE files SET name_folded = $1 WHERE workspace_id = $2 AND id = $3"
+                    };
+                    for (ws, id, folded) in changed {
+                        sqlx::query(update).bind(folded).bind(ws).bind(id).execute(&mut **tx).await.map_err(db_error)?;
+                    }
+                }
+                Ok(())
             }
 
             async fn key_workspaces(&self, key_id: &str) -> Result<Vec<String>> {
@@ -476,6 +574,39 @@ macro_rules! impl_metadata_store {
                 Ok(keys)
             }
 
+            async fn revoke_tokens(&self, ws: &WorkspaceId, sub: &str, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO token_revocations (workspace_id, sub, revoked_up_to) VALUES ($1, $2, $3) \
+                     ON CONFLICT (workspace_id, sub) DO UPDATE SET revoked_up_to = \
+                     CASE WHEN excluded.revoked_up_to > token_revocations.revoked_up_to \
+                     THEN excluded.revoked_up_to ELSE token_revocations.revoked_up_to END",
+                )
+                .bind(ws.as_str())
+                .bind(sub)
+                .bind(millis(at))
+                .execute(self.write_pool())
+                .await
+                .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn token_standing(&self, ws: &WorkspaceId, key_id: &str, sub: &str) -> Result<TokenStanding> {
+                let (live, cutoff): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM api_keys WHERE id = $1 AND revoked_at IS NULL), \
+                     (SELECT MAX(revoked_up_to) FROM token_revocations WHERE workspace_id = $2 AND sub IN ('', $3))",
+                )
+                .bind(key_id)
+                .bind(ws.as_str())
+                .bind(sub)
+                .fetch_one(self.read_pool())
+                .await
+                .map_err(db_error)?;
+                Ok(TokenStanding {
+                    key_live: live > 0,
+                    revoked_up_to: cutoff.and_then(chrono::DateTime::from_timestamp_millis),
+                })
+            }
+
             async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()> {
                 let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                     .bind(millis(at))
@@ -556,6 +687,20 @@ macro_rules! impl_metadata_store {
                 let done = sqlx::query(
                     "UPDATE uploads SET status = 'UPLOADING', updated_at = $1 \
                      WHERE workspace_id = $2 AND id = $3 AND status = 'WAITING'",
+                )
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .execute(self.write_pool())
+                .await
+                .map_err(db_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn reopen_upload(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE uploads SET status = 'WAITING', updated_at = $1 \
+                     WHERE workspace_id = $2 AND id = $3 AND status = 'UPLOADING'",
                 )
                 .bind(millis(at))
                 .bind(ws.as_str())
@@ -1021,6 +1166,11 @@ macro_rules! impl_metadata_store {
             }
 
             async fn insert_folder(&self, folder: &Folder) -> Result<()> {
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+                if let Some(parent) = &folder.parent_id {
+                    Self::lock_workspace(&mut tx, &folder.workspace_id).await?;
+                    Self::check_placement(&mut tx, &folder.workspace_id, None, parent).await?;
+                }
                 sqlx::query(
                     "INSERT INTO folders (workspace_id, id, parent_id, name, name_folded, is_favorite, trashed_at, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -1034,9 +1184,10 @@ macro_rules! impl_metadata_store {
                 .bind(folder.trashed_at.map(millis))
                 .bind(millis(folder.created_at))
                 .bind(millis(folder.updated_at))
-                .execute(self.write_pool())
+                .execute(&mut *tx)
                 .await
                 .map_err(crate::errors::folder_error)?;
+                tx.commit().await.map_err(db_error)?;
                 Ok(())
             }
 
@@ -1059,17 +1210,22 @@ macro_rules! impl_metadata_store {
                          SELECT id, parent_id, 0 FROM folders WHERE workspace_id = $1 AND id = $2 \
                          UNION ALL \
                          SELECT f.id, f.parent_id, up.depth + 1 FROM folders f JOIN up ON f.id = up.parent_id \
-                         WHERE f.workspace_id = $1 AND up.depth < 1000) \
+                         WHERE f.workspace_id = $1 AND up.depth < $3) \
                      SELECT {cols} FROM folders f JOIN up ON f.id = up.id WHERE f.workspace_id = $1 ORDER BY up.depth DESC",
                     cols = FOLDER_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
                 ))
                 .bind(ws.as_str())
                 .bind(id.as_str())
+                .bind(i64::from(MAX_FOLDER_DEPTH))
                 .fetch_all(self.read_pool())
                 .await
                 .map_err(db_error)?;
                 if rows.is_empty() {
                     return Err(Error::NotFound("folder"));
+                }
+                // A cut-off path would hide the rules of the folders above the cut.
+                if rows.len() > MAX_FOLDER_DEPTH as usize {
+                    return Err(too_deep());
                 }
                 rows.into_iter().map(Folder::try_from).collect()
             }
@@ -1084,24 +1240,7 @@ macro_rules! impl_metadata_store {
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 if let Some(Some(parent)) = &change.parent {
                     Self::lock_workspace(&mut tx, ws).await?;
-                    // The new parent must not lie in the folder's own subtree.
-                    let cycle: i64 = sqlx::query_scalar(
-                        "WITH RECURSIVE up (id, parent_id, depth) AS ( \
-                             SELECT id, parent_id, 0 FROM folders WHERE workspace_id = $1 AND id = $2 \
-                             UNION ALL \
-                             SELECT f.id, f.parent_id, up.depth + 1 FROM folders f JOIN up ON f.id = up.parent_id \
-                             WHERE f.workspace_id = $1 AND up.depth < 1000) \
-                         SELECT COUNT(*) FROM up WHERE id = $3",
-                    )
-                    .bind(ws.as_str())
-                    .bind(parent.as_str())
-                    .bind(id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                    if cycle > 0 {
-                        return Err(Error::conflict("folder_cycle", "a folder cannot be moved into its own subtree"));
-                    }
+                    Self::check_placement(&mut tx, ws, Some(id), parent).await?;
                 }
                 let mut qb = QueryBuilder::<'static, $db>::new("UPDATE folders SET updated_at = ");
                 qb.push_bind(millis(at));
@@ -1167,7 +1306,7 @@ macro_rules! impl_metadata_store {
             async fn trash_folder(&self, ws: &WorkspaceId, id: &FolderId, at: DateTime<Utc>) -> Result<Folder> {
                 const LIVE_SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
                      SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 AND trashed_at IS NULL \
-                     UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id \
+                     UNION SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id \
                      WHERE c.workspace_id = $1 AND c.trashed_at IS NULL) ";
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
@@ -1218,6 +1357,9 @@ macro_rules! impl_metadata_store {
             ) -> Result<Folder> {
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
+                if let Some(parent) = parent {
+                    Self::check_placement(&mut tx, ws, Some(id), parent).await?;
+                }
                 let row: Option<FolderRow> = sqlx::query_as(&format!(
                     "UPDATE folders SET trashed_at = NULL, trash_root = NULL, parent_id = $1, name = $2, name_folded = $3, \
                      updated_at = $4 WHERE workspace_id = $5 AND id = $6 AND trashed_at IS NOT NULL RETURNING {FOLDER_COLUMNS}"
@@ -1251,7 +1393,7 @@ macro_rules! impl_metadata_store {
             async fn purge_folder(&self, ws: &WorkspaceId, id: &FolderId, at: DateTime<Utc>) -> Result<Vec<FileRecord>> {
                 const SUBTREE: &str = "WITH RECURSIVE sub (id) AS ( \
                      SELECT id FROM folders WHERE workspace_id = $1 AND id = $2 \
-                     UNION ALL SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = $1) ";
+                     UNION SELECT c.id FROM folders c JOIN sub ON c.parent_id = sub.id WHERE c.workspace_id = $1) ";
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
                 let rows: Vec<FileRow> = sqlx::query_as(&format!(

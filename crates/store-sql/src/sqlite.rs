@@ -27,6 +27,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_multipart.sql")),
     (9, include_str!("../migrations/sqlite/0009_live_file_count.sql")),
     (10, include_str!("../migrations/sqlite/0010_key_workspaces_in_order.sql")),
+    (12, include_str!("../migrations/sqlite/0012_names_refolded.sql")),
+    (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
 ];
 
 /// The SQLite metadata store.
@@ -464,5 +466,55 @@ mod tests {
         inline.idle.lock().unwrap().extend(held);
         let hints = crate::InlineRows::inline_rows(&store, "SELECT hint FROM api_keys", &[], decode);
         assert_eq!(hints.expect("a returned connection serves again").unwrap(), vec!["wxyz".to_owned()]);
+    }
+
+    /// Names folded by an older `fold` (lowercase only) are folded anew when the store next opens:
+    /// search and sibling checks find them in the new form, and two live siblings that now fold
+    /// alike both keep their names (and the second its old form) rather than failing the start.
+    #[tokio::test]
+    async fn the_names_migration_folds_old_names_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let (store, key) = store_with_key(&url).await;
+        let ws = key.workspaces[0].clone();
+        let folder = |name: &str| cabinet_core::Folder {
+            workspace_id: ws.clone(),
+            id: cabinet_core::FolderId::generate(),
+            parent_id: None,
+            name: name.to_owned(),
+            is_favorite: false,
+            trashed_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let (heart, wide, plain) = (folder("\u{2764}\u{fe0f} love"), folder("\u{ff21}bc"), folder("abc"));
+        // What the older version stored, and a database from before the migration.
+        for made in [&heart, &wide] {
+            store.insert_folder(made).await.unwrap();
+            sqlx::query("UPDATE folders SET name_folded = ? WHERE id = ?")
+                .bind(made.name.to_lowercase())
+                .bind(made.id.as_str())
+                .execute(store.write_pool())
+                .await
+                .unwrap();
+        }
+        store.insert_folder(&plain).await.unwrap();
+        sqlx::query("DELETE FROM cabinet_migrations WHERE version = ?")
+            .bind(crate::NAMES_REFOLDED_MIGRATION)
+            .execute(store.write_pool())
+            .await
+            .unwrap();
+        drop(store);
+        let reopened = SqliteStore::open(&url).await.unwrap();
+        let folded: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, name_folded FROM folders ORDER BY name")
+                .fetch_all(reopened.write_pool())
+                .await
+                .unwrap();
+        let of =
+            |id: &cabinet_core::FolderId| folded.iter().find(|(f, _)| f == id.as_str()).unwrap().1.clone();
+        assert_eq!(of(&heart.id), "\u{2764} love", "the variation selector is dropped");
+        assert_eq!(of(&plain.id), "abc");
+        assert_eq!(of(&wide.id), "\u{ff41}bc", "would clash with its sibling `abc`: keeps its old form");
     }
 }

@@ -73,6 +73,7 @@ conformance!(
     blob_keys_in_use_are_those_of_files_and_live_uploads,
     sibling_folders_have_distinct_names_case_insensitively,
     a_folder_cannot_move_into_its_own_subtree,
+    folders_nest_no_deeper_than_the_limit_and_cycles_are_seen_at_any_depth,
     folder_paths_run_from_the_root,
     trashing_a_folder_takes_its_subtree_and_restoring_brings_it_back,
     purging_a_folder_reclaims_the_bytes_of_everything_below_it,
@@ -183,6 +184,36 @@ async fn a_folder_cannot_move_into_its_own_subtree(store: &dyn MetadataStore) {
         store.update_folder(&ws.id, &a.id, &under_c, now()).await.unwrap().parent_id,
         Some(c.id.clone())
     );
+}
+
+async fn folders_nest_no_deeper_than_the_limit_and_cycles_are_seen_at_any_depth(store: &dyn MetadataStore) {
+    use cabinet_core::folders::MAX_FOLDER_DEPTH;
+    let ws = workspace(store, None).await;
+    let mut chain: Vec<Folder> = Vec::new();
+    for level in 0..MAX_FOLDER_DEPTH {
+        let next = folder(&ws.id, &format!("level {level}"), chain.last().map(|f| &f.id));
+        store.insert_folder(&next).await.unwrap();
+        chain.push(next);
+    }
+    let bottom = &chain[chain.len() - 1];
+    let err = store.insert_folder(&folder(&ws.id, "too deep", Some(&bottom.id))).await.unwrap_err();
+    assert_eq!(err.code(), "folder_too_deep");
+    let top_under_bottom = FolderChange { parent: Some(Some(bottom.id.clone())), ..Default::default() };
+    let err = store.update_folder(&ws.id, &chain[0].id, &top_under_bottom, now()).await.unwrap_err();
+    assert_eq!(err.code(), "folder_cycle");
+    let path = store.folder_path(&ws.id, &bottom.id).await.unwrap();
+    assert_eq!(path.len(), MAX_FOLDER_DEPTH as usize);
+    assert_eq!(path[0].id, chain[0].id);
+    // A two-level folder fits where its lower level lands exactly on the limit, not below it.
+    let pair = folder(&ws.id, "pair", None);
+    store.insert_folder(&pair).await.unwrap();
+    store.insert_folder(&folder(&ws.id, "inner", Some(&pair.id))).await.unwrap();
+    let depth = MAX_FOLDER_DEPTH as usize;
+    let under =
+        |parent: &Folder| FolderChange { parent: Some(Some(parent.id.clone())), ..Default::default() };
+    let err = store.update_folder(&ws.id, &pair.id, &under(&chain[depth - 2]), now()).await.unwrap_err();
+    assert_eq!(err.code(), "folder_too_deep");
+    store.update_folder(&ws.id, &pair.id, &under(&chain[depth - 3]), now()).await.unwrap();
 }
 
 async fn folder_paths_run_from_the_root(store: &dyn MetadataStore) {

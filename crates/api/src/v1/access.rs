@@ -55,6 +55,44 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(TokenJson { token, sub: request.sub.trim().to_owned(), expires_at })))
 }
 
+/// Which end-user tokens to end.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TokenRevocation {
+    /// Only this user's tokens; without it, every end-user token of the workspace.
+    #[schema(example = "user_42")]
+    pub sub: Option<String>,
+}
+
+/// When the revocation took effect: tokens minted up to then are refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenRevocationJson {
+    pub sub: Option<String>,
+    pub revoked_up_to: DateTime<Utc>,
+}
+
+/// End end-user tokens at once (admin key only): one user's (`sub`), or every token of the
+/// workspace. Tokens minted afterwards work. Revoking the API key that minted tokens ends them too.
+#[utoipa::path(
+    post, path = "/v1/tokens/revoke", tag = "access",
+    request_body = TokenRevocation,
+    responses(
+        (status = 200, body = TokenRevocationJson),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke_tokens(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Json(request): Json<TokenRevocation>,
+) -> ApiResult<Json<TokenRevocationJson>> {
+    let sub = request.sub.as_deref().map(str::trim);
+    let revoked_up_to = state.cabinet.revoke_end_user_tokens(&caller, sub).await?;
+    Ok(Json(TokenRevocationJson { sub: sub.map(str::to_owned), revoked_up_to }))
+}
+
 /// Rules for `create`, `read` and `delete`: `public`, `authenticated`, `creator` or `admin`;
 /// null inherits (file → folders → workspace → `admin`).
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]

@@ -62,6 +62,8 @@ pub struct TestServer {
     pub dir: TempDir,
     /// The bucket (and key prefix) blobs live in, when on S3.
     pub s3: Option<S3Config>,
+    /// The metadata database, for tests that must set up what the API never allows.
+    pub database_url: String,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -116,9 +118,10 @@ impl TestServer {
             max_file_bytes: options.max_file_bytes.unwrap_or(defaults.max_file_bytes),
             ..defaults
         };
+        let database_url = database_url(dir.path()).await;
         let store = StoreConfig {
             data_dir: dir.path().to_owned(),
-            database_url: database_url(dir.path()).await,
+            database_url: database_url.clone(),
             blobs: match options.s3 {
                 Some(config) => BlobConfig::S3(config),
                 None => BlobConfig::Local(dir.path().join("blobs")),
@@ -142,10 +145,25 @@ impl TestServer {
             tenant: Tenant { workspace: WorkspaceId::generate(), key: String::new() },
             dir,
             s3,
+            database_url,
             server,
         };
         this.tenant = this.tenant(None, Role::Admin).await;
         this
+    }
+
+    /// Runs one SQL statement straight on the metadata database (SQLite or PostgreSQL): for state
+    /// that only an older version or a bug could leave, never for what the API can do.
+    pub async fn raw_sql(&self, statement: &str) {
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("open SQLite");
+            sqlx::query(statement).execute(&pool).await.expect("raw SQL");
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.expect("connect to PostgreSQL");
+            sqlx::query(statement).execute(&pool).await.expect("raw SQL");
+            pool.close().await;
+        }
     }
 
     /// A new workspace (with an optional quota) and a key of the given role for it.
