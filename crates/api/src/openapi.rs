@@ -114,3 +114,88 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
         }
     }
 }
+
+/// Where one operation's output names a resource other operations take, as OpenAPI links (so the
+/// fuzzer's stateful phase chains them): (operation, its success status, the id in its response or
+/// request, the path of the resource it names). Every operation on that path and below it is
+/// linked, with the path's one parameter filled from the id.
+const LINKS: &[(&str, &str, &str, &str, &str)] = &[
+    ("post", "/v1/uploads", "201", "$response.body#/id", "/v1/uploads/{id}"),
+    ("post", "/v1/files", "201", "$response.body#/id", "/v1/files/{id}"),
+    ("delete", "/v1/files/{id}", "200", "$request.path.id", "/v1/files/{id}"),
+    ("post", "/v1/folders", "201", "$response.body#/id", "/v1/folders/{id}"),
+    ("delete", "/v1/folders/{id}", "200", "$request.path.id", "/v1/folders/{id}"),
+    ("post", "/compat/cms/files/", "201", "$response.body#/api_id", "/compat/cms/files/{api_id}/"),
+    ("post", "/compat/cms/files", "201", "$response.body#/api_id", "/compat/cms/files/{api_id}"),
+    ("post", "/compat/mavera/api/v1/files", "201", "$response.body#/id", "/compat/mavera/api/v1/files/{id}"),
+    (
+        "post",
+        "/compat/mavera/api/v1/folders",
+        "201",
+        "$response.body#/id",
+        "/compat/mavera/api/v1/folders/{id}",
+    ),
+];
+
+/// Adds `LINKS` to the document. A link whose source or target is not documented is a bug of this
+/// table, so it panics (and every test that builds the router fails).
+pub fn document_links(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+
+    for &(method, path, status, id, target) in LINKS {
+        let parameter = target
+            .trim_end_matches('/')
+            .rsplit_once('{')
+            .and_then(|(_, p)| p.strip_suffix('}'))
+            .expect("a target ends in {param}");
+        let mut links = Vec::new();
+        for (to_path, item) in &api.paths.paths {
+            if to_path != target && !to_path.starts_with(&format!("{target}/")) {
+                continue;
+            }
+            if to_path.matches('{').count() != 1 {
+                continue;
+            }
+            for (to_method, operation) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("patch", &item.patch),
+                ("delete", &item.delete),
+            ] {
+                if operation.is_none() || (to_path == path && to_method == method) {
+                    continue;
+                }
+                let pointer =
+                    format!("#/paths/{}/{to_method}", to_path.replace('~', "~0").replace('/', "~1"));
+                let name = format!("{to_method}{}", to_path[target.len()..].replace(['/', '-'], "_"));
+                // utoipa 5 spells the field `operation_ref` in JSON; OpenAPI's is `operationRef`.
+                let mut spelled = utoipa::openapi::extensions::Extensions::default();
+                spelled.insert("operationRef".to_owned(), pointer.into());
+                links.push((
+                    name,
+                    LinkBuilder::new().parameter(parameter, id).extensions(Some(spelled)).build(),
+                ));
+            }
+        }
+        assert!(!links.is_empty(), "link {method} {path} → {target}: no operation to link to");
+        let item =
+            api.paths.paths.get_mut(path).unwrap_or_else(|| panic!("link from {path}: not documented"));
+        let operation = match method {
+            "get" => item.get.as_mut(),
+            "post" => item.post.as_mut(),
+            "put" => item.put.as_mut(),
+            "patch" => item.patch.as_mut(),
+            "delete" => item.delete.as_mut(),
+            _ => None,
+        };
+        let operation = operation.unwrap_or_else(|| panic!("link from {method} {path}: not documented"));
+        let response = operation.responses.responses.get_mut(status);
+        let Some(utoipa::openapi::RefOr::T(response)) = response else {
+            panic!("link from {method} {path}: no inline {status} response");
+        };
+        for (name, link) in links {
+            response.links.insert(name, link.into());
+        }
+    }
+}

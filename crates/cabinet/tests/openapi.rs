@@ -2,7 +2,7 @@
 
 mod support;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use support::TestServer;
 
 #[tokio::test]
@@ -106,4 +106,137 @@ async fn the_console_is_served_from_the_binary_under_its_own_policy() {
         doc["paths"].as_object().unwrap().keys().all(|path| !path.starts_with("/console")),
         "the console is a UI, not part of the API's document"
     );
+}
+
+/// Paths axum mounts that are deliberately not in `/openapi.json`, each with why.
+const UNDOCUMENTED: &[(&str, &str)] = &[
+    ("/console", "the web console: a UI over the documented API"),
+    ("/console/", "the web console"),
+    ("/console/{asset}", "the console's static files"),
+    ("/docs", "the Swagger UI page"),
+    ("/docs/", "the Swagger UI page"),
+    ("/docs/{*rest}", "the Swagger UI's static files"),
+    ("/openapi.json", "the document itself"),
+    (
+        "/compat/mavera/api/v1/{*rest}",
+        "Mavera's 404 for unknown routes: no state, no key, no body read \
+         (`the_mavera_catch_all_is_inert` holds it to that)",
+    ),
+];
+
+/// The paths of an axum router, from its `Debug` (axum has no public route list): the path
+/// router prints `RouteId(n): "/path"` for each mounted path. If axum changes that output, the
+/// sanity check in the test below fails rather than passing with nothing compared.
+fn mounted_paths(router: &axum::Router) -> Vec<String> {
+    let debug = format!("{router:?}");
+    // The path router comes first; the fallback router after it holds only axum's own fallback.
+    let (routes, _fallback) =
+        debug.split_once("fallback_router:").expect("axum's Router Debug names its fallback router");
+    let mut paths = Vec::new();
+    let mut rest = routes;
+    while let Some(at) = rest.find("RouteId(") {
+        rest = &rest[at + "RouteId(".len()..];
+        let Some(close) = rest.find("): \"") else { continue };
+        if !rest[..close].bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        rest = &rest[close + 4..];
+        let end = rest.find('"').expect("a closing quote");
+        paths.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// A concrete URL path for a template: every parameter becomes `x`.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| if segment.starts_with('{') { "x" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every path axum mounts is in the document with every method it answers, but those listed in
+/// `UNDOCUMENTED`; and the document lists nothing that is not mounted. The methods are probed on
+/// the live server: a method not mounted on a path is axum's 405, anything else is mounted.
+#[tokio::test]
+async fn every_mounted_route_is_in_the_document() {
+    let server = TestServer::spawn().await;
+    let state = cabinet_api::AppState { cabinet: server.cabinet.clone(), limits: Default::default() };
+    let (router, api) = cabinet_api::router::routes(state);
+    let mounted = mounted_paths(&router);
+    assert!(
+        mounted.len() > 40
+            && mounted.iter().any(|p| p == "/v1/uploads")
+            && mounted.iter().any(|p| p == "/console"),
+        "could not read the mounted paths from axum's Debug output (did axum change it?): {mounted:?}"
+    );
+    let (status, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    let documented = doc["paths"].as_object().expect("paths");
+    assert_eq!(
+        documented.keys().collect::<Vec<_>>(),
+        api.paths.paths.keys().collect::<Vec<_>>(),
+        "the served document is the router's"
+    );
+    let excluded: Vec<&str> = UNDOCUMENTED.iter().map(|(path, _)| *path).collect();
+    for path in &excluded {
+        assert!(mounted.iter().any(|p| p == path), "{path} is excluded but no longer mounted: drop it");
+        assert!(!documented.contains_key(*path), "{path} is excluded but documented: drop the exclusion");
+    }
+    let mut missing = Vec::new();
+    for path in mounted.iter().filter(|p| !excluded.contains(&p.as_str())) {
+        let Some(item) = documented.get(path) else {
+            missing.push(format!("{path} (every method)"));
+            continue;
+        };
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            let response = server
+                .http
+                .request(method.clone(), format!("{}{}", server.url, concrete(path)))
+                .send()
+                .await
+                .unwrap();
+            let answered = response.status() != StatusCode::METHOD_NOT_ALLOWED;
+            let in_doc = item.get(method.as_str().to_ascii_lowercase()).is_some_and(|op| op.is_object());
+            if answered && !in_doc {
+                missing.push(format!("{method} {path} (answered {})", response.status()));
+            }
+            if in_doc && !answered {
+                missing.push(format!("{method} {path} is documented but answers 405"));
+            }
+        }
+    }
+    for path in documented.keys() {
+        if !mounted.contains(path) {
+            missing.push(format!("{path} is documented but not mounted"));
+        }
+    }
+    assert!(missing.is_empty(), "mounted routes and the document disagree: {missing:#?}");
+}
+
+/// The one mounted API path outside the document answers every method, with or without a key,
+/// with Mavera's 404 and nothing else.
+#[tokio::test]
+async fn the_mavera_catch_all_is_inert() {
+    let server = TestServer::spawn().await;
+    for tail in ["nope", "files/x/y/z", "%00", "a/b/c/d/e/f"] {
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            for key in [None, Some(server.tenant.key.as_str())] {
+                let mut request = server
+                    .http
+                    .request(method.clone(), format!("{}/compat/mavera/api/v1/{tail}", server.url))
+                    .body("{\"workspace_id\": \"x\"}");
+                if let Some(key) = key {
+                    request = request.bearer_auth(key);
+                }
+                let (status, body) = server.send(request).await;
+                assert_eq!(status, StatusCode::NOT_FOUND, "{method} {tail}: {body}");
+                assert!(body.to_string().contains("route"), "{method} {tail}: {body}");
+            }
+        }
+    }
 }

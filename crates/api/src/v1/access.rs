@@ -23,6 +23,7 @@ pub struct TokenRequest {
     #[schema(example = "user_42")]
     pub sub: String,
     /// Lifetime in seconds, 1 to 86400; default 3600.
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl: Option<u64>,
 }
 

@@ -422,6 +422,7 @@ pub async fn remove_reference(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DownloadUrlParams {
     /// Lifetime in seconds, 1 to 604800 (7 days); default 3600.
+    #[param(minimum = 1, maximum = 604800)]
     pub expires_in: Option<u64>,
     /// Serve as an attachment (a download) rather than inline.
     pub download: Option<bool>,
@@ -482,6 +483,7 @@ pub async fn get_content(
 pub struct ThumbnailParams {
     /// The longest edge in pixels: 64, 256 (the default) or 1024; any other value is refused
     /// (400 `invalid_size`). Smaller images are never enlarged.
+    #[param(value_type = Option<u32>, schema_with = thumbnail_sizes)]
     pub size: Option<u32>,
 }
 
@@ -512,4 +514,12 @@ pub async fn get_thumbnail(
 ) -> ApiResult<Response<Body>> {
     let (_, thumbnail) = state.cabinet.thumbnail(&caller, &FileId::parse(&id)?, params.size).await?;
     serve_thumbnail(thumbnail, &headers)
+}
+
+/// The thumbnail sizes there are.
+fn thumbnail_sizes() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some([64, 256, 1024]))
+        .build()
 }

@@ -23,6 +23,7 @@ use crate::AppState;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct ConflictParams {
     /// `fail` (default: 409 `name_taken`) or `rename` (picks "name (2)").
+    #[param(pattern = "^(fail|rename)$")]
     pub on_conflict: Option<String>,
 }
 

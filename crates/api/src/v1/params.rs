@@ -11,10 +11,13 @@ use utoipa::IntoParams;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct ListParams {
     /// `name`, `created_at` (default), `updated_at` or `size`.
+    #[param(pattern = "^(name|created_at|updated_at|size)$")]
     pub sort: Option<String>,
     /// `asc` or `desc` (default: `asc` for name, `desc` otherwise).
+    #[param(pattern = "^(asc|desc)$")]
     pub order: Option<String>,
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

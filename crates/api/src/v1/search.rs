@@ -69,6 +69,7 @@ pub async fn list_tags(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct TrashParams {
     /// 1–500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -30,9 +30,9 @@ pub const PREFIX: &str = "/compat/cms";
 )))]
 pub struct CmsDoc;
 
-/// The dialect's routes, documented with the trailing slash; the same paths without it also work.
+/// The dialect's routes, with and without the trailing slash; both spellings are documented.
 pub fn routes(state: AppState) -> OpenApiRouter {
-    OpenApiRouter::with_openapi(CmsDoc::openapi())
+    let mut router = OpenApiRouter::with_openapi(CmsDoc::openapi())
         .routes(routes!(files::list_files, files::upload_file))
         .routes(routes!(files::get_file, files::update_file, files::delete_file))
         .route("/compat/cms/files", get(files::list_files).post(files::upload_file))
@@ -42,5 +42,33 @@ pub fn routes(state: AppState) -> OpenApiRouter {
         )
         // Uploads and PATCH bodies are read with their own limits (see `files.rs`).
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    document_unslashed(router.get_openapi_mut());
+    router
+}
+
+/// Documents each path mounted without its trailing slash as well, with the same operations (their
+/// ids suffixed `_unslashed`), so the fuzzer and the isolation matrix reach both spellings.
+fn document_unslashed(api: &mut utoipa::openapi::OpenApi) {
+    let aliases: Vec<(String, utoipa::openapi::PathItem)> = api
+        .paths
+        .paths
+        .iter()
+        .filter(|(path, _)| path.starts_with(PREFIX) && path.len() > 1 && path.ends_with('/'))
+        .map(|(path, item)| {
+            let mut item = item.clone();
+            for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = operation.operation_id.as_mut() {
+                    id.push_str("_unslashed");
+                }
+            }
+            (path.trim_end_matches('/').to_owned(), item)
+        })
+        .collect();
+    for (path, item) in aliases {
+        api.paths.paths.entry(path).or_insert(item);
+    }
 }

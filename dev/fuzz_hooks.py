@@ -1,0 +1,184 @@
+"""schemathesis hooks for dev/fuzz: mint real signed URLs for the storage and public routes.
+
+The storage endpoint takes no key: the signed query is the credential, so a case schemathesis
+generates on its own can only ever get 403. For every positive case of a storage operation this
+hook first asks the API (with the fuzz run's bearer key) for a URL that fits the case, then fills
+the case's path and query from it, so the generated body is really received, counted and
+verified:
+
+- PUT  /storage/v1/uploads/{ws}/{id}              a fresh upload declared with the body's size
+- POST /storage/v1/uploads/{ws}/{id}              the same, sized to the multipart `file` field
+- PUT  /storage/v1/uploads/{ws}/{id}/parts/{n}    a fresh multipart upload of one part of that size
+- GET  /storage/v1/files/{ws}/{id}                a download URL of a real file
+- GET  /storage/v1/thumbnails/{ws}/{id}/{size}    a real PNG's thumbnail URL
+- GET  /public/v1/files/{ws}/{id}                 a real file whose read rule is `public`
+
+Negative cases (schemathesis broke the request on purpose) stay unsigned: they must be refused.
+Every signed call is written to $CABINET_FUZZ_SIGNED_LOG ("METHOD PATH STATUS"), so dev/fuzz can
+fail when the storage routes were never reached or never accepted anything.
+"""
+
+import base64
+import os
+import struct
+import zlib
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+import schemathesis
+
+BASE = os.environ["CABINET_FUZZ_URL"]
+KEY = os.environ["CABINET_FUZZ_KEY"]
+LOG = os.environ["CABINET_FUZZ_SIGNED_LOG"]
+API = requests.Session()
+API.headers["Authorization"] = f"Bearer {KEY}"
+
+_cache = {}
+# The cases this hook signed, held so their ids are not reused while the run lasts.
+_signed = {}
+
+
+def _api(method, path, **kwargs):
+    response = API.request(method, BASE + path, timeout=30, **kwargs)
+    if response.status_code >= 300:
+        raise RuntimeError(f"fuzz hook: {method} {path} answered {response.status_code}: {response.text}")
+    return response.json()
+
+
+def _png():
+    """A valid 8x8 RGB PNG, so the thumbnail route has something to render."""
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"".join(bytes([x * 30, y * 30, 128]) for x in range(8)) for y in range(8))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _file(kind):
+    """A real file, made once per run: `plain` bytes, an `image`, or a `public` one."""
+    if kind not in _cache:
+        content = _png() if kind == "image" else f"cabinet fuzz {kind} file\n".encode()
+        name = "fuzz.png" if kind == "image" else f"fuzz-{kind}.txt"
+        made = _api(
+            "POST",
+            "/v1/files",
+            json={"name": name, "content_base64": base64.b64encode(content).decode()},
+        )
+        if kind == "public":
+            _api("PUT", f"/v1/files/{made['id']}/access-rules", json={"read": "public"})
+        _cache[kind] = made
+    return _cache[kind]
+
+
+def _fill(case, url, headers=None):
+    """Point the case at `url`: its path parameters from the path, its query verbatim."""
+    parts = urlsplit(url)
+    template = case.operation.path.strip("/").split("/")
+    actual = parts.path.strip("/").split("/")
+    if len(template) != len(actual):
+        raise RuntimeError(f"fuzz hook: {url} does not fit {case.operation.path}")
+    case.path_parameters = {
+        t[1:-1]: a for t, a in zip(template, actual) if t.startswith("{") and t.endswith("}")
+    }
+    # The signature covers the query exactly as signed: keep its order and spelling.
+    case.query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if headers:
+        case.headers = {**(case.headers or {}), **headers}
+
+
+def _body_size(case):
+    """How many bytes of the upload the case will send: its raw body, or its multipart `file`
+    field, measured on the request exactly as schemathesis serializes it."""
+    prepared = case.as_transport_kwargs(base_url=BASE)
+    headers = {k.lower(): v for k, v in (prepared.get("headers") or {}).items()}
+    if prepared.get("files"):
+        # A multipart body requests will encode: encode it the same way to measure it.
+        request = requests.Request("POST", BASE, files=prepared["files"], data=prepared.get("data")).prepare()
+        data, headers = request.body, {k.lower(): v for k, v in request.headers.items()}
+    else:
+        data = prepared.get("data")
+    if data is None:
+        return None
+    if isinstance(data, str):
+        data = data.encode()
+    content_type = headers.get("content-type", "")
+    if "multipart/form-data" not in content_type:
+        return len(data)
+    boundary = content_type.split("boundary=", 1)[1].strip().strip('"').encode()
+    for part in data.split(b"--" + boundary):
+        head, _, content = part.partition(b"\r\n\r\n")
+        if b'name="file"' in head:
+            return len(content[: -len(b"\r\n")] if content.endswith(b"\r\n") else content)
+    return None
+
+
+def _upload_ticket(size, multipart=False):
+    return _api(
+        "POST",
+        "/v1/uploads",
+        json={"name": "fuzz.bin", "size": size, "multipart": multipart},
+    )
+
+
+@schemathesis.hook
+def before_call(context, case, **kwargs):
+    path = case.operation.path
+    method = case.operation.method.upper()
+    if not (path.startswith("/storage/v1/") or path.startswith("/public/v1/")):
+        return
+    meta = case.meta
+    if meta is not None and (
+        not meta.generation.mode.is_positive
+        or any(not component.mode.is_positive for component in meta.components.values())
+    ):
+        return
+    if path == "/storage/v1/uploads/{workspace_id}/{upload_id}":
+        size = _body_size(case)
+        if size is None:
+            return
+        ticket = _upload_ticket(size)
+        _fill(case, ticket["upload_url"])
+    elif path == "/storage/v1/uploads/{workspace_id}/{upload_id}/parts/{part_number}":
+        size = _body_size(case)
+        if not size:
+            return  # a multipart upload has at least one byte
+        ticket = _upload_ticket(size, multipart=True)
+        parts = _api("POST", f"/v1/uploads/{ticket['id']}/parts", json={"part_numbers": [1]})
+        _fill(case, parts["parts"][0]["url"], parts["parts"][0].get("headers"))
+    elif path == "/storage/v1/files/{workspace_id}/{file_id}":
+        url = _api("GET", f"/v1/files/{_file('plain')['id']}/download-url")["url"]
+        _fill(case, url)
+    elif path == "/storage/v1/thumbnails/{workspace_id}/{file_id}/{size}":
+        url = _api("GET", f"/v1/files/{_file('image')['id']}")["thumbnail_url"]
+        if not url:
+            raise RuntimeError("fuzz hook: the PNG has no thumbnail_url")
+        _fill(case, url)
+    elif path == "/public/v1/files/{workspace_id}/{file_id}":
+        made = _file("public")
+        case.path_parameters = {"workspace_id": made["workspace_id"], "file_id": made["id"]}
+    else:
+        raise RuntimeError(f"fuzz hook: no way to sign {method} {path}; teach dev/fuzz_hooks.py")
+    _signed[id(case)] = case
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    """A signed case no longer carries the path and query schemathesis generated: when those were
+    its negative part (a broken `sig`, `max` or `expires`), the hook replaced them with a valid
+    signature, so "invalid data accepted" is about data never sent. Only that check, only on
+    cases this hook signed (whose body was positive, or it would not have signed them)."""
+    return not (id(case) in _signed and type(failure).__name__ == "AcceptedNegativeData")
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    if id(case) in _signed:
+        with open(LOG, "a") as log:
+            log.write(f"{case.operation.method.upper()} {case.operation.path} {response.status_code}\n")
