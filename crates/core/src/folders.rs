@@ -159,6 +159,7 @@ impl Cabinet {
         paging: Paging,
     ) -> Result<Page<Folder>> {
         caller.require(Role::Read)?;
+        self.check_scope(&caller.workspace_id, &filter.parent).await?;
         let mut fetch = paging.clone();
         fetch.limit += 1;
         let (items, total) = self.store.list_folders(&caller.workspace_id, &filter, sort, &fetch).await?;
