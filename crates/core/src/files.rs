@@ -8,7 +8,7 @@ use crate::content_type;
 use crate::error::{Error, Result};
 use crate::folders::RestoreNote;
 use crate::ids::{FileId, FolderId, WorkspaceId};
-use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, Paging, Sort};
+use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, FolderScope, Paging, Sort};
 use crate::metadata;
 use crate::model::{FileRecord, FileReference, Page, Role};
 use crate::names::validate_name;
@@ -121,6 +121,7 @@ impl Cabinet {
         paging: Paging,
     ) -> Result<Page<FileRecord>> {
         let mut filter = filter;
+        self.check_scope(&caller.workspace_id, &filter.folder).await?;
         match caller.end_user() {
             // An end user lists the files they uploaded; others are reachable by id when the
             // rules allow.
@@ -312,6 +313,8 @@ impl Cabinet {
             return Err(Error::bad_request("missing_query", "q must not be empty"));
         }
         check_name_filter(Some(&query))?;
+        self.check_scope(&caller.workspace_id, &files.folder).await?;
+        self.check_scope(&caller.workspace_id, &folders.parent).await?;
         let folded = crate::names::fold(query.trim());
         files.name_contains = Some(folded.clone());
         folders.name_contains = Some(folded);
@@ -319,6 +322,18 @@ impl Cabinet {
         fetch.limit += 1;
         let (items, total) = self.store.search(&caller.workspace_id, &files, &folders, sort, &fetch).await?;
         Ok(into_page(items, &paging, sort, total))
+    }
+
+    /// A list filtered by a folder names a folder of the caller's workspace (trashed or not), or
+    /// is refused like a path naming one would be: another workspace's folder is not found, not
+    /// an empty list.
+    pub(crate) async fn check_scope(&self, ws: &crate::WorkspaceId, scope: &FolderScope) -> Result<()> {
+        match scope {
+            FolderScope::In(folder) | FolderScope::Subtree(folder) => {
+                self.store.get_folder(ws, folder).await.map(|_| ())
+            }
+            FolderScope::Anywhere | FolderScope::Root => Ok(()),
+        }
     }
 
     /// A file that exists and is not in the trash.

@@ -172,6 +172,7 @@ impl Cabinet {
     ) -> Result<Page<Folder>> {
         caller.require(Role::Read)?;
         check_name_filter(filter.name_contains.as_deref())?;
+        self.check_scope(&caller.workspace_id, &filter.parent).await?;
         let mut fetch = paging.clone();
         fetch.limit += 1;
         let (items, total) = self.store.list_folders(&caller.workspace_id, &filter, sort, &fetch).await?;
