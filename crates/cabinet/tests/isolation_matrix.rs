@@ -405,6 +405,8 @@ enum Body {
 }
 
 /// The request for an operation, every id in it one of A's real ones.
+// Each argument is one independent input of the request; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn call_for(
     method: &Method,
     template: &str,

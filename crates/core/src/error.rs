@@ -123,7 +123,13 @@ impl Error {
 
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
-        Error::Internal(Box::new(err))
+        match err.kind() {
+            // The server's disk is full: nothing wrong with the request, and it may work later.
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Error::Unavailable(Box::new(err))
+            }
+            _ => Error::Internal(Box::new(err)),
+        }
     }
 }
 
