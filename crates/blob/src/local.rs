@@ -231,7 +231,7 @@ impl Staging {
     }
 
     /// Writes what is left and makes the file durable.
-    async fn finish(mut self) -> io::Result<Written> {
+    async fn finish(&mut self) -> io::Result<Written> {
         let mut writer = self.writer().await?;
         let batch = std::mem::take(&mut self.batch);
         let written = tokio::task::spawn_blocking(move || {
@@ -243,11 +243,21 @@ impl Staging {
         self.kept = true;
         Ok(written)
     }
+
+    /// Removes the file once the blocking task that may hold it is done, before the caller hears
+    /// of the failure.
+    async fn abandon(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let _ = pending.await;
+        }
+        let _ = tokio::fs::remove_file(&self.path).await;
+        self.kept = true;
+    }
 }
 
 impl Drop for Staging {
-    /// A staging that did not finish (an error, or its future was dropped) removes its file once
-    /// the blocking task that may still hold it is done.
+    /// A staging whose future was dropped before it finished removes its file once the blocking
+    /// task that may still hold it is done.
     fn drop(&mut self) {
         if self.kept {
             return;
@@ -358,23 +368,34 @@ impl BlobStore for LocalBlobStore {
         let mut staging = Staging::start(self.tmp.join(&temp_key));
         let mut head = BytesMut::new();
         let mut received = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StageError::Body)?;
-            if chunk.is_empty() {
-                continue;
+        let written = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StageError::Body)?;
+                if chunk.is_empty() {
+                    continue;
+                }
+                received += chunk.len() as u64;
+                if received > limit {
+                    return Err(StageError::TooLarge { limit });
+                }
+                if head.len() < HEAD_BYTES {
+                    let take = (HEAD_BYTES - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                }
+                staging.push(chunk).await.map_err(StageError::Storage)?;
             }
-            received += chunk.len() as u64;
-            if received > limit {
-                return Err(StageError::TooLarge { limit });
-            }
-            if head.len() < HEAD_BYTES {
-                let take = (HEAD_BYTES - head.len()).min(chunk.len());
-                head.extend_from_slice(&chunk[..take]);
-            }
-            staging.push(chunk).await.map_err(StageError::Storage)?;
+            staging.finish().await.map_err(StageError::Storage)
         }
-        let written = staging.finish().await.map_err(StageError::Storage)?;
-        Ok(StagedBlob { temp_key, size: written.size, sha256: written.sha256, head: head.freeze() })
+        .await;
+        match written {
+            Ok(written) => {
+                Ok(StagedBlob { temp_key, size: written.size, sha256: written.sha256, head: head.freeze() })
+            }
+            Err(err) => {
+                staging.abandon().await;
+                Err(err)
+            }
+        }
     }
 
     async fn commit(&self, staged: &StagedBlob, key: &str) -> Result<()> {
