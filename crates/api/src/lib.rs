@@ -46,6 +46,11 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     /// How long a request body may send nothing while it is being read (zero: no limit).
     pub body_idle_timeout: Duration,
+    /// The least a request body must send, in bytes per second averaged over `body_rate_window`
+    /// of waiting for it (0: no minimum).
+    pub body_min_rate: u64,
+    /// The window over which `body_min_rate` is averaged.
+    pub body_rate_window: Duration,
     /// Requests per minute per API key, or per IP without one (0: no limit).
     pub rate_limit_per_minute: u32,
     /// Send `Strict-Transport-Security` (the service is reached over https).
@@ -63,6 +68,8 @@ impl Default for HttpLimits {
             max_url_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             body_idle_timeout: Duration::from_secs(30),
+            body_min_rate: 1024,
+            body_rate_window: Duration::from_secs(60),
             rate_limit_per_minute: 6000,
             strict_transport_security: false,
             mavi_direct_upload_bytes: 500_000_000,

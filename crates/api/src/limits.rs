@@ -1,5 +1,5 @@
 //! Limits every request passes before a handler sees it — URL length, header size, and an idle
-//! timeout on the request body — and the security headers every response leaves with. A refusal
+//! timeout and a minimum transfer rate on the request body — and the security headers every response leaves with. A refusal
 //! here has the same `{"error":{"code","message"}}` shape as any other.
 
 use std::future::Future;
@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::extract::{Request, State};
@@ -33,7 +33,7 @@ pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Re
 }
 
 /// Refuses over-long URLs (414) and over-large header sections (431), and puts an idle timeout
-/// on the request body.
+/// and a minimum rate on the request body.
 pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Request, next: Next) -> Response {
     let url_bytes = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if url_bytes > limits.max_url_bytes {
@@ -56,18 +56,18 @@ pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Requ
             ),
         );
     }
-    let request = if request.body().is_end_stream() || limits.body_idle_timeout.is_zero() {
+    let paced = !limits.body_idle_timeout.is_zero() || limits.body_min_rate > 0;
+    let request = if request.body().is_end_stream() || !paced {
         request
     } else {
-        let idle = limits.body_idle_timeout;
-        request.map(|body| Body::from_stream(IdleTimeout::new(body.into_data_stream(), idle)))
+        request.map(|body| Body::from_stream(PacedBody::new(body.into_data_stream(), &limits)))
     };
     next.run(request).await
 }
 
 /// Adds the security headers: a strict Content-Security-Policy on API responses (not on `/docs`,
 /// whose page needs its scripts, and not on file bytes, which carry their own), and HSTS when the
-/// service is reached over https.
+/// service is reached over https; and `Retry-After` on a handler's 429.
 pub async fn security_headers(
     State(limits): State<Arc<HttpLimits>>,
     request: Request,
@@ -85,50 +85,132 @@ pub async fn security_headers(
     if limits.strict_transport_security {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
     }
+    // A 429 from a handler (a workspace or key at its cap of uploads in progress) says when to
+    // come back, whichever surface shaped its body; the rate limiter sets its own.
+    if response.status() == StatusCode::TOO_MANY_REQUESTS
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(cabinet_core::transfers::UPLOAD_RETRY_AFTER_SECS));
+    }
     response
 }
 
-/// A request body that fails when no byte arrives for `idle` while its reader waits: a client
-/// that stalls is cut off, one that is slow but steady is not. The clock runs only while the
-/// handler is waiting for bytes, never while it is busy elsewhere.
-struct IdleTimeout {
+/// A request body that fails when no byte arrives for `idle` while its reader waits, or when it
+/// sends less than `min_bytes` within `window` of waiting: a client that stalls or trickles is cut
+/// off, one that is slow but steady is not. Both clocks run only while the handler is waiting for
+/// bytes, never while it is busy elsewhere (writing to a slow disk, say).
+struct PacedBody {
     inner: BodyDataStream,
     idle: Duration,
-    deadline: Option<Pin<Box<Sleep>>>,
-    timed_out: bool,
+    idle_deadline: Option<Pin<Box<Sleep>>>,
+    pace: Option<Pace>,
+    cut: bool,
 }
 
-impl IdleTimeout {
-    fn new(inner: BodyDataStream, idle: Duration) -> Self {
-        Self { inner, idle, deadline: None, timed_out: false }
+/// The minimum-rate rule: `min_bytes` must arrive within each `window` of waiting.
+struct Pace {
+    window: Duration,
+    min_bytes: u64,
+    /// Waiting time and bytes counted in the current window.
+    waited: Duration,
+    bytes: u64,
+    waiting_since: Option<Instant>,
+    window_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Pace {
+    /// Counts a chunk; the window starts over once it has brought enough bytes.
+    fn arrived(&mut self, len: usize) -> bool {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
+        self.window_deadline = None;
+        self.bytes += len as u64;
+        if self.bytes >= self.min_bytes {
+            (self.waited, self.bytes) = (Duration::ZERO, 0);
+            return true;
+        }
+        self.waited < self.window
+    }
+
+    /// Whether waiting has now used up the window without enough bytes.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let left = self.window.saturating_sub(self.waited);
+        let deadline = self
+            .window_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until((since + left).into())));
+        deadline.as_mut().poll(cx).is_ready()
     }
 }
 
-impl Stream for IdleTimeout {
+impl PacedBody {
+    fn new(inner: BodyDataStream, limits: &HttpLimits) -> Self {
+        let pace = (limits.body_min_rate > 0 && !limits.body_rate_window.is_zero()).then(|| Pace {
+            window: limits.body_rate_window,
+            min_bytes: (limits.body_min_rate as f64 * limits.body_rate_window.as_secs_f64()).ceil() as u64,
+            waited: Duration::ZERO,
+            bytes: 0,
+            waiting_since: None,
+            window_deadline: None,
+        });
+        Self { inner, idle: limits.body_idle_timeout, idle_deadline: None, pace, cut: false }
+    }
+
+    fn cut_off(&mut self, message: String) -> Poll<Option<Result<Bytes, io::Error>>> {
+        self.cut = true;
+        (self.idle_deadline, self.pace) = (None, None);
+        tracing::info!(reason = %message, "a request body was cut off");
+        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::TimedOut, message))))
+    }
+
+    fn too_slow(&self) -> String {
+        let pace = self.pace.as_ref().expect("only with a pace");
+        format!(
+            "the body sent fewer than {} bytes in {} s; the least accepted is {} bytes/s",
+            pace.min_bytes,
+            pace.window.as_secs_f64(),
+            (pace.min_bytes as f64 / pace.window.as_secs_f64()).round()
+        )
+    }
+}
+
+impl Stream for PacedBody {
     type Item = Result<Bytes, io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.timed_out {
+        if self.cut {
             return Poll::Ready(None);
         }
         match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.idle_deadline = None;
+                if let Some(pace) = &mut self.pace {
+                    if !pace.arrived(chunk.len()) {
+                        let message = self.too_slow();
+                        return self.cut_off(message);
+                    }
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
             Poll::Ready(item) => {
-                self.deadline = None;
+                self.idle_deadline = None;
                 Poll::Ready(item.map(|chunk| chunk.map_err(io::Error::other)))
             }
             Poll::Pending => {
+                if self.pace.as_mut().is_some_and(|pace| pace.poll_expired(cx)) {
+                    let message = self.too_slow();
+                    return self.cut_off(message);
+                }
+                if self.idle.is_zero() {
+                    return Poll::Pending;
+                }
                 let idle = self.idle;
-                let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                let deadline = self.idle_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        self.deadline = None;
-                        self.timed_out = true;
-                        tracing::info!(idle_secs = idle.as_secs_f64(), "a request body stalled; cut off");
-                        Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("no bytes arrived for {} s", idle.as_secs_f64()),
-                        ))))
-                    }
+                    Poll::Ready(()) => self.cut_off(format!("no bytes arrived for {} s", idle.as_secs_f64())),
                     Poll::Pending => Poll::Pending,
                 }
             }

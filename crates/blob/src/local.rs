@@ -1,8 +1,9 @@
 //! A local folder as blob store: `objects/<key>` for committed objects, `tmp/<id>.part` while
 //! bytes arrive, `parts/<ws>/<upload>/<n>` for the received parts of a multipart upload (durable
-//! like objects: they outlive a restart, so the upload resumes). Writing and hashing run on a blocking thread fed through a small bounded
-//! channel, so memory stays flat whatever the file size and the network never waits on the disk
-//! for more than a few chunks.
+//! like objects: they outlive a restart, so the upload resumes). Bytes are received on the async
+//! runtime and handed to the blocking pool only in ~1 MiB batches, one at a time, where they are
+//! hashed and written: memory stays flat whatever the file size, the network never waits on the
+//! disk for more than one batch, and a slow client holds no thread while it waits.
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,11 +16,8 @@ use cabinet_core::{BlobStore, Error, Result, Upload};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
-/// Chunks in flight between the network and the disk.
-const CHANNEL_CHUNKS: usize = 16;
 /// The write buffer; large writes keep syscalls few.
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes written between early writeback requests. A syncer thread flushes what has been written
@@ -95,17 +93,6 @@ impl LocalBlobStore {
     }
 }
 
-enum Message {
-    Chunk(Bytes),
-    Finish,
-}
-
-/// What the writer thread reports.
-struct Written {
-    size: u64,
-    sha256: String,
-}
-
 /// Flushes a file's written pages to disk in the background while the writer carries on.
 /// Started on a file's first `WRITEBACK_EVERY` bytes, so small files never spawn one.
 struct Writeback {
@@ -139,53 +126,155 @@ impl Writeback {
     }
 }
 
-/// Hashes and writes chunks until told to finish, then fsyncs. If the channel closes without
-/// `Finish` (the request failed or was dropped), the temporary file is removed.
-fn write_temporary(path: &Path, mut chunks: mpsc::Receiver<Message>) -> io::Result<Option<Written>> {
-    let file = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut writeback: Option<Writeback> = None;
-    let mut flushed_at = 0u64;
-    let result = (|| {
-        while let Some(message) = chunks.blocking_recv() {
-            match message {
-                Message::Chunk(chunk) => {
-                    hasher.update(&chunk);
-                    out.write_all(&chunk)?;
-                    size += chunk.len() as u64;
-                    if size - flushed_at >= WRITEBACK_EVERY {
-                        out.flush()?;
-                        flushed_at = size;
-                        if writeback.is_none() {
-                            writeback = Some(Writeback::start(out.get_ref())?);
-                        }
-                        if let Some(writeback) = &writeback {
-                            writeback.request();
-                        }
-                    }
-                }
-                Message::Finish => {
-                    let file = out.into_inner().map_err(|err| err.into_error())?;
-                    if let Some(writeback) = writeback.take() {
-                        writeback.finish()?;
-                    }
-                    // The fsync that makes the bytes durable before SUCCESS, whatever happened above.
-                    file.sync_all()?;
-                    return Ok(Some(Written { size, sha256: hex::encode(hasher.finalize()) }));
-                }
+/// The temporary file being written, with the hash and size of what it holds. It moves into a
+/// blocking task for each batch and comes back with it, so no thread is held between batches.
+struct TempWriter {
+    out: io::BufWriter<fs::File>,
+    hasher: Sha256,
+    size: u64,
+    /// Dropped with the writer, its thread sees the channel close and ends.
+    writeback: Option<Writeback>,
+    flushed_at: u64,
+}
+
+/// What the writer reports once the file is durable.
+struct Written {
+    size: u64,
+    sha256: String,
+}
+
+impl TempWriter {
+    fn create(path: &Path) -> io::Result<Self> {
+        let file = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Self {
+            out: io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            hasher: Sha256::new(),
+            size: 0,
+            writeback: None,
+            flushed_at: 0,
+        })
+    }
+
+    /// Hashes and writes a batch of chunks, asking for early writeback every `WRITEBACK_EVERY`.
+    fn write(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        for chunk in batch {
+            self.hasher.update(chunk);
+            self.out.write_all(chunk)?;
+            self.size += chunk.len() as u64;
+        }
+        if self.size - self.flushed_at >= WRITEBACK_EVERY {
+            self.out.flush()?;
+            self.flushed_at = self.size;
+            if self.writeback.is_none() {
+                self.writeback = Some(Writeback::start(self.out.get_ref())?);
+            }
+            if let Some(writeback) = &self.writeback {
+                writeback.request();
             }
         }
-        Ok(None)
-    })();
-    if let Some(writeback) = writeback {
-        let _ = writeback.finish();
+        Ok(())
     }
-    if !matches!(result, Ok(Some(_))) {
-        let _ = fs::remove_file(path);
+
+    /// Flushes and fsyncs: the bytes are durable before SUCCESS, whatever happened above.
+    fn finish(mut self) -> io::Result<Written> {
+        let writeback = self.writeback.take();
+        let file = self.out.into_inner().map_err(|err| err.into_error())?;
+        if let Some(writeback) = writeback {
+            writeback.finish()?;
+        }
+        file.sync_all()?;
+        Ok(Written { size: self.size, sha256: hex::encode(self.hasher.finalize()) })
     }
-    result
+}
+
+/// A temporary file while its bytes arrive. The network is read on the async runtime; only a
+/// filled batch goes to the blocking pool, and at most one at a time, so a slow or stalled
+/// client holds no thread while it waits, and the disk works on one batch while the next arrives.
+struct Staging {
+    path: PathBuf,
+    /// The blocking task that holds the writer: opening the file or writing a batch.
+    pending: Option<tokio::task::JoinHandle<io::Result<TempWriter>>>,
+    /// Chunks received and not yet handed to the disk.
+    batch: Vec<Bytes>,
+    batch_bytes: usize,
+    /// Set once the file is durable and handed over; until then, dropping removes it.
+    kept: bool,
+}
+
+impl Staging {
+    fn start(path: PathBuf) -> Self {
+        let pending = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || TempWriter::create(&path)
+        });
+        Self { path, pending: Some(pending), batch: Vec::new(), batch_bytes: 0, kept: false }
+    }
+
+    /// Waits for the writer to be free again and takes it.
+    async fn writer(&mut self) -> io::Result<TempWriter> {
+        let pending = self.pending.take().ok_or_else(|| io::Error::other("the writer stopped early"))?;
+        pending.await.map_err(io::Error::other)?
+    }
+
+    /// Adds a chunk; a full batch goes to the disk once the previous one is written.
+    async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.batch_bytes += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_bytes < WRITE_BUFFER {
+            return Ok(());
+        }
+        let mut writer = self.writer().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        self.pending = Some(tokio::task::spawn_blocking(move || writer.write(&batch).map(|()| writer)));
+        Ok(())
+    }
+
+    /// Writes what is left and makes the file durable.
+    async fn finish(&mut self) -> io::Result<Written> {
+        let mut writer = self.writer().await?;
+        let batch = std::mem::take(&mut self.batch);
+        let written = tokio::task::spawn_blocking(move || {
+            writer.write(&batch)?;
+            writer.finish()
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.kept = true;
+        Ok(written)
+    }
+
+    /// Removes the file once the blocking task that may hold it is done, before the caller hears
+    /// of the failure.
+    async fn abandon(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let _ = pending.await;
+        }
+        let _ = tokio::fs::remove_file(&self.path).await;
+        self.kept = true;
+    }
+}
+
+impl Drop for Staging {
+    /// A staging whose future was dropped before it finished removes its file once the blocking
+    /// task that may still hold it is done.
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let path = std::mem::take(&mut self.path);
+        let pending = self.pending.take();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let _ = fs::remove_file(&path);
+            return;
+        };
+        runtime.spawn(async move {
+            if let Some(pending) = pending {
+                let _ = pending.await;
+            }
+            let _ = tokio::fs::remove_file(&path).await;
+        });
+    }
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -276,15 +365,10 @@ impl BlobStore for LocalBlobStore {
 
     async fn stage(&self, mut body: ByteStream<'_>, limit: u64) -> Result<StagedBlob, StageError> {
         let temp_key = format!("{}.part", ulid::Ulid::new().to_string().to_ascii_lowercase());
-        let path = self.tmp.join(&temp_key);
-        let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
-        let writer = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || write_temporary(&path, receiver)
-        });
+        let mut staging = Staging::start(self.tmp.join(&temp_key));
         let mut head = BytesMut::new();
         let mut received = 0u64;
-        let outcome: Result<(), StageError> = async {
+        let written = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StageError::Body)?;
                 if chunk.is_empty() {
@@ -298,27 +382,19 @@ impl BlobStore for LocalBlobStore {
                     let take = (HEAD_BYTES - head.len()).min(chunk.len());
                     head.extend_from_slice(&chunk[..take]);
                 }
-                if sender.send(Message::Chunk(chunk)).await.is_err() {
-                    // The writer stopped: its error is reported below.
-                    break;
-                }
+                staging.push(chunk).await.map_err(StageError::Storage)?;
             }
-            Ok(())
+            staging.finish().await.map_err(StageError::Storage)
         }
         .await;
-        let finishing = outcome.is_ok();
-        if finishing {
-            let _ = sender.send(Message::Finish).await;
-        }
-        drop(sender);
-        let written = writer.await.map_err(|err| StageError::Storage(io::Error::other(err)))?;
-        outcome?;
         match written {
-            Ok(Some(written)) => {
+            Ok(written) => {
                 Ok(StagedBlob { temp_key, size: written.size, sha256: written.sha256, head: head.freeze() })
             }
-            Ok(None) => Err(StageError::Storage(io::Error::other("the writer stopped early"))),
-            Err(err) => Err(StageError::Storage(err)),
+            Err(err) => {
+                staging.abandon().await;
+                Err(err)
+            }
         }
     }
 

@@ -84,6 +84,19 @@ pub struct ServeArgs {
     /// Seconds a request body may send nothing before the request is cut off (0: never).
     #[arg(long, env = "CABINET_BODY_IDLE_TIMEOUT")]
     pub body_idle_timeout: Option<u64>,
+    /// Least bytes per second a request body must send, averaged over the rate window; a slower
+    /// body is cut off (0: no minimum).
+    #[arg(long, env = "CABINET_BODY_MIN_RATE")]
+    pub body_min_rate: Option<u64>,
+    /// Seconds of waiting over which the body's minimum rate is averaged.
+    #[arg(long, env = "CABINET_BODY_RATE_WINDOW")]
+    pub body_rate_window: Option<u64>,
+    /// Most uploads a workspace may be sending at once; more are refused with 429 (0: no cap).
+    #[arg(long, env = "CABINET_MAX_UPLOADS_PER_WORKSPACE")]
+    pub max_uploads_per_workspace: Option<u32>,
+    /// Most direct uploads one API key may be sending at once; more are refused with 429 (0: no cap).
+    #[arg(long, env = "CABINET_MAX_UPLOADS_PER_KEY")]
+    pub max_uploads_per_key: Option<u32>,
     /// Requests per minute per API key (per client IP without a key); 0 turns limiting off.
     #[arg(long, env = "CABINET_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
@@ -113,6 +126,10 @@ struct FileSettings {
     max_url_bytes: Option<usize>,
     max_header_bytes: Option<usize>,
     body_idle_timeout: Option<u64>,
+    body_min_rate: Option<u64>,
+    body_rate_window: Option<u64>,
+    max_uploads_per_workspace: Option<u32>,
+    max_uploads_per_key: Option<u32>,
     rate_limit_per_minute: Option<u32>,
 }
 
@@ -154,6 +171,10 @@ pub struct ServeConfig {
     pub max_url_bytes: usize,
     pub max_header_bytes: usize,
     pub body_idle_timeout: u64,
+    pub body_min_rate: u64,
+    pub body_rate_window: u64,
+    pub max_uploads_per_workspace: u32,
+    pub max_uploads_per_key: u32,
     pub rate_limit_per_minute: u32,
 }
 
@@ -229,6 +250,13 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
         max_url_bytes: args.max_url_bytes.or(file.max_url_bytes).unwrap_or(8 << 10),
         max_header_bytes: args.max_header_bytes.or(file.max_header_bytes).unwrap_or(32 << 10),
         body_idle_timeout: args.body_idle_timeout.or(file.body_idle_timeout).unwrap_or(30),
+        body_min_rate: args.body_min_rate.or(file.body_min_rate).unwrap_or(1024),
+        body_rate_window: args.body_rate_window.or(file.body_rate_window).unwrap_or(60),
+        max_uploads_per_workspace: args
+            .max_uploads_per_workspace
+            .or(file.max_uploads_per_workspace)
+            .unwrap_or(64),
+        max_uploads_per_key: args.max_uploads_per_key.or(file.max_uploads_per_key).unwrap_or(32),
         rate_limit_per_minute: args.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(6000),
     })
 }

@@ -82,6 +82,8 @@ pub fn settings_of(config: &ServeConfig, public_url: String) -> Settings {
         max_file_bytes: config.max_file_bytes,
         direct_upload_max_bytes: config.direct_upload_max_bytes,
         trash_retention: chrono::Duration::days(config.trash_retention_days as i64),
+        max_uploads_per_workspace: config.max_uploads_per_workspace,
+        max_uploads_per_key: config.max_uploads_per_key,
         ..Settings::default()
     }
 }
@@ -94,6 +96,8 @@ pub fn http_limits_of(config: &ServeConfig, public_url: &str) -> HttpLimits {
         max_url_bytes: config.max_url_bytes,
         max_header_bytes: config.max_header_bytes,
         body_idle_timeout: Duration::from_secs(config.body_idle_timeout),
+        body_min_rate: config.body_min_rate,
+        body_rate_window: Duration::from_secs(config.body_rate_window),
         rate_limit_per_minute: config.rate_limit_per_minute,
         mavi_direct_upload_bytes: config.mavi_direct_upload_max_bytes,
         strict_transport_security: public_url.starts_with("https://"),

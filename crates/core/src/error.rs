@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// The workspace's storage quota would be exceeded (507).
     QuotaExceeded,
+    /// Too many at once; try again after a while (429, with `Retry-After`).
+    TooManyRequests,
     /// Our fault (500); details are logged, not returned.
     Internal,
     /// A dependency (database, storage) is not reachable right now (503).
@@ -62,6 +64,10 @@ pub enum Error {
     /// The workspace's quota cannot take `requested` more bytes.
     #[error("storage quota exceeded: {requested} bytes requested, {available} bytes available")]
     QuotaExceeded { requested: u64, available: u64 },
+    /// The caller already has as many of something in progress as it may; it may retry after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after_secs: u64 },
     /// A dependency is down.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
@@ -78,7 +84,8 @@ impl Error {
             | Error::Conflict { code, .. }
             | Error::TooLarge { code, .. }
             | Error::Unprocessable { code, .. }
-            | Error::BadSignature { code, .. } => code,
+            | Error::BadSignature { code, .. }
+            | Error::TooManyRequests { code, .. } => code,
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
@@ -100,6 +107,7 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Unprocessable { .. } => ErrorKind::Unprocessable,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::TooManyRequests { .. } => ErrorKind::TooManyRequests,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,
         }

@@ -7,12 +7,12 @@ use chrono::{DateTime, Utc};
 use crate::content_type;
 use crate::error::{Error, Result};
 use crate::folders::RestoreNote;
-use crate::ids::{FileId, FolderId, WorkspaceId};
+use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
 use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, FolderScope, Paging, Sort};
 use crate::metadata;
-use crate::model::{FileRecord, FileReference, Page, Role};
+use crate::model::{FileRecord, FileReference, Page, Role, Upload, UploadStatus};
 use crate::names::validate_name;
-use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit, StageError};
+use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit};
 use crate::rules::Operation;
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_FILE_PREFIX};
@@ -33,8 +33,8 @@ pub struct DownloadUrl {
 }
 
 impl Cabinet {
-    /// Stores a file whose bytes come with the request. The size is known only at the end, so the
-    /// quota is charged when the file is created, in the same transaction.
+    /// Stores a file whose bytes come with the request. The size is known only at the end: what it
+    /// may bring is reserved while it streams, and the file's size is charged when it is created.
     pub async fn upload_direct(
         &self,
         caller: &Caller,
@@ -48,60 +48,47 @@ impl Cabinet {
         if let Some(folder) = &meta.folder_id {
             self.check_folder(ws, folder).await?;
         }
+        // Before a byte of the body is read: a workspace's (and a key's) slow uploads fill their
+        // own slots only.
+        let _slot = self.transfer_slot(ws, Some(caller))?;
         let workspace = self.store.get_workspace(ws).await?;
         let file_cap =
             self.max_file_bytes(workspace.max_file_bytes).min(self.settings.direct_upload_max_bytes);
-        let quota_cap = workspace
-            .limit_bytes
-            .map(|limit| limit.saturating_sub(workspace.used_bytes + workspace.reserved_bytes));
-        let limit = quota_cap.map_or(file_cap, |cap| cap.min(file_cap));
-        let staged = match self.blobs.stage(body, limit).await {
-            Ok(staged) => staged,
-            Err(StageError::TooLarge { .. }) if quota_cap.is_some_and(|cap| cap < file_cap) => {
-                return Err(Error::QuotaExceeded { requested: limit + 1, available: limit });
-            }
-            Err(StageError::TooLarge { .. }) => {
-                return Err(Error::TooLarge {
-                    code: "file_too_large",
-                    message: format!(
-                        "the most a direct upload may hold is {file_cap} bytes; use POST /v1/uploads"
-                    ),
-                })
-            }
-            Err(StageError::Body(cause)) => {
-                return Err(Error::bad_request(
-                    "incomplete_body",
-                    format!("the request body ended early: {cause}"),
-                ))
-            }
-            Err(StageError::Storage(cause)) => return Err(Error::internal(cause)),
-        };
         let now = self.clock.now();
-        let id = FileId::generate();
-        let blob_key = format!("{ws}/{id}");
-        let mime = content_type::sniff(&staged.head, declared_mime.as_deref(), &name);
-        let mut file = FileRecord::new(
-            ws.clone(),
-            id,
+        let file_id = FileId::generate();
+        // The same intake as a signed URL of unknown size: an upload that reserves what it may
+        // bring while it streams, so the quota bounds the bytes in flight.
+        let upload = Upload {
+            workspace_id: ws.clone(),
+            id: UploadId::generate(),
             name,
-            mime,
-            staged.size,
-            staged.sha256.clone(),
-            meta.folder_id,
-            blob_key,
-            now,
-        );
-        file.created_by = created_by;
-        if let Err(err) = self.blobs.commit(&staged, &file.blob_key).await {
-            self.blobs.discard(&staged.temp_key).await;
-            return Err(err);
-        }
-        if let Err(err) = self.store.insert_file_charging(&file).await {
-            self.delete_blob_quietly(&file.blob_key).await;
-            return Err(err);
-        }
+            size: 0,
+            size_known: false,
+            declared_mime,
+            sha256: None,
+            folder_id: meta.folder_id,
+            status: UploadStatus::Waiting,
+            failure_reason: None,
+            blob_key: format!("{ws}/{file_id}"),
+            file_id,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + self.settings.upload_url_ttl,
+            created_by,
+            part_size: None,
+            multipart_id: None,
+        };
+        self.store.insert_upload_reserving(&upload).await?;
+        let file = self.receive(&upload, body, None, file_cap).await.map_err(|err| match err {
+            Error::TooLarge { code: "file_too_large", .. } => Error::TooLarge {
+                code: "file_too_large",
+                message: format!(
+                    "the most a direct upload may hold is {file_cap} bytes; use POST /v1/uploads"
+                ),
+            },
+            other => other,
+        })?;
         tracing::info!(workspace = %ws, file = %file.id, size = file.size, "direct upload stored");
-        self.file_created(&file);
         Ok(file)
     }
 

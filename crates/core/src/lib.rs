@@ -21,6 +21,7 @@ pub mod quota;
 pub mod rules;
 pub mod signing;
 pub mod thumbnails;
+pub mod transfers;
 pub mod trash;
 pub mod uploads;
 
@@ -60,6 +61,10 @@ pub struct Settings {
     pub receive_grace: Duration,
     /// How long deleted things stay in the trash before they are purged.
     pub trash_retention: Duration,
+    /// Most uploads a workspace may be receiving at once (0: no cap).
+    pub max_uploads_per_workspace: u32,
+    /// Most uploads one API key may be sending at once (0: no cap).
+    pub max_uploads_per_key: u32,
 }
 
 impl Default for Settings {
@@ -73,6 +78,8 @@ impl Default for Settings {
             direct_upload_max_bytes: 512 * 1024 * 1024,
             receive_grace: Duration::hours(1),
             trash_retention: trash::default_retention(),
+            max_uploads_per_workspace: 64,
+            max_uploads_per_key: 32,
         }
     }
 }
@@ -91,6 +98,7 @@ pub struct Parts {
     settings: Settings,
     hot: hot::HotFiles,
     renderer: thumbnails::Renderer,
+    transfers: Arc<transfers::TransferSlots>,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -118,6 +126,7 @@ impl Cabinet {
             settings,
             hot: Default::default(),
             renderer: Default::default(),
+            transfers: Default::default(),
         }))
     }
 

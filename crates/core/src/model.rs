@@ -174,11 +174,12 @@ pub struct Upload {
     pub workspace_id: WorkspaceId,
     pub id: UploadId,
     pub name: String,
-    /// Declared size in bytes; reserved against the quota while live. 0 when not `size_known`.
+    /// Declared size in bytes; reserved against the quota while live. When not `size_known`: 0
+    /// until bytes arrive, then what is reserved for them, then the file's size once SUCCESS.
     pub size: u64,
-    /// False when the client did not declare a size (the MAVI dialect's signed URLs): nothing is
-    /// reserved, any size up to the workspace's limits is accepted, and the quota is charged when
-    /// the file is created, like a direct upload.
+    /// False when the client did not declare a size (the MAVI dialect's signed URLs, direct
+    /// uploads): any size up to the workspace's limits is accepted; while the bytes stream, what
+    /// they may use is reserved, and the file's size is charged when the file is created.
     pub size_known: bool,
     pub declared_mime: Option<String>,
     /// Declared sha256, lowercase hex.

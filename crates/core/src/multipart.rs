@@ -244,6 +244,8 @@ impl Cabinet {
         if let Some(length) = content_length.filter(|length| *length != size) {
             return Err(wrong_size(length));
         }
+        // Before a byte of the body is read: parts count against the workspace's uploads in progress.
+        let _slot = self.transfer_slot(ws, None)?;
         let staged = match self.blobs.stage(body, size).await {
             Ok(staged) => staged,
             Err(StageError::TooLarge { .. }) => return Err(wrong_size(size + 1)),

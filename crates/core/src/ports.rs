@@ -127,8 +127,18 @@ pub trait MetadataStore: Send + Sync + 'static {
         id: &UploadId,
         at: DateTime<Utc>,
     ) -> Result<bool>;
-    /// In one transaction: the live upload becomes SUCCESS, the file is created and the
-    /// reservation becomes usage. False (and nothing written) when the upload was not live.
+    /// WAITING → UPLOADING for an upload of unknown size, reserving in the same transaction as
+    /// much of `most` bytes as the quota holds (never more), recorded as the upload's size; returns
+    /// the reservation (possibly 0), or `None` (and nothing changed) when the upload was not WAITING.
+    async fn begin_receiving_reserving(
+        &self,
+        workspace: &WorkspaceId,
+        id: &UploadId,
+        at: DateTime<Utc>,
+        most: u64,
+    ) -> Result<Option<u64>>;
+    /// In one transaction: the live upload becomes SUCCESS with the file's size, the file is
+    /// created and the reservation becomes usage (the part the file does not use is released). False (and nothing written) when the upload was not live.
     async fn finish_upload(&self, workspace: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool>;
     /// In one transaction: the live upload becomes FAILED and its reservation is released.
     /// False when it was not live.

@@ -379,20 +379,63 @@ impl Cabinet {
                 ))
             }
         }
-        let now = self.clock.now();
-        if now >= upload.expires_at {
+        if self.clock.now() >= upload.expires_at {
             self.fail(&upload, FailureReason::Expired).await?;
             return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
         }
-        let (limit, quota_bound) = self.receive_limit(&upload).await?;
-        if content_length.is_some_and(|length| length > limit) {
-            let (reason, error) = too_large(&upload, limit, quota_bound);
-            self.fail(&upload, reason).await?;
-            return Err(error);
-        }
-        if !self.store.begin_receiving(ws, id, now).await? {
-            return Err(Error::conflict("upload_not_waiting", "this upload is no longer waiting for bytes"));
-        }
+        // Before a byte of the body is read: a workspace's slow uploads fill its own slots only.
+        let _slot = self.transfer_slot(ws, None)?;
+        let workspace = self.store.get_workspace(ws).await?;
+        let file_cap = self.max_file_bytes(workspace.max_file_bytes);
+        let file = self.receive(&upload, body, content_length, file_cap).await?;
+        Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
+    }
+
+    /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes or fails
+    /// it. An upload of unknown size first reserves what it may bring (its Content-Length, else
+    /// `file_cap`, as far as the quota holds), so uploads streaming at once never hold more than
+    /// the quota; what the file does not use is released when it is created.
+    pub(crate) async fn receive(
+        &self,
+        upload: &Upload,
+        body: ByteStream<'_>,
+        content_length: Option<u64>,
+        file_cap: u64,
+    ) -> Result<FileRecord> {
+        let (ws, id) = (&upload.workspace_id, &upload.id);
+        let now = self.clock.now();
+        let not_waiting =
+            || Error::conflict("upload_not_waiting", "this upload is no longer waiting for bytes");
+        let (limit, quota_bound) = if upload.size_known {
+            if content_length.is_some_and(|length| length > upload.size) {
+                let (reason, error) = too_large(upload, upload.size, false);
+                self.fail(upload, reason).await?;
+                return Err(error);
+            }
+            if !self.store.begin_receiving(ws, id, now).await? {
+                return Err(not_waiting());
+            }
+            (upload.size, false)
+        } else {
+            if content_length.is_some_and(|length| length > file_cap) {
+                let (reason, error) = too_large(upload, file_cap, false);
+                self.fail(upload, reason).await?;
+                return Err(error);
+            }
+            let wanted = content_length.unwrap_or(file_cap);
+            let Some(reserved) = self.store.begin_receiving_reserving(ws, id, now, wanted).await? else {
+                return Err(not_waiting());
+            };
+            if reserved < wanted && (content_length.is_some() || reserved == 0) {
+                // The declared bytes (or any byte at all) cannot fit: refused before reading them.
+                self.fail(upload, FailureReason::QuotaExceeded).await?;
+                return Err(Error::QuotaExceeded {
+                    requested: content_length.unwrap_or(1),
+                    available: reserved,
+                });
+            }
+            (reserved, reserved < wanted)
+        };
         // From here the upload is UPLOADING: if this future is dropped (the client went away, a
         // timeout fired), the guard still fails the upload and releases its reservation.
         let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
@@ -400,7 +443,7 @@ impl Cabinet {
             Ok(staged) => staged,
             Err(err) => {
                 let (reason, error) = match err {
-                    StageError::TooLarge { .. } => too_large(&upload, limit, quota_bound),
+                    StageError::TooLarge { .. } => too_large(upload, limit, quota_bound),
                     StageError::Body(cause) => (
                         FailureReason::Incomplete,
                         Error::bad_request(
@@ -410,14 +453,14 @@ impl Cabinet {
                     ),
                     StageError::Storage(cause) => (FailureReason::StorageError, Error::internal(cause)),
                 };
-                self.fail(&upload, reason).await?;
+                self.fail(upload, reason).await?;
+                guard.upload = None;
                 return Err(error);
             }
         };
-        let finished = self.finish(&upload, &staged).await;
+        let finished = self.finish(upload, &staged).await;
         guard.upload = None;
-        let file = finished?;
-        Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
+        finished
     }
 
     /// Verifies staged bytes against the upload's declaration and turns them into its file.
@@ -461,25 +504,6 @@ impl Cabinet {
                 self.fail(upload, reason).await?;
                 Err(err)
             }
-        }
-    }
-
-    /// The most bytes an arriving upload may bring, and whether the quota (rather than a size
-    /// limit) is what bounds it. A declared size is exact; an unknown one may be anything up to the
-    /// workspace's file size limit and what its quota still holds (checked again, atomically, when
-    /// the file is created).
-    async fn receive_limit(&self, upload: &Upload) -> Result<(u64, bool)> {
-        if upload.size_known {
-            return Ok((upload.size, false));
-        }
-        let workspace = self.store.get_workspace(&upload.workspace_id).await?;
-        let file_cap = self.max_file_bytes(workspace.max_file_bytes);
-        match workspace
-            .limit_bytes
-            .map(|limit| limit.saturating_sub(workspace.used_bytes + workspace.reserved_bytes))
-        {
-            Some(quota_cap) if quota_cap < file_cap => Ok((quota_cap, true)),
-            _ => Ok((file_cap, false)),
         }
     }
 

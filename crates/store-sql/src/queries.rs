@@ -711,13 +711,63 @@ macro_rules! impl_metadata_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn begin_receiving_reserving(
+                &self,
+                ws: &WorkspaceId,
+                id: &UploadId,
+                at: DateTime<Utc>,
+                most: u64,
+            ) -> Result<Option<u64>> {
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+                // A write first: it locks the workspace's row (PostgreSQL) or the database
+                // (SQLite), so the ledger read next stays true until this transaction commits.
+                sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes WHERE id = $1")
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                let (limit, used, reserved): (Option<i64>, i64, i64) = sqlx::query_as(
+                    "SELECT limit_bytes, used_bytes, reserved_bytes FROM workspaces WHERE id = $1",
+                )
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("workspace"))?;
+                let most = bytes(most)?;
+                let grant = limit.map_or(most, |limit| most.min((limit - used - reserved).max(0)));
+                let begun = sqlx::query(
+                    "UPDATE uploads SET status = 'UPLOADING', updated_at = $1, size = $2 \
+                     WHERE workspace_id = $3 AND id = $4 AND status = 'WAITING' AND size_known = $5",
+                )
+                .bind(millis(at))
+                .bind(grant)
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .bind(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if begun.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
+                    .bind(grant)
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(Some(grant.max(0) as u64))
+            }
+
             async fn finish_upload(&self, ws: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool> {
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+                // What the upload holds reserved: its declared size, or for one of unknown size
+                // what was reserved while its bytes streamed. The upload then records the file's size.
                 let reserved: Option<i64> = sqlx::query_scalar(
-                    "UPDATE uploads SET status = 'SUCCESS', updated_at = $1 \
-                     WHERE workspace_id = $2 AND id = $3 AND status IN ('WAITING', 'UPLOADING') RETURNING size",
+                    "SELECT size FROM uploads WHERE workspace_id = $1 AND id = $2 AND status IN ('WAITING', 'UPLOADING')",
                 )
-                .bind(millis(file.created_at))
                 .bind(ws.as_str())
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
@@ -726,6 +776,21 @@ macro_rules! impl_metadata_store {
                 let Some(reserved) = reserved else {
                     return Ok(false);
                 };
+                let finished = sqlx::query(
+                    "UPDATE uploads SET status = 'SUCCESS', updated_at = $1, size = $2 \
+                     WHERE workspace_id = $3 AND id = $4 AND status IN ('WAITING', 'UPLOADING') AND size = $5",
+                )
+                .bind(millis(file.created_at))
+                .bind(bytes(file.size)?)
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .bind(reserved)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if finished.rows_affected() == 0 {
+                    return Ok(false);
+                }
                 Self::insert_file(&mut tx, file).await?;
                 // Bytes beyond the reservation (an upload of unknown size reserved nothing) must
                 // still fit the limit, checked in this same statement.

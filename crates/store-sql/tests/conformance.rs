@@ -62,6 +62,7 @@ conformance!(
     reservations_never_pass_the_limit,
     racing_reservations_grant_exactly_what_fits,
     an_upload_begins_receiving_once,
+    racing_uploads_of_unknown_size_reserve_only_what_the_quota_holds,
     a_multipart_upload_keeps_its_part_size_and_store_id,
     finishing_turns_the_reservation_into_a_file_once,
     failing_releases_the_reservation_once,
@@ -631,6 +632,52 @@ async fn an_upload_begins_receiving_once(store: &dyn MetadataStore) {
     assert!(!store.begin_receiving(&ws.id, &up.id, now()).await.unwrap());
     assert_eq!(store.get_upload(&ws.id, &up.id).await.unwrap().status, UploadStatus::Uploading);
     assert_eq!(store.receiving_uploads(10).await.unwrap(), vec![(ws.id.clone(), up.id.clone())]);
+}
+
+async fn racing_uploads_of_unknown_size_reserve_only_what_the_quota_holds(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(10_000)).await;
+    store.insert_upload_reserving(&upload(&ws.id, 1_000)).await.unwrap();
+    let unknown: Vec<Upload> =
+        (0..8).map(|_| Upload { size: 0, size_known: false, ..upload(&ws.id, 0) }).collect();
+    for up in &unknown {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    let grants = futures::future::join_all(
+        unknown.iter().map(|up| store.begin_receiving_reserving(&ws.id, &up.id, now(), 4_000)),
+    )
+    .await;
+    let mut grants: Vec<u64> = grants.into_iter().map(|grant| grant.unwrap().unwrap()).collect();
+    grants.sort_unstable();
+    // 9,000 bytes were free: two uploads get all they asked for, one the rest, the others nothing.
+    assert_eq!(grants, vec![0, 0, 0, 0, 0, 1_000, 4_000, 4_000]);
+    assert_eq!(ledger(store, &ws.id).await, (0, 10_000));
+    // Only once: a second begin reserves nothing more.
+    assert_eq!(store.begin_receiving_reserving(&ws.id, &unknown[0].id, now(), 4_000).await.unwrap(), None);
+
+    // The file's size is charged, the rest released, and the upload records the file's size.
+    let mut granted = None;
+    for up in &unknown {
+        if store.get_upload(&ws.id, &up.id).await.unwrap().size == 4_000 {
+            granted = Some(up);
+        }
+    }
+    let granted = granted.expect("an upload granted 4,000 bytes");
+    let mut file = file_of(granted, now());
+    file.size = 1_500;
+    assert!(store.finish_upload(&ws.id, &granted.id, &file).await.unwrap());
+    assert_eq!(ledger(store, &ws.id).await, (1_500, 6_000));
+    assert_eq!(store.get_upload(&ws.id, &granted.id).await.unwrap().size, 1_500);
+    for up in &unknown {
+        store.fail_upload(&ws.id, &up.id, FailureReason::Incomplete, now()).await.unwrap();
+    }
+    assert_eq!(ledger(store, &ws.id).await, (1_500, 1_000));
+    let unlimited = workspace(store, None).await;
+    let up = Upload { size: 0, size_known: false, ..upload(&unlimited.id, 0) };
+    store.insert_upload_reserving(&up).await.unwrap();
+    assert_eq!(
+        store.begin_receiving_reserving(&unlimited.id, &up.id, now(), 1 << 40).await.unwrap(),
+        Some(1 << 40)
+    );
 }
 
 async fn a_multipart_upload_keeps_its_part_size_and_store_id(store: &dyn MetadataStore) {

@@ -25,6 +25,9 @@ pub struct Options {
     pub http: Option<HttpLimits>,
     /// Blobs in this S3 bucket instead of the temporary folder (see `s3_or_skip`).
     pub s3: Option<S3Config>,
+    /// Caps on uploads in progress at once (the defaults when `None`).
+    pub max_uploads_per_workspace: Option<u32>,
+    pub max_uploads_per_key: Option<u32>,
 }
 
 /// The S3 server `dev/s3-server` started (`CABINET_TEST_S3_URL` and the AWS variables), under a
@@ -116,6 +119,10 @@ impl TestServer {
                 .direct_upload_max_bytes
                 .unwrap_or(defaults.direct_upload_max_bytes),
             max_file_bytes: options.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+            max_uploads_per_workspace: options
+                .max_uploads_per_workspace
+                .unwrap_or(defaults.max_uploads_per_workspace),
+            max_uploads_per_key: options.max_uploads_per_key.unwrap_or(defaults.max_uploads_per_key),
             ..defaults
         };
         let database_url = database_url(dir.path()).await;
@@ -233,6 +240,13 @@ impl TestServer {
     /// Files under the blob folder's temporary area.
     pub fn temporary_files(&self) -> usize {
         std::fs::read_dir(self.dir.path().join("blobs/tmp")).map(|dir| dir.count()).unwrap_or(0)
+    }
+
+    /// Bytes in the blob folder's temporary area.
+    pub fn temporary_bytes(&self) -> u64 {
+        std::fs::read_dir(self.dir.path().join("blobs/tmp"))
+            .map(|dir| dir.flatten().filter_map(|entry| entry.metadata().ok()).map(|meta| meta.len()).sum())
+            .unwrap_or(0)
     }
 
     /// Committed blobs of files (thumbnails, under `thumbnails/`, are not counted).

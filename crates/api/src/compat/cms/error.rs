@@ -83,6 +83,7 @@ impl From<Error> for CmsError {
             ErrorKind::QuotaExceeded => {
                 CmsError::detail(StatusCode::INSUFFICIENT_STORAGE, capitalised(&message))
             }
+            ErrorKind::TooManyRequests => CmsError::detail(StatusCode::TOO_MANY_REQUESTS, message),
             ErrorKind::Internal => {
                 CmsError::detail(StatusCode::INTERNAL_SERVER_ERROR, "A server error occurred.")
             }

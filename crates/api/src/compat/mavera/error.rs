@@ -104,6 +104,9 @@ impl From<Error> for MaveraError {
             (_, ErrorKind::Forbidden) => (StatusCode::FORBIDDEN, "permission_error", "permission_denied"),
             (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found_error", "not_found"),
             (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "invalid_request_error", err.code()),
+            (_, ErrorKind::TooManyRequests) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", err.code())
+            }
             (_, ErrorKind::Internal) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
             (_, ErrorKind::Unavailable) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "api_error", "service_unavailable")

@@ -94,6 +94,7 @@ impl From<Error> for MaviError {
             (_, ErrorKind::QuotaExceeded) => {
                 (StatusCode::PAYMENT_REQUIRED, format!("Insufficient storage: {err}"))
             }
+            (_, ErrorKind::TooManyRequests) => (StatusCode::TOO_MANY_REQUESTS, err.to_string()),
             (_, ErrorKind::Internal | ErrorKind::Unavailable) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".to_owned())
             }
