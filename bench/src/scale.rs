@@ -1,10 +1,15 @@
 //! List and name search in one large workspace, through Cabinet's HTTP API against the raw
 //! indexed query on the same database. The workspace is seeded straight into the database after
 //! Cabinet has migrated it (one `INSERT … SELECT` per step: the SQLite search index follows by its
-//! triggers, PostgreSQL's pg_trgm index by itself), and grown step by step: 10k, 100k, 1M.
+//! triggers, PostgreSQL's trigram-key index by itself), and grown step by step: 10k, 100k, 1M.
 //!
 //! Names look like `Photo 1234 w0042.jpg`; the term `w0042` is in one name in a thousand, so a
 //! search returns a page of the newest matches out of N/1000.
+//!
+//! Beside it, a neighbour workspace of [`NEIGHBOUR_FILES`] files (`Scan 1234 v0042.png`: never the
+//! term) searches for the term only the large one has, first while the large one is empty, then at
+//! every size: the ratio of its medians is what the large workspace's names cost another tenant's
+//! search, and must stay near 1 (a larger one would also tell the neighbour the term exists).
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -22,6 +27,8 @@ use crate::Bench;
 const TERM: &str = "w0042";
 const SHA: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const BASE_MILLIS: i64 = 1_700_000_000_000;
+/// The files of the neighbour workspace, whose search for the term must not slow with the other's.
+const NEIGHBOUR_FILES: u64 = 1_000;
 
 enum Db {
     Sqlite(SqlitePool),
@@ -36,8 +43,10 @@ impl Db {
         }
     }
 
-    /// Adds files `from..=to` to the workspace and charges their bytes to its ledger.
-    async fn seed(&self, ws: &str, from: u64, to: u64) -> Result<()> {
+    /// Adds files `from..=to` to the workspace and charges their bytes to its ledger, named
+    /// `{prefix} {i} {letter}{0000-0999}{ext}`.
+    async fn seed(&self, ws: &str, from: u64, to: u64, names: Names) -> Result<()> {
+        let Names { prefix, letter, ext } = names;
         let bytes = ((to + 1 - from) * 1024) as i64;
         match self {
             Db::Sqlite(pool) => {
@@ -45,7 +54,7 @@ impl Db {
                 sqlx::query(
                     "INSERT INTO files (workspace_id, id, name, name_folded, mime_type, size, sha256, blob_key, created_at, updated_at) \
                      WITH RECURSIVE n(i) AS (SELECT $1 UNION ALL SELECT i + 1 FROM n WHERE i < $2), \
-                     named AS (SELECT i, 'Photo ' || i || ' w' || printf('%04d', (i * 7919) % 1000) || '.jpg' AS name FROM n) \
+                     named AS (SELECT i, $6 || ' ' || i || ' ' || $7 || printf('%04d', (i * 7919) % 1000) || $8 AS name FROM n) \
                      SELECT $3, 'file_' || printf('%026d', i), name, lower(name), 'image/jpeg', 1024, $4, \
                             $3 || '/seed' || i, $5 + i, $5 + i FROM named",
                 )
@@ -54,6 +63,9 @@ impl Db {
                 .bind(ws)
                 .bind(SHA)
                 .bind(BASE_MILLIS)
+                .bind(prefix)
+                .bind(letter)
+                .bind(ext)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query("UPDATE workspaces SET used_bytes = used_bytes + $1 WHERE id = $2")
@@ -69,7 +81,7 @@ impl Db {
                     "INSERT INTO files (workspace_id, id, name, name_folded, mime_type, size, sha256, blob_key, created_at, updated_at) \
                      SELECT $3, 'file_' || lpad(i::text, 26, '0'), name, lower(name), 'image/jpeg', 1024, $4, \
                             $3 || '/seed' || i, $5 + i, $5 + i \
-                     FROM (SELECT i, 'Photo ' || i || ' w' || lpad(((i * 7919) % 1000)::text, 4, '0') || '.jpg' AS name \
+                     FROM (SELECT i, $6 || ' ' || i || ' ' || $7 || lpad(((i * 7919) % 1000)::text, 4, '0') || $8 AS name \
                            FROM generate_series($1::bigint, $2::bigint) AS i) AS named",
                 )
                 .bind(from as i64)
@@ -77,6 +89,9 @@ impl Db {
                 .bind(ws)
                 .bind(SHA)
                 .bind(BASE_MILLIS)
+                .bind(prefix)
+                .bind(letter)
+                .bind(ext)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query("UPDATE workspaces SET used_bytes = used_bytes + $1 WHERE id = $2")
@@ -107,7 +122,9 @@ impl Db {
             .len(),
             (Db::Sqlite(pool), Some(term)) => sqlx::query(
                 "SELECT id, name FROM files WHERE +workspace_id = $1 AND trashed_at IS NULL \
-                 AND rowid IN (SELECT rowid FROM files_search WHERE files_search MATCH $2) \
+                 AND rowid IN (SELECT rowid & 274877906943 FROM files_search WHERE files_search MATCH $2 \
+                   AND rowid BETWEEN (SELECT rowid << 38 FROM workspaces WHERE id = $1) \
+                   AND (SELECT (rowid << 38) | 274877906943 FROM workspaces WHERE id = $1)) \
                  ORDER BY created_at DESC, id DESC LIMIT 50",
             )
             .bind(ws)
@@ -125,15 +142,49 @@ impl Db {
             .len(),
             (Db::Postgres(pool), Some(term)) => sqlx::query(
                 "SELECT id, name FROM files WHERE workspace_id = $1 AND trashed_at IS NULL \
+                 AND name_trigram_keys(workspace_id, name_folded) @> name_trigram_keys($1, $3) \
                  AND name_folded LIKE $2 ORDER BY created_at DESC, id DESC LIMIT 50",
             )
             .bind(ws)
             .bind(format!("%{term}%"))
+            .bind(term)
             .fetch_all(pool)
             .await?
             .len(),
         })
     }
+}
+
+/// How seeded files are named: `{prefix} {i} {letter}{0000-0999}{ext}`.
+#[derive(Clone, Copy)]
+struct Names {
+    prefix: &'static str,
+    letter: &'static str,
+    ext: &'static str,
+}
+
+/// The large workspace's names: `w0042` is in one in a thousand.
+const PHOTOS: Names = Names { prefix: "Photo", letter: "w", ext: ".jpg" };
+/// The neighbour's names, which never hold the term.
+const SCANS: Names = Names { prefix: "Scan", letter: "v", ext: ".png" };
+
+/// Milliseconds of `iterations` searches for the term as the neighbour (after 5 unmeasured),
+/// each checked to find nothing.
+async fn neighbour_search(bench: &Bench, url: &str, key: &str, iterations: usize) -> Result<Samples> {
+    let mut samples = Samples::default();
+    for i in 0..(iterations + 5) {
+        let started = Instant::now();
+        let answer = client::expect(bench.http.get(url).bearer_auth(key), 200).await?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let found = answer["data"].as_array().map_or(0, Vec::len);
+        if found != 0 {
+            bail!("the neighbour's search for {TERM} found {found} items: it sees another workspace");
+        }
+        if i >= 5 {
+            samples.push(ms);
+        }
+    }
+    Ok(samples)
 }
 
 /// One query, through Cabinet and raw.
@@ -161,6 +212,15 @@ pub async fn run(
     let key =
         admin(&bench.cabinet_bin, &data, postgres, &["create-key", "--workspace", &ws, "--role", "read"])?;
     let key = key["key"].as_str().context("a key secret")?.to_owned();
+    let neighbour = admin(&bench.cabinet_bin, &data, postgres, &["create-workspace", "--name", "neighbour"])?;
+    let neighbour = neighbour["id"].as_str().context("a workspace id")?.to_owned();
+    let neighbour_key = admin(
+        &bench.cabinet_bin,
+        &data,
+        postgres,
+        &["create-key", "--workspace", &neighbour, "--role", "read"],
+    )?;
+    let neighbour_key = neighbour_key["key"].as_str().context("a key secret")?.to_owned();
     let db = match postgres {
         Some(url) => Db::Postgres(PgPoolOptions::new().max_connections(1).connect(url).await?),
         None => {
@@ -190,12 +250,16 @@ pub async fn run(
         },
     ];
     let iterations = if bench.quick { 30 } else { 200 };
+    db.seed(&neighbour, 1, NEIGHBOUR_FILES, SCANS).await?;
+    let neighbour_url = cabinet.at(&format!("/v1/search?q={TERM}&limit=50"));
+    // The neighbour's search while the other workspace is still empty: the figure's baseline.
+    let alone = neighbour_search(bench, &neighbour_url, &neighbour_key, iterations).await?;
     let mut seeded = 0u64;
     let mut failures = Vec::new();
     for &size in sizes {
         if size > seeded {
             let started = Instant::now();
-            db.seed(&ws, seeded + 1, size).await?;
+            db.seed(&ws, seeded + 1, size, PHOTOS).await?;
             eprintln!(
                 "scale ({}): seeded {} files in {:.1} s",
                 db.name(),
@@ -261,6 +325,31 @@ pub async fn run(
                 unit: " ms",
             });
         }
+        // Measured now and against the same run's empty-neighbour baseline, so the ratio compares
+        // like with like on a shared machine.
+        let beside = neighbour_search(bench, &neighbour_url, &neighbour_key, iterations).await?;
+        let ratio = beside.median() / alone.median();
+        eprintln!(
+            "scale ({}, {size}): neighbour's search for a term only the other has: p50 {:.2} ms vs {:.2} ms \
+             with the other empty (×{ratio:.2})",
+            db.name(),
+            beside.median(),
+            alone.median()
+        );
+        let mut judged = Samples::default();
+        judged.push(ratio);
+        bench.rows.push(Row {
+            figure: format!(
+                "another workspace's search for a term only this one has, at {size} files, {} (p50 ratio to this one empty)",
+                db.name()
+            ),
+            cabinet: format!("p50 {:.2} / p99 {:.2} ms", beside.median(), beside.percentile(99.0)),
+            baseline: format!("this one empty: p50 {:.2} / p99 {:.2} ms", alone.median(), alone.percentile(99.0)),
+            judged,
+            judged_digits: 2,
+            target: Target::Below(1.5),
+            unit: "×",
+        });
     }
     drop(cabinet);
     match db {

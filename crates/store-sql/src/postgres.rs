@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cabinet_core::Result;
+use cabinet_core::{Result, WorkspaceId};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_multipart.sql")),
     (9, include_str!("../migrations/postgres/0009_live_file_count.sql")),
     (10, include_str!("../migrations/postgres/0010_key_workspaces_in_order.sql")),
+    (11, include_str!("../migrations/postgres/0011_search_scoped_by_workspace.sql")),
     (12, include_str!("../migrations/postgres/0012_names_refolded.sql")),
     (13, include_str!("../migrations/postgres/0013_token_revocations.sql")),
 ];
@@ -58,13 +59,26 @@ impl PostgresStore {
     }
 }
 
-/// A case-folded substring match on a name, which the pg_trgm GIN index serves.
+/// A case-folded substring match on a name. From three characters on, the name's trigrams keyed
+/// by its workspace (`name_trigram_keys`, migration 0011) must hold the query's: the GIN index on
+/// them lists only this workspace's rows under each key, so the search costs the same whatever
+/// other workspaces hold. Shorter queries scan the workspace's own rows.
 fn push_name_match(
     qb: &mut sqlx::QueryBuilder<'static, sqlx::Postgres>,
     _table: &str,
     alias: &str,
+    ws: &WorkspaceId,
     folded: &str,
 ) {
+    if folded.chars().count() >= 3 {
+        qb.push(format!(
+            "name_trigram_keys({alias}.workspace_id, {alias}.name_folded) @> name_trigram_keys("
+        ));
+        qb.push_bind(ws.to_string());
+        qb.push(", ");
+        qb.push_bind(folded.to_owned());
+        qb.push(") AND ");
+    }
     qb.push(format!("{alias}.name_folded LIKE "));
     qb.push_bind(format!("%{}%", crate::like_escape(folded)));
     qb.push(" ESCAPE '\\'");
@@ -80,3 +94,92 @@ fn workspace_column(alias: &str, _name_query: Option<&str>) -> String {
 impl crate::InlineRows for PostgresStore {}
 
 crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match, workspace_column, true);
+
+#[cfg(test)]
+mod tests {
+    use cabinet_core::listing::FileFilter;
+
+    use super::*;
+
+    /// A fresh database on the test server, or `None` when there is none (and none is required).
+    async fn fresh_database() -> Option<String> {
+        let Ok(admin_url) = std::env::var("CABINET_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("CABINET_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "CABINET_REQUIRE_POSTGRES=1 but CABINET_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("skipping: CABINET_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("search_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let admin = PgPool::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+        admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        Some(format!("{base}/{name}"))
+    }
+
+    /// Adds `count` files named `{stem} {i}.jpg` to a workspace, creating it first.
+    async fn workspace_with_files(pool: &PgPool, ws: &str, stem: &str, count: i64) {
+        sqlx::query(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $1, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(ws)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO files (workspace_id, id, name, name_folded, mime_type, size, sha256, blob_key, created_at, updated_at) \
+             SELECT $1, $1 || '_file_' || i, $2 || ' ' || i || '.jpg', lower($2 || ' ' || i || '.jpg'), 'image/jpeg', 1, '', \
+                    $1 || '/' || i, i, i FROM generate_series(1, $3::bigint) AS i",
+        )
+        .bind(ws)
+        .bind(stem)
+        .bind(count)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE files").execute(pool).await.unwrap();
+    }
+
+    /// The shared buffers (pages) Cabinet's name query for `term` reads as workspace `ws`.
+    async fn pages_read(store: &PostgresStore, ws: &WorkspaceId, term: &str) -> u64 {
+        let filter = FileFilter { name_contains: Some(term.into()), ..FileFilter::default() };
+        let mut query =
+            sqlx::QueryBuilder::new("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT f.id FROM files f");
+        PostgresStore::push_file_filter(&mut query, ws, &filter);
+        let lines: Vec<(String,)> = query.build_query_as().fetch_all(store.read_pool()).await.unwrap();
+        let plan = lines.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
+        // The top node's line, the first; it counts its children's pages too.
+        let buffers = plan.lines().find(|line| line.trim_start().starts_with("Buffers:"));
+        let Some(buffers) = buffers else { return 0 };
+        let count = |label: &str| {
+            buffers
+                .split([' ', ','])
+                .find_map(|field| field.strip_prefix(label))
+                .map_or(0, |n| n.parse::<u64>().unwrap())
+        };
+        let pages = count("hit=") + count("read=");
+        println!("{term} as {ws}: {pages} pages\n{plan}");
+        pages
+    }
+
+    #[tokio::test]
+    async fn a_name_search_reads_a_few_pages_whatever_another_workspace_holds() {
+        let Some(url) = fresh_database().await else { return };
+        let store = PostgresStore::open(&url).await.unwrap();
+        let neighbour = WorkspaceId::generate();
+        let large = WorkspaceId::generate();
+        workspace_with_files(store.write_pool(), neighbour.as_str(), "Scan", 200).await;
+        workspace_with_files(store.write_pool(), large.as_str(), "Quarterly report", 5_000).await;
+        // The large workspace's own search reads its 5,000 matches: over a hundred pages.
+        let own = pages_read(&store, &large, "quarterly").await;
+        assert!(own > 100, "{own} pages");
+        // The neighbour's search for the same term reads only its own keys: under the old shared
+        // trigram index (or a scan of the table) it read as many pages as the large one's.
+        let neighbours = pages_read(&store, &neighbour, "quarterly").await;
+        assert!(neighbours < 20, "the neighbour's search read {neighbours} pages");
+        let short = pages_read(&store, &neighbour, "qu").await;
+        assert!(short < 20, "the neighbour's short search read {short} pages");
+    }
+}

@@ -139,7 +139,7 @@ macro_rules! impl_metadata_store {
                         qb.push(format!(" FROM (SELECT * FROM {table} m WHERE m.workspace_id = "));
                         qb.push_bind(ws.to_string());
                         qb.push(" AND ");
-                        $name_match(qb, table, "m", query);
+                        $name_match(qb, table, "m", ws, query);
                         qb.push(" OFFSET 0) f");
                     }
                     _ => {
@@ -156,7 +156,7 @@ macro_rules! impl_metadata_store {
                 Self::push_scope(qb, ws, "f.folder_id", &filter.folder);
                 if let Some(query) = &filter.name_contains {
                     qb.push(" AND ");
-                    $name_match(qb, "files", "f", query);
+                    $name_match(qb, "files", "f", ws, query);
                 }
                 if let Some(prefix) = &filter.mime_prefix {
                     qb.push(" AND f.mime_type LIKE ");
@@ -220,7 +220,7 @@ macro_rules! impl_metadata_store {
                 Self::push_scope(qb, ws, "f.parent_id", &filter.parent);
                 if let Some(query) = &filter.name_contains {
                     qb.push(" AND ");
-                    $name_match(qb, "folders", "f", query);
+                    $name_match(qb, "folders", "f", ws, query);
                 }
                 if let Some(favorite) = filter.favorite {
                     qb.push(" AND f.is_favorite = ");

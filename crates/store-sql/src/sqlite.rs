@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cabinet_core::{Error, Result};
+use cabinet_core::{Error, Result, WorkspaceId};
 use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_multipart.sql")),
     (9, include_str!("../migrations/sqlite/0009_live_file_count.sql")),
     (10, include_str!("../migrations/sqlite/0010_key_workspaces_in_order.sql")),
+    (11, include_str!("../migrations/sqlite/0011_search_scoped_by_workspace.sql")),
     (12, include_str!("../migrations/sqlite/0012_names_refolded.sql")),
     (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
 ];
@@ -313,16 +314,36 @@ fn workspace_column(alias: &str, name_query: Option<&str>) -> String {
     }
 }
 
+/// How far a workspace's rows are shifted in the search index's rowids (see migration 0011): an
+/// index rowid is `(workspace's rowid << SEARCH_ROWID_SHIFT) | row's rowid`.
+const SEARCH_ROWID_SHIFT: u32 = 38;
+/// The row's own rowid within an index rowid.
+const SEARCH_ROW_MASK: i64 = (1 << SEARCH_ROWID_SHIFT) - 1;
+
+/// The trigram index is asked for the workspace's range of index rowids only, so it seeks past
+/// every other workspace's entries instead of reading them: the search costs the same whatever
+/// other workspaces hold.
 fn push_name_match(
     qb: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
     table: &str,
     alias: &str,
+    ws: &WorkspaceId,
     folded: &str,
 ) {
     if trigram_served(folded) {
-        qb.push(format!("{alias}.rowid IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH "));
+        qb.push(format!(
+            "{alias}.rowid IN (SELECT rowid & {SEARCH_ROW_MASK} FROM {table}_search WHERE {table}_search MATCH "
+        ));
         qb.push_bind(format!("\"{}\"", folded.replace('"', "\"\"")));
-        qb.push(")");
+        qb.push(format!(
+            " AND rowid BETWEEN (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = "
+        ));
+        qb.push_bind(ws.to_string());
+        qb.push(format!(
+            ") AND (SELECT (rowid << {SEARCH_ROWID_SHIFT}) | {SEARCH_ROW_MASK} FROM workspaces WHERE id = "
+        ));
+        qb.push_bind(ws.to_string());
+        qb.push("))");
     } else {
         qb.push(format!("{alias}.name_folded LIKE "));
         qb.push_bind(format!("%{}%", crate::like_escape(folded)));
@@ -334,6 +355,7 @@ crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match,
 
 #[cfg(test)]
 mod tests {
+    use cabinet_core::listing::FileFilter;
     use cabinet_core::{ApiKey, ApiKeyId, MetadataStore, Role, Workspace, WorkspaceId};
     use chrono::Utc;
 
@@ -445,6 +467,77 @@ mod tests {
         let plan = plan.expect("answered inline").unwrap().join("\n");
         assert!(plan.contains("api_key_workspaces_in_order"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// The query plan's lines for a files query with `filter`, as workspace `ws`.
+    async fn file_query_plan(store: &SqliteStore, ws: &WorkspaceId, filter: &FileFilter) -> String {
+        let mut query = sqlx::QueryBuilder::new("EXPLAIN QUERY PLAN SELECT f.id FROM files f");
+        SqliteStore::push_file_filter(&mut query, ws, filter);
+        let rows: Vec<(i64, i64, i64, String)> =
+            query.build_query_as().fetch_all(store.read_pool()).await.unwrap();
+        rows.into_iter().map(|(_, _, _, detail)| detail).collect::<Vec<_>>().join("\n")
+    }
+
+    /// How many names in `workspace`'s range of the files' trigram index hold `term`.
+    async fn names_in_range(store: &SqliteStore, workspace: &WorkspaceId, term: &str) -> i64 {
+        let sql = format!(
+            "SELECT COUNT(*) FROM files_search WHERE files_search MATCH $2 AND rowid BETWEEN \
+             (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = $1) AND \
+             (SELECT (rowid << {SEARCH_ROWID_SHIFT}) | {SEARCH_ROW_MASK} FROM workspaces WHERE id = $1)"
+        );
+        sqlx::query_scalar(&sql)
+            .bind(workspace.to_string())
+            .bind(format!("\"{term}\""))
+            .fetch_one(store.read_pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_name_search_reads_only_its_workspaces_range_of_the_trigram_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, key) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
+        let ws = key.workspaces[0].clone();
+        let filter = FileFilter { name_contains: Some("quarterly".into()), ..FileFilter::default() };
+        let plan = file_query_plan(&store, &ws, &filter).await;
+        // FTS5 writes the constraints it was handed after the colon (`0:M1><`): `M` the MATCH,
+        // `>` and `<` the rowid range, which it seeks to in every trigram's list rather than
+        // filtering after.
+        let index_line = plan.lines().find(|line| line.contains("files_search")).expect("the trigram index");
+        let (_, constraints) = index_line.rsplit_once(':').expect("FTS5's constraints");
+        for wanted in ['M', '>', '<'] {
+            assert!(constraints.contains(wanted), "{wanted} missing from {index_line}\n{plan}");
+        }
+        assert!(plan.contains("SEARCH f USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+
+        // The index's rows are numbered within their workspace's range: another workspace's
+        // range holds none of this one's names.
+        let other = Workspace {
+            id: WorkspaceId::generate(),
+            name: "other".into(),
+            limit_bytes: None,
+            max_file_bytes: None,
+            used_bytes: 0,
+            reserved_bytes: 0,
+            created_at: Utc::now(),
+        };
+        store.create_workspace(&other).await.unwrap();
+        for (workspace, name) in [(&ws, "Quarterly report.pdf"), (&other.id, "Holiday.jpg")] {
+            sqlx::query(
+                "INSERT INTO files (workspace_id, id, name, name_folded, mime_type, size, sha256, blob_key, created_at, updated_at) \
+                 VALUES ($1, $2, $3, lower($3), 'application/pdf', 1, '', $2, 0, 0)",
+            )
+            .bind(workspace.to_string())
+            .bind(cabinet_core::FileId::generate().to_string())
+            .bind(name)
+            .execute(store.write_pool())
+            .await
+            .unwrap();
+        }
+        assert_eq!(names_in_range(&store, &ws, "quarterly").await, 1);
+        assert_eq!(names_in_range(&store, &other.id, "quarterly").await, 0);
+        assert_eq!(names_in_range(&store, &other.id, "holiday").await, 1);
+        assert_eq!(names_in_range(&store, &ws, "holiday").await, 0);
     }
 
     #[tokio::test]

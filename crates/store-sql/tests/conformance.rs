@@ -81,8 +81,51 @@ conformance!(
     file_changes_update_metadata_tags_and_place,
     lists_filter_by_folder_tags_favorite_type_and_reference,
     search_finds_files_and_folders_by_folded_substring,
+    search_sees_only_its_workspace_and_follows_renames_and_deletes,
     the_unfiltered_total_follows_every_change_of_liveness,
 );
+
+/// The names a workspace's search for `q` finds, files and folders, by name.
+async fn found(store: &dyn MetadataStore, ws: &WorkspaceId, q: &str) -> Vec<String> {
+    let q = cabinet_core::names::fold(q);
+    let files = FileFilter { name_contains: Some(q.clone()), ..Default::default() };
+    let folders = FolderFilter { name_contains: Some(q), ..Default::default() };
+    let sort = Sort { key: SortKey::Name, descending: false };
+    let (hits, total) = store.search(ws, &files, &folders, sort, &first_page(50)).await.unwrap();
+    assert_eq!(total as usize, hits.len());
+    hits.into_iter()
+        .map(|hit| match hit {
+            SearchHit::Folder(f) => format!("folder:{}", f.name),
+            SearchHit::File(f) => format!("file:{}", f.name),
+        })
+        .collect()
+}
+
+/// The search index is scoped by workspace inside (both dialects): what it holds for one
+/// workspace is never found by another, and it follows renames and deletes.
+async fn search_sees_only_its_workspace_and_follows_renames_and_deletes(store: &dyn MetadataStore) {
+    let a = workspace(store, None).await;
+    let b = workspace(store, None).await;
+    store.insert_folder(&folder(&a.id, "Quarterly plans", None)).await.unwrap();
+    let report = named_file(&a.id, "Quarterly report.pdf", None, 1, now());
+    store.insert_file_charging(&report).await.unwrap();
+    store.insert_file_charging(&named_file(&b.id, "Holiday.jpg", None, 1, now())).await.unwrap();
+    assert_eq!(
+        found(store, &a.id, "quarterly").await,
+        vec!["folder:Quarterly plans", "file:Quarterly report.pdf"]
+    );
+    assert!(found(store, &b.id, "quarterly").await.is_empty());
+    assert!(found(store, &b.id, "qu").await.is_empty(), "a short query scans only the workspace too");
+    assert_eq!(found(store, &b.id, "holiday").await, vec!["file:Holiday.jpg"]);
+    assert!(found(store, &a.id, "holiday").await.is_empty());
+
+    let renamed = FileChange { name: Some("Annual review.pdf".into()), ..FileChange::default() };
+    store.update_file(&a.id, &report.id, &renamed, now()).await.unwrap();
+    assert_eq!(found(store, &a.id, "quarterly").await, vec!["folder:Quarterly plans"]);
+    assert_eq!(found(store, &a.id, "annual").await, vec!["file:Annual review.pdf"]);
+    store.delete_file(&a.id, &report.id, now()).await.unwrap();
+    assert!(found(store, &a.id, "annual").await.is_empty());
+}
 
 /// The unfiltered list's `total` comes from a counter, not a count: it must agree with the files
 /// themselves after every way a file becomes live or stops being live.
