@@ -255,7 +255,7 @@ impl Cabinet {
                     format!("the part's body ended early: {cause}"),
                 ))
             }
-            Err(StageError::Storage(cause)) => return Err(Error::internal(cause)),
+            Err(StageError::Storage(cause)) => return Err(Error::from(cause)),
         };
         if staged.size != size {
             self.blobs.discard(&staged.temp_key).await;

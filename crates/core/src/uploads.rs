@@ -451,7 +451,7 @@ impl Cabinet {
                             format!("the upload's body ended early: {cause}"),
                         ),
                     ),
-                    StageError::Storage(cause) => (FailureReason::StorageError, Error::internal(cause)),
+                    StageError::Storage(cause) => (FailureReason::StorageError, Error::from(cause)),
                 };
                 self.fail(upload, reason).await?;
                 guard.upload = None;

@@ -14,6 +14,11 @@ pub(crate) fn db_error(err: sqlx::Error) -> Error {
                 Error::conflict("already_exists", "that already exists")
             }
         }
+        // The database's disk is full (SQLite SQLITE_FULL, PostgreSQL disk_full): the request was
+        // fine, and it may work once there is room.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("13" | "53100")) => {
+            Error::Unavailable(Box::new(err))
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             Error::Unavailable(Box::new(err))
         }
