@@ -2,6 +2,9 @@
 //! folder, a manual clock, and helpers that speak HTTP to it like any client would.
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod routes;
+
 use std::sync::Arc;
 
 use cabinet::config::{BlobConfig, StoreConfig};
