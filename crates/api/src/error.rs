@@ -19,6 +19,12 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<crate::form::FormError> for ApiError {
+    fn from(err: crate::form::FormError) -> Self {
+        ApiError(err.into())
+    }
+}
+
 /// The error body every native route returns.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

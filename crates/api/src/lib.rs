@@ -7,6 +7,7 @@ pub mod compat;
 pub mod console;
 pub mod download;
 pub mod error;
+pub mod form;
 pub mod health;
 pub mod limits;
 pub mod openapi;

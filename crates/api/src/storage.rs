@@ -3,7 +3,7 @@
 //! URLs. The signature is checked before a single body byte is read.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use cabinet_core::Error;
@@ -13,8 +13,8 @@ use utoipa::IntoParams;
 
 use crate::download::{serve_file, serve_thumbnail};
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::form::{Form, Part};
 use crate::v1::content_length;
-use crate::v1::files::multipart_error;
 use crate::v1::shapes::{PartJson, UploadJson};
 use crate::AppState;
 
@@ -120,7 +120,7 @@ pub async fn put_part(
         (status = 400, description = "No `file` field", body = ErrorBody),
         (status = 403, description = "Bad, tampered or expired signature", body = ErrorBody),
         (status = 409, description = "The upload already ended or is receiving", body = ErrorBody),
-        (status = 413, description = "More bytes than declared", body = ErrorBody),
+        (status = 413, description = "More bytes than declared, or a form field (8 KiB each, 32 before `file`) over its bound", body = ErrorBody),
         (status = 422, description = "Size or checksum mismatch", body = ErrorBody),
     )
 )]
@@ -130,16 +130,15 @@ pub async fn post_upload(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> ApiResult<Json<UploadJson>> {
-    let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
-    let mut multipart = Multipart::from_request(request, &state).await.map_err(multipart_error)?;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        if field.name() == Some("file") {
+    let (ws, id, max_bytes) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
+    let mut form = Form::read(request, max_bytes).await?;
+    // Other fields (policy fields some clients send) are read within the form's bounds and dropped.
+    while let Some(part) = form.next().await? {
+        if let Part::File(field) = part {
             let stream = field.map_err(std::io::Error::other).boxed();
             let done = state.cabinet.receive_upload(&ws, &id, stream, None).await?;
             return Ok(Json(UploadJson::new(done, &state.cabinet)));
         }
-        // Drain fields we do not use (policy fields some clients send).
-        while field.chunk().await.map_err(multipart_error)?.is_some() {}
     }
     Err(Error::bad_request("missing_file", "the form has no `file` field").into())
 }

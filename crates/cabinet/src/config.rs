@@ -9,6 +9,8 @@ use cabinet_blob::S3Config;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::connections;
+
 /// Where the data lives; shared by `serve` and `admin`.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -100,6 +102,13 @@ pub struct ServeArgs {
     /// Requests per minute per API key (per client IP without a key); 0 turns limiting off.
     #[arg(long, env = "CABINET_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// Seconds a client may take to send a request's headers (and an idle keep-alive connection
+    /// may wait for the next request) before the connection is closed (0: never).
+    #[arg(long, env = "CABINET_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Open connections allowed from one client IP address; more are closed at once (0: no cap).
+    #[arg(long, env = "CABINET_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// The TOML file: every setting, all optional.
@@ -131,6 +140,8 @@ struct FileSettings {
     max_uploads_per_workspace: Option<u32>,
     max_uploads_per_key: Option<u32>,
     rate_limit_per_minute: Option<u32>,
+    header_read_timeout: Option<u64>,
+    max_connections_per_address: Option<usize>,
 }
 
 /// Where the stores are.
@@ -176,6 +187,8 @@ pub struct ServeConfig {
     pub max_uploads_per_workspace: u32,
     pub max_uploads_per_key: u32,
     pub rate_limit_per_minute: u32,
+    pub header_read_timeout: u64,
+    pub max_connections_per_address: usize,
 }
 
 fn load_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -258,5 +271,13 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
             .unwrap_or(64),
         max_uploads_per_key: args.max_uploads_per_key.or(file.max_uploads_per_key).unwrap_or(32),
         rate_limit_per_minute: args.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(6000),
+        header_read_timeout: args
+            .header_read_timeout
+            .or(file.header_read_timeout)
+            .unwrap_or(connections::DEFAULT_HEADER_READ_TIMEOUT_SECS),
+        max_connections_per_address: args
+            .max_connections_per_address
+            .or(file.max_connections_per_address)
+            .unwrap_or(connections::DEFAULT_MAX_PER_ADDRESS),
     })
 }

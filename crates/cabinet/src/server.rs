@@ -13,6 +13,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::config::{BlobConfig, ServeConfig, StoreConfig};
+use crate::connections::{self, ConnectionLimits};
 
 /// Reads the signing secret from the data folder, creating it (readable by the owner only) on
 /// first use.
@@ -104,6 +105,16 @@ pub fn http_limits_of(config: &ServeConfig, public_url: &str) -> HttpLimits {
     }
 }
 
+/// The connection limits a serve configuration implies (0 turns each off).
+pub fn connection_limits_of(config: &ServeConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: (config.header_read_timeout > 0)
+            .then(|| Duration::from_secs(config.header_read_timeout)),
+        max_per_address: (config.max_connections_per_address > 0)
+            .then_some(config.max_connections_per_address),
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener =
@@ -134,15 +145,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let app = cabinet_api::app(cabinet, http_limits_of(&config, &public_url));
     let grace = Duration::from_secs(config.shutdown_grace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = connections::serve(listener, app, connection_limits_of(&config), async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
     });
     let mut stop_rx = stop_rx;
     tokio::select! {
-        result = server => result?,
+        () = server => {},
         _ = async {
             let _ = stop_rx.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;

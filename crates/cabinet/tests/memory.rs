@@ -1,10 +1,14 @@
 //! Memory stays flat whatever the file size: a 1 GiB upload through the signed URL and its
 //! download both stream, so the server's peak resident memory stays far below the file's size.
+//! And requests without credentials cost next to nothing: 64 at once of the largest body each
+//! route takes, on every route that takes one, are refused before their bodies are read.
 //!
-//! Ignored by default (it moves 2 GiB); CI runs it with `--ignored`. `CABINET_MEMORY_TEST_BYTES`
-//! changes the size.
+//! The large-file tests are ignored by default (they move gigabytes); CI runs them with
+//! `--ignored`. `CABINET_MEMORY_TEST_BYTES` changes the size. The unauthenticated budget runs
+//! with every test (a few seconds).
 
 mod process;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +20,8 @@ use rand::{RngCore, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::raw;
+use support::routes::{body_operations, BodyOperation};
 
 const DEFAULT_SIZE: u64 = 1 << 30;
 const CHUNK: usize = 1 << 20;
@@ -287,5 +293,158 @@ async fn multipart_upload_in_bounded_memory(storage: Option<String>) {
         peak.saturating_sub(at_start) < PEAK_RESIDENT_LIMIT,
         "the server's peak resident memory grew by {:.1} MiB during the multipart upload",
         mib(peak.saturating_sub(at_start))
+    );
+}
+
+/// How much the server's resident memory may grow while unauthenticated requests hit it.
+const UNAUTHENTICATED_BUDGET: u64 = 64 << 20;
+/// Requests sent at once to each route.
+const AT_ONCE: usize = 64;
+
+/// The largest body a request to `operation` may declare: the JSON upload limit for JSON (every
+/// other JSON route stops at 2 MiB), and for forms and raw bytes, whose limit is the file's, 64 MiB.
+fn largest_body(operation: &BodyOperation) -> u64 {
+    if operation.content_type == "application/json" {
+        16 << 20
+    } else {
+        64 << 20
+    }
+}
+
+/// A body of `total` bytes for `operation`, costly to take: JSON that parses to a million
+/// values per 2 MiB, a form of a `tags` field every 60 bytes, or raw bytes.
+fn costly_body(operation: &BodyOperation, total: u64) -> Box<dyn Iterator<Item = bytes::Bytes> + Send> {
+    match operation.content_type {
+        "application/json" => Box::new(raw::json_zeros(total)),
+        "multipart/form-data" => Box::new(raw::tags_form(total)),
+        _ => Box::new(raw::body_of(b"", &[0], b"", total)),
+    }
+}
+
+/// Sends `AT_ONCE` unauthenticated requests to `operation` at once, half without credentials and
+/// half with a key that matches nothing; each must be refused (401, or 403 for a signed URL)
+/// within a minute. The body is sent for as long as the server has not answered (after a short
+/// wait for an answer to the head alone), so a server that reads it gets all of it. Returns the
+/// refusals, each with how much of its body the sockets took.
+async fn unauthenticated_at_once(
+    server: &ServerProcess,
+    operation: &BodyOperation,
+    total: u64,
+) -> Vec<(raw::RawResponse, u64)> {
+    let address = raw::address_of(&server.url);
+    let path = operation.path();
+    let content_type = operation.content_type_header(raw::BOUNDARY);
+    let requests = (0..AT_ONCE).map(|i| {
+        let mut headers = vec![("Content-Type".to_owned(), content_type.clone())];
+        if i % 2 == 1 {
+            headers.push((
+                "Authorization".to_owned(),
+                "Bearer cab_0123456789abcdefghijklmnopqrstuvwxyzABCD".to_owned(),
+            ));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let head = raw::head(&operation.method, &path, Some(total), &headers);
+        let body = costly_body(operation, total);
+        tokio::spawn(async move {
+            let stream = raw::connect_from(std::net::Ipv4Addr::LOCALHOST.into(), address).await?;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(60), raw::send_while_unanswered(stream, head, body));
+            answer
+                .await
+                .map_err(|_| std::io::Error::other("no answer within 60 s: the body is being read"))?
+        })
+    });
+    let mut refusals = Vec::with_capacity(AT_ONCE);
+    for request in requests.collect::<Vec<_>>() {
+        let (response, sent) = request
+            .await
+            .unwrap()
+            .unwrap_or_else(|err| panic!("{} {}: {err}", operation.method, operation.template));
+        let expected = if operation.signed { 403 } else { 401 };
+        assert_eq!(
+            response.status,
+            expected,
+            "{} {}: {:?}",
+            operation.method,
+            operation.template,
+            response.json()
+        );
+        refusals.push((response, sent));
+    }
+    refusals
+}
+
+/// A server for the budget tests: no rate limit, so that every refusal is the credentials'.
+fn budget_server(dir: &std::path::Path) -> ServerProcess {
+    ServerProcess::start_with(dir, &["--rate-limit-per-minute", "0"])
+}
+
+/// Asserts the server's peak resident memory grew by less than the budget since `baseline`.
+fn assert_within_budget(server: &ServerProcess, baseline: u64, what: &str) {
+    let peak = server.peak_resident_bytes();
+    let growth = peak.saturating_sub(baseline);
+    println!(
+        "{what}: resident {:.1} MiB before, peak {:.1} MiB (+{:.1} MiB)",
+        mib(baseline),
+        mib(peak),
+        mib(growth)
+    );
+    assert!(
+        growth < UNAUTHENTICATED_BUDGET,
+        "{what}: the server's peak resident memory grew by {:.1} MiB (budget {:.0} MiB)",
+        mib(growth),
+        mib(UNAUTHENTICATED_BUDGET)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_cms_forms_of_63_mb_of_tags_are_refused_unread_in_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = budget_server(dir.path());
+    let upload = BodyOperation {
+        template: "/compat/cms/files/".into(),
+        method: "POST".into(),
+        content_type: "multipart/form-data",
+        signed: false,
+    };
+    unauthenticated_at_once(&server, &upload, 1 << 20).await;
+    let baseline = server.resident_bytes();
+    for template in ["/compat/cms/files/", "/compat/cms/files"] {
+        let upload = BodyOperation { template: template.into(), ..upload.clone() };
+        for (refusal, _) in unauthenticated_at_once(&server, &upload, 63 << 20).await {
+            let detail = refusal.json()["detail"].as_str().map(str::to_owned);
+            assert!(
+                matches!(
+                    detail.as_deref(),
+                    Some("Authentication credentials were not provided." | "Invalid token.")
+                ),
+                "{:?}",
+                refusal.json()
+            );
+        }
+    }
+    assert_within_budget(&server, baseline, "64 unauthenticated 63 MB CMS forms at once, twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_largest_bodies_on_every_body_route_stay_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = budget_server(dir.path());
+    let operations = body_operations(&http_client(), &server.url).await;
+    // One round first, so that what any server allocates once (worker threads, pools) is in
+    // the baseline.
+    for operation in &operations {
+        unauthenticated_at_once(&server, operation, 1 << 20).await;
+    }
+    let baseline = server.resident_bytes();
+    let started = Instant::now();
+    for operation in &operations {
+        unauthenticated_at_once(&server, operation, largest_body(operation)).await;
+    }
+    println!("{} routes × {AT_ONCE} requests in {:.1?}", operations.len(), started.elapsed());
+    assert_within_budget(
+        &server,
+        baseline,
+        &format!("{AT_ONCE} unauthenticated largest bodies at once on each of {} routes", operations.len()),
     );
 }

@@ -62,17 +62,65 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-impl Cabinet {
-    /// Resolves a bearer secret and the workspace the request names (or the key's only one).
-    /// Any failure about the key is 401; a workspace outside the key's scope is 404, exactly as
-    /// an unknown one.
-    pub async fn authenticate(&self, secret: &str, requested: Option<&str>) -> Result<Caller> {
-        if secret.starts_with(crate::rules::TOKEN_PREFIX) {
-            let caller = self.verify_end_user_token(secret).await?;
-            if requested.is_some_and(|ws| ws != caller.workspace_id.as_str()) {
-                return Err(Error::NotFound("workspace"));
+/// A secret that checked out, before the request has said which workspace it acts on: a surface
+/// whose workspace is named in the body checks the key with this first, and reads the body only
+/// then.
+#[derive(Debug, Clone)]
+pub struct Credential(CredentialKind);
+
+#[derive(Debug, Clone)]
+enum CredentialKind {
+    Key {
+        id: ApiKeyId,
+        role: Role,
+        workspaces: Vec<WorkspaceId>,
+    },
+    /// An end-user token names its one workspace itself.
+    EndUser(Caller),
+}
+
+impl Credential {
+    /// The caller acting on the workspace the request names (or the key's only one). A workspace
+    /// outside the key's scope is 404, exactly as an unknown one.
+    pub fn caller(self, requested: Option<&str>) -> Result<Caller> {
+        match self.0 {
+            CredentialKind::EndUser(caller) => {
+                if requested.is_some_and(|ws| ws != caller.workspace_id.as_str()) {
+                    return Err(Error::NotFound("workspace"));
+                }
+                Ok(caller)
             }
-            return Ok(caller);
+            CredentialKind::Key { id, role, workspaces } => {
+                let workspace_id = match requested {
+                    Some(raw) => {
+                        let id = WorkspaceId::parse(raw)?;
+                        if !workspaces.contains(&id) {
+                            return Err(Error::NotFound("workspace"));
+                        }
+                        id
+                    }
+                    None => match workspaces.as_slice() {
+                        [only] => only.clone(),
+                        _ => {
+                            return Err(Error::bad_request(
+                                "workspace_required",
+                                "this key can act on several workspaces; name one with workspace_id",
+                            ))
+                        }
+                    },
+                };
+                Ok(Caller { workspace_id, actor: Actor::Key { id, role } })
+            }
+        }
+    }
+}
+
+impl Cabinet {
+    /// Checks a bearer secret (an API key or an end-user token) without choosing a workspace.
+    /// Any failure is 401.
+    pub async fn check_secret(&self, secret: &str) -> Result<Credential> {
+        if secret.starts_with(crate::rules::TOKEN_PREFIX) {
+            return Ok(Credential(CredentialKind::EndUser(self.verify_end_user_token(secret).await?)));
         }
         if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
             return Err(Error::Unauthenticated("invalid API key"));
@@ -85,24 +133,13 @@ impl Cabinet {
         if key.revoked_at.is_some() {
             return Err(Error::Unauthenticated("this API key has been revoked"));
         }
-        let workspace_id = match requested {
-            Some(raw) => {
-                let id = WorkspaceId::parse(raw)?;
-                if !key.workspaces.contains(&id) {
-                    return Err(Error::NotFound("workspace"));
-                }
-                id
-            }
-            None => match key.workspaces.as_slice() {
-                [only] => only.clone(),
-                _ => {
-                    return Err(Error::bad_request(
-                        "workspace_required",
-                        "this key can act on several workspaces; name one with workspace_id",
-                    ))
-                }
-            },
-        };
-        Ok(Caller { workspace_id, actor: Actor::Key { id: key.id, role: key.role } })
+        Ok(Credential(CredentialKind::Key { id: key.id, role: key.role, workspaces: key.workspaces }))
+    }
+
+    /// Resolves a bearer secret and the workspace the request names (or the key's only one).
+    /// Any failure about the key is 401; a workspace outside the key's scope is 404, exactly as
+    /// an unknown one.
+    pub async fn authenticate(&self, secret: &str, requested: Option<&str>) -> Result<Caller> {
+        self.check_secret(secret).await?.caller(requested)
     }
 }

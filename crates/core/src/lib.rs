@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 
-pub use access::Caller;
+pub use access::{Caller, Credential};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};

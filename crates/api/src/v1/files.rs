@@ -2,7 +2,7 @@
 //! thumbnails.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use base64::Engine;
@@ -18,7 +18,8 @@ use super::params::{nullable, FileFilterParams, ListParams};
 use super::shapes::{DownloadUrlJson, FavoriteJson, FileJson, FileListJson, ReferenceJson, RestoredFileJson};
 use crate::auth::Authenticated;
 use crate::download::{serve_file, serve_thumbnail};
-use crate::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
+use crate::form::{Form, Part};
 use crate::AppState;
 
 /// A direct upload as JSON, for small files.
@@ -60,7 +61,7 @@ pub struct MultipartUpload {
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 413, description = "Larger than the direct upload limit", body = ErrorBody),
+        (status = 413, description = "Larger than the direct upload limit, or a form field (8 KiB each, 32 before `file`) over its bound", body = ErrorBody),
         (status = 507, description = "Quota exceeded", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -77,16 +78,13 @@ pub async fn upload_file(
         .unwrap_or("")
         .to_ascii_lowercase();
     let file = if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, &state).await.map_err(multipart_error)?;
+        let file_limit = state.cabinet.settings().direct_upload_max_bytes;
+        let mut form = Form::read(request, file_limit).await?;
         let mut meta = DirectUpload::default();
         loop {
-            let field = multipart
-                .next_field()
-                .await
-                .map_err(multipart_error)?
-                .ok_or_else(|| Error::bad_request("missing_file", "the form has no `file` field"))?;
-            match field.name().unwrap_or("") {
-                "file" => {
+            match form.next().await? {
+                None => return Err(Error::bad_request("missing_file", "the form has no `file` field").into()),
+                Some(Part::File(field)) => {
                     if meta.name.is_empty() {
                         meta.name = field.file_name().unwrap_or("").to_owned();
                     }
@@ -99,12 +97,12 @@ pub async fn upload_file(
                     let body = field.map_err(std::io::Error::other).boxed();
                     break state.cabinet.upload_direct(&caller, meta, body).await?;
                 }
-                "name" => meta.name = small_text(field).await?,
-                "mime_type" => meta.mime_type = Some(small_text(field).await?),
-                "folder_id" => meta.folder_id = Some(FolderId::parse(&small_text(field).await?)?),
-                _ => {
-                    small_text(field).await?;
-                }
+                Some(Part::Text(field)) => match field.name.as_str() {
+                    "name" => meta.name = field.text()?.to_owned(),
+                    "mime_type" => meta.mime_type = Some(field.text()?.to_owned()),
+                    "folder_id" => meta.folder_id = Some(FolderId::parse(field.text()?)?),
+                    _ => {}
+                },
             }
         }
     } else if content_type.starts_with("application/json") {
@@ -130,29 +128,6 @@ pub async fn upload_file(
         .into());
     };
     Ok((StatusCode::CREATED, Json(FileJson::new(file, &state.cabinet))))
-}
-
-/// Reads a small form field; metadata fields are never large.
-async fn small_text(field: axum::extract::multipart::Field<'_>) -> ApiResult<String> {
-    const LIMIT: usize = 64 * 1024;
-    let mut field = field;
-    let mut text = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        text.extend_from_slice(&chunk);
-        if text.len() > LIMIT {
-            return Err(Error::TooLarge {
-                code: "field_too_large",
-                message: "a form field is too large".into(),
-            }
-            .into());
-        }
-    }
-    String::from_utf8(text)
-        .map_err(|_| Error::bad_request("invalid_form", "form fields must be UTF-8").into())
-}
-
-pub(crate) fn multipart_error(err: impl std::fmt::Display) -> ApiError {
-    Error::bad_request("invalid_multipart", format!("the multipart body is malformed: {err}")).into()
 }
 
 /// List files: filtered by folder, name, tags, favorite, type, reference or trash; sorted and

@@ -160,14 +160,24 @@ impl ServerProcess {
 
     /// The most resident memory the server has used so far (`VmHWM`), in bytes.
     pub fn peak_resident_bytes(&self) -> u64 {
+        self.memory_status("VmHWM")
+    }
+
+    /// The resident memory the server uses now (`VmRSS`), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        self.memory_status("VmRSS")
+    }
+
+    /// A `kB` line of `/proc/<pid>/status`, in bytes.
+    fn memory_status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("reading /proc/<pid>/status (Linux only)");
         let kib: u64 = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().strip_suffix("kB"))
             .and_then(|kib| kib.trim().parse().ok())
-            .expect("a VmHWM line in /proc/<pid>/status");
+            .unwrap_or_else(|| panic!("a {field} line in /proc/<pid>/status"));
         kib * 1024
     }
 }

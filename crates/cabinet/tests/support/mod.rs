@@ -2,9 +2,13 @@
 //! folder, a manual clock, and helpers that speak HTTP to it like any client would.
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod routes;
+
 use std::sync::Arc;
 
 use cabinet::config::{BlobConfig, StoreConfig};
+use cabinet::connections::{serve, ConnectionLimits};
 use cabinet::server::assemble;
 use cabinet_api::HttpLimits;
 use cabinet_blob::S3Config;
@@ -28,6 +32,8 @@ pub struct Options {
     /// Caps on uploads in progress at once (the defaults when `None`).
     pub max_uploads_per_workspace: Option<u32>,
     pub max_uploads_per_key: Option<u32>,
+    /// The header-read timeout and per-address cap (default: the server's defaults).
+    pub connections: Option<ConnectionLimits>,
 }
 
 /// The S3 server `dev/s3-server` started (`CABINET_TEST_S3_URL` and the AWS variables), under a
@@ -138,11 +144,9 @@ impl TestServer {
         let cabinet = assemble(&store, None, settings, clock.clone()).await.expect("assemble");
         let mut limits = options.http.clone().unwrap_or_default();
         limits.json_upload_bytes = options.json_upload_max_bytes.unwrap_or(16 << 20);
-        let app = cabinet_api::app(cabinet.clone(), limits)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
+        let app = cabinet_api::app(cabinet.clone(), limits);
+        let connections = options.connections.unwrap_or_default();
+        let server = tokio::spawn(serve(listener, app, connections, std::future::pending()));
         let http = reqwest::Client::builder().build().unwrap();
         let mut this = Self {
             url,

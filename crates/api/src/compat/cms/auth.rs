@@ -3,7 +3,7 @@
 //! `X-Cabinet-Workspace` header, else the key's only workspace. Another organization is 404.
 
 use axum::http::{HeaderMap, StatusCode};
-use cabinet_core::{Caller, ErrorKind};
+use cabinet_core::{Caller, Credential, ErrorKind};
 
 use super::error::{CmsError, CmsResult};
 use crate::compat::common_b::{authorization_secret, workspace_header};
@@ -28,32 +28,31 @@ fn auth_error(err: cabinet_core::Error) -> CmsError {
     }
 }
 
+/// The request's key, checked before anything of its body is read (the body may name the
+/// organization, never the key).
+pub async fn key(state: &AppState, headers: &HeaderMap) -> CmsResult<Credential> {
+    let secret = secret(headers)?;
+    state.cabinet.check_secret(secret).await.map_err(auth_error)
+}
+
+fn organization_of(headers: &HeaderMap, organization: Option<String>) -> Option<String> {
+    organization.filter(|o| !o.is_empty()).or_else(|| workspace_header(headers))
+}
+
 /// The caller, acting on the organization the request names (or the key's only one).
 pub async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     organization: Option<String>,
 ) -> CmsResult<Caller> {
-    let secret = secret(headers)?;
-    let organization = organization.filter(|o| !o.is_empty()).or_else(|| workspace_header(headers));
-    state.cabinet.authenticate(secret, organization.as_deref()).await.map_err(auth_error)
+    let key = key(state, headers).await?;
+    key.caller(organization_of(headers, organization).as_deref()).map_err(auth_error)
 }
 
 /// The caller of an upload, where `organization_id` is required: a valid key without one is 400.
-pub async fn uploader(
-    state: &AppState,
-    headers: &HeaderMap,
-    organization: Option<String>,
-) -> CmsResult<Caller> {
-    let organization = organization.filter(|o| !o.is_empty()).or_else(|| workspace_header(headers));
-    let secret = secret(headers)?;
-    match organization {
-        Some(organization) => {
-            state.cabinet.authenticate(secret, Some(&organization)).await.map_err(auth_error)
-        }
-        None => match state.cabinet.authenticate(secret, None).await {
-            Err(err) if err.kind() == ErrorKind::Unauthenticated => Err(auth_error(err)),
-            _ => Err(CmsError::required("organization_id")),
-        },
+pub fn uploader(key: Credential, headers: &HeaderMap, organization: Option<String>) -> CmsResult<Caller> {
+    match organization_of(headers, organization) {
+        Some(organization) => key.caller(Some(&organization)).map_err(auth_error),
+        None => Err(CmsError::required("organization_id")),
     }
 }

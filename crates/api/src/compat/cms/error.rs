@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::error::log_if_internal;
+use crate::form::FormError;
 
 /// An error on its way to a CMS client.
 #[derive(Debug)]
@@ -91,6 +92,19 @@ impl From<Error> for CmsError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service temporarily unavailable, try again later.",
             ),
+        }
+    }
+}
+
+impl From<FormError> for CmsError {
+    fn from(err: FormError) -> Self {
+        match err {
+            FormError::Malformed(message) => {
+                CmsError::detail(StatusCode::BAD_REQUEST, format!("Multipart form parse error - {message}"))
+            }
+            FormError::TooLarge { message, .. } => {
+                CmsError::detail(StatusCode::PAYLOAD_TOO_LARGE, capitalised(&message))
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! unless `force=true`. Each parses, calls the core, renders.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, Multipart, OriginalUri, Query, Request, State};
+use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,12 +16,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 
-use super::auth::{caller, uploader};
+use super::auth::{caller, key, uploader};
 use super::error::{CmsDetail, CmsError, CmsFieldErrors, CmsResult};
 use super::shapes::{
     CmsBase64Upload, CmsFile, CmsFilePage, CmsFilePatch, CmsInUse, CmsMultipartUpload, CmsUsage,
 };
 use crate::compat::common_b::{byte_stream, decode_base64};
+use crate::form::{Form, Part};
 use crate::AppState;
 
 /// Renders one file: its references as `usage` and a signed `file_url`.
@@ -232,23 +233,6 @@ fn content_type(headers: &HeaderMap) -> String {
     headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("").to_ascii_lowercase()
 }
 
-fn parse_error(err: impl std::fmt::Display) -> CmsError {
-    CmsError::detail(StatusCode::BAD_REQUEST, format!("Multipart form parse error - {err}"))
-}
-
-/// Reads a small form field; metadata fields are never large.
-async fn form_text(mut field: axum::extract::multipart::Field<'_>) -> CmsResult<String> {
-    const LIMIT: usize = 64 * 1024;
-    let mut text = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(parse_error)? {
-        text.extend_from_slice(&chunk);
-        if text.len() > LIMIT {
-            return Err(CmsError::detail(StatusCode::PAYLOAD_TOO_LARGE, "A form field is too large."));
-        }
-    }
-    String::from_utf8(text).map_err(|_| parse_error("form fields must be UTF-8"))
-}
-
 /// Upload a file: `multipart/form-data` with a `file` field (streamed; other fields first), or
 /// JSON with `file_base64`. `organization_id` is required (body, query, or the
 /// `X-Cabinet-Workspace` header).
@@ -265,7 +249,7 @@ async fn form_text(mut field: axum::extract::multipart::Field<'_>) -> CmsResult<
         (status = 401, body = CmsDetail),
         (status = 403, description = "A read-only key", body = CmsDetail),
         (status = 404, description = "Another organization", body = CmsDetail),
-        (status = 413, description = "Larger than the direct upload limit", body = CmsDetail),
+        (status = 413, description = "Larger than the direct upload limit, or a form field (8 KiB each, 32 before `file`) over its bound", body = CmsDetail),
         (status = 415, body = CmsDetail),
         (status = 507, description = "The organization's storage quota is exceeded", body = CmsDetail),
     ),
@@ -278,20 +262,22 @@ pub async fn upload_file(
 ) -> CmsResult<Response> {
     let params = query(params)?;
     let headers = request.headers().clone();
+    // The key is checked before a byte of the body is read; the body only names the organization.
+    let key = key(&state, &headers).await?;
     let kind = content_type(&headers);
     let (caller, file, tags) = if kind.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, &state).await.map_err(parse_error)?;
+        let mut form = Form::read(request, state.cabinet.settings().direct_upload_max_bytes).await?;
         let mut organization = params.organization_id;
         let mut name: Option<String> = None;
         let mut tags: Vec<String> = Vec::new();
         loop {
-            let Some(field) = multipart.next_field().await.map_err(parse_error)? else {
-                uploader(&state, &headers, organization).await?;
-                return Err(CmsError::field("file", "No file was submitted."));
-            };
-            match field.name().unwrap_or("") {
-                "file" => {
-                    let caller = uploader(&state, &headers, organization).await?;
+            match form.next().await? {
+                None => {
+                    uploader(key, &headers, organization)?;
+                    return Err(CmsError::field("file", "No file was submitted."));
+                }
+                Some(Part::File(field)) => {
+                    let caller = uploader(key, &headers, organization)?;
                     let tags = normalized_tags(tags)?;
                     let name = name.unwrap_or_else(|| field.file_name().unwrap_or("").to_owned());
                     let mime_type = field
@@ -303,12 +289,12 @@ pub async fn upload_file(
                     let file = state.cabinet.upload_direct(&caller, meta, body).await?;
                     break (caller, file, tags);
                 }
-                "organization_id" => organization = Some(form_text(field).await?),
-                "file_name" => name = Some(form_text(field).await?).filter(|n| !n.is_empty()),
-                "tags" => tags.extend(split_tags(&form_text(field).await?)),
-                _ => {
-                    form_text(field).await?;
-                }
+                Some(Part::Text(field)) => match field.name.as_str() {
+                    "organization_id" => organization = Some(field.text()?.to_owned()),
+                    "file_name" => name = Some(field.text()?.to_owned()).filter(|n| !n.is_empty()),
+                    "tags" => tags.extend(split_tags(field.text()?)),
+                    _ => {}
+                },
             }
         }
     } else if kind.starts_with("application/json") {
@@ -319,7 +305,7 @@ pub async fn upload_file(
             None | Some(Value::Null) => params.organization_id,
             Some(_) => return Err(CmsError::field("organization_id", "Not a valid string.")),
         };
-        let caller = uploader(&state, &headers, organization).await?;
+        let caller = uploader(key, &headers, organization)?;
         let content = match body.get("file_base64") {
             Some(Value::String(content)) => content,
             Some(Value::Null) | None => {

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{MaveraError, MaveraErrorBody, MaveraResult};
 use super::shapes::{render_file, render_files, Deleted, FileList, FileObject, UploadUrlObject};
-use super::{caller, Body, Params, PREFIX};
+use super::{caller, Body, Key, Params, PREFIX};
 use crate::compat::common::upload_id_in;
 use crate::error::Path;
 use crate::AppState;
@@ -55,12 +55,11 @@ pub struct UploadUrlRequest {
 )]
 pub async fn create_upload_url(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    key: Key,
     body: Body,
 ) -> MaveraResult<axum::Json<UploadUrlObject>> {
-    // The key is checked before the fields: a bad key is a 401 whatever the body says.
     let workspace = body.opt_string("workspace_id")?;
-    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let caller = key.caller(workspace.as_deref())?;
     let workspace = workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let file_name = body.string("file_name")?;
     let file_type = body.string("file_type")?;
@@ -171,12 +170,11 @@ pub struct CreateFileRequest {
 )]
 pub async fn create_file(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    key: Key,
     body: Body,
 ) -> MaveraResult<(StatusCode, axum::Json<FileObject>)> {
-    // The key is checked before the fields: a bad key is a 401 whatever the body says.
     let workspace = body.opt_string("workspace_id")?;
-    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let caller = key.caller(workspace.as_deref())?;
     workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let name = body.string("name")?;
     body.string("type")?;
@@ -332,14 +330,14 @@ pub struct UpdateFileRequest {
 )]
 pub async fn update_file(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    key: Key,
     Path(id): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Body,
 ) -> MaveraResult<axum::Json<FileObject>> {
     let params = Params::from(query)?;
     let workspace = body.opt_string("workspace_id")?.or(params.get("workspace_id").map(str::to_owned));
-    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let caller = key.caller(workspace.as_deref())?;
     let change = FileChange {
         name: body.opt_string("name")?,
         folder: body.folder("folder_id")?,

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{MaveraError, MaveraErrorBody, MaveraResult};
 use super::files::{DeleteParams, WorkspaceParam};
 use super::shapes::{render_files, render_folder, Deleted, FileList, FolderList, FolderObject};
-use super::{caller, Body, Params};
+use super::{caller, Body, Key, Params};
 use crate::error::Path;
 use crate::AppState;
 
@@ -104,12 +104,11 @@ pub struct CreateFolderRequest {
 )]
 pub async fn create_folder(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    key: Key,
     body: Body,
 ) -> MaveraResult<(StatusCode, axum::Json<FolderObject>)> {
-    // The key is checked before the fields: a bad key is a 401 whatever the body says.
     let workspace = body.opt_string("workspace_id")?;
-    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let caller = key.caller(workspace.as_deref())?;
     workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let name = body.string("name")?;
     let parent = body.folder("parent_id")?.flatten();
@@ -201,14 +200,14 @@ pub struct UpdateFolderRequest {
 )]
 pub async fn update_folder(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    key: Key,
     Path(id): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Body,
 ) -> MaveraResult<axum::Json<FolderObject>> {
     let params = Params::from(query)?;
     let workspace = body.opt_string("workspace_id")?.or(params.get("workspace_id").map(str::to_owned));
-    let caller = caller(&state, &headers, workspace.as_deref()).await?;
+    let caller = key.caller(workspace.as_deref())?;
     let change =
         FolderChange { name: body.opt_string("name")?, parent: body.folder("parent_id")?, is_favorite: None };
     let folder = state

@@ -11,11 +11,12 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
-use cabinet_core::{Caller, Error, FolderId};
+use cabinet_core::{Caller, Credential, Error, FolderId};
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,24 +48,47 @@ async fn unknown_route() -> MaveraError {
     Error::NotFound("route").into()
 }
 
-/// Authenticates `Authorization: Bearer <key>` for the workspace the request names (or the key's
-/// only one).
+/// The request's key (`Authorization: Bearer <key>`), checked before its body is read: the body
+/// may name the workspace, never the key.
+pub struct Key(Credential);
+
+impl Key {
+    /// Checks the key of a request.
+    pub async fn of(state: &AppState, headers: &HeaderMap) -> MaveraResult<Key> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Err(MaveraError {
+                status: StatusCode::UNAUTHORIZED,
+                kind: "authentication_error",
+                code: "missing_api_key".into(),
+                message: "Missing API key. Send Authorization: Bearer <key>.".into(),
+                param: None,
+            });
+        };
+        let value = value.to_str().unwrap_or("").trim();
+        let secret = match value.split_once(' ') {
+            Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
+            _ => value,
+        };
+        Ok(Key(state.cabinet.check_secret(secret).await?))
+    }
+
+    /// The caller, acting on the workspace the request names (or the key's only one).
+    pub fn caller(self, workspace: Option<&str>) -> MaveraResult<Caller> {
+        Ok(self.0.caller(workspace)?)
+    }
+}
+
+impl FromRequestParts<AppState> for Key {
+    type Rejection = MaveraError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Key::of(state, &parts.headers).await
+    }
+}
+
+/// Authenticates a request without a body, for the workspace it names (or the key's only one).
 pub async fn caller(state: &AppState, headers: &HeaderMap, workspace: Option<&str>) -> MaveraResult<Caller> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Err(MaveraError {
-            status: axum::http::StatusCode::UNAUTHORIZED,
-            kind: "authentication_error",
-            code: "missing_api_key".into(),
-            message: "Missing API key. Send Authorization: Bearer <key>.".into(),
-            param: None,
-        });
-    };
-    let value = value.to_str().unwrap_or("").trim();
-    let secret = match value.split_once(' ') {
-        Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
-        _ => value,
-    };
-    Ok(state.cabinet.authenticate(secret, workspace).await?)
+    Key::of(state, headers).await?.caller(workspace)
 }
 
 /// A JSON object body; its fields are read by name so that a missing or mistyped field is named
@@ -76,8 +100,18 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = MaveraError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|_| {
-            MaveraError::invalid("body", "The request body could not be read or is too large.")
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                MaveraError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    kind: "invalid_request_error",
+                    code: "request_too_large".into(),
+                    message: rejection.body_text(),
+                    param: Some("body".into()),
+                }
+            } else {
+                MaveraError::invalid("body", "The request body could not be read.")
+            }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body::default());

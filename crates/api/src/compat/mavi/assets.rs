@@ -4,8 +4,8 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cabinet_core::files::DirectUpload;
@@ -20,6 +20,7 @@ use super::envelope::{ok, DoneBody, Envelope, MaviError, MaviErrorBody, MaviResu
 use super::{caller, PREFIX};
 use crate::download::serve_file;
 use crate::error::Path;
+use crate::form::{Form, FormError, Part};
 use crate::AppState;
 
 /// How long a signed URL lives, as MAVI's (about 26 hours).
@@ -59,12 +60,14 @@ pub struct SignedUrlData {
     ),
     security(("mavi_key" = []))
 )]
-pub async fn signed_url(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> MaviResult<Response> {
-    let caller = caller(&state, &headers).await?;
+pub async fn signed_url(State(state): State<AppState>, request: Request) -> MaviResult<Response> {
+    // The key is checked before a byte of the body is read.
+    let caller = caller(&state, request.headers()).await?;
+    let limit = state.limits.json_body_bytes;
+    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| MaviError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        msg: format!("The request body is larger than {limit} bytes"),
+    })?;
     let request: serde_json::Value =
         serde_json::from_slice(&body).map_err(|_| MaviError::bad("Invalid request parameters"))?;
     let name = match request.get("original_filename") {
@@ -107,7 +110,7 @@ pub struct AssetId {
         (status = 400, body = MaviErrorBody),
         (status = 401, body = MaviErrorBody),
         (status = 402, body = MaviErrorBody),
-        (status = 413, description = "Over the direct upload limit: use /upload/signed-url", body = MaviErrorBody),
+        (status = 413, description = "Over the direct upload limit (use /upload/signed-url), or a form field (8 KiB each, 32 before `file`) over its bound", body = MaviErrorBody),
         (status = 415, body = MaviErrorBody),
     ),
     security(("mavi_key" = []))
@@ -130,24 +133,13 @@ pub async fn upload(State(state): State<AppState>, request: Request) -> MaviResu
             msg: "Unsupported media type: send multipart/form-data with a file field".into(),
         });
     }
-    // The form's framing is small; a body far over the limit is refused before it is read.
-    if crate::v1::content_length(request.headers())
-        .is_some_and(|length| length > limit.saturating_add(64 * 1024))
-    {
-        return Err(too_large());
-    }
-    let mut multipart = Multipart::from_request(request, &state)
-        .await
-        .map_err(|e| MaviError::bad(format!("Invalid request parameters: {e}")))?;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| MaviError::bad(format!("Invalid request parameters: {e}")))?
-    {
-        if field.name() != Some("file") {
-            while field.chunk().await.map_err(|e| MaviError::bad(e.to_string()))?.is_some() {}
-            continue;
-        }
+    // A body far over the limit is refused before it is read.
+    let mut form = Form::read(request, limit).await.map_err(|err| match err {
+        FormError::TooLarge { .. } => too_large(),
+        err => err.into(),
+    })?;
+    while let Some(part) = form.next().await? {
+        let Part::File(field) = part else { continue };
         let name = field.file_name().filter(|n| !n.trim().is_empty()).unwrap_or("file").to_owned();
         let name = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_owned();
         let mime = field.content_type().filter(|m| *m != "application/octet-stream").map(str::to_owned);

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::log_if_internal;
+use crate::form::FormError;
 
 /// Every MAVI response body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -100,6 +101,17 @@ impl From<Error> for MaviError {
             }
         };
         Self { status, msg }
+    }
+}
+
+impl From<FormError> for MaviError {
+    fn from(err: FormError) -> Self {
+        match err {
+            FormError::Malformed(message) => MaviError::bad(format!("Invalid request parameters: {message}")),
+            FormError::TooLarge { message, .. } => {
+                Self { status: StatusCode::PAYLOAD_TOO_LARGE, msg: message }
+            }
+        }
     }
 }
 

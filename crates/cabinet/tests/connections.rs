@@ -1,0 +1,137 @@
+//! Limits on connections, before any request exists: a client that sends its headers too slowly
+//! is cut off after the header-read timeout, and one client address cannot hold more than its
+//! share of connections while another address is still served.
+
+mod process;
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use cabinet::connections::ConnectionLimits;
+use support::raw;
+use support::{Options, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const FIRST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+async fn server_with(connections: ConnectionLimits) -> TestServer {
+    TestServer::spawn_with(Options { connections: Some(connections), ..Options::default() }).await
+}
+
+/// `GET /healthz` on an open connection, keeping it open; the status.
+async fn health(stream: &mut TcpStream) -> std::io::Result<u16> {
+    stream.write_all(raw::head("GET", "/healthz", None, &[]).as_bytes()).await?;
+    Ok(raw::read_response(stream).await?.status)
+}
+
+/// Whether the server has closed `stream`: a read ends (or fails) within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(within, stream.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn a_client_sending_its_headers_slowly_is_cut_off_after_the_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let server =
+        server_with(ConnectionLimits { header_read_timeout: Some(timeout), max_per_address: None }).await;
+    let address = raw::address_of(&server.url);
+    let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: cabinet.test\r\n").await.unwrap();
+    // One header byte every 100 ms, never the end of the headers: a slowloris.
+    let (mut reader, mut writer) = stream.into_split();
+    let dribble = tokio::spawn(async move {
+        for byte in b"X-Slow: ".iter().cycle() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut rest)).await;
+    let elapsed = started.elapsed();
+    dribble.abort();
+    assert!(ended.is_ok(), "the connection was still open after 10 s");
+    assert!(elapsed >= timeout, "closed after {elapsed:?}, before the timeout");
+    assert!(elapsed < timeout * 3, "closed only after {elapsed:?}");
+    assert!(rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"), "{}", String::from_utf8_lossy(&rest));
+
+    // A client that sends its request in time is served, and keeps its connection across requests.
+    let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+    assert_eq!(health(&mut stream).await.unwrap(), 200);
+    assert_eq!(health(&mut stream).await.unwrap(), 200);
+    // Idle, it is closed after the same timeout.
+    assert!(closed_within(&mut stream, timeout * 3).await, "an idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_cap_are_closed_while_another_address_is_served() {
+    let cap = 4;
+    let server = server_with(ConnectionLimits {
+        header_read_timeout: Some(Duration::from_secs(30)),
+        max_per_address: Some(cap),
+    })
+    .await;
+    let address: SocketAddr = raw::address_of(&server.url);
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+        assert_eq!(health(&mut stream).await.unwrap(), 200);
+        held.push(stream);
+    }
+
+    // One more from the same address is closed before it is read.
+    let mut over = raw::connect_from(FIRST, address).await.unwrap();
+    let refused = health(&mut over).await;
+    assert!(refused.is_err(), "a connection over the cap was served: {refused:?}");
+
+    // Another address is served meanwhile, up to its own cap.
+    for _ in 0..cap {
+        let mut other = raw::connect_from(SECOND, address).await.unwrap();
+        assert_eq!(health(&mut other).await.unwrap(), 200);
+        held.push(other);
+    }
+
+    // Closing one gives its place back.
+    drop(held.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = raw::connect_from(FIRST, address).await.unwrap();
+        match health(&mut again).await {
+            Ok(status) => {
+                assert_eq!(status, 200);
+                break;
+            }
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(err) => panic!("the freed place was not given back: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_takes_both_limits_from_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::ServerProcess::start_with(
+        dir.path(),
+        &["--header-read-timeout", "1", "--max-connections-per-address", "1"],
+    );
+    let address = raw::address_of(&server.url);
+    let mut first = raw::connect_from(FIRST, address).await.unwrap();
+    assert_eq!(health(&mut first).await.unwrap(), 200);
+    let mut second = raw::connect_from(FIRST, address).await.unwrap();
+    assert!(health(&mut second).await.is_err(), "a second connection was served with a cap of 1");
+    let mut other = raw::connect_from(SECOND, address).await.unwrap();
+    assert_eq!(health(&mut other).await.unwrap(), 200);
+    assert!(
+        closed_within(&mut first, Duration::from_secs(3)).await,
+        "the idle connection outlived a 1 s timeout"
+    );
+}
