@@ -237,7 +237,27 @@ impl Cabinet {
                 return self.finish_arrived(state.upload, info).await;
             }
         }
+        if state.upload.status == UploadStatus::Uploading && !self.blobs.receives_through_cabinet() {
+            // The bytes are in the bucket and another node (or the reconciler) is verifying
+            // them: wait for its verdict, so `complete` answers alike on every node.
+            return settled(self.verdict_of(&caller.workspace_id, id).await?);
+        }
         settled(state)
+    }
+
+    /// The upload's state once it is no longer UPLOADING, or as it is after a bounded wait.
+    async fn verdict_of(&self, ws: &WorkspaceId, id: &UploadId) -> Result<UploadState> {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            let state = self.upload_state(ws, id).await?;
+            if state.upload.status != UploadStatus::Uploading || started.elapsed() >= WAIT {
+                return Ok(state);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        }
     }
 
     /// Verifies bytes that arrived under an upload's arrival key and turns them into its file.
