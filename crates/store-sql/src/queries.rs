@@ -284,6 +284,30 @@ macro_rules! impl_metadata_store {
                 Ok(())
             }
 
+            /// Moves an upload from status `from` to `to`; false when it was not in `from`.
+            async fn move_upload(
+                &self,
+                ws: &WorkspaceId,
+                id: &UploadId,
+                at: DateTime<Utc>,
+                from: &'static str,
+                to: &'static str,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE uploads SET status = $1, updated_at = $2 \
+                     WHERE workspace_id = $3 AND id = $4 AND status = $5",
+                )
+                .bind(to)
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .bind(from)
+                .execute(self.write_pool())
+                .await
+                .map_err(db_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             /// Refuses to put a folder under `parent` — a new one, or `moving` with everything below
             /// it — where that would close a cycle or nest deeper than `MAX_FOLDER_DEPTH`. Both walks
             /// are bounded, so a chain that an older version let grow too deep (or into a cycle) is
@@ -684,31 +708,11 @@ macro_rules! impl_metadata_store {
             }
 
             async fn begin_receiving(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE uploads SET status = 'UPLOADING', updated_at = $1 \
-                     WHERE workspace_id = $2 AND id = $3 AND status = 'WAITING'",
-                )
-                .bind(millis(at))
-                .bind(ws.as_str())
-                .bind(id.as_str())
-                .execute(self.write_pool())
-                .await
-                .map_err(db_error)?;
-                Ok(done.rows_affected() == 1)
+                self.move_upload(ws, id, at, "WAITING", "UPLOADING").await
             }
 
             async fn reopen_upload(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE uploads SET status = 'WAITING', updated_at = $1 \
-                     WHERE workspace_id = $2 AND id = $3 AND status = 'UPLOADING'",
-                )
-                .bind(millis(at))
-                .bind(ws.as_str())
-                .bind(id.as_str())
-                .execute(self.write_pool())
-                .await
-                .map_err(db_error)?;
-                Ok(done.rows_affected() == 1)
+                self.move_upload(ws, id, at, "UPLOADING", "WAITING").await
             }
 
             async fn begin_receiving_reserving(
