@@ -3,11 +3,12 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,reserve,memory,scale]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,reserve,memory,scale,neighbour]
 //! ```
 
 mod client;
 mod memory;
+mod neighbour;
 mod processes;
 mod rates;
 mod s3;
@@ -23,7 +24,7 @@ use clap::Parser;
 use crate::stats::{Row, TABLE_HEADER};
 
 /// Every figure, in the order they run.
-const FIGURES: &[&str] = &["upload", "download", "s3", "small", "reserve", "memory", "scale"];
+const FIGURES: &[&str] = &["upload", "download", "s3", "small", "reserve", "memory", "scale", "neighbour"];
 
 #[derive(Debug, Parser)]
 #[command(about = "Cabinet against its baselines, same run, alternating; ratios with medians and spreads")]
@@ -31,7 +32,8 @@ struct Args {
     /// Small sizes and short runs: seconds, for CI. Checks results, never judges timings.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated figures to run (default: all): upload, download, s3, small, reserve, memory, scale.
+    /// Comma-separated figures to run (default: all): upload, download, s3, small, reserve, memory, scale,
+    /// neighbour.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -49,6 +51,10 @@ struct Args {
     /// Fail if Cabinet's median list or search latency at any size is this many ms or more.
     #[arg(long)]
     assert_scale_ms: Option<f64>,
+    /// Fail if another tenant's p99 under any of the noisy-neighbour attacks is this many times its
+    /// quiet p99 or more (the target is 2).
+    #[arg(long)]
+    assert_neighbour_ratio: Option<f64>,
     /// PostgreSQL URL of an empty database: the list/search figure also runs on it
     /// (dev/bench starts one with dev/postgres).
     #[arg(long, env = "CABINET_BENCH_POSTGRES_URL")]
@@ -148,6 +154,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
                 .await
                 .context("list/search on PostgreSQL")?;
         }
+    }
+    if wanted("neighbour") {
+        neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;
     }
     Ok(())
 }

@@ -60,13 +60,16 @@ pub struct Cabinet {
 }
 
 impl Cabinet {
-    /// Starts the server on `data_dir` (a fresh folder gets a bootstrap key) with rate limiting
-    /// off, logging to `<data_dir>.log`.
+    /// Starts the server on `data_dir` (a fresh folder gets a bootstrap key), logging to
+    /// `<data_dir>.log`. Rate limiting is off unless `extra` sets it.
     pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
+        let rate_limit_off: &[&str] =
+            if extra.contains(&"--rate-limit-per-minute") { &[] } else { &["--rate-limit-per-minute", "0"] };
         let mut child = cabinet_command(binary, data_dir, None)
-            .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-per-minute", "0"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(rate_limit_off)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,0 +1,548 @@
+//! Noisy neighbour: while one tenant (A, connecting from its own loopback address so it has its
+//! own per-address budgets, as a tenant on another machine would) runs each attack of the
+//! hostile-tenant list, another tenant (B) uploads, downloads, lists and searches at a steady
+//! pace. B's p99 of each operation under each attack is judged against its p99 with A quiet, in
+//! the same run (measured before and after the attacks). Nothing B asks may fail, and each attack
+//! must be answered the way the server promises (a refusal with its status, never a 5xx), so an
+//! attack that stopped doing anything cannot pass as harmless.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use crate::client::{download_url, expect, upload_bytes};
+use crate::processes::{admin, Cabinet};
+use crate::stats::{Row, Samples, Target};
+use crate::Bench;
+
+/// Where A connects from: Linux answers all of 127.0.0.0/8 on loopback.
+const ATTACKER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+/// How much slower B's p99 may get under an attack (`--assert-neighbour-ratio` judges it).
+pub const TARGET_RATIO: f64 = 2.0;
+/// B's files at the start: what it lists, searches and downloads.
+const VICTIM_FILES: usize = 40;
+/// What B uploads each round.
+const VICTIM_UPLOAD_BYTES: usize = 64 * 1024;
+/// The quota of A's second workspace, the one its unknown-size uploads try to overrun.
+const ATTACKER_QUOTA_BYTES: u64 = 20 << 20;
+/// The folder depth the server allows (DESIGN.md): A builds a chain exactly this deep.
+const MAX_FOLDER_DEPTH: usize = 100;
+
+/// B's operations, in the order of a round.
+const OPERATIONS: [&str; 4] = ["upload", "download", "list", "search"];
+
+/// What an attack's requests were answered, by status (or by what went wrong on the connection).
+#[derive(Default)]
+struct Tally(Mutex<BTreeMap<String, u64>>);
+
+impl Tally {
+    fn count(&self, outcome: impl Into<String>) {
+        *self.0.lock().unwrap().entry(outcome.into()).or_default() += 1;
+    }
+
+    fn status(&self, result: reqwest::Result<reqwest::Response>) {
+        match result {
+            Ok(response) => self.count(response.status().as_u16().to_string()),
+            Err(err) if err.is_timeout() => self.count("timeout"),
+            // The server answered early (401, 413, 429) and closed while the body was still going.
+            Err(_) => self.count("connection closed"),
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The two tenants and what they hold.
+struct Tenants {
+    victim_key: String,
+    attacker_key: String,
+    quota_key: String,
+}
+
+/// One attack: how A runs it until told to stop, and the answers it must have had.
+struct Attack {
+    name: &'static str,
+    /// At least one of these outcomes must have been counted (the attack reached the server).
+    expected: &'static [&'static str],
+}
+
+const ATTACKS: [Attack; 7] = [
+    Attack {
+        name: "folder chain at the depth cap: moves into its own subtree, recursive lists and searches",
+        expected: &["409"],
+    },
+    Attack {
+        name: "64 unauthenticated 63 MB multipart bodies at once",
+        expected: &["401", "connection closed"],
+    },
+    Attack { name: "80 uploads trickling a byte every 2 s, past the per-workspace cap", expected: &["429"] },
+    Attack { name: "uploads of unknown size past the quota", expected: &["507"] },
+    Attack { name: "images: a decoding bomb and large flat PNGs, with their thumbnails", expected: &["422"] },
+    Attack { name: "300 connections sending a header byte every 2 s", expected: &["connected"] },
+    Attack { name: "NUL bytes in name filters", expected: &["400"] },
+];
+
+pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
+    let data = bench.path("neighbour");
+    let create = |name: &str, quota: Option<u64>| -> Result<String> {
+        let mut args = vec!["create-workspace".to_owned(), "--name".into(), name.into()];
+        if let Some(quota) = quota {
+            args.extend(["--quota-bytes".into(), quota.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ws = admin(&bench.cabinet_bin, &data, None, &args)?;
+        let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
+        let key = admin(&bench.cabinet_bin, &data, None, &["create-key", "--workspace", &ws])?;
+        Ok(key["key"].as_str().context("a key secret")?.to_owned())
+    };
+    let tenants = Tenants {
+        victim_key: create("victim", None)?,
+        attacker_key: create("attacker", None)?,
+        quota_key: create("attacker-quota", Some(ATTACKER_QUOTA_BYTES))?,
+    };
+    // The deployment's defaults (rate limits included): what a hostile tenant meets in production.
+    let server = Cabinet::start(&bench.cabinet_bin, &data, &["--rate-limit-per-minute", "6000"])?;
+    let base = server.url.clone();
+    let attacker = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(ATTACKER_ADDRESS)
+        .timeout(Duration::from_secs(120))
+        .build()?;
+
+    let mut victim = Victim {
+        http: bench.http.clone(),
+        base: base.clone(),
+        key: tenants.victim_key.clone(),
+        files: vec![],
+    };
+    for n in 0..VICTIM_FILES {
+        let id =
+            upload_bytes(&victim.http, &base, &victim.key, &format!("report {n}.txt"), vec![n as u8; 4096])
+                .await?;
+        victim.files.push(id);
+    }
+    let setup = AttackSetup::prepare(&attacker, &base, &tenants).await.context("preparing the attacks")?;
+
+    let rounds = if bench.quick { 8 } else { 100 };
+    // B's pace: a round every 150 ms keeps it well inside its own rate limit.
+    let pace = Duration::from_millis(150);
+    let mut quiet = victim.rounds(rounds, pace).await.context("B with A quiet")?;
+    let mut under_attack = Vec::new();
+    for (index, attack) in ATTACKS.iter().enumerate() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let tasks = setup.launch(index, &attacker, &base, &tenants, &stop, &tally);
+        // Let the attack reach its steady state before B is timed.
+        tokio::time::sleep(Duration::from_secs(if bench.quick { 2 } else { 3 })).await;
+        let timed =
+            victim.rounds(rounds, pace).await.with_context(|| format!("B under attack: {}", attack.name));
+        stop.store(true, Ordering::SeqCst);
+        let mut tasks = tasks;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let timed = timed?;
+        let answers = tally.snapshot();
+        if let Some(status) =
+            answers.keys().find(|status| status.starts_with('5') && status.as_str() != "507")
+        {
+            bail!("attack {:?} got a {status} from the server: {answers:?}", attack.name);
+        }
+        if !attack.expected.iter().any(|wanted| answers.contains_key(*wanted)) {
+            bail!("attack {:?} never got any of {:?}: {answers:?}", attack.name, attack.expected);
+        }
+        under_attack.push((attack, timed, answers));
+    }
+    let after = victim.rounds(rounds, pace).await.context("B with A quiet again")?;
+    for (op, samples) in &after {
+        quiet.entry(op).or_default().extend(samples);
+    }
+    let quiet_used = setup.quota_used(&attacker, &base, &tenants).await?;
+    if quiet_used > ATTACKER_QUOTA_BYTES {
+        bail!("A's quota workspace holds {quiet_used} bytes, more than its quota of {ATTACKER_QUOTA_BYTES}");
+    }
+
+    let p99s = |samples: &BTreeMap<&'static str, Samples>| -> String {
+        OPERATIONS
+            .iter()
+            .map(|op| format!("{op} {:.1}", samples.get(op).map_or(f64::NAN, |s| s.percentile(99.0))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("B's p99 (ms) with A quiet: {}", p99s(&quiet));
+    let mut missed = Vec::new();
+    for (attack, timed, answers) in under_attack {
+        let mut worst = Samples::default();
+        let ratio = OPERATIONS
+            .iter()
+            .map(|op| timed[op].percentile(99.0) / quiet[op].percentile(99.0))
+            .fold(0.0, f64::max);
+        worst.push(ratio);
+        println!(
+            "under \"{}\": B's p99 (ms) {}; worst ratio {ratio:.2}; A was answered {answers:?}",
+            attack.name,
+            p99s(&timed)
+        );
+        if assert_ratio.is_some_and(|limit| ratio >= limit) {
+            missed.push(format!("{} ({ratio:.2}×)", attack.name));
+        }
+        bench.rows.push(Row {
+            figure: format!("another tenant's p99 under: {}", attack.name),
+            cabinet: p99s(&timed),
+            baseline: format!("quiet: {}", p99s(&quiet)),
+            judged: worst,
+            judged_digits: 2,
+            target: Target::Below(TARGET_RATIO),
+            unit: "×",
+        });
+    }
+    drop(server);
+    if !missed.is_empty() {
+        bail!("B's p99 grew past the limit under: {}", missed.join("; "));
+    }
+    Ok(())
+}
+
+/// B: a tenant going about its business, one operation after another.
+struct Victim {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    files: Vec<String>,
+}
+
+impl Victim {
+    /// `rounds` rounds of upload, download, list and search, one round per `pace`; each
+    /// operation's latency in milliseconds. Any failure fails the figure.
+    async fn rounds(&mut self, rounds: usize, pace: Duration) -> Result<BTreeMap<&'static str, Samples>> {
+        let mut samples: BTreeMap<&'static str, Samples> = BTreeMap::new();
+        let mut time = |op: &'static str, started: Instant| {
+            samples.entry(op).or_default().push(started.elapsed().as_secs_f64() * 1000.0);
+        };
+        for round in 0..rounds {
+            let round_started = Instant::now();
+
+            let started = Instant::now();
+            let body = vec![(round % 251) as u8; VICTIM_UPLOAD_BYTES];
+            let id =
+                upload_bytes(&self.http, &self.base, &self.key, &format!("upload {round}.bin"), body).await?;
+            time("upload", started);
+
+            let started = Instant::now();
+            let file = &self.files[round % self.files.len()];
+            let url = download_url(&self.http, &self.base, &self.key, file).await?;
+            let response = self.http.get(url).send().await?;
+            if !response.status().is_success() {
+                bail!("B's download answered {}", response.status());
+            }
+            let bytes = response.bytes().await?;
+            if bytes.len() != 4096 {
+                bail!("B's download returned {} bytes, not 4096", bytes.len());
+            }
+            time("download", started);
+
+            let started = Instant::now();
+            let page =
+                expect(self.http.get(format!("{}/v1/files?limit=50", self.base)).bearer_auth(&self.key), 200)
+                    .await?;
+            if page["data"].as_array().is_none_or(|files| files.is_empty()) {
+                bail!("B's list came back empty: {page}");
+            }
+            time("list", started);
+
+            let started = Instant::now();
+            let found = expect(
+                self.http.get(format!("{}/v1/search?q=report", self.base)).bearer_auth(&self.key),
+                200,
+            )
+            .await?;
+            if found["total"].as_u64() != Some(VICTIM_FILES as u64) {
+                bail!("B's search found {} of its {VICTIM_FILES} reports", found["total"]);
+            }
+            time("search", started);
+
+            self.files.push(id);
+            if let Some(rest) = pace.checked_sub(round_started.elapsed()) {
+                tokio::time::sleep(rest).await;
+            }
+        }
+        Ok(samples)
+    }
+}
+
+/// What the attacks need made before they start.
+struct AttackSetup {
+    chain_top: String,
+    chain_bottom: String,
+    bomb: Bytes,
+    flat_image: Bytes,
+}
+
+impl AttackSetup {
+    async fn prepare(http: &reqwest::Client, base: &str, tenants: &Tenants) -> Result<Self> {
+        let key = &tenants.attacker_key;
+        let mut parent: Option<String> = None;
+        let mut chain = Vec::new();
+        for depth in 0..MAX_FOLDER_DEPTH {
+            let folder = expect(
+                http.post(format!("{base}/v1/folders"))
+                    .bearer_auth(key)
+                    .json(&json!({"name": format!("level {depth}"), "parent_id": parent})),
+                201,
+            )
+            .await?;
+            let id = folder["id"].as_str().context("a folder id")?.to_owned();
+            chain.push(id.clone());
+            parent = Some(id);
+        }
+        // One more level is refused: the chain is exactly as deep as the server allows.
+        expect(
+            http.post(format!("{base}/v1/folders"))
+                .bearer_auth(key)
+                .json(&json!({"name": "one too deep", "parent_id": parent})),
+            409,
+        )
+        .await?;
+        let bomb = tokio::task::spawn_blocking(|| png(6300, 6300, png::BitDepth::Sixteen)).await?;
+        let flat_image = tokio::task::spawn_blocking(|| png(6000, 6000, png::BitDepth::Eight)).await?;
+        Ok(Self {
+            chain_top: chain[0].clone(),
+            chain_bottom: chain[MAX_FOLDER_DEPTH - 1].clone(),
+            bomb: bomb.into(),
+            flat_image: flat_image.into(),
+        })
+    }
+
+    /// The bytes A's quota workspace holds.
+    async fn quota_used(&self, http: &reqwest::Client, base: &str, tenants: &Tenants) -> Result<u64> {
+        let quota = expect(http.get(format!("{base}/v1/quota")).bearer_auth(&tenants.quota_key), 200).await?;
+        quota["used_bytes"].as_u64().with_context(|| format!("no used_bytes in {quota}"))
+    }
+
+    /// Starts attack `index`: its tasks run until `stop` is set (or they are aborted).
+    fn launch(
+        &self,
+        index: usize,
+        http: &reqwest::Client,
+        base: &str,
+        tenants: &Tenants,
+        stop: &Arc<AtomicBool>,
+        tally: &Arc<Tally>,
+    ) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        let running = {
+            let stop = stop.clone();
+            move || !stop.load(Ordering::SeqCst)
+        };
+        match index {
+            0 => {
+                for _ in 0..4 {
+                    let (http, base, key, tally, running) = (
+                        http.clone(),
+                        base.to_owned(),
+                        tenants.attacker_key.clone(),
+                        tally.clone(),
+                        running.clone(),
+                    );
+                    let (top, bottom) = (self.chain_top.clone(), self.chain_bottom.clone());
+                    tasks.spawn(async move {
+                        while running() {
+                            let into_itself = http
+                                .patch(format!("{base}/v1/folders/{top}"))
+                                .bearer_auth(&key)
+                                .json(&json!({"parent_id": bottom}));
+                            tally.status(into_itself.send().await);
+                            let list = http
+                                .get(format!("{base}/v1/files?folder_id={top}&recursive=true"))
+                                .bearer_auth(&key);
+                            tally.status(list.send().await);
+                            let search = http
+                                .get(format!("{base}/v1/search?q=level&folder_id={top}&recursive=true"))
+                                .bearer_auth(&key);
+                            tally.status(search.send().await);
+                        }
+                    });
+                }
+            }
+            1 => {
+                for _ in 0..64 {
+                    let (http, base, tally, running) =
+                        (http.clone(), base.to_owned(), tally.clone(), running.clone());
+                    tasks.spawn(async move {
+                        while running() {
+                            let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
+                            let body =
+                                futures::stream::repeat(chunk).take(63 * 16).map(Ok::<_, std::io::Error>);
+                            let request = http
+                                .post(format!("{base}/compat/cms/files/"))
+                                .header("content-type", "multipart/form-data; boundary=x")
+                                .body(reqwest::Body::wrap_stream(body));
+                            tally.status(request.send().await);
+                        }
+                    });
+                }
+            }
+            2 => {
+                for n in 0..80 {
+                    let (http, base, key, tally) =
+                        (http.clone(), base.to_owned(), tenants.attacker_key.clone(), tally.clone());
+                    tasks.spawn(async move {
+                        let reserved = http
+                            .post(format!("{base}/v1/uploads"))
+                            .bearer_auth(&key)
+                            .json(&json!({"name": format!("trickle {n}"), "size": 1 << 20}))
+                            .send()
+                            .await;
+                        let url = match reserved {
+                            Ok(response) if response.status().as_u16() == 201 => {
+                                tally.count("reserved");
+                                let ticket: Value = response.json().await.unwrap_or_default();
+                                ticket["upload_url"].as_str().unwrap_or_default().to_owned()
+                            }
+                            other => return tally.status(other),
+                        };
+                        let trickle = futures::stream::unfold(false, |started| async move {
+                            if started {
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                            }
+                            Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), true))
+                        });
+                        tally.status(http.put(url).body(reqwest::Body::wrap_stream(trickle)).send().await);
+                    });
+                }
+            }
+            3 => {
+                for n in 0..8 {
+                    let (http, base, key, tally, running) = (
+                        http.clone(),
+                        base.to_owned(),
+                        tenants.quota_key.clone(),
+                        tally.clone(),
+                        running.clone(),
+                    );
+                    tasks.spawn(async move {
+                        while running() {
+                            let chunk = Bytes::from(vec![n as u8; 64 * 1024]);
+                            let stream =
+                                futures::stream::repeat(chunk).take(8 * 16).map(Ok::<_, std::io::Error>);
+                            let file = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream))
+                                .file_name(format!("unknown size {n}.bin"));
+                            let form = reqwest::multipart::Form::new().part("file", file);
+                            let upload =
+                                http.post(format!("{base}/v1/files")).bearer_auth(&key).multipart(form);
+                            tally.status(upload.send().await);
+                        }
+                    });
+                }
+            }
+            4 => {
+                for (n, image) in [self.bomb.clone(), self.flat_image.clone()].into_iter().enumerate() {
+                    let (http, base, key, tally, running) = (
+                        http.clone(),
+                        base.to_owned(),
+                        tenants.attacker_key.clone(),
+                        tally.clone(),
+                        running.clone(),
+                    );
+                    tasks.spawn(async move {
+                        let mut round = 0;
+                        while running() {
+                            round += 1;
+                            let name = format!("image {n} {round}.png");
+                            let Ok(id) = upload_bytes(&http, &base, &key, &name, image.to_vec()).await else {
+                                tally.count("upload refused");
+                                continue;
+                            };
+                            let thumbnail =
+                                http.get(format!("{base}/v1/files/{id}/thumbnail")).bearer_auth(&key);
+                            tally.status(thumbnail.send().await);
+                        }
+                    });
+                }
+            }
+            5 => {
+                let address: SocketAddr =
+                    base.trim_start_matches("http://").parse().expect("a socket address");
+                for _ in 0..300 {
+                    let (tally, running) = (tally.clone(), running.clone());
+                    tasks.spawn(async move {
+                        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+                        if socket.bind(SocketAddr::new(ATTACKER_ADDRESS, 0)).is_err() {
+                            return tally.count("bind failed");
+                        }
+                        let Ok(mut stream) = socket.connect(address).await else {
+                            return tally.count("refused");
+                        };
+                        tally.count("connected");
+                        if stream.write_all(b"GET /v1/files HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.is_err() {
+                            return tally.count("closed by the server");
+                        }
+                        while running() {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            if stream.write_all(b"a").await.is_err() {
+                                return tally.count("closed by the server");
+                            }
+                        }
+                    });
+                }
+            }
+            _ => {
+                for _ in 0..4 {
+                    let (http, base, key, tally, running) = (
+                        http.clone(),
+                        base.to_owned(),
+                        tenants.attacker_key.clone(),
+                        tally.clone(),
+                        running.clone(),
+                    );
+                    tasks.spawn(async move {
+                        while running() {
+                            for path in
+                                ["/v1/search?q=ab%00cd", "/v1/files?q=ab%00cd", "/v1/folders?q=ab%01cd"]
+                            {
+                                tally
+                                    .status(http.get(format!("{base}{path}")).bearer_auth(&key).send().await);
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        tasks
+    }
+}
+
+/// A PNG in large flat blocks (it compresses to little and decodes to much), written a row at a
+/// time: 16-bit RGB makes a decoding bomb, 8-bit a large image inside the budget.
+fn png(width: u32, height: u32, depth: png::BitDepth) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(depth);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().expect("a PNG header");
+    let sample_bytes = if depth == png::BitDepth::Sixteen { 2 } else { 1 };
+    let mut stream = writer.stream_writer().expect("a PNG stream");
+    let mut row = vec![0u8; width as usize * 3 * sample_bytes];
+    for y in 0..height {
+        if y % 64 == 0 {
+            for (index, byte) in row.iter_mut().enumerate() {
+                *byte = ((index / 192) as u32 * 37 + (y / 64) * 11) as u8;
+            }
+        }
+        std::io::Write::write_all(&mut stream, &row).expect("a PNG row");
+    }
+    stream.finish().expect("the end of the PNG");
+    writer.finish().expect("the PNG written");
+    out
+}
