@@ -303,8 +303,15 @@ async fn a_signed_url_works_with_a_plain_get_and_expires() {
     let short = human.stdout.trim().to_owned();
     assert!(short.starts_with("http"), "the URL alone on stdout: {short}");
     assert_eq!(http_client().get(&short).send().await.unwrap().status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    let late = http_client().get(&short).send().await.unwrap().status();
+    // The URL works until it expires, then is refused: poll for the refusal, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let late = loop {
+        let status = http_client().get(&short).send().await.unwrap().status();
+        if status != 200 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert!(late.is_client_error(), "an expired URL is refused, got {late}");
 
     let run = user.run(&["url", &id, "--expires", "soon"]);
@@ -487,9 +494,18 @@ async fn interrupt_after_parts(
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    // A part whose last bytes were already out may still be recorded; let the server settle.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let parts = parts_received(user, &upload_id).await;
+    // A part whose last bytes were already out may still be recorded: wait until two looks, a
+    // moment apart, agree.
+    let mut parts = parts_received(user, &upload_id).await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = parts_received(user, &upload_id).await;
+        if again == parts {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the parts never settled");
+        parts = again;
+    }
     (upload_id, parts)
 }
 

@@ -135,3 +135,38 @@ async fn malformed_ids_answer_like_unknown_ones() {
         assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     }
 }
+
+/// SECURITY.md: a key's secret is `cab_` and 40 random characters, shown once and stored only as
+/// its SHA-256 (a database that leaks gives no usable key).
+#[tokio::test]
+async fn key_secrets_are_forty_random_characters_stored_only_as_their_sha256() {
+    let server = TestServer::spawn().await;
+    let mut secrets = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let secret = server.key_for(&server.tenant.workspace, cabinet_core::Role::Read).await;
+        let random = secret.strip_prefix("cab_").unwrap_or_else(|| panic!("{secret} lacks the cab_ prefix"));
+        assert_eq!(random.len(), 40, "{secret}");
+        assert!(random.chars().all(|c| c.is_ascii_alphanumeric()), "{secret}");
+        assert!(secrets.insert(secret), "a secret came out twice");
+    }
+    // Every stored row of every key, as text: each secret's hash is there, the secret never is.
+    let rows: Vec<String> = if server.database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&server.database_url).await.unwrap();
+        let rows = sqlx::query_scalar("SELECT id || ' ' || secret_hash || ' ' || hint FROM api_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(&server.database_url).await.unwrap();
+        let rows = sqlx::query_scalar("SELECT k::text FROM api_keys k").fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    };
+    for secret in &secrets {
+        let hash = support::sha256_hex(secret.as_bytes());
+        assert!(rows.iter().any(|row| row.contains(&hash)), "the hash of a secret is not stored");
+        assert!(!rows.iter().any(|row| row.contains(&secret[4..])), "a secret is stored as it is");
+    }
+}
