@@ -10,15 +10,18 @@
 //! more than [`MAX_DECODE_BYTES`] by what the header says (the frame at its own depth, 16 bits a
 //! channel included, and the decoder's own buffers). The image is scaled before it is turned the
 //! way its EXIF orientation says, so only the thumbnail is ever copied. So one render holds at most
-//! [`MAX_RENDER_BYTES`]; renders run on the blocking pool, [`CONCURRENT_RENDERS`] at a time.
+//! [`MAX_RENDER_BYTES`]; renders run on the blocking pool, [`CONCURRENT_RENDERS`] at a time, and
+//! each workspace waits for its turn behind its own renders only: one tenant's queue of large
+//! images never stands in front of another tenant's thumbnail.
 
+use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::ids::{FileId, WorkspaceId};
@@ -98,15 +101,45 @@ pub struct Thumbnail {
     pub etag: String,
 }
 
-/// The decoders' and the render pool's limits, shared by every clone of the service.
+/// The render pool's limits, shared by every clone of the service.
 #[derive(Debug, Clone)]
 pub(crate) struct Renderer {
     permits: Arc<Semaphore>,
+    /// One place in the pool's queue per workspace: its other renders wait on this first, so the
+    /// pool's queue holds at most one render of each workspace and a tenant with a hundred images
+    /// to decode delays another tenant's thumbnail by one render, not a hundred.
+    places: Arc<Mutex<HashMap<WorkspaceId, Arc<Semaphore>>>>,
+}
+
+/// Workspaces whose places are kept before unused ones are forgotten.
+const PLACES_PRUNED_AT: usize = 1024;
+
+/// A render's turn: the pool's permit and its workspace's place, both given back when dropped.
+pub(crate) struct RenderTurn {
+    _pool: OwnedSemaphorePermit,
+    _place: OwnedSemaphorePermit,
 }
 
 impl Default for Renderer {
     fn default() -> Self {
-        Self { permits: Arc::new(Semaphore::new(CONCURRENT_RENDERS)) }
+        Self { permits: Arc::new(Semaphore::new(CONCURRENT_RENDERS)), places: Default::default() }
+    }
+}
+
+impl Renderer {
+    /// Waits for `workspace`'s place in the queue (behind its own renders), then for the pool.
+    pub(crate) async fn turn(&self, workspace: &WorkspaceId) -> Result<RenderTurn> {
+        let place = {
+            let mut places = self.places.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if places.len() >= PLACES_PRUNED_AT {
+                // Held only by the map: nobody of that workspace is waiting or rendering.
+                places.retain(|_, place| Arc::strong_count(place) > 1);
+            }
+            places.entry(workspace.clone()).or_insert_with(|| Arc::new(Semaphore::new(1))).clone()
+        };
+        let place = place.acquire_owned().await.map_err(Error::internal)?;
+        let pool = self.permits.clone().acquire_owned().await.map_err(Error::internal)?;
+        Ok(RenderTurn { _pool: pool, _place: place })
     }
 }
 
@@ -348,7 +381,7 @@ impl Cabinet {
         if let Some(bytes) = self.cached_thumbnail(&key).await? {
             return Ok(Thumbnail { content_type: content_type_of(&bytes), bytes, etag });
         }
-        let _permit = self.renderer.permits.acquire().await.map_err(Error::internal)?;
+        let _turn = self.renderer.turn(&file.workspace_id).await?;
         // Made by someone else while this one waited its turn.
         if let Some(bytes) = self.cached_thumbnail(&key).await? {
             return Ok(Thumbnail { content_type: content_type_of(&bytes), bytes, etag });
@@ -430,6 +463,43 @@ impl Cabinet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_workspace_waits_behind_its_own_renders_not_in_front_of_anothers() {
+        let renderer = Renderer::default();
+        let (busy, other) = (WorkspaceId::generate(), WorkspaceId::generate());
+        let rendering = renderer.turn(&busy).await.unwrap();
+        let queued: Vec<_> = (0..5)
+            .map(|_| {
+                let (renderer, busy) = (renderer.clone(), busy.clone());
+                tokio::spawn(async move { renderer.turn(&busy).await.unwrap() })
+            })
+            .collect();
+        let settle = || async {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        };
+        settle().await;
+        let others = tokio::spawn({
+            let (renderer, other) = (renderer.clone(), other.clone());
+            async move { renderer.turn(&other).await.unwrap() }
+        });
+        settle().await;
+        assert!(!others.is_finished(), "the pool is busy: the other workspace waits");
+        drop(rendering);
+        // Next is the other workspace, though five of the busy one's renders asked first.
+        let others_turn = tokio::time::timeout(std::time::Duration::from_secs(10), others)
+            .await
+            .expect("the other workspace waited behind the busy one's whole queue")
+            .unwrap();
+        settle().await;
+        assert!(queued.iter().all(|render| !render.is_finished()), "the busy workspace jumped the queue");
+        drop(others_turn);
+        for render in queued {
+            drop(render.await.unwrap());
+        }
+    }
     use image::{ImageEncoder, Rgba, RgbaImage};
 
     fn encoded(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
