@@ -578,8 +578,13 @@ impl BlobStore for S3BlobStore {
         }
         let path = self.url_path(key);
         let mut signed = bound.clone();
-        // Signed but not listed: every HTTP client sends it, and S3 then refuses any other size.
+        // Signed, so S3 refuses any other size. Every HTTP client sends it for a body with bytes,
+        // so it is not listed then; for an empty body some (hyper, so reqwest) send none, and the
+        // signature would not match: an empty upload lists it.
         signed.push(("content-length", upload.size.to_string()));
+        if upload.size == 0 {
+            bound.push(("content-length", "0".to_owned()));
+        }
         let query = self.signer.presign(&Presign {
             method: "PUT",
             host: &self.host,
@@ -615,6 +620,7 @@ impl BlobStore for S3BlobStore {
                     let name = match name {
                         "content-type" => "Content-Type",
                         "if-none-match" => "If-None-Match",
+                        "content-length" => "Content-Length",
                         other => other,
                     };
                     (name.to_owned(), value)
