@@ -527,14 +527,63 @@ impl Cabinet {
         }
     }
 
-    /// Fails a live upload (a no-op when it already ended).
+    /// Fails a live upload (a no-op when it already ended). When the metadata store cannot be
+    /// reached (the very trouble that often ends an upload) or does not answer at once, the
+    /// failure is retried in the background until it can be recorded: otherwise the upload would stay UPLOADING, its reservation
+    /// held and its URL answering `upload_in_progress`, until the sweeper's grace ends it.
     pub(crate) async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
-        let failed =
-            self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now()).await?;
-        if failed {
-            tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
+        // On an error path the store is often what failed: a client is not kept waiting for a
+        // second pool timeout while the failure is recorded; it is recorded in the background.
+        const FAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let failing = self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now());
+        let Ok(failing) = tokio::time::timeout(FAIL_WAIT, failing).await else {
+            self.fail_once_reachable(upload.clone(), reason);
+            return Err(Error::Unavailable("the metadata store did not answer in time".into()));
+        };
+        match failing {
+            Ok(failed) => {
+                if failed {
+                    tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
+                }
+                Ok(())
+            }
+            Err(err @ Error::Unavailable(_)) => {
+                self.fail_once_reachable(upload.clone(), reason);
+                Err(err)
+            }
+            Err(err) => Err(err),
         }
-        Ok(())
+    }
+
+    /// Retries failing an upload, with backoff, until the metadata store answers (for at most
+    /// `FAIL_RETRY_FOR`; the sweeper ends whatever is left).
+    fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
+        const FAIL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let cabinet = self.clone();
+        runtime.spawn(async move {
+            let give_up_at = std::time::Instant::now() + FAIL_RETRY_FOR;
+            let mut pause = std::time::Duration::from_millis(200);
+            loop {
+                tokio::time::sleep(pause).await;
+                let (ws, id) = (&upload.workspace_id, &upload.id);
+                match cabinet.store.fail_upload(ws, id, reason, cabinet.clock.now()).await {
+                    Ok(failed) => {
+                        if failed {
+                            tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
+                        }
+                        return;
+                    }
+                    Err(Error::Unavailable(_)) if std::time::Instant::now() < give_up_at => {
+                        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, upload = %id, "could not fail an upload; the sweeper will");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     pub(crate) async fn delete_blob_quietly(&self, key: &str) {
