@@ -9,11 +9,14 @@
 
 mod process;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use process::{admin, files_under, http_client, ServerProcess, Tenant};
+use process::{admin_json_with_env, admin_with_env, files_under, http_client, ServerProcess, Tenant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -85,7 +88,15 @@ enum Attempt {
     /// The server said SUCCESS (or 201 for a direct upload): this file must never be lost.
     Stored { id: String, sha256: String, bytes: Vec<u8> },
     /// The server refused, with this status and error code (the JSON error shape checked).
-    Refused { upload_id: Option<String>, status: StatusCode, code: String },
+    Refused { upload: Option<RefusedUpload>, status: StatusCode, code: String },
+}
+
+/// A signed upload whose bytes were refused: its ticket and its bytes, to send them again.
+#[derive(Debug)]
+struct RefusedUpload {
+    id: String,
+    url: String,
+    bytes: Vec<u8>,
 }
 
 /// Checks an error answer has the documented shape, and returns its code.
@@ -130,11 +141,11 @@ impl Client {
             .send(self.http.post(format!("{}/v1/uploads", self.base)).bearer_auth(&self.key).json(&request))
             .await;
         if status != StatusCode::CREATED {
-            return Attempt::Refused { upload_id: None, status, code: error_code(status, &ticket) };
+            return Attempt::Refused { upload: None, status, code: error_code(status, &ticket) };
         }
         let upload_id = ticket["id"].as_str().expect("an upload id").to_owned();
         let url = ticket["upload_url"].as_str().expect("an upload URL").to_owned();
-        let (status, body) = self.send(self.http.put(url).body(bytes.clone())).await;
+        let (status, body) = self.send(self.http.put(&url).body(bytes.clone())).await;
         if status == StatusCode::OK {
             assert_eq!(body["status"], "SUCCESS", "{body}");
             let file = &body["file"];
@@ -145,7 +156,8 @@ impl Client {
                 bytes,
             };
         }
-        Attempt::Refused { upload_id: Some(upload_id), status, code: error_code(status, &body) }
+        let code = error_code(status, &body);
+        Attempt::Refused { upload: Some(RefusedUpload { id: upload_id, url, bytes }), status, code }
     }
 
     /// A direct upload: `POST /v1/files` with a multipart body.
@@ -163,7 +175,7 @@ impl Client {
                 bytes,
             };
         }
-        Attempt::Refused { upload_id: None, status, code: error_code(status, &body) }
+        Attempt::Refused { upload: None, status, code: error_code(status, &body) }
     }
 
     /// Every stored file reads back byte for byte.
@@ -185,7 +197,15 @@ impl Client {
 
 /// `cabinet admin check --json` on a stopped server's data folder finds nothing wrong.
 fn assert_check_clean(data_dir: &Path) {
-    let run = admin(data_dir, &["check", "--json"]);
+    assert_check_clean_on(data_dir, &[], &[]);
+}
+
+/// `cabinet admin check --json` on these stores (`--database-url`, `--storage` flags and their
+/// environment) finds nothing wrong.
+fn assert_check_clean_on(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) {
+    let mut args = vec!["check", "--json"];
+    args.extend(flags);
+    let run = admin_with_env(data_dir, &args, env);
     let report: Value = serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|_| panic!("admin check printed no JSON:\n{}\n{}", run.stdout, run.stderr));
     assert!(run.status.success(), "admin check found something wrong: {report}\n{}", run.stderr);
@@ -258,7 +278,7 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
         };
         match attempt {
             Attempt::Stored { id, .. } => panic!("a 3 MiB upload onto 1 MiB of free disk was stored as {id}"),
-            Attempt::Refused { upload_id, status, code } => {
+            Attempt::Refused { upload, status, code } => {
                 // The server's trouble, not the client's, and one a retry may get past: never a 500.
                 assert_eq!(
                     (status, code.as_str()),
@@ -266,7 +286,7 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
                     "a full disk is answered 503 unavailable"
                 );
                 println!("full disk, {route} upload: {status} {code}");
-                refused_uploads.extend(upload_id);
+                refused_uploads.extend(upload.map(|upload| upload.id));
             }
         }
     }
@@ -308,4 +328,501 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
     server.kill();
     assert_no_panic(&log);
     assert_check_clean(&data_dir);
+}
+
+// Clients running traffic while a dependency fails under the server.
+
+/// How many clients run traffic at once in the scenarios below.
+const CLIENTS: usize = 3;
+
+/// Where a scenario stands, so that every answer is counted under the phase it arrived in: before
+/// any fault, then for each fault, while it lasts and after it is over.
+const BEFORE: usize = 0;
+fn during(fault: usize) -> usize {
+    2 * fault + 1
+}
+fn after(fault: usize) -> usize {
+    2 * fault + 2
+}
+
+/// How long a failure the server could not record while a dependency was down may take to be
+/// recorded once it is back (the server retries it with backoff).
+const RECORDED_WITHIN: Duration = Duration::from_secs(30);
+
+/// A file a client was told was stored: its id, sha256 and bytes.
+type StoredFile = (String, String, Vec<u8>);
+
+/// What the clients of a scenario were told: per phase, operation and answer (`ok`, or the status
+/// and error code), how many times.
+#[derive(Default)]
+struct Told {
+    phase: AtomicUsize,
+    answers: Mutex<BTreeMap<(usize, &'static str, String), usize>>,
+}
+
+impl Told {
+    fn record(&self, operation: &'static str, answer: String) {
+        let phase = self.phase.load(Ordering::SeqCst);
+        *self.answers.lock().unwrap().entry((phase, operation, answer)).or_default() += 1;
+    }
+
+    fn ok(&self, phase: usize, operation: &str) -> usize {
+        self.answers.lock().unwrap().get(&(phase, operation, "ok".to_owned())).map_or(0, |n| *n)
+    }
+
+    fn refused(&self, phase: usize) -> usize {
+        let answers = self.answers.lock().unwrap();
+        answers.iter().filter(|((at, _, answer), _)| *at == phase && answer != "ok").map(|(_, n)| n).sum()
+    }
+
+    /// `uploads: 12 ok, 3 × 503 unavailable; lists: …` over every phase.
+    fn summary(&self) -> String {
+        let mut by_operation: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+        let answers = self.answers.lock().unwrap();
+        for ((_, operation, answer), n) in answers.iter() {
+            *by_operation.entry(operation).or_default().entry(answer).or_default() += n;
+        }
+        by_operation
+            .iter()
+            .map(|(operation, answers)| {
+                let answers: Vec<String> = answers
+                    .iter()
+                    .map(
+                        |(answer, n)| {
+                            if *answer == "ok" {
+                                format!("{n} ok")
+                            } else {
+                                format!("{n} × {answer}")
+                            }
+                        },
+                    )
+                    .collect();
+                format!("{operation}s: {}", answers.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A refusal while a dependency fails: the documented JSON error (checked by `error_code`) with
+/// 503 `unavailable`: the server's trouble, which a retry may get past; never a 500.
+fn assert_unavailable(operation: &str, status: StatusCode, code: &str) {
+    assert_eq!(
+        (status, code),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "a {operation} while a dependency fails is answered 503 unavailable"
+    );
+}
+
+/// Clients uploading (signed and direct), listing and downloading what they stored, in turn,
+/// until stopped; every answer counted in `told`.
+struct Traffic {
+    told: Arc<Told>,
+    stored: Arc<Mutex<Vec<StoredFile>>>,
+    /// Signed uploads whose bytes were refused.
+    refused_uploads: Arc<Mutex<Vec<RefusedUpload>>>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(client: &Arc<Client>) -> Traffic {
+        let mut traffic = Traffic {
+            told: Arc::default(),
+            stored: Arc::default(),
+            refused_uploads: Arc::default(),
+            stop: Arc::default(),
+            clients: Vec::new(),
+        };
+        for index in 0..CLIENTS {
+            traffic.clients.push(tokio::spawn(run_client(
+                client.clone(),
+                index,
+                traffic.told.clone(),
+                traffic.stored.clone(),
+                traffic.refused_uploads.clone(),
+                traffic.stop.clone(),
+            )));
+        }
+        traffic
+    }
+
+    /// Moves every client on to the next phase of the scenario.
+    fn enter(&self, phase: usize) {
+        self.told.phase.store(phase, Ordering::SeqCst);
+    }
+
+    /// Polls until the clients were told what `condition` asks, failing after `limit`.
+    async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&Told) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !condition(&self.told) {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {limit:?}; the clients were told {}",
+                self.told.summary()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the clients (each finishes the request it is in) and returns what they stored.
+    async fn stop(self) -> (Vec<StoredFile>, Vec<RefusedUpload>, Arc<Told>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for client in self.clients {
+            client.await.expect("a client of the traffic panicked");
+        }
+        let stored = std::mem::take(&mut *self.stored.lock().unwrap());
+        let refused = std::mem::take(&mut *self.refused_uploads.lock().unwrap());
+        (stored, refused, self.told)
+    }
+}
+
+async fn run_client(
+    client: Arc<Client>,
+    index: usize,
+    told: Arc<Told>,
+    stored: Arc<Mutex<Vec<StoredFile>>>,
+    refused_uploads: Arc<Mutex<Vec<RefusedUpload>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut turn = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        turn += 1;
+        match turn % 4 {
+            0 | 1 => {
+                let name = format!("client{index}-{turn}.bin");
+                let bytes = content((index * 64 + turn) as u8, 20_000 + (turn * 7919) % 200_000);
+                let attempt = if turn.is_multiple_of(4) {
+                    client.signed_upload(&name, bytes).await
+                } else {
+                    client.direct_upload(&name, bytes).await
+                };
+                match attempt {
+                    Attempt::Stored { id, sha256, bytes } => {
+                        told.record("upload", "ok".to_owned());
+                        stored.lock().unwrap().push((id, sha256, bytes));
+                    }
+                    Attempt::Refused { upload, status, code } => {
+                        assert_unavailable("upload", status, &code);
+                        told.record("upload", format!("{} {code}", status.as_u16()));
+                        refused_uploads.lock().unwrap().extend(upload);
+                    }
+                }
+            }
+            2 => {
+                let (status, body) = client
+                    .send(
+                        client
+                            .http
+                            .get(format!("{}/v1/files?limit=20", client.base))
+                            .bearer_auth(&client.key),
+                    )
+                    .await;
+                if status == StatusCode::OK {
+                    assert!(body["data"].is_array(), "{body}");
+                    told.record("list", "ok".to_owned());
+                } else {
+                    let code = error_code(status, &body);
+                    assert_unavailable("list", status, &code);
+                    told.record("list", format!("{} {code}", status.as_u16()));
+                }
+            }
+            _ => {
+                let file = {
+                    let stored = stored.lock().unwrap();
+                    stored.get(turn % stored.len().max(1)).map(|(id, _, bytes)| (id.clone(), bytes.clone()))
+                };
+                let Some((id, bytes)) = file else { continue };
+                match client.read(&id).await {
+                    Ok(read) => {
+                        assert!(read == bytes, "{id} reads back byte for byte");
+                        told.record("download", "ok".to_owned());
+                    }
+                    Err((status, code)) => {
+                        assert_unavailable("download", status, &code);
+                        told.record("download", format!("{} {code}", status.as_u16()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// A file's bytes, or the status and code of the documented error it was refused with.
+    async fn read(&self, id: &str) -> Result<Vec<u8>, (StatusCode, String)> {
+        let url = format!("{}/v1/files/{id}/content", self.base);
+        let response = tokio::time::timeout(BOUNDED_WAIT, self.http.get(url).bearer_auth(&self.key).send())
+            .await
+            .expect("a read answers within the bounded wait")
+            .expect("a read is answered (the connection is not dropped)");
+        let status = response.status();
+        let body = tokio::time::timeout(BOUNDED_WAIT, response.bytes())
+            .await
+            .expect("a read's body arrives within the bounded wait")
+            .expect("a read's body arrives whole");
+        if status == StatusCode::OK {
+            return Ok(body.to_vec());
+        }
+        let body: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{status}: a JSON body, not {:?}", String::from_utf8_lossy(&body)));
+        Err((status, error_code(status, &body)))
+    }
+
+    /// Every file of the workspace, paging through with the cursor.
+    async fn all_files(&self) -> Vec<Value> {
+        let mut files = Vec::new();
+        let mut path = "/v1/files?limit=100".to_owned();
+        loop {
+            let page = self.get_json(&path).await;
+            files.extend(page["data"].as_array().expect("a data array").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/v1/files?limit=100&cursor={cursor}"),
+                None => return files,
+            }
+        }
+    }
+}
+
+/// Ends every signed upload whose bytes were refused during a fault, as its client would: one
+/// refused before the server took its bytes still waits for them at the same URL, and takes them
+/// now; one refused while taking them ends FAILED, its reservation released (the server may have
+/// had to wait for the dependency to come back to record that). Returns the files stored by
+/// sending again.
+async fn settle_refused_uploads(client: &Client, refused_uploads: Vec<RefusedUpload>) -> Vec<StoredFile> {
+    let mut stored = Vec::new();
+    let deadline = Instant::now() + RECORDED_WITHIN;
+    for refused in refused_uploads {
+        let upload = loop {
+            let upload = client.get_json(&format!("/v1/uploads/{}", refused.id)).await;
+            if upload["status"] != "UPLOADING" {
+                break upload;
+            }
+            assert!(Instant::now() < deadline, "a signed upload refused mid-fault ends: {upload}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        match upload["status"].as_str() {
+            Some("FAILED") => {}
+            Some("WAITING") => {
+                let (status, body) =
+                    client.send(client.http.put(&refused.url).body(refused.bytes.clone())).await;
+                assert_eq!(
+                    (status, &body["status"]),
+                    (StatusCode::OK, &json!("SUCCESS")),
+                    "sent again: {body}"
+                );
+                let sha256 = sha256_hex(&refused.bytes);
+                assert_eq!(body["file"]["sha256"], sha256, "{body}");
+                stored.push((
+                    body["file"]["id"].as_str().expect("a file id").to_owned(),
+                    sha256,
+                    refused.bytes,
+                ));
+            }
+            _ => panic!("a signed upload refused mid-fault is FAILED or still WAITING: {upload}"),
+        }
+    }
+    stored
+}
+
+/// The checks after a fault, on the running server: every file the clients were told was stored
+/// is listed and reads back byte for byte, every listed file reads back as its sha256, and the
+/// quota holds exactly the listed files and nothing else. Returns how many files are listed.
+async fn assert_nothing_lost(client: &Client, stored: &[StoredFile]) -> usize {
+    client.assert_all_readable(stored).await;
+    let listed = client.all_files().await;
+    for (id, _, _) in stored {
+        assert!(listed.iter().any(|file| file["id"] == id.as_str()), "{id} was stored but is not listed");
+    }
+    // A file committed just as the fault cut off its answer is listed though its client was told
+    // otherwise: it is whole all the same.
+    for file in &listed {
+        let id = file["id"].as_str().expect("a file id");
+        let bytes = client.read(id).await.unwrap_or_else(|refused| panic!("reading {id}: {refused:?}"));
+        assert_eq!(sha256_hex(&bytes), file["sha256"], "{id} reads back as its sha256");
+    }
+    let quota = client.get_json("/v1/quota").await;
+    let used: u64 = listed.iter().map(|file| file["size"].as_u64().expect("a size")).sum();
+    assert_eq!(quota["used_bytes"], used, "used_bytes is the listed files' sizes: {quota}");
+    assert_eq!(quota["reserved_bytes"], 0, "no reservation outlives its refused upload: {quota}");
+    listed.len()
+}
+
+fn dev_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dev").join(name)
+}
+
+/// A PostgreSQL cluster of the test's own, made by `dev/postgres`, so that it can be stopped and
+/// started again without disturbing the tests that share `dev/test`'s cluster.
+struct PrivatePostgres {
+    dir: String,
+    url: String,
+    port: String,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    fn start() -> Option<PrivatePostgres> {
+        let must = must_have_faults() || std::env::var("CABINET_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let output = Command::new(dev_script("postgres")).arg("start").output();
+        let exports = match output {
+            Ok(output) if output.status.success() => String::from_utf8(output.stdout).unwrap(),
+            Ok(output) => {
+                let why = format!("dev/postgres start failed: {}", String::from_utf8_lossy(&output.stderr));
+                assert!(!must, "{why}");
+                eprintln!("SKIPPED: {why}");
+                return None;
+            }
+            Err(err) => {
+                assert!(!must, "running dev/postgres failed: {err}");
+                eprintln!("SKIPPED: running dev/postgres failed: {err}");
+                return None;
+            }
+        };
+        let export = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("dev/postgres printed no {name}: {exports}"))
+                .to_owned()
+        };
+        let url = export("CABINET_TEST_DATABASE_URL");
+        let port =
+            url.rsplit_once(':').and_then(|(_, rest)| rest.split('/').next()).expect("a port").to_owned();
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("dev/postgres installed PostgreSQL under /usr/lib/postgresql")
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        versions.sort_by_key(|path| path.file_name().unwrap().to_string_lossy().parse::<u32>().unwrap_or(0));
+        let bin = versions.pop().expect("a PostgreSQL version").join("bin");
+        let postgres = PrivatePostgres { dir: export("CABINET_PG_DIR"), url, port, bin };
+        // dev/postgres commits asynchronously, for speed: a crash of PostgreSQL itself then loses
+        // the last commits, files included. This cluster is to be crashed, so it commits durably.
+        postgres.pg_ctl(&["-D", &format!("{}/data", postgres.dir), "-m", "fast", "-w", "stop"]);
+        postgres.start_again();
+        Some(postgres)
+    }
+
+    /// `pg_ctl` as the cluster's owner (`dev/postgres` runs it as `postgres` when root).
+    fn pg_ctl(&self, args: &[&str]) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let root = Command::new("id").arg("-u").output().is_ok_and(|id| id.stdout.trim_ascii() == b"0");
+        let mut command = if root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            command
+        } else {
+            Command::new(pg_ctl)
+        };
+        let output = command.args(args).output().expect("running pg_ctl");
+        assert!(output.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Stops the cluster: `fast` terminates its sessions and checkpoints; `immediate` stops it
+    /// the way a crash would, with no checkpoint.
+    fn stop(&self, shutdown: &str) {
+        self.pg_ctl(&["-D", &format!("{}/data", self.dir), "-m", shutdown, "-w", "stop"]);
+    }
+
+    /// Starts the stopped cluster on its port (after a crash it first recovers from its log), with
+    /// synchronous commits: a commit is in the log before it is acknowledged. (`fsync=off` stays:
+    /// the machine does not crash, only PostgreSQL, and the log's writes are in the OS's cache.)
+    fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on -c max_connections=100",
+            self.port, self.dir
+        );
+        let log = format!("{}/server.log", self.dir);
+        self.pg_ctl(&[
+            "-D",
+            &format!("{}/data", self.dir),
+            "-l",
+            &log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(dev_script("postgres")).args(["stop", &self.dir]).status();
+    }
+}
+
+/// A workspace and a write key on these stores, made with the admin CLI.
+fn tenant_on(data_dir: &Path, flags: &[&str], env: &[(&str, &str)], name: &str) -> String {
+    let mut args = vec!["create-workspace", "--name", name, "--json"];
+    args.extend(flags);
+    let workspace = admin_json_with_env(data_dir, &args, env);
+    let workspace_id = workspace["id"].as_str().expect("a workspace id");
+    let mut args = vec!["create-key", "--workspace", workspace_id, "--role", "write", "--json"];
+    args.extend(flags);
+    admin_json_with_env(data_dir, &args, env)["key"].as_str().expect("a key secret").to_owned()
+}
+
+/// How long the clients may take to see a fault, and to see the server recover from it. A request
+/// waiting for a database connection gives up after the pool's 30 s acquire timeout.
+const FAULT_SEEN_WITHIN: Duration = Duration::from_secs(90);
+
+/// 2. PostgreSQL stopped and started again while clients upload, list and download, twice: a
+/// fast shutdown (sessions terminated) and an immediate one (as in a crash; it recovers from its
+/// log). Meanwhile clients are told 503 `unavailable`, and the server recovers by itself, without
+/// a restart, as its pool reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarted_mid_traffic_is_answered_unavailable_and_the_server_recovers_by_itself() {
+    let Some(postgres) = PrivatePostgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let flags = ["--database-url", postgres.url.as_str()];
+    let key = tenant_on(&data_dir, &flags, &[], "postgres-restart");
+    let server = ServerProcess::start_with(&data_dir, &flags);
+    let client = Arc::new(Client::new(&server, &key));
+
+    let traffic = Traffic::start(&client);
+    traffic
+        .wait_for("uploads succeed before the fault", FAULT_SEEN_WITHIN, |told| {
+            told.ok(BEFORE, "upload") >= 6
+        })
+        .await;
+    // After a fast shutdown PostgreSQL is started again as soon as a client was refused; after the
+    // immediate one it stays down until every client was, so that requests also wait out the
+    // pool's acquire timeout (answered 503 too) rather than only fail on a cut session.
+    for (fault, shutdown, refusals) in [(0, "fast", 1), (1, "immediate", CLIENTS)] {
+        traffic.enter(during(fault));
+        postgres.stop(shutdown);
+        traffic
+            .wait_for("clients are told PostgreSQL is gone", FAULT_SEEN_WITHIN, |told| {
+                told.refused(during(fault)) >= refusals
+            })
+            .await;
+        postgres.start_again();
+        traffic.enter(after(fault));
+        traffic
+            .wait_for("every operation succeeds again without a server restart", FAULT_SEEN_WITHIN, |told| {
+                ["upload", "list", "download"].iter().all(|operation| told.ok(after(fault), operation) >= 2)
+            })
+            .await;
+    }
+    let (mut stored, refused_uploads, told) = traffic.stop().await;
+
+    stored.extend(settle_refused_uploads(&client, refused_uploads).await);
+    let files = assert_nothing_lost(&client, &stored).await;
+    let temporaries = files_under(&data_dir.join("blobs").join("tmp"));
+    assert!(temporaries.is_empty(), "no temporary outlives its upload: {temporaries:?}");
+    println!(
+        "postgres restarted mid-traffic (fast, then immediate shutdown): {}; {} files stored, all \
+         whole; recovered both times without a restart",
+        told.summary(),
+        files
+    );
+    let first_panic = server.first_panic();
+    let log = server.log_tail();
+    server.kill();
+    assert!(first_panic.is_none(), "the server panicked: {first_panic:?}; its log:\n{log}");
+    assert_check_clean_on(&data_dir, &flags, &[]);
 }
