@@ -279,7 +279,16 @@ impl Cabinet {
                 self.fail(&upload, reason).await?;
                 return Err(error);
             }
-            Err(Err(error)) => return Err(error),
+            Err(Err(error)) => {
+                // The bytes were neither accepted nor refused (the blob store or the database
+                // failed meanwhile): they wait, untouched, for `complete` (or the reconciler) to
+                // verify them again, rather than the upload staying UPLOADING until the sweeper's
+                // grace ends it.
+                if let Err(err) = self.store.reopen_upload(ws, id, self.clock.now()).await {
+                    tracing::warn!(error = %err, upload = %id, "could not reopen an upload whose verification failed");
+                }
+                return Err(error);
+            }
         };
         Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
     }
@@ -306,6 +315,11 @@ impl Cabinet {
         }
         if let Err(err) = self.blobs.promote(arrival, &file.blob_key).await {
             self.delete_blob_quietly(&file.blob_key).await;
+            // A blob store that is only unavailable refuses nothing: the bytes wait to be
+            // verified again.
+            if matches!(err, Error::Unavailable(_)) {
+                return Err(Err(err));
+            }
             return Err(Ok((FailureReason::StorageError, err)));
         }
         self.settle(upload, file).await.map_err(Err)
@@ -472,6 +486,9 @@ impl Cabinet {
                         ),
                     ),
                     StageError::Storage(cause) => (FailureReason::StorageError, Error::from(cause)),
+                    StageError::Unavailable(cause) => {
+                        (FailureReason::StorageError, Error::Unavailable(Box::new(cause)))
+                    }
                 };
                 self.fail(upload, reason).await?;
                 guard.upload = None;
