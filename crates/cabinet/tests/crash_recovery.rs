@@ -5,8 +5,8 @@
 //!
 //! It runs twice: on SQLite and the local folder, and on the PostgreSQL and S3 servers `dev/test`
 //! starts. Each round counts the uploads its kill cut mid-flight (started sending, not yet
-//! reported stored), and a round that cut none fails: it would have proved nothing about a crash
-//! during an upload. After each restart, `cabinet admin check` must find no orphan
+//! reported stored), and a run in which no round cut any fails: it would have proved nothing
+//! about a crash during an upload. After each restart, `cabinet admin check` must find no orphan
 //! object, no file without its object and no ledger drift.
 //!
 //! `CABINET_CRASH_ROUNDS` (default 3) and `CABINET_CRASH_ROUNDS_POSTGRES_S3` (default 2) set how
@@ -769,12 +769,14 @@ async fn crash_rounds(stores: Stores, rounds: usize) {
             survey.failed_uploads,
             round_started.elapsed()
         );
-        assert!(
-            cut_mid_flight > 0,
-            "round {round}'s kill cut no upload mid-flight: it proved nothing about a crash during an \
-             upload (replay with CABINET_CRASH_SEED={seed})"
-        );
     }
+    // A kill can land just as the upload in flight finishes, so a single round may cut none;
+    // a run in which no round cut any proved nothing about a crash during an upload.
+    assert!(
+        cut_in_all_rounds > 0,
+        "no round's kill cut an upload mid-flight: the run proved nothing about a crash during an \
+         upload (replay with CABINET_CRASH_SEED={seed})"
+    );
     println!(
         "crash rounds on {label}: {rounds} passed, {cut_in_all_rounds} uploads cut mid-flight (seed {seed})"
     );
