@@ -4,8 +4,14 @@
 //! clients were told clearly (an error status with the documented JSON error shape, never a
 //! hang past a bounded wait, never a panic in the server's log).
 //!
-//! The full-disk scenario mounts a small tmpfs, which needs root: where mounting fails it fails
-//! the test when `CABINET_REQUIRE_FAULTS=1` or `CI` is set, and is reported skipped otherwise.
+//! Three scenarios, each printing one summary line that starts with its name: a full disk (the
+//! data folder on a small tmpfs), PostgreSQL restarted mid-traffic (a private cluster made by
+//! `dev/postgres`), and S3 failing (a private s3s-fs behind a fault-injecting proxy, and killed
+//! mid-upload).
+//!
+//! The full-disk scenario mounts a tmpfs, which needs root; the others need PostgreSQL and the
+//! s3s-fs binary `dev/s3-server` installs. Where one cannot run it fails the test when
+//! `CABINET_REQUIRE_FAULTS=1` or `CI` is set (as `dev/test` does), and is reported skipped otherwise.
 
 mod process;
 
@@ -1337,6 +1343,12 @@ async fn s3_failing_or_killed_mid_upload_is_answered_unavailable_and_uploads_suc
         assert!(step.download(&id, &bytes).await, "{id} downloads once S3 is back");
     }
     let files = assert_nothing_lost(&client, &step.stored).await;
+    // Nothing temporary is left in the bucket: no staged object, no unverified arrival.
+    let bucket = s3.data.path().join("objects").join(S3_BUCKET);
+    for leftovers in ["tmp", "incoming"] {
+        let found = files_under(&bucket.join(leftovers));
+        assert!(found.is_empty(), "objects left under {leftovers}/ after the faults: {found:?}");
+    }
     println!("s3 failing or killed mid-upload: {}; {} files stored, all whole", told.summary(), files);
     let first_panic = server.first_panic();
     let log = server.log_tail();
