@@ -124,6 +124,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         }))
         .layer(middleware::from_fn_with_state(limiter, rate_limit::rate_limit))
         .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
+        .layer(middleware::from_fn(limits::close_after_unread_body))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: query strings carry signatures, which are credentials.

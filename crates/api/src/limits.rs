@@ -5,13 +5,14 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -63,6 +64,43 @@ pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Requ
         request.map(|body| Body::from_stream(PacedBody::new(body.into_data_stream(), &limits)))
     };
     next.run(request).await
+}
+
+/// Says `Connection: close` on an error answered before the request's body was read to its end
+/// (a refusal before the upload's bytes were taken, a dependency down): hyper closes such a
+/// connection after the answer, as the rest of the body is still on the wire, but does not say
+/// so, and a client that reuses it would see its next request fail without an answer.
+pub async fn close_after_unread_body(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() || request.version() >= Version::HTTP_2 {
+        return next.run(request).await;
+    }
+    let ended = Arc::new(AtomicBool::new(false));
+    let request = request
+        .map(|body| Body::from_stream(EndNoted { inner: body.into_data_stream(), ended: ended.clone() }));
+    let mut response = next.run(request).await;
+    let failed = response.status().is_client_error() || response.status().is_server_error();
+    if failed && !ended.load(Ordering::Acquire) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that notes when it has been read to its end.
+struct EndNoted {
+    inner: BodyDataStream,
+    ended: Arc<AtomicBool>,
+}
+
+impl Stream for EndNoted {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.ended.store(true, Ordering::Release);
+        }
+        next
+    }
 }
 
 /// Adds the security headers: a strict Content-Security-Policy on API responses (not on `/docs`,

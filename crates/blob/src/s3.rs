@@ -32,7 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::ClientOptions;
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 
@@ -47,6 +47,22 @@ const HEAD_BYTES: usize = 8 * 1024;
 const TMP_PREFIX: &str = "tmp/";
 /// The limit on one request that moves or joins a whole file (5 GiB and more).
 const LONG_REQUEST: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How S3 requests are retried: transient errors (503 SlowDown, a refused or cut connection) are
+/// retried with backoff, but only for as long as a client of Cabinet may sensibly wait for its
+/// answer; after that it is told 503 `unavailable` and retries itself. (object_store's default
+/// retries for 3 minutes, with backoff growing to 15 s: a request would hang while S3 is down.)
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: std::time::Duration::from_secs(15),
+    }
+}
 
 /// Where the bucket is and how to reach it: `s3://bucket[/prefix]?endpoint=…&region=…`, credentials
 /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
@@ -177,8 +193,26 @@ fn storage_error(err: object_store::Error) -> Error {
     }
 }
 
+/// Whether an S3 status is one a retry may get past: throttling, or the service failing.
+fn transient(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// An answer S3 should not have given: unavailable (503) when it is S3's own trouble, internal
+/// otherwise (a refusal of Cabinet's request is a fault of Cabinet's, or of its configuration).
+fn unexpected_status(request: &str, status: u16) -> Error {
+    let message = format!("S3 answered {request} with {status}");
+    if transient(status) {
+        Error::Unavailable(message.into())
+    } else {
+        Error::internal(message)
+    }
+}
+
 fn stage_error(err: object_store::Error) -> StageError {
-    StageError::Storage(io::Error::other(err))
+    // The bucket did not take the bytes (unreachable, refusing, failing): S3's trouble, which the
+    // client may retry, not a fault of Cabinet's own.
+    StageError::Unavailable(io::Error::other(err))
 }
 
 impl S3BlobStore {
@@ -190,7 +224,8 @@ impl S3BlobStore {
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_access_key_id(&config.access_key_id)
-            .with_secret_access_key(&config.secret_access_key);
+            .with_secret_access_key(&config.secret_access_key)
+            .with_retry(retry_config());
         if let Some(token) = &config.session_token {
             builder = builder.with_token(token);
         }
@@ -404,26 +439,41 @@ impl BlobStore for S3BlobStore {
         // object_store's HEAD does not ask for checksums; a presigned one that does is short.
         let headers = [("x-amz-checksum-mode", "ENABLED".to_owned())];
         let path = self.url_path(key);
-        let query = self.signer.presign(&Presign {
-            method: "HEAD",
-            host: &self.host,
-            path: &path,
-            headers: &headers,
-            query: &[],
-            signed_at: Utc::now(),
-            expires_in: 60,
-        });
-        let response = self
-            .http
-            .head(format!("{}{path}?{query}", self.origin))
-            .header("x-amz-checksum-mode", "ENABLED")
-            .send()
-            .await
-            .map_err(|err| Error::Unavailable(Box::new(err)))?;
+        // Retried like object_store's own requests (see `retry_config`), on a shorter budget.
+        let mut pause = std::time::Duration::from_millis(100);
+        let mut attempts_left = 4;
+        let response = loop {
+            attempts_left -= 1;
+            let query = self.signer.presign(&Presign {
+                method: "HEAD",
+                host: &self.host,
+                path: &path,
+                headers: &headers,
+                query: &[],
+                signed_at: Utc::now(),
+                expires_in: 60,
+            });
+            let sent = self
+                .http
+                .head(format!("{}{path}?{query}", self.origin))
+                .header("x-amz-checksum-mode", "ENABLED")
+                .send()
+                .await;
+            let error = match sent {
+                Ok(response) if !transient(response.status().as_u16()) => break response,
+                Ok(response) => unexpected_status(&format!("HEAD {key}"), response.status().as_u16()),
+                Err(err) => Error::Unavailable(Box::new(err)),
+            };
+            if attempts_left == 0 {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        };
         match response.status().as_u16() {
             404 => return Ok(None),
             200 => {}
-            status => return Err(Error::internal(format!("S3 answered HEAD {key} with {status}"))),
+            status => return Err(unexpected_status(&format!("HEAD {key}"), status)),
         }
         let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
         let size = header("content-length")
@@ -503,7 +553,7 @@ impl BlobStore for S3BlobStore {
                 200 => {}
                 // Completed or aborted: no parts are waiting.
                 404 => return Ok(Vec::new()),
-                status => return Err(Error::internal(format!("S3 answered ListParts with {status}"))),
+                status => return Err(unexpected_status("ListParts", status)),
             }
             let body = response.text().await.map_err(|err| Error::Unavailable(Box::new(err)))?;
             let page = ListPartsPage::parse(&body)?;
@@ -578,8 +628,13 @@ impl BlobStore for S3BlobStore {
         }
         let path = self.url_path(key);
         let mut signed = bound.clone();
-        // Signed but not listed: every HTTP client sends it, and S3 then refuses any other size.
+        // Signed, so S3 refuses any other size. Every HTTP client sends it for a body with bytes,
+        // so it is not listed then; for an empty body some (hyper, so reqwest) send none, and the
+        // signature would not match: an empty upload lists it.
         signed.push(("content-length", upload.size.to_string()));
+        if upload.size == 0 {
+            bound.push(("content-length", "0".to_owned()));
+        }
         let query = self.signer.presign(&Presign {
             method: "PUT",
             host: &self.host,
@@ -615,6 +670,7 @@ impl BlobStore for S3BlobStore {
                     let name = match name {
                         "content-type" => "Content-Type",
                         "if-none-match" => "If-None-Match",
+                        "content-length" => "Content-Length",
                         other => other,
                     };
                     (name.to_owned(), value)

@@ -135,3 +135,42 @@ async fn the_binary_takes_both_limits_from_its_flags() {
         "the idle connection outlived a 1 s timeout"
     );
 }
+
+/// A refusal answered before the request's body was read says `Connection: close` (the server
+/// will not read the rest of the body, so it cannot keep the connection): a client never sends
+/// its next request on a connection about to close. An answer after the whole body was read keeps
+/// the connection open.
+#[tokio::test]
+async fn a_refusal_before_the_body_was_read_says_the_connection_closes() {
+    let server = TestServer::spawn().await;
+    let address = raw::address_of(&server.url);
+    let body = vec![b'x'; 256 * 1024];
+
+    let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+    let auth = "Bearer cab_not_a_key";
+    let head = raw::head("POST", "/v1/files", Some(body.len() as u64), &[("Authorization", auth)]);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The body is not sent: the refusal comes before any of it is read.
+    let refused = raw::read_response(&mut stream).await.unwrap();
+    assert!(refused.status >= 400, "{}", refused.status);
+    assert_eq!(refused.header("connection"), Some("close"), "{:?}", refused.headers);
+
+    let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+    let auth = format!("Bearer {}", server.tenant.key);
+    let head = raw::head(
+        "POST",
+        "/v1/folders",
+        Some(2),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"{}").await.unwrap();
+    let read_whole = raw::read_response(&mut stream).await.unwrap();
+    assert!(
+        read_whole.status >= 400,
+        "an empty folder is refused after its body was read: {}",
+        read_whole.status
+    );
+    assert_eq!(read_whole.header("connection"), None, "{:?}", read_whole.headers);
+    assert_eq!(health(&mut stream).await.unwrap(), 200, "the connection is still open");
+}

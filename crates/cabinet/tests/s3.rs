@@ -425,3 +425,26 @@ async fn an_upload_without_a_sha256_lands_at_its_incoming_key_until_verified() {
         "promoted, not left behind"
     );
 }
+
+/// An HTTP client built on hyper (reqwest) sends no Content-Length with an empty body, while the
+/// presigned PUT signs it: the ticket of an empty upload lists it, and a client that sends exactly
+/// the ticket's headers stores an empty file, with or without a declared sha256.
+#[tokio::test]
+async fn an_empty_file_uploads_through_its_presigned_put() {
+    let Some(server) = TestServer::spawn_s3("an_empty_file_uploads_through_its_presigned_put").await else {
+        return;
+    };
+    for sha256 in [None, Some(sha256_hex(b""))] {
+        let mut request = json!({"name": "empty.txt", "size": 0});
+        if let Some(sha256) = &sha256 {
+            request["sha256"] = json!(sha256);
+        }
+        let ticket = start(&server, request).await;
+        assert_eq!(ticket["headers"]["Content-Length"], "0", "{ticket}");
+        let response = put(&server, &ticket, b"").await;
+        assert!(response.status().is_success(), "sha256 {sha256:?}: {:?}", response.text().await);
+        let (status, done) = complete(&server, ticket["id"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        assert_eq!((&done["file"]["size"], &done["file"]["sha256"]), (&json!(0), &json!(sha256_hex(b""))));
+    }
+}

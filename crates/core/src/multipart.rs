@@ -256,6 +256,7 @@ impl Cabinet {
                 ))
             }
             Err(StageError::Storage(cause)) => return Err(Error::from(cause)),
+            Err(StageError::Unavailable(cause)) => return Err(Error::Unavailable(Box::new(cause))),
         };
         if staged.size != size {
             self.blobs.discard(&staged.temp_key).await;

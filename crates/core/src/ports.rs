@@ -377,6 +377,10 @@ pub enum StageError {
     /// The storage failed.
     #[error("storage failed: {0}")]
     Storage(#[source] io::Error),
+    /// A remote storage service could not take the bytes (unreachable, refusing, failing): the
+    /// client may retry once it is back.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] io::Error),
 }
 
 /// A byte range, inclusive on both ends.

@@ -415,6 +415,7 @@ impl Cabinet {
         let body = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(bytes))).boxed();
         let staged = self.blobs.stage(body, MAX_THUMBNAIL_BYTES).await.map_err(|err| match err {
             StageError::Storage(cause) | StageError::Body(cause) => Error::internal(cause),
+            StageError::Unavailable(cause) => Error::Unavailable(Box::new(cause)),
             StageError::TooLarge { .. } => Error::internal("the thumbnail came out too large"),
         })?;
         if let Err(err) = self.blobs.commit(&staged, key).await {

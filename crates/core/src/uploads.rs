@@ -279,7 +279,16 @@ impl Cabinet {
                 self.fail(&upload, reason).await?;
                 return Err(error);
             }
-            Err(Err(error)) => return Err(error),
+            Err(Err(error)) => {
+                // The bytes were neither accepted nor refused (the blob store or the database
+                // failed meanwhile): they wait, untouched, for `complete` (or the reconciler) to
+                // verify them again, rather than the upload staying UPLOADING until the sweeper's
+                // grace ends it.
+                if let Err(err) = self.store.reopen_upload(ws, id, self.clock.now()).await {
+                    tracing::warn!(error = %err, upload = %id, "could not reopen an upload whose verification failed");
+                }
+                return Err(error);
+            }
         };
         Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
     }
@@ -306,6 +315,11 @@ impl Cabinet {
         }
         if let Err(err) = self.blobs.promote(arrival, &file.blob_key).await {
             self.delete_blob_quietly(&file.blob_key).await;
+            // A blob store that is only unavailable refuses nothing: the bytes wait to be
+            // verified again.
+            if matches!(err, Error::Unavailable(_)) {
+                return Err(Err(err));
+            }
             return Err(Ok((FailureReason::StorageError, err)));
         }
         self.settle(upload, file).await.map_err(Err)
@@ -472,6 +486,9 @@ impl Cabinet {
                         ),
                     ),
                     StageError::Storage(cause) => (FailureReason::StorageError, Error::from(cause)),
+                    StageError::Unavailable(cause) => {
+                        (FailureReason::StorageError, Error::Unavailable(Box::new(cause)))
+                    }
                 };
                 self.fail(upload, reason).await?;
                 guard.upload = None;
@@ -527,14 +544,63 @@ impl Cabinet {
         }
     }
 
-    /// Fails a live upload (a no-op when it already ended).
+    /// Fails a live upload (a no-op when it already ended). When the metadata store cannot be
+    /// reached (the very trouble that often ends an upload) or does not answer at once, the
+    /// failure is retried in the background until it can be recorded: otherwise the upload would stay UPLOADING, its reservation
+    /// held and its URL answering `upload_in_progress`, until the sweeper's grace ends it.
     pub(crate) async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
-        let failed =
-            self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now()).await?;
-        if failed {
-            tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
+        // On an error path the store is often what failed: a client is not kept waiting for a
+        // second pool timeout while the failure is recorded; it is recorded in the background.
+        const FAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let failing = self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now());
+        let Ok(failing) = tokio::time::timeout(FAIL_WAIT, failing).await else {
+            self.fail_once_reachable(upload.clone(), reason);
+            return Err(Error::Unavailable("the metadata store did not answer in time".into()));
+        };
+        match failing {
+            Ok(failed) => {
+                if failed {
+                    tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
+                }
+                Ok(())
+            }
+            Err(err @ Error::Unavailable(_)) => {
+                self.fail_once_reachable(upload.clone(), reason);
+                Err(err)
+            }
+            Err(err) => Err(err),
         }
-        Ok(())
+    }
+
+    /// Retries failing an upload, with backoff, until the metadata store answers (for at most
+    /// `FAIL_RETRY_FOR`; the sweeper ends whatever is left).
+    fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
+        const FAIL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let cabinet = self.clone();
+        runtime.spawn(async move {
+            let give_up_at = std::time::Instant::now() + FAIL_RETRY_FOR;
+            let mut pause = std::time::Duration::from_millis(200);
+            loop {
+                tokio::time::sleep(pause).await;
+                let (ws, id) = (&upload.workspace_id, &upload.id);
+                match cabinet.store.fail_upload(ws, id, reason, cabinet.clock.now()).await {
+                    Ok(failed) => {
+                        if failed {
+                            tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
+                        }
+                        return;
+                    }
+                    Err(Error::Unavailable(_)) if std::time::Instant::now() < give_up_at => {
+                        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, upload = %id, "could not fail an upload; the sweeper will");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     pub(crate) async fn delete_blob_quietly(&self, key: &str) {

@@ -22,8 +22,19 @@ pub(crate) fn db_error(err: sqlx::Error) -> Error {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             Error::Unavailable(Box::new(err))
         }
+        // The database went away under a session (PostgreSQL shutting down or restarting ends
+        // its sessions with 57P01–57P03; class 08 is a broken connection): nothing wrong with
+        // the request, and the pool reconnects once the database is back.
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| connection_lost(&code)) => {
+            Error::Unavailable(Box::new(err))
+        }
         _ => Error::internal(err),
     }
+}
+
+/// Whether a SQLSTATE says the session to the database was lost, not that the statement failed.
+fn connection_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
 }
 
 /// Like `db_error`, but a uniqueness violation on folders means a sibling has the name.
@@ -33,5 +44,20 @@ pub(crate) fn folder_error(err: sqlx::Error) -> Error {
             Error::conflict("name_taken", "a folder with that name already exists here")
         }
         _ => db_error(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_lost;
+
+    #[test]
+    fn a_lost_session_is_told_from_a_failed_statement() {
+        for lost in ["57P01", "57P02", "57P03", "08006", "08003", "08000"] {
+            assert!(connection_lost(lost), "{lost}");
+        }
+        for failed in ["23505", "40001", "53100", "57014", "42P01"] {
+            assert!(!connection_lost(failed), "{failed}");
+        }
     }
 }

@@ -59,6 +59,8 @@ pub struct ServerProcess {
     pub bootstrap_key: Option<String>,
     stdout: Arc<Mutex<Vec<String>>>,
     log_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The first line of the log that reports a panic, however long ago it was printed.
+    first_panic: Arc<Mutex<Option<String>>>,
 }
 
 impl ServerProcess {
@@ -69,9 +71,16 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with more `serve` flags (`--sweep-interval 1`, ...).
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra_args, &[])
+    }
+
+    /// Like [`ServerProcess::start_with`], with environment variables set for the server only
+    /// (the AWS credentials of a test's own S3 server, ...).
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = hermetic_command(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -80,10 +89,12 @@ impl ServerProcess {
             .expect("spawning cabinet serve");
 
         let log_tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL_LINES)));
+        let first_panic = Arc::new(Mutex::new(None));
         let stderr = child.stderr.take().expect("piped stderr");
         std::thread::spawn({
             let log_tail = log_tail.clone();
-            move || keep_tail_of(stderr, &log_tail)
+            let first_panic = first_panic.clone();
+            move || keep_tail_of(stderr, &log_tail, &first_panic)
         });
 
         let stdout_lines = Arc::new(Mutex::new(Vec::new()));
@@ -100,8 +111,14 @@ impl ServerProcess {
             }
         });
 
-        let mut server =
-            ServerProcess { child, url: String::new(), bootstrap_key: None, stdout: stdout_lines, log_tail };
+        let mut server = ServerProcess {
+            child,
+            url: String::new(),
+            bootstrap_key: None,
+            stdout: stdout_lines,
+            log_tail,
+            first_panic,
+        };
         loop {
             match lines_rx.recv_timeout(START_TIMEOUT) {
                 Ok(line) => {
@@ -151,6 +168,12 @@ impl ServerProcess {
         self.log_tail.lock().unwrap().iter().map(String::as_str).collect::<Vec<_>>().join("\n")
     }
 
+    /// The first line of the server's log that reports a panic, if any did (the log tail may
+    /// have moved past it).
+    pub fn first_panic(&self) -> Option<String> {
+        self.first_panic.lock().unwrap().clone()
+    }
+
     /// Stops the server the way a crash or the OOM killer would: SIGKILL, no shutdown code runs.
     /// (`Child::kill` sends SIGKILL on Unix.)
     pub fn kill(mut self) -> ExitStatus {
@@ -192,8 +215,11 @@ impl Drop for ServerProcess {
     }
 }
 
-fn keep_tail_of(stream: impl Read, tail: &Mutex<VecDeque<String>>) {
+fn keep_tail_of(stream: impl Read, tail: &Mutex<VecDeque<String>>, first_panic: &Mutex<Option<String>>) {
     for line in BufReader::new(stream).lines().map_while(Result::ok) {
+        if line.contains("panicked") {
+            first_panic.lock().unwrap().get_or_insert_with(|| line.clone());
+        }
         let mut tail = tail.lock().unwrap();
         if tail.len() == LOG_TAIL_LINES {
             tail.pop_front();
@@ -219,9 +245,15 @@ pub struct AdminRun {
 
 /// Runs `cabinet --data-dir DIR admin ARGS…` to completion.
 pub fn admin(data_dir: &Path, args: &[&str]) -> AdminRun {
+    admin_with_env(data_dir, args, &[])
+}
+
+/// Like [`admin`], with environment variables set for the command only.
+pub fn admin_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> AdminRun {
     let output = hermetic_command(data_dir)
         .arg("admin")
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -235,7 +267,12 @@ pub fn admin(data_dir: &Path, args: &[&str]) -> AdminRun {
 
 /// Runs an `admin … --json` command that must succeed, and parses what it printed.
 pub fn admin_json(data_dir: &Path, args: &[&str]) -> Value {
-    let run = admin(data_dir, args);
+    admin_json_with_env(data_dir, args, &[])
+}
+
+/// Like [`admin_json`], with environment variables set for the command only.
+pub fn admin_json_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let run = admin_with_env(data_dir, args, env);
     assert!(run.status.success(), "cabinet admin {args:?} failed ({}):\n{}", run.status, run.stderr);
     serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|err| panic!("cabinet admin {args:?} printed no JSON ({err}):\n{}", run.stdout))
