@@ -75,22 +75,56 @@ struct Attack {
     name: &'static str,
     /// At least one of these outcomes must have been counted (the attack reached the server).
     expected: &'static [&'static str],
+    /// Rounds of the attack per second, shared by its tasks: A spends its whole request allowance
+    /// (the default rate limit, 100 requests a second per key and per address) on it. `None`: as
+    /// fast as the client can go, far past the limit.
+    per_second: Option<f64>,
 }
 
-const ATTACKS: [Attack; 7] = [
+/// A's request allowance under the default rate limit (6,000 a minute).
+const ALLOWANCE_PER_SECOND: f64 = 100.0;
+
+const ATTACKS: [Attack; 8] = [
     Attack {
         name: "folder chain at the depth cap: moves into its own subtree, recursive lists and searches",
         expected: &["409"],
+        per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
     },
     Attack {
-        name: "64 unauthenticated 63 MB multipart bodies at once",
+        name: "unauthenticated 63 MB multipart bodies, 64 at once",
         expected: &["401", "connection closed"],
+        per_second: Some(ALLOWANCE_PER_SECOND),
     },
-    Attack { name: "80 uploads trickling a byte every 2 s, past the per-workspace cap", expected: &["429"] },
-    Attack { name: "uploads of unknown size past the quota", expected: &["507"] },
-    Attack { name: "images: a decoding bomb and large flat PNGs, with their thumbnails", expected: &["422"] },
-    Attack { name: "300 connections sending a header byte every 2 s", expected: &["connected"] },
-    Attack { name: "NUL bytes in name filters", expected: &["400"] },
+    Attack {
+        name: "80 uploads trickling a byte every 2 s, past the per-workspace cap",
+        expected: &["429"],
+        per_second: None,
+    },
+    Attack {
+        name: "uploads of unknown size past the quota, 8 at once",
+        expected: &["507"],
+        per_second: Some(ALLOWANCE_PER_SECOND),
+    },
+    Attack {
+        name: "images: a decoding bomb and large flat PNGs, with their thumbnails",
+        expected: &["422"],
+        per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
+    },
+    Attack {
+        name: "300 connections sending a header byte every 2 s",
+        expected: &["connected"],
+        per_second: None,
+    },
+    Attack {
+        name: "NUL bytes in name filters",
+        expected: &["400"],
+        per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
+    },
+    Attack {
+        name: "flood: NUL-byte filters as fast as one client sends, past the rate limit",
+        expected: &["429"],
+        per_second: None,
+    },
 ];
 
 pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
@@ -142,7 +176,12 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
     for (index, attack) in ATTACKS.iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::default());
-        let tasks = setup.launch(index, &attacker, &base, &tenants, &stop, &tally);
+        let gate = Gate {
+            stop: stop.clone(),
+            every: attack.per_second.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+            next: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+        };
+        let tasks = setup.launch(index, &attacker, &base, &tenants, &gate, &tally);
         // Let the attack reach its steady state before B is timed.
         tokio::time::sleep(Duration::from_secs(if bench.quick { 2 } else { 3 })).await;
         let timed =
@@ -213,6 +252,34 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
     Ok(())
 }
 
+/// When an attack's tasks may send their next round: until the attack is stopped, each round
+/// waits for its slot in the attack's pace (shared by all its tasks), or goes at once for a flood.
+#[derive(Clone)]
+struct Gate {
+    stop: Arc<AtomicBool>,
+    every: Option<Duration>,
+    next: Arc<tokio::sync::Mutex<Instant>>,
+}
+
+impl Gate {
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::SeqCst)
+    }
+
+    async fn open(&self) -> bool {
+        if let Some(every) = self.every {
+            let slot = {
+                let mut next = self.next.lock().await;
+                let slot = (*next).max(Instant::now());
+                *next = slot + every;
+                slot
+            };
+            tokio::time::sleep_until(slot.into()).await;
+        }
+        self.running()
+    }
+}
+
 /// B: a tenant going about its business, one operation after another.
 struct Victim {
     http: reqwest::Client,
@@ -224,7 +291,7 @@ struct Victim {
 impl Victim {
     /// `rounds` rounds of upload, download, list and search, one round per `pace`; each
     /// operation's latency in milliseconds. Any failure fails the figure.
-    async fn rounds(&mut self, rounds: usize, pace: Duration) -> Result<BTreeMap<&'static str, Samples>> {
+    async fn rounds(&self, rounds: usize, pace: Duration) -> Result<BTreeMap<&'static str, Samples>> {
         let mut samples: BTreeMap<&'static str, Samples> = BTreeMap::new();
         let mut time = |op: &'static str, started: Instant| {
             samples.entry(op).or_default().push(started.elapsed().as_secs_f64() * 1000.0);
@@ -234,8 +301,7 @@ impl Victim {
 
             let started = Instant::now();
             let body = vec![(round % 251) as u8; VICTIM_UPLOAD_BYTES];
-            let id =
-                upload_bytes(&self.http, &self.base, &self.key, &format!("upload {round}.bin"), body).await?;
+            upload_bytes(&self.http, &self.base, &self.key, &format!("upload {round}.bin"), body).await?;
             time("upload", started);
 
             let started = Instant::now();
@@ -271,7 +337,6 @@ impl Victim {
             }
             time("search", started);
 
-            self.files.push(id);
             if let Some(rest) = pace.checked_sub(round_started.elapsed()) {
                 tokio::time::sleep(rest).await;
             }
@@ -336,27 +401,23 @@ impl AttackSetup {
         http: &reqwest::Client,
         base: &str,
         tenants: &Tenants,
-        stop: &Arc<AtomicBool>,
+        gate: &Gate,
         tally: &Arc<Tally>,
     ) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
-        let running = {
-            let stop = stop.clone();
-            move || !stop.load(Ordering::SeqCst)
-        };
         match index {
             0 => {
                 for _ in 0..4 {
-                    let (http, base, key, tally, running) = (
+                    let (http, base, key, tally, gate) = (
                         http.clone(),
                         base.to_owned(),
                         tenants.attacker_key.clone(),
                         tally.clone(),
-                        running.clone(),
+                        gate.clone(),
                     );
                     let (top, bottom) = (self.chain_top.clone(), self.chain_bottom.clone());
                     tasks.spawn(async move {
-                        while running() {
+                        while gate.open().await {
                             let into_itself = http
                                 .patch(format!("{base}/v1/folders/{top}"))
                                 .bearer_auth(&key)
@@ -376,10 +437,10 @@ impl AttackSetup {
             }
             1 => {
                 for _ in 0..64 {
-                    let (http, base, tally, running) =
-                        (http.clone(), base.to_owned(), tally.clone(), running.clone());
+                    let (http, base, tally, gate) =
+                        (http.clone(), base.to_owned(), tally.clone(), gate.clone());
                     tasks.spawn(async move {
-                        while running() {
+                        while gate.open().await {
                             let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
                             let body =
                                 futures::stream::repeat(chunk).take(63 * 16).map(Ok::<_, std::io::Error>);
@@ -423,15 +484,15 @@ impl AttackSetup {
             }
             3 => {
                 for n in 0..8 {
-                    let (http, base, key, tally, running) = (
+                    let (http, base, key, tally, gate) = (
                         http.clone(),
                         base.to_owned(),
                         tenants.quota_key.clone(),
                         tally.clone(),
-                        running.clone(),
+                        gate.clone(),
                     );
                     tasks.spawn(async move {
-                        while running() {
+                        while gate.open().await {
                             let chunk = Bytes::from(vec![n as u8; 64 * 1024]);
                             let stream =
                                 futures::stream::repeat(chunk).take(8 * 16).map(Ok::<_, std::io::Error>);
@@ -447,16 +508,16 @@ impl AttackSetup {
             }
             4 => {
                 for (n, image) in [self.bomb.clone(), self.flat_image.clone()].into_iter().enumerate() {
-                    let (http, base, key, tally, running) = (
+                    let (http, base, key, tally, gate) = (
                         http.clone(),
                         base.to_owned(),
                         tenants.attacker_key.clone(),
                         tally.clone(),
-                        running.clone(),
+                        gate.clone(),
                     );
                     tasks.spawn(async move {
                         let mut round = 0;
-                        while running() {
+                        while gate.open().await {
                             round += 1;
                             let name = format!("image {n} {round}.png");
                             let Ok(id) = upload_bytes(&http, &base, &key, &name, image.to_vec()).await else {
@@ -474,7 +535,7 @@ impl AttackSetup {
                 let address: SocketAddr =
                     base.trim_start_matches("http://").parse().expect("a socket address");
                 for _ in 0..300 {
-                    let (tally, running) = (tally.clone(), running.clone());
+                    let (tally, gate) = (tally.clone(), gate.clone());
                     tasks.spawn(async move {
                         let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
                         if socket.bind(SocketAddr::new(ATTACKER_ADDRESS, 0)).is_err() {
@@ -487,7 +548,7 @@ impl AttackSetup {
                         if stream.write_all(b"GET /v1/files HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.is_err() {
                             return tally.count("closed by the server");
                         }
-                        while running() {
+                        while gate.running() {
                             tokio::time::sleep(Duration::from_secs(2)).await;
                             if stream.write_all(b"a").await.is_err() {
                                 return tally.count("closed by the server");
@@ -498,15 +559,15 @@ impl AttackSetup {
             }
             _ => {
                 for _ in 0..4 {
-                    let (http, base, key, tally, running) = (
+                    let (http, base, key, tally, gate) = (
                         http.clone(),
                         base.to_owned(),
                         tenants.attacker_key.clone(),
                         tally.clone(),
-                        running.clone(),
+                        gate.clone(),
                     );
                     tasks.spawn(async move {
-                        while running() {
+                        while gate.open().await {
                             for path in
                                 ["/v1/search?q=ab%00cd", "/v1/files?q=ab%00cd", "/v1/folders?q=ab%01cd"]
                             {
