@@ -240,3 +240,59 @@ async fn the_mavera_catch_all_is_inert() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_native_api_refuses_a_field_it_does_not_know_instead_of_ignoring_it() {
+    let server = TestServer::spawn().await;
+    let key = &server.tenant.key;
+    for (method, path, body) in [
+        (Method::POST, "/v1/folders", serde_json::json!({"name": "Reports", "parent": null})),
+        (Method::POST, "/v1/uploads", serde_json::json!({"name": "a.txt", "size": 1, "sha": "x"})),
+        (
+            Method::POST,
+            "/v1/files",
+            serde_json::json!({"name": "a.txt", "content_base64": "aGk=", "folder": null}),
+        ),
+        (Method::POST, "/v1/tokens", serde_json::json!({"sub": "alice", "ttl_secs": 60})),
+    ] {
+        let (status, body) = server.send(server.request(method, path, key).json(&body)).await;
+        support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
+    }
+    // A form field after which nothing is read is refused too, before the bytes are stored.
+    let form = reqwest::multipart::Form::new()
+        .text("nmae", "typo.txt")
+        .part("file", reqwest::multipart::Part::bytes(b"hey".to_vec()).file_name("a.txt"));
+    let (status, body) = server.send(server.request(Method::POST, "/v1/files", key).multipart(form)).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_field");
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["total"], 0, "{files}");
+}
+
+#[tokio::test]
+async fn list_bounds_above_what_the_document_allows_are_refused() {
+    let server = TestServer::spawn().await;
+    // The document says int64; the databases count in i64.
+    let (status, body) = server.send(server.get("/v1/files?offset=9223372036854775808")).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_offset");
+    let (status, body) = server.send(server.get("/v1/folders?offset=9223372036854775808")).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_offset");
+    let (status, body) = server.send(server.get("/v1/files?min_size=9223372036854775808")).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_size");
+    let (status, _) =
+        server.send(server.get("/v1/files?offset=9223372036854775807&max_size=9223372036854775807")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_sub_is_bounded_in_characters_as_documented_not_in_bytes() {
+    let server = TestServer::spawn().await;
+    let sub = "é".repeat(200);
+    let request = serde_json::json!({ "sub": sub });
+    let (status, body) =
+        server.send(server.request(Method::POST, "/v1/tokens", &server.tenant.key).json(&request)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let request = serde_json::json!({ "sub": "é".repeat(201) });
+    let (status, body) =
+        server.send(server.request(Method::POST, "/v1/tokens", &server.tenant.key).json(&request)).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_sub");
+}

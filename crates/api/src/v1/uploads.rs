@@ -15,19 +15,23 @@ use crate::AppState;
 
 /// What to upload.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUploadRequest {
-    #[schema(example = "holiday.jpg")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// Exact size in bytes; reserved against the quota until the upload ends.
     #[schema(example = 1048576)]
     pub size: u64,
     /// The type the client believes; the stored type is sniffed from the bytes.
+    #[schema(schema_with = crate::input_schema::mime_type_or_null)]
     pub mime_type: Option<String>,
-    /// Lowercase hex SHA-256 of the bytes; when given, the bytes are verified against it.
+    /// Hex SHA-256 of the bytes; when given, the bytes are verified against it.
+    #[schema(schema_with = crate::input_schema::sha256_or_null)]
     pub sha256: Option<String>,
     pub folder_id: Option<FolderId>,
     /// Lifetime of the upload URL in seconds (default 3600, or 86400 for a multipart upload; at
     /// most 7 days).
+    #[schema(minimum = 1, maximum = 604800)]
     pub expires_in: Option<u64>,
     /// Send the bytes in parts, resumably: each part has its own URL (`POST
     /// /v1/uploads/{id}/parts`), parts can be sent in any order and again, and
@@ -36,12 +40,14 @@ pub struct CreateUploadRequest {
     pub multipart: bool,
     /// With `multipart`: bytes per part, all but the last (default 64 MiB; 5 MiB to 5 GiB; at most
     /// 10,000 parts).
-    #[schema(example = 67108864)]
+    // `MIN_PART_SIZE..=MAX_PART_SIZE` of `cabinet_core::multipart`.
+    #[schema(example = 67108864, minimum = 5242880, maximum = 5368709120.0)]
     pub part_size: Option<u64>,
 }
 
 /// Which parts to sign URLs for.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PartUrlsRequest {
     /// 1-based part numbers, at most 100 per request.
     #[schema(example = json!([1, 2, 3]))]

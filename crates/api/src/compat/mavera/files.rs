@@ -27,7 +27,7 @@ use crate::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct UploadUrlRequest {
-    #[schema(example = "report.pdf")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub file_name: String,
     #[schema(example = "application/pdf")]
     pub file_type: String,
@@ -133,9 +133,10 @@ pub async fn create_upload_url(
 
 /// `POST /files`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraCreateFileRequest)]
 #[allow(dead_code)]
 pub struct CreateFileRequest {
-    #[schema(example = "report.pdf")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     #[serde(rename = "type")]
     #[schema(example = "application/pdf")]
@@ -229,8 +230,10 @@ pub struct ListFilesParams {
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last file of the previous page.
+    #[param(value_type = Option<cabinet_core::FileId>)]
     pub cursor: Option<String>,
 }
 
@@ -311,8 +314,10 @@ pub async fn get_file(
 
 /// `PATCH /files/{id}`; fields left out stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraUpdateFileRequest)]
 #[allow(dead_code)]
 pub struct UpdateFileRequest {
+    #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// A folder id; null moves the file to the root.
     pub folder_id: Option<String>,

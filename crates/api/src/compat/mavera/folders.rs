@@ -32,8 +32,10 @@ pub struct ListFoldersParams {
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last folder of the previous page.
+    #[param(value_type = Option<cabinet_core::FolderId>)]
     pub cursor: Option<String>,
 }
 
@@ -85,9 +87,10 @@ pub async fn list_folders(
 
 /// `POST /folders`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraCreateFolderRequest)]
 #[allow(dead_code)]
 pub struct CreateFolderRequest {
-    #[schema(example = "Campaign assets")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub workspace_id: String,
@@ -128,8 +131,11 @@ pub struct GetFolderParams {
     pub workspace_id: Option<String>,
     /// Include a page of the folder's files (default true).
     pub include_files: Option<bool>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last file of the previous page.
+    #[param(value_type = Option<cabinet_core::FileId>)]
     pub cursor: Option<String>,
 }
 
@@ -181,8 +187,10 @@ pub async fn get_folder(
 
 /// `PATCH /folders/{id}`; fields left out stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraUpdateFolderRequest)]
 #[allow(dead_code)]
 pub struct UpdateFolderRequest {
+    #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// Cabinet extension: move under this folder; null moves it to the top.
     pub parent_id: Option<String>,

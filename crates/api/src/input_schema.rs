@@ -1,0 +1,107 @@
+//! Schemas of the inputs core checks (names, tags, texts, references, cursors, folder scopes), for
+//! `schema_with` in every surface's annotations: the document says exactly what the server takes,
+//! and each rule is spelled once, in `cabinet_core::patterns`, beside the bounds it names.
+
+use cabinet_core::metadata::{MAX_TAGS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
+use cabinet_core::names::MAX_NAME_CHARS;
+use cabinet_core::patterns;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+
+/// The most characters of a reference's kind or id, and of an end-user token's `sub`.
+const MAX_REFERENCE_CHARS: usize = 200;
+
+fn string(pattern: &str, max_length: Option<usize>, nullable: bool) -> ObjectBuilder {
+    let schema_type = if nullable {
+        SchemaType::Array(vec![Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    ObjectBuilder::new().schema_type(schema_type).pattern(Some(pattern)).max_length(max_length)
+}
+
+/// A file or folder name.
+pub fn name() -> utoipa::openapi::Object {
+    string(patterns::NAME_PATTERN, Some(MAX_NAME_CHARS), false).examples(["report.pdf"]).build()
+}
+
+/// A file or folder name, or null (left as it is).
+pub fn name_or_null() -> utoipa::openapi::Object {
+    string(patterns::NAME_PATTERN, Some(MAX_NAME_CHARS), true).build()
+}
+
+/// A short text (alt text, caption, copyright, a reference's label), or null (cleared).
+pub fn text_or_null() -> utoipa::openapi::Object {
+    string(patterns::TEXT_PATTERN, Some(MAX_TEXT_CHARS), true).build()
+}
+
+/// One tag.
+pub fn tag() -> utoipa::openapi::Object {
+    string(patterns::TAG_PATTERN, Some(MAX_TAG_CHARS), false).build()
+}
+
+/// The tags of a file, replacing its tags, or null (left as they are).
+pub fn tags_or_null() -> utoipa::openapi::Array {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::Array, Type::Null]))
+        .items(tag())
+        .max_items(Some(MAX_TAGS))
+        .build()
+}
+
+/// Comma-separated tags, as a list filter.
+pub fn tag_list() -> utoipa::openapi::Object {
+    string(patterns::TAG_LIST_PATTERN, None, false).examples(["product,event"]).build()
+}
+
+/// A reference's kind or id, or an end-user token's `sub`.
+pub fn reference_part() -> utoipa::openapi::Object {
+    string(patterns::TRIMMED_PRINTABLE_PATTERN, Some(MAX_REFERENCE_CHARS), false).build()
+}
+
+/// A name filter of a list (blank: no filter).
+pub fn name_filter() -> utoipa::openapi::Object {
+    string(patterns::NAME_FILTER_PATTERN, None, false).build()
+}
+
+/// A search query: not blank.
+pub fn search_query() -> utoipa::openapi::Object {
+    string(patterns::TRIMMED_PRINTABLE_PATTERN, None, false).examples(["report"]).build()
+}
+
+/// A page cursor: the `next_cursor` of the previous page.
+pub fn cursor() -> utoipa::openapi::Object {
+    string(patterns::CURSOR_PATTERN, None, false).build()
+}
+
+/// `kind:id` of something that uses a file.
+pub fn referenced_by() -> utoipa::openapi::Object {
+    string(patterns::REFERENCED_BY_PATTERN, None, false).examples(["conversation:conv_42"]).build()
+}
+
+/// A declared SHA-256, or null.
+pub fn sha256_or_null() -> utoipa::openapi::Object {
+    string(patterns::SHA256_PATTERN, None, true).build()
+}
+
+/// A folder id, `root` (the top level) or empty (anywhere).
+pub fn folder_scope() -> utoipa::openapi::Object {
+    let id = cabinet_core::FolderId::PATTERN.trim_start_matches('^').trim_end_matches('$');
+    let pattern = format!("^(|root|{id})$");
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).examples(["root"]).build()
+}
+
+/// A folder id, or null (the root).
+pub fn folder_id_or_null() -> utoipa::openapi::Object {
+    string(cabinet_core::FolderId::PATTERN, None, true).build()
+}
+
+/// A declared content type (`type/subtype`): the type the client believes; the stored one is
+/// sniffed from the bytes.
+pub fn mime_type() -> utoipa::openapi::Object {
+    string(patterns::MIME_TYPE_PATTERN, None, false).examples(["image/png"]).build()
+}
+
+/// A declared content type, or null.
+pub fn mime_type_or_null() -> utoipa::openapi::Object {
+    string(patterns::MIME_TYPE_PATTERN, None, true).build()
+}
