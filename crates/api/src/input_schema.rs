@@ -105,3 +105,8 @@ pub fn mime_type() -> utoipa::openapi::Object {
 pub fn mime_type_or_null() -> utoipa::openapi::Object {
     string(patterns::MIME_TYPE_PATTERN, None, true).build()
 }
+
+/// File bytes in standard, padded base64.
+pub fn base64() -> utoipa::openapi::Object {
+    string(patterns::BASE64_PATTERN, None, false).examples(["aGVsbG8="]).build()
+}

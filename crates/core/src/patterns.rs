@@ -181,3 +181,15 @@ pub const MIME_TYPE_PATTERN: &str = concat!(
     white_space!(),
     r"]*(?:;[\s\S]*)?$"
 );
+
+/// Standard, padded base64 as the `base64` crate's `STANDARD` engine decodes it (the last
+/// character before padding carries no stray bits), white space around.
+pub const BASE64_PATTERN: &str = concat!(
+    "^[",
+    white_space!(),
+    "]*",
+    "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?",
+    "[",
+    white_space!(),
+    "]*$"
+);

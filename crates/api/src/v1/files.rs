@@ -29,7 +29,7 @@ pub struct Base64Upload {
     #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// The file's bytes, standard base64.
-    #[schema(example = "aGVsbG8=")]
+    #[schema(schema_with = crate::input_schema::base64)]
     pub content_base64: String,
     #[schema(schema_with = crate::input_schema::mime_type_or_null)]
     pub mime_type: Option<String>,
