@@ -34,6 +34,14 @@ pub fn text_or_null() -> utoipa::openapi::Object {
     string(patterns::TEXT_PATTERN, Some(MAX_TEXT_CHARS), true).build()
 }
 
+/// A sort order: `asc` or `desc`, or null.
+pub fn sort_order_or_null() -> utoipa::openapi::Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .enum_values(Some([Some("asc"), Some("desc"), None]))
+        .build()
+}
+
 /// One tag.
 pub fn tag() -> utoipa::openapi::Object {
     string(patterns::TAG_PATTERN, Some(MAX_TAG_CHARS), false).build()
@@ -83,11 +91,39 @@ pub fn sha256_or_null() -> utoipa::openapi::Object {
     string(patterns::SHA256_PATTERN, None, true).build()
 }
 
+fn folder_scope_pattern() -> String {
+    let id = cabinet_core::FolderId::PATTERN.trim_start_matches('^').trim_end_matches('$');
+    format!("^(|root|{id})$")
+}
+
 /// A folder id, `root` (the top level) or empty (anywhere).
 pub fn folder_scope() -> utoipa::openapi::Object {
-    let id = cabinet_core::FolderId::PATTERN.trim_start_matches('^').trim_end_matches('$');
-    let pattern = format!("^(|root|{id})$");
-    ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).examples(["root"]).build()
+    string(&folder_scope_pattern(), None, false).examples(["root"]).build()
+}
+
+/// A folder id; `root`, empty or null for the root (the Serenities dialect).
+pub fn folder_scope_or_null() -> utoipa::openapi::Object {
+    string(&folder_scope_pattern(), None, true).build()
+}
+
+/// `pattern`, or the empty string (which a dialect reads as "not given").
+fn or_empty(pattern: &str) -> String {
+    format!("^$|{pattern}")
+}
+
+/// A declared content type, empty or null (not given).
+pub fn mime_type_or_empty_or_null() -> utoipa::openapi::Object {
+    string(&or_empty(patterns::MIME_TYPE_PATTERN), None, true).build()
+}
+
+/// A reference's id, empty or null (not given).
+pub fn reference_part_or_empty_or_null() -> utoipa::openapi::Object {
+    string(&or_empty(patterns::TRIMMED_PRINTABLE_PATTERN), Some(MAX_REFERENCE_CHARS), true).build()
+}
+
+/// File bytes as the CMS and Serenities dialects take them (`compat::common_b::decode_base64`).
+pub fn dialect_base64() -> utoipa::openapi::Object {
+    string(crate::compat::common_b::DIALECT_BASE64_PATTERN, None, false).examples(["aGVsbG8="]).build()
 }
 
 /// A folder id, or null (the root).

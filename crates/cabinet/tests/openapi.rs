@@ -281,6 +281,17 @@ async fn list_bounds_above_what_the_document_allows_are_refused() {
     let (status, _) =
         server.send(server.get("/v1/files?offset=9223372036854775807&max_size=9223372036854775807")).await;
     assert_eq!(status, StatusCode::OK);
+    // The Serenities dialect refuses it in its own envelope, saying which bound was broken.
+    let list = "/compat/serenities/api/v1/files/list";
+    let request = serde_json::json!({"offset": 9223372036854775808u64});
+    let (status, body) =
+        server.send(server.request(Method::POST, list, &server.tenant.key).json(&request)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "BAD_REQUEST");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| m.starts_with("Offset must be at most")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
