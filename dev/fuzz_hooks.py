@@ -134,6 +134,7 @@ FILE_LAST = {
     ("POST", "/v1/files"),
     ("POST", "/compat/cms/files"),
     ("POST", "/compat/cms/files/"),
+    ("POST", "/compat/mavi/serve/api/v2/upload"),
 }
 
 
@@ -226,7 +227,7 @@ def _error_code(response):
 
 
 # The coverage phase's scenarios that build a valid object (the others break one on purpose).
-VALID_OBJECT_SCENARIOS = {"object_only_required", "object_required_and_optional"}
+VALID_OBJECT_SCENARIOS = {"valid_object", "object_only_required", "object_required_and_optional"}
 
 
 def _mislabelled_multipart(case):

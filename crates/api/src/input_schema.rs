@@ -146,3 +146,30 @@ pub fn mime_type_or_null() -> utoipa::openapi::Object {
 pub fn base64() -> utoipa::openapi::Object {
     string(patterns::BASE64_PATTERN, None, false).examples(["aGVsbG8="]).build()
 }
+
+/// The name of a form field a multipart body may carry besides its documented ones (which the
+/// dialects ignore). It travels in a quoted header parameter: the HTML form encoding
+/// percent-encodes CR, LF and `"` there, and HTTP allows no other control character but tab in a
+/// header, so the server refuses a part that names one.
+pub fn form_field_name() -> utoipa::openapi::Object {
+    string(r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]*$", None, false).build()
+}
+
+/// A multipart form: a binary `file` field and `fields` before it, each `(name, schema,
+/// required)`; other fields are allowed and ignored, with names a form can send.
+pub fn form_with_file(
+    fields: Vec<(&str, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>, bool)>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+    let file = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
+    let mut form = ObjectBuilder::new().schema_type(Type::Object);
+    for (name, schema, required) in fields {
+        form = form.property(name, schema);
+        if required {
+            form = form.required(name);
+        }
+    }
+    form.property("file", file).required("file").property_names(Some(form_field_name())).into()
+}
