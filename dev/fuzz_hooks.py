@@ -215,15 +215,26 @@ INEXPRESSIBLE = {
     ("POST", "/v1/uploads"): {"invalid_part_size", "too_many_parts", "file_too_large"},
     # Part numbers run to the upload's own part count.
     ("POST", "/v1/uploads/{id}/parts"): {"invalid_part_number"},
+    # Mavera's cursor is the id of the last item of the previous page: one in this workspace (and
+    # folder), which the document can give the format of, not the existence.
+    ("GET", "/compat/mavera/api/v1/files"): {"invalid_field:cursor"},
+    ("GET", "/compat/mavera/api/v1/folders"): {"invalid_field:cursor"},
+    ("GET", "/compat/mavera/api/v1/folders/{id}"): {"invalid_field:cursor"},
+    # `url` names an upload that must have received its bytes, and `file_size` must be the size
+    # that upload declared.
+    ("POST", "/compat/mavera/api/v1/files"): {"invalid_field:url", "invalid_field:file_size"},
 }
 
 
 def _error_code(response):
+    """The refusal's error code, as `code:param` when the dialect names the parameter (Mavera)."""
     try:
         error = response.json().get("error")
     except Exception:
         return None
-    return error.get("code") if isinstance(error, dict) else None
+    if not isinstance(error, dict):
+        return None
+    return f"{error.get('code')}:{error['param']}" if error.get("param") else error.get("code")
 
 
 # The coverage phase's scenarios that build a valid object (the others break one on purpose).

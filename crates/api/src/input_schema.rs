@@ -173,3 +173,31 @@ pub fn form_with_file(
     }
     form.property("file", file).required("file").property_names(Some(form_field_name())).into()
 }
+
+/// An id of one kind (its `PATTERN`), or empty: a Mavera query reads an empty value as absent.
+pub fn id_or_empty(id_pattern: &str) -> utoipa::openapi::Object {
+    string(&or_empty(id_pattern), None, false).build()
+}
+
+/// A folder id, or empty (not given).
+pub fn folder_id_or_empty() -> utoipa::openapi::Object {
+    id_or_empty(cabinet_core::FolderId::PATTERN)
+}
+
+/// A file id, or empty (not given).
+pub fn file_id_or_empty() -> utoipa::openapi::Object {
+    id_or_empty(cabinet_core::FileId::PATTERN)
+}
+
+/// Text without control characters.
+pub fn no_control() -> utoipa::openapi::Object {
+    string(patterns::NO_CONTROL_PATTERN, None, false).build()
+}
+
+/// Text naming an upload: anything holding an upload id (`compat::common::upload_id_in`).
+pub fn naming_an_upload() -> utoipa::openapi::Object {
+    let id = cabinet_core::UploadId::PATTERN.trim_start_matches('^').trim_end_matches('$');
+    string(&format!(r"^[\s\S]*{id}[\s\S]*$"), None, false)
+        .examples(["upl_01jdq4x7m2c8v5n3k9w6r1t0ya"])
+        .build()
+}

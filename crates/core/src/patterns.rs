@@ -140,6 +140,10 @@ pub const TRIMMED_PRINTABLE_PATTERN: &str = concat!(
     "]*$"
 );
 
+/// Text without control characters: a name filter as `listing::check_name_filter` takes it
+/// untrimmed (the Mavera dialect's `search`).
+pub const NO_CONTROL_PATTERN: &str = concat!("^[^", control!(), "]*$");
+
 /// A name filter of a list: blank (no filter), or `TRIMMED_PRINTABLE_PATTERN`.
 pub const NAME_FILTER_PATTERN: &str = concat!(
     "^[",

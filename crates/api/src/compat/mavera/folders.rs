@@ -25,17 +25,20 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ListFoldersParams {
+    #[param(value_type = cabinet_core::WorkspaceId)]
     pub workspace_id: String,
     /// Only folders directly under this one (Cabinet's folders nest); all folders by default.
+    #[param(schema_with = crate::input_schema::folder_id_or_empty)]
     pub parent_id: Option<String>,
     pub is_favorite: Option<bool>,
     /// Case-insensitive substring of the name.
+    #[param(schema_with = crate::input_schema::no_control)]
     pub search: Option<String>,
     /// 1 to 100, default 50.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last folder of the previous page.
-    #[param(value_type = Option<cabinet_core::FolderId>)]
+    #[param(schema_with = crate::input_schema::folder_id_or_empty)]
     pub cursor: Option<String>,
 }
 
@@ -95,6 +98,7 @@ pub struct CreateFolderRequest {
     #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub workspace_id: String,
     /// Cabinet extension: create it inside this folder.
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<String>,
 }
 
@@ -135,7 +139,7 @@ pub struct GetFolderParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last file of the previous page.
-    #[param(value_type = Option<cabinet_core::FileId>)]
+    #[param(schema_with = crate::input_schema::file_id_or_empty)]
     pub cursor: Option<String>,
 }
 
@@ -193,6 +197,7 @@ pub struct UpdateFolderRequest {
     #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// Cabinet extension: move under this folder; null moves it to the top.
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<String>,
     /// Accepted and ignored: every key of a workspace sees all of it.
     pub is_shared: Option<bool>,

@@ -29,29 +29,6 @@ pub const PREFIX: &str = "/compat/serenities/api/v1";
 )))]
 pub struct SerenitiesDoc;
 
-/// Marks the body of every procedure whose parameters are all optional as optional itself: the
-/// dialect reads no body at all as `{}` (see `error.rs`).
-pub fn document_optional_bodies(api: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::schema::Schema;
-    use utoipa::openapi::{RefOr, Required};
-
-    let schemas = api.components.as_ref().map(|c| c.schemas.clone()).unwrap_or_default();
-    let all_optional = |name: &str| matches!(schemas.get(name), Some(RefOr::T(Schema::Object(object))) if object.required.is_empty());
-    for (path, item) in api.paths.paths.iter_mut() {
-        let Some(body) = item.post.as_mut().and_then(|post| post.request_body.as_mut()) else { continue };
-        if !path.starts_with(PREFIX) {
-            continue;
-        }
-        let named = body.content.get("application/json").and_then(|content| match &content.schema {
-            Some(RefOr::Ref(reference)) => reference.ref_location.rsplit('/').next().map(str::to_owned),
-            _ => None,
-        });
-        if named.as_deref().is_some_and(all_optional) {
-            body.required = Some(Required::False);
-        }
-    }
-}
-
 /// The dialect's routes.
 pub fn routes(state: AppState) -> OpenApiRouter {
     OpenApiRouter::with_openapi(SerenitiesDoc::openapi())
