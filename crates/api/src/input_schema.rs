@@ -201,3 +201,29 @@ pub fn naming_an_upload() -> utoipa::openapi::Object {
         .examples(["upl_01jdq4x7m2c8v5n3k9w6r1t0ya"])
         .build()
 }
+
+/// A non-empty string (a dialect reads an empty one as absent).
+pub fn non_empty() -> utoipa::openapi::Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).build()
+}
+
+/// A file or folder name, or empty (not given: the file part's own filename is used).
+pub fn name_or_empty() -> utoipa::openapi::Object {
+    string(&or_empty(patterns::NAME_PATTERN), Some(MAX_NAME_CHARS), false).build()
+}
+
+/// Tags as the CMS dialect takes them: a list of tags, one comma-separated string, or null (none).
+pub fn tags_list_or_text_or_null() -> utoipa::openapi::schema::Schema {
+    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ArrayBuilder::new().items(tag()).max_items(Some(MAX_TAGS)))
+        .item(tag_list())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(one_of)
+}
+
+/// Repeated form fields, each a comma-separated list of tags, beside `others` single fields: a
+/// form sends at most `form::MAX_FIELDS` fields before its file (more is 413).
+pub fn tag_list_fields(others: usize) -> utoipa::openapi::Array {
+    ArrayBuilder::new().items(tag_list()).max_items(Some(crate::form::MAX_FIELDS - others)).build()
+}
