@@ -1,14 +1,11 @@
 //! Schemas of the inputs core checks (names, tags, texts, references, cursors, folder scopes), for
 //! `schema_with` in every surface's annotations: the document says exactly what the server takes,
-//! and each rule is spelled once, in `cabinet_core::patterns`, beside the bounds it names.
+//! and each rule is spelled once, in `cabinet_core::patterns` (length bounds of trimmed values
+//! live in their patterns, since `maxLength` would count the white space the server trims).
 
-use cabinet_core::metadata::{MAX_TAGS, MAX_TAG_CHARS, MAX_TEXT_CHARS};
-use cabinet_core::names::MAX_NAME_CHARS;
+use cabinet_core::metadata::{MAX_TAGS, MAX_TEXT_CHARS};
 use cabinet_core::patterns;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
-
-/// The most characters of a reference's kind or id, and of an end-user token's `sub`.
-const MAX_REFERENCE_CHARS: usize = 200;
 
 fn string(pattern: &str, max_length: Option<usize>, nullable: bool) -> ObjectBuilder {
     let schema_type = if nullable {
@@ -21,12 +18,12 @@ fn string(pattern: &str, max_length: Option<usize>, nullable: bool) -> ObjectBui
 
 /// A file or folder name.
 pub fn name() -> utoipa::openapi::Object {
-    string(patterns::NAME_PATTERN, Some(MAX_NAME_CHARS), false).examples(["report.pdf"]).build()
+    string(patterns::NAME_PATTERN, None, false).examples(["report.pdf"]).build()
 }
 
 /// A file or folder name, or null (left as it is).
 pub fn name_or_null() -> utoipa::openapi::Object {
-    string(patterns::NAME_PATTERN, Some(MAX_NAME_CHARS), true).build()
+    string(patterns::NAME_PATTERN, None, true).build()
 }
 
 /// A short text (alt text, caption, copyright, a reference's label), or null (cleared).
@@ -44,7 +41,7 @@ pub fn sort_order_or_null() -> utoipa::openapi::Object {
 
 /// One tag.
 pub fn tag() -> utoipa::openapi::Object {
-    string(patterns::TAG_PATTERN, Some(MAX_TAG_CHARS), false).build()
+    string(patterns::TAG_PATTERN, None, false).build()
 }
 
 /// The tags of a file, replacing its tags, or null (left as they are).
@@ -63,7 +60,7 @@ pub fn tag_list() -> utoipa::openapi::Object {
 
 /// A reference's kind or id, or an end-user token's `sub`.
 pub fn reference_part() -> utoipa::openapi::Object {
-    string(patterns::TRIMMED_PRINTABLE_PATTERN, Some(MAX_REFERENCE_CHARS), false).build()
+    string(patterns::REFERENCE_PART_PATTERN, None, false).build()
 }
 
 /// A name filter of a list (blank: no filter).
@@ -73,7 +70,7 @@ pub fn name_filter() -> utoipa::openapi::Object {
 
 /// A search query: not blank.
 pub fn search_query() -> utoipa::openapi::Object {
-    string(patterns::TRIMMED_PRINTABLE_PATTERN, None, false).examples(["report"]).build()
+    string(patterns::SEARCH_QUERY_PATTERN, None, false).examples(["report"]).build()
 }
 
 /// A page cursor: the `next_cursor` of the previous page.
@@ -118,7 +115,7 @@ pub fn mime_type_or_empty_or_null() -> utoipa::openapi::Object {
 
 /// A reference's id, empty or null (not given).
 pub fn reference_part_or_empty_or_null() -> utoipa::openapi::Object {
-    string(&or_empty(patterns::TRIMMED_PRINTABLE_PATTERN), Some(MAX_REFERENCE_CHARS), true).build()
+    string(&or_empty(patterns::REFERENCE_PART_PATTERN), None, true).build()
 }
 
 /// File bytes as the CMS and Serenities dialects take them (`compat::common_b::decode_base64`).
@@ -209,7 +206,7 @@ pub fn non_empty() -> utoipa::openapi::Object {
 
 /// A file or folder name, or empty (not given: the file part's own filename is used).
 pub fn name_or_empty() -> utoipa::openapi::Object {
-    string(&or_empty(patterns::NAME_PATTERN), Some(MAX_NAME_CHARS), false).build()
+    string(&or_empty(patterns::NAME_PATTERN), None, false).build()
 }
 
 /// Tags as the CMS dialect takes them: a list of tags, one comma-separated string, or null (none).

@@ -109,21 +109,12 @@ pub async fn put_part(
     Ok(Json(part.into()))
 }
 
-/// A browser form upload to a signed URL: the `file` field; other fields (a storage policy's) are
-/// ignored.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct StorageUploadForm {
-    #[schema(value_type = String, format = Binary)]
-    pub file: Vec<u8>,
-}
-
 /// Send an upload's bytes as multipart form data; the `file` field holds them, other fields are
 /// ignored.
 #[utoipa::path(
     post, path = "/storage/v1/uploads/{workspace_id}/{upload_id}", tag = "storage",
     params(("workspace_id" = String, Path), ("upload_id" = String, Path), UploadSignature),
-    request_body(content = StorageUploadForm, content_type = "multipart/form-data"),
+    request_body(content = crate::v1::files::MultipartUpload, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Verified and stored; the upload is SUCCESS", body = UploadJson),
         (status = 400, description = "No `file` field", body = ErrorBody),

@@ -307,3 +307,21 @@ async fn a_token_sub_is_bounded_in_characters_as_documented_not_in_bytes() {
         server.send(server.request(Method::POST, "/v1/tokens", &server.tenant.key).json(&request)).await;
     support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_sub");
 }
+
+#[tokio::test]
+async fn serenities_parameters_are_a_json_object_never_an_array_read_by_position() {
+    let server = TestServer::spawn().await;
+    for (procedure, body) in
+        [("getUsage", serde_json::json!([])), ("list", serde_json::json!(["root", null, "size"]))]
+    {
+        let path = format!("/compat/serenities/api/v1/files/{procedure}");
+        let (status, body) =
+            server.send(server.request(Method::POST, &path, &server.tenant.key).json(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{procedure}: {body}");
+        assert_eq!(body["error"]["code"], "BAD_REQUEST", "{procedure}: {body}");
+    }
+    // No body at all still means no parameters.
+    let path = "/compat/serenities/api/v1/files/getUsage";
+    let (status, body) = server.send(server.request(Method::POST, path, &server.tenant.key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -37,40 +37,46 @@ macro_rules! not_in_tags {
     };
 }
 
-/// One tag as `metadata::normalize_tag` takes it: white space around a run without commas or
-/// control characters that has a visible character. (`MAX_TAG_CHARS` is a separate `maxLength`
-/// where a tag stands alone, and a look-ahead in `TAG_LIST_PATTERN`.)
+/// What `str::trim` leaves of a run (the caller puts the leading white space before it): a first
+/// and a last character that are neither white space nor forbidden, nothing forbidden between
+/// them, `$inner` a quantifier for the characters between (`{0,62}`: at most 64 in all), then
+/// the trailing white space.
+macro_rules! trimmed_run {
+    ([$($forbidden:tt)*], $inner:literal) => {
+        concat!(
+            "[^", $($forbidden)*, white_space!(), "]",
+            "(?:[^", $($forbidden)*, "]", $inner, "[^", $($forbidden)*, white_space!(), "])?",
+            "[", white_space!(), "]*"
+        )
+    };
+}
+
+/// One tag as `metadata::normalize_tag` takes it, within a list or alone: white space around at
+/// most `MAX_TAG_CHARS` characters without commas or control characters, one of them visible.
 macro_rules! tag {
     () => {
         concat!(
             "[",
             white_space!(),
             "]*",
-            "[^",
-            control!(),
-            not_in_tags!(),
-            "]*",
-            "[^",
-            control!(),
-            not_in_tags!(),
+            "(?![",
             white_space!(),
             invisible!(),
-            "]",
-            "[^",
-            control!(),
-            not_in_tags!(),
-            "]*",
-            "[",
-            white_space!(),
-            "]*"
+            "]*(?:,|$))",
+            trimmed_run!([control!(), not_in_tags!()], "{0,62}")
         )
     };
 }
 
-/// `names::validate_name` (with `maxLength` `MAX_NAME_CHARS`): white space around a run with no
-/// control, bidi or slash-like character that holds a visible one, and is not `.` or `..`.
+// The quantifiers above and below spell these bounds (the first and last character aside).
+const _: () = assert!(crate::metadata::MAX_TAG_CHARS == 64);
+const _: () = assert!(crate::names::MAX_NAME_CHARS == 255);
+const _: () = assert!(crate::metadata::MAX_REFERENCE_CHARS == 200);
+
+/// `names::validate_name`: white space around at most `MAX_NAME_CHARS` characters with no
+/// control, bidi or slash-like character, one of them visible, and not `.` or `..`.
 pub const NAME_PATTERN: &str = concat!(
-    r"^(?![",
+    "^(?![",
     white_space!(),
     r"]*\.\.?[",
     white_space!(),
@@ -78,91 +84,41 @@ pub const NAME_PATTERN: &str = concat!(
     "[",
     white_space!(),
     "]*",
-    "[^",
-    control!(),
-    not_in_names!(),
-    "]*",
-    "[^",
-    control!(),
-    not_in_names!(),
+    "(?![",
     white_space!(),
     invisible!(),
-    "]",
-    "[^",
-    control!(),
-    not_in_names!(),
-    "]*",
-    "[",
-    white_space!(),
-    "]*$"
+    "]*$)",
+    trimmed_run!([control!(), not_in_names!()], "{0,253}"),
+    "$"
 );
 
-/// `metadata::normalize_tag` for one tag (with `maxLength` `MAX_TAG_CHARS`).
+/// `metadata::normalize_tag` for one tag.
 pub const TAG_PATTERN: &str = concat!("^", tag!(), "$");
 
 /// Comma-separated tags as a list filter takes them (`tags=a,b`): each piece blank (skipped) or a
-/// tag of at most `MAX_TAG_CHARS` characters.
-pub const TAG_LIST_PATTERN: &str = concat!(
-    "^(?:[",
-    white_space!(),
-    "]*|(?![^,]{65})",
-    tag!(),
-    ")",
-    "(?:,(?:[",
-    white_space!(),
-    "]*|(?![^,]{65})",
-    tag!(),
-    "))*$"
-);
+/// tag.
+pub const TAG_LIST_PATTERN: &str =
+    concat!("^(?:[", white_space!(), "]*|", tag!(), ")", "(?:,(?:[", white_space!(), "]*|", tag!(), "))*$");
 
 /// `metadata::validate_text` (with `maxLength` `MAX_TEXT_CHARS`): anything but NUL.
 pub const TEXT_PATTERN: &str = r"^[^\u0000]*$";
 
-/// Trimmed, not empty, no control character inside: `metadata::validate_reference_part`, an
-/// end-user token's `sub` (`rules`), and a name filter (`listing::check_name_filter`, with the
-/// search query, which must not be empty).
-pub const TRIMMED_PRINTABLE_PATTERN: &str = concat!(
-    "^[",
-    white_space!(),
-    "]*",
-    "[^",
-    control!(),
-    "]*",
-    "[^",
-    control!(),
-    white_space!(),
-    "]",
-    "[^",
-    control!(),
-    "]*",
-    "[",
-    white_space!(),
-    "]*$"
-);
+/// `metadata::validate_reference_part` (a reference's kind or id) and an end-user token's `sub`
+/// (`rules`): white space around 1 to `MAX_REFERENCE_CHARS` characters without control ones.
+pub const REFERENCE_PART_PATTERN: &str =
+    concat!("^[", white_space!(), "]*", trimmed_run!([control!()], "{0,198}"), "$");
+
+/// A search query (`Cabinet::search`): white space around a run without control characters.
+pub const SEARCH_QUERY_PATTERN: &str =
+    concat!("^[", white_space!(), "]*", trimmed_run!([control!()], "*"), "$");
 
 /// Text without control characters: a name filter as `listing::check_name_filter` takes it
 /// untrimmed (the Mavera dialect's `search`).
 pub const NO_CONTROL_PATTERN: &str = concat!("^[^", control!(), "]*$");
 
-/// A name filter of a list: blank (no filter), or `TRIMMED_PRINTABLE_PATTERN`.
-pub const NAME_FILTER_PATTERN: &str = concat!(
-    "^[",
-    white_space!(),
-    "]*",
-    "(?:[^",
-    control!(),
-    "]*",
-    "[^",
-    control!(),
-    white_space!(),
-    "]",
-    "[^",
-    control!(),
-    "]*",
-    "[",
-    white_space!(),
-    "]*)?$"
-);
+/// A name filter of a list: blank (no filter), or a search query.
+pub const NAME_FILTER_PATTERN: &str =
+    concat!("^[", white_space!(), "]*(?:", trimmed_run!([control!()], "*"), ")?$");
 
 /// A page cursor: unpadded URL-safe base64, as `listing::encode_cursor` writes it. (Only a cursor
 /// the list returned is taken; its format is all a schema can say.)
