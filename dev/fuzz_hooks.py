@@ -210,9 +210,9 @@ INEXPRESSIBLE = {
     ("GET", "/v1/usage"): {"invalid_range"},
     # Whether a stored file is an image is a property of its bytes, not of the request.
     ("GET", "/v1/files/{id}/thumbnail"): {"thumbnail_unsupported", "image_undecodable"},
-    # `part_size` only with `multipart: true`, and at most 10,000 parts of the declared size; a
-    # size within the workspace's own `max_file_bytes`.
-    ("POST", "/v1/uploads"): {"invalid_part_size", "too_many_parts", "file_too_large"},
+    # At most 10,000 parts (`size` over `part_size`, a quotient of two fields); a size within the
+    # workspace's own `max_file_bytes`, a setting of the workspace.
+    ("POST", "/v1/uploads"): {"too_many_parts", "file_too_large"},
     # Part numbers run to the upload's own part count.
     ("POST", "/v1/uploads/{id}/parts"): {"invalid_part_number"},
     # Mavera's cursor is the id of the last item of the previous page: one in this workspace (and
@@ -223,6 +223,8 @@ INEXPRESSIBLE = {
     # `url` names an upload that must have received its bytes, and `file_size` must be the size
     # that upload declared.
     ("POST", "/compat/mavera/api/v1/files"): {"invalid_field:url", "invalid_field:file_size"},
+    # A size within the workspace's own `max_file_bytes`, a setting of the workspace.
+    ("POST", "/compat/mavera/api/v1/files/upload-url"): {"invalid_field:file_size"},
 }
 
 

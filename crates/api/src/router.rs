@@ -70,6 +70,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         &mut api,
         &[crate::compat::serenities::PREFIX, crate::compat::mavera::PREFIX],
     );
+    crate::v1::uploads::document_part_size_rule(&mut api);
     crate::openapi::document_links(&mut api);
     let router = json_routes
         .merge(streaming_routes)

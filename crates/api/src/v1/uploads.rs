@@ -45,6 +45,27 @@ pub struct CreateUploadRequest {
     pub part_size: Option<u64>,
 }
 
+/// Adds to `CreateUploadRequest` the rule between two of its fields: `part_size` only with
+/// `"multipart": true` (serde cannot say it on the struct).
+pub fn document_part_size_rule(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    let Some(components) = api.components.as_mut() else { return };
+    let Some(RefOr::T(Schema::Object(request))) = components.schemas.get("CreateUploadRequest").cloned()
+    else {
+        return;
+    };
+    let without_part_size =
+        ObjectBuilder::new().property("part_size", ObjectBuilder::new().schema_type(Type::Null));
+    let multipart = ObjectBuilder::new()
+        .property("multipart", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
+        .required("multipart");
+    let rule = AnyOfBuilder::new().item(without_part_size).item(multipart);
+    let documented = AllOfBuilder::new().item(request).item(rule).build();
+    components.schemas.insert("CreateUploadRequest".to_owned(), Schema::AllOf(documented).into());
+}
+
 /// Which parts to sign URLs for.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
