@@ -71,7 +71,8 @@ pub fn document_part_size_rule(api: &mut utoipa::openapi::OpenApi) {
 #[serde(deny_unknown_fields)]
 pub struct PartUrlsRequest {
     /// 1-based part numbers, at most 100 per request.
-    #[schema(example = json!([1, 2, 3]))]
+    // 1 to `cabinet_core::multipart::MAX_PART_URLS`.
+    #[schema(example = json!([1, 2, 3]), min_items = 1, max_items = 100)]
     pub part_numbers: Vec<u32>,
 }
 
