@@ -325,3 +325,21 @@ async fn serenities_parameters_are_a_json_object_never_an_array_read_by_position
     let (status, body) = server.send(server.request(Method::POST, path, &server.tenant.key)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn each_surface_documents_its_own_request_shapes_with_the_servers_rules() {
+    let server = TestServer::spawn().await;
+    let (_, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    let schemas = &doc["components"]["schemas"];
+    // Mavera's requests once shared names with the native ones, and one overwrote the other.
+    assert_eq!(schemas["CreateFolderRequest"]["required"], serde_json::json!(["name"]));
+    assert_eq!(schemas["CreateFolderRequest"]["additionalProperties"], false);
+    let mavera = &schemas["MaveraCreateFolderRequest"];
+    assert!(mavera["required"].as_array().unwrap().contains(&serde_json::json!("workspace_id")), "{mavera}");
+    assert!(mavera.get("additionalProperties").is_none(), "a dialect ignores unknown fields: {mavera}");
+    // A name's rule is the same pattern everywhere it is taken.
+    let name = &schemas["CreateFolderRequest"]["properties"]["name"]["pattern"];
+    assert!(name.as_str().is_some_and(|p| p.starts_with('^')), "{name}");
+    assert_eq!(&mavera["properties"]["name"]["pattern"], name);
+    assert_eq!(&schemas["RenameParams"]["properties"]["newName"]["pattern"], name);
+}
