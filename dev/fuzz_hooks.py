@@ -225,18 +225,26 @@ INEXPRESSIBLE = {
     ("POST", "/compat/mavera/api/v1/files"): {"invalid_field:url", "invalid_field:file_size"},
     # A size within the workspace's own `max_file_bytes`, a setting of the workspace.
     ("POST", "/compat/mavera/api/v1/files/upload-url"): {"invalid_field:file_size"},
+    # An upload names its organization in the body, the query or a header: one of three places.
+    ("POST", "/compat/cms/files"): {"field:organization_id"},
+    ("POST", "/compat/cms/files/"): {"field:organization_id"},
 }
 
 
 def _error_code(response):
-    """The refusal's error code, as `code:param` when the dialect names the parameter (Mavera)."""
+    """The refusal's error code, as `code:param` when the dialect names the parameter (Mavera), or
+    `field:<name>` for the CMS dialect's `{"<name>": ["message"]}`."""
     try:
-        error = response.json().get("error")
+        body = response.json()
     except Exception:
         return None
-    if not isinstance(error, dict):
+    if not isinstance(body, dict):
         return None
-    return f"{error.get('code')}:{error['param']}" if error.get("param") else error.get("code")
+    error = body.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('code')}:{error['param']}" if error.get("param") else error.get("code")
+    fields = [name for name, messages in body.items() if isinstance(messages, list)]
+    return f"field:{fields[0]}" if len(fields) == 1 else None
 
 
 # The coverage phase's scenarios that build a valid object (the others break one on purpose).

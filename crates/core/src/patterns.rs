@@ -16,10 +16,16 @@ macro_rules! white_space {
     };
 }
 
-/// The Basic Multilingual Plane part of `names::is_invisible` (Default_Ignorable_Code_Point).
+/// `names::is_invisible` (Default_Ignorable_Code_Point). The ones beyond the Basic Multilingual
+/// Plane are the characters themselves: ECMA-262 escapes them only under the `u` flag, which
+/// JSON Schema does not set, while validators and generators that read code points (jsonschema-rs,
+/// Python's `re`, as schemathesis uses them) take a literal range.
 macro_rules! invisible {
     () => {
-        r"\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFF8"
+        concat!(
+            r"\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFF8",
+            "\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}"
+        )
     };
 }
 

@@ -92,9 +92,9 @@ pub struct CmsInUse {
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct CmsBase64Upload {
-    /// The workspace id.
+    /// The workspace id; or in the query, or the `X-Cabinet-Workspace` header.
     #[schema(schema_with = crate::input_schema::non_empty)]
-    pub organization_id: String,
+    pub organization_id: Option<String>,
     /// Standard base64, or a `data:<mime>;base64,` URI.
     #[schema(schema_with = crate::input_schema::dialect_base64)]
     pub file_base64: String,
@@ -113,7 +113,8 @@ impl utoipa::PartialSchema for CmsMultipartUpload {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use crate::input_schema::{form_with_file, name_or_empty, non_empty, tag_list_fields};
         form_with_file(vec![
-            ("organization_id", non_empty().into(), true),
+            // Or in the query, or the `X-Cabinet-Workspace` header.
+            ("organization_id", non_empty().into(), false),
             ("file_name", name_or_empty().into(), false),
             ("tags", tag_list_fields(2).into(), false),
         ])
