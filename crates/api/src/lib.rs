@@ -9,6 +9,7 @@ pub mod download;
 pub mod error;
 pub mod form;
 pub mod health;
+pub mod input_schema;
 pub mod limits;
 pub mod openapi;
 pub mod rate_limit;

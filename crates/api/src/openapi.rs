@@ -115,6 +115,31 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Marks a JSON body whose properties are all optional as optional itself, on the surfaces under
+/// `prefixes`: they read no body at all as `{}` (the Serenities and Mavera dialects).
+pub fn document_optional_bodies(api: &mut utoipa::openapi::OpenApi, prefixes: &[&str]) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::{RefOr, Required};
+
+    let schemas = api.components.as_ref().map(|c| c.schemas.clone()).unwrap_or_default();
+    let all_optional = |name: &str| matches!(schemas.get(name), Some(RefOr::T(Schema::Object(object))) if object.required.is_empty());
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !prefixes.iter().any(|prefix| path.starts_with(prefix)) {
+            continue;
+        }
+        for operation in [&mut item.post, &mut item.patch, &mut item.put].into_iter().flatten() {
+            let Some(body) = operation.request_body.as_mut() else { continue };
+            let named = body.content.get("application/json").and_then(|content| match &content.schema {
+                Some(RefOr::Ref(reference)) => reference.ref_location.rsplit('/').next().map(str::to_owned),
+                _ => None,
+            });
+            if named.as_deref().is_some_and(all_optional) {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+}
+
 /// Where one operation's output names a resource other operations take, as OpenAPI links (so the
 /// fuzzer's stateful phase chains them): (operation, its success status, the id in its response or
 /// request, the path of the resource it names). Every operation on that path and below it is

@@ -66,6 +66,11 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(crate::compat::serenities::routes(state.clone()))
         .split_for_parts();
     api.merge(compat_api);
+    crate::openapi::document_optional_bodies(
+        &mut api,
+        &[crate::compat::serenities::PREFIX, crate::compat::mavera::PREFIX],
+    );
+    crate::v1::uploads::document_part_size_rule(&mut api);
     crate::openapi::document_links(&mut api);
     let router = json_routes
         .merge(streaming_routes)

@@ -228,11 +228,11 @@ async fn end_users_see_their_own_files_and_uploads_and_nothing_that_needs_a_key(
     assert_eq!(alices["total"], 1);
     let (_, bobs) = list(world.bob.clone()).await;
     assert_eq!(bobs["total"], 0);
-    for (method, path) in [
-        (Method::GET, "/v1/quota"),
-        (Method::GET, "/v1/trash"),
-        (Method::POST, "/v1/folders"),
-        (Method::POST, "/v1/tokens"),
+    for (method, path, request) in [
+        (Method::GET, "/v1/quota", json!({})),
+        (Method::GET, "/v1/trash", json!({})),
+        (Method::POST, "/v1/folders", json!({"name": "x"})),
+        (Method::POST, "/v1/tokens", json!({"sub": "x"})),
     ] {
         let (status, body) = server
             .send(
@@ -240,7 +240,7 @@ async fn end_users_see_their_own_files_and_uploads_and_nothing_that_needs_a_key(
                     .http
                     .request(method, format!("{}{path}", server.url))
                     .bearer_auth(&world.bob)
-                    .json(&json!({"name": "x", "sub": "x"})),
+                    .json(&request),
             )
             .await;
         assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");

@@ -343,7 +343,8 @@ fn sample(schema: &Value, doc: &Value, depth: usize) -> Value {
         let name = reference.rsplit('/').next().unwrap();
         return sample(&doc["components"]["schemas"][name], doc, depth + 1);
     }
-    if let Some(example) = schema.get("example") {
+    // OpenAPI 3.1 schemas give `examples` (JSON Schema's list); `example` is the older spelling.
+    if let Some(example) = schema.get("example").or_else(|| schema["examples"].get(0)) {
         return example.clone();
     }
     for combinator in ["oneOf", "anyOf", "allOf"] {

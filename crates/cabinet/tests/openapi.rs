@@ -240,3 +240,106 @@ async fn the_mavera_catch_all_is_inert() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_native_api_refuses_a_field_it_does_not_know_instead_of_ignoring_it() {
+    let server = TestServer::spawn().await;
+    let key = &server.tenant.key;
+    for (method, path, body) in [
+        (Method::POST, "/v1/folders", serde_json::json!({"name": "Reports", "parent": null})),
+        (Method::POST, "/v1/uploads", serde_json::json!({"name": "a.txt", "size": 1, "sha": "x"})),
+        (
+            Method::POST,
+            "/v1/files",
+            serde_json::json!({"name": "a.txt", "content_base64": "aGk=", "folder": null}),
+        ),
+        (Method::POST, "/v1/tokens", serde_json::json!({"sub": "alice", "ttl_secs": 60})),
+    ] {
+        let (status, body) = server.send(server.request(method, path, key).json(&body)).await;
+        support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
+    }
+    // A form field after which nothing is read is refused too, before the bytes are stored.
+    let form = reqwest::multipart::Form::new()
+        .text("nmae", "typo.txt")
+        .part("file", reqwest::multipart::Part::bytes(b"hey".to_vec()).file_name("a.txt"));
+    let (status, body) = server.send(server.request(Method::POST, "/v1/files", key).multipart(form)).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_field");
+    let (_, files) = server.send(server.get("/v1/files")).await;
+    assert_eq!(files["total"], 0, "{files}");
+}
+
+#[tokio::test]
+async fn list_bounds_above_what_the_document_allows_are_refused() {
+    let server = TestServer::spawn().await;
+    // The document says int64; the databases count in i64.
+    let (status, body) = server.send(server.get("/v1/files?offset=9223372036854775808")).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_offset");
+    let (status, body) = server.send(server.get("/v1/folders?offset=9223372036854775808")).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_offset");
+    let (status, body) = server.send(server.get("/v1/files?min_size=9223372036854775808")).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_size");
+    let (status, _) =
+        server.send(server.get("/v1/files?offset=9223372036854775807&max_size=9223372036854775807")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The Serenities dialect refuses it in its own envelope, saying which bound was broken.
+    let list = "/compat/serenities/api/v1/files/list";
+    let request = serde_json::json!({"offset": 9223372036854775808u64});
+    let (status, body) =
+        server.send(server.request(Method::POST, list, &server.tenant.key).json(&request)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "BAD_REQUEST");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| m.starts_with("Offset must be at most")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_sub_is_bounded_in_characters_as_documented_not_in_bytes() {
+    let server = TestServer::spawn().await;
+    let sub = "é".repeat(200);
+    let request = serde_json::json!({ "sub": sub });
+    let (status, body) =
+        server.send(server.request(Method::POST, "/v1/tokens", &server.tenant.key).json(&request)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let request = serde_json::json!({ "sub": "é".repeat(201) });
+    let (status, body) =
+        server.send(server.request(Method::POST, "/v1/tokens", &server.tenant.key).json(&request)).await;
+    support::assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_sub");
+}
+
+#[tokio::test]
+async fn serenities_parameters_are_a_json_object_never_an_array_read_by_position() {
+    let server = TestServer::spawn().await;
+    for (procedure, body) in
+        [("getUsage", serde_json::json!([])), ("list", serde_json::json!(["root", null, "size"]))]
+    {
+        let path = format!("/compat/serenities/api/v1/files/{procedure}");
+        let (status, body) =
+            server.send(server.request(Method::POST, &path, &server.tenant.key).json(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{procedure}: {body}");
+        assert_eq!(body["error"]["code"], "BAD_REQUEST", "{procedure}: {body}");
+    }
+    // No body at all still means no parameters.
+    let path = "/compat/serenities/api/v1/files/getUsage";
+    let (status, body) = server.send(server.request(Method::POST, path, &server.tenant.key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn each_surface_documents_its_own_request_shapes_with_the_servers_rules() {
+    let server = TestServer::spawn().await;
+    let (_, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    let schemas = &doc["components"]["schemas"];
+    // Mavera's requests once shared names with the native ones, and one overwrote the other.
+    assert_eq!(schemas["CreateFolderRequest"]["required"], serde_json::json!(["name"]));
+    assert_eq!(schemas["CreateFolderRequest"]["additionalProperties"], false);
+    let mavera = &schemas["MaveraCreateFolderRequest"];
+    assert!(mavera["required"].as_array().unwrap().contains(&serde_json::json!("workspace_id")), "{mavera}");
+    assert!(mavera.get("additionalProperties").is_none(), "a dialect ignores unknown fields: {mavera}");
+    // A name's rule is the same pattern everywhere it is taken.
+    let name = &schemas["CreateFolderRequest"]["properties"]["name"]["pattern"];
+    assert!(name.as_str().is_some_and(|p| p.starts_with('^')), "{name}");
+    assert_eq!(&mavera["properties"]["name"]["pattern"], name);
+    assert_eq!(&schemas["RenameParams"]["properties"]["newName"]["pattern"], name);
+}

@@ -159,6 +159,12 @@ fn form_with_fields(count: usize) -> Form {
     (0..count).fold(Form::new(), |form, i| form.text(format!("extra{i}"), "x")).part("file", file_part())
 }
 
+/// A form with `count` small `field` fields before its file: the native API refuses a field it
+/// does not know, so its bound is reached with one it does.
+fn form_repeating(field: &str, count: usize) -> Form {
+    (0..count).fold(Form::new(), |form, _| form.text(field.to_owned(), "x")).part("file", file_part())
+}
+
 #[tokio::test]
 async fn form_fields_over_their_bounds_are_413_in_each_surface_s_shape() {
     let server = TestServer::spawn().await;
@@ -188,7 +194,7 @@ async fn form_fields_over_their_bounds_are_413_in_each_surface_s_shape() {
     let storage = |form: Form| server.http.post(&signed).multipart(form);
     let cases = [
         ("/v1/files", native(form_with_field("name", over)), Some("field_too_large")),
-        ("/v1/files", native(form_with_fields(too_many)), Some("form_too_large")),
+        ("/v1/files", native(form_repeating("name", too_many)), Some("form_too_large")),
         ("/compat/cms/files/", cms(form_with_field("tags", over)), None),
         ("/compat/cms/files/", cms(form_with_fields(too_many)), None),
         ("/compat/mavi/serve/api/v2/upload", mavi(form_with_field("note", over)), None),
@@ -204,9 +210,10 @@ async fn form_fields_over_their_bounds_are_413_in_each_surface_s_shape() {
             assert_eq!(body["error"]["code"], code, "{path}: {body}");
         }
     }
-    // Within the bounds, the same forms go through.
-    let (status, body) = server.send(native(form_with_field("note", over - 1))).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Within the bounds, the same forms go through (a field the native API knows is bounded far
+    // tighter than a form field, so MAVI, which ignores fields it does not know, shows it).
+    let (status, body) = server.send(mavi(form_with_field("note", over - 1))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = server.send(storage(form_with_fields(too_many - 1))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

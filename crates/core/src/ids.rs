@@ -18,6 +18,9 @@ macro_rules! typed_id {
             /// The prefix every id of this kind starts with.
             pub const PREFIX: &'static str = $prefix;
 
+            /// Every id of this kind, as a JSON Schema pattern.
+            pub const PATTERN: &'static str = concat!("^", $prefix, "[0-9a-z]{26}$");
+
             /// A new, unique, time-ordered id.
             pub fn generate() -> Self {
                 Self(format!("{}{}", $prefix, ulid::Ulid::new().to_string().to_ascii_lowercase()))
@@ -78,7 +81,7 @@ macro_rules! typed_id {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
-                    .pattern(Some(concat!("^", $prefix, "[0-9a-z]{26}$")))
+                    .pattern(Some(Self::PATTERN))
                     .examples([serde_json::json!(concat!($prefix, "01jdq4x7m2c8v5n3k9w6r1t0ya"))])
                     .into()
             }

@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod model;
 pub mod multipart;
 pub mod names;
+pub mod patterns;
 pub mod ports;
 pub mod quota;
 pub mod rules;

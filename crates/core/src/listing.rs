@@ -206,6 +206,13 @@ impl Paging {
                 return Err(Error::bad_request("invalid_paging", "give a cursor or an offset, not both"))
             }
             (Some(cursor), None) => Start::After(decode_cursor(cursor, sort)?),
+            // The databases count rows in i64; a larger offset is a mistake, not a far page.
+            (None, Some(offset)) if offset > i64::MAX as u64 => {
+                return Err(Error::bad_request(
+                    "invalid_offset",
+                    format!("offset must be at most {}", i64::MAX),
+                ))
+            }
             (None, Some(offset)) => Start::Offset(offset),
             (None, None) => Start::First,
         };

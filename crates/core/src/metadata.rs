@@ -9,6 +9,8 @@ pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG_CHARS: usize = 64;
 /// The longest alt text, caption, copyright or reference label, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
+/// The longest kind or id of a reference, in characters.
+pub const MAX_REFERENCE_CHARS: usize = 200;
 /// The largest custom metadata object, serialised.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
@@ -68,10 +70,11 @@ pub fn validate_custom(metadata: &serde_json::Map<String, serde_json::Value>) ->
 /// Checks the kind or id of a reference: 1 to 200 characters, no control characters.
 pub fn validate_reference_part(what: &str, raw: &str) -> Result<String> {
     let value = raw.trim();
-    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
+    if value.is_empty() || value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control)
+    {
         return Err(Error::bad_request(
             "invalid_reference",
-            format!("the reference {what} must be 1 to 200 characters without control characters"),
+            format!("the reference {what} must be 1 to {MAX_REFERENCE_CHARS} characters without control characters"),
         ));
     }
     Ok(value.to_owned())

@@ -176,7 +176,7 @@ impl Cabinet {
             return Err(Error::Forbidden("only an API key mints end-user tokens".to_owned()));
         };
         let sub = sub.trim();
-        if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
+        if sub.is_empty() || sub.chars().count() > 200 || sub.chars().any(char::is_control) {
             return Err(Error::bad_request(
                 "invalid_sub",
                 "sub must be 1 to 200 characters without control characters",
@@ -220,7 +220,7 @@ impl Cabinet {
         sub: Option<&str>,
     ) -> Result<DateTime<Utc>> {
         let sub = sub.map(str::trim);
-        if sub.is_some_and(|sub| sub.is_empty() || sub.len() > 200) {
+        if sub.is_some_and(|sub| sub.is_empty() || sub.chars().count() > 200) {
             return Err(Error::bad_request("invalid_sub", "sub must be 1 to 200 characters"));
         }
         self.store.get_workspace(ws).await?;

@@ -31,6 +31,46 @@ pub(crate) fn workspace_header(headers: &HeaderMap) -> Option<String> {
     headers.get(WORKSPACE_HEADER).map(|value| value.to_str().unwrap_or("").to_owned())
 }
 
+/// ASCII white space, which `decode_base64` skips anywhere in the payload.
+macro_rules! ascii_space {
+    () => {
+        r"[\t\n\f\r ]*"
+    };
+}
+
+/// A base64 character and the white space after it.
+macro_rules! b64 {
+    ($class:literal) => {
+        concat!($class, ascii_space!())
+    };
+}
+
+/// What `decode_base64` takes, as a JSON Schema pattern: an optional `data:<type/subtype>;base64,`
+/// prefix, then standard base64 with ASCII white space anywhere and the padding optional (the
+/// last character before it carries no stray bits).
+pub(crate) const DIALECT_BASE64_PATTERN: &str = concat!(
+    r"^(?:data:(?:[A-Za-z0-9!#$&^_.+\-]{1,127}/[A-Za-z0-9!#$&^_.+\-]{1,127})?;base64,)?",
+    ascii_space!(),
+    "(?:",
+    b64!("[A-Za-z0-9+/]"),
+    b64!("[A-Za-z0-9+/]"),
+    b64!("[A-Za-z0-9+/]"),
+    b64!("[A-Za-z0-9+/]"),
+    ")*(?:",
+    b64!("[A-Za-z0-9+/]"),
+    b64!("[AQgw]"),
+    "(?:",
+    b64!("="),
+    b64!("="),
+    ")?|",
+    b64!("[A-Za-z0-9+/]"),
+    b64!("[A-Za-z0-9+/]"),
+    b64!("[AEIMQUYcgkosw048]"),
+    "(?:",
+    b64!("="),
+    ")?)?$"
+);
+
 /// Decodes standard base64, ignoring whitespace and missing padding; a `data:<mime>;base64,`
 /// prefix is stripped and its MIME type returned.
 pub(crate) fn decode_base64(raw: &str) -> Option<(Vec<u8>, Option<String>)> {

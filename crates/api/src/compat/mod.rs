@@ -3,7 +3,7 @@
 
 pub mod cms;
 pub mod common;
-mod common_b;
+pub(crate) mod common_b;
 pub mod mavera;
 pub mod mavi;
 pub mod serenities;

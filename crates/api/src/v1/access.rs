@@ -18,9 +18,10 @@ use crate::AppState;
 
 /// A token request for one of the app's users.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The app's id for the user.
-    #[schema(example = "user_42")]
+    #[schema(schema_with = crate::input_schema::reference_part)]
     pub sub: String,
     /// Lifetime in seconds, 1 to 86400; default 3600.
     #[schema(minimum = 1, maximum = 86400)]

@@ -14,7 +14,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{nullable, FileFilterParams, ListParams};
+use super::params::{nullable, FileFilterParams, ListParams, NameFilterParams};
 use super::shapes::{DownloadUrlJson, FavoriteJson, FileJson, FileListJson, ReferenceJson, RestoredFileJson};
 use crate::auth::Authenticated;
 use crate::download::{serve_file, serve_thumbnail};
@@ -24,24 +24,32 @@ use crate::AppState;
 
 /// A direct upload as JSON, for small files.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Base64Upload {
-    #[schema(example = "note.txt")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// The file's bytes, standard base64.
-    #[schema(example = "aGVsbG8=")]
+    #[schema(schema_with = crate::input_schema::base64)]
     pub content_base64: String,
+    #[schema(schema_with = crate::input_schema::mime_type_or_null)]
     pub mime_type: Option<String>,
     pub folder_id: Option<FolderId>,
 }
 
-/// A direct upload as multipart form data: metadata fields first, then `file`.
-#[derive(Debug, ToSchema)]
+/// A direct upload as multipart form data: metadata fields first, then `file` (the bytes are
+/// streamed to storage, so nothing after `file` is read). Another field is refused.
+// Deserialize only so the schema carries `deny_unknown_fields` (`additionalProperties: false`);
+// the form itself is read field by field in `upload_file`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct MultipartUpload {
     /// The bytes. Its filename is the file's name unless `name` came first.
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: Option<String>,
+    #[schema(schema_with = crate::input_schema::mime_type)]
     pub mime_type: Option<String>,
     pub folder_id: Option<FolderId>,
 }
@@ -101,7 +109,14 @@ pub async fn upload_file(
                     "name" => meta.name = field.text()?.to_owned(),
                     "mime_type" => meta.mime_type = Some(field.text()?.to_owned()),
                     "folder_id" => meta.folder_id = Some(FolderId::parse(field.text()?)?),
-                    _ => {}
+                    // A mistyped field would be silently lost: say so instead.
+                    other => {
+                        return Err(Error::bad_request(
+                            "unknown_field",
+                            format!("unknown form field `{other}`: the fields are name, mime_type, folder_id and file"),
+                        )
+                        .into())
+                    }
                 },
             }
         }
@@ -134,7 +149,7 @@ pub async fn upload_file(
 /// paged by cursor or offset.
 #[utoipa::path(
     get, path = "/v1/files", tag = "files",
-    params(FileFilterParams, ListParams),
+    params(NameFilterParams, FileFilterParams, ListParams),
     responses((status = 200, body = FileListJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -182,26 +197,29 @@ pub async fn get_file(
 
 /// What to change on a file; fields left out stay as they are, `null` clears.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateFileRequest {
+    #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// A folder id; `null` moves the file to the root.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub folder_id: Option<Option<FolderId>>,
     pub is_favorite: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub alt_text: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub caption: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub copyright: Option<Option<String>>,
     /// Replaces the custom metadata object.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Replaces the tags.
+    #[schema(schema_with = crate::input_schema::tags_or_null)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -319,11 +337,13 @@ pub async fn restore_file(
 
 /// Something that uses a file.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReferenceRequest {
-    #[schema(example = "conversation")]
+    #[schema(schema_with = crate::input_schema::reference_part)]
     pub kind: String,
-    #[schema(example = "conv_42")]
+    #[schema(schema_with = crate::input_schema::reference_part)]
     pub id: String,
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub label: Option<String>,
 }
 

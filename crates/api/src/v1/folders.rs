@@ -29,8 +29,9 @@ pub struct ConflictParams {
 
 /// A new folder.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateFolderRequest {
-    #[schema(example = "Reports")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// Null or absent: at the root.
     pub parent_id: Option<FolderId>,
@@ -65,8 +66,10 @@ pub async fn create_folder(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct FolderFilterParams {
     /// A folder id or `root`: its direct children only. Absent: every folder.
+    #[param(schema_with = crate::input_schema::folder_scope)]
     pub parent_id: Option<String>,
     /// Case-insensitive substring of the name.
+    #[param(schema_with = crate::input_schema::name_filter)]
     pub q: Option<String>,
     pub favorite: Option<bool>,
     /// Only folders in the trash.
@@ -159,11 +162,13 @@ pub async fn list_children(
 
 /// What to change on a folder; fields left out stay as they are.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateFolderRequest {
+    #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// A folder id; `null` moves it to the root. Never into its own subtree.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<Option<FolderId>>,
     pub is_favorite: Option<bool>,
 }

@@ -19,9 +19,11 @@ pub struct ListParams {
     /// 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (not with `offset`).
+    #[param(schema_with = crate::input_schema::cursor)]
     pub cursor: Option<String>,
     /// Items to skip (instead of a cursor).
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<u64>,
 }
 
@@ -38,26 +40,62 @@ impl ListParams {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct FileFilterParams {
     /// A folder id, or `root` for the top level.
+    #[param(schema_with = crate::input_schema::folder_scope)]
     pub folder_id: Option<String>,
     /// With `folder_id`: also every folder below it.
     pub recursive: Option<bool>,
-    /// Case-insensitive substring of the name.
+    /// Documented by `NameFilterParams` or `SearchQueryParams`: a search requires it.
+    #[param(ignore)]
     pub q: Option<String>,
     /// Comma-separated tags.
+    #[param(schema_with = crate::input_schema::tag_list)]
     pub tags: Option<String>,
     /// `all` (default): files with every tag; `any`: files with at least one.
+    #[param(pattern = "^(all|any)$")]
     pub tags_match: Option<String>,
     pub favorite: Option<bool>,
     /// A MIME type prefix: `image`, `image/`, `application/pdf`.
     pub mime: Option<String>,
     /// `kind:id` of something that uses the file.
+    #[param(schema_with = crate::input_schema::referenced_by)]
     pub referenced_by: Option<String>,
     /// Only files in the trash.
     pub trashed: Option<bool>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_size: Option<u64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub max_size: Option<u64>,
+}
+
+/// The name filter of a file list (read into `FileFilterParams`; here for the document).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct NameFilterParams {
+    /// Case-insensitive substring of the name.
+    #[param(schema_with = crate::input_schema::name_filter)]
+    pub q: Option<String>,
+}
+
+/// The query of a search (read into `FileFilterParams`; here for the document). Written out
+/// because utoipa drops `required` from a parameter whose schema comes from `schema_with`.
+pub struct SearchQueryParams;
+
+impl IntoParams for SearchQueryParams {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        vec![ParameterBuilder::new()
+            .name("q")
+            .parameter_in(ParameterIn::Query)
+            .required(utoipa::openapi::Required::True)
+            .description(Some("Case-insensitive substring of the names to find."))
+            .schema(Some(crate::input_schema::search_query()))
+            .build()]
+    }
 }
 
 /// Parses a folder parameter: an id or `root`.
@@ -85,6 +123,10 @@ pub fn tag_list(raw: Option<&str>) -> Result<Vec<String>> {
 impl FileFilterParams {
     /// The filter these name.
     pub fn parse(&self) -> Result<FileFilter> {
+        // Sizes are i64 in the databases; a larger bound is a mistake, not "no bound".
+        if [self.min_size, self.max_size].into_iter().flatten().any(|size| size > i64::MAX as u64) {
+            return Err(Error::bad_request("invalid_size", format!("sizes are at most {}", i64::MAX)));
+        }
         let tags = tag_list(self.tags.as_deref())?;
         let (tags_all, tags_any) = match TagsParam::parse(self.tags_match.as_deref())? {
             TagsParam::All => (tags, Vec::new()),

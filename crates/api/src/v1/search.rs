@@ -6,7 +6,7 @@ use cabinet_core::trash::TrashItem;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::params::{FileFilterParams, ListParams};
+use super::params::{FileFilterParams, ListParams, SearchQueryParams};
 use super::shapes::{FileJson, FolderJson, ItemJson, SearchResultsJson};
 use crate::auth::Authenticated;
 use crate::error::{ApiResult, ErrorBody, Json, Query};
@@ -16,7 +16,7 @@ use crate::AppState;
 /// file filters narrowing files (and `folder_id` + `recursive` narrowing both).
 #[utoipa::path(
     get, path = "/v1/search", tag = "search",
-    params(FileFilterParams, ListParams),
+    params(SearchQueryParams, FileFilterParams, ListParams),
     responses((status = 200, body = SearchResultsJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]

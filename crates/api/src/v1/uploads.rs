@@ -15,19 +15,23 @@ use crate::AppState;
 
 /// What to upload.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUploadRequest {
-    #[schema(example = "holiday.jpg")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// Exact size in bytes; reserved against the quota until the upload ends.
     #[schema(example = 1048576)]
     pub size: u64,
     /// The type the client believes; the stored type is sniffed from the bytes.
+    #[schema(schema_with = crate::input_schema::mime_type_or_null)]
     pub mime_type: Option<String>,
-    /// Lowercase hex SHA-256 of the bytes; when given, the bytes are verified against it.
+    /// Hex SHA-256 of the bytes; when given, the bytes are verified against it.
+    #[schema(schema_with = crate::input_schema::sha256_or_null)]
     pub sha256: Option<String>,
     pub folder_id: Option<FolderId>,
     /// Lifetime of the upload URL in seconds (default 3600, or 86400 for a multipart upload; at
     /// most 7 days).
+    #[schema(minimum = 1, maximum = 604800)]
     pub expires_in: Option<u64>,
     /// Send the bytes in parts, resumably: each part has its own URL (`POST
     /// /v1/uploads/{id}/parts`), parts can be sent in any order and again, and
@@ -36,15 +40,39 @@ pub struct CreateUploadRequest {
     pub multipart: bool,
     /// With `multipart`: bytes per part, all but the last (default 64 MiB; 5 MiB to 5 GiB; at most
     /// 10,000 parts).
-    #[schema(example = 67108864)]
+    // `MIN_PART_SIZE..=MAX_PART_SIZE` of `cabinet_core::multipart`.
+    #[schema(example = 67108864, minimum = 5242880, maximum = 5368709120.0)]
     pub part_size: Option<u64>,
+}
+
+/// Adds to `CreateUploadRequest` the rule between two of its fields: `part_size` only with
+/// `"multipart": true` (serde cannot say it on the struct).
+pub fn document_part_size_rule(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    let Some(components) = api.components.as_mut() else { return };
+    let Some(RefOr::T(Schema::Object(request))) = components.schemas.get("CreateUploadRequest").cloned()
+    else {
+        return;
+    };
+    let without_part_size =
+        ObjectBuilder::new().property("part_size", ObjectBuilder::new().schema_type(Type::Null));
+    let multipart = ObjectBuilder::new()
+        .property("multipart", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
+        .required("multipart");
+    let rule = AnyOfBuilder::new().item(without_part_size).item(multipart);
+    let documented = AllOfBuilder::new().item(request).item(rule).build();
+    components.schemas.insert("CreateUploadRequest".to_owned(), Schema::AllOf(documented).into());
 }
 
 /// Which parts to sign URLs for.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PartUrlsRequest {
     /// 1-based part numbers, at most 100 per request.
-    #[schema(example = json!([1, 2, 3]))]
+    // 1 to `cabinet_core::multipart::MAX_PART_URLS`.
+    #[schema(example = json!([1, 2, 3]), min_items = 1, max_items = 100)]
     pub part_numbers: Vec<u32>,
 }
 

@@ -38,6 +38,7 @@ fn file_id(raw: &str) -> CmsResult<FileId> {
 
 /// The organization a request names.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrganizationParams {
     /// The workspace id (default: the key's only workspace).
     pub organization_id: Option<String>,
@@ -45,14 +46,17 @@ pub struct OrganizationParams {
 
 /// Filters, ordering and page of a list; all optional, invalid values fall back as DRF does.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// The workspace id (default: the key's only workspace).
     pub organization_id: Option<String>,
     /// Case-insensitive substring of the file name.
+    #[param(schema_with = crate::input_schema::name_filter)]
     pub file_name: Option<String>,
     /// `created_at`, `-created_at` (default), `updated_at`, `-updated_at`, `file_name`, `-file_name`.
     pub ordering: Option<String>,
     /// Comma-separated; files having all of them.
+    #[param(schema_with = crate::input_schema::tag_list)]
     pub tags: Option<String>,
     /// 1-based page number.
     pub page: Option<String>,
@@ -403,6 +407,7 @@ pub async fn update_file(
 
 /// Whether to delete a file in use.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     pub organization_id: Option<String>,
     /// `true` deletes even a file in use (default false).

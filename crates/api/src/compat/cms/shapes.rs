@@ -92,39 +92,48 @@ pub struct CmsInUse {
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct CmsBase64Upload {
-    /// The workspace id.
-    #[schema(example = "ws_01jq3v5k2n8x7y6z5w4v3u2t1s")]
-    pub organization_id: String,
+    /// The workspace id; or in the query, or the `X-Cabinet-Workspace` header.
+    #[schema(schema_with = crate::input_schema::non_empty)]
+    pub organization_id: Option<String>,
     /// Standard base64, or a `data:<mime>;base64,` URI.
-    #[schema(example = "aGVsbG8gY21z")]
+    #[schema(schema_with = crate::input_schema::dialect_base64)]
     pub file_base64: String,
-    #[schema(example = "hello.txt")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub file_name: String,
     /// A list, or one comma-separated string.
+    #[schema(schema_with = crate::input_schema::tags_list_or_text_or_null)]
     pub tags: Option<Vec<String>>,
 }
 
-/// A multipart upload: `organization_id`, `file_name` and `tags` fields before `file`.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CmsMultipartUpload {
-    #[schema(example = "ws_01jq3v5k2n8x7y6z5w4v3u2t1s")]
-    pub organization_id: String,
-    #[schema(value_type = String, format = Binary)]
-    pub file: Vec<u8>,
-    /// Overrides the file part's filename.
-    pub file_name: Option<String>,
-    /// Repeat the field, or send one comma-separated value.
-    pub tags: Option<Vec<String>>,
+/// A multipart upload: `organization_id`, `file_name` and `tags` fields before `file`; other
+/// fields are ignored.
+pub struct CmsMultipartUpload;
+
+impl utoipa::PartialSchema for CmsMultipartUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::input_schema::{form_with_file, name_or_empty, non_empty, tag_list_fields};
+        form_with_file(vec![
+            // Or in the query, or the `X-Cabinet-Workspace` header.
+            ("organization_id", non_empty().into(), false),
+            ("file_name", name_or_empty().into(), false),
+            ("tags", tag_list_fields(2).into(), false),
+        ])
+    }
 }
+
+impl ToSchema for CmsMultipartUpload {}
 
 /// What a PATCH may change; fields left out stay, `null` or `""` clears a text.
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct CmsFilePatch {
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub image_alt_text: Option<String>,
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub caption: Option<String>,
+    #[schema(schema_with = crate::input_schema::text_or_null)]
     pub copyright: Option<String>,
     /// Replaces the tags: a list, or one comma-separated string.
+    #[schema(schema_with = crate::input_schema::tags_list_or_text_or_null)]
     pub tags: Option<Vec<String>>,
 }

@@ -27,16 +27,18 @@ use crate::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct UploadUrlRequest {
-    #[schema(example = "report.pdf")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub file_name: String,
-    #[schema(example = "application/pdf")]
+    #[schema(schema_with = crate::input_schema::mime_type)]
     pub file_type: String,
-    #[schema(example = 1024)]
+    #[schema(example = 1024, minimum = 1)]
     pub file_size: u64,
     #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub workspace_id: String,
     /// SHA-256 of the bytes, hex; the bytes are verified against it.
+    #[schema(schema_with = crate::input_schema::sha256_or_null)]
     pub checksum: Option<String>,
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub folder_id: Option<String>,
 }
 
@@ -133,9 +135,10 @@ pub async fn create_upload_url(
 
 /// `POST /files`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraCreateFileRequest)]
 #[allow(dead_code)]
 pub struct CreateFileRequest {
-    #[schema(example = "report.pdf")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     #[serde(rename = "type")]
     #[schema(example = "application/pdf")]
@@ -143,12 +146,13 @@ pub struct CreateFileRequest {
     /// The `public_url` (or `key`) from `upload-url`. An `upload_url` is taken too when it names
     /// the upload, which it does not on S3 when a checksum was declared (the bytes go straight to
     /// the file's own key there).
-    #[schema(example = "upl_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    #[schema(schema_with = crate::input_schema::naming_an_upload)]
     pub url: String,
     #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub workspace_id: String,
-    #[schema(example = 1024)]
+    #[schema(example = 1024, minimum = 1)]
     pub file_size: u64,
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub folder_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -220,6 +224,7 @@ pub async fn create_file(
 pub struct ListFilesParams {
     /// The workspace (needed when the key has several).
     pub workspace_id: Option<String>,
+    #[param(schema_with = crate::input_schema::folder_id_or_empty)]
     pub folder_id: Option<String>,
     /// MIME prefix: `image`, `video`, `application/pdf`.
     #[serde(rename = "type")]
@@ -227,10 +232,13 @@ pub struct ListFilesParams {
     pub mime_type: Option<String>,
     pub is_favorite: Option<bool>,
     /// Case-insensitive substring of the name.
+    #[param(schema_with = crate::input_schema::no_control)]
     pub search: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last file of the previous page.
+    #[param(schema_with = crate::input_schema::file_id_or_empty)]
     pub cursor: Option<String>,
 }
 
@@ -311,10 +319,13 @@ pub async fn get_file(
 
 /// `PATCH /files/{id}`; fields left out stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraUpdateFileRequest)]
 #[allow(dead_code)]
 pub struct UpdateFileRequest {
+    #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// A folder id; null moves the file to the root.
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub folder_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,

@@ -25,15 +25,20 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ListFoldersParams {
+    #[param(value_type = cabinet_core::WorkspaceId)]
     pub workspace_id: String,
     /// Only folders directly under this one (Cabinet's folders nest); all folders by default.
+    #[param(schema_with = crate::input_schema::folder_id_or_empty)]
     pub parent_id: Option<String>,
     pub is_favorite: Option<bool>,
     /// Case-insensitive substring of the name.
+    #[param(schema_with = crate::input_schema::no_control)]
     pub search: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last folder of the previous page.
+    #[param(schema_with = crate::input_schema::folder_id_or_empty)]
     pub cursor: Option<String>,
 }
 
@@ -85,13 +90,15 @@ pub async fn list_folders(
 
 /// `POST /folders`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraCreateFolderRequest)]
 #[allow(dead_code)]
 pub struct CreateFolderRequest {
-    #[schema(example = "Campaign assets")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     #[schema(example = "ws_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub workspace_id: String,
     /// Cabinet extension: create it inside this folder.
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<String>,
 }
 
@@ -128,8 +135,11 @@ pub struct GetFolderParams {
     pub workspace_id: Option<String>,
     /// Include a page of the folder's files (default true).
     pub include_files: Option<bool>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The id of the last file of the previous page.
+    #[param(schema_with = crate::input_schema::file_id_or_empty)]
     pub cursor: Option<String>,
 }
 
@@ -181,10 +191,13 @@ pub async fn get_folder(
 
 /// `PATCH /folders/{id}`; fields left out stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = MaveraUpdateFolderRequest)]
 #[allow(dead_code)]
 pub struct UpdateFolderRequest {
+    #[schema(schema_with = crate::input_schema::name_or_null)]
     pub name: Option<String>,
     /// Cabinet extension: move under this folder; null moves it to the top.
+    #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<String>,
     /// Accepted and ignored: every key of a workspace sees all of it.
     pub is_shared: Option<bool>,

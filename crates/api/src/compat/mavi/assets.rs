@@ -30,7 +30,7 @@ const SIGNED_URL_SECONDS: u64 = 93_600;
 #[derive(Debug, serde::Deserialize, ToSchema)]
 pub struct SignedUrlRequest {
     /// The original filename with extension.
-    #[schema(example = "video.mp4")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub original_filename: String,
 }
 
@@ -85,13 +85,16 @@ pub async fn signed_url(State(state): State<AppState>, request: Request) -> Mavi
     Ok(ok(Some(SignedUrlData { asset_id: ticket.upload.id.to_string(), signed_url: ticket.url, expires_in })))
 }
 
-/// The direct upload's form.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct DirectUploadForm {
-    #[schema(value_type = String, format = Binary)]
-    pub file: Vec<u8>,
+/// The direct upload's form: the `file` field; others are ignored.
+pub struct DirectUploadForm;
+
+impl utoipa::PartialSchema for DirectUploadForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::input_schema::form_with_file(Vec::new())
+    }
 }
+
+impl ToSchema for DirectUploadForm {}
 
 /// The new asset.
 #[derive(Debug, Serialize, ToSchema)]

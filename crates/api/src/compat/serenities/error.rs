@@ -147,8 +147,12 @@ impl<T: DeserializeOwned, const UPLOAD: bool> FromRequest<AppState> for Body<T, 
             message: format!("The request body is larger than {limit} bytes"),
         })?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes)
-            .map(Body)
-            .map_err(|err| SerenitiesError::bad_request(format!("Invalid input: {err}")))
+        let invalid = |err: serde_json::Error| SerenitiesError::bad_request(format!("Invalid input: {err}"));
+        // Parameters are named: serde would read a struct from a JSON array by position too.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+        if !value.is_object() {
+            return Err(SerenitiesError::bad_request("Invalid input: the body must be a JSON object"));
+        }
+        serde_json::from_value(value).map(Body).map_err(invalid)
     }
 }

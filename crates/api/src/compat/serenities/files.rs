@@ -67,16 +67,30 @@ pub struct FileIdParams {
 #[serde(rename_all = "camelCase")]
 pub struct ListParams {
     /// A folder id, or `"root"` for the root level; absent: every folder.
+    #[schema(schema_with = crate::input_schema::folder_scope_or_null)]
     pub folder_id: Option<String>,
     /// Only files that this conversation references.
     pub conversation_id: Option<String>,
     /// `uploadedAt` (default), `size` or `fileName`.
+    #[schema(schema_with = sort_by_or_null)]
     pub sort_by: Option<String>,
     /// `asc` or `desc` (default: `desc`, `asc` for `fileName`).
+    #[schema(schema_with = crate::input_schema::sort_order_or_null)]
     pub sort_order: Option<String>,
     /// 1–100, default 50.
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub offset: Option<u64>,
+}
+
+/// What `list` sorts by.
+fn sort_by_or_null() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .enum_values(Some([Some("uploadedAt"), Some("size"), Some("fileName"), None]))
+        .build()
 }
 
 /// List files.
@@ -104,8 +118,7 @@ pub async fn list(
     };
     let sort = Sort::parse(Some(sort_by), params.sort_order.as_deref())
         .map_err(|_| SerenitiesError::bad_request("sortOrder must be asc or desc"))?;
-    let paging = Paging::parse(params.limit, None, params.offset, sort)
-        .map_err(|_| SerenitiesError::bad_request("limit must be between 1 and 100"))?;
+    let paging = Paging::parse(params.limit, None, params.offset, sort)?;
     let folder = match params.folder_id.as_deref() {
         None | Some("") => FolderScope::Anywhere,
         Some("root") => FolderScope::Root,
@@ -216,7 +229,7 @@ pub async fn delete(
 pub struct RenameParams {
     #[schema(example = "file_01jq3v5k2n8x7y6z5w4v3u2t1s")]
     pub file_id: String,
-    #[schema(example = "renamed.pdf")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub new_name: String,
 }
 
@@ -260,7 +273,7 @@ pub struct MoveParams {
     pub file_id: String,
     /// Required: a folder id, or null (or `"root"`) for the root.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, required = true)]
+    #[schema(schema_with = crate::input_schema::folder_scope_or_null, required = true)]
     pub folder_id: Option<Option<String>>,
 }
 
@@ -294,16 +307,19 @@ pub async fn move_file(
 #[serde(rename_all = "camelCase")]
 pub struct UploadParams {
     /// Original file name with extension.
-    #[schema(example = "hello.txt")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub file_name: String,
     /// Base64-encoded bytes.
-    #[schema(example = "aGVsbG8gc2VyZW5pdGllcw==")]
+    #[schema(schema_with = crate::input_schema::dialect_base64)]
     pub content: String,
     /// Sniffed from the bytes when absent (and checked against them when given).
+    #[schema(schema_with = crate::input_schema::mime_type_or_empty_or_null)]
     pub mime_type: Option<String>,
     /// A folder id; null or absent for the root.
+    #[schema(schema_with = crate::input_schema::folder_scope_or_null)]
     pub folder_id: Option<String>,
     /// Cabinet extension: record that this conversation references the file.
+    #[schema(schema_with = crate::input_schema::reference_part_or_empty_or_null)]
     pub conversation_id: Option<String>,
 }
 

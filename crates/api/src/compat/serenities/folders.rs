@@ -20,6 +20,7 @@ use crate::AppState;
 #[serde(rename_all = "camelCase")]
 pub struct ListFoldersParams {
     /// The parent's id; null or absent (or `"root"`) for root-level folders.
+    #[schema(schema_with = crate::input_schema::folder_scope_or_null)]
     pub parent_id: Option<String>,
 }
 
@@ -67,9 +68,10 @@ pub async fn list_folders(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateFolderParams {
-    #[schema(example = "Reports")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// The parent's id; null or absent for the root.
+    #[schema(schema_with = crate::input_schema::folder_scope_or_null)]
     pub parent_id: Option<String>,
 }
 
@@ -103,7 +105,7 @@ pub async fn create_folder(
 pub struct RenameFolderParams {
     #[schema(example = "fld_01jq3v5k2n8x7y6z5w4v3u2t1s")]
     pub folder_id: String,
-    #[schema(example = "Archive")]
+    #[schema(schema_with = crate::input_schema::name)]
     pub new_name: String,
 }
 
