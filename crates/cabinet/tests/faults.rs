@@ -655,8 +655,17 @@ async fn assert_nothing_lost(client: &Client, stored: &[StoredFile]) -> usize {
         let bytes = client.read(id).await.unwrap_or_else(|refused| panic!("reading {id}: {refused:?}"));
         assert_eq!(sha256_hex(&bytes), file["sha256"], "{id} reads back as its sha256");
     }
-    let quota = client.get_json("/v1/quota").await;
     let used: u64 = listed.iter().map(|file| file["size"].as_u64().expect("a size")).sum();
+    // An upload whose failure could not be recorded during the fault is failed in the background
+    // once the store answers again (with backoff): its reservation goes within a bounded wait.
+    let deadline = std::time::Instant::now() + BOUNDED_WAIT;
+    let quota = loop {
+        let quota = client.get_json("/v1/quota").await;
+        if quota["reserved_bytes"] == 0 || std::time::Instant::now() > deadline {
+            break quota;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(quota["used_bytes"], used, "used_bytes is the listed files' sizes: {quota}");
     assert_eq!(quota["reserved_bytes"], 0, "no reservation outlives its refused upload: {quota}");
     listed.len()

@@ -10,7 +10,7 @@ use crate::folders::RestoreNote;
 use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
 use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, FolderScope, Paging, Sort};
 use crate::metadata;
-use crate::model::{FileRecord, FileReference, Page, Role, Upload, UploadStatus};
+use crate::model::{FailureReason, FileRecord, FileReference, Page, Role, Upload, UploadStatus};
 use crate::names::validate_name;
 use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit};
 use crate::rules::Operation;
@@ -79,7 +79,14 @@ impl Cabinet {
             multipart_id: None,
         };
         self.store.insert_upload_reserving(&upload).await?;
-        let file = self.receive(&upload, body, None, file_cap).await.map_err(|err| match err {
+        let received = self.receive(&upload, body, None, file_cap).await;
+        if let Err(Error::Unavailable(_)) = &received {
+            // The store went away mid-request: a step whose answer was lost may still have
+            // committed (the upload begun, its reservation taken). Nobody else can finish a direct
+            // upload, so it is failed once the store answers, releasing what it holds.
+            self.fail_once_reachable(upload.clone(), FailureReason::Interrupted);
+        }
+        let file = received.map_err(|err| match err {
             Error::TooLarge { code: "file_too_large", .. } => Error::TooLarge {
                 code: "file_too_large",
                 message: format!(

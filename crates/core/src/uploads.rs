@@ -574,7 +574,7 @@ impl Cabinet {
 
     /// Retries failing an upload, with backoff, until the metadata store answers (for at most
     /// `FAIL_RETRY_FOR`; the sweeper ends whatever is left).
-    fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
+    pub(crate) fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
         const FAIL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let cabinet = self.clone();
