@@ -546,8 +546,9 @@ impl Cabinet {
 
     /// Fails a live upload (a no-op when it already ended). When the metadata store cannot be
     /// reached (the very trouble that often ends an upload) or does not answer at once, the
-    /// failure is retried in the background until it can be recorded: otherwise the upload would stay UPLOADING, its reservation
-    /// held and its URL answering `upload_in_progress`, until the sweeper's grace ends it.
+    /// failure is retried in the background until it can be recorded: otherwise the upload would
+    /// stay UPLOADING, its reservation held and its URL answering `upload_in_progress`, until the
+    /// sweeper's grace ends it.
     pub(crate) async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
         // On an error path the store is often what failed: a client is not kept waiting for a
         // second pool timeout while the failure is recorded; it is recorded in the background.
