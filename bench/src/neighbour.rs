@@ -260,6 +260,16 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
     Ok(())
 }
 
+/// What every task of an attack holds: A's client and key, the attack's tally and its gate.
+#[derive(Clone)]
+struct Attacker {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    tally: Arc<Tally>,
+    gate: Gate,
+}
+
 /// When an attack's tasks may send their next round: until the attack is stopped, each round
 /// waits for its slot in the attack's pace (shared by all its tasks), or goes at once for a flood.
 #[derive(Clone)]
@@ -402,7 +412,7 @@ impl AttackSetup {
         quota["used_bytes"].as_u64().with_context(|| format!("no used_bytes in {quota}"))
     }
 
-    /// Starts attack `index`: its tasks run until `stop` is set (or they are aborted).
+    /// Starts attack `index`: its tasks run until the gate closes (or they are aborted).
     fn launch(
         &self,
         index: usize,
@@ -413,16 +423,17 @@ impl AttackSetup {
         tally: &Arc<Tally>,
     ) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
+        let a = Attacker {
+            http: http.clone(),
+            base: base.to_owned(),
+            key: tenants.attacker_key.clone(),
+            tally: tally.clone(),
+            gate: gate.clone(),
+        };
         match index {
             0 => {
                 for _ in 0..4 {
-                    let (http, base, key, tally, gate) = (
-                        http.clone(),
-                        base.to_owned(),
-                        tenants.attacker_key.clone(),
-                        tally.clone(),
-                        gate.clone(),
-                    );
+                    let Attacker { http, base, key, tally, gate } = a.clone();
                     let (top, bottom) = (self.chain_top.clone(), self.chain_bottom.clone());
                     tasks.spawn(async move {
                         while gate.open().await {
@@ -445,17 +456,13 @@ impl AttackSetup {
             }
             1 => {
                 for _ in 0..64 {
-                    let (http, base, tally, gate) =
-                        (http.clone(), base.to_owned(), tally.clone(), gate.clone());
+                    let Attacker { http, base, tally, gate, .. } = a.clone();
                     tasks.spawn(async move {
                         while gate.open().await {
-                            let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
-                            let body =
-                                futures::stream::repeat(chunk).take(63 * 16).map(Ok::<_, std::io::Error>);
                             let request = http
                                 .post(format!("{base}/compat/cms/files/"))
                                 .header("content-type", "multipart/form-data; boundary=x")
-                                .body(reqwest::Body::wrap_stream(body));
+                                .body(repeated_bytes(b'a', 63 << 20));
                             tally.status(request.send().await);
                         }
                     });
@@ -463,8 +470,7 @@ impl AttackSetup {
             }
             2 => {
                 for n in 0..80 {
-                    let (http, base, key, tally) =
-                        (http.clone(), base.to_owned(), tenants.attacker_key.clone(), tally.clone());
+                    let Attacker { http, base, key, tally, .. } = a.clone();
                     tasks.spawn(async move {
                         let reserved = http
                             .post(format!("{base}/v1/uploads"))
@@ -492,19 +498,12 @@ impl AttackSetup {
             }
             3 => {
                 for n in 0..8 {
-                    let (http, base, key, tally, gate) = (
-                        http.clone(),
-                        base.to_owned(),
-                        tenants.quota_key.clone(),
-                        tally.clone(),
-                        gate.clone(),
-                    );
+                    let Attacker { http, base, key, tally, gate } =
+                        Attacker { key: tenants.quota_key.clone(), ..a.clone() };
                     tasks.spawn(async move {
                         while gate.open().await {
-                            let chunk = Bytes::from(vec![n as u8; 64 * 1024]);
-                            let stream =
-                                futures::stream::repeat(chunk).take(8 * 16).map(Ok::<_, std::io::Error>);
-                            let file = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream))
+                            // A streamed part: no length, so the server learns the size at the end.
+                            let file = reqwest::multipart::Part::stream(repeated_bytes(n as u8, 8 << 20))
                                 .file_name(format!("unknown size {n}.bin"));
                             let form = reqwest::multipart::Form::new().part("file", file);
                             let upload =
@@ -516,13 +515,7 @@ impl AttackSetup {
             }
             4 => {
                 for (n, image) in [self.bomb.clone(), self.flat_image.clone()].into_iter().enumerate() {
-                    let (http, base, key, tally, gate) = (
-                        http.clone(),
-                        base.to_owned(),
-                        tenants.attacker_key.clone(),
-                        tally.clone(),
-                        gate.clone(),
-                    );
+                    let Attacker { http, base, key, tally, gate } = a.clone();
                     tasks.spawn(async move {
                         let mut round = 0;
                         while gate.open().await {
@@ -543,7 +536,7 @@ impl AttackSetup {
                 let address: SocketAddr =
                     base.trim_start_matches("http://").parse().expect("a socket address");
                 for _ in 0..300 {
-                    let (tally, gate) = (tally.clone(), gate.clone());
+                    let Attacker { tally, gate, .. } = a.clone();
                     tasks.spawn(async move {
                         let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
                         if socket.bind(SocketAddr::new(ATTACKER_ADDRESS, 0)).is_err() {
@@ -567,13 +560,7 @@ impl AttackSetup {
             }
             _ => {
                 for _ in 0..4 {
-                    let (http, base, key, tally, gate) = (
-                        http.clone(),
-                        base.to_owned(),
-                        tenants.attacker_key.clone(),
-                        tally.clone(),
-                        gate.clone(),
-                    );
+                    let Attacker { http, base, key, tally, gate } = a.clone();
                     tasks.spawn(async move {
                         while gate.open().await {
                             for path in
@@ -589,6 +576,14 @@ impl AttackSetup {
         }
         tasks
     }
+}
+
+/// A streamed body of `len` bytes of `byte` (whole 64 KiB chunks), of unknown length to the
+/// server.
+fn repeated_bytes(byte: u8, len: usize) -> reqwest::Body {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![byte; CHUNK]);
+    reqwest::Body::wrap_stream(futures::stream::repeat(chunk).take(len / CHUNK).map(Ok::<_, std::io::Error>))
 }
 
 /// A PNG in large flat blocks (it compresses to little and decodes to much), written a row at a
