@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cabinet_core::Code;
 use cabinet_core::{Error, ErrorKind};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -72,7 +73,7 @@ pub fn log_if_internal(err: &Error) {
             chain.push_str(&cause.to_string());
             source = cause.source();
         }
-        tracing::error!(code = err.code(), cause = %chain, "request failed");
+        tracing::error!(code = err.code().as_str(), cause = %chain, "request failed");
     }
 }
 
@@ -84,7 +85,7 @@ impl IntoResponse for ApiError {
             status,
             axum::Json(ErrorBody {
                 error: ErrorDetail {
-                    code: self.0.code().to_owned(),
+                    code: self.0.code().as_str().to_owned(),
                     message: self.0.to_string(),
                     missing_parts: match &self.0 {
                         Error::PartsMissing { missing } => Some(missing.clone()),
@@ -107,14 +108,14 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let err = match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge {
-                code: "payload_too_large",
+                code: Code::PayloadTooLarge,
                 message: "the request body is too large".to_owned(),
             },
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::bad_request(
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 "send a JSON body with Content-Type: application/json",
             ),
-            _ => Error::bad_request("invalid_json", rejection.body_text()),
+            _ => Error::bad_request(Code::InvalidJson, rejection.body_text()),
         };
         ApiError(err)
     }
@@ -122,7 +123,7 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError(Error::bad_request("invalid_query", rejection.body_text()))
+        ApiError(Error::bad_request(Code::InvalidQuery, rejection.body_text()))
     }
 }
 
@@ -147,7 +148,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
-        ApiError(Error::bad_request("invalid_path", rejection.body_text()))
+        ApiError(Error::bad_request(Code::InvalidPath, rejection.body_text()))
     }
 }
 

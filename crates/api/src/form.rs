@@ -6,6 +6,7 @@
 //! it. Read one only after the request is authenticated (or its signed URL verified); each
 //! surface renders a [`FormError`] in its own shape.
 
+use cabinet_core::Code;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,21 +36,22 @@ pub enum FormError {
     Malformed(String),
     /// Over one of the bounds above, or the whole body over its limit (413). `code` is `field_too_large`
     /// for one field, `form_too_large` for the form.
-    TooLarge { code: &'static str, message: String },
+    TooLarge { code: Code, message: String },
 }
 
 impl FormError {
     fn too_large(message: impl Into<String>) -> Self {
-        FormError::TooLarge { code: "form_too_large", message: message.into() }
+        FormError::TooLarge { code: Code::FormTooLarge, message: message.into() }
     }
 }
 
 impl From<FormError> for Error {
     fn from(err: FormError) -> Self {
         match err {
-            FormError::Malformed(message) => {
-                Error::bad_request("invalid_multipart", format!("the multipart body is malformed: {message}"))
-            }
+            FormError::Malformed(message) => Error::bad_request(
+                Code::InvalidMultipart,
+                format!("the multipart body is malformed: {message}"),
+            ),
             FormError::TooLarge { code, message } => Error::TooLarge { code, message },
         }
     }
@@ -141,7 +143,7 @@ impl Form {
         while let Some(chunk) = field.chunk().await.map_err(|err| self.budget.error(err))? {
             if value.len() + chunk.len() > FIELD_BYTES {
                 return Err(FormError::TooLarge {
-                    code: "field_too_large",
+                    code: Code::FieldTooLarge,
                     message: format!("the form field `{name}` is larger than {FIELD_BYTES} bytes"),
                 });
             }

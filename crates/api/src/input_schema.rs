@@ -117,7 +117,7 @@ pub fn folder_scope_or_null() -> utoipa::openapi::Object {
     string(&folder_scope_pattern(), None, true).build()
 }
 
-/// Text naming an upload: anything holding an upload id (`compat::common::upload_id_in`).
+/// Text naming an upload: anything holding an upload id (`compat::upload_ids::upload_id_in`).
 pub fn naming_an_upload() -> utoipa::openapi::Object {
     let id = cabinet_core::UploadId::PATTERN.trim_start_matches('^').trim_end_matches('$');
     string(&format!(r"^[\s\S]*{id}[\s\S]*$"), None, false)
@@ -189,9 +189,9 @@ pub fn base64() -> utoipa::openapi::Object {
     string(patterns::BASE64_PATTERN, None, false).examples(["aGVsbG8="]).build()
 }
 
-/// File bytes as the CMS and Serenities dialects take them (`compat::common_b::decode_base64`).
+/// File bytes as the CMS and Serenities dialects take them (`compat::base64_body::decode_base64`).
 pub fn dialect_base64() -> utoipa::openapi::Object {
-    string(crate::compat::common_b::DIALECT_BASE64_PATTERN, None, false).examples(["aGVsbG8="]).build()
+    string(crate::compat::base64_body::DIALECT_BASE64_PATTERN, None, false).examples(["aGVsbG8="]).build()
 }
 
 /// The name of a form field a multipart body may carry besides its documented ones (which the

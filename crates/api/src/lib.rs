@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod compat;
 pub mod console;
+pub mod credentials;
 pub mod download;
 pub mod error;
 pub mod form;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod router;
 pub mod storage;
+pub mod surface;
 pub mod v1;
 
 use std::sync::Arc;
@@ -22,10 +24,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::{middleware, Router};
-use cabinet_core::{Cabinet, Error};
+use cabinet_core::{Cabinet, Code, Error};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -34,6 +36,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::error::ApiError;
+use crate::surface::Surface;
 
 /// Limits and policies of the HTTP layer that the core does not know about.
 #[derive(Debug, Clone)]
@@ -102,28 +105,28 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limits = Arc::new(limits);
     let limiter = Arc::new(rate_limit::RateLimiter::new(limits.rate_limit_per_minute));
     let state_for_scope = cabinet.clone();
+    let rate_scope = cabinet.clone();
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state);
     router
         // JSON routes; the streaming routes lift it and enforce their own (see `router.rs`).
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
-        .fallback(|| async { ApiError(Error::NotFound("route")) })
-        .method_not_allowed_fallback(|| async {
-            let body = error::ErrorBody {
-                error: error::ErrorDetail {
-                    code: "method_not_allowed".into(),
-                    message: "this route does not take that method".into(),
-                    missing_parts: None,
-                },
-            };
-            (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
+        .fallback(|uri: Uri| async move {
+            Surface::of(uri.path()).refusal(StatusCode::NOT_FOUND, Code::NotFound, "route not found".into())
+        })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            Surface::of(uri.path()).refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::MethodNotAllowed,
+                "this route does not take that method".into(),
+            )
         })
         .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError(Error::internal("panic")).into_response()
         }))
-        .layer(middleware::from_fn_with_state(limiter, rate_limit::rate_limit))
+        .layer(middleware::from_fn_with_state((limiter, rate_scope), rate_limit::rate_limit))
         .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
         .layer(middleware::from_fn(limits::close_after_unread_body))
         .layer(

@@ -18,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use tokio::time::Sleep;
 
+use cabinet_core::Code;
+
 use crate::error::{ErrorBody, ErrorDetail};
+use crate::surface::Surface;
 use crate::HttpLimits;
 
 /// The policy on JSON API responses: they load nothing and may not be framed.
@@ -26,9 +29,9 @@ const API_CSP: HeaderValue = HeaderValue::from_static("default-src 'none'; frame
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 /// A response in the shared error shape, for refusals that are not core errors.
-pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub fn refusal(status: StatusCode, code: Code, message: impl Into<String>) -> Response {
     let body = ErrorBody {
-        error: ErrorDetail { code: code.to_owned(), message: message.into(), missing_parts: None },
+        error: ErrorDetail { code: code.as_str().to_owned(), message: message.into(), missing_parts: None },
     };
     (status, axum::Json(body)).into_response()
 }
@@ -38,9 +41,9 @@ pub fn refusal(status: StatusCode, code: &str, message: impl Into<String>) -> Re
 pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Request, next: Next) -> Response {
     let url_bytes = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if url_bytes > limits.max_url_bytes {
-        return refusal(
+        return Surface::of(request.uri().path()).refusal(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            Code::UriTooLong,
             format!("the URL is {url_bytes} bytes; the most accepted is {}", limits.max_url_bytes),
         );
     }
@@ -48,9 +51,9 @@ pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Requ
     let header_bytes: usize =
         request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     if header_bytes > limits.max_header_bytes {
-        return refusal(
+        return Surface::of(request.uri().path()).refusal(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            Code::HeadersTooLarge,
             format!(
                 "the request headers are {header_bytes} bytes; the most accepted is {}",
                 limits.max_header_bytes

@@ -1,6 +1,7 @@
-//! Per-client rate limiting: a token bucket per API key (by the hash of the bearer secret, never
-//! the secret itself), and per client IP for requests without a key (the signed storage endpoint,
-//! probes). Every limited response says how much is left; a refusal is 429 with `Retry-After`.
+//! Per-client rate limiting: a token bucket per credential holder (an API key, however its
+//! surface spells it in `Authorization`; an end user, however many tokens they hold), and per
+//! client IP for requests without a credential (the signed storage endpoint, probes, a secret that
+//! cannot be one). Every limited response says how much is left; a refusal is 429 with `Retry-After`.
 //! The buckets live in this process: N nodes allow up to N times the rate.
 
 use std::collections::hash_map::{DefaultHasher, HashMap};
@@ -9,13 +10,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use axum::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
 
-use crate::compat::common::Surface;
+use cabinet_core::{Cabinet, Code};
+
+use crate::credentials::Presented;
+use crate::surface::Surface;
 
 const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -83,12 +87,13 @@ impl RateLimiter {
     }
 }
 
-/// Who a request counts against: its bearer secret's hash, else its peer address.
-fn client_of(request: &Request) -> u64 {
+/// Who a request counts against: the holder of the credential it presents, else its peer address.
+fn client_of(cabinet: &Cabinet, surface: Surface, request: &Request) -> u64 {
     let mut hasher = DefaultHasher::new();
-    let bearer = request.headers().get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-    match bearer {
-        Some(secret) => ("key", secret.trim()).hash(&mut hasher),
+    let holder =
+        Presented::of(request.headers(), surface.schemes()).secret().and_then(|s| cabinet.holder_of(s));
+    match holder {
+        Some(holder) => ("holder", holder).hash(&mut hasher),
         None => {
             let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
             ("ip", ip).hash(&mut hasher)
@@ -106,17 +111,21 @@ fn set_headers(headers: &mut HeaderMap, per_minute: u32, verdict: &Verdict, surf
 
 /// The middleware: 429 with `Retry-After` once a client's bucket is empty. Health probes are
 /// never limited.
-pub async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State((limiter, cabinet)): State<(Arc<RateLimiter>, Cabinet)>,
+    request: Request,
+    next: Next,
+) -> Response {
     if limiter.per_minute == 0 || matches!(request.uri().path(), "/healthz" | "/readyz") {
         return next.run(request).await;
     }
-    let verdict = limiter.check(client_of(&request), Instant::now());
     // Each dialect answers in its own envelope, and Mavera's reset is a unix time.
     let surface = Surface::of(request.uri().path());
+    let verdict = limiter.check(client_of(&cabinet, surface, &request), Instant::now());
     if !verdict.allowed {
         let mut response = surface.refusal(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            Code::RateLimited,
             format!("too many requests; try again in {} s", verdict.retry_after_secs),
         );
         set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
+use cabinet_core::Code;
 use cabinet_core::Error;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -140,7 +141,7 @@ pub async fn post_upload(
             return Ok(Json(UploadJson::new(done, &state.cabinet)));
         }
     }
-    Err(Error::bad_request("missing_file", "the form has no `file` field").into())
+    Err(Error::bad_request(Code::MissingFile, "the form has no `file` field").into())
 }
 
 /// Read a file at a signed URL, with `Range` and `ETag`. No key: the URL is the credential.

@@ -191,3 +191,89 @@ async fn hsts_is_sent_when_the_service_is_reached_over_https() {
     let response = server.get("/v1/quota").send().await.unwrap();
     assert!(response.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
 }
+
+/// What each surface's refusal looks like: the native `{"error": {"code"}}`, Mavera's typed error,
+/// MAVI's `{code, msg, success, failed}`, DRF's `{"detail"}`, Serenities' RPC error name.
+fn assert_surface_refusal(path: &str, status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{path}: {body}");
+    if path.starts_with("/compat/mavera") {
+        assert!(body["error"]["type"].is_string() && body["error"]["code"].is_string(), "{path}: {body}");
+    } else if path.starts_with("/compat/mavi") {
+        assert_eq!(body["code"], expected.as_u16(), "{path}: {body}");
+        assert_eq!(
+            (body["success"].as_bool(), body["failed"].as_bool()),
+            (Some(false), Some(true)),
+            "{path}"
+        );
+    } else if path.starts_with("/compat/cms") {
+        assert!(body["detail"].is_string() && body.as_object().unwrap().len() == 1, "{path}: {body}");
+    } else if path.starts_with("/compat/serenities") {
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+            "{path}: {body}"
+        );
+    } else {
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        assert!(
+            !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_made_outside_handlers_answer_in_each_surfaces_own_envelope() {
+    let server =
+        server_with(HttpLimits { max_url_bytes: 2048, max_header_bytes: 4096, ..HttpLimits::default() })
+            .await;
+    // (a path under the surface that names no route, a route and a method it does not take)
+    let surfaces = [
+        ("/v1/nope", Method::DELETE, "/v1/quota"),
+        ("/compat/mavera/api/v1/nope", Method::PUT, "/compat/mavera/api/v1/files"),
+        ("/compat/mavi/serve/api/v2/nope/deeper", Method::GET, "/compat/mavi/serve/api/v2/upload"),
+        ("/compat/cms/nope", Method::PUT, "/compat/cms/files/"),
+        ("/compat/serenities/api/v1/nope", Method::GET, "/compat/serenities/api/v1/files/list"),
+    ];
+    for (unknown, method, route) in surfaces {
+        let (status, body) = server.send(server.get(unknown)).await;
+        assert_surface_refusal(unknown, status, &body, StatusCode::NOT_FOUND);
+        let (status, body) = server.send(server.request(method, route, &server.tenant.key)).await;
+        assert_surface_refusal(route, status, &body, StatusCode::METHOD_NOT_ALLOWED);
+        let long = format!("{route}?q={}", "a".repeat(3000));
+        let (status, body) = server.send(server.get(&long)).await;
+        assert_surface_refusal(route, status, &body, StatusCode::URI_TOO_LONG);
+        let (status, body) = server.send(server.get(route).header("x-padding", "p".repeat(5000))).await;
+        assert_surface_refusal(route, status, &body, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+}
+
+#[tokio::test]
+async fn a_key_has_one_allowance_however_a_surface_spells_it_and_is_refused_in_that_surfaces_envelope() {
+    let server = server_with(HttpLimits { rate_limit_per_minute: 6, ..HttpLimits::default() }).await;
+    let key = server.tenant.key.clone();
+    let spellings = [
+        (Method::GET, "/v1/quota", format!("Bearer {key}")),
+        (Method::GET, "/v1/quota", format!("bearer   {key}")),
+        (Method::GET, "/compat/mavera/api/v1/files", key.clone()),
+        (Method::GET, "/compat/mavi/serve/api/v2/nope", key.clone()),
+        (Method::GET, "/compat/cms/files/", format!("Token {key}")),
+        (Method::POST, "/compat/serenities/api/v1/files/list", format!("BEARER {key}")),
+    ];
+    for (method, path, authorization) in &spellings {
+        let request = server.http.request(method.clone(), format!("{}{path}", server.url));
+        let response = request.header("authorization", authorization).json(&json!({})).send().await.unwrap();
+        assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{path} {authorization}");
+    }
+    // The allowance of 6 is spent, whichever surface and spelling comes next.
+    for (method, path, authorization) in &spellings {
+        let request = server.http.request(method.clone(), format!("{}{path}", server.url));
+        let (status, body) =
+            server.send(request.header("authorization", authorization).json(&json!({}))).await;
+        assert_surface_refusal(path, status, &body, StatusCode::TOO_MANY_REQUESTS);
+    }
+    // Another key still has its own.
+    let other = server.tenant(None, cabinet_core::Role::Read).await;
+    let (status, _) = server.send(server.request(Method::GET, "/v1/quota", &other.key)).await;
+    assert_eq!(status, StatusCode::OK);
+}

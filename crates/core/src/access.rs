@@ -2,6 +2,7 @@
 //! token an app's backend minted for them, and a caller acts on exactly one workspace. Key roles
 //! are checked here; what end users may do with files is decided by the access rules (`rules`).
 
+use crate::Code;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -103,7 +104,7 @@ impl Credential {
                         [only] => only.clone(),
                         _ => {
                             return Err(Error::bad_request(
-                                "workspace_required",
+                                Code::WorkspaceRequired,
                                 "this key can act on several workspaces; name one with workspace_id",
                             ))
                         }
@@ -131,9 +132,21 @@ impl Cabinet {
             .await?
             .ok_or(Error::Unauthenticated("invalid API key"))?;
         if key.revoked_at.is_some() {
-            return Err(Error::Unauthenticated("this API key has been revoked"));
+            return Err(Error::KeyRevoked);
         }
         Ok(Credential(CredentialKind::Key { id: key.id, role: key.role, workspaces: key.workspaces }))
+    }
+
+    /// Who presents `secret`, as far as can be told without a lookup: a signed, unexpired end-user
+    /// token is its end user (workspace and `sub`), any other secret the key it would be (by its
+    /// hash, so every spelling of one key is one holder). `None` for what cannot be a credential (a
+    /// token that fails its signature, an over-long secret).
+    pub fn holder_of(&self, secret: &str) -> Option<String> {
+        if secret.starts_with(crate::rules::TOKEN_PREFIX) {
+            let caller = self.end_user_of_token(secret)?;
+            return Some(format!("user:{}:{}", caller.workspace_id, caller.end_user().unwrap_or_default()));
+        }
+        (!secret.is_empty() && secret.len() <= MAX_SECRET_LEN).then(|| format!("key:{}", hash_secret(secret)))
     }
 
     /// Resolves a bearer secret and the workspace the request names (or the key's only one).

@@ -1,6 +1,7 @@
 //! Operator actions: workspaces and API keys. Secrets are generated here, returned once, and
 //! stored only as their hash.
 
+use crate::Code;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -71,7 +72,7 @@ impl Cabinet {
         name: Option<String>,
     ) -> Result<IssuedKey> {
         if workspaces.is_empty() {
-            return Err(Error::bad_request("workspace_required", "a key needs at least one workspace"));
+            return Err(Error::bad_request(Code::WorkspaceRequired, "a key needs at least one workspace"));
         }
         for ws in &workspaces {
             self.store.get_workspace(ws).await?;

@@ -2,6 +2,7 @@
 //! the bytes agree with it or say nothing; types a browser would execute are flagged so every
 //! download surface serves them as attachments.
 
+use crate::Code;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// The largest declared content type accepted.
@@ -17,7 +18,7 @@ pub fn parse_declared(raw: &str) -> Result<String, crate::Error> {
             Ok(essence)
         }
         _ => Err(crate::Error::bad_request(
-            "invalid_mime_type",
+            Code::InvalidMimeType,
             "mime_type must look like type/subtype, e.g. image/png",
         )),
     }

@@ -3,6 +3,8 @@
 
 use std::error::Error as StdError;
 
+pub use crate::codes::Code;
+
 /// What sort of failure an [`Error`] is; each HTTP surface maps this to its own status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -35,28 +37,31 @@ pub enum ErrorKind {
 pub enum Error {
     /// Malformed input, with a stable code such as `invalid_name`.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: Code, message: String },
     /// Missing, unknown, revoked or expired credentials.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// The key was valid once and has been revoked (told apart for the dialects that say so).
+    #[error("this API key has been revoked")]
+    KeyRevoked,
     /// The caller's role or scope does not allow this.
     #[error("{0}")]
     Forbidden(String),
     /// A signed URL that is malformed, tampered with or expired.
     #[error("{message}")]
-    BadSignature { code: &'static str, message: &'static str },
+    BadSignature { code: Code, message: &'static str },
     /// No such thing in the caller's workspace.
     #[error("{0} not found")]
     NotFound(&'static str),
     /// A conflict with the current state, with a stable code such as `upload_not_waiting`.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: Code, message: String },
     /// Too many bytes.
     #[error("{message}")]
-    TooLarge { code: &'static str, message: String },
+    TooLarge { code: Code, message: String },
     /// Well-formed input that failed verification (size or checksum mismatch).
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: Code, message: String },
     /// A multipart upload cannot be completed yet: these parts (1-based) are missing or have the
     /// wrong size. The upload stays open.
     #[error("{} part(s) are missing or incomplete: upload them, then complete again", .missing.len())]
@@ -67,7 +72,7 @@ pub enum Error {
     /// The caller already has as many of something in progress as it may; it may retry after
     /// `retry_after_secs`.
     #[error("{message}")]
-    TooManyRequests { code: &'static str, message: String, retry_after_secs: u64 },
+    TooManyRequests { code: Code, message: String, retry_after_secs: u64 },
     /// A dependency is down.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),
@@ -78,21 +83,21 @@ pub enum Error {
 
 impl Error {
     /// The stable, machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
             Error::BadRequest { code, .. }
             | Error::Conflict { code, .. }
             | Error::TooLarge { code, .. }
             | Error::Unprocessable { code, .. }
             | Error::BadSignature { code, .. }
-            | Error::TooManyRequests { code, .. } => code,
-            Error::Unauthenticated(_) => "unauthenticated",
-            Error::Forbidden(_) => "forbidden",
-            Error::NotFound(_) => "not_found",
-            Error::QuotaExceeded { .. } => "quota_exceeded",
-            Error::PartsMissing { .. } => "parts_missing",
-            Error::Unavailable(_) => "unavailable",
-            Error::Internal(_) => "internal",
+            | Error::TooManyRequests { code, .. } => *code,
+            Error::Unauthenticated(_) | Error::KeyRevoked => Code::Unauthenticated,
+            Error::Forbidden(_) => Code::Forbidden,
+            Error::NotFound(_) => Code::NotFound,
+            Error::QuotaExceeded { .. } => Code::QuotaExceeded,
+            Error::PartsMissing { .. } => Code::PartsMissing,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
         }
     }
 
@@ -100,7 +105,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::BadRequest { .. } => ErrorKind::BadRequest,
-            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::Unauthenticated(_) | Error::KeyRevoked => ErrorKind::Unauthenticated,
             Error::Forbidden(_) | Error::BadSignature { .. } => ErrorKind::Forbidden,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Conflict { .. } | Error::PartsMissing { .. } => ErrorKind::Conflict,
@@ -114,12 +119,12 @@ impl Error {
     }
 
     /// A 400 with a code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: Code, message: impl Into<String>) -> Self {
         Error::BadRequest { code, message: message.into() }
     }
 
     /// A 409 with a code and message.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: Code, message: impl Into<String>) -> Self {
         Error::Conflict { code, message: message.into() }
     }
 

@@ -2,13 +2,16 @@
 //! workspace. Deleting removes the record and returns its bytes to the quota in one step; the
 //! blob goes after, and the orphan sweep removes it should that step not happen.
 
+use crate::Code;
 use chrono::{DateTime, Utc};
 
 use crate::content_type;
 use crate::error::{Error, Result};
 use crate::folders::RestoreNote;
 use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
-use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, FolderScope, Paging, Sort};
+use crate::listing::{
+    check_name_filter, into_page, name_query, FileFilter, FolderFilter, FolderScope, Paging, Sort,
+};
 use crate::metadata;
 use crate::model::{FailureReason, FileRecord, FileReference, Page, Role, Upload, UploadStatus};
 use crate::names::validate_name;
@@ -23,6 +26,9 @@ pub struct DirectUpload {
     pub name: String,
     pub mime_type: Option<String>,
     pub folder_id: Option<FolderId>,
+    /// The most this call may bring, below the workspace's and the server's caps (a surface's own
+    /// limit on uploads in the request); over it the upload is refused as too large.
+    pub max_bytes: Option<u64>,
 }
 
 /// A signed, expiring download URL.
@@ -52,8 +58,10 @@ impl Cabinet {
         // own slots only.
         let _slot = self.transfer_slot(ws, Some(caller))?;
         let workspace = self.store.get_workspace(ws).await?;
-        let file_cap =
-            self.max_file_bytes(workspace.max_file_bytes).min(self.settings.direct_upload_max_bytes);
+        let file_cap = self
+            .max_file_bytes(workspace.max_file_bytes)
+            .min(self.settings.direct_upload_max_bytes)
+            .min(meta.max_bytes.unwrap_or(u64::MAX));
         let now = self.clock.now();
         let file_id = FileId::generate();
         // The same intake as a signed URL of unknown size: an upload that reserves what it may
@@ -87,8 +95,8 @@ impl Cabinet {
             self.fail_once_reachable(upload.clone(), FailureReason::Interrupted);
         }
         let file = received.map_err(|err| match err {
-            Error::TooLarge { code: "file_too_large", .. } => Error::TooLarge {
-                code: "file_too_large",
+            Error::TooLarge { code: Code::FileTooLarge, .. } => Error::TooLarge {
+                code: Code::FileTooLarge,
                 message: format!(
                     "the most a direct upload may hold is {file_cap} bytes; use POST /v1/uploads"
                 ),
@@ -192,7 +200,7 @@ impl Cabinet {
             if !used.is_empty() {
                 let names: Vec<String> = used.iter().map(|r| format!("{}:{}", r.kind, r.id)).collect();
                 return Err(Error::conflict(
-                    "file_in_use",
+                    Code::FileInUse,
                     format!(
                         "the file is in use by {}; pass force=true to delete it anyway",
                         names.join(", ")
@@ -226,7 +234,7 @@ impl Cabinet {
         let ws = &caller.workspace_id;
         let file = self.store.get_file(ws, id).await?;
         if file.trashed_at.is_none() {
-            return Err(Error::conflict("not_in_trash", "the file is not in the trash"));
+            return Err(Error::conflict(Code::NotInTrash, "the file is not in the trash"));
         }
         let mut note = RestoreNote::default();
         let folder = self.make_place(ws, file.folder_id.as_ref(), &mut note).await?;
@@ -302,14 +310,12 @@ impl Cabinet {
         paging: Paging,
     ) -> Result<Page<SearchHit>> {
         caller.require(Role::Read)?;
-        let query = files.name_contains.clone().unwrap_or_default();
-        if query.trim().is_empty() {
-            return Err(Error::bad_request("missing_query", "q must not be empty"));
-        }
-        check_name_filter(Some(&query))?;
+        let Some(folded) = name_query(files.name_contains.as_deref()) else {
+            return Err(Error::bad_request(Code::MissingQuery, "q must not be empty"));
+        };
+        check_name_filter(Some(&folded))?;
         self.check_scope(&caller.workspace_id, &files.folder).await?;
         self.check_scope(&caller.workspace_id, &folders.parent).await?;
-        let folded = crate::names::fold(query.trim());
         files.name_contains = Some(folded.clone());
         folders.name_contains = Some(folded);
         let mut fetch = paging.clone();

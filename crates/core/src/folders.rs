@@ -8,6 +8,7 @@ use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, Fol
 use crate::model::{FileRecord, Folder, Page, Role};
 use crate::names::{numbered, validate_name};
 use crate::ports::FolderChange;
+use crate::Code;
 use crate::{Cabinet, Caller};
 
 /// How many numbered variants `on_conflict=rename` tries before giving up.
@@ -20,7 +21,7 @@ pub const MAX_FOLDER_DEPTH: u32 = 100;
 /// The refusal for a create, move or restore that would put a folder below `MAX_FOLDER_DEPTH`.
 pub fn too_deep() -> Error {
     Error::conflict(
-        "folder_too_deep",
+        Code::FolderTooDeep,
         format!("folders nest at most {MAX_FOLDER_DEPTH} levels deep; this would go deeper"),
     )
 }
@@ -41,7 +42,7 @@ impl OnConflict {
         match raw {
             None | Some("fail") => Ok(OnConflict::Fail),
             Some("rename") => Ok(OnConflict::Rename),
-            Some(_) => Err(Error::bad_request("invalid_on_conflict", "on_conflict must be fail or rename")),
+            Some(_) => Err(Error::bad_request(Code::InvalidOnConflict, "on_conflict must be fail or rename")),
         }
     }
 }
@@ -73,7 +74,7 @@ pub struct RestoreNote {
 }
 
 fn is_name_taken(err: &Error) -> bool {
-    err.code() == "name_taken"
+    err.code() == Code::NameTaken
 }
 
 impl Cabinet {
@@ -111,7 +112,7 @@ impl Cabinet {
                 Err(err) => return Err(err),
             }
         }
-        Err(Error::conflict("name_taken", "no free variant of that name was found"))
+        Err(Error::conflict(Code::NameTaken, "no free variant of that name was found"))
     }
 
     /// A folder with its path from the root.
@@ -138,7 +139,7 @@ impl Cabinet {
         }
         if let Some(Some(parent)) = &change.parent {
             if parent == id {
-                return Err(Error::conflict("folder_cycle", "a folder cannot be moved into itself"));
+                return Err(Error::conflict(Code::FolderCycle, "a folder cannot be moved into itself"));
             }
             self.live_folder(ws, parent).await?;
         }
@@ -151,7 +152,7 @@ impl Cabinet {
                 other => return other,
             }
         }
-        Err(Error::conflict("name_taken", "no free variant of that name was found"))
+        Err(Error::conflict(Code::NameTaken, "no free variant of that name was found"))
     }
 
     /// Flips a folder's favorite mark; returns the new state.
@@ -224,7 +225,7 @@ impl Cabinet {
         if folder.trashed_at.is_none() {
             if !recursive && !self.store.folder_is_empty(ws, id).await? {
                 return Err(Error::conflict(
-                    "folder_not_empty",
+                    Code::FolderNotEmpty,
                     "the folder is not empty; pass recursive=true to delete it with its contents",
                 ));
             }
@@ -232,7 +233,7 @@ impl Cabinet {
                 let used = self.store.references_in_folder(ws, id).await?;
                 if !used.is_empty() {
                     return Err(Error::conflict(
-                        "file_in_use",
+                        Code::FileInUse,
                         format!(
                             "{} file(s) in this folder are in use; pass force=true to delete anyway",
                             used.len()
@@ -264,13 +265,13 @@ impl Cabinet {
         let ws = &caller.workspace_id;
         let folder = self.store.get_folder(ws, id).await?;
         if folder.trashed_at.is_none() {
-            return Err(Error::conflict("not_in_trash", "the folder is not in the trash"));
+            return Err(Error::conflict(Code::NotInTrash, "the folder is not in the trash"));
         }
         let mut note = RestoreNote::default();
         let parent = self.make_place(ws, folder.parent_id.as_ref(), &mut note).await?;
         let restored = match self.restore_named(ws, &folder, parent.as_ref(), true, &mut note).await {
             // Its old parent went deeper meanwhile, so it would no longer fit below it.
-            Err(err) if parent.is_some() && err.code() == "folder_too_deep" => {
+            Err(err) if parent.is_some() && err.code() == Code::FolderTooDeep => {
                 note.restored_to_root = true;
                 self.restore_named(ws, &folder, None, true, &mut note).await?
             }
@@ -305,7 +306,7 @@ impl Cabinet {
                 Err(err) => return Err(err),
             }
         }
-        Err(Error::conflict("name_taken", "no free variant of the folder's name was found"))
+        Err(Error::conflict(Code::NameTaken, "no free variant of the folder's name was found"))
     }
 
     /// Makes sure `parent` is a live folder to restore into: trashed ancestors are brought back
@@ -319,7 +320,7 @@ impl Cabinet {
         let Some(parent) = parent else { return Ok(None) };
         let path = match self.store.folder_path(ws, parent).await {
             Ok(path) => path,
-            Err(err) if matches!(err, Error::NotFound(_)) || err.code() == "folder_too_deep" => {
+            Err(err) if matches!(err, Error::NotFound(_)) || err.code() == Code::FolderTooDeep => {
                 note.restored_to_root = true;
                 return Ok(None);
             }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod clock;
+pub mod codes;
 pub mod content_type;
 pub mod error;
 pub mod files;
@@ -32,6 +33,7 @@ use chrono::Duration;
 
 pub use access::{Caller, Credential};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use codes::Code;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
@@ -169,7 +171,7 @@ impl Cabinet {
                 Ok(Duration::seconds(secs as i64))
             }
             Some(_) => Err(Error::bad_request(
-                "invalid_expires_in",
+                Code::InvalidExpiresIn,
                 format!(
                     "expires_in must be between 1 and {} seconds",
                     self.settings.max_url_ttl.num_seconds()

@@ -1,6 +1,7 @@
 //! How lists are asked for: filters, sort, and paging by keyset cursor or offset. The rules (page
 //! sizes, what a cursor holds, which sorts exist) live here; stores only execute them.
 
+use crate::Code;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -45,7 +46,7 @@ impl Sort {
             "size" => SortKey::Size,
             _ => {
                 return Err(Error::bad_request(
-                    "invalid_sort",
+                    Code::InvalidSort,
                     "sort must be name, created_at, updated_at or size",
                 ))
             }
@@ -54,7 +55,7 @@ impl Sort {
             None => key != SortKey::Name,
             Some("asc") => false,
             Some("desc") => true,
-            Some(_) => return Err(Error::bad_request("invalid_order", "order must be asc or desc")),
+            Some(_) => return Err(Error::bad_request(Code::InvalidOrder, "order must be asc or desc")),
         };
         Ok(Sort { key, descending })
     }
@@ -134,11 +135,55 @@ impl FileFilter {
     }
 }
 
+/// A client's name filter as every list matches it: trimmed, folded (`names::fold`), and none
+/// when nothing is left.
+pub fn name_query(raw: Option<&str>) -> Option<String> {
+    raw.map(str::trim).filter(|query| !query.is_empty()).map(crate::names::fold)
+}
+
+/// How many items a page holds, as each surface lets a client ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    /// When the client does not say.
+    pub default: u32,
+    /// The most a client may ask for.
+    pub max: u32,
+}
+
+impl PageSize {
+    /// The lists' own: 50 unless asked, at most 100.
+    pub const LISTS: PageSize = PageSize { default: DEFAULT_PAGE, max: MAX_PAGE };
+
+    /// The size asked for, refused (`invalid_limit`) outside 1 to `max`.
+    pub fn checked(self, asked: Option<u32>) -> Result<u32> {
+        match asked {
+            None => Ok(self.default),
+            Some(n) if (1..=self.max).contains(&n) => Ok(n),
+            Some(_) => Err(Error::bad_request(
+                Code::InvalidLimit,
+                format!("limit must be between 1 and {}", self.max),
+            )),
+        }
+    }
+
+    /// The size asked for, never refused: what is not a size of 1 or more is the default, and
+    /// more than `max` is `max` (as Django REST framework's paginators do).
+    pub fn clamped(self, asked: Option<&str>) -> u32 {
+        asked
+            .and_then(|raw| raw.parse::<u32>().ok())
+            .filter(|n| *n >= 1)
+            .map_or(self.default, |n| n.min(self.max))
+    }
+}
+
 /// Refuses a name filter with a control character (NUL among them): no name can hold one, and
 /// the databases would refuse it deep inside the query rather than say so.
 pub fn check_name_filter(name_contains: Option<&str>) -> Result<()> {
     if name_contains.is_some_and(|query| query.chars().any(char::is_control)) {
-        return Err(Error::bad_request("invalid_query", "a name filter must not contain control characters"));
+        return Err(Error::bad_request(
+            Code::InvalidQuery,
+            "a name filter must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -191,25 +236,16 @@ impl Paging {
         offset: Option<u64>,
         sort: Sort,
     ) -> Result<Paging> {
-        let limit = match limit {
-            None => DEFAULT_PAGE,
-            Some(n @ 1..=MAX_PAGE) => n,
-            Some(_) => {
-                return Err(Error::bad_request(
-                    "invalid_limit",
-                    format!("limit must be between 1 and {MAX_PAGE}"),
-                ))
-            }
-        };
+        let limit = PageSize::LISTS.checked(limit)?;
         let start = match (cursor, offset) {
             (Some(_), Some(_)) => {
-                return Err(Error::bad_request("invalid_paging", "give a cursor or an offset, not both"))
+                return Err(Error::bad_request(Code::InvalidPaging, "give a cursor or an offset, not both"))
             }
             (Some(cursor), None) => Start::After(decode_cursor(cursor, sort)?),
             // The databases count rows in i64; a larger offset is a mistake, not a far page.
             (None, Some(offset)) if offset > i64::MAX as u64 => {
                 return Err(Error::bad_request(
-                    "invalid_offset",
+                    Code::InvalidOffset,
                     format!("offset must be at most {}", i64::MAX),
                 ))
             }
@@ -271,7 +307,7 @@ fn sort_tag(sort: Sort) -> String {
 }
 
 fn decode_cursor(raw: &str, sort: Sort) -> Result<Cursor> {
-    let invalid = || Error::bad_request("invalid_cursor", "the cursor is not one this list returned");
+    let invalid = || Error::bad_request(Code::InvalidCursor, "the cursor is not one this list returned");
     let text = URL_SAFE_NO_PAD
         .decode(raw)
         .ok()
@@ -281,7 +317,7 @@ fn decode_cursor(raw: &str, sort: Sort) -> Result<Cursor> {
     let (tag, id, value) = (parts.next(), parts.next(), parts.next());
     let (Some(tag), Some(id), Some(value)) = (tag, id, value) else { return Err(invalid()) };
     if tag != sort_tag(sort) {
-        return Err(Error::bad_request("invalid_cursor", "the cursor belongs to another sort order"));
+        return Err(Error::bad_request(Code::InvalidCursor, "the cursor belongs to another sort order"));
     }
     let value = if let Some(text) = value.strip_prefix('t') {
         CursorValue::Text(text.to_owned())
@@ -338,7 +374,34 @@ impl TagsParam {
         match raw {
             None | Some("all") => Ok(TagsParam::All),
             Some("any") => Ok(TagsParam::Any),
-            Some(_) => Err(Error::bad_request("invalid_tags_match", "tags_match must be all or any")),
+            Some(_) => Err(Error::bad_request(Code::InvalidTagsMatch, "tags_match must be all or any")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_size_is_checked_or_clamped_within_its_surfaces_bounds() {
+        let trash = PageSize { default: 100, max: 500 };
+        assert_eq!(trash.checked(None).unwrap(), 100);
+        assert_eq!(trash.checked(Some(500)).unwrap(), 500);
+        for refused in [0, 501] {
+            assert_eq!(trash.checked(Some(refused)).unwrap_err().code(), Code::InvalidLimit);
+        }
+        assert_eq!(PageSize::LISTS.clamped(None), DEFAULT_PAGE);
+        assert_eq!(PageSize::LISTS.clamped(Some("0")), DEFAULT_PAGE);
+        assert_eq!(PageSize::LISTS.clamped(Some("x")), DEFAULT_PAGE);
+        assert_eq!(PageSize::LISTS.clamped(Some("7")), 7);
+        assert_eq!(PageSize::LISTS.clamped(Some("100000")), MAX_PAGE);
+    }
+
+    #[test]
+    fn a_name_query_is_trimmed_and_folded_once_for_every_list() {
+        assert_eq!(name_query(Some("  Café  ")), Some(crate::names::fold("Café")));
+        assert_eq!(name_query(Some("   ")), None);
+        assert_eq!(name_query(None), None);
     }
 }

@@ -11,6 +11,7 @@ use crate::model::FailureReason;
 use crate::multipart::PartPlan;
 use crate::thumbnails::{owner_blob_key, THUMBNAIL_PREFIX};
 use crate::uploads::{arrival_key, incoming_key, INCOMING_PREFIX};
+use crate::Code;
 use crate::{Cabinet, UploadStatus};
 
 const BATCH: u32 = 500;
@@ -178,7 +179,9 @@ impl Cabinet {
                     Some(info) => match self.finish_arrived(upload, info).await {
                         Ok(state) if state.upload.status == UploadStatus::Success => report.completed += 1,
                         Ok(_) => {}
-                        Err(err) if err.code() == "size_mismatch" || err.code() == "checksum_mismatch" => {
+                        Err(err)
+                            if err.code() == Code::SizeMismatch || err.code() == Code::ChecksumMismatch =>
+                        {
                             report.refused += 1
                         }
                         Err(err) => tracing::warn!(error = %err, "reconciling an upload failed"),

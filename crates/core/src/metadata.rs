@@ -2,6 +2,7 @@
 //! copyright), a custom JSON object of bounded size, and references.
 
 use crate::error::{Error, Result};
+use crate::Code;
 
 /// The most tags one file may carry.
 pub const MAX_TAGS: usize = 50;
@@ -23,7 +24,7 @@ pub fn normalize_tag(raw: &str) -> Result<String> {
         || tag.chars().any(char::is_control)
     {
         return Err(Error::bad_request(
-            "invalid_tag",
+            Code::InvalidTag,
             format!("tags are 1 to {MAX_TAG_CHARS} characters, without commas or control characters"),
         ));
     }
@@ -36,7 +37,10 @@ pub fn normalize_tags(raw: Vec<String>) -> Result<Vec<String>> {
     tags.sort();
     tags.dedup();
     if tags.len() > MAX_TAGS {
-        return Err(Error::bad_request("too_many_tags", format!("a file may have at most {MAX_TAGS} tags")));
+        return Err(Error::bad_request(
+            Code::TooManyTags,
+            format!("a file may have at most {MAX_TAGS} tags"),
+        ));
     }
     Ok(tags)
 }
@@ -45,12 +49,12 @@ pub fn normalize_tags(raw: Vec<String>) -> Result<Vec<String>> {
 pub fn validate_text(raw: &str) -> Result<String> {
     if raw.chars().count() > MAX_TEXT_CHARS {
         return Err(Error::bad_request(
-            "text_too_long",
+            Code::TextTooLong,
             format!("text fields are at most {MAX_TEXT_CHARS} characters"),
         ));
     }
     if raw.contains('\0') {
-        return Err(Error::bad_request("invalid_text", "text fields must not contain NUL"));
+        return Err(Error::bad_request(Code::InvalidText, "text fields must not contain NUL"));
     }
     Ok(raw.to_owned())
 }
@@ -60,7 +64,7 @@ pub fn validate_custom(metadata: &serde_json::Map<String, serde_json::Value>) ->
     let size = serde_json::to_vec(metadata).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
         return Err(Error::TooLarge {
-            code: "metadata_too_large",
+            code: Code::MetadataTooLarge,
             message: format!("metadata is at most {MAX_METADATA_BYTES} bytes of JSON"),
         });
     }
@@ -73,7 +77,7 @@ pub fn validate_reference_part(what: &str, raw: &str) -> Result<String> {
     if value.is_empty() || value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control)
     {
         return Err(Error::bad_request(
-            "invalid_reference",
+            Code::InvalidReference,
             format!("the reference {what} must be 1 to {MAX_REFERENCE_CHARS} characters without control characters"),
         ));
     }

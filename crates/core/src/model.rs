@@ -1,6 +1,7 @@
 //! The domain's records: workspaces, keys, uploads, files. Plain data; the rules that change them
 //! live in the services.
 
+use crate::Code;
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
@@ -36,7 +37,7 @@ impl std::str::FromStr for Role {
             "read" => Ok(Role::Read),
             "write" => Ok(Role::Write),
             "admin" => Ok(Role::Admin),
-            _ => Err(Error::bad_request("invalid_role", "role must be one of read, write, admin")),
+            _ => Err(Error::bad_request(Code::InvalidRole, "role must be one of read, write, admin")),
         }
     }
 }
@@ -302,9 +303,25 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// What the workspace holds: its files, and what uploads in flight have reserved.
+    pub fn held_bytes(&self) -> u64 {
+        self.used_bytes.saturating_add(self.reserved_bytes)
+    }
+
     /// Bytes that a new upload may still reserve; `None` when unlimited.
     pub fn available_bytes(&self) -> Option<u64> {
-        self.limit_bytes.map(|limit| limit.saturating_sub(self.used_bytes + self.reserved_bytes))
+        self.limit_bytes.map(|limit| limit.saturating_sub(self.held_bytes()))
+    }
+
+    /// Bytes that a new upload may still reserve, an unlimited workspace counting as limited to
+    /// `unlimited_as` (for surfaces whose shape has no "unlimited").
+    pub fn available_bytes_or(&self, unlimited_as: u64) -> u64 {
+        self.available_bytes().unwrap_or_else(|| unlimited_as.saturating_sub(self.held_bytes()))
+    }
+
+    /// Nothing more fits, not even one byte of an upload of unknown size.
+    pub fn is_full(&self) -> bool {
+        self.available_bytes() == Some(0)
     }
 
     /// Used share of the limit, 0–100, two decimals; `None` when unlimited.

@@ -7,6 +7,7 @@
 //! verified like any upload (size, declared sha256) and becomes the file in one transaction.
 //! The upload's reservation covers every part: parts are bounded by the plan, never beyond it.
 
+use crate::Code;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::{Error, Result};
@@ -47,7 +48,7 @@ impl PartPlan {
         let part_size = part_size.unwrap_or(DEFAULT_PART_SIZE);
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
             return Err(Error::bad_request(
-                "invalid_part_size",
+                Code::InvalidPartSize,
                 format!("part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"),
             ));
         }
@@ -55,7 +56,7 @@ impl PartPlan {
         let count = size.div_ceil(part_size).max(1);
         if count > MAX_PARTS {
             return Err(Error::bad_request(
-                "too_many_parts",
+                Code::TooManyParts,
                 format!("{size} bytes in parts of {part_size} makes {count} parts; at most {MAX_PARTS} are allowed: use larger parts"),
             ));
         }
@@ -119,7 +120,7 @@ impl Cabinet {
         self.own_upload(caller, id, role).await?;
         let upload = self.store.get_upload(&caller.workspace_id, id).await?;
         let plan = PartPlan::of(&upload).ok_or_else(|| {
-            Error::conflict("not_multipart", "this upload was not started as a multipart upload")
+            Error::conflict(Code::NotMultipart, "this upload was not started as a multipart upload")
         })?;
         Ok((upload, plan))
     }
@@ -130,13 +131,13 @@ impl Cabinet {
         let (upload, plan) = self.open_multipart(caller, id, Role::Write).await?;
         if numbers.is_empty() || numbers.len() > MAX_PART_URLS {
             return Err(Error::bad_request(
-                "invalid_part_numbers",
+                Code::InvalidPartNumbers,
                 format!("ask for between 1 and {MAX_PART_URLS} part numbers at a time"),
             ));
         }
         let now = self.clock.now();
         if upload.status != UploadStatus::Waiting || now >= upload.expires_at {
-            return Err(Error::conflict("upload_not_waiting", "this upload is not accepting parts"));
+            return Err(Error::conflict(Code::UploadNotWaiting, "this upload is not accepting parts"));
         }
         let expires = expiry_timestamp((now + PART_URL_TTL).min(upload.expires_at));
         let expires_at = expiry_instant(expires);
@@ -146,7 +147,7 @@ impl Cabinet {
             .map(|&number| {
                 let size = plan.part_len(number).ok_or_else(|| {
                     Error::bad_request(
-                        "invalid_part_number",
+                        Code::InvalidPartNumber,
                         format!("part numbers run from 1 to {}", plan.part_count),
                     )
                 })?;
@@ -223,20 +224,20 @@ impl Cabinet {
         let size =
             PartPlan::of(&upload).and_then(|plan| plan.part_len(number)).ok_or(Error::NotFound("part"))?;
         if upload.status != UploadStatus::Waiting {
-            return Err(Error::conflict("upload_not_waiting", "this upload is not accepting parts"));
+            return Err(Error::conflict(Code::UploadNotWaiting, "this upload is not accepting parts"));
         }
         if self.clock.now() >= upload.expires_at {
-            return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
+            return Err(Error::BadSignature { code: Code::UrlExpired, message: "this URL has expired" });
         }
         let wrong_size = |got: u64| {
             if got > size {
                 Error::TooLarge {
-                    code: "part_too_large",
+                    code: Code::PartTooLarge,
                     message: format!("part {number} must be exactly {size} bytes"),
                 }
             } else {
                 Error::bad_request(
-                    "part_size_mismatch",
+                    Code::PartSizeMismatch,
                     format!("part {number} must be exactly {size} bytes; {got} arrived"),
                 )
             }
@@ -251,7 +252,7 @@ impl Cabinet {
             Err(StageError::TooLarge { .. }) => return Err(wrong_size(size + 1)),
             Err(StageError::Body(cause)) => {
                 return Err(Error::bad_request(
-                    "incomplete_body",
+                    Code::IncompleteBody,
                     format!("the part's body ended early: {cause}"),
                 ))
             }
@@ -426,11 +427,11 @@ mod tests {
 
     #[test]
     fn part_sizes_and_counts_are_bounded() {
-        assert_eq!(PartPlan::new(10, Some(MIN_PART_SIZE - 1)).unwrap_err().code(), "invalid_part_size");
-        assert_eq!(PartPlan::new(10, Some(MAX_PART_SIZE + 1)).unwrap_err().code(), "invalid_part_size");
+        assert_eq!(PartPlan::new(10, Some(MIN_PART_SIZE - 1)).unwrap_err().code(), Code::InvalidPartSize);
+        assert_eq!(PartPlan::new(10, Some(MAX_PART_SIZE + 1)).unwrap_err().code(), Code::InvalidPartSize);
         assert_eq!(
             PartPlan::new(MAX_PARTS * MIN_PART_SIZE + 1, Some(MIN_PART_SIZE)).unwrap_err().code(),
-            "too_many_parts"
+            Code::TooManyParts
         );
         assert_eq!(PartPlan::new(MAX_PARTS * MIN_PART_SIZE, Some(MIN_PART_SIZE)).unwrap().part_count, 10_000);
         assert_eq!(PartPlan::new(5 * 1024 * MIB, None).unwrap().part_count, 80);

@@ -3,6 +3,7 @@
 //! person cannot tell apart (another Unicode spelling of the same text, an invisible character,
 //! a full-width letter) are one name where names must be distinct.
 
+use crate::Code;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
@@ -15,13 +16,13 @@ pub const MAX_NAME_CHARS: usize = 255;
 pub fn validate_name(raw: &str) -> Result<String> {
     let composed: String = raw.nfc().collect();
     let name = composed.trim();
-    let refuse = |message: &str| Err(Error::bad_request("invalid_name", message.to_owned()));
+    let refuse = |message: &str| Err(Error::bad_request(Code::InvalidName, message.to_owned()));
     if name.is_empty() {
         return refuse("the name must not be empty");
     }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(Error::bad_request(
-            "name_too_long",
+            Code::NameTooLong,
             format!("the name must be at most {MAX_NAME_CHARS} characters"),
         ));
     }
@@ -113,7 +114,7 @@ mod tests {
     #[test]
     fn path_like_and_control_names_are_refused() {
         for name in ["../x", "a/b", "a\\b", "..", ".", "", "   ", "a\0b", "a\nb", "evil\u{202e}txt.exe"] {
-            assert_eq!(validate_name(name).unwrap_err().code(), "invalid_name", "{name:?}");
+            assert_eq!(validate_name(name).unwrap_err().code(), Code::InvalidName, "{name:?}");
         }
     }
 
@@ -132,13 +133,13 @@ mod tests {
     #[test]
     fn invisible_and_slash_like_names_are_refused() {
         for name in ["\u{200b}", " \u{200b}\u{feff} ", "\u{fe0f}", "a\u{ff0f}b", "a\u{2215}b", "a\u{ff3c}b"] {
-            assert_eq!(validate_name(name).unwrap_err().code(), "invalid_name", "{name:?}");
+            assert_eq!(validate_name(name).unwrap_err().code(), Code::InvalidName, "{name:?}");
         }
     }
 
     #[test]
     fn overlong_names_are_refused() {
-        assert_eq!(validate_name(&"x".repeat(3000)).unwrap_err().code(), "name_too_long");
+        assert_eq!(validate_name(&"x".repeat(3000)).unwrap_err().code(), Code::NameTooLong);
         assert!(validate_name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
     }
 }

@@ -2,7 +2,8 @@
 //! is changed only by the store calls that create, finish, fail and delete.
 
 use crate::error::Result;
-use crate::model::{Quota, Role, Usage};
+use crate::model::{Quota, Role, Usage, Workspace};
+use crate::Code;
 use crate::{Cabinet, Caller};
 
 impl Cabinet {
@@ -10,12 +11,22 @@ impl Cabinet {
     pub async fn quota(&self, caller: &Caller) -> Result<Quota> {
         caller.require(Role::Read)?;
         let workspace = self.store.get_workspace(&caller.workspace_id).await?;
-        Ok(Quota {
+        Ok(self.quota_of(&workspace))
+    }
+
+    /// A workspace's ledger and limits: the one place the quota arithmetic reads them from.
+    pub(crate) fn quota_of(&self, workspace: &Workspace) -> Quota {
+        Quota {
             used_bytes: workspace.used_bytes,
             reserved_bytes: workspace.reserved_bytes,
             limit_bytes: workspace.limit_bytes,
             max_file_size_bytes: self.max_file_bytes(workspace.max_file_bytes),
-        })
+        }
+    }
+
+    /// The largest file a workspace may hold: its own cap, within the server's.
+    pub(crate) fn max_file_bytes(&self, workspace_max: Option<u64>) -> u64 {
+        workspace_max.map_or(self.settings.max_file_bytes, |max| max.min(self.settings.max_file_bytes))
     }
 
     /// The caller's workspace totals.
@@ -67,7 +78,10 @@ impl Cabinet {
         let to = to.map_or(now, |to| to.min(now));
         let from = from.unwrap_or(to - chrono::Duration::days(30));
         if from >= to {
-            return Err(crate::Error::bad_request("invalid_range", "from must be before to, and before now"));
+            return Err(crate::Error::bad_request(
+                Code::InvalidRange,
+                "from must be before to, and before now",
+            ));
         }
         let (start, changes) = self.store.usage_history(&caller.workspace_id, from, to).await?;
         let byte_seconds = byte_seconds(start, &changes, from, to);

@@ -7,6 +7,7 @@
 //! that sets one, else the workspace default, else `admin`: closed unless opened. API keys are
 //! governed by their roles, not by these rules.
 
+use crate::Code;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -178,14 +179,14 @@ impl Cabinet {
         let sub = sub.trim();
         if sub.is_empty() || sub.chars().count() > 200 || sub.chars().any(char::is_control) {
             return Err(Error::bad_request(
-                "invalid_sub",
+                Code::InvalidSub,
                 "sub must be 1 to 200 characters without control characters",
             ));
         }
         let ttl = ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
         if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
             return Err(Error::bad_request(
-                "invalid_ttl",
+                Code::InvalidTtl,
                 format!("ttl must be between 1 and {MAX_TOKEN_TTL_SECS} seconds"),
             ));
         }
@@ -221,7 +222,7 @@ impl Cabinet {
     ) -> Result<DateTime<Utc>> {
         let sub = sub.map(str::trim);
         if sub.is_some_and(|sub| sub.is_empty() || sub.chars().count() > 200) {
-            return Err(Error::bad_request("invalid_sub", "sub must be 1 to 200 characters"));
+            return Err(Error::bad_request(Code::InvalidSub, "sub must be 1 to 200 characters"));
         }
         self.store.get_workspace(ws).await?;
         let at = self.clock.now();
@@ -241,6 +242,12 @@ impl Cabinet {
             return Err(invalid());
         }
         Ok(caller)
+    }
+
+    /// The end user a token names, when its signature and expiry hold (no lookup: it may still
+    /// have been revoked).
+    pub(crate) fn end_user_of_token(&self, token: &str) -> Option<Caller> {
+        self.read_end_user_token(token).ok().map(|(caller, _)| caller)
     }
 
     /// A token's signature, expiry and claims, before any lookup.

@@ -6,6 +6,7 @@
 //! HMAC-SHA256 over all of those; the query must carry exactly the signed parameters in their
 //! canonical order, and the signature is compared in constant time.
 
+use crate::Code;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
@@ -71,7 +72,7 @@ impl UrlSigner {
         let secret = secret.into();
         if secret.len() < 32 {
             return Err(Error::bad_request(
-                "weak_signing_secret",
+                Code::WeakSigningSecret,
                 "the signing secret must be at least 32 bytes",
             ));
         }
@@ -132,7 +133,7 @@ impl UrlSigner {
             .verify_slice(&signature)
             .map_err(|_| invalid("the URL's signature does not match"))?;
         if now.timestamp() >= params.expires {
-            return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
+            return Err(Error::BadSignature { code: Code::UrlExpired, message: "this URL has expired" });
         }
         Ok(params)
     }
@@ -154,7 +155,7 @@ pub fn expiry_instant(expires: i64) -> DateTime<Utc> {
 }
 
 fn invalid(message: &'static str) -> Error {
-    Error::BadSignature { code: "invalid_signature", message }
+    Error::BadSignature { code: Code::InvalidSignature, message }
 }
 
 /// Parses exactly `expires=N[&max=N][&dl=1]&sig=S`, in that order, each once: `max` only (and
@@ -281,7 +282,7 @@ mod tests {
         let query = upload_query(now.timestamp() + 1);
         let later = now + Duration::seconds(2);
         let err = signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&query), later).unwrap_err();
-        assert_eq!(err.code(), "url_expired");
+        assert_eq!(err.code(), Code::UrlExpired);
     }
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
         let query = upload_query(now.timestamp() + 60);
         let other = UrlSigner::new(vec![8u8; 32]).unwrap();
         let err = other.verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&query), now).unwrap_err();
-        assert_eq!(err.code(), "invalid_signature");
+        assert_eq!(err.code(), Code::InvalidSignature);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! each workspace waits for its turn behind its own renders only: one tenant's queue of large
 //! images never stands in front of another tenant's thumbnail.
 
+use crate::Code;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,7 @@ pub fn parse_size(requested: Option<u32>) -> Result<u32> {
         None => Ok(DEFAULT_SIZE),
         Some(size) if SIZES.contains(&size) => Ok(size),
         Some(_) => Err(Error::bad_request(
-            "invalid_size",
+            Code::InvalidSize,
             format!("size must be one of {SIZES:?} (pixels of the longest edge)"),
         )),
     }
@@ -145,17 +146,20 @@ impl Renderer {
 
 fn unsupported() -> Error {
     Error::Unprocessable {
-        code: "thumbnail_unsupported",
+        code: Code::ThumbnailUnsupported,
         message: "thumbnails are made of JPEG, PNG, WebP and GIF images only".to_owned(),
     }
 }
 
 fn too_large(message: String) -> Error {
-    Error::Unprocessable { code: "image_too_large", message }
+    Error::Unprocessable { code: Code::ImageTooLarge, message }
 }
 
 fn undecodable(err: impl std::fmt::Display) -> Error {
-    Error::Unprocessable { code: "image_undecodable", message: format!("the image could not be read: {err}") }
+    Error::Unprocessable {
+        code: Code::ImageUndecodable,
+        message: format!("the image could not be read: {err}"),
+    }
 }
 
 /// The type of a thumbnail from its first bytes.
@@ -355,7 +359,7 @@ impl Cabinet {
             match cabinet.thumbnail_of(&file, DEFAULT_SIZE).await {
                 Ok(_) => {}
                 Err(err) if err.kind() == crate::ErrorKind::Unprocessable => {
-                    tracing::info!(file = %file.id, code = err.code(), "no thumbnail for this image")
+                    tracing::info!(file = %file.id, code = err.code().as_str(), "no thumbnail for this image")
                 }
                 Err(err) => tracing::warn!(file = %file.id, error = %err, "making a thumbnail failed"),
             }
@@ -400,7 +404,8 @@ impl Cabinet {
             Err(refused) if refused.kind() == crate::ErrorKind::Unprocessable => {
                 // Remembered in the thumbnail's place, so a hostile image is read and refused once,
                 // not on every request.
-                self.keep_thumbnail(file, &key, Bytes::from_static(refused.code().as_bytes())).await?;
+                self.keep_thumbnail(file, &key, Bytes::from_static(refused.code().as_str().as_bytes()))
+                    .await?;
                 return Err(refused);
             }
             Err(err) => return Err(err),
@@ -587,11 +592,11 @@ mod tests {
     #[test]
     fn an_image_bomb_is_refused_from_its_header() {
         let err = render(&png_header(100_000, 100_000), 256).unwrap_err();
-        assert_eq!(err.code(), "image_too_large");
+        assert_eq!(err.code(), Code::ImageTooLarge);
         let err = render(&png_header(20_000, 10), 256).unwrap_err();
-        assert_eq!(err.code(), "image_too_large");
+        assert_eq!(err.code(), Code::ImageTooLarge);
         // Within the limits, the same header is read and its missing pixels are the refusal.
-        assert_eq!(render(&png_header(2000, 2000), 256).unwrap_err().code(), "image_undecodable");
+        assert_eq!(render(&png_header(2000, 2000), 256).unwrap_err().code(), Code::ImageUndecodable);
     }
 
     #[test]
@@ -599,9 +604,9 @@ mod tests {
         // 36 MP: 108 MB as 8-bit RGB fits the budget (its missing pixels are the refusal), 288 MB
         // as 16-bit RGBA does not, and is refused before a byte of it is decoded.
         const { assert!(6000 * 6000 < MAX_PIXELS) };
-        assert_eq!(render(&png_header_of(6000, 6000, 8, 2), 256).unwrap_err().code(), "image_undecodable");
+        assert_eq!(render(&png_header_of(6000, 6000, 8, 2), 256).unwrap_err().code(), Code::ImageUndecodable);
         let err = render(&png_header_of(6000, 6000, 16, 6), 256).unwrap_err();
-        assert_eq!(err.code(), "image_too_large");
+        assert_eq!(err.code(), Code::ImageTooLarge);
         assert!(err.to_string().contains("288 MiB") || err.to_string().contains("275 MiB"), "{err}");
     }
 
@@ -628,17 +633,17 @@ mod tests {
 
     #[test]
     fn other_bytes_are_refused_as_unsupported() {
-        assert_eq!(render(b"%PDF-1.7 not an image", 256).unwrap_err().code(), "thumbnail_unsupported");
+        assert_eq!(render(b"%PDF-1.7 not an image", 256).unwrap_err().code(), Code::ThumbnailUnsupported);
         let mut bmp = b"BM".to_vec();
         bmp.resize(64, 0);
-        assert_eq!(render(&bmp, 256).unwrap_err().code(), "thumbnail_unsupported");
+        assert_eq!(render(&bmp, 256).unwrap_err().code(), Code::ThumbnailUnsupported);
     }
 
     #[test]
     fn sizes_and_keys() {
         assert_eq!(parse_size(None).unwrap(), 256);
         assert_eq!(parse_size(Some(1024)).unwrap(), 1024);
-        assert_eq!(parse_size(Some(100)).unwrap_err().code(), "invalid_size");
+        assert_eq!(parse_size(Some(100)).unwrap_err().code(), Code::InvalidSize);
         let key = thumbnail_key("ws_a/file_b", 64);
         assert_eq!(key, "thumbnails/ws_a/file_b/64");
         assert_eq!(owner_blob_key(&key), Some("ws_a/file_b"));

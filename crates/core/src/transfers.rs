@@ -2,6 +2,7 @@
 //! many slow uploads fills its own slots, never the service's: past its cap it is refused with
 //! `too_many_uploads` (429) before any byte of the body is read.
 
+use crate::Code;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -45,7 +46,7 @@ impl TransferSlots {
             let held = counts.get(holder).copied().unwrap_or(0);
             if *cap > 0 && held >= *cap {
                 return Err(Error::TooManyRequests {
-                    code: "too_many_uploads",
+                    code: Code::TooManyUploads,
                     message: format!(
                         "this {what} already has {held} uploads in progress, the most allowed at once; \
                          retry when one has finished"
@@ -104,7 +105,7 @@ mod tests {
         let first = slots.acquire(&a, None, 2, 0).unwrap();
         let _second = slots.acquire(&a, None, 2, 0).unwrap();
         let refused = slots.acquire(&a, None, 2, 0).unwrap_err();
-        assert_eq!(refused.code(), "too_many_uploads");
+        assert_eq!(refused.code(), Code::TooManyUploads);
         assert!(slots.acquire(&b, None, 2, 0).is_ok(), "another workspace has its own slots");
         drop(first);
         assert!(slots.acquire(&a, None, 2, 0).is_ok());

@@ -16,6 +16,7 @@
 //! file's key once verified. Refused bytes are removed from the arrival key either way: no file
 //! owns that key until the upload succeeds.
 
+use crate::Code;
 use chrono::{DateTime, Utc};
 
 use crate::content_type;
@@ -99,7 +100,7 @@ pub fn parse_sha256(raw: &str) -> Result<String> {
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(hex)
     } else {
-        Err(Error::bad_request("invalid_sha256", "sha256 must be 64 hexadecimal characters"))
+        Err(Error::bad_request(Code::InvalidSha256, "sha256 must be 64 hexadecimal characters"))
     }
 }
 
@@ -111,19 +112,15 @@ impl Cabinet {
         let name = validate_name(&request.name)?;
         let declared_mime = request.mime_type.as_deref().map(content_type::parse_declared).transpose()?;
         let sha256 = request.sha256.as_deref().map(parse_sha256).transpose()?;
-        let workspace = self.store.get_workspace(ws).await?;
-        let max_file = self.max_file_bytes(workspace.max_file_bytes);
+        let quota = self.quota_of(&self.store.get_workspace(ws).await?);
+        let max_file = quota.max_file_size_bytes;
         if let Some(size) = request.size.filter(|size| *size > max_file) {
             return Err(Error::TooLarge {
-                code: "file_too_large",
+                code: Code::FileTooLarge,
                 message: format!("the file is {size} bytes; the most this workspace accepts is {max_file}"),
             });
         }
-        if request.size.is_none()
-            && workspace
-                .limit_bytes
-                .is_some_and(|limit| limit <= workspace.used_bytes + workspace.reserved_bytes)
-        {
+        if request.size.is_none() && quota.is_full() {
             // Nothing is reserved for an unknown size, but a full workspace can take nothing.
             return Err(Error::QuotaExceeded { requested: 1, available: 0 });
         }
@@ -131,7 +128,7 @@ impl Cabinet {
             None => None,
             Some(part_size) => {
                 let size = request.size.ok_or_else(|| {
-                    Error::bad_request("size_required", "a multipart upload must declare its size")
+                    Error::bad_request(Code::SizeRequired, "a multipart upload must declare its size")
                 })?;
                 Some(PartPlan::new(size, part_size)?)
             }
@@ -364,12 +361,12 @@ impl Cabinet {
         let upload = self.store.get_upload(ws, id).await?;
         if upload.status == UploadStatus::Uploading {
             return Err(Error::conflict(
-                "upload_in_progress",
+                Code::UploadInProgress,
                 "the upload's bytes are arriving; it cannot be cancelled now",
             ));
         }
         if !self.store.fail_upload(ws, id, FailureReason::Cancelled, self.clock.now()).await? {
-            return Err(Error::conflict("upload_not_live", "the upload has already ended"));
+            return Err(Error::conflict(Code::UploadNotLive, "the upload has already ended"));
         }
         self.remove_parts_quietly(&upload).await;
         self.upload_state(ws, id).await
@@ -402,20 +399,20 @@ impl Cabinet {
             UploadStatus::Waiting => {}
             UploadStatus::Uploading => {
                 return Err(Error::conflict(
-                    "upload_in_progress",
+                    Code::UploadInProgress,
                     "bytes for this upload are already arriving",
                 ))
             }
             UploadStatus::Success | UploadStatus::Failed => {
                 return Err(Error::conflict(
-                    "upload_not_waiting",
+                    Code::UploadNotWaiting,
                     "this upload has already ended; start a new one",
                 ))
             }
         }
         if self.clock.now() >= upload.expires_at {
             self.fail(&upload, FailureReason::Expired).await?;
-            return Err(Error::BadSignature { code: "url_expired", message: "this URL has expired" });
+            return Err(Error::BadSignature { code: Code::UrlExpired, message: "this URL has expired" });
         }
         // Before a byte of the body is read: a workspace's slow uploads fill its own slots only.
         let _slot = self.transfer_slot(ws, None)?;
@@ -439,7 +436,7 @@ impl Cabinet {
         let (ws, id) = (&upload.workspace_id, &upload.id);
         let now = self.clock.now();
         let not_waiting =
-            || Error::conflict("upload_not_waiting", "this upload is no longer waiting for bytes");
+            || Error::conflict(Code::UploadNotWaiting, "this upload is no longer waiting for bytes");
         let (limit, quota_bound) = if upload.size_known {
             if content_length.is_some_and(|length| length > upload.size) {
                 let (reason, error) = too_large(upload, upload.size, false);
@@ -481,7 +478,7 @@ impl Cabinet {
                     StageError::Body(cause) => (
                         FailureReason::Incomplete,
                         Error::bad_request(
-                            "incomplete_body",
+                            Code::IncompleteBody,
                             format!("the upload's body ended early: {cause}"),
                         ),
                     ),
@@ -528,7 +525,7 @@ impl Cabinet {
             Ok(false) => {
                 self.delete_blob_quietly(&file.blob_key).await;
                 Err(Error::conflict(
-                    "upload_not_live",
+                    Code::UploadNotLive,
                     "the upload ended (expired or cancelled) before it finished",
                 ))
             }
@@ -612,11 +609,6 @@ impl Cabinet {
         }
     }
 
-    /// The largest file a workspace may hold.
-    pub(crate) fn max_file_bytes(&self, workspace_max: Option<u64>) -> u64 {
-        workspace_max.map_or(self.settings.max_file_bytes, |max| max.min(self.settings.max_file_bytes))
-    }
-
     /// Checks a folder exists and is not in the trash, so a file can go into it.
     pub(crate) async fn check_folder(&self, ws: &WorkspaceId, folder: &FolderId) -> Result<()> {
         self.live_folder(ws, folder).await.map(|_| ())
@@ -665,17 +657,17 @@ pub(crate) fn settled(state: UploadState) -> Result<UploadState> {
     match state.upload.status {
         UploadStatus::Success => Ok(state),
         UploadStatus::Failed => Err(Error::conflict(
-            "upload_failed",
+            Code::UploadFailed,
             format!(
                 "the upload failed: {}",
                 state.upload.failure_reason.map(FailureReason::as_str).unwrap_or("unknown")
             ),
         )),
         UploadStatus::Uploading => {
-            Err(Error::conflict("upload_in_progress", "the upload's bytes are still arriving"))
+            Err(Error::conflict(Code::UploadInProgress, "the upload's bytes are still arriving"))
         }
         UploadStatus::Waiting => {
-            Err(Error::conflict("upload_incomplete", "no bytes have been received for this upload yet"))
+            Err(Error::conflict(Code::UploadIncomplete, "no bytes have been received for this upload yet"))
         }
     }
 }
@@ -688,7 +680,7 @@ pub(crate) fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), 
     Err((
         FailureReason::SizeMismatch,
         Error::Unprocessable {
-            code: "size_mismatch",
+            code: Code::SizeMismatch,
             message: format!("{size} bytes arrived; the upload declared {}", upload.size),
         },
     ))
@@ -706,7 +698,7 @@ fn checksum_mismatch() -> Rejection {
     (
         FailureReason::ChecksumMismatch,
         Error::Unprocessable {
-            code: "checksum_mismatch",
+            code: Code::ChecksumMismatch,
             message: "the bytes do not match the declared sha256".to_owned(),
         },
     )
@@ -740,7 +732,7 @@ pub(crate) fn file_of(
 fn too_large(upload: &Upload, limit: u64, quota_bound: bool) -> Rejection {
     if upload.size_known {
         let message = format!("more bytes were sent than the {} the upload declared", upload.size);
-        return (FailureReason::SizeMismatch, Error::TooLarge { code: "size_exceeded", message });
+        return (FailureReason::SizeMismatch, Error::TooLarge { code: Code::SizeExceeded, message });
     }
     if quota_bound {
         return (
@@ -749,5 +741,5 @@ fn too_large(upload: &Upload, limit: u64, quota_bound: bool) -> Rejection {
         );
     }
     let message = format!("the file is larger than the {limit} bytes this workspace accepts");
-    (FailureReason::SizeMismatch, Error::TooLarge { code: "file_too_large", message })
+    (FailureReason::SizeMismatch, Error::TooLarge { code: Code::FileTooLarge, message })
 }

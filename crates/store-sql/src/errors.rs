@@ -1,6 +1,7 @@
 //! Maps database errors onto Cabinet's: named constraints become conflicts, connection trouble
 //! becomes "unavailable", the rest is internal (and logged with its cause by the caller's layer).
 
+use cabinet_core::Code;
 use cabinet_core::Error;
 
 /// Converts a database error, naming what a uniqueness violation was about.
@@ -9,9 +10,9 @@ pub(crate) fn db_error(err: sqlx::Error) -> Error {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             let message = db.message().to_owned();
             if message.contains("workspaces") {
-                Error::conflict("workspace_exists", "a workspace with that name already exists")
+                Error::conflict(Code::WorkspaceExists, "a workspace with that name already exists")
             } else {
-                Error::conflict("already_exists", "that already exists")
+                Error::conflict(Code::AlreadyExists, "that already exists")
             }
         }
         // The database's disk is full (SQLite SQLITE_FULL, PostgreSQL disk_full): the request was
@@ -41,7 +42,7 @@ fn connection_lost(sqlstate: &str) -> bool {
 pub(crate) fn folder_error(err: sqlx::Error) -> Error {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            Error::conflict("name_taken", "a folder with that name already exists here")
+            Error::conflict(Code::NameTaken, "a folder with that name already exists here")
         }
         _ => db_error(err),
     }

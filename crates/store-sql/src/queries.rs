@@ -24,6 +24,7 @@ macro_rules! impl_metadata_store {
             Upload, UploadId, Usage, Workspace, WorkspaceId,
         };
         use sqlx::QueryBuilder;
+        use cabinet_core::Code;
         use chrono::{DateTime, Utc};
         use sqlx::Row;
 
@@ -336,7 +337,7 @@ macro_rules! impl_metadata_store {
                 .map_err(db_error)?;
                 if let Some(moving) = moving {
                     if chain.iter().any(|ancestor| ancestor == moving.as_str()) {
-                        return Err(Error::conflict("folder_cycle", "a folder cannot be moved into its own subtree"));
+                        return Err(Error::conflict(Code::FolderCycle, "a folder cannot be moved into its own subtree"));
                     }
                 }
                 let parent_depth = chain.len() as i64;

@@ -1,6 +1,7 @@
 //! Rows as both dialects return them, and their conversion to domain records. Times are epoch
 //! milliseconds and sizes signed 64-bit in both databases.
 
+use cabinet_core::Code;
 use cabinet_core::{
     ApiKey, Error, FailureReason, FileRecord, FileReference, Folder, Result, Role, Upload, UploadStatus,
     Workspace,
@@ -16,7 +17,7 @@ pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>> {
 }
 
 pub(crate) fn bytes(n: u64) -> Result<i64> {
-    i64::try_from(n).map_err(|_| Error::bad_request("invalid_size", "sizes must be below 2^63"))
+    i64::try_from(n).map_err(|_| Error::bad_request(Code::InvalidSize, "sizes must be below 2^63"))
 }
 
 fn unsigned(n: i64) -> Result<u64> {

@@ -3,6 +3,7 @@
 //! the point lookups behind every request (`InlineReads`). Other processes (the admin CLI) wait on
 //! the busy timeout.
 
+use cabinet_core::Code;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -234,7 +235,7 @@ impl SqliteStore {
     pub async fn open(url: &str) -> Result<Self> {
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url)
-                .map_err(|err| Error::bad_request("invalid_database_url", err.to_string()))?
+                .map_err(|err| Error::bad_request(Code::InvalidDatabaseUrl, err.to_string()))?
         } else {
             SqliteConnectOptions::new().filename(url)
         }

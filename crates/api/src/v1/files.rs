@@ -9,6 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use cabinet_core::files::DirectUpload;
 use cabinet_core::ports::FileChange;
+use cabinet_core::Code;
 use cabinet_core::{Cabinet, Error, FileId, FolderId};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -91,7 +92,7 @@ pub async fn upload_file(
         let mut meta = DirectUpload::default();
         loop {
             match form.next().await? {
-                None => return Err(Error::bad_request("missing_file", "the form has no `file` field").into()),
+                None => return Err(Error::bad_request(Code::MissingFile, "the form has no `file` field").into()),
                 Some(Part::File(field)) => {
                     if meta.name.is_empty() {
                         meta.name = field.file_name().unwrap_or("").to_owned();
@@ -112,7 +113,7 @@ pub async fn upload_file(
                     // A mistyped field would be silently lost: say so instead.
                     other => {
                         return Err(Error::bad_request(
-                            "unknown_field",
+                            Code::UnknownField,
                             format!("unknown form field `{other}`: the fields are name, mime_type, folder_id and file"),
                         )
                         .into())
@@ -123,21 +124,25 @@ pub async fn upload_file(
     } else if content_type.starts_with("application/json") {
         let limit = state.limits.json_upload_bytes;
         let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| Error::TooLarge {
-            code: "payload_too_large",
+            code: Code::PayloadTooLarge,
             message: format!("a JSON upload may be at most {limit} bytes; use multipart or POST /v1/uploads"),
         })?;
         let upload: Base64Upload = serde_json::from_slice(&body)
-            .map_err(|err| Error::bad_request("invalid_json", err.to_string()))?;
+            .map_err(|err| Error::bad_request(Code::InvalidJson, err.to_string()))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(upload.content_base64.trim())
-            .map_err(|_| Error::bad_request("invalid_base64", "content_base64 is not valid base64"))?;
-        let meta =
-            DirectUpload { name: upload.name, mime_type: upload.mime_type, folder_id: upload.folder_id };
+            .map_err(|_| Error::bad_request(Code::InvalidBase64, "content_base64 is not valid base64"))?;
+        let meta = DirectUpload {
+            name: upload.name,
+            mime_type: upload.mime_type,
+            folder_id: upload.folder_id,
+            max_bytes: None,
+        };
         let body = stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) }).boxed();
         state.cabinet.upload_direct(&caller, meta, body).await?
     } else {
         return Err(Error::bad_request(
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "send multipart/form-data with a `file` field, or JSON with content_base64",
         )
         .into());

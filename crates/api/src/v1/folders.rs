@@ -92,12 +92,7 @@ pub async fn list_folders(
     let (sort, paging) = list.parse()?;
     let filter = FolderFilter {
         parent: folder_scope(filter.parent_id.as_deref(), false)?,
-        name_contains: filter
-            .q
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(cabinet_core::names::fold),
+        name_contains: cabinet_core::listing::name_query(filter.q.as_deref()),
         favorite: filter.favorite,
         trashed: filter.trashed.unwrap_or(false),
     };

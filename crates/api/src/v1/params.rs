@@ -2,6 +2,7 @@
 
 use cabinet_core::listing::{FileFilter, FolderScope, Paging, Sort, TagsParam};
 use cabinet_core::metadata::normalize_tag;
+use cabinet_core::Code;
 use cabinet_core::{Error, FolderId, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
@@ -125,7 +126,7 @@ impl FileFilterParams {
     pub fn parse(&self) -> Result<FileFilter> {
         // Sizes are i64 in the databases; a larger bound is a mistake, not "no bound".
         if [self.min_size, self.max_size].into_iter().flatten().any(|size| size > i64::MAX as u64) {
-            return Err(Error::bad_request("invalid_size", format!("sizes are at most {}", i64::MAX)));
+            return Err(Error::bad_request(Code::InvalidSize, format!("sizes are at most {}", i64::MAX)));
         }
         let tags = tag_list(self.tags.as_deref())?;
         let (tags_all, tags_any) = match TagsParam::parse(self.tags_match.as_deref())? {
@@ -139,18 +140,16 @@ impl FileFilterParams {
                     Some((kind.to_owned(), id.to_owned()))
                 }
                 _ => {
-                    return Err(Error::bad_request("invalid_referenced_by", "referenced_by must be kind:id"))
+                    return Err(Error::bad_request(
+                        Code::InvalidReferencedBy,
+                        "referenced_by must be kind:id",
+                    ))
                 }
             },
         };
         Ok(FileFilter {
             folder: folder_scope(self.folder_id.as_deref(), self.recursive.unwrap_or(false))?,
-            name_contains: self
-                .q
-                .as_deref()
-                .map(str::trim)
-                .filter(|q| !q.is_empty())
-                .map(cabinet_core::names::fold),
+            name_contains: cabinet_core::listing::name_query(self.q.as_deref()),
             mime_prefix: self
                 .mime
                 .as_deref()

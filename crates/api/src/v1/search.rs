@@ -1,7 +1,7 @@
 //! `/v1/search`, `/v1/tags` and `/v1/trash`: views across the whole workspace.
 
 use axum::extract::State;
-use cabinet_core::listing::{FileFilter, FolderFilter};
+use cabinet_core::listing::{FileFilter, FolderFilter, PageSize};
 use cabinet_core::trash::TrashItem;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -79,6 +79,9 @@ pub struct TrashJson {
     pub data: Vec<ItemJson>,
 }
 
+/// The trash lists up to 500 entries at once, 100 unless asked.
+const TRASH_PAGE: PageSize = PageSize { default: 100, max: 500 };
+
 /// What is in the trash: files and folders deleted on their own (a folder's contents go with it).
 #[utoipa::path(
     get, path = "/v1/trash", tag = "trash",
@@ -91,15 +94,7 @@ pub async fn list_trash(
     Authenticated(caller): Authenticated,
     Query(params): Query<TrashParams>,
 ) -> ApiResult<Json<TrashJson>> {
-    let limit = match params.limit {
-        None => 100,
-        Some(n @ 1..=500) => n,
-        Some(_) => {
-            return Err(
-                cabinet_core::Error::bad_request("invalid_limit", "limit must be between 1 and 500").into()
-            )
-        }
-    };
+    let limit = TRASH_PAGE.checked(params.limit)?;
     let items = state.cabinet.list_trash(&caller, limit).await?;
     Ok(Json(TrashJson {
         data: items

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use cabinet_core::uploads::NewUpload;
+use cabinet_core::Code;
 use cabinet_core::{FolderId, UploadId};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -101,7 +102,7 @@ pub async fn create_upload(
         (false, None) => None,
         (false, Some(_)) => {
             return Err(cabinet_core::Error::bad_request(
-                "invalid_part_size",
+                Code::InvalidPartSize,
                 "part_size is only for a multipart upload (\"multipart\": true)",
             )
             .into())

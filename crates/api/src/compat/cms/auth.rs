@@ -6,18 +6,19 @@ use axum::http::{HeaderMap, StatusCode};
 use cabinet_core::{Caller, Credential, ErrorKind};
 
 use super::error::{CmsError, CmsResult};
-use crate::compat::common_b::{authorization_secret, workspace_header};
+use crate::credentials::{named_workspace, Presented};
+use crate::surface::Surface;
 use crate::AppState;
 
 fn secret(headers: &HeaderMap) -> CmsResult<&str> {
-    match authorization_secret(headers, &["bearer", "token"]) {
-        None => {
+    match Presented::of(headers, Surface::Cms.schemes()) {
+        Presented::Missing => {
             Err(CmsError::detail(StatusCode::UNAUTHORIZED, "Authentication credentials were not provided."))
         }
-        Some("") => {
+        Presented::Unusable => {
             Err(CmsError::detail(StatusCode::UNAUTHORIZED, "Invalid token header. No credentials provided."))
         }
-        Some(secret) => Ok(secret),
+        Presented::Secret(secret) => Ok(secret),
     }
 }
 
@@ -36,7 +37,7 @@ pub async fn key(state: &AppState, headers: &HeaderMap) -> CmsResult<Credential>
 }
 
 fn organization_of(headers: &HeaderMap, organization: Option<String>) -> Option<String> {
-    organization.filter(|o| !o.is_empty()).or_else(|| workspace_header(headers))
+    organization.filter(|o| !o.is_empty()).or_else(|| named_workspace(headers))
 }
 
 /// The caller, acting on the organization the request names (or the key's only one).

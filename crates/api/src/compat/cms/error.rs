@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cabinet_core::Code;
 use cabinet_core::{Error, ErrorKind};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -11,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::error::log_if_internal;
 use crate::form::FormError;
+use crate::surface::capitalised;
 
 /// An error on its way to a CMS client.
 #[derive(Debug)]
@@ -54,15 +56,23 @@ impl CmsError {
     pub fn not_found() -> Self {
         Self::detail(StatusCode::NOT_FOUND, "Not found.")
     }
+
+    /// A refusal made outside a handler (unknown route, wrong method, rate limit, request limits).
+    pub fn refusal(status: StatusCode, message: String) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::not_found(),
+            _ => Self::detail(status, capitalised(&message)),
+        }
+    }
 }
 
 /// Which request field a core validation error is about.
-fn field_of(code: &str) -> &'static str {
+fn field_of(code: Code) -> &'static str {
     match code {
-        "invalid_name" | "name_too_long" => "file_name",
-        "invalid_tag" | "too_many_tags" => "tags",
-        "workspace_required" => "organization_id",
-        "invalid_mime_type" | "incomplete_body" => "file",
+        Code::InvalidName | Code::NameTooLong => "file_name",
+        Code::InvalidTag | Code::TooManyTags => "tags",
+        Code::WorkspaceRequired => "organization_id",
+        Code::InvalidMimeType | Code::IncompleteBody => "file",
         _ => "non_field_errors",
     }
 }
@@ -107,11 +117,6 @@ impl From<FormError> for CmsError {
             }
         }
     }
-}
-
-fn capitalised(message: &str) -> String {
-    let mut chars = message.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 impl IntoResponse for CmsError {

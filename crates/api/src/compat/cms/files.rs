@@ -8,8 +8,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cabinet_core::files::DirectUpload;
-use cabinet_core::listing::{FileFilter, Paging, Sort, SortKey, Start, DEFAULT_PAGE, MAX_PAGE};
+use cabinet_core::listing::{FileFilter, PageSize, Paging, Sort, SortKey, Start};
 use cabinet_core::ports::FileChange;
+use cabinet_core::Code;
 use cabinet_core::{Caller, FileId, FileRecord};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -21,7 +22,7 @@ use super::error::{CmsDetail, CmsError, CmsFieldErrors, CmsResult};
 use super::shapes::{
     CmsBase64Upload, CmsFile, CmsFilePage, CmsFilePatch, CmsInUse, CmsMultipartUpload, CmsUsage,
 };
-use crate::compat::common_b::{byte_stream, decode_base64};
+use crate::compat::base64_body::{byte_stream, decode_base64};
 use crate::form::{Form, Part};
 use crate::AppState;
 
@@ -128,21 +129,11 @@ pub async fn list_files(
         None => 1,
         Some(raw) => raw.parse::<u64>().ok().filter(|page| *page >= 1).ok_or_else(invalid_page)?,
     };
-    let page_size = params
-        .page_size
-        .as_deref()
-        .and_then(|raw| raw.parse::<u32>().ok())
-        .filter(|size| *size >= 1)
-        .map_or(DEFAULT_PAGE, |size| size.min(MAX_PAGE));
+    let page_size = PageSize::LISTS.clamped(params.page_size.as_deref());
     let tags = crate::v1::params::tag_list(params.tags.as_deref())
         .map_err(|err| CmsError::field("tags", err.to_string()))?;
     let filter = FileFilter {
-        name_contains: params
-            .file_name
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(cabinet_core::names::fold),
+        name_contains: cabinet_core::listing::name_query(params.file_name.as_deref()),
         tags_all: tags,
         ..FileFilter::default()
     };
@@ -288,7 +279,7 @@ pub async fn upload_file(
                         .content_type()
                         .filter(|mime| *mime != "application/octet-stream")
                         .map(str::to_owned);
-                    let meta = DirectUpload { name, mime_type, folder_id: None };
+                    let meta = DirectUpload { name, mime_type, ..Default::default() };
                     let body = field.map_err(std::io::Error::other).boxed();
                     let file = state.cabinet.upload_direct(&caller, meta, body).await?;
                     break (caller, file, tags);
@@ -327,7 +318,7 @@ pub async fn upload_file(
         let tags = normalized_tags(tags_value(body.get("tags").unwrap_or(&Value::Null))?)?;
         let (bytes, mime_type) = decode_base64(content)
             .ok_or_else(|| CmsError::field("file_base64", "Invalid base64-encoded data."))?;
-        let meta = DirectUpload { name, mime_type, folder_id: None };
+        let meta = DirectUpload { name, mime_type, ..Default::default() };
         let file = state.cabinet.upload_direct(&caller, meta, byte_stream(bytes)).await?;
         (caller, file, tags)
     } else {
@@ -442,7 +433,7 @@ pub async fn delete_file(
     );
     match state.cabinet.delete_file(&caller, &id, force, false).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(err) if err.code() == "file_in_use" => {
+        Err(err) if err.code() == Code::FileInUse => {
             let usage: Vec<CmsUsage> =
                 state.cabinet.list_references(&caller, &id).await?.into_iter().map(CmsUsage::from).collect();
             let body = CmsInUse { detail: format!("File is in use by {} objects", usage.len()), usage };

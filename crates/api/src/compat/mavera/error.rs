@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cabinet_core::{Error, ErrorKind};
+use cabinet_core::{Code, Error, ErrorKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -81,9 +81,7 @@ impl From<Error> for MaveraError {
         log_if_internal(&err);
         let message = err.to_string();
         let (status, kind, code) = match (&err, err.kind()) {
-            (Error::Unauthenticated(reason), _) if reason.contains("revoked") => {
-                (StatusCode::UNAUTHORIZED, "authentication_error", "revoked_api_key")
-            }
+            (Error::KeyRevoked, _) => (StatusCode::UNAUTHORIZED, "authentication_error", "revoked_api_key"),
             (_, ErrorKind::Unauthenticated) => {
                 (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key")
             }
@@ -103,9 +101,9 @@ impl From<Error> for MaveraError {
             }
             (_, ErrorKind::Forbidden) => (StatusCode::FORBIDDEN, "permission_error", "permission_denied"),
             (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found_error", "not_found"),
-            (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "invalid_request_error", err.code()),
+            (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "invalid_request_error", err.code().as_str()),
             (_, ErrorKind::TooManyRequests) => {
-                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", err.code())
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", err.code().as_str())
             }
             (_, ErrorKind::Internal) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
             (_, ErrorKind::Unavailable) => {
@@ -135,11 +133,16 @@ impl IntoResponse for MaveraError {
     }
 }
 
-/// A refusal made outside a handler (the rate limiter), in Mavera's envelope.
-pub fn refusal(status: StatusCode, code: &str, message: String) -> Response {
-    let (kind, code) = match status {
-        StatusCode::TOO_MANY_REQUESTS => ("rate_limit_error", "rate_limit_exceeded"),
-        _ => ("invalid_request_error", code),
-    };
-    MaveraError { status, kind, code: code.to_owned(), message, param: None }.into_response()
+impl MaveraError {
+    /// A refusal made outside a handler (unknown route, wrong method, rate limit, request limits),
+    /// in Mavera's vocabulary.
+    pub fn refusal(status: StatusCode, code: Code, message: String) -> Self {
+        let (kind, code) = match status {
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limit_error", "rate_limit_exceeded"),
+            StatusCode::NOT_FOUND => ("not_found_error", "not_found"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("invalid_request_error", "request_too_large"),
+            _ => ("invalid_request_error", code.as_str()),
+        };
+        MaveraError { status, kind, code: code.to_owned(), message, param: None }
+    }
 }

@@ -2,6 +2,7 @@
 //! the file record (verified against the declared size and checksum by the core upload session),
 //! list/get/update/delete and favorites.
 
+use cabinet_core::Code;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::QueryRejection;
@@ -19,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{MaveraError, MaveraErrorBody, MaveraResult};
 use super::shapes::{render_file, render_files, Deleted, FileList, FileObject, UploadUrlObject};
 use super::{caller, Body, Key, Params, PREFIX};
-use crate::compat::common::upload_id_in;
+use crate::compat::upload_ids::upload_id_in;
 use crate::error::Path;
 use crate::AppState;
 
@@ -85,9 +86,9 @@ pub async fn create_upload_url(
         .await
         .map_err(|err| {
             let param = match err.code() {
-                "invalid_name" | "name_too_long" => "file_name",
-                "invalid_sha256" => "checksum",
-                code if code.contains("mime") || code.contains("type") => "file_type",
+                Code::InvalidName | Code::NameTooLong => "file_name",
+                Code::InvalidSha256 => "checksum",
+                Code::InvalidMimeType | Code::UnsupportedMediaType => "file_type",
                 _ => "file_size",
             };
             MaveraError::from(err).about(param)
@@ -189,7 +190,7 @@ pub async fn create_file(
     let upload_id = upload_id_in(&url)
         .ok_or_else(|| MaveraError::invalid("url", "url must be the public_url that upload-url returned"))?;
     let done = state.cabinet.complete_upload(&caller, &upload_id).await.map_err(|err| match err.code() {
-        "upload_failed" | "upload_incomplete" | "upload_in_progress" => {
+        Code::UploadFailed | Code::UploadIncomplete | Code::UploadInProgress => {
             MaveraError::invalid("url", err.to_string())
         }
         _ => MaveraError::from(err).about("url"),
@@ -262,7 +263,7 @@ pub async fn list_files(
     };
     let filter = FileFilter {
         folder,
-        name_contains: params.get("search").map(cabinet_core::names::fold),
+        name_contains: cabinet_core::listing::name_query(params.get("search")),
         mime_prefix: params.get("type").map(str::to_owned),
         favorite: params.bool("is_favorite")?.filter(|favorite| *favorite),
         ..Default::default()

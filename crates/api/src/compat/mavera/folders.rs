@@ -63,7 +63,7 @@ pub async fn list_folders(
     };
     let filter = FolderFilter {
         parent,
-        name_contains: params.get("search").map(cabinet_core::names::fold),
+        name_contains: cabinet_core::listing::name_query(params.get("search")),
         favorite: params.bool("is_favorite")?.filter(|favorite| *favorite),
         trashed: false,
     };

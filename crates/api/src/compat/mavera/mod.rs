@@ -12,16 +12,19 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::header::AUTHORIZATION;
+
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
+use cabinet_core::listing::PageSize;
 use cabinet_core::{Caller, Credential, Error, FolderId};
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::{MaveraError, MaveraResult};
+use crate::credentials::Presented;
+use crate::surface::Surface;
 use crate::AppState;
 
 /// Where the dialect is mounted.
@@ -55,19 +58,18 @@ pub struct Key(Credential);
 impl Key {
     /// Checks the key of a request.
     pub async fn of(state: &AppState, headers: &HeaderMap) -> MaveraResult<Key> {
-        let Some(value) = headers.get(AUTHORIZATION) else {
-            return Err(MaveraError {
-                status: StatusCode::UNAUTHORIZED,
-                kind: "authentication_error",
-                code: "missing_api_key".into(),
-                message: "Missing API key. Send Authorization: Bearer <key>.".into(),
-                param: None,
-            });
-        };
-        let value = value.to_str().unwrap_or("").trim();
-        let secret = match value.split_once(' ') {
-            Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
-            _ => value,
+        let secret = match Presented::of(headers, Surface::Mavera.schemes()) {
+            Presented::Missing => {
+                return Err(MaveraError {
+                    status: StatusCode::UNAUTHORIZED,
+                    kind: "authentication_error",
+                    code: "missing_api_key".into(),
+                    message: "Missing API key. Send Authorization: Bearer <key>.".into(),
+                    param: None,
+                })
+            }
+            Presented::Unusable => return Err(Error::Unauthenticated("invalid API key").into()),
+            Presented::Secret(secret) => secret,
         };
         Ok(Key(state.cabinet.check_secret(secret).await?))
     }
@@ -201,13 +203,10 @@ impl Params {
 
     /// `limit`: 1 to 100, 50 by default.
     pub fn limit(&self) -> MaveraResult<u32> {
-        match self.get("limit") {
-            None => Ok(50),
-            Some(raw) => {
-                raw.parse().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {
-                    MaveraError::invalid("limit", "limit must be an integer between 1 and 100")
-                })
-            }
-        }
+        // Not a number is as out of range as 0.
+        let asked = self.get("limit").map(|raw| raw.parse().unwrap_or(0));
+        PageSize::LISTS
+            .checked(asked)
+            .map_err(|_| MaveraError::invalid("limit", "limit must be an integer between 1 and 100"))
     }
 }

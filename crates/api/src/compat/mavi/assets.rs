@@ -1,8 +1,6 @@
 //! MAVI's asset endpoints.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -146,24 +144,10 @@ pub async fn upload(State(state): State<AppState>, request: Request) -> MaviResu
         let name = field.file_name().filter(|n| !n.trim().is_empty()).unwrap_or("file").to_owned();
         let name = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_owned();
         let mime = field.content_type().filter(|m| *m != "application/octet-stream").map(str::to_owned);
-        let seen = Arc::new(AtomicU64::new(0));
-        let over = Arc::new(AtomicBool::new(false));
-        let (seen_in, over_in) = (seen.clone(), over.clone());
-        let body = field
-            .map_err(io::Error::other)
-            .map(move |chunk| {
-                let chunk = chunk?;
-                if seen_in.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64 > limit {
-                    over_in.store(true, Ordering::Relaxed);
-                    return Err(io::Error::other("over the direct upload limit"));
-                }
-                Ok(chunk)
-            })
-            .boxed();
-        let meta = DirectUpload { name, mime_type: mime, folder_id: None };
+        let body = field.map_err(io::Error::other).boxed();
+        let meta = DirectUpload { name, mime_type: mime, folder_id: None, max_bytes: Some(limit) };
         let file = match state.cabinet.upload_direct(&caller, meta, body).await {
             Ok(file) => file,
-            Err(_) if over.load(Ordering::Relaxed) => return Err(too_large()),
             Err(err) if err.kind() == cabinet_core::ErrorKind::TooLarge => return Err(too_large()),
             Err(err) => return Err(err.into()),
         };

@@ -10,14 +10,15 @@ pub mod assets;
 pub mod envelope;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::header::AUTHORIZATION;
+
 use axum::http::HeaderMap;
 use cabinet_core::Caller;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::envelope::MaviResult;
-use crate::auth::WORKSPACE_HEADER;
+use crate::credentials::{named_workspace, Presented};
+use crate::surface::Surface;
 use crate::AppState;
 
 /// Where the dialect is mounted.
@@ -42,14 +43,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Authenticates `Authorization: <key>` (MAVI sends the raw key; `Bearer <key>` is accepted too).
 /// A key of several workspaces names one with `X-Cabinet-Workspace`.
 pub async fn caller(state: &AppState, headers: &HeaderMap) -> MaviResult<Caller> {
-    let value = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
-    let secret = match value.split_once(' ') {
-        Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
-        _ => value,
-    };
-    if secret.is_empty() {
+    let Some(secret) = Presented::of(headers, Surface::Mavi.schemes()).secret() else {
         return Err(cabinet_core::Error::Unauthenticated("missing key").into());
-    }
-    let workspace = headers.get(WORKSPACE_HEADER).and_then(|v| v.to_str().ok());
-    Ok(state.cabinet.authenticate(secret, workspace).await?)
+    };
+    let workspace = named_workspace(headers);
+    Ok(state.cabinet.authenticate(secret, workspace.as_deref()).await?)
 }

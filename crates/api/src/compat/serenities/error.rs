@@ -14,8 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::compat::common_b::{authorization_secret, workspace_header};
+use crate::credentials::{named_workspace, Presented};
 use crate::error::log_if_internal;
+use crate::surface::capitalised;
+use crate::surface::Surface;
 use crate::AppState;
 
 /// An error on its way to a Serenities client.
@@ -51,11 +53,20 @@ impl SerenitiesError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self { status: StatusCode::UNAUTHORIZED, code: "UNAUTHORIZED", message: message.into() }
     }
-}
 
-fn capitalised(message: &str) -> String {
-    let mut chars = message.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    /// A refusal made outside a handler (unknown route, wrong method, rate limit, request limits),
+    /// with the RPC error name of its status.
+    pub fn refusal(status: StatusCode, message: String) -> Self {
+        let code = match status {
+            StatusCode::NOT_FOUND => "NOT_FOUND",
+            StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_SUPPORTED",
+            StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
+            StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+            _ => "BAD_REQUEST",
+        };
+        Self { status, code, message: capitalised(&message) }
+    }
 }
 
 impl From<Error> for SerenitiesError {
@@ -108,24 +119,21 @@ impl FromRequestParts<AppState> for SerenitiesCaller {
     type Rejection = SerenitiesError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let secret = match authorization_secret(&parts.headers, &["bearer"]) {
-            None => {
+        let secret = match Presented::of(&parts.headers, Surface::Serenities.schemes()) {
+            Presented::Missing => {
                 return Err(SerenitiesError::unauthorized(
                     "Missing API key: send Authorization: Bearer <key>",
                 ))
             }
-            Some("") => return Err(SerenitiesError::unauthorized("Invalid API key")),
-            Some(secret) => secret,
+            Presented::Unusable => return Err(SerenitiesError::unauthorized("Invalid API key")),
+            Presented::Secret(secret) => secret,
         };
-        let workspace = workspace_header(&parts.headers);
+        let workspace = named_workspace(&parts.headers);
         match state.cabinet.authenticate(secret, workspace.as_deref()).await {
             Ok(caller) => Ok(SerenitiesCaller(caller)),
+            Err(Error::KeyRevoked) => Err(SerenitiesError::unauthorized("API key has been revoked")),
             Err(err) if err.kind() == ErrorKind::Unauthenticated => {
-                Err(SerenitiesError::unauthorized(if err.to_string().contains("revoked") {
-                    "API key has been revoked"
-                } else {
-                    "Invalid API key"
-                }))
+                Err(SerenitiesError::unauthorized("Invalid API key"))
             }
             Err(err) => Err(err.into()),
         }

@@ -15,7 +15,7 @@ use super::shapes::{
     SerenitiesDownloadUrl, SerenitiesFile, SerenitiesFileList, SerenitiesQuota, SerenitiesSuccess,
     SerenitiesUsage,
 };
-use crate::compat::common_b::{byte_stream, decode_base64};
+use crate::compat::base64_body::{byte_stream, decode_base64};
 use crate::AppState;
 
 /// The reference kind that `conversationId` names.
@@ -348,6 +348,7 @@ pub async fn upload(
         name: params.file_name,
         mime_type: params.mime_type.filter(|m| !m.is_empty()).or(data_mime),
         folder_id: folder_id(params.folder_id.as_deref())?,
+        max_bytes: None,
     };
     let file = state.cabinet.upload_direct(&caller, meta, byte_stream(bytes)).await?;
     if let Some(conversation) = params.conversation_id.filter(|c| !c.is_empty()) {

@@ -152,9 +152,7 @@ impl From<Quota> for SerenitiesQuota {
         Self {
             used_bytes: quota.used_bytes,
             limit_bytes: limit,
-            available_bytes: quota
-                .available_bytes()
-                .unwrap_or_else(|| UNLIMITED_BYTES.saturating_sub(quota.used_bytes + quota.reserved_bytes)),
+            available_bytes: quota.available_bytes_or(UNLIMITED_BYTES),
             max_file_size_bytes: quota.max_file_size_bytes,
             percent_used: quota.percent_used().unwrap_or(0.0),
         }

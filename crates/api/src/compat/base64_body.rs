@@ -1,35 +1,10 @@
-//! What the CMS and Serenities dialects both need at their edge: the secret of an
-//! `Authorization` header under one of a few schemes, the workspace a request names in the
-//! `X-Cabinet-Workspace` header, and small base64 bodies turned into the byte stream the core
-//! takes. No rule lives here.
+//! Base64 file bodies, as the CMS and Serenities dialects take them: the pattern their schemas
+//! document, the decoding, and the byte stream the core's direct upload takes.
 
-use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
 use base64::Engine;
 use bytes::Bytes;
 use cabinet_core::ByteStream;
 use futures::{stream, StreamExt};
-
-use crate::auth::WORKSPACE_HEADER;
-
-/// The secret of `Authorization: <scheme> <secret>` when the scheme is one of `schemes`
-/// (case-insensitive). `Some("")` when the header is there but says nothing usable, so callers
-/// can tell "no credentials" from "bad credentials".
-pub(crate) fn authorization_secret<'a>(headers: &'a HeaderMap, schemes: &[&str]) -> Option<&'a str> {
-    let value = headers.get(AUTHORIZATION)?;
-    let Ok(value) = value.to_str() else { return Some("") };
-    let Some((scheme, secret)) = value.trim().split_once(' ') else { return Some("") };
-    if schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s)) {
-        Some(secret.trim())
-    } else {
-        Some("")
-    }
-}
-
-/// The workspace named by the `X-Cabinet-Workspace` header, if any.
-pub(crate) fn workspace_header(headers: &HeaderMap) -> Option<String> {
-    headers.get(WORKSPACE_HEADER).map(|value| value.to_str().unwrap_or("").to_owned())
-}
 
 /// ASCII white space, which `decode_base64` skips anywhere in the payload.
 macro_rules! ascii_space {
