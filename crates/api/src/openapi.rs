@@ -4,6 +4,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::surface::Surface;
+
 /// The frame of `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
@@ -66,17 +68,18 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::Operation;
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-    let refusal = |description: &str| {
+    let refusal = |description: &str, schema: &str| {
         ResponseBuilder::new()
             .description(description)
             .content(
                 "application/json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build(),
             )
             .build()
     };
     for (path, item) in api.paths.paths.iter_mut() {
         let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        let surface = Surface::of(path);
         let operations: [&mut Option<Operation>; 7] = [
             &mut item.get,
             &mut item.put,
@@ -92,16 +95,19 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
             if !public {
                 statuses.push(("429", "Too many requests; see Retry-After"));
             }
-            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            // A dialect documents what its handlers answer itself; the refusals made before
+            // them (above) are in its envelope.
+            let native = surface == Surface::Native;
+            if native && operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
                 statuses.push(("400", "Invalid input, or a key of several workspaces named none"));
                 statuses.push(("401", "Missing, invalid or revoked API key"));
                 statuses.push(("404", "Not found, or not in a workspace of this key"));
             }
-            if operation.request_body.is_some() {
+            if native && operation.request_body.is_some() {
                 statuses.push(("400", "The body is malformed, or stalled and was cut off"));
                 statuses.push(("413", "The body is too large"));
             }
-            if path.contains('{') {
+            if native && path.contains('{') {
                 statuses.push(("404", "Not found"));
             }
             for (status, description) in statuses {
@@ -109,7 +115,7 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .responses
                     .entry(status.to_owned())
-                    .or_insert_with(|| refusal(description).into());
+                    .or_insert_with(|| refusal(description, surface.error_schema()).into());
             }
         }
     }

@@ -9,7 +9,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
 use crate::v1::{access, files, folders, quota, search, uploads};
-use crate::{console, health, storage, AppState};
+use crate::{compat, console, health, storage, AppState};
 
 /// The routes and the OpenAPI document they make.
 pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
@@ -43,8 +43,6 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(quota::get_usage))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .merge(crate::compat::mavera::routes())
-        .merge(crate::compat::mavi::routes())
         .with_state(state.clone())
         .split_for_parts();
     // Routes that stream bodies enforce their own limits, by declared size or configuration.
@@ -59,13 +57,17 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(state.clone())
         .split_for_parts();
     api.merge(streaming_api);
-    crate::openapi::document_common_responses(&mut api);
-    // Compatibility dialects: each documents its own error shapes, under its own tag.
+    // Compatibility dialects: each documents its own error shapes under its own tag, and reads
+    // its bodies under its own limits.
     let (compat_routes, compat_api) = OpenApiRouter::new()
-        .merge(crate::compat::cms::routes(state.clone()))
-        .merge(crate::compat::serenities::routes(state.clone()))
+        .merge(compat::mavera::routes())
+        .merge(compat::mavi::routes())
+        .merge(compat::cms::routes())
+        .merge(compat::serenities::routes())
+        .with_state(state.clone())
         .split_for_parts();
     api.merge(compat_api);
+    crate::openapi::document_common_responses(&mut api);
     crate::openapi::document_optional_bodies(
         &mut api,
         &[crate::compat::serenities::PREFIX, crate::compat::mavera::PREFIX],

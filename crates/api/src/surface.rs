@@ -67,6 +67,17 @@ impl Surface {
         }
     }
 
+    /// The name of the schema of this surface's error bodies in the OpenAPI document.
+    pub fn error_schema(self) -> &'static str {
+        match self {
+            Surface::Native => "ErrorBody",
+            Surface::Mavera => "MaveraErrorBody",
+            Surface::Mavi => "MaviErrorBody",
+            Surface::Cms => "CmsDetail",
+            Surface::Serenities => "SerenitiesErrorBody",
+        }
+    }
+
     /// The value of `X-RateLimit-Reset`: seconds until the bucket is full, or (Mavera) the unix
     /// time at which it is.
     pub fn rate_limit_reset(self, reset_secs: u64, now_unix: i64) -> i64 {

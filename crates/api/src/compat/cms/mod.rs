@@ -31,7 +31,7 @@ pub const PREFIX: &str = "/compat/cms";
 pub struct CmsDoc;
 
 /// The dialect's routes, with and without the trailing slash; both spellings are documented.
-pub fn routes(state: AppState) -> OpenApiRouter {
+pub fn routes() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::with_openapi(CmsDoc::openapi())
         .routes(routes!(files::list_files, files::upload_file))
         .routes(routes!(files::get_file, files::update_file, files::delete_file))
@@ -41,8 +41,7 @@ pub fn routes(state: AppState) -> OpenApiRouter {
             get(files::get_file).patch(files::update_file).delete(files::delete_file),
         )
         // Uploads and PATCH bodies are read with their own limits (see `files.rs`).
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state);
+        .layer(DefaultBodyLimit::disable());
     document_unslashed(router.get_openapi_mut());
     router
 }

@@ -30,7 +30,7 @@ pub const PREFIX: &str = "/compat/serenities/api/v1";
 pub struct SerenitiesDoc;
 
 /// The dialect's routes.
-pub fn routes(state: AppState) -> OpenApiRouter {
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(SerenitiesDoc::openapi())
         .routes(routes!(files::list))
         .routes(routes!(files::get))
@@ -49,5 +49,4 @@ pub fn routes(state: AppState) -> OpenApiRouter {
         .routes(routes!(files::upload))
         // Bodies are read with their own limits (see `error.rs`).
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
 }
