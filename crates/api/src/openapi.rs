@@ -95,19 +95,16 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
             if !public {
                 statuses.push(("429", "Too many requests; see Retry-After"));
             }
-            // A dialect documents what its handlers answer itself; the refusals made before
-            // them (above) are in its envelope.
-            let native = surface == Surface::Native;
-            if native && operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
                 statuses.push(("400", "Invalid input, or a key of several workspaces named none"));
                 statuses.push(("401", "Missing, invalid or revoked API key"));
                 statuses.push(("404", "Not found, or not in a workspace of this key"));
             }
-            if native && operation.request_body.is_some() {
+            if operation.request_body.is_some() {
                 statuses.push(("400", "The body is malformed, or stalled and was cut off"));
                 statuses.push(("413", "The body is too large"));
             }
-            if native && path.contains('{') {
+            if path.contains('{') {
                 statuses.push(("404", "Not found"));
             }
             for (status, description) in statuses {
@@ -115,7 +112,7 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .responses
                     .entry(status.to_owned())
-                    .or_insert_with(|| refusal(description, surface.error_schema()).into());
+                    .or_insert_with(|| refusal(description, surface.error_schema(status)).into());
             }
         }
     }

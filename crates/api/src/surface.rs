@@ -67,12 +67,15 @@ impl Surface {
         }
     }
 
-    /// The name of the schema of this surface's error bodies in the OpenAPI document.
-    pub fn error_schema(self) -> &'static str {
+    /// The name of the schema of this surface's error bodies with `status` in the OpenAPI
+    /// document.
+    pub fn error_schema(self, status: &str) -> &'static str {
         match self {
             Surface::Native => "ErrorBody",
             Surface::Mavera => "MaveraErrorBody",
             Surface::Mavi => "MaviErrorBody",
+            // DRF names the fields at fault in a 400, and says `detail` otherwise.
+            Surface::Cms if status == "400" => "CmsFieldErrors",
             Surface::Cms => "CmsDetail",
             Surface::Serenities => "SerenitiesErrorBody",
         }

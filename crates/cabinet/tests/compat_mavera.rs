@@ -44,6 +44,8 @@ async fn upload(
     assert_eq!(ticket["object"], "upload_url");
     assert_eq!(ticket["method"], "PUT");
     assert_eq!(ticket["expires_in"], 3600);
+    // The next step names its route as mounted, so a client can follow it as written.
+    assert_eq!(ticket["next_step"]["endpoint"], "POST /compat/mavera/api/v1/files");
     let mut put = server.http.put(ticket["upload_url"].as_str().unwrap()).body(bytes.to_vec());
     for (name, value) in ticket["headers"].as_object().unwrap() {
         put = put.header(name, value.as_str().unwrap());
@@ -239,6 +241,9 @@ async fn files_list_filter_page_update_favorite_and_delete() {
     let (_, favorites) =
         server.send(call(&server, Method::GET, "/files", key).query(&[("is_favorite", "true")])).await;
     assert_eq!(favorites["data"].as_array().unwrap().len(), 1);
+    let (_, others) =
+        server.send(call(&server, Method::GET, "/files", key).query(&[("is_favorite", "false")])).await;
+    assert_eq!(others["data"].as_array().unwrap().len(), 4, "is_favorite=false filters: {others}");
     // PATCH: rename, move into a folder (the file object then names it), metadata.
     let (_, folder) = server
         .send(
@@ -269,7 +274,8 @@ async fn files_list_filter_page_update_favorite_and_delete() {
         .send(call(&server, Method::PATCH, &format!("/files/{id}"), key).json(&json!({"folder_id": null})))
         .await;
     assert_eq!(back["folder_id"], Value::Null);
-    // DELETE: to the trash (still counted), then permanently (reclaimed).
+    // DELETE reclaims the storage at once, as Mavera documents: the quota-exceeded -> delete ->
+    // retry loop works right away. `permanent=false` (an extension) moves to the trash instead.
     let used = server.quota(&tenant).await["used_bytes"].as_u64().unwrap();
     let (status, deleted) = server.send(call(&server, Method::DELETE, &format!("/files/{id}"), key)).await;
     assert_eq!(status, StatusCode::OK);
@@ -277,17 +283,22 @@ async fn files_list_filter_page_update_favorite_and_delete() {
     let (status, _) = server.send(call(&server, Method::GET, &format!("/files/{id}"), key)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, trash) = server.send(server.get("/v1/trash")).await;
-    assert!(trash.to_string().contains(id), "{trash}");
-    assert_eq!(server.quota(&tenant).await["used_bytes"].as_u64().unwrap(), used);
+    assert!(!trash.to_string().contains(id), "{trash}");
+    let after_delete = server.quota(&tenant).await["used_bytes"].as_u64().unwrap();
+    assert!(after_delete < used, "{after_delete} < {used}");
     let other = ids[1].as_str().unwrap();
     let (status, _) =
-        server.send(call(&server, Method::DELETE, &format!("/files/{other}?permanent=true"), key)).await;
+        server.send(call(&server, Method::DELETE, &format!("/files/{other}?permanent=false"), key)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(server.quota(&tenant).await["used_bytes"].as_u64().unwrap(), used - 7);
+    let (_, trash) = server.send(server.get("/v1/trash")).await;
+    assert!(trash.to_string().contains(other), "{trash}");
+    assert_eq!(server.quota(&tenant).await["used_bytes"].as_u64().unwrap(), after_delete);
+    let (status, _) = server.send(call(&server, Method::DELETE, &format!("/files/{other}"), key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a file in the trash is gone for Mavera");
 }
 
 #[tokio::test]
-async fn folders_crud_nesting_favorites_and_delete_to_trash() {
+async fn folders_crud_nesting_favorites_and_delete_reclaiming_what_they_held() {
     let server = TestServer::spawn().await;
     let tenant = server.tenant.clone();
     let (key, ws) = (&tenant.key, tenant.workspace.as_str());
@@ -332,6 +343,10 @@ async fn folders_crud_nesting_favorites_and_delete_to_trash() {
         .send(call(&server, Method::GET, &format!("/folders?workspace_id={ws}&is_favorite=true"), key))
         .await;
     assert_eq!(favorites["data"].as_array().unwrap().len(), 1);
+    let (_, others) = server
+        .send(call(&server, Method::GET, &format!("/folders?workspace_id={ws}&is_favorite=false"), key))
+        .await;
+    assert_eq!(others["data"].as_array().unwrap().len(), 1, "is_favorite=false filters: {others}");
     let (status, renamed) = server
         .send(
             call(&server, Method::PATCH, &format!("/folders/{top_id}"), key)
@@ -340,7 +355,8 @@ async fn folders_crud_nesting_favorites_and_delete_to_trash() {
         .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["name"], "Brand 2024");
-    // A folder with contents goes to the trash with them.
+    // A folder with contents goes with them, and their storage is reclaimed.
+    assert!(server.quota(&tenant).await["used_bytes"].as_u64().unwrap() > 0);
     let (status, deleted) =
         server.send(call(&server, Method::DELETE, &format!("/folders/{top_id}"), key)).await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
@@ -349,6 +365,9 @@ async fn folders_crud_nesting_favorites_and_delete_to_trash() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, files) = server.send(server.get("/v1/files")).await;
     assert_eq!(files["data"].as_array().unwrap().len(), 0, "{files}");
+    let (_, trash) = server.send(server.get("/v1/trash")).await;
+    assert_eq!(trash["data"].as_array().unwrap().len(), 0, "{trash}");
+    assert_eq!(server.quota(&tenant).await["used_bytes"], 0);
 }
 
 #[tokio::test]

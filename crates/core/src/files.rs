@@ -354,9 +354,24 @@ impl Cabinet {
         expires_in: Option<u64>,
         attachment: bool,
     ) -> Result<DownloadUrl> {
+        let file = self.live_file(&caller.workspace_id, id).await?;
+        self.download_url_of(caller, &file, expires_in, attachment).await
+    }
+
+    /// A signed GET URL for a file the caller already holds (just listed or read), without reading
+    /// it again: for lists that give each file its URL.
+    pub async fn download_url_of(
+        &self,
+        caller: &Caller,
+        file: &FileRecord,
+        expires_in: Option<u64>,
+        attachment: bool,
+    ) -> Result<DownloadUrl> {
         let ws = &caller.workspace_id;
-        let file = self.live_file(ws, id).await?;
-        self.authorize_file(caller, &file, Operation::Read).await?;
+        if file.workspace_id != *ws || file.trashed_at.is_some() {
+            return Err(Error::NotFound("file"));
+        }
+        self.authorize_file(caller, file, Operation::Read).await?;
         let ttl = self.url_ttl(expires_in, self.settings.download_url_ttl)?;
         let now = self.clock.now();
         let expires = expiry_timestamp(now + ttl);

@@ -29,7 +29,7 @@ use crate::AppState;
 /// Renders one file: its references as `usage` and a signed `file_url`.
 async fn render(state: &AppState, caller: &Caller, file: FileRecord) -> CmsResult<CmsFile> {
     let usage = state.cabinet.list_references(caller, &file.id).await?;
-    let url = state.cabinet.download_url(caller, &file.id, None, false).await?;
+    let url = state.cabinet.download_url_of(caller, &file, None, false).await?;
     Ok(CmsFile::new(file, usage, url.url))
 }
 

@@ -128,7 +128,7 @@ pub async fn create_upload_url(
         headers: send,
         next_step: json!({
             "description": "PUT the file's bytes to upload_url with these headers, then create the file record.",
-            "endpoint": "POST /api/v1/files",
+            "endpoint": format!("POST {PREFIX}/files"),
             "body": next_body,
         }),
     }))
@@ -265,7 +265,7 @@ pub async fn list_files(
         folder,
         name_contains: cabinet_core::listing::name_query(params.get("search")),
         mime_prefix: params.get("type").map(str::to_owned),
-        favorite: params.bool("is_favorite")?.filter(|favorite| *favorite),
+        favorite: params.bool("is_favorite")?,
         ..Default::default()
     };
     let sort = Sort::NEWEST_FIRST;
@@ -370,14 +370,15 @@ pub async fn update_file(
 #[allow(dead_code)]
 pub struct DeleteParams {
     pub workspace_id: Option<String>,
-    /// Purge at once (the quota is reclaimed now) instead of moving to the trash.
+    /// `false` moves it to the trash instead (a Cabinet extension; Mavera's delete reclaims the
+    /// storage at once, which is the default).
     pub permanent: Option<bool>,
     /// Delete even if something uses the file.
     pub force: Option<bool>,
 }
 
-/// Delete a file: to the trash (the quota is reclaimed when it is purged), or at once with
-/// `permanent=true`.
+/// Delete a file: its storage is reclaimed and the quota updated at once (with `permanent=false`,
+/// to the trash instead, still counted until it is purged).
 #[utoipa::path(
     delete, path = "/compat/mavera/api/v1/files/{id}", tag = "compat-mavera",
     params(("id" = String, Path, description = "File id"), DeleteParams),
@@ -392,13 +393,12 @@ pub async fn delete_file(
 ) -> MaveraResult<axum::Json<Deleted>> {
     let params = Params::from(query)?;
     let caller = caller(&state, &headers, params.get("workspace_id")).await?;
-    let permanent = params.bool("permanent")?.unwrap_or(false);
+    let permanent = params.bool("permanent")?.unwrap_or(true);
     let force = params.bool("force")?.unwrap_or(false);
     let id = FileId::parse(&id)?;
-    if !permanent {
-        // A file already in the trash is gone as far as Mavera is concerned.
-        state.cabinet.readable_file(&caller, &id).await?;
-    }
+    // A file in the trash (put there through another surface) is gone as far as Mavera is
+    // concerned.
+    state.cabinet.readable_file(&caller, &id).await?;
     let file = state.cabinet.delete_file(&caller, &id, force, permanent).await?;
     Ok(axum::Json(Deleted { id: file.id.to_string(), object: "file", deleted: true }))
 }

@@ -64,7 +64,7 @@ pub async fn list_folders(
     let filter = FolderFilter {
         parent,
         name_contains: cabinet_core::listing::name_query(params.get("search")),
-        favorite: params.bool("is_favorite")?.filter(|favorite| *favorite),
+        favorite: params.bool("is_favorite")?,
         trashed: false,
     };
     let sort = Sort::NEWEST_FIRST;
@@ -231,8 +231,8 @@ pub async fn update_folder(
     Ok(axum::Json(render_folder(&state, &caller, folder).await?))
 }
 
-/// Delete a folder: to the trash with everything in it (`permanent=true` purges at once). A
-/// folder holding files in use needs `force=true`.
+/// Delete a folder and everything in it, reclaiming the storage at once (with `permanent=false`,
+/// to the trash instead). A folder holding files in use needs `force=true`.
 #[utoipa::path(
     delete, path = "/compat/mavera/api/v1/folders/{id}", tag = "compat-mavera",
     params(("id" = String, Path, description = "Folder id"), DeleteParams),
@@ -247,7 +247,8 @@ pub async fn delete_folder(
 ) -> MaveraResult<axum::Json<Deleted>> {
     let params = Params::from(query)?;
     let caller = caller(&state, &headers, params.get("workspace_id")).await?;
-    let permanent = params.bool("permanent")?.unwrap_or(false);
+    // As with files: what was in the folder is reclaimed at once.
+    let permanent = params.bool("permanent")?.unwrap_or(true);
     let force = params.bool("force")?.unwrap_or(false);
     let folder = state.cabinet.delete_folder(&caller, &FolderId::parse(&id)?, true, force, permanent).await?;
     Ok(axum::Json(Deleted { id: folder.id.to_string(), object: "folder", deleted: true }))

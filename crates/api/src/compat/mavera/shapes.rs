@@ -145,7 +145,7 @@ pub async fn render_files(
             None => None,
         };
         let url = if file.trashed_at.is_none() {
-            state.cabinet.download_url(caller, &file.id, None, false).await?.url
+            state.cabinet.download_url_of(caller, &file, None, false).await?.url
         } else {
             String::new()
         };
