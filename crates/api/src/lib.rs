@@ -15,6 +15,7 @@ pub mod limits;
 pub mod openapi;
 pub mod rate_limit;
 pub mod router;
+pub mod schemas;
 pub mod storage;
 pub mod surface;
 pub mod v1;

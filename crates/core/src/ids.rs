@@ -76,18 +76,6 @@ macro_rules! typed_id {
                 raw.parse().map_err(|_| serde::de::Error::custom(concat!("not a valid ", $what, " id")))
             }
         }
-
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .pattern(Some(Self::PATTERN))
-                    .examples([serde_json::json!(concat!($prefix, "01jdq4x7m2c8v5n3k9w6r1t0ya"))])
-                    .into()
-            }
-        }
-
-        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -29,7 +29,7 @@ pub const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 
 /// Who may do something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Audience {
     Public,

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::auth::Authenticated;
 use crate::download::serve_file;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::schemas;
 use crate::AppState;
 
 /// A token request for one of the app's users.
@@ -99,8 +100,11 @@ pub async fn revoke_tokens(
 /// null inherits (file → folders → workspace → `admin`).
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct RulesJson {
+    #[schema(value_type = Option<schemas::Audience>)]
     pub create: Option<Audience>,
+    #[schema(value_type = Option<schemas::Audience>)]
     pub read: Option<Audience>,
+    #[schema(value_type = Option<schemas::Audience>)]
     pub delete: Option<Audience>,
     /// Record the uploading end user as creator (default true).
     pub track_creator: Option<bool>,
@@ -116,8 +120,11 @@ pub struct AccessRulesJson {
 /// Rules in effect.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectiveJson {
+    #[schema(value_type = schemas::Audience)]
     pub create: Audience,
+    #[schema(value_type = schemas::Audience)]
     pub read: Audience,
+    #[schema(value_type = schemas::Audience)]
     pub delete: Audience,
     pub track_creator: bool,
 }
@@ -181,7 +188,7 @@ pub async fn put_workspace_rules(
 /// A file's rules.
 #[utoipa::path(
     get, path = "/v1/files/{id}/access-rules", tag = "access",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -197,7 +204,7 @@ pub async fn get_file_rules(
 /// Set a file's rules (admin key only).
 #[utoipa::path(
     put, path = "/v1/files/{id}/access-rules", tag = "access",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     request_body = RulesJson,
     responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -215,7 +222,7 @@ pub async fn put_file_rules(
 /// A folder's rules (inherited by what it holds).
 #[utoipa::path(
     get, path = "/v1/folders/{id}/access-rules", tag = "access",
-    params(("id" = FolderId, Path, description = "Folder id")),
+    params(("id" = schemas::FolderId, Path, description = "Folder id")),
     responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -231,7 +238,7 @@ pub async fn get_folder_rules(
 /// Set a folder's rules (admin key only).
 #[utoipa::path(
     put, path = "/v1/folders/{id}/access-rules", tag = "access",
-    params(("id" = FolderId, Path, description = "Folder id")),
+    params(("id" = schemas::FolderId, Path, description = "Folder id")),
     request_body = RulesJson,
     responses((status = 200, body = AccessRulesJson), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))

@@ -21,6 +21,7 @@ use crate::auth::Authenticated;
 use crate::download::{serve_file, serve_thumbnail};
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
 use crate::form::{Form, Part};
+use crate::schemas;
 use crate::AppState;
 
 /// A direct upload as JSON, for small files.
@@ -34,6 +35,7 @@ pub struct Base64Upload {
     pub content_base64: String,
     #[schema(schema_with = crate::input_schema::mime_type_or_null)]
     pub mime_type: Option<String>,
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub folder_id: Option<FolderId>,
 }
 
@@ -52,6 +54,7 @@ pub struct MultipartUpload {
     pub name: Option<String>,
     #[schema(schema_with = crate::input_schema::mime_type)]
     pub mime_type: Option<String>,
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub folder_id: Option<FolderId>,
 }
 
@@ -184,7 +187,7 @@ pub(crate) fn file_list(
 /// A file's details, with what uses it.
 #[utoipa::path(
     get, path = "/v1/files/{id}", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     responses((status = 200, body = FileJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -231,7 +234,7 @@ pub struct UpdateFileRequest {
 /// Rename, move, mark or describe a file.
 #[utoipa::path(
     patch, path = "/v1/files/{id}", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     request_body = UpdateFileRequest,
     responses(
         (status = 200, body = FileJson),
@@ -275,7 +278,7 @@ pub struct DeleteParams {
 /// Delete a file: to the trash (it still counts against the quota), or purged with `permanent`.
 #[utoipa::path(
     delete, path = "/v1/files/{id}", tag = "files",
-    params(("id" = FileId, Path, description = "File id"), DeleteParams),
+    params(("id" = schemas::FileId, Path, description = "File id"), DeleteParams),
     responses(
         (status = 200, description = "The trashed (or purged) file", body = FileJson),
         (status = 401, body = ErrorBody),
@@ -306,7 +309,7 @@ pub async fn delete_file(
 /// Toggle a file's favorite mark.
 #[utoipa::path(
     post, path = "/v1/files/{id}/favorite", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     responses((status = 200, body = FavoriteJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -322,7 +325,7 @@ pub async fn toggle_favorite(
 /// Take a file out of the trash, into its folder (rebuilding a trashed parent chain) or the root.
 #[utoipa::path(
     post, path = "/v1/files/{id}/restore", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     responses(
         (status = 200, body = RestoredFileJson),
         (status = 401, body = ErrorBody),
@@ -355,7 +358,7 @@ pub struct ReferenceRequest {
 /// What uses a file.
 #[utoipa::path(
     get, path = "/v1/files/{id}/references", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     responses((status = 200, body = Vec<ReferenceJson>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -371,7 +374,7 @@ pub async fn list_references(
 /// Record that something uses a file; deleting it then needs `force`.
 #[utoipa::path(
     post, path = "/v1/files/{id}/references", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     request_body = ReferenceRequest,
     responses(
         (status = 201, body = ReferenceJson),
@@ -404,7 +407,7 @@ pub struct ReferenceParams {
 /// Forget that something uses a file.
 #[utoipa::path(
     delete, path = "/v1/files/{id}/references", tag = "files",
-    params(("id" = FileId, Path, description = "File id"), ReferenceParams),
+    params(("id" = schemas::FileId, Path, description = "File id"), ReferenceParams),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -431,7 +434,7 @@ pub struct DownloadUrlParams {
 /// A signed, expiring GET URL that needs no key.
 #[utoipa::path(
     get, path = "/v1/files/{id}/download-url", tag = "files",
-    params(("id" = FileId, Path, description = "File id"), DownloadUrlParams),
+    params(("id" = schemas::FileId, Path, description = "File id"), DownloadUrlParams),
     responses(
         (status = 200, body = DownloadUrlJson),
         (status = 400, description = "expires_in out of range", body = ErrorBody),
@@ -456,7 +459,7 @@ pub async fn download_url(
 /// The file's bytes, with `Range`, `ETag` and `If-None-Match`.
 #[utoipa::path(
     get, path = "/v1/files/{id}/content", tag = "files",
-    params(("id" = FileId, Path, description = "File id")),
+    params(("id" = schemas::FileId, Path, description = "File id")),
     responses(
         (status = 200, description = "The whole file", content_type = "*/*", body = Vec<u8>),
         (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>),
@@ -491,7 +494,7 @@ pub struct ThumbnailParams {
 /// PNG when it has transparency. Made once per size and cached; not counted in the quota.
 #[utoipa::path(
     get, path = "/v1/files/{id}/thumbnail", tag = "files",
-    params(("id" = FileId, Path, description = "File id"), ThumbnailParams),
+    params(("id" = schemas::FileId, Path, description = "File id"), ThumbnailParams),
     responses(
         (status = 200, description = "The thumbnail: JPEG when the image is opaque, PNG when it has transparency",
             content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))),

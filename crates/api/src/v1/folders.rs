@@ -17,6 +17,7 @@ use super::shapes::{
 };
 use crate::auth::Authenticated;
 use crate::error::{ApiResult, ErrorBody, Json, Path, Query};
+use crate::schemas;
 use crate::AppState;
 
 /// How a name clash is handled.
@@ -34,6 +35,7 @@ pub struct CreateFolderRequest {
     #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
     /// Null or absent: at the root.
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub parent_id: Option<FolderId>,
 }
 
@@ -112,7 +114,7 @@ fn folder_list(page: cabinet_core::Page<cabinet_core::Folder>) -> FolderListJson
 /// A folder with its path from the root (breadcrumbs).
 #[utoipa::path(
     get, path = "/v1/folders/{id}", tag = "folders",
-    params(("id" = FolderId, Path, description = "Folder id")),
+    params(("id" = schemas::FolderId, Path, description = "Folder id")),
     responses((status = 200, body = FolderJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -171,7 +173,7 @@ pub struct UpdateFolderRequest {
 /// Rename, move or mark a folder.
 #[utoipa::path(
     patch, path = "/v1/folders/{id}", tag = "folders",
-    params(("id" = FolderId, Path, description = "Folder id"), ConflictParams),
+    params(("id" = schemas::FolderId, Path, description = "Folder id"), ConflictParams),
     request_body = UpdateFolderRequest,
     responses(
         (status = 200, body = FolderJson),
@@ -209,7 +211,7 @@ pub struct DeleteFolderParams {
 /// Delete a folder: to the trash, with everything below it when `recursive`.
 #[utoipa::path(
     delete, path = "/v1/folders/{id}", tag = "folders",
-    params(("id" = FolderId, Path, description = "Folder id"), DeleteFolderParams),
+    params(("id" = schemas::FolderId, Path, description = "Folder id"), DeleteFolderParams),
     responses(
         (status = 200, description = "The trashed (or purged) folder", body = FolderJson),
         (status = 401, body = ErrorBody),
@@ -240,7 +242,7 @@ pub async fn delete_folder(
 /// Toggle a folder's favorite mark.
 #[utoipa::path(
     post, path = "/v1/folders/{id}/favorite", tag = "folders",
-    params(("id" = FolderId, Path, description = "Folder id")),
+    params(("id" = schemas::FolderId, Path, description = "Folder id")),
     responses((status = 200, body = FavoriteJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -256,7 +258,7 @@ pub async fn toggle_favorite(
 /// Take a folder out of the trash with what was trashed along with it.
 #[utoipa::path(
     post, path = "/v1/folders/{id}/restore", tag = "folders",
-    params(("id" = FolderId, Path, description = "Folder id")),
+    params(("id" = schemas::FolderId, Path, description = "Folder id")),
     responses(
         (status = 200, body = RestoredFolderJson),
         (status = 401, body = ErrorBody),

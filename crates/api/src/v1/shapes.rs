@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::schemas;
 use cabinet_core::files::DownloadUrl;
 use cabinet_core::folders::RestoreNote;
 use cabinet_core::multipart::{PartPlan, PartUrl};
@@ -17,7 +18,9 @@ use utoipa::ToSchema;
 /// A finished file.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FileJson {
+    #[schema(value_type = schemas::FileId)]
     pub id: FileId,
+    #[schema(value_type = schemas::WorkspaceId)]
     pub workspace_id: WorkspaceId,
     #[schema(example = "Report.pdf")]
     pub name: String,
@@ -27,6 +30,7 @@ pub struct FileJson {
     pub size: u64,
     /// Lowercase hex.
     pub sha256: String,
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub folder_id: Option<FolderId>,
     pub is_favorite: bool,
     pub tags: Vec<String>,
@@ -103,11 +107,14 @@ impl From<FileReference> for ReferenceJson {
 /// A folder.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FolderJson {
+    #[schema(value_type = schemas::FolderId)]
     pub id: FolderId,
+    #[schema(value_type = schemas::WorkspaceId)]
     pub workspace_id: WorkspaceId,
     #[schema(example = "Reports")]
     pub name: String,
     /// Null at the root.
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub parent_id: Option<FolderId>,
     pub is_favorite: bool,
     pub created_at: DateTime<Utc>,
@@ -137,6 +144,7 @@ impl From<Folder> for FolderJson {
 /// One step of a folder's path.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BreadcrumbJson {
+    #[schema(value_type = schemas::FolderId)]
     pub id: FolderId,
     pub name: String,
 }
@@ -194,6 +202,7 @@ pub struct RestoreJson {
     /// The original parent no longer exists, so it went to the root.
     pub restored_to_root: bool,
     /// Trashed ancestors that were brought back to give it a place.
+    #[schema(value_type = Vec<schemas::FolderId>)]
     pub recreated_folders: Vec<FolderId>,
     /// Its name was taken meanwhile, so it was renamed.
     pub renamed_to: Option<String>,
@@ -244,7 +253,9 @@ pub enum UploadStatusJson {
 /// An upload session.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadJson {
+    #[schema(value_type = schemas::UploadId)]
     pub id: UploadId,
+    #[schema(value_type = schemas::WorkspaceId)]
     pub workspace_id: WorkspaceId,
     pub status: UploadStatusJson,
     /// Why it failed: `expired`, `size_mismatch`, `checksum_mismatch`, `quota_exceeded`,
@@ -254,6 +265,7 @@ pub struct UploadJson {
     pub size: u64,
     pub mime_type: Option<String>,
     pub sha256: Option<String>,
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub folder_id: Option<FolderId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -295,6 +307,7 @@ impl UploadJson {
 /// A started upload and where to send its bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadTicketJson {
+    #[schema(value_type = schemas::UploadId)]
     pub id: UploadId,
     pub status: UploadStatusJson,
     /// Send the bytes here: a raw `PUT` body, or a multipart `POST` with a `file` field. Null for

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::shapes::{PartListJson, PartUrlsJson, UploadJson, UploadTicketJson};
 use crate::auth::Authenticated;
 use crate::error::{ApiResult, ErrorBody, Json, Path};
+use crate::schemas;
 use crate::AppState;
 
 /// What to upload.
@@ -29,6 +30,7 @@ pub struct CreateUploadRequest {
     /// Hex SHA-256 of the bytes; when given, the bytes are verified against it.
     #[schema(schema_with = crate::input_schema::sha256_or_null)]
     pub sha256: Option<String>,
+    #[schema(value_type = Option<schemas::FolderId>)]
     pub folder_id: Option<FolderId>,
     /// Lifetime of the upload URL in seconds (default 3600, or 86400 for a multipart upload; at
     /// most 7 days).
@@ -129,7 +131,7 @@ pub async fn create_upload(
 /// An upload's status; the file once it succeeded, the reason once it failed.
 #[utoipa::path(
     get, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = UploadId, Path, description = "Upload id")),
+    params(("id" = schemas::UploadId, Path, description = "Upload id")),
     responses(
         (status = 200, body = UploadJson),
         (status = 401, body = ErrorBody),
@@ -150,7 +152,7 @@ pub async fn get_upload(
 /// with a `PUT`, and lives an hour at most (never past the upload's expiry).
 #[utoipa::path(
     post, path = "/v1/uploads/{id}/parts", tag = "uploads",
-    params(("id" = UploadId, Path, description = "Upload id")),
+    params(("id" = schemas::UploadId, Path, description = "Upload id")),
     request_body = PartUrlsRequest,
     responses(
         (status = 200, body = PartUrlsJson),
@@ -175,7 +177,7 @@ pub async fn create_part_urls(
 /// The parts of a multipart upload received so far, ascending (empty once it has ended).
 #[utoipa::path(
     get, path = "/v1/uploads/{id}/parts", tag = "uploads",
-    params(("id" = UploadId, Path, description = "Upload id")),
+    params(("id" = schemas::UploadId, Path, description = "Upload id")),
     responses(
         (status = 200, body = PartListJson),
         (status = 401, body = ErrorBody),
@@ -202,7 +204,7 @@ pub async fn list_parts(
 /// `missing_parts`) and stays open, so the client sends them and completes again.
 #[utoipa::path(
     post, path = "/v1/uploads/{id}/complete", tag = "uploads",
-    params(("id" = UploadId, Path, description = "Upload id")),
+    params(("id" = schemas::UploadId, Path, description = "Upload id")),
     responses(
         (status = 200, body = UploadJson),
         (status = 401, body = ErrorBody),
@@ -226,7 +228,7 @@ pub async fn complete_upload(
 /// of a multipart upload are removed.
 #[utoipa::path(
     delete, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = UploadId, Path, description = "Upload id")),
+    params(("id" = schemas::UploadId, Path, description = "Upload id")),
     responses(
         (status = 200, body = UploadJson),
         (status = 401, body = ErrorBody),

@@ -25,7 +25,7 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ListFoldersParams {
-    #[param(value_type = cabinet_core::WorkspaceId)]
+    #[param(value_type = crate::schemas::WorkspaceId)]
     pub workspace_id: String,
     /// Only folders directly under this one (Cabinet's folders nest); all folders by default.
     #[param(schema_with = crate::input_schema::folder_id_or_empty)]
