@@ -496,7 +496,10 @@ macro_rules! impl_metadata_store {
                 sqlx::query("SELECT 1").execute(self.read_pool()).await.map_err(|err| Error::Unavailable(Box::new(err)))?;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::WorkspaceStore for $store {
             async fn create_workspace(&self, ws: &Workspace) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO workspaces (id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at) \
@@ -534,7 +537,10 @@ macro_rules! impl_metadata_store {
                 .map(Workspace::try_from)
                 .collect()
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::KeyStore for $store {
             async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()> {
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 sqlx::query(
@@ -643,7 +649,10 @@ macro_rules! impl_metadata_store {
                 }
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::UploadStore for $store {
             async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()> {
                 let size = bytes(upload.size)?;
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
@@ -709,10 +718,6 @@ macro_rules! impl_metadata_store {
 
             async fn begin_receiving(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
                 self.move_upload(ws, id, at, "WAITING", "UPLOADING").await
-            }
-
-            async fn reopen_upload(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
-                self.move_upload(ws, id, at, "UPLOADING", "WAITING").await
             }
 
             async fn begin_receiving_reserving(
@@ -876,6 +881,10 @@ macro_rules! impl_metadata_store {
                 Self::id_pairs(rows)
             }
 
+            async fn reopen_upload(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
+                self.move_upload(ws, id, at, "UPLOADING", "WAITING").await
+            }
+
             async fn receiving_uploads(&self, limit: u32) -> Result<Vec<(WorkspaceId, UploadId)>> {
                 let rows = sqlx::query("SELECT workspace_id, id FROM uploads WHERE status = 'UPLOADING' LIMIT $1")
                     .bind(i64::from(limit))
@@ -896,7 +905,10 @@ macro_rules! impl_metadata_store {
                 .map_err(db_error)?;
                 rows.into_iter().map(Upload::try_from).collect()
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::FileStore for $store {
             async fn insert_file_charging(&self, file: &FileRecord) -> Result<()> {
                 let size = bytes(file.size)?;
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
@@ -988,51 +1000,6 @@ macro_rules! impl_metadata_store {
                 Ok((files, total))
             }
 
-            async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
-                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-                Self::lock_workspace(&mut tx, ws).await?;
-                let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
-                    "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
-                ))
-                .bind(ws.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("file"))?
-                .try_into()?;
-                for table in ["file_tags", "file_references"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1 AND file_id = $2"))
-                        .bind(ws.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                }
-                sqlx::query("UPDATE workspaces SET used_bytes = used_bytes - $1 WHERE id = $2")
-                    .bind(bytes(file.size)?)
-                    .bind(ws.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                Self::record_usage(&mut tx, ws, at).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(file)
-            }
-
-            async fn usage(&self, ws: &WorkspaceId) -> Result<Usage> {
-                let row = sqlx::query(
-                    "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE workspace_id = $1",
-                )
-                .bind(ws.as_str())
-                .fetch_one(self.read_pool())
-                .await
-                .map_err(db_error)?;
-                let count: i64 = row.try_get("n").map_err(db_error)?;
-                let total: i64 = row.try_get("total").map_err(db_error)?;
-                Ok(Usage { file_count: count.max(0) as u64, total_size: total.max(0) as u64 })
-            }
-
             async fn update_file(
                 &self,
                 ws: &WorkspaceId,
@@ -1085,16 +1052,12 @@ macro_rules! impl_metadata_store {
                 Ok(file)
             }
 
-            async fn trash_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
-                // The live-file counter (a trigger) writes the workspace row after the file's;
-                // taking the workspace first keeps the lock order of folder trashing.
+            async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 Self::lock_workspace(&mut tx, ws).await?;
-                let file = sqlx::query_as::<_, FileRow>(&format!(
-                    "UPDATE files SET trashed_at = $1, trash_root = NULL, updated_at = $1 \
-                     WHERE workspace_id = $2 AND id = $3 AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"
+                let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
+                    "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
                 ))
-                .bind(millis(at))
                 .bind(ws.as_str())
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
@@ -1102,32 +1065,21 @@ macro_rules! impl_metadata_store {
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("file"))?
                 .try_into()?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(file)
-            }
-
-            async fn restore_file(
-                &self,
-                ws: &WorkspaceId,
-                id: &FileId,
-                folder: Option<&FolderId>,
-                at: DateTime<Utc>,
-            ) -> Result<FileRecord> {
-                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-                Self::lock_workspace(&mut tx, ws).await?;
-                let file = sqlx::query_as::<_, FileRow>(&format!(
-                    "UPDATE files SET trashed_at = NULL, trash_root = NULL, folder_id = $1, updated_at = $2 \
-                     WHERE workspace_id = $3 AND id = $4 AND trashed_at IS NOT NULL RETURNING {FILE_COLUMNS}"
-                ))
-                .bind(folder.map(|f| f.as_str()))
-                .bind(millis(at))
-                .bind(ws.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("file"))?
-                .try_into()?;
+                for table in ["file_tags", "file_references"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1 AND file_id = $2"))
+                        .bind(ws.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                sqlx::query("UPDATE workspaces SET used_bytes = used_bytes - $1 WHERE id = $2")
+                    .bind(bytes(file.size)?)
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                Self::record_usage(&mut tx, ws, at).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(file)
             }
@@ -1233,7 +1185,10 @@ macro_rules! impl_metadata_store {
                 let rows: Vec<ReferenceRow> = qb.build_query_as().fetch_all(self.read_pool()).await.map_err(db_error)?;
                 rows.into_iter().map(FileReference::try_from).collect()
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::FolderStore for $store {
             async fn insert_folder(&self, folder: &Folder) -> Result<()> {
                 let mut tx = self.write_pool().begin().await.map_err(db_error)?;
                 if let Some(parent) = &folder.parent_id {
@@ -1370,6 +1325,56 @@ macro_rules! impl_metadata_store {
                 .await
                 .map_err(db_error)?;
                 Ok(found.is_none())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl cabinet_core::TrashStore for $store {
+            async fn trash_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
+                // The live-file counter (a trigger) writes the workspace row after the file's;
+                // taking the workspace first keeps the lock order of folder trashing.
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
+                let file = sqlx::query_as::<_, FileRow>(&format!(
+                    "UPDATE files SET trashed_at = $1, trash_root = NULL, updated_at = $1 \
+                     WHERE workspace_id = $2 AND id = $3 AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"
+                ))
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("file"))?
+                .try_into()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(file)
+            }
+
+            async fn restore_file(
+                &self,
+                ws: &WorkspaceId,
+                id: &FileId,
+                folder: Option<&FolderId>,
+                at: DateTime<Utc>,
+            ) -> Result<FileRecord> {
+                let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+                Self::lock_workspace(&mut tx, ws).await?;
+                let file = sqlx::query_as::<_, FileRow>(&format!(
+                    "UPDATE files SET trashed_at = NULL, trash_root = NULL, folder_id = $1, updated_at = $2 \
+                     WHERE workspace_id = $3 AND id = $4 AND trashed_at IS NOT NULL RETURNING {FILE_COLUMNS}"
+                ))
+                .bind(folder.map(|f| f.as_str()))
+                .bind(millis(at))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("file"))?
+                .try_into()?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(file)
             }
 
             async fn trash_folder(&self, ws: &WorkspaceId, id: &FolderId, at: DateTime<Utc>) -> Result<Folder> {
@@ -1538,7 +1543,10 @@ macro_rules! impl_metadata_store {
                 .map_err(db_error)?;
                 rows.into_iter().map(|(kind, id, _)| Self::trash_entry(&kind, &id)).collect()
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::AccessRuleStore for $store {
             async fn access_rules(
                 &self,
                 ws: &WorkspaceId,
@@ -1596,7 +1604,10 @@ macro_rules! impl_metadata_store {
                 .map_err(db_error)?;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl cabinet_core::SearchStore for $store {
             async fn search(
                 &self,
                 ws: &WorkspaceId,
@@ -1666,6 +1677,22 @@ macro_rules! impl_metadata_store {
                 };
                 Ok((hits, total))
             }
+        }
+
+        #[async_trait::async_trait]
+        impl cabinet_core::LedgerStore for $store {
+            async fn usage(&self, ws: &WorkspaceId) -> Result<Usage> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE workspace_id = $1",
+                )
+                .bind(ws.as_str())
+                .fetch_one(self.read_pool())
+                .await
+                .map_err(db_error)?;
+                let count: i64 = row.try_get("n").map_err(db_error)?;
+                let total: i64 = row.try_get("total").map_err(db_error)?;
+                Ok(Usage { file_count: count.max(0) as u64, total_size: total.max(0) as u64 })
+            }
 
             async fn reconcile_ledger(&self, ws: &WorkspaceId, repair: bool, at: DateTime<Utc>) -> Result<cabinet_core::ports::LedgerCheck> {
                 const ACTUAL_USED: &str = "(SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM files WHERE workspace_id = $1)";
@@ -1701,20 +1728,6 @@ macro_rules! impl_metadata_store {
                 })
             }
 
-            async fn file_blobs(&self, after: Option<&FileId>, limit: u32) -> Result<Vec<(WorkspaceId, FileId, String, u64)>> {
-                let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-                    "SELECT workspace_id, id, blob_key, size FROM files WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(after.map_or("", |id| id.as_str()))
-                .bind(i64::from(limit))
-                .fetch_all(self.read_pool())
-                .await
-                .map_err(db_error)?;
-                rows.into_iter()
-                    .map(|(ws, id, key, size)| Ok((ws.parse()?, id.parse()?, key, size.max(0) as u64)))
-                    .collect()
-            }
-
             async fn usage_history(
                 &self,
                 ws: &WorkspaceId,
@@ -1743,6 +1756,20 @@ macro_rules! impl_metadata_store {
                     .map(|(at, used)| Ok((crate::rows::from_millis(at)?, used.max(0) as u64)))
                     .collect::<Result<Vec<_>>>()?;
                 Ok((before.unwrap_or(0).max(0) as u64, changes))
+            }
+
+            async fn file_blobs(&self, after: Option<&FileId>, limit: u32) -> Result<Vec<(WorkspaceId, FileId, String, u64)>> {
+                let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                    "SELECT workspace_id, id, blob_key, size FROM files WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after.map_or("", |id| id.as_str()))
+                .bind(i64::from(limit))
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(ws, id, key, size)| Ok((ws.parse()?, id.parse()?, key, size.max(0) as u64)))
+                    .collect()
             }
 
             async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>> {

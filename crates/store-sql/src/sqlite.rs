@@ -356,7 +356,9 @@ crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match,
 #[cfg(test)]
 mod tests {
     use cabinet_core::listing::FileFilter;
-    use cabinet_core::{ApiKey, ApiKeyId, MetadataStore, Role, Workspace, WorkspaceId};
+    use cabinet_core::{
+        ApiKey, ApiKeyId, FolderStore, KeyStore, Role, Workspace, WorkspaceId, WorkspaceStore,
+    };
     use chrono::Utc;
 
     use super::*;
