@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
-use crate::errors::db_error;
+use crate::errors::{db_error, workspace_error};
 use crate::rows::{bytes, millis, ApiKeyRow, ApiKeyWorkspaceRow, WorkspaceRow, WORKSPACE_COLUMNS};
 
 #[async_trait::async_trait]
@@ -36,7 +36,7 @@ where
         .bind(millis(ws.created_at))
         .execute(self.write_pool())
         .await
-        .map_err(db_error)?;
+        .map_err(workspace_error)?;
         Ok(())
     }
 
