@@ -78,10 +78,13 @@ where
     ) -> Result<()> {
         let (kind, id) = rule_target(target);
         sqlx::query(
-            "INSERT INTO access_rules (workspace_id, target_kind, target_id, create_rule, read_rule, delete_rule, track_creator, updated_at) \
+            "INSERT INTO access_rules (workspace_id, target_kind, target_id, create_rule, read_rule, \
+             delete_rule, track_creator, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (workspace_id, target_kind, target_id) DO UPDATE SET create_rule = excluded.create_rule, \
-             read_rule = excluded.read_rule, delete_rule = excluded.delete_rule, track_creator = excluded.track_creator, \
+             ON CONFLICT (workspace_id, target_kind, target_id) DO UPDATE SET create_rule = \
+             excluded.create_rule, \
+             read_rule = excluded.read_rule, delete_rule = excluded.delete_rule, track_creator = \
+             excluded.track_creator, \
              updated_at = excluded.updated_at",
         )
         .bind(ws.as_str())

@@ -258,7 +258,8 @@ where
 
     async fn tag_counts(&self, ws: &WorkspaceId) -> Result<Vec<(String, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT t.tag, COUNT(*) FROM file_tags t JOIN files f ON f.workspace_id = t.workspace_id AND f.id = t.file_id \
+            "SELECT t.tag, COUNT(*) FROM file_tags t JOIN files f ON f.workspace_id = t.workspace_id AND \
+             f.id = t.file_id \
              WHERE t.workspace_id = $1 AND f.trashed_at IS NULL GROUP BY t.tag ORDER BY t.tag",
         )
         .bind(ws.as_str())
@@ -335,7 +336,8 @@ where
 
     async fn remove_reference(&self, ws: &WorkspaceId, file: &FileId, kind: &str, id: &str) -> Result<()> {
         let done = sqlx::query(
-            "DELETE FROM file_references WHERE workspace_id = $1 AND file_id = $2 AND kind = $3 AND ref_id = $4",
+            "DELETE FROM file_references WHERE workspace_id = $1 AND file_id = $2 AND kind = $3 AND ref_id \
+             = $4",
         )
         .bind(ws.as_str())
         .bind(file.as_str())

@@ -114,7 +114,10 @@ where
             qb.push_bind(favorite);
         }
         if !filter.tags_all.is_empty() {
-            qb.push(" AND (SELECT COUNT(*) FROM file_tags t WHERE t.workspace_id = f.workspace_id AND t.file_id = f.id AND t.tag IN (");
+            qb.push(
+                " AND (SELECT COUNT(*) FROM file_tags t WHERE t.workspace_id = f.workspace_id AND \
+                     t.file_id = f.id AND t.tag IN (",
+            );
             let mut list = qb.separated(", ");
             for tag in &filter.tags_all {
                 list.push_bind(tag.clone());
@@ -122,7 +125,10 @@ where
             qb.push(format!(")) = {}", filter.tags_all.len()));
         }
         if !filter.tags_any.is_empty() {
-            qb.push(" AND EXISTS (SELECT 1 FROM file_tags t WHERE t.workspace_id = f.workspace_id AND t.file_id = f.id AND t.tag IN (");
+            qb.push(
+                " AND EXISTS (SELECT 1 FROM file_tags t WHERE t.workspace_id = f.workspace_id AND \
+                     t.file_id = f.id AND t.tag IN (",
+            );
             let mut list = qb.separated(", ");
             for tag in &filter.tags_any {
                 list.push_bind(tag.clone());
@@ -130,7 +136,10 @@ where
             qb.push("))");
         }
         if let Some((kind, id)) = &filter.referenced_by {
-            qb.push(" AND EXISTS (SELECT 1 FROM file_references r WHERE r.workspace_id = f.workspace_id AND r.file_id = f.id AND r.kind = ");
+            qb.push(
+                " AND EXISTS (SELECT 1 FROM file_references r WHERE r.workspace_id = f.workspace_id AND \
+                     r.file_id = f.id AND r.kind = ",
+            );
             qb.push_bind(kind.clone());
             qb.push(" AND r.ref_id = ");
             qb.push_bind(id.clone());

@@ -112,7 +112,8 @@ where
             Self::check_placement(&mut tx, &folder.workspace_id, None, parent).await?;
         }
         sqlx::query(
-            "INSERT INTO folders (workspace_id, id, parent_id, name, name_folded, is_favorite, trashed_at, created_at, updated_at) \
+            "INSERT INTO folders (workspace_id, id, parent_id, name, name_folded, is_favorite, trashed_at, \
+             created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(folder.workspace_id.as_str())
@@ -151,7 +152,8 @@ where
                  UNION ALL \
                  SELECT f.id, f.parent_id, up.depth + 1 FROM folders f JOIN up ON f.id = up.parent_id \
                  WHERE f.workspace_id = $1 AND up.depth < $3) \
-             SELECT {cols} FROM folders f JOIN up ON f.id = up.id WHERE f.workspace_id = $1 ORDER BY up.depth DESC",
+             SELECT {cols} FROM folders f JOIN up ON f.id = up.id WHERE f.workspace_id = $1 ORDER BY \
+             up.depth DESC",
             cols = FOLDER_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
         ))
         .bind(ws.as_str())
@@ -232,8 +234,10 @@ where
 
     async fn folder_is_empty(&self, ws: &WorkspaceId, id: &FolderId) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM files WHERE workspace_id = $1 AND folder_id = $2 AND trashed_at IS NULL) \
-             OR EXISTS (SELECT 1 FROM folders WHERE workspace_id = $1 AND parent_id = $2 AND trashed_at IS NULL)",
+            "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM files WHERE workspace_id = $1 AND \
+             folder_id = $2 AND trashed_at IS NULL) \
+             OR EXISTS (SELECT 1 FROM folders WHERE workspace_id = $1 AND parent_id = $2 AND trashed_at IS \
+             NULL)",
         )
         .bind(ws.as_str())
         .bind(id.as_str())

@@ -26,7 +26,8 @@ where
 {
     async fn create_workspace(&self, ws: &Workspace) -> Result<()> {
         sqlx::query(
-            "INSERT INTO workspaces (id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at) \
+            "INSERT INTO workspaces (id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, \
+             created_at) \
              VALUES ($1, $2, $3, $4, 0, 0, $5)",
         )
         .bind(ws.id.as_str())
@@ -83,7 +84,8 @@ where
     async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         sqlx::query(
-            "INSERT INTO api_keys (id, secret_hash, name, role, hint, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (id, secret_hash, name, role, hint, created_at) VALUES ($1, $2, $3, $4, \
+             $5, $6)",
         )
         .bind(key.id.as_str())
         .bind(secret_hash)
@@ -129,7 +131,8 @@ where
     async fn list_api_keys(&self, ws: &WorkspaceId) -> Result<Vec<ApiKey>> {
         let rows = sqlx::query_as::<_, ApiKeyRow>(
             "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at FROM api_keys k \
-             JOIN api_key_workspaces w ON w.key_id = k.id WHERE w.workspace_id = $1 ORDER BY k.created_at, k.id",
+             JOIN api_key_workspaces w ON w.key_id = k.id WHERE w.workspace_id = $1 ORDER BY k.created_at, \
+             k.id",
         )
         .bind(ws.as_str())
         .fetch_all(self.read_pool())

@@ -29,7 +29,8 @@ where
 {
     async fn usage(&self, ws: &WorkspaceId) -> Result<Usage> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE workspace_id = $1",
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE \
+             workspace_id = $1",
         )
         .bind(ws.as_str())
         .fetch_one(self.read_pool())
@@ -52,7 +53,8 @@ where
              WHERE workspace_id = $1 AND status IN ('WAITING', 'UPLOADING'))";
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let (used, reserved, actual_used, actual_reserved): (i64, i64, i64, i64) = sqlx::query_as(&format!(
-            "SELECT used_bytes, reserved_bytes, {ACTUAL_USED}, {ACTUAL_RESERVED} FROM workspaces WHERE id = $1"
+            "SELECT used_bytes, reserved_bytes, {ACTUAL_USED}, {ACTUAL_RESERVED} FROM workspaces WHERE id = \
+             $1"
         ))
         .bind(ws.as_str())
         .fetch_optional(&mut *tx)
@@ -62,7 +64,8 @@ where
         if repair && (used != actual_used || reserved != actual_reserved) {
             // One statement, so the sums and the ledger cannot drift apart while it runs.
             sqlx::query(&format!(
-                "UPDATE workspaces SET used_bytes = {ACTUAL_USED}, reserved_bytes = {ACTUAL_RESERVED} WHERE id = $1"
+                "UPDATE workspaces SET used_bytes = {ACTUAL_USED}, reserved_bytes = {ACTUAL_RESERVED} WHERE \
+                 id = $1"
             ))
             .bind(ws.as_str())
             .execute(&mut *tx)
@@ -87,7 +90,8 @@ where
         to: DateTime<Utc>,
     ) -> Result<(u64, Vec<(DateTime<Utc>, u64)>)> {
         let before: Option<i64> = sqlx::query_scalar(
-            "SELECT used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at <= $2 ORDER BY at DESC, seq DESC LIMIT 1",
+            "SELECT used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at <= $2 ORDER BY at DESC, seq \
+             DESC LIMIT 1",
         )
         .bind(ws.as_str())
         .bind(millis(from))
@@ -95,7 +99,8 @@ where
         .await
         .map_err(db_error)?;
         let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT at, used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at > $2 AND at < $3 ORDER BY at, seq",
+            "SELECT at, used_bytes FROM usage_ledger WHERE workspace_id = $1 AND at > $2 AND at < $3 ORDER \
+             BY at, seq",
         )
         .bind(ws.as_str())
         .bind(millis(from))
@@ -133,7 +138,8 @@ where
         for key in keys {
             let found: Option<i64> = sqlx::query_scalar(
                 "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM files WHERE blob_key = $1) \
-                 OR EXISTS (SELECT 1 FROM uploads WHERE blob_key = $1 AND status IN ('WAITING', 'UPLOADING'))",
+                 OR EXISTS (SELECT 1 FROM uploads WHERE blob_key = $1 AND status IN ('WAITING', \
+                 'UPLOADING'))",
             )
             .bind(key)
             .fetch_optional(self.read_pool())

@@ -36,10 +36,13 @@ where
         if let Some(lock) = serialize {
             sqlx::query(lock).bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db_error)?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS cabinet_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS cabinet_migrations (version BIGINT PRIMARY KEY, applied_at \
+                     BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         let applied: HashSet<i64> = sqlx::query_scalar("SELECT version FROM cabinet_migrations")
             .fetch_all(&mut *tx)
             .await
@@ -85,7 +88,8 @@ where
                 "UPDATE folders SET name_folded = $1 WHERE workspace_id = $2 AND id = $3 AND NOT EXISTS ( \
                      SELECT 1 FROM folders s WHERE s.workspace_id = $2 AND s.id <> $3 AND s.name_folded = $1 \
                      AND s.trashed_at IS NULL AND COALESCE(s.parent_id, '') = ( \
-                         SELECT COALESCE(f.parent_id, '') FROM folders f WHERE f.workspace_id = $2 AND f.id = $3))"
+                         SELECT COALESCE(f.parent_id, '') FROM folders f WHERE f.workspace_id = $2 AND f.id \
+                         = $3))"
             } else {
                 "UPDATE files SET name_folded = $1 WHERE workspace_id = $2 AND id = $3"
             };

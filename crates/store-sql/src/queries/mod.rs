@@ -106,12 +106,15 @@ where
         ws: &WorkspaceId,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO usage_ledger (workspace_id, at, used_bytes) SELECT id, $2, used_bytes FROM workspaces WHERE id = $1")
-            .bind(ws.as_str())
-            .bind(millis(at))
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO usage_ledger (workspace_id, at, used_bytes) SELECT id, $2, used_bytes FROM \
+                     workspaces WHERE id = $1",
+        )
+        .bind(ws.as_str())
+        .bind(millis(at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 

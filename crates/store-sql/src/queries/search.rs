@@ -35,7 +35,10 @@ where
         paging: &Paging,
     ) -> Result<(Vec<SearchHit>, u64)> {
         let union = |qb: &mut QueryBuilder<'static, D::Db>| {
-            qb.push("(SELECT 'folder' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, CAST(0 AS BIGINT) AS size");
+            qb.push(
+                "(SELECT 'folder' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, CAST(0 AS \
+                     BIGINT) AS size",
+            );
             Self::push_page_source(qb, "folders", ws, folders.name_contains.as_deref());
             Self::push_folder_filter(qb, ws, folders);
             qb.push(

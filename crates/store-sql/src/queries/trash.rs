@@ -139,8 +139,10 @@ where
             Self::check_placement(&mut tx, ws, Some(id), parent).await?;
         }
         let row: Option<FolderRow> = sqlx::query_as(&format!(
-            "UPDATE folders SET trashed_at = NULL, trash_root = NULL, parent_id = $1, name = $2, name_folded = $3, \
-             updated_at = $4 WHERE workspace_id = $5 AND id = $6 AND trashed_at IS NOT NULL RETURNING {FOLDER_COLUMNS}"
+            "UPDATE folders SET trashed_at = NULL, trash_root = NULL, parent_id = $1, name = $2, \
+             name_folded = $3, \
+             updated_at = $4 WHERE workspace_id = $5 AND id = $6 AND trashed_at IS NOT NULL RETURNING \
+             {FOLDER_COLUMNS}"
         ))
         .bind(parent.map(|p| p.as_str()))
         .bind(name)
@@ -155,7 +157,8 @@ where
         if with_contents {
             for table in ["folders", "files"] {
                 sqlx::query(&format!(
-                    "UPDATE {table} SET trashed_at = NULL, trash_root = NULL WHERE workspace_id = $1 AND trash_root = $2"
+                    "UPDATE {table} SET trashed_at = NULL, trash_root = NULL WHERE workspace_id = $1 AND \
+                     trash_root = $2"
                 ))
                 .bind(ws.as_str())
                 .bind(id.as_str())
@@ -180,7 +183,8 @@ where
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         Self::lock_workspace(&mut tx, ws).await?;
         let rows: Vec<FileRow> = sqlx::query_as(&format!(
-            "{SUBTREE} DELETE FROM files WHERE workspace_id = $1 AND folder_id IN (SELECT id FROM sub) RETURNING {FILE_COLUMNS}"
+            "{SUBTREE} DELETE FROM files WHERE workspace_id = $1 AND folder_id IN (SELECT id FROM sub) \
+             RETURNING {FILE_COLUMNS}"
         ))
         .bind(ws.as_str())
         .bind(id.as_str())
@@ -229,7 +233,8 @@ where
     ) -> Result<Vec<(WorkspaceId, TrashEntry)>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT workspace_id, 'file', id FROM files WHERE trashed_at < $1 AND trash_root IS NULL \
-             UNION ALL SELECT workspace_id, 'folder', id FROM folders WHERE trashed_at < $1 AND trash_root IS NULL \
+             UNION ALL SELECT workspace_id, 'folder', id FROM folders WHERE trashed_at < $1 AND trash_root \
+             IS NULL \
              LIMIT $2",
         )
         .bind(millis(before))

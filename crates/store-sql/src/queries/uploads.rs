@@ -81,7 +81,8 @@ where
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
         sqlx::query(&format!(
-            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(upload.workspace_id.as_str())
         .bind(upload.id.as_str())
@@ -178,7 +179,8 @@ where
         // What the upload holds reserved: its declared size, or for one of unknown size
         // what was reserved while its bytes streamed. The upload then records the file's size.
         let reserved: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM uploads WHERE workspace_id = $1 AND id = $2 AND status IN ('WAITING', 'UPLOADING')",
+            "SELECT size FROM uploads WHERE workspace_id = $1 AND id = $2 AND status IN ('WAITING', \
+             'UPLOADING')",
         )
         .bind(ws.as_str())
         .bind(id.as_str())
@@ -274,7 +276,8 @@ where
     ) -> Result<Vec<(WorkspaceId, UploadId)>> {
         let rows = sqlx::query(
             "SELECT workspace_id, id FROM uploads \
-             WHERE (status = 'WAITING' AND expires_at <= $1) OR (status = 'UPLOADING' AND expires_at <= $2) LIMIT $3",
+             WHERE (status = 'WAITING' AND expires_at <= $1) OR (status = 'UPLOADING' AND expires_at <= $2) \
+             LIMIT $3",
         )
         .bind(millis(waiting_before))
         .bind(millis(uploading_before))
