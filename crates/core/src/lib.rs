@@ -37,7 +37,10 @@ pub use codes::Code;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
-pub use ports::{BlobStore, ByteRange, ByteStream, MetadataStore};
+pub use ports::{
+    AccessRuleStore, BlobStore, ByteRange, ByteStream, FileStore, FolderStore, KeyStore, LedgerStore,
+    MetadataStore, SearchStore, TrashStore, UploadStore, WorkspaceStore,
+};
 pub use signing::UrlSigner;
 
 /// Where Cabinet's own storage endpoint takes the bytes of an upload: `{prefix}/{ws}/{upload}`.

@@ -75,10 +75,21 @@ pub enum TrashEntry {
     Folder(FolderId),
 }
 
-/// The metadata port. Every call that touches tenant data takes the workspace first and is
-/// scoped by it; calls that change the quota ledger do so in the same transaction as the change.
+/// The metadata port: every aggregate's store, and what a whole store does. Every call that
+/// touches tenant data takes the workspace first and is scoped by it; calls that change the quota
+/// ledger do so in the same transaction as the change.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore:
+    WorkspaceStore
+    + KeyStore
+    + UploadStore
+    + FileStore
+    + FolderStore
+    + TrashStore
+    + AccessRuleStore
+    + SearchStore
+    + LedgerStore
+{
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
     /// share one read transaction inside it, ending it before any other call; the default runs
     /// `request` as it is.
@@ -88,14 +99,22 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Checks the store answers.
     async fn ping(&self) -> Result<()>;
+}
 
+/// Workspaces: the tenants.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync + 'static {
     /// Creates a workspace; `Conflict` when the name is taken.
     async fn create_workspace(&self, workspace: &Workspace) -> Result<()>;
     /// One workspace, or `NotFound`.
     async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace>;
     /// Every workspace, oldest first.
     async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+}
 
+/// API keys and the revocation of end-user tokens.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     /// Stores a key under the hash of its secret.
     async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()>;
     /// The key whose secret hashes to this, revoked or not.
@@ -114,7 +133,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<crate::rules::TokenStanding>;
     /// Marks a key revoked; `NotFound` when there is no such key.
     async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()>;
+}
 
+/// Uploads and the reservations they hold on the quota.
+#[async_trait]
+pub trait UploadStore: Send + Sync + 'static {
     /// Inserts a live upload and reserves its size, atomically: `QuotaExceeded` (and nothing
     /// written) when `used + reserved + size` would pass the limit.
     async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()>;
@@ -165,7 +188,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// WAITING uploads of every workspace, in id order, strictly after `after`; for the
     /// reconciler that completes uploads whose bytes went straight to the blob store.
     async fn waiting_uploads(&self, after: Option<&UploadId>, limit: u32) -> Result<Vec<Upload>>;
+}
 
+/// Files, their tags and what uses them.
+#[async_trait]
+pub trait FileStore: Send + Sync + 'static {
     /// Creates a file that skipped the reservation (a direct upload), charging its size to the
     /// quota in the same transaction: `QuotaExceeded` (and nothing written) when it does not fit.
     async fn insert_file_charging(&self, file: &FileRecord) -> Result<()>;
@@ -187,17 +214,6 @@ pub trait MetadataStore: Send + Sync + 'static {
         change: &FileChange,
         at: DateTime<Utc>,
     ) -> Result<FileRecord>;
-    /// Moves a live file to the trash (it keeps counting against the quota).
-    async fn trash_file(&self, workspace: &WorkspaceId, id: &FileId, at: DateTime<Utc>)
-        -> Result<FileRecord>;
-    /// Takes a file out of the trash into `folder` (its original one, or the root).
-    async fn restore_file(
-        &self,
-        workspace: &WorkspaceId,
-        id: &FileId,
-        folder: Option<&FolderId>,
-        at: DateTime<Utc>,
-    ) -> Result<FileRecord>;
     /// Deletes the file's record (with its tags and references) and returns its bytes to the
     /// quota, in one transaction.
     async fn delete_file(
@@ -208,7 +224,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<FileRecord>;
     /// Every tag in use by live files, with how many files carry it, by tag.
     async fn tag_counts(&self, workspace: &WorkspaceId) -> Result<Vec<(String, u64)>>;
-
     /// Records that a file is used by something; adding the same (kind, id) again updates the label.
     async fn add_reference(
         &self,
@@ -238,7 +253,11 @@ pub trait MetadataStore: Send + Sync + 'static {
         workspace: &WorkspaceId,
         folder: &FolderId,
     ) -> Result<Vec<FileReference>>;
+}
 
+/// The folder tree.
+#[async_trait]
+pub trait FolderStore: Send + Sync + 'static {
     /// Creates a folder; `Conflict` (`name_taken`) when a live sibling has the same folded name,
     /// `Conflict` (`folder_too_deep`) when it would sit below `MAX_FOLDER_DEPTH`.
     async fn insert_folder(&self, folder: &Folder) -> Result<()>;
@@ -268,6 +287,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<(Vec<Folder>, u64)>;
     /// Whether a folder holds no live files or folders.
     async fn folder_is_empty(&self, workspace: &WorkspaceId, id: &FolderId) -> Result<bool>;
+}
+
+/// The trash: what goes in, comes back out, and is purged.
+#[async_trait]
+pub trait TrashStore: Send + Sync + 'static {
+    /// Moves a live file to the trash (it keeps counting against the quota).
+    async fn trash_file(&self, workspace: &WorkspaceId, id: &FileId, at: DateTime<Utc>)
+        -> Result<FileRecord>;
+    /// Takes a file out of the trash into `folder` (its original one, or the root).
+    async fn restore_file(
+        &self,
+        workspace: &WorkspaceId,
+        id: &FileId,
+        folder: Option<&FolderId>,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord>;
     /// Moves a live folder and everything live below it to the trash, as one operation.
     async fn trash_folder(&self, workspace: &WorkspaceId, id: &FolderId, at: DateTime<Utc>)
         -> Result<Folder>;
@@ -298,7 +333,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<(WorkspaceId, TrashEntry)>>;
     /// Top-level trash entries of a workspace, newest first.
     async fn trash_entries(&self, workspace: &WorkspaceId, limit: u32) -> Result<Vec<TrashEntry>>;
+}
 
+/// The access rules set on a workspace, a folder or a file.
+#[async_trait]
+pub trait AccessRuleStore: Send + Sync + 'static {
     /// The rules set on each target that has any.
     async fn access_rules(
         &self,
@@ -313,7 +352,11 @@ pub trait MetadataStore: Send + Sync + 'static {
         rules: &crate::rules::AccessRules,
         at: DateTime<Utc>,
     ) -> Result<()>;
+}
 
+/// Search across folders and files.
+#[async_trait]
+pub trait SearchStore: Send + Sync + 'static {
     /// Folders and files together, matching their filters, in one order and one paging.
     async fn search(
         &self,
@@ -323,9 +366,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         sort: Sort,
         paging: &Paging,
     ) -> Result<(Vec<SearchHit>, u64)>;
+}
+
+/// The quota ledger, its history, and the blobs it accounts for.
+#[async_trait]
+pub trait LedgerStore: Send + Sync + 'static {
     /// File count and total size.
     async fn usage(&self, workspace: &WorkspaceId) -> Result<Usage>;
-
     /// Recomputes a workspace's ledger from its files and live uploads, in one statement, and
     /// returns (used_bytes, reserved_bytes) as they were before and as they are now.
     async fn reconcile_ledger(
@@ -348,7 +395,6 @@ pub trait MetadataStore: Send + Sync + 'static {
         after: Option<&FileId>,
         limit: u32,
     ) -> Result<Vec<(WorkspaceId, FileId, String, u64)>>;
-
     /// Which of these blob keys a file or a live upload owns.
     async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>>;
 }

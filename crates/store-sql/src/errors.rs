@@ -1,31 +1,35 @@
-//! Maps database errors onto Cabinet's: named constraints become conflicts, connection trouble
-//! becomes "unavailable", the rest is internal (and logged with its cause by the caller's layer).
+//! Maps database errors onto Cabinet's: uniqueness violations become conflicts named by what the
+//! caller was writing, connection trouble becomes "unavailable", the rest is internal (and logged
+//! with its cause by the caller's layer). A database's errors are told apart by their codes, never
+//! by their messages.
 
-use cabinet_core::Code;
-use cabinet_core::Error;
+use cabinet_core::{Code, Error};
 
-/// Converts a database error, naming what a uniqueness violation was about.
+/// SQLite's result code for a full disk (`SQLITE_FULL`).
+const SQLITE_FULL: &str = "13";
+/// PostgreSQL's SQLSTATE for a full disk (`disk_full`).
+const PG_DISK_FULL: &str = "53100";
+/// The class of PostgreSQL's SQLSTATEs for a broken connection (`connection_exception`).
+const PG_CONNECTION_EXCEPTION_CLASS: &str = "08";
+/// PostgreSQL's SQLSTATEs for a session the server ended as it shut down or restarted
+/// (`admin_shutdown`, `crash_shutdown`, `cannot_connect_now`).
+const PG_SESSION_ENDED: [&str; 3] = ["57P01", "57P02", "57P03"];
+
+/// Converts a database error.
 pub(crate) fn db_error(err: sqlx::Error) -> Error {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let message = db.message().to_owned();
-            if message.contains("workspaces") {
-                Error::conflict(Code::WorkspaceExists, "a workspace with that name already exists")
-            } else {
-                Error::conflict(Code::AlreadyExists, "that already exists")
-            }
+            Error::conflict(Code::AlreadyExists, "that already exists")
         }
-        // The database's disk is full (SQLite SQLITE_FULL, PostgreSQL disk_full): the request was
-        // fine, and it may work once there is room.
-        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("13" | "53100")) => {
+        // The database's disk is full: the request was fine, and it may work once there is room.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some(SQLITE_FULL | PG_DISK_FULL)) => {
             Error::Unavailable(Box::new(err))
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             Error::Unavailable(Box::new(err))
         }
-        // The database went away under a session (PostgreSQL shutting down or restarting ends
-        // its sessions with 57P01–57P03; class 08 is a broken connection): nothing wrong with
-        // the request, and the pool reconnects once the database is back.
+        // The database went away under a session: nothing wrong with the request, and the pool
+        // reconnects once the database is back.
         sqlx::Error::Database(db) if db.code().is_some_and(|code| connection_lost(&code)) => {
             Error::Unavailable(Box::new(err))
         }
@@ -35,7 +39,17 @@ pub(crate) fn db_error(err: sqlx::Error) -> Error {
 
 /// Whether a SQLSTATE says the session to the database was lost, not that the statement failed.
 fn connection_lost(sqlstate: &str) -> bool {
-    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
+    sqlstate.starts_with(PG_CONNECTION_EXCEPTION_CLASS) || PG_SESSION_ENDED.contains(&sqlstate)
+}
+
+/// Like `db_error`, for the insert of a workspace: a uniqueness violation means the name is taken.
+pub(crate) fn workspace_error(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            Error::conflict(Code::WorkspaceExists, "a workspace with that name already exists")
+        }
+        _ => db_error(err),
+    }
 }
 
 /// Like `db_error`, but a uniqueness violation on folders means a sibling has the name.

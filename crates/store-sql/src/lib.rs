@@ -1,6 +1,7 @@
 //! The metadata port over SQL: SQLite (the embedded default, WAL) and, by URL, PostgreSQL. Each
 //! dialect has its own migrations; one conformance suite holds them to the same behaviour.
 
+mod dialect;
 mod errors;
 mod postgres;
 mod queries;
@@ -11,8 +12,12 @@ use std::sync::Arc;
 
 use cabinet_core::{MetadataStore, Result};
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use dialect::SqlStore;
+
+/// The SQLite metadata store.
+pub type SqliteStore = SqlStore<sqlite::SqliteDatabase>;
+/// The PostgreSQL metadata store.
+pub type PostgresStore = SqlStore<postgres::PostgresDatabase>;
 
 /// The migration after which the store recomputes every non-ASCII `name_folded` in Rust.
 pub(crate) const NAMES_REFOLDED_MIGRATION: i64 = 12;
@@ -24,28 +29,6 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn MetadataStore>> {
         return Ok(Arc::new(PostgresStore::open(database_url).await?));
     }
     Ok(Arc::new(SqliteStore::open(database_url).await?))
-}
-
-/// The point lookups behind every request (a key, a file, its references) as a dialect may answer
-/// them without its pool. `None` sends the caller to the pool.
-pub(crate) trait InlineRows {
-    /// Runs a read of `sql` with text parameters `$1, $2, …`, decoding each row with `decode`.
-    fn inline_rows<T>(
-        &self,
-        _sql: &str,
-        _params: &[&str],
-        _decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> Option<Result<Vec<T>>> {
-        None
-    }
-
-    /// See `MetadataStore::in_request_scope`.
-    fn in_request_scope<'a>(
-        &'a self,
-        request: futures::future::BoxFuture<'a, ()>,
-    ) -> futures::future::BoxFuture<'a, ()> {
-        request
-    }
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.

@@ -2,13 +2,16 @@
 //! concurrency because every ledger change is a single conditional UPDATE, which takes the
 //! workspace's row lock and re-checks its condition after waiting for it.
 
+use std::future::Future;
 use std::time::Duration;
 
 use cabinet_core::{Result, WorkspaceId};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use crate::dialect::{Dialect, SqlStore};
 use crate::errors::db_error;
+use crate::PostgresStore;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_spine.sql")),
@@ -25,9 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/postgres/0013_token_revocations.sql")),
 ];
 
-/// The PostgreSQL metadata store.
+/// A PostgreSQL database's pools. Every lookup goes through them: a PostgreSQL query is a network
+/// round trip either way.
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
+pub struct PostgresDatabase {
     write: PgPool,
     read: PgPool,
 }
@@ -41,7 +45,7 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(db_error)?;
-        let store = Self { write: pool.clone(), read: pool };
+        let store = SqlStore { db: PostgresDatabase { write: pool.clone(), read: pool } };
         store.migrate().await?;
         Ok(store)
     }
@@ -49,6 +53,13 @@ impl PostgresStore {
     async fn migrate(&self) -> Result<()> {
         self.apply_migrations(MIGRATIONS, Some("SELECT pg_advisory_xact_lock($1)")).await
     }
+}
+
+impl Dialect for PostgresDatabase {
+    type Db = sqlx::Postgres;
+
+    /// A name query's page is kept on the trigram index by finding its matches first.
+    const FENCE_NAME_MATCHES: bool = true;
 
     fn read_pool(&self) -> &PgPool {
         &self.read
@@ -57,43 +68,53 @@ impl PostgresStore {
     fn write_pool(&self) -> &PgPool {
         &self.write
     }
-}
 
-/// A case-folded substring match on a name. From three characters on, the name's trigrams keyed
-/// by its workspace (`name_trigram_keys`, migration 0011) must hold the query's: the GIN index on
-/// them lists only this workspace's rows under each key, so the search costs the same whatever
-/// other workspaces hold. Shorter queries scan the workspace's own rows.
-fn push_name_match(
-    qb: &mut sqlx::QueryBuilder<'static, sqlx::Postgres>,
-    _table: &str,
-    alias: &str,
-    ws: &WorkspaceId,
-    folded: &str,
-) {
-    if folded.chars().count() >= 3 {
-        qb.push(format!(
-            "name_trigram_keys({alias}.workspace_id, {alias}.name_folded) @> name_trigram_keys("
-        ));
-        qb.push_bind(ws.to_string());
-        qb.push(", ");
-        qb.push_bind(folded.to_owned());
-        qb.push(") AND ");
+    /// A case-folded substring match on a name. From three characters on, the name's trigrams keyed
+    /// by its workspace (`name_trigram_keys`, migration 0011) must hold the query's: the GIN index on
+    /// them lists only this workspace's rows under each key, so the search costs the same whatever
+    /// other workspaces hold. Shorter queries scan the workspace's own rows.
+    fn push_name_match(
+        qb: &mut sqlx::QueryBuilder<'static, sqlx::Postgres>,
+        _table: &str,
+        alias: &str,
+        ws: &WorkspaceId,
+        folded: &str,
+    ) {
+        if folded.chars().count() >= 3 {
+            qb.push(format!(
+                "name_trigram_keys({alias}.workspace_id, {alias}.name_folded) @> name_trigram_keys("
+            ));
+            qb.push_bind(ws.to_string());
+            qb.push(", ");
+            qb.push_bind(folded.to_owned());
+            qb.push(") AND ");
+        }
+        qb.push(format!("{alias}.name_folded LIKE "));
+        qb.push_bind(format!("%{}%", crate::like_escape(folded)));
+        qb.push(" ESCAPE '\\'");
     }
-    qb.push(format!("{alias}.name_folded LIKE "));
-    qb.push_bind(format!("%{}%", crate::like_escape(folded)));
-    qb.push(" ESCAPE '\\'");
+
+    fn fetch_built<'e, T, E>(
+        qb: &'e mut sqlx::QueryBuilder<'static, sqlx::Postgres>,
+        executor: E,
+    ) -> impl Future<Output = sqlx::Result<Vec<T>>> + Send + 'e
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'e,
+        E: sqlx::Executor<'e, Database = sqlx::Postgres> + 'e,
+    {
+        qb.build_query_as().fetch_all(executor)
+    }
+
+    fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// The workspace column a scoped query compares; a name query's page is kept on the trigram
+    /// index by finding its matches first (`FENCE_NAME_MATCHES`), not by a hint.
+    fn workspace_column(alias: &str, _name_query: Option<&str>) -> String {
+        format!("{alias}.workspace_id")
+    }
 }
-
-/// The workspace column a scoped query compares; a name query's page is kept on the trigram
-/// index by finding its matches first (`push_page_source`, the `true` below), not by a hint.
-fn workspace_column(alias: &str, _name_query: Option<&str>) -> String {
-    format!("{alias}.workspace_id")
-}
-
-/// Every lookup goes through the pool: a PostgreSQL query is a network round trip either way.
-impl crate::InlineRows for PostgresStore {}
-
-crate::queries::impl_metadata_store!(PostgresStore, sqlx::Postgres, push_name_match, workspace_column, true);
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,12 @@ fn corrupt(what: &str) -> Error {
     Error::internal(format!("stored {what} is not valid"))
 }
 
+/// A row that SQLite's inline point reads decode with rusqlite, as sqlx decodes it elsewhere.
+pub trait InlineRow: Sized {
+    /// The row as rusqlite reads it, its columns in the order of the query's `SELECT`.
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct WorkspaceRow {
     id: String,
@@ -88,10 +94,10 @@ pub(crate) struct ApiKeyWorkspaceRow {
     pub workspace_id: Option<String>,
 }
 
-impl ApiKeyWorkspaceRow {
+impl InlineRow for ApiKeyWorkspaceRow {
     /// A row of `SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, w.workspace_id`
     /// as rusqlite reads it.
-    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             key: ApiKeyRow {
                 id: row.get(0)?,
@@ -180,9 +186,9 @@ pub(crate) struct FileRow {
     created_by: Option<String>,
 }
 
-impl FileRow {
+impl InlineRow for FileRow {
     /// A row of `SELECT {FILE_COLUMNS}` as rusqlite reads it (SQLite's inline point reads).
-    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             workspace_id: row.get(0)?,
             id: row.get(1)?,
@@ -245,9 +251,9 @@ pub(crate) struct FileReferenceRow {
     pub ref_created_at: Option<i64>,
 }
 
-impl FileReferenceRow {
+impl InlineRow for FileReferenceRow {
     /// A row of `SELECT {FILE_COLUMNS}, r.kind, r.ref_id, r.label, r.created_at` as rusqlite reads it.
-    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             file: FileRow::from_rusqlite(row)?,
             kind: row.get(18)?,
@@ -256,7 +262,9 @@ impl FileReferenceRow {
             ref_created_at: row.get(21)?,
         })
     }
+}
 
+impl FileReferenceRow {
     /// The reference this row carries, if any.
     pub(crate) fn reference(&self) -> Option<Result<FileReference>> {
         let (kind, ref_id, created_at) = (self.kind.clone()?, self.ref_id.clone()?, self.ref_created_at?);
@@ -309,9 +317,9 @@ pub(crate) struct ReferenceRow {
     created_at: i64,
 }
 
-impl ReferenceRow {
+impl InlineRow for ReferenceRow {
     /// A row of `SELECT kind, ref_id, label, created_at` as rusqlite reads it.
-    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self { kind: row.get(0)?, ref_id: row.get(1)?, label: row.get(2)?, created_at: row.get(3)? })
     }
 }

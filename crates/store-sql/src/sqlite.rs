@@ -5,6 +5,7 @@
 
 use cabinet_core::Code;
 use std::cell::RefCell;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,10 @@ use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use crate::dialect::{Dialect, SqlStore};
 use crate::errors::db_error;
+use crate::rows::InlineRow;
+use crate::SqliteStore;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_spine.sql")),
@@ -33,9 +37,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
 ];
 
-/// The SQLite metadata store.
+/// A SQLite database's pools and inline readers.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteDatabase {
     write: SqlitePool,
     read: SqlitePool,
     /// Absent for an in-memory database, which other connections cannot open.
@@ -212,24 +216,6 @@ impl Drop for SharedRead {
     }
 }
 
-impl crate::InlineRows for SqliteStore {
-    fn inline_rows<T>(
-        &self,
-        sql: &str,
-        params: &[&str],
-        decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> Option<Result<Vec<T>>> {
-        self.inline.as_ref()?.rows(sql, params, decode)
-    }
-
-    fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
-        match self.inline {
-            Some(_) => Box::pin(SHARED_READ.scope(RefCell::new(None), request)),
-            None => request,
-        }
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at a `sqlite://` URL or a path, and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
@@ -264,7 +250,7 @@ impl SqliteStore {
         // Only a database in a file can be opened again by its path.
         let path = options.get_filename();
         let inline = path.is_file().then(|| Arc::new(InlineReads::new(path)));
-        let store = Self { write, read, inline };
+        let store = SqlStore { db: SqliteDatabase { write, read, inline } };
         store.migrate().await?;
         Ok(store)
     }
@@ -272,17 +258,18 @@ impl SqliteStore {
     async fn migrate(&self) -> Result<()> {
         self.apply_migrations(MIGRATIONS, None).await
     }
+}
 
-    /// The read pool, for everything but the inline lookups.
-    fn read_pool(&self) -> &SqlitePool {
-        self.end_shared_read();
-        &self.read
-    }
-
-    /// The writer.
-    fn write_pool(&self) -> &SqlitePool {
-        self.end_shared_read();
-        &self.write
+impl SqliteDatabase {
+    /// Runs a read of `sql` with text parameters `$1, $2, …` on an inline connection, decoding
+    /// each row with `decode`; `None` sends the caller to the pool.
+    fn read_inline<T>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Option<Result<Vec<T>>> {
+        self.inline.as_ref()?.rows(sql, params, decode)
     }
 
     /// Ends the request's read transaction on this database, if it has one.
@@ -297,22 +284,9 @@ impl SqliteStore {
     }
 }
 
-/// A case-folded substring match on a name: through the FTS5 trigram index from three
-/// characters on (a trigram phrase matches anywhere in the name), a LIKE scan below that.
 /// Whether a name query is answered by the trigram index (shorter ones are a `LIKE`).
 fn trigram_served(folded: &str) -> bool {
     folded.chars().count() >= 3
-}
-
-/// The workspace column a scoped query compares. When the trigram index finds the name matches,
-/// the unary `+` keeps the planner from walking the workspace's index instead: a name search
-/// counts every match anyway, and without statistics SQLite would walk the whole workspace and
-/// probe each row (8 ms instead of under 1 ms at 100,000 files, 100 matches).
-fn workspace_column(alias: &str, name_query: Option<&str>) -> String {
-    match name_query {
-        Some(folded) if trigram_served(folded) => format!("+{alias}.workspace_id"),
-        _ => format!("{alias}.workspace_id"),
-    }
 }
 
 /// How far a workspace's rows are shifted in the search index's rowids (see migration 0011): an
@@ -321,43 +295,101 @@ const SEARCH_ROWID_SHIFT: u32 = 38;
 /// The row's own rowid within an index rowid.
 const SEARCH_ROW_MASK: i64 = (1 << SEARCH_ROWID_SHIFT) - 1;
 
-/// The trigram index is asked for the workspace's range of index rowids only, so it seeks past
-/// every other workspace's entries instead of reading them: the search costs the same whatever
-/// other workspaces hold.
-fn push_name_match(
-    qb: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
-    table: &str,
-    alias: &str,
-    ws: &WorkspaceId,
-    folded: &str,
-) {
-    if trigram_served(folded) {
-        qb.push(format!(
-            "{alias}.rowid IN (SELECT rowid & {SEARCH_ROW_MASK} FROM {table}_search WHERE {table}_search MATCH "
-        ));
-        qb.push_bind(format!("\"{}\"", folded.replace('"', "\"\"")));
-        qb.push(format!(
-            " AND rowid BETWEEN (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = "
-        ));
-        qb.push_bind(ws.to_string());
-        qb.push(format!(
-            ") AND (SELECT (rowid << {SEARCH_ROWID_SHIFT}) | {SEARCH_ROW_MASK} FROM workspaces WHERE id = "
-        ));
-        qb.push_bind(ws.to_string());
-        qb.push("))");
-    } else {
-        qb.push(format!("{alias}.name_folded LIKE "));
-        qb.push_bind(format!("%{}%", crate::like_escape(folded)));
-        qb.push(" ESCAPE '\\'");
+impl Dialect for SqliteDatabase {
+    type Db = sqlx::Sqlite;
+
+    /// The unary `+` of `workspace_column` keeps a name query's page on the trigram index.
+    const FENCE_NAME_MATCHES: bool = false;
+
+    /// The read pool, for everything but the inline lookups.
+    fn read_pool(&self) -> &SqlitePool {
+        self.end_shared_read();
+        &self.read
+    }
+
+    /// The writer.
+    fn write_pool(&self) -> &SqlitePool {
+        self.end_shared_read();
+        &self.write
+    }
+
+    /// A case-folded substring match on a name: through the FTS5 trigram index from three
+    /// characters on (a trigram phrase matches anywhere in the name), a LIKE scan below that.
+    /// The trigram index is asked for the workspace's range of index rowids only, so it seeks past
+    /// every other workspace's entries instead of reading them: the search costs the same whatever
+    /// other workspaces hold.
+    fn push_name_match(
+        qb: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
+        table: &str,
+        alias: &str,
+        ws: &WorkspaceId,
+        folded: &str,
+    ) {
+        if trigram_served(folded) {
+            qb.push(format!(
+                "{alias}.rowid IN (SELECT rowid & {SEARCH_ROW_MASK} FROM {table}_search WHERE {table}_search MATCH "
+            ));
+            qb.push_bind(format!("\"{}\"", folded.replace('"', "\"\"")));
+            qb.push(format!(
+                " AND rowid BETWEEN (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = "
+            ));
+            qb.push_bind(ws.to_string());
+            qb.push(format!(
+                ") AND (SELECT (rowid << {SEARCH_ROWID_SHIFT}) | {SEARCH_ROW_MASK} FROM workspaces WHERE id = "
+            ));
+            qb.push_bind(ws.to_string());
+            qb.push("))");
+        } else {
+            qb.push(format!("{alias}.name_folded LIKE "));
+            qb.push_bind(format!("%{}%", crate::like_escape(folded)));
+            qb.push(" ESCAPE '\\'");
+        }
+    }
+
+    /// The workspace column a scoped query compares. When the trigram index finds the name matches,
+    /// the unary `+` keeps the planner from walking the workspace's index instead: a name search
+    /// counts every match anyway, and without statistics SQLite would walk the whole workspace and
+    /// probe each row (8 ms instead of under 1 ms at 100,000 files, 100 matches).
+    fn workspace_column(alias: &str, name_query: Option<&str>) -> String {
+        match name_query {
+            Some(folded) if trigram_served(folded) => format!("+{alias}.workspace_id"),
+            _ => format!("{alias}.workspace_id"),
+        }
+    }
+
+    fn fetch_built<'e, T, E>(
+        qb: &'e mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
+        executor: E,
+    ) -> impl Future<Output = sqlx::Result<Vec<T>>> + Send + 'e
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + 'e,
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite> + 'e,
+    {
+        qb.build_query_as().fetch_all(executor)
+    }
+
+    fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn inline_rows<T: InlineRow>(&self, sql: &str, params: &[&str]) -> Option<Result<Vec<T>>> {
+        self.read_inline(sql, params, T::from_rusqlite)
+    }
+
+    fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        match self.inline {
+            Some(_) => Box::pin(SHARED_READ.scope(RefCell::new(None), request)),
+            None => request,
+        }
     }
 }
-
-crate::queries::impl_metadata_store!(SqliteStore, sqlx::Sqlite, push_name_match, workspace_column, false);
 
 #[cfg(test)]
 mod tests {
     use cabinet_core::listing::FileFilter;
-    use cabinet_core::{ApiKey, ApiKeyId, MetadataStore, Role, Workspace, WorkspaceId};
+    use cabinet_core::{
+        ApiKey, ApiKeyId, FolderStore, KeyStore, Role, Workspace, WorkspaceId, WorkspaceStore,
+    };
     use chrono::Utc;
 
     use super::*;
@@ -392,7 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
         let decode = crate::rows::ApiKeyWorkspaceRow::from_rusqlite;
-        let inline = crate::InlineRows::inline_rows(&store, crate::queries::FIND_API_KEY, &["hash"], decode);
+        let inline = store.db.read_inline(crate::queries::FIND_API_KEY, &["hash"], decode);
         assert_eq!(inline.expect("answered inline").unwrap().len(), 1);
         assert_eq!(store.find_api_key("hash").await.unwrap().map(|found| found.id), Some(key.id.clone()));
         // A revocation committed by the writer is what the next inline lookup sees.
@@ -430,7 +462,7 @@ mod tests {
         };
         cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(request)).await;
         // No connection is kept by a request that has ended.
-        let inline = store.inline.as_ref().unwrap();
+        let inline = store.db.inline.as_ref().unwrap();
         assert_eq!(inline.idle.lock().unwrap().len(), inline.opened.load(Ordering::Relaxed));
     }
 
@@ -464,7 +496,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
         let sql = format!("EXPLAIN QUERY PLAN {}", crate::queries::FIND_API_KEY);
-        let plan = crate::InlineRows::inline_rows(&store, &sql, &["hash"], |row| row.get::<_, String>(3));
+        let plan = store.db.read_inline(&sql, &["hash"], |row| row.get::<_, String>(3));
         let plan = plan.expect("answered inline").unwrap().join("\n");
         assert!(plan.contains("api_key_workspaces_in_order"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
@@ -544,7 +576,7 @@ mod tests {
     #[tokio::test]
     async fn an_in_memory_database_answers_through_the_pool() {
         let (store, key) = store_with_key("sqlite::memory:").await;
-        assert!(store.inline.is_none());
+        assert!(store.db.inline.is_none());
         assert_eq!(store.find_api_key("hash").await.unwrap().map(|found| found.id), Some(key.id));
     }
 
@@ -552,13 +584,13 @@ mod tests {
     async fn lookups_beyond_the_inline_connections_go_through_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
-        let inline = store.inline.as_ref().unwrap();
+        let inline = store.db.inline.as_ref().unwrap();
         let held: Vec<_> = (0..MAX_INLINE_CONNECTIONS).map(|_| inline.connection().unwrap()).collect();
         let decode = |row: &rusqlite::Row<'_>| row.get::<_, String>(0);
-        assert!(crate::InlineRows::inline_rows(&store, "SELECT hint FROM api_keys", &[], decode).is_none());
+        assert!(store.db.read_inline("SELECT hint FROM api_keys", &[], decode).is_none());
         assert_eq!(store.find_api_key("hash").await.unwrap().map(|found| found.id), Some(key.id));
         inline.idle.lock().unwrap().extend(held);
-        let hints = crate::InlineRows::inline_rows(&store, "SELECT hint FROM api_keys", &[], decode);
+        let hints = store.db.read_inline("SELECT hint FROM api_keys", &[], decode);
         assert_eq!(hints.expect("a returned connection serves again").unwrap(), vec!["wxyz".to_owned()]);
     }
 

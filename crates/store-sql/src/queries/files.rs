@@ -1,0 +1,367 @@
+//! Files, their tags and what uses them. A file created or deleted changes the ledger in the
+//! transaction that writes it.
+
+use cabinet_core::listing::{FileFilter, Paging, Sort, Start};
+use cabinet_core::names::fold;
+use cabinet_core::ports::FileChange;
+use cabinet_core::{Error, FileId, FileRecord, FileReference, FolderId, Result, WorkspaceId};
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
+
+use crate::dialect::{Dialect, SqlStore, Value};
+use crate::errors::db_error;
+use crate::rows::{
+    bytes, millis, CountedFileRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS, FILE_INSERT_COLUMNS,
+};
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    bool: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+{
+    pub(super) async fn insert_file(tx: &mut sqlx::Transaction<'_, D::Db>, file: &FileRecord) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO files ({FILE_INSERT_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        ))
+        .bind(file.workspace_id.as_str())
+        .bind(file.id.as_str())
+        .bind(&file.name)
+        .bind(&file.mime_type)
+        .bind(bytes(file.size)?)
+        .bind(&file.sha256)
+        .bind(file.folder_id.as_ref().map(|id| id.as_str()))
+        .bind(&file.blob_key)
+        .bind(millis(file.created_at))
+        .bind(millis(file.updated_at))
+        .bind(file.is_favorite)
+        .bind(&file.alt_text)
+        .bind(&file.caption)
+        .bind(&file.copyright)
+        .bind(serde_json::to_string(&file.metadata).map_err(Error::internal)?)
+        .bind(serde_json::to_string(&file.tags).map_err(Error::internal)?)
+        .bind(file.trashed_at.map(millis))
+        .bind(&file.created_by)
+        .bind(fold(&file.name))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Self::replace_tags(tx, &file.workspace_id, &file.id, &file.tags).await
+    }
+
+    pub(super) async fn replace_tags(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        ws: &WorkspaceId,
+        file: &FileId,
+        tags: &[String],
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM file_tags WHERE workspace_id = $1 AND file_id = $2")
+            .bind(ws.as_str())
+            .bind(file.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        for tag in tags {
+            sqlx::query("INSERT INTO file_tags (workspace_id, file_id, tag) VALUES ($1, $2, $3)")
+                .bind(ws.as_str())
+                .bind(file.as_str())
+                .bind(tag)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> cabinet_core::FileStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    bool: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+{
+    async fn insert_file_charging(&self, file: &FileRecord) -> Result<()> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        Self::charge(&mut tx, &file.workspace_id, "used_bytes", file.size).await?;
+        Self::record_usage(&mut tx, &file.workspace_id, file.created_at).await?;
+        Self::insert_file(&mut tx, file).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_file(&self, ws: &WorkspaceId, id: &FileId) -> Result<FileRecord> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = $1 AND id = $2");
+        let row = match self.db.inline_rows::<FileRow>(&sql, &[ws.as_str(), id.as_str()]) {
+            Some(rows) => rows?.into_iter().next(),
+            None => sqlx::query_as::<_, FileRow>(&sql)
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_optional(self.read_pool())
+                .await
+                .map_err(db_error)?,
+        };
+        row.ok_or(Error::NotFound("file"))?.try_into()
+    }
+
+    async fn list_files(
+        &self,
+        ws: &WorkspaceId,
+        filter: &FileFilter,
+        sort: Sort,
+        paging: &Paging,
+    ) -> Result<(Vec<FileRecord>, u64)> {
+        // A name match is the costly part of a filtered list: count its matches in the
+        // same pass (a window over them) rather than matching twice. A cursor page needs
+        // every match counted, not only those after the cursor, so it counts apart.
+        let count_in_page = filter.name_contains.is_some() && !matches!(paging.start, Start::After(_));
+        // The window would read every live file of an unfiltered list: its total is the
+        // workspace's counter, read in the same statement (one round trip, not two).
+        let every_live_file = filter.is_every_live_file();
+        let mut qb = QueryBuilder::<'static, D::Db>::new(format!("SELECT {FILE_COLUMNS}, "));
+        if count_in_page {
+            qb.push("COUNT(*) OVER ()");
+        } else if every_live_file {
+            qb.push("CAST((SELECT live_files FROM workspaces WHERE id = ");
+            qb.push_bind(ws.to_string());
+            qb.push(") AS BIGINT)");
+        } else {
+            qb.push("CAST(0 AS BIGINT)");
+        }
+        qb.push(" AS total_matches");
+        Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
+        Self::push_file_filter(&mut qb, ws, filter);
+        Self::push_page(&mut qb, "f", sort, paging);
+        let rows: Vec<CountedFileRow> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
+        let counted = rows.first().map(|row| row.total_matches.max(0) as u64);
+        let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
+        let total = match counted {
+            Some(total) if count_in_page || every_live_file => total,
+            // An empty page (an offset past the end) carries no total.
+            _ if every_live_file => {
+                let mut count =
+                    QueryBuilder::<'static, D::Db>::new("SELECT live_files FROM workspaces WHERE id = ");
+                count.push_bind(ws.to_string());
+                self.count(count).await?
+            }
+            _ => {
+                let mut count = QueryBuilder::<'static, D::Db>::new("SELECT COUNT(*) FROM files f");
+                Self::push_file_filter(&mut count, ws, filter);
+                self.count(count).await?
+            }
+        };
+        Ok((files, total))
+    }
+
+    async fn update_file(
+        &self,
+        ws: &WorkspaceId,
+        id: &FileId,
+        change: &FileChange,
+        at: DateTime<Utc>,
+    ) -> Result<FileRecord> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        let mut qb = QueryBuilder::<'static, D::Db>::new("UPDATE files SET updated_at = ");
+        qb.push_bind(millis(at));
+        if let Some(name) = &change.name {
+            qb.push(", name = ");
+            qb.push_bind(name.clone());
+            qb.push(", name_folded = ");
+            qb.push_bind(fold(name));
+        }
+        if let Some(folder) = &change.folder {
+            qb.push(", folder_id = ");
+            qb.push_bind(folder.as_ref().map(|id| id.to_string()));
+        }
+        if let Some(favorite) = change.is_favorite {
+            qb.push(", is_favorite = ");
+            qb.push_bind(favorite);
+        }
+        for (column, value) in
+            [("alt_text", &change.alt_text), ("caption", &change.caption), ("copyright", &change.copyright)]
+        {
+            if let Some(value) = value {
+                qb.push(format!(", {column} = "));
+                qb.push_bind(value.clone());
+            }
+        }
+        if let Some(metadata) = &change.metadata {
+            qb.push(", metadata = ");
+            qb.push_bind(serde_json::to_string(metadata).map_err(Error::internal)?);
+        }
+        if let Some(tags) = &change.tags {
+            qb.push(", tags = ");
+            qb.push_bind(serde_json::to_string(tags).map_err(Error::internal)?);
+        }
+        qb.push(" WHERE workspace_id = ");
+        qb.push_bind(ws.to_string());
+        qb.push(" AND id = ");
+        qb.push_bind(id.to_string());
+        qb.push(format!(" AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"));
+        let row: Option<FileRow> =
+            D::fetch_built(&mut qb, &mut *tx).await.map_err(db_error)?.into_iter().next();
+        let file = FileRecord::try_from(row.ok_or(Error::NotFound("file"))?)?;
+        if let Some(tags) = &change.tags {
+            Self::replace_tags(&mut tx, ws, id, tags).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(file)
+    }
+
+    async fn delete_file(&self, ws: &WorkspaceId, id: &FileId, at: DateTime<Utc>) -> Result<FileRecord> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        Self::lock_workspace(&mut tx, ws).await?;
+        let file: FileRecord = sqlx::query_as::<_, FileRow>(&format!(
+            "DELETE FROM files WHERE workspace_id = $1 AND id = $2 RETURNING {FILE_COLUMNS}"
+        ))
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound("file"))?
+        .try_into()?;
+        for table in ["file_tags", "file_references"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1 AND file_id = $2"))
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query("UPDATE workspaces SET used_bytes = used_bytes - $1 WHERE id = $2")
+            .bind(bytes(file.size)?)
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        Self::record_usage(&mut tx, ws, at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(file)
+    }
+
+    async fn tag_counts(&self, ws: &WorkspaceId) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT t.tag, COUNT(*) FROM file_tags t JOIN files f ON f.workspace_id = t.workspace_id AND \
+             f.id = t.file_id \
+             WHERE t.workspace_id = $1 AND f.trashed_at IS NULL GROUP BY t.tag ORDER BY t.tag",
+        )
+        .bind(ws.as_str())
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(tag, n)| (tag, n.max(0) as u64)).collect())
+    }
+
+    async fn add_reference(&self, ws: &WorkspaceId, file: &FileId, reference: &FileReference) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO file_references (workspace_id, file_id, kind, ref_id, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (workspace_id, file_id, kind, ref_id) DO UPDATE SET label = excluded.label",
+        )
+        .bind(ws.as_str())
+        .bind(file.as_str())
+        .bind(&reference.kind)
+        .bind(&reference.id)
+        .bind(&reference.label)
+        .bind(millis(reference.created_at))
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_references(&self, ws: &WorkspaceId, file: &FileId) -> Result<Vec<FileReference>> {
+        const SQL: &str = "SELECT kind, ref_id, label, created_at FROM file_references \
+             WHERE workspace_id = $1 AND file_id = $2 ORDER BY created_at, kind, ref_id";
+        let rows = match self.db.inline_rows::<ReferenceRow>(SQL, &[ws.as_str(), file.as_str()]) {
+            Some(rows) => rows?,
+            None => sqlx::query_as::<_, ReferenceRow>(SQL)
+                .bind(ws.as_str())
+                .bind(file.as_str())
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(db_error)?,
+        };
+        rows.into_iter().map(FileReference::try_from).collect()
+    }
+
+    async fn get_file_with_references(
+        &self,
+        ws: &WorkspaceId,
+        id: &FileId,
+    ) -> Result<(FileRecord, Vec<FileReference>)> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns = FILE_COLUMNS
+                .split(',')
+                .map(|column| format!("f.{}", column.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT {columns}, r.kind, r.ref_id, r.label, r.created_at AS ref_created_at FROM files f \
+                 LEFT JOIN file_references r ON r.workspace_id = f.workspace_id AND r.file_id = f.id \
+                 WHERE f.workspace_id = $1 AND f.id = $2 ORDER BY r.created_at, r.kind, r.ref_id"
+            )
+        });
+        let inline = self.db.inline_rows::<FileReferenceRow>(&SQL, &[ws.as_str(), id.as_str()]);
+        let rows = match inline {
+            Some(rows) => rows?,
+            None => sqlx::query_as::<_, FileReferenceRow>(SQL.as_str())
+                .bind(ws.as_str())
+                .bind(id.as_str())
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(db_error)?,
+        };
+        let references = rows.iter().filter_map(FileReferenceRow::reference).collect::<Result<Vec<_>>>()?;
+        let first = rows.into_iter().next().ok_or(Error::NotFound("file"))?;
+        Ok((first.file.try_into()?, references))
+    }
+
+    async fn remove_reference(&self, ws: &WorkspaceId, file: &FileId, kind: &str, id: &str) -> Result<()> {
+        let done = sqlx::query(
+            "DELETE FROM file_references WHERE workspace_id = $1 AND file_id = $2 AND kind = $3 AND ref_id \
+             = $4",
+        )
+        .bind(ws.as_str())
+        .bind(file.as_str())
+        .bind(kind)
+        .bind(id)
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&done) == 0 {
+            return Err(Error::NotFound("reference"));
+        }
+        Ok(())
+    }
+
+    async fn references_in_folder(&self, ws: &WorkspaceId, folder: &FolderId) -> Result<Vec<FileReference>> {
+        let mut qb = QueryBuilder::<'static, D::Db>::new(
+            "SELECT r.kind, r.ref_id, r.label, r.created_at FROM file_references r \
+             JOIN files f ON f.workspace_id = r.workspace_id AND f.id = r.file_id WHERE r.workspace_id = ",
+        );
+        qb.push_bind(ws.to_string());
+        qb.push(" AND f.trashed_at IS NULL AND f.folder_id IN ");
+        Self::push_subtree(&mut qb, ws, folder);
+        qb.push(" ORDER BY r.created_at");
+        let rows: Vec<ReferenceRow> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
+        rows.into_iter().map(FileReference::try_from).collect()
+    }
+}

@@ -1,0 +1,200 @@
+//! Workspaces and API keys, and the revocation of end-user tokens.
+
+use cabinet_core::rules::TokenStanding;
+use cabinet_core::{ApiKey, ApiKeyId, Error, Result, Workspace, WorkspaceId};
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
+
+use crate::dialect::{Dialect, SqlStore, Value};
+use crate::errors::{db_error, workspace_error};
+use crate::rows::{bytes, millis, ApiKeyRow, ApiKeyWorkspaceRow, WorkspaceRow, WORKSPACE_COLUMNS};
+
+#[async_trait::async_trait]
+impl<D: Dialect> cabinet_core::WorkspaceStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    bool: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+{
+    async fn create_workspace(&self, ws: &Workspace) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workspaces (id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, \
+             created_at) \
+             VALUES ($1, $2, $3, $4, 0, 0, $5)",
+        )
+        .bind(ws.id.as_str())
+        .bind(&ws.name)
+        .bind(ws.limit_bytes.map(bytes).transpose()?)
+        .bind(ws.max_file_bytes.map(bytes).transpose()?)
+        .bind(millis(ws.created_at))
+        .execute(self.write_pool())
+        .await
+        .map_err(workspace_error)?;
+        Ok(())
+    }
+
+    async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
+        sqlx::query_as::<_, WorkspaceRow>(&format!(
+            "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.read_pool())
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound("workspace"))?
+        .try_into()
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        sqlx::query_as::<_, WorkspaceRow>(&format!(
+            "SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY created_at, id"
+        ))
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(Workspace::try_from)
+        .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> cabinet_core::KeyStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    bool: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+{
+    async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, secret_hash, name, role, hint, created_at) VALUES ($1, $2, $3, $4, \
+             $5, $6)",
+        )
+        .bind(key.id.as_str())
+        .bind(secret_hash)
+        .bind(&key.name)
+        .bind(key.role.as_str())
+        .bind(&key.hint)
+        .bind(millis(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for (position, ws) in key.workspaces.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO api_key_workspaces (key_id, workspace_id, position) VALUES ($1, $2, $3)",
+            )
+            .bind(key.id.as_str())
+            .bind(ws.as_str())
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
+        const SQL: &str = super::FIND_API_KEY;
+        let inline = self.db.inline_rows::<ApiKeyWorkspaceRow>(SQL, &[secret_hash]);
+        let rows = match inline {
+            Some(rows) => rows?,
+            None => sqlx::query_as::<_, ApiKeyWorkspaceRow>(SQL)
+                .bind(secret_hash)
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(db_error)?,
+        };
+        let workspaces: Vec<String> = rows.iter().filter_map(|row| row.workspace_id.clone()).collect();
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(row) => row.key.into_key(workspaces).map(Some),
+        }
+    }
+
+    async fn list_api_keys(&self, ws: &WorkspaceId) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at FROM api_keys k \
+             JOIN api_key_workspaces w ON w.key_id = k.id WHERE w.workspace_id = $1 ORDER BY k.created_at, \
+             k.id",
+        )
+        .bind(ws.as_str())
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let workspaces: Vec<String> = sqlx::query_scalar(
+                "SELECT workspace_id FROM api_key_workspaces WHERE key_id = $1 ORDER BY position",
+            )
+            .bind(&row.id)
+            .fetch_all(self.read_pool())
+            .await
+            .map_err(db_error)?;
+            keys.push(row.into_key(workspaces)?);
+        }
+        Ok(keys)
+    }
+
+    async fn revoke_tokens(&self, ws: &WorkspaceId, sub: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO token_revocations (workspace_id, sub, revoked_up_to) VALUES ($1, $2, $3) \
+             ON CONFLICT (workspace_id, sub) DO UPDATE SET revoked_up_to = \
+             CASE WHEN excluded.revoked_up_to > token_revocations.revoked_up_to \
+             THEN excluded.revoked_up_to ELSE token_revocations.revoked_up_to END",
+        )
+        .bind(ws.as_str())
+        .bind(sub)
+        .bind(millis(at))
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn token_standing(&self, ws: &WorkspaceId, key_id: &str, sub: &str) -> Result<TokenStanding> {
+        let (live, cutoff): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM api_keys WHERE id = $1 AND revoked_at IS NULL), \
+             (SELECT MAX(revoked_up_to) FROM token_revocations WHERE workspace_id = $2 AND sub IN ('', $3))",
+        )
+        .bind(key_id)
+        .bind(ws.as_str())
+        .bind(sub)
+        .fetch_one(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(TokenStanding {
+            key_live: live > 0,
+            revoked_up_to: cutoff.and_then(chrono::DateTime::from_timestamp_millis),
+        })
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+            .bind(millis(at))
+            .bind(id.as_str())
+            .execute(self.write_pool())
+            .await
+            .map_err(db_error)?;
+        if D::rows_affected(&done) == 0 {
+            return Err(Error::NotFound("api key"));
+        }
+        Ok(())
+    }
+}

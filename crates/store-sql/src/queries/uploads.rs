@@ -1,0 +1,315 @@
+//! Uploads and the reservations they hold: an upload reserves its size on the quota as it is
+//! created, and finishing or failing it turns the reservation into usage or releases it, in one
+//! transaction.
+
+use cabinet_core::{Error, FailureReason, FileRecord, Result, Upload, UploadId, WorkspaceId};
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Row, Type};
+
+use crate::dialect::{Dialect, SqlStore, Value};
+use crate::errors::db_error;
+use crate::rows::{bytes, millis, UploadRow, UPLOAD_COLUMNS};
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    bool: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+{
+    /// Moves an upload from status `from` to `to`; false when it was not in `from`.
+    pub(super) async fn move_upload(
+        &self,
+        ws: &WorkspaceId,
+        id: &UploadId,
+        at: DateTime<Utc>,
+        from: &'static str,
+        to: &'static str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET status = $1, updated_at = $2 \
+             WHERE workspace_id = $3 AND id = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(millis(at))
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(from)
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    pub(super) fn id_pairs(
+        rows: Vec<<D::Db as sqlx::Database>::Row>,
+    ) -> Result<Vec<(WorkspaceId, UploadId)>> {
+        rows.into_iter()
+            .map(|row| {
+                let ws: String = row.try_get("workspace_id").map_err(db_error)?;
+                let id: String = row.try_get("id").map_err(db_error)?;
+                Ok((ws.parse()?, id.parse()?))
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> cabinet_core::UploadStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    bool: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+    Option<bool>: Value<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+{
+    async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()> {
+        let size = bytes(upload.size)?;
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
+        sqlx::query(&format!(
+            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(upload.workspace_id.as_str())
+        .bind(upload.id.as_str())
+        .bind(&upload.name)
+        .bind(size)
+        .bind(&upload.declared_mime)
+        .bind(&upload.sha256)
+        .bind(upload.folder_id.as_ref().map(|id| id.as_str()))
+        .bind(upload.status.as_str())
+        .bind(upload.failure_reason.map(FailureReason::as_str))
+        .bind(upload.file_id.as_str())
+        .bind(&upload.blob_key)
+        .bind(millis(upload.created_at))
+        .bind(millis(upload.updated_at))
+        .bind(millis(upload.expires_at))
+        .bind(&upload.created_by)
+        .bind(upload.size_known)
+        .bind(upload.part_size.map(bytes).transpose()?)
+        .bind(&upload.multipart_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_upload(&self, ws: &WorkspaceId, id: &UploadId) -> Result<Upload> {
+        sqlx::query_as::<_, UploadRow>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .fetch_optional(self.read_pool())
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound("upload"))?
+        .try_into()
+    }
+
+    async fn begin_receiving(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
+        self.move_upload(ws, id, at, "WAITING", "UPLOADING").await
+    }
+
+    async fn begin_receiving_reserving(
+        &self,
+        ws: &WorkspaceId,
+        id: &UploadId,
+        at: DateTime<Utc>,
+        most: u64,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // A write first: it locks the workspace's row (PostgreSQL) or the database
+        // (SQLite), so the ledger read next stays true until this transaction commits.
+        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes WHERE id = $1")
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let (limit, used, reserved): (Option<i64>, i64, i64) =
+            sqlx::query_as("SELECT limit_bytes, used_bytes, reserved_bytes FROM workspaces WHERE id = $1")
+                .bind(ws.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("workspace"))?;
+        let most = bytes(most)?;
+        let grant = limit.map_or(most, |limit| most.min((limit - used - reserved).max(0)));
+        let begun = sqlx::query(
+            "UPDATE uploads SET status = 'UPLOADING', updated_at = $1, size = $2 \
+             WHERE workspace_id = $3 AND id = $4 AND status = 'WAITING' AND size_known = $5",
+        )
+        .bind(millis(at))
+        .bind(grant)
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&begun) == 0 {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
+            .bind(grant)
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(grant.max(0) as u64))
+    }
+
+    async fn finish_upload(&self, ws: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // What the upload holds reserved: its declared size, or for one of unknown size
+        // what was reserved while its bytes streamed. The upload then records the file's size.
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM uploads WHERE workspace_id = $1 AND id = $2 AND status IN ('WAITING', \
+             'UPLOADING')",
+        )
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(reserved) = reserved else {
+            return Ok(false);
+        };
+        let finished = sqlx::query(
+            "UPDATE uploads SET status = 'SUCCESS', updated_at = $1, size = $2 \
+             WHERE workspace_id = $3 AND id = $4 AND status IN ('WAITING', 'UPLOADING') AND size = $5",
+        )
+        .bind(millis(file.created_at))
+        .bind(bytes(file.size)?)
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(reserved)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&finished) == 0 {
+            return Ok(false);
+        }
+        Self::insert_file(&mut tx, file).await?;
+        // Bytes beyond the reservation (an upload of unknown size reserved nothing) must
+        // still fit the limit, checked in this same statement.
+        let charged = sqlx::query(&format!(
+            "UPDATE workspaces SET reserved_bytes = reserved_bytes - $1, used_bytes = used_bytes + $2 \
+             WHERE id = $3 AND ($2 <= $1 OR {})",
+            super::fits_quota("- $1 + $2")
+        ))
+        .bind(reserved)
+        .bind(bytes(file.size)?)
+        .bind(ws.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&charged) == 0 {
+            let available: Option<i64> = sqlx::query_scalar(
+                "SELECT limit_bytes - used_bytes - reserved_bytes + $1 FROM workspaces WHERE id = $2",
+            )
+            .bind(reserved)
+            .bind(ws.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .flatten();
+            return Err(super::quota_error(available, file.size));
+        }
+        Self::record_usage(&mut tx, ws, file.created_at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn fail_upload(
+        &self,
+        ws: &WorkspaceId,
+        id: &UploadId,
+        reason: FailureReason,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "UPDATE uploads SET status = 'FAILED', failure_reason = $1, updated_at = $2 \
+             WHERE workspace_id = $3 AND id = $4 AND status IN ('WAITING', 'UPLOADING') RETURNING size",
+        )
+        .bind(reason.as_str())
+        .bind(millis(at))
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(reserved) = reserved else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes - $1 WHERE id = $2")
+            .bind(reserved)
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn expired_uploads(
+        &self,
+        waiting_before: DateTime<Utc>,
+        uploading_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, UploadId)>> {
+        let rows = sqlx::query(
+            "SELECT workspace_id, id FROM uploads \
+             WHERE (status = 'WAITING' AND expires_at <= $1) OR (status = 'UPLOADING' AND expires_at <= $2) \
+             LIMIT $3",
+        )
+        .bind(millis(waiting_before))
+        .bind(millis(uploading_before))
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        Self::id_pairs(rows)
+    }
+
+    async fn reopen_upload(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
+        self.move_upload(ws, id, at, "UPLOADING", "WAITING").await
+    }
+
+    async fn receiving_uploads(&self, limit: u32) -> Result<Vec<(WorkspaceId, UploadId)>> {
+        let rows = sqlx::query("SELECT workspace_id, id FROM uploads WHERE status = 'UPLOADING' LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(self.read_pool())
+            .await
+            .map_err(db_error)?;
+        Self::id_pairs(rows)
+    }
+
+    async fn waiting_uploads(&self, after: Option<&UploadId>, limit: u32) -> Result<Vec<Upload>> {
+        let rows = sqlx::query_as::<_, UploadRow>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status = 'WAITING' AND id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.map_or("", |id| id.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(Upload::try_from).collect()
+    }
+}
