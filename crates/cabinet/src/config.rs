@@ -109,6 +109,11 @@ pub struct ServeArgs {
     /// Open connections allowed from one client IP address; more are closed at once (0: no cap).
     #[arg(long, env = "CABINET_MAX_CONNECTIONS_PER_ADDRESS")]
     pub max_connections_per_address: Option<usize>,
+    /// Once listening (and the first key exists), write `{"url", "public_url", "workspace", "key"}`
+    /// to this file as JSON, atomically; `workspace` and `key` are null unless this start created
+    /// them. For scripts and tests that wait for the server.
+    #[arg(long, env = "CABINET_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// The TOML file: every setting, all optional.
@@ -189,6 +194,7 @@ pub struct ServeConfig {
     pub rate_limit_per_minute: u32,
     pub header_read_timeout: u64,
     pub max_connections_per_address: usize,
+    pub ready_file: Option<PathBuf>,
 }
 
 fn load_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -279,5 +285,6 @@ pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<Serve
             .max_connections_per_address
             .or(file.max_connections_per_address)
             .unwrap_or(connections::DEFAULT_MAX_PER_ADDRESS),
+        ready_file: args.ready_file.clone(),
     })
 }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{BlobConfig, ServeConfig, StoreConfig};
 use crate::connections::{self, ConnectionLimits};
+use crate::ready_file;
 
 /// Reads the signing secret from the data folder, creating it (readable by the owner only) on
 /// first use.
@@ -117,6 +118,9 @@ pub fn connection_limits_of(config: &ServeConfig) -> ConnectionLimits {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if let Some(path) = &config.ready_file {
+        ready_file::clear(path)?;
+    }
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -133,13 +137,24 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     )
     .await?;
     cabinet.recover_after_restart().await.map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
-    if let Some(boot) = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))? {
+    let boot = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))?;
+    if let Some(boot) = &boot {
         println!(
             "Created workspace \"{}\" ({}) and an admin API key. The key is shown only this once:\n\n  {}\n\nTry it:\n  curl -H 'Authorization: Bearer {}' {public_url}/v1/quota\n",
             boot.workspace.name, boot.workspace.id, boot.key.secret, boot.key.secret
         );
     }
     println!("Cabinet listening on http://{address} (public URL {public_url}, docs at {public_url}/docs)");
+    if let Some(path) = &config.ready_file {
+        let workspace = boot.as_ref().map(|boot| boot.workspace.id.to_string());
+        let ready = ready_file::Ready {
+            url: &format!("http://{address}"),
+            public_url: &public_url,
+            workspace: workspace.as_deref(),
+            key: boot.as_ref().map(|boot| boot.key.secret.as_str()),
+        };
+        ready_file::write(path, &ready)?;
+    }
 
     let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), Duration::from_secs(config.sweep_interval)));
     let app = cabinet_api::app(cabinet, http_limits_of(&config, &public_url));
