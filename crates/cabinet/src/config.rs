@@ -56,7 +56,9 @@ pub struct StoreSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Lines for a person to read.
     Text,
+    /// One JSON object per line, for a log collector.
     Json,
 }
 
