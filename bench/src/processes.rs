@@ -2,17 +2,17 @@
 //! real `cabinet serve` release binary, nginx (Debian's `nginx-light`, dav module) as the
 //! baseline, and the clients both are measured with (curl for whole transfers, wrk for rates).
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cabinet_harness::ReadyFile;
 use serde_json::Value;
 
-const LISTENING: &str = "Cabinet listening on ";
+/// How long a release build may take to write its ready file (migrations on a busy machine).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A free loopback port (bound, read and released; nothing else on this machine races us for it
 /// within the next few milliseconds).
@@ -22,12 +22,7 @@ pub fn free_port() -> Result<u16> {
 
 /// A `cabinet` command with none of the caller's `CABINET_*` settings.
 fn cabinet_command(binary: &Path, data_dir: &Path, database_url: Option<&str>) -> Command {
-    let mut command = Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CABINET_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = cabinet_harness::cabinet_command(binary);
     command.arg("--data-dir").arg(data_dir);
     if let Some(url) = database_url {
         command.arg("--database-url").arg(url);
@@ -67,45 +62,25 @@ impl Cabinet {
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
         let rate_limit_off: &[&str] =
             if extra.contains(&"--rate-limit-per-minute") { &[] } else { &["--rate-limit-per-minute", "0"] };
-        let mut child = cabinet_command(binary, data_dir, None)
+        let ready_file = ReadyFile::new()?;
+        let mut command = cabinet_command(binary, data_dir, None);
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(rate_limit_off)
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-        let mut server = Cabinet { child, url: String::new(), key: None };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let line = match lines_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => line,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            if let Some(start) = line.find("cab_") {
-                if server.key.is_none() {
-                    let key: String = line[start..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    server.key = Some(key);
-                }
-            }
-            if let Some(rest) = line.strip_prefix(LISTENING) {
-                server.url = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                return Ok(server);
+            .stdout(Stdio::null())
+            .stderr(log);
+        ready_file.pass_to(&mut command);
+        let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+        match ready_file.wait(&mut child, START_TIMEOUT) {
+            Ok(ready) => Ok(Cabinet { child, url: ready.url, key: ready.key }),
+            Err(not_ready) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{not_ready}; see {}", data_dir.with_extension("log").display())
             }
         }
-        bail!("cabinet serve did not start; see {}", data_dir.with_extension("log").display())
     }
 
     pub fn pid(&self) -> u32 {

@@ -66,19 +66,40 @@ pub struct HttpLimits {
     pub mavi_direct_upload_bytes: u64,
 }
 
+impl HttpLimits {
+    /// The largest JSON (base64) upload body by default: 16 MiB.
+    pub const DEFAULT_JSON_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+    /// The largest body of other JSON routes by default: 2 MiB.
+    pub const DEFAULT_JSON_BODY_BYTES: usize = 2 * 1024 * 1024;
+    /// The longest path and query by default: 8 KiB.
+    pub const DEFAULT_MAX_URL_BYTES: usize = 8 * 1024;
+    /// The largest header section by default: 32 KiB.
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+    /// Seconds a request body may send nothing, by default.
+    pub const DEFAULT_BODY_IDLE_TIMEOUT_SECS: u64 = 30;
+    /// The least bytes per second a request body must send, by default.
+    pub const DEFAULT_BODY_MIN_RATE: u64 = 1024;
+    /// Seconds over which the body's rate is averaged, by default.
+    pub const DEFAULT_BODY_RATE_WINDOW_SECS: u64 = 60;
+    /// Requests per minute per key (or IP), by default.
+    pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 6000;
+    /// The largest MAVI direct upload by default: its docs' 500 MB.
+    pub const DEFAULT_MAVI_DIRECT_UPLOAD_BYTES: u64 = 500_000_000;
+}
+
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            json_upload_bytes: 16 * 1024 * 1024,
-            json_body_bytes: 2 * 1024 * 1024,
-            max_url_bytes: 8 * 1024,
-            max_header_bytes: 32 * 1024,
-            body_idle_timeout: Duration::from_secs(30),
-            body_min_rate: 1024,
-            body_rate_window: Duration::from_secs(60),
-            rate_limit_per_minute: 6000,
+            json_upload_bytes: Self::DEFAULT_JSON_UPLOAD_BYTES,
+            json_body_bytes: Self::DEFAULT_JSON_BODY_BYTES,
+            max_url_bytes: Self::DEFAULT_MAX_URL_BYTES,
+            max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+            body_idle_timeout: Duration::from_secs(Self::DEFAULT_BODY_IDLE_TIMEOUT_SECS),
+            body_min_rate: Self::DEFAULT_BODY_MIN_RATE,
+            body_rate_window: Duration::from_secs(Self::DEFAULT_BODY_RATE_WINDOW_SECS),
+            rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT_PER_MINUTE,
             strict_transport_security: false,
-            mavi_direct_upload_bytes: 500_000_000,
+            mavi_direct_upload_bytes: Self::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES,
         }
     }
 }

@@ -1,41 +1,73 @@
 //! Settings: flags, then `CABINET_*` environment variables, then a TOML file, then defaults.
-//! Every setting has one field here and one line in `cabinet serve --help`.
+//! Every setting is one field of [`StoreSettings`] or [`ServeSettings`], where its flag, its
+//! variable, its key in the file (the field's name) and its default are written once; a default
+//! is a constant of the crate whose rule it is (core for uploads and the trash, api for HTTP
+//! limits), and `cabinet serve --help` shows it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use cabinet_api::HttpLimits;
 use cabinet_blob::S3Config;
-use clap::Args;
-use serde::Deserialize;
+use cabinet_core::Settings;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, ValueEnum};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::connections;
+use crate::connections::{self, ConnectionLimits};
+
+/// The data folder when none is given.
+pub const DEFAULT_DATA_DIR: &str = "cabinet-data";
+/// The blob storage when none is given: a folder under the data folder.
+pub const DEFAULT_STORAGE: &str = "local";
+/// The address to listen on when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Seconds between the sweeper's rounds by default.
+pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 30;
+/// Seconds in-flight requests get after SIGTERM by default.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// The longest trash retention accepted (a larger one is lowered to it): 100 years.
+const MAX_TRASH_RETENTION_DAYS: u64 = 36_500;
 
 /// Where the data lives; shared by `serve` and `admin`.
-#[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct StoreSettings {
     /// A TOML file with any of the settings below (as snake_case keys).
     #[arg(long, env = "CABINET_CONFIG", global = true)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// The data folder: the SQLite database, blobs and the signing key live here by default.
-    #[arg(long, env = "CABINET_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "CABINET_DATA_DIR", global = true, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
     /// Metadata database URL (default: sqlite://<data-dir>/cabinet.db).
     #[arg(long, env = "CABINET_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Blob storage: `local` (under <data-dir>/blobs), `local:/some/folder`, or
     /// `s3://bucket?endpoint=http://host:port&region=us-east-1` (credentials from
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; path-style with an endpoint).
-    #[arg(long, env = "CABINET_STORAGE", global = true)]
-    pub storage: Option<String>,
+    #[arg(long, env = "CABINET_STORAGE", global = true, default_value = DEFAULT_STORAGE)]
+    pub storage: String,
+}
+
+/// The log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for a person to read.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
 }
 
 /// Settings only the server needs.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct ServeSettings {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "CABINET_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "CABINET_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
     /// Base URL clients reach this server at, used in signed URLs (default: http://<listen>).
     #[arg(long, env = "CABINET_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -44,104 +76,162 @@ pub struct ServeArgs {
     #[arg(long, env = "CABINET_SIGNING_SECRET", hide_env_values = true)]
     pub signing_secret: Option<String>,
     /// Lifetime of upload URLs, in seconds.
-    #[arg(long, env = "CABINET_UPLOAD_URL_TTL")]
-    pub upload_url_ttl: Option<u64>,
+    #[arg(long, env = "CABINET_UPLOAD_URL_TTL", default_value_t = Settings::DEFAULT_UPLOAD_URL_TTL_SECS)]
+    pub upload_url_ttl: u64,
     /// Default lifetime of download URLs, in seconds.
-    #[arg(long, env = "CABINET_DOWNLOAD_URL_TTL")]
-    pub download_url_ttl: Option<u64>,
+    #[arg(long, env = "CABINET_DOWNLOAD_URL_TTL", default_value_t = Settings::DEFAULT_DOWNLOAD_URL_TTL_SECS)]
+    pub download_url_ttl: u64,
     /// Largest file any workspace may hold, in bytes.
-    #[arg(long, env = "CABINET_MAX_FILE_BYTES")]
-    pub max_file_bytes: Option<u64>,
+    #[arg(long, env = "CABINET_MAX_FILE_BYTES", default_value_t = Settings::DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
     /// Largest direct (`POST /v1/files`) upload, in bytes.
-    #[arg(long, env = "CABINET_DIRECT_UPLOAD_MAX_BYTES")]
-    pub direct_upload_max_bytes: Option<u64>,
+    #[arg(
+        long,
+        env = "CABINET_DIRECT_UPLOAD_MAX_BYTES",
+        default_value_t = Settings::DEFAULT_DIRECT_UPLOAD_MAX_BYTES
+    )]
+    pub direct_upload_max_bytes: u64,
     /// Largest direct upload through the MAVI dialect (`POST /upload`), in bytes; larger files are
     /// told to use its signed URL.
-    #[arg(long, env = "CABINET_MAVI_DIRECT_UPLOAD_MAX_BYTES")]
-    pub mavi_direct_upload_max_bytes: Option<u64>,
+    #[arg(
+        long,
+        env = "CABINET_MAVI_DIRECT_UPLOAD_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES
+    )]
+    pub mavi_direct_upload_max_bytes: u64,
     /// Largest JSON (base64) upload request body, in bytes.
-    #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES")]
-    pub json_upload_max_bytes: Option<usize>,
-    /// How often the sweeper fails expired uploads, in seconds.
-    #[arg(long, env = "CABINET_SWEEP_INTERVAL")]
-    pub sweep_interval: Option<u64>,
+    #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_JSON_UPLOAD_BYTES)]
+    pub json_upload_max_bytes: usize,
+    /// How often the sweeper fails expired uploads, in seconds (at least 1).
+    #[arg(long, env = "CABINET_SWEEP_INTERVAL", default_value_t = DEFAULT_SWEEP_INTERVAL_SECS)]
+    pub sweep_interval: u64,
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
-    #[arg(long, env = "CABINET_SHUTDOWN_GRACE")]
-    pub shutdown_grace: Option<u64>,
-    /// Days deleted files and folders stay in the trash before they are purged.
-    #[arg(long, env = "CABINET_TRASH_RETENTION_DAYS")]
-    pub trash_retention_days: Option<u64>,
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "CABINET_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    #[arg(long, env = "CABINET_SHUTDOWN_GRACE", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
+    pub shutdown_grace: u64,
+    /// Days deleted files and folders stay in the trash before they are purged (at most 36500).
+    #[arg(
+        long,
+        env = "CABINET_TRASH_RETENTION_DAYS",
+        default_value_t = cabinet_core::trash::DEFAULT_RETENTION_DAYS
+    )]
+    pub trash_retention_days: u64,
+    /// Log format.
+    #[arg(long, env = "CABINET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Largest body of a JSON API request (not uploads), in bytes.
-    #[arg(long, env = "CABINET_JSON_BODY_MAX_BYTES")]
-    pub json_body_max_bytes: Option<usize>,
+    #[arg(long, env = "CABINET_JSON_BODY_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_JSON_BODY_BYTES)]
+    pub json_body_max_bytes: usize,
     /// Longest request URL (path and query), in bytes; longer is refused with 414.
-    #[arg(long, env = "CABINET_MAX_URL_BYTES")]
-    pub max_url_bytes: Option<usize>,
+    #[arg(long, env = "CABINET_MAX_URL_BYTES", default_value_t = HttpLimits::DEFAULT_MAX_URL_BYTES)]
+    pub max_url_bytes: usize,
     /// Largest request header section, in bytes; larger is refused with 431.
-    #[arg(long, env = "CABINET_MAX_HEADER_BYTES")]
-    pub max_header_bytes: Option<usize>,
+    #[arg(long, env = "CABINET_MAX_HEADER_BYTES", default_value_t = HttpLimits::DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
     /// Seconds a request body may send nothing before the request is cut off (0: never).
-    #[arg(long, env = "CABINET_BODY_IDLE_TIMEOUT")]
-    pub body_idle_timeout: Option<u64>,
+    #[arg(
+        long,
+        env = "CABINET_BODY_IDLE_TIMEOUT",
+        default_value_t = HttpLimits::DEFAULT_BODY_IDLE_TIMEOUT_SECS
+    )]
+    pub body_idle_timeout: u64,
     /// Least bytes per second a request body must send, averaged over the rate window; a slower
     /// body is cut off (0: no minimum).
-    #[arg(long, env = "CABINET_BODY_MIN_RATE")]
-    pub body_min_rate: Option<u64>,
+    #[arg(long, env = "CABINET_BODY_MIN_RATE", default_value_t = HttpLimits::DEFAULT_BODY_MIN_RATE)]
+    pub body_min_rate: u64,
     /// Seconds of waiting over which the body's minimum rate is averaged.
-    #[arg(long, env = "CABINET_BODY_RATE_WINDOW")]
-    pub body_rate_window: Option<u64>,
+    #[arg(
+        long,
+        env = "CABINET_BODY_RATE_WINDOW",
+        default_value_t = HttpLimits::DEFAULT_BODY_RATE_WINDOW_SECS
+    )]
+    pub body_rate_window: u64,
     /// Most uploads a workspace may be sending at once; more are refused with 429 (0: no cap).
-    #[arg(long, env = "CABINET_MAX_UPLOADS_PER_WORKSPACE")]
-    pub max_uploads_per_workspace: Option<u32>,
+    #[arg(
+        long,
+        env = "CABINET_MAX_UPLOADS_PER_WORKSPACE",
+        default_value_t = Settings::DEFAULT_MAX_UPLOADS_PER_WORKSPACE
+    )]
+    pub max_uploads_per_workspace: u32,
     /// Most direct uploads one API key may be sending at once; more are refused with 429 (0: no cap).
-    #[arg(long, env = "CABINET_MAX_UPLOADS_PER_KEY")]
-    pub max_uploads_per_key: Option<u32>,
+    #[arg(long, env = "CABINET_MAX_UPLOADS_PER_KEY", default_value_t = Settings::DEFAULT_MAX_UPLOADS_PER_KEY)]
+    pub max_uploads_per_key: u32,
     /// Requests per minute per API key (per client IP without a key); 0 turns limiting off.
-    #[arg(long, env = "CABINET_RATE_LIMIT_PER_MINUTE")]
-    pub rate_limit_per_minute: Option<u32>,
+    #[arg(
+        long,
+        env = "CABINET_RATE_LIMIT_PER_MINUTE",
+        default_value_t = HttpLimits::DEFAULT_RATE_LIMIT_PER_MINUTE
+    )]
+    pub rate_limit_per_minute: u32,
     /// Seconds a client may take to send a request's headers (and an idle keep-alive connection
     /// may wait for the next request) before the connection is closed (0: never).
-    #[arg(long, env = "CABINET_HEADER_READ_TIMEOUT")]
-    pub header_read_timeout: Option<u64>,
+    #[arg(
+        long,
+        env = "CABINET_HEADER_READ_TIMEOUT",
+        default_value_t = connections::DEFAULT_HEADER_READ_TIMEOUT_SECS
+    )]
+    pub header_read_timeout: u64,
     /// Open connections allowed from one client IP address; more are closed at once (0: no cap).
-    #[arg(long, env = "CABINET_MAX_CONNECTIONS_PER_ADDRESS")]
-    pub max_connections_per_address: Option<usize>,
+    #[arg(
+        long,
+        env = "CABINET_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = connections::DEFAULT_MAX_PER_ADDRESS
+    )]
+    pub max_connections_per_address: usize,
+    /// Once listening (and the first key exists), write `{"url", "public_url", "workspace", "key"}`
+    /// to this file as JSON, atomically; `workspace` and `key` are null unless this start created
+    /// them. For scripts and tests that wait for the server.
+    #[arg(long, env = "CABINET_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
-/// The TOML file: every setting, all optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    storage: Option<String>,
-    listen: Option<SocketAddr>,
-    public_url: Option<String>,
-    signing_secret: Option<String>,
-    upload_url_ttl: Option<u64>,
-    download_url_ttl: Option<u64>,
-    max_file_bytes: Option<u64>,
-    direct_upload_max_bytes: Option<u64>,
-    mavi_direct_upload_max_bytes: Option<u64>,
-    json_upload_max_bytes: Option<usize>,
-    sweep_interval: Option<u64>,
-    shutdown_grace: Option<u64>,
-    trash_retention_days: Option<u64>,
-    log_format: Option<String>,
-    json_body_max_bytes: Option<usize>,
-    max_url_bytes: Option<usize>,
-    max_header_bytes: Option<usize>,
-    body_idle_timeout: Option<u64>,
-    body_min_rate: Option<u64>,
-    body_rate_window: Option<u64>,
-    max_uploads_per_workspace: Option<u32>,
-    max_uploads_per_key: Option<u32>,
-    rate_limit_per_minute: Option<u32>,
-    header_read_timeout: Option<u64>,
-    max_connections_per_address: Option<usize>,
+impl ServeSettings {
+    /// The core settings these imply, for a server reached at `public_url`.
+    pub fn core_settings(&self, public_url: String) -> Settings {
+        Settings {
+            public_url,
+            upload_url_ttl: chrono::Duration::seconds(self.upload_url_ttl as i64),
+            download_url_ttl: chrono::Duration::seconds(self.download_url_ttl as i64),
+            max_file_bytes: self.max_file_bytes,
+            direct_upload_max_bytes: self.direct_upload_max_bytes,
+            trash_retention: chrono::Duration::days(
+                self.trash_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
+            ),
+            max_uploads_per_workspace: self.max_uploads_per_workspace,
+            max_uploads_per_key: self.max_uploads_per_key,
+            ..Settings::default()
+        }
+    }
+
+    /// The HTTP layer's limits these imply, for a server reached at `public_url`.
+    pub fn http_limits(&self, public_url: &str) -> HttpLimits {
+        HttpLimits {
+            json_upload_bytes: self.json_upload_max_bytes,
+            json_body_bytes: self.json_body_max_bytes,
+            max_url_bytes: self.max_url_bytes,
+            max_header_bytes: self.max_header_bytes,
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout),
+            body_min_rate: self.body_min_rate,
+            body_rate_window: Duration::from_secs(self.body_rate_window),
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            mavi_direct_upload_bytes: self.mavi_direct_upload_max_bytes,
+            strict_transport_security: public_url.starts_with("https://"),
+        }
+    }
+
+    /// The connection limits these imply (0 turns each off).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: (self.header_read_timeout > 0)
+                .then(|| Duration::from_secs(self.header_read_timeout)),
+            max_per_address: (self.max_connections_per_address > 0)
+                .then_some(self.max_connections_per_address),
+        }
+    }
+
+    /// How often the sweeper runs (never more than once a second).
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval.max(1))
+    }
 }
 
 /// Where the stores are.
@@ -161,123 +251,205 @@ pub enum BlobConfig {
     S3(S3Config),
 }
 
-/// Everything `serve` runs with.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub store: StoreConfig,
-    pub listen: SocketAddr,
-    pub public_url: Option<String>,
-    pub signing_secret: Option<String>,
-    pub upload_url_ttl: u64,
-    pub download_url_ttl: u64,
-    pub max_file_bytes: u64,
-    pub direct_upload_max_bytes: u64,
-    pub mavi_direct_upload_max_bytes: u64,
-    pub json_upload_max_bytes: usize,
-    pub sweep_interval: u64,
-    pub shutdown_grace: u64,
-    pub trash_retention_days: u64,
-    pub json_logs: bool,
-    pub json_body_max_bytes: usize,
-    pub max_url_bytes: usize,
-    pub max_header_bytes: usize,
-    pub body_idle_timeout: u64,
-    pub body_min_rate: u64,
-    pub body_rate_window: u64,
-    pub max_uploads_per_workspace: u32,
-    pub max_uploads_per_key: u32,
-    pub rate_limit_per_minute: u32,
-    pub header_read_timeout: u64,
-    pub max_connections_per_address: usize,
+impl StoreSettings {
+    /// Where the stores these name are.
+    pub fn stores(&self) -> anyhow::Result<StoreConfig> {
+        let data_dir = self.data_dir.clone();
+        let database_url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cabinet.db").display()));
+        let blobs = match self.storage.as_str() {
+            "local" => BlobConfig::Local(data_dir.join("blobs")),
+            other if other.starts_with("s3://") => {
+                BlobConfig::S3(S3Config::from_url(other).map_err(|err| anyhow::anyhow!("--storage: {err}"))?)
+            }
+            other => match other.strip_prefix("local:") {
+                Some(path) if !path.is_empty() => BlobConfig::Local(PathBuf::from(path)),
+                _ => bail!("--storage must be `local`, `local:/path` or `s3://bucket?...`, not {other:?}"),
+            },
+        };
+        Ok(StoreConfig { data_dir, database_url, blobs })
+    }
 }
 
-fn load_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
-    let Some(path) = path else { return Ok(FileSettings::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+/// The settings file named by `--config`, if any: its keys, checked against every setting.
+struct SettingsFile {
+    path: PathBuf,
+    table: toml::Table,
 }
 
-fn resolve_store(args: &StoreArgs, file: &FileSettings) -> anyhow::Result<StoreConfig> {
-    let data_dir =
-        args.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("cabinet-data"));
-    let database_url = args
-        .database_url
-        .clone()
-        .or(file.database_url.clone())
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cabinet.db").display()));
-    let storage = args.storage.clone().or(file.storage.clone()).unwrap_or_else(|| "local".to_owned());
-    let blobs = match storage.as_str() {
-        "local" => BlobConfig::Local(data_dir.join("blobs")),
-        other if other.starts_with("s3://") => {
-            BlobConfig::S3(S3Config::from_url(other).map_err(|err| anyhow::anyhow!("--storage: {err}"))?)
+impl SettingsFile {
+    fn load(path: Option<&Path>) -> anyhow::Result<Option<Self>> {
+        let Some(path) = path else { return Ok(None) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let known = [setting_names::<StoreSettings>(), setting_names::<ServeSettings>()].concat();
+        if let Some(unknown) = table.keys().find(|key| !known.contains(key)) {
+            bail!("{}: unknown setting `{unknown}`", path.display());
         }
-        other => match other.strip_prefix("local:") {
-            Some(path) if !path.is_empty() => BlobConfig::Local(PathBuf::from(path)),
-            _ => bail!("--storage must be `local`, `local:/path` or `s3://bucket?...`, not {other:?}"),
-        },
-    };
-    Ok(StoreConfig { data_dir, database_url, blobs })
+        Ok(Some(Self { path: path.to_owned(), table }))
+    }
+
+    /// `parsed` (from the command line and the defaults) with each setting the file holds and the
+    /// command line (flag or environment) did not give taken from the file.
+    fn under<T: Serialize + DeserializeOwned>(&self, parsed: &T, matches: &ArgMatches) -> anyhow::Result<T> {
+        let serde_json::Value::Object(mut fields) = serde_json::to_value(parsed)? else {
+            bail!("settings serialize as a map");
+        };
+        for (key, value) in &self.table {
+            if !fields.contains_key(key) || given(matches, key) {
+                continue;
+            }
+            fields.insert(key.clone(), serde_json::to_value(value)?);
+            // One key at a time, so an error names the key.
+            serde_json::from_value::<T>(serde_json::Value::Object(fields.clone()))
+                .with_context(|| format!("{}: `{key}`", self.path.display()))?;
+        }
+        Ok(serde_json::from_value(serde_json::Value::Object(fields))?)
+    }
 }
 
-/// Resolves the store settings alone (for `admin`).
-pub fn store_config(args: &StoreArgs) -> anyhow::Result<StoreConfig> {
-    let file = load_file(args.config.as_deref())?;
-    resolve_store(args, &file)
+/// The file keys of a group of settings: its flags' names, as snake_case.
+fn setting_names<T: Args>() -> Vec<String> {
+    T::augment_args(clap::Command::new("settings"))
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str().to_owned())
+        .filter(|name| name != "config")
+        .collect()
 }
 
-/// Resolves everything `serve` needs.
-pub fn serve_config(store: &StoreArgs, args: &ServeArgs) -> anyhow::Result<ServeConfig> {
-    let file = load_file(store.config.as_deref())?;
-    let log_format = args.log_format.clone().or(file.log_format.clone()).unwrap_or_else(|| "text".to_owned());
-    let json_logs = match log_format.as_str() {
-        "text" => false,
-        "json" => true,
-        other => bail!("--log-format must be text or json, not {other:?}"),
-    };
-    Ok(ServeConfig {
-        store: resolve_store(store, &file)?,
-        listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-        public_url: args.public_url.clone().or(file.public_url),
-        signing_secret: args.signing_secret.clone().or(file.signing_secret),
-        upload_url_ttl: args.upload_url_ttl.or(file.upload_url_ttl).unwrap_or(3600),
-        download_url_ttl: args.download_url_ttl.or(file.download_url_ttl).unwrap_or(3600),
-        max_file_bytes: args.max_file_bytes.or(file.max_file_bytes).unwrap_or(50 << 30),
-        direct_upload_max_bytes: args
-            .direct_upload_max_bytes
-            .or(file.direct_upload_max_bytes)
-            .unwrap_or(512 << 20),
-        mavi_direct_upload_max_bytes: args
-            .mavi_direct_upload_max_bytes
-            .or(file.mavi_direct_upload_max_bytes)
-            .unwrap_or(500_000_000),
-        json_upload_max_bytes: args.json_upload_max_bytes.or(file.json_upload_max_bytes).unwrap_or(16 << 20),
-        sweep_interval: args.sweep_interval.or(file.sweep_interval).unwrap_or(30).max(1),
-        shutdown_grace: args.shutdown_grace.or(file.shutdown_grace).unwrap_or(30),
-        trash_retention_days: args
-            .trash_retention_days
-            .or(file.trash_retention_days)
-            .unwrap_or(30)
-            .min(36_500),
-        json_logs,
-        json_body_max_bytes: args.json_body_max_bytes.or(file.json_body_max_bytes).unwrap_or(2 << 20),
-        max_url_bytes: args.max_url_bytes.or(file.max_url_bytes).unwrap_or(8 << 10),
-        max_header_bytes: args.max_header_bytes.or(file.max_header_bytes).unwrap_or(32 << 10),
-        body_idle_timeout: args.body_idle_timeout.or(file.body_idle_timeout).unwrap_or(30),
-        body_min_rate: args.body_min_rate.or(file.body_min_rate).unwrap_or(1024),
-        body_rate_window: args.body_rate_window.or(file.body_rate_window).unwrap_or(60),
-        max_uploads_per_workspace: args
-            .max_uploads_per_workspace
-            .or(file.max_uploads_per_workspace)
-            .unwrap_or(64),
-        max_uploads_per_key: args.max_uploads_per_key.or(file.max_uploads_per_key).unwrap_or(32),
-        rate_limit_per_minute: args.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(6000),
-        header_read_timeout: args
-            .header_read_timeout
-            .or(file.header_read_timeout)
-            .unwrap_or(connections::DEFAULT_HEADER_READ_TIMEOUT_SECS),
-        max_connections_per_address: args
-            .max_connections_per_address
-            .or(file.max_connections_per_address)
-            .unwrap_or(connections::DEFAULT_MAX_PER_ADDRESS),
-    })
+/// Whether the command line gave a setting (a flag or its environment variable), rather than its
+/// default.
+fn given(matches: &ArgMatches, name: &str) -> bool {
+    matches!(matches.value_source(name), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
+/// The store settings, with the file's under the command line's (`matches`: where they were
+/// parsed).
+pub fn store_settings(parsed: &StoreSettings, matches: &ArgMatches) -> anyhow::Result<StoreSettings> {
+    match SettingsFile::load(parsed.config.as_deref())? {
+        None => Ok(parsed.clone()),
+        Some(file) => {
+            let mut layered: StoreSettings = file.under(parsed, matches)?;
+            layered.config = parsed.config.clone();
+            Ok(layered)
+        }
+    }
+}
+
+/// The serve settings, with the file's (named by the store settings) under the command line's.
+pub fn serve_settings(
+    store: &StoreSettings,
+    parsed: &ServeSettings,
+    matches: &ArgMatches,
+) -> anyhow::Result<ServeSettings> {
+    match SettingsFile::load(store.config.as_deref())? {
+        None => Ok(parsed.clone()),
+        Some(file) => file.under(parsed, matches),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        store: StoreSettings,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Command {
+        Serve(Box<ServeSettings>),
+    }
+
+    /// Parses `cabinet ARGS…` (no environment: these tests set none) and layers the file under it.
+    fn settings(args: &[&str]) -> anyhow::Result<(StoreSettings, ServeSettings)> {
+        let matches =
+            Cli::command().try_get_matches_from(std::iter::once("cabinet").chain(args.iter().copied()))?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        let Command::Serve(serve) = cli.command;
+        let store = store_settings(&cli.store, &matches)?;
+        let serve_matches = matches.subcommand_matches("serve").expect("serve");
+        let serve = serve_settings(&store, &serve, serve_matches)?;
+        Ok((store, serve))
+    }
+
+    fn file_with(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn every_setting_has_its_default_without_a_flag_or_a_file() {
+        let (store, serve) = settings(&["serve"]).unwrap();
+        assert_eq!(store.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(store.storage, DEFAULT_STORAGE);
+        assert_eq!(serve.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(serve.log_format, LogFormat::Text);
+        let defaults = Settings::default();
+        let core = serve.core_settings(defaults.public_url.clone());
+        assert_eq!(
+            (core.upload_url_ttl, core.download_url_ttl, core.max_file_bytes, core.direct_upload_max_bytes),
+            (
+                defaults.upload_url_ttl,
+                defaults.download_url_ttl,
+                defaults.max_file_bytes,
+                defaults.direct_upload_max_bytes
+            )
+        );
+        assert_eq!(core.trash_retention, defaults.trash_retention);
+        assert_eq!(
+            (core.max_uploads_per_workspace, core.max_uploads_per_key),
+            (defaults.max_uploads_per_workspace, defaults.max_uploads_per_key)
+        );
+        let limits = serve.http_limits("http://127.0.0.1:8080");
+        let default_limits = HttpLimits::default();
+        assert_eq!(format!("{limits:?}"), format!("{default_limits:?}"));
+        assert_eq!(serve.connection_limits(), ConnectionLimits::default());
+    }
+
+    #[test]
+    fn the_file_fills_what_no_flag_gives_and_a_flag_wins_over_it() {
+        let file = file_with(
+            "data_dir = \"/srv/cabinet\"\nupload_url_ttl = 60\nmax_url_bytes = 2048\nlog_format = \"json\"\n",
+        );
+        let config = file.path().to_str().unwrap();
+        let (store, serve) = settings(&["--config", config, "serve", "--max-url-bytes", "4096"]).unwrap();
+        assert_eq!(store.data_dir, PathBuf::from("/srv/cabinet"));
+        assert_eq!(serve.upload_url_ttl, 60);
+        assert_eq!(serve.log_format, LogFormat::Json);
+        assert_eq!(serve.max_url_bytes, 4096, "the flag wins over the file");
+        assert_eq!(serve.download_url_ttl, Settings::DEFAULT_DOWNLOAD_URL_TTL_SECS);
+
+        let (store, _) = settings(&["--config", config, "serve", "--data-dir", "/elsewhere"]).unwrap();
+        assert_eq!(
+            store.data_dir,
+            PathBuf::from("/elsewhere"),
+            "a global flag after the subcommand wins too"
+        );
+    }
+
+    #[test]
+    fn an_unknown_or_mistyped_key_in_the_file_is_refused_by_name() {
+        let file = file_with("upload_url_tll = 60\n");
+        let err = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown setting `upload_url_tll`"), "{err:#}");
+
+        let file = file_with("upload_url_ttl = \"an hour\"\n");
+        let err = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap_err();
+        assert!(format!("{err:#}").contains("`upload_url_ttl`"), "{err:#}");
+
+        let file = file_with("config = \"another.toml\"\n");
+        let err = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown setting `config`"), "{err:#}");
+    }
 }

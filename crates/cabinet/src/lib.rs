@@ -1,9 +1,10 @@
 //! The `cabinet` binary's parts: configuration, assembling the service from its backends,
-//! the server's lifecycle and the connections it accepts, the admin commands, and the client commands.
+//! the server's lifecycle, its ready file and the connections it accepts, the admin commands, and the client commands.
 
 pub mod admin;
 pub mod client;
 pub mod config;
 pub mod connections;
 pub mod logging;
+pub mod ready_file;
 pub mod server;

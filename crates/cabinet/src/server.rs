@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cabinet_api::HttpLimits;
 use cabinet_blob::{LocalBlobStore, S3BlobStore};
 use cabinet_core::{BlobStore, Cabinet, Clock, Settings, SystemClock, UrlSigner};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
-use crate::config::{BlobConfig, ServeConfig, StoreConfig};
-use crate::connections::{self, ConnectionLimits};
+use crate::config::{BlobConfig, ServeSettings, StoreConfig};
+use crate::connections;
+use crate::ready_file;
 
 /// Reads the signing secret from the data folder, creating it (readable by the owner only) on
 /// first use.
@@ -74,49 +74,11 @@ pub async fn assemble(
     Ok(Cabinet::new(metadata, blobs, clock, signer, settings))
 }
 
-/// The core settings a serve configuration implies.
-pub fn settings_of(config: &ServeConfig, public_url: String) -> Settings {
-    Settings {
-        public_url,
-        upload_url_ttl: chrono::Duration::seconds(config.upload_url_ttl as i64),
-        download_url_ttl: chrono::Duration::seconds(config.download_url_ttl as i64),
-        max_file_bytes: config.max_file_bytes,
-        direct_upload_max_bytes: config.direct_upload_max_bytes,
-        trash_retention: chrono::Duration::days(config.trash_retention_days as i64),
-        max_uploads_per_workspace: config.max_uploads_per_workspace,
-        max_uploads_per_key: config.max_uploads_per_key,
-        ..Settings::default()
-    }
-}
-
-/// The HTTP layer's limits a serve configuration implies.
-pub fn http_limits_of(config: &ServeConfig, public_url: &str) -> HttpLimits {
-    HttpLimits {
-        json_upload_bytes: config.json_upload_max_bytes,
-        json_body_bytes: config.json_body_max_bytes,
-        max_url_bytes: config.max_url_bytes,
-        max_header_bytes: config.max_header_bytes,
-        body_idle_timeout: Duration::from_secs(config.body_idle_timeout),
-        body_min_rate: config.body_min_rate,
-        body_rate_window: Duration::from_secs(config.body_rate_window),
-        rate_limit_per_minute: config.rate_limit_per_minute,
-        mavi_direct_upload_bytes: config.mavi_direct_upload_max_bytes,
-        strict_transport_security: public_url.starts_with("https://"),
-    }
-}
-
-/// The connection limits a serve configuration implies (0 turns each off).
-pub fn connection_limits_of(config: &ServeConfig) -> ConnectionLimits {
-    ConnectionLimits {
-        header_read_timeout: (config.header_read_timeout > 0)
-            .then(|| Duration::from_secs(config.header_read_timeout)),
-        max_per_address: (config.max_connections_per_address > 0)
-            .then_some(config.max_connections_per_address),
-    }
-}
-
 /// Runs the server until SIGTERM or SIGINT.
-pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<()> {
+    if let Some(path) = &config.ready_file {
+        ready_file::clear(path)?;
+    }
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -126,26 +88,37 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         bail!("--public-url must start with http:// or https://");
     }
     let cabinet = assemble(
-        &config.store,
+        &store,
         config.signing_secret.as_deref(),
-        settings_of(&config, public_url.clone()),
+        config.core_settings(public_url.clone()),
         Arc::new(SystemClock),
     )
     .await?;
     cabinet.recover_after_restart().await.map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
-    if let Some(boot) = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))? {
+    let boot = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))?;
+    if let Some(boot) = &boot {
         println!(
             "Created workspace \"{}\" ({}) and an admin API key. The key is shown only this once:\n\n  {}\n\nTry it:\n  curl -H 'Authorization: Bearer {}' {public_url}/v1/quota\n",
             boot.workspace.name, boot.workspace.id, boot.key.secret, boot.key.secret
         );
     }
     println!("Cabinet listening on http://{address} (public URL {public_url}, docs at {public_url}/docs)");
+    if let Some(path) = &config.ready_file {
+        let workspace = boot.as_ref().map(|boot| boot.workspace.id.to_string());
+        let ready = ready_file::Ready {
+            url: &format!("http://{address}"),
+            public_url: &public_url,
+            workspace: workspace.as_deref(),
+            key: boot.as_ref().map(|boot| boot.key.secret.as_str()),
+        };
+        ready_file::write(path, &ready)?;
+    }
 
-    let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), Duration::from_secs(config.sweep_interval)));
-    let app = cabinet_api::app(cabinet, http_limits_of(&config, &public_url));
+    let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), config.sweep_every()));
+    let app = cabinet_api::app(cabinet, config.http_limits(&public_url));
     let grace = Duration::from_secs(config.shutdown_grace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = connections::serve(listener, app, connection_limits_of(&config), async move {
+    let server = connections::serve(listener, app, config.connection_limits(), async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
         tracing::info!("shutting down: no new connections; finishing in-flight requests");

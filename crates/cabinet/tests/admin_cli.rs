@@ -3,7 +3,7 @@
 
 mod process;
 
-use process::{admin, admin_json, http_client, ServerProcess, Tenant};
+use process::{admin, admin_json, api_key_in, http_client, ServerProcess, Tenant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -170,8 +170,14 @@ async fn the_first_start_prints_a_working_bootstrap_key_and_a_restart_prints_non
 
     let first = ServerProcess::start(dir.path());
     let key = first.bootstrap_key.clone().unwrap_or_else(|| {
-        panic!("the first start prints a bootstrap key; stdout was:\n{}", first.stdout_lines().join("\n"))
+        panic!("the first start makes a bootstrap key; stdout was:\n{}", first.stdout_lines().join("\n"))
     });
+    let printed = first.stdout_lines().join("\n");
+    assert_eq!(
+        api_key_in(&printed),
+        Some(key.clone()),
+        "the first start prints its key; stdout was:\n{printed}"
+    );
     let (status, body) = get_quota(&first, &key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let upload = http_client()
@@ -190,4 +196,67 @@ async fn the_first_start_prints_a_working_bootstrap_key_and_a_restart_prints_non
     assert!(!printed.contains("cab_"), "stdout was:\n{printed}");
     let (status, body) = get_quota(&second, &key).await;
     assert_eq!(status, StatusCode::OK, "the bootstrap key still works after a restart: {body}");
+}
+
+#[tokio::test]
+async fn the_ready_file_names_the_address_and_only_the_first_start_names_a_workspace_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let first = ServerProcess::start(dir.path());
+    let key = first.bootstrap_key.clone().expect("the first start's ready file holds its key");
+    let workspaces = admin_json(dir.path(), &["list-workspaces", "--json"]);
+    assert_eq!(
+        first.bootstrap_workspace.as_deref(),
+        workspaces[0]["id"].as_str(),
+        "the ready file names the workspace the first start made: {workspaces}"
+    );
+    let (status, body) = get_quota(&first, &key).await;
+    assert_eq!(status, StatusCode::OK, "the ready file's url and key work: {body}");
+    first.kill();
+
+    let second = ServerProcess::start(dir.path());
+    assert_eq!(second.bootstrap_key, None, "a restart's ready file holds no key");
+    assert_eq!(second.bootstrap_workspace, None, "a restart's ready file names no workspace");
+    let (status, body) = get_quota(&second, &key).await;
+    assert_eq!(status, StatusCode::OK, "the ready file's url is the restarted server's: {body}");
+}
+
+#[test]
+fn the_ready_file_is_readable_by_its_owner_only_and_a_stale_one_is_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ready_path = dir.path().join("ready.json");
+    std::fs::write(&ready_path, "left by an earlier run").unwrap();
+    let mut child = cabinet_harness::cabinet_command(process::cabinet_binary())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning cabinet serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ready: Value = loop {
+        let text = std::fs::read_to_string(&ready_path).unwrap_or_default();
+        if let Ok(ready) = serde_json::from_str(&text) {
+            break ready;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "cabinet serve exited before it was ready");
+        assert!(std::time::Instant::now() < deadline, "no ready file within a minute; it holds {text:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mode = std::fs::metadata(&ready_path).unwrap().permissions().mode();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(mode & 0o777, 0o600, "the ready file may hold a key");
+    assert!(ready["url"].as_str().is_some_and(|url| url.starts_with("http://127.0.0.1:")), "{ready}");
+    assert_eq!(ready["public_url"], ready["url"], "no --public-url: clients use the address itself");
+    assert!(ready["key"].as_str().is_some_and(|key| key.starts_with("cab_")), "{ready}");
+    assert!(ready["workspace"].as_str().is_some_and(|id| id.starts_with("ws_")), "{ready}");
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "no temporary file is left beside it: {leftovers:?}");
 }

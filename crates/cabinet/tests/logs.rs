@@ -2,18 +2,18 @@
 //! real binary's log output (stderr, at debug level) holds no API key secret, no signature and no
 //! signing secret.
 
-mod spawned;
+mod process;
 
 use std::time::Duration;
 
+use process::ServerProcess;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spawned::Process;
 
 #[tokio::test]
 async fn no_key_signature_or_signing_secret_reaches_the_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Process::start(dir.path(), &[], &[("RUST_LOG", "debug")]);
+    let mut server = ServerProcess::start_with_env(dir.path(), &[], &[("RUST_LOG", "debug")]);
     let key = server.bootstrap_key.clone().expect("a bootstrap key on first start");
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.url);

@@ -4,7 +4,7 @@
 //! upload stays open otherwise), verified like any upload, cancelled and expired without leftovers,
 //! and resumed after a restart of the real binary.
 
-mod spawned;
+mod process;
 mod support;
 
 use std::time::Duration;
@@ -374,7 +374,7 @@ fn a_restart_between_parts_keeps_the_received_parts() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
     let bytes = three_parts();
-    let mut first = spawned::Process::start(dir.path(), &[], &[]);
+    let mut first = process::ServerProcess::start(dir.path());
     let key = first.bootstrap_key.clone().expect("bootstrap key");
     let call = |base: String, method: Method, path: String, body: Option<Value>| {
         let mut request = http.request(method, format!("{base}{path}")).bearer_auth(&key);
@@ -407,7 +407,7 @@ fn a_restart_between_parts_keeps_the_received_parts() {
     });
     first.terminate();
     first.wait_for_exit(Duration::from_secs(20)).expect("the server stops");
-    let second = spawned::Process::start(dir.path(), &[], &[]);
+    let second = process::ServerProcess::start(dir.path());
     runtime.block_on(async {
         let path = format!("/v1/uploads/{id}/parts");
         let (status, listed) = call(second.url.clone(), Method::GET, path.clone(), None).await;

@@ -2,13 +2,13 @@
 //! in-flight upload finish and exits 0; an upload still running when the grace period ends
 //! leaves nothing half-committed — after a restart it is FAILED or SUCCESS and the ledger adds up.
 
-mod spawned;
+mod process;
 
 use std::time::{Duration, Instant};
 
+use process::ServerProcess;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spawned::Process;
 
 const SIZE: usize = 20 * 1024;
 
@@ -26,7 +26,7 @@ fn slow_body(gap: Duration) -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
-async fn start_upload(http: &reqwest::Client, server: &Process, key: &str) -> Value {
+async fn start_upload(http: &reqwest::Client, server: &ServerProcess, key: &str) -> Value {
     let ticket: Value = http
         .post(format!("{}/v1/uploads", server.url))
         .bearer_auth(key)
@@ -43,7 +43,7 @@ async fn start_upload(http: &reqwest::Client, server: &Process, key: &str) -> Va
 
 /// Waits until the server has started receiving the upload's body (its status is UPLOADING), so
 /// the signal lands mid-upload rather than before it.
-async fn receiving(http: &reqwest::Client, server: &Process, key: &str, ticket: &Value) {
+async fn receiving(http: &reqwest::Client, server: &ServerProcess, key: &str, ticket: &Value) {
     let path = format!("/v1/uploads/{}", ticket["id"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -64,7 +64,7 @@ fn refuses_connections(url: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_upload_finish_refuses_new_connections_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Process::start(dir.path(), &["--shutdown-grace", "15"], &[]);
+    let mut server = ServerProcess::start_with(dir.path(), &["--shutdown-grace", "15"]);
     let key = server.bootstrap_key.clone().unwrap();
     let http = reqwest::Client::new();
     let ticket = start_upload(&http, &server, &key).await;
@@ -92,14 +92,14 @@ async fn sigterm_lets_an_in_flight_upload_finish_refuses_new_connections_and_exi
     assert!(signalled.elapsed() < Duration::from_secs(15));
 
     // The file survived the restart.
-    let server = Process::start(dir.path(), &[], &[]);
+    let server = ServerProcess::start(dir.path());
     let (status, state) =
         get(&http, &server, &key, &format!("/v1/uploads/{}", ticket["id"].as_str().unwrap())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(state["status"], "SUCCESS");
 }
 
-async fn get(http: &reqwest::Client, server: &Process, key: &str, path: &str) -> (StatusCode, Value) {
+async fn get(http: &reqwest::Client, server: &ServerProcess, key: &str, path: &str) -> (StatusCode, Value) {
     let response = http.get(format!("{}{path}", server.url)).bearer_auth(key).send().await.unwrap();
     (response.status(), response.json().await.unwrap_or(Value::Null))
 }
@@ -107,7 +107,7 @@ async fn get(http: &reqwest::Client, server: &Process, key: &str, path: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_cut_by_the_end_of_the_grace_period_is_failed_or_finished_never_half_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Process::start(dir.path(), &["--shutdown-grace", "1"], &[]);
+    let mut server = ServerProcess::start_with(dir.path(), &["--shutdown-grace", "1"]);
     let key = server.bootstrap_key.clone().unwrap();
     let http = reqwest::Client::new();
     let ticket = start_upload(&http, &server, &key).await;
@@ -126,7 +126,7 @@ async fn an_upload_cut_by_the_end_of_the_grace_period_is_failed_or_finished_neve
         assert!(!response.status().is_success(), "a cut upload was reported as stored");
     }
 
-    let restarted = Process::start(dir.path(), &[], &[]);
+    let restarted = ServerProcess::start(dir.path());
     let (_, state) =
         get(&http, &restarted, &key, &format!("/v1/uploads/{}", ticket["id"].as_str().unwrap())).await;
     let (_, quota) = get(&http, &restarted, &key, "/v1/quota").await;

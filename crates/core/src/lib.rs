@@ -73,19 +73,34 @@ pub struct Settings {
     pub max_uploads_per_key: u32,
 }
 
+impl Settings {
+    /// Seconds an upload URL lives by default.
+    pub const DEFAULT_UPLOAD_URL_TTL_SECS: u64 = 3600;
+    /// Seconds a download URL lives by default.
+    pub const DEFAULT_DOWNLOAD_URL_TTL_SECS: u64 = 3600;
+    /// The largest file by default: 50 GiB.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024 * 1024;
+    /// The largest direct upload by default: 512 MiB.
+    pub const DEFAULT_DIRECT_UPLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
+    /// Uploads a workspace may be receiving at once, by default.
+    pub const DEFAULT_MAX_UPLOADS_PER_WORKSPACE: u32 = 64;
+    /// Uploads one API key may be sending at once, by default.
+    pub const DEFAULT_MAX_UPLOADS_PER_KEY: u32 = 32;
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             public_url: "http://127.0.0.1:8080".to_owned(),
-            upload_url_ttl: Duration::hours(1),
-            download_url_ttl: Duration::hours(1),
+            upload_url_ttl: Duration::seconds(Self::DEFAULT_UPLOAD_URL_TTL_SECS as i64),
+            download_url_ttl: Duration::seconds(Self::DEFAULT_DOWNLOAD_URL_TTL_SECS as i64),
             max_url_ttl: Duration::days(7),
-            max_file_bytes: 50 * 1024 * 1024 * 1024,
-            direct_upload_max_bytes: 512 * 1024 * 1024,
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
+            direct_upload_max_bytes: Self::DEFAULT_DIRECT_UPLOAD_MAX_BYTES,
             receive_grace: Duration::hours(1),
             trash_retention: trash::default_retention(),
-            max_uploads_per_workspace: 64,
-            max_uploads_per_key: 32,
+            max_uploads_per_workspace: Self::DEFAULT_MAX_UPLOADS_PER_WORKSPACE,
+            max_uploads_per_key: Self::DEFAULT_MAX_UPLOADS_PER_KEY,
         }
     }
 }

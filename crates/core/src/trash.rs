@@ -90,7 +90,10 @@ impl Cabinet {
     }
 }
 
-/// The default retention: 30 days.
+/// Days deleted things stay in the trash unless the deployment says otherwise.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+
+/// The default retention: [`DEFAULT_RETENTION_DAYS`].
 pub fn default_retention() -> Duration {
-    Duration::days(30)
+    Duration::days(DEFAULT_RETENTION_DAYS as i64)
 }

@@ -1,25 +1,25 @@
 //! The `cabinet` binary as a child process, the way an operator runs it: `serve` on a data
-//! folder (waiting for its "listening on" line), a SIGKILL that stops it like a crash would, and
-//! the `admin` commands against the same folder.
+//! folder (waiting for its `--ready-file`, see `cabinet_harness`), SIGTERM for a graceful stop,
+//! SIGKILL to stop it like a crash would, and the `admin` commands against the same folder.
 //!
 //! A server's stdout and stderr are drained on background threads so a full pipe can never stall
 //! it; the last lines of its log are printed when a test fails while it runs.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cabinet_harness::ReadyFile;
 use serde_json::Value;
 
-/// How long a server may take to print its "listening on" line (a debug build, a busy machine).
+/// How long a server may take to write its ready file (a debug build, a busy machine).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many lines of a server's log are kept to show when a test fails.
 const LOG_TAIL_LINES: usize = 200;
+/// How the line a server prints once it listens begins.
 const LISTENING: &str = "Cabinet listening on ";
 
 /// The binary under test.
@@ -27,15 +27,10 @@ pub fn cabinet_binary() -> &'static str {
     env!("CARGO_BIN_EXE_cabinet")
 }
 
-/// A `cabinet` command that sees none of the developer's `CABINET_*` settings, so only the flags
-/// a test passes decide how it runs.
+/// A `cabinet --data-dir DIR` command that sees none of the developer's `CABINET_*` settings, so
+/// only the flags a test passes decide how it runs.
 fn hermetic_command(data_dir: &Path) -> Command {
-    let mut command = Command::new(cabinet_binary());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CABINET_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = cabinet_harness::cabinet_command(cabinet_binary());
     command.env("RUST_BACKTRACE", "0").arg("--data-dir").arg(data_dir);
     command
 }
@@ -53,18 +48,25 @@ pub fn http_client() -> reqwest::Client {
 /// A running `cabinet serve`; killed (and reaped) when dropped.
 pub struct ServerProcess {
     child: Child,
-    /// The base URL, from the "listening on" line.
+    /// The base URL, from the ready file.
     pub url: String,
-    /// The admin key printed on first start of an empty data folder.
+    /// The admin key made on first start of empty stores (from the ready file).
     pub bootstrap_key: Option<String>,
+    /// The workspace made on first start of empty stores (from the ready file).
+    pub bootstrap_workspace: Option<String>,
     stdout: Arc<Mutex<Vec<String>>>,
-    log_tail: Arc<Mutex<VecDeque<String>>>,
-    /// The first line of the log that reports a panic, however long ago it was printed.
-    first_panic: Arc<Mutex<Option<String>>>,
+    log: Arc<Mutex<ServerLog>>,
+}
+
+/// What the server wrote to stderr: every line, and the first that reports a panic.
+#[derive(Default)]
+struct ServerLog {
+    lines: Vec<String>,
+    first_panic: Option<String>,
 }
 
 impl ServerProcess {
-    /// Starts `cabinet serve` on `data_dir` and a free loopback port, and waits until it listens.
+    /// Starts `cabinet serve` on `data_dir` and a free loopback port, and waits until it is ready.
     pub fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, &[])
     }
@@ -75,38 +77,34 @@ impl ServerProcess {
     }
 
     /// Like [`ServerProcess::start_with`], with environment variables set for the server only
-    /// (the AWS credentials of a test's own S3 server, ...).
+    /// (the AWS credentials of a test's own S3 server, `RUST_LOG`, ...).
     pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = hermetic_command(data_dir)
+        let ready_file = ReadyFile::new().expect("a folder for the ready file");
+        let mut command = hermetic_command(data_dir);
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra_args)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning cabinet serve");
+            .stderr(Stdio::piped());
+        ready_file.pass_to(&mut command);
+        let mut child = command.spawn().expect("spawning cabinet serve");
 
-        let log_tail = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL_LINES)));
-        let first_panic = Arc::new(Mutex::new(None));
+        let log = Arc::new(Mutex::new(ServerLog::default()));
         let stderr = child.stderr.take().expect("piped stderr");
         std::thread::spawn({
-            let log_tail = log_tail.clone();
-            let first_panic = first_panic.clone();
-            move || keep_tail_of(stderr, &log_tail, &first_panic)
+            let log = log.clone();
+            move || keep_log_of(stderr, &log)
         });
-
         let stdout_lines = Arc::new(Mutex::new(Vec::new()));
-        let (lines_tx, lines_rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         std::thread::spawn({
             let stdout_lines = stdout_lines.clone();
             move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    stdout_lines.lock().unwrap().push(line.clone());
-                    // Nobody listens once the server is up; the thread keeps draining regardless.
-                    let _ = lines_tx.send(line);
+                    stdout_lines.lock().unwrap().push(line);
                 }
             }
         });
@@ -115,35 +113,23 @@ impl ServerProcess {
             child,
             url: String::new(),
             bootstrap_key: None,
+            bootstrap_workspace: None,
             stdout: stdout_lines,
-            log_tail,
-            first_panic,
+            log,
         };
-        loop {
-            match lines_rx.recv_timeout(START_TIMEOUT) {
-                Ok(line) => {
-                    if server.bootstrap_key.is_none() {
-                        server.bootstrap_key = api_key_in(&line);
-                    }
-                    if let Some(rest) = line.strip_prefix(LISTENING) {
-                        server.url =
-                            rest.split_whitespace().next().expect("a URL after 'listening on'").into();
-                        return server;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = server.child.wait().expect("waiting for cabinet serve");
-                    panic!(
-                        "cabinet serve exited ({status}) before listening; its log:\n{}",
-                        server.log_tail()
-                    );
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "cabinet serve did not listen within {START_TIMEOUT:?}; its log:\n{}",
-                        server.log_tail()
-                    )
-                }
+        match ready_file.wait(&mut server.child, START_TIMEOUT) {
+            Ok(ready) => {
+                server.url = ready.url;
+                server.bootstrap_key = ready.key;
+                server.bootstrap_workspace = ready.workspace;
+                server
+            }
+            Err(not_ready) => {
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                // The log threads end with the process; give them a moment to read its last words.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("{not_ready}; its log:\n{}", server.log_tail())
             }
         }
     }
@@ -158,20 +144,55 @@ impl ServerProcess {
         format!("{}{path}", self.url)
     }
 
-    /// Every line the server printed to stdout so far.
+    /// Every line the server printed to stdout so far, at least up to its "listening on" line
+    /// (printed before the ready file is written, but read on another thread).
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.stdout.lock().unwrap().clone();
+            if Instant::now() >= deadline || lines.iter().any(|line| line.starts_with(LISTENING)) {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The last lines of the server's log (stderr).
     pub fn log_tail(&self) -> String {
-        self.log_tail.lock().unwrap().iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+        let log = self.log.lock().unwrap();
+        log.lines[log.lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// Everything the server logged (stderr) so far.
+    pub fn logs(&self) -> String {
+        let log = self.log.lock().unwrap();
+        let mut text = log.lines.join("\n");
+        text.push('\n');
+        text
     }
 
     /// The first line of the server's log that reports a panic, if any did (the log tail may
     /// have moved past it).
     pub fn first_panic(&self) -> Option<String> {
-        self.first_panic.lock().unwrap().clone()
+        self.log.lock().unwrap().first_panic.clone()
+    }
+
+    /// Asks the server to stop, gracefully: SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits up to `limit` for the server to exit.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Stops the server the way a crash or the OOM killer would: SIGKILL, no shutdown code runs.
@@ -215,16 +236,13 @@ impl Drop for ServerProcess {
     }
 }
 
-fn keep_tail_of(stream: impl Read, tail: &Mutex<VecDeque<String>>, first_panic: &Mutex<Option<String>>) {
+fn keep_log_of(stream: impl Read, log: &Mutex<ServerLog>) {
     for line in BufReader::new(stream).lines().map_while(Result::ok) {
-        if line.contains("panicked") {
-            first_panic.lock().unwrap().get_or_insert_with(|| line.clone());
+        let mut log = log.lock().unwrap();
+        if line.contains("panicked") && log.first_panic.is_none() {
+            log.first_panic = Some(line.clone());
         }
-        let mut tail = tail.lock().unwrap();
-        if tail.len() == LOG_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
+        log.lines.push(line);
     }
 }
 
