@@ -269,6 +269,23 @@ impl Cabinet {
         Ok(self.get_file_with_references(caller, id).await?.1)
     }
 
+    /// What uses each of `files`, which the caller has just listed or read: one read for a whole
+    /// page. A file nothing uses maps to nothing.
+    pub async fn references_of(
+        &self,
+        caller: &Caller,
+        files: &[FileRecord],
+    ) -> Result<std::collections::HashMap<FileId, Vec<FileReference>>> {
+        for file in files {
+            if file.workspace_id != caller.workspace_id {
+                return Err(Error::NotFound("file"));
+            }
+            self.authorize_file(caller, file, Operation::Read).await?;
+        }
+        let ids: Vec<FileId> = files.iter().map(|file| file.id.clone()).collect();
+        self.store.references_of(&caller.workspace_id, &ids).await
+    }
+
     /// A file and what uses it, as its details show them. Both are read at once; the references
     /// are returned only once the file's rules allow the caller to read it.
     pub async fn get_file_with_references(

@@ -1,7 +1,7 @@
 //! The ports: what the core needs from a metadata store and a blob store. Each has one
 //! conformance suite and several implementations (SQLite, PostgreSQL; local folder, S3).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use async_trait::async_trait;
@@ -233,6 +233,12 @@ pub trait FileStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// What uses a file, oldest first.
     async fn list_references(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Vec<FileReference>>;
+    /// What uses each of `files` (oldest first), read at once; files nothing uses are absent.
+    async fn references_of(
+        &self,
+        workspace: &WorkspaceId,
+        files: &[FileId],
+    ) -> Result<HashMap<FileId, Vec<FileReference>>>;
     /// One file with what uses it (oldest first), read at once; or `NotFound`.
     async fn get_file_with_references(
         &self,

@@ -309,6 +309,14 @@ impl TryFrom<FolderRow> for Folder {
     }
 }
 
+/// A reference and the file it is to.
+#[derive(sqlx::FromRow)]
+pub(crate) struct FileIdReferenceRow {
+    pub file_id: String,
+    #[sqlx(flatten)]
+    pub reference: ReferenceRow,
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ReferenceRow {
     kind: String,

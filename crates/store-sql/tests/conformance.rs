@@ -59,6 +59,7 @@ conformance!(
     workspaces_are_created_listed_and_unique_by_name,
     keys_are_found_by_secret_hash_and_revoked,
     a_files_details_come_with_its_references_oldest_first,
+    a_pages_references_are_read_at_once_within_the_workspace,
     reservations_never_pass_the_limit,
     racing_reservations_grant_exactly_what_fits,
     an_upload_begins_receiving_once,
@@ -614,6 +615,32 @@ async fn a_files_details_come_with_its_references_oldest_first(store: &dyn Metad
     for (ws, id) in [(&other.id, &file.id), (&ws.id, &FileId::generate())] {
         assert!(matches!(store.get_file_with_references(ws, id).await, Err(Error::NotFound("file"))));
     }
+}
+
+async fn a_pages_references_are_read_at_once_within_the_workspace(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let other = workspace(store, None).await;
+    let used = named_file(&ws.id, "used.txt", None, 3, now());
+    let unused = named_file(&ws.id, "unused.txt", None, 3, now());
+    let theirs = named_file(&other.id, "theirs.txt", None, 3, now());
+    for file in [&used, &unused, &theirs] {
+        store.insert_file_charging(file).await.unwrap();
+    }
+    let reference = |id: &str, seconds| FileReference {
+        kind: "page".into(),
+        id: id.into(),
+        label: None,
+        created_at: now() + Duration::seconds(seconds),
+    };
+    store.add_reference(&ws.id, &used.id, &reference("b", 5)).await.unwrap();
+    store.add_reference(&ws.id, &used.id, &reference("a", 0)).await.unwrap();
+    store.add_reference(&other.id, &theirs.id, &reference("x", 0)).await.unwrap();
+    let found =
+        store.references_of(&ws.id, &[used.id.clone(), unused.id.clone(), theirs.id.clone()]).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[&used.id], store.list_references(&ws.id, &used.id).await.unwrap());
+    assert_eq!(found[&used.id].iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(store.references_of(&ws.id, &[]).await.unwrap().is_empty());
 }
 
 async fn keys_are_found_by_secret_hash_and_revoked(store: &dyn MetadataStore) {

@@ -1,6 +1,8 @@
 //! Files, their tags and what uses them. A file created or deleted changes the ledger in the
 //! transaction that writes it.
 
+use std::collections::HashMap;
+
 use cabinet_core::listing::{FileFilter, Paging, Sort, Start};
 use cabinet_core::names::fold;
 use cabinet_core::ports::FileChange;
@@ -11,7 +13,8 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder,
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
 use crate::rows::{
-    bytes, millis, CountedFileRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS, FILE_INSERT_COLUMNS,
+    bytes, millis, CountedFileRow, FileIdReferenceRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS,
+    FILE_INSERT_COLUMNS,
 };
 
 impl<D: Dialect> SqlStore<D>
@@ -350,6 +353,34 @@ where
             return Err(Error::NotFound("reference"));
         }
         Ok(())
+    }
+
+    async fn references_of(
+        &self,
+        ws: &WorkspaceId,
+        files: &[FileId],
+    ) -> Result<HashMap<FileId, Vec<FileReference>>> {
+        let mut found: HashMap<FileId, Vec<FileReference>> = HashMap::new();
+        // A page of files at a time: the statement's parameters stay well under both databases' caps.
+        for chunk in files.chunks(500) {
+            let mut qb = QueryBuilder::<'static, D::Db>::new(
+                "SELECT file_id, kind, ref_id, label, created_at FROM file_references WHERE workspace_id = ",
+            );
+            qb.push_bind(ws.to_string());
+            qb.push(" AND file_id IN (");
+            let mut ids = qb.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.to_string());
+            }
+            qb.push(") ORDER BY created_at, kind, ref_id");
+            let rows: Vec<FileIdReferenceRow> =
+                D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
+            for row in rows {
+                let file = FileId::parse(&row.file_id).map_err(Error::internal)?;
+                found.entry(file).or_default().push(FileReference::try_from(row.reference)?);
+            }
+        }
+        Ok(found)
     }
 
     async fn references_in_folder(&self, ws: &WorkspaceId, folder: &FolderId) -> Result<Vec<FileReference>> {

@@ -11,7 +11,7 @@ use cabinet_core::files::DirectUpload;
 use cabinet_core::listing::{FileFilter, PageSize, Paging, Sort, SortKey, Start};
 use cabinet_core::ports::FileChange;
 use cabinet_core::Code;
-use cabinet_core::{Caller, FileId, FileRecord};
+use cabinet_core::{Caller, FileId, FileRecord, FileReference};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -29,6 +29,16 @@ use crate::AppState;
 /// Renders one file: its references as `usage` and a signed `file_url`.
 async fn render(state: &AppState, caller: &Caller, file: FileRecord) -> CmsResult<CmsFile> {
     let usage = state.cabinet.list_references(caller, &file.id).await?;
+    render_with(state, caller, file, usage).await
+}
+
+/// Renders one file whose references were read with others'.
+async fn render_with(
+    state: &AppState,
+    caller: &Caller,
+    file: FileRecord,
+    usage: Vec<FileReference>,
+) -> CmsResult<CmsFile> {
     let url = state.cabinet.download_url_of(caller, &file, None, false).await?;
     Ok(CmsFile::new(file, usage, url.url))
 }
@@ -144,9 +154,11 @@ pub async fn list_files(
     if page > 1 && listed.items.is_empty() {
         return Err(invalid_page());
     }
+    let mut usage = state.cabinet.references_of(&caller, &listed.items).await?;
     let mut results = Vec::with_capacity(listed.items.len());
     for file in listed.items {
-        results.push(render(&state, &caller, file).await?);
+        let used_by = usage.remove(&file.id).unwrap_or_default();
+        results.push(render_with(&state, &caller, file, used_by).await?);
     }
     let available_tags = state.cabinet.tags(&caller).await?.into_iter().map(|(tag, _)| tag).collect();
     Ok(Json(CmsFilePage {

@@ -6,7 +6,7 @@ use axum::Json;
 use cabinet_core::files::DirectUpload;
 use cabinet_core::listing::{FileFilter, FolderScope, Paging, Sort};
 use cabinet_core::ports::FileChange;
-use cabinet_core::{Caller, FileId, FileRecord, FolderId};
+use cabinet_core::{Caller, FileId, FileRecord, FileReference, FolderId};
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
@@ -28,8 +28,12 @@ pub(super) async fn render(
     file: FileRecord,
 ) -> SerenitiesResult<SerenitiesFile> {
     let references = state.cabinet.list_references(caller, &file.id).await?;
-    let conversation = references.into_iter().find(|r| r.kind == CONVERSATION).map(|r| r.id);
-    Ok(SerenitiesFile::new(file, conversation))
+    Ok(SerenitiesFile::new(file, first_conversation(references)))
+}
+
+/// The first conversation among what uses a file.
+fn first_conversation(references: Vec<FileReference>) -> Option<String> {
+    references.into_iter().find(|r| r.kind == CONVERSATION).map(|r| r.id)
 }
 
 /// A file id from a body.
@@ -136,13 +140,21 @@ pub async fn list(
         ..FileFilter::default()
     };
     let page = state.cabinet.list_files(&caller, filter, sort, paging).await?;
-    let mut files = Vec::with_capacity(page.items.len());
-    for file in page.items {
-        files.push(match &conversation {
-            Some(id) => SerenitiesFile::new(file, Some(id.clone())),
-            None => render(&state, &caller, file).await?,
-        });
-    }
+    let mut references = match &conversation {
+        Some(_) => Default::default(),
+        None => state.cabinet.references_of(&caller, &page.items).await?,
+    };
+    let files = page
+        .items
+        .into_iter()
+        .map(|file| {
+            let conversation = match &conversation {
+                Some(id) => Some(id.clone()),
+                None => first_conversation(references.remove(&file.id).unwrap_or_default()),
+            };
+            SerenitiesFile::new(file, conversation)
+        })
+        .collect();
     Ok(Json(SerenitiesFileList { files, total: page.total }))
 }
 
