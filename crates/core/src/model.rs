@@ -203,6 +203,21 @@ pub struct Upload {
     pub multipart_id: Option<String>,
 }
 
+impl Upload {
+    /// The upload as finishing it into `file` leaves it (`MetadataStore::finish_upload` records
+    /// exactly this): SUCCESS, of the file's size, updated when the file was created (to the
+    /// millisecond the stores keep). Spares reading back what was just written.
+    pub fn finished_as(&self, file: &FileRecord) -> Upload {
+        Upload {
+            status: UploadStatus::Success,
+            failure_reason: None,
+            size: file.size,
+            updated_at: crate::clock::truncate_to_millis(file.created_at),
+            ..self.clone()
+        }
+    }
+}
+
 /// A finished, verified file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {

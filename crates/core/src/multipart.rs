@@ -300,9 +300,10 @@ impl Cabinet {
             return settled(self.upload_state(&ws, &id).await?);
         }
         let cabinet = self.clone();
-        let assembly = tokio::spawn(async move { cabinet.assemble(&upload, &parts).await });
+        let assembling = upload.clone();
+        let assembly = tokio::spawn(async move { cabinet.assemble(&assembling, &parts).await });
         let file = assembly.await.map_err(Error::internal)??;
-        Ok(UploadState { upload: self.store.get_upload(&ws, &id).await?, file: Some(file) })
+        Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) })
     }
 
     /// Assembles a claimed (UPLOADING) upload's parts and verifies the whole; any failure fails

@@ -287,7 +287,7 @@ impl Cabinet {
                 return Err(error);
             }
         };
-        Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
+        Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) })
     }
 
     /// The checks and the promotion of arrived bytes (none when they arrived at the file's own
@@ -419,7 +419,7 @@ impl Cabinet {
         let workspace = self.store.get_workspace(ws).await?;
         let file_cap = self.max_file_bytes(workspace.max_file_bytes);
         let file = self.receive(&upload, body, content_length, file_cap).await?;
-        Ok(UploadState { upload: self.store.get_upload(ws, id).await?, file: Some(file) })
+        Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) })
     }
 
     /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes or fails

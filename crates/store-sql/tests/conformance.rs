@@ -774,7 +774,10 @@ async fn finishing_turns_the_reservation_into_a_file_once(store: &dyn MetadataSt
     assert!(store.finish_upload(&ws.id, &up.id, &file).await.unwrap());
     assert_eq!(ledger(store, &ws.id).await, (300, 0));
     assert_eq!(store.get_file(&ws.id, &file.id).await.unwrap(), file);
-    assert_eq!(store.get_upload(&ws.id, &up.id).await.unwrap().status, UploadStatus::Success);
+    let finished = store.get_upload(&ws.id, &up.id).await.unwrap();
+    assert_eq!(finished.status, UploadStatus::Success);
+    // What the core answers without reading it back.
+    assert_eq!(finished, up.finished_as(&file));
     assert!(!store.finish_upload(&ws.id, &up.id, &file).await.unwrap());
     assert!(!store.fail_upload(&ws.id, &up.id, FailureReason::Expired, now()).await.unwrap());
     assert_eq!(ledger(store, &ws.id).await, (300, 0));
