@@ -235,6 +235,15 @@ async fn usage_and_quota_report_the_ledger_and_quota_is_enforced() {
     assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE");
     assert!(body["error"]["message"].as_str().unwrap().starts_with("Storage quota exceeded"), "{body}");
     assert_eq!(ok(&server, &small, "getUsage", json!({})).await["totalSize"], 8);
+
+    // A delete moves the file to the trash: it is no longer listed nor counted by getUsage, while
+    // the quota still holds its bytes until the trash is purged.
+    let two = upload(&server, unlimited, "two.txt", b"123", json!({})).await;
+    assert_eq!(ok(&server, unlimited, "getUsage", json!({})).await, json!({"totalSize": 8, "fileCount": 2}));
+    ok(&server, unlimited, "delete", json!({"fileId": two["id"]})).await;
+    assert_eq!(ok(&server, unlimited, "list", json!({})).await["total"], 1);
+    assert_eq!(ok(&server, unlimited, "getUsage", json!({})).await, json!({"totalSize": 5, "fileCount": 1}));
+    assert_eq!(ok(&server, unlimited, "getQuota", json!({})).await["usedBytes"], 8);
 }
 
 #[tokio::test]

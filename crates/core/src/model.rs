@@ -350,11 +350,26 @@ impl Quota {
     }
 }
 
-/// A workspace's totals.
+/// A workspace's totals: every file it stores, those in the trash included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     pub total_size: u64,
     pub file_count: u64,
+    /// Of those, the files in the trash.
+    pub trashed_size: u64,
+    pub trashed_count: u64,
+}
+
+impl Usage {
+    /// Files out of the trash: what the lists show.
+    pub fn live_count(&self) -> u64 {
+        self.file_count.saturating_sub(self.trashed_count)
+    }
+
+    /// The bytes of the files out of the trash.
+    pub fn live_size(&self) -> u64 {
+        self.total_size.saturating_sub(self.trashed_size)
+    }
 }
 
 /// One page of a list.

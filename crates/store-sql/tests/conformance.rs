@@ -871,10 +871,19 @@ async fn deleting_a_file_reclaims_its_bytes(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(100)).await;
     let file = direct_file(&ws.id, 70, now());
     store.insert_file_charging(&file).await.unwrap();
-    assert_eq!(store.usage(&ws.id).await.unwrap(), cabinet_core::Usage { total_size: 70, file_count: 1 });
-    assert_eq!(store.delete_file(&ws.id, &file.id, now()).await.unwrap(), file);
+    let usage = |total_size, file_count, trashed_size, trashed_count| cabinet_core::Usage {
+        total_size,
+        file_count,
+        trashed_size,
+        trashed_count,
+    };
+    assert_eq!(store.usage(&ws.id).await.unwrap(), usage(70, 1, 0, 0));
+    // In the trash it still holds its bytes, and is told apart.
+    store.trash_file(&ws.id, &file.id, now()).await.unwrap();
+    assert_eq!(store.usage(&ws.id).await.unwrap(), usage(70, 1, 70, 1));
+    assert_eq!(store.delete_file(&ws.id, &file.id, now()).await.unwrap().id, file.id);
     assert_eq!(ledger(store, &ws.id).await, (0, 0));
-    assert_eq!(store.usage(&ws.id).await.unwrap(), cabinet_core::Usage { total_size: 0, file_count: 0 });
+    assert_eq!(store.usage(&ws.id).await.unwrap(), usage(0, 0, 0, 0));
     assert!(matches!(store.delete_file(&ws.id, &file.id, now()).await, Err(Error::NotFound(_))));
 }
 

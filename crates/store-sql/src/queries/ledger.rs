@@ -29,16 +29,24 @@ where
 {
     async fn usage(&self, ws: &WorkspaceId) -> Result<Usage> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM files WHERE \
-             workspace_id = $1",
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total, \
+             CAST(COALESCE(SUM(CASE WHEN trashed_at IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS trashed_n, \
+             CAST(COALESCE(SUM(CASE WHEN trashed_at IS NULL THEN 0 ELSE size END), 0) AS BIGINT) AS trashed \
+             FROM files WHERE workspace_id = $1",
         )
         .bind(ws.as_str())
         .fetch_one(self.read_pool())
         .await
         .map_err(db_error)?;
-        let count: i64 = row.try_get("n").map_err(db_error)?;
-        let total: i64 = row.try_get("total").map_err(db_error)?;
-        Ok(Usage { file_count: count.max(0) as u64, total_size: total.max(0) as u64 })
+        let count = |column: &str| -> Result<u64> {
+            Ok(row.try_get::<i64, _>(column).map_err(db_error)?.max(0) as u64)
+        };
+        Ok(Usage {
+            file_count: count("n")?,
+            total_size: count("total")?,
+            trashed_count: count("trashed_n")?,
+            trashed_size: count("trashed")?,
+        })
     }
 
     async fn reconcile_ledger(

@@ -111,18 +111,18 @@ pub struct SerenitiesSuccess {
     pub success: bool,
 }
 
-/// Storage stats.
+/// Storage stats of the files `list` shows: a deleted file is in the trash, and counts here no
+/// more (`getQuota` still counts its bytes until the trash is purged).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SerenitiesUsage {
-    /// Bytes in files (the trash included, until purged).
     pub total_size: u64,
     pub file_count: u64,
 }
 
 impl From<Usage> for SerenitiesUsage {
     fn from(usage: Usage) -> Self {
-        Self { total_size: usage.total_size, file_count: usage.file_count }
+        Self { total_size: usage.live_size(), file_count: usage.live_count() }
     }
 }
 
