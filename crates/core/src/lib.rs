@@ -11,6 +11,7 @@ pub mod files;
 pub mod folders;
 pub mod hot;
 pub mod ids;
+pub mod intake;
 pub mod listing;
 pub mod maintenance;
 pub mod metadata;

@@ -12,10 +12,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::error::{Error, Result};
 use crate::ids::{UploadId, WorkspaceId};
+use crate::intake::{check_sha256, check_size, file_of};
 use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
 use crate::ports::{Assembled, ByteStream, PartInfo, StageError};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
-use crate::uploads::{check_sha256, check_size, file_of, settled, UploadState, UploadTicket};
+use crate::uploads::{settled, UploadState, UploadTicket};
 use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
 
 const MIB: u64 = 1024 * 1024;

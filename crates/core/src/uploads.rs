@@ -22,10 +22,11 @@ use chrono::{DateTime, Utc};
 use crate::content_type;
 use crate::error::{Error, Result};
 use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
+use crate::intake::{check_sha256, check_size, checksum_mismatch, file_of, ReceivingGuard, Rejection};
 use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
 use crate::multipart::{PartPlan, MULTIPART_TTL};
 use crate::names::validate_name;
-use crate::ports::{BlobInfo, ByteRange, ByteStream, PresignedPost, StageError, StagedBlob};
+use crate::ports::{BlobInfo, ByteRange, ByteStream, PresignedPost};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
 
@@ -53,9 +54,6 @@ pub fn arrival_key(upload: &Upload) -> String {
 
 /// How many bytes of a file are read to sniff its type.
 const SNIFF_BYTES: u64 = 8 * 1024;
-
-/// Why verified bytes were refused: the upload's failure reason and the client's error.
-pub(crate) type Rejection = (FailureReason, Error);
 
 /// What a client declares when it starts an upload.
 #[derive(Debug, Clone, Default)]
@@ -422,193 +420,6 @@ impl Cabinet {
         Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) })
     }
 
-    /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes or fails
-    /// it. An upload of unknown size first reserves what it may bring (its Content-Length, else
-    /// `file_cap`, as far as the quota holds), so uploads streaming at once never hold more than
-    /// the quota; what the file does not use is released when it is created.
-    pub(crate) async fn receive(
-        &self,
-        upload: &Upload,
-        body: ByteStream<'_>,
-        content_length: Option<u64>,
-        file_cap: u64,
-    ) -> Result<FileRecord> {
-        let (ws, id) = (&upload.workspace_id, &upload.id);
-        let now = self.clock.now();
-        let not_waiting =
-            || Error::conflict(Code::UploadNotWaiting, "this upload is no longer waiting for bytes");
-        let (limit, quota_bound) = if upload.size_known {
-            if content_length.is_some_and(|length| length > upload.size) {
-                let (reason, error) = too_large(upload, upload.size, false);
-                self.fail(upload, reason).await?;
-                return Err(error);
-            }
-            if !self.store.begin_receiving(ws, id, now).await? {
-                return Err(not_waiting());
-            }
-            (upload.size, false)
-        } else {
-            if content_length.is_some_and(|length| length > file_cap) {
-                let (reason, error) = too_large(upload, file_cap, false);
-                self.fail(upload, reason).await?;
-                return Err(error);
-            }
-            let wanted = content_length.unwrap_or(file_cap);
-            let Some(reserved) = self.store.begin_receiving_reserving(ws, id, now, wanted).await? else {
-                return Err(not_waiting());
-            };
-            if reserved < wanted && (content_length.is_some() || reserved == 0) {
-                // The declared bytes (or any byte at all) cannot fit: refused before reading them.
-                self.fail(upload, FailureReason::QuotaExceeded).await?;
-                return Err(Error::QuotaExceeded {
-                    requested: content_length.unwrap_or(1),
-                    available: reserved,
-                });
-            }
-            (reserved, reserved < wanted)
-        };
-        // From here the upload is UPLOADING: if this future is dropped (the client went away, a
-        // timeout fired), the guard still fails the upload and releases its reservation.
-        let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
-        let staged = match self.blobs.stage(body, limit).await {
-            Ok(staged) => staged,
-            Err(err) => {
-                let (reason, error) = match err {
-                    StageError::TooLarge { .. } => too_large(upload, limit, quota_bound),
-                    StageError::Body(cause) => (
-                        FailureReason::Incomplete,
-                        Error::bad_request(
-                            Code::IncompleteBody,
-                            format!("the upload's body ended early: {cause}"),
-                        ),
-                    ),
-                    StageError::Storage(cause) => (FailureReason::StorageError, Error::from(cause)),
-                    StageError::Unavailable(cause) => {
-                        (FailureReason::StorageError, Error::Unavailable(Box::new(cause)))
-                    }
-                };
-                self.fail(upload, reason).await?;
-                guard.upload = None;
-                return Err(error);
-            }
-        };
-        let finished = self.finish(upload, &staged).await;
-        guard.upload = None;
-        finished
-    }
-
-    /// Verifies staged bytes against the upload's declaration and turns them into its file.
-    pub(crate) async fn finish(&self, upload: &Upload, staged: &StagedBlob) -> Result<FileRecord> {
-        let verdict = check_size(upload, staged.size).and_then(|()| check_sha256(upload, &staged.sha256));
-        if let Err((reason, error)) = verdict {
-            self.blobs.discard(&staged.temp_key).await;
-            self.fail(upload, reason).await?;
-            return Err(error);
-        }
-        let file = file_of(upload, staged.size, staged.sha256.clone(), &staged.head, self.clock.now());
-        if let Err(err) = self.blobs.commit(staged, &file.blob_key).await {
-            self.blobs.discard(&staged.temp_key).await;
-            self.fail(upload, FailureReason::StorageError).await?;
-            return Err(err);
-        }
-        self.settle(upload, file).await
-    }
-
-    /// The bytes are durable under the file's key; the file exists once this transaction commits.
-    pub(crate) async fn settle(&self, upload: &Upload, file: FileRecord) -> Result<FileRecord> {
-        match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
-            Ok(true) => {
-                tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
-                self.file_created(&file);
-                Ok(file)
-            }
-            Ok(false) => {
-                self.delete_blob_quietly(&file.blob_key).await;
-                Err(Error::conflict(
-                    Code::UploadNotLive,
-                    "the upload ended (expired or cancelled) before it finished",
-                ))
-            }
-            Err(err) => {
-                self.delete_blob_quietly(&file.blob_key).await;
-                let reason = match err {
-                    Error::QuotaExceeded { .. } => FailureReason::QuotaExceeded,
-                    _ => FailureReason::StorageError,
-                };
-                self.fail(upload, reason).await?;
-                Err(err)
-            }
-        }
-    }
-
-    /// Fails a live upload (a no-op when it already ended). When the metadata store cannot be
-    /// reached (the very trouble that often ends an upload) or does not answer at once, the
-    /// failure is retried in the background until it can be recorded: otherwise the upload would
-    /// stay UPLOADING, its reservation held and its URL answering `upload_in_progress`, until the
-    /// sweeper's grace ends it.
-    pub(crate) async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
-        // On an error path the store is often what failed: a client is not kept waiting for a
-        // second pool timeout while the failure is recorded; it is recorded in the background.
-        const FAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let failing = self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now());
-        let Ok(failing) = tokio::time::timeout(FAIL_WAIT, failing).await else {
-            self.fail_once_reachable(upload.clone(), reason);
-            return Err(Error::Unavailable("the metadata store did not answer in time".into()));
-        };
-        match failing {
-            Ok(failed) => {
-                if failed {
-                    tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
-                }
-                Ok(())
-            }
-            Err(err @ Error::Unavailable(_)) => {
-                self.fail_once_reachable(upload.clone(), reason);
-                Err(err)
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Retries failing an upload, with backoff, until the metadata store answers (for at most
-    /// `FAIL_RETRY_FOR`; the sweeper ends whatever is left).
-    pub(crate) fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
-        const FAIL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let cabinet = self.clone();
-        runtime.spawn(async move {
-            let give_up_at = std::time::Instant::now() + FAIL_RETRY_FOR;
-            let mut pause = std::time::Duration::from_millis(200);
-            loop {
-                tokio::time::sleep(pause).await;
-                let (ws, id) = (&upload.workspace_id, &upload.id);
-                match cabinet.store.fail_upload(ws, id, reason, cabinet.clock.now()).await {
-                    Ok(failed) => {
-                        if failed {
-                            tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
-                        }
-                        return;
-                    }
-                    Err(Error::Unavailable(_)) if std::time::Instant::now() < give_up_at => {
-                        pause = (pause * 2).min(std::time::Duration::from_secs(5));
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, upload = %id, "could not fail an upload; the sweeper will");
-                        return;
-                    }
-                }
-            }
-        });
-    }
-
-    pub(crate) async fn delete_blob_quietly(&self, key: &str) {
-        self.hot.forget_object(key);
-        if let Err(err) = self.blobs.delete(key).await {
-            // The orphan sweep will find it.
-            tracing::warn!(error = %err, key, "could not delete a blob");
-        }
-    }
-
     /// Checks a folder exists and is not in the trash, so a file can go into it.
     pub(crate) async fn check_folder(&self, ws: &WorkspaceId, folder: &FolderId) -> Result<()> {
         self.live_folder(ws, folder).await.map(|_| ())
@@ -617,38 +428,6 @@ impl Cabinet {
     /// The instant before which a live upload counts as expired (for the sweeper).
     pub(crate) fn expiry_cutoffs(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         (now, now - self.settings.receive_grace)
-    }
-}
-
-/// Fails an UPLOADING upload whose receiving future was dropped before it ended.
-struct ReceivingGuard {
-    cabinet: Cabinet,
-    upload: Option<Upload>,
-}
-
-impl Drop for ReceivingGuard {
-    fn drop(&mut self) {
-        let Some(upload) = self.upload.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let cabinet = self.cabinet.clone();
-        runtime.spawn(async move {
-            // Whatever was staged is removed by the blob store when its stream is dropped; a
-            // blob committed under the upload's key without a file is removed here.
-            match cabinet.fail(&upload, FailureReason::Incomplete).await {
-                Ok(()) => {
-                    if cabinet.store.get_file(&upload.workspace_id, &upload.file_id).await.is_err() {
-                        cabinet.delete_blob_quietly(&upload.blob_key).await;
-                    }
-                    let arrival = arrival_key(&upload);
-                    if !cabinet.blobs.receives_through_cabinet() && arrival != upload.blob_key {
-                        cabinet.delete_blob_quietly(&arrival).await;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, upload = %upload.id, "could not fail an abandoned upload")
-                }
-            }
-        });
     }
 }
 
@@ -670,76 +449,4 @@ pub(crate) fn settled(state: UploadState) -> Result<UploadState> {
             Err(Error::conflict(Code::UploadIncomplete, "no bytes have been received for this upload yet"))
         }
     }
-}
-
-/// The size rule: exactly the declared number of bytes.
-pub(crate) fn check_size(upload: &Upload, size: u64) -> std::result::Result<(), Rejection> {
-    if size == upload.size || !upload.size_known {
-        return Ok(());
-    }
-    Err((
-        FailureReason::SizeMismatch,
-        Error::Unprocessable {
-            code: Code::SizeMismatch,
-            message: format!("{size} bytes arrived; the upload declared {}", upload.size),
-        },
-    ))
-}
-
-/// The checksum rule: when a sha256 was declared, the bytes hash to it.
-pub(crate) fn check_sha256(upload: &Upload, sha256: &str) -> std::result::Result<(), Rejection> {
-    match &upload.sha256 {
-        Some(declared) if declared != sha256 => Err(checksum_mismatch()),
-        _ => Ok(()),
-    }
-}
-
-fn checksum_mismatch() -> Rejection {
-    (
-        FailureReason::ChecksumMismatch,
-        Error::Unprocessable {
-            code: Code::ChecksumMismatch,
-            message: "the bytes do not match the declared sha256".to_owned(),
-        },
-    )
-}
-
-/// The file verified bytes become.
-pub(crate) fn file_of(
-    upload: &Upload,
-    size: u64,
-    sha256: String,
-    head: &[u8],
-    now: DateTime<Utc>,
-) -> FileRecord {
-    let mut file = FileRecord::new(
-        upload.workspace_id.clone(),
-        upload.file_id.clone(),
-        upload.name.clone(),
-        content_type::sniff(head, upload.declared_mime.as_deref(), &upload.name),
-        size,
-        sha256,
-        upload.folder_id.clone(),
-        upload.blob_key.clone(),
-        now,
-    );
-    file.created_by = upload.created_by.clone();
-    file
-}
-
-/// Why more than `limit` bytes were refused: more than declared, over the file size limit, or
-/// over what the quota still holds.
-fn too_large(upload: &Upload, limit: u64, quota_bound: bool) -> Rejection {
-    if upload.size_known {
-        let message = format!("more bytes were sent than the {} the upload declared", upload.size);
-        return (FailureReason::SizeMismatch, Error::TooLarge { code: Code::SizeExceeded, message });
-    }
-    if quota_bound {
-        return (
-            FailureReason::QuotaExceeded,
-            Error::QuotaExceeded { requested: limit + 1, available: limit },
-        );
-    }
-    let message = format!("the file is larger than the {limit} bytes this workspace accepts");
-    (FailureReason::SizeMismatch, Error::TooLarge { code: Code::FileTooLarge, message })
 }
