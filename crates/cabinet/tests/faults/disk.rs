@@ -1,0 +1,153 @@
+//! 1. A full disk: the data folder on a small tmpfs.
+
+use super::*;
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("small-disk");
+        std::fs::create_dir(&dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        match output {
+            Ok(output) if output.status.success() => Some(Tmpfs { dir, _parent: parent }),
+            Ok(output) => {
+                let why = String::from_utf8_lossy(&output.stderr).into_owned();
+                assert!(!must_have_faults(), "mounting a tmpfs failed (the suite needs root): {why}");
+                eprintln!("SKIPPED: mounting a tmpfs failed (the suite needs root): {why}");
+                None
+            }
+            Err(err) => {
+                assert!(!must_have_faults(), "running mount failed: {err}");
+                eprintln!("SKIPPED: running mount failed: {err}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Fills the file system holding `dir` with a ballast file, leaving about `leave` bytes free.
+fn ballast(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("ballast");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xa5u8; 64 * 1024];
+    loop {
+        let free = free_bytes(dir);
+        if free <= leave + chunk.len() as u64 {
+            break;
+        }
+        if file.write_all(&chunk).is_err() {
+            break;
+        }
+        file.sync_data().ok();
+    }
+    path
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    let output = Command::new("df").args(["-B1", "--output=avail"]).arg(dir).output().expect("df");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .expect("df's figure")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// 1. A full disk mid-upload: the data folder (SQLite and blobs) on a small tmpfs. Uploads that
+/// run it out of space fail cleanly (FAILED, reservation released, temporary removed); once space
+/// is freed new uploads succeed, and the files stored before are intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_again() {
+    let Some(disk) = Tmpfs::mount("8m") else { return };
+    let data_dir = disk.dir.join("data");
+    let tenant = Tenant::create(&data_dir, "full-disk", None, "write");
+    let server = ServerProcess::start(&data_dir);
+    let client = Client::new(&server, &tenant.key);
+
+    let mut stored = Vec::new();
+    for (i, size) in [1000usize, 100_000, 300_000].into_iter().enumerate() {
+        match client.signed_upload(&format!("before-{i}.bin"), content(i as u8, size)).await {
+            Attempt::Stored { id, sha256, bytes } => stored.push((id, sha256, bytes)),
+            refused => panic!("with room to spare an upload succeeds: {refused:?}"),
+        }
+    }
+
+    // Leave about 1 MiB free, then send uploads of 3 MiB by both routes.
+    let ballast = ballast(&disk.dir, 1024 * 1024);
+    let mut refused_uploads = Vec::new();
+    for (i, route) in ["signed", "direct", "signed"].into_iter().enumerate() {
+        let bytes = content(100 + i as u8, 3 * 1024 * 1024);
+        let attempt = match route {
+            "signed" => client.signed_upload(&format!("too-big-{i}.bin"), bytes).await,
+            _ => client.direct_upload(&format!("too-big-{i}.bin"), bytes).await,
+        };
+        match attempt {
+            Attempt::Stored { id, .. } => panic!("a 3 MiB upload onto 1 MiB of free disk was stored as {id}"),
+            Attempt::Refused { upload, status, code } => {
+                // The server's trouble, not the client's, and one a retry may get past: never a 500.
+                assert_eq!(
+                    (status, code.as_str()),
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                    "a full disk is answered 503 unavailable"
+                );
+                println!("full disk, {route} upload: {status} {code}");
+                refused_uploads.extend(upload.map(|upload| upload.id));
+            }
+        }
+    }
+    // Each refused signed upload FAILED and holds no reservation; no temporary is left behind.
+    for upload_id in &refused_uploads {
+        let upload = client.get_json(&format!("/v1/uploads/{upload_id}")).await;
+        assert_eq!(upload["status"], "FAILED", "{upload}");
+    }
+    let quota = client.get_json("/v1/quota").await;
+    assert_eq!(quota["reserved_bytes"], 0, "every failed upload's reservation is released: {quota}");
+    let used: usize = stored.iter().map(|(_, _, bytes)| bytes.len()).sum();
+    assert_eq!(quota["used_bytes"], used, "{quota}");
+    let temporaries = files_under(&data_dir.join("blobs").join("tmp"));
+    assert!(temporaries.is_empty(), "temporaries of failed uploads are removed: {temporaries:?}");
+    client.assert_all_readable(&stored).await;
+
+    // Space freed: new uploads succeed, by both routes, and nothing stored before was harmed.
+    std::fs::remove_file(ballast).unwrap();
+    for (i, route) in ["signed", "direct"].into_iter().enumerate() {
+        let bytes = content(200 + i as u8, 2 * 1024 * 1024);
+        let attempt = match route {
+            "signed" => client.signed_upload(&format!("after-{i}.bin"), bytes).await,
+            _ => client.direct_upload(&format!("after-{i}.bin"), bytes).await,
+        };
+        match attempt {
+            Attempt::Stored { id, sha256, bytes } => stored.push((id, sha256, bytes)),
+            refused => panic!("with space freed an upload succeeds again: {refused:?}"),
+        }
+    }
+    client.assert_all_readable(&stored).await;
+    let files = client.get_json("/v1/files?limit=100").await;
+    assert_eq!(
+        files["data"].as_array().unwrap().len(),
+        stored.len(),
+        "only the stored files are listed: {files}"
+    );
+
+    let log = server.log_tail();
+    server.kill();
+    assert_no_panic(&log);
+    assert_check_clean(&data_dir);
+}

@@ -1,0 +1,169 @@
+//! 2. PostgreSQL restarted mid-traffic: a private cluster, stopped and started under the clients.
+
+use super::*;
+
+/// A PostgreSQL cluster of the test's own, made by `dev/postgres`, so that it can be stopped and
+/// started again without disturbing the tests that share `dev/test`'s cluster.
+struct PrivatePostgres {
+    dir: String,
+    url: String,
+    port: String,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    fn start() -> Option<PrivatePostgres> {
+        let must = must_have_faults() || std::env::var("CABINET_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let output = Command::new(dev_script("postgres")).arg("start").output();
+        let exports = match output {
+            Ok(output) if output.status.success() => String::from_utf8(output.stdout).unwrap(),
+            Ok(output) => {
+                let why = format!("dev/postgres start failed: {}", String::from_utf8_lossy(&output.stderr));
+                assert!(!must, "{why}");
+                eprintln!("SKIPPED: {why}");
+                return None;
+            }
+            Err(err) => {
+                assert!(!must, "running dev/postgres failed: {err}");
+                eprintln!("SKIPPED: running dev/postgres failed: {err}");
+                return None;
+            }
+        };
+        let export = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("dev/postgres printed no {name}: {exports}"))
+                .to_owned()
+        };
+        let url = export("CABINET_TEST_DATABASE_URL");
+        let port =
+            url.rsplit_once(':').and_then(|(_, rest)| rest.split('/').next()).expect("a port").to_owned();
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("dev/postgres installed PostgreSQL under /usr/lib/postgresql")
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        versions.sort_by_key(|path| path.file_name().unwrap().to_string_lossy().parse::<u32>().unwrap_or(0));
+        let bin = versions.pop().expect("a PostgreSQL version").join("bin");
+        let postgres = PrivatePostgres { dir: export("CABINET_PG_DIR"), url, port, bin };
+        // dev/postgres commits asynchronously, for speed: a crash of PostgreSQL itself then loses
+        // the last commits, files included. This cluster is to be crashed, so it commits durably.
+        postgres.pg_ctl(&["-D", &format!("{}/data", postgres.dir), "-m", "fast", "-w", "stop"]);
+        postgres.start_again();
+        Some(postgres)
+    }
+
+    /// `pg_ctl` as the cluster's owner (`dev/postgres` runs it as `postgres` when root).
+    fn pg_ctl(&self, args: &[&str]) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let root = Command::new("id").arg("-u").output().is_ok_and(|id| id.stdout.trim_ascii() == b"0");
+        let mut command = if root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            command
+        } else {
+            Command::new(pg_ctl)
+        };
+        let output = command.args(args).output().expect("running pg_ctl");
+        assert!(output.status.success(), "pg_ctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Stops the cluster: `fast` terminates its sessions and checkpoints; `immediate` stops it
+    /// the way a crash would, with no checkpoint.
+    fn stop(&self, shutdown: &str) {
+        self.pg_ctl(&["-D", &format!("{}/data", self.dir), "-m", shutdown, "-w", "stop"]);
+    }
+
+    /// Starts the stopped cluster on its port (after a crash it first recovers from its log), with
+    /// synchronous commits: a commit is in the log before it is acknowledged. (`fsync=off` stays:
+    /// the machine does not crash, only PostgreSQL, and the log's writes are in the OS's cache.)
+    fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on -c max_connections=100",
+            self.port, self.dir
+        );
+        let log = format!("{}/server.log", self.dir);
+        self.pg_ctl(&[
+            "-D",
+            &format!("{}/data", self.dir),
+            "-l",
+            &log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(dev_script("postgres")).args(["stop", &self.dir]).status();
+    }
+}
+
+/// How long the clients may take to see a fault, and to see the server recover from it. A request
+/// waiting for a database connection gives up after the pool's 30 s acquire timeout.
+const FAULT_SEEN_WITHIN: Duration = Duration::from_secs(90);
+
+/// 2. PostgreSQL stopped and started again while clients upload, list and download, twice: a
+/// fast shutdown (sessions terminated) and an immediate one (as in a crash; it recovers from its
+/// log). Meanwhile clients are told 503 `unavailable`, and the server recovers by itself, without
+/// a restart, as its pool reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarted_mid_traffic_is_answered_unavailable_and_the_server_recovers_by_itself() {
+    let Some(postgres) = PrivatePostgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let flags = ["--database-url", postgres.url.as_str()];
+    let key = tenant_on(&data_dir, &flags, &[], "postgres-restart");
+    let server = ServerProcess::start_with(&data_dir, &flags);
+    let client = Arc::new(Client::new(&server, &key));
+
+    let traffic = Traffic::start(&client);
+    traffic
+        .wait_for("uploads succeed before the fault", FAULT_SEEN_WITHIN, |told| {
+            told.ok(BEFORE, "uploads") >= 6
+        })
+        .await;
+    // After a fast shutdown PostgreSQL is started again as soon as a client was refused; after the
+    // immediate one it stays down until every client was, so that requests also wait out the
+    // pool's acquire timeout (answered 503 too) rather than only fail on a cut session.
+    for (fault, shutdown, refusals) in [(0, "fast", 1), (1, "immediate", CLIENTS)] {
+        traffic.enter(during(fault));
+        postgres.stop(shutdown);
+        traffic
+            .wait_for("clients are told PostgreSQL is gone", FAULT_SEEN_WITHIN, |told| {
+                told.refused(during(fault)) >= refusals
+            })
+            .await;
+        postgres.start_again();
+        traffic.enter(after(fault));
+        traffic
+            .wait_for("every operation succeeds again without a server restart", FAULT_SEEN_WITHIN, |told| {
+                ["uploads", "lists", "downloads"]
+                    .iter()
+                    .all(|operation| told.ok(after(fault), operation) >= 2)
+            })
+            .await;
+    }
+    let (mut stored, refused_uploads, told) = traffic.stop().await;
+
+    stored.extend(settle_refused_uploads(&client, refused_uploads).await);
+    let files = assert_nothing_lost(&client, &stored).await;
+    let temporaries = files_under(&data_dir.join("blobs").join("tmp"));
+    assert!(temporaries.is_empty(), "no temporary outlives its upload: {temporaries:?}");
+    println!(
+        "postgres restarted mid-traffic (fast, then immediate shutdown): {}; {} files stored, all \
+         whole; recovered both times without a restart",
+        told.summary(),
+        files
+    );
+    let first_panic = server.first_panic();
+    let log = server.log_tail();
+    server.kill();
+    assert!(first_panic.is_none(), "the server panicked: {first_panic:?}; its log:\n{log}");
+    assert_check_clean_on(&data_dir, &flags, &[]);
+}
