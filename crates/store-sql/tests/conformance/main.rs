@@ -1,0 +1,220 @@
+//! The metadata port's conformance suite: written once, run against SQLite and PostgreSQL. A
+//! backend is done when it passes. PostgreSQL runs when `CABINET_TEST_DATABASE_URL` is set (the
+//! test script starts one); with `CABINET_REQUIRE_POSTGRES=1` its absence is a failure.
+
+use std::sync::Arc;
+
+use cabinet_core::listing::{
+    Cursor, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Sortable, Start,
+};
+use cabinet_core::ports::{FileChange, FolderChange, SearchHit, TrashEntry};
+use cabinet_core::{
+    ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, FileReference, Folder, FolderId,
+    MetadataStore, Role, Upload, UploadId, UploadStatus, Workspace, WorkspaceId,
+};
+use chrono::{DateTime, Duration, Utc};
+
+mod files;
+mod folders;
+mod search;
+mod uploads;
+
+use files::*;
+use folders::*;
+use search::*;
+use uploads::*;
+
+struct Backend {
+    store: Arc<dyn MetadataStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    Backend { store: cabinet_store_sql::connect(&url).await.unwrap(), _dir: Some(dir) }
+}
+
+async fn postgres() -> Option<Backend> {
+    let Ok(admin_url) = std::env::var("CABINET_TEST_DATABASE_URL") else {
+        if std::env::var("CABINET_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+            panic!("CABINET_REQUIRE_POSTGRES=1 but CABINET_TEST_DATABASE_URL is not set");
+        }
+        eprintln!("skipping PostgreSQL: CABINET_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    // A fresh database per test, so tests run in parallel without seeing each other.
+    let name = format!("conformance_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    Some(Backend { store: cabinet_store_sql::connect(&format!("{base}/{name}")).await.unwrap(), _dir: None })
+}
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $check() { super::$check(&*super::sqlite().await.store).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $check() {
+                if let Some(backend) = super::postgres().await { super::$check(&*backend.store).await; }
+            })*
+        }
+    };
+}
+
+conformance!(
+    workspaces_are_created_listed_and_unique_by_name,
+    keys_are_found_by_secret_hash_and_revoked,
+    a_files_details_come_with_its_references_oldest_first,
+    a_pages_references_are_read_at_once_within_the_workspace,
+    reservations_never_pass_the_limit,
+    racing_reservations_grant_exactly_what_fits,
+    an_upload_begins_receiving_once,
+    racing_uploads_of_unknown_size_reserve_only_what_the_quota_holds,
+    a_multipart_upload_keeps_its_part_size_and_store_id,
+    finishing_turns_the_reservation_into_a_file_once,
+    failing_releases_the_reservation_once,
+    expired_uploads_are_found_by_their_cutoffs,
+    direct_files_are_charged_within_the_quota,
+    files_page_newest_first_by_keyset,
+    deleting_a_file_reclaims_its_bytes,
+    every_lookup_is_scoped_to_its_workspace,
+    blob_keys_in_use_are_those_of_files_and_live_uploads,
+    sibling_folders_have_distinct_names_case_insensitively,
+    a_folder_cannot_move_into_its_own_subtree,
+    folders_nest_no_deeper_than_the_limit_and_cycles_are_seen_at_any_depth,
+    folder_paths_run_from_the_root,
+    trashing_a_folder_takes_its_subtree_and_restoring_brings_it_back,
+    purging_a_folder_reclaims_the_bytes_of_everything_below_it,
+    file_changes_update_metadata_tags_and_place,
+    lists_filter_by_folder_tags_favorite_type_and_reference,
+    search_finds_files_and_folders_by_folded_substring,
+    search_sees_only_its_workspace_and_follows_renames_and_deletes,
+    the_unfiltered_total_follows_every_change_of_liveness,
+);
+
+/// The names a workspace's search for `q` finds, files and folders, by name.
+async fn found(store: &dyn MetadataStore, ws: &WorkspaceId, q: &str) -> Vec<String> {
+    let q = cabinet_core::names::fold(q);
+    let files = FileFilter { name_contains: Some(q.clone()), ..Default::default() };
+    let folders = FolderFilter { name_contains: Some(q), ..Default::default() };
+    let sort = Sort { key: SortKey::Name, descending: false };
+    let (hits, total) = store.search(ws, &files, &folders, sort, &first_page(50)).await.unwrap();
+    assert_eq!(total as usize, hits.len());
+    hits.into_iter()
+        .map(|hit| match hit {
+            SearchHit::Folder(f) => format!("folder:{}", f.name),
+            SearchHit::File(f) => format!("file:{}", f.name),
+        })
+        .collect()
+}
+
+fn now() -> DateTime<Utc> {
+    cabinet_core::clock::truncate_to_millis(Utc::now())
+}
+
+async fn workspace(store: &dyn MetadataStore, limit: Option<u64>) -> Workspace {
+    let ws = Workspace {
+        id: WorkspaceId::generate(),
+        name: format!("ws-{}", ulid::Ulid::new()),
+        limit_bytes: limit,
+        max_file_bytes: None,
+        used_bytes: 0,
+        reserved_bytes: 0,
+        created_at: now(),
+    };
+    store.create_workspace(&ws).await.unwrap();
+    ws
+}
+
+fn upload(ws: &WorkspaceId, size: u64) -> Upload {
+    let file_id = FileId::generate();
+    Upload {
+        workspace_id: ws.clone(),
+        id: UploadId::generate(),
+        name: "a.bin".into(),
+        size,
+        size_known: true,
+        declared_mime: Some("application/octet-stream".into()),
+        sha256: None,
+        folder_id: None,
+        status: UploadStatus::Waiting,
+        failure_reason: None,
+        blob_key: format!("{ws}/{file_id}"),
+        file_id,
+        created_at: now(),
+        updated_at: now(),
+        expires_at: now() + Duration::hours(1),
+        created_by: None,
+        part_size: None,
+        multipart_id: None,
+    }
+}
+
+fn file_of(upload: &Upload, at: DateTime<Utc>) -> FileRecord {
+    FileRecord::new(
+        upload.workspace_id.clone(),
+        upload.file_id.clone(),
+        upload.name.clone(),
+        "text/plain".into(),
+        upload.size,
+        "0".repeat(64),
+        None,
+        upload.blob_key.clone(),
+        at,
+    )
+}
+
+fn direct_file(ws: &WorkspaceId, size: u64, at: DateTime<Utc>) -> FileRecord {
+    named_file(ws, "direct.txt", None, size, at)
+}
+
+fn named_file(
+    ws: &WorkspaceId,
+    name: &str,
+    folder: Option<&FolderId>,
+    size: u64,
+    at: DateTime<Utc>,
+) -> FileRecord {
+    let id = FileId::generate();
+    FileRecord::new(
+        ws.clone(),
+        id.clone(),
+        name.into(),
+        "text/plain".into(),
+        size,
+        "1".repeat(64),
+        folder.cloned(),
+        format!("{ws}/{id}"),
+        at,
+    )
+}
+
+fn folder(ws: &WorkspaceId, name: &str, parent: Option<&FolderId>) -> Folder {
+    Folder {
+        workspace_id: ws.clone(),
+        id: FolderId::generate(),
+        parent_id: parent.cloned(),
+        name: name.into(),
+        is_favorite: false,
+        trashed_at: None,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn first_page(limit: u32) -> Paging {
+    Paging { limit, start: Start::First }
+}
+
+async fn all_files(store: &dyn MetadataStore, ws: &WorkspaceId, filter: FileFilter) -> Vec<FileRecord> {
+    store.list_files(ws, &filter, Sort::NEWEST_FIRST, &first_page(100)).await.unwrap().0
+}
+
+async fn ledger(store: &dyn MetadataStore, ws: &WorkspaceId) -> (u64, u64) {
+    let ws = store.get_workspace(ws).await.unwrap();
+    (ws.used_bytes, ws.reserved_bytes)
+}

@@ -1,0 +1,70 @@
+//! Search: scoped by workspace, by folded substring.
+
+use super::*;
+
+/// The search index is scoped by workspace inside (both dialects): what it holds for one
+/// workspace is never found by another, and it follows renames and deletes.
+pub(crate) async fn search_sees_only_its_workspace_and_follows_renames_and_deletes(
+    store: &dyn MetadataStore,
+) {
+    let a = workspace(store, None).await;
+    let b = workspace(store, None).await;
+    store.insert_folder(&folder(&a.id, "Quarterly plans", None)).await.unwrap();
+    let report = named_file(&a.id, "Quarterly report.pdf", None, 1, now());
+    store.insert_file_charging(&report).await.unwrap();
+    store.insert_file_charging(&named_file(&b.id, "Holiday.jpg", None, 1, now())).await.unwrap();
+    assert_eq!(
+        found(store, &a.id, "quarterly").await,
+        vec!["folder:Quarterly plans", "file:Quarterly report.pdf"]
+    );
+    assert!(found(store, &b.id, "quarterly").await.is_empty());
+    assert!(found(store, &b.id, "qu").await.is_empty(), "a short query scans only the workspace too");
+    assert_eq!(found(store, &b.id, "holiday").await, vec!["file:Holiday.jpg"]);
+    assert!(found(store, &a.id, "holiday").await.is_empty());
+
+    let renamed = FileChange { name: Some("Annual review.pdf".into()), ..FileChange::default() };
+    store.update_file(&a.id, &report.id, &renamed, now()).await.unwrap();
+    assert_eq!(found(store, &a.id, "quarterly").await, vec!["folder:Quarterly plans"]);
+    assert_eq!(found(store, &a.id, "annual").await, vec!["file:Annual review.pdf"]);
+    store.delete_file(&a.id, &report.id, now()).await.unwrap();
+    assert!(found(store, &a.id, "annual").await.is_empty());
+}
+
+pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    store.insert_folder(&folder(&ws.id, "Quarterly Reports", None)).await.unwrap();
+    for name in ["Report.PDF", "RÉSUMÉ.docx", "holiday.jpg"] {
+        store.insert_file_charging(&named_file(&ws.id, name, None, 1, now())).await.unwrap();
+    }
+    let ws_id = ws.id.clone();
+    let search = |q: &str| {
+        let ws_id = ws_id.clone();
+        let q = cabinet_core::names::fold(q);
+        let files = FileFilter { name_contains: Some(q.clone()), ..Default::default() };
+        let folders = FolderFilter { name_contains: Some(q), ..Default::default() };
+        async move {
+            let (hits, total) = store
+                .search(
+                    &ws_id,
+                    &files,
+                    &folders,
+                    Sort { key: SortKey::Name, descending: false },
+                    &first_page(10),
+                )
+                .await
+                .unwrap();
+            assert_eq!(total as usize, hits.len());
+            hits.into_iter()
+                .map(|hit| match hit {
+                    SearchHit::Folder(f) => format!("folder:{}", f.name),
+                    SearchHit::File(f) => format!("file:{}", f.name),
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("report").await, vec!["folder:Quarterly Reports", "file:Report.PDF"]);
+    assert_eq!(search("résumé").await, vec!["file:RÉSUMÉ.docx"]);
+    assert_eq!(search("li").await, vec!["file:holiday.jpg"]);
+    assert!(search("zzz").await.is_empty());
+    assert!(search("100%").await.is_empty());
+}

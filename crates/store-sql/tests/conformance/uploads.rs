@@ -1,0 +1,169 @@
+//! Uploads and the quota: reservations, races, finishing, failing and expiry.
+
+use super::*;
+
+pub(crate) async fn reservations_never_pass_the_limit(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(100)).await;
+    store.insert_upload_reserving(&upload(&ws.id, 60)).await.unwrap();
+    store.insert_upload_reserving(&upload(&ws.id, 40)).await.unwrap();
+    let over = upload(&ws.id, 1);
+    match store.insert_upload_reserving(&over).await {
+        Err(Error::QuotaExceeded { requested: 1, available: 0 }) => {}
+        other => panic!("expected a quota error, got {other:?}"),
+    }
+    assert!(matches!(store.get_upload(&ws.id, &over.id).await, Err(Error::NotFound(_))));
+    assert_eq!(ledger(store, &ws.id).await, (0, 100));
+    let unlimited = workspace(store, None).await;
+    store.insert_upload_reserving(&upload(&unlimited.id, 1 << 50)).await.unwrap();
+}
+
+pub(crate) async fn racing_reservations_grant_exactly_what_fits(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(20 * 1000)).await;
+    let attempts = (0..50).map(|_| {
+        let upload = upload(&ws.id, 1000);
+        async move { store.insert_upload_reserving(&upload).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let granted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(granted, 20);
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code() == "quota_exceeded"));
+    assert_eq!(ledger(store, &ws.id).await, (0, 20_000));
+}
+
+pub(crate) async fn an_upload_begins_receiving_once(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let up = upload(&ws.id, 5);
+    store.insert_upload_reserving(&up).await.unwrap();
+    assert!(store.begin_receiving(&ws.id, &up.id, now()).await.unwrap());
+    assert!(!store.begin_receiving(&ws.id, &up.id, now()).await.unwrap());
+    assert_eq!(store.get_upload(&ws.id, &up.id).await.unwrap().status, UploadStatus::Uploading);
+    assert_eq!(store.receiving_uploads(10).await.unwrap(), vec![(ws.id.clone(), up.id.clone())]);
+}
+
+pub(crate) async fn racing_uploads_of_unknown_size_reserve_only_what_the_quota_holds(
+    store: &dyn MetadataStore,
+) {
+    let ws = workspace(store, Some(10_000)).await;
+    store.insert_upload_reserving(&upload(&ws.id, 1_000)).await.unwrap();
+    let unknown: Vec<Upload> =
+        (0..8).map(|_| Upload { size: 0, size_known: false, ..upload(&ws.id, 0) }).collect();
+    for up in &unknown {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    let grants = futures::future::join_all(
+        unknown.iter().map(|up| store.begin_receiving_reserving(&ws.id, &up.id, now(), 4_000)),
+    )
+    .await;
+    let mut grants: Vec<u64> = grants.into_iter().map(|grant| grant.unwrap().unwrap()).collect();
+    grants.sort_unstable();
+    // 9,000 bytes were free: two uploads get all they asked for, one the rest, the others nothing.
+    assert_eq!(grants, vec![0, 0, 0, 0, 0, 1_000, 4_000, 4_000]);
+    assert_eq!(ledger(store, &ws.id).await, (0, 10_000));
+    // Only once: a second begin reserves nothing more.
+    assert_eq!(store.begin_receiving_reserving(&ws.id, &unknown[0].id, now(), 4_000).await.unwrap(), None);
+
+    // The file's size is charged, the rest released, and the upload records the file's size.
+    let mut granted = None;
+    for up in &unknown {
+        if store.get_upload(&ws.id, &up.id).await.unwrap().size == 4_000 {
+            granted = Some(up);
+        }
+    }
+    let granted = granted.expect("an upload granted 4,000 bytes");
+    let mut file = file_of(granted, now());
+    file.size = 1_500;
+    assert!(store.finish_upload(&ws.id, &granted.id, &file).await.unwrap());
+    assert_eq!(ledger(store, &ws.id).await, (1_500, 6_000));
+    assert_eq!(store.get_upload(&ws.id, &granted.id).await.unwrap().size, 1_500);
+    for up in &unknown {
+        store.fail_upload(&ws.id, &up.id, FailureReason::Incomplete, now()).await.unwrap();
+    }
+    assert_eq!(ledger(store, &ws.id).await, (1_500, 1_000));
+    let unlimited = workspace(store, None).await;
+    let up = Upload { size: 0, size_known: false, ..upload(&unlimited.id, 0) };
+    store.insert_upload_reserving(&up).await.unwrap();
+    assert_eq!(
+        store.begin_receiving_reserving(&unlimited.id, &up.id, now(), 1 << 40).await.unwrap(),
+        Some(1 << 40)
+    );
+}
+
+pub(crate) async fn a_multipart_upload_keeps_its_part_size_and_store_id(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(10 << 30)).await.id;
+    let mut multipart = upload(&ws, 6 << 30);
+    multipart.part_size = Some(5 << 30);
+    multipart.multipart_id = Some("2~opaque/id=".into());
+    store.insert_upload_reserving(&multipart).await.unwrap();
+    let plain = upload(&ws, 1);
+    store.insert_upload_reserving(&plain).await.unwrap();
+    let stored = store.get_upload(&ws, &multipart.id).await.unwrap();
+    assert_eq!((stored.part_size, stored.multipart_id.as_deref()), (Some(5 << 30), Some("2~opaque/id=")));
+    assert_eq!(stored.size, 6 << 30);
+    let stored = store.get_upload(&ws, &plain.id).await.unwrap();
+    assert_eq!((stored.part_size, stored.multipart_id), (None, None));
+    assert_eq!(ledger(store, &ws).await, (0, (6 << 30) + 1));
+}
+
+pub(crate) async fn finishing_turns_the_reservation_into_a_file_once(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(1000)).await;
+    let up = upload(&ws.id, 300);
+    store.insert_upload_reserving(&up).await.unwrap();
+    let file = file_of(&up, now());
+    assert!(store.finish_upload(&ws.id, &up.id, &file).await.unwrap());
+    assert_eq!(ledger(store, &ws.id).await, (300, 0));
+    assert_eq!(store.get_file(&ws.id, &file.id).await.unwrap(), file);
+    let finished = store.get_upload(&ws.id, &up.id).await.unwrap();
+    assert_eq!(finished.status, UploadStatus::Success);
+    // What the core answers without reading it back.
+    assert_eq!(finished, up.finished_as(&file));
+    assert!(!store.finish_upload(&ws.id, &up.id, &file).await.unwrap());
+    assert!(!store.fail_upload(&ws.id, &up.id, FailureReason::Expired, now()).await.unwrap());
+    assert_eq!(ledger(store, &ws.id).await, (300, 0));
+}
+
+pub(crate) async fn failing_releases_the_reservation_once(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(1000)).await;
+    let up = upload(&ws.id, 300);
+    store.insert_upload_reserving(&up).await.unwrap();
+    assert!(store.fail_upload(&ws.id, &up.id, FailureReason::ChecksumMismatch, now()).await.unwrap());
+    assert!(!store.fail_upload(&ws.id, &up.id, FailureReason::Expired, now()).await.unwrap());
+    let failed = store.get_upload(&ws.id, &up.id).await.unwrap();
+    assert_eq!(
+        (failed.status, failed.failure_reason),
+        (UploadStatus::Failed, Some(FailureReason::ChecksumMismatch))
+    );
+    assert_eq!(ledger(store, &ws.id).await, (0, 0));
+    assert!(!store.finish_upload(&ws.id, &up.id, &file_of(&up, now())).await.unwrap());
+    assert!(matches!(store.get_file(&ws.id, &up.file_id).await, Err(Error::NotFound(_))));
+}
+
+pub(crate) async fn expired_uploads_are_found_by_their_cutoffs(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let t = now();
+    let mut waiting = upload(&ws.id, 1);
+    waiting.expires_at = t - Duration::minutes(1);
+    let mut receiving = upload(&ws.id, 1);
+    receiving.expires_at = t - Duration::minutes(1);
+    let fresh = upload(&ws.id, 1);
+    for up in [&waiting, &receiving, &fresh] {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    store.begin_receiving(&ws.id, &receiving.id, t).await.unwrap();
+    let found = store.expired_uploads(t, t - Duration::hours(1), 100).await.unwrap();
+    assert_eq!(found, vec![(ws.id.clone(), waiting.id.clone())]);
+    let mut found = store.expired_uploads(t, t, 100).await.unwrap();
+    found.sort();
+    let mut expected = vec![(ws.id.clone(), waiting.id.clone()), (ws.id.clone(), receiving.id.clone())];
+    expected.sort();
+    assert_eq!(found, expected);
+}
+
+pub(crate) async fn direct_files_are_charged_within_the_quota(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(100)).await;
+    store.insert_upload_reserving(&upload(&ws.id, 50)).await.unwrap();
+    store.insert_file_charging(&direct_file(&ws.id, 50, now())).await.unwrap();
+    let over = direct_file(&ws.id, 1, now());
+    assert_eq!(store.insert_file_charging(&over).await.unwrap_err().code(), "quota_exceeded");
+    assert!(matches!(store.get_file(&ws.id, &over.id).await, Err(Error::NotFound(_))));
+    assert_eq!(ledger(store, &ws.id).await, (50, 50));
+}
