@@ -3,8 +3,10 @@
 //! `S3BlobStore` keeps them in a bucket and presigns URLs so clients talk to the bucket directly.
 
 mod local;
+mod recent_reads;
 mod s3;
 mod sigv4;
 
 pub use local::LocalBlobStore;
+pub use recent_reads::RecentReads;
 pub use s3::{S3BlobStore, S3Config};

@@ -71,7 +71,7 @@ pub async fn assemble(
             Arc::new(S3BlobStore::new(config).map_err(|err| anyhow::anyhow!("opening S3 storage: {err:?}"))?)
         }
     };
-    Ok(Cabinet::new(metadata, blobs, clock, signer, settings))
+    Ok(Cabinet::new(metadata, blobs, clock, signer, settings, Arc::new(cabinet_blob::RecentReads::default())))
 }
 
 /// Runs the server until SIGTERM or SIGINT.

@@ -443,7 +443,7 @@ impl Cabinet {
         file: &FileRecord,
         range: Option<ByteRange>,
     ) -> Result<ByteStream<'static>> {
-        if file.size > crate::hot::SMALL_OBJECT_BYTES {
+        if file.size > crate::ports::SMALL_OBJECT_BYTES {
             return self.blobs.open(&file.blob_key, range).await;
         }
         let whole = match self.hot.object(&file.blob_key) {

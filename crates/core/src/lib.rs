@@ -9,7 +9,6 @@ pub mod content_type;
 pub mod error;
 pub mod files;
 pub mod folders;
-pub mod hot;
 pub mod ids;
 pub mod intake;
 pub mod listing;
@@ -40,7 +39,7 @@ pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
     AccessRuleStore, BlobStore, ByteRange, ByteStream, FileStore, FolderStore, KeyStore, LedgerStore,
-    MetadataStore, SearchStore, TrashStore, UploadStore, WorkspaceStore,
+    MetadataStore, ReadCache, SearchStore, TrashStore, UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
@@ -118,7 +117,7 @@ pub struct Parts {
     clock: Arc<dyn Clock>,
     signer: UrlSigner,
     settings: Settings,
-    hot: hot::HotFiles,
+    hot: Arc<dyn ReadCache>,
     renderer: thumbnails::Renderer,
     transfers: Arc<transfers::TransferSlots>,
 }
@@ -139,6 +138,7 @@ impl Cabinet {
         clock: Arc<dyn Clock>,
         signer: UrlSigner,
         settings: Settings,
+        reads: Arc<dyn ReadCache>,
     ) -> Self {
         Self(Arc::new(Parts {
             store,
@@ -146,7 +146,7 @@ impl Cabinet {
             clock,
             signer,
             settings,
-            hot: Default::default(),
+            hot: reads,
             renderer: Default::default(),
             transfers: Default::default(),
         }))

@@ -589,3 +589,43 @@ pub trait BlobStore: Send + Sync + 'static {
         None
     }
 }
+
+/// Files up to this size are read whole when served, so a read cache may keep their bytes.
+pub const SMALL_OBJECT_BYTES: u64 = 64 * 1024;
+
+/// A short memory of what signed downloads read: a popular file's URL (an avatar, a thumbnail) is
+/// fetched thousands of times a second, and without it each fetch is a metadata lookup and a blob
+/// read. A record may be trusted only briefly (a change made on another node shows within that
+/// window) and is forgotten at once when this process changes its workspace's files; an object's
+/// bytes never change under its key. [`NoReadCache`] keeps nothing.
+pub trait ReadCache: Send + Sync + 'static {
+    /// A live file's record, if it was looked up recently enough to be trusted.
+    fn record(&self, workspace: &WorkspaceId, id: &FileId) -> Option<FileRecord>;
+    /// Remembers a live file's record.
+    fn keep_record(&self, file: &FileRecord);
+    /// Forgets every record of a workspace whose files changed.
+    fn forget_workspace(&self, workspace: &WorkspaceId);
+    /// A small object's bytes, if kept.
+    fn object(&self, blob_key: &str) -> Option<Bytes>;
+    /// Keeps a small object's bytes (at most [`SMALL_OBJECT_BYTES`] of them).
+    fn keep_object(&self, blob_key: &str, bytes: Bytes);
+    /// Forgets an object whose blob is deleted.
+    fn forget_object(&self, blob_key: &str);
+}
+
+/// A read cache that keeps nothing: every read goes to the stores.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoReadCache;
+
+impl ReadCache for NoReadCache {
+    fn record(&self, _: &WorkspaceId, _: &FileId) -> Option<FileRecord> {
+        None
+    }
+    fn keep_record(&self, _: &FileRecord) {}
+    fn forget_workspace(&self, _: &WorkspaceId) {}
+    fn object(&self, _: &str) -> Option<Bytes> {
+        None
+    }
+    fn keep_object(&self, _: &str, _: Bytes) {}
+    fn forget_object(&self, _: &str) {}
+}

@@ -1,4 +1,5 @@
-//! A short memory of what signed downloads read. A popular file's URL (an avatar, a thumbnail) is
+//! `RecentReads`, the read cache a node keeps in its memory (`ReadCache`). A short memory of what
+//! signed downloads read. A popular file's URL (an avatar, a thumbnail) is
 //! fetched thousands of times a second; without this each fetch is a database lookup and a file
 //! read, each a round trip to another thread, and those handoffs were most of the cost of serving
 //! a small file.
@@ -14,13 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::ids::{FileId, WorkspaceId};
-use crate::model::FileRecord;
+use cabinet_core::ports::{ReadCache, SMALL_OBJECT_BYTES};
+use cabinet_core::{FileId, FileRecord, WorkspaceId};
 
 /// How long a looked-up file record is trusted.
 pub const RECORD_TTL: Duration = Duration::from_secs(1);
-/// Objects up to this size have their bytes kept.
-pub const SMALL_OBJECT_BYTES: u64 = 64 * 1024;
 /// At most this many records are kept.
 const MAX_RECORDS: usize = 4096;
 /// At most this many bytes of small objects are kept.
@@ -28,8 +27,10 @@ const MAX_CACHED_BYTES: usize = 32 * 1024 * 1024;
 
 type RecordKey = (WorkspaceId, FileId);
 
+/// Records for [`RECORD_TTL`] and small objects' bytes, in this process's memory, within fixed
+/// budgets.
 #[derive(Default)]
-pub(crate) struct HotFiles {
+pub struct RecentReads {
     records: Mutex<HashMap<RecordKey, (Instant, FileRecord)>>,
     objects: Mutex<Objects>,
 }
@@ -40,9 +41,9 @@ struct Objects {
     total: usize,
 }
 
-impl HotFiles {
+impl ReadCache for RecentReads {
     /// A live file's record, if it was looked up less than [`RECORD_TTL`] ago.
-    pub(crate) fn record(&self, ws: &WorkspaceId, id: &FileId) -> Option<FileRecord> {
+    fn record(&self, ws: &WorkspaceId, id: &FileId) -> Option<FileRecord> {
         let records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (ws.clone(), id.clone());
         match records.get(&key) {
@@ -52,7 +53,7 @@ impl HotFiles {
     }
 
     /// Remembers a live file's record.
-    pub(crate) fn keep_record(&self, file: &FileRecord) {
+    fn keep_record(&self, file: &FileRecord) {
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if records.len() >= MAX_RECORDS {
             records.retain(|_, (at, _)| at.elapsed() < RECORD_TTL);
@@ -64,19 +65,19 @@ impl HotFiles {
     }
 
     /// Forgets every record of a workspace whose files changed.
-    pub(crate) fn forget_workspace(&self, ws: &WorkspaceId) {
+    fn forget_workspace(&self, ws: &WorkspaceId) {
         let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         records.retain(|(workspace, _), _| workspace != ws);
     }
 
     /// A small object's bytes, if kept.
-    pub(crate) fn object(&self, blob_key: &str) -> Option<Bytes> {
+    fn object(&self, blob_key: &str) -> Option<Bytes> {
         let objects = self.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         objects.by_key.get(blob_key).cloned()
     }
 
     /// Keeps a small object's bytes; when the budget is spent, starts over.
-    pub(crate) fn keep_object(&self, blob_key: &str, bytes: Bytes) {
+    fn keep_object(&self, blob_key: &str, bytes: Bytes) {
         if bytes.len() as u64 > SMALL_OBJECT_BYTES {
             return;
         }
@@ -92,7 +93,7 @@ impl HotFiles {
     }
 
     /// Forgets an object whose blob is deleted.
-    pub(crate) fn forget_object(&self, blob_key: &str) {
+    fn forget_object(&self, blob_key: &str) {
         let mut objects = self.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(previous) = objects.by_key.remove(blob_key) {
             objects.total -= previous.len();
@@ -122,7 +123,7 @@ mod tests {
 
     #[test]
     fn records_are_kept_per_workspace_and_forgotten_with_it() {
-        let hot = HotFiles::default();
+        let hot = RecentReads::default();
         let (a, b) = (WorkspaceId::generate(), WorkspaceId::generate());
         let (in_a, in_b) = (file(&a), file(&b));
         hot.keep_record(&in_a);
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn records_expire() {
-        let hot = HotFiles::default();
+        let hot = RecentReads::default();
         let ws = WorkspaceId::generate();
         let kept = file(&ws);
         hot.records.lock().unwrap().insert(
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn objects_stay_within_their_budget() {
-        let hot = HotFiles::default();
+        let hot = RecentReads::default();
         hot.keep_object("big", Bytes::from(vec![0; SMALL_OBJECT_BYTES as usize + 1]));
         assert!(hot.object("big").is_none(), "large objects are not kept");
         let chunk = Bytes::from(vec![1; SMALL_OBJECT_BYTES as usize]);
