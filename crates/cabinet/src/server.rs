@@ -71,7 +71,15 @@ pub async fn assemble(
             Arc::new(S3BlobStore::new(config).map_err(|err| anyhow::anyhow!("opening S3 storage: {err:?}"))?)
         }
     };
-    Ok(Cabinet::new(metadata, blobs, clock, signer, settings, Arc::new(cabinet_blob::RecentReads::default())))
+    Ok(Cabinet::new(
+        metadata,
+        blobs,
+        clock,
+        signer,
+        settings,
+        Arc::new(cabinet_blob::RecentReads::default()),
+        Arc::new(cabinet_images::Thumbnailer),
+    ))
 }
 
 /// Runs the server until SIGTERM or SIGINT.

@@ -11,7 +11,7 @@
 mod images;
 mod process;
 
-use cabinet_core::thumbnails::{MAX_DECODE_BYTES, MAX_PIXELS, MAX_THUMBNAIL_WORK_BYTES};
+use cabinet_images::{MAX_DECODE_BYTES, MAX_PIXELS, MAX_THUMBNAIL_WORK_BYTES};
 use images::PngSpec;
 use png::{BitDepth, ColorType};
 use process::{http_client, ServerProcess, Tenant};

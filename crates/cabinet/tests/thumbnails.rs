@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cabinet_blob::{LocalBlobStore, S3BlobStore};
-use cabinet_core::thumbnails::{thumbnail_key, MAX_DECODE_BYTES};
+use cabinet_core::thumbnails::thumbnail_key;
 use cabinet_core::{BlobStore, Role};
+use cabinet_images::MAX_DECODE_BYTES;
 use futures::StreamExt;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use images::PngSpec;

@@ -38,8 +38,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
-    AccessRuleStore, BlobStore, ByteRange, ByteStream, FileStore, FolderStore, KeyStore, LedgerStore,
-    MetadataStore, ReadCache, SearchStore, TrashStore, UploadStore, WorkspaceStore,
+    AccessRuleStore, BlobStore, ByteRange, ByteStream, FileStore, FolderStore, ImageCodec, KeyStore,
+    LedgerStore, MetadataStore, ReadCache, SearchStore, TrashStore, UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
@@ -119,6 +119,7 @@ pub struct Parts {
     settings: Settings,
     hot: Arc<dyn ReadCache>,
     renderer: thumbnails::Renderer,
+    images: Arc<dyn ImageCodec>,
     transfers: Arc<transfers::TransferSlots>,
 }
 
@@ -139,6 +140,7 @@ impl Cabinet {
         signer: UrlSigner,
         settings: Settings,
         reads: Arc<dyn ReadCache>,
+        images: Arc<dyn ImageCodec>,
     ) -> Self {
         Self(Arc::new(Parts {
             store,
@@ -148,6 +150,7 @@ impl Cabinet {
             settings,
             hot: reads,
             renderer: Default::default(),
+            images,
             transfers: Default::default(),
         }))
     }

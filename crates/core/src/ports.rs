@@ -629,3 +629,13 @@ impl ReadCache for NoReadCache {
     fn keep_object(&self, _: &str, _: Bytes) {}
     fn forget_object(&self, _: &str) {}
 }
+
+/// Decodes images and makes their thumbnails. CPU-heavy: the core calls it off the async runtime,
+/// one render at a time (see `thumbnails`), with the source read whole (at most
+/// `thumbnails::MAX_SOURCE_BYTES`).
+pub trait ImageCodec: Send + Sync + 'static {
+    /// The image's (first frame's) thumbnail, its longest edge at most `size` and never enlarged,
+    /// encoded, with its content type; refused as `thumbnail_unsupported`, `image_too_large` or
+    /// `image_undecodable` when the codec will not or cannot decode it within its budget.
+    fn thumbnail(&self, source: &[u8], size: u32) -> Result<(Bytes, &'static str)>;
+}
