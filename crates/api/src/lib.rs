@@ -127,7 +127,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limits = Arc::new(limits);
     let limiter = Arc::new(rate_limit::RateLimiter::new(limits.rate_limit_per_minute));
     let state_for_scope = cabinet.clone();
-    let rate_scope = cabinet.clone();
+    let cabinet_for_limits = cabinet.clone();
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state);
     router
@@ -148,7 +148,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
             tracing::error!("a handler panicked");
             ApiError(Error::internal("panic")).into_response()
         }))
-        .layer(middleware::from_fn_with_state((limiter, rate_scope), rate_limit::rate_limit))
+        .layer(middleware::from_fn_with_state((limiter, cabinet_for_limits), rate_limit::rate_limit))
         .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
         .layer(middleware::from_fn(limits::close_after_unread_body))
         .layer(

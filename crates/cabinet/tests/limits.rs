@@ -249,6 +249,33 @@ async fn refusals_made_outside_handlers_answer_in_each_surfaces_own_envelope() {
 }
 
 #[tokio::test]
+async fn an_over_large_body_is_413_in_each_surfaces_own_envelope() {
+    let server = TestServer::spawn_with(Options {
+        http: Some(HttpLimits { json_body_bytes: 1024, ..HttpLimits::default() }),
+        json_upload_max_bytes: Some(2048),
+        ..Options::default()
+    })
+    .await;
+    let padding = "a".repeat(8 * 1024);
+    let workspace = server.tenant.workspace.to_string();
+    let bodies = [
+        ("/v1/uploads", json!({"name": padding, "size": 1})),
+        ("/compat/mavera/api/v1/files/upload-url", json!({"file_name": padding})),
+        ("/compat/mavi/serve/api/v2/upload/signed-url", json!({"original_filename": padding})),
+        (
+            "/compat/cms/files/",
+            json!({"organization_id": workspace, "file_name": "x.txt", "file_base64": padding}),
+        ),
+        ("/compat/serenities/api/v1/files/list", json!({"folderId": padding})),
+    ];
+    for (path, body) in bodies {
+        let (status, answer) =
+            server.send(server.request(Method::POST, path, &server.tenant.key).json(&body)).await;
+        assert_surface_refusal(path, status, &answer, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
+
+#[tokio::test]
 async fn a_key_has_one_allowance_however_a_surface_spells_it_and_is_refused_in_that_surfaces_envelope() {
     let server = server_with(HttpLimits { rate_limit_per_minute: 6, ..HttpLimits::default() }).await;
     let key = server.tenant.key.clone();
