@@ -5,8 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cabinet_core::Code;
-use cabinet_core::{Error, ErrorKind};
+use cabinet_core::{Code, Error, ErrorKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 

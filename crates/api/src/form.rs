@@ -6,7 +6,6 @@
 //! it. Read one only after the request is authenticated (or its signed URL verified); each
 //! surface renders a [`FormError`] in its own shape.
 
-use cabinet_core::Code;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +15,7 @@ use std::task::{Context, Poll};
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::multipart::{Field, Multipart};
 use axum::extract::{FromRequest, Request};
-use cabinet_core::Error;
+use cabinet_core::{Code, Error};
 use futures::Stream;
 
 /// The most bytes one text field may hold.

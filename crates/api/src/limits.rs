@@ -15,10 +15,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cabinet_core::Code;
 use futures::Stream;
 use tokio::time::Sleep;
-
-use cabinet_core::Code;
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::surface::Surface;

@@ -2,13 +2,12 @@
 //! token an app's backend minted for them, and a caller acts on exactly one workspace. Key roles
 //! are checked here; what end users may do with files is decided by the access rules (`rules`).
 
-use crate::Code;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::model::Role;
-use crate::Cabinet;
+use crate::{Cabinet, Code};
 
 /// The prefix of every API key secret, so leaked keys are recognisable by secret scanners.
 pub const KEY_PREFIX: &str = "cab_";

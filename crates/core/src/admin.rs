@@ -1,7 +1,6 @@
 //! Operator actions: workspaces and API keys. Secrets are generated here, returned once, and
 //! stored only as their hash.
 
-use crate::Code;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -10,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::model::{ApiKey, Role, Workspace};
 use crate::names::validate_name;
-use crate::Cabinet;
+use crate::{Cabinet, Code};
 
 /// The name of the workspace created on first start.
 pub const DEFAULT_WORKSPACE: &str = "default";

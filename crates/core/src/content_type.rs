@@ -2,8 +2,9 @@
 //! the bytes agree with it or say nothing; types a browser would execute are flagged so every
 //! download surface serves them as attachments.
 
-use crate::Code;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::Code;
 
 /// The largest declared content type accepted.
 const MAX_MIME_LEN: usize = 255;

@@ -2,7 +2,6 @@
 //! workspace. Deleting removes the record and returns its bytes to the quota in one step; the
 //! blob goes after, and the orphan sweep removes it should that step not happen.
 
-use crate::Code;
 use chrono::{DateTime, Utc};
 
 use crate::content_type;
@@ -18,7 +17,7 @@ use crate::names::validate_name;
 use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit};
 use crate::rules::Operation;
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
-use crate::{Cabinet, Caller, STORAGE_FILE_PREFIX};
+use crate::{Cabinet, Caller, Code, STORAGE_FILE_PREFIX};
 
 /// What a client declares with a direct upload.
 #[derive(Debug, Clone, Default)]

@@ -8,8 +8,7 @@ use crate::listing::{check_name_filter, into_page, FileFilter, FolderFilter, Fol
 use crate::model::{FileRecord, Folder, Page, Role};
 use crate::names::{numbered, validate_name};
 use crate::ports::FolderChange;
-use crate::Code;
-use crate::{Cabinet, Caller};
+use crate::{Cabinet, Caller, Code};
 
 /// How many numbered variants `on_conflict=rename` tries before giving up.
 const RENAME_ATTEMPTS: u32 = 100;

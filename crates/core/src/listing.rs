@@ -1,7 +1,6 @@
 //! How lists are asked for: filters, sort, and paging by keyset cursor or offset. The rules (page
 //! sizes, what a cursor holds, which sorts exist) live here; stores only execute them.
 
-use crate::Code;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -9,6 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::ids::FolderId;
 use crate::model::{FileRecord, Folder};
+use crate::Code;
 
 /// The most items one page may hold.
 pub const MAX_PAGE: u32 = 100;

@@ -11,8 +11,7 @@ use crate::model::FailureReason;
 use crate::multipart::PartPlan;
 use crate::thumbnails::{owner_blob_key, THUMBNAIL_PREFIX};
 use crate::uploads::{arrival_key, incoming_key, INCOMING_PREFIX};
-use crate::Code;
-use crate::{Cabinet, UploadStatus};
+use crate::{Cabinet, Code, UploadStatus};
 
 const BATCH: u32 = 500;
 

@@ -1,11 +1,11 @@
 //! The domain's records: workspaces, keys, uploads, files. Plain data; the rules that change them
 //! live in the services.
 
-use crate::Code;
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 use crate::ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
+use crate::Code;
 
 /// What an API key may do. Ordered: each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

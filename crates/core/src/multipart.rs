@@ -7,7 +7,6 @@
 //! verified like any upload (size, declared sha256) and becomes the file in one transaction.
 //! The upload's reservation covers every part: parts are bounded by the plan, never beyond it.
 
-use crate::Code;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::{Error, Result};
@@ -17,7 +16,7 @@ use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
 use crate::ports::{Assembled, ByteStream, PartInfo, StageError};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
 use crate::uploads::{settled, UploadState, UploadTicket};
-use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
+use crate::{Cabinet, Caller, Code, STORAGE_UPLOAD_PREFIX};
 
 const MIB: u64 = 1024 * 1024;
 /// The part size when the client names none.

@@ -3,10 +3,10 @@
 //! person cannot tell apart (another Unicode spelling of the same text, an invisible character,
 //! a full-width letter) are one name where names must be distinct.
 
-use crate::Code;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
+use crate::Code;
 
 /// The longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 255;

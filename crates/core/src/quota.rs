@@ -3,8 +3,7 @@
 
 use crate::error::Result;
 use crate::model::{Quota, Role, Usage, Workspace};
-use crate::Code;
-use crate::{Cabinet, Caller};
+use crate::{Cabinet, Caller, Code};
 
 impl Cabinet {
     /// The caller's workspace quota.

@@ -7,7 +7,6 @@
 //! that sets one, else the workspace default, else `admin`: closed unless opened. API keys are
 //! governed by their roles, not by these rules.
 
-use crate::Code;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -19,7 +18,7 @@ use crate::access::Actor;
 use crate::error::{Error, Result};
 use crate::ids::{FileId, FolderId, WorkspaceId};
 use crate::model::{FileRecord, Role};
-use crate::{Cabinet, Caller};
+use crate::{Cabinet, Caller, Code};
 
 /// The prefix of every end-user token.
 pub const TOKEN_PREFIX: &str = "cet_";

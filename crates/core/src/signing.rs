@@ -6,7 +6,6 @@
 //! HMAC-SHA256 over all of those; the query must carry exactly the signed parameters in their
 //! canonical order, and the signature is compared in constant time.
 
-use crate::Code;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
@@ -14,6 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
+use crate::Code;
 
 type HmacSha256 = Hmac<Sha256>;
 

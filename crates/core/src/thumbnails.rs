@@ -10,7 +10,6 @@
 //! blocking pool, [`CONCURRENT_RENDERS`] at a time, and each workspace waits for its turn behind its own renders only: one tenant's queue of large
 //! images never stands in front of another tenant's thumbnail.
 
-use crate::Code;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +23,7 @@ use crate::model::FileRecord;
 use crate::ports::StageError;
 use crate::rules::Operation;
 use crate::signing::{SignedOperation, SignedParams};
-use crate::{Cabinet, Caller};
+use crate::{Cabinet, Caller, Code};
 
 /// The longest edges a thumbnail may have; any other requested size is refused (400).
 pub const SIZES: [u32; 3] = [64, 256, 1024];

@@ -2,14 +2,13 @@
 //! many slow uploads fills its own slots, never the service's: past its cap it is refused with
 //! `too_many_uploads` (429) before any byte of the body is read.
 
-use crate::Code;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::access::Actor;
 use crate::error::{Error, Result};
 use crate::ids::WorkspaceId;
-use crate::Caller;
+use crate::{Caller, Code};
 
 /// What a refused client is told to wait before trying again, in seconds.
 pub const UPLOAD_RETRY_AFTER_SECS: u64 = 2;

@@ -16,7 +16,6 @@
 //! file's key once verified. Refused bytes are removed from the arrival key either way: no file
 //! owns that key until the upload succeeds.
 
-use crate::Code;
 use chrono::{DateTime, Utc};
 
 use crate::content_type;
@@ -28,7 +27,7 @@ use crate::multipart::{PartPlan, MULTIPART_TTL};
 use crate::names::validate_name;
 use crate::ports::{BlobInfo, ByteRange, ByteStream, PresignedPost};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
-use crate::{Cabinet, Caller, STORAGE_UPLOAD_PREFIX};
+use crate::{Cabinet, Caller, Code, STORAGE_UPLOAD_PREFIX};
 
 /// Where bytes sent straight to the blob store land until verified, unless they arrive at the
 /// file's key (see `arrival_key`): `incoming/{ws}/{upload}`. Never a file's key, so a client

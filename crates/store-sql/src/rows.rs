@@ -1,10 +1,9 @@
 //! Rows as both dialects return them, and their conversion to domain records. Times are epoch
 //! milliseconds and sizes signed 64-bit in both databases.
 
-use cabinet_core::Code;
 use cabinet_core::{
-    ApiKey, Error, FailureReason, FileRecord, FileReference, Folder, Result, Role, Upload, UploadStatus,
-    Workspace,
+    ApiKey, Code, Error, FailureReason, FileRecord, FileReference, Folder, Result, Role, Upload,
+    UploadStatus, Workspace,
 };
 use chrono::{DateTime, TimeZone, Utc};
 

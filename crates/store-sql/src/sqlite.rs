@@ -3,7 +3,6 @@
 //! the point lookups behind every request (`InlineReads`). Other processes (the admin CLI) wait on
 //! the busy timeout.
 
-use cabinet_core::Code;
 use std::cell::RefCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cabinet_core::{Error, Result, WorkspaceId};
+use cabinet_core::{Code, Error, Result, WorkspaceId};
 use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;

@@ -2,8 +2,7 @@
 
 use cabinet_core::listing::{FileFilter, FolderScope, Paging, Sort, TagsParam};
 use cabinet_core::metadata::normalize_tag;
-use cabinet_core::Code;
-use cabinet_core::{Error, FolderId, Result};
+use cabinet_core::{Code, Error, FolderId, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;

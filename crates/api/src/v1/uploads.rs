@@ -4,8 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use cabinet_core::uploads::NewUpload;
-use cabinet_core::Code;
-use cabinet_core::{FolderId, UploadId};
+use cabinet_core::{Code, FolderId, UploadId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 

@@ -5,8 +5,7 @@ use cabinet_core::folders::{too_deep, MAX_FOLDER_DEPTH};
 use cabinet_core::listing::{FolderFilter, Paging, Sort, SortKey};
 use cabinet_core::names::fold;
 use cabinet_core::ports::FolderChange;
-use cabinet_core::Code;
-use cabinet_core::{Error, Folder, FolderId, Result, WorkspaceId};
+use cabinet_core::{Code, Error, Folder, FolderId, Result, WorkspaceId};
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
 

@@ -4,8 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cabinet_core::Code;
-use cabinet_core::{Error, ErrorKind};
+use cabinet_core::{Code, Error, ErrorKind};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;

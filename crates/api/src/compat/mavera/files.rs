@@ -2,7 +2,6 @@
 //! the file record (verified against the declared size and checksum by the core upload session),
 //! list/get/update/delete and favorites.
 
-use cabinet_core::Code;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::QueryRejection;
@@ -12,7 +11,7 @@ use base64::Engine;
 use cabinet_core::listing::{encode_cursor, FileFilter, FolderScope, Paging, Sort};
 use cabinet_core::ports::FileChange;
 use cabinet_core::uploads::NewUpload;
-use cabinet_core::{FileId, FolderId, UploadStatus};
+use cabinet_core::{Code, FileId, FolderId, UploadStatus};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
