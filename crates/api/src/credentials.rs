@@ -4,7 +4,6 @@
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
-use cabinet_core::{Cabinet, Credential, Error};
 
 /// The header that names the workspace a request acts on.
 pub const WORKSPACE_HEADER: &str = "x-cabinet-workspace";
@@ -60,20 +59,6 @@ impl<'a> Presented<'a> {
     }
 }
 
-/// The key a request presents, checked by the core: with no usable secret, `missing` (each
-/// surface words that refusal itself).
-pub async fn check(
-    cabinet: &Cabinet,
-    headers: &HeaderMap,
-    schemes: Schemes,
-    missing: &'static str,
-) -> Result<Credential, Error> {
-    match Presented::of(headers, schemes) {
-        Presented::Secret(secret) => cabinet.check_secret(secret).await,
-        _ => Err(Error::Unauthenticated(missing)),
-    }
-}
-
 /// The workspace a request names in the `X-Cabinet-Workspace` header, if any (a value that is not
 /// text names no workspace there is).
 pub fn named_workspace(headers: &HeaderMap) -> Option<String> {
@@ -85,11 +70,11 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn presented(value: &str, schemes: Schemes) -> Presented<'static> {
+    /// Headers holding `Authorization: value`.
+    fn authorization(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        // Leaked for the test's sake: `Presented` borrows the headers.
-        Presented::of(Box::leak(Box::new(headers)), schemes)
+        headers
     }
 
     const BEARER: Schemes = Schemes { names: &["bearer"], raw: false };
@@ -99,19 +84,19 @@ mod tests {
     #[test]
     fn every_spelling_of_one_key_presents_the_same_secret() {
         for value in ["Bearer K1", "bearer   K1", " BEARER K1 ", "Bearer\tK1"] {
-            assert_eq!(presented(value, BEARER), Presented::Secret("K1"), "{value:?}");
+            assert_eq!(Presented::of(&authorization(value), BEARER), Presented::Secret("K1"), "{value:?}");
         }
-        assert_eq!(presented("K1", BEARER_OR_RAW), Presented::Secret("K1"));
-        assert_eq!(presented("Token K1", BEARER_OR_TOKEN), Presented::Secret("K1"));
+        assert_eq!(Presented::of(&authorization("K1"), BEARER_OR_RAW), Presented::Secret("K1"));
+        assert_eq!(Presented::of(&authorization("Token K1"), BEARER_OR_TOKEN), Presented::Secret("K1"));
     }
 
     #[test]
     fn what_a_surface_does_not_take_is_unusable_not_missing() {
-        assert_eq!(presented("K1", BEARER), Presented::Unusable);
-        assert_eq!(presented("Token K1", BEARER), Presented::Unusable);
-        assert_eq!(presented("Token K1", BEARER_OR_RAW), Presented::Unusable);
-        assert_eq!(presented("Bearer ", BEARER), Presented::Unusable);
-        assert_eq!(presented("", BEARER_OR_RAW), Presented::Unusable);
+        assert_eq!(Presented::of(&authorization("K1"), BEARER), Presented::Unusable);
+        assert_eq!(Presented::of(&authorization("Token K1"), BEARER), Presented::Unusable);
+        assert_eq!(Presented::of(&authorization("Token K1"), BEARER_OR_RAW), Presented::Unusable);
+        assert_eq!(Presented::of(&authorization("Bearer "), BEARER), Presented::Unusable);
+        assert_eq!(Presented::of(&authorization(""), BEARER_OR_RAW), Presented::Unusable);
         assert_eq!(Presented::of(&HeaderMap::new(), BEARER), Presented::Missing);
     }
 }

@@ -46,10 +46,8 @@ impl Surface {
     pub fn schemes(self) -> Schemes {
         match self {
             Surface::Native | Surface::Serenities => Schemes { names: &["bearer"], raw: false },
-            // Mavera's examples send `Bearer <key>`; its clients are known to send the bare key.
-            Surface::Mavera => Schemes { names: &["bearer"], raw: true },
-            // MAVI sends the bare key; `Bearer <key>` is taken too.
-            Surface::Mavi => Schemes { names: &["bearer"], raw: true },
+            // MAVI sends the bare key, Mavera's examples `Bearer <key>`; each dialect takes both.
+            Surface::Mavera | Surface::Mavi => Schemes { names: &["bearer"], raw: true },
             // DRF's `Token <key>`, and `Bearer <key>`.
             Surface::Cms => Schemes { names: &["bearer", "token"], raw: false },
         }

@@ -155,7 +155,8 @@ pub struct ServeSettings {
     /// Most direct uploads one API key may be sending at once; more are refused with 429 (0: no cap).
     #[arg(long, env = "CABINET_MAX_UPLOADS_PER_KEY", default_value_t = Settings::DEFAULT_MAX_UPLOADS_PER_KEY)]
     pub max_uploads_per_key: u32,
-    /// Requests per minute per API key (per client IP without a key); 0 turns limiting off.
+    /// Requests per minute per credential (an API key however it is spelled, an end user), per
+    /// client IP without one; 0 turns limiting off.
     #[arg(
         long,
         env = "CABINET_RATE_LIMIT_PER_MINUTE",

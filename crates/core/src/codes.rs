@@ -274,12 +274,6 @@ impl std::fmt::Display for Code {
     }
 }
 
-impl PartialEq<&str> for Code {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::Code;

@@ -190,7 +190,7 @@ pub(crate) async fn workspaces_are_created_listed_and_unique_by_name(store: &dyn
     assert!(store.list_workspaces().await.unwrap().contains(&ws));
     let twin = Workspace { id: WorkspaceId::generate(), ..ws.clone() };
     let err = store.create_workspace(&twin).await.unwrap_err();
-    assert_eq!(err.code(), "workspace_exists");
+    assert_eq!(err.code().as_str(), "workspace_exists");
     assert!(matches!(store.get_workspace(&WorkspaceId::generate()).await, Err(Error::NotFound(_))));
 }
 

@@ -8,11 +8,11 @@ pub(crate) async fn sibling_folders_have_distinct_names_case_insensitively(store
     store.insert_folder(&parent).await.unwrap();
     store.insert_folder(&folder(&ws.id, "Reports", Some(&parent.id))).await.unwrap();
     let err = store.insert_folder(&folder(&ws.id, "REPORTS", Some(&parent.id))).await.unwrap_err();
-    assert_eq!(err.code(), "name_taken");
+    assert_eq!(err.code().as_str(), "name_taken");
     // The same name elsewhere, or at the root, is fine.
     store.insert_folder(&folder(&ws.id, "Reports", None)).await.unwrap();
     let err = store.insert_folder(&folder(&ws.id, "reports", None)).await.unwrap_err();
-    assert_eq!(err.code(), "name_taken");
+    assert_eq!(err.code().as_str(), "name_taken");
     // Other workspaces have their own names.
     let other = workspace(store, None).await;
     store.insert_folder(&folder(&other.id, "Reports", None)).await.unwrap();
@@ -29,7 +29,7 @@ pub(crate) async fn a_folder_cannot_move_into_its_own_subtree(store: &dyn Metada
     for target in [&c.id, &b.id] {
         let change = FolderChange { parent: Some(Some(target.clone())), ..Default::default() };
         let err = store.update_folder(&ws.id, &a.id, &change, now()).await.unwrap_err();
-        assert_eq!(err.code(), "folder_cycle");
+        assert_eq!(err.code().as_str(), "folder_cycle");
     }
     let to_root = FolderChange { parent: Some(None), ..Default::default() };
     let moved = store.update_folder(&ws.id, &c.id, &to_root, now()).await.unwrap();
@@ -54,10 +54,10 @@ pub(crate) async fn folders_nest_no_deeper_than_the_limit_and_cycles_are_seen_at
     }
     let bottom = &chain[chain.len() - 1];
     let err = store.insert_folder(&folder(&ws.id, "too deep", Some(&bottom.id))).await.unwrap_err();
-    assert_eq!(err.code(), "folder_too_deep");
+    assert_eq!(err.code().as_str(), "folder_too_deep");
     let top_under_bottom = FolderChange { parent: Some(Some(bottom.id.clone())), ..Default::default() };
     let err = store.update_folder(&ws.id, &chain[0].id, &top_under_bottom, now()).await.unwrap_err();
-    assert_eq!(err.code(), "folder_cycle");
+    assert_eq!(err.code().as_str(), "folder_cycle");
     let path = store.folder_path(&ws.id, &bottom.id).await.unwrap();
     assert_eq!(path.len(), MAX_FOLDER_DEPTH as usize);
     assert_eq!(path[0].id, chain[0].id);
@@ -69,7 +69,7 @@ pub(crate) async fn folders_nest_no_deeper_than_the_limit_and_cycles_are_seen_at
     let under =
         |parent: &Folder| FolderChange { parent: Some(Some(parent.id.clone())), ..Default::default() };
     let err = store.update_folder(&ws.id, &pair.id, &under(&chain[depth - 2]), now()).await.unwrap_err();
-    assert_eq!(err.code(), "folder_too_deep");
+    assert_eq!(err.code().as_str(), "folder_too_deep");
     store.update_folder(&ws.id, &pair.id, &under(&chain[depth - 3]), now()).await.unwrap();
 }
 
@@ -106,7 +106,7 @@ pub(crate) async fn trashing_a_folder_takes_its_subtree_and_restoring_brings_it_
     // The name is free again while the folder is in the trash.
     store.insert_folder(&folder(&ws.id, "a", None)).await.unwrap();
     let err = store.restore_folder(&ws.id, &a.id, None, "a", true, now()).await.unwrap_err();
-    assert_eq!(err.code(), "name_taken");
+    assert_eq!(err.code().as_str(), "name_taken");
     store.restore_folder(&ws.id, &a.id, None, "a (2)", true, now()).await.unwrap();
     assert!(store.get_folder(&ws.id, &b.id).await.unwrap().trashed_at.is_none());
     assert!(store.get_file(&ws.id, &in_b.id).await.unwrap().trashed_at.is_none());

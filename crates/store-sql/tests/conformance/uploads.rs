@@ -26,7 +26,7 @@ pub(crate) async fn racing_reservations_grant_exactly_what_fits(store: &dyn Meta
     let results = futures::future::join_all(attempts).await;
     let granted = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(granted, 20);
-    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code() == "quota_exceeded"));
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code().as_str() == "quota_exceeded"));
     assert_eq!(ledger(store, &ws.id).await, (0, 20_000));
 }
 
@@ -163,7 +163,7 @@ pub(crate) async fn direct_files_are_charged_within_the_quota(store: &dyn Metada
     store.insert_upload_reserving(&upload(&ws.id, 50)).await.unwrap();
     store.insert_file_charging(&direct_file(&ws.id, 50, now())).await.unwrap();
     let over = direct_file(&ws.id, 1, now());
-    assert_eq!(store.insert_file_charging(&over).await.unwrap_err().code(), "quota_exceeded");
+    assert_eq!(store.insert_file_charging(&over).await.unwrap_err().code().as_str(), "quota_exceeded");
     assert!(matches!(store.get_file(&ws.id, &over.id).await, Err(Error::NotFound(_))));
     assert_eq!(ledger(store, &ws.id).await, (50, 50));
 }
