@@ -8,6 +8,7 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::Response;
 use cabinet_core::content_type::{disposition, is_active_content};
+use cabinet_core::links::Caching;
 use cabinet_core::ports::ByteRange;
 use cabinet_core::thumbnails::Thumbnail;
 use cabinet_core::{Cabinet, Error, FileRecord};
@@ -70,20 +71,22 @@ fn etag_matches(list: &str, etag: &str) -> bool {
         .any(|candidate| candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag)
 }
 
-/// Builds the response for a file, streaming its bytes from the blob store.
+/// Builds the response for a file, streaming its bytes from the blob store, cacheable as the URL
+/// it was read at allows.
 pub async fn serve_file(
     cabinet: &Cabinet,
     file: &FileRecord,
     request: &HeaderMap,
     force_attachment: bool,
     head_only: bool,
+    caching: Caching,
 ) -> ApiResult<Response<Body>> {
     let etag = format!("\"{}\"", file.sha256);
     let header_str = |name| request.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let mut response = Response::builder()
         .header(header::ETAG, &etag)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, "private, max-age=0, must-revalidate");
+        .header(header::CACHE_CONTROL, caching.header_value());
     if header_str(header::IF_NONE_MATCH).is_some_and(|list| etag_matches(list, &etag)) {
         return Ok(response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).map_err(Error::internal)?);
     }

@@ -36,6 +36,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(search::list_trash, search::empty_trash))
         .routes(routes!(access::create_token))
         .routes(routes!(access::revoke_tokens))
+        .routes(routes!(access::revoke_links))
         .routes(routes!(access::get_workspace_rules, access::put_workspace_rules))
         .routes(routes!(access::get_file_rules, access::put_file_rules))
         .routes(routes!(access::get_folder_rules, access::put_folder_rules))
@@ -53,6 +54,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(storage::get_file))
         .routes(routes!(storage::get_thumbnail))
         .routes(routes!(access::public_file))
+        .routes(routes!(access::public_file_version))
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone())
         .split_for_parts();

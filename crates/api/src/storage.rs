@@ -72,10 +72,10 @@ pub async fn put_upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<UploadJson>> {
-    let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
+    let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref()).await?;
     let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
     let done = state.cabinet.receive_upload(&ws, &id, stream, content_length(&headers)).await?;
-    Ok(Json(UploadJson::new(done, &state.cabinet)))
+    Ok(Json(UploadJson::new(done, &state.cabinet).await?))
 }
 
 /// Send one part of a multipart upload as the raw body: exactly the part's size, or nothing is
@@ -103,7 +103,8 @@ pub async fn put_part(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<PartJson>> {
-    let (ws, id, number, _) = state.cabinet.verify_part_url(&workspace, &upload, &part, query.as_deref())?;
+    let (ws, id, number, _) =
+        state.cabinet.verify_part_url(&workspace, &upload, &part, query.as_deref()).await?;
     let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
     let part = state.cabinet.receive_part(&ws, &id, number, stream, content_length(&headers)).await?;
     Ok(Json(part.into()))
@@ -130,14 +131,14 @@ pub async fn post_upload(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> ApiResult<Json<UploadJson>> {
-    let (ws, id, max_bytes) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref())?;
+    let (ws, id, max_bytes) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref()).await?;
     let mut form = Form::read(request, max_bytes).await?;
     // Other fields (policy fields some clients send) are read within the form's bounds and dropped.
     while let Some(part) = form.next().await? {
         if let Part::File(field) = part {
             let stream = field.map_err(std::io::Error::other).boxed();
             let done = state.cabinet.receive_upload(&ws, &id, stream, None).await?;
-            return Ok(Json(UploadJson::new(done, &state.cabinet)));
+            return Ok(Json(UploadJson::new(done, &state.cabinet).await?));
         }
     }
     Err(Error::bad_request(Code::MissingFile, "the form has no `file` field").into())
@@ -163,8 +164,9 @@ pub async fn get_file(
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response<Body>> {
-    let (file, attachment) = state.cabinet.verify_download_url(&workspace, &file, query.as_deref()).await?;
-    serve_file(&state.cabinet, &file, &headers, attachment, method == Method::HEAD).await
+    let read = state.cabinet.verify_download_url(&workspace, &file, query.as_deref()).await?;
+    serve_file(&state.cabinet, &read.file, &headers, read.attachment, method == Method::HEAD, read.caching)
+        .await
 }
 
 /// Read a file's thumbnail at a signed URL (the file JSON's `thumbnail_url`), made now if it was

@@ -72,6 +72,32 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// End every permalink of a workspace (links asked for afterwards work).
+    RevokeLinks {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a signing key: it signs every URL from now on (each server reads it within its
+    /// --signing-key-refresh-secs); older keys keep verifying the URLs they signed until retired.
+    RotateSigningKey {
+        /// Retire every older key at once: every URL they signed, permalinks too, stops working.
+        #[arg(long)]
+        retire: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retire every signing key but the newest: every URL they signed stops working.
+    RetireSigningKeys {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the signing keys (never their secrets) and which one signs.
+    ListSigningKeys {
+        #[arg(long)]
+        json: bool,
+    },
     /// End a workspace's end-user tokens minted until now: one user's (--sub), or all of them.
     RevokeTokens {
         #[arg(long)]
@@ -219,6 +245,59 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 let whose =
                     sub.map_or("every end-user token".to_owned(), |sub| format!("the tokens of {sub}"));
                 println!("revoked {whose} of {ws} minted up to {at}");
+            }
+        }
+        AdminCommand::RevokeLinks { workspace, json } => {
+            let ws = WorkspaceId::parse(&workspace).map_err(core)?;
+            let generation = cabinet.revoke_workspace_links(&ws).await.map_err(core)?;
+            if json {
+                println!("{}", json!({"workspace_id": ws, "link_generation": generation}));
+            } else {
+                println!("revoked every permalink of {ws} (link generation now {generation})");
+            }
+        }
+        AdminCommand::RotateSigningKey { retire, json } => {
+            let rotation = cabinet.rotate_signing_key(retire).await.map_err(core)?;
+            if json {
+                println!("{}", json!({"key_id": rotation.key_id, "retired": rotation.retired}));
+            } else {
+                println!(
+                    "signing key {} signs from now on; {} older key(s) retired",
+                    rotation.key_id, rotation.retired
+                );
+            }
+        }
+        AdminCommand::RetireSigningKeys { json } => {
+            let retired = cabinet.retire_old_signing_keys().await.map_err(core)?;
+            if json {
+                println!("{}", json!({"retired": retired}));
+            } else {
+                println!("{retired} older signing key(s) retired");
+            }
+        }
+        AdminCommand::ListSigningKeys { json } => {
+            let keys = cabinet.signing_keys().await.map_err(core)?;
+            let signing = keys.iter().filter(|key| key.retired_at.is_none()).map(|key| key.id).max();
+            if json {
+                let keys: Vec<Value> = keys
+                    .iter()
+                    .map(|key| {
+                        json!({
+                            "id": key.id, "created_at": key.created_at, "retired_at": key.retired_at,
+                            "signing": Some(key.id) == signing,
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({ "keys": keys }));
+            } else {
+                for key in &keys {
+                    let state = match (key.retired_at, Some(key.id) == signing) {
+                        (Some(at), _) => format!("retired {at}"),
+                        (None, true) => "signs".to_owned(),
+                        (None, false) => "verifies".to_owned(),
+                    };
+                    println!("key {}\tcreated {}\t{state}", key.id, key.created_at);
+                }
             }
         }
         AdminCommand::RevokeKey { id, json } => {

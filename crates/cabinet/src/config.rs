@@ -81,6 +81,20 @@ pub struct ServeSettings {
     /// Default lifetime of download URLs, in seconds.
     #[arg(long, env = "CABINET_DOWNLOAD_URL_TTL", default_value_t = Settings::DEFAULT_DOWNLOAD_URL_TTL_SECS)]
     pub download_url_ttl: u64,
+    /// Download URLs expire at the end of a window this long, in seconds (at most their
+    /// lifetime): every request for the same file within one window gets the same URL, so
+    /// browser and CDN caches keyed by URL hit.
+    #[arg(long, env = "CABINET_URL_WINDOW", default_value_t = Settings::DEFAULT_URL_WINDOW_SECS)]
+    pub url_window: u64,
+    /// How often this server reads the signing keys again, in seconds: after
+    /// `cabinet admin rotate-signing-key`, it signs with the new key (and stops accepting retired
+    /// ones) within this time.
+    #[arg(
+        long,
+        env = "CABINET_SIGNING_KEY_REFRESH",
+        default_value_t = Settings::DEFAULT_SIGNING_KEY_REFRESH_SECS
+    )]
+    pub signing_key_refresh: u64,
     /// Largest file any workspace may hold, in bytes.
     #[arg(long, env = "CABINET_MAX_FILE_BYTES", default_value_t = Settings::DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
@@ -192,6 +206,8 @@ impl ServeSettings {
             public_url,
             upload_url_ttl: chrono::Duration::seconds(self.upload_url_ttl as i64),
             download_url_ttl: chrono::Duration::seconds(self.download_url_ttl as i64),
+            url_window: chrono::Duration::seconds(self.url_window.max(1) as i64),
+            signing_key_refresh: chrono::Duration::seconds(self.signing_key_refresh.max(1) as i64),
             max_file_bytes: self.max_file_bytes,
             direct_upload_max_bytes: self.direct_upload_max_bytes,
             trash_retention: chrono::Duration::days(

@@ -71,7 +71,7 @@ pub async fn assemble(
             Arc::new(S3BlobStore::new(config).map_err(|err| anyhow::anyhow!("opening S3 storage: {err:?}"))?)
         }
     };
-    Ok(Cabinet::new(
+    let cabinet = Cabinet::new(
         metadata,
         blobs,
         clock,
@@ -79,7 +79,9 @@ pub async fn assemble(
         settings,
         Arc::new(cabinet_blob::RecentReads::default()),
         Arc::new(cabinet_images::Thumbnailer),
-    ))
+    );
+    cabinet.refresh_signing_keys().await.map_err(|err| anyhow::anyhow!("reading the signing keys: {err}"))?;
+    Ok(cabinet)
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -123,6 +125,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     }
 
     let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), config.sweep_every()));
+    let key_reader = tokio::spawn(read_signing_keys_forever(cabinet.clone()));
     let app = cabinet_api::app(cabinet, config.http_limits(&public_url));
     let grace = Duration::from_secs(config.shutdown_grace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -140,7 +143,22 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         } => tracing::warn!("the shutdown grace period ended with requests still running"),
     }
     sweeper.abort();
+    key_reader.abort();
     Ok(())
+}
+
+/// Reads the signing keys again every `signing_key_refresh`: a key rotated on another node signs
+/// here too, and a retired one stops verifying.
+async fn read_signing_keys_forever(cabinet: Cabinet) {
+    let every = cabinet.settings().signing_key_refresh.to_std().unwrap_or(Duration::from_secs(10));
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(err) = cabinet.refresh_signing_keys().await {
+            tracing::warn!(error = %err, "reading the signing keys failed");
+        }
+    }
 }
 
 async fn sweep_forever(cabinet: Cabinet, every: Duration) {

@@ -16,7 +16,7 @@ use crate::model::{FailureReason, FileRecord, FileReference, Page, Role, Upload,
 use crate::names::validate_name;
 use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit};
 use crate::rules::Operation;
-use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
+use crate::signing::{expiry_instant, expiry_timestamp, windowed_expiry, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, Code, STORAGE_FILE_PREFIX};
 
 /// What a client declares with a direct upload.
@@ -388,15 +388,20 @@ impl Cabinet {
             return Err(Error::NotFound("file"));
         }
         self.authorize_file(caller, file, Operation::Read).await?;
-        let ttl = self.url_ttl(expires_in, self.settings.download_url_ttl)?;
+        let ttl = self.url_ttl(expires_in, self.settings.download_url_ttl)?.num_seconds();
         let now = self.clock.now();
-        let expires = expiry_timestamp(now + ttl);
+        // The same URL for the whole window (so caches keyed by URL hit), never past the longest
+        // lifetime a URL may have.
+        let max_secs = self.settings.max_url_ttl.num_seconds();
+        let window = self.settings.url_window.num_seconds();
+        let expires =
+            windowed_expiry(now, ttl, window).min(expiry_timestamp(now + self.settings.max_url_ttl));
         // Types a browser would run are always attachments, wherever they are served from.
         let attachment = attachment || content_type::is_active_content(&file.mime_type);
         let direct = PresignedDownload {
             content_type: file.mime_type.clone(),
             disposition: content_type::disposition(&file.name, attachment),
-            signed_at: now,
+            signed_at: crate::links::window_start(now, window.min(ttl), expires, max_secs),
             expires_at: expiry_instant(expires),
         };
         if let Some(url) = self.blobs.presign_download(&file.blob_key, &direct) {
@@ -406,27 +411,6 @@ impl Cabinet {
         let query = self.signer.sign(SignedOperation::Download, ws.as_str(), file.id.as_str(), &params);
         let url = format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, file.id);
         Ok(DownloadUrl { url, expires_at: expiry_instant(expires) })
-    }
-
-    /// Checks a signed download URL and returns the file and whether to serve it as attachment.
-    pub async fn verify_download_url(
-        &self,
-        ws: &str,
-        file: &str,
-        query: Option<&str>,
-    ) -> Result<(FileRecord, bool)> {
-        let params = self.signer.verify(SignedOperation::Download, ws, file, query, self.clock.now())?;
-        let ws = WorkspaceId::parse(ws)?;
-        let id = FileId::parse(file)?;
-        let file = match self.hot.record(&ws, &id) {
-            Some(file) => file,
-            None => {
-                let file = self.live_file(&ws, &id).await?;
-                self.hot.keep_record(&file);
-                file
-            }
-        };
-        Ok((file, params.attachment))
     }
 
     /// A live file the caller may read the bytes of.

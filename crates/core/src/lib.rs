@@ -11,6 +11,7 @@ pub mod files;
 pub mod folders;
 pub mod ids;
 pub mod intake;
+pub mod links;
 pub mod listing;
 pub mod maintenance;
 pub mod metadata;
@@ -39,7 +40,7 @@ pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
     AccessRuleStore, BlobStore, ByteRange, ByteStream, FileStore, FolderStore, ImageCodec, KeyStore,
-    LedgerStore, MetadataStore, ReadCache, SearchStore, TrashStore, UploadStore, WorkspaceStore,
+    LedgerStore, LinkStore, MetadataStore, ReadCache, SearchStore, TrashStore, UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
@@ -59,6 +60,12 @@ pub struct Settings {
     pub download_url_ttl: Duration,
     /// The longest any signed URL may live.
     pub max_url_ttl: Duration,
+    /// Expiring download URLs end at the end of a window this long (at most their lifetime), so
+    /// every request within one window gets the same URL and caches keyed by URL can hit.
+    pub url_window: Duration,
+    /// How often each node reads the signing keys again (to sign with a new key, and stop
+    /// accepting retired ones).
+    pub signing_key_refresh: Duration,
     /// The largest file, whatever the workspace says.
     pub max_file_bytes: u64,
     /// The largest direct (`POST /v1/files`) upload.
@@ -78,6 +85,10 @@ impl Settings {
     pub const DEFAULT_UPLOAD_URL_TTL_SECS: u64 = 3600;
     /// Seconds a download URL lives by default.
     pub const DEFAULT_DOWNLOAD_URL_TTL_SECS: u64 = 3600;
+    /// Seconds in a download URL's expiry window by default.
+    pub const DEFAULT_URL_WINDOW_SECS: u64 = 600;
+    /// Seconds between two reads of the signing keys by default.
+    pub const DEFAULT_SIGNING_KEY_REFRESH_SECS: u64 = 10;
     /// The largest file by default: 50 GiB.
     pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024 * 1024;
     /// The largest direct upload by default: 512 MiB.
@@ -95,6 +106,8 @@ impl Default for Settings {
             upload_url_ttl: Duration::seconds(Self::DEFAULT_UPLOAD_URL_TTL_SECS as i64),
             download_url_ttl: Duration::seconds(Self::DEFAULT_DOWNLOAD_URL_TTL_SECS as i64),
             max_url_ttl: Duration::days(7),
+            url_window: Duration::seconds(Self::DEFAULT_URL_WINDOW_SECS as i64),
+            signing_key_refresh: Duration::seconds(Self::DEFAULT_SIGNING_KEY_REFRESH_SECS as i64),
             max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
             direct_upload_max_bytes: Self::DEFAULT_DIRECT_UPLOAD_MAX_BYTES,
             receive_grace: Duration::hours(1),
@@ -121,6 +134,7 @@ pub struct Parts {
     renderer: thumbnails::Renderer,
     images: Arc<dyn ImageCodec>,
     transfers: Arc<transfers::TransferSlots>,
+    key_reads: links::KeyReads,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -152,6 +166,7 @@ impl Cabinet {
             renderer: Default::default(),
             images,
             transfers: Default::default(),
+            key_reads: Default::default(),
         }))
     }
 

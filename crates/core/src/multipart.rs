@@ -195,13 +195,14 @@ impl Cabinet {
 
     /// Checks a signed part URL and returns what it authorises: workspace, upload, part number
     /// and the part's exact size.
-    pub fn verify_part_url(
+    pub async fn verify_part_url(
         &self,
         ws: &str,
         upload: &str,
         part: &str,
         query: Option<&str>,
     ) -> Result<(WorkspaceId, UploadId, u32, u64)> {
+        self.learn_keys_named_by(query).await;
         let object = format!("{upload}/{part}");
         let params = self.signer.verify(SignedOperation::UploadPart, ws, &object, query, self.clock.now())?;
         let ws = WorkspaceId::parse(ws)?;

@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 use crate::listing::{FileFilter, FolderFilter, Paging, Sort};
 use crate::model::{ApiKey, FailureReason, FileRecord, FileReference, Folder, Upload, Usage, Workspace};
+use crate::signing::SigningKeyRecord;
 
 /// A stream of bytes with I/O errors; the one shape in which file contents move.
 pub type ByteStream<'a> = BoxStream<'a, io::Result<Bytes>>;
@@ -89,6 +90,7 @@ pub trait MetadataStore:
     + AccessRuleStore
     + SearchStore
     + LedgerStore
+    + LinkStore
 {
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
     /// share one read transaction inside it, ending it before any other call; the default runs
@@ -110,6 +112,23 @@ pub trait WorkspaceStore: Send + Sync + 'static {
     async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace>;
     /// Every workspace, oldest first.
     async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+}
+
+/// What lasting URLs are checked against: the keys that sign URLs, and each workspace's link
+/// generation.
+#[async_trait]
+pub trait LinkStore: Send + Sync + 'static {
+    /// Every signing key, retired or not, by id.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    /// Adds a key after the newest with this salt and returns its id; `Conflict` when another
+    /// took that id at the same moment.
+    async fn add_signing_key(&self, salt: &str, at: DateTime<Utc>) -> Result<u32>;
+    /// Retires every key older than `id` not yet retired; returns how many.
+    async fn retire_signing_keys_before(&self, id: u32, at: DateTime<Utc>) -> Result<u64>;
+    /// The workspace's link generation, or `NotFound`.
+    async fn link_generation(&self, workspace: &WorkspaceId) -> Result<u64>;
+    /// Moves the workspace's link generation on and returns the new one, or `NotFound`.
+    async fn advance_link_generation(&self, workspace: &WorkspaceId) -> Result<u64>;
 }
 
 /// API keys and the revocation of end-user tokens.

@@ -113,7 +113,7 @@ pub struct RuleView {
 }
 
 /// Layers rules, nearest first, over the closed default.
-fn resolve(layers: &[AccessRules]) -> EffectiveRules {
+pub(crate) fn resolve(layers: &[AccessRules]) -> EffectiveRules {
     let pick =
         |get: fn(&AccessRules) -> Option<Audience>| layers.iter().find_map(get).unwrap_or(Audience::Admin);
     EffectiveRules {

@@ -2,9 +2,20 @@
 //!
 //! A signed URL works only for its operation (upload: PUT or multipart POST; download: GET or
 //! HEAD; thumbnail: GET or HEAD of one size of one file's thumbnail), its workspace and object,
-//! its size limit and its time window. The signature is an
-//! HMAC-SHA256 over all of those; the query must carry exactly the signed parameters in their
-//! canonical order, and the signature is compared in constant time.
+//! its size limit and its time window. A permalink is a download URL without a time window: it
+//! names the file's content version and its workspace's link generation instead, and the service
+//! checks both against the file and the workspace each time. The signature is an HMAC-SHA256 over
+//! all of those; the query must carry exactly the signed parameters in their canonical order, and
+//! the signature is compared in constant time.
+//!
+//! URLs are signed by the newest signing key and name it (`key=N`; key 0, the deployment secret
+//! itself, is named by leaving `key` out, so URLs from before rotation existed still verify).
+//! Every key not retired is accepted. Keys after 0 are derived from the deployment secret and a
+//! random salt kept in the database: rotating needs no new secret in the configuration, and
+//! forging a URL needs both the secret and the database.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -52,10 +63,56 @@ pub struct SignedParams {
     pub attachment: bool,
 }
 
-/// Signs and verifies storage URLs with one secret, shared by every node.
+/// What a permalink names besides its workspace and file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermalinkParams {
+    /// The content version it reads: the first [`VERSION_CHARS`] hex digits of the sha256.
+    pub version: String,
+    /// The workspace's link generation when it was made; revoking links moves it on.
+    pub generation: u64,
+    /// Serve as an attachment.
+    pub attachment: bool,
+}
+
+/// Hex digits of a file's sha256 that name its content version in lasting URLs (64 bits).
+pub const VERSION_CHARS: usize = 16;
+
+/// The content version of bytes with this sha256 (lowercase hex), as lasting URLs name it.
+pub fn content_version(sha256: &str) -> &str {
+    sha256.get(..VERSION_CHARS).unwrap_or(sha256)
+}
+
+/// A signing key as the database keeps it: key 0 is the deployment secret itself (no salt); each
+/// later key is derived from the secret and its salt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub id: u32,
+    /// Lowercase hex; empty for key 0.
+    pub salt: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once the key is retired: nothing it signed is accepted after.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// The keys a signer holds: the newest signs, every one verifies.
+#[derive(Debug, Clone)]
+struct KeyRing {
+    /// Accepted keys by id, with their HMAC secrets.
+    accepted: BTreeMap<u32, Vec<u8>>,
+}
+
+impl KeyRing {
+    fn signing_key(&self) -> (u32, &[u8]) {
+        let (id, secret) = self.accepted.last_key_value().expect("a key ring is never empty");
+        (*id, secret)
+    }
+}
+
+/// Signs and verifies storage URLs with keys every node shares.
 #[derive(Clone)]
 pub struct UrlSigner {
-    secret: Vec<u8>,
+    deployment_secret: Arc<Vec<u8>>,
+    ring: Arc<RwLock<KeyRing>>,
 }
 
 impl std::fmt::Debug for UrlSigner {
@@ -66,8 +123,18 @@ impl std::fmt::Debug for UrlSigner {
 
 const SIGNATURE_BYTES: usize = 32;
 
+/// An HMAC over length-prefixed fields, so no two different inputs produce the same message.
+fn mac_of(secret: &[u8], fields: &[&str]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
+    for field in fields {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+    mac
+}
+
 impl UrlSigner {
-    /// A signer; the secret must be at least 32 bytes.
+    /// A signer holding key 0 only; the secret must be at least 32 bytes.
     pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self> {
         let secret = secret.into();
         if secret.len() < 32 {
@@ -76,36 +143,92 @@ impl UrlSigner {
                 "the signing secret must be at least 32 bytes",
             ));
         }
-        Ok(Self { secret })
+        let ring = KeyRing { accepted: BTreeMap::from([(0, secret.clone())]) };
+        Ok(Self { deployment_secret: Arc::new(secret), ring: Arc::new(RwLock::new(ring)) })
     }
 
-    /// The secret, for other signatures that share it (with their own domain prefix).
+    /// The deployment secret, for other signatures that share it (with their own domain prefix).
     pub(crate) fn secret(&self) -> &[u8] {
-        &self.secret
+        &self.deployment_secret
     }
 
-    fn mac(&self, op: SignedOperation, workspace: &str, object: &str, params: &SignedParams) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
-        // Length-prefixed fields, so no two different inputs produce the same signed message.
-        for field in [
-            "cabinet-storage-v1",
-            op.as_str(),
-            workspace,
-            object,
-            &params.expires.to_string(),
-            &params.max_bytes.to_string(),
-            if params.attachment { "attachment" } else { "inline" },
-        ] {
-            mac.update(&(field.len() as u64).to_be_bytes());
-            mac.update(field.as_bytes());
+    /// Takes the keys the database holds: those not retired are accepted, the newest signs. With
+    /// every key retired (which rotation never leaves), key 0 stays so that the signer can sign.
+    pub fn install(&self, keys: &[SigningKeyRecord]) {
+        let mut accepted: BTreeMap<u32, Vec<u8>> = keys
+            .iter()
+            .filter(|key| key.retired_at.is_none())
+            .map(|key| (key.id, self.derive(key)))
+            .collect();
+        if accepted.is_empty() {
+            accepted.insert(0, self.deployment_secret.to_vec());
         }
-        mac
+        *self.ring.write().expect("the key ring lock is never poisoned") = KeyRing { accepted };
+    }
+
+    fn derive(&self, key: &SigningKeyRecord) -> Vec<u8> {
+        if key.id == 0 {
+            return self.deployment_secret.to_vec();
+        }
+        let id = key.id.to_string();
+        mac_of(&self.deployment_secret, &["cabinet-signing-key-v1", &id, &key.salt])
+            .finalize()
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// The id of the key that signs new URLs.
+    pub fn signing_key_id(&self) -> u32 {
+        self.ring.read().expect("the key ring lock is never poisoned").signing_key().0
+    }
+
+    /// Whether a raw query names a key this signer does not hold (so it may have been added or
+    /// retired since the signer last read the keys).
+    pub fn names_unknown_key(&self, raw_query: Option<&str>) -> bool {
+        let Some(id) = raw_query.and_then(named_key) else { return false };
+        !self.ring.read().expect("the key ring lock is never poisoned").accepted.contains_key(&id)
+    }
+
+    /// Signs `fields` with the signing key; returns the key's id and the signature.
+    fn sign_fields(&self, fields: &[&str]) -> (u32, String) {
+        let ring = self.ring.read().expect("the key ring lock is never poisoned");
+        let (id, secret) = ring.signing_key();
+        (id, URL_SAFE_NO_PAD.encode(mac_of(secret, fields).finalize().into_bytes()))
+    }
+
+    /// Checks `signature` over `fields` with the key `id`.
+    fn verify_fields(&self, id: u32, fields: &[&str], signature: &[u8]) -> Result<()> {
+        let ring = self.ring.read().expect("the key ring lock is never poisoned");
+        let secret = ring
+            .accepted
+            .get(&id)
+            .ok_or_else(|| invalid("the URL was signed by a key this service no longer accepts"))?;
+        mac_of(secret, fields)
+            .verify_slice(signature)
+            .map_err(|_| invalid("the URL's signature does not match"))
+    }
+
+    fn expiring_fields(
+        op: SignedOperation,
+        workspace: &str,
+        object: &str,
+        params: &SignedParams,
+    ) -> [String; 7] {
+        [
+            "cabinet-storage-v1".to_owned(),
+            op.as_str().to_owned(),
+            workspace.to_owned(),
+            object.to_owned(),
+            params.expires.to_string(),
+            params.max_bytes.to_string(),
+            disposition(params.attachment).to_owned(),
+        ]
     }
 
     /// The query string (without `?`) that authorises `op` on `workspace/object`.
     pub fn sign(&self, op: SignedOperation, workspace: &str, object: &str, params: &SignedParams) -> String {
-        let signature =
-            URL_SAFE_NO_PAD.encode(self.mac(op, workspace, object, params).finalize().into_bytes());
+        let fields = Self::expiring_fields(op, workspace, object, params);
+        let (key, signature) = self.sign_fields(&fields.each_ref().map(String::as_str));
         let mut query = format!("expires={}", params.expires);
         if matches!(op, SignedOperation::Upload | SignedOperation::UploadPart) {
             query.push_str(&format!("&max={}", params.max_bytes));
@@ -113,9 +236,7 @@ impl UrlSigner {
         if params.attachment {
             query.push_str("&dl=1");
         }
-        query.push_str("&sig=");
-        query.push_str(&signature);
-        query
+        finish_query(query, key, &signature)
     }
 
     /// Checks a raw query string against `op` on `workspace/object` at `now`, and returns the
@@ -128,15 +249,73 @@ impl UrlSigner {
         raw_query: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<SignedParams> {
-        let (params, signature) = parse_query(op, raw_query.unwrap_or(""))?;
-        self.mac(op, workspace, object, &params)
-            .verify_slice(&signature)
-            .map_err(|_| invalid("the URL's signature does not match"))?;
+        let (params, key, signature) = parse_expiring(op, raw_query.unwrap_or(""))?;
+        let fields = Self::expiring_fields(op, workspace, object, &params);
+        self.verify_fields(key, &fields.each_ref().map(String::as_str), &signature)?;
         if now.timestamp() >= params.expires {
             return Err(Error::BadSignature { code: Code::UrlExpired, message: "this URL has expired" });
         }
         Ok(params)
     }
+
+    fn permalink_fields(workspace: &str, file: &str, params: &PermalinkParams) -> [String; 7] {
+        [
+            "cabinet-storage-v1".to_owned(),
+            "permalink".to_owned(),
+            workspace.to_owned(),
+            file.to_owned(),
+            params.version.clone(),
+            params.generation.to_string(),
+            disposition(params.attachment).to_owned(),
+        ]
+    }
+
+    /// The query string (without `?`) of a permalink to `workspace/file`.
+    pub fn sign_permalink(&self, workspace: &str, file: &str, params: &PermalinkParams) -> String {
+        let fields = Self::permalink_fields(workspace, file, params);
+        let (key, signature) = self.sign_fields(&fields.each_ref().map(String::as_str));
+        let mut query = format!("v={}&gen={}", params.version, params.generation);
+        if params.attachment {
+            query.push_str("&dl=1");
+        }
+        finish_query(query, key, &signature)
+    }
+
+    /// Checks a permalink's query for `workspace/file` and returns what it names; the caller
+    /// checks the version and generation against the file and the workspace.
+    pub fn verify_permalink(
+        &self,
+        workspace: &str,
+        file: &str,
+        raw_query: Option<&str>,
+    ) -> Result<PermalinkParams> {
+        let (params, key, signature) = parse_permalink(raw_query.unwrap_or(""))?;
+        let fields = Self::permalink_fields(workspace, file, &params);
+        self.verify_fields(key, &fields.each_ref().map(String::as_str), &signature)?;
+        Ok(params)
+    }
+}
+
+/// Whether a download query is a permalink's rather than an expiring URL's.
+pub fn is_permalink_query(raw_query: Option<&str>) -> bool {
+    raw_query.is_some_and(|query| query.starts_with("v="))
+}
+
+fn disposition(attachment: bool) -> &'static str {
+    if attachment {
+        "attachment"
+    } else {
+        "inline"
+    }
+}
+
+fn finish_query(mut query: String, key: u32, signature: &str) -> String {
+    if key != 0 {
+        query.push_str(&format!("&key={key}"));
+    }
+    query.push_str("&sig=");
+    query.push_str(signature);
+    query
 }
 
 /// Seconds since the epoch, rounded up so a URL never lives shorter than asked.
@@ -149,6 +328,15 @@ pub fn expiry_timestamp(at: DateTime<Utc>) -> i64 {
     }
 }
 
+/// The expiry of a URL asked to live `ttl_secs` from `now`, rounded up to the end of a window of
+/// `window_secs` (at most the lifetime itself), so every request within one window gets the same
+/// URL (and caches keyed by URL can hit) while no URL lives shorter than asked.
+pub fn windowed_expiry(now: DateTime<Utc>, ttl_secs: i64, window_secs: i64) -> i64 {
+    let end = expiry_timestamp(now + chrono::Duration::seconds(ttl_secs));
+    let window = window_secs.min(ttl_secs).max(1);
+    end.div_euclid(window) * window + if end.rem_euclid(window) == 0 { 0 } else { window }
+}
+
 /// The instant a signed URL's `expires` names.
 pub fn expiry_instant(expires: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(expires, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -158,43 +346,96 @@ fn invalid(message: &'static str) -> Error {
     Error::BadSignature { code: Code::InvalidSignature, message }
 }
 
-/// Parses exactly `expires=N[&max=N][&dl=1]&sig=S`, in that order, each once: `max` only (and
-/// always) for uploads, `dl` only for downloads, neither for thumbnails.
-fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)> {
-    let incomplete = || invalid("the URL is not a complete signed URL");
-    let pairs: Vec<(&str, &str)> =
-        raw.split('&').map(|pair| pair.split_once('=').unwrap_or((pair, ""))).collect();
-    let mut pairs = pairs.into_iter().peekable();
-    let mut take = |name: &str| match pairs.next() {
-        Some((key, value)) if key == name => Ok(value),
-        _ => Err(incomplete()),
-    };
-    let expires = parse_decimal(take("expires")?)?;
+fn incomplete() -> Error {
+    invalid("the URL is not a complete signed URL")
+}
+
+/// The pairs of a query, read in order: each `take` must find the next expected name.
+struct Pairs<'a>(std::iter::Peekable<std::vec::IntoIter<(&'a str, &'a str)>>);
+
+impl<'a> Pairs<'a> {
+    fn of(raw: &'a str) -> Self {
+        let pairs: Vec<(&str, &str)> =
+            raw.split('&').map(|pair| pair.split_once('=').unwrap_or((pair, ""))).collect();
+        Self(pairs.into_iter().peekable())
+    }
+
+    fn take(&mut self, name: &str) -> Result<&'a str> {
+        match self.0.next() {
+            Some((key, value)) if key == name => Ok(value),
+            _ => Err(incomplete()),
+        }
+    }
+
+    /// `dl=1` when it is next.
+    fn attachment(&mut self) -> bool {
+        let next = self.0.peek() == Some(&("dl", "1"));
+        if next {
+            self.0.next();
+        }
+        next
+    }
+
+    /// The rest: `[key=N&]sig=S` and nothing after.
+    fn key_and_signature(mut self) -> Result<(u32, Vec<u8>)> {
+        let key = match self.0.peek() {
+            Some(("key", value)) => {
+                let id = parse_decimal(value)?;
+                self.0.next();
+                // Key 0 is named by leaving `key` out: one spelling for each URL.
+                u32::try_from(id).ok().filter(|id| *id != 0).ok_or_else(incomplete)?
+            }
+            _ => 0,
+        };
+        let signature = match (self.0.next(), self.0.next()) {
+            (Some(("sig", value)), None) => value,
+            (Some(("sig", _)), Some(_)) => {
+                return Err(invalid("the URL carries parameters that were not signed"))
+            }
+            _ => return Err(incomplete()),
+        };
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .ok()
+            .filter(|sig| sig.len() == SIGNATURE_BYTES)
+            .ok_or_else(|| invalid("the URL's signature is malformed"))?;
+        Ok((key, signature))
+    }
+}
+
+/// The key a query names (`&key=N&sig=`), when it names one.
+fn named_key(raw: &str) -> Option<u32> {
+    let (_, rest) = raw.rsplit_once("&key=")?;
+    let (id, _) = rest.split_once("&sig=")?;
+    parse_decimal(id).ok().and_then(|id| u32::try_from(id).ok())
+}
+
+/// Parses exactly `expires=N[&max=N][&dl=1][&key=N]&sig=S`, in that order, each once: `max` only
+/// (and always) for uploads, `dl` only for downloads, neither for thumbnails.
+fn parse_expiring(op: SignedOperation, raw: &str) -> Result<(SignedParams, u32, Vec<u8>)> {
+    let mut pairs = Pairs::of(raw);
+    let expires = parse_decimal(pairs.take("expires")?)?;
     let max_bytes = match op {
-        SignedOperation::Upload | SignedOperation::UploadPart => parse_decimal(take("max")?)?,
+        SignedOperation::Upload | SignedOperation::UploadPart => parse_decimal(pairs.take("max")?)?,
         SignedOperation::Download | SignedOperation::Thumbnail => 0,
     };
-    let attachment = match pairs.peek() {
-        Some(("dl", "1")) if op == SignedOperation::Download => {
-            pairs.next();
-            true
-        }
-        _ => false,
-    };
-    let signature = match (pairs.next(), pairs.next()) {
-        (Some(("sig", value)), None) => value,
-        (Some(("sig", _)), Some(_)) => {
-            return Err(invalid("the URL carries parameters that were not signed"))
-        }
-        _ => return Err(incomplete()),
-    };
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .ok()
-        .filter(|sig| sig.len() == SIGNATURE_BYTES)
-        .ok_or_else(|| invalid("the URL's signature is malformed"))?;
+    let attachment = op == SignedOperation::Download && pairs.attachment();
+    let (key, signature) = pairs.key_and_signature()?;
     let expires = i64::try_from(expires).map_err(|_| incomplete())?;
-    Ok((SignedParams { expires, max_bytes, attachment }, signature))
+    Ok((SignedParams { expires, max_bytes, attachment }, key, signature))
+}
+
+/// Parses exactly `v=HEX&gen=N[&dl=1][&key=N]&sig=S`.
+fn parse_permalink(raw: &str) -> Result<(PermalinkParams, u32, Vec<u8>)> {
+    let mut pairs = Pairs::of(raw);
+    let version = pairs.take("v")?;
+    if version.len() != VERSION_CHARS || !version.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(incomplete());
+    }
+    let generation = parse_decimal(pairs.take("gen")?)?;
+    let attachment = pairs.attachment();
+    let (key, signature) = pairs.key_and_signature()?;
+    Ok((PermalinkParams { version: version.to_owned(), generation, attachment }, key, signature))
 }
 
 /// A canonical decimal: digits only, no leading zero, so each value has exactly one spelling and
@@ -202,9 +443,9 @@ fn parse_query(op: SignedOperation, raw: &str) -> Result<(SignedParams, Vec<u8>)
 fn parse_decimal(raw: &str) -> Result<u64> {
     let canonical = raw == "0" || !raw.starts_with('0');
     if raw.is_empty() || raw.len() > 19 || !canonical || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid("the URL is not a complete signed URL"));
+        return Err(incomplete());
     }
-    raw.parse().map_err(|_| invalid("the URL is not a complete signed URL"))
+    raw.parse().map_err(|_| incomplete())
 }
 
 #[cfg(test)]
@@ -395,6 +636,110 @@ mod tests {
                 signer().verify(SignedOperation::Upload, "ws_a", "upl_b", Some(&bad), now).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    fn rotated(keys: &[(u32, bool)]) -> UrlSigner {
+        let signer = signer();
+        let records: Vec<SigningKeyRecord> = keys
+            .iter()
+            .map(|(id, retired)| SigningKeyRecord {
+                id: *id,
+                salt: if *id == 0 { String::new() } else { format!("{id:02x}aa") },
+                created_at: Utc::now(),
+                retired_at: retired.then(Utc::now),
+            })
+            .collect();
+        signer.install(&records);
+        signer
+    }
+
+    #[test]
+    fn a_rotated_signer_names_its_key_and_still_accepts_the_previous_one_until_it_is_retired() {
+        let now = Utc::now();
+        let params = SignedParams { expires: now.timestamp() + 60, max_bytes: 0, attachment: false };
+        let before = signer().sign(SignedOperation::Download, "ws_a", "file_b", &params);
+        assert!(!before.contains("key="), "key 0 is named by leaving it out: {before}");
+        let after_rotation = rotated(&[(0, false), (1, false)]);
+        let new = after_rotation.sign(SignedOperation::Download, "ws_a", "file_b", &params);
+        assert!(new.contains("&key=1&sig="), "{new}");
+        for query in [&before, &new] {
+            assert!(after_rotation
+                .verify(SignedOperation::Download, "ws_a", "file_b", Some(query), now)
+                .is_ok());
+        }
+        // The old signer has not read key 1 yet: the URL names a key it does not know.
+        assert!(signer().names_unknown_key(Some(&new)));
+        assert!(!signer().names_unknown_key(Some(&before)));
+        let retired = rotated(&[(0, true), (1, false)]);
+        let err =
+            retired.verify(SignedOperation::Download, "ws_a", "file_b", Some(&before), now).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidSignature);
+        assert!(retired.verify(SignedOperation::Download, "ws_a", "file_b", Some(&new), now).is_ok());
+        // Renaming the key a URL names does not make it verify, nor does spelling key 0 out.
+        let renamed = new.replace("&key=1&", "&key=2&");
+        let two = rotated(&[(0, false), (1, false), (2, false)]);
+        assert!(two.verify(SignedOperation::Download, "ws_a", "file_b", Some(&renamed), now).is_err());
+        let spelled = before.replace("&sig=", "&key=0&sig=");
+        assert!(two.verify(SignedOperation::Download, "ws_a", "file_b", Some(&spelled), now).is_err());
+    }
+
+    #[test]
+    fn keys_after_zero_differ_from_the_secret_and_from_each_other() {
+        let params = SignedParams { expires: 2_000_000_000, max_bytes: 0, attachment: false };
+        let signatures: Vec<String> = [vec![(0, false)], vec![(1, false)], vec![(2, false)]]
+            .iter()
+            .map(|keys| rotated(keys).sign(SignedOperation::Download, "ws_a", "file_b", &params))
+            .map(|query| query.rsplit_once("sig=").unwrap().1.to_owned())
+            .collect();
+        assert_ne!(signatures[0], signatures[1]);
+        assert_ne!(signatures[1], signatures[2]);
+    }
+
+    #[test]
+    fn a_permalink_is_bound_to_its_file_version_generation_and_disposition() {
+        let params = PermalinkParams { version: "0123456789abcdef".into(), generation: 3, attachment: false };
+        let query = signer().sign_permalink("ws_a", "file_b", &params);
+        assert!(is_permalink_query(Some(&query)));
+        assert_eq!(signer().verify_permalink("ws_a", "file_b", Some(&query)).unwrap(), params);
+        for bad in [
+            query.replace("gen=3", "gen=4"),
+            query.replace("v=0123456789abcdef", "v=0123456789abcdee"),
+            query.replace("&sig=", "&dl=1&sig="),
+            format!("{query}&expires=1"),
+            query.replace("gen=3", "gen=03"),
+        ] {
+            assert!(signer().verify_permalink("ws_a", "file_b", Some(&bad)).is_err(), "{bad}");
+        }
+        assert!(signer().verify_permalink("ws_a", "file_c", Some(&query)).is_err());
+        assert!(signer().verify_permalink("ws_x", "file_b", Some(&query)).is_err());
+        // A permalink is not an expiring download URL, nor the other way round.
+        assert!(signer()
+            .verify(SignedOperation::Download, "ws_a", "file_b", Some(&query), Utc::now())
+            .is_err());
+        let expiring = signer().sign(
+            SignedOperation::Download,
+            "ws_a",
+            "file_b",
+            &SignedParams { expires: 2_000_000_000, max_bytes: 0, attachment: false },
+        );
+        assert!(!is_permalink_query(Some(&expiring)));
+        assert!(signer().verify_permalink("ws_a", "file_b", Some(&expiring)).is_err());
+    }
+
+    #[test]
+    fn expiries_round_up_to_their_window_and_never_fall_short() {
+        let at = |secs| Utc.timestamp_opt(secs, 0).unwrap();
+        assert_eq!(windowed_expiry(at(1_000), 3600, 600), 4_800);
+        assert_eq!(windowed_expiry(at(1_001), 3600, 600), 4_800);
+        assert_eq!(windowed_expiry(at(1_201), 3600, 600), 5_400);
+        assert_eq!(windowed_expiry(at(1_200), 3600, 600), 4_800);
+        // A lifetime shorter than the window is its own window: at most twice as long.
+        assert_eq!(windowed_expiry(at(1_001), 1, 600), 1_002);
+        assert_eq!(windowed_expiry(at(1_001), 100, 600), 1_200);
+        for now in 1_000..1_700 {
+            let expires = windowed_expiry(at(now), 3600, 600);
+            assert!(expires >= now + 3600 && expires < now + 3600 + 600, "{now}: {expires}");
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::ids::{FileId, WorkspaceId};
 use crate::model::FileRecord;
 use crate::ports::StageError;
 use crate::rules::Operation;
-use crate::signing::{SignedOperation, SignedParams};
+use crate::signing::{windowed_expiry, SignedOperation, SignedParams};
 use crate::{Cabinet, Caller, Code};
 
 /// The longest edges a thumbnail may have; any other requested size is refused (400).
@@ -39,9 +39,6 @@ pub const MAX_SOURCE_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_THUMBNAIL_BYTES: u64 = 8 * 1024 * 1024;
 /// How many images are decoded at once; decoding is CPU-heavy and the API must stay responsive.
 pub const CONCURRENT_RENDERS: usize = 1;
-/// Signed thumbnail URLs expire on a boundary of this window, so the same URL is handed out for a
-/// while and browsers can cache the image.
-const URL_WINDOW_SECS: i64 = 3600;
 
 /// The types thumbnails are made of.
 pub fn is_supported(mime_type: &str) -> bool {
@@ -175,8 +172,11 @@ impl Cabinet {
             return None;
         }
         // Lives at least as long as a download URL, at most a window longer.
-        let end = (self.clock.now() + self.settings.download_url_ttl).timestamp();
-        let expires = (end / URL_WINDOW_SECS + 1) * URL_WINDOW_SECS;
+        let expires = windowed_expiry(
+            self.clock.now(),
+            self.settings.download_url_ttl.num_seconds(),
+            self.settings.url_window.num_seconds(),
+        );
         let params = SignedParams { expires, max_bytes: 0, attachment: false };
         let (ws, size) = (&file.workspace_id, DEFAULT_SIZE);
         let object = format!("{}/{size}", file.id);
@@ -195,6 +195,7 @@ impl Cabinet {
         size: &str,
         query: Option<&str>,
     ) -> Result<Thumbnail> {
+        self.learn_keys_named_by(query).await;
         let object = format!("{file}/{size}");
         self.signer.verify(SignedOperation::Thumbnail, ws, &object, query, self.clock.now())?;
         let size = parse_size(Some(size.parse().unwrap_or(0)))?;

@@ -370,12 +370,13 @@ impl Cabinet {
     }
 
     /// Checks a signed upload URL and returns what it authorises.
-    pub fn verify_upload_url(
+    pub async fn verify_upload_url(
         &self,
         ws: &str,
         upload: &str,
         query: Option<&str>,
     ) -> Result<(WorkspaceId, UploadId, u64)> {
+        self.learn_keys_named_by(query).await;
         let params = self.signer.verify(SignedOperation::Upload, ws, upload, query, self.clock.now())?;
         let ws = WorkspaceId::parse(ws)?;
         let upload = UploadId::parse(upload)?;

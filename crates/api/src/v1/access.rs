@@ -1,10 +1,12 @@
 //! End-user tokens and access rules: `POST /v1/tokens`, `GET|PUT …/access-rules` on files, folders
-//! and the workspace, and the public URL of files whose read rule is `public`.
+//! and the workspace, the public URLs of files whose read rule is `public`, and the revocation of
+//! a workspace's permalinks.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
+use cabinet_core::links::Caching;
 use cabinet_core::rules::{AccessRules, Audience, RuleTarget, RuleView};
 use cabinet_core::{FileId, FolderId};
 use chrono::{DateTime, Utc};
@@ -94,6 +96,34 @@ pub async fn revoke_tokens(
     let sub = request.sub.as_deref().map(str::trim);
     let revoked_up_to = state.cabinet.revoke_end_user_tokens(&caller, sub).await?;
     Ok(Json(TokenRevocationJson { sub: sub.map(str::to_owned), revoked_up_to }))
+}
+
+/// The workspace's links after a revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkRevocationJson {
+    /// The link generation now current: permalinks made before name an older one.
+    pub link_generation: u64,
+}
+
+/// End every permalink of the workspace at once (admin key only): those handed out as
+/// `download-url?lasting=true` and the stored URLs of the dialects (Mavera `url`, CMS
+/// `file_url`). Links asked for afterwards work. Expiring URLs end with their expiry; public
+/// URLs end when the file's read rule closes.
+#[utoipa::path(
+    post, path = "/v1/links/revoke", tag = "access",
+    responses(
+        (status = 200, body = LinkRevocationJson),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke_links(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Json<LinkRevocationJson>> {
+    let link_generation = state.cabinet.revoke_links(&caller).await?;
+    Ok(Json(LinkRevocationJson { link_generation }))
 }
 
 /// Rules for `create`, `read` and `delete`: `public`, `authenticated`, `creator` or `admin`;
@@ -253,7 +283,8 @@ pub async fn put_folder_rules(
     Ok(Json(state.cabinet.set_access_rules(&caller, &target, rules_of(rules)).await?.into()))
 }
 
-/// The stable public URL of a file whose read rule is `public`; no credentials.
+/// The public URL of a file whose read rule is `public`, without a version: no credentials,
+/// revalidated each time. The file JSON's `public_url` is the versioned, cacheable one.
 #[utoipa::path(
     get, path = "/public/v1/files/{workspace_id}/{file_id}", tag = "access",
     params(("workspace_id" = String, Path), ("file_id" = String, Path)),
@@ -272,5 +303,35 @@ pub async fn public_file(
     headers: HeaderMap,
 ) -> ApiResult<Response<Body>> {
     let file = state.cabinet.public_file(&workspace, &file).await?;
-    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD).await
+    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD, Caching::PublicRevalidated)
+        .await
+}
+
+/// A file whose read rule is `public`, at the content version its URL names (the file JSON's
+/// `public_url`): no credentials, cacheable by anyone for a year (`immutable`), since those bytes
+/// never change. 404 once the file is trashed or deleted, its rule closes, or the version is not
+/// the file's.
+#[utoipa::path(
+    get, path = "/public/v1/files/{workspace_id}/{file_id}/{version}", tag = "access",
+    params(
+        ("workspace_id" = String, Path),
+        ("file_id" = String, Path),
+        ("version" = String, Path, description = "The first 16 hex digits of the file's sha256"),
+    ),
+    responses(
+        (status = 200, description = "The file", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "*/*", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such file or version, or it is not public", body = ErrorBody),
+        (status = 416, description = "Range not satisfiable"),
+    )
+)]
+pub async fn public_file_version(
+    State(state): State<AppState>,
+    Path((workspace, file, version)): Path<(String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
+    let file = state.cabinet.public_file_at_version(&workspace, &file, &version).await?;
+    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD, Caching::PublicImmutable).await
 }

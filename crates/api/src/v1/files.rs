@@ -8,8 +8,9 @@ use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
 use cabinet_core::files::DirectUpload;
+use cabinet_core::links::Caching;
 use cabinet_core::ports::FileChange;
-use cabinet_core::{Cabinet, Code, Error, FileId, FolderId};
+use cabinet_core::{Cabinet, Code, Error, FileId, FolderId, WorkspaceId};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -149,7 +150,7 @@ pub async fn upload_file(
         )
         .into());
     };
-    Ok((StatusCode::CREATED, Json(FileJson::new(file, &state.cabinet))))
+    Ok((StatusCode::CREATED, Json(FileJson::of(file, &state.cabinet).await?)))
 }
 
 /// List files: filtered by folder, name, tags, favorite, type, reference or trash; sorted and
@@ -168,19 +169,21 @@ pub async fn list_files(
 ) -> ApiResult<Json<FileListJson>> {
     let (sort, paging) = list.parse()?;
     let page = state.cabinet.list_files(&caller, filter.parse()?, sort, paging).await?;
-    Ok(Json(file_list(page, &state.cabinet)))
+    Ok(Json(file_list(page, &caller.workspace_id, &state.cabinet).await?))
 }
 
-pub(crate) fn file_list(
+pub(crate) async fn file_list(
     page: cabinet_core::Page<cabinet_core::FileRecord>,
+    ws: &WorkspaceId,
     cabinet: &Cabinet,
-) -> FileListJson {
-    FileListJson {
+) -> ApiResult<FileListJson> {
+    let links = cabinet.links_for(ws, &page.items).await?;
+    Ok(FileListJson {
         total: page.total,
         has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
-        data: page.items.into_iter().map(|file| FileJson::new(file, cabinet)).collect(),
-    }
+        data: page.items.into_iter().map(|file| FileJson::new(file, &links)).collect(),
+    })
 }
 
 /// A file's details, with what uses it.
@@ -197,7 +200,7 @@ pub async fn get_file(
 ) -> ApiResult<Json<FileJson>> {
     let id = FileId::parse(&id)?;
     let (file, references) = state.cabinet.get_file_with_references(&caller, &id).await?;
-    let mut json = FileJson::new(file, &state.cabinet);
+    let mut json = FileJson::of(file, &state.cabinet).await?;
     json.references = Some(references.into_iter().map(ReferenceJson::from).collect());
     Ok(Json(json))
 }
@@ -262,7 +265,7 @@ pub async fn update_file(
         tags: request.tags,
     };
     let file = state.cabinet.update_file(&caller, &FileId::parse(&id)?, change).await?;
-    Ok(Json(FileJson::new(file, &state.cabinet)))
+    Ok(Json(FileJson::of(file, &state.cabinet).await?))
 }
 
 /// How a delete behaves.
@@ -302,7 +305,7 @@ pub async fn delete_file(
             params.permanent.unwrap_or(false),
         )
         .await?;
-    Ok(Json(FileJson::new(file, &state.cabinet)))
+    Ok(Json(FileJson::of(file, &state.cabinet).await?))
 }
 
 /// Toggle a file's favorite mark.
@@ -339,7 +342,7 @@ pub async fn restore_file(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RestoredFileJson>> {
     let (file, note) = state.cabinet.restore_file(&caller, &FileId::parse(&id)?).await?;
-    Ok(Json(RestoredFileJson { file: FileJson::new(file, &state.cabinet), restore: note.into() }))
+    Ok(Json(RestoredFileJson { file: FileJson::of(file, &state.cabinet).await?, restore: note.into() }))
 }
 
 /// Something that uses a file.
@@ -428,15 +431,20 @@ pub struct DownloadUrlParams {
     pub expires_in: Option<u64>,
     /// Serve as an attachment (a download) rather than inline.
     pub download: Option<bool>,
+    /// A permalink instead: no expiry (`expires_at` null); it works while the file is live and
+    /// has these bytes, until the workspace's links are revoked (`POST /v1/links/revoke`) or the
+    /// signing key is retired. For links that clients store. Not with `expires_in`.
+    pub lasting: Option<bool>,
 }
 
-/// A signed, expiring GET URL that needs no key.
+/// A signed GET URL that needs no key: expiring (the same URL for every request within one
+/// window, so caches can hit) or, with `lasting=true`, a permalink.
 #[utoipa::path(
     get, path = "/v1/files/{id}/download-url", tag = "files",
     params(("id" = schemas::FileId, Path, description = "File id"), DownloadUrlParams),
     responses(
         (status = 200, body = DownloadUrlJson),
-        (status = 400, description = "expires_in out of range", body = ErrorBody),
+        (status = 400, description = "expires_in out of range, or given with lasting", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ),
@@ -448,10 +456,21 @@ pub async fn download_url(
     Path(id): Path<String>,
     Query(params): Query<DownloadUrlParams>,
 ) -> ApiResult<Json<DownloadUrlJson>> {
-    let url = state
-        .cabinet
-        .download_url(&caller, &FileId::parse(&id)?, params.expires_in, params.download.unwrap_or(false))
-        .await?;
+    let id = FileId::parse(&id)?;
+    let attachment = params.download.unwrap_or(false);
+    if params.lasting.unwrap_or(false) {
+        if params.expires_in.is_some() {
+            return Err(Error::bad_request(
+                Code::InvalidExpiresIn,
+                "a lasting URL has no expiry: leave out expires_in",
+            )
+            .into());
+        }
+        let file = state.cabinet.readable_file(&caller, &id).await?;
+        let url = state.cabinet.permalink_of(&caller, &file, attachment).await?;
+        return Ok(Json(DownloadUrlJson { url, expires_at: None }));
+    }
+    let url = state.cabinet.download_url(&caller, &id, params.expires_in, attachment).await?;
     Ok(Json(url.into()))
 }
 
@@ -477,7 +496,8 @@ pub async fn get_content(
     headers: HeaderMap,
 ) -> ApiResult<Response<Body>> {
     let file = state.cabinet.readable_file(&caller, &FileId::parse(&id)?).await?;
-    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD).await
+    serve_file(&state.cabinet, &file, &headers, false, method == Method::HEAD, Caching::PrivateRevalidated)
+        .await
 }
 
 /// Which thumbnail.

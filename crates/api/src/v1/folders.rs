@@ -153,7 +153,7 @@ pub async fn list_children(
     Ok(Json(FolderContentsJson {
         folder,
         folders: folder_list(contents.folders),
-        files: file_list(contents.files, &state.cabinet),
+        files: file_list(contents.files, &caller.workspace_id, &state.cabinet).await?,
     }))
 }
 

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use cabinet_core::listing::{FileFilter, FolderFilter, PageSize};
+use cabinet_core::ports::SearchHit;
 use cabinet_core::trash::TrashItem;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -35,11 +36,20 @@ pub async fn search(
         trashed: files.trashed,
     };
     let page = state.cabinet.search(&caller, files, folders, sort, paging).await?;
+    let hit_files: Vec<cabinet_core::FileRecord> = page
+        .items
+        .iter()
+        .filter_map(|hit| match hit {
+            SearchHit::File(file) => Some(file.clone()),
+            SearchHit::Folder(_) => None,
+        })
+        .collect();
+    let links = state.cabinet.links_for(&caller.workspace_id, &hit_files).await?;
     Ok(Json(SearchResultsJson {
         total: page.total,
         has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
-        data: page.items.into_iter().map(|hit| ItemJson::new(hit, &state.cabinet)).collect(),
+        data: page.items.into_iter().map(|hit| ItemJson::new(hit, &links)).collect(),
     }))
 }
 
@@ -96,11 +106,13 @@ pub async fn list_trash(
 ) -> ApiResult<Json<TrashJson>> {
     let limit = TRASH_PAGE.checked(params.limit)?;
     let items = state.cabinet.list_trash(&caller, limit).await?;
+    // Files in the trash have no public URL.
+    let links = state.cabinet.links_for(&caller.workspace_id, &[]).await?;
     Ok(Json(TrashJson {
         data: items
             .into_iter()
             .map(|item| match item {
-                TrashItem::File(file) => ItemJson::File(FileJson::new(file, &state.cabinet)),
+                TrashItem::File(file) => ItemJson::File(FileJson::new(file, &links)),
                 TrashItem::Folder(folder) => ItemJson::Folder(FolderJson::from(folder)),
             })
             .collect(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use crate::schemas;
 use cabinet_core::files::DownloadUrl;
 use cabinet_core::folders::RestoreNote;
+use cabinet_core::links::FileLinks;
 use cabinet_core::multipart::{PartPlan, PartUrl};
 use cabinet_core::ports::{PartInfo, SearchHit};
 use cabinet_core::uploads::{UploadState, UploadTicket};
@@ -14,6 +15,8 @@ use cabinet_core::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::error::ApiResult;
 
 /// A finished file.
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,6 +49,10 @@ pub struct FileJson {
     pub updated_at: DateTime<Utc>,
     /// Set while the file is in the trash.
     pub trashed_at: Option<DateTime<Utc>>,
+    /// For a file anyone may read (its read rule is `public`) and not in the trash: its URL at
+    /// this content version, which needs no key and may be cached by anyone for a year; null
+    /// otherwise. It answers 404 once the file is trashed or its rule closes.
+    pub public_url: Option<String>,
     /// For JPEG, PNG, WebP and GIF files not in the trash: a signed, expiring URL of a thumbnail
     /// (longest edge 256 px) that needs no key, for `<img src>`; null otherwise. Other sizes:
     /// `GET /v1/files/{id}/thumbnail?size=`.
@@ -56,10 +63,17 @@ pub struct FileJson {
 }
 
 impl FileJson {
-    /// Renders a file; the service signs its thumbnail URL.
-    pub fn new(file: FileRecord, cabinet: &Cabinet) -> Self {
+    /// Renders one file, reading whether anyone may read it.
+    pub async fn of(file: FileRecord, cabinet: &Cabinet) -> ApiResult<Self> {
+        let links = cabinet.links_for_one(&file).await?;
+        Ok(Self::new(file, &links))
+    }
+
+    /// Renders a file with its links.
+    pub fn new(file: FileRecord, links: &FileLinks) -> Self {
         Self {
-            thumbnail_url: cabinet.thumbnail_url(&file),
+            public_url: links.public_url(&file),
+            thumbnail_url: links.thumbnail_url(&file),
             id: file.id,
             workspace_id: file.workspace_id,
             name: file.name,
@@ -179,10 +193,10 @@ pub enum ItemJson {
 
 impl ItemJson {
     /// Renders a search hit.
-    pub fn new(hit: SearchHit, cabinet: &Cabinet) -> Self {
+    pub fn new(hit: SearchHit, links: &FileLinks) -> Self {
         match hit {
             SearchHit::Folder(folder) => ItemJson::Folder(folder.into()),
-            SearchHit::File(file) => ItemJson::File(FileJson::new(file, cabinet)),
+            SearchHit::File(file) => ItemJson::File(FileJson::new(file, links)),
         }
     }
 }
@@ -276,8 +290,12 @@ pub struct UploadJson {
 
 impl UploadJson {
     /// Renders an upload and its file.
-    pub fn new(state: UploadState, cabinet: &Cabinet) -> Self {
-        Self::of(state.upload, state.file.map(|file| FileJson::new(file, cabinet)))
+    pub async fn new(state: UploadState, cabinet: &Cabinet) -> ApiResult<Self> {
+        let file = match state.file {
+            Some(file) => Some(FileJson::of(file, cabinet).await?),
+            None => None,
+        };
+        Ok(Self::of(state.upload, file))
     }
 
     fn of(upload: Upload, file: Option<FileJson>) -> Self {
@@ -452,16 +470,17 @@ pub struct FileListJson {
     pub next_cursor: Option<String>,
 }
 
-/// A signed, expiring download URL.
+/// A signed download URL.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DownloadUrlJson {
     pub url: String,
-    pub expires_at: DateTime<Utc>,
+    /// When it stops working; null for a permalink.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<DownloadUrl> for DownloadUrlJson {
     fn from(url: DownloadUrl) -> Self {
-        Self { url: url.url, expires_at: url.expires_at }
+        Self { url: url.url, expires_at: Some(url.expires_at) }
     }
 }
 

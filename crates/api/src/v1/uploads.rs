@@ -144,7 +144,7 @@ pub async fn get_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.get_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(UploadJson::new(upload, &state.cabinet)))
+    Ok(Json(UploadJson::new(upload, &state.cabinet).await?))
 }
 
 /// Sign URLs for parts of a multipart upload: each URL takes exactly that part's `size` bytes
@@ -220,7 +220,7 @@ pub async fn complete_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.complete_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(UploadJson::new(upload, &state.cabinet)))
+    Ok(Json(UploadJson::new(upload, &state.cabinet).await?))
 }
 
 /// Cancel an upload that has not received its bytes; its reservation is released and the parts
@@ -242,5 +242,5 @@ pub async fn cancel_upload(
     Path(id): Path<String>,
 ) -> ApiResult<Json<UploadJson>> {
     let upload = state.cabinet.cancel_upload(&caller, &UploadId::parse(&id)?).await?;
-    Ok(Json(UploadJson::new(upload, &state.cabinet)))
+    Ok(Json(UploadJson::new(upload, &state.cabinet).await?))
 }

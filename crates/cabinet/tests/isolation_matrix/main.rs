@@ -155,6 +155,8 @@ struct Fixture {
     /// An image (so it has thumbnails) in the folder, with a reference for the references routes
     /// (only: a referenced file cannot be deleted without `force`, which some dialects lack).
     file_id: String,
+    /// The file's content version, as its public URL names it.
+    file_version: String,
     reference: (String, String),
     /// A waiting upload into the folder (a multipart one for the parts routes).
     upload_id: String,
@@ -219,6 +221,7 @@ async fn fixture(server: &TestServer, secrets: &mut Secrets, setup: Setup) -> Fi
     let done = as_a(server, &a, Method::POST, &format!("/v1/uploads/{upload_id}/complete"), None).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
     let file_id = done["file"]["id"].as_str().unwrap().to_owned();
+    let file_version = done["file"]["sha256"].as_str().unwrap()[..16].to_owned();
     let reference = (unique("alpha-kind"), unique("alpha-ref"));
     if setup == Setup::Referenced {
         let body = json!({"kind": reference.0, "id": reference.1});
@@ -237,6 +240,7 @@ async fn fixture(server: &TestServer, secrets: &mut Secrets, setup: Setup) -> Fi
         folder_id,
         empty_folder_id,
         file_id,
+        file_version,
         reference,
         upload_id: live["id"].as_str().unwrap().to_owned(),
         upload_url: live["upload_url"].as_str().unwrap_or_default().to_owned(),
@@ -307,6 +311,8 @@ fn fill_path(template: &str, workspace: &str, fixture: &Fixture) -> String {
             "part_number" => "1".to_owned(),
             // A thumbnail's size.
             "size" => "256".to_owned(),
+            // A public URL's content version.
+            "version" => fixture.file_version.clone(),
             other => panic!("{template}: no id for a parameter of kind {other:?}; add one to fill_path"),
         };
         filled.push(value);

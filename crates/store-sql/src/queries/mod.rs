@@ -18,6 +18,7 @@ mod filters;
 mod folders;
 mod keys;
 mod ledger;
+mod links;
 mod migrations;
 mod search;
 mod trash;

@@ -16,11 +16,13 @@ use chrono::{DateTime, Duration, Utc};
 
 mod files;
 mod folders;
+mod links;
 mod search;
 mod uploads;
 
 use files::*;
 use folders::*;
+use links::*;
 use search::*;
 use uploads::*;
 
@@ -94,6 +96,8 @@ conformance!(
     search_finds_files_and_folders_by_folded_substring,
     search_sees_only_its_workspace_and_follows_renames_and_deletes,
     the_unfiltered_total_follows_every_change_of_liveness,
+    signing_keys_start_with_key_zero_and_retire_in_order,
+    link_generations_move_on_per_workspace,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.

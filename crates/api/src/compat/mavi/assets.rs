@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cabinet_core::files::DirectUpload;
+use cabinet_core::links::Caching;
 use cabinet_core::uploads::{NewUpload, UploadState};
 use cabinet_core::{Caller, FileId, FileRecord, UploadId, UploadStatus};
 use chrono::{DateTime, Utc};
@@ -283,7 +284,9 @@ pub async fn download(
     let caller = caller(&state, &headers).await?;
     match resolve(&state, &caller, &asset_id).await? {
         Asset::File(file) => {
-            serve_file(&state.cabinet, &file, &headers, true, false).await.map_err(|err| err.0.into())
+            serve_file(&state.cabinet, &file, &headers, true, false, Caching::PrivateRevalidated)
+                .await
+                .map_err(|err| err.0.into())
         }
         Asset::Pending(pending) => Err(MaviError::bad(format!(
             "The asset is not ready: upload_status is {}",

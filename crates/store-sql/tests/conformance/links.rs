@@ -1,0 +1,31 @@
+//! Signing keys and link generations.
+
+use super::*;
+
+pub(crate) async fn signing_keys_start_with_key_zero_and_retire_in_order(store: &dyn MetadataStore) {
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0].id, keys[0].salt.as_str(), keys[0].retired_at), (0, "", None));
+    let at = now();
+    assert_eq!(store.add_signing_key("aa11", at).await.unwrap(), 1);
+    assert_eq!(store.add_signing_key("bb22", at).await.unwrap(), 2);
+    assert_eq!(store.retire_signing_keys_before(2, at).await.unwrap(), 2);
+    assert_eq!(store.retire_signing_keys_before(2, at).await.unwrap(), 0, "retiring is done once");
+    let keys = store.signing_keys().await.unwrap();
+    let summary: Vec<(u32, &str, bool)> =
+        keys.iter().map(|key| (key.id, key.salt.as_str(), key.retired_at.is_some())).collect();
+    assert_eq!(summary, [(0, "", true), (1, "aa11", true), (2, "bb22", false)]);
+    assert_eq!(keys[2].created_at, at);
+}
+
+pub(crate) async fn link_generations_move_on_per_workspace(store: &dyn MetadataStore) {
+    let (a, b) = (workspace(store, None).await, workspace(store, None).await);
+    assert_eq!(store.link_generation(&a.id).await.unwrap(), 0);
+    assert_eq!(store.advance_link_generation(&a.id).await.unwrap(), 1);
+    assert_eq!(store.advance_link_generation(&a.id).await.unwrap(), 2);
+    assert_eq!(store.link_generation(&a.id).await.unwrap(), 2);
+    assert_eq!(store.link_generation(&b.id).await.unwrap(), 0, "another workspace's links are its own");
+    let missing = WorkspaceId::generate();
+    assert!(matches!(store.link_generation(&missing).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.advance_link_generation(&missing).await, Err(Error::NotFound(_))));
+}
