@@ -260,3 +260,93 @@ fn the_ready_file_is_readable_by_its_owner_only_and_a_stale_one_is_replaced() {
         std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temporary file is left beside it: {leftovers:?}");
 }
+
+/// Uploads a small file with the key through the API and returns its id.
+async fn small_file(server: &ServerProcess, key: &str) -> String {
+    let response = http_client()
+        .post(server.at("/v1/files"))
+        .bearer_auth(key)
+        .json(&json!({"name": "kept.txt", "content_base64": "a2VwdA=="}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn link(server: &ServerProcess, key: &str, file: &str, query: &str) -> String {
+    let url = server.at(&format!("/v1/files/{file}/download-url{query}"));
+    let body: Value = http_client().get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    body["url"].as_str().unwrap().to_owned()
+}
+
+async fn status_of(url: &str) -> StatusCode {
+    http_client().get(url).send().await.unwrap().status()
+}
+
+/// Polls until `check` holds, for at most 10 s.
+async fn within_seconds(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn revoking_links_and_rotating_signing_keys_take_effect_on_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let server = ServerProcess::start_with(dir.path(), &["--signing-key-refresh", "1"]);
+    let file = small_file(&server, &tenant.key).await;
+
+    // revoke-links ends the workspace's permalinks at once.
+    let permalink = link(&server, &tenant.key, &file, "?lasting=true").await;
+    assert_eq!(status_of(&permalink).await, StatusCode::OK);
+    let revoked = admin_json(dir.path(), &["revoke-links", "--workspace", &tenant.workspace_id, "--json"]);
+    assert_eq!(revoked, json!({"workspace_id": tenant.workspace_id, "link_generation": 1}));
+    assert_eq!(status_of(&permalink).await, StatusCode::NOT_FOUND);
+    let unknown = admin(dir.path(), &["revoke-links", "--workspace", "ws_00000000000000000000000000"]);
+    assert!(!unknown.status.success(), "an unknown workspace is refused");
+
+    // Before any rotation, key 0 (the deployment secret) signs and URLs do not name it.
+    let keys = admin_json(dir.path(), &["list-signing-keys", "--json"]);
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!((keys["keys"][0]["id"].clone(), keys["keys"][0]["signing"].clone()), (json!(0), json!(true)));
+    let old_permalink = link(&server, &tenant.key, &file, "?lasting=true").await;
+    let old_expiring = link(&server, &tenant.key, &file, "").await;
+    assert!(!old_permalink.contains("key="), "{old_permalink}");
+
+    // Rotation: the server signs with key 1 within its refresh, and still accepts key 0's URLs.
+    let rotated = admin_json(dir.path(), &["rotate-signing-key", "--json"]);
+    assert_eq!(rotated, json!({"key_id": 1, "retired": 0}));
+    within_seconds("signing with key 1", async || {
+        link(&server, &tenant.key, &file, "?lasting=true").await.contains("&key=1&")
+    })
+    .await;
+    let new_permalink = link(&server, &tenant.key, &file, "?lasting=true").await;
+    for url in [&old_permalink, &old_expiring, &new_permalink] {
+        assert_eq!(status_of(url).await, StatusCode::OK, "{url}");
+    }
+
+    // Retiring the older keys ends what they signed, and only that.
+    assert_eq!(admin_json(dir.path(), &["retire-signing-keys", "--json"]), json!({"retired": 1}));
+    within_seconds("refusing key 0", async || status_of(&old_permalink).await == StatusCode::FORBIDDEN).await;
+    assert_eq!(status_of(&old_expiring).await, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&new_permalink).await, StatusCode::OK);
+    let keys = admin_json(dir.path(), &["list-signing-keys", "--json"]);
+    let states: Vec<(Value, bool, Value)> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| (key["id"].clone(), key["retired_at"].is_string(), key["signing"].clone()))
+        .collect();
+    assert_eq!(states, [(json!(0), true, json!(false)), (json!(1), false, json!(true))]);
+    let human = admin(dir.path(), &["rotate-signing-key", "--retire"]);
+    assert!(human.status.success(), "{}", human.stderr);
+    assert!(
+        human.stdout.contains("signing key 2 signs from now on; 1 older key(s) retired"),
+        "{}",
+        human.stdout
+    );
+}

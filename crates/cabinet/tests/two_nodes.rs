@@ -152,3 +152,103 @@ async fn two_nodes_on_one_database_and_bucket_behave_as_one_service() {
     let listing: Value = get(&b, "/v1/files").await.unwrap().json().await.unwrap();
     assert_eq!(listing["total"], 2, "each upload became exactly one file: {listing}");
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_signs_on_both_nodes_and_old_links_work_until_retired() {
+    let Some((database, storage)) = shared_stores().await else { return };
+    let secret = "a-shared-signing-secret-of-at-least-32-bytes";
+    let shared = ["--database-url", &database, "--storage", &storage];
+    let admin_with = |dir: &std::path::Path, args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(shared);
+        admin_json(dir, &args)
+    };
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let ws = admin_with(dir_a.path(), &["create-workspace", "--name", "rotating", "--json"]);
+    let ws_id = ws["id"].as_str().unwrap();
+    let key = admin_with(dir_a.path(), &["create-key", "--workspace", ws_id, "--role", "admin", "--json"])
+        ["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // B reads the keys every second; A only every minute, so what A knows early it learns from
+    // the URLs it is shown.
+    let serve = |refresh: &'static str| {
+        let mut args = vec!["--signing-secret", secret, "--signing-key-refresh", refresh];
+        args.extend(shared);
+        args
+    };
+    let a = ServerProcess::start_with(dir_a.path(), &serve("60"));
+    let b = ServerProcess::start_with(dir_b.path(), &serve("1"));
+    let http = http_client();
+    let created: Value = http
+        .post(a.at("/v1/files"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "kept.txt", "content_base64": "a2VwdA=="}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file = created["id"].as_str().unwrap().to_owned();
+    let permalink = |server: &ServerProcess| {
+        let request =
+            http.get(server.at(&format!("/v1/files/{file}/download-url?lasting=true"))).bearer_auth(&key);
+        async move {
+            request.send().await.unwrap().json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned()
+        }
+    };
+    let status = |url: String| {
+        let request = http.get(url);
+        async move { request.send().await.unwrap().status() }
+    };
+    // Rebased on a node: a URL names its path and query, whichever node signed it.
+    let on = |server: &ServerProcess, url: &str| server.at(&url[url.find("/storage/").unwrap()..]);
+
+    let key0 = permalink(&a).await;
+    assert!(!key0.contains("key="), "{key0}");
+    let rotated = admin_with(dir_a.path(), &["rotate-signing-key", "--json"]);
+    assert_eq!(rotated["key_id"], 1);
+    eventually("B signing with key 1", Duration::from_secs(10), async || {
+        permalink(&b).await.contains("&key=1&")
+    })
+    .await;
+    let key1 = permalink(&b).await;
+    // A has not read the keys since it started: the URL that names key 1 teaches it.
+    for server in [&a, &b] {
+        assert_eq!(status(on(server, &key1)).await, reqwest::StatusCode::OK, "key 1 on {}", server.url);
+        assert_eq!(status(on(server, &key0)).await, reqwest::StatusCode::OK, "key 0 on {}", server.url);
+    }
+    assert!(permalink(&a).await.contains("&key=1&"), "A signs with the key it learned");
+
+    // Retired: key 0's and key 1's links end on both nodes; key 2's work.
+    let retired = admin_with(dir_a.path(), &["rotate-signing-key", "--retire", "--json"]);
+    assert_eq!((retired["key_id"].clone(), retired["retired"].clone()), (json!(2), json!(2)));
+    eventually("B refusing key 0", Duration::from_secs(10), async || {
+        status(on(&b, &key0)).await == reqwest::StatusCode::FORBIDDEN
+    })
+    .await;
+    let key2 = permalink(&b).await;
+    assert!(key2.contains("&key=2&"), "{key2}");
+    // A learns of key 2 (and of the retirement) from key 2's URL; at most once a second.
+    eventually("A accepting key 2", Duration::from_secs(10), async || {
+        status(on(&a, &key2)).await == reqwest::StatusCode::OK
+    })
+    .await;
+    for server in [&a, &b] {
+        assert_eq!(
+            status(on(server, &key0)).await,
+            reqwest::StatusCode::FORBIDDEN,
+            "key 0 on {}",
+            server.url
+        );
+        assert_eq!(
+            status(on(server, &key1)).await,
+            reqwest::StatusCode::FORBIDDEN,
+            "key 1 on {}",
+            server.url
+        );
+    }
+}
