@@ -12,6 +12,7 @@ verified:
 - GET  /storage/v1/files/{ws}/{id}                a download URL of a real file
 - GET  /storage/v1/thumbnails/{ws}/{id}/{size}    a real PNG's thumbnail URL
 - GET  /public/v1/files/{ws}/{id}                 a real file whose read rule is `public`
+- GET  /public/v1/files/{ws}/{id}/{version}       that file's `public_url`, at its version
 
 Negative cases (schemathesis broke the request on purpose) stay unsigned: they must be refused.
 Every signed call is written to $CABINET_FUZZ_SIGNED_LOG ("METHOD PATH STATUS"), so dev/fuzz can
@@ -191,6 +192,11 @@ def before_call(context, case, **kwargs):
     elif path == "/public/v1/files/{workspace_id}/{file_id}":
         made = _file("public")
         case.path_parameters = {"workspace_id": made["workspace_id"], "file_id": made["id"]}
+    elif path == "/public/v1/files/{workspace_id}/{file_id}/{version}":
+        url = _api("GET", f"/v1/files/{_file('public')['id']}")["public_url"]
+        if not url:
+            raise RuntimeError("fuzz hook: the public file has no public_url")
+        _fill(case, url)
     else:
         raise RuntimeError(f"fuzz hook: no way to sign {method} {path}; teach dev/fuzz_hooks.py")
     _signed[id(case)] = case
@@ -213,6 +219,9 @@ INEXPRESSIBLE = {
     # At most 10,000 parts (`size` over `part_size`, a quotient of two fields); a size within the
     # workspace's own `max_file_bytes`, a setting of the workspace.
     ("POST", "/v1/uploads"): {"too_many_parts", "file_too_large"},
+    # A permalink (`lasting`) has no expiry, so it takes no `expires_in`: a rule across two
+    # parameters.
+    ("GET", "/v1/files/{id}/download-url"): {"invalid_expires_in"},
     # Part numbers run to the upload's own part count.
     ("POST", "/v1/uploads/{id}/parts"): {"invalid_part_number"},
     # Mavera's cursor is the id of the last item of the previous page: one in this workspace (and

@@ -3,9 +3,10 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,reserve,memory,scale,neighbour]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,memory,scale,neighbour]
 //! ```
 
+mod cache;
 mod client;
 mod memory;
 mod neighbour;
@@ -24,7 +25,8 @@ use clap::Parser;
 use crate::stats::{Row, TABLE_HEADER};
 
 /// Every figure, in the order they run.
-const FIGURES: &[&str] = &["upload", "download", "s3", "small", "reserve", "memory", "scale", "neighbour"];
+const FIGURES: &[&str] =
+    &["upload", "download", "s3", "small", "cache", "reserve", "memory", "scale", "neighbour"];
 
 #[derive(Debug, Parser)]
 #[command(about = "Cabinet against its baselines, same run, alternating; ratios with medians and spreads")]
@@ -32,8 +34,8 @@ struct Args {
     /// Small sizes and short runs: seconds, for CI. Checks results, never judges timings.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated figures to run (default: all): upload, download, s3, small, reserve, memory, scale,
-    /// neighbour.
+    /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, memory,
+    /// scale, neighbour.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -133,6 +135,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("small") {
         rates::small_gets(bench).await.context("small GETs")?;
+    }
+    if wanted("cache") {
+        cache::run(bench).await.context("caching proxy")?;
     }
     if wanted("reserve") {
         rates::reserve(bench).await.context("reserve")?;

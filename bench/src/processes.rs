@@ -121,12 +121,46 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// nginx as a static file server: `GET /x` from its root, `PUT /x` into it.
     pub fn start(dir: &Path) -> Result<Self> {
         let root = dir.join("root");
-        let body = dir.join("body");
         std::fs::create_dir_all(&root)?;
+        let server = format!(
+            "root {root};\n    location / {{ dav_methods PUT DELETE; create_full_put_path on; dav_access user:rw; }}",
+            root = root.display()
+        );
+        Self::launch(dir, "", &server, root, free_port()?)
+    }
+
+    /// nginx on `port` as a caching reverse proxy in front of `upstream`, as a CDN would stand: `/storage/`
+    /// (signed GETs) cached by full URL — path and signed query — for `cache_secs`, with one request
+    /// upstream per URL however many miss at once (`proxy_cache_lock`); everything else passed
+    /// through. Signed GETs say `Cache-Control: private` (for browsers), so the cache is told to
+    /// keep them anyway, for no longer than a URL window: within one, every URL it holds is valid.
+    /// Each response says `X-Cache-Status` (HIT, MISS, …).
+    pub fn caching_proxy_on(dir: &Path, upstream: &str, cache_secs: u64, port: u16) -> Result<Self> {
+        let cache = dir.join("cache");
+        std::fs::create_dir_all(&cache)?;
+        let http = format!(
+            "proxy_cache_path {cache} levels=1:2 keys_zone=files:16m max_size=1g inactive=1h use_temp_path=off;\n  \
+             upstream cabinet {{ server {upstream}; keepalive 64; }}",
+            cache = cache.display(),
+            upstream = upstream.trim_start_matches("http://"),
+        );
+        let server = format!(
+            "location /storage/ {{\n      proxy_pass http://cabinet;\n      proxy_http_version 1.1;\n      \
+             proxy_set_header Connection \"\";\n      proxy_cache files;\n      \
+             proxy_cache_key $scheme$proxy_host$request_uri;\n      proxy_cache_lock on;\n      \
+             proxy_ignore_headers Cache-Control Expires;\n      proxy_cache_valid 200 206 {cache_secs}s;\n      \
+             add_header X-Cache-Status $upstream_cache_status always;\n    }}\n    \
+             location / {{ proxy_pass http://cabinet; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}"
+        );
+        Self::launch(dir, &http, &server, dir.join("root"), port)
+    }
+
+    fn launch(dir: &Path, http_extra: &str, server: &str, root: PathBuf, port: u16) -> Result<Self> {
+        let body = dir.join("body");
         std::fs::create_dir_all(&body)?;
-        let port = free_port()?;
         let running_as_root =
             Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
         let config = format!(
@@ -134,13 +168,11 @@ impl Nginx {
              error_log {dir}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
                default_type application/octet-stream;\n  client_max_body_size 0;\n\
-               client_body_temp_path {body};\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n\
-                 location / {{ dav_methods PUT DELETE; create_full_put_path on; dav_access user:rw; }}\n  }}\n}}\n",
+               client_body_temp_path {body};\n  {http_extra}\n\
+               server {{\n    listen 127.0.0.1:{port};\n    {server}\n  }}\n}}\n",
             user = if running_as_root { "user root;\n" } else { "" },
             dir = dir.display(),
             body = body.display(),
-            root = root.display(),
         );
         let config_path = dir.join("nginx.conf");
         std::fs::write(&config_path, config)?;
