@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 
 use crate::error::{Error, Result};
-use crate::ids::{FileId, FolderId, WorkspaceId};
-use crate::model::{FileRecord, Role};
+use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
+use crate::model::{FileRecord, Role, Upload, UploadStatus};
 use crate::rules::{resolve, AccessRules, Audience, RuleTarget};
 use crate::signing::{
     content_version, is_permalink_query, PermalinkParams, SignedOperation, SigningKeyRecord,
@@ -194,7 +194,7 @@ impl Cabinet {
     ) -> String {
         let attachment = attachment || crate::content_type::is_active_content(&file.mime_type);
         let params =
-            PermalinkParams { version: content_version(&file.sha256).to_owned(), generation, attachment };
+            PermalinkParams { version: Some(content_version(&file.sha256).to_owned()), generation, attachment };
         let ws = &file.workspace_id;
         let query = self.signer.sign_permalink(ws.as_str(), file.id.as_str(), &params);
         format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, file.id)
@@ -221,6 +221,26 @@ impl Cabinet {
         Ok(links)
     }
 
+    /// A permalink to the file an upload will make, for clients that keep the URL they are given
+    /// before the bytes arrive: 404 until the upload succeeds, then the file's bytes while it is
+    /// live, until the workspace's links are revoked.
+    pub async fn permalink_of_upload(&self, upload: &Upload) -> Result<String> {
+        let ws = &upload.workspace_id;
+        let generation = self.store.link_generation(ws).await?;
+        let params = PermalinkParams { version: None, generation, attachment: false };
+        let query = self.signer.sign_permalink(ws.as_str(), upload.id.as_str(), &params);
+        Ok(format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, upload.id))
+    }
+
+    /// The file an upload made, once it succeeded; `NotFound` before.
+    async fn file_of_upload(&self, ws: &WorkspaceId, upload: &UploadId) -> Result<FileId> {
+        let upload = self.store.get_upload(ws, upload).await?;
+        if upload.status != UploadStatus::Success {
+            return Err(Error::NotFound("file"));
+        }
+        Ok(upload.file_id)
+    }
+
     /// Ends every permalink of the caller's workspace (admin key only); returns the new generation.
     pub async fn revoke_links(&self, caller: &Caller) -> Result<u64> {
         caller.require(Role::Admin)?;
@@ -240,10 +260,15 @@ impl Cabinet {
         if is_permalink_query(query) {
             let params = self.signer.verify_permalink(ws, file, query)?;
             let ws = WorkspaceId::parse(ws)?;
-            let record = self.live_file(&ws, &FileId::parse(file)?).await?;
-            if content_version(&record.sha256) != params.version
-                || self.store.link_generation(&ws).await? != params.generation
-            {
+            // A permalink handed out with an upload names the upload: its file once it succeeded.
+            let id = match UploadId::parse(file) {
+                Ok(upload) => self.file_of_upload(&ws, &upload).await?,
+                Err(_) => FileId::parse(file)?,
+            };
+            let record = self.live_file(&ws, &id).await?;
+            let version_holds =
+                params.version.as_deref().is_none_or(|version| version == content_version(&record.sha256));
+            if !version_holds || self.store.link_generation(&ws).await? != params.generation {
                 return Err(Error::NotFound("file"));
             }
             return Ok(SignedRead {

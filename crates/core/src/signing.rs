@@ -63,11 +63,12 @@ pub struct SignedParams {
     pub attachment: bool,
 }
 
-/// What a permalink names besides its workspace and file.
+/// What a permalink names besides its workspace and object (a file, or the upload that makes one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PermalinkParams {
-    /// The content version it reads: the first [`VERSION_CHARS`] hex digits of the sha256.
-    pub version: String,
+    /// The content version it reads: the first [`VERSION_CHARS`] hex digits of the sha256; `None`
+    /// for a permalink handed out before the bytes arrived (to an upload's file).
+    pub version: Option<String>,
     /// The workspace's link generation when it was made; revoking links moves it on.
     pub generation: u64,
     /// Serve as an attachment.
@@ -264,7 +265,7 @@ impl UrlSigner {
             "permalink".to_owned(),
             workspace.to_owned(),
             file.to_owned(),
-            params.version.clone(),
+            params.version.clone().unwrap_or_default(),
             params.generation.to_string(),
             disposition(params.attachment).to_owned(),
         ]
@@ -274,7 +275,10 @@ impl UrlSigner {
     pub fn sign_permalink(&self, workspace: &str, file: &str, params: &PermalinkParams) -> String {
         let fields = Self::permalink_fields(workspace, file, params);
         let (key, signature) = self.sign_fields(&fields.each_ref().map(String::as_str));
-        let mut query = format!("v={}&gen={}", params.version, params.generation);
+        let mut query = match &params.version {
+            Some(version) => format!("v={version}&gen={}", params.generation),
+            None => format!("gen={}", params.generation),
+        };
         if params.attachment {
             query.push_str("&dl=1");
         }
@@ -298,7 +302,7 @@ impl UrlSigner {
 
 /// Whether a download query is a permalink's rather than an expiring URL's.
 pub fn is_permalink_query(raw_query: Option<&str>) -> bool {
-    raw_query.is_some_and(|query| query.starts_with("v="))
+    raw_query.is_some_and(|query| query.starts_with("v=") || query.starts_with("gen="))
 }
 
 fn disposition(attachment: bool) -> &'static str {
@@ -425,17 +429,26 @@ fn parse_expiring(op: SignedOperation, raw: &str) -> Result<(SignedParams, u32, 
     Ok((SignedParams { expires, max_bytes, attachment }, key, signature))
 }
 
-/// Parses exactly `v=HEX&gen=N[&dl=1][&key=N]&sig=S`.
+/// Parses exactly `[v=HEX&]gen=N[&dl=1][&key=N]&sig=S`.
 fn parse_permalink(raw: &str) -> Result<(PermalinkParams, u32, Vec<u8>)> {
     let mut pairs = Pairs::of(raw);
-    let version = pairs.take("v")?;
-    if version.len() != VERSION_CHARS || !version.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(incomplete());
-    }
+    let version = match pairs.0.peek() {
+        Some(("v", version)) => {
+            let version = *version;
+            pairs.0.next();
+            if version.len() != VERSION_CHARS
+                || !version.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(incomplete());
+            }
+            Some(version.to_owned())
+        }
+        _ => None,
+    };
     let generation = parse_decimal(pairs.take("gen")?)?;
     let attachment = pairs.attachment();
     let (key, signature) = pairs.key_and_signature()?;
-    Ok((PermalinkParams { version: version.to_owned(), generation, attachment }, key, signature))
+    Ok((PermalinkParams { version, generation, attachment }, key, signature))
 }
 
 /// A canonical decimal: digits only, no leading zero, so each value has exactly one spelling and
@@ -698,7 +711,7 @@ mod tests {
 
     #[test]
     fn a_permalink_is_bound_to_its_file_version_generation_and_disposition() {
-        let params = PermalinkParams { version: "0123456789abcdef".into(), generation: 3, attachment: false };
+        let params = PermalinkParams { version: Some("0123456789abcdef".into()), generation: 3, attachment: false };
         let query = signer().sign_permalink("ws_a", "file_b", &params);
         assert!(is_permalink_query(Some(&query)));
         assert_eq!(signer().verify_permalink("ws_a", "file_b", Some(&query)).unwrap(), params);
@@ -725,6 +738,23 @@ mod tests {
         );
         assert!(!is_permalink_query(Some(&expiring)));
         assert!(signer().verify_permalink("ws_a", "file_b", Some(&expiring)).is_err());
+    }
+
+    #[test]
+    fn a_permalink_without_a_version_is_another_url_than_one_with() {
+        let versioned = PermalinkParams { version: Some("0123456789abcdef".into()), generation: 0, attachment: false };
+        let bare = PermalinkParams { version: None, ..versioned.clone() };
+        let query = signer().sign_permalink("ws_a", "upl_b", &bare);
+        assert!(query.starts_with("gen=0&sig="), "{query}");
+        assert!(is_permalink_query(Some(&query)));
+        assert_eq!(signer().verify_permalink("ws_a", "upl_b", Some(&query)).unwrap(), bare);
+        // A version cannot be added to it, nor taken from a versioned one.
+        let added = format!("v=0123456789abcdef&{query}");
+        assert!(signer().verify_permalink("ws_a", "upl_b", Some(&added)).is_err());
+        let versioned_query = signer().sign_permalink("ws_a", "upl_b", &versioned);
+        let stripped = versioned_query.replace("v=0123456789abcdef&", "");
+        assert!(signer().verify_permalink("ws_a", "upl_b", Some(&stripped)).is_err());
+        assert!(signer().verify_permalink("ws_a", "upl_b", Some("v=&gen=0&sig=AAAA")).is_err());
     }
 
     #[test]
