@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/sqlite/0011_search_scoped_by_workspace.sql")),
     (12, include_str!("../migrations/sqlite/0012_names_refolded.sql")),
     (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
+    (16, include_str!("../migrations/sqlite/0016_external_ids_and_tag_spellings.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.

@@ -94,6 +94,8 @@ conformance!(
     search_finds_files_and_folders_by_folded_substring,
     search_sees_only_its_workspace_and_follows_renames_and_deletes,
     the_unfiltered_total_follows_every_change_of_liveness,
+    an_external_id_is_unique_among_the_live_files_of_a_workspace,
+    tags_keep_their_spelling_and_match_whatever_the_case,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.
