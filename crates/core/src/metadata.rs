@@ -19,10 +19,12 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Refuses empty, long, comma or control characters.
 pub fn normalize_tag(raw: &str) -> Result<String> {
     let tag = raw.trim();
-    if tag.is_empty()
-        || tag.chars().count() > MAX_TAG_CHARS
-        || tag.contains(',')
-        || tag.chars().any(char::is_control)
+    // Checked as folded too: what folds to nothing, or into a comma, is no tag.
+    let key = tag_key(tag);
+    if key.is_empty()
+        || [tag, key.as_str()].iter().any(|form| {
+            form.chars().count() > MAX_TAG_CHARS || form.contains(',') || form.chars().any(char::is_control)
+        })
     {
         return Err(Error::bad_request(
             Code::InvalidTag,
@@ -63,8 +65,9 @@ pub fn normalize_tags(raw: Vec<String>) -> Result<Vec<String>> {
 pub const MAX_EXTERNAL_ID_CHARS: usize = 200;
 
 /// Checks a client-chosen file id (the CMS dialect's `api_id`): 1 to 200 characters, no slash
-/// (it is a path segment), no white space at either end, no control characters, and not the
-/// shape of a Cabinet file id (a path segment names one file, whichever kind of id it holds).
+/// (it is a path segment), no white space at either end, no control characters, and not starting
+/// with `file_` (a path segment names one file, whichever kind of id it holds).
+/// `patterns::EXTERNAL_ID_PATTERN` spells the same.
 pub fn validate_external_id(raw: &str) -> Result<String> {
     let invalid = |why: &str| Error::bad_request(Code::InvalidExternalId, format!("the id {why}"));
     if raw.is_empty() || raw.chars().count() > MAX_EXTERNAL_ID_CHARS {
@@ -73,8 +76,11 @@ pub fn validate_external_id(raw: &str) -> Result<String> {
     if raw.trim() != raw || raw.contains('/') || raw.chars().any(char::is_control) {
         return Err(invalid("must not contain a slash, control characters, or white space at either end"));
     }
-    if crate::FileId::parse(raw).is_ok() {
-        return Err(invalid("must not have the shape of a Cabinet file id (file_…)"));
+    if raw.starts_with(crate::FileId::PREFIX) {
+        return Err(invalid(&format!(
+            "must not start with {:?}, the prefix of Cabinet's ids",
+            crate::FileId::PREFIX
+        )));
     }
     Ok(raw.to_owned())
 }
@@ -129,6 +135,7 @@ mod tests {
         assert_eq!(tags, vec!["EVENT", "Product", "Été"]);
         assert_eq!(tag_key("Été"), "été");
         assert!(normalize_tags(vec!["a,b".into()]).is_err());
+        assert!(normalize_tags(vec!["a\u{FF0C}b".into()]).is_err(), "a comma once folded");
         assert!(normalize_tags(vec!["".into()]).is_err());
         assert!(normalize_tags(vec!["x".repeat(65)]).is_err());
         assert!(normalize_tags((0..51).map(|i| format!("t{i}")).collect()).is_err());
@@ -137,7 +144,7 @@ mod tests {
     #[test]
     fn an_external_id_is_one_path_segment_unlike_a_cabinet_id() {
         assert_eq!(validate_external_id("hero-image_2025.v2").unwrap(), "hero-image_2025.v2");
-        for bad in ["", " padded", "a/b", "tab\there", &"x".repeat(201)] {
+        for bad in ["", " padded", "a/b", "tab\there", "file_mine", &"x".repeat(201)] {
             assert!(validate_external_id(bad).is_err(), "{bad:?}");
         }
         let cabinet_id = crate::FileId::generate().to_string();

@@ -11,6 +11,7 @@ use cabinet_core::files::DirectUpload;
 use cabinet_core::listing::{FileFilter, PageSize, Paging, Sort, SortKey, Start};
 use cabinet_core::ports::FileChange;
 use cabinet_core::{Caller, Code, FileId, FileRecord, FileReference};
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -19,7 +20,7 @@ use utoipa::IntoParams;
 use super::auth::{caller, key, uploader};
 use super::error::{CmsDetail, CmsError, CmsFieldErrors, CmsResult};
 use super::shapes::{
-    CmsBase64Upload, CmsFile, CmsFilePage, CmsFilePatch, CmsInUse, CmsMultipartUpload, CmsUsage,
+    CmsBase64Upload, CmsFile, CmsFilePage, CmsFilePatch, CmsFormPatch, CmsInUse, CmsMultipartUpload, CmsUsage,
 };
 use crate::compat::base64_body::{byte_stream, decode_base64};
 use crate::form::{Form, Part};
@@ -42,8 +43,15 @@ async fn render_with(
     Ok(CmsFile::new(file, usage, url.url))
 }
 
-fn file_id(raw: &str) -> CmsResult<FileId> {
-    FileId::parse(raw).map_err(|_| CmsError::not_found())
+/// The live file a path's `{api_id}` names: a Cabinet file id, or the `api_id` its client chose.
+async fn file_at(state: &AppState, caller: &Caller, api_id: &str) -> CmsResult<FileRecord> {
+    let found = if api_id.starts_with(FileId::PREFIX) {
+        let id = FileId::parse(api_id).map_err(|_| CmsError::not_found())?;
+        state.cabinet.readable_file(caller, &id).await
+    } else {
+        state.cabinet.file_by_external_id(caller, api_id).await
+    };
+    Ok(found?)
 }
 
 /// The organization a request names.
@@ -68,26 +76,124 @@ pub struct ListParams {
     /// Comma-separated; files having all of them.
     #[param(schema_with = crate::input_schema::tag_list)]
     pub tags: Option<String>,
-    /// 1-based page number.
+    /// Files created at or after this: a date (`2025-06-01`, from its start) or a date-time
+    /// (ISO 8601; UTC when it names no offset). django-filter's range spelling.
+    #[param(schema_with = date_or_date_time)]
+    pub created_at_after: Option<String>,
+    /// Files created at or before this: a date (to its end) or a date-time.
+    #[param(schema_with = date_or_date_time)]
+    pub created_at_before: Option<String>,
+    /// The same as `created_at_after` (django-filter's lookup spelling).
+    #[serde(rename = "created_at__gte")]
+    #[param(schema_with = date_or_date_time)]
+    pub created_at_gte: Option<String>,
+    /// The same as `created_at_before`.
+    #[serde(rename = "created_at__lte")]
+    #[param(schema_with = date_or_date_time)]
+    pub created_at_lte: Option<String>,
+    /// 1-based page number, or `last`.
     pub page: Option<String>,
     /// 1–100, default 50.
     pub page_size: Option<String>,
 }
 
+/// The order `ordering` names: its first known field (DRF's OrderingFilter drops fields it does not
+/// know; later fields would only break ties, which the file id does here), else newest first.
 fn ordering(raw: Option<&str>) -> Sort {
-    let raw = raw.unwrap_or("-created_at");
-    let (descending, field) = match raw.strip_prefix('-') {
-        Some(field) => (true, field),
-        None => (false, raw),
+    raw.unwrap_or("")
+        .split(',')
+        .find_map(|term| {
+            let term = term.trim();
+            let (descending, field) = match term.strip_prefix('-') {
+                Some(field) => (true, field),
+                None => (false, term),
+            };
+            let key = match field {
+                "created_at" => SortKey::CreatedAt,
+                "updated_at" => SortKey::UpdatedAt,
+                "file_name" => SortKey::Name,
+                _ => return None,
+            };
+            Some(Sort { key, descending })
+        })
+        .unwrap_or(Sort::NEWEST_FIRST)
+}
+
+/// A date or a date-time, as the date-range filters take them.
+fn date_or_date_time() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"))
+        .examples(["2025-06-01", "2025-06-01T12:00:00Z"])
+        .build()
+}
+
+/// Which end of a date range a bound is.
+#[derive(Clone, Copy)]
+enum RangeEnd {
+    /// Inclusive lower bound: a date starts at its midnight (UTC).
+    After,
+    /// Inclusive upper bound, returned as the exclusive instant after it: a date runs to its end.
+    Before,
+}
+
+/// A date-range bound as the core takes it (`created_from` inclusive, `created_to` exclusive), or
+/// the 400 of the parameter that holds it.
+fn range_bound(param: &str, raw: &str, end: RangeEnd) -> CmsResult<DateTime<Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let raw = raw.trim();
+    let invalid = || CmsError::field(param, "Enter a valid date/time.");
+    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let day = match end {
+            RangeEnd::After => date,
+            RangeEnd::Before => date.succ_opt().ok_or_else(invalid)?,
+        };
+        return Ok(day.and_hms_opt(0, 0, 0).ok_or_else(invalid)?.and_utc());
+    }
+    let spelled = raw.replacen(' ', "T", 1);
+    let instant = DateTime::parse_from_rfc3339(&spelled)
+        .map(|at| at.with_timezone(&Utc))
+        .or_else(|_| DateTime::parse_from_str(&spelled, "%Y-%m-%dT%H:%M%:z").map(|at| at.with_timezone(&Utc)))
+        .or_else(|_| NaiveDateTime::parse_from_str(&spelled, "%Y-%m-%dT%H:%M:%S%.f").map(|at| at.and_utc()))
+        .or_else(|_| NaiveDateTime::parse_from_str(&spelled, "%Y-%m-%dT%H:%M").map(|at| at.and_utc()))
+        .map_err(|_| invalid())?;
+    Ok(match end {
+        RangeEnd::After => instant,
+        // Times are kept to the millisecond: the next one is the first instant past the bound.
+        RangeEnd::Before => {
+            cabinet_core::clock::truncate_to_millis(instant) + chrono::Duration::milliseconds(1)
+        }
+    })
+}
+
+/// A range's inclusive start and exclusive end, each optional.
+type DateRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The created-at range a list names, in either spelling (the lookup spelling wins when both are
+/// given).
+fn created_range(params: &ListParams) -> CmsResult<DateRange> {
+    let bound = |pairs: [(&str, &Option<String>); 2], end| {
+        pairs
+            .into_iter()
+            .rev()
+            .filter_map(|(param, raw)| {
+                raw.as_deref().filter(|r| !r.trim().is_empty()).map(|raw| (param, raw))
+            })
+            .map(|(param, raw)| range_bound(param, raw, end))
+            .next()
+            .transpose()
     };
-    let key = match field {
-        "created_at" => SortKey::CreatedAt,
-        "updated_at" => SortKey::UpdatedAt,
-        "file_name" => SortKey::Name,
-        // DRF's OrderingFilter ignores fields it does not know.
-        _ => return Sort::NEWEST_FIRST,
-    };
-    Sort { key, descending }
+    Ok((
+        bound(
+            [("created_at_after", &params.created_at_after), ("created_at__gte", &params.created_at_gte)],
+            RangeEnd::After,
+        )?,
+        bound(
+            [("created_at_before", &params.created_at_before), ("created_at__lte", &params.created_at_lte)],
+            RangeEnd::Before,
+        )?,
+    ))
 }
 
 fn invalid_page() -> CmsError {
@@ -120,7 +226,7 @@ fn page_url(state: &AppState, uri: &axum::http::Uri, page: Option<u64>) -> Strin
     params(ListParams),
     responses(
         (status = 200, body = CmsFilePage),
-        (status = 400, description = "An invalid tag", body = CmsFieldErrors),
+        (status = 400, description = "An invalid tag or date", body = CmsFieldErrors),
         (status = 401, body = CmsDetail),
         (status = 404, description = "Another organization, or a page past the end", body = CmsDetail),
     ),
@@ -134,22 +240,43 @@ pub async fn list_files(
 ) -> CmsResult<Json<CmsFilePage>> {
     let params = query(params)?;
     let caller = caller(&state, &headers, params.organization_id.clone()).await?;
-    let page = match params.page.as_deref() {
-        None => 1,
-        Some(raw) => raw.parse::<u64>().ok().filter(|page| *page >= 1).ok_or_else(invalid_page)?,
-    };
     let page_size = PageSize::LISTS.clamped(params.page_size.as_deref());
     let tags = crate::v1::params::tag_list(params.tags.as_deref())
         .map_err(|err| CmsError::field("tags", err.to_string()))?;
+    let (created_from, created_to) = created_range(&params)?;
     let filter = FileFilter {
         name_contains: cabinet_core::listing::name_query(params.file_name.as_deref()),
         tags_all: tags,
+        created_from,
+        created_to,
         ..FileFilter::default()
     };
+    let sort = ordering(params.ordering.as_deref());
+    let list_page = |page: u64| {
+        let offset = (page - 1).saturating_mul(u64::from(page_size));
+        let paging = Paging { limit: page_size, start: Start::Offset(offset) };
+        state.cabinet.list_files(&caller, filter.clone(), sort, paging)
+    };
+    let (page, listed) = match params.page.as_deref() {
+        // DRF's `last_page_strings`: the last page, found from the total of the first.
+        Some("last") => {
+            let first = list_page(1).await?;
+            let last = first.total.div_ceil(u64::from(page_size)).max(1);
+            if last == 1 {
+                (1, first)
+            } else {
+                (last, list_page(last).await?)
+            }
+        }
+        raw => {
+            let page = match raw {
+                None => 1,
+                Some(raw) => raw.parse::<u64>().ok().filter(|page| *page >= 1).ok_or_else(invalid_page)?,
+            };
+            (page, list_page(page).await?)
+        }
+    };
     let offset = (page - 1).saturating_mul(u64::from(page_size));
-    let paging = Paging { limit: page_size, start: Start::Offset(offset) };
-    let listed =
-        state.cabinet.list_files(&caller, filter, ordering(params.ordering.as_deref()), paging).await?;
     if page > 1 && listed.items.is_empty() {
         return Err(invalid_page());
     }
@@ -222,9 +349,7 @@ fn text_field(body: &Map<String, Value>, field: &str) -> CmsResult<Option<Option
 
 /// A JSON object body, read up to `limit` bytes.
 async fn json_object(request: Request, limit: usize) -> CmsResult<Map<String, Value>> {
-    let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
-        CmsError::detail(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than {limit} bytes."))
-    })?;
+    let bytes = read_limited(request, limit).await?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(other) => Err(CmsError::field(
@@ -233,6 +358,73 @@ async fn json_object(request: Request, limit: usize) -> CmsResult<Map<String, Va
         )),
         Err(err) => Err(CmsError::detail(StatusCode::BAD_REQUEST, format!("JSON parse error - {err}"))),
     }
+}
+
+/// A PATCH body as Django REST framework's parsers take it: JSON, `multipart/form-data` or
+/// `application/x-www-form-urlencoded` (an empty body is no change). From a form, every `tags`
+/// field adds its tags (a JSON list or comma-separated) and any other field's last value counts,
+/// as a `QueryDict` gives them; a file part and what follows it are ignored.
+async fn patch_body(request: Request, limit: usize) -> CmsResult<Map<String, Value>> {
+    let kind = content_type(request.headers());
+    let mut body = Map::new();
+    let mut tags: Option<Vec<Value>> = None;
+    let mut add = |name: &str, value: &str| match name {
+        "tags" => tags.get_or_insert_with(Vec::new).extend(split_tags(value).into_iter().map(Value::String)),
+        _ => {
+            body.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    };
+    if kind.starts_with("application/json") {
+        return json_object(request, limit).await;
+    } else if kind.starts_with("multipart/form-data") {
+        // No file is taken here: the form is bounded by its text fields alone.
+        let mut form = Form::read(request, 0).await?;
+        while let Some(Part::Text(field)) = form.next().await? {
+            add(&field.name, field.text()?);
+        }
+    } else if kind.starts_with("application/x-www-form-urlencoded") {
+        let bytes = read_limited(request, limit).await?;
+        for pair in bytes.split(|b| *b == b'&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            add(&form_decoded(name)?, &form_decoded(value)?);
+        }
+    } else {
+        let bytes = read_limited(request, limit).await?;
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(unsupported_media_type(&kind));
+        }
+    }
+    if let Some(tags) = tags {
+        body.insert("tags".to_owned(), Value::Array(tags));
+    }
+    Ok(body)
+}
+
+/// One name or value of an `application/x-www-form-urlencoded` body: `+` is a space, then
+/// percent-decoded, as UTF-8.
+fn form_decoded(raw: &[u8]) -> CmsResult<String> {
+    let spaced: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| CmsError::detail(StatusCode::BAD_REQUEST, "Form parse error - the body is not UTF-8."))
+}
+
+/// The body, up to `limit` bytes.
+async fn read_limited(request: Request, limit: usize) -> CmsResult<bytes::Bytes> {
+    axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
+        CmsError::detail(StatusCode::PAYLOAD_TOO_LARGE, format!("Request body is larger than {limit} bytes."))
+    })
+}
+
+fn unsupported_media_type(kind: &str) -> CmsError {
+    CmsError::detail(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("Unsupported media type \"{kind}\" in request."),
+    )
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -255,6 +447,7 @@ fn content_type(headers: &HeaderMap) -> String {
         (status = 401, body = CmsDetail),
         (status = 403, description = "A read-only key", body = CmsDetail),
         (status = 404, description = "Another organization", body = CmsDetail),
+        (status = 409, description = "The api_id is taken: `{\"api_id\": [\"...\"]}`", body = CmsFieldErrors),
         (status = 413, description = "Larger than the direct upload limit, or a form field (8 KiB each, 32 before `file`) over its bound", body = CmsDetail),
         (status = 415, body = CmsDetail),
         (status = 507, description = "The organization's storage quota is exceeded", body = CmsDetail),
@@ -275,6 +468,7 @@ pub async fn upload_file(
         let mut form = Form::read(request, state.cabinet.settings().direct_upload_max_bytes).await?;
         let mut organization = params.organization_id;
         let mut name: Option<String> = None;
+        let mut api_id: Option<String> = None;
         let mut tags: Vec<String> = Vec::new();
         loop {
             match form.next().await? {
@@ -292,12 +486,13 @@ pub async fn upload_file(
                         .map(str::to_owned);
                     let meta = DirectUpload { name, mime_type, ..Default::default() };
                     let body = field.map_err(std::io::Error::other).boxed();
-                    let file = state.cabinet.upload_direct(&caller, meta, body).await?;
+                    let file = state.cabinet.upload_direct_as(&caller, meta, api_id, body).await?;
                     break (caller, file, tags);
                 }
                 Some(Part::Text(field)) => match field.name.as_str() {
                     "organization_id" => organization = Some(field.text()?.to_owned()),
                     "file_name" => name = Some(field.text()?.to_owned()).filter(|n| !n.is_empty()),
+                    "api_id" => api_id = Some(field.text()?.to_owned()).filter(|id| !id.is_empty()),
                     "tags" => tags.extend(split_tags(field.text()?)),
                     _ => {}
                 },
@@ -327,16 +522,14 @@ pub async fn upload_file(
             _ => return Err(CmsError::field("file_name", "This field is required with file_base64.")),
         };
         let tags = normalized_tags(tags_value(body.get("tags").unwrap_or(&Value::Null))?)?;
+        let api_id = text_field(&body, "api_id")?.flatten().filter(|id| !id.is_empty());
         let (bytes, mime_type) = decode_base64(content)
             .ok_or_else(|| CmsError::field("file_base64", "Invalid base64-encoded data."))?;
         let meta = DirectUpload { name, mime_type, ..Default::default() };
-        let file = state.cabinet.upload_direct(&caller, meta, byte_stream(bytes)).await?;
+        let file = state.cabinet.upload_direct_as(&caller, meta, api_id, byte_stream(bytes)).await?;
         (caller, file, tags)
     } else {
-        return Err(CmsError::detail(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Unsupported media type \"{kind}\" in request."),
-        ));
+        return Err(unsupported_media_type(&kind));
     };
     let file = if tags.is_empty() {
         file
@@ -362,7 +555,7 @@ pub async fn get_file(
 ) -> CmsResult<Json<CmsFile>> {
     let params = query(params)?;
     let caller = caller(&state, &headers, params.organization_id).await?;
-    let file = state.cabinet.readable_file(&caller, &file_id(&id)?).await?;
+    let file = file_at(&state, &caller, &id).await?;
     Ok(Json(render(&state, &caller, file).await?))
 }
 
@@ -370,7 +563,14 @@ pub async fn get_file(
 #[utoipa::path(
     patch, path = "/compat/cms/files/{api_id}/", tag = "compat-cms",
     params(("api_id" = String, Path, description = "The file's api_id"), OrganizationParams),
-    request_body = CmsFilePatch,
+    request_body(
+        description = "JSON, or a form (multipart or urlencoded) as Django REST framework parses it",
+        content(
+            (CmsFilePatch = "application/json"),
+            (CmsFormPatch = "application/x-www-form-urlencoded"),
+            (CmsFormPatch = "multipart/form-data")
+        )
+    ),
     responses(
         (status = 200, body = CmsFile),
         (status = 400, body = CmsFieldErrors),
@@ -378,6 +578,7 @@ pub async fn get_file(
         (status = 403, body = CmsDetail),
         (status = 404, body = CmsDetail),
         (status = 413, body = CmsDetail),
+        (status = 415, body = CmsDetail),
     ),
     security(("bearer" = []))
 )]
@@ -390,8 +591,8 @@ pub async fn update_file(
     let params = query(params)?;
     let headers = request.headers().clone();
     let caller = caller(&state, &headers, params.organization_id).await?;
-    let id = file_id(&id)?;
-    let body = json_object(request, state.limits.json_body_bytes).await?;
+    let body = patch_body(request, state.limits.json_body_bytes).await?;
+    let id = file_at(&state, &caller, &id).await?.id;
     let clear_empty = |text: Option<Option<String>>| text.map(|t| t.filter(|t| !t.is_empty()));
     let change = FileChange {
         alt_text: clear_empty(text_field(&body, "image_alt_text")?),
@@ -437,7 +638,7 @@ pub async fn delete_file(
 ) -> CmsResult<Response> {
     let params = query(params)?;
     let caller = caller(&state, &headers, params.organization_id).await?;
-    let id = file_id(&id)?;
+    let id = file_at(&state, &caller, &id).await?.id;
     let force = matches!(
         params.force.as_deref().map(str::to_ascii_lowercase).as_deref(),
         Some("true" | "1" | "yes" | "on")
