@@ -1,5 +1,5 @@
-//! Update file metadata with form data, as Django REST framework's parsers take it beside JSON:
-//! `application/x-www-form-urlencoded` and `multipart/form-data`.
+//! Form data: the multipart upload's text fields, and metadata updates as Django REST framework's
+//! parsers take them beside JSON (`application/x-www-form-urlencoded`, `multipart/form-data`).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -56,4 +56,23 @@ async fn patch_takes_urlencoded_and_multipart_forms_like_drf() {
         .send(cms(&server, Method::PATCH, &path, t).header("content-type", "text/plain").body("caption=x"))
         .await;
     assert_detail(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn a_multipart_upload_reads_its_fields_before_the_file_and_file_name_names_it() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    let form = reqwest::multipart::Form::new()
+        .text("organization_id", t.workspace.to_string())
+        .text("file_name", "Chosen name.png")
+        .text("tags", "Before")
+        .part("file", reqwest::multipart::Part::bytes(b"bytes".to_vec()).file_name("upload.png"))
+        // Read after the bytes have streamed into storage: too late to apply, so ignored.
+        .text("tags", "After");
+    let (status, file) = server.send(cms(&server, Method::POST, FILES, t).multipart(form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!(
+        (file["file_name"].as_str(), file["tags"].clone()),
+        (Some("Chosen name.png"), json!(["Before"]))
+    );
 }

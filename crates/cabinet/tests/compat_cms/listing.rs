@@ -104,3 +104,29 @@ async fn page_last_page_size_and_an_ordering_list_follow_drf() {
     let (_, page) = list("ordering=colour,file_name").await;
     assert_eq!(names(&page), ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"]);
 }
+
+#[tokio::test]
+async fn the_list_orders_by_updated_at_either_way() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    let mut ids = Vec::new();
+    for name in ["first.txt", "second.txt", "third.txt"] {
+        server.clock.advance(Duration::seconds(1));
+        ids.push(
+            upload(&server, t, name, name.as_bytes(), json!([])).await["api_id"].as_str().unwrap().to_owned(),
+        );
+    }
+    // The oldest upload is the latest change.
+    server.clock.advance(Duration::seconds(1));
+    let path = format!("{FILES}{}/", ids[0]);
+    let (status, _) =
+        server.send(cms(&server, Method::PATCH, &path, t).json(&json!({"caption": "new"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = |query: &str| server.send(cms(&server, Method::GET, &format!("{FILES}?{query}"), t));
+    let (_, page) = list("ordering=updated_at").await;
+    assert_eq!(names(&page), ["second.txt", "third.txt", "first.txt"]);
+    let (_, page) = list("ordering=-updated_at").await;
+    assert_eq!(names(&page), ["first.txt", "third.txt", "second.txt"]);
+    let (_, page) = list("ordering=-created_at").await;
+    assert_eq!(names(&page), ["third.txt", "second.txt", "first.txt"]);
+}
