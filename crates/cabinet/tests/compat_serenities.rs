@@ -194,6 +194,8 @@ async fn folders_are_listed_bare_renamed_and_deleted_only_when_empty() {
 
     let (status, body) = call(&server, t, "deleteFolder", json!({"folderId": pid})).await;
     assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
+    // The message speaks of this procedure, not of the native API's `recursive` option.
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("Folder must be empty"), "{body}");
     ok(&server, t, "deleteFolder", json!({"folderId": child["id"]})).await;
     upload(&server, t, "inside.txt", b"x", json!({"folderId": pid})).await;
     let (status, body) = call(&server, t, "deleteFolder", json!({"folderId": pid})).await;
