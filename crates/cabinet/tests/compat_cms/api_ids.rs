@@ -42,6 +42,10 @@ async fn a_client_chosen_api_id_is_kept_and_names_the_file_in_every_route() {
     let id = native["data"][0]["id"].as_str().unwrap().to_owned();
     let (status, by_id) = server.send(cms(&server, Method::GET, &format!("{FILES}{id}/"), t)).await;
     assert_eq!((status, by_id["api_id"].as_str()), (StatusCode::OK, Some("hero-2025")));
+    // Another organization's api_id names nothing.
+    let other = server.tenant(None, cabinet_core::Role::Admin).await;
+    let (status, body) = server.send(cms(&server, Method::GET, &format!("{FILES}hero-2025/"), &other)).await;
+    assert_detail(status, &body, StatusCode::NOT_FOUND);
 
     // In a multipart form too; without one, the api_id is Cabinet's id.
     let form = reqwest::multipart::Form::new()
