@@ -119,12 +119,18 @@ fn ordering(raw: Option<&str>) -> Sort {
         .unwrap_or(Sort::NEWEST_FIRST)
 }
 
-/// A date or a date-time, as the date-range filters take them.
+/// A date or a date-time, as the date-range filters take them (empty: no bound). What the pattern
+/// cannot rule out (a day past its month's end) is the parameter's 400.
+const DATE_OR_DATE_TIME_PATTERN: &str = concat!(
+    r"^$|^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])",
+    r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?)?$"
+);
+
 fn date_or_date_time() -> utoipa::openapi::Object {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"))
+        .pattern(Some(DATE_OR_DATE_TIME_PATTERN))
         .examples(["2025-06-01", "2025-06-01T12:00:00Z"])
         .build()
 }
@@ -141,9 +147,12 @@ enum RangeEnd {
 /// A date-range bound as the core takes it (`created_from` inclusive, `created_to` exclusive), or
 /// the 400 of the parameter that holds it.
 fn range_bound(param: &str, raw: &str, end: RangeEnd) -> CmsResult<DateTime<Utc>> {
-    use chrono::{NaiveDate, NaiveDateTime};
-    let raw = raw.trim();
+    use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
     let invalid = || CmsError::field(param, "Enter a valid date/time.");
+    // chrono's parser is lenient (white space, one-digit fields); the document's pattern is not.
+    if !is_date_or_date_time_shaped(raw) {
+        return Err(invalid());
+    }
     if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         let day = match end {
             RangeEnd::After => date,
@@ -151,13 +160,26 @@ fn range_bound(param: &str, raw: &str, end: RangeEnd) -> CmsResult<DateTime<Utc>
         };
         return Ok(day.and_hms_opt(0, 0, 0).ok_or_else(invalid)?.and_utc());
     }
-    let spelled = raw.replacen(' ', "T", 1);
-    let instant = DateTime::parse_from_rfc3339(&spelled)
-        .map(|at| at.with_timezone(&Utc))
-        .or_else(|_| DateTime::parse_from_str(&spelled, "%Y-%m-%dT%H:%M%:z").map(|at| at.with_timezone(&Utc)))
-        .or_else(|_| NaiveDateTime::parse_from_str(&spelled, "%Y-%m-%dT%H:%M:%S%.f").map(|at| at.and_utc()))
-        .or_else(|_| NaiveDateTime::parse_from_str(&spelled, "%Y-%m-%dT%H:%M").map(|at| at.and_utc()))
+    // `Z`, `±hh:mm`, or nothing (UTC) after the local date-time.
+    let (local, offset) = if let Some(local) = raw.strip_suffix('Z') {
+        (local, FixedOffset::east_opt(0))
+    } else {
+        match raw.len().checked_sub(6).filter(|at| raw.is_char_boundary(*at)).map(|at| raw.split_at(at)) {
+            Some((local, zone)) if zone.starts_with(['+', '-']) && zone.as_bytes()[3] == b':' => {
+                let hours: i32 = zone[1..3].parse().map_err(|_| invalid())?;
+                let minutes: i32 = zone[4..].parse().map_err(|_| invalid())?;
+                let seconds = (hours * 60 + minutes) * 60;
+                (local, FixedOffset::east_opt(if zone.starts_with('-') { -seconds } else { seconds }))
+            }
+            _ => (raw, FixedOffset::east_opt(0)),
+        }
+    };
+    let offset = offset.ok_or_else(invalid)?;
+    let local = local.replacen(' ', "T", 1);
+    let local = NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M"))
         .map_err(|_| invalid())?;
+    let instant = offset.from_local_datetime(&local).single().ok_or_else(invalid)?.with_timezone(&Utc);
     Ok(match end {
         RangeEnd::After => instant,
         // Times are kept to the millisecond: the next one is the first instant past the bound.
@@ -165,6 +187,43 @@ fn range_bound(param: &str, raw: &str, end: RangeEnd) -> CmsResult<DateTime<Utc>
             cabinet_core::clock::truncate_to_millis(instant) + chrono::Duration::milliseconds(1)
         }
     })
+}
+
+/// Whether `raw` has the shape `DATE_OR_DATE_TIME_PATTERN` spells (digits where digits go, each
+/// field its width); whether each field is in range is chrono's to say.
+fn is_date_or_date_time_shaped(raw: &str) -> bool {
+    fn digits(text: &str) -> bool {
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+    }
+    fn fields(text: &str, widths: &[usize], separator: char) -> bool {
+        let parts: Vec<&str> = text.split(separator).collect();
+        parts.len() == widths.len()
+            && parts.iter().zip(widths).all(|(part, width)| part.len() == *width && digits(part))
+    }
+    let Some((date, time)) = raw.get(..10).map(|date| (date, &raw[10..])) else {
+        return false;
+    };
+    if !fields(date, &[4, 2, 2], '-') {
+        return false;
+    }
+    let Some(time) = time.strip_prefix(['T', ' ']) else {
+        return time.is_empty();
+    };
+    let time = match time.strip_suffix('Z') {
+        Some(local) => local,
+        None => match time.len().checked_sub(6).and_then(|at| time.get(at..).map(|zone| (&time[..at], zone)))
+        {
+            Some((local, zone)) if zone.starts_with(['+', '-']) && fields(&zone[1..], &[2, 2], ':') => local,
+            _ => time,
+        },
+    };
+    let (clock, fraction) = match time.split_once('.') {
+        Some((clock, fraction)) => (clock, Some(fraction)),
+        None => (time, None),
+    };
+    let clock_ok = fields(clock, &[2, 2], ':') || fields(clock, &[2, 2, 2], ':');
+    let fraction_ok = fraction.is_none_or(|f| f.len() <= 9 && digits(f) && clock.len() == 8);
+    clock_ok && fraction_ok
 }
 
 /// A range's inclusive start and exclusive end, each optional.
@@ -177,9 +236,7 @@ fn created_range(params: &ListParams) -> CmsResult<DateRange> {
         pairs
             .into_iter()
             .rev()
-            .filter_map(|(param, raw)| {
-                raw.as_deref().filter(|r| !r.trim().is_empty()).map(|raw| (param, raw))
-            })
+            .filter_map(|(param, raw)| raw.as_deref().filter(|r| !r.is_empty()).map(|raw| (param, raw)))
             .map(|(param, raw)| range_bound(param, raw, end))
             .next()
             .transpose()
@@ -660,4 +717,40 @@ fn query<T>(params: Result<Query<T>, QueryRejection>) -> CmsResult<T> {
     params
         .map(|Query(params)| params)
         .map_err(|err| CmsError::detail(StatusCode::BAD_REQUEST, err.body_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_bound_reads_every_spelling_its_pattern_documents() {
+        let at = |raw: &str, end| range_bound("p", raw, end).map(|t| t.to_rfc3339()).map_err(|e| e.body);
+        assert_eq!(at("2025-06-01", RangeEnd::After).unwrap(), "2025-06-01T00:00:00+00:00");
+        assert_eq!(at("2025-06-01", RangeEnd::Before).unwrap(), "2025-06-02T00:00:00+00:00");
+        for (raw, utc) in [
+            ("2025-06-01T12:30", "2025-06-01T12:30:00+00:00"),
+            ("2025-06-01 12:30:15", "2025-06-01T12:30:15+00:00"),
+            ("2025-06-01T12:30:15.250Z", "2025-06-01T12:30:15.250+00:00"),
+            ("2025-06-01T12:30Z", "2025-06-01T12:30:00+00:00"),
+            ("2025-06-01T12:30+02:00", "2025-06-01T10:30:00+00:00"),
+            ("2025-06-01T12:30:00.123456789-01:30", "2025-06-01T14:00:00.123456789+00:00"),
+        ] {
+            assert_eq!(at(raw, RangeEnd::After).unwrap(), utc, "{raw}");
+        }
+        assert_eq!(at("2025-06-01T12:30:15Z", RangeEnd::Before).unwrap(), "2025-06-01T12:30:15.001+00:00");
+        for bad in [
+            "2025-02-30",
+            "yesterday",
+            "2025-06-01T25:00",
+            "2025-06-01T12:30+0200",
+            " 2025-06-01",
+            "2025-6-1",
+            "2025-06-01T12:30.5",
+            "2025-06-01T12:30:00.1234567890",
+            "2025-06-01T",
+        ] {
+            assert!(at(bad, RangeEnd::After).is_err(), "{bad}");
+        }
+    }
 }
