@@ -235,8 +235,22 @@ INEXPRESSIBLE = {
     # A size within the workspace's own `max_file_bytes`, a setting of the workspace.
     ("POST", "/compat/mavera/api/v1/files/upload-url"): {"invalid_field:file_size"},
     # An upload names its organization in the body, the query or a header: one of three places.
-    ("POST", "/compat/cms/files"): {"field:organization_id"},
-    ("POST", "/compat/cms/files/"): {"field:organization_id"},
+    # Its `api_id` must be one no other file of the organization has: stored state.
+    ("POST", "/compat/cms/files"): {"field:organization_id", "field:api_id"},
+    ("POST", "/compat/cms/files/"): {"field:organization_id", "field:api_id"},
+    # A date-range bound's day is within its month (2025-02-30 has the documented shape).
+    ("GET", "/compat/cms/files"): {
+        "field:created_at_after",
+        "field:created_at_before",
+        "field:created_at__gte",
+        "field:created_at__lte",
+    },
+    ("GET", "/compat/cms/files/"): {
+        "field:created_at_after",
+        "field:created_at_before",
+        "field:created_at__gte",
+        "field:created_at__lte",
+    },
 }
 
 

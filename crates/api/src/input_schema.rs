@@ -47,6 +47,21 @@ pub fn reference_part_or_empty_or_null() -> utoipa::openapi::Object {
     string(&or_empty(patterns::REFERENCE_PART_PATTERN), None, true).build()
 }
 
+/// A client-chosen file id (the CMS dialect's `api_id`), empty or null (none: Cabinet's id).
+pub fn external_id_or_empty_or_null() -> utoipa::openapi::Object {
+    string(&or_empty(patterns::EXTERNAL_ID_PATTERN), None, true).examples(["hero-image-2025"]).build()
+}
+
+/// A client-chosen file id as a form field, or empty (none: Cabinet's id).
+pub fn external_id_or_empty() -> utoipa::openapi::Object {
+    string(&or_empty(patterns::EXTERNAL_ID_PATTERN), None, false).examples(["hero-image-2025"]).build()
+}
+
+/// A short text as a form field (alt text, caption, copyright); empty clears it.
+pub fn text() -> utoipa::openapi::Object {
+    string(patterns::TEXT_PATTERN, Some(MAX_TEXT_CHARS), false).build()
+}
+
 /// One tag.
 pub fn tag() -> utoipa::openapi::Object {
     string(patterns::TAG_PATTERN, None, false).build()

@@ -1,6 +1,7 @@
 //! The Serenities AI Files API dialect (`/compat/serenities/api/v1`, reference.md §4): all fifteen
 //! procedures, the `{"error": {"code", "message"}}` envelope, and that it is the same core as the
-//! native API underneath.
+//! native API underneath. `docs/compat/serenities.md` maps each thing the seed document names to
+//! the test here that proves it.
 
 mod support;
 
@@ -194,6 +195,8 @@ async fn folders_are_listed_bare_renamed_and_deleted_only_when_empty() {
 
     let (status, body) = call(&server, t, "deleteFolder", json!({"folderId": pid})).await;
     assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
+    // The message speaks of this procedure, not of the native API's `recursive` option.
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("Folder must be empty"), "{body}");
     ok(&server, t, "deleteFolder", json!({"folderId": child["id"]})).await;
     upload(&server, t, "inside.txt", b"x", json!({"folderId": pid})).await;
     let (status, body) = call(&server, t, "deleteFolder", json!({"folderId": pid})).await;
@@ -334,6 +337,11 @@ async fn every_procedure_refuses_a_wrong_key_and_another_tenants_ids() {
     // Missing fields and wrong types are BAD_REQUEST.
     for (procedure, body) in [
         ("get", json!({})),
+        ("getDownloadUrl", json!({})),
+        ("delete", json!({})),
+        ("move", json!({"folderId": null})),
+        ("getAccessRules", json!({})),
+        ("setAccessRules", json!({"accessRules": {}})),
         ("rename", json!({"fileId": fid})),
         ("upload", json!({"fileName": "x.txt"})),
         ("upload", json!({"content": "eA=="})),
@@ -351,4 +359,98 @@ async fn every_procedure_refuses_a_wrong_key_and_another_tenants_ids() {
     let kept = ok(&server, a, "get", json!({"fileId": fid})).await;
     assert_eq!(kept["fileName"], "a-only.txt");
     assert_eq!(ok(&server, &b, "getUsage", json!({})).await, json!({"totalSize": 0, "fileCount": 0}));
+}
+
+#[tokio::test]
+async fn list_returns_fifty_files_unless_asked_and_at_most_one_hundred() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    for i in 0..101 {
+        upload(&server, t, &format!("f{i:03}.txt"), b"x", json!({})).await;
+    }
+    let count = |list: &Value| list["files"].as_array().unwrap().len();
+    let default = ok(&server, t, "list", json!({})).await;
+    assert_eq!((count(&default), default["total"].as_u64()), (50, Some(101)));
+    let most = ok(&server, t, "list", json!({"limit": 100})).await;
+    assert_eq!(count(&most), 100);
+    let rest = ok(&server, t, "list", json!({"limit": 100, "offset": 100})).await;
+    assert_eq!((count(&rest), rest["total"].as_u64()), (1, Some(101)));
+    let (status, body) = call(&server, t, "list", json!({"offset": -1})).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn upload_takes_a_declared_mime_type_or_detects_one() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    let declared = upload(&server, t, "data.csv", b"a,b\n1,2\n", json!({"mimeType": "text/csv"})).await;
+    assert_eq!(declared["mimeType"], "text/csv");
+    let detected = upload(&server, t, "notes", b"plain words", json!({})).await;
+    assert_eq!(detected["mimeType"], "text/plain");
+    // Declared wrongly for the bytes: the bytes win.
+    let png =
+        upload(&server, t, "x.png", b"\x89PNG\r\n\x1a\n\0\0", json!({"mimeType": "application/pdf"})).await;
+    assert_eq!(png["mimeType"], "image/png");
+    let (status, body) =
+        call(&server, t, "upload", json!({"fileName": "x.txt", "content": b64(b"x"), "mimeType": "example"}))
+            .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "BAD_REQUEST");
+    // Into a folder, or the root with null or "root".
+    let folder = ok(&server, t, "createFolder", json!({"name": "In"})).await;
+    let inside = upload(&server, t, "in.txt", b"in", json!({"folderId": folder["id"]})).await;
+    assert_eq!(inside["folderId"], folder["id"]);
+    for root in [Value::Null, json!("root")] {
+        let at_root = upload(&server, t, "root.txt", b"r", json!({"folderId": root})).await;
+        assert_eq!(at_root["folderId"], Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn upload_and_download_work_the_same_with_blobs_on_s3() {
+    let Some(server) =
+        TestServer::spawn_s3("compat_serenities::upload_and_download_work_the_same_with_blobs_on_s3").await
+    else {
+        return;
+    };
+    let t = &server.tenant;
+    let file = upload(&server, t, "report.pdf", b"%PDF-1.4 on s3", json!({})).await;
+    assert_eq!((file["size"].as_u64(), file["mimeType"].as_str()), (Some(14), Some("application/pdf")));
+    let link = ok(&server, t, "getDownloadUrl", json!({"fileId": file["id"]})).await;
+    let bytes = server.http.get(link["url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..], b"%PDF-1.4 on s3");
+    assert_eq!(ok(&server, t, "getUsage", json!({})).await, json!({"totalSize": 14, "fileCount": 1}));
+    let small = server.tenant(Some(10), Role::Write).await;
+    let (status, body) =
+        call(&server, &small, "upload", json!({"fileName": "big.txt", "content": b64(b"eleven byte")})).await;
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn every_procedure_is_a_post_and_an_unknown_one_is_not_found() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    for procedure in [
+        "list",
+        "get",
+        "getDownloadUrl",
+        "delete",
+        "rename",
+        "move",
+        "listFolders",
+        "createFolder",
+        "renameFolder",
+        "deleteFolder",
+        "getUsage",
+        "setAccessRules",
+        "getAccessRules",
+        "getQuota",
+        "upload",
+    ] {
+        let (status, body) =
+            server.send(server.request(Method::GET, &format!("{BASE}/{procedure}"), &t.key)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{procedure}: {body}");
+        assert!(body["error"]["code"].is_string(), "{procedure}: {body}");
+    }
+    let (status, body) = call(&server, t, "search", json!({})).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
 }

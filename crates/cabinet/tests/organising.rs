@@ -283,7 +283,8 @@ async fn files_are_renamed_moved_described_and_tagged() {
     assert_eq!(status, StatusCode::OK, "{after}");
     assert_eq!(after["name"], "Final.txt");
     assert_eq!(after["folder_id"], dir.as_str());
-    assert_eq!(after["tags"], json!(["launch", "product"]));
+    // Tags keep the first spelling given; `launch` is the same tag as `Launch`.
+    assert_eq!(after["tags"], json!(["Launch", "product"]));
     assert_eq!(after["metadata"], json!({"project": "x", "n": 1}));
     assert_eq!(after["is_favorite"], true);
     assert_ne!(after["updated_at"], before["updated_at"]);
@@ -300,7 +301,7 @@ async fn files_are_renamed_moved_described_and_tagged() {
         (Value::Null, Value::Null, json!("cap"))
     );
     let (_, tags) = call(&server, Method::GET, "/v1/tags", None).await;
-    assert_eq!(tags, json!([{"tag": "launch", "count": 1}, {"tag": "product", "count": 1}]));
+    assert_eq!(tags, json!([{"tag": "Launch", "count": 1}, {"tag": "product", "count": 1}]));
     let big = json!({"metadata": {"blob": "x".repeat(20_000)}});
     let (status, body) = call(&server, Method::PATCH, &format!("/v1/files/{id}"), Some(big)).await;
     assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "metadata_too_large");

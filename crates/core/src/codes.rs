@@ -7,6 +7,7 @@
 pub enum Code {
     AlreadyExists,
     ChecksumMismatch,
+    ExternalIdTaken,
     FieldTooLarge,
     FileInUse,
     FileTooLarge,
@@ -24,6 +25,7 @@ pub enum Code {
     InvalidCursor,
     InvalidDatabaseUrl,
     InvalidExpiresIn,
+    InvalidExternalId,
     InvalidJson,
     InvalidLimit,
     InvalidMimeType,
@@ -95,6 +97,7 @@ impl Code {
     pub const ALL: &[Code] = &[
         Code::AlreadyExists,
         Code::ChecksumMismatch,
+        Code::ExternalIdTaken,
         Code::FieldTooLarge,
         Code::FileInUse,
         Code::FileTooLarge,
@@ -112,6 +115,7 @@ impl Code {
         Code::InvalidCursor,
         Code::InvalidDatabaseUrl,
         Code::InvalidExpiresIn,
+        Code::InvalidExternalId,
         Code::InvalidJson,
         Code::InvalidLimit,
         Code::InvalidMimeType,
@@ -183,6 +187,7 @@ impl Code {
         match self {
             Code::AlreadyExists => "already_exists",
             Code::ChecksumMismatch => "checksum_mismatch",
+            Code::ExternalIdTaken => "external_id_taken",
             Code::FieldTooLarge => "field_too_large",
             Code::FileInUse => "file_in_use",
             Code::FileTooLarge => "file_too_large",
@@ -200,6 +205,7 @@ impl Code {
             Code::InvalidCursor => "invalid_cursor",
             Code::InvalidDatabaseUrl => "invalid_database_url",
             Code::InvalidExpiresIn => "invalid_expires_in",
+            Code::InvalidExternalId => "invalid_external_id",
             Code::InvalidJson => "invalid_json",
             Code::InvalidLimit => "invalid_limit",
             Code::InvalidMimeType => "invalid_mime_type",

@@ -46,12 +46,29 @@ impl Cabinet {
         meta: DirectUpload,
         body: ByteStream<'_>,
     ) -> Result<FileRecord> {
+        self.upload_direct_as(caller, meta, None, body).await
+    }
+
+    /// `upload_direct`, the file taking an id of the client's choosing (`external_id`), unique
+    /// among the workspace's live files: `Conflict` (`external_id_taken`) when one has it.
+    pub async fn upload_direct_as(
+        &self,
+        caller: &Caller,
+        meta: DirectUpload,
+        external_id: Option<String>,
+        body: ByteStream<'_>,
+    ) -> Result<FileRecord> {
         let created_by = self.authorize_create(caller, meta.folder_id.as_ref()).await?;
         let ws = &caller.workspace_id;
         let name = validate_name(&meta.name)?;
         let declared_mime = meta.mime_type.as_deref().map(content_type::parse_declared).transpose()?;
         if let Some(folder) = &meta.folder_id {
             self.check_folder(ws, folder).await?;
+        }
+        let external_id = external_id.as_deref().map(metadata::validate_external_id).transpose()?;
+        if let Some(external_id) = &external_id {
+            // Refused before a byte is read; a race with another upload is caught when it is set.
+            self.check_external_id_free(ws, external_id).await?;
         }
         // Before a byte of the body is read: a workspace's (and a key's) slow uploads fill their
         // own slots only.
@@ -103,6 +120,43 @@ impl Cabinet {
             other => other,
         })?;
         tracing::info!(workspace = %ws, file = %file.id, size = file.size, "direct upload stored");
+        match external_id {
+            None => Ok(file),
+            Some(external_id) => self.name_new_file(file, external_id).await,
+        }
+    }
+
+    /// Gives a file just stored its client-chosen id; should another file have taken it
+    /// meanwhile, the new file is purged and the upload refused, as if the id had been taken
+    /// before it began.
+    async fn name_new_file(&self, file: FileRecord, external_id: String) -> Result<FileRecord> {
+        let ws = &file.workspace_id;
+        let change = FileChange { external_id: Some(external_id), ..FileChange::default() };
+        match self.store.update_file(ws, &file.id, &change, file.updated_at).await {
+            Ok(named) => {
+                self.hot.forget_workspace(ws);
+                Ok(named)
+            }
+            Err(err) => {
+                self.purge_file(ws, &file.id).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Refuses a client-chosen id that a live file of the workspace already has.
+    async fn check_external_id_free(&self, ws: &WorkspaceId, external_id: &str) -> Result<()> {
+        match self.store.find_file_by_external_id(ws, external_id).await {
+            Ok(holder) => Err(external_id_taken(external_id, &holder.id)),
+            Err(Error::NotFound(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The live file with this client-chosen id, once the caller may read it.
+    pub async fn file_by_external_id(&self, caller: &Caller, external_id: &str) -> Result<FileRecord> {
+        let file = self.store.find_file_by_external_id(&caller.workspace_id, external_id).await?;
+        self.authorize_file(caller, &file, Operation::Read).await?;
         Ok(file)
     }
 
@@ -160,6 +214,9 @@ impl Cabinet {
         }
         if let Some(custom) = &change.metadata {
             metadata::validate_custom(custom)?;
+        }
+        if let Some(external_id) = change.external_id.take() {
+            change.external_id = Some(metadata::validate_external_id(&external_id)?);
         }
         let file = self.store.update_file(ws, id, &change, self.clock.now()).await?;
         self.hot.forget_workspace(ws);
@@ -234,6 +291,10 @@ impl Cabinet {
         let file = self.store.get_file(ws, id).await?;
         if file.trashed_at.is_none() {
             return Err(Error::conflict(Code::NotInTrash, "the file is not in the trash"));
+        }
+        if let Some(external_id) = &file.external_id {
+            // Another file took its client-chosen id while it was in the trash.
+            self.check_external_id_free(ws, external_id).await?;
         }
         let mut note = RestoreNote::default();
         let folder = self.make_place(ws, file.folder_id.as_ref(), &mut note).await?;
@@ -460,4 +521,12 @@ impl Cabinet {
         };
         Ok(Box::pin(futures::stream::once(async move { Ok(part) })))
     }
+}
+
+/// The conflict of a client-chosen id that a live file already has.
+pub(crate) fn external_id_taken(external_id: &str, holder: &FileId) -> Error {
+    Error::conflict(
+        Code::ExternalIdTaken,
+        format!("the id {external_id:?} is already used by file {holder} in this workspace"),
+    )
 }

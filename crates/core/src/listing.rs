@@ -83,9 +83,9 @@ pub struct FileFilter {
     pub name_contains: Option<String>,
     /// e.g. `image/` or `application/pdf`.
     pub mime_prefix: Option<String>,
-    /// Normalised tags the file must have.
+    /// Tags the file must have (matched by `metadata::tag_key`, whatever their case).
     pub tags_all: Vec<String>,
-    /// Normalised tags of which the file must have at least one.
+    /// Tags of which the file must have at least one (matched the same way).
     pub tags_any: Vec<String>,
     pub favorite: Option<bool>,
     /// (kind, id) of a reference the file must have.

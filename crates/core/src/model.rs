@@ -239,12 +239,15 @@ pub struct FileRecord {
     pub copyright: Option<String>,
     /// A JSON object of the client's own.
     pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// Normalised (lowercase, trimmed), sorted, unique.
+    /// Trimmed, in the spelling given, sorted and unique case-insensitively (`metadata::tag_key`).
     pub tags: Vec<String>,
     /// When it went to the trash; `None` while it is live.
     pub trashed_at: Option<DateTime<Utc>>,
     /// The end user who uploaded it, when creator tracking is on.
     pub created_by: Option<String>,
+    /// An id of the client's choosing (the CMS dialect's `api_id`), unique among the workspace's
+    /// live files; `None` when the client chose none.
+    pub external_id: Option<String>,
 }
 
 impl FileRecord {
@@ -280,6 +283,7 @@ impl FileRecord {
             tags: Vec::new(),
             trashed_at: None,
             created_by: None,
+            external_id: None,
         }
     }
 }

@@ -78,6 +78,7 @@ macro_rules! tag {
 const _: () = assert!(crate::metadata::MAX_TAG_CHARS == 64);
 const _: () = assert!(crate::names::MAX_NAME_CHARS == 255);
 const _: () = assert!(crate::metadata::MAX_REFERENCE_CHARS == 200);
+const _: () = assert!(crate::metadata::MAX_EXTERNAL_ID_CHARS == 200);
 
 /// `names::validate_name`: white space around at most `MAX_NAME_CHARS` characters with no
 /// control, bidi or slash-like character, one of them visible, and not `.` or `..`.
@@ -105,6 +106,22 @@ pub const TAG_PATTERN: &str = concat!("^", tag!(), "$");
 /// tag.
 pub const TAG_LIST_PATTERN: &str =
     concat!("^(?:[", white_space!(), "]*|", tag!(), ")", "(?:,(?:[", white_space!(), "]*|", tag!(), "))*$");
+
+/// `metadata::validate_external_id`: 1 to `MAX_EXTERNAL_ID_CHARS` characters without a slash or
+/// control characters, no white space at either end, not starting with `file_`.
+pub const EXTERNAL_ID_PATTERN: &str = concat!(
+    "^(?!file_)[^",
+    control!(),
+    "/",
+    white_space!(),
+    "](?:[^",
+    control!(),
+    "/]{0,198}[^",
+    control!(),
+    "/",
+    white_space!(),
+    "])?$"
+);
 
 /// `metadata::validate_text` (with `maxLength` `MAX_TEXT_CHARS`): anything but NUL.
 pub const TEXT_PATTERN: &str = r"^[^\u0000]*$";

@@ -33,6 +33,9 @@ pub struct FileChange {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Normalised; replaces the file's tags.
     pub tags: Option<Vec<String>>,
+    /// Gives the file a client-chosen id; `Conflict` (`external_id_taken`) when another live file
+    /// of the workspace has it.
+    pub external_id: Option<String>,
 }
 
 /// What to change on a folder; `None` leaves a field as it is.
@@ -217,6 +220,12 @@ pub trait FileStore: Send + Sync + 'static {
     async fn insert_file_charging(&self, file: &FileRecord) -> Result<()>;
     /// One file, or `NotFound`.
     async fn get_file(&self, workspace: &WorkspaceId, id: &FileId) -> Result<FileRecord>;
+    /// The live file with this client-chosen id, or `NotFound`.
+    async fn find_file_by_external_id(
+        &self,
+        workspace: &WorkspaceId,
+        external_id: &str,
+    ) -> Result<FileRecord>;
     /// Up to `paging.limit` files matching the filter, in order, and how many match in all.
     async fn list_files(
         &self,
@@ -241,7 +250,9 @@ pub trait FileStore: Send + Sync + 'static {
         id: &FileId,
         at: DateTime<Utc>,
     ) -> Result<FileRecord>;
-    /// Every tag in use by live files, with how many files carry it, by tag.
+    /// Every tag in use by live files, one per `metadata::tag_key`, with how many files carry it,
+    /// by key. A tag spelt several ways shows the spelling most of its files carry (the
+    /// bytewise-first of those equally common).
     async fn tag_counts(&self, workspace: &WorkspaceId) -> Result<Vec<(String, u64)>>;
     /// Records that a file is used by something; adding the same (kind, id) again updates the label.
     async fn add_reference(

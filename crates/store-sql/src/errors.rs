@@ -62,6 +62,18 @@ pub(crate) fn folder_error(err: sqlx::Error) -> Error {
     }
 }
 
+/// Like `db_error`, for a write of a file: a uniqueness violation means another live file has its
+/// client-chosen id (the only unique key a file has besides its own id).
+pub(crate) fn external_id_error(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::conflict(
+            Code::ExternalIdTaken,
+            "that id is already used by another file in this workspace",
+        ),
+        _ => db_error(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::connection_lost;

@@ -183,6 +183,7 @@ pub(crate) struct FileRow {
     tags: String,
     trashed_at: Option<i64>,
     created_by: Option<String>,
+    external_id: Option<String>,
 }
 
 impl InlineRow for FileRow {
@@ -207,6 +208,7 @@ impl InlineRow for FileRow {
             tags: row.get(15)?,
             trashed_at: row.get(16)?,
             created_by: row.get(17)?,
+            external_id: row.get(18)?,
         })
     }
 }
@@ -234,6 +236,7 @@ impl TryFrom<FileRow> for FileRecord {
             tags: serde_json::from_str(&row.tags).map_err(|_| corrupt("tags"))?,
             trashed_at: row.trashed_at.map(from_millis).transpose()?,
             created_by: row.created_by,
+            external_id: row.external_id,
         })
     }
 }
@@ -255,10 +258,10 @@ impl InlineRow for FileReferenceRow {
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             file: FileRow::from_rusqlite(row)?,
-            kind: row.get(18)?,
-            ref_id: row.get(19)?,
-            label: row.get(20)?,
-            ref_created_at: row.get(21)?,
+            kind: row.get(19)?,
+            ref_id: row.get(20)?,
+            label: row.get(21)?,
+            ref_created_at: row.get(22)?,
         })
     }
 }
@@ -349,10 +352,12 @@ pub(crate) const FOLDER_COLUMNS: &str =
     "workspace_id, id, parent_id, name, is_favorite, trashed_at, created_at, updated_at";
 /// The columns a new file is inserted with.
 pub(crate) const FILE_INSERT_COLUMNS: &str = "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, \
-     created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by, name_folded";
+     created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by, name_folded, \
+     external_id";
 /// The columns of `files`, in `FileRow`'s order.
 pub(crate) const FILE_COLUMNS: &str = "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, \
-     created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by";
+     created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by, \
+     external_id";
 /// The columns of `uploads`, in `UploadRow`'s order.
 pub(crate) const UPLOAD_COLUMNS: &str =
     "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/sqlite/0012_names_refolded.sql")),
     (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
     (14, include_str!("../migrations/sqlite/0014_signing_keys_and_link_generations.sql")),
+    (16, include_str!("../migrations/sqlite/0016_external_ids_and_tag_spellings.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.

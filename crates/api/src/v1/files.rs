@@ -263,6 +263,7 @@ pub async fn update_file(
         copyright: request.copyright,
         metadata: request.metadata,
         tags: request.tags,
+        external_id: None,
     };
     let file = state.cabinet.update_file(&caller, &FileId::parse(&id)?, change).await?;
     Ok(Json(FileJson::of(file, &state.cabinet).await?))

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use cabinet_core::listing::{FileFilter, Paging, Sort, Start};
+use cabinet_core::metadata::tag_key;
 use cabinet_core::names::fold;
 use cabinet_core::ports::FileChange;
 use cabinet_core::{Error, FileId, FileRecord, FileReference, FolderId, Result, WorkspaceId};
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
-use crate::errors::db_error;
+use crate::errors::{db_error, external_id_error};
 use crate::rows::{
     bytes, millis, CountedFileRow, FileIdReferenceRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS,
     FILE_INSERT_COLUMNS,
@@ -34,7 +35,7 @@ where
     pub(super) async fn insert_file(tx: &mut sqlx::Transaction<'_, D::Db>, file: &FileRecord) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO files ({FILE_INSERT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ))
         .bind(file.workspace_id.as_str())
         .bind(file.id.as_str())
@@ -55,9 +56,10 @@ where
         .bind(file.trashed_at.map(millis))
         .bind(&file.created_by)
         .bind(fold(&file.name))
+        .bind(&file.external_id)
         .execute(&mut **tx)
         .await
-        .map_err(db_error)?;
+        .map_err(external_id_error)?;
         Self::replace_tags(tx, &file.workspace_id, &file.id, &file.tags).await
     }
 
@@ -74,13 +76,16 @@ where
             .await
             .map_err(db_error)?;
         for tag in tags {
-            sqlx::query("INSERT INTO file_tags (workspace_id, file_id, tag) VALUES ($1, $2, $3)")
-                .bind(ws.as_str())
-                .bind(file.as_str())
-                .bind(tag)
-                .execute(&mut **tx)
-                .await
-                .map_err(db_error)?;
+            sqlx::query(
+                "INSERT INTO file_tags (workspace_id, file_id, tag, spelling) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(ws.as_str())
+            .bind(file.as_str())
+            .bind(tag_key(tag))
+            .bind(tag)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
         }
         Ok(())
     }
@@ -120,6 +125,19 @@ where
                 .await
                 .map_err(db_error)?,
         };
+        row.ok_or(Error::NotFound("file"))?.try_into()
+    }
+
+    async fn find_file_by_external_id(&self, ws: &WorkspaceId, external_id: &str) -> Result<FileRecord> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE workspace_id = $1 AND external_id = $2 AND trashed_at IS NULL"
+        );
+        let row = sqlx::query_as::<_, FileRow>(&sql)
+            .bind(ws.as_str())
+            .bind(external_id)
+            .fetch_optional(self.read_pool())
+            .await
+            .map_err(db_error)?;
         row.ok_or(Error::NotFound("file"))?.try_into()
     }
 
@@ -212,13 +230,17 @@ where
             qb.push(", tags = ");
             qb.push_bind(serde_json::to_string(tags).map_err(Error::internal)?);
         }
+        if let Some(external_id) = &change.external_id {
+            qb.push(", external_id = ");
+            qb.push_bind(external_id.clone());
+        }
         qb.push(" WHERE workspace_id = ");
         qb.push_bind(ws.to_string());
         qb.push(" AND id = ");
         qb.push_bind(id.to_string());
         qb.push(format!(" AND trashed_at IS NULL RETURNING {FILE_COLUMNS}"));
         let row: Option<FileRow> =
-            D::fetch_built(&mut qb, &mut *tx).await.map_err(db_error)?.into_iter().next();
+            D::fetch_built(&mut qb, &mut *tx).await.map_err(external_id_error)?.into_iter().next();
         let file = FileRecord::try_from(row.ok_or(Error::NotFound("file"))?)?;
         if let Some(tags) = &change.tags {
             Self::replace_tags(&mut tx, ws, id, tags).await?;
@@ -260,16 +282,27 @@ where
     }
 
     async fn tag_counts(&self, ws: &WorkspaceId) -> Result<Vec<(String, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT t.tag, COUNT(*) FROM file_tags t JOIN files f ON f.workspace_id = t.workspace_id AND \
-             f.id = t.file_id \
-             WHERE t.workspace_id = $1 AND f.trashed_at IS NULL GROUP BY t.tag ORDER BY t.tag",
+        let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT t.tag, t.spelling, COUNT(*) FROM file_tags t JOIN files f ON f.workspace_id = \
+             t.workspace_id AND f.id = t.file_id \
+             WHERE t.workspace_id = $1 AND f.trashed_at IS NULL GROUP BY t.tag, t.spelling",
         )
         .bind(ws.as_str())
         .fetch_all(self.read_pool())
         .await
         .map_err(db_error)?;
-        Ok(rows.into_iter().map(|(tag, n)| (tag, n.max(0) as u64)).collect())
+        // Per key: every file that carries it, shown in the spelling most of them use.
+        let mut by_key: std::collections::BTreeMap<String, (u64, u64, String)> = Default::default();
+        for (key, spelling, files) in rows {
+            let files = files.max(0) as u64;
+            let spelling = spelling.unwrap_or_else(|| key.clone());
+            let entry = by_key.entry(key).or_insert((0, 0, String::new()));
+            entry.0 += files;
+            if files > entry.1 || (files == entry.1 && spelling < entry.2) {
+                (entry.1, entry.2) = (files, spelling);
+            }
+        }
+        Ok(by_key.into_values().map(|(files, _, spelling)| (spelling, files)).collect())
     }
 
     async fn add_reference(&self, ws: &WorkspaceId, file: &FileId, reference: &FileReference) -> Result<()> {

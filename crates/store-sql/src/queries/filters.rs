@@ -118,11 +118,14 @@ where
                 " AND (SELECT COUNT(*) FROM file_tags t WHERE t.workspace_id = f.workspace_id AND \
                      t.file_id = f.id AND t.tag IN (",
             );
+            // One key per tag however it is spelt: the count is of distinct keys.
+            let keys: std::collections::BTreeSet<String> =
+                filter.tags_all.iter().map(|tag| cabinet_core::metadata::tag_key(tag)).collect();
             let mut list = qb.separated(", ");
-            for tag in &filter.tags_all {
-                list.push_bind(tag.clone());
+            for key in &keys {
+                list.push_bind(key.clone());
             }
-            qb.push(format!(")) = {}", filter.tags_all.len()));
+            qb.push(format!(")) = {}", keys.len()));
         }
         if !filter.tags_any.is_empty() {
             qb.push(
@@ -131,7 +134,7 @@ where
             );
             let mut list = qb.separated(", ");
             for tag in &filter.tags_any {
-                list.push_bind(tag.clone());
+                list.push_bind(cabinet_core::metadata::tag_key(tag));
             }
             qb.push("))");
         }

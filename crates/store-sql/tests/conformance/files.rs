@@ -84,6 +84,7 @@ pub(crate) async fn file_changes_update_metadata_tags_and_place(store: &dyn Meta
         copyright: Some(Some("(c)".into())),
         metadata: Some(metadata.clone()),
         tags: Some(vec!["a".into(), "b".into()]),
+        external_id: None,
     };
     let changed = store.update_file(&ws.id, &file.id, &change, later).await.unwrap();
     assert_eq!(changed.name, "Renamed.PDF");
@@ -356,4 +357,68 @@ pub(crate) async fn blob_keys_in_use_are_those_of_files_and_live_uploads(store: 
         vec![live.blob_key.clone(), failed.blob_key.clone(), file.blob_key.clone(), "ws_x/none".into()];
     let owned = store.blob_keys_in_use(&keys).await.unwrap();
     assert_eq!(owned, [live.blob_key, file.blob_key].into_iter().collect());
+}
+
+pub(crate) async fn an_external_id_is_unique_among_the_live_files_of_a_workspace(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let other = workspace(store, None).await;
+    let named = |id: &str| FileChange { external_id: Some(id.into()), ..Default::default() };
+    let first = direct_file(&ws.id, 1, now());
+    let second = direct_file(&ws.id, 1, now());
+    let elsewhere = direct_file(&other.id, 1, now());
+    for f in [&first, &second, &elsewhere] {
+        store.insert_file_charging(f).await.unwrap();
+    }
+    let hero = store.update_file(&ws.id, &first.id, &named("hero"), now()).await.unwrap();
+    assert_eq!(hero.external_id.as_deref(), Some("hero"));
+    assert_eq!(store.find_file_by_external_id(&ws.id, "hero").await.unwrap().id, first.id);
+    // Exact, scoped: another spelling or another workspace is another id.
+    assert!(matches!(store.find_file_by_external_id(&ws.id, "HERO").await, Err(Error::NotFound(_))));
+    assert!(matches!(store.find_file_by_external_id(&other.id, "hero").await, Err(Error::NotFound(_))));
+    store.update_file(&other.id, &elsewhere.id, &named("hero"), now()).await.unwrap();
+
+    let clash = store.update_file(&ws.id, &second.id, &named("hero"), now()).await.unwrap_err();
+    assert_eq!(clash.code(), cabinet_core::Code::ExternalIdTaken);
+    let mut inserted = direct_file(&ws.id, 1, now());
+    inserted.external_id = Some("hero".into());
+    let clash = store.insert_file_charging(&inserted).await.unwrap_err();
+    assert_eq!(clash.code(), cabinet_core::Code::ExternalIdTaken);
+
+    // A trashed file keeps its id without holding it.
+    store.trash_file(&ws.id, &first.id, now()).await.unwrap();
+    assert!(matches!(store.find_file_by_external_id(&ws.id, "hero").await, Err(Error::NotFound(_))));
+    assert_eq!(store.get_file(&ws.id, &first.id).await.unwrap().external_id.as_deref(), Some("hero"));
+    store.update_file(&ws.id, &second.id, &named("hero"), now()).await.unwrap();
+    assert_eq!(store.find_file_by_external_id(&ws.id, "hero").await.unwrap().id, second.id);
+}
+
+pub(crate) async fn tags_keep_their_spelling_and_match_whatever_the_case(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let tag = |tags: &[&str]| FileChange {
+        tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+        ..Default::default()
+    };
+    let files: Vec<FileRecord> = (0..3).map(|_| direct_file(&ws.id, 1, now())).collect();
+    for f in &files {
+        store.insert_file_charging(f).await.unwrap();
+    }
+    let first = store.update_file(&ws.id, &files[0].id, &tag(&["Event", "Été"]), now()).await.unwrap();
+    assert_eq!(first.tags, vec!["Event", "Été"]);
+    store.update_file(&ws.id, &files[1].id, &tag(&["EVENT"]), now()).await.unwrap();
+    store.update_file(&ws.id, &files[2].id, &tag(&["Event", "product"]), now()).await.unwrap();
+    assert_eq!(store.get_file(&ws.id, &files[1].id).await.unwrap().tags, vec!["EVENT"]);
+    // One entry per tag, counting every spelling, shown as most files spell it.
+    assert_eq!(
+        store.tag_counts(&ws.id).await.unwrap(),
+        vec![("Event".to_owned(), 3), ("product".to_owned(), 1), ("Été".to_owned(), 1)]
+    );
+    for asked in [vec!["event".to_owned()], vec!["EVENT".to_owned(), "Event".to_owned()]] {
+        let filter = FileFilter { tags_all: asked.clone(), ..Default::default() };
+        let (_, total) =
+            store.list_files(&ws.id, &filter, Sort::NEWEST_FIRST, &first_page(10)).await.unwrap();
+        assert_eq!(total, 3, "{asked:?}");
+    }
+    let filter = FileFilter { tags_any: vec!["ÉTÉ".into(), "PRODUCT".into()], ..Default::default() };
+    let (_, total) = store.list_files(&ws.id, &filter, Sort::NEWEST_FIRST, &first_page(10)).await.unwrap();
+    assert_eq!(total, 2);
 }

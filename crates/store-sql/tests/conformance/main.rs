@@ -98,6 +98,8 @@ conformance!(
     the_unfiltered_total_follows_every_change_of_liveness,
     signing_keys_start_with_key_zero_and_retire_in_order,
     link_generations_move_on_per_workspace,
+    an_external_id_is_unique_among_the_live_files_of_a_workspace,
+    tags_keep_their_spelling_and_match_whatever_the_case,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.

@@ -72,6 +72,7 @@ fn field_of(code: Code) -> &'static str {
         Code::InvalidTag | Code::TooManyTags => "tags",
         Code::WorkspaceRequired => "organization_id",
         Code::InvalidMimeType | Code::IncompleteBody => "file",
+        Code::InvalidExternalId | Code::ExternalIdTaken => "api_id",
         _ => "non_field_errors",
     }
 }
@@ -87,6 +88,10 @@ impl From<Error> for CmsError {
             ErrorKind::Unauthenticated => CmsError::detail(StatusCode::UNAUTHORIZED, message),
             ErrorKind::Forbidden => CmsError::detail(StatusCode::FORBIDDEN, message),
             ErrorKind::NotFound => CmsError::not_found(),
+            // A clash of a client-chosen `api_id` says which field, as DRF's unique validators do.
+            ErrorKind::Conflict if err.code() == Code::ExternalIdTaken => {
+                CmsError { status: StatusCode::CONFLICT, body: json!({ "api_id": [capitalised(&message)] }) }
+            }
             ErrorKind::Conflict => CmsError::detail(StatusCode::CONFLICT, message),
             ErrorKind::TooLarge => CmsError::detail(StatusCode::PAYLOAD_TOO_LARGE, message),
             // The native status, with the DRF body: the message names storage and both sizes.

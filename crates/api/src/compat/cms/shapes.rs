@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 /// A file, as the CMS media library shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CmsFile {
-    /// Cabinet's file id.
+    /// The `api_id` the client chose at upload, else Cabinet's file id; either names the file in
+    /// the path.
     #[schema(example = "file_01jq3v5k2n8x7y6z5w4v3u2t1s")]
     pub api_id: String,
     #[schema(example = "poster.png")]
@@ -51,7 +52,7 @@ impl CmsFile {
     /// Renders a file with its references and a download URL.
     pub fn new(file: FileRecord, usage: Vec<FileReference>, file_url: String) -> Self {
         Self {
-            api_id: file.id.to_string(),
+            api_id: file.external_id.clone().unwrap_or_else(|| file.id.to_string()),
             file_name: file.name,
             organization_id: file.workspace_id.to_string(),
             file_url,
@@ -92,6 +93,10 @@ pub struct CmsInUse {
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct CmsBase64Upload {
+    /// The file's id of the client's choosing, unique among the organization's files (409 when
+    /// taken); Cabinet's own id when absent, null or empty.
+    #[schema(schema_with = crate::input_schema::external_id_or_empty_or_null)]
+    pub api_id: Option<String>,
     /// The workspace id; or in the query, or the `X-Cabinet-Workspace` header.
     #[schema(schema_with = crate::input_schema::non_empty)]
     pub organization_id: Option<String>,
@@ -105,14 +110,17 @@ pub struct CmsBase64Upload {
     pub tags: Option<Vec<String>>,
 }
 
-/// A multipart upload: `organization_id`, `file_name` and `tags` fields before `file`; other
-/// fields are ignored.
+/// A multipart upload: `api_id`, `organization_id`, `file_name` and `tags` fields before `file`;
+/// other fields are ignored.
 pub struct CmsMultipartUpload;
 
 impl utoipa::PartialSchema for CmsMultipartUpload {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use crate::input_schema::{form_with_file, name_or_empty, non_empty, tag_list_fields};
+        use crate::input_schema::{
+            external_id_or_empty, form_with_file, name_or_empty, non_empty, tag_list_fields,
+        };
         form_with_file(vec![
+            ("api_id", external_id_or_empty().into(), false),
             // Or in the query, or the `X-Cabinet-Workspace` header.
             ("organization_id", non_empty().into(), false),
             ("file_name", name_or_empty().into(), false),
@@ -137,3 +145,23 @@ pub struct CmsFilePatch {
     #[schema(schema_with = crate::input_schema::tags_list_or_text_or_null)]
     pub tags: Option<Vec<String>>,
 }
+
+/// A PATCH as a form (`multipart/form-data` or `application/x-www-form-urlencoded`): each field
+/// as text, an empty one clearing it; `tags` repeated, each a comma-separated list.
+pub struct CmsFormPatch;
+
+impl utoipa::PartialSchema for CmsFormPatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::input_schema::{tag_list_fields, text};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("image_alt_text", text())
+            .property("caption", text())
+            .property("copyright", text())
+            .property("tags", tag_list_fields(3))
+            .into()
+    }
+}
+
+impl ToSchema for CmsFormPatch {}

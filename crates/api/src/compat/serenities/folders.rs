@@ -2,15 +2,16 @@
 //! deleteFolder (empty folders only: 409 CONFLICT otherwise; to the trash).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use cabinet_core::folders::OnConflict;
 use cabinet_core::listing::{FolderFilter, FolderScope, Paging, Sort, Start};
 use cabinet_core::ports::FolderChange;
-use cabinet_core::FolderId;
+use cabinet_core::{Code, FolderId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::error::{Body, SerenitiesCaller, SerenitiesErrorBody, SerenitiesResult};
+use super::error::{Body, SerenitiesCaller, SerenitiesError, SerenitiesErrorBody, SerenitiesResult};
 use super::files::folder_id;
 use super::shapes::{SerenitiesFolder, SerenitiesFolderEntry, SerenitiesSuccess};
 use crate::AppState;
@@ -163,6 +164,15 @@ pub async fn delete_folder(
     SerenitiesCaller(caller): SerenitiesCaller,
     Body(params): Body<FolderIdParams>,
 ) -> SerenitiesResult<Json<SerenitiesSuccess>> {
-    state.cabinet.delete_folder(&caller, &FolderId::parse(&params.folder_id)?, false, false, false).await?;
-    Ok(Json(SerenitiesSuccess { success: true }))
+    let id = FolderId::parse(&params.folder_id)?;
+    match state.cabinet.delete_folder(&caller, &id, false, false, false).await {
+        Ok(_) => Ok(Json(SerenitiesSuccess { success: true })),
+        // The native message offers `recursive=true`, which this procedure does not take.
+        Err(err) if err.code() == Code::FolderNotEmpty => Err(SerenitiesError {
+            status: StatusCode::CONFLICT,
+            code: "CONFLICT",
+            message: "Folder must be empty: move or delete what it holds first".to_owned(),
+        }),
+        Err(err) => Err(err.into()),
+    }
 }

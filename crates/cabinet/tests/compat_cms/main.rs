@@ -1,7 +1,14 @@
 //! The CMS media library dialect (`/compat/cms`, reference.md §3): every endpoint, its DRF error
-//! shapes, and that it is the same core as the native API underneath.
+//! shapes, and that it is the same core as the native API underneath. `docs/compat/cms.md` maps
+//! each thing the seed document names to the test here that proves it.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod api_ids;
+mod forms;
+mod listing;
+mod storage;
 
 use base64::Engine;
 use cabinet_core::Role;
@@ -66,7 +73,7 @@ async fn a_multipart_upload_returns_the_file_object_and_the_native_api_sees_it()
     assert_eq!(status, StatusCode::CREATED, "{file}");
     assert_eq!(file["file_name"], "poster.png");
     assert_eq!(file["organization_id"], t.workspace.as_str());
-    assert_eq!(file["tags"], json!(["event", "product"]));
+    assert_eq!(file["tags"], json!(["Event", "product"]));
     assert_eq!(file["usage"], json!([]));
     assert_eq!((file["image_alt_text"].as_str(), file["caption"].as_str()), (Some(""), Some("")));
     for field in ["api_id", "file_url", "created_at", "updated_at", "copyright"] {
@@ -82,7 +89,7 @@ async fn a_multipart_upload_returns_the_file_object_and_the_native_api_sees_it()
     assert_eq!(status, StatusCode::OK, "{native}");
     assert_eq!(native["name"], "poster.png");
     assert_eq!(native["mime_type"], "image/png");
-    assert_eq!(native["tags"], json!(["event", "product"]));
+    assert_eq!(native["tags"], json!(["Event", "product"]));
 }
 
 #[tokio::test]
