@@ -193,8 +193,11 @@ impl Cabinet {
         attachment: bool,
     ) -> String {
         let attachment = attachment || crate::content_type::is_active_content(&file.mime_type);
-        let params =
-            PermalinkParams { version: Some(content_version(&file.sha256).to_owned()), generation, attachment };
+        let params = PermalinkParams {
+            version: Some(content_version(&file.sha256).to_owned()),
+            generation,
+            attachment,
+        };
         let ws = &file.workspace_id;
         let query = self.signer.sign_permalink(ws.as_str(), file.id.as_str(), &params);
         format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, file.id)

@@ -711,7 +711,8 @@ mod tests {
 
     #[test]
     fn a_permalink_is_bound_to_its_file_version_generation_and_disposition() {
-        let params = PermalinkParams { version: Some("0123456789abcdef".into()), generation: 3, attachment: false };
+        let params =
+            PermalinkParams { version: Some("0123456789abcdef".into()), generation: 3, attachment: false };
         let query = signer().sign_permalink("ws_a", "file_b", &params);
         assert!(is_permalink_query(Some(&query)));
         assert_eq!(signer().verify_permalink("ws_a", "file_b", Some(&query)).unwrap(), params);
@@ -742,7 +743,8 @@ mod tests {
 
     #[test]
     fn a_permalink_without_a_version_is_another_url_than_one_with() {
-        let versioned = PermalinkParams { version: Some("0123456789abcdef".into()), generation: 0, attachment: false };
+        let versioned =
+            PermalinkParams { version: Some("0123456789abcdef".into()), generation: 0, attachment: false };
         let bare = PermalinkParams { version: None, ..versioned.clone() };
         let query = signer().sign_permalink("ws_a", "upl_b", &bare);
         assert!(query.starts_with("gen=0&sig="), "{query}");

@@ -7,6 +7,7 @@ mod support;
 
 mod api_ids;
 mod forms;
+mod links;
 mod listing;
 mod storage;
 

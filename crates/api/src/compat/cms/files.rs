@@ -10,7 +10,7 @@ use axum::Json;
 use cabinet_core::files::DirectUpload;
 use cabinet_core::listing::{FileFilter, PageSize, Paging, Sort, SortKey, Start};
 use cabinet_core::ports::FileChange;
-use cabinet_core::{Caller, Code, FileId, FileRecord, FileReference};
+use cabinet_core::{Caller, Code, Error, FileId, FileRecord};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -26,21 +26,12 @@ use crate::compat::base64_body::{byte_stream, decode_base64};
 use crate::form::{Form, Part};
 use crate::AppState;
 
-/// Renders one file: its references as `usage` and a signed `file_url`.
+/// Renders one file: its references as `usage` and a `file_url` that lasts (a permalink: clients
+/// store it and embed it in pages), which works while the file is live.
 async fn render(state: &AppState, caller: &Caller, file: FileRecord) -> CmsResult<CmsFile> {
     let usage = state.cabinet.list_references(caller, &file.id).await?;
-    render_with(state, caller, file, usage).await
-}
-
-/// Renders one file whose references were read with others'.
-async fn render_with(
-    state: &AppState,
-    caller: &Caller,
-    file: FileRecord,
-    usage: Vec<FileReference>,
-) -> CmsResult<CmsFile> {
-    let url = state.cabinet.download_url_of(caller, &file, None, false).await?;
-    Ok(CmsFile::new(file, usage, url.url))
+    let file_url = state.cabinet.permalink_of(caller, &file, false).await?;
+    Ok(CmsFile::new(file, usage, file_url))
 }
 
 /// The live file a path's `{api_id}` names: a Cabinet file id, or the `api_id` its client chose.
@@ -338,10 +329,13 @@ pub async fn list_files(
         return Err(invalid_page());
     }
     let mut usage = state.cabinet.references_of(&caller, &listed.items).await?;
+    let mut file_urls = state.cabinet.permalinks_of(&caller, &listed.items).await?;
     let mut results = Vec::with_capacity(listed.items.len());
     for file in listed.items {
         let used_by = usage.remove(&file.id).unwrap_or_default();
-        results.push(render_with(&state, &caller, file, used_by).await?);
+        let file_url =
+            file_urls.remove(&file.id).ok_or_else(|| Error::internal("a listed file has no permalink"))?;
+        results.push(CmsFile::new(file, used_by, file_url));
     }
     let available_tags = state.cabinet.tags(&caller).await?.into_iter().map(|(tag, _)| tag).collect();
     Ok(Json(CmsFilePage {
