@@ -99,6 +99,23 @@ pub struct ServeSettings {
         default_value_t = HttpLimits::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES
     )]
     pub mavi_direct_upload_max_bytes: u64,
+    /// Largest file a MAVI signed URL (`POST /upload/signed-url`) takes, in bytes (its docs: 5 GB).
+    #[arg(
+        long,
+        env = "CABINET_MAVI_SIGNED_UPLOAD_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES
+    )]
+    pub mavi_signed_upload_max_bytes: u64,
+    /// The file extensions the MAVI dialect accepts, comma-separated (its documented formats by
+    /// default); other files get 415.
+    #[arg(long, env = "CABINET_MAVI_FORMATS", default_value = HttpLimits::DEFAULT_MAVI_FORMATS)]
+    pub mavi_formats: String,
+    /// Largest file the Mavera dialect takes that is not a video, in bytes (its docs: 10 MB).
+    #[arg(long, env = "CABINET_MAVERA_FILE_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_MAVERA_FILE_BYTES)]
+    pub mavera_file_max_bytes: u64,
+    /// Largest video (`video/*`) the Mavera dialect takes, in bytes (its docs: 2 GB).
+    #[arg(long, env = "CABINET_MAVERA_VIDEO_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_MAVERA_VIDEO_BYTES)]
+    pub mavera_video_max_bytes: u64,
     /// Largest JSON (base64) upload request body, in bytes.
     #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_JSON_UPLOAD_BYTES)]
     pub json_upload_max_bytes: usize,
@@ -215,6 +232,10 @@ impl ServeSettings {
             body_rate_window: Duration::from_secs(self.body_rate_window),
             rate_limit_per_minute: self.rate_limit_per_minute,
             mavi_direct_upload_bytes: self.mavi_direct_upload_max_bytes,
+            mavi_signed_upload_bytes: self.mavi_signed_upload_max_bytes,
+            mavi_formats: HttpLimits::formats(&self.mavi_formats),
+            mavera_file_bytes: self.mavera_file_max_bytes,
+            mavera_video_bytes: self.mavera_video_max_bytes,
             strict_transport_security: public_url.starts_with("https://"),
         }
     }

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/postgres/0011_search_scoped_by_workspace.sql")),
     (12, include_str!("../migrations/postgres/0012_names_refolded.sql")),
     (13, include_str!("../migrations/postgres/0013_token_revocations.sql")),
+    (15, include_str!("../migrations/postgres/0015_recorded_uploads_and_shared_folders.sql")),
 ];
 
 /// A PostgreSQL database's pools. Every lookup goes through them: a PostgreSQL query is a network

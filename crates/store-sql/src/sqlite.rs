@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/sqlite/0011_search_scoped_by_workspace.sql")),
     (12, include_str!("../migrations/sqlite/0012_names_refolded.sql")),
     (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
+    (15, include_str!("../migrations/sqlite/0015_recorded_uploads_and_shared_folders.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.
@@ -608,6 +609,7 @@ mod tests {
             parent_id: None,
             name: name.to_owned(),
             is_favorite: false,
+            is_shared: false,
             trashed_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),

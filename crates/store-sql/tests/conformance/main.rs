@@ -151,6 +151,7 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
         created_by: None,
         part_size: None,
         multipart_id: None,
+        awaits_record: false,
     }
 }
 
@@ -200,6 +201,7 @@ fn folder(ws: &WorkspaceId, name: &str, parent: Option<&FolderId>) -> Folder {
         parent_id: parent.cloned(),
         name: name.into(),
         is_favorite: false,
+        is_shared: false,
         trashed_at: None,
         created_at: now(),
         updated_at: now(),
