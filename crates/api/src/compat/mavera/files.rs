@@ -160,10 +160,15 @@ pub struct CreateFileRequest {
     pub folder_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Only `upload` (the default): Mavera's other sources (drives, URLs) fetch from outside
+    /// services this server does not connect to, and are refused as a bad `source`.
+    #[schema(example = "upload")]
+    pub source: Option<String>,
 }
 
-/// Create the file record once the bytes are at the upload URL: the upload is completed (its size
-/// and checksum verified) and the file returned.
+/// Create the file record once the bytes are at the upload URL: this is what makes the file (and
+/// starts charging its storage); its size and checksum are verified, and it keeps the `type`
+/// given here as far as its bytes agree.
 #[utoipa::path(
     post, path = "/compat/mavera/api/v1/files", tag = "compat-mavera",
     request_body = CreateFileRequest,

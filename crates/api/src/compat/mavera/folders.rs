@@ -1,5 +1,6 @@
-//! Mavera's Folders API: list, create (with the `parent_id` extension), get with a page of its
-//! files, update, delete (to the trash with its contents) and favorites.
+//! Mavera's Folders API: list, create (with `is_shared`, and the `parent_id` extension), get with
+//! a page of its files, update, delete (with its contents, their storage reclaimed at once) and
+//! favorites.
 
 use std::collections::HashMap;
 
