@@ -3,7 +3,8 @@
 //! a byte cap, staged and hashed, verified against what the upload declared (`check_size`,
 //! `check_sha256`), committed under the file's key, and settled (the upload SUCCESS, the file
 //! created and its size charged, in one transaction) or failed with a reason that releases what
-//! the upload held.
+//! the upload held. An upload that awaits its record is verified the same way but held at its
+//! arrival key, WAITING, until a client records it (`record_upload`).
 
 use chrono::{DateTime, Utc};
 
@@ -19,9 +20,10 @@ pub(crate) type Rejection = (FailureReason, Error);
 
 impl Cabinet {
     /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes (or, when
-    /// it awaits its record, holds: then there is no file yet) or fails it. An upload of unknown size first reserves what it may bring (its Content-Length, else
-    /// `file_cap`, as far as the quota holds), so uploads streaming at once never hold more than
-    /// the quota; what the file does not use is released when it is created.
+    /// it awaits its record, holds: then there is no file yet) or fails it. An upload of unknown
+    /// size first reserves what it may bring (its Content-Length, else `file_cap`, as far as the
+    /// quota holds), so uploads streaming at once never hold more than the quota; what the file
+    /// does not use is released when it is created.
     pub(crate) async fn receive(
         &self,
         upload: &Upload,
