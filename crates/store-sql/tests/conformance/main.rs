@@ -94,6 +94,8 @@ conformance!(
     search_finds_files_and_folders_by_folded_substring,
     search_sees_only_its_workspace_and_follows_renames_and_deletes,
     the_unfiltered_total_follows_every_change_of_liveness,
+    an_upload_keeps_whether_it_awaits_its_record_and_is_found_by_its_file_id,
+    a_folder_keeps_its_shared_mark,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.
