@@ -246,15 +246,13 @@ async fn the_upload_url_lives_an_hour_and_a_failed_upload_is_retried_with_a_new_
     assert_eq!(status, StatusCode::CREATED, "{file}");
 }
 
-#[tokio::test]
-async fn the_ticket_names_the_headers_the_put_sends_and_its_checksum_is_enforced() {
-    let server = TestServer::spawn().await;
+async fn the_ticket_s_headers_and_checksum(server: &TestServer) {
     let tenant = server.tenant.clone();
     let ws = tenant.workspace.as_str();
     let bytes = b"checked bytes";
     let request = json!({"file_name": "c.txt", "file_type": "text/plain", "file_size": bytes.len(), "workspace_id": ws, "checksum": sha256_hex(bytes)});
     let (_, ticket) =
-        server.send(call(&server, Method::POST, "/files/upload-url", &tenant.key).json(&request)).await;
+        server.send(call(server, Method::POST, "/files/upload-url", &tenant.key).json(&request)).await;
     use base64::Engine;
     let digest = base64::engine::general_purpose::STANDARD.encode(hex::decode(sha256_hex(bytes)).unwrap());
     assert_eq!(ticket["headers"]["Content-Type"], "text/plain", "{ticket}");
@@ -267,14 +265,26 @@ async fn the_ticket_names_the_headers_the_put_sends_and_its_checksum_is_enforced
         .send(server.http.put(ticket["upload_url"].as_str().unwrap()).body(b"other bytes!!".to_vec()))
         .await;
     assert!(status.is_client_error(), "{status}");
-    let (status, body) = record(&server, &tenant, &ticket, "c.txt", "text/plain", bytes.len()).await;
+    let (status, body) = record(server, &tenant, &ticket, "c.txt", "text/plain", bytes.len()).await;
     assert_mavera_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
     // Without a checksum, no checksum header.
     let request =
         json!({"file_name": "d.txt", "file_type": "text/plain", "file_size": 3, "workspace_id": ws});
     let (_, ticket) =
-        server.send(call(&server, Method::POST, "/files/upload-url", &tenant.key).json(&request)).await;
+        server.send(call(server, Method::POST, "/files/upload-url", &tenant.key).json(&request)).await;
     assert!(ticket["headers"].get("x-amz-checksum-sha256").is_none(), "{ticket}");
+}
+
+#[tokio::test]
+async fn the_ticket_names_the_headers_the_put_sends_and_its_checksum_is_enforced() {
+    the_ticket_s_headers_and_checksum(&TestServer::spawn().await).await;
+}
+
+#[tokio::test]
+async fn the_ticket_names_the_headers_the_put_sends_and_its_checksum_is_enforced_on_s3() {
+    let test = "the_ticket_names_the_headers_the_put_sends_and_its_checksum_is_enforced_on_s3";
+    let Some(server) = TestServer::spawn_s3(test).await else { return };
+    the_ticket_s_headers_and_checksum(&server).await;
 }
 
 #[tokio::test]
