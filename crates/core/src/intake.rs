@@ -103,16 +103,19 @@ impl Cabinet {
     /// arrival key, the upload WAITING again: no file exists until a client records it
     /// (`complete_upload`), and the sweeper removes them if none does before it expires.
     async fn hold(&self, upload: &Upload, staged: &StagedBlob) -> Result<()> {
+        let arrival = arrival_key(upload);
         let verdict = check_size(upload, staged.size).and_then(|()| check_sha256(upload, &staged.sha256));
         if let Err((reason, error)) = verdict {
             self.blobs.discard(&staged.temp_key).await;
             self.fail(upload, reason).await?;
+            // Bytes an earlier request kept there belong to an upload that has now failed.
+            self.delete_blob_quietly(&arrival).await;
             return Err(error);
         }
-        let arrival = arrival_key(upload);
         if let Err(err) = self.blobs.commit(staged, &arrival).await {
             self.blobs.discard(&staged.temp_key).await;
             self.fail(upload, FailureReason::StorageError).await?;
+            self.delete_blob_quietly(&arrival).await;
             return Err(err);
         }
         if !self.store.reopen_upload(&upload.workspace_id, &upload.id, self.clock.now()).await? {

@@ -288,6 +288,24 @@ async fn the_ticket_names_the_headers_the_put_sends_and_its_checksum_is_enforced
 }
 
 #[tokio::test]
+async fn bytes_sent_again_are_verified_again_and_refused_ones_leave_nothing() {
+    let server = TestServer::spawn().await;
+    let tenant = server.tenant.clone();
+    let bytes = b"first bytes";
+    let ticket = upload_unrecorded(&server, &tenant, "twice.txt", "text/plain", bytes).await;
+    let (status, _) = server
+        .send(server.http.put(ticket["upload_url"].as_str().unwrap()).body(b"other bytes".to_vec()))
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, body) = record(&server, &tenant, &ticket, "twice.txt", "text/plain", bytes.len()).await;
+    assert_mavera_error(status, &body, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(listed(&server, &tenant).await, 0);
+    assert_eq!(server.quota(&tenant).await["reserved_bytes"], 0);
+    let report = server.cabinet.check_consistency(false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test]
 async fn an_unknown_workspace_or_folder_is_404() {
     let server = TestServer::spawn().await;
     let tenant = server.tenant.clone();
