@@ -461,6 +461,26 @@ mod tests {
     }
 
     #[test]
+    fn the_dialects_limits_come_from_flags_and_the_file() {
+        let file = file_with("mavera_file_max_bytes = 1000\nmavi_formats = \"mp4, .WAV\"\n");
+        let config = file.path().to_str().unwrap();
+        let args = [
+            "--config",
+            config,
+            "serve",
+            "--mavera-video-max-bytes",
+            "5000",
+            "--mavi-signed-upload-max-bytes",
+            "7",
+        ];
+        let (_, serve) = settings(&args).unwrap();
+        let limits = serve.http_limits("http://127.0.0.1:8080");
+        assert_eq!((limits.mavera_file_bytes, limits.mavera_video_bytes), (1000, 5000));
+        assert_eq!(limits.mavi_signed_upload_bytes, 7);
+        assert_eq!(limits.mavi_formats, vec!["mp4".to_owned(), "wav".to_owned()]);
+    }
+
+    #[test]
     fn an_unknown_or_mistyped_key_in_the_file_is_refused_by_name() {
         let file = file_with("upload_url_tll = 60\n");
         let err = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap_err();
