@@ -144,8 +144,9 @@ pub async fn create_upload_url(
 pub struct CreateFileRequest {
     #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
+    /// The file's type: kept as far as its bytes agree.
     #[serde(rename = "type")]
-    #[schema(example = "application/pdf")]
+    #[schema(schema_with = crate::input_schema::mime_type)]
     pub mime_type: String,
     /// The `public_url` (or `key`) from `upload-url`. An `upload_url` is taken too when it names
     /// the upload, which it does not on S3 when a checksum was declared (the bytes go straight to
@@ -162,8 +163,14 @@ pub struct CreateFileRequest {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Only `upload` (the default): Mavera's other sources (drives, URLs) fetch from outside
     /// services this server does not connect to, and are refused as a bad `source`.
-    #[schema(example = "upload")]
-    pub source: Option<String>,
+    pub source: Option<MaveraSource>,
+}
+
+/// Where a file's bytes came from: here, always an upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaveraSource {
+    Upload,
 }
 
 /// Create the file record once the bytes are at the upload URL: this is what makes the file (and
