@@ -148,6 +148,7 @@ fn baseline_upload(size: u64, sha256: &str) -> Upload {
         created_by: None,
         part_size: None,
         multipart_id: None,
+        awaits_record: false,
     }
 }
 

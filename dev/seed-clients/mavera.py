@@ -1,7 +1,8 @@
 # The Mavera seed document's Python examples, as written there, with only the base URL and the key
 # changed. The docs call get_upload_url, upload_to_storage and create_file_record without showing
 # them; they are written here from the API reference (reference.md §1.5.1-1.5.2). "folder_xyz"
-# and the elided `json={...}` are filled with real values. Run by dev/seed-clients/run.
+# and the elided `json={...}` are filled with real values (the quota check's file is over the
+# small workspace's 1000 bytes but within Mavera's 10 MB per file, so the quota is what refuses it). Run by dev/seed-clients/run.
 import hashlib
 import os
 import sys
@@ -91,7 +92,7 @@ print(f"Upload URL for the folder: {upload_response.json()['object']}")
 response = requests.post(
     f"{BASE}/files/upload-url",
     headers={"Authorization": f"Bearer {os.environ['MAVERA_SMALL_API_KEY']}"},
-    json={"file_name": "huge.bin", "file_type": "application/octet-stream", "file_size": 10**9,
+    json={"file_name": "big.bin", "file_type": "application/octet-stream", "file_size": 5000,
           "workspace_id": os.environ["MAVERA_SMALL_WORKSPACE_ID"]})
 if "error" in response.json():
     error = response.json()["error"]

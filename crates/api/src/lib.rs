@@ -64,6 +64,15 @@ pub struct HttpLimits {
     /// The largest direct upload through the MAVI dialect (its docs say 500 MB); larger files
     /// get 413 pointing to its signed URL.
     pub mavi_direct_upload_bytes: u64,
+    /// The largest file a MAVI signed URL takes (its docs: 5 GB).
+    pub mavi_signed_upload_bytes: u64,
+    /// The file extensions the MAVI dialect accepts (its docs' supported formats), lowercase
+    /// without the dot; any other gets 415.
+    pub mavi_formats: Vec<String>,
+    /// The largest file the Mavera dialect takes that is not a video (its docs: 10 MB).
+    pub mavera_file_bytes: u64,
+    /// The largest video file (`video/*`) the Mavera dialect takes (its docs: 2 GB).
+    pub mavera_video_bytes: u64,
 }
 
 impl HttpLimits {
@@ -85,6 +94,24 @@ impl HttpLimits {
     pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 6000;
     /// The largest MAVI direct upload by default: its docs' 500 MB.
     pub const DEFAULT_MAVI_DIRECT_UPLOAD_BYTES: u64 = 500_000_000;
+    /// The largest MAVI signed-URL upload by default: its docs' 5 GB.
+    pub const DEFAULT_MAVI_SIGNED_UPLOAD_BYTES: u64 = 5_000_000_000;
+    /// The formats MAVI documents (video, audio, image), as file extensions; `jpg`, `tif` and
+    /// `mpg` are the other spellings of JPEG, TIFF and MPEG.
+    pub const DEFAULT_MAVI_FORMATS: &'static str = "mp4,mov,avi,webm,mkv,flv,wmv,mpeg,mpg,\
+        mp3,wav,aac,flac,ogg,m4a,jpeg,jpg,png,gif,webp,bmp,tiff,tif";
+    /// The largest Mavera file that is not a video by default: its docs' 10 MB.
+    pub const DEFAULT_MAVERA_FILE_BYTES: u64 = 10_000_000;
+    /// The largest Mavera video by default: its docs' 2 GB.
+    pub const DEFAULT_MAVERA_VIDEO_BYTES: u64 = 2_000_000_000;
+
+    /// A comma-separated list of extensions, normalised (lowercase, no dots or blanks).
+    pub fn formats(list: &str) -> Vec<String> {
+        list.split(',')
+            .map(|format| format.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|format| !format.is_empty())
+            .collect()
+    }
 }
 
 impl Default for HttpLimits {
@@ -100,6 +127,10 @@ impl Default for HttpLimits {
             rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT_PER_MINUTE,
             strict_transport_security: false,
             mavi_direct_upload_bytes: Self::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES,
+            mavi_signed_upload_bytes: Self::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES,
+            mavi_formats: Self::formats(Self::DEFAULT_MAVI_FORMATS),
+            mavera_file_bytes: Self::DEFAULT_MAVERA_FILE_BYTES,
+            mavera_video_bytes: Self::DEFAULT_MAVERA_VIDEO_BYTES,
         }
     }
 }

@@ -72,9 +72,9 @@ pub async fn put_upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<UploadJson>> {
-    let (ws, id, _) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref()).await?;
+    let (ws, id, max_bytes) = state.cabinet.verify_upload_url(&workspace, &upload, query.as_deref()).await?;
     let stream = body.into_data_stream().map_err(std::io::Error::other).boxed();
-    let done = state.cabinet.receive_upload(&ws, &id, stream, content_length(&headers)).await?;
+    let done = state.cabinet.receive_upload(&ws, &id, stream, content_length(&headers), max_bytes).await?;
     Ok(Json(UploadJson::new(done, &state.cabinet).await?))
 }
 
@@ -137,7 +137,7 @@ pub async fn post_upload(
     while let Some(part) = form.next().await? {
         if let Part::File(field) = part {
             let stream = field.map_err(std::io::Error::other).boxed();
-            let done = state.cabinet.receive_upload(&ws, &id, stream, None).await?;
+            let done = state.cabinet.receive_upload(&ws, &id, stream, None, max_bytes).await?;
             return Ok(Json(UploadJson::new(done, &state.cabinet).await?));
         }
     }

@@ -175,6 +175,7 @@ async fn multipart_upload(blobs: &Arc<dyn BlobStore>, size: u64) -> Upload {
         created_by: None,
         part_size: Some(PART as u64),
         multipart_id: None,
+        awaits_record: false,
     };
     upload.multipart_id = blobs.begin_parts(&upload).await.expect("begin parts");
     upload

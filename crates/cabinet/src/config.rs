@@ -113,6 +113,23 @@ pub struct ServeSettings {
         default_value_t = HttpLimits::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES
     )]
     pub mavi_direct_upload_max_bytes: u64,
+    /// Largest file a MAVI signed URL (`POST /upload/signed-url`) takes, in bytes (its docs: 5 GB).
+    #[arg(
+        long,
+        env = "CABINET_MAVI_SIGNED_UPLOAD_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES
+    )]
+    pub mavi_signed_upload_max_bytes: u64,
+    /// The file extensions the MAVI dialect accepts, comma-separated (its documented formats by
+    /// default); other files get 415.
+    #[arg(long, env = "CABINET_MAVI_FORMATS", default_value = HttpLimits::DEFAULT_MAVI_FORMATS)]
+    pub mavi_formats: String,
+    /// Largest file the Mavera dialect takes that is not a video, in bytes (its docs: 10 MB).
+    #[arg(long, env = "CABINET_MAVERA_FILE_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_MAVERA_FILE_BYTES)]
+    pub mavera_file_max_bytes: u64,
+    /// Largest video (`video/*`) the Mavera dialect takes, in bytes (its docs: 2 GB).
+    #[arg(long, env = "CABINET_MAVERA_VIDEO_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_MAVERA_VIDEO_BYTES)]
+    pub mavera_video_max_bytes: u64,
     /// Largest JSON (base64) upload request body, in bytes.
     #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_JSON_UPLOAD_BYTES)]
     pub json_upload_max_bytes: usize,
@@ -231,6 +248,10 @@ impl ServeSettings {
             body_rate_window: Duration::from_secs(self.body_rate_window),
             rate_limit_per_minute: self.rate_limit_per_minute,
             mavi_direct_upload_bytes: self.mavi_direct_upload_max_bytes,
+            mavi_signed_upload_bytes: self.mavi_signed_upload_max_bytes,
+            mavi_formats: HttpLimits::formats(&self.mavi_formats),
+            mavera_file_bytes: self.mavera_file_max_bytes,
+            mavera_video_bytes: self.mavera_video_max_bytes,
             strict_transport_security: public_url.starts_with("https://"),
         }
     }
@@ -453,6 +474,26 @@ mod tests {
             PathBuf::from("/elsewhere"),
             "a global flag after the subcommand wins too"
         );
+    }
+
+    #[test]
+    fn the_dialects_limits_come_from_flags_and_the_file() {
+        let file = file_with("mavera_file_max_bytes = 1000\nmavi_formats = \"mp4, .WAV\"\n");
+        let config = file.path().to_str().unwrap();
+        let args = [
+            "--config",
+            config,
+            "serve",
+            "--mavera-video-max-bytes",
+            "5000",
+            "--mavi-signed-upload-max-bytes",
+            "7",
+        ];
+        let (_, serve) = settings(&args).unwrap();
+        let limits = serve.http_limits("http://127.0.0.1:8080");
+        assert_eq!((limits.mavera_file_bytes, limits.mavera_video_bytes), (1000, 5000));
+        assert_eq!(limits.mavi_signed_upload_bytes, 7);
+        assert_eq!(limits.mavi_formats, vec!["mp4".to_owned(), "wav".to_owned()]);
     }
 
     #[test]

@@ -101,9 +101,13 @@ impl Cabinet {
             created_by,
             part_size: None,
             multipart_id: None,
+            awaits_record: false,
         };
         self.store.insert_upload_reserving(&upload).await?;
-        let received = self.receive(&upload, body, None, file_cap).await;
+        // Never held: a direct upload does not await a record.
+        let received = self.receive(&upload, body, None, file_cap).await.and_then(|file| {
+            file.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
+        });
         if let Err(Error::Unavailable(_)) = &received {
             // The store went away mid-request: a step whose answer was lost may still have
             // committed (the upload begun, its reservation taken). Nobody else can finish a direct

@@ -85,6 +85,18 @@ impl Cabinet {
         parent: Option<FolderId>,
         on_conflict: OnConflict,
     ) -> Result<Folder> {
+        self.create_folder_marked(caller, name, parent, on_conflict, false).await
+    }
+
+    /// Creates a folder, marked shared with every member of the workspace or not.
+    pub async fn create_folder_marked(
+        &self,
+        caller: &Caller,
+        name: &str,
+        parent: Option<FolderId>,
+        on_conflict: OnConflict,
+        is_shared: bool,
+    ) -> Result<Folder> {
         caller.require(Role::Write)?;
         let ws = &caller.workspace_id;
         let name = validate_name(name)?;
@@ -98,6 +110,7 @@ impl Cabinet {
             parent_id: parent,
             name: name.clone(),
             is_favorite: false,
+            is_shared,
             trashed_at: None,
             created_at: now,
             updated_at: now,

@@ -3,7 +3,8 @@
 //! a byte cap, staged and hashed, verified against what the upload declared (`check_size`,
 //! `check_sha256`), committed under the file's key, and settled (the upload SUCCESS, the file
 //! created and its size charged, in one transaction) or failed with a reason that releases what
-//! the upload held.
+//! the upload held. An upload that awaits its record is verified the same way but held at its
+//! arrival key, WAITING, until a client records it (`record_upload`).
 
 use chrono::{DateTime, Utc};
 
@@ -18,17 +19,18 @@ use crate::{Cabinet, Code};
 pub(crate) type Rejection = (FailureReason, Error);
 
 impl Cabinet {
-    /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes or fails
-    /// it. An upload of unknown size first reserves what it may bring (its Content-Length, else
-    /// `file_cap`, as far as the quota holds), so uploads streaming at once never hold more than
-    /// the quota; what the file does not use is released when it is created.
+    /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes (or, when
+    /// it awaits its record, holds: then there is no file yet) or fails it. An upload of unknown
+    /// size first reserves what it may bring (its Content-Length, else `file_cap`, as far as the
+    /// quota holds), so uploads streaming at once never hold more than the quota; what the file
+    /// does not use is released when it is created.
     pub(crate) async fn receive(
         &self,
         upload: &Upload,
         body: ByteStream<'_>,
         content_length: Option<u64>,
         file_cap: u64,
-    ) -> Result<FileRecord> {
+    ) -> Result<Option<FileRecord>> {
         let (ws, id) = (&upload.workspace_id, &upload.id);
         let now = self.clock.now();
         let not_waiting =
@@ -88,9 +90,43 @@ impl Cabinet {
                 return Err(error);
             }
         };
-        let finished = self.finish(upload, &staged).await;
+        let finished = if upload.awaits_record {
+            self.hold(upload, &staged).await.map(|()| None)
+        } else {
+            self.finish(upload, &staged).await.map(Some)
+        };
         guard.upload = None;
         finished
+    }
+
+    /// Verifies the staged bytes of an upload that awaits its record and keeps them at its
+    /// arrival key, the upload WAITING again: no file exists until a client records it
+    /// (`complete_upload`), and the sweeper removes them if none does before it expires.
+    async fn hold(&self, upload: &Upload, staged: &StagedBlob) -> Result<()> {
+        let arrival = arrival_key(upload);
+        let verdict = check_size(upload, staged.size).and_then(|()| check_sha256(upload, &staged.sha256));
+        if let Err((reason, error)) = verdict {
+            self.blobs.discard(&staged.temp_key).await;
+            self.fail(upload, reason).await?;
+            // Bytes an earlier request kept there belong to an upload that has now failed.
+            self.delete_blob_quietly(&arrival).await;
+            return Err(error);
+        }
+        if let Err(err) = self.blobs.commit(staged, &arrival).await {
+            self.blobs.discard(&staged.temp_key).await;
+            self.fail(upload, FailureReason::StorageError).await?;
+            self.delete_blob_quietly(&arrival).await;
+            return Err(err);
+        }
+        if !self.store.reopen_upload(&upload.workspace_id, &upload.id, self.clock.now()).await? {
+            self.delete_blob_quietly(&arrival).await;
+            return Err(Error::conflict(
+                Code::UploadNotLive,
+                "the upload ended (expired or cancelled) before its bytes were kept",
+            ));
+        }
+        tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, "upload held for its record");
+        Ok(())
     }
 
     /// Verifies staged bytes against the upload's declaration and turns them into its file.
@@ -226,7 +262,8 @@ impl Drop for ReceivingGuard {
                         cabinet.delete_blob_quietly(&upload.blob_key).await;
                     }
                     let arrival = arrival_key(&upload);
-                    if !cabinet.blobs.receives_through_cabinet() && arrival != upload.blob_key {
+                    let direct = !cabinet.blobs.receives_through_cabinet() || upload.awaits_record;
+                    if direct && arrival != upload.blob_key {
                         cabinet.delete_blob_quietly(&arrival).await;
                     }
                 }

@@ -132,9 +132,11 @@ impl Cabinet {
                     if let Some(upload) = &upload {
                         self.remove_parts_quietly(upload).await;
                     }
-                    if !self.blobs.receives_through_cabinet() {
-                        // Bytes may have landed directly after all: the upload no longer wants them.
-                        // This call failed it, so no file owns even an arrival at the file's key.
+                    let held = upload.as_ref().is_some_and(|upload| upload.awaits_record);
+                    if !self.blobs.receives_through_cabinet() || held {
+                        // Bytes may have landed directly (or been kept for a record nobody made):
+                        // the upload no longer wants them. This call failed it, so no file owns
+                        // even an arrival at the file's key.
                         let arrival = upload.as_ref().map_or_else(|| incoming_key(&ws, &id), arrival_key);
                         self.delete_blob_quietly(&arrival).await;
                     }
@@ -170,11 +172,16 @@ impl Cabinet {
             after = batch.last().map(|upload| upload.id.clone());
             for upload in batch {
                 let arrival = arrival_key(&upload);
-                if upload.part_size.is_some() && self.clock.now() < upload.expires_at {
-                    // Parts are completed by the client's `complete`, never guessed at.
+                if (upload.part_size.is_some() || upload.awaits_record)
+                    && self.clock.now() < upload.expires_at
+                {
+                    // Parts are completed by the client's `complete`, never guessed at; an upload
+                    // that awaits its record becomes a file only when a client records it.
                     continue;
                 }
-                match self.blobs.head(&arrival).await? {
+                // An expired upload that awaited its record expires with whatever arrived.
+                let arrived = if upload.awaits_record { None } else { self.blobs.head(&arrival).await? };
+                match arrived {
                     Some(info) => match self.finish_arrived(upload, info).await {
                         Ok(state) if state.upload.status == UploadStatus::Success => report.completed += 1,
                         Ok(_) => {}

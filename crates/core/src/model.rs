@@ -201,6 +201,10 @@ pub struct Upload {
     pub part_size: Option<u64>,
     /// The blob store's own id for the parts of a multipart upload (S3's `UploadId`), if it keeps one.
     pub multipart_id: Option<String>,
+    /// Verified bytes wait, WAITING, at the arrival key until a client records the upload
+    /// (`complete`; Mavera's `POST /files`): until then no file exists and nothing is charged
+    /// but the reservation.
+    pub awaits_record: bool,
 }
 
 impl Upload {
@@ -297,6 +301,9 @@ pub struct Folder {
     pub parent_id: Option<FolderId>,
     pub name: String,
     pub is_favorite: bool,
+    /// Marked shared with every member of the workspace (a label: every key of a workspace
+    /// already sees all of it).
+    pub is_shared: bool,
     pub trashed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -409,6 +409,7 @@ fn placeholder() -> Upload {
         created_by: None,
         part_size: None,
         multipart_id: None,
+        awaits_record: false,
     }
 }
 

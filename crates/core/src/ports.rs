@@ -45,6 +45,7 @@ pub struct FolderChange {
     /// `Some(None)` moves the folder to the root.
     pub parent: Option<Option<FolderId>>,
     pub is_favorite: Option<bool>,
+    pub is_shared: Option<bool>,
 }
 
 /// A workspace's ledger as recorded and as its files and uploads add up.
@@ -165,6 +166,8 @@ pub trait UploadStore: Send + Sync + 'static {
     async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()>;
     /// One upload, or `NotFound`.
     async fn get_upload(&self, workspace: &WorkspaceId, id: &UploadId) -> Result<Upload>;
+    /// The upload whose file has (or will have) this id, or `NotFound`.
+    async fn upload_of_file(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Upload>;
     /// WAITING → UPLOADING; false when the upload was not WAITING.
     async fn begin_receiving(
         &self,

@@ -69,6 +69,12 @@ pub struct NewUpload {
     /// Send the bytes in parts (resumable), each of this size but the last; `Some(None)` for the
     /// default part size. Needs a declared size.
     pub multipart: Option<Option<u64>>,
+    /// The bytes, once verified, wait for a client to record the upload (`complete_upload`)
+    /// before they become a file: Mavera's `upload-url` then `POST /files`.
+    pub awaits_record: bool,
+    /// The most an upload of unknown size may bring, below the workspace's own limit (MAVI's
+    /// signed URLs: 5 GB).
+    pub max_bytes: Option<u64>,
 }
 
 /// A started upload and where to send its bytes.
@@ -110,7 +116,8 @@ impl Cabinet {
         let declared_mime = request.mime_type.as_deref().map(content_type::parse_declared).transpose()?;
         let sha256 = request.sha256.as_deref().map(parse_sha256).transpose()?;
         let quota = self.quota_of(&self.store.get_workspace(ws).await?);
-        let max_file = quota.max_file_size_bytes;
+        let max_file =
+            request.max_bytes.map_or(quota.max_file_size_bytes, |cap| cap.min(quota.max_file_size_bytes));
         if let Some(size) = request.size.filter(|size| *size > max_file) {
             return Err(Error::TooLarge {
                 code: Code::FileTooLarge,
@@ -158,6 +165,7 @@ impl Cabinet {
             created_by,
             part_size: plan.map(|plan| plan.part_size),
             multipart_id: None,
+            awaits_record: request.awaits_record,
         };
         if let Some(plan) = plan {
             return self.start_multipart(upload, plan).await;
@@ -193,6 +201,14 @@ impl Cabinet {
         self.upload_state(&caller.workspace_id, id).await
     }
 
+    /// The upload that makes (or made) the file of this id: a file's id is fixed when its upload
+    /// starts, so it names the file-to-be from then on.
+    pub async fn upload_of_file(&self, caller: &Caller, file: &FileId) -> Result<UploadState> {
+        let upload = self.store.upload_of_file(&caller.workspace_id, file).await?;
+        self.own_upload(caller, &upload.id, Role::Read).await?;
+        self.upload_state(&caller.workspace_id, &upload.id).await
+    }
+
     /// Keys reach every upload of their workspace (by role); an end user only their own.
     pub(crate) async fn own_upload(&self, caller: &Caller, id: &UploadId, role: Role) -> Result<()> {
         match caller.end_user() {
@@ -221,12 +237,29 @@ impl Cabinet {
     /// Finalizes an upload whose bytes went straight to the blob store; on any backend it is
     /// idempotent: a finished upload is returned as it is.
     pub async fn complete_upload(&self, caller: &Caller, id: &UploadId) -> Result<UploadState> {
+        self.record_upload(caller, id, None).await
+    }
+
+    /// Completes an upload as its record says: `complete_upload`, with the content type the
+    /// record declares (it takes the place of the one the upload declared, and is honoured as
+    /// far as the bytes agree with it). An upload that awaits its record becomes a file here.
+    pub async fn record_upload(
+        &self,
+        caller: &Caller,
+        id: &UploadId,
+        mime_type: Option<&str>,
+    ) -> Result<UploadState> {
         self.own_upload(caller, id, Role::Write).await?;
-        let state = self.upload_state(&caller.workspace_id, id).await?;
+        let declared_mime = mime_type.map(content_type::parse_declared).transpose()?;
+        let mut state = self.upload_state(&caller.workspace_id, id).await?;
+        if declared_mime.is_some() {
+            state.upload.declared_mime = declared_mime;
+        }
         if state.upload.status == UploadStatus::Waiting && state.upload.part_size.is_some() {
             return self.complete_multipart(state.upload).await;
         }
-        if state.upload.status == UploadStatus::Waiting && !self.blobs.receives_through_cabinet() {
+        let arrives_directly = !self.blobs.receives_through_cabinet() || state.upload.awaits_record;
+        if state.upload.status == UploadStatus::Waiting && arrives_directly {
             if let Some(info) = self.blobs.head(&arrival_key(&state.upload)).await? {
                 return self.finish_arrived(state.upload, info).await;
             }
@@ -298,9 +331,11 @@ impl Cabinet {
         check_size(upload, info.size).map_err(Ok)?;
         let (sha256, head) = match (&info.sha256, &upload.sha256) {
             (Some(sha256), _) => (sha256.clone(), self.read_head(arrival, info.size).await.map_err(Err)?),
-            // The client was told to send the checksum; the store did not verify one.
-            (None, Some(_)) => return Err(Ok(checksum_mismatch())),
-            (None, None) => self.hash_object(arrival).await.map_err(Err)?,
+            // The client was told to send the checksum to the store, which did not verify one.
+            (None, Some(_)) if !self.blobs.receives_through_cabinet() => return Err(Ok(checksum_mismatch())),
+            // Bytes Cabinet kept for a record (verified as they arrived): hashed again here, so
+            // only what is there now becomes the file.
+            (None, _) => self.hash_object(arrival).await.map_err(Err)?,
         };
         check_sha256(upload, &sha256).map_err(Ok)?;
         let file = file_of(upload, info.size, sha256, &head, self.clock.now());
@@ -384,13 +419,14 @@ impl Cabinet {
     }
 
     /// Takes the bytes of an upload through Cabinet's storage endpoint (after its URL was
-    /// verified), and finishes or fails it.
+    /// verified), at most `url_max_bytes` (what the URL was signed for), and finishes or fails it.
     pub async fn receive_upload(
         &self,
         ws: &WorkspaceId,
         id: &UploadId,
         body: ByteStream<'_>,
         content_length: Option<u64>,
+        url_max_bytes: u64,
     ) -> Result<UploadState> {
         let upload = self.store.get_upload(ws, id).await?;
         match upload.status {
@@ -415,9 +451,12 @@ impl Cabinet {
         // Before a byte of the body is read: a workspace's slow uploads fill its own slots only.
         let _slot = self.transfer_slot(ws, None)?;
         let workspace = self.store.get_workspace(ws).await?;
-        let file_cap = self.max_file_bytes(workspace.max_file_bytes);
-        let file = self.receive(&upload, body, content_length, file_cap).await?;
-        Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) })
+        let file_cap = self.max_file_bytes(workspace.max_file_bytes).min(url_max_bytes);
+        match self.receive(&upload, body, content_length, file_cap).await? {
+            Some(file) => Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) }),
+            // Held for its record: WAITING again, with no file yet.
+            None => self.upload_state(ws, id).await,
+        }
     }
 
     /// Checks a folder exists and is not in the trash, so a file can go into it.

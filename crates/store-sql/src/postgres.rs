@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/postgres/0012_names_refolded.sql")),
     (13, include_str!("../migrations/postgres/0013_token_revocations.sql")),
     (14, include_str!("../migrations/postgres/0014_signing_keys_and_link_generations.sql")),
+    (15, include_str!("../migrations/postgres/0015_recorded_uploads_and_shared_folders.sql")),
     (16, include_str!("../migrations/postgres/0016_external_ids_and_tag_spellings.sql")),
 ];
 

@@ -131,6 +131,7 @@ pub(crate) struct UploadRow {
     size_known: bool,
     part_size: Option<i64>,
     multipart_id: Option<String>,
+    awaits_record: bool,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -159,6 +160,7 @@ impl TryFrom<UploadRow> for Upload {
             created_by: row.created_by,
             part_size: row.part_size.map(unsigned).transpose()?,
             multipart_id: row.multipart_id,
+            awaits_record: row.awaits_record,
         })
     }
 }
@@ -292,6 +294,7 @@ pub(crate) struct FolderRow {
     trashed_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    is_shared: bool,
 }
 
 impl TryFrom<FolderRow> for Folder {
@@ -304,6 +307,7 @@ impl TryFrom<FolderRow> for Folder {
             parent_id: row.parent_id.map(|id| id.parse()).transpose()?,
             name: row.name,
             is_favorite: row.is_favorite,
+            is_shared: row.is_shared,
             trashed_at: row.trashed_at.map(from_millis).transpose()?,
             created_at: from_millis(row.created_at)?,
             updated_at: from_millis(row.updated_at)?,
@@ -349,7 +353,7 @@ impl TryFrom<ReferenceRow> for FileReference {
 
 /// The columns of `folders`, in `FolderRow`'s order.
 pub(crate) const FOLDER_COLUMNS: &str =
-    "workspace_id, id, parent_id, name, is_favorite, trashed_at, created_at, updated_at";
+    "workspace_id, id, parent_id, name, is_favorite, trashed_at, created_at, updated_at, is_shared";
 /// The columns a new file is inserted with.
 pub(crate) const FILE_INSERT_COLUMNS: &str = "workspace_id, id, name, mime_type, size, sha256, folder_id, blob_key, \
      created_at, updated_at, is_favorite, alt_text, caption, copyright, metadata, tags, trashed_at, created_by, name_folded, \
@@ -362,7 +366,7 @@ pub(crate) const FILE_COLUMNS: &str = "workspace_id, id, name, mime_type, size, 
 pub(crate) const UPLOAD_COLUMNS: &str =
     "workspace_id, id, name, size, declared_mime, sha256, folder_id, status, \
      failure_reason, file_id, blob_key, created_at, updated_at, expires_at, created_by, size_known, \
-     part_size, multipart_id";
+     part_size, multipart_id, awaits_record";
 /// The columns of `workspaces`, in `WorkspaceRow`'s order.
 pub(crate) const WORKSPACE_COLUMNS: &str =
     "id, name, limit_bytes, max_file_bytes, used_bytes, reserved_bytes, created_at";

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/sqlite/0012_names_refolded.sql")),
     (13, include_str!("../migrations/sqlite/0013_token_revocations.sql")),
     (14, include_str!("../migrations/sqlite/0014_signing_keys_and_link_generations.sql")),
+    (15, include_str!("../migrations/sqlite/0015_recorded_uploads_and_shared_folders.sql")),
     (16, include_str!("../migrations/sqlite/0016_external_ids_and_tag_spellings.sql")),
 ];
 
@@ -610,6 +611,7 @@ mod tests {
             parent_id: None,
             name: name.to_owned(),
             is_favorite: false,
+            is_shared: false,
             trashed_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -192,8 +192,12 @@ pub async fn update_folder(
     Json(request): Json<UpdateFolderRequest>,
 ) -> ApiResult<Json<FolderJson>> {
     let on_conflict = OnConflict::parse(conflict.on_conflict.as_deref())?;
-    let change =
-        FolderChange { name: request.name, parent: request.parent_id, is_favorite: request.is_favorite };
+    let change = FolderChange {
+        name: request.name,
+        parent: request.parent_id,
+        is_favorite: request.is_favorite,
+        is_shared: None,
+    };
     Ok(Json(state.cabinet.update_folder(&caller, &FolderId::parse(&id)?, change, on_conflict).await?.into()))
 }
 

@@ -121,6 +121,8 @@ pub async fn create_upload(
                 folder_id: request.folder_id,
                 expires_in: request.expires_in,
                 multipart,
+                awaits_record: false,
+                max_bytes: None,
             },
         )
         .await?;

@@ -633,6 +633,7 @@ mod tests {
             created_by: None,
             part_size: None,
             multipart_id: None,
+            awaits_record: false,
         }
     }
 

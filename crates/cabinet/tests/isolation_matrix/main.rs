@@ -333,14 +333,16 @@ fn id_of_a(template: &str, field: &str, fixture: &Fixture) -> Option<String> {
         "folder_id" | "folderId" => Some(fixture.folder_id.clone()),
         // A folder is moved, or made, under the other folder (never under itself).
         "parent_id" | "parentId" => Some(fixture.empty_folder_id.clone()),
-        "file_id" | "fileId" => Some(fixture.file_id.clone()),
+        // MAVI's download by bucket and blob: the blob is the asset (file) id.
+        "file_id" | "fileId" | "blob" => Some(fixture.file_id.clone()),
         "upload_id" | "uploadId" => Some(fixture.upload_id.clone()),
         _ => None,
     }
 }
 
 fn is_workspace_field(field: &str) -> bool {
-    matches!(field, "workspace_id" | "organization_id")
+    // MAVI's `bucket` is the workspace.
+    matches!(field, "workspace_id" | "organization_id" | "bucket")
 }
 
 /// A value for a schema: its example, else the smallest value of its type (required fields only).
@@ -477,9 +479,9 @@ fn call_for(
             }
             let value = match field {
                 // Names must be new, or a second create answers 409.
-                "name" | "newName" | "file_name" | "fileName" | "original_filename" => {
-                    json!(unique("matrix") + ".txt")
-                }
+                "name" | "newName" | "file_name" | "fileName" => json!(unique("matrix") + ".txt"),
+                // MAVI takes only the media formats it documents.
+                "original_filename" => json!(unique("matrix") + ".mp4"),
                 "content_base64" | "file_base64" | "content" => json!("bWF0cml4"),
                 "file_size" => json!(UPLOAD_BYTES.len()),
                 "part_numbers" => json!([1]),
@@ -548,7 +550,9 @@ async fn send(
         }
         Body::Bytes => request.body(UPLOAD_BYTES),
         Body::Multipart(fields) => {
-            let file = reqwest::multipart::Part::bytes(UPLOAD_BYTES).file_name(unique("matrix") + ".txt");
+            // MAVI takes only the media formats it documents.
+            let extension = if guard == Guard::Mavi { ".mp4" } else { ".txt" };
+            let file = reqwest::multipart::Part::bytes(UPLOAD_BYTES).file_name(unique("matrix") + extension);
             let mut form = reqwest::multipart::Form::new().part("file", file);
             for (name, value) in fields {
                 form = form.text(name.clone(), with_workspace(value));

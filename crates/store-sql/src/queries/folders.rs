@@ -116,8 +116,8 @@ where
         }
         sqlx::query(
             "INSERT INTO folders (workspace_id, id, parent_id, name, name_folded, is_favorite, trashed_at, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             created_at, updated_at, is_shared) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(folder.workspace_id.as_str())
         .bind(folder.id.as_str())
@@ -128,6 +128,7 @@ where
         .bind(folder.trashed_at.map(millis))
         .bind(millis(folder.created_at))
         .bind(millis(folder.updated_at))
+        .bind(folder.is_shared)
         .execute(&mut *tx)
         .await
         .map_err(folder_error)?;
@@ -202,6 +203,10 @@ where
         if let Some(favorite) = change.is_favorite {
             qb.push(", is_favorite = ");
             qb.push_bind(favorite);
+        }
+        if let Some(shared) = change.is_shared {
+            qb.push(", is_shared = ");
+            qb.push_bind(shared);
         }
         qb.push(" WHERE workspace_id = ");
         qb.push_bind(ws.to_string());

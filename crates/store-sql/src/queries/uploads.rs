@@ -2,7 +2,7 @@
 //! created, and finishing or failing it turns the reservation into usage or releases it, in one
 //! transaction.
 
-use cabinet_core::{Error, FailureReason, FileRecord, Result, Upload, UploadId, WorkspaceId};
+use cabinet_core::{Error, FailureReason, FileId, FileRecord, Result, Upload, UploadId, WorkspaceId};
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Row, Type};
 
@@ -82,7 +82,7 @@ where
         Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
         sqlx::query(&format!(
             "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18)"
+             $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(upload.workspace_id.as_str())
         .bind(upload.id.as_str())
@@ -102,6 +102,7 @@ where
         .bind(upload.size_known)
         .bind(upload.part_size.map(bytes).transpose()?)
         .bind(&upload.multipart_id)
+        .bind(upload.awaits_record)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -114,6 +115,19 @@ where
         ))
         .bind(ws.as_str())
         .bind(id.as_str())
+        .fetch_optional(self.read_pool())
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound("upload"))?
+        .try_into()
+    }
+
+    async fn upload_of_file(&self, ws: &WorkspaceId, file: &FileId) -> Result<Upload> {
+        sqlx::query_as::<_, UploadRow>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE workspace_id = $1 AND file_id = $2"
+        ))
+        .bind(ws.as_str())
+        .bind(file.as_str())
         .fetch_optional(self.read_pool())
         .await
         .map_err(db_error)?

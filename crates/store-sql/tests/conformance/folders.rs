@@ -130,3 +130,19 @@ pub(crate) async fn purging_a_folder_reclaims_the_bytes_of_everything_below_it(s
     assert!(matches!(store.get_folder(&ws.id, &b.id).await, Err(Error::NotFound(_))));
     assert_eq!(all_files(store, &ws.id, FileFilter::default()).await, vec![keep]);
 }
+
+pub(crate) async fn a_folder_keeps_its_shared_mark(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let mut shared = folder(&ws.id, "Team", None);
+    shared.is_shared = true;
+    store.insert_folder(&shared).await.unwrap();
+    assert!(store.get_folder(&ws.id, &shared.id).await.unwrap().is_shared);
+    let change = FolderChange { is_shared: Some(false), ..Default::default() };
+    assert!(!store.update_folder(&ws.id, &shared.id, &change, now()).await.unwrap().is_shared);
+    let renamed = FolderChange { name: Some("Team 2".into()), ..Default::default() };
+    let after = store.update_folder(&ws.id, &shared.id, &renamed, now()).await.unwrap();
+    assert!(!after.is_shared, "a change that does not name it leaves it");
+    let private = folder(&ws.id, "Mine", None);
+    store.insert_folder(&private).await.unwrap();
+    assert!(!store.get_folder(&ws.id, &private.id).await.unwrap().is_shared);
+}

@@ -100,6 +100,8 @@ conformance!(
     link_generations_move_on_per_workspace,
     an_external_id_is_unique_among_the_live_files_of_a_workspace,
     tags_keep_their_spelling_and_match_whatever_the_case,
+    an_upload_keeps_whether_it_awaits_its_record_and_is_found_by_its_file_id,
+    a_folder_keeps_its_shared_mark,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.
@@ -157,6 +159,7 @@ fn upload(ws: &WorkspaceId, size: u64) -> Upload {
         created_by: None,
         part_size: None,
         multipart_id: None,
+        awaits_record: false,
     }
 }
 
@@ -206,6 +209,7 @@ fn folder(ws: &WorkspaceId, name: &str, parent: Option<&FolderId>) -> Folder {
         parent_id: parent.cloned(),
         name: name.into(),
         is_favorite: false,
+        is_shared: false,
         trashed_at: None,
         created_at: now(),
         updated_at: now(),

@@ -167,3 +167,22 @@ pub(crate) async fn direct_files_are_charged_within_the_quota(store: &dyn Metada
     assert!(matches!(store.get_file(&ws.id, &over.id).await, Err(Error::NotFound(_))));
     assert_eq!(ledger(store, &ws.id).await, (50, 50));
 }
+
+pub(crate) async fn an_upload_keeps_whether_it_awaits_its_record_and_is_found_by_its_file_id(
+    store: &dyn MetadataStore,
+) {
+    let ws = workspace(store, None).await;
+    let mut held = upload(&ws.id, 5);
+    held.awaits_record = true;
+    store.insert_upload_reserving(&held).await.unwrap();
+    let plain = upload(&ws.id, 5);
+    store.insert_upload_reserving(&plain).await.unwrap();
+    assert!(store.get_upload(&ws.id, &held.id).await.unwrap().awaits_record);
+    assert!(!store.get_upload(&ws.id, &plain.id).await.unwrap().awaits_record);
+    let found = store.upload_of_file(&ws.id, &held.file_id).await.unwrap();
+    assert_eq!((found.id, found.awaits_record), (held.id.clone(), true));
+    // Scoped to its workspace, like every lookup.
+    let other = workspace(store, None).await;
+    assert!(matches!(store.upload_of_file(&other.id, &held.file_id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.upload_of_file(&ws.id, &FileId::generate()).await, Err(Error::NotFound(_))));
+}

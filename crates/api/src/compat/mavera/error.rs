@@ -146,3 +146,21 @@ impl MaveraError {
         MaveraError { status, kind, code: code.to_owned(), message, param: None }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_failures_are_api_errors_that_hide_their_cause() {
+        let internal = MaveraError::from(Error::Internal("disk on fire at /var/lib/cabinet".into()));
+        assert_eq!(
+            (internal.status, internal.kind, internal.code.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error")
+        );
+        assert!(!internal.message.contains("disk"), "{}", internal.message);
+        let unavailable = MaveraError::from(Error::Unavailable("pool timed out".into()));
+        assert_eq!((unavailable.status, unavailable.kind), (StatusCode::SERVICE_UNAVAILABLE, "api_error"));
+        assert!(!unavailable.message.contains("pool"), "{}", unavailable.message);
+    }
+}

@@ -68,6 +68,7 @@ pub async fn create_upload_url(
     let file_size = body.size("file_size")?;
     let checksum = body.opt_string("checksum")?;
     let folder_id = body.folder("folder_id")?.flatten();
+    check_kind_limit(&state, &file_type, file_size)?;
     let ticket = state
         .cabinet
         .start_upload(
@@ -80,6 +81,9 @@ pub async fn create_upload_url(
                 folder_id: folder_id.clone(),
                 expires_in: None,
                 multipart: None,
+                // Mavera's file exists once `POST /files` records it, not when the bytes arrive.
+                awaits_record: true,
+                max_bytes: None,
             },
         )
         .await
@@ -140,8 +144,9 @@ pub async fn create_upload_url(
 pub struct CreateFileRequest {
     #[schema(schema_with = crate::input_schema::name)]
     pub name: String,
+    /// The file's type: kept as far as its bytes agree.
     #[serde(rename = "type")]
-    #[schema(example = "application/pdf")]
+    #[schema(schema_with = crate::input_schema::mime_type)]
     pub mime_type: String,
     /// The `public_url` (or `key`) from `upload-url`. An `upload_url` is taken too when it names
     /// the upload, which it does not on S3 when a checksum was declared (the bytes go straight to
@@ -156,10 +161,21 @@ pub struct CreateFileRequest {
     pub folder_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Only `upload` (the default): Mavera's other sources (drives, URLs) fetch from outside
+    /// services this server does not connect to, and are refused as a bad `source`.
+    pub source: Option<MaveraSource>,
 }
 
-/// Create the file record once the bytes are at the upload URL: the upload is completed (its size
-/// and checksum verified) and the file returned.
+/// Where a file's bytes came from: here, always an upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaveraSource {
+    Upload,
+}
+
+/// Create the file record once the bytes are at the upload URL: this is what makes the file (and
+/// starts charging its storage); its size and checksum are verified, and it keeps the `type`
+/// given here as far as its bytes agree.
 #[utoipa::path(
     post, path = "/compat/mavera/api/v1/files", tag = "compat-mavera",
     request_body = CreateFileRequest,
@@ -181,24 +197,43 @@ pub async fn create_file(
     let caller = key.caller(workspace.as_deref())?;
     workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let name = body.string("name")?;
-    body.string("type")?;
+    let mime_type = body.string("type")?;
     let url = body.string("url")?;
     let file_size = body.size("file_size")?;
     let folder = body.folder("folder_id")?;
     let metadata = body.object("metadata")?;
+    check_kind_limit(&state, &mime_type, file_size)?;
+    if let Some(source) = body.opt_string("source")?.filter(|source| source != "upload") {
+        // Drives and URLs are fetched by a service Cabinet does not run; only uploaded bytes are.
+        return Err(MaveraError::invalid(
+            "source",
+            format!("source {source} needs an outside service this server does not connect to; upload the bytes and record them with source upload"),
+        ));
+    }
     let upload_id = upload_id_in(&url)
         .ok_or_else(|| MaveraError::invalid("url", "url must be the public_url that upload-url returned"))?;
-    let done = state.cabinet.complete_upload(&caller, &upload_id).await.map_err(|err| match err.code() {
-        Code::UploadFailed | Code::UploadIncomplete | Code::UploadInProgress => {
-            MaveraError::invalid("url", err.to_string())
-        }
-        _ => MaveraError::from(err).about("url"),
-    })?;
-    if done.upload.status != UploadStatus::Success || done.upload.size != file_size {
+    let upload =
+        state.cabinet.get_upload(&caller, &upload_id).await.map_err(|e| MaveraError::from(e).about("url"))?;
+    if upload.upload.size != file_size {
         return Err(MaveraError::invalid(
             "file_size",
-            format!("file_size is {file_size}; the upload declared {} bytes", done.upload.size),
+            format!("file_size is {file_size}; the upload declared {} bytes", upload.upload.size),
         ));
+    }
+    // Recording is what makes the file (and charges its storage); the record's `type` is the
+    // one the file keeps, as far as its bytes agree.
+    let done =
+        state.cabinet.record_upload(&caller, &upload_id, Some(&mime_type)).await.map_err(|err| match err
+            .code()
+        {
+            Code::UploadFailed | Code::UploadIncomplete | Code::UploadInProgress => {
+                MaveraError::invalid("url", err.to_string())
+            }
+            Code::InvalidMimeType | Code::UnsupportedMediaType => MaveraError::from(err).about("type"),
+            _ => MaveraError::from(err).about("url"),
+        })?;
+    if done.upload.status != UploadStatus::Success {
+        return Err(MaveraError::invalid("url", "the upload has not succeeded"));
     }
     let mut file = done.file.ok_or(cabinet_core::Error::NotFound("file"))?;
     let change = FileChange {
@@ -215,6 +250,24 @@ pub async fn create_file(
             .map_err(|e| MaveraError::from(e).about("name"))?;
     }
     Ok((StatusCode::CREATED, axum::Json(render_file(&state, &caller, file).await?)))
+}
+
+/// Mavera's size limit for a kind of file: videos up to one size, every other file up to another
+/// (its docs: 2 GB and 10 MB). Over it is a bad `file_size`.
+fn check_kind_limit(state: &AppState, mime_type: &str, size: u64) -> MaveraResult<()> {
+    let is_video = mime_type.trim().to_ascii_lowercase().starts_with("video/");
+    let (limit, kind) = if is_video {
+        (state.limits.mavera_video_bytes, "video files")
+    } else {
+        (state.limits.mavera_file_bytes, "files that are not videos")
+    };
+    if size > limit {
+        return Err(MaveraError::invalid(
+            "file_size",
+            format!("file_size is {size} bytes; the most allowed for {kind} is {limit} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /files` filters.

@@ -1,5 +1,6 @@
-//! Mavera's Folders API: list, create (with the `parent_id` extension), get with a page of its
-//! files, update, delete (to the trash with its contents) and favorites.
+//! Mavera's Folders API: list, create (with `is_shared`, and the `parent_id` extension), get with
+//! a page of its files, update, delete (with its contents, their storage reclaimed at once) and
+//! favorites.
 
 use std::collections::HashMap;
 
@@ -100,6 +101,8 @@ pub struct CreateFolderRequest {
     /// Cabinet extension: create it inside this folder.
     #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<String>,
+    /// Shared with every member of the workspace (default false).
+    pub is_shared: Option<bool>,
 }
 
 /// Create a folder.
@@ -119,9 +122,10 @@ pub async fn create_folder(
     workspace.ok_or_else(|| MaveraError::missing("workspace_id"))?;
     let name = body.string("name")?;
     let parent = body.folder("parent_id")?.flatten();
+    let is_shared = body.opt_bool("is_shared")?.unwrap_or(false);
     let folder = state
         .cabinet
-        .create_folder(&caller, &name, parent, OnConflict::Fail)
+        .create_folder_marked(&caller, &name, parent, OnConflict::Fail, is_shared)
         .await
         .map_err(|e| MaveraError::from(e).about("name"))?;
     Ok((StatusCode::CREATED, axum::Json(render_folder(&state, &caller, folder).await?)))
@@ -199,7 +203,8 @@ pub struct UpdateFolderRequest {
     /// Cabinet extension: move under this folder; null moves it to the top.
     #[schema(schema_with = crate::input_schema::folder_id_or_null)]
     pub parent_id: Option<String>,
-    /// Accepted and ignored: every key of a workspace sees all of it.
+    /// Mark it shared with every member of the workspace (stored and returned; every key of a
+    /// workspace already sees all of it).
     pub is_shared: Option<bool>,
 }
 
@@ -221,8 +226,12 @@ pub async fn update_folder(
     let params = Params::from(query)?;
     let workspace = body.opt_string("workspace_id")?.or(params.get("workspace_id").map(str::to_owned));
     let caller = key.caller(workspace.as_deref())?;
-    let change =
-        FolderChange { name: body.opt_string("name")?, parent: body.folder("parent_id")?, is_favorite: None };
+    let change = FolderChange {
+        name: body.opt_string("name")?,
+        parent: body.folder("parent_id")?,
+        is_favorite: None,
+        is_shared: body.opt_bool("is_shared")?,
+    };
     let folder = state
         .cabinet
         .update_folder(&caller, &FolderId::parse(&id)?, change, OnConflict::Fail)

@@ -144,6 +144,15 @@ impl Body {
         }
     }
 
+    /// An optional boolean.
+    pub fn opt_bool(&self, name: &str) -> MaveraResult<Option<bool>> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Bool(value)) => Ok(Some(*value)),
+            Some(_) => Err(MaveraError::invalid(name, format!("{name} must be a boolean"))),
+        }
+    }
+
     /// A required integer of at least 1.
     pub fn size(&self, name: &str) -> MaveraResult<u64> {
         match self.present(name) {

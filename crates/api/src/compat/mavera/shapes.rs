@@ -63,7 +63,7 @@ pub struct FolderObject {
     pub parent_id: Option<String>,
     /// Live files directly in the folder.
     pub file_count: u64,
-    /// Always false: every key of a workspace sees all of it.
+    /// Shared with every member of the workspace, as set by create or update.
     pub is_shared: bool,
     pub is_favorite: bool,
     pub created_at: DateTime<Utc>,
@@ -188,7 +188,7 @@ pub async fn render_folder(state: &AppState, caller: &Caller, folder: Folder) ->
         workspace_id: folder.workspace_id.to_string(),
         parent_id: folder.parent_id.map(|id| id.to_string()),
         file_count: count,
-        is_shared: false,
+        is_shared: folder.is_shared,
         is_favorite: folder.is_favorite,
         created_at: folder.created_at,
         updated_at: folder.updated_at,

@@ -3,7 +3,8 @@
 use std::io;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cabinet_core::files::DirectUpload;
@@ -13,7 +14,7 @@ use cabinet_core::{Caller, FileId, FileRecord, UploadId, UploadStatus};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::envelope::{ok, DoneBody, Envelope, MaviError, MaviErrorBody, MaviResult};
 use super::{caller, PREFIX};
@@ -36,8 +37,8 @@ pub struct SignedUrlRequest {
 /// Where to send the bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignedUrlData {
-    /// The upload's id; it resolves to the file once the upload succeeded.
-    #[schema(example = "upl_01jdq4x7m2c8v5n3k9w6r1t0ya")]
+    /// The id the file will have: it names the asset (pending, then the file) from now on.
+    #[schema(example = "file_01jdq4x7m2c8v5n3k9w6r1t0ya")]
     pub asset_id: String,
     /// Takes a multipart POST whose `file` field holds the bytes (or a raw PUT); no key needed.
     pub signed_url: String,
@@ -73,15 +74,25 @@ pub async fn signed_url(State(state): State<AppState>, request: Request) -> Mavi
         Some(serde_json::Value::String(name)) if !name.trim().is_empty() => name.clone(),
         _ => return Err(MaviError::bad("Invalid request parameters: original_filename is required")),
     };
+    check_format(&state, &name)?;
     let ticket = state
         .cabinet
         .start_upload(
             &caller,
-            NewUpload { name, size: None, expires_in: Some(SIGNED_URL_SECONDS), ..Default::default() },
+            NewUpload {
+                name,
+                size: None,
+                expires_in: Some(SIGNED_URL_SECONDS),
+                max_bytes: Some(state.limits.mavi_signed_upload_bytes),
+                ..Default::default()
+            },
         )
         .await?;
     let expires_in = (ticket.upload.expires_at - state.cabinet.now()).num_seconds().max(0);
-    Ok(ok(Some(SignedUrlData { asset_id: ticket.upload.id.to_string(), signed_url: ticket.url, expires_in })))
+    // The asset is named by the id its file will have, which it keeps for its whole life and on
+    // every surface (the native API, the other dialects).
+    let asset_id = ticket.upload.file_id.to_string();
+    Ok(ok(Some(SignedUrlData { asset_id, signed_url: ticket.url, expires_in })))
 }
 
 /// The direct upload's form: the `file` field; others are ignored.
@@ -144,6 +155,7 @@ pub async fn upload(State(state): State<AppState>, request: Request) -> MaviResu
         let Part::File(field) = part else { continue };
         let name = field.file_name().filter(|n| !n.trim().is_empty()).unwrap_or("file").to_owned();
         let name = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_owned();
+        check_format(&state, &name)?;
         let mime = field.content_type().filter(|m| *m != "application/octet-stream").map(str::to_owned);
         let body = field.map_err(io::Error::other).boxed();
         let meta = DirectUpload { name, mime_type: mime, folder_id: None, max_bytes: Some(limit) };
@@ -157,6 +169,19 @@ pub async fn upload(State(state): State<AppState>, request: Request) -> MaviResu
     Err(MaviError::bad("Invalid request parameters: the form has no file field"))
 }
 
+/// MAVI takes only the formats it documents (configurable): other files get 415.
+fn check_format(state: &AppState, name: &str) -> MaviResult<()> {
+    let extension = name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase());
+    let formats = &state.limits.mavi_formats;
+    match extension {
+        Some(extension) if formats.contains(&extension) => Ok(()),
+        _ => Err(MaviError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            msg: format!("Unsupported media type: supported formats are {}", formats.join(", ")),
+        }),
+    }
+}
+
 /// What an asset id names.
 // Built and consumed once per request: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -166,19 +191,25 @@ enum Asset {
     File(FileRecord),
 }
 
-/// Resolves an asset id: an upload id (which names its file once it succeeded) or a file id.
+/// Resolves an asset id: a file id, which names the asset from its signed URL on (the upload
+/// until the file exists, then the file), or an upload id.
 async fn resolve(state: &AppState, caller: &Caller, id: &str) -> MaviResult<Asset> {
     let not_found = || MaviError::bad("Asset not found");
-    if id.starts_with(UploadId::PREFIX) {
-        let upload = state.cabinet.get_upload(caller, &UploadId::parse(id)?).await?;
-        return match (upload.upload.status, &upload.file) {
-            (UploadStatus::Success, Some(file)) if file.trashed_at.is_none() => Ok(Asset::File(file.clone())),
-            (UploadStatus::Success, _) => Err(not_found()),
-            _ => Ok(Asset::Pending(upload)),
-        };
+    let upload = if id.starts_with(UploadId::PREFIX) {
+        state.cabinet.get_upload(caller, &UploadId::parse(id).map_err(|_| not_found())?).await?
+    } else {
+        let file_id = FileId::parse(id).map_err(|_| not_found())?;
+        match state.cabinet.readable_file(caller, &file_id).await {
+            Ok(file) => return Ok(Asset::File(file)),
+            Err(cabinet_core::Error::NotFound(_)) => state.cabinet.upload_of_file(caller, &file_id).await?,
+            Err(err) => return Err(err.into()),
+        }
+    };
+    match (upload.upload.status, &upload.file) {
+        (UploadStatus::Success, Some(file)) if file.trashed_at.is_none() => Ok(Asset::File(file.clone())),
+        (UploadStatus::Success, _) => Err(not_found()),
+        _ => Ok(Asset::Pending(upload)),
     }
-    let file = state.cabinet.readable_file(caller, &FileId::parse(id)?).await?;
-    Ok(Asset::File(file))
 }
 
 /// One asset's metadata; sizes and times are strings (times in epoch milliseconds).
@@ -292,6 +323,52 @@ pub async fn download(
             "The asset is not ready: upload_status is {}",
             pending.upload.status.as_str()
         ))),
+    }
+}
+
+/// `GET /download` parameters: Cabinet's bucket is the workspace, its blob the asset id.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BucketBlob {
+    /// The workspace id.
+    pub bucket: Option<String>,
+    /// The asset id.
+    pub blob: Option<String>,
+}
+
+/// An asset's bytes by bucket and blob, as an attachment (MAVI's download by GCS bucket and
+/// blob; in Cabinet the bucket is the workspace and the blob the asset id).
+#[utoipa::path(
+    get, path = "/compat/mavi/serve/api/v2/download", tag = "compat-mavi",
+    params(BucketBlob),
+    responses(
+        (status = 200, description = "The bytes", content_type = "*/*", body = Vec<u8>),
+        (status = 400, description = "Bucket or blob missing, or the resource does not exist", body = MaviErrorBody),
+        (status = 401, body = MaviErrorBody),
+    ),
+    security(("mavi_key" = []))
+)]
+pub async fn download_by_bucket_blob(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<BucketBlob>, QueryRejection>,
+) -> MaviResult<Response<Body>> {
+    let caller = caller(&state, &headers).await?;
+    let Ok(Query(query)) = query else { return Err(MaviError::bad("Invalid request parameters")) };
+    let present = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
+    let bucket = present(query.bucket).ok_or_else(|| MaviError::bad("Bucket cannot be null or empty"))?;
+    let blob = present(query.blob).ok_or_else(|| MaviError::bad("Blob cannot be null or empty"))?;
+    let missing = || MaviError::bad("Resource does not exist");
+    if bucket != caller.workspace_id.as_str() {
+        return Err(missing());
+    }
+    match resolve(&state, &caller, &blob).await.map_err(|_| missing())? {
+        Asset::File(file) => {
+            serve_file(&state.cabinet, &file, &headers, true, false, Caching::PrivateRevalidated)
+                .await
+                .map_err(|err| err.0.into())
+        }
+        Asset::Pending(_) => Err(missing()),
     }
 }
 

@@ -126,3 +126,19 @@ pub fn refusal(status: StatusCode, msg: String) -> Response {
     let body = MaviErrorBody { code: status.as_u16(), msg, data: None, success: false, failed: true };
     (status, axum::Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_failures_are_500_that_hide_their_cause() {
+        for err in [Error::Internal("disk on fire".into()), Error::Unavailable("pool timed out".into())] {
+            let mavi = MaviError::from(err);
+            assert_eq!(
+                (mavi.status, mavi.msg.as_str()),
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            );
+        }
+    }
+}

@@ -2,9 +2,10 @@
 //! takes a multipart `file` of any size up to the workspace's limits and completes by itself, a
 //! direct multipart upload, metadata, download and delete — over the same core calls as `/v1`.
 //!
-//! Asset ids are Cabinet ids: `POST /upload/signed-url` answers with the upload's id (`upl_…`),
-//! which keeps resolving to the file once the upload succeeded; `POST /upload` answers with the
-//! file's id (`file_…`). Either is accepted wherever an `asset_id` is.
+//! Asset ids are Cabinet file ids: `POST /upload/signed-url` answers with the id the file will
+//! have (fixed when the upload starts), which names the pending upload and then the file, on
+//! every surface; `POST /upload` answers with the file's id. An upload id (`upl_…`) is accepted
+//! too wherever an `asset_id` is.
 
 pub mod assets;
 pub mod envelope;
@@ -35,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::signed_url))
         .routes(routes!(assets::metadata))
         .routes(routes!(assets::download))
+        .routes(routes!(assets::download_by_bucket_blob))
         .routes(routes!(assets::delete_asset))
         .merge(streaming)
     // No catch-all under the prefix: it would collide with `/{asset_id}`.

@@ -1,6 +1,7 @@
 //! The Mavera dialect over HTTP: every endpoint of reference.md §1, its error envelope, and that
 //! what it does is what the native API sees.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use cabinet_core::Role;
@@ -387,3 +388,6 @@ async fn an_image_has_a_thumbnail_url_that_needs_no_key() {
     let thumbnail = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
     assert_eq!((thumbnail.width(), thumbnail.height()), (256, 171));
 }
+
+mod objects;
+mod records;

@@ -1,6 +1,7 @@
 //! The MAVI dialect over HTTP: signed URLs of unknown size that complete by themselves, direct
 //! upload with its limit, metadata, download, delete, the envelope and its errors.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use cabinet_api::HttpLimits;
@@ -17,7 +18,7 @@ fn call(server: &TestServer, method: Method, path: &str, key: &str) -> reqwest::
     server.http.request(method, format!("{}{BASE}{path}", server.url)).header("Authorization", key)
 }
 
-fn assert_envelope_error(status: StatusCode, body: &Value, expected: StatusCode, msg: &str) {
+pub(crate) fn assert_envelope_error(status: StatusCode, body: &Value, expected: StatusCode, msg: &str) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["code"], expected.as_u16(), "{body}");
     assert!(body["msg"].as_str().unwrap().contains(msg), "{body}");
@@ -107,7 +108,7 @@ async fn a_signed_url_takes_any_size_and_the_asset_completes_by_itself() {
         .send(
             server
                 .request(Method::POST, &format!("{BASE}/upload/signed-url"), &tenant.key)
-                .json(&json!({"original_filename": "a.txt"})),
+                .json(&json!({"original_filename": "a.mp4"})),
         )
         .await;
     let (status, _) =
@@ -122,7 +123,7 @@ async fn an_unknown_size_upload_is_held_to_the_quota_when_its_bytes_arrive() {
     let (_, ticket) = server
         .send(
             call(&server, Method::POST, "/upload/signed-url", &tenant.key)
-                .json(&json!({"original_filename": "big.bin"})),
+                .json(&json!({"original_filename": "big.mp4"})),
         )
         .await;
     let asset = ticket["data"]["asset_id"].as_str().unwrap().to_owned();
@@ -131,7 +132,7 @@ async fn an_unknown_size_upload_is_held_to_the_quota_when_its_bytes_arrive() {
             server
                 .http
                 .post(ticket["data"]["signed_url"].as_str().unwrap())
-                .multipart(file_form("big.bin", &[1u8; 1001])),
+                .multipart(file_form("big.mp4", &[1u8; 1001])),
         )
         .await;
     assert!(status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE, "{status} {refused}");
@@ -144,11 +145,11 @@ async fn an_unknown_size_upload_is_held_to_the_quota_when_its_bytes_arrive() {
         "{quota}"
     );
     // Two uploads racing for the same space: the ledger never passes the limit.
-    let a = signed_upload(&server, &tenant, "a.bin", &[1u8; 600]).await;
+    let a = signed_upload(&server, &tenant, "a.mp4", &[1u8; 600]).await;
     let (_, ticket) = server
         .send(
             call(&server, Method::POST, "/upload/signed-url", &tenant.key)
-                .json(&json!({"original_filename": "b.bin"})),
+                .json(&json!({"original_filename": "b.mp4"})),
         )
         .await;
     let (status, _) = server
@@ -156,22 +157,22 @@ async fn an_unknown_size_upload_is_held_to_the_quota_when_its_bytes_arrive() {
             server
                 .http
                 .post(ticket["data"]["signed_url"].as_str().unwrap())
-                .multipart(file_form("b.bin", &[1u8; 600])),
+                .multipart(file_form("b.mp4", &[1u8; 600])),
         )
         .await;
     assert!(!status.is_success());
     assert_eq!(server.quota(&tenant).await["used_bytes"], 600);
     // Fill it up: then even a signed URL is refused with 402.
-    signed_upload(&server, &tenant, "c.bin", &[1u8; 400]).await;
+    signed_upload(&server, &tenant, "c.mp4", &[1u8; 400]).await;
     let (status, body) = server
         .send(
             call(&server, Method::POST, "/upload/signed-url", &tenant.key)
-                .json(&json!({"original_filename": "d.bin"})),
+                .json(&json!({"original_filename": "d.mp4"})),
         )
         .await;
     assert_envelope_error(status, &body, StatusCode::PAYMENT_REQUIRED, "storage");
     let (status, body) = server
-        .send(call(&server, Method::POST, "/upload", &tenant.key).multipart(file_form("e.bin", b"x")))
+        .send(call(&server, Method::POST, "/upload", &tenant.key).multipart(file_form("e.mp4", b"x")))
         .await;
     assert_envelope_error(status, &body, StatusCode::PAYMENT_REQUIRED, "storage");
     // Delete is permanent: the space comes back at once.
@@ -213,7 +214,7 @@ async fn direct_upload_has_a_limit_that_points_to_the_signed_url() {
 async fn keys_tenants_and_references_are_enforced_in_mavi_s_envelope() {
     let server = TestServer::spawn().await;
     let tenant = server.tenant.clone();
-    let asset = signed_upload(&server, &tenant, "mine.txt", b"mine").await;
+    let asset = signed_upload(&server, &tenant, "mine.mp4", b"mine").await;
     // Bad, missing or revoked keys: 401 Unauthorized.
     for key in ["", "sk-mavi-nope"] {
         let (status, body) =
@@ -252,7 +253,7 @@ async fn keys_tenants_and_references_are_enforced_in_mavi_s_envelope() {
     let (_, ticket) = server
         .send(
             call(&server, Method::POST, "/upload/signed-url", &tenant.key)
-                .json(&json!({"original_filename": "later.txt"})),
+                .json(&json!({"original_filename": "later.mp4"})),
         )
         .await;
     let pending = ticket["data"]["asset_id"].as_str().unwrap();
@@ -262,3 +263,5 @@ async fn keys_tenants_and_references_are_enforced_in_mavi_s_envelope() {
         server.send(call(&server, Method::GET, &format!("/{pending}/metadata"), &tenant.key)).await;
     assert_eq!(meta["data"]["resource"][0]["upload_status"], "FAILED");
 }
+
+mod assets;
