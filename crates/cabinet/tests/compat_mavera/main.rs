@@ -389,5 +389,6 @@ async fn an_image_has_a_thumbnail_url_that_needs_no_key() {
     assert_eq!((thumbnail.width(), thumbnail.height()), (256, 171));
 }
 
+mod links;
 mod objects;
 mod records;

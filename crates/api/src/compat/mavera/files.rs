@@ -113,7 +113,8 @@ pub async fn create_upload_url(
             );
         }
     }
-    let public_url = format!("{}{PREFIX}/uploads/{}", state.cabinet.settings().public_url, upload.id);
+    // The file's lasting URL, handed out before it exists: 404 until the record is made.
+    let public_url = state.cabinet.permalink_of_upload(upload).await?;
     let mut next_body = json!({
         "name": file_name, "type": file_type, "url": public_url,
         "workspace_id": workspace, "file_size": file_size,

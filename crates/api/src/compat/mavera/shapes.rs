@@ -123,13 +123,15 @@ pub struct UploadUrlObject {
     pub next_step: Value,
 }
 
-/// Renders files, looking each folder up once and signing a download URL for each.
+/// Renders files, looking each folder up once; each file's `url` is its permalink (clients keep
+/// it), which works while the file lives.
 pub async fn render_files(
     state: &AppState,
     caller: &Caller,
     files: Vec<FileRecord>,
 ) -> MaveraResult<Vec<FileObject>> {
     let mut folders: HashMap<FolderId, FolderRef> = HashMap::new();
+    let mut urls = state.cabinet.permalinks_of(caller, &files).await?;
     let mut rendered = Vec::with_capacity(files.len());
     for file in files {
         let folder = match &file.folder_id {
@@ -144,11 +146,8 @@ pub async fn render_files(
             },
             None => None,
         };
-        let url = if file.trashed_at.is_none() {
-            state.cabinet.download_url_of(caller, &file, None, false).await?.url
-        } else {
-            String::new()
-        };
+        // A file in the trash has no URL.
+        let url = urls.remove(&file.id).unwrap_or_default();
         let thumbnail_url = state.cabinet.thumbnail_url(&file);
         rendered.push(FileObject {
             id: file.id.to_string(),
