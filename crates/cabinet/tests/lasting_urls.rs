@@ -268,3 +268,62 @@ async fn a_permalink_reads_through_from_s3() {
     let (status, _, body) = fetch(&server, &link).await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, BYTES));
 }
+
+#[tokio::test]
+async fn every_surface_says_a_public_files_url_and_none_for_a_private_one() {
+    let server = TestServer::spawn().await;
+    let id = file(&server).await;
+    let key = server.tenant.key.clone();
+    let ws = server.tenant.workspace.to_string();
+    // What each surface's JSON for the file says its public URL is.
+    let said = async |server: &TestServer| -> Vec<Value> {
+        let native = server.send(server.get(&format!("/v1/files/{id}"))).await.1["public_url"].clone();
+        let mavera = server
+            .send(server.request(Method::GET, &format!("/compat/mavera/api/v1/files/{id}"), &key))
+            .await
+            .1["public_url"]
+            .clone();
+        let mavera_list =
+            server.send(server.request(Method::GET, "/compat/mavera/api/v1/files", &key)).await.1["data"][0]
+                ["public_url"]
+                .clone();
+        let cms = server
+            .send(
+                server
+                    .http
+                    .get(format!("{}/compat/cms/files/{id}/?organization_id={ws}", server.url))
+                    .header("authorization", format!("Token {key}")),
+            )
+            .await
+            .1["public_url"]
+            .clone();
+        let serenities = server
+            .send(
+                server
+                    .request(Method::POST, "/compat/serenities/api/v1/files/get", &key)
+                    .json(&json!({"fileId": id})),
+            )
+            .await
+            .1["publicUrl"]
+            .clone();
+        let mavi = server
+            .send(
+                server
+                    .http
+                    .get(format!("{}/compat/mavi/serve/api/v2/{id}/metadata", server.url))
+                    .header("authorization", key.as_str()),
+            )
+            .await
+            .1["data"]["resource"][0]["public_url"]
+            .clone();
+        vec![native, mavera, mavera_list, cms, serenities, mavi]
+    };
+    assert_eq!(said(&server).await, vec![Value::Null; 6]);
+    let open =
+        server.request(Method::PUT, "/v1/access-rules", &server.tenant.key).json(&json!({"read": "public"}));
+    assert_eq!(server.send(open).await.0, StatusCode::OK);
+    let (_, details) = server.send(server.get(&format!("/v1/files/{id}"))).await;
+    let public_url = details["public_url"].as_str().expect("public through the workspace rule").to_owned();
+    assert_eq!(said(&server).await, vec![Value::String(public_url.clone()); 6]);
+    assert_eq!(fetch(&server, &public_url).await.0, StatusCode::OK);
+}

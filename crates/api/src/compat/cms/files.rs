@@ -31,7 +31,8 @@ use crate::AppState;
 async fn render(state: &AppState, caller: &Caller, file: FileRecord) -> CmsResult<CmsFile> {
     let usage = state.cabinet.list_references(caller, &file.id).await?;
     let file_url = state.cabinet.permalink_of(caller, &file, false).await?;
-    Ok(CmsFile::new(file, usage, file_url))
+    let links = state.cabinet.links_for_one(&file).await?;
+    Ok(CmsFile::new(file, usage, file_url, &links))
 }
 
 /// The live file a path's `{api_id}` names: a Cabinet file id, or the `api_id` its client chose.
@@ -330,12 +331,13 @@ pub async fn list_files(
     }
     let mut usage = state.cabinet.references_of(&caller, &listed.items).await?;
     let mut file_urls = state.cabinet.permalinks_of(&caller, &listed.items).await?;
+    let links = state.cabinet.links_for(&caller.workspace_id, &listed.items).await?;
     let mut results = Vec::with_capacity(listed.items.len());
     for file in listed.items {
         let used_by = usage.remove(&file.id).unwrap_or_default();
         let file_url =
             file_urls.remove(&file.id).ok_or_else(|| Error::internal("a listed file has no permalink"))?;
-        results.push(CmsFile::new(file, used_by, file_url));
+        results.push(CmsFile::new(file, used_by, file_url, &links));
     }
     let available_tags = state.cabinet.tags(&caller).await?.into_iter().map(|(tag, _)| tag).collect();
     Ok(Json(CmsFilePage {

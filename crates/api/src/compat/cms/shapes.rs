@@ -1,6 +1,7 @@
 //! The CMS dialect's JSON: the File object (`api_id`, `file_name`, `organization_id`, `file_url`,
 //! `usage`, alt text, caption, copyright, tags) and the DRF page around a list.
 
+use cabinet_core::links::FileLinks;
 use cabinet_core::{FileRecord, FileReference};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,8 +18,14 @@ pub struct CmsFile {
     pub file_name: String,
     /// The workspace id.
     pub organization_id: String,
-    /// A signed, expiring URL of the bytes (the deployment's download URL lifetime, 1 h by default).
+    /// A lasting URL of the bytes (a permalink: no expiry, one per file), for pages that embed
+    /// it; it ends when the file is deleted or the organization's links are revoked.
     pub file_url: String,
+    /// For a file anyone may read (its read rule is `public`): its URL at this content version,
+    /// which needs no key and may be cached by anyone for a year; absent otherwise, so the seed's
+    /// shape is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Models and instances using this file (Cabinet references).
@@ -50,8 +57,9 @@ impl From<FileReference> for CmsUsage {
 
 impl CmsFile {
     /// Renders a file with its references and a download URL.
-    pub fn new(file: FileRecord, usage: Vec<FileReference>, file_url: String) -> Self {
+    pub fn new(file: FileRecord, usage: Vec<FileReference>, file_url: String, links: &FileLinks) -> Self {
         Self {
+            public_url: links.public_url(&file),
             api_id: file.external_id.clone().unwrap_or_else(|| file.id.to_string()),
             file_name: file.name,
             organization_id: file.workspace_id.to_string(),

@@ -20,8 +20,14 @@ pub struct FileObject {
     /// Always `file`.
     pub object: &'static str,
     pub name: String,
-    /// A signed, expiring download URL.
+    /// A lasting URL of the bytes (a permalink: no expiry, one per file); it ends when the file is
+    /// deleted or the workspace's links are revoked. Empty for a file in the trash.
     pub url: String,
+    /// For a file anyone may read (its read rule is `public`): its URL at this content version,
+    /// which needs no key and may be cached by anyone for a year; absent otherwise, so the seed's
+    /// shape is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// MIME type (sniffed from the bytes).
     #[serde(rename = "type")]
     pub mime_type: String,
@@ -110,7 +116,8 @@ pub struct UploadUrlObject {
     /// Always `upload_url`.
     pub object: &'static str,
     pub upload_url: String,
-    /// Identifies the upload: send it as `url` to `POST /files`.
+    /// The lasting URL of the file the upload makes (404 until `POST /files` records it); it
+    /// names the upload: send it as `url` to `POST /files`.
     pub public_url: String,
     /// The upload's id (`upl_…`); `POST /files` also accepts it in `url`.
     pub key: String,
@@ -132,6 +139,7 @@ pub async fn render_files(
 ) -> MaveraResult<Vec<FileObject>> {
     let mut folders: HashMap<FolderId, FolderRef> = HashMap::new();
     let mut urls = state.cabinet.permalinks_of(caller, &files).await?;
+    let links = state.cabinet.links_for(&caller.workspace_id, &files).await?;
     let mut rendered = Vec::with_capacity(files.len());
     for file in files {
         let folder = match &file.folder_id {
@@ -152,6 +160,7 @@ pub async fn render_files(
         rendered.push(FileObject {
             id: file.id.to_string(),
             object: "file",
+            public_url: links.public_url(&file),
             name: file.name,
             url,
             mime_type: file.mime_type,

@@ -231,6 +231,11 @@ pub struct AssetMetadata {
     pub create_time: String,
     #[schema(example = "1766989317192")]
     pub modify_time: String,
+    /// For an asset anyone may read (its read rule is `public`): its URL at this content version,
+    /// which needs no key and may be cached by anyone for a year; absent otherwise, so the seed's
+    /// shape is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// The metadata list.
@@ -260,6 +265,7 @@ fn metadata_of(
         upload_status: status.to_owned(),
         create_time: created.timestamp_millis().to_string(),
         modify_time: modified.timestamp_millis().to_string(),
+        public_url: None,
     }
 }
 
@@ -282,7 +288,11 @@ pub async fn metadata(
     let caller = caller(&state, &headers).await?;
     let resource = match resolve(&state, &caller, &asset_id).await? {
         Asset::File(file) => {
-            metadata_of(&asset_id, &file.name, file.size, "SUCCESS", file.created_at, file.updated_at)
+            let links = state.cabinet.links_for_one(&file).await?;
+            AssetMetadata {
+                public_url: links.public_url(&file),
+                ..metadata_of(&asset_id, &file.name, file.size, "SUCCESS", file.created_at, file.updated_at)
+            }
         }
         Asset::Pending(UploadState { upload, .. }) => metadata_of(
             &asset_id,

@@ -28,7 +28,8 @@ pub(super) async fn render(
     file: FileRecord,
 ) -> SerenitiesResult<SerenitiesFile> {
     let references = state.cabinet.list_references(caller, &file.id).await?;
-    Ok(SerenitiesFile::new(file, first_conversation(references)))
+    let links = state.cabinet.links_for_one(&file).await?;
+    Ok(SerenitiesFile::new(file, first_conversation(references), &links))
 }
 
 /// The first conversation among what uses a file.
@@ -144,6 +145,7 @@ pub async fn list(
         Some(_) => Default::default(),
         None => state.cabinet.references_of(&caller, &page.items).await?,
     };
+    let links = state.cabinet.links_for(&caller.workspace_id, &page.items).await?;
     let files = page
         .items
         .into_iter()
@@ -152,7 +154,7 @@ pub async fn list(
                 Some(id) => Some(id.clone()),
                 None => first_conversation(references.remove(&file.id).unwrap_or_default()),
             };
-            SerenitiesFile::new(file, conversation)
+            SerenitiesFile::new(file, conversation, &links)
         })
         .collect();
     Ok(Json(SerenitiesFileList { files, total: page.total }))

@@ -1,6 +1,7 @@
 //! The Serenities dialect's JSON (camelCase): File, Folder, and the small results of its
 //! procedures, rendered from core records.
 
+use cabinet_core::links::FileLinks;
 use cabinet_core::{FileRecord, Folder, Quota, Usage};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,11 +27,17 @@ pub struct SerenitiesFile {
     pub updated_at: DateTime<Utc>,
     /// The end user who uploaded it, when creator tracking is on.
     pub created_by: Option<String>,
+    /// For a file anyone may read (its access rules' `read` is `public`): its URL at this
+    /// content version, which needs no key and may be cached by anyone for a year; absent otherwise, so the seed's
+    /// shape is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl SerenitiesFile {
-    pub fn new(file: FileRecord, conversation_id: Option<String>) -> Self {
+    pub fn new(file: FileRecord, conversation_id: Option<String>, links: &FileLinks) -> Self {
         Self {
+            public_url: links.public_url(&file),
             id: file.id.to_string(),
             file_name: file.name,
             mime_type: file.mime_type,
