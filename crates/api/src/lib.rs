@@ -3,6 +3,7 @@
 //! core method, render.
 
 pub mod auth;
+pub mod client_address;
 pub mod compat;
 pub mod console;
 pub mod credentials;
@@ -38,6 +39,7 @@ use tracing::Span;
 
 use crate::error::ApiError;
 use crate::surface::Surface;
+pub use client_address::TrustedProxies;
 
 /// Limits and policies of the HTTP layer that the core does not know about.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct HttpLimits {
     pub body_rate_window: Duration,
     /// Requests per minute per API key, or per IP without one (0: no limit).
     pub rate_limit_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` names the client's address (for the per-IP limit).
+    pub trusted_proxies: TrustedProxies,
     /// Send `Strict-Transport-Security` (the service is reached over https).
     pub strict_transport_security: bool,
     /// The largest direct upload through the MAVI dialect (its docs say 500 MB); larger files
@@ -125,6 +129,7 @@ impl Default for HttpLimits {
             body_min_rate: Self::DEFAULT_BODY_MIN_RATE,
             body_rate_window: Duration::from_secs(Self::DEFAULT_BODY_RATE_WINDOW_SECS),
             rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT_PER_MINUTE,
+            trusted_proxies: TrustedProxies::none(),
             strict_transport_security: false,
             mavi_direct_upload_bytes: Self::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES,
             mavi_signed_upload_bytes: Self::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES,
@@ -156,7 +161,9 @@ impl MakeRequestId for UlidRequestId {
 /// The whole application: routes, OpenAPI, and the layers every response passes through.
 pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limits = Arc::new(limits);
-    let limiter = Arc::new(rate_limit::RateLimiter::new(limits.rate_limit_per_minute));
+    let limiter = Arc::new(
+        rate_limit::RateLimiter::new(limits.rate_limit_per_minute).behind(limits.trusted_proxies.clone()),
+    );
     let state_for_scope = cabinet.clone();
     let cabinet_for_limits = cabinet.clone();
     let state = AppState { cabinet, limits: limits.clone() };

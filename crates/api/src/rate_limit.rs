@@ -1,7 +1,7 @@
 //! Per-client rate limiting: a token bucket per credential holder (an API key, however its
 //! surface spells it in `Authorization`; an end user, however many tokens they hold), and per
 //! client IP for requests without a credential (the signed storage endpoint, probes, a secret that
-//! cannot be one). Every limited response says how much is left; a refusal is 429 with `Retry-After`.
+//! cannot be one) — behind trusted proxies, the client's address they forward. Every limited response says how much is left; a refusal is 429 with `Retry-After`.
 //! The buckets live in this process: N nodes allow up to N times the rate.
 
 use std::collections::hash_map::{DefaultHasher, HashMap};
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use cabinet_core::{Cabinet, Code};
 
+use crate::client_address::TrustedProxies;
 use crate::credentials::Presented;
 use crate::surface::Surface;
 
@@ -33,6 +34,7 @@ const PRUNE_AT: usize = 10_000;
 pub struct RateLimiter {
     per_minute: u32,
     buckets: Mutex<HashMap<u64, Bucket>>,
+    proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +58,12 @@ pub struct Verdict {
 impl RateLimiter {
     /// A limiter allowing `per_minute` requests per client per minute; 0 turns it off.
     pub fn new(per_minute: u32) -> Self {
-        Self { per_minute, buckets: Mutex::new(HashMap::new()) }
+        Self { per_minute, buckets: Mutex::new(HashMap::new()), proxies: TrustedProxies::none() }
+    }
+
+    /// The same, counting requests without a credential by the address these proxies forward.
+    pub fn behind(self, proxies: TrustedProxies) -> Self {
+        Self { proxies, ..self }
     }
 
     /// Takes one token from `client`'s bucket, if it has one.
@@ -87,15 +94,17 @@ impl RateLimiter {
     }
 }
 
-/// Who a request counts against: the holder of the credential it presents, else its peer address.
-fn client_of(cabinet: &Cabinet, surface: Surface, request: &Request) -> u64 {
+/// Who a request counts against: the holder of the credential it presents, else its client's
+/// address.
+fn client_of(cabinet: &Cabinet, proxies: &TrustedProxies, surface: Surface, request: &Request) -> u64 {
     let mut hasher = DefaultHasher::new();
     let holder =
         Presented::of(request.headers(), surface.schemes()).secret().and_then(|s| cabinet.holder_of(s));
     match holder {
         Some(holder) => ("holder", holder).hash(&mut hasher),
         None => {
-            let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+            let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+            let ip = peer.map(|peer| proxies.client_of(peer, request.headers()));
             ("ip", ip).hash(&mut hasher)
         }
     }
@@ -121,7 +130,7 @@ pub async fn rate_limit(
     }
     // Each dialect answers in its own envelope, and Mavera's reset is a unix time.
     let surface = Surface::of(request.uri().path());
-    let verdict = limiter.check(client_of(&cabinet, surface, &request), Instant::now());
+    let verdict = limiter.check(client_of(&cabinet, &limiter.proxies, surface, &request), Instant::now());
     if !verdict.allowed {
         let mut response = surface.refusal(
             StatusCode::TOO_MANY_REQUESTS,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cabinet_api::HttpLimits;
+use cabinet_api::{HttpLimits, TrustedProxies};
 use cabinet_blob::S3Config;
 use cabinet_core::Settings;
 use clap::parser::ValueSource;
@@ -194,6 +194,12 @@ pub struct ServeSettings {
         default_value_t = HttpLimits::DEFAULT_RATE_LIMIT_PER_MINUTE
     )]
     pub rate_limit_per_minute: u32,
+    /// Proxies (addresses or networks, comma-separated: `10.0.0.0/8,127.0.0.1`) whose
+    /// `X-Forwarded-For` names the client, for the per-IP rate limit of requests without a
+    /// credential; without it, the TCP peer is the client.
+    #[arg(long, env = "CABINET_TRUSTED_PROXIES", default_value = "")]
+    #[serde(default)]
+    pub trusted_proxies: String,
     /// Seconds a client may take to send a request's headers (and an idle keep-alive connection
     /// may wait for the next request) before the connection is closed (0: never).
     #[arg(
@@ -237,8 +243,10 @@ impl ServeSettings {
     }
 
     /// The HTTP layer's limits these imply, for a server reached at `public_url`.
-    pub fn http_limits(&self, public_url: &str) -> HttpLimits {
-        HttpLimits {
+    pub fn http_limits(&self, public_url: &str) -> anyhow::Result<HttpLimits> {
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|err| anyhow::anyhow!("--trusted-proxies: {err}"))?;
+        Ok(HttpLimits {
             json_upload_bytes: self.json_upload_max_bytes,
             json_body_bytes: self.json_body_max_bytes,
             max_url_bytes: self.max_url_bytes,
@@ -247,13 +255,14 @@ impl ServeSettings {
             body_min_rate: self.body_min_rate,
             body_rate_window: Duration::from_secs(self.body_rate_window),
             rate_limit_per_minute: self.rate_limit_per_minute,
+            trusted_proxies,
             mavi_direct_upload_bytes: self.mavi_direct_upload_max_bytes,
             mavi_signed_upload_bytes: self.mavi_signed_upload_max_bytes,
             mavi_formats: HttpLimits::formats(&self.mavi_formats),
             mavera_file_bytes: self.mavera_file_max_bytes,
             mavera_video_bytes: self.mavera_video_max_bytes,
             strict_transport_security: public_url.starts_with("https://"),
-        }
+        })
     }
 
     /// The connection limits these imply (0 turns each off).
@@ -449,7 +458,7 @@ mod tests {
             (core.max_uploads_per_workspace, core.max_uploads_per_key),
             (defaults.max_uploads_per_workspace, defaults.max_uploads_per_key)
         );
-        let limits = serve.http_limits("http://127.0.0.1:8080");
+        let limits = serve.http_limits("http://127.0.0.1:8080").unwrap();
         let default_limits = HttpLimits::default();
         assert_eq!(format!("{limits:?}"), format!("{default_limits:?}"));
         assert_eq!(serve.connection_limits(), ConnectionLimits::default());
@@ -490,10 +499,24 @@ mod tests {
             "7",
         ];
         let (_, serve) = settings(&args).unwrap();
-        let limits = serve.http_limits("http://127.0.0.1:8080");
+        let limits = serve.http_limits("http://127.0.0.1:8080").unwrap();
         assert_eq!((limits.mavera_file_bytes, limits.mavera_video_bytes), (1000, 5000));
         assert_eq!(limits.mavi_signed_upload_bytes, 7);
         assert_eq!(limits.mavi_formats, vec!["mp4".to_owned(), "wav".to_owned()]);
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_flag_or_the_file_and_a_bad_one_is_refused_by_name() {
+        let (_, serve) = settings(&["serve", "--trusted-proxies", "10.0.0.0/8, ::1"]).unwrap();
+        let limits = serve.http_limits("http://127.0.0.1:8080").unwrap();
+        assert_eq!(limits.trusted_proxies, TrustedProxies::parse("10.0.0.0/8,::1").unwrap());
+        let file = file_with("trusted_proxies = \"127.0.0.1\"\n");
+        let (_, serve) = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap();
+        let limits = serve.http_limits("http://127.0.0.1:8080").unwrap();
+        assert_eq!(limits.trusted_proxies, TrustedProxies::parse("127.0.0.1").unwrap());
+        let (_, serve) = settings(&["serve", "--trusted-proxies", "lb.internal"]).unwrap();
+        let refused = serve.http_limits("http://127.0.0.1:8080").unwrap_err().to_string();
+        assert!(refused.contains("--trusted-proxies") && refused.contains("lb.internal"), "{refused}");
     }
 
     #[test]

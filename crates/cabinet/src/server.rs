@@ -97,6 +97,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
         bail!("--public-url must start with http:// or https://");
     }
+    let http_limits = config.http_limits(&public_url)?;
     let cabinet = assemble(
         &store,
         config.signing_secret.as_deref(),
@@ -126,7 +127,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
 
     let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), config.sweep_every()));
     let key_reader = tokio::spawn(read_signing_keys_forever(cabinet.clone()));
-    let app = cabinet_api::app(cabinet, config.http_limits(&public_url));
+    let app = cabinet_api::app(cabinet, http_limits);
     let grace = Duration::from_secs(config.shutdown_grace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = connections::serve(listener, app, config.connection_limits(), async move {

@@ -304,3 +304,48 @@ async fn a_key_has_one_allowance_however_a_surface_spells_it_and_is_refused_in_t
     let (status, _) = server.send(server.request(Method::GET, "/v1/quota", &other.key)).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
+    // Requests without a credential count against their client's address.
+    let anonymous = |server: &TestServer, forwarded_for: &str| {
+        server.http.get(format!("{}/v1/quota", server.url)).header("x-forwarded-for", forwarded_for).send()
+    };
+    // The test client connects from 127.0.0.1, a proxy this server trusts.
+    let proxies = cabinet_api::TrustedProxies::parse("127.0.0.1").unwrap();
+    let behind = server_with(HttpLimits {
+        rate_limit_per_minute: 2,
+        trusted_proxies: proxies,
+        ..HttpLimits::default()
+    })
+    .await;
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..2 {
+            assert_eq!(
+                anonymous(&behind, client).await.unwrap().status(),
+                StatusCode::UNAUTHORIZED,
+                "{client}"
+            );
+        }
+        assert_eq!(
+            anonymous(&behind, client).await.unwrap().status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{client}"
+        );
+    }
+    // A client cannot win a new allowance by writing the header itself: the proxy's hop is last.
+    let spoofed = anonymous(&behind, "203.0.113.50, 198.51.100.1").await.unwrap();
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // From a peer that is not a trusted proxy, the header means nothing: one allowance for all.
+    let proxies = cabinet_api::TrustedProxies::parse("10.0.0.0/8").unwrap();
+    let direct = server_with(HttpLimits {
+        rate_limit_per_minute: 2,
+        trusted_proxies: proxies,
+        ..HttpLimits::default()
+    })
+    .await;
+    assert_eq!(anonymous(&direct, "198.51.100.1").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous(&direct, "198.51.100.2").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous(&direct, "198.51.100.3").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+}

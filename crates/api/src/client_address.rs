@@ -1,0 +1,122 @@
+//! The address a request comes from: the TCP peer, or — when the peer is a proxy the operator
+//! trusts (`--trusted-proxies`) — the nearest address in `X-Forwarded-For` that is not a trusted
+//! proxy. Reading from the right, as each trusted proxy appended the address it saw, so a client
+//! cannot choose its own address by sending the header itself.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// No proxy is trusted: the TCP peer is the client.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parses a comma-separated list of addresses and networks (`10.0.0.0/8`, `127.0.0.1`, `::1`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse::<IpNet>()
+                    .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{item:?} is not an IP address or network (like 10.0.0.0/8)"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.0.iter().any(|net| net.contains(&address))
+    }
+
+    /// The client's address for a request from `peer` with these headers.
+    pub fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all(FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut nearest = peer;
+        for hop in hops.iter().rev() {
+            // An address that does not parse was not written by a proxy we trust: stop at the
+            // last one that was.
+            let Ok(address) = hop.parse::<IpAddr>() else { return nearest };
+            if !self.trusts(address) {
+                return address.to_canonical();
+            }
+            nearest = address;
+        }
+        nearest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(FORWARDED_FOR, value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        assert_eq!(proxies.client_of(ip("203.0.113.9"), &forwarded(&["198.51.100.1"])), ip("203.0.113.9"));
+        assert_eq!(
+            TrustedProxies::none().client_of(ip("10.0.0.1"), &forwarded(&["1.2.3.4"])),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_nearest_untrusted_hop_is_the_client() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1").unwrap();
+        // The client wrote a false first hop; the proxies appended what they saw.
+        let headers = forwarded(&["6.6.6.6, 198.51.100.7", "10.1.2.3"]);
+        assert_eq!(proxies.client_of(ip("127.0.0.1"), &headers), ip("198.51.100.7"));
+        // Every hop trusted: the farthest one.
+        assert_eq!(proxies.client_of(ip("127.0.0.1"), &forwarded(&["10.0.0.5"])), ip("10.0.0.5"));
+        // No header: the proxy itself.
+        assert_eq!(proxies.client_of(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(
+            proxies.client_of(ip("10.0.0.1"), &forwarded(&["1.1.1.1, nonsense, 10.0.0.9"])),
+            ip("10.0.0.9")
+        );
+        // IPv4 peers seen as IPv6-mapped are the same addresses.
+        assert_eq!(
+            proxies.client_of(ip("::ffff:127.0.0.1"), &forwarded(&["::ffff:198.51.100.7"])),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn a_list_that_is_not_addresses_is_refused_with_the_culprit() {
+        assert!(TrustedProxies::parse("10.0.0.0/8,proxy.local").unwrap_err().contains("proxy.local"));
+        assert_eq!(TrustedProxies::parse("").unwrap(), TrustedProxies::none());
+        assert!(TrustedProxies::parse("::1, fd00::/8").is_ok());
+    }
+}
