@@ -264,6 +264,14 @@ async fn a_permalink_reads_through_from_s3() {
     let id = file(&server).await;
     let link = download_url(&server, &id, "?lasting=true").await["url"].as_str().unwrap().to_owned();
     assert!(link.starts_with(&server.url), "a permalink is served by Cabinet, not presigned: {link}");
+    // Expiring URLs are presigned by S3 there, and are the same within a window too.
+    let first = download_url(&server, &id, "").await;
+    server.clock.advance(Duration::seconds(1));
+    let second = download_url(&server, &id, "").await;
+    assert!(!first["url"].as_str().unwrap().starts_with(&server.url), "presigned by S3: {first}");
+    assert_eq!(first["url"], second["url"]);
+    let (status, _, body) = fetch(&server, second["url"].as_str().unwrap()).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, BYTES));
     server.clock.advance(Duration::days(8));
     let (status, _, body) = fetch(&server, &link).await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, BYTES));
