@@ -22,6 +22,8 @@ use futures::Stream;
 pub const FIELD_BYTES: usize = 8 * 1024;
 /// The most text fields a form may send before its file.
 pub const MAX_FIELDS: usize = 32;
+/// The most text fields a form without a file may send: [`PREFIX_BYTES`] bounds its body anyway.
+pub const MAX_FIELDS_WITHOUT_FILE: usize = 1024;
 /// The most body bytes that may pass before the file field starts: the text fields with their
 /// headers, and up to two of the server's read chunks that the parser takes ahead.
 pub const PREFIX_BYTES: u64 = 2 << 20;
@@ -93,9 +95,18 @@ pub struct Form {
     multipart: Multipart,
     budget: Arc<Budget>,
     fields: usize,
+    max_fields: usize,
 }
 
 impl Form {
+    /// Starts reading a form of text fields only (a file field ends it): at most
+    /// [`MAX_FIELDS_WITHOUT_FILE`] fields within [`PREFIX_BYTES`] of body.
+    pub async fn read_text_only(request: Request) -> Result<Form, FormError> {
+        let mut form = Self::read(request, 0).await?;
+        form.max_fields = MAX_FIELDS_WITHOUT_FILE;
+        Ok(form)
+    }
+
     /// Starts reading `request`'s form, whose file may hold up to `file_limit` bytes. A declared
     /// `Content-Length` over the whole body's bound is refused before a byte is read.
     pub async fn read(request: Request, file_limit: u64) -> Result<Form, FormError> {
@@ -118,7 +129,7 @@ impl Form {
         let multipart = Multipart::from_request(request, &())
             .await
             .map_err(|err| FormError::Malformed(err.body_text()))?;
-        Ok(Form { multipart, budget, fields: 0 })
+        Ok(Form { multipart, budget, fields: 0, max_fields: MAX_FIELDS })
     }
 
     /// The next part, or `None` at the end of the form. Once the file is handed out, the body may
@@ -132,10 +143,13 @@ impl Form {
             return Ok(Some(Part::File(field)));
         }
         self.fields += 1;
-        if self.fields > MAX_FIELDS {
-            return Err(FormError::too_large(format!(
-                "a form may send at most {MAX_FIELDS} fields before its `{FILE_FIELD}`"
-            )));
+        if self.fields > self.max_fields {
+            return Err(FormError::too_large(match self.max_fields {
+                MAX_FIELDS => {
+                    format!("a form may send at most {MAX_FIELDS} fields before its `{FILE_FIELD}`")
+                }
+                most => format!("a form may send at most {most} fields"),
+            }));
         }
         let name = field.name().unwrap_or("").to_owned();
         let mut value = Vec::new();

@@ -72,7 +72,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     crate::openapi::document_common_responses(&mut api);
     crate::openapi::document_optional_bodies(
         &mut api,
-        &[crate::compat::serenities::PREFIX, crate::compat::mavera::PREFIX],
+        &[crate::compat::serenities::PREFIX, crate::compat::mavera::PREFIX, crate::compat::cms::PREFIX],
     );
     crate::v1::uploads::document_part_size_rule(&mut api);
     crate::openapi::document_links(&mut api);

@@ -76,3 +76,39 @@ async fn a_multipart_upload_reads_its_fields_before_the_file_and_file_name_names
         (Some("Chosen name.png"), json!(["Before"]))
     );
 }
+
+#[tokio::test]
+async fn a_multipart_patch_takes_many_tag_fields_and_no_body_changes_nothing() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    let file = upload(&server, t, "wall.jpg", b"wall", json!(["Kept"])).await;
+    let path = format!("{FILES}{}/", file["api_id"].as_str().unwrap());
+    // A form without a file is not held to the 32 fields a form may send before its file.
+    let form = (0..40).fold(reqwest::multipart::Form::new(), |form, n| form.text("tags", format!("t{n:02}")));
+    let (status, patched) = server.send(cms(&server, Method::PATCH, &path, t).multipart(form)).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["tags"].as_array().unwrap().len(), 40, "{patched}");
+    // DRF's PATCH with no body at all is a partial update of nothing.
+    let (status, same) = server.send(cms(&server, Method::PATCH, &path, t)).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["tags"], patched["tags"]);
+}
+
+#[tokio::test]
+async fn a_field_name_no_multipart_header_can_carry_is_refused_in_a_urlencoded_patch_too() {
+    let server = TestServer::spawn().await;
+    let t = &server.tenant;
+    let file = upload(&server, t, "sign.jpg", b"sign", json!([])).await;
+    let path = format!("{FILES}{}/", file["api_id"].as_str().unwrap());
+    let patch = |body: &'static str| {
+        cms(&server, Method::PATCH, &path, t)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let (status, body) = server.send(patch("caption=ok&bad%01name=x")).await;
+    assert_detail(status, &body, StatusCode::BAD_REQUEST);
+    // Tab, CR, LF and other characters are fine (and the unknown field is ignored).
+    let (status, body) = server.send(patch("caption=ok&odd%09name%C2%85=x")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["caption"], "ok");
+}

@@ -430,9 +430,10 @@ async fn patch_body(request: Request, limit: usize) -> CmsResult<Map<String, Val
     if kind.starts_with("application/json") {
         return json_object(request, limit).await;
     } else if kind.starts_with("multipart/form-data") {
-        // No file is taken here: the form is bounded by its text fields alone.
-        let mut form = Form::read(request, 0).await?;
+        // No file is taken here: the form is text fields alone, bounded by their bytes.
+        let mut form = Form::read_text_only(request).await?;
         while let Some(Part::Text(field)) = form.next().await? {
+            check_field_name(&field.name)?;
             add(&field.name, field.text()?);
         }
     } else if kind.starts_with("application/x-www-form-urlencoded") {
@@ -442,7 +443,9 @@ async fn patch_body(request: Request, limit: usize) -> CmsResult<Map<String, Val
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &[][..]),
             };
-            add(&form_decoded(name)?, &form_decoded(value)?);
+            let name = form_decoded(name)?;
+            check_field_name(&name)?;
+            add(&name, &form_decoded(value)?);
         }
     } else {
         let bytes = read_limited(request, limit).await?;
@@ -454,6 +457,19 @@ async fn patch_body(request: Request, limit: usize) -> CmsResult<Map<String, Val
         body.insert("tags".to_owned(), Value::Array(tags));
     }
     Ok(body)
+}
+
+/// Refuses a form field name with an ASCII control character but tab, CR and LF (those a form
+/// encoding escapes): no multipart header can carry one, so both kinds of form take the same
+/// names (`input_schema::form_field_name`).
+fn check_field_name(name: &str) -> CmsResult<()> {
+    if name.chars().any(|c| matches!(c, '\0'..='\x08' | '\x0b' | '\x0c' | '\x0e'..='\x1f' | '\x7f')) {
+        return Err(CmsError::detail(
+            StatusCode::BAD_REQUEST,
+            "Form parse error - a field name holds a control character.",
+        ));
+    }
+    Ok(())
 }
 
 /// One name or value of an `application/x-www-form-urlencoded` body: `+` is a space, then

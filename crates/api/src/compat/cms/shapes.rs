@@ -160,14 +160,19 @@ pub struct CmsFormPatch;
 
 impl utoipa::PartialSchema for CmsFormPatch {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use crate::input_schema::{tag_list_fields, text};
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use crate::input_schema::{form_field_name, tag_list, text};
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        // A form without a file takes up to `form::MAX_FIELDS_WITHOUT_FILE` fields: the three
+        // texts and any others the client adds (ignored, with names a form can send) leave 1,000
+        // for `tags`.
+        let tags = ArrayBuilder::new().items(tag_list()).max_items(Some(1000));
         ObjectBuilder::new()
             .schema_type(Type::Object)
             .property("image_alt_text", text())
             .property("caption", text())
             .property("copyright", text())
-            .property("tags", tag_list_fields(3))
+            .property("tags", tags)
+            .property_names(Some(form_field_name()))
             .into()
     }
 }

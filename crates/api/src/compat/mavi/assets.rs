@@ -57,6 +57,7 @@ pub struct SignedUrlData {
         (status = 400, body = MaviErrorBody),
         (status = 401, body = MaviErrorBody),
         (status = 402, description = "The workspace's storage is full", body = MaviErrorBody),
+        (status = 415, description = "The file name's extension is not a format MAVI takes (`--mavi-formats`)", body = MaviErrorBody),
     ),
     security(("mavi_key" = []))
 )]
