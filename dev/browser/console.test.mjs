@@ -238,7 +238,8 @@ describe('the web console', () => {
       const found = await fetch('/v1/files?q=sunset', { headers: { Authorization: `Bearer ${key}` } }).then((r) => r.json());
       return found.data[0];
     }, { key });
-    assert.deepEqual(saved.tags, ['beach', 'summer 2024']);
+    // Tags keep the spelling they were given (matching ignores case).
+    assert.deepEqual(saved.tags, ['beach', 'Summer 2024']);
     assert.equal(saved.alt_text, 'An orange sky over the sea');
     assert.deepEqual(saved.metadata, { camera: 'phone' });
     await page.click('#tags a:has-text("beach")');
