@@ -334,7 +334,8 @@ impl Cabinet {
     async fn publicly_readable(&self, ws: &WorkspaceId, files: &[FileRecord]) -> Result<HashSet<FileId>> {
         let files: Vec<&FileRecord> =
             files.iter().filter(|f| f.workspace_id == *ws && f.trashed_at.is_none()).collect();
-        if files.is_empty() {
+        // One indexed probe settles most workspaces: nothing there opens reading to the public.
+        if files.is_empty() || !self.store.any_public_read(ws).await? {
             return Ok(HashSet::new());
         }
         // Each folder's path, nearest first as the rules resolve; `None` where it cannot be read

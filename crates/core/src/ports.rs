@@ -383,6 +383,8 @@ pub trait AccessRuleStore: Send + Sync + 'static {
         workspace: &WorkspaceId,
         targets: &[crate::rules::RuleTarget],
     ) -> Result<std::collections::HashMap<crate::rules::RuleTarget, crate::rules::AccessRules>>;
+    /// Whether any rule of the workspace (on itself, a folder or a file) opens reading to `public`.
+    async fn any_public_read(&self, workspace: &WorkspaceId) -> Result<bool>;
     /// Sets (replaces) the rules of a target.
     async fn put_access_rules(
         &self,

@@ -35,6 +35,17 @@ where
     Option<bool>: Value<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
+    async fn any_public_read(&self, ws: &WorkspaceId) -> Result<bool> {
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT CAST(1 AS BIGINT) FROM access_rules WHERE workspace_id = $1 AND read_rule = 'public' LIMIT 1",
+        )
+        .bind(ws.as_str())
+        .fetch_optional(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(found.is_some())
+    }
+
     async fn access_rules(
         &self,
         ws: &WorkspaceId,

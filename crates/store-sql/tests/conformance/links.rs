@@ -29,3 +29,21 @@ pub(crate) async fn link_generations_move_on_per_workspace(store: &dyn MetadataS
     assert!(matches!(store.link_generation(&missing).await, Err(Error::NotFound(_))));
     assert!(matches!(store.advance_link_generation(&missing).await, Err(Error::NotFound(_))));
 }
+
+pub(crate) async fn a_public_read_rule_is_seen_at_any_level_and_only_in_its_workspace(
+    store: &dyn MetadataStore,
+) {
+    use cabinet_core::rules::{AccessRules, Audience, RuleTarget};
+    let (a, b) = (workspace(store, None).await, workspace(store, None).await);
+    assert!(!store.any_public_read(&a.id).await.unwrap());
+    let closed = AccessRules { read: Some(Audience::Authenticated), ..Default::default() };
+    store.put_access_rules(&a.id, &RuleTarget::Workspace, &closed, now()).await.unwrap();
+    assert!(!store.any_public_read(&a.id).await.unwrap(), "only `public` reading counts");
+    let open = AccessRules { read: Some(Audience::Public), ..Default::default() };
+    let file = RuleTarget::File(FileId::generate());
+    store.put_access_rules(&a.id, &file, &open, now()).await.unwrap();
+    assert!(store.any_public_read(&a.id).await.unwrap());
+    assert!(!store.any_public_read(&b.id).await.unwrap(), "another workspace's rules are its own");
+    store.put_access_rules(&a.id, &file, &closed, now()).await.unwrap();
+    assert!(!store.any_public_read(&a.id).await.unwrap(), "closing the rule closes it");
+}
