@@ -16,8 +16,8 @@ use crate::model::{FailureReason, FileRecord, FileReference, Page, Role, Upload,
 use crate::names::validate_name;
 use crate::ports::{ByteRange, ByteStream, FileChange, PresignedDownload, SearchHit};
 use crate::rules::Operation;
-use crate::signing::{expiry_instant, expiry_timestamp, windowed_expiry, SignedOperation, SignedParams};
-use crate::{Cabinet, Caller, Code, STORAGE_FILE_PREFIX};
+use crate::signing::{expiry_instant, url_window, SignedOperation, SignedParams};
+use crate::{Cabinet, Caller, Code};
 
 /// What a client declares with a direct upload.
 #[derive(Debug, Clone, Default)]
@@ -457,16 +457,18 @@ impl Cabinet {
         let now = self.clock.now();
         // The same URL for the whole window (so caches keyed by URL hit), never past the longest
         // lifetime a URL may have.
-        let max_secs = self.settings.max_url_ttl.num_seconds();
-        let window = self.settings.url_window.num_seconds();
-        let expires =
-            windowed_expiry(now, ttl, window).min(expiry_timestamp(now + self.settings.max_url_ttl));
+        let (signed_at, expires) = url_window(
+            now,
+            ttl,
+            self.settings.url_window.num_seconds(),
+            self.settings.max_url_ttl.num_seconds(),
+        );
         // Types a browser would run are always attachments, wherever they are served from.
         let attachment = attachment || content_type::is_active_content(&file.mime_type);
         let direct = PresignedDownload {
             content_type: file.mime_type.clone(),
             disposition: content_type::disposition(&file.name, attachment),
-            signed_at: crate::links::window_start(now, window.min(ttl), expires, max_secs),
+            signed_at,
             expires_at: expiry_instant(expires),
         };
         if let Some(url) = self.blobs.presign_download(&file.blob_key, &direct) {
@@ -474,7 +476,7 @@ impl Cabinet {
         }
         let params = SignedParams { expires, max_bytes: 0, attachment };
         let query = self.signer.sign(SignedOperation::Download, ws.as_str(), file.id.as_str(), &params);
-        let url = format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, file.id);
+        let url = self.storage_file_url(ws, file.id.as_str(), &query);
         Ok(DownloadUrl { url, expires_at: expiry_instant(expires) })
     }
 

@@ -15,7 +15,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use rand::RngCore;
 
 use crate::error::{Error, Result};
@@ -104,11 +103,6 @@ impl FileLinks {
     /// A signed URL of the file's default thumbnail (see `Cabinet::thumbnail_url`).
     pub fn thumbnail_url(&self, file: &FileRecord) -> Option<String> {
         self.cabinet.thumbnail_url(file)
-    }
-
-    /// The service these links come from.
-    pub fn cabinet(&self) -> &Cabinet {
-        &self.cabinet
     }
 }
 
@@ -200,7 +194,7 @@ impl Cabinet {
         };
         let ws = &file.workspace_id;
         let query = self.signer.sign_permalink(ws.as_str(), file.id.as_str(), &params);
-        format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, file.id)
+        self.storage_file_url(ws, file.id.as_str(), &query)
     }
 
     /// Permalinks for files the caller already holds and may read (a page of a list), with one
@@ -232,7 +226,7 @@ impl Cabinet {
         let generation = self.store.link_generation(ws).await?;
         let params = PermalinkParams { version: None, generation, attachment: false };
         let query = self.signer.sign_permalink(ws.as_str(), upload.id.as_str(), &params);
-        Ok(format!("{}{STORAGE_FILE_PREFIX}/{ws}/{}?{query}", self.settings.public_url, upload.id))
+        Ok(self.storage_file_url(ws, upload.id.as_str(), &query))
     }
 
     /// The file an upload made, once it succeeded; `NotFound` before.
@@ -242,6 +236,12 @@ impl Cabinet {
             return Err(Error::NotFound("file"));
         }
         Ok(upload.file_id)
+    }
+
+    /// A URL of Cabinet's own storage endpoint for a file (or the upload that makes one), with its
+    /// signed query.
+    pub(crate) fn storage_file_url(&self, ws: &WorkspaceId, object: &str, query: &str) -> String {
+        format!("{}{STORAGE_FILE_PREFIX}/{ws}/{object}?{query}", self.settings.public_url)
     }
 
     /// Ends every permalink of the caller's workspace (admin key only); returns the new generation.
@@ -378,19 +378,4 @@ impl Cabinet {
         }
         Ok(public)
     }
-}
-
-/// The moment a URL signed at `now` for `ttl` within windows of `window` may be said to be
-/// signed at: the start of its window (so the URL is the same for the whole window), but never
-/// so early that it would live longer than `max` from it (S3 refuses presigned URLs over 7 days).
-pub(crate) fn window_start(
-    now: DateTime<Utc>,
-    window_secs: i64,
-    expires: i64,
-    max_secs: i64,
-) -> DateTime<Utc> {
-    let window = window_secs.max(1);
-    let floor = now.timestamp().div_euclid(window) * window;
-    let start = floor.max(expires - max_secs).min(now.timestamp());
-    crate::signing::expiry_instant(start)
 }

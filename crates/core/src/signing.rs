@@ -341,6 +341,24 @@ pub fn windowed_expiry(now: DateTime<Utc>, ttl_secs: i64, window_secs: i64) -> i
     end.div_euclid(window) * window + if end.rem_euclid(window) == 0 { 0 } else { window }
 }
 
+/// An expiring URL's window: the instant it may be said to be signed at (the start of its window,
+/// so the URL is the same for the whole window) and its expiry (the window's end, see
+/// [`windowed_expiry`]), never past `now + max_secs` nor more than `max_secs` apart (S3 refuses
+/// presigned URLs over 7 days).
+pub fn url_window(
+    now: DateTime<Utc>,
+    ttl_secs: i64,
+    window_secs: i64,
+    max_secs: i64,
+) -> (DateTime<Utc>, i64) {
+    let expires = windowed_expiry(now, ttl_secs, window_secs)
+        .min(expiry_timestamp(now + chrono::Duration::seconds(max_secs)));
+    let window = window_secs.min(ttl_secs).max(1);
+    let floor = now.timestamp().div_euclid(window) * window;
+    let start = floor.max(expires - max_secs).min(now.timestamp());
+    (expiry_instant(start), expires)
+}
+
 /// The instant a signed URL's `expires` names.
 pub fn expiry_instant(expires: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(expires, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -757,6 +775,18 @@ mod tests {
         let stripped = versioned_query.replace("v=0123456789abcdef&", "");
         assert!(signer().verify_permalink("ws_a", "upl_b", Some(&stripped)).is_err());
         assert!(signer().verify_permalink("ws_a", "upl_b", Some("v=&gen=0&sig=AAAA")).is_err());
+    }
+
+    #[test]
+    fn a_window_starts_where_its_url_repeats_and_never_spans_more_than_the_longest_lifetime() {
+        let at = |secs| Utc.timestamp_opt(secs, 0).unwrap();
+        // Within one window: the same start and expiry, so the same URL.
+        assert_eq!(url_window(at(1_001), 3600, 600, 604_800), url_window(at(1_199), 3600, 600, 604_800));
+        assert_eq!(url_window(at(1_001), 3600, 600, 604_800), (at(600), 4_800));
+        // Asked for the longest lifetime: clamped to it, and signed no earlier than it allows.
+        let (start, expires) = url_window(at(1_001), 604_800, 600, 604_800);
+        assert_eq!(expires, 1_001 + 604_800);
+        assert!(expires - start.timestamp() <= 604_800 && start <= at(1_001));
     }
 
     #[test]
