@@ -65,6 +65,9 @@ struct Args {
     /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (dev/bench starts s3s-fs with dev/s3-server).
     #[arg(long, env = "CABINET_BENCH_S3_URL")]
     s3_url: Option<String>,
+    /// Internal: run as the noisy-neighbour figure's attacker process, with this order.
+    #[arg(long, hide = true)]
+    neighbour_attacker: Option<String>,
 }
 
 /// What every figure gets.
@@ -87,6 +90,9 @@ impl Bench {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(order) = &args.neighbour_attacker {
+        return neighbour::attacker_process(order).await;
+    }
     for name in &args.only {
         if !FIGURES.contains(&name.as_str()) {
             bail!("unknown figure {name:?}; the figures are {FIGURES:?}");

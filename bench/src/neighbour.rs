@@ -5,9 +5,16 @@
 //! taken in quiet phases alternating with the attack's. Nothing B asks may fail, and each attack
 //! must be answered the way the server promises (a refusal with its status, never a 5xx and never
 //! a request left hanging), so an attack that stopped doing anything cannot pass as harmless.
+//!
+//! A's client runs in a process of its own (this binary, re-run with `--neighbour-attacker`) at
+//! the lowest CPU priority: a hostile tenant's machine is not the server's, and on one machine an
+//! attacker's client sharing B's runtime would delay B's requests before they reached the server.
+//! The server's work for A competes with its work for B at equal priority, which is what is judged.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinSet;
 
 use crate::client::{download_url, expect, upload_bytes};
@@ -36,6 +44,9 @@ const VICTIM_UPLOAD_BYTES: usize = 64 * 1024;
 const ATTACKER_QUOTA_BYTES: u64 = 20 << 20;
 /// The folder depth the server allows: A builds a chain exactly this deep.
 const MAX_FOLDER_DEPTH: usize = cabinet_core::folders::MAX_FOLDER_DEPTH as usize;
+
+/// The attacker process's niceness: the lowest priority, standing in for a machine of its own.
+const ATTACKER_NICENESS: &str = "19";
 
 /// B's operations, in the order of a round.
 const OPERATIONS: [&str; 4] = ["upload", "download", "list", "search"];
@@ -61,9 +72,17 @@ impl Tally {
     fn snapshot(&self) -> BTreeMap<String, u64> {
         self.0.lock().unwrap().clone()
     }
+
+    fn add(&self, counts: BTreeMap<String, u64>) {
+        let mut mine = self.0.lock().unwrap();
+        for (outcome, count) in counts {
+            *mine.entry(outcome).or_default() += count;
+        }
+    }
 }
 
 /// The two tenants and what they hold.
+#[derive(Clone, Serialize, Deserialize)]
 struct Tenants {
     victim_key: String,
     attacker_key: String,
@@ -148,11 +167,7 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
     // The deployment's defaults (rate limits included): what a hostile tenant meets in production.
     let server = Cabinet::start(&bench.cabinet_bin, &data, &["--rate-limit-per-minute", "6000"])?;
     let base = server.url.clone();
-    let attacker = reqwest::Client::builder()
-        .no_proxy()
-        .local_address(ATTACKER_ADDRESS)
-        .timeout(Duration::from_secs(120))
-        .build()?;
+    let attacker = attacker_client()?;
 
     let mut victim = Victim {
         http: bench.http.clone(),
@@ -166,7 +181,9 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
                 .await?;
         victim.files.push(id);
     }
-    let setup = AttackSetup::prepare(&attacker, &base, &tenants).await.context("preparing the attacks")?;
+    let setup = AttackSetup::prepare(&attacker, &base, &tenants, &bench.path("neighbour-images"))
+        .await
+        .context("preparing the attacks")?;
 
     // Each attack alternates with quiet phases (quiet, attack, quiet, attack), so B's quiet p99 is
     // taken next to the attack's, in the same state of the machine and of B's workspace.
@@ -183,22 +200,14 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
             for (op, samples) in &victim.rounds(phase_rounds, pace).await.context("B with A quiet")? {
                 quiet.entry(op).or_default().extend(samples);
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            let gate = Gate {
-                stop: stop.clone(),
-                every: attack.per_second.map(|rate| Duration::from_secs_f64(1.0 / rate)),
-                next: Arc::new(tokio::sync::Mutex::new(Instant::now())),
-            };
-            let mut tasks = setup.launch(index, &attacker, &base, &tenants, &gate, &tally);
+            let attack_process = setup.spawn(index, &base, &tenants).await?;
             // Let the attack reach its steady state before B is timed.
             tokio::time::sleep(warm_up).await;
             let phase = victim
                 .rounds(phase_rounds, pace)
                 .await
                 .with_context(|| format!("B under attack: {}", attack.name));
-            stop.store(true, Ordering::SeqCst);
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            tally.add(attack_process.stop().await.with_context(|| format!("stopping {:?}", attack.name))?);
             for (op, samples) in &phase? {
                 timed.entry(op).or_default().extend(samples);
             }
@@ -363,16 +372,97 @@ impl Victim {
     }
 }
 
-/// What the attacks need made before they start.
+/// What the attacks need made before they start; the attacker process is given it whole.
+#[derive(Clone, Serialize, Deserialize)]
 struct AttackSetup {
     chain_top: String,
     chain_bottom: String,
-    bomb: Bytes,
-    flat_image: Bytes,
+    /// PNG files, written once, read by each attacker process.
+    bomb: PathBuf,
+    flat_image: PathBuf,
+}
+
+/// Everything the attacker process needs to run one attack.
+#[derive(Serialize, Deserialize)]
+struct AttackOrder {
+    index: usize,
+    base: String,
+    tenants: Tenants,
+    setup: AttackSetup,
+}
+
+/// What the attacker process prints once its tasks run.
+const LAUNCHED: &str = "launched";
+
+/// A running attacker process: it stops when its standard input closes, and then prints what A
+/// was answered.
+struct AttackProcess {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl AttackProcess {
+    async fn stop(mut self) -> Result<BTreeMap<String, u64>> {
+        drop(self.child.stdin.take());
+        let answers = self.lines.next_line().await?.context("the attacker process printed no tally")?;
+        let status = self.child.wait().await?;
+        if !status.success() {
+            bail!("the attacker process ended with {status}");
+        }
+        serde_json::from_str(&answers).with_context(|| format!("the attacker's tally {answers:?}"))
+    }
+}
+
+/// The client A's requests go out on: its own loopback address, so its own per-address budgets.
+fn attacker_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .local_address(ATTACKER_ADDRESS)
+        .timeout(Duration::from_secs(120))
+        .build()?)
+}
+
+/// The attacker process (`bench --neighbour-attacker ORDER`): runs the attack of `order` until
+/// its standard input closes, then prints A's answers as JSON.
+pub async fn attacker_process(order: &str) -> Result<()> {
+    let order: AttackOrder = serde_json::from_str(order).context("the attack order")?;
+    let images = (
+        Bytes::from(std::fs::read(&order.setup.bomb)?),
+        Bytes::from(std::fs::read(&order.setup.flat_image)?),
+    );
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let gate = Gate {
+        stop: stop.clone(),
+        every: ATTACKS[order.index].per_second.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+        next: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+    };
+    let mut tasks = order.setup.launch(
+        order.index,
+        images,
+        &attacker_client()?,
+        &order.base,
+        &order.tenants,
+        &gate,
+        &tally,
+    );
+    println!("{LAUNCHED}");
+    let mut until_closed = Vec::new();
+    tokio::io::stdin().read_to_end(&mut until_closed).await?;
+    stop.store(true, Ordering::SeqCst);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    println!("{}", serde_json::to_string(&tally.snapshot())?);
+    Ok(())
 }
 
 impl AttackSetup {
-    async fn prepare(http: &reqwest::Client, base: &str, tenants: &Tenants) -> Result<Self> {
+    async fn prepare(
+        http: &reqwest::Client,
+        base: &str,
+        tenants: &Tenants,
+        images: &std::path::Path,
+    ) -> Result<Self> {
         let key = &tenants.attacker_key;
         let mut parent: Option<String> = None;
         let mut chain = Vec::new();
@@ -396,14 +486,39 @@ impl AttackSetup {
             409,
         )
         .await?;
-        let bomb = tokio::task::spawn_blocking(|| png(6300, 6300, png::BitDepth::Sixteen)).await?;
-        let flat_image = tokio::task::spawn_blocking(|| png(6000, 6000, png::BitDepth::Eight)).await?;
+        std::fs::create_dir_all(images)?;
+        let (bomb, flat_image) = (images.join("bomb.png"), images.join("flat.png"));
+        let bomb_bytes = tokio::task::spawn_blocking(|| png(6300, 6300, png::BitDepth::Sixteen)).await?;
+        let flat_bytes = tokio::task::spawn_blocking(|| png(6000, 6000, png::BitDepth::Eight)).await?;
+        std::fs::write(&bomb, bomb_bytes)?;
+        std::fs::write(&flat_image, flat_bytes)?;
         Ok(Self {
             chain_top: chain[0].clone(),
             chain_bottom: chain[MAX_FOLDER_DEPTH - 1].clone(),
-            bomb: bomb.into(),
-            flat_image: flat_image.into(),
+            bomb,
+            flat_image,
         })
+    }
+
+    /// Starts attack `index` in an attacker process of its own, at the lowest CPU priority.
+    async fn spawn(&self, index: usize, base: &str, tenants: &Tenants) -> Result<AttackProcess> {
+        let order =
+            AttackOrder { index, base: base.to_owned(), tenants: tenants.clone(), setup: self.clone() };
+        let mut child = tokio::process::Command::new("nice")
+            .args(["-n", ATTACKER_NICENESS])
+            .arg(std::env::current_exe()?)
+            .arg("--neighbour-attacker")
+            .arg(serde_json::to_string(&order)?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the attacker process")?;
+        let mut lines = BufReader::new(child.stdout.take().context("the attacker's output")?).lines();
+        match lines.next_line().await? {
+            Some(line) if line == LAUNCHED => Ok(AttackProcess { child, lines }),
+            other => bail!("the attacker process said {other:?} instead of {LAUNCHED:?}"),
+        }
     }
 
     /// The bytes A's quota workspace holds.
@@ -413,9 +528,11 @@ impl AttackSetup {
     }
 
     /// Starts attack `index`: its tasks run until the gate closes (or they are aborted).
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
         index: usize,
+        (bomb, flat_image): (Bytes, Bytes),
         http: &reqwest::Client,
         base: &str,
         tenants: &Tenants,
@@ -514,7 +631,7 @@ impl AttackSetup {
                 }
             }
             4 => {
-                for (n, image) in [self.bomb.clone(), self.flat_image.clone()].into_iter().enumerate() {
+                for (n, image) in [bomb, flat_image].into_iter().enumerate() {
                     let Attacker { http, base, key, tally, gate } = a.clone();
                     tasks.spawn(async move {
                         let mut round = 0;
