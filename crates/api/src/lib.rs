@@ -19,6 +19,7 @@ pub mod router;
 pub mod schemas;
 pub mod storage;
 pub mod surface;
+pub mod telemetry;
 pub mod v1;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use tracing::Span;
 use crate::error::ApiError;
 use crate::surface::Surface;
 pub use client_address::TrustedProxies;
+pub use telemetry::MetricsAccess;
 
 /// Limits and policies of the HTTP layer that the core does not know about.
 #[derive(Debug, Clone)]
@@ -77,6 +79,8 @@ pub struct HttpLimits {
     pub mavera_file_bytes: u64,
     /// The largest video file (`video/*`) the Mavera dialect takes (its docs: 2 GB).
     pub mavera_video_bytes: u64,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
 }
 
 impl HttpLimits {
@@ -136,6 +140,7 @@ impl Default for HttpLimits {
             mavi_formats: Self::formats(Self::DEFAULT_MAVI_FORMATS),
             mavera_file_bytes: Self::DEFAULT_MAVERA_FILE_BYTES,
             mavera_video_bytes: Self::DEFAULT_MAVERA_VIDEO_BYTES,
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -166,8 +171,10 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     );
     let state_for_scope = cabinet.clone();
     let cabinet_for_limits = cabinet.clone();
+    let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
     let state = AppState { cabinet, limits: limits.clone() };
-    let (router, _) = router::routes(state);
+    let (router, _) = router::routes(state.clone());
+    let router = router.route("/metrics", axum::routing::get(telemetry::metrics).with_state(state));
     router
         // JSON routes; the streaming routes lift it and enforce their own (see `router.rs`).
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
@@ -189,6 +196,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         .layer(middleware::from_fn_with_state((limiter, cabinet_for_limits), rate_limit::rate_limit))
         .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
         .layer(middleware::from_fn(limits::close_after_unread_body))
+        // Outside the limits, so their refusals (429, 413, 414) are counted too.
+        .layer(middleware::from_fn_with_state(recording, telemetry::record))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: query strings carry signatures, which are credentials.

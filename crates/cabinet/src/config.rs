@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cabinet_api::{HttpLimits, TrustedProxies};
+use cabinet_api::{HttpLimits, MetricsAccess, TrustedProxies};
 use cabinet_blob::S3Config;
 use cabinet_core::Settings;
 use clap::parser::ValueSource;
@@ -200,6 +200,12 @@ pub struct ServeSettings {
     #[arg(long, env = "CABINET_TRUSTED_PROXIES", default_value = "")]
     #[serde(default)]
     pub trusted_proxies: String,
+    /// Serve `/metrics` (Prometheus text format): `on` or `off`.
+    #[arg(long, env = "CABINET_METRICS", default_value = "on", value_parser = ["on", "off"])]
+    pub metrics: String,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this token>`.
+    #[arg(long, env = "CABINET_METRICS_TOKEN", default_value = "", hide_env_values = true)]
+    pub metrics_token: String,
     /// Seconds a client may take to send a request's headers (and an idle keep-alive connection
     /// may wait for the next request) before the connection is closed (0: never).
     #[arg(
@@ -262,6 +268,12 @@ impl ServeSettings {
             mavera_file_bytes: self.mavera_file_max_bytes,
             mavera_video_bytes: self.mavera_video_max_bytes,
             strict_transport_security: public_url.starts_with("https://"),
+            metrics: match (self.metrics.as_str(), self.metrics_token.as_str()) {
+                ("off", _) => MetricsAccess::Off,
+                ("on", "") => MetricsAccess::Open,
+                ("on", token) => MetricsAccess::Token(token.to_owned()),
+                (other, _) => anyhow::bail!("--metrics: {other:?} is neither `on` nor `off`"),
+            },
         })
     }
 

@@ -105,7 +105,22 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         Arc::new(SystemClock),
     )
     .await?;
-    cabinet.recover_after_restart().await.map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
+    if http_limits.metrics != cabinet_api::MetricsAccess::Off {
+        // Before anything is counted: what is recorded earlier is lost.
+        cabinet_api::telemetry::install();
+    }
+    let recovered =
+        cabinet.recover_after_restart().await.map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
+    cabinet_core::telemetry::maintenance_ran(
+        "recover_after_restart",
+        &[
+            ("temporaries_removed", recovered.temporaries_removed),
+            ("interrupted_uploads_failed", recovered.interrupted_uploads_failed),
+            ("interrupted_assemblies_reopened", recovered.interrupted_assemblies_reopened),
+            ("orphan_blobs_removed", recovered.orphan_blobs_removed),
+            ("orphan_parts_removed", recovered.orphan_parts_removed),
+        ],
+    );
     let boot = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))?;
     if let Some(boot) = &boot {
         println!(
@@ -113,7 +128,13 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
             boot.workspace.name, boot.workspace.id, boot.key.secret, boot.key.secret
         );
     }
-    println!("Cabinet listening on http://{address} (public URL {public_url}, docs at {public_url}/docs)");
+    println!(
+        "Cabinet listening on http://{address} (public URL {public_url}, console at {public_url}/console, docs at {public_url}/docs)"
+    );
+    // Absolute: started from another folder, a relative default is another data folder, with
+    // another workspace and key, and this line is where that shows.
+    let data_dir = std::path::absolute(&store.data_dir).unwrap_or_else(|_| store.data_dir.clone());
+    println!("Data folder: {}", data_dir.display());
     if let Some(path) = &config.ready_file {
         let workspace = boot.as_ref().map(|boot| boot.workspace.id.to_string());
         let ready = ready_file::Ready {
@@ -163,18 +184,34 @@ async fn read_signing_keys_forever(cabinet: Cabinet) {
 }
 
 async fn sweep_forever(cabinet: Cabinet, every: Duration) {
+    use cabinet_core::telemetry::{maintenance_failed, maintenance_ran};
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         // Direct (S3) uploads whose bytes arrived are completed before expiry is judged.
-        if let Err(err) = cabinet.reconcile_uploads().await {
-            tracing::warn!(error = %err, "reconciling direct uploads failed");
+        match cabinet.reconcile_uploads().await {
+            Ok(report) => maintenance_ran(
+                "reconcile_uploads",
+                &[("completed", report.completed), ("refused", report.refused), ("expired", report.expired)],
+            ),
+            Err(err) => {
+                maintenance_failed("reconcile_uploads");
+                tracing::warn!(error = %err, "reconciling direct uploads failed");
+            }
         }
-        if let Err(err) = cabinet.sweep_expired_uploads().await {
-            tracing::warn!(error = %err, "sweeping expired uploads failed");
+        match cabinet.sweep_expired_uploads().await {
+            Ok(expired) => maintenance_ran("sweep_expired_uploads", &[("expired", expired)]),
+            Err(err) => {
+                maintenance_failed("sweep_expired_uploads");
+                tracing::warn!(error = %err, "sweeping expired uploads failed");
+            }
         }
-        if let Err(err) = cabinet.purge_expired_trash().await {
-            tracing::warn!(error = %err, "purging expired trash failed");
+        match cabinet.purge_expired_trash().await {
+            Ok(purged) => maintenance_ran("purge_expired_trash", &[("purged", purged)]),
+            Err(err) => {
+                maintenance_failed("purge_expired_trash");
+                tracing::warn!(error = %err, "purging expired trash failed");
+            }
         }
     }
 }

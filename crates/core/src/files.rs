@@ -494,7 +494,13 @@ impl Cabinet {
         range: Option<ByteRange>,
     ) -> Result<ByteStream<'static>> {
         if file.size > crate::ports::SMALL_OBJECT_BYTES {
-            return self.blobs.open(&file.blob_key, range).await;
+            let in_flight = crate::telemetry::TransferInFlight::download();
+            let stream = self.blobs.open(&file.blob_key, range).await?;
+            // In flight until the stream is dropped: sent whole, or the client went away.
+            return Ok(futures::StreamExt::boxed(futures::StreamExt::map(stream, move |chunk| {
+                let _ = &in_flight;
+                chunk
+            })));
         }
         let whole = match self.hot.object(&file.blob_key) {
             Some(whole) => whole,

@@ -12,6 +12,7 @@ use crate::content_type;
 use crate::error::{Error, Result};
 use crate::model::{FailureReason, FileRecord, Upload};
 use crate::ports::{ByteStream, StageError, StagedBlob};
+use crate::telemetry::{self, TransferInFlight};
 use crate::uploads::arrival_key;
 use crate::{Cabinet, Code};
 
@@ -48,6 +49,7 @@ impl Cabinet {
         } else {
             if content_length.is_some_and(|length| length > file_cap) {
                 let (reason, error) = too_large(upload, file_cap, false);
+                telemetry::count_if_reservation_refused(&error);
                 self.fail(upload, reason).await?;
                 return Err(error);
             }
@@ -57,17 +59,18 @@ impl Cabinet {
             };
             if reserved < wanted && (content_length.is_some() || reserved == 0) {
                 // The declared bytes (or any byte at all) cannot fit: refused before reading them.
+                let refused =
+                    Error::QuotaExceeded { requested: content_length.unwrap_or(1), available: reserved };
+                telemetry::count_if_reservation_refused(&refused);
                 self.fail(upload, FailureReason::QuotaExceeded).await?;
-                return Err(Error::QuotaExceeded {
-                    requested: content_length.unwrap_or(1),
-                    available: reserved,
-                });
+                return Err(refused);
             }
             (reserved, reserved < wanted)
         };
         // From here the upload is UPLOADING: if this future is dropped (the client went away, a
         // timeout fired), the guard still fails the upload and releases its reservation.
         let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
+        let _in_flight = TransferInFlight::upload();
         let staged = match self.blobs.stage(body, limit).await {
             Ok(staged) => staged,
             Err(err) => {
@@ -91,7 +94,10 @@ impl Cabinet {
             }
         };
         let finished = if upload.awaits_record {
-            self.hold(upload, &staged).await.map(|()| None)
+            self.hold(upload, &staged).await.map(|()| {
+                telemetry::upload_held();
+                None
+            })
         } else {
             self.finish(upload, &staged).await.map(Some)
         };
@@ -151,6 +157,7 @@ impl Cabinet {
         match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
             Ok(true) => {
                 tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
+                telemetry::upload_succeeded();
                 self.file_created(&file);
                 Ok(file)
             }
@@ -191,6 +198,7 @@ impl Cabinet {
             Ok(failed) => {
                 if failed {
                     tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
+                    telemetry::upload_failed(reason);
                 }
                 Ok(())
             }
@@ -218,6 +226,7 @@ impl Cabinet {
                     Ok(failed) => {
                         if failed {
                             tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
+                            telemetry::upload_failed(reason);
                         }
                         return;
                     }

@@ -23,6 +23,7 @@ pub mod ports;
 pub mod quota;
 pub mod rules;
 pub mod signing;
+pub mod telemetry;
 pub mod thumbnails;
 pub mod transfers;
 pub mod trash;

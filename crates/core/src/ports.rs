@@ -105,6 +105,23 @@ pub trait MetadataStore:
 
     /// Checks the store answers.
     async fn ping(&self) -> Result<()>;
+
+    /// How its connection pools are used now, for `/metrics`; none by default.
+    fn pools(&self) -> Vec<PoolUsage> {
+        Vec::new()
+    }
+}
+
+/// One connection pool's use at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Which pool: `read` or `write`.
+    pub name: &'static str,
+    /// Connections open, busy or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// The most it opens: while `open - idle` is this, requests wait for a connection.
+    pub max: u32,
 }
 
 /// Workspaces: the tenants.

@@ -253,12 +253,19 @@ impl Cabinet {
             )));
         }
         let source = self.read_bounded(&file.blob_key, MAX_SOURCE_BYTES).await?;
+        let started = std::time::Instant::now();
         let rendered = {
             let images = self.images.clone();
             tokio::task::spawn_blocking(move || images.thumbnail(&source, size))
         }
         .await
         .map_err(Error::internal)?;
+        let outcome = match &rendered {
+            Ok(_) => "made",
+            Err(refused) if refused.kind() == crate::ErrorKind::Unprocessable => "refused",
+            Err(_) => "failed",
+        };
+        crate::telemetry::thumbnail_rendered(outcome, started.elapsed());
         let (bytes, content_type) = match rendered {
             Ok(made) => made,
             Err(refused) if refused.kind() == crate::ErrorKind::Unprocessable => {

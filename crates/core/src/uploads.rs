@@ -110,6 +110,10 @@ pub fn parse_sha256(raw: &str) -> Result<String> {
 impl Cabinet {
     /// Starts an upload: validates it, reserves its size and signs a URL for its bytes.
     pub async fn start_upload(&self, caller: &Caller, request: NewUpload) -> Result<UploadTicket> {
+        self.reserve_upload(caller, request).await.inspect_err(crate::telemetry::count_if_reservation_refused)
+    }
+
+    async fn reserve_upload(&self, caller: &Caller, request: NewUpload) -> Result<UploadTicket> {
         let created_by = self.authorize_create(caller, request.folder_id.as_ref()).await?;
         let ws = &caller.workspace_id;
         let name = validate_name(&request.name)?;

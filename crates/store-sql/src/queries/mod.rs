@@ -152,4 +152,14 @@ where
             .map_err(|err| Error::Unavailable(Box::new(err)))?;
         Ok(())
     }
+
+    fn pools(&self) -> Vec<cabinet_core::ports::PoolUsage> {
+        let usage = |name, pool: &sqlx::Pool<D::Db>| cabinet_core::ports::PoolUsage {
+            name,
+            open: pool.size(),
+            idle: pool.num_idle() as u32,
+            max: pool.options().get_max_connections(),
+        };
+        vec![usage("read", self.read_pool()), usage("write", self.write_pool())]
+    }
 }

@@ -1,0 +1,200 @@
+//! `/metrics`: the Prometheus text format, from the `metrics` facade the core and this layer
+//! record into. Requests are counted by surface, route template, method and status (never by
+//! path, file, key or workspace), with their latency and the bytes of their bodies.
+
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, State};
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use metrics::{counter, gauge, histogram, Counter};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::surface::Surface;
+use crate::AppState;
+
+/// Requests answered, by `surface`, `route`, `method` and `status`.
+pub const REQUESTS: &str = "cabinet_http_requests_total";
+/// Time to a response's head, in seconds, by `surface`, `route` and `method`.
+pub const REQUEST_SECONDS: &str = "cabinet_http_request_duration_seconds";
+/// Requests being handled now.
+pub const REQUESTS_IN_FLIGHT: &str = "cabinet_http_requests_in_flight";
+/// Bytes of request bodies read, by `surface`.
+pub const RECEIVED_BYTES: &str = "cabinet_http_received_bytes_total";
+/// Bytes of response bodies sent, by `surface`.
+pub const SENT_BYTES: &str = "cabinet_http_sent_bytes_total";
+
+/// What a request is counted under when no route matched it (a path would be unbounded).
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Latency buckets, in seconds: from a cached small read to a long transfer's head.
+const SECONDS_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// How often histograms are folded into their buckets when nobody scrapes: until then their
+/// samples are held, so this bounds what they take.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone who reaches the server.
+    #[default]
+    Open,
+    /// Requests with `Authorization: Bearer <token>`.
+    Token(String),
+    /// Nobody: `/metrics` is not served, and nothing is recorded.
+    Off,
+}
+
+/// The process's recorder, installed on first use (every server in the process shares it).
+/// `None` when another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let upkeep = handle.clone();
+                runtime.spawn(async move {
+                    let mut ticker = tokio::time::interval(UPKEEP_EVERY);
+                    loop {
+                        ticker.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>, request: Request<Body>) -> Response<Body> {
+    let refused = |status: StatusCode, code: cabinet_core::Code, message: &str| {
+        Surface::Native.refusal(status, code, message.into())
+    };
+    match &state.limits.metrics {
+        MetricsAccess::Off => {
+            return refused(StatusCode::NOT_FOUND, cabinet_core::Code::NotFound, "route not found")
+        }
+        MetricsAccess::Token(token) => {
+            let presented =
+                request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+            if !presented
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+            {
+                return refused(
+                    StatusCode::UNAUTHORIZED,
+                    cabinet_core::Code::Unauthenticated,
+                    "/metrics needs `Authorization: Bearer` with the metrics token",
+                );
+            }
+        }
+        MetricsAccess::Open => {}
+    }
+    let Some(handle) = install() else {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            cabinet_core::Code::Unavailable,
+            "another metrics recorder is installed",
+        );
+    };
+    state.cabinet.sample_gauges();
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        handle.render(),
+    )
+        .into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Counts a request (when `recording`): in flight while it is handled, then by status with its
+/// latency, and the bytes of both bodies as they pass.
+pub async fn record(State(recording): State<bool>, request: Request<Body>, next: Next) -> Response<Body> {
+    if !recording {
+        return next.run(request).await;
+    }
+    let surface = surface_name(Surface::of(request.uri().path()));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let request = request.map(|body| Counted::body(body, counter!(RECEIVED_BYTES, "surface" => surface)));
+    let started = Instant::now();
+    let in_flight = gauge!(REQUESTS_IN_FLIGHT);
+    in_flight.increment(1.0);
+    let response = next.run(request).await;
+    in_flight.decrement(1.0);
+    let status = response.status().as_u16().to_string();
+    histogram!(REQUEST_SECONDS, "surface" => surface, "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    counter!(REQUESTS, "surface" => surface, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response.map(|body| Counted::body(body, counter!(SENT_BYTES, "surface" => surface)))
+}
+
+/// A body whose data bytes are counted as they pass. Its length and end are its inner body's, so
+/// a response keeps its `Content-Length` and an empty request is still known to be empty.
+struct Counted {
+    inner: Body,
+    bytes: Counter,
+}
+
+impl Counted {
+    fn body(inner: Body, bytes: Counter) -> Body {
+        Body::new(Self { inner, bytes })
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes.increment(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A surface as a label value.
+fn surface_name(surface: Surface) -> &'static str {
+    match surface {
+        Surface::Native => "native",
+        Surface::Mavera => "mavera",
+        Surface::Mavi => "mavi",
+        Surface::Cms => "cms",
+        Surface::Serenities => "serenities",
+    }
+}
