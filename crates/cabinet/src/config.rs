@@ -200,6 +200,12 @@ pub struct ServeSettings {
     #[arg(long, env = "CABINET_TRUSTED_PROXIES", default_value = "")]
     #[serde(default)]
     pub trusted_proxies: String,
+    /// Serve HTTPS with this certificate chain (PEM); needs `--tls-key`. Reloaded on SIGHUP.
+    #[arg(long, env = "CABINET_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`; reloaded with it on SIGHUP.
+    #[arg(long, env = "CABINET_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Serve `/metrics` (Prometheus text format): `on` or `off`.
     #[arg(long, env = "CABINET_METRICS", default_value = "on", value_parser = ["on", "off"])]
     pub metrics: String,

@@ -2,7 +2,7 @@
 //! a client must send a request's headers within the header-read timeout (so a slow-header client
 //! cannot hold a connection), one client IP address may hold at most so many connections (more
 //! are closed at once), and shutdown stops accepting, then lets open connections finish their
-//! requests.
+//! requests. With TLS, the handshake is bounded by the header-read timeout too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Limits on connections, enforced before a request is read.
@@ -34,6 +35,8 @@ pub struct ConnectionLimits {
 
 /// The default header-read timeout, in seconds.
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// How long a TLS handshake may take when there is no header-read timeout.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default cap on connections per client address.
 pub const DEFAULT_MAX_PER_ADDRESS: usize = 256;
 
@@ -52,6 +55,17 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let open = OpenConnections::default();
@@ -79,10 +93,24 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let connection =
-            graceful.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let (http, watcher) = (http.clone(), graceful.watcher());
+        let handshake_timeout = limits.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let service = TowerToHyperService::new(service);
+            let served = match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => return tracing::debug!(error = %err, "a TLS handshake failed"),
+                        Err(_) => return tracing::debug!("a TLS handshake took too long"),
+                    };
+                    watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await
+                }
+            };
+            if let Err(err) = served {
                 tracing::debug!(error = %err, "a connection ended with an error");
             }
             drop(slot);

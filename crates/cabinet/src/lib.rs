@@ -8,3 +8,4 @@ pub mod connections;
 pub mod logging;
 pub mod ready_file;
 pub mod server;
+pub mod tls;

@@ -92,7 +92,13 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let tls = crate::tls::TlsFiles::from_flags(config.tls_cert.as_deref(), config.tls_key.as_deref())?
+        .map(crate::tls::Tls::load)
+        .transpose()?;
+    // Before the ready file: from then on a SIGHUP is a reload, never the end of the server.
+    crate::tls::reload_on_sighup(tls.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
     let public_url = public_url.trim_end_matches('/').to_owned();
     if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
         bail!("--public-url must start with http:// or https://");
@@ -129,7 +135,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         );
     }
     println!(
-        "Cabinet listening on http://{address} (public URL {public_url}, console at {public_url}/console, docs at {public_url}/docs)"
+        "Cabinet listening on {scheme}://{address} (public URL {public_url}, console at {public_url}/console, docs at {public_url}/docs)"
     );
     // Absolute: started from another folder, a relative default is another data folder, with
     // another workspace and key, and this line is where that shows.
@@ -138,7 +144,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     if let Some(path) = &config.ready_file {
         let workspace = boot.as_ref().map(|boot| boot.workspace.id.to_string());
         let ready = ready_file::Ready {
-            url: &format!("http://{address}"),
+            url: &format!("{scheme}://{address}"),
             public_url: &public_url,
             workspace: workspace.as_deref(),
             key: boot.as_ref().map(|boot| boot.key.secret.as_str()),
@@ -151,7 +157,8 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     let app = cabinet_api::app(cabinet, http_limits);
     let grace = Duration::from_secs(config.shutdown_grace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = connections::serve(listener, app, config.connection_limits(), async move {
+    let acceptor = tls.map(|tls| tls.acceptor);
+    let server = connections::serve_with(listener, app, config.connection_limits(), acceptor, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
