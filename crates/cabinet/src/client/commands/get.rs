@@ -14,13 +14,17 @@ use tokio::io::AsyncWriteExt;
 
 use crate::client::error::{CliError, CliResult, Exit};
 use crate::client::http::checked;
+use crate::client::items::{self, Where};
 use crate::client::progress::Progress;
 use crate::client::units::{human_size, parse_duration};
 use crate::client::{text, Connection, Ctx};
 
+/// The longest lifetime of a signed URL (the API's limit: 7 days).
+const MAX_URL_SECONDS: u64 = 7 * 86_400;
+
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The file's id.
+    /// The file: its id, or its path (`/Photos/2024/hello.txt`).
     pub id: String,
     /// Where to write it: a path, a folder (the file's name inside it), or `-` for stdout;
     /// its own name in the current folder by default.
@@ -46,11 +50,12 @@ fn hash_prefix(path: &Path, hasher: &mut Sha256) -> CliResult<u64> {
 }
 
 pub async fn get(ctx: &Ctx, args: GetArgs) -> CliResult<()> {
-    let file: Value = ctx.api.get(&format!("/v1/files/{}", args.id), &[]).await?;
+    let id = items::resolve_file(&ctx.api, &args.id, Where::Live).await?;
+    let file: Value = ctx.api.get(&format!("/v1/files/{id}"), &[]).await?;
     let name = text(&file, "name");
     let size = file["size"].as_u64().unwrap_or(0);
     let sha256 = text(&file, "sha256");
-    let content = format!("/v1/files/{}/content", args.id);
+    let content = format!("/v1/files/{id}/content");
 
     if args.output.as_deref() == Some(Path::new("-")) {
         let response = checked(ctx.api.request(Method::GET, &content).send().await).await?;
@@ -173,7 +178,7 @@ fn report(ctx: &Ctx, file: &Value, target: &Path, size: u64, resumed_from: u64) 
 
 #[derive(Debug, Args)]
 pub struct UrlArgs {
-    /// The file's id.
+    /// The file: its id, or its path.
     pub id: String,
     /// How long the URL works: 30s, 15m, 1h, 7d (at most 7 days).
     #[arg(long, default_value = "1h")]
@@ -187,16 +192,25 @@ pub struct UrlArgs {
 
 pub async fn url(ctx: &Ctx, args: UrlArgs) -> CliResult<()> {
     let seconds = parse_duration(&args.expires)?;
-    if seconds == 0 {
-        return Err(CliError::new(Exit::Usage, "usage", "--expires must be at least 1s"));
+    if seconds == 0 || seconds > MAX_URL_SECONDS {
+        return Err(CliError::new(Exit::Usage, "usage", "--expires must be between 1s and 7d"));
     }
+    let id = items::resolve_file(&ctx.api, &args.id, Where::Live).await?;
     let signed: Value = ctx
         .api
         .get(
-            &format!("/v1/files/{}/download-url", args.id),
+            &format!("/v1/files/{id}/download-url"),
             &[("expires_in", seconds.to_string()), ("download", args.download.to_string())],
         )
-        .await?;
+        .await
+        .map_err(|err| match err.code.as_str() {
+            // This server allows less than 7 days: say so with the flag the user typed.
+            "invalid_expires_in" => CliError {
+                message: format!("--expires {} is longer than this server allows", args.expires),
+                ..err
+            },
+            _ => err,
+        })?;
     if ctx.json {
         ctx.print_json(&signed);
     } else {

@@ -3,6 +3,7 @@
 mod browse;
 mod edit;
 mod get;
+mod tree;
 mod upload;
 
 use clap::Subcommand;
@@ -35,6 +36,11 @@ pub enum ClientCommand {
     Quota(browse::QuotaArgs),
     /// Print a signed, expiring download URL for a file.
     Url(get::UrlArgs),
+    /// Create folders (`-p`: with their parents, and no complaint if they exist).
+    Mkdir(tree::MkdirArgs),
+    /// The trash: `ls` what is in it, `restore` items, `empty` it for good.
+    #[command(subcommand)]
+    Trash(tree::TrashCommand),
 }
 
 impl ClientCommand {
@@ -59,6 +65,8 @@ impl ClientCommand {
             ClientCommand::Tag(args) => &args.conn,
             ClientCommand::Quota(args) => &args.conn,
             ClientCommand::Url(args) => &args.conn,
+            ClientCommand::Mkdir(args) => &args.conn,
+            ClientCommand::Trash(command) => command.connection(),
         }
     }
 }
@@ -76,5 +84,7 @@ pub async fn run(ctx: &Ctx, command: ClientCommand) -> CliResult<()> {
         ClientCommand::Tag(args) => edit::tag(ctx, args).await,
         ClientCommand::Quota(args) => browse::quota(ctx, args).await,
         ClientCommand::Url(args) => get::url(ctx, args).await,
+        ClientCommand::Mkdir(args) => tree::mkdir(ctx, args).await,
+        ClientCommand::Trash(command) => tree::trash(ctx, command).await,
     }
 }

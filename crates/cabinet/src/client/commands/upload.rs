@@ -1,19 +1,23 @@
 //! `cabinet upload PATH…`: files and whole folders, in parallel, each verified by its SHA-256.
 //!
+//! Running it again is safe: each file is first compared with the files of its target folder,
+//! and one whose name and SHA-256 are already there is skipped (and said so in the summary); a
+//! different file of the same name is skipped, renamed, replaced or refused (`--on-conflict`).
+//!
 //! Small files take one signed `PUT` (`POST /v1/uploads` → `PUT upload_url` → `complete`). Files
 //! at or above `--multipart-threshold` go in parts (`"multipart": true`), several at a time, each
 //! part streamed from its range of the file; the upload is recorded in the resume book first, so
 //! running the same command again after an interruption sends only the parts the server lacks.
 //! A server without multipart uploads answers with a plain ticket, and the file goes in one `PUT`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{Read, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use reqwest_tls::{Body, Method};
 use serde_json::{json, Value};
@@ -22,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::client::error::{CliError, CliResult, Exit};
 use crate::client::http::checked;
+use crate::client::items::PathBook;
 use crate::client::progress::{FileBar, Progress};
 use crate::client::resume::{mtime_of, ResumeBook, UploadRecord};
 use crate::client::table::Table;
@@ -59,11 +64,29 @@ pub struct UploadArgs {
     /// The size of each part (5MiB to 5GiB).
     #[arg(long, default_value = "64MiB", value_parser = size_arg)]
     pub part_size: u64,
+    /// When the target folder already has a file of the same name: `skip` it (a file whose name
+    /// and SHA-256 are already there is always skipped), upload under a free `rename`d name
+    /// (`name (1).ext`), `replace` it (the old one goes to the trash), or `fail`.
+    #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
+    pub on_conflict: OnConflict,
     /// Send at most this many bytes per second, over all files (e.g. 10MiB).
     #[arg(long, value_parser = size_arg)]
     pub limit_rate: Option<u64>,
     #[command(flatten)]
     pub conn: Connection,
+}
+
+/// What to do about a file of the same name in the target folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnConflict {
+    /// Leave the file there and do not upload this one.
+    Skip,
+    /// Upload this one under a free name: `name (1).ext`.
+    Rename,
+    /// Upload this one, then move the other to the trash.
+    Replace,
+    /// Count it as a failed upload (exit code 5).
+    Fail,
 }
 
 /// One local file to send.
@@ -72,7 +95,20 @@ struct Job {
     path: PathBuf,
     name: String,
     folder_id: Option<String>,
+    /// The target folder as the user reads it (`/Photos/2024`), for messages.
+    remote_dir: String,
     size: u64,
+    /// Known when it had to be computed to compare with a file already there.
+    sha256: Option<String>,
+    /// Files of the same name this upload replaces (trashed once it succeeded).
+    replaces: Vec<String>,
+}
+
+/// What to do with one planned file, once compared with the target folder.
+enum Decision {
+    Upload(Job),
+    Skip(Job, Value),
+    Fail(Job, CliError),
 }
 
 /// Keeps all uploads of a command under a byte rate.
@@ -110,9 +146,20 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
         std::fs::metadata(path).map_err(|err| CliError::io(path.display(), err))?;
     }
     let target = folders::ensure_path(&ctx.api, args.folder.as_deref()).await?;
-    let mut jobs = Vec::new();
+    let target_dir = PathBook::default().folder(&ctx.api, target.clone()).await;
+    let mut planned = Vec::new();
     for path in &args.paths {
-        plan(ctx, path, target.clone(), &mut jobs).await?;
+        plan(ctx, path, target.clone(), &target_dir, &mut planned).await?;
+    }
+    let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut refused = Vec::new();
+    for decision in against_the_target(ctx, planned, args.on_conflict).await? {
+        match decision {
+            Decision::Upload(job) => jobs.push(job),
+            Decision::Skip(job, why) => skipped.push(why_skipped(&job, why)),
+            Decision::Fail(job, err) => refused.push((job, Err(err))),
+        }
     }
     let total: u64 = jobs.iter().map(|job| job.size).sum();
     let shared = Shared {
@@ -125,7 +172,7 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
         }),
     };
 
-    let outcomes: Vec<(Job, CliResult<Value>)> = futures::stream::iter(jobs)
+    let mut outcomes: Vec<(Job, CliResult<Value>)> = futures::stream::iter(jobs)
         .map(|job| {
             let shared = &shared;
             async move {
@@ -140,6 +187,7 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
         .collect()
         .await;
     shared.progress.finish();
+    outcomes.extend(refused);
 
     let mut uploaded = Vec::new();
     let mut failed = Vec::new();
@@ -154,9 +202,10 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
         }
     }
     uploaded.sort_by_key(|a| text(a, "path"));
+    skipped.sort_by_key(|a| text(a, "path"));
     if ctx.json {
-        ctx.print_json(&json!({"uploaded": uploaded, "failed": failed}));
-    } else if !uploaded.is_empty() {
+        ctx.print_json(&json!({"uploaded": uploaded, "skipped": skipped, "failed": failed}));
+    } else {
         let mut table = Table::new(&["PATH", "SIZE", "ID", "HOW"]);
         for done in &uploaded {
             let how = if done["multipart"] == true {
@@ -172,7 +221,18 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
                 how,
             ]);
         }
-        print!("{}", table.render());
+        for skip in &skipped {
+            table.row(vec![
+                text(skip, "path"),
+                human_size(skip["size"].as_u64().unwrap_or(0)),
+                text(&skip["file"], "id"),
+                format!("skipped: {}", text(skip, "reason")),
+            ]);
+        }
+        if !uploaded.is_empty() || !skipped.is_empty() {
+            print!("{}", table.render());
+        }
+        println!("{}", summary_line(uploaded.len(), &skipped, failed.len()));
     }
     match first_error {
         None => Ok(()),
@@ -188,8 +248,142 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
     }
 }
 
+/// `uploaded 3, skipped 2 (already there), failed 0`.
+fn summary_line(uploaded: usize, skipped: &[Value], failed: usize) -> String {
+    let identical = skipped.iter().filter(|s| s["identical"] == true).count();
+    let mut line = format!("uploaded {uploaded}, skipped {}", skipped.len());
+    match (identical, skipped.len() - identical) {
+        (0, 0) => {}
+        (same, 0) => line.push_str(&format!(" ({same} already there)")),
+        (0, other) => {
+            line.push_str(&format!(" ({other} with a different file of that name there; --on-conflict)"))
+        }
+        (same, other) => line.push_str(&format!(
+            " ({same} already there, {other} with a different file of that name there; --on-conflict)"
+        )),
+    }
+    line.push_str(&format!(", failed {failed}"));
+    line
+}
+
+fn why_skipped(job: &Job, why: Value) -> Value {
+    json!({
+        "path": job.path,
+        "name": job.name,
+        "size": job.size,
+        "remote_path": remote_path(job),
+        "identical": why["identical"],
+        "reason": why["reason"],
+        "file": why["file"],
+    })
+}
+
+fn remote_path(job: &Job) -> String {
+    format!("{}/{}", job.remote_dir.trim_end_matches('/'), job.name)
+}
+
+/// Compares each planned file with the files already in its target folder (listed once per
+/// folder): an identical one (same name, same SHA-256) is skipped; a different one of the same
+/// name is handled as `--on-conflict` says.
+async fn against_the_target(ctx: &Ctx, planned: Vec<Job>, mode: OnConflict) -> CliResult<Vec<Decision>> {
+    let mut listings: HashMap<Option<String>, Vec<Value>> = HashMap::new();
+    let mut decisions = Vec::new();
+    for mut job in planned {
+        if !listings.contains_key(&job.folder_id) {
+            let files = files_in(ctx, job.folder_id.as_deref()).await?;
+            listings.insert(job.folder_id.clone(), files);
+        }
+        let listing = listings.get_mut(&job.folder_id).expect("listed above");
+        let wanted = job.name.to_lowercase();
+        let same_name: Vec<Value> =
+            listing.iter().filter(|f| text(f, "name").to_lowercase() == wanted).cloned().collect();
+        if same_name.is_empty() {
+            listing.push(json!({"name": job.name}));
+            decisions.push(Decision::Upload(job));
+            continue;
+        }
+        if same_name.iter().any(|f| f["size"].as_u64() == Some(job.size)) {
+            let sha256 = sha256_of(&job.path).await?;
+            if let Some(same) = same_name.iter().find(|f| text(f, "sha256") == sha256) {
+                let why = json!({"identical": true, "reason": "already there", "file": same});
+                decisions.push(Decision::Skip(job, why));
+                continue;
+            }
+            job.sha256 = Some(sha256);
+        }
+        match mode {
+            OnConflict::Skip => {
+                let why = json!({
+                    "identical": false,
+                    "reason": "a different file has this name there",
+                    "file": same_name[0],
+                });
+                decisions.push(Decision::Skip(job, why));
+            }
+            OnConflict::Fail => {
+                let err = CliError::new(
+                    Exit::Conflict,
+                    "name_taken",
+                    format!(
+                        "{} already exists with other content (--on-conflict rename, replace or skip)",
+                        remote_path(&job)
+                    ),
+                );
+                decisions.push(Decision::Fail(job, err));
+            }
+            OnConflict::Rename => {
+                let taken: HashSet<String> = listing.iter().map(|f| text(f, "name").to_lowercase()).collect();
+                job.name = free_name(&job.name, &taken);
+                listing.push(json!({"name": job.name}));
+                decisions.push(Decision::Upload(job));
+            }
+            OnConflict::Replace => {
+                job.replaces = same_name.iter().map(|f| text(f, "id")).collect();
+                decisions.push(Decision::Upload(job));
+            }
+        }
+    }
+    Ok(decisions)
+}
+
+/// Every live file directly in a folder.
+async fn files_in(ctx: &Ctx, folder: Option<&str>) -> CliResult<Vec<Value>> {
+    let mut files = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("folder_id", folder.unwrap_or("root").to_owned()), ("limit", "100".to_owned())];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let page: Value = ctx.api.get("/v1/files", &query).await?;
+        files.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(files),
+        }
+    }
+}
+
+/// `report.pdf` → `report (1).pdf`, the first such name not taken (lowercase names).
+fn free_name(name: &str, taken: &HashSet<String>) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    };
+    (1..)
+        .map(|n| format!("{stem} ({n}){ext}"))
+        .find(|candidate| !taken.contains(&candidate.to_lowercase()))
+        .expect("some number is free")
+}
+
 /// Adds the files under `path` to `jobs`, creating a folder for each local folder.
-async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job>) -> CliResult<()> {
+async fn plan(
+    ctx: &Ctx,
+    path: &Path,
+    folder: Option<String>,
+    remote_dir: &str,
+    jobs: &mut Vec<Job>,
+) -> CliResult<()> {
     let meta = std::fs::metadata(path).map_err(|err| CliError::io(path.display(), err))?;
     let name = std::fs::canonicalize(path)
         .map_err(|err| CliError::io(path.display(), err))?
@@ -197,7 +391,15 @@ async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if meta.is_file() {
-        jobs.push(Job { path: path.to_owned(), name, folder_id: folder, size: meta.len() });
+        jobs.push(Job {
+            path: path.to_owned(),
+            name,
+            folder_id: folder,
+            remote_dir: remote_dir.to_owned(),
+            size: meta.len(),
+            sha256: None,
+            replaces: Vec::new(),
+        });
         return Ok(());
     }
     if !meta.is_dir() {
@@ -210,8 +412,9 @@ async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job
         .collect::<Result<_, _>>()
         .map_err(|err| CliError::io(path.display(), err))?;
     entries.sort();
+    let here_dir = format!("{}/{name}", remote_dir.trim_end_matches('/'));
     for entry in entries {
-        Box::pin(plan(ctx, &entry, Some(here.clone()), jobs)).await?;
+        Box::pin(plan(ctx, &entry, Some(here.clone()), &here_dir, jobs)).await?;
     }
     Ok(())
 }
@@ -311,14 +514,25 @@ async fn upload_one(shared: &Shared<'_>, job: &Job) -> CliResult<Value> {
     let outcome = if job.size >= shared.args.multipart_threshold {
         upload_in_parts(shared, job, &bar).await
     } else {
-        bar.set_message(&format!("{} (hashing)", job.name));
-        let sha256 = sha256_of(&job.path).await?;
+        let sha256 = match &job.sha256 {
+            Some(known) => known.clone(),
+            None => {
+                bar.set_message(&format!("{} (hashing)", job.name));
+                sha256_of(&job.path).await?
+            }
+        };
         bar.set_message(&job.name);
         let ticket = start(shared, job, &sha256, false).await?;
         upload_single(shared, job, &sha256, &ticket, &bar).await
     };
     bar.finish();
     let mut done = outcome?;
+    for old in &job.replaces {
+        let _: Value = shared.ctx.api.delete(&format!("/v1/files/{old}"), &[]).await?;
+    }
+    if !job.replaces.is_empty() {
+        done["replaced"] = json!(job.replaces);
+    }
     if !shared.args.tags.is_empty() {
         let id = text(&done["file"], "id");
         let file: Value =
@@ -370,6 +584,7 @@ fn summary(job: &Job, sha256: &str, upload: &Value) -> Value {
     json!({
         "path": job.path,
         "name": job.name,
+        "remote_path": remote_path(job),
         "size": job.size,
         "sha256": sha256,
         "upload_id": upload["id"],
@@ -442,8 +657,13 @@ async fn upload_in_parts(shared: &Shared<'_>, job: &Job, bar: &FileBar) -> CliRe
     let session = match session {
         Some(session) => session,
         None => {
-            bar.set_message(&format!("{} (hashing)", job.name));
-            let sha256 = sha256_of(&job.path).await?;
+            let sha256 = match &job.sha256 {
+                Some(known) => known.clone(),
+                None => {
+                    bar.set_message(&format!("{} (hashing)", job.name));
+                    sha256_of(&job.path).await?
+                }
+            };
             bar.set_message(&job.name);
             let ticket = start(shared, job, &sha256, true).await?;
             let Some(parts) = ticket.get("multipart").filter(|m| m.is_object()) else {
