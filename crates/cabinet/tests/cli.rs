@@ -122,50 +122,6 @@ fn a_directory_tree_uploads_in_parallel_and_every_command_sees_and_changes_it() 
 }
 
 #[tokio::test]
-async fn get_resumes_a_truncated_download_with_a_range_and_checks_the_sha256() {
-    let (_dir, _server, user) = server_and_user(None);
-    let bytes = random_bytes(3 * 1024 * 1024 + 17);
-    let source = user.write("big.bin", &bytes);
-    let uploaded = user.json(&["upload", path_str(&source)]);
-    let id = uploaded["uploaded"][0]["file"]["id"].as_str().unwrap().to_owned();
-
-    let out_dir = user.home.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let got = user.json(&["get", &id, "-o", path_str(&out_dir)]);
-    let target = out_dir.join("big.bin");
-    assert_eq!(got["path"], path_str(&target), "a folder as -o keeps the file's name");
-    assert_eq!(got["resumed_from"], 0);
-    assert_eq!(std::fs::read(&target).unwrap(), bytes);
-
-    // Cut it short, as an interrupted download would leave it: only the rest is fetched.
-    let cut = 1_000_000u64;
-    std::fs::OpenOptions::new().write(true).open(&target).unwrap().set_len(cut).unwrap();
-    let got = user.json(&["get", &id, "-o", path_str(&target)]);
-    assert_eq!(got["resumed_from"], cut, "{got}");
-    assert_eq!(got["sha256"], sha256_hex(&bytes).as_str());
-    assert_eq!(sha256_hex(&std::fs::read(&target).unwrap()), sha256_hex(&bytes));
-
-    // A partial file whose bytes are wrong fails the check and is removed, not kept.
-    std::fs::write(&target, vec![0u8; 500]).unwrap();
-    let run = user.run(&["get", &id, "-o", path_str(&target)]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("sha256"), "{}", run.stderr);
-    assert!(!target.exists(), "a corrupt download is not left to resume from");
-    let got = user.json(&["get", &id, "-o", path_str(&target)]);
-    assert_eq!(got["resumed_from"], 0);
-    assert_eq!(std::fs::read(&target).unwrap(), bytes);
-
-    // -o - writes the bytes to stdout.
-    let output = {
-        let mut command = user.command(&["get", &id, "-o", "-"]);
-        command.env("CABINET_URL", &user.url).env("CABINET_KEY", &user.key);
-        command.output().unwrap()
-    };
-    assert!(output.status.success());
-    assert_eq!(sha256_hex(&output.stdout), sha256_hex(&bytes));
-}
-
-#[tokio::test]
 async fn a_signed_url_works_with_a_plain_get_and_expires() {
     let (_dir, _server, user) = server_and_user(None);
     let source = user.write("hello.txt", b"hello, signed world");

@@ -40,7 +40,7 @@ const PARTS_PER_CALL: usize = 100;
 /// Tries per part before the file is given up (and left to resume).
 const PART_ATTEMPTS: u32 = 3;
 
-fn size_arg(raw: &str) -> Result<u64, String> {
+pub(super) fn size_arg(raw: &str) -> Result<u64, String> {
     parse_size(raw).map_err(|err| err.message)
 }
 
