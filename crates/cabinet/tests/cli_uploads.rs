@@ -5,7 +5,15 @@
 mod cli_user;
 mod process;
 
-use cli_user::{names, path_str, server_and_user, sha256_hex};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cli_user::{names, path_str, random_bytes, server_and_user, sha256_hex, User};
+use process::{ServerProcess, Tenant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 #[test]
 fn running_the_same_folder_upload_again_uploads_nothing_twice() {
@@ -80,4 +88,116 @@ fn a_different_file_of_the_same_name_is_skipped_renamed_replaced_or_refused() {
         assert_eq!(again["uploaded"], serde_json::json!([]), "{mode}: {again}");
         assert_eq!(again["skipped"][0]["identical"], true, "{mode}: {again}");
     }
+}
+
+/// A TCP relay in front of the server that counts every byte clients send through it: the
+/// client's API calls and, since the server's public URL is the relay's, the upload bytes too.
+struct CountingRelay {
+    url: String,
+    sent: Arc<AtomicU64>,
+}
+
+impl CountingRelay {
+    async fn bind() -> (TcpListener, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
+    fn start(listener: TcpListener, url: String, upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, counter) = (upstream.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = client_read.read(&mut buf).await {
+                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            counter.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        let _ = server_write.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let _ = client_write.shutdown().await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        CountingRelay { url, sent }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_killed_midway_resends_at_most_one_part_per_part_in_flight() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let (listener, relay_url) = CountingRelay::bind().await;
+    let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
+    let relay = CountingRelay::start(listener, relay_url.clone(), &server.url);
+    let user = User::new(&relay.url, &tenant.key);
+
+    // 96 MiB with the client's defaults: parts of 8 MiB, 4 in flight.
+    let size = 96 * MIB;
+    let source = user.write("big.bin", &random_bytes(size as usize));
+    let args = ["upload", path_str(&source), "--folder", "/Big"];
+
+    // Slowed down and killed (SIGKILL: nothing is saved on the way out) once half is sent.
+    let mut first = user.command(&args);
+    first
+        .args(["--limit-rate", "24MiB", "--json"])
+        .env("CABINET_URL", &user.url)
+        .env("CABINET_KEY", &user.key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = first.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while relay.sent() < size / 2 {
+        assert!(Instant::now() < deadline, "the upload never got half way: {} bytes", relay.sent());
+        assert!(child.try_wait().unwrap().is_none(), "the client ended before it was stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = relay.sent();
+
+    let source_text = path_str(&source).to_owned();
+    let finished = tokio::task::spawn_blocking(move || {
+        let run = user.json(&["upload", &source_text, "--folder", "/Big"]);
+        (user, run)
+    })
+    .await
+    .unwrap();
+    let (user, resumed) = finished;
+    let done = &resumed["uploaded"][0];
+    assert_eq!(done["resumed"], true, "{resumed}");
+    assert_eq!(done["part_size"], 8 * MIB, "{resumed}");
+    assert!(done["parts_skipped"].as_u64().unwrap() >= 2, "the finished parts were kept: {resumed}");
+    assert_eq!(done["file"]["size"], size);
+
+    // Everything the client sent, both runs, beyond the file itself: what the kill cost, plus
+    // the requests around the bytes (well under a MiB).
+    let total = relay.sent();
+    let wasted = total.saturating_sub(size);
+    eprintln!("sent {total} bytes for {size} ({before} before the kill): {wasted} re-sent");
+    assert!(
+        wasted <= 4 * 8 * MIB + MIB,
+        "sent {total} bytes for a {size}-byte file ({before} before the kill): {wasted} re-sent"
+    );
+    let listed = user.json(&["ls", "/Big"]);
+    assert_eq!(listed["files"][0]["sha256"], done["sha256"], "{listed}");
 }

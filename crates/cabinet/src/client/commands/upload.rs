@@ -39,6 +39,23 @@ const CHUNK: usize = 256 * 1024;
 const PARTS_PER_CALL: usize = 100;
 /// Tries per part before the file is given up (and left to resume).
 const PART_ATTEMPTS: u32 = 3;
+/// The API's part sizes and count: 5 MiB to 5 GiB, at most 10,000 parts.
+const MIN_PART: u64 = 5 << 20;
+const MAX_PART: u64 = 5 << 30;
+const MAX_PARTS: u64 = 10_000;
+/// The part size unless told otherwise: small enough that an interrupted upload loses little
+/// (at most one part per part in flight, 4 × 8 MiB with the defaults), large enough that the
+/// per-part requests cost next to nothing.
+const DEFAULT_PART: u64 = 8 << 20;
+
+/// The part size for a file of `size` bytes: `--part-size`, else 8 MiB, raised (in whole MiB)
+/// only as far as the 10,000-part limit needs.
+fn part_size_for(chosen: Option<u64>, size: u64) -> u64 {
+    chosen.unwrap_or_else(|| {
+        let needed = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
+        DEFAULT_PART.max(needed).clamp(MIN_PART, MAX_PART)
+    })
+}
 
 pub(super) fn size_arg(raw: &str) -> Result<u64, String> {
     parse_size(raw).map_err(|err| err.message)
@@ -59,11 +76,12 @@ pub struct UploadArgs {
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
     /// Files this large or larger are sent in parts and can be resumed.
-    #[arg(long, default_value = "64MiB", value_parser = size_arg)]
+    #[arg(long, default_value = "16MiB", value_parser = size_arg)]
     pub multipart_threshold: u64,
-    /// The size of each part (5MiB to 5GiB).
-    #[arg(long, default_value = "64MiB", value_parser = size_arg)]
-    pub part_size: u64,
+    /// The size of each part (5MiB to 5GiB). By default 8MiB, larger only where a file would need
+    /// more than 10,000 parts: an interruption loses at most one part per part in flight.
+    #[arg(long, value_parser = size_arg)]
+    pub part_size: Option<u64>,
     /// When the target folder already has a file of the same name: `skip` it (a file whose name
     /// and SHA-256 are already there is always skipped), upload under a free `rename`d name
     /// (`name (1).ext`), `replace` it (the old one goes to the trash), or `fail`.
@@ -139,7 +157,7 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
     if args.jobs == 0 {
         return Err(CliError::usage("--jobs must be at least 1"));
     }
-    if !(5 << 20..=5 << 30).contains(&args.part_size) {
+    if args.part_size.is_some_and(|size| !(MIN_PART..=MAX_PART).contains(&size)) {
         return Err(CliError::usage("--part-size must be between 5MiB and 5GiB"));
     }
     for path in &args.paths {
@@ -548,7 +566,7 @@ async fn start(shared: &Shared<'_>, job: &Job, sha256: &str, multipart: bool) ->
         json!({"name": job.name, "size": job.size, "sha256": sha256, "folder_id": job.folder_id});
     if multipart {
         request["multipart"] = json!(true);
-        request["part_size"] = json!(shared.args.part_size);
+        request["part_size"] = json!(part_size_for(shared.args.part_size, job.size));
     }
     shared.ctx.api.post("/v1/uploads", &request).await
 }
@@ -671,7 +689,8 @@ async fn upload_in_parts(shared: &Shared<'_>, job: &Job, bar: &FileBar) -> CliRe
                 return upload_single(shared, job, &sha256, &ticket, bar).await;
             };
             let upload_id = upload_id_of(&ticket);
-            let part_size = parts["part_size"].as_u64().unwrap_or(shared.args.part_size);
+            let part_size =
+                parts["part_size"].as_u64().unwrap_or_else(|| part_size_for(shared.args.part_size, job.size));
             shared
                 .book
                 .put(UploadRecord {
@@ -816,5 +835,30 @@ async fn send_part(
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_8_mib_unless_the_file_needs_more_than_10000() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(part_size_for(None, 300 * MIB), 8 * MIB);
+        assert_eq!(part_size_for(None, 78 * 1024 * MIB), 8 * MIB);
+        let huge = 200 * 1024 * MIB;
+        let part = part_size_for(None, huge);
+        assert!(huge.div_ceil(part) <= MAX_PARTS && part.is_multiple_of(MIB) && part <= 21 * MIB, "{part}");
+        assert_eq!(part_size_for(Some(5 * MIB), 300 * MIB), 5 * MIB, "--part-size wins");
+    }
+
+    #[test]
+    fn a_free_name_counts_up_before_the_extension() {
+        let taken: HashSet<String> =
+            ["report.pdf", "report (1).pdf"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(free_name("report.pdf", &taken), "report (2).pdf");
+        assert_eq!(free_name(".env", &HashSet::new()), ".env (1)");
+        assert_eq!(free_name("README", &HashSet::new()), "README (1)");
     }
 }
