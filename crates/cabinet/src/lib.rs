@@ -2,9 +2,11 @@
 //! the server's lifecycle, its ready file and the connections it accepts, the admin commands, and the client commands.
 
 pub mod admin;
+pub mod args;
 pub mod client;
 pub mod config;
 pub mod connections;
 pub mod logging;
 pub mod ready_file;
 pub mod server;
+pub mod units;

@@ -11,7 +11,8 @@ pub mod profile;
 pub mod progress;
 pub mod resume;
 pub mod table;
-pub mod units;
+
+pub use crate::units;
 
 mod commands;
 
@@ -36,7 +37,7 @@ Client settings: --url/--key, else CABINET_URL/CABINET_KEY, else a profile
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The server's base URL (e.g. http://127.0.0.1:8080).
-    #[arg(long, env = "CABINET_URL")]
+    #[arg(long, visible_alias = "server", env = "CABINET_URL")]
     pub url: Option<String>,
     /// The API key.
     #[arg(long, env = "CABINET_KEY", hide_env_values = true)]
