@@ -84,15 +84,35 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> CliResult<()> {
         Some(path) => path.clone(),
         None => PathBuf::from(safe_name(&name)),
     };
+    let (resumed_from, already_there) =
+        download(ctx, &file, &target, args.force, args.limit_rate, true).await?;
+    report(ctx, &file, &target, size, resumed_from, already_there)
+}
+
+/// Downloads a file (its JSON as the API renders it) to `target` through its own partial file;
+/// the offset it resumed from, and whether `target` already held this file.
+pub(super) async fn download(
+    ctx: &Ctx,
+    file: &Value,
+    target: &Path,
+    force: bool,
+    limit_rate: Option<u64>,
+    bars: bool,
+) -> CliResult<(u64, bool)> {
+    let id = text(file, "id");
+    let name = text(file, "name");
+    let size = file["size"].as_u64().unwrap_or(0);
+    let sha256 = text(file, "sha256");
+    let content = format!("/v1/files/{id}/content");
     if target.exists() {
         let mut hasher = Sha256::new();
-        if std::fs::metadata(&target).map(|m| m.len()).ok() == Some(size)
-            && hash_prefix(&target, &mut hasher).is_ok()
+        if std::fs::metadata(target).map(|m| m.len()).ok() == Some(size)
+            && hash_prefix(target, &mut hasher).is_ok()
             && hex::encode(hasher.finalize()) == sha256
         {
-            return report(ctx, &file, &target, size, size, true);
+            return Ok((size, true));
         }
-        if !args.force {
+        if !force {
             return Err(CliError::new(
                 Exit::Conflict,
                 "exists",
@@ -100,7 +120,7 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> CliResult<()> {
             ));
         }
     }
-    let partial = Partial::beside(&target);
+    let partial = Partial::beside(target);
     let ours = PartialRecord {
         server: ctx.api.base_url().to_owned(),
         file_id: id.clone(),
@@ -149,7 +169,7 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> CliResult<()> {
         .await
         .map_err(|err| CliError::io(partial.bytes.display(), err))?;
 
-    let progress = Progress::new(ctx.progress(), size, &name);
+    let progress = Progress::new(bars && ctx.progress(), size, &name);
     let bar = progress.file(&name, size);
     bar.advance(resumed_from);
     let started = std::time::Instant::now();
@@ -165,7 +185,7 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> CliResult<()> {
         out.write_all(&chunk).await.map_err(|err| CliError::io(partial.bytes.display(), err))?;
         bar.advance(chunk.len() as u64);
         received += chunk.len() as u64;
-        if let Some(rate) = args.limit_rate.filter(|rate| *rate > 0) {
+        if let Some(rate) = limit_rate.filter(|rate| *rate > 0) {
             out.flush().await.map_err(|err| CliError::io(partial.bytes.display(), err))?;
             let due = started + std::time::Duration::from_secs_f64(received as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
@@ -181,9 +201,9 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> CliResult<()> {
         partial.discard();
         return Err(err);
     }
-    std::fs::rename(&partial.bytes, &target).map_err(|err| CliError::io(target.display(), err))?;
+    std::fs::rename(&partial.bytes, target).map_err(|err| CliError::io(target.display(), err))?;
     partial.discard();
-    report(ctx, &file, &target, size, resumed_from, false)
+    Ok((resumed_from, false))
 }
 
 /// What the sidecar of a partial download records: whose bytes these are.

@@ -3,6 +3,7 @@
 mod browse;
 mod edit;
 mod get;
+mod sync;
 mod tree;
 mod upload;
 
@@ -41,6 +42,8 @@ pub enum ClientCommand {
     /// The trash: `ls` what is in it, `restore` items, `empty` it for good.
     #[command(subcommand)]
     Trash(tree::TrashCommand),
+    /// Mirror a local folder to a workspace folder or back, by SHA-256 (--dry-run, --delete).
+    Sync(sync::SyncArgs),
 }
 
 impl ClientCommand {
@@ -67,6 +70,7 @@ impl ClientCommand {
             ClientCommand::Url(args) => &args.conn,
             ClientCommand::Mkdir(args) => &args.conn,
             ClientCommand::Trash(command) => command.connection(),
+            ClientCommand::Sync(args) => &args.conn,
         }
     }
 }
@@ -86,5 +90,6 @@ pub async fn run(ctx: &Ctx, command: ClientCommand) -> CliResult<()> {
         ClientCommand::Url(args) => get::url(ctx, args).await,
         ClientCommand::Mkdir(args) => tree::mkdir(ctx, args).await,
         ClientCommand::Trash(command) => tree::trash(ctx, command).await,
+        ClientCommand::Sync(args) => sync::sync(ctx, args).await,
     }
 }

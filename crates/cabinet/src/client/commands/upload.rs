@@ -179,32 +179,7 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
             Decision::Fail(job, err) => refused.push((job, Err(err))),
         }
     }
-    let total: u64 = jobs.iter().map(|job| job.size).sum();
-    let shared = Shared {
-        ctx,
-        args: &args,
-        book: ResumeBook::open(),
-        progress: Progress::new(ctx.progress(), total, &format!("{} files", jobs.len())),
-        rate: args.limit_rate.filter(|rate| *rate > 0).map(|rate| {
-            Arc::new(RateLimit { bytes_per_second: rate, start: Instant::now(), sent: AtomicU64::new(0) })
-        }),
-    };
-
-    let mut outcomes: Vec<(Job, CliResult<Value>)> = futures::stream::iter(jobs)
-        .map(|job| {
-            let shared = &shared;
-            async move {
-                let outcome = upload_one(shared, &job).await;
-                if let (Err(err), false) = (&outcome, shared.ctx.json) {
-                    shared.progress.println(&format!("cabinet: {}: {}", job.path.display(), err.message));
-                }
-                (job, outcome)
-            }
-        })
-        .buffer_unordered(args.jobs)
-        .collect()
-        .await;
-    shared.progress.finish();
+    let mut outcomes = send(ctx, &args, jobs).await;
     outcomes.extend(refused);
 
     let mut uploaded = Vec::new();
@@ -264,6 +239,80 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
             Err(CliError { message, ..err })
         }
     }
+}
+
+/// Uploads `jobs`, `--jobs` at a time, with the bars and the rate limit; each file's outcome.
+async fn send(ctx: &Ctx, args: &UploadArgs, jobs: Vec<Job>) -> Vec<(Job, CliResult<Value>)> {
+    let total: u64 = jobs.iter().map(|job| job.size).sum();
+    let shared = Shared {
+        ctx,
+        args,
+        book: ResumeBook::open(),
+        progress: Progress::new(ctx.progress(), total, &format!("{} files", jobs.len())),
+        rate: args.limit_rate.filter(|rate| *rate > 0).map(|rate| {
+            Arc::new(RateLimit { bytes_per_second: rate, start: Instant::now(), sent: AtomicU64::new(0) })
+        }),
+    };
+    let outcomes = futures::stream::iter(jobs)
+        .map(|job| {
+            let shared = &shared;
+            async move {
+                let outcome = upload_one(shared, &job).await;
+                if let (Err(err), false) = (&outcome, shared.ctx.json) {
+                    shared.progress.println(&format!("cabinet: {}: {}", job.path.display(), err.message));
+                }
+                (job, outcome)
+            }
+        })
+        .buffer_unordered(args.jobs.max(1))
+        .collect()
+        .await;
+    shared.progress.finish();
+    outcomes
+}
+
+/// A local file for [`send_files`].
+pub(super) struct Outgoing {
+    pub path: PathBuf,
+    pub folder_id: Option<String>,
+    pub name: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub replaces: Vec<String>,
+}
+
+/// Uploads local files to given folders under given names, replacing the files named in each
+/// (which go to the trash once the new one is verified): `sync`'s way in.
+pub(super) async fn send_files(
+    ctx: &Ctx,
+    conn: &Connection,
+    jobs: usize,
+    files: Vec<Outgoing>,
+) -> Vec<(PathBuf, CliResult<Value>)> {
+    let args = UploadArgs {
+        paths: Vec::new(),
+        folder: None,
+        tags: Vec::new(),
+        jobs,
+        multipart_threshold: 16 << 20,
+        part_size: None,
+        on_conflict: OnConflict::Replace,
+        limit_rate: None,
+        conn: conn.clone(),
+    };
+    let jobs = files
+        .into_iter()
+        .map(|file| Job {
+            path: file.path,
+            name: file.name,
+            folder_id: file.folder_id,
+            remote_dir: String::new(),
+            size: file.size,
+            sha256: file.sha256,
+            replaces: file.replaces,
+        })
+        .collect();
+    send(ctx, &args, jobs).await.into_iter().map(|(job, outcome)| (job.path, outcome)).collect()
 }
 
 /// `uploaded 3, skipped 2 (already there), failed 0`.
@@ -438,7 +487,7 @@ async fn plan(
 }
 
 /// The SHA-256 of a file, read off the async threads.
-async fn sha256_of(path: &Path) -> CliResult<String> {
+pub(super) async fn sha256_of(path: &Path) -> CliResult<String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path).map_err(|err| CliError::io(path.display(), err))?;
