@@ -34,7 +34,7 @@ const MAX_TRASH_RETENTION_DAYS: u64 = 36_500;
 
 /// Sizes (`1GiB`, `10MB`, or bytes) and durations (`1h`, `90s`, or seconds; the trash's
 /// retention in days, or `4w`) in flags, variables and the settings file alike.
-mod human {
+pub(crate) mod human {
     use serde::{Deserialize, Deserializer};
 
     use crate::units::{parse_duration, parse_size};

@@ -41,6 +41,7 @@ fn every_command_takes_a_path_where_it_took_an_id() {
     // mkdir, then the README's own `mv file_… /Archive` on a fresh tree.
     let run = user.run(&["mv", &id, "/Archive"]);
     assert_eq!(run.code, 3, "no /Archive yet: {}", run.stderr);
+    assert!(run.stderr.contains("cabinet mkdir -p /Archive"), "the error says how: {}", run.stderr);
     let made = user.json(&["mkdir", "/Archive"]);
     assert_eq!(made[0]["path"], "/Archive");
     let moved = user.json(&["mv", "/Photos/2024/hello.txt", "/Archive", "--name", "old.txt"]);

@@ -102,6 +102,24 @@ fn server_flags_and_settings_take_sizes_and_durations_as_people_write_them() {
     std::fs::write(&config, "max_file_bytes = \"1KiB\"\nsweep_interval = \"2s\"\n").unwrap();
     let config = config.to_str().unwrap().to_owned();
     let tenant = process::Tenant::create(dir.path(), "acme", None, "write");
+    let sized = process::admin_json(
+        dir.path(),
+        &[
+            "create-workspace",
+            "--name",
+            "sized",
+            "--quota-bytes",
+            "10KiB",
+            "--max-file-bytes",
+            "2000",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (sized["limit_bytes"].as_u64(), sized["max_file_bytes"].as_u64()),
+        (Some(10240), Some(2000)),
+        "{sized}"
+    );
     let server = process::ServerProcess::start_with(
         dir.path(),
         &["--config", &config, "--upload-url-ttl", "1h", "--download-url-ttl", "90s"],

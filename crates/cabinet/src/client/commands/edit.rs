@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::client::error::{CliError, CliResult};
+use crate::client::error::{CliError, CliResult, Exit};
 use crate::client::items::{self, Item, Where};
 use crate::client::{folders, text, usage, Connection, Ctx};
 
@@ -27,7 +27,13 @@ pub async fn mv(ctx: &Ctx, args: MvArgs) -> CliResult<()> {
     let item = items::resolve(&ctx.api, &args.id, Where::Live).await?;
     let mut change = Map::new();
     if let Some(dest) = &args.dest {
-        let folder = folders::resolve(&ctx.api, Some(dest)).await?;
+        let folder = folders::resolve(&ctx.api, Some(dest)).await.map_err(|err| match err.exit {
+            Exit::NotFound if items::is_path(dest) => CliError {
+                message: format!("{} (create it with `cabinet mkdir -p {dest}`)", err.message),
+                ..err
+            },
+            _ => err,
+        })?;
         let field = if matches!(item, Item::File(_)) { "folder_id" } else { "parent_id" };
         change.insert(field.into(), json!(folder));
     }
