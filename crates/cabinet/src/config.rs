@@ -172,9 +172,9 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::seconds")]
     pub url_window: u64,
-    /// How often this server reads the signing keys again, in seconds (or `90s`, `15m`, `1h`): after
-    /// `cabinet admin rotate-signing-key`, it signs with the new key (and stops accepting retired
-    /// ones) within this time.
+    /// How often this server reads the signing keys again, in seconds (or `90s`, `15m`, `1h`):
+    /// after `cabinet admin rotate-signing-key`, it signs with the new key (and stops accepting
+    /// retired ones) within this time.
     #[arg(
         long,
         env = "CABINET_SIGNING_KEY_REFRESH",
@@ -201,8 +201,8 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::bytes")]
     pub direct_upload_max_bytes: u64,
-    /// Largest direct upload through the MAVI dialect (`POST /upload`), in bytes (or `10MiB`, `1GiB`); larger files are
-    /// told to use its signed URL.
+    /// Largest direct upload through the MAVI dialect (`POST /upload`), in bytes (or `10MiB`,
+    /// `1GiB`); larger files are told to use its signed URL.
     #[arg(
         long,
         env = "CABINET_MAVI_DIRECT_UPLOAD_MAX_BYTES",
@@ -211,7 +211,8 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::bytes")]
     pub mavi_direct_upload_max_bytes: u64,
-    /// Largest file a MAVI signed URL (`POST /upload/signed-url`) takes, in bytes or `10MiB`, `1GiB` (its docs: 5 GB).
+    /// Largest file a MAVI signed URL (`POST /upload/signed-url`) takes, in bytes or `10MiB`,
+    /// `1GiB` (its docs: 5 GB).
     #[arg(
         long,
         env = "CABINET_MAVI_SIGNED_UPLOAD_MAX_BYTES",
@@ -224,7 +225,8 @@ pub struct ServeSettings {
     /// default); other files get 415.
     #[arg(long, env = "CABINET_MAVI_FORMATS", default_value = HttpLimits::DEFAULT_MAVI_FORMATS)]
     pub mavi_formats: String,
-    /// Largest file the Mavera dialect takes that is not a video, in bytes or `10MiB`, `1GiB` (its docs: 10 MB).
+    /// Largest file the Mavera dialect takes that is not a video, in bytes or `10MiB`, `1GiB`
+    /// (its docs: 10 MB).
     #[arg(
         long,
         env = "CABINET_MAVERA_FILE_MAX_BYTES",
@@ -689,7 +691,8 @@ mod tests {
             settings(&["serve", "--upload-url-ttl", "600", "--json-body-max-bytes", "10MB"]).unwrap();
         assert_eq!((serve.upload_url_ttl, serve.json_body_max_bytes), (600, 10 << 20), "plain numbers too");
         let file = file_with(
-            "max_file_bytes = \"1GiB\"\nsweep_interval = \"90s\"\ntrash_retention_days = \"4w\"\nmax_url_bytes = 4096\n",
+            "max_file_bytes = \"1GiB\"\nsweep_interval = \"90s\"\n\
+             trash_retention_days = \"4w\"\nmax_url_bytes = 4096\n",
         );
         let (_, serve) = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap();
         assert_eq!(serve.max_file_bytes, 1 << 30);

@@ -1,7 +1,7 @@
-//! The client commands (`cabinet upload|ls|find|get|mv|rm|restore|fav|tag|quota|url|mkdir|trash|sync`): a plain
-//! client of the public `/v1` API, configured by `--url`/`--key`, `CABINET_URL`/`CABINET_KEY` or a
-//! profile. `--json` prints one JSON document on stdout for scripts; errors go to stderr and end
-//! with an exit code from [`error::Exit`].
+//! The client commands (`cabinet upload|ls|find|get|mv|rm|restore|fav|tag|quota|url|mkdir|trash|
+//! sync`): a plain client of the public `/v1` API, configured by `--url`/`--key`,
+//! `CABINET_URL`/`CABINET_KEY` or a profile. `--json` prints one JSON document on stdout for
+//! scripts; errors go to stderr and end with an exit code from [`error::Exit`].
 
 pub mod error;
 pub mod folders;
