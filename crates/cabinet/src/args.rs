@@ -84,6 +84,22 @@ pub fn placed(args: Vec<OsString>) -> Vec<OsString> {
     } else if client_commands.iter().any(|name| name == command) {
         placed.extend(store_words);
         placed.push(rest[i].clone());
+        // A command with commands of its own (`trash --json ls`): its flags before the inner
+        // command move to the end as well.
+        let mut after = after;
+        if command == "trash" {
+            let mut j = 0;
+            while j < after.len() {
+                match client.span(&after[j..]) {
+                    Some(n) => {
+                        client_words.extend_from_slice(&after[j..j + n]);
+                        j += n;
+                    }
+                    None => break,
+                }
+            }
+            after = &after[j..];
+        }
         placed.extend_from_slice(after);
         placed.extend(client_words);
     } else {
@@ -116,6 +132,7 @@ mod tests {
         );
         assert_eq!(placed_line("cabinet --profile work --json ls /A"), "cabinet ls /A --profile work --json");
         assert_eq!(placed_line("cabinet -q trash ls"), "cabinet trash ls -q");
+        assert_eq!(placed_line("cabinet trash --json ls"), "cabinet trash ls --json");
         assert_eq!(
             placed_line("cabinet --url=http://h tag file_1 +a"),
             "cabinet tag file_1 +a --url=http://h"

@@ -55,6 +55,7 @@ fn the_clients_flags_go_before_or_after_the_command() {
         &["quota", "--profile", "work", "--json"][..],
         &["--json", "--profile=work", "quota"][..],
         &["--profile", "work", "--json", "trash", "ls"][..],
+        &["trash", "--profile", "work", "--json", "ls"][..],
         &["--server", &server.url, "--key", &user.key, "--json", "mkdir", "-p", "/A"][..],
     ] {
         let run = plain(args);

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::get;
 use super::upload::{self, Outgoing};
 use crate::client::error::{CliError, CliResult};
+use crate::client::progress::Progress;
 use crate::client::units::human_size;
 use crate::client::{folders, text, Connection, Ctx};
 
@@ -418,14 +419,22 @@ async fn sync_down(
             std::fs::create_dir_all(&dir).map_err(|err| CliError::io(dir.display(), err))?;
         }
         std::fs::create_dir_all(local).map_err(|err| CliError::io(local.display(), err))?;
+        let progress = Progress::new(ctx.progress(), report.bytes, &format!("{} files", wanted.len()));
+        let bar = progress.file("sync", report.bytes);
         let outcomes: Vec<_> = futures::stream::iter(wanted)
-            .map(|(verb, there, target)| async move {
-                let outcome = get::download(ctx, &there.file, &target, true, None, false).await;
-                (verb, there, outcome)
+            .map(|(verb, there, target)| {
+                let bar = bar.clone();
+                async move {
+                    let outcome = get::download(ctx, &there.file, &target, true, None, false).await;
+                    bar.advance(there.file["size"].as_u64().unwrap_or(0));
+                    (verb, there, outcome)
+                }
             })
             .buffer_unordered(args.jobs.max(1))
             .collect()
             .await;
+        bar.finish();
+        progress.finish();
         for (verb, there, outcome) in outcomes {
             match outcome {
                 Ok(_) if verb == "copy" => report.copied.push(there.rel.clone()),
