@@ -201,3 +201,33 @@ async fn an_upload_killed_midway_resends_at_most_one_part_per_part_in_flight() {
     let listed = user.json(&["ls", "/Big"]);
     assert_eq!(listed["files"][0]["sha256"], done["sha256"], "{listed}");
 }
+
+#[tokio::test]
+async fn replacing_a_file_in_use_keeps_it_and_says_so() {
+    let (_dir, _server, user) = server_and_user(None);
+    let first = user.write("one/page.html", b"<p>one</p>");
+    let up = user.json(&["upload", path_str(&first), "--folder", "/Site"]);
+    let old_id = up["uploaded"][0]["file"]["id"].as_str().unwrap().to_owned();
+    let used = process::http_client()
+        .post(format!("{}/v1/files/{old_id}/references", user.url))
+        .bearer_auth(&user.key)
+        .json(&serde_json::json!({"kind": "page", "id": "home", "label": null}))
+        .send()
+        .await
+        .unwrap();
+    assert!(used.status().is_success(), "{}", used.status());
+
+    let second = user.write("two/page.html", b"<p>two</p>");
+    let source = path_str(&second).to_owned();
+    let replaced = tokio::task::spawn_blocking(move || {
+        let run = user.json(&["upload", &source, "--folder", "/Site", "--on-conflict", "replace"]);
+        (user, run)
+    })
+    .await
+    .unwrap()
+    .1;
+    let done = &replaced["uploaded"][0];
+    assert_eq!(done["replaced"], serde_json::json!([]), "{replaced}");
+    assert_eq!(done["not_replaced"]["id"], old_id.as_str(), "{replaced}");
+    assert_eq!(done["not_replaced"]["error"]["code"], "file_in_use", "{replaced}");
+}

@@ -594,11 +594,27 @@ async fn upload_one(shared: &Shared<'_>, job: &Job) -> CliResult<Value> {
     };
     bar.finish();
     let mut done = outcome?;
+    // The new file is in place and verified: a refusal to trash the old one (say, it is in use)
+    // is reported beside the upload, not as its failure.
+    let mut replaced = Vec::new();
     for old in &job.replaces {
-        let _: Value = shared.ctx.api.delete(&format!("/v1/files/{old}"), &[]).await?;
+        let trashed: CliResult<Value> = shared.ctx.api.delete(&format!("/v1/files/{old}"), &[]).await;
+        match trashed {
+            Ok(_) => replaced.push(json!(old)),
+            Err(err) => {
+                if !shared.ctx.json {
+                    shared.progress.println(&format!(
+                        "cabinet: {}: kept {old}: {}",
+                        job.path.display(),
+                        err.message
+                    ));
+                }
+                done["not_replaced"] = json!({"id": old, "error": err.to_json()["error"]});
+            }
+        }
     }
     if !job.replaces.is_empty() {
-        done["replaced"] = json!(job.replaces);
+        done["replaced"] = json!(replaced);
     }
     if !shared.args.tags.is_empty() {
         let id = text(&done["file"], "id");
