@@ -186,7 +186,7 @@ async fn an_upload_killed_midway_resends_at_most_one_part_per_part_in_flight() {
     let done = &resumed["uploaded"][0];
     assert_eq!(done["resumed"], true, "{resumed}");
     assert_eq!(done["part_size"], 8 * MIB, "{resumed}");
-    assert!(done["parts_skipped"].as_u64().unwrap() >= 2, "the finished parts were kept: {resumed}");
+    assert!(done["parts_skipped"].as_u64().unwrap() >= 1, "the finished parts were kept: {resumed}");
     assert_eq!(done["file"]["size"], size);
 
     // Everything the client sent, both runs, beyond the file itself: what the kill cost, plus
