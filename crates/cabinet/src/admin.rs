@@ -19,11 +19,11 @@ pub enum AdminCommand {
     CreateWorkspace {
         #[arg(long)]
         name: String,
-        /// Total bytes the workspace may hold (default: unlimited).
-        #[arg(long)]
+        /// Total bytes the workspace may hold, or `10GiB` (default: unlimited).
+        #[arg(long, value_parser = crate::config::human::bytes_arg::<u64>)]
         quota_bytes: Option<u64>,
-        /// Largest single file (default: the server's limit).
-        #[arg(long)]
+        /// Largest single file, in bytes or `1GiB` (default: the server's limit).
+        #[arg(long, value_parser = crate::config::human::bytes_arg::<u64>)]
         max_file_bytes: Option<u64>,
         #[arg(long)]
         json: bool,

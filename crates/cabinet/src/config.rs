@@ -32,6 +32,74 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 /// The longest trash retention accepted (a larger one is lowered to it): 100 years.
 const MAX_TRASH_RETENTION_DAYS: u64 = 36_500;
 
+/// Sizes (`1GiB`, `10MB`, or bytes) and durations (`1h`, `90s`, or seconds; the trash's
+/// retention in days, or `4w`) in flags, variables and the settings file alike.
+pub(crate) mod human {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::units::{parse_duration, parse_size};
+
+    /// A number as it is, or text read as people write it.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+
+    fn fit<T: TryFrom<u64>>(value: u64) -> Result<T, String> {
+        T::try_from(value).map_err(|_| format!("{value} is too large"))
+    }
+
+    fn days_of(raw: &str) -> Result<u64, String> {
+        match raw.trim().parse::<u64>() {
+            Ok(days) => Ok(days),
+            Err(_) => {
+                let seconds = parse_duration(raw).map_err(|err| err.message)?;
+                if seconds % 86_400 != 0 {
+                    return Err(format!("{raw:?} is not a whole number of days"));
+                }
+                Ok(seconds / 86_400)
+            }
+        }
+    }
+
+    pub fn bytes_arg<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
+        fit(parse_size(raw).map_err(|err| err.message)?)
+    }
+
+    pub fn seconds_arg<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
+        fit(parse_duration(raw).map_err(|err| err.message)?)
+    }
+
+    pub fn days_arg<T: TryFrom<u64>>(raw: &str) -> Result<T, String> {
+        fit(days_of(raw)?)
+    }
+
+    fn read<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        deserializer: D,
+        text: fn(&str) -> Result<u64, String>,
+    ) -> Result<T, D::Error> {
+        let value = match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => n,
+            Raw::Text(raw) => text(&raw).map_err(serde::de::Error::custom)?,
+        };
+        fit(value).map_err(serde::de::Error::custom)
+    }
+
+    pub fn bytes<'de, D: Deserializer<'de>, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
+        read(deserializer, |raw| parse_size(raw).map_err(|err| err.message))
+    }
+
+    pub fn seconds<'de, D: Deserializer<'de>, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
+        read(deserializer, |raw| parse_duration(raw).map_err(|err| err.message))
+    }
+
+    pub fn days<'de, D: Deserializer<'de>, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
+        read(deserializer, days_of)
+    }
+}
+
 /// Where the data lives; shared by `serve` and `admin`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct StoreSettings {
@@ -75,106 +143,200 @@ pub struct ServeSettings {
     /// (default: generated once into <data-dir>/signing.key).
     #[arg(long, env = "CABINET_SIGNING_SECRET", hide_env_values = true)]
     pub signing_secret: Option<String>,
-    /// Lifetime of upload URLs, in seconds.
-    #[arg(long, env = "CABINET_UPLOAD_URL_TTL", default_value_t = Settings::DEFAULT_UPLOAD_URL_TTL_SECS)]
+    /// Lifetime of upload URLs, in seconds (or `90s`, `15m`, `1h`).
+    #[arg(
+        long,
+        env = "CABINET_UPLOAD_URL_TTL",
+        default_value_t = Settings::DEFAULT_UPLOAD_URL_TTL_SECS,
+        value_parser = human::seconds_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::seconds")]
     pub upload_url_ttl: u64,
-    /// Default lifetime of download URLs, in seconds.
-    #[arg(long, env = "CABINET_DOWNLOAD_URL_TTL", default_value_t = Settings::DEFAULT_DOWNLOAD_URL_TTL_SECS)]
+    /// Default lifetime of download URLs, in seconds (or `90s`, `15m`, `1h`).
+    #[arg(
+        long,
+        env = "CABINET_DOWNLOAD_URL_TTL",
+        default_value_t = Settings::DEFAULT_DOWNLOAD_URL_TTL_SECS,
+        value_parser = human::seconds_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::seconds")]
     pub download_url_ttl: u64,
     /// Download URLs expire at the end of a window this long, in seconds (at most their
     /// lifetime): every request for the same file within one window gets the same URL, so
     /// browser and CDN caches keyed by URL hit.
-    #[arg(long, env = "CABINET_URL_WINDOW", default_value_t = Settings::DEFAULT_URL_WINDOW_SECS)]
+    #[arg(
+        long,
+        env = "CABINET_URL_WINDOW",
+        default_value_t = Settings::DEFAULT_URL_WINDOW_SECS,
+        value_parser = human::seconds_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::seconds")]
     pub url_window: u64,
-    /// How often this server reads the signing keys again, in seconds: after
-    /// `cabinet admin rotate-signing-key`, it signs with the new key (and stops accepting retired
-    /// ones) within this time.
+    /// How often this server reads the signing keys again, in seconds (or `90s`, `15m`, `1h`):
+    /// after `cabinet admin rotate-signing-key`, it signs with the new key (and stops accepting
+    /// retired ones) within this time.
     #[arg(
         long,
         env = "CABINET_SIGNING_KEY_REFRESH",
-        default_value_t = Settings::DEFAULT_SIGNING_KEY_REFRESH_SECS
+        default_value_t = Settings::DEFAULT_SIGNING_KEY_REFRESH_SECS,
+        value_parser = human::seconds_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::seconds")]
     pub signing_key_refresh: u64,
-    /// Largest file any workspace may hold, in bytes.
-    #[arg(long, env = "CABINET_MAX_FILE_BYTES", default_value_t = Settings::DEFAULT_MAX_FILE_BYTES)]
+    /// Largest file any workspace may hold, in bytes (or `10MiB`, `1GiB`).
+    #[arg(
+        long,
+        env = "CABINET_MAX_FILE_BYTES",
+        default_value_t = Settings::DEFAULT_MAX_FILE_BYTES,
+        value_parser = human::bytes_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub max_file_bytes: u64,
-    /// Largest direct (`POST /v1/files`) upload, in bytes.
+    /// Largest direct (`POST /v1/files`) upload, in bytes (or `10MiB`, `1GiB`).
     #[arg(
         long,
         env = "CABINET_DIRECT_UPLOAD_MAX_BYTES",
-        default_value_t = Settings::DEFAULT_DIRECT_UPLOAD_MAX_BYTES
+        default_value_t = Settings::DEFAULT_DIRECT_UPLOAD_MAX_BYTES,
+        value_parser = human::bytes_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::bytes")]
     pub direct_upload_max_bytes: u64,
-    /// Largest direct upload through the MAVI dialect (`POST /upload`), in bytes; larger files are
-    /// told to use its signed URL.
+    /// Largest direct upload through the MAVI dialect (`POST /upload`), in bytes (or `10MiB`,
+    /// `1GiB`); larger files are told to use its signed URL.
     #[arg(
         long,
         env = "CABINET_MAVI_DIRECT_UPLOAD_MAX_BYTES",
-        default_value_t = HttpLimits::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES
+        default_value_t = HttpLimits::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES,
+        value_parser = human::bytes_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::bytes")]
     pub mavi_direct_upload_max_bytes: u64,
-    /// Largest file a MAVI signed URL (`POST /upload/signed-url`) takes, in bytes (its docs: 5 GB).
+    /// Largest file a MAVI signed URL (`POST /upload/signed-url`) takes, in bytes or `10MiB`,
+    /// `1GiB` (its docs: 5 GB).
     #[arg(
         long,
         env = "CABINET_MAVI_SIGNED_UPLOAD_MAX_BYTES",
-        default_value_t = HttpLimits::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES
+        default_value_t = HttpLimits::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES,
+        value_parser = human::bytes_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::bytes")]
     pub mavi_signed_upload_max_bytes: u64,
     /// The file extensions the MAVI dialect accepts, comma-separated (its documented formats by
     /// default); other files get 415.
     #[arg(long, env = "CABINET_MAVI_FORMATS", default_value = HttpLimits::DEFAULT_MAVI_FORMATS)]
     pub mavi_formats: String,
-    /// Largest file the Mavera dialect takes that is not a video, in bytes (its docs: 10 MB).
-    #[arg(long, env = "CABINET_MAVERA_FILE_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_MAVERA_FILE_BYTES)]
+    /// Largest file the Mavera dialect takes that is not a video, in bytes or `10MiB`, `1GiB`
+    /// (its docs: 10 MB).
+    #[arg(
+        long,
+        env = "CABINET_MAVERA_FILE_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAVERA_FILE_BYTES,
+        value_parser = human::bytes_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub mavera_file_max_bytes: u64,
-    /// Largest video (`video/*`) the Mavera dialect takes, in bytes (its docs: 2 GB).
-    #[arg(long, env = "CABINET_MAVERA_VIDEO_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_MAVERA_VIDEO_BYTES)]
+    /// Largest video (`video/*`) the Mavera dialect takes, in bytes or `10MiB`, `1GiB` (its docs: 2 GB).
+    #[arg(
+        long,
+        env = "CABINET_MAVERA_VIDEO_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAVERA_VIDEO_BYTES,
+        value_parser = human::bytes_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub mavera_video_max_bytes: u64,
-    /// Largest JSON (base64) upload request body, in bytes.
-    #[arg(long, env = "CABINET_JSON_UPLOAD_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_JSON_UPLOAD_BYTES)]
+    /// Largest JSON (base64) upload request body, in bytes (or `10MiB`, `1GiB`).
+    #[arg(
+        long,
+        env = "CABINET_JSON_UPLOAD_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_JSON_UPLOAD_BYTES,
+        value_parser = human::bytes_arg::<usize>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub json_upload_max_bytes: usize,
     /// How often the sweeper fails expired uploads, in seconds (at least 1).
-    #[arg(long, env = "CABINET_SWEEP_INTERVAL", default_value_t = DEFAULT_SWEEP_INTERVAL_SECS)]
+    #[arg(
+        long,
+        env = "CABINET_SWEEP_INTERVAL",
+        default_value_t = DEFAULT_SWEEP_INTERVAL_SECS,
+        value_parser = human::seconds_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::seconds")]
     pub sweep_interval: u64,
-    /// How long in-flight requests may take to finish after SIGTERM, in seconds.
-    #[arg(long, env = "CABINET_SHUTDOWN_GRACE", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds (or `90s`, `15m`, `1h`).
+    #[arg(
+        long,
+        env = "CABINET_SHUTDOWN_GRACE",
+        default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
+        value_parser = human::seconds_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::seconds")]
     pub shutdown_grace: u64,
     /// Days deleted files and folders stay in the trash before they are purged (at most 36500).
     #[arg(
         long,
         env = "CABINET_TRASH_RETENTION_DAYS",
-        default_value_t = cabinet_core::trash::DEFAULT_RETENTION_DAYS
+        default_value_t = cabinet_core::trash::DEFAULT_RETENTION_DAYS,
+        value_parser = human::days_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::days")]
     pub trash_retention_days: u64,
     /// Log format.
     #[arg(long, env = "CABINET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Largest body of a JSON API request (not uploads), in bytes.
-    #[arg(long, env = "CABINET_JSON_BODY_MAX_BYTES", default_value_t = HttpLimits::DEFAULT_JSON_BODY_BYTES)]
+    /// Largest body of a JSON API request (not uploads), in bytes (or `10MiB`, `1GiB`).
+    #[arg(
+        long,
+        env = "CABINET_JSON_BODY_MAX_BYTES",
+        default_value_t = HttpLimits::DEFAULT_JSON_BODY_BYTES,
+        value_parser = human::bytes_arg::<usize>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub json_body_max_bytes: usize,
-    /// Longest request URL (path and query), in bytes; longer is refused with 414.
-    #[arg(long, env = "CABINET_MAX_URL_BYTES", default_value_t = HttpLimits::DEFAULT_MAX_URL_BYTES)]
+    /// Longest request URL (path and query), in bytes (or `10MiB`, `1GiB`); longer is refused with 414.
+    #[arg(
+        long,
+        env = "CABINET_MAX_URL_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAX_URL_BYTES,
+        value_parser = human::bytes_arg::<usize>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub max_url_bytes: usize,
-    /// Largest request header section, in bytes; larger is refused with 431.
-    #[arg(long, env = "CABINET_MAX_HEADER_BYTES", default_value_t = HttpLimits::DEFAULT_MAX_HEADER_BYTES)]
+    /// Largest request header section, in bytes (or `10MiB`, `1GiB`); larger is refused with 431.
+    #[arg(
+        long,
+        env = "CABINET_MAX_HEADER_BYTES",
+        default_value_t = HttpLimits::DEFAULT_MAX_HEADER_BYTES,
+        value_parser = human::bytes_arg::<usize>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub max_header_bytes: usize,
     /// Seconds a request body may send nothing before the request is cut off (0: never).
     #[arg(
         long,
         env = "CABINET_BODY_IDLE_TIMEOUT",
-        default_value_t = HttpLimits::DEFAULT_BODY_IDLE_TIMEOUT_SECS
+        default_value_t = HttpLimits::DEFAULT_BODY_IDLE_TIMEOUT_SECS,
+        value_parser = human::seconds_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::seconds")]
     pub body_idle_timeout: u64,
     /// Least bytes per second a request body must send, averaged over the rate window; a slower
     /// body is cut off (0: no minimum).
-    #[arg(long, env = "CABINET_BODY_MIN_RATE", default_value_t = HttpLimits::DEFAULT_BODY_MIN_RATE)]
+    #[arg(
+        long,
+        env = "CABINET_BODY_MIN_RATE",
+        default_value_t = HttpLimits::DEFAULT_BODY_MIN_RATE,
+        value_parser = human::bytes_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::bytes")]
     pub body_min_rate: u64,
     /// Seconds of waiting over which the body's minimum rate is averaged.
     #[arg(
         long,
         env = "CABINET_BODY_RATE_WINDOW",
-        default_value_t = HttpLimits::DEFAULT_BODY_RATE_WINDOW_SECS
+        default_value_t = HttpLimits::DEFAULT_BODY_RATE_WINDOW_SECS,
+        value_parser = human::seconds_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::seconds")]
     pub body_rate_window: u64,
     /// Most uploads a workspace may be sending at once; more are refused with 429 (0: no cap).
     #[arg(
@@ -217,8 +379,10 @@ pub struct ServeSettings {
     #[arg(
         long,
         env = "CABINET_HEADER_READ_TIMEOUT",
-        default_value_t = connections::DEFAULT_HEADER_READ_TIMEOUT_SECS
+        default_value_t = connections::DEFAULT_HEADER_READ_TIMEOUT_SECS,
+        value_parser = human::seconds_arg::<u64>
     )]
+    #[serde(deserialize_with = "human::seconds")]
     pub header_read_timeout: u64,
     /// Open connections allowed from one client IP address; more are closed at once (0: no cap).
     #[arg(
@@ -535,6 +699,26 @@ mod tests {
         let (_, serve) = settings(&["serve", "--trusted-proxies", "lb.internal"]).unwrap();
         let refused = serve.http_limits("http://127.0.0.1:8080").unwrap_err().to_string();
         assert!(refused.contains("--trusted-proxies") && refused.contains("lb.internal"), "{refused}");
+    }
+
+    #[test]
+    fn sizes_and_durations_read_as_people_write_them_in_flags_and_the_file() {
+        let (_, serve) = settings(&["serve", "--upload-url-ttl", "1h", "--max-file-bytes", "1GiB"]).unwrap();
+        assert_eq!((serve.upload_url_ttl, serve.max_file_bytes), (3600, 1 << 30));
+        let (_, serve) =
+            settings(&["serve", "--upload-url-ttl", "600", "--json-body-max-bytes", "10MB"]).unwrap();
+        assert_eq!((serve.upload_url_ttl, serve.json_body_max_bytes), (600, 10 << 20), "plain numbers too");
+        let file = file_with(
+            "max_file_bytes = \"1GiB\"\nsweep_interval = \"90s\"\n\
+             trash_retention_days = \"4w\"\nmax_url_bytes = 4096\n",
+        );
+        let (_, serve) = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap();
+        assert_eq!(serve.max_file_bytes, 1 << 30);
+        assert_eq!(serve.sweep_interval, 90);
+        assert_eq!(serve.trash_retention_days, 28);
+        assert_eq!(serve.max_url_bytes, 4096);
+        assert!(settings(&["serve", "--url-window", "soon"]).is_err());
+        assert!(settings(&["serve", "--trash-retention-days", "36h"]).is_err(), "whole days only");
     }
 
     #[test]

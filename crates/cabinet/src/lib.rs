@@ -2,6 +2,7 @@
 //! the server's lifecycle, its ready file and the connections it accepts, the admin commands, and the client commands.
 
 pub mod admin;
+pub mod args;
 pub mod client;
 pub mod config;
 pub mod connections;
@@ -9,3 +10,4 @@ pub mod logging;
 pub mod ready_file;
 pub mod server;
 pub mod tls;
+pub mod units;

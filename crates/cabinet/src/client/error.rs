@@ -78,6 +78,17 @@ impl CliError {
 
     /// An error from the HTTP layer: no connection, a timeout, a broken body.
     pub fn transport(err: reqwest_tls::Error) -> Self {
+        if err.is_connect() || (err.is_timeout() && err.url().is_some()) {
+            // One line a person can act on, not the HTTP library's chain.
+            let place = err.url().map(|url| url.origin().ascii_serialization()).unwrap_or_default();
+            let why = match root_io_kind(&err) {
+                Some(std::io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
+                Some(std::io::ErrorKind::TimedOut) => "timed out".to_owned(),
+                _ if err.is_timeout() => "timed out".to_owned(),
+                _ => root_cause(&err),
+            };
+            return Self::new(Exit::Unavailable, "unreachable", format!("cannot reach {place}: {why}"));
+        }
         let mut message = err.to_string();
         let mut source = std::error::Error::source(&err);
         while let Some(cause) = source {
@@ -101,6 +112,28 @@ impl CliError {
             "exit_code": self.exit as i32,
         }})
     }
+}
+
+/// The kind of the I/O error at the bottom of an error's chain, if there is one.
+fn root_io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut kind = None;
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+        }
+        source = cause.source();
+    }
+    kind
+}
+
+/// The last error of a chain, said plainly.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last: &(dyn std::error::Error + 'static) = err;
+    while let Some(cause) = last.source() {
+        last = cause;
+    }
+    last.to_string()
 }
 
 impl std::fmt::Display for CliError {

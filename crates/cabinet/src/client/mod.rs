@@ -1,16 +1,18 @@
-//! The client commands (`cabinet upload|ls|find|get|mv|rm|restore|fav|tag|quota|url`): a plain
-//! client of the public `/v1` API, configured by `--url`/`--key`, `CABINET_URL`/`CABINET_KEY` or a
-//! profile. `--json` prints one JSON document on stdout for scripts; errors go to stderr and end
-//! with an exit code from [`error::Exit`].
+//! The client commands (`cabinet upload|ls|find|get|mv|rm|restore|fav|tag|quota|url|mkdir|trash|
+//! sync`): a plain client of the public `/v1` API, configured by `--url`/`--key`,
+//! `CABINET_URL`/`CABINET_KEY` or a profile. `--json` prints one JSON document on stdout for
+//! scripts; errors go to stderr and end with an exit code from [`error::Exit`].
 
 pub mod error;
 pub mod folders;
 pub mod http;
+pub mod items;
 pub mod profile;
 pub mod progress;
 pub mod resume;
 pub mod table;
-pub mod units;
+
+pub use crate::units;
 
 mod commands;
 
@@ -35,7 +37,7 @@ Client settings: --url/--key, else CABINET_URL/CABINET_KEY, else a profile
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The server's base URL (e.g. http://127.0.0.1:8080).
-    #[arg(long, env = "CABINET_URL")]
+    #[arg(long, visible_alias = "server", env = "CABINET_URL")]
     pub url: Option<String>,
     /// The API key.
     #[arg(long, env = "CABINET_KEY", hide_env_values = true)]

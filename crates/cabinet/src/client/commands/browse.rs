@@ -4,13 +4,15 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::client::error::CliResult;
+use crate::client::items::{self, Item, PathBook, Where};
 use crate::client::table::Table;
 use crate::client::units::human_size;
 use crate::client::{folders, short_time, text, Connection, Ctx};
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// A folder id (`fld_…`) or path (`/Photos/2024`); the root when left out.
+    /// A folder id (`fld_…`) or path (`/Photos/2024`); the root when left out. A file's id or
+    /// path lists that file.
     pub folder: Option<String>,
     /// Only favorites.
     #[arg(long)]
@@ -75,7 +77,17 @@ fn star(item: &Value) -> String {
 }
 
 pub async fn ls(ctx: &Ctx, args: LsArgs) -> CliResult<()> {
-    let folder = folders::resolve(&ctx.api, args.folder.as_deref()).await?;
+    let folder = match args.folder.as_deref() {
+        Some(arg)
+            if arg.starts_with("file_") || (items::is_path(arg) && !folders::segments(arg).is_empty()) =>
+        {
+            match items::resolve(&ctx.api, arg, Where::Live).await? {
+                Item::Folder(id) => Some(id),
+                Item::File(id) => return ls_file(ctx, &id).await,
+            }
+        }
+        other => folders::resolve(&ctx.api, other).await?,
+    };
     let scope = folder.clone().unwrap_or_else(|| "root".into());
     let mut folder_query = vec![("parent_id", scope.clone()), ("sort", "name".into())];
     let mut file_query = vec![("folder_id", scope), ("sort", "name".into())];
@@ -117,13 +129,39 @@ pub async fn ls(ctx: &Ctx, args: LsArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// `ls` of one file: its row, with its path.
+async fn ls_file(ctx: &Ctx, id: &str) -> CliResult<()> {
+    let mut file: Value = ctx.api.get(&format!("/v1/files/{id}"), &[]).await?;
+    let path = PathBook::default().of(&ctx.api, &file).await;
+    file["path"] = json!(path);
+    if ctx.json {
+        ctx.print_json(&json!({"folder_id": file["folder_id"], "folders": [], "files": [file]}));
+        return Ok(());
+    }
+    let mut table = Table::new(&["", "PATH", "SIZE", "MODIFIED", "ID"]);
+    table.row(vec![
+        star(&file),
+        text(&file, "path"),
+        human_size(file["size"].as_u64().unwrap_or(0)),
+        short_time(&file["updated_at"]),
+        text(&file, "id"),
+    ]);
+    print!("{}", table.render());
+    Ok(())
+}
+
 pub async fn find(ctx: &Ctx, args: FindArgs) -> CliResult<()> {
     let mut query = vec![("q", args.query.clone())];
     if let Some(folder) = folders::resolve(&ctx.api, args.folder.as_deref()).await? {
         query.push(("folder_id", folder));
         query.push(("recursive", "true".into()));
     }
-    let (hits, total) = all_pages(ctx, "/v1/search", query, args.limit).await?;
+    let (mut hits, total) = all_pages(ctx, "/v1/search", query, args.limit).await?;
+    let mut paths = PathBook::default();
+    for hit in &mut hits {
+        let path = paths.of(&ctx.api, hit).await;
+        hit["path"] = json!(path);
+    }
     if ctx.json {
         ctx.print_json(&json!({"total": total, "data": hits}));
         return Ok(());
@@ -132,13 +170,13 @@ pub async fn find(ctx: &Ctx, args: FindArgs) -> CliResult<()> {
         ctx.note(format!("nothing matches {:?}", args.query));
         return Ok(());
     }
-    let mut table = Table::new(&["", "TYPE", "NAME", "SIZE", "MODIFIED", "ID"]);
+    let mut table = Table::new(&["", "TYPE", "PATH", "SIZE", "MODIFIED", "ID"]);
     for hit in &hits {
         let is_folder = hit["type"] == "folder";
         table.row(vec![
             star(hit),
             text(hit, "type"),
-            if is_folder { format!("{}/", text(hit, "name")) } else { text(hit, "name") },
+            text(hit, "path"),
             if is_folder { "-".into() } else { human_size(hit["size"].as_u64().unwrap_or(0)) },
             short_time(&hit["updated_at"]),
             text(hit, "id"),

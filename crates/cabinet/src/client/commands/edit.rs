@@ -3,41 +3,13 @@
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::client::error::{CliError, CliResult};
+use crate::client::error::{CliError, CliResult, Exit};
+use crate::client::items::{self, Item, Where};
 use crate::client::{folders, text, usage, Connection, Ctx};
-
-/// What an argument names.
-enum Item {
-    File(String),
-    Folder(String),
-}
-
-impl Item {
-    fn path(&self) -> String {
-        match self {
-            Item::File(id) => format!("/v1/files/{id}"),
-            Item::Folder(id) => format!("/v1/folders/{id}"),
-        }
-    }
-}
-
-/// A file id (`file_…`), a folder id (`fld_…`), or a folder path (`/Photos`).
-async fn item(ctx: &Ctx, arg: &str) -> CliResult<Item> {
-    if arg.starts_with("file_") {
-        Ok(Item::File(arg.to_owned()))
-    } else if folders::is_folder_id(arg) {
-        Ok(Item::Folder(arg.to_owned()))
-    } else if arg.starts_with('/') && !folders::segments(arg).is_empty() {
-        let folder = folders::resolve(&ctx.api, Some(arg)).await?;
-        Ok(Item::Folder(folder.expect("a non-empty path is a folder")))
-    } else {
-        Err(usage(format!("{arg:?} is not a file id (file_…), a folder id (fld_…) or a folder path (/…)")))
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct MvArgs {
-    /// The file or folder (id, or a folder's path).
+    /// The file or folder: an id, or a path (`/Photos/2024/hello.txt`).
     pub id: String,
     /// The folder to move it into (id or path; `/` is the root).
     pub dest: Option<String>,
@@ -52,32 +24,35 @@ pub async fn mv(ctx: &Ctx, args: MvArgs) -> CliResult<()> {
     if args.dest.is_none() && args.name.is_none() {
         return Err(usage("say where to move it (DEST) and/or its new name (--name)"));
     }
-    let item = item(ctx, &args.id).await?;
+    let item = items::resolve(&ctx.api, &args.id, Where::Live).await?;
     let mut change = Map::new();
     if let Some(dest) = &args.dest {
-        let folder = folders::resolve(&ctx.api, Some(dest)).await?;
+        let folder = folders::resolve(&ctx.api, Some(dest)).await.map_err(|err| match err.exit {
+            Exit::NotFound if items::is_path(dest) => CliError {
+                message: format!("{} (create it with `cabinet mkdir -p {dest}`)", err.message),
+                ..err
+            },
+            _ => err,
+        })?;
         let field = if matches!(item, Item::File(_)) { "folder_id" } else { "parent_id" };
         change.insert(field.into(), json!(folder));
     }
     if let Some(name) = &args.name {
         change.insert("name".into(), json!(name));
     }
-    let updated: Value = ctx.api.patch(&item.path(), &Value::Object(change)).await?;
+    let updated: Value = ctx.api.patch(&item.api_path(), &Value::Object(change)).await?;
     if ctx.json {
         ctx.print_json(&updated);
     } else {
-        let place = match updated.get("folder_id").or_else(|| updated.get("parent_id")) {
-            Some(Value::String(id)) => id.clone(),
-            _ => "/".into(),
-        };
-        println!("{} ({}) is now in {place}", text(&updated, "name"), text(&updated, "id"));
+        let place = items::PathBook::default().of(&ctx.api, &updated).await;
+        println!("{} ({}) is now {place}", text(&updated, "name"), text(&updated, "id"));
     }
     Ok(())
 }
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Files and folders (ids, or folders' paths).
+    /// Files and folders: ids, or paths (`/Photos/old.jpg`, `/Photos/2019`).
     #[arg(required = true)]
     pub ids: Vec<String>,
     /// A folder with everything in it.
@@ -96,12 +71,23 @@ pub struct RmArgs {
 pub async fn rm(ctx: &Ctx, args: RmArgs) -> CliResult<()> {
     let mut done = Vec::new();
     for arg in &args.ids {
-        let item = item(ctx, arg).await?;
+        let item = items::resolve(&ctx.api, arg, Where::Live).await?;
         let mut query = vec![("permanent", args.permanent.to_string()), ("force", args.force.to_string())];
         if matches!(item, Item::Folder(_)) {
             query.push(("recursive", args.recursive.to_string()));
         }
-        let deleted: Value = ctx.api.delete(&item.path(), &query).await?;
+        let deleted: Value =
+            ctx.api.delete(&item.api_path(), &query).await.map_err(|err| match err.code.as_str() {
+                "folder_not_empty" => CliError {
+                    message: format!("{arg} is not empty; use rm -r to remove it with its contents"),
+                    ..err
+                },
+                "file_in_use" => CliError {
+                    message: format!("{arg}: {}", err.message.replace("pass force=true", "use --force")),
+                    ..err
+                },
+                _ => err,
+            })?;
         if !ctx.json {
             let how = if args.permanent { "deleted" } else { "moved to the trash" };
             println!("{} ({}) {how}", text(&deleted, "name"), text(&deleted, "id"));
@@ -116,7 +102,7 @@ pub async fn rm(ctx: &Ctx, args: RmArgs) -> CliResult<()> {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Files and folders in the trash (ids).
+    /// Files and folders in the trash: ids, or the paths they had (`/Photos/old.jpg`).
     #[arg(required = true)]
     pub ids: Vec<String>,
     #[command(flatten)]
@@ -126,8 +112,8 @@ pub struct RestoreArgs {
 pub async fn restore(ctx: &Ctx, args: RestoreArgs) -> CliResult<()> {
     let mut done = Vec::new();
     for arg in &args.ids {
-        let item = item(ctx, arg).await?;
-        let restored: Value = ctx.api.post(&format!("{}/restore", item.path()), &json!({})).await?;
+        let item = items::resolve(&ctx.api, arg, Where::Trash).await?;
+        let restored: Value = ctx.api.post(&format!("{}/restore", item.api_path()), &json!({})).await?;
         if !ctx.json {
             let thing = restored.get("file").or_else(|| restored.get("folder")).cloned().unwrap_or_default();
             let mut line = format!("{} ({}) restored", text(&thing, "name"), text(&thing, "id"));
@@ -149,7 +135,7 @@ pub async fn restore(ctx: &Ctx, args: RestoreArgs) -> CliResult<()> {
 
 #[derive(Debug, Args)]
 pub struct FavArgs {
-    /// The file or folder.
+    /// The file or folder: an id or a path.
     pub id: String,
     /// Mark it a favorite (instead of toggling).
     #[arg(long, conflicts_with = "off")]
@@ -162,12 +148,12 @@ pub struct FavArgs {
 }
 
 pub async fn fav(ctx: &Ctx, args: FavArgs) -> CliResult<()> {
-    let item = item(ctx, &args.id).await?;
+    let item = items::resolve(&ctx.api, &args.id, Where::Live).await?;
     let result: Value = if args.on || args.off {
-        let updated: Value = ctx.api.patch(&item.path(), &json!({"is_favorite": args.on})).await?;
+        let updated: Value = ctx.api.patch(&item.api_path(), &json!({"is_favorite": args.on})).await?;
         json!({"id": updated["id"], "is_favorite": updated["is_favorite"]})
     } else {
-        ctx.api.post(&format!("{}/favorite", item.path()), &json!({})).await?
+        ctx.api.post(&format!("{}/favorite", item.api_path()), &json!({})).await?
     };
     if ctx.json {
         ctx.print_json(&result);
@@ -181,7 +167,7 @@ pub async fn fav(ctx: &Ctx, args: FavArgs) -> CliResult<()> {
 
 #[derive(Debug, Args)]
 pub struct TagArgs {
-    /// The file.
+    /// The file: an id or a path.
     pub id: String,
     /// `+tag` adds a tag, `-tag` removes one (a bare `tag` adds it).
     #[arg(allow_hyphen_values = true)]
@@ -234,10 +220,11 @@ fn apply_tag_changes(mut tags: Vec<String>, changes: &[String]) -> Vec<String> {
 }
 
 pub async fn tag(ctx: &Ctx, args: TagArgs) -> CliResult<()> {
-    if !args.id.starts_with("file_") {
-        return Err(usage(format!("tags belong to files: {:?} is not a file id", args.id)));
-    }
-    let path = format!("/v1/files/{}", args.id);
+    let id = match items::resolve(&ctx.api, &args.id, Where::Live).await? {
+        Item::File(id) => id,
+        Item::Folder(_) => return Err(usage(format!("tags belong to files: {} is a folder", args.id))),
+    };
+    let path = format!("/v1/files/{id}");
     let file: Value = if args.set.is_none() && args.changes.is_empty() {
         ctx.api.get(&path, &[]).await?
     } else {

@@ -3,6 +3,8 @@
 mod browse;
 mod edit;
 mod get;
+mod sync;
+mod tree;
 mod upload;
 
 use clap::Subcommand;
@@ -35,6 +37,13 @@ pub enum ClientCommand {
     Quota(browse::QuotaArgs),
     /// Print a signed, expiring download URL for a file.
     Url(get::UrlArgs),
+    /// Create folders (`-p`: with their parents, and no complaint if they exist).
+    Mkdir(tree::MkdirArgs),
+    /// The trash: `ls` what is in it, `restore` items, `empty` it for good.
+    #[command(subcommand)]
+    Trash(tree::TrashCommand),
+    /// Mirror a local folder to a workspace folder or back, by SHA-256 (--dry-run, --delete).
+    Sync(sync::SyncArgs),
 }
 
 impl ClientCommand {
@@ -59,6 +68,9 @@ impl ClientCommand {
             ClientCommand::Tag(args) => &args.conn,
             ClientCommand::Quota(args) => &args.conn,
             ClientCommand::Url(args) => &args.conn,
+            ClientCommand::Mkdir(args) => &args.conn,
+            ClientCommand::Trash(command) => command.connection(),
+            ClientCommand::Sync(args) => &args.conn,
         }
     }
 }
@@ -76,5 +88,8 @@ pub async fn run(ctx: &Ctx, command: ClientCommand) -> CliResult<()> {
         ClientCommand::Tag(args) => edit::tag(ctx, args).await,
         ClientCommand::Quota(args) => browse::quota(ctx, args).await,
         ClientCommand::Url(args) => get::url(ctx, args).await,
+        ClientCommand::Mkdir(args) => tree::mkdir(ctx, args).await,
+        ClientCommand::Trash(command) => tree::trash(ctx, command).await,
+        ClientCommand::Sync(args) => sync::sync(ctx, args).await,
     }
 }

@@ -1,19 +1,23 @@
 //! `cabinet upload PATH…`: files and whole folders, in parallel, each verified by its SHA-256.
 //!
+//! Running it again is safe: each file is first compared with the files of its target folder,
+//! and one whose name and SHA-256 are already there is skipped (and said so in the summary); a
+//! different file of the same name is skipped, renamed, replaced or refused (`--on-conflict`).
+//!
 //! Small files take one signed `PUT` (`POST /v1/uploads` → `PUT upload_url` → `complete`). Files
 //! at or above `--multipart-threshold` go in parts (`"multipart": true`), several at a time, each
 //! part streamed from its range of the file; the upload is recorded in the resume book first, so
 //! running the same command again after an interruption sends only the parts the server lacks.
 //! A server without multipart uploads answers with a plain ticket, and the file goes in one `PUT`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{Read, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use reqwest_tls::{Body, Method};
 use serde_json::{json, Value};
@@ -22,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::client::error::{CliError, CliResult, Exit};
 use crate::client::http::checked;
+use crate::client::items::PathBook;
 use crate::client::progress::{FileBar, Progress};
 use crate::client::resume::{mtime_of, ResumeBook, UploadRecord};
 use crate::client::table::Table;
@@ -34,8 +39,25 @@ const CHUNK: usize = 256 * 1024;
 const PARTS_PER_CALL: usize = 100;
 /// Tries per part before the file is given up (and left to resume).
 const PART_ATTEMPTS: u32 = 3;
+/// The API's part sizes and count: 5 MiB to 5 GiB, at most 10,000 parts.
+const MIN_PART: u64 = 5 << 20;
+const MAX_PART: u64 = 5 << 30;
+const MAX_PARTS: u64 = 10_000;
+/// The part size unless told otherwise: small enough that an interrupted upload loses little
+/// (at most one part per part in flight, 4 × 8 MiB with the defaults), large enough that the
+/// per-part requests cost next to nothing.
+const DEFAULT_PART: u64 = 8 << 20;
 
-fn size_arg(raw: &str) -> Result<u64, String> {
+/// The part size for a file of `size` bytes: `--part-size`, else 8 MiB, raised (in whole MiB)
+/// only as far as the 10,000-part limit needs.
+fn part_size_for(chosen: Option<u64>, size: u64) -> u64 {
+    chosen.unwrap_or_else(|| {
+        let needed = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
+        DEFAULT_PART.max(needed).clamp(MIN_PART, MAX_PART)
+    })
+}
+
+pub(super) fn size_arg(raw: &str) -> Result<u64, String> {
     parse_size(raw).map_err(|err| err.message)
 }
 
@@ -54,16 +76,35 @@ pub struct UploadArgs {
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
     /// Files this large or larger are sent in parts and can be resumed.
-    #[arg(long, default_value = "64MiB", value_parser = size_arg)]
+    #[arg(long, default_value = "16MiB", value_parser = size_arg)]
     pub multipart_threshold: u64,
-    /// The size of each part (5MiB to 5GiB).
-    #[arg(long, default_value = "64MiB", value_parser = size_arg)]
-    pub part_size: u64,
+    /// The size of each part (5MiB to 5GiB). By default 8MiB, larger only where a file would need
+    /// more than 10,000 parts: an interruption loses at most one part per part in flight.
+    #[arg(long, value_parser = size_arg)]
+    pub part_size: Option<u64>,
+    /// When the target folder already has a file of the same name: `skip` it (a file whose name
+    /// and SHA-256 are already there is always skipped), upload under a free `rename`d name
+    /// (`name (1).ext`), `replace` it (the old one goes to the trash), or `fail`.
+    #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
+    pub on_conflict: OnConflict,
     /// Send at most this many bytes per second, over all files (e.g. 10MiB).
     #[arg(long, value_parser = size_arg)]
     pub limit_rate: Option<u64>,
     #[command(flatten)]
     pub conn: Connection,
+}
+
+/// What to do about a file of the same name in the target folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnConflict {
+    /// Leave the file there and do not upload this one.
+    Skip,
+    /// Upload this one under a free name: `name (1).ext`.
+    Rename,
+    /// Upload this one, then move the other to the trash.
+    Replace,
+    /// Count it as a failed upload (exit code 5).
+    Fail,
 }
 
 /// One local file to send.
@@ -72,7 +113,20 @@ struct Job {
     path: PathBuf,
     name: String,
     folder_id: Option<String>,
+    /// The target folder as the user reads it (`/Photos/2024`), for messages.
+    remote_dir: String,
     size: u64,
+    /// Known when it had to be computed to compare with a file already there.
+    sha256: Option<String>,
+    /// Files of the same name this upload replaces (trashed once it succeeded).
+    replaces: Vec<String>,
+}
+
+/// What to do with one planned file, once compared with the target folder.
+enum Decision {
+    Upload(Job),
+    Skip(Job, Value),
+    Fail(Job, CliError),
 }
 
 /// Keeps all uploads of a command under a byte rate.
@@ -103,43 +157,30 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
     if args.jobs == 0 {
         return Err(CliError::usage("--jobs must be at least 1"));
     }
-    if !(5 << 20..=5 << 30).contains(&args.part_size) {
+    if args.part_size.is_some_and(|size| !(MIN_PART..=MAX_PART).contains(&size)) {
         return Err(CliError::usage("--part-size must be between 5MiB and 5GiB"));
     }
     for path in &args.paths {
         std::fs::metadata(path).map_err(|err| CliError::io(path.display(), err))?;
     }
     let target = folders::ensure_path(&ctx.api, args.folder.as_deref()).await?;
-    let mut jobs = Vec::new();
+    let target_dir = PathBook::default().folder(&ctx.api, target.clone()).await;
+    let mut planned = Vec::new();
     for path in &args.paths {
-        plan(ctx, path, target.clone(), &mut jobs).await?;
+        plan(ctx, path, target.clone(), &target_dir, &mut planned).await?;
     }
-    let total: u64 = jobs.iter().map(|job| job.size).sum();
-    let shared = Shared {
-        ctx,
-        args: &args,
-        book: ResumeBook::open(),
-        progress: Progress::new(ctx.progress(), total, &format!("{} files", jobs.len())),
-        rate: args.limit_rate.filter(|rate| *rate > 0).map(|rate| {
-            Arc::new(RateLimit { bytes_per_second: rate, start: Instant::now(), sent: AtomicU64::new(0) })
-        }),
-    };
-
-    let outcomes: Vec<(Job, CliResult<Value>)> = futures::stream::iter(jobs)
-        .map(|job| {
-            let shared = &shared;
-            async move {
-                let outcome = upload_one(shared, &job).await;
-                if let (Err(err), false) = (&outcome, shared.ctx.json) {
-                    shared.progress.println(&format!("cabinet: {}: {}", job.path.display(), err.message));
-                }
-                (job, outcome)
-            }
-        })
-        .buffer_unordered(args.jobs)
-        .collect()
-        .await;
-    shared.progress.finish();
+    let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut refused = Vec::new();
+    for decision in against_the_target(ctx, planned, args.on_conflict).await? {
+        match decision {
+            Decision::Upload(job) => jobs.push(job),
+            Decision::Skip(job, why) => skipped.push(why_skipped(&job, why)),
+            Decision::Fail(job, err) => refused.push((job, Err(err))),
+        }
+    }
+    let mut outcomes = send(ctx, &args, jobs).await;
+    outcomes.extend(refused);
 
     let mut uploaded = Vec::new();
     let mut failed = Vec::new();
@@ -154,9 +195,10 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
         }
     }
     uploaded.sort_by_key(|a| text(a, "path"));
+    skipped.sort_by_key(|a| text(a, "path"));
     if ctx.json {
-        ctx.print_json(&json!({"uploaded": uploaded, "failed": failed}));
-    } else if !uploaded.is_empty() {
+        ctx.print_json(&json!({"uploaded": uploaded, "skipped": skipped, "failed": failed}));
+    } else {
         let mut table = Table::new(&["PATH", "SIZE", "ID", "HOW"]);
         for done in &uploaded {
             let how = if done["multipart"] == true {
@@ -172,7 +214,18 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
                 how,
             ]);
         }
-        print!("{}", table.render());
+        for skip in &skipped {
+            table.row(vec![
+                text(skip, "path"),
+                human_size(skip["size"].as_u64().unwrap_or(0)),
+                text(&skip["file"], "id"),
+                format!("skipped: {}", text(skip, "reason")),
+            ]);
+        }
+        if !uploaded.is_empty() || !skipped.is_empty() {
+            print!("{}", table.render());
+        }
+        println!("{}", summary_line(uploaded.len(), &skipped, failed.len()));
     }
     match first_error {
         None => Ok(()),
@@ -188,8 +241,216 @@ pub async fn run(ctx: &Ctx, args: UploadArgs) -> CliResult<()> {
     }
 }
 
+/// Uploads `jobs`, `--jobs` at a time, with the bars and the rate limit; each file's outcome.
+async fn send(ctx: &Ctx, args: &UploadArgs, jobs: Vec<Job>) -> Vec<(Job, CliResult<Value>)> {
+    let total: u64 = jobs.iter().map(|job| job.size).sum();
+    let shared = Shared {
+        ctx,
+        args,
+        book: ResumeBook::open(),
+        progress: Progress::new(ctx.progress(), total, &format!("{} files", jobs.len())),
+        rate: args.limit_rate.filter(|rate| *rate > 0).map(|rate| {
+            Arc::new(RateLimit { bytes_per_second: rate, start: Instant::now(), sent: AtomicU64::new(0) })
+        }),
+    };
+    let outcomes = futures::stream::iter(jobs)
+        .map(|job| {
+            let shared = &shared;
+            async move {
+                let outcome = upload_one(shared, &job).await;
+                if let (Err(err), false) = (&outcome, shared.ctx.json) {
+                    shared.progress.println(&format!("cabinet: {}: {}", job.path.display(), err.message));
+                }
+                (job, outcome)
+            }
+        })
+        .buffer_unordered(args.jobs.max(1))
+        .collect()
+        .await;
+    shared.progress.finish();
+    outcomes
+}
+
+/// A local file for [`send_files`].
+pub(super) struct Outgoing {
+    pub path: PathBuf,
+    pub folder_id: Option<String>,
+    pub name: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub replaces: Vec<String>,
+}
+
+/// Uploads local files to given folders under given names, replacing the files named in each
+/// (which go to the trash once the new one is verified): `sync`'s way in.
+pub(super) async fn send_files(
+    ctx: &Ctx,
+    conn: &Connection,
+    jobs: usize,
+    files: Vec<Outgoing>,
+) -> Vec<(PathBuf, CliResult<Value>)> {
+    let args = UploadArgs {
+        paths: Vec::new(),
+        folder: None,
+        tags: Vec::new(),
+        jobs,
+        multipart_threshold: 16 << 20,
+        part_size: None,
+        on_conflict: OnConflict::Replace,
+        limit_rate: None,
+        conn: conn.clone(),
+    };
+    let jobs = files
+        .into_iter()
+        .map(|file| Job {
+            path: file.path,
+            name: file.name,
+            folder_id: file.folder_id,
+            remote_dir: String::new(),
+            size: file.size,
+            sha256: file.sha256,
+            replaces: file.replaces,
+        })
+        .collect();
+    send(ctx, &args, jobs).await.into_iter().map(|(job, outcome)| (job.path, outcome)).collect()
+}
+
+/// `uploaded 3, skipped 2 (already there), failed 0`.
+fn summary_line(uploaded: usize, skipped: &[Value], failed: usize) -> String {
+    let identical = skipped.iter().filter(|s| s["identical"] == true).count();
+    let mut line = format!("uploaded {uploaded}, skipped {}", skipped.len());
+    match (identical, skipped.len() - identical) {
+        (0, 0) => {}
+        (same, 0) => line.push_str(&format!(" ({same} already there)")),
+        (0, other) => {
+            line.push_str(&format!(" ({other} with a different file of that name there; --on-conflict)"))
+        }
+        (same, other) => line.push_str(&format!(
+            " ({same} already there, {other} with a different file of that name there; --on-conflict)"
+        )),
+    }
+    line.push_str(&format!(", failed {failed}"));
+    line
+}
+
+fn why_skipped(job: &Job, why: Value) -> Value {
+    json!({
+        "path": job.path,
+        "name": job.name,
+        "size": job.size,
+        "remote_path": remote_path(job),
+        "identical": why["identical"],
+        "reason": why["reason"],
+        "file": why["file"],
+    })
+}
+
+fn remote_path(job: &Job) -> String {
+    format!("{}/{}", job.remote_dir.trim_end_matches('/'), job.name)
+}
+
+/// Compares each planned file with the files already in its target folder (listed once per
+/// folder): an identical one (same name, same SHA-256) is skipped; a different one of the same
+/// name is handled as `--on-conflict` says.
+async fn against_the_target(ctx: &Ctx, planned: Vec<Job>, mode: OnConflict) -> CliResult<Vec<Decision>> {
+    let mut listings: HashMap<Option<String>, Vec<Value>> = HashMap::new();
+    let mut decisions = Vec::new();
+    for mut job in planned {
+        if !listings.contains_key(&job.folder_id) {
+            let files = files_in(ctx, job.folder_id.as_deref()).await?;
+            listings.insert(job.folder_id.clone(), files);
+        }
+        let listing = listings.get_mut(&job.folder_id).expect("listed above");
+        let wanted = job.name.to_lowercase();
+        let same_name: Vec<Value> =
+            listing.iter().filter(|f| text(f, "name").to_lowercase() == wanted).cloned().collect();
+        if same_name.is_empty() {
+            listing.push(json!({"name": job.name}));
+            decisions.push(Decision::Upload(job));
+            continue;
+        }
+        if same_name.iter().any(|f| f["size"].as_u64() == Some(job.size)) {
+            let sha256 = sha256_of(&job.path).await?;
+            if let Some(same) = same_name.iter().find(|f| text(f, "sha256") == sha256) {
+                let why = json!({"identical": true, "reason": "already there", "file": same});
+                decisions.push(Decision::Skip(job, why));
+                continue;
+            }
+            job.sha256 = Some(sha256);
+        }
+        match mode {
+            OnConflict::Skip => {
+                let why = json!({
+                    "identical": false,
+                    "reason": "a different file has this name there",
+                    "file": same_name[0],
+                });
+                decisions.push(Decision::Skip(job, why));
+            }
+            OnConflict::Fail => {
+                let err = CliError::new(
+                    Exit::Conflict,
+                    "name_taken",
+                    format!(
+                        "{} already exists with other content (--on-conflict rename, replace or skip)",
+                        remote_path(&job)
+                    ),
+                );
+                decisions.push(Decision::Fail(job, err));
+            }
+            OnConflict::Rename => {
+                let taken: HashSet<String> = listing.iter().map(|f| text(f, "name").to_lowercase()).collect();
+                job.name = free_name(&job.name, &taken);
+                listing.push(json!({"name": job.name}));
+                decisions.push(Decision::Upload(job));
+            }
+            OnConflict::Replace => {
+                job.replaces = same_name.iter().map(|f| text(f, "id")).collect();
+                decisions.push(Decision::Upload(job));
+            }
+        }
+    }
+    Ok(decisions)
+}
+
+/// Every live file directly in a folder.
+async fn files_in(ctx: &Ctx, folder: Option<&str>) -> CliResult<Vec<Value>> {
+    let mut files = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("folder_id", folder.unwrap_or("root").to_owned()), ("limit", "100".to_owned())];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let page: Value = ctx.api.get("/v1/files", &query).await?;
+        files.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(files),
+        }
+    }
+}
+
+/// `report.pdf` → `report (1).pdf`, the first such name not taken (lowercase names).
+fn free_name(name: &str, taken: &HashSet<String>) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    };
+    (1..)
+        .map(|n| format!("{stem} ({n}){ext}"))
+        .find(|candidate| !taken.contains(&candidate.to_lowercase()))
+        .expect("some number is free")
+}
+
 /// Adds the files under `path` to `jobs`, creating a folder for each local folder.
-async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job>) -> CliResult<()> {
+async fn plan(
+    ctx: &Ctx,
+    path: &Path,
+    folder: Option<String>,
+    remote_dir: &str,
+    jobs: &mut Vec<Job>,
+) -> CliResult<()> {
     let meta = std::fs::metadata(path).map_err(|err| CliError::io(path.display(), err))?;
     let name = std::fs::canonicalize(path)
         .map_err(|err| CliError::io(path.display(), err))?
@@ -197,7 +458,15 @@ async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if meta.is_file() {
-        jobs.push(Job { path: path.to_owned(), name, folder_id: folder, size: meta.len() });
+        jobs.push(Job {
+            path: path.to_owned(),
+            name,
+            folder_id: folder,
+            remote_dir: remote_dir.to_owned(),
+            size: meta.len(),
+            sha256: None,
+            replaces: Vec::new(),
+        });
         return Ok(());
     }
     if !meta.is_dir() {
@@ -210,14 +479,15 @@ async fn plan(ctx: &Ctx, path: &Path, folder: Option<String>, jobs: &mut Vec<Job
         .collect::<Result<_, _>>()
         .map_err(|err| CliError::io(path.display(), err))?;
     entries.sort();
+    let here_dir = format!("{}/{name}", remote_dir.trim_end_matches('/'));
     for entry in entries {
-        Box::pin(plan(ctx, &entry, Some(here.clone()), jobs)).await?;
+        Box::pin(plan(ctx, &entry, Some(here.clone()), &here_dir, jobs)).await?;
     }
     Ok(())
 }
 
 /// The SHA-256 of a file, read off the async threads.
-async fn sha256_of(path: &Path) -> CliResult<String> {
+pub(super) async fn sha256_of(path: &Path) -> CliResult<String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::open(&path).map_err(|err| CliError::io(path.display(), err))?;
@@ -311,14 +581,41 @@ async fn upload_one(shared: &Shared<'_>, job: &Job) -> CliResult<Value> {
     let outcome = if job.size >= shared.args.multipart_threshold {
         upload_in_parts(shared, job, &bar).await
     } else {
-        bar.set_message(&format!("{} (hashing)", job.name));
-        let sha256 = sha256_of(&job.path).await?;
+        let sha256 = match &job.sha256 {
+            Some(known) => known.clone(),
+            None => {
+                bar.set_message(&format!("{} (hashing)", job.name));
+                sha256_of(&job.path).await?
+            }
+        };
         bar.set_message(&job.name);
         let ticket = start(shared, job, &sha256, false).await?;
         upload_single(shared, job, &sha256, &ticket, &bar).await
     };
     bar.finish();
     let mut done = outcome?;
+    // The new file is in place and verified: a refusal to trash the old one (say, it is in use)
+    // is reported beside the upload, not as its failure.
+    let mut replaced = Vec::new();
+    for old in &job.replaces {
+        let trashed: CliResult<Value> = shared.ctx.api.delete(&format!("/v1/files/{old}"), &[]).await;
+        match trashed {
+            Ok(_) => replaced.push(json!(old)),
+            Err(err) => {
+                if !shared.ctx.json {
+                    shared.progress.println(&format!(
+                        "cabinet: {}: kept {old}: {}",
+                        job.path.display(),
+                        err.message
+                    ));
+                }
+                done["not_replaced"] = json!({"id": old, "error": err.to_json()["error"]});
+            }
+        }
+    }
+    if !job.replaces.is_empty() {
+        done["replaced"] = json!(replaced);
+    }
     if !shared.args.tags.is_empty() {
         let id = text(&done["file"], "id");
         let file: Value =
@@ -334,7 +631,7 @@ async fn start(shared: &Shared<'_>, job: &Job, sha256: &str, multipart: bool) ->
         json!({"name": job.name, "size": job.size, "sha256": sha256, "folder_id": job.folder_id});
     if multipart {
         request["multipart"] = json!(true);
-        request["part_size"] = json!(shared.args.part_size);
+        request["part_size"] = json!(part_size_for(shared.args.part_size, job.size));
     }
     shared.ctx.api.post("/v1/uploads", &request).await
 }
@@ -370,6 +667,7 @@ fn summary(job: &Job, sha256: &str, upload: &Value) -> Value {
     json!({
         "path": job.path,
         "name": job.name,
+        "remote_path": remote_path(job),
         "size": job.size,
         "sha256": sha256,
         "upload_id": upload["id"],
@@ -442,8 +740,13 @@ async fn upload_in_parts(shared: &Shared<'_>, job: &Job, bar: &FileBar) -> CliRe
     let session = match session {
         Some(session) => session,
         None => {
-            bar.set_message(&format!("{} (hashing)", job.name));
-            let sha256 = sha256_of(&job.path).await?;
+            let sha256 = match &job.sha256 {
+                Some(known) => known.clone(),
+                None => {
+                    bar.set_message(&format!("{} (hashing)", job.name));
+                    sha256_of(&job.path).await?
+                }
+            };
             bar.set_message(&job.name);
             let ticket = start(shared, job, &sha256, true).await?;
             let Some(parts) = ticket.get("multipart").filter(|m| m.is_object()) else {
@@ -451,7 +754,8 @@ async fn upload_in_parts(shared: &Shared<'_>, job: &Job, bar: &FileBar) -> CliRe
                 return upload_single(shared, job, &sha256, &ticket, bar).await;
             };
             let upload_id = upload_id_of(&ticket);
-            let part_size = parts["part_size"].as_u64().unwrap_or(shared.args.part_size);
+            let part_size =
+                parts["part_size"].as_u64().unwrap_or_else(|| part_size_for(shared.args.part_size, job.size));
             shared
                 .book
                 .put(UploadRecord {
@@ -596,5 +900,30 @@ async fn send_part(
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_8_mib_unless_the_file_needs_more_than_10000() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(part_size_for(None, 300 * MIB), 8 * MIB);
+        assert_eq!(part_size_for(None, 78 * 1024 * MIB), 8 * MIB);
+        let huge = 200 * 1024 * MIB;
+        let part = part_size_for(None, huge);
+        assert!(huge.div_ceil(part) <= MAX_PARTS && part.is_multiple_of(MIB) && part <= 21 * MIB, "{part}");
+        assert_eq!(part_size_for(Some(5 * MIB), 300 * MIB), 5 * MIB, "--part-size wins");
+    }
+
+    #[test]
+    fn a_free_name_counts_up_before_the_extension() {
+        let taken: HashSet<String> =
+            ["report.pdf", "report (1).pdf"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(free_name("report.pdf", &taken), "report (2).pdf");
+        assert_eq!(free_name(".env", &HashSet::new()), ".env (1)");
+        assert_eq!(free_name("README", &HashSet::new()), "README (1)");
     }
 }

@@ -1,7 +1,8 @@
 //! Sizes and durations as people write and read them: `64MiB`, `5M`, `1.5 GiB`; `30s`, `15m`,
-//! `1h`, `7d`.
+//! `1h`, `7d`; plain numbers are bytes and seconds. The client's flags and the server's flags and
+//! settings file read them alike.
 
-use super::error::{CliError, CliResult};
+use crate::client::error::{CliError, CliResult};
 
 /// Parses a byte count: a plain number, or with a unit (`k`/`KB`/`KiB` … `T`; all binary).
 pub fn parse_size(raw: &str) -> CliResult<u64> {
