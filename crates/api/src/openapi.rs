@@ -165,7 +165,7 @@ const LINKS: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
-/// Adds `LINKS` to the document. A link whose source or target is not documented is a bug of this
+/// Adds `LINKS` to the document (after `document_operation_ids`: links name operations by id). A link whose source or target is not documented is a bug of this
 /// table, so it panics (and every test that builds the router fails).
 pub fn document_links(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::link::LinkBuilder;
@@ -194,12 +194,15 @@ pub fn document_links(api: &mut utoipa::openapi::OpenApi) {
                 if operation.is_none() || (to_path == path && to_method == method) {
                     continue;
                 }
-                let pointer =
-                    format!("#/paths/{}/{to_method}", to_path.replace('~', "~0").replace('/', "~1"));
+                // By id, not by a pointer into `paths`: the link survives the split into one
+                // document per surface, where a dialect's paths lose their mount.
+                let Some(operation_id) = operation.as_ref().and_then(|o| o.operation_id.clone()) else {
+                    panic!("{to_method} {to_path} has no operationId to link to");
+                };
                 let name = format!("{to_method}{}", to_path[target.len()..].replace(['/', '-'], "_"));
-                // utoipa 5 spells the field `operation_ref` in JSON; OpenAPI's is `operationRef`.
+                // utoipa 5 spells the field `operation_id` in JSON; OpenAPI's is `operationId`.
                 let mut spelled = utoipa::openapi::extensions::Extensions::default();
-                spelled.insert("operationRef".to_owned(), pointer.into());
+                spelled.insert("operationId".to_owned(), operation_id.into());
                 links.push((
                     name,
                     LinkBuilder::new().parameter(parameter, id).extensions(Some(spelled)).build(),
@@ -226,4 +229,322 @@ pub fn document_links(api: &mut utoipa::openapi::OpenApi) {
             response.links.insert(name, link.into());
         }
     }
+}
+
+/// Prefixes every dialect operation's id with its dialect's name (`serenities_get_quota`), so an
+/// id names one operation across the five documents, and checks that none is taken twice.
+pub fn document_operation_ids(api: &mut utoipa::openapi::OpenApi) {
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in api.paths.paths.iter_mut() {
+        let surface = Surface::of(path);
+        for operation in operations_mut(item) {
+            let id = operation.operation_id.get_or_insert_with(String::new);
+            assert!(!id.is_empty(), "an operation on {path} has no id");
+            if surface != Surface::Native {
+                *id = format!("{}_{id}", surface.name());
+            }
+            if let Some(other) = seen.insert(id.clone(), path.clone()) {
+                panic!("operationId {id} is taken by {other} and {path}");
+            }
+        }
+    }
+}
+
+/// Every operation of a path item.
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+        &mut item.head,
+        &mut item.options,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Gives each error response an example that is right for its status and operation, in its
+/// surface's own envelope (the bytes the server sends for that refusal), so no operation shows
+/// another's error: `/v1/quota` is never shown a missing upload part.
+pub fn document_error_examples(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+
+    for (path, item) in api.paths.paths.iter_mut() {
+        let surface = Surface::of(path);
+        let resource = path
+            .trim_start_matches(surface.mount())
+            .split('/')
+            .filter(|segment| !segment.is_empty() && !segment.starts_with('{'))
+            .rfind(|segment| !matches!(*segment, "api" | "v1" | "v2" | "serve" | "storage" | "public"))
+            .unwrap_or("resource");
+        for operation in operations_mut(item) {
+            let takes_body = operation.request_body.is_some();
+            let takes_query = operation.parameters.as_ref().is_some_and(|parameters| {
+                parameters.iter().any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+            });
+            let id = operation.operation_id.clone().unwrap_or_default();
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else { continue };
+                let Some(content) = response.content.get_mut("application/json") else { continue };
+                let Ok(code) = status.parse::<u16>() else { continue };
+                if code < 400 {
+                    continue;
+                }
+                let (native, message) = refusal_for(code, takes_body, takes_query, resource, &id);
+                let example = example_body(surface, code, native, message, &id);
+                content.example = Some(example);
+            }
+        }
+    }
+}
+
+/// The refusal an error status stands for on an operation: its native code and message.
+fn refusal_for(
+    status: u16,
+    takes_body: bool,
+    takes_query: bool,
+    resource: &str,
+    operation_id: &str,
+) -> (cabinet_core::Code, String) {
+    use cabinet_core::Code;
+
+    let thing = resource.trim_end_matches('s').replace(['-', '_'], " ");
+    match status {
+        400 if takes_body => (Code::InvalidJson, "the body is not valid JSON".into()),
+        400 if takes_query => (Code::InvalidQuery, "invalid query parameter".into()),
+        400 => (Code::WorkspaceRequired, "this key has several workspaces: name one".into()),
+        401 => (Code::Unauthenticated, "missing or invalid API key".into()),
+        402 => (Code::QuotaExceeded, "the workspace's storage quota is exceeded".into()),
+        403 => (Code::Forbidden, "not allowed".into()),
+        404 => (Code::NotFound, format!("{thing} not found")),
+        409 if operation_id.contains("complete") => {
+            (Code::PartsMissing, "parts are missing: send them, then complete again".into())
+        }
+        409 => (Code::NameTaken, "a file or folder of that name is already there".into()),
+        410 => (Code::UrlExpired, "the URL has expired".into()),
+        413 => (Code::PayloadTooLarge, "the body is too large".into()),
+        414 => (Code::UriTooLong, "the URL is too long".into()),
+        415 => (Code::UnsupportedMediaType, "unsupported media type".into()),
+        416 => (Code::InvalidRange, "the range is not satisfiable".into()),
+        429 => (Code::RateLimited, "too many requests; retry after the Retry-After seconds".into()),
+        431 => (Code::HeadersTooLarge, "the request headers are too large".into()),
+        503 => (Code::Unavailable, "the service is unavailable; retry".into()),
+        _ => (Code::Internal, "internal error".into()),
+    }
+}
+
+/// The body `surface` sends for a refusal, as the server writes it.
+fn example_body(
+    surface: Surface,
+    status: u16,
+    code: cabinet_core::Code,
+    message: String,
+    operation_id: &str,
+) -> serde_json::Value {
+    if surface == Surface::Native {
+        let mut error = serde_json::json!({ "code": code.as_str(), "message": message });
+        if code == cabinet_core::Code::PartsMissing && operation_id.contains("complete") {
+            error["missing_parts"] = serde_json::json!([2, 3]);
+        }
+        return serde_json::json!({ "error": error });
+    }
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    let response = surface.refusal(status, code, message);
+    // The body is whole in memory: its future is ready at once.
+    let bytes = futures::FutureExt::now_or_never(axum::body::to_bytes(response.into_body(), usize::MAX))
+        .expect("a refusal's body is in memory")
+        .expect("a refusal's body is in memory");
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
+/// Splits the merged document into one per surface: the native API (with the storage, public and
+/// health routes) and each dialect, whose paths are relative to its mount and whose `servers`
+/// entry is that mount, so a client (or Swagger's "Try it out") sends each request to the path the
+/// router serves. Each document keeps only the schemas, security schemes and tags its operations
+/// use, so a dialect's document carries its own scheme and error shapes alone.
+pub fn split(api: &utoipa::openapi::OpenApi) -> Vec<(Surface, utoipa::openapi::OpenApi)> {
+    use utoipa::openapi::server::Server;
+
+    Surface::ALL
+        .into_iter()
+        .map(|surface| {
+            let mut document = api.clone();
+            document.info.title = surface.title().to_owned();
+            if surface != Surface::Native {
+                document.info.description = Some(format!(
+                    "Cabinet's {} dialect, mounted at `{}`: the same files and folders as the native \
+                     API, in that API's own request and response shapes. The native API's document \
+                     is at `/openapi.json`.",
+                    surface.name(),
+                    surface.mount()
+                ));
+            }
+            let mut paths = std::mem::take(&mut document.paths.paths);
+            paths.retain(|path, _| Surface::of(path) == surface);
+            document.paths.paths = paths
+                .into_iter()
+                .map(|(path, item)| {
+                    let relative = path.strip_prefix(surface.mount()).unwrap_or(&path);
+                    let relative = if relative.is_empty() { "/".to_owned() } else { relative.to_owned() };
+                    (relative, item)
+                })
+                .collect();
+            let server = if surface == Surface::Native { "/" } else { surface.mount() };
+            document.servers = Some(vec![Server::new(server)]);
+            keep_only_what_is_used(&mut document);
+            (surface, document)
+        })
+        .collect()
+}
+
+/// Drops the schemas, security schemes and tags no operation of `document` refers to, directly or
+/// through another schema.
+fn keep_only_what_is_used(document: &mut utoipa::openapi::OpenApi) {
+    fn refs(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("$ref", serde_json::Value::String(target)) => {
+                            if let Some(name) = target.strip_prefix("#/components/schemas/") {
+                                found.push(name.to_owned());
+                            }
+                        }
+                        _ => refs(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+
+    let paths = serde_json::to_value(&document.paths).expect("paths serialize");
+    let mut pending = Vec::new();
+    refs(&paths, &mut pending);
+    let mut used = std::collections::BTreeSet::new();
+    let components = document.components.get_or_insert_with(Default::default);
+    while let Some(name) = pending.pop() {
+        if !used.insert(name.clone()) {
+            continue;
+        }
+        if let Some(schema) = components.schemas.get(&name) {
+            refs(&serde_json::to_value(schema).expect("schemas serialize"), &mut pending);
+        }
+    }
+    components.schemas.retain(|name, _| used.contains(name));
+
+    let mut schemes = std::collections::BTreeSet::new();
+    let mut tags = std::collections::BTreeSet::new();
+    for item in document.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            for requirement in operation.security.iter().flatten() {
+                let requirement = serde_json::to_value(requirement).expect("security serializes");
+                schemes.extend(requirement.as_object().into_iter().flat_map(|o| o.keys().cloned()));
+            }
+            tags.extend(operation.tags.iter().flatten().cloned());
+        }
+    }
+    components.security_schemes.retain(|name, _| schemes.contains(name));
+    if let Some(document_tags) = document.tags.as_mut() {
+        document_tags.retain(|tag| tags.contains(&tag.name));
+    }
+}
+
+/// Documents raw bytes as generators read them: a `Vec<u8>` body is `string`/`binary` (not an
+/// array of integers), and every response of bytes offers `application/octet-stream` beside its
+/// real types (`*/*`, `image/png`, ...), the one binary type `openapi-python-client` keeps, so no
+/// download is left out of a generated client.
+pub fn document_binary_bodies(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, RefOr};
+
+    let bytes =
+        serde_json::json!({"type": "array", "items": {"type": "integer", "format": "int32", "minimum": 0}});
+    let binary = || {
+        serde_json::from_value::<RefOr<utoipa::openapi::schema::Schema>>(
+            serde_json::json!({"type": "string", "format": "binary"}),
+        )
+        .expect("a binary schema")
+    };
+    let fix = |content: &mut Content| -> bool {
+        let is_bytes = content
+            .schema
+            .as_ref()
+            .is_some_and(|schema| serde_json::to_value(schema).is_ok_and(|value| value == bytes));
+        if is_bytes {
+            content.schema = Some(binary());
+        }
+        is_bytes
+    };
+    for item in api.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            if let Some(body) = operation.request_body.as_mut() {
+                body.content.values_mut().for_each(|content| {
+                    fix(content);
+                });
+            }
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else { continue };
+                let mut any_bytes = false;
+                for content in response.content.values_mut() {
+                    any_bytes |= fix(content);
+                }
+                if any_bytes && !response.content.contains_key("application/octet-stream") {
+                    let content = utoipa::openapi::ContentBuilder::new().schema(Some(binary())).build();
+                    response.content.insert("application/octet-stream".to_owned(), content);
+                }
+            }
+        }
+    }
+}
+
+/// Gives search's and the trash's folder-or-file items a union generators keep: `oneOf` two named
+/// schemas with a discriminator on `type` (utoipa writes `oneOf` inline `allOf`s, which
+/// `openapi-python-client` drops along with every response that holds them).
+pub fn document_item_union(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+
+    let Some(components) = api.components.as_mut() else { return };
+    if !components.schemas.contains_key("ItemJson") {
+        return;
+    }
+    let schema = |value: serde_json::Value| {
+        serde_json::from_value::<RefOr<Schema>>(value).expect("a schema this function writes")
+    };
+    for (name, base, tag) in
+        [("FolderItemJson", "FolderJson", "folder"), ("FileItemJson", "FileJson", "file")]
+    {
+        let item = schema(serde_json::json!({
+            "description": format!("A {tag}, as search and the trash list it."),
+            "allOf": [
+                {"$ref": format!("#/components/schemas/{base}")},
+                {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {"type": {"type": "string", "enum": [tag]}}
+                }
+            ]
+        }));
+        components.schemas.insert(name.to_owned(), item);
+    }
+    let union = schema(serde_json::json!({
+        "description": "A folder or a file, as search and the trash list them; `type` says which.",
+        "oneOf": [
+            {"$ref": "#/components/schemas/FolderItemJson"},
+            {"$ref": "#/components/schemas/FileItemJson"}
+        ],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                "folder": "#/components/schemas/FolderItemJson",
+                "file": "#/components/schemas/FileItemJson"
+            }
+        }
+    }));
+    components.schemas.insert("ItemJson".to_owned(), union);
 }
