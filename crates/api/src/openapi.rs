@@ -269,91 +269,212 @@ fn operations_mut(
 
 /// Gives each error response an example that is right for its status and operation, in its
 /// surface's own envelope (the bytes the server sends for that refusal), so no operation shows
-/// another's error: `/v1/quota` is never shown a missing upload part.
+/// another's error: `/v1/quota` is never shown a missing upload part. The code is the one the
+/// response's description names in backquotes, else the one `EXAMPLE_CODES` gives the operation,
+/// else the usual one for the status.
 pub fn document_error_examples(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
 
     for (path, item) in api.paths.paths.iter_mut() {
         let surface = Surface::of(path);
-        let resource = path
-            .trim_start_matches(surface.mount())
-            .split('/')
-            .filter(|segment| !segment.is_empty() && !segment.starts_with('{'))
-            .rfind(|segment| !matches!(*segment, "api" | "v1" | "v2" | "serve" | "storage" | "public"))
-            .unwrap_or("resource");
+        let named = named_by(path, surface);
         for operation in operations_mut(item) {
-            let takes_body = operation.request_body.is_some();
+            let request = operation.request_body.as_ref().map(|body| {
+                (
+                    body.content.contains_key("application/json"),
+                    body.content.contains_key("multipart/form-data"),
+                )
+            });
+            let signed = operation.security.as_ref().is_none_or(|s| s.is_empty());
             let takes_query = operation.parameters.as_ref().is_some_and(|parameters| {
                 parameters.iter().any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
             });
             let id = operation.operation_id.clone().unwrap_or_default();
             for (status, response) in operation.responses.responses.iter_mut() {
                 let RefOr::T(response) = response else { continue };
-                let Some(content) = response.content.get_mut("application/json") else { continue };
                 let Ok(code) = status.parse::<u16>() else { continue };
                 if code < 400 {
                     continue;
                 }
-                let (native, message) = refusal_for(code, takes_body, takes_query, resource, &id);
-                let example = example_body(surface, code, native, message, &id);
-                content.example = Some(example);
+                let Some(content) = response.content.get_mut("application/json") else { continue };
+                let case = Refused { status: code, request, signed, takes_query, named };
+                let (native, message) = code_named_in(&response.description)
+                    .or_else(|| {
+                        EXAMPLE_CODES.iter().find(|(op, st, _)| *op == id && *st == code).map(|(_, _, c)| *c)
+                    })
+                    .map(|native| (native, message_of(native, &case)))
+                    .unwrap_or_else(|| usual_refusal(&case));
+                content.example = Some(example_body(surface, &case, native, message));
             }
         }
     }
 }
 
-/// The refusal an error status stands for on an operation: its native code and message.
-fn refusal_for(
+/// What an error example is chosen from: the status and the operation's shape.
+struct Refused {
     status: u16,
-    takes_body: bool,
+    /// Its request body: (takes JSON, takes a form); `None` without one.
+    request: Option<(bool, bool)>,
+    /// Its credential is a signed URL.
+    signed: bool,
     takes_query: bool,
-    resource: &str,
-    operation_id: &str,
-) -> (cabinet_core::Code, String) {
+    /// What its path names (`file`, `upload`, ...), if it names one.
+    named: Option<&'static str>,
+}
+
+/// What a path names, for a 404's message: the thing its last id is the id of (`{id}` after
+/// `files`, `{upload_id}`, the CMS's `{api_id}`), or, on a native path without one, the workspace.
+fn named_by(path: &str, surface: Surface) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let noun = |word: &str| match word.trim_end_matches('s') {
+        "file" | "api" => Some("file"),
+        "folder" => Some("folder"),
+        "upload" => Some("upload"),
+        "part" => Some("part"),
+        "asset" => Some("asset"),
+        _ => None,
+    };
+    let from_ids = segments.iter().enumerate().rev().find_map(|(at, segment)| {
+        let parameter = segment.strip_prefix('{')?.strip_suffix('}')?;
+        match parameter {
+            "id" => segments[..at].last().and_then(|literal| noun(literal)),
+            "part_number" => Some("part"),
+            other => other.strip_suffix("_id").and_then(noun),
+        }
+    });
+    from_ids.or((surface == Surface::Native).then_some("workspace"))
+}
+
+/// Codes no status implies, by operation id and status.
+const EXAMPLE_CODES: &[(&str, u16, cabinet_core::Code)] = {
+    use cabinet_core::Code::*;
+    &[
+        ("delete_file", 409, FileInUse),
+        ("delete_folder", 409, FolderNotEmpty),
+        ("restore_file", 409, NotInTrash),
+        ("restore_folder", 409, NotInTrash),
+        ("cancel_upload", 409, UploadNotLive),
+        ("complete_upload", 409, PartsMissing),
+        ("complete_upload", 413, FileTooLarge),
+        ("list_parts", 409, NotMultipart),
+        ("create_part_urls", 409, NotMultipart),
+        ("create_part_urls", 400, InvalidPartNumbers),
+        ("create_upload", 400, InvalidName),
+        ("create_upload", 413, FileTooLarge),
+        ("update_file", 413, MetadataTooLarge),
+        ("put_upload", 409, UploadNotWaiting),
+        ("post_upload", 409, UploadNotWaiting),
+        ("post_upload", 400, MissingFile),
+        ("put_part", 409, UploadNotLive),
+        ("put_part", 404, NotFound),
+        ("download_url", 400, InvalidExpiresIn),
+    ]
+};
+
+/// The code a response's description names in backquotes (`` `image_too_large` or ... ``).
+fn code_named_in(description: &str) -> Option<cabinet_core::Code> {
+    description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find_map(|word| cabinet_core::Code::ALL.iter().copied().find(|code| code.as_str() == word))
+}
+
+/// The usual refusal for a status on an operation of this shape.
+fn usual_refusal(case: &Refused) -> (cabinet_core::Code, String) {
     use cabinet_core::Code;
 
-    let thing = resource.trim_end_matches('s').replace(['-', '_'], " ");
-    match status {
-        400 if takes_body => (Code::InvalidJson, "the body is not valid JSON".into()),
-        400 if takes_query => (Code::InvalidQuery, "invalid query parameter".into()),
-        400 => (Code::WorkspaceRequired, "this key has several workspaces: name one".into()),
-        401 => (Code::Unauthenticated, "missing or invalid API key".into()),
-        402 => (Code::QuotaExceeded, "the workspace's storage quota is exceeded".into()),
-        403 => (Code::Forbidden, "not allowed".into()),
-        404 => (Code::NotFound, format!("{thing} not found")),
-        409 if operation_id.contains("complete") => {
-            (Code::PartsMissing, "parts are missing: send them, then complete again".into())
+    let code = match case.status {
+        400 => match case.request {
+            Some((true, _)) => Code::InvalidJson,
+            Some((false, true)) => Code::InvalidMultipart,
+            Some((false, false)) => Code::IncompleteBody,
+            None if case.takes_query => Code::InvalidQuery,
+            None => Code::WorkspaceRequired,
+        },
+        401 => Code::Unauthenticated,
+        403 if case.signed => Code::InvalidSignature,
+        403 => Code::Forbidden,
+        404 => Code::NotFound,
+        409 => Code::NameTaken,
+        410 => Code::UrlExpired,
+        413 => Code::PayloadTooLarge,
+        414 => Code::UriTooLong,
+        415 => Code::UnsupportedMediaType,
+        416 => Code::InvalidRange,
+        422 => Code::ChecksumMismatch,
+        429 => Code::RateLimited,
+        431 => Code::HeadersTooLarge,
+        503 => Code::Unavailable,
+        402 | 507 => Code::QuotaExceeded,
+        _ => Code::Internal,
+    };
+    (code, message_of(code, case))
+}
+
+/// A message as the server words `code`.
+fn message_of(code: cabinet_core::Code, case: &Refused) -> String {
+    use cabinet_core::Code;
+
+    match code {
+        Code::NotFound => {
+            case.named.map_or_else(|| "not found".to_owned(), |named| format!("{named} not found"))
         }
-        409 => (Code::NameTaken, "a file or folder of that name is already there".into()),
-        410 => (Code::UrlExpired, "the URL has expired".into()),
-        413 => (Code::PayloadTooLarge, "the body is too large".into()),
-        414 => (Code::UriTooLong, "the URL is too long".into()),
-        415 => (Code::UnsupportedMediaType, "unsupported media type".into()),
-        416 => (Code::InvalidRange, "the range is not satisfiable".into()),
-        429 => (Code::RateLimited, "too many requests; retry after the Retry-After seconds".into()),
-        431 => (Code::HeadersTooLarge, "the request headers are too large".into()),
-        503 => (Code::Unavailable, "the service is unavailable; retry".into()),
-        _ => (Code::Internal, "internal error".into()),
+        Code::InvalidJson => "the body is not valid JSON: expected value at line 1 column 1".into(),
+        Code::InvalidMultipart => "the body is not a valid multipart form".into(),
+        Code::IncompleteBody => "the body ended before the declared size".into(),
+        Code::InvalidQuery => "invalid query parameter".into(),
+        Code::WorkspaceRequired => "this key has several workspaces: name one".into(),
+        Code::Unauthenticated => "missing or invalid API key".into(),
+        Code::InvalidSignature => "the signature is invalid or has expired".into(),
+        Code::Forbidden => "this key's role does not allow it".into(),
+        Code::NameTaken => "an item of that name is already there".into(),
+        Code::PayloadTooLarge => "the body is too large".into(),
+        Code::UriTooLong => "the URL is too long".into(),
+        Code::HeadersTooLarge => "the request headers are too large".into(),
+        Code::RateLimited => "too many requests; retry after the Retry-After seconds".into(),
+        Code::Unavailable => "a store is unavailable; retry".into(),
+        Code::QuotaExceeded => "the workspace's storage quota is exceeded".into(),
+        Code::ChecksumMismatch => "the bytes do not match the declared SHA-256".into(),
+        Code::PartsMissing => "parts are missing: send them, then complete again".into(),
+        other => other.as_str().replace('_', " "),
     }
 }
 
-/// The body `surface` sends for a refusal, as the server writes it.
+/// The body `surface` sends for a refusal, as the server writes it: a handler's error through
+/// the surface's own error mapping, or (for what only the layers around the handlers refuse) the
+/// surface's refusal.
 fn example_body(
     surface: Surface,
-    status: u16,
+    case: &Refused,
     code: cabinet_core::Code,
     message: String,
-    operation_id: &str,
 ) -> serde_json::Value {
-    if surface == Surface::Native {
-        let mut error = serde_json::json!({ "code": code.as_str(), "message": message });
-        if code == cabinet_core::Code::PartsMissing && operation_id.contains("complete") {
-            error["missing_parts"] = serde_json::json!([2, 3]);
+    use axum::http::StatusCode;
+    use cabinet_core::Error;
+
+    let error = match case.status {
+        400 => Some(Error::BadRequest { code, message: message.clone() }),
+        401 => Some(Error::Unauthenticated("missing or invalid API key")),
+        403 if case.signed => {
+            Some(Error::BadSignature { code, message: "the signature is invalid or has expired" })
         }
-        return serde_json::json!({ "error": error });
-    }
-    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-    let response = surface.refusal(status, code, message);
+        403 => Some(Error::Forbidden(message.clone())),
+        404 => Some(Error::NotFound(case.named.unwrap_or("resource"))),
+        409 if code == cabinet_core::Code::PartsMissing => Some(Error::PartsMissing { missing: vec![2, 3] }),
+        409 => Some(Error::Conflict { code, message: message.clone() }),
+        413 => Some(Error::TooLarge { code, message: message.clone() }),
+        402 | 507 => Some(Error::QuotaExceeded { requested: 10_485_760, available: 1_048_576 }),
+        422 => Some(Error::Unprocessable { code, message: message.clone() }),
+        _ => None,
+    };
+    let status = StatusCode::from_u16(case.status).unwrap_or(StatusCode::BAD_REQUEST);
+    // A dialect that answers that error with another status (MAVI's 400 for a missing asset)
+    // sends this one only as a refusal of the layers around it.
+    let response = error
+        .map(|error| surface.error_response(error))
+        .filter(|response| response.status() == status)
+        .unwrap_or_else(|| surface.refusal(status, code, message));
     // The body is whole in memory: its future is ready at once.
     let bytes = futures::FutureExt::now_or_never(axum::body::to_bytes(response.into_body(), usize::MAX))
         .expect("a refusal's body is in memory")

@@ -108,6 +108,17 @@ impl Surface {
         }
     }
 
+    /// A handler's error, as this surface's handlers answer it.
+    pub fn error_response(self, err: cabinet_core::Error) -> Response {
+        match self {
+            Surface::Native => crate::error::ApiError::from(err).into_response(),
+            Surface::Mavera => MaveraError::from(err).into_response(),
+            Surface::Mavi => MaviError::from(err).into_response(),
+            Surface::Cms => CmsError::from(err).into_response(),
+            Surface::Serenities => SerenitiesError::from(err).into_response(),
+        }
+    }
+
     /// The name of the schema of this surface's error bodies with `status` in the OpenAPI
     /// document.
     pub fn error_schema(self, status: &str) -> &'static str {

@@ -456,4 +456,16 @@ async fn error_examples_fit_their_status_and_surface() {
     assert_eq!(serenities["error"]["code"], "UNAUTHORIZED", "{serenities}");
     let cms = example("/compat/cms/files/", "get", "401");
     assert!(cms["detail"].is_string(), "{cms}");
+    // The one operation whose refusal names missing parts shows them; a refusal a description
+    // names by its code shows that code; a signed route is refused for its signature.
+    let complete = example("/v1/uploads/{id}/complete", "post", "409");
+    assert_eq!(complete["error"]["code"], "parts_missing", "{complete}");
+    assert!(complete["error"]["missing_parts"].is_array(), "{complete}");
+    assert_eq!(example("/v1/files/{id}/thumbnail", "get", "422")["error"]["code"], "thumbnail_unsupported");
+    assert_eq!(example("/v1/files/{id}", "delete", "409")["error"]["code"], "file_in_use");
+    let signed = example("/storage/v1/files/{workspace_id}/{file_id}", "get", "403");
+    assert_eq!(signed["error"]["code"], "invalid_signature", "{signed}");
+    // MAVI's envelope repeats the status: an example under 404 says 404.
+    let mavi = example("/compat/mavi/serve/api/v2/{asset_id}/metadata", "get", "404");
+    assert_eq!(mavi["code"], 404, "{mavi}");
 }
