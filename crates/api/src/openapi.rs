@@ -1,12 +1,14 @@
-//! The OpenAPI document's frame: info, tags and the bearer scheme. The paths come from the routes
-//! themselves (see `router.rs`), so a mounted route is always a documented one.
+//! The OpenAPI documents: their frame (info, tags, key schemes), the post-processing that makes
+//! them honest and readable by generators (common refusals, examples, bytes, unions, ids, links),
+//! and the split into one document per surface. The paths come from the routes themselves (see
+//! `router.rs`), so a mounted route is always a documented one, in exactly one surface's document.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::surface::Surface;
 
-/// The frame of `/openapi.json`.
+/// The frame of every surface's document (`split` keeps the tags and schemes each one uses).
 #[derive(OpenApi)]
 #[openapi(
     info(
