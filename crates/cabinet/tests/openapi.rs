@@ -469,3 +469,34 @@ async fn error_examples_fit_their_status_and_surface() {
     let mavi = example("/compat/mavi/serve/api/v2/{asset_id}/metadata", "get", "404");
     assert_eq!(mavi["code"], 404, "{mavi}");
 }
+
+/// A parameter is in the path exactly when the path template names it, on every surface (the
+/// storage routes' signature and the CMS's filters are query parameters), so validators accept
+/// the documents and clients put each value where the router reads it.
+#[tokio::test]
+async fn parameters_are_in_the_path_exactly_when_the_template_names_them() {
+    let server = TestServer::spawn().await;
+    let doc = support::routes::all_documents(&server.http, &server.url).await;
+    let mut wrong = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let named: Vec<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            for parameter in &parameters {
+                let name = parameter["name"].as_str().unwrap();
+                if parameter["in"] == "path" && !named.contains(&name) {
+                    wrong.push(format!("{method} {path}: {name} is a path parameter the path lacks"));
+                }
+            }
+            for name in &named {
+                if !parameters.iter().any(|p| p["in"] == "path" && p["name"] == *name) {
+                    wrong.push(format!("{method} {path}: {{{name}}} is not declared in the path"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
