@@ -1,5 +1,6 @@
-//! The operations of the OpenAPI document that take a request body, read at run time so that new
-//! routes join the tests that walk them, with their path parameters filled by ids that name nothing.
+//! The operations of the OpenAPI documents (every surface's, merged by `all_documents`) that take a
+//! request body, read at run time so that new routes join the tests that walk them, with their path
+//! parameters filled by ids that name nothing.
 
 use cabinet_core::{FileId, FolderId, UploadId, WorkspaceId};
 use serde_json::Value;
