@@ -272,8 +272,9 @@ fn operations_mut(
 /// Gives each error response an example that is right for its status and operation, in its
 /// surface's own envelope (the bytes the server sends for that refusal), so no operation shows
 /// another's error: `/v1/quota` is never shown a missing upload part. The code is the one the
-/// response's description names in backquotes, else the one `EXAMPLE_CODES` gives the operation,
-/// else the usual one for the status.
+/// response's description names in backquotes, else the one its words describe (a 409 "in use"),
+/// else the one `EXAMPLE_CODES` gives the operation, else the usual one for the status. An example
+/// the operation gives itself is kept.
 pub fn document_error_examples(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
 
@@ -299,8 +300,14 @@ pub fn document_error_examples(api: &mut utoipa::openapi::OpenApi) {
                     continue;
                 }
                 let Some(content) = response.content.get_mut("application/json") else { continue };
+                // An operation that gives its own example knows its refusal best (the CMS's
+                // 409 lists what uses the file).
+                if content.example.is_some() {
+                    continue;
+                }
                 let case = Refused { status: code, request, signed, takes_query, named };
                 let (native, message) = code_named_in(&response.description)
+                    .or_else(|| code_described_in(code, &response.description))
                     .or_else(|| {
                         EXAMPLE_CODES.iter().find(|(op, st, _)| *op == id && *st == code).map(|(_, _, c)| *c)
                     })
@@ -380,6 +387,31 @@ fn code_named_in(description: &str) -> Option<cabinet_core::Code> {
         .skip(1)
         .step_by(2)
         .find_map(|word| cabinet_core::Code::ALL.iter().copied().find(|code| code.as_str() == word))
+}
+
+/// The conflict a 409's description describes in words, on any surface.
+fn code_described_in(status: u16, description: &str) -> Option<cabinet_core::Code> {
+    use cabinet_core::Code;
+
+    let description = description.to_ascii_lowercase();
+    let words: [(&str, Code); 6] = [
+        ("api_id is taken", Code::ExternalIdTaken),
+        ("in use", Code::FileInUse),
+        ("not empty", Code::FolderNotEmpty),
+        ("not in the trash", Code::NotInTrash),
+        ("not a multipart", Code::NotMultipart),
+        ("taken", Code::NameTaken),
+    ];
+    // The first conflict the description names ("Not empty (without recursive), or files in use").
+    (status == 409)
+        .then(|| {
+            words
+                .iter()
+                .filter_map(|(phrase, code)| description.find(phrase).map(|at| (at, *code)))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, code)| code)
+        })
+        .flatten()
 }
 
 /// The usual refusal for a status on an operation of this shape.
