@@ -420,6 +420,7 @@ async fn each_surface_has_its_own_document_served_under_its_mount() {
         ("toggle_folder_favorite", "post /v1/folders/{id}/favorite"),
         ("get_stored_file", "get /storage/v1/files/{workspace_id}/{file_id}"),
         ("serenities_get_quota", "post /compat/serenities/api/v1/files/getQuota"),
+        ("serenities_move", "post /compat/serenities/api/v1/files/move"),
         ("cms_list_files", "get /compat/cms/files/"),
         ("mavera_list_files", "get /compat/mavera/api/v1/files"),
         ("mavi_signed_url", "post /compat/mavi/serve/api/v2/upload/signed-url"),
