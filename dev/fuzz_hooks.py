@@ -29,6 +29,8 @@ import requests
 import schemathesis
 
 BASE = os.environ["CABINET_FUZZ_URL"]
+# The mount of the document being fuzzed (empty for the native one): its paths are relative to it.
+MOUNT = os.environ.get("CABINET_FUZZ_MOUNT", "")
 KEY = os.environ["CABINET_FUZZ_KEY"]
 LOG = os.environ["CABINET_FUZZ_SIGNED_LOG"]
 API = requests.Session()
@@ -139,6 +141,12 @@ FILE_LAST = {
 }
 
 
+def _path(case):
+    """The operation's whole path, as the router mounts it (its document's paths are relative to
+    the document's mount)."""
+    return MOUNT + case.operation.path
+
+
 def _integers(value):
     """JSON Schema counts 886.0 as an integer, and no keyword says "written without a fraction";
     Cabinet's JSON reads integers as integers (serde, like most typed servers). Send an integral
@@ -154,7 +162,7 @@ def _integers(value):
 
 @schemathesis.hook
 def before_call(context, case, **kwargs):
-    path = case.operation.path
+    path = _path(case)
     method = case.operation.method.upper()
     if isinstance(case.body, (dict, list)):
         case.body = _integers(case.body)
@@ -308,13 +316,13 @@ def _a_violation_no_text_form_can_carry(failure, case):
     the form's field names (`propertyNames`) are checked by the server whatever this says."""
     if type(failure).__name__ != "AcceptedNegativeData" or case.media_type not in FORM_MEDIA_TYPES:
         return False
-    return (case.operation.method.upper(), case.operation.path) in TEXT_FORMS
+    return (case.operation.method.upper(), _path(case)) in TEXT_FORMS
 
 
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
     kind = type(failure).__name__
-    codes = INEXPRESSIBLE.get((case.operation.method.upper(), case.operation.path), set())
+    codes = INEXPRESSIBLE.get((case.operation.method.upper(), _path(case)), set())
     if kind == "RejectedPositiveData" and _error_code(response) in codes:
         return False
     if kind == "AcceptedNegativeData" and _mislabelled_multipart(case):

@@ -242,7 +242,8 @@ async fn in_request_scope(
     }
 }
 
-/// The OpenAPI document, as served at `/openapi.json`.
-pub fn openapi_document(cabinet: Cabinet) -> utoipa::openapi::OpenApi {
+/// The OpenAPI documents, one per surface, as served at `/openapi.json` (native) and each
+/// dialect's `<mount>/openapi.json`.
+pub fn openapi_documents(cabinet: Cabinet) -> Vec<(Surface, utoipa::openapi::OpenApi)> {
     router::routes(AppState { cabinet, limits: Arc::new(HttpLimits::default()) }).1
 }

@@ -8,11 +8,12 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
+use crate::surface::Surface;
 use crate::v1::{access, files, folders, quota, search, uploads};
 use crate::{compat, console, health, storage, AppState};
 
-/// The routes and the OpenAPI document they make.
-pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+/// The routes and the OpenAPI documents they make, one per surface (native first).
+pub fn routes(state: AppState) -> (Router, Vec<(Surface, utoipa::openapi::OpenApi)>) {
     let (json_routes, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(uploads::create_upload))
         .routes(routes!(uploads::get_upload, uploads::cancel_upload))
@@ -75,12 +76,27 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         &[crate::compat::serenities::PREFIX, crate::compat::mavera::PREFIX, crate::compat::cms::PREFIX],
     );
     crate::v1::uploads::document_part_size_rule(&mut api);
+    crate::openapi::document_binary_bodies(&mut api);
+    crate::openapi::document_item_union(&mut api);
+    crate::openapi::document_operation_ids(&mut api);
+    crate::openapi::document_error_examples(&mut api);
     crate::openapi::document_links(&mut api);
-    let router = json_routes
-        .merge(streaming_routes)
-        .merge(compat_routes)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api.clone()));
+    // One document per surface, each at `<mount>/openapi.json`; `/docs` picks between them.
+    let documents = crate::openapi::split(&api);
+    let urls = documents
+        .iter()
+        .map(|(surface, document)| {
+            let url = utoipa_swagger_ui::Url::with_primary(
+                surface.title(),
+                surface.document_path(),
+                *surface == Surface::Native,
+            );
+            (url, document.clone())
+        })
+        .collect();
+    let router =
+        json_routes.merge(streaming_routes).merge(compat_routes).merge(SwaggerUi::new("/docs").urls(urls));
     // The web console: a UI over the routes above, so not in their document.
     let router = router.merge(console::routes(state.cabinet.storage_origin().as_deref()));
-    (router, api)
+    (router, documents)
 }

@@ -20,6 +20,7 @@ use crate::AppState;
 
 /// The signature of an upload URL.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct UploadSignature {
     /// Unix seconds after which the URL is refused.
@@ -32,6 +33,7 @@ pub struct UploadSignature {
 
 /// The signature of a download URL.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct DownloadSignature {
     /// Unix seconds after which the URL is refused.
@@ -44,6 +46,7 @@ pub struct DownloadSignature {
 
 /// The signature of a thumbnail URL.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ThumbnailSignature {
     /// Unix seconds after which the URL is refused.
@@ -146,7 +149,7 @@ pub async fn post_upload(
 
 /// Read a file at a signed URL, with `Range` and `ETag`. No key: the URL is the credential.
 #[utoipa::path(
-    get, path = "/storage/v1/files/{workspace_id}/{file_id}", tag = "storage",
+    get, path = "/storage/v1/files/{workspace_id}/{file_id}", tag = "storage", operation_id = "get_stored_file",
     params(("workspace_id" = String, Path), ("file_id" = String, Path), DownloadSignature),
     responses(
         (status = 200, description = "The whole file", content_type = "*/*", body = Vec<u8>),
@@ -173,6 +176,7 @@ pub async fn get_file(
 /// not yet. No key: the URL is the credential.
 #[utoipa::path(
     get, path = "/storage/v1/thumbnails/{workspace_id}/{file_id}/{size}", tag = "storage",
+    operation_id = "get_stored_thumbnail",
     params(
         ("workspace_id" = String, Path),
         ("file_id" = String, Path),

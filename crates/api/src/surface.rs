@@ -24,6 +24,10 @@ pub enum Surface {
 }
 
 impl Surface {
+    /// Every surface, native first: the order of the documents in `/docs`' picker.
+    pub const ALL: [Surface; 5] =
+        [Surface::Native, Surface::Mavera, Surface::Mavi, Surface::Cms, Surface::Serenities];
+
     /// The dialects and the path each is mounted under.
     const MOUNTS: [(&'static str, Surface); 4] = [
         ("/compat/mavera", Surface::Mavera),
@@ -40,6 +44,45 @@ impl Surface {
                 path.strip_prefix(mount).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             })
             .map_or(Surface::Native, |(_, surface)| *surface)
+    }
+
+    /// The path this surface is mounted under: its document's paths are relative to it, and its
+    /// document is served at `<mount>/openapi.json`. Empty for the native API.
+    pub fn mount(self) -> &'static str {
+        Self::MOUNTS.iter().find(|(_, surface)| *surface == self).map_or("", |(mount, _)| mount)
+    }
+
+    /// Where this surface's OpenAPI document is served.
+    pub fn document_path(self) -> &'static str {
+        match self {
+            Surface::Native => "/openapi.json",
+            Surface::Mavera => "/compat/mavera/openapi.json",
+            Surface::Mavi => "/compat/mavi/openapi.json",
+            Surface::Cms => "/compat/cms/openapi.json",
+            Surface::Serenities => "/compat/serenities/openapi.json",
+        }
+    }
+
+    /// The short name of this surface: a prefix of its operation ids and its tag's suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Native => "native",
+            Surface::Mavera => "mavera",
+            Surface::Mavi => "mavi",
+            Surface::Cms => "cms",
+            Surface::Serenities => "serenities",
+        }
+    }
+
+    /// The title of this surface's document (and its entry in `/docs`' picker).
+    pub fn title(self) -> &'static str {
+        match self {
+            Surface::Native => "Cabinet",
+            Surface::Mavera => "Cabinet: the Mavera dialect",
+            Surface::Mavi => "Cabinet: the MAVI dialect",
+            Surface::Cms => "Cabinet: the CMS dialect",
+            Surface::Serenities => "Cabinet: the Serenities dialect",
+        }
     }
 
     /// How this surface's clients send their key in `Authorization`.
@@ -62,6 +105,17 @@ impl Surface {
             Surface::Mavi => MaviError { status, msg: message }.into_response(),
             Surface::Cms => CmsError::refusal(status, message).into_response(),
             Surface::Serenities => SerenitiesError::refusal(status, message).into_response(),
+        }
+    }
+
+    /// A handler's error, as this surface's handlers answer it.
+    pub fn error_response(self, err: cabinet_core::Error) -> Response {
+        match self {
+            Surface::Native => crate::error::ApiError::from(err).into_response(),
+            Surface::Mavera => MaveraError::from(err).into_response(),
+            Surface::Mavi => MaviError::from(err).into_response(),
+            Surface::Cms => CmsError::from(err).into_response(),
+            Surface::Serenities => SerenitiesError::from(err).into_response(),
         }
     }
 
@@ -109,5 +163,13 @@ mod tests {
         assert_eq!(Surface::of("/compat/cmsx/files"), Surface::Native);
         assert_eq!(Surface::of("/v1/files"), Surface::Native);
         assert_eq!(Surface::of("/"), Surface::Native);
+    }
+
+    #[test]
+    fn each_surface_serves_its_document_under_its_mount() {
+        for surface in Surface::ALL {
+            assert_eq!(surface.document_path(), format!("{}/openapi.json", surface.mount()));
+            assert_eq!(Surface::of(surface.document_path()), surface);
+        }
     }
 }

@@ -108,7 +108,7 @@ async fn the_console_is_served_from_the_binary_under_its_own_policy() {
     );
 }
 
-/// Paths axum mounts that are deliberately not in `/openapi.json`, each with why.
+/// Paths axum mounts that are deliberately in no surface's document, each with why.
 const UNDOCUMENTED: &[(&str, &str)] = &[
     ("/console", "the web console: a UI over the documented API"),
     ("/console/", "the web console"),
@@ -116,7 +116,11 @@ const UNDOCUMENTED: &[(&str, &str)] = &[
     ("/docs", "the Swagger UI page"),
     ("/docs/", "the Swagger UI page"),
     ("/docs/{*rest}", "the Swagger UI's static files"),
-    ("/openapi.json", "the document itself"),
+    ("/openapi.json", "the native API's document"),
+    ("/compat/mavera/openapi.json", "the Mavera dialect's document"),
+    ("/compat/mavi/openapi.json", "the MAVI dialect's document"),
+    ("/compat/cms/openapi.json", "the CMS dialect's document"),
+    ("/compat/serenities/openapi.json", "the Serenities dialect's document"),
     (
         "/compat/mavera/api/v1/{*rest}",
         "Mavera's 404 for unknown routes: no state, no key, no body read \
@@ -166,7 +170,7 @@ fn concrete(template: &str) -> String {
 async fn every_mounted_route_is_in_the_document() {
     let server = TestServer::spawn().await;
     let state = cabinet_api::AppState { cabinet: server.cabinet.clone(), limits: Default::default() };
-    let (router, api) = cabinet_api::router::routes(state);
+    let (router, documents) = cabinet_api::router::routes(state);
     let mounted = mounted_paths(&router);
     assert!(
         mounted.len() > 40
@@ -174,13 +178,22 @@ async fn every_mounted_route_is_in_the_document() {
             && mounted.iter().any(|p| p == "/console"),
         "could not read the mounted paths from axum's Debug output (did axum change it?): {mounted:?}"
     );
-    let (status, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
-    assert_eq!(status, StatusCode::OK);
+    // Every surface's document, each path prefixed with its document's mount: a path in two
+    // documents fails in `all_documents`.
+    let doc = support::routes::all_documents(&server.http, &server.url).await;
     let documented = doc["paths"].as_object().expect("paths");
+    let built: Vec<String> = documents
+        .iter()
+        .flat_map(|(surface, api)| {
+            api.paths.paths.keys().map(move |path| format!("{}{path}", surface.mount()))
+        })
+        .collect();
+    let mut built_sorted = built.clone();
+    built_sorted.sort();
     assert_eq!(
-        documented.keys().collect::<Vec<_>>(),
-        api.paths.paths.keys().collect::<Vec<_>>(),
-        "the served document is the router's"
+        documented.keys().cloned().collect::<Vec<_>>(),
+        built_sorted,
+        "the served documents are the router's"
     );
     let excluded: Vec<&str> = UNDOCUMENTED.iter().map(|(path, _)| *path).collect();
     for path in &excluded {
@@ -329,7 +342,7 @@ async fn serenities_parameters_are_a_json_object_never_an_array_read_by_position
 #[tokio::test]
 async fn each_surface_documents_its_own_request_shapes_with_the_servers_rules() {
     let server = TestServer::spawn().await;
-    let (_, doc) = server.send(server.http.get(format!("{}/openapi.json", server.url))).await;
+    let doc = support::routes::all_documents(&server.http, &server.url).await;
     let schemas = &doc["components"]["schemas"];
     // Mavera's requests once shared names with the native ones, and one overwrote the other.
     assert_eq!(schemas["CreateFolderRequest"]["required"], serde_json::json!(["name"]));
@@ -342,4 +355,149 @@ async fn each_surface_documents_its_own_request_shapes_with_the_servers_rules() 
     assert!(name.as_str().is_some_and(|p| p.starts_with('^')), "{name}");
     assert_eq!(&mavera["properties"]["name"]["pattern"], name);
     assert_eq!(&schemas["RenameParams"]["properties"]["newName"]["pattern"], name);
+}
+
+/// Each surface has a document of its own at `<mount>/openapi.json`, whose `servers` entry is that
+/// mount and whose paths are relative to it, so a client generated from it (or `/docs`' "Try it
+/// out") sends each request to the path the router serves.
+#[tokio::test]
+async fn each_surface_has_its_own_document_served_under_its_mount() {
+    use cabinet_api::surface::Surface;
+
+    let server = TestServer::spawn().await;
+    let mut ids = std::collections::BTreeMap::new();
+    for surface in Surface::ALL {
+        let url = format!("{}{}", server.url, surface.document_path());
+        let (status, doc) = server.send(server.http.get(&url)).await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+        let mount = surface.mount();
+        let expected_server = if mount.is_empty() { "/" } else { mount };
+        assert_eq!(doc["servers"], serde_json::json!([{ "url": expected_server }]), "{url}");
+        assert_eq!(doc["info"]["title"], surface.title(), "{url}");
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(!paths.is_empty(), "{url}: no paths");
+        for (path, item) in paths {
+            let whole = format!("{mount}{path}");
+            assert_eq!(Surface::of(&whole), surface, "{url}: {path} is not this surface's");
+            for (method, operation) in item.as_object().unwrap() {
+                let id =
+                    operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {whole}: no id"));
+                if surface != Surface::Native {
+                    assert!(id.starts_with(&format!("{}_", surface.name())), "{method} {whole}: {id}");
+                }
+                if let Some(other) = ids.insert(id.to_owned(), format!("{method} {whole}")) {
+                    panic!("operationId {id} names {other} and {method} {whole}");
+                }
+            }
+        }
+        // A dialect's document carries its own key scheme and error shapes only.
+        let schemes: Vec<&String> =
+            doc["components"]["securitySchemes"].as_object().unwrap().keys().collect();
+        assert_eq!(schemes.len(), 1, "{url}: {schemes:?}");
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for status in ["400", "401", "404"] {
+            let own = surface.error_schema(status);
+            assert!(schemas.contains_key(own), "{url}: no {own}");
+        }
+        for other in Surface::ALL.into_iter().filter(|other| *other != surface) {
+            for status in ["400", "401", "404"] {
+                let theirs = other.error_schema(status);
+                if theirs != surface.error_schema(status) {
+                    assert!(
+                        !schemas.contains_key(theirs),
+                        "{url}: carries {theirs}, {other:?}'s error shape"
+                    );
+                }
+            }
+        }
+    }
+    // The ids are the ones clients were generated with: renaming one breaks them.
+    for (id, operation) in [
+        ("get_quota", "get /v1/quota"),
+        ("list_files", "get /v1/files"),
+        ("create_folder", "post /v1/folders"),
+        ("toggle_file_favorite", "post /v1/files/{id}/favorite"),
+        ("toggle_folder_favorite", "post /v1/folders/{id}/favorite"),
+        ("get_stored_file", "get /storage/v1/files/{workspace_id}/{file_id}"),
+        ("serenities_get_quota", "post /compat/serenities/api/v1/files/getQuota"),
+        ("serenities_move", "post /compat/serenities/api/v1/files/move"),
+        ("cms_list_files", "get /compat/cms/files/"),
+        ("mavera_list_files", "get /compat/mavera/api/v1/files"),
+        ("mavi_signed_url", "post /compat/mavi/serve/api/v2/upload/signed-url"),
+    ] {
+        assert_eq!(ids.get(id).map(String::as_str), Some(operation), "{id}");
+    }
+}
+
+/// Error examples are the refusal each status stands for, in the surface's own shape: `/v1/quota`
+/// shows no missing upload parts, and a dialect never shows the native envelope.
+#[tokio::test]
+async fn error_examples_fit_their_status_and_surface() {
+    let server = TestServer::spawn().await;
+    let doc = support::routes::all_documents(&server.http, &server.url).await;
+    let example = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["example"].clone()
+    };
+    assert_eq!(example("/v1/quota", "get", "401")["error"]["code"], "unauthenticated");
+    assert_eq!(example("/v1/quota", "get", "429")["error"]["code"], "rate_limited");
+    assert_eq!(example("/v1/files/{id}", "get", "404")["error"]["code"], "not_found");
+    for (path, method) in [("/v1/quota", "get"), ("/v1/files", "get"), ("/v1/files/{id}", "get")] {
+        for (status, response) in doc["paths"][path][method]["responses"].as_object().unwrap() {
+            let example = &response["content"]["application/json"]["example"];
+            if status.starts_with('4') {
+                assert!(example["error"]["code"].is_string(), "{method} {path} {status}: {example}");
+                assert!(
+                    example["error"].get("missing_parts").is_none(),
+                    "{method} {path} {status}: {example}"
+                );
+            }
+        }
+    }
+    let serenities = example("/compat/serenities/api/v1/files/getQuota", "post", "401");
+    assert_eq!(serenities["error"]["code"], "UNAUTHORIZED", "{serenities}");
+    let cms = example("/compat/cms/files/", "get", "401");
+    assert!(cms["detail"].is_string(), "{cms}");
+    // The one operation whose refusal names missing parts shows them; a refusal a description
+    // names by its code shows that code; a signed route is refused for its signature.
+    let complete = example("/v1/uploads/{id}/complete", "post", "409");
+    assert_eq!(complete["error"]["code"], "parts_missing", "{complete}");
+    assert!(complete["error"]["missing_parts"].is_array(), "{complete}");
+    assert_eq!(example("/v1/files/{id}/thumbnail", "get", "422")["error"]["code"], "thumbnail_unsupported");
+    assert_eq!(example("/v1/files/{id}", "delete", "409")["error"]["code"], "file_in_use");
+    let signed = example("/storage/v1/files/{workspace_id}/{file_id}", "get", "403");
+    assert_eq!(signed["error"]["code"], "invalid_signature", "{signed}");
+    // MAVI's envelope repeats the status: an example under 404 says 404.
+    let mavi = example("/compat/mavi/serve/api/v2/{asset_id}/metadata", "get", "404");
+    assert_eq!(mavi["code"], 404, "{mavi}");
+}
+
+/// A parameter is in the path exactly when the path template names it, on every surface (the
+/// storage routes' signature and the CMS's filters are query parameters), so validators accept
+/// the documents and clients put each value where the router reads it.
+#[tokio::test]
+async fn parameters_are_in_the_path_exactly_when_the_template_names_them() {
+    let server = TestServer::spawn().await;
+    let doc = support::routes::all_documents(&server.http, &server.url).await;
+    let mut wrong = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let named: Vec<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, operation) in item.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            for parameter in &parameters {
+                let name = parameter["name"].as_str().unwrap();
+                if parameter["in"] == "path" && !named.contains(&name) {
+                    wrong.push(format!("{method} {path}: {name} is a path parameter the path lacks"));
+                }
+            }
+            for name in &named {
+                if !parameters.iter().any(|p| p["in"] == "path" && p["name"] == *name) {
+                    wrong.push(format!("{method} {path}: {{{name}}} is not declared in the path"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -311,7 +311,7 @@ pub async fn delete_file(
 
 /// Toggle a file's favorite mark.
 #[utoipa::path(
-    post, path = "/v1/files/{id}/favorite", tag = "files",
+    post, path = "/v1/files/{id}/favorite", tag = "files", operation_id = "toggle_file_favorite",
     params(("id" = schemas::FileId, Path, description = "File id")),
     responses((status = 200, body = FavoriteJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))

@@ -245,7 +245,7 @@ pub async fn delete_folder(
 
 /// Toggle a folder's favorite mark.
 #[utoipa::path(
-    post, path = "/v1/folders/{id}/favorite", tag = "folders",
+    post, path = "/v1/folders/{id}/favorite", tag = "folders", operation_id = "toggle_folder_favorite",
     params(("id" = schemas::FolderId, Path, description = "Folder id")),
     responses((status = 200, body = FavoriteJson), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))

@@ -1,5 +1,6 @@
-//! The operations of the OpenAPI document that take a request body, read at run time so that new
-//! routes join the tests that walk them, with their path parameters filled by ids that name nothing.
+//! The operations of the OpenAPI documents (every surface's, merged by `all_documents`) that take a
+//! request body, read at run time so that new routes join the tests that walk them, with their path
+//! parameters filled by ids that name nothing.
 
 use cabinet_core::{FileId, FolderId, UploadId, WorkspaceId};
 use serde_json::Value;
@@ -45,9 +46,34 @@ impl BodyOperation {
     }
 }
 
-/// Every operation of the server's `/openapi.json` that takes a body.
+/// Every surface's document (the native `/openapi.json` and each dialect's
+/// `<mount>/openapi.json`) merged into one, its paths whole (each prefixed with its document's
+/// `servers` entry), so a test that walks every operation walks every surface's.
+pub async fn all_documents(http: &reqwest::Client, base_url: &str) -> Value {
+    let mut merged = serde_json::json!({"paths": {}, "components": {"schemas": {}}});
+    for surface in cabinet_api::surface::Surface::ALL {
+        let url = format!("{base_url}{}", surface.document_path());
+        let response = http.get(&url).send().await.unwrap();
+        assert!(response.status().is_success(), "{url}: {}", response.status());
+        let doc: Value = response.json().await.unwrap();
+        let server = doc["servers"][0]["url"].as_str().unwrap_or_else(|| panic!("{url}: no servers entry"));
+        let mount = server.trim_end_matches('/');
+        assert_eq!(mount, surface.mount(), "{url}: its servers entry is not its mount");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let whole = format!("{mount}{path}");
+            let previous = merged["paths"].as_object_mut().unwrap().insert(whole.clone(), item.clone());
+            assert!(previous.is_none(), "{whole} is in two documents");
+        }
+        for (name, schema) in doc["components"]["schemas"].as_object().into_iter().flatten() {
+            merged["components"]["schemas"][name] = schema.clone();
+        }
+    }
+    merged
+}
+
+/// Every operation of the server's documents (every surface's) that takes a body.
 pub async fn body_operations(http: &reqwest::Client, base_url: &str) -> Vec<BodyOperation> {
-    let doc: Value = http.get(format!("{base_url}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc = all_documents(http, base_url).await;
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("operations") {

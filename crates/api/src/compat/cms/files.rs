@@ -695,7 +695,13 @@ pub struct DeleteParams {
         (status = 401, body = CmsDetail),
         (status = 403, body = CmsDetail),
         (status = 404, body = CmsDetail),
-        (status = 409, description = "In use; `usage` says by what", body = CmsInUse),
+        (
+            status = 409, description = "In use; `usage` says by what", body = CmsInUse,
+            example = json!({
+                "detail": "File is in use by 1 objects",
+                "usage": [{"model": "edition", "instance_id": "42", "instance_name": "Summer Festival 2025"}]
+            })
+        ),
     ),
     security(("bearer" = []))
 )]

@@ -459,6 +459,7 @@ pub async fn delete_file(
 /// Toggle a file's favorite mark; returns the file.
 #[utoipa::path(
     post, path = "/compat/mavera/api/v1/files/{id}/favorite", tag = "compat-mavera",
+    operation_id = "toggle_file_favorite",
     params(("id" = String, Path, description = "File id"), WorkspaceParam),
     responses((status = 200, body = FileObject), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody)),
     security(("bearer" = []))

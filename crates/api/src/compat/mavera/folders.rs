@@ -266,6 +266,7 @@ pub async fn delete_folder(
 /// Toggle a folder's favorite mark; returns the folder.
 #[utoipa::path(
     post, path = "/compat/mavera/api/v1/folders/{id}/favorite", tag = "compat-mavera",
+    operation_id = "toggle_folder_favorite",
     params(("id" = String, Path, description = "Folder id"), WorkspaceParam),
     responses((status = 200, body = FolderObject), (status = 401, body = MaveraErrorBody), (status = 404, body = MaveraErrorBody)),
     security(("bearer" = []))

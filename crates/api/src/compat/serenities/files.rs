@@ -294,6 +294,8 @@ pub struct MoveParams {
 /// Move a file to a folder, or to the root with `folderId: null`.
 #[utoipa::path(
     post, path = "/compat/serenities/api/v1/files/move", tag = "compat-serenities",
+    // The seed's procedure name (`move` is a Rust keyword, so the handler is `move_file`).
+    operation_id = "move",
     request_body = MoveParams,
     responses(
         (status = 200, body = SerenitiesFile),
