@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
@@ -18,6 +18,7 @@ const url = process.env.CABINET_URL;
 const key = process.env.CABINET_KEY;
 const artifacts = process.env.CABINET_ARTIFACTS_DIR || 'target/browser-artifacts';
 const storageOrigin = process.env.CABINET_STORAGE_ORIGIN || '';
+const smallKey = process.env.CABINET_SMALL_KEY;
 assert.ok(url && key, 'CABINET_URL and CABINET_KEY are set by dev/browser-test');
 const require = createRequire(join(process.env.CABINET_BROWSER_MODULES || 'node_modules', 'x.js'));
 const { chromium } = require('playwright-core');
@@ -28,6 +29,18 @@ let context;
 let page;
 let profile;
 const problems = [];
+
+/** A call of the native API with the bootstrap key, outside the page (setting up what it shows). */
+async function call(method, path, body) {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${key}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await response.json();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${JSON.stringify(data)}`);
+  return data;
+}
 
 async function shot(name, { fullPage = true } = {}) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage });
@@ -93,8 +106,8 @@ before(async () => {
   page.setDefaultTimeout(TIMEOUT);
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
-    // A policy violation or a script error is a bug, whatever the step.
-    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of 4\d\d/.test(message.text())) {
+    // A policy violation or a script error is a bug, whatever the step (the 507 is a refused upload).
+    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of (4\d\d|507)/.test(message.text())) {
       problems.push(`console: ${message.text()}`);
     }
   });
@@ -200,8 +213,9 @@ describe('the web console', () => {
   it('shows the usage in the quota bar', async () => {
     await page.waitForFunction(() => !/^(…|0 B)/.test(document.querySelector('#quota-text').textContent));
     const text = await page.textContent('#quota-text');
-    assert.match(text, /MB/, text); // 3 MiB and a little
-    assert.match(await page.getAttribute('#quota', 'aria-valuetext'), /MB/);
+    // Binary units, as the `cabinet` client and the server's flags write them.
+    assert.match(text, /^3\.0 MiB used$/, text); // 3 MiB and a little
+    assert.match(await page.getAttribute('#quota', 'aria-valuetext'), /MiB/);
   });
 
   it('finds a file as the user types', async () => {
@@ -326,6 +340,105 @@ describe('the web console', () => {
     await shot('07-narrow-details', { fullPage: false }); // the panel covers the screen
     await page.keyboard.press('Escape');
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it('leads / to the console', async () => {
+    const response = await page.request.get(`${url}/`, { maxRedirects: 0 });
+    assert.equal(response.status(), 303);
+    assert.equal(response.headers().location, '/console');
+    const other = await context.newPage();
+    await other.goto(`${url}/`);
+    assert.equal(new URL(other.url()).pathname, '/console');
+    await other.close();
+  });
+
+  it('pages through 1,000 files: scrolling shows more, and so does “Show more” in search', async () => {
+    const folder = await call('POST', '/v1/folders', { name: 'Many' });
+    const names = Array.from({ length: 1000 }, (_, n) => `item-${String(n).padStart(4, '0')}.txt`);
+    let next = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < names.length) {
+        const name = names[next++];
+        await call('POST', '/v1/files', { name, content_base64: Buffer.from(name).toString('base64'), folder_id: folder.id });
+      }
+    }));
+    await page.evaluate((id) => { location.hash = `#/folder/${id}`; }, folder.id);
+    await page.locator('#view-title', { hasText: 'Many' }).waitFor();
+    const tiles = page.locator('#grid .item');
+    await page.waitForFunction(() => document.querySelectorAll('#grid .item').length >= 100);
+    assert.equal(await tiles.count(), 100);
+    assert.equal(await page.textContent('#shown'), 'Showing 100; there are more.');
+    await shot('08-paged-folder');
+    // Scrolling to the end loads the next page by itself, until there is no more.
+    for (let shown = 100; shown < 1000;) {
+      await page.locator('#more').scrollIntoViewIfNeeded();
+      await page.waitForFunction((before) => document.querySelectorAll('#grid .item').length > before, shown);
+      shown = await tiles.count();
+    }
+    await page.locator('#more').waitFor({ state: 'hidden' });
+    const shownNames = await page.locator('#grid .item .name').allTextContents();
+    assert.deepEqual(shownNames, names, 'every file once, in name order');
+    assert.equal(await page.textContent('#shown'), '');
+
+    await page.evaluate(() => { location.hash = '#/search/item-'; });
+    await page.locator('#view-title', { hasText: 'Search “item-”: 1000 results' }).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('#grid .item').length >= 100);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.click('#more');
+    await page.waitForFunction(() => document.querySelectorAll('#grid .item').length >= 200);
+    const found = await page.locator('#grid .item .name').allTextContents();
+    assert.deepEqual(found.slice(0, 200), names.slice(0, 200));
+    await page.evaluate(() => { location.hash = '#/'; });
+    await page.locator('#view-title', { hasText: 'All files' }).waitFor();
+  });
+
+  it('uploads a folder whole, keeping its tree', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cabinet-folder-'));
+    mkdirSync(join(root, 'Trip', 'photos'), { recursive: true });
+    writeFileSync(join(root, 'Trip', 'notes.txt'), 'tickets, passports\n');
+    writeFileSync(join(root, 'Trip', 'photos', 'beach.txt'), 'sand\n');
+    writeFileSync(join(root, 'Trip', 'photos', 'hill.txt'), 'grass\n');
+    try {
+      await page.setInputFiles('#folder-input', join(root, 'Trip'));
+      await page.locator('#status', { hasText: 'Uploaded 3 file(s).' }).waitFor();
+      await page.locator('#uploads li', { hasText: 'Trip/photos/beach.txt' }).locator('.up-percent', { hasText: '100%' }).waitFor();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+    await tile('Trip').waitFor();
+    const trip = (await call('GET', '/v1/folders?parent_id=root&q=Trip')).data.find((f) => f.name === 'Trip');
+    const photos = (await call('GET', `/v1/folders?parent_id=${trip.id}`)).data;
+    assert.deepEqual(photos.map((f) => f.name), ['photos']);
+    const inTrip = (await call('GET', `/v1/files?folder_id=${trip.id}`)).data.map((f) => f.name);
+    const inPhotos = (await call('GET', `/v1/files?folder_id=${photos[0].id}&sort=name`)).data.map((f) => f.name);
+    assert.deepEqual(inTrip, ['notes.txt']);
+    assert.deepEqual(inPhotos, ['beach.txt', 'hill.txt']);
+  });
+
+  it('says in place why an upload failed', async () => {
+    assert.ok(smallKey, 'CABINET_SMALL_KEY is set by dev/browser-test');
+    await page.click('#signout');
+    await page.fill('#signin-key', smallKey);
+    await page.click('button:has-text("Sign in")');
+    await page.locator('#view-title', { hasText: 'All files' }).waitFor();
+    await page.evaluate(() => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array(4096)], 'too-big.bin', { type: 'application/octet-stream' }));
+      const zone = document.querySelector('#dropzone');
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+      }
+    });
+    const row = page.locator('#uploads li', { hasText: 'too-big.bin' });
+    await row.locator('.up-percent', { hasText: 'Failed' }).waitFor();
+    const reason = await row.locator('.up-reason').textContent();
+    assert.match(reason, /quota/i, reason);
+    assert.ok(await row.locator('.up-reason').isVisible(), 'the reason is on the page, not in a tooltip');
+    await shot('09-failed-upload');
+    await page.click('#signout');
+    await page.fill('#signin-key', key);
+    await page.click('button:has-text("Sign in")');
+    await page.locator('#view-title', { hasText: 'All files' }).waitFor();
   });
 
   it('signs out and forgets the key', async () => {

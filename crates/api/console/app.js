@@ -26,7 +26,14 @@ const state = {
   items: [],
   selected: null,
   generation: 0,
+  // Where the view's items come from: paged lists read in order (folders before files), each
+  // with the cursor of its next page; `null` once read to the end.
+  sources: [],
+  loadingMore: false,
 };
+
+/** Items fetched per request: the API's default page. */
+const PAGE = 100;
 
 /** An error the API answered with: its message is meant for people. */
 class ApiFailure extends Error {
@@ -82,13 +89,14 @@ function fail(error) {
   say(error instanceof ApiFailure ? error.message : `Something went wrong: ${error.message}`, 'error');
 }
 
+/** Sizes in binary units (KiB = 1024 B), as the `cabinet` client and the server's flags write them. */
 function bytes(n) {
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = n;
   let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function el(tag, props = {}, ...children) {
@@ -189,48 +197,97 @@ function go(hash) {
 
 // ---------------------------------------------------------------- the grid
 
+/** One paged list: its URL for a cursor, and the items of one of its pages. */
+function source(path, params, type) {
+  return {
+    url: (cursor) => `${path}?${query({ ...params, sort: 'name', limit: PAGE, cursor })}`,
+    items: (page) => (type ? page.data.map((item) => ({ ...item, type })) : page.data),
+    cursor: undefined,
+    done: false,
+  };
+}
+
+/** The next page of the view's lists: from the first list not yet read to its end. */
+async function nextPage(sources) {
+  const next = sources.find((list) => !list.done);
+  if (!next) return { items: [] };
+  const page = await api('GET', next.url(next.cursor));
+  next.cursor = page.next_cursor;
+  next.done = !page.next_cursor;
+  return { items: next.items(page), page };
+}
+
 async function load() {
+  let title = '';
+  let crumbs = [];
+  let sources = [];
   switch (state.view) {
     case 'files': {
-      const id = state.folderId || 'root';
-      const [contents, folder] = await Promise.all([
-        api('GET', `/v1/folders/${encodeURIComponent(id)}/children?${query({ sort: 'name', limit: 100 })}`),
-        state.folderId ? api('GET', `/v1/folders/${encodeURIComponent(state.folderId)}`) : null,
-      ]);
-      const items = [
-        ...contents.folders.data.map((f) => ({ ...f, type: 'folder' })),
-        ...contents.files.data.map((f) => ({ ...f, type: 'file' })),
+      const scope = state.folderId || 'root';
+      sources = [
+        source('/v1/folders', { parent_id: scope }, 'folder'),
+        source('/v1/files', { folder_id: scope }, 'file'),
       ];
-      const crumbs = folder ? folderPath(folder) : [];
-      return { title: folder ? folder.name : 'All files', crumbs, items };
+      const folder = state.folderId ? await api('GET', `/v1/folders/${encodeURIComponent(state.folderId)}`) : null;
+      title = folder ? folder.name : 'All files';
+      crumbs = folder ? folderPath(folder) : [];
+      break;
     }
-    case 'favorites': {
-      const [folders, files] = await Promise.all([
-        api('GET', `/v1/folders?${query({ favorite: true, sort: 'name', limit: 100 })}`),
-        api('GET', `/v1/files?${query({ favorite: true, sort: 'name', limit: 100 })}`),
-      ]);
-      const items = [
-        ...folders.data.map((f) => ({ ...f, type: 'folder' })),
-        ...files.data.map((f) => ({ ...f, type: 'file' })),
+    case 'favorites':
+      title = 'Favorites';
+      sources = [
+        source('/v1/folders', { favorite: true }, 'folder'),
+        source('/v1/files', { favorite: true }, 'file'),
       ];
-      return { title: 'Favorites', items };
-    }
-    case 'tag': {
-      const files = await api('GET', `/v1/files?${query({ tags: state.tag, sort: 'name', limit: 100 })}`);
-      return { title: `Tagged “${state.tag}”`, items: files.data.map((f) => ({ ...f, type: 'file' })) };
-    }
-    case 'search': {
-      const found = await api('GET', `/v1/search?${query({ q: state.query, sort: 'name', limit: 100 })}`);
-      const count = found.total === 1 ? '1 result' : `${found.total} results`;
-      return { title: `Search “${state.query}”: ${count}`, items: found.data };
-    }
-    case 'trash': {
-      const trash = await api('GET', '/v1/trash?limit=100');
-      return { title: 'Trash', items: trash.data };
-    }
+      break;
+    case 'tag':
+      title = `Tagged “${state.tag}”`;
+      sources = [source('/v1/files', { tags: state.tag }, 'file')];
+      break;
+    case 'search':
+      sources = [source('/v1/search', { q: state.query })];
+      break;
+    case 'trash':
+      title = 'Trash';
+      sources = [source('/v1/trash', {})];
+      break;
     default:
-      return { title: '', items: [] };
+      break;
   }
+  // A first screen of items: a page, or more while the lists before the last run out short.
+  const items = [];
+  while (items.length < PAGE && sources.some((list) => !list.done)) {
+    const { items: more, page } = await nextPage(sources);
+    items.push(...more);
+    if (state.view === 'search' && page) {
+      title = `Search “${state.query}”: ${page.total === 1 ? '1 result' : `${page.total} results`}`;
+    }
+  }
+  return { title, crumbs, items, sources };
+}
+
+/** Appends the next page of the view's lists (the “Show more” button, or scrolling to it). */
+async function showMore() {
+  if (state.loadingMore) return;
+  const generation = state.generation;
+  state.loadingMore = true;
+  try {
+    const { items } = await nextPage(state.sources);
+    if (generation !== state.generation) return;
+    state.items.push(...items);
+    $('#grid').append(...items.map(tile));
+    renderMore();
+  } catch (error) {
+    fail(error);
+  } finally {
+    state.loadingMore = false;
+  }
+}
+
+function renderMore() {
+  const more = state.sources.some((list) => !list.done);
+  $('#more').hidden = !more;
+  $('#shown').textContent = more ? `Showing ${state.items.length}; there are more.` : '';
 }
 
 function folderPath(folder) {
@@ -251,9 +308,11 @@ async function render() {
   // A newer render (the user typed on, or navigated) supersedes this one.
   if (generation !== state.generation) return;
   state.items = page.items;
+  state.sources = page.sources;
   $('#view-title').textContent = page.title;
   renderCrumbs(page.crumbs || []);
   renderGrid(page.items);
+  renderMore();
   for (const link of document.querySelectorAll('.sidebar a')) {
     const current = (link.dataset.view === state.view && !state.folderId) ||
       (link.dataset.view === 'files' && state.view === 'files') ||
@@ -292,7 +351,7 @@ function renderGrid(items) {
   grid.replaceChildren(...items.map(tile));
   $('#empty').hidden = items.length > 0;
   $('#empty').textContent = state.view === 'files'
-    ? 'Nothing here yet. Drop files here or use “Upload files”.'
+    ? 'Nothing here yet. Drop files or folders here, or use “Upload files”.'
     : state.view === 'trash' ? 'The trash is empty.' : 'Nothing found.';
 }
 
@@ -593,33 +652,99 @@ async function copyLink() {
 
 // ---------------------------------------------------------------- uploads
 
+/** Files with the folders they sit in (a picked or dropped folder keeps its tree). */
+const fileEntries = (fileList) => Array.from(fileList || []).map((file) => ({
+  file,
+  dirs: (file.webkitRelativePath || '').split('/').slice(0, -1).filter(Boolean),
+}));
+
 function uploadFiles(fileList) {
-  const files = Array.from(fileList || []);
-  if (!files.length) return;
-  const folderId = state.view === 'files' ? state.folderId : null;
-  $('#uploads-section').hidden = false;
-  const rows = files.map((file) => uploadRow(file));
-  say(files.length === 1 ? `Uploading “${files[0].name}”…` : `Uploading ${files.length} files…`);
-  // Two at a time: steady progress, and the server's quota sees every reservation promptly.
-  let next = 0;
-  let failed = 0;
-  const worker = async () => {
-    while (next < files.length) {
-      const index = next++;
-      try { await uploadOne(files[index], folderId, rows[index]); } catch (error) { failed += 1; rows[index].fail(error); }
-    }
-  };
-  Promise.all([worker(), worker()]).then(() => {
-    say(failed ? `${failed} of ${files.length} uploads failed.` : `Uploaded ${files.length} file(s).`, failed ? 'error' : 'info');
-    render();
-    refreshQuota();
-  });
+  uploadEntries(fileEntries(fileList));
 }
 
-function uploadRow(file) {
-  const progress = el('progress', { max: '100', value: '0', 'aria-label': `Progress of ${file.name}` });
+async function uploadEntries(entries) {
+  if (!entries.length) return;
+  const folderId = state.view === 'files' ? state.folderId : null;
+  $('#uploads-section').hidden = false;
+  const rows = entries.map(({ file, dirs }) => uploadRow(file, [...dirs, file.name].join('/')));
+  say(entries.length === 1 ? `Uploading “${entries[0].file.name}”…` : `Uploading ${entries.length} files…`);
+  const folders = new Map();
+  let next = 0;
+  let failed = 0;
+  // Two at a time: steady progress, and the server's quota sees every reservation promptly.
+  const worker = async () => {
+    while (next < entries.length) {
+      const index = next++;
+      try {
+        const target = await folderFor(entries[index].dirs, folderId, folders);
+        await uploadOne(entries[index].file, target, rows[index]);
+      } catch (error) {
+        failed += 1;
+        rows[index].fail(error);
+      }
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  say(failed ? `${failed} of ${entries.length} uploads failed.` : `Uploaded ${entries.length} file(s).`, failed ? 'error' : 'info');
+  render();
+  refreshQuota();
+}
+
+/**
+ * The folder `dirs` names under `parentId`, made where missing and reused where a folder of that
+ * name is already there (a tree dropped twice lands in the same folders). `made` remembers each
+ * path's folder (as a promise, so two uploads into a new folder make it once).
+ */
+function folderFor(dirs, parentId, made) {
+  if (!dirs.length) return Promise.resolve(parentId);
+  const key = dirs.join('/');
+  if (!made.has(key)) {
+    made.set(key, folderFor(dirs.slice(0, -1), parentId, made).then(async (parent) => {
+      const name = dirs[dirs.length - 1];
+      try {
+        const folder = await api('POST', '/v1/folders', { name, parent_id: parent || undefined });
+        return folder.id;
+      } catch (error) {
+        if (error.code !== 'name_taken') throw error;
+        const found = await api('GET', `/v1/folders?${query({ parent_id: parent || 'root', q: name, limit: PAGE })}`);
+        const same = found.data.find((folder) => folder.name.toLowerCase() === name.toLowerCase());
+        if (!same) throw error;
+        return same.id;
+      }
+    }));
+  }
+  return made.get(key);
+}
+
+/** What was dropped, folders walked to their files (the browser hands over entries, not paths). */
+async function droppedEntries(dataTransfer) {
+  const roots = Array.from(dataTransfer?.items || [])
+    .map((item) => (item.kind === 'file' && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
+    .filter(Boolean);
+  if (!roots.length) return fileEntries(dataTransfer?.files);
+  const entries = [];
+  const walk = async (entry, dirs) => {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      entries.push({ file, dirs });
+      return;
+    }
+    const reader = entry.createReader();
+    // A directory reader hands its children over in batches until it hands over none.
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await walk(child, [...dirs, entry.name]);
+    }
+  };
+  for (const root of roots) await walk(root, []);
+  return entries;
+}
+
+function uploadRow(file, shownAs = file.name) {
+  const progress = el('progress', { max: '100', value: '0', 'aria-label': `Progress of ${shownAs}` });
   const percent = el('span', { class: 'up-percent', text: '0%' });
-  const row = el('li', { class: 'upload' }, el('span', { class: 'up-name', text: file.name, title: file.name }), progress, percent);
+  const row = el('li', { class: 'upload' }, el('span', { class: 'up-name', text: shownAs, title: shownAs }), progress, percent);
   $('#uploads').prepend(row);
   return {
     progress(fraction) {
@@ -631,13 +756,14 @@ function uploadRow(file) {
       progress.value = 100;
       percent.textContent = '100%';
       row.classList.add('done');
-      row.setAttribute('aria-label', `${file.name} uploaded`);
+      row.setAttribute('aria-label', `${shownAs} uploaded`);
     },
     fail(error) {
       row.classList.add('failed');
       percent.textContent = 'Failed';
-      row.title = error.message;
-      row.append(el('span', { class: 'visually-hidden', text: `${file.name} failed: ${error.message}` }));
+      // The reason in place, where the user looks: “the quota is full”, not a tooltip.
+      row.append(el('span', { class: 'up-reason', role: 'alert', text: error.message }));
+      row.setAttribute('aria-label', `${shownAs} failed: ${error.message}`);
     },
   };
 }
@@ -710,7 +836,7 @@ function setUpDropzone() {
     event.preventDefault();
     depth = 0;
     zone.classList.remove('dragging');
-    uploadFiles(event.dataTransfer?.files);
+    droppedEntries(event.dataTransfer).then(uploadEntries, fail);
   });
   // A file dropped beside the zone must not make the browser leave the console to open it.
   for (const type of ['dragover', 'drop']) window.addEventListener(type, (event) => event.preventDefault());
@@ -813,6 +939,11 @@ function wire() {
   $('#new-folder-form').addEventListener('submit', createFolder);
   $('#new-folder-cancel').addEventListener('click', () => { $('#new-folder-form').hidden = true; });
   $('#file-input').addEventListener('change', (event) => { uploadFiles(event.target.files); event.target.value = ''; });
+  $('#folder-input').addEventListener('change', (event) => { uploadFiles(event.target.files); event.target.value = ''; });
+  $('#more').addEventListener('click', showMore);
+  // Scrolling to the end shows more by itself; the button stays for keyboards and slow scrolls.
+  new IntersectionObserver((seen) => { if (seen.some((entry) => entry.isIntersecting)) showMore(); })
+    .observe($('#more'));
   $('#empty-trash').addEventListener('click', emptyTrash);
   $('#details-form').addEventListener('submit', saveDetails);
   $('#details-close').addEventListener('click', () => { const closed = closeDetails(); if (closed) focusTile(closed.id); });

@@ -7,7 +7,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use cabinet_core::Error;
@@ -59,9 +59,10 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The console's routes: the page at `/console` (and `/console/`), its files at `/console/{asset}`,
-/// under the policy for this blob store's origin (see [`policy`]).
+/// under the policy for this blob store's origin (see [`policy`]); `/` leads a browser to it.
 pub fn routes(storage_origin: Option<&str>) -> Router {
     Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(page))
         .route("/console/", get(page))
         .route("/console/{asset}", get(asset))
