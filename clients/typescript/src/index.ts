@@ -7,6 +7,7 @@ import {
   ConflictError,
   errorFromResponse,
   makeError,
+  RateLimitedError,
   ServerError,
   UploadInterruptedError,
 } from "./errors.js";
@@ -416,7 +417,14 @@ export class Cabinet {
     sha256: string | undefined,
     options: UploadOptions,
   ): Promise<FileJson> {
-    const { signal, onProgress } = options;
+    const { onProgress } = options;
+    const userSignal = options.signal;
+    // One part failing for good stops the others: an internal signal that follows the caller's.
+    const stop = new AbortController();
+    const onUserAbort = () => stop.abort(userSignal!.reason);
+    if (userSignal?.aborted) stop.abort(userSignal.reason);
+    else userSignal?.addEventListener("abort", onUserAbort, { once: true });
+    const signal = stop.signal;
     const size = blob.size;
     const concurrency = Math.max(1, options.concurrency ?? 4);
     const partBytes = (n: number) => Math.min(partSize, size - (n - 1) * partSize);
@@ -447,7 +455,14 @@ export class Cabinet {
             report();
           }
         };
-        await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+        await Promise.all(
+          Array.from({ length: Math.min(concurrency, queue.length) }, () =>
+            worker().catch((error) => {
+              if (!stop.signal.aborted) stop.abort(error);
+              throw error;
+            }),
+          ),
+        );
       }
     };
 
@@ -471,8 +486,12 @@ export class Cabinet {
         }
       }
     } catch (error) {
-      if (isAbort(error, signal)) throw new UploadInterruptedError(uploadId, error, true);
+      // Aborted, or the network or server failed past the retries: the upload stays open and
+      // resumable. Refusals (4xx) are thrown as they are.
+      if (userSignal?.aborted || error instanceof ServerError) throw new UploadInterruptedError(uploadId, error, true);
       throw error;
+    } finally {
+      userSignal?.removeEventListener("abort", onUserAbort);
     }
   }
 
@@ -482,9 +501,10 @@ export class Cabinet {
         await this.putBytes(part.url, part.method, part.headers, slice, signal);
         return;
       } catch (error) {
-        const retriable = !isAbort(error, signal) && error instanceof ServerError;
+        const retriable = !isAbort(error, signal) && (error instanceof ServerError || error instanceof RateLimitedError);
         if (!retriable || attempt >= PART_ATTEMPTS) throw error;
-        await sleep(250 * 2 ** attempt, signal);
+        const wait = error instanceof RateLimitedError && error.retryAfter !== null ? Math.min(error.retryAfter, 60) * 1000 : 250 * 2 ** attempt;
+        await sleep(wait, signal);
       }
     }
   }
