@@ -2,6 +2,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   Cabinet,
   CabinetError,
@@ -33,6 +38,23 @@ describe(`Cabinet TypeScript SDK (${label})`, () => {
   });
   after(async () => {
     await server?.stop();
+  });
+
+  test("src/schema.d.ts is what openapi-typescript generates from this server's /openapi.json", async () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+    const document = await (await fetch(`${server.url}/openapi.json`)).text();
+    const work = mkdtempSync(join(tmpdir(), "cabinet-ts-schema-"));
+    try {
+      writeFileSync(join(work, "openapi.json"), document);
+      execFileSync(join(root, "node_modules", ".bin", "openapi-typescript"), [join(work, "openapi.json"), "--output", join(work, "schema.d.ts")], {
+        stdio: "ignore",
+      });
+      const fresh = readFileSync(join(work, "schema.d.ts"), "utf8");
+      const committed = readFileSync(join(root, "src", "schema.d.ts"), "utf8");
+      assert.ok(fresh === committed, "src/schema.d.ts is stale: run `npm run generate -- <server or openapi.json>` in clients/typescript");
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   test("a small upload: one PUT, sha256 declared and verified, downloaded back", async () => {
