@@ -83,6 +83,12 @@ describe(`Cabinet TypeScript SDK (${label})`, () => {
     assert.deepEqual(inFolder.map((f) => f.id), [file.id]);
   });
 
+  test("an empty file", async () => {
+    const file = await cabinet.upload(new Uint8Array(0), { name: "empty.bin" });
+    assert.equal(file.size, 0);
+    assert.equal(file.sha256, hex(Buffer.alloc(0)));
+  });
+
   test("a ReadableStream source is read to its end and uploaded", async () => {
     const bytes = randomBytes(4096);
     const stream = new Blob([bytes]).stream();
