@@ -77,7 +77,9 @@ def start_server(storage: str, *extra: str) -> Server:
     data_dir = Path(tempfile.mkdtemp(prefix="cabinet-sdk-"))
     ready = data_dir / "ready.json"
     env = dict(os.environ)
-    env.pop("CABINET_DATA_DIR", None)
+    # Only what the tests choose configures the server.
+    for name in ("CABINET_DATA_DIR", "CABINET_DATABASE_URL", "CABINET_CONFIG", "CABINET_RATE_LIMIT_PER_MINUTE"):
+        env.pop(name, None)
     if storage == "s3":
         env["CABINET_STORAGE"] = os.environ["CABINET_TEST_S3_URL"]
     else:

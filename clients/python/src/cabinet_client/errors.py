@@ -63,7 +63,10 @@ class TooLarge(CabinetError):
 
 
 class Unprocessable(CabinetError):
-    """422: the bytes did not match what was declared (size, checksum), or cannot be processed."""
+    """422: the bytes did not match what was declared (size, checksum), or cannot be processed.
+
+    On S3 storage, S3 itself refuses bytes whose checksum is not the declared one (400
+    ``BadDigest``): that is this class too."""
 
 
 class RateLimited(CabinetError):
@@ -115,6 +118,13 @@ _BY_CODE: Dict[str, Type[CabinetError]] = {
     "unauthenticated": Unauthorized,
     "forbidden": Forbidden,
     "not_found": NotFound,
+    # S3's own codes, for signed URLs on S3 storage: the same failures as Cabinet's.
+    "BadDigest": Unprocessable,
+    "InvalidDigest": Unprocessable,
+    "XAmzContentSHA256Mismatch": Unprocessable,
+    "EntityTooLarge": TooLarge,
+    "PreconditionFailed": Conflict,
+    "SlowDown": RateLimited,
 }
 
 
