@@ -143,9 +143,10 @@ class CountingTransport(httpx.HTTPTransport):
     """Counts PUTs of parts; after ``fail_after`` of them, every further part PUT fails as if the
     network went down (the request never reaches the server)."""
 
-    def __init__(self, fail_after: Optional[int] = None) -> None:
+    def __init__(self, fail_after: Optional[int] = None, transient_failures: int = 0) -> None:
         super().__init__()
         self.fail_after = fail_after
+        self.transient_failures = transient_failures
         self.part_puts = 0
         self.failed = 0
         self._lock = threading.Lock()
@@ -154,8 +155,9 @@ class CountingTransport(httpx.HTTPTransport):
         is_part = request.method == "PUT" and ("/parts/" in request.url.path or "partNumber=" in str(request.url.query))
         if is_part:
             with self._lock:
-                if self.fail_after is not None and self.part_puts >= self.fail_after:
+                if (self.fail_after is not None and self.part_puts >= self.fail_after) or self.transient_failures > 0:
                     self.failed += 1
+                    self.transient_failures = max(0, self.transient_failures - 1)
                     raise httpx.ConnectError("simulated network failure", request=request)
                 self.part_puts += 1
         return super().handle_request(request)

@@ -43,7 +43,7 @@ async def test_async_multipart_interrupted_then_resumed(server: Server, tmp_path
     path.write_bytes(data)
     options = dict(part_size=5 * MiB, multipart_threshold=5 * MiB)
     failing = AsyncCountingTransport(fail_after=2)
-    async with AsyncCabinet(server.url, server.key, state_dir=tmp_path / "s", transport=failing) as cabinet:
+    async with AsyncCabinet(server.url, server.key, state_dir=tmp_path / "s", transport=failing, part_retries=()) as cabinet:
         with pytest.raises(Unavailable) as err:
             await cabinet.upload(path, concurrency=1, **options)  # type: ignore[arg-type]
         had = await cabinet.uploads.parts(err.value.upload_id)  # type: ignore[attr-defined]

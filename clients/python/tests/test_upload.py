@@ -61,7 +61,7 @@ def test_multipart_upload_interrupted_then_resumed_sends_only_missing_parts(
     path, data = big_file(tmp_path)
     state = tmp_path / "state"
     failing = CountingTransport(fail_after=1)
-    with Cabinet(server.url, server.key, state_dir=state, transport=failing) as cabinet:
+    with Cabinet(server.url, server.key, state_dir=state, transport=failing, part_retries=(0.05,)) as cabinet:
         with pytest.raises(Unavailable) as interrupted:
             cabinet.upload(path, folder=folder, part_size=PART, multipart_threshold=PART, concurrency=1)
         upload_id = interrupted.value.upload_id  # type: ignore[attr-defined]
@@ -83,6 +83,29 @@ def test_multipart_upload_interrupted_then_resumed_sends_only_missing_parts(
     assert file["size"] == SIZE
     assert file["sha256"] == hashlib.sha256(data).hexdigest()
     assert not list(state.glob("*.json")), "a finished upload is forgotten"
+
+
+def test_a_part_that_failed_once_is_sent_again(server: Server, folder: str, tmp_path: Path) -> None:
+    path, data = big_file(tmp_path)
+    flaky = CountingTransport(transient_failures=2)
+    with Cabinet(server.url, server.key, state_dir=tmp_path / "state", transport=flaky) as cabinet:
+        file = cabinet.upload(path, folder=folder, part_size=PART, multipart_threshold=PART)
+    assert flaky.failed == 2 and flaky.part_puts == 3
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_starting_over_cancels_the_remembered_upload(server: Server, folder: str, tmp_path: Path) -> None:
+    path, _ = big_file(tmp_path)
+    failing = CountingTransport(fail_after=1)
+    with Cabinet(server.url, server.key, state_dir=tmp_path / "state", transport=failing, part_retries=()) as cabinet:
+        with pytest.raises(Unavailable) as interrupted:
+            cabinet.upload(path, folder=folder, part_size=PART, multipart_threshold=PART, concurrency=1)
+    old = interrupted.value.upload_id  # type: ignore[attr-defined]
+    counting = CountingTransport()
+    with Cabinet(server.url, server.key, state_dir=tmp_path / "state", transport=counting) as cabinet:
+        cabinet.upload(path, folder=folder, part_size=PART, multipart_threshold=PART, resume=False)
+        assert cabinet.uploads.get(old)["status"] == "FAILED", "its reservation is released"
+    assert counting.part_puts == 3
 
 
 def test_progress_callback_can_stop_an_upload_which_resumes(server: Server, folder: str, tmp_path: Path) -> None:
@@ -111,7 +134,7 @@ def test_progress_callback_can_stop_an_upload_which_resumes(server: Server, fold
 def test_resume_by_upload_id_without_a_state_file(server: Server, folder: str, tmp_path: Path) -> None:
     data = os.urandom(SIZE)
     failing = CountingTransport(fail_after=2)
-    with Cabinet(server.url, server.key, state_dir=tmp_path / "a", transport=failing) as cabinet:
+    with Cabinet(server.url, server.key, state_dir=tmp_path / "a", transport=failing, part_retries=()) as cabinet:
         with pytest.raises(Unavailable) as interrupted:
             cabinet.upload(io.BytesIO(data), name="stream.bin", folder=folder, sha256=False,
                            part_size=PART, multipart_threshold=PART, concurrency=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from typing import IO, AsyncIterator, Callable, Dict, List, Mapping, Optional, Set, TypeVar, Union, cast
+from typing import IO, AsyncIterator, Callable, Dict, Sequence, List, Mapping, Optional, Set, TypeVar, Union, cast
 
 import httpx
 
@@ -23,11 +23,22 @@ from ._common import (
     fileobj_writer,
     is_folder_id,
     part_range,
+    resumable,
+    RETRY_DELAYS,
     query,
     split_folder_path,
     verified_file,
 )
-from .errors import CabinetError, IntegrityError, NotFound, PartsMissing, Unavailable, error_from_response
+from .errors import (
+    CabinetError,
+    IntegrityError,
+    NotFound,
+    PartsMissing,
+    RateLimited,
+    ServerError,
+    Unavailable,
+    error_from_response,
+)
 from .types import (
     DownloadUrl,
     Favorite,
@@ -69,8 +80,10 @@ class AsyncCabinet:
         part_size: int = DEFAULT_PART_SIZE,
         state_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
         transport: Optional[httpx.AsyncBaseTransport] = None,
+        part_retries: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.part_retries = tuple(part_retries)
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.state = StateStore(state_dir)
@@ -217,7 +230,13 @@ class AsyncCabinet:
     async def _open_session(
         self, plan: UploadPlan, resume: bool, upload_id: Optional[str], key: Optional[str]
     ) -> Optional[Upload]:
-        candidate = upload_id or (self.state.load(key) if resume and key else None)
+        remembered = self.state.load(key) if key else None
+        if remembered is not None and not resume and upload_id is None:
+            try:  # starting over: release what the old upload holds
+                await self.uploads.cancel(remembered)
+            except CabinetError:
+                pass
+        candidate = upload_id or (remembered if resume else None)
         if candidate is None:
             return None
         try:
@@ -226,9 +245,7 @@ class AsyncCabinet:
             if upload_id is not None:
                 raise
             return None
-        usable = upload["status"] == "SUCCESS" or (
-            upload["status"] in ("WAITING", "UPLOADING") and upload["size"] == plan.source.size
-        )
+        usable = upload["status"] == "SUCCESS" or resumable(upload, plan.source.size)
         if not usable:
             if upload_id is not None:
                 raise CabinetError(0, "upload_not_resumable", f"upload {candidate} is {upload['status']}", None)
@@ -291,8 +308,15 @@ class AsyncCabinet:
             async with slots:
                 offset, length = part_range(part["part_number"], part_size, size)
                 body = await _in_thread(lambda: plan.source.read(offset, length))
-                await self._send(part["method"], part["url"], body, part["headers"])
-                return length
+                for delay in (*self.part_retries, None):
+                    try:
+                        await self._send(part["method"], part["url"], body, part["headers"])
+                        return length
+                    except (ServerError, RateLimited) as err:
+                        if delay is None:
+                            raise
+                        await asyncio.sleep(err.retry_after if isinstance(err, RateLimited) and err.retry_after else delay)
+                raise AssertionError("unreachable")
 
         for batch in batches(missing):
             urls = await self.uploads.part_urls(uid, batch)

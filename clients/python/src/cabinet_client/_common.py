@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -179,6 +180,22 @@ def is_folder_id(value: str) -> bool:
 
 def split_folder_path(path: str) -> List[str]:
     return [part for part in path.strip().split("/") if part]
+
+
+def resumable(upload: Upload, size: int) -> bool:
+    """Whether an upload in progress can still take parts: open, the same size, and not about to
+    expire (a minute to spare)."""
+    if upload["status"] not in ("WAITING", "UPLOADING") or upload["size"] != size:
+        return False
+    try:
+        expires = datetime.fromisoformat(upload["expires_at"].replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return expires - timedelta(minutes=1) > datetime.now(timezone.utc)
+
+
+RETRY_DELAYS = (0.25, 1.0, 3.0)
+"""Waits before sending a part again after a network or server failure (then it gives up)."""
 
 
 def verified_file(upload: Upload, sha256: Optional[str]) -> File:

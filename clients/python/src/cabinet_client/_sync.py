@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import IO, Dict, Iterator, List, Mapping, Optional, Set, Union, cast
+from typing import IO, Dict, Sequence, Iterator, List, Mapping, Optional, Set, Union, cast
 
 import httpx
 
@@ -23,11 +24,22 @@ from ._common import (
     fileobj_writer,
     is_folder_id,
     part_range,
+    resumable,
+    RETRY_DELAYS,
     query,
     split_folder_path,
     verified_file,
 )
-from .errors import CabinetError, IntegrityError, NotFound, PartsMissing, Unavailable, error_from_response
+from .errors import (
+    CabinetError,
+    IntegrityError,
+    NotFound,
+    PartsMissing,
+    RateLimited,
+    ServerError,
+    Unavailable,
+    error_from_response,
+)
 from .types import (
     DownloadUrl,
     Favorite,
@@ -52,6 +64,11 @@ class Cabinet:
 
     >>> with Cabinet("http://127.0.0.1:8080", "cab_...") as cabinet:
     ...     file = cabinet.upload("report.pdf", folder="/Reports")
+
+    ``multipart_threshold`` and ``part_size`` are the upload helper's defaults; ``state_dir`` is
+    where multipart uploads in progress are remembered; a part whose sending failed (network,
+    5xx, 429) is sent again after each of ``part_retries`` seconds, then the upload stops
+    (resumable). ``transport`` is httpx's, for tests and proxies.
     """
 
     def __init__(
@@ -64,8 +81,10 @@ class Cabinet:
         part_size: int = DEFAULT_PART_SIZE,
         state_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
         transport: Optional[httpx.BaseTransport] = None,
+        part_retries: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.part_retries = tuple(part_retries)
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.state = StateStore(state_dir)
@@ -225,7 +244,13 @@ class Cabinet:
         self, plan: UploadPlan, resume: bool, upload_id: Optional[str], key: Optional[str]
     ) -> Optional[Upload]:
         """The upload to resume, if any is still usable."""
-        candidate = upload_id or (self.state.load(key) if resume and key else None)
+        remembered = self.state.load(key) if key else None
+        if remembered is not None and not resume and upload_id is None:
+            try:  # starting over: release what the old upload holds
+                self.uploads.cancel(remembered)
+            except CabinetError:
+                pass
+        candidate = upload_id or (remembered if resume else None)
         if candidate is None:
             return None
         try:
@@ -234,9 +259,7 @@ class Cabinet:
             if upload_id is not None:
                 raise
             return None
-        usable = upload["status"] == "SUCCESS" or (
-            upload["status"] in ("WAITING", "UPLOADING") and upload["size"] == plan.source.size
-        )
+        usable = upload["status"] == "SUCCESS" or resumable(upload, plan.source.size)
         if not usable:
             if upload_id is not None:
                 raise CabinetError(0, "upload_not_resumable", f"upload {candidate} is {upload['status']}", None)
@@ -294,10 +317,21 @@ class Cabinet:
         sent = sum(part_range(n, part_size, size)[1] for n in have)
         progress(sent, size)
 
+        stopping = threading.Event()
+
         def send(part: PartUrl) -> int:
             offset, length = part_range(part["part_number"], part_size, size)
-            self._send(part["method"], part["url"], plan.source.read(offset, length), part["headers"])
-            return length
+            body = plan.source.read(offset, length)
+            for delay in (*self.part_retries, None):
+                try:
+                    self._send(part["method"], part["url"], body, part["headers"])
+                    return length
+                except (ServerError, RateLimited) as err:
+                    if delay is None or stopping.is_set():
+                        raise
+                    if stopping.wait(err.retry_after if isinstance(err, RateLimited) and err.retry_after else delay):
+                        raise
+            raise AssertionError("unreachable")
 
         with ThreadPoolExecutor(max_workers=plan.concurrency) as pool:
             for batch in batches(missing):
@@ -310,6 +344,7 @@ class Cabinet:
                             sent += future.result()
                             progress(sent, size)
                 except BaseException:
+                    stopping.set()
                     for future in pending:
                         future.cancel()
                     wait(pending)
