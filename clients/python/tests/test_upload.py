@@ -192,3 +192,13 @@ def test_file_and_folder_operations(cabinet: Cabinet, folder: str) -> None:
     assert cabinet.folders.restore(other["id"])["folder"]["trashed_at"] is None
     quota = cabinet.quota()
     assert quota["used_bytes"] >= 5 and quota["max_file_size_bytes"] > 0
+
+
+def test_folder_paths_resolve_like_ids(cabinet: Cabinet, folder: str) -> None:
+    name = cabinet.folders.get(folder)["name"]
+    sub = cabinet.folders.create("Sub", parent=f"/{name}")
+    assert cabinet.resolve_folder(f"/{name}/sub") == sub["id"]
+    assert cabinet.resolve_folder(f"/{name}/sub/new", create=True) == cabinet.folders.get(f"/{name}/Sub/New")["id"]
+    assert cabinet.resolve_folder("/") is None
+    file = cabinet.upload(b"here", name="here.txt", folder=f"/{name}/Sub")
+    assert [f["id"] for f in cabinet.files.list(folder=f"/{name}/sub")] == [file["id"]]

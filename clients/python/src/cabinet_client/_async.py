@@ -31,7 +31,9 @@ from ._common import (
 )
 from .errors import (
     CabinetError,
+    Conflict,
     IntegrityError,
+    InvalidRequest,
     NotFound,
     PartsMissing,
     RateLimited,
@@ -164,7 +166,10 @@ class AsyncCabinet:
             if found is None:
                 if not create:
                     raise NotFound(404, "not_found", f"no folder {folder}", None)
-                found = (await self.folders.create(name, parent=parent))["id"]
+                try:
+                    found = (await self.folders.create(name, parent=parent))["id"]
+                except Conflict:  # made meanwhile by another client: use it
+                    return await self.resolve_folder(folder, create=False)
             parent = found
         return parent
 
@@ -516,7 +521,7 @@ class AsyncFolders:
     async def get(self, folder: str) -> Folder:
         folder_id = await self._c.resolve_folder(folder)
         if folder_id is None:
-            raise CabinetError(0, "invalid_folder", "the root has no details", None)
+            raise InvalidRequest(0, "invalid_folder", "the root has no details: give a folder id or path", None)
         return cast(Folder, await self._c._request("GET", f"/v1/folders/{folder_id}"))
 
     async def list(

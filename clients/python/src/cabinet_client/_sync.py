@@ -32,7 +32,9 @@ from ._common import (
 )
 from .errors import (
     CabinetError,
+    Conflict,
     IntegrityError,
+    InvalidRequest,
     NotFound,
     PartsMissing,
     RateLimited,
@@ -170,7 +172,10 @@ class Cabinet:
             if found is None:
                 if not create:
                     raise NotFound(404, "not_found", f"no folder {folder}", None)
-                found = self.folders.create(name, parent=parent)["id"]
+                try:
+                    found = self.folders.create(name, parent=parent)["id"]
+                except Conflict:  # made meanwhile by another client: use it
+                    return self.resolve_folder(folder, create=False)
             parent = found
         return parent
 
@@ -539,7 +544,7 @@ class Folders:
         """A folder's details, with its ``path`` (by id or path)."""
         folder_id = self._c.resolve_folder(folder)
         if folder_id is None:
-            raise CabinetError(0, "invalid_folder", "the root has no details", None)
+            raise InvalidRequest(0, "invalid_folder", "the root has no details: give a folder id or path", None)
         return cast(Folder, self._c._request("GET", f"/v1/folders/{folder_id}"))
 
     def list(
