@@ -97,7 +97,7 @@ def test_invalid_request(cabinet: Cabinet) -> None:
 def test_unprocessable_checksum_mismatch(cabinet: Cabinet) -> None:
     ticket = cabinet._request("POST", "/v1/uploads", json={"name": "lie.txt", "size": 5, "sha256": "0" * 64})
     with pytest.raises(Unprocessable) as err:
-        cabinet._send(ticket["method"], ticket["upload_url"], b"hello", ticket["headers"])  # type: ignore[index]
+        cabinet._send(ticket["method"], ticket["upload_url"], b"hello", ticket["headers"], 5)  # type: ignore[index]
         cabinet.uploads.complete(ticket["id"])  # type: ignore[index]
     # Cabinet's storage endpoint answers 422 checksum_mismatch; S3 checks the declared checksum
     # itself and answers 400 BadDigest.

@@ -47,6 +47,29 @@ def test_small_upload_from_bytes_path_and_file_object(cabinet: Cabinet, folder: 
     assert cabinet.files.get(from_object["id"])["sha256"] == from_object["sha256"]
 
 
+def test_single_put_reports_progress_as_it_sends_and_can_be_stopped(cabinet: Cabinet, folder: str) -> None:
+    data = os.urandom(2 * MiB + 1)
+    progress: List[Tuple[int, int]] = []
+    file = cabinet.upload(data, name="steps.bin", folder=folder, on_progress=lambda s, t: progress.append((s, t)))
+    sent = [s for s, _ in progress]
+    assert sent == sorted(sent) and sent[0] == 0 and sent[-1] == len(data)
+    assert len(progress) == 1 + 9, "0, then every 256 KiB, then the last byte"
+    assert file["size"] == len(data)
+
+    class Stop(Exception):
+        pass
+
+    def stop(sent: int, total: int) -> None:
+        if sent >= MiB:
+            raise Stop()
+
+    reserved = cabinet.quota()["reserved_bytes"]
+    with pytest.raises(Stop):
+        cabinet.upload(data, name="stopped.bin", folder=folder, on_progress=stop)
+    assert [f["name"] for f in cabinet.files.list(folder=folder, q="stopped")] == []
+    assert cabinet.quota()["reserved_bytes"] <= reserved, "the stopped upload was cancelled"
+
+
 def test_upload_into_a_folder_path_creates_it(cabinet: Cabinet, folder: str) -> None:
     name = cabinet.folders.get(folder)["name"]
     file = cabinet.upload(b"x", name="deep.txt", folder=f"/{name}/a/b")

@@ -13,6 +13,7 @@ from ._common import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
     MIN_PART_SIZE,
+    PROGRESS_CHUNK,
     LocalSource,
     ProgressCallback,
     QueryValue,
@@ -28,6 +29,7 @@ from ._common import (
     query,
     split_folder_path,
     verified_file,
+    with_length,
 )
 from .errors import (
     CabinetError,
@@ -131,9 +133,16 @@ class AsyncCabinet:
             return None
         return response.json()
 
-    async def _send(self, method: str, url: str, body: bytes, headers: Optional[Mapping[str, str]]) -> None:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Union[bytes, AsyncIterator[bytes]],
+        headers: Optional[Mapping[str, str]],
+        length: int,
+    ) -> None:
         try:
-            response = await self._storage.request(method, url, content=body, headers=dict(headers or {}))
+            response = await self._storage.request(method, url, content=body, headers=with_length(headers, length))
         except httpx.TransportError as err:
             raise Unavailable(0, "connection_failed", str(err) or type(err).__name__) from err
         if response.status_code >= 400:
@@ -227,8 +236,21 @@ class AsyncCabinet:
         progress(0, size)
         assert ticket["upload_url"] is not None
         body = await _in_thread(lambda: plan.source.read(0, size))
-        await self._send(ticket["method"] or "PUT", ticket["upload_url"], body, ticket["headers"])
-        progress(size, size)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for offset in range(0, size, PROGRESS_CHUNK):
+                chunk = body[offset : offset + PROGRESS_CHUNK]
+                yield chunk
+                progress(offset + len(chunk), size)
+
+        try:
+            await self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
+        except BaseException:
+            try:  # a small upload is not resumed: release its reservation now, not at its expiry
+                await self.uploads.cancel(ticket["id"])
+            except CabinetError:
+                pass
+            raise
         upload = await self.uploads.complete(ticket["id"])
         return verified_file(upload, plan.sha256)
 
@@ -315,7 +337,7 @@ class AsyncCabinet:
                 body = await _in_thread(lambda: plan.source.read(offset, length))
                 for delay in (*self.part_retries, None):
                     try:
-                        await self._send(part["method"], part["url"], body, part["headers"])
+                        await self._send(part["method"], part["url"], body, part["headers"], length)
                         return length
                     except (ServerError, RateLimited) as err:
                         if delay is None:

@@ -21,6 +21,8 @@ DEFAULT_PART_SIZE = 16 * MiB
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_URLS = 100
 HASH_CHUNK = MiB
+PROGRESS_CHUNK = 256 * 1024
+"""A single PUT reports progress after each chunk of this size has been written."""
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
 """What ``upload`` takes: a path, bytes, or a binary file object (seekable for multipart)."""
@@ -208,8 +210,12 @@ def verified_file(upload: Upload, sha256: Optional[str]) -> File:
     return file
 
 
-def rate_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
-    return dict(headers or {})
+def with_length(headers: Optional[Mapping[str, str]], length: int) -> Dict[str, str]:
+    """The headers to send a body with, its length declared (so a streamed body is not chunked)."""
+    out = dict(headers or {})
+    if not any(name.lower() == "content-length" for name in out):
+        out["Content-Length"] = str(length)
+    return out
 
 
 def fileobj_writer(target: Union[str, "os.PathLike[str]", IO[bytes]]) -> Tuple[IO[bytes], bool]:

@@ -14,6 +14,7 @@ from ._common import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
     MIN_PART_SIZE,
+    PROGRESS_CHUNK,
     LocalSource,
     ProgressCallback,
     QueryValue,
@@ -29,6 +30,7 @@ from ._common import (
     query,
     split_folder_path,
     verified_file,
+    with_length,
 )
 from .errors import (
     CabinetError,
@@ -133,9 +135,11 @@ class Cabinet:
             return None
         return response.json()
 
-    def _send(self, method: str, url: str, body: bytes, headers: Optional[Mapping[str, str]]) -> None:
+    def _send(
+        self, method: str, url: str, body: Union[bytes, Iterator[bytes]], headers: Optional[Mapping[str, str]], length: int
+    ) -> None:
         try:
-            response = self._storage.request(method, url, content=body, headers=dict(headers or {}))
+            response = self._storage.request(method, url, content=body, headers=with_length(headers, length))
         except httpx.TransportError as err:
             raise Unavailable(0, "connection_failed", str(err) or type(err).__name__) from err
         if response.status_code >= 400:
@@ -240,8 +244,22 @@ class Cabinet:
         size = plan.source.size
         progress(0, size)
         assert ticket["upload_url"] is not None
-        self._send(ticket["method"] or "PUT", ticket["upload_url"], plan.source.read(0, size), ticket["headers"])
-        progress(size, size)
+        body = plan.source.read(0, size)
+
+        def chunks() -> Iterator[bytes]:
+            for offset in range(0, size, PROGRESS_CHUNK):
+                chunk = body[offset : offset + PROGRESS_CHUNK]
+                yield chunk
+                progress(offset + len(chunk), size)
+
+        try:
+            self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
+        except BaseException:
+            try:  # a small upload is not resumed: release its reservation now, not at its expiry
+                self.uploads.cancel(ticket["id"])
+            except CabinetError:
+                pass
+            raise
         upload = self.uploads.complete(ticket["id"])
         return verified_file(upload, plan.sha256)
 
@@ -329,7 +347,7 @@ class Cabinet:
             body = plan.source.read(offset, length)
             for delay in (*self.part_retries, None):
                 try:
-                    self._send(part["method"], part["url"], body, part["headers"])
+                    self._send(part["method"], part["url"], body, part["headers"], length)
                     return length
                 except (ServerError, RateLimited) as err:
                     if delay is None or stopping.is_set():
