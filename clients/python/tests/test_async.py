@@ -32,6 +32,11 @@ async def test_async_upload_lists_and_errors(server: Server, tmp_path: Path) -> 
         assert [item["name"] for item in found] == ["a3.txt"]
         with pytest.raises(NotFound):
             await cabinet.files.get("file_01m8pc6g5e6hw3rxseqstw5y0s")
+        subs = {(await cabinet.folders.create(f"sub{i}", parent=folder))["id"] for i in range(3)}
+        assert {f["id"] async for f in cabinet.folders.list(parent=folder, page_size=2)} == subs
+        await cabinet.folders.delete(sorted(subs)[0])
+        assert sorted(subs)[0] in {item["id"] async for item in cabinet.trash.list()}
+        assert (await cabinet.quota())["used_bytes"] > 0
         target = tmp_path / "a0.txt"
         await cabinet.files.download(file["id"], target)
         assert target.read_bytes() == b"async 4"
