@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Dict, Sequence, Iterator, List, Mapping, Optional, Set, Union, cast
 
 import httpx
@@ -362,7 +362,7 @@ class Cabinet:
                 pending: Set["Future[int]"] = {pool.submit(send, part) for part in urls}
                 try:
                     while pending:
-                        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for future in done:
                             sent += future.result()
                             progress(sent, size)
