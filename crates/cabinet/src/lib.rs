@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod connections;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use cabinet_core::{MetadataStore, Result};
 
 pub use dialect::SqlStore;
+pub use sqlite::{database_path, snapshot, stored_objects, StoredObject};
 
 /// The SQLite metadata store.
 pub type SqliteStore = SqlStore<sqlite::SqliteDatabase>;

@@ -647,3 +647,65 @@ mod tests {
         assert_eq!(of(&wide.id), "\u{ff41}bc", "would clash with its sibling `abc`: keeps its old form");
     }
 }
+
+/// A file's object as a database names it: where it is, and what its bytes hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The database file a `sqlite://` URL (or a path) names.
+pub fn database_path(url: &str) -> Result<PathBuf> {
+    let options = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url)
+            .map_err(|err| Error::bad_request(Code::InvalidDatabaseUrl, err.to_string()))?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    Ok(options.get_filename().to_owned())
+}
+
+/// Copies the live database at `from` to `to` with SQLite's online backup, in one step: a
+/// consistent snapshot (page for page, so rowids and the search index stay as they are) while
+/// the server goes on writing, which WAL readers never block. Blocking: run it off the runtime.
+pub fn snapshot(from: &Path, to: &Path) -> Result<()> {
+    let failed = |what: &str, err: rusqlite::Error| Error::internal(format!("{what}: {err}"));
+    let source = rusqlite::Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|err| failed("opening the database to back up", err))?;
+    source.busy_timeout(Duration::from_secs(30)).map_err(|err| failed("setting a busy timeout", err))?;
+    let mut copy = rusqlite::Connection::open(to).map_err(|err| failed("creating the copy", err))?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut copy)
+            .map_err(|err| failed("starting the backup", err))?;
+        // -1: every page in one step, under one read transaction.
+        match backup.step(-1).map_err(|err| failed("copying the database", err))? {
+            rusqlite::backup::StepResult::Done => {}
+            other => return Err(Error::internal(format!("the database copy stopped short: {other:?}"))),
+        }
+    }
+    // The copy is a plain database file, not WAL: it stands alone, one file.
+    copy.pragma_update(None, "journal_mode", "DELETE").map_err(|err| failed("finishing the copy", err))?;
+    Ok(())
+}
+
+/// Every file's object in the database at `path` (a snapshot), trashed files included: their
+/// objects are kept until they are purged.
+pub fn stored_objects(path: &Path) -> Result<Vec<StoredObject>> {
+    let failed = |err: rusqlite::Error| Error::internal(format!("reading the snapshot's files: {err}"));
+    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(failed)?;
+    let mut query =
+        db.prepare("SELECT blob_key, sha256, size FROM files ORDER BY blob_key").map_err(failed)?;
+    let rows = query
+        .query_map([], |row| {
+            Ok(StoredObject {
+                key: row.get(0)?,
+                sha256: row.get(1)?,
+                size: row.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })
+        .map_err(failed)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(failed)
+}
