@@ -8,6 +8,7 @@ use std::collections::hash_map::{DefaultHasher, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
@@ -53,6 +54,18 @@ pub struct Verdict {
     pub reset_secs: u64,
     /// Seconds until the next request would be allowed (0 when allowed).
     pub retry_after_secs: u64,
+    /// How long until the bucket holds a whole token again (zero when allowed).
+    pub next_token_in: Duration,
+}
+
+/// The longest a refusal waits before it is sent (see [`rate_limit`]).
+pub const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
+
+impl Verdict {
+    /// How long a refusal waits before it is sent: until the next token, at most a second.
+    pub fn pause(&self) -> Duration {
+        self.next_token_in.min(MAX_REFUSAL_PAUSE)
+    }
 }
 
 impl RateLimiter {
@@ -90,6 +103,11 @@ impl RateLimiter {
             remaining: bucket.tokens.floor() as u64,
             reset_secs: seconds_for(capacity - bucket.tokens),
             retry_after_secs: if allowed { 0 } else { seconds_for(1.0 - bucket.tokens).max(1) },
+            next_token_in: if allowed {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64((1.0 - bucket.tokens).max(0.0) / per_second)
+            },
         }
     }
 }
@@ -119,7 +137,10 @@ fn set_headers(headers: &mut HeaderMap, per_minute: u32, verdict: &Verdict, surf
 }
 
 /// The middleware: 429 with `Retry-After` once a client's bucket is empty. Health probes are
-/// never limited.
+/// never limited. A refusal is sent when the client's next request would be allowed (at most
+/// [`MAX_REFUSAL_PAUSE`] later): a client that keeps its connections busy with refused requests
+/// sends them no faster than its allowance refills, so a flood costs the server about what the
+/// allowance does, not what the client can send. The pause is a timer: no thread, no body read.
 pub async fn rate_limit(
     State((limiter, cabinet)): State<(Arc<RateLimiter>, Cabinet)>,
     request: Request,
@@ -139,6 +160,7 @@ pub async fn rate_limit(
         );
         set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(verdict.retry_after_secs));
+        tokio::time::sleep(verdict.pause()).await;
         return response;
     }
     let mut response = next.run(request).await;
@@ -148,8 +170,6 @@ pub async fn rate_limit(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -169,6 +189,29 @@ mod tests {
         assert!(limiter.check(2, start).allowed);
         // One token a second comes back.
         assert!(limiter.check(1, start + Duration::from_millis(1_100)).allowed);
-        assert!(!limiter.check(1, start + Duration::from_millis(1_200)).allowed);
+        let refused = limiter.check(1, start + Duration::from_millis(1_200));
+        assert!(!refused.allowed);
+        // The refusal says when the next token is there: 0.2 of one has come back since 1.1 s.
+        let wait = refused.next_token_in.as_secs_f64();
+        assert!((0.75..0.85).contains(&wait), "{wait}");
+    }
+
+    #[test]
+    fn a_refusal_waits_for_the_next_token_and_never_more_than_a_second() {
+        let start = Instant::now();
+        // 600 a minute: a token every 100 ms.
+        let fast = RateLimiter::new(600);
+        for _ in 0..600 {
+            assert!(fast.check(1, start).allowed);
+        }
+        let pause = fast.check(1, start).pause();
+        assert!(pause > Duration::from_millis(99) && pause <= Duration::from_millis(100), "{pause:?}");
+        // 6 a minute: a token every 10 s, but a refusal waits a second at most.
+        let slow = RateLimiter::new(6);
+        for _ in 0..6 {
+            assert!(slow.check(1, start).allowed);
+        }
+        assert_eq!(slow.check(1, start).pause(), MAX_REFUSAL_PAUSE);
+        assert_eq!(slow.check(2, start).pause(), Duration::ZERO, "an allowed request waits for nothing");
     }
 }

@@ -6,9 +6,11 @@
 //! Purging the file removes them; the orphan sweep removes those whose file is gone.
 //!
 //! Sources larger than [`MAX_SOURCE_BYTES`] are refused before they are read; the codec
-//! (`ports::ImageCodec`, `cabinet-images`) bounds what decoding one takes. Renders run on the
-//! blocking pool, [`CONCURRENT_RENDERS`] at a time, and each workspace waits for its turn behind its own renders only: one tenant's queue of large
-//! images never stands in front of another tenant's thumbnail.
+//! (`ports::ImageCodec`, `cabinet-images`) bounds what decoding one takes. Renders run on threads
+//! of their own at the lowest CPU priority, [`CONCURRENT_RENDERS`] at a time, and each workspace
+//! waits for its turn behind its own renders only: one tenant's queue of large images never
+//! stands in front of another tenant's thumbnail, and a render, which can take a core for
+//! seconds, gives way to every request the server is answering.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -117,6 +119,58 @@ impl Renderer {
         let place = place.acquire_owned().await.map_err(Error::internal)?;
         let pool = self.permits.clone().acquire_owned().await.map_err(Error::internal)?;
         Ok(RenderTurn { _pool: pool, _place: place })
+    }
+}
+
+/// A job for the render threads.
+type RenderJob = Box<dyn FnOnce() + Send>;
+
+/// Runs `work` on a render thread: one of [`CONCURRENT_RENDERS`] threads, started on first use,
+/// each at the lowest CPU priority (nice 19 on Linux), so decoding an image only takes the CPU
+/// that requests leave. A thread's priority cannot be raised again without privileges, so the
+/// render threads are never the runtime's or the blocking pool's.
+async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    static RENDER_THREADS: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<RenderJob>>> =
+        std::sync::OnceLock::new();
+    let queue = RENDER_THREADS.get_or_init(|| {
+        let (send, receive) = std::sync::mpsc::channel::<RenderJob>();
+        let receive = Arc::new(Mutex::new(receive));
+        for n in 0..CONCURRENT_RENDERS {
+            let receive = receive.clone();
+            let spawned = std::thread::Builder::new().name(format!("cabinet-render-{n}")).spawn(move || {
+                lower_this_threads_priority();
+                loop {
+                    let job = receive.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "could not start a render thread");
+            }
+        }
+        Mutex::new(send)
+    });
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: RenderJob = Box::new(move || {
+        let _ = done.send(work());
+    });
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .send(job)
+        .map_err(|_| Error::internal("the render threads are gone"))?;
+    result.await.map_err(|_| Error::internal("a render thread stopped before it answered"))
+}
+
+/// The lowest scheduling priority for the calling thread (Linux: `setpriority` on its thread id,
+/// which applies to that thread alone); elsewhere nothing.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::warn!(error = %err, "could not lower the render thread's priority");
     }
 }
 
@@ -256,10 +310,9 @@ impl Cabinet {
         let started = std::time::Instant::now();
         let rendered = {
             let images = self.images.clone();
-            tokio::task::spawn_blocking(move || images.thumbnail(&source, size))
+            in_the_background(move || images.thumbnail(&source, size))
         }
-        .await
-        .map_err(Error::internal)?;
+        .await?;
         let outcome = match &rendered {
             Ok(_) => "made",
             Err(refused) if refused.kind() == crate::ErrorKind::Unprocessable => "refused",
@@ -336,6 +389,17 @@ impl Cabinet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    #[cfg(target_os = "linux")]
+    async fn renders_run_on_a_thread_of_the_lowest_priority_and_the_runtime_keeps_its_own() {
+        let priority_here = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let rendering = in_the_background(priority_here).await.unwrap();
+        assert_eq!(rendering, 19);
+        assert_ne!(priority_here(), 19, "the caller's thread was lowered too");
+        // The same thread serves the next render: nothing raised it back.
+        assert_eq!(in_the_background(priority_here).await.unwrap(), 19);
+    }
 
     #[tokio::test]
     async fn a_workspace_waits_behind_its_own_renders_not_in_front_of_anothers() {
