@@ -1,7 +1,8 @@
 //! The address a request comes from: the TCP peer, or — when the peer is a proxy the operator
-//! trusts (`--trusted-proxies`) — the nearest address in `X-Forwarded-For` that is not a trusted
-//! proxy. Reading from the right, as each trusted proxy appended the address it saw, so a client
-//! cannot choose its own address by sending the header itself.
+//! trusts (`--trusted-proxies`) — the nearest address in `Forwarded` (RFC 7239, its `for=`
+//! parameters) or, without one, `X-Forwarded-For` that is not a trusted proxy. Reading from the
+//! right, as each trusted proxy appended the address it saw, so a client cannot choose its own
+//! address by sending the header itself.
 
 use std::net::IpAddr;
 
@@ -9,6 +10,7 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED: &str = "forwarded";
 
 /// The proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,18 +46,21 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<&str> = headers
-            .get_all(FORWARDED_FOR)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .collect();
+        let values = |name| headers.get_all(name).iter().filter_map(|value| value.to_str().ok());
+        // `Forwarded` when a proxy wrote one (each element's `for=`), else `X-Forwarded-For`.
+        let hops: Vec<Option<IpAddr>> = if headers.contains_key(FORWARDED) {
+            values(FORWARDED).flat_map(|value| value.split(',')).map(forwarded_for).collect()
+        } else {
+            values(FORWARDED_FOR)
+                .flat_map(|value| value.split(','))
+                .map(|hop| hop.trim().parse().ok())
+                .collect()
+        };
         let mut nearest = peer;
         for hop in hops.iter().rev() {
-            // An address that does not parse was not written by a proxy we trust: stop at the
-            // last one that was.
-            let Ok(address) = hop.parse::<IpAddr>() else { return nearest };
+            // An address that does not parse (or `unknown`, an obfuscated name) was not written
+            // by a proxy we trust: stop at the last one that was.
+            let Some(address) = *hop else { return nearest };
             if !self.trusts(address) {
                 return address.to_canonical();
             }
@@ -63,6 +68,23 @@ impl TrustedProxies {
         }
         nearest
     }
+}
+
+/// The address of one `Forwarded` element's `for=` parameter: `192.0.2.60`, `"192.0.2.60:4711"`,
+/// `"[2001:db8::17]:4711"` (RFC 7239 §6); `None` for `unknown`, an obfuscated name or nothing.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("for").then(|| value.trim().trim_matches('"'))
+    })?;
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    // An IPv4 address, with or without a port (a bare IPv6 address is not valid here).
+    value
+        .parse()
+        .ok()
+        .or_else(|| value.rsplit_once(':')?.0.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
 }
 
 #[cfg(test)]
@@ -111,6 +133,25 @@ mod tests {
             proxies.client_of(ip("::ffff:127.0.0.1"), &forwarded(&["::ffff:198.51.100.7"])),
             ip("198.51.100.7")
         );
+    }
+
+    #[test]
+    fn forwarded_is_read_like_x_forwarded_for_and_wins_over_it() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(FORWARDED, r#"for=6.6.6.6, for="198.51.100.7:4711";proto=https"#.parse().unwrap());
+        headers.append(FORWARDED, "for=10.1.2.3;by=10.0.0.1".parse().unwrap());
+        headers.append(FORWARDED_FOR, "5.5.5.5".parse().unwrap());
+        assert_eq!(proxies.client_of(ip("10.0.0.1"), &headers), ip("198.51.100.7"));
+        let mut v6 = HeaderMap::new();
+        v6.append(FORWARDED, r#"For="[2001:db8:cafe::17]:4711""#.parse().unwrap());
+        assert_eq!(proxies.client_of(ip("10.0.0.1"), &v6), ip("2001:db8:cafe::17"));
+        // `unknown` and obfuscated names stop the walk at the proxy that wrote them.
+        let mut hidden = HeaderMap::new();
+        hidden.append(FORWARDED, "for=unknown, for=10.0.0.7".parse().unwrap());
+        assert_eq!(proxies.client_of(ip("10.0.0.1"), &hidden), ip("10.0.0.7"));
+        // From an untrusted peer it is ignored like any other claim.
+        assert_eq!(proxies.client_of(ip("203.0.113.9"), &headers), ip("203.0.113.9"));
     }
 
     #[test]

@@ -170,6 +170,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         rate_limit::RateLimiter::new(limits.rate_limit_per_minute).behind(limits.trusted_proxies.clone()),
     );
     let state_for_scope = cabinet.clone();
+    let proxies_for_logs = limits.trusted_proxies.clone();
     let cabinet_for_limits = cabinet.clone();
     let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
     let state = AppState { cabinet, limits: limits.clone() };
@@ -201,9 +202,15 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 // The path only: query strings carry signatures, which are credentials.
-                .make_span_with(|request: &Request<Body>| {
+                .make_span_with(move |request: &Request<Body>| {
                     let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                    // The client behind trusted proxies, as the rate limiter counts it.
+                    let client = request
+                        .extensions()
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|peer| proxies_for_logs.client_of(peer.0.ip(), request.headers()).to_string())
+                        .unwrap_or_else(|| "-".to_owned());
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), client = %client, request_id = %id)
                 })
                 .on_request(())
                 .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
