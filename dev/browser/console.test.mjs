@@ -8,6 +8,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -437,6 +438,41 @@ describe('the web console', () => {
     const photoFiles = (await call('GET', `/v1/files?folder_id=${photos[0].id}&sort=name`)).data.map((f) => f.name);
     assert.deepEqual(tripFiles, ['notes.txt', 'tickets.txt']);
     assert.deepEqual(photoFiles, ['beach.txt', 'hill.txt', 'lake.txt']);
+  });
+
+  it('sends a file above the SDK\'s multipart threshold in parts, verified by its SHA-256', async () => {
+    // 20 MiB made in the page (the SDK goes multipart above 16 MiB, in parts of 16 MiB: two).
+    const size = 20 * 1024 * 1024;
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i += 1) bytes[i] = (i * 7 + (i >>> 12)) & 0xff;
+    const expected = createHash('sha256').update(bytes).digest('hex');
+    const reserved = page.waitForResponse((response) => response.request().method() === 'POST' && new URL(response.url()).pathname === '/v1/uploads');
+    await page.evaluate((size) => {
+      const bytes = new Uint8Array(size); // the same bytes as above
+      for (let i = 0; i < size; i += 1) bytes[i] = (i * 7 + (i >>> 12)) & 0xff;
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], 'film.bin', { type: 'application/octet-stream' }));
+      const zone = document.querySelector('#dropzone');
+      for (const type of ['dragenter', 'dragover', 'drop']) {
+        zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data }));
+      }
+    }, size);
+    const ticket = await (await reserved).json();
+    assert.ok(ticket.multipart, `reserved as one PUT: ${JSON.stringify(ticket)}`);
+    assert.equal(ticket.multipart.part_count, 2);
+    const row = page.locator('#uploads li', { hasText: 'film.bin' });
+    await row.locator('.up-percent', { hasText: '100%' }).waitFor({ timeout: 60_000 });
+    await page.locator('#status', { hasText: 'Uploaded 1 file(s).' }).waitFor();
+    await tile('film.bin').waitFor();
+    // The server verified the bytes against the SHA-256 the SDK declared, and kept the part plan
+    // (a single PUT's upload has none: 409 here).
+    const upload = await call('GET', `/v1/uploads/${ticket.id}`);
+    assert.equal(upload.status, 'SUCCESS');
+    assert.equal(upload.sha256, expected);
+    assert.equal(upload.file.sha256, expected);
+    assert.equal(upload.file.size, size);
+    const parts = await call('GET', `/v1/uploads/${ticket.id}/parts`);
+    assert.equal(parts.part_count, 2);
   });
 
   it('says in place why an upload failed', async () => {

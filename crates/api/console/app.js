@@ -1,6 +1,10 @@
 // Cabinet console: a client of the native API (/v1) with the key the user typed, kept in this
-// tab's sessionStorage. No framework, no build step: the DOM is built with createElement, and
-// every text goes in through textContent, so no name can inject markup.
+// tab's sessionStorage, built on the TypeScript SDK (clients/typescript, embedded as one module:
+// cabinet-client.js, made by `npm run build:console`). No framework, no build step of its own: the
+// DOM is built with createElement, and every text goes in through textContent, so no name can
+// inject markup.
+
+import { Cabinet, CabinetError, UnauthorizedError, UploadInterruptedError } from './cabinet-client.js';
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -26,8 +30,8 @@ const state = {
   items: [],
   selected: null,
   generation: 0,
-  // Where the view's items come from: paged lists read in order (folders before files), each
-  // with the cursor of its next page; `null` once read to the end.
+  // Where the view's items come from: the SDK's paged lists, read in order (folders before
+  // files), each a page at a time; `done` once read to the end.
   sources: [],
   loadingMore: false,
 };
@@ -35,47 +39,38 @@ const state = {
 /** Items fetched per request: the API's default page. */
 const PAGE = 100;
 
-/** An error the API answered with: its message is meant for people. */
-class ApiFailure extends Error {
-  constructor(message, code, status) {
-    super(message);
-    this.code = code;
-    this.status = status;
+/** A refusal of the console's own (a form field it cannot send): its message is meant for people. */
+class Refusal extends Error {}
+
+/**
+ * The SDK with the session's key (and workspace, sent as X-Cabinet-Workspace). Every API call goes
+ * through `send`: a key refused (401) there leads back to the sign-in screen, except when quota
+ * is what asked (signing in checks the key with it, and says so itself).
+ */
+class ConsoleCabinet extends Cabinet {
+  async send(method, path, options) {
+    try {
+      return await super.send(method, path, options);
+    } catch (error) {
+      if (error instanceof UnauthorizedError && path !== '/v1/quota' && this === cabinet) {
+        showSignIn('The key was refused; sign in again.');
+      }
+      throw error;
+    }
   }
 }
 
-function authHeaders() {
-  const headers = { Authorization: `Bearer ${session.key}` };
-  if (session.workspace) headers['X-Cabinet-Workspace'] = session.workspace;
-  return headers;
-}
+let cabinet = null;
 
-async function api(method, path, body) {
-  const headers = authHeaders();
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  const text = await response.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
-  if (!response.ok) {
-    const message = data?.error?.message || `${response.status} ${response.statusText}`;
-    if (response.status === 401 && path !== '/v1/quota') showSignIn('The key was refused; sign in again.');
-    throw new ApiFailure(message, data?.error?.code, response.status);
-  }
-  return data;
+/** A client for the key (and workspace) in the session. */
+function connect() {
+  cabinet = new ConsoleCabinet({
+    baseUrl: location.origin,
+    apiKey: session.key,
+    workspaceId: session.workspace || undefined,
+  });
+  return cabinet;
 }
-
-const query = (params) => {
-  const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== '') search.set(name, String(value));
-  }
-  return search.toString();
-};
 
 // ---------------------------------------------------------------- status and formatting
 
@@ -85,8 +80,17 @@ function say(message, kind = 'info') {
   status.classList.toggle('error', kind === 'error');
 }
 
+/** What the user is told about a failure: the API's own words when it answered. */
+function reason(error) {
+  if (error instanceof UploadInterruptedError) {
+    return `the upload was interrupted: ${reason(error.cause)}`;
+  }
+  if ((error instanceof CabinetError && error.status !== 0) || error instanceof Refusal) return error.message;
+  return `Something went wrong: ${error?.message ?? error}`;
+}
+
 function fail(error) {
-  say(error instanceof ApiFailure ? error.message : `Something went wrong: ${error.message}`, 'error');
+  say(reason(error), 'error');
 }
 
 /** Sizes in binary units (KiB = 1024 B), as the `cabinet` client and the server's flags write them. */
@@ -130,7 +134,7 @@ async function signedUrl(fileId, download = false) {
   const cacheKey = `${fileId}:${download}`;
   const cached = signedUrls.get(cacheKey);
   if (cached && Date.parse(cached.expires_at) - Date.now() > 60_000) return cached.url;
-  const link = await api('GET', `/v1/files/${encodeURIComponent(fileId)}/download-url?${query({ download: download || undefined })}`);
+  const link = await cabinet.files.downloadUrl(fileId, { download: download || undefined });
   signedUrls.set(cacheKey, link);
   return link.url;
 }
@@ -139,6 +143,8 @@ async function signedUrl(fileId, download = false) {
 
 function showSignIn(message = '') {
   session.clear();
+  uploadsStop.abort(new Refusal('signed out'));
+  uploadsStop = new AbortController();
   $('#app').hidden = true;
   $('#signin').hidden = false;
   $('#signin-error').textContent = message;
@@ -153,10 +159,10 @@ async function signIn(event) {
   if (!key) return;
   session.save(key, workspace);
   try {
-    await api('GET', '/v1/quota');
+    await connect().quota();
   } catch (error) {
     session.clear();
-    $('#signin-error').textContent = error.status === 401 ? 'That key was refused.' : error.message;
+    $('#signin-error').textContent = error instanceof UnauthorizedError ? 'That key was refused.' : reason(error);
     return;
   }
   $('#signin-key').value = '';
@@ -197,12 +203,14 @@ function go(hash) {
 
 // ---------------------------------------------------------------- the grid
 
-/** One paged list: its URL for a cursor, and the items of one of its pages. */
-function source(path, params, type) {
+/**
+ * One paged list: the pages of one of the SDK's list iterators (it follows the cursor), read one
+ * at a time; `type` marks its items when the API's shape does not say (files and folders).
+ */
+function source(iterator, type) {
   return {
-    url: (cursor) => `${path}?${query({ ...params, sort: 'name', limit: PAGE, cursor })}`,
+    pages: iterator.pages(),
     items: (page) => (type ? page.data.map((item) => ({ ...item, type })) : page.data),
-    cursor: undefined,
     done: false,
   };
 }
@@ -211,9 +219,13 @@ function source(path, params, type) {
 async function nextPage(sources) {
   const next = sources.find((list) => !list.done);
   if (!next) return { items: [] };
-  const page = await api('GET', next.url(next.cursor));
-  next.cursor = page.next_cursor;
-  next.done = !page.next_cursor;
+  const { value: page, done } = await next.pages.next();
+  if (done) {
+    next.done = true;
+    return { items: [] };
+  }
+  // The iterator stops after a page without a next cursor: so does the view.
+  next.done = !page.hasMore || !page.nextCursor;
   return { items: next.items(page), page };
 }
 
@@ -225,10 +237,10 @@ async function load() {
     case 'files': {
       const scope = state.folderId || 'root';
       sources = [
-        source('/v1/folders', { parent_id: scope }, 'folder'),
-        source('/v1/files', { folder_id: scope }, 'file'),
+        source(cabinet.folders.list({ parent_id: scope, sort: 'name', limit: PAGE }), 'folder'),
+        source(cabinet.files.list({ folder_id: scope, sort: 'name', limit: PAGE }), 'file'),
       ];
-      const folder = state.folderId ? await api('GET', `/v1/folders/${encodeURIComponent(state.folderId)}`) : null;
+      const folder = state.folderId ? await cabinet.folders.get(state.folderId) : null;
       title = folder ? folder.name : 'All files';
       crumbs = folder ? folderPath(folder) : [];
       break;
@@ -236,20 +248,21 @@ async function load() {
     case 'favorites':
       title = 'Favorites';
       sources = [
-        source('/v1/folders', { favorite: true }, 'folder'),
-        source('/v1/files', { favorite: true }, 'file'),
+        source(cabinet.folders.list({ favorite: true, sort: 'name', limit: PAGE }), 'folder'),
+        source(cabinet.files.list({ favorite: true, sort: 'name', limit: PAGE }), 'file'),
       ];
       break;
     case 'tag':
       title = `Tagged “${state.tag}”`;
-      sources = [source('/v1/files', { tags: state.tag }, 'file')];
+      sources = [source(cabinet.files.list({ tags: state.tag, sort: 'name', limit: PAGE }), 'file')];
       break;
     case 'search':
-      sources = [source('/v1/search', { q: state.query })];
+      sources = [source(cabinet.search(state.query, { sort: 'name', limit: PAGE }))];
       break;
     case 'trash':
       title = 'Trash';
-      sources = [source('/v1/trash', {})];
+      // One page: the trash has no cursor (the SDK's iterator ends after it).
+      sources = [source(cabinet.trash.list({ limit: PAGE }))];
       break;
     default:
       break;
@@ -422,7 +435,7 @@ async function createFolder(event) {
   const name = $('#new-folder-name').value.trim();
   if (!name) return;
   try {
-    const folder = await api('POST', '/v1/folders', { name, parent_id: state.folderId || undefined });
+    const folder = await cabinet.folders.create(name, { parentId: state.folderId });
     $('#new-folder-form').hidden = true;
     say(`Created folder “${folder.name}”.`);
     await render();
@@ -436,12 +449,10 @@ async function createFolder(event) {
 
 async function folderChoices() {
   const folders = [];
-  let cursor;
-  do {
-    const page = await api('GET', `/v1/folders?${query({ sort: 'name', limit: 100, cursor })}`);
+  for await (const page of cabinet.folders.list({ sort: 'name', limit: PAGE }).pages()) {
     folders.push(...page.data);
-    cursor = page.next_cursor;
-  } while (cursor && folders.length < 1000);
+    if (folders.length >= 1000) break;
+  }
   const byId = new Map(folders.map((f) => [f.id, f]));
   const pathOf = (folder) => {
     const names = [];
@@ -536,13 +547,13 @@ async function saveDetails(event) {
       let metadata = {};
       const raw = $('#d-metadata').value.trim();
       if (raw) {
-        try { metadata = JSON.parse(raw); } catch { throw new ApiFailure('Metadata must be a JSON object.'); }
+        try { metadata = JSON.parse(raw); } catch { throw new Refusal('Metadata must be a JSON object.'); }
         if (typeof metadata !== 'object' || Array.isArray(metadata) || metadata === null) {
-          throw new ApiFailure('Metadata must be a JSON object.');
+          throw new Refusal('Metadata must be a JSON object.');
         }
       }
       const text = (id) => $(id).value.trim() || null;
-      updated = await api('PATCH', `/v1/files/${encodeURIComponent(item.id)}`, {
+      updated = await cabinet.files.update(item.id, {
         name,
         folder_id: target,
         tags: $('#d-tags').value.split(',').map((tag) => tag.trim()).filter(Boolean),
@@ -554,7 +565,7 @@ async function saveDetails(event) {
       updated.type = 'file';
       refreshTags();
     } else {
-      updated = await api('PATCH', `/v1/folders/${encodeURIComponent(item.id)}`, { name, parent_id: target });
+      updated = await cabinet.folders.update(item.id, { name, parent_id: target });
       updated.type = 'folder';
     }
     say(`Saved “${updated.name}”.`);
@@ -567,9 +578,11 @@ async function saveDetails(event) {
 }
 
 async function toggleFavorite(item) {
-  const kind = item.type === 'folder' ? 'folders' : 'files';
   try {
-    const mark = await api('POST', `/v1/${kind}/${encodeURIComponent(item.id)}/favorite`);
+    // The SDK has files.favorite; a folder's mark goes through its request().
+    const mark = item.type === 'folder'
+      ? await cabinet.request('POST', `/v1/folders/${encodeURIComponent(item.id)}/favorite`)
+      : await cabinet.files.favorite(item.id);
     const selected = state.selected?.id === item.id;
     // Announced once the grid shows the new star, so the message and the view agree.
     await render();
@@ -583,11 +596,9 @@ async function toggleFavorite(item) {
 }
 
 async function trashItem(item) {
-  const path = item.type === 'folder'
-    ? `/v1/folders/${encodeURIComponent(item.id)}?recursive=true`
-    : `/v1/files/${encodeURIComponent(item.id)}`;
   try {
-    await api('DELETE', path);
+    if (item.type === 'folder') await cabinet.folders.delete(item.id, { recursive: true });
+    else await cabinet.files.delete(item.id);
     if (state.selected?.id === item.id) closeDetails();
     say(`Moved “${item.name}” to the trash.`);
     await render();
@@ -600,9 +611,10 @@ async function trashItem(item) {
 }
 
 async function restore(item) {
-  const kind = item.type === 'folder' ? 'folders' : 'files';
   try {
-    const restored = await api('POST', `/v1/${kind}/${encodeURIComponent(item.id)}/restore`);
+    const restored = item.type === 'folder'
+      ? await cabinet.folders.restore(item.id)
+      : await cabinet.files.restore(item.id);
     const note = restored.restore || {};
     let message = `Restored “${item.name}”`;
     if (note.renamed_to) message += ` as “${note.renamed_to}”`;
@@ -619,7 +631,7 @@ async function restore(item) {
 async function emptyTrash() {
   if (!window.confirm('Delete everything in the trash for good? This cannot be undone.')) return;
   try {
-    const done = await api('DELETE', '/v1/trash');
+    const done = await cabinet.trash.empty();
     say(`Deleted ${done.purged} item(s) for good.`);
     await render();
     refreshQuota();
@@ -632,7 +644,7 @@ async function copyLink() {
   const item = state.selected;
   if (!item || item.type !== 'file') return;
   try {
-    const link = await api('GET', `/v1/files/${encodeURIComponent(item.id)}/download-url`);
+    const link = await cabinet.files.downloadUrl(item.id);
     const field = $('#d-link-value');
     field.value = link.url;
     field.hidden = false;
@@ -662,9 +674,13 @@ function uploadFiles(fileList) {
   uploadEntries(fileEntries(fileList));
 }
 
+/** Aborted when the user signs out: the uploads started with that key stop. */
+let uploadsStop = new AbortController();
+
 async function uploadEntries(entries) {
   if (!entries.length) return;
   const folderId = state.view === 'files' ? state.folderId : null;
+  const { signal } = uploadsStop;
   $('#uploads-section').hidden = false;
   const rows = entries.map(({ file, dirs }) => uploadRow(file, [...dirs, file.name].join('/')));
   say(entries.length === 1 ? `Uploading “${entries[0].file.name}”…` : `Uploading ${entries.length} files…`);
@@ -677,7 +693,7 @@ async function uploadEntries(entries) {
       const index = next++;
       try {
         const target = await folderFor(entries[index].dirs, folderId, folders);
-        await uploadOne(entries[index].file, target, rows[index]);
+        await uploadOne(entries[index].file, target, rows[index], signal);
       } catch (error) {
         failed += 1;
         rows[index].fail(error);
@@ -702,14 +718,14 @@ function folderFor(dirs, parentId, made) {
     made.set(key, folderFor(dirs.slice(0, -1), parentId, made).then(async (parent) => {
       const name = dirs[dirs.length - 1];
       try {
-        const folder = await api('POST', '/v1/folders', { name, parent_id: parent || undefined });
+        const folder = await cabinet.folders.create(name, { parentId: parent });
         return folder.id;
       } catch (error) {
         if (error.code !== 'name_taken') throw error;
-        const found = await api('GET', `/v1/folders?${query({ parent_id: parent || 'root', q: name, limit: PAGE })}`);
-        const same = found.data.find((folder) => folder.name.toLowerCase() === name.toLowerCase());
-        if (!same) throw error;
-        return same.id;
+        for await (const folder of cabinet.folders.list({ parent_id: parent || 'root', q: name, limit: PAGE })) {
+          if (folder.name.toLowerCase() === name.toLowerCase()) return folder.id;
+        }
+        throw error;
       }
     }));
   }
@@ -762,55 +778,46 @@ function uploadRow(file, shownAs = file.name) {
       row.classList.add('failed');
       percent.textContent = 'Failed';
       // The reason in place, where the user looks: “the quota is full”, not a tooltip.
-      row.append(el('span', { class: 'up-reason', role: 'alert', text: error.message }));
-      row.setAttribute('aria-label', `${shownAs} failed: ${error.message}`);
+      const why = reason(error);
+      row.append(el('span', { class: 'up-reason', role: 'alert', text: why }));
+      row.setAttribute('aria-label', `${shownAs} failed: ${why}`);
     },
   };
 }
 
-async function uploadOne(file, folderId, row) {
-  const ticket = await api('POST', '/v1/uploads', {
-    name: file.name,
-    size: file.size,
-    mime_type: file.type || undefined,
-    folder_id: folderId || undefined,
-  });
-  const result = await sendBytes(ticket, file, (fraction) => row.progress(fraction));
-  if (result?.status !== 'SUCCESS') {
-    // The bytes went straight to object storage: tell Cabinet to verify them.
-    const upload = await api('POST', `/v1/uploads/${encodeURIComponent(ticket.id)}/complete`);
-    if (upload.status !== 'SUCCESS') throw new ApiFailure(`upload ${upload.status.toLowerCase()}: ${upload.reason || ''}`);
+/** Times a multipart upload cut off by the network or the server is resumed before giving up. */
+const RESUMES = 2;
+
+/**
+ * One file through the SDK's upload: it declares the SHA-256, reserves, sends the bytes (one PUT
+ * up to the SDK's threshold, 16 MiB; above, parts in parallel, each reported as it lands) and
+ * returns once the server has verified them. A multipart upload cut off midway is resumed: only
+ * the parts the server lacks are sent again. One that still fails, or is stopped, is cancelled so
+ * its reservation does not hold the quota.
+ */
+async function uploadOne(file, folderId, row, signal) {
+  const client = cabinet; // the key it started with, even if the user signs out meanwhile
+  const options = {
+    folder: folderId,
+    signal,
+    onProgress: ({ loaded, total }) => row.progress(total ? loaded / total : 1),
+  };
+  for (let resumes = 0; ; resumes += 1) {
+    try {
+      await client.upload(file, options);
+      break;
+    } catch (error) {
+      if (!(error instanceof UploadInterruptedError) || !error.resumable) throw error;
+      if (!signal.aborted && resumes < RESUMES) {
+        options.resumeUploadId = error.uploadId;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * (resumes + 1)));
+        continue;
+      }
+      client.uploads.cancel(error.uploadId).catch(() => undefined);
+      throw error;
+    }
   }
   row.done();
-}
-
-function sendBytes(ticket, file, onProgress) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    let body = file;
-    if (ticket.form) {
-      body = new FormData();
-      for (const field of ticket.form.fields) body.append(field.name, field.value);
-      body.append('file', file);
-      xhr.open('POST', ticket.form.url);
-    } else {
-      xhr.open(ticket.method, ticket.upload_url);
-      for (const [name, value] of Object.entries(ticket.headers || {})) {
-        try { xhr.setRequestHeader(name, value); } catch { /* a header the browser sets itself */ }
-      }
-    }
-    xhr.upload.addEventListener('progress', (event) => {
-      if (event.lengthComputable) onProgress(event.loaded / event.total);
-    });
-    xhr.addEventListener('load', () => {
-      let data = null;
-      try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = null; }
-      if (xhr.status >= 200 && xhr.status < 300) { onProgress(1); resolve(data); }
-      else reject(new ApiFailure(data?.error?.message || `storage answered ${xhr.status}`, data?.error?.code, xhr.status));
-    });
-    xhr.addEventListener('error', () => reject(new ApiFailure('the upload could not reach the storage')));
-    xhr.send(body);
-  });
 }
 
 function setUpDropzone() {
@@ -846,7 +853,7 @@ function setUpDropzone() {
 
 async function refreshQuota() {
   try {
-    const quota = await api('GET', '/v1/quota');
+    const quota = await cabinet.quota();
     const used = quota.used_bytes + quota.reserved_bytes;
     const percent = quota.limit_bytes ? Math.min(100, (used / quota.limit_bytes) * 100) : 0;
     const fill = $('#quota-fill');
@@ -870,7 +877,8 @@ async function refreshQuota() {
 
 async function refreshTags() {
   try {
-    const tags = await api('GET', '/v1/tags');
+    // The SDK has no method for tags: its request() (the key, the workspace, typed errors).
+    const tags = await cabinet.request('GET', '/v1/tags');
     $('#tags').replaceChildren(...tags.map(({ tag, count }) => el('li', {},
       el('a', { href: `#/tag/${encodeURIComponent(tag)}`, dataset: { tag } },
         tag, el('span', { class: 'count', text: String(count), 'aria-label': `${count} files` })))));
@@ -953,8 +961,12 @@ function wire() {
   window.addEventListener('hashchange', () => { route(); $('#main').focus({ preventScroll: true }); });
   document.addEventListener('keydown', onKeyDown);
   setUpDropzone();
-  if (session.key) start();
-  else showSignIn();
+  if (session.key) {
+    connect();
+    start();
+  } else {
+    showSignIn();
+  }
 }
 
 wire();

@@ -79,6 +79,7 @@ async fn the_console_is_served_from_the_binary_under_its_own_policy() {
         ("/console", "text/html"),
         ("/console/", "text/html"),
         ("/console/app.js", "text/javascript"),
+        ("/console/cabinet-client.js", "text/javascript"),
         ("/console/style.css", "text/css"),
     ] {
         let response = server.http.get(format!("{}{path}", server.url)).send().await.unwrap();
