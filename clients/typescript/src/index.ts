@@ -194,6 +194,8 @@ export class Cabinet {
   private readonly apiKey?: string;
   private readonly workspaceId?: string;
   private readonly fetchImpl: typeof fetch;
+  /** Whether whole-file PUTs may go through XMLHttpRequest for their progress (browsers, own fetch). */
+  private readonly xhrProgress: boolean;
 
   constructor(options: CabinetOptions) {
     if (!options?.baseUrl) throw new TypeError("Cabinet: baseUrl is required");
@@ -203,6 +205,7 @@ export class Cabinet {
     const f = options.fetch ?? globalThis.fetch;
     if (!f) throw new TypeError("Cabinet: no fetch available (Node >= 20 or a browser)");
     this.fetchImpl = f.bind(globalThis);
+    this.xhrProgress = !options.fetch && typeof XMLHttpRequest !== "undefined";
   }
 
   /** Sends a request to the API and parses its JSON answer; failures throw a CabinetError subclass. */
@@ -394,7 +397,15 @@ export class Cabinet {
     if (!ticket.upload_url) throw makeError(0, "no_upload_url", `upload ${ticket.id}: the ticket has no upload_url`, ticket);
     onProgress?.({ uploadId: ticket.id, loaded: 0, total: size, sent: 0 });
     try {
-      await this.putBytes(ticket.upload_url, ticket.method ?? "PUT", ticket.headers ?? {}, blob, signal);
+      const method = ticket.method ?? "PUT";
+      if (onProgress && this.xhrProgress) {
+        // fetch cannot report how much of a body went out; XMLHttpRequest can.
+        await this.putWithProgress(ticket.upload_url, method, ticket.headers ?? {}, blob, signal, (loaded) =>
+          onProgress({ uploadId: ticket.id, loaded, total: size, sent: loaded }),
+        );
+      } else {
+        await this.putBytes(ticket.upload_url, method, ticket.headers ?? {}, blob, signal);
+      }
     } catch (error) {
       if (isAbort(error, signal)) {
         // A single PUT cannot be resumed: release the reservation.
@@ -520,6 +531,44 @@ export class Cabinet {
     }
     if (!response.ok) throw await errorFromResponse(response);
     await response.body?.cancel().catch(() => undefined);
+  }
+
+  /** `putBytes` through XMLHttpRequest, reporting the bytes sent as they go. */
+  private putWithProgress(
+    url: string,
+    method: string,
+    headers: Record<string, string>,
+    body: Blob,
+    signal: AbortSignal | undefined,
+    progress: (loaded: number) => void,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(method, new URL(url, this.baseUrl).toString());
+      for (const [name, value] of Object.entries(headers)) {
+        try {
+          xhr.setRequestHeader(name, value);
+        } catch {
+          // A header the browser sets itself (Content-Length).
+        }
+      }
+      xhr.upload.onprogress = (event) => {
+        if (event.lengthComputable) progress(event.loaded);
+      };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) return resolve();
+        const answered = new Headers();
+        for (const line of xhr.getAllResponseHeaders().trim().split(/[\r\n]+/)) {
+          const colon = line.indexOf(":");
+          if (colon > 0) answered.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+        }
+        errorFromResponse(new Response(xhr.responseText, { status: xhr.status, headers: answered })).then(reject, reject);
+      };
+      xhr.onerror = () => reject(new ServerError(0, "network_error", `${method} upload: the request failed`, null));
+      xhr.onabort = () => reject(signal?.reason ?? new DOMException("the upload was aborted", "AbortError"));
+      signal?.addEventListener("abort", () => xhr.abort(), { once: true });
+      xhr.send(body);
+    });
   }
 
   private verify(upload: UploadJson, size: number, sha256: string | undefined): FileJson {
