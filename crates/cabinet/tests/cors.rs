@@ -255,3 +255,23 @@ async fn an_unknown_workspace_in_a_signed_path_goes_by_the_servers_list() {
     let (_, headers) = get_from(&server, &url, EVIL).await;
     assert_eq!(header(&headers, "access-control-allow-origin"), None);
 }
+
+#[test]
+fn a_bad_origin_stops_the_server_at_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cabinet"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args(["--cors-origins", "https://app.example.com,https://shop.example.com/"])
+        .env_remove("CABINET_CORS_ORIGINS")
+        .env_remove("CABINET_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server did not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--cors-origins")
+            && stderr.contains("https://shop.example.com/")
+            && stderr.contains("no path"),
+        "{stderr}"
+    );
+}
