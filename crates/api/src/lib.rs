@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client_address;
 pub mod compat;
 pub mod console;
+pub mod cors;
 pub mod credentials;
 pub mod download;
 pub mod error;
@@ -32,7 +33,6 @@ use axum::response::IntoResponse;
 use axum::{middleware, Router};
 use cabinet_core::{Cabinet, Code, Error};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -40,6 +40,7 @@ use tracing::Span;
 
 use crate::error::ApiError;
 use crate::surface::Surface;
+pub use cabinet_core::cors::CorsOrigins;
 pub use client_address::TrustedProxies;
 pub use telemetry::MetricsAccess;
 
@@ -81,6 +82,9 @@ pub struct HttpLimits {
     pub mavera_video_bytes: u64,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// The web origins browsers may call from (`--cors-origins`); a workspace's own list replaces
+    /// it on its signed and public URLs (see `cors.rs`).
+    pub cors_origins: CorsOrigins,
 }
 
 impl HttpLimits {
@@ -141,6 +145,7 @@ impl Default for HttpLimits {
             mavera_file_bytes: Self::DEFAULT_MAVERA_FILE_BYTES,
             mavera_video_bytes: Self::DEFAULT_MAVERA_VIDEO_BYTES,
             metrics: MetricsAccess::default(),
+            cors_origins: CorsOrigins::default(),
         }
     }
 }
@@ -172,6 +177,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let state_for_scope = cabinet.clone();
     let proxies_for_logs = limits.trusted_proxies.clone();
     let cabinet_for_limits = cabinet.clone();
+    let cors_policy =
+        cors::CorsPolicy { global: Arc::new(limits.cors_origins.clone()), cabinet: cabinet.clone() };
     let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state.clone());
@@ -220,14 +227,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any)
-                .expose_headers(Any)
-                .max_age(Duration::from_secs(3600)),
-        )
+        .layer(middleware::from_fn_with_state(cors_policy, cors::cors))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use cabinet_core::admin::NewWorkspace;
+use cabinet_core::cors::CorsOrigins;
 use cabinet_core::{ApiKey, ApiKeyId, Cabinet, Role, Settings, SystemClock, Workspace, WorkspaceId};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -114,6 +115,21 @@ pub enum AdminCommand {
         /// Which snapshot (a name under DIR/snapshots); the newest by default.
         #[arg(long)]
         snapshot: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the web origins browsers may call a workspace's signed and public URLs from (CORS),
+    /// in place of the server's --cors-origins; or with --inherit go back to the server's.
+    SetCors {
+        #[arg(long)]
+        workspace: String,
+        /// Origins, comma-separated (`https://app.example.com,http://localhost:3000`), `*` for
+        /// any, or `none`.
+        #[arg(long, required_unless_present = "inherit", conflicts_with = "inherit")]
+        origins: Option<String>,
+        /// Drop the workspace's own list: the server's --cors-origins applies again.
+        #[arg(long)]
+        inherit: bool,
         #[arg(long)]
         json: bool,
     },
@@ -305,6 +321,22 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 let whose =
                     sub.map_or("every end-user token".to_owned(), |sub| format!("the tokens of {sub}"));
                 println!("revoked {whose} of {ws} minted up to {at}");
+            }
+        }
+        AdminCommand::SetCors { workspace, origins, inherit: _, json } => {
+            let ws = WorkspaceId::parse(&workspace).map_err(core)?;
+            let origins = origins
+                .map(|raw| CorsOrigins::parse(&raw).map_err(|err| anyhow!("--origins: {err}")))
+                .transpose()?;
+            cabinet.set_workspace_cors_origins(&ws, origins.as_ref()).await.map_err(core)?;
+            let setting = origins.as_ref().map(CorsOrigins::to_setting);
+            if json {
+                println!("{}", json!({"workspace_id": ws, "cors_origins": setting}));
+            } else {
+                match setting {
+                    Some(setting) => println!("CORS origins of {ws}: {setting}"),
+                    None => println!("{ws} goes by the server's --cors-origins again"),
+                }
             }
         }
         AdminCommand::RevokeLinks { workspace, json } => {

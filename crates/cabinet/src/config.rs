@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cabinet_api::{HttpLimits, MetricsAccess, TrustedProxies};
+use cabinet_api::{CorsOrigins, HttpLimits, MetricsAccess, TrustedProxies};
 use cabinet_blob::S3Config;
 use cabinet_core::Settings;
 use clap::parser::ValueSource;
@@ -362,6 +362,13 @@ pub struct ServeSettings {
     #[arg(long, env = "CABINET_TRUSTED_PROXIES", default_value = "")]
     #[serde(default)]
     pub trusted_proxies: String,
+    /// The web origins browsers may call this server from (CORS), comma-separated
+    /// (`https://app.example.com,http://localhost:3000`); `*` for any (the default, for a laptop:
+    /// set a list in production), `none` (or empty) for no CORS at all. A workspace's own list
+    /// (`cabinet admin set-cors`) replaces it on that workspace's signed and public URLs.
+    #[arg(long, env = "CABINET_CORS_ORIGINS", default_value = "*")]
+    #[serde(default)]
+    pub cors_origins: String,
     /// Serve HTTPS with this certificate chain (PEM); needs `--tls-key`. Reloaded on SIGHUP.
     #[arg(long, env = "CABINET_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -422,6 +429,8 @@ impl ServeSettings {
     pub fn http_limits(&self, public_url: &str) -> anyhow::Result<HttpLimits> {
         let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|err| anyhow::anyhow!("--trusted-proxies: {err}"))?;
+        let cors_origins =
+            CorsOrigins::parse(&self.cors_origins).map_err(|err| anyhow::anyhow!("--cors-origins: {err}"))?;
         Ok(HttpLimits {
             json_upload_bytes: self.json_upload_max_bytes,
             json_body_bytes: self.json_body_max_bytes,
@@ -444,6 +453,7 @@ impl ServeSettings {
                 ("on", token) => MetricsAccess::Token(token.to_owned()),
                 (other, _) => anyhow::bail!("--metrics: {other:?} is neither `on` nor `off`"),
             },
+            cors_origins,
         })
     }
 
@@ -699,6 +709,25 @@ mod tests {
         let (_, serve) = settings(&["serve", "--trusted-proxies", "lb.internal"]).unwrap();
         let refused = serve.http_limits("http://127.0.0.1:8080").unwrap_err().to_string();
         assert!(refused.contains("--trusted-proxies") && refused.contains("lb.internal"), "{refused}");
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_flag_or_the_file_and_a_bad_one_is_refused_by_name() {
+        let (_, serve) = settings(&["serve"]).unwrap();
+        assert_eq!(serve.http_limits("http://127.0.0.1:8080").unwrap().cors_origins, CorsOrigins::Any);
+        let (_, serve) =
+            settings(&["serve", "--cors-origins", "https://app.example.com, http://localhost:3000"]).unwrap();
+        let limits = serve.http_limits("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            limits.cors_origins,
+            CorsOrigins::List(vec!["https://app.example.com".into(), "http://localhost:3000".into()])
+        );
+        let file = file_with("cors_origins = \"none\"\n");
+        let (_, serve) = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap();
+        assert_eq!(serve.http_limits("http://127.0.0.1:8080").unwrap().cors_origins, CorsOrigins::None);
+        let (_, serve) = settings(&["serve", "--cors-origins", "https://app.example.com/"]).unwrap();
+        let refused = serve.http_limits("http://127.0.0.1:8080").unwrap_err().to_string();
+        assert!(refused.contains("--cors-origins") && refused.contains("no path"), "{refused}");
     }
 
     #[test]

@@ -350,3 +350,78 @@ async fn revoking_links_and_rotating_signing_keys_take_effect_on_the_running_ser
         human.stdout
     );
 }
+
+/// `Access-Control-Allow-Origin` of a GET of `url` sent from `origin`.
+async fn allowed_origin(url: &str, origin: &str) -> Option<String> {
+    let response = http_client().get(url).header("origin", origin).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    response.headers().get("access-control-allow-origin").map(|value| value.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn set_cors_gives_a_workspace_its_own_origins_on_the_running_server_and_inherit_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let server = ServerProcess::start_with(dir.path(), &["--cors-origins", "https://app.example.com"]);
+    let file = small_file(&server, &tenant.key).await;
+    let url = link(&server, &tenant.key, &file, "").await;
+    assert_eq!(
+        allowed_origin(&url, "https://app.example.com").await.as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(allowed_origin(&url, "https://shop.example.com").await, None);
+
+    let set = admin_json(
+        dir.path(),
+        &[
+            "set-cors",
+            "--workspace",
+            &tenant.workspace_id,
+            "--origins",
+            "HTTPS://Shop.example.com:443",
+            "--json",
+        ],
+    );
+    assert_eq!(set, json!({"workspace_id": tenant.workspace_id, "cors_origins": "https://shop.example.com"}));
+    // Read on each request: no restart, no wait.
+    assert_eq!(
+        allowed_origin(&url, "https://shop.example.com").await.as_deref(),
+        Some("https://shop.example.com")
+    );
+    assert_eq!(
+        allowed_origin(&url, "https://app.example.com").await,
+        None,
+        "the workspace's list replaces the server's"
+    );
+
+    let human = admin(dir.path(), &["set-cors", "--workspace", &tenant.workspace_id, "--inherit"]);
+    assert!(human.status.success(), "{}", human.stderr);
+    assert!(human.stdout.contains("goes by the server's --cors-origins again"), "{}", human.stdout);
+    assert_eq!(
+        allowed_origin(&url, "https://app.example.com").await.as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(allowed_origin(&url, "https://shop.example.com").await, None);
+
+    let bad = admin(
+        dir.path(),
+        &["set-cors", "--workspace", &tenant.workspace_id, "--origins", "shop.example.com/x"],
+    );
+    assert!(
+        !bad.status.success() && bad.stderr.contains("--origins") && bad.stderr.contains("not an origin"),
+        "{}",
+        bad.stderr
+    );
+    let neither = admin(dir.path(), &["set-cors", "--workspace", &tenant.workspace_id]);
+    assert!(!neither.status.success(), "--origins or --inherit is needed");
+    let both =
+        admin(dir.path(), &["set-cors", "--workspace", &tenant.workspace_id, "--origins", "*", "--inherit"]);
+    assert!(!both.status.success(), "--origins and --inherit exclude each other");
+    let unknown =
+        admin(dir.path(), &["set-cors", "--workspace", "ws_00000000000000000000000000", "--origins", "*"]);
+    assert!(
+        !unknown.status.success() && unknown.stderr.contains("workspace not found"),
+        "{}",
+        unknown.stderr
+    );
+}

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod clock;
 pub mod codes;
 pub mod content_type;
+pub mod cors;
 pub mod error;
 pub mod files;
 pub mod folders;

@@ -133,6 +133,10 @@ pub trait WorkspaceStore: Send + Sync + 'static {
     async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace>;
     /// Every workspace, oldest first.
     async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    /// The workspace's own CORS list as stored (`None`: it goes by the server's), or `NotFound`.
+    async fn workspace_cors_origins(&self, id: &WorkspaceId) -> Result<Option<String>>;
+    /// Stores the workspace's own CORS list (`None`: back to the server's), or `NotFound`.
+    async fn set_workspace_cors_origins(&self, id: &WorkspaceId, origins: Option<&str>) -> Result<()>;
 }
 
 /// What lasting URLs are checked against: the keys that sign URLs, and each workspace's link

@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../migrations/sqlite/0014_signing_keys_and_link_generations.sql")),
     (15, include_str!("../migrations/sqlite/0015_recorded_uploads_and_shared_folders.sql")),
     (16, include_str!("../migrations/sqlite/0016_external_ids_and_tag_spellings.sql")),
+    (17, include_str!("../migrations/sqlite/0017_workspace_cors_origins.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.

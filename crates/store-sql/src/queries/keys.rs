@@ -64,6 +64,30 @@ where
         .map(Workspace::try_from)
         .collect()
     }
+
+    async fn workspace_cors_origins(&self, id: &WorkspaceId) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT cors_origins FROM workspaces WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(self.read_pool())
+                .await
+                .map_err(db_error)?;
+        let (origins,) = row.ok_or(Error::NotFound("workspace"))?;
+        Ok(origins)
+    }
+
+    async fn set_workspace_cors_origins(&self, id: &WorkspaceId, origins: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE workspaces SET cors_origins = $1 WHERE id = $2")
+            .bind(origins)
+            .bind(id.as_str())
+            .execute(self.write_pool())
+            .await
+            .map_err(db_error)?;
+        if D::rows_affected(&done) == 0 {
+            return Err(Error::NotFound("workspace"));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

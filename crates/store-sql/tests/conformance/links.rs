@@ -47,3 +47,33 @@ pub(crate) async fn a_public_read_rule_is_seen_at_any_level_and_only_in_its_work
     store.put_access_rules(&a.id, &file, &closed, now()).await.unwrap();
     assert!(!store.any_public_read(&a.id).await.unwrap(), "closing the rule closes it");
 }
+
+pub(crate) async fn a_workspace_keeps_its_own_cors_list_until_it_inherits_again(store: &dyn MetadataStore) {
+    let (a, b) = (workspace(store, None).await, workspace(store, None).await);
+    assert_eq!(store.workspace_cors_origins(&a.id).await.unwrap(), None, "a new workspace inherits");
+    store
+        .set_workspace_cors_origins(&a.id, Some("https://app.example.com,http://localhost:3000"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.workspace_cors_origins(&a.id).await.unwrap().as_deref(),
+        Some("https://app.example.com,http://localhost:3000")
+    );
+    assert_eq!(
+        store.workspace_cors_origins(&b.id).await.unwrap(),
+        None,
+        "another workspace's list is its own"
+    );
+    store.set_workspace_cors_origins(&a.id, Some("none")).await.unwrap();
+    assert_eq!(store.workspace_cors_origins(&a.id).await.unwrap().as_deref(), Some("none"));
+    store.set_workspace_cors_origins(&a.id, None).await.unwrap();
+    assert_eq!(store.workspace_cors_origins(&a.id).await.unwrap(), None, "back to the server's list");
+    assert_eq!(
+        store.get_workspace(&a.id).await.unwrap().name,
+        a.name,
+        "the rest of the workspace is untouched"
+    );
+    let missing = WorkspaceId::generate();
+    assert!(matches!(store.workspace_cors_origins(&missing).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.set_workspace_cors_origins(&missing, Some("*")).await, Err(Error::NotFound(_))));
+}

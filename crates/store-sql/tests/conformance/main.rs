@@ -98,6 +98,7 @@ conformance!(
     the_unfiltered_total_follows_every_change_of_liveness,
     signing_keys_start_with_key_zero_and_retire_in_order,
     link_generations_move_on_per_workspace,
+    a_workspace_keeps_its_own_cors_list_until_it_inherits_again,
     a_public_read_rule_is_seen_at_any_level_and_only_in_its_workspace,
     an_external_id_is_unique_among_the_live_files_of_a_workspace,
     tags_keep_their_spelling_and_match_whatever_the_case,
