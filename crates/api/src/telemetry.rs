@@ -135,7 +135,12 @@ pub async fn record(State(recording): State<bool>, request: Request<Body>, next:
         .get::<MatchedPath>()
         .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
-    let request = request.map(|body| Counted::body(body, counter!(RECEIVED_BYTES, "surface" => surface)));
+    // Most requests have no body: nothing to count, so no wrapper to pass through.
+    let request = if http_body::Body::is_end_stream(request.body()) {
+        request
+    } else {
+        request.map(|body| Counted::body(body, counter!(RECEIVED_BYTES, "surface" => surface)))
+    };
     let started = Instant::now();
     let in_flight = gauge!(REQUESTS_IN_FLIGHT);
     in_flight.increment(1.0);

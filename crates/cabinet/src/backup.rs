@@ -62,7 +62,7 @@ pub struct RestoreReport {
 /// The database file and the objects folder of an embedded store; anything else is refused with
 /// where to look instead.
 fn embedded(store: &StoreConfig) -> anyhow::Result<(PathBuf, PathBuf)> {
-    if store.database_url.starts_with("postgres://") || store.database_url.starts_with("postgresql://") {
+    if cabinet_store_sql::is_postgres_url(&store.database_url) {
         bail!(
             "backup and restore copy the embedded store (SQLite and a local folder); back up PostgreSQL \
              with pg_dump and the bucket with its versioning (README: \"Back it up\")"

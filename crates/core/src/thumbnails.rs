@@ -130,7 +130,7 @@ type RenderJob = Box<dyn FnOnce() + Send>;
 /// that requests leave. A thread's priority cannot be raised again without privileges, so the
 /// render threads are never the runtime's or the blocking pool's.
 async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    static RENDER_THREADS: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<RenderJob>>> =
+    static RENDER_THREADS: std::sync::OnceLock<std::sync::mpsc::Sender<RenderJob>> =
         std::sync::OnceLock::new();
     let queue = RENDER_THREADS.get_or_init(|| {
         let (send, receive) = std::sync::mpsc::channel::<RenderJob>();
@@ -151,17 +151,13 @@ async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 
                 tracing::error!(error = %err, "could not start a render thread");
             }
         }
-        Mutex::new(send)
+        send
     });
     let (done, result) = tokio::sync::oneshot::channel();
     let job: RenderJob = Box::new(move || {
         let _ = done.send(work());
     });
-    queue
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .send(job)
-        .map_err(|_| Error::internal("the render threads are gone"))?;
+    queue.send(job).map_err(|_| Error::internal("the render threads are gone"))?;
     result.await.map_err(|_| Error::internal("a render thread stopped before it answered"))
 }
 

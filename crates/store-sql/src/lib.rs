@@ -23,10 +23,15 @@ pub type PostgresStore = SqlStore<postgres::PostgresDatabase>;
 /// The migration after which the store recomputes every non-ASCII `name_folded` in Rust.
 pub(crate) const NAMES_REFOLDED_MIGRATION: i64 = 12;
 
+/// Whether a database URL names PostgreSQL (anything else is SQLite: a `sqlite://` URL or a path).
+pub fn is_postgres_url(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
 /// Opens the store a database URL names (`postgres://…`, `sqlite://path` or a path), running its
 /// migrations.
 pub async fn connect(database_url: &str) -> Result<Arc<dyn MetadataStore>> {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+    if is_postgres_url(database_url) {
         return Ok(Arc::new(PostgresStore::open(database_url).await?));
     }
     Ok(Arc::new(SqliteStore::open(database_url).await?))

@@ -222,18 +222,13 @@ impl Drop for SharedRead {
 impl SqliteStore {
     /// Opens (creating if needed) the database at a `sqlite://` URL or a path, and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url)
-                .map_err(|err| Error::bad_request(Code::InvalidDatabaseUrl, err.to_string()))?
-        } else {
-            SqliteConnectOptions::new().filename(url)
-        }
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // Durable commits: a file reported SUCCESS survives a power cut, not just a crash.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
+        let options = connect_options(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Durable commits: a file reported SUCCESS survives a power cut, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
         // An in-process connection cannot go stale: pinging it before every use (sqlx's default)
         // would add a round trip to its worker thread to every query.
         let write = SqlitePoolOptions::new()
@@ -659,13 +654,17 @@ pub struct StoredObject {
 
 /// The database file a `sqlite://` URL (or a path) names.
 pub fn database_path(url: &str) -> Result<PathBuf> {
-    let options = if url.starts_with("sqlite:") {
+    Ok(connect_options(url)?.get_filename().to_owned())
+}
+
+/// The connection options a `sqlite://` URL (or a plain path) stands for.
+fn connect_options(url: &str) -> Result<SqliteConnectOptions> {
+    if url.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url)
-            .map_err(|err| Error::bad_request(Code::InvalidDatabaseUrl, err.to_string()))?
+            .map_err(|err| Error::bad_request(Code::InvalidDatabaseUrl, err.to_string()))
     } else {
-        SqliteConnectOptions::new().filename(url)
-    };
-    Ok(options.get_filename().to_owned())
+        Ok(SqliteConnectOptions::new().filename(url))
+    }
 }
 
 /// Copies the live database at `from` to `to` with SQLite's online backup, in one step: a
