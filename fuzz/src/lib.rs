@@ -136,9 +136,54 @@ pub fn now() -> DateTime<Utc> {
 /// for downloads, numbers are at most 19 digits, and a URL is valid only before `expires`.
 pub fn representable(op: SignedOperation, params: &SignedParams) -> bool {
     let max_ok = match op {
-        SignedOperation::Upload | SignedOperation::UploadPart => params.max_bytes <= 9_999_999_999_999_999_999,
+        SignedOperation::Upload | SignedOperation::UploadPart => {
+            params.max_bytes <= 9_999_999_999_999_999_999
+        }
         SignedOperation::Download | SignedOperation::Thumbnail => params.max_bytes == 0,
     };
     let attachment_ok = op == SignedOperation::Download || !params.attachment;
     max_ok && attachment_ok && params.expires > NOW
+}
+
+/// The signed-URL parser's properties, for any input (its format is `Input`):
+/// 1. `verify` never panics, whatever the workspace, object and query; and it accepts a query
+///    only if it is exactly what `sign` produces for the parameters it returned.
+/// 2. A query that `sign` produced from the input's parameters verifies and returns exactly those
+///    parameters when they are representable (see `representable`), and is refused otherwise.
+/// 3. Any byte-level change of that signed query is refused unless it leaves the query as it was.
+///
+/// Panics on the first property that does not hold.
+pub fn check_properties(data: &[u8]) {
+    let input = Input::decode(data);
+    let signer = signer();
+    let now = now();
+    let (op, ws, object) = (input.op, input.workspace.as_str(), input.object.as_str());
+
+    // 1. Arbitrary queries (and none at all).
+    assert!(signer.verify(op, ws, object, None, now).is_err(), "accepted a missing query");
+    if let Ok(params) = signer.verify(op, ws, object, Some(&input.query), now) {
+        assert_eq!(input.query, signer.sign(op, ws, object, &params), "accepted a non-canonical query");
+        assert!(representable(op, &params), "accepted {params:?}");
+    }
+
+    // 2. Round trip.
+    let signed = signer.sign(op, ws, object, &input.params);
+    match signer.verify(op, ws, object, Some(&signed), now) {
+        Ok(params) => {
+            assert!(representable(op, &input.params), "accepted {signed} for {:?}", input.params);
+            assert_eq!(params, input.params, "{signed} verified with other parameters");
+        }
+        Err(err) => {
+            assert!(!representable(op, &input.params), "refused {signed} for {:?}: {err}", input.params)
+        }
+    }
+
+    // 3. One byte-level change of the signed query.
+    let edited = input.edited(&signed);
+    if edited != signed.as_bytes() {
+        if let Ok(edited) = std::str::from_utf8(&edited) {
+            let verdict = signer.verify(op, ws, object, Some(edited), now);
+            assert!(verdict.is_err(), "accepted {edited:?}, an edit of {signed:?}: {verdict:?}");
+        }
+    }
 }
