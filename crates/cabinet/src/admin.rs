@@ -118,6 +118,25 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move this deployment (SQLite and a local folder) to PostgreSQL and S3, keeping every id: each
+    /// workspace, key, file, folder, rule, reference, trash entry and ledger row, and every object,
+    /// read back from the bucket and checked against its SHA-256. Safe to run again: a run cut short
+    /// is finished by the next, and a run after the old server stops carries what changed since.
+    MigrateStore {
+        /// The new deployment's database (`postgres://…`); migrated first, and it must hold no
+        /// workspace this deployment lacks.
+        #[arg(long)]
+        to_database_url: String,
+        /// The new deployment's bucket (`s3://bucket/prefix?endpoint=…&region=…`).
+        #[arg(long)]
+        to_storage: String,
+        /// The new deployment's data folder, when not this one: the signing key is put there, so
+        /// signed URLs and permalinks keep working.
+        #[arg(long)]
+        to_data_dir: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Set the web origins browsers may call a workspace's signed and public URLs from (CORS),
     /// in place of the server's --cors-origins; or with --inherit go back to the server's.
     SetCors {
@@ -197,6 +216,41 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 println!(
                     "restored backup {}: {} files ({} bytes); run `cabinet admin check` to confirm",
                     report.snapshot, report.files, report.bytes_restored
+                );
+            }
+            return Ok(());
+        }
+        AdminCommand::MigrateStore { to_database_url, to_storage, to_data_dir, json } => {
+            let target = crate::migrate_store::Target {
+                database_url: to_database_url,
+                storage: to_storage,
+                data_dir: to_data_dir,
+            };
+            // Progress on stderr, so --json leaves stdout one document.
+            let report =
+                crate::migrate_store::migrate(store, &target, |line| eprintln!("migrate-store: {line}"))
+                    .await?;
+            if json {
+                println!("{}", serde_json::to_value(&report)?);
+            } else {
+                let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+                println!(
+                    "migrated {} tables ({rows} rows) and {} objects ({} copied, {} bytes; {} already there), all verified",
+                    report.tables.len(),
+                    report.objects,
+                    report.objects_copied,
+                    report.bytes_copied,
+                    report.objects_already_there
+                );
+                match &report.signing_key {
+                    Some(path) => println!("signing key: {}", path.display()),
+                    None => println!(
+                        "signing key: start the new deployment with this data folder's signing.key (or the same \
+                         --signing-secret), or signed URLs and permalinks stop working"
+                    ),
+                }
+                println!(
+                    "next: start the new deployment on the new stores, then run `cabinet admin check` there"
                 );
             }
             return Ok(());
@@ -309,8 +363,8 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 std::process::exit(1);
             }
         }
-        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
-            unreachable!("backup and restore ran before the store was opened")
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } | AdminCommand::MigrateStore { .. } => {
+            unreachable!("backup, restore and migrate-store ran before the store was opened")
         }
         AdminCommand::RevokeTokens { workspace, sub, json } => {
             let ws = WorkspaceId::parse(&workspace).map_err(core)?;

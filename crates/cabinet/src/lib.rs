@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod connections;
 pub mod logging;
+pub mod migrate_store;
 pub mod ready_file;
 pub mod server;
 pub mod tls;

@@ -1,6 +1,7 @@
 //! The metadata port over SQL: SQLite (the embedded default, WAL) and, by URL, PostgreSQL. Each
 //! dialect has its own migrations; one conformance suite holds them to the same behaviour.
 
+mod copy;
 mod dialect;
 mod errors;
 mod postgres;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use cabinet_core::{MetadataStore, Result};
 
+pub use copy::{copy_sqlite_to_postgres, TableCopy};
 pub use dialect::SqlStore;
 pub use sqlite::{database_path, snapshot, stored_objects, StoredObject};
 
