@@ -11,6 +11,8 @@ use ipnet::IpNet;
 
 const FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED: &str = "forwarded";
+const FORWARDED_HOST: &str = "x-forwarded-host";
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// The proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,15 +70,61 @@ impl TrustedProxies {
         }
         nearest
     }
+
+    /// The public URL (`https://files.example.com`) a client used, as a trusted proxy reports it:
+    /// the host and scheme of the last `Forwarded` element (RFC 7239 `host=`, `proto=`), else
+    /// `X-Forwarded-Host` and `X-Forwarded-Proto` (their last values: the ones the proxy that
+    /// sent the request wrote). `None` from any other peer, without a host, or when a value is not
+    /// a plain host name, address and port, or `http`/`https`: then the configured URL stands.
+    /// `default_scheme` is used when the proxy names a host but no scheme.
+    pub fn url_base_of(&self, peer: IpAddr, headers: &HeaderMap, default_scheme: &str) -> Option<String> {
+        if !self.trusts(peer) {
+            return None;
+        }
+        let last = |name| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
+        };
+        let (host, proto) = match last(FORWARDED) {
+            Some(element) => (forwarded_param(element, "host"), forwarded_param(element, "proto")),
+            None => (last(FORWARDED_HOST).map(str::trim), last(FORWARDED_PROTO).map(str::trim)),
+        };
+        let host = host.filter(|host| is_host(host))?;
+        let scheme = match proto {
+            None => default_scheme,
+            Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+            Some(proto) if proto.eq_ignore_ascii_case("http") => "http",
+            Some(_) => return None,
+        };
+        Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+    }
+}
+
+/// A host name or address with an optional port, and nothing else (no path, user or spaces).
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']' | b'_'))
+}
+
+/// One parameter of a `Forwarded` element, unquoted.
+fn forwarded_param<'a>(element: &'a str, wanted: &str) -> Option<&'a str> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        name.trim().eq_ignore_ascii_case(wanted).then(|| value.trim().trim_matches('"'))
+    })
 }
 
 /// The address of one `Forwarded` element's `for=` parameter: `192.0.2.60`, `"192.0.2.60:4711"`,
 /// `"[2001:db8::17]:4711"` (RFC 7239 §6); `None` for `unknown`, an obfuscated name or nothing.
 fn forwarded_for(element: &str) -> Option<IpAddr> {
-    let value = element.split(';').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        name.trim().eq_ignore_ascii_case("for").then(|| value.trim().trim_matches('"'))
-    })?;
+    let value = forwarded_param(element, "for")?;
     if let Some(rest) = value.strip_prefix('[') {
         return rest.split_once(']')?.0.parse().ok();
     }
@@ -159,5 +207,51 @@ mod tests {
         assert!(TrustedProxies::parse("10.0.0.0/8,proxy.local").unwrap_err().contains("proxy.local"));
         assert_eq!(TrustedProxies::parse("").unwrap(), TrustedProxies::none());
         assert!(TrustedProxies::parse("::1, fd00::/8").is_ok());
+    }
+
+    #[test]
+    fn the_public_url_comes_from_a_trusted_proxy_only_and_only_when_it_is_a_plain_host() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, value.parse().unwrap());
+            }
+            map
+        };
+        let via_proxy =
+            |pairs: &[(&'static str, &str)]| proxies.url_base_of(ip("10.0.0.1"), &headers(pairs), "http");
+        assert_eq!(
+            via_proxy(&[(FORWARDED_HOST, "Files.Example.com"), (FORWARDED_PROTO, "https")]).as_deref(),
+            Some("https://files.example.com")
+        );
+        assert_eq!(
+            via_proxy(&[(FORWARDED_HOST, "localhost:8443")]).as_deref(),
+            Some("http://localhost:8443")
+        );
+        // The value the nearest proxy wrote is the last one.
+        assert_eq!(
+            via_proxy(&[(FORWARDED_HOST, "evil.example, files.example.com")]).as_deref(),
+            Some("http://files.example.com")
+        );
+        assert_eq!(
+            via_proxy(&[(
+                FORWARDED,
+                "for=1.2.3.4;host=a.example, for=5.6.7.8;host=\"b.example:444\";proto=https"
+            )])
+            .as_deref(),
+            Some("https://b.example:444")
+        );
+        for refused in [
+            &[(FORWARDED_HOST, "files.example.com/evil")][..],
+            &[(FORWARDED_HOST, "user@files.example.com")],
+            &[(FORWARDED_HOST, "files.example.com"), (FORWARDED_PROTO, "javascript")],
+            &[(FORWARDED_PROTO, "https")],
+            &[],
+        ] {
+            assert_eq!(via_proxy(refused), None, "{refused:?}");
+        }
+        let untrusted = headers(&[(FORWARDED_HOST, "files.example.com")]);
+        assert_eq!(proxies.url_base_of(ip("203.0.113.9"), &untrusted, "http"), None);
     }
 }

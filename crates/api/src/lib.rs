@@ -66,6 +66,10 @@ pub struct HttpLimits {
     pub rate_limit_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` names the client's address (for the per-IP limit).
     pub trusted_proxies: TrustedProxies,
+    /// Whether URLs handed out start with the public URL those proxies report the client used
+    /// (`X-Forwarded-Host`/`-Proto`, `Forwarded`) rather than the configured one; the scheme to
+    /// assume when a proxy names only a host.
+    pub url_base_from_proxies: Option<&'static str>,
     /// Send `Strict-Transport-Security` (the service is reached over https).
     pub strict_transport_security: bool,
     /// The largest direct upload through the MAVI dialect (its docs say 500 MB); larger files
@@ -138,6 +142,7 @@ impl Default for HttpLimits {
             body_rate_window: Duration::from_secs(Self::DEFAULT_BODY_RATE_WINDOW_SECS),
             rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT_PER_MINUTE,
             trusted_proxies: TrustedProxies::none(),
+            url_base_from_proxies: None,
             strict_transport_security: false,
             mavi_direct_upload_bytes: Self::DEFAULT_MAVI_DIRECT_UPLOAD_BYTES,
             mavi_signed_upload_bytes: Self::DEFAULT_MAVI_SIGNED_UPLOAD_BYTES,
@@ -174,7 +179,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limiter = Arc::new(
         rate_limit::RateLimiter::new(limits.rate_limit_per_minute).behind(limits.trusted_proxies.clone()),
     );
-    let state_for_scope = cabinet.clone();
+    let state_for_scope = (cabinet.clone(), limits.clone());
     let proxies_for_logs = limits.trusted_proxies.clone();
     let cabinet_for_limits = cabinet.clone();
     let cors_policy =
@@ -236,16 +241,27 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
 
 /// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`), when the
 /// request has no body: with one, a read shared from the key lookup on could stay open for as long
-/// as the client takes to send it.
+/// as the client takes to send it. Behind a trusted proxy that reports the public URL the client
+/// used, the URLs the handler hands out start with it (`Cabinet::with_url_base`).
 async fn in_request_scope(
-    axum::extract::State(cabinet): axum::extract::State<Cabinet>,
+    axum::extract::State((cabinet, limits)): axum::extract::State<(Cabinet, Arc<HttpLimits>)>,
     request: Request<Body>,
     next: middleware::Next,
 ) -> Response<Body> {
-    if axum::body::HttpBody::is_end_stream(request.body()) {
-        cabinet.in_request_scope(next.run(request)).await
-    } else {
-        next.run(request).await
+    let url_base = limits.url_base_from_proxies.and_then(|default_scheme| {
+        let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
+        limits.trusted_proxies.url_base_of(peer.0.ip(), request.headers(), default_scheme)
+    });
+    let work = async {
+        if axum::body::HttpBody::is_end_stream(request.body()) {
+            cabinet.in_request_scope(next.run(request)).await
+        } else {
+            next.run(request).await
+        }
+    };
+    match url_base {
+        Some(base) => cabinet.with_url_base(base, work).await,
+        None => work.await,
     }
 }
 

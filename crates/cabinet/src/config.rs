@@ -136,7 +136,9 @@ pub struct ServeSettings {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "CABINET_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// Base URL clients reach this server at, used in signed URLs (default: http://<listen>).
+    /// Base URL clients reach this server at, used in signed URLs (default: the address a
+    /// `--trusted-proxies` proxy reports the client used (`X-Forwarded-Host`/`-Proto`,
+    /// `Forwarded`), else http(s)://<listen>).
     #[arg(long, env = "CABINET_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Secret for signing URLs, at least 32 bytes; the same on every node
@@ -440,6 +442,9 @@ impl ServeSettings {
             body_min_rate: self.body_min_rate,
             body_rate_window: Duration::from_secs(self.body_rate_window),
             rate_limit_per_minute: self.rate_limit_per_minute,
+            // Only without a configured public URL: one the operator set is the address to hand out.
+            url_base_from_proxies: (self.public_url.is_none() && trusted_proxies != TrustedProxies::none())
+                .then(|| if public_url.starts_with("https://") { "https" } else { "http" }),
             trusted_proxies,
             mavi_direct_upload_bytes: self.mavi_direct_upload_max_bytes,
             mavi_signed_upload_bytes: self.mavi_signed_upload_max_bytes,
@@ -709,6 +714,23 @@ mod tests {
         let (_, serve) = settings(&["serve", "--trusted-proxies", "lb.internal"]).unwrap();
         let refused = serve.http_limits("http://127.0.0.1:8080").unwrap_err().to_string();
         assert!(refused.contains("--trusted-proxies") && refused.contains("lb.internal"), "{refused}");
+    }
+
+    #[test]
+    fn behind_trusted_proxies_urls_follow_the_proxy_unless_a_public_url_is_set() {
+        let (_, serve) = settings(&["serve"]).unwrap();
+        assert_eq!(serve.http_limits("http://127.0.0.1:8080").unwrap().url_base_from_proxies, None);
+        let (_, serve) = settings(&["serve", "--trusted-proxies", "127.0.0.1"]).unwrap();
+        assert_eq!(serve.http_limits("https://127.0.0.1:8443").unwrap().url_base_from_proxies, Some("https"));
+        let (_, serve) = settings(&[
+            "serve",
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--public-url",
+            "https://files.example.com",
+        ])
+        .unwrap();
+        assert_eq!(serve.http_limits("https://files.example.com").unwrap().url_base_from_proxies, None);
     }
 
     #[test]

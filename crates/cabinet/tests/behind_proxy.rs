@@ -96,6 +96,7 @@ const README_SNIPPET: &str = "    client_max_body_size 0;           # Cabinet en
         proxy_set_header Host $host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $http_host;
         proxy_request_buffering off;      # stream uploads to Cabinet as they arrive
         proxy_buffering off;              # and downloads to the client
         proxy_read_timeout 300s;
@@ -127,7 +128,9 @@ async fn through_nginx_a_gib_goes_up_and_down_intact_and_each_real_client_has_it
     let public = format!("http://127.0.0.1:{port}");
     let server = ServerProcess::start_with(
         &dir.path().join("data"),
-        &["--public-url", &public, "--trusted-proxies", "127.0.0.1", "--rate-limit-per-minute", "60"],
+        // No --public-url: the URLs handed out name the proxy because nginx says that is where the
+        // client is.
+        &["--trusted-proxies", "127.0.0.1", "--rate-limit-per-minute", "60"],
     );
     let _proxy = Proxy::start(&nginx, &dir.path().join("nginx"), port, &server.url);
     let key = server.bootstrap_key.clone().unwrap();
@@ -135,6 +138,31 @@ async fn through_nginx_a_gib_goes_up_and_down_intact_and_each_real_client_has_it
 
     // A 1 GiB upload and download, both streamed through the proxy.
     let expected = tokio::task::spawn_blocking(pattern_sha256).await.unwrap();
+    // A client's own X-Forwarded-Host is replaced by the proxy's, and a request that skips the
+    // proxy gets the server's own address.
+    let spoofed: Value = http
+        .post(format!("{public}/v1/uploads"))
+        .bearer_auth(&key)
+        .header("x-forwarded-host", "evil.example")
+        .json(&json!({"name": "small.bin", "size": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spoofed["upload_url"].as_str().unwrap().starts_with(&format!("{public}/")), "{spoofed}");
+    let direct: Value = http
+        .post(format!("{}/v1/uploads", server.url))
+        .bearer_auth(&key)
+        .json(&json!({"name": "small.bin", "size": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(direct["upload_url"].as_str().unwrap().starts_with(&format!("{}/", server.url)), "{direct}");
     let ticket: Value = http
         .post(format!("{public}/v1/uploads"))
         .bearer_auth(&key)

@@ -147,6 +147,11 @@ impl std::ops::Deref for Cabinet {
     }
 }
 
+tokio::task_local! {
+    /// The public URL of the request being served, when it is not `Settings::public_url`.
+    static REQUEST_URL_BASE: Arc<str>;
+}
+
 impl Cabinet {
     /// Assembles the service from its ports.
     pub fn new(
@@ -185,6 +190,20 @@ impl Cabinet {
     /// The origin browsers reach the blob store at directly (S3), when it is not this service.
     pub fn storage_origin(&self) -> Option<String> {
         self.blobs.browser_origin()
+    }
+
+    /// The base every URL handed out now starts with: the public URL the request arrived at when
+    /// the HTTP layer knows it (`with_url_base`), else `Settings::public_url`.
+    pub fn url_base(&self) -> String {
+        REQUEST_URL_BASE
+            .try_with(|base| base.to_string())
+            .unwrap_or_else(|_| self.settings.public_url.clone())
+    }
+
+    /// Runs `work` handing out URLs that start with `base` (`https://files.example.com`, no
+    /// trailing `/`): the address a client used, as a proxy the operator trusts reports it.
+    pub async fn with_url_base<T>(&self, base: String, work: impl std::future::Future<Output = T>) -> T {
+        REQUEST_URL_BASE.scope(Arc::from(base), work).await
     }
 
     /// Runs the work of one HTTP request, letting its store lookups share what the store can

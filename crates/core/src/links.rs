@@ -241,7 +241,7 @@ impl Cabinet {
     /// A URL of Cabinet's own storage endpoint for a file (or the upload that makes one), with its
     /// signed query.
     pub(crate) fn storage_file_url(&self, ws: &WorkspaceId, object: &str, query: &str) -> String {
-        format!("{}{STORAGE_FILE_PREFIX}/{ws}/{object}?{query}", self.settings.public_url)
+        format!("{}{STORAGE_FILE_PREFIX}/{ws}/{object}?{query}", self.url_base())
     }
 
     /// Ends every permalink of the caller's workspace (admin key only); returns the new generation.
@@ -301,7 +301,7 @@ impl Cabinet {
     pub fn public_url_of(&self, file: &FileRecord) -> String {
         format!(
             "{}{PUBLIC_FILE_PREFIX}/{}/{}/{}",
-            self.settings.public_url,
+            self.url_base(),
             file.workspace_id,
             file.id,
             content_version(&file.sha256)

@@ -169,7 +169,8 @@ impl Cabinet {
                     size,
                     url: format!(
                         "{}{STORAGE_UPLOAD_PREFIX}/{ws}/{}/parts/{number}?{query}",
-                        self.settings.public_url, upload.id
+                        self.url_base(),
+                        upload.id
                     ),
                     method: "PUT",
                     headers: Vec::new(),

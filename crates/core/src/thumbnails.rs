@@ -231,10 +231,7 @@ impl Cabinet {
         let (ws, size) = (&file.workspace_id, DEFAULT_SIZE);
         let object = format!("{}/{size}", file.id);
         let query = self.signer.sign(SignedOperation::Thumbnail, ws.as_str(), &object, &params);
-        Some(format!(
-            "{}{STORAGE_THUMBNAIL_PREFIX}/{ws}/{}/{size}?{query}",
-            self.settings.public_url, file.id
-        ))
+        Some(format!("{}{STORAGE_THUMBNAIL_PREFIX}/{ws}/{}/{size}?{query}", self.url_base(), file.id))
     }
 
     /// Checks a signed thumbnail URL and returns the thumbnail it names.

@@ -185,8 +185,7 @@ impl Cabinet {
                 let params = SignedParams { expires, max_bytes, attachment: false };
                 let query =
                     self.signer.sign(SignedOperation::Upload, ws.as_str(), upload.id.as_str(), &params);
-                let url =
-                    format!("{}{STORAGE_UPLOAD_PREFIX}/{ws}/{}?{query}", self.settings.public_url, upload.id);
+                let url = format!("{}{STORAGE_UPLOAD_PREFIX}/{ws}/{}?{query}", self.url_base(), upload.id);
                 let headers = upload
                     .declared_mime
                     .iter()

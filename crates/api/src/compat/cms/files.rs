@@ -261,7 +261,7 @@ fn page_url(state: &AppState, uri: &axum::http::Uri, page: Option<u64>) -> Strin
     if let Some(page) = page {
         pairs.push(format!("page={page}"));
     }
-    let base = format!("{}{}", state.cabinet.settings().public_url, uri.path());
+    let base = format!("{}{}", state.cabinet.url_base(), uri.path());
     if pairs.is_empty() {
         base
     } else {
