@@ -9,7 +9,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
 use crate::surface::Surface;
-use crate::v1::{access, files, folders, quota, search, uploads};
+use crate::v1::{access, events, files, folders, quota, search, uploads};
 use crate::{compat, console, health, storage, AppState};
 
 /// The routes and the OpenAPI documents they make, one per surface (native first).
@@ -43,6 +43,7 @@ pub fn routes(state: AppState) -> (Router, Vec<(Surface, utoipa::openapi::OpenAp
         .routes(routes!(access::get_folder_rules, access::put_folder_rules))
         .routes(routes!(quota::get_quota))
         .routes(routes!(quota::get_usage))
+        .routes(routes!(events::list_events))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .with_state(state.clone())
@@ -98,5 +99,12 @@ pub fn routes(state: AppState) -> (Router, Vec<(Surface, utoipa::openapi::OpenAp
         json_routes.merge(streaming_routes).merge(compat_routes).merge(SwaggerUi::new("/docs").urls(urls));
     // The web console: a UI over the routes above, so not in their document.
     let router = router.merge(console::routes(state.cabinet.storage_origin().as_deref()));
+    // Server-sent events: a stream that does not end, outside the document (the feed it streams is
+    // `GET /v1/events`).
+    let router = router.merge(
+        axum::Router::new()
+            .route("/v1/events/stream", axum::routing::get(events::stream_events))
+            .with_state(state.clone()),
+    );
     (router, documents)
 }

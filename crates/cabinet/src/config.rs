@@ -282,6 +282,15 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::days")]
     pub trash_retention_days: u64,
+    /// Days the event feed (`GET /v1/events`) keeps an event (at most 36500).
+    #[arg(
+        long,
+        env = "CABINET_EVENT_RETENTION_DAYS",
+        default_value_t = Settings::DEFAULT_EVENT_RETENTION_DAYS as u64,
+        value_parser = human::days_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::days")]
+    pub event_retention_days: u64,
     /// Log format.
     #[arg(long, env = "CABINET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -420,6 +429,9 @@ impl ServeSettings {
             direct_upload_max_bytes: self.direct_upload_max_bytes,
             trash_retention: chrono::Duration::days(
                 self.trash_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
+            ),
+            event_retention: chrono::Duration::days(
+                self.event_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
             ),
             max_uploads_per_workspace: self.max_uploads_per_workspace,
             max_uploads_per_key: self.max_uploads_per_key,

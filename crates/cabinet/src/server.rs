@@ -220,6 +220,13 @@ async fn sweep_forever(cabinet: Cabinet, every: Duration) {
                 tracing::warn!(error = %err, "purging expired trash failed");
             }
         }
+        match cabinet.prune_old_events().await {
+            Ok(pruned) => maintenance_ran("prune_old_events", &[("pruned", pruned)]),
+            Err(err) => {
+                maintenance_failed("prune_old_events");
+                tracing::warn!(error = %err, "pruning old events failed");
+            }
+        }
     }
 }
 

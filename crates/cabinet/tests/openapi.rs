@@ -112,6 +112,7 @@ async fn the_console_is_served_from_the_binary_under_its_own_policy() {
 /// Paths axum mounts that are deliberately in no surface's document, each with why.
 const UNDOCUMENTED: &[(&str, &str)] = &[
     ("/", "leads a browser to the console (303 to /console)"),
+    ("/v1/events/stream", "server-sent events: a text/event-stream that does not end (README: Events)"),
     ("/console", "the web console: a UI over the documented API"),
     ("/console/", "the web console"),
     ("/console/{asset}", "the console's static files"),

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod content_type;
 pub mod cors;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod folders;
 pub mod ids;
@@ -41,8 +42,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
-    AccessRuleStore, BlobStore, ByteRange, ByteStream, FileStore, FolderStore, ImageCodec, KeyStore,
-    LedgerStore, LinkStore, MetadataStore, ReadCache, SearchStore, TrashStore, UploadStore, WorkspaceStore,
+    AccessRuleStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore, FolderStore,
+    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, SearchStore, TrashStore,
+    UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
@@ -76,6 +78,8 @@ pub struct Settings {
     pub receive_grace: Duration,
     /// How long deleted things stay in the trash before they are purged.
     pub trash_retention: Duration,
+    /// How long the event feed keeps an event.
+    pub event_retention: Duration,
     /// Most uploads a workspace may be receiving at once (0: no cap).
     pub max_uploads_per_workspace: u32,
     /// Most uploads one API key may be sending at once (0: no cap).
@@ -93,6 +97,8 @@ impl Settings {
     pub const DEFAULT_SIGNING_KEY_REFRESH_SECS: u64 = 10;
     /// The largest file by default: 50 GiB.
     pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024 * 1024;
+    /// Days the event feed keeps an event, by default.
+    pub const DEFAULT_EVENT_RETENTION_DAYS: i64 = 7;
     /// The largest direct upload by default: 512 MiB.
     pub const DEFAULT_DIRECT_UPLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
     /// Uploads a workspace may be receiving at once, by default.
@@ -114,6 +120,7 @@ impl Default for Settings {
             direct_upload_max_bytes: Self::DEFAULT_DIRECT_UPLOAD_MAX_BYTES,
             receive_grace: Duration::hours(1),
             trash_retention: trash::default_retention(),
+            event_retention: Duration::days(Self::DEFAULT_EVENT_RETENTION_DAYS),
             max_uploads_per_workspace: Self::DEFAULT_MAX_UPLOADS_PER_WORKSPACE,
             max_uploads_per_key: Self::DEFAULT_MAX_UPLOADS_PER_KEY,
         }

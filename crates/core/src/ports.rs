@@ -95,6 +95,7 @@ pub trait MetadataStore:
     + SearchStore
     + LedgerStore
     + LinkStore
+    + EventStore
 {
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
     /// share one read transaction inside it, ending it before any other call; the default runs
@@ -110,6 +111,20 @@ pub trait MetadataStore:
     fn pools(&self) -> Vec<PoolUsage> {
         Vec::new()
     }
+}
+
+/// One change, as the outbox recorded it: numbered per workspace in the order the changes
+/// committed. `object_id` is the file, folder, upload or key it is about (for `tokens.revoked`
+/// and `quota.crossed`, the workspace); `detail` is an upload's failure reason, a reference's
+/// `kind/id`, the end user whose tokens were revoked, or the percentage of the quota crossed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub workspace_id: WorkspaceId,
+    pub seq: u64,
+    pub kind: String,
+    pub object_id: String,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// One connection pool's use at a moment.
@@ -154,6 +169,18 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn link_generation(&self, workspace: &WorkspaceId) -> Result<u64>;
     /// Moves the workspace's link generation on and returns the new one, or `NotFound`.
     async fn advance_link_generation(&self, workspace: &WorkspaceId) -> Result<u64>;
+}
+
+/// The outbox: the events every change writes in its own transaction (see `EventRecord`).
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The workspace's events numbered after `after`, oldest first, at most `limit`.
+    async fn events_after(&self, workspace: &WorkspaceId, after: u64, limit: u32)
+        -> Result<Vec<EventRecord>>;
+    /// The number of the workspace's newest event (0 before the first), or `NotFound`.
+    async fn newest_event(&self, workspace: &WorkspaceId) -> Result<u64>;
+    /// Removes events recorded before `before`; returns how many.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// API keys and the revocation of end-user tokens.

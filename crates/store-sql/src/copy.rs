@@ -11,8 +11,9 @@
 //!
 //! The tables and columns come from the PostgreSQL schema (after its migrations), so a table added
 //! by a later migration is copied without a change here. Derived state is not copied but made
-//! again: SQLite's search tables (PostgreSQL indexes the names itself), the per-database migration
-//! table, and the live-file count PostgreSQL's triggers keep, recomputed after the copy.
+//! again: SQLite's search tables (PostgreSQL indexes the names itself) and the per-database
+//! migration table. What PostgreSQL's triggers write as rows arrive (live-file counts, event
+//! numbers, events) is put back as the source has it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -116,14 +117,14 @@ pub async fn copy_sqlite_to_postgres(
     for (table, copy) in tables.iter().zip(copies.iter_mut()).rev() {
         copy.deleted = delete_extras(&source, &target, table).await?;
     }
-    // The triggers counted the files as they arrived, on top of the copied counts: count again.
-    sqlx::query(
-        "UPDATE workspaces w SET live_files = (SELECT COUNT(*) FROM files f \
-         WHERE f.workspace_id = w.id AND f.trashed_at IS NULL)",
-    )
-    .execute(&target)
-    .await
-    .map_err(db_error)?;
+    // The target's triggers wrote to the workspaces as the rows arrived (live-file counts, event
+    // numbers) and recorded events of their own, deleted above: the workspaces again, as they are.
+    if let Some(workspaces) = tables.iter().find(|t| t.name == "workspaces") {
+        upsert_all(&source, &target, workspaces).await?;
+    }
+    if let Some(events) = tables.iter().find(|t| t.name == "events") {
+        delete_extras(&source, &target, events).await?;
+    }
     // Sequences go on after the copied numbers.
     for table in &tables {
         for (column, _) in table.columns.iter().filter(|(_, kind)| *kind == Kind::Int) {
@@ -232,6 +233,14 @@ async fn target_tables(target: &PgPool) -> Result<Vec<Table>> {
         if child != parent && tables.contains_key(&child) {
             parents.entry(child).or_default().insert(parent);
         }
+    }
+    // A workspace's rows come after it even without a foreign key: the triggers that record
+    // events number them on the workspace's row.
+    for table in tables
+        .values()
+        .filter(|t| t.name != "workspaces" && t.columns.iter().any(|(c, _)| c == "workspace_id"))
+    {
+        parents.entry(table.name.clone()).or_default().insert("workspaces".to_owned());
     }
     let mut ordered: Vec<Table> = Vec::with_capacity(tables.len());
     while !tables.is_empty() {
@@ -393,7 +402,7 @@ async fn upsert(target: &PgPool, table: &Table, rows: &[Vec<Cell>]) -> Result<u6
         .build()
         .execute(target)
         .await
-        .map_err(|err| Error::internal(format!("copying into {}: {}", table.name, db_error(err))))?;
+        .map_err(|err| Error::internal(format!("copying into {}: {err}", table.name)))?;
     Ok(done.rows_affected())
 }
 

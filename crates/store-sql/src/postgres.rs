@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../migrations/postgres/0015_recorded_uploads_and_shared_folders.sql")),
     (16, include_str!("../migrations/postgres/0016_external_ids_and_tag_spellings.sql")),
     (17, include_str!("../migrations/postgres/0017_workspace_cors_origins.sql")),
+    (18, include_str!("../migrations/postgres/0018_events.sql")),
 ];
 
 /// A PostgreSQL database's pools. Every lookup goes through them: a PostgreSQL query is a network
