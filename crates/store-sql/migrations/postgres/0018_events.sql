@@ -4,7 +4,9 @@
 -- event exists for a change that rolled back. `seq` counts per workspace: the workspace row's
 -- `event_seq` is taken (and its row lock held to commit) in the same transaction, so events
 -- commit in the order they are numbered and a reader never sees a later number before an
--- earlier one.
+-- earlier one. The triggers on files, folders, uploads and references run once per statement
+-- (over its transition tables), so a statement that changes many rows moves each workspace's
+-- `event_seq` once, not once a row.
 ALTER TABLE workspaces ADD COLUMN event_seq BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE events (
@@ -18,95 +20,142 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_time ON events (at);
 
-CREATE FUNCTION record_event(ws TEXT, kind TEXT, object TEXT, detail TEXT) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    next BIGINT;
-BEGIN
-    UPDATE workspaces SET event_seq = event_seq + 1 WHERE id = ws RETURNING event_seq INTO next;
+-- Records one event per element of the arrays (same length), numbered on after each
+-- workspace's last.
+CREATE FUNCTION record_events(ws TEXT[], kinds TEXT[], objects TEXT[], details TEXT[]) RETURNS void
+LANGUAGE sql AS $$
+    WITH changes AS (
+        SELECT * FROM unnest(ws, kinds, objects, details) WITH ORDINALITY AS c (workspace_id, kind, object_id, detail, n)
+    ),
+    counts AS (SELECT workspace_id, COUNT(*) AS count FROM changes GROUP BY workspace_id),
+    bumped AS (
+        UPDATE workspaces w SET event_seq = w.event_seq + counts.count FROM counts
+        WHERE w.id = counts.workspace_id
+        RETURNING w.id, w.event_seq - counts.count AS base
+    )
     INSERT INTO events (workspace_id, seq, type, object_id, detail, at)
-    VALUES (ws, next, kind, object, detail, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT);
-END;
+    SELECT c.workspace_id, b.base + row_number() OVER (PARTITION BY c.workspace_id ORDER BY c.n), c.kind,
+           c.object_id, c.detail, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
+    FROM changes c JOIN bumped b ON b.id = c.workspace_id
 $$;
 
-CREATE FUNCTION events_of_files() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION events_of_new_files() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM record_event(NEW.workspace_id, 'file.created', NEW.id, NULL);
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM record_event(OLD.workspace_id, 'file.purged', OLD.id, NULL);
-    ELSIF (OLD.name, OLD.folder_id, OLD.is_favorite, OLD.alt_text, OLD.caption, OLD.copyright, OLD.metadata,
-           OLD.tags, OLD.trashed_at, OLD.external_id)
-          IS DISTINCT FROM (NEW.name, NEW.folder_id, NEW.is_favorite, NEW.alt_text, NEW.caption, NEW.copyright,
-           NEW.metadata, NEW.tags, NEW.trashed_at, NEW.external_id) THEN
-        PERFORM record_event(NEW.workspace_id,
-            CASE WHEN OLD.trashed_at IS NULL AND NEW.trashed_at IS NOT NULL THEN 'file.trashed'
-                 WHEN OLD.trashed_at IS NOT NULL AND NEW.trashed_at IS NULL THEN 'file.restored'
-                 WHEN OLD.folder_id IS DISTINCT FROM NEW.folder_id THEN 'file.moved'
-                 ELSE 'file.updated' END,
-            NEW.id, NULL);
-    END IF;
+    PERFORM record_events(array_agg(workspace_id), array_agg('file.created'::TEXT), array_agg(id), array_agg(NULL::TEXT))
+    FROM new_rows;
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER events_of_files AFTER INSERT OR UPDATE OR DELETE ON files
-FOR EACH ROW EXECUTE FUNCTION events_of_files();
+CREATE TRIGGER events_of_new_files AFTER INSERT ON files
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_new_files();
 
-CREATE FUNCTION events_of_folders() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION events_of_changed_files() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM record_event(NEW.workspace_id, 'folder.created', NEW.id, NULL);
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM record_event(OLD.workspace_id, 'folder.purged', OLD.id, NULL);
-    ELSIF (OLD.name, OLD.parent_id, OLD.is_favorite, OLD.trashed_at, OLD.is_shared)
-          IS DISTINCT FROM (NEW.name, NEW.parent_id, NEW.is_favorite, NEW.trashed_at, NEW.is_shared) THEN
-        PERFORM record_event(NEW.workspace_id,
-            CASE WHEN OLD.trashed_at IS NULL AND NEW.trashed_at IS NOT NULL THEN 'folder.trashed'
-                 WHEN OLD.trashed_at IS NOT NULL AND NEW.trashed_at IS NULL THEN 'folder.restored'
-                 WHEN OLD.parent_id IS DISTINCT FROM NEW.parent_id THEN 'folder.moved'
-                 ELSE 'folder.updated' END,
-            NEW.id, NULL);
-    END IF;
+    PERFORM record_events(array_agg(n.workspace_id),
+        array_agg(CASE WHEN o.trashed_at IS NULL AND n.trashed_at IS NOT NULL THEN 'file.trashed'
+                       WHEN o.trashed_at IS NOT NULL AND n.trashed_at IS NULL THEN 'file.restored'
+                       WHEN o.folder_id IS DISTINCT FROM n.folder_id THEN 'file.moved'
+                       ELSE 'file.updated' END),
+        array_agg(n.id), array_agg(NULL::TEXT))
+    FROM new_rows n JOIN old_rows o ON o.workspace_id = n.workspace_id AND o.id = n.id
+    WHERE (o.name, o.folder_id, o.is_favorite, o.alt_text, o.caption, o.copyright, o.metadata, o.tags,
+           o.trashed_at, o.external_id)
+          IS DISTINCT FROM (n.name, n.folder_id, n.is_favorite, n.alt_text, n.caption, n.copyright, n.metadata,
+           n.tags, n.trashed_at, n.external_id);
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER events_of_folders AFTER INSERT OR UPDATE OR DELETE ON folders
-FOR EACH ROW EXECUTE FUNCTION events_of_folders();
+CREATE TRIGGER events_of_changed_files AFTER UPDATE ON files
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_changed_files();
 
-CREATE FUNCTION events_of_uploads() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION events_of_purged_files() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.status <> NEW.status AND NEW.status IN ('SUCCESS', 'FAILED') THEN
-        PERFORM record_event(NEW.workspace_id,
-            CASE NEW.status WHEN 'SUCCESS' THEN 'upload.succeeded' ELSE 'upload.failed' END,
-            NEW.id, NEW.failure_reason);
-    END IF;
+    PERFORM record_events(array_agg(workspace_id), array_agg('file.purged'::TEXT), array_agg(id), array_agg(NULL::TEXT))
+    FROM old_rows;
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER events_of_uploads AFTER UPDATE OF status ON uploads
-FOR EACH ROW EXECUTE FUNCTION events_of_uploads();
+CREATE TRIGGER events_of_purged_files AFTER DELETE ON files
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_purged_files();
 
-CREATE FUNCTION events_of_references() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION events_of_new_folders() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM record_event(NEW.workspace_id, 'reference.added', NEW.file_id, NEW.kind || '/' || NEW.ref_id);
-    ELSE
-        PERFORM record_event(OLD.workspace_id, 'reference.removed', OLD.file_id, OLD.kind || '/' || OLD.ref_id);
-    END IF;
+    PERFORM record_events(array_agg(workspace_id), array_agg('folder.created'::TEXT), array_agg(id), array_agg(NULL::TEXT))
+    FROM new_rows;
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER events_of_references AFTER INSERT OR DELETE ON file_references
-FOR EACH ROW EXECUTE FUNCTION events_of_references();
+CREATE TRIGGER events_of_new_folders AFTER INSERT ON folders
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_new_folders();
+
+CREATE FUNCTION events_of_changed_folders() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM record_events(array_agg(n.workspace_id),
+        array_agg(CASE WHEN o.trashed_at IS NULL AND n.trashed_at IS NOT NULL THEN 'folder.trashed'
+                       WHEN o.trashed_at IS NOT NULL AND n.trashed_at IS NULL THEN 'folder.restored'
+                       WHEN o.parent_id IS DISTINCT FROM n.parent_id THEN 'folder.moved'
+                       ELSE 'folder.updated' END),
+        array_agg(n.id), array_agg(NULL::TEXT))
+    FROM new_rows n JOIN old_rows o ON o.workspace_id = n.workspace_id AND o.id = n.id
+    WHERE (o.name, o.parent_id, o.is_favorite, o.trashed_at, o.is_shared)
+          IS DISTINCT FROM (n.name, n.parent_id, n.is_favorite, n.trashed_at, n.is_shared);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_of_changed_folders AFTER UPDATE ON folders
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_changed_folders();
+
+CREATE FUNCTION events_of_purged_folders() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM record_events(array_agg(workspace_id), array_agg('folder.purged'::TEXT), array_agg(id), array_agg(NULL::TEXT))
+    FROM old_rows;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_of_purged_folders AFTER DELETE ON folders
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_purged_folders();
+
+CREATE FUNCTION events_of_ended_uploads() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM record_events(array_agg(n.workspace_id),
+        array_agg(CASE n.status WHEN 'SUCCESS' THEN 'upload.succeeded' ELSE 'upload.failed' END),
+        array_agg(n.id), array_agg(n.failure_reason))
+    FROM new_rows n JOIN old_rows o ON o.workspace_id = n.workspace_id AND o.id = n.id
+    WHERE o.status <> n.status AND n.status IN ('SUCCESS', 'FAILED');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_of_ended_uploads AFTER UPDATE ON uploads
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_ended_uploads();
+
+CREATE FUNCTION events_of_new_references() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM record_events(array_agg(workspace_id), array_agg('reference.added'::TEXT), array_agg(file_id),
+        array_agg(kind || '/' || ref_id))
+    FROM new_rows;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_of_new_references AFTER INSERT ON file_references
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_new_references();
+
+CREATE FUNCTION events_of_removed_references() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM record_events(array_agg(workspace_id), array_agg('reference.removed'::TEXT), array_agg(file_id),
+        array_agg(kind || '/' || ref_id))
+    FROM old_rows;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_of_removed_references AFTER DELETE ON file_references
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION events_of_removed_references();
 
 CREATE FUNCTION events_of_keys() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    ws TEXT;
 BEGIN
     IF OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN
-        FOR ws IN SELECT workspace_id FROM api_key_workspaces WHERE key_id = NEW.id ORDER BY workspace_id LOOP
-            PERFORM record_event(ws, 'key.revoked', NEW.id, NULL);
-        END LOOP;
+        PERFORM record_events(array_agg(workspace_id ORDER BY workspace_id), array_agg('key.revoked'::TEXT),
+            array_agg(NEW.id), array_agg(NULL::TEXT))
+        FROM api_key_workspaces WHERE key_id = NEW.id;
     END IF;
     RETURN NULL;
 END;
@@ -116,7 +165,8 @@ FOR EACH ROW EXECUTE FUNCTION events_of_keys();
 
 CREATE FUNCTION events_of_token_revocations() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM record_event(NEW.workspace_id, 'tokens.revoked', NEW.workspace_id, NULLIF(NEW.sub, ''));
+    PERFORM record_events(ARRAY[NEW.workspace_id], ARRAY['tokens.revoked'], ARRAY[NEW.workspace_id],
+        ARRAY[NULLIF(NEW.sub, '')]);
     RETURN NULL;
 END;
 $$;
@@ -130,9 +180,9 @@ BEGIN
        AND (OLD.used_bytes * 100 < NEW.limit_bytes * 80 AND NEW.used_bytes * 100 >= NEW.limit_bytes * 80
          OR OLD.used_bytes * 100 < NEW.limit_bytes * 90 AND NEW.used_bytes * 100 >= NEW.limit_bytes * 90
          OR OLD.used_bytes < NEW.limit_bytes AND NEW.used_bytes >= NEW.limit_bytes) THEN
-        PERFORM record_event(NEW.id, 'quota.crossed', NEW.id,
-            CASE WHEN NEW.used_bytes >= NEW.limit_bytes THEN '100'
-                 WHEN NEW.used_bytes * 100 >= NEW.limit_bytes * 90 THEN '90' ELSE '80' END);
+        PERFORM record_events(ARRAY[NEW.id], ARRAY['quota.crossed'], ARRAY[NEW.id],
+            ARRAY[CASE WHEN NEW.used_bytes >= NEW.limit_bytes THEN '100'
+                       WHEN NEW.used_bytes * 100 >= NEW.limit_bytes * 90 THEN '90' ELSE '80' END]);
     END IF;
     RETURN NULL;
 END;
