@@ -58,6 +58,30 @@ impl Cabinet {
         external_id: Option<String>,
         body: ByteStream<'_>,
     ) -> Result<FileRecord> {
+        self.upload_direct_declared(caller, meta, external_id, None, body).await
+    }
+
+    /// `upload_direct` of a body whose length the request declares: that length is what is
+    /// reserved against the quota before a byte is read (refused at once when it cannot fit),
+    /// rather than all the upload may bring.
+    pub async fn upload_direct_of_length(
+        &self,
+        caller: &Caller,
+        meta: DirectUpload,
+        content_length: Option<u64>,
+        body: ByteStream<'_>,
+    ) -> Result<FileRecord> {
+        self.upload_direct_declared(caller, meta, None, content_length, body).await
+    }
+
+    async fn upload_direct_declared(
+        &self,
+        caller: &Caller,
+        meta: DirectUpload,
+        external_id: Option<String>,
+        content_length: Option<u64>,
+        body: ByteStream<'_>,
+    ) -> Result<FileRecord> {
         let created_by = self.authorize_create(caller, meta.folder_id.as_ref()).await?;
         let ws = &caller.workspace_id;
         let name = validate_name(&meta.name)?;
@@ -105,7 +129,7 @@ impl Cabinet {
         };
         self.store.insert_upload_reserving(&upload).await?;
         // Never held: a direct upload does not await a record.
-        let received = self.receive(&upload, body, None, file_cap).await.and_then(|file| {
+        let received = self.receive(&upload, body, content_length, file_cap).await.and_then(|file| {
             file.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
         });
         if let Err(Error::Unavailable(_)) = &received {

@@ -20,10 +20,12 @@ pub mod metadata;
 pub mod model;
 pub mod multipart;
 pub mod names;
+pub mod paths;
 pub mod patterns;
 pub mod ports;
 pub mod quota;
 pub mod rules;
+pub mod s3_keys;
 pub mod signing;
 pub mod telemetry;
 pub mod thumbnails;
@@ -43,7 +45,7 @@ pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
     AccessRuleStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore, FolderStore,
-    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, SearchStore, TrashStore,
+    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore, SearchStore, TrashStore,
     UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;

@@ -96,6 +96,7 @@ pub trait MetadataStore:
     + LedgerStore
     + LinkStore
     + EventStore
+    + S3KeyStore
 {
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
     /// share one read transaction inside it, ending it before any other call; the default runs
@@ -181,6 +182,23 @@ pub trait EventStore: Send + Sync + 'static {
     async fn newest_event(&self, workspace: &WorkspaceId) -> Result<u64>;
     /// Removes events recorded before `before`; returns how many.
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// The S3 surface's access keys (their secrets sealed) and the MD5s of the files it stored.
+#[async_trait]
+pub trait S3KeyStore: Send + Sync + 'static {
+    /// Stores a key with its sealed secret.
+    async fn create_s3_key(&self, key: &crate::s3_keys::S3Key, sealed_secret: &str) -> Result<()>;
+    /// The key with this access key id and its sealed secret, revoked or not.
+    async fn find_s3_key(&self, access_key_id: &str) -> Result<Option<(crate::s3_keys::S3Key, String)>>;
+    /// The keys of a workspace, or the operator keys when `None`.
+    async fn list_s3_keys(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<crate::s3_keys::S3Key>>;
+    /// Marks a key revoked; `NotFound` when there is no such key.
+    async fn revoke_s3_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Records the MD5 (hex) of a file's bytes.
+    async fn set_file_md5(&self, workspace: &WorkspaceId, file: &FileId, md5: &str) -> Result<()>;
+    /// The recorded MD5s of these files (those that have one).
+    async fn file_md5s(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>>;
 }
 
 /// API keys and the revocation of end-user tokens.
