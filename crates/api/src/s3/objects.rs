@@ -63,6 +63,9 @@ impl Drop for Writing<'_> {
     }
 }
 
+/// The largest object one PUT may bring (S3's own limit, 5 GiB).
+const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
 /// The MD5 of no bytes: the ETag of a folder.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
@@ -518,7 +521,7 @@ async fn store(
         name: name.to_owned(),
         mime_type: object.content_type,
         folder_id: place,
-        max_bytes: None,
+        max_bytes: Some(MAX_PUT_BYTES),
     };
     let stored =
         cabinet.upload_direct_of_length(caller, upload, object.content_length, Box::pin(verifying)).await;
