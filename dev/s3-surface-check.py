@@ -28,8 +28,10 @@ from botocore.exceptions import ClientError
 BIN = os.environ["CABINET_BIN"]
 TOOLS = Path(os.environ["CABINET_S3_TOOLS_BIN"])
 STORAGE = os.environ.get("CABINET_S3_SURFACE_STORAGE", "local")
-LARGE_BYTES = (5 << 30) if os.environ.get("CABINET_LONG") == "1" else (256 << 20)
-TREE_FILES = 1000
+LONG = os.environ.get("CABINET_LONG") == "1"
+# dev/test runs a smaller tree and object; CABINET_LONG=1 (or no setting) the full 1,000 files.
+TREE_FILES = 1000 if LONG else int(os.environ.get("CABINET_S3_SURFACE_FILES", "1000"))
+LARGE_BYTES = (5 << 30) if LONG else int(os.environ.get("CABINET_S3_SURFACE_LARGE_MIB", "256")) << 20
 REQUIRE_TOOLS = os.environ.get("CABINET_REQUIRE_S3_TOOLS") == "1"
 
 
@@ -77,10 +79,11 @@ class Server:
 
 
 def make_tree(root: Path):
-    """1,000 small files in two levels of folders, each with its own bytes."""
+    """TREE_FILES small files (1,000 by default) in two levels of folders, each with its own bytes."""
     rng = random.Random(21)
+    assert TREE_FILES % 20 == 0, "the tree holds a multiple of 20 files"
     for d in range(10):
-        for f in range(50):
+        for f in range(TREE_FILES // 20):
             for folder in (root / f"d{d}", root / f"d{d}" / "sub"):
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / f"f{f}.txt").write_bytes(f"{folder.name}/{f}\n".encode() + rng.randbytes(rng.randint(0, 1024)))
@@ -233,9 +236,9 @@ def check_boto3_tree(s3, tree: Path):
     top = s3.list_objects_v2(Bucket="default", Prefix="boto/", Delimiter="/")
     assert [p["Prefix"] for p in top["CommonPrefixes"]] == [f"boto/d{d}/" for d in range(10)], top.get("CommonPrefixes")
     v1 = s3.list_objects(Bucket="default", Prefix="boto/d3/", Delimiter="/")
-    assert len(v1["Contents"]) == 50 and [p["Prefix"] for p in v1["CommonPrefixes"]] == ["boto/d3/sub/"]
-    after = s3.list_objects_v2(Bucket="default", Prefix="boto/", StartAfter="boto/d9/sub/f8.txt")
-    assert [o["Key"] for o in after["Contents"]] == ["boto/d9/sub/f9.txt"], after.get("Contents")
+    assert len(v1["Contents"]) == TREE_FILES // 20 and [p["Prefix"] for p in v1["CommonPrefixes"]] == ["boto/d3/sub/"]
+    after = s3.list_objects_v2(Bucket="default", Prefix="boto/", StartAfter=keys[-2])
+    assert [o["Key"] for o in after["Contents"]] == [keys[-1]], after.get("Contents")
 
     def same(p):
         body = s3.get_object(Bucket="default", Key="boto/" + str(p.relative_to(tree)))["Body"].read()
