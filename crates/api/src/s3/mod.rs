@@ -148,10 +148,7 @@ impl S3 for S3Surface {
         match self.cabinet.create_workspace(request).await {
             Ok(workspace) => {
                 tracing::info!(workspace = %workspace.id, bucket = %workspace.name, "bucket created through S3");
-                Ok(S3Response::new(CreateBucketOutput {
-                    location: Some(format!("/{}", workspace.name)),
-                    ..Default::default()
-                }))
+                Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", workspace.name)) }))
             }
             Err(cabinet_core::Error::Conflict { .. }) => Err(s3_error!(BucketAlreadyOwnedByYou)),
             Err(err) => Err(s3_error_of(err)),

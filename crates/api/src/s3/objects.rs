@@ -111,7 +111,7 @@ fn check_part(part: &str) -> S3Result<()> {
 
 /// What a key names.
 pub(super) enum Found {
-    File(FileRecord),
+    File(Box<FileRecord>),
     Folder,
 }
 
@@ -125,7 +125,7 @@ pub(super) async fn find(cabinet: &Cabinet, caller: &Caller, key: &str) -> S3Res
         None => Ok(Found::Folder),
         Some(name) => {
             let files = cabinet.files_named(caller, &place, name).await.map_err(s3_error_of)?;
-            files.into_iter().last().map(Found::File).ok_or_else(no_such_key)
+            files.into_iter().last().map(|file| Found::File(Box::new(file))).ok_or_else(no_such_key)
         }
     }
 }

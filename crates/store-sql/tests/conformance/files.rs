@@ -286,7 +286,10 @@ pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store:
     let operator = key(None, &format!("CABO{}", ApiKeyId::generate()));
     store.create_s3_key(&of_a, "sealed-a").await.unwrap();
     store.create_s3_key(&operator, "sealed-o").await.unwrap();
-    assert_eq!(store.find_s3_key(&of_a.access_key_id).await.unwrap(), Some((of_a.clone(), "sealed-a".to_owned())));
+    assert_eq!(
+        store.find_s3_key(&of_a.access_key_id).await.unwrap(),
+        Some((of_a.clone(), "sealed-a".to_owned()))
+    );
     assert_eq!(store.find_s3_key("CABNONE").await.unwrap(), None);
     assert_eq!(store.list_s3_keys(Some(&a.id)).await.unwrap(), vec![of_a.clone()]);
     assert!(store.list_s3_keys(None).await.unwrap().contains(&operator));
