@@ -27,6 +27,7 @@ pub mod quota;
 pub mod rules;
 pub mod s3_keys;
 pub mod signing;
+pub mod staged_parts;
 pub mod telemetry;
 pub mod thumbnails;
 pub mod transfers;

@@ -162,18 +162,19 @@ impl Cabinet {
         self.store.folder_is_empty(&caller.workspace_id, id).await
     }
 
-    /// Records the MD5 of a file's bytes, as measured when they arrived.
-    pub async fn set_file_md5(&self, caller: &Caller, file: &FileId, md5: &str) -> Result<()> {
+    /// Records the ETag S3 tools know a file by (the MD5 of its bytes as they arrived, or S3's
+    /// multipart form).
+    pub async fn set_s3_etag(&self, caller: &Caller, file: &FileId, etag: &str) -> Result<()> {
         caller.require(Role::Write)?;
-        self.store.set_file_md5(&caller.workspace_id, file, md5).await
+        self.store.set_s3_etag(&caller.workspace_id, file, etag).await
     }
 
-    /// The recorded MD5s of these files (those that have one).
-    pub async fn file_md5s(&self, caller: &Caller, files: &[FileId]) -> Result<HashMap<FileId, String>> {
+    /// The recorded S3 ETags of these files (those that have one).
+    pub async fn s3_etags(&self, caller: &Caller, files: &[FileId]) -> Result<HashMap<FileId, String>> {
         caller.require(Role::Read)?;
         if files.is_empty() {
             return Ok(HashMap::new());
         }
-        self.store.file_md5s(&caller.workspace_id, files).await
+        self.store.s3_etags(&caller.workspace_id, files).await
     }
 }

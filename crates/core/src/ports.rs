@@ -184,7 +184,7 @@ pub trait EventStore: Send + Sync + 'static {
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
-/// The S3 surface's access keys (their secrets sealed) and the MD5s of the files it stored.
+/// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.
 #[async_trait]
 pub trait S3KeyStore: Send + Sync + 'static {
     /// Stores a key with its sealed secret.
@@ -195,10 +195,10 @@ pub trait S3KeyStore: Send + Sync + 'static {
     async fn list_s3_keys(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<crate::s3_keys::S3Key>>;
     /// Marks a key revoked; `NotFound` when there is no such key.
     async fn revoke_s3_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()>;
-    /// Records the MD5 (hex) of a file's bytes.
-    async fn set_file_md5(&self, workspace: &WorkspaceId, file: &FileId, md5: &str) -> Result<()>;
-    /// The recorded MD5s of these files (those that have one).
-    async fn file_md5s(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>>;
+    /// Records the ETag S3 tools know a file by (an MD5 in hex, or S3's multipart form).
+    async fn set_s3_etag(&self, workspace: &WorkspaceId, file: &FileId, etag: &str) -> Result<()>;
+    /// The recorded ETags of these files (those that have one).
+    async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>>;
 }
 
 /// API keys and the revocation of end-user tokens.
@@ -241,6 +241,10 @@ pub trait UploadStore: Send + Sync + 'static {
         id: &UploadId,
         at: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Adds `more` bytes to the reservation of a WAITING upload of unknown size (recorded as its
+    /// size), in one transaction: `QuotaExceeded` (and nothing changed) when they do not fit;
+    /// false when the upload is not WAITING.
+    async fn reserve_more(&self, workspace: &WorkspaceId, id: &UploadId, more: u64) -> Result<bool>;
     /// WAITING → UPLOADING for an upload of unknown size, reserving in the same transaction as
     /// much of `most` bytes as the quota holds (never more), recorded as the upload's size; returns
     /// the reservation (possibly 0), or `None` (and nothing changed) when the upload was not WAITING.

@@ -167,7 +167,7 @@ async fn page(
             _ => None,
         })
         .collect();
-    let md5s = cabinet.file_md5s(caller, &ids).await.map_err(s3_error_of)?;
+    let etags = cabinet.s3_etags(caller, &ids).await.map_err(s3_error_of)?;
     let encode = |key: &str| {
         if url_encoded {
             utf8_percent_encode(key, URL_ENCODE).to_string()
@@ -183,7 +183,7 @@ async fn page(
             Entry::File { key, file } => objects.push(Object {
                 key: Some(encode(&key)),
                 size: Some(file.size as i64),
-                e_tag: Some(ETag::Strong(etag_of(&file, md5s.get(&file.id)))),
+                e_tag: Some(ETag::Strong(etag_of(&file, etags.get(&file.id)))),
                 last_modified: Some(timestamp(file.created_at)),
                 storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
                 ..Default::default()

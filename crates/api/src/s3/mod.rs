@@ -11,6 +11,7 @@
 mod errors;
 mod keys;
 mod listing;
+mod multipart;
 mod objects;
 
 use std::sync::Arc;
@@ -225,6 +226,37 @@ impl S3 for S3Surface {
         objects::copy(&self.cabinet, &self.writes, &source_caller, &source_key, &caller, req.input)
             .await
             .map(S3Response::new)
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        multipart::create(&self.cabinet, &caller, req.input).await.map(S3Response::new)
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        let trailers = req.trailing_headers;
+        multipart::upload_part(&self.cabinet, &caller, req.input, trailers).await.map(S3Response::new)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        multipart::complete(&self.cabinet, &self.writes, &caller, req.input).await.map(S3Response::new)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        multipart::abort(&self.cabinet, &caller, req.input).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
     async fn delete_object(

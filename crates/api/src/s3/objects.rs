@@ -141,8 +141,8 @@ pub(super) fn etag_of(file: &FileRecord, md5: Option<&String>) -> String {
 }
 
 async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<String> {
-    let md5s = cabinet.file_md5s(caller, std::slice::from_ref(&file.id)).await.map_err(s3_error_of)?;
-    Ok(etag_of(file, md5s.get(&file.id)))
+    let etags = cabinet.s3_etags(caller, std::slice::from_ref(&file.id)).await.map_err(s3_error_of)?;
+    Ok(etag_of(file, etags.get(&file.id)))
 }
 
 fn user_metadata(file: &FileRecord) -> Option<HashMap<String, String>> {
@@ -305,30 +305,30 @@ pub(super) async fn get(
 
 /// The digests a client declared for a body, base64 as S3 sends them.
 #[derive(Default, Clone)]
-struct Declared {
-    content_md5: Option<String>,
-    checksums: Checksum,
-    algorithm: Option<String>,
+pub(super) struct Declared {
+    pub(super) content_md5: Option<String>,
+    pub(super) checksums: Checksum,
+    pub(super) algorithm: Option<String>,
 }
 
 /// What a body turned out to be once read to its end.
 #[derive(Default)]
-struct Measured {
-    md5_hex: Option<String>,
-    checksums: Checksum,
+pub(super) struct Measured {
+    pub md5_hex: Option<String>,
+    pub checksums: Checksum,
     /// Why the bytes were refused, when a declared digest did not match.
-    mismatch: Option<String>,
+    pub mismatch: Option<String>,
 }
 
 /// A body that computes its MD5 and the declared checksums as it streams, and ends in an error
 /// instead of its end when one does not match: the core then fails the upload and keeps nothing.
-struct Verifying {
-    inner: ByteStream<'static>,
-    md5: Option<Md5>,
-    hasher: Option<ChecksumHasher>,
-    declared: Declared,
-    trailers: Option<TrailingHeaders>,
-    measured: Arc<Mutex<Measured>>,
+pub(super) struct Verifying {
+    pub(super) inner: ByteStream<'static>,
+    pub(super) md5: Option<Md5>,
+    pub(super) hasher: Option<ChecksumHasher>,
+    pub(super) declared: Declared,
+    pub(super) trailers: Option<TrailingHeaders>,
+    pub(super) measured: Arc<Mutex<Measured>>,
 }
 
 impl Verifying {
@@ -400,7 +400,7 @@ impl Stream for Verifying {
     }
 }
 
-fn hasher_for(declared: &Declared) -> S3Result<ChecksumHasher> {
+pub(super) fn hasher_for(declared: &Declared) -> S3Result<ChecksumHasher> {
     let mut hasher = ChecksumHasher::default();
     let sums = &declared.checksums;
     let wants = |name: &str| {
@@ -435,6 +435,8 @@ fn hasher_for(declared: &Declared) -> S3Result<ChecksumHasher> {
 /// What a write brings besides its bytes.
 pub(super) struct NewObject {
     pub content_length: Option<u64>,
+    /// The ETag to record instead of the bytes' MD5 (S3's multipart form).
+    pub etag: Option<String>,
     pub content_type: Option<String>,
     pub metadata: Option<HashMap<String, String>>,
     pub if_match: Option<ETagCondition>,
@@ -450,7 +452,7 @@ pub(super) struct Stored {
 /// Stores bytes under a key: folders made as needed, the bytes through the core's intake (quota,
 /// staging, verification), the older files of that name then moved to the trash.
 #[allow(clippy::too_many_arguments)]
-async fn store(
+pub(super) async fn store(
     cabinet: &Cabinet,
     writes: &Writes,
     caller: &Caller,
@@ -546,8 +548,8 @@ async fn store(
         let change = FileChange { folder: Some(now_at), ..Default::default() };
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
     }
-    let md5 = measured.md5_hex.unwrap_or_default();
-    cabinet.set_file_md5(caller, &file.id, &md5).await.map_err(s3_error_of)?;
+    let etag = object.etag.unwrap_or_else(|| measured.md5_hex.unwrap_or_default());
+    cabinet.set_s3_etag(caller, &file.id, &etag).await.map_err(s3_error_of)?;
     if let Some(metadata) = metadata.filter(|metadata| !metadata.is_empty()) {
         let change = FileChange { metadata: Some(metadata), ..Default::default() };
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
@@ -557,7 +559,7 @@ async fn store(
             tracing::warn!(error = %err, file = %old.id, "the file an S3 PUT replaced could not be moved to the trash");
         }
     }
-    Ok(Stored { etag: md5, checksums: measured.checksums })
+    Ok(Stored { etag, checksums: measured.checksums })
 }
 
 pub(super) async fn put(
@@ -585,6 +587,7 @@ pub(super) async fn put(
     };
     let object = NewObject {
         content_length: input.content_length.and_then(|length| u64::try_from(length).ok()),
+        etag: None,
         content_type: input.content_type.clone(),
         metadata: input.metadata.clone(),
         if_match: input.if_match.clone(),
@@ -643,6 +646,7 @@ pub(super) async fn copy(
     let body = cabinet.read_file(&source, None).await.map_err(s3_error_of)?;
     let object = NewObject {
         content_length: Some(source.size),
+        etag: None,
         content_type,
         metadata,
         if_match: None,

@@ -13,12 +13,12 @@ CREATE TABLE s3_keys (
 );
 CREATE INDEX s3_keys_by_workspace ON s3_keys (workspace_id);
 
--- The MD5 of the bytes of a file stored through the S3 surface in one PUT: S3 tools compare it
--- with the object's ETag. A file without one (stored by another surface) has a sha256-derived
--- ETag instead.
-CREATE TABLE file_md5s (
+-- The ETag S3 tools know a file by when it was stored through the S3 surface: the MD5 of its
+-- bytes (one PUT), or S3's multipart form (the MD5 of the parts' MD5s, `-` and their count). A
+-- file stored by another surface has none, and a sha256-derived ETag instead.
+CREATE TABLE s3_etags (
     workspace_id  TEXT NOT NULL,
     file_id       TEXT NOT NULL,
-    md5           TEXT NOT NULL,
+    etag          TEXT NOT NULL,
     PRIMARY KEY (workspace_id, file_id)
 );

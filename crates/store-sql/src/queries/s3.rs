@@ -1,4 +1,4 @@
-//! The S3 surface's access keys (secrets sealed by the core) and the MD5s of the files it stored.
+//! The S3 surface's access keys (secrets sealed by the core) and the ETags of the files it stored.
 
 use std::collections::HashMap;
 
@@ -122,26 +122,26 @@ where
         Ok(())
     }
 
-    async fn set_file_md5(&self, workspace: &WorkspaceId, file: &FileId, md5: &str) -> Result<()> {
+    async fn set_s3_etag(&self, workspace: &WorkspaceId, file: &FileId, etag: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO file_md5s (workspace_id, file_id, md5) VALUES ($1, $2, $3) \
-             ON CONFLICT (workspace_id, file_id) DO UPDATE SET md5 = excluded.md5",
+            "INSERT INTO s3_etags (workspace_id, file_id, etag) VALUES ($1, $2, $3) \
+             ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag",
         )
         .bind(workspace.as_str())
         .bind(file.as_str())
-        .bind(md5)
+        .bind(etag)
         .execute(self.write_pool())
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
-    async fn file_md5s(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>> {
+    async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>> {
         let mut found = HashMap::new();
         // Bound the parameters of one statement (SQLite allows 32,766).
         for chunk in files.chunks(500) {
             let mut qb =
-                QueryBuilder::<D::Db>::new("SELECT file_id, md5 FROM file_md5s WHERE workspace_id = ");
+                QueryBuilder::<D::Db>::new("SELECT file_id, etag FROM s3_etags WHERE workspace_id = ");
             qb.push_bind(workspace.to_string());
             qb.push(" AND file_id IN (");
             let mut ids = qb.separated(", ");
@@ -151,8 +151,8 @@ where
             qb.push(")");
             let rows: Vec<(String, String)> =
                 D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
-            for (id, md5) in rows {
-                found.insert(id.parse()?, md5);
+            for (id, etag) in rows {
+                found.insert(id.parse()?, etag);
             }
         }
         Ok(found)

@@ -299,15 +299,15 @@ pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store:
     store.revoke_s3_key(&of_a.access_key_id, first + Duration::hours(1)).await.unwrap();
     assert_eq!(store.find_s3_key(&of_a.access_key_id).await.unwrap().unwrap().0.revoked_at, Some(first));
     assert!(matches!(store.revoke_s3_key("CABNONE", first).await, Err(Error::NotFound(_))));
-    // MD5s are kept per workspace and file, and replaced when set again.
+    // ETags are kept per workspace and file, and replaced when set again.
     let b = workspace(store, None).await;
     let file = FileId::generate();
-    store.set_file_md5(&a.id, &file, "00aa").await.unwrap();
-    store.set_file_md5(&a.id, &file, "11bb").await.unwrap();
-    let found = store.file_md5s(&a.id, &[file.clone(), FileId::generate()]).await.unwrap();
+    store.set_s3_etag(&a.id, &file, "00aa").await.unwrap();
+    store.set_s3_etag(&a.id, &file, "11bb").await.unwrap();
+    let found = store.s3_etags(&a.id, &[file.clone(), FileId::generate()]).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[&file], "11bb");
-    assert!(store.file_md5s(&b.id, std::slice::from_ref(&file)).await.unwrap().is_empty());
+    assert!(store.s3_etags(&b.id, std::slice::from_ref(&file)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn files_page_newest_first_by_keyset(store: &dyn MetadataStore) {
