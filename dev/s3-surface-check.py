@@ -432,6 +432,7 @@ def main():
         server.stop()
         print("---- server log (last 60 lines)", file=sys.stderr)
         print("\n".join(server.log_path.read_text().splitlines()[-60:]), file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
         raise
     server.stop()
     shutil.rmtree(work, ignore_errors=True)
