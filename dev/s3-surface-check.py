@@ -255,6 +255,16 @@ def check_edges(server, s3, keys):
     put = s3.put_object(Bucket="default", Key="edge/a.txt", Body=body, ContentType="text/plain", Metadata={"colour": "blue"})
     etag = put["ETag"]
     assert etag == '"' + hashlib.md5(body).hexdigest() + '"', etag
+    # An ordinary file, with its event in the outbox.
+    file_id = next(f["id"] for f in server.native("/v1/files?limit=100&q=a.txt")["data"] if f["name"] == "a.txt")
+    events, after = [], 0
+    while True:
+        page = server.native(f"/v1/events?limit=100&after={after}")
+        events += page["data"]
+        if not page["data"]:
+            break
+        after = page["next_after"]
+    assert any(e["type"] == "file.created" and e["object_id"] == file_id for e in events), [e["type"] for e in events][-10:]
     head = s3.head_object(Bucket="default", Key="edge/a.txt")
     assert head["ContentLength"] == 16 and head["ETag"] == etag and head["Metadata"] == {"colour": "blue"}, head
     assert s3.get_object(Bucket="default", Key="edge/a.txt", Range="bytes=2-5")["Body"].read() == b"2345"
@@ -371,7 +381,15 @@ def check_quota_and_isolation(server, keys):
     print("   quota refused as QuotaExceeded (403), isolation, roles, operator buckets, revocation: ok")
 
 
+def memory_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    fail(f"no {field} in /proc/{pid}/status")
+
+
 def check_large(tools: Tools, work: Path):
+    before = memory_kib(tools.server.process.pid, "VmRSS")
     big = work / "large.bin"
     block = random.Random(5).randbytes(1 << 20)
     digest = hashlib.sha256()
@@ -391,7 +409,10 @@ def check_large(tools: Tools, work: Path):
     back.unlink()
     assert check.hexdigest() == digest.hexdigest(), "the large object came back different"
     tools.aws("s3", "rm", "s3://default/large.bin", "--only-show-errors")
-    print(f"   one {LARGE_BYTES >> 20} MiB object (multipart), aws s3 cp up and down: ok")
+    # The bytes stream: the server's peak memory does not grow with the object.
+    grown = memory_kib(tools.server.process.pid, "VmHWM") - before
+    assert grown < 128 * 1024, f"the server's peak memory grew by {grown} KiB"
+    print(f"   one {LARGE_BYTES >> 20} MiB object (multipart), aws s3 cp up and down, peak memory +{grown >> 10} MiB: ok")
 
 
 def main():

@@ -46,8 +46,8 @@ pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
     AccessRuleStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore, FolderStore,
-    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore, SearchStore, TrashStore,
-    UploadStore, WorkspaceStore,
+    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore, SearchStore,
+    TrashStore, UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
