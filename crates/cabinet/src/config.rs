@@ -390,7 +390,8 @@ pub struct ServeSettings {
     /// signed with keys from `cabinet admin create-s3-key`. Path-style requests; see --s3-domain.
     #[arg(long, env = "CABINET_S3_LISTEN")]
     pub s3_listen: Option<SocketAddr>,
-    /// Also accept virtual-host-style S3 requests (`BUCKET.DOMAIN`) for this domain.
+    /// Also accept virtual-host-style S3 requests (`BUCKET.DOMAIN`) for this domain: as clients
+    /// send it in Host, with the port when they send one (`s3.example.com:9000`).
     #[arg(long, env = "CABINET_S3_DOMAIN", requires = "s3_listen")]
     pub s3_domain: Option<String>,
     /// The key (64 hex characters) that seals S3 secrets at rest; the same on every node and for
