@@ -17,6 +17,7 @@ pub mod limits;
 pub mod openapi;
 pub mod rate_limit;
 pub mod router;
+pub mod s3;
 pub mod schemas;
 pub mod storage;
 pub mod surface;

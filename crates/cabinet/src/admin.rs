@@ -46,6 +46,40 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create an S3 access key for a workspace's bucket (or, with --operator, for every bucket and
+    /// creating buckets); the access key id and secret are printed once. The secret is stored
+    /// sealed with the S3 secret key (<data-dir>/s3-secret.key, or CABINET_S3_SECRET_KEY).
+    CreateS3Key {
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        workspace: Option<String>,
+        /// An operator key: every bucket, and CreateBucket.
+        #[arg(long)]
+        operator: bool,
+        #[arg(long, default_value = "write")]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The key sealing S3 secrets (64 hex characters), as given to `serve`.
+        #[arg(long, env = "CABINET_S3_SECRET_KEY", hide_env_values = true)]
+        s3_secret_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the S3 keys of a workspace, or the operator keys (never their secrets).
+    ListS3Keys {
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        workspace: Option<String>,
+        #[arg(long)]
+        operator: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an S3 key by its access key id.
+    RevokeS3Key {
+        access_key_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List a workspace's keys (never their secrets).
     ListKeys {
         #[arg(long)]
@@ -175,6 +209,14 @@ fn key_json(key: &ApiKey) -> Value {
     json!({
         "id": key.id, "name": key.name, "role": key.role.as_str(), "workspaces": key.workspaces,
         "hint": key.hint, "created_at": key.created_at, "revoked_at": key.revoked_at,
+    })
+}
+
+fn s3_key_json(key: &cabinet_core::s3_keys::S3Key) -> Value {
+    json!({
+        "access_key_id": key.access_key_id, "name": key.name, "role": key.role.as_str(),
+        "workspace": key.workspace_id, "operator": key.is_operator(),
+        "created_at": key.created_at, "revoked_at": key.revoked_at,
     })
 }
 
@@ -444,6 +486,49 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                     };
                     println!("key {}\tcreated {}\t{state}", key.id, key.created_at);
                 }
+            }
+        }
+        AdminCommand::CreateS3Key { workspace, operator: _, role, name, s3_secret_key, json } => {
+            let sealer = crate::server::s3_sealer(&store.data_dir, s3_secret_key.as_deref())?;
+            let workspace = workspace.map(|ws| WorkspaceId::parse(&ws)).transpose().map_err(core)?;
+            let role: Role = role.parse().map_err(core)?;
+            let issued = cabinet.create_s3_key(&sealer, workspace, role, name).await.map_err(core)?;
+            if json {
+                let mut value = s3_key_json(&issued.key);
+                value["secret_access_key"] = Value::String(issued.secret);
+                println!("{value}");
+            } else {
+                println!(
+                    "created S3 key ({}); shown only this once:\naws_access_key_id = {}\naws_secret_access_key = {}",
+                    if issued.key.is_operator() { "operator" } else { issued.key.role.as_str() },
+                    issued.key.access_key_id,
+                    issued.secret
+                );
+            }
+        }
+        AdminCommand::ListS3Keys { workspace, operator: _, json } => {
+            let workspace = workspace.map(|ws| WorkspaceId::parse(&ws)).transpose().map_err(core)?;
+            let keys = cabinet.list_s3_keys(workspace.as_ref()).await.map_err(core)?;
+            if json {
+                println!("{}", Value::Array(keys.iter().map(s3_key_json).collect()));
+            } else {
+                for key in keys {
+                    let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!(
+                        "{}  {}  {state}  {}",
+                        key.access_key_id,
+                        key.role.as_str(),
+                        key.name.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        AdminCommand::RevokeS3Key { access_key_id, json } => {
+            cabinet.revoke_s3_key(&access_key_id).await.map_err(core)?;
+            if json {
+                println!("{}", json!({"access_key_id": access_key_id, "revoked": true}));
+            } else {
+                println!("revoked S3 key {access_key_id}");
             }
         }
         AdminCommand::RevokeKey { id, json } => {

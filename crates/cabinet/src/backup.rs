@@ -2,8 +2,8 @@
 //! (SQLite and a local folder), online: the server may go on serving and uploading meanwhile.
 //!
 //! A backup folder holds, for each backup, `snapshots/<UTC time>/` with `cabinet.db` (SQLite's
-//! online backup: a consistent copy, page for page), `signing.key` (when the data folder has
-//! one) and `manifest.json` (every file's object key, sha256 and size in that copy); and, shared
+//! online backup: a consistent copy, page for page), `signing.key` and `s3-secret.key` (when the
+//! data folder has them: without the latter the S3 keys' sealed secrets cannot be opened) and `manifest.json` (every file's object key, sha256 and size in that copy); and, shared
 //! by every backup, `objects/<sha256[..2]>/<sha256>`, each object once, checked against its
 //! sha256 as it is copied. So a backup copies only what no earlier one holds (incremental by
 //! content), and `latest` names the newest complete snapshot: a snapshot is written beside its
@@ -23,6 +23,8 @@ use crate::config::{BlobConfig, StoreConfig};
 
 /// The data folder's signing secret (see `server::signing_secret_from`).
 const SIGNING_KEY_FILE: &str = "signing.key";
+/// The keys a backup carries: the signing secret and the key sealing S3 secrets.
+const KEY_FILES: [&str; 2] = [SIGNING_KEY_FILE, crate::server::S3_SECRET_KEY_FILE];
 const MANIFEST_FILE: &str = "manifest.json";
 const DATABASE_FILE: &str = "cabinet.db";
 const LATEST_FILE: &str = "latest";
@@ -154,10 +156,12 @@ pub fn backup(store: &StoreConfig, to: &Path) -> anyhow::Result<BackupReport> {
             Err(err) => return Err(err).context("copying the objects"),
         }
     };
-    let secret = store.data_dir.join(SIGNING_KEY_FILE);
-    if secret.is_file() {
-        fs::copy(&secret, partial.join(SIGNING_KEY_FILE))?;
-        restrict_to_owner(&partial.join(SIGNING_KEY_FILE))?;
+    for name in KEY_FILES {
+        let secret = store.data_dir.join(name);
+        if secret.is_file() {
+            fs::copy(&secret, partial.join(name))?;
+            restrict_to_owner(&partial.join(name))?;
+        }
     }
     let manifest = Manifest {
         created_at: created.to_rfc3339(),
@@ -234,7 +238,7 @@ pub fn restore(store: &StoreConfig, from: &Path, snapshot: Option<&str>) -> anyh
     )
     .context("reading the snapshot's manifest")?;
     let occupied = database.exists()
-        || store.data_dir.join(SIGNING_KEY_FILE).exists()
+        || KEY_FILES.iter().any(|name| store.data_dir.join(name).exists())
         || fs::read_dir(&objects).is_ok_and(|mut entries| entries.next().is_some());
     if occupied {
         bail!(
@@ -250,10 +254,12 @@ pub fn restore(store: &StoreConfig, from: &Path, snapshot: Option<&str>) -> anyh
             .with_context(|| format!("restoring the object of {}", object.key))?;
     }
     fs::create_dir_all(&store.data_dir)?;
-    let secret = snapshot_dir.join(SIGNING_KEY_FILE);
-    if secret.is_file() {
-        fs::copy(&secret, store.data_dir.join(SIGNING_KEY_FILE))?;
-        restrict_to_owner(&store.data_dir.join(SIGNING_KEY_FILE))?;
+    for name in KEY_FILES {
+        let secret = snapshot_dir.join(name);
+        if secret.is_file() {
+            fs::copy(&secret, store.data_dir.join(name))?;
+            restrict_to_owner(&store.data_dir.join(name))?;
+        }
     }
     if let Some(parent) = database.parent() {
         fs::create_dir_all(parent)?;

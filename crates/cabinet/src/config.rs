@@ -386,6 +386,18 @@ pub struct ServeSettings {
     /// The private key (PEM) of `--tls-cert`; reloaded with it on SIGHUP.
     #[arg(long, env = "CABINET_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the S3-compatible surface on this address (off by default): a workspace is a bucket,
+    /// signed with keys from `cabinet admin create-s3-key`. Path-style requests; see --s3-domain.
+    #[arg(long, env = "CABINET_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// Also accept virtual-host-style S3 requests (`BUCKET.DOMAIN`) for this domain: as clients
+    /// send it in Host, with the port when they send one (`s3.example.com:9000`).
+    #[arg(long, env = "CABINET_S3_DOMAIN", requires = "s3_listen")]
+    pub s3_domain: Option<String>,
+    /// The key (64 hex characters) that seals S3 secrets at rest; the same on every node and for
+    /// `cabinet admin` (default: generated once into <data-dir>/s3-secret.key).
+    #[arg(long, env = "CABINET_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
     /// Serve `/metrics` (Prometheus text format): `on` or `off`.
     #[arg(long, env = "CABINET_METRICS", default_value = "on", value_parser = ["on", "off"])]
     pub metrics: String,

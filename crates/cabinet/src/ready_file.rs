@@ -1,6 +1,6 @@
 //! The readiness contract of `cabinet serve --ready-file PATH`: once the listener is bound and the
 //! stores are ready (the first workspace and key exist), the server writes PATH as one JSON object,
-//! `{"url", "public_url", "workspace", "key"}`, so a script or a test waits for a file instead of
+//! `{"url", "public_url", "workspace", "key"}` (and `s3_url` with `--s3-listen`), so a script or a test waits for a file instead of
 //! scraping stdout. The file appears whole or not at all: it is written beside PATH and renamed.
 //!
 //! `workspace` and `key` name the workspace and admin key this start created in empty stores (the
@@ -24,6 +24,9 @@ pub struct Ready<'a> {
     pub workspace: Option<&'a str>,
     /// The secret of the admin key this start created, if it created one.
     pub key: Option<&'a str>,
+    /// `http://ADDRESS:PORT` the S3 surface is bound to, when `--s3-listen` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_url: Option<&'a str>,
 }
 
 /// Removes a ready file a previous run left, so nobody mistakes it for this run's.

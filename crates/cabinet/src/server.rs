@@ -18,7 +18,32 @@ use crate::ready_file;
 /// Reads the signing secret from the data folder, creating it (readable by the owner only) on
 /// first use.
 fn signing_secret_from(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let path = data_dir.join("signing.key");
+    secret_file(data_dir, "signing.key")
+}
+
+/// The key that seals S3 secrets: given (the same on every node), or read from the data folder,
+/// created there (readable by the owner only) on first use.
+pub fn s3_sealer(
+    data_dir: &Path,
+    given: Option<&str>,
+) -> anyhow::Result<cabinet_core::s3_keys::SecretSealer> {
+    let text = match given {
+        Some(given) => given.to_owned(),
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
+            String::from_utf8(secret_file(data_dir, S3_SECRET_KEY_FILE)?)?
+        }
+    };
+    cabinet_core::s3_keys::SecretSealer::from_hex(&text).map_err(|err| anyhow::anyhow!("{err}"))
+}
+
+/// Where the key that seals S3 secrets is kept in the data folder.
+pub const S3_SECRET_KEY_FILE: &str = "s3-secret.key";
+
+/// Reads 32 random bytes (as hex) from a file of the data folder, creating it on first use.
+fn secret_file(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(text) => return Ok(text.trim().as_bytes().to_vec()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -92,6 +117,11 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let s3_listener = match config.s3_listen {
+        None => None,
+        Some(at) => Some(TcpListener::bind(at).await.with_context(|| format!("listening for S3 on {at}"))?),
+    };
+    let s3_address = s3_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let tls = crate::tls::TlsFiles::from_flags(config.tls_cert.as_deref(), config.tls_key.as_deref())?
         .map(crate::tls::Tls::load)
         .transpose()?;
@@ -141,6 +171,10 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     // another workspace and key, and this line is where that shows.
     let data_dir = std::path::absolute(&store.data_dir).unwrap_or_else(|_| store.data_dir.clone());
     println!("Data folder: {}", data_dir.display());
+    let s3_url = s3_address.map(|at| format!("{scheme}://{at}"));
+    if let Some(s3_url) = &s3_url {
+        println!("S3 surface listening on {s3_url} (keys: cabinet admin create-s3-key)");
+    }
     if let Some(path) = &config.ready_file {
         let workspace = boot.as_ref().map(|boot| boot.workspace.id.to_string());
         let ready = ready_file::Ready {
@@ -148,16 +182,32 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
             public_url: &public_url,
             workspace: workspace.as_deref(),
             key: boot.as_ref().map(|boot| boot.key.secret.as_str()),
+            s3_url: s3_url.as_deref(),
         };
         ready_file::write(path, &ready)?;
     }
 
     let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), config.sweep_every()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let acceptor = tls.map(|tls| tls.acceptor);
+    let s3_server = match s3_listener {
+        None => None,
+        Some(listener) => {
+            let sealer = s3_sealer(&store.data_dir, config.s3_secret_key.as_deref())?;
+            let options = cabinet_api::s3::S3Options { domain: config.s3_domain.clone() };
+            let app = cabinet_api::s3::app(cabinet.clone(), sealer, &options)
+                .map_err(|err| anyhow::anyhow!(err))?;
+            let mut stopped = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            let limits = config.connection_limits();
+            Some(tokio::spawn(connections::serve_with(listener, app, limits, acceptor.clone(), shutdown)))
+        }
+    };
     let key_reader = tokio::spawn(read_signing_keys_forever(cabinet.clone()));
     let app = cabinet_api::app(cabinet, http_limits);
     let grace = Duration::from_secs(config.shutdown_grace);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let acceptor = tls.map(|tls| tls.acceptor);
     let server = connections::serve_with(listener, app, config.connection_limits(), acceptor, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -173,6 +223,9 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     }
     sweeper.abort();
     key_reader.abort();
+    if let Some(s3_server) = s3_server {
+        s3_server.abort();
+    }
     Ok(())
 }
 

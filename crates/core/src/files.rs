@@ -58,6 +58,34 @@ impl Cabinet {
         external_id: Option<String>,
         body: ByteStream<'_>,
     ) -> Result<FileRecord> {
+        self.upload_direct_declared(caller, meta, external_id, None, body).await
+    }
+
+    /// `upload_direct` of a body whose length the request declares (an S3 PUT): that length is
+    /// what is reserved against the quota before a byte is read (refused at once when it cannot
+    /// fit), rather than all the upload may bring. The direct-upload cap does not apply: the body
+    /// is bounded by the workspace's and the server's file size limits and `meta.max_bytes`.
+    pub async fn upload_direct_of_length(
+        &self,
+        caller: &Caller,
+        meta: DirectUpload,
+        content_length: Option<u64>,
+        body: ByteStream<'_>,
+    ) -> Result<FileRecord> {
+        self.upload_direct_declared(caller, meta, None, Some(content_length), body).await
+    }
+
+    async fn upload_direct_declared(
+        &self,
+        caller: &Caller,
+        meta: DirectUpload,
+        external_id: Option<String>,
+        // The declared length of a body that is not held to the direct-upload cap.
+        sized: Option<Option<u64>>,
+        body: ByteStream<'_>,
+    ) -> Result<FileRecord> {
+        let content_length = sized.flatten();
+        let direct_cap = if sized.is_some() { u64::MAX } else { self.settings.direct_upload_max_bytes };
         let created_by = self.authorize_create(caller, meta.folder_id.as_ref()).await?;
         let ws = &caller.workspace_id;
         let name = validate_name(&meta.name)?;
@@ -76,7 +104,7 @@ impl Cabinet {
         let workspace = self.store.get_workspace(ws).await?;
         let file_cap = self
             .max_file_bytes(workspace.max_file_bytes)
-            .min(self.settings.direct_upload_max_bytes)
+            .min(direct_cap)
             .min(meta.max_bytes.unwrap_or(u64::MAX));
         let now = self.clock.now();
         let file_id = FileId::generate();
@@ -105,7 +133,7 @@ impl Cabinet {
         };
         self.store.insert_upload_reserving(&upload).await?;
         // Never held: a direct upload does not await a record.
-        let received = self.receive(&upload, body, None, file_cap).await.and_then(|file| {
+        let received = self.receive(&upload, body, content_length, file_cap).await.and_then(|file| {
             file.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
         });
         if let Err(Error::Unavailable(_)) = &received {
@@ -115,6 +143,10 @@ impl Cabinet {
             self.fail_once_reachable(upload.clone(), FailureReason::Interrupted);
         }
         let file = received.map_err(|err| match err {
+            Error::TooLarge { code: Code::FileTooLarge, .. } if sized.is_some() => Error::TooLarge {
+                code: Code::FileTooLarge,
+                message: format!("the most one upload may hold here is {file_cap} bytes"),
+            },
             Error::TooLarge { code: Code::FileTooLarge, .. } => Error::TooLarge {
                 code: Code::FileTooLarge,
                 message: format!(

@@ -20,11 +20,14 @@ pub mod metadata;
 pub mod model;
 pub mod multipart;
 pub mod names;
+pub mod paths;
 pub mod patterns;
 pub mod ports;
 pub mod quota;
 pub mod rules;
+pub mod s3_keys;
 pub mod signing;
+pub mod staged_parts;
 pub mod telemetry;
 pub mod thumbnails;
 pub mod transfers;
@@ -43,8 +46,8 @@ pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
     AccessRuleStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore, FolderStore,
-    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, SearchStore, TrashStore,
-    UploadStore, WorkspaceStore,
+    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore, SearchStore,
+    TrashStore, UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 

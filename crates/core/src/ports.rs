@@ -96,6 +96,7 @@ pub trait MetadataStore:
     + LedgerStore
     + LinkStore
     + EventStore
+    + S3KeyStore
 {
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
     /// share one read transaction inside it, ending it before any other call; the default runs
@@ -183,6 +184,23 @@ pub trait EventStore: Send + Sync + 'static {
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
+/// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.
+#[async_trait]
+pub trait S3KeyStore: Send + Sync + 'static {
+    /// Stores a key with its sealed secret.
+    async fn create_s3_key(&self, key: &crate::s3_keys::S3Key, sealed_secret: &str) -> Result<()>;
+    /// The key with this access key id and its sealed secret, revoked or not.
+    async fn find_s3_key(&self, access_key_id: &str) -> Result<Option<(crate::s3_keys::S3Key, String)>>;
+    /// The keys of a workspace, or the operator keys when `None`.
+    async fn list_s3_keys(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<crate::s3_keys::S3Key>>;
+    /// Marks a key revoked; `NotFound` when there is no such key.
+    async fn revoke_s3_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Records the ETag S3 tools know a file by (an MD5 in hex, or S3's multipart form).
+    async fn set_s3_etag(&self, workspace: &WorkspaceId, file: &FileId, etag: &str) -> Result<()>;
+    /// The recorded ETags of these files (those that have one).
+    async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>>;
+}
+
 /// API keys and the revocation of end-user tokens.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
@@ -223,6 +241,10 @@ pub trait UploadStore: Send + Sync + 'static {
         id: &UploadId,
         at: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Adds `more` bytes to the reservation of a WAITING upload of unknown size (recorded as its
+    /// size), in one transaction: `QuotaExceeded` (and nothing changed) when they do not fit;
+    /// false when the upload is not WAITING.
+    async fn reserve_more(&self, workspace: &WorkspaceId, id: &UploadId, more: u64) -> Result<bool>;
     /// WAITING → UPLOADING for an upload of unknown size, reserving in the same transaction as
     /// much of `most` bytes as the quota holds (never more), recorded as the upload's size; returns
     /// the reservation (possibly 0), or `None` (and nothing changed) when the upload was not WAITING.

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../migrations/postgres/0016_external_ids_and_tag_spellings.sql")),
     (17, include_str!("../migrations/postgres/0017_workspace_cors_origins.sql")),
     (18, include_str!("../migrations/postgres/0018_events.sql")),
+    (19, include_str!("../migrations/postgres/0019_s3_keys.sql")),
 ];
 
 /// A PostgreSQL database's pools. Every lookup goes through them: a PostgreSQL query is a network

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../migrations/sqlite/0016_external_ids_and_tag_spellings.sql")),
     (17, include_str!("../migrations/sqlite/0017_workspace_cors_origins.sql")),
     (18, include_str!("../migrations/sqlite/0018_events.sql")),
+    (19, include_str!("../migrations/sqlite/0019_s3_keys.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.

@@ -21,6 +21,7 @@ mod keys;
 mod ledger;
 mod links;
 mod migrations;
+mod s3;
 mod search;
 mod trash;
 mod uploads;

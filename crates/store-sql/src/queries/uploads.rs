@@ -139,6 +139,27 @@ where
         self.move_upload(ws, id, at, "WAITING", "UPLOADING").await
     }
 
+    async fn reserve_more(&self, ws: &WorkspaceId, id: &UploadId, more: u64) -> Result<bool> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        let grown = sqlx::query(
+            "UPDATE uploads SET size = size + $1 \
+             WHERE workspace_id = $2 AND id = $3 AND status = 'WAITING' AND size_known = $4",
+        )
+        .bind(bytes(more)?)
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&grown) == 0 {
+            return Ok(false);
+        }
+        Self::charge(&mut tx, ws, "reserved_bytes", more).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
     async fn begin_receiving_reserving(
         &self,
         ws: &WorkspaceId,

@@ -270,6 +270,46 @@ pub(crate) async fn keys_are_found_by_secret_hash_and_revoked(store: &dyn Metada
     assert!(matches!(store.revoke_api_key(&ApiKeyId::generate(), first).await, Err(Error::NotFound(_))));
 }
 
+pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store: &dyn MetadataStore) {
+    use cabinet_core::s3_keys::S3Key;
+    let a = workspace(store, None).await;
+    let key = |workspace_id: Option<WorkspaceId>, access_key_id: &str| S3Key {
+        access_key_id: access_key_id.to_owned(),
+        id: ApiKeyId::generate(),
+        workspace_id,
+        role: Role::Read,
+        name: Some("backup".into()),
+        created_at: now(),
+        revoked_at: None,
+    };
+    let of_a = key(Some(a.id.clone()), &format!("CABA{}", ApiKeyId::generate()));
+    let operator = key(None, &format!("CABO{}", ApiKeyId::generate()));
+    store.create_s3_key(&of_a, "sealed-a").await.unwrap();
+    store.create_s3_key(&operator, "sealed-o").await.unwrap();
+    assert_eq!(
+        store.find_s3_key(&of_a.access_key_id).await.unwrap(),
+        Some((of_a.clone(), "sealed-a".to_owned()))
+    );
+    assert_eq!(store.find_s3_key("CABNONE").await.unwrap(), None);
+    assert_eq!(store.list_s3_keys(Some(&a.id)).await.unwrap(), vec![of_a.clone()]);
+    assert!(store.list_s3_keys(None).await.unwrap().contains(&operator));
+    assert!(!store.list_s3_keys(None).await.unwrap().contains(&of_a));
+    let first = now();
+    store.revoke_s3_key(&of_a.access_key_id, first).await.unwrap();
+    store.revoke_s3_key(&of_a.access_key_id, first + Duration::hours(1)).await.unwrap();
+    assert_eq!(store.find_s3_key(&of_a.access_key_id).await.unwrap().unwrap().0.revoked_at, Some(first));
+    assert!(matches!(store.revoke_s3_key("CABNONE", first).await, Err(Error::NotFound(_))));
+    // ETags are kept per workspace and file, and replaced when set again.
+    let b = workspace(store, None).await;
+    let file = FileId::generate();
+    store.set_s3_etag(&a.id, &file, "00aa").await.unwrap();
+    store.set_s3_etag(&a.id, &file, "11bb").await.unwrap();
+    let found = store.s3_etags(&a.id, &[file.clone(), FileId::generate()]).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[&file], "11bb");
+    assert!(store.s3_etags(&b.id, std::slice::from_ref(&file)).await.unwrap().is_empty());
+}
+
 pub(crate) async fn files_page_newest_first_by_keyset(store: &dyn MetadataStore) {
     let ws = workspace(store, None).await;
     let t = now();

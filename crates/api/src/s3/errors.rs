@@ -1,0 +1,46 @@
+//! Cabinet's errors in S3's shape: each core error gets the S3 code tools know, with Cabinet's
+//! message. Quota has no S3 code: it is `QuotaExceeded` with status 403 (documented).
+
+use axum::http::StatusCode;
+use cabinet_core::{Code, Error};
+use s3s::{S3Error, S3ErrorCode};
+
+/// The S3 error for a core error.
+pub fn s3_error_of(err: Error) -> S3Error {
+    let message = err.to_string();
+    let (code, status) = match &err {
+        Error::BadRequest { code: Code::NameTooLong, .. } => (S3ErrorCode::KeyTooLongError, None),
+        Error::BadRequest { .. } => (S3ErrorCode::InvalidArgument, None),
+        Error::Unauthenticated(_) | Error::KeyRevoked => (S3ErrorCode::InvalidAccessKeyId, None),
+        Error::Forbidden(_) | Error::BadSignature { .. } => (S3ErrorCode::AccessDenied, None),
+        Error::NotFound(_) => (S3ErrorCode::NoSuchKey, None),
+        Error::Conflict { code: Code::FileInUse, .. } => {
+            (S3ErrorCode::Custom("FileInUse".into()), Some(StatusCode::CONFLICT))
+        }
+        Error::Conflict { .. } => (S3ErrorCode::OperationAborted, None),
+        Error::TooLarge { .. } => (S3ErrorCode::EntityTooLarge, None),
+        Error::Unprocessable { code: Code::ChecksumMismatch, .. } => (S3ErrorCode::BadDigest, None),
+        Error::Unprocessable { .. } => (S3ErrorCode::IncompleteBody, None),
+        Error::PartsMissing { .. } => (S3ErrorCode::InvalidPart, None),
+        Error::QuotaExceeded { .. } => {
+            (S3ErrorCode::Custom("QuotaExceeded".into()), Some(StatusCode::FORBIDDEN))
+        }
+        Error::TooManyRequests { .. } => (S3ErrorCode::SlowDown, None),
+        Error::Unavailable(_) => (S3ErrorCode::ServiceUnavailable, None),
+        Error::Internal(_) => {
+            tracing::error!(error = ?err, "internal error on the S3 surface");
+            (S3ErrorCode::InternalError, None)
+        }
+    };
+    let mut error = S3Error::with_message(code, message);
+    if let Some(status) = status {
+        error.set_status_code(status);
+    }
+    error
+}
+
+/// What s3s could not turn into an S3 error response (it has none of its own): 500, logged.
+pub(super) async fn http_error(err: s3s::HttpError) -> axum::response::Response {
+    tracing::error!(error = ?err, "the S3 service failed a request");
+    axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR)
+}

@@ -1,0 +1,716 @@
+//! Objects: keys as folder paths and file names, and the reads and writes of their bytes through
+//! the core. A PUT streams into the core's intake while its MD5 (the ETag) and any checksum the
+//! client declared are computed; a mismatch ends the body with an error before the end, so the
+//! core never commits the bytes.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use bytes::Bytes;
+use cabinet_core::files::DirectUpload;
+use cabinet_core::names::validate_name;
+use cabinet_core::paths::Place;
+use cabinet_core::ports::{ByteStream, FileChange};
+use cabinet_core::{ByteRange, Cabinet, Caller, Error as CoreError, FileRecord};
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
+
+use super::{s3_error_of, timestamp};
+
+/// The S3 writes in flight, by workspace. Emptied folders are removed after a delete only when
+/// none is running in that workspace on this node: a write may have made the folder it is filling
+/// and not committed its file yet.
+#[derive(Default)]
+pub(super) struct Writes(Mutex<HashMap<cabinet_core::WorkspaceId, u32>>);
+
+/// One write in flight; ends when dropped.
+pub(super) struct Writing<'a> {
+    writes: &'a Writes,
+    workspace: cabinet_core::WorkspaceId,
+}
+
+impl Writes {
+    fn begin(&self, workspace: &cabinet_core::WorkspaceId) -> Writing<'_> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(workspace.clone())
+            .or_default() += 1;
+        Writing { writes: self, workspace: workspace.clone() }
+    }
+
+    fn any(&self, workspace: &cabinet_core::WorkspaceId) -> bool {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(workspace).is_some_and(|n| *n > 0)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut writes = self.writes.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(n) = writes.get_mut(&self.workspace) {
+            *n -= 1;
+            if *n == 0 {
+                writes.remove(&self.workspace);
+            }
+        }
+    }
+}
+
+/// The largest object one PUT may bring (S3's own limit, 5 GiB).
+const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The MD5 of no bytes: the ETag of a folder.
+const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// A key, split: the folders on the way and the file's name (`None` for a key ending in `/`,
+/// which names the folder itself).
+pub(super) struct ObjectPath<'a> {
+    pub folders: Vec<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// Splits a key, refusing any part that is not a name Cabinet keeps exactly as given.
+pub(super) fn parse_key(key: &str) -> S3Result<ObjectPath<'_>> {
+    if key.is_empty() {
+        return Err(s3_error!(InvalidArgument, "the object key is empty"));
+    }
+    let (dirs, name) = match key.strip_suffix('/') {
+        Some(folder) => (folder, None),
+        None => match key.rsplit_once('/') {
+            Some((dirs, name)) => (dirs, Some(name)),
+            None => ("", Some(key)),
+        },
+    };
+    let folders: Vec<&str> = if dirs.is_empty() { Vec::new() } else { dirs.split('/').collect() };
+    for part in folders.iter().chain(name.iter()) {
+        check_part(part)?;
+    }
+    Ok(ObjectPath { folders, name })
+}
+
+fn check_part(part: &str) -> S3Result<()> {
+    match validate_name(part) {
+        Ok(kept) if kept == part => Ok(()),
+        Ok(kept) => Err(s3_error!(
+            InvalidArgument,
+            "the key part {part:?} would be stored as {kept:?} (names are trimmed and in Unicode NFC); Cabinet keeps keys exactly or refuses them"
+        )),
+        Err(CoreError::BadRequest { code: cabinet_core::Code::NameTooLong, message }) => {
+            Err(S3Error::with_message(s3s::S3ErrorCode::KeyTooLongError, format!("the key part {part:?}: {message}")))
+        }
+        Err(err) => Err(s3_error!(InvalidArgument, "the key part {part:?} is not a name Cabinet accepts: {err}")),
+    }
+}
+
+/// What a key names.
+pub(super) enum Found {
+    File(Box<FileRecord>),
+    Folder,
+}
+
+/// The newest live file a key names, or its folder for a key ending in `/`.
+pub(super) async fn find(cabinet: &Cabinet, caller: &Caller, key: &str) -> S3Result<Found> {
+    let path = parse_key(key)?;
+    let no_such_key = || s3_error!(NoSuchKey);
+    let place =
+        cabinet.folder_at(caller, &path.folders).await.map_err(s3_error_of)?.ok_or_else(no_such_key)?;
+    match path.name {
+        None => Ok(Found::Folder),
+        Some(name) => {
+            let files = cabinet.files_named(caller, &place, name).await.map_err(s3_error_of)?;
+            files.into_iter().last().map(|file| Found::File(Box::new(file))).ok_or_else(no_such_key)
+        }
+    }
+}
+
+/// The ETag of a file: the MD5 of its bytes when they came through S3 in one piece, otherwise
+/// derived from its sha256 and marked as not an MD5 (`-1`, as a multipart ETag is), so tools
+/// that compare MD5s with ETags do not mistake it for one.
+pub(super) fn etag_of(file: &FileRecord, md5: Option<&String>) -> String {
+    match md5 {
+        Some(md5) => md5.clone(),
+        None => format!("{}-1", &file.sha256[..32.min(file.sha256.len())]),
+    }
+}
+
+async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<String> {
+    let etags = cabinet.s3_etags(caller, std::slice::from_ref(&file.id)).await.map_err(s3_error_of)?;
+    Ok(etag_of(file, etags.get(&file.id)))
+}
+
+fn user_metadata(file: &FileRecord) -> Option<HashMap<String, String>> {
+    if file.metadata.is_empty() {
+        return None;
+    }
+    let shown = file
+        .metadata
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), text)
+        })
+        .collect();
+    Some(shown)
+}
+
+fn sha256_base64(file: &FileRecord) -> Option<String> {
+    hex::decode(&file.sha256).ok().map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// The conditional headers of a read, in S3's order of precedence: 412 or 304, or go on.
+fn check_read_conditions(
+    etag: &str,
+    last_modified: chrono::DateTime<chrono::Utc>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let ours = ETag::Strong(etag.to_owned());
+    // HTTP dates have whole seconds.
+    let modified = last_modified.timestamp();
+    let seconds = |at: &Timestamp| time::OffsetDateTime::from(at.clone()).unix_timestamp();
+    match if_match {
+        Some(ETagCondition::Any) => {}
+        Some(ETagCondition::ETag(theirs)) if ours.strong_cmp(theirs) => {}
+        Some(_) => return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag")),
+        None => {
+            if if_unmodified_since.is_some_and(|at| modified > seconds(at)) {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "the object was modified since If-Unmodified-Since"
+                ));
+            }
+        }
+    }
+    match if_none_match {
+        Some(ETagCondition::Any) => return Err(s3_error!(NotModified)),
+        Some(ETagCondition::ETag(theirs)) if ours.weak_cmp(theirs) => return Err(s3_error!(NotModified)),
+        Some(_) => {}
+        None => {
+            if if_modified_since.is_some_and(|at| modified <= seconds(at)) {
+                return Err(s3_error!(NotModified));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn head(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: HeadObjectInput,
+) -> S3Result<HeadObjectOutput> {
+    let file = match find(cabinet, caller, &input.key).await? {
+        Found::Folder => {
+            return Ok(HeadObjectOutput {
+                content_length: Some(0),
+                e_tag: Some(ETag::Strong(EMPTY_MD5.to_owned())),
+                content_type: Some("application/x-directory".to_owned()),
+                ..Default::default()
+            })
+        }
+        Found::File(file) => file,
+    };
+    let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
+    let etag = file_etag(cabinet, caller, &file).await?;
+    check_read_conditions(
+        &etag,
+        file.created_at,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+    )?;
+    let with_checksum =
+        input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    Ok(HeadObjectOutput {
+        content_length: Some(file.size as i64),
+        content_type: Some(file.mime_type.clone()),
+        last_modified: Some(timestamp(file.created_at)),
+        e_tag: Some(ETag::Strong(etag)),
+        metadata: user_metadata(&file),
+        checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
+        accept_ranges: Some("bytes".to_owned()),
+        ..Default::default()
+    })
+}
+
+pub(super) async fn get(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: GetObjectInput,
+) -> S3Result<GetObjectOutput> {
+    let file = match find(cabinet, caller, &input.key).await? {
+        Found::Folder => {
+            let empty = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+            return Ok(GetObjectOutput {
+                body: Some(StreamingBlob::wrap(empty)),
+                content_length: Some(0),
+                e_tag: Some(ETag::Strong(EMPTY_MD5.to_owned())),
+                content_type: Some("application/x-directory".to_owned()),
+                ..Default::default()
+            });
+        }
+        Found::File(file) => file,
+    };
+    let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
+    let etag = file_etag(cabinet, caller, &file).await?;
+    check_read_conditions(
+        &etag,
+        file.created_at,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+        input.if_modified_since.as_ref(),
+        input.if_unmodified_since.as_ref(),
+    )?;
+    let (range, content_range) = match &input.range {
+        None => (None, None),
+        Some(range) => {
+            let span = range.check(file.size).map_err(|_| s3_error!(InvalidRange))?;
+            let last = span.end - 1;
+            (
+                Some(ByteRange { first: span.start, last }),
+                Some(format!("bytes {}-{last}/{}", span.start, file.size)),
+            )
+        }
+    };
+    let length = range.map_or(file.size, |range| range.last - range.first + 1);
+    let stream = cabinet.read_file(&file, range).await.map_err(s3_error_of)?;
+    let with_checksum = range.is_none()
+        && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    Ok(GetObjectOutput {
+        body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
+        content_length: Some(length as i64),
+        content_range,
+        content_type: Some(file.mime_type.clone()),
+        last_modified: Some(timestamp(file.created_at)),
+        e_tag: Some(ETag::Strong(etag)),
+        metadata: user_metadata(&file),
+        checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
+        accept_ranges: Some("bytes".to_owned()),
+        ..Default::default()
+    })
+}
+
+/// The digests a client declared for a body, base64 as S3 sends them.
+#[derive(Default, Clone)]
+pub(super) struct Declared {
+    pub(super) content_md5: Option<String>,
+    pub(super) checksums: Checksum,
+    pub(super) algorithm: Option<String>,
+}
+
+/// What a body turned out to be once read to its end.
+#[derive(Default)]
+pub(super) struct Measured {
+    pub md5_hex: Option<String>,
+    pub checksums: Checksum,
+    /// Why the bytes were refused, when a declared digest did not match.
+    pub mismatch: Option<String>,
+}
+
+/// A body that computes its MD5 and the declared checksums as it streams, and ends in an error
+/// instead of its end when one does not match: the core then fails the upload and keeps nothing.
+pub(super) struct Verifying {
+    pub(super) inner: ByteStream<'static>,
+    pub(super) md5: Option<Md5>,
+    pub(super) hasher: Option<ChecksumHasher>,
+    pub(super) declared: Declared,
+    pub(super) trailers: Option<TrailingHeaders>,
+    pub(super) measured: Arc<Mutex<Measured>>,
+}
+
+impl Verifying {
+    fn finish(&mut self) -> Option<String> {
+        let md5 = self.md5.take()?.finalize();
+        let checksums = self.hasher.take().map(ChecksumHasher::finalize).unwrap_or_default();
+        let mut declared = self.declared.checksums.clone();
+        if let Some(trailers) = self.trailers.as_ref().and_then(TrailingHeaders::take) {
+            let text =
+                |name: &str| trailers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            declared.checksum_crc32 = declared.checksum_crc32.or_else(|| text("x-amz-checksum-crc32"));
+            declared.checksum_crc32c = declared.checksum_crc32c.or_else(|| text("x-amz-checksum-crc32c"));
+            declared.checksum_sha1 = declared.checksum_sha1.or_else(|| text("x-amz-checksum-sha1"));
+            declared.checksum_sha256 = declared.checksum_sha256.or_else(|| text("x-amz-checksum-sha256"));
+            declared.checksum_crc64nvme =
+                declared.checksum_crc64nvme.or_else(|| text("x-amz-checksum-crc64nvme"));
+        }
+        let mut mismatch = None;
+        if let Some(content_md5) = &self.declared.content_md5 {
+            if base64::engine::general_purpose::STANDARD.encode(md5) != *content_md5 {
+                mismatch = Some("the bytes do not match Content-MD5".to_owned());
+            }
+        }
+        let pairs = [
+            ("CRC32", &declared.checksum_crc32, &checksums.checksum_crc32),
+            ("CRC32C", &declared.checksum_crc32c, &checksums.checksum_crc32c),
+            ("SHA1", &declared.checksum_sha1, &checksums.checksum_sha1),
+            ("SHA256", &declared.checksum_sha256, &checksums.checksum_sha256),
+            ("CRC64NVME", &declared.checksum_crc64nvme, &checksums.checksum_crc64nvme),
+        ];
+        for (name, declared, computed) in pairs {
+            if let Some(declared) = declared {
+                if computed.as_ref() != Some(declared) {
+                    mismatch = Some(format!(
+                        "the bytes do not match the declared x-amz-checksum-{}",
+                        name.to_lowercase()
+                    ));
+                }
+            }
+        }
+        let mut measured = self.measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        measured.md5_hex = Some(hex::encode(md5));
+        measured.checksums = checksums;
+        measured.mismatch = mismatch.clone();
+        mismatch
+    }
+}
+
+impl Stream for Verifying {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(md5) = &mut self.md5 {
+                    md5.update(&chunk);
+                }
+                if let Some(hasher) = &mut self.hasher {
+                    hasher.update(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => match self.finish() {
+                Some(mismatch) => Poll::Ready(Some(Err(std::io::Error::other(mismatch)))),
+                None => Poll::Ready(None),
+            },
+            other => other,
+        }
+    }
+}
+
+pub(super) fn hasher_for(declared: &Declared) -> S3Result<ChecksumHasher> {
+    let mut hasher = ChecksumHasher::default();
+    let sums = &declared.checksums;
+    let wants = |name: &str| {
+        declared.algorithm.as_deref().is_some_and(|algorithm| algorithm.eq_ignore_ascii_case(name))
+    };
+    if sums.checksum_crc32.is_some() || wants("CRC32") {
+        hasher.crc32 = Some(Default::default());
+    }
+    if sums.checksum_crc32c.is_some() || wants("CRC32C") {
+        hasher.crc32c = Some(Default::default());
+    }
+    if sums.checksum_sha1.is_some() || wants("SHA1") {
+        hasher.sha1 = Some(Default::default());
+    }
+    if sums.checksum_sha256.is_some() || wants("SHA256") {
+        hasher.sha256 = Some(Default::default());
+    }
+    if sums.checksum_crc64nvme.is_some() || wants("CRC64NVME") {
+        hasher.crc64nvme = Some(Default::default());
+    }
+    if let Some(algorithm) = &declared.algorithm {
+        if !["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]
+            .iter()
+            .any(|known| algorithm.eq_ignore_ascii_case(known))
+        {
+            return Err(s3_error!(InvalidArgument, "unknown checksum algorithm {algorithm}"));
+        }
+    }
+    Ok(hasher)
+}
+
+/// What a write brings besides its bytes.
+pub(super) struct NewObject {
+    pub content_length: Option<u64>,
+    /// The ETag to record instead of the bytes' MD5 (S3's multipart form).
+    pub etag: Option<String>,
+    pub content_type: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+    pub if_match: Option<ETagCondition>,
+    pub if_none_match: Option<ETagCondition>,
+}
+
+/// A stored object.
+pub(super) struct Stored {
+    pub etag: String,
+    pub checksums: Checksum,
+}
+
+/// Stores bytes under a key: folders made as needed, the bytes through the core's intake (quota,
+/// staging, verification), the older files of that name then moved to the trash.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn store(
+    cabinet: &Cabinet,
+    writes: &Writes,
+    caller: &Caller,
+    key: &str,
+    body: ByteStream<'static>,
+    object: NewObject,
+    declared: Declared,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<Stored> {
+    let path = parse_key(key)?;
+    let _writing = writes.begin(&caller.workspace_id);
+    let Some(name) = path.name else {
+        if object.content_length.is_some_and(|length| length > 0) {
+            return Err(s3_error!(InvalidArgument, "a key ending in / is a folder and takes no bytes"));
+        }
+        cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
+        return Ok(Stored { etag: EMPTY_MD5.to_owned(), checksums: Checksum::default() });
+    };
+    let metadata: Option<serde_json::Map<String, serde_json::Value>> = object
+        .metadata
+        .map(|pairs| pairs.into_iter().map(|(key, value)| (key, serde_json::Value::String(value))).collect());
+    if let Some(metadata) = &metadata {
+        cabinet_core::metadata::validate_custom(metadata).map_err(s3_error_of)?;
+    }
+    // Before a byte is read: the conditions, and whether the file it would replace may go.
+    let existing = match cabinet.folder_at(caller, &path.folders).await.map_err(s3_error_of)? {
+        Some(place) => cabinet.files_named(caller, &place, name).await.map_err(s3_error_of)?,
+        None => Vec::new(),
+    };
+    if let Some(condition) = &object.if_none_match {
+        if condition.is_any() && !existing.is_empty() {
+            return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match: *)"));
+        }
+    }
+    if let Some(condition) = &object.if_match {
+        let Some(current) = existing.last() else {
+            return Err(s3_error!(PreconditionFailed, "the object does not exist (If-Match)"));
+        };
+        if let ETagCondition::ETag(theirs) = condition {
+            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
+            if !ours.strong_cmp(theirs) {
+                return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag"));
+            }
+        }
+    }
+    for file in &existing {
+        let used = cabinet.list_references(caller, &file.id).await.map_err(s3_error_of)?;
+        if !used.is_empty() {
+            let mut error = S3Error::with_message(
+                s3s::S3ErrorCode::Custom("FileInUse".into()),
+                format!("{key} is in use ({} references) and cannot be replaced", used.len()),
+            );
+            error.set_status_code(axum::http::StatusCode::CONFLICT);
+            return Err(error);
+        }
+    }
+    let place: Place = cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
+    let measured = Arc::new(Mutex::new(Measured::default()));
+    let verifying = Verifying {
+        inner: body,
+        md5: Some(Md5::new()),
+        hasher: Some(hasher_for(&declared)?),
+        declared,
+        trailers,
+        measured: measured.clone(),
+    };
+    let upload = DirectUpload {
+        name: name.to_owned(),
+        mime_type: object.content_type,
+        folder_id: place,
+        max_bytes: Some(MAX_PUT_BYTES),
+    };
+    let stored =
+        cabinet.upload_direct_of_length(caller, upload, object.content_length, Box::pin(verifying)).await;
+    let measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let file = match stored {
+        Ok(file) => file,
+        Err(err) => {
+            if let Some(mismatch) = measured.mismatch {
+                return Err(S3Error::with_message(s3s::S3ErrorCode::BadDigest, mismatch));
+            }
+            if matches!(err, CoreError::NotFound("folder")) {
+                // Removed by a delete between its making and the upload's start: try again.
+                return Err(s3_error!(SlowDown, "the object's folder was removed meanwhile; retry"));
+            }
+            return Err(s3_error_of(err));
+        }
+    };
+    // A delete on another node may have removed the folder while the bytes streamed: the file
+    // goes back where its key says.
+    let now_at = cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
+    if now_at != file.folder_id {
+        let change = FileChange { folder: Some(now_at), ..Default::default() };
+        cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
+    }
+    let etag = object.etag.unwrap_or_else(|| measured.md5_hex.unwrap_or_default());
+    cabinet.set_s3_etag(caller, &file.id, &etag).await.map_err(s3_error_of)?;
+    if let Some(metadata) = metadata.filter(|metadata| !metadata.is_empty()) {
+        let change = FileChange { metadata: Some(metadata), ..Default::default() };
+        cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
+    }
+    for old in existing {
+        if let Err(err) = cabinet.delete_file(caller, &old.id, false, false).await {
+            tracing::warn!(error = %err, file = %old.id, "the file an S3 PUT replaced could not be moved to the trash");
+        }
+    }
+    Ok(Stored { etag, checksums: measured.checksums })
+}
+
+pub(super) async fn put(
+    cabinet: &Cabinet,
+    writes: &Writes,
+    caller: &Caller,
+    input: PutObjectInput,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<PutObjectOutput> {
+    let body: ByteStream<'static> = match input.body {
+        Some(body) => Box::pin(body.map(|chunk| chunk.map_err(std::io::Error::other))),
+        None => Box::pin(futures::stream::empty()),
+    };
+    let declared = Declared {
+        content_md5: input.content_md5.clone(),
+        checksums: Checksum {
+            checksum_crc32: input.checksum_crc32.clone(),
+            checksum_crc32c: input.checksum_crc32c.clone(),
+            checksum_sha1: input.checksum_sha1.clone(),
+            checksum_sha256: input.checksum_sha256.clone(),
+            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+            ..Default::default()
+        },
+        algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
+    };
+    let object = NewObject {
+        content_length: input.content_length.and_then(|length| u64::try_from(length).ok()),
+        etag: None,
+        content_type: input.content_type.clone(),
+        metadata: input.metadata.clone(),
+        if_match: input.if_match.clone(),
+        if_none_match: input.if_none_match.clone(),
+    };
+    let stored = store(cabinet, writes, caller, &input.key, body, object, declared, trailers).await?;
+    Ok(PutObjectOutput {
+        e_tag: Some(ETag::Strong(stored.etag)),
+        checksum_crc32: stored.checksums.checksum_crc32,
+        checksum_crc32c: stored.checksums.checksum_crc32c,
+        checksum_sha1: stored.checksums.checksum_sha1,
+        checksum_sha256: stored.checksums.checksum_sha256,
+        checksum_crc64nvme: stored.checksums.checksum_crc64nvme,
+        ..Default::default()
+    })
+}
+
+/// Copies an object: its bytes read through the core and stored anew (verified like any upload).
+pub(super) async fn copy(
+    cabinet: &Cabinet,
+    writes: &Writes,
+    source_caller: &Caller,
+    source_key: &str,
+    caller: &Caller,
+    input: CopyObjectInput,
+) -> S3Result<CopyObjectOutput> {
+    let Found::File(source) = find(cabinet, source_caller, source_key).await? else {
+        return Err(s3_error!(InvalidRequest, "a folder cannot be copied"));
+    };
+    let source = cabinet.readable_file(source_caller, &source.id).await.map_err(s3_error_of)?;
+    let etag = file_etag(cabinet, source_caller, &source).await?;
+    check_read_conditions(
+        &etag,
+        source.created_at,
+        input.copy_source_if_match.as_ref(),
+        input.copy_source_if_none_match.as_ref(),
+        input.copy_source_if_modified_since.as_ref(),
+        input.copy_source_if_unmodified_since.as_ref(),
+    )
+    .map_err(|err| {
+        if *err.code() == s3s::S3ErrorCode::NotModified {
+            s3_error!(PreconditionFailed)
+        } else {
+            err
+        }
+    })?;
+    let replace = input
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|directive| directive.as_str() == MetadataDirective::REPLACE);
+    let (content_type, metadata) = if replace {
+        (input.content_type.clone(), input.metadata.clone())
+    } else {
+        (Some(source.mime_type.clone()), user_metadata(&source))
+    };
+    let body = cabinet.read_file(&source, None).await.map_err(s3_error_of)?;
+    let object = NewObject {
+        content_length: Some(source.size),
+        etag: None,
+        content_type,
+        metadata,
+        if_match: None,
+        if_none_match: None,
+    };
+    let stored = store(cabinet, writes, caller, &input.key, body, object, Declared::default(), None).await?;
+    Ok(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(ETag::Strong(stored.etag)),
+            last_modified: Some(timestamp(cabinet.now())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Deletes what a key names: its files to the trash, or its folder when empty; the folders
+/// above left empty are removed too (S3 has no folders: an emptied prefix disappears). A key
+/// that names nothing is deleted already.
+pub(super) async fn delete(cabinet: &Cabinet, writes: &Writes, caller: &Caller, key: &str) -> S3Result<()> {
+    let path = parse_key(key)?;
+    let Some(place) = gone_is_none(cabinet.folder_at(caller, &path.folders).await)?.flatten() else {
+        return Ok(());
+    };
+    match path.name {
+        None => {}
+        Some(name) => {
+            let files = gone_is_none(cabinet.files_named(caller, &place, name).await)?.unwrap_or_default();
+            for file in files {
+                match cabinet.delete_file(caller, &file.id, false, false).await {
+                    Ok(_) | Err(CoreError::NotFound(_)) => {}
+                    Err(err) => return Err(s3_error_of(err)),
+                }
+            }
+        }
+    }
+    if writes.any(&caller.workspace_id) {
+        return Ok(());
+    }
+    remove_empty_folders(cabinet, caller, place).await
+}
+
+/// What another request removed meanwhile is as good as never there.
+fn gone_is_none<T>(result: cabinet_core::Result<T>) -> S3Result<Option<T>> {
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(CoreError::NotFound(_)) => Ok(None),
+        Err(err) => Err(s3_error_of(err)),
+    }
+}
+
+async fn remove_empty_folders(cabinet: &Cabinet, caller: &Caller, mut place: Place) -> S3Result<()> {
+    while let Some(folder) = place {
+        if !gone_is_none(cabinet.folder_is_empty(caller, &folder).await)?.unwrap_or(false) {
+            break;
+        }
+        let Some(details) = gone_is_none(cabinet.get_folder(caller, &folder).await)? else { break };
+        match cabinet.delete_folder(caller, &folder, false, false, true).await {
+            Ok(_) | Err(CoreError::NotFound(_)) => {}
+            // Something arrived in it meanwhile.
+            Err(CoreError::Conflict { .. }) => break,
+            Err(err) => return Err(s3_error_of(err)),
+        }
+        place = details.folder.parent_id;
+    }
+    Ok(())
+}

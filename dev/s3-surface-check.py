@@ -1,0 +1,463 @@
+"""The S3 surface against the real tools (run by dev/test-s3-surface, which installs them).
+
+Starts `cabinet serve --s3-listen` on a fresh data folder (blobs on the local folder, or on the S3
+server of CABINET_TEST_S3_URL when CABINET_S3_SURFACE_STORAGE=s3), makes workspaces and S3 keys
+with `cabinet admin`, then drives the AWS CLI, rclone, s3cmd and boto3 against it. Every check
+asserts; the first failure ends the run with the server's log.
+"""
+
+import base64
+import concurrent.futures
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+BIN = os.environ["CABINET_BIN"]
+TOOLS = Path(os.environ["CABINET_S3_TOOLS_BIN"])
+STORAGE = os.environ.get("CABINET_S3_SURFACE_STORAGE", "local")
+LONG = os.environ.get("CABINET_LONG") == "1"
+# dev/test runs a smaller tree and object; CABINET_LONG=1 (or no setting) the full 1,000 files.
+TREE_FILES = 1000 if LONG else int(os.environ.get("CABINET_S3_SURFACE_FILES", "1000"))
+LARGE_BYTES = (5 << 30) if LONG else int(os.environ.get("CABINET_S3_SURFACE_LARGE_MIB", "256")) << 20
+REQUIRE_TOOLS = os.environ.get("CABINET_REQUIRE_S3_TOOLS") == "1"
+
+
+def fail(message):
+    raise AssertionError(message)
+
+
+class Server:
+    def __init__(self, work: Path):
+        self.work = work
+        self.data = work / "data"
+        self.env = os.environ.copy()
+        if STORAGE == "s3":
+            self.env["CABINET_STORAGE"] = os.environ["CABINET_TEST_S3_URL"]
+        ready = work / "ready.json"
+        self.log_path = work / "serve.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [BIN, "serve", "--data-dir", str(self.data), "--listen", "127.0.0.1:0",
+             "--s3-listen", "127.0.0.1:0", "--ready-file", str(ready)],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            if ready.exists():
+                break
+            if self.process.poll() is not None:
+                fail("the server did not start:\n" + self.log_path.read_text())
+            time.sleep(0.1)
+        info = json.loads(ready.read_text())
+        self.url, self.key, self.workspace, self.s3_url = info["url"], info["key"], info["workspace"], info["s3_url"]
+
+    def admin(self, *args):
+        out = subprocess.run([BIN, "admin", "--data-dir", str(self.data), *args, "--json"],
+                             env=self.env, check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)
+
+    def native(self, path):
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.key}"})
+        with urllib.request.urlopen(request) as response:
+            return json.loads(response.read())
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def make_tree(root: Path):
+    """TREE_FILES small files (1,000 by default) in two levels of folders, each with its own bytes."""
+    rng = random.Random(21)
+    assert TREE_FILES % 20 == 0, "the tree holds a multiple of 20 files"
+    for d in range(10):
+        for f in range(TREE_FILES // 20):
+            for folder in (root / f"d{d}", root / f"d{d}" / "sub"):
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"f{f}.txt").write_bytes(f"{folder.name}/{f}\n".encode() + rng.randbytes(rng.randint(0, 1024)))
+
+
+def tree_digest(root: Path):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file()}
+
+
+def same_tree(a: Path, b: Path, what: str):
+    left, right = tree_digest(a), tree_digest(b)
+    if left != right:
+        missing = sorted(set(left) - set(right))[:5]
+        extra = sorted(set(right) - set(left))[:5]
+        changed = sorted(k for k in set(left) & set(right) if left[k] != right[k])[:5]
+        fail(f"{what}: trees differ (missing {missing}, extra {extra}, changed {changed})")
+
+
+def run(args, env, what, input=None):
+    args = [str(arg) for arg in args]
+    done = subprocess.run(args, env=env, capture_output=True, input=input)
+    if done.returncode != 0:
+        fail(f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]!r}\n{done.stderr[-2000:]!r}")
+    return done.stdout.decode(errors="replace")
+
+
+class Tools:
+    def __init__(self, server: Server, key, work: Path):
+        self.server, self.key, self.work = server, key, work
+        config = work / "aws-config"
+        config.write_text("[default]\nregion = us-east-1\n")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+        self.env.update({
+            "AWS_ACCESS_KEY_ID": key["access_key_id"], "AWS_SECRET_ACCESS_KEY": key["secret_access_key"],
+            "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(work / "none"),
+            "RCLONE_CONFIG": str(work / "rclone.conf"),
+            "RCLONE_CONFIG_CAB_TYPE": "s3", "RCLONE_CONFIG_CAB_PROVIDER": "Other",
+            "RCLONE_CONFIG_CAB_ENDPOINT": server.s3_url, "RCLONE_CONFIG_CAB_REGION": "us-east-1",
+            "RCLONE_CONFIG_CAB_ACCESS_KEY_ID": key["access_key_id"],
+            "RCLONE_CONFIG_CAB_SECRET_ACCESS_KEY": key["secret_access_key"],
+        })
+        (work / "rclone.conf").write_text("")
+        host = server.s3_url.removeprefix("http://")
+        self.s3cmd_config = work / "s3cmd.cfg"
+        self.s3cmd_config.write_text(
+            f"[default]\naccess_key = {key['access_key_id']}\nsecret_key = {key['secret_access_key']}\n"
+            f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\nsignature_v2 = False\n"
+            "bucket_location = us-east-1\n")
+
+    def aws(self, *args):
+        return run([str(TOOLS / "aws"), "--endpoint-url", self.server.s3_url, *args], self.env, "aws " + " ".join(map(str, args)))
+
+    def rclone(self, *args):
+        return run(["rclone", *args], self.env, "rclone " + " ".join(map(str, args)))
+
+    def s3cmd(self, *args):
+        return run([str(TOOLS / "s3cmd"), "-c", str(self.s3cmd_config), *args], self.env, "s3cmd " + " ".join(map(str, args)))
+
+
+def live_files(server):
+    return server.native("/v1/files?limit=1")["total"]
+
+
+def check_aws(tools: Tools, tree: Path, work: Path):
+    tools.aws("s3", "sync", tree, "s3://default/aws", "--only-show-errors")
+    listed = [line for line in tools.aws("s3", "ls", "--recursive", "s3://default/aws/").splitlines() if line.strip()]
+    assert len(listed) == TREE_FILES, f"aws s3 ls listed {len(listed)} objects"
+    assert live_files(tools.server) == TREE_FILES, "the objects are not ordinary Cabinet files"
+    back = work / "aws-back"
+    tools.aws("s3", "sync", "s3://default/aws", back, "--only-show-errors")
+    same_tree(tree, back, "aws s3 sync down")
+    again = tools.aws("s3", "sync", tree, "s3://default/aws")
+    assert again.strip() == "", f"a second sync uploaded again: {again[:300]}"
+    tools.aws("s3", "cp", tree / "d0" / "f0.txt", "s3://default/single/f0.txt")
+    assert tools.aws("s3", "cp", "s3://default/single/f0.txt", "-") == (tree / "d0" / "f0.txt").read_bytes().decode(errors="replace")
+    tools.aws("s3", "rm", "--recursive", "s3://default/", "--only-show-errors")
+    assert tools.aws("s3", "ls", "--recursive", "s3://default/").strip() == "", "aws s3 rm left objects"
+    assert live_files(tools.server) == 0
+    print("   aws s3 sync/cp/ls/rm: ok")
+
+
+def check_rclone(tools: Tools, tree: Path, work: Path):
+    if shutil.which("rclone") is None:
+        if REQUIRE_TOOLS:
+            fail("rclone is missing")
+        print("   rclone: skipped (not installed)")
+        return
+    tools.rclone("copy", tree, "cab:default/rclone", "--transfers", "16")
+    tools.rclone("check", tree, "cab:default/rclone")
+    tools.rclone("check", tree, "cab:default/rclone", "--download")
+    changed = work / "rclone-tree"
+    shutil.copytree(tree, changed)
+    (changed / "d1" / "f1.txt").write_bytes(b"changed by the test\n")
+    (changed / "d2" / "sub" / "f2.txt").unlink()
+    tools.rclone("sync", changed, "cab:default/rclone", "--transfers", "16")
+    tools.rclone("check", changed, "cab:default/rclone", "--download")
+    back = work / "rclone-back"
+    tools.rclone("copy", "cab:default/rclone", back, "--transfers", "16")
+    same_tree(changed, back, "rclone copy down")
+    tools.rclone("purge", "cab:default/rclone")
+    assert tools.rclone("lsf", "-R", "cab:default").strip() == "", "rclone purge left objects"
+    print("   rclone copy/check/check --download/sync/purge: ok")
+
+
+def check_s3cmd(tools: Tools, tree: Path, work: Path):
+    tools.s3cmd("put", "--recursive", "--no-progress", f"{tree}/", "s3://default/s3cmd/")
+    listed = [line for line in tools.s3cmd("ls", "--recursive", "s3://default/s3cmd/").splitlines() if line.strip()]
+    assert len(listed) == TREE_FILES, f"s3cmd ls listed {len(listed)} objects"
+    back = work / "s3cmd-back"
+    back.mkdir()
+    tools.s3cmd("get", "--recursive", "--no-progress", "s3://default/s3cmd/", f"{back}/")
+    same_tree(tree, back, "s3cmd get")
+    tools.s3cmd("del", "--recursive", "--force", "s3://default/s3cmd/")
+    assert tools.s3cmd("ls", "--recursive", "s3://default/").strip() == "", "s3cmd del left objects"
+    print("   s3cmd put/ls/get/del: ok")
+
+
+def client(server, key, **config):
+    return boto3.client("s3", endpoint_url=server.s3_url, region_name="us-east-1",
+                        aws_access_key_id=key["access_key_id"], aws_secret_access_key=key["secret_access_key"],
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 2}, **config))
+
+
+def error_of(call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except ClientError as err:
+        return err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"], err.response["Error"].get("Message", "")
+    fail(f"{call.__name__} succeeded; an error was expected")
+
+
+def expect(wanted, call, *args, **kwargs):
+    """The call fails with this S3 error code (a string) or HTTP status (a number)."""
+    code, status, message = error_of(call, *args, **kwargs)
+    got = code if isinstance(wanted, str) else status
+    assert got == wanted, f"{call.__name__}: expected {wanted}, got {code} {status} {message!r}"
+
+
+def check_boto3_tree(s3, tree: Path):
+    files = sorted(p for p in tree.rglob("*") if p.is_file())
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: s3.put_object(Bucket="default", Key="boto/" + str(p.relative_to(tree)), Body=p.read_bytes()), files))
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="default", Prefix="boto/", PaginationConfig={"PageSize": 100}):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    assert keys == sorted(keys) and len(keys) == TREE_FILES, f"listed {len(keys)} keys, sorted: {keys == sorted(keys)}"
+    top = s3.list_objects_v2(Bucket="default", Prefix="boto/", Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == [f"boto/d{d}/" for d in range(10)], top.get("CommonPrefixes")
+    v1 = s3.list_objects(Bucket="default", Prefix="boto/d3/", Delimiter="/")
+    assert len(v1["Contents"]) == TREE_FILES // 20 and [p["Prefix"] for p in v1["CommonPrefixes"]] == ["boto/d3/sub/"]
+    after = s3.list_objects_v2(Bucket="default", Prefix="boto/", StartAfter=keys[-2])
+    assert [o["Key"] for o in after["Contents"]] == [keys[-1]], after.get("Contents")
+
+    def same(p):
+        body = s3.get_object(Bucket="default", Key="boto/" + str(p.relative_to(tree)))["Body"].read()
+        return body == p.read_bytes()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(same, files)), "a GET returned other bytes"
+    for start in range(0, len(keys), 1000):
+        done = s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]})
+        assert not done.get("Errors"), done.get("Errors")
+    assert "Contents" not in s3.list_objects_v2(Bucket="default")
+    print("   boto3 put/list (pages, delimiter, v1, start-after)/get/delete_objects: ok")
+
+
+def check_edges(server, s3, keys):
+    body = b"0123456789abcdef"
+    put = s3.put_object(Bucket="default", Key="edge/a.txt", Body=body, ContentType="text/plain", Metadata={"colour": "blue"})
+    etag = put["ETag"]
+    assert etag == '"' + hashlib.md5(body).hexdigest() + '"', etag
+    # An ordinary file, with its event in the outbox.
+    file_id = next(f["id"] for f in server.native("/v1/files?limit=100&q=a.txt")["data"] if f["name"] == "a.txt")
+    events, after = [], 0
+    while True:
+        page = server.native(f"/v1/events?limit=100&after={after}")
+        events += page["data"]
+        if not page["data"]:
+            break
+        after = page["next_after"]
+    assert any(e["type"] == "file.created" and e["object_id"] == file_id for e in events), [e["type"] for e in events][-10:]
+    head = s3.head_object(Bucket="default", Key="edge/a.txt")
+    assert head["ContentLength"] == 16 and head["ETag"] == etag and head["Metadata"] == {"colour": "blue"}, head
+    assert s3.get_object(Bucket="default", Key="edge/a.txt", Range="bytes=2-5")["Body"].read() == b"2345"
+    assert s3.get_object(Bucket="default", Key="edge/a.txt", Range="bytes=-3")["Body"].read() == b"def"
+    expect("InvalidRange", s3.get_object, Bucket="default", Key="edge/a.txt", Range="bytes=99-")
+    expect(304, s3.get_object, Bucket="default", Key="edge/a.txt", IfNoneMatch=etag)
+    expect("PreconditionFailed", s3.get_object, Bucket="default", Key="edge/a.txt", IfMatch='"0000"')
+    assert s3.get_object(Bucket="default", Key="edge/a.txt", IfMatch=etag)["Body"].read() == body
+    expect("PreconditionFailed", s3.put_object, Bucket="default", Key="edge/a.txt", Body=b"x", IfNoneMatch="*")
+    # Verified before the bytes are kept: a wrong Content-MD5 or checksum leaves nothing behind.
+    wrong_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    expect("BadDigest", s3.put_object, Bucket="default", Key="edge/bad.txt", Body=body, ContentMD5=wrong_md5)
+    wrong_sha = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    expect("BadDigest", s3.put_object, Bucket="default", Key="edge/bad.txt", Body=body, ChecksumSHA256=wrong_sha)
+    expect(404, s3.head_object, Bucket="default", Key="edge/bad.txt")
+    right_sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    s3.put_object(Bucket="default", Key="edge/sha.txt", Body=body, ChecksumSHA256=right_sha)
+    assert s3.head_object(Bucket="default", Key="edge/sha.txt", ChecksumMode="ENABLED")["ChecksumSHA256"] == right_sha
+    # A PUT to an existing key replaces it (the old file goes to the trash).
+    s3.put_object(Bucket="default", Key="edge/a.txt", Body=b"second")
+    assert s3.get_object(Bucket="default", Key="edge/a.txt")["Body"].read() == b"second"
+    named = server.native("/v1/files?limit=100&q=a.txt")["data"]
+    assert [f["size"] for f in named if f["name"] == "a.txt"] == [6], named
+    copied = s3.copy_object(Bucket="default", Key="edge/copy.txt", CopySource={"Bucket": "default", "Key": "edge/a.txt"})
+    assert s3.get_object(Bucket="default", Key="edge/copy.txt")["Body"].read() == b"second", copied
+    # Names Cabinet refuses, with S3's codes.
+    expect("InvalidArgument", s3.put_object, Bucket="default", Key="edge/ lead.txt", Body=b"x")
+    expect("InvalidArgument", s3.put_object, Bucket="default", Key="edge//x.txt", Body=b"x")
+    expect("KeyTooLongError", s3.put_object, Bucket="default", Key="edge/" + "n" * 300, Body=b"x")
+    # A folder marker.
+    s3.put_object(Bucket="default", Key="empty/", Body=b"")
+    assert "empty/" in [o["Key"] for o in s3.list_objects_v2(Bucket="default").get("Contents", [])]
+    s3.delete_object(Bucket="default", Key="empty/")
+    assert "empty/" not in [o["Key"] for o in s3.list_objects_v2(Bucket="default").get("Contents", [])]
+    # Presigned URLs: s3s checks them; a changed signature is refused.
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "default", "Key": "edge/presigned.txt"}, ExpiresIn=300)
+    urllib.request.urlopen(urllib.request.Request(put_url, data=b"by url", method="PUT")).read()
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": "default", "Key": "edge/presigned.txt"}, ExpiresIn=300)
+    assert urllib.request.urlopen(get_url).read() == b"by url"
+    try:
+        urllib.request.urlopen(get_url[:-4] + ("0000" if not get_url.endswith("0000") else "1111"))
+        fail("a tampered presigned URL was accepted")
+    except urllib.error.HTTPError as err:
+        assert err.code == 403, err.code
+    # Multipart: parts of any size, completed in order; the ETag is S3's multipart form.
+    parts = [random.Random(n).randbytes(size) for n, size in enumerate((5 << 20, 5 << 20, 1000))]
+    started = s3.create_multipart_upload(Bucket="default", Key="edge/parts.bin", ContentType="application/x-test")
+    done = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
+                                                         PartNumber=n + 1, Body=part)["ETag"]} for n, part in enumerate(parts)]
+    wrong = [dict(done[0], ETag='"' + "0" * 32 + '"')] + done[1:]
+    expect("InvalidPart", s3.complete_multipart_upload, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
+           MultipartUpload={"Parts": wrong})
+    expect("InvalidPartOrder", s3.complete_multipart_upload, Bucket="default", Key="edge/parts.bin",
+           UploadId=started["UploadId"], MultipartUpload={"Parts": done[::-1]})
+    finished = s3.complete_multipart_upload(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
+                                            MultipartUpload={"Parts": done})
+    digests = b"".join(hashlib.md5(part).digest() for part in parts)
+    assert finished["ETag"] == f'"{hashlib.md5(digests).hexdigest()}-3"', finished["ETag"]
+    got = s3.get_object(Bucket="default", Key="edge/parts.bin")
+    assert got["Body"].read() == b"".join(parts) and got["ContentType"] == "application/x-test", got["ContentType"]
+    expect("NoSuchUpload", s3.upload_part, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"], PartNumber=4, Body=b"x")
+    aborted = s3.create_multipart_upload(Bucket="default", Key="edge/aborted.bin")
+    s3.upload_part(Bucket="default", Key="edge/aborted.bin", UploadId=aborted["UploadId"], PartNumber=1, Body=b"y" * 1000)
+    s3.abort_multipart_upload(Bucket="default", Key="edge/aborted.bin", UploadId=aborted["UploadId"])
+    expect("NoSuchUpload", s3.complete_multipart_upload, Bucket="default", Key="edge/aborted.bin", UploadId=aborted["UploadId"],
+           MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"' + hashlib.md5(b"y" * 1000).hexdigest() + '"'}]})
+    expect(404, s3.head_object, Bucket="default", Key="edge/aborted.bin")
+    expect("BadDigest", s3.upload_part, Bucket="default", Key="edge/x.bin", UploadId=s3.create_multipart_upload(
+        Bucket="default", Key="edge/x.bin")["UploadId"], PartNumber=1, Body=b"z", ContentMD5=wrong_md5)
+    s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in ("edge/a.txt", "edge/sha.txt", "edge/copy.txt", "edge/presigned.txt", "edge/parts.bin")]})
+    print("   ranges, conditions, Content-MD5/sha256 verified, replace, copy, names, folders, presigned URLs, multipart: ok")
+
+
+def check_quota_and_isolation(server, keys):
+    small = client(server, keys["small"])
+    code, status, message = error_of(small.put_object, Bucket="small-quota", Key="big.bin", Body=b"x" * 100_000)
+    assert (code, status) == ("QuotaExceeded", 403), (code, status, message)
+    assert "quota" in message, message
+    assert "Contents" not in small.list_objects_v2(Bucket="small-quota"), "refused bytes were kept"
+    # A part is reserved as it arrives: over the quota it is refused before it is stored.
+    started = small.create_multipart_upload(Bucket="small-quota", Key="parts.bin")
+    small.upload_part(Bucket="small-quota", Key="parts.bin", UploadId=started["UploadId"], PartNumber=1, Body=b"p" * 40_000)
+    code, status, message = error_of(small.upload_part, Bucket="small-quota", Key="parts.bin", UploadId=started["UploadId"],
+                                     PartNumber=2, Body=b"p" * 40_000)
+    assert (code, status) == ("QuotaExceeded", 403), (code, status, message)
+    small.abort_multipart_upload(Bucket="small-quota", Key="parts.bin", UploadId=started["UploadId"])
+    small.put_object(Bucket="small-quota", Key="fits.bin", Body=b"x" * 1000)
+    mine = client(server, keys["write"])
+    mine.put_object(Bucket="default", Key="secret.txt", Body=b"mine")
+    assert [b["Name"] for b in mine.list_buckets()["Buckets"]] == ["default"]
+    other = client(server, keys["other"])
+    assert [b["Name"] for b in other.list_buckets()["Buckets"]] == ["other-bucket"]
+    for call, args in ((other.get_object, {"Key": "secret.txt"}), (other.head_object, {"Key": "secret.txt"}),
+                       (other.list_objects_v2, {}), (other.put_object, {"Key": "x", "Body": b"x"})):
+        code, status, _ = error_of(call, Bucket="default", **args)
+        assert status == 403 and code in ("AccessDenied", "403"), (call.__name__, code, status)
+    # A bucket that does not exist answers the same as one that is not this key's.
+    expect(403, other.head_bucket, Bucket="no-such-bucket")
+    expect("AccessDenied", other.list_objects_v2, Bucket="no-such-bucket")
+    reader = client(server, keys["read"])
+    assert reader.get_object(Bucket="default", Key="secret.txt")["Body"].read() == b"mine"
+    expect("AccessDenied", reader.put_object, Bucket="default", Key="r.txt", Body=b"x")
+    expect("AccessDenied", other.create_bucket, Bucket="made-by-s3")
+    operator = client(server, keys["operator"])
+    operator.create_bucket(Bucket="made-by-s3")
+    names = {b["Name"] for b in operator.list_buckets()["Buckets"]}
+    assert {"default", "other-bucket", "small-quota", "made-by-s3"} <= names, names
+    assert "made-by-s3" in {w["name"] for w in server.admin("list-workspaces")}
+    expect("BucketAlreadyOwnedByYou", operator.create_bucket, Bucket="made-by-s3")
+    assert operator.get_object(Bucket="default", Key="secret.txt")["Body"].read() == b"mine"
+    server.admin("revoke-s3-key", keys["read"]["access_key_id"])
+    expect("InvalidAccessKeyId", reader.get_object, Bucket="default", Key="secret.txt")
+    mine.delete_object(Bucket="default", Key="secret.txt")
+    print("   quota refused as QuotaExceeded (403), isolation, roles, operator buckets, revocation: ok")
+
+
+def memory_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    fail(f"no {field} in /proc/{pid}/status")
+
+
+def check_large(tools: Tools, work: Path):
+    before = memory_kib(tools.server.process.pid, "VmRSS")
+    big = work / "large.bin"
+    block = random.Random(5).randbytes(1 << 20)
+    digest = hashlib.sha256()
+    with open(big, "wb") as out:
+        for i in range(LARGE_BYTES >> 20):
+            chunk = i.to_bytes(8, "little") + block[8:]
+            out.write(chunk)
+            digest.update(chunk)
+    tools.aws("s3", "cp", big, "s3://default/large.bin", "--only-show-errors")
+    big.unlink()
+    back = work / "large-back.bin"
+    tools.aws("s3", "cp", "s3://default/large.bin", back, "--only-show-errors")
+    check = hashlib.sha256()
+    with open(back, "rb") as got:
+        while chunk := got.read(1 << 22):
+            check.update(chunk)
+    back.unlink()
+    assert check.hexdigest() == digest.hexdigest(), "the large object came back different"
+    tools.aws("s3", "rm", "s3://default/large.bin", "--only-show-errors")
+    # The bytes stream: the server's peak memory does not grow with the object.
+    grown = memory_kib(tools.server.process.pid, "VmHWM") - before
+    assert grown < 128 * 1024, f"the server's peak memory grew by {grown} KiB"
+    print(f"   one {LARGE_BYTES >> 20} MiB object (multipart), aws s3 cp up and down, peak memory +{grown >> 10} MiB: ok")
+
+
+def main():
+    work = Path(tempfile.mkdtemp(prefix="cabinet-s3-surface."))
+    server = Server(work)
+    try:
+        server.admin("create-workspace", "--name", "other-bucket")
+        server.admin("create-workspace", "--name", "small-quota", "--quota-bytes", "65536")
+        ids = {w["name"]: w["id"] for w in server.admin("list-workspaces")}
+        keys = {
+            "write": server.admin("create-s3-key", "--workspace", server.workspace),
+            "read": server.admin("create-s3-key", "--workspace", server.workspace, "--role", "read"),
+            "other": server.admin("create-s3-key", "--workspace", ids["other-bucket"]),
+            "small": server.admin("create-s3-key", "--workspace", ids["small-quota"]),
+            "operator": server.admin("create-s3-key", "--operator"),
+        }
+        tree = work / "tree"
+        make_tree(tree)
+        tools = Tools(server, keys["write"], work)
+        checks = {
+            "aws": lambda: check_aws(tools, tree, work),
+            "rclone": lambda: check_rclone(tools, tree, work),
+            "s3cmd": lambda: check_s3cmd(tools, tree, work),
+            "boto3": lambda: check_boto3_tree(client(server, keys["write"]), tree),
+            "edges": lambda: check_edges(server, client(server, keys["write"]), keys),
+            "quota": lambda: check_quota_and_isolation(server, keys),
+            "large": lambda: check_large(tools, work),
+        }
+        # CABINET_S3_SURFACE_ONLY=edges,quota runs some of them (while working on one).
+        only = [name for name in os.environ.get("CABINET_S3_SURFACE_ONLY", "").split(",") if name]
+        for name, check in checks.items():
+            if only and name not in only:
+                continue
+            started = time.monotonic()
+            check()
+            print(f"   ({name}: {time.monotonic() - started:.1f} s)")
+    except BaseException:
+        server.stop()
+        print("---- server log (last 60 lines)", file=sys.stderr)
+        print("\n".join(server.log_path.read_text().splitlines()[-60:]), file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    server.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
