@@ -164,8 +164,8 @@ pub enum AdminCommand {
         /// The new deployment's bucket (`s3://bucket/prefix?endpoint=…&region=…`).
         #[arg(long)]
         to_storage: String,
-        /// The new deployment's data folder, when not this one: the signing key is put there, so
-        /// signed URLs and permalinks keep working.
+        /// The new deployment's data folder, when not this one: the signing key and the S3 secret
+        /// key are put there, so signed URLs, permalinks and S3 access keys keep working.
         #[arg(long)]
         to_data_dir: Option<std::path::PathBuf>,
         #[arg(long)]
@@ -284,12 +284,15 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                     report.bytes_copied,
                     report.objects_already_there
                 );
-                match &report.signing_key {
-                    Some(path) => println!("signing key: {}", path.display()),
-                    None => println!(
-                        "signing key: start the new deployment with this data folder's signing.key (or the same \
-                         --signing-secret), or signed URLs and permalinks stop working"
-                    ),
+                if report.key_files.is_empty() {
+                    println!(
+                        "keys: start the new deployment with this data folder's signing.key and s3-secret.key (or \
+                         the same --signing-secret and --s3-secret-key), or signed URLs, permalinks and S3 keys stop \
+                         working"
+                    );
+                }
+                for path in &report.key_files {
+                    println!("key file: {}", path.display());
                 }
                 println!(
                     "next: start the new deployment on the new stores, then run `cabinet admin check` there"

@@ -28,14 +28,16 @@ use crate::config::{BlobConfig, StoreConfig};
 /// Objects copied at once.
 const CONCURRENT_OBJECTS: usize = 4;
 const SNAPSHOT_FILE: &str = "migrate-store.snapshot.db";
-const SIGNING_KEY_FILE: &str = "signing.key";
+/// The data folder's secrets the stored data is only good with: the URL signing key, and the key
+/// that seals S3 access keys' secrets.
+const KEY_FILES: [&str; 2] = ["signing.key", crate::server::S3_SECRET_KEY_FILE];
 
 /// Where to move to.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub database_url: String,
     pub storage: String,
-    /// The new deployment's data folder, to receive the signing key (when it is not this one).
+    /// The new deployment's data folder, to receive the key files (when it is not this one).
     pub data_dir: Option<PathBuf>,
 }
 
@@ -47,8 +49,8 @@ pub struct MigrationReport {
     pub objects_copied: u64,
     pub objects_already_there: u64,
     pub bytes_copied: u64,
-    /// Where the signing key went, if it was copied.
-    pub signing_key: Option<PathBuf>,
+    /// The key files copied into the new data folder.
+    pub key_files: Vec<PathBuf>,
 }
 
 /// Runs one migration; `progress` hears a line of each step.
@@ -72,7 +74,16 @@ pub async fn migrate(
     if !database.exists() {
         bail!("no database at {}: nothing to migrate", database.display());
     }
-    let signing_key = copy_signing_key(&source.data_dir, target.data_dir.as_deref())?;
+    let key_files = match target.data_dir.as_deref() {
+        Some(to_dir) => KEY_FILES
+            .iter()
+            .map(|name| copy_key_file(&source.data_dir, to_dir, name))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
+        None => Vec::new(),
+    };
 
     let snapshot = source.data_dir.join(SNAPSHOT_FILE);
     let _ = std::fs::remove_file(&snapshot);
@@ -92,7 +103,7 @@ pub async fn migrate(
         objects_copied: objects.copied.load(Ordering::Relaxed),
         objects_already_there: objects.already_there.load(Ordering::Relaxed),
         bytes_copied: objects.bytes_copied.load(Ordering::Relaxed),
-        signing_key,
+        key_files,
     })
 }
 
@@ -203,29 +214,29 @@ async fn sha256_of(store: &dyn BlobStore, key: &str) -> anyhow::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Puts the data folder's signing key into the new data folder, refusing to replace another.
-fn copy_signing_key(from_dir: &Path, to_dir: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
-    let Some(to_dir) = to_dir else { return Ok(None) };
-    let from = from_dir.join(SIGNING_KEY_FILE);
+/// Puts one of the data folder's key files into the new data folder, refusing to replace another;
+/// `None` when this data folder has none (a deployment given the secret by flag: the new one
+/// takes the same flag).
+fn copy_key_file(from_dir: &Path, to_dir: &Path, name: &str) -> anyhow::Result<Option<PathBuf>> {
+    let from = from_dir.join(name);
     let key = match std::fs::read(&from) {
         Ok(key) => key,
-        // A deployment signing with --signing-secret has no key file: the new one takes the same flag.
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err).with_context(|| format!("reading {}", from.display())),
     };
-    let to = to_dir.join(SIGNING_KEY_FILE);
+    let to = to_dir.join(name);
     match std::fs::read(&to) {
         Ok(existing) if existing == key => return Ok(Some(to)),
         Ok(_) => bail!(
-            "{} holds another signing key: the new deployment must sign with this one's, or every signed URL \
-             and permalink handed out stops working",
+            "{} holds another key: the new deployment must use this one's, or what was signed or sealed with it \
+             (signed URLs, permalinks, S3 access keys) stops working",
             to.display()
         ),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("reading {}", to.display())),
     }
     std::fs::create_dir_all(to_dir).with_context(|| format!("creating {}", to_dir.display()))?;
-    let partial = to_dir.join(format!("{SIGNING_KEY_FILE}.partial"));
+    let partial = to_dir.join(format!("{name}.partial"));
     std::fs::write(&partial, &key).with_context(|| format!("writing {}", partial.display()))?;
     #[cfg(unix)]
     {

@@ -262,6 +262,14 @@ async fn a_deployment_moves_to_postgres_and_s3_keeping_every_id_byte_and_signed_
     );
     assert!(table(&second, "files")["deleted"].as_u64().unwrap() >= 1, "the purged file: {second}");
 
+    // The key files went with it: the signing key always, the S3 secret key when there is one.
+    assert!(data.join("signing.key").exists());
+    for name in ["signing.key", "s3-secret.key"] {
+        if let Ok(key) = std::fs::read(data.join(name)) {
+            assert_eq!(std::fs::read(new_data.join(name)).unwrap(), key, "{name}");
+        }
+    }
+
     // The new deployment: same JSON, same bytes, the old signed URL works.
     let new = ServerProcess::start_with(&new_data, &["--database-url", &database, "--storage", &storage]);
     assert!(new.bootstrap_key.is_none(), "the new database has the old workspaces");
