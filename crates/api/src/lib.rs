@@ -22,6 +22,7 @@ pub mod schemas;
 pub mod storage;
 pub mod surface;
 pub mod telemetry;
+pub mod tus;
 pub mod v1;
 
 use std::sync::Arc;

@@ -304,7 +304,8 @@ impl Cabinet {
         let parsed = key
             .strip_prefix(INCOMING_PREFIX)
             .and_then(|rest| rest.split_once('/'))
-            // `incoming/{ws}/{upload}`, or a part staged under it: `incoming/{ws}/{upload}-parts/…`.
+            // `incoming/{ws}/{upload}`, a part staged under it (`incoming/{ws}/{upload}-parts/…`),
+            // or a resumable upload's segment (`incoming/{ws}/{upload}/{offset}`).
             .map(|(ws, rest)| (ws, rest.split(['/', '-']).next().unwrap_or(rest)))
             .and_then(|(ws, id)| Some((WorkspaceId::parse(ws).ok()?, UploadId::parse(id).ok()?)));
         let Some((ws, id)) = parsed else { return Ok(false) };
