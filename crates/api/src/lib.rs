@@ -16,6 +16,7 @@ pub mod input_schema;
 pub mod limits;
 pub mod openapi;
 pub mod rate_limit;
+pub mod resumable;
 pub mod router;
 pub mod s3;
 pub mod schemas;

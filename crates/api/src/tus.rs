@@ -29,6 +29,8 @@ use crate::AppState;
 
 /// Where the endpoint is mounted; uploads are `{PREFIX}{upload_id}`.
 pub const PREFIX: &str = "/tus/v1/";
+/// The mount, for the layers that treat the protocol apart (CORS).
+pub const MOUNT: &str = "/tus/";
 /// The one version spoken.
 pub const VERSION: &str = "1.0.0";
 /// The extensions supported.
@@ -191,10 +193,9 @@ async fn create(
     let location = format!("{}{PREFIX}{}", state.cabinet.settings().public_url, upload.id);
     let mut response = if with_bytes {
         let append = Append {
-            offset: 0,
-            length: None,
             sha256: checksum(&headers)?,
             content_length: content_length(&headers),
+            ..Append::default()
         };
         match state.cabinet.append_resumable(&caller, &upload.id, append, stream_of(body)).await {
             Ok(appended) => {
@@ -295,6 +296,7 @@ async fn patch(
         length: header_u64(headers, &UPLOAD_LENGTH)?,
         sha256: checksum(headers)?,
         content_length: content_length(headers),
+        completes: false,
     };
     let appended = state.cabinet.append_resumable(caller, id, append, stream_of(body)).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();

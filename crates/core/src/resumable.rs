@@ -81,6 +81,9 @@ pub struct Append {
     /// Lowercase hex sha256 of this request's bytes; a mismatch keeps none of them.
     pub sha256: Option<String>,
     pub content_length: Option<u64>,
+    /// These bytes are the last: an upload whose length is not known yet ends where they end
+    /// (the IETF draft's `Upload-Complete: ?1` on a body of unknown length).
+    pub completes: bool,
 }
 
 /// Per node: which uploads are being appended to, and the offsets last seen (a lower bound of
@@ -333,6 +336,19 @@ impl Cabinet {
             }
         }
         let offset = self.durable_offset(&upload).await?;
+        let length = match length {
+            None if append.completes => {
+                self.declare_length(&upload, offset, offset, quota.max_file_size_bytes).await?;
+                Some(offset)
+            }
+            Some(length) if append.completes && offset != length => {
+                return Err(Error::bad_request(
+                    Code::InvalidSize,
+                    format!("the upload's length is {length}, but it was completed at {offset} bytes"),
+                ))
+            }
+            known => known,
+        };
         if length == Some(offset) {
             let file = self.complete_resumable(&upload, offset).await?;
             return Ok(ResumableState {
