@@ -230,8 +230,9 @@ impl Cabinet {
                 let done = batch.len() < BATCH as usize;
                 for (ws, id) in batch {
                     let upload = self.store.get_upload(&ws, &id).await?;
-                    if PartPlan::of(&upload).is_some() {
-                        // Parts are only removed once the file is committed (or the upload ends).
+                    if PartPlan::of(&upload).is_some() || self.has_segments(&upload).await? {
+                        // Parts (and a resumable upload's segments) are only removed once the
+                        // file is committed (or the upload ends).
                         if self.store.reopen_upload(&ws, &id, self.clock.now()).await? {
                             report.interrupted_assemblies_reopened += 1;
                         }

@@ -212,6 +212,16 @@ impl Cabinet {
                 }
                 let offset = self.durable_offset(&upload).await?;
                 let length = self.declared_length(&upload).await?;
+                if upload.status == UploadStatus::Waiting && length == Some(offset) {
+                    // Every byte is here but the file is not (a crash cut its completion short,
+                    // and the upload was reopened at restart): it is completed now, so a client
+                    // that sees its whole length finds its file.
+                    if let Ok(_appending) = self.sessions.lock(id) {
+                        let file = self.complete_resumable(&upload, offset).await?;
+                        let upload = upload.finished_as(&file);
+                        return Ok(ResumableState { upload, offset, length, file: Some(file) });
+                    }
+                }
                 Ok(ResumableState { upload, offset, length, file: None })
             }
         }
@@ -432,6 +442,13 @@ impl Cabinet {
         }
         self.sessions.remember(&upload.id, offset);
         Ok(offset)
+    }
+
+    /// Whether an upload has bytes kept as segments (a resumable upload that received some):
+    /// at restart such an upload, found UPLOADING because its completion was cut short, is
+    /// reopened rather than failed, since its bytes are all still there.
+    pub(crate) async fn has_segments(&self, upload: &Upload) -> Result<bool> {
+        Ok(self.blobs.head(&segment_key(upload, 0)).await?.is_some())
     }
 
     /// Every segment, in order: (offset, size).
