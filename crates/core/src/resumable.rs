@@ -37,7 +37,7 @@ use crate::ids::{FolderId, UploadId};
 use crate::intake::ReceivingGuard;
 use crate::model::{FailureReason, FileRecord, Quota, Role, Upload, UploadStatus};
 use crate::multipart::MULTIPART_TTL;
-use crate::ports::{ByteStream, StageError};
+use crate::ports::{ByteStream, StageError, StagedBlob};
 use crate::telemetry::TransferInFlight;
 use crate::uploads::{NewUpload, INCOMING_PREFIX};
 use crate::{Cabinet, Caller, Code};
@@ -331,6 +331,22 @@ impl Cabinet {
                     });
                 }
             }
+            let whole = offset == 0 && length == Some(staged.size) && !cut.load(Ordering::SeqCst);
+            if whole && staged.size > 0 {
+                // The whole upload in one request: its bytes become the file as they are, with
+                // no segment to join (as fast as a signed PUT); acknowledged once it exists.
+                let file = {
+                    let size = staged.size;
+                    self.settle_resumable(&upload, staged, size).await?
+                };
+                let size = file.size;
+                return Ok(ResumableState {
+                    upload: upload.finished_as(&file),
+                    offset: size,
+                    length,
+                    file: Some(file),
+                });
+            }
             if staged.size > 0 {
                 if let Err(err) = self.blobs.commit(&staged, &segment_key(&upload, offset)).await {
                     self.blobs.discard(&staged.temp_key).await;
@@ -488,6 +504,12 @@ impl Cabinet {
             }
             Err(err) => return Err(Error::internal(err.to_string())),
         };
+        self.settle_resumable(upload, staged, length).await
+    }
+
+    /// Makes the staged bytes of a whole upload its file: the upload claimed (its deferred
+    /// length reserved), then the core's `finish`; the segments go either way.
+    async fn settle_resumable(&self, upload: &Upload, staged: StagedBlob, length: u64) -> Result<FileRecord> {
         let (ws, id) = (&upload.workspace_id, &upload.id);
         let now = self.clock.now();
         let mut upload = upload.clone();
