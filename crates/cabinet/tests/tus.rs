@@ -351,6 +351,19 @@ async fn protocol_errors_have_the_statuses_tus_clients_read() {
     assert_error(over.status, &over.body, StatusCode::PAYLOAD_TOO_LARGE, "size_exceeded");
     assert_eq!(offset_of(&tus.offset(&url).await), 0);
 
+    // X-HTTP-Method-Override: a POST that is a PATCH, for proxies that pass GET and POST only.
+    let overridden = tus
+        .send(
+            tus.request(Method::POST, &url)
+                .header("X-HTTP-Method-Override", "PATCH")
+                .header("Upload-Offset", 0)
+                .header("Content-Type", OCTETS)
+                .body(vec![1; 10]),
+        )
+        .await;
+    assert_eq!(overridden.status, StatusCode::NO_CONTENT, "{}", overridden.body);
+    assert_eq!(offset_of(&overridden), 10);
+
     // An unknown method on an upload.
     let get = tus.send(tus.request(Method::GET, &url)).await;
     assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
