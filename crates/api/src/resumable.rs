@@ -183,7 +183,7 @@ async fn create(
             NewResumable { name, length, mime_type, sha256: digest(&headers)?, folder_id, expires_in: None },
         )
         .await?;
-    let location = format!("{}{PREFIX}{}", state.cabinet.settings().public_url, upload.id);
+    let location = format!("{}{PREFIX}{}", state.cabinet.url_base(), upload.id);
     let append = Append { offset: 0, length, sha256: None, content_length: sent, completes: complete };
     let answer = match state.cabinet.append_resumable(&caller, &upload.id, append, stream_of(body)).await {
         Ok(appended) => respond(&state, &appended, StatusCode::CREATED).await,

@@ -190,7 +190,7 @@ async fn create(
             },
         )
         .await?;
-    let location = format!("{}{PREFIX}{}", state.cabinet.settings().public_url, upload.id);
+    let location = format!("{}{PREFIX}{}", state.cabinet.url_base(), upload.id);
     let mut response = if with_bytes {
         let append = Append {
             sha256: checksum(&headers)?,

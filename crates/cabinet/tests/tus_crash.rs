@@ -3,7 +3,7 @@
 //! than the upload's length), every upload whose last `204` was received is a file, and every
 //! upload, resumed from the offset HEAD reports, becomes a file with exactly its bytes.
 //!
-//! `CABINET_CRASH_ROUNDS` (default 3; `CABINET_LONG=1`: 10) sets how many kills; SQLite and the
+//! `CABINET_TUS_CRASH_ROUNDS` (default 3; `CABINET_LONG=1`: 10) sets how many kills; SQLite and the
 //! local folder (the durability of segments is the blob store's `stage` + `commit`, the same on S3).
 
 #[path = "process/mod.rs"]
@@ -42,8 +42,8 @@ impl Tracked {
 }
 
 fn rounds() -> usize {
-    if let Ok(rounds) = std::env::var("CABINET_CRASH_ROUNDS") {
-        return rounds.parse().expect("CABINET_CRASH_ROUNDS is a number");
+    if let Ok(rounds) = std::env::var("CABINET_TUS_CRASH_ROUNDS") {
+        return rounds.parse().expect("CABINET_TUS_CRASH_ROUNDS is a number");
     }
     if std::env::var("CABINET_LONG").as_deref() == Ok("1") {
         10
