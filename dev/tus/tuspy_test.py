@@ -10,6 +10,7 @@ resumes from whatever the server kept.
   CABINET_BIN          the binary
   TUS_STORAGE          local (default) or s3 (CABINET_TEST_S3_URL and the AWS variables)
   TUS_LARGE            1: also the 5 GiB upload (a sparse file with marked regions)
+  TUS_LARGE_BYTES      its size (default 5 GiB)
 """
 
 from __future__ import annotations
@@ -246,5 +247,5 @@ if __name__ == "__main__":
     storage = os.environ.get("TUS_STORAGE", "local")
     sizes = [0, 1, 100 * MiB]
     if os.environ.get("TUS_LARGE") == "1":
-        sizes.append(5 * GiB)
+        sizes.append(int(os.environ.get("TUS_LARGE_BYTES", 5 * GiB)))
     run(storage, sizes)
