@@ -276,6 +276,16 @@ async fn head(state: &AppState, caller: &Caller, id: &UploadId) -> TusResult {
     let current = state.cabinet.resumable_state(caller, id).await?;
     let mut response = StatusCode::OK.into_response();
     describe(response.headers_mut(), &current, true);
+    // What the upload was created with, as Cabinet keeps it (the name as validated).
+    let upload = &current.upload;
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let mut metadata = vec![format!("filename {}", encode(&upload.name))];
+    metadata.extend(upload.declared_mime.as_deref().map(|mime| format!("filetype {}", encode(mime))));
+    metadata.extend(upload.folder_id.as_ref().map(|folder| format!("folder_id {}", encode(folder.as_str()))));
+    metadata.extend(upload.sha256.as_deref().map(|sha256| format!("sha256 {}", encode(sha256))));
+    if let Ok(value) = HeaderValue::from_str(&metadata.join(",")) {
+        response.headers_mut().insert(UPLOAD_METADATA, value);
+    }
     Ok(response)
 }
 

@@ -164,6 +164,9 @@ async fn upload_in_pieces(server: &TestServer) {
     assert_eq!(offset_of(&head), 0);
     assert_eq!(header(&head.headers, "upload-length"), Some(bytes.len().to_string()));
     assert_eq!(header(&head.headers, "cache-control").as_deref(), Some("no-store"));
+    let described = header(&head.headers, "upload-metadata").expect("HEAD repeats the metadata");
+    assert!(described.contains(&format!("filename {}", b64(b"pieces.bin"))), "{described}");
+    assert!(described.contains(&format!("sha256 {}", b64(sha256_hex(&bytes).as_bytes()))), "{described}");
     let mut offset = 0;
     for piece in bytes.chunks(1024 * 1024 + 3) {
         assert!(
