@@ -187,6 +187,21 @@ async fn upload_in_pieces(server: &TestServer) {
     let done = tus.offset(&url).await;
     assert_eq!(done.status, StatusCode::OK);
     assert_eq!(offset_of(&done), bytes.len() as u64);
+    // The same events as every upload's, written by the one commit that made the file.
+    let (status, events) =
+        server.send(server.request(Method::GET, "/v1/events?after=0&limit=500", &server.tenant.key)).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let upload_id = url.rsplit('/').next().unwrap();
+    let of = |kind: &str, id: &str| {
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == kind && e["object_id"] == id)
+            .count()
+    };
+    assert_eq!(of("upload.succeeded", upload_id), 1, "{events}");
+    assert_eq!(of("file.created", file["id"].as_str().unwrap()), 1, "{events}");
     // Nothing held any more: the quota counts the file only.
     let quota = server.quota(&server.tenant).await;
     assert_eq!(quota["reserved_bytes"], 0, "{quota}");
