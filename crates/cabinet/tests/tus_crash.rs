@@ -134,6 +134,7 @@ async fn acknowledged_offsets_survive_sigkill() {
     let mut server = ServerProcess::start(data.path());
     let key = server.bootstrap_key.clone().expect("a bootstrap key");
     let mut cut_mid_upload = 0;
+    let mut whole_request_failed = 0;
     for round in 0..rounds() {
         let uploads: Vec<Arc<Mutex<Tracked>>> = (0..UPLOADS)
             .map(|i| {
@@ -184,6 +185,15 @@ async fn acknowledged_offsets_survive_sigkill() {
             let url = format!("{}{path}", server.url);
             let head =
                 client.head(&url).bearer_auth(&key).header("Tus-Resumable", "1.0.0").send().await.unwrap();
+            if head.status() == StatusCode::GONE {
+                // An upload whose one request carried all its bytes keeps no segment: a kill while
+                // that request was becoming the file fails it at restart. Nothing of it had been
+                // acknowledged; the client starts it again (tus-js-client does so on 410).
+                assert_eq!(tracked.acknowledged, 0, "{}: acknowledged bytes are gone", tracked.name);
+                state.lock().unwrap().url = None;
+                whole_request_failed += 1;
+                continue;
+            }
             assert_eq!(head.status(), StatusCode::OK, "{}: HEAD after the restart", tracked.name);
             let offset: u64 = head.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
             assert!(
@@ -252,6 +262,9 @@ async fn acknowledged_offsets_survive_sigkill() {
         eprintln!("tus crash round {round}: killed, every acknowledged offset kept, all {UPLOADS} uploads resumed to verified files");
     }
     assert!(cut_mid_upload > 0, "no kill landed in the middle of an upload: the test proved nothing");
-    eprintln!("tus crash rounds: {} uploads were cut mid-upload", cut_mid_upload);
+    eprintln!(
+        "tus crash rounds: {cut_mid_upload} uploads were cut mid-upload; {whole_request_failed} sent whole in one \
+         request were failed by the kill (nothing acknowledged) and started again"
+    );
     let _ = server.kill();
 }
