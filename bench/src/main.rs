@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,memory,scale,neighbour]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,memory,scale,neighbour,tus]
 //! ```
 
 mod cache;
@@ -16,6 +16,7 @@ mod s3;
 mod scale;
 mod stats;
 mod transfer;
+mod tus;
 
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ use crate::stats::{Row, TABLE_HEADER};
 
 /// Every figure, in the order they run.
 const FIGURES: &[&str] =
-    &["upload", "download", "s3", "small", "cache", "reserve", "memory", "scale", "neighbour"];
+    &["upload", "download", "s3", "small", "cache", "reserve", "memory", "scale", "neighbour", "tus"];
 
 #[derive(Debug, Parser)]
 #[command(about = "Cabinet against its baselines, same run, alternating; ratios with medians and spreads")]
@@ -165,6 +166,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
                 .await
                 .context("list/search on PostgreSQL")?;
         }
+    }
+    if wanted("tus") {
+        tus::run(bench).await.context("tus against the signed PUT")?;
     }
     if wanted("neighbour") {
         neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;

@@ -69,9 +69,21 @@ pub async fn cors(State(policy): State<CorsPolicy>, request: Request<Body>, next
     if let Some(allow_origin) = &allow_origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin.clone());
     }
-    if request.method() == Method::OPTIONS && *origins != CorsOrigins::None {
+    // The resumable upload protocols (tus, the IETF draft) answer their own `OPTIONS`
+    // (discovery); only a browser's preflight is answered here.
+    let path = request.uri().path();
+    let tus = path.starts_with(crate::tus::MOUNT) || path.starts_with(crate::resumable::MOUNT);
+    let preflight = request.method() == Method::OPTIONS
+        && (!tus || request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
+    if preflight && *origins != CorsOrigins::None {
         if allow_origin.is_some() {
             preflight_allowance(&origins, request.headers(), &mut headers);
+            if tus {
+                // Their clients send `Authorization`, which the `*` wildcard does not cover.
+                if let Some(asked) = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+                }
+            }
         }
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::OK;
@@ -79,7 +91,9 @@ pub async fn cors(State(policy): State<CorsPolicy>, request: Request<Body>, next
         return response;
     }
     if allow_origin.is_some() {
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("*"));
+        // Their headers by name too: `*` is not honoured on credentialed requests.
+        let exposed = if tus { crate::tus::EXPOSED_HEADERS } else { "*" };
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(exposed));
     }
     let mut response = next.run(request).await;
     add(response.headers_mut(), headers);

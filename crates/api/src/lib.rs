@@ -16,12 +16,14 @@ pub mod input_schema;
 pub mod limits;
 pub mod openapi;
 pub mod rate_limit;
+pub mod resumable;
 pub mod router;
 pub mod s3;
 pub mod schemas;
 pub mod storage;
 pub mod surface;
 pub mod telemetry;
+pub mod tus;
 pub mod v1;
 
 use std::sync::Arc;

@@ -97,6 +97,10 @@ pub fn routes(state: AppState) -> (Router, Vec<(Surface, utoipa::openapi::OpenAp
         .collect();
     let router =
         json_routes.merge(streaming_routes).merge(compat_routes).merge(SwaggerUi::new("/docs").urls(urls));
+    // Resumable upload protocols: headers, not JSON, so outside the documents.
+    let router = router
+        .merge(crate::tus::routes().with_state(state.clone()))
+        .merge(crate::resumable::routes().with_state(state.clone()));
     // The web console: a UI over the routes above, so not in their document.
     let router = router.merge(console::routes(state.cabinet.storage_origin().as_deref()));
     // Server-sent events: a stream that does not end, outside the document (the feed it streams is

@@ -296,6 +296,104 @@ async fn multipart_upload_in_bounded_memory(storage: Option<String>) {
     );
 }
 
+/// The size of the tus upload: 1 GiB, 5 GiB with `CABINET_LONG=1`, or `CABINET_TUS_TEST_BYTES`.
+fn tus_test_size() -> u64 {
+    if let Ok(value) = std::env::var("CABINET_TUS_TEST_BYTES") {
+        return value.trim().parse().expect("CABINET_TUS_TEST_BYTES must be a number");
+    }
+    if std::env::var("CABINET_LONG").as_deref() == Ok("1") {
+        MULTIPART_DEFAULT_SIZE
+    } else {
+        DEFAULT_SIZE
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "moves 1 GiB (5 GiB with CABINET_LONG=1) through tus; dev/test runs it with --ignored"]
+async fn a_tus_upload_stays_in_bounded_server_memory_on_the_local_folder() {
+    let size = tus_test_size();
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "memory", None, "write");
+    let server = ServerProcess::start(dir.path());
+    let http = http_client();
+    let at_start = server.peak_resident_bytes();
+    let response = http
+        .post(server.at("/tus/v1/"))
+        .bearer_auth(&tenant.key)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", size)
+        .header("Upload-Metadata", "filename aHVnZS5iaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let url = response.headers()["location"].to_str().unwrap().to_owned();
+    // PATCHes of 256 MiB, each streamed from chunks made on the fly.
+    const REQUEST: u64 = 256 << 20;
+    let pattern = Arc::new(Pattern::new(CHUNK, 0x7475_7375_706c_6f61));
+    let mut sent_hash = Sha256::new();
+    let started = Instant::now();
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + REQUEST).min(size);
+        let body = stream::iter((offset..end).step_by(CHUNK)).map({
+            let pattern = pattern.clone();
+            move |at| {
+                Ok::<_, std::io::Error>(
+                    pattern.chunk(at / CHUNK as u64, (end - at).min(CHUNK as u64) as usize),
+                )
+            }
+        });
+        let mut at = offset;
+        while at < end {
+            let len = (end - at).min(CHUNK as u64) as usize;
+            sent_hash.update(pattern.chunk(at / CHUNK as u64, len));
+            at += len as u64;
+        }
+        let response = http
+            .patch(&url)
+            .bearer_auth(&tenant.key)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset)
+            .header("Content-Type", "application/offset+octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, end - offset)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "PATCH at {offset}");
+        offset = response.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        assert_eq!(offset, end);
+    }
+    let elapsed = started.elapsed();
+    let id = url.rsplit('/').next().unwrap();
+    let done: Value = http
+        .get(server.at(&format!("/v1/uploads/{id}")))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["file"]["sha256"], hex::encode(sent_hash.finalize()), "the server hashed what was sent");
+    let peak = server.peak_resident_bytes();
+    println!(
+        "tus (local folder): {:.0} MiB in PATCHes of 256 MiB in {elapsed:.1?} = {:.0} MiB/s (the last one joins the \
+         segments into the file); server peak resident memory {:.1} MiB (+{:.1} MiB from start)",
+        mib(size),
+        mib_per_second(size, elapsed),
+        mib(peak),
+        mib(peak.saturating_sub(at_start)),
+    );
+    assert!(
+        peak.saturating_sub(at_start) < PEAK_RESIDENT_LIMIT,
+        "the server's peak resident memory grew by {:.1} MiB during the tus upload",
+        mib(peak.saturating_sub(at_start))
+    );
+}
+
 /// How much the server's resident memory may grow while unauthenticated requests hit it.
 const UNAUTHENTICATED_BUDGET: u64 = 64 << 20;
 /// Requests sent at once to each route.

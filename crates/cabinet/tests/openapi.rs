@@ -124,6 +124,12 @@ const UNDOCUMENTED: &[(&str, &str)] = &[
     ("/compat/mavi/openapi.json", "the MAVI dialect's document"),
     ("/compat/cms/openapi.json", "the CMS dialect's document"),
     ("/compat/serenities/openapi.json", "the Serenities dialect's document"),
+    ("/tus/v1", "tus 1.0.0 creation and discovery: a protocol of headers, not JSON (docs/compat/tus.md, tests/tus.rs)"),
+    ("/tus/v1/", "tus 1.0.0 creation and discovery (docs/compat/tus.md, tests/tus.rs)"),
+    ("/resumable/v1", "the IETF resumable-upload draft's creation: headers, not JSON (docs/compat/tus.md, tests/resumable.rs)"),
+    ("/resumable/v1/", "the IETF resumable-upload draft's creation (docs/compat/tus.md, tests/resumable.rs)"),
+    ("/resumable/v1/{upload_id}", "an IETF draft upload resource: HEAD, PATCH, DELETE, OPTIONS (docs/compat/tus.md)"),
+    ("/tus/v1/{upload_id}", "a tus 1.0.0 upload: HEAD, PATCH, DELETE, OPTIONS (docs/compat/tus.md, tests/tus.rs)"),
     (
         "/compat/mavera/api/v1/{*rest}",
         "Mavera's 404 for unknown routes: no state, no key, no body read \

@@ -24,6 +24,7 @@ pub mod paths;
 pub mod patterns;
 pub mod ports;
 pub mod quota;
+pub mod resumable;
 pub mod rules;
 pub mod s3_keys;
 pub mod signing;
@@ -147,6 +148,7 @@ pub struct Parts {
     images: Arc<dyn ImageCodec>,
     transfers: Arc<transfers::TransferSlots>,
     key_reads: links::KeyReads,
+    sessions: resumable::Sessions,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -184,6 +186,7 @@ impl Cabinet {
             images,
             transfers: Default::default(),
             key_reads: Default::default(),
+            sessions: Default::default(),
         }))
     }
 

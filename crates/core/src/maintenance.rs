@@ -230,8 +230,9 @@ impl Cabinet {
                 let done = batch.len() < BATCH as usize;
                 for (ws, id) in batch {
                     let upload = self.store.get_upload(&ws, &id).await?;
-                    if PartPlan::of(&upload).is_some() {
-                        // Parts are only removed once the file is committed (or the upload ends).
+                    if PartPlan::of(&upload).is_some() || self.has_segments(&upload).await? {
+                        // Parts (and a resumable upload's segments) are only removed once the
+                        // file is committed (or the upload ends).
                         if self.store.reopen_upload(&ws, &id, self.clock.now()).await? {
                             report.interrupted_assemblies_reopened += 1;
                         }
@@ -304,7 +305,8 @@ impl Cabinet {
         let parsed = key
             .strip_prefix(INCOMING_PREFIX)
             .and_then(|rest| rest.split_once('/'))
-            // `incoming/{ws}/{upload}`, or a part staged under it: `incoming/{ws}/{upload}-parts/…`.
+            // `incoming/{ws}/{upload}`, a part staged under it (`incoming/{ws}/{upload}-parts/…`),
+            // or a resumable upload's segment (`incoming/{ws}/{upload}/{offset}`).
             .map(|(ws, rest)| (ws, rest.split(['/', '-']).next().unwrap_or(rest)))
             .and_then(|(ws, id)| Some((WorkspaceId::parse(ws).ok()?, UploadId::parse(id).ok()?)));
         let Some((ws, id)) = parsed else { return Ok(false) };

@@ -389,7 +389,7 @@ impl Cabinet {
 }
 
 /// An upload with nothing but defaults, for naming parts whose upload row is gone.
-fn placeholder() -> Upload {
+pub(crate) fn placeholder() -> Upload {
     let now = DateTime::<Utc>::UNIX_EPOCH;
     Upload {
         workspace_id: WorkspaceId::generate(),
