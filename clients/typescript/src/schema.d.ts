@@ -176,6 +176,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The workspace's events after `after`, oldest first; with `wait`, holds the request until the
+         *     first arrives (a long poll). Needs a key with the read role.
+         */
+        get: operations["list_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/files": {
         parameters: {
             query?: never;
@@ -789,6 +809,56 @@ export interface components {
             message: string;
             /** @description With `parts_missing`: the part numbers still to upload (or re-upload) before completing. */
             missing_parts?: number[] | null;
+        };
+        /** @description What the event is about, as the API shows it when the event is read. */
+        EventDataJson: {
+            /**
+             * @description The file (as `GET /v1/files/{id}`), folder or upload as it is now; null once it is gone
+             *     (purged) and for key, token and quota events.
+             */
+            object?: Record<string, never> | null;
+        };
+        /** @description One change. */
+        EventJson: {
+            /**
+             * Format: date-time
+             * @description When the change committed.
+             */
+            created_at: string;
+            data: components["schemas"]["EventDataJson"];
+            /**
+             * @description An upload's failure reason, a reference's `kind/id`, the end user whose tokens were revoked
+             *     (null: every end user's), or the quota percentage crossed (`80`, `90`, `100`).
+             */
+            detail?: string | null;
+            /** @description Unique across workspaces: `{workspace_id}.{seq}`. */
+            id: string;
+            /**
+             * @description The file, folder, upload or key the event is about (the workspace, for `tokens.revoked`
+             *     and `quota.crossed`).
+             */
+            object_id: string;
+            /**
+             * Format: int64
+             * @description The event's number in its workspace: each is one more than the one before.
+             */
+            seq: number;
+            /**
+             * @description `file.created`, `file.updated`, `file.moved`, `file.trashed`, `file.restored`,
+             *     `file.purged`, the same six for `folder.`, `upload.succeeded`, `upload.failed`,
+             *     `reference.added`, `reference.removed`, `key.revoked`, `tokens.revoked`, `quota.crossed`.
+             */
+            type: string;
+            workspace_id: string;
+        };
+        /** @description A read of the feed. */
+        EventListJson: {
+            data: components["schemas"]["EventJson"][];
+            /**
+             * Format: int64
+             * @description Pass as `after` to read on: the last event's `seq`, or `after` again when none came.
+             */
+            next_after: number;
         };
         /** @description A favorite mark after a toggle. */
         FavoriteJson: {
@@ -2659,6 +2729,152 @@ export interface operations {
                      *       "error": {
                      *         "code": "payload_too_large",
                      *         "message": "the body is too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The URL is too long */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "uri_too_long",
+                     *         "message": "the URL is too long"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "rate_limited",
+                     *         "message": "too many requests; retry after the Retry-After seconds"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request headers are too large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "headers_too_large",
+                     *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_events: {
+        parameters: {
+            query?: {
+                /** @description Events numbered after this (`seq`); 0, the default, reads from the oldest kept. */
+                after?: number;
+                /** @description At most this many (default 100, at most 500). */
+                limit?: number;
+                /**
+                 * @description Seconds to wait for the first event when there is none yet (a long poll; default 0, at
+                 *     most 60).
+                 */
+                wait?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventListJson"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "invalid_query",
+                     *         "message": "invalid query parameter"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unauthenticated",
+                     *         "message": "missing or invalid API key"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a key (end-user tokens read files only) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "forbidden",
+                     *         "message": "this key's role does not allow it"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not in a workspace of this key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "not_found",
+                     *         "message": "workspace not found"
                      *       }
                      *     }
                      */
