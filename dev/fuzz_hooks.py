@@ -335,7 +335,25 @@ def filter_failure(context, failure, case, response):
         return False
     if _a_violation_no_text_form_can_carry(failure, case):
         return False
+    if _a_404_about_another_resource(failure, case, response):
+        return False
     return _not_about_a_signed_case(failure, case)
+
+
+def _a_404_about_another_resource(failure, case, response):
+    """The stateful phase reads any 404 right after a creation as "the created resource is gone".
+    A request on the new file or folder may name another one in its body (a `folder_id` trashed or
+    purged earlier in the scenario), and its 404 is about that one. Only that check, only on the
+    file and folder routes, and only when the created resource answers to its own GET."""
+    if type(failure).__name__ != "EnsureResourceAvailability" or response is None or response.status_code != 404:
+        return False
+    path = _path(case)
+    resource_id = (case.path_parameters or {}).get("id")
+    for collection in ("/v1/files/{id}", "/v1/folders/{id}"):
+        if resource_id and path.startswith(collection):
+            there = API.get(BASE + collection.replace("{id}", str(resource_id)), timeout=30)
+            return there.status_code == 200
+    return False
 
 
 def _not_about_a_signed_case(failure, case):

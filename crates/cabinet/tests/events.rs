@@ -150,7 +150,7 @@ async fn another_workspace_sees_none_of_them_and_end_users_and_bad_parameters_ar
     assert!(events.is_empty(), "{events:?}");
     let (events, _, _) = events_after(&server, &a, 0).await;
     assert_eq!(types(&events), ["upload.succeeded", "file.created"]);
-    for query in ["limit=0", "limit=501", "wait=61", "after=-1", "after=x"] {
+    for query in ["limit=0", "limit=501", "wait=61", "after=-1", "after=x", "after=9007199254740992"] {
         let (status, body) =
             server.send(server.request(Method::GET, &format!("/v1/events?{query}"), &a.key)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");

@@ -79,6 +79,9 @@ pub struct EventParams {
     pub wait: Option<u64>,
 }
 
+/// The largest `after`: the largest integer a JSON number carries exactly (2^53 - 1).
+const MAX_AFTER: u64 = 9_007_199_254_740_991;
+
 /// The workspace's events after `after`, oldest first; with `wait`, holds the request until the
 /// first arrives (a long poll). Needs a key with the read role.
 #[utoipa::path(
@@ -99,14 +102,15 @@ pub async fn list_events(
 ) -> ApiResult<Json<EventListJson>> {
     let limit = params.limit.unwrap_or(100);
     let wait = Duration::from_secs(params.wait.unwrap_or(0));
-    if limit == 0 || limit > MAX_EVENTS_PER_READ || wait > MAX_EVENT_WAIT {
+    let after = params.after.unwrap_or(0);
+    if limit == 0 || limit > MAX_EVENTS_PER_READ || wait > MAX_EVENT_WAIT || after > MAX_AFTER {
         return Err(cabinet_core::Error::bad_request(
             cabinet_core::Code::InvalidQuery,
-            "limit is 1 to 500 and wait 0 to 60 seconds",
+            "after is 0 to 2^53 - 1, limit 1 to 500 and wait 0 to 60 seconds",
         )
         .into());
     }
-    let page = state.cabinet.events(&caller, params.after.unwrap_or(0), limit, wait).await?;
+    let page = state.cabinet.events(&caller, after, limit, wait).await?;
     let mut data = Vec::with_capacity(page.events.len());
     for event in page.events {
         data.push(render(&state.cabinet, &caller, event).await?);
