@@ -469,6 +469,70 @@ async fn quota_is_reserved_at_creation_and_released_by_termination() {
     assert_error(over.status, &over.body, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded");
 }
 
+/// Uploads of deferred length hold what they received reserved, so several of them together can
+/// never keep more bytes than the quota (the hostile-input rule for every upload of unknown size).
+#[tokio::test]
+async fn uploads_of_deferred_length_together_never_hold_more_than_the_quota() {
+    let server = TestServer::spawn().await;
+    let tenant = server.tenant(Some(1000), cabinet_core::Role::Write).await;
+    let tus = Tus::new(&server, &tenant);
+    let deferred = |name: &'static str| {
+        let tus = &tus;
+        async move {
+            let answer = tus
+                .send(
+                    tus.request(Method::POST, "/tus/v1/")
+                        .header("Upload-Defer-Length", "1")
+                        .header("Upload-Metadata", metadata(name, &[])),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+            header(&answer.headers, "location").unwrap()
+        }
+    };
+    let (first, second) = (deferred("first.bin").await, deferred("second.bin").await);
+    assert_eq!(server.quota(&tenant).await["reserved_bytes"], 0, "nothing is held before a byte arrives");
+
+    assert_eq!(tus.patch(&first, 0, vec![1; 600]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(server.quota(&tenant).await["reserved_bytes"], 600, "received bytes stay reserved");
+    // 600 are held by the first: the second cannot keep 600 more.
+    let over = tus.patch(&second, 0, vec![2; 600]).await;
+    assert_error(over.status, &over.body, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded");
+    assert_eq!(tus.patch(&second, 0, vec![2; 400]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(server.quota(&tenant).await["reserved_bytes"], 1000);
+    let full = tus.patch(&first, 600, vec![1; 1]).await;
+    assert_error(full.status, &full.body, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded");
+
+    // A length declared later is reserved whole, and refused when it does not fit.
+    let too_long = tus
+        .send(
+            tus.request(Method::PATCH, &second)
+                .header("Upload-Offset", 400)
+                .header("Upload-Length", 500)
+                .header("Content-Type", OCTETS)
+                .body(Vec::<u8>::new()),
+        )
+        .await;
+    assert_error(too_long.status, &too_long.body, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded");
+    let declared = tus
+        .send(
+            tus.request(Method::PATCH, &second)
+                .header("Upload-Offset", 400)
+                .header("Upload-Length", 400)
+                .header("Content-Type", OCTETS)
+                .body(Vec::<u8>::new()),
+        )
+        .await;
+    assert_eq!(declared.status, StatusCode::NO_CONTENT, "{}", declared.body);
+    assert!(file_named(&server, &tenant, "second.bin").await.is_some(), "its last byte had arrived");
+    let quota = server.quota(&tenant).await;
+    assert_eq!((quota["used_bytes"].as_u64(), quota["reserved_bytes"].as_u64()), (Some(400), Some(600)));
+
+    // Ended without a file: what it held is released.
+    assert_eq!(tus.send(tus.request(Method::DELETE, &first)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(server.quota(&tenant).await["reserved_bytes"], 0);
+}
+
 #[tokio::test]
 async fn an_expired_upload_is_gone() {
     let server = TestServer::spawn().await;

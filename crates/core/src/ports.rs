@@ -245,8 +245,13 @@ pub trait UploadStore: Send + Sync + 'static {
     /// size), in one transaction: `QuotaExceeded` (and nothing changed) when they do not fit;
     /// false when the upload is not WAITING.
     async fn reserve_more(&self, workspace: &WorkspaceId, id: &UploadId, more: u64) -> Result<bool>;
+    /// Sets the reservation of a WAITING upload of unknown size (recorded as its size) to `size`,
+    /// growing or shrinking it, in one transaction: `QuotaExceeded` (and nothing changed) when a
+    /// growth does not fit; false when the upload is not WAITING.
+    async fn reserve_exactly(&self, workspace: &WorkspaceId, id: &UploadId, size: u64) -> Result<bool>;
     /// WAITING → UPLOADING for an upload of unknown size, reserving in the same transaction as
-    /// much of `most` bytes as the quota holds (never more), recorded as the upload's size; returns
+    /// much of `most` bytes as the quota holds (never more; what the upload already holds counts
+    /// towards it), recorded as the upload's size; returns
     /// the reservation (possibly 0), or `None` (and nothing changed) when the upload was not WAITING.
     async fn begin_receiving_reserving(
         &self,

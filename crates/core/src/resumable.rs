@@ -18,10 +18,11 @@
 //! for every other route. The same holds on every blob store: segments are plain objects, so S3
 //! needs no part-size rules (its 5 MiB minimum) and nothing is buffered in memory.
 //!
-//! An upload of deferred length reserves nothing until its length is known (like every upload of
-//! unknown size); each append is refused when it would pass the workspace's free quota or the
-//! file size limit, and the length, once declared, is kept as a small object next to the
-//! segments; at the end the length is reserved like the core does for any unknown size.
+//! An upload of deferred length holds reserved the bytes it has received; each append reserves
+//! what it may bring before reading a byte (its `Content-Length`, or without one all the quota
+//! holds, like any upload of unknown size) and is trimmed to what arrived when it ends, so
+//! uploads streaming at once never hold more than the quota. The length, once declared, is
+//! reserved whole and kept as a small object next to the segments.
 //!
 //! Appends to one upload are serialised on the node that receives them (a second concurrent one
 //! is refused with `upload_in_progress`); clients resume against one server address.
@@ -297,17 +298,21 @@ impl Cabinet {
             (None, None) => None,
         };
         // The most this request may bring: up to the length, or (length unknown) up to the file
-        // size limit and what the quota still holds.
+        // size limit and what the quota still holds besides the bytes already received.
+        let free =
+            quota.available_bytes().map(|free| free.saturating_add(upload.size.saturating_sub(offset)));
         let room = match length {
             Some(length) => length - offset,
-            None => {
-                let cap = quota.max_file_size_bytes.saturating_sub(offset);
-                let free = quota.available_bytes().map_or(u64::MAX, |free| free.saturating_sub(offset));
-                cap.min(free)
-            }
+            None => quota.max_file_size_bytes.saturating_sub(offset).min(free.unwrap_or(u64::MAX)),
         };
         if let Some(sent) = append.content_length.filter(|sent| *sent > room) {
-            return Err(Self::over_room(length, offset, sent, &quota));
+            return Err(Self::over_room(length, offset, sent, free, &quota));
+        }
+        if length.is_none() {
+            // Reserved before a byte is read, so uploads of unknown length streaming at once never
+            // hold more than the quota; trimmed to what arrived once the request ends.
+            let wanted = offset + append.content_length.unwrap_or(room);
+            self.reserve_received(&upload, wanted).await?;
         }
         if append.content_length.unwrap_or(1) > 0 {
             // Before a byte of the body is read.
@@ -316,15 +321,25 @@ impl Cabinet {
             let cut = Arc::new(AtomicBool::new(false));
             let staged = match self.blobs.stage(until_cut(body, cut.clone()), room).await {
                 Ok(staged) => staged,
-                Err(StageError::TooLarge { .. }) => {
-                    return Err(Self::over_room(length, offset, room + 1, &quota))
+                Err(err) => {
+                    if length.is_none() {
+                        self.reserve_received(&upload, offset).await?;
+                    }
+                    return Err(match err {
+                        StageError::TooLarge { .. } => {
+                            Self::over_room(length, offset, room + 1, free, &quota)
+                        }
+                        StageError::Body(cause) | StageError::Storage(cause) => Error::from(cause),
+                        StageError::Unavailable(cause) => Error::Unavailable(Box::new(cause)),
+                    });
                 }
-                Err(StageError::Body(cause) | StageError::Storage(cause)) => return Err(Error::from(cause)),
-                Err(StageError::Unavailable(cause)) => return Err(Error::Unavailable(Box::new(cause))),
             };
             if let Some(declared) = &append.sha256 {
                 if cut.load(Ordering::SeqCst) || *declared != staged.sha256 {
                     self.blobs.discard(&staged.temp_key).await;
+                    if length.is_none() {
+                        self.reserve_received(&upload, offset).await?;
+                    }
                     return Err(Error::Unprocessable {
                         code: Code::ChunkChecksumMismatch,
                         message: "the request's bytes do not match its checksum; none were kept".to_owned(),
@@ -347,14 +362,19 @@ impl Cabinet {
                     file: Some(file),
                 });
             }
-            if staged.size > 0 {
+            let received = if staged.size > 0 {
                 if let Err(err) = self.blobs.commit(&staged, &segment_key(&upload, offset)).await {
                     self.blobs.discard(&staged.temp_key).await;
                     return Err(err);
                 }
                 self.sessions.remember(id, offset + staged.size);
+                offset + staged.size
             } else {
                 self.blobs.discard(&staged.temp_key).await;
+                offset
+            };
+            if length.is_none() {
+                self.reserve_received(&upload, received).await?;
             }
             if cut.load(Ordering::SeqCst) {
                 // Nobody is waiting for the answer; what arrived is kept.
@@ -388,8 +408,8 @@ impl Cabinet {
     }
 
     /// Why a request with more bytes than the upload has room for was refused: past its length,
-    /// or (length unknown) past what the quota holds or the file size limit.
-    fn over_room(length: Option<u64>, offset: u64, sent: u64, quota: &Quota) -> Error {
+    /// or (length unknown) past what the quota holds for it (`free`) or the file size limit.
+    fn over_room(length: Option<u64>, offset: u64, sent: u64, free: Option<u64>, quota: &Quota) -> Error {
         if let Some(length) = length {
             return Error::TooLarge {
                 code: Code::SizeExceeded,
@@ -397,7 +417,7 @@ impl Cabinet {
             };
         }
         let cap = quota.max_file_size_bytes.saturating_sub(offset);
-        match quota.available_bytes().map(|free| free.saturating_sub(offset)) {
+        match free {
             Some(free) if free < cap => Error::QuotaExceeded { requested: sent, available: free },
             _ => Error::TooLarge {
                 code: Code::FileTooLarge,
@@ -409,7 +429,17 @@ impl Cabinet {
         }
     }
 
-    /// Keeps a deferred length, once and for all.
+    /// Sets what an upload of unknown length holds reserved: the bytes it has received, plus
+    /// those of the request streaming in. Refused (`QuotaExceeded`) when a growth does not fit.
+    async fn reserve_received(&self, upload: &Upload, bytes: u64) -> Result<()> {
+        if self.store.reserve_exactly(&upload.workspace_id, &upload.id, bytes).await? {
+            Ok(())
+        } else {
+            Err(Error::conflict(Code::UploadNotLive, "the upload is no longer live"))
+        }
+    }
+
+    /// Keeps a deferred length, once and for all; the whole length is reserved from then on.
     async fn declare_length(&self, upload: &Upload, length: u64, offset: u64, max_file: u64) -> Result<()> {
         if length < offset {
             return Err(Error::bad_request(
@@ -423,6 +453,7 @@ impl Cabinet {
                 message: format!("the file is {length} bytes; the most this workspace accepts is {max_file}"),
             });
         }
+        self.reserve_received(upload, length).await?;
         let text = bytes::Bytes::from(length.to_string());
         let body = futures::stream::once(async move { Ok(text) }).boxed();
         let staged = self.blobs.stage(body, 32).await.map_err(|err| Error::internal(err.to_string()))?;

@@ -160,6 +160,42 @@ where
         Ok(true)
     }
 
+    async fn reserve_exactly(&self, ws: &WorkspaceId, id: &UploadId, size: u64) -> Result<bool> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        Self::lock_workspace(&mut tx, ws).await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM uploads \
+             WHERE workspace_id = $1 AND id = $2 AND status = 'WAITING' AND size_known = $3",
+        )
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(held) = held else { return Ok(false) };
+        let (size, held) = (bytes(size)?, held.max(0));
+        if size > held {
+            Self::charge(&mut tx, ws, "reserved_bytes", (size - held) as u64).await?;
+        } else if size < held {
+            sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes - $1 WHERE id = $2")
+                .bind(held - size)
+                .bind(ws.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query("UPDATE uploads SET size = $1 WHERE workspace_id = $2 AND id = $3")
+            .bind(size)
+            .bind(ws.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
     async fn begin_receiving_reserving(
         &self,
         ws: &WorkspaceId,
@@ -182,8 +218,21 @@ where
                 .await
                 .map_err(db_error)?
                 .ok_or(Error::NotFound("workspace"))?;
+        // What the upload already holds (a resumable upload's received bytes) counts as its own.
+        let held: i64 = sqlx::query_scalar(
+            "SELECT size FROM uploads \
+             WHERE workspace_id = $1 AND id = $2 AND status = 'WAITING' AND size_known = $3",
+        )
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .unwrap_or(0)
+        .max(0);
         let most = bytes(most)?;
-        let grant = limit.map_or(most, |limit| most.min((limit - used - reserved).max(0)));
+        let grant = limit.map_or(most, |limit| most.min((limit - used - reserved + held).max(0)));
         let begun = sqlx::query(
             "UPDATE uploads SET status = 'UPLOADING', updated_at = $1, size = $2 \
              WHERE workspace_id = $3 AND id = $4 AND status = 'WAITING' AND size_known = $5",
@@ -200,7 +249,7 @@ where
             return Ok(None);
         }
         sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
-            .bind(grant)
+            .bind(grant - held)
             .bind(ws.as_str())
             .execute(&mut *tx)
             .await
