@@ -224,6 +224,81 @@ async fn an_upload_sent_in_pieces_becomes_a_verified_file_on_s3() {
     upload_in_pieces(&server).await;
 }
 
+/// On S3 the bytes go to the bucket once, as the parts of a multipart upload at the file's key:
+/// between requests the bucket holds only the upload's record and a tail shorter than a part,
+/// never the bytes again as objects to be joined.
+#[tokio::test]
+async fn on_s3_the_bytes_go_to_the_bucket_as_multipart_parts() {
+    use cabinet_core::BlobStore;
+    let Some(server) = TestServer::spawn_s3("tus parts on S3").await else { return };
+    let bucket = cabinet_blob::S3BlobStore::new(server.s3.as_ref().unwrap()).unwrap();
+    let tus = Tus::new(&server, &server.tenant);
+    let bytes = bytes_of(21 * 1024 * 1024 + 5);
+    for (name, deferred) in [("parts.bin", false), ("deferred-parts.bin", true)] {
+        let url = if deferred {
+            let answer = tus
+                .send(
+                    tus.request(Method::POST, "/tus/v1/")
+                        .header("Upload-Defer-Length", "1")
+                        .header("Upload-Metadata", metadata(name, &[])),
+                )
+                .await;
+            header(&answer.headers, "location").unwrap()
+        } else {
+            tus.create(bytes.len() as u64, &metadata(name, &[("sha256", &sha256_hex(&bytes))])).await
+        };
+        let upload_id = url.rsplit('/').next().unwrap().to_owned();
+        let mut offset = 0;
+        let pieces: Vec<&[u8]> = bytes.chunks(3 * 1024 * 1024 + 1).collect();
+        for (index, piece) in pieces.iter().enumerate() {
+            let last = index + 1 == pieces.len();
+            let mut request = tus
+                .request(Method::PATCH, &url)
+                .header("Upload-Offset", offset)
+                .header("Content-Type", OCTETS)
+                .body(piece.to_vec());
+            if deferred && last {
+                request = request.header("Upload-Length", bytes.len());
+            }
+            let answer = tus.send(request).await;
+            assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+            offset += piece.len() as u64;
+            assert_eq!(offset_of(&answer), offset);
+            assert_eq!(offset_of(&tus.offset(&url).await), offset);
+            if last {
+                break;
+            }
+            let kept: Vec<String> = bucket
+                .list_keys()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|key| key.contains(&upload_id))
+                .collect();
+            let mut tail = 0;
+            for key in &kept {
+                if !key.ends_with("/parts") {
+                    tail += bucket.head(key).await.unwrap().unwrap().size;
+                }
+            }
+            assert!(kept.iter().any(|key| key.ends_with("/parts")), "the upload's record: {kept:?}");
+            assert!(kept.len() <= 2, "the record and at most one tail: {kept:?}");
+            assert!(tail < 8 * 1024 * 1024, "the tail is shorter than a part: {tail} ({kept:?})");
+            assert_eq!(offset % (8 * 1024 * 1024), tail, "whole parts are in the multipart upload");
+        }
+        let file = file_named(&server, &server.tenant, name).await.expect("the file exists once complete");
+        assert_eq!(file["size"], bytes.len());
+        assert_eq!(file["sha256"], sha256_hex(&bytes));
+        assert_eq!(content(&server, &server.tenant, &file).await, bytes);
+        let left: Vec<String> =
+            bucket.list_keys().await.unwrap().into_iter().filter(|key| key.contains(&upload_id)).collect();
+        assert!(left.is_empty(), "nothing of the upload is left: {left:?}");
+    }
+    let quota = server.quota(&server.tenant).await;
+    assert_eq!(quota["reserved_bytes"], 0, "{quota}");
+    assert_eq!(quota["used_bytes"], 2 * bytes.len(), "{quota}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries

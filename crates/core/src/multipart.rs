@@ -330,7 +330,7 @@ impl Cabinet {
 
     /// Verifies bytes assembled directly under the file's key (S3): read back and hashed, since
     /// the store has no whole-object sha256 of a multipart object.
-    async fn finish_in_place(&self, upload: &Upload, size: u64) -> Result<FileRecord> {
+    pub(crate) async fn finish_in_place(&self, upload: &Upload, size: u64) -> Result<FileRecord> {
         let verdict = match check_size(upload, size) {
             Ok(()) => match self.hash_object(&upload.blob_key).await {
                 Ok((sha256, head)) => check_sha256(upload, &sha256).map(|()| (sha256, head)),

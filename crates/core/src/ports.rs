@@ -678,6 +678,25 @@ pub trait BlobStore: Send + Sync + 'static {
     }
     /// Makes a staged object the upload's part `part_number`, durably, replacing a previous one.
     async fn commit_part(&self, staged: &StagedBlob, upload: &Upload, part_number: u32) -> Result<PartInfo>;
+    /// Whether the store joins the parts of its own multipart uploads where the file will be, with
+    /// no copy (S3's CompleteMultipartUpload): then bytes that arrive through Cabinet in pieces
+    /// (resumable uploads) are sent to it as parts (`put_part`) rather than kept as objects and
+    /// joined by reading them back.
+    fn joins_parts_in_place(&self) -> bool {
+        false
+    }
+    /// Sends `bytes` (in the pieces they arrived in, never copied into one buffer) as part
+    /// `part_number` of the store's multipart upload `upload.multipart_id` (begun by
+    /// `begin_parts`), durably, replacing a previous one. Only for stores that
+    /// `joins_parts_in_place`.
+    async fn put_part(
+        &self,
+        _upload: &Upload,
+        _part_number: u32,
+        _bytes: Vec<bytes::Bytes>,
+    ) -> Result<PartInfo> {
+        Err(crate::Error::internal("this store keeps no multipart uploads of its own"))
+    }
     /// The parts received so far, by part number.
     async fn list_parts(&self, upload: &Upload) -> Result<Vec<PartInfo>>;
     /// Joins `parts` (every part, in order, as `list_parts` gave them) into one object, streaming

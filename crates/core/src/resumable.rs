@@ -33,6 +33,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 
+mod in_parts;
+
 use crate::error::{Error, Result};
 use crate::ids::{FolderId, UploadId};
 use crate::intake::ReceivingGuard;
@@ -93,6 +95,20 @@ pub struct Append {
 pub struct Sessions {
     busy: Mutex<HashSet<UploadId>>,
     offsets: Mutex<HashMap<UploadId, u64>>,
+    /// The multipart uploads of uploads sent as parts (a record never changes once written).
+    multipart: Mutex<HashMap<UploadId, in_parts::InParts>>,
+}
+
+/// The most uploads a node remembers anything of: what it remembers can always be read again
+/// from the store, so past this it starts over rather than keep entries of abandoned uploads.
+const REMEMBERED_UPLOADS: usize = 10_000;
+
+fn remember_bounded<T>(map: &Mutex<HashMap<UploadId, T>>, id: &UploadId, value: T) {
+    let mut map = map.lock().expect("sessions lock");
+    if map.len() >= REMEMBERED_UPLOADS && !map.contains_key(id) {
+        map.clear();
+    }
+    map.insert(id.clone(), value);
 }
 
 /// Holds an upload's append lock until dropped.
@@ -123,11 +139,12 @@ impl Sessions {
     }
 
     fn remember(&self, id: &UploadId, offset: u64) {
-        self.offsets.lock().expect("sessions lock").insert(id.clone(), offset);
+        remember_bounded(&self.offsets, id, offset);
     }
 
     fn forget(&self, id: &UploadId) {
         self.offsets.lock().expect("sessions lock").remove(id);
+        self.multipart.lock().expect("sessions lock").remove(id);
     }
 }
 
@@ -319,59 +336,78 @@ impl Cabinet {
             let _slot = self.transfer_slot(ws, None)?;
             let _in_flight = TransferInFlight::upload();
             let cut = Arc::new(AtomicBool::new(false));
-            let staged = match self.blobs.stage(until_cut(body, cut.clone()), room).await {
-                Ok(staged) => staged,
+            // On a store that joins parts in place, bytes of a known count with no checksum to
+            // honour go straight into parts; the others are staged (and checked) first.
+            let in_parts = self.in_parts(&upload).await?;
+            let to_parts = self.blobs.joins_parts_in_place() && (in_parts.is_some() || offset == 0);
+            let whole_request = offset == 0 && length.is_some() && length == append.content_length;
+            let streams_to_parts =
+                to_parts && append.sha256.is_none() && append.content_length.is_some() && !whole_request;
+            let received = if streams_to_parts {
+                let body = until_cut(body, cut.clone());
+                async {
+                    let in_parts = match in_parts {
+                        Some(in_parts) => in_parts,
+                        None => self.begin_in_parts(&upload, length).await?,
+                    };
+                    self.append_in_parts(&upload, &in_parts, body).await
+                }
+                .await
+            } else {
+                let staged = match self.blobs.stage(until_cut(body, cut.clone()), room).await {
+                    Ok(staged) => staged,
+                    Err(err) => {
+                        if length.is_none() {
+                            self.reserve_received(&upload, offset).await?;
+                        }
+                        return Err(match err {
+                            StageError::TooLarge { .. } => {
+                                Self::over_room(length, offset, room + 1, free, &quota)
+                            }
+                            StageError::Body(cause) | StageError::Storage(cause) => Error::from(cause),
+                            StageError::Unavailable(cause) => Error::Unavailable(Box::new(cause)),
+                        });
+                    }
+                };
+                if let Some(declared) = &append.sha256 {
+                    if cut.load(Ordering::SeqCst) || *declared != staged.sha256 {
+                        self.blobs.discard(&staged.temp_key).await;
+                        if length.is_none() {
+                            self.reserve_received(&upload, offset).await?;
+                        }
+                        return Err(Error::Unprocessable {
+                            code: Code::ChunkChecksumMismatch,
+                            message: "the request's bytes do not match its checksum; none were kept"
+                                .to_owned(),
+                        });
+                    }
+                }
+                let whole = offset == 0 && length == Some(staged.size) && !cut.load(Ordering::SeqCst);
+                if whole && staged.size > 0 {
+                    // The whole upload in one request: its bytes become the file as they are, with
+                    // no segment to join (as fast as a signed PUT); acknowledged once it exists.
+                    let size = staged.size;
+                    let file = self.settle_resumable(&upload, staged, size).await?;
+                    return Ok(ResumableState {
+                        upload: upload.finished_as(&file),
+                        offset: file.size,
+                        length,
+                        file: Some(file),
+                    });
+                }
+                self.keep_staged(&upload, offset, length, in_parts, to_parts, staged).await
+            };
+            let received = match received {
+                Ok(received) => received,
                 Err(err) => {
                     if length.is_none() {
-                        self.reserve_received(&upload, offset).await?;
-                    }
-                    return Err(match err {
-                        StageError::TooLarge { .. } => {
-                            Self::over_room(length, offset, room + 1, free, &quota)
+                        // Trimmed to what landed; left as it is (never short) when that is unknown.
+                        if let Ok(landed) = self.durable_offset(&upload).await {
+                            let _ = self.reserve_received(&upload, landed).await;
                         }
-                        StageError::Body(cause) | StageError::Storage(cause) => Error::from(cause),
-                        StageError::Unavailable(cause) => Error::Unavailable(Box::new(cause)),
-                    });
-                }
-            };
-            if let Some(declared) = &append.sha256 {
-                if cut.load(Ordering::SeqCst) || *declared != staged.sha256 {
-                    self.blobs.discard(&staged.temp_key).await;
-                    if length.is_none() {
-                        self.reserve_received(&upload, offset).await?;
                     }
-                    return Err(Error::Unprocessable {
-                        code: Code::ChunkChecksumMismatch,
-                        message: "the request's bytes do not match its checksum; none were kept".to_owned(),
-                    });
-                }
-            }
-            let whole = offset == 0 && length == Some(staged.size) && !cut.load(Ordering::SeqCst);
-            if whole && staged.size > 0 {
-                // The whole upload in one request: its bytes become the file as they are, with
-                // no segment to join (as fast as a signed PUT); acknowledged once it exists.
-                let file = {
-                    let size = staged.size;
-                    self.settle_resumable(&upload, staged, size).await?
-                };
-                let size = file.size;
-                return Ok(ResumableState {
-                    upload: upload.finished_as(&file),
-                    offset: size,
-                    length,
-                    file: Some(file),
-                });
-            }
-            let received = if staged.size > 0 {
-                if let Err(err) = self.blobs.commit(&staged, &segment_key(&upload, offset)).await {
-                    self.blobs.discard(&staged.temp_key).await;
                     return Err(err);
                 }
-                self.sessions.remember(id, offset + staged.size);
-                offset + staged.size
-            } else {
-                self.blobs.discard(&staged.temp_key).await;
-                offset
             };
             if length.is_none() {
                 self.reserve_received(&upload, received).await?;
@@ -405,6 +441,42 @@ impl Cabinet {
             });
         }
         Ok(ResumableState { upload, offset, length, file: None })
+    }
+
+    /// Keeps a request's staged bytes after those at `offset`: as parts (on a store that joins
+    /// them in place) or as the segment at `offset`. Returns the offset reached.
+    async fn keep_staged(
+        &self,
+        upload: &Upload,
+        offset: u64,
+        length: Option<u64>,
+        in_parts: Option<in_parts::InParts>,
+        to_parts: bool,
+        staged: StagedBlob,
+    ) -> Result<u64> {
+        if staged.size == 0 {
+            self.blobs.discard(&staged.temp_key).await;
+            return Ok(offset);
+        }
+        if to_parts {
+            let kept = async {
+                let in_parts = match in_parts {
+                    Some(in_parts) => in_parts,
+                    None => self.begin_in_parts(upload, length).await?,
+                };
+                let bytes = self.blobs.open(&staged.temp_key, None).await?;
+                self.append_in_parts(upload, &in_parts, bytes).await
+            }
+            .await;
+            self.blobs.discard(&staged.temp_key).await;
+            return kept;
+        }
+        if let Err(err) = self.blobs.commit(&staged, &segment_key(upload, offset)).await {
+            self.blobs.discard(&staged.temp_key).await;
+            return Err(err);
+        }
+        self.sessions.remember(&upload.id, offset + staged.size);
+        Ok(offset + staged.size)
     }
 
     /// Why a request with more bytes than the upload has room for was refused: past its length,
@@ -454,14 +526,28 @@ impl Cabinet {
             });
         }
         self.reserve_received(upload, length).await?;
-        let text = bytes::Bytes::from(length.to_string());
-        let body = futures::stream::once(async move { Ok(text) }).boxed();
-        let staged = self.blobs.stage(body, 32).await.map_err(|err| Error::internal(err.to_string()))?;
-        if let Err(err) = self.blobs.commit(&staged, &length_key(upload)).await {
+        self.write_small_object(&length_key(upload), &length.to_string()).await
+    }
+
+    /// Makes `bytes` the object at `key`, durably (staged, then committed).
+    async fn write_object(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
+        let size = bytes.len() as u64;
+        let body = futures::stream::once(async move { Ok(bytes) }).boxed();
+        let staged = self.blobs.stage(body, size).await.map_err(|err| Error::internal(err.to_string()))?;
+        if let Err(err) = self.blobs.commit(&staged, key).await {
             self.blobs.discard(&staged.temp_key).await;
             return Err(err);
         }
         Ok(())
+    }
+
+    async fn write_small_object(&self, key: &str, text: &str) -> Result<()> {
+        self.write_object(key, bytes::Bytes::from(text.to_owned())).await
+    }
+
+    async fn read_small_object(&self, key: &str) -> Result<String> {
+        let text: Vec<bytes::Bytes> = self.blobs.open(key, None).await?.try_collect().await?;
+        String::from_utf8(text.concat()).map_err(Error::internal)
     }
 
     /// The upload's length: declared at creation, or kept when declared later.
@@ -473,13 +559,14 @@ impl Cabinet {
         if self.blobs.head(&key).await?.is_none() {
             return Ok(None);
         }
-        let text: Vec<bytes::Bytes> = self.blobs.open(&key, None).await?.try_collect().await?;
-        let text = String::from_utf8(text.concat()).map_err(Error::internal)?;
-        text.trim().parse().map(Some).map_err(Error::internal)
+        self.read_small_object(&key).await?.trim().parse().map(Some).map_err(Error::internal)
     }
 
     /// The bytes durably received: the segments followed from the last offset this node saw.
     async fn durable_offset(&self, upload: &Upload) -> Result<u64> {
+        if let Some(in_parts) = self.in_parts(upload).await? {
+            return Ok(self.parts_state(upload, &in_parts).await?.offset());
+        }
         let mut offset = self.sessions.known_offset(&upload.id);
         while let Some(info) = self.blobs.head(&segment_key(upload, offset)).await? {
             if info.size == 0 {
@@ -495,7 +582,7 @@ impl Cabinet {
     /// at restart such an upload, found UPLOADING because its completion was cut short, is
     /// reopened rather than failed, since its bytes are all still there.
     pub(crate) async fn has_segments(&self, upload: &Upload) -> Result<bool> {
-        Ok(self.blobs.head(&segment_key(upload, 0)).await?.is_some())
+        Ok(self.blobs.head(&segment_key(upload, 0)).await?.is_some() || self.has_parts_record(upload).await?)
     }
 
     /// Every segment, in order: (offset, size).
@@ -514,6 +601,16 @@ impl Cabinet {
 
     /// Joins the segments into the file (verified and settled by the core's `finish`).
     async fn complete_resumable(&self, upload: &Upload, length: u64) -> Result<FileRecord> {
+        if let Some(in_parts) = self.in_parts(upload).await? {
+            let Some(claimed) = self.claim_for_completion(upload, length).await? else {
+                return self.completed_elsewhere(upload).await;
+            };
+            let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(claimed.clone()) };
+            let finished = self.complete_in_parts(&claimed, &in_parts).await;
+            guard.upload = None;
+            self.remove_segments(&claimed).await;
+            return finished;
+        }
         let keys: Vec<String> =
             self.segments(upload).await?.into_iter().map(|(offset, _)| segment_key(upload, offset)).collect();
         let blobs = self.blobs.clone();
@@ -541,36 +638,48 @@ impl Cabinet {
     /// Makes the staged bytes of a whole upload its file: the upload claimed (its deferred
     /// length reserved), then the core's `finish`; the segments go either way.
     async fn settle_resumable(&self, upload: &Upload, staged: StagedBlob, length: u64) -> Result<FileRecord> {
-        let (ws, id) = (&upload.workspace_id, &upload.id);
-        let now = self.clock.now();
-        let mut upload = upload.clone();
-        let begun = if upload.size_known {
-            self.store.begin_receiving(ws, id, now).await?
-        } else {
-            match self.store.begin_receiving_reserving(ws, id, now, length).await? {
-                None => false,
-                Some(reserved) if reserved < length => {
-                    self.blobs.discard(&staged.temp_key).await;
-                    self.fail(&upload, FailureReason::QuotaExceeded).await?;
-                    self.remove_segments(&upload).await;
-                    return Err(Error::QuotaExceeded { requested: length, available: reserved });
-                }
-                Some(reserved) => {
-                    upload.size = reserved;
-                    true
-                }
+        let claimed = match self.claim_for_completion(upload, length).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                self.blobs.discard(&staged.temp_key).await;
+                return self.completed_elsewhere(upload).await;
+            }
+            Err(err) => {
+                self.blobs.discard(&staged.temp_key).await;
+                return Err(err);
             }
         };
-        if !begun {
-            self.blobs.discard(&staged.temp_key).await;
-            let state = self.upload_state(ws, id).await?;
-            return state.file.ok_or_else(|| ended(&state.upload));
-        }
-        let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
-        let finished = self.finish(&upload, &staged).await;
+        let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(claimed.clone()) };
+        let finished = self.finish(&claimed, &staged).await;
         guard.upload = None;
-        self.remove_segments(&upload).await;
+        self.remove_segments(&claimed).await;
         finished
+    }
+
+    /// WAITING → UPLOADING for the completion of an upload of `length` bytes (a deferred length
+    /// reserved now): the claimed upload, or `None` when another request claimed it first. A
+    /// length the quota cannot hold fails the upload.
+    async fn claim_for_completion(&self, upload: &Upload, length: u64) -> Result<Option<Upload>> {
+        let (ws, id) = (&upload.workspace_id, &upload.id);
+        let now = self.clock.now();
+        if upload.size_known {
+            return Ok(self.store.begin_receiving(ws, id, now).await?.then(|| upload.clone()));
+        }
+        match self.store.begin_receiving_reserving(ws, id, now, length).await? {
+            None => Ok(None),
+            Some(reserved) if reserved < length => {
+                self.fail(upload, FailureReason::QuotaExceeded).await?;
+                self.remove_segments(upload).await;
+                Err(Error::QuotaExceeded { requested: length, available: reserved })
+            }
+            Some(reserved) => Ok(Some(Upload { size: reserved, ..upload.clone() })),
+        }
+    }
+
+    /// The file of an upload another request completed (or why it ended).
+    async fn completed_elsewhere(&self, upload: &Upload) -> Result<FileRecord> {
+        let state = self.upload_state(&upload.workspace_id, &upload.id).await?;
+        state.file.ok_or_else(|| ended(&state.upload))
     }
 
     /// Ends an upload that is not complete: its reservation released, its bytes removed.
@@ -593,6 +702,13 @@ impl Cabinet {
     /// orphan sweep (its upload is no longer live).
     async fn remove_segments(&self, upload: &Upload) {
         self.sessions.forget(&upload.id);
+        match self.in_parts(upload).await {
+            Ok(Some(in_parts)) => self.remove_in_parts(upload, &in_parts).await,
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, upload = %upload.id, "could not read an upload's parts record")
+            }
+        }
         match self.segments(upload).await {
             Ok(segments) => {
                 for (offset, _) in segments {
