@@ -311,9 +311,34 @@ def check_edges(server, s3, keys):
         assert err.code == 403, err.code
     # Multipart: parts of any size, completed in order; the ETag is S3's multipart form.
     parts = [random.Random(n).randbytes(size) for n, size in enumerate((5 << 20, 5 << 20, 1000))]
-    started = s3.create_multipart_upload(Bucket="default", Key="edge/parts.bin", ContentType="application/x-test")
+    started = s3.create_multipart_upload(Bucket="default", Key="edge/parts.bin", ContentType="application/x-test",
+                                         Metadata={"shade": "green"})
+    # A part sent again replaces the earlier one: ListParts shows the last, and only its ETag completes.
+    replaced = s3.upload_part(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"], PartNumber=2, Body=b"old" * 1000)
     done = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
                                                          PartNumber=n + 1, Body=part)["ETag"]} for n, part in enumerate(parts)]
+    listed = s3.list_parts(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"])
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed["Parts"]] == \
+        [(n + 1, done[n]["ETag"], len(part)) for n, part in enumerate(parts)], listed["Parts"]
+    assert not listed["IsTruncated"], listed
+    first = s3.list_parts(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"], MaxParts=2)
+    assert [p["PartNumber"] for p in first["Parts"]] == [1, 2] and first["IsTruncated"], first
+    rest = s3.list_parts(Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
+                         PartNumberMarker=first["NextPartNumberMarker"])
+    assert [p["PartNumber"] for p in rest["Parts"]] == [3], rest
+    expect("NoSuchUpload", s3.list_parts, Bucket="default", Key="edge/other.bin", UploadId=started["UploadId"])
+    other_upload = s3.create_multipart_upload(Bucket="default", Key="edge/another.bin")
+    in_progress = s3.list_multipart_uploads(Bucket="default", Prefix="edge/")
+    assert [(u["Key"], u["UploadId"]) for u in in_progress["Uploads"]] == \
+        [("edge/another.bin", other_upload["UploadId"]), ("edge/parts.bin", started["UploadId"])], in_progress
+    one = s3.list_multipart_uploads(Bucket="default", Prefix="edge/", MaxUploads=1)
+    assert one["IsTruncated"] and [u["Key"] for u in one["Uploads"]] == ["edge/another.bin"], one
+    after = s3.list_multipart_uploads(Bucket="default", Prefix="edge/", KeyMarker=one["NextKeyMarker"],
+                                      UploadIdMarker=one["NextUploadIdMarker"])
+    assert [u["Key"] for u in after["Uploads"]] == ["edge/parts.bin"], after
+    s3.abort_multipart_upload(Bucket="default", Key="edge/another.bin", UploadId=other_upload["UploadId"])
+    expect("InvalidPart", s3.complete_multipart_upload, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
+           MultipartUpload={"Parts": [done[0], dict(done[1], ETag=replaced["ETag"]), done[2]]})
     wrong = [dict(done[0], ETag='"' + "0" * 32 + '"')] + done[1:]
     expect("InvalidPart", s3.complete_multipart_upload, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
            MultipartUpload={"Parts": wrong})
@@ -325,6 +350,8 @@ def check_edges(server, s3, keys):
     assert finished["ETag"] == f'"{hashlib.md5(digests).hexdigest()}-3"', finished["ETag"]
     got = s3.get_object(Bucket="default", Key="edge/parts.bin")
     assert got["Body"].read() == b"".join(parts) and got["ContentType"] == "application/x-test", got["ContentType"]
+    assert got["Metadata"] == {"shade": "green"}, got["Metadata"]
+    assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="default").get("Uploads", [])] == [], "none left in progress"
     expect("NoSuchUpload", s3.upload_part, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"], PartNumber=4, Body=b"x")
     aborted = s3.create_multipart_upload(Bucket="default", Key="edge/aborted.bin")
     s3.upload_part(Bucket="default", Key="edge/aborted.bin", UploadId=aborted["UploadId"], PartNumber=1, Body=b"y" * 1000)
@@ -335,7 +362,8 @@ def check_edges(server, s3, keys):
     expect("BadDigest", s3.upload_part, Bucket="default", Key="edge/x.bin", UploadId=s3.create_multipart_upload(
         Bucket="default", Key="edge/x.bin")["UploadId"], PartNumber=1, Body=b"z", ContentMD5=wrong_md5)
     s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in ("edge/a.txt", "edge/sha.txt", "edge/copy.txt", "edge/presigned.txt", "edge/parts.bin")]})
-    print("   ranges, conditions, Content-MD5/sha256 verified, replace, copy, names, folders, presigned URLs, multipart: ok")
+    print("   ranges, conditions, Content-MD5/sha256 verified, replace, copy, names, folders, presigned URLs, multipart"
+          " (ListParts, ListMultipartUploads, replaced parts, user metadata): ok")
 
 
 def check_quota_and_isolation(server, keys):

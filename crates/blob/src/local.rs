@@ -463,6 +463,29 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
+    async fn list_folder(&self, folder: &str) -> Result<Vec<(String, u64)>> {
+        let path = self.object_path(folder)?;
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<(String, u64)>> {
+            let entries = match fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            };
+            let mut objects = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                let metadata = entry.metadata()?;
+                if metadata.is_file() {
+                    objects.push((entry.file_name().to_string_lossy().into_owned(), metadata.len()));
+                }
+            }
+            Ok(objects)
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::from)
+    }
+
     async fn list_keys(&self) -> Result<Vec<String>> {
         let objects = self.objects.clone();
         tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {

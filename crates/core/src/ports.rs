@@ -288,6 +288,14 @@ pub trait UploadStore: Send + Sync + 'static {
     /// WAITING uploads of every workspace, in id order, strictly after `after`; for the
     /// reconciler that completes uploads whose bytes went straight to the blob store.
     async fn waiting_uploads(&self, after: Option<&UploadId>, limit: u32) -> Result<Vec<Upload>>;
+    /// One workspace's WAITING uploads of unknown size that take parts of any size (not a
+    /// planned multipart upload, not one that awaits a record), by id after `after`.
+    async fn waiting_open_uploads(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<&UploadId>,
+        limit: u32,
+    ) -> Result<Vec<Upload>>;
 }
 
 /// Files, their tags and what uses them.
@@ -643,6 +651,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Every committed key, in pages; for the orphan sweep.
     async fn list_keys(&self) -> Result<Vec<String>>;
+    /// The objects directly in `folder` (a key with no trailing `/`): their names within it and
+    /// sizes; empty when there are none.
+    async fn list_folder(&self, folder: &str) -> Result<Vec<(String, u64)>>;
     /// Removes every temporary object; returns how many. Only safe when nothing is staging.
     async fn remove_temporaries(&self) -> Result<u64>;
     /// An object's size (and verified sha256, if the store has one), or `None` when absent.

@@ -16,14 +16,50 @@ use crate::ports::{ByteStream, StageError};
 use crate::uploads::INCOMING_PREFIX;
 use crate::{Cabinet, Caller, Code};
 
-/// Where a part of a staged-parts upload is kept; `name` is the surface's (letters, digits, `-`).
-fn part_key(upload: &Upload, name: &str) -> String {
-    format!("{INCOMING_PREFIX}{}/{}-parts/{name}", upload.workspace_id, upload.id)
+/// The folder of a staged-parts upload's parts.
+fn parts_folder(upload: &Upload) -> String {
+    format!("{INCOMING_PREFIX}{}/{}-parts", upload.workspace_id, upload.id)
 }
 
-fn part_name_ok(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+/// Where part `number` with this tag (the surface's: letters and digits, e.g. its MD5) is kept.
+fn part_key(upload: &Upload, number: u32, tag: &str) -> String {
+    format!("{}/{}", parts_folder(upload), part_name(number, tag))
 }
+
+fn part_name(number: u32, tag: &str) -> String {
+    format!("{number:05}-{tag}")
+}
+
+/// Where the surface's note of the upload is kept (S3: the object key and metadata, for listing
+/// uploads and completing them).
+fn note_key(upload: &Upload) -> String {
+    format!("{}/note", parts_folder(upload))
+}
+
+/// The longest note a surface may keep with an upload.
+pub const MOST_NOTE_BYTES: usize = 8 * 1024;
+
+fn tag_ok(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= 90 && tag.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A part as kept: its number, the surface's tag and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedPart {
+    pub number: u32,
+    pub tag: String,
+    pub size: u64,
+}
+
+/// A live staged-parts upload and the surface's note of it.
+#[derive(Debug, Clone)]
+pub struct OpenUpload {
+    pub upload: Upload,
+    pub note: String,
+}
+
+/// The most parts a staged-parts upload takes (S3's limit).
+pub const MOST_STAGED_PARTS: u32 = 10_000;
 
 impl Cabinet {
     /// Opens an upload whose parts will arrive one by one, for a file of this name (and declared
@@ -32,8 +68,12 @@ impl Cabinet {
         &self,
         caller: &Caller,
         name: &str,
+        note: &str,
         mime_type: Option<&str>,
     ) -> Result<Upload> {
+        if note.len() > MOST_NOTE_BYTES {
+            return Err(Error::bad_request(Code::InvalidName, "the upload's key and metadata are too long"));
+        }
         caller.require(Role::Write)?;
         let name = validate_name(name)?;
         let declared_mime = mime_type.map(crate::content_type::parse_declared).transpose()?;
@@ -62,7 +102,77 @@ impl Cabinet {
             awaits_record: false,
         };
         self.store.insert_upload_reserving(&upload).await?;
+        let key = bytes::Bytes::from(note.to_owned());
+        let size = key.len() as u64;
+        let kept = match self.blobs.stage(Box::pin(futures::stream::once(async move { Ok(key) })), size).await
+        {
+            Ok(staged) => match self.blobs.commit(&staged, &note_key(&upload)).await {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    self.blobs.discard(&staged.temp_key).await;
+                    Err(err)
+                }
+            },
+            Err(err) => Err(Error::internal(err.to_string())),
+        };
+        if let Err(err) = kept {
+            self.store.fail_upload(ws, &upload.id, FailureReason::StorageError, now).await?;
+            return Err(err);
+        }
         Ok(upload)
+    }
+
+    /// The workspace's live staged-parts uploads, by id after `after`, with their notes.
+    pub async fn open_staged_parts(
+        &self,
+        caller: &Caller,
+        after: Option<&UploadId>,
+        limit: u32,
+    ) -> Result<Vec<OpenUpload>> {
+        caller.require(Role::Write)?;
+        let uploads = self.store.waiting_open_uploads(&caller.workspace_id, after, limit).await?;
+        let mut open = Vec::with_capacity(uploads.len());
+        for upload in uploads {
+            // Other uploads of unknown size (a tus upload of deferred length) keep no note.
+            if let Some(note) = self.note_of(&upload).await? {
+                open.push(OpenUpload { upload, note });
+            }
+        }
+        Ok(open)
+    }
+
+    async fn note_of(&self, upload: &Upload) -> Result<Option<String>> {
+        let key = note_key(upload);
+        if self.blobs.head(&key).await?.is_none() {
+            return Ok(None);
+        }
+        let text: Vec<bytes::Bytes> =
+            futures::TryStreamExt::try_collect(self.blobs.open(&key, None).await?).await?;
+        String::from_utf8(text.concat()).map(Some).map_err(Error::internal)
+    }
+
+    /// The surface's note of a live staged-parts upload (empty when it kept none).
+    pub async fn staged_parts_note(&self, caller: &Caller, id: &UploadId) -> Result<String> {
+        let upload = self.staged_parts_upload(caller, id).await?;
+        Ok(self.note_of(&upload).await?.unwrap_or_default())
+    }
+
+    /// The parts received, by number (one per number: a part sent again replaced the earlier).
+    pub async fn staged_parts(&self, caller: &Caller, id: &UploadId) -> Result<Vec<StagedPart>> {
+        let upload = self.staged_parts_upload(caller, id).await?;
+        let mut parts: Vec<StagedPart> = self
+            .blobs
+            .list_folder(&parts_folder(&upload))
+            .await?
+            .into_iter()
+            .filter_map(|(name, size)| {
+                let (number, tag) = name.split_once('-')?;
+                let number = number.parse().ok().filter(|_| number.len() == 5)?;
+                tag_ok(tag).then(|| StagedPart { number, tag: tag.to_owned(), size })
+            })
+            .collect();
+        parts.sort_by_key(|part| part.number);
+        Ok(parts)
     }
 
     /// A live staged-parts upload of the caller's workspace.
@@ -75,16 +185,24 @@ impl Cabinet {
         Ok(upload)
     }
 
-    /// Receives one part of exactly `length` bytes: reserved first, then staged, then kept under
-    /// `name()` (asked once the bytes are in, so a surface may name a part by its digest).
+    /// Receives part `number` of exactly `length` bytes: reserved first, then staged, then kept
+    /// under `tag()` (asked once the bytes are in, so a surface may tag a part by its digest),
+    /// replacing a part of the same number.
     pub async fn stage_part(
         &self,
         caller: &Caller,
         id: &UploadId,
+        number: u32,
         length: u64,
         body: ByteStream<'_>,
-        name: &(dyn Fn() -> String + Send + Sync),
+        tag: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<u64> {
+        if !(1..=MOST_STAGED_PARTS).contains(&number) {
+            return Err(Error::bad_request(
+                Code::InvalidPartNumber,
+                format!("part numbers run from 1 to {MOST_STAGED_PARTS}"),
+            ));
+        }
         let upload = self.staged_parts_upload(caller, id).await?;
         let ws = &caller.workspace_id;
         let workspace = self.store.get_workspace(ws).await?;
@@ -123,33 +241,40 @@ impl Cabinet {
                 format!("{} bytes arrived; the part declared {length}", staged.size),
             ));
         }
-        let name = name();
-        if !part_name_ok(&name) {
+        let tag = tag();
+        if !tag_ok(&tag) {
             self.blobs.discard(&staged.temp_key).await;
-            return Err(Error::internal(format!("a part name must be letters, digits and -: {name:?}")));
+            return Err(Error::internal(format!("a part's tag must be letters and digits: {tag:?}")));
         }
-        if let Err(err) = self.blobs.commit(&staged, &part_key(&upload, &name)).await {
+        if let Err(err) = self.blobs.commit(&staged, &part_key(&upload, number, &tag)).await {
             self.blobs.discard(&staged.temp_key).await;
             return Err(err);
+        }
+        // A part sent again replaces the one before (as S3's do): the earlier bytes go.
+        let replaced = part_name(number, "");
+        for (name, _) in self.blobs.list_folder(&parts_folder(&upload)).await? {
+            if name.starts_with(&replaced) && name != part_name(number, &tag) {
+                self.delete_blob_quietly(&format!("{}/{name}", parts_folder(&upload))).await;
+            }
         }
         Ok(length)
     }
 
-    /// The sizes of these parts, `None` for one that is not there.
+    /// The sizes of these parts (number, tag), `None` for one that is not there.
     pub async fn staged_part_sizes(
         &self,
         caller: &Caller,
         id: &UploadId,
-        names: &[String],
+        parts: &[(u32, String)],
     ) -> Result<Vec<Option<u64>>> {
         let upload = self.staged_parts_upload(caller, id).await?;
-        let mut sizes = Vec::with_capacity(names.len());
-        for name in names {
-            if !part_name_ok(name) {
+        let mut sizes = Vec::with_capacity(parts.len());
+        for (number, tag) in parts {
+            if !tag_ok(tag) {
                 sizes.push(None);
                 continue;
             }
-            sizes.push(self.blobs.head(&part_key(&upload, name)).await?.map(|info| info.size));
+            sizes.push(self.blobs.head(&part_key(&upload, *number, tag)).await?.map(|info| info.size));
         }
         Ok(sizes)
     }
@@ -161,7 +286,7 @@ impl Cabinet {
         &self,
         caller: &Caller,
         id: &UploadId,
-        names: &[String],
+        parts: &[(u32, String)],
         store: F,
     ) -> Result<Fut::Output>
     where
@@ -169,7 +294,7 @@ impl Cabinet {
         Fut: std::future::Future,
     {
         let upload = self.staged_parts_upload(caller, id).await?;
-        let sizes = self.staged_part_sizes(caller, id, names).await?;
+        let sizes = self.staged_part_sizes(caller, id, parts).await?;
         if sizes.iter().any(Option::is_none) {
             return Err(Error::PartsMissing {
                 missing: (1..).zip(&sizes).filter(|(_, size)| size.is_none()).map(|(n, _)| n).collect(),
@@ -183,7 +308,7 @@ impl Cabinet {
         {
             return Err(Error::NotFound("upload"));
         }
-        let keys: Vec<String> = names.iter().map(|name| part_key(&upload, name)).collect();
+        let keys: Vec<String> = parts.iter().map(|(number, tag)| part_key(&upload, *number, tag)).collect();
         let blobs = self.blobs.clone();
         let opened = keys.clone();
         // Each part is opened when the one before it has been read: one open stream at a time.
@@ -192,6 +317,7 @@ impl Cabinet {
         for key in &keys {
             self.delete_blob_quietly(key).await;
         }
+        self.delete_blob_quietly(&note_key(&upload)).await;
         Ok(stored)
     }
 

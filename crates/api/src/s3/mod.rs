@@ -250,6 +250,19 @@ impl S3 for S3Surface {
         multipart::complete(&self.cabinet, &self.writes, &caller, req.input).await.map(S3Response::new)
     }
 
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        multipart::list_parts(&self.cabinet, &caller, req.input).await.map(S3Response::new)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        multipart::list_uploads(&self.cabinet, &caller, req.input).await.map(S3Response::new)
+    }
+
     async fn abort_multipart_upload(
         &self,
         req: S3Request<AbortMultipartUploadInput>,

@@ -1,9 +1,11 @@
 //! Multipart uploads over the core's staged parts: each part is reserved against the quota as it
-//! arrives, verified (Content-MD5, checksums) and kept under a name made of its number and MD5,
-//! so completing with a part's ETag finds exactly the bytes that ETag names. Completion streams
-//! the parts, in order, through the same path as a PUT; the object's ETag is S3's multipart form
-//! (the MD5 of the parts' MD5s, `-`, their count).
+//! arrives, verified (Content-MD5, checksums) and kept under its number and MD5 (a part sent
+//! again replaces the earlier), so completing with a part's ETag finds exactly the bytes that
+//! ETag names. The upload keeps a note of its key and user metadata, for ListMultipartUploads and
+//! the completion. Completion streams the parts, in order, through the same path as a PUT; the
+//! object's ETag is S3's multipart form (the MD5 of the parts' MD5s, `-`, their count).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cabinet_core::{Cabinet, Caller, Error as CoreError, UploadId};
@@ -13,10 +15,20 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
 use super::objects::{hasher_for, parse_key, store, Declared, Measured, NewObject, Verifying, Writes};
-use super::s3_error_of;
+use super::{s3_error_of, timestamp};
 
 /// S3's most parts in one upload.
 const MAX_PARTS: i32 = 10_000;
+/// The most parts (or uploads) one listing returns, S3's default and limit.
+const MOST_LISTED: i32 = 1000;
+
+/// What an upload keeps of its creation until it completes.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Note {
+    key: String,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    metadata: HashMap<String, String>,
+}
 
 fn upload_id(raw: &str) -> S3Result<UploadId> {
     UploadId::parse(raw).map_err(|_| s3_error!(NoSuchUpload))
@@ -29,10 +41,6 @@ fn no_such_upload(err: CoreError) -> S3Error {
     }
 }
 
-fn part_name(number: i32, md5_hex: &str) -> String {
-    format!("{number:05}-{md5_hex}")
-}
-
 pub(super) async fn create(
     cabinet: &Cabinet,
     caller: &Caller,
@@ -42,8 +50,18 @@ pub(super) async fn create(
     let Some(name) = path.name else {
         return Err(s3_error!(InvalidArgument, "a key ending in / is a folder and takes no bytes"));
     };
-    let upload =
-        cabinet.begin_staged_parts(caller, name, input.content_type.as_deref()).await.map_err(s3_error_of)?;
+    let metadata = input.metadata.clone().unwrap_or_default();
+    if !metadata.is_empty() {
+        let custom =
+            metadata.iter().map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())));
+        cabinet_core::metadata::validate_custom(&custom.collect()).map_err(s3_error_of)?;
+    }
+    let note = serde_json::to_string(&Note { key: input.key.clone(), metadata })
+        .map_err(|err| S3Error::with_message(s3s::S3ErrorCode::InternalError, err.to_string()))?;
+    let upload = cabinet
+        .begin_staged_parts(caller, name, &note, input.content_type.as_deref())
+        .await
+        .map_err(s3_error_of)?;
     Ok(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -90,13 +108,13 @@ pub(super) async fn upload_part(
         trailers,
         measured: measured.clone(),
     };
-    let number = input.part_number;
+    let number = input.part_number as u32;
     let named = measured.clone();
-    let name = move || {
+    let tag = move || {
         let measured = named.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        part_name(number, measured.md5_hex.as_deref().unwrap_or_default())
+        measured.md5_hex.clone().unwrap_or_default()
     };
-    let staged = cabinet.stage_part(caller, &id, length, Box::pin(verifying), &name).await;
+    let staged = cabinet.stage_part(caller, &id, number, length, Box::pin(verifying), &tag).await;
     let measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     if let Err(err) = staged {
         if let Some(mismatch) = measured.mismatch {
@@ -132,7 +150,7 @@ pub(super) async fn complete(
     if parts.is_empty() {
         return Err(s3_error!(MalformedXML, "a multipart upload is completed with at least one part"));
     }
-    let mut names = Vec::with_capacity(parts.len());
+    let mut numbered = Vec::with_capacity(parts.len());
     let mut digests = Md5::new();
     let mut previous = 0;
     for part in &parts {
@@ -146,19 +164,21 @@ pub(super) async fn complete(
             return Err(s3_error!(InvalidPart, "part {number}: {etag:?} is not an ETag this service gave"));
         };
         digests.update(&md5);
-        names.push(part_name(number, &etag));
+        numbered.push((number as u32, etag));
     }
     let etag = format!("{}-{}", hex::encode(digests.finalize()), parts.len());
     let key = input.key.clone();
     let content_type = upload.declared_mime.clone();
     let recorded = etag.clone();
+    let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
+    let metadata = (!note.metadata.is_empty()).then_some(note.metadata);
     let stored = cabinet
-        .complete_staged_parts(caller, &id, &names, |body, total| async move {
+        .complete_staged_parts(caller, &id, &numbered, |body, total| async move {
             let object = NewObject {
                 content_length: Some(total),
                 etag: Some(recorded),
                 content_type,
-                metadata: None,
+                metadata,
                 if_match: None,
                 if_none_match: None,
             };
@@ -196,4 +216,117 @@ pub(super) async fn abort(
 ) -> S3Result<()> {
     let id = upload_id(&input.upload_id)?;
     cabinet.abort_staged_parts(caller, &id).await.map_err(no_such_upload)
+}
+
+/// An upload's note; an upload begun before notes were kept has none.
+fn note_of(text: &str) -> Note {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// ListParts: the parts received, by number, `max_parts` at a time after `part_number_marker`.
+pub(super) async fn list_parts(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: ListPartsInput,
+) -> S3Result<ListPartsOutput> {
+    let id = upload_id(&input.upload_id)?;
+    let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
+    if !note.key.is_empty() && note.key != input.key {
+        return Err(s3_error!(NoSuchUpload, "this upload was started for another key"));
+    }
+    let most = input.max_parts.unwrap_or(MOST_LISTED).clamp(0, MOST_LISTED);
+    let after = input.part_number_marker.unwrap_or(0);
+    let all = cabinet.staged_parts(caller, &id).await.map_err(no_such_upload)?;
+    let mut parts: Vec<_> = all.into_iter().filter(|part| part.number as i64 > i64::from(after)).collect();
+    let truncated = parts.len() > most as usize;
+    parts.truncate(most as usize);
+    let next = parts.last().map(|part| part.number as i32);
+    Ok(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        max_parts: Some(most),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: if truncated { next } else { None },
+        is_truncated: Some(truncated),
+        parts: Some(
+            parts
+                .into_iter()
+                .map(|part| Part {
+                    part_number: Some(part.number as i32),
+                    e_tag: Some(ETag::Strong(part.tag)),
+                    size: Some(part.size as i64),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    })
+}
+
+/// ListMultipartUploads: the bucket's uploads in progress, by key and then upload id (the order
+/// they were begun in), filtered by prefix, `max_uploads` at a time after the markers.
+pub(super) async fn list_uploads(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: ListMultipartUploadsInput,
+) -> S3Result<ListMultipartUploadsOutput> {
+    let most = input.max_uploads.unwrap_or(MOST_LISTED).clamp(0, MOST_LISTED) as usize;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let mut open = Vec::new();
+    let mut after: Option<UploadId> = None;
+    // Uploads in progress are few (each expires within a day): all are read, then sorted by key.
+    loop {
+        let page = cabinet.open_staged_parts(caller, after.as_ref(), 500).await.map_err(s3_error_of)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.upload.id.clone());
+        open.extend(page.into_iter().filter_map(|upload| {
+            let note = note_of(&upload.note);
+            note.key.starts_with(&prefix).then_some((note.key, upload.upload))
+        }));
+        if open.len() > 100_000 {
+            return Err(s3_error!(InternalError, "too many uploads in progress to list"));
+        }
+    }
+    open.sort_by(|(a, upload_a), (b, upload_b)| {
+        a.cmp(b).then_with(|| upload_a.id.as_str().cmp(upload_b.id.as_str()))
+    });
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+    let open: Vec<_> = open
+        .into_iter()
+        .filter(|(key, upload)| {
+            key_marker.is_empty()
+                || key.as_str() > key_marker.as_str()
+                || (key == &key_marker && !id_marker.is_empty() && upload.id.as_str() > id_marker.as_str())
+        })
+        .collect();
+    let truncated = open.len() > most;
+    let listed: Vec<_> = open.into_iter().take(most).collect();
+    let (next_key, next_id) = match listed.last() {
+        Some((key, upload)) if truncated => (Some(key.clone()), Some(upload.id.to_string())),
+        _ => (None, None),
+    };
+    Ok(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        max_uploads: Some(most as i32),
+        is_truncated: Some(truncated),
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        uploads: Some(
+            listed
+                .into_iter()
+                .map(|(key, upload)| MultipartUpload {
+                    key: Some(key),
+                    upload_id: Some(upload.id.to_string()),
+                    initiated: Some(timestamp(upload.created_at)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    })
 }

@@ -315,6 +315,16 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn list_folder(&self, folder: &str) -> Result<Vec<(String, u64)>> {
+        let listed =
+            self.store.list_with_delimiter(Some(&self.path(folder)?)).await.map_err(storage_error)?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|object| object.location.filename().map(|name| (name.to_owned(), object.size)))
+            .collect())
+    }
+
     async fn list_keys(&self) -> Result<Vec<String>> {
         let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.trim_end_matches('/')));
         let objects: Vec<_> = self.store.list(prefix.as_ref()).try_collect().await.map_err(storage_error)?;

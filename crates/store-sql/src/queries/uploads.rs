@@ -385,6 +385,27 @@ where
         Self::id_pairs(rows)
     }
 
+    async fn waiting_open_uploads(
+        &self,
+        ws: &WorkspaceId,
+        after: Option<&UploadId>,
+        limit: u32,
+    ) -> Result<Vec<Upload>> {
+        let rows = sqlx::query_as::<_, UploadRow>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads \
+             WHERE workspace_id = $1 AND status = 'WAITING' AND size_known = $2 AND part_size IS NULL \
+             AND awaits_record = $2 AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(ws.as_str())
+        .bind(false)
+        .bind(after.map_or("", |id| id.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(Upload::try_from).collect()
+    }
+
     async fn waiting_uploads(&self, after: Option<&UploadId>, limit: u32) -> Result<Vec<Upload>> {
         let rows = sqlx::query_as::<_, UploadRow>(&format!(
             "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status = 'WAITING' AND id > $1 ORDER BY id LIMIT $2"
