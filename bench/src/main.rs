@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,memory,scale,neighbour,tus]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,memory,scale,neighbour,tus,s3surface]
 //! ```
 
 mod cache;
@@ -13,6 +13,7 @@ mod neighbour;
 mod processes;
 mod rates;
 mod s3;
+mod s3_surface;
 mod scale;
 mod stats;
 mod transfer;
@@ -26,8 +27,19 @@ use clap::Parser;
 use crate::stats::{Row, TABLE_HEADER};
 
 /// Every figure, in the order they run.
-const FIGURES: &[&str] =
-    &["upload", "download", "s3", "small", "cache", "reserve", "memory", "scale", "neighbour", "tus"];
+const FIGURES: &[&str] = &[
+    "upload",
+    "download",
+    "s3",
+    "small",
+    "cache",
+    "reserve",
+    "memory",
+    "scale",
+    "neighbour",
+    "tus",
+    "s3surface",
+];
 
 #[derive(Debug, Parser)]
 #[command(about = "Cabinet against its baselines, same run, alternating; ratios with medians and spreads")]
@@ -36,7 +48,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, memory,
-    /// scale, neighbour.
+    /// scale, neighbour, tus, s3surface.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -165,6 +177,15 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
             scale::run(bench, &sizes, Some(url), args.assert_scale_ms)
                 .await
                 .context("list/search on PostgreSQL")?;
+        }
+    }
+    if wanted("s3surface") {
+        match &args.s3_url {
+            Some(url) => s3_surface::run(bench, url).await.context("rclone through the S3 surface")?,
+            None if !args.only.is_empty() => {
+                bail!("the s3surface figure needs --s3-url (dev/bench starts s3s-fs)")
+            }
+            None => eprintln!("skipping the s3surface figure: no --s3-url (dev/bench starts s3s-fs)"),
         }
     }
     if wanted("tus") {

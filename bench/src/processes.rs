@@ -52,6 +52,10 @@ pub struct Cabinet {
     pub url: String,
     /// The bootstrap admin key (on a fresh data folder).
     pub key: Option<String>,
+    /// The bootstrap workspace (on a fresh data folder).
+    pub workspace: Option<String>,
+    /// Where the S3 surface listens (with `--s3-listen`).
+    pub s3_url: Option<String>,
 }
 
 impl Cabinet {
@@ -74,7 +78,13 @@ impl Cabinet {
         ready_file.pass_to(&mut command);
         let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         match ready_file.wait(&mut child, START_TIMEOUT) {
-            Ok(ready) => Ok(Cabinet { child, url: ready.url, key: ready.key }),
+            Ok(ready) => Ok(Cabinet {
+                child,
+                url: ready.url,
+                key: ready.key,
+                workspace: ready.workspace,
+                s3_url: ready.s3_url,
+            }),
             Err(not_ready) => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -37,6 +37,9 @@ pub struct Ready {
     pub workspace: Option<String>,
     /// The admin key this start created in empty stores (its secret is shown only then).
     pub key: Option<String>,
+    /// Where the S3 surface listens, with `--s3-listen`.
+    #[serde(default)]
+    pub s3_url: Option<String>,
 }
 
 /// Why a server never became ready.
