@@ -11,7 +11,7 @@ CREATE TABLE audit_log (
     action          TEXT NOT NULL,
     object_id       TEXT,
     client_address  TEXT,
-    status          INTEGER NOT NULL,
+    status          BIGINT NOT NULL,
     error_code      TEXT
 );
 CREATE INDEX audit_log_by_workspace ON audit_log (workspace_id, id);
@@ -25,7 +25,7 @@ INSERT INTO audit_prune_gate (only_row, horizon) VALUES (1, 0);
 
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' THEN
+    IF TG_OP IN ('UPDATE', 'TRUNCATE') THEN
         RAISE EXCEPTION 'the audit log is append-only';
     END IF;
     IF OLD.at >= (SELECT horizon FROM audit_prune_gate WHERE only_row = 1) THEN
