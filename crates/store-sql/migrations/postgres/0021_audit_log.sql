@@ -18,7 +18,7 @@ CREATE INDEX audit_log_by_workspace ON audit_log (workspace_id, id);
 CREATE INDEX audit_log_by_time ON audit_log (at);
 
 CREATE TABLE audit_prune_gate (
-    only_row  INTEGER PRIMARY KEY CHECK (only_row = 1),
+    only_row  BIGINT PRIMARY KEY CHECK (only_row = 1),
     horizon   BIGINT NOT NULL
 );
 INSERT INTO audit_prune_gate (only_row, horizon) VALUES (1, 0);
