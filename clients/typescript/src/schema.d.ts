@@ -2856,11 +2856,8 @@ export interface operations {
     list_audit: {
         parameters: {
             query?: {
-                /** @description A key id, an end user's `sub`, or a kind: `key`, `end_user`, `anonymous`, `admin_cli`. */
                 actor?: string;
-                /** @description The action exactly, as records show it (`POST /v1/files`). */
                 action?: string;
-                /** @description The object the request named. */
                 object_id?: string;
                 /** @description The status class: `2xx`, `3xx`, `4xx` or `5xx`. */
                 status?: string;

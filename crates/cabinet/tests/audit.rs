@@ -288,7 +288,16 @@ async fn filters_and_the_cursor_page_through_the_log() {
     // The reads of the log itself are not recorded (they succeed), so the count holds.
     assert_eq!(seen.len(), 7, "{seen:?}");
     assert!(seen.windows(2).all(|pair| pair[0] > pair[1]), "{seen:?}");
-    for bad in ["status=200", "cursor=abc", "limit=0", "limit=501", "from=yesterday"] {
+    let long = "x".repeat(1025);
+    for bad in [
+        "status=200",
+        "cursor=abc",
+        "limit=0",
+        "limit=501",
+        "from=yesterday",
+        "actor=a%00b",
+        &format!("object_id={long}"),
+    ] {
         let (status, body) =
             server.send(server.request(Method::GET, &format!("/v1/audit?{bad}"), &tenant.key)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");

@@ -21,6 +21,9 @@ use crate::{Cabinet, Code};
 /// The most records one read returns.
 pub const MAX_AUDIT_PER_READ: u32 = 500;
 
+/// The longest text filter (`actor`, `action`, `object_id`), in characters.
+pub const MAX_FILTER_CHARS: usize = 1024;
+
 /// Days the audit log keeps a record, by default.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 90;
 
@@ -177,6 +180,17 @@ impl Cabinet {
         workspace: &WorkspaceId,
         query: &AuditQuery,
     ) -> Result<Vec<AuditRecord>> {
+        // Mirrored by `patterns::NO_CONTROL_PATTERN` and the length in the OpenAPI document.
+        for filter in [&query.actor, &query.action, &query.object_id].into_iter().flatten() {
+            if filter.chars().count() > MAX_FILTER_CHARS || filter.chars().any(char::is_control) {
+                return Err(Error::bad_request(
+                    Code::InvalidQuery,
+                    format!(
+                        "actor, action and object_id are at most {MAX_FILTER_CHARS} characters, none a control character"
+                    ),
+                ));
+            }
+        }
         let mut query = query.clone();
         query.limit = query.limit.clamp(1, MAX_AUDIT_PER_READ);
         self.store.audit_records(workspace, &query).await

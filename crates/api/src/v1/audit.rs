@@ -75,10 +75,13 @@ pub struct AuditListJson {
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// A key id, an end user's `sub`, or a kind: `key`, `end_user`, `anonymous`, `admin_cli`.
+    #[param(schema_with = crate::input_schema::audit_filter)]
     pub actor: Option<String>,
     /// The action exactly, as records show it (`POST /v1/files`).
+    #[param(schema_with = crate::input_schema::audit_filter)]
     pub action: Option<String>,
     /// The object the request named.
+    #[param(schema_with = crate::input_schema::audit_filter)]
     pub object_id: Option<String>,
     /// The status class: `2xx`, `3xx`, `4xx` or `5xx`.
     #[param(pattern = "^[2-5]xx$")]
