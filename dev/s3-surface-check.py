@@ -406,7 +406,20 @@ def check_quota_and_isolation(server, keys):
     server.admin("revoke-s3-key", keys["read"]["access_key_id"])
     expect("InvalidAccessKeyId", reader.get_object, Bucket="default", Key="secret.txt")
     mine.delete_object(Bucket="default", Key="secret.txt")
-    print("   quota refused as QuotaExceeded (403), isolation, roles, operator buckets, revocation: ok")
+    # The audit log holds the S3 surface's changes and refusals, under the bucket's workspace.
+    log = server.admin("audit", "--workspace", server.workspace, "--limit", "500")["data"]
+    def recorded(action, obj, status, code=None):
+        return any(r["action"] == action and r["object_id"] == obj and r["status"] == status
+                   and r["error_code"] == code and r["actor"]["kind"] == "key" and r["client_address"] == "127.0.0.1"
+                   for r in log)
+    assert recorded("PUT /{bucket}/{key}", "default/secret.txt", 200), log[:10]
+    assert recorded("DELETE /{bucket}/{key}", "default/secret.txt", 204), log[:10]
+    assert recorded("PUT /{bucket}/{key}", "default/r.txt", 403, "forbidden"), log[:10]
+    small_workspace = {w["name"]: w["id"] for w in server.admin("list-workspaces")}["small-quota"]
+    small_log = server.admin("audit", "--workspace", small_workspace)["data"]
+    assert any(r["action"] == "PUT /{bucket}/{key}" and r["object_id"] == "small-quota/big.bin"
+               and r["error_code"] == "quota_exceeded" for r in small_log), small_log[:10]
+    print("   quota refused as QuotaExceeded (403), isolation, roles, operator buckets, revocation, audit log: ok")
 
 
 def memory_kib(pid, field):

@@ -328,6 +328,31 @@ describe('the web console', () => {
     await tile('Archive 2025').waitFor({ state: 'detached' });
   });
 
+  it('shows a file uploaded through the API, and drops one trashed there, without a reload', async () => {
+    const folder = await call('POST', '/v1/folders', { name: 'Live' });
+    const before = await page.evaluate(() => location.hash);
+    const title = await page.textContent('#view-title');
+    await page.evaluate((id) => { location.hash = `#/folder/${id}`; }, folder.id);
+    await page.locator('#view-title', { hasText: 'Live' }).waitFor();
+    await page.locator('#empty').waitFor();
+    // A reload would make a new window object, without this mark.
+    await page.evaluate(() => { window.cabinetNotReloaded = true; });
+    const name = 'arrived-elsewhere.txt';
+    const file = await call('POST', '/v1/files', {
+      name, content_base64: Buffer.from('live').toString('base64'), folder_id: folder.id,
+    });
+    await tile(name).waitFor({ timeout: 5_000 });
+    await shot('07b-live-arrived');
+    const trashed = await fetch(`${url}/v1/files/${file.id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+    assert.ok(trashed.ok, `DELETE: ${trashed.status}`);
+    await tile(name).waitFor({ state: 'detached', timeout: 5_000 });
+    await page.locator('#empty').waitFor({ timeout: 5_000 });
+    assert.equal(await page.evaluate(() => window.cabinetNotReloaded), true, 'the page was not reloaded');
+    // Back where the steps before left it.
+    await page.evaluate((hash) => { location.hash = hash; }, before);
+    await page.locator('#view-title', { hasText: title }).waitFor();
+  });
+
   it('stays usable at 375 px wide', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await tile('sunset.png').waitFor();

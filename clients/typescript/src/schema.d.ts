@@ -176,6 +176,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The workspace's audit log, newest first: every change, and every refusal, of a caller that
+         *     authenticated, on every surface, and the admin CLI's commands. Needs a key with the admin
+         *     role.
+         */
+        get: operations["list_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events": {
         parameters: {
             query?: never;
@@ -718,6 +739,50 @@ export interface components {
          * @enum {string}
          */
         Audience: "public" | "authenticated" | "creator" | "admin";
+        /** @description Who acted. */
+        AuditActorJson: {
+            /** @description The key's id, or the end user's `sub`. */
+            id?: string | null;
+            /**
+             * @description `key`, `end_user`, `anonymous` or `admin_cli` (an operator's `cabinet admin` command).
+             * @example key
+             */
+            kind: string;
+        };
+        /** @description A page of the log. */
+        AuditListJson: {
+            data: components["schemas"]["AuditRecordJson"][];
+            /** @description Pass as `cursor` for the next (older) page; null on the last. */
+            next_cursor?: string | null;
+        };
+        /** @description One record: who did what to which object, when, from where, and how it ended. */
+        AuditRecordJson: {
+            /**
+             * @description The method and route (`DELETE /v1/files/{id}`), or the admin command (`admin revoke-key`).
+             * @example DELETE /v1/files/{id}
+             */
+            action: string;
+            actor: components["schemas"]["AuditActorJson"];
+            /** Format: date-time */
+            at: string;
+            /** @description The client's address as the server resolved it (behind trusted proxies, the client's). */
+            client_address?: string | null;
+            /** @description The error's code when it failed (`forbidden`, `quota_exceeded`…). */
+            error_code?: string | null;
+            /**
+             * Format: int64
+             * @description The record's number: later records have larger ones.
+             */
+            id: number;
+            /** @description The file, folder, upload or key the request named, if it named one. */
+            object_id?: string | null;
+            /**
+             * Format: int32
+             * @description The HTTP status answered (an admin command: 200 when it succeeded).
+             */
+            status: number;
+            workspace_id: string;
+        };
         /** @description A direct upload as JSON, for small files. */
         Base64Upload: {
             /** @example aGVsbG8= */
@@ -2729,6 +2794,156 @@ export interface operations {
                      *       "error": {
                      *         "code": "payload_too_large",
                      *         "message": "the body is too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The URL is too long */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "uri_too_long",
+                     *         "message": "the URL is too long"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "rate_limited",
+                     *         "message": "too many requests; retry after the Retry-After seconds"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request headers are too large */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "headers_too_large",
+                     *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_audit: {
+        parameters: {
+            query?: {
+                actor?: string;
+                action?: string;
+                object_id?: string;
+                /** @description The status class: `2xx`, `3xx`, `4xx` or `5xx`. */
+                status?: string;
+                /** @description Records at or after this time. */
+                from?: string;
+                /** @description Records before this time. */
+                to?: string;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description At most this many (default 100, at most 500). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditListJson"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "invalid_query",
+                     *         "message": "invalid query parameter"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unauthenticated",
+                     *         "message": "missing or invalid API key"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a key with the admin role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "forbidden",
+                     *         "message": "this key's role does not allow it"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found, or not in a workspace of this key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "not_found",
+                     *         "message": "workspace not found"
                      *       }
                      *     }
                      */

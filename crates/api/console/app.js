@@ -143,6 +143,7 @@ async function signedUrl(fileId, download = false) {
 
 function showSignIn(message = '') {
   session.clear();
+  live.abort();
   uploadsStop.abort(new Refusal('signed out'));
   uploadsStop = new AbortController();
   $('#app').hidden = true;
@@ -173,6 +174,88 @@ function start() {
   $('#signin').hidden = true;
   $('#app').hidden = false;
   route();
+  refreshQuota();
+  refreshTags();
+  follow();
+}
+
+// ---------------------------------------------------------------- live updates
+
+/** The running follow of the event stream (aborted on sign-out or a new sign-in). */
+let live = new AbortController();
+
+/** How long a burst of changes is gathered before the view is read again, in milliseconds. */
+const LIVE_SETTLE_MS = 400;
+
+/**
+ * Follows the workspace's event stream (GET /v1/events/stream) with the session's key, so a change
+ * made anywhere (another tab, an app, a dialect, S3) shows without a reload. EventSource cannot
+ * send the Authorization header, so the server-sent events are read through fetch. A burst of
+ * events reads the view again once. Only a view shown whole is read again: one with more pages to
+ * show is left as it is, since reading it again would take the user's place in it (and race the
+ * page being loaded as they scroll); it is current again when they next open it. A dropped stream
+ * is opened again after a pause, from the last event seen; a key that may not read the feed (an
+ * end-user token) just goes without.
+ */
+function follow() {
+  live.abort();
+  const stop = new AbortController();
+  live = stop;
+  const key = session.key;
+  const workspace = session.workspace;
+  let lastId = null;
+  let settling = null;
+  const changed = () => {
+    if (settling) return;
+    settling = setTimeout(() => {
+      settling = null;
+      if (!stop.signal.aborted) refreshView();
+    }, LIVE_SETTLE_MS);
+  };
+  const run = async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const headers = { Authorization: `Bearer ${key}`, Accept: 'text/event-stream' };
+        if (workspace) headers['X-Cabinet-Workspace'] = workspace;
+        if (lastId !== null) headers['Last-Event-ID'] = lastId;
+        const response = await fetch('/v1/events/stream', { headers, signal: stop.signal, cache: 'no-store' });
+        if (response.status === 401 || response.status === 403) return;
+        if (!response.ok || !response.body) throw new Error(`the event stream answered ${response.status}`);
+        // Whatever happened while the stream was down is shown now.
+        if (lastId !== null) changed();
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replace(/\r\n?/g, '\n');
+          let end;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let event = false;
+            for (const line of block.split('\n')) {
+              if (line.startsWith('id:')) lastId = line.slice(3).trim();
+              else if (line.startsWith('event:')) event = true;
+            }
+            if (event) changed();
+          }
+        }
+      } catch (error) {
+        if (stop.signal.aborted) return;
+      }
+      await new Promise((resolve) => { setTimeout(resolve, 2000); });
+    }
+  };
+  run();
+}
+
+/** Reads the view again after a change elsewhere, keeping the focused tile focused. */
+async function refreshView() {
+  if (state.loadingMore || state.sources.some((list) => !list.done)) return;
+  const focused = itemOf(document.activeElement)?.id;
+  await render();
+  if (focused && !document.activeElement?.closest?.('.item')) focusTile(focused);
   refreshQuota();
   refreshTags();
 }

@@ -15,6 +15,7 @@ pub struct ApiError(pub Error);
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         ApiError(err)
     }
 }
@@ -78,6 +79,7 @@ pub fn log_if_internal(err: &Error) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        cabinet_core::audit::note_error(&self.0);
         log_if_internal(&self.0);
         let status = status_of(self.0.kind());
         let mut response = (

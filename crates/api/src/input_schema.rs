@@ -155,6 +155,12 @@ pub fn search_query() -> utoipa::openapi::Object {
     string(patterns::SEARCH_QUERY_PATTERN, None, false).examples(["report"]).build()
 }
 
+/// An audit log filter: text without control characters, of at most
+/// `audit::MAX_FILTER_CHARS` characters.
+pub fn audit_filter() -> utoipa::openapi::Object {
+    string(patterns::NO_CONTROL_PATTERN, Some(cabinet_core::audit::MAX_FILTER_CHARS), false).build()
+}
+
 /// Text without control characters.
 pub fn no_control() -> utoipa::openapi::Object {
     string(patterns::NO_CONTROL_PATTERN, None, false).build()

@@ -2,6 +2,7 @@
 //! `/openapi.json`, `/docs`, and the web console at `/console`. Handlers are thin: parse, call one
 //! core method, render.
 
+pub mod audit;
 pub mod auth;
 pub mod client_address;
 pub mod compat;
@@ -188,6 +189,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let cors_policy =
         cors::CorsPolicy { global: Arc::new(limits.cors_origins.clone()), cabinet: cabinet.clone() };
     let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
+    let audit_capture =
+        audit::AuditCapture { cabinet: cabinet.clone(), proxies: limits.trusted_proxies.clone(), s3: false };
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state.clone());
     let router = router.route("/metrics", axum::routing::get(telemetry::metrics).with_state(state));
@@ -205,6 +208,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope))
+        // Outside the request scope: the record is appended once the handler is done.
+        .layer(middleware::from_fn_with_state(audit_capture, audit::record))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
             ApiError(Error::internal("panic")).into_response()

@@ -25,6 +25,7 @@ use crate::surface::Surface;
         (name = "trash", description = "Deleted files and folders, until purged"),
         (name = "access", description = "End-user tokens and access rules"),
         (name = "workspace", description = "Quota and usage"),
+        (name = "audit", description = "The audit log: who changed or was refused what, when, from where"),
         (name = "storage", description = "The signed storage endpoint; the URL is the credential"),
         (name = "health", description = "Liveness and readiness"),
         (name = "compat-mavera", description = "The Mavera dialect: Mavera's Files and Folders API at /compat/mavera/api/v1"),

@@ -59,6 +59,7 @@ struct DraftError(Error, Option<u64>);
 
 impl From<Error> for DraftError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         DraftError(err, None)
     }
 }

@@ -103,6 +103,7 @@ pub struct TusError(Error);
 
 impl From<Error> for TusError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         TusError(err)
     }
 }

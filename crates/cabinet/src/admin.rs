@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use cabinet_core::admin::NewWorkspace;
+use cabinet_core::audit::{AuditActor, AuditQuery, NewAuditRecord};
 use cabinet_core::cors::CorsOrigins;
 use cabinet_core::{ApiKey, ApiKeyId, Cabinet, Role, Settings, SystemClock, Workspace, WorkspaceId};
 use clap::Subcommand;
@@ -186,6 +187,38 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Read a workspace's audit log, newest first: every change and refusal of an authenticated
+    /// caller on every surface, and these admin commands.
+    Audit {
+        #[arg(long)]
+        workspace: String,
+        /// A key id, an end user's `sub`, or a kind: key, end_user, anonymous, admin_cli.
+        #[arg(long)]
+        actor: Option<String>,
+        /// The action exactly (`POST /v1/files`, `admin revoke-key`).
+        #[arg(long)]
+        action: Option<String>,
+        /// The file, folder, upload or key named.
+        #[arg(long)]
+        object: Option<String>,
+        /// The status class: 2xx, 3xx, 4xx or 5xx.
+        #[arg(long)]
+        status: Option<String>,
+        /// Records at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Records before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// The next_cursor of the page before.
+        #[arg(long)]
+        cursor: Option<u64>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// End a workspace's end-user tokens minted until now: one user's (--sub), or all of them.
     RevokeTokens {
         #[arg(long)]
@@ -222,6 +255,57 @@ fn s3_key_json(key: &cabinet_core::s3_keys::S3Key) -> Value {
 
 fn core(err: cabinet_core::Error) -> anyhow::Error {
     anyhow!("{err}")
+}
+
+/// Appends the audit record of a command that changed `workspaces` (actor `admin_cli`): the
+/// change has happened, so a record that cannot be written fails the command, saying so.
+async fn audit(
+    cabinet: &Cabinet,
+    workspaces: &[WorkspaceId],
+    command: &str,
+    object: Option<String>,
+) -> anyhow::Result<()> {
+    let at = cabinet.now();
+    let records: Vec<NewAuditRecord> = workspaces
+        .iter()
+        .map(|ws| NewAuditRecord {
+            workspace_id: ws.clone(),
+            at,
+            actor: AuditActor::AdminCli,
+            action: format!("admin {command}"),
+            object_id: object.clone(),
+            client_address: None,
+            status: 200,
+            error_code: None,
+        })
+        .collect();
+    cabinet
+        .append_audit(&records)
+        .await
+        .map_err(|err| anyhow!("{command} was done, but its audit record was not written: {err}"))
+}
+
+/// The workspaces an API key may act on (for its audit records).
+async fn workspaces_of_key(cabinet: &Cabinet, id: &ApiKeyId) -> anyhow::Result<Vec<WorkspaceId>> {
+    for ws in cabinet.list_workspaces().await.map_err(core)? {
+        if let Some(key) =
+            cabinet.list_api_keys(&ws.id).await.map_err(core)?.into_iter().find(|key| &key.id == id)
+        {
+            return Ok(key.workspaces);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The workspace of an S3 key (none for an operator key or an unknown one).
+async fn workspace_of_s3_key(cabinet: &Cabinet, access_key_id: &str) -> anyhow::Result<Vec<WorkspaceId>> {
+    for ws in cabinet.list_workspaces().await.map_err(core)? {
+        let keys = cabinet.list_s3_keys(Some(&ws.id)).await.map_err(core)?;
+        if keys.iter().any(|key| key.access_key_id == access_key_id) {
+            return Ok(vec![ws.id]);
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// Runs one admin command.
@@ -309,6 +393,8 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 .create_workspace(NewWorkspace { name, limit_bytes: quota_bytes, max_file_bytes })
                 .await
                 .map_err(core)?;
+            audit(&cabinet, std::slice::from_ref(&ws.id), "create-workspace", Some(ws.id.to_string()))
+                .await?;
             if json {
                 println!("{}", workspace_json(&ws));
             } else {
@@ -337,6 +423,7 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 .map_err(core)?;
             let role: Role = role.parse().map_err(core)?;
             let issued = cabinet.create_api_key(workspaces, role, name).await.map_err(core)?;
+            audit(&cabinet, &issued.key.workspaces, "create-key", Some(issued.key.id.to_string())).await?;
             if json {
                 let mut value = key_json(&issued.key);
                 value["key"] = Value::String(issued.secret);
@@ -411,9 +498,61 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
         AdminCommand::Backup { .. } | AdminCommand::Restore { .. } | AdminCommand::MigrateStore { .. } => {
             unreachable!("backup, restore and migrate-store ran before the store was opened")
         }
+        AdminCommand::Audit { workspace, actor, action, object, status, from, to, cursor, limit, json } => {
+            let ws = WorkspaceId::parse(&workspace).map_err(core)?;
+            if !(1..=cabinet_core::audit::MAX_AUDIT_PER_READ).contains(&limit) {
+                return Err(anyhow!("--limit is 1 to {}", cabinet_core::audit::MAX_AUDIT_PER_READ));
+            }
+            let status_class = status
+                .map(|filter| {
+                    cabinet_core::audit::status_class(&filter)
+                        .ok_or_else(|| anyhow!("--status is 2xx, 3xx, 4xx or 5xx"))
+                })
+                .transpose()?;
+            cabinet.workspace(&ws).await.map_err(core)?;
+            let query = AuditQuery {
+                actor,
+                action,
+                object_id: object,
+                status_class,
+                from,
+                to,
+                before: cursor,
+                limit,
+            };
+            let records = cabinet.audit_log_of(&ws, &query).await.map_err(core)?;
+            let next_cursor =
+                (records.len() == limit as usize).then(|| records.last().map(|r| r.id)).flatten();
+            let records: Vec<cabinet_api::v1::audit::AuditRecordJson> =
+                records.into_iter().map(Into::into).collect();
+            if json {
+                println!("{}", json!({"data": records, "next_cursor": next_cursor.map(|id| id.to_string())}));
+            } else {
+                for record in &records {
+                    let actor = match &record.actor.id {
+                        Some(id) => format!("{}:{id}", record.actor.kind),
+                        None => record.actor.kind.clone(),
+                    };
+                    println!(
+                        "{}  {}  {actor}  {}  {}  {}{}  {}",
+                        record.id,
+                        record.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        record.action,
+                        record.object_id.as_deref().unwrap_or("-"),
+                        record.status,
+                        record.error_code.as_deref().map(|code| format!(" {code}")).unwrap_or_default(),
+                        record.client_address.as_deref().unwrap_or("-"),
+                    );
+                }
+                if let Some(cursor) = next_cursor {
+                    println!("more: --cursor {cursor}");
+                }
+            }
+        }
         AdminCommand::RevokeTokens { workspace, sub, json } => {
             let ws = WorkspaceId::parse(&workspace).map_err(core)?;
             let at = cabinet.revoke_workspace_tokens(&ws, sub.as_deref()).await.map_err(core)?;
+            audit(&cabinet, std::slice::from_ref(&ws), "revoke-tokens", sub.clone()).await?;
             if json {
                 println!("{}", json!({"workspace_id": ws, "sub": sub, "revoked_up_to": at}));
             } else {
@@ -428,6 +567,7 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 .map(|raw| CorsOrigins::parse(&raw).map_err(|err| anyhow!("--origins: {err}")))
                 .transpose()?;
             cabinet.set_workspace_cors_origins(&ws, origins.as_ref()).await.map_err(core)?;
+            audit(&cabinet, std::slice::from_ref(&ws), "set-cors", None).await?;
             let setting = origins.as_ref().map(CorsOrigins::to_setting);
             if json {
                 println!("{}", json!({"workspace_id": ws, "cors_origins": setting}));
@@ -441,6 +581,7 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
         AdminCommand::RevokeLinks { workspace, json } => {
             let ws = WorkspaceId::parse(&workspace).map_err(core)?;
             let generation = cabinet.revoke_workspace_links(&ws).await.map_err(core)?;
+            audit(&cabinet, std::slice::from_ref(&ws), "revoke-links", None).await?;
             if json {
                 println!("{}", json!({"workspace_id": ws, "link_generation": generation}));
             } else {
@@ -496,6 +637,8 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
             let workspace = workspace.map(|ws| WorkspaceId::parse(&ws)).transpose().map_err(core)?;
             let role: Role = role.parse().map_err(core)?;
             let issued = cabinet.create_s3_key(&sealer, workspace, role, name).await.map_err(core)?;
+            let scope: Vec<WorkspaceId> = issued.key.workspace_id.iter().cloned().collect();
+            audit(&cabinet, &scope, "create-s3-key", Some(issued.key.access_key_id.clone())).await?;
             if json {
                 let mut value = s3_key_json(&issued.key);
                 value["secret_access_key"] = Value::String(issued.secret);
@@ -527,7 +670,9 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
             }
         }
         AdminCommand::RevokeS3Key { access_key_id, json } => {
+            let scope = workspace_of_s3_key(&cabinet, &access_key_id).await?;
             cabinet.revoke_s3_key(&access_key_id).await.map_err(core)?;
+            audit(&cabinet, &scope, "revoke-s3-key", Some(access_key_id.clone())).await?;
             if json {
                 println!("{}", json!({"access_key_id": access_key_id, "revoked": true}));
             } else {
@@ -536,7 +681,9 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
         }
         AdminCommand::RevokeKey { id, json } => {
             let id = ApiKeyId::parse(&id).map_err(core)?;
+            let scope = workspaces_of_key(&cabinet, &id).await?;
             cabinet.revoke_api_key(&id).await.map_err(core)?;
+            audit(&cabinet, &scope, "revoke-key", Some(id.to_string())).await?;
             if json {
                 println!("{}", json!({"id": id, "revoked": true}));
             } else {

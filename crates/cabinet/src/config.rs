@@ -291,6 +291,15 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::days")]
     pub event_retention_days: u64,
+    /// Days the audit log (`GET /v1/audit`, `cabinet admin audit`) keeps a record (at most 36500).
+    #[arg(
+        long,
+        env = "CABINET_AUDIT_RETENTION_DAYS",
+        default_value_t = cabinet_core::audit::DEFAULT_AUDIT_RETENTION_DAYS as u64,
+        value_parser = human::days_arg::<u64>
+    )]
+    #[serde(deserialize_with = "human::days")]
+    pub audit_retention_days: u64,
     /// Log format.
     #[arg(long, env = "CABINET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -444,6 +453,9 @@ impl ServeSettings {
             ),
             event_retention: chrono::Duration::days(
                 self.event_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
+            ),
+            audit_retention: chrono::Duration::days(
+                self.audit_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
             ),
             max_uploads_per_workspace: self.max_uploads_per_workspace,
             max_uploads_per_key: self.max_uploads_per_key,

@@ -194,7 +194,10 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         None => None,
         Some(listener) => {
             let sealer = s3_sealer(&store.data_dir, config.s3_secret_key.as_deref())?;
-            let options = cabinet_api::s3::S3Options { domain: config.s3_domain.clone() };
+            let options = cabinet_api::s3::S3Options {
+                domain: config.s3_domain.clone(),
+                trusted_proxies: http_limits.trusted_proxies.clone(),
+            };
             let app = cabinet_api::s3::app(cabinet.clone(), sealer, &options)
                 .map_err(|err| anyhow::anyhow!(err))?;
             let mut stopped = stop_rx.clone();
@@ -278,6 +281,13 @@ async fn sweep_forever(cabinet: Cabinet, every: Duration) {
             Err(err) => {
                 maintenance_failed("prune_old_events");
                 tracing::warn!(error = %err, "pruning old events failed");
+            }
+        }
+        match cabinet.prune_old_audit().await {
+            Ok(pruned) => maintenance_ran("prune_old_audit", &[("pruned", pruned)]),
+            Err(err) => {
+                maintenance_failed("prune_old_audit");
+                tracing::warn!(error = %err, "pruning the audit log past its retention failed");
             }
         }
     }

@@ -425,3 +425,89 @@ async fn set_cors_gives_a_workspace_its_own_origins_on_the_running_server_and_in
         unknown.stderr
     );
 }
+
+#[tokio::test]
+async fn admin_commands_are_audited_and_admin_audit_reads_the_log_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "admin");
+    let server = ServerProcess::start(dir.path());
+    // A change through the API, and a refusal.
+    let response = http_client()
+        .post(server.at("/v1/folders"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"name": "Docs"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let reader = admin_json(
+        dir.path(),
+        &["create-key", "--workspace", &tenant.workspace_id, "--role", "read", "--json"],
+    );
+    let response = http_client()
+        .post(server.at("/v1/folders"))
+        .bearer_auth(reader["key"].as_str().unwrap())
+        .json(&json!({"name": "Nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    admin_json(dir.path(), &["revoke-key", reader["id"].as_str().unwrap(), "--json"]);
+
+    let log = admin_json(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--json"]);
+    let actions: Vec<(&str, &str, u64)> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["actor"]["kind"].as_str().unwrap(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Newest first; the workspace and the first key were made by the admin CLI too.
+    assert_eq!(
+        actions,
+        [
+            ("admin revoke-key", "admin_cli", 200),
+            ("POST /v1/folders", "key", 403),
+            ("admin create-key", "admin_cli", 200),
+            ("POST /v1/folders", "key", 201),
+            ("admin create-key", "admin_cli", 200),
+            ("admin create-workspace", "admin_cli", 200),
+        ],
+        "{log}"
+    );
+    assert_eq!(log["data"][0]["object_id"], reader["id"], "{log}");
+    assert_eq!(log["data"][1]["error_code"], "forbidden", "{log}");
+    assert_eq!(log["data"][1]["actor"]["id"], reader["id"], "{log}");
+
+    // Filters and the cursor, as on GET /v1/audit.
+    let cli = admin_json(
+        dir.path(),
+        &["audit", "--workspace", &tenant.workspace_id, "--actor", "admin_cli", "--json"],
+    );
+    assert_eq!(cli["data"].as_array().unwrap().len(), 4, "{cli}");
+    let refused =
+        admin_json(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--status", "4xx", "--json"]);
+    assert_eq!(refused["data"].as_array().unwrap().len(), 1, "{refused}");
+    let first =
+        admin_json(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--limit", "4", "--json"]);
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let rest = admin_json(
+        dir.path(),
+        &["audit", "--workspace", &tenant.workspace_id, "--limit", "4", "--cursor", &cursor, "--json"],
+    );
+    assert_eq!(rest["data"].as_array().unwrap().len(), 2, "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    // The text form: one line a record.
+    let text =
+        admin(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--action", "POST /v1/folders"]);
+    assert!(text.status.success(), "{}", text.stderr);
+    assert_eq!(text.stdout.lines().count(), 2, "{}", text.stdout);
+    assert!(text.stdout.contains(" 403 forbidden "), "{}", text.stdout);
+    let bad = admin(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--status", "404"]);
+    assert!(!bad.status.success() && bad.stderr.contains("2xx"), "{}", bad.stderr);
+}

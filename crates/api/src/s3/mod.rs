@@ -39,10 +39,17 @@ pub struct S3Surface {
 pub struct S3Options {
     /// The domain of virtual-host-style requests (`BUCKET.DOMAIN`); path style always works.
     pub domain: Option<String>,
+    /// Proxies whose forwarding headers name the client (for the audit log's addresses).
+    pub trusted_proxies: crate::TrustedProxies,
 }
 
 /// The S3 surface as a router to serve on its own listener.
 pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Result<Router, String> {
+    let capture = crate::audit::AuditCapture {
+        cabinet: cabinet.clone(),
+        proxies: options.trusted_proxies.clone(),
+        s3: true,
+    };
     let surface = S3Surface { cabinet, sealer: Arc::new(sealer), writes: Default::default() };
     let mut builder = S3ServiceBuilder::new(surface.clone());
     builder.set_auth(keys::KeyLookup(surface));
@@ -52,7 +59,9 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     }
     let service = builder.build();
     let service = axum::error_handling::HandleError::new(service, errors::http_error);
-    Ok(Router::new().fallback_service(service))
+    Ok(Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record)))
 }
 
 /// Whether a workspace's name can be a bucket's (3–63 lowercase letters, digits, `-`, `.`).
@@ -79,7 +88,9 @@ impl S3Surface {
     async fn caller_for<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<Caller> {
         let key = self.key_of(req).await?;
         let workspace = self.workspace_for(&key, bucket).await?;
-        Ok(Caller { workspace_id: workspace.id, actor: Actor::Key { id: key.id, role: key.role } })
+        let caller = Caller { workspace_id: workspace.id, actor: Actor::Key { id: key.id, role: key.role } };
+        cabinet_core::audit::note_caller(&caller);
+        Ok(caller)
     }
 
     async fn workspace_for(&self, key: &S3Key, bucket: &str) -> S3Result<Workspace> {

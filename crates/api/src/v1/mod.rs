@@ -1,6 +1,7 @@
 //! The native `/v1` API: one file per resource; handlers parse, call one core method, render.
 
 pub mod access;
+pub mod audit;
 pub mod events;
 pub mod files;
 pub mod folders;

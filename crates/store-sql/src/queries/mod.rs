@@ -13,6 +13,7 @@ use crate::errors::db_error;
 use crate::rows::{bytes, millis};
 
 mod access;
+mod audit;
 mod events;
 mod files;
 mod filters;

@@ -79,6 +79,7 @@ fn field_of(code: Code) -> &'static str {
 
 impl From<Error> for CmsError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         log_if_internal(&err);
         let message = err.to_string();
         match err.kind() {

@@ -78,6 +78,7 @@ impl MaveraError {
 
 impl From<Error> for MaveraError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         log_if_internal(&err);
         let message = err.to_string();
         let (status, kind, code) = match (&err, err.kind()) {

@@ -78,6 +78,7 @@ impl MaviError {
 
 impl From<Error> for MaviError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         log_if_internal(&err);
         let (status, msg) = match (&err, err.kind()) {
             // MAVI answers an unknown asset with 400, whosever it is.

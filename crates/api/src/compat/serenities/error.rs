@@ -71,6 +71,7 @@ impl SerenitiesError {
 
 impl From<Error> for SerenitiesError {
     fn from(err: Error) -> Self {
+        cabinet_core::audit::note_error(&err);
         log_if_internal(&err);
         let message = capitalised(&err.to_string());
         let (status, code) = match err.kind() {

@@ -1,0 +1,130 @@
+//! The audit log's capture, around every request of every surface: the core notes the caller
+//! when a credential resolves to one (`cabinet_core::audit`), and the surface's error notes its
+//! code; once the handler has produced its response, a change (any method but GET, HEAD and
+//! OPTIONS) or a refusal (4xx) of a caller who authenticated becomes one record. Requests that
+//! never authenticated (401, unknown routes, public reads) leave none.
+//!
+//! The record is appended before the response leaves, so a client that has its answer has its
+//! record too; the append is one small insert, on the write pool, after the change committed.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, State};
+use axum::http::{Method, Request, Response};
+use axum::middleware::Next;
+use cabinet_core::audit::{AuditActor, AuditNote, NewAuditRecord};
+use cabinet_core::Cabinet;
+
+use crate::client_address::TrustedProxies;
+
+/// What the capture needs.
+#[derive(Clone)]
+pub struct AuditCapture {
+    pub cabinet: Cabinet,
+    pub proxies: TrustedProxies,
+    /// Whether requests are S3's: their action is the method and the path's shape, their object
+    /// the bucket and key.
+    pub s3: bool,
+}
+
+/// The middleware: see the module's comment.
+pub async fn record(
+    State(capture): State<AuditCapture>,
+    request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
+    let method = request.method().clone();
+    let (mut parts, body) = request.into_parts();
+    let (action, object_id) = if capture.s3 {
+        s3_action(&method, parts.uri.path())
+    } else {
+        let template = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_owned(), |path| path.as_str().to_owned());
+        let object = RawPathParams::from_request_parts(&mut parts, &()).await.ok().and_then(|params| {
+            let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+            values
+                .iter()
+                .find(|value| looks_like_id(value))
+                .or(values.first())
+                .map(|value| (*value).to_owned())
+        });
+        (format!("{method} {template}"), object)
+    };
+    let client_address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|peer| capture.proxies.client_of(peer.0.ip(), &parts.headers).to_string());
+    let note = Arc::new(Mutex::new(AuditNote::default()));
+    let response =
+        cabinet_core::audit::noting(note.clone(), next.run(Request::from_parts(parts, body))).await;
+    let note = std::mem::take(&mut *note.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let Some(caller) = note.caller else { return response };
+    let status = response.status();
+    let change = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !change && !status.is_client_error() {
+        return response;
+    }
+    let record = NewAuditRecord {
+        workspace_id: caller.workspace_id.clone(),
+        at: capture.cabinet.now(),
+        actor: AuditActor::from(&caller.actor),
+        action,
+        object_id,
+        client_address,
+        status: status.as_u16(),
+        error_code: note.error_code.map(|code| code.as_str().to_owned()),
+    };
+    if let Err(err) = capture.cabinet.append_audit(std::slice::from_ref(&record)).await {
+        // The change stands (it committed); the operator hears that its record did not.
+        metrics::counter!("cabinet_audit_append_failures_total").increment(1);
+        tracing::error!(error = %err, action = %record.action, workspace = %record.workspace_id, "appending an audit record failed");
+    }
+    response
+}
+
+/// Whether a path segment is one of Cabinet's typed ids (`file_…`, a prefix and 26 characters).
+fn looks_like_id(value: &str) -> bool {
+    value.split_once('_').is_some_and(|(prefix, body)| {
+        !prefix.is_empty()
+            && prefix.bytes().all(|b| b.is_ascii_lowercase())
+            && body.len() == 26
+            && body.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
+/// An S3 request's action (`PUT /{bucket}/{key}`) and object (`bucket/key`, or the bucket).
+fn s3_action(method: &Method, path: &str) -> (String, Option<String>) {
+    let named = path.trim_start_matches('/');
+    let shape = match named.split_once('/') {
+        _ if named.is_empty() => "/",
+        Some((_, key)) if !key.is_empty() => "/{bucket}/{key}",
+        _ => "/{bucket}",
+    };
+    (format!("{method} {shape}"), (!named.is_empty()).then(|| named.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_ids_are_told_from_other_segments() {
+        assert!(looks_like_id("file_01jd8x2m3n4p5q6r7s8t9v0w1x"));
+        assert!(!looks_like_id("file_short"));
+        assert!(!looks_like_id("report.pdf"));
+    }
+
+    #[test]
+    fn s3_actions_name_the_shape_and_the_object() {
+        assert_eq!(
+            s3_action(&Method::PUT, "/photos/a/b.jpg"),
+            ("PUT /{bucket}/{key}".into(), Some("photos/a/b.jpg".into()))
+        );
+        assert_eq!(s3_action(&Method::PUT, "/photos"), ("PUT /{bucket}".into(), Some("photos".into())));
+        assert_eq!(s3_action(&Method::GET, "/"), ("GET /".into(), None));
+    }
+}

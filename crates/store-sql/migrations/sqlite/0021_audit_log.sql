@@ -1,0 +1,35 @@
+-- The audit log: who did what to which object, when, from where, and how it ended. Append-only:
+-- no statement may change a record, and a record may be deleted only by the retention prune,
+-- which first opens `audit_prune_gate` to its horizon (in the same transaction) and closes it
+-- after; a DELETE of anything at or after the open horizon is refused.
+CREATE TABLE audit_log (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id    TEXT NOT NULL,
+    at              INTEGER NOT NULL,
+    actor_kind      TEXT NOT NULL,
+    actor_id        TEXT,
+    action          TEXT NOT NULL,
+    object_id       TEXT,
+    client_address  TEXT,
+    status          INTEGER NOT NULL,
+    error_code      TEXT
+);
+CREATE INDEX audit_log_by_workspace ON audit_log (workspace_id, id);
+CREATE INDEX audit_log_by_time ON audit_log (at);
+
+CREATE TABLE audit_prune_gate (
+    only_row  INTEGER PRIMARY KEY CHECK (only_row = 1),
+    horizon   INTEGER NOT NULL
+);
+INSERT INTO audit_prune_gate (only_row, horizon) VALUES (1, 0);
+
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+WHEN OLD.at >= (SELECT horizon FROM audit_prune_gate WHERE only_row = 1)
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only: only records past the retention are pruned');
+END;
