@@ -159,12 +159,68 @@ pub fn note_error(err: &Error) {
     });
 }
 
+/// The most records one commit of the audit log writes.
+const MOST_RECORDS_PER_COMMIT: usize = 512;
+
+/// Appends of many requests at once are written together, in one transaction (group commit):
+/// while one commit is under way the next requests' records queue, and the next commit takes
+/// them all. Each request still waits for the commit that holds its records, so a client that got
+/// an answer has its record, at the cost of one commit however many requests share it.
+#[derive(Default)]
+pub struct AuditWriter {
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<PendingAppend>>,
+}
+
+struct PendingAppend {
+    records: Vec<NewAuditRecord>,
+    written: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
+}
+
+impl AuditWriter {
+    fn queue(&self, store: &Arc<dyn crate::MetadataStore>) -> &tokio::sync::mpsc::Sender<PendingAppend> {
+        self.queue.get_or_init(|| {
+            // Bounded: past it, requests wait for room (their memory is not taken on).
+            let (queue, pending) = tokio::sync::mpsc::channel(4096);
+            tokio::spawn(write_batches(store.clone(), pending));
+            queue
+        })
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn crate::MetadataStore>,
+    mut pending: tokio::sync::mpsc::Receiver<PendingAppend>,
+) {
+    while let Some(first) = pending.recv().await {
+        let mut records = first.records.clone();
+        let mut batch = vec![first];
+        while records.len() < MOST_RECORDS_PER_COMMIT {
+            let Ok(next) = pending.try_recv() else { break };
+            records.extend(next.records.iter().cloned());
+            batch.push(next);
+        }
+        let written = store.append_audit(&records).await.map_err(|err| err.to_string());
+        for append in batch {
+            let _ = append.written.send(written.clone());
+        }
+    }
+}
+
 impl Cabinet {
-    /// Appends records; what is appended is never changed.
+    /// Appends records (with those of requests appending at the same moment, in one commit);
+    /// returns once they are committed. What is appended is never changed.
     pub async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
+        let (written, committed) = tokio::sync::oneshot::channel();
+        let append = PendingAppend { records: records.to_vec(), written };
+        if self.audit_writer.queue(&self.store).send(append).await.is_ok() {
+            if let Ok(outcome) = committed.await {
+                return outcome.map_err(|err| Error::internal(format!("appending to the audit log: {err}")));
+            }
+        }
+        // The writer is gone (its runtime ended): this request writes its own.
         self.store.append_audit(records).await
     }
 

@@ -153,6 +153,7 @@ pub struct Parts {
     transfers: Arc<transfers::TransferSlots>,
     key_reads: links::KeyReads,
     sessions: resumable::Sessions,
+    audit_writer: audit::AuditWriter,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -191,6 +192,7 @@ impl Cabinet {
             transfers: Default::default(),
             key_reads: Default::default(),
             sessions: Default::default(),
+            audit_writer: Default::default(),
         }))
     }
 
