@@ -353,6 +353,22 @@ def check_edges(server, s3, keys):
     assert got["Metadata"] == {"shade": "green"}, got["Metadata"]
     assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="default").get("Uploads", [])] == [], "none left in progress"
     expect("NoSuchUpload", s3.upload_part, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"], PartNumber=4, Body=b"x")
+    # UploadPartCopy: parts made of existing objects' bytes, a range or the whole.
+    copying = s3.create_multipart_upload(Bucket="default", Key="edge/copied.bin")
+    source = {"Bucket": "default", "Key": "edge/parts.bin"}
+    first = s3.upload_part_copy(Bucket="default", Key="edge/copied.bin", UploadId=copying["UploadId"], PartNumber=1,
+                                CopySource=source, CopySourceRange=f"bytes=0-{(5 << 20) - 1}")["CopyPartResult"]
+    assert first["ETag"] == '"' + hashlib.md5(parts[0]).hexdigest() + '"', first
+    second = s3.upload_part_copy(Bucket="default", Key="edge/copied.bin", UploadId=copying["UploadId"], PartNumber=2,
+                                 CopySource={"Bucket": "default", "Key": "edge/a.txt"})["CopyPartResult"]
+    expect("InvalidRange", s3.upload_part_copy, Bucket="default", Key="edge/copied.bin", UploadId=copying["UploadId"],
+           PartNumber=3, CopySource=source, CopySourceRange="bytes=0-999999999")
+    expect("PreconditionFailed", s3.upload_part_copy, Bucket="default", Key="edge/copied.bin", UploadId=copying["UploadId"],
+           PartNumber=3, CopySource=source, CopySourceIfMatch='"0000"')
+    s3.complete_multipart_upload(Bucket="default", Key="edge/copied.bin", UploadId=copying["UploadId"],
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": first["ETag"]},
+                                                            {"PartNumber": 2, "ETag": second["ETag"]}]})
+    assert s3.get_object(Bucket="default", Key="edge/copied.bin")["Body"].read() == parts[0] + b"second"
     aborted = s3.create_multipart_upload(Bucket="default", Key="edge/aborted.bin")
     s3.upload_part(Bucket="default", Key="edge/aborted.bin", UploadId=aborted["UploadId"], PartNumber=1, Body=b"y" * 1000)
     s3.abort_multipart_upload(Bucket="default", Key="edge/aborted.bin", UploadId=aborted["UploadId"])
@@ -361,9 +377,9 @@ def check_edges(server, s3, keys):
     expect(404, s3.head_object, Bucket="default", Key="edge/aborted.bin")
     expect("BadDigest", s3.upload_part, Bucket="default", Key="edge/x.bin", UploadId=s3.create_multipart_upload(
         Bucket="default", Key="edge/x.bin")["UploadId"], PartNumber=1, Body=b"z", ContentMD5=wrong_md5)
-    s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in ("edge/a.txt", "edge/sha.txt", "edge/copy.txt", "edge/presigned.txt", "edge/parts.bin")]})
+    s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in ("edge/a.txt", "edge/sha.txt", "edge/copy.txt", "edge/presigned.txt", "edge/parts.bin", "edge/copied.bin")]})
     print("   ranges, conditions, Content-MD5/sha256 verified, replace, copy, names, folders, presigned URLs, multipart"
-          " (ListParts, ListMultipartUploads, replaced parts, user metadata): ok")
+          " (ListParts, ListMultipartUploads, UploadPartCopy, replaced parts, user metadata): ok")
 
 
 def check_quota_and_isolation(server, keys):

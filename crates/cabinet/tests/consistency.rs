@@ -57,6 +57,10 @@ async fn check_reports_orphans_missing_objects_and_ledger_drift_and_repair_fixes
     let ws = tenant.workspace_id.as_str();
     let objects = dir.path().join("blobs/objects").join(ws);
     std::fs::write(objects.join("file_01jdq4x7m2c8v5n3k9w6r1t0ya"), b"nobody owns me").unwrap();
+    // Not of a shape Cabinet writes (an operator's, another deployment's prefix): never judged.
+    let foreign = dir.path().join("blobs/objects/other-deployment").join(ws);
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("file_01jdq4x7m2c8v5n3k9w6r1t0yb"), b"someone else's").unwrap();
     let lost_id = lost["file"]["id"].as_str().unwrap();
     std::fs::remove_file(objects.join(lost_id)).unwrap();
     let db = format!("sqlite://{}", dir.path().join("cabinet.db").display());
@@ -90,6 +94,7 @@ async fn check_reports_orphans_missing_objects_and_ledger_drift_and_repair_fixes
         objects.join(kept["file"]["id"].as_str().unwrap()).exists(),
         "repair never touches owned objects"
     );
+    assert!(foreign.join("file_01jdq4x7m2c8v5n3k9w6r1t0yb").exists(), "nor objects that are not Cabinet's");
 }
 
 #[test]

@@ -263,9 +263,13 @@ impl Cabinet {
         Ok(orphans.len() as u64)
     }
 
-    /// Blobs that no file and no live upload owns.
+    /// Blobs that no file and no live upload owns. Only keys Cabinet writes are judged (a file's
+    /// `ws_…/file_…`, `thumbnails/…`, `incoming/…`): anything else under the store's prefix is
+    /// another's (an object put there by hand, another deployment's prefix in the same bucket)
+    /// and is left alone.
     async fn orphan_keys(&self) -> Result<Vec<String>> {
-        let keys = self.blobs.list_keys().await?;
+        let keys: Vec<String> =
+            self.blobs.list_keys().await?.into_iter().filter(|key| is_cabinets(key)).collect();
         let mut orphans = Vec::new();
         let (incoming, keys): (Vec<String>, Vec<String>) =
             keys.into_iter().partition(|key| key.starts_with(INCOMING_PREFIX));
@@ -299,6 +303,15 @@ impl Cabinet {
     }
 }
 
+/// Whether a key has the shape of one Cabinet writes.
+fn is_cabinets(key: &str) -> bool {
+    let shaped = key.split('/').all(|part| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    shaped
+        && (key.starts_with("ws_") || key.starts_with(THUMBNAIL_PREFIX) || key.starts_with(INCOMING_PREFIX))
+}
+
 impl Cabinet {
     /// Whether an incoming key belongs to a live upload.
     async fn incoming_is_wanted(&self, key: &str) -> Result<bool> {
@@ -314,6 +327,28 @@ impl Cabinet {
             Ok(upload) => Ok(upload.status.is_live()),
             Err(crate::Error::NotFound(_)) => Ok(false),
             Err(err) => Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_cabinets;
+
+    #[test]
+    fn only_keys_of_cabinets_shape_are_judged_as_orphans() {
+        for ours in [
+            "ws_01h/file_01h",
+            "thumbnails/ws_01h/file_01h/256",
+            "incoming/ws_01h/upl_01h",
+            "incoming/ws_01h/upl_01h-parts/00001-abc",
+        ] {
+            assert!(is_cabinets(ours), "{ours}");
+        }
+        for foreign in
+            ["notes.txt", "backup/ws_01h/file_01h", "bench-rclone/big-0/big.bin", "ws_01h/a b", "ws_01h//x"]
+        {
+            assert!(!is_cabinets(foreign), "{foreign}");
         }
     }
 }

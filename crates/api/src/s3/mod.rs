@@ -261,6 +261,21 @@ impl S3 for S3Surface {
         multipart::complete(&self.cabinet, &self.writes, &caller, req.input).await.map(S3Response::new)
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        let (source_bucket, source_key) = match &req.input.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => return Err(s3_error!(NotImplemented, "only bucket copy sources are supported")),
+        };
+        let source_caller = self.caller_for(&req, &source_bucket).await?;
+        multipart::upload_part_copy(&self.cabinet, &source_caller, &source_key, &caller, req.input)
+            .await
+            .map(S3Response::new)
+    }
+
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
         multipart::list_parts(&self.cabinet, &caller, req.input).await.map(S3Response::new)

@@ -14,7 +14,10 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
-use super::objects::{hasher_for, parse_key, store, Declared, Measured, NewObject, Verifying, Writes};
+use super::objects::{
+    copy_source, hasher_for, parse_key, store, CopyConditions, Declared, Measured, NewObject, Verifying,
+    Writes,
+};
 use super::{s3_error_of, timestamp};
 
 /// S3's most parts in one upload.
@@ -99,6 +102,33 @@ pub(super) async fn upload_part(
         Some(body) => Box::pin(body.map(|chunk| chunk.map_err(std::io::Error::other))),
         None => Box::pin(futures::stream::empty()),
     };
+    let measured =
+        stage_verified(cabinet, caller, &id, input.part_number, length, body, declared, trailers).await?;
+    let checksums = measured.checksums;
+    Ok(UploadPartOutput {
+        e_tag: Some(ETag::Strong(measured.md5_hex.unwrap_or_default())),
+        checksum_crc32: checksums.checksum_crc32,
+        checksum_crc32c: checksums.checksum_crc32c,
+        checksum_sha1: checksums.checksum_sha1,
+        checksum_sha256: checksums.checksum_sha256,
+        checksum_crc64nvme: checksums.checksum_crc64nvme,
+        ..Default::default()
+    })
+}
+
+/// Stages part `number` of `length` bytes, verified as it streams (its MD5 always, and what the
+/// client declared): what was measured, or why it was refused.
+#[allow(clippy::too_many_arguments)]
+async fn stage_verified(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    id: &UploadId,
+    number: i32,
+    length: u64,
+    body: cabinet_core::ByteStream<'static>,
+    declared: Declared,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<Measured> {
     let measured = Arc::new(Mutex::new(Measured::default()));
     let verifying = Verifying {
         inner: body,
@@ -108,13 +138,12 @@ pub(super) async fn upload_part(
         trailers,
         measured: measured.clone(),
     };
-    let number = input.part_number as u32;
     let named = measured.clone();
     let tag = move || {
         let measured = named.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         measured.md5_hex.clone().unwrap_or_default()
     };
-    let staged = cabinet.stage_part(caller, &id, number, length, Box::pin(verifying), &tag).await;
+    let staged = cabinet.stage_part(caller, id, number as u32, length, Box::pin(verifying), &tag).await;
     let measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     if let Err(err) = staged {
         if let Some(mismatch) = measured.mismatch {
@@ -122,14 +151,57 @@ pub(super) async fn upload_part(
         }
         return Err(no_such_upload(err));
     }
-    let checksums = measured.checksums;
-    Ok(UploadPartOutput {
-        e_tag: Some(ETag::Strong(measured.md5_hex.unwrap_or_default())),
-        checksum_crc32: checksums.checksum_crc32,
-        checksum_crc32c: checksums.checksum_crc32c,
-        checksum_sha1: checksums.checksum_sha1,
-        checksum_sha256: checksums.checksum_sha256,
-        checksum_crc64nvme: checksums.checksum_crc64nvme,
+    Ok(measured)
+}
+
+/// `bytes=first-last` (both inclusive, S3's only form for a copy source range).
+fn copy_range(range: &str, size: u64) -> S3Result<cabinet_core::ByteRange> {
+    let invalid =
+        || s3_error!(InvalidRange, "x-amz-copy-source-range must be bytes=first-last within the source");
+    let (first, last) =
+        range.strip_prefix("bytes=").and_then(|span| span.split_once('-')).ok_or_else(invalid)?;
+    let (first, last): (u64, u64) =
+        (first.parse().map_err(|_| invalid())?, last.parse().map_err(|_| invalid())?);
+    if first > last || last >= size {
+        return Err(invalid());
+    }
+    Ok(cabinet_core::ByteRange { first, last })
+}
+
+/// UploadPartCopy: part `number` made of an existing object's bytes (all, or a range), read and
+/// staged like any part (reserved, hashed: its ETag is its MD5).
+pub(super) async fn upload_part_copy(
+    cabinet: &Cabinet,
+    source_caller: &Caller,
+    source_key: &str,
+    caller: &Caller,
+    input: UploadPartCopyInput,
+) -> S3Result<UploadPartCopyOutput> {
+    let id = upload_id(&input.upload_id)?;
+    if !(1..=MAX_PARTS).contains(&input.part_number) {
+        return Err(s3_error!(InvalidArgument, "part numbers run from 1 to {MAX_PARTS}"));
+    }
+    // The upload first: a part for an upload that is not there reads nothing.
+    cabinet.staged_parts_upload(caller, &id).await.map_err(no_such_upload)?;
+    let conditions = CopyConditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    let source = copy_source(cabinet, source_caller, source_key, conditions).await?;
+    let range = input.copy_source_range.as_deref().map(|range| copy_range(range, source.size)).transpose()?;
+    let length = range.map_or(source.size, |range| range.last - range.first + 1);
+    let body = cabinet.read_file(&source, range).await.map_err(s3_error_of)?;
+    let measured =
+        stage_verified(cabinet, caller, &id, input.part_number, length, body, Declared::default(), None)
+            .await?;
+    Ok(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(measured.md5_hex.unwrap_or_default())),
+            last_modified: Some(timestamp(cabinet.now())),
+            ..Default::default()
+        }),
         ..Default::default()
     })
 }

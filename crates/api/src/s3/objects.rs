@@ -614,26 +614,13 @@ pub(super) async fn copy(
     caller: &Caller,
     input: CopyObjectInput,
 ) -> S3Result<CopyObjectOutput> {
-    let Found::File(source) = find(cabinet, source_caller, source_key).await? else {
-        return Err(s3_error!(InvalidRequest, "a folder cannot be copied"));
+    let conditions = CopyConditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
     };
-    let source = cabinet.readable_file(source_caller, &source.id).await.map_err(s3_error_of)?;
-    let etag = file_etag(cabinet, source_caller, &source).await?;
-    check_read_conditions(
-        &etag,
-        source.created_at,
-        input.copy_source_if_match.as_ref(),
-        input.copy_source_if_none_match.as_ref(),
-        input.copy_source_if_modified_since.as_ref(),
-        input.copy_source_if_unmodified_since.as_ref(),
-    )
-    .map_err(|err| {
-        if *err.code() == s3s::S3ErrorCode::NotModified {
-            s3_error!(PreconditionFailed)
-        } else {
-            err
-        }
-    })?;
+    let source = copy_source(cabinet, source_caller, source_key, conditions).await?;
     let replace = input
         .metadata_directive
         .as_ref()
@@ -661,6 +648,44 @@ pub(super) async fn copy(
         }),
         ..Default::default()
     })
+}
+
+/// A copy's `x-amz-copy-source-if-*` headers.
+pub(super) struct CopyConditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// The file a copy reads, once its conditions hold (a failed one is 412, never 304).
+pub(super) async fn copy_source(
+    cabinet: &Cabinet,
+    source_caller: &Caller,
+    source_key: &str,
+    conditions: CopyConditions<'_>,
+) -> S3Result<FileRecord> {
+    let Found::File(source) = find(cabinet, source_caller, source_key).await? else {
+        return Err(s3_error!(InvalidRequest, "a folder cannot be copied"));
+    };
+    let source = cabinet.readable_file(source_caller, &source.id).await.map_err(s3_error_of)?;
+    let etag = file_etag(cabinet, source_caller, &source).await?;
+    check_read_conditions(
+        &etag,
+        source.created_at,
+        conditions.if_match,
+        conditions.if_none_match,
+        conditions.if_modified_since,
+        conditions.if_unmodified_since,
+    )
+    .map_err(|err| {
+        if *err.code() == s3s::S3ErrorCode::NotModified {
+            s3_error!(PreconditionFailed)
+        } else {
+            err
+        }
+    })?;
+    Ok(source)
 }
 
 /// Deletes what a key names: its files to the trash, or its folder when empty; the folders
