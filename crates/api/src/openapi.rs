@@ -26,6 +26,7 @@ use crate::surface::Surface;
         (name = "access", description = "End-user tokens and access rules"),
         (name = "workspace", description = "Quota and usage"),
         (name = "audit", description = "The audit log: who changed or was refused what, when, from where"),
+        (name = "webhooks", description = "Signed POSTs of the workspace's events to receivers, at least once and in order"),
         (name = "storage", description = "The signed storage endpoint; the URL is the credential"),
         (name = "health", description = "Liveness and readiness"),
         (name = "compat-mavera", description = "The Mavera dialect: Mavera's Files and Folders API at /compat/mavera/api/v1"),
