@@ -7,6 +7,7 @@
 //! Standard Webhooks specifies, and receivers on non-public addresses are refused unless the
 //! operator allows them (checked when an endpoint is saved, and again on every connection).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -39,9 +40,12 @@ const MAX_EVENT_TYPE_LEN: usize = 64;
 pub const MAX_DELIVERIES_PER_READ: u32 = 100;
 /// How long a receiver has to answer.
 pub const RECEIVER_TIMEOUT: StdDuration = StdDuration::from_secs(10);
-/// How long a node holds an endpoint: far longer than one delivery may take, so a lease never
-/// runs out under a node that is still sending.
-const LEASE: Duration = Duration::seconds(60);
+/// How long a claim holds an endpoint, renewed by each acknowledged delivery: longer than one
+/// attempt may take (a node sends only with `RECEIVER_TIMEOUT` and a margin left), short enough
+/// that the endpoints of a node that died resume elsewhere (or on its restart) soon.
+const LEASE: Duration = Duration::seconds(20);
+/// What a node keeps in hand beyond an attempt's timeout before it sends under its lease.
+const LEASE_MARGIN: StdDuration = StdDuration::from_secs(3);
 /// Events sent to one endpoint under one lease.
 const EVENTS_PER_LEASE: u32 = 100;
 /// The first retry waits up to this; each failure doubles it, up to `MAX_BACKOFF`.
@@ -406,16 +410,28 @@ impl Cabinet {
     ) {
         let node = format!("node_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
         let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ENDPOINTS));
+        // The endpoints this node is sending to: never claimed twice here, even when a lease
+        // looks expired (a clock moved on).
+        let working: Arc<std::sync::Mutex<HashSet<WebhookId>>> = Arc::default();
         loop {
             match self.store.due_webhooks(self.clock.now(), CONCURRENT_ENDPOINTS as u32).await {
                 Ok(due) => {
                     for id in due {
+                        if working.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+                            continue;
+                        }
                         let Ok(slot) = slots.clone().try_acquire_owned() else { break };
                         let now = self.clock.now();
                         match self.store.claim_webhook(&id, &node, now, now + LEASE).await {
                             Ok(Some(webhook)) => {
-                                let (cabinet, sender, bodies, node) =
-                                    (self.clone(), sender.clone(), bodies.clone(), node.clone());
+                                working.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+                                let (cabinet, sender, bodies, node, working) = (
+                                    self.clone(),
+                                    sender.clone(),
+                                    bodies.clone(),
+                                    node.clone(),
+                                    working.clone(),
+                                );
                                 tokio::spawn(async move {
                                     if let Err(err) =
                                         cabinet.deliver_leased(&webhook, &node, &*sender, &*bodies).await
@@ -423,6 +439,7 @@ impl Cabinet {
                                         tracing::warn!(webhook = %webhook.id, error = %err, "webhook delivery failed");
                                         let _ = cabinet.store.release_webhook(&webhook.id, &node).await;
                                     }
+                                    working.lock().unwrap_or_else(|e| e.into_inner()).remove(&webhook.id);
                                     drop(slot);
                                 });
                             }
@@ -446,7 +463,8 @@ impl Cabinet {
         sender: &dyn WebhookSender,
         bodies: &dyn EventBodies,
     ) -> Result<()> {
-        let leased_until = Instant::now() + LEASE.to_std().unwrap_or_default();
+        let lease = LEASE.to_std().unwrap_or_default();
+        let mut leased_until = Instant::now() + lease;
         let events =
             self.store.events_after(&webhook.workspace_id, webhook.delivered_seq, EVENTS_PER_LEASE).await?;
         let mut cursor = webhook.delivered_seq;
@@ -458,11 +476,12 @@ impl Cabinet {
                 continue;
             }
             // Room for a whole attempt under the lease, or leave it to the next claim.
-            if Instant::now() + RECEIVER_TIMEOUT * 2 > leased_until {
+            if Instant::now() + RECEIVER_TIMEOUT + LEASE_MARGIN > leased_until {
                 break;
             }
             if passed_over > cursor {
-                if !self.store.advance_webhook(&webhook.id, node, cursor, passed_over, None).await? {
+                let renewed = self.clock.now() + LEASE;
+                if !self.store.advance_webhook(&webhook.id, node, cursor, passed_over, renewed, None).await? {
                     return Ok(());
                 }
                 cursor = passed_over;
@@ -509,9 +528,16 @@ impl Cabinet {
                 duration_ms: started.elapsed().as_millis() as u64,
             };
             if error.is_none() {
-                if !self.store.advance_webhook(&webhook.id, node, cursor, event.seq, Some(&delivery)).await? {
+                let renewing = Instant::now();
+                let renewed = self.clock.now() + LEASE;
+                if !self
+                    .store
+                    .advance_webhook(&webhook.id, node, cursor, event.seq, renewed, Some(&delivery))
+                    .await?
+                {
                     return Ok(());
                 }
+                leased_until = renewing + lease;
                 cursor = event.seq;
                 passed_over = cursor;
                 attempts = 0;
@@ -526,7 +552,8 @@ impl Cabinet {
             return Ok(());
         }
         if passed_over > cursor {
-            self.store.advance_webhook(&webhook.id, node, cursor, passed_over, None).await?;
+            let renewed = self.clock.now() + LEASE;
+            self.store.advance_webhook(&webhook.id, node, cursor, passed_over, renewed, None).await?;
         }
         self.store.release_webhook(&webhook.id, node).await
     }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 /// One POST as it arrived.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Received {
     pub id: String,
     pub timestamp: String,
@@ -23,6 +23,12 @@ pub struct Received {
     pub body: Vec<u8>,
     /// The status it was answered with.
     pub answered: u16,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} answered {}", self.id, self.answered)
+    }
 }
 
 impl Received {
@@ -111,13 +117,26 @@ impl Receiver {
 
     /// Waits (up to 20 s) until `done` holds for what was received, and returns it.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        self.wait_up_to(Duration::from_secs(20), what, done).await
+    }
+
+    /// Waits up to `limit` until `done` holds for what was received, and returns it.
+    pub async fn wait_up_to(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let received = self.received();
             if done(&received) {
                 return received;
             }
-            assert!(tokio::time::Instant::now() < deadline, "waited 20 s for {what}; received {received:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {limit:?} for {what}; received {received:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

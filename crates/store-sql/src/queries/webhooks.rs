@@ -309,17 +309,19 @@ where
         node: &str,
         from: u64,
         to: u64,
+        lease_until: DateTime<Utc>,
         delivery: Option<&Delivery>,
     ) -> Result<bool> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let done = sqlx::query(
-            "UPDATE webhooks SET delivered_seq = $1, failed_attempts = 0, failing_since = NULL \
+            "UPDATE webhooks SET delivered_seq = $1, failed_attempts = 0, failing_since = NULL, lease_until = $5 \
              WHERE id = $2 AND lease_owner = $3 AND delivered_seq = $4",
         )
         .bind(seq(to))
         .bind(id.as_str())
         .bind(node)
         .bind(seq(from))
+        .bind(millis(lease_until))
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
