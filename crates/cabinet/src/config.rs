@@ -649,6 +649,14 @@ pub fn serve_settings(
     }
 }
 
+/// `--webhook-retry-hours`: more than 0, at most a year.
+fn webhook_retry_hours(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(hours) if hours > 0.0 && hours <= 8760.0 => Ok(hours),
+        _ => Err("hours between 0 and 8760, such as 24 or 0.5".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -839,13 +847,5 @@ mod tests {
         let file = file_with("config = \"another.toml\"\n");
         let err = settings(&["--config", file.path().to_str().unwrap(), "serve"]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown setting `config`"), "{err:#}");
-    }
-}
-
-/// `--webhook-retry-hours`: more than 0, at most a year.
-fn webhook_retry_hours(raw: &str) -> Result<f64, String> {
-    match raw.trim().parse::<f64>() {
-        Ok(hours) if hours > 0.0 && hours <= 8760.0 => Ok(hours),
-        _ => Err("hours between 0 and 8760, such as 24 or 0.5".to_owned()),
     }
 }
