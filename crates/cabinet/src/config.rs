@@ -471,8 +471,9 @@ impl ServeSettings {
             audit_retention: chrono::Duration::days(
                 self.audit_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
             ),
+            // A settings file's value skips the flag's parser: bounded here as well.
             webhook_retry_period: chrono::Duration::milliseconds(
-                (self.webhook_retry_hours * 3_600_000.0) as i64,
+                (self.webhook_retry_hours.clamp(0.0001, 8760.0) * 3_600_000.0) as i64,
             ),
             webhook_allow_private: self.webhook_allow_private,
             max_uploads_per_workspace: self.max_uploads_per_workspace,

@@ -461,3 +461,71 @@ async fn receivers_on_non_public_addresses_are_refused_without_the_operator_flag
         .await;
     assert_eq!(outcome, SendOutcome::Answered(200));
 }
+
+#[tokio::test]
+async fn retention_keeps_the_events_an_enabled_endpoint_still_needs() {
+    let server = TestServer::spawn_with(Options {
+        webhooks: true,
+        webhook_retry_period: Some(chrono::Duration::days(30)),
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let tenant = server.tenant.clone();
+    let hook = create_hook(&server, &tenant, json!({"url": receiver.url, "event_types": ["folder.*"]})).await;
+    let id = hook["id"].as_str().unwrap();
+    receiver.answer(503);
+    create_folder(&server, &tenant, "kept").await;
+    receiver.wait_for("a failed attempt", |r| !r.is_empty()).await;
+
+    // Past the feed's retention (7 days), the event the endpoint has not acknowledged stays.
+    server.clock.advance(chrono::Duration::days(8));
+    server.cabinet.prune_old_events().await.unwrap();
+    let (_, feed) = server.send(server.get("/v1/events?after=0")).await;
+    assert_eq!(feed["data"].as_array().unwrap().len(), 1, "{feed}");
+    receiver.answer(200);
+    let got = receiver.wait_for("the kept event", |r| !acknowledged(r).is_empty()).await;
+    assert_eq!(acknowledged(&got)[0].json()["type"], "folder.created");
+    // Acknowledged, it goes with the retention like any other.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_hook(&server, &tenant, id).await["delivered_seq"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.clock.advance(chrono::Duration::days(8));
+    assert_eq!(server.cabinet.prune_old_events().await.unwrap(), 1);
+
+    // A disabled endpoint keeps nothing: what the retention removed meanwhile is skipped when it
+    // is enabled again, and it goes on with what comes next.
+    let (status, _) = server
+        .send(
+            server
+                .request(Method::PATCH, &format!("/v1/webhooks/{id}"), &tenant.key)
+                .json(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    create_folder(&server, &tenant, "gone").await;
+    server.clock.advance(chrono::Duration::days(8));
+    assert_eq!(server.cabinet.prune_old_events().await.unwrap(), 1);
+    let (status, _) = server
+        .send(
+            server
+                .request(Method::PATCH, &format!("/v1/webhooks/{id}"), &tenant.key)
+                .json(&json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Nothing left to send: the cursor moves past what was removed (rather than the endpoint
+    // staying due, and claimed again and again, for events that are gone).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_hook(&server, &tenant, id).await["delivered_seq"] != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the cursor stayed before the removed event");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    create_folder(&server, &tenant, "next").await;
+    let got = receiver.wait_for("the next event", |r| acknowledged(r).len() >= 2).await;
+    let last = acknowledged(&got)[1].json();
+    assert_eq!(last["seq"], 3, "{last}");
+    assert_eq!(acknowledged(&got).len(), 2);
+}

@@ -465,10 +465,13 @@ impl Cabinet {
     ) -> Result<()> {
         let lease = LEASE.to_std().unwrap_or_default();
         let mut leased_until = Instant::now() + lease;
+        // Read first: every event up to it has committed, so if none after the cursor is left
+        // (the retention removed them while the endpoint was disabled) the cursor may skip to it.
+        let newest = self.store.newest_event(&webhook.workspace_id).await?;
         let events =
             self.store.events_after(&webhook.workspace_id, webhook.delivered_seq, EVENTS_PER_LEASE).await?;
         let mut cursor = webhook.delivered_seq;
-        let mut passed_over = cursor;
+        let mut passed_over = if events.is_empty() { newest.max(cursor) } else { cursor };
         let mut attempts = webhook.failed_attempts;
         for event in events {
             if !filter_matches(&webhook.event_types, &event.kind) {
