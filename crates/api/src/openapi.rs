@@ -157,6 +157,7 @@ const LINKS: &[(&str, &str, &str, &str, &str)] = &[
     ("delete", "/v1/files/{id}", "200", "$request.path.id", "/v1/files/{id}"),
     ("post", "/v1/folders", "201", "$response.body#/id", "/v1/folders/{id}"),
     ("delete", "/v1/folders/{id}", "200", "$request.path.id", "/v1/folders/{id}"),
+    ("post", "/v1/webhooks", "201", "$response.body#/id", "/v1/webhooks/{id}"),
     ("post", "/compat/cms/files/", "201", "$response.body#/api_id", "/compat/cms/files/{api_id}/"),
     ("post", "/compat/cms/files", "201", "$response.body#/api_id", "/compat/cms/files/{api_id}"),
     ("post", "/compat/mavera/api/v1/files", "201", "$response.body#/id", "/compat/mavera/api/v1/files/{id}"),

@@ -82,9 +82,10 @@ pub struct WebhookListJson {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
     /// An http or https URL on a public address (unless the server allows private ones).
-    #[schema(max_length = 2048)]
+    #[schema(schema_with = crate::input_schema::webhook_url)]
     pub url: String,
     /// Types (`file.created`), prefixes (`file.*`) or `*` (the default): 1 to 32.
+    #[schema(schema_with = crate::input_schema::webhook_event_types_or_null)]
     pub event_types: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -95,8 +96,9 @@ pub struct CreateWebhookRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
-    #[schema(max_length = 2048)]
+    #[schema(schema_with = crate::input_schema::webhook_url_or_null)]
     pub url: Option<String>,
+    #[schema(schema_with = crate::input_schema::webhook_event_types_or_null)]
     pub event_types: Option<Vec<String>>,
     pub enabled: Option<bool>,
 }
@@ -156,6 +158,7 @@ pub struct DeliveryListJson {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
     /// Attempts older than this delivery id.
+    #[param(value_type = Option<schemas::DeliveryId>)]
     pub before: Option<String>,
     /// At most this many (default 50, at most 100).
     #[param(minimum = 1, maximum = 100)]
