@@ -945,9 +945,8 @@ export interface components {
         CreateWebhookRequest: {
             /** @description Default true. */
             enabled?: boolean | null;
-            /** @description Types (`file.created`), prefixes (`file.*`) or `*` (the default): 1 to 32. */
             event_types?: string[] | null;
-            /** @description An http or https URL on a public address (unless the server allows private ones). */
+            /** @example https://app.example.com/hooks/cabinet */
             url: string;
         };
         /** @example whd_01jdq4x7m2c8v5n3k9w6r1t0ya */
@@ -9798,7 +9797,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Attempts older than this delivery id. */
-                before?: string;
+                before?: components["schemas"]["DeliveryId"];
                 /** @description At most this many (default 50, at most 100). */
                 limit?: number;
             };
