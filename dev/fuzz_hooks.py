@@ -236,6 +236,10 @@ INEXPRESSIBLE = {
     # A permalink (`lasting`) has no expiry, so it takes no `expires_in`: a rule across two
     # parameters.
     ("GET", "/v1/files/{id}/download-url"): {"invalid_expires_in"},
+    # A webhook receiver's host must be a public address (unless the server allows private ones),
+    # which depends on DNS; the URL must also parse as one; a workspace has at most 20 webhooks.
+    ("POST", "/v1/webhooks"): {"webhook_url_not_public", "invalid_webhook_url", "too_many_webhooks"},
+    ("PATCH", "/v1/webhooks/{id}"): {"webhook_url_not_public", "invalid_webhook_url"},
     # Part numbers run to the upload's own part count.
     ("POST", "/v1/uploads/{id}/parts"): {"invalid_part_number"},
     # Mavera's cursor is the id of the last item of the previous page: one in this workspace (and

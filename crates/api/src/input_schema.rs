@@ -246,3 +246,26 @@ pub fn form_with_file(
 fn or_empty(pattern: &str) -> String {
     format!("^$|{pattern}")
 }
+
+/// A webhook's event filter: 1 to 32 types, prefixes (`file.*`) or `*`; with `nullable`, null
+/// too (the default on create, left as it is on update).
+pub fn webhook_event_types_or_null() -> utoipa::openapi::Array {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::Array, Type::Null]))
+        .items(string(patterns::WEBHOOK_EVENT_TYPE_PATTERN, Some(64), false).examples(["file.*"]))
+        .min_items(Some(1))
+        .max_items(Some(32))
+        .build()
+}
+
+/// A webhook receiver's URL.
+pub fn webhook_url() -> utoipa::openapi::Object {
+    string(patterns::WEBHOOK_URL_PATTERN, Some(2048), false)
+        .examples(["https://app.example.com/hooks/cabinet"])
+        .build()
+}
+
+/// A webhook receiver's URL, or null (left as it is).
+pub fn webhook_url_or_null() -> utoipa::openapi::Object {
+    string(patterns::WEBHOOK_URL_PATTERN, Some(2048), true).build()
+}

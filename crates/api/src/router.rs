@@ -9,7 +9,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
 use crate::surface::Surface;
-use crate::v1::{access, audit, events, files, folders, quota, search, uploads};
+use crate::v1::{access, audit, events, files, folders, quota, search, uploads, webhooks};
 use crate::{compat, console, health, storage, AppState};
 
 /// The routes and the OpenAPI documents they make, one per surface (native first).
@@ -45,6 +45,11 @@ pub fn routes(state: AppState) -> (Router, Vec<(Surface, utoipa::openapi::OpenAp
         .routes(routes!(quota::get_usage))
         .routes(routes!(events::list_events))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .with_state(state.clone())

@@ -41,6 +41,8 @@ id_schema!(WorkspaceId, cabinet_core::WorkspaceId);
 id_schema!(FileId, cabinet_core::FileId);
 id_schema!(FolderId, cabinet_core::FolderId);
 id_schema!(UploadId, cabinet_core::UploadId);
+id_schema!(WebhookId, cabinet_core::WebhookId);
+id_schema!(DeliveryId, cabinet_core::DeliveryId);
 
 /// Who may do something (`cabinet_core::rules::Audience`).
 pub struct Audience;

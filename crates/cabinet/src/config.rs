@@ -300,6 +300,20 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::days")]
     pub audit_retention_days: u64,
+    /// Hours a failing webhook receiver is retried (exponential backoff with jitter) before its
+    /// endpoint is disabled and `webhook.disabled` recorded; fractions allowed (`0.01` is 36 s).
+    #[arg(
+        long,
+        env = "CABINET_WEBHOOK_RETRY_HOURS",
+        default_value_t = Settings::DEFAULT_WEBHOOK_RETRY_HOURS as f64,
+        value_parser = webhook_retry_hours
+    )]
+    pub webhook_retry_hours: f64,
+    /// Let webhooks deliver to loopback, private, link-local and other non-public addresses
+    /// (refused by default: a receiver URL must not reach into the server's own network).
+    #[arg(long, env = "CABINET_WEBHOOK_ALLOW_PRIVATE")]
+    #[serde(default)]
+    pub webhook_allow_private: bool,
     /// Log format.
     #[arg(long, env = "CABINET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -457,6 +471,11 @@ impl ServeSettings {
             audit_retention: chrono::Duration::days(
                 self.audit_retention_days.min(MAX_TRASH_RETENTION_DAYS) as i64
             ),
+            // A settings file's value skips the flag's parser: bounded here as well.
+            webhook_retry_period: chrono::Duration::milliseconds(
+                (self.webhook_retry_hours.clamp(0.0001, 8760.0) * 3_600_000.0) as i64,
+            ),
+            webhook_allow_private: self.webhook_allow_private,
             max_uploads_per_workspace: self.max_uploads_per_workspace,
             max_uploads_per_key: self.max_uploads_per_key,
             ..Settings::default()
@@ -628,6 +647,14 @@ pub fn serve_settings(
     match SettingsFile::load(store.config.as_deref())? {
         None => Ok(parsed.clone()),
         Some(file) => file.under(parsed, matches),
+    }
+}
+
+/// `--webhook-retry-hours`: more than 0, at most a year.
+fn webhook_retry_hours(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(hours) if hours > 0.0 && hours <= 8760.0 => Ok(hours),
+        _ => Err("hours between 0 and 8760, such as 24 or 0.5".to_owned()),
     }
 }
 

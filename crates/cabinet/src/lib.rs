@@ -13,3 +13,4 @@ pub mod ready_file;
 pub mod server;
 pub mod tls;
 pub mod units;
+pub mod webhook_sender;

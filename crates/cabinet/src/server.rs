@@ -209,6 +209,16 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         }
     };
     let key_reader = tokio::spawn(read_signing_keys_forever(cabinet.clone()));
+    let webhook_sender =
+        Arc::new(crate::webhook_sender::HttpWebhookSender::new(config.webhook_allow_private)?);
+    let webhooks = {
+        let cabinet = cabinet.clone();
+        tokio::spawn(async move {
+            cabinet
+                .deliver_webhooks_forever(webhook_sender, Arc::new(cabinet_api::v1::events::WebhookBodies))
+                .await
+        })
+    };
     let app = cabinet_api::app(cabinet, http_limits);
     let grace = Duration::from_secs(config.shutdown_grace);
     let server = connections::serve_with(listener, app, config.connection_limits(), acceptor, async move {
@@ -226,6 +236,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     }
     sweeper.abort();
     key_reader.abort();
+    webhooks.abort();
     if let Some(s3_server) = s3_server {
         s3_server.abort();
     }

@@ -99,6 +99,14 @@ typed_id!(
     /// A folder.
     FolderId, "fld_", "folder"
 );
+typed_id!(
+    /// A webhook endpoint.
+    WebhookId, "wh_", "webhook"
+);
+typed_id!(
+    /// One attempt to deliver an event to a webhook endpoint.
+    DeliveryId, "whd_", "delivery"
+);
 
 #[cfg(test)]
 mod tests {

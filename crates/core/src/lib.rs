@@ -35,6 +35,7 @@ pub mod thumbnails;
 pub mod transfers;
 pub mod trash;
 pub mod uploads;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -44,12 +45,12 @@ pub use access::{Caller, Credential};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::Code;
 pub use error::{Error, ErrorKind, Result};
-pub use ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
+pub use ids::{ApiKeyId, DeliveryId, FileId, FolderId, UploadId, WebhookId, WorkspaceId};
 pub use model::*;
 pub use ports::{
     AccessRuleStore, AuditStore, BlobStore, ByteRange, ByteStream, EventRecord, EventStore, FileStore,
     FolderStore, ImageCodec, KeyStore, LedgerStore, LinkStore, MetadataStore, ReadCache, S3KeyStore,
-    SearchStore, TrashStore, UploadStore, WorkspaceStore,
+    SearchStore, TrashStore, UploadStore, WebhookStore, WorkspaceStore,
 };
 pub use signing::UrlSigner;
 
@@ -87,6 +88,10 @@ pub struct Settings {
     pub event_retention: Duration,
     /// How long the audit log keeps a record.
     pub audit_retention: Duration,
+    /// How long a webhook endpoint's deliveries are retried before it is disabled.
+    pub webhook_retry_period: Duration,
+    /// Whether webhook receivers may be on loopback, private and other non-public addresses.
+    pub webhook_allow_private: bool,
     /// Most uploads a workspace may be receiving at once (0: no cap).
     pub max_uploads_per_workspace: u32,
     /// Most uploads one API key may be sending at once (0: no cap).
@@ -106,6 +111,8 @@ impl Settings {
     pub const DEFAULT_MAX_FILE_BYTES: u64 = 50 * 1024 * 1024 * 1024;
     /// Days the event feed keeps an event, by default.
     pub const DEFAULT_EVENT_RETENTION_DAYS: i64 = 7;
+    /// Hours a failing webhook endpoint is retried before it is disabled, by default.
+    pub const DEFAULT_WEBHOOK_RETRY_HOURS: i64 = 24;
     /// The largest direct upload by default: 512 MiB.
     pub const DEFAULT_DIRECT_UPLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
     /// Uploads a workspace may be receiving at once, by default.
@@ -129,6 +136,8 @@ impl Default for Settings {
             trash_retention: trash::default_retention(),
             event_retention: Duration::days(Self::DEFAULT_EVENT_RETENTION_DAYS),
             audit_retention: Duration::days(audit::DEFAULT_AUDIT_RETENTION_DAYS),
+            webhook_retry_period: Duration::hours(Self::DEFAULT_WEBHOOK_RETRY_HOURS),
+            webhook_allow_private: false,
             max_uploads_per_workspace: Self::DEFAULT_MAX_UPLOADS_PER_WORKSPACE,
             max_uploads_per_key: Self::DEFAULT_MAX_UPLOADS_PER_KEY,
         }

@@ -176,3 +176,12 @@ pub const BASE64_PATTERN: &str = concat!(
     white_space!(),
     "]*$"
 );
+
+/// `webhooks::checked_event_types` for one entry of a filter: `*`, a type, or a prefix ending
+/// in `.*` (at most 64 characters, a length the schema states beside it).
+pub const WEBHOOK_EVENT_TYPE_PATTERN: &str = r"^(?:\*|[a-z_]+(?:\.[a-z_]+)*(?:\.\*)?)$";
+
+/// A webhook receiver's URL as `webhooks::checked_receiver` first reads it: http or https, a
+/// host without credentials. (Whether the host is a public address depends on the server's
+/// `--webhook-allow-private` and on DNS, which no pattern states.)
+pub const WEBHOOK_URL_PATTERN: &str = r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$";

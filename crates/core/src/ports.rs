@@ -98,6 +98,7 @@ pub trait MetadataStore:
     + EventStore
     + AuditStore
     + S3KeyStore
+    + WebhookStore
 {
     /// Runs the work of one HTTP request, to its end. A store may let the request's point lookups
     /// share one read transaction inside it, ending it before any other call; the default runs
@@ -199,6 +200,95 @@ pub trait AuditStore: Send + Sync + 'static {
     ) -> Result<Vec<crate::audit::AuditRecord>>;
     /// Removes records appended before `before`; returns how many.
     async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// Webhook endpoints, their cursors in the outbox, their leases and their delivery logs (see
+/// `crate::webhooks`).
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Stores a new endpoint, its cursor at the workspace's newest event (it receives what
+    /// happens from now on); `NotFound` when the workspace is gone.
+    async fn create_webhook(&self, hook: &crate::webhooks::NewWebhook) -> Result<crate::webhooks::Webhook>;
+    /// The workspace's endpoints, oldest first.
+    async fn list_webhooks(&self, workspace: &WorkspaceId) -> Result<Vec<crate::webhooks::Webhook>>;
+    /// One endpoint of the workspace, or `NotFound`.
+    async fn get_webhook(
+        &self,
+        workspace: &WorkspaceId,
+        id: &crate::WebhookId,
+    ) -> Result<crate::webhooks::Webhook>;
+    /// Changes what `change` names; enabling clears the failure record and makes it due now.
+    async fn update_webhook(
+        &self,
+        workspace: &WorkspaceId,
+        id: &crate::WebhookId,
+        change: &crate::webhooks::WebhookChange,
+        at: DateTime<Utc>,
+    ) -> Result<crate::webhooks::Webhook>;
+    /// Removes an endpoint and its delivery log, or `NotFound`.
+    async fn delete_webhook(&self, workspace: &WorkspaceId, id: &crate::WebhookId) -> Result<()>;
+    /// Puts `secret` in place; the one it replaces signs alongside it until `previous_until`.
+    async fn rotate_webhook_secret(
+        &self,
+        workspace: &WorkspaceId,
+        id: &crate::WebhookId,
+        secret: &str,
+        previous_until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<crate::webhooks::Webhook>;
+    /// Moves the endpoint's cursor back to `after` (never forward), due now.
+    async fn rewind_webhook(
+        &self,
+        workspace: &WorkspaceId,
+        id: &crate::WebhookId,
+        after: u64,
+        at: DateTime<Utc>,
+    ) -> Result<crate::webhooks::Webhook>;
+    /// The endpoint's delivery attempts, newest first, older than `before` when given.
+    async fn webhook_deliveries(
+        &self,
+        workspace: &WorkspaceId,
+        id: &crate::WebhookId,
+        before: Option<&crate::DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<crate::webhooks::Delivery>>;
+    /// Enabled endpoints, of any workspace, that are due, not leased, and behind their
+    /// workspace's newest event: at most `limit`, by one indexed read.
+    async fn due_webhooks(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<crate::WebhookId>>;
+    /// Leases the endpoint to `node` until `until` when it is still due and unleased (one
+    /// conditional UPDATE); the endpoint as leased, or `None` when another node has it.
+    async fn claim_webhook(
+        &self,
+        id: &crate::WebhookId,
+        node: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<crate::webhooks::Webhook>>;
+    /// Moves the leased endpoint's cursor from `from` to `to` and renews the lease to
+    /// `lease_until`, logging `delivery` with it when given; `false` (the cursor unchanged) when
+    /// `node` no longer holds the lease or the cursor moved (a replay).
+    #[allow(clippy::too_many_arguments)]
+    async fn advance_webhook(
+        &self,
+        id: &crate::WebhookId,
+        node: &str,
+        from: u64,
+        to: u64,
+        lease_until: DateTime<Utc>,
+        delivery: Option<&crate::webhooks::Delivery>,
+    ) -> Result<bool>;
+    /// Logs a failed attempt, counts it, sets when to try again and gives up the lease; with
+    /// `disable`, disables the endpoint for that reason (which records `webhook.disabled`).
+    async fn webhook_failed(
+        &self,
+        id: &crate::WebhookId,
+        node: &str,
+        delivery: &crate::webhooks::Delivery,
+        next_attempt_at: DateTime<Utc>,
+        disable: Option<&str>,
+    ) -> Result<()>;
+    /// Gives up `node`'s lease on the endpoint.
+    async fn release_webhook(&self, id: &crate::WebhookId, node: &str) -> Result<()>;
 }
 
 /// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.

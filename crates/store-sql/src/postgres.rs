@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("../migrations/postgres/0017_workspace_cors_origins.sql")),
     (18, include_str!("../migrations/postgres/0018_events.sql")),
     (19, include_str!("../migrations/postgres/0019_s3_keys.sql")),
+    (20, include_str!("../migrations/postgres/0020_webhooks.sql")),
     (21, include_str!("../migrations/postgres/0021_audit_log.sql")),
 ];
 

@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("../migrations/sqlite/0017_workspace_cors_origins.sql")),
     (18, include_str!("../migrations/sqlite/0018_events.sql")),
     (19, include_str!("../migrations/sqlite/0019_s3_keys.sql")),
+    (20, include_str!("../migrations/sqlite/0020_webhooks.sql")),
     (21, include_str!("../migrations/sqlite/0021_audit_log.sql")),
 ];
 

@@ -31,15 +31,17 @@ pub struct EventJson {
     pub seq: u64,
     /// `file.created`, `file.updated`, `file.moved`, `file.trashed`, `file.restored`,
     /// `file.purged`, the same six for `folder.`, `upload.succeeded`, `upload.failed`,
-    /// `reference.added`, `reference.removed`, `key.revoked`, `tokens.revoked`, `quota.crossed`.
+    /// `reference.added`, `reference.removed`, `key.revoked`, `tokens.revoked`, `quota.crossed`,
+    /// `webhook.disabled` (its receiver failed for the whole retry period).
     #[serde(rename = "type")]
     pub kind: String,
     pub workspace_id: String,
-    /// The file, folder, upload or key the event is about (the workspace, for `tokens.revoked`
-    /// and `quota.crossed`).
+    /// The file, folder, upload, key or webhook the event is about (the workspace, for
+    /// `tokens.revoked` and `quota.crossed`).
     pub object_id: String,
     /// An upload's failure reason, a reference's `kind/id`, the end user whose tokens were revoked
-    /// (null: every end user's), or the quota percentage crossed (`80`, `90`, `100`).
+    /// (null: every end user's), the quota percentage crossed (`80`, `90`, `100`), or why a
+    /// webhook was disabled (`retries_exhausted`).
     pub detail: Option<String>,
     /// When the change committed.
     pub created_at: DateTime<Utc>,
@@ -192,3 +194,25 @@ async fn render(cabinet: &Cabinet, caller: &Caller, event: EventRecord) -> ApiRe
         data: EventDataJson { object },
     })
 }
+
+/// The body of a webhook delivery: the event exactly as `GET /v1/events` shows it, its object
+/// read as an admin key of the workspace would.
+pub struct WebhookBodies;
+
+#[async_trait::async_trait]
+impl cabinet_core::webhooks::EventBodies for WebhookBodies {
+    async fn body(&self, cabinet: &Cabinet, event: &EventRecord) -> cabinet_core::Result<Vec<u8>> {
+        let caller = Caller {
+            workspace_id: event.workspace_id.clone(),
+            actor: cabinet_core::access::Actor::Key {
+                id: cabinet_core::ApiKeyId::parse(DELIVERY_READER)?,
+                role: cabinet_core::Role::Admin,
+            },
+        };
+        let json = render(cabinet, &caller, event.clone()).await.map_err(|err| err.0)?;
+        serde_json::to_vec(&json).map_err(cabinet_core::Error::internal)
+    }
+}
+
+/// The key id deliveries read their objects as: no stored key has it (ids are random ULIDs).
+const DELIVERY_READER: &str = "key_00000000000000000000000000";

@@ -10,6 +10,7 @@ pub mod quota;
 pub mod search;
 pub mod shapes;
 pub mod uploads;
+pub mod webhooks;
 
 use axum::http::HeaderMap;
 

@@ -163,7 +163,13 @@ struct Fixture {
     upload_id: String,
     upload_url: String,
     upload_headers: Vec<(String, String)>,
+    /// A webhook endpoint (its receiver never reached: the matrix's server runs no deliveries).
+    webhook_id: String,
 }
+
+/// Where A's webhooks point: a public address, so the server accepts it without
+/// `--webhook-allow-private`, and written as an address, so nothing is looked up.
+const WEBHOOK_URL: &str = "https://1.1.1.1/matrix-hook";
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
@@ -237,7 +243,16 @@ async fn fixture(server: &TestServer, secrets: &mut Secrets, setup: Setup) -> Fi
     let live = as_a(server, &a, Method::POST, "/v1/uploads", Some(request)).await;
     assert_eq!(live["status"], "WAITING", "{live}");
 
+    // One webhook at a time (a workspace may have 20): the last fixture's goes first.
+    let earlier = as_a(server, &a, Method::GET, "/v1/webhooks", None).await;
+    for hook in earlier["data"].as_array().unwrap() {
+        let path = format!("/v1/webhooks/{}", hook["id"].as_str().unwrap());
+        let status = server.request(Method::DELETE, &path, &a.key).send().await.expect("delete").status();
+        assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "DELETE {path}");
+    }
+    let webhook = as_a(server, &a, Method::POST, "/v1/webhooks", Some(json!({"url": WEBHOOK_URL}))).await;
     let fixture = Fixture {
+        webhook_id: webhook["id"].as_str().unwrap().to_owned(),
         folder_id,
         empty_folder_id,
         file_id,
@@ -258,6 +273,7 @@ async fn fixture(server: &TestServer, secrets: &mut Secrets, setup: Setup) -> Fi
         fixture.reference.1.clone(),
         upload_name,
         fixture.upload_id.clone(),
+        fixture.webhook_id.clone(),
     ]);
     fixture
 }
@@ -308,6 +324,7 @@ fn fill_path(template: &str, workspace: &str, fixture: &Fixture) -> String {
             "file" | "api" | "asset" => fixture.file_id.clone(),
             "upload" => fixture.upload_id.clone(),
             "folder" => fixture.folder_id.clone(),
+            "webhook" => fixture.webhook_id.clone(),
             // A multipart upload's part: the number is only meaningful with a signature.
             "part_number" => "1".to_owned(),
             // A thumbnail's size.
@@ -490,6 +507,7 @@ fn call_for(
                 "content_base64" | "file_base64" | "content" => json!("bWF0cml4"),
                 "file_size" => json!(UPLOAD_BYTES.len()),
                 "part_numbers" => json!([1]),
+                "url" if template.starts_with("/v1/webhooks") => json!(WEBHOOK_URL),
                 "url" => json!(mavera_url.expect("the Mavera create-file call has an uploaded URL")),
                 _ => continue,
             };

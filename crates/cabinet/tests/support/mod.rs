@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod receiver;
 pub mod routes;
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct Options {
     pub max_uploads_per_key: Option<u32>,
     /// The header-read timeout and per-address cap (default: the server's defaults).
     pub connections: Option<ConnectionLimits>,
+    /// Run the webhook delivery worker, with private receivers (the test's, on loopback) allowed
+    /// and this retry period (the default when `None`).
+    pub webhooks: bool,
+    pub webhook_retry_period: Option<chrono::Duration>,
 }
 
 /// The S3 server `dev/s3-server` started (`CABINET_TEST_S3_URL` and the AWS variables), under a
@@ -74,11 +79,15 @@ pub struct TestServer {
     /// The metadata database, for tests that must set up what the API never allows.
     pub database_url: String,
     server: tokio::task::JoinHandle<()>,
+    webhooks: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.abort();
+        }
     }
 }
 
@@ -129,6 +138,8 @@ impl TestServer {
                 .max_uploads_per_workspace
                 .unwrap_or(defaults.max_uploads_per_workspace),
             max_uploads_per_key: options.max_uploads_per_key.unwrap_or(defaults.max_uploads_per_key),
+            webhook_allow_private: options.webhooks,
+            webhook_retry_period: options.webhook_retry_period.unwrap_or(defaults.webhook_retry_period),
             ..defaults
         };
         let database_url = database_url(dir.path()).await;
@@ -147,6 +158,16 @@ impl TestServer {
         let app = cabinet_api::app(cabinet.clone(), limits);
         let connections = options.connections.unwrap_or_default();
         let server = tokio::spawn(serve(listener, app, connections, std::future::pending()));
+        let webhooks = options.webhooks.then(|| {
+            let sender =
+                Arc::new(cabinet::webhook_sender::HttpWebhookSender::new(true).expect("webhook sender"));
+            let cabinet = cabinet.clone();
+            tokio::spawn(async move {
+                cabinet
+                    .deliver_webhooks_forever(sender, Arc::new(cabinet_api::v1::events::WebhookBodies))
+                    .await
+            })
+        });
         let http = reqwest::Client::builder().build().unwrap();
         let mut this = Self {
             url,
@@ -158,6 +179,7 @@ impl TestServer {
             s3,
             database_url,
             server,
+            webhooks,
         };
         this.tenant = this.tenant(None, Role::Admin).await;
         this

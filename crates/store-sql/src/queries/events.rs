@@ -55,7 +55,17 @@ where
     }
 
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM events WHERE at < $1")
+        // An event an enabled webhook endpoint has not yet acknowledged stays, however old: the
+        // endpoint's delivery reads it from here. The delivery log goes with the retention too.
+        let done = sqlx::query(
+            "DELETE FROM events WHERE at < $1 AND NOT EXISTS (SELECT 1 FROM webhooks h \
+             WHERE h.workspace_id = events.workspace_id AND h.enabled AND h.delivered_seq < events.seq)",
+        )
+        .bind(millis(before))
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
             .bind(millis(before))
             .execute(self.write_pool())
             .await

@@ -26,6 +26,7 @@ mod s3;
 mod search;
 mod trash;
 mod uploads;
+mod webhooks;
 
 /// A key and its workspaces in order, by the hash of its secret: behind every request.
 pub(crate) const FIND_API_KEY: &str = "SELECT k.id, k.name, k.role, k.hint, k.created_at, k.revoked_at, \

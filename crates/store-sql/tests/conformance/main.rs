@@ -19,12 +19,14 @@ mod folders;
 mod links;
 mod search;
 mod uploads;
+mod webhooks;
 
 use files::*;
 use folders::*;
 use links::*;
 use search::*;
 use uploads::*;
+use webhooks::*;
 
 struct Backend {
     store: Arc<dyn MetadataStore>,
@@ -105,6 +107,7 @@ conformance!(
     tags_keep_their_spelling_and_match_whatever_the_case,
     an_upload_keeps_whether_it_awaits_its_record_and_is_found_by_its_file_id,
     a_folder_keeps_its_shared_mark,
+    a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_moves_under_its_lease,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.
