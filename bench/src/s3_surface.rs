@@ -2,8 +2,8 @@
 //! folder of 1,000 files of 1 KiB through Cabinet's S3 surface (`serve --s3-listen`, blobs on the
 //! local folder, every object verified and committed as a file) against the same copy straight to
 //! s3s-fs on the same machine (its objects on the same disk): same client, same flags, rounds
-//! alternating who goes first. Each copy is checked afterwards with `rclone check` (untimed), and
-//! removed before the next round.
+//! alternating who goes first. Cabinet's copy is checked afterwards with `rclone check` (untimed);
+//! Cabinet's is removed before the next round.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,8 +96,10 @@ fn small_tree(dir: &Path, files: usize) -> Result<()> {
 
 pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
     let (size, files) = if bench.quick { (32u64 << 20, 100) } else { (1 << 30, 1000) };
-    let big = bench.path("rclone-big.bin");
-    random_file(&big, size)?;
+    // A folder holding the one file: rclone copies and checks folders alike.
+    let big = bench.path("rclone-big");
+    std::fs::create_dir_all(&big)?;
+    random_file(&big.join("big.bin"), size)?;
     let tree = bench.path("rclone-tree");
     small_tree(&tree, files)?;
     let data = bench.path("cabinet-s3-surface");
@@ -124,12 +126,14 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
     let http_key = cabinet.key.clone().unwrap_or_default();
     let (big_arg, tree_arg) = (big.to_string_lossy().into_owned(), tree.to_string_lossy().into_owned());
 
+    // A prefix of this run's own in the shared bucket.
+    let run = format!("bench-rclone-{}-{}", std::process::id(), chrono::Utc::now().timestamp());
     let mut figures = Vec::new();
     for (what, source, amount) in [("big", &big_arg, size), ("small", &tree_arg, files as u64 * 1024)] {
         let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
         for round in 0..bench.rounds {
             let ours_at = format!("cab:{bucket}/bench-{what}-{round}");
-            let theirs_at = format!("base:{base_bucket}/bench-rclone/{what}-{round}");
+            let theirs_at = format!("base:{base_bucket}/{run}/{what}-{round}");
             let copy = |to: &str| rclone.run(&["copy", source, to]);
             let (a, b) = if round % 2 == 0 {
                 let a = copy(&ours_at)?;
@@ -138,10 +142,12 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
                 let b = copy(&theirs_at)?;
                 (copy(&ours_at)?, b)
             };
-            for to in [&ours_at, &theirs_at] {
-                rclone.run(&["check", source, to]).with_context(|| format!("rclone check of {to}"))?;
-                rclone.run(&["purge", to])?;
-            }
+            // Cabinet's copy is checked (sizes and MD5s, which rclone keeps in the objects' metadata);
+            // the baseline is the reference.
+            rclone.run(&["check", source, &ours_at]).with_context(|| format!("rclone check of {ours_at}"))?;
+            rclone.run(&["purge", &ours_at])?;
+            // The baseline's copies stay until the run ends (dev/bench's s3s-fs is thrown away):
+            // rclone's listing of s3s-fs for a purge stalls for minutes.
             // What the purge moved to Cabinet's trash goes too, so the disk holds one copy.
             bench
                 .http
@@ -189,6 +195,6 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
     drop(cabinet);
     std::fs::remove_dir_all(&data)?;
     std::fs::remove_dir_all(&tree)?;
-    std::fs::remove_file(&big)?;
+    std::fs::remove_dir_all(&big)?;
     Ok(())
 }

@@ -148,14 +148,19 @@ impl Sessions {
     }
 }
 
+/// Where everything an upload keeps until it ends lives: its segments, length and parts record.
+fn upload_folder(upload: &Upload) -> String {
+    format!("{INCOMING_PREFIX}{}/{}", upload.workspace_id, upload.id)
+}
+
 /// The key of the segment that starts at `offset`.
 fn segment_key(upload: &Upload, offset: u64) -> String {
-    format!("{INCOMING_PREFIX}{}/{}/{offset:0OFFSET_DIGITS$}", upload.workspace_id, upload.id)
+    format!("{}/{offset:0OFFSET_DIGITS$}", upload_folder(upload))
 }
 
 /// The key of the object that keeps a deferred length once declared.
 fn length_key(upload: &Upload) -> String {
-    format!("{INCOMING_PREFIX}{}/{}/length", upload.workspace_id, upload.id)
+    format!("{}/length", upload_folder(upload))
 }
 
 /// A body whose transport error ends it instead: what arrived before the cut is kept.
@@ -698,28 +703,30 @@ impl Cabinet {
         Ok(())
     }
 
-    /// Removes an upload's segments and kept length; what cannot be removed now is left to the
-    /// orphan sweep (its upload is no longer live).
+    /// Removes an upload's segments, kept length and parts (aborting the store's multipart
+    /// upload); what cannot be removed now is left to the orphan sweep (its upload is no longer
+    /// live).
     async fn remove_segments(&self, upload: &Upload) {
-        self.sessions.forget(&upload.id);
         match self.in_parts(upload).await {
-            Ok(Some(in_parts)) => self.remove_in_parts(upload, &in_parts).await,
+            Ok(Some(in_parts)) => self.abort_in_parts(upload, &in_parts).await,
             Ok(None) => {}
             Err(err) => {
                 tracing::warn!(error = %err, upload = %upload.id, "could not read an upload's parts record")
             }
         }
-        match self.segments(upload).await {
-            Ok(segments) => {
-                for (offset, _) in segments {
-                    self.delete_blob_quietly(&segment_key(upload, offset)).await;
+        // Everything in the upload's folder, segments left by a crash included.
+        let folder = upload_folder(upload);
+        match self.blobs.list_folder(&folder).await {
+            Ok(objects) => {
+                for (name, _) in objects {
+                    self.delete_blob_quietly(&format!("{folder}/{name}")).await;
                 }
             }
             Err(err) => {
                 tracing::warn!(error = %err, upload = %upload.id, "could not list an upload's segments")
             }
         }
-        self.delete_blob_quietly(&length_key(upload)).await;
+        self.sessions.forget(&upload.id);
     }
 }
 

@@ -25,7 +25,6 @@ use super::segment_key;
 use crate::error::{Error, Result};
 use crate::model::{FileRecord, Upload};
 use crate::ports::{Assembled, ByteStream, PartInfo};
-use crate::uploads::INCOMING_PREFIX;
 use crate::{Cabinet, Code};
 
 /// S3's most parts per multipart upload.
@@ -62,7 +61,7 @@ impl PartsState {
 }
 
 fn parts_key(upload: &Upload) -> String {
-    format!("{INCOMING_PREFIX}{}/{}/parts", upload.workspace_id, upload.id)
+    format!("{}/parts", super::upload_folder(upload))
 }
 
 /// The part size for an upload of this length (unknown: the smallest, so up to 78 GiB).
@@ -246,19 +245,12 @@ impl Cabinet {
         self.finish_in_place(upload, size).await
     }
 
-    /// Removes an upload's parts (aborting the store's multipart upload), its tail and its record.
-    pub(super) async fn remove_in_parts(&self, upload: &Upload, in_parts: &InParts) {
-        match self.parts_state(upload, in_parts).await {
-            Ok(state) if state.tail > 0 => {
-                self.delete_blob_quietly(&segment_key(upload, state.parts_bytes)).await;
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(error = %err, upload = %upload.id, "could not read an upload's parts"),
-        }
+    /// Aborts the store's multipart upload (its parts go); the tail and the record are removed
+    /// with the rest of the upload's folder.
+    pub(super) async fn abort_in_parts(&self, upload: &Upload, in_parts: &InParts) {
         if let Err(err) = self.blobs.remove_parts(&with_parts(upload, in_parts)).await {
             tracing::warn!(error = %err, upload = %upload.id, "could not abort an upload's multipart upload");
         }
-        self.delete_blob_quietly(&parts_key(upload)).await;
     }
 
     /// Whether the upload's bytes go to the store as parts (its record exists).
