@@ -162,6 +162,11 @@ pub fn note_error(err: &Error) {
 /// The most records one commit of the audit log writes.
 const MOST_RECORDS_PER_COMMIT: usize = 512;
 
+/// The longest an answer waits for its audit record's commit: when the database is away the
+/// answer goes (the record follows when the writer can write it), so an outage never holds every
+/// answer for the pool's acquire timeout a second time.
+const MOST_AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Appends of many requests at once are written together, in one transaction (group commit):
 /// while one commit is under way the next requests' records queue, and the next commit takes
 /// them all. Each request still waits for the commit that holds its records, so a client that got
@@ -215,13 +220,22 @@ impl Cabinet {
         }
         let (written, committed) = tokio::sync::oneshot::channel();
         let append = PendingAppend { records: records.to_vec(), written };
-        if self.audit_writer.queue(&self.store).send(append).await.is_ok() {
-            if let Ok(outcome) = committed.await {
-                return outcome.map_err(|err| Error::internal(format!("appending to the audit log: {err}")));
+        let queue = self.audit_writer.queue(&self.store);
+        let appended = tokio::time::timeout(MOST_AUDIT_WAIT, async {
+            queue.send(append).await.ok()?;
+            committed.await.ok()
+        })
+        .await;
+        match appended {
+            Ok(Some(outcome)) => {
+                outcome.map_err(|err| Error::internal(format!("appending to the audit log: {err}")))
             }
+            // The database is slow or away: the answer is not held for it (the writer still
+            // writes the record when it can).
+            Err(_) => Err(Error::Unavailable("the audit log's commit is taking long; still queued".into())),
+            // The writer is gone (its runtime ended): this request writes its own.
+            Ok(None) => self.store.append_audit(records).await,
         }
-        // The writer is gone (its runtime ended): this request writes its own.
-        self.store.append_audit(records).await
     }
 
     /// The caller's workspace's records, newest first. Needs a key with the admin role.
