@@ -1,6 +1,6 @@
 //! Webhooks: each workspace's endpoints receive its events (the outbox, `events`) as signed POSTs,
 //! at least once and in the workspace's order. Each endpoint keeps a cursor in the feed that moves
-//! only after a 2xx, so the head event is retried (exponential backoff, full jitter) before any
+//! only after a 2xx, so the head event is retried (exponential backoff, jittered) before any
 //! later one is sent; past the retry period the endpoint is disabled and `webhook.disabled`
 //! recorded. A node sends to an endpoint only while it holds the endpoint's lease, taken by one
 //! conditional UPDATE, so two nodes never send the same event at once. Deliveries are signed as
@@ -562,14 +562,14 @@ impl Cabinet {
     }
 }
 
-/// The wait before retry number `attempt` (1 for the first): full jitter, uniform in zero to
+/// The wait before retry number `attempt` (1 for the first): jittered, uniform in half to all of
 /// `FIRST_BACKOFF_MS · 2^(attempt-1)`, at most `MAX_BACKOFF`, so failing endpoints of many
-/// workspaces do not retry in step.
+/// workspaces do not retry in step, and a retry never comes at once.
 fn backoff(attempt: u32) -> Duration {
     let ceiling = FIRST_BACKOFF_MS
         .saturating_mul(1_i64 << attempt.saturating_sub(1).min(30))
         .min(MAX_BACKOFF.num_milliseconds());
-    Duration::milliseconds(rand::thread_rng().gen_range(0..=ceiling))
+    Duration::milliseconds(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
 }
 
 /// `localhost` and names under it resolve to loopback whatever DNS says.
@@ -648,7 +648,7 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         for attempt in 1..40 {
             let wait = backoff(attempt);
-            assert!(wait >= Duration::zero() && wait <= MAX_BACKOFF);
+            assert!(wait >= Duration::milliseconds(FIRST_BACKOFF_MS / 2) && wait <= MAX_BACKOFF);
         }
     }
 }
