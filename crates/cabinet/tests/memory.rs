@@ -167,19 +167,21 @@ async fn a_5_gib_multipart_upload_assembles_in_bounded_server_memory_on_the_loca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "moves 5 GiB through S3 and reads it back; dev/test runs it with --ignored"]
 async fn a_5_gib_multipart_upload_assembles_in_bounded_server_memory_on_s3() {
+    let Some(storage) = s3_storage_under("memory") else { return };
+    multipart_upload_in_bounded_memory(Some(storage)).await;
+}
+
+/// The test S3 server as a `--storage` URL under a key prefix of this run's own (like every S3
+/// test), or `None` (a failure when `CABINET_REQUIRE_S3=1`) without one.
+fn s3_storage_under(name: &str) -> Option<String> {
     let Some(url) = std::env::var("CABINET_TEST_S3_URL").ok().filter(|url| !url.is_empty()) else {
         assert!(std::env::var("CABINET_REQUIRE_S3").as_deref() != Ok("1"), "CABINET_REQUIRE_S3=1 but no S3");
         eprintln!("skipping: no S3 server (CABINET_TEST_S3_URL is not set; dev/test starts one)");
-        return;
+        return None;
     };
-    // Under a key prefix of its own, like every S3 test.
     let (location, query) = url.split_once('?').unwrap_or((&url, ""));
     let run = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    multipart_upload_in_bounded_memory(Some(format!(
-        "{}/memory-{run}?{query}",
-        location.trim_end_matches('/')
-    )))
-    .await;
+    Some(format!("{}/{name}-{run}?{query}", location.trim_end_matches('/')))
 }
 
 /// Sends `multipart_test_size()` bytes as 64 MiB parts generated on the fly (never held whole),
@@ -319,18 +321,8 @@ async fn a_tus_upload_stays_in_bounded_server_memory_on_the_local_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "moves 1 GiB (5 GiB with CABINET_LONG=1) through tus to S3; dev/test runs it with --ignored"]
 async fn a_tus_upload_stays_in_bounded_server_memory_on_s3() {
-    let Some(url) = std::env::var("CABINET_TEST_S3_URL").ok().filter(|url| !url.is_empty()) else {
-        assert!(std::env::var("CABINET_REQUIRE_S3").as_deref() != Ok("1"), "CABINET_REQUIRE_S3=1 but no S3");
-        eprintln!("skipping: no S3 server (CABINET_TEST_S3_URL is not set; dev/test starts one)");
-        return;
-    };
-    let (location, query) = url.split_once('?').unwrap_or((&url, ""));
-    let run = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    tus_upload_in_bounded_memory(Some(format!(
-        "{}/memory-tus-{run}?{query}",
-        location.trim_end_matches('/')
-    )))
-    .await;
+    let Some(storage) = s3_storage_under("memory-tus") else { return };
+    tus_upload_in_bounded_memory(Some(storage)).await;
 }
 
 /// Sends `tus_test_size()` bytes as tus PATCHes of 256 MiB generated on the fly, and checks the
