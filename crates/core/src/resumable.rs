@@ -535,7 +535,7 @@ impl Cabinet {
     }
 
     /// Makes `bytes` the object at `key`, durably (staged, then committed).
-    async fn write_object(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
+    pub(crate) async fn write_object(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
         let size = bytes.len() as u64;
         let body = futures::stream::once(async move { Ok(bytes) }).boxed();
         let staged = self.blobs.stage(body, size).await.map_err(|err| Error::internal(err.to_string()))?;
@@ -546,11 +546,11 @@ impl Cabinet {
         Ok(())
     }
 
-    async fn write_small_object(&self, key: &str, text: &str) -> Result<()> {
+    pub(crate) async fn write_small_object(&self, key: &str, text: &str) -> Result<()> {
         self.write_object(key, bytes::Bytes::from(text.to_owned())).await
     }
 
-    async fn read_small_object(&self, key: &str) -> Result<String> {
+    pub(crate) async fn read_small_object(&self, key: &str) -> Result<String> {
         let text: Vec<bytes::Bytes> = self.blobs.open(key, None).await?.try_collect().await?;
         String::from_utf8(text.concat()).map_err(Error::internal)
     }

@@ -102,19 +102,7 @@ impl Cabinet {
             awaits_record: false,
         };
         self.store.insert_upload_reserving(&upload).await?;
-        let key = bytes::Bytes::from(note.to_owned());
-        let size = key.len() as u64;
-        let kept = match self.blobs.stage(Box::pin(futures::stream::once(async move { Ok(key) })), size).await
-        {
-            Ok(staged) => match self.blobs.commit(&staged, &note_key(&upload)).await {
-                Ok(()) => Ok(()),
-                Err(err) => {
-                    self.blobs.discard(&staged.temp_key).await;
-                    Err(err)
-                }
-            },
-            Err(err) => Err(Error::internal(err.to_string())),
-        };
+        let kept = self.write_small_object(&note_key(&upload), note).await;
         if let Err(err) = kept {
             self.store.fail_upload(ws, &upload.id, FailureReason::StorageError, now).await?;
             return Err(err);
@@ -146,9 +134,7 @@ impl Cabinet {
         if self.blobs.head(&key).await?.is_none() {
             return Ok(None);
         }
-        let text: Vec<bytes::Bytes> =
-            futures::TryStreamExt::try_collect(self.blobs.open(&key, None).await?).await?;
-        String::from_utf8(text.concat()).map(Some).map_err(Error::internal)
+        self.read_small_object(&key).await.map(Some)
     }
 
     /// The surface's note of a live staged-parts upload (empty when it kept none).
