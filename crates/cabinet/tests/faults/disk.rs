@@ -112,6 +112,24 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
             }
         }
     }
+    // A multipart part and a tus PATCH that run out of space are answered the same way.
+    let (parts_upload, status, body) =
+        client.multipart_first_part("too-big-parts.bin", 3 * 1024 * 1024).await;
+    assert_eq!(
+        (status, error_code(status, &body).as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "a part onto a full disk is answered 503 unavailable: {body}"
+    );
+    println!("full disk, multipart part: {status}");
+    let (tus_upload, status, body) = client.tus_upload(3 * 1024 * 1024).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a tus PATCH onto a full disk is answered 503: {body}"
+    );
+    println!("full disk, tus PATCH: {status}");
+    client.cancel_upload(&parts_upload).await;
+    client.cancel_upload(&tus_upload).await;
     // Each refused signed upload FAILED and holds no reservation; no temporary is left behind.
     for upload_id in &refused_uploads {
         let upload = client.get_json(&format!("/v1/uploads/{upload_id}")).await;

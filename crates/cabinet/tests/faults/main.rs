@@ -151,6 +151,76 @@ impl Client {
         Attempt::Refused { upload: None, status, code: error_code(status, &body) }
     }
 
+    /// One part of a multipart upload: start the upload, sign part 1, PUT its bytes. The upload is
+    /// left waiting (its other parts are never sent); its id and what the part's PUT was answered.
+    async fn multipart_first_part(&self, name: &str, size: usize) -> (String, StatusCode, Value) {
+        let request = json!({"name": name, "size": size, "multipart": true});
+        let (status, ticket) = self
+            .send(self.http.post(format!("{}/v1/uploads", self.base)).bearer_auth(&self.key).json(&request))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "a multipart upload starts: {ticket}");
+        let id = ticket["id"].as_str().expect("an upload id").to_owned();
+        let part_size = ticket["multipart"]["part_size"].as_u64().expect("a part size") as usize;
+        let signing = json!({"part_numbers": [1]});
+        let (status, urls) = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/uploads/{id}/parts", self.base))
+                    .bearer_auth(&self.key)
+                    .json(&signing),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "part 1 is signed: {urls}");
+        let url = urls["parts"][0]["url"].as_str().expect("a part URL");
+        let (status, body) = self.send(self.http.put(url).body(content(7, part_size.min(size)))).await;
+        (id, status, body)
+    }
+
+    /// A tus upload of `size` bytes in one PATCH: its id and what the PATCH was answered.
+    async fn tus_upload(&self, size: usize) -> (String, StatusCode, String) {
+        let created = tokio::time::timeout(
+            BOUNDED_WAIT,
+            self.http
+                .post(format!("{}/tus/v1/", self.base))
+                .bearer_auth(&self.key)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Length", size.to_string())
+                .header("Upload-Metadata", "filename dG9vLWJpZy50dXM=") // too-big.tus
+                .send(),
+        )
+        .await
+        .expect("the server answers within the bounded wait")
+        .expect("the server answers");
+        assert_eq!(created.status(), StatusCode::CREATED, "a tus upload is created");
+        let location = created.headers()["location"].to_str().unwrap().to_owned();
+        let id = location.rsplit('/').next().expect("an upload id").to_owned();
+        let url = if location.starts_with("http") { location } else { format!("{}{location}", self.base) };
+        let response = tokio::time::timeout(
+            BOUNDED_WAIT,
+            self.http
+                .patch(url)
+                .bearer_auth(&self.key)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Upload-Offset", "0")
+                .header("Content-Type", "application/offset+octet-stream")
+                .body(content(8, size))
+                .send(),
+        )
+        .await
+        .expect("the server answers within the bounded wait")
+        .expect("the server answers");
+        let status = response.status();
+        (id, status, response.text().await.unwrap_or_default())
+    }
+
+    /// Cancels an upload (`DELETE /v1/uploads/{id}`), releasing what it reserved.
+    async fn cancel_upload(&self, id: &str) {
+        let (status, body) = self
+            .send(self.http.delete(format!("{}/v1/uploads/{id}", self.base)).bearer_auth(&self.key))
+            .await;
+        assert!(status.is_success(), "upload {id} is cancelled: {status} {body}");
+    }
+
     /// Every stored file reads back byte for byte.
     async fn assert_all_readable(&self, stored: &[(String, String, Vec<u8>)]) {
         for (id, sha256, bytes) in stored {
