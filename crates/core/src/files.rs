@@ -131,7 +131,7 @@ impl Cabinet {
             multipart_id: None,
             awaits_record: false,
         };
-        self.store.insert_upload_reserving(&upload).await?;
+        self.insert_upload_reserving(&upload).await?;
         // Never held: a direct upload does not await a record.
         let received = self.receive(&upload, body, content_length, file_cap).await.and_then(|file| {
             file.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))

@@ -25,6 +25,7 @@ pub mod paths;
 pub mod patterns;
 pub mod ports;
 pub mod quota;
+mod reservations;
 pub mod resumable;
 pub mod rules;
 pub mod s3_keys;
@@ -163,6 +164,7 @@ pub struct Parts {
     key_reads: links::KeyReads,
     sessions: resumable::Sessions,
     audit_writer: audit::AuditWriter,
+    reservation_writer: reservations::ReservationWriter,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -202,6 +204,7 @@ impl Cabinet {
             key_reads: Default::default(),
             sessions: Default::default(),
             audit_writer: Default::default(),
+            reservation_writer: Default::default(),
         }))
     }
 

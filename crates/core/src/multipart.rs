@@ -97,7 +97,7 @@ impl Cabinet {
     /// Records a multipart upload (reserving its size) after the blob store is ready for its parts.
     pub(crate) async fn start_multipart(&self, mut upload: Upload, plan: PartPlan) -> Result<UploadTicket> {
         upload.multipart_id = self.blobs.begin_parts(&upload).await?;
-        if let Err(err) = self.store.insert_upload_reserving(&upload).await {
+        if let Err(err) = self.insert_upload_reserving(&upload).await {
             self.remove_parts_quietly(&upload).await;
             return Err(err);
         }

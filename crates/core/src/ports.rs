@@ -337,6 +337,10 @@ pub trait UploadStore: Send + Sync + 'static {
     /// Inserts a live upload and reserves its size, atomically: `QuotaExceeded` (and nothing
     /// written) when `used + reserved + size` would pass the limit.
     async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()>;
+    /// Inserts several uploads, each as `insert_upload_reserving` would and judged by the quota
+    /// on its own, in one transaction: one outcome per upload, in their order. `Err` when the
+    /// transaction itself failed, and then none was inserted.
+    async fn insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Vec<Result<()>>>;
     /// One upload, or `NotFound`.
     async fn get_upload(&self, workspace: &WorkspaceId, id: &UploadId) -> Result<Upload>;
     /// The upload whose file has (or will have) this id, or `NotFound`.

@@ -101,7 +101,7 @@ impl Cabinet {
             multipart_id: None,
             awaits_record: false,
         };
-        self.store.insert_upload_reserving(&upload).await?;
+        self.insert_upload_reserving(&upload).await?;
         let kept = self.write_small_object(&note_key(&upload), note).await;
         if let Err(err) = kept {
             self.store.fail_upload(ws, &upload.id, FailureReason::StorageError, now).await?;

@@ -174,7 +174,7 @@ impl Cabinet {
         if let Some(plan) = plan {
             return self.start_multipart(upload, plan).await;
         }
-        self.store.insert_upload_reserving(&upload).await?;
+        self.insert_upload_reserving(&upload).await?;
         // Bytes of unknown size always come through Cabinet, which measures them as they stream.
         let direct =
             if upload.size_known { self.blobs.presign_upload(&arrival_key(&upload), &upload) } else { None };

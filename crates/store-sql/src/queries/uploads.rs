@@ -24,6 +24,40 @@ where
     Option<bool>: Value<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
+    /// Inserts a live upload and reserves its size in the transaction: `QuotaExceeded` (and
+    /// nothing written) when it does not fit.
+    async fn insert_reserving(tx: &mut sqlx::Transaction<'_, D::Db>, upload: &Upload) -> Result<()> {
+        let size = bytes(upload.size)?;
+        Self::charge(tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
+        sqlx::query(&format!(
+            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18, $19)"
+        ))
+        .bind(upload.workspace_id.as_str())
+        .bind(upload.id.as_str())
+        .bind(&upload.name)
+        .bind(size)
+        .bind(&upload.declared_mime)
+        .bind(&upload.sha256)
+        .bind(upload.folder_id.as_ref().map(|id| id.as_str()))
+        .bind(upload.status.as_str())
+        .bind(upload.failure_reason.map(FailureReason::as_str))
+        .bind(upload.file_id.as_str())
+        .bind(&upload.blob_key)
+        .bind(millis(upload.created_at))
+        .bind(millis(upload.updated_at))
+        .bind(millis(upload.expires_at))
+        .bind(&upload.created_by)
+        .bind(upload.size_known)
+        .bind(upload.part_size.map(bytes).transpose()?)
+        .bind(&upload.multipart_id)
+        .bind(upload.awaits_record)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
     /// Moves an upload from status `from` to `to`; false when it was not in `from`.
     pub(super) async fn move_upload(
         &self,
@@ -77,36 +111,30 @@ where
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
     async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()> {
-        let size = bytes(upload.size)?;
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
-        sqlx::query(&format!(
-            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19)"
-        ))
-        .bind(upload.workspace_id.as_str())
-        .bind(upload.id.as_str())
-        .bind(&upload.name)
-        .bind(size)
-        .bind(&upload.declared_mime)
-        .bind(&upload.sha256)
-        .bind(upload.folder_id.as_ref().map(|id| id.as_str()))
-        .bind(upload.status.as_str())
-        .bind(upload.failure_reason.map(FailureReason::as_str))
-        .bind(upload.file_id.as_str())
-        .bind(&upload.blob_key)
-        .bind(millis(upload.created_at))
-        .bind(millis(upload.updated_at))
-        .bind(millis(upload.expires_at))
-        .bind(&upload.created_by)
-        .bind(upload.size_known)
-        .bind(upload.part_size.map(bytes).transpose()?)
-        .bind(&upload.multipart_id)
-        .bind(upload.awaits_record)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        Self::insert_reserving(&mut tx, upload).await?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Vec<Result<()>>> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
+        let mut order: Vec<usize> = (0..uploads.len()).collect();
+        order.sort_by(|a, b| uploads[*a].workspace_id.as_str().cmp(uploads[*b].workspace_id.as_str()));
+        let mut outcomes: Vec<Option<Result<()>>> = uploads.iter().map(|_| None).collect();
+        for index in order {
+            // A savepoint each: one upload refused (over its quota) leaves the others standing.
+            let mut savepoint = sqlx::Acquire::begin(&mut tx).await.map_err(db_error)?;
+            let outcome = Self::insert_reserving(&mut savepoint, &uploads[index]).await;
+            if outcome.is_ok() {
+                savepoint.commit().await.map_err(db_error)?;
+            } else {
+                savepoint.rollback().await.map_err(db_error)?;
+            }
+            outcomes[index] = Some(outcome);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes.into_iter().map(|outcome| outcome.expect("every upload was tried")).collect())
     }
 
     async fn get_upload(&self, ws: &WorkspaceId, id: &UploadId) -> Result<Upload> {

@@ -77,6 +77,7 @@ conformance!(
     a_pages_references_are_read_at_once_within_the_workspace,
     reservations_never_pass_the_limit,
     racing_reservations_grant_exactly_what_fits,
+    reservations_committed_together_are_each_judged_by_their_quota,
     an_upload_begins_receiving_once,
     racing_uploads_of_unknown_size_reserve_only_what_the_quota_holds,
     a_multipart_upload_keeps_its_part_size_and_store_id,

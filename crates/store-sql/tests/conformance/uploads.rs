@@ -17,6 +17,38 @@ pub(crate) async fn reservations_never_pass_the_limit(store: &dyn MetadataStore)
     store.insert_upload_reserving(&upload(&unlimited.id, 1 << 50)).await.unwrap();
 }
 
+pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quota(
+    store: &dyn MetadataStore,
+) {
+    let small = workspace(store, Some(100)).await;
+    let other = workspace(store, Some(1_000)).await;
+    let batch = vec![
+        upload(&small.id, 60),
+        upload(&other.id, 500),
+        upload(&small.id, 50), // 60 + 50 passes the small workspace's 100
+        upload(&small.id, 40),
+        upload(&other.id, 500),
+    ];
+    let outcomes = store.insert_uploads_reserving(&batch).await.unwrap();
+    assert_eq!(outcomes.len(), batch.len(), "one outcome per upload, in their order");
+    for (index, outcome) in outcomes.iter().enumerate() {
+        match (index, outcome) {
+            (2, Err(Error::QuotaExceeded { requested: 50, available: 40 })) => {}
+            (2, other) => panic!("the upload past its quota is refused: {other:?}"),
+            (_, Ok(())) => {}
+            (_, refused) => panic!("upload {index} fits its quota: {refused:?}"),
+        }
+    }
+    assert!(matches!(store.get_upload(&small.id, &batch[2].id).await, Err(Error::NotFound(_))));
+    for index in [0, 1, 3, 4] {
+        let stored = store.get_upload(&batch[index].workspace_id, &batch[index].id).await.unwrap();
+        assert_eq!(stored.size, batch[index].size);
+    }
+    assert_eq!(ledger(store, &small.id).await, (0, 100));
+    assert_eq!(ledger(store, &other.id).await, (0, 1_000));
+    assert!(store.insert_uploads_reserving(&[]).await.unwrap().is_empty());
+}
+
 pub(crate) async fn racing_reservations_grant_exactly_what_fits(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(20 * 1000)).await;
     let attempts = (0..50).map(|_| {
