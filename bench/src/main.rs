@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,memory,scale,neighbour,tus,s3surface]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface]
 //! ```
 
 mod cache;
@@ -34,6 +34,7 @@ const FIGURES: &[&str] = &[
     "small",
     "cache",
     "reserve",
+    "ingest",
     "memory",
     "scale",
     "neighbour",
@@ -47,7 +48,7 @@ struct Args {
     /// Small sizes and short runs: seconds, for CI. Checks results, never judges timings.
     #[arg(long)]
     quick: bool,
-    /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, memory,
+    /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
     /// scale, neighbour, tus, s3surface.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -160,6 +161,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("reserve") {
         rates::reserve(bench).await.context("reserve")?;
+    }
+    if wanted("ingest") {
+        rates::ingest(bench).await.context("small-file ingest")?;
     }
     if wanted("memory") {
         memory::run(bench).await.context("memory")?;

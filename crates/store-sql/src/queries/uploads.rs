@@ -2,9 +2,11 @@
 //! created, and finishing or failing it turns the reservation into usage or releases it, in one
 //! transaction.
 
-use cabinet_core::{Error, FailureReason, FileId, FileRecord, Result, Upload, UploadId, WorkspaceId};
+use cabinet_core::{
+    Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, WorkspaceId,
+};
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Row, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
@@ -24,6 +26,80 @@ where
     Option<bool>: Value<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
+    /// The uploads' reservations, each judged by the quota in turn, then one `INSERT` of those
+    /// granted, in one transaction: few statements, since each is a round trip to the writer.
+    /// `None` (nothing written) when the `INSERT` failed.
+    async fn try_insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Option<Vec<Result<()>>>> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
+        let mut order: Vec<usize> = (0..uploads.len()).collect();
+        order.sort_by(|a, b| uploads[*a].workspace_id.as_str().cmp(uploads[*b].workspace_id.as_str()));
+        let mut outcomes: Vec<Result<()>> = uploads.iter().map(|_| Ok(())).collect();
+        for &index in &order {
+            let upload = &uploads[index];
+            match Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await {
+                // Refused, nothing changed: the others stand.
+                Err(refused @ Error::QuotaExceeded { .. }) => outcomes[index] = Err(refused),
+                Err(err) => return Err(err),
+                Ok(()) => {}
+            }
+        }
+        let granted: Vec<&Upload> =
+            order.iter().filter(|i| outcomes[**i].is_ok()).map(|i| &uploads[*i]).collect();
+        if !granted.is_empty() {
+            let mut insert =
+                QueryBuilder::<'static, D::Db>::new(format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) "));
+            // A size past the database's integer: the one-by-one inserts refuse that upload alone.
+            let mut out_of_range = false;
+            let mut column = |size: u64| {
+                bytes(size).unwrap_or_else(|_| {
+                    out_of_range = true;
+                    0
+                })
+            };
+            let sizes: Vec<(i64, Option<i64>)> = granted
+                .iter()
+                .map(|upload| (column(upload.size), upload.part_size.map(&mut column)))
+                .collect();
+            if out_of_range {
+                return Ok(None);
+            }
+            insert.push_values(granted.iter().zip(sizes), |mut row, (upload, (size, part_size))| {
+                row.push_bind(upload.workspace_id.to_string())
+                    .push_bind(upload.id.to_string())
+                    .push_bind(upload.name.clone())
+                    .push_bind(size)
+                    .push_bind(upload.declared_mime.clone())
+                    .push_bind(upload.sha256.clone())
+                    .push_bind(upload.folder_id.as_ref().map(|id| id.to_string()))
+                    .push_bind(upload.status.as_str().to_owned())
+                    .push_bind(upload.failure_reason.map(|reason| reason.as_str().to_owned()))
+                    .push_bind(upload.file_id.to_string())
+                    .push_bind(upload.blob_key.clone())
+                    .push_bind(millis(upload.created_at))
+                    .push_bind(millis(upload.updated_at))
+                    .push_bind(millis(upload.expires_at))
+                    .push_bind(upload.created_by.clone())
+                    .push_bind(upload.size_known)
+                    .push_bind(part_size)
+                    .push_bind(upload.multipart_id.clone())
+                    .push_bind(upload.awaits_record);
+            });
+            // Through the dialect's built-query runner, which wants rows back.
+            insert.push(" RETURNING id");
+            if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
+                let err = db_error(err);
+                // The database away fails them all at once, rather than each after its own wait.
+                if err.kind() == ErrorKind::Unavailable {
+                    return Err(err);
+                }
+                return Ok(None);
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(outcomes))
+    }
+
     /// Inserts a live upload and reserves its size in the transaction: `QuotaExceeded` (and
     /// nothing written) when it does not fit.
     async fn insert_reserving(tx: &mut sqlx::Transaction<'_, D::Db>, upload: &Upload) -> Result<()> {
@@ -117,24 +193,18 @@ where
     }
 
     async fn insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Vec<Result<()>>> {
-        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
-        let mut order: Vec<usize> = (0..uploads.len()).collect();
-        order.sort_by(|a, b| uploads[*a].workspace_id.as_str().cmp(uploads[*b].workspace_id.as_str()));
-        let mut outcomes: Vec<Option<Result<()>>> = uploads.iter().map(|_| None).collect();
-        for index in order {
-            // A savepoint each: one upload refused (over its quota) leaves the others standing.
-            let mut savepoint = sqlx::Acquire::begin(&mut tx).await.map_err(db_error)?;
-            let outcome = Self::insert_reserving(&mut savepoint, &uploads[index]).await;
-            if outcome.is_ok() {
-                savepoint.commit().await.map_err(db_error)?;
-            } else {
-                savepoint.rollback().await.map_err(db_error)?;
+        match self.try_insert_uploads_reserving(uploads).await? {
+            Some(outcomes) => Ok(outcomes),
+            // One upload could not be inserted for a reason of its own (not the quota, which is
+            // judged before): each goes in a transaction of its own, so only that one fails.
+            None => {
+                let mut outcomes = Vec::with_capacity(uploads.len());
+                for upload in uploads {
+                    outcomes.push(self.insert_upload_reserving(upload).await);
+                }
+                Ok(outcomes)
             }
-            outcomes[index] = Some(outcome);
         }
-        tx.commit().await.map_err(db_error)?;
-        Ok(outcomes.into_iter().map(|outcome| outcome.expect("every upload was tried")).collect())
     }
 
     async fn get_upload(&self, ws: &WorkspaceId, id: &UploadId) -> Result<Upload> {

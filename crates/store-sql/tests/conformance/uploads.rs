@@ -47,6 +47,16 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
     assert_eq!(ledger(store, &small.id).await, (0, 100));
     assert_eq!(ledger(store, &other.id).await, (0, 1_000));
     assert!(store.insert_uploads_reserving(&[]).await.unwrap().is_empty());
+
+    // One that cannot be inserted for a reason of its own (its id is taken) fails alone.
+    let roomy = workspace(store, None).await;
+    let taken = upload(&roomy.id, 7);
+    store.insert_upload_reserving(&taken).await.unwrap();
+    let batch = vec![upload(&roomy.id, 1), taken.clone(), upload(&roomy.id, 2)];
+    let outcomes = store.insert_uploads_reserving(&batch).await.unwrap();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert!(outcomes[1].is_err(), "an upload id is inserted once: {outcomes:?}");
+    assert_eq!(ledger(store, &roomy.id).await, (0, 7 + 1 + 2));
 }
 
 pub(crate) async fn racing_reservations_grant_exactly_what_fits(store: &dyn MetadataStore) {
