@@ -47,46 +47,8 @@ where
         let granted: Vec<&Upload> =
             order.iter().filter(|i| outcomes[**i].is_ok()).map(|i| &uploads[*i]).collect();
         if !granted.is_empty() {
-            let mut insert =
-                QueryBuilder::<'static, D::Db>::new(format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) "));
             // A size past the database's integer: the one-by-one inserts refuse that upload alone.
-            let mut out_of_range = false;
-            let mut column = |size: u64| {
-                bytes(size).unwrap_or_else(|_| {
-                    out_of_range = true;
-                    0
-                })
-            };
-            let sizes: Vec<(i64, Option<i64>)> = granted
-                .iter()
-                .map(|upload| (column(upload.size), upload.part_size.map(&mut column)))
-                .collect();
-            if out_of_range {
-                return Ok(None);
-            }
-            insert.push_values(granted.iter().zip(sizes), |mut row, (upload, (size, part_size))| {
-                row.push_bind(upload.workspace_id.to_string())
-                    .push_bind(upload.id.to_string())
-                    .push_bind(upload.name.clone())
-                    .push_bind(size)
-                    .push_bind(upload.declared_mime.clone())
-                    .push_bind(upload.sha256.clone())
-                    .push_bind(upload.folder_id.as_ref().map(|id| id.to_string()))
-                    .push_bind(upload.status.as_str().to_owned())
-                    .push_bind(upload.failure_reason.map(|reason| reason.as_str().to_owned()))
-                    .push_bind(upload.file_id.to_string())
-                    .push_bind(upload.blob_key.clone())
-                    .push_bind(millis(upload.created_at))
-                    .push_bind(millis(upload.updated_at))
-                    .push_bind(millis(upload.expires_at))
-                    .push_bind(upload.created_by.clone())
-                    .push_bind(upload.size_known)
-                    .push_bind(part_size)
-                    .push_bind(upload.multipart_id.clone())
-                    .push_bind(upload.awaits_record);
-            });
-            // Through the dialect's built-query runner, which wants rows back.
-            insert.push(" RETURNING id");
+            let Ok(mut insert) = Self::insert_uploads_statement(&granted) else { return Ok(None) };
             if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
                 let err = db_error(err);
                 // The database away fails them all at once, rather than each after its own wait.
@@ -100,37 +62,46 @@ where
         Ok(Some(outcomes))
     }
 
+    /// `INSERT INTO uploads … VALUES (…), (…) RETURNING id` of these uploads, run through the
+    /// dialect's built-query runner (which wants rows back); an error when a size does not fit
+    /// the database's integer.
+    fn insert_uploads_statement(uploads: &[&Upload]) -> Result<QueryBuilder<'static, D::Db>> {
+        let sizes = uploads
+            .iter()
+            .map(|upload| Ok((bytes(upload.size)?, upload.part_size.map(bytes).transpose()?)))
+            .collect::<Result<Vec<(i64, Option<i64>)>>>()?;
+        let mut insert = QueryBuilder::new(format!("INSERT INTO uploads ({UPLOAD_COLUMNS}) "));
+        insert.push_values(uploads.iter().zip(sizes), |mut row, (upload, (size, part_size))| {
+            row.push_bind(upload.workspace_id.to_string())
+                .push_bind(upload.id.to_string())
+                .push_bind(upload.name.clone())
+                .push_bind(size)
+                .push_bind(upload.declared_mime.clone())
+                .push_bind(upload.sha256.clone())
+                .push_bind(upload.folder_id.as_ref().map(|id| id.to_string()))
+                .push_bind(upload.status.as_str().to_owned())
+                .push_bind(upload.failure_reason.map(|reason| reason.as_str().to_owned()))
+                .push_bind(upload.file_id.to_string())
+                .push_bind(upload.blob_key.clone())
+                .push_bind(millis(upload.created_at))
+                .push_bind(millis(upload.updated_at))
+                .push_bind(millis(upload.expires_at))
+                .push_bind(upload.created_by.clone())
+                .push_bind(upload.size_known)
+                .push_bind(part_size)
+                .push_bind(upload.multipart_id.clone())
+                .push_bind(upload.awaits_record);
+        });
+        insert.push(" RETURNING id");
+        Ok(insert)
+    }
+
     /// Inserts a live upload and reserves its size in the transaction: `QuotaExceeded` (and
     /// nothing written) when it does not fit.
     async fn insert_reserving(tx: &mut sqlx::Transaction<'_, D::Db>, upload: &Upload) -> Result<()> {
-        let size = bytes(upload.size)?;
+        let mut insert = Self::insert_uploads_statement(&[upload])?;
         Self::charge(tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
-        sqlx::query(&format!(
-            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19)"
-        ))
-        .bind(upload.workspace_id.as_str())
-        .bind(upload.id.as_str())
-        .bind(&upload.name)
-        .bind(size)
-        .bind(&upload.declared_mime)
-        .bind(&upload.sha256)
-        .bind(upload.folder_id.as_ref().map(|id| id.as_str()))
-        .bind(upload.status.as_str())
-        .bind(upload.failure_reason.map(FailureReason::as_str))
-        .bind(upload.file_id.as_str())
-        .bind(&upload.blob_key)
-        .bind(millis(upload.created_at))
-        .bind(millis(upload.updated_at))
-        .bind(millis(upload.expires_at))
-        .bind(&upload.created_by)
-        .bind(upload.size_known)
-        .bind(upload.part_size.map(bytes).transpose()?)
-        .bind(&upload.multipart_id)
-        .bind(upload.awaits_record)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
         Ok(())
     }
 
