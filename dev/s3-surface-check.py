@@ -377,6 +377,35 @@ def check_edges(server, s3, keys):
     expect(404, s3.head_object, Bucket="default", Key="edge/aborted.bin")
     expect("BadDigest", s3.upload_part, Bucket="default", Key="edge/x.bin", UploadId=s3.create_multipart_upload(
         Bucket="default", Key="edge/x.bin")["UploadId"], PartNumber=1, Body=b"z", ContentMD5=wrong_md5)
+    # A completion that outlasts its client's read timeout (as a large object's does the AWS CLI's 60 s) goes
+    # on without it, and the client's retry is answered as the first would have been.
+    impatient = boto3.client("s3", endpoint_url=server.s3_url, region_name="us-east-1",
+                             aws_access_key_id=keys["write"]["access_key_id"],
+                             aws_secret_access_key=keys["write"]["secret_access_key"],
+                             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, read_timeout=0.1,
+                                           retries={"max_attempts": 30, "mode": "standard"}))
+    attempts = []
+    impatient.meta.events.register("before-send.s3.CompleteMultipartUpload", lambda **_: attempts.append(1))
+    slow = s3.create_multipart_upload(Bucket="default", Key="edge/slow.bin")
+    piece = os.urandom(8 << 20)
+    whole = hashlib.sha256()
+    slow_parts = []
+    for number in range(1, 21):
+        body = piece[number:] + piece[:number]
+        whole.update(body)
+        slow_parts.append({"PartNumber": number, "ETag": s3.upload_part(
+            Bucket="default", Key="edge/slow.bin", UploadId=slow["UploadId"], PartNumber=number, Body=body)["ETag"]})
+    done = impatient.complete_multipart_upload(Bucket="default", Key="edge/slow.bin", UploadId=slow["UploadId"],
+                                               MultipartUpload={"Parts": slow_parts})
+    assert len(attempts) >= 2, f"the completion answered within 0.1 s ({len(attempts)} attempt): nothing was retried"
+    head = s3.head_object(Bucket="default", Key="edge/slow.bin")
+    assert head["ETag"] == done["ETag"] and head["ContentLength"] == 20 * (8 << 20), (head, done)
+    read = hashlib.sha256()
+    for chunk in s3.get_object(Bucket="default", Key="edge/slow.bin")["Body"].iter_chunks(1 << 20):
+        read.update(chunk)
+    assert read.hexdigest() == whole.hexdigest(), "the object a retried completion made differs from its parts"
+    s3.delete_object(Bucket="default", Key="edge/slow.bin")
+    print(f"   a completion past the client's read timeout: answered on its retry ({len(attempts)} attempts), object whole")
     s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in ("edge/a.txt", "edge/sha.txt", "edge/copy.txt", "edge/presigned.txt", "edge/parts.bin", "edge/copied.bin")]})
     print("   ranges, conditions, Content-MD5/sha256 verified, replace, copy, names, folders, presigned URLs, multipart"
           " (ListParts, ListMultipartUploads, UploadPartCopy, replaced parts, user metadata): ok")

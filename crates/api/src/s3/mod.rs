@@ -32,6 +32,7 @@ pub struct S3Surface {
     cabinet: Cabinet,
     sealer: Arc<SecretSealer>,
     writes: Arc<objects::Writes>,
+    completing: Arc<multipart::Completing>,
 }
 
 /// How the S3 listener is set up.
@@ -50,7 +51,12 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
         proxies: options.trusted_proxies.clone(),
         s3: true,
     };
-    let surface = S3Surface { cabinet, sealer: Arc::new(sealer), writes: Default::default() };
+    let surface = S3Surface {
+        cabinet,
+        sealer: Arc::new(sealer),
+        writes: Default::default(),
+        completing: Default::default(),
+    };
     let mut builder = S3ServiceBuilder::new(surface.clone());
     builder.set_auth(keys::KeyLookup(surface));
     if let Some(domain) = &options.domain {
@@ -258,7 +264,9 @@ impl S3 for S3Surface {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
-        multipart::complete(&self.cabinet, &self.writes, &caller, req.input).await.map(S3Response::new)
+        multipart::complete(&self.cabinet, &self.writes, &self.completing, &caller, req.input)
+            .await
+            .map(S3Response::new)
     }
 
     async fn upload_part_copy(

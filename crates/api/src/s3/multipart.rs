@@ -15,8 +15,8 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
 use super::objects::{
-    copy_source, hasher_for, parse_key, store, CopyConditions, Declared, Measured, NewObject, Verifying,
-    Writes,
+    copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions, Declared, Found, Measured,
+    NewObject, Verifying, Writes,
 };
 use super::{s3_error_of, timestamp};
 
@@ -206,26 +206,50 @@ pub(super) async fn upload_part_copy(
     })
 }
 
-pub(super) async fn complete(
-    cabinet: &Cabinet,
-    writes: &Writes,
-    caller: &Caller,
-    input: CompleteMultipartUploadInput,
-) -> S3Result<CompleteMultipartUploadOutput> {
-    let id = upload_id(&input.upload_id)?;
-    let upload = cabinet.staged_parts_upload(caller, &id).await.map_err(no_such_upload)?;
-    let path = parse_key(&input.key)?;
-    if path.name != Some(upload.name.as_str()) {
-        return Err(s3_error!(NoSuchUpload, "this upload was started for another key"));
+/// Completions under way on this node, by upload: a retry of one waits for it rather than find
+/// the upload ended.
+#[derive(Default)]
+pub(super) struct Completing(Mutex<HashMap<UploadId, tokio::sync::watch::Receiver<bool>>>);
+
+impl Completing {
+    /// Registers a completion; it is removed (and its waiters woken) when the guard drops.
+    fn begin(self: &Arc<Self>, id: &UploadId) -> CompletingGuard {
+        let (done, waiting) = tokio::sync::watch::channel(false);
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(id.clone(), waiting);
+        CompletingGuard { completing: self.clone(), id: id.clone(), _done: done }
     }
-    let parts = input.multipart_upload.and_then(|upload| upload.parts).unwrap_or_default();
+
+    /// Waits for a completion of this upload under way, if there is one.
+    async fn wait_for(&self, id: &UploadId) {
+        let waiting = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned();
+        if let Some(mut waiting) = waiting {
+            let _ = waiting.wait_for(|done| *done).await;
+        }
+    }
+}
+
+struct CompletingGuard {
+    completing: Arc<Completing>,
+    id: UploadId,
+    _done: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for CompletingGuard {
+    fn drop(&mut self) {
+        self.completing.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
+    }
+}
+
+/// The parts a CompleteMultipartUpload names, checked for order and form, with the ETag S3 gives
+/// the object they make (the MD5 of their MD5s, then `-` and their count).
+fn numbered_parts(parts: &[CompletedPart]) -> S3Result<(Vec<(u32, String)>, String)> {
     if parts.is_empty() {
         return Err(s3_error!(MalformedXML, "a multipart upload is completed with at least one part"));
     }
     let mut numbered = Vec::with_capacity(parts.len());
     let mut digests = Md5::new();
     let mut previous = 0;
-    for part in &parts {
+    for part in parts {
         let number = part.part_number.unwrap_or(0);
         if number <= previous {
             return Err(s3_error!(InvalidPartOrder, "parts must be listed in ascending order of number"));
@@ -239,24 +263,69 @@ pub(super) async fn complete(
         numbered.push((number as u32, etag));
     }
     let etag = format!("{}-{}", hex::encode(digests.finalize()), parts.len());
-    let key = input.key.clone();
-    let content_type = upload.declared_mime.clone();
-    let recorded = etag.clone();
+    Ok((numbered, etag))
+}
+
+/// Completes a multipart upload. The parts become the file on a task of its own, so a client that
+/// stops waiting (a read timeout: a large object takes a while) does not stop it halfway; its
+/// retry waits for that completion, and is answered as the first would have been once the key
+/// holds the object these parts made.
+pub(super) async fn complete(
+    cabinet: &Cabinet,
+    writes: &Arc<Writes>,
+    completing: &Arc<Completing>,
+    caller: &Caller,
+    input: CompleteMultipartUploadInput,
+) -> S3Result<CompleteMultipartUploadOutput> {
+    let id = upload_id(&input.upload_id)?;
+    let parts = input.multipart_upload.as_ref().and_then(|upload| upload.parts.clone()).unwrap_or_default();
+    let (numbered, etag) = numbered_parts(&parts)?;
+    let completed = CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(ETag::Strong(etag.clone())),
+        ..Default::default()
+    };
+    completing.wait_for(&id).await;
+    let upload = match cabinet.staged_parts_upload(caller, &id).await {
+        Ok(upload) => upload,
+        Err(err) => {
+            if completed_as(cabinet, caller, &input.key, &etag).await {
+                return Ok(completed);
+            }
+            return Err(no_such_upload(err));
+        }
+    };
+    let path = parse_key(&input.key)?;
+    if path.name != Some(upload.name.as_str()) {
+        return Err(s3_error!(NoSuchUpload, "this upload was started for another key"));
+    }
     let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
     let metadata = (!note.metadata.is_empty()).then_some(note.metadata);
-    let stored = cabinet
-        .complete_staged_parts(caller, &id, &numbered, |body, total| async move {
-            let object = NewObject {
-                content_length: Some(total),
-                etag: Some(recorded),
-                content_type,
-                metadata,
-                if_match: None,
-                if_none_match: None,
-            };
-            store(cabinet, writes, caller, &key, body, object, Declared::default(), None).await
+    let task = {
+        let (cabinet, writes, caller) = (cabinet.clone(), writes.clone(), caller.clone());
+        let (key, content_type, recorded) = (input.key.clone(), upload.declared_mime.clone(), etag.clone());
+        let guard = completing.begin(&id);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let (cabinet, writes, caller) = (&cabinet, &writes, &caller);
+            cabinet
+                .complete_staged_parts(caller, &id, &numbered, |body, total| async move {
+                    let object = NewObject {
+                        content_length: Some(total),
+                        etag: Some(recorded),
+                        content_type,
+                        metadata,
+                        if_match: None,
+                        if_none_match: None,
+                    };
+                    store(cabinet, writes, caller, &key, body, object, Declared::default(), None).await
+                })
+                .await
+                .map(|stored| stored.map(drop))
         })
-        .await;
+    };
+    let stored = task.await.map_err(|err| s3_error_of(CoreError::internal(err)))?;
     match stored {
         Ok(stored) => stored?,
         Err(CoreError::PartsMissing { missing }) => {
@@ -273,12 +342,13 @@ pub(super) async fn complete(
         }
         Err(err) => return Err(no_such_upload(err)),
     };
-    Ok(CompleteMultipartUploadOutput {
-        bucket: Some(input.bucket),
-        key: Some(input.key),
-        e_tag: Some(ETag::Strong(etag)),
-        ..Default::default()
-    })
+    Ok(completed)
+}
+
+/// Whether the key holds the object a completion with this ETag made.
+async fn completed_as(cabinet: &Cabinet, caller: &Caller, key: &str, etag: &str) -> bool {
+    let Ok(Found::File(file)) = find(cabinet, caller, key).await else { return false };
+    file_etag(cabinet, caller, &file).await.is_ok_and(|stored| stored.trim_matches('"') == etag)
 }
 
 pub(super) async fn abort(

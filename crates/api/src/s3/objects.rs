@@ -140,7 +140,7 @@ pub(super) fn etag_of(file: &FileRecord, md5: Option<&String>) -> String {
     }
 }
 
-async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<String> {
+pub(super) async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<String> {
     let etags = cabinet.s3_etags(caller, std::slice::from_ref(&file.id)).await.map_err(s3_error_of)?;
     Ok(etag_of(file, etags.get(&file.id)))
 }
