@@ -44,16 +44,17 @@ async fn insert_batches(store: Arc<dyn MetadataStore>, mut pending: mpsc::Receiv
             let Ok(next) = pending.try_recv() else { break };
             batch.push(next);
         }
-        let uploads: Vec<Upload> = batch.iter().map(|pending| pending.upload.clone()).collect();
+        let (uploads, waiting): (Vec<Upload>, Vec<_>) =
+            batch.into_iter().map(|pending| (pending.upload, pending.inserted)).unzip();
         match store.insert_uploads_reserving(&uploads).await {
             Ok(outcomes) => {
-                for (pending, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = pending.inserted.send(outcome);
+                for (inserted, outcome) in waiting.into_iter().zip(outcomes) {
+                    let _ = inserted.send(outcome);
                 }
             }
             Err(err) => {
-                for pending in batch {
-                    let _ = pending.inserted.send(Err(shared(&err)));
+                for inserted in waiting {
+                    let _ = inserted.send(Err(shared(&err)));
                 }
             }
         }
