@@ -331,6 +331,12 @@ pub(crate) struct ReferenceRow {
     created_at: i64,
 }
 
+impl InlineRow for (i64,) {
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?,))
+    }
+}
+
 impl InlineRow for ReferenceRow {
     /// A row of `SELECT kind, ref_id, label, created_at` as rusqlite reads it.
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
