@@ -35,6 +35,13 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete a workspace with everything of its own (its trash purged, its uploads ended, keys
+    /// of no other workspace revoked); refused while it holds files or folders out of the trash.
+    DeleteWorkspace {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Create an API key; its secret is printed once and stored only as a hash.
     CreateKey {
         /// A workspace the key may act on; repeat for several.
@@ -413,6 +420,16 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                         ws.id, ws.name, ws.used_bytes, ws.reserved_bytes
                     );
                 }
+            }
+        }
+        AdminCommand::DeleteWorkspace { id, json } => {
+            let ws = WorkspaceId::parse(&id).map_err(core)?;
+            let deleted = cabinet.delete_workspace(&ws).await.map_err(core)?;
+            audit(&cabinet, std::slice::from_ref(&ws), "delete-workspace", Some(ws.to_string())).await?;
+            if json {
+                println!("{}", json!({"id": deleted.id, "name": deleted.name, "deleted": true}));
+            } else {
+                println!("deleted workspace {} ({})", deleted.id, deleted.name);
             }
         }
         AdminCommand::CreateKey { workspaces, role, name, json } => {

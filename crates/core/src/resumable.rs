@@ -706,7 +706,7 @@ impl Cabinet {
     /// Removes an upload's segments, kept length and parts (aborting the store's multipart
     /// upload); what cannot be removed now is left to the orphan sweep (its upload is no longer
     /// live).
-    async fn remove_segments(&self, upload: &Upload) {
+    pub(crate) async fn remove_segments(&self, upload: &Upload) {
         match self.in_parts(upload).await {
             Ok(Some(in_parts)) => self.abort_in_parts(upload, &in_parts).await,
             Ok(None) => {}
