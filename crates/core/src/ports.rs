@@ -828,6 +828,18 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<PartInfo> {
         Err(crate::Error::internal("this store keeps no multipart uploads of its own"))
     }
+    /// Sends `body`, exactly `size` bytes, as part `part_number` as it arrives (like `put_part`,
+    /// with no part held in memory). A body that fails or ends short fails the part's request,
+    /// so the store keeps no short part. Only for stores that `joins_parts_in_place`.
+    async fn put_part_stream(
+        &self,
+        _upload: &Upload,
+        _part_number: u32,
+        _size: u64,
+        _body: ByteStream<'static>,
+    ) -> Result<PartInfo> {
+        Err(crate::Error::internal("this store keeps no multipart uploads of its own"))
+    }
     /// The parts received so far, by part number.
     async fn list_parts(&self, upload: &Upload) -> Result<Vec<PartInfo>>;
     /// Joins `parts` (every part, in order, as `list_parts` gave them) into one object, streaming
