@@ -1,7 +1,8 @@
 """The S3 surface against the real tools (run by dev/test-s3-surface, which installs them).
 
 Starts `cabinet serve --s3-listen` on a fresh data folder (blobs on the local folder, or on the S3
-server of CABINET_TEST_S3_URL when CABINET_S3_SURFACE_STORAGE=s3), makes workspaces and S3 keys
+server of CABINET_TEST_S3_URL when CABINET_S3_SURFACE_STORAGE=s3; metadata in SQLite there, or on
+the PostgreSQL database of CABINET_S3_SURFACE_DATABASE_URL), makes workspaces and S3 keys
 with `cabinet admin`, then drives the AWS CLI, rclone, s3cmd and boto3 against it. Every check
 asserts; the first failure ends the run with the server's log.
 """
@@ -28,6 +29,8 @@ from botocore.exceptions import ClientError
 BIN = os.environ["CABINET_BIN"]
 TOOLS = Path(os.environ["CABINET_S3_TOOLS_BIN"])
 STORAGE = os.environ.get("CABINET_S3_SURFACE_STORAGE", "local")
+# Metadata on this (fresh) PostgreSQL database rather than SQLite in the data folder.
+DATABASE_URL = os.environ.get("CABINET_S3_SURFACE_DATABASE_URL", "")
 LONG = os.environ.get("CABINET_LONG") == "1"
 # dev/test runs a smaller tree and object; CABINET_LONG=1 (or no setting) the full 1,000 files.
 TREE_FILES = 1000 if LONG else int(os.environ.get("CABINET_S3_SURFACE_FILES", "1000"))
@@ -46,6 +49,8 @@ class Server:
         self.env = os.environ.copy()
         if STORAGE == "s3":
             self.env["CABINET_STORAGE"] = os.environ["CABINET_TEST_S3_URL"]
+        if DATABASE_URL:
+            self.env["CABINET_DATABASE_URL"] = DATABASE_URL
         ready = work / "ready.json"
         self.log_path = work / "serve.log"
         self.log = open(self.log_path, "w")
