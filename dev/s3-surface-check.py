@@ -492,6 +492,9 @@ def check_quota_and_isolation(server, keys):
     expect("NoSuchBucket", operator.delete_bucket, Bucket="made-by-s3")
     expect(404, operator.head_bucket, Bucket="made-by-s3")
     expect("InvalidAccessKeyId", made.list_objects_v2, Bucket="made-by-s3")
+    gone_log = server.admin("audit", "--workspace", made_id)["data"]
+    assert any(r["action"] == "DELETE /{bucket}" and r["status"] == 204 and r["actor"]["kind"] == "key"
+               for r in gone_log), gone_log[:5]
     operator.create_bucket(Bucket="made-by-s3")
     assert "Contents" not in operator.list_objects_v2(Bucket="made-by-s3"), "a bucket made again starts empty"
     operator.delete_bucket(Bucket="made-by-s3")

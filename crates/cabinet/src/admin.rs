@@ -526,7 +526,8 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                         .ok_or_else(|| anyhow!("--status is 2xx, 3xx, 4xx or 5xx"))
                 })
                 .transpose()?;
-            cabinet.workspace(&ws).await.map_err(core)?;
+            // A deleted workspace's records outlive it (until the retention prunes them).
+            let workspace = cabinet.workspace(&ws).await;
             let query = AuditQuery {
                 actor,
                 action,
@@ -538,6 +539,9 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 limit,
             };
             let records = cabinet.audit_log_of(&ws, &query).await.map_err(core)?;
+            if records.is_empty() {
+                workspace.map_err(core)?;
+            }
             let next_cursor =
                 (records.len() == limit as usize).then(|| records.last().map(|r| r.id)).flatten();
             let records: Vec<cabinet_api::v1::audit::AuditRecordJson> =

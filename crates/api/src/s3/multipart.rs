@@ -497,9 +497,8 @@ pub(super) async fn list_uploads(
         next_key_marker: next_key,
         next_upload_id_marker: next_id,
         delimiter: input.delimiter,
-        common_prefixes: (!prefixes.is_empty()).then(|| {
-            prefixes.into_iter().map(|prefix| CommonPrefix { prefix: Some(prefix) }).collect()
-        }),
+        common_prefixes: (!prefixes.is_empty())
+            .then(|| prefixes.into_iter().map(|prefix| CommonPrefix { prefix: Some(prefix) }).collect()),
         uploads: Some(
             uploads
                 .into_iter()

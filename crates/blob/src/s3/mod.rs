@@ -486,7 +486,13 @@ impl BlobStore for S3BlobStore {
         // by): a failure is the client's to retry, from the offset the parts reached.
         let now = Utc::now();
         let presigned = self
-            .presign_part(upload, part_number, size, now, now + chrono::Duration::seconds(LONG_REQUEST.as_secs() as i64))
+            .presign_part(
+                upload,
+                part_number,
+                size,
+                now,
+                now + chrono::Duration::seconds(LONG_REQUEST.as_secs() as i64),
+            )
             .ok_or_else(|| Error::internal("the upload has no S3 multipart upload"))?;
         let response = self
             .http

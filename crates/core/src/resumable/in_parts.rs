@@ -216,7 +216,9 @@ impl Cabinet {
                 }
                 if wanted > 0 {
                     request.await.map_err(Error::internal)??;
-                    return Err(Error::internal("the store ended a part's request before its bytes were sent"));
+                    return Err(Error::internal(
+                        "the store ended a part's request before its bytes were sent",
+                    ));
                 }
                 sending = Some(request);
                 tail_left = 0;

@@ -161,7 +161,11 @@ where
                 .await
                 .map_err(db_error)?;
         }
-        sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(ws).execute(&mut *tx).await.map_err(db_error)?;
+        sqlx::query("DELETE FROM workspaces WHERE id = $1")
+            .bind(ws)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(live)
     }

@@ -499,9 +499,7 @@ pub(crate) async fn a_workspace_is_deleted_with_everything_of_its_own_once_it_ho
     store.insert_file_charging(&file).await.unwrap();
     let live = upload(&a.id, 5);
     store.insert_upload_reserving(&live).await.unwrap();
-    let not_empty = |result: cabinet_core::Result<Vec<Upload>>| {
-        matches!(result, Err(err) if err.code() == Code::WorkspaceNotEmpty)
-    };
+    let not_empty = |result: cabinet_core::Result<Vec<Upload>>| matches!(result, Err(err) if err.code() == Code::WorkspaceNotEmpty);
 
     assert!(store.workspace_has_live_items(&a.id).await.unwrap());
     assert!(not_empty(store.delete_workspace(&a.id, now()).await));
@@ -518,7 +516,10 @@ pub(crate) async fn a_workspace_is_deleted_with_everything_of_its_own_once_it_ho
     assert!(matches!(store.get_upload(&a.id, &live.id).await, Err(Error::NotFound(_))));
     assert!(matches!(store.workspace_has_live_items(&a.id).await, Err(Error::NotFound(_))));
     assert!(matches!(store.delete_workspace(&a.id, now()).await, Err(Error::NotFound(_))));
-    assert!(store.events_after(&a.id, 0, 100).await.unwrap_or_default().is_empty(), "its events went with it");
+    assert!(
+        store.events_after(&a.id, 0, 100).await.unwrap_or_default().is_empty(),
+        "its events went with it"
+    );
     // A key of this workspace alone is revoked; a key of two keeps the other.
     assert!(store.find_api_key(&only_a_hash).await.unwrap().unwrap().revoked_at.is_some());
     let kept = store.find_api_key(&both_hash).await.unwrap().unwrap();
