@@ -30,8 +30,8 @@ use crate::{Cabinet, Code};
 /// S3's most parts per multipart upload.
 const MOST_PARTS: u64 = 10_000;
 const MIB: u64 = 1024 * 1024;
-/// Parts are at least this large (above S3's 5 MiB least) and at most `LARGEST_PART` (the memory
-/// one appending request holds is about two parts).
+/// Parts are at least this large (above S3's 5 MiB least) and at most `LARGEST_PART` (a request's
+/// tail, shorter than a part, is held in memory while it is written).
 const SMALLEST_PART: u64 = 8 * MIB;
 const LARGEST_PART: u64 = 64 * MIB;
 
