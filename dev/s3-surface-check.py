@@ -1,7 +1,8 @@
 """The S3 surface against the real tools (run by dev/test-s3-surface, which installs them).
 
 Starts `cabinet serve --s3-listen` on a fresh data folder (blobs on the local folder, or on the S3
-server of CABINET_TEST_S3_URL when CABINET_S3_SURFACE_STORAGE=s3), makes workspaces and S3 keys
+server of CABINET_TEST_S3_URL when CABINET_S3_SURFACE_STORAGE=s3; metadata in SQLite there, or on
+the PostgreSQL database of CABINET_S3_SURFACE_DATABASE_URL), makes workspaces and S3 keys
 with `cabinet admin`, then drives the AWS CLI, rclone, s3cmd and boto3 against it. Every check
 asserts; the first failure ends the run with the server's log.
 """
@@ -28,6 +29,8 @@ from botocore.exceptions import ClientError
 BIN = os.environ["CABINET_BIN"]
 TOOLS = Path(os.environ["CABINET_S3_TOOLS_BIN"])
 STORAGE = os.environ.get("CABINET_S3_SURFACE_STORAGE", "local")
+# Metadata on this (fresh) PostgreSQL database rather than SQLite in the data folder.
+DATABASE_URL = os.environ.get("CABINET_S3_SURFACE_DATABASE_URL", "")
 LONG = os.environ.get("CABINET_LONG") == "1"
 # dev/test runs a smaller tree and object; CABINET_LONG=1 (or no setting) the full 1,000 files.
 TREE_FILES = 1000 if LONG else int(os.environ.get("CABINET_S3_SURFACE_FILES", "1000"))
@@ -46,6 +49,8 @@ class Server:
         self.env = os.environ.copy()
         if STORAGE == "s3":
             self.env["CABINET_STORAGE"] = os.environ["CABINET_TEST_S3_URL"]
+        if DATABASE_URL:
+            self.env["CABINET_DATABASE_URL"] = DATABASE_URL
         ready = work / "ready.json"
         self.log_path = work / "serve.log"
         self.log = open(self.log_path, "w")
@@ -336,6 +341,27 @@ def check_edges(server, s3, keys):
     after = s3.list_multipart_uploads(Bucket="default", Prefix="edge/", KeyMarker=one["NextKeyMarker"],
                                       UploadIdMarker=one["NextUploadIdMarker"])
     assert [u["Key"] for u in after["Uploads"]] == ["edge/parts.bin"], after
+    # With a delimiter, uploads whose key goes on to a delimiter past the prefix are rolled up into one common
+    # prefix each, which counts as one entry; a page that ends on a common prefix goes on after all of its keys.
+    nested = {key: s3.create_multipart_upload(Bucket="default", Key=key)["UploadId"]
+              for key in ("edge/sub/one.bin", "edge/sub/two.bin", "edge/zz/three.bin")}
+    grouped = s3.list_multipart_uploads(Bucket="default", Prefix="edge/", Delimiter="/")
+    assert [u["Key"] for u in grouped["Uploads"]] == ["edge/another.bin", "edge/parts.bin"], grouped
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["edge/sub/", "edge/zz/"], grouped
+    assert not grouped["IsTruncated"] and grouped["Delimiter"] == "/", grouped
+    page = s3.list_multipart_uploads(Bucket="default", Prefix="edge/", Delimiter="/", MaxUploads=3)
+    assert [u["Key"] for u in page["Uploads"]] == ["edge/another.bin", "edge/parts.bin"], page
+    assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["edge/sub/"], page
+    assert page["IsTruncated"] and page["NextKeyMarker"] == "edge/sub/", page
+    rest = s3.list_multipart_uploads(Bucket="default", Prefix="edge/", Delimiter="/", KeyMarker=page["NextKeyMarker"])
+    assert "Uploads" not in rest or rest["Uploads"] == [], rest
+    assert [p["Prefix"] for p in rest["CommonPrefixes"]] == ["edge/zz/"] and not rest["IsTruncated"], rest
+    top = s3.list_multipart_uploads(Bucket="default", Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["edge/"] and not top.get("Uploads"), top
+    flat = s3.list_multipart_uploads(Bucket="default", Prefix="edge/sub/")
+    assert [u["Key"] for u in flat["Uploads"]] == ["edge/sub/one.bin", "edge/sub/two.bin"], flat
+    for key, upload_id in nested.items():
+        s3.abort_multipart_upload(Bucket="default", Key=key, UploadId=upload_id)
     s3.abort_multipart_upload(Bucket="default", Key="edge/another.bin", UploadId=other_upload["UploadId"])
     expect("InvalidPart", s3.complete_multipart_upload, Bucket="default", Key="edge/parts.bin", UploadId=started["UploadId"],
            MultipartUpload={"Parts": [done[0], dict(done[1], ETag=replaced["ETag"]), done[2]]})
@@ -408,7 +434,7 @@ def check_edges(server, s3, keys):
     print(f"   a completion past the client's read timeout: answered on its retry ({len(attempts)} attempts), object whole")
     s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": k} for k in ("edge/a.txt", "edge/sha.txt", "edge/copy.txt", "edge/presigned.txt", "edge/parts.bin", "edge/copied.bin")]})
     print("   ranges, conditions, Content-MD5/sha256 verified, replace, copy, names, folders, presigned URLs, multipart"
-          " (ListParts, ListMultipartUploads, UploadPartCopy, replaced parts, user metadata): ok")
+          " (ListParts, ListMultipartUploads with prefixes and delimiters, UploadPartCopy, replaced parts, user metadata): ok")
 
 
 def check_quota_and_isolation(server, keys):
@@ -448,6 +474,30 @@ def check_quota_and_isolation(server, keys):
     assert "made-by-s3" in {w["name"] for w in server.admin("list-workspaces")}
     expect("BucketAlreadyOwnedByYou", operator.create_bucket, Bucket="made-by-s3")
     assert operator.get_object(Bucket="default", Key="secret.txt")["Body"].read() == b"mine"
+    # DeleteBucket: an operator key's. Refused (409 BucketNotEmpty) while an object is there; deleted objects (in
+    # the trash) and uploads in progress do not count, and go with the bucket, as do its keys.
+    expect("AccessDenied", other.delete_bucket, Bucket="other-bucket")
+    made_id = {w["name"]: w["id"] for w in server.admin("list-workspaces")}["made-by-s3"]
+    made = client(server, server.admin("create-s3-key", "--workspace", made_id))
+    expect("AccessDenied", made.delete_bucket, Bucket="made-by-s3")
+    made.put_object(Bucket="made-by-s3", Key="dir/kept.txt", Body=b"kept")
+    code, status, message = error_of(operator.delete_bucket, Bucket="made-by-s3")
+    assert (code, status) == ("BucketNotEmpty", 409), (code, status, message)
+    assert made.get_object(Bucket="made-by-s3", Key="dir/kept.txt")["Body"].read() == b"kept", "a refusal kept it"
+    made.delete_object(Bucket="made-by-s3", Key="dir/kept.txt")
+    made.create_multipart_upload(Bucket="made-by-s3", Key="unfinished.bin")
+    operator.delete_bucket(Bucket="made-by-s3")
+    assert "made-by-s3" not in {b["Name"] for b in operator.list_buckets()["Buckets"]}
+    assert "made-by-s3" not in {w["name"] for w in server.admin("list-workspaces")}
+    expect("NoSuchBucket", operator.delete_bucket, Bucket="made-by-s3")
+    expect(404, operator.head_bucket, Bucket="made-by-s3")
+    expect("InvalidAccessKeyId", made.list_objects_v2, Bucket="made-by-s3")
+    gone_log = server.admin("audit", "--workspace", made_id)["data"]
+    assert any(r["action"] == "DELETE /{bucket}" and r["status"] == 204 and r["actor"]["kind"] == "key"
+               for r in gone_log), gone_log[:5]
+    operator.create_bucket(Bucket="made-by-s3")
+    assert "Contents" not in operator.list_objects_v2(Bucket="made-by-s3"), "a bucket made again starts empty"
+    operator.delete_bucket(Bucket="made-by-s3")
     server.admin("revoke-s3-key", keys["read"]["access_key_id"])
     expect("InvalidAccessKeyId", reader.get_object, Bucket="default", Key="secret.txt")
     mine.delete_object(Bucket="default", Key="secret.txt")
@@ -464,7 +514,8 @@ def check_quota_and_isolation(server, keys):
     small_log = server.admin("audit", "--workspace", small_workspace)["data"]
     assert any(r["action"] == "PUT /{bucket}/{key}" and r["object_id"] == "small-quota/big.bin"
                and r["error_code"] == "quota_exceeded" for r in small_log), small_log[:10]
-    print("   quota refused as QuotaExceeded (403), isolation, roles, operator buckets, revocation, audit log: ok")
+    print("   quota refused as QuotaExceeded (403), isolation, roles, operator buckets (made, refused while not empty,"
+          " deleted), revocation, audit log: ok")
 
 
 def memory_kib(pid, field):

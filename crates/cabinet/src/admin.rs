@@ -35,6 +35,13 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete a workspace with everything of its own (its trash purged, its uploads ended, keys
+    /// of no other workspace revoked); refused while it holds files or folders out of the trash.
+    DeleteWorkspace {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Create an API key; its secret is printed once and stored only as a hash.
     CreateKey {
         /// A workspace the key may act on; repeat for several.
@@ -415,6 +422,16 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 }
             }
         }
+        AdminCommand::DeleteWorkspace { id, json } => {
+            let ws = WorkspaceId::parse(&id).map_err(core)?;
+            let deleted = cabinet.delete_workspace(&ws).await.map_err(core)?;
+            audit(&cabinet, std::slice::from_ref(&ws), "delete-workspace", Some(ws.to_string())).await?;
+            if json {
+                println!("{}", json!({"id": deleted.id, "name": deleted.name, "deleted": true}));
+            } else {
+                println!("deleted workspace {} ({})", deleted.id, deleted.name);
+            }
+        }
         AdminCommand::CreateKey { workspaces, role, name, json } => {
             let workspaces = workspaces
                 .iter()
@@ -509,7 +526,8 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                         .ok_or_else(|| anyhow!("--status is 2xx, 3xx, 4xx or 5xx"))
                 })
                 .transpose()?;
-            cabinet.workspace(&ws).await.map_err(core)?;
+            // A deleted workspace's records outlive it (until the retention prunes them).
+            let workspace = cabinet.workspace(&ws).await;
             let query = AuditQuery {
                 actor,
                 action,
@@ -521,6 +539,9 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
                 limit,
             };
             let records = cabinet.audit_log_of(&ws, &query).await.map_err(core)?;
+            if records.is_empty() {
+                workspace.map_err(core)?;
+            }
             let next_cursor =
                 (records.len() == limit as usize).then(|| records.last().map(|r| r.id)).flatten();
             let records: Vec<cabinet_api::v1::audit::AuditRecordJson> =

@@ -511,3 +511,71 @@ async fn admin_commands_are_audited_and_admin_audit_reads_the_log_with_filters()
     let bad = admin(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--status", "404"]);
     assert!(!bad.status.success() && bad.stderr.contains("2xx"), "{}", bad.stderr);
 }
+
+/// The files under a folder, at any depth (none when it is not there).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn delete_workspace_refuses_one_holding_files_and_takes_its_trash_and_keys_once_they_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let server = ServerProcess::start(dir.path());
+    let file = small_file(&server, &tenant.key).await;
+    let blobs = dir.path().join("blobs").join("objects").join(&tenant.workspace_id);
+    assert_eq!(files_under(&blobs).len(), 1, "the file's blob is under {}", blobs.display());
+
+    let refused = admin(dir.path(), &["delete-workspace", &tenant.workspace_id, "--json"]);
+    assert!(!refused.status.success(), "exit status {}", refused.status);
+    assert!(refused.stderr.contains("holds files or folders"), "stderr:\n{}", refused.stderr);
+    assert!(refused.stdout.trim().is_empty(), "nothing is printed as if it worked:\n{}", refused.stdout);
+    let (status, _) = get_quota(&server, &tenant.key).await;
+    assert_eq!(status, StatusCode::OK, "a refusal changes nothing");
+
+    let trashed = http_client()
+        .delete(server.at(&format!("/v1/files/{file}")))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert!(trashed.status().is_success(), "{}", trashed.status());
+    let deleted = admin_json(dir.path(), &["delete-workspace", &tenant.workspace_id, "--json"]);
+    assert_eq!(deleted, json!({"id": tenant.workspace_id, "name": "acme", "deleted": true}));
+
+    assert!(
+        files_under(&blobs).is_empty(),
+        "the trashed file's blob went with it: {:?}",
+        files_under(&blobs)
+    );
+    let (status, body) = get_quota(&server, &tenant.key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "its only key is revoked: {body}");
+    let workspaces = admin_json(dir.path(), &["list-workspaces", "--json"]);
+    assert!(
+        workspaces.as_array().unwrap().iter().all(|ws| ws["id"] != tenant.workspace_id.as_str()),
+        "{workspaces}"
+    );
+    let again = admin(dir.path(), &["delete-workspace", &tenant.workspace_id, "--json"]);
+    assert!(
+        !again.status.success() && again.stderr.contains("workspace not found"),
+        "stderr:\n{}",
+        again.stderr
+    );
+    // Its audit records outlive it.
+    let log = admin_json(dir.path(), &["audit", "--workspace", &tenant.workspace_id, "--json"]);
+    assert!(
+        log["data"].as_array().unwrap().iter().any(|record| record["action"] == "admin delete-workspace"),
+        "{log}"
+    );
+}

@@ -722,6 +722,61 @@ async fn a_request_cut_short_keeps_what_arrived() {
     assert_eq!(file["sha256"], sha256_hex(&bytes));
 }
 
+/// On S3 a part is streamed to the bucket as its bytes arrive, the tail of an earlier request
+/// first: a request cut in the middle of a part keeps the whole parts before it (the bucket keeps
+/// no short part), and the upload resumes from there.
+#[tokio::test]
+async fn on_s3_a_request_cut_in_the_middle_of_a_part_keeps_the_parts_before_it() {
+    let Some(server) = TestServer::spawn_s3("tus cut on S3").await else { return };
+    let tus = Tus::new(&server, &server.tenant);
+    const PART: usize = 8 * 1024 * 1024;
+    const TAIL: usize = 3 * 1024 * 1024;
+    let bytes = bytes_of(2 * PART + 1234);
+    let url = tus.create(bytes.len() as u64, &metadata("cut-on-s3.bin", &[])).await;
+    let first = tus.patch(&url, 0, bytes[..TAIL].to_vec()).await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.body);
+    // The rest declared, a part and a half of it sent, then the connection cut.
+    let sent = bytes[TAIL..TAIL + PART + PART / 2].to_vec();
+    let body = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(bytes::Bytes::from(sent)),
+        Err(std::io::Error::other("cut")),
+    ]);
+    let cut = tus
+        .request(Method::PATCH, &url)
+        .header("Upload-Offset", TAIL)
+        .header("Content-Type", OCTETS)
+        .header("Content-Length", bytes.len() - TAIL)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    assert!(cut.is_err(), "the request fails on the client's side");
+    let mut offset = 0;
+    for _ in 0..200 {
+        offset = offset_of(&tus.offset(&url).await);
+        if offset == PART as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        offset, PART as u64,
+        "the first part (the tail and what followed) landed, the cut one did not"
+    );
+    let mut rest = tus.patch(&url, offset, bytes[PART..].to_vec()).await;
+    for _ in 0..100 {
+        if rest.status != StatusCode::LOCKED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rest = tus.patch(&url, offset, bytes[PART..].to_vec()).await;
+    }
+    assert_eq!(rest.status, StatusCode::NO_CONTENT, "{}", rest.body);
+    let file =
+        file_named(&server, &server.tenant, "cut-on-s3.bin").await.expect("the file exists once complete");
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    assert_eq!(content(&server, &server.tenant, &file).await, bytes);
+}
+
 #[tokio::test]
 async fn browsers_may_call_it_and_read_its_headers() {
     let server = TestServer::spawn().await;

@@ -63,6 +63,33 @@ impl Cabinet {
         self.store.get_workspace(id).await
     }
 
+    /// Deletes a workspace and everything of its own. Refused (`workspace_not_empty`) while it
+    /// holds a file or folder out of the trash, as S3 refuses to delete a bucket with objects in
+    /// it; what is in its trash is purged first (deleted things are on their way out, and S3
+    /// deletes through Cabinet go to the trash), then its uploads in progress end with it, its
+    /// keys lose it (a key of no other workspace is revoked) and its S3 keys, webhooks, events,
+    /// rules and ledger go, in one transaction. The bytes of those uploads are removed after it;
+    /// what arrives for them later is left to the orphan sweep. The audit log keeps its records.
+    pub async fn delete_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
+        let workspace = self.store.get_workspace(id).await?;
+        if self.store.workspace_has_live_items(id).await? {
+            return Err(Error::conflict(
+                Code::WorkspaceNotEmpty,
+                "the workspace holds files or folders; delete them first",
+            ));
+        }
+        self.purge_trash_of(id).await?;
+        let uploads = self.store.delete_workspace(id, self.clock.now()).await?;
+        self.hot.forget_workspace(id);
+        for upload in &uploads {
+            self.remove_parts_quietly(upload).await;
+            self.remove_segments(upload).await;
+            self.delete_blob_quietly(&upload.blob_key).await;
+        }
+        tracing::info!(workspace = %id, name = %workspace.name, uploads_ended = uploads.len(), "workspace deleted");
+        Ok(workspace)
+    }
+
     /// Issues a key for one or more workspaces; the secret is in the result and nowhere else.
     pub async fn create_api_key(
         &self,

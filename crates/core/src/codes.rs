@@ -96,6 +96,7 @@ pub enum Code {
     WeakSigningSecret,
     WebhookUrlNotPublic,
     WorkspaceExists,
+    WorkspaceNotEmpty,
     WorkspaceRequired,
 }
 
@@ -193,6 +194,7 @@ impl Code {
         Code::WeakSigningSecret,
         Code::WebhookUrlNotPublic,
         Code::WorkspaceExists,
+        Code::WorkspaceNotEmpty,
         Code::WorkspaceRequired,
     ];
 
@@ -290,6 +292,7 @@ impl Code {
             Code::WeakSigningSecret => "weak_signing_secret",
             Code::WebhookUrlNotPublic => "webhook_url_not_public",
             Code::WorkspaceExists => "workspace_exists",
+            Code::WorkspaceNotEmpty => "workspace_not_empty",
             Code::WorkspaceRequired => "workspace_required",
         }
     }

@@ -155,6 +155,15 @@ pub trait WorkspaceStore: Send + Sync + 'static {
     async fn workspace_cors_origins(&self, id: &WorkspaceId) -> Result<Option<String>>;
     /// Stores the workspace's own CORS list (`None`: back to the server's), or `NotFound`.
     async fn set_workspace_cors_origins(&self, id: &WorkspaceId, origins: Option<&str>) -> Result<()>;
+    /// Whether the workspace holds a file or folder that is not in the trash, or `NotFound`.
+    async fn workspace_has_live_items(&self, id: &WorkspaceId) -> Result<bool>;
+    /// Deletes a workspace that holds no file and no folder (its trash purged), with everything
+    /// else of its own, in one transaction: uploads, key grants (a key of no other workspace is
+    /// revoked), S3 keys, webhooks and their deliveries, events, access rules, token revocations,
+    /// the metering ledger. The audit log keeps its records. Returns the uploads that were live,
+    /// whose bytes the caller removes. `Conflict` (`workspace_not_empty`) while a file or folder
+    /// is there, or `NotFound`.
+    async fn delete_workspace(&self, id: &WorkspaceId, at: DateTime<Utc>) -> Result<Vec<Upload>>;
 }
 
 /// What lasting URLs are checked against: the keys that sign URLs, and each workspace's link
@@ -816,6 +825,18 @@ pub trait BlobStore: Send + Sync + 'static {
         _upload: &Upload,
         _part_number: u32,
         _bytes: Vec<bytes::Bytes>,
+    ) -> Result<PartInfo> {
+        Err(crate::Error::internal("this store keeps no multipart uploads of its own"))
+    }
+    /// Sends `body`, exactly `size` bytes, as part `part_number` as it arrives (like `put_part`,
+    /// with no part held in memory). A body that fails or ends short fails the part's request,
+    /// so the store keeps no short part. Only for stores that `joins_parts_in_place`.
+    async fn put_part_stream(
+        &self,
+        _upload: &Upload,
+        _part_number: u32,
+        _size: u64,
+        _body: ByteStream<'static>,
     ) -> Result<PartInfo> {
         Err(crate::Error::internal("this store keeps no multipart uploads of its own"))
     }

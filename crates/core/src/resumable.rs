@@ -355,7 +355,8 @@ impl Cabinet {
                         Some(in_parts) => in_parts,
                         None => self.begin_in_parts(&upload, length).await?,
                     };
-                    self.append_in_parts(&upload, &in_parts, body).await
+                    let count = append.content_length.unwrap_or_default();
+                    self.append_in_parts(&upload, &in_parts, body, count).await
                 }
                 .await
             } else {
@@ -470,7 +471,7 @@ impl Cabinet {
                     None => self.begin_in_parts(upload, length).await?,
                 };
                 let bytes = self.blobs.open(&staged.temp_key, None).await?;
-                self.append_in_parts(upload, &in_parts, bytes).await
+                self.append_in_parts(upload, &in_parts, bytes, staged.size).await
             }
             .await;
             self.blobs.discard(&staged.temp_key).await;
@@ -536,8 +537,13 @@ impl Cabinet {
 
     /// Makes `bytes` the object at `key`, durably (staged, then committed).
     pub(crate) async fn write_object(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
-        let size = bytes.len() as u64;
-        let body = futures::stream::once(async move { Ok(bytes) }).boxed();
+        self.write_pieces(key, vec![bytes]).await
+    }
+
+    /// Writes an object of bytes in the pieces they arrived in (never joined into one buffer).
+    pub(crate) async fn write_pieces(&self, key: &str, pieces: Vec<bytes::Bytes>) -> Result<()> {
+        let size = pieces.iter().map(|piece| piece.len() as u64).sum();
+        let body = futures::stream::iter(pieces.into_iter().map(Ok)).boxed();
         let staged = self.blobs.stage(body, size).await.map_err(|err| Error::internal(err.to_string()))?;
         if let Err(err) = self.blobs.commit(&staged, key).await {
             self.blobs.discard(&staged.temp_key).await;
@@ -706,7 +712,7 @@ impl Cabinet {
     /// Removes an upload's segments, kept length and parts (aborting the store's multipart
     /// upload); what cannot be removed now is left to the orphan sweep (its upload is no longer
     /// live).
-    async fn remove_segments(&self, upload: &Upload) {
+    pub(crate) async fn remove_segments(&self, upload: &Upload) {
         match self.in_parts(upload).await {
             Ok(Some(in_parts)) => self.abort_in_parts(upload, &in_parts).await,
             Ok(None) => {}

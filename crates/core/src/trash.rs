@@ -37,7 +37,11 @@ impl Cabinet {
     /// Purges everything in the caller's trash; returns how many top-level entries.
     pub async fn empty_trash(&self, caller: &Caller) -> Result<u64> {
         caller.require(Role::Write)?;
-        let ws = &caller.workspace_id;
+        self.purge_trash_of(&caller.workspace_id).await
+    }
+
+    /// Purges everything in a workspace's trash; returns how many top-level entries.
+    pub(crate) async fn purge_trash_of(&self, ws: &crate::WorkspaceId) -> Result<u64> {
         let mut purged = 0;
         loop {
             let entries = self.store.trash_entries(ws, BATCH).await?;

@@ -18,6 +18,7 @@ pub fn s3_error_of(err: Error) -> S3Error {
         Error::Conflict { code: Code::FileInUse, .. } => {
             (S3ErrorCode::Custom("FileInUse".into()), Some(StatusCode::CONFLICT))
         }
+        Error::Conflict { code: Code::WorkspaceNotEmpty, .. } => (S3ErrorCode::BucketNotEmpty, None),
         Error::Conflict { .. } => (S3ErrorCode::OperationAborted, None),
         Error::TooLarge { .. } => (S3ErrorCode::EntityTooLarge, None),
         Error::Unprocessable { code: Code::ChecksumMismatch, .. } => (S3ErrorCode::BadDigest, None),

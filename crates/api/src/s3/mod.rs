@@ -181,11 +181,20 @@ impl S3 for S3Surface {
         if !key.is_operator() {
             return Err(s3_error!(AccessDenied, "only an operator S3 key may delete buckets"));
         }
-        self.workspace_for(&key, &req.input.bucket).await?;
-        Err(s3_error!(
-            NotImplemented,
-            "a workspace cannot be deleted through S3 (Cabinet has no workspace deletion yet)"
-        ))
+        let workspace = self.workspace_for(&key, &req.input.bucket).await?;
+        cabinet_core::audit::note_caller(&Caller {
+            workspace_id: workspace.id.clone(),
+            actor: Actor::Key { id: key.id, role: key.role },
+        });
+        match self.cabinet.delete_workspace(&workspace.id).await {
+            Ok(_) => {
+                tracing::info!(workspace = %workspace.id, bucket = %workspace.name, "bucket deleted through S3");
+                Ok(S3Response::new(DeleteBucketOutput::default()))
+            }
+            // Deleted by another request meanwhile.
+            Err(cabinet_core::Error::NotFound(_)) => Err(s3_error!(NoSuchBucket)),
+            Err(err) => Err(s3_error_of(err)),
+        }
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {

@@ -407,7 +407,9 @@ pub(super) async fn list_parts(
 }
 
 /// ListMultipartUploads: the bucket's uploads in progress, by key and then upload id (the order
-/// they were begun in), filtered by prefix, `max_uploads` at a time after the markers.
+/// they were begun in), filtered by prefix, `max_uploads` at a time after the markers. With a
+/// delimiter, the uploads whose key goes on past the prefix to a delimiter are rolled up into that
+/// common prefix, listed once and counted as one entry, as ListObjects does.
 pub(super) async fn list_uploads(
     cabinet: &Cabinet,
     caller: &Caller,
@@ -415,6 +417,7 @@ pub(super) async fn list_uploads(
 ) -> S3Result<ListMultipartUploadsOutput> {
     let most = input.max_uploads.unwrap_or(MOST_LISTED).clamp(0, MOST_LISTED) as usize;
     let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = input.delimiter.clone().filter(|delimiter| !delimiter.is_empty());
     let mut open = Vec::new();
     let mut after: Option<UploadId> = None;
     // Uploads in progress are few (each expires within a day): all are read, then sorted by key.
@@ -433,20 +436,55 @@ pub(super) async fn list_uploads(
     open.sort_by(|(a, upload_a), (b, upload_b)| {
         a.cmp(b).then_with(|| upload_a.id.as_str().cmp(upload_b.id.as_str()))
     });
+    // The common prefix a key is rolled up into: the prefix and the key's rest up to and with the
+    // first delimiter.
+    let rolled_up = |key: &str| -> Option<String> {
+        let delimiter = delimiter.as_deref()?;
+        let rest = &key[prefix.len()..];
+        rest.find(delimiter).map(|at| key[..prefix.len() + at + delimiter.len()].to_owned())
+    };
     let key_marker = input.key_marker.clone().unwrap_or_default();
     let id_marker = input.upload_id_marker.clone().unwrap_or_default();
-    let open: Vec<_> = open
-        .into_iter()
-        .filter(|(key, upload)| {
-            key_marker.is_empty()
-                || key.as_str() > key_marker.as_str()
-                || (key == &key_marker && !id_marker.is_empty() && upload.id.as_str() > id_marker.as_str())
-        })
-        .collect();
-    let truncated = open.len() > most;
-    let listed: Vec<_> = open.into_iter().take(most).collect();
-    let (next_key, next_id) = match listed.last() {
-        Some((key, upload)) if truncated => (Some(key.clone()), Some(upload.id.to_string())),
+    let past_markers = |key: &str, upload: &cabinet_core::Upload| {
+        if key_marker.is_empty() {
+            return true;
+        }
+        // A marker that is a common prefix (the last entry of a page) passes all of its keys.
+        if rolled_up(key).as_deref() == Some(key_marker.as_str()) {
+            return false;
+        }
+        key > key_marker.as_str()
+            || (key == key_marker && !id_marker.is_empty() && upload.id.as_str() > id_marker.as_str())
+    };
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    // The last entry listed: a key and its upload, or a common prefix.
+    let mut last: Option<(String, Option<UploadId>)> = None;
+    let mut truncated = false;
+    for (key, upload) in open.into_iter().filter(|(key, upload)| past_markers(key, upload)) {
+        let common = rolled_up(&key);
+        if let (Some(common), Some((listed, None))) = (&common, &last) {
+            if common == listed {
+                continue;
+            }
+        }
+        if uploads.len() + prefixes.len() == most {
+            truncated = true;
+            break;
+        }
+        match common {
+            Some(common) => {
+                last = Some((common.clone(), None));
+                prefixes.push(common);
+            }
+            None => {
+                last = Some((key.clone(), Some(upload.id.clone())));
+                uploads.push((key, upload));
+            }
+        }
+    }
+    let (next_key, next_id) = match last {
+        Some((key, id)) if truncated => (Some(key), id.map(|id| id.to_string())),
         _ => (None, None),
     };
     Ok(ListMultipartUploadsOutput {
@@ -458,8 +496,11 @@ pub(super) async fn list_uploads(
         is_truncated: Some(truncated),
         next_key_marker: next_key,
         next_upload_id_marker: next_id,
+        delimiter: input.delimiter,
+        common_prefixes: (!prefixes.is_empty())
+            .then(|| prefixes.into_iter().map(|prefix| CommonPrefix { prefix: Some(prefix) }).collect()),
         uploads: Some(
-            listed
+            uploads
                 .into_iter()
                 .map(|(key, upload)| MultipartUpload {
                     key: Some(key),

@@ -473,6 +473,47 @@ impl BlobStore for S3BlobStore {
         Ok(PartInfo { part_number, size, etag: part.content_id.trim_matches('"').to_owned() })
     }
 
+    async fn put_part_stream(
+        &self,
+        upload: &Upload,
+        part_number: u32,
+        size: u64,
+        body: ByteStream<'static>,
+    ) -> Result<PartInfo> {
+        // object_store signs a part's payload, so it would need the whole part in memory: the
+        // part is sent to a presigned UploadPart URL instead (its payload unsigned, its length
+        // signed), the body streamed as it arrives. It cannot be retried (its bytes have gone
+        // by): a failure is the client's to retry, from the offset the parts reached.
+        let now = Utc::now();
+        let presigned = self
+            .presign_part(
+                upload,
+                part_number,
+                size,
+                now,
+                now + chrono::Duration::seconds(LONG_REQUEST.as_secs() as i64),
+            )
+            .ok_or_else(|| Error::internal("the upload has no S3 multipart upload"))?;
+        let response = self
+            .http
+            .put(presigned.url)
+            .header("content-length", size)
+            .body(reqwest_s3::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|err| Error::Unavailable(Box::new(err)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(unexpected_status("UploadPart", status));
+        }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| Error::internal("S3 sent no ETag for a part"))?;
+        Ok(PartInfo { part_number, size, etag: etag.trim_matches('"').to_owned() })
+    }
+
     async fn list_parts(&self, upload: &Upload) -> Result<Vec<PartInfo>> {
         let id = Self::multipart_of(upload)?;
         let mut parts = Vec::new();

@@ -30,8 +30,8 @@ use crate::{Cabinet, Code};
 /// S3's most parts per multipart upload.
 const MOST_PARTS: u64 = 10_000;
 const MIB: u64 = 1024 * 1024;
-/// Parts are at least this large (above S3's 5 MiB least) and at most `LARGEST_PART` (the memory
-/// one appending request holds is about two parts).
+/// Parts are at least this large (above S3's 5 MiB least) and at most `LARGEST_PART` (a request's
+/// tail, shorter than a part, is held in memory while it is written).
 const SMALLEST_PART: u64 = 8 * MIB;
 const LARGEST_PART: u64 = 64 * MIB;
 
@@ -140,53 +140,89 @@ impl Cabinet {
         Ok(PartsState { parts, parts_bytes, tail, assembled: None })
     }
 
-    /// Adds a request's bytes: each part sent as it fills (one in flight while the next fills),
-    /// what is left kept as the new tail. Returns the offset reached; on an error the offset is
-    /// where the parts that landed end.
+    /// Adds a request's `count` bytes (fewer when it is cut short). Each whole part they make is
+    /// streamed to the store as it arrives (the old tail first), one part's request in flight
+    /// while the next is fed, so memory holds no part; the bytes short of a whole part at the end
+    /// are kept as the new tail. Returns the offset reached; on an error (or a cut in the middle
+    /// of a part, whose bytes the store then does not keep) the offset is where the parts that
+    /// landed end.
     pub(super) async fn append_in_parts(
         &self,
         upload: &Upload,
         in_parts: &InParts,
         mut body: ByteStream<'static>,
+        count: u64,
     ) -> Result<u64> {
         let state = self.parts_state(upload, in_parts).await?;
         let upload = with_parts(upload, in_parts);
-        let part_size = in_parts.part_size as usize;
+        let part_size = in_parts.part_size;
         let old_tail = segment_key(&upload, state.parts_bytes);
-        // The next part's bytes, as they arrived (never copied into one buffer).
-        let mut pending: Vec<Bytes> = Vec::new();
-        let mut pending_bytes = 0;
-        if state.tail > 0 {
-            pending = self.blobs.open(&old_tail, None).await?.try_collect().await?;
-            pending_bytes = pending.iter().map(Bytes::len).sum();
-        }
+        // The old tail's bytes not yet in a part, and the body's not yet read.
+        let mut tail_left = state.tail;
+        let mut body_left = count;
+        // What is left of a chunk after the part it ended was fed.
+        let mut carry: Option<Bytes> = None;
         let mut next_part = state.parts.len() as u64 + 1;
         let mut landed = state.parts_bytes;
         let mut sending: Option<tokio::task::JoinHandle<Result<PartInfo>>> = None;
-        let mut arrived = false;
         let streamed: Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                let mut chunk = chunk?;
-                arrived |= !chunk.is_empty();
-                while !chunk.is_empty() {
-                    let piece = chunk.split_to((part_size - pending_bytes).min(chunk.len()));
-                    pending_bytes += piece.len();
-                    pending.push(piece);
-                    if pending_bytes < part_size {
-                        continue;
-                    }
-                    if next_part > MOST_PARTS {
-                        return Err(too_many_parts(in_parts.part_size));
-                    }
-                    if let Some(previous) = sending.take() {
-                        landed += previous.await.map_err(Error::internal)??.size;
-                    }
-                    let (blobs, upload, number, part) =
-                        (self.blobs.clone(), upload.clone(), next_part as u32, std::mem::take(&mut pending));
-                    pending_bytes = 0;
-                    sending = Some(tokio::spawn(async move { blobs.put_part(&upload, number, part).await }));
-                    next_part += 1;
+            while tail_left + body_left >= part_size {
+                if next_part > MOST_PARTS {
+                    return Err(too_many_parts(in_parts.part_size));
                 }
+                // A few chunks between this request's body and the part's request to the store.
+                let (mut feed, fed) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(4);
+                let mut part: ByteStream<'static> = fed.boxed();
+                if tail_left > 0 {
+                    part = self.blobs.open(&old_tail, None).await?.chain(part).boxed();
+                }
+                let mut wanted = part_size - tail_left;
+                let mut cut_short = false;
+                let (blobs, number, sent) = (self.blobs.clone(), next_part as u32, upload.clone());
+                let request =
+                    tokio::spawn(async move { blobs.put_part_stream(&sent, number, part_size, part).await });
+                while wanted > 0 {
+                    let chunk = match carry.take() {
+                        Some(chunk) => Some(chunk),
+                        None => body.next().await.transpose()?,
+                    };
+                    let Some(mut chunk) = chunk else {
+                        // Cut short: the part's request fails rather than storing a short part.
+                        let cut = std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the request's body ended before the part was whole",
+                        );
+                        let _ = futures::SinkExt::send(&mut feed, Err(cut)).await;
+                        cut_short = true;
+                        break;
+                    };
+                    if chunk.len() as u64 > wanted {
+                        carry = Some(chunk.split_off(wanted as usize));
+                    }
+                    wanted -= chunk.len() as u64;
+                    body_left = body_left.saturating_sub(chunk.len() as u64);
+                    if futures::SinkExt::send(&mut feed, Ok(chunk)).await.is_err() {
+                        // The part's request has ended (failed): its answer says why.
+                        break;
+                    }
+                }
+                drop(feed);
+                if let Some(previous) = sending.take() {
+                    landed += previous.await.map_err(Error::internal)??.size;
+                }
+                if cut_short {
+                    let _ = request.await;
+                    return Err(Error::bad_request(Code::IncompleteBody, "the request's body ended early"));
+                }
+                if wanted > 0 {
+                    request.await.map_err(Error::internal)??;
+                    return Err(Error::internal(
+                        "the store ended a part's request before its bytes were sent",
+                    ));
+                }
+                sending = Some(request);
+                tail_left = 0;
+                next_part += 1;
             }
             if let Some(last) = sending.take() {
                 landed += last.await.map_err(Error::internal)??.size;
@@ -198,12 +234,32 @@ impl Cabinet {
             // It may still land: the offset then counts it, as it counts every listed part.
             let _ = abandoned.await;
         }
-        streamed?;
-        if !arrived {
+        match streamed {
+            Ok(()) => {}
+            // A cut: the parts that landed are kept.
+            Err(err) if err.code() == Code::IncompleteBody => {
+                if landed != state.parts_bytes && state.tail > 0 {
+                    self.delete_blob_quietly(&old_tail).await;
+                }
+                return Ok(self.parts_state(&upload, in_parts).await?.offset());
+            }
+            Err(err) => return Err(err),
+        }
+        // Less than a part is left (the old tail too, when no part was made): the new tail.
+        let mut pending: Vec<Bytes> = Vec::new();
+        if tail_left > 0 {
+            pending = self.blobs.open(&old_tail, None).await?.try_collect().await?;
+        }
+        pending.extend(carry.take());
+        while let Some(chunk) = body.next().await {
+            pending.push(chunk?);
+        }
+        let pending_bytes: u64 = pending.iter().map(|piece| piece.len() as u64).sum();
+        if pending_bytes == tail_left && landed == state.parts_bytes {
             return Ok(state.offset());
         }
         if pending_bytes > 0 {
-            self.write_object(&segment_key(&upload, landed), pending.concat().into()).await?;
+            self.write_pieces(&segment_key(&upload, landed), pending).await?;
         }
         if landed != state.parts_bytes && state.tail > 0 {
             // Its bytes are in a part now.

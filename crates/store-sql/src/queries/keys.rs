@@ -1,13 +1,15 @@
 //! Workspaces and API keys, and the revocation of end-user tokens.
 
 use cabinet_core::rules::TokenStanding;
-use cabinet_core::{ApiKey, ApiKeyId, Error, Result, Workspace, WorkspaceId};
+use cabinet_core::{ApiKey, ApiKeyId, Code, Error, Result, Upload, Workspace, WorkspaceId};
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, workspace_error};
-use crate::rows::{bytes, millis, ApiKeyRow, ApiKeyWorkspaceRow, WorkspaceRow, WORKSPACE_COLUMNS};
+use crate::rows::{
+    bytes, millis, ApiKeyRow, ApiKeyWorkspaceRow, UploadRow, WorkspaceRow, UPLOAD_COLUMNS, WORKSPACE_COLUMNS,
+};
 
 #[async_trait::async_trait]
 impl<D: Dialect> cabinet_core::WorkspaceStore for SqlStore<D>
@@ -88,7 +90,96 @@ where
         }
         Ok(())
     }
+
+    async fn workspace_has_live_items(&self, id: &WorkspaceId) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as(HOLDS_ITEMS_LIVE)
+            .bind(id.as_str())
+            .fetch_optional(self.read_pool())
+            .await
+            .map_err(db_error)?;
+        let (held,) = row.ok_or(Error::NotFound("workspace"))?;
+        Ok(held != 0)
+    }
+
+    async fn delete_workspace(&self, id: &WorkspaceId, at: DateTime<Utc>) -> Result<Vec<Upload>> {
+        let ws = id.as_str();
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // Taken first, as every commit of a file takes it: a file committed while this runs is
+        // either here to refuse the deletion, or finds no workspace to commit into.
+        Self::lock_workspace(&mut tx, id).await?;
+        let held: Option<(i64,)> =
+            sqlx::query_as(HOLDS_ITEMS).bind(ws).fetch_optional(&mut *tx).await.map_err(db_error)?;
+        match held {
+            None => return Err(Error::NotFound("workspace")),
+            Some((0,)) => {}
+            Some(_) => {
+                return Err(Error::conflict(
+                    Code::WorkspaceNotEmpty,
+                    "the workspace holds files or folders; delete them first",
+                ))
+            }
+        }
+        let live: Vec<Upload> = sqlx::query_as::<_, UploadRow>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE workspace_id = $1 AND status IN ('WAITING', 'UPLOADING')"
+        ))
+        .bind(ws)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(Upload::try_from)
+        .collect::<Result<_>>()?;
+        // A key granted this workspace alone would reach nothing: it is revoked, not left dangling.
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id IN (SELECT key_id FROM \
+             api_key_workspaces WHERE workspace_id = $2) AND NOT EXISTS (SELECT 1 FROM api_key_workspaces o \
+             WHERE o.key_id = api_keys.id AND o.workspace_id <> $2)",
+        )
+        .bind(millis(at))
+        .bind(ws)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        // Events last of all: deleting rows above records some (`key.revoked`).
+        for table in [
+            "api_key_workspaces",
+            "uploads",
+            "file_tags",
+            "file_references",
+            "access_rules",
+            "token_revocations",
+            "usage_ledger",
+            "s3_keys",
+            "s3_etags",
+            "webhook_deliveries",
+            "webhooks",
+            "events",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1"))
+                .bind(ws)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query("DELETE FROM workspaces WHERE id = $1")
+            .bind(ws)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(live)
+    }
 }
+
+/// 1 when the workspace (`$1`) holds a file or folder, trashed or not; no row when it does not exist.
+const HOLDS_ITEMS: &str = "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM files WHERE workspace_id = $1) \
+     OR EXISTS (SELECT 1 FROM folders WHERE workspace_id = $1) THEN 1 ELSE 0 END AS BIGINT) \
+     FROM workspaces WHERE id = $1";
+
+/// The same for files and folders out of the trash.
+const HOLDS_ITEMS_LIVE: &str = "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM files WHERE workspace_id = $1 \
+     AND trashed_at IS NULL) OR EXISTS (SELECT 1 FROM folders WHERE workspace_id = $1 AND trashed_at IS NULL) \
+     THEN 1 ELSE 0 END AS BIGINT) FROM workspaces WHERE id = $1";
 
 #[async_trait::async_trait]
 impl<D: Dialect> cabinet_core::KeyStore for SqlStore<D>

@@ -462,3 +462,69 @@ pub(crate) async fn tags_keep_their_spelling_and_match_whatever_the_case(store: 
     let (_, total) = store.list_files(&ws.id, &filter, Sort::NEWEST_FIRST, &first_page(10)).await.unwrap();
     assert_eq!(total, 2);
 }
+
+pub(crate) async fn a_workspace_is_deleted_with_everything_of_its_own_once_it_holds_nothing(
+    store: &dyn MetadataStore,
+) {
+    use cabinet_core::s3_keys::S3Key;
+    use cabinet_core::Code;
+    let a = workspace(store, None).await;
+    let b = workspace(store, None).await;
+    let key_of = |workspaces: Vec<WorkspaceId>| ApiKey {
+        id: ApiKeyId::generate(),
+        name: None,
+        role: Role::Write,
+        workspaces,
+        hint: "abcd".into(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    let (only_a, both) = (key_of(vec![a.id.clone()]), key_of(vec![a.id.clone(), b.id.clone()]));
+    let (only_a_hash, both_hash) = (format!("only-{}", only_a.id), format!("both-{}", both.id));
+    store.create_api_key(&only_a, &only_a_hash).await.unwrap();
+    store.create_api_key(&both, &both_hash).await.unwrap();
+    let s3 = S3Key {
+        access_key_id: format!("CABD{}", ApiKeyId::generate()),
+        id: ApiKeyId::generate(),
+        workspace_id: Some(a.id.clone()),
+        role: Role::Write,
+        name: None,
+        created_at: now(),
+        revoked_at: None,
+    };
+    store.create_s3_key(&s3, "sealed").await.unwrap();
+    let docs = folder(&a.id, "docs", None);
+    store.insert_folder(&docs).await.unwrap();
+    let file = named_file(&a.id, "x.txt", Some(&docs.id), 10, now());
+    store.insert_file_charging(&file).await.unwrap();
+    let live = upload(&a.id, 5);
+    store.insert_upload_reserving(&live).await.unwrap();
+    let not_empty = |result: cabinet_core::Result<Vec<Upload>>| matches!(result, Err(err) if err.code() == Code::WorkspaceNotEmpty);
+
+    assert!(store.workspace_has_live_items(&a.id).await.unwrap());
+    assert!(not_empty(store.delete_workspace(&a.id, now()).await));
+    // In the trash they no longer count as live, but the store deletes no file: they are purged first.
+    store.trash_folder(&a.id, &docs.id, now()).await.unwrap();
+    assert!(!store.workspace_has_live_items(&a.id).await.unwrap());
+    assert!(not_empty(store.delete_workspace(&a.id, now()).await));
+    assert_eq!(store.get_file(&a.id, &file.id).await.unwrap().id, file.id, "a refusal changes nothing");
+    store.purge_folder(&a.id, &docs.id, now()).await.unwrap();
+
+    let ended = store.delete_workspace(&a.id, now()).await.unwrap();
+    assert_eq!(ended.iter().map(|upload| upload.id.clone()).collect::<Vec<_>>(), vec![live.id.clone()]);
+    assert!(matches!(store.get_workspace(&a.id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.get_upload(&a.id, &live.id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.workspace_has_live_items(&a.id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.delete_workspace(&a.id, now()).await, Err(Error::NotFound(_))));
+    assert!(
+        store.events_after(&a.id, 0, 100).await.unwrap_or_default().is_empty(),
+        "its events went with it"
+    );
+    // A key of this workspace alone is revoked; a key of two keeps the other.
+    assert!(store.find_api_key(&only_a_hash).await.unwrap().unwrap().revoked_at.is_some());
+    let kept = store.find_api_key(&both_hash).await.unwrap().unwrap();
+    assert_eq!((kept.revoked_at, kept.workspaces), (None, vec![b.id.clone()]));
+    assert_eq!(store.find_s3_key(&s3.access_key_id).await.unwrap(), None);
+    assert!(store.list_workspaces().await.unwrap().iter().all(|ws| ws.id != a.id));
+    assert_eq!(store.get_workspace(&b.id).await.unwrap().id, b.id, "another workspace is untouched");
+}

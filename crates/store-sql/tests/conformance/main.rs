@@ -73,6 +73,7 @@ conformance!(
     workspaces_are_created_listed_and_unique_by_name,
     keys_are_found_by_secret_hash_and_revoked,
     s3_keys_keep_their_sealed_secret_scope_and_revocation,
+    a_workspace_is_deleted_with_everything_of_its_own_once_it_holds_nothing,
     a_files_details_come_with_its_references_oldest_first,
     a_pages_references_are_read_at_once_within_the_workspace,
     reservations_never_pass_the_limit,
