@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::content_type;
 use crate::error::{Error, Result};
 use crate::model::{FailureReason, FileRecord, Upload};
-use crate::ports::{ByteStream, StageError, StagedBlob};
+use crate::ports::{ByteStream, Finish, StageError, StagedBlob};
 use crate::telemetry::{self, TransferInFlight};
 use crate::uploads::arrival_key;
 use crate::{Cabinet, Code};
@@ -154,7 +154,7 @@ impl Cabinet {
 
     /// The bytes are durable under the file's key; the file exists once this transaction commits.
     pub(crate) async fn settle(&self, upload: &Upload, file: FileRecord) -> Result<FileRecord> {
-        match self.store.finish_upload(&upload.workspace_id, &upload.id, &file).await {
+        match self.finish_upload_together(upload, &file).await {
             Ok(true) => {
                 tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
                 telemetry::upload_succeeded();
@@ -177,6 +177,19 @@ impl Cabinet {
                 self.fail(upload, reason).await?;
                 Err(err)
             }
+        }
+    }
+
+    /// Finishes the upload into `file`, committed together with the uploads finishing at the same
+    /// moment; returns once its commit is durable.
+    async fn finish_upload_together(&self, upload: &Upload, file: &FileRecord) -> Result<bool> {
+        let finish = Finish { upload: upload.id.clone(), file: file.clone() };
+        let together = self.finishes.commit(&self.store, finish, |store, finishes| async move {
+            store.finish_uploads(&finishes).await
+        });
+        match together.await {
+            Some(outcome) => outcome,
+            None => self.store.finish_upload(&upload.workspace_id, &upload.id, file).await,
         }
     }
 

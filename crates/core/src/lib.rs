@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod folders;
+mod group_commit;
 pub mod ids;
 pub mod intake;
 pub mod links;
@@ -164,7 +165,8 @@ pub struct Parts {
     key_reads: links::KeyReads,
     sessions: resumable::Sessions,
     audit_writer: audit::AuditWriter,
-    reservation_writer: reservations::ReservationWriter,
+    reservations: group_commit::GroupCommit<model::Upload, ()>,
+    finishes: group_commit::GroupCommit<ports::Finish, bool>,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -204,7 +206,8 @@ impl Cabinet {
             key_reads: Default::default(),
             sessions: Default::default(),
             audit_writer: Default::default(),
-            reservation_writer: Default::default(),
+            reservations: Default::default(),
+            finishes: Default::default(),
         }))
     }
 

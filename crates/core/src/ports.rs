@@ -340,6 +340,14 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()>;
 }
 
+/// A live upload finished into its file (`UploadStore::finish_uploads`).
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub upload: UploadId,
+    /// The file it becomes, in the upload's workspace.
+    pub file: FileRecord,
+}
+
 /// Uploads and the reservations they hold on the quota.
 #[async_trait]
 pub trait UploadStore: Send + Sync + 'static {
@@ -383,6 +391,10 @@ pub trait UploadStore: Send + Sync + 'static {
     /// In one transaction: the live upload becomes SUCCESS with the file's size, the file is
     /// created and the reservation becomes usage (the part the file does not use is released). False (and nothing written) when the upload was not live.
     async fn finish_upload(&self, workspace: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool>;
+    /// Several uploads finished, each as `finish_upload` would and judged by the quota on its own,
+    /// in one transaction: one outcome per upload, in their order. `Err` when the transaction itself
+    /// failed, and then none was finished.
+    async fn finish_uploads(&self, finishes: &[Finish]) -> Result<Vec<Result<bool>>>;
     /// In one transaction: the live upload becomes FAILED and its reservation is released.
     /// False when it was not live.
     async fn fail_upload(

@@ -2,11 +2,12 @@
 //! created, and finishing or failing it turns the reservation into usage or releases it, in one
 //! transaction.
 
+use cabinet_core::ports::Finish;
 use cabinet_core::{
     Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, WorkspaceId,
 };
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
+use sqlx::{Acquire, ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
@@ -26,6 +27,73 @@ where
     Option<bool>: Value<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
+    /// `finish_upload`'s writes, in the caller's transaction: true when the upload was live and
+    /// is now its file (the caller commits), false when it was not (nothing written).
+    async fn finish_in(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        ws: &WorkspaceId,
+        id: &UploadId,
+        file: &FileRecord,
+    ) -> Result<bool> {
+        // What the upload holds reserved: its declared size, or for one of unknown size
+        // what was reserved while its bytes streamed. The upload then records the file's size.
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "SELECT size FROM uploads WHERE workspace_id = $1 AND id = $2 AND status IN ('WAITING', \
+             'UPLOADING')",
+        )
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let Some(reserved) = reserved else {
+            return Ok(false);
+        };
+        let finished = sqlx::query(
+            "UPDATE uploads SET status = 'SUCCESS', updated_at = $1, size = $2 \
+             WHERE workspace_id = $3 AND id = $4 AND status IN ('WAITING', 'UPLOADING') AND size = $5",
+        )
+        .bind(millis(file.created_at))
+        .bind(bytes(file.size)?)
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(reserved)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&finished) == 0 {
+            return Ok(false);
+        }
+        Self::insert_file(tx, file).await?;
+        // Bytes beyond the reservation (an upload of unknown size reserved nothing) must
+        // still fit the limit, checked in this same statement.
+        let charged = sqlx::query(&format!(
+            "UPDATE workspaces SET reserved_bytes = reserved_bytes - $1, used_bytes = used_bytes + $2 \
+             WHERE id = $3 AND ($2 <= $1 OR {})",
+            super::fits_quota("- $1 + $2")
+        ))
+        .bind(reserved)
+        .bind(bytes(file.size)?)
+        .bind(ws.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&charged) == 0 {
+            let available: Option<i64> = sqlx::query_scalar(
+                "SELECT limit_bytes - used_bytes - reserved_bytes + $1 FROM workspaces WHERE id = $2",
+            )
+            .bind(reserved)
+            .bind(ws.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?
+            .flatten();
+            return Err(super::quota_error(available, file.size));
+        }
+        Self::record_usage(tx, ws, file.created_at).await?;
+        Ok(true)
+    }
+
     /// The uploads' reservations, each judged by the quota in turn, then one `INSERT` of those
     /// granted, in one transaction: few statements, since each is a round trip to the writer.
     /// `None` (nothing written) when the `INSERT` failed.
@@ -329,64 +397,40 @@ where
 
     async fn finish_upload(&self, ws: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // What the upload holds reserved: its declared size, or for one of unknown size
-        // what was reserved while its bytes streamed. The upload then records the file's size.
-        let reserved: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM uploads WHERE workspace_id = $1 AND id = $2 AND status IN ('WAITING', \
-             'UPLOADING')",
-        )
-        .bind(ws.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let Some(reserved) = reserved else {
-            return Ok(false);
-        };
-        let finished = sqlx::query(
-            "UPDATE uploads SET status = 'SUCCESS', updated_at = $1, size = $2 \
-             WHERE workspace_id = $3 AND id = $4 AND status IN ('WAITING', 'UPLOADING') AND size = $5",
-        )
-        .bind(millis(file.created_at))
-        .bind(bytes(file.size)?)
-        .bind(ws.as_str())
-        .bind(id.as_str())
-        .bind(reserved)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if D::rows_affected(&finished) == 0 {
-            return Ok(false);
+        let finished = Self::finish_in(&mut tx, ws, id, file).await?;
+        if finished {
+            tx.commit().await.map_err(db_error)?;
         }
-        Self::insert_file(&mut tx, file).await?;
-        // Bytes beyond the reservation (an upload of unknown size reserved nothing) must
-        // still fit the limit, checked in this same statement.
-        let charged = sqlx::query(&format!(
-            "UPDATE workspaces SET reserved_bytes = reserved_bytes - $1, used_bytes = used_bytes + $2 \
-             WHERE id = $3 AND ($2 <= $1 OR {})",
-            super::fits_quota("- $1 + $2")
-        ))
-        .bind(reserved)
-        .bind(bytes(file.size)?)
-        .bind(ws.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if D::rows_affected(&charged) == 0 {
-            let available: Option<i64> = sqlx::query_scalar(
-                "SELECT limit_bytes - used_bytes - reserved_bytes + $1 FROM workspaces WHERE id = $2",
-            )
-            .bind(reserved)
-            .bind(ws.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .flatten();
-            return Err(super::quota_error(available, file.size));
+        Ok(finished)
+    }
+
+    async fn finish_uploads(&self, finishes: &[Finish]) -> Result<Vec<Result<bool>>> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
+        let mut order: Vec<usize> = (0..finishes.len()).collect();
+        order.sort_by(|a, b| {
+            finishes[*a].file.workspace_id.as_str().cmp(finishes[*b].file.workspace_id.as_str())
+        });
+        let mut outcomes: Vec<Result<bool>> = finishes.iter().map(|_| Ok(false)).collect();
+        for index in order {
+            let Finish { upload, file } = &finishes[index];
+            // Each in a savepoint of its own: one refused (its quota, its name) leaves the others.
+            let mut own = tx.begin().await.map_err(db_error)?;
+            match Self::finish_in(&mut own, &file.workspace_id, upload, file).await {
+                Ok(true) => {
+                    own.commit().await.map_err(db_error)?;
+                    outcomes[index] = Ok(true);
+                }
+                // The database away fails them all at once, rather than each after its own wait.
+                Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
+                outcome => {
+                    own.rollback().await.map_err(db_error)?;
+                    outcomes[index] = outcome;
+                }
+            }
         }
-        Self::record_usage(&mut tx, ws, file.created_at).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        Ok(outcomes)
     }
 
     async fn fail_upload(

@@ -163,6 +163,49 @@ pub(crate) async fn finishing_turns_the_reservation_into_a_file_once(store: &dyn
     assert_eq!(ledger(store, &ws.id).await, (300, 0));
 }
 
+pub(crate) async fn uploads_finished_together_are_each_judged_on_their_own(store: &dyn MetadataStore) {
+    let small = workspace(store, Some(1_000)).await;
+    let other = workspace(store, None).await;
+    let fits = upload(&small.id, 300);
+    let other_upload = upload(&other.id, 5);
+    // Of unknown size, it reserved 100 bytes but brings 900: past the 700 the others leave free.
+    let past_quota = Upload { size: 0, size_known: false, ..upload(&small.id, 0) };
+    let ended = upload(&small.id, 10);
+    for up in [&fits, &other_upload, &past_quota, &ended] {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    assert_eq!(
+        store.begin_receiving_reserving(&small.id, &past_quota.id, now(), 100).await.unwrap(),
+        Some(100)
+    );
+    assert!(store.fail_upload(&small.id, &ended.id, FailureReason::Expired, now()).await.unwrap());
+    let mut too_big = file_of(&past_quota, now());
+    too_big.size = 1_000;
+    let finishes: Vec<Finish> = [
+        (&fits, file_of(&fits, now())),
+        (&past_quota, too_big),
+        (&other_upload, file_of(&other_upload, now())),
+        (&ended, file_of(&ended, now())),
+    ]
+    .into_iter()
+    .map(|(up, file)| Finish { upload: up.id.clone(), file })
+    .collect();
+    let outcomes = store.finish_uploads(&finishes).await.unwrap();
+    assert_eq!(outcomes.len(), finishes.len(), "one outcome per upload, in their order");
+    assert!(matches!(outcomes[0], Ok(true)), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Err(Error::QuotaExceeded { .. })), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Ok(true)), "{outcomes:?}");
+    assert!(matches!(outcomes[3], Ok(false)), "an upload that ended is not finished: {outcomes:?}");
+    // The refused one changed nothing: still live, its reservation held, no file.
+    assert_eq!(store.get_upload(&small.id, &past_quota.id).await.unwrap().status, UploadStatus::Uploading);
+    assert!(matches!(store.get_file(&small.id, &past_quota.file_id).await, Err(Error::NotFound(_))));
+    assert!(matches!(store.get_file(&small.id, &ended.file_id).await, Err(Error::NotFound(_))));
+    assert_eq!(store.get_file(&small.id, &fits.file_id).await.unwrap(), finishes[0].file);
+    assert_eq!(store.get_file(&other.id, &other_upload.file_id).await.unwrap(), finishes[2].file);
+    assert_eq!(ledger(store, &small.id).await, (300, 100));
+    assert!(store.finish_uploads(&[]).await.unwrap().is_empty());
+}
+
 pub(crate) async fn failing_releases_the_reservation_once(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(1000)).await;
     let up = upload(&ws.id, 300);
