@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::content_type;
 use crate::error::{Error, Result};
 use crate::model::{FailureReason, FileRecord, Upload};
-use crate::ports::{ByteStream, Finish, StageError, StagedBlob};
+use crate::ports::{Begin, ByteStream, Finish, StageError, StagedBlob};
 use crate::telemetry::{self, TransferInFlight};
 use crate::uploads::arrival_key;
 use crate::{Cabinet, Code};
@@ -32,7 +32,6 @@ impl Cabinet {
         content_length: Option<u64>,
         file_cap: u64,
     ) -> Result<Option<FileRecord>> {
-        let (ws, id) = (&upload.workspace_id, &upload.id);
         let now = self.clock.now();
         let not_waiting =
             || Error::conflict(Code::UploadNotWaiting, "this upload is no longer waiting for bytes");
@@ -42,7 +41,7 @@ impl Cabinet {
                 self.fail(upload, reason).await?;
                 return Err(error);
             }
-            if !self.store.begin_receiving(ws, id, now).await? {
+            if self.begin_receiving_together(upload, now, None).await?.is_none() {
                 return Err(not_waiting());
             }
             (upload.size, false)
@@ -54,7 +53,7 @@ impl Cabinet {
                 return Err(error);
             }
             let wanted = content_length.unwrap_or(file_cap);
-            let Some(reserved) = self.store.begin_receiving_reserving(ws, id, now, wanted).await? else {
+            let Some(reserved) = self.begin_receiving_together(upload, now, Some(wanted)).await? else {
                 return Err(not_waiting());
             };
             if reserved < wanted && (content_length.is_some() || reserved == 0) {
@@ -177,6 +176,26 @@ impl Cabinet {
                 self.fail(upload, reason).await?;
                 Err(err)
             }
+        }
+    }
+
+    /// Moves the WAITING upload to UPLOADING, reserving as it does when `reserving` says so (see
+    /// `UploadStore::begin_receiving_all`), committed together with the uploads beginning at the
+    /// same moment; returns once its commit is durable.
+    async fn begin_receiving_together(
+        &self,
+        upload: &Upload,
+        at: DateTime<Utc>,
+        reserving: Option<u64>,
+    ) -> Result<Option<u64>> {
+        let begin =
+            Begin { workspace: upload.workspace_id.clone(), upload: upload.id.clone(), at, reserving };
+        let together = self.begins.commit(&self.store, begin.clone(), |store, begins| async move {
+            store.begin_receiving_all(&begins).await
+        });
+        match together.await {
+            Some(outcome) => outcome,
+            None => self.store.begin_receiving_all(&[begin]).await?.pop().unwrap_or(Ok(None)),
         }
     }
 

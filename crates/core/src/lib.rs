@@ -166,6 +166,7 @@ pub struct Parts {
     sessions: resumable::Sessions,
     audit_writer: audit::AuditWriter,
     reservations: group_commit::GroupCommit<model::Upload, ()>,
+    begins: group_commit::GroupCommit<ports::Begin, Option<u64>>,
     finishes: group_commit::GroupCommit<ports::Finish, bool>,
 }
 
@@ -207,6 +208,7 @@ impl Cabinet {
             sessions: Default::default(),
             audit_writer: Default::default(),
             reservations: Default::default(),
+            begins: Default::default(),
             finishes: Default::default(),
         }))
     }

@@ -340,6 +340,17 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()>;
 }
 
+/// A WAITING upload beginning to receive its bytes (`UploadStore::begin_receiving_all`).
+#[derive(Debug, Clone)]
+pub struct Begin {
+    pub workspace: WorkspaceId,
+    pub upload: UploadId,
+    pub at: DateTime<Utc>,
+    /// For an upload of unknown size: the most bytes to reserve as it begins, as
+    /// `begin_receiving_reserving` does; `None` for one whose size is reserved already.
+    pub reserving: Option<u64>,
+}
+
 /// A live upload finished into its file (`UploadStore::finish_uploads`).
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -388,6 +399,11 @@ pub trait UploadStore: Send + Sync + 'static {
         at: DateTime<Utc>,
         most: u64,
     ) -> Result<Option<u64>>;
+    /// Several uploads begun, each as `begin_receiving` (or `begin_receiving_reserving`, when it
+    /// reserves) would and judged by the quota on its own, in one transaction: for each, in their
+    /// order, what it now holds reserved (0 when it does not reserve), or `None` when it was not
+    /// WAITING. `Err` when the transaction itself failed, and then none was begun.
+    async fn begin_receiving_all(&self, begins: &[Begin]) -> Result<Vec<Result<Option<u64>>>>;
     /// In one transaction: the live upload becomes SUCCESS with the file's size, the file is
     /// created and the reservation becomes usage (the part the file does not use is released). False (and nothing written) when the upload was not live.
     async fn finish_upload(&self, workspace: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool>;

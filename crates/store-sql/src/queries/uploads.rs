@@ -2,16 +2,20 @@
 //! created, and finishing or failing it turns the reservation into usage or releases it, in one
 //! transaction.
 
-use cabinet_core::ports::Finish;
+use cabinet_core::ports::{Begin, Finish};
 use cabinet_core::{
     Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, WorkspaceId,
 };
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use sqlx::{Acquire, ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
 use crate::rows::{bytes, millis, UploadRow, UPLOAD_COLUMNS};
+
+/// One write of a batch, in the transaction (a savepoint) it is given.
+type WriteIn<Db, T, O> = for<'t, 'c> fn(&'t mut sqlx::Transaction<'c, Db>, &'t T) -> BoxFuture<'t, Result<O>>;
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -27,6 +31,111 @@ where
     Option<bool>: Value<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
+    /// Each write in a savepoint of its own within one transaction, so one refused (its quota, its
+    /// name) leaves the others: one outcome per item, in their order. `Err` when the transaction
+    /// itself failed (the database away fails them all at once, rather than each after its own
+    /// wait), and then none was written.
+    async fn each_in_savepoint<T: Sync, O: Send>(
+        &self,
+        items: &[T],
+        workspace_of: fn(&T) -> &WorkspaceId,
+        write: WriteIn<D::Db, T, O>,
+    ) -> Result<Vec<Result<O>>> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|a, b| workspace_of(&items[*a]).as_str().cmp(workspace_of(&items[*b]).as_str()));
+        let mut outcomes = Vec::with_capacity(items.len());
+        for index in order {
+            let mut own = tx.begin().await.map_err(db_error)?;
+            match write(&mut own, &items[index]).await {
+                Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
+                Ok(done) => {
+                    own.commit().await.map_err(db_error)?;
+                    outcomes.push((index, Ok(done)));
+                }
+                Err(refused) => {
+                    own.rollback().await.map_err(db_error)?;
+                    outcomes.push((index, Err(refused)));
+                }
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        outcomes.sort_unstable_by_key(|(index, _)| *index);
+        Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
+    }
+
+    /// `begin_receiving` (or `begin_receiving_reserving`, when it reserves) in the caller's
+    /// transaction: what the upload now holds reserved (0 when it does not reserve), or `None`
+    /// (nothing written) when it was not WAITING.
+    async fn begin_in(tx: &mut sqlx::Transaction<'_, D::Db>, begin: &Begin) -> Result<Option<u64>> {
+        let (ws, id, at) = (&begin.workspace, &begin.upload, begin.at);
+        let Some(most) = begin.reserving else {
+            let begun = sqlx::query(
+                "UPDATE uploads SET status = 'UPLOADING', updated_at = $1 \
+                 WHERE workspace_id = $2 AND id = $3 AND status = 'WAITING'",
+            )
+            .bind(millis(at))
+            .bind(ws.as_str())
+            .bind(id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+            return Ok((D::rows_affected(&begun) == 1).then_some(0));
+        };
+        // A write first: it locks the workspace's row (PostgreSQL) or the database
+        // (SQLite), so the ledger read next stays true until this transaction commits.
+        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes WHERE id = $1")
+            .bind(ws.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        let (limit, used, reserved): (Option<i64>, i64, i64) =
+            sqlx::query_as("SELECT limit_bytes, used_bytes, reserved_bytes FROM workspaces WHERE id = $1")
+                .bind(ws.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound("workspace"))?;
+        // What the upload already holds (a resumable upload's received bytes) counts as its own.
+        let held: i64 = sqlx::query_scalar(
+            "SELECT size FROM uploads \
+             WHERE workspace_id = $1 AND id = $2 AND status = 'WAITING' AND size_known = $3",
+        )
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .unwrap_or(0)
+        .max(0);
+        let most = bytes(most)?;
+        let grant = limit.map_or(most, |limit| most.min((limit - used - reserved + held).max(0)));
+        let begun = sqlx::query(
+            "UPDATE uploads SET status = 'UPLOADING', updated_at = $1, size = $2 \
+             WHERE workspace_id = $3 AND id = $4 AND status = 'WAITING' AND size_known = $5",
+        )
+        .bind(millis(at))
+        .bind(grant)
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        if D::rows_affected(&begun) == 0 {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
+            .bind(grant - held)
+            .bind(ws.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Ok(Some(grant.max(0) as u64))
+    }
+
     /// `finish_upload`'s writes, in the caller's transaction: true when the upload was live and
     /// is now its file (the caller commits), false when it was not (nothing written).
     async fn finish_in(
@@ -341,58 +450,12 @@ where
         most: u64,
     ) -> Result<Option<u64>> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // A write first: it locks the workspace's row (PostgreSQL) or the database
-        // (SQLite), so the ledger read next stays true until this transaction commits.
-        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes WHERE id = $1")
-            .bind(ws.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let (limit, used, reserved): (Option<i64>, i64, i64) =
-            sqlx::query_as("SELECT limit_bytes, used_bytes, reserved_bytes FROM workspaces WHERE id = $1")
-                .bind(ws.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("workspace"))?;
-        // What the upload already holds (a resumable upload's received bytes) counts as its own.
-        let held: i64 = sqlx::query_scalar(
-            "SELECT size FROM uploads \
-             WHERE workspace_id = $1 AND id = $2 AND status = 'WAITING' AND size_known = $3",
-        )
-        .bind(ws.as_str())
-        .bind(id.as_str())
-        .bind(false)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .unwrap_or(0)
-        .max(0);
-        let most = bytes(most)?;
-        let grant = limit.map_or(most, |limit| most.min((limit - used - reserved + held).max(0)));
-        let begun = sqlx::query(
-            "UPDATE uploads SET status = 'UPLOADING', updated_at = $1, size = $2 \
-             WHERE workspace_id = $3 AND id = $4 AND status = 'WAITING' AND size_known = $5",
-        )
-        .bind(millis(at))
-        .bind(grant)
-        .bind(ws.as_str())
-        .bind(id.as_str())
-        .bind(false)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if D::rows_affected(&begun) == 0 {
-            return Ok(None);
+        let begin = Begin { workspace: ws.clone(), upload: id.clone(), at, reserving: Some(most) };
+        let begun = Self::begin_in(&mut tx, &begin).await?;
+        if begun.is_some() {
+            tx.commit().await.map_err(db_error)?;
         }
-        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
-            .bind(grant - held)
-            .bind(ws.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Some(grant.max(0) as u64))
+        Ok(begun)
     }
 
     async fn finish_upload(&self, ws: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool> {
@@ -405,32 +468,23 @@ where
     }
 
     async fn finish_uploads(&self, finishes: &[Finish]) -> Result<Vec<Result<bool>>> {
-        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
-        let mut order: Vec<usize> = (0..finishes.len()).collect();
-        order.sort_by(|a, b| {
-            finishes[*a].file.workspace_id.as_str().cmp(finishes[*b].file.workspace_id.as_str())
-        });
-        let mut outcomes: Vec<Result<bool>> = finishes.iter().map(|_| Ok(false)).collect();
-        for index in order {
-            let Finish { upload, file } = &finishes[index];
-            // Each in a savepoint of its own: one refused (its quota, its name) leaves the others.
-            let mut own = tx.begin().await.map_err(db_error)?;
-            match Self::finish_in(&mut own, &file.workspace_id, upload, file).await {
-                Ok(true) => {
-                    own.commit().await.map_err(db_error)?;
-                    outcomes[index] = Ok(true);
-                }
-                // The database away fails them all at once, rather than each after its own wait.
-                Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
-                outcome => {
-                    own.rollback().await.map_err(db_error)?;
-                    outcomes[index] = outcome;
-                }
-            }
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(outcomes)
+        self.each_in_savepoint(
+            finishes,
+            |finish| &finish.file.workspace_id,
+            |tx, finish| {
+                Box::pin(Self::finish_in(tx, &finish.file.workspace_id, &finish.upload, &finish.file))
+            },
+        )
+        .await
+    }
+
+    async fn begin_receiving_all(&self, begins: &[Begin]) -> Result<Vec<Result<Option<u64>>>> {
+        self.each_in_savepoint(
+            begins,
+            |begin| &begin.workspace,
+            |tx, begin| Box::pin(Self::begin_in(tx, begin)),
+        )
+        .await
     }
 
     async fn fail_upload(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cabinet_core::listing::{
     Cursor, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Sortable, Start,
 };
-use cabinet_core::ports::{FileChange, Finish, FolderChange, SearchHit, TrashEntry};
+use cabinet_core::ports::{Begin, FileChange, Finish, FolderChange, SearchHit, TrashEntry};
 use cabinet_core::{
     ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, FileReference, Folder, FolderId,
     MetadataStore, Role, Upload, UploadId, UploadStatus, Workspace, WorkspaceId,
@@ -84,6 +84,7 @@ conformance!(
     a_multipart_upload_keeps_its_part_size_and_store_id,
     finishing_turns_the_reservation_into_a_file_once,
     uploads_finished_together_are_each_judged_on_their_own,
+    uploads_begun_together_each_reserve_what_the_quota_holds,
     failing_releases_the_reservation_once,
     expired_uploads_are_found_by_their_cutoffs,
     direct_files_are_charged_within_the_quota,

@@ -206,6 +206,44 @@ pub(crate) async fn uploads_finished_together_are_each_judged_on_their_own(store
     assert!(store.finish_uploads(&[]).await.unwrap().is_empty());
 }
 
+pub(crate) async fn uploads_begun_together_each_reserve_what_the_quota_holds(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(1_000)).await;
+    let other = workspace(store, None).await;
+    let sized = upload(&ws.id, 300);
+    let unknown = || Upload { size: 0, size_known: false, ..upload(&ws.id, 0) };
+    let (first, second) = (unknown(), unknown());
+    let unlimited = Upload { size: 0, size_known: false, ..upload(&other.id, 0) };
+    let ended = upload(&ws.id, 1);
+    for up in [&sized, &first, &second, &unlimited, &ended] {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    assert!(store.fail_upload(&ws.id, &ended.id, FailureReason::Expired, now()).await.unwrap());
+    let begin = |up: &Upload, reserving| Begin {
+        workspace: up.workspace_id.clone(),
+        upload: up.id.clone(),
+        at: now(),
+        reserving,
+    };
+    let begins = vec![
+        begin(&sized, None),
+        begin(&first, Some(500)),
+        begin(&second, Some(500)), // 300 + 500 leave 200 of the 1,000
+        begin(&unlimited, Some(1 << 40)),
+        begin(&ended, None),
+    ];
+    let outcomes: Vec<Option<u64>> =
+        store.begin_receiving_all(&begins).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, vec![Some(0), Some(500), Some(200), Some(1 << 40), None]);
+    for up in [&sized, &first, &second] {
+        assert_eq!(store.get_upload(&ws.id, &up.id).await.unwrap().status, UploadStatus::Uploading);
+    }
+    assert_eq!(ledger(store, &ws.id).await, (0, 1_000));
+    // Once only: begun again, nothing is.
+    let again = store.begin_receiving_all(&begins[..2]).await.unwrap();
+    assert!(again.iter().all(|outcome| matches!(outcome, Ok(None))), "{again:?}");
+    assert_eq!(ledger(store, &ws.id).await, (0, 1_000));
+}
+
 pub(crate) async fn failing_releases_the_reservation_once(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(1000)).await;
     let up = upload(&ws.id, 300);
