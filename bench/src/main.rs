@@ -154,7 +154,10 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
         }
     }
     if wanted("small") {
-        rates::small_gets(bench).await.context("small GETs")?;
+        rates::small_gets(bench, None).await.context("small GETs")?;
+        if let Some(url) = &args.postgres_url {
+            rates::small_gets(bench, Some(url)).await.context("small GETs on PostgreSQL")?;
+        }
     }
     if wanted("cache") {
         cache::run(bench).await.context("caching proxy")?;
