@@ -150,7 +150,9 @@ fn render_with(source: &[u8], size: u32, shrink_on_load: bool) -> Result<(Bytes,
         _ => None,
     };
     let (mut thumb, orientation) = match shrunk {
-        Some(Shrunk { image, orientation }) => (resize::to_size(image, size), orientation),
+        Some(Shrunk { image, orientation }) => {
+            (resize::to(image, resize::fit(width, height, size)), orientation)
+        }
         None => decode_whole(format, source, width, height, size, reader()?)?,
     };
     // Turned after scaling (to a square bound, so the result is the same): a rotation copies the
@@ -398,6 +400,17 @@ mod tests {
             let difference = mean_difference(&fast, &whole);
             assert!(difference < 3.0, "{size} px: mean difference {difference:.2} from the whole decode");
         }
+    }
+
+    #[test]
+    fn a_jpeg_shrunk_on_load_keeps_the_sources_ratio_not_its_blocks() {
+        // 1/8 of 300×900 is 38×113 (edges rounded up to whole blocks), whose ratio would give
+        // 22×64; the source's gives 21×64.
+        let jpeg = jpeg_of(&scene(300, 900));
+        let shrunk = jpeg::shrink_on_load(&jpeg, 64).unwrap();
+        assert_eq!((shrunk.image.width(), shrunk.image.height()), (38, 113));
+        let thumb = image::load_from_memory(&render(&jpeg, 64).unwrap().0).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (21, 64));
     }
 
     #[test]

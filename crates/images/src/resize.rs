@@ -33,9 +33,10 @@ pub fn work_bytes(width: u32, height: u32, channels: u8, size: u32) -> u64 {
         + u64::from(new_width) * u64::from(new_height) * pixel
 }
 
-/// `image` with its longest edge brought down to `size` (as it is when it is no larger).
-pub fn to_size(image: DynamicImage, size: u32) -> DynamicImage {
-    let (width, height) = fit(image.width(), image.height(), size);
+/// `image` (the source shrunk while decoded) resized to `(width, height)`, the source's own
+/// dimensions fitted to the size: the shrunk image's edges were rounded up to whole blocks, so
+/// its ratio may differ from the source's by a pixel.
+pub fn to(image: DynamicImage, (width, height): (u32, u32)) -> DynamicImage {
     if (width, height) == (image.width(), image.height()) {
         return image;
     }
@@ -44,7 +45,7 @@ pub fn to_size(image: DynamicImage, size: u32) -> DynamicImage {
     match Resizer::new().resize(&image, &mut thumb, &options) {
         Ok(()) => thumb,
         // Only a pixel type the resizer lacks gets here (never one the shrinking decoders make).
-        Err(_) => image.thumbnail(size, size),
+        Err(_) => image.resize_exact(width, height, image::imageops::FilterType::Triangle),
     }
 }
 
