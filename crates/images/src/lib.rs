@@ -6,7 +6,7 @@
 //! 1/2, 1/4 or 1/8 ([`jpeg`]), a PNG averaged by blocks a row at a time as its rows arrive
 //! ([`png_rows`]), so a photo's full frame is never held; a convolution then brings the shrunk
 //! image to the size. What those paths do not take (CMYK and 12-bit JPEG, interlaced PNG, WebP,
-//! GIF) is decoded whole and then scaled.
+//! GIF, and a JPEG whose shrinking would not fit the budget) is decoded whole and then scaled.
 //!
 //! Decoding is refused before it starts for an image whose header claims more than [`MAX_PIXELS`]
 //! pixels or an edge over [`MAX_EDGE`], or whose decoding would take more than
@@ -33,8 +33,10 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 /// The longest edge a source's header may claim.
 pub const MAX_EDGE: u32 = 16_384;
 /// The most memory decoding one image may take, by the estimate [`decode_bytes`] makes from its
-/// header before anything is decoded; also the decoders' allocation limit. 40 MP of 8-bit RGBA
-/// fits; 40 MP of 16-bit RGB, or a progressive JPEG over about 18 MP, does not.
+/// header before anything is decoded; also the decoders' allocation limit. Decoded whole, 40 MP
+/// of 8-bit RGBA fits; 40 MP of 16-bit RGB, or a progressive JPEG over about 18 MP, does not.
+/// Shrunk on load, a non-interlaced PNG within the caps always fits, and a JPEG does up to about
+/// 22–27 MP of baseline YCbCr (by the scale) or 13 MP progressive (beyond, it is decoded whole).
 pub const MAX_DECODE_BYTES: u64 = 160 * 1024 * 1024;
 /// The most the thumbnail itself takes once the source is decoded: the scaled copy at the source's
 /// depth (at most 1024² pixels × 8 bytes), its turned copy, its 8-bit conversion and the encoding.

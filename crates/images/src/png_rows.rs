@@ -158,7 +158,8 @@ impl BlockShrink {
             if has_alpha {
                 let alpha = sums[channels - 1];
                 for sum in &sums[..channels - 1] {
-                    out.push(if alpha == 0 { 0 } else { ((sum + alpha / 2) / alpha) as u8 });
+                    // A block that is all clear has no colour: black.
+                    out.push((sum + alpha / 2).checked_div(alpha).unwrap_or(0) as u8);
                 }
                 out.push(((alpha + count / 2) / count) as u8);
             } else {
