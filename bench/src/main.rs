@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface,thumbs]
 //! ```
 
 mod cache;
@@ -16,6 +16,7 @@ mod s3;
 mod s3_surface;
 mod scale;
 mod stats;
+mod thumbs;
 mod transfer;
 mod tus;
 
@@ -40,6 +41,7 @@ const FIGURES: &[&str] = &[
     "neighbour",
     "tus",
     "s3surface",
+    "thumbs",
 ];
 
 #[derive(Debug, Parser)]
@@ -49,7 +51,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// scale, neighbour, tus, s3surface.
+    /// scale, neighbour, tus, s3surface, thumbs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -82,6 +84,17 @@ struct Args {
     /// Internal: run as the noisy-neighbour figure's attacker process, with this order.
     #[arg(long, hide = true)]
     neighbour_attacker: Option<String>,
+    /// Internal: make a thumbnail of this file with Cabinet's codec, in this process (the thumbs
+    /// figure's measured process), and exit.
+    #[arg(long, hide = true, requires = "thumbnail_out")]
+    thumbnail_of: Option<PathBuf>,
+    #[arg(long, hide = true, default_value_t = 256)]
+    thumbnail_size: u32,
+    #[arg(long, hide = true)]
+    thumbnail_out: Option<PathBuf>,
+    /// Internal: with --thumbnail-of, decode the image whole first (as before shrink-on-load).
+    #[arg(long, hide = true)]
+    thumbnail_decoding_whole: bool,
 }
 
 /// What every figure gets.
@@ -101,9 +114,16 @@ impl Bench {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
+    if let (Some(source), Some(out)) = (&args.thumbnail_of, &args.thumbnail_out) {
+        // Before any runtime is started: the process measured is the codec's alone.
+        return thumbs::thumbnail_process(source, args.thumbnail_size, out, args.thumbnail_decoding_whole);
+    }
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> Result<()> {
     if let Some(order) = &args.neighbour_attacker {
         return neighbour::attacker_process(order).await;
     }
@@ -197,6 +217,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("tus") {
         tus::run(bench).await.context("tus against the signed PUT")?;
+    }
+    if wanted("thumbs") {
+        thumbs::run(bench).await.context("thumbnails against vipsthumbnail")?;
     }
     if wanted("neighbour") {
         neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;

@@ -704,10 +704,15 @@ fn repeated_bytes(byte: u8, len: usize) -> reqwest::Body {
 }
 
 /// A PNG in large flat blocks (it compresses to little and decodes to much), written a row at a
-/// time: 16-bit RGB makes a decoding bomb, 8-bit a large image inside the budget.
+/// time: 16-bit RGB with a header that says interlaced (so it is decoded whole, not shrunk a row
+/// at a time; the rows are written in order all the same) makes a decoding bomb, 8-bit a large
+/// image inside the budget.
 fn png(width: u32, height: u32, depth: png::BitDepth) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
+    let bomb = depth == png::BitDepth::Sixteen;
+    let mut info = png::Info::with_size(width, height);
+    info.interlaced = bomb;
+    let mut encoder = png::Encoder::with_info(&mut out, info).expect("a PNG encoder");
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(depth);
     encoder.set_compression(png::Compression::Fast);

@@ -65,6 +65,8 @@ pub enum Target {
     AtLeast(f64),
     /// The value must stay below this.
     Below(f64),
+    /// The value must not exceed this.
+    AtMost(f64),
     /// Reported only.
     None,
 }
@@ -74,6 +76,7 @@ impl Target {
         match self {
             Target::AtLeast(x) => format!("≥ {x}{unit}"),
             Target::Below(x) => format!("< {x}{unit}"),
+            Target::AtMost(x) => format!("≤ {x}{unit}"),
             Target::None => "report".into(),
         }
     }
@@ -83,6 +86,7 @@ impl Target {
         match self {
             Target::AtLeast(x) => Some(value >= x),
             Target::Below(x) => Some(value < x),
+            Target::AtMost(x) => Some(value <= x),
             Target::None => None,
         }
     }

@@ -1,6 +1,6 @@
 //! Real PNGs of any size for the thumbnail tests, written a row at a time so a test never holds a
 //! whole frame: 8- or 16-bit, with or without an EXIF orientation, in blocks of colour that compress
-//! the way large flat images do.
+//! the way large flat images do; optionally with a header that says interlaced (decoded whole).
 #![allow(dead_code)]
 
 use png::{BitDepth, ColorType, Compression, Encoder};
@@ -18,6 +18,10 @@ pub struct PngSpec {
     pub depth: BitDepth,
     /// An eXIf chunk with orientation 6 (the decoder must turn it).
     pub rotated: bool,
+    /// A header that says the rows are interlaced (Adam7), which are written in order all the
+    /// same: such a PNG is decoded whole, so one too large for the budget is refused from its
+    /// header before any row is read.
+    pub interlaced_header: bool,
 }
 
 impl PngSpec {
@@ -36,7 +40,10 @@ impl PngSpec {
     /// The encoded PNG: 64-pixel blocks of colour that change from block to block.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut encoder = Encoder::new(&mut out, self.width, self.height);
+        // The encoder writes the header's interlace flag as it is told and the rows as they come.
+        let mut info = png::Info::with_size(self.width, self.height);
+        info.interlaced = self.interlaced_header;
+        let mut encoder = Encoder::with_info(&mut out, info).expect("a PNG encoder");
         encoder.set_color(self.color);
         encoder.set_depth(self.depth);
         encoder.set_compression(Compression::Fast);

@@ -1,0 +1,201 @@
+//! Shrink-on-load for PNG: rows are decoded one at a time and averaged into blocks of k×k pixels
+//! as they arrive, so the frame is never held whole: a 4000×3000 image thumbnailed to 256 px
+//! holds a row, one row of block sums and the 571×429 shrunk image. k is the largest whole factor
+//! that leaves the longest edge at least twice the size, so the last step (a convolution) still
+//! has pixels to filter. Interlaced files, whose rows arrive in seven passes, go the general way.
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
+use png::{ColorType, Decoder, Transformations};
+
+use crate::{resize, Shrunk, MAX_DECODE_BYTES};
+
+/// The largest block edge: a block's sum of colour × alpha (at most 255² each) then fits in 32 bits.
+const MAX_FACTOR: u32 = 128;
+
+/// The source decoded row by row and shrunk by a whole factor, or `None` when this path does not
+/// take it (an interlaced file, or a header this decoder refuses). The dimensions were checked.
+pub fn shrink_on_load(source: &[u8], size: u32) -> Option<Result<Shrunk, png::DecodingError>> {
+    let mut decoder = Decoder::new(Cursor::new(source));
+    // Palettes and low depths are expanded to 8 bits, transparency to an alpha channel, and 16-bit
+    // samples cut to their high byte: a thumbnail is 8-bit.
+    decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
+    let mut reader = decoder.read_info().ok()?;
+    let info = reader.info();
+    if info.interlaced {
+        return None;
+    }
+    let (width, height) = (info.width, info.height);
+    let orientation = info
+        .exif_metadata
+        .as_deref()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    let channels: u8 = match reader.output_color_type().0 {
+        ColorType::Grayscale => 1,
+        ColorType::GrayscaleAlpha => 2,
+        ColorType::Rgb => 3,
+        ColorType::Rgba => 4,
+        ColorType::Indexed => return None,
+    };
+    let factor = (width.max(height) / size.saturating_mul(2).max(1)).clamp(1, MAX_FACTOR);
+    let mut shrink = BlockShrink::new(width, height, channels, factor);
+    let (shrunk_width, shrunk_height) = (shrink.width, shrink.height);
+    if decode_bytes(width, channels, shrunk_width, shrunk_height)
+        + resize::work_bytes(shrunk_width, shrunk_height, channels, size)
+        > MAX_DECODE_BYTES
+    {
+        return None;
+    }
+    let mut pixels = Vec::with_capacity(shrink.shrunk_len());
+    for _ in 0..height {
+        match reader.next_row() {
+            Ok(Some(row)) => shrink.add_row(row.data(), &mut pixels),
+            Ok(None) => break,
+            Err(err) => return Some(Err(err)),
+        }
+    }
+    shrink.finish(&mut pixels);
+    let image = match channels {
+        1 => GrayImage::from_raw(shrunk_width, shrunk_height, pixels).map(DynamicImage::ImageLuma8),
+        2 => GrayAlphaImage::from_raw(shrunk_width, shrunk_height, pixels).map(DynamicImage::ImageLumaA8),
+        3 => RgbImage::from_raw(shrunk_width, shrunk_height, pixels).map(DynamicImage::ImageRgb8),
+        _ => RgbaImage::from_raw(shrunk_width, shrunk_height, pixels).map(DynamicImage::ImageRgba8),
+    };
+    // A file that ends before its last row is refused, as the full decoder refuses it.
+    let image = image.ok_or(png::DecodingError::IoError(std::io::ErrorKind::UnexpectedEof.into()));
+    Some(image.map(|image| Shrunk { image, orientation }))
+}
+
+/// What decoding takes at its peak besides the source: the decoder's current and previous rows at
+/// up to 16 bits a sample (and its inflate window), the row of block sums, and the shrunk image.
+fn decode_bytes(width: u32, channels: u8, shrunk_width: u32, shrunk_height: u32) -> u64 {
+    let row = u64::from(width) * 8;
+    let sums = u64::from(shrunk_width) * u64::from(channels) * 4;
+    let shrunk = u64::from(shrunk_width) * u64::from(shrunk_height) * u64::from(channels);
+    row * 3 + (64 << 10) + sums + shrunk
+}
+
+/// Averages rows into blocks of `factor`×`factor` pixels (those on the right and bottom edges
+/// smaller), colour weighted by alpha where there is alpha so a clear pixel's colour does not
+/// bleed into its neighbours.
+struct BlockShrink {
+    width: u32,
+    height: u32,
+    channels: usize,
+    factor: u32,
+    source_width: u32,
+    /// Per block of the current band: each channel's sum (colour × alpha when there is alpha).
+    sums: Vec<u32>,
+    /// How many rows the current band has.
+    rows: u32,
+}
+
+impl BlockShrink {
+    fn new(source_width: u32, source_height: u32, channels: u8, factor: u32) -> Self {
+        let width = source_width.div_ceil(factor);
+        Self {
+            width,
+            height: source_height.div_ceil(factor),
+            channels: usize::from(channels),
+            factor,
+            source_width,
+            sums: vec![0; width as usize * usize::from(channels)],
+            rows: 0,
+        }
+    }
+
+    fn shrunk_len(&self) -> usize {
+        self.width as usize * self.height as usize * self.channels
+    }
+
+    /// Adds a row of 8-bit samples; a band that is complete is written to `out`.
+    fn add_row(&mut self, row: &[u8], out: &mut Vec<u8>) {
+        let (channels, factor) = (self.channels, self.factor as usize);
+        let pixels = row.chunks_exact(channels).take(self.source_width as usize);
+        match channels {
+            2 | 4 => {
+                for (index, pixel) in pixels.enumerate() {
+                    let sums = &mut self.sums[index / factor * channels..][..channels];
+                    let alpha = u32::from(pixel[channels - 1]);
+                    for (sum, &sample) in sums.iter_mut().zip(&pixel[..channels - 1]) {
+                        *sum += u32::from(sample) * alpha;
+                    }
+                    sums[channels - 1] += alpha;
+                }
+            }
+            _ => {
+                for (block, sums) in row.chunks(factor * channels).zip(self.sums.chunks_exact_mut(channels)) {
+                    for pixel in block.chunks_exact(channels) {
+                        for (sum, &sample) in sums.iter_mut().zip(pixel) {
+                            *sum += u32::from(sample);
+                        }
+                    }
+                }
+            }
+        }
+        self.rows += 1;
+        if self.rows == self.factor {
+            self.emit(out);
+        }
+    }
+
+    /// Writes the last band when it has fewer rows than the factor.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.rows > 0 {
+            self.emit(out);
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>) {
+        let channels = self.channels;
+        let has_alpha = channels == 2 || channels == 4;
+        for (block, sums) in self.sums.chunks_exact_mut(channels).enumerate() {
+            let columns = (self.source_width - block as u32 * self.factor).min(self.factor);
+            let count = columns * self.rows;
+            if has_alpha {
+                let alpha = sums[channels - 1];
+                for sum in &sums[..channels - 1] {
+                    // A block that is all clear has no colour: black.
+                    out.push((sum + alpha / 2).checked_div(alpha).unwrap_or(0) as u8);
+                }
+                out.push(((alpha + count / 2) / count) as u8);
+            } else {
+                out.extend(sums.iter().map(|sum| ((sum + count / 2) / count) as u8));
+            }
+            sums.fill(0);
+        }
+        self.rows = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_averaged_and_the_edges_have_smaller_blocks() {
+        // 5×3 grey, factor 2: blocks of 2×2, 1×2, 2×1 and 1×1.
+        let rows: [[u8; 5]; 3] = [[0, 10, 20, 30, 40], [10, 20, 30, 40, 50], [100, 100, 7, 9, 200]];
+        let mut shrink = BlockShrink::new(5, 3, 1, 2);
+        let mut out = Vec::new();
+        for row in &rows {
+            shrink.add_row(row, &mut out);
+        }
+        shrink.finish(&mut out);
+        assert_eq!((shrink.width, shrink.height), (3, 2));
+        assert_eq!(out, [10, 30, 45, 100, 8, 200]);
+    }
+
+    #[test]
+    fn a_clear_pixel_lends_no_colour_to_its_block() {
+        // Grey + alpha, factor 2: one opaque white pixel beside a clear black one.
+        let mut shrink = BlockShrink::new(2, 1, 2, 2);
+        let mut out = Vec::new();
+        shrink.add_row(&[255, 255, 0, 0], &mut out);
+        shrink.finish(&mut out);
+        assert_eq!(out, [255, 128]);
+    }
+}
