@@ -44,7 +44,9 @@ pub async fn small_gets(bench: &mut Bench, postgres: Option<&str>) -> Result<()>
         }
         Some(url) => {
             let cabinet = Cabinet::start(&bench.cabinet_bin, &data, &["--database-url", url])?;
-            let ws = admin(&bench.cabinet_bin, &data, Some(url), &["create-workspace", "--name", "small-gets"])?;
+            // Named afresh, since an earlier run may have left its own in that database.
+            let name = format!("small-gets-{}", rand::random::<u32>());
+            let ws = admin(&bench.cabinet_bin, &data, Some(url), &["create-workspace", "--name", &name])?;
             let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
             let key = admin(&bench.cabinet_bin, &data, Some(url), &["create-key", "--workspace", &ws])?;
             (cabinet, key["key"].as_str().context("a key secret")?.to_owned(), ", PostgreSQL metadata")
