@@ -165,6 +165,9 @@ pub struct Parts {
     sessions: resumable::Sessions,
     audit_writer: audit::AuditWriter,
     reservation_writer: reservations::ReservationWriter,
+    sealer: s3_keys::SecretSealer,
+    /// Wakes this node's webhook worker when a change may have written events.
+    webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -182,6 +185,7 @@ tokio::task_local! {
 
 impl Cabinet {
     /// Assembles the service from its ports.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
@@ -190,6 +194,7 @@ impl Cabinet {
         settings: Settings,
         reads: Arc<dyn ReadCache>,
         images: Arc<dyn ImageCodec>,
+        sealer: s3_keys::SecretSealer,
     ) -> Self {
         Self(Arc::new(Parts {
             store,
@@ -205,6 +210,8 @@ impl Cabinet {
             sessions: Default::default(),
             audit_writer: Default::default(),
             reservation_writer: Default::default(),
+            sealer,
+            webhook_wake: Default::default(),
         }))
     }
 

@@ -289,6 +289,19 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Gives up `node`'s lease on the endpoint.
     async fn release_webhook(&self, id: &crate::WebhookId, node: &str) -> Result<()>;
+    /// Extends `node`'s lease on the endpoint to `until`; `false` when `node` no longer holds it.
+    async fn renew_webhook(&self, id: &crate::WebhookId, node: &str, until: DateTime<Utc>) -> Result<bool>;
+    /// Endpoints, of any workspace, whose secret or previous secret is stored as shown
+    /// (`whsec_…`, written before secrets were sealed): at most `limit`.
+    async fn webhooks_with_plain_secrets(&self, limit: u32) -> Result<Vec<crate::webhooks::Webhook>>;
+    /// Replaces the endpoint's secret and previous secret with `to` if they are still `from`;
+    /// whether it did.
+    async fn replace_webhook_secrets(
+        &self,
+        id: &crate::WebhookId,
+        from: (&str, Option<&str>),
+        to: (&str, Option<&str>),
+    ) -> Result<bool>;
 }
 
 /// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.

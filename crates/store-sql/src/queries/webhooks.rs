@@ -363,6 +363,52 @@ where
         tx.commit().await.map_err(db_error)
     }
 
+    async fn renew_webhook(&self, id: &WebhookId, node: &str, until: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query("UPDATE webhooks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(millis(until))
+            .bind(id.as_str())
+            .bind(node)
+            .execute(self.write_pool())
+            .await
+            .map_err(db_error)?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn webhooks_with_plain_secrets(&self, limit: u32) -> Result<Vec<Webhook>> {
+        // `_` matches any one character in LIKE: the prefix is compared exactly instead.
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM webhooks \
+             WHERE substr(secret, 1, 6) = 'whsec_' OR substr(previous_secret, 1, 6) = 'whsec_' \
+             ORDER BY id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(Webhook::try_from).collect()
+    }
+
+    async fn replace_webhook_secrets(
+        &self,
+        id: &WebhookId,
+        from: (&str, Option<&str>),
+        to: (&str, Option<&str>),
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET secret = $1, previous_secret = $2 \
+             WHERE id = $3 AND secret = $4 AND (previous_secret = $5 OR (previous_secret IS NULL AND $5 IS NULL))",
+        )
+        .bind(to.0)
+        .bind(to.1)
+        .bind(id.as_str())
+        .bind(from.0)
+        .bind(from.1)
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
     async fn release_webhook(&self, id: &WebhookId, node: &str) -> Result<()> {
         sqlx::query(
             "UPDATE webhooks SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",

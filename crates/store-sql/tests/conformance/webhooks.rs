@@ -101,3 +101,95 @@ pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_mov
     assert!(matches!(store.get_webhook(&other.id, &hook.id).await, Err(Error::NotFound(_))));
     assert!(store.webhook_deliveries(&other.id, &hook.id, None, 10).await.unwrap().is_empty());
 }
+
+pub(crate) async fn a_webhook_lease_is_renewed_only_by_its_holder(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    store.insert_folder(&folder(&ws.id, "new", None)).await.unwrap();
+    assert!(store.claim_webhook(&hook.id, "node_a", at, at + Duration::seconds(5)).await.unwrap().is_some());
+
+    // The holder's heartbeat carries the lease past its first end; nobody else's does.
+    assert!(!store.renew_webhook(&hook.id, "node_b", at + Duration::seconds(60)).await.unwrap());
+    assert!(store.renew_webhook(&hook.id, "node_a", at + Duration::seconds(10)).await.unwrap());
+    let past_first = at + Duration::seconds(7);
+    assert!(store.due_webhooks(past_first, 10).await.unwrap().is_empty(), "renewed: still leased");
+    assert!(store
+        .claim_webhook(&hook.id, "node_b", past_first, past_first + Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Once it runs out another node takes it, and the old holder's heartbeat no longer renews.
+    let past_renewed = at + Duration::seconds(11);
+    assert_eq!(store.due_webhooks(past_renewed, 10).await.unwrap(), vec![hook.id.clone()]);
+    assert!(store
+        .claim_webhook(&hook.id, "node_b", past_renewed, past_renewed + Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!store.renew_webhook(&hook.id, "node_a", past_renewed + Duration::seconds(5)).await.unwrap());
+
+    // Released, it is renewed by no one.
+    store.release_webhook(&hook.id, "node_b").await.unwrap();
+    assert!(!store.renew_webhook(&hook.id, "node_b", past_renewed + Duration::seconds(5)).await.unwrap());
+}
+
+pub(crate) async fn plain_webhook_secrets_are_found_and_replaced_only_as_read(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let sealed = NewWebhook { secret: "c2VhbGVk+/==".to_owned(), ..new_webhook(&ws.id, at) };
+    let sealed = store.create_webhook(&sealed).await.unwrap();
+    // `_` in the prefix is matched as itself, not as LIKE's any-character.
+    let lookalike = NewWebhook { secret: "whsecXAAAA".to_owned(), ..new_webhook(&ws.id, at) };
+    store.create_webhook(&lookalike).await.unwrap();
+    let plain = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    let rotated = store
+        .create_webhook(&NewWebhook { secret: "c2VhbGVk".to_owned(), ..new_webhook(&ws.id, at) })
+        .await
+        .unwrap();
+    let rotated = store
+        .rotate_webhook_secret(&ws.id, &rotated.id, "c2VhbGVkMg==", at + Duration::hours(24), at)
+        .await
+        .unwrap();
+    assert_eq!(rotated.previous_secret.as_deref(), Some("c2VhbGVk"));
+    store
+        .replace_webhook_secrets(
+            &rotated.id,
+            ("c2VhbGVkMg==", Some("c2VhbGVk")),
+            ("c2VhbGVkMg==", Some("whsec_BBBB")),
+        )
+        .await
+        .unwrap();
+
+    let mut found: Vec<WebhookId> =
+        store.webhooks_with_plain_secrets(10).await.unwrap().into_iter().map(|hook| hook.id).collect();
+    found.sort();
+    let mut expected = vec![plain.id.clone(), rotated.id.clone()];
+    expected.sort();
+    assert_eq!(found, expected, "the plain secret and the plain previous secret, not {}", sealed.id);
+
+    // Replaced only from what was read: a rotation in between wins.
+    assert!(!store
+        .replace_webhook_secrets(&plain.id, ("whsec_AAAA", Some("whsec_ZZZZ")), ("x", None))
+        .await
+        .unwrap());
+    assert!(!store.replace_webhook_secrets(&plain.id, ("whsec_OTHER", None), ("x", None)).await.unwrap());
+    assert!(store
+        .replace_webhook_secrets(&plain.id, ("whsec_AAAA", None), ("c2VhbGVkMw==", None))
+        .await
+        .unwrap());
+    assert!(store
+        .replace_webhook_secrets(
+            &rotated.id,
+            ("c2VhbGVkMg==", Some("whsec_BBBB")),
+            ("c2VhbGVkMg==", Some("c2VhbGVkNA=="))
+        )
+        .await
+        .unwrap());
+    assert!(store.webhooks_with_plain_secrets(10).await.unwrap().is_empty());
+    let plain = store.get_webhook(&ws.id, &plain.id).await.unwrap();
+    assert_eq!((plain.secret.as_str(), plain.previous_secret), ("c2VhbGVkMw==", None));
+    let rotated = store.get_webhook(&ws.id, &rotated.id).await.unwrap();
+    assert_eq!(rotated.previous_secret.as_deref(), Some("c2VhbGVkNA=="));
+}
