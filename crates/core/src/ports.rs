@@ -265,8 +265,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<Option<crate::webhooks::Webhook>>;
     /// Moves the leased endpoint's cursor from `from` to `to` and renews the lease to
-    /// `lease_until`, logging `delivery` with it when given; `false` (the cursor unchanged) when
-    /// `node` no longer holds the lease or the cursor moved (a replay).
+    /// `lease_until`, logging `deliveries` with it; `false` (the cursor unchanged) when `node` no
+    /// longer holds the lease or the cursor moved (a replay).
     #[allow(clippy::too_many_arguments)]
     async fn advance_webhook(
         &self,
@@ -275,7 +275,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         from: u64,
         to: u64,
         lease_until: DateTime<Utc>,
-        delivery: Option<&crate::webhooks::Delivery>,
+        deliveries: &[crate::webhooks::Delivery],
     ) -> Result<bool>;
     /// Logs a failed attempt, counts it, sets when to try again and gives up the lease; with
     /// `disable`, disables the endpoint for that reason (which records `webhook.disabled`).

@@ -59,6 +59,12 @@ const EVENTS_PER_READ: u32 = 100;
 /// Events sent to one endpoint under one claim, before it goes back among the due (other
 /// endpoints get their turn at the node's slots).
 const EVENTS_PER_CLAIM: u32 = 1000;
+/// Acknowledged deliveries move the stored cursor (and enter the log) together, one write for up
+/// to this many or for those of this long, rather than one write each: a write per delivery
+/// limited an endpoint to the database's commit rate and took that rate from uploads. What a
+/// crash loses of them is sent again (at least once), never skipped.
+const ACKS_PER_WRITE: usize = 64;
+const ACKS_HELD_AT_MOST: StdDuration = StdDuration::from_millis(50);
 /// The first retry waits up to this; each failure doubles it, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF_MS: i64 = 500;
 const MAX_BACKOFF: Duration = Duration::hours(1);
@@ -583,9 +589,10 @@ impl Cabinet {
         }
     }
 
-    /// Sends a leased endpoint its next events in order, moving its cursor after each 2xx, until
-    /// none is left or `EVENTS_PER_CLAIM` were read; at the first failure, schedules the retry
-    /// (or disables the endpoint) and stops.
+    /// Sends a leased endpoint its next events in order, moving its cursor past each 2xx (stored
+    /// with the next write, `ACKS_PER_WRITE`), until none is left or `EVENTS_PER_CLAIM` were
+    /// read; at the first failure, stores what was acknowledged, schedules the retry (or disables
+    /// the endpoint) and stops.
     async fn deliver_leased(
         &self,
         webhook: &Webhook,
@@ -598,7 +605,12 @@ impl Cabinet {
             (Some(previous), Some(until)) => Some((self.signing_secret(&webhook.id, previous)?, until)),
             _ => None,
         };
-        let mut cursor = webhook.delivered_seq;
+        let mut acks = Acks {
+            stored: webhook.delivered_seq,
+            cursor: webhook.delivered_seq,
+            log: Vec::new(),
+            held_since: None,
+        };
         let mut attempts = webhook.failed_attempts;
         let mut read = 0;
         while read < EVENTS_PER_CLAIM {
@@ -606,33 +618,16 @@ impl Cabinet {
             // left (the retention removed them while the endpoint was disabled) the cursor may
             // skip to it.
             let newest = self.store.newest_event(&webhook.workspace_id).await?;
-            let events = self.store.events_after(&webhook.workspace_id, cursor, EVENTS_PER_READ).await?;
+            let events = self.store.events_after(&webhook.workspace_id, acks.cursor, EVENTS_PER_READ).await?;
             if events.is_empty() {
-                if newest > cursor {
-                    let renewed = self.clock.now() + LEASE;
-                    if !self.store.advance_webhook(&webhook.id, node, cursor, newest, renewed, None).await? {
-                        return Ok(());
-                    }
-                }
+                acks.cursor = acks.cursor.max(newest);
                 break;
             }
             read += events.len() as u32;
-            let mut passed_over = cursor;
             for event in events {
                 if !filter_matches(&webhook.event_types, &event.kind) {
-                    passed_over = event.seq;
+                    acks.cursor = event.seq;
                     continue;
-                }
-                if passed_over > cursor {
-                    let renewed = self.clock.now() + LEASE;
-                    if !self
-                        .store
-                        .advance_webhook(&webhook.id, node, cursor, passed_over, renewed, None)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                    cursor = passed_over;
                 }
                 let body = bodies.body(self, &event).await?;
                 let id = format!("{}.{}", event.workspace_id, event.seq);
@@ -665,7 +660,7 @@ impl Cabinet {
                     SendOutcome::Failed(error) => (None, Some(error)),
                 };
                 let delivery = Delivery {
-                    id: DeliveryId::generate(),
+                    id: DeliveryId::generate_in_order(),
                     webhook_id: webhook.id.clone(),
                     workspace_id: webhook.workspace_id.clone(),
                     seq: event.seq,
@@ -676,18 +671,19 @@ impl Cabinet {
                     duration_ms: started.elapsed().as_millis() as u64,
                 };
                 if error.is_none() {
-                    let renewed = self.clock.now() + LEASE;
-                    if !self
-                        .store
-                        .advance_webhook(&webhook.id, node, cursor, event.seq, renewed, Some(&delivery))
-                        .await?
+                    acks.cursor = event.seq;
+                    acks.log.push(delivery);
+                    attempts = 0;
+                    let held_since = *acks.held_since.get_or_insert_with(Instant::now);
+                    if (acks.log.len() >= ACKS_PER_WRITE || held_since.elapsed() >= ACKS_HELD_AT_MOST)
+                        && !self.store_acks(webhook, node, &mut acks).await?
                     {
                         return Ok(());
                     }
-                    cursor = event.seq;
-                    passed_over = cursor;
-                    attempts = 0;
                     continue;
+                }
+                if !self.store_acks(webhook, node, &mut acks).await? {
+                    return Ok(());
                 }
                 let now = self.clock.now();
                 let failing_since = if attempts == 0 { now } else { webhook.failing_since.unwrap_or(now) };
@@ -697,16 +693,41 @@ impl Cabinet {
                 self.store.webhook_failed(&webhook.id, node, &delivery, next, disable).await?;
                 return Ok(());
             }
-            if passed_over > cursor {
-                let renewed = self.clock.now() + LEASE;
-                if !self.store.advance_webhook(&webhook.id, node, cursor, passed_over, renewed, None).await? {
-                    return Ok(());
-                }
-                cursor = passed_over;
-            }
+        }
+        if !self.store_acks(webhook, node, &mut acks).await? {
+            return Ok(());
         }
         self.store.release_webhook(&webhook.id, node).await
     }
+
+    /// Moves the stored cursor to where this node got, logging the deliveries acknowledged since
+    /// the last write, and renews the lease; `false` when the cursor was not where this node
+    /// left it (a replay) or the lease is another node's: this node stops sending.
+    async fn store_acks(&self, webhook: &Webhook, node: &str, acks: &mut Acks) -> Result<bool> {
+        if acks.cursor == acks.stored && acks.log.is_empty() {
+            return Ok(true);
+        }
+        let renewed = self.clock.now() + LEASE;
+        let moved = self
+            .store
+            .advance_webhook(&webhook.id, node, acks.stored, acks.cursor, renewed, &acks.log)
+            .await?;
+        acks.log.clear();
+        acks.held_since = None;
+        acks.stored = acks.cursor;
+        Ok(moved)
+    }
+}
+
+/// Where a node got in an endpoint's events, against what is stored.
+struct Acks {
+    /// The stored cursor.
+    stored: u64,
+    /// The last event acknowledged (or passed over by the filter) here.
+    cursor: u64,
+    /// The acknowledged deliveries not yet logged, and since when the first has waited.
+    log: Vec<Delivery>,
+    held_since: Option<Instant>,
 }
 
 /// The wait before retry number `attempt` (1 for the first): jittered, uniform in half to all of

@@ -310,7 +310,7 @@ where
         from: u64,
         to: u64,
         lease_until: DateTime<Utc>,
-        delivery: Option<&Delivery>,
+        deliveries: &[Delivery],
     ) -> Result<bool> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let done = sqlx::query(
@@ -326,8 +326,8 @@ where
         .await
         .map_err(db_error)?;
         let moved = D::rows_affected(&done) == 1;
-        // The attempt happened either way: the log keeps it.
-        if let Some(delivery) = delivery {
+        // The attempts happened either way: the log keeps them.
+        for delivery in deliveries {
             insert_delivery::<D>(&mut tx, delivery).await?;
         }
         tx.commit().await.map_err(db_error)?;

@@ -110,6 +110,7 @@ conformance!(
     a_folder_keeps_its_shared_mark,
     a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_moves_under_its_lease,
     a_webhook_lease_is_renewed_only_by_its_holder,
+    acknowledged_deliveries_are_logged_with_the_cursor_they_move,
     plain_webhook_secrets_are_found_and_replaced_only_as_read,
 );
 

@@ -20,7 +20,7 @@ fn new_webhook(ws: &WorkspaceId, at: DateTime<Utc>) -> NewWebhook {
 
 fn delivery(hook: &WebhookId, ws: &WorkspaceId, seq: u64, status: Option<u16>) -> Delivery {
     Delivery {
-        id: DeliveryId::generate(),
+        id: DeliveryId::generate_in_order(),
         webhook_id: hook.clone(),
         workspace_id: ws.clone(),
         seq,
@@ -57,10 +57,10 @@ pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_mov
     assert!(store.claim_webhook(&hook.id, loser, at, until).await.unwrap().is_none());
 
     // Only the holder moves the cursor, and only from where it is.
-    assert!(!store.advance_webhook(&hook.id, loser, 1, 2, until, None).await.unwrap());
-    assert!(!store.advance_webhook(&hook.id, winner, 0, 2, until, None).await.unwrap());
+    assert!(!store.advance_webhook(&hook.id, loser, 1, 2, until, &[]).await.unwrap());
+    assert!(!store.advance_webhook(&hook.id, winner, 0, 2, until, &[]).await.unwrap());
     let sent = delivery(&hook.id, &ws.id, 2, Some(204));
-    assert!(store.advance_webhook(&hook.id, winner, 1, 2, until, Some(&sent)).await.unwrap());
+    assert!(store.advance_webhook(&hook.id, winner, 1, 2, until, std::slice::from_ref(&sent)).await.unwrap());
     store.release_webhook(&hook.id, winner).await.unwrap();
     assert_eq!(store.get_webhook(&ws.id, &hook.id).await.unwrap().delivered_seq, 2);
     assert!(store.due_webhooks(at, 10).await.unwrap().is_empty(), "caught up: not due");
@@ -74,7 +74,7 @@ pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_mov
         .await
         .unwrap()
         .is_some());
-    assert!(!store.advance_webhook(&hook.id, winner, 2, 3, later, None).await.unwrap(), "the lease moved on");
+    assert!(!store.advance_webhook(&hook.id, winner, 2, 3, later, &[]).await.unwrap(), "the lease moved on");
 
     // A failure is logged and counted; with a reason it disables the endpoint and records
     // `webhook.disabled` in the feed.
@@ -192,4 +192,22 @@ pub(crate) async fn plain_webhook_secrets_are_found_and_replaced_only_as_read(st
     assert_eq!((plain.secret.as_str(), plain.previous_secret), ("c2VhbGVkMw==", None));
     let rotated = store.get_webhook(&ws.id, &rotated.id).await.unwrap();
     assert_eq!(rotated.previous_secret.as_deref(), Some("c2VhbGVkNA=="));
+}
+
+pub(crate) async fn acknowledged_deliveries_are_logged_with_the_cursor_they_move(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    let from = hook.delivered_seq;
+    for name in ["one", "two", "three"] {
+        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
+    }
+    assert!(store.claim_webhook(&hook.id, "node_a", at, at + Duration::seconds(5)).await.unwrap().is_some());
+    let sent: Vec<Delivery> =
+        (from + 1..=from + 3).map(|seq| delivery(&hook.id, &ws.id, seq, Some(200))).collect();
+    assert!(store.advance_webhook(&hook.id, "node_a", from, from + 3, at, &sent).await.unwrap());
+    assert_eq!(store.get_webhook(&ws.id, &hook.id).await.unwrap().delivered_seq, from + 3);
+    let mut log = store.webhook_deliveries(&ws.id, &hook.id, None, 10).await.unwrap();
+    log.reverse();
+    assert_eq!(log, sent, "every acknowledged delivery, in one write");
 }
