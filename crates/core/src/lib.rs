@@ -166,8 +166,9 @@ pub struct Parts {
     audit_writer: audit::AuditWriter,
     reservation_writer: reservations::ReservationWriter,
     sealer: s3_keys::SecretSealer,
-    /// Wakes this node's webhook worker when a change may have written events.
-    webhook_wake: Arc<tokio::sync::Notify>,
+    /// Counts the changes answered here that may have written events: the webhook worker and
+    /// the endpoints it is sending to wait on it.
+    webhook_wake: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -211,7 +212,7 @@ impl Cabinet {
             audit_writer: Default::default(),
             reservation_writer: Default::default(),
             sealer,
-            webhook_wake: Default::default(),
+            webhook_wake: tokio::sync::watch::Sender::new(0),
         }))
     }
 

@@ -266,7 +266,7 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<Option<crate::webhooks::Webhook>>;
     /// Moves the leased endpoint's cursor from `from` to `to` and renews the lease to
     /// `lease_until`, logging `deliveries` with it; `false` (the cursor unchanged) when `node` no
-    /// longer holds the lease or the cursor moved (a replay).
+    /// longer holds the lease, the cursor moved (a replay) or the endpoint was disabled.
     #[allow(clippy::too_many_arguments)]
     async fn advance_webhook(
         &self,

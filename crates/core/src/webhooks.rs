@@ -74,6 +74,8 @@ const MAX_BACKOFF: Duration = Duration::hours(1);
 const LOOK_EVERY: StdDuration = StdDuration::from_millis(100);
 /// The shortest time between two looks when wakes come faster (every change request wakes it).
 const LOOK_AT_MOST_EVERY: StdDuration = StdDuration::from_millis(5);
+/// How long a node keeps an endpoint it has caught up with, sending what comes meanwhile.
+const IDLE_HOLD: StdDuration = StdDuration::from_secs(1);
 /// Endpoints one node sends to at once.
 const CONCURRENT_ENDPOINTS: usize = 16;
 
@@ -430,7 +432,7 @@ impl Cabinet {
     /// Wakes this node's webhook worker: a change may have committed events. A hint only (the
     /// worker also looks every `LOOK_EVERY`), so calling it when nothing changed costs one look.
     pub fn events_may_have_committed(&self) {
-        self.webhook_wake.notify_one();
+        self.webhook_wake.send_modify(|changes| *changes = changes.wrapping_add(1));
     }
 
     /// Seals the secrets that a version before sealing stored as shown; returns how many
@@ -483,6 +485,7 @@ impl Cabinet {
         // The endpoints this node is sending to: never claimed twice here, even when a lease
         // looks expired (a clock moved on).
         let working: Arc<std::sync::Mutex<HashSet<WebhookId>>> = Arc::default();
+        let mut woken = self.webhook_wake.subscribe();
         loop {
             let looked = tokio::time::Instant::now();
             match self.store.due_webhooks(self.clock.now(), CONCURRENT_ENDPOINTS as u32).await {
@@ -513,7 +516,7 @@ impl Cabinet {
                                     // Events may have come while it sent: look again now. After an
                                     // error, at the next look (not at once, over and over).
                                     if sent {
-                                        cabinet.webhook_wake.notify_one();
+                                        cabinet.events_may_have_committed();
                                     }
                                 });
                             }
@@ -526,10 +529,11 @@ impl Cabinet {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(looked + LOOK_EVERY) => {}
-                () = self.webhook_wake.notified() => {
+                _ = woken.changed() => {
                     tokio::time::sleep_until(looked + LOOK_AT_MOST_EVERY).await;
                 }
             }
+            woken.borrow_and_update();
         }
     }
 
@@ -613,6 +617,8 @@ impl Cabinet {
         };
         let mut attempts = webhook.failed_attempts;
         let mut read = 0;
+        let mut woken = self.webhook_wake.subscribe();
+        let mut idle_since = None;
         while read < EVENTS_PER_CLAIM {
             // Read first: every event up to it has committed, so if none after the cursor is
             // left (the retention removed them while the endpoint was disabled) the cursor may
@@ -621,7 +627,30 @@ impl Cabinet {
             let events = self.store.events_after(&webhook.workspace_id, acks.cursor, EVENTS_PER_READ).await?;
             if events.is_empty() {
                 acks.cursor = acks.cursor.max(newest);
-                break;
+                if !self.store_acks(webhook, node, &mut acks).await? {
+                    return Ok(());
+                }
+                // Caught up: keep the claim a while for what comes next (a claim and its
+                // release are two writes, which a steady flow of changes would otherwise pay
+                // for every few events).
+                let idle_since = *idle_since.get_or_insert_with(Instant::now);
+                if idle_since.elapsed() >= IDLE_HOLD {
+                    break;
+                }
+                let _ = tokio::time::timeout(LOOK_EVERY, woken.changed()).await;
+                woken.borrow_and_update();
+                continue;
+            }
+            if idle_since.take().is_some() {
+                // Held while idle: the endpoint may have been disabled, changed, replayed or
+                // removed meanwhile; if so the next claim starts from what it is now.
+                let now = match self.store.get_webhook(&webhook.workspace_id, &webhook.id).await {
+                    Err(Error::NotFound(_)) => return Ok(()),
+                    found => found?,
+                };
+                if !now.enabled || now.updated_at != webhook.updated_at || now.delivered_seq != acks.stored {
+                    return self.store.release_webhook(&webhook.id, node).await;
+                }
             }
             read += events.len() as u32;
             for event in events {

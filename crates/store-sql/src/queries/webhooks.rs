@@ -315,7 +315,7 @@ where
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE webhooks SET delivered_seq = $1, failed_attempts = 0, failing_since = NULL, lease_until = $5 \
-             WHERE id = $2 AND lease_owner = $3 AND delivered_seq = $4",
+             WHERE id = $2 AND lease_owner = $3 AND delivered_seq = $4 AND enabled",
         )
         .bind(seq(to))
         .bind(id.as_str())
