@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface,webhooks]
 //! ```
 
 mod cache;
@@ -18,6 +18,7 @@ mod scale;
 mod stats;
 mod transfer;
 mod tus;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,7 @@ const FIGURES: &[&str] = &[
     "neighbour",
     "tus",
     "s3surface",
+    "webhooks",
 ];
 
 #[derive(Debug, Parser)]
@@ -49,7 +51,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// scale, neighbour, tus, s3surface.
+    /// scale, neighbour, tus, s3surface, webhooks.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -194,6 +196,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("tus") {
         tus::run(bench).await.context("tus against the signed PUT")?;
+    }
+    if wanted("webhooks") {
+        webhooks::run(bench).await.context("webhook delivery")?;
     }
     if wanted("neighbour") {
         neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;
