@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface,thumbs]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface,thumbs,webhooks]
 //! ```
 
 mod cache;
@@ -19,6 +19,7 @@ mod stats;
 mod thumbs;
 mod transfer;
 mod tus;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,7 @@ const FIGURES: &[&str] = &[
     "tus",
     "s3surface",
     "thumbs",
+    "webhooks",
 ];
 
 #[derive(Debug, Parser)]
@@ -51,7 +53,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// scale, neighbour, tus, s3surface, thumbs.
+    /// scale, neighbour, tus, s3surface, thumbs, webhooks.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -220,6 +222,8 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("thumbs") {
         thumbs::run(bench).await.context("thumbnails against vipsthumbnail")?;
+    if wanted("webhooks") {
+        webhooks::run(bench).await.context("webhook delivery")?;
     }
     if wanted("neighbour") {
         neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;

@@ -14,9 +14,9 @@ use crate::processes::{admin, wrk, Cabinet, Nginx, WrkResult};
 use crate::stats::{Row, Samples, Target};
 use crate::Bench;
 
-const CONNECTIONS: u32 = 64;
+pub(crate) const CONNECTIONS: u32 = 64;
 
-fn seconds(bench: &Bench) -> u32 {
+pub(crate) fn seconds(bench: &Bench) -> u32 {
     if bench.quick {
         1
     } else {
@@ -24,7 +24,7 @@ fn seconds(bench: &Bench) -> u32 {
     }
 }
 
-fn checked(result: WrkResult, what: &str) -> Result<WrkResult> {
+pub(crate) fn checked(result: WrkResult, what: &str) -> Result<WrkResult> {
     if result.errors > 0 {
         bail!("{what}: {} failed requests under wrk", result.errors);
     }
@@ -213,7 +213,7 @@ pub async fn reserve(bench: &mut Bench) -> Result<()> {
 /// counter make it unique, and the counter is also written into the bytes so that no two bodies
 /// are the same. `multipart` sends them as `POST` form data (`file`, as `POST /v1/files` takes it);
 /// otherwise each is a `PUT` to `/<name>`.
-fn ingest_script(round: usize, multipart: bool) -> String {
+pub(crate) fn ingest_script(round: usize, multipart: bool) -> String {
     let request = if multipart {
         "local body = '--cabinetbench\\r\\nContent-Disposition: form-data; name=\"file\"; filename=\"' .. name .. \
          '\"\\r\\nContent-Type: application/octet-stream\\r\\n\\r\\n' .. bytes .. '\\r\\n--cabinetbench--\\r\\n'\n  \

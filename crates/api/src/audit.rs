@@ -6,6 +6,7 @@
 //!
 //! The record is appended before the response leaves, so a client that has its answer has its
 //! record too; the append is one small insert, on the write pool, after the change committed.
+//! A change that succeeded also wakes this node's webhook worker (its events have committed).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -62,9 +63,14 @@ pub async fn record(
     let response =
         cabinet_core::audit::noting(note.clone(), next.run(Request::from_parts(parts, body))).await;
     let note = std::mem::take(&mut *note.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    let Some(caller) = note.caller else { return response };
     let status = response.status();
     let change = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if change && status.is_success() {
+        // Its events (if any) have committed: this node's webhook worker sends them now rather
+        // than at its next look.
+        capture.cabinet.events_may_have_committed();
+    }
+    let Some(caller) = note.caller else { return response };
     if !change && !status.is_client_error() {
         return response;
     }

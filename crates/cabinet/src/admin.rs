@@ -393,7 +393,7 @@ pub async fn run(store: &StoreConfig, command: AdminCommand) -> anyhow::Result<(
         }
         _ => {}
     }
-    let cabinet: Cabinet = assemble(store, None, Settings::default(), Arc::new(SystemClock)).await?;
+    let cabinet: Cabinet = assemble(store, None, None, Settings::default(), Arc::new(SystemClock)).await?;
     match command {
         AdminCommand::CreateWorkspace { name, quota_bytes, max_file_bytes, json } => {
             let ws = cabinet

@@ -417,8 +417,9 @@ pub struct ServeSettings {
     /// send it in Host, with the port when they send one (`s3.example.com:9000`).
     #[arg(long, env = "CABINET_S3_DOMAIN", requires = "s3_listen")]
     pub s3_domain: Option<String>,
-    /// The key (64 hex characters) that seals S3 secrets at rest; the same on every node and for
-    /// `cabinet admin` (default: generated once into <data-dir>/s3-secret.key).
+    /// The key (64 hex characters) that seals S3 secrets and webhook signing secrets at rest;
+    /// the same on every node and for `cabinet admin` (default: generated once into
+    /// <data-dir>/s3-secret.key).
     #[arg(long, env = "CABINET_S3_SECRET_KEY", hide_env_values = true)]
     pub s3_secret_key: Option<String>,
     /// Serve `/metrics` (Prometheus text format): `on` or `off`.

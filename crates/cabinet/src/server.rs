@@ -21,8 +21,9 @@ fn signing_secret_from(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     secret_file(data_dir, "signing.key")
 }
 
-/// The key that seals S3 secrets: given (the same on every node), or read from the data folder,
-/// created there (readable by the owner only) on first use.
+/// The key that seals the secrets kept in the database (S3 secrets, webhook signing secrets):
+/// given (the same on every node), or read from the data folder, created there (readable by the
+/// owner only) on first use.
 pub fn s3_sealer(
     data_dir: &Path,
     given: Option<&str>,
@@ -70,10 +71,12 @@ fn secret_file(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Builds the service over the configured stores.
+/// Builds the service over the configured stores; `secret_key` seals the secrets kept in the
+/// database (`s3_sealer`).
 pub async fn assemble(
     store: &StoreConfig,
     signing_secret: Option<&str>,
+    secret_key: Option<&str>,
     settings: Settings,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Cabinet> {
@@ -104,6 +107,7 @@ pub async fn assemble(
         settings,
         Arc::new(cabinet_blob::RecentReads::default()),
         Arc::new(cabinet_images::Thumbnailer),
+        s3_sealer(&store.data_dir, secret_key)?,
     );
     cabinet.refresh_signing_keys().await.map_err(|err| anyhow::anyhow!("reading the signing keys: {err}"))?;
     Ok(cabinet)
@@ -137,6 +141,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     let cabinet = assemble(
         &store,
         config.signing_secret.as_deref(),
+        config.s3_secret_key.as_deref(),
         config.core_settings(public_url.clone()),
         Arc::new(SystemClock),
     )
@@ -157,6 +162,13 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
             ("orphan_parts_removed", recovered.orphan_parts_removed),
         ],
     );
+    let sealed = cabinet
+        .seal_plain_webhook_secrets()
+        .await
+        .map_err(|err| anyhow::anyhow!("sealing webhook secrets: {err}"))?;
+    if sealed > 0 {
+        tracing::info!(endpoints = sealed, "sealed webhook secrets stored unsealed by an earlier version");
+    }
     let boot = cabinet.bootstrap_if_empty().await.map_err(|err| anyhow::anyhow!("{err}"))?;
     if let Some(boot) = &boot {
         println!(

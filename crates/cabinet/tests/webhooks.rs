@@ -50,6 +50,20 @@ async fn deliveries(server: &TestServer, tenant: &Tenant, id: &str) -> Vec<Value
     log["data"].as_array().unwrap().clone()
 }
 
+/// Waits until the endpoint's stored cursor reaches `seq`: acknowledged deliveries enter the log
+/// with the cursor they move, which the worker writes for several at once.
+async fn wait_for_cursor(server: &TestServer, tenant: &Tenant, id: &str, seq: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let hook = get_hook(server, tenant, id).await;
+        if hook["delivered_seq"].as_u64().unwrap() >= seq {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "cursor stuck: {hook}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn acknowledged(received: &[Received]) -> Vec<Received> {
     received.iter().filter(|r| (200..300).contains(&r.answered)).cloned().collect()
 }
@@ -278,6 +292,7 @@ async fn a_failed_delivery_is_retried_before_any_later_event() {
     assert_eq!(received[0].id, received[1].id, "webhook-id is stable across retries");
     assert_eq!((received[0].answered, received[1].answered), (500, 200));
 
+    wait_for_cursor(&server, &tenant, id, seqs[2]).await;
     let log = deliveries(&server, &tenant, id).await;
     let attempts: Vec<(Value, Value, Value)> =
         log.iter().rev().map(|d| (d["seq"].clone(), d["attempt"].clone(), d["status"].clone())).collect();
@@ -484,7 +499,18 @@ async fn retention_keeps_the_events_an_enabled_endpoint_still_needs() {
     let (_, feed) = server.send(server.get("/v1/events?after=0")).await;
     assert_eq!(feed["data"].as_array().unwrap().len(), 1, "{feed}");
     receiver.answer(200);
-    let got = receiver.wait_for("the kept event", |r| !acknowledged(r).is_empty()).await;
+    // A retry that came due with the jump above may have failed since (or be failing now), and
+    // waits for its backoff on the server's clock: moved past it until the event is taken.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let got = loop {
+        let got = receiver.received();
+        if !acknowledged(&got).is_empty() {
+            break got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the kept event never went out: {got:?}");
+        server.clock.advance(chrono::Duration::hours(2));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(acknowledged(&got)[0].json()["type"], "folder.created");
     // Acknowledged, it goes with the retention like any other.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -528,4 +554,85 @@ async fn retention_keeps_the_events_an_enabled_endpoint_still_needs() {
     let last = acknowledged(&got)[1].json();
     assert_eq!(last["seq"], 3, "{last}");
     assert_eq!(acknowledged(&got).len(), 2);
+}
+
+/// The endpoints' stored secrets, straight from the metadata database.
+async fn stored_secrets(server: &TestServer) -> Vec<(String, Option<String>)> {
+    let query = "SELECT secret, previous_secret FROM webhooks ORDER BY id";
+    if server.database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&server.database_url).await.expect("open SQLite");
+        let rows = sqlx::query_as(query).fetch_all(&pool).await.expect("read the secrets");
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(&server.database_url).await.expect("connect to PostgreSQL");
+        let rows = sqlx::query_as(query).fetch_all(&pool).await.expect("read the secrets");
+        pool.close().await;
+        rows
+    }
+}
+
+/// Whether the secret (as shown, or its key bytes in base64) appears anywhere in `bytes`.
+fn holds_secret(bytes: &[u8], secret: &str) -> bool {
+    let key = secret.strip_prefix("whsec_").unwrap();
+    [secret.as_bytes(), key.as_bytes()].iter().any(|needle| bytes.windows(needle.len()).any(|w| w == *needle))
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_in_the_database_and_still_sign() {
+    let server = spawn().await;
+    let receiver = Receiver::start().await;
+    let tenant = server.tenant.clone();
+    let hook = create_hook(&server, &tenant, json!({"url": receiver.url, "event_types": ["folder.*"]})).await;
+    let id = hook["id"].as_str().unwrap();
+    let old = hook["secret"].as_str().unwrap().to_owned();
+    let (status, rotated) = server
+        .send(server.request(Method::POST, &format!("/v1/webhooks/{id}/rotate-secret"), &tenant.key))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+
+    let stored = stored_secrets(&server).await;
+    assert_eq!(stored.len(), 1);
+    let (secret, previous) = &stored[0];
+    let previous = previous.as_deref().expect("the replaced secret is kept for the grace period");
+    for value in [secret.as_str(), previous] {
+        assert!(!value.starts_with("whsec_"), "stored as shown: {value}");
+        assert!(!holds_secret(value.as_bytes(), &old) && !holds_secret(value.as_bytes(), &new), "{value}");
+    }
+    if server.database_url.starts_with("sqlite:") {
+        // Not in any page of the database or its write-ahead log either.
+        for file in ["cabinet.db", "cabinet.db-wal"] {
+            let bytes = std::fs::read(server.dir.path().join(file)).unwrap_or_default();
+            assert!(!holds_secret(&bytes, &old) && !holds_secret(&bytes, &new), "{file} holds a secret");
+        }
+    }
+
+    create_folder(&server, &tenant, "sealed").await;
+    let received = receiver.wait_for("a delivery", |r| !r.is_empty()).await;
+    assert!(received[0].signed_by(&new) && received[0].signed_by(&old), "{:?}", received[0]);
+}
+
+#[tokio::test]
+async fn a_secret_stored_unsealed_by_an_earlier_version_signs_and_is_sealed() {
+    let server = spawn().await;
+    let receiver = Receiver::start().await;
+    let tenant = server.tenant.clone();
+    let hook = create_hook(&server, &tenant, json!({"url": receiver.url, "event_types": ["folder.*"]})).await;
+    let id = hook["id"].as_str().unwrap();
+    // As the version before sealing stored it: the secret as shown.
+    let legacy = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    server.raw_sql(&format!("UPDATE webhooks SET secret = '{legacy}' WHERE id = '{id}'")).await;
+
+    create_folder(&server, &tenant, "before").await;
+    let received = receiver.wait_for("a delivery", |r| !r.is_empty()).await;
+    assert!(received[0].signed_by(legacy), "{:?}", received[0]);
+
+    assert_eq!(server.cabinet.seal_plain_webhook_secrets().await.unwrap(), 1);
+    assert_eq!(server.cabinet.seal_plain_webhook_secrets().await.unwrap(), 0, "nothing left to seal");
+    let stored = stored_secrets(&server).await;
+    assert!(!holds_secret(stored[0].0.as_bytes(), legacy), "{stored:?}");
+    create_folder(&server, &tenant, "after").await;
+    let received = receiver.wait_for("a second delivery", |r| r.len() >= 2).await;
+    assert!(received[1].signed_by(legacy), "{:?}", received[1]);
 }

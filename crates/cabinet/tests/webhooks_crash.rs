@@ -155,8 +155,8 @@ async fn every_committed_event_is_delivered_in_order_across_sigkills() {
     }
     let expected: HashSet<String> =
         feeds.values().flatten().map(|event| event["id"].as_str().unwrap().to_owned()).collect();
-    // A kill leaves the endpoints leased to the dead process: the restarted one resumes once the
-    // lease (20 s) runs out.
+    // A kill leaves the endpoints leased to the dead process, which no longer renews them: the
+    // restarted one resumes once the lease (5 s) runs out.
     let received = receiver
         .wait_up_to(Duration::from_secs(60), "every committed event", |received| {
             let acknowledged: HashSet<&str> =

@@ -53,7 +53,9 @@ async fn two_nodes_deliver_each_event_exactly_once() {
         key_args.extend(shared);
         keys.push(admin_json(dir_a.path(), &key_args)["key"].as_str().unwrap().to_owned());
     }
-    let mut serve = vec!["--webhook-allow-private"];
+    // One server key on both nodes: either opens the secrets the other sealed.
+    let secret_key = "ab".repeat(32);
+    let mut serve = vec!["--webhook-allow-private", "--s3-secret-key", secret_key.as_str()];
     serve.extend(shared);
     let a = ServerProcess::start_with(dir_a.path(), &serve);
     let b = ServerProcess::start_with(dir_b.path(), &serve);

@@ -168,6 +168,10 @@ pub struct Parts {
     reservations: group_commit::GroupCommit<model::Upload, ()>,
     begins: group_commit::GroupCommit<ports::Begin, Option<u64>>,
     finishes: group_commit::GroupCommit<ports::Finish, bool>,
+    sealer: s3_keys::SecretSealer,
+    /// Counts the changes answered here that may have written events: the webhook worker and
+    /// the endpoints it is sending to wait on it.
+    webhook_wake: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -185,6 +189,7 @@ tokio::task_local! {
 
 impl Cabinet {
     /// Assembles the service from its ports.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
@@ -193,6 +198,7 @@ impl Cabinet {
         settings: Settings,
         reads: Arc<dyn ReadCache>,
         images: Arc<dyn ImageCodec>,
+        sealer: s3_keys::SecretSealer,
     ) -> Self {
         Self(Arc::new(Parts {
             store,
@@ -210,6 +216,8 @@ impl Cabinet {
             reservations: Default::default(),
             begins: Default::default(),
             finishes: Default::default(),
+            sealer,
+            webhook_wake: tokio::sync::watch::Sender::new(0),
         }))
     }
 

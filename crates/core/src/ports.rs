@@ -274,8 +274,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<Option<crate::webhooks::Webhook>>;
     /// Moves the leased endpoint's cursor from `from` to `to` and renews the lease to
-    /// `lease_until`, logging `delivery` with it when given; `false` (the cursor unchanged) when
-    /// `node` no longer holds the lease or the cursor moved (a replay).
+    /// `lease_until`, logging `deliveries` with it; `false` (the cursor unchanged) when `node` no
+    /// longer holds the lease, the cursor moved (a replay) or the endpoint was disabled.
     #[allow(clippy::too_many_arguments)]
     async fn advance_webhook(
         &self,
@@ -284,7 +284,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         from: u64,
         to: u64,
         lease_until: DateTime<Utc>,
-        delivery: Option<&crate::webhooks::Delivery>,
+        deliveries: &[crate::webhooks::Delivery],
     ) -> Result<bool>;
     /// Logs a failed attempt, counts it, sets when to try again and gives up the lease; with
     /// `disable`, disables the endpoint for that reason (which records `webhook.disabled`).
@@ -298,6 +298,19 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Gives up `node`'s lease on the endpoint.
     async fn release_webhook(&self, id: &crate::WebhookId, node: &str) -> Result<()>;
+    /// Extends `node`'s lease on the endpoint to `until`; `false` when `node` no longer holds it.
+    async fn renew_webhook(&self, id: &crate::WebhookId, node: &str, until: DateTime<Utc>) -> Result<bool>;
+    /// Endpoints, of any workspace, whose secret or previous secret is stored as shown
+    /// (`whsec_…`, written before secrets were sealed): at most `limit`.
+    async fn webhooks_with_plain_secrets(&self, limit: u32) -> Result<Vec<crate::webhooks::Webhook>>;
+    /// Replaces the endpoint's secret and previous secret with `to` if they are still `from`;
+    /// whether it did.
+    async fn replace_webhook_secrets(
+        &self,
+        id: &crate::WebhookId,
+        from: (&str, Option<&str>),
+        to: (&str, Option<&str>),
+    ) -> Result<bool>;
 }
 
 /// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.

@@ -53,8 +53,9 @@ pub struct IssuedS3Key {
     pub secret: String,
 }
 
-/// The server key that seals S3 secrets at rest: 32 random bytes, kept outside the database (a
-/// file in the data folder, or given to every node of a cluster).
+/// The server key that seals the secrets the server must recover at rest (S3 secrets, webhook
+/// signing secrets): 32 random bytes, kept outside the database (a file in the data folder, or
+/// given to every node of a cluster).
 #[derive(Clone)]
 pub struct SecretSealer(Key);
 
@@ -80,20 +81,24 @@ impl SecretSealer {
         Ok(Self(*Key::from_slice(&bytes)))
     }
 
-    fn seal(&self, access_key_id: &str, secret: &str) -> Result<String> {
+    /// Seals `secret` to the row it belongs to: `owner` (an access key id, a webhook id) is the
+    /// associated data, so a sealed secret moved to another row does not open.
+    pub(crate) fn seal(&self, owner: &str, secret: &str) -> Result<String> {
         let cipher = XChaCha20Poly1305::new(&self.0);
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = cipher
-            .encrypt(&nonce, Payload { msg: secret.as_bytes(), aad: access_key_id.as_bytes() })
-            .map_err(|_| Error::internal("could not seal an S3 secret"))?;
+            .encrypt(&nonce, Payload { msg: secret.as_bytes(), aad: owner.as_bytes() })
+            .map_err(|_| Error::internal("could not seal a secret"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(base64::engine::general_purpose::STANDARD.encode(out))
     }
 
-    fn open(&self, access_key_id: &str, sealed: &str) -> Result<String> {
+    pub(crate) fn open(&self, owner: &str, sealed: &str) -> Result<String> {
         // A secret that does not open was sealed with another server key (or tampered with).
-        let wrong_key = || Error::internal("an S3 secret does not open with this server's S3 secret key");
+        let wrong_key = || {
+            Error::internal("a sealed secret does not open with this server's secret key (--s3-secret-key)")
+        };
         let raw = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| wrong_key())?;
         if raw.len() < 24 {
             return Err(wrong_key());
@@ -101,7 +106,7 @@ impl SecretSealer {
         let (nonce, sealed) = raw.split_at(24);
         let cipher = XChaCha20Poly1305::new(&self.0);
         let secret = cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: access_key_id.as_bytes() })
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: owner.as_bytes() })
             .map_err(|_| wrong_key())?;
         String::from_utf8(secret).map_err(|_| wrong_key())
     }

@@ -3,9 +3,10 @@
 //! only after a 2xx, so the head event is retried (exponential backoff, jittered) before any
 //! later one is sent; past the retry period the endpoint is disabled and `webhook.disabled`
 //! recorded. A node sends to an endpoint only while it holds the endpoint's lease, taken by one
-//! conditional UPDATE, so two nodes never send the same event at once. Deliveries are signed as
-//! Standard Webhooks specifies, and receivers on non-public addresses are refused unless the
-//! operator allows them (checked when an endpoint is saved, and again on every connection).
+//! conditional UPDATE and kept by a heartbeat, so two nodes never send the same event at once.
+//! Deliveries are signed as Standard Webhooks specifies, with secrets kept sealed by the server
+//! key, and receivers on non-public addresses are refused unless the operator allows them
+//! (checked when an endpoint is saved, and again on every connection).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -40,20 +41,41 @@ const MAX_EVENT_TYPE_LEN: usize = 64;
 pub const MAX_DELIVERIES_PER_READ: u32 = 100;
 /// How long a receiver has to answer.
 pub const RECEIVER_TIMEOUT: StdDuration = StdDuration::from_secs(10);
-/// How long a claim holds an endpoint, renewed by each acknowledged delivery: longer than one
-/// attempt may take (a node sends only with `RECEIVER_TIMEOUT` and a margin left), short enough
-/// that the endpoints of a node that died resume elsewhere (or on its restart) soon.
-const LEASE: Duration = Duration::seconds(20);
-/// What a node keeps in hand beyond an attempt's timeout before it sends under its lease.
-const LEASE_MARGIN: StdDuration = StdDuration::from_secs(3);
-/// Events sent to one endpoint under one lease.
-const EVENTS_PER_LEASE: u32 = 100;
+/// How long a claim holds an endpoint unless renewed. The holder renews it every `RENEW_EVERY`
+/// while it sends (a heartbeat), so an attempt may take as long as `RECEIVER_TIMEOUT`; a node
+/// that dies stops renewing, and its endpoints resume elsewhere (or on its restart) within this.
+/// A node that restarts cannot release its old claims itself: its new process cannot tell that
+/// the old one is gone (a rolling restart runs both for a while), so the lease is the bound.
+const LEASE: Duration = Duration::seconds(5);
+/// How often the holder renews its lease while it sends.
+const RENEW_EVERY: StdDuration = StdDuration::from_millis(1500);
+/// How much sooner than the database the holder counts its lease as run out: it stops sending
+/// (drops the attempt in flight) once `LEASE - LEASE_MARGIN` passes since the last renewal it
+/// asked for that succeeded, so clocks of nodes may differ by up to this without two nodes
+/// sending to one endpoint at once.
+const LEASE_MARGIN: StdDuration = StdDuration::from_secs(2);
+/// Events read at once for an endpoint.
+const EVENTS_PER_READ: u32 = 100;
+/// Events sent to one endpoint under one claim, before it goes back among the due (other
+/// endpoints get their turn at the node's slots).
+const EVENTS_PER_CLAIM: u32 = 1000;
+/// Acknowledged deliveries move the stored cursor (and enter the log) together, one write for up
+/// to this many or for those of this long, rather than one write each: a write per delivery
+/// limited an endpoint to the database's commit rate and took that rate from uploads. What a
+/// crash loses of them is sent again (at least once), never skipped.
+const ACKS_PER_WRITE: usize = 64;
+const ACKS_HELD_AT_MOST: StdDuration = StdDuration::from_millis(50);
 /// The first retry waits up to this; each failure doubles it, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF_MS: i64 = 500;
 const MAX_BACKOFF: Duration = Duration::hours(1);
-/// How often the worker looks for due endpoints (one indexed read): new events reach receivers
-/// within about this.
+/// How often the worker looks for due endpoints (one indexed read) unless woken sooner: a change
+/// answered on this node wakes it (`Cabinet::events_may_have_committed`), so this bounds how late
+/// another node's events (or a retry that came due) are seen.
 const LOOK_EVERY: StdDuration = StdDuration::from_millis(100);
+/// The shortest time between two looks when wakes come faster (every change request wakes it).
+const LOOK_AT_MOST_EVERY: StdDuration = StdDuration::from_millis(5);
+/// How long a node keeps an endpoint it has caught up with, sending what comes meanwhile.
+const IDLE_HOLD: StdDuration = StdDuration::from_secs(1);
 /// Endpoints one node sends to at once.
 const CONCURRENT_ENDPOINTS: usize = 16;
 
@@ -67,6 +89,9 @@ pub struct Webhook {
     pub enabled: bool,
     /// Why the worker disabled it (`retries_exhausted`); none when a key disabled it.
     pub disabled_reason: Option<String>,
+    /// The signing secret as stored: sealed with the server key (`SecretSealer`, the endpoint's
+    /// id as associated data), or as shown (`whsec_…`) when a version before sealing wrote it
+    /// and the server has not yet sealed it (`Cabinet::seal_plain_webhook_secrets`).
     pub secret: String,
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<DateTime<Utc>>,
@@ -88,6 +113,7 @@ pub struct NewWebhook {
     pub url: String,
     pub event_types: Vec<String>,
     pub enabled: bool,
+    /// Sealed (see `Webhook::secret`).
     pub secret: String,
     pub at: DateTime<Utc>,
 }
@@ -310,15 +336,16 @@ impl Cabinet {
             return Err(Error::conflict(Code::TooManyWebhooks, "a workspace has at most 20 webhooks"));
         }
         let secret = generate_secret();
+        let id = WebhookId::generate();
         let webhook = self
             .store
             .create_webhook(&NewWebhook {
-                id: WebhookId::generate(),
+                secret: self.sealer.seal(id.as_str(), &secret)?,
+                id,
                 workspace_id: caller.workspace_id.clone(),
                 url,
                 event_types,
                 enabled: input.enabled.unwrap_or(true),
-                secret: secret.clone(),
                 at: self.clock.now(),
             })
             .await?;
@@ -370,10 +397,11 @@ impl Cabinet {
     pub async fn rotate_webhook_secret(&self, caller: &Caller, id: &WebhookId) -> Result<CreatedWebhook> {
         caller.require(Role::Admin)?;
         let secret = generate_secret();
+        let sealed = self.sealer.seal(id.as_str(), &secret)?;
         let now = self.clock.now();
         let webhook = self
             .store
-            .rotate_webhook_secret(&caller.workspace_id, id, &secret, now + ROTATION_GRACE, now)
+            .rotate_webhook_secret(&caller.workspace_id, id, &sealed, now + ROTATION_GRACE, now)
             .await?;
         Ok(CreatedWebhook { webhook, secret })
     }
@@ -401,8 +429,52 @@ impl Cabinet {
             .await
     }
 
-    /// Delivers events to every due endpoint until the task is dropped: looks every
-    /// `LOOK_EVERY`, claims what is due, and sends to up to `CONCURRENT_ENDPOINTS` at once.
+    /// Wakes this node's webhook worker: a change may have committed events. A hint only (the
+    /// worker also looks every `LOOK_EVERY`), so calling it when nothing changed costs one look.
+    pub fn events_may_have_committed(&self) {
+        self.webhook_wake.send_modify(|changes| *changes = changes.wrapping_add(1));
+    }
+
+    /// Seals the secrets that a version before sealing stored as shown; returns how many
+    /// endpoints it sealed. Each row is replaced only if it still holds what was read, so a
+    /// rotation meanwhile is kept (and sealed on the next run).
+    pub async fn seal_plain_webhook_secrets(&self) -> Result<u64> {
+        let mut sealed = 0;
+        loop {
+            let plain = self.store.webhooks_with_plain_secrets(100).await?;
+            let mut changed = false;
+            for hook in &plain {
+                let seal = |secret: &str| -> Result<String> {
+                    match secret.starts_with(SECRET_PREFIX) {
+                        true => self.sealer.seal(hook.id.as_str(), secret),
+                        false => Ok(secret.to_owned()),
+                    }
+                };
+                let secret = seal(&hook.secret)?;
+                let previous = hook.previous_secret.as_deref().map(seal).transpose()?;
+                let from = (hook.secret.as_str(), hook.previous_secret.as_deref());
+                if self.store.replace_webhook_secrets(&hook.id, from, (&secret, previous.as_deref())).await? {
+                    sealed += 1;
+                    changed = true;
+                }
+            }
+            if plain.len() < 100 || !changed {
+                return Ok(sealed);
+            }
+        }
+    }
+
+    /// A stored secret as it signs: opened, or as it is when it was stored unsealed.
+    fn signing_secret(&self, webhook: &WebhookId, stored: &str) -> Result<String> {
+        if stored.starts_with(SECRET_PREFIX) {
+            return Ok(stored.to_owned());
+        }
+        self.sealer.open(webhook.as_str(), stored)
+    }
+
+    /// Delivers events to every due endpoint until the task is dropped: looks when woken
+    /// (`events_may_have_committed`) or every `LOOK_EVERY`, claims what is due, and sends to up
+    /// to `CONCURRENT_ENDPOINTS` at once.
     pub async fn deliver_webhooks_forever(
         &self,
         sender: Arc<dyn WebhookSender>,
@@ -413,7 +485,9 @@ impl Cabinet {
         // The endpoints this node is sending to: never claimed twice here, even when a lease
         // looks expired (a clock moved on).
         let working: Arc<std::sync::Mutex<HashSet<WebhookId>>> = Arc::default();
+        let mut woken = self.webhook_wake.subscribe();
         loop {
+            let looked = tokio::time::Instant::now();
             match self.store.due_webhooks(self.clock.now(), CONCURRENT_ENDPOINTS as u32).await {
                 Ok(due) => {
                     for id in due {
@@ -421,6 +495,7 @@ impl Cabinet {
                             continue;
                         }
                         let Ok(slot) = slots.clone().try_acquire_owned() else { break };
+                        let claiming = Instant::now();
                         let now = self.clock.now();
                         match self.store.claim_webhook(&id, &node, now, now + LEASE).await {
                             Ok(Some(webhook)) => {
@@ -433,14 +508,16 @@ impl Cabinet {
                                     working.clone(),
                                 );
                                 tokio::spawn(async move {
-                                    if let Err(err) =
-                                        cabinet.deliver_leased(&webhook, &node, &*sender, &*bodies).await
-                                    {
-                                        tracing::warn!(webhook = %webhook.id, error = %err, "webhook delivery failed");
-                                        let _ = cabinet.store.release_webhook(&webhook.id, &node).await;
-                                    }
+                                    let sent = cabinet
+                                        .deliver_claimed(&webhook, &node, claiming, &*sender, &*bodies)
+                                        .await;
                                     working.lock().unwrap_or_else(|e| e.into_inner()).remove(&webhook.id);
                                     drop(slot);
+                                    // Events may have come while it sent: look again now. After an
+                                    // error, at the next look (not at once, over and over).
+                                    if sent {
+                                        cabinet.events_may_have_committed();
+                                    }
                                 });
                             }
                             Ok(None) => {}
@@ -450,12 +527,76 @@ impl Cabinet {
                 }
                 Err(err) => tracing::warn!(error = %err, "looking for due webhooks failed"),
             }
-            tokio::time::sleep(LOOK_EVERY).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(looked + LOOK_EVERY) => {}
+                _ = woken.changed() => {
+                    tokio::time::sleep_until(looked + LOOK_AT_MOST_EVERY).await;
+                }
+            }
+            woken.borrow_and_update();
         }
     }
 
-    /// Sends a leased endpoint its next events in order, moving its cursor after each 2xx; at
-    /// the first failure, schedules the retry (or disables the endpoint) and stops.
+    /// Sends a claimed endpoint its next events while a heartbeat keeps the claim: when the
+    /// lease cannot be renewed before it runs out (by this node's count, `LEASE_MARGIN` early),
+    /// the sending stops where it is, an attempt in flight included, so no other node that
+    /// takes the endpoint over sends alongside it. Whether it ended as it should (all sent, or
+    /// a failed attempt scheduled for retry).
+    async fn deliver_claimed(
+        &self,
+        webhook: &Webhook,
+        node: &str,
+        claimed: Instant,
+        sender: &dyn WebhookSender,
+        bodies: &dyn EventBodies,
+    ) -> bool {
+        let sending = self.deliver_leased(webhook, node, sender, bodies);
+        let heartbeat = self.hold_lease(&webhook.id, node, claimed);
+        tokio::select! {
+            biased;
+            sent = sending => match sent {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!(webhook = %webhook.id, error = %err, "webhook delivery failed");
+                    let _ = self.store.release_webhook(&webhook.id, node).await;
+                    false
+                }
+            },
+            () = heartbeat => {
+                tracing::warn!(webhook = %webhook.id, "lost the lease on a webhook endpoint; stopped sending to it");
+                false
+            }
+        }
+    }
+
+    /// Renews `node`'s lease every `RENEW_EVERY`; returns when it is lost (another node holds
+    /// it) or has run out by this node's count.
+    async fn hold_lease(&self, id: &WebhookId, node: &str, claimed: Instant) {
+        let lease = LEASE.to_std().unwrap_or_default();
+        let mut valid_until = tokio::time::Instant::from_std(claimed + lease - LEASE_MARGIN);
+        loop {
+            let next = (tokio::time::Instant::now() + RENEW_EVERY).min(valid_until);
+            tokio::time::sleep_until(next).await;
+            if tokio::time::Instant::now() >= valid_until {
+                return;
+            }
+            let asked = tokio::time::Instant::now();
+            let renewing = self.store.renew_webhook(id, node, self.clock.now() + LEASE);
+            match tokio::time::timeout_at(valid_until, renewing).await {
+                Ok(Ok(true)) => valid_until = asked + lease - LEASE_MARGIN,
+                Ok(Ok(false)) | Err(_) => return,
+                // Tried again at the next beat, while the lease lasts.
+                Ok(Err(err)) => {
+                    tracing::warn!(webhook = %id, error = %err, "renewing a webhook lease failed")
+                }
+            }
+        }
+    }
+
+    /// Sends a leased endpoint its next events in order, moving its cursor past each 2xx (stored
+    /// with the next write, `ACKS_PER_WRITE`), until none is left or `EVENTS_PER_CLAIM` were
+    /// read; at the first failure, stores what was acknowledged, schedules the retry (or disables
+    /// the endpoint) and stops.
     async fn deliver_leased(
         &self,
         webhook: &Webhook,
@@ -463,103 +604,159 @@ impl Cabinet {
         sender: &dyn WebhookSender,
         bodies: &dyn EventBodies,
     ) -> Result<()> {
-        let lease = LEASE.to_std().unwrap_or_default();
-        let mut leased_until = Instant::now() + lease;
-        // Read first: every event up to it has committed, so if none after the cursor is left
-        // (the retention removed them while the endpoint was disabled) the cursor may skip to it.
-        let newest = self.store.newest_event(&webhook.workspace_id).await?;
-        let events =
-            self.store.events_after(&webhook.workspace_id, webhook.delivered_seq, EVENTS_PER_LEASE).await?;
-        let mut cursor = webhook.delivered_seq;
-        let mut passed_over = if events.is_empty() { newest.max(cursor) } else { cursor };
+        let secret = self.signing_secret(&webhook.id, &webhook.secret)?;
+        let previous = match (&webhook.previous_secret, webhook.previous_secret_until) {
+            (Some(previous), Some(until)) => Some((self.signing_secret(&webhook.id, previous)?, until)),
+            _ => None,
+        };
+        let mut acks = Acks {
+            stored: webhook.delivered_seq,
+            cursor: webhook.delivered_seq,
+            log: Vec::new(),
+            held_since: None,
+        };
         let mut attempts = webhook.failed_attempts;
-        for event in events {
-            if !filter_matches(&webhook.event_types, &event.kind) {
-                passed_over = event.seq;
-                continue;
-            }
-            // Room for a whole attempt under the lease, or leave it to the next claim.
-            if Instant::now() + RECEIVER_TIMEOUT + LEASE_MARGIN > leased_until {
-                break;
-            }
-            if passed_over > cursor {
-                let renewed = self.clock.now() + LEASE;
-                if !self.store.advance_webhook(&webhook.id, node, cursor, passed_over, renewed, None).await? {
+        let mut read = 0;
+        let mut woken = self.webhook_wake.subscribe();
+        let mut idle_since = None;
+        while read < EVENTS_PER_CLAIM {
+            // Read first: every event up to it has committed, so if none after the cursor is
+            // left (the retention removed them while the endpoint was disabled) the cursor may
+            // skip to it.
+            let newest = self.store.newest_event(&webhook.workspace_id).await?;
+            let events = self.store.events_after(&webhook.workspace_id, acks.cursor, EVENTS_PER_READ).await?;
+            if events.is_empty() {
+                acks.cursor = acks.cursor.max(newest);
+                if !self.store_acks(webhook, node, &mut acks).await? {
                     return Ok(());
                 }
-                cursor = passed_over;
-            }
-            let body = bodies.body(self, &event).await?;
-            let id = format!("{}.{}", event.workspace_id, event.seq);
-            let now = self.clock.now();
-            let timestamp = now.timestamp();
-            let mut signature = sign(&webhook.secret, &id, timestamp, &body)?;
-            if let (Some(previous), Some(until)) = (&webhook.previous_secret, webhook.previous_secret_until) {
-                if until > now {
-                    signature.push(' ');
-                    signature.push_str(&sign(previous, &id, timestamp, &body)?);
+                // Caught up: keep the claim a while for what comes next (a claim and its
+                // release are two writes, which a steady flow of changes would otherwise pay
+                // for every few events).
+                let idle_since = *idle_since.get_or_insert_with(Instant::now);
+                if idle_since.elapsed() >= IDLE_HOLD {
+                    break;
                 }
-            }
-            let request = WebhookRequest {
-                url: webhook.url.clone(),
-                headers: vec![
-                    ("content-type", "application/json".to_owned()),
-                    ("webhook-id", id),
-                    ("webhook-timestamp", timestamp.to_string()),
-                    ("webhook-signature", signature),
-                ],
-                body,
-            };
-            let started = Instant::now();
-            let outcome = sender.send(request).await;
-            let (status, error) = match outcome {
-                SendOutcome::Answered(status) if (200..300).contains(&status) => (Some(status), None),
-                SendOutcome::Answered(status) => {
-                    (Some(status), Some(format!("the receiver answered {status}")))
-                }
-                SendOutcome::Failed(error) => (None, Some(error)),
-            };
-            let delivery = Delivery {
-                id: DeliveryId::generate(),
-                webhook_id: webhook.id.clone(),
-                workspace_id: webhook.workspace_id.clone(),
-                seq: event.seq,
-                attempt: attempts + 1,
-                at: now,
-                status,
-                error: error.clone(),
-                duration_ms: started.elapsed().as_millis() as u64,
-            };
-            if error.is_none() {
-                let renewing = Instant::now();
-                let renewed = self.clock.now() + LEASE;
-                if !self
-                    .store
-                    .advance_webhook(&webhook.id, node, cursor, event.seq, renewed, Some(&delivery))
-                    .await?
-                {
-                    return Ok(());
-                }
-                leased_until = renewing + lease;
-                cursor = event.seq;
-                passed_over = cursor;
-                attempts = 0;
+                let _ = tokio::time::timeout(LOOK_EVERY, woken.changed()).await;
+                woken.borrow_and_update();
                 continue;
             }
-            let now = self.clock.now();
-            let failing_since = if attempts == 0 { now } else { webhook.failing_since.unwrap_or(now) };
-            let give_up_at = failing_since + self.settings.webhook_retry_period;
-            let disable = (now >= give_up_at).then_some("retries_exhausted");
-            let next = (now + backoff(attempts + 1)).min(give_up_at);
-            self.store.webhook_failed(&webhook.id, node, &delivery, next, disable).await?;
-            return Ok(());
+            if idle_since.take().is_some() {
+                // Held while idle: the endpoint may have been disabled, changed, replayed or
+                // removed meanwhile; if so the next claim starts from what it is now.
+                let now = match self.store.get_webhook(&webhook.workspace_id, &webhook.id).await {
+                    Err(Error::NotFound(_)) => return Ok(()),
+                    found => found?,
+                };
+                if !now.enabled || now.updated_at != webhook.updated_at || now.delivered_seq != acks.stored {
+                    return self.store.release_webhook(&webhook.id, node).await;
+                }
+            }
+            read += events.len() as u32;
+            for event in events {
+                if !filter_matches(&webhook.event_types, &event.kind) {
+                    acks.cursor = event.seq;
+                    continue;
+                }
+                let body = bodies.body(self, &event).await?;
+                let id = format!("{}.{}", event.workspace_id, event.seq);
+                let now = self.clock.now();
+                let timestamp = now.timestamp();
+                let mut signature = sign(&secret, &id, timestamp, &body)?;
+                if let Some((previous, until)) = &previous {
+                    if *until > now {
+                        signature.push(' ');
+                        signature.push_str(&sign(previous, &id, timestamp, &body)?);
+                    }
+                }
+                let request = WebhookRequest {
+                    url: webhook.url.clone(),
+                    headers: vec![
+                        ("content-type", "application/json".to_owned()),
+                        ("webhook-id", id),
+                        ("webhook-timestamp", timestamp.to_string()),
+                        ("webhook-signature", signature),
+                    ],
+                    body,
+                };
+                let started = Instant::now();
+                let outcome = sender.send(request).await;
+                let (status, error) = match outcome {
+                    SendOutcome::Answered(status) if (200..300).contains(&status) => (Some(status), None),
+                    SendOutcome::Answered(status) => {
+                        (Some(status), Some(format!("the receiver answered {status}")))
+                    }
+                    SendOutcome::Failed(error) => (None, Some(error)),
+                };
+                let delivery = Delivery {
+                    id: DeliveryId::generate_in_order(),
+                    webhook_id: webhook.id.clone(),
+                    workspace_id: webhook.workspace_id.clone(),
+                    seq: event.seq,
+                    attempt: attempts + 1,
+                    at: now,
+                    status,
+                    error: error.clone(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                if error.is_none() {
+                    acks.cursor = event.seq;
+                    acks.log.push(delivery);
+                    attempts = 0;
+                    let held_since = *acks.held_since.get_or_insert_with(Instant::now);
+                    if (acks.log.len() >= ACKS_PER_WRITE || held_since.elapsed() >= ACKS_HELD_AT_MOST)
+                        && !self.store_acks(webhook, node, &mut acks).await?
+                    {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if !self.store_acks(webhook, node, &mut acks).await? {
+                    return Ok(());
+                }
+                let now = self.clock.now();
+                let failing_since = if attempts == 0 { now } else { webhook.failing_since.unwrap_or(now) };
+                let give_up_at = failing_since + self.settings.webhook_retry_period;
+                let disable = (now >= give_up_at).then_some("retries_exhausted");
+                let next = (now + backoff(attempts + 1)).min(give_up_at);
+                self.store.webhook_failed(&webhook.id, node, &delivery, next, disable).await?;
+                return Ok(());
+            }
         }
-        if passed_over > cursor {
-            let renewed = self.clock.now() + LEASE;
-            self.store.advance_webhook(&webhook.id, node, cursor, passed_over, renewed, None).await?;
+        if !self.store_acks(webhook, node, &mut acks).await? {
+            return Ok(());
         }
         self.store.release_webhook(&webhook.id, node).await
     }
+
+    /// Moves the stored cursor to where this node got, logging the deliveries acknowledged since
+    /// the last write, and renews the lease; `false` when the cursor was not where this node
+    /// left it (a replay) or the lease is another node's: this node stops sending.
+    async fn store_acks(&self, webhook: &Webhook, node: &str, acks: &mut Acks) -> Result<bool> {
+        if acks.cursor == acks.stored && acks.log.is_empty() {
+            return Ok(true);
+        }
+        let renewed = self.clock.now() + LEASE;
+        let moved = self
+            .store
+            .advance_webhook(&webhook.id, node, acks.stored, acks.cursor, renewed, &acks.log)
+            .await?;
+        acks.log.clear();
+        acks.held_since = None;
+        acks.stored = acks.cursor;
+        Ok(moved)
+    }
+}
+
+/// Where a node got in an endpoint's events, against what is stored.
+struct Acks {
+    /// The stored cursor.
+    stored: u64,
+    /// The last event acknowledged (or passed over by the filter) here.
+    cursor: u64,
+    /// The acknowledged deliveries not yet logged, and since when the first has waited.
+    log: Vec<Delivery>,
+    held_since: Option<Instant>,
 }
 
 /// The wait before retry number `attempt` (1 for the first): jittered, uniform in half to all of

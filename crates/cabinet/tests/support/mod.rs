@@ -152,7 +152,7 @@ impl TestServer {
             },
         };
         let clock = Arc::new(ManualClock::starting_now());
-        let cabinet = assemble(&store, None, settings, clock.clone()).await.expect("assemble");
+        let cabinet = assemble(&store, None, None, settings, clock.clone()).await.expect("assemble");
         let mut limits = options.http.clone().unwrap_or_default();
         limits.json_upload_bytes = options.json_upload_max_bytes.unwrap_or(16 << 20);
         let app = cabinet_api::app(cabinet.clone(), limits);

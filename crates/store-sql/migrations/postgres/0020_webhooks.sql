@@ -3,8 +3,10 @@
 -- and in order, and survives any restart: the outbox (0018) holds what is still to send. A node
 -- claims an endpoint by setting `lease_owner`/`lease_until` in one conditional UPDATE, so two
 -- nodes never send to one endpoint at once. `event_types` is the filter, space-separated
--- (`*` every event; `file.*` a prefix). The secret is kept as it is shown (`whsec_…`): signing
--- needs it, not a hash. `previous_secret` still signs alongside it until `previous_secret_until`.
+-- (`*` every event; `file.*` a prefix). Signing needs the secret itself, not a hash: it is
+-- kept sealed with the server key (the endpoint's id as associated data; a row written as shown,
+-- `whsec_…`, by the version before sealing is sealed when a server starts). `previous_secret`
+-- still signs alongside it until `previous_secret_until`.
 CREATE TABLE webhooks (
     id                     TEXT PRIMARY KEY,
     workspace_id           TEXT NOT NULL REFERENCES workspaces (id),

@@ -310,12 +310,12 @@ where
         from: u64,
         to: u64,
         lease_until: DateTime<Utc>,
-        delivery: Option<&Delivery>,
+        deliveries: &[Delivery],
     ) -> Result<bool> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE webhooks SET delivered_seq = $1, failed_attempts = 0, failing_since = NULL, lease_until = $5 \
-             WHERE id = $2 AND lease_owner = $3 AND delivered_seq = $4",
+             WHERE id = $2 AND lease_owner = $3 AND delivered_seq = $4 AND enabled",
         )
         .bind(seq(to))
         .bind(id.as_str())
@@ -326,8 +326,8 @@ where
         .await
         .map_err(db_error)?;
         let moved = D::rows_affected(&done) == 1;
-        // The attempt happened either way: the log keeps it.
-        if let Some(delivery) = delivery {
+        // The attempts happened either way: the log keeps them.
+        for delivery in deliveries {
             insert_delivery::<D>(&mut tx, delivery).await?;
         }
         tx.commit().await.map_err(db_error)?;
@@ -361,6 +361,52 @@ where
         .await
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn renew_webhook(&self, id: &WebhookId, node: &str, until: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query("UPDATE webhooks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(millis(until))
+            .bind(id.as_str())
+            .bind(node)
+            .execute(self.write_pool())
+            .await
+            .map_err(db_error)?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn webhooks_with_plain_secrets(&self, limit: u32) -> Result<Vec<Webhook>> {
+        // `_` matches any one character in LIKE: the prefix is compared exactly instead.
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM webhooks \
+             WHERE substr(secret, 1, 6) = 'whsec_' OR substr(previous_secret, 1, 6) = 'whsec_' \
+             ORDER BY id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(Webhook::try_from).collect()
+    }
+
+    async fn replace_webhook_secrets(
+        &self,
+        id: &WebhookId,
+        from: (&str, Option<&str>),
+        to: (&str, Option<&str>),
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET secret = $1, previous_secret = $2 \
+             WHERE id = $3 AND secret = $4 AND (previous_secret = $5 OR (previous_secret IS NULL AND $5 IS NULL))",
+        )
+        .bind(to.0)
+        .bind(to.1)
+        .bind(id.as_str())
+        .bind(from.0)
+        .bind(from.1)
+        .execute(self.write_pool())
+        .await
+        .map_err(db_error)?;
+        Ok(D::rows_affected(&done) == 1)
     }
 
     async fn release_webhook(&self, id: &WebhookId, node: &str) -> Result<()> {

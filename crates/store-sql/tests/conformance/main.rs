@@ -112,6 +112,9 @@ conformance!(
     an_upload_keeps_whether_it_awaits_its_record_and_is_found_by_its_file_id,
     a_folder_keeps_its_shared_mark,
     a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_moves_under_its_lease,
+    a_webhook_lease_is_renewed_only_by_its_holder,
+    acknowledged_deliveries_are_logged_with_the_cursor_they_move,
+    plain_webhook_secrets_are_found_and_replaced_only_as_read,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.

@@ -20,7 +20,7 @@ fn new_webhook(ws: &WorkspaceId, at: DateTime<Utc>) -> NewWebhook {
 
 fn delivery(hook: &WebhookId, ws: &WorkspaceId, seq: u64, status: Option<u16>) -> Delivery {
     Delivery {
-        id: DeliveryId::generate(),
+        id: DeliveryId::generate_in_order(),
         webhook_id: hook.clone(),
         workspace_id: ws.clone(),
         seq,
@@ -57,10 +57,10 @@ pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_mov
     assert!(store.claim_webhook(&hook.id, loser, at, until).await.unwrap().is_none());
 
     // Only the holder moves the cursor, and only from where it is.
-    assert!(!store.advance_webhook(&hook.id, loser, 1, 2, until, None).await.unwrap());
-    assert!(!store.advance_webhook(&hook.id, winner, 0, 2, until, None).await.unwrap());
+    assert!(!store.advance_webhook(&hook.id, loser, 1, 2, until, &[]).await.unwrap());
+    assert!(!store.advance_webhook(&hook.id, winner, 0, 2, until, &[]).await.unwrap());
     let sent = delivery(&hook.id, &ws.id, 2, Some(204));
-    assert!(store.advance_webhook(&hook.id, winner, 1, 2, until, Some(&sent)).await.unwrap());
+    assert!(store.advance_webhook(&hook.id, winner, 1, 2, until, std::slice::from_ref(&sent)).await.unwrap());
     store.release_webhook(&hook.id, winner).await.unwrap();
     assert_eq!(store.get_webhook(&ws.id, &hook.id).await.unwrap().delivered_seq, 2);
     assert!(store.due_webhooks(at, 10).await.unwrap().is_empty(), "caught up: not due");
@@ -74,7 +74,7 @@ pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_mov
         .await
         .unwrap()
         .is_some());
-    assert!(!store.advance_webhook(&hook.id, winner, 2, 3, later, None).await.unwrap(), "the lease moved on");
+    assert!(!store.advance_webhook(&hook.id, winner, 2, 3, later, &[]).await.unwrap(), "the lease moved on");
 
     // A failure is logged and counted; with a reason it disables the endpoint and records
     // `webhook.disabled` in the feed.
@@ -100,4 +100,114 @@ pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_mov
     assert!(store.list_webhooks(&other.id).await.unwrap().is_empty());
     assert!(matches!(store.get_webhook(&other.id, &hook.id).await, Err(Error::NotFound(_))));
     assert!(store.webhook_deliveries(&other.id, &hook.id, None, 10).await.unwrap().is_empty());
+}
+
+pub(crate) async fn a_webhook_lease_is_renewed_only_by_its_holder(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    store.insert_folder(&folder(&ws.id, "new", None)).await.unwrap();
+    assert!(store.claim_webhook(&hook.id, "node_a", at, at + Duration::seconds(5)).await.unwrap().is_some());
+
+    // The holder's heartbeat carries the lease past its first end; nobody else's does.
+    assert!(!store.renew_webhook(&hook.id, "node_b", at + Duration::seconds(60)).await.unwrap());
+    assert!(store.renew_webhook(&hook.id, "node_a", at + Duration::seconds(10)).await.unwrap());
+    let past_first = at + Duration::seconds(7);
+    assert!(store.due_webhooks(past_first, 10).await.unwrap().is_empty(), "renewed: still leased");
+    assert!(store
+        .claim_webhook(&hook.id, "node_b", past_first, past_first + Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Once it runs out another node takes it, and the old holder's heartbeat no longer renews.
+    let past_renewed = at + Duration::seconds(11);
+    assert_eq!(store.due_webhooks(past_renewed, 10).await.unwrap(), vec![hook.id.clone()]);
+    assert!(store
+        .claim_webhook(&hook.id, "node_b", past_renewed, past_renewed + Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!store.renew_webhook(&hook.id, "node_a", past_renewed + Duration::seconds(5)).await.unwrap());
+
+    // Released, it is renewed by no one.
+    store.release_webhook(&hook.id, "node_b").await.unwrap();
+    assert!(!store.renew_webhook(&hook.id, "node_b", past_renewed + Duration::seconds(5)).await.unwrap());
+}
+
+pub(crate) async fn plain_webhook_secrets_are_found_and_replaced_only_as_read(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let sealed = NewWebhook { secret: "c2VhbGVk+/==".to_owned(), ..new_webhook(&ws.id, at) };
+    let sealed = store.create_webhook(&sealed).await.unwrap();
+    // `_` in the prefix is matched as itself, not as LIKE's any-character.
+    let lookalike = NewWebhook { secret: "whsecXAAAA".to_owned(), ..new_webhook(&ws.id, at) };
+    store.create_webhook(&lookalike).await.unwrap();
+    let plain = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    let rotated = store
+        .create_webhook(&NewWebhook { secret: "c2VhbGVk".to_owned(), ..new_webhook(&ws.id, at) })
+        .await
+        .unwrap();
+    let rotated = store
+        .rotate_webhook_secret(&ws.id, &rotated.id, "c2VhbGVkMg==", at + Duration::hours(24), at)
+        .await
+        .unwrap();
+    assert_eq!(rotated.previous_secret.as_deref(), Some("c2VhbGVk"));
+    store
+        .replace_webhook_secrets(
+            &rotated.id,
+            ("c2VhbGVkMg==", Some("c2VhbGVk")),
+            ("c2VhbGVkMg==", Some("whsec_BBBB")),
+        )
+        .await
+        .unwrap();
+
+    let mut found: Vec<WebhookId> =
+        store.webhooks_with_plain_secrets(10).await.unwrap().into_iter().map(|hook| hook.id).collect();
+    found.sort();
+    let mut expected = vec![plain.id.clone(), rotated.id.clone()];
+    expected.sort();
+    assert_eq!(found, expected, "the plain secret and the plain previous secret, not {}", sealed.id);
+
+    // Replaced only from what was read: a rotation in between wins.
+    assert!(!store
+        .replace_webhook_secrets(&plain.id, ("whsec_AAAA", Some("whsec_ZZZZ")), ("x", None))
+        .await
+        .unwrap());
+    assert!(!store.replace_webhook_secrets(&plain.id, ("whsec_OTHER", None), ("x", None)).await.unwrap());
+    assert!(store
+        .replace_webhook_secrets(&plain.id, ("whsec_AAAA", None), ("c2VhbGVkMw==", None))
+        .await
+        .unwrap());
+    assert!(store
+        .replace_webhook_secrets(
+            &rotated.id,
+            ("c2VhbGVkMg==", Some("whsec_BBBB")),
+            ("c2VhbGVkMg==", Some("c2VhbGVkNA=="))
+        )
+        .await
+        .unwrap());
+    assert!(store.webhooks_with_plain_secrets(10).await.unwrap().is_empty());
+    let plain = store.get_webhook(&ws.id, &plain.id).await.unwrap();
+    assert_eq!((plain.secret.as_str(), plain.previous_secret), ("c2VhbGVkMw==", None));
+    let rotated = store.get_webhook(&ws.id, &rotated.id).await.unwrap();
+    assert_eq!(rotated.previous_secret.as_deref(), Some("c2VhbGVkNA=="));
+}
+
+pub(crate) async fn acknowledged_deliveries_are_logged_with_the_cursor_they_move(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    let from = hook.delivered_seq;
+    for name in ["one", "two", "three"] {
+        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
+    }
+    assert!(store.claim_webhook(&hook.id, "node_a", at, at + Duration::seconds(5)).await.unwrap().is_some());
+    let sent: Vec<Delivery> =
+        (from + 1..=from + 3).map(|seq| delivery(&hook.id, &ws.id, seq, Some(200))).collect();
+    assert!(store.advance_webhook(&hook.id, "node_a", from, from + 3, at, &sent).await.unwrap());
+    assert_eq!(store.get_webhook(&ws.id, &hook.id).await.unwrap().delivered_seq, from + 3);
+    let mut log = store.webhook_deliveries(&ws.id, &hook.id, None, 10).await.unwrap();
+    log.reverse();
+    assert_eq!(log, sent, "every acknowledged delivery, in one write");
 }
