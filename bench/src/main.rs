@@ -222,6 +222,7 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("thumbs") {
         thumbs::run(bench).await.context("thumbnails against vipsthumbnail")?;
+    }
     if wanted("webhooks") {
         webhooks::run(bench).await.context("webhook delivery")?;
     }

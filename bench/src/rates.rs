@@ -92,7 +92,9 @@ pub async fn small_gets(bench: &mut Bench, postgres: Option<&str>) -> Result<()>
     let baseline =
         format!("nginx 1 KiB static GET {:.0} req/s, p99 {:.1} ms", rates[0].median(), p99[0].median());
     bench.rows.push(Row {
-        figure: format!("small signed GET (1 KiB){metadata}, wrk -t2 -c{CONNECTIONS} -d{secs}s (req/s ratio)"),
+        figure: format!(
+            "small signed GET (1 KiB){metadata}, wrk -t2 -c{CONNECTIONS} -d{secs}s (req/s ratio)"
+        ),
         cabinet: format!("{:.0} req/s, p99 {:.1} ms", rates[1].median(), p99[1].median()),
         baseline: baseline.clone(),
         judged: signed_ratio,
