@@ -3,14 +3,16 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface]
 //! ```
 
 mod cache;
 mod client;
+mod connections;
 mod memory;
 mod neighbour;
 mod processes;
+mod proxy;
 mod rates;
 mod s3;
 mod s3_surface;
@@ -36,6 +38,8 @@ const FIGURES: &[&str] = &[
     "reserve",
     "ingest",
     "memory",
+    "proxy",
+    "connections",
     "scale",
     "neighbour",
     "tus",
@@ -49,7 +53,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// scale, neighbour, tus, s3surface.
+    /// proxy, connections, scale, neighbour, tus, s3surface.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -167,6 +171,12 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("memory") {
         memory::run(bench).await.context("memory")?;
+    }
+    if wanted("proxy") {
+        proxy::run(bench).await.context("upload through a reverse proxy")?;
+    }
+    if wanted("connections") {
+        connections::run(bench).await.context("idle connections and concurrent uploads")?;
     }
     if wanted("scale") {
         let sizes = if !args.scale_sizes.is_empty() {
