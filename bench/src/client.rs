@@ -7,12 +7,21 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 pub fn http() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(builder().build()?)
+}
+
+/// [`http`], its connections made from the loopback address `source` (`127.x.y.z`), so that
+/// many clients can stand for many hosts (the server caps connections per address).
+pub fn http_from(source: std::net::Ipv4Addr) -> Result<reqwest::Client> {
+    Ok(builder().local_address(std::net::IpAddr::V4(source)).build()?)
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(900))
         .pool_max_idle_per_host(128)
-        .build()?)
 }
 
 /// Sends a request and returns its JSON body, failing unless the status is `expected`.

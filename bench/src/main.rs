@@ -3,14 +3,16 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,scale,neighbour,tus,s3surface,thumbs,webhooks]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface,thumbs,webhooks]
 //! ```
 
 mod cache;
 mod client;
+mod connections;
 mod memory;
 mod neighbour;
 mod processes;
+mod proxy;
 mod rates;
 mod s3;
 mod s3_surface;
@@ -38,6 +40,8 @@ const FIGURES: &[&str] = &[
     "reserve",
     "ingest",
     "memory",
+    "proxy",
+    "connections",
     "scale",
     "neighbour",
     "tus",
@@ -53,7 +57,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// scale, neighbour, tus, s3surface, thumbs, webhooks.
+    /// proxy, connections, scale, neighbour, tus, s3surface, thumbs, webhooks.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -192,6 +196,12 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("memory") {
         memory::run(bench).await.context("memory")?;
+    }
+    if wanted("proxy") {
+        proxy::run(bench).await.context("upload through a reverse proxy")?;
+    }
+    if wanted("connections") {
+        connections::run(bench).await.context("idle connections and concurrent uploads")?;
     }
     if wanted("scale") {
         let sizes = if !args.scale_sizes.is_empty() {

@@ -103,15 +103,36 @@ impl Cabinet {
 
     /// The server's peak resident memory so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| value.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse().ok())
-            .ok_or_else(|| anyhow!("no VmHWM in /proc/<pid>/status"))?;
-        Ok(kib * 1024)
+        peak_rss_of(self.pid())
     }
+}
+
+/// A process's peak resident memory so far (`VmHWM`), in bytes.
+fn peak_rss_of(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// Raises this process's open-file limit (soft and hard) to at least `wanted`, which the servers
+/// it starts inherit; returns the soft limit now in force. Past the hard limit this needs root (or
+/// CAP_SYS_RESOURCE), as a server holding that many connections would.
+pub fn raise_open_files(wanted: u64) -> Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    if now.current.is_none_or(|current| current >= wanted) {
+        return Ok(now.current.unwrap_or(u64::MAX));
+    }
+    let maximum = now.maximum.map(|maximum| maximum.max(wanted));
+    setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum }).with_context(|| {
+        format!("raising the open-file limit to {wanted} (hard limit {:?}; root may raise it)", now.maximum)
+    })?;
+    Ok(wanted)
 }
 
 impl Drop for Cabinet {
@@ -135,11 +156,17 @@ impl Nginx {
     pub fn start(dir: &Path) -> Result<Self> {
         let root = dir.join("root");
         std::fs::create_dir_all(&root)?;
-        let server = format!(
-            "root {root};\n    location / {{ dav_methods PUT DELETE; create_full_put_path on; dav_access user:rw; }}",
-            root = root.display()
-        );
-        Self::launch(dir, "", &server, root, free_port()?)
+        Self::launch(dir, WORKER_CONNECTIONS, "", &dav_location(&root), root, free_port()?)
+    }
+
+    /// [`Nginx::start`], able to hold `connections` more connections at once (each worker all of
+    /// them: the kernel does not spread accepts evenly) and keeping an idle keep-alive connection
+    /// open for `keepalive_secs`.
+    pub fn start_holding(dir: &Path, connections: usize, keepalive_secs: u64) -> Result<Self> {
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root)?;
+        let http = format!("keepalive_timeout {keepalive_secs}s;");
+        Self::launch(dir, WORKER_CONNECTIONS + connections, &http, &dav_location(&root), root, free_port()?)
     }
 
     /// nginx on `port` as a caching reverse proxy in front of `upstream`, as a CDN would stand: `/storage/`
@@ -153,29 +180,79 @@ impl Nginx {
         std::fs::create_dir_all(&cache)?;
         let http = format!(
             "proxy_cache_path {cache} levels=1:2 keys_zone=files:16m max_size=1g inactive=1h use_temp_path=off;\n  \
-             upstream cabinet {{ server {upstream}; keepalive 64; }}",
+             {upstream}",
             cache = cache.display(),
-            upstream = upstream.trim_start_matches("http://"),
+            upstream = upstream_block("cabinet", upstream),
         );
         let server = format!(
-            "location /storage/ {{\n      proxy_pass http://cabinet;\n      proxy_http_version 1.1;\n      \
-             proxy_set_header Connection \"\";\n      proxy_cache files;\n      \
+            "location /storage/ {{\n      {pass}\n      proxy_cache files;\n      \
              proxy_cache_key $scheme$proxy_host$request_uri;\n      proxy_cache_lock on;\n      \
              proxy_ignore_headers Cache-Control Expires;\n      proxy_cache_valid 200 206 {cache_secs}s;\n      \
              add_header X-Cache-Status $upstream_cache_status always;\n    }}\n    \
-             location / {{ proxy_pass http://cabinet; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}"
+             location / {{ {pass} }}",
+            pass = pass_to("cabinet"),
         );
-        Self::launch(dir, &http, &server, dir.join("root"), port)
+        Self::launch(dir, WORKER_CONNECTIONS, &http, &server, dir.join("root"), port)
     }
 
-    fn launch(dir: &Path, http_extra: &str, server: &str, root: PathBuf, port: u16) -> Result<Self> {
+    /// nginx on `port` as a reverse proxy for uploads in front of `upstream` (Cabinet), and, in
+    /// the same nginx, the same front in front of a dav server block of its own (the baseline):
+    /// both stream request bodies upstream as they arrive (`proxy_request_buffering off`), with no
+    /// body size limit, over keep-alive upstream connections. Returns nginx (its `url` is the front
+    /// for Cabinet, its `root` the dav folder) and the URL of the front for dav.
+    pub fn upload_proxies_on(dir: &Path, upstream: &str, port: u16) -> Result<(Self, String)> {
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root)?;
+        let (dav_port, dav_front_port) = (free_port()?, free_port()?);
+        let streaming = "proxy_request_buffering off; proxy_read_timeout 600s; proxy_send_timeout 600s;";
+        let http = format!(
+            "{cabinet}\n  {dav}\n  \
+             server {{\n    listen 127.0.0.1:{dav_port};\n    {dav_location}\n  }}\n  \
+             server {{\n    listen 127.0.0.1:{dav_front_port};\n    location / {{ {to_dav} {streaming} }}\n  }}",
+            cabinet = upstream_block("cabinet", upstream),
+            dav = upstream_block("dav", &format!("127.0.0.1:{dav_port}")),
+            dav_location = dav_location(&root),
+            to_dav = pass_to("dav"),
+        );
+        let server = format!("location / {{ {} {streaming} }}", pass_to("cabinet"));
+        let nginx = Self::launch(dir, WORKER_CONNECTIONS, &http, &server, root, port)?;
+        for port in [dav_port, dav_front_port] {
+            wait_for_listener(port, dir)?;
+        }
+        Ok((nginx, format!("http://127.0.0.1:{dav_front_port}")))
+    }
+
+    /// The peak resident memory (`VmHWM`) of the master and each worker, summed, in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        let master = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))?;
+        let mut total = peak_rss_of(master)?;
+        for worker in children.split_whitespace() {
+            total += peak_rss_of(worker.parse()?)?;
+        }
+        Ok(total)
+    }
+
+    fn launch(
+        dir: &Path,
+        worker_connections: usize,
+        http_extra: &str,
+        server: &str,
+        root: PathBuf,
+        port: u16,
+    ) -> Result<Self> {
         let body = dir.join("body");
         std::fs::create_dir_all(&body)?;
         let running_as_root =
             Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        // Each connection is a descriptor, and a proxied one two; past the hard limit nginx could
+        // not raise it.
+        let hard_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+        let open_files = (2 * worker_connections as u64 + 64).min(hard_limit.unwrap_or(u64::MAX));
         let config = format!(
             "daemon off;\nmaster_process on;\nworker_processes auto;\n{user}pid {dir}/nginx.pid;\n\
-             error_log {dir}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+             worker_rlimit_nofile {open_files};\n\
+             error_log {dir}/error.log warn;\nevents {{ worker_connections {worker_connections}; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
                default_type application/octet-stream;\n  client_max_body_size 0;\n\
                client_body_temp_path {body};\n  {http_extra}\n\
@@ -197,14 +274,41 @@ impl Nginx {
             .spawn()
             .context("starting nginx")?;
         let nginx = Nginx { child, url: format!("http://127.0.0.1:{port}"), root };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(nginx);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("nginx did not listen; see {}/error.log", dir.display())
+        wait_for_listener(port, dir)?;
+        Ok(nginx)
     }
+}
+
+/// What one nginx worker may hold open when a figure asks for no more.
+const WORKER_CONNECTIONS: usize = 1024;
+
+/// `GET /x` from `root`, `PUT /x` and `DELETE /x` into it (the dav module).
+fn dav_location(root: &Path) -> String {
+    format!(
+        "root {root};\n    location / {{ dav_methods PUT DELETE; create_full_put_path on; dav_access user:rw; }}",
+        root = root.display()
+    )
+}
+
+/// An upstream group `name` of one server at `address` (`http://` or not), with idle
+/// keep-alive connections kept for reuse.
+fn upstream_block(name: &str, address: &str) -> String {
+    format!("upstream {name} {{ server {}; keepalive 64; }}", address.trim_start_matches("http://"))
+}
+
+/// Passing requests on to the upstream group `name` over its keep-alive connections.
+fn pass_to(name: &str) -> String {
+    format!("proxy_pass http://{name}; proxy_http_version 1.1; proxy_set_header Connection \"\";")
+}
+
+fn wait_for_listener(port: u16, dir: &Path) -> Result<()> {
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nginx did not listen on port {port}; see {}/error.log", dir.display())
 }
 
 fn nginx_binary() -> Result<PathBuf> {

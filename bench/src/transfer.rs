@@ -36,7 +36,7 @@ pub fn random_file(path: &Path, size: u64) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
+pub fn sha256_of(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
@@ -46,32 +46,30 @@ fn mib_per_second(size: u64, took: Duration) -> f64 {
     size as f64 / MIB / took.as_secs_f64()
 }
 
-struct Upload<'a> {
-    bench: &'a Bench,
-    cabinet: &'a Cabinet,
-    key: &'a str,
-    nginx: &'a Nginx,
-    file: &'a str,
-    size: u64,
-    sha256: &'a str,
+/// The same file uploaded to Cabinet (reserved, then `curl -T` to the signed URL) and to nginx's
+/// dav module (`curl -T`), each replacing its previous copy first (untimed).
+pub struct Upload<'a> {
+    pub bench: &'a Bench,
+    /// Where Cabinet's API is reached.
+    pub api: &'a str,
+    pub key: &'a str,
+    /// Where nginx's dav module is reached.
+    pub dav: &'a str,
+    pub file: &'a str,
+    pub size: u64,
+    pub sha256: &'a str,
     /// Cabinet's current copy, deleted before the next upload.
-    stored: Option<String>,
+    pub stored: Option<String>,
 }
 
 impl Upload<'_> {
     async fn cabinet(&mut self) -> Result<Duration> {
         if let Some(previous) = self.stored.take() {
-            client::purge(&self.bench.http, &self.cabinet.url, self.key, &previous).await?;
+            client::purge(&self.bench.http, self.api, self.key, &previous).await?;
         }
-        let url = client::reserve(
-            &self.bench.http,
-            &self.cabinet.url,
-            self.key,
-            "big.bin",
-            self.size,
-            Some(self.sha256),
-        )
-        .await?;
+        let url =
+            client::reserve(&self.bench.http, self.api, self.key, "big.bin", self.size, Some(self.sha256))
+                .await?;
         let (took, status, body) = curl(&["-T", self.file, &url])?;
         if status != 200 {
             bail!("Cabinet PUT answered {status}: {body}");
@@ -81,13 +79,35 @@ impl Upload<'_> {
     }
 
     fn nginx(&self) -> Result<Duration> {
-        let url = format!("{}/big.bin", self.nginx.url);
+        let url = format!("{}/big.bin", self.dav);
         curl(&["-X", "DELETE", "-o", "/dev/null", &url])?;
         let (took, status, body) = curl(&["-T", self.file, &url])?;
         if status != 201 && status != 204 {
             bail!("nginx PUT answered {status}: {body}");
         }
         Ok(took)
+    }
+
+    /// `rounds` uploads to each, alternating who goes first; MiB/s of Cabinet's, of nginx's, and
+    /// their ratio, round by round.
+    pub async fn rounds(&mut self, rounds: usize, figure: &str) -> Result<[Samples; 3]> {
+        let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
+        for round in 0..rounds {
+            // Alternate who goes first, so drift over the run hits both alike.
+            let (a, b) = if round % 2 == 0 {
+                let a = self.cabinet().await?;
+                (a, self.nginx()?)
+            } else {
+                let b = self.nginx()?;
+                (self.cabinet().await?, b)
+            };
+            let (a, b) = (mib_per_second(self.size, a), mib_per_second(self.size, b));
+            eprintln!("{figure} round {round}: Cabinet {a:.0} MiB/s, nginx {b:.0} MiB/s, ratio {:.2}", a / b);
+            ours.push(a);
+            theirs.push(b);
+            ratio.push(a / b);
+        }
+        Ok([ours, theirs, ratio])
     }
 }
 
@@ -101,9 +121,9 @@ pub async fn run(bench: &mut Bench, upload: bool, download: bool) -> Result<()> 
     let file_arg = file.to_string_lossy().into_owned();
     let mut up = Upload {
         bench,
-        cabinet: &cabinet,
+        api: &cabinet.url,
         key: &key,
-        nginx: &nginx,
+        dav: &nginx.url,
         file: &file_arg,
         size,
         sha256: &sha256,
@@ -112,22 +132,7 @@ pub async fn run(bench: &mut Bench, upload: bool, download: bool) -> Result<()> 
     let label = if bench.quick { "32 MiB" } else { "1 GiB" };
 
     let rounds = if upload { bench.rounds } else { 1 };
-    let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
-    for round in 0..rounds {
-        // Alternate who goes first, so drift over the run hits both alike.
-        let (a, b) = if round % 2 == 0 {
-            let a = up.cabinet().await?;
-            (a, up.nginx()?)
-        } else {
-            let b = up.nginx()?;
-            (up.cabinet().await?, b)
-        };
-        let (a, b) = (mib_per_second(size, a), mib_per_second(size, b));
-        eprintln!("upload round {round}: Cabinet {a:.0} MiB/s, nginx {b:.0} MiB/s, ratio {:.2}", a / b);
-        ours.push(a);
-        theirs.push(b);
-        ratio.push(a / b);
-    }
+    let [ours, theirs, ratio] = up.rounds(rounds, "upload").await?;
     let stored = up.stored.clone().expect("an uploaded file");
     if upload {
         bench.rows.push(Row {
