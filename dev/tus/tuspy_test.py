@@ -74,7 +74,7 @@ class Relay:
                 close(client)
 
         threading.Thread(target=back, daemon=True).start()
-        forwarded, limit = 0, None
+        forwarded, limit, cut = 0, None, False
         try:
             while chunk := client.recv(256 * 1024):
                 if limit is None and b"PATCH " in chunk[:16]:
@@ -84,11 +84,17 @@ class Relay:
                     server.sendall(chunk[: max(0, limit - forwarded)])
                     with self.lock:
                         self.cut_count += 1
+                    cut = True
                     break
                 server.sendall(chunk)
                 forwarded += len(chunk)
         except OSError:
             pass
+        if limit is not None and limit >= 0 and not cut:
+            # The request ended before its cut point (the server answered it early, e.g. 423 while
+            # the request cut before it was still being wound up): the next PATCH takes the cut.
+            with self.lock:
+                self.cuts.insert(0, limit)
         close(server)
         close(client)
 
