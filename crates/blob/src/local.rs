@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -199,6 +200,34 @@ fn write_all_chunks(out: &mut fs::File, chunks: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes received by every staging of the process and not yet written.
+static BUFFERED: AtomicUsize = AtomicUsize::new(0);
+/// Past this, each staging hands what it holds to the disk at once instead of filling its batch:
+/// memory stays bounded however many uploads arrive at once.
+const MOST_BUFFERED: usize = 64 * 1024 * 1024;
+
+/// Chunks received and not yet written, counted in `BUFFERED` until they are dropped (written,
+/// or abandoned with their upload).
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, chunk: Bytes) {
+        self.bytes += chunk.len();
+        BUFFERED.fetch_add(chunk.len(), Ordering::Relaxed);
+        self.chunks.push(chunk);
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        BUFFERED.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// A temporary file while its bytes arrive. The network is read on the async runtime; only a
 /// filled batch goes to the blocking pool, and at most one at a time, so a slow or stalled
 /// client holds no thread while it waits, and the disk works on one batch while the next arrives.
@@ -207,8 +236,7 @@ struct Staging {
     /// The blocking task that holds the writer: opening the file or writing a batch.
     pending: Option<tokio::task::JoinHandle<io::Result<TempWriter>>>,
     /// Chunks received and not yet handed to the disk.
-    batch: Vec<Bytes>,
-    batch_bytes: usize,
+    batch: Batch,
     /// Set once the file is durable and handed over; until then, dropping removes it.
     kept: bool,
 }
@@ -219,7 +247,7 @@ impl Staging {
             let path = path.clone();
             move || TempWriter::create(&path)
         });
-        Self { path, pending: Some(pending), batch: Vec::new(), batch_bytes: 0, kept: false }
+        Self { path, pending: Some(pending), batch: Batch::default(), kept: false }
     }
 
     /// Waits for the writer to be free again and takes it.
@@ -230,15 +258,16 @@ impl Staging {
 
     /// Adds a chunk; a full batch goes to the disk once the previous one is written.
     async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.batch_bytes += chunk.len();
         self.batch.push(chunk);
-        if self.batch_bytes < WRITE_BUFFER {
+        // A full batch goes down; so does a smaller one while the process as a whole holds too
+        // many bytes not yet written (a thousand uploads at once each filling a batch).
+        if self.batch.bytes < WRITE_BUFFER && BUFFERED.load(Ordering::Relaxed) < MOST_BUFFERED {
             return Ok(());
         }
         let mut writer = self.writer().await?;
         let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        self.pending = Some(tokio::task::spawn_blocking(move || writer.write(&batch).map(|()| writer)));
+        self.pending =
+            Some(tokio::task::spawn_blocking(move || writer.write(&batch.chunks).map(|()| writer)));
         Ok(())
     }
 
@@ -247,7 +276,7 @@ impl Staging {
         let mut writer = self.writer().await?;
         let batch = std::mem::take(&mut self.batch);
         let written = tokio::task::spawn_blocking(move || {
-            writer.write(&batch)?;
+            writer.write(&batch.chunks)?;
             writer.finish()
         })
         .await
