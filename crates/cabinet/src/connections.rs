@@ -68,10 +68,14 @@ pub async fn serve_with(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    const READ_BUFFER: usize = 64 * 1024;
     let open = OpenConnections::default();
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // hyper grows a connection's read buffer to about 400 KiB while a body streams in, and a
+    // thousand uploads at once held that each; 64 KiB reads keep the disk fed as well. It also
+    // bounds a request's head (nginx takes 32 KiB by default).
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(READ_BUFFER);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
