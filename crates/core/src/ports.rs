@@ -245,7 +245,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         previous_until: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<crate::webhooks::Webhook>;
-    /// Moves the endpoint's cursor back to `after` (never forward), due now.
+    /// Moves the endpoint's cursor back to `after` (never forward), due now, and ends the lease:
+    /// the node that held it stores nothing more.
     async fn rewind_webhook(
         &self,
         workspace: &WorkspaceId,

@@ -410,7 +410,9 @@ impl Cabinet {
     /// feed still keeps). Needs the admin role.
     pub async fn replay_webhook(&self, caller: &Caller, id: &WebhookId, after: u64) -> Result<Webhook> {
         caller.require(Role::Admin)?;
-        self.store.rewind_webhook(&caller.workspace_id, id, after, self.clock.now()).await
+        let rewound = self.store.rewind_webhook(&caller.workspace_id, id, after, self.clock.now()).await?;
+        self.events_may_have_committed();
+        Ok(rewound)
     }
 
     /// An endpoint's delivery attempts, newest first. Needs the admin role.

@@ -228,9 +228,13 @@ where
         after: u64,
         at: DateTime<Utc>,
     ) -> Result<Webhook> {
+        // The lease goes too: the node holding it may have sent past `after` without storing
+        // its cursor yet, and would otherwise store it over the rewind (its compare-and-set
+        // would still match when the stored cursor was already at `after`).
         let row: Option<WebhookRow> = sqlx::query_as(&format!(
             "UPDATE webhooks SET delivered_seq = CASE WHEN $1 < delivered_seq THEN $1 ELSE delivered_seq END, \
-               failed_attempts = 0, failing_since = NULL, next_attempt_at = $2, updated_at = $2 \
+               failed_attempts = 0, failing_since = NULL, next_attempt_at = $2, updated_at = $2, \
+               lease_owner = NULL, lease_until = NULL \
              WHERE workspace_id = $3 AND id = $4 RETURNING {COLUMNS}"
         ))
         .bind(seq(after))

@@ -115,6 +115,7 @@ conformance!(
     a_webhook_lease_is_renewed_only_by_its_holder,
     acknowledged_deliveries_are_logged_with_the_cursor_they_move,
     plain_webhook_secrets_are_found_and_replaced_only_as_read,
+    a_replay_takes_the_lease_from_the_node_that_was_sending,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.

@@ -211,3 +211,30 @@ pub(crate) async fn acknowledged_deliveries_are_logged_with_the_cursor_they_move
     log.reverse();
     assert_eq!(log, sent, "every acknowledged delivery, in one write");
 }
+
+pub(crate) async fn a_replay_takes_the_lease_from_the_node_that_was_sending(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    let from = hook.delivered_seq;
+    for name in ["one", "two", "three"] {
+        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
+    }
+    let until = at + Duration::seconds(5);
+    assert!(store.claim_webhook(&hook.id, "node_a", at, until).await.unwrap().is_some());
+    assert!(store.advance_webhook(&hook.id, "node_a", from, from + 1, until, &[]).await.unwrap());
+
+    // node_a has sent two more but not stored them when the replay after `from + 1` comes: the
+    // stored cursor is already there, yet node_a must not move it past what is replayed.
+    let rewound = store.rewind_webhook(&ws.id, &hook.id, from + 1, at).await.unwrap();
+    assert_eq!(rewound.delivered_seq, from + 1);
+    assert!(!store.advance_webhook(&hook.id, "node_a", from + 1, from + 3, until, &[]).await.unwrap());
+    assert!(!store.renew_webhook(&hook.id, "node_a", until).await.unwrap());
+    assert_eq!(store.due_webhooks(at, 10).await.unwrap(), vec![hook.id.clone()], "due again at once");
+    let claimed = store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().unwrap();
+    assert_eq!(claimed.delivered_seq, from + 1);
+
+    // A replay never moves the cursor forward.
+    assert!(store.advance_webhook(&hook.id, "node_b", from + 1, from + 2, until, &[]).await.unwrap());
+    assert_eq!(store.rewind_webhook(&ws.id, &hook.id, from + 3, at).await.unwrap().delivered_seq, from + 2);
+}
