@@ -194,7 +194,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state.clone());
     let router = router.route("/metrics", axum::routing::get(telemetry::metrics).with_state(state));
-    router
+    let routed = router
         // JSON routes; the streaming routes lift it and enforce their own (see `router.rs`).
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
         .fallback(|uri: Uri| async move {
@@ -207,6 +207,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
                 "this route does not take that method".into(),
             )
         })
+        // These layers wrap every route, since they read the route matched (`MatchedPath`).
         .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope))
         // Outside the request scope: the record is appended once the handler is done.
         .layer(middleware::from_fn_with_state(audit_capture, audit::record))
@@ -218,7 +219,17 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
         .layer(middleware::from_fn(limits::close_after_unread_body))
         // Outside the limits, so their refusals (429, 413, 414) are counted too.
-        .layer(middleware::from_fn_with_state(recording, telemetry::record))
+        .layer(middleware::from_fn_with_state(recording, telemetry::record));
+    // The rest need no route, so they wrap the router once: a layer on the router is a layer on
+    // each of its routes, which boxes and clones the route's service once more per request.
+    let outside = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(limits, limits::security_headers))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(middleware::from_fn_with_state(cors_policy, cors::cors))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: query strings carry signatures, which are credentials.
@@ -238,13 +249,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
                 })
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
-        .layer(middleware::from_fn_with_state(cors_policy, cors::cors))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(middleware::from_fn_with_state(limits, limits::security_headers))
+        .service(routed);
+    Router::new().fallback_service(outside)
 }
 
 /// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`), when the
