@@ -207,21 +207,24 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
                 "this route does not take that method".into(),
             )
         })
-        // These layers wrap every route, since they read the route matched (`MatchedPath`).
-        .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope))
-        // Outside the request scope: the record is appended once the handler is done.
-        .layer(middleware::from_fn_with_state(audit_capture, audit::record))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("a handler panicked");
-            ApiError(Error::internal("panic")).into_response()
-        }))
-        .layer(middleware::from_fn_with_state((limiter, cabinet_for_limits), rate_limit::rate_limit))
-        .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
-        .layer(middleware::from_fn(limits::close_after_unread_body))
-        // Outside the limits, so their refusals (429, 413, 414) are counted too.
-        .layer(middleware::from_fn_with_state(recording, telemetry::record));
-    // The rest need no route, so they wrap the router once: a layer on the router is a layer on
-    // each of its routes, which boxes and clones the route's service once more per request.
+        // These wrap every route, since they read the route matched (`MatchedPath`), as one
+        // stack: each layer given to the router on its own boxes the route's service again.
+        .layer(
+            tower::ServiceBuilder::new()
+                // Outside the limits, so their refusals (429, 413, 414) are counted too.
+                .layer(middleware::from_fn_with_state(recording, telemetry::record))
+                .layer(middleware::from_fn(limits::close_after_unread_body))
+                .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
+                .layer(middleware::from_fn_with_state((limiter, cabinet_for_limits), rate_limit::rate_limit))
+                .layer(CatchPanicLayer::custom(|_| {
+                    tracing::error!("a handler panicked");
+                    ApiError(Error::internal("panic")).into_response()
+                }))
+                // Outside the request scope: the record is appended once the handler is done.
+                .layer(middleware::from_fn_with_state(audit_capture, audit::record))
+                .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope)),
+        );
+    // The rest need no route, so they wrap the router once.
     let outside = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(limits, limits::security_headers))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
