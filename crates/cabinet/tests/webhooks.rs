@@ -401,6 +401,51 @@ async fn replay_sends_the_events_after_a_seq_again_in_order() {
 }
 
 #[tokio::test]
+async fn a_new_url_is_followed_at_once_even_while_a_backlog_is_being_sent() {
+    let server = spawn().await;
+    let (old, new) = (Receiver::start().await, Receiver::start().await);
+    // Each delivery to the old URL takes 100 ms, so the node never runs out of events to send
+    // while the backlog lasts (before, it went on sending them all to the old URL).
+    old.answer_after(std::time::Duration::from_millis(100));
+    let tenant = server.tenant.clone();
+    let hook = create_hook(&server, &tenant, json!({"url": old.url, "event_types": ["folder.*"]})).await;
+    let id = hook["id"].as_str().unwrap();
+    for n in 0..30 {
+        create_folder(&server, &tenant, &format!("f{n}")).await;
+    }
+    old.wait_for("the first deliveries", |r| r.len() >= 2).await;
+
+    let (status, changed) = server
+        .send(
+            server
+                .request(Method::PATCH, &format!("/v1/webhooks/{id}"), &tenant.key)
+                .json(&json!({"url": new.url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    let sent_before = old.received().len();
+    let seq = |r: &Received| r.json()["seq"].as_u64().unwrap();
+    let last = hook["delivered_seq"].as_u64().unwrap() + 30;
+    let got =
+        new.wait_for("the rest of the backlog at the new URL", |r| r.iter().any(|r| seq(r) == last)).await;
+
+    // The delivery under way when the URL changed may still end at the old one; no later one does.
+    let old_got = old.received();
+    assert!(
+        old_got.len() <= sent_before + 1,
+        "{} sent to the old URL after the change",
+        old_got.len() - sent_before
+    );
+    assert!(old_got.len() < 30, "{old_got:?}");
+    let mut all: Vec<u64> = old_got.iter().chain(&got).map(seq).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (last - 29..=last).collect::<Vec<_>>(), "every event reached one URL or the other");
+    let at_new: Vec<u64> = got.iter().map(seq).collect();
+    assert!(at_new.windows(2).all(|pair| pair[0] < pair[1]), "in order: {at_new:?}");
+}
+
+#[tokio::test]
 async fn a_rotated_secret_signs_alongside_the_old_one_for_the_grace_period() {
     let server = spawn().await;
     let receiver = Receiver::start().await;

@@ -226,7 +226,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         workspace: &WorkspaceId,
         id: &crate::WebhookId,
     ) -> Result<crate::webhooks::Webhook>;
-    /// Changes what `change` names; enabling clears the failure record and makes it due now.
+    /// Changes what `change` names and ends the lease (the node that held it stores nothing
+    /// more); enabling clears the failure record and makes it due now.
     async fn update_webhook(
         &self,
         workspace: &WorkspaceId,

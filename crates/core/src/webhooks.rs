@@ -382,7 +382,9 @@ impl Cabinet {
             None => None,
         };
         let change = WebhookChange { url, event_types, enabled: change.enabled };
-        self.store.update_webhook(&caller.workspace_id, id, &change, self.clock.now()).await
+        let changed = self.store.update_webhook(&caller.workspace_id, id, &change, self.clock.now()).await?;
+        self.events_may_have_committed();
+        Ok(changed)
     }
 
     /// Removes an endpoint and its log. Needs the admin role.

@@ -2,7 +2,7 @@
 //! and body) and answers with the status the test sets; `down()` makes it refuse connections.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ impl Received {
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    /// How long each POST is held (after it is recorded) before its answer.
+    delay_ms: Arc<AtomicU64>,
 }
 
 /// The receiver.
@@ -87,6 +89,11 @@ impl Receiver {
     /// Answers every POST from now on with `status`.
     pub fn answer(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Holds every POST from now on for `delay` before answering it (it is recorded on arrival).
+    pub fn answer_after(&self, delay: Duration) {
+        self.shared.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Stops listening: connections are refused until `up()` (one the client kept open from
@@ -152,5 +159,9 @@ async fn record(State(shared): State<Shared>, headers: HeaderMap, body: axum::bo
         body: body.to_vec(),
         answered,
     });
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     StatusCode::from_u16(answered).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -156,9 +156,12 @@ where
         change: &WebhookChange,
         at: DateTime<Utc>,
     ) -> Result<Webhook> {
-        // Enabling an endpoint that was disabled forgets its failures and makes it due now.
+        // Enabling an endpoint that was disabled forgets its failures and makes it due now. The
+        // lease ends, so the node sending to the endpoint stops at its next cursor write rather
+        // than sending to the old URL or by the old filter until it goes idle.
         let row: Option<WebhookRow> = sqlx::query_as(&format!(
             "UPDATE webhooks SET url = COALESCE($1, url), event_types = COALESCE($2, event_types), \
+               lease_owner = NULL, lease_until = NULL, \
                failed_attempts = CASE WHEN $3 AND NOT enabled THEN 0 ELSE failed_attempts END, \
                failing_since = CASE WHEN $3 AND NOT enabled THEN NULL ELSE failing_since END, \
                next_attempt_at = CASE WHEN $3 AND NOT enabled THEN $4 ELSE next_attempt_at END, \

@@ -116,6 +116,7 @@ conformance!(
     acknowledged_deliveries_are_logged_with_the_cursor_they_move,
     plain_webhook_secrets_are_found_and_replaced_only_as_read,
     a_replay_takes_the_lease_from_the_node_that_was_sending,
+    changing_an_endpoint_takes_the_lease_from_the_node_that_was_sending,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.

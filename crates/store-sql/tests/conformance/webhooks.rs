@@ -1,7 +1,7 @@
 //! Webhook endpoints: their cursor, their lease (one holder at a time, taken by a conditional
 //! UPDATE) and the compare-and-set that moves the cursor.
 
-use cabinet_core::webhooks::{Delivery, NewWebhook};
+use cabinet_core::webhooks::{Delivery, NewWebhook, WebhookChange};
 use cabinet_core::{DeliveryId, WebhookId};
 
 use super::*;
@@ -237,4 +237,29 @@ pub(crate) async fn a_replay_takes_the_lease_from_the_node_that_was_sending(stor
     // A replay never moves the cursor forward.
     assert!(store.advance_webhook(&hook.id, "node_b", from + 1, from + 2, until, &[]).await.unwrap());
     assert_eq!(store.rewind_webhook(&ws.id, &hook.id, from + 3, at).await.unwrap().delivered_seq, from + 2);
+}
+
+pub(crate) async fn changing_an_endpoint_takes_the_lease_from_the_node_that_was_sending(
+    store: &dyn MetadataStore,
+) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    let from = hook.delivered_seq;
+    for name in ["one", "two"] {
+        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
+    }
+    let until = at + Duration::seconds(5);
+    assert!(store.claim_webhook(&hook.id, "node_a", at, until).await.unwrap().is_some());
+
+    // A new URL: node_a, which sent to the old one, stores nothing more, and the endpoint is
+    // due again from where its cursor is.
+    let change = WebhookChange { url: Some("https://1.0.0.1/moved".to_owned()), ..Default::default() };
+    let changed = store.update_webhook(&ws.id, &hook.id, &change, at).await.unwrap();
+    assert_eq!((changed.url.as_str(), changed.delivered_seq), ("https://1.0.0.1/moved", from));
+    assert!(!store.advance_webhook(&hook.id, "node_a", from, from + 2, until, &[]).await.unwrap());
+    assert!(!store.renew_webhook(&hook.id, "node_a", until).await.unwrap());
+    assert_eq!(store.due_webhooks(at, 10).await.unwrap(), vec![hook.id.clone()]);
+    let claimed = store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().unwrap();
+    assert_eq!((claimed.url.as_str(), claimed.delivered_seq), ("https://1.0.0.1/moved", from));
 }
