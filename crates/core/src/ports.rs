@@ -226,8 +226,8 @@ pub trait WebhookStore: Send + Sync + 'static {
         workspace: &WorkspaceId,
         id: &crate::WebhookId,
     ) -> Result<crate::webhooks::Webhook>;
-    /// Changes what `change` names and ends the lease (the node that held it stores nothing
-    /// more); enabling clears the failure record and makes it due now.
+    /// Changes what `change` names and ends the lease (see `rewind_webhook`); enabling clears
+    /// the failure record and makes it due now.
     async fn update_webhook(
         &self,
         workspace: &WorkspaceId,
@@ -247,7 +247,9 @@ pub trait WebhookStore: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<crate::webhooks::Webhook>;
     /// Moves the endpoint's cursor back to `after` (never forward), due now, and ends the lease:
-    /// the node that held it stores nothing more.
+    /// the node that held it stores nothing more, and no other node takes the endpoint until
+    /// that node gives the lease back (`release_webhook`) or its time runs out, so two nodes
+    /// never send at once.
     async fn rewind_webhook(
         &self,
         workspace: &WorkspaceId,
@@ -298,7 +300,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         next_attempt_at: DateTime<Utc>,
         disable: Option<&str>,
     ) -> Result<()>;
-    /// Gives up `node`'s lease on the endpoint.
+    /// Gives up `node`'s lease on the endpoint, also one that a change or replay ended.
     async fn release_webhook(&self, id: &crate::WebhookId, node: &str) -> Result<()>;
     /// Extends `node`'s lease on the endpoint to `until`; `false` when `node` no longer holds it.
     async fn renew_webhook(&self, id: &crate::WebhookId, node: &str, until: DateTime<Utc>) -> Result<bool>;

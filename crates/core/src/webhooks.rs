@@ -568,6 +568,8 @@ impl Cabinet {
             },
             () = heartbeat => {
                 tracing::warn!(webhook = %webhook.id, "lost the lease on a webhook endpoint; stopped sending to it");
+                // Sending has stopped: a lease that a change ended can be taken at once.
+                let _ = self.store.release_webhook(&webhook.id, node).await;
                 false
             }
         }
@@ -632,7 +634,7 @@ impl Cabinet {
             if events.is_empty() {
                 acks.cursor = acks.cursor.max(newest);
                 if !self.store_acks(webhook, node, &mut acks).await? {
-                    return Ok(());
+                    return self.store.release_webhook(&webhook.id, node).await;
                 }
                 // Caught up: keep the claim a while for what comes next (a claim and its
                 // release are two writes, which a steady flow of changes would otherwise pay
@@ -711,12 +713,12 @@ impl Cabinet {
                     if (acks.log.len() >= ACKS_PER_WRITE || held_since.elapsed() >= ACKS_HELD_AT_MOST)
                         && !self.store_acks(webhook, node, &mut acks).await?
                     {
-                        return Ok(());
+                        return self.store.release_webhook(&webhook.id, node).await;
                     }
                     continue;
                 }
                 if !self.store_acks(webhook, node, &mut acks).await? {
-                    return Ok(());
+                    return self.store.release_webhook(&webhook.id, node).await;
                 }
                 let now = self.clock.now();
                 let failing_since = if attempts == 0 { now } else { webhook.failing_since.unwrap_or(now) };
@@ -727,15 +729,14 @@ impl Cabinet {
                 return Ok(());
             }
         }
-        if !self.store_acks(webhook, node, &mut acks).await? {
-            return Ok(());
-        }
+        let _ = self.store_acks(webhook, node, &mut acks).await?;
         self.store.release_webhook(&webhook.id, node).await
     }
 
     /// Moves the stored cursor to where this node got, logging the deliveries acknowledged since
     /// the last write, and renews the lease; `false` when the cursor was not where this node
-    /// left it (a replay) or the lease is another node's: this node stops sending.
+    /// left it, or the lease is another node's or was ended by a change or replay: this node
+    /// stops sending (and gives back what is left of the lease).
     async fn store_acks(&self, webhook: &Webhook, node: &str, acks: &mut Acks) -> Result<bool> {
         if acks.cursor == acks.stored && acks.log.is_empty() {
             return Ok(true);

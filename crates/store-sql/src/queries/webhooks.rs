@@ -89,6 +89,13 @@ impl TryFrom<DeliveryRow> for Delivery {
     }
 }
 
+/// A lease that a change or replay ended keeps its time but not its holder: the holder's renewals
+/// and cursor writes fail, so it stops, and no other node claims the endpoint before the holder
+/// gives it back (or the time runs out), so two nodes never send to it at once.
+const ENDED_PREFIX: &str = "ended:";
+const ENDED_LEASE: &str =
+    "CASE WHEN lease_owner IS NULL OR lease_owner LIKE 'ended:%' THEN lease_owner ELSE 'ended:' || lease_owner END";
+
 fn seq(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -161,7 +168,7 @@ where
         // than sending to the old URL or by the old filter until it goes idle.
         let row: Option<WebhookRow> = sqlx::query_as(&format!(
             "UPDATE webhooks SET url = COALESCE($1, url), event_types = COALESCE($2, event_types), \
-               lease_owner = NULL, lease_until = NULL, \
+               lease_owner = {ENDED_LEASE}, \
                failed_attempts = CASE WHEN $3 AND NOT enabled THEN 0 ELSE failed_attempts END, \
                failing_since = CASE WHEN $3 AND NOT enabled THEN NULL ELSE failing_since END, \
                next_attempt_at = CASE WHEN $3 AND NOT enabled THEN $4 ELSE next_attempt_at END, \
@@ -231,13 +238,13 @@ where
         after: u64,
         at: DateTime<Utc>,
     ) -> Result<Webhook> {
-        // The lease goes too: the node holding it may have sent past `after` without storing
+        // The lease ends too: the node holding it may have sent past `after` without storing
         // its cursor yet, and would otherwise store it over the rewind (its compare-and-set
         // would still match when the stored cursor was already at `after`).
         let row: Option<WebhookRow> = sqlx::query_as(&format!(
             "UPDATE webhooks SET delivered_seq = CASE WHEN $1 < delivered_seq THEN $1 ELSE delivered_seq END, \
                failed_attempts = 0, failing_since = NULL, next_attempt_at = $2, updated_at = $2, \
-               lease_owner = NULL, lease_until = NULL \
+               lease_owner = {ENDED_LEASE} \
              WHERE workspace_id = $3 AND id = $4 RETURNING {COLUMNS}"
         ))
         .bind(seq(after))
@@ -418,10 +425,12 @@ where
 
     async fn release_webhook(&self, id: &WebhookId, node: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE webhooks SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+            "UPDATE webhooks SET lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND (lease_owner = $2 OR lease_owner = $3)",
         )
         .bind(id.as_str())
         .bind(node)
+        .bind(format!("{ENDED_PREFIX}{node}"))
         .execute(self.write_pool())
         .await
         .map_err(db_error)?;

@@ -230,6 +230,11 @@ pub(crate) async fn a_replay_takes_the_lease_from_the_node_that_was_sending(stor
     assert_eq!(rewound.delivered_seq, from + 1);
     assert!(!store.advance_webhook(&hook.id, "node_a", from + 1, from + 3, until, &[]).await.unwrap());
     assert!(!store.renew_webhook(&hook.id, "node_a", until).await.unwrap());
+    // Nobody else takes it while node_a may still be sending; once node_a gives it back, it is
+    // due at once.
+    assert!(store.due_webhooks(at, 10).await.unwrap().is_empty(), "still node_a's time");
+    assert!(store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().is_none());
+    store.release_webhook(&hook.id, "node_a").await.unwrap();
     assert_eq!(store.due_webhooks(at, 10).await.unwrap(), vec![hook.id.clone()], "due again at once");
     let claimed = store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().unwrap();
     assert_eq!(claimed.delivered_seq, from + 1);
@@ -259,6 +264,13 @@ pub(crate) async fn changing_an_endpoint_takes_the_lease_from_the_node_that_was_
     assert_eq!((changed.url.as_str(), changed.delivered_seq), ("https://1.0.0.1/moved", from));
     assert!(!store.advance_webhook(&hook.id, "node_a", from, from + 2, until, &[]).await.unwrap());
     assert!(!store.renew_webhook(&hook.id, "node_a", until).await.unwrap());
+    // A second change before node_a gives the lease back still lets node_a give it back.
+    store.update_webhook(&ws.id, &hook.id, &change, at).await.unwrap();
+    assert!(store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().is_none(), "node_a's time");
+    // Had node_a died instead, the lease's time running out frees it.
+    let past = until + Duration::seconds(1);
+    assert_eq!(store.due_webhooks(past, 10).await.unwrap(), vec![hook.id.clone()]);
+    store.release_webhook(&hook.id, "node_a").await.unwrap();
     assert_eq!(store.due_webhooks(at, 10).await.unwrap(), vec![hook.id.clone()]);
     let claimed = store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().unwrap();
     assert_eq!((claimed.url.as_str(), claimed.delivered_seq), ("https://1.0.0.1/moved", from));
