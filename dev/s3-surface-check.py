@@ -489,6 +489,23 @@ def check_conformance(server, s3, operator):
     etag = s3.put_object(Bucket="default", Key="cond/a.txt", Body=b"one")["ETag"]
     expect("PreconditionFailed", s3.put_object, Bucket="default", Key="cond/a.txt", Body=b"two", IfNoneMatch=etag)
     s3.put_object(Bucket="default", Key="cond/a.txt", Body=b"two", IfNoneMatch='"0123"')
+    # Conditional deletes: an object that does not match stays; a key with no object is deleted already.
+    s3.put_object(Bucket="default", Key="cond/del.txt", Body=b"gone soon")
+    head = s3.head_object(Bucket="default", Key="cond/del.txt")
+    expect("PreconditionFailed", s3.delete_object, Bucket="default", Key="cond/del.txt", IfMatch='"0123"')
+    expect("PreconditionFailed", s3.delete_object, Bucket="default", Key="cond/del.txt", IfMatchSize=1)
+    done = s3.delete_objects(Bucket="default", Delete={"Objects": [{"Key": "cond/del.txt", "ETag": '"0123"'}]})
+    assert [(e["Key"], e["Code"]) for e in done["Errors"]] == [("cond/del.txt", "PreconditionFailed")], done
+    assert s3.get_object(Bucket="default", Key="cond/del.txt")["Body"].read() == b"gone soon"
+    s3.delete_object(Bucket="default", Key="cond/del.txt", IfMatch=head["ETag"], IfMatchSize=9,
+                     IfMatchLastModifiedTime=head["LastModified"])
+    expect(404, s3.head_object, Bucket="default", Key="cond/del.txt")
+    s3.delete_object(Bucket="default", Key="cond/del.txt", IfMatch='"0123"')
+    # Owners: ListObjects names them unasked, ListObjectsV2 with fetch-owner.
+    assert all(o["Owner"]["ID"] == server.workspace for o in s3.list_objects(Bucket="default", Prefix="cond/")["Contents"])
+    assert all("Owner" not in o for o in s3.list_objects_v2(Bucket="default", Prefix="cond/")["Contents"])
+    owned = s3.list_objects_v2(Bucket="default", Prefix="cond/", FetchOwner=True)["Contents"]
+    assert owned and all(o["Owner"]["ID"] == server.workspace for o in owned), owned
     # A 304 names the ETag and Last-Modified.
     code, status, _ = error_of(s3.get_object, Bucket="default", Key="cond/a.txt",
                                IfNoneMatch=s3.head_object(Bucket="default", Key="cond/a.txt")["ETag"])
@@ -566,7 +583,7 @@ def check_conformance(server, s3, operator):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes, 304 headers,"
-          " InvalidDigest, copy onto itself, partNumber, copy ranges, NotImplemented for ACLs/SSE/tags,"
+          " conditional deletes, owners, InvalidDigest, copy onto itself, partNumber, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, anonymous requests, presigned URL lifetime: ok")
 
 

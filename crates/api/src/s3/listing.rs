@@ -202,6 +202,15 @@ async fn page(
     Ok(Page { objects, prefixes, last_key, truncated })
 }
 
+/// The owner a listing names: every object of a bucket is its workspace's.
+fn with_owner(mut objects: Vec<Object>, caller: &Caller) -> Vec<Object> {
+    let owner = Owner { id: Some(caller.workspace_id.to_string()), display_name: None };
+    for object in &mut objects {
+        object.owner = Some(owner.clone());
+    }
+    objects
+}
+
 pub(super) fn is_url(encoding: Option<&EncodingType>) -> bool {
     encoding.is_some_and(|encoding| encoding.as_str() == EncodingType::URL)
 }
@@ -241,6 +250,8 @@ pub(super) async fn list_v2(
     let url = is_url(input.encoding_type.as_ref());
     let page = page(cabinet, caller, &prefix, input.delimiter.as_deref(), after, input.max_keys, url).await?;
     let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+    let objects =
+        if input.fetch_owner == Some(true) { with_owner(page.objects, caller) } else { page.objects };
     Ok(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: encoded(url, input.prefix),
@@ -252,7 +263,7 @@ pub(super) async fn list_v2(
         next_continuation_token: page.truncated.then(|| page.last_key.as_deref().map(encode_token)).flatten(),
         start_after: encoded(url, input.start_after),
         encoding_type: input.encoding_type,
-        contents: (!page.objects.is_empty()).then_some(page.objects),
+        contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!page.prefixes.is_empty()).then_some(page.prefixes),
         ..Default::default()
     })
@@ -268,6 +279,8 @@ pub(super) async fn list_v1(
     let page =
         page(cabinet, caller, &prefix, input.delimiter.as_deref(), input.marker.clone(), input.max_keys, url)
             .await?;
+    // ListObjects (v1) names each object's owner unasked.
+    let objects = with_owner(page.objects, caller);
     Ok(ListObjectsOutput {
         name: Some(input.bucket),
         // S3 gives ListObjects' (v1) prefix back as sent, encoded or not (and the SDKs decode
@@ -286,7 +299,7 @@ pub(super) async fn list_v1(
                 .flatten(),
         ),
         encoding_type: input.encoding_type,
-        contents: (!page.objects.is_empty()).then_some(page.objects),
+        contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!page.prefixes.is_empty()).then_some(page.prefixes),
         ..Default::default()
     })

@@ -487,6 +487,13 @@ impl S3 for S3Surface {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
         check_version(req.input.version_id.as_deref())?;
+        let input = &req.input;
+        let conditions = objects::DeleteConditions {
+            etag: input.if_match.clone(),
+            last_modified: input.if_match_last_modified_time.as_ref(),
+            size: input.if_match_size,
+        };
+        objects::check_delete_conditions(&self.cabinet, &caller, &input.key, conditions).await?;
         objects::delete(&self.cabinet, &self.writes, &caller, &req.input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -507,8 +514,20 @@ impl S3 for S3Surface {
         let mut errors = Vec::new();
         for object in req.input.delete.objects {
             let version_id = object.version_id;
+            let conditions = objects::DeleteConditions {
+                etag: object.e_tag.clone().map(ETagCondition::ETag),
+                last_modified: object.last_modified_time.as_ref(),
+                size: object.size,
+            };
             let done = match check_version(version_id.as_deref()) {
-                Ok(()) => objects::delete(&self.cabinet, &self.writes, &caller, &object.key).await,
+                Ok(()) => {
+                    match objects::check_delete_conditions(&self.cabinet, &caller, &object.key, conditions)
+                        .await
+                    {
+                        Ok(()) => objects::delete(&self.cabinet, &self.writes, &caller, &object.key).await,
+                        Err(err) => Err(err),
+                    }
+                }
                 Err(err) => Err(err),
             };
             match done {

@@ -757,6 +757,49 @@ pub(super) async fn copy_source(
     Ok(source)
 }
 
+/// What a delete may require of the object first (`If-Match`, `x-amz-if-match-last-modified-time`,
+/// `x-amz-if-match-size`, or the same per key in DeleteObjects).
+#[derive(Default)]
+pub(super) struct DeleteConditions<'a> {
+    pub etag: Option<ETagCondition>,
+    pub last_modified: Option<&'a Timestamp>,
+    pub size: Option<i64>,
+}
+
+/// A delete's conditions: an object that does not meet them stays (412). A key that names no
+/// object is deleted already, whatever they say.
+pub(super) async fn check_delete_conditions(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    key: &str,
+    conditions: DeleteConditions<'_>,
+) -> S3Result<()> {
+    if conditions.etag.is_none() && conditions.last_modified.is_none() && conditions.size.is_none() {
+        return Ok(());
+    }
+    let file = match find(cabinet, caller, key).await {
+        Ok(Found::File(file)) => file,
+        Ok(Found::Folder) => return Ok(()),
+        Err(err) if *err.code() == s3s::S3ErrorCode::NoSuchKey => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let failed = |what: &str| Err(s3_error!(PreconditionFailed, "the object's {what} does not match"));
+    if let Some(ETagCondition::ETag(theirs)) = &conditions.etag {
+        if !ETag::Strong(file_etag(cabinet, caller, &file).await?).strong_cmp(theirs) {
+            return failed("ETag");
+        }
+    }
+    if let Some(at) = conditions.last_modified {
+        if time::OffsetDateTime::from(at.clone()).unix_timestamp() != file.created_at.timestamp() {
+            return failed("last modification time");
+        }
+    }
+    if conditions.size.is_some_and(|size| u64::try_from(size).ok() != Some(file.size)) {
+        return failed("size");
+    }
+    Ok(())
+}
+
 /// Deletes what a key names: its files to the trash, or its folder when empty; the folders
 /// above left empty are removed too (S3 has no folders: an emptied prefix disappears). A key
 /// that names nothing is deleted already.
