@@ -489,6 +489,23 @@ def check_conformance(server, s3, operator):
     etag = s3.put_object(Bucket="default", Key="cond/a.txt", Body=b"one")["ETag"]
     expect("PreconditionFailed", s3.put_object, Bucket="default", Key="cond/a.txt", Body=b"two", IfNoneMatch=etag)
     s3.put_object(Bucket="default", Key="cond/a.txt", Body=b"two", IfNoneMatch='"0123"')
+    # The same conditions on a multipart completion; one refused leaves the upload to retry.
+    upload = s3.create_multipart_upload(Bucket="default", Key="cond/a.txt")["UploadId"]
+    part = s3.upload_part(Bucket="default", Key="cond/a.txt", UploadId=upload, PartNumber=1, Body=b"three")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": part}]}
+    current = s3.head_object(Bucket="default", Key="cond/a.txt")["ETag"]
+    expect("PreconditionFailed", s3.complete_multipart_upload, Bucket="default", Key="cond/a.txt", UploadId=upload,
+           MultipartUpload=parts, IfNoneMatch="*")
+    expect("PreconditionFailed", s3.complete_multipart_upload, Bucket="default", Key="cond/a.txt", UploadId=upload,
+           MultipartUpload=parts, IfMatch='"0123"')
+    expect("NoSuchKey", s3.complete_multipart_upload, Bucket="default", Key="cond/absent.txt", UploadId=s3.create_multipart_upload(
+        Bucket="default", Key="cond/absent.txt")["UploadId"], MultipartUpload=parts, IfMatch="*")
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket="default", Key="cond/a.txt", UploadId=upload)["Parts"]] == [1]
+    s3.complete_multipart_upload(Bucket="default", Key="cond/a.txt", UploadId=upload, MultipartUpload=parts, IfMatch=current)
+    assert s3.get_object(Bucket="default", Key="cond/a.txt")["Body"].read() == b"three"
+    s3.put_object(Bucket="default", Key="cond/a.txt", Body=b"two")
+    for leftover in s3.list_multipart_uploads(Bucket="default", Prefix="cond/").get("Uploads", []):
+        s3.abort_multipart_upload(Bucket="default", Key=leftover["Key"], UploadId=leftover["UploadId"])
     # Conditional deletes: an object that does not match stays; a key with no object is deleted already.
     s3.put_object(Bucket="default", Key="cond/del.txt", Body=b"gone soon")
     head = s3.head_object(Bucket="default", Key="cond/del.txt")
@@ -582,7 +599,7 @@ def check_conformance(server, s3, operator):
     for key in ("ver/b.txt", "ver/c.txt", "enc/a b+c.txt", "enc/a b/d.txt", "enc/z.txt", "cond/a.txt", "cond/parts.bin", "cond/private.txt"):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
-    print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes, 304 headers,"
+    print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
           " conditional deletes, owners, InvalidDigest, copy onto itself, partNumber, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, anonymous requests, presigned URL lifetime: ok")
 

@@ -16,8 +16,8 @@ use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
 use super::listing::{encoded, is_url};
 use super::objects::{
-    copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions, Declared, Found, Measured,
-    NewObject, Verifying, Writes,
+    check_write_conditions, copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions,
+    Declared, Found, Measured, NewObject, Verifying, Writes,
 };
 use super::{s3_error_of, timestamp};
 
@@ -304,11 +304,30 @@ pub(super) async fn complete(
     if path.name != Some(upload.name.as_str()) {
         return Err(s3_error!(NoSuchUpload, "this upload was started for another key"));
     }
+    // The conditions are checked before the parts are taken (and once more as the object is
+    // stored), so a completion refused by them leaves the upload as it was, to retry or abort.
+    if input.if_match.is_some() || input.if_none_match.is_some() {
+        let current = match find(cabinet, caller, &input.key).await {
+            Ok(Found::File(file)) => Some(file),
+            Ok(Found::Folder) => None,
+            Err(err) if *err.code() == s3s::S3ErrorCode::NoSuchKey => None,
+            Err(err) => return Err(err),
+        };
+        check_write_conditions(
+            cabinet,
+            caller,
+            current.as_deref(),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+        )
+        .await?;
+    }
     let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
     let metadata = (!note.metadata.is_empty()).then_some(note.metadata);
     let task = {
         let (cabinet, writes, caller) = (cabinet.clone(), writes.clone(), caller.clone());
         let (key, content_type, recorded) = (input.key.clone(), upload.declared_mime.clone(), etag.clone());
+        let (if_match, if_none_match) = (input.if_match.clone(), input.if_none_match.clone());
         let guard = completing.begin(&id);
         tokio::spawn(async move {
             let _guard = guard;
@@ -320,8 +339,8 @@ pub(super) async fn complete(
                         etag: Some(recorded),
                         content_type,
                         metadata,
-                        if_match: None,
-                        if_none_match: None,
+                        if_match,
+                        if_none_match,
                     };
                     store(cabinet, writes, caller, &key, body, object, Declared::default(), None).await
                 })

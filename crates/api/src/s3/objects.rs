@@ -509,6 +509,41 @@ pub(super) struct Stored {
     pub checksums: Checksum,
 }
 
+/// A write's `If-Match` and `If-None-Match` against the object it would replace (`None`: the key
+/// holds none): 412, or `NoSuchKey` for If-Match where there is no object, as S3 answers.
+pub(super) async fn check_write_conditions(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    current: Option<&FileRecord>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    match (if_none_match, current) {
+        (Some(ETagCondition::Any), Some(_)) => {
+            return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match: *)"));
+        }
+        (Some(ETagCondition::ETag(theirs)), Some(current)) => {
+            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
+            if ours.strong_cmp(theirs) {
+                return Err(s3_error!(PreconditionFailed, "the object's ETag matches If-None-Match"));
+            }
+        }
+        _ => {}
+    }
+    if let Some(condition) = if_match {
+        let Some(current) = current else {
+            return Err(s3_error!(NoSuchKey, "the object does not exist (If-Match)"));
+        };
+        if let ETagCondition::ETag(theirs) = condition {
+            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
+            if !ours.strong_cmp(theirs) {
+                return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stores bytes under a key: folders made as needed, the bytes through the core's intake (quota,
 /// staging, verification), the older files of that name then moved to the trash.
 #[allow(clippy::too_many_arguments)]
@@ -542,30 +577,14 @@ pub(super) async fn store(
         Some(place) => cabinet.files_named(caller, &place, name).await.map_err(s3_error_of)?,
         None => Vec::new(),
     };
-    match (&object.if_none_match, existing.last()) {
-        (Some(ETagCondition::Any), Some(_)) => {
-            return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match: *)"));
-        }
-        (Some(ETagCondition::ETag(theirs)), Some(current)) => {
-            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
-            if ours.strong_cmp(theirs) {
-                return Err(s3_error!(PreconditionFailed, "the object's ETag matches If-None-Match"));
-            }
-        }
-        _ => {}
-    }
-    if let Some(condition) = &object.if_match {
-        // S3 answers a conditional write to a key with no object as it would a read.
-        let Some(current) = existing.last() else {
-            return Err(s3_error!(NoSuchKey, "the object does not exist (If-Match)"));
-        };
-        if let ETagCondition::ETag(theirs) = condition {
-            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
-            if !ours.strong_cmp(theirs) {
-                return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag"));
-            }
-        }
-    }
+    check_write_conditions(
+        cabinet,
+        caller,
+        existing.last(),
+        object.if_match.as_ref(),
+        object.if_none_match.as_ref(),
+    )
+    .await?;
     for file in &existing {
         let used = cabinet.list_references(caller, &file.id).await.map_err(s3_error_of)?;
         if !used.is_empty() {
