@@ -587,6 +587,15 @@ def check_conformance(server, s3, operator):
             fail(f"an unsigned GET {url} was answered")
         except urllib.error.HTTPError as err:
             assert err.code == 403 and b"<Code>AccessDenied</Code>" in err.read(), err.code
+    # Each answer names its request; an error repeats the name in its body.
+    assert s3.head_object(Bucket="default", Key="cond/a.txt")["ResponseMetadata"]["RequestId"]
+    missing = s3.generate_presigned_url("get_object", Params={"Bucket": "default", "Key": "cond/missing.txt"})
+    try:
+        urllib.request.urlopen(missing)
+        fail("a missing key was answered")
+    except urllib.error.HTTPError as err:
+        body, named = err.read().decode(), err.headers["x-amz-request-id"]
+        assert err.code == 404 and named and f"<RequestId>{named}</RequestId></Error>" in body, (err.code, named, body)
     # A presigned URL lives at most a week.
     week = s3.generate_presigned_url("get_object", Params={"Bucket": "default", "Key": "cond/a.txt"}, ExpiresIn=604800)
     assert urllib.request.urlopen(week).read() == b"two"
@@ -601,7 +610,7 @@ def check_conformance(server, s3, operator):
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
           " conditional deletes, owners, InvalidDigest, copy onto itself, partNumber, copy ranges, NotImplemented for ACLs/SSE/tags,"
-          " bucket names and pages, anonymous requests, presigned URL lifetime: ok")
+          " bucket names and pages, request ids, anonymous requests, presigned URL lifetime: ok")
 
 
 def check_quota_and_isolation(server, keys):

@@ -73,7 +73,8 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     let service = axum::error_handling::HandleError::new(service, errors::http_error);
     Ok(Router::new()
         .fallback_service(service)
-        .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record)))
+        .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record))
+        .layer(axum::middleware::from_fn(errors::request_id)))
 }
 
 /// Whether a workspace's name can be a bucket's (3–63 lowercase letters, digits, `-`, `.`;
