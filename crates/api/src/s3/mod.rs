@@ -73,8 +73,47 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     let service = axum::error_handling::HandleError::new(service, errors::http_error);
     Ok(Router::new()
         .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(options.domain.clone(), sig_v2_bucket_path))
         .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record))
         .layer(axum::middleware::from_fn(errors::request_id)))
+}
+
+/// A SigV2 signature covers a bucket's path-style resource as `/bucket/` (what the AWS SDKs and
+/// s3cmd sign), but s3s checks it against the path as sent, `/bucket`: such a request gets the
+/// slash before s3s sees it (s3s routes both alike). SigV4 signs the path as sent, so it is left,
+/// as is a virtual-host-style request (`BUCKET.DOMAIN`), whose one-part path is an object's key.
+async fn sig_v2_bucket_path(
+    axum::extract::State(domain): axum::extract::State<Option<String>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let virtual_host = domain.as_deref().is_some_and(|domain| {
+        let host = request.headers().get(axum::http::header::HOST).and_then(|host| host.to_str().ok());
+        host.is_some_and(|host| host.strip_suffix(domain).is_some_and(|bucket| bucket.ends_with('.')))
+    });
+    let signed_v2 = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .is_some_and(|value| value.as_bytes().starts_with(b"AWS "))
+        || request.uri().query().is_some_and(|query| {
+            query.split('&').any(|pair| pair.starts_with("AWSAccessKeyId="))
+                && query.split('&').any(|pair| pair.starts_with("Signature="))
+        });
+    let path = request.uri().path();
+    if signed_v2 && !virtual_host && path.len() > 1 && !path[1..].contains('/') {
+        let with_slash = match request.uri().query() {
+            Some(query) => format!("{path}/?{query}"),
+            None => format!("{path}/"),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(path_and_query) = with_slash.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Whether a workspace's name can be a bucket's (3–63 lowercase letters, digits, `-`, `.`;
