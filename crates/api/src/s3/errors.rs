@@ -46,3 +46,39 @@ pub(super) async fn http_error(err: s3s::HttpError) -> axum::response::Response 
     tracing::error!(error = ?err, "the S3 service failed a request");
     axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR)
 }
+
+/// S3 names each request (`x-amz-request-id`) and repeats the name in an error's body
+/// (`<RequestId>`), which SDKs report with the error; s3s leaves both to the service.
+pub(super) async fn request_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let id = ulid::Ulid::new().to_string();
+    let (mut parts, body) = next.run(request).await.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        parts.headers.insert("x-amz-request-id", value);
+    }
+    let error_xml = parts.status.is_client_error() || parts.status.is_server_error();
+    let error_xml = error_xml
+        && parts.headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes() == b"application/xml");
+    if !error_xml {
+        return axum::response::Response::from_parts(parts, body);
+    }
+    // An error's body is a few hundred bytes of s3s's XML.
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) => {
+            tracing::warn!(error = %err, "an S3 error body could not be read to name its request");
+            String::new()
+        }
+    };
+    let text = match text.rfind("</Error>") {
+        Some(at) if !text.contains("<RequestId>") => {
+            format!("{}<RequestId>{id}</RequestId>{}", &text[..at], &text[at..])
+        }
+        _ => text,
+    };
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
+}

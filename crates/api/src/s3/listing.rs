@@ -202,8 +202,26 @@ async fn page(
     Ok(Page { objects, prefixes, last_key, truncated })
 }
 
-fn is_url(encoding: Option<&EncodingType>) -> bool {
+/// The owner a listing names: every object of a bucket is its workspace's.
+fn with_owner(mut objects: Vec<Object>, caller: &Caller) -> Vec<Object> {
+    let owner = Owner { id: Some(caller.workspace_id.to_string()), display_name: None };
+    for object in &mut objects {
+        object.owner = Some(owner.clone());
+    }
+    objects
+}
+
+pub(super) fn is_url(encoding: Option<&EncodingType>) -> bool {
     encoding.is_some_and(|encoding| encoding.as_str() == EncodingType::URL)
+}
+
+/// A key (or prefix, delimiter, marker) as a listing answers it: with `encoding-type=url`, the
+/// key-like fields of the answer are URL-encoded, not only the keys, and clients decode them.
+pub(super) fn encoded(url: bool, text: Option<String>) -> Option<String> {
+    match text {
+        Some(text) if url => Some(utf8_percent_encode(&text, URL_ENCODE).to_string()),
+        other => other,
+    }
 }
 
 fn encode_token(key: &str) -> String {
@@ -232,18 +250,20 @@ pub(super) async fn list_v2(
     let url = is_url(input.encoding_type.as_ref());
     let page = page(cabinet, caller, &prefix, input.delimiter.as_deref(), after, input.max_keys, url).await?;
     let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+    let objects =
+        if input.fetch_owner == Some(true) { with_owner(page.objects, caller) } else { page.objects };
     Ok(ListObjectsV2Output {
         name: Some(input.bucket),
-        prefix: input.prefix,
-        delimiter: input.delimiter,
+        prefix: encoded(url, input.prefix),
+        delimiter: encoded(url, input.delimiter.filter(|delimiter| !delimiter.is_empty())),
         max_keys: Some(input.max_keys.unwrap_or(MAX_KEYS as i32)),
         key_count: Some(key_count),
         is_truncated: Some(page.truncated),
         continuation_token: input.continuation_token,
         next_continuation_token: page.truncated.then(|| page.last_key.as_deref().map(encode_token)).flatten(),
-        start_after: input.start_after,
+        start_after: encoded(url, input.start_after),
         encoding_type: input.encoding_type,
-        contents: (!page.objects.is_empty()).then_some(page.objects),
+        contents: (!objects.is_empty()).then_some(objects),
         common_prefixes: (!page.prefixes.is_empty()).then_some(page.prefixes),
         ..Default::default()
     })
@@ -259,17 +279,88 @@ pub(super) async fn list_v1(
     let page =
         page(cabinet, caller, &prefix, input.delimiter.as_deref(), input.marker.clone(), input.max_keys, url)
             .await?;
+    // ListObjects (v1) names each object's owner unasked.
+    let objects = with_owner(page.objects, caller);
     Ok(ListObjectsOutput {
         name: Some(input.bucket),
+        // S3 gives ListObjects' (v1) prefix back as sent, encoded or not (and the SDKs decode
+        // it only in the other listings).
         prefix: input.prefix,
-        delimiter: input.delimiter.clone(),
-        marker: input.marker,
+        delimiter: encoded(url, input.delimiter.clone().filter(|delimiter| !delimiter.is_empty())),
+        // S3 names the marker even when none was given (empty).
+        marker: encoded(url, Some(input.marker.unwrap_or_default())),
         max_keys: Some(input.max_keys.unwrap_or(MAX_KEYS as i32)),
         is_truncated: Some(page.truncated),
         // S3 gives NextMarker only with a delimiter; clients use the last key otherwise.
-        next_marker: (page.truncated && input.delimiter.is_some()).then_some(page.last_key).flatten(),
+        next_marker: encoded(
+            url,
+            (page.truncated && input.delimiter.is_some_and(|delimiter| !delimiter.is_empty()))
+                .then_some(page.last_key)
+                .flatten(),
+        ),
         encoding_type: input.encoding_type,
-        contents: (!page.objects.is_empty()).then_some(page.objects),
+        contents: (!objects.is_empty()).then_some(objects),
+        common_prefixes: (!page.prefixes.is_empty()).then_some(page.prefixes),
+        ..Default::default()
+    })
+}
+
+/// The version id of every object: buckets here are never versioned, and S3 names the one
+/// version of an object in such a bucket `null`.
+pub(super) const NULL_VERSION: &str = "null";
+
+/// ListObjectVersions of a bucket that was never versioned: each object once, as its latest
+/// version `null` (what tools that empty a bucket through this call expect).
+pub(super) async fn list_versions(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: ListObjectVersionsInput,
+) -> S3Result<ListObjectVersionsOutput> {
+    if input.key_marker.is_none() && input.version_id_marker.is_some() {
+        return Err(s3_error!(InvalidArgument, "a version-id-marker needs a key-marker"));
+    }
+    if let Some(marker) = input.version_id_marker.as_deref().filter(|marker| *marker != NULL_VERSION) {
+        return Err(s3_error!(InvalidArgument, "no version {marker:?}: this bucket is not versioned"));
+    }
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let url = is_url(input.encoding_type.as_ref());
+    let page = page(
+        cabinet,
+        caller,
+        &prefix,
+        input.delimiter.as_deref(),
+        input.key_marker.clone(),
+        input.max_keys,
+        url,
+    )
+    .await?;
+    let versions: Vec<ObjectVersion> = page
+        .objects
+        .into_iter()
+        .map(|object| ObjectVersion {
+            key: object.key,
+            size: object.size,
+            e_tag: object.e_tag,
+            last_modified: object.last_modified,
+            storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+            is_latest: Some(true),
+            version_id: Some(NULL_VERSION.to_owned()),
+            ..Default::default()
+        })
+        .collect();
+    let next_key = page.truncated.then_some(page.last_key).flatten();
+    Ok(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: encoded(url, input.prefix),
+        delimiter: encoded(url, input.delimiter.filter(|delimiter| !delimiter.is_empty())),
+        key_marker: encoded(url, input.key_marker),
+        version_id_marker: input.version_id_marker,
+        max_keys: Some(input.max_keys.unwrap_or(MAX_KEYS as i32)),
+        is_truncated: Some(page.truncated),
+        next_version_id_marker: next_key.as_ref().map(|_| NULL_VERSION.to_owned()),
+        next_key_marker: encoded(url, next_key),
+        encoding_type: input.encoding_type,
+        versions: (!versions.is_empty()).then_some(versions),
         common_prefixes: (!page.prefixes.is_empty()).then_some(page.prefixes),
         ..Default::default()
     })

@@ -26,6 +26,12 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
 pub use errors::s3_error_of;
 
+/// The longest a SigV4 presigned URL may live (S3's limit, a week).
+const MAX_PRESIGNED_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The most keys one DeleteObjects request may name (S3's limit).
+const MAX_DELETE_KEYS: usize = 1000;
+
 /// The S3 service over a Cabinet.
 #[derive(Clone)]
 pub struct S3Surface {
@@ -67,12 +73,53 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     let service = axum::error_handling::HandleError::new(service, errors::http_error);
     Ok(Router::new()
         .fallback_service(service)
-        .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record)))
+        .layer(axum::middleware::from_fn_with_state(options.domain.clone(), sig_v2_bucket_path))
+        .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record))
+        .layer(axum::middleware::from_fn(errors::request_id)))
 }
 
-/// Whether a workspace's name can be a bucket's (3–63 lowercase letters, digits, `-`, `.`).
+/// A SigV2 signature covers a bucket's path-style resource as `/bucket/` (what the AWS SDKs and
+/// s3cmd sign), but s3s checks it against the path as sent, `/bucket`: such a request gets the
+/// slash before s3s sees it (s3s routes both alike). SigV4 signs the path as sent, so it is left,
+/// as is a virtual-host-style request (`BUCKET.DOMAIN`), whose one-part path is an object's key.
+async fn sig_v2_bucket_path(
+    axum::extract::State(domain): axum::extract::State<Option<String>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let virtual_host = domain.as_deref().is_some_and(|domain| {
+        let host = request.headers().get(axum::http::header::HOST).and_then(|host| host.to_str().ok());
+        host.is_some_and(|host| host.strip_suffix(domain).is_some_and(|bucket| bucket.ends_with('.')))
+    });
+    let signed_v2 = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .is_some_and(|value| value.as_bytes().starts_with(b"AWS "))
+        || request.uri().query().is_some_and(|query| {
+            query.split('&').any(|pair| pair.starts_with("AWSAccessKeyId="))
+                && query.split('&').any(|pair| pair.starts_with("Signature="))
+        });
+    let path = request.uri().path();
+    if signed_v2 && !virtual_host && path.len() > 1 && !path[1..].contains('/') {
+        let with_slash = match request.uri().query() {
+            Some(query) => format!("{path}/?{query}"),
+            None => format!("{path}/"),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(path_and_query) = with_slash.parse() {
+            parts.path_and_query = Some(path_and_query);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether a workspace's name can be a bucket's (3–63 lowercase letters, digits, `-`, `.`;
+/// S3 also refuses a dot beside a dash, which s3s's check lets through).
 pub fn is_bucket_name(name: &str) -> bool {
-    s3s::path::check_bucket_name(name)
+    s3s::path::check_bucket_name(name) && !name.contains(".-") && !name.contains("-.")
 }
 
 impl S3Surface {
@@ -81,6 +128,22 @@ impl S3Surface {
         let Some(credentials) = &req.credentials else {
             return Err(s3_error!(AccessDenied, "this service needs signed requests (an S3 access key)"));
         };
+        // SigV4 presigned URLs live at most a week; s3s checks the expiry but not this bound.
+        let expires = req
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-Expires="));
+        if expires
+            .and_then(|seconds| seconds.parse::<u64>().ok())
+            .is_some_and(|seconds| seconds > MAX_PRESIGNED_SECONDS)
+        {
+            return Err(s3_error!(
+                AccessDenied,
+                "X-Amz-Expires must be at most {MAX_PRESIGNED_SECONDS} seconds (a week)"
+            ));
+        }
         let (key, _) = self
             .cabinet
             .s3_key_with_secret(&self.sealer, &credentials.access_key)
@@ -122,6 +185,70 @@ impl S3Surface {
     }
 }
 
+/// What a write may ask for beyond its bytes and metadata that this service does not do.
+struct Asked<'a> {
+    acl: Option<&'a str>,
+    grants: bool,
+    encryption: bool,
+    lock: bool,
+    tagging: bool,
+}
+
+/// The `Asked` of a write's input (PutObject, CopyObject and CreateMultipartUpload share the
+/// fields' names).
+macro_rules! asked {
+    ($input:expr) => {
+        Asked {
+            acl: $input.acl.as_ref().map(|acl| acl.as_str()),
+            grants: $input.grant_full_control.is_some()
+                || $input.grant_read.is_some()
+                || $input.grant_read_acp.is_some()
+                || $input.grant_write_acp.is_some(),
+            encryption: $input.server_side_encryption.is_some()
+                || $input.sse_customer_algorithm.is_some()
+                || $input.sse_customer_key.is_some()
+                || $input.ssekms_key_id.is_some(),
+            lock: $input.object_lock_mode.is_some()
+                || $input.object_lock_retain_until_date.is_some()
+                || $input.object_lock_legal_hold_status.is_some(),
+            tagging: $input.tagging.as_deref().is_some_and(|tagging| !tagging.is_empty()),
+        }
+    };
+}
+
+/// A write asking for what is not done here is refused (`NotImplemented`) rather than stored
+/// without it: a client that asked for encryption, a public ACL, a lock or tags must not
+/// believe it got them. The ACLs that say what is true here anyway (only keys reach an object)
+/// pass.
+fn refuse_unsupported(asked: Asked<'_>) -> S3Result<()> {
+    let refused = |what: &str| Err(s3_error!(NotImplemented, "{what} is not supported by this service"));
+    if asked.acl.is_some_and(|acl| !["private", "bucket-owner-full-control"].contains(&acl)) || asked.grants {
+        return refused("an ACL other than private");
+    }
+    if asked.encryption {
+        return refused("server-side encryption");
+    }
+    if asked.lock {
+        return refused("object lock");
+    }
+    if asked.tagging {
+        return refused("object tagging");
+    }
+    Ok(())
+}
+
+/// A request naming a version: only `null`, the one version of an object in a bucket that was
+/// never versioned, is there.
+fn check_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some(listing::NULL_VERSION) => Ok(()),
+        Some(other) => Err(s3_error!(
+            NoSuchVersion,
+            "no version {other:?}: buckets here are not versioned, and an object's one version is \"null\""
+        )),
+    }
+}
+
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp::from(std::time::SystemTime::from(at))
 }
@@ -137,16 +264,41 @@ impl S3 for S3Surface {
             Some(ws) => vec![self.cabinet.workspace(ws).await.map_err(s3_error_of)?],
             None => self.cabinet.list_workspaces().await.map_err(s3_error_of)?,
         };
+        let input = &req.input;
+        let most = match input.max_buckets {
+            None => usize::MAX,
+            Some(most @ 1..=10_000) => most as usize,
+            Some(_) => return Err(s3_error!(InvalidArgument, "max-buckets runs from 1 to 10000")),
+        };
+        // The token is the last name of the page before: bucket names are unique and sorted.
+        let after = input.continuation_token.as_deref().unwrap_or_default();
+        let prefix = input.prefix.as_deref().unwrap_or_default();
+        let mut workspaces: Vec<Workspace> = workspaces
+            .into_iter()
+            .filter(|workspace| {
+                is_bucket_name(&workspace.name)
+                    && workspace.name.starts_with(prefix)
+                    && workspace.name.as_str() > after
+            })
+            .collect();
+        workspaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let truncated = workspaces.len() > most;
+        workspaces.truncate(most);
+        let token = truncated.then(|| workspaces.last().map(|workspace| workspace.name.clone())).flatten();
         let buckets = workspaces
             .into_iter()
-            .filter(|workspace| is_bucket_name(&workspace.name))
             .map(|workspace| Bucket {
                 name: Some(workspace.name),
                 creation_date: Some(timestamp(workspace.created_at)),
                 bucket_region: None,
             })
             .collect();
-        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            continuation_token: token,
+            prefix: input.prefix.clone(),
+            ..Default::default()
+        }))
     }
 
     async fn create_bucket(
@@ -158,6 +310,21 @@ impl S3 for S3Surface {
             return Err(s3_error!(AccessDenied, "only an operator S3 key may create buckets"));
         }
         let name = req.input.bucket.clone();
+        if !is_bucket_name(&name) {
+            return Err(s3_error!(InvalidBucketName));
+        }
+        let input = &req.input;
+        refuse_unsupported(Asked {
+            acl: input.acl.as_ref().map(|acl| acl.as_str()),
+            grants: input.grant_full_control.is_some()
+                || input.grant_read.is_some()
+                || input.grant_read_acp.is_some()
+                || input.grant_write.is_some()
+                || input.grant_write_acp.is_some(),
+            encryption: false,
+            lock: input.object_lock_enabled_for_bucket == Some(true),
+            tagging: false,
+        })?;
         let taken = self.cabinet.list_workspaces().await.map_err(s3_error_of)?;
         if taken.iter().any(|workspace| workspace.name == name) {
             return Err(s3_error!(BucketAlreadyOwnedByYou));
@@ -226,28 +393,63 @@ impl S3 for S3Surface {
         listing::list_v1(&self.cabinet, &caller, req.input).await.map(S3Response::new)
     }
 
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        listing::list_versions(&self.cabinet, &caller, req.input).await.map(S3Response::new)
+    }
+
+    /// A bucket here is never versioned: S3 answers such a bucket's versioning with no status.
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.caller_for(&req, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        check_version(req.input.version_id.as_deref())?;
         objects::head(&self.cabinet, &caller, req.input).await.map(S3Response::new)
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        check_version(req.input.version_id.as_deref())?;
         objects::get(&self.cabinet, &caller, req.input).await.map(S3Response::new)
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        refuse_unsupported(asked!(req.input))?;
         let trailers = req.trailing_headers;
         objects::put(&self.cabinet, &self.writes, &caller, req.input, trailers).await.map(S3Response::new)
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        refuse_unsupported(asked!(req.input))?;
         let (source_bucket, source_key) = match &req.input.copy_source {
-            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            CopySource::Bucket { bucket, key, version_id } => {
+                check_version(version_id.as_deref())?;
+                (bucket.to_string(), key.to_string())
+            }
             _ => return Err(s3_error!(NotImplemented, "only bucket copy sources are supported")),
         };
+        let replaces_metadata = req
+            .input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|directive| directive.as_str() == MetadataDirective::REPLACE);
+        if source_bucket == req.input.bucket && source_key == req.input.key && !replaces_metadata {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"
+            ));
+        }
         let source_caller = self.caller_for(&req, &source_bucket).await?;
         objects::copy(&self.cabinet, &self.writes, &source_caller, &source_key, &caller, req.input)
             .await
@@ -259,6 +461,7 @@ impl S3 for S3Surface {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        refuse_unsupported(asked!(req.input))?;
         multipart::create(&self.cabinet, &caller, req.input).await.map(S3Response::new)
     }
 
@@ -284,7 +487,10 @@ impl S3 for S3Surface {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
         let (source_bucket, source_key) = match &req.input.copy_source {
-            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            CopySource::Bucket { bucket, key, version_id } => {
+                check_version(version_id.as_deref())?;
+                (bucket.to_string(), key.to_string())
+            }
             _ => return Err(s3_error!(NotImplemented, "only bucket copy sources are supported")),
         };
         let source_caller = self.caller_for(&req, &source_bucket).await?;
@@ -320,6 +526,14 @@ impl S3 for S3Surface {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        check_version(req.input.version_id.as_deref())?;
+        let input = &req.input;
+        let conditions = objects::DeleteConditions {
+            etag: input.if_match.clone(),
+            last_modified: input.if_match_last_modified_time.as_ref(),
+            size: input.if_match_size,
+        };
+        objects::check_delete_conditions(&self.cabinet, &caller, &input.key, conditions).await?;
         objects::delete(&self.cabinet, &self.writes, &caller, &req.input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
@@ -329,21 +543,48 @@ impl S3 for S3Surface {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
+        if req.input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "a DeleteObjects request names at most {MAX_DELETE_KEYS} keys"
+            ));
+        }
         let quiet = req.input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for object in req.input.delete.objects {
-            match objects::delete(&self.cabinet, &self.writes, &caller, &object.key).await {
+            let version_id = object.version_id;
+            let conditions = objects::DeleteConditions {
+                etag: object.e_tag.clone().map(ETagCondition::ETag),
+                last_modified: object.last_modified_time.as_ref(),
+                size: object.size,
+            };
+            let done = match check_version(version_id.as_deref()) {
+                Ok(()) => {
+                    match objects::check_delete_conditions(&self.cabinet, &caller, &object.key, conditions)
+                        .await
+                    {
+                        Ok(()) => objects::delete(&self.cabinet, &self.writes, &caller, &object.key).await,
+                        Err(err) => Err(err),
+                    }
+                }
+                Err(err) => Err(err),
+            };
+            match done {
                 Ok(()) => {
                     if !quiet {
-                        deleted.push(DeletedObject { key: Some(object.key), ..Default::default() });
+                        deleted.push(DeletedObject {
+                            key: Some(object.key),
+                            version_id,
+                            ..Default::default()
+                        });
                     }
                 }
                 Err(err) => errors.push(Error {
                     key: Some(object.key),
                     code: Some(err.code().as_str().to_owned()),
                     message: err.message().map(str::to_owned),
-                    version_id: None,
+                    version_id,
                 }),
             }
         }

@@ -14,9 +14,10 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
+use super::listing::{encoded, is_url};
 use super::objects::{
-    copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions, Declared, Found, Measured,
-    NewObject, Verifying, Writes,
+    check_write_conditions, copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions,
+    Declared, Found, Measured, NewObject, Verifying, Writes,
 };
 use super::{s3_error_of, timestamp};
 
@@ -98,6 +99,7 @@ pub(super) async fn upload_part(
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
     };
+    declared.check()?;
     let body: cabinet_core::ByteStream<'static> = match input.body {
         Some(body) => Box::pin(body.map(|chunk| chunk.map_err(std::io::Error::other))),
         None => Box::pin(futures::stream::empty()),
@@ -154,16 +156,18 @@ async fn stage_verified(
     Ok(measured)
 }
 
-/// `bytes=first-last` (both inclusive, S3's only form for a copy source range).
+/// `bytes=first-last` (both inclusive, S3's only form for a copy source range). A range not of
+/// that form is `InvalidArgument` (400); one of that form outside the source `InvalidRange`
+/// (416), as S3 answers them.
 fn copy_range(range: &str, size: u64) -> S3Result<cabinet_core::ByteRange> {
-    let invalid =
-        || s3_error!(InvalidRange, "x-amz-copy-source-range must be bytes=first-last within the source");
+    let malformed =
+        || s3_error!(InvalidArgument, "x-amz-copy-source-range must be of the form bytes=first-last");
     let (first, last) =
-        range.strip_prefix("bytes=").and_then(|span| span.split_once('-')).ok_or_else(invalid)?;
+        range.strip_prefix("bytes=").and_then(|span| span.split_once('-')).ok_or_else(malformed)?;
     let (first, last): (u64, u64) =
-        (first.parse().map_err(|_| invalid())?, last.parse().map_err(|_| invalid())?);
+        (first.parse().map_err(|_| malformed())?, last.parse().map_err(|_| malformed())?);
     if first > last || last >= size {
-        return Err(invalid());
+        return Err(s3_error!(InvalidRange, "x-amz-copy-source-range must lie within the source"));
     }
     Ok(cabinet_core::ByteRange { first, last })
 }
@@ -300,11 +304,30 @@ pub(super) async fn complete(
     if path.name != Some(upload.name.as_str()) {
         return Err(s3_error!(NoSuchUpload, "this upload was started for another key"));
     }
+    // The conditions are checked before the parts are taken (and once more as the object is
+    // stored), so a completion refused by them leaves the upload as it was, to retry or abort.
+    if input.if_match.is_some() || input.if_none_match.is_some() {
+        let current = match find(cabinet, caller, &input.key).await {
+            Ok(Found::File(file)) => Some(file),
+            Ok(Found::Folder) => None,
+            Err(err) if *err.code() == s3s::S3ErrorCode::NoSuchKey => None,
+            Err(err) => return Err(err),
+        };
+        check_write_conditions(
+            cabinet,
+            caller,
+            current.as_deref(),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+        )
+        .await?;
+    }
     let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
     let metadata = (!note.metadata.is_empty()).then_some(note.metadata);
     let task = {
         let (cabinet, writes, caller) = (cabinet.clone(), writes.clone(), caller.clone());
         let (key, content_type, recorded) = (input.key.clone(), upload.declared_mime.clone(), etag.clone());
+        let (if_match, if_none_match) = (input.if_match.clone(), input.if_none_match.clone());
         let guard = completing.begin(&id);
         tokio::spawn(async move {
             let _guard = guard;
@@ -316,8 +339,8 @@ pub(super) async fn complete(
                         etag: Some(recorded),
                         content_type,
                         metadata,
-                        if_match: None,
-                        if_none_match: None,
+                        if_match,
+                        if_none_match,
                     };
                     store(cabinet, writes, caller, &key, body, object, Declared::default(), None).await
                 })
@@ -487,23 +510,26 @@ pub(super) async fn list_uploads(
         Some((key, id)) if truncated => (Some(key), id.map(|id| id.to_string())),
         _ => (None, None),
     };
+    let url = is_url(input.encoding_type.as_ref());
     Ok(ListMultipartUploadsOutput {
         bucket: Some(input.bucket),
-        prefix: input.prefix,
-        key_marker: input.key_marker,
+        prefix: encoded(url, input.prefix),
+        key_marker: encoded(url, input.key_marker),
         upload_id_marker: input.upload_id_marker,
         max_uploads: Some(most as i32),
         is_truncated: Some(truncated),
-        next_key_marker: next_key,
+        next_key_marker: encoded(url, next_key),
         next_upload_id_marker: next_id,
-        delimiter: input.delimiter,
-        common_prefixes: (!prefixes.is_empty())
-            .then(|| prefixes.into_iter().map(|prefix| CommonPrefix { prefix: Some(prefix) }).collect()),
+        delimiter: encoded(url, input.delimiter),
+        encoding_type: input.encoding_type,
+        common_prefixes: (!prefixes.is_empty()).then(|| {
+            prefixes.into_iter().map(|prefix| CommonPrefix { prefix: encoded(url, Some(prefix)) }).collect()
+        }),
         uploads: Some(
             uploads
                 .into_iter()
                 .map(|(key, upload)| MultipartUpload {
-                    key: Some(key),
+                    key: encoded(url, Some(key)),
                     upload_id: Some(upload.id.to_string()),
                     initiated: Some(timestamp(upload.created_at)),
                     ..Default::default()

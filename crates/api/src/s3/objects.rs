@@ -194,16 +194,58 @@ fn check_read_conditions(
         }
     }
     match if_none_match {
-        Some(ETagCondition::Any) => return Err(s3_error!(NotModified)),
-        Some(ETagCondition::ETag(theirs)) if ours.weak_cmp(theirs) => return Err(s3_error!(NotModified)),
+        Some(ETagCondition::Any) => return Err(not_modified(etag, last_modified)),
+        Some(ETagCondition::ETag(theirs)) if ours.weak_cmp(theirs) => {
+            return Err(not_modified(etag, last_modified))
+        }
         Some(_) => {}
         None => {
             if if_modified_since.is_some_and(|at| modified <= seconds(at)) {
-                return Err(s3_error!(NotModified));
+                return Err(not_modified(etag, last_modified));
             }
         }
     }
     Ok(())
+}
+
+/// A read of one part (`partNumber`). Part 1 of an object stored in one piece is the whole of it;
+/// an object completed from parts says how many in its ETag (`md5-N`), and its parts' bounds are
+/// not kept once it is whole, so a read of one of several parts is `NotImplemented`. Returns
+/// the parts count to answer with.
+fn check_part_number(part_number: Option<i32>, etag: &str, ranged: bool) -> S3Result<Option<i32>> {
+    let Some(number) = part_number else { return Ok(None) };
+    if ranged {
+        return Err(s3_error!(InvalidRequest, "Range and partNumber cannot both be given"));
+    }
+    if !(1..=10_000).contains(&number) {
+        return Err(s3_error!(InvalidArgument, "partNumber runs from 1 to 10000"));
+    }
+    let parts = etag.rsplit_once('-').and_then(|(_, count)| count.parse::<i32>().ok());
+    if number > parts.unwrap_or(1) {
+        return Err(s3_error!(InvalidPart, "the object has no part {number}"));
+    }
+    if parts.is_some_and(|count| count > 1) {
+        return Err(s3_error!(
+            NotImplemented,
+            "reading one part of an object completed from several parts (its parts' bounds are not kept)"
+        ));
+    }
+    Ok(parts)
+}
+
+/// A 304 names the object's ETag and Last-Modified, as S3's does (a cache revalidates with them).
+fn not_modified(etag: &str, last_modified: chrono::DateTime<chrono::Utc>) -> S3Error {
+    let mut error = s3_error!(NotModified);
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+        headers.insert(axum::http::header::ETAG, value);
+    }
+    let date = last_modified.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&date) {
+        headers.insert(axum::http::header::LAST_MODIFIED, value);
+    }
+    error.set_headers(headers);
+    error
 }
 
 pub(super) async fn head(
@@ -232,9 +274,11 @@ pub(super) async fn head(
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
     )?;
+    let parts_count = check_part_number(input.part_number, &etag, input.range.is_some())?;
     let with_checksum =
         input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
     Ok(HeadObjectOutput {
+        parts_count,
         content_length: Some(file.size as i64),
         content_type: Some(file.mime_type.clone()),
         last_modified: Some(timestamp(file.created_at)),
@@ -274,6 +318,7 @@ pub(super) async fn get(
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
     )?;
+    let parts_count = check_part_number(input.part_number, &etag, input.range.is_some())?;
     let (range, content_range) = match &input.range {
         None => (None, None),
         Some(range) => {
@@ -290,6 +335,7 @@ pub(super) async fn get(
     let with_checksum = range.is_none()
         && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
     Ok(GetObjectOutput {
+        parts_count,
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
         content_length: Some(length as i64),
         content_range,
@@ -309,6 +355,20 @@ pub(super) struct Declared {
     pub(super) content_md5: Option<String>,
     pub(super) checksums: Checksum,
     pub(super) algorithm: Option<String>,
+}
+
+impl Declared {
+    /// A Content-MD5 that is not the base64 of 16 bytes is refused before a byte is read:
+    /// `InvalidDigest`, as S3 answers it (a well-formed one that does not match is `BadDigest`).
+    pub(super) fn check(&self) -> S3Result<()> {
+        if let Some(content_md5) = &self.content_md5 {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(content_md5.trim());
+            if !decoded.is_ok_and(|raw| raw.len() == 16) {
+                return Err(s3_error!(InvalidDigest, "Content-MD5 is not the base64 of an MD5 digest"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a body turned out to be once read to its end.
@@ -449,6 +509,41 @@ pub(super) struct Stored {
     pub checksums: Checksum,
 }
 
+/// A write's `If-Match` and `If-None-Match` against the object it would replace (`None`: the key
+/// holds none): 412, or `NoSuchKey` for If-Match where there is no object, as S3 answers.
+pub(super) async fn check_write_conditions(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    current: Option<&FileRecord>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    match (if_none_match, current) {
+        (Some(ETagCondition::Any), Some(_)) => {
+            return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match: *)"));
+        }
+        (Some(ETagCondition::ETag(theirs)), Some(current)) => {
+            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
+            if ours.strong_cmp(theirs) {
+                return Err(s3_error!(PreconditionFailed, "the object's ETag matches If-None-Match"));
+            }
+        }
+        _ => {}
+    }
+    if let Some(condition) = if_match {
+        let Some(current) = current else {
+            return Err(s3_error!(NoSuchKey, "the object does not exist (If-Match)"));
+        };
+        if let ETagCondition::ETag(theirs) = condition {
+            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
+            if !ours.strong_cmp(theirs) {
+                return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stores bytes under a key: folders made as needed, the bytes through the core's intake (quota,
 /// staging, verification), the older files of that name then moved to the trash.
 #[allow(clippy::too_many_arguments)]
@@ -482,22 +577,14 @@ pub(super) async fn store(
         Some(place) => cabinet.files_named(caller, &place, name).await.map_err(s3_error_of)?,
         None => Vec::new(),
     };
-    if let Some(condition) = &object.if_none_match {
-        if condition.is_any() && !existing.is_empty() {
-            return Err(s3_error!(PreconditionFailed, "the object exists (If-None-Match: *)"));
-        }
-    }
-    if let Some(condition) = &object.if_match {
-        let Some(current) = existing.last() else {
-            return Err(s3_error!(PreconditionFailed, "the object does not exist (If-Match)"));
-        };
-        if let ETagCondition::ETag(theirs) = condition {
-            let ours = ETag::Strong(file_etag(cabinet, caller, current).await?);
-            if !ours.strong_cmp(theirs) {
-                return Err(s3_error!(PreconditionFailed, "If-Match does not match the object's ETag"));
-            }
-        }
-    }
+    check_write_conditions(
+        cabinet,
+        caller,
+        existing.last(),
+        object.if_match.as_ref(),
+        object.if_none_match.as_ref(),
+    )
+    .await?;
     for file in &existing {
         let used = cabinet.list_references(caller, &file.id).await.map_err(s3_error_of)?;
         if !used.is_empty() {
@@ -585,6 +672,7 @@ pub(super) async fn put(
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
     };
+    declared.check()?;
     let object = NewObject {
         content_length: input.content_length.and_then(|length| u64::try_from(length).ok()),
         etag: None,
@@ -686,6 +774,49 @@ pub(super) async fn copy_source(
         }
     })?;
     Ok(source)
+}
+
+/// What a delete may require of the object first (`If-Match`, `x-amz-if-match-last-modified-time`,
+/// `x-amz-if-match-size`, or the same per key in DeleteObjects).
+#[derive(Default)]
+pub(super) struct DeleteConditions<'a> {
+    pub etag: Option<ETagCondition>,
+    pub last_modified: Option<&'a Timestamp>,
+    pub size: Option<i64>,
+}
+
+/// A delete's conditions: an object that does not meet them stays (412). A key that names no
+/// object is deleted already, whatever they say.
+pub(super) async fn check_delete_conditions(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    key: &str,
+    conditions: DeleteConditions<'_>,
+) -> S3Result<()> {
+    if conditions.etag.is_none() && conditions.last_modified.is_none() && conditions.size.is_none() {
+        return Ok(());
+    }
+    let file = match find(cabinet, caller, key).await {
+        Ok(Found::File(file)) => file,
+        Ok(Found::Folder) => return Ok(()),
+        Err(err) if *err.code() == s3s::S3ErrorCode::NoSuchKey => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let failed = |what: &str| Err(s3_error!(PreconditionFailed, "the object's {what} does not match"));
+    if let Some(ETagCondition::ETag(theirs)) = &conditions.etag {
+        if !ETag::Strong(file_etag(cabinet, caller, &file).await?).strong_cmp(theirs) {
+            return failed("ETag");
+        }
+    }
+    if let Some(at) = conditions.last_modified {
+        if time::OffsetDateTime::from(at.clone()).unix_timestamp() != file.created_at.timestamp() {
+            return failed("last modification time");
+        }
+    }
+    if conditions.size.is_some_and(|size| u64::try_from(size).ok() != Some(file.size)) {
+        return failed("size");
+    }
+    Ok(())
 }
 
 /// Deletes what a key names: its files to the trash, or its folder when empty; the folders
