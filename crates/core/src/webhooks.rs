@@ -726,7 +726,9 @@ impl Cabinet {
                 let disable = (now >= give_up_at).then_some("retries_exhausted");
                 let next = (now + backoff(attempts + 1)).min(give_up_at);
                 self.store.webhook_failed(&webhook.id, node, &delivery, next, disable).await?;
-                return Ok(());
+                // Recorded only while this node held the lease; one that a change or replay
+                // ended meanwhile is this node's to give back.
+                return self.store.release_webhook(&webhook.id, node).await;
             }
         }
         let _ = self.store_acks(webhook, node, &mut acks).await?;

@@ -270,6 +270,13 @@ pub(crate) async fn changing_an_endpoint_takes_the_lease_from_the_node_that_was_
     // Had node_a died instead, the lease's time running out frees it.
     let past = until + Duration::seconds(1);
     assert_eq!(store.due_webhooks(past, 10).await.unwrap(), vec![hook.id.clone()]);
+    // An attempt of node_a's that failed against the old URL is logged but schedules no retry
+    // of the changed endpoint; node_a then gives the lease back.
+    let failed = delivery(&hook.id, &ws.id, from + 1, None);
+    store.webhook_failed(&hook.id, "node_a", &failed, until, None).await.unwrap();
+    let after_failure = store.get_webhook(&ws.id, &hook.id).await.unwrap();
+    assert_eq!((after_failure.failed_attempts, after_failure.next_attempt_at), (0, changed.next_attempt_at));
+    assert!(store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().is_none(), "node_a's time");
     store.release_webhook(&hook.id, "node_a").await.unwrap();
     assert_eq!(store.due_webhooks(at, 10).await.unwrap(), vec![hook.id.clone()]);
     let claimed = store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().unwrap();
