@@ -1,7 +1,7 @@
 //! Webhook endpoints: their cursor, their lease (one holder at a time, taken by a conditional
 //! UPDATE) and the compare-and-set that moves the cursor.
 
-use cabinet_core::webhooks::{Delivery, NewWebhook, WebhookChange};
+use cabinet_core::webhooks::{Delivery, NewWebhook, Webhook, WebhookChange};
 use cabinet_core::{DeliveryId, WebhookId};
 
 use super::*;
@@ -30,6 +30,22 @@ fn delivery(hook: &WebhookId, ws: &WorkspaceId, seq: u64, status: Option<u16>) -
         error: status.is_none().then(|| "refused".to_owned()),
         duration_ms: 3,
     }
+}
+
+/// A workspace with an endpoint and `events` events after it (folders made), the endpoint's
+/// starting cursor, and the time it was made at.
+async fn endpoint_with_events(
+    store: &dyn MetadataStore,
+    events: usize,
+) -> (Workspace, Webhook, u64, DateTime<Utc>) {
+    let ws = workspace(store, None).await;
+    let at = now();
+    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
+    for n in 0..events {
+        store.insert_folder(&folder(&ws.id, &format!("event-{n}"), None)).await.unwrap();
+    }
+    let from = hook.delivered_seq;
+    (ws, hook, from, at)
 }
 
 pub(crate) async fn a_webhook_is_leased_to_one_node_at_a_time_and_its_cursor_moves_under_its_lease(
@@ -195,13 +211,7 @@ pub(crate) async fn plain_webhook_secrets_are_found_and_replaced_only_as_read(st
 }
 
 pub(crate) async fn acknowledged_deliveries_are_logged_with_the_cursor_they_move(store: &dyn MetadataStore) {
-    let ws = workspace(store, None).await;
-    let at = now();
-    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
-    let from = hook.delivered_seq;
-    for name in ["one", "two", "three"] {
-        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
-    }
+    let (ws, hook, from, at) = endpoint_with_events(store, 3).await;
     assert!(store.claim_webhook(&hook.id, "node_a", at, at + Duration::seconds(5)).await.unwrap().is_some());
     let sent: Vec<Delivery> =
         (from + 1..=from + 3).map(|seq| delivery(&hook.id, &ws.id, seq, Some(200))).collect();
@@ -213,13 +223,7 @@ pub(crate) async fn acknowledged_deliveries_are_logged_with_the_cursor_they_move
 }
 
 pub(crate) async fn a_replay_takes_the_lease_from_the_node_that_was_sending(store: &dyn MetadataStore) {
-    let ws = workspace(store, None).await;
-    let at = now();
-    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
-    let from = hook.delivered_seq;
-    for name in ["one", "two", "three"] {
-        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
-    }
+    let (ws, hook, from, at) = endpoint_with_events(store, 3).await;
     let until = at + Duration::seconds(5);
     assert!(store.claim_webhook(&hook.id, "node_a", at, until).await.unwrap().is_some());
     assert!(store.advance_webhook(&hook.id, "node_a", from, from + 1, until, &[]).await.unwrap());
@@ -247,13 +251,7 @@ pub(crate) async fn a_replay_takes_the_lease_from_the_node_that_was_sending(stor
 pub(crate) async fn changing_an_endpoint_takes_the_lease_from_the_node_that_was_sending(
     store: &dyn MetadataStore,
 ) {
-    let ws = workspace(store, None).await;
-    let at = now();
-    let hook = store.create_webhook(&new_webhook(&ws.id, at)).await.unwrap();
-    let from = hook.delivered_seq;
-    for name in ["one", "two"] {
-        store.insert_folder(&folder(&ws.id, name, None)).await.unwrap();
-    }
+    let (ws, hook, from, at) = endpoint_with_events(store, 2).await;
     let until = at + Duration::seconds(5);
     assert!(store.claim_webhook(&hook.id, "node_a", at, until).await.unwrap().is_some());
 
