@@ -152,6 +152,11 @@ impl TempWriter {
         Ok(Self { out: file, hasher: Sha256::new(), size: 0, writeback: None, flushed_at: 0 })
     }
 
+    /// The writer a staging already has, or a new file at `path` for its first batch.
+    fn open(writer: Option<Self>, path: &Path) -> io::Result<Self> {
+        writer.map_or_else(|| Self::create(path), Ok)
+    }
+
     /// Hashes and writes a batch of chunks, asking for early writeback every `WRITEBACK_EVERY`.
     fn write(&mut self, batch: &[Bytes]) -> io::Result<()> {
         for chunk in batch {
@@ -231,9 +236,11 @@ impl Drop for Batch {
 /// A temporary file while its bytes arrive. The network is read on the async runtime; only a
 /// filled batch goes to the blocking pool, and at most one at a time, so a slow or stalled
 /// client holds no thread while it waits, and the disk works on one batch while the next arrives.
+/// The file is created with its first batch, so a small body is created, written and made
+/// durable in one trip to the blocking pool.
 struct Staging {
     path: PathBuf,
-    /// The blocking task that holds the writer: opening the file or writing a batch.
+    /// The blocking task that holds the writer while it writes a batch; `None` before the first.
     pending: Option<tokio::task::JoinHandle<io::Result<TempWriter>>>,
     /// Chunks received and not yet handed to the disk.
     batch: Batch,
@@ -243,17 +250,16 @@ struct Staging {
 
 impl Staging {
     fn start(path: PathBuf) -> Self {
-        let pending = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || TempWriter::create(&path)
-        });
-        Self { path, pending: Some(pending), batch: Batch::default(), kept: false }
+        Self { path, pending: None, batch: Batch::default(), kept: false }
     }
 
-    /// Waits for the writer to be free again and takes it.
-    async fn writer(&mut self) -> io::Result<TempWriter> {
-        let pending = self.pending.take().ok_or_else(|| io::Error::other("the writer stopped early"))?;
-        pending.await.map_err(io::Error::other)?
+    /// Waits for the writer to be free again and takes it; `None` before the first batch, whose
+    /// trip to the blocking pool creates the file (`TempWriter::open`).
+    async fn writer(&mut self) -> io::Result<Option<TempWriter>> {
+        match self.pending.take() {
+            Some(pending) => pending.await.map_err(io::Error::other)?.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Adds a chunk; a full batch goes to the disk once the previous one is written.
@@ -264,18 +270,23 @@ impl Staging {
         if self.batch.bytes < WRITE_BUFFER && BUFFERED.load(Ordering::Relaxed) < MOST_BUFFERED {
             return Ok(());
         }
-        let mut writer = self.writer().await?;
+        let writer = self.writer().await?;
         let batch = std::mem::take(&mut self.batch);
-        self.pending =
-            Some(tokio::task::spawn_blocking(move || writer.write(&batch.chunks).map(|()| writer)));
+        let path = self.path.clone();
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            let mut writer = TempWriter::open(writer, &path)?;
+            writer.write(&batch.chunks).map(|()| writer)
+        }));
         Ok(())
     }
 
     /// Writes what is left and makes the file durable.
     async fn finish(&mut self) -> io::Result<Written> {
-        let mut writer = self.writer().await?;
+        let writer = self.writer().await?;
         let batch = std::mem::take(&mut self.batch);
+        let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || {
+            let mut writer = TempWriter::open(writer, &path)?;
             writer.write(&batch.chunks)?;
             writer.finish()
         })

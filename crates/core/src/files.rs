@@ -131,11 +131,7 @@ impl Cabinet {
             multipart_id: None,
             awaits_record: false,
         };
-        self.insert_upload_reserving(&upload).await?;
-        // Never held: a direct upload does not await a record.
-        let received = self.receive(&upload, body, content_length, file_cap).await.and_then(|file| {
-            file.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
-        });
+        let received = self.receive_direct(&upload, body, content_length, file_cap).await;
         if let Err(Error::Unavailable(_)) = &received {
             // The store went away mid-request: a step whose answer was lost may still have
             // committed (the upload begun, its reservation taken). Nobody else can finish a direct

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::content_type;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{FailureReason, FileRecord, Upload};
 use crate::ports::{Begin, ByteStream, Finish, StageError, StagedBlob};
 use crate::telemetry::{self, TransferInFlight};
@@ -66,6 +66,47 @@ impl Cabinet {
             }
             (reserved, reserved < wanted)
         };
+        self.receive_begun(upload, body, limit, quota_bound).await
+    }
+
+    /// `receive` of a direct upload, which the request creating it receives: inserted already
+    /// UPLOADING, its reservation taken in the same commit (one commit where a signed URL's upload
+    /// takes two). Never held: the file, or an error.
+    pub(crate) async fn receive_direct(
+        &self,
+        upload: &Upload,
+        body: ByteStream<'_>,
+        content_length: Option<u64>,
+        file_cap: u64,
+    ) -> Result<FileRecord> {
+        let wanted = content_length.unwrap_or(file_cap);
+        if upload.size_known || upload.awaits_record || wanted > file_cap {
+            // Refused as any upload is (recorded as failed, with its reason), or not direct.
+            self.insert_upload_reserving(upload).await?;
+            let received = self.receive(upload, body, content_length, file_cap).await?;
+            return received.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()));
+        }
+        let reserved = self.insert_upload_receiving(upload, wanted).await?;
+        if reserved < wanted && (content_length.is_some() || reserved == 0) {
+            let refused =
+                Error::QuotaExceeded { requested: content_length.unwrap_or(1), available: reserved };
+            telemetry::count_if_reservation_refused(&refused);
+            self.fail(upload, FailureReason::QuotaExceeded).await?;
+            return Err(refused);
+        }
+        let received = self.receive_begun(upload, body, reserved, reserved < wanted).await?;
+        received.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
+    }
+
+    /// Receives the bytes of an upload now UPLOADING, at most `limit` of them (`quota_bound`: the
+    /// limit is what the quota held rather than the file's cap), and finishes, holds or fails it.
+    async fn receive_begun(
+        &self,
+        upload: &Upload,
+        body: ByteStream<'_>,
+        limit: u64,
+        quota_bound: bool,
+    ) -> Result<Option<FileRecord>> {
         // From here the upload is UPLOADING: if this future is dropped (the client went away, a
         // timeout fired), the guard still fails the upload and releases its reservation.
         let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(upload.clone()) };
@@ -197,6 +238,30 @@ impl Cabinet {
             Some(outcome) => outcome,
             None => self.store.begin_receiving_all(&[begin]).await?.pop().unwrap_or(Ok(None)),
         }
+    }
+
+    /// Inserts a direct upload already UPLOADING with as much of `most` bytes reserved as the
+    /// quota holds, committed together with the others inserted at the same moment; returns the
+    /// reservation once its commit is durable.
+    async fn insert_upload_receiving(&self, upload: &Upload, most: u64) -> Result<u64> {
+        let together =
+            self.direct_begins.commit(&self.store, (upload.clone(), most), |store, uploads| async move {
+                store.insert_uploads_receiving(&uploads).await
+            });
+        let outcome = match together.await {
+            Some(outcome) => outcome,
+            None => {
+                self.store.insert_uploads_receiving(&[(upload.clone(), most)]).await?.pop().unwrap_or(Ok(0))
+            }
+        };
+        if let Err(err) = &outcome {
+            // Its commit may have happened with the answer lost: failed once the store answers.
+            // (The direct upload fails an `unavailable` one itself, whichever step it came from.)
+            if err.kind() == ErrorKind::Internal {
+                self.fail_once_reachable(upload.clone(), FailureReason::StorageError);
+            }
+        }
+        outcome
     }
 
     /// Finishes the upload into `file`, committed together with the uploads finishing at the same

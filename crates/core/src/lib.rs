@@ -167,6 +167,7 @@ pub struct Parts {
     audit_writer: audit::AuditWriter,
     reservations: group_commit::GroupCommit<model::Upload, ()>,
     begins: group_commit::GroupCommit<ports::Begin, Option<u64>>,
+    direct_begins: group_commit::GroupCommit<(model::Upload, u64), u64>,
     finishes: group_commit::GroupCommit<ports::Finish, bool>,
     sealer: s3_keys::SecretSealer,
     /// Counts the changes answered here that may have written events: the webhook worker and
@@ -215,6 +216,7 @@ impl Cabinet {
             audit_writer: Default::default(),
             reservations: Default::default(),
             begins: Default::default(),
+            direct_begins: Default::default(),
             finishes: Default::default(),
             sealer,
             webhook_wake: tokio::sync::watch::Sender::new(0),

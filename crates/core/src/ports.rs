@@ -421,6 +421,12 @@ pub trait UploadStore: Send + Sync + 'static {
     /// order, what it now holds reserved (0 when it does not reserve), or `None` when it was not
     /// WAITING. `Err` when the transaction itself failed, and then none was begun.
     async fn begin_receiving_all(&self, begins: &[Begin]) -> Result<Vec<Result<Option<u64>>>>;
+    /// Inserts uploads of unknown size already UPLOADING (a direct upload, received by the request
+    /// that creates it), each reserving as much of its `most` bytes as the quota holds (recorded as
+    /// its size), judged by the quota on its own, in one transaction: for each, in their order,
+    /// what it reserved (possibly 0). `Err` when the transaction itself failed, and then none was
+    /// inserted.
+    async fn insert_uploads_receiving(&self, uploads: &[(Upload, u64)]) -> Result<Vec<Result<u64>>>;
     /// In one transaction: the live upload becomes SUCCESS with the file's size, the file is
     /// created and the reservation becomes usage (the part the file does not use is released). False (and nothing written) when the upload was not live.
     async fn finish_upload(&self, workspace: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool>;

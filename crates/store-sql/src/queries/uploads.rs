@@ -4,7 +4,7 @@
 
 use cabinet_core::ports::{Begin, Finish};
 use cabinet_core::{
-    Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, WorkspaceId,
+    Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, UploadStatus, WorkspaceId,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -13,6 +13,20 @@ use sqlx::{Acquire, ColumnIndex, Database, Encode, Executor, IntoArguments, Quer
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
 use crate::rows::{bytes, millis, UploadRow, UPLOAD_COLUMNS};
+
+/// A workspace's quota ledger as one transaction read it.
+struct Ledger {
+    limit: Option<i64>,
+    used: i64,
+    reserved: i64,
+}
+
+impl Ledger {
+    /// As much of `most` bytes as the quota holds, for an upload already holding `held` of them.
+    fn grant(&self, most: i64, held: i64) -> i64 {
+        self.limit.map_or(most, |limit| most.min((limit - self.used - self.reserved + held).max(0)))
+    }
+}
 
 /// One write of a batch, in the transaction (a savepoint) it is given.
 type WriteIn<Db, T, O> = for<'t, 'c> fn(&'t mut sqlx::Transaction<'c, Db>, &'t T) -> BoxFuture<'t, Result<O>>;
@@ -83,20 +97,7 @@ where
             .map_err(db_error)?;
             return Ok((D::rows_affected(&begun) == 1).then_some(0));
         };
-        // A write first: it locks the workspace's row (PostgreSQL) or the database
-        // (SQLite), so the ledger read next stays true until this transaction commits.
-        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes WHERE id = $1")
-            .bind(ws.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
-        let (limit, used, reserved): (Option<i64>, i64, i64) =
-            sqlx::query_as("SELECT limit_bytes, used_bytes, reserved_bytes FROM workspaces WHERE id = $1")
-                .bind(ws.as_str())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound("workspace"))?;
+        let ledger = Self::locked_ledger(tx, ws).await?;
         // What the upload already holds (a resumable upload's received bytes) counts as its own.
         let held: i64 = sqlx::query_scalar(
             "SELECT size FROM uploads \
@@ -110,8 +111,7 @@ where
         .map_err(db_error)?
         .unwrap_or(0)
         .max(0);
-        let most = bytes(most)?;
-        let grant = limit.map_or(most, |limit| most.min((limit - used - reserved + held).max(0)));
+        let grant = ledger.grant(bytes(most)?, held);
         let begun = sqlx::query(
             "UPDATE uploads SET status = 'UPLOADING', updated_at = $1, size = $2 \
              WHERE workspace_id = $3 AND id = $4 AND status = 'WAITING' AND size_known = $5",
@@ -134,6 +134,43 @@ where
             .await
             .map_err(db_error)?;
         Ok(Some(grant.max(0) as u64))
+    }
+
+    /// Inserts a direct upload already UPLOADING, reserving as much of `most` bytes as the quota
+    /// holds (recorded as its size), in the caller's transaction; returns the reservation.
+    async fn insert_receiving_in(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        upload: &(Upload, u64),
+    ) -> Result<u64> {
+        let (upload, most) = upload;
+        let ws = &upload.workspace_id;
+        let grant = Self::locked_ledger(tx, ws).await?.grant(bytes(*most)?, 0);
+        let receiving = Upload { status: UploadStatus::Uploading, size: grant as u64, ..upload.clone() };
+        let mut insert = Self::insert_uploads_statement(&[&receiving])?;
+        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
+            .bind(grant)
+            .bind(ws.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Ok(grant as u64)
+    }
+
+    /// The workspace's ledger, its row locked by the same statement (a write: it locks the row on
+    /// PostgreSQL, the database on SQLite), so what it reads stays true until the transaction
+    /// commits.
+    async fn locked_ledger(tx: &mut sqlx::Transaction<'_, D::Db>, ws: &WorkspaceId) -> Result<Ledger> {
+        let (limit, used, reserved): (Option<i64>, i64, i64) = sqlx::query_as(
+            "UPDATE workspaces SET reserved_bytes = reserved_bytes WHERE id = $1 \
+             RETURNING limit_bytes, used_bytes, reserved_bytes",
+        )
+        .bind(ws.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound("workspace"))?;
+        Ok(Ledger { limit, used, reserved })
     }
 
     /// `finish_upload`'s writes, in the caller's transaction: true when the upload was live and
@@ -483,6 +520,15 @@ where
             begins,
             |begin| &begin.workspace,
             |tx, begin| Box::pin(Self::begin_in(tx, begin)),
+        )
+        .await
+    }
+
+    async fn insert_uploads_receiving(&self, uploads: &[(Upload, u64)]) -> Result<Vec<Result<u64>>> {
+        self.each_in_savepoint(
+            uploads,
+            |(upload, _)| &upload.workspace_id,
+            |tx, upload| Box::pin(Self::insert_receiving_in(tx, upload)),
         )
         .await
     }

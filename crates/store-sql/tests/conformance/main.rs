@@ -85,6 +85,7 @@ conformance!(
     finishing_turns_the_reservation_into_a_file_once,
     uploads_finished_together_are_each_judged_on_their_own,
     uploads_begun_together_each_reserve_what_the_quota_holds,
+    direct_uploads_inserted_together_are_receiving_and_reserve_what_the_quota_holds,
     failing_releases_the_reservation_once,
     expired_uploads_are_found_by_their_cutoffs,
     direct_files_are_charged_within_the_quota,

@@ -244,6 +244,40 @@ pub(crate) async fn uploads_begun_together_each_reserve_what_the_quota_holds(sto
     assert_eq!(ledger(store, &ws.id).await, (0, 1_000));
 }
 
+pub(crate) async fn direct_uploads_inserted_together_are_receiving_and_reserve_what_the_quota_holds(
+    store: &dyn MetadataStore,
+) {
+    let ws = workspace(store, Some(1_000)).await;
+    let other = workspace(store, None).await;
+    store.insert_upload_reserving(&upload(&ws.id, 300)).await.unwrap();
+    let direct = |ws: &WorkspaceId| Upload { size: 0, size_known: false, ..upload(ws, 0) };
+    let batch = vec![
+        (direct(&ws.id), 500),
+        (direct(&other.id), 1 << 40),
+        (direct(&ws.id), 500), // 300 + 500 leave 200 of the 1,000
+        (direct(&ws.id), 10),  // nothing left
+    ];
+    let outcomes: Vec<u64> =
+        store.insert_uploads_receiving(&batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, vec![500, 1 << 40, 200, 0], "one outcome per upload, in their order");
+    for ((up, _), reserved) in batch.iter().zip(&outcomes) {
+        let stored = store.get_upload(&up.workspace_id, &up.id).await.unwrap();
+        assert_eq!((stored.status, stored.size, stored.size_known), (UploadStatus::Uploading, *reserved, false));
+    }
+    assert_eq!(ledger(store, &ws.id).await, (0, 1_000));
+    // Receiving already: a begin finds nothing WAITING, and finishing charges what the file holds.
+    let (first, _) = &batch[0];
+    let begin = Begin { workspace: ws.id.clone(), upload: first.id.clone(), at: now(), reserving: Some(10) };
+    assert_eq!(store.begin_receiving_all(&[begin]).await.unwrap().pop().unwrap().unwrap(), None);
+    let file = FileRecord { size: 120, ..file_of(first, now()) };
+    assert!(store.finish_upload(&ws.id, &first.id, &file).await.unwrap());
+    assert_eq!(ledger(store, &ws.id).await, (120, 500));
+    // An id inserted twice fails alone.
+    let again = store.insert_uploads_receiving(&[(direct(&ws.id), 1), batch[3].clone()]).await.unwrap();
+    assert!(again[0].is_ok() && again[1].is_err(), "{again:?}");
+    assert!(store.insert_uploads_receiving(&[]).await.unwrap().is_empty());
+}
+
 pub(crate) async fn failing_releases_the_reservation_once(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(1000)).await;
     let up = upload(&ws.id, 300);
