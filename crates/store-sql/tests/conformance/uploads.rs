@@ -262,7 +262,10 @@ pub(crate) async fn direct_uploads_inserted_together_are_receiving_and_reserve_w
     assert_eq!(outcomes, vec![500, 1 << 40, 200, 0], "one outcome per upload, in their order");
     for ((up, _), reserved) in batch.iter().zip(&outcomes) {
         let stored = store.get_upload(&up.workspace_id, &up.id).await.unwrap();
-        assert_eq!((stored.status, stored.size, stored.size_known), (UploadStatus::Uploading, *reserved, false));
+        assert_eq!(
+            (stored.status, stored.size, stored.size_known),
+            (UploadStatus::Uploading, *reserved, false)
+        );
     }
     assert_eq!(ledger(store, &ws.id).await, (0, 1_000));
     // Receiving already: a begin finds nothing WAITING, and finishing charges what the file holds.
