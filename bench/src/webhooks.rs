@@ -4,8 +4,13 @@
 //! receives every event costs upload throughput — wrk rounds with the endpoint and without it,
 //! alternating, on one server. Both sides write the events (the outbox is part of every change);
 //! the second side has no endpoint to send them to.
+//!
+//! And what the outbox itself costs: the same wrk rounds against two fresh servers, one as it
+//! is and one whose database had its event triggers (which write every change's event in the
+//! change's transaction) dropped after it started, alternating.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +18,8 @@ use anyhow::{bail, Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::SqlitePool;
 
 use crate::client;
 use crate::processes::{wrk, Cabinet};
@@ -140,6 +147,91 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     throughput(bench, &cabinet, &key, &receiver, &shared).await?;
     drop(cabinet);
     std::fs::remove_dir_all(bench.path("cabinet-webhooks"))?;
+    outbox_cost(bench).await
+}
+
+/// A SQLite pool on a server's own database (`<data-dir>/cabinet.db`).
+async fn database_of(data_dir: &std::path::Path) -> Result<SqlitePool> {
+    let url = format!("sqlite://{}", data_dir.join("cabinet.db").display());
+    let options = SqliteConnectOptions::from_str(&url)?.busy_timeout(Duration::from_secs(30));
+    Ok(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?)
+}
+
+async fn events_written(db: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(db).await?)
+}
+
+/// Upload throughput with the outbox (every change's event written in its transaction, as
+/// always) against a server whose event triggers were dropped, alternating rounds.
+async fn outbox_cost(bench: &mut Bench) -> Result<()> {
+    let limits = ["--max-uploads-per-key", "128", "--max-uploads-per-workspace", "128"];
+    let (on_dir, off_dir) = (bench.path("cabinet-outbox-on"), bench.path("cabinet-outbox-off"));
+    let on = Cabinet::start(&bench.cabinet_bin, &on_dir, &limits)?;
+    let off = Cabinet::start(&bench.cabinet_bin, &off_dir, &limits)?;
+    let (on_db, off_db) = (database_of(&on_dir).await?, database_of(&off_dir).await?);
+    let triggers: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'events\\_%' ESCAPE '\\'",
+    )
+    .fetch_all(&off_db)
+    .await?;
+    if triggers.is_empty() {
+        bail!("outbox: the database has no event triggers to drop");
+    }
+    for trigger in &triggers {
+        sqlx::query(&format!("DROP TRIGGER \"{trigger}\"")).execute(&off_db).await?;
+    }
+    let (on_before, off_before) = (events_written(&on_db).await?, events_written(&off_db).await?);
+    let secs = seconds(bench);
+    let (mut with, mut without, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
+    let mut stored_with = 0.0;
+    for round in 0..bench.rounds {
+        let run = |cabinet: &Cabinet, tag: &str| -> Result<f64> {
+            let script = bench.path(&format!("outbox-{tag}-{round}.lua"));
+            std::fs::write(&script, ingest_script(round, true))?;
+            let script = script.to_string_lossy().into_owned();
+            let auth = format!("Authorization: Bearer {}", cabinet.key.clone().unwrap_or_default());
+            let extra = ["-H", auth.as_str(), "-s", script.as_str(), "--timeout", "30s"];
+            let result =
+                checked(wrk(&cabinet.at("/v1/files"), CONNECTIONS, secs, &extra)?, "POST /v1/files")?;
+            Ok(result.requests_per_second)
+        };
+        let (a, b) = if round % 2 == 0 {
+            let a = run(&on, "on")?;
+            (a, run(&off, "off")?)
+        } else {
+            let b = run(&off, "off")?;
+            (run(&on, "on")?, b)
+        };
+        eprintln!("outbox round {round}: events written {a:.0} files/s, event triggers dropped {b:.0} files/s, ratio {:.3}", a / b);
+        stored_with += a * f64::from(secs);
+        with.push(a);
+        without.push(b);
+        ratio.push(a / b);
+    }
+    // What was measured is what it says: one side wrote an event per file, the other none.
+    let (on_events, off_events) =
+        (events_written(&on_db).await? - on_before, events_written(&off_db).await? - off_before);
+    if (on_events as f64) < stored_with * 0.9 || off_events != 0 {
+        bail!("outbox: {on_events} events written for about {stored_with:.0} files, {off_events} without triggers");
+    }
+    bench.rows.push(Row {
+        figure: format!(
+            "upload throughput with the outbox (every change's event written in its transaction) vs without: 1 KiB \
+             `POST /v1/files`, wrk -t2 -c{CONNECTIONS} -d{secs}s, rounds alternating (req/s ratio)"
+        ),
+        cabinet: format!("{:.0} files/s, an event written for each", with.median()),
+        baseline: format!("a server whose event triggers were dropped: {:.0} files/s", without.median()),
+        judged: ratio,
+        judged_digits: 3,
+        target: Target::AtLeast(0.95),
+        unit: "×",
+    });
+    on_db.close().await;
+    off_db.close().await;
+    drop(on);
+    drop(off);
+    std::fs::remove_dir_all(on_dir)?;
+    std::fs::remove_dir_all(off_dir)?;
     Ok(())
 }
 
