@@ -325,17 +325,20 @@ impl S3 for S3Surface {
             lock: input.object_lock_enabled_for_bucket == Some(true),
             tagging: false,
         })?;
+        // Every bucket is an operator key's own, and this service answers as S3's us-east-1 (its
+        // location): creating a bucket one owns already succeeds and changes nothing.
+        let created = Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }));
         let taken = self.cabinet.list_workspaces().await.map_err(s3_error_of)?;
         if taken.iter().any(|workspace| workspace.name == name) {
-            return Err(s3_error!(BucketAlreadyOwnedByYou));
+            return created;
         }
-        let request = cabinet_core::admin::NewWorkspace { name, ..Default::default() };
+        let request = cabinet_core::admin::NewWorkspace { name: name.clone(), ..Default::default() };
         match self.cabinet.create_workspace(request).await {
             Ok(workspace) => {
                 tracing::info!(workspace = %workspace.id, bucket = %workspace.name, "bucket created through S3");
-                Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", workspace.name)) }))
+                created
             }
-            Err(cabinet_core::Error::Conflict { .. }) => Err(s3_error!(BucketAlreadyOwnedByYou)),
+            Err(cabinet_core::Error::Conflict { .. }) => created,
             Err(err) => Err(s3_error_of(err)),
         }
     }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use cabinet_core::s3_objects::S3Headers;
 use cabinet_core::{Cabinet, Caller, Error as CoreError, UploadId};
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -16,13 +17,15 @@ use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
 use super::listing::{encoded, is_url};
 use super::objects::{
-    check_write_conditions, copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions,
-    Declared, Found, Measured, NewObject, Verifying, Writes,
+    check_write_conditions, copy_source, file_etag, find, hasher_for, headers_of, parse_key, store,
+    CopyConditions, Declared, Found, Measured, NewObject, Verifying, Writes,
 };
 use super::{s3_error_of, timestamp};
 
 /// S3's most parts in one upload.
 const MAX_PARTS: i32 = 10_000;
+/// The smallest a part may be but the last, S3's limit.
+const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// The most parts (or uploads) one listing returns, S3's default and limit.
 const MOST_LISTED: i32 = 1000;
 
@@ -32,6 +35,8 @@ struct Note {
     key: String,
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     metadata: HashMap<String, String>,
+    #[serde(default)]
+    headers: S3Headers,
 }
 
 fn upload_id(raw: &str) -> S3Result<UploadId> {
@@ -60,7 +65,14 @@ pub(super) async fn create(
             metadata.iter().map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())));
         cabinet_core::metadata::validate_custom(&custom.collect()).map_err(s3_error_of)?;
     }
-    let note = serde_json::to_string(&Note { key: input.key.clone(), metadata })
+    let headers = headers_of(
+        input.cache_control.as_ref(),
+        input.content_disposition.as_ref(),
+        input.content_encoding.as_ref(),
+        input.content_language.as_ref(),
+        input.expires.as_ref(),
+    )?;
+    let note = serde_json::to_string(&Note { key: input.key.clone(), metadata, headers })
         .map_err(|err| S3Error::with_message(s3s::S3ErrorCode::InternalError, err.to_string()))?;
     let upload = cabinet
         .begin_staged_parts(caller, name, &note, input.content_type.as_deref())
@@ -245,28 +257,34 @@ impl Drop for CompletingGuard {
 }
 
 /// The parts a CompleteMultipartUpload names, checked for order and form, with the ETag S3 gives
-/// the object they make (the MD5 of their MD5s, then `-` and their count).
+/// the object they make (the MD5 of their MD5s, then `-` and their count). A number listed more
+/// than once (a client that sent a part again and kept both answers) counts once, with the ETag
+/// listed last, as S3 takes it.
 fn numbered_parts(parts: &[CompletedPart]) -> S3Result<(Vec<(u32, String)>, String)> {
     if parts.is_empty() {
         return Err(s3_error!(MalformedXML, "a multipart upload is completed with at least one part"));
     }
-    let mut numbered = Vec::with_capacity(parts.len());
-    let mut digests = Md5::new();
-    let mut previous = 0;
+    let mut numbered: Vec<(u32, String)> = Vec::with_capacity(parts.len());
     for part in parts {
         let number = part.part_number.unwrap_or(0);
-        if number <= previous {
+        let previous = numbered.last().map_or(0, |(previous, _)| *previous as i32);
+        if number < previous || number < 1 {
             return Err(s3_error!(InvalidPartOrder, "parts must be listed in ascending order of number"));
         }
-        previous = number;
         let etag = part.e_tag.as_ref().map(|etag| etag.value().to_ascii_lowercase()).unwrap_or_default();
-        let Some(md5) = hex::decode(&etag).ok().filter(|md5| md5.len() == 16) else {
+        if hex::decode(&etag).ok().filter(|md5| md5.len() == 16).is_none() {
             return Err(s3_error!(InvalidPart, "part {number}: {etag:?} is not an ETag this service gave"));
-        };
-        digests.update(&md5);
+        }
+        if number == previous {
+            numbered.pop();
+        }
         numbered.push((number as u32, etag));
     }
-    let etag = format!("{}-{}", hex::encode(digests.finalize()), parts.len());
+    let mut digests = Md5::new();
+    for (_, etag) in &numbered {
+        digests.update(hex::decode(etag).unwrap_or_default());
+    }
+    let etag = format!("{}-{}", hex::encode(digests.finalize()), numbered.len());
     Ok((numbered, etag))
 }
 
@@ -322,8 +340,25 @@ pub(super) async fn complete(
         )
         .await?;
     }
+    // Every part but the last is at least 5 MiB, as S3 requires. A part that is not there (or not
+    // with that ETag) is left to the completion to name.
+    let sizes = cabinet.staged_part_sizes(caller, &id, &numbered).await.map_err(no_such_upload)?;
+    let part_sizes: Vec<u64> = sizes.iter().flatten().copied().collect();
+    if part_sizes.len() == numbered.len() {
+        if let Some(index) = part_sizes[..part_sizes.len() - 1].iter().position(|size| *size < MIN_PART_BYTES)
+        {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "part {} is {} bytes: every part but the last must be at least 5 MiB",
+                numbered[index].0,
+                part_sizes[index]
+            ));
+        }
+    }
     let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
     let metadata = (!note.metadata.is_empty()).then_some(note.metadata);
+    let headers = note.headers;
+    let listed: Vec<u32> = numbered.iter().map(|(number, _)| *number).collect();
     let task = {
         let (cabinet, writes, caller) = (cabinet.clone(), writes.clone(), caller.clone());
         let (key, content_type, recorded) = (input.key.clone(), upload.declared_mime.clone(), etag.clone());
@@ -339,6 +374,8 @@ pub(super) async fn complete(
                         etag: Some(recorded),
                         content_type,
                         metadata,
+                        headers,
+                        part_sizes,
                         if_match,
                         if_none_match,
                     };
@@ -354,8 +391,8 @@ pub(super) async fn complete(
         Err(CoreError::PartsMissing { missing }) => {
             let numbers: Vec<String> = missing
                 .iter()
-                .filter_map(|index| parts.get(*index as usize - 1))
-                .map(|part| part.part_number.unwrap_or(0).to_string())
+                .filter_map(|index| listed.get(*index as usize - 1))
+                .map(u32::to_string)
                 .collect();
             return Err(s3_error!(
                 InvalidPart,

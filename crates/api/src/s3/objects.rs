@@ -14,6 +14,7 @@ use cabinet_core::files::DirectUpload;
 use cabinet_core::names::validate_name;
 use cabinet_core::paths::Place;
 use cabinet_core::ports::{ByteStream, FileChange};
+use cabinet_core::s3_objects::{S3Headers, S3Object};
 use cabinet_core::{ByteRange, Cabinet, Caller, Error as CoreError, FileRecord};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
@@ -145,6 +146,53 @@ pub(super) async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRec
     Ok(etag_of(file, etags.get(&file.id)))
 }
 
+/// What S3 answers about a file besides its record: what the S3 surface kept of it when it stored
+/// it, or for a file stored elsewhere its derived ETag alone.
+pub(super) async fn described(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<S3Object> {
+    let kept = cabinet.s3_object(caller, &file.id).await.map_err(s3_error_of)?;
+    Ok(kept.unwrap_or_else(|| S3Object { etag: etag_of(file, None), ..Default::default() }))
+}
+
+/// The headers a write gives its object, kept as given. `aws-chunked` in Content-Encoding names
+/// how the request's body was sent, not what the object is: it is not kept, as S3 keeps it not.
+pub(super) fn headers_of(
+    cache_control: Option<&String>,
+    content_disposition: Option<&String>,
+    content_encoding: Option<&String>,
+    content_language: Option<&String>,
+    expires: Option<&Timestamp>,
+) -> S3Result<S3Headers> {
+    let content_encoding = content_encoding.and_then(|encoding| {
+        let kept: Vec<&str> = encoding
+            .split(',')
+            .map(str::trim)
+            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    });
+    let expires = match expires {
+        None => None,
+        Some(at) => {
+            let mut date = Vec::new();
+            at.format(TimestampFormat::HttpDate, &mut date)
+                .map_err(|_| s3_error!(InvalidArgument, "Expires is not a date that can be kept"))?;
+            Some(String::from_utf8_lossy(&date).into_owned())
+        }
+    };
+    Ok(S3Headers {
+        cache_control: cache_control.cloned(),
+        content_disposition: content_disposition.cloned(),
+        content_encoding,
+        content_language: content_language.cloned(),
+        expires,
+    })
+}
+
+/// The kept Expires, as the timestamp s3s answers with (a date that no longer parses is left out).
+fn expires_of(headers: &S3Headers) -> Option<Timestamp> {
+    headers.expires.as_deref().and_then(|date| Timestamp::parse(TimestampFormat::HttpDate, date).ok())
+}
+
 fn user_metadata(file: &FileRecord) -> Option<HashMap<String, String>> {
     if file.metadata.is_empty() {
         return None;
@@ -208,11 +256,23 @@ fn check_read_conditions(
     Ok(())
 }
 
+/// What a read of one part (`partNumber`) reads: its first byte and length (`None`: the whole
+/// object), and the parts count to answer with.
+struct PartRead {
+    span: Option<(u64, u64)>,
+    count: Option<i32>,
+}
+
 /// A read of one part (`partNumber`). Part 1 of an object stored in one piece is the whole of it;
-/// an object completed from parts says how many in its ETag (`md5-N`), and its parts' bounds are
-/// not kept once it is whole, so a read of one of several parts is `NotImplemented`. Returns
-/// the parts count to answer with.
-fn check_part_number(part_number: Option<i32>, etag: &str, ranged: bool) -> S3Result<Option<i32>> {
+/// an object completed from parts says how many in its ETag (`md5-N`), and their sizes are kept
+/// with it. One completed from several parts before their sizes were kept cannot be read by part
+/// (`NotImplemented`).
+fn part_read(
+    part_number: Option<i32>,
+    object: &S3Object,
+    size: u64,
+    ranged: bool,
+) -> S3Result<Option<PartRead>> {
     let Some(number) = part_number else { return Ok(None) };
     if ranged {
         return Err(s3_error!(InvalidRequest, "Range and partNumber cannot both be given"));
@@ -220,17 +280,22 @@ fn check_part_number(part_number: Option<i32>, etag: &str, ranged: bool) -> S3Re
     if !(1..=10_000).contains(&number) {
         return Err(s3_error!(InvalidArgument, "partNumber runs from 1 to 10000"));
     }
-    let parts = etag.rsplit_once('-').and_then(|(_, count)| count.parse::<i32>().ok());
+    let parts = object.etag.rsplit_once('-').and_then(|(_, count)| count.parse::<i32>().ok());
     if number > parts.unwrap_or(1) {
         return Err(s3_error!(InvalidPart, "the object has no part {number}"));
     }
-    if parts.is_some_and(|count| count > 1) {
+    let Some(count) = parts.filter(|count| *count > 1) else {
+        return Ok(Some(PartRead { span: None, count: parts }));
+    };
+    if object.part_sizes.len() != count as usize || object.part_sizes.iter().sum::<u64>() != size {
         return Err(s3_error!(
             NotImplemented,
-            "reading one part of an object completed from several parts (its parts' bounds are not kept)"
+            "reading one part of an object completed from several parts before their sizes were kept"
         ));
     }
-    Ok(parts)
+    let index = number as usize - 1;
+    let first: u64 = object.part_sizes[..index].iter().sum();
+    Ok(Some(PartRead { span: Some((first, object.part_sizes[index])), count: Some(count) }))
 }
 
 /// A 304 names the object's ETag and Last-Modified, as S3's does (a cache revalidates with them).
@@ -265,24 +330,32 @@ pub(super) async fn head(
         Found::File(file) => file,
     };
     let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
-    let etag = file_etag(cabinet, caller, &file).await?;
+    let object = described(cabinet, caller, &file).await?;
     check_read_conditions(
-        &etag,
+        &object.etag,
         file.created_at,
         input.if_match.as_ref(),
         input.if_none_match.as_ref(),
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
     )?;
-    let parts_count = check_part_number(input.part_number, &etag, input.range.is_some())?;
+    let part = part_read(input.part_number, &object, file.size, input.range.is_some())?;
+    let length = part.as_ref().and_then(|part| part.span).map_or(file.size, |(_, length)| length);
     let with_checksum =
         input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    let expires = expires_of(&object.headers);
+    let headers = object.headers;
     Ok(HeadObjectOutput {
-        parts_count,
-        content_length: Some(file.size as i64),
+        parts_count: part.and_then(|part| part.count),
+        content_length: Some(length as i64),
         content_type: Some(file.mime_type.clone()),
+        cache_control: headers.cache_control,
+        content_disposition: headers.content_disposition,
+        content_encoding: headers.content_encoding,
+        content_language: headers.content_language,
+        expires,
         last_modified: Some(timestamp(file.created_at)),
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(object.etag)),
         metadata: user_metadata(&file),
         checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
         accept_ranges: Some("bytes".to_owned()),
@@ -309,39 +382,56 @@ pub(super) async fn get(
         Found::File(file) => file,
     };
     let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
-    let etag = file_etag(cabinet, caller, &file).await?;
+    let object = described(cabinet, caller, &file).await?;
     check_read_conditions(
-        &etag,
+        &object.etag,
         file.created_at,
         input.if_match.as_ref(),
         input.if_none_match.as_ref(),
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
     )?;
-    let parts_count = check_part_number(input.part_number, &etag, input.range.is_some())?;
-    let (range, content_range) = match &input.range {
-        None => (None, None),
-        Some(range) => {
+    let part = part_read(input.part_number, &object, file.size, input.range.is_some())?;
+    // The bytes to read (first and length), when not all of them.
+    let span = match (&input.range, part.as_ref().and_then(|part| part.span)) {
+        (Some(range), _) => {
             let span = range.check(file.size).map_err(|_| s3_error!(InvalidRange))?;
-            let last = span.end - 1;
-            (
-                Some(ByteRange { first: span.start, last }),
-                Some(format!("bytes {}-{last}/{}", span.start, file.size)),
-            )
+            Some((span.start, span.end - span.start))
         }
+        (None, span) => span,
     };
-    let length = range.map_or(file.size, |range| range.last - range.first + 1);
-    let stream = cabinet.read_file(&file, range).await.map_err(s3_error_of)?;
-    let with_checksum = range.is_none()
+    let content_range = span.map(|(first, length)| match length {
+        // An empty part of a larger object: S3's form for no bytes of it.
+        0 => format!("bytes */{}", file.size),
+        _ => format!("bytes {first}-{}/{}", first + length - 1, file.size),
+    });
+    let length = span.map_or(file.size, |(_, length)| length);
+    let stream: ByteStream<'static> = match span {
+        Some((_, 0)) => Box::pin(futures::stream::empty()),
+        Some((first, length)) => cabinet
+            .read_file(&file, Some(ByteRange { first, last: first + length - 1 }))
+            .await
+            .map_err(s3_error_of)?,
+        None => cabinet.read_file(&file, None).await.map_err(s3_error_of)?,
+    };
+    let with_checksum = span.is_none()
         && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    // The response-* parameters of a (signed) request override what is kept, as S3's do.
+    let expires = input.response_expires.clone().or_else(|| expires_of(&object.headers));
+    let headers = object.headers;
     Ok(GetObjectOutput {
-        parts_count,
+        parts_count: part.and_then(|part| part.count),
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
         content_length: Some(length as i64),
         content_range,
-        content_type: Some(file.mime_type.clone()),
+        content_type: Some(input.response_content_type.unwrap_or_else(|| file.mime_type.clone())),
+        cache_control: input.response_cache_control.or(headers.cache_control),
+        content_disposition: input.response_content_disposition.or(headers.content_disposition),
+        content_encoding: input.response_content_encoding.or(headers.content_encoding),
+        content_language: input.response_content_language.or(headers.content_language),
+        expires,
         last_modified: Some(timestamp(file.created_at)),
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(object.etag)),
         metadata: user_metadata(&file),
         checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
         accept_ranges: Some("bytes".to_owned()),
@@ -499,6 +589,9 @@ pub(super) struct NewObject {
     pub etag: Option<String>,
     pub content_type: Option<String>,
     pub metadata: Option<HashMap<String, String>>,
+    pub headers: S3Headers,
+    /// The sizes of the parts it is completed from (none for one PUT).
+    pub part_sizes: Vec<u64>,
     pub if_match: Option<ETagCondition>,
     pub if_none_match: Option<ETagCondition>,
 }
@@ -636,7 +729,8 @@ pub(super) async fn store(
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
     }
     let etag = object.etag.unwrap_or_else(|| measured.md5_hex.unwrap_or_default());
-    cabinet.set_s3_etag(caller, &file.id, &etag).await.map_err(s3_error_of)?;
+    let kept = S3Object { etag: etag.clone(), headers: object.headers, part_sizes: object.part_sizes };
+    cabinet.set_s3_object(caller, &file.id, &kept).await.map_err(s3_error_of)?;
     if let Some(metadata) = metadata.filter(|metadata| !metadata.is_empty()) {
         let change = FileChange { metadata: Some(metadata), ..Default::default() };
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
@@ -678,6 +772,14 @@ pub(super) async fn put(
         etag: None,
         content_type: input.content_type.clone(),
         metadata: input.metadata.clone(),
+        headers: headers_of(
+            input.cache_control.as_ref(),
+            input.content_disposition.as_ref(),
+            input.content_encoding.as_ref(),
+            input.content_language.as_ref(),
+            input.expires.as_ref(),
+        )?,
+        part_sizes: Vec::new(),
         if_match: input.if_match.clone(),
         if_none_match: input.if_none_match.clone(),
     };
@@ -713,10 +815,18 @@ pub(super) async fn copy(
         .metadata_directive
         .as_ref()
         .is_some_and(|directive| directive.as_str() == MetadataDirective::REPLACE);
-    let (content_type, metadata) = if replace {
-        (input.content_type.clone(), input.metadata.clone())
+    let (content_type, metadata, headers) = if replace {
+        let headers = headers_of(
+            input.cache_control.as_ref(),
+            input.content_disposition.as_ref(),
+            input.content_encoding.as_ref(),
+            input.content_language.as_ref(),
+            input.expires.as_ref(),
+        )?;
+        (input.content_type.clone(), input.metadata.clone(), headers)
     } else {
-        (Some(source.mime_type.clone()), user_metadata(&source))
+        let kept = described(cabinet, source_caller, &source).await?;
+        (Some(source.mime_type.clone()), user_metadata(&source), kept.headers)
     };
     let body = cabinet.read_file(&source, None).await.map_err(s3_error_of)?;
     let object = NewObject {
@@ -724,6 +834,8 @@ pub(super) async fn copy(
         etag: None,
         content_type,
         metadata,
+        headers,
+        part_sizes: Vec::new(),
         if_match: None,
         if_none_match: None,
     };

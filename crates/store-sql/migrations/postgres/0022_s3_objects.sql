@@ -1,0 +1,13 @@
+-- What the S3 surface keeps of an object beside its file, not only its ETag: the representation
+-- headers given when it was written (Cache-Control, Content-Disposition, Content-Encoding,
+-- Content-Language, Expires as an HTTP date), answered on GET and HEAD as S3 answers them, and
+-- the sizes of the parts it was completed from (comma-separated, in order; NULL for one PUT), so
+-- one part can be read by its number. They are the S3 surface's own: other surfaces serve their
+-- own headers for the same file.
+ALTER TABLE s3_etags RENAME TO s3_objects;
+ALTER TABLE s3_objects ADD COLUMN cache_control TEXT;
+ALTER TABLE s3_objects ADD COLUMN content_disposition TEXT;
+ALTER TABLE s3_objects ADD COLUMN content_encoding TEXT;
+ALTER TABLE s3_objects ADD COLUMN content_language TEXT;
+ALTER TABLE s3_objects ADD COLUMN expires TEXT;
+ALTER TABLE s3_objects ADD COLUMN part_sizes TEXT;
