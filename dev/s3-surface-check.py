@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import boto3
@@ -569,6 +570,52 @@ def check_conformance(server, write_key, operator):
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
     completed = s3.head_object(Bucket="default", Key="cond/begun.bin")
     assert {name: completed.get(name) for name in given} == given, completed
+    # An object's own checksum: the one a PUT was written with (boto3 sends a CRC32 unasked), or a multipart
+    # upload's, COMPOSITE (of the parts' checksums, "-N") or FULL_OBJECT (of all the bytes), verified at completion.
+    b64 = lambda raw: base64.b64encode(raw).decode()
+    crc32 = lambda data: b64(zlib.crc32(data).to_bytes(4, "big"))
+    s3.put_object(Bucket="default", Key="cond/crc.txt", Body=b"crc me", ChecksumAlgorithm="CRC32")
+    own = s3.head_object(Bucket="default", Key="cond/crc.txt", ChecksumMode="ENABLED")
+    assert own["ChecksumCRC32"] == crc32(b"crc me") and "ChecksumSHA256" not in own, own
+    pieces = [random.Random(8).randbytes(5 << 20), b"tail" * 100]
+    sha = lambda data: hashlib.sha256(data).digest()
+    composite = b64(sha(b"".join(sha(piece) for piece in pieces))) + "-2"
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/sums.bin", ChecksumAlgorithm="SHA256")
+    assert begun["ChecksumAlgorithm"] == "SHA256" and begun["ChecksumType"] == "COMPOSITE", begun
+    listed = [{"PartNumber": n + 1, "ChecksumSHA256": b64(sha(piece)), "ETag": s3.upload_part(
+        Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"], PartNumber=n + 1, Body=piece,
+        ChecksumAlgorithm="SHA256")["ETag"]} for n, piece in enumerate(pieces)]
+    wrong = b64(sha(b"other")) + "-2"
+    expect("BadDigest", s3.complete_multipart_upload, Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"],
+           MultipartUpload={"Parts": listed}, ChecksumSHA256=wrong)
+    done = s3.complete_multipart_upload(Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"],
+                                        MultipartUpload={"Parts": listed}, ChecksumSHA256=composite)
+    assert (done["ChecksumSHA256"], done["ChecksumType"]) == (composite, "COMPOSITE"), done
+    again = s3.complete_multipart_upload(Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"],
+                                         MultipartUpload={"Parts": listed}, ChecksumSHA256=composite)
+    assert (again["ETag"], again["ChecksumSHA256"]) == (done["ETag"], composite), again
+    own = s3.head_object(Bucket="default", Key="cond/sums.bin", ChecksumMode="ENABLED")
+    assert (own["ChecksumSHA256"], own["ChecksumType"]) == (composite, "COMPOSITE"), own
+    whole = b"".join(pieces)
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
+                                       ChecksumType="FULL_OBJECT")["UploadId"]
+    listed = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="cond/full.bin", UploadId=begun,
+                                                           PartNumber=n + 1, Body=piece)["ETag"]} for n, piece in enumerate(pieces)]
+    code, status, _ = error_of(s3.complete_multipart_upload, Bucket="default", Key="cond/full.bin", UploadId=begun,
+                               MultipartUpload={"Parts": listed}, ChecksumCRC32=crc32(b"other"), ChecksumType="FULL_OBJECT")
+    assert (code, status) == ("BadDigest", 400), (code, status)
+    expect(404, s3.head_object, Bucket="default", Key="cond/full.bin")
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
+                                       ChecksumType="FULL_OBJECT")["UploadId"]
+    listed = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="cond/full.bin", UploadId=begun,
+                                                           PartNumber=n + 1, Body=piece)["ETag"]} for n, piece in enumerate(pieces)]
+    done = s3.complete_multipart_upload(Bucket="default", Key="cond/full.bin", UploadId=begun, MultipartUpload={"Parts": listed},
+                                        ChecksumCRC32=crc32(whole), ChecksumType="FULL_OBJECT")
+    own = s3.head_object(Bucket="default", Key="cond/full.bin", ChecksumMode="ENABLED")
+    assert (own["ChecksumCRC32"], own["ChecksumType"]) == (crc32(whole), "FULL_OBJECT") == \
+        (done["ChecksumCRC32"], done["ChecksumType"]), (own, done)
+    expect("InvalidRequest", s3.create_multipart_upload, Bucket="default", Key="cond/x.bin", ChecksumAlgorithm="SHA256",
+           ChecksumType="FULL_OBJECT")
     # A copy onto itself must change something.
     expect("InvalidRequest", s3.copy_object, Bucket="default", Key="cond/a.txt", CopySource="default/cond/a.txt")
     s3.copy_object(Bucket="default", Key="cond/a.txt", CopySource="default/cond/a.txt", MetadataDirective="REPLACE",
@@ -668,11 +715,11 @@ def check_conformance(server, write_key, operator):
     except urllib.error.HTTPError as err:
         assert err.code == 403, err.code
     for key in ("ver/b.txt", "ver/c.txt", "enc/a b+c.txt", "enc/a b/d.txt", "enc/z.txt", "cond/a.txt", "cond/parts.bin", "cond/private.txt",
-                "cond/headers.txt", "cond/kept.txt", "cond/begun.bin"):
+                "cond/headers.txt", "cond/kept.txt", "cond/begun.bin", "cond/crc.txt", "cond/sums.bin", "cond/full.bin"):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
-          " conditional deletes, owners, InvalidDigest, kept headers, copy onto itself, partNumber, parts' minimum size,"
+          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full), copy onto itself, partNumber, parts' minimum size,"
           " parts listed twice, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, SigV2 bucket requests, request ids, anonymous requests, presigned URL lifetime: ok")
 

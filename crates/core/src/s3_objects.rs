@@ -27,4 +27,17 @@ pub struct S3Object {
     pub headers: S3Headers,
     /// The sizes of the parts it was completed from, in order; empty for an object of one PUT.
     pub part_sizes: Vec<u64>,
+    /// Its own checksum, when the client asked for one.
+    pub checksum: Option<S3Checksum>,
+}
+
+/// An object's own checksum, as S3 answers it with `x-amz-checksum-mode: ENABLED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Checksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// `FULL_OBJECT` (of all the bytes) or `COMPOSITE` (of the parts' checksums).
+    pub kind: String,
+    /// Base64, followed by `-` and the parts count for a composite.
+    pub value: String,
 }

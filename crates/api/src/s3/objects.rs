@@ -14,7 +14,7 @@ use cabinet_core::files::DirectUpload;
 use cabinet_core::names::validate_name;
 use cabinet_core::paths::Place;
 use cabinet_core::ports::{ByteStream, FileChange};
-use cabinet_core::s3_objects::{S3Headers, S3Object};
+use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Object};
 use cabinet_core::{ByteRange, Cabinet, Caller, Error as CoreError, FileRecord};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
@@ -215,6 +215,19 @@ fn sha256_base64(file: &FileRecord) -> Option<String> {
     hex::decode(&file.sha256).ok().map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
+/// What `x-amz-checksum-mode: ENABLED` answers: the checksum the object was written with, or the
+/// sha256 Cabinet keeps of every file.
+fn own_checksum(file: &FileRecord, object: &S3Object) -> Checksum {
+    match &object.checksum {
+        Some(checksum) => checksum_answer(checksum),
+        None => Checksum {
+            checksum_sha256: sha256_base64(file),
+            checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            ..Default::default()
+        },
+    }
+}
+
 /// The conditional headers of a read, in S3's order of precedence: 412 or 304, or go on.
 fn check_read_conditions(
     etag: &str,
@@ -341,8 +354,9 @@ pub(super) async fn head(
     )?;
     let part = part_read(input.part_number, &object, file.size, input.range.is_some())?;
     let length = part.as_ref().and_then(|part| part.span).map_or(file.size, |(_, length)| length);
-    let with_checksum =
-        input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    let with_checksum = part.as_ref().and_then(|part| part.span).is_none()
+        && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    let checksums = if with_checksum { own_checksum(&file, &object) } else { Checksum::default() };
     let expires = expires_of(&object.headers);
     let headers = object.headers;
     Ok(HeadObjectOutput {
@@ -357,7 +371,12 @@ pub(super) async fn head(
         last_modified: Some(timestamp(file.created_at)),
         e_tag: Some(ETag::Strong(object.etag)),
         metadata: user_metadata(&file),
-        checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
+        checksum_crc32: checksums.checksum_crc32,
+        checksum_crc32c: checksums.checksum_crc32c,
+        checksum_crc64nvme: checksums.checksum_crc64nvme,
+        checksum_sha1: checksums.checksum_sha1,
+        checksum_sha256: checksums.checksum_sha256,
+        checksum_type: checksums.checksum_type,
         accept_ranges: Some("bytes".to_owned()),
         ..Default::default()
     })
@@ -416,6 +435,7 @@ pub(super) async fn get(
     };
     let with_checksum = span.is_none()
         && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    let checksums = if with_checksum { own_checksum(&file, &object) } else { Checksum::default() };
     // The response-* parameters of a (signed) request override what is kept, as S3's do.
     let expires = input.response_expires.clone().or_else(|| expires_of(&object.headers));
     let headers = object.headers;
@@ -433,7 +453,12 @@ pub(super) async fn get(
         last_modified: Some(timestamp(file.created_at)),
         e_tag: Some(ETag::Strong(object.etag)),
         metadata: user_metadata(&file),
-        checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
+        checksum_crc32: checksums.checksum_crc32,
+        checksum_crc32c: checksums.checksum_crc32c,
+        checksum_crc64nvme: checksums.checksum_crc64nvme,
+        checksum_sha1: checksums.checksum_sha1,
+        checksum_sha256: checksums.checksum_sha256,
+        checksum_type: checksums.checksum_type,
         accept_ranges: Some("bytes".to_owned()),
         ..Default::default()
     })
@@ -445,6 +470,150 @@ pub(super) struct Declared {
     pub(super) content_md5: Option<String>,
     pub(super) checksums: Checksum,
     pub(super) algorithm: Option<String>,
+    /// A multipart object's COMPOSITE checksum, made of its parts' as they stream.
+    pub(super) composite: Option<Composite>,
+}
+
+/// S3's checksum algorithms, in the order an object's own is chosen when a write declared several.
+pub(super) const ALGORITHMS: [&str; 5] = ["CRC64NVME", "CRC32C", "CRC32", "SHA1", "SHA256"];
+
+/// The value of one algorithm's checksum.
+pub(super) fn checksum_of<'a>(checksums: &'a Checksum, algorithm: &str) -> Option<&'a String> {
+    match algorithm {
+        "CRC32" => checksums.checksum_crc32.as_ref(),
+        "CRC32C" => checksums.checksum_crc32c.as_ref(),
+        "SHA1" => checksums.checksum_sha1.as_ref(),
+        "SHA256" => checksums.checksum_sha256.as_ref(),
+        "CRC64NVME" => checksums.checksum_crc64nvme.as_ref(),
+        _ => None,
+    }
+}
+
+/// Checksums of one algorithm, as S3 answers them.
+pub(super) fn checksum_answer(checksum: &S3Checksum) -> Checksum {
+    let value = Some(checksum.value.clone());
+    let mut answer =
+        Checksum { checksum_type: Some(ChecksumType::from(checksum.kind.clone())), ..Default::default() };
+    match checksum.algorithm.as_str() {
+        "CRC32" => answer.checksum_crc32 = value,
+        "CRC32C" => answer.checksum_crc32c = value,
+        "SHA1" => answer.checksum_sha1 = value,
+        "SHA256" => answer.checksum_sha256 = value,
+        "CRC64NVME" => answer.checksum_crc64nvme = value,
+        _ => {}
+    }
+    answer
+}
+
+/// A hasher of one algorithm.
+pub(super) fn hasher_of(algorithm: &str) -> ChecksumHasher {
+    let mut hasher = ChecksumHasher::default();
+    match algorithm {
+        "CRC32" => hasher.crc32 = Some(Default::default()),
+        "CRC32C" => hasher.crc32c = Some(Default::default()),
+        "SHA1" => hasher.sha1 = Some(Default::default()),
+        "SHA256" => hasher.sha256 = Some(Default::default()),
+        _ => hasher.crc64nvme = Some(Default::default()),
+    }
+    hasher
+}
+
+/// The raw digest one hasher of `algorithm` ends with.
+pub(super) fn digest_of(hasher: ChecksumHasher, algorithm: &str) -> Vec<u8> {
+    let checksums = hasher.finalize();
+    checksum_of(&checksums, algorithm)
+        .and_then(|value| base64::engine::general_purpose::STANDARD.decode(value).ok())
+        .unwrap_or_default()
+}
+
+/// A multipart object's COMPOSITE checksum: the checksum of its parts' checksums (their raw
+/// digests, in order), then `-` and the parts count, computed as the parts stream through.
+#[derive(Clone)]
+pub(super) struct Composite {
+    pub(super) algorithm: String,
+    pub(super) part_sizes: Vec<u64>,
+    /// What the client declared for the whole (with or without its `-N`).
+    pub(super) declared: Option<String>,
+    /// What it listed for each part, by the part's place in the object.
+    pub(super) declared_parts: Vec<Option<String>>,
+}
+
+/// A composite checksum under way.
+pub(super) struct Composing {
+    composite: Composite,
+    part: usize,
+    left: u64,
+    hasher: ChecksumHasher,
+    digests: Vec<u8>,
+    /// A part whose bytes do not match the checksum listed for it.
+    mismatch: Option<usize>,
+}
+
+impl Composing {
+    fn new(composite: Composite) -> Self {
+        let left = composite.part_sizes.first().copied().unwrap_or(0);
+        let hasher = hasher_of(&composite.algorithm);
+        Composing { composite, part: 0, left, hasher, digests: Vec::new(), mismatch: None }
+    }
+
+    fn end_part(&mut self) {
+        let algorithm = &self.composite.algorithm;
+        let hasher = std::mem::replace(&mut self.hasher, hasher_of(algorithm));
+        let digest = digest_of(hasher, algorithm);
+        let listed = self.composite.declared_parts.get(self.part).cloned().flatten();
+        if listed.is_some_and(|listed| {
+            base64::engine::general_purpose::STANDARD.decode(listed).ok() != Some(digest.clone())
+        }) {
+            self.mismatch.get_or_insert(self.part);
+        }
+        self.digests.extend_from_slice(&digest);
+        self.part += 1;
+        self.left = self.composite.part_sizes.get(self.part).copied().unwrap_or(u64::MAX);
+    }
+
+    fn update(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            while self.left == 0 && self.part < self.composite.part_sizes.len() {
+                self.end_part();
+            }
+            let take = chunk.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            self.hasher.update(&chunk[..take]);
+            self.left -= take as u64;
+            chunk = &chunk[take..];
+        }
+    }
+
+    /// The composite value, or why the bytes are refused.
+    fn finish(mut self) -> Result<String, String> {
+        while self.part < self.composite.part_sizes.len() {
+            self.end_part();
+        }
+        if let Some(part) = self.mismatch {
+            return Err(format!(
+                "part {} does not match its listed x-amz-checksum-{}",
+                part + 1,
+                self.composite.algorithm.to_lowercase()
+            ));
+        }
+        let mut whole = hasher_of(&self.composite.algorithm);
+        whole.update(&self.digests);
+        let value = format!(
+            "{}-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest_of(whole, &self.composite.algorithm)),
+            self.composite.part_sizes.len()
+        );
+        if let Some(declared) = &self.composite.declared {
+            if *declared != value
+                && Some(declared.as_str()) != value.rsplit_once('-').map(|(digest, _)| digest)
+            {
+                return Err(format!(
+                    "the parts do not match the declared x-amz-checksum-{}",
+                    self.composite.algorithm.to_lowercase()
+                ));
+            }
+        }
+        Ok(value)
+    }
 }
 
 impl Declared {
@@ -466,6 +635,8 @@ impl Declared {
 pub(super) struct Measured {
     pub md5_hex: Option<String>,
     pub checksums: Checksum,
+    /// A multipart object's composite checksum.
+    pub composite: Option<String>,
     /// Why the bytes were refused, when a declared digest did not match.
     pub mismatch: Option<String>,
 }
@@ -476,6 +647,7 @@ pub(super) struct Verifying {
     pub(super) inner: ByteStream<'static>,
     pub(super) md5: Option<Md5>,
     pub(super) hasher: Option<ChecksumHasher>,
+    pub(super) composing: Option<Composing>,
     pub(super) declared: Declared,
     pub(super) trailers: Option<TrailingHeaders>,
     pub(super) measured: Arc<Mutex<Measured>>,
@@ -519,8 +691,17 @@ impl Verifying {
                 }
             }
         }
+        let composite = match self.composing.take().map(Composing::finish) {
+            Some(Ok(value)) => Some(value),
+            Some(Err(why)) => {
+                mismatch = Some(why);
+                None
+            }
+            None => None,
+        };
         let mut measured = self.measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         measured.md5_hex = Some(hex::encode(md5));
+        measured.composite = composite;
         measured.checksums = checksums;
         measured.mismatch = mismatch.clone();
         mismatch
@@ -538,6 +719,9 @@ impl Stream for Verifying {
                 }
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(&chunk);
+                }
+                if let Some(composing) = &mut self.composing {
+                    composing.update(&chunk);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -599,7 +783,10 @@ pub(super) struct NewObject {
 /// A stored object.
 pub(super) struct Stored {
     pub etag: String,
+    /// Every checksum computed of its bytes.
     pub checksums: Checksum,
+    /// Its own checksum (with its type), as HEAD answers it.
+    pub own: Checksum,
 }
 
 /// A write's `If-Match` and `If-None-Match` against the object it would replace (`None`: the key
@@ -657,7 +844,11 @@ pub(super) async fn store(
             return Err(s3_error!(InvalidArgument, "a key ending in / is a folder and takes no bytes"));
         }
         cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
-        return Ok(Stored { etag: EMPTY_MD5.to_owned(), checksums: Checksum::default() });
+        return Ok(Stored {
+            etag: EMPTY_MD5.to_owned(),
+            checksums: Checksum::default(),
+            own: Checksum::default(),
+        });
     };
     let metadata: Option<serde_json::Map<String, serde_json::Value>> = object
         .metadata
@@ -691,10 +882,13 @@ pub(super) async fn store(
     }
     let place: Place = cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
     let measured = Arc::new(Mutex::new(Measured::default()));
+    let asked = declared.algorithm.as_deref().map(str::to_ascii_uppercase);
+    let composite_algorithm = declared.composite.as_ref().map(|composite| composite.algorithm.clone());
     let verifying = Verifying {
         inner: body,
         md5: Some(Md5::new()),
         hasher: Some(hasher_for(&declared)?),
+        composing: declared.composite.clone().map(Composing::new),
         declared,
         trailers,
         measured: measured.clone(),
@@ -729,7 +923,23 @@ pub(super) async fn store(
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
     }
     let etag = object.etag.unwrap_or_else(|| measured.md5_hex.unwrap_or_default());
-    let kept = S3Object { etag: etag.clone(), headers: object.headers, part_sizes: object.part_sizes };
+    // The object's own checksum: a multipart upload's composite, or the one the write asked for
+    // (or the first it declared) of all its bytes.
+    let checksum = match (composite_algorithm, measured.composite.clone()) {
+        (Some(algorithm), Some(value)) => {
+            Some(S3Checksum { algorithm, kind: ChecksumType::COMPOSITE.to_owned(), value })
+        }
+        _ => asked.iter().map(String::as_str).chain(ALGORITHMS).find_map(|algorithm| {
+            checksum_of(&measured.checksums, algorithm).map(|value| S3Checksum {
+                algorithm: algorithm.to_owned(),
+                kind: ChecksumType::FULL_OBJECT.to_owned(),
+                value: value.clone(),
+            })
+        }),
+    };
+    let answered = checksum.as_ref().map(checksum_answer).unwrap_or_default();
+    let kept =
+        S3Object { etag: etag.clone(), headers: object.headers, part_sizes: object.part_sizes, checksum };
     cabinet.set_s3_object(caller, &file.id, &kept).await.map_err(s3_error_of)?;
     if let Some(metadata) = metadata.filter(|metadata| !metadata.is_empty()) {
         let change = FileChange { metadata: Some(metadata), ..Default::default() };
@@ -740,7 +950,7 @@ pub(super) async fn store(
             tracing::warn!(error = %err, file = %old.id, "the file an S3 PUT replaced could not be moved to the trash");
         }
     }
-    Ok(Stored { etag, checksums: measured.checksums })
+    Ok(Stored { etag, checksums: measured.checksums, own: answered })
 }
 
 pub(super) async fn put(
@@ -765,6 +975,7 @@ pub(super) async fn put(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
+        composite: None,
     };
     declared.check()?;
     let object = NewObject {

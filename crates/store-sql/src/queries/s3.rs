@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use cabinet_core::s3_keys::S3Key;
-use cabinet_core::s3_objects::{S3Headers, S3Object};
+use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Object};
 use cabinet_core::{Error, FileId, Result, WorkspaceId};
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
@@ -25,6 +25,9 @@ struct S3ObjectRow {
     content_language: Option<String>,
     expires: Option<String>,
     part_sizes: Option<String>,
+    checksum_algorithm: Option<String>,
+    checksum_type: Option<String>,
+    checksum: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -141,11 +144,13 @@ where
             .then(|| object.part_sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
         sqlx::query(
             "INSERT INTO s3_objects (workspace_id, file_id, etag, cache_control, content_disposition, \
-             content_encoding, content_language, expires, part_sizes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag, \
+             content_encoding, content_language, expires, part_sizes, checksum_algorithm, checksum_type, checksum) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag, \
              cache_control = excluded.cache_control, content_disposition = excluded.content_disposition, \
              content_encoding = excluded.content_encoding, content_language = excluded.content_language, \
-             expires = excluded.expires, part_sizes = excluded.part_sizes",
+             expires = excluded.expires, part_sizes = excluded.part_sizes, \
+             checksum_algorithm = excluded.checksum_algorithm, checksum_type = excluded.checksum_type, \
+             checksum = excluded.checksum",
         )
         .bind(workspace.as_str())
         .bind(file.as_str())
@@ -156,6 +161,9 @@ where
         .bind(headers.content_language.clone())
         .bind(headers.expires.clone())
         .bind(part_sizes)
+        .bind(object.checksum.as_ref().map(|checksum| checksum.algorithm.clone()))
+        .bind(object.checksum.as_ref().map(|checksum| checksum.kind.clone()))
+        .bind(object.checksum.as_ref().map(|checksum| checksum.value.clone()))
         .execute(self.write_pool())
         .await
         .map_err(db_error)?;
@@ -165,7 +173,7 @@ where
     async fn s3_object(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Option<S3Object>> {
         let Some(row) = sqlx::query_as::<_, S3ObjectRow>(
             "SELECT etag, cache_control, content_disposition, content_encoding, content_language, expires, \
-             part_sizes FROM s3_objects WHERE workspace_id = $1 AND file_id = $2",
+             part_sizes, checksum_algorithm, checksum_type, checksum FROM s3_objects WHERE workspace_id = $1 AND file_id = $2",
         )
         .bind(workspace.as_str())
         .bind(file.as_str())
@@ -192,6 +200,10 @@ where
                 expires: row.expires,
             },
             part_sizes,
+            checksum: match (row.checksum_algorithm, row.checksum_type, row.checksum) {
+                (Some(algorithm), Some(kind), Some(value)) => Some(S3Checksum { algorithm, kind, value }),
+                _ => None,
+            },
         }))
     }
 

@@ -313,6 +313,11 @@ pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store:
             expires: Some("Thu, 01 Dec 1994 16:00:00 GMT".into()),
         },
         part_sizes: vec![5 << 20, 7],
+        checksum: Some(S3Checksum {
+            algorithm: "SHA256".into(),
+            kind: "COMPOSITE".into(),
+            value: "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4=-2".into(),
+        }),
     };
     store.set_s3_object(&a.id, &file, &first).await.unwrap();
     assert_eq!(store.s3_object(&a.id, &file).await.unwrap(), Some(first));
