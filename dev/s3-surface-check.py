@@ -596,6 +596,25 @@ def check_conformance(server, write_key, operator):
     assert (again["ETag"], again["ChecksumSHA256"]) == (done["ETag"], composite), again
     own = s3.head_object(Bucket="default", Key="cond/sums.bin", ChecksumMode="ENABLED")
     assert (own["ChecksumSHA256"], own["ChecksumType"]) == (composite, "COMPOSITE"), own
+    # One part's read answers that part's checksum; GetObjectAttributes lists the parts with theirs.
+    second = s3.get_object(Bucket="default", Key="cond/sums.bin", PartNumber=2, ChecksumMode="ENABLED")
+    assert (second["ChecksumSHA256"], second["ChecksumType"]) == (b64(sha(pieces[1])), "COMPOSITE"), second
+    assert second["Body"].read() == pieces[1]
+    everything = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+    attributes = s3.get_object_attributes(Bucket="default", Key="cond/sums.bin", ObjectAttributes=everything)
+    assert (attributes["ETag"], attributes["ObjectSize"], attributes["StorageClass"]) == \
+        (done["ETag"].strip('"'), sum(map(len, pieces)), "STANDARD"), attributes
+    assert attributes["Checksum"]["ChecksumSHA256"] == composite, attributes
+    assert attributes["ObjectParts"]["TotalPartsCount"] == 2 and not attributes["ObjectParts"]["IsTruncated"], attributes
+    assert [(p["PartNumber"], p["Size"], p["ChecksumSHA256"]) for p in attributes["ObjectParts"]["Parts"]] == \
+        [(n + 1, len(piece), b64(sha(piece))) for n, piece in enumerate(pieces)], attributes
+    page = s3.get_object_attributes(Bucket="default", Key="cond/sums.bin", ObjectAttributes=["ObjectParts"], MaxParts=1)
+    assert page["ObjectParts"]["IsTruncated"] and page["ObjectParts"]["NextPartNumberMarker"] == 1, page
+    rest = s3.get_object_attributes(Bucket="default", Key="cond/sums.bin", ObjectAttributes=["ObjectParts"],
+                                    PartNumberMarker=1)
+    assert [p["PartNumber"] for p in rest["ObjectParts"]["Parts"]] == [2] and "ETag" not in rest, rest
+    single = s3.get_object_attributes(Bucket="default", Key="cond/crc.txt", ObjectAttributes=everything)
+    assert "ObjectParts" not in single and single["Checksum"]["ChecksumCRC32"] == crc32(b"crc me"), single
     whole = b"".join(pieces)
     begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
                                        ChecksumType="FULL_OBJECT")["UploadId"]
@@ -719,7 +738,7 @@ def check_conformance(server, write_key, operator):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
-          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full), copy onto itself, partNumber, parts' minimum size,"
+          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full, parts'), GetObjectAttributes, copy onto itself, partNumber, parts' minimum size,"
           " parts listed twice, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, SigV2 bucket requests, request ids, anonymous requests, presigned URL lifetime: ok")
 

@@ -29,6 +29,9 @@ pub struct S3Object {
     pub part_sizes: Vec<u64>,
     /// Its own checksum, when the client asked for one.
     pub checksum: Option<S3Checksum>,
+    /// Its parts' checksums (base64, of its checksum's algorithm), in order, when it has one and
+    /// was completed from parts.
+    pub part_checksums: Vec<String>,
 }
 
 /// An object's own checksum, as S3 answers it with `x-amz-checksum-mode: ENABLED`.

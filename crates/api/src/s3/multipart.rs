@@ -20,8 +20,8 @@ use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 use super::listing::{encoded, is_url};
 use super::objects::{
     check_write_conditions, checksum_answer, checksum_of, copy_source, described, digest_of, find,
-    hasher_for, hasher_of, headers_of, parse_key, store, Composite, CopyConditions, Declared, Found,
-    Measured, NewObject, Verifying, Writes, ALGORITHMS,
+    hasher_for, hasher_of, headers_of, parse_key, store, CopyConditions, Declared, Found, Measured,
+    NewObject, PartSums, Verifying, Writes, ALGORITHMS,
 };
 use super::{s3_error_of, timestamp};
 
@@ -150,7 +150,7 @@ pub(super) async fn upload_part(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
-        composite: None,
+        parts: None,
     };
     declared.check()?;
     let body: cabinet_core::ByteStream<'static> = match input.body {
@@ -189,7 +189,7 @@ async fn stage_verified(
         inner: body,
         md5: Some(Md5::new()),
         hasher: Some(hasher_for(&declared)?),
-        composing: None,
+        summing: None,
         declared,
         trailers,
         measured: measured.clone(),
@@ -518,19 +518,6 @@ fn whole_checksum(
             .is_ok_and(|raw| raw.len() == digest_len(&algorithm))
     };
     let header = format!("x-amz-checksum-{}", algorithm.to_lowercase());
-    if kind == ChecksumType::FULL_OBJECT {
-        if let Some(whole) = whole.as_deref().filter(|whole| !decodes(whole)) {
-            return bad(format!("{header} {whole:?} is not a {algorithm} checksum"));
-        }
-        let checksums = match whole {
-            Some(value) => Checksum {
-                checksum_type: None,
-                ..checksum_answer(&S3Checksum { algorithm: algorithm.clone(), kind, value })
-            },
-            None => Checksum::default(),
-        };
-        return Ok(Declared { algorithm: Some(algorithm), checksums, ..Default::default() });
-    }
     // A part's listed checksum: the one listed last for its number, as its ETag is.
     let mut listed: HashMap<i32, Option<String>> = HashMap::new();
     for part in parts {
@@ -543,6 +530,32 @@ fn whole_checksum(
     {
         return bad(format!("part {}: its {header} is not a {algorithm} checksum", numbered[part].0));
     }
+    let mut sums = PartSums {
+        algorithm: algorithm.clone(),
+        composite: kind == ChecksumType::COMPOSITE,
+        part_numbers: numbered.iter().map(|(number, _)| *number).collect(),
+        part_sizes,
+        declared: None,
+        declared_parts,
+    };
+    if kind == ChecksumType::FULL_OBJECT {
+        if let Some(whole) = whole.as_deref().filter(|whole| !decodes(whole)) {
+            return bad(format!("{header} {whole:?} is not a {algorithm} checksum"));
+        }
+        let checksums = match whole {
+            Some(value) => Checksum {
+                checksum_type: None,
+                ..checksum_answer(&S3Checksum { algorithm: algorithm.clone(), kind, value })
+            },
+            None => Checksum::default(),
+        };
+        return Ok(Declared {
+            algorithm: Some(algorithm),
+            checksums,
+            parts: Some(sums),
+            ..Default::default()
+        });
+    }
     if let Some(whole) = &whole {
         let (digest, count) = match whole.rsplit_once('-') {
             Some((digest, count)) => (digest, Some(count)),
@@ -554,9 +567,9 @@ fn whole_checksum(
                 numbered.len()
             ));
         }
-        if declared_parts.iter().all(Option::is_some) {
+        if sums.declared_parts.iter().all(Option::is_some) {
             let mut of_parts = hasher_of(&algorithm);
-            for value in declared_parts.iter().flatten() {
+            for value in sums.declared_parts.iter().flatten() {
                 of_parts.update(&base64::engine::general_purpose::STANDARD.decode(value).unwrap_or_default());
             }
             let made = base64::engine::general_purpose::STANDARD.encode(digest_of(of_parts, &algorithm));
@@ -565,10 +578,8 @@ fn whole_checksum(
             }
         }
     }
-    Ok(Declared {
-        composite: Some(Composite { algorithm, part_sizes, declared: whole, declared_parts }),
-        ..Default::default()
-    })
+    sums.declared = whole;
+    Ok(Declared { parts: Some(sums), ..Default::default() })
 }
 
 /// The checksums a CompleteMultipartUpload lists for one part.

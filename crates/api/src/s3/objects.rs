@@ -215,8 +215,29 @@ fn sha256_base64(file: &FileRecord) -> Option<String> {
     hex::decode(&file.sha256).ok().map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
-/// What `x-amz-checksum-mode: ENABLED` answers: the checksum the object was written with, or the
-/// sha256 Cabinet keeps of every file.
+/// What `x-amz-checksum-mode: ENABLED` answers for a read of all of an object or of one part: the
+/// object's own checksum, or the part's (with the object's type) when one of several is read;
+/// none for a part whose checksum was not kept.
+fn read_checksum(
+    file: &FileRecord,
+    object: &S3Object,
+    number: Option<i32>,
+    part: Option<&PartRead>,
+) -> Checksum {
+    if part.is_none_or(|part| part.span.is_none()) {
+        return own_checksum(file, object);
+    }
+    let index = number.and_then(|number| usize::try_from(number - 1).ok());
+    match (&object.checksum, index.and_then(|index| object.part_checksums.get(index))) {
+        (Some(checksum), Some(value)) => {
+            checksum_answer(&S3Checksum { value: value.clone(), ..checksum.clone() })
+        }
+        _ => Checksum::default(),
+    }
+}
+
+/// What `x-amz-checksum-mode: ENABLED` answers for a whole object: the checksum it was written
+/// with, or the sha256 Cabinet keeps of every file.
 fn own_checksum(file: &FileRecord, object: &S3Object) -> Checksum {
     match &object.checksum {
         Some(checksum) => checksum_answer(checksum),
@@ -354,9 +375,12 @@ pub(super) async fn head(
     )?;
     let part = part_read(input.part_number, &object, file.size, input.range.is_some())?;
     let length = part.as_ref().and_then(|part| part.span).map_or(file.size, |(_, length)| length);
-    let with_checksum = part.as_ref().and_then(|part| part.span).is_none()
-        && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
-    let checksums = if with_checksum { own_checksum(&file, &object) } else { Checksum::default() };
+    let checksums = match &input.checksum_mode {
+        Some(mode) if mode.as_str() == ChecksumMode::ENABLED => {
+            read_checksum(&file, &object, input.part_number, part.as_ref())
+        }
+        _ => Checksum::default(),
+    };
     let expires = expires_of(&object.headers);
     let headers = object.headers;
     Ok(HeadObjectOutput {
@@ -433,9 +457,12 @@ pub(super) async fn get(
             .map_err(s3_error_of)?,
         None => cabinet.read_file(&file, None).await.map_err(s3_error_of)?,
     };
-    let with_checksum = span.is_none()
-        && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
-    let checksums = if with_checksum { own_checksum(&file, &object) } else { Checksum::default() };
+    let checksums = match &input.checksum_mode {
+        Some(mode) if mode.as_str() == ChecksumMode::ENABLED && input.range.is_none() => {
+            read_checksum(&file, &object, input.part_number, part.as_ref())
+        }
+        _ => Checksum::default(),
+    };
     // The response-* parameters of a (signed) request override what is kept, as S3's do.
     let expires = input.response_expires.clone().or_else(|| expires_of(&object.headers));
     let headers = object.headers;
@@ -464,14 +491,95 @@ pub(super) async fn get(
     })
 }
 
+/// The most parts GetObjectAttributes lists at once (S3's default and limit).
+const MOST_PARTS_LISTED: i32 = 1000;
+
+/// GetObjectAttributes: what HEAD tells of an object, and its parts (sizes and, when kept,
+/// checksums) `max-parts` at a time after `part-number-marker`, for an object completed from
+/// parts whose sizes were kept.
+pub(super) async fn attributes(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: GetObjectAttributesInput,
+) -> S3Result<GetObjectAttributesOutput> {
+    // One header, its names separated by commas (s3s takes it as one).
+    let wants = |name: &str| {
+        input
+            .object_attributes
+            .iter()
+            .flat_map(|asked| asked.as_str().split(','))
+            .any(|asked| asked.trim() == name)
+    };
+    let (file, object) = match find(cabinet, caller, &input.key).await? {
+        Found::Folder => {
+            return Ok(GetObjectAttributesOutput {
+                e_tag: wants(ObjectAttributes::ETAG).then(|| ETag::Strong(EMPTY_MD5.to_owned())),
+                object_size: wants(ObjectAttributes::OBJECT_SIZE).then_some(0),
+                storage_class: wants(ObjectAttributes::STORAGE_CLASS)
+                    .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+                ..Default::default()
+            })
+        }
+        Found::File(file) => {
+            let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
+            let object = described(cabinet, caller, &file).await?;
+            (file, object)
+        }
+    };
+    let object_parts = (wants(ObjectAttributes::OBJECT_PARTS) && !object.part_sizes.is_empty()).then(|| {
+        let most = input.max_parts.unwrap_or(MOST_PARTS_LISTED).clamp(0, MOST_PARTS_LISTED);
+        let after = input.part_number_marker.unwrap_or(0).max(0);
+        let algorithm = object.checksum.as_ref().map(|checksum| checksum.algorithm.as_str());
+        let numbered = (1..).zip(&object.part_sizes).skip(after as usize);
+        let parts: Vec<ObjectPart> = numbered
+            .take(most as usize)
+            .map(|(number, size)| {
+                let value = object.part_checksums.get(number as usize - 1).cloned();
+                let mut part =
+                    ObjectPart { part_number: Some(number), size: Some(*size as i64), ..Default::default() };
+                match (algorithm, value) {
+                    (Some("CRC32"), value) => part.checksum_crc32 = value,
+                    (Some("CRC32C"), value) => part.checksum_crc32c = value,
+                    (Some("SHA1"), value) => part.checksum_sha1 = value,
+                    (Some("SHA256"), value) => part.checksum_sha256 = value,
+                    (Some("CRC64NVME"), value) => part.checksum_crc64nvme = value,
+                    _ => {}
+                }
+                part
+            })
+            .collect();
+        let count = object.part_sizes.len() as i32;
+        let last = parts.last().and_then(|part| part.part_number).unwrap_or(after);
+        let truncated = last < count;
+        GetObjectAttributesParts {
+            total_parts_count: Some(count),
+            part_number_marker: input.part_number_marker,
+            max_parts: Some(most),
+            is_truncated: Some(truncated),
+            next_part_number_marker: truncated.then_some(last),
+            parts: Some(parts),
+        }
+    });
+    Ok(GetObjectAttributesOutput {
+        checksum: wants(ObjectAttributes::CHECKSUM).then(|| own_checksum(&file, &object)),
+        e_tag: wants(ObjectAttributes::ETAG).then(|| ETag::Strong(object.etag.clone())),
+        last_modified: Some(timestamp(file.created_at)),
+        object_parts,
+        object_size: wants(ObjectAttributes::OBJECT_SIZE).then_some(file.size as i64),
+        storage_class: wants(ObjectAttributes::STORAGE_CLASS)
+            .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+        ..Default::default()
+    })
+}
+
 /// The digests a client declared for a body, base64 as S3 sends them.
 #[derive(Default, Clone)]
 pub(super) struct Declared {
     pub(super) content_md5: Option<String>,
     pub(super) checksums: Checksum,
     pub(super) algorithm: Option<String>,
-    /// A multipart object's COMPOSITE checksum, made of its parts' as they stream.
-    pub(super) composite: Option<Composite>,
+    /// A multipart object's parts' checksums, computed as they stream.
+    pub(super) parts: Option<PartSums>,
 }
 
 /// S3's checksum algorithms, in the order an object's own is chosen when a write declared several.
@@ -526,54 +634,66 @@ pub(super) fn digest_of(hasher: ChecksumHasher, algorithm: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// A multipart object's COMPOSITE checksum: the checksum of its parts' checksums (their raw
-/// digests, in order), then `-` and the parts count, computed as the parts stream through.
+/// The checksums of a multipart object's parts, computed as they stream into the object at its
+/// completion (each part of one algorithm), checked against those the completion listed, and
+/// kept. The object's own checksum is made of them when it is a COMPOSITE: the checksum of their
+/// raw digests, in order, then `-` and the parts count.
 #[derive(Clone)]
-pub(super) struct Composite {
+pub(super) struct PartSums {
     pub(super) algorithm: String,
+    /// Whether the object's own checksum is their composite (else of all the bytes).
+    pub(super) composite: bool,
+    pub(super) part_numbers: Vec<u32>,
     pub(super) part_sizes: Vec<u64>,
-    /// What the client declared for the whole (with or without its `-N`).
+    /// What the completion declared for the whole composite (with or without its `-N`).
     pub(super) declared: Option<String>,
     /// What it listed for each part, by the part's place in the object.
     pub(super) declared_parts: Vec<Option<String>>,
 }
 
-/// A composite checksum under way.
-pub(super) struct Composing {
-    composite: Composite,
+/// The parts' checksums, and their composite, once all the bytes went by.
+#[derive(Default)]
+pub(super) struct Summed {
+    pub(super) parts: Vec<String>,
+    pub(super) composite: Option<String>,
+}
+
+/// Part checksums under way.
+pub(super) struct Summing {
+    sums: PartSums,
     part: usize,
     left: u64,
     hasher: ChecksumHasher,
-    digests: Vec<u8>,
+    digests: Vec<Vec<u8>>,
     /// A part whose bytes do not match the checksum listed for it.
     mismatch: Option<usize>,
 }
 
-impl Composing {
-    fn new(composite: Composite) -> Self {
-        let left = composite.part_sizes.first().copied().unwrap_or(0);
-        let hasher = hasher_of(&composite.algorithm);
-        Composing { composite, part: 0, left, hasher, digests: Vec::new(), mismatch: None }
+impl Summing {
+    fn new(sums: PartSums) -> Self {
+        let left = sums.part_sizes.first().copied().unwrap_or(0);
+        let hasher = hasher_of(&sums.algorithm);
+        Summing { sums, part: 0, left, hasher, digests: Vec::new(), mismatch: None }
     }
 
     fn end_part(&mut self) {
-        let algorithm = &self.composite.algorithm;
+        let algorithm = &self.sums.algorithm;
         let hasher = std::mem::replace(&mut self.hasher, hasher_of(algorithm));
         let digest = digest_of(hasher, algorithm);
-        let listed = self.composite.declared_parts.get(self.part).cloned().flatten();
+        let listed = self.sums.declared_parts.get(self.part).cloned().flatten();
         if listed.is_some_and(|listed| {
             base64::engine::general_purpose::STANDARD.decode(listed).ok() != Some(digest.clone())
         }) {
             self.mismatch.get_or_insert(self.part);
         }
-        self.digests.extend_from_slice(&digest);
+        self.digests.push(digest);
         self.part += 1;
-        self.left = self.composite.part_sizes.get(self.part).copied().unwrap_or(u64::MAX);
+        self.left = self.sums.part_sizes.get(self.part).copied().unwrap_or(u64::MAX);
     }
 
     fn update(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
-            while self.left == 0 && self.part < self.composite.part_sizes.len() {
+            while self.left == 0 && self.part < self.sums.part_sizes.len() {
                 self.end_part();
             }
             let take = chunk.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
@@ -583,36 +703,36 @@ impl Composing {
         }
     }
 
-    /// The composite value, or why the bytes are refused.
-    fn finish(mut self) -> Result<String, String> {
-        while self.part < self.composite.part_sizes.len() {
+    /// The parts' checksums and their composite, or why the bytes are refused.
+    fn finish(mut self) -> Result<Summed, String> {
+        while self.part < self.sums.part_sizes.len() {
             self.end_part();
         }
+        let header = format!("x-amz-checksum-{}", self.sums.algorithm.to_lowercase());
         if let Some(part) = self.mismatch {
-            return Err(format!(
-                "part {} does not match its listed x-amz-checksum-{}",
-                part + 1,
-                self.composite.algorithm.to_lowercase()
-            ));
+            let number = self.sums.part_numbers.get(part).copied().unwrap_or_default();
+            return Err(format!("part {number} does not match its listed {header}"));
         }
-        let mut whole = hasher_of(&self.composite.algorithm);
-        whole.update(&self.digests);
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let parts = self.digests.iter().map(|digest| engine.encode(digest)).collect();
+        if !self.sums.composite {
+            return Ok(Summed { parts, composite: None });
+        }
+        let mut whole = hasher_of(&self.sums.algorithm);
+        whole.update(&self.digests.concat());
         let value = format!(
             "{}-{}",
-            base64::engine::general_purpose::STANDARD.encode(digest_of(whole, &self.composite.algorithm)),
-            self.composite.part_sizes.len()
+            engine.encode(digest_of(whole, &self.sums.algorithm)),
+            self.sums.part_sizes.len()
         );
-        if let Some(declared) = &self.composite.declared {
+        if let Some(declared) = &self.sums.declared {
             if *declared != value
                 && Some(declared.as_str()) != value.rsplit_once('-').map(|(digest, _)| digest)
             {
-                return Err(format!(
-                    "the parts do not match the declared x-amz-checksum-{}",
-                    self.composite.algorithm.to_lowercase()
-                ));
+                return Err(format!("the parts do not match the declared {header}"));
             }
         }
-        Ok(value)
+        Ok(Summed { parts, composite: Some(value) })
     }
 }
 
@@ -635,8 +755,8 @@ impl Declared {
 pub(super) struct Measured {
     pub md5_hex: Option<String>,
     pub checksums: Checksum,
-    /// A multipart object's composite checksum.
-    pub composite: Option<String>,
+    /// A multipart object's parts' checksums and their composite.
+    pub summed: Summed,
     /// Why the bytes were refused, when a declared digest did not match.
     pub mismatch: Option<String>,
 }
@@ -647,7 +767,7 @@ pub(super) struct Verifying {
     pub(super) inner: ByteStream<'static>,
     pub(super) md5: Option<Md5>,
     pub(super) hasher: Option<ChecksumHasher>,
-    pub(super) composing: Option<Composing>,
+    pub(super) summing: Option<Summing>,
     pub(super) declared: Declared,
     pub(super) trailers: Option<TrailingHeaders>,
     pub(super) measured: Arc<Mutex<Measured>>,
@@ -691,17 +811,17 @@ impl Verifying {
                 }
             }
         }
-        let composite = match self.composing.take().map(Composing::finish) {
-            Some(Ok(value)) => Some(value),
+        let summed = match self.summing.take().map(Summing::finish) {
+            Some(Ok(summed)) => summed,
             Some(Err(why)) => {
                 mismatch = Some(why);
-                None
+                Summed::default()
             }
-            None => None,
+            None => Summed::default(),
         };
         let mut measured = self.measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         measured.md5_hex = Some(hex::encode(md5));
-        measured.composite = composite;
+        measured.summed = summed;
         measured.checksums = checksums;
         measured.mismatch = mismatch.clone();
         mismatch
@@ -720,8 +840,8 @@ impl Stream for Verifying {
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(&chunk);
                 }
-                if let Some(composing) = &mut self.composing {
-                    composing.update(&chunk);
+                if let Some(summing) = &mut self.summing {
+                    summing.update(&chunk);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -883,12 +1003,13 @@ pub(super) async fn store(
     let place: Place = cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
     let measured = Arc::new(Mutex::new(Measured::default()));
     let asked = declared.algorithm.as_deref().map(str::to_ascii_uppercase);
-    let composite_algorithm = declared.composite.as_ref().map(|composite| composite.algorithm.clone());
+    let composite_algorithm =
+        declared.parts.as_ref().filter(|sums| sums.composite).map(|sums| sums.algorithm.clone());
     let verifying = Verifying {
         inner: body,
         md5: Some(Md5::new()),
         hasher: Some(hasher_for(&declared)?),
-        composing: declared.composite.clone().map(Composing::new),
+        summing: declared.parts.clone().map(Summing::new),
         declared,
         trailers,
         measured: measured.clone(),
@@ -901,7 +1022,7 @@ pub(super) async fn store(
     };
     let stored =
         cabinet.upload_direct_of_length(caller, upload, object.content_length, Box::pin(verifying)).await;
-    let measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let mut measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let file = match stored {
         Ok(file) => file,
         Err(err) => {
@@ -925,7 +1046,7 @@ pub(super) async fn store(
     let etag = object.etag.unwrap_or_else(|| measured.md5_hex.unwrap_or_default());
     // The object's own checksum: a multipart upload's composite, or the one the write asked for
     // (or the first it declared) of all its bytes.
-    let checksum = match (composite_algorithm, measured.composite.clone()) {
+    let checksum = match (composite_algorithm, measured.summed.composite.clone()) {
         (Some(algorithm), Some(value)) => {
             Some(S3Checksum { algorithm, kind: ChecksumType::COMPOSITE.to_owned(), value })
         }
@@ -938,8 +1059,13 @@ pub(super) async fn store(
         }),
     };
     let answered = checksum.as_ref().map(checksum_answer).unwrap_or_default();
-    let kept =
-        S3Object { etag: etag.clone(), headers: object.headers, part_sizes: object.part_sizes, checksum };
+    let kept = S3Object {
+        etag: etag.clone(),
+        headers: object.headers,
+        part_sizes: object.part_sizes,
+        checksum,
+        part_checksums: std::mem::take(&mut measured.summed.parts),
+    };
     cabinet.set_s3_object(caller, &file.id, &kept).await.map_err(s3_error_of)?;
     if let Some(metadata) = metadata.filter(|metadata| !metadata.is_empty()) {
         let change = FileChange { metadata: Some(metadata), ..Default::default() };
@@ -975,7 +1101,7 @@ pub(super) async fn put(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
-        composite: None,
+        parts: None,
     };
     declared.check()?;
     let object = NewObject {

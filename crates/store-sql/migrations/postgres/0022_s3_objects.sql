@@ -3,7 +3,8 @@
 -- Content-Language, Expires as an HTTP date), answered on GET and HEAD as S3 answers them; the
 -- sizes of the parts it was completed from (comma-separated, in order; NULL for one PUT), so one
 -- part can be read by its number; and the object's own checksum when the client asked for one
--- (algorithm, COMPOSITE or FULL_OBJECT, and the base64 value S3 answers, `-N` for a composite).
+-- (algorithm, COMPOSITE or FULL_OBJECT, and the base64 value S3 answers, `-N` for a composite),
+-- with its parts' checksums of that algorithm (comma-separated base64, in order).
 -- They are the S3 surface's own: other surfaces serve their own headers for the same file.
 ALTER TABLE s3_etags RENAME TO s3_objects;
 ALTER TABLE s3_objects ADD COLUMN cache_control TEXT;
@@ -15,3 +16,4 @@ ALTER TABLE s3_objects ADD COLUMN part_sizes TEXT;
 ALTER TABLE s3_objects ADD COLUMN checksum_algorithm TEXT;
 ALTER TABLE s3_objects ADD COLUMN checksum_type TEXT;
 ALTER TABLE s3_objects ADD COLUMN checksum TEXT;
+ALTER TABLE s3_objects ADD COLUMN part_checksums TEXT;

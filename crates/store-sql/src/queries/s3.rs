@@ -28,6 +28,7 @@ struct S3ObjectRow {
     checksum_algorithm: Option<String>,
     checksum_type: Option<String>,
     checksum: Option<String>,
+    part_checksums: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -144,13 +145,13 @@ where
             .then(|| object.part_sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
         sqlx::query(
             "INSERT INTO s3_objects (workspace_id, file_id, etag, cache_control, content_disposition, \
-             content_encoding, content_language, expires, part_sizes, checksum_algorithm, checksum_type, checksum) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag, \
+             content_encoding, content_language, expires, part_sizes, checksum_algorithm, checksum_type, checksum, \
+             part_checksums) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag, \
              cache_control = excluded.cache_control, content_disposition = excluded.content_disposition, \
              content_encoding = excluded.content_encoding, content_language = excluded.content_language, \
              expires = excluded.expires, part_sizes = excluded.part_sizes, \
              checksum_algorithm = excluded.checksum_algorithm, checksum_type = excluded.checksum_type, \
-             checksum = excluded.checksum",
+             checksum = excluded.checksum, part_checksums = excluded.part_checksums",
         )
         .bind(workspace.as_str())
         .bind(file.as_str())
@@ -164,6 +165,7 @@ where
         .bind(object.checksum.as_ref().map(|checksum| checksum.algorithm.clone()))
         .bind(object.checksum.as_ref().map(|checksum| checksum.kind.clone()))
         .bind(object.checksum.as_ref().map(|checksum| checksum.value.clone()))
+        .bind((!object.part_checksums.is_empty()).then(|| object.part_checksums.join(",")))
         .execute(self.write_pool())
         .await
         .map_err(db_error)?;
@@ -173,7 +175,7 @@ where
     async fn s3_object(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Option<S3Object>> {
         let Some(row) = sqlx::query_as::<_, S3ObjectRow>(
             "SELECT etag, cache_control, content_disposition, content_encoding, content_language, expires, \
-             part_sizes, checksum_algorithm, checksum_type, checksum FROM s3_objects WHERE workspace_id = $1 AND file_id = $2",
+             part_sizes, checksum_algorithm, checksum_type, checksum, part_checksums FROM s3_objects WHERE workspace_id = $1 AND file_id = $2",
         )
         .bind(workspace.as_str())
         .bind(file.as_str())
@@ -203,6 +205,10 @@ where
             checksum: match (row.checksum_algorithm, row.checksum_type, row.checksum) {
                 (Some(algorithm), Some(kind), Some(value)) => Some(S3Checksum { algorithm, kind, value }),
                 _ => None,
+            },
+            part_checksums: match row.part_checksums.as_deref() {
+                None | Some("") => Vec::new(),
+                Some(sums) => sums.split(',').map(str::to_owned).collect(),
             },
         }))
     }

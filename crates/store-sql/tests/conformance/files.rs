@@ -318,6 +318,10 @@ pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store:
             kind: "COMPOSITE".into(),
             value: "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4=-2".into(),
         }),
+        part_checksums: vec![
+            "275VF5loJr1YYawit0XSHREhkFXYkkPKGuoK0x9VKxI=".into(),
+            "mrHwOfjTL5Zwfj74F05HOQGLdUb7E5szdCbxgUSq6NM=".into(),
+        ],
     };
     store.set_s3_object(&a.id, &file, &first).await.unwrap();
     assert_eq!(store.s3_object(&a.id, &file).await.unwrap(), Some(first));
