@@ -615,6 +615,14 @@ def check_conformance(server, write_key, operator):
     assert [p["PartNumber"] for p in rest["ObjectParts"]["Parts"]] == [2] and "ETag" not in rest, rest
     single = s3.get_object_attributes(Bucket="default", Key="cond/crc.txt", ObjectAttributes=everything)
     assert "ObjectParts" not in single and single["Checksum"]["ChecksumCRC32"] == crc32(b"crc me"), single
+    # A copy has a checksum of the source's algorithm (of all its bytes), or of the one it asks for.
+    copied = s3.copy_object(Bucket="default", Key="cond/copied.bin", CopySource="default/cond/sums.bin")
+    assert copied["CopyObjectResult"]["ChecksumSHA256"] == b64(sha(b"".join(pieces))), copied
+    own = s3.head_object(Bucket="default", Key="cond/copied.bin", ChecksumMode="ENABLED")
+    assert (own["ChecksumSHA256"], own["ChecksumType"]) == (b64(sha(b"".join(pieces))), "FULL_OBJECT"), own
+    s3.copy_object(Bucket="default", Key="cond/copied.bin", CopySource="default/cond/sums.bin", ChecksumAlgorithm="CRC32")
+    own = s3.head_object(Bucket="default", Key="cond/copied.bin", ChecksumMode="ENABLED")
+    assert own["ChecksumCRC32"] == crc32(b"".join(pieces)) and "ChecksumSHA256" not in own, own
     whole = b"".join(pieces)
     begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
                                        ChecksumType="FULL_OBJECT")["UploadId"]
@@ -734,7 +742,8 @@ def check_conformance(server, write_key, operator):
     except urllib.error.HTTPError as err:
         assert err.code == 403, err.code
     for key in ("ver/b.txt", "ver/c.txt", "enc/a b+c.txt", "enc/a b/d.txt", "enc/z.txt", "cond/a.txt", "cond/parts.bin", "cond/private.txt",
-                "cond/headers.txt", "cond/kept.txt", "cond/begun.bin", "cond/crc.txt", "cond/sums.bin", "cond/full.bin"):
+                "cond/headers.txt", "cond/kept.txt", "cond/begun.bin", "cond/crc.txt", "cond/sums.bin", "cond/full.bin",
+                "cond/copied.bin"):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"

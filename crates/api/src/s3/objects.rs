@@ -1152,6 +1152,14 @@ pub(super) async fn copy(
         .metadata_directive
         .as_ref()
         .is_some_and(|directive| directive.as_str() == MetadataDirective::REPLACE);
+    let kept = described(cabinet, source_caller, &source).await?;
+    // The copy has a checksum of its own of the algorithm asked for, or of the source's (of all
+    // its bytes, whatever the source's type), as S3 gives it.
+    let algorithm = input
+        .checksum_algorithm
+        .as_ref()
+        .map(|algorithm| algorithm.as_str().to_owned())
+        .or_else(|| kept.checksum.as_ref().map(|checksum| checksum.algorithm.clone()));
     let (content_type, metadata, headers) = if replace {
         let headers = headers_of(
             input.cache_control.as_ref(),
@@ -1162,7 +1170,6 @@ pub(super) async fn copy(
         )?;
         (input.content_type.clone(), input.metadata.clone(), headers)
     } else {
-        let kept = described(cabinet, source_caller, &source).await?;
         (Some(source.mime_type.clone()), user_metadata(&source), kept.headers)
     };
     let body = cabinet.read_file(&source, None).await.map_err(s3_error_of)?;
@@ -1176,12 +1183,19 @@ pub(super) async fn copy(
         if_match: None,
         if_none_match: None,
     };
-    let stored = store(cabinet, writes, caller, &input.key, body, object, Declared::default(), None).await?;
+    let declared = Declared { algorithm, ..Default::default() };
+    let stored = store(cabinet, writes, caller, &input.key, body, object, declared, None).await?;
+    let own = stored.own;
     Ok(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(stored.etag)),
             last_modified: Some(timestamp(cabinet.now())),
-            ..Default::default()
+            checksum_crc32: own.checksum_crc32,
+            checksum_crc32c: own.checksum_crc32c,
+            checksum_crc64nvme: own.checksum_crc64nvme,
+            checksum_sha1: own.checksum_sha1,
+            checksum_sha256: own.checksum_sha256,
+            checksum_type: own.checksum_type,
         }),
         ..Default::default()
     })
