@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import boto3
@@ -538,20 +539,144 @@ def check_conformance(server, write_key, operator):
     # Content-MD5 that is not an MD5 at all is InvalidDigest (a wrong one is BadDigest).
     expect("InvalidDigest", s3.put_object, Bucket="default", Key="cond/md5.txt", Body=b"x", ContentMD5="garbage")
     expect("InvalidDigest", s3.put_object, Bucket="default", Key="cond/md5.txt", Body=b"x", ContentMD5="YWJjZA==")
+    # Cache-Control, Content-Disposition, Content-Encoding, Content-Language and Expires are kept as given (not
+    # aws-chunked, which says how a body was sent) and answered on GET and HEAD; a GET's response-* overrides them.
+    expires = datetime.datetime(2031, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
+    given = {"CacheControl": "public, max-age=14400", "ContentDisposition": 'attachment; filename="r.txt"',
+             "ContentEncoding": "gzip", "ContentLanguage": "en-GB", "Expires": expires}
+    s3.put_object(Bucket="default", Key="cond/headers.txt", Body=b"h", **dict(given, ContentEncoding="gzip, aws-chunked"))
+    for answered in (s3.head_object(Bucket="default", Key="cond/headers.txt"),
+                     s3.get_object(Bucket="default", Key="cond/headers.txt")):
+        assert {name: answered.get(name) for name in given} == given, answered
+    overridden = s3.get_object(Bucket="default", Key="cond/headers.txt", ResponseContentDisposition="inline",
+                               ResponseCacheControl="no-store", ResponseContentType="text/x-given")
+    assert (overridden["ContentDisposition"], overridden["CacheControl"], overridden["ContentType"]) == \
+        ("inline", "no-store", "text/x-given"), overridden
+    s3.put_object(Bucket="default", Key="cond/headers.txt", Body=b"h", ContentEncoding="aws-chunked")
+    plain = s3.head_object(Bucket="default", Key="cond/headers.txt")
+    assert not set(given) & set(plain), plain
+    # A copy keeps them (COPY) or takes the request's (REPLACE); a multipart upload keeps those it began with.
+    s3.put_object(Bucket="default", Key="cond/headers.txt", Body=b"h", **given)
+    s3.copy_object(Bucket="default", Key="cond/kept.txt", CopySource="default/cond/headers.txt")
+    kept = s3.head_object(Bucket="default", Key="cond/kept.txt")
+    assert {name: kept.get(name) for name in given} == given, kept
+    s3.copy_object(Bucket="default", Key="cond/kept.txt", CopySource="default/cond/headers.txt",
+                   MetadataDirective="REPLACE", CacheControl="no-cache")
+    replaced = s3.head_object(Bucket="default", Key="cond/kept.txt")
+    assert replaced["CacheControl"] == "no-cache" and "ContentDisposition" not in replaced, replaced
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/begun.bin", **given)["UploadId"]
+    part = s3.upload_part(Bucket="default", Key="cond/begun.bin", UploadId=begun, PartNumber=1, Body=b"b")["ETag"]
+    s3.complete_multipart_upload(Bucket="default", Key="cond/begun.bin", UploadId=begun,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
+    completed = s3.head_object(Bucket="default", Key="cond/begun.bin")
+    assert {name: completed.get(name) for name in given} == given, completed
+    # An object's own checksum: the one a PUT was written with (boto3 sends a CRC32 unasked), or a multipart
+    # upload's, COMPOSITE (of the parts' checksums, "-N") or FULL_OBJECT (of all the bytes), verified at completion.
+    b64 = lambda raw: base64.b64encode(raw).decode()
+    crc32 = lambda data: b64(zlib.crc32(data).to_bytes(4, "big"))
+    s3.put_object(Bucket="default", Key="cond/crc.txt", Body=b"crc me", ChecksumAlgorithm="CRC32")
+    own = s3.head_object(Bucket="default", Key="cond/crc.txt", ChecksumMode="ENABLED")
+    assert own["ChecksumCRC32"] == crc32(b"crc me") and "ChecksumSHA256" not in own, own
+    pieces = [random.Random(8).randbytes(5 << 20), b"tail" * 100]
+    sha = lambda data: hashlib.sha256(data).digest()
+    composite = b64(sha(b"".join(sha(piece) for piece in pieces))) + "-2"
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/sums.bin", ChecksumAlgorithm="SHA256")
+    assert begun["ChecksumAlgorithm"] == "SHA256" and begun["ChecksumType"] == "COMPOSITE", begun
+    listed = [{"PartNumber": n + 1, "ChecksumSHA256": b64(sha(piece)), "ETag": s3.upload_part(
+        Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"], PartNumber=n + 1, Body=piece,
+        ChecksumAlgorithm="SHA256")["ETag"]} for n, piece in enumerate(pieces)]
+    wrong = b64(sha(b"other")) + "-2"
+    expect("BadDigest", s3.complete_multipart_upload, Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"],
+           MultipartUpload={"Parts": listed}, ChecksumSHA256=wrong)
+    done = s3.complete_multipart_upload(Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"],
+                                        MultipartUpload={"Parts": listed}, ChecksumSHA256=composite)
+    assert (done["ChecksumSHA256"], done["ChecksumType"]) == (composite, "COMPOSITE"), done
+    again = s3.complete_multipart_upload(Bucket="default", Key="cond/sums.bin", UploadId=begun["UploadId"],
+                                         MultipartUpload={"Parts": listed}, ChecksumSHA256=composite)
+    assert (again["ETag"], again["ChecksumSHA256"]) == (done["ETag"], composite), again
+    own = s3.head_object(Bucket="default", Key="cond/sums.bin", ChecksumMode="ENABLED")
+    assert (own["ChecksumSHA256"], own["ChecksumType"]) == (composite, "COMPOSITE"), own
+    # One part's read answers that part's checksum; GetObjectAttributes lists the parts with theirs.
+    second = s3.get_object(Bucket="default", Key="cond/sums.bin", PartNumber=2, ChecksumMode="ENABLED")
+    assert (second["ChecksumSHA256"], second["ChecksumType"]) == (b64(sha(pieces[1])), "COMPOSITE"), second
+    assert second["Body"].read() == pieces[1]
+    everything = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+    attributes = s3.get_object_attributes(Bucket="default", Key="cond/sums.bin", ObjectAttributes=everything)
+    assert (attributes["ETag"], attributes["ObjectSize"], attributes["StorageClass"]) == \
+        (done["ETag"].strip('"'), sum(map(len, pieces)), "STANDARD"), attributes
+    assert attributes["Checksum"]["ChecksumSHA256"] == composite, attributes
+    assert attributes["ObjectParts"]["TotalPartsCount"] == 2 and not attributes["ObjectParts"]["IsTruncated"], attributes
+    assert [(p["PartNumber"], p["Size"], p["ChecksumSHA256"]) for p in attributes["ObjectParts"]["Parts"]] == \
+        [(n + 1, len(piece), b64(sha(piece))) for n, piece in enumerate(pieces)], attributes
+    page = s3.get_object_attributes(Bucket="default", Key="cond/sums.bin", ObjectAttributes=["ObjectParts"], MaxParts=1)
+    assert page["ObjectParts"]["IsTruncated"] and page["ObjectParts"]["NextPartNumberMarker"] == 1, page
+    rest = s3.get_object_attributes(Bucket="default", Key="cond/sums.bin", ObjectAttributes=["ObjectParts"],
+                                    PartNumberMarker=1)
+    assert [p["PartNumber"] for p in rest["ObjectParts"]["Parts"]] == [2] and "ETag" not in rest, rest
+    single = s3.get_object_attributes(Bucket="default", Key="cond/crc.txt", ObjectAttributes=everything)
+    assert "ObjectParts" not in single and single["Checksum"]["ChecksumCRC32"] == crc32(b"crc me"), single
+    # A copy has a checksum of the source's algorithm (of all its bytes), or of the one it asks for.
+    copied = s3.copy_object(Bucket="default", Key="cond/copied.bin", CopySource="default/cond/sums.bin")
+    assert copied["CopyObjectResult"]["ChecksumSHA256"] == b64(sha(b"".join(pieces))), copied
+    own = s3.head_object(Bucket="default", Key="cond/copied.bin", ChecksumMode="ENABLED")
+    assert (own["ChecksumSHA256"], own["ChecksumType"]) == (b64(sha(b"".join(pieces))), "FULL_OBJECT"), own
+    s3.copy_object(Bucket="default", Key="cond/copied.bin", CopySource="default/cond/sums.bin", ChecksumAlgorithm="CRC32")
+    own = s3.head_object(Bucket="default", Key="cond/copied.bin", ChecksumMode="ENABLED")
+    assert own["ChecksumCRC32"] == crc32(b"".join(pieces)) and "ChecksumSHA256" not in own, own
+    whole = b"".join(pieces)
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
+                                       ChecksumType="FULL_OBJECT")["UploadId"]
+    listed = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="cond/full.bin", UploadId=begun,
+                                                           PartNumber=n + 1, Body=piece)["ETag"]} for n, piece in enumerate(pieces)]
+    code, status, _ = error_of(s3.complete_multipart_upload, Bucket="default", Key="cond/full.bin", UploadId=begun,
+                               MultipartUpload={"Parts": listed}, ChecksumCRC32=crc32(b"other"), ChecksumType="FULL_OBJECT")
+    assert (code, status) == ("BadDigest", 400), (code, status)
+    expect(404, s3.head_object, Bucket="default", Key="cond/full.bin")
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
+                                       ChecksumType="FULL_OBJECT")["UploadId"]
+    listed = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="cond/full.bin", UploadId=begun,
+                                                           PartNumber=n + 1, Body=piece)["ETag"]} for n, piece in enumerate(pieces)]
+    done = s3.complete_multipart_upload(Bucket="default", Key="cond/full.bin", UploadId=begun, MultipartUpload={"Parts": listed},
+                                        ChecksumCRC32=crc32(whole), ChecksumType="FULL_OBJECT")
+    own = s3.head_object(Bucket="default", Key="cond/full.bin", ChecksumMode="ENABLED")
+    assert (own["ChecksumCRC32"], own["ChecksumType"]) == (crc32(whole), "FULL_OBJECT") == \
+        (done["ChecksumCRC32"], done["ChecksumType"]), (own, done)
+    expect("InvalidRequest", s3.create_multipart_upload, Bucket="default", Key="cond/x.bin", ChecksumAlgorithm="SHA256",
+           ChecksumType="FULL_OBJECT")
     # A copy onto itself must change something.
     expect("InvalidRequest", s3.copy_object, Bucket="default", Key="cond/a.txt", CopySource="default/cond/a.txt")
     s3.copy_object(Bucket="default", Key="cond/a.txt", CopySource="default/cond/a.txt", MetadataDirective="REPLACE",
                    Metadata={"tone": "new"})
     assert s3.head_object(Bucket="default", Key="cond/a.txt")["Metadata"] == {"tone": "new"}
-    # partNumber: part 1 of an object stored in one piece is all of it; one of several parts is not kept.
+    # partNumber: part 1 of an object stored in one piece is all of it.
     whole = s3.get_object(Bucket="default", Key="cond/a.txt", PartNumber=1)
     assert whole["Body"].read() == b"two" and "PartsCount" not in whole, whole
     expect("InvalidPart", s3.get_object, Bucket="default", Key="cond/a.txt", PartNumber=2)
+    # Every part but the last is at least 5 MiB (EntityTooSmall at the completion, the upload left to go on with);
+    # a part sent again replaces the earlier, and a number listed twice counts once, with the ETag listed last.
     started = s3.create_multipart_upload(Bucket="default", Key="cond/parts.bin")["UploadId"]
-    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="default", Key="cond/parts.bin", UploadId=started,
+    small = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="default", Key="cond/parts.bin", UploadId=started,
                                                        PartNumber=n, Body=b"p" * 100)["ETag"]} for n in (1, 2)]
-    s3.complete_multipart_upload(Bucket="default", Key="cond/parts.bin", UploadId=started, MultipartUpload={"Parts": parts})
-    expect("NotImplemented", s3.get_object, Bucket="default", Key="cond/parts.bin", PartNumber=1)
+    code, status, message = error_of(s3.complete_multipart_upload, Bucket="default", Key="cond/parts.bin",
+                                     UploadId=started, MultipartUpload={"Parts": small})
+    assert (code, status) == ("EntityTooSmall", 400) and "part 1" in message, (code, status, message)
+    pieces = [random.Random(7).randbytes(5 << 20), b"q" * 1000]
+    parts = [{"PartNumber": n + 1, "ETag": s3.upload_part(Bucket="default", Key="cond/parts.bin", UploadId=started,
+                                                           PartNumber=n + 1, Body=piece)["ETag"]} for n, piece in enumerate(pieces)]
+    listed = [small[0], parts[0], small[1], parts[1]]
+    done = s3.complete_multipart_upload(Bucket="default", Key="cond/parts.bin", UploadId=started,
+                                        MultipartUpload={"Parts": listed})
+    digests = b"".join(hashlib.md5(piece).digest() for piece in pieces)
+    assert done["ETag"] == f'"{hashlib.md5(digests).hexdigest()}-2"', done
+    # One part of an object completed from several is read by its number (S3 answers it as a range of the object).
+    for number, piece in enumerate(pieces, start=1):
+        got = s3.get_object(Bucket="default", Key="cond/parts.bin", PartNumber=number)
+        assert got["Body"].read() == piece and got["PartsCount"] == 2 and got["ETag"] == done["ETag"], got
+        assert got["ContentLength"] == len(piece) and got["ResponseMetadata"]["HTTPStatusCode"] == 206, got
+        head = s3.head_object(Bucket="default", Key="cond/parts.bin", PartNumber=number)
+        assert head["ContentLength"] == len(piece) and head["PartsCount"] == 2, head
+    assert got["ContentRange"] == f"bytes {5 << 20}-{(5 << 20) + 999}/{(5 << 20) + 1000}", got["ContentRange"]
+    expect("InvalidPart", s3.get_object, Bucket="default", Key="cond/parts.bin", PartNumber=3)
     expect(400, s3.head_object, Bucket="default", Key="cond/parts.bin", PartNumber=3)
     # A copy source range not of the form bytes=first-last is InvalidArgument; outside the source InvalidRange.
     copying = s3.create_multipart_upload(Bucket="default", Key="cond/copy.bin")["UploadId"]
@@ -616,11 +741,14 @@ def check_conformance(server, write_key, operator):
         fail("a presigned URL of more than a week was accepted")
     except urllib.error.HTTPError as err:
         assert err.code == 403, err.code
-    for key in ("ver/b.txt", "ver/c.txt", "enc/a b+c.txt", "enc/a b/d.txt", "enc/z.txt", "cond/a.txt", "cond/parts.bin", "cond/private.txt"):
+    for key in ("ver/b.txt", "ver/c.txt", "enc/a b+c.txt", "enc/a b/d.txt", "enc/z.txt", "cond/a.txt", "cond/parts.bin", "cond/private.txt",
+                "cond/headers.txt", "cond/kept.txt", "cond/begun.bin", "cond/crc.txt", "cond/sums.bin", "cond/full.bin",
+                "cond/copied.bin"):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
-          " conditional deletes, owners, InvalidDigest, copy onto itself, partNumber, copy ranges, NotImplemented for ACLs/SSE/tags,"
+          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full, parts'), GetObjectAttributes, copy onto itself, partNumber, parts' minimum size,"
+          " parts listed twice, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, SigV2 bucket requests, request ids, anonymous requests, presigned URL lifetime: ok")
 
 
@@ -659,7 +787,11 @@ def check_quota_and_isolation(server, keys):
     names = {b["Name"] for b in operator.list_buckets()["Buckets"]}
     assert {"default", "other-bucket", "small-quota", "made-by-s3"} <= names, names
     assert "made-by-s3" in {w["name"] for w in server.admin("list-workspaces")}
-    expect("BucketAlreadyOwnedByYou", operator.create_bucket, Bucket="made-by-s3")
+    # Creating a bucket one owns already succeeds and changes nothing, as in S3's us-east-1.
+    operator.put_object(Bucket="made-by-s3", Key="before.txt", Body=b"before")
+    assert operator.create_bucket(Bucket="made-by-s3")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [o["Key"] for o in operator.list_objects_v2(Bucket="made-by-s3")["Contents"]] == ["before.txt"]
+    operator.delete_object(Bucket="made-by-s3", Key="before.txt")
     assert operator.get_object(Bucket="default", Key="secret.txt")["Body"].read() == b"mine"
     # DeleteBucket: an operator key's. Refused (409 BucketNotEmpty) while an object is there; deleted objects (in
     # the trash) and uploads in progress do not count, and go with the bucket, as do its keys.

@@ -30,6 +30,7 @@ mod reservations;
 pub mod resumable;
 pub mod rules;
 pub mod s3_keys;
+pub mod s3_objects;
 pub mod signing;
 pub mod staged_parts;
 pub mod telemetry;

@@ -162,11 +162,26 @@ impl Cabinet {
         self.store.folder_is_empty(&caller.workspace_id, id).await
     }
 
-    /// Records the ETag S3 tools know a file by (the MD5 of its bytes as they arrived, or S3's
-    /// multipart form).
-    pub async fn set_s3_etag(&self, caller: &Caller, file: &FileId, etag: &str) -> Result<()> {
+    /// Records what the S3 surface keeps of a file it stored: the ETag S3 tools know it by (the
+    /// MD5 of its bytes as they arrived, or S3's multipart form), its headers, its parts' sizes.
+    pub async fn set_s3_object(
+        &self,
+        caller: &Caller,
+        file: &FileId,
+        object: &crate::s3_objects::S3Object,
+    ) -> Result<()> {
         caller.require(Role::Write)?;
-        self.store.set_s3_etag(&caller.workspace_id, file, etag).await
+        self.store.set_s3_object(&caller.workspace_id, file, object).await
+    }
+
+    /// What the S3 surface kept of a file, if it stored it.
+    pub async fn s3_object(
+        &self,
+        caller: &Caller,
+        file: &FileId,
+    ) -> Result<Option<crate::s3_objects::S3Object>> {
+        caller.require(Role::Read)?;
+        self.store.s3_object(&caller.workspace_id, file).await
     }
 
     /// The recorded S3 ETags of these files (those that have one).

@@ -317,7 +317,7 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<bool>;
 }
 
-/// The S3 surface's access keys (their secrets sealed) and the ETags of the files it stored.
+/// The S3 surface's access keys (their secrets sealed) and what it keeps of the files it stored.
 #[async_trait]
 pub trait S3KeyStore: Send + Sync + 'static {
     /// Stores a key with its sealed secret.
@@ -328,8 +328,19 @@ pub trait S3KeyStore: Send + Sync + 'static {
     async fn list_s3_keys(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<crate::s3_keys::S3Key>>;
     /// Marks a key revoked; `NotFound` when there is no such key.
     async fn revoke_s3_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()>;
-    /// Records the ETag S3 tools know a file by (an MD5 in hex, or S3's multipart form).
-    async fn set_s3_etag(&self, workspace: &WorkspaceId, file: &FileId, etag: &str) -> Result<()>;
+    /// Records what the S3 surface keeps of a file it stored (replacing what it kept before).
+    async fn set_s3_object(
+        &self,
+        workspace: &WorkspaceId,
+        file: &FileId,
+        object: &crate::s3_objects::S3Object,
+    ) -> Result<()>;
+    /// What the S3 surface kept of a file, if it stored it.
+    async fn s3_object(
+        &self,
+        workspace: &WorkspaceId,
+        file: &FileId,
+    ) -> Result<Option<crate::s3_objects::S3Object>>;
     /// The recorded ETags of these files (those that have one).
     async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>>;
 }

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (19, include_str!("../migrations/postgres/0019_s3_keys.sql")),
     (20, include_str!("../migrations/postgres/0020_webhooks.sql")),
     (21, include_str!("../migrations/postgres/0021_audit_log.sql")),
+    (22, include_str!("../migrations/postgres/0022_s3_objects.sql")),
 ];
 
 /// A PostgreSQL database's pools. Every lookup goes through them: a PostgreSQL query is a network

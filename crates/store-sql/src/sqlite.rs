@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (19, include_str!("../migrations/sqlite/0019_s3_keys.sql")),
     (20, include_str!("../migrations/sqlite/0020_webhooks.sql")),
     (21, include_str!("../migrations/sqlite/0021_audit_log.sql")),
+    (22, include_str!("../migrations/sqlite/0022_s3_objects.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.

@@ -74,6 +74,7 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     Ok(Router::new()
         .fallback_service(service)
         .layer(axum::middleware::from_fn_with_state(options.domain.clone(), sig_v2_bucket_path))
+        .layer(axum::middleware::from_fn(bare_attributes_etag))
         .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record))
         .layer(axum::middleware::from_fn(errors::request_id)))
 }
@@ -114,6 +115,34 @@ async fn sig_v2_bucket_path(
         }
     }
     next.run(request).await
+}
+
+/// GetObjectAttributes answers its ETag bare (`<ETag>abc</ETag>`), unlike every other answer of
+/// S3's, and clients compare it as such; s3s writes every ETag quoted, so this one is unquoted
+/// here. Its answer is small: at most 1,000 parts.
+async fn bare_attributes_etag(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let attributes = request.method() == axum::http::Method::GET
+        && request.uri().query().is_some_and(|query| {
+            query.split('&').any(|pair| pair == "attributes" || pair.starts_with("attributes="))
+        });
+    let response = next.run(request).await;
+    if !attributes || response.status() != axum::http::StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 4 * 1024 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) => {
+            tracing::warn!(error = %err, "a GetObjectAttributes answer could not be read");
+            return axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let text = text.replacen("<ETag>\"", "<ETag>", 1).replacen("\"</ETag>", "</ETag>", 1);
+    parts.headers.insert(axum::http::header::CONTENT_LENGTH, axum::http::HeaderValue::from(text.len()));
+    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 /// Whether a workspace's name can be a bucket's (3–63 lowercase letters, digits, `-`, `.`;
@@ -325,17 +354,20 @@ impl S3 for S3Surface {
             lock: input.object_lock_enabled_for_bucket == Some(true),
             tagging: false,
         })?;
+        // Every bucket is an operator key's own, and this service answers as S3's us-east-1 (its
+        // location): creating a bucket one owns already succeeds and changes nothing.
+        let created = Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }));
         let taken = self.cabinet.list_workspaces().await.map_err(s3_error_of)?;
         if taken.iter().any(|workspace| workspace.name == name) {
-            return Err(s3_error!(BucketAlreadyOwnedByYou));
+            return created;
         }
-        let request = cabinet_core::admin::NewWorkspace { name, ..Default::default() };
+        let request = cabinet_core::admin::NewWorkspace { name: name.clone(), ..Default::default() };
         match self.cabinet.create_workspace(request).await {
             Ok(workspace) => {
                 tracing::info!(workspace = %workspace.id, bucket = %workspace.name, "bucket created through S3");
-                Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", workspace.name)) }))
+                created
             }
-            Err(cabinet_core::Error::Conflict { .. }) => Err(s3_error!(BucketAlreadyOwnedByYou)),
+            Err(cabinet_core::Error::Conflict { .. }) => created,
             Err(err) => Err(s3_error_of(err)),
         }
     }
@@ -414,6 +446,18 @@ impl S3 for S3Surface {
         let caller = self.caller_for(&req, &req.input.bucket).await?;
         check_version(req.input.version_id.as_deref())?;
         objects::head(&self.cabinet, &caller, req.input).await.map(S3Response::new)
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let caller = self.caller_for(&req, &req.input.bucket).await?;
+        check_version(req.input.version_id.as_deref())?;
+        if req.input.sse_customer_algorithm.is_some() || req.input.sse_customer_key.is_some() {
+            return Err(s3_error!(NotImplemented, "server-side encryption is not served here"));
+        }
+        objects::attributes(&self.cabinet, &caller, req.input).await.map(S3Response::new)
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {

@@ -8,6 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use base64::Engine;
+
+use cabinet_core::s3_objects::{S3Checksum, S3Headers};
 use cabinet_core::{Cabinet, Caller, Error as CoreError, UploadId};
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -16,13 +19,16 @@ use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
 
 use super::listing::{encoded, is_url};
 use super::objects::{
-    check_write_conditions, copy_source, file_etag, find, hasher_for, parse_key, store, CopyConditions,
-    Declared, Found, Measured, NewObject, Verifying, Writes,
+    check_write_conditions, checksum_answer, checksum_of, copy_source, described, digest_of, find,
+    hasher_for, hasher_of, headers_of, parse_key, store, CopyConditions, Declared, Found, Measured,
+    NewObject, PartSums, Verifying, Writes, ALGORITHMS,
 };
 use super::{s3_error_of, timestamp};
 
 /// S3's most parts in one upload.
 const MAX_PARTS: i32 = 10_000;
+/// The smallest a part may be but the last, S3's limit.
+const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// The most parts (or uploads) one listing returns, S3's default and limit.
 const MOST_LISTED: i32 = 1000;
 
@@ -32,6 +38,31 @@ struct Note {
     key: String,
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     metadata: HashMap<String, String>,
+    #[serde(default)]
+    headers: S3Headers,
+    /// The object's own checksum asked for at creation: its algorithm and type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<(String, String)>,
+}
+
+/// The algorithm and type of a multipart object's own checksum, as S3 takes them: COMPOSITE by
+/// default, but CRC64NVME's, which is only FULL_OBJECT; SHA1 and SHA256 are only COMPOSITE.
+fn checksum_kind(algorithm: &str, kind: Option<&str>) -> S3Result<(String, String)> {
+    let algorithm = algorithm.to_ascii_uppercase();
+    if !ALGORITHMS.contains(&algorithm.as_str()) {
+        return Err(s3_error!(InvalidRequest, "unknown checksum algorithm {algorithm}"));
+    }
+    let default = if algorithm == "CRC64NVME" { ChecksumType::FULL_OBJECT } else { ChecksumType::COMPOSITE };
+    let kind = kind.map_or(default.to_owned(), str::to_ascii_uppercase);
+    let allowed = match kind.as_str() {
+        ChecksumType::COMPOSITE => algorithm != "CRC64NVME",
+        ChecksumType::FULL_OBJECT => !algorithm.starts_with("SHA"),
+        _ => false,
+    };
+    if !allowed {
+        return Err(s3_error!(InvalidRequest, "the checksum type {kind} is not one {algorithm} can be"));
+    }
+    Ok((algorithm, kind))
 }
 
 fn upload_id(raw: &str) -> S3Result<UploadId> {
@@ -60,7 +91,24 @@ pub(super) async fn create(
             metadata.iter().map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())));
         cabinet_core::metadata::validate_custom(&custom.collect()).map_err(s3_error_of)?;
     }
-    let note = serde_json::to_string(&Note { key: input.key.clone(), metadata })
+    let headers = headers_of(
+        input.cache_control.as_ref(),
+        input.content_disposition.as_ref(),
+        input.content_encoding.as_ref(),
+        input.content_language.as_ref(),
+        input.expires.as_ref(),
+    )?;
+    let checksum = match (&input.checksum_algorithm, &input.checksum_type) {
+        (Some(algorithm), kind) => {
+            Some(checksum_kind(algorithm.as_str(), kind.as_ref().map(ChecksumType::as_str))?)
+        }
+        (None, Some(_)) => {
+            return Err(s3_error!(InvalidRequest, "x-amz-checksum-type needs x-amz-checksum-algorithm"))
+        }
+        (None, None) => None,
+    };
+    let answered = checksum.clone();
+    let note = serde_json::to_string(&Note { key: input.key.clone(), metadata, headers, checksum })
         .map_err(|err| S3Error::with_message(s3s::S3ErrorCode::InternalError, err.to_string()))?;
     let upload = cabinet
         .begin_staged_parts(caller, name, &note, input.content_type.as_deref())
@@ -70,6 +118,10 @@ pub(super) async fn create(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload.id.to_string()),
+        checksum_algorithm: answered
+            .as_ref()
+            .map(|(algorithm, _)| ChecksumAlgorithm::from(algorithm.clone())),
+        checksum_type: answered.map(|(_, kind)| ChecksumType::from(kind)),
         ..Default::default()
     })
 }
@@ -98,6 +150,7 @@ pub(super) async fn upload_part(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
+        parts: None,
     };
     declared.check()?;
     let body: cabinet_core::ByteStream<'static> = match input.body {
@@ -136,6 +189,7 @@ async fn stage_verified(
         inner: body,
         md5: Some(Md5::new()),
         hasher: Some(hasher_for(&declared)?),
+        summing: None,
         declared,
         trailers,
         measured: measured.clone(),
@@ -245,28 +299,34 @@ impl Drop for CompletingGuard {
 }
 
 /// The parts a CompleteMultipartUpload names, checked for order and form, with the ETag S3 gives
-/// the object they make (the MD5 of their MD5s, then `-` and their count).
+/// the object they make (the MD5 of their MD5s, then `-` and their count). A number listed more
+/// than once (a client that sent a part again and kept both answers) counts once, with the ETag
+/// listed last, as S3 takes it.
 fn numbered_parts(parts: &[CompletedPart]) -> S3Result<(Vec<(u32, String)>, String)> {
     if parts.is_empty() {
         return Err(s3_error!(MalformedXML, "a multipart upload is completed with at least one part"));
     }
-    let mut numbered = Vec::with_capacity(parts.len());
-    let mut digests = Md5::new();
-    let mut previous = 0;
+    let mut numbered: Vec<(u32, String)> = Vec::with_capacity(parts.len());
     for part in parts {
         let number = part.part_number.unwrap_or(0);
-        if number <= previous {
+        let previous = numbered.last().map_or(0, |(previous, _)| *previous as i32);
+        if number < previous || number < 1 {
             return Err(s3_error!(InvalidPartOrder, "parts must be listed in ascending order of number"));
         }
-        previous = number;
         let etag = part.e_tag.as_ref().map(|etag| etag.value().to_ascii_lowercase()).unwrap_or_default();
-        let Some(md5) = hex::decode(&etag).ok().filter(|md5| md5.len() == 16) else {
+        if hex::decode(&etag).ok().filter(|md5| md5.len() == 16).is_none() {
             return Err(s3_error!(InvalidPart, "part {number}: {etag:?} is not an ETag this service gave"));
-        };
-        digests.update(&md5);
+        }
+        if number == previous {
+            numbered.pop();
+        }
         numbered.push((number as u32, etag));
     }
-    let etag = format!("{}-{}", hex::encode(digests.finalize()), parts.len());
+    let mut digests = Md5::new();
+    for (_, etag) in &numbered {
+        digests.update(hex::decode(etag).unwrap_or_default());
+    }
+    let etag = format!("{}-{}", hex::encode(digests.finalize()), numbered.len());
     Ok((numbered, etag))
 }
 
@@ -284,18 +344,24 @@ pub(super) async fn complete(
     let id = upload_id(&input.upload_id)?;
     let parts = input.multipart_upload.as_ref().and_then(|upload| upload.parts.clone()).unwrap_or_default();
     let (numbered, etag) = numbered_parts(&parts)?;
-    let completed = CompleteMultipartUploadOutput {
+    let completed = |own: Checksum| CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(ETag::Strong(etag.clone())),
+        checksum_crc32: own.checksum_crc32,
+        checksum_crc32c: own.checksum_crc32c,
+        checksum_crc64nvme: own.checksum_crc64nvme,
+        checksum_sha1: own.checksum_sha1,
+        checksum_sha256: own.checksum_sha256,
+        checksum_type: own.checksum_type,
         ..Default::default()
     };
     completing.wait_for(&id).await;
     let upload = match cabinet.staged_parts_upload(caller, &id).await {
         Ok(upload) => upload,
         Err(err) => {
-            if completed_as(cabinet, caller, &input.key, &etag).await {
-                return Ok(completed);
+            if let Some(own) = completed_as(cabinet, caller, &input.key, &etag).await {
+                return Ok(completed(own));
             }
             return Err(no_such_upload(err));
         }
@@ -322,8 +388,26 @@ pub(super) async fn complete(
         )
         .await?;
     }
+    // Every part but the last is at least 5 MiB, as S3 requires. A part that is not there (or not
+    // with that ETag) is left to the completion to name.
+    let sizes = cabinet.staged_part_sizes(caller, &id, &numbered).await.map_err(no_such_upload)?;
+    let part_sizes: Vec<u64> = sizes.iter().flatten().copied().collect();
+    if part_sizes.len() == numbered.len() {
+        if let Some(index) = part_sizes[..part_sizes.len() - 1].iter().position(|size| *size < MIN_PART_BYTES)
+        {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "part {} is {} bytes: every part but the last must be at least 5 MiB",
+                numbered[index].0,
+                part_sizes[index]
+            ));
+        }
+    }
     let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
+    let declared = whole_checksum(&input, &parts, &numbered, note.checksum.clone(), part_sizes.clone())?;
     let metadata = (!note.metadata.is_empty()).then_some(note.metadata);
+    let headers = note.headers;
+    let listed: Vec<u32> = numbered.iter().map(|(number, _)| *number).collect();
     let task = {
         let (cabinet, writes, caller) = (cabinet.clone(), writes.clone(), caller.clone());
         let (key, content_type, recorded) = (input.key.clone(), upload.declared_mime.clone(), etag.clone());
@@ -339,23 +423,25 @@ pub(super) async fn complete(
                         etag: Some(recorded),
                         content_type,
                         metadata,
+                        headers,
+                        part_sizes,
                         if_match,
                         if_none_match,
                     };
-                    store(cabinet, writes, caller, &key, body, object, Declared::default(), None).await
+                    store(cabinet, writes, caller, &key, body, object, declared, None).await
                 })
                 .await
-                .map(|stored| stored.map(drop))
+                .map(|stored| stored.map(|stored| stored.own))
         })
     };
     let stored = task.await.map_err(|err| s3_error_of(CoreError::internal(err)))?;
-    match stored {
+    let own = match stored {
         Ok(stored) => stored?,
         Err(CoreError::PartsMissing { missing }) => {
             let numbers: Vec<String> = missing
                 .iter()
-                .filter_map(|index| parts.get(*index as usize - 1))
-                .map(|part| part.part_number.unwrap_or(0).to_string())
+                .filter_map(|index| listed.get(*index as usize - 1))
+                .map(u32::to_string)
                 .collect();
             return Err(s3_error!(
                 InvalidPart,
@@ -365,13 +451,155 @@ pub(super) async fn complete(
         }
         Err(err) => return Err(no_such_upload(err)),
     };
-    Ok(completed)
+    Ok(completed(own))
 }
 
-/// Whether the key holds the object a completion with this ETag made.
-async fn completed_as(cabinet: &Cabinet, caller: &Caller, key: &str, etag: &str) -> bool {
-    let Ok(Found::File(file)) = find(cabinet, caller, key).await else { return false };
-    file_etag(cabinet, caller, &file).await.is_ok_and(|stored| stored.trim_matches('"') == etag)
+/// The raw length of one algorithm's digest.
+fn digest_len(algorithm: &str) -> usize {
+    match algorithm {
+        "CRC32" | "CRC32C" => 4,
+        "CRC64NVME" => 8,
+        "SHA1" => 20,
+        _ => 32,
+    }
+}
+
+/// How the object a completion makes is verified and given its own checksum: the algorithm and
+/// type asked for at creation (or, when none was, those of the checksum the completion declares),
+/// with what the completion declares for the whole and lists for each part. What cannot be right
+/// (a malformed value, another parts count, the listed parts' checksums not making the declared
+/// whole) is `BadDigest` before the parts are taken, so the upload is left to complete again.
+fn whole_checksum(
+    input: &CompleteMultipartUploadInput,
+    parts: &[CompletedPart],
+    numbered: &[(u32, String)],
+    asked: Option<(String, String)>,
+    part_sizes: Vec<u64>,
+) -> S3Result<Declared> {
+    let given = Checksum {
+        checksum_crc32: input.checksum_crc32.clone(),
+        checksum_crc32c: input.checksum_crc32c.clone(),
+        checksum_sha1: input.checksum_sha1.clone(),
+        checksum_sha256: input.checksum_sha256.clone(),
+        checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+        ..Default::default()
+    };
+    let declared_algorithm =
+        ALGORITHMS.into_iter().find(|algorithm| checksum_of(&given, algorithm).is_some());
+    let (algorithm, kind) = match (asked, declared_algorithm) {
+        (Some((algorithm, kind)), declared) => {
+            if declared.is_some_and(|declared| declared != algorithm) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "the upload was begun with the checksum algorithm {algorithm}, not {}",
+                    declared.unwrap_or_default()
+                ));
+            }
+            (algorithm, kind)
+        }
+        (None, Some(algorithm)) => {
+            let composite = checksum_of(&given, algorithm).is_some_and(|value| value.contains('-'));
+            let kind =
+                input.checksum_type.as_ref().map(ChecksumType::as_str).map(str::to_owned).or_else(|| {
+                    Some(
+                        if composite { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT }
+                            .to_owned(),
+                    )
+                });
+            checksum_kind(algorithm, kind.as_deref())?
+        }
+        (None, None) => return Ok(Declared::default()),
+    };
+    let whole = checksum_of(&given, &algorithm).cloned();
+    let bad = |why: String| Err(S3Error::with_message(s3s::S3ErrorCode::BadDigest, why));
+    let decodes = |value: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .is_ok_and(|raw| raw.len() == digest_len(&algorithm))
+    };
+    let header = format!("x-amz-checksum-{}", algorithm.to_lowercase());
+    // A part's listed checksum: the one listed last for its number, as its ETag is.
+    let mut listed: HashMap<i32, Option<String>> = HashMap::new();
+    for part in parts {
+        listed.insert(part.part_number.unwrap_or(0), checksum_of(&part_checksums(part), &algorithm).cloned());
+    }
+    let declared_parts: Vec<Option<String>> =
+        numbered.iter().map(|(number, _)| listed.get(&(*number as i32)).cloned().flatten()).collect();
+    if let Some(part) =
+        declared_parts.iter().position(|value| value.as_deref().is_some_and(|value| !decodes(value)))
+    {
+        return bad(format!("part {}: its {header} is not a {algorithm} checksum", numbered[part].0));
+    }
+    let mut sums = PartSums {
+        algorithm: algorithm.clone(),
+        composite: kind == ChecksumType::COMPOSITE,
+        part_numbers: numbered.iter().map(|(number, _)| *number).collect(),
+        part_sizes,
+        declared: None,
+        declared_parts,
+    };
+    if kind == ChecksumType::FULL_OBJECT {
+        if let Some(whole) = whole.as_deref().filter(|whole| !decodes(whole)) {
+            return bad(format!("{header} {whole:?} is not a {algorithm} checksum"));
+        }
+        let checksums = match whole {
+            Some(value) => Checksum {
+                checksum_type: None,
+                ..checksum_answer(&S3Checksum { algorithm: algorithm.clone(), kind, value })
+            },
+            None => Checksum::default(),
+        };
+        return Ok(Declared {
+            algorithm: Some(algorithm),
+            checksums,
+            parts: Some(sums),
+            ..Default::default()
+        });
+    }
+    if let Some(whole) = &whole {
+        let (digest, count) = match whole.rsplit_once('-') {
+            Some((digest, count)) => (digest, Some(count)),
+            None => (whole.as_str(), None),
+        };
+        if !decodes(digest) || count.is_some_and(|count| count != numbered.len().to_string()) {
+            return bad(format!(
+                "{header} {whole:?} is not the {algorithm} composite of {} parts",
+                numbered.len()
+            ));
+        }
+        if sums.declared_parts.iter().all(Option::is_some) {
+            let mut of_parts = hasher_of(&algorithm);
+            for value in sums.declared_parts.iter().flatten() {
+                of_parts.update(&base64::engine::general_purpose::STANDARD.decode(value).unwrap_or_default());
+            }
+            let made = base64::engine::general_purpose::STANDARD.encode(digest_of(of_parts, &algorithm));
+            if made != digest {
+                return bad(format!("the parts' listed checksums do not make the declared {header}"));
+            }
+        }
+    }
+    sums.declared = whole;
+    Ok(Declared { parts: Some(sums), ..Default::default() })
+}
+
+/// The checksums a CompleteMultipartUpload lists for one part.
+fn part_checksums(part: &CompletedPart) -> Checksum {
+    Checksum {
+        checksum_crc32: part.checksum_crc32.clone(),
+        checksum_crc32c: part.checksum_crc32c.clone(),
+        checksum_sha1: part.checksum_sha1.clone(),
+        checksum_sha256: part.checksum_sha256.clone(),
+        checksum_crc64nvme: part.checksum_crc64nvme.clone(),
+        ..Default::default()
+    }
+}
+
+/// The object's own checksum when the key holds the object a completion with this ETag made.
+async fn completed_as(cabinet: &Cabinet, caller: &Caller, key: &str, etag: &str) -> Option<Checksum> {
+    let Ok(Found::File(file)) = find(cabinet, caller, key).await else { return None };
+    let object = described(cabinet, caller, &file).await.ok()?;
+    (object.etag.trim_matches('"') == etag)
+        .then(|| object.checksum.as_ref().map(checksum_answer).unwrap_or_default())
 }
 
 pub(super) async fn abort(

@@ -14,6 +14,7 @@ use cabinet_core::files::DirectUpload;
 use cabinet_core::names::validate_name;
 use cabinet_core::paths::Place;
 use cabinet_core::ports::{ByteStream, FileChange};
+use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Object};
 use cabinet_core::{ByteRange, Cabinet, Caller, Error as CoreError, FileRecord};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
@@ -145,6 +146,53 @@ pub(super) async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRec
     Ok(etag_of(file, etags.get(&file.id)))
 }
 
+/// What S3 answers about a file besides its record: what the S3 surface kept of it when it stored
+/// it, or for a file stored elsewhere its derived ETag alone.
+pub(super) async fn described(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<S3Object> {
+    let kept = cabinet.s3_object(caller, &file.id).await.map_err(s3_error_of)?;
+    Ok(kept.unwrap_or_else(|| S3Object { etag: etag_of(file, None), ..Default::default() }))
+}
+
+/// The headers a write gives its object, kept as given. `aws-chunked` in Content-Encoding names
+/// how the request's body was sent, not what the object is: it is not kept, as S3 keeps it not.
+pub(super) fn headers_of(
+    cache_control: Option<&String>,
+    content_disposition: Option<&String>,
+    content_encoding: Option<&String>,
+    content_language: Option<&String>,
+    expires: Option<&Timestamp>,
+) -> S3Result<S3Headers> {
+    let content_encoding = content_encoding.and_then(|encoding| {
+        let kept: Vec<&str> = encoding
+            .split(',')
+            .map(str::trim)
+            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    });
+    let expires = match expires {
+        None => None,
+        Some(at) => {
+            let mut date = Vec::new();
+            at.format(TimestampFormat::HttpDate, &mut date)
+                .map_err(|_| s3_error!(InvalidArgument, "Expires is not a date that can be kept"))?;
+            Some(String::from_utf8_lossy(&date).into_owned())
+        }
+    };
+    Ok(S3Headers {
+        cache_control: cache_control.cloned(),
+        content_disposition: content_disposition.cloned(),
+        content_encoding,
+        content_language: content_language.cloned(),
+        expires,
+    })
+}
+
+/// The kept Expires, as the timestamp s3s answers with (a date that no longer parses is left out).
+fn expires_of(headers: &S3Headers) -> Option<Timestamp> {
+    headers.expires.as_deref().and_then(|date| Timestamp::parse(TimestampFormat::HttpDate, date).ok())
+}
+
 fn user_metadata(file: &FileRecord) -> Option<HashMap<String, String>> {
     if file.metadata.is_empty() {
         return None;
@@ -165,6 +213,40 @@ fn user_metadata(file: &FileRecord) -> Option<HashMap<String, String>> {
 
 fn sha256_base64(file: &FileRecord) -> Option<String> {
     hex::decode(&file.sha256).ok().map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// What `x-amz-checksum-mode: ENABLED` answers for a read of all of an object or of one part: the
+/// object's own checksum, or the part's (with the object's type) when one of several is read;
+/// none for a part whose checksum was not kept.
+fn read_checksum(
+    file: &FileRecord,
+    object: &S3Object,
+    number: Option<i32>,
+    part: Option<&PartRead>,
+) -> Checksum {
+    if part.is_none_or(|part| part.span.is_none()) {
+        return own_checksum(file, object);
+    }
+    let index = number.and_then(|number| usize::try_from(number - 1).ok());
+    match (&object.checksum, index.and_then(|index| object.part_checksums.get(index))) {
+        (Some(checksum), Some(value)) => {
+            checksum_answer(&S3Checksum { value: value.clone(), ..checksum.clone() })
+        }
+        _ => Checksum::default(),
+    }
+}
+
+/// What `x-amz-checksum-mode: ENABLED` answers for a whole object: the checksum it was written
+/// with, or the sha256 Cabinet keeps of every file.
+fn own_checksum(file: &FileRecord, object: &S3Object) -> Checksum {
+    match &object.checksum {
+        Some(checksum) => checksum_answer(checksum),
+        None => Checksum {
+            checksum_sha256: sha256_base64(file),
+            checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            ..Default::default()
+        },
+    }
 }
 
 /// The conditional headers of a read, in S3's order of precedence: 412 or 304, or go on.
@@ -208,11 +290,23 @@ fn check_read_conditions(
     Ok(())
 }
 
+/// What a read of one part (`partNumber`) reads: its first byte and length (`None`: the whole
+/// object), and the parts count to answer with.
+struct PartRead {
+    span: Option<(u64, u64)>,
+    count: Option<i32>,
+}
+
 /// A read of one part (`partNumber`). Part 1 of an object stored in one piece is the whole of it;
-/// an object completed from parts says how many in its ETag (`md5-N`), and its parts' bounds are
-/// not kept once it is whole, so a read of one of several parts is `NotImplemented`. Returns
-/// the parts count to answer with.
-fn check_part_number(part_number: Option<i32>, etag: &str, ranged: bool) -> S3Result<Option<i32>> {
+/// an object completed from parts says how many in its ETag (`md5-N`), and their sizes are kept
+/// with it. One completed from several parts before their sizes were kept cannot be read by part
+/// (`NotImplemented`).
+fn part_read(
+    part_number: Option<i32>,
+    object: &S3Object,
+    size: u64,
+    ranged: bool,
+) -> S3Result<Option<PartRead>> {
     let Some(number) = part_number else { return Ok(None) };
     if ranged {
         return Err(s3_error!(InvalidRequest, "Range and partNumber cannot both be given"));
@@ -220,17 +314,22 @@ fn check_part_number(part_number: Option<i32>, etag: &str, ranged: bool) -> S3Re
     if !(1..=10_000).contains(&number) {
         return Err(s3_error!(InvalidArgument, "partNumber runs from 1 to 10000"));
     }
-    let parts = etag.rsplit_once('-').and_then(|(_, count)| count.parse::<i32>().ok());
+    let parts = object.etag.rsplit_once('-').and_then(|(_, count)| count.parse::<i32>().ok());
     if number > parts.unwrap_or(1) {
         return Err(s3_error!(InvalidPart, "the object has no part {number}"));
     }
-    if parts.is_some_and(|count| count > 1) {
+    let Some(count) = parts.filter(|count| *count > 1) else {
+        return Ok(Some(PartRead { span: None, count: parts }));
+    };
+    if object.part_sizes.len() != count as usize || object.part_sizes.iter().sum::<u64>() != size {
         return Err(s3_error!(
             NotImplemented,
-            "reading one part of an object completed from several parts (its parts' bounds are not kept)"
+            "reading one part of an object completed from several parts before their sizes were kept"
         ));
     }
-    Ok(parts)
+    let index = number as usize - 1;
+    let first: u64 = object.part_sizes[..index].iter().sum();
+    Ok(Some(PartRead { span: Some((first, object.part_sizes[index])), count: Some(count) }))
 }
 
 /// A 304 names the object's ETag and Last-Modified, as S3's does (a cache revalidates with them).
@@ -265,26 +364,43 @@ pub(super) async fn head(
         Found::File(file) => file,
     };
     let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
-    let etag = file_etag(cabinet, caller, &file).await?;
+    let object = described(cabinet, caller, &file).await?;
     check_read_conditions(
-        &etag,
+        &object.etag,
         file.created_at,
         input.if_match.as_ref(),
         input.if_none_match.as_ref(),
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
     )?;
-    let parts_count = check_part_number(input.part_number, &etag, input.range.is_some())?;
-    let with_checksum =
-        input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    let part = part_read(input.part_number, &object, file.size, input.range.is_some())?;
+    let length = part.as_ref().and_then(|part| part.span).map_or(file.size, |(_, length)| length);
+    let checksums = match &input.checksum_mode {
+        Some(mode) if mode.as_str() == ChecksumMode::ENABLED => {
+            read_checksum(&file, &object, input.part_number, part.as_ref())
+        }
+        _ => Checksum::default(),
+    };
+    let expires = expires_of(&object.headers);
+    let headers = object.headers;
     Ok(HeadObjectOutput {
-        parts_count,
-        content_length: Some(file.size as i64),
+        parts_count: part.and_then(|part| part.count),
+        content_length: Some(length as i64),
         content_type: Some(file.mime_type.clone()),
+        cache_control: headers.cache_control,
+        content_disposition: headers.content_disposition,
+        content_encoding: headers.content_encoding,
+        content_language: headers.content_language,
+        expires,
         last_modified: Some(timestamp(file.created_at)),
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(object.etag)),
         metadata: user_metadata(&file),
-        checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
+        checksum_crc32: checksums.checksum_crc32,
+        checksum_crc32c: checksums.checksum_crc32c,
+        checksum_crc64nvme: checksums.checksum_crc64nvme,
+        checksum_sha1: checksums.checksum_sha1,
+        checksum_sha256: checksums.checksum_sha256,
+        checksum_type: checksums.checksum_type,
         accept_ranges: Some("bytes".to_owned()),
         ..Default::default()
     })
@@ -309,42 +425,149 @@ pub(super) async fn get(
         Found::File(file) => file,
     };
     let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
-    let etag = file_etag(cabinet, caller, &file).await?;
+    let object = described(cabinet, caller, &file).await?;
     check_read_conditions(
-        &etag,
+        &object.etag,
         file.created_at,
         input.if_match.as_ref(),
         input.if_none_match.as_ref(),
         input.if_modified_since.as_ref(),
         input.if_unmodified_since.as_ref(),
     )?;
-    let parts_count = check_part_number(input.part_number, &etag, input.range.is_some())?;
-    let (range, content_range) = match &input.range {
-        None => (None, None),
-        Some(range) => {
+    let part = part_read(input.part_number, &object, file.size, input.range.is_some())?;
+    // The bytes to read (first and length), when not all of them.
+    let span = match (&input.range, part.as_ref().and_then(|part| part.span)) {
+        (Some(range), _) => {
             let span = range.check(file.size).map_err(|_| s3_error!(InvalidRange))?;
-            let last = span.end - 1;
-            (
-                Some(ByteRange { first: span.start, last }),
-                Some(format!("bytes {}-{last}/{}", span.start, file.size)),
-            )
+            Some((span.start, span.end - span.start))
         }
+        (None, span) => span,
     };
-    let length = range.map_or(file.size, |range| range.last - range.first + 1);
-    let stream = cabinet.read_file(&file, range).await.map_err(s3_error_of)?;
-    let with_checksum = range.is_none()
-        && input.checksum_mode.as_ref().is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED);
+    let content_range = span.map(|(first, length)| match length {
+        // An empty part of a larger object: S3's form for no bytes of it.
+        0 => format!("bytes */{}", file.size),
+        _ => format!("bytes {first}-{}/{}", first + length - 1, file.size),
+    });
+    let length = span.map_or(file.size, |(_, length)| length);
+    let stream: ByteStream<'static> = match span {
+        Some((_, 0)) => Box::pin(futures::stream::empty()),
+        Some((first, length)) => cabinet
+            .read_file(&file, Some(ByteRange { first, last: first + length - 1 }))
+            .await
+            .map_err(s3_error_of)?,
+        None => cabinet.read_file(&file, None).await.map_err(s3_error_of)?,
+    };
+    let checksums = match &input.checksum_mode {
+        Some(mode) if mode.as_str() == ChecksumMode::ENABLED && input.range.is_none() => {
+            read_checksum(&file, &object, input.part_number, part.as_ref())
+        }
+        _ => Checksum::default(),
+    };
+    // The response-* parameters of a (signed) request override what is kept, as S3's do.
+    let expires = input.response_expires.clone().or_else(|| expires_of(&object.headers));
+    let headers = object.headers;
     Ok(GetObjectOutput {
-        parts_count,
+        parts_count: part.and_then(|part| part.count),
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
         content_length: Some(length as i64),
         content_range,
-        content_type: Some(file.mime_type.clone()),
+        content_type: Some(input.response_content_type.unwrap_or_else(|| file.mime_type.clone())),
+        cache_control: input.response_cache_control.or(headers.cache_control),
+        content_disposition: input.response_content_disposition.or(headers.content_disposition),
+        content_encoding: input.response_content_encoding.or(headers.content_encoding),
+        content_language: input.response_content_language.or(headers.content_language),
+        expires,
         last_modified: Some(timestamp(file.created_at)),
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(object.etag)),
         metadata: user_metadata(&file),
-        checksum_sha256: with_checksum.then(|| sha256_base64(&file)).flatten(),
+        checksum_crc32: checksums.checksum_crc32,
+        checksum_crc32c: checksums.checksum_crc32c,
+        checksum_crc64nvme: checksums.checksum_crc64nvme,
+        checksum_sha1: checksums.checksum_sha1,
+        checksum_sha256: checksums.checksum_sha256,
+        checksum_type: checksums.checksum_type,
         accept_ranges: Some("bytes".to_owned()),
+        ..Default::default()
+    })
+}
+
+/// The most parts GetObjectAttributes lists at once (S3's default and limit).
+const MOST_PARTS_LISTED: i32 = 1000;
+
+/// GetObjectAttributes: what HEAD tells of an object, and its parts (sizes and, when kept,
+/// checksums) `max-parts` at a time after `part-number-marker`, for an object completed from
+/// parts whose sizes were kept.
+pub(super) async fn attributes(
+    cabinet: &Cabinet,
+    caller: &Caller,
+    input: GetObjectAttributesInput,
+) -> S3Result<GetObjectAttributesOutput> {
+    // One header, its names separated by commas (s3s takes it as one).
+    let wants = |name: &str| {
+        input
+            .object_attributes
+            .iter()
+            .flat_map(|asked| asked.as_str().split(','))
+            .any(|asked| asked.trim() == name)
+    };
+    let (file, object) = match find(cabinet, caller, &input.key).await? {
+        Found::Folder => {
+            return Ok(GetObjectAttributesOutput {
+                e_tag: wants(ObjectAttributes::ETAG).then(|| ETag::Strong(EMPTY_MD5.to_owned())),
+                object_size: wants(ObjectAttributes::OBJECT_SIZE).then_some(0),
+                storage_class: wants(ObjectAttributes::STORAGE_CLASS)
+                    .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+                ..Default::default()
+            })
+        }
+        Found::File(file) => {
+            let file = cabinet.readable_file(caller, &file.id).await.map_err(s3_error_of)?;
+            let object = described(cabinet, caller, &file).await?;
+            (file, object)
+        }
+    };
+    let object_parts = (wants(ObjectAttributes::OBJECT_PARTS) && !object.part_sizes.is_empty()).then(|| {
+        let most = input.max_parts.unwrap_or(MOST_PARTS_LISTED).clamp(0, MOST_PARTS_LISTED);
+        let after = input.part_number_marker.unwrap_or(0).max(0);
+        let algorithm = object.checksum.as_ref().map(|checksum| checksum.algorithm.as_str());
+        let numbered = (1..).zip(&object.part_sizes).skip(after as usize);
+        let parts: Vec<ObjectPart> = numbered
+            .take(most as usize)
+            .map(|(number, size)| {
+                let value = object.part_checksums.get(number as usize - 1).cloned();
+                let mut part =
+                    ObjectPart { part_number: Some(number), size: Some(*size as i64), ..Default::default() };
+                match (algorithm, value) {
+                    (Some("CRC32"), value) => part.checksum_crc32 = value,
+                    (Some("CRC32C"), value) => part.checksum_crc32c = value,
+                    (Some("SHA1"), value) => part.checksum_sha1 = value,
+                    (Some("SHA256"), value) => part.checksum_sha256 = value,
+                    (Some("CRC64NVME"), value) => part.checksum_crc64nvme = value,
+                    _ => {}
+                }
+                part
+            })
+            .collect();
+        let count = object.part_sizes.len() as i32;
+        let last = parts.last().and_then(|part| part.part_number).unwrap_or(after);
+        let truncated = last < count;
+        GetObjectAttributesParts {
+            total_parts_count: Some(count),
+            part_number_marker: input.part_number_marker,
+            max_parts: Some(most),
+            is_truncated: Some(truncated),
+            next_part_number_marker: truncated.then_some(last),
+            parts: Some(parts),
+        }
+    });
+    Ok(GetObjectAttributesOutput {
+        checksum: wants(ObjectAttributes::CHECKSUM).then(|| own_checksum(&file, &object)),
+        e_tag: wants(ObjectAttributes::ETAG).then(|| ETag::Strong(object.etag.clone())),
+        last_modified: Some(timestamp(file.created_at)),
+        object_parts,
+        object_size: wants(ObjectAttributes::OBJECT_SIZE).then_some(file.size as i64),
+        storage_class: wants(ObjectAttributes::STORAGE_CLASS)
+            .then(|| StorageClass::from_static(StorageClass::STANDARD)),
         ..Default::default()
     })
 }
@@ -355,6 +578,162 @@ pub(super) struct Declared {
     pub(super) content_md5: Option<String>,
     pub(super) checksums: Checksum,
     pub(super) algorithm: Option<String>,
+    /// A multipart object's parts' checksums, computed as they stream.
+    pub(super) parts: Option<PartSums>,
+}
+
+/// S3's checksum algorithms, in the order an object's own is chosen when a write declared several.
+pub(super) const ALGORITHMS: [&str; 5] = ["CRC64NVME", "CRC32C", "CRC32", "SHA1", "SHA256"];
+
+/// The value of one algorithm's checksum.
+pub(super) fn checksum_of<'a>(checksums: &'a Checksum, algorithm: &str) -> Option<&'a String> {
+    match algorithm {
+        "CRC32" => checksums.checksum_crc32.as_ref(),
+        "CRC32C" => checksums.checksum_crc32c.as_ref(),
+        "SHA1" => checksums.checksum_sha1.as_ref(),
+        "SHA256" => checksums.checksum_sha256.as_ref(),
+        "CRC64NVME" => checksums.checksum_crc64nvme.as_ref(),
+        _ => None,
+    }
+}
+
+/// Checksums of one algorithm, as S3 answers them.
+pub(super) fn checksum_answer(checksum: &S3Checksum) -> Checksum {
+    let value = Some(checksum.value.clone());
+    let mut answer =
+        Checksum { checksum_type: Some(ChecksumType::from(checksum.kind.clone())), ..Default::default() };
+    match checksum.algorithm.as_str() {
+        "CRC32" => answer.checksum_crc32 = value,
+        "CRC32C" => answer.checksum_crc32c = value,
+        "SHA1" => answer.checksum_sha1 = value,
+        "SHA256" => answer.checksum_sha256 = value,
+        "CRC64NVME" => answer.checksum_crc64nvme = value,
+        _ => {}
+    }
+    answer
+}
+
+/// A hasher of one algorithm.
+pub(super) fn hasher_of(algorithm: &str) -> ChecksumHasher {
+    let mut hasher = ChecksumHasher::default();
+    match algorithm {
+        "CRC32" => hasher.crc32 = Some(Default::default()),
+        "CRC32C" => hasher.crc32c = Some(Default::default()),
+        "SHA1" => hasher.sha1 = Some(Default::default()),
+        "SHA256" => hasher.sha256 = Some(Default::default()),
+        _ => hasher.crc64nvme = Some(Default::default()),
+    }
+    hasher
+}
+
+/// The raw digest one hasher of `algorithm` ends with.
+pub(super) fn digest_of(hasher: ChecksumHasher, algorithm: &str) -> Vec<u8> {
+    let checksums = hasher.finalize();
+    checksum_of(&checksums, algorithm)
+        .and_then(|value| base64::engine::general_purpose::STANDARD.decode(value).ok())
+        .unwrap_or_default()
+}
+
+/// The checksums of a multipart object's parts, computed as they stream into the object at its
+/// completion (each part of one algorithm), checked against those the completion listed, and
+/// kept. The object's own checksum is made of them when it is a COMPOSITE: the checksum of their
+/// raw digests, in order, then `-` and the parts count.
+#[derive(Clone)]
+pub(super) struct PartSums {
+    pub(super) algorithm: String,
+    /// Whether the object's own checksum is their composite (else of all the bytes).
+    pub(super) composite: bool,
+    pub(super) part_numbers: Vec<u32>,
+    pub(super) part_sizes: Vec<u64>,
+    /// What the completion declared for the whole composite (with or without its `-N`).
+    pub(super) declared: Option<String>,
+    /// What it listed for each part, by the part's place in the object.
+    pub(super) declared_parts: Vec<Option<String>>,
+}
+
+/// The parts' checksums, and their composite, once all the bytes went by.
+#[derive(Default)]
+pub(super) struct Summed {
+    pub(super) parts: Vec<String>,
+    pub(super) composite: Option<String>,
+}
+
+/// Part checksums under way.
+pub(super) struct Summing {
+    sums: PartSums,
+    part: usize,
+    left: u64,
+    hasher: ChecksumHasher,
+    digests: Vec<Vec<u8>>,
+    /// A part whose bytes do not match the checksum listed for it.
+    mismatch: Option<usize>,
+}
+
+impl Summing {
+    fn new(sums: PartSums) -> Self {
+        let left = sums.part_sizes.first().copied().unwrap_or(0);
+        let hasher = hasher_of(&sums.algorithm);
+        Summing { sums, part: 0, left, hasher, digests: Vec::new(), mismatch: None }
+    }
+
+    fn end_part(&mut self) {
+        let algorithm = &self.sums.algorithm;
+        let hasher = std::mem::replace(&mut self.hasher, hasher_of(algorithm));
+        let digest = digest_of(hasher, algorithm);
+        let listed = self.sums.declared_parts.get(self.part).cloned().flatten();
+        if listed.is_some_and(|listed| {
+            base64::engine::general_purpose::STANDARD.decode(listed).ok() != Some(digest.clone())
+        }) {
+            self.mismatch.get_or_insert(self.part);
+        }
+        self.digests.push(digest);
+        self.part += 1;
+        self.left = self.sums.part_sizes.get(self.part).copied().unwrap_or(u64::MAX);
+    }
+
+    fn update(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            while self.left == 0 && self.part < self.sums.part_sizes.len() {
+                self.end_part();
+            }
+            let take = chunk.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            self.hasher.update(&chunk[..take]);
+            self.left -= take as u64;
+            chunk = &chunk[take..];
+        }
+    }
+
+    /// The parts' checksums and their composite, or why the bytes are refused.
+    fn finish(mut self) -> Result<Summed, String> {
+        while self.part < self.sums.part_sizes.len() {
+            self.end_part();
+        }
+        let header = format!("x-amz-checksum-{}", self.sums.algorithm.to_lowercase());
+        if let Some(part) = self.mismatch {
+            let number = self.sums.part_numbers.get(part).copied().unwrap_or_default();
+            return Err(format!("part {number} does not match its listed {header}"));
+        }
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let parts = self.digests.iter().map(|digest| engine.encode(digest)).collect();
+        if !self.sums.composite {
+            return Ok(Summed { parts, composite: None });
+        }
+        let mut whole = hasher_of(&self.sums.algorithm);
+        whole.update(&self.digests.concat());
+        let value = format!(
+            "{}-{}",
+            engine.encode(digest_of(whole, &self.sums.algorithm)),
+            self.sums.part_sizes.len()
+        );
+        if let Some(declared) = &self.sums.declared {
+            if *declared != value
+                && Some(declared.as_str()) != value.rsplit_once('-').map(|(digest, _)| digest)
+            {
+                return Err(format!("the parts do not match the declared {header}"));
+            }
+        }
+        Ok(Summed { parts, composite: Some(value) })
+    }
 }
 
 impl Declared {
@@ -376,6 +755,8 @@ impl Declared {
 pub(super) struct Measured {
     pub md5_hex: Option<String>,
     pub checksums: Checksum,
+    /// A multipart object's parts' checksums and their composite.
+    pub summed: Summed,
     /// Why the bytes were refused, when a declared digest did not match.
     pub mismatch: Option<String>,
 }
@@ -386,6 +767,7 @@ pub(super) struct Verifying {
     pub(super) inner: ByteStream<'static>,
     pub(super) md5: Option<Md5>,
     pub(super) hasher: Option<ChecksumHasher>,
+    pub(super) summing: Option<Summing>,
     pub(super) declared: Declared,
     pub(super) trailers: Option<TrailingHeaders>,
     pub(super) measured: Arc<Mutex<Measured>>,
@@ -429,8 +811,17 @@ impl Verifying {
                 }
             }
         }
+        let summed = match self.summing.take().map(Summing::finish) {
+            Some(Ok(summed)) => summed,
+            Some(Err(why)) => {
+                mismatch = Some(why);
+                Summed::default()
+            }
+            None => Summed::default(),
+        };
         let mut measured = self.measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         measured.md5_hex = Some(hex::encode(md5));
+        measured.summed = summed;
         measured.checksums = checksums;
         measured.mismatch = mismatch.clone();
         mismatch
@@ -448,6 +839,9 @@ impl Stream for Verifying {
                 }
                 if let Some(hasher) = &mut self.hasher {
                     hasher.update(&chunk);
+                }
+                if let Some(summing) = &mut self.summing {
+                    summing.update(&chunk);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -499,6 +893,9 @@ pub(super) struct NewObject {
     pub etag: Option<String>,
     pub content_type: Option<String>,
     pub metadata: Option<HashMap<String, String>>,
+    pub headers: S3Headers,
+    /// The sizes of the parts it is completed from (none for one PUT).
+    pub part_sizes: Vec<u64>,
     pub if_match: Option<ETagCondition>,
     pub if_none_match: Option<ETagCondition>,
 }
@@ -506,7 +903,10 @@ pub(super) struct NewObject {
 /// A stored object.
 pub(super) struct Stored {
     pub etag: String,
+    /// Every checksum computed of its bytes.
     pub checksums: Checksum,
+    /// Its own checksum (with its type), as HEAD answers it.
+    pub own: Checksum,
 }
 
 /// A write's `If-Match` and `If-None-Match` against the object it would replace (`None`: the key
@@ -564,7 +964,11 @@ pub(super) async fn store(
             return Err(s3_error!(InvalidArgument, "a key ending in / is a folder and takes no bytes"));
         }
         cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
-        return Ok(Stored { etag: EMPTY_MD5.to_owned(), checksums: Checksum::default() });
+        return Ok(Stored {
+            etag: EMPTY_MD5.to_owned(),
+            checksums: Checksum::default(),
+            own: Checksum::default(),
+        });
     };
     let metadata: Option<serde_json::Map<String, serde_json::Value>> = object
         .metadata
@@ -598,10 +1002,14 @@ pub(super) async fn store(
     }
     let place: Place = cabinet.make_folders(caller, &path.folders).await.map_err(s3_error_of)?;
     let measured = Arc::new(Mutex::new(Measured::default()));
+    let asked = declared.algorithm.as_deref().map(str::to_ascii_uppercase);
+    let composite_algorithm =
+        declared.parts.as_ref().filter(|sums| sums.composite).map(|sums| sums.algorithm.clone());
     let verifying = Verifying {
         inner: body,
         md5: Some(Md5::new()),
         hasher: Some(hasher_for(&declared)?),
+        summing: declared.parts.clone().map(Summing::new),
         declared,
         trailers,
         measured: measured.clone(),
@@ -614,7 +1022,7 @@ pub(super) async fn store(
     };
     let stored =
         cabinet.upload_direct_of_length(caller, upload, object.content_length, Box::pin(verifying)).await;
-    let measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let mut measured = std::mem::take(&mut *measured.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let file = match stored {
         Ok(file) => file,
         Err(err) => {
@@ -636,7 +1044,29 @@ pub(super) async fn store(
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
     }
     let etag = object.etag.unwrap_or_else(|| measured.md5_hex.unwrap_or_default());
-    cabinet.set_s3_etag(caller, &file.id, &etag).await.map_err(s3_error_of)?;
+    // The object's own checksum: a multipart upload's composite, or the one the write asked for
+    // (or the first it declared) of all its bytes.
+    let checksum = match (composite_algorithm, measured.summed.composite.clone()) {
+        (Some(algorithm), Some(value)) => {
+            Some(S3Checksum { algorithm, kind: ChecksumType::COMPOSITE.to_owned(), value })
+        }
+        _ => asked.iter().map(String::as_str).chain(ALGORITHMS).find_map(|algorithm| {
+            checksum_of(&measured.checksums, algorithm).map(|value| S3Checksum {
+                algorithm: algorithm.to_owned(),
+                kind: ChecksumType::FULL_OBJECT.to_owned(),
+                value: value.clone(),
+            })
+        }),
+    };
+    let answered = checksum.as_ref().map(checksum_answer).unwrap_or_default();
+    let kept = S3Object {
+        etag: etag.clone(),
+        headers: object.headers,
+        part_sizes: object.part_sizes,
+        checksum,
+        part_checksums: std::mem::take(&mut measured.summed.parts),
+    };
+    cabinet.set_s3_object(caller, &file.id, &kept).await.map_err(s3_error_of)?;
     if let Some(metadata) = metadata.filter(|metadata| !metadata.is_empty()) {
         let change = FileChange { metadata: Some(metadata), ..Default::default() };
         cabinet.update_file(caller, &file.id, change).await.map_err(s3_error_of)?;
@@ -646,7 +1076,7 @@ pub(super) async fn store(
             tracing::warn!(error = %err, file = %old.id, "the file an S3 PUT replaced could not be moved to the trash");
         }
     }
-    Ok(Stored { etag, checksums: measured.checksums })
+    Ok(Stored { etag, checksums: measured.checksums, own: answered })
 }
 
 pub(super) async fn put(
@@ -671,6 +1101,7 @@ pub(super) async fn put(
             ..Default::default()
         },
         algorithm: input.checksum_algorithm.as_ref().map(|algorithm| algorithm.as_str().to_owned()),
+        parts: None,
     };
     declared.check()?;
     let object = NewObject {
@@ -678,6 +1109,14 @@ pub(super) async fn put(
         etag: None,
         content_type: input.content_type.clone(),
         metadata: input.metadata.clone(),
+        headers: headers_of(
+            input.cache_control.as_ref(),
+            input.content_disposition.as_ref(),
+            input.content_encoding.as_ref(),
+            input.content_language.as_ref(),
+            input.expires.as_ref(),
+        )?,
+        part_sizes: Vec::new(),
         if_match: input.if_match.clone(),
         if_none_match: input.if_none_match.clone(),
     };
@@ -713,10 +1152,25 @@ pub(super) async fn copy(
         .metadata_directive
         .as_ref()
         .is_some_and(|directive| directive.as_str() == MetadataDirective::REPLACE);
-    let (content_type, metadata) = if replace {
-        (input.content_type.clone(), input.metadata.clone())
+    let kept = described(cabinet, source_caller, &source).await?;
+    // The copy has a checksum of its own of the algorithm asked for, or of the source's (of all
+    // its bytes, whatever the source's type), as S3 gives it.
+    let algorithm = input
+        .checksum_algorithm
+        .as_ref()
+        .map(|algorithm| algorithm.as_str().to_owned())
+        .or_else(|| kept.checksum.as_ref().map(|checksum| checksum.algorithm.clone()));
+    let (content_type, metadata, headers) = if replace {
+        let headers = headers_of(
+            input.cache_control.as_ref(),
+            input.content_disposition.as_ref(),
+            input.content_encoding.as_ref(),
+            input.content_language.as_ref(),
+            input.expires.as_ref(),
+        )?;
+        (input.content_type.clone(), input.metadata.clone(), headers)
     } else {
-        (Some(source.mime_type.clone()), user_metadata(&source))
+        (Some(source.mime_type.clone()), user_metadata(&source), kept.headers)
     };
     let body = cabinet.read_file(&source, None).await.map_err(s3_error_of)?;
     let object = NewObject {
@@ -724,15 +1178,24 @@ pub(super) async fn copy(
         etag: None,
         content_type,
         metadata,
+        headers,
+        part_sizes: Vec::new(),
         if_match: None,
         if_none_match: None,
     };
-    let stored = store(cabinet, writes, caller, &input.key, body, object, Declared::default(), None).await?;
+    let declared = Declared { algorithm, ..Default::default() };
+    let stored = store(cabinet, writes, caller, &input.key, body, object, declared, None).await?;
+    let own = stored.own;
     Ok(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(stored.etag)),
             last_modified: Some(timestamp(cabinet.now())),
-            ..Default::default()
+            checksum_crc32: own.checksum_crc32,
+            checksum_crc32c: own.checksum_crc32c,
+            checksum_crc64nvme: own.checksum_crc64nvme,
+            checksum_sha1: own.checksum_sha1,
+            checksum_sha256: own.checksum_sha256,
+            checksum_type: own.checksum_type,
         }),
         ..Default::default()
     })

@@ -150,7 +150,7 @@ where
             "token_revocations",
             "usage_ledger",
             "s3_keys",
-            "s3_etags",
+            "s3_objects",
             "webhook_deliveries",
             "webhooks",
             "events",

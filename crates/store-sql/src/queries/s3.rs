@@ -1,8 +1,10 @@
-//! The S3 surface's access keys (secrets sealed by the core) and the ETags of the files it stored.
+//! The S3 surface's access keys (secrets sealed by the core) and what it keeps of the files it
+//! stored (ETags, headers, parts' sizes).
 
 use std::collections::HashMap;
 
 use cabinet_core::s3_keys::S3Key;
+use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Object};
 use cabinet_core::{Error, FileId, Result, WorkspaceId};
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
@@ -13,6 +15,21 @@ use crate::rows::{from_millis, millis};
 
 const S3_KEY_COLUMNS: &str =
     "access_key_id, id, workspace_id, role, name, created_at, revoked_at, sealed_secret";
+
+#[derive(sqlx::FromRow)]
+struct S3ObjectRow {
+    etag: String,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<String>,
+    part_sizes: Option<String>,
+    checksum_algorithm: Option<String>,
+    checksum_type: Option<String>,
+    checksum: Option<String>,
+    part_checksums: Option<String>,
+}
 
 #[derive(sqlx::FromRow)]
 struct S3KeyRow {
@@ -122,18 +139,78 @@ where
         Ok(())
     }
 
-    async fn set_s3_etag(&self, workspace: &WorkspaceId, file: &FileId, etag: &str) -> Result<()> {
+    async fn set_s3_object(&self, workspace: &WorkspaceId, file: &FileId, object: &S3Object) -> Result<()> {
+        let headers = &object.headers;
+        let part_sizes = (!object.part_sizes.is_empty())
+            .then(|| object.part_sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
         sqlx::query(
-            "INSERT INTO s3_etags (workspace_id, file_id, etag) VALUES ($1, $2, $3) \
-             ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag",
+            "INSERT INTO s3_objects (workspace_id, file_id, etag, cache_control, content_disposition, \
+             content_encoding, content_language, expires, part_sizes, checksum_algorithm, checksum_type, checksum, \
+             part_checksums) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (workspace_id, file_id) DO UPDATE SET etag = excluded.etag, \
+             cache_control = excluded.cache_control, content_disposition = excluded.content_disposition, \
+             content_encoding = excluded.content_encoding, content_language = excluded.content_language, \
+             expires = excluded.expires, part_sizes = excluded.part_sizes, \
+             checksum_algorithm = excluded.checksum_algorithm, checksum_type = excluded.checksum_type, \
+             checksum = excluded.checksum, part_checksums = excluded.part_checksums",
         )
         .bind(workspace.as_str())
         .bind(file.as_str())
-        .bind(etag)
+        .bind(object.etag.as_str())
+        .bind(headers.cache_control.clone())
+        .bind(headers.content_disposition.clone())
+        .bind(headers.content_encoding.clone())
+        .bind(headers.content_language.clone())
+        .bind(headers.expires.clone())
+        .bind(part_sizes)
+        .bind(object.checksum.as_ref().map(|checksum| checksum.algorithm.clone()))
+        .bind(object.checksum.as_ref().map(|checksum| checksum.kind.clone()))
+        .bind(object.checksum.as_ref().map(|checksum| checksum.value.clone()))
+        .bind((!object.part_checksums.is_empty()).then(|| object.part_checksums.join(",")))
         .execute(self.write_pool())
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn s3_object(&self, workspace: &WorkspaceId, file: &FileId) -> Result<Option<S3Object>> {
+        let Some(row) = sqlx::query_as::<_, S3ObjectRow>(
+            "SELECT etag, cache_control, content_disposition, content_encoding, content_language, expires, \
+             part_sizes, checksum_algorithm, checksum_type, checksum, part_checksums FROM s3_objects WHERE workspace_id = $1 AND file_id = $2",
+        )
+        .bind(workspace.as_str())
+        .bind(file.as_str())
+        .fetch_optional(self.read_pool())
+        .await
+        .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let part_sizes = match row.part_sizes.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(sizes) => sizes
+                .split(',')
+                .map(|size| size.parse().map_err(|_| Error::internal(format!("a part size of {size:?}"))))
+                .collect::<Result<_>>()?,
+        };
+        Ok(Some(S3Object {
+            etag: row.etag,
+            headers: S3Headers {
+                cache_control: row.cache_control,
+                content_disposition: row.content_disposition,
+                content_encoding: row.content_encoding,
+                content_language: row.content_language,
+                expires: row.expires,
+            },
+            part_sizes,
+            checksum: match (row.checksum_algorithm, row.checksum_type, row.checksum) {
+                (Some(algorithm), Some(kind), Some(value)) => Some(S3Checksum { algorithm, kind, value }),
+                _ => None,
+            },
+            part_checksums: match row.part_checksums.as_deref() {
+                None | Some("") => Vec::new(),
+                Some(sums) => sums.split(',').map(str::to_owned).collect(),
+            },
+        }))
     }
 
     async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>> {
@@ -141,7 +218,7 @@ where
         // Bound the parameters of one statement (SQLite allows 32,766).
         for chunk in files.chunks(500) {
             let mut qb =
-                QueryBuilder::<D::Db>::new("SELECT file_id, etag FROM s3_etags WHERE workspace_id = ");
+                QueryBuilder::<D::Db>::new("SELECT file_id, etag FROM s3_objects WHERE workspace_id = ");
             qb.push_bind(workspace.to_string());
             qb.push(" AND file_id IN (");
             let mut ids = qb.separated(", ");

@@ -299,11 +299,36 @@ pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store:
     store.revoke_s3_key(&of_a.access_key_id, first + Duration::hours(1)).await.unwrap();
     assert_eq!(store.find_s3_key(&of_a.access_key_id).await.unwrap().unwrap().0.revoked_at, Some(first));
     assert!(matches!(store.revoke_s3_key("CABNONE", first).await, Err(Error::NotFound(_))));
-    // ETags are kept per workspace and file, and replaced when set again.
+    // What the S3 surface keeps of an object is kept per workspace and file, and replaced (all of
+    // it) when set again.
     let b = workspace(store, None).await;
     let file = FileId::generate();
-    store.set_s3_etag(&a.id, &file, "00aa").await.unwrap();
-    store.set_s3_etag(&a.id, &file, "11bb").await.unwrap();
+    let first = S3Object {
+        etag: "00aa".into(),
+        headers: S3Headers {
+            cache_control: Some("public, max-age=60".into()),
+            content_disposition: Some("attachment; filename=\"a.txt\"".into()),
+            content_encoding: Some("gzip".into()),
+            content_language: Some("en-GB".into()),
+            expires: Some("Thu, 01 Dec 1994 16:00:00 GMT".into()),
+        },
+        part_sizes: vec![5 << 20, 7],
+        checksum: Some(S3Checksum {
+            algorithm: "SHA256".into(),
+            kind: "COMPOSITE".into(),
+            value: "uWBwpe1dxI4Vw8Gf0X9ynOdw/SS6VBzfWm9giiv1sf4=-2".into(),
+        }),
+        part_checksums: vec![
+            "275VF5loJr1YYawit0XSHREhkFXYkkPKGuoK0x9VKxI=".into(),
+            "mrHwOfjTL5Zwfj74F05HOQGLdUb7E5szdCbxgUSq6NM=".into(),
+        ],
+    };
+    store.set_s3_object(&a.id, &file, &first).await.unwrap();
+    assert_eq!(store.s3_object(&a.id, &file).await.unwrap(), Some(first));
+    let second = S3Object { etag: "11bb".into(), ..Default::default() };
+    store.set_s3_object(&a.id, &file, &second).await.unwrap();
+    assert_eq!(store.s3_object(&a.id, &file).await.unwrap(), Some(second));
+    assert_eq!(store.s3_object(&b.id, &file).await.unwrap(), None);
     let found = store.s3_etags(&a.id, &[file.clone(), FileId::generate()]).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[&file], "11bb");
