@@ -347,7 +347,7 @@ pub async fn run(
             baseline: format!("this one empty: p50 {:.2} / p99 {:.2} ms", alone.median(), alone.percentile(99.0)),
             judged,
             judged_digits: 2,
-            target: Target::Below(1.5),
+            target: Target::Below(1.2),
             unit: "×",
         });
     }
