@@ -60,7 +60,8 @@ where
         .execute(&mut **tx)
         .await
         .map_err(external_id_error)?;
-        Self::replace_tags(tx, &file.workspace_id, &file.id, &file.tags).await
+        // A new file has no tags yet: nothing to replace.
+        Self::insert_tags(tx, &file.workspace_id, &file.id, &file.tags).await
     }
 
     pub(super) async fn replace_tags(
@@ -75,6 +76,15 @@ where
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;
+        Self::insert_tags(tx, ws, file, tags).await
+    }
+
+    async fn insert_tags(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        ws: &WorkspaceId,
+        file: &FileId,
+        tags: &[String],
+    ) -> Result<()> {
         for tag in tags {
             sqlx::query(
                 "INSERT INTO file_tags (workspace_id, file_id, tag, spelling) VALUES ($1, $2, $3, $4)",

@@ -45,20 +45,25 @@ where
     Option<bool>: Value<D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
-    /// Each write in a savepoint of its own within one transaction, so one refused (its quota, its
-    /// name) leaves the others: one outcome per item, in their order. `Err` when the transaction
-    /// itself failed (the database away fails them all at once, rather than each after its own
-    /// wait), and then none was written.
+    /// Each write in one transaction, where one refused (its quota, its name) leaves the others:
+    /// one outcome per item, in their order. `Err` when the transaction itself failed (the
+    /// database away fails them all at once, rather than each after its own wait), and then none
+    /// was written. All are tried at once first; only when one is refused are they written again,
+    /// each in a savepoint of its own (two statements more each, and each statement is a round
+    /// trip to the writer).
     async fn each_in_savepoint<T: Sync, O: Send>(
         &self,
         items: &[T],
         workspace_of: fn(&T) -> &WorkspaceId,
         write: WriteIn<D::Db, T, O>,
     ) -> Result<Vec<Result<O>>> {
-        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.sort_by(|a, b| workspace_of(&items[*a]).as_str().cmp(workspace_of(&items[*b]).as_str()));
+        if let Some(outcomes) = self.all_at_once(items, &order, write).await? {
+            return Ok(outcomes);
+        }
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let mut outcomes = Vec::with_capacity(items.len());
         for index in order {
             let mut own = tx.begin().await.map_err(db_error)?;
@@ -77,6 +82,31 @@ where
         tx.commit().await.map_err(db_error)?;
         outcomes.sort_unstable_by_key(|(index, _)| *index);
         Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
+    }
+
+    /// Every write of `each_in_savepoint` in one transaction without savepoints: their outcomes,
+    /// or `None` (nothing written) when one was refused.
+    async fn all_at_once<T: Sync, O: Send>(
+        &self,
+        items: &[T],
+        order: &[usize],
+        write: WriteIn<D::Db, T, O>,
+    ) -> Result<Option<Vec<Result<O>>>> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for &index in order {
+            match write(&mut tx, &items[index]).await {
+                Ok(done) => outcomes.push((index, Ok(done))),
+                Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
+                Err(_refused) => {
+                    tx.rollback().await.map_err(db_error)?;
+                    return Ok(None);
+                }
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        outcomes.sort_unstable_by_key(|(index, _)| *index);
+        Ok(Some(outcomes.into_iter().map(|(_, outcome)| outcome).collect()))
     }
 
     /// `begin_receiving` (or `begin_receiving_reserving`, when it reserves) in the caller's
