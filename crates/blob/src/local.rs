@@ -148,7 +148,13 @@ struct Written {
 
 impl TempWriter {
     fn create(path: &Path) -> io::Result<Self> {
-        let file = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+        // Creating a file locks its folder in the kernel while the filesystem finds it an inode,
+        // which can take a while (ext4 without a journal steps past every inode freed in the last
+        // minute); the kernel's waiters spin for that lock. One at a time here, the others sleep.
+        let creating = CREATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let file = fs::OpenOptions::new().write(true).create_new(true).open(path);
+        drop(creating);
+        let file = file?;
         Ok(Self { out: file, hasher: Sha256::new(), size: 0, writeback: None, flushed_at: 0 })
     }
 
@@ -204,6 +210,9 @@ fn write_all_chunks(out: &mut fs::File, chunks: &[Bytes]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Held while a temporary file is created (`TempWriter::create`).
+static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Bytes received by every staging of the process and not yet written.
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
