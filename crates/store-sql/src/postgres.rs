@@ -57,6 +57,10 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
+            // sqlx pings every connection as it goes back to the pool; pinging it again as it is
+            // taken added a round trip to every query. One that died idle (the server restarted)
+            // fails the statement that finds it, answered 503, and is closed.
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(db_error)?;
