@@ -65,6 +65,12 @@ pub trait Dialect: Send + Sync + 'static {
         None
     }
 
+    /// Where this database keeps what every request asks it, if anywhere: a database whose
+    /// lookups are not round trips (SQLite) keeps nothing.
+    fn cache(&self) -> Option<&std::sync::Arc<crate::notified_cache::NotifiedCache>> {
+        None
+    }
+
     /// See `MetadataStore::in_request_scope`.
     fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
         request

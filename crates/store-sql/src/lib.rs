@@ -4,6 +4,7 @@
 mod copy;
 mod dialect;
 mod errors;
+mod notified_cache;
 mod postgres;
 mod queries;
 mod rows;

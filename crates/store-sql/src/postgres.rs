@@ -3,14 +3,17 @@
 //! workspace's row lock and re-checks its condition after waiting for it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cabinet_core::{Result, WorkspaceId};
+use futures::future::BoxFuture;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::errors::db_error;
+use crate::notified_cache::NotifiedCache;
 use crate::PostgresStore;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -35,14 +38,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (20, include_str!("../migrations/postgres/0020_webhooks.sql")),
     (21, include_str!("../migrations/postgres/0021_audit_log.sql")),
     (22, include_str!("../migrations/postgres/0022_s3_objects.sql")),
+    (23, include_str!("../migrations/postgres/0023_cache_notices.sql")),
 ];
 
-/// A PostgreSQL database's pools. Every lookup goes through them: a PostgreSQL query is a network
-/// round trip either way.
+/// A PostgreSQL database's pools. Every lookup goes through them, since a PostgreSQL query is a
+/// network round trip either way, but for what every request asks (its credentials, whether its
+/// workspace opens reading to the public): that is kept in memory while the database notifies
+/// every change to it (`notified_cache`).
 #[derive(Debug, Clone)]
 pub struct PostgresDatabase {
     write: PgPool,
     read: PgPool,
+    cache: Arc<NotifiedCache>,
 }
 
 impl PostgresStore {
@@ -51,10 +58,15 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
+            // sqlx pings every connection as it goes back to the pool; pinging it again as it is
+            // taken added a round trip to every query. One that died idle (the server restarted)
+            // fails the statement that finds it, answered 503, and is closed.
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(db_error)?;
-        let store = SqlStore { db: PostgresDatabase { write: pool.clone(), read: pool } };
+        let cache = Arc::new(NotifiedCache::new(pool.clone()));
+        let store = SqlStore { db: PostgresDatabase { write: pool.clone(), read: pool, cache } };
         store.migrate().await?;
         Ok(store)
     }
@@ -76,6 +88,16 @@ impl Dialect for PostgresDatabase {
 
     fn write_pool(&self) -> &PgPool {
         &self.write
+    }
+
+    fn cache(&self) -> Option<&Arc<NotifiedCache>> {
+        Some(&self.cache)
+    }
+
+    /// The request's lookups of what is kept share the listener's round trips that started since
+    /// it began.
+    fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+        Box::pin(self.cache.in_request_scope(request))
     }
 
     /// A case-folded substring match on a name. From three characters on, the name's trigrams keyed

@@ -7,6 +7,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, workspace_error};
+use crate::notified_cache::Lookup;
 use crate::rows::{
     bytes, millis, ApiKeyRow, ApiKeyWorkspaceRow, UploadRow, WorkspaceRow, UPLOAD_COLUMNS, WORKSPACE_COLUMNS,
 };
@@ -227,6 +228,14 @@ where
 
     async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
         const SQL: &str = super::FIND_API_KEY;
+        let cache = self.db.cache();
+        let read = match cache {
+            Some(cache) => match cache.key(secret_hash).await {
+                Lookup::Kept(kept) => return Ok(Some(kept)),
+                Lookup::Read(read) => read,
+            },
+            None => None,
+        };
         let inline = self.db.inline_rows::<ApiKeyWorkspaceRow>(SQL, &[secret_hash]);
         let rows = match inline {
             Some(rows) => rows?,
@@ -237,10 +246,12 @@ where
                 .map_err(db_error)?,
         };
         let workspaces: Vec<String> = rows.iter().filter_map(|row| row.workspace_id.clone()).collect();
-        match rows.into_iter().next() {
-            None => Ok(None),
-            Some(row) => row.key.into_key(workspaces).map(Some),
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let key = row.key.into_key(workspaces)?;
+        if let (Some(cache), Some(read)) = (cache, read) {
+            cache.keep_key(read, secret_hash, &key);
         }
+        Ok(Some(key))
     }
 
     async fn list_api_keys(&self, ws: &WorkspaceId) -> Result<Vec<ApiKey>> {
@@ -284,6 +295,14 @@ where
     }
 
     async fn token_standing(&self, ws: &WorkspaceId, key_id: &str, sub: &str) -> Result<TokenStanding> {
+        let cache = self.db.cache();
+        let read = match cache {
+            Some(cache) => match cache.standing(ws.as_str(), key_id, sub).await {
+                Lookup::Kept(kept) => return Ok(kept),
+                Lookup::Read(read) => read,
+            },
+            None => None,
+        };
         let (live, cutoff): (i64, Option<i64>) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM api_keys WHERE id = $1 AND revoked_at IS NULL), \
              (SELECT MAX(revoked_up_to) FROM token_revocations WHERE workspace_id = $2 AND sub IN ('', $3))",
@@ -294,10 +313,14 @@ where
         .fetch_one(self.read_pool())
         .await
         .map_err(db_error)?;
-        Ok(TokenStanding {
+        let standing = TokenStanding {
             key_live: live > 0,
             revoked_up_to: cutoff.and_then(chrono::DateTime::from_timestamp_millis),
-        })
+        };
+        if let (Some(cache), Some(read)) = (cache, read) {
+            cache.keep_standing(read, ws.as_str(), key_id, sub, &standing);
+        }
+        Ok(standing)
     }
 
     async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<()> {
