@@ -9,7 +9,7 @@ use std::time::Duration;
 use cabinet_core::{Result, WorkspaceId};
 use futures::future::BoxFuture;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::errors::db_error;
@@ -52,6 +52,11 @@ pub struct PostgresDatabase {
     cache: Arc<NotifiedCache>,
 }
 
+/// A pooled connection idle this long is pinged before it is used: one in steady use (taken again
+/// sooner) costs no round trip more, and one left idle across a restart of the database is found
+/// dead and replaced before a statement fails on it.
+const PING_IF_IDLE_FOR: Duration = Duration::from_millis(100);
+
 impl PostgresStore {
     /// Connects to a `postgres://` URL and migrates the database.
     pub async fn open(url: &str) -> Result<Self> {
@@ -59,9 +64,18 @@ impl PostgresStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             // sqlx pings every connection as it goes back to the pool; pinging it again as it is
-            // taken added a round trip to every query. One that died idle (the server restarted)
-            // fails the statement that finds it, answered 503, and is closed.
+            // taken added a round trip to every query. Only one idle for a while is pinged (and
+            // closed when the ping fails), so connections left idle across a restart of the server
+            // are replaced rather than failing the statements that find them.
             .test_before_acquire(false)
+            .before_acquire(|connection, held| {
+                Box::pin(async move {
+                    if held.idle_for >= PING_IF_IDLE_FOR {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await
             .map_err(db_error)?;

@@ -167,3 +167,40 @@ async fn postgres_restarted_mid_traffic_is_answered_unavailable_and_the_server_r
     assert!(first_panic.is_none(), "the server panicked: {first_panic:?}; its log:\n{log}");
     assert_check_clean_on(&data_dir, &flags, &[]);
 }
+
+/// 2b. Connections left idle in the pool while PostgreSQL restarts are dead once it is back: each
+/// is found so (pinged, having been idle) and replaced before a statement runs on it, so no
+/// request fails after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_left_idle_across_a_postgres_restart_fail_no_request_once_it_is_back() {
+    let Some(postgres) = PrivatePostgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let flags = ["--database-url", postgres.url.as_str()];
+    let key = tenant_on(&data_dir, &flags, &[], "postgres-idle");
+    let server = ServerProcess::start_with(&data_dir, &flags);
+    let client = Client::new(&server, &key);
+    // As many requests at once as the pool holds connections, and more: it opens all it may.
+    let burst = || {
+        futures::future::join_all((0..32).map(|_| {
+            client.send(client.http.get(format!("{}/v1/files", client.base)).bearer_auth(&client.key))
+        }))
+    };
+    for (status, body) in burst().await {
+        assert_eq!(status, StatusCode::OK, "before the restart: {body}");
+    }
+    postgres.stop("fast");
+    postgres.start_again();
+    // At once, before the server's background work (which looks for due webhooks every 100 ms)
+    // has met and dropped the dead connections itself.
+    let failed: Vec<String> = burst()
+        .await
+        .into_iter()
+        .filter(|(status, _)| *status != StatusCode::OK)
+        .map(|(status, body)| format!("{status}: {body}"))
+        .collect();
+    assert!(failed.is_empty(), "requests failed on connections left from before the restart: {failed:?}");
+    let first_panic = server.first_panic();
+    server.kill();
+    assert!(first_panic.is_none(), "the server panicked: {first_panic:?}");
+}
