@@ -596,6 +596,17 @@ def check_conformance(server, write_key, operator):
     assert (again["ETag"], again["ChecksumSHA256"]) == (done["ETag"], composite), again
     own = s3.head_object(Bucket="default", Key="cond/sums.bin", ChecksumMode="ENABLED")
     assert (own["ChecksumSHA256"], own["ChecksumType"]) == (composite, "COMPOSITE"), own
+    # A listing names each object's checksum algorithm and type; one written with none, its file's sha256.
+    unasked = client(server, write_key, request_checksum_calculation="when_required")
+    unasked.put_object(Bucket="default", Key="cond/plain.txt", Body=b"no checksum asked")
+    plain = s3.head_object(Bucket="default", Key="cond/plain.txt", ChecksumMode="ENABLED")
+    assert plain["ChecksumSHA256"] == b64(sha(b"no checksum asked")), plain
+    for listing in (s3.list_objects_v2, s3.list_objects):
+        page = listing(Bucket="default", Prefix="cond/")["Contents"]
+        sums = {o["Key"]: (o.get("ChecksumAlgorithm"), o.get("ChecksumType")) for o in page}
+        assert sums["cond/crc.txt"] == (["CRC32"], "FULL_OBJECT"), sums
+        assert sums["cond/sums.bin"] == (["SHA256"], "COMPOSITE"), sums
+        assert sums["cond/plain.txt"] == (["SHA256"], "FULL_OBJECT"), sums
     # One part's read answers that part's checksum; GetObjectAttributes lists the parts with theirs.
     second = s3.get_object(Bucket="default", Key="cond/sums.bin", PartNumber=2, ChecksumMode="ENABLED")
     assert (second["ChecksumSHA256"], second["ChecksumType"]) == (b64(sha(pieces[1])), "COMPOSITE"), second
@@ -747,7 +758,7 @@ def check_conformance(server, write_key, operator):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
-          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full, parts'), GetObjectAttributes, copy onto itself, partNumber, parts' minimum size,"
+          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full, parts', listed), GetObjectAttributes, copy onto itself, partNumber, parts' minimum size,"
           " parts listed twice, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, SigV2 bucket requests, request ids, anonymous requests, presigned URL lifetime: ok")
 

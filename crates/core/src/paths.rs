@@ -184,12 +184,17 @@ impl Cabinet {
         self.store.s3_object(&caller.workspace_id, file).await
     }
 
-    /// The recorded S3 ETags of these files (those that have one).
-    pub async fn s3_etags(&self, caller: &Caller, files: &[FileId]) -> Result<HashMap<FileId, String>> {
+    /// What a listing names of these files (those the S3 surface stored): ETags and checksums'
+    /// algorithms.
+    pub async fn s3_listed(
+        &self,
+        caller: &Caller,
+        files: &[FileId],
+    ) -> Result<HashMap<FileId, crate::s3_objects::S3Listed>> {
         caller.require(Role::Read)?;
         if files.is_empty() {
             return Ok(HashMap::new());
         }
-        self.store.s3_etags(&caller.workspace_id, files).await
+        self.store.s3_listed(&caller.workspace_id, files).await
     }
 }

@@ -341,8 +341,13 @@ pub trait S3KeyStore: Send + Sync + 'static {
         workspace: &WorkspaceId,
         file: &FileId,
     ) -> Result<Option<crate::s3_objects::S3Object>>;
-    /// The recorded ETags of these files (those that have one).
-    async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>>;
+    /// What a listing names of these files (those the S3 surface stored): their ETags and
+    /// checksums' algorithms.
+    async fn s3_listed(
+        &self,
+        workspace: &WorkspaceId,
+        files: &[FileId],
+    ) -> Result<HashMap<FileId, crate::s3_objects::S3Listed>>;
 }
 
 /// API keys and the revocation of end-user tokens.

@@ -34,6 +34,14 @@ pub struct S3Object {
     pub part_checksums: Vec<String>,
 }
 
+/// What a listing names of an object the S3 surface stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Listed {
+    pub etag: String,
+    /// Its own checksum's algorithm and type (`FULL_OBJECT` or `COMPOSITE`), when it has one.
+    pub checksum: Option<(String, String)>,
+}
+
 /// An object's own checksum, as S3 answers it with `x-amz-checksum-mode: ENABLED`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Checksum {

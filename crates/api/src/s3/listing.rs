@@ -167,7 +167,7 @@ async fn page(
             _ => None,
         })
         .collect();
-    let etags = cabinet.s3_etags(caller, &ids).await.map_err(s3_error_of)?;
+    let mut listed = cabinet.s3_listed(caller, &ids).await.map_err(s3_error_of)?;
     let encode = |key: &str| {
         if url_encoded {
             utf8_percent_encode(key, URL_ENCODE).to_string()
@@ -180,14 +180,24 @@ async fn page(
     let mut prefixes = Vec::new();
     for entry in found {
         match entry {
-            Entry::File { key, file } => objects.push(Object {
-                key: Some(encode(&key)),
-                size: Some(file.size as i64),
-                e_tag: Some(ETag::Strong(etag_of(&file, etags.get(&file.id)))),
-                last_modified: Some(timestamp(file.created_at)),
-                storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-                ..Default::default()
-            }),
+            Entry::File { key, file } => {
+                let kept = listed.remove(&file.id);
+                // With no checksum of its own an object answers its file's sha256 (as a HEAD does).
+                let (algorithm, kind) =
+                    kept.as_ref().and_then(|kept| kept.checksum.clone()).unwrap_or_else(|| {
+                        (ChecksumAlgorithm::SHA256.to_owned(), ChecksumType::FULL_OBJECT.to_owned())
+                    });
+                objects.push(Object {
+                    key: Some(encode(&key)),
+                    size: Some(file.size as i64),
+                    e_tag: Some(ETag::Strong(etag_of(&file, kept.as_ref().map(|kept| &kept.etag)))),
+                    last_modified: Some(timestamp(file.created_at)),
+                    storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                    checksum_algorithm: Some(vec![ChecksumAlgorithm::from(algorithm)]),
+                    checksum_type: Some(ChecksumType::from(kind)),
+                    ..Default::default()
+                })
+            }
             Entry::Marker { key, at } => objects.push(Object {
                 key: Some(encode(&key)),
                 size: Some(0),

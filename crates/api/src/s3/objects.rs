@@ -142,8 +142,8 @@ pub(super) fn etag_of(file: &FileRecord, md5: Option<&String>) -> String {
 }
 
 pub(super) async fn file_etag(cabinet: &Cabinet, caller: &Caller, file: &FileRecord) -> S3Result<String> {
-    let etags = cabinet.s3_etags(caller, std::slice::from_ref(&file.id)).await.map_err(s3_error_of)?;
-    Ok(etag_of(file, etags.get(&file.id)))
+    let listed = cabinet.s3_listed(caller, std::slice::from_ref(&file.id)).await.map_err(s3_error_of)?;
+    Ok(etag_of(file, listed.get(&file.id).map(|listed| &listed.etag)))
 }
 
 /// What S3 answers about a file besides its record: what the S3 surface kept of it when it stored

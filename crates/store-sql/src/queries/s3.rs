@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use cabinet_core::s3_keys::S3Key;
-use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Object};
+use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Listed, S3Object};
 use cabinet_core::{Error, FileId, Result, WorkspaceId};
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Type};
@@ -213,12 +213,18 @@ where
         }))
     }
 
-    async fn s3_etags(&self, workspace: &WorkspaceId, files: &[FileId]) -> Result<HashMap<FileId, String>> {
+    async fn s3_listed(
+        &self,
+        workspace: &WorkspaceId,
+        files: &[FileId],
+    ) -> Result<HashMap<FileId, S3Listed>> {
         let mut found = HashMap::new();
         // Bound the parameters of one statement (SQLite allows 32,766).
         for chunk in files.chunks(500) {
             let mut qb =
-                QueryBuilder::<D::Db>::new("SELECT file_id, etag FROM s3_objects WHERE workspace_id = ");
+                QueryBuilder::<D::Db>::new(
+                "SELECT file_id, etag, checksum_algorithm, checksum_type FROM s3_objects WHERE workspace_id = ",
+            );
             qb.push_bind(workspace.to_string());
             qb.push(" AND file_id IN (");
             let mut ids = qb.separated(", ");
@@ -226,10 +232,10 @@ where
                 ids.push_bind(id.to_string());
             }
             qb.push(")");
-            let rows: Vec<(String, String)> =
+            let rows: Vec<(String, String, Option<String>, Option<String>)> =
                 D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
-            for (id, etag) in rows {
-                found.insert(id.parse()?, etag);
+            for (id, etag, algorithm, kind) in rows {
+                found.insert(id.parse()?, S3Listed { etag, checksum: algorithm.zip(kind) });
             }
         }
         Ok(found)

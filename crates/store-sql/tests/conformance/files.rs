@@ -325,14 +325,18 @@ pub(crate) async fn s3_keys_keep_their_sealed_secret_scope_and_revocation(store:
     };
     store.set_s3_object(&a.id, &file, &first).await.unwrap();
     assert_eq!(store.s3_object(&a.id, &file).await.unwrap(), Some(first));
+    let listed = store.s3_listed(&a.id, std::slice::from_ref(&file)).await.unwrap();
+    let with_checksum =
+        S3Listed { etag: "00aa".into(), checksum: Some(("SHA256".into(), "COMPOSITE".into())) };
+    assert_eq!(listed[&file], with_checksum);
     let second = S3Object { etag: "11bb".into(), ..Default::default() };
     store.set_s3_object(&a.id, &file, &second).await.unwrap();
     assert_eq!(store.s3_object(&a.id, &file).await.unwrap(), Some(second));
     assert_eq!(store.s3_object(&b.id, &file).await.unwrap(), None);
-    let found = store.s3_etags(&a.id, &[file.clone(), FileId::generate()]).await.unwrap();
+    let found = store.s3_listed(&a.id, &[file.clone(), FileId::generate()]).await.unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[&file], "11bb");
-    assert!(store.s3_etags(&b.id, std::slice::from_ref(&file)).await.unwrap().is_empty());
+    assert_eq!(found[&file], S3Listed { etag: "11bb".into(), checksum: None });
+    assert!(store.s3_listed(&b.id, std::slice::from_ref(&file)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn files_page_newest_first_by_keyset(store: &dyn MetadataStore) {
