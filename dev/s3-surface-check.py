@@ -634,6 +634,17 @@ def check_conformance(server, write_key, operator):
     s3.copy_object(Bucket="default", Key="cond/copied.bin", CopySource="default/cond/sums.bin", ChecksumAlgorithm="CRC32")
     own = s3.head_object(Bucket="default", Key="cond/copied.bin", ChecksumMode="ENABLED")
     assert own["ChecksumCRC32"] == crc32(b"".join(pieces)) and "ChecksumSHA256" not in own, own
+    # A part copied into an upload begun with an algorithm answers its checksum of it, listed at completion.
+    begun = s3.create_multipart_upload(Bucket="default", Key="cond/parts-copied.bin", ChecksumAlgorithm="SHA256")
+    copies = [s3.upload_part_copy(Bucket="default", Key="cond/parts-copied.bin", UploadId=begun["UploadId"],
+                                  PartNumber=n + 1, CopySource="default/cond/sums.bin", CopySourceRange=span)
+              ["CopyPartResult"] for n, span in enumerate(
+                  [f"bytes=0-{len(pieces[0]) - 1}", f"bytes={len(pieces[0])}-{len(pieces[0]) + len(pieces[1]) - 1}"])]
+    assert [c["ChecksumSHA256"] for c in copies] == [b64(sha(piece)) for piece in pieces], copies
+    done = s3.complete_multipart_upload(
+        Bucket="default", Key="cond/parts-copied.bin", UploadId=begun["UploadId"], MultipartUpload={"Parts": [
+            {"PartNumber": n + 1, "ETag": c["ETag"], "ChecksumSHA256": c["ChecksumSHA256"]} for n, c in enumerate(copies)]})
+    assert (done["ChecksumSHA256"], done["ChecksumType"]) == (composite, "COMPOSITE"), done
     whole = b"".join(pieces)
     begun = s3.create_multipart_upload(Bucket="default", Key="cond/full.bin", ChecksumAlgorithm="CRC32",
                                        ChecksumType="FULL_OBJECT")["UploadId"]
@@ -758,7 +769,7 @@ def check_conformance(server, write_key, operator):
         s3.delete_object(Bucket="default", Key=key)
     assert "Contents" not in s3.list_objects_v2(Bucket="default", Prefix="ver/")
     print("   versions of an unversioned bucket, encoding-type=url, markers, conditional writes and completions, 304 headers,"
-          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full, parts', listed), GetObjectAttributes, copy onto itself, partNumber, parts' minimum size,"
+          " conditional deletes, owners, InvalidDigest, kept headers, objects' own checksums (composite, full, parts', copied parts', listed), GetObjectAttributes, copy onto itself, partNumber, parts' minimum size,"
           " parts listed twice, copy ranges, NotImplemented for ACLs/SSE/tags,"
           " bucket names and pages, SigV2 bucket requests, request ids, anonymous requests, presigned URL lifetime: ok")
 

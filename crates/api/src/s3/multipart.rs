@@ -239,8 +239,12 @@ pub(super) async fn upload_part_copy(
     if !(1..=MAX_PARTS).contains(&input.part_number) {
         return Err(s3_error!(InvalidArgument, "part numbers run from 1 to {MAX_PARTS}"));
     }
-    // The upload first: a part for an upload that is not there reads nothing.
-    cabinet.staged_parts_upload(caller, &id).await.map_err(no_such_upload)?;
+    // The upload first: a part for an upload that is not there reads nothing. One begun with a
+    // checksum algorithm answers each copied part's checksum of it, as S3 does (the client lists
+    // it at completion).
+    let note = note_of(&cabinet.staged_parts_note(caller, &id).await.map_err(no_such_upload)?);
+    let declared =
+        Declared { algorithm: note.checksum.map(|(algorithm, _)| algorithm), ..Default::default() };
     let conditions = CopyConditions {
         if_match: input.copy_source_if_match.as_ref(),
         if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -252,13 +256,17 @@ pub(super) async fn upload_part_copy(
     let length = range.map_or(source.size, |range| range.last - range.first + 1);
     let body = cabinet.read_file(&source, range).await.map_err(s3_error_of)?;
     let measured =
-        stage_verified(cabinet, caller, &id, input.part_number, length, body, Declared::default(), None)
-            .await?;
+        stage_verified(cabinet, caller, &id, input.part_number, length, body, declared, None).await?;
+    let checksums = measured.checksums;
     Ok(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(measured.md5_hex.unwrap_or_default())),
             last_modified: Some(timestamp(cabinet.now())),
-            ..Default::default()
+            checksum_crc32: checksums.checksum_crc32,
+            checksum_crc32c: checksums.checksum_crc32c,
+            checksum_sha1: checksums.checksum_sha1,
+            checksum_sha256: checksums.checksum_sha256,
+            checksum_crc64nvme: checksums.checksum_crc64nvme,
         }),
         ..Default::default()
     })
