@@ -35,7 +35,7 @@ impl Cabinet {
         let now = self.clock.now();
         let not_waiting =
             || Error::conflict(Code::UploadNotWaiting, "this upload is no longer waiting for bytes");
-        let (limit, quota_bound) = if upload.size_known {
+        if upload.size_known {
             if content_length.is_some_and(|length| length > upload.size) {
                 let (reason, error) = too_large(upload, upload.size, false);
                 self.fail(upload, reason).await?;
@@ -44,29 +44,19 @@ impl Cabinet {
             if self.begin_receiving_together(upload, now, None).await?.is_none() {
                 return Err(not_waiting());
             }
-            (upload.size, false)
-        } else {
-            if content_length.is_some_and(|length| length > file_cap) {
-                let (reason, error) = too_large(upload, file_cap, false);
-                telemetry::count_if_reservation_refused(&error);
-                self.fail(upload, reason).await?;
-                return Err(error);
-            }
-            let wanted = content_length.unwrap_or(file_cap);
-            let Some(reserved) = self.begin_receiving_together(upload, now, Some(wanted)).await? else {
-                return Err(not_waiting());
-            };
-            if reserved < wanted && (content_length.is_some() || reserved == 0) {
-                // The declared bytes (or any byte at all) cannot fit: refused before reading them.
-                let refused =
-                    Error::QuotaExceeded { requested: content_length.unwrap_or(1), available: reserved };
-                telemetry::count_if_reservation_refused(&refused);
-                self.fail(upload, FailureReason::QuotaExceeded).await?;
-                return Err(refused);
-            }
-            (reserved, reserved < wanted)
+            return self.receive_begun(upload, body, upload.size, false).await;
+        }
+        if content_length.is_some_and(|length| length > file_cap) {
+            let (reason, error) = too_large(upload, file_cap, false);
+            telemetry::count_if_reservation_refused(&error);
+            self.fail(upload, reason).await?;
+            return Err(error);
+        }
+        let wanted = content_length.unwrap_or(file_cap);
+        let Some(reserved) = self.begin_receiving_together(upload, now, Some(wanted)).await? else {
+            return Err(not_waiting());
         };
-        self.receive_begun(upload, body, limit, quota_bound).await
+        self.receive_reserved(upload, body, content_length, wanted, reserved).await
     }
 
     /// `receive` of a direct upload, which the request creating it receives: inserted already
@@ -80,13 +70,28 @@ impl Cabinet {
         file_cap: u64,
     ) -> Result<FileRecord> {
         let wanted = content_length.unwrap_or(file_cap);
-        if upload.size_known || upload.awaits_record || wanted > file_cap {
+        let received = if upload.size_known || upload.awaits_record || wanted > file_cap {
             // Refused as any upload is (recorded as failed, with its reason), or not direct.
             self.insert_upload_reserving(upload).await?;
-            let received = self.receive(upload, body, content_length, file_cap).await?;
-            return received.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()));
-        }
-        let reserved = self.insert_upload_receiving(upload, wanted).await?;
+            self.receive(upload, body, content_length, file_cap).await?
+        } else {
+            let reserved = self.insert_upload_receiving(upload, wanted).await?;
+            self.receive_reserved(upload, body, content_length, wanted, reserved).await?
+        };
+        received.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
+    }
+
+    /// Receives an upload of unknown size now UPLOADING with `reserved` of the `wanted` bytes
+    /// reserved, or refuses it (failed, its reservation released) when the declared bytes (or any
+    /// byte at all) cannot fit, before reading them.
+    async fn receive_reserved(
+        &self,
+        upload: &Upload,
+        body: ByteStream<'_>,
+        content_length: Option<u64>,
+        wanted: u64,
+        reserved: u64,
+    ) -> Result<Option<FileRecord>> {
         if reserved < wanted && (content_length.is_some() || reserved == 0) {
             let refused =
                 Error::QuotaExceeded { requested: content_length.unwrap_or(1), available: reserved };
@@ -94,8 +99,7 @@ impl Cabinet {
             self.fail(upload, FailureReason::QuotaExceeded).await?;
             return Err(refused);
         }
-        let received = self.receive_begun(upload, body, reserved, reserved < wanted).await?;
-        received.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
+        self.receive_begun(upload, body, reserved, reserved < wanted).await
     }
 
     /// Receives the bytes of an upload now UPLOADING, at most `limit` of them (`quota_bound`: the
