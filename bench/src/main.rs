@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface,thumbs,webhooks]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface,thumbs,webhooks,outbox]
 //! ```
 
 mod cache;
@@ -48,6 +48,7 @@ const FIGURES: &[&str] = &[
     "s3surface",
     "thumbs",
     "webhooks",
+    "outbox",
 ];
 
 #[derive(Debug, Parser)]
@@ -57,7 +58,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// proxy, connections, scale, neighbour, tus, s3surface, thumbs, webhooks.
+    /// proxy, connections, scale, neighbour, tus, s3surface, thumbs, webhooks, outbox.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -235,6 +236,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("webhooks") {
         webhooks::run(bench).await.context("webhook delivery")?;
+    }
+    if wanted("outbox") {
+        webhooks::outbox_cost(bench).await.context("the outbox's cost")?;
     }
     if wanted("neighbour") {
         neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;

@@ -105,7 +105,48 @@ impl Cabinet {
     pub fn peak_rss(&self) -> Result<u64> {
         peak_rss_of(self.pid())
     }
+
+    /// The CPU time the server has used so far, user and system, all its threads, in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let (user, system) = cpu_times(&format!("/proc/{}/stat", self.pid()))?;
+        Ok(user + system)
+    }
+
+    /// The CPU time (user and system), in seconds, of the server's threads whose name starts
+    /// with `prefix` (as `/proc/PID/task/TID/comm` gives it, at most 15 bytes).
+    pub fn threads_cpu_seconds(&self, prefix: &str) -> Result<f64> {
+        let mut total = 0.0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid()))? {
+            let task = task?.path();
+            // A thread that ended between the listing and the read is not counted.
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else { continue };
+            if name.starts_with(prefix) {
+                if let Ok((user, system)) = cpu_times(&task.join("stat").to_string_lossy()) {
+                    total += user + system;
+                }
+            }
+        }
+        Ok(total)
+    }
 }
+
+/// The user and system CPU times, in seconds, in a `/proc/…/stat` file.
+fn cpu_times(stat_path: &str) -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(stat_path)?;
+    // The command name (field 2) may hold spaces and parentheses; what follows its last ')'
+    // starts at field 3, so utime and stime (fields 14 and 15) are the 12th and 13th there.
+    let (_, fields) = stat.rsplit_once(')').ok_or_else(|| anyhow!("no command name in {stat_path}"))?;
+    let ticks: Vec<u64> =
+        fields.split_whitespace().skip(11).take(2).map(str::parse).collect::<Result<_, _>>()?;
+    match ticks[..] {
+        [user, system] => Ok((user as f64 / USER_HZ, system as f64 / USER_HZ)),
+        _ => bail!("no utime and stime in {stat_path}"),
+    }
+}
+
+/// The unit of /proc's CPU times: clock ticks of 1/100 s (Linux's `USER_HZ`, 100 on every
+/// architecture it runs on here).
+const USER_HZ: f64 = 100.0;
 
 /// A process's peak resident memory so far (`VmHWM`), in bytes.
 fn peak_rss_of(pid: u32) -> Result<u64> {
