@@ -33,35 +33,72 @@ where
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
     pub(super) async fn insert_file(tx: &mut sqlx::Transaction<'_, D::Db>, file: &FileRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO files ({FILE_INSERT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        ))
-        .bind(file.workspace_id.as_str())
-        .bind(file.id.as_str())
-        .bind(&file.name)
-        .bind(&file.mime_type)
-        .bind(bytes(file.size)?)
-        .bind(&file.sha256)
-        .bind(file.folder_id.as_ref().map(|id| id.as_str()))
-        .bind(&file.blob_key)
-        .bind(millis(file.created_at))
-        .bind(millis(file.updated_at))
-        .bind(file.is_favorite)
-        .bind(&file.alt_text)
-        .bind(&file.caption)
-        .bind(&file.copyright)
-        .bind(serde_json::to_string(&file.metadata).map_err(Error::internal)?)
-        .bind(serde_json::to_string(&file.tags).map_err(Error::internal)?)
-        .bind(file.trashed_at.map(millis))
-        .bind(&file.created_by)
-        .bind(fold(&file.name))
-        .bind(&file.external_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(external_id_error)?;
-        // A new file has no tags yet: nothing to replace.
-        Self::insert_tags(tx, &file.workspace_id, &file.id, &file.tags).await
+        Self::insert_files(tx, &[file]).await
+    }
+
+    /// New files (and their tags) in one `INSERT` (and one for the tags): each statement is a
+    /// round trip to the writer.
+    pub(super) async fn insert_files(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        files: &[&FileRecord],
+    ) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let rows = files
+            .iter()
+            .map(|file| {
+                Ok((
+                    bytes(file.size)?,
+                    serde_json::to_string(&file.metadata).map_err(Error::internal)?,
+                    serde_json::to_string(&file.tags).map_err(Error::internal)?,
+                ))
+            })
+            .collect::<Result<Vec<(i64, String, String)>>>()?;
+        let mut insert =
+            QueryBuilder::<'static, D::Db>::new(format!("INSERT INTO files ({FILE_INSERT_COLUMNS}) "));
+        insert.push_values(files.iter().zip(rows), |mut row, (file, (size, metadata, tags))| {
+            row.push_bind(file.workspace_id.to_string())
+                .push_bind(file.id.to_string())
+                .push_bind(file.name.clone())
+                .push_bind(file.mime_type.clone())
+                .push_bind(size)
+                .push_bind(file.sha256.clone())
+                .push_bind(file.folder_id.as_ref().map(|id| id.to_string()))
+                .push_bind(file.blob_key.clone())
+                .push_bind(millis(file.created_at))
+                .push_bind(millis(file.updated_at))
+                .push_bind(file.is_favorite)
+                .push_bind(file.alt_text.clone())
+                .push_bind(file.caption.clone())
+                .push_bind(file.copyright.clone())
+                .push_bind(metadata)
+                .push_bind(tags)
+                .push_bind(file.trashed_at.map(millis))
+                .push_bind(file.created_by.clone())
+                .push_bind(fold(&file.name))
+                .push_bind(file.external_id.clone());
+        });
+        insert.push(" RETURNING id");
+        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(external_id_error)?;
+        // New files have no tags yet: nothing to replace.
+        let tags: Vec<(&FileRecord, &String)> =
+            files.iter().flat_map(|file| file.tags.iter().map(move |tag| (*file, tag))).collect();
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let mut insert = QueryBuilder::<'static, D::Db>::new(
+            "INSERT INTO file_tags (workspace_id, file_id, tag, spelling) ",
+        );
+        insert.push_values(tags, |mut row, (file, tag)| {
+            row.push_bind(file.workspace_id.to_string())
+                .push_bind(file.id.to_string())
+                .push_bind(tag_key(tag))
+                .push_bind(tag.clone());
+        });
+        insert.push(" RETURNING tag");
+        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+        Ok(())
     }
 
     pub(super) async fn replace_tags(

@@ -85,6 +85,8 @@ conformance!(
     a_multipart_upload_keeps_its_part_size_and_store_id,
     finishing_turns_the_reservation_into_a_file_once,
     uploads_finished_together_are_each_judged_on_their_own,
+    uploads_finished_together_within_their_reservations_are_each_written,
+    uploads_finished_together_report_each_quota_threshold_they_cross,
     uploads_begun_together_each_reserve_what_the_quota_holds,
     direct_uploads_inserted_together_are_receiving_and_reserve_what_the_quota_holds,
     failing_releases_the_reservation_once,

@@ -206,6 +206,94 @@ pub(crate) async fn uploads_finished_together_are_each_judged_on_their_own(store
     assert!(store.finish_uploads(&[]).await.unwrap().is_empty());
 }
 
+/// Every upload within what it reserved: written as one batch, which must leave what one at a
+/// time would: the files with their tags, each upload SUCCESS with its file's size, the ledger, a
+/// usage step a file, and each upload's `upload.succeeded` before its `file.created`.
+pub(crate) async fn uploads_finished_together_within_their_reservations_are_each_written(
+    store: &dyn MetadataStore,
+) {
+    let ws = workspace(store, Some(10_000)).await;
+    let other = workspace(store, None).await;
+    let started = now();
+    let uploads = [upload(&ws.id, 300), upload(&other.id, 5), upload(&ws.id, 200), upload(&ws.id, 50)];
+    for up in &uploads {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    let ended = &uploads[3];
+    assert!(store.fail_upload(&ws.id, &ended.id, FailureReason::Expired, now()).await.unwrap());
+    let seq_before = store.newest_event(&ws.id).await.unwrap();
+    let finishes: Vec<Finish> = uploads
+        .iter()
+        .enumerate()
+        .map(|(n, up)| {
+            // Smaller than reserved, tagged, each at its own moment.
+            let mut file = file_of(up, started + chrono::Duration::milliseconds(n as i64 + 1));
+            file.size = up.size - 1;
+            file.tags = vec![format!("batch-{n}"), "Shared".into()];
+            Finish { upload: up.id.clone(), file }
+        })
+        .collect();
+    let outcomes: Vec<bool> =
+        store.finish_uploads(&finishes).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, vec![true, true, true, false], "one outcome per upload, in their order");
+    for finish in &finishes[..3] {
+        let ws = &finish.file.workspace_id;
+        assert_eq!(store.get_file(ws, &finish.file.id).await.unwrap(), finish.file);
+        let stored = store.get_upload(ws, &finish.upload).await.unwrap();
+        assert_eq!((stored.status, stored.size), (UploadStatus::Success, finish.file.size));
+    }
+    assert!(matches!(store.get_file(&ws.id, &finishes[3].file.id).await, Err(Error::NotFound(_))));
+    assert_eq!(ledger(store, &ws.id).await, (299 + 199, 0));
+    assert_eq!(ledger(store, &other.id).await, (4, 0));
+    let mut tags = store.tag_counts(&ws.id).await.unwrap();
+    tags.sort();
+    let expected = [("Shared", 2), ("batch-0", 1), ("batch-2", 1)];
+    assert_eq!(tags, expected.map(|(tag, n)| (tag.to_owned(), n)), "the tags were written");
+    // The usage ledger holds a step a file, in turn.
+    let (_, steps) =
+        store.usage_history(&ws.id, started, now() + chrono::Duration::seconds(1)).await.unwrap();
+    let steps: Vec<u64> = steps.into_iter().map(|(_, used)| used).collect();
+    assert_eq!(steps, vec![299, 299 + 199]);
+    // Each upload's success comes before its file.
+    let events = store.events_after(&ws.id, seq_before, 100).await.unwrap();
+    for finish in &finishes[..3].iter().filter(|finish| finish.file.workspace_id == ws.id).collect::<Vec<_>>()
+    {
+        let at = |kind: &str, id: &str| events.iter().position(|e| e.kind == kind && e.object_id == id);
+        let succeeded = at("upload.succeeded", finish.upload.as_str()).expect("upload.succeeded");
+        let created = at("file.created", finish.file.id.as_str()).expect("file.created");
+        assert!(succeeded < created, "{events:?}");
+    }
+    assert_eq!(events.len(), 4, "two events a file: {events:?}");
+}
+
+/// A batch whose charge passes two quota thresholds reports each crossing, as uploads finished
+/// one at a time would.
+pub(crate) async fn uploads_finished_together_report_each_quota_threshold_they_cross(
+    store: &dyn MetadataStore,
+) {
+    let ws = workspace(store, Some(1_000)).await;
+    let uploads = [upload(&ws.id, 850), upload(&ws.id, 100)];
+    for up in &uploads {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    let seq_before = store.newest_event(&ws.id).await.unwrap();
+    let finishes: Vec<Finish> =
+        uploads.iter().map(|up| Finish { upload: up.id.clone(), file: file_of(up, now()) }).collect();
+    let outcomes: Vec<bool> =
+        store.finish_uploads(&finishes).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, vec![true, true]);
+    assert_eq!(ledger(store, &ws.id).await, (950, 0));
+    let crossed: Vec<Option<String>> = store
+        .events_after(&ws.id, seq_before, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "quota.crossed")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(crossed, vec![Some("80".to_owned()), Some("90".to_owned())]);
+}
+
 pub(crate) async fn uploads_begun_together_each_reserve_what_the_quota_holds(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(1_000)).await;
     let other = workspace(store, None).await;
