@@ -191,8 +191,10 @@ pub async fn outbox_cost(bench: &mut Bench) -> Result<()> {
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
     let mut dirs = Vec::new();
     for round in 0..bench.rounds {
-        let (on_dir, off_dir) =
-            (bench.path(&format!("cabinet-outbox-on-{round}")), bench.path(&format!("cabinet-outbox-off-{round}")));
+        let (on_dir, off_dir) = (
+            bench.path(&format!("cabinet-outbox-on-{round}")),
+            bench.path(&format!("cabinet-outbox-off-{round}")),
+        );
         let on = Cabinet::start(&bench.cabinet_bin, &on_dir, &limits)?;
         let off = Cabinet::start(&bench.cabinet_bin, &off_dir, &limits)?;
         let (on_db, off_db) = (database_of(&on_dir).await?, database_of(&off_dir).await?);
