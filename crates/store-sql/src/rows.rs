@@ -44,6 +44,21 @@ pub(crate) struct WorkspaceRow {
     created_at: i64,
 }
 
+impl InlineRow for WorkspaceRow {
+    /// A row of `SELECT {WORKSPACE_COLUMNS}` as rusqlite reads it.
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            limit_bytes: row.get(2)?,
+            max_file_bytes: row.get(3)?,
+            used_bytes: row.get(4)?,
+            reserved_bytes: row.get(5)?,
+            created_at: row.get(6)?,
+        })
+    }
+}
+
 impl TryFrom<WorkspaceRow> for Workspace {
     type Error = Error;
 

@@ -45,15 +45,17 @@ where
     }
 
     async fn get_workspace(&self, id: &WorkspaceId) -> Result<Workspace> {
-        sqlx::query_as::<_, WorkspaceRow>(&format!(
-            "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(self.read_pool())
-        .await
-        .map_err(db_error)?
-        .ok_or(Error::NotFound("workspace"))?
-        .try_into()
+        // Read by every upload as it starts (its limits), so a point read on SQLite.
+        let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1");
+        let row = match self.db.inline_rows::<WorkspaceRow>(&sql, &[id.as_str()]) {
+            Some(rows) => rows?.into_iter().next(),
+            None => sqlx::query_as::<_, WorkspaceRow>(&sql)
+                .bind(id.as_str())
+                .fetch_optional(self.read_pool())
+                .await
+                .map_err(db_error)?,
+        };
+        row.ok_or(Error::NotFound("workspace"))?.try_into()
     }
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
