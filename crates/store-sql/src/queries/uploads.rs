@@ -428,25 +428,7 @@ where
         if writing.is_empty() {
             return Ok(Some(finished));
         }
-        // Each workspace's charge, judged against its thresholds before anything is written.
-        let mut charges: Vec<(&WorkspaceId, i64, i64, Ledger)> = Vec::new();
-        for &(index, reserved, size) in &writing {
-            let ws = &finishes[index].file.workspace_id;
-            if charges.last().is_none_or(|(charged, ..)| *charged != ws) {
-                match Self::locked_ledger(&mut tx, ws).await {
-                    Ok(ledger) => charges.push((ws, 0, 0, ledger)),
-                    Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
-                    Err(_refused) => return Ok(None),
-                }
-            }
-            if let Some((_, releasing, charging, _)) = charges.last_mut() {
-                *releasing += reserved;
-                *charging += size;
-            }
-        }
-        if charges.iter().any(|(_, _, charging, ledger)| crosses_a_threshold(ledger, *charging)) {
-            return Ok(None);
-        }
+        // Marked first: a row of each, locked in the order every other write takes them.
         let mut mark = QueryBuilder::<'static, D::Db>::new(
             "UPDATE uploads SET status = 'SUCCESS', updated_at = v.column3, size = v.column4 FROM (",
         );
@@ -471,6 +453,27 @@ where
         };
         // Another node changed one since it was read: each is judged on its own.
         if marked.len() != writing.len() {
+            return Ok(None);
+        }
+        // Each workspace's charge, judged against its thresholds. Its row is locked after the
+        // uploads' rows, the order every other write to both takes (finishing, failing or
+        // expiring one upload at a time).
+        let mut charges: Vec<(&WorkspaceId, i64, i64, Ledger)> = Vec::new();
+        for &(index, reserved, size) in &writing {
+            let ws = &finishes[index].file.workspace_id;
+            if charges.last().is_none_or(|(charged, ..)| *charged != ws) {
+                match Self::locked_ledger(&mut tx, ws).await {
+                    Ok(ledger) => charges.push((ws, 0, 0, ledger)),
+                    Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
+                    Err(_refused) => return Ok(None),
+                }
+            }
+            if let Some((_, releasing, charging, _)) = charges.last_mut() {
+                *releasing += reserved;
+                *charging += size;
+            }
+        }
+        if charges.iter().any(|(_, _, charging, ledger)| crosses_a_threshold(ledger, *charging)) {
             return Ok(None);
         }
         let files: Vec<&FileRecord> = writing.iter().map(|(index, _, _)| &finishes[*index].file).collect();
