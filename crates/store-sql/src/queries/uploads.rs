@@ -37,6 +37,24 @@ fn crosses_a_threshold(ledger: &Ledger, bytes: i64) -> bool {
     [80, 90, 100].iter().any(|percent| before * 100 < limit * percent && after * 100 >= limit * percent)
 }
 
+/// The indices of `items` with their workspaces in one order: workspaces' rows are locked in that
+/// order, so two nodes' commits never wait on each other.
+fn in_workspace_order<T>(items: &[T], workspace_of: impl Fn(&T) -> &WorkspaceId) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|a, b| workspace_of(&items[*a]).as_str().cmp(workspace_of(&items[*b]).as_str()));
+    order
+}
+
+/// How a batch written as a whole takes a failed statement: the database away fails them all at
+/// once (rather than each after its own wait); any other refusal leaves nothing written (`None`),
+/// and the batch is judged one write at a time.
+fn refused_as_a_whole<T>(err: Error) -> Result<Option<T>> {
+    if err.kind() == ErrorKind::Unavailable {
+        return Err(err);
+    }
+    Ok(None)
+}
+
 /// One write of a batch, in the transaction (a savepoint) it is given.
 type WriteIn<Db, T, O> = for<'t, 'c> fn(&'t mut sqlx::Transaction<'c, Db>, &'t T) -> BoxFuture<'t, Result<O>>;
 
@@ -66,9 +84,7 @@ where
         workspace_of: fn(&T) -> &WorkspaceId,
         write: WriteIn<D::Db, T, O>,
     ) -> Result<Vec<Result<O>>> {
-        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by(|a, b| workspace_of(&items[*a]).as_str().cmp(workspace_of(&items[*b]).as_str()));
+        let order = in_workspace_order(items, workspace_of);
         if let Some(outcomes) = self.all_at_once(items, &order, write).await? {
             return Ok(outcomes);
         }
@@ -284,9 +300,7 @@ where
     /// `None` (nothing written) when the `INSERT` failed.
     async fn try_insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Option<Vec<Result<()>>>> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
-        let mut order: Vec<usize> = (0..uploads.len()).collect();
-        order.sort_by(|a, b| uploads[*a].workspace_id.as_str().cmp(uploads[*b].workspace_id.as_str()));
+        let order = in_workspace_order(uploads, |upload| &upload.workspace_id);
         let mut outcomes: Vec<Result<()>> = uploads.iter().map(|_| Ok(())).collect();
         for &index in &order {
             let upload = &uploads[index];
@@ -303,12 +317,7 @@ where
             // A size past the database's integer: the one-by-one inserts refuse that upload alone.
             let Ok(mut insert) = Self::insert_uploads_statement(&granted) else { return Ok(None) };
             if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
-                let err = db_error(err);
-                // The database away fails them all at once, rather than each after its own wait.
-                if err.kind() == ErrorKind::Unavailable {
-                    return Err(err);
-                }
-                return Ok(None);
+                return refused_as_a_whole(db_error(err));
             }
         }
         tx.commit().await.map_err(db_error)?;
@@ -326,9 +335,7 @@ where
             return Ok(Some(Vec::new()));
         }
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
-        let mut order: Vec<usize> = (0..uploads.len()).collect();
-        order.sort_by(|a, b| uploads[*a].0.workspace_id.as_str().cmp(uploads[*b].0.workspace_id.as_str()));
+        let order = in_workspace_order(uploads, |(upload, _)| &upload.workspace_id);
         let mut grants = vec![0; uploads.len()];
         let mut receiving = Vec::with_capacity(uploads.len());
         // Each workspace's ledger as this transaction leaves it, and what it reserves in all.
@@ -339,8 +346,7 @@ where
             if ledgers.last().is_none_or(|(locked, _, _)| *locked != ws) {
                 match Self::locked_ledger(&mut tx, ws).await {
                     Ok(ledger) => ledgers.push((ws, ledger, 0)),
-                    Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
-                    Err(_refused) => return Ok(None),
+                    Err(err) => return refused_as_a_whole(err),
                 }
             }
             let Some((_, ledger, reserving)) = ledgers.last_mut() else { return Ok(None) };
@@ -354,12 +360,7 @@ where
         let receiving: Vec<&Upload> = receiving.iter().collect();
         let Ok(mut insert) = Self::insert_uploads_statement(&receiving) else { return Ok(None) };
         if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
-            let err = db_error(err);
-            // The database away fails them all at once, rather than each after its own wait.
-            if err.kind() == ErrorKind::Unavailable {
-                return Err(err);
-            }
-            return Ok(None);
+            return refused_as_a_whole(db_error(err));
         }
         for (ws, _, reserving) in ledgers.iter().filter(|(_, _, reserving)| *reserving != 0) {
             sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
@@ -385,11 +386,7 @@ where
             return Ok(None);
         }
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        // Workspaces' rows are locked in one order, so two nodes' commits never wait on each other.
-        let mut order: Vec<usize> = (0..finishes.len()).collect();
-        order.sort_by(|a, b| {
-            finishes[*a].file.workspace_id.as_str().cmp(finishes[*b].file.workspace_id.as_str())
-        });
+        let order = in_workspace_order(finishes, |finish| &finish.file.workspace_id);
         let mut select = QueryBuilder::<'static, D::Db>::new(
             "SELECT workspace_id, id, size FROM uploads WHERE status IN ('WAITING', 'UPLOADING') AND (",
         );
@@ -446,10 +443,7 @@ where
         );
         let marked: Vec<(String,)> = match D::fetch_built(&mut mark, &mut *tx).await {
             Ok(marked) => marked,
-            Err(err) => {
-                let err = db_error(err);
-                return if err.kind() == ErrorKind::Unavailable { Err(err) } else { Ok(None) };
-            }
+            Err(err) => return refused_as_a_whole(db_error(err)),
         };
         // Another node changed one since it was read: each is judged on its own.
         if marked.len() != writing.len() {
@@ -464,8 +458,7 @@ where
             if charges.last().is_none_or(|(charged, ..)| *charged != ws) {
                 match Self::locked_ledger(&mut tx, ws).await {
                     Ok(ledger) => charges.push((ws, 0, 0, ledger)),
-                    Err(err) if err.kind() == ErrorKind::Unavailable => return Err(err),
-                    Err(_refused) => return Ok(None),
+                    Err(err) => return refused_as_a_whole(err),
                 }
             }
             if let Some((_, releasing, charging, _)) = charges.last_mut() {
@@ -478,7 +471,7 @@ where
         }
         let files: Vec<&FileRecord> = writing.iter().map(|(index, _, _)| &finishes[*index].file).collect();
         if let Err(err) = Self::insert_files(&mut tx, &files).await {
-            return if err.kind() == ErrorKind::Unavailable { Err(err) } else { Ok(None) };
+            return refused_as_a_whole(err);
         }
         for (ws, releasing, charging, _) in &charges {
             sqlx::query(
