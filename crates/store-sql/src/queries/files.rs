@@ -82,23 +82,11 @@ where
         insert.push(" RETURNING id");
         D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(external_id_error)?;
         // New files have no tags yet: nothing to replace.
-        let tags: Vec<(&FileRecord, &String)> =
-            files.iter().flat_map(|file| file.tags.iter().map(move |tag| (*file, tag))).collect();
-        if tags.is_empty() {
-            return Ok(());
-        }
-        let mut insert = QueryBuilder::<'static, D::Db>::new(
-            "INSERT INTO file_tags (workspace_id, file_id, tag, spelling) ",
-        );
-        insert.push_values(tags, |mut row, (file, tag)| {
-            row.push_bind(file.workspace_id.to_string())
-                .push_bind(file.id.to_string())
-                .push_bind(tag_key(tag))
-                .push_bind(tag.clone());
-        });
-        insert.push(" RETURNING tag");
-        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
-        Ok(())
+        let tags: Vec<(&WorkspaceId, &FileId, &String)> = files
+            .iter()
+            .flat_map(|file| file.tags.iter().map(move |tag| (&file.workspace_id, &file.id, tag)))
+            .collect();
+        Self::insert_tags(tx, &tags).await
     }
 
     pub(super) async fn replace_tags(
@@ -113,26 +101,28 @@ where
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;
-        Self::insert_tags(tx, ws, file, tags).await
+        let tags: Vec<(&WorkspaceId, &FileId, &String)> = tags.iter().map(|tag| (ws, file, tag)).collect();
+        Self::insert_tags(tx, &tags).await
     }
 
+    /// Files' tags, (workspace, file, tag) each, in one `INSERT` per 512 (4 parameters each, well
+    /// inside either database's limit; a batch of files may carry up to 50 tags each).
     async fn insert_tags(
         tx: &mut sqlx::Transaction<'_, D::Db>,
-        ws: &WorkspaceId,
-        file: &FileId,
-        tags: &[String],
+        tags: &[(&WorkspaceId, &FileId, &String)],
     ) -> Result<()> {
-        for tag in tags {
-            sqlx::query(
-                "INSERT INTO file_tags (workspace_id, file_id, tag, spelling) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(ws.as_str())
-            .bind(file.as_str())
-            .bind(tag_key(tag))
-            .bind(tag)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
+        for chunk in tags.chunks(512) {
+            let mut insert = QueryBuilder::<'static, D::Db>::new(
+                "INSERT INTO file_tags (workspace_id, file_id, tag, spelling) ",
+            );
+            insert.push_values(chunk, |mut row, (ws, file, tag)| {
+                row.push_bind(ws.to_string())
+                    .push_bind(file.to_string())
+                    .push_bind(tag_key(tag))
+                    .push_bind((*tag).clone());
+            });
+            insert.push(" RETURNING tag");
+            D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
         }
         Ok(())
     }
