@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (21, include_str!("../migrations/postgres/0021_audit_log.sql")),
     (22, include_str!("../migrations/postgres/0022_s3_objects.sql")),
     (23, include_str!("../migrations/postgres/0023_cache_notices.sql")),
+    (24, include_str!("../migrations/postgres/0024_events_pruned_by_number.sql")),
 ];
 
 /// A PostgreSQL database's pools. Every lookup goes through them, since a PostgreSQL query is a

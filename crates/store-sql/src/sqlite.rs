@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (20, include_str!("../migrations/sqlite/0020_webhooks.sql")),
     (21, include_str!("../migrations/sqlite/0021_audit_log.sql")),
     (22, include_str!("../migrations/sqlite/0022_s3_objects.sql")),
+    (23, include_str!("../migrations/sqlite/0023_events_pruned_by_number.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.

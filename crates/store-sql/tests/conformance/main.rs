@@ -121,6 +121,7 @@ conformance!(
     plain_webhook_secrets_are_found_and_replaced_only_as_read,
     a_replay_takes_the_lease_from_the_node_that_was_sending,
     changing_an_endpoint_takes_the_lease_from_the_node_that_was_sending,
+    events_are_pruned_oldest_first_and_never_one_an_enabled_endpoint_still_needs,
 );
 
 /// The names a workspace's search for `q` finds, files and folders, by name.

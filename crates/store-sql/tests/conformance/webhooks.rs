@@ -280,3 +280,41 @@ pub(crate) async fn changing_an_endpoint_takes_the_lease_from_the_node_that_was_
     let claimed = store.claim_webhook(&hook.id, "node_b", at, until).await.unwrap().unwrap();
     assert_eq!((claimed.url.as_str(), claimed.delivered_seq), ("https://1.0.0.1/moved", from));
 }
+
+pub(crate) async fn events_are_pruned_oldest_first_and_never_one_an_enabled_endpoint_still_needs(
+    store: &dyn MetadataStore,
+) {
+    // Workspace B's endpoint has acknowledged nothing of its three events; a disabled endpoint
+    // of workspace C keeps nothing.
+    let b = workspace(store, None).await;
+    store.create_webhook(&new_webhook(&b.id, now())).await.unwrap();
+    let c = workspace(store, None).await;
+    let disabled =
+        store.create_webhook(&NewWebhook { enabled: false, ..new_webhook(&c.id, now()) }).await.unwrap();
+    assert!(!disabled.enabled);
+    for n in 0..3 {
+        store.insert_folder(&folder(&b.id, &format!("b-{n}"), None)).await.unwrap();
+        store.insert_folder(&folder(&c.id, &format!("c-{n}"), None)).await.unwrap();
+    }
+    // Workspace A's events a few milliseconds apart, so the retention's edge falls between them.
+    let a = workspace(store, None).await;
+    for n in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.insert_folder(&folder(&a.id, &format!("a-{n}"), None)).await.unwrap();
+    }
+    let written = store.events_after(&a.id, 0, 10).await.unwrap();
+    assert_eq!(written.len(), 4);
+    let edge = written[2].at;
+    assert!(written[1].at < edge, "{written:?}");
+
+    assert_eq!(store.prune_events(edge).await.unwrap(), 2 + 3, "A's two older events and all of C's");
+    let seqs = |events: Vec<cabinet_core::EventRecord>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(store.events_after(&a.id, 0, 10).await.unwrap()), [3, 4]);
+    assert_eq!(seqs(store.events_after(&b.id, 0, 10).await.unwrap()), [1, 2, 3]);
+    assert!(store.events_after(&c.id, 0, 10).await.unwrap().is_empty());
+    // The numbering goes on after what was pruned.
+    assert_eq!(store.newest_event(&c.id).await.unwrap(), 3);
+    store.insert_folder(&folder(&c.id, "c-next", None)).await.unwrap();
+    assert_eq!(seqs(store.events_after(&c.id, 0, 10).await.unwrap()), [4]);
+    assert_eq!(store.prune_events(edge).await.unwrap(), 0, "nothing older is left that may go");
+}
