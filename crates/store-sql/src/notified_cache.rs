@@ -1,6 +1,7 @@
 //! What every request on PostgreSQL would otherwise ask it, kept in memory so that it costs no
-//! query of its own: API keys by the hash of their secret, the standing of end-user tokens, and
-//! whether a workspace opens reading to the public. Nothing kept is used once a change to it has
+//! query of its own: API keys by the hash of their secret, the standing of end-user tokens,
+//! whether a workspace opens reading to the public, and the details of the files read by id (the
+//! file and its references, `GET /v1/files/{id}`). Nothing kept is used once a change to it has
 //! committed: every change to the rows they are read from notifies `cabinet_cache` in its own
 //! transaction (triggers of migration 0023, so every writer does it, the admin CLI in another
 //! process included), and a kept entry is used only after a round trip on this node's listening
@@ -18,13 +19,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use cabinet_core::rules::TokenStanding;
-use cabinet_core::ApiKey;
+use cabinet_core::{ApiKey, FileRecord, FileReference, WorkspaceId};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 
-/// The channel the triggers notify: with the id of the key that changed, or of the workspace
-/// whose token revocations or access rules did; `*` for everything.
+/// The channel the triggers notify: with the id of the key or file that changed, or of the
+/// workspace whose token revocations, access rules or many files at once did; `*` for everything.
 const CHANNEL: &str = "cabinet_cache";
 /// The most entries of each kind kept; past it that kind starts again empty.
 const CAPACITY: usize = 10_000;
@@ -43,6 +44,13 @@ tokio::task_local! {
 
 /// A token's standing is asked for by its workspace, minting key and `sub`.
 type StandingOf = (String, String, String);
+
+/// A file and what uses it, as its details show them.
+pub(crate) type FileDetails = (FileRecord, Vec<FileReference>);
+
+/// A file with more references than this is read each time rather than kept: an entry's memory
+/// stays bounded.
+const MOST_REFERENCES_KEPT: usize = 64;
 
 /// Reads from PostgreSQL, kept while a listener hears of every change to them.
 pub struct NotifiedCache {
@@ -74,6 +82,8 @@ struct State {
     standings: HashMap<StandingOf, TokenStanding>,
     /// By workspace: whether any of its rules lets the public read.
     public_read: HashMap<String, bool>,
+    /// By the file's id: its details.
+    files: HashMap<String, FileDetails>,
 }
 
 /// What the cache says.
@@ -151,6 +161,23 @@ impl NotifiedCache {
         self.keep(read, |state| insert(&mut state.public_read, workspace.to_owned(), public));
     }
 
+    /// The details of file `id` of `workspace`.
+    pub(crate) async fn file_details(self: &Arc<Self>, workspace: &str, id: &str) -> Lookup<FileDetails> {
+        self.lookup(|state| {
+            state.files.get(id).filter(|(file, _)| file.workspace_id.as_str() == workspace).cloned()
+        })
+        .await
+    }
+
+    /// Keeps a file's details read since `read`.
+    pub(crate) fn keep_file_details(&self, read: Epoch, details: &FileDetails) {
+        if details.1.len() <= MOST_REFERENCES_KEPT {
+            self.keep(read, |state| {
+                insert(&mut state.files, details.0.id.as_str().to_owned(), details.clone())
+            });
+        }
+    }
+
     /// What is kept, once the notices of everything committed before the request began are read;
     /// starts the listener on first use.
     async fn lookup<T>(self: &Arc<Self>, find: impl Fn(&State) -> Option<T>) -> Lookup<T> {
@@ -196,8 +223,8 @@ impl NotifiedCache {
         }
     }
 
-    /// Forgets what a notice names: a key (and the standing of its tokens), or a workspace's token
-    /// standings and public reading; `*` everything.
+    /// Forgets what a notice names: a key (and the standing of its tokens), a file's details, or a
+    /// workspace's token standings, public reading and files; `*` everything.
     fn forget(&self, id: &str) {
         let mut state = self.lock();
         state.epoch += 1;
@@ -208,6 +235,11 @@ impl NotifiedCache {
         state.keys.retain(|_, key| key.id.as_str() != id);
         state.standings.retain(|(workspace, key_id, _), _| workspace != id && key_id != id);
         state.public_read.remove(id);
+        // One notice a changed file: the lookup by its id is all it costs. A workspace's notice
+        // (a statement that changed many of its files) looks through them all.
+        if state.files.remove(id).is_none() && id.starts_with(WorkspaceId::PREFIX) {
+            state.files.retain(|_, (file, _)| file.workspace_id.as_str() != id);
+        }
     }
 
     /// Numbers a round trip about to start.
@@ -235,6 +267,7 @@ impl State {
         self.keys.clear();
         self.standings.clear();
         self.public_read.clear();
+        self.files.clear();
     }
 }
 
@@ -264,7 +297,7 @@ async fn listen(cache: Weak<NotifiedCache>, pool: PgPool) {
             return;
         }
         if let Err(err) = outcome {
-            tracing::warn!(error = %err, "not listening for changes: keys, token standings and public reading are read from the database until it listens again");
+            tracing::warn!(error = %err, "not listening for changes: keys, token standings, public reading and file details are read from the database until it listens again");
         }
         tokio::time::sleep(RECONNECT_AFTER).await;
     }

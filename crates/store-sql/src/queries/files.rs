@@ -13,6 +13,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder,
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, external_id_error};
+use crate::notified_cache::Lookup;
 use crate::rows::{
     bytes, millis, CountedFileRow, FileIdReferenceRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS,
     FILE_INSERT_COLUMNS,
@@ -392,6 +393,14 @@ where
                  WHERE f.workspace_id = $1 AND f.id = $2 ORDER BY r.created_at, r.kind, r.ref_id"
             )
         });
+        let cache = self.db.cache();
+        let read = match cache {
+            Some(cache) => match cache.file_details(ws.as_str(), id.as_str()).await {
+                Lookup::Kept(kept) => return Ok(kept),
+                Lookup::Read(read) => read,
+            },
+            None => None,
+        };
         let inline = self.db.inline_rows::<FileReferenceRow>(&SQL, &[ws.as_str(), id.as_str()]);
         let rows = match inline {
             Some(rows) => rows?,
@@ -404,7 +413,11 @@ where
         };
         let references = rows.iter().filter_map(FileReferenceRow::reference).collect::<Result<Vec<_>>>()?;
         let first = rows.into_iter().next().ok_or(Error::NotFound("file"))?;
-        Ok((first.file.try_into()?, references))
+        let details = (first.file.try_into()?, references);
+        if let (Some(cache), Some(read)) = (cache, read) {
+            cache.keep_file_details(read, &details);
+        }
+        Ok(details)
     }
 
     async fn remove_reference(&self, ws: &WorkspaceId, file: &FileId, kind: &str, id: &str) -> Result<()> {

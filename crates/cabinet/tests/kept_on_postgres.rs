@@ -1,7 +1,9 @@
 //! On PostgreSQL metadata each node keeps the API keys it has seen in memory, so a request with a
 //! key costs no query of its own for it; a revocation still takes effect on the very next request,
 //! whoever revokes (the admin CLI in another process, a statement of its own) and even when the
-//! node's listening connection was cut just before.
+//! node's listening connection was cut just before. The details of the files it was asked for by
+//! id are kept the same way: any change to a file or its references, by any writer, is seen by
+//! the next request.
 
 mod process;
 
@@ -22,7 +24,7 @@ async fn fresh_database() -> Option<String> {
         eprintln!("skipping: no PostgreSQL test server (dev/test starts one)");
         return None;
     };
-    let name = format!("key_revocation_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let name = format!("kept_on_postgres_{}", ulid::Ulid::new().to_string().to_lowercase());
     let admin = PgPool::connect(&admin_url).await.expect("test PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
     admin.close().await;
@@ -36,6 +38,7 @@ struct Setup {
     dir: tempfile::TempDir,
     database: String,
     server: ServerProcess,
+    workspace_id: String,
     key_id: String,
     key: String,
     sql: PgPool,
@@ -56,6 +59,7 @@ impl Setup {
         let key = admin_json(dir.path(), &create_key);
         let sql = PgPool::connect(&database).await.unwrap();
         let setup = Setup {
+            workspace_id: workspace_id.to_owned(),
             key_id: key["id"].as_str().unwrap().to_owned(),
             key: key["key"].as_str().unwrap().to_owned(),
             dir,
@@ -74,6 +78,48 @@ impl Setup {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(setup.quota_status().await, StatusCode::OK, "the key works, and is now kept");
         Some(setup)
+    }
+
+    /// A key of the workspace that may write.
+    fn writer(&self) -> String {
+        let create = [
+            "create-key",
+            "--workspace",
+            &self.workspace_id,
+            "--role",
+            "write",
+            "--json",
+            "--database-url",
+            &self.database,
+        ];
+        admin_json(self.dir.path(), &create)["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Uploads a small file named `name`; its id.
+    async fn upload(&self, writer: &str, name: &str) -> String {
+        let part = reqwest::multipart::Part::bytes(b"kept".to_vec()).file_name(name.to_owned());
+        let response = http_client()
+            .post(self.server.at("/v1/files"))
+            .bearer_auth(writer)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .expect("POST /v1/files");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let file: serde_json::Value = response.json().await.unwrap();
+        file["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /v1/files/{id}`: its status and body.
+    async fn details(&self, id: &str) -> (StatusCode, serde_json::Value) {
+        let response = http_client()
+            .get(self.server.at(&format!("/v1/files/{id}")))
+            .bearer_auth(&self.key)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("GET /v1/files/{id}");
+        (response.status(), response.json().await.unwrap_or_default())
     }
 
     async fn quota_status(&self) -> StatusCode {
@@ -142,6 +188,72 @@ async fn a_kept_key_is_not_read_from_postgresql_again() {
             matches!(status, Ok(StatusCode::OK)),
             "a request with a kept key waited on the keys' table: {response:?}"
         );
+    }
+    lock.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_request() {
+    let Some(setup) = Setup::start().await else { return };
+    let writer = setup.writer();
+    let id = setup.upload(&writer, "first.txt").await;
+    for _ in 0..2 {
+        let (status, file) = setup.details(&id).await;
+        assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("first.txt")), "{file}");
+    }
+    let statement = |sql: &'static str| {
+        let (pool, id) = (setup.sql.clone(), id.clone());
+        async move { sqlx::query(sql).bind(id).execute(&pool).await.unwrap() }
+    };
+
+    // The file's own row.
+    statement("UPDATE files SET name = 'renamed.txt' WHERE id = $1").await;
+    let (_, file) = setup.details(&id).await;
+    assert_eq!(file["name"], "renamed.txt", "{file}");
+    // Its references, added and removed.
+    statement(
+        "INSERT INTO file_references (workspace_id, file_id, kind, ref_id, created_at) \
+         SELECT workspace_id, id, 'post', 'p1', 0 FROM files WHERE id = $1",
+    )
+    .await;
+    let (_, file) = setup.details(&id).await;
+    assert_eq!(file["references"][0]["id"], "p1", "{file}");
+    statement("DELETE FROM file_references WHERE file_id = $1").await;
+    let (_, file) = setup.details(&id).await;
+    assert_eq!(file["references"], serde_json::json!([]), "{file}");
+
+    // One statement over more files than are each named in a notice: the workspace's are forgotten.
+    for n in 0..70 {
+        setup.upload(&writer, &format!("more {n}.txt")).await;
+    }
+    let (_, file) = setup.details(&id).await;
+    assert_eq!(file["caption"], serde_json::Value::Null);
+    let changed = sqlx::query("UPDATE files SET caption = 'all of them' WHERE workspace_id = $1")
+        .bind(&setup.workspace_id)
+        .execute(&setup.sql)
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 71);
+    let (_, file) = setup.details(&id).await;
+    assert_eq!(file["caption"], "all of them", "{file}");
+
+    // Gone.
+    statement("DELETE FROM files WHERE id = $1").await;
+    let (status, file) = setup.details(&id).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{file}");
+}
+
+#[tokio::test]
+async fn a_kept_file_is_not_read_from_postgresql_again() {
+    let Some(setup) = Setup::start().await else { return };
+    let id = setup.upload(&setup.writer(), "kept.txt").await;
+    assert_eq!(setup.details(&id).await.0, StatusCode::OK);
+    // Anything reading the files now waits for this transaction to end.
+    let mut lock = setup.sql.begin().await.unwrap();
+    sqlx::query("LOCK TABLE files IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    for _ in 0..10 {
+        let (status, file) = setup.details(&id).await;
+        assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("kept.txt")), "{file}");
     }
     lock.rollback().await.unwrap();
 }
