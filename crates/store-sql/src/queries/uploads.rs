@@ -2,6 +2,8 @@
 //! created, and finishing or failing it turns the reservation into usage or releases it, in one
 //! transaction.
 
+use std::collections::HashSet;
+
 use cabinet_core::ports::{Begin, Finish};
 use cabinet_core::{
     Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, UploadStatus, WorkspaceId,
@@ -322,6 +324,49 @@ where
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Some(outcomes))
+    }
+
+    /// Uploads of known size begun together: one `UPDATE … FROM (VALUES …)` moves every one still
+    /// WAITING to UPLOADING, where one at a time takes a statement each (each a round trip to the
+    /// writer). Whether each began, in the begins' order; `None` (nothing written) for a batch
+    /// this does not take (an upload of unknown size reserves as it begins, one named twice
+    /// begins once) or when the statement was refused.
+    async fn try_begin_receiving_together(&self, begins: &[Begin]) -> Result<Option<Vec<Option<u64>>>> {
+        let mut named = HashSet::with_capacity(begins.len());
+        let distinct =
+            begins.iter().all(|begin| named.insert((begin.workspace.as_str(), begin.upload.as_str())));
+        if begins.len() < 2 || !distinct || begins.iter().any(|begin| begin.reserving.is_some()) {
+            return Ok(None);
+        }
+        let order = in_workspace_order(begins, |begin| &begin.workspace);
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        let mut mark =
+            QueryBuilder::new("UPDATE uploads SET status = 'UPLOADING', updated_at = v.column3 FROM (");
+        mark.push_values(&order, |mut row, &index| {
+            let begin = &begins[index];
+            row.push_bind(begin.workspace.to_string())
+                .push_bind(begin.upload.to_string())
+                .push_bind(millis(begin.at));
+        });
+        mark.push(
+            ") AS v WHERE uploads.workspace_id = v.column1 AND uploads.id = v.column2 \
+             AND uploads.status = 'WAITING' RETURNING uploads.workspace_id, uploads.id",
+        );
+        let begun: Vec<(String, String)> = match D::fetch_built(&mut mark, &mut *tx).await {
+            Ok(begun) => begun,
+            Err(err) => return refused_as_a_whole(db_error(err)),
+        };
+        tx.commit().await.map_err(db_error)?;
+        let begun: HashSet<(String, String)> = begun.into_iter().collect();
+        Ok(Some(
+            begins
+                .iter()
+                .map(|begin| {
+                    let named = (begin.workspace.to_string(), begin.upload.to_string());
+                    begun.contains(&named).then_some(0)
+                })
+                .collect(),
+        ))
     }
 
     /// Direct uploads inserted already receiving, in one transaction: each workspace's ledger
@@ -754,6 +799,9 @@ where
     }
 
     async fn begin_receiving_all(&self, begins: &[Begin]) -> Result<Vec<Result<Option<u64>>>> {
+        if let Some(begun) = self.try_begin_receiving_together(begins).await? {
+            return Ok(begun.into_iter().map(Ok).collect());
+        }
         self.each_in_savepoint(
             begins,
             |begin| &begin.workspace,

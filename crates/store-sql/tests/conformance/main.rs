@@ -88,6 +88,7 @@ conformance!(
     uploads_finished_together_within_their_reservations_are_each_written,
     uploads_finished_together_report_each_quota_threshold_they_cross,
     uploads_begun_together_each_reserve_what_the_quota_holds,
+    signed_uploads_begun_together_each_begin_once,
     direct_uploads_inserted_together_are_receiving_and_reserve_what_the_quota_holds,
     failing_releases_the_reservation_once,
     expired_uploads_are_found_by_their_cutoffs,

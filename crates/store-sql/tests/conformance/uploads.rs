@@ -332,6 +332,57 @@ pub(crate) async fn uploads_begun_together_each_reserve_what_the_quota_holds(sto
     assert_eq!(ledger(store, &ws.id).await, (0, 1_000));
 }
 
+pub(crate) async fn signed_uploads_begun_together_each_begin_once(store: &dyn MetadataStore) {
+    let ws = workspace(store, Some(1_000)).await;
+    let other = workspace(store, None).await;
+    let (first, second, elsewhere, ended, receiving) = (
+        upload(&ws.id, 100),
+        upload(&ws.id, 200),
+        upload(&other.id, 300),
+        upload(&ws.id, 1),
+        upload(&ws.id, 2),
+    );
+    for up in [&first, &second, &elsewhere, &ended, &receiving] {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    assert!(store.fail_upload(&ws.id, &ended.id, FailureReason::Expired, now()).await.unwrap());
+    assert!(store.begin_receiving(&ws.id, &receiving.id, now()).await.unwrap());
+    let begin = |up: &Upload| Begin {
+        workspace: up.workspace_id.clone(),
+        upload: up.id.clone(),
+        at: now(),
+        reserving: None,
+    };
+    let begins: Vec<Begin> =
+        [&first, &ended, &elsewhere, &receiving, &second].into_iter().map(begin).collect();
+    let outcomes: Vec<Option<u64>> =
+        store.begin_receiving_all(&begins).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        outcomes,
+        vec![Some(0), None, Some(0), None, Some(0)],
+        "one outcome per upload, in their order"
+    );
+    for up in [&first, &second, &elsewhere, &receiving] {
+        assert_eq!(store.get_upload(&up.workspace_id, &up.id).await.unwrap().status, UploadStatus::Uploading);
+    }
+    assert_eq!(store.get_upload(&ws.id, &ended.id).await.unwrap().status, UploadStatus::Failed);
+    assert_eq!(ledger(store, &ws.id).await, (0, 302), "their sizes stay reserved, nothing more");
+    // Once only: begun again, nothing is; and one named twice in a batch begins once.
+    let again = store.begin_receiving_all(&begins).await.unwrap();
+    assert!(again.iter().all(|outcome| matches!(outcome, Ok(None))), "{again:?}");
+    let third = upload(&ws.id, 3);
+    store.insert_upload_reserving(&third).await.unwrap();
+    let twice: Vec<Option<u64>> = store
+        .begin_receiving_all(&[begin(&third), begin(&third)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(twice, vec![Some(0), None]);
+    assert_eq!(ledger(store, &ws.id).await, (0, 305));
+}
+
 pub(crate) async fn direct_uploads_inserted_together_are_receiving_and_reserve_what_the_quota_holds(
     store: &dyn MetadataStore,
 ) {
