@@ -3,7 +3,7 @@
 //! shared machine drift; same-run ratios do not). `dev/bench` installs the baselines and runs it.
 //!
 //! ```text
-//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface,thumbs,webhooks,outbox]
+//! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface,thumbs,webhooks,outbox,waiting]
 //! ```
 
 mod cache;
@@ -49,6 +49,7 @@ const FIGURES: &[&str] = &[
     "thumbs",
     "webhooks",
     "outbox",
+    "waiting",
 ];
 
 #[derive(Debug, Parser)]
@@ -58,7 +59,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma-separated figures to run (default: all): upload, download, s3, small, cache, reserve, ingest, memory,
-    /// proxy, connections, scale, neighbour, tus, s3surface, thumbs, webhooks, outbox.
+    /// proxy, connections, scale, neighbour, tus, s3surface, thumbs, webhooks, outbox, waiting.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds per A/B figure (default: 5, or 2 with --quick).
@@ -194,6 +195,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
     }
     if wanted("ingest") {
         rates::ingest(bench).await.context("small-file ingest")?;
+    }
+    if wanted("waiting") {
+        rates::waiting_reservations(bench).await.context("uploads while another workspace's wait")?;
     }
     if wanted("memory") {
         memory::run(bench).await.context("memory")?;
