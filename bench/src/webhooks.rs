@@ -210,6 +210,8 @@ pub async fn outbox_cost(bench: &mut Bench) -> Result<()> {
     let (mut with, mut without, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
     let (mut cpu_with, mut db_with, mut db_without, mut share) =
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    // Removed at the end, not round by round: the inodes freed would slow the next round's
+    // servers (see the pause above).
     let mut dirs = Vec::new();
     for round in 0..bench.rounds {
         let (on_dir, off_dir) = (
