@@ -124,13 +124,15 @@ impl Db {
             .len(),
             (Db::Sqlite(pool), Some(term)) => sqlx::query(
                 "SELECT id, name FROM files WHERE +workspace_id = $1 AND trashed_at IS NULL \
-                 AND rowid IN (SELECT rowid & 274877906943 FROM files_search WHERE files_search MATCH $2 \
+                 AND rowid IN (SELECT rowid & 274877906943 FROM files_search WHERE files_search MATCH \
+                   (SELECT '\"' || group_concat(w.rowid || 'x' || hex(substr($2, s.n, 3)), ' ' ORDER BY s.n) || '\"' \
+                    FROM workspaces w, search_trigram_starts s WHERE w.id = $1 AND s.n <= length($2) - 2) \
                    AND rowid BETWEEN (SELECT rowid << 38 FROM workspaces WHERE id = $1) \
                    AND (SELECT (rowid << 38) | 274877906943 FROM workspaces WHERE id = $1)) \
                  ORDER BY created_at DESC, id DESC LIMIT 50",
             )
             .bind(ws)
-            .bind(format!("\"{term}\""))
+            .bind(term)
             .fetch_all(pool)
             .await?
             .len(),

@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (21, include_str!("../migrations/sqlite/0021_audit_log.sql")),
     (22, include_str!("../migrations/sqlite/0022_s3_objects.sql")),
     (23, include_str!("../migrations/sqlite/0023_events_pruned_by_number.sql")),
+    (24, include_str!("../migrations/sqlite/0024_search_keys_per_workspace.sql")),
 ];
 
 /// A SQLite database's pools and inline readers.
@@ -288,9 +289,13 @@ impl SqliteDatabase {
     }
 }
 
-/// Whether a name query is answered by the trigram index (shorter ones are a `LIKE`).
+/// Where a name's trigrams may start, the rows of `search_trigram_starts` (migration 0024).
+const SEARCH_TRIGRAM_STARTS: usize = 8192;
+
+/// Whether a name query is answered by the trigram index: from three characters on, and no
+/// longer than the trigram starts reach (no folded name is that long; a `LIKE` answers the rest).
 fn trigram_served(folded: &str) -> bool {
-    folded.chars().count() >= 3
+    (3..=SEARCH_TRIGRAM_STARTS + 2).contains(&folded.chars().count())
 }
 
 /// How far a workspace's rows are shifted in the search index's rowids (see migration 0011): an
@@ -317,11 +322,11 @@ impl Dialect for SqliteDatabase {
         &self.write
     }
 
-    /// A case-folded substring match on a name: through the FTS5 trigram index from three
-    /// characters on (a trigram phrase matches anywhere in the name), a LIKE scan below that.
-    /// The trigram index is asked for the workspace's range of index rowids only, so it seeks past
-    /// every other workspace's entries instead of reading them: the search costs the same whatever
-    /// other workspaces hold.
+    /// A case-folded substring match on a name: through the FTS5 index of trigram keys from
+    /// three characters on (the phrase of the query's keys matches anywhere in the name), a LIKE
+    /// scan below that. The keys are the workspace's own, so the search reads only its workspace's
+    /// lists and costs the same whatever other workspaces hold; it also asks for the workspace's
+    /// range of index rowids only.
     fn push_name_match(
         qb: &mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
         table: &str,
@@ -333,7 +338,16 @@ impl Dialect for SqliteDatabase {
             qb.push(format!(
                 "{alias}.rowid IN (SELECT rowid & {SEARCH_ROW_MASK} FROM {table}_search WHERE {table}_search MATCH "
             ));
-            qb.push_bind(format!("\"{}\"", folded.replace('"', "\"\"")));
+            // The query's keys, as the search triggers of migration 0024 index a name under them
+            // (the workspace's rowid, `x`, the trigram's UTF-8 bytes in hex), as a phrase in order:
+            // it matches where the query is a substring of a name.
+            qb.push("(SELECT '\"' || coalesce(group_concat(w.rowid || 'x' || hex(substr(");
+            qb.push_bind(folded.to_owned());
+            qb.push(", s.n, 3)), ' ' ORDER BY s.n), '') || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = ");
+            qb.push_bind(ws.to_string());
+            qb.push(" AND s.n <= length(");
+            qb.push_bind(folded.to_owned());
+            qb.push(") - 2)");
             qb.push(format!(
                 " AND rowid BETWEEN (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = "
             ));
@@ -395,6 +409,7 @@ mod tests {
         ApiKey, ApiKeyId, FolderStore, KeyStore, Role, Workspace, WorkspaceId, WorkspaceStore,
     };
     use chrono::Utc;
+    use sqlx::Connection;
 
     use super::*;
 
@@ -515,23 +530,28 @@ mod tests {
         rows.into_iter().map(|(_, _, _, detail)| detail).collect::<Vec<_>>().join("\n")
     }
 
-    /// How many names in `workspace`'s range of the files' trigram index hold `term`.
+    /// The FTS5 phrase of the trigram keys of `$2` in workspace `$1`, as `push_name_match` builds it.
+    const KEYS_OF_TERM: &str = "(SELECT '\"' || coalesce(group_concat(w.rowid || 'x' || hex(substr($2, s.n, 3)), \
+         ' ' ORDER BY s.n), '') || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = $1 AND s.n <= length($2) - 2)";
+
+    /// How many names in `workspace`'s range of the files' trigram index hold `term`, searched by
+    /// `workspace`'s keys.
     async fn names_in_range(store: &SqliteStore, workspace: &WorkspaceId, term: &str) -> i64 {
         let sql = format!(
-            "SELECT COUNT(*) FROM files_search WHERE files_search MATCH $2 AND rowid BETWEEN \
+            "SELECT COUNT(*) FROM files_search WHERE files_search MATCH {KEYS_OF_TERM} AND rowid BETWEEN \
              (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = $1) AND \
              (SELECT (rowid << {SEARCH_ROWID_SHIFT}) | {SEARCH_ROW_MASK} FROM workspaces WHERE id = $1)"
         );
         sqlx::query_scalar(&sql)
             .bind(workspace.to_string())
-            .bind(format!("\"{term}\""))
+            .bind(term)
             .fetch_one(store.read_pool())
             .await
             .unwrap()
     }
 
     #[tokio::test]
-    async fn a_name_search_reads_only_its_workspaces_range_of_the_trigram_index() {
+    async fn a_name_search_reads_only_its_workspaces_keys_and_range_of_the_trigram_index() {
         let dir = tempfile::tempdir().unwrap();
         let (store, key) = store_with_key(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
         let ws = key.workspaces[0].clone();
@@ -575,6 +595,31 @@ mod tests {
         assert_eq!(names_in_range(&store, &other.id, "quarterly").await, 0);
         assert_eq!(names_in_range(&store, &other.id, "holiday").await, 1);
         assert_eq!(names_in_range(&store, &ws, "holiday").await, 0);
+
+        // Each name is indexed under its own workspace's keys: none of the keys another
+        // workspace's search for the same term looks up is in the index, so that search finds no
+        // list to seek through, whatever this workspace holds.
+        let mut connection =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+                .await
+                .unwrap();
+        sqlx::query("CREATE VIRTUAL TABLE temp.files_search_keys USING fts5vocab(main, files_search, row)")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let keys_held = |workspace: &WorkspaceId, term: &'static str| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM temp.files_search_keys WHERE term IN \
+                 (SELECT lower(w.rowid || 'x' || hex(substr($2, s.n, 3))) FROM workspaces w, search_trigram_starts s \
+                  WHERE w.id = $1 AND s.n <= length($2) - 2)",
+            )
+            .bind(workspace.to_string())
+            .bind(term)
+        };
+        assert_eq!(keys_held(&ws, "quarterly").fetch_one(&mut connection).await.unwrap(), 7);
+        assert_eq!(keys_held(&other.id, "quarterly").fetch_one(&mut connection).await.unwrap(), 0);
+        assert_eq!(keys_held(&other.id, "holiday").fetch_one(&mut connection).await.unwrap(), 5);
+        assert_eq!(keys_held(&ws, "holiday").fetch_one(&mut connection).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ pub(crate) async fn search_sees_only_its_workspace_and_follows_renames_and_delet
 pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &dyn MetadataStore) {
     let ws = workspace(store, None).await;
     store.insert_folder(&folder(&ws.id, "Quarterly Reports", None)).await.unwrap();
-    for name in ["Report.PDF", "RÉSUMÉ.docx", "holiday.jpg"] {
+    for name in ["Report.PDF", "RÉSUMÉ.docx", "holiday.jpg", "say \"cheese\" 📷.png", "abcxbcd.txt"] {
         store.insert_file_charging(&named_file(&ws.id, name, None, 1, now())).await.unwrap();
     }
     let ws_id = ws.id.clone();
@@ -67,4 +67,12 @@ pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &d
     assert_eq!(search("li").await, vec!["file:holiday.jpg"]);
     assert!(search("zzz").await.is_empty());
     assert!(search("100%").await.is_empty());
+    // Quotes, four-byte characters and FTS5's own operators are only text.
+    assert_eq!(search("\"cheese\" 📷").await, vec!["file:say \"cheese\" 📷.png"]);
+    assert_eq!(search("📷.p").await, vec!["file:say \"cheese\" 📷.png"]);
+    assert!(search("cheese NEAR(say)").await.is_empty());
+    assert!(search("ches*").await.is_empty());
+    // Every trigram of `abcd` is in `abcxbcd`, but not one after another.
+    assert!(search("abcd").await.is_empty());
+    assert_eq!(search("cxb").await, vec!["file:abcxbcd.txt"]);
 }
