@@ -2,19 +2,27 @@
 //! surface spells it in `Authorization`; an end user, however many tokens they hold), and per
 //! client IP for requests without a credential (the signed storage endpoint, probes, a secret that
 //! cannot be one) — behind trusted proxies, the client's address they forward. Every limited response says how much is left; a refusal is 429 with `Retry-After`.
+//! A request refused after its body was read is charged one request more for every whole MiB
+//! read: what it made the server receive, hash and write, a refusal the caller's quota does not
+//! pay for (uploads of unknown size past the quota, the wrong checksum), costs its allowance.
 //! The buckets live in this process: N nodes allow up to N times the rate.
 
 use std::collections::hash_map::{DefaultHasher, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use futures::Stream;
 use tokio::time::Instant;
 
 use cabinet_core::{Cabinet, Code};
@@ -57,6 +65,9 @@ pub struct Verdict {
     /// How long until the bucket holds a whole token again (zero when allowed).
     pub next_token_in: Duration,
 }
+
+/// A refused request is charged one request more for each of these read from its body.
+pub const CHARGED_BODY_BYTES: u64 = 1 << 20;
 
 /// The longest a refusal waits before it is sent (see [`rate_limit`]).
 pub const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
@@ -112,6 +123,20 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Takes `requests` more from `client`'s bucket, into debt down to one bucket's worth below
+    /// empty: the client is refused until the bucket has refilled past it, a minute at most.
+    pub fn charge(&self, client: u64, requests: f64, now: Instant) {
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bucket = buckets.entry(client).or_insert(Bucket { tokens: capacity, updated: now });
+        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
+        bucket.tokens = ((bucket.tokens + refilled).min(capacity) - requests).max(-capacity);
+        bucket.updated = now;
+    }
+}
+
 /// Who a request counts against: the holder of the credential it presents, else its client's
 /// address.
 fn client_of(cabinet: &Cabinet, proxies: &TrustedProxies, surface: Surface, request: &Request) -> u64 {
@@ -151,7 +176,8 @@ pub async fn rate_limit(
     }
     // Each dialect answers in its own envelope, and Mavera's reset is a unix time.
     let surface = Surface::of(request.uri().path());
-    let verdict = limiter.check(client_of(&cabinet, &limiter.proxies, surface, &request), Instant::now());
+    let client = client_of(&cabinet, &limiter.proxies, surface, &request);
+    let verdict = limiter.check(client, Instant::now());
     if !verdict.allowed {
         let mut response = surface.refusal(
             StatusCode::TOO_MANY_REQUESTS,
@@ -163,9 +189,41 @@ pub async fn rate_limit(
         tokio::time::sleep(verdict.pause()).await;
         return response;
     }
+    let body_read = Arc::new(AtomicU64::new(0));
+    let request = if request.body().is_end_stream() {
+        request
+    } else {
+        let read = body_read.clone();
+        request.map(|body| Body::from_stream(CountedBody { inner: body.into_data_stream(), read }))
+    };
     let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
+        let charged = body_read.load(Ordering::Relaxed) / CHARGED_BODY_BYTES;
+        if charged > 0 {
+            limiter.charge(client, charged as f64, Instant::now());
+        }
+    }
     set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
     response
+}
+
+/// A request body that counts the bytes read from it.
+struct CountedBody {
+    inner: BodyDataStream,
+    read: Arc<AtomicU64>,
+}
+
+impl Stream for CountedBody {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        next
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +252,22 @@ mod tests {
         // The refusal says when the next token is there: 0.2 of one has come back since 1.1 s.
         let wait = refused.next_token_in.as_secs_f64();
         assert!((0.75..0.85).contains(&wait), "{wait}");
+    }
+
+    #[test]
+    fn a_charge_takes_requests_into_debt_down_to_a_bucket_below_empty() {
+        let limiter = RateLimiter::new(60);
+        let start = Instant::now();
+        assert!(limiter.check(1, start).allowed);
+        limiter.charge(1, 10.0, start);
+        assert_eq!(limiter.check(1, start).remaining, 48);
+        limiter.charge(1, 1000.0, start);
+        assert!(!limiter.check(1, start).allowed);
+        // Sixty below empty: a minute refills it to empty, and the next token is a second on.
+        assert!(!limiter.check(1, start + Duration::from_secs(60)).allowed);
+        assert!(limiter.check(1, start + Duration::from_millis(61_100)).allowed);
+        // Another client's bucket is untouched.
+        assert_eq!(limiter.check(2, start).remaining, 59);
     }
 
     #[test]

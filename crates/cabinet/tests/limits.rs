@@ -144,6 +144,51 @@ async fn a_key_that_floods_gets_429_with_retry_after_and_others_are_unaffected()
     }
 }
 
+/// A multipart form of one file, `chunks` of 64 KiB streamed with no length, so the server learns
+/// the size only as it reads.
+fn streamed_form(chunks: usize) -> reqwest::multipart::Form {
+    let bytes = futures::stream::iter(0..chunks).map(|_| Ok::<_, std::io::Error>(vec![7u8; 64 << 10]));
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(bytes)).file_name("big.bin");
+    reqwest::multipart::Form::new().part("file", part)
+}
+
+#[tokio::test]
+async fn an_upload_refused_after_its_bytes_were_read_is_charged_a_request_a_mib() {
+    // Six a minute: a token every 10 s, so none comes back while the test runs.
+    let server = server_with(HttpLimits { rate_limit_per_minute: 6, ..HttpLimits::default() }).await;
+    let remaining_after = |response: &reqwest::Response| -> u64 {
+        response.headers()["x-ratelimit-remaining"].to_str().unwrap().parse().unwrap()
+    };
+
+    // 3.5 MiB of unknown size into a 1 MiB quota: refused once more than 1 MiB was read.
+    let small = server.tenant(Some(1 << 20), cabinet_core::Role::Write).await;
+    let refused = server
+        .request(Method::POST, "/v1/files", &small.key)
+        .multipart(streamed_form(56))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(remaining_after(&refused), 5);
+    let next = server.request(Method::GET, "/v1/quota", &small.key).send().await.unwrap();
+    assert_eq!(next.status(), StatusCode::OK);
+    // Without the charge, 4 would be left; each whole MiB read took one more.
+    let left = remaining_after(&next);
+    assert!((1..=3).contains(&left), "{left} left after the refused upload");
+
+    // The same upload accepted costs one request, whatever its size.
+    let roomy = server.tenant(None, cabinet_core::Role::Write).await;
+    let stored = server
+        .request(Method::POST, "/v1/files", &roomy.key)
+        .multipart(streamed_form(56))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), StatusCode::CREATED);
+    let next = server.request(Method::GET, "/v1/quota", &roomy.key).send().await.unwrap();
+    assert_eq!(remaining_after(&next), 4);
+}
+
 #[tokio::test]
 async fn anonymous_requests_are_limited_per_ip() {
     let server = server_with(HttpLimits { rate_limit_per_minute: 3, ..HttpLimits::default() }).await;
