@@ -100,10 +100,7 @@ impl RateLimiter {
                 b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < capacity
             });
         }
-        let bucket = buckets.entry(client).or_insert(Bucket { tokens: capacity, updated: now });
-        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refilled).min(capacity);
-        bucket.updated = now;
+        let bucket = self.refilled(&mut buckets, client, now);
         let allowed = bucket.tokens >= 1.0;
         if allowed {
             bucket.tokens -= 1.0;
@@ -121,19 +118,28 @@ impl RateLimiter {
             },
         }
     }
-}
 
-impl RateLimiter {
     /// Takes `requests` more from `client`'s bucket, into debt down to one bucket's worth below
     /// empty: the client is refused until the bucket has refilled past it, a minute at most.
     pub fn charge(&self, client: u64, requests: f64, now: Instant) {
-        let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bucket = self.refilled(&mut buckets, client, now);
+        bucket.tokens = (bucket.tokens - requests).max(-f64::from(self.per_minute));
+    }
+
+    /// `client`'s bucket, refilled for the time since it was last used (a new one is full).
+    fn refilled<'a>(
+        &self,
+        buckets: &'a mut HashMap<u64, Bucket>,
+        client: u64,
+        now: Instant,
+    ) -> &'a mut Bucket {
+        let capacity = f64::from(self.per_minute);
         let bucket = buckets.entry(client).or_insert(Bucket { tokens: capacity, updated: now });
-        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = ((bucket.tokens + refilled).min(capacity) - requests).max(-capacity);
+        let refilled = now.duration_since(bucket.updated).as_secs_f64() * capacity / 60.0;
+        bucket.tokens = (bucket.tokens + refilled).min(capacity);
         bucket.updated = now;
+        bucket
     }
 }
 
