@@ -125,8 +125,9 @@ impl Db {
             (Db::Sqlite(pool), Some(term)) => sqlx::query(
                 "SELECT id, name FROM files WHERE +workspace_id = $1 AND trashed_at IS NULL \
                  AND rowid IN (SELECT rowid & 274877906943 FROM files_search WHERE files_search MATCH \
-                   (SELECT '\"' || group_concat(w.rowid || 'x' || hex(substr($2, s.n, 3)), ' ' ORDER BY s.n) || '\"' \
-                    FROM workspaces w, search_trigram_starts s WHERE w.id = $1 AND s.n <= length($2) - 2) \
+                   (SELECT '\"' || group_concat(w.rowid || 'x' || hex(substr(CAST($2 AS BLOB), s.n, 3)), ' ' ORDER BY s.n) \
+                    || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = $1 \
+                    AND s.n <= length(CAST($2 AS BLOB)) - 2) \
                    AND rowid BETWEEN (SELECT rowid << 38 FROM workspaces WHERE id = $1) \
                    AND (SELECT (rowid << 38) | 274877906943 FROM workspaces WHERE id = $1)) \
                  ORDER BY created_at DESC, id DESC LIMIT 50",

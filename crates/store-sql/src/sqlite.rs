@@ -289,13 +289,14 @@ impl SqliteDatabase {
     }
 }
 
-/// Where a name's trigrams may start, the rows of `search_trigram_starts` (migration 0024).
-const SEARCH_TRIGRAM_STARTS: usize = 8192;
+/// Where a name's trigrams may start, the rows of `search_trigram_starts` (migration 0024): byte
+/// offsets in its UTF-8.
+const SEARCH_TRIGRAM_STARTS: usize = 16384;
 
-/// Whether a name query is answered by the trigram index: from three characters on, and no
+/// Whether a name query is answered by the trigram index: from three bytes of UTF-8 on, and no
 /// longer than the trigram starts reach (no folded name is that long; a `LIKE` answers the rest).
 fn trigram_served(folded: &str) -> bool {
-    (3..=SEARCH_TRIGRAM_STARTS + 2).contains(&folded.chars().count())
+    (3..=SEARCH_TRIGRAM_STARTS + 2).contains(&folded.len())
 }
 
 /// How far a workspace's rows are shifted in the search index's rowids (see migration 0011): an
@@ -339,15 +340,15 @@ impl Dialect for SqliteDatabase {
                 "{alias}.rowid IN (SELECT rowid & {SEARCH_ROW_MASK} FROM {table}_search WHERE {table}_search MATCH "
             ));
             // The query's keys, as the search triggers of migration 0024 index a name under them
-            // (the workspace's rowid, `x`, the trigram's UTF-8 bytes in hex), as a phrase in order:
+            // (the workspace's rowid, `x`, three bytes of the UTF-8 in hex), as a phrase in order:
             // it matches where the query is a substring of a name.
             qb.push("(SELECT '\"' || coalesce(group_concat(w.rowid || 'x' || hex(substr(");
-            qb.push_bind(folded.to_owned());
+            qb.push_bind(folded.as_bytes().to_vec());
             qb.push(", s.n, 3)), ' ' ORDER BY s.n), '') || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = ");
             qb.push_bind(ws.to_string());
-            qb.push(" AND s.n <= length(");
-            qb.push_bind(folded.to_owned());
-            qb.push(") - 2)");
+            qb.push(" AND s.n <= ");
+            qb.push_bind(folded.len() as i64 - 2);
+            qb.push(")");
             qb.push(format!(
                 " AND rowid BETWEEN (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = "
             ));
@@ -531,8 +532,10 @@ mod tests {
     }
 
     /// The FTS5 phrase of the trigram keys of `$2` in workspace `$1`, as `push_name_match` builds it.
-    const KEYS_OF_TERM: &str = "(SELECT '\"' || coalesce(group_concat(w.rowid || 'x' || hex(substr($2, s.n, 3)), \
-         ' ' ORDER BY s.n), '') || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = $1 AND s.n <= length($2) - 2)";
+    const KEYS_OF_TERM: &str =
+        "(SELECT '\"' || coalesce(group_concat(w.rowid || 'x' || hex(substr(CAST($2 AS BLOB), s.n, 3)), \
+         ' ' ORDER BY s.n), '') || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = $1 \
+         AND s.n <= length(CAST($2 AS BLOB)) - 2)";
 
     /// How many names in `workspace`'s range of the files' trigram index hold `term`, searched by
     /// `workspace`'s keys.
@@ -610,8 +613,8 @@ mod tests {
         let keys_held = |workspace: &WorkspaceId, term: &'static str| {
             sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM temp.files_search_keys WHERE term IN \
-                 (SELECT lower(w.rowid || 'x' || hex(substr($2, s.n, 3))) FROM workspaces w, search_trigram_starts s \
-                  WHERE w.id = $1 AND s.n <= length($2) - 2)",
+                 (SELECT lower(w.rowid || 'x' || hex(substr(CAST($2 AS BLOB), s.n, 3))) FROM workspaces w, \
+                  search_trigram_starts s WHERE w.id = $1 AND s.n <= length(CAST($2 AS BLOB)) - 2)",
             )
             .bind(workspace.to_string())
             .bind(term)

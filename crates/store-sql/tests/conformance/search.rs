@@ -33,7 +33,17 @@ pub(crate) async fn search_sees_only_its_workspace_and_follows_renames_and_delet
 pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &dyn MetadataStore) {
     let ws = workspace(store, None).await;
     store.insert_folder(&folder(&ws.id, "Quarterly Reports", None)).await.unwrap();
-    for name in ["Report.PDF", "RÉSUMÉ.docx", "holiday.jpg", "say \"cheese\" 📷.png", "abcxbcd.txt"] {
+    // U+FDFA folds to 18 characters: 255 of them make the longest folded name (8,415 bytes).
+    let longest = "\u{FDFA}".repeat(255);
+    for name in [
+        "Report.PDF",
+        "RÉSUMÉ.docx",
+        "holiday.jpg",
+        "say \"cheese\" 📷.png",
+        "abcxbcd.txt",
+        "日本語.txt",
+        &longest,
+    ] {
         store.insert_file_charging(&named_file(&ws.id, name, None, 1, now())).await.unwrap();
     }
     let ws_id = ws.id.clone();
@@ -75,4 +85,12 @@ pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &d
     // Every trigram of `abcd` is in `abcxbcd`, but not one after another.
     assert!(search("abcd").await.is_empty());
     assert_eq!(search("cxb").await, vec!["file:abcxbcd.txt"]);
+    // Characters of several bytes, fewer than three of them.
+    assert_eq!(search("日本").await, vec!["file:日本語.txt"]);
+    assert_eq!(search("語").await, vec!["file:日本語.txt"]);
+    // The longest folded name is found by its end and by all of it.
+    let longest_file = format!("file:{longest}");
+    assert_eq!(search(&format!("{}.", "\u{FDFA}".repeat(3))).await, Vec::<String>::new());
+    assert_eq!(search(&"\u{FDFA}".repeat(2)).await, vec![longest_file.clone()]);
+    assert_eq!(search(&longest).await, vec![longest_file]);
 }
