@@ -88,7 +88,7 @@ pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &d
     // Characters of several bytes, fewer than three of them.
     assert_eq!(search("日本").await, vec!["file:日本語.txt"]);
     assert_eq!(search("語").await, vec!["file:日本語.txt"]);
-    // The longest folded name is found by its end and by all of it.
+    // The longest folded name is found by a part of it and by all of it, not by what it lacks.
     let longest_file = format!("file:{longest}");
     assert_eq!(search(&format!("{}.", "\u{FDFA}".repeat(3))).await, Vec::<String>::new());
     assert_eq!(search(&"\u{FDFA}".repeat(2)).await, vec![longest_file.clone()]);
