@@ -229,6 +229,12 @@ pub struct Paging {
 }
 
 impl Paging {
+    /// Whether this is a first page that can hold items: one that comes back empty means nothing
+    /// matches at all.
+    pub fn is_first_page(&self) -> bool {
+        self.limit > 0 && matches!(self.start, Start::First | Start::Offset(0))
+    }
+
     /// Validates limit, cursor and offset (a cursor and an offset together are refused).
     pub fn parse(
         limit: Option<u32>,
@@ -382,6 +388,15 @@ impl TagsParam {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_first_page_that_can_hold_items_tells_that_nothing_matches() {
+        let page = |limit, start| Paging { limit, start };
+        assert!(page(10, Start::First).is_first_page());
+        assert!(page(10, Start::Offset(0)).is_first_page());
+        assert!(!page(10, Start::Offset(1)).is_first_page());
+        assert!(!page(0, Start::First).is_first_page());
+    }
 
     #[test]
     fn a_page_size_is_checked_or_clamped_within_its_surfaces_bounds() {

@@ -209,6 +209,7 @@ where
         Self::push_page(&mut qb, "f", sort, paging);
         let rows: Vec<CountedFileRow> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
         let counted = rows.first().map(|row| row.total_matches.max(0) as u64);
+        let nothing_matches = rows.is_empty() && paging.is_first_page();
         let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
         let total = match counted {
             Some(total) if count_in_page || every_live_file => total,
@@ -219,6 +220,7 @@ where
                 count.push_bind(ws.to_string());
                 self.count(count).await?
             }
+            None if nothing_matches => 0,
             _ => {
                 let mut count = QueryBuilder::<'static, D::Db>::new("SELECT COUNT(*) FROM files f");
                 Self::push_file_filter(&mut count, ws, filter);

@@ -59,6 +59,7 @@ where
         let rows: Vec<(String, String, i64)> =
             D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
         let counted = rows.first().map(|(_, _, total)| (*total).max(0) as u64);
+        let nothing_matches = rows.is_empty() && paging.is_first_page();
         // Load the page's folders and files with one query each, then keep the page's order.
         let ids_of = |wanted: &str| -> Vec<String> {
             rows.iter().filter(|(kind, _, _)| kind == wanted).map(|(_, id, _)| id.clone()).collect()
@@ -94,6 +95,7 @@ where
         }
         let total = match counted {
             Some(total) if count_in_page => total,
+            None if nothing_matches => 0,
             _ => {
                 let mut count = QueryBuilder::<'static, D::Db>::new("SELECT COUNT(*) FROM ");
                 union(&mut count);
