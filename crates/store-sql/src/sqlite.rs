@@ -531,26 +531,13 @@ mod tests {
         rows.into_iter().map(|(_, _, _, detail)| detail).collect::<Vec<_>>().join("\n")
     }
 
-    /// The FTS5 phrase of the trigram keys of `$2` in workspace `$1`, as `push_name_match` builds it.
-    const KEYS_OF_TERM: &str =
-        "(SELECT '\"' || coalesce(group_concat(w.rowid || 'x' || hex(substr(CAST($2 AS BLOB), s.n, 3)), \
-         ' ' ORDER BY s.n), '') || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = $1 \
-         AND s.n <= length(CAST($2 AS BLOB)) - 2)";
-
     /// How many names in `workspace`'s range of the files' trigram index hold `term`, searched by
-    /// `workspace`'s keys.
+    /// `workspace`'s keys as a search builds the match (`push_name_match`).
     async fn names_in_range(store: &SqliteStore, workspace: &WorkspaceId, term: &str) -> i64 {
-        let sql = format!(
-            "SELECT COUNT(*) FROM files_search WHERE files_search MATCH {KEYS_OF_TERM} AND rowid BETWEEN \
-             (SELECT rowid << {SEARCH_ROWID_SHIFT} FROM workspaces WHERE id = $1) AND \
-             (SELECT (rowid << {SEARCH_ROWID_SHIFT}) | {SEARCH_ROW_MASK} FROM workspaces WHERE id = $1)"
-        );
-        sqlx::query_scalar(&sql)
-            .bind(workspace.to_string())
-            .bind(term)
-            .fetch_one(store.read_pool())
-            .await
-            .unwrap()
+        assert!(trigram_served(term), "{term} is matched through the trigram index");
+        let mut query = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM files f WHERE ");
+        SqliteDatabase::push_name_match(&mut query, "files", "f", workspace, term);
+        query.build_query_scalar().fetch_one(store.read_pool()).await.unwrap()
     }
 
     #[tokio::test]
