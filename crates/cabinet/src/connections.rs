@@ -2,9 +2,11 @@
 //! a client must send a request's headers within the header-read timeout (so a slow-header client
 //! cannot hold a connection), one client IP address may hold at most so many connections (more
 //! are closed at once), and shutdown stops accepting, then lets open connections finish their
-//! requests. With TLS, the handshake is bounded by the header-read timeout too.
+//! requests. With TLS, the handshake is bounded by the header-read timeout too. A plain connection
+//! waiting for its next request holds no HTTP buffers ([`parking`]).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -14,14 +16,20 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use hyper::body::Bytes;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use parking::{Activity, Counted, Parking, Socket};
+
+mod parking;
 
 /// Limits on connections, enforced before a request is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +78,13 @@ pub async fn serve_with(
 ) {
     const READ_BUFFER: usize = 64 * 1024;
     let open = OpenConnections::default();
-    let graceful = GracefulShutdown::new();
+    let (stop, _) = watch::channel(false);
     let mut http = http1::Builder::new();
     // hyper grows a connection's read buffer to about 400 KiB while a body streams in, and a
     // thousand uploads at once held that each; 64 KiB reads keep the disk fed as well. It also
     // bounds a request's head (nginx takes 32 KiB by default).
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(READ_BUFFER);
+    let http = Arc::new(http);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -97,31 +106,118 @@ pub async fn serve_with(
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let (http, watcher) = (http.clone(), graceful.watcher());
-        let handshake_timeout = limits.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let service = TowerToHyperService::new(service);
-            let served = match tls {
-                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(err)) => return tracing::debug!(error = %err, "a TLS handshake failed"),
-                        Err(_) => return tracing::debug!("a TLS handshake took too long"),
-                    };
-                    watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await
-                }
-            };
-            if let Err(err) = served {
-                tracing::debug!(error = %err, "a connection ended with an error");
+        let (http, stopping) = (http.clone(), stop.subscribe());
+        let idle_timeout = limits.header_read_timeout;
+        // A connection waiting for its next request is this task alone (see `parking`), so each
+        // kind of connection gets a task of its own size: the TLS handshake's state is not carried
+        // by every plain connection.
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    serve_connection(stream, &http, service, idle_timeout, stopping).await;
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                let handshake_timeout = limits.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, &http, service, idle_timeout, stopping).await
+                        }
+                        Ok(Err(err)) => tracing::debug!(error = %err, "a TLS handshake failed"),
+                        Err(_) => tracing::debug!("a TLS handshake took too long"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every connection holds a receiver until it has closed.
+    let _ = stop.send(true);
+    stop.closed().await;
+}
+
+/// Serves one connection: a hyper session while it has requests, the bare socket while it waits
+/// between them (see [`parking`]). It closes when the client closes it or fails, once it has waited
+/// `idle_timeout` for a request (after connecting, or after its last answer), and at shutdown,
+/// after the request in progress.
+async fn serve_connection<S, A>(
+    mut stream: S,
+    http: &http1::Builder,
+    app: A,
+    idle_timeout: Option<Duration>,
+    mut stopping: watch::Receiver<bool>,
+) where
+    S: Socket,
+    A: tower::Service<hyper::Request<Incoming>, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    A::Future: Send + Unpin + 'static,
+{
+    let mut unparsed = Bytes::new();
+    loop {
+        if S::PARKS && unparsed.is_empty() {
+            let woke = tokio::select! {
+                woke = wait_at_most(idle_timeout, stream.readable()) => woke,
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            // Idle for the whole timeout, or the socket failed.
+            if !matches!(woke, Some(Ok(()))) {
+                return;
+            }
+        }
+        let activity = Arc::new(Activity::default());
+        let service = Counted::new(TowerToHyperService::new(app.clone()), activity.clone());
+        let io = TokioIo::new(Parking::new(stream, std::mem::take(&mut unparsed), activity));
+        let mut session = Box::new(http.serve_connection(io, service));
+        let served = {
+            let mut stop = std::pin::pin!(stopping.wait_for(|stop| *stop));
+            let mut stopped = false;
+            std::future::poll_fn(|cx| {
+                if !stopped && stop.as_mut().poll(cx).is_ready() {
+                    stopped = true;
+                    std::pin::Pin::new(&mut *session).graceful_shutdown();
+                }
+                session.poll_without_shutdown(cx)
+            })
+            .await
+        };
+        let hyper::server::conn::http1::Parts { io, read_buf, .. } = session.into_parts();
+        let parking = io.into_inner();
+        let parked = parking.parked();
+        let (socket, not_yet_read) = parking.into_inner();
+        stream = socket;
+        match served {
+            Ok(()) if parked => {}
+            // The session ended in the middle of a request sent right behind the last one: the
+            // next session starts with what this one had read of it.
+            Err(err) if parked && err.is_incomplete_message() => {
+                unparsed = [read_buf, not_yet_read].concat().into()
+            }
+            Err(err) => return tracing::debug!(error = %err, "a connection ended with an error"),
+            Ok(()) => {
+                // The client closed its side, or asked to close after its answer, or shutdown came.
+                let _ = tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, stream.shutdown()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// How long closing a connection's sending side may take (a TLS session's last record).
+const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `wait`'s outcome, or `None` once `limit` has passed (`None`: no limit).
+async fn wait_at_most<T>(limit: Option<Duration>, wait: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, wait).await.ok(),
+        None => Some(wait.await),
+    }
 }
 
 /// Errors that concern one connection are skipped; others (out of file descriptors) pause

@@ -174,3 +174,74 @@ async fn a_refusal_before_the_body_was_read_says_the_connection_closes() {
     assert_eq!(read_whole.header("connection"), None, "{:?}", read_whole.headers);
     assert_eq!(health(&mut stream).await.unwrap(), 200, "the connection is still open");
 }
+
+/// Between requests a keep-alive connection waits with no buffers of its own (it leaves hyper
+/// once idle), and is served again; nothing still under way is taken for idle: a request head or
+/// body that pauses, a download its client is slow to read, requests sent back to back, one of
+/// them cut by a pause.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_served_again_and_nothing_under_way_is_taken_for_idle() {
+    let pause = Duration::from_millis(500);
+    let server = server_with(ConnectionLimits {
+        header_read_timeout: Some(Duration::from_secs(60)),
+        max_per_address: None,
+    })
+    .await;
+    let address = raw::address_of(&server.url);
+    let auth = format!("Bearer {}", server.tenant.key);
+
+    let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+    assert_eq!(health(&mut stream).await.unwrap(), 200);
+    tokio::time::sleep(pause).await;
+    assert_eq!(health(&mut stream).await.unwrap(), 200, "served again after a pause");
+
+    // A head cut in two by a pause, on a connection that has answered before, and on a new one.
+    for mut stream in [stream, raw::connect_from(FIRST, address).await.unwrap()] {
+        stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(pause).await;
+        stream.write_all(b"Host: cabinet.test\r\n\r\n").await.unwrap();
+        assert_eq!(raw::read_response(&mut stream).await.unwrap().status, 200, "a head cut by a pause");
+    }
+
+    // A body cut in two by a pause.
+    let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+    let body = br#"{"name": "sent in two parts"}"#;
+    let head = raw::head(
+        "POST",
+        "/v1/folders",
+        Some(body.len() as u64),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(pause).await;
+    stream.write_all(&body[10..]).await.unwrap();
+    let created = raw::read_response(&mut stream).await.unwrap();
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(created.json()["name"], "sent in two parts");
+
+    // A download larger than the sockets' buffers, not read for a while.
+    let bytes: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let file = server.upload(&server.tenant, "large.bin", &bytes).await;
+    let path = format!("/v1/files/{}/content", file["file"]["id"].as_str().unwrap());
+    stream.write_all(raw::head("GET", &path, None, &[("Authorization", &auth)]).as_bytes()).await.unwrap();
+    tokio::time::sleep(pause).await;
+    let download = raw::read_response(&mut stream).await.unwrap();
+    assert_eq!(download.status, 200);
+    assert!(download.body == bytes, "the download came back {} bytes, not the file", download.body.len());
+
+    // Two requests in one write are both answered; so are two where the second's head is cut by
+    // a pause after the first is answered.
+    let health_head = raw::head("GET", "/healthz", None, &[]);
+    stream.write_all(health_head.repeat(2).as_bytes()).await.unwrap();
+    assert_eq!(raw::read_response(&mut stream).await.unwrap().status, 200);
+    assert_eq!(raw::read_response(&mut stream).await.unwrap().status, 200);
+    let (first_part, rest) = health_head.split_at(20);
+    stream.write_all(format!("{health_head}{first_part}").as_bytes()).await.unwrap();
+    assert_eq!(raw::read_response(&mut stream).await.unwrap().status, 200);
+    tokio::time::sleep(pause).await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    assert_eq!(raw::read_response(&mut stream).await.unwrap().status, 200, "the request cut by a pause");
+    tokio::time::sleep(pause).await;
+    assert_eq!(health(&mut stream).await.unwrap(), 200);
+}

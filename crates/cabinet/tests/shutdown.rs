@@ -86,10 +86,15 @@ async fn sigterm_lets_an_in_flight_upload_finish_refuses_new_connections_and_exi
     assert_eq!(response.status(), StatusCode::OK);
     let done: Value = response.json().await.unwrap();
     assert_eq!(done["status"], "SUCCESS", "{done}");
+    let answered = Instant::now();
     let status = tokio::task::block_in_place(|| server.wait_for_exit(Duration::from_secs(15)))
         .expect("the process did not exit within the grace period");
     assert!(status.success(), "exit status {status}");
     assert!(signalled.elapsed() < Duration::from_secs(15));
+    // The client's other connection, idle since its last request, did not hold the exit until the
+    // idle timeout (10 s).
+    let exited_after = answered.elapsed();
+    assert!(exited_after < Duration::from_secs(5), "exited {exited_after:?} after the last answer");
 
     // The file survived the restart.
     let server = ServerProcess::start(dir.path());

@@ -64,6 +64,14 @@ fn https_serves_the_api_and_signed_urls_and_a_renewed_certificate_after_sighup()
 
     let (status, body) = curl(&first_ca, &[&server.at("/healthz")]);
     assert_eq!(status, 0, "{body}");
+    // A connection idle between requests serves the next: curl, two requests half a second apart,
+    // says it connected once.
+    let health = server.at("/healthz");
+    let (status, body) =
+        curl(&first_ca, &["--rate", "2/s", "--write-out", " connects=%{num_connects}\n", &health, &health]);
+    assert_eq!(status, 0, "{body}");
+    let connects: Vec<&str> = body.lines().filter_map(|line| line.split(" connects=").nth(1)).collect();
+    assert_eq!(connects, ["1", "0"], "{body}");
     // Plain HTTP on the TLS port is not served.
     let plain = server.url.replacen("https://", "http://", 1);
     let out =
