@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body_read;
 pub mod client_address;
 pub mod compat;
 pub mod console;

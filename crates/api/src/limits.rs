@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use cabinet_core::Code;
 use futures::Stream;
 use tokio::time::Sleep;
 
+use crate::body_read::BodyRead;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::surface::Surface;
 use crate::HttpLimits;
@@ -76,33 +76,13 @@ pub async fn close_after_unread_body(request: Request, next: Next) -> Response {
     if request.body().is_end_stream() || request.version() >= Version::HTTP_2 {
         return next.run(request).await;
     }
-    let ended = Arc::new(AtomicBool::new(false));
-    let request = request
-        .map(|body| Body::from_stream(EndNoted { inner: body.into_data_stream(), ended: ended.clone() }));
+    let (request, read) = BodyRead::observe(request);
     let mut response = next.run(request).await;
     let failed = response.status().is_client_error() || response.status().is_server_error();
-    if failed && !ended.load(Ordering::Acquire) {
+    if failed && !read.is_none_or(|read| read.ended()) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
-}
-
-/// A request body that notes when it has been read to its end.
-struct EndNoted {
-    inner: BodyDataStream,
-    ended: Arc<AtomicBool>,
-}
-
-impl Stream for EndNoted {
-    type Item = Result<Bytes, axum::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(None) = next {
-            self.ended.store(true, Ordering::Release);
-        }
-        next
-    }
 }
 
 /// Adds the security headers: a strict Content-Security-Policy on API responses (not on `/docs`,

@@ -10,23 +10,19 @@
 use std::collections::hash_map::{DefaultHasher, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use futures::Stream;
 use tokio::time::Instant;
 
 use cabinet_core::{Cabinet, Code};
 
+use crate::body_read::BodyRead;
 use crate::client_address::TrustedProxies;
 use crate::credentials::Presented;
 use crate::surface::Surface;
@@ -195,41 +191,17 @@ pub async fn rate_limit(
         tokio::time::sleep(verdict.pause()).await;
         return response;
     }
-    let body_read = Arc::new(AtomicU64::new(0));
-    let request = if request.body().is_end_stream() {
-        request
-    } else {
-        let read = body_read.clone();
-        request.map(|body| Body::from_stream(CountedBody { inner: body.into_data_stream(), read }))
-    };
+    let (request, body_read) = BodyRead::observe(request);
     let mut response = next.run(request).await;
     let status = response.status();
     if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
-        let charged = body_read.load(Ordering::Relaxed) / CHARGED_BODY_BYTES;
+        let charged = body_read.map_or(0, |read| read.bytes()) / CHARGED_BODY_BYTES;
         if charged > 0 {
             limiter.charge(client, charged as f64, Instant::now());
         }
     }
     set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
     response
-}
-
-/// A request body that counts the bytes read from it.
-struct CountedBody {
-    inner: BodyDataStream,
-    read: Arc<AtomicU64>,
-}
-
-impl Stream for CountedBody {
-    type Item = Result<Bytes, axum::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &next {
-            self.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        }
-        next
-    }
 }
 
 #[cfg(test)]
