@@ -428,8 +428,8 @@ pub struct ServeSettings {
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <this token>`.
     #[arg(long, env = "CABINET_METRICS_TOKEN", default_value = "", hide_env_values = true)]
     pub metrics_token: String,
-    /// Seconds a client may take to send a request's headers (and an idle keep-alive connection
-    /// may wait for the next request) before the connection is closed (0: never).
+    /// Seconds a client may take to send a request's headers once it has begun (and a connection
+    /// may wait for its first or next request) before the connection is closed (0: never).
     #[arg(
         long,
         env = "CABINET_HEADER_READ_TIMEOUT",

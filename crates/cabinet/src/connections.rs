@@ -34,8 +34,8 @@ mod parking;
 /// Limits on connections, enforced before a request is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// How long a client may take to send a request's headers, and an idle keep-alive connection
-    /// may wait for the next request (`None`: no limit).
+    /// How long a client may take to send a request's headers once it has begun, and a connection
+    /// may wait for its first or next request (`None`: no limit).
     pub header_read_timeout: Option<Duration>,
     /// Connections one client IP address may hold open (`None`: no cap).
     pub max_per_address: Option<usize>,
