@@ -187,15 +187,15 @@ async fn serve_connection<S, A>(
             })
             .await
         };
-        let hyper::server::conn::http1::Parts { io, read_buf, .. } = session.into_parts();
+        let http1::Parts { io, read_buf, .. } = session.into_parts();
         let parking = io.into_inner();
         let parked = parking.parked();
         let (socket, not_yet_read) = parking.into_inner();
         stream = socket;
         match served {
             Ok(()) if parked => {}
-            // The session ended in the middle of a request sent right behind the last one: the
-            // next session starts with what this one had read of it.
+            // The hyper session ended in the middle of a request sent right behind the last one:
+            // the next hyper session starts with the bytes of it this one had read.
             Err(err) if parked && err.is_incomplete_message() => {
                 unparsed = [read_buf, not_yet_read].concat().into()
             }

@@ -52,8 +52,8 @@ impl Drop for OpenRequest {
 pub struct Parking<S> {
     stream: S,
     activity: Arc<Activity>,
-    /// Bytes a previous session had read and not parsed (the start of a request sent right
-    /// behind another), read again first.
+    /// Bytes the connection's last hyper session read and did not parse (the start of a request
+    /// sent right behind another), handed to hyper first.
     unparsed: Bytes,
     /// hyper's last write found the socket full: bytes of an answer may wait in its buffer.
     write_blocked: bool,
