@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 
@@ -34,12 +34,16 @@ impl RawResponse {
     }
 }
 
+/// A connection: read through a buffer, so that bytes read past one response (two answers in one
+/// segment) wait there for the next [`read_response`]; written straight through.
+pub type Connection = BufReader<TcpStream>;
+
 /// Connects to `server` from the loopback address `source` (on Linux all of 127.0.0.0/8 is the
 /// local host, so 127.0.0.2 is another client address).
-pub async fn connect_from(source: IpAddr, server: SocketAddr) -> io::Result<TcpStream> {
+pub async fn connect_from(source: IpAddr, server: SocketAddr) -> io::Result<Connection> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(server).await
+    Ok(BufReader::new(socket.connect(server).await?))
 }
 
 /// The server's socket address, from its base URL.
@@ -61,24 +65,23 @@ pub fn head(method: &str, path: &str, content_length: Option<u64>, headers: &[(&
 }
 
 /// Reads one response: its head, then a `Content-Length` body (or up to the end of the
-/// connection without one).
-pub async fn read_response(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<RawResponse> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = reader.read(&mut chunk).await?;
-        if n == 0 {
+/// connection without one). Nothing past the response is taken from `reader`.
+pub async fn read_response(reader: &mut (impl AsyncBufRead + Unpin)) -> io::Result<RawResponse> {
+    let mut head = Vec::new();
+    loop {
+        let line_start = head.len();
+        if reader.read_until(b'\n', &mut head).await? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the connection closed before a response",
             ));
         }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        // The empty line ends the head.
+        if head[line_start..] == *b"\r\n" {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -91,23 +94,17 @@ pub async fn read_response(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
-    let mut body = buffer[head_end..].to_vec();
-    let length =
-        headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
-    loop {
-        if length.is_some_and(|length| body.len() >= length) {
-            break;
+    let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse::<u64>().ok());
+    let mut body = Vec::new();
+    match length {
+        // A body cut short by the end of the connection is returned as it came.
+        Some(length) => {
+            reader.take(length).read_to_end(&mut body).await?;
         }
-        match reader.read(&mut chunk).await {
-            Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            // The server may reset a connection whose body it did not read, once it answered.
-            Err(_) if length.is_none() => break,
-            Err(err) => return Err(err),
+        // The server may reset a connection whose body it did not read, once it answered.
+        None => {
+            let _ = reader.read_to_end(&mut body).await;
         }
-    }
-    if let Some(length) = length {
-        body.truncate(length);
     }
     Ok(RawResponse { status, headers, body })
 }
@@ -121,11 +118,12 @@ const PATIENCE: Duration = Duration::from_millis(100);
 /// sockets took. A server that answers without reading the body gets at most what the sockets
 /// hold; one that reads it gets all of it.
 pub async fn send_while_unanswered(
-    stream: TcpStream,
+    stream: Connection,
     head: String,
     body: impl Iterator<Item = Bytes> + Send + 'static,
 ) -> io::Result<(RawResponse, u64)> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_inner().into_split();
+    let mut reader = BufReader::new(reader);
     let (answered, mut answer) = watch::channel(false);
     let sent = Arc::new(AtomicU64::new(0));
     let sending = tokio::spawn({
