@@ -81,6 +81,10 @@ struct Args {
     /// quiet p99 or more (the target is 2).
     #[arg(long)]
     assert_neighbour_ratio: Option<f64>,
+    /// Comma-separated noisy-neighbour attacks to run (default: all): chain, unauthenticated,
+    /// trickle, unknown-size, images, slow-headers, nul, flood.
+    #[arg(long, value_delimiter = ',')]
+    neighbour_attacks: Vec<String>,
     /// PostgreSQL URL of an empty database: the list/search figure also runs on it
     /// (dev/bench starts one with dev/postgres).
     #[arg(long, env = "CABINET_BENCH_POSTGRES_URL")]
@@ -134,6 +138,10 @@ fn main() -> Result<()> {
 async fn bench(args: Args) -> Result<()> {
     if let Some(order) = &args.neighbour_attacker {
         return neighbour::attacker_process(order).await;
+    }
+    let attacks = neighbour::attack_names();
+    if let Some(name) = args.neighbour_attacks.iter().find(|name| !attacks.contains(&name.as_str())) {
+        bail!("unknown attack {name:?}; the attacks are {attacks:?}");
     }
     for name in &args.only {
         if !FIGURES.contains(&name.as_str()) {
@@ -245,7 +253,9 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
         webhooks::outbox_cost(bench).await.context("the outbox's cost")?;
     }
     if wanted("neighbour") {
-        neighbour::run(bench, args.assert_neighbour_ratio).await.context("noisy neighbour")?;
+        neighbour::run(bench, args.assert_neighbour_ratio, &args.neighbour_attacks)
+            .await
+            .context("noisy neighbour")?;
     }
     Ok(())
 }

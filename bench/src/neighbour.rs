@@ -91,6 +91,8 @@ struct Tenants {
 
 /// One attack: how A runs it until told to stop, and the answers it must have had.
 struct Attack {
+    /// What `--neighbour-attacks` calls it.
+    short: &'static str,
     name: &'static str,
     /// At least one of these outcomes must have been counted (the attack reached the server).
     expected: &'static [&'static str],
@@ -105,48 +107,62 @@ const ALLOWANCE_PER_SECOND: f64 = 100.0;
 
 const ATTACKS: [Attack; 8] = [
     Attack {
+        short: "chain",
         name: "folder chain at the depth cap: moves into its own subtree, recursive lists and searches",
         expected: &["409"],
         per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
     },
     Attack {
+        short: "unauthenticated",
         name: "unauthenticated 63 MB multipart bodies, 64 at once",
         expected: &["401", "connection closed"],
         per_second: Some(ALLOWANCE_PER_SECOND),
     },
     Attack {
+        short: "trickle",
         name: "80 uploads trickling a byte every 2 s, past the per-workspace cap",
         expected: &["429"],
         per_second: None,
     },
     Attack {
+        short: "unknown-size",
         name: "uploads of unknown size past the quota, 8 at once",
         expected: &["507"],
         per_second: Some(ALLOWANCE_PER_SECOND),
     },
     Attack {
+        short: "images",
         name: "images: a decoding bomb and large flat PNGs, with their thumbnails",
         expected: &["422"],
         per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
     },
     Attack {
+        short: "slow-headers",
         name: "300 connections sending a header byte every 2 s",
         expected: &["connected"],
         per_second: None,
     },
     Attack {
+        short: "nul",
         name: "NUL bytes in name filters",
         expected: &["400"],
         per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
     },
     Attack {
+        short: "flood",
         name: "flood: NUL-byte filters as fast as one client sends, past the rate limit",
         expected: &["400", "429"],
         per_second: None,
     },
 ];
 
-pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
+/// The attacks' short names, for `--neighbour-attacks`.
+pub fn attack_names() -> Vec<&'static str> {
+    ATTACKS.iter().map(|attack| attack.short).collect()
+}
+
+/// Runs the attacks named in `only` (all when it is empty).
+pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>, only: &[String]) -> Result<()> {
     let data = bench.path("neighbour");
     let create = |name: &str, quota: Option<u64>| -> Result<String> {
         let mut args = vec!["create-workspace".to_owned(), "--name".into(), name.into()];
@@ -193,6 +209,9 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>) -> Result<()> {
     let warm_up = Duration::from_secs(if bench.quick { 2 } else { 3 });
     let mut under_attack = Vec::new();
     for (index, attack) in ATTACKS.iter().enumerate() {
+        if !only.is_empty() && !only.iter().any(|name| name == attack.short) {
+            continue;
+        }
         let tally = Arc::new(Tally::default());
         let mut quiet: BTreeMap<&'static str, Samples> = BTreeMap::new();
         let mut timed: BTreeMap<&'static str, Samples> = BTreeMap::new();
