@@ -257,6 +257,10 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     Router::new().fallback_service(outside)
 }
 
+/// The most response headers the layers around a handler add: rate limit (3, and `Retry-After`),
+/// request id, CORS (3), security (5), `Date` and `Connection`.
+const LAYER_HEADERS: usize = 16;
+
 /// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`), when the
 /// request has no body: with one, a read shared from the key lookup on could stay open for as long
 /// as the client takes to send it. Behind a trusted proxy that reports the public URL the client
@@ -271,11 +275,15 @@ async fn in_request_scope(
         limits.trusted_proxies.url_base_of(peer.0.ip(), request.headers(), default_scheme)
     });
     let work = async {
-        if axum::body::HttpBody::is_end_stream(request.body()) {
+        let mut response = if axum::body::HttpBody::is_end_stream(request.body()) {
             cabinet.in_request_scope(next.run(request)).await
         } else {
             next.run(request).await
-        }
+        };
+        // Room for what the layers outside add, in one allocation rather than a doubling of the
+        // map (and a rehash of what it holds) every few headers.
+        response.headers_mut().reserve(LAYER_HEADERS);
+        response
     };
     match url_base {
         Some(base) => cabinet.with_url_base(base, work).await,
