@@ -213,6 +213,7 @@ where
         let files = rows.into_iter().map(|row| FileRecord::try_from(row.file)).collect::<Result<Vec<_>>>()?;
         let total = match counted {
             Some(total) if count_in_page || every_live_file => total,
+            None if nothing_matches => 0,
             // An empty page (an offset past the end) carries no total.
             _ if every_live_file => {
                 let mut count =
@@ -220,7 +221,6 @@ where
                 count.push_bind(ws.to_string());
                 self.count(count).await?
             }
-            None if nothing_matches => 0,
             _ => {
                 let mut count = QueryBuilder::<'static, D::Db>::new("SELECT COUNT(*) FROM files f");
                 Self::push_file_filter(&mut count, ws, filter);
