@@ -302,6 +302,14 @@ async fn concurrent_uploads_of_unknown_size_never_hold_more_than_the_quota() {
             assert_error(status, &body, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded");
         }
     }
+    // Refused before a byte was read, they wrote nothing: no upload of theirs began, so none failed.
+    let (status, events) =
+        server.send(server.request(Method::GET, "/v1/events?limit=500", &tenant.key)).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert!(
+        events["data"].as_array().unwrap().iter().all(|event| event["type"] != "upload.failed"),
+        "{events}"
+    );
     for _ in 0..7 {
         first.push(&chunk).await;
         assert_ledger_holds(&server.quota(&tenant).await);
