@@ -106,18 +106,6 @@ impl Cabinet {
             .max_file_bytes(workspace.max_file_bytes)
             .min(direct_cap)
             .min(meta.max_bytes.unwrap_or(u64::MAX));
-        // A quota that cannot hold the declared bytes (undeclared: one byte) refuses before
-        // anything is written, as a reservation of a known size does. A client that keeps sending
-        // to a full workspace then costs a read, not an upload's insert and failure (two commits).
-        // The insert still judges the quota in its own transaction: this read may be a moment old.
-        if let Some(available) = self.quota_of(&workspace).available_bytes() {
-            let requested = content_length.unwrap_or(1);
-            if requested > available && requested <= file_cap {
-                let refused = Error::QuotaExceeded { requested, available };
-                crate::telemetry::count_if_reservation_refused(&refused);
-                return Err(refused);
-            }
-        }
         let now = self.clock.now();
         let file_id = FileId::generate();
         // The same intake as a signed URL of unknown size: an upload that reserves what it may
@@ -143,7 +131,8 @@ impl Cabinet {
             multipart_id: None,
             awaits_record: false,
         };
-        let received = self.receive_direct(&upload, body, content_length, file_cap).await;
+        let room = self.quota_of(&workspace).available_bytes();
+        let received = self.receive_direct(&upload, body, content_length, file_cap, room).await;
         if let Err(Error::Unavailable(_)) = &received {
             // The store went away mid-request: a step whose answer was lost may still have
             // committed (the upload begun, its reservation taken). Nobody else can finish a direct

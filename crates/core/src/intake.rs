@@ -61,13 +61,15 @@ impl Cabinet {
 
     /// `receive` of a direct upload, which the request creating it receives: inserted already
     /// UPLOADING, its reservation taken in the same commit (one commit where a signed URL's upload
-    /// takes two). Never held: the file, or an error.
+    /// takes two). Never held: the file, or an error. `room` is what the workspace's quota held
+    /// when the request read it (`None`: unlimited).
     pub(crate) async fn receive_direct(
         &self,
         upload: &Upload,
         body: ByteStream<'_>,
         content_length: Option<u64>,
         file_cap: u64,
+        room: Option<u64>,
     ) -> Result<FileRecord> {
         let wanted = content_length.unwrap_or(file_cap);
         let received = if upload.size_known || upload.awaits_record || wanted > file_cap {
@@ -75,6 +77,13 @@ impl Cabinet {
             self.insert_upload_reserving(upload).await?;
             self.receive(upload, body, content_length, file_cap).await?
         } else {
+            // Refused before anything is written when the room read already falls short, as a
+            // reservation of a known size is: a client that keeps sending to a full workspace
+            // costs a read, not an upload's insert and failure (two commits). The insert still
+            // judges the quota in its own transaction, since that read may be a moment old.
+            if let Some(refused) = room.and_then(|room| past_quota(content_length, wanted, room)) {
+                return Err(refused);
+            }
             let reserved = self.insert_upload_receiving(upload, wanted).await?;
             self.receive_reserved(upload, body, content_length, wanted, reserved).await?
         };
@@ -92,10 +101,7 @@ impl Cabinet {
         wanted: u64,
         reserved: u64,
     ) -> Result<Option<FileRecord>> {
-        if reserved < wanted && (content_length.is_some() || reserved == 0) {
-            let refused =
-                Error::QuotaExceeded { requested: content_length.unwrap_or(1), available: reserved };
-            telemetry::count_if_reservation_refused(&refused);
+        if let Some(refused) = past_quota(content_length, wanted, reserved) {
             self.fail(upload, FailureReason::QuotaExceeded).await?;
             return Err(refused);
         }
@@ -442,6 +448,17 @@ pub(crate) fn file_of(
 
 /// Why more than `limit` bytes were refused: more than declared, over the file size limit, or
 /// over what the quota still holds.
+/// The refusal (counted) of an upload of unknown size whose `room` in the quota falls short of the
+/// `wanted` bytes it declared, or, declaring none, holds not one byte; `None` when it may begin.
+fn past_quota(content_length: Option<u64>, wanted: u64, room: u64) -> Option<Error> {
+    if room >= wanted || (content_length.is_none() && room > 0) {
+        return None;
+    }
+    let refused = Error::QuotaExceeded { requested: content_length.unwrap_or(1), available: room };
+    telemetry::count_if_reservation_refused(&refused);
+    Some(refused)
+}
+
 fn too_large(upload: &Upload, limit: u64, quota_bound: bool) -> Rejection {
     if upload.size_known {
         let message = format!("more bytes were sent than the {} the upload declared", upload.size);
