@@ -14,6 +14,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder,
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, external_id_error};
 use crate::notified_cache::Lookup;
+use crate::queries::filters::sort_column;
 use crate::rows::{
     bytes, millis, CountedFileRow, FileIdReferenceRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS,
     FILE_INSERT_COLUMNS,
@@ -187,26 +188,50 @@ where
         paging: &Paging,
     ) -> Result<(Vec<FileRecord>, u64)> {
         // A name match is the costly part of a filtered list: count its matches in the
-        // same pass (a window over them) rather than matching twice. A cursor page needs
-        // every match counted, not only those after the cursor, so it counts apart.
+        // same pass rather than matching twice. A cursor page needs every match counted, not
+        // only those after the cursor, so it counts apart.
         let count_in_page = filter.name_contains.is_some() && !matches!(paging.start, Start::After(_));
-        // The window would read every live file of an unfiltered list: its total is the
+        // Counting would read every live file of an unfiltered list: its total is the
         // workspace's counter, read in the same statement (one round trip, not two).
         let every_live_file = filter.is_every_live_file();
-        let mut qb = QueryBuilder::<'static, D::Db>::new(format!("SELECT {FILE_COLUMNS}, "));
+        let mut qb;
         if count_in_page {
-            qb.push("COUNT(*) OVER ()");
-        } else if every_live_file {
-            qb.push("CAST((SELECT live_files FROM workspaces WHERE id = ");
+            // The matches are kept once, each as its id and sort key only: they are counted and
+            // the page is chosen from them, and only the page's rows are read whole. A window
+            // over the matches (`COUNT(*) OVER ()`) carried every column of every match through
+            // the count and the sort (at 10,000,000 files, 10,000 matches: 54 ms against 38 ms
+            // on SQLite).
+            let column = sort_column(sort.key);
+            qb = QueryBuilder::<'static, D::Db>::new(format!(
+                "WITH matches AS MATERIALIZED (SELECT f.id, f.{column}"
+            ));
+            Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
+            Self::push_file_filter(&mut qb, ws, filter);
+            qb.push(format!(
+                ") SELECT {FILE_COLUMNS}, (SELECT COUNT(*) FROM matches) AS total_matches \
+                 FROM (SELECT m.id AS page_id FROM matches m WHERE 1 = 1"
+            ));
+            Self::push_page(&mut qb, "m", sort, paging);
+            // CROSS JOIN keeps SQLite's planner from walking the workspace's index in the page's
+            // order and probing each file against the page.
+            qb.push(") p CROSS JOIN files f WHERE f.workspace_id = ");
             qb.push_bind(ws.to_string());
-            qb.push(") AS BIGINT)");
+            qb.push(" AND f.id = p.page_id");
+            Self::push_order(&mut qb, "f", sort);
         } else {
-            qb.push("CAST(0 AS BIGINT)");
+            qb = QueryBuilder::<'static, D::Db>::new(format!("SELECT {FILE_COLUMNS}, "));
+            if every_live_file {
+                qb.push("CAST((SELECT live_files FROM workspaces WHERE id = ");
+                qb.push_bind(ws.to_string());
+                qb.push(") AS BIGINT)");
+            } else {
+                qb.push("CAST(0 AS BIGINT)");
+            }
+            qb.push(" AS total_matches");
+            Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
+            Self::push_file_filter(&mut qb, ws, filter);
+            Self::push_page(&mut qb, "f", sort, paging);
         }
-        qb.push(" AS total_matches");
-        Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
-        Self::push_file_filter(&mut qb, ws, filter);
-        Self::push_page(&mut qb, "f", sort, paging);
         let rows: Vec<CountedFileRow> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
         let counted = rows.first().map(|row| row.total_matches.max(0) as u64);
         let nothing_matches = rows.is_empty() && paging.is_first_page();

@@ -11,7 +11,7 @@ use crate::dialect::{Dialect, SqlStore, Value};
 use crate::rows::millis;
 
 /// `column` for a sort key.
-fn sort_column(key: SortKey) -> &'static str {
+pub(super) fn sort_column(key: SortKey) -> &'static str {
     match key {
         SortKey::Name => "name_folded",
         SortKey::CreatedAt => "created_at",
@@ -193,7 +193,7 @@ where
     /// Keyset condition (after a `WHERE …`), ORDER BY and LIMIT/OFFSET, on alias `alias`.
     pub(super) fn push_page(qb: &mut QueryBuilder<'static, D::Db>, alias: &str, sort: Sort, paging: &Paging) {
         let column = sort_column(sort.key);
-        let (cmp, dir) = if sort.descending { ("<", "DESC") } else { (">", "ASC") };
+        let cmp = if sort.descending { "<" } else { ">" };
         if let Start::After(cursor) = &paging.start {
             qb.push(format!(" AND ({alias}.{column}, {alias}.id) {cmp} ("));
             match &cursor.value {
@@ -204,12 +204,20 @@ where
             qb.push_bind(cursor.id.clone());
             qb.push(")");
         }
-        qb.push(format!(" ORDER BY {alias}.{column} {dir}, {alias}.id {dir} LIMIT "));
+        Self::push_order(qb, alias, sort);
+        qb.push(" LIMIT ");
         qb.push_bind(i64::from(paging.limit));
         if let Start::Offset(offset) = paging.start {
             qb.push(" OFFSET ");
             qb.push_bind(offset.min(i64::MAX as u64) as i64);
         }
+    }
+
+    /// ` ORDER BY …` of a page, on alias `alias`: the sort column, then the id to break ties.
+    pub(super) fn push_order(qb: &mut QueryBuilder<'static, D::Db>, alias: &str, sort: Sort) {
+        let column = sort_column(sort.key);
+        let dir = if sort.descending { "DESC" } else { "ASC" };
+        qb.push(format!(" ORDER BY {alias}.{column} {dir}, {alias}.id {dir}"));
     }
 
     /// `SELECT columns FROM table` for the rows of a workspace with these ids.

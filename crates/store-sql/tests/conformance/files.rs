@@ -557,3 +557,66 @@ pub(crate) async fn a_workspace_is_deleted_with_everything_of_its_own_once_it_ho
     assert!(store.list_workspaces().await.unwrap().iter().all(|ws| ws.id != a.id));
     assert_eq!(store.get_workspace(&b.id).await.unwrap().id, b.id, "another workspace is untouched");
 }
+
+/// A name query counts its matches in the statement that reads its page: every order, every page
+/// size and offset (a page past the end too) must give the page and total that the list without
+/// the query, filtered by name, gives.
+pub(crate) async fn a_name_query_pages_and_counts_its_matches_in_every_order(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let dir = folder(&ws.id, "dir", None);
+    store.insert_folder(&dir).await.unwrap();
+    let t = now();
+    let mut trashed = Vec::new();
+    for i in 0..14i64 {
+        // Two names in three hold the query, in either case; times and sizes are shared by
+        // pairs and triples, so the id breaks ties in every order.
+        let name = if i % 3 == 2 {
+            format!("photo {i}.jpg")
+        } else {
+            format!("{} {:02}.txt", ["Note", "note"][(i % 2) as usize], (i * 5) % 14)
+        };
+        let place = (i % 4 == 0).then_some(&dir.id);
+        let mut file =
+            named_file(&ws.id, &name, place, (i % 3 + 1) as u64, t + Duration::milliseconds(i / 2));
+        file.updated_at = t + Duration::milliseconds((13 - i) / 3);
+        store.insert_file_charging(&file).await.unwrap();
+        if i % 5 == 1 {
+            trashed.push(file.id.clone());
+        }
+    }
+    for id in &trashed {
+        store.trash_file(&ws.id, id, now()).await.unwrap();
+    }
+    let query = Some(cabinet_core::names::fold("NOTE"));
+    for base in [
+        FileFilter::default(),
+        FileFilter { trashed: true, ..Default::default() },
+        FileFilter { folder: FolderScope::In(dir.id.clone()), ..Default::default() },
+    ] {
+        for key in [SortKey::Name, SortKey::CreatedAt, SortKey::UpdatedAt, SortKey::Size] {
+            for descending in [false, true] {
+                let sort = Sort { key, descending };
+                let (every, _) = store.list_files(&ws.id, &base, sort, &first_page(100)).await.unwrap();
+                let expected: Vec<FileRecord> =
+                    every.into_iter().filter(|f| f.name.to_lowercase().contains("note")).collect();
+                assert!(!expected.is_empty(), "{base:?}: the case holds matches");
+                let filter = FileFilter { name_contains: query.clone(), ..base.clone() };
+                for limit in [1usize, 3, 5] {
+                    for offset in (0..=expected.len() + limit).step_by(limit) {
+                        let start = if offset == 0 { Start::First } else { Start::Offset(offset as u64) };
+                        let paging = Paging { limit: limit as u32, start };
+                        let (page, total) = store.list_files(&ws.id, &filter, sort, &paging).await.unwrap();
+                        let wanted =
+                            &expected[offset.min(expected.len())..(offset + limit).min(expected.len())];
+                        assert_eq!(page, wanted, "{base:?} {sort:?} limit {limit} offset {offset}");
+                        assert_eq!(
+                            total,
+                            expected.len() as u64,
+                            "{base:?} {sort:?} limit {limit} offset {offset}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

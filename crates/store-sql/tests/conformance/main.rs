@@ -94,6 +94,7 @@ conformance!(
     expired_uploads_are_found_by_their_cutoffs,
     direct_files_are_charged_within_the_quota,
     files_page_newest_first_by_keyset,
+    a_name_query_pages_and_counts_its_matches_in_every_order,
     deleting_a_file_reclaims_its_bytes,
     every_lookup_is_scoped_to_its_workspace,
     blob_keys_in_use_are_those_of_files_and_live_uploads,
