@@ -215,7 +215,7 @@ mod tests {
         let filter = FileFilter { name_contains: Some(term.into()), ..FileFilter::default() };
         let mut query =
             sqlx::QueryBuilder::new("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT f.id FROM files f");
-        PostgresStore::push_file_filter(&mut query, ws, &filter);
+        PostgresStore::push_file_filter(&mut query, ws, &filter, crate::queries::NameMatched::NotYet);
         let lines: Vec<(String,)> = query.build_query_as().fetch_all(store.read_pool()).await.unwrap();
         let plan = lines.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
         // The top node's line, the first; it counts its children's pages too.

@@ -525,7 +525,7 @@ mod tests {
     /// The query plan's lines for a files query with `filter`, as workspace `ws`.
     async fn file_query_plan(store: &SqliteStore, ws: &WorkspaceId, filter: &FileFilter) -> String {
         let mut query = sqlx::QueryBuilder::new("EXPLAIN QUERY PLAN SELECT f.id FROM files f");
-        SqliteStore::push_file_filter(&mut query, ws, filter);
+        SqliteStore::push_file_filter(&mut query, ws, filter, crate::queries::NameMatched::NotYet);
         let rows: Vec<(i64, i64, i64, String)> =
             query.build_query_as().fetch_all(store.read_pool()).await.unwrap();
         rows.into_iter().map(|(_, _, _, detail)| detail).collect::<Vec<_>>().join("\n")

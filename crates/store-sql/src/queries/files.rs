@@ -14,7 +14,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder,
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, external_id_error};
 use crate::notified_cache::Lookup;
-use crate::queries::filters::sort_column;
+use crate::queries::filters::{sort_column, NameMatched};
 use crate::rows::{
     bytes, millis, CountedFileRow, FileIdReferenceRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS,
     FILE_INSERT_COLUMNS,
@@ -205,8 +205,8 @@ where
             qb = QueryBuilder::<'static, D::Db>::new(format!(
                 "WITH matches AS MATERIALIZED (SELECT f.id, f.{column}"
             ));
-            Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
-            Self::push_file_filter(&mut qb, ws, filter);
+            let name = Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
+            Self::push_file_filter(&mut qb, ws, filter, name);
             qb.push(format!(
                 ") SELECT {FILE_COLUMNS}, (SELECT COUNT(*) FROM matches) AS total_matches \
                  FROM (SELECT m.id AS page_id FROM matches m WHERE 1 = 1"
@@ -228,8 +228,8 @@ where
                 qb.push("CAST(0 AS BIGINT)");
             }
             qb.push(" AS total_matches");
-            Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
-            Self::push_file_filter(&mut qb, ws, filter);
+            let name = Self::push_page_source(&mut qb, "files", ws, filter.name_contains.as_deref());
+            Self::push_file_filter(&mut qb, ws, filter, name);
             Self::push_page(&mut qb, "f", sort, paging);
         }
         let rows: Vec<CountedFileRow> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
@@ -248,7 +248,7 @@ where
             }
             _ => {
                 let mut count = QueryBuilder::<'static, D::Db>::new("SELECT COUNT(*) FROM files f");
-                Self::push_file_filter(&mut count, ws, filter);
+                Self::push_file_filter(&mut count, ws, filter, NameMatched::NotYet);
                 self.count(count).await?
             }
         };

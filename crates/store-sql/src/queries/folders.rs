@@ -11,6 +11,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder,
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, folder_error};
+use crate::queries::NameMatched;
 use crate::rows::{millis, FolderRow, FOLDER_COLUMNS};
 
 impl<D: Dialect> SqlStore<D>
@@ -230,13 +231,13 @@ where
         // Folders have no size: sorting by size sorts them by name.
         let sort = if sort.key == SortKey::Size { Sort { key: SortKey::Name, ..sort } } else { sort };
         let mut qb = QueryBuilder::<'static, D::Db>::new(format!("SELECT {FOLDER_COLUMNS}"));
-        Self::push_page_source(&mut qb, "folders", ws, filter.name_contains.as_deref());
-        Self::push_folder_filter(&mut qb, ws, filter);
+        let name = Self::push_page_source(&mut qb, "folders", ws, filter.name_contains.as_deref());
+        Self::push_folder_filter(&mut qb, ws, filter, name);
         Self::push_page(&mut qb, "f", sort, paging);
         let rows: Vec<FolderRow> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
         let folders = rows.into_iter().map(Folder::try_from).collect::<Result<Vec<_>>>()?;
         let mut count = QueryBuilder::<'static, D::Db>::new("SELECT COUNT(*) FROM folders f");
-        Self::push_folder_filter(&mut count, ws, filter);
+        Self::push_folder_filter(&mut count, ws, filter, NameMatched::NotYet);
         Ok((folders, self.count(count).await?))
     }
 

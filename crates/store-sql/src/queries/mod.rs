@@ -12,6 +12,8 @@ use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
 use crate::rows::{bytes, millis};
 
+pub(crate) use filters::NameMatched;
+
 mod access;
 mod audit;
 mod events;

@@ -39,13 +39,13 @@ where
                 "(SELECT 'folder' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, CAST(0 AS \
                      BIGINT) AS size",
             );
-            Self::push_page_source(qb, "folders", ws, folders.name_contains.as_deref());
-            Self::push_folder_filter(qb, ws, folders);
+            let name = Self::push_page_source(qb, "folders", ws, folders.name_contains.as_deref());
+            Self::push_folder_filter(qb, ws, folders, name);
             qb.push(
                 " UNION ALL SELECT 'file' AS kind, f.id, f.name_folded, f.created_at, f.updated_at, f.size",
             );
-            Self::push_page_source(qb, "files", ws, files.name_contains.as_deref());
-            Self::push_file_filter(qb, ws, files);
+            let name = Self::push_page_source(qb, "files", ws, files.name_contains.as_deref());
+            Self::push_file_filter(qb, ws, files, name);
             qb.push(") AS hits");
         };
         // Counted in the same pass as the page, as in `list_files`.
