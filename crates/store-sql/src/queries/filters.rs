@@ -254,3 +254,32 @@ where
         load
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PostgresStore, SqliteStore};
+
+    /// A page's name query is matched once, by its source or by its filter: matching it again
+    /// costs PostgreSQL each match's trigram keys a second time.
+    #[test]
+    fn a_pages_name_query_is_matched_once() {
+        let ws = WorkspaceId::generate();
+        let files = FileFilter { name_contains: Some("w0042".into()), ..FileFilter::default() };
+        let folders = FolderFilter { name_contains: Some("w0042".into()), ..FolderFilter::default() };
+
+        let mut pg = QueryBuilder::<sqlx::Postgres>::new("SELECT f.id");
+        let name = PostgresStore::push_page_source(&mut pg, "files", &ws, files.name_contains.as_deref());
+        PostgresStore::push_file_filter(&mut pg, &ws, &files, name);
+        assert_eq!(pg.sql().matches(" LIKE ").count(), 1, "{}", pg.sql());
+        let mut pg = QueryBuilder::<sqlx::Postgres>::new("SELECT f.id");
+        let name = PostgresStore::push_page_source(&mut pg, "folders", &ws, folders.name_contains.as_deref());
+        PostgresStore::push_folder_filter(&mut pg, &ws, &folders, name);
+        assert_eq!(pg.sql().matches(" LIKE ").count(), 1, "{}", pg.sql());
+
+        let mut sqlite = QueryBuilder::<sqlx::Sqlite>::new("SELECT f.id");
+        let name = SqliteStore::push_page_source(&mut sqlite, "files", &ws, files.name_contains.as_deref());
+        SqliteStore::push_file_filter(&mut sqlite, &ws, &files, name);
+        assert_eq!(sqlite.sql().matches(" MATCH ").count(), 1, "{}", sqlite.sql());
+    }
+}
