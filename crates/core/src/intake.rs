@@ -446,8 +446,6 @@ pub(crate) fn file_of(
     file
 }
 
-/// Why more than `limit` bytes were refused: more than declared, over the file size limit, or
-/// over what the quota still holds.
 /// The refusal (counted) of an upload of unknown size whose `room` in the quota falls short of the
 /// `wanted` bytes it declared, or, declaring none, holds not one byte; `None` when it may begin.
 fn past_quota(content_length: Option<u64>, wanted: u64, room: u64) -> Option<Error> {
@@ -459,6 +457,8 @@ fn past_quota(content_length: Option<u64>, wanted: u64, room: u64) -> Option<Err
     Some(refused)
 }
 
+/// Why more than `limit` bytes were refused: more than declared, over the file size limit, or
+/// over what the quota still holds.
 fn too_large(upload: &Upload, limit: u64, quota_bound: bool) -> Rejection {
     if upload.size_known {
         let message = format!("more bytes were sent than the {} the upload declared", upload.size);

@@ -12,7 +12,7 @@ use crate::rows::millis;
 
 /// Whether a query's name match is already in its source (`push_page_source`), or is still for
 /// its filter to add.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) enum NameMatched {
     Already,
     NotYet,
