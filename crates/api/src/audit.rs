@@ -8,6 +8,7 @@
 //! record too; the append is one small insert, on the write pool, after the change committed.
 //! A change that succeeded also wakes this node's webhook worker (its events have committed).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +37,15 @@ pub async fn record(
     request: Request<Body>,
     next: Next,
 ) -> Response<Body> {
+    around(&capture, request, |request| next.run(request)).await
+}
+
+/// The capture around `next`, the layers inside it and the handler.
+pub async fn around<F, Fut>(capture: &AuditCapture, request: Request<Body>, next: F) -> Response<Body>
+where
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: Future<Output = Response<Body>>,
+{
     let method = request.method().clone();
     let (mut parts, body) = request.into_parts();
     let (action, object_id) = if capture.s3 {
@@ -60,8 +70,7 @@ pub async fn record(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|peer| capture.proxies.client_of(peer.0.ip(), &parts.headers).to_string());
     let note = Arc::new(Mutex::new(AuditNote::default()));
-    let response =
-        cabinet_core::audit::noting(note.clone(), next.run(Request::from_parts(parts, body))).await;
+    let response = cabinet_core::audit::noting(note.clone(), next(Request::from_parts(parts, body))).await;
     let note = std::mem::take(&mut *note.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let status = response.status();
     let change = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);

@@ -37,7 +37,7 @@ use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode,
 use axum::response::IntoResponse;
 use axum::{middleware, Router};
 use cabinet_core::{Cabinet, Code, Error};
-use tower_http::catch_panic::CatchPanicLayer;
+use futures::FutureExt;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -184,14 +184,21 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limiter = Arc::new(
         rate_limit::RateLimiter::new(limits.rate_limit_per_minute).behind(limits.trusted_proxies.clone()),
     );
-    let state_for_scope = (cabinet.clone(), limits.clone());
     let proxies_for_logs = limits.trusted_proxies.clone();
-    let cabinet_for_limits = cabinet.clone();
     let cors_policy =
         cors::CorsPolicy { global: Arc::new(limits.cors_origins.clone()), cabinet: cabinet.clone() };
     let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
-    let audit_capture =
-        audit::AuditCapture { cabinet: cabinet.clone(), proxies: limits.trusted_proxies.clone(), s3: false };
+    let around_each_route = Arc::new(AroundRoute {
+        recording,
+        limits: limits.clone(),
+        limiter,
+        audit: audit::AuditCapture {
+            cabinet: cabinet.clone(),
+            proxies: limits.trusted_proxies.clone(),
+            s3: false,
+        },
+        cabinet: cabinet.clone(),
+    });
     let state = AppState { cabinet, limits: limits.clone() };
     let (router, _) = router::routes(state.clone());
     let router = router.route("/metrics", axum::routing::get(telemetry::metrics).with_state(state));
@@ -208,23 +215,8 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
                 "this route does not take that method".into(),
             )
         })
-        // These wrap every route, since they read the route matched (`MatchedPath`), as one
-        // stack: each layer given to the router on its own boxes the route's service again.
-        .layer(
-            tower::ServiceBuilder::new()
-                // Outside the limits, so their refusals (429, 413, 414) are counted too.
-                .layer(middleware::from_fn_with_state(recording, telemetry::record))
-                .layer(middleware::from_fn(limits::close_after_unread_body))
-                .layer(middleware::from_fn_with_state(limits.clone(), limits::request_limits))
-                .layer(middleware::from_fn_with_state((limiter, cabinet_for_limits), rate_limit::rate_limit))
-                .layer(CatchPanicLayer::custom(|_| {
-                    tracing::error!("a handler panicked");
-                    ApiError(Error::internal("panic")).into_response()
-                }))
-                // Outside the request scope: the record is appended once the handler is done.
-                .layer(middleware::from_fn_with_state(audit_capture, audit::record))
-                .layer(middleware::from_fn_with_state(state_for_scope, in_request_scope)),
-        );
+        // These wrap every route, since they read the route matched (`MatchedPath`).
+        .layer(middleware::from_fn_with_state(around_each_route, around_route));
     // The rest need no route, so they wrap the router once.
     let outside = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(limits, limits::security_headers))
@@ -261,24 +253,76 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
 /// request id, CORS (3), security (5). hyper writes `Date` and `Connection` itself.
 const LAYER_HEADERS: usize = 13;
 
+/// What the layers around each route need.
+struct AroundRoute {
+    recording: bool,
+    limits: Arc<HttpLimits>,
+    limiter: Arc<rate_limit::RateLimiter>,
+    audit: audit::AuditCapture,
+    cabinet: Cabinet,
+}
+
+/// The layers around each route, as one middleware: as layers of their own, each cloned the
+/// stack inside it and boxed its future again for every request.
+async fn around_route(
+    axum::extract::State(around): axum::extract::State<Arc<AroundRoute>>,
+    request: Request<Body>,
+    next: middleware::Next,
+) -> Response<Body> {
+    let around = &*around;
+    // Outside the limits, so their refusals (429, 413, 414) are counted too.
+    telemetry::record(around.recording, request, |request| {
+        limits::close_after_unread_body(request, |request| {
+            limits::request_limits(&around.limits, request, |request| {
+                rate_limit::rate_limit(&around.limiter, &around.cabinet, request, |request| {
+                    // Outside the request scope: the record is appended once the handler is done.
+                    answering_panics(audit::around(&around.audit, request, |request| {
+                        in_request_scope(&around.cabinet, &around.limits, request, |request| {
+                            next.run(request)
+                        })
+                    }))
+                })
+            })
+        })
+    })
+    .await
+}
+
+/// `handled`'s response, or a 500 in the error shape if it panics: the connection and the server
+/// go on.
+async fn answering_panics(handled: impl std::future::Future<Output = Response<Body>>) -> Response<Body> {
+    match std::panic::AssertUnwindSafe(handled).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a handler panicked");
+            ApiError(Error::internal("panic")).into_response()
+        }
+    }
+}
+
 /// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`), when the
 /// request has no body: with one, a read shared from the key lookup on could stay open for as long
 /// as the client takes to send it. Behind a trusted proxy that reports the public URL the client
 /// used, the URLs the handler hands out start with it (`Cabinet::with_url_base`).
-async fn in_request_scope(
-    axum::extract::State((cabinet, limits)): axum::extract::State<(Cabinet, Arc<HttpLimits>)>,
+async fn in_request_scope<F, Fut>(
+    cabinet: &Cabinet,
+    limits: &HttpLimits,
     request: Request<Body>,
-    next: middleware::Next,
-) -> Response<Body> {
+    next: F,
+) -> Response<Body>
+where
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>> + Send,
+{
     let url_base = limits.url_base_from_proxies.and_then(|default_scheme| {
         let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
         limits.trusted_proxies.url_base_of(peer.0.ip(), request.headers(), default_scheme)
     });
     let work = async {
         let mut response = if axum::body::HttpBody::is_end_stream(request.body()) {
-            cabinet.in_request_scope(next.run(request)).await
+            cabinet.in_request_scope(next(request)).await
         } else {
-            next.run(request).await
+            next(request).await
         };
         // Room for what the layers outside add, in one allocation rather than a doubling of the
         // map (and a rehash of what it holds) every few headers.
@@ -295,4 +339,24 @@ async fn in_request_scope(
 /// dialect's `<mount>/openapi.json`.
 pub fn openapi_documents(cabinet: Cabinet) -> Vec<(Surface, utoipa::openapi::OpenApi)> {
     router::routes(AppState { cabinet, limits: Arc::new(HttpLimits::default()) }).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_answered_with_a_500_in_the_error_shape() {
+        let response = answering_panics(async { panic!("a handler's bug") }).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("the body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_answers_is_passed_through() {
+        let response = answering_panics(async { StatusCode::ACCEPTED.into_response() }).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
 }

@@ -37,7 +37,11 @@ pub fn refusal(status: StatusCode, code: Code, message: impl Into<String>) -> Re
 
 /// Refuses over-long URLs (414) and over-large header sections (431), and puts an idle timeout
 /// and a minimum rate on the request body.
-pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Request, next: Next) -> Response {
+pub async fn request_limits<F, Fut>(limits: &HttpLimits, request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let url_bytes = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if url_bytes > limits.max_url_bytes {
         return Surface::of(request.uri().path()).refusal(
@@ -63,21 +67,25 @@ pub async fn request_limits(State(limits): State<Arc<HttpLimits>>, request: Requ
     let request = if request.body().is_end_stream() || !paced {
         request
     } else {
-        request.map(|body| Body::from_stream(PacedBody::new(body.into_data_stream(), &limits)))
+        request.map(|body| Body::from_stream(PacedBody::new(body.into_data_stream(), limits)))
     };
-    next.run(request).await
+    next(request).await
 }
 
 /// Says `Connection: close` on an error answered before the request's body was read to its end
 /// (a refusal before the upload's bytes were taken, a dependency down): hyper closes such a
 /// connection after the answer, as the rest of the body is still on the wire, but does not say
 /// so, and a client that reuses it would see its next request fail without an answer.
-pub async fn close_after_unread_body(request: Request, next: Next) -> Response {
+pub async fn close_after_unread_body<F, Fut>(request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if request.body().is_end_stream() || request.version() >= Version::HTTP_2 {
-        return next.run(request).await;
+        return next(request).await;
     }
     let (request, read) = BodyRead::observe(request);
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     let failed = response.status().is_client_error() || response.status().is_server_error();
     if failed && !read.is_none_or(|read| read.ended()) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -8,15 +8,15 @@
 //! The buckets live in this process: N nodes allow up to N times the rate.
 
 use std::collections::hash_map::{DefaultHasher, HashMap};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
 
@@ -168,17 +168,22 @@ fn set_headers(headers: &mut HeaderMap, per_minute: u32, verdict: &Verdict, surf
 /// [`MAX_REFUSAL_PAUSE`] later): a client that keeps its connections busy with refused requests
 /// sends them no faster than its allowance refills, so a flood costs the server about what the
 /// allowance does, not what the client can send. The pause is a timer: no thread, no body read.
-pub async fn rate_limit(
-    State((limiter, cabinet)): State<(Arc<RateLimiter>, Cabinet)>,
+pub async fn rate_limit<F, Fut>(
+    limiter: &RateLimiter,
+    cabinet: &Cabinet,
     request: Request,
-    next: Next,
-) -> Response {
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if limiter.per_minute == 0 || matches!(request.uri().path(), "/healthz" | "/readyz") {
-        return next.run(request).await;
+        return next(request).await;
     }
     // Each dialect answers in its own envelope, and Mavera's reset is a unix time.
     let surface = Surface::of(request.uri().path());
-    let client = client_of(&cabinet, &limiter.proxies, surface, &request);
+    let client = client_of(cabinet, &limiter.proxies, surface, &request);
     let verdict = limiter.check(client, Instant::now());
     if !verdict.allowed {
         let mut response = surface.refusal(
@@ -192,7 +197,7 @@ pub async fn rate_limit(
         return response;
     }
     let (request, body_read) = BodyRead::observe(request);
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     let status = response.status();
     if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
         let charged = body_read.map_or(0, |read| read.bytes()) / CHARGED_BODY_BYTES;

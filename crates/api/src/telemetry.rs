@@ -2,6 +2,7 @@
 //! record into. Requests are counted by surface, route template, method and status (never by
 //! path, file, key or workspace), with their latency and the bytes of their bodies.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -10,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{MatchedPath, State};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
-use axum::middleware::Next;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use metrics::{counter, gauge, histogram, Counter};
@@ -125,9 +125,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Counts a request (when `recording`): in flight while it is handled, then by status with its
 /// latency, and the bytes of both bodies as they pass.
-pub async fn record(State(recording): State<bool>, request: Request<Body>, next: Next) -> Response<Body> {
+pub async fn record<F, Fut>(recording: bool, request: Request<Body>, next: F) -> Response<Body>
+where
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: Future<Output = Response<Body>>,
+{
     if !recording {
-        return next.run(request).await;
+        return next(request).await;
     }
     let surface = surface_name(Surface::of(request.uri().path()));
     let route = request
@@ -144,7 +148,7 @@ pub async fn record(State(recording): State<bool>, request: Request<Body>, next:
     let started = Instant::now();
     let in_flight = gauge!(REQUESTS_IN_FLIGHT);
     in_flight.increment(1.0);
-    let response = next.run(request).await;
+    let response = next(request).await;
     in_flight.decrement(1.0);
     let status = response.status().as_u16().to_string();
     histogram!(REQUEST_SECONDS, "surface" => surface, "route" => route.clone(), "method" => method.clone())
