@@ -96,6 +96,43 @@ async fn requests_uploads_and_bytes_are_counted_by_route_template_never_by_id() 
     }
 }
 
+/// Any token is a method to HTTP: were each one a label value, every invented one would add series
+/// that the recorder keeps for good, at no cost to the unauthenticated client that sends them.
+#[tokio::test]
+async fn methods_no_route_knows_are_counted_as_other_and_add_no_series() {
+    let server = TestServer::spawn().await;
+    let invented = |n: usize| Method::from_bytes(format!("INVENTED{n}").as_bytes()).expect("a method token");
+    let send_each = |n: usize| {
+        let server = &server;
+        async move {
+            for path in ["/v1/files", "/no/such/route"] {
+                let request = server.http.request(invented(n), format!("{}{path}", server.url));
+                let (status, _) = server.send(request).await;
+                assert!(status.is_client_error(), "{path}: {status}");
+            }
+        }
+    };
+    // Once first, so that the series of `other` exist before the scrape taken before.
+    send_each(0).await;
+    let before = Scrape::of(&server, None).await;
+    for n in 1..=20 {
+        send_each(n).await;
+    }
+    let after = Scrape::of(&server, None).await;
+
+    let other = [("surface", "native"), ("route", "/v1/files"), ("method", "other")];
+    let added = |labels: &[(&str, &str)]| {
+        after.sum("cabinet_http_requests_total", labels) - before.sum("cabinet_http_requests_total", labels)
+    };
+    assert_eq!(added(&other), 20.0);
+    assert_eq!(added(&[("route", "unmatched"), ("method", "other")]), 20.0);
+    for series in after.0.keys() {
+        assert!(!series.contains("INVENTED"), "{series} names a method the client invented");
+        let new = !before.0.contains_key(series);
+        assert!(!(new && series.contains("method=\"other\"")), "20 more invented methods added {series}");
+    }
+}
+
 #[tokio::test]
 async fn a_metrics_token_is_required_when_set_and_off_serves_nothing() {
     let limits =
