@@ -189,7 +189,7 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         cors::CorsPolicy { global: Arc::new(limits.cors_origins.clone()), cabinet: cabinet.clone() };
     let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
     let around_each_route = Arc::new(AroundRoute {
-        recording,
+        figures: recording.then(telemetry::Figures::default),
         limits: limits.clone(),
         limiter,
         audit: audit::AuditCapture {
@@ -255,7 +255,7 @@ const LAYER_HEADERS: usize = 13;
 
 /// What the layers around each route need.
 struct AroundRoute {
-    recording: bool,
+    figures: Option<telemetry::Figures>,
     limits: Arc<HttpLimits>,
     limiter: Arc<rate_limit::RateLimiter>,
     audit: audit::AuditCapture,
@@ -271,7 +271,7 @@ async fn around_route(
 ) -> Response<Body> {
     let around = &*around;
     // Outside the limits, so their refusals (429, 413, 414) are counted too.
-    telemetry::record(around.recording, request, |request| {
+    telemetry::record(around.figures.as_ref(), request, |request| {
         limits::close_after_unread_body(request, |request| {
             limits::request_limits(&around.limits, request, |request| {
                 rate_limit::rate_limit(&around.limiter, &around.cabinet, request, |request| {

@@ -2,9 +2,10 @@
 //! record into. Requests are counted by surface, route template, method and status (never by
 //! path, file, key or workspace), with their latency and the bytes of their bodies.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use axum::extract::{MatchedPath, State};
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use metrics::{counter, gauge, histogram, Counter};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Label};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::surface::Surface;
@@ -123,39 +124,114 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-/// Counts a request (when `recording`): in flight while it is handled, then by status with its
-/// latency, and the bytes of both bodies as they pass.
-pub async fn record<F, Fut>(recording: bool, request: Request<Body>, next: F) -> Response<Body>
+/// The handles requests are counted with, each made on first use and kept: making one builds its
+/// key (labels, a hash) and finds it in the recorder's registry, which was a measurable part of a
+/// small request's cost. Their labels come from fixed sets (surfaces, route templates, methods,
+/// statuses), so what is kept is bounded as the series are.
+#[derive(Default)]
+pub struct Figures {
+    in_flight: OnceLock<Gauge>,
+    /// By surface, in the order `Surface` declares them.
+    received: [OnceLock<Counter>; Surface::ALL.len()],
+    sent: [OnceLock<Counter>; Surface::ALL.len()],
+    /// By route template, then surface and method.
+    routes: RwLock<HashMap<String, Vec<RouteFigures>>>,
+}
+
+/// One route's handles for one surface and method.
+struct RouteFigures {
+    surface: Surface,
+    method: &'static str,
+    latency: Histogram,
+    by_status: Vec<(u16, Counter)>,
+}
+
+impl Figures {
+    fn received(&self, surface: Surface) -> &Counter {
+        self.received[surface as usize]
+            .get_or_init(|| counter!(RECEIVED_BYTES, "surface" => surface_name(surface)))
+    }
+
+    fn sent(&self, surface: Surface) -> &Counter {
+        self.sent[surface as usize].get_or_init(|| counter!(SENT_BYTES, "surface" => surface_name(surface)))
+    }
+
+    /// The latency histogram and the count for `status` of `route`, surface and method.
+    fn of_route(
+        &self,
+        surface: Surface,
+        route: &str,
+        method: &'static str,
+        status: u16,
+    ) -> (Histogram, Counter) {
+        let find = |routes: &HashMap<String, Vec<RouteFigures>>| {
+            let figures = routes.get(route)?.iter().find(|f| f.surface == surface && f.method == method)?;
+            let count = figures.by_status.iter().find(|(s, _)| *s == status)?;
+            Some((figures.latency.clone(), count.1.clone()))
+        };
+        if let Some(found) = find(&self.routes.read().unwrap_or_else(PoisonError::into_inner)) {
+            return found;
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let of_route = routes.entry(route.to_owned()).or_default();
+        let at = match of_route.iter().position(|f| f.surface == surface && f.method == method) {
+            Some(at) => at,
+            None => {
+                let labels = [("surface", surface_name(surface)), ("route", route), ("method", method)];
+                let latency = histogram!(REQUEST_SECONDS, labels_of(&labels));
+                of_route.push(RouteFigures { surface, method, latency, by_status: Vec::new() });
+                of_route.len() - 1
+            }
+        };
+        let figures = &mut of_route[at];
+        if !figures.by_status.iter().any(|(s, _)| *s == status) {
+            let status_name = status.to_string();
+            let labels = [
+                ("surface", surface_name(surface)),
+                ("route", route),
+                ("method", method),
+                ("status", &status_name),
+            ];
+            let count = counter!(REQUESTS, labels_of(&labels));
+            figures.by_status.push((status, count));
+        }
+        find(&routes).expect("made above")
+    }
+}
+
+fn labels_of(pairs: &[(&'static str, &str)]) -> Vec<Label> {
+    pairs.iter().map(|(name, value)| Label::new(*name, (*value).to_owned())).collect()
+}
+
+/// Counts a request (when there are `figures` to count it in): in flight while it is handled,
+/// then by status with its latency, and the bytes of both bodies as they pass.
+pub async fn record<F, Fut>(figures: Option<&Figures>, request: Request<Body>, next: F) -> Response<Body>
 where
     F: FnOnce(Request<Body>) -> Fut,
     Fut: Future<Output = Response<Body>>,
 {
-    if !recording {
+    let Some(figures) = figures else {
         return next(request).await;
-    }
-    let surface = surface_name(Surface::of(request.uri().path()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |path| path.as_str().to_owned());
+    };
+    let surface = Surface::of(request.uri().path());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = method_name(request.method());
     // Most requests have no body: nothing to count, so no wrapper to pass through.
     let request = if http_body::Body::is_end_stream(request.body()) {
         request
     } else {
-        request.map(|body| Counted::body(body, counter!(RECEIVED_BYTES, "surface" => surface)))
+        request.map(|body| Counted::body(body, figures.received(surface).clone()))
     };
     let started = Instant::now();
-    let in_flight = gauge!(REQUESTS_IN_FLIGHT);
+    let in_flight = figures.in_flight.get_or_init(|| gauge!(REQUESTS_IN_FLIGHT));
     in_flight.increment(1.0);
     let response = next(request).await;
     in_flight.decrement(1.0);
-    let status = response.status().as_u16().to_string();
-    histogram!(REQUEST_SECONDS, "surface" => surface, "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    counter!(REQUESTS, "surface" => surface, "route" => route, "method" => method, "status" => status)
-        .increment(1);
-    response.map(|body| Counted::body(body, counter!(SENT_BYTES, "surface" => surface)))
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    let (latency, count) = figures.of_route(surface, route, method, response.status().as_u16());
+    latency.record(started.elapsed().as_secs_f64());
+    count.increment(1);
+    response.map(|body| Counted::body(body, figures.sent(surface).clone()))
 }
 
 /// A body whose data bytes are counted as they pass. Its length and end are its inner body's, so
