@@ -218,6 +218,13 @@ impl Cabinet {
                     "the upload ended (expired or cancelled) before it finished",
                 ))
             }
+            // The store could not be reached or failed as the batch committed: the commit may
+            // have happened with its answer lost (a connection cut after `COMMIT` was sent), and
+            // then the file exists and its bytes are these.
+            Err(err) if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
+                self.undo_unless_committed(upload, &file).await;
+                Err(err)
+            }
             Err(err) => {
                 self.delete_blob_quietly(&file.blob_key).await;
                 let reason = match err {
@@ -227,6 +234,61 @@ impl Cabinet {
                 self.fail(upload, reason).await?;
                 Err(err)
             }
+        }
+    }
+
+    /// After a finish that may or may not have committed: the upload is failed if it is still
+    /// live, and its blob deleted only when no file was made of it. While the store cannot be
+    /// reached this is retried in the background, the blob kept meanwhile.
+    async fn undo_unless_committed(&self, upload: &Upload, file: &FileRecord) {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+        let undone = tokio::time::timeout(WAIT, self.undone_unless_committed(upload, file)).await;
+        if matches!(undone, Ok(Ok(()))) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (cabinet, upload, file) = (self.clone(), upload.clone(), file.clone());
+        runtime.spawn(async move {
+            let give_up_at = std::time::Instant::now() + RETRY_FOR;
+            let mut pause = std::time::Duration::from_millis(200);
+            loop {
+                tokio::time::sleep(pause).await;
+                match cabinet.undone_unless_committed(&upload, &file).await {
+                    Ok(()) => return,
+                    Err(Error::Unavailable(_)) if std::time::Instant::now() < give_up_at => {
+                        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    Err(err) => {
+                        // The sweeper ends the upload; the orphan sweep finds a blob left alone.
+                        return tracing::warn!(error = %err, upload = %upload.id, "could not settle an upload whose commit went unanswered");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn undone_unless_committed(&self, upload: &Upload, file: &FileRecord) -> Result<()> {
+        let (ws, id) = (&upload.workspace_id, &upload.id);
+        let reason = FailureReason::StorageError;
+        // Failing it and finishing it each change a live upload only: once it is failed, no file
+        // can be made of it.
+        if self.store.fail_upload(ws, id, reason, self.clock.now()).await? {
+            tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed");
+            telemetry::upload_failed(reason);
+            self.delete_blob_quietly(&file.blob_key).await;
+            return Ok(());
+        }
+        match self.store.get_file(ws, &file.id).await {
+            Ok(_) => {
+                tracing::info!(workspace = %ws, file = %file.id, "upload finished, its answer lost");
+                Ok(())
+            }
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                self.delete_blob_quietly(&file.blob_key).await;
+                Ok(())
+            }
+            Err(err) => Err(err),
         }
     }
 

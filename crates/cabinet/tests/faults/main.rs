@@ -4,10 +4,10 @@
 //! clients were told clearly (an error status with the documented JSON error shape, never a
 //! hang past a bounded wait, never a panic in the server's log).
 //!
-//! Three scenarios, each printing one summary line that starts with its name: a full disk (the
+//! The scenarios, each printing one summary line that starts with its name: a full disk (the
 //! data folder on a small tmpfs), PostgreSQL restarted mid-traffic (a private cluster made by
-//! `dev/postgres`), and S3 failing (a private s3s-fs behind a fault-injecting proxy, and killed
-//! mid-upload).
+//! `dev/postgres`), the answer to a file's `COMMIT` lost (a proxy in front of that cluster), and
+//! S3 failing (a private s3s-fs behind a fault-injecting proxy, and killed mid-upload).
 //!
 //! The full-disk scenario mounts a tmpfs, which needs root; the others need PostgreSQL and the
 //! s3s-fs binary `dev/s3-server` installs. Where one cannot run it fails the test when

@@ -204,3 +204,131 @@ async fn connections_left_idle_across_a_postgres_restart_fail_no_request_once_it
     server.kill();
     assert!(first_panic.is_none(), "the server panicked: {first_panic:?}");
 }
+
+/// A TCP proxy in front of PostgreSQL that, once armed, lets the `COMMIT` of the first transaction
+/// that inserts a file reach PostgreSQL, then cuts that connection before the answer comes back:
+/// the commit happened, and its client cannot know.
+struct CommitCutter {
+    port: u16,
+    armed: Arc<AtomicBool>,
+    cuts: Arc<AtomicUsize>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl CommitCutter {
+    async fn start(upstream_port: &str) -> CommitCutter {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = format!("127.0.0.1:{upstream_port}");
+        let (armed, cuts) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let accepting = tokio::spawn({
+            let (armed, cuts) = (armed.clone(), cuts.clone());
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                    tokio::spawn(relay_cutting_a_commit(client, server, armed.clone(), cuts.clone()));
+                }
+            }
+        });
+        CommitCutter { port, armed, cuts, accepting }
+    }
+}
+
+impl Drop for CommitCutter {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Relays one connection both ways. What the client sends is searched for the SQL of a file's
+/// insert (in the extended protocol's `Parse`, which carries a statement's text the first time a
+/// connection runs it) and then for `COMMIT` (sent as a simple query): that chunk is relayed, and
+/// once PostgreSQL has had time to run it both sides are closed, its answer unread.
+async fn relay_cutting_a_commit(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    armed: Arc<AtomicBool>,
+    cuts: Arc<AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let contains = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    // Ends with whether the connection is to be cut.
+    let requests = async {
+        let mut chunk = vec![0u8; 64 * 1024];
+        // The end of the previous chunk, so that a marker split between two reads is found.
+        let mut tail: Vec<u8> = Vec::new();
+        let mut inserted_a_file = false;
+        loop {
+            let read = match client_read.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(read) => read,
+            };
+            let seen = [&tail[..], &chunk[..read]].concat();
+            inserted_a_file |= armed.load(Ordering::SeqCst) && contains(&seen, b"INSERT INTO files (");
+            let cut = inserted_a_file && contains(&seen, b"COMMIT") && armed.swap(false, Ordering::SeqCst);
+            if server_write.write_all(&chunk[..read]).await.is_err() || cut {
+                return cut;
+            }
+            tail = seen[seen.len().saturating_sub(32)..].to_vec();
+        }
+    };
+    let answers = tokio::io::copy(&mut server_read, &mut client_write);
+    // Whichever direction ends first ends the connection. A cut stops relaying answers at once;
+    // PostgreSQL is given time to run the `COMMIT` it was sent before its connection closes.
+    let cut = tokio::select! {
+        cut = requests => cut,
+        _ = answers => false,
+    };
+    if cut {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cuts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// 2c. An upload whose finishing transaction committed while the answer to its `COMMIT` was lost
+/// (the connection cut just after): its client is told the upload failed, but the file was made,
+/// so its bytes must stay with it. They used to be deleted as for an upload that failed, leaving
+/// a listed file that could not be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_committed_with_its_answer_lost_keeps_its_bytes() {
+    let Some(postgres) = PrivatePostgres::start() else { return };
+    let cutter = CommitCutter::start(&postgres.port).await;
+    let url = postgres.url.replacen(&format!(":{}/", postgres.port), &format!(":{}/", cutter.port), 1);
+    assert_ne!(url, postgres.url, "the server is to reach PostgreSQL through the proxy");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let flags = ["--database-url", url.as_str()];
+    let key = tenant_on(&data_dir, &flags, &[], "commit-answer-lost");
+    let server = ServerProcess::start_with(&data_dir, &flags);
+    let client = Client::new(&server, &key);
+
+    cutter.armed.store(true, Ordering::SeqCst);
+    let bytes = content(11, 300_000);
+    let attempt = client.direct_upload("answer-lost.bin", bytes.clone()).await;
+    assert_eq!(
+        cutter.cuts.load(Ordering::SeqCst),
+        1,
+        "the file's COMMIT went through and its answer was cut"
+    );
+    let told = match &attempt {
+        Attempt::Refused { status, code, .. } if status.is_server_error() => format!("{status} {code}"),
+        _ => panic!("the answer to the file's commit never came, yet: {attempt:?}"),
+    };
+    // The commit happened: the file is there, and reads back as the bytes sent.
+    let files = assert_nothing_lost(&client, &[]).await;
+    assert_eq!(files, 1, "the committed file is listed");
+    let listed = client.all_files().await;
+    let id = listed[0]["id"].as_str().expect("a file id");
+    assert_eq!(client.read(id).await.expect("the file reads back"), bytes);
+    println!(
+        "postgres answer to a file's COMMIT lost: the client was told {told}; the file is listed and whole"
+    );
+
+    let first_panic = server.first_panic();
+    let log = server.log_tail();
+    server.kill();
+    assert!(first_panic.is_none(), "the server panicked: {first_panic:?}; its log:\n{log}");
+    assert_check_clean_on(&data_dir, &flags, &[]);
+}
