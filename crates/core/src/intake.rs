@@ -436,7 +436,9 @@ impl Drop for ReceivingGuard {
             // blob committed under the upload's key without a file is removed here.
             match cabinet.fail(&upload, FailureReason::Incomplete).await {
                 Ok(()) => {
-                    if cabinet.store.get_file(&upload.workspace_id, &upload.file_id).await.is_err() {
+                    // Only when the store says there is no such file: not when it cannot say.
+                    let file = cabinet.store.get_file(&upload.workspace_id, &upload.file_id).await;
+                    if file.is_err_and(|err| err.kind() == ErrorKind::NotFound) {
                         cabinet.delete_blob_quietly(&upload.blob_key).await;
                     }
                     let arrival = arrival_key(&upload);
