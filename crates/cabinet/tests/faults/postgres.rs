@@ -253,7 +253,7 @@ async fn relay_cutting_a_commit(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    let contains = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    let find = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).position(|w| w == needle);
     // Ends with whether the connection is to be cut.
     let requests = async {
         let mut chunk = vec![0u8; 64 * 1024];
@@ -266,8 +266,18 @@ async fn relay_cutting_a_commit(
                 Ok(read) => read,
             };
             let seen = [&tail[..], &chunk[..read]].concat();
-            inserted_a_file |= armed.load(Ordering::SeqCst) && contains(&seen, b"INSERT INTO files (");
-            let cut = inserted_a_file && contains(&seen, b"COMMIT") && armed.swap(false, Ordering::SeqCst);
+            // Only a `COMMIT` after the file's insert: the bytes new in this read (and a marker
+            // split by it), or those after the insert when it is in this read.
+            let commit_from = if inserted_a_file {
+                Some(tail.len().saturating_sub(b"COMMIT".len() - 1))
+            } else if armed.load(Ordering::SeqCst) {
+                find(&seen, b"INSERT INTO files (")
+            } else {
+                None
+            };
+            inserted_a_file |= commit_from.is_some();
+            let cut = commit_from.is_some_and(|from| find(&seen[from..], b"COMMIT").is_some())
+                && armed.swap(false, Ordering::SeqCst);
             if server_write.write_all(&chunk[..read]).await.is_err() || cut {
                 return cut;
             }
