@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::content_type;
 use crate::error::{Error, ErrorKind, Result};
+use crate::ids::UploadId;
 use crate::model::{FailureReason, FileRecord, Upload};
 use crate::ports::{Begin, ByteStream, Finish, StageError, StagedBlob};
 use crate::telemetry::{self, TransferInFlight};
@@ -242,30 +243,20 @@ impl Cabinet {
     /// reached this is retried in the background, the blob kept meanwhile.
     async fn undo_unless_committed(&self, upload: &Upload, file: &FileRecord) {
         const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
         let undone = tokio::time::timeout(WAIT, self.undone_unless_committed(upload, file)).await;
         if matches!(undone, Ok(Ok(()))) {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (cabinet, upload, file) = (self.clone(), upload.clone(), file.clone());
-        runtime.spawn(async move {
-            let give_up_at = std::time::Instant::now() + RETRY_FOR;
-            let mut pause = std::time::Duration::from_millis(200);
-            loop {
-                tokio::time::sleep(pause).await;
-                match cabinet.undone_unless_committed(&upload, &file).await {
-                    Ok(()) => return,
-                    Err(Error::Unavailable(_)) if std::time::Instant::now() < give_up_at => {
-                        pause = (pause * 2).min(std::time::Duration::from_secs(5));
-                    }
-                    Err(err) => {
-                        // The sweeper ends the upload; the orphan sweep finds a blob left alone.
-                        return tracing::warn!(error = %err, upload = %upload.id, "could not settle an upload whose commit went unanswered");
-                    }
-                }
-            }
-        });
+        let (id, upload, file) = (&upload.id, upload.clone(), file.clone());
+        // Given up on, the sweeper ends the upload and the orphan sweep finds a blob left alone.
+        self.retry_once_reachable(
+            id,
+            "could not settle an upload whose commit went unanswered",
+            move |cabinet| {
+                let (upload, file) = (upload.clone(), file.clone());
+                async move { cabinet.undone_unless_committed(&upload, &file).await }
+            },
+        );
     }
 
     async fn undone_unless_committed(&self, upload: &Upload, file: &FileRecord) -> Result<()> {
@@ -379,33 +370,45 @@ impl Cabinet {
         }
     }
 
-    /// Retries failing an upload, with backoff, until the metadata store answers (for at most
-    /// `FAIL_RETRY_FOR`; the sweeper ends whatever is left).
+    /// Retries failing an upload, with backoff, until the metadata store answers (see
+    /// `retry_once_reachable`; the sweeper ends whatever is left).
     pub(crate) fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
-        const FAIL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+        let id = upload.id.clone();
+        self.retry_once_reachable(&id, "could not fail an upload; the sweeper will", move |cabinet| {
+            let upload = upload.clone();
+            async move {
+                let (ws, id) = (&upload.workspace_id, &upload.id);
+                if cabinet.store.fail_upload(ws, id, reason, cabinet.clock.now()).await? {
+                    tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
+                    telemetry::upload_failed(reason);
+                }
+                Ok(())
+            }
+        });
+    }
+
+    /// Runs `step` in the background until it is done: again, after a pause that grows from
+    /// 200 ms to 5 s, while it finds the metadata store unreachable, for at most ten minutes.
+    /// Any other error, or the last, is logged with `given_up`.
+    fn retry_once_reachable<F, Fut>(&self, upload: &UploadId, given_up: &'static str, step: F)
+    where
+        F: Fn(Cabinet) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let cabinet = self.clone();
+        let (cabinet, upload) = (self.clone(), upload.clone());
         runtime.spawn(async move {
-            let give_up_at = std::time::Instant::now() + FAIL_RETRY_FOR;
+            let give_up_at = std::time::Instant::now() + RETRY_FOR;
             let mut pause = std::time::Duration::from_millis(200);
             loop {
                 tokio::time::sleep(pause).await;
-                let (ws, id) = (&upload.workspace_id, &upload.id);
-                match cabinet.store.fail_upload(ws, id, reason, cabinet.clock.now()).await {
-                    Ok(failed) => {
-                        if failed {
-                            tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
-                            telemetry::upload_failed(reason);
-                        }
-                        return;
-                    }
+                match step(cabinet.clone()).await {
+                    Ok(()) => return,
                     Err(Error::Unavailable(_)) if std::time::Instant::now() < give_up_at => {
                         pause = (pause * 2).min(std::time::Duration::from_secs(5));
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, upload = %id, "could not fail an upload; the sweeper will");
-                        return;
-                    }
+                    Err(err) => return tracing::warn!(error = %err, upload = %upload, "{given_up}"),
                 }
             }
         });
