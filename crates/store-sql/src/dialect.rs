@@ -65,9 +65,8 @@ pub trait Dialect: Send + Sync + 'static {
         None
     }
 
-    /// Where this database keeps what every request asks it, if anywhere: a database whose
-    /// lookups are not round trips (SQLite) keeps nothing.
-    fn cache(&self) -> Option<&std::sync::Arc<crate::notified_cache::NotifiedCache>> {
+    /// Where this database keeps what every request asks it, if anywhere (`read_cache`).
+    fn cache(&self) -> Option<&std::sync::Arc<crate::read_cache::ReadCache>> {
         None
     }
 

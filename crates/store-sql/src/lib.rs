@@ -4,9 +4,9 @@
 mod copy;
 mod dialect;
 mod errors;
-mod notified_cache;
 mod postgres;
 mod queries;
+mod read_cache;
 mod rows;
 mod sqlite;
 

@@ -13,7 +13,7 @@ use sqlx::{Connection, PgPool};
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::errors::db_error;
-use crate::notified_cache::NotifiedCache;
+use crate::read_cache::ReadCache;
 use crate::PostgresStore;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -46,12 +46,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// A PostgreSQL database's pools. Every lookup goes through them, since a PostgreSQL query is a
 /// network round trip either way, but for what every request asks (its credentials, whether its
 /// workspace opens reading to the public): that is kept in memory while the database notifies
-/// every change to it (`notified_cache`).
+/// every change to it (`read_cache`).
 #[derive(Debug, Clone)]
 pub struct PostgresDatabase {
     write: PgPool,
     read: PgPool,
-    cache: Arc<NotifiedCache>,
+    cache: Arc<ReadCache>,
 }
 
 /// A pooled connection idle this long is pinged before it is used: one in steady use (taken again
@@ -81,7 +81,7 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(db_error)?;
-        let cache = Arc::new(NotifiedCache::new(pool.clone()));
+        let cache = Arc::new(ReadCache::notified(pool.clone()));
         let store = SqlStore { db: PostgresDatabase { write: pool.clone(), read: pool, cache } };
         store.migrate().await?;
         Ok(store)
@@ -106,7 +106,7 @@ impl Dialect for PostgresDatabase {
         &self.write
     }
 
-    fn cache(&self) -> Option<&Arc<NotifiedCache>> {
+    fn cache(&self) -> Option<&Arc<ReadCache>> {
         Some(&self.cache)
     }
 

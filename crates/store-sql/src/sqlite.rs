@@ -18,6 +18,7 @@ use sqlx::SqlitePool;
 
 use crate::dialect::{Dialect, SqlStore};
 use crate::errors::db_error;
+use crate::read_cache::{CommitCounter, ReadCache};
 use crate::rows::InlineRow;
 use crate::SqliteStore;
 
@@ -47,13 +48,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (24, include_str!("../migrations/sqlite/0024_search_keys_per_workspace.sql")),
 ];
 
-/// A SQLite database's pools and inline readers.
+/// A SQLite database's pools, inline readers and what it keeps of their reads.
 #[derive(Debug, Clone)]
 pub struct SqliteDatabase {
     write: SqlitePool,
     read: SqlitePool,
     /// Absent for an in-memory database, which other connections cannot open.
     inline: Option<Arc<InlineReads>>,
+    /// Kept while the WAL index says nothing has committed since (absent where it cannot be read).
+    cache: Option<Arc<ReadCache>>,
 }
 
 /// Read-only connections that answer the point lookups behind every request on the calling
@@ -67,6 +70,7 @@ struct InlineReads {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
     opened: AtomicUsize,
+    wal_index: Option<WalIndex>,
 }
 
 /// More simultaneous lookups than this wait in the pool instead of opening connections.
@@ -80,7 +84,12 @@ impl std::fmt::Debug for InlineReads {
 
 impl InlineReads {
     fn new(path: &Path) -> Self {
-        Self { path: path.to_owned(), idle: Mutex::new(Vec::new()), opened: AtomicUsize::new(0) }
+        let wal_index = WalIndex::open(path)
+            .map_err(|err| {
+                tracing::warn!(error = %err, "cannot read the SQLite WAL index; keys and file details are read from the database on every request")
+            })
+            .ok();
+        Self { path: path.to_owned(), idle: Mutex::new(Vec::new()), opened: AtomicUsize::new(0), wal_index }
     }
 
     fn connection(&self) -> Option<rusqlite::Connection> {
@@ -144,7 +153,9 @@ impl InlineReads {
             other => {
                 drop(other);
                 let conn = self.connection()?;
-                let read = SharedRead { reads: self.clone(), conn: Some(conn) };
+                // Before the transaction's first read takes its snapshot.
+                let began_at = self.wal_index.as_ref().and_then(WalIndex::state);
+                let read = SharedRead { reads: self.clone(), conn: Some(conn), began_at };
                 if let Err(err) =
                     read.connection().prepare_cached("BEGIN").and_then(|mut begin| begin.execute([]))
                 {
@@ -203,6 +214,8 @@ tokio::task_local! {
 struct SharedRead {
     reads: Arc<InlineReads>,
     conn: Option<rusqlite::Connection>,
+    /// The WAL index's mark of the database's state before the transaction began.
+    began_at: Option<u128>,
 }
 
 impl SharedRead {
@@ -223,6 +236,92 @@ impl Drop for SharedRead {
             }
             self.reads.give_back(conn);
         }
+    }
+}
+
+impl CommitCounter for InlineReads {
+    fn commits(&self) -> Option<u128> {
+        self.wal_index.as_ref()?.state()
+    }
+
+    fn next_read_sees_from(&self, now: u128) -> Option<u128> {
+        let open_here = |read: &SharedRead| std::ptr::eq(Arc::as_ptr(&read.reads), self);
+        match SHARED_READ.try_with(|shared| {
+            shared.borrow().as_ref().filter(|read| open_here(read)).map(|read| read.began_at)
+        }) {
+            Ok(Some(began_at)) => began_at,
+            // The next read begins a transaction of its own, after `now` was read.
+            _ => Some(now),
+        }
+    }
+}
+
+/// The header of a WAL database's index, as every connection to it shares it in the `-shm` file
+/// beside it (<https://www.sqlite.org/walformat.html>). A writer rewrites it with every commit, in
+/// whichever process, to make the commit visible to readers: its WAL's salt, last valid frame and
+/// that frame's checksum name the state the database is in. Reading it is one `pread` of 96 bytes,
+/// where a read transaction takes and releases a lock on the database and one on the index (four
+/// `fcntl` calls) and SQLite's process-wide lock of its open files.
+struct WalIndex {
+    shm: std::fs::File,
+    /// Open as long as the index is read: while any connection is, no process deletes or rebuilds
+    /// the `-shm` file (the last connection to close may, and the first to open after it
+    /// rebuilds it).
+    _holding_it_open: Mutex<rusqlite::Connection>,
+}
+
+/// The index header's size; it is kept twice, one copy after the other.
+const WAL_INDEX_HEADER_BYTES: usize = 48;
+/// The index format SQLite has written since 3.7.0, at the header's start.
+const WAL_INDEX_VERSION: u32 = 3_007_000;
+
+impl WalIndex {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(std::io::Error::other)?;
+        // A read maps the index, creating the `-shm` file if no connection had.
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).map_err(std::io::Error::other)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(std::io::Error::other(format!("the database is in {mode} mode, not WAL")));
+        }
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(std::io::Error::other)?;
+        // SQLite names the index after the database's path with its links resolved.
+        let mut shm_path = std::fs::canonicalize(path)?.into_os_string();
+        shm_path.push("-shm");
+        let index = Self { shm: std::fs::File::open(shm_path)?, _holding_it_open: Mutex::new(conn) };
+        match index.state() {
+            Some(_) => Ok(index),
+            None => Err(std::io::Error::other("the WAL index's header is not one this server reads")),
+        }
+    }
+
+    /// The mark of the committed state: the WAL's salt, its last valid frame and that frame's
+    /// checksum, which together name what the WAL holds on top of the database file. Not the
+    /// header's count of commits (`iChange`): rebuilding the index after a writer died mid-commit
+    /// starts that again at 0, where these are read back from the WAL itself. `None` when the
+    /// header cannot be read, is not one this server knows, or is being rewritten (its two copies
+    /// differ).
+    fn state(&self) -> Option<u128> {
+        use std::os::unix::fs::FileExt;
+        let mut header = [0u8; 2 * WAL_INDEX_HEADER_BYTES];
+        self.shm.read_exact_at(&mut header, 0).ok()?;
+        let (first, second) = header.split_at(WAL_INDEX_HEADER_BYTES);
+        // Native byte order: the index is memory shared by the processes of one machine.
+        let word = |at: usize| u32::from_ne_bytes(first[at..at + 4].try_into().expect("four bytes"));
+        let initialised = first[12] == 1;
+        if first != second || word(0) != WAL_INDEX_VERSION || !initialised {
+            return None;
+        }
+        // `mxFrame` at 16, `aFrameCksum` at 24, `aSalt[0]` at 32.
+        let (last_frame, checksum, salt) = (word(16), (word(24), word(28)), word(32));
+        Some(
+            u128::from(salt) << 96
+                | u128::from(last_frame) << 64
+                | u128::from(checksum.0) << 32
+                | u128::from(checksum.1),
+        )
     }
 }
 
@@ -252,11 +351,17 @@ impl SqliteStore {
             .connect_with(options.clone().read_only(true))
             .await
             .map_err(db_error)?;
+        let mut store = SqlStore { db: SqliteDatabase { write, read, inline: None, cache: None } };
+        store.migrate().await?;
         // Only a database in a file can be opened again by its path.
         let path = options.get_filename();
-        let inline = path.is_file().then(|| Arc::new(InlineReads::new(path)));
-        let store = SqlStore { db: SqliteDatabase { write, read, inline } };
-        store.migrate().await?;
+        if path.is_file() {
+            let reads = Arc::new(InlineReads::new(path));
+            if reads.wal_index.is_some() {
+                store.db.cache = Some(Arc::new(ReadCache::counted(reads.clone())));
+            }
+            store.db.inline = Some(reads);
+        }
         Ok(store)
     }
 
@@ -395,6 +500,10 @@ impl Dialect for SqliteDatabase {
         self.read_inline(sql, params, T::from_rusqlite)
     }
 
+    fn cache(&self) -> Option<&Arc<ReadCache>> {
+        self.cache.as_ref()
+    }
+
     fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
         match self.inline {
             Some(_) => Box::pin(SHARED_READ.scope(RefCell::new(None), request)),
@@ -509,6 +618,61 @@ mod tests {
         let scoped = store.clone();
         let second = async move { assert!(revoked(&scoped).await, "a request's read began before it") };
         cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(second)).await;
+    }
+
+    /// A connection of its own to the database at `url`, as another process would hold.
+    fn another_connection(url: &str) -> rusqlite::Connection {
+        rusqlite::Connection::open(url.trim_start_matches("sqlite://")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_wal_index_marks_every_commit_of_any_connection_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let (store, _) = store_with_key(&url).await;
+        let index = store.db.inline.as_ref().unwrap().wal_index.as_ref().expect("the WAL index is read");
+        let other = another_connection(&url);
+        let mut marks = vec![index.state().expect("a mark")];
+        // Reads change nothing.
+        store.find_api_key("hash").await.unwrap();
+        other.query_row("SELECT count(*) FROM api_keys", [], |_| Ok(())).unwrap();
+        assert_eq!(index.state(), Some(marks[0]));
+        for round in 0..3 {
+            other.execute("UPDATE api_keys SET name = ?1", [format!("round {round}")]).unwrap();
+            marks.push(index.state().expect("a mark"));
+        }
+        // A checkpoint that empties the WAL: the next commit starts it again, and is marked anew.
+        other.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        other.execute("UPDATE api_keys SET name = 'after the checkpoint'", []).unwrap();
+        marks.push(index.state().expect("a mark"));
+        let distinct: std::collections::HashSet<_> = marks.iter().collect();
+        assert_eq!(distinct.len(), marks.len(), "every commit has a mark of its own: {marks:x?}");
+    }
+
+    #[tokio::test]
+    async fn a_kept_key_is_used_until_anything_commits_whoever_commits_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let (store, key) = store_with_key(&url).await;
+        let cache = store.db.cache.as_ref().expect("a database in a file keeps what it reads");
+        assert_eq!(store.find_api_key("hash").await.unwrap().map(|found| found.id), Some(key.id.clone()));
+        assert!(cache.keeps_key("hash"), "the key is kept");
+        assert!(!revoked(&store).await);
+
+        // A commit of another connection, to anything: nothing kept is used after it.
+        let other = another_connection(&url);
+        other.execute("UPDATE workspaces SET name = 'renamed'", []).unwrap();
+        assert!(!cache.keeps_key("hash"), "what was kept is forgotten once anything commits");
+        assert!(!revoked(&store).await);
+        assert!(cache.keeps_key("hash"), "read again, and kept again");
+        // A revocation by another connection is seen by the next lookup.
+        other.execute("UPDATE api_keys SET revoked_at = 1", []).unwrap();
+        assert!(revoked(&store).await, "a key revoked elsewhere is refused at once");
+        // And by this store's own writer.
+        other.execute("UPDATE api_keys SET revoked_at = NULL", []).unwrap();
+        assert!(!revoked(&store).await);
+        store.revoke_api_key(&key.id, Utc::now()).await.unwrap();
+        assert!(revoked(&store).await);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
-use crate::notified_cache::Lookup;
+use crate::read_cache::Lookup;
 use crate::rows::millis;
 
 /// How a rule target is stored: its kind, and its id (empty for the workspace).
@@ -39,11 +39,8 @@ where
     async fn any_public_read(&self, ws: &WorkspaceId) -> Result<bool> {
         const SQL: &str =
             "SELECT CAST(1 AS BIGINT) FROM access_rules WHERE workspace_id = $1 AND read_rule = 'public' LIMIT 1";
-        // Asked by every file answer (whether it has a public URL), so a point read on SQLite and
-        // kept between notices on PostgreSQL.
-        if let Some(rows) = self.db.inline_rows::<(i64,)>(SQL, &[ws.as_str()]) {
-            return Ok(!rows?.is_empty());
-        }
+        // Asked by every file answer (whether it has a public URL), so kept (`read_cache`), and
+        // otherwise a point read on SQLite.
         let cache = self.db.cache();
         let read = match cache {
             Some(cache) => match cache.public_read(ws.as_str()).await {
@@ -52,8 +49,14 @@ where
             },
             None => None,
         };
-        let found: Option<(i64,)> =
-            sqlx::query_as(SQL).bind(ws.as_str()).fetch_optional(self.read_pool()).await.map_err(db_error)?;
+        let found = match self.db.inline_rows::<(i64,)>(SQL, &[ws.as_str()]) {
+            Some(rows) => rows?.into_iter().next(),
+            None => sqlx::query_as(SQL)
+                .bind(ws.as_str())
+                .fetch_optional(self.read_pool())
+                .await
+                .map_err(db_error)?,
+        };
         if let (Some(cache), Some(read)) = (cache, read) {
             cache.keep_public_read(read, ws.as_str(), found.is_some());
         }

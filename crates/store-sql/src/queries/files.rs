@@ -13,9 +13,9 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder,
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, external_id_error};
-use crate::notified_cache::Lookup;
 use crate::queries::filters::sort_column;
 use crate::queries::NameMatched;
+use crate::read_cache::Lookup;
 use crate::rows::{
     bytes, millis, CountedFileRow, FileIdReferenceRow, FileReferenceRow, FileRow, ReferenceRow, FILE_COLUMNS,
     FILE_INSERT_COLUMNS,

@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::{db_error, workspace_error};
-use crate::notified_cache::Lookup;
+use crate::read_cache::Lookup;
 use crate::rows::{
     bytes, millis, ApiKeyRow, ApiKeyWorkspaceRow, UploadRow, WorkspaceRow, UPLOAD_COLUMNS, WORKSPACE_COLUMNS,
 };

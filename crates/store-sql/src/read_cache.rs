@@ -1,15 +1,23 @@
-//! What every request on PostgreSQL would otherwise ask it, kept in memory so that it costs no
-//! query of its own: API keys by the hash of their secret, the standing of end-user tokens,
-//! whether a workspace opens reading to the public, and the details of the files read by id (the
-//! file and its references, `GET /v1/files/{id}`). Nothing kept is used once a change to it has
-//! committed: every change to the rows they are read from notifies `cabinet_cache` in its own
-//! transaction (triggers of migration 0023, so every writer does it, the admin CLI in another
-//! process included), and a kept entry is used only after a round trip on this node's listening
-//! connection that began after the request did. PostgreSQL sends a listener every notice committed
-//! before a round trip ahead of its answer, so by then the notice of any change committed before
-//! the request has been read and what it names forgotten. The round trips are shared: one serves
-//! every request waiting when it starts. When the listening connection is lost (or not yet made)
-//! nothing is kept and every lookup reads the database.
+//! What every request would otherwise ask the database, kept in memory so that it costs no query
+//! of its own: API keys by the hash of their secret, the standing of end-user tokens, whether a
+//! workspace opens reading to the public, and the details of the files read by id (the file and
+//! its references, `GET /v1/files/{id}`). Nothing kept is used once a change to it has committed,
+//! whoever wrote it (the admin CLI in another process included). How a node learns of changes
+//! depends on the database:
+//!
+//! - **PostgreSQL: notices.** Every change to the rows they are read from notifies
+//!   `cabinet_cache` in its own transaction (triggers of migration 0023), and a kept entry is used
+//!   only after a round trip on this node's listening connection that began after the request
+//!   did. PostgreSQL sends a listener every notice committed before a round trip ahead of its
+//!   answer, so by then the notice of any change committed before the request has been read and
+//!   what it names forgotten. The round trips are shared: one serves every request waiting when it
+//!   starts. When the listening connection is lost (or not yet made) nothing is kept and every
+//!   lookup reads the database.
+//! - **SQLite: a mark of its commits.** Every commit, by any connection of any process, changes
+//!   the mark of the database's state (`CommitCounter`); what is kept is used only while the mark
+//!   is what it was before it was read. Any commit at all forgets everything kept, so this pays
+//!   where reads outnumber writes; a read of the mark costs a small fraction of the read
+//!   transaction it saves.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,29 +60,56 @@ pub(crate) type FileDetails = (FileRecord, Vec<FileReference>);
 /// stays bounded.
 const MOST_REFERENCES_KEPT: usize = 64;
 
-/// Reads from PostgreSQL, kept while a listener hears of every change to them.
-pub struct NotifiedCache {
-    pool: PgPool,
+/// Reads from the database, kept while nothing has changed them.
+pub struct ReadCache {
     state: Mutex<State>,
-    listener_started: AtomicBool,
+    changes: Changes,
+}
+
+/// How the cache learns that the database changed.
+enum Changes {
+    /// PostgreSQL's notices, heard on a listening connection.
+    Notified(Listener),
+    /// SQLite's mark of its commits.
+    Counted(Arc<dyn CommitCounter>),
+}
+
+/// The connection that hears PostgreSQL's notices, and the round trips made on it.
+struct Listener {
+    pool: PgPool,
+    started: AtomicBool,
     /// Asks the listener for a round trip.
     wanted: Notify,
     /// The number of the last round trip done (or failed).
     done: watch::Sender<u64>,
 }
 
-impl std::fmt::Debug for NotifiedCache {
+/// Names the committed state of a database, whichever process committed it: two reads of the
+/// mark are equal only if what the database holds is the same.
+pub(crate) trait CommitCounter: Send + Sync {
+    /// The mark now; `None` when it cannot be read, and nothing is kept.
+    fn commits(&self) -> Option<u128>;
+
+    /// The mark of a state no later than the one the calling request's next read will see, given
+    /// the mark `now`: `now` unless the request holds a read transaction open on this database,
+    /// which sees the database as it was when it began. `None` when that is not known.
+    fn next_read_sees_from(&self, now: u128) -> Option<u128>;
+}
+
+impl std::fmt::Debug for ReadCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotifiedCache").finish_non_exhaustive()
+        f.debug_struct("ReadCache").finish_non_exhaustive()
     }
 }
 
 #[derive(Default)]
 struct State {
+    /// Whether anything is kept: while PostgreSQL's notices are heard, or SQLite's mark read.
     listening: bool,
-    /// Moves on with every notice and every start or loss of listening: what was read from the
-    /// database before it moved may predate the change a notice announced, and is not kept.
-    epoch: u64,
+    /// On PostgreSQL, moves on with every notice and every start or loss of listening: what was
+    /// read from the database before it moved may predate the change a notice announced, and is
+    /// not kept. On SQLite, the mark of the state that what is kept was read from.
+    epoch: u128,
     /// Round trips started on the listening connection so far.
     round_trips: u64,
     /// By the hash of the secret.
@@ -91,24 +126,30 @@ pub(crate) enum Lookup<T> {
     /// What was read, and nothing changed it since.
     Kept(T),
     /// Read it from the database, then offer it back with this mark; with none (nobody is
-    /// listening) it will not be kept.
+    /// listening, or the mark of commits cannot be read) it will not be kept.
     Read(Option<Epoch>),
 }
 
 /// When a database read began, as the cache counts.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Epoch(u64);
+pub(crate) struct Epoch(u128);
 
-impl NotifiedCache {
-    /// An empty cache of what is read through `pool`; it listens from its first lookup on.
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self {
+impl ReadCache {
+    /// An empty cache of what is read through `pool` from PostgreSQL; it listens from its first
+    /// lookup on.
+    pub(crate) fn notified(pool: PgPool) -> Self {
+        let listener = Listener {
             pool,
-            state: Mutex::default(),
-            listener_started: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             wanted: Notify::new(),
             done: watch::Sender::new(0),
-        }
+        };
+        Self { state: Mutex::default(), changes: Changes::Notified(listener) }
+    }
+
+    /// An empty cache of what is read from a database whose commits `counter` marks.
+    pub(crate) fn counted(counter: Arc<dyn CommitCounter>) -> Self {
+        Self { state: Mutex::default(), changes: Changes::Counted(counter) }
     }
 
     /// Runs one request's work marked with when it began, so that its lookups share the round
@@ -120,6 +161,14 @@ impl NotifiedCache {
     /// The key whose secret hashes to `hash`.
     pub(crate) async fn key(self: &Arc<Self>, hash: &str) -> Lookup<ApiKey> {
         self.lookup(|state| state.keys.get(hash).cloned()).await
+    }
+
+    /// Whether the key whose secret hashes to `hash` is kept and would be used now.
+    #[cfg(test)]
+    pub(crate) fn keeps_key(&self, hash: &str) -> bool {
+        let Changes::Counted(counter) = &self.changes else { unreachable!("tests ask SQLite's cache") };
+        let state = self.lock();
+        state.listening && counter.commits() == Some(state.epoch) && state.keys.contains_key(hash)
     }
 
     /// Keeps a key read since `read`.
@@ -178,11 +227,23 @@ impl NotifiedCache {
         }
     }
 
+    /// What is kept, once it is known that nothing committed before the request began changed it.
+    async fn lookup<T>(self: &Arc<Self>, find: impl Fn(&State) -> Option<T>) -> Lookup<T> {
+        match &self.changes {
+            Changes::Notified(listener) => self.lookup_notified(listener, find).await,
+            Changes::Counted(counter) => self.lookup_counted(&**counter, find),
+        }
+    }
+
     /// What is kept, once the notices of everything committed before the request began are read;
     /// starts the listener on first use.
-    async fn lookup<T>(self: &Arc<Self>, find: impl Fn(&State) -> Option<T>) -> Lookup<T> {
-        if !self.listener_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(listen(Arc::downgrade(self), self.pool.clone()));
+    async fn lookup_notified<T>(
+        self: &Arc<Self>,
+        listener: &Listener,
+        find: impl Fn(&State) -> Option<T>,
+    ) -> Lookup<T> {
+        if !listener.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(listen(Arc::downgrade(self), listener.pool.clone()));
         }
         let needed = {
             let state = self.lock();
@@ -196,9 +257,9 @@ impl NotifiedCache {
             // this lookup began).
             REQUEST_BEGAN_AFTER.try_with(|began| *began).unwrap_or(state.round_trips) + 1
         };
-        let mut done = self.done.subscribe();
+        let mut done = listener.done.subscribe();
         while *done.borrow_and_update() < needed {
-            self.wanted.notify_one();
+            listener.wanted.notify_one();
             if done.changed().await.is_err() {
                 return Lookup::Read(None);
             }
@@ -214,11 +275,37 @@ impl NotifiedCache {
         }
     }
 
-    /// Keeps what was read since `read`, unless a notice or a loss of the listener came in
-    /// between.
+    /// What is kept, if it was read from the state the database is in now; what was read from an
+    /// earlier one is forgotten first.
+    fn lookup_counted<T>(
+        &self,
+        counter: &dyn CommitCounter,
+        find: impl Fn(&State) -> Option<T>,
+    ) -> Lookup<T> {
+        let Some(now) = counter.commits() else { return Lookup::Read(None) };
+        {
+            let mut state = self.lock();
+            if !state.listening || state.epoch != now {
+                state.clear();
+                state.listening = true;
+                state.epoch = now;
+            }
+            if let Some(value) = find(&state) {
+                return Lookup::Kept(value);
+            }
+        }
+        Lookup::Read(counter.next_read_sees_from(now).map(Epoch))
+    }
+
+    /// Keeps what was read since `read`, unless a change came in between (a notice, a loss of the
+    /// listener, a commit).
     fn keep(&self, read: Epoch, insert: impl FnOnce(&mut State)) {
+        let unchanged_since_read = match &self.changes {
+            Changes::Notified(_) => true,
+            Changes::Counted(counter) => counter.commits() == Some(read.0),
+        };
         let mut state = self.lock();
-        if state.listening && state.epoch == read.0 {
+        if unchanged_since_read && state.listening && state.epoch == read.0 {
             insert(&mut state);
         }
     }
@@ -281,7 +368,7 @@ fn insert<K: Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
 
 /// Listens for changes while the cache is in use, connecting again whenever the connection is
 /// lost; ends with the cache or the pool.
-async fn listen(cache: Weak<NotifiedCache>, pool: PgPool) {
+async fn listen(cache: Weak<ReadCache>, pool: PgPool) {
     // A connection of its own, apart from the pool's and named so an operator can tell it.
     let options = (*pool.connect_options()).clone().application_name(LISTENER_NAME);
     let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
@@ -291,7 +378,9 @@ async fn listen(cache: Weak<NotifiedCache>, pool: PgPool) {
         kept.set_listening(false);
         // Whoever waits for the round trip that failed reads the database instead.
         let failed = kept.start_round_trip();
-        kept.done.send_replace(failed);
+        if let Changes::Notified(listener) = &kept.changes {
+            listener.done.send_replace(failed);
+        }
         drop(kept);
         if pool.is_closed() {
             return;
@@ -306,7 +395,7 @@ async fn listen(cache: Weak<NotifiedCache>, pool: PgPool) {
 /// One connection's life: listens, then makes a round trip whenever a request waits for one (or
 /// the connection has been idle a while) and forgets what the notices read on the way name, until
 /// the connection fails.
-async fn listen_once(cache: &Weak<NotifiedCache>, pool: &PgPool) -> sqlx::Result<()> {
+async fn listen_once(cache: &Weak<ReadCache>, pool: &PgPool) -> sqlx::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     // Notices are only read on the round trips below, never by waiting for one on its own: a lost
     // connection fails the round trip, and nothing else reads from it.
@@ -318,12 +407,13 @@ async fn listen_once(cache: &Weak<NotifiedCache>, pool: &PgPool) -> sqlx::Result
     }
     loop {
         let Some(kept) = cache.upgrade() else { return Ok(()) };
-        let _ = tokio::time::timeout(IDLE_ROUND_TRIP, kept.wanted.notified()).await;
+        let Changes::Notified(listening) = &kept.changes else { return Ok(()) };
+        let _ = tokio::time::timeout(IDLE_ROUND_TRIP, listening.wanted.notified()).await;
         let round_trip = kept.start_round_trip();
         sqlx::query("SELECT 1").execute(&mut listener).await?;
         while let Some(notice) = listener.next_buffered() {
             kept.forget(notice.payload());
         }
-        kept.done.send_replace(round_trip);
+        listening.done.send_replace(round_trip);
     }
 }
