@@ -183,14 +183,16 @@ fn query_rows<T>(
     rows.collect()
 }
 
-/// A lookup's rows; `None` (the pool is to answer) when the database is busy.
+/// A lookup's rows; `None` (the pool is to answer, waiting) when the database cannot be locked now.
 fn answer<T>(found: rusqlite::Result<Vec<T>>) -> Option<Result<Vec<T>>> {
     match found {
         Ok(rows) => Some(Ok(rows)),
         Err(rusqlite::Error::SqliteFailure(failure, _))
             if matches!(
                 failure.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::FileLockingProtocolFailed
             ) =>
         {
             None
