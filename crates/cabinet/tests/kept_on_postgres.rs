@@ -206,21 +206,13 @@ async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_re
         async move { sqlx::query(sql).bind(id).execute(&pool).await.unwrap() }
     };
 
-    // The file's own row.
-    statement("UPDATE files SET name = 'renamed.txt' WHERE id = $1").await;
-    let (_, file) = setup.details(&id).await;
-    assert_eq!(file["name"], "renamed.txt", "{file}");
-    // Its references, added and removed.
-    statement(
-        "INSERT INTO file_references (workspace_id, file_id, kind, ref_id, created_at) \
-         SELECT workspace_id, id, 'post', 'p1', 0 FROM files WHERE id = $1",
+    process::changes_to_a_file_are_seen_at_once(
+        async |sql| {
+            statement(sql).await;
+        },
+        async || setup.details(&id).await.1,
     )
     .await;
-    let (_, file) = setup.details(&id).await;
-    assert_eq!(file["references"][0]["id"], "p1", "{file}");
-    statement("DELETE FROM file_references WHERE file_id = $1").await;
-    let (_, file) = setup.details(&id).await;
-    assert_eq!(file["references"], serde_json::json!([]), "{file}");
 
     // One statement over more files than are each named in a notice: the workspace's are forgotten.
     for n in 0..70 {

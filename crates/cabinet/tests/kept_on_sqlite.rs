@@ -111,27 +111,15 @@ async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_re
         assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("first.txt")), "{file}");
     }
     let mut sql = setup.sql().await;
-    let mut statement = async |text: &'static str| {
-        sqlx::query(text).bind(&id).execute(&mut sql).await.unwrap();
-    };
-
-    // The file's own row.
-    statement("UPDATE files SET name = 'renamed.txt' WHERE id = $1").await;
-    let (_, file) = setup.details(&id).await;
-    assert_eq!(file["name"], "renamed.txt", "{file}");
-    // Its references, added and removed.
-    statement(
-        "INSERT INTO file_references (workspace_id, file_id, kind, ref_id, created_at) \
-         SELECT workspace_id, id, 'post', 'p1', 0 FROM files WHERE id = $1",
+    process::changes_to_a_file_are_seen_at_once(
+        async |text| {
+            sqlx::query(text).bind(&id).execute(&mut sql).await.unwrap();
+        },
+        async || setup.details(&id).await.1,
     )
     .await;
-    let (_, file) = setup.details(&id).await;
-    assert_eq!(file["references"][0]["id"], "p1", "{file}");
-    statement("DELETE FROM file_references WHERE file_id = $1").await;
-    let (_, file) = setup.details(&id).await;
-    assert_eq!(file["references"], serde_json::json!([]), "{file}");
     // Gone.
-    statement("DELETE FROM files WHERE id = $1").await;
+    sqlx::query("DELETE FROM files WHERE id = $1").bind(&id).execute(&mut sql).await.unwrap();
     let (status, file) = setup.details(&id).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{file}");
 }

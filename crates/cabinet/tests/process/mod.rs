@@ -324,6 +324,30 @@ impl Tenant {
     }
 }
 
+/// Renames file `id`, then adds and removes a reference to it, each by `statement` (SQL with `$1`
+/// the file's id, run on a connection of the test's own as another process would), and checks that
+/// `details` (the body of `GET /v1/files/{id}`) shows each change on the very next request.
+pub async fn changes_to_a_file_are_seen_at_once(
+    mut statement: impl AsyncFnMut(&'static str),
+    details: impl AsyncFn() -> Value,
+) {
+    // The file's own row.
+    statement("UPDATE files SET name = 'renamed.txt' WHERE id = $1").await;
+    let file = details().await;
+    assert_eq!(file["name"], "renamed.txt", "{file}");
+    // Its references, added and removed.
+    statement(
+        "INSERT INTO file_references (workspace_id, file_id, kind, ref_id, created_at) \
+         SELECT workspace_id, id, 'post', 'p1', 0 FROM files WHERE id = $1",
+    )
+    .await;
+    let file = details().await;
+    assert_eq!(file["references"][0]["id"], "p1", "{file}");
+    statement("DELETE FROM file_references WHERE file_id = $1").await;
+    let file = details().await;
+    assert_eq!(file["references"], serde_json::json!([]), "{file}");
+}
+
 /// The regular files under a folder, recursively (an absent folder has none).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
