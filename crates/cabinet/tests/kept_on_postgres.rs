@@ -95,33 +95,6 @@ impl Setup {
         admin_json(self.dir.path(), &create)["key"].as_str().unwrap().to_owned()
     }
 
-    /// Uploads a small file named `name`; its id.
-    async fn upload(&self, writer: &str, name: &str) -> String {
-        let part = reqwest::multipart::Part::bytes(b"kept".to_vec()).file_name(name.to_owned());
-        let response = http_client()
-            .post(self.server.at("/v1/files"))
-            .bearer_auth(writer)
-            .multipart(reqwest::multipart::Form::new().part("file", part))
-            .send()
-            .await
-            .expect("POST /v1/files");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let file: serde_json::Value = response.json().await.unwrap();
-        file["id"].as_str().unwrap().to_owned()
-    }
-
-    /// `GET /v1/files/{id}`: its status and body.
-    async fn details(&self, id: &str) -> (StatusCode, serde_json::Value) {
-        let response = http_client()
-            .get(self.server.at(&format!("/v1/files/{id}")))
-            .bearer_auth(&self.key)
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .expect("GET /v1/files/{id}");
-        (response.status(), response.json().await.unwrap_or_default())
-    }
-
     async fn quota_status(&self) -> StatusCode {
         let response = http_client().get(self.server.at("/v1/quota")).bearer_auth(&self.key).send().await;
         response.expect("GET /v1/quota").status()
@@ -196,9 +169,9 @@ async fn a_kept_key_is_not_read_from_postgresql_again() {
 async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_request() {
     let Some(setup) = Setup::start().await else { return };
     let writer = setup.writer();
-    let id = setup.upload(&writer, "first.txt").await;
+    let id = setup.server.upload_small_file(&writer, "first.txt").await;
     for _ in 0..2 {
-        let (status, file) = setup.details(&id).await;
+        let (status, file) = setup.server.file_details(&setup.key, &id).await;
         assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("first.txt")), "{file}");
     }
     let statement = |sql: &'static str| {
@@ -210,15 +183,15 @@ async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_re
         async |sql| {
             statement(sql).await;
         },
-        async || setup.details(&id).await.1,
+        async || setup.server.file_details(&setup.key, &id).await.1,
     )
     .await;
 
     // One statement over more files than are each named in a notice: the workspace's are forgotten.
     for n in 0..70 {
-        setup.upload(&writer, &format!("more {n}.txt")).await;
+        setup.server.upload_small_file(&writer, &format!("more {n}.txt")).await;
     }
-    let (_, file) = setup.details(&id).await;
+    let (_, file) = setup.server.file_details(&setup.key, &id).await;
     assert_eq!(file["caption"], serde_json::Value::Null);
     let changed = sqlx::query("UPDATE files SET caption = 'all of them' WHERE workspace_id = $1")
         .bind(&setup.workspace_id)
@@ -226,25 +199,25 @@ async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_re
         .await
         .unwrap();
     assert_eq!(changed.rows_affected(), 71);
-    let (_, file) = setup.details(&id).await;
+    let (_, file) = setup.server.file_details(&setup.key, &id).await;
     assert_eq!(file["caption"], "all of them", "{file}");
 
     // Gone.
     statement("DELETE FROM files WHERE id = $1").await;
-    let (status, file) = setup.details(&id).await;
+    let (status, file) = setup.server.file_details(&setup.key, &id).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{file}");
 }
 
 #[tokio::test]
 async fn a_kept_file_is_not_read_from_postgresql_again() {
     let Some(setup) = Setup::start().await else { return };
-    let id = setup.upload(&setup.writer(), "kept.txt").await;
-    assert_eq!(setup.details(&id).await.0, StatusCode::OK);
+    let id = setup.server.upload_small_file(&setup.writer(), "kept.txt").await;
+    assert_eq!(setup.server.file_details(&setup.key, &id).await.0, StatusCode::OK);
     // Anything reading the files now waits for this transaction to end.
     let mut lock = setup.sql.begin().await.unwrap();
     sqlx::query("LOCK TABLE files IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
     for _ in 0..10 {
-        let (status, file) = setup.details(&id).await;
+        let (status, file) = setup.server.file_details(&setup.key, &id).await;
         assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("kept.txt")), "{file}");
     }
     lock.rollback().await.unwrap();

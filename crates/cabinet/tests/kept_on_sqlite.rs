@@ -8,7 +8,6 @@ mod process;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use process::{admin_json, http_client, ServerProcess, Tenant};
 use reqwest::StatusCode;
@@ -47,33 +46,6 @@ impl Setup {
         SqliteConnection::connect(&url).await.expect("the server's database")
     }
 
-    /// Uploads a small file named `name`; its id.
-    async fn upload(&self, name: &str) -> String {
-        let part = reqwest::multipart::Part::bytes(b"kept".to_vec()).file_name(name.to_owned());
-        let response = http_client()
-            .post(self.server.at("/v1/files"))
-            .bearer_auth(&self.writer)
-            .multipart(reqwest::multipart::Form::new().part("file", part))
-            .send()
-            .await
-            .expect("POST /v1/files");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let file: serde_json::Value = response.json().await.unwrap();
-        file["id"].as_str().unwrap().to_owned()
-    }
-
-    /// `GET /v1/files/{id}` with the reading key: its status and body.
-    async fn details(&self, id: &str) -> (StatusCode, serde_json::Value) {
-        let response = http_client()
-            .get(self.server.at(&format!("/v1/files/{id}")))
-            .bearer_auth(&self.reader.key)
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await
-            .expect("GET /v1/files/{id}");
-        (response.status(), response.json().await.unwrap_or_default())
-    }
-
     async fn quota_status(&self) -> StatusCode {
         let response =
             http_client().get(self.server.at("/v1/quota")).bearer_auth(&self.reader.key).send().await;
@@ -105,9 +77,9 @@ async fn a_key_revoked_by_a_statement_of_another_process_is_refused_on_the_next_
 #[tokio::test]
 async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_request() {
     let setup = Setup::start().await;
-    let id = setup.upload("first.txt").await;
+    let id = setup.server.upload_small_file(&setup.writer, "first.txt").await;
     for _ in 0..2 {
-        let (status, file) = setup.details(&id).await;
+        let (status, file) = setup.server.file_details(&setup.reader.key, &id).await;
         assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("first.txt")), "{file}");
     }
     let mut sql = setup.sql().await;
@@ -115,12 +87,12 @@ async fn a_file_changed_by_a_statement_of_another_process_is_seen_on_the_next_re
         async |text| {
             sqlx::query(text).bind(&id).execute(&mut sql).await.unwrap();
         },
-        async || setup.details(&id).await.1,
+        async || setup.server.file_details(&setup.reader.key, &id).await.1,
     )
     .await;
     // Gone.
     sqlx::query("DELETE FROM files WHERE id = $1").bind(&id).execute(&mut sql).await.unwrap();
-    let (status, file) = setup.details(&id).await;
+    let (status, file) = setup.server.file_details(&setup.reader.key, &id).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{file}");
 }
 
@@ -175,11 +147,11 @@ impl Drop for ReadersLockedOut {
 #[tokio::test]
 async fn a_kept_key_and_file_are_answered_without_reading_the_database() {
     let setup = Setup::start().await;
-    let id = setup.upload("kept.txt").await;
-    assert_eq!(setup.details(&id).await.0, StatusCode::OK);
+    let id = setup.server.upload_small_file(&setup.writer, "kept.txt").await;
+    assert_eq!(setup.server.file_details(&setup.reader.key, &id).await.0, StatusCode::OK);
     let locked = ReadersLockedOut::of(&setup.dir.path().join("cabinet.db"));
     for _ in 0..10 {
-        let (status, file) = setup.details(&id).await;
+        let (status, file) = setup.server.file_details(&setup.reader.key, &id).await;
         assert_eq!((status, file["name"].as_str()), (StatusCode::OK, Some("kept.txt")), "{file}");
     }
     drop(locked);

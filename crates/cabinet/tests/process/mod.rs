@@ -144,6 +144,33 @@ impl ServerProcess {
         format!("{}{path}", self.url)
     }
 
+    /// Uploads a small file named `name` with `key` (`POST /v1/files`); its id.
+    pub async fn upload_small_file(&self, key: &str, name: &str) -> String {
+        let part = reqwest::multipart::Part::bytes(b"small".to_vec()).file_name(name.to_owned());
+        let response = http_client()
+            .post(self.at("/v1/files"))
+            .bearer_auth(key)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .expect("POST /v1/files");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let file: Value = response.json().await.expect("a file's JSON");
+        file["id"].as_str().expect("a file id").to_owned()
+    }
+
+    /// `GET /v1/files/{id}` with `key`: its status and body (null when the body is not JSON).
+    pub async fn file_details(&self, key: &str, id: &str) -> (reqwest::StatusCode, Value) {
+        let response = http_client()
+            .get(self.at(&format!("/v1/files/{id}")))
+            .bearer_auth(key)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("GET /v1/files/{id}");
+        (response.status(), response.json().await.unwrap_or_default())
+    }
+
     /// Every line the server printed to stdout so far, at least up to its "listening on" line
     /// (printed before the ready file is written, but read on another thread).
     pub fn stdout_lines(&self) -> Vec<String> {
