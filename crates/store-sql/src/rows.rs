@@ -33,7 +33,7 @@ pub trait InlineRow: Sized {
     fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct WorkspaceRow {
     id: String,
     name: String,
@@ -75,7 +75,7 @@ impl TryFrom<WorkspaceRow> for Workspace {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct ApiKeyRow {
     pub id: String,
     name: Option<String>,
@@ -101,7 +101,7 @@ impl ApiKeyRow {
 
 /// A key joined with one of its workspaces (none when it has none), so a key is found with one
 /// query: the lookup behind every authenticated request.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct ApiKeyWorkspaceRow {
     #[sqlx(flatten)]
     pub key: ApiKeyRow,
@@ -126,7 +126,7 @@ impl InlineRow for ApiKeyWorkspaceRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct UploadRow {
     workspace_id: String,
     id: String,
@@ -180,7 +180,7 @@ impl TryFrom<UploadRow> for Upload {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct FileRow {
     workspace_id: String,
     id: String,
@@ -260,7 +260,7 @@ impl TryFrom<FileRow> for FileRecord {
 
 /// A file row with one of its references (none when it has none), so a file's details are read
 /// with one query.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct FileReferenceRow {
     #[sqlx(flatten)]
     pub file: FileRow,
@@ -292,14 +292,14 @@ impl FileReferenceRow {
 }
 
 /// A file row with the number of rows its query matched in all.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct CountedFileRow {
     #[sqlx(flatten)]
     pub file: FileRow,
     pub total_matches: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct FolderRow {
     workspace_id: String,
     id: String,
@@ -331,14 +331,14 @@ impl TryFrom<FolderRow> for Folder {
 }
 
 /// A reference and the file it is to.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct FileIdReferenceRow {
     pub file_id: String,
     #[sqlx(flatten)]
     pub reference: ReferenceRow,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 pub(crate) struct ReferenceRow {
     kind: String,
     ref_id: String,

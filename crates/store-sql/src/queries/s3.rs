@@ -16,7 +16,7 @@ use crate::rows::{from_millis, millis};
 const S3_KEY_COLUMNS: &str =
     "access_key_id, id, workspace_id, role, name, created_at, revoked_at, sealed_secret";
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 struct S3ObjectRow {
     etag: String,
     cache_control: Option<String>,
@@ -31,7 +31,7 @@ struct S3ObjectRow {
     part_checksums: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 struct S3KeyRow {
     access_key_id: String,
     id: String,

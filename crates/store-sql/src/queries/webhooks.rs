@@ -15,7 +15,7 @@ use crate::rows::{from_millis, millis};
 const COLUMNS: &str = "id, workspace_id, url, event_types, enabled, disabled_reason, secret, previous_secret, \
      previous_secret_until, delivered_seq, failed_attempts, failing_since, next_attempt_at, created_at, updated_at";
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 struct WebhookRow {
     id: String,
     workspace_id: String,
@@ -58,7 +58,7 @@ impl TryFrom<WebhookRow> for Webhook {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx_macros::FromRow)]
 struct DeliveryRow {
     id: String,
     webhook_id: String,
