@@ -155,7 +155,8 @@ mod tests {
             if comm.trim_end() != name {
                 continue;
             }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            // A thread that ended since the folder was listed has no `stat` left: it is not counted.
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
             // The name, in parentheses, may hold spaces: the fields are counted after it.
             let (_, after_name) = stat.rsplit_once(") ").unwrap();
             nice.push(after_name.split(' ').nth(16).unwrap().parse().unwrap());
