@@ -1,7 +1,7 @@
 //! Access rules and end-user tokens: the whole matrix of 4 audiences × 3 operations × {key, the
 //! end user who created the file, another end user, nobody}, with rules inherited from a folder.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The admin CLI, through the real binary: what it prints, what it refuses, and that what it does
 //! to the data folder takes effect on a server running on that folder at the same time.
 
-mod process;
+use crate::process;
 
 use process::{admin, admin_json, api_key_in, http_client, ServerProcess, Tenant};
 use reqwest::StatusCode;

@@ -5,7 +5,7 @@
 //! records are invisible; the filters and the cursor page; the store refuses to change a record
 //! or delete one the retention has not reached; the prune removes only what it has.
 
-mod support;
+use crate::support;
 
 use cabinet_core::audit::{AuditActor, AuditQuery, NewAuditRecord};
 use cabinet_core::Role;

@@ -3,7 +3,7 @@
 //! and signed URLs work, `cabinet admin check` is clean, and a second backup copies only what is
 //! new.
 
-mod process;
+use crate::process;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

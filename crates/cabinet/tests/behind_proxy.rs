@@ -3,7 +3,7 @@
 //! the proxy, and the rate limit counting each real client (from `X-Forwarded-For`, trusted
 //! because it comes from the proxy's address) rather than the proxy.
 
-mod process;
+use crate::process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

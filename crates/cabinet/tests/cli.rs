@@ -2,8 +2,8 @@
 //! the real binary against a real server on loopback: what they print as JSON and for people,
 //! what they change on the server, and the exit codes scripts rely on.
 
-mod cli_user;
-mod process;
+use crate::cli_user;
+use crate::process;
 
 use std::process::Stdio;
 

@@ -2,8 +2,7 @@
 //! a file it did not write is never removed or overwritten without `--force`, and the whole
 //! file's SHA-256 is checked before it takes its name. The real binary against a real server.
 
-mod cli_user;
-mod process;
+use crate::cli_user;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

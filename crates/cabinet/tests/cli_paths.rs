@@ -2,8 +2,7 @@
 //! `fav`, `restore`, `ls`), ids still accepted; `mkdir [-p]`; `trash ls|restore|empty`; `find`
 //! saying where each hit lives. The real binary against a real server on loopback.
 
-mod cli_user;
-mod process;
+use crate::cli_user;
 
 use cli_user::{names, path_str, server_and_user, sha256_hex};
 use serde_json::Value;

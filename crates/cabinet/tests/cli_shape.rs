@@ -3,8 +3,8 @@
 //! page; errors a person can act on (one line for a server that is not there). The server's flags
 //! and settings file take sizes and durations as people write them.
 
-mod cli_user;
-mod process;
+use crate::cli_user;
+use crate::process;
 
 use std::process::Command;
 

@@ -1,8 +1,7 @@
 //! `cabinet sync LOCAL REMOTE` and `cabinet sync REMOTE LOCAL`: a one-way mirror by SHA-256 with
 //! `--dry-run` and `--delete`, and a summary. The real binary against a real server on loopback.
 
-mod cli_user;
-mod process;
+use crate::cli_user;
 
 use cli_user::{names, path_str, server_and_user, sha256_hex};
 use serde_json::{json, Value};

@@ -2,8 +2,8 @@
 //! folder is skipped and the summary says so; `--on-conflict skip|rename|replace|fail` decides
 //! about a different file of the same name. The real binary against a real server on loopback.
 
-mod cli_user;
-mod process;
+use crate::cli_user;
+use crate::process;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //! native API underneath. `docs/compat/serenities.md` maps each thing the seed document names to
 //! the test here that proves it.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use cabinet_core::{Clock, Role};

@@ -2,8 +2,8 @@
 //! is cut off after the header-read timeout, and one client address cannot hold more than its
 //! share of connections while another address is still served.
 
-mod process;
-mod support;
+use crate::process;
+use crate::support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `cabinet admin check` finds what does not add up between the stores — orphan objects, files
 //! whose object is gone, a drifted quota ledger — and `--repair` fixes what can be fixed safely.
 
-mod process;
+use crate::process;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! public URLs only; `*` (the default) as it always was; `none`. Preflights and actual requests,
 //! from an allowed and a refused origin.
 
-mod support;
+use crate::support;
 
 use cabinet_api::{CorsOrigins, HttpLimits};
 use cabinet_core::WorkspaceId;

@@ -3,7 +3,7 @@
 //! the same events as the native API's; another workspace sees none of them; a long poll returns
 //! when the first event arrives; the stream delivers them as server-sent events.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Files over HTTP: direct uploads, listing, details, deletion, and every way of reading bytes.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use chrono::Duration;

@@ -1,7 +1,7 @@
 //! Regressions for what `dev/fuzz` (schemathesis over `/openapi.json`) found: each input here once
 //! got a 5xx or an answer the document did not describe.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::json;

@@ -5,7 +5,7 @@
 //! id are kept the same way: any change to a file or its references, by any writer, is seen by
 //! the next request.
 
-mod process;
+use crate::process;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! on the very next request, whoever commits it: the admin CLI in another process, or a statement
 //! of a connection of its own.
 
-mod process;
+use crate::process;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

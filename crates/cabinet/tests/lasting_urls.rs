@@ -3,7 +3,7 @@
 //! cacheable by anyone and end when the rule closes; expiring URLs are the same within a window and
 //! say how long a cache may keep their response.
 
-mod support;
+use crate::support;
 
 use chrono::Duration;
 use reqwest::header::{CACHE_CONTROL, ETAG};

@@ -1,7 +1,7 @@
 //! Limits and abuse: over-long URLs and headers, over-large JSON bodies, stalled bodies, request
 //! floods — each refused with the shared error shape — and the security headers on every response.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

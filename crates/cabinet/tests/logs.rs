@@ -2,7 +2,7 @@
 //! real binary's log output (stderr, at debug level) holds no API key secret, no signature and no
 //! signing secret.
 
-mod process;
+use crate::process;
 
 use std::time::Duration;
 

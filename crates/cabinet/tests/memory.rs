@@ -7,8 +7,8 @@
 //! `--ignored`. `CABINET_MEMORY_TEST_BYTES` changes the size. The unauthenticated budget runs
 //! with every test (a few seconds).
 
-mod process;
-mod support;
+use crate::process;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! The recorder is the process's, shared by every server a test binary starts, so each test
 //! judges what its own requests added, never absolute counts.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

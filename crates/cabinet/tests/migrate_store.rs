@@ -6,7 +6,7 @@
 //! handed out still works, `cabinet admin check` is clean there, a third run changes nothing, and
 //! a database that is another deployment is refused.
 
-mod process;
+use crate::process;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

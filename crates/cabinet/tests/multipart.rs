@@ -4,8 +4,8 @@
 //! upload stays open otherwise), verified like any upload, cancelled and expired without leftovers,
 //! and resumed after a restart of the real binary.
 
-mod process;
-mod support;
+use crate::process;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Hostile and unusual names: stored exactly when they are names a person would use, refused with
 //! a clear error when they could be read as paths or hide characters, and never used as paths.
 
-mod support;
+use crate::support;
 
 use reqwest::header::CONTENT_DISPOSITION;
 use reqwest::StatusCode;

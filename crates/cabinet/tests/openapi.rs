@@ -1,6 +1,6 @@
 //! The OpenAPI document is complete and honest, and the docs page works offline.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use support::TestServer;

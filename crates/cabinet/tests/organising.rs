@@ -1,7 +1,7 @@
 //! Organising files over HTTP: the folder tree, favorites, tags and metadata, references, trash
 //! and search — each test named for the rule it holds.
 
-mod support;
+use crate::support;
 
 use chrono::Duration;
 use reqwest::{Method, StatusCode};

@@ -2,7 +2,7 @@
 //! `Upload-Complete` (whole, partial, of unknown length), offset retrieval, append with
 //! `application/partial-upload`, cancellation, and its refusals; over the same uploads as tus.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use reqwest::header::HeaderMap;

@@ -4,7 +4,7 @@
 //! into files. Skipped (with a notice) when no S3 server is configured, unless
 //! `CABINET_REQUIRE_S3=1`.
 
-mod support;
+use crate::support;
 
 use cabinet_blob::S3BlobStore;
 use cabinet_core::ports::ByteStream;

@@ -2,7 +2,7 @@
 //! in-flight upload finish and exits 0; an upload still running when the grace period ends
 //! leaves nothing half-committed — after a restart it is FAILED or SUCCESS and the ledger adds up.
 
-mod process;
+use crate::process;
 
 use std::time::{Duration, Instant};
 

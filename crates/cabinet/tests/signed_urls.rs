@@ -8,7 +8,7 @@
 //! signature, and `a_signature_of_the_right_length_but_wrong_bytes_is_refused` below, hold that no
 //! shortcut comparison on signature bytes creeps in.
 
-mod support;
+use crate::support;
 
 use chrono::Duration;
 use reqwest::{Method, StatusCode};

@@ -1,7 +1,7 @@
 //! Tenant isolation and credentials: a key of workspace A can neither see nor change anything of
 //! workspace B, and every id of another tenant answers exactly like an unknown one.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;

@@ -9,8 +9,8 @@
 //! Ignored by default (each case decodes up to 150 MB); `dev/test` runs it with `--ignored`
 //! beside the memory test.
 
-mod images;
-mod process;
+use crate::images;
+use crate::process;
 
 use cabinet_images::{MAX_DECODE_BYTES, MAX_PIXELS, MAX_THUMBNAIL_WORK_BYTES};
 use images::PngSpec;

@@ -4,8 +4,8 @@
 //! here; the memory their handling takes is measured by `thumbnail_memory.rs`), and gone with
 //! their file. The main scenario runs on the local folder and again on S3 (s3s-fs) when one is set up.
 
-mod images;
-mod support;
+use crate::images;
+use crate::support;
 
 use std::io::Cursor;
 use std::sync::Arc;

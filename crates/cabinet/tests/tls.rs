@@ -2,7 +2,7 @@
 //! signed URLs on https, a renewed certificate served after SIGHUP without a restart, a broken
 //! one refused while the one in use stays, and the flags checked at start.
 
-mod process;
+use crate::process;
 
 use std::path::Path;
 use std::process::Command;

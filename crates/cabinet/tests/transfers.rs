@@ -2,7 +2,7 @@
 //! workspace's (and key's) slots, a body below the minimum rate is cut, and uploads of unknown
 //! size never hold more than the quota while they stream.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

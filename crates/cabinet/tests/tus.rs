@@ -5,7 +5,7 @@
 //! (s3s-fs, started by `dev/test`; skipped with a notice without one unless `CABINET_REQUIRE_S3=1`).
 //! The real clients (tuspy, tus-js-client, Uppy) are driven by `dev/test-tus`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -7,8 +7,7 @@
 //! the local folder (bytes kept as segments); `CABINET_TUS_CRASH_ROUNDS_S3` (default half as many)
 //! on S3, where they are the parts of a multipart upload.
 
-#[path = "process/mod.rs"]
-mod process;
+use crate::process;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! service: an upload started on A completes through B and is listed by both; the sweepers and
 //! reconcilers of both nodes run at once and each upload still ends exactly once.
 
-mod process;
+use crate::process;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! surface and in each surface's own error shape; and a form's fields are bounded for everyone.
 //! (That unauthenticated bodies cost the server no memory is measured in `memory.rs`.)
 
-mod support;
+use crate::support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The upload state machine over HTTP: reserve, send bytes to the signed URL, verify, finish or
 //! fail — and every way a client can get it wrong.
 
-mod support;
+use crate::support;
 
 use chrono::Duration;
 use reqwest::{Method, StatusCode};

@@ -6,7 +6,7 @@
 //! operator allows them, when saved and again when connecting; the delivery log says what
 //! happened.
 
-mod support;
+use crate::support;
 
 use cabinet::webhook_sender::HttpWebhookSender;
 use cabinet_core::webhooks::{SendOutcome, WebhookRequest, WebhookSender};

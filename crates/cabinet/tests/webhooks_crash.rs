@@ -8,11 +8,9 @@
 //! `CABINET_WEBHOOK_CRASH_ROUNDS` (default 3; `CABINET_LONG=1`: 20) sets how many kills; SQLite
 //! and the local folder.
 
-#[path = "process/mod.rs"]
-mod process;
+use crate::process;
 #[allow(dead_code)]
-#[path = "support/receiver.rs"]
-mod receiver;
+use crate::support::receiver;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,10 +2,9 @@
 //! while changes are made through both: each endpoint is leased by one node at a time (a
 //! conditional UPDATE), so when nothing fails every event reaches its receiver exactly once.
 
-mod process;
+use crate::process;
 #[allow(dead_code)]
-#[path = "support/receiver.rs"]
-mod receiver;
+use crate::support::receiver;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::{assert_detail, assert_field_error, b64, cms, FILES};
 use crate::support::{Tenant, TestServer};
-use crate::{assert_detail, assert_field_error, b64, cms, FILES};
 
 /// A JSON upload naming its `api_id`.
 fn with_api_id(tenant: &Tenant, api_id: &str, name: &str, bytes: &[u8]) -> Value {
@@ -54,7 +54,7 @@ async fn a_client_chosen_api_id_is_kept_and_names_the_file_in_every_route() {
         .part("file", reqwest::multipart::Part::bytes(b"poster".to_vec()).file_name("poster.png"));
     let (status, poster) = server.send(cms(&server, Method::POST, FILES, t).multipart(form)).await;
     assert_eq!((status, poster["api_id"].as_str()), (StatusCode::CREATED, Some("poster")), "{poster}");
-    let plain = crate::upload(&server, t, "plain.txt", b"plain", json!([])).await;
+    let plain = super::upload(&server, t, "plain.txt", b"plain", json!([])).await;
     assert!(plain["api_id"].as_str().unwrap().starts_with("file_"), "{plain}");
 
     let (status, _) = server.send(cms(&server, Method::DELETE, &format!("{FILES}hero-2025/"), t)).await;

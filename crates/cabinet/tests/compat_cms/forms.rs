@@ -4,8 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::{assert_detail, assert_field_error, cms, upload, FILES};
 use crate::support::TestServer;
-use crate::{assert_detail, assert_field_error, cms, upload, FILES};
 
 #[tokio::test]
 async fn patch_takes_urlencoded_and_multipart_forms_like_drf() {

@@ -6,8 +6,8 @@ use chrono::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::{assert_field_error, cms, upload, FILES};
 use crate::support::TestServer;
-use crate::{assert_field_error, cms, upload, FILES};
 
 fn names(page: &Value) -> Vec<String> {
     page["results"].as_array().unwrap().iter().map(|f| f["file_name"].as_str().unwrap().to_owned()).collect()

@@ -2,8 +2,7 @@
 //! shapes, and that it is the same core as the native API underneath. `docs/compat/cms.md` maps
 //! each thing the seed document names to the test here that proves it.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 mod api_ids;
 mod forms;

@@ -4,8 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use super::{b64, cms, FILES};
 use crate::support::TestServer;
-use crate::{b64, cms, FILES};
 
 #[tokio::test]
 async fn uploads_work_the_same_with_blobs_on_s3() {

@@ -1,8 +1,7 @@
 //! The Mavera dialect over HTTP: every endpoint of reference.md §1, its error envelope, and that
 //! what it does is what the native API sees.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use cabinet_core::Role;
 use reqwest::{Method, StatusCode};

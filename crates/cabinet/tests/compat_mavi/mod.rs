@@ -1,8 +1,7 @@
 //! The MAVI dialect over HTTP: signed URLs of unknown size that complete by themselves, direct
 //! upload with its limit, metadata, download, delete, the envelope and its errors.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use cabinet_api::HttpLimits;
 use cabinet_core::Role;

@@ -13,8 +13,7 @@
 //! many crashes; `CABINET_CRASH_SEED` replays the sizes, contents, kinds, start times and kill
 //! moments of an earlier run (thread timing still varies).
 
-#[path = "../process/mod.rs"]
-mod process;
+use crate::process;
 
 mod rounds;
 

@@ -13,8 +13,7 @@
 //! s3s-fs binary `dev/s3-server` installs. Where one cannot run it fails the test when
 //! `CABINET_REQUIRE_FAULTS=1` or `CI` is set (as `dev/test` does), and is reported skipped otherwise.
 
-#[path = "../process/mod.rs"]
-mod process;
+use crate::process;
 
 mod disk;
 mod postgres;

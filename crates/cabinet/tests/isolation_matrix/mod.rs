@@ -14,8 +14,7 @@
 //! It runs on SQLite and the local folder, on PostgreSQL (`CABINET_TEST_METADATA=postgres`), and
 //! with blobs on S3.
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 mod run;
 
