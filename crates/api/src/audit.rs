@@ -93,7 +93,8 @@ where
         status: status.as_u16(),
         error_code: note.error_code.map(|code| code.as_str().to_owned()),
     };
-    if let Err(err) = capture.cabinet.append_audit(std::slice::from_ref(&record)).await {
+    // Boxed: few requests append, and inline its future would make every request's larger.
+    if let Err(err) = Box::pin(capture.cabinet.append_audit(std::slice::from_ref(&record))).await {
         // The change stands (it committed); the operator hears that its record did not.
         metrics::counter!("cabinet_audit_append_failures_total").increment(1);
         tracing::error!(error = %err, action = %record.action, workspace = %record.workspace_id, "appending an audit record failed");

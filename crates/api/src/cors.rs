@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use cabinet_core::cors::CorsOrigins;
 use cabinet_core::{Cabinet, WorkspaceId};
 
@@ -45,12 +43,25 @@ pub fn workspace_of(path: &str) -> Option<WorkspaceId> {
     WorkspaceId::parse(ws).ok()
 }
 
-/// Applies the list that governs the request.
-pub async fn cors(State(policy): State<CorsPolicy>, request: Request<Body>, next: Next) -> Response<Body> {
-    let origin = request.headers().get(header::ORIGIN).cloned();
+/// What CORS makes of a request before it goes on: a preflight answered here, or the headers to
+/// add to the route's answer ([`add`]).
+pub enum Decision {
+    Answered(Response<Body>),
+    Add(HeaderMap),
+}
+
+/// Applies the list that governs the request. It takes the request's parts, not the request: a
+/// body is not `Sync`, and a borrowed request would be held across the workspace's lookup.
+pub async fn decide(
+    policy: &CorsPolicy,
+    method: &Method,
+    uri: &Uri,
+    request_headers: &HeaderMap,
+) -> Decision {
+    let origin = request_headers.get(header::ORIGIN);
     let mut origins = policy.global.clone();
     if origin.is_some() {
-        if let Some(ws) = workspace_of(request.uri().path()) {
+        if let Some(ws) = workspace_of(uri.path()) {
             // An unknown workspace, or a store that does not answer, goes by the server's list;
             // the route itself answers 404 or 503.
             if let Ok(Some(own)) = policy.cabinet.workspace_cors_origins(&ws).await {
@@ -58,7 +69,7 @@ pub async fn cors(State(policy): State<CorsPolicy>, request: Request<Body>, next
             }
         }
     }
-    let allow_origin = match (&*origins, &origin) {
+    let allow_origin = match (&*origins, origin) {
         (CorsOrigins::Any, _) => Some(HeaderValue::from_static("*")),
         (CorsOrigins::List(_), Some(origin)) if origin.to_str().is_ok_and(|o| origins.allows(o)) => {
             Some(origin.clone())
@@ -71,16 +82,16 @@ pub async fn cors(State(policy): State<CorsPolicy>, request: Request<Body>, next
     }
     // The resumable upload protocols (tus, the IETF draft) answer their own `OPTIONS`
     // (discovery); only a browser's preflight is answered here.
-    let path = request.uri().path();
+    let path = uri.path();
     let tus = path.starts_with(crate::tus::MOUNT) || path.starts_with(crate::resumable::MOUNT);
-    let preflight = request.method() == Method::OPTIONS
-        && (!tus || request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
+    let preflight = method == Method::OPTIONS
+        && (!tus || request_headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
     if preflight && *origins != CorsOrigins::None {
         if allow_origin.is_some() {
-            preflight_allowance(&origins, request.headers(), &mut headers);
+            preflight_allowance(&origins, request_headers, &mut headers);
             if tus {
                 // Their clients send `Authorization`, which the `*` wildcard does not cover.
-                if let Some(asked) = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                if let Some(asked) = request_headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
                     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
                 }
             }
@@ -88,16 +99,14 @@ pub async fn cors(State(policy): State<CorsPolicy>, request: Request<Body>, next
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::OK;
         add(response.headers_mut(), headers);
-        return response;
+        return Decision::Answered(response);
     }
     if allow_origin.is_some() {
         // Their headers by name too: `*` is not honoured on credentialed requests.
         let exposed = if tus { crate::tus::EXPOSED_HEADERS } else { "*" };
         headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(exposed));
     }
-    let mut response = next.run(request).await;
-    add(response.headers_mut(), headers);
-    response
+    Decision::Add(headers)
 }
 
 /// What an allowed preflight answers: any method and header with `*`; with a list, the method and
@@ -121,7 +130,7 @@ fn preflight_allowance(origins: &CorsOrigins, request: &HeaderMap, headers: &mut
 }
 
 /// Sets `headers` on the response, and adds to its `Vary`.
-fn add(response: &mut HeaderMap, headers: HeaderMap) {
+pub fn add(response: &mut HeaderMap, headers: HeaderMap) {
     for (name, value) in headers.iter() {
         response.insert(name, value.clone());
     }

@@ -33,13 +33,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::{middleware, Router};
 use cabinet_core::{Cabinet, Code, Error};
 use futures::FutureExt;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
@@ -169,15 +167,6 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-#[derive(Clone, Default)]
-struct UlidRequestId;
-
-impl MakeRequestId for UlidRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&ulid::Ulid::new().to_string()).ok().map(RequestId::new)
-    }
-}
-
 /// The whole application: routes, OpenAPI, and the layers every response passes through.
 pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limits = Arc::new(limits);
@@ -218,14 +207,9 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         // These wrap every route, since they read the route matched (`MatchedPath`).
         .layer(middleware::from_fn_with_state(around_each_route, around_route));
     // The rest need no route, so they wrap the router once.
+    let around_every_request = Arc::new(AroundRequest { limits, cors: cors_policy });
     let outside = tower::ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(limits, limits::security_headers))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(middleware::from_fn_with_state(cors_policy, cors::cors))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::from_fn_with_state(around_every_request, around_request))
         .layer(
             TraceLayer::new_for_http()
                 // The path only: query strings carry signatures, which are credentials.
@@ -247,6 +231,45 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
         )
         .service(routed);
     Router::new().fallback_service(outside)
+}
+
+/// What the layer around every request needs.
+struct AroundRequest {
+    limits: Arc<HttpLimits>,
+    cors: cors::CorsPolicy,
+}
+
+/// What every request passes once, before a route is matched, as one middleware (as layers of
+/// their own, each boxed the service inside it again for every request): CORS, which may answer a
+/// preflight itself; the request id, kept from the client's `X-Request-Id` or made, and sent back;
+/// and the security headers, on every answer.
+async fn around_request(
+    axum::extract::State(around): axum::extract::State<Arc<AroundRequest>>,
+    mut request: Request<Body>,
+    next: middleware::Next,
+) -> Response<Body> {
+    let docs = request.uri().path().starts_with("/docs");
+    let mut response =
+        match cors::decide(&around.cors, request.method(), request.uri(), request.headers()).await {
+            cors::Decision::Answered(preflight) => preflight,
+            cors::Decision::Add(cors_headers) => {
+                let id = match request.headers().get(REQUEST_ID) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = HeaderValue::from_str(&ulid::Ulid::new().to_string())
+                            .expect("a ULID is a header value");
+                        request.headers_mut().insert(REQUEST_ID, id.clone());
+                        id
+                    }
+                };
+                let mut response = next.run(request).await;
+                response.headers_mut().entry(REQUEST_ID).or_insert(id);
+                cors::add(response.headers_mut(), cors_headers);
+                response
+            }
+        };
+    limits::add_security_headers(&around.limits, docs, &mut response);
+    response
 }
 
 /// The most response headers the layers around a handler add: rate limit (3, and `Retry-After`),
@@ -290,14 +313,17 @@ async fn around_route(
 
 /// `handled`'s response, or a 500 in the error shape if it panics: the connection and the server
 /// go on.
-async fn answering_panics(handled: impl std::future::Future<Output = Response<Body>>) -> Response<Body> {
-    match std::panic::AssertUnwindSafe(handled).catch_unwind().await {
-        Ok(response) => response,
-        Err(_) => {
+fn answering_panics(
+    handled: impl std::future::Future<Output = Response<Body>>,
+) -> impl std::future::Future<Output = Response<Body>> {
+    // Not an `async fn`: one would hold `handled` twice, as its argument and inside the catch,
+    // and the future of every request is moved whole more than once.
+    std::panic::AssertUnwindSafe(handled).catch_unwind().map(|handled| {
+        handled.unwrap_or_else(|_| {
             tracing::error!("a handler panicked");
             ApiError(Error::internal("panic")).into_response()
-        }
-    }
+        })
+    })
 }
 
 /// Runs a request's handler in the store's request scope (`Cabinet::in_request_scope`), when the

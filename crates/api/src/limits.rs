@@ -5,14 +5,12 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode, Version};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cabinet_core::Code;
 use futures::Stream;
@@ -93,17 +91,21 @@ where
     response
 }
 
-/// Adds the security headers: a strict Content-Security-Policy on API responses (not on `/docs`,
-/// whose page needs its scripts, and not on file bytes, which carry their own), and HSTS when the
-/// service is reached over https; and `Retry-After` on a handler's 429.
-pub async fn security_headers(
-    State(limits): State<Arc<HttpLimits>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let docs = request.uri().path().starts_with("/docs");
-    let mut response = next.run(request).await;
+/// Adds the security headers where the response has none of its own: `X-Frame-Options`,
+/// `Referrer-Policy`, `X-Content-Type-Options`; a strict Content-Security-Policy on API responses
+/// (not on `/docs` (`docs`), whose page needs its scripts, and not on file bytes, which carry their
+/// own); HSTS when the service is reached over https; and `Retry-After` on a handler's 429.
+pub fn add_security_headers(limits: &HttpLimits, docs: bool, response: &mut Response) {
     let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, value);
+        }
+    }
     let is_json_or_empty = headers
         .get(header::CONTENT_TYPE)
         .is_none_or(|value| value.to_str().is_ok_and(|v| v.starts_with("application/json")));
@@ -122,7 +124,6 @@ pub async fn security_headers(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(cabinet_core::transfers::UPLOAD_RETRY_AFTER_SECS));
     }
-    response
 }
 
 /// A request body that fails when no byte arrives for `idle` while its reader waits, or when it

@@ -137,8 +137,9 @@ tokio::task_local! {
 }
 
 /// Runs `work` (one request's handling) with `note` collecting its caller and error.
-pub async fn noting<F: Future>(note: Arc<Mutex<AuditNote>>, work: F) -> F::Output {
-    AUDIT_NOTE.scope(note, work).await
+pub fn noting<F: Future>(note: Arc<Mutex<AuditNote>>, work: F) -> impl Future<Output = F::Output> {
+    // Not an `async fn`: one would hold `work` twice, as its argument and inside the scope.
+    AUDIT_NOTE.scope(note, work)
 }
 
 /// Notes the caller a credential resolved to (outside a request: nothing).

@@ -249,8 +249,13 @@ impl Cabinet {
 
     /// Runs `work` handing out URLs that start with `base` (`https://files.example.com`, no
     /// trailing `/`): the address a client used, as a proxy the operator trusts reports it.
-    pub async fn with_url_base<T>(&self, base: String, work: impl std::future::Future<Output = T>) -> T {
-        REQUEST_URL_BASE.scope(Arc::from(base), work).await
+    pub fn with_url_base<F: std::future::Future>(
+        &self,
+        base: String,
+        work: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        // Not an `async fn`: one would hold `work` twice, as its argument and inside the scope.
+        REQUEST_URL_BASE.scope(Arc::from(base), work)
     }
 
     /// Runs the work of one HTTP request, letting its store lookups share what the store can
