@@ -25,6 +25,7 @@ pub mod schemas;
 pub mod storage;
 pub mod surface;
 pub mod telemetry;
+pub mod timestamps;
 pub mod tus;
 pub mod v1;
 

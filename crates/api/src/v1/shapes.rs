@@ -45,9 +45,12 @@ pub struct FileJson {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// The end user who uploaded it, when creator tracking is on.
     pub created_by: Option<String>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Set while the file is in the trash.
+    #[serde(serialize_with = "crate::timestamps::serialize_option")]
     pub trashed_at: Option<DateTime<Utc>>,
     /// For a file anyone may read (its read rule is `public`) and not in the trash: its URL at
     /// this content version, which needs no key and may be cached by anyone for a year; null
@@ -104,6 +107,7 @@ pub struct ReferenceJson {
     #[schema(example = "conv_42")]
     pub id: String,
     pub label: Option<String>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -131,8 +135,11 @@ pub struct FolderJson {
     #[schema(value_type = Option<schemas::FolderId>)]
     pub parent_id: Option<FolderId>,
     pub is_favorite: bool,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize_option")]
     pub trashed_at: Option<DateTime<Utc>>,
     /// From the root down to this folder (folder details only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,8 +288,11 @@ pub struct UploadJson {
     pub sha256: Option<String>,
     #[schema(value_type = Option<schemas::FolderId>)]
     pub folder_id: Option<FolderId>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub expires_at: DateTime<Utc>,
     /// The file, once the upload succeeded (absent if it was deleted since).
     pub file: Option<FileJson>,
@@ -341,6 +351,7 @@ pub struct UploadTicketJson {
     /// declared sha256): `POST` it as `multipart/form-data` with these fields first, then the
     /// bytes in a field named `file`.
     pub form: Option<UploadFormJson>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub expires_at: DateTime<Utc>,
     /// How a multipart upload is cut into parts; null for an ordinary upload.
     pub multipart: Option<PartPlanJson>,
@@ -374,6 +385,7 @@ pub struct PartUrlJson {
     pub method: String,
     /// Headers to send with the part, as given.
     pub headers: BTreeMap<String, String>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -475,6 +487,7 @@ pub struct FileListJson {
 pub struct DownloadUrlJson {
     pub url: String,
     /// When it stops working; null for a permalink.
+    #[serde(serialize_with = "crate::timestamps::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -517,7 +530,9 @@ pub struct UsageJson {
     pub total_size: u64,
     pub file_count: u64,
     /// The metering window.
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub from: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub to: DateTime<Utc>,
     /// Bytes stored × seconds, over the window.
     pub byte_seconds: u64,
