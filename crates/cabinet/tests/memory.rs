@@ -4,8 +4,12 @@
 //! route takes, on every route that takes one, are refused before their bodies are read.
 //!
 //! The large-file tests are ignored by default (they move gigabytes); CI runs them with
-//! `--ignored`. `CABINET_MEMORY_TEST_BYTES` changes the size. The unauthenticated budget runs
-//! with every test (a few seconds).
+//! `--ignored`. Each moves its full size (1 GiB; 5 GiB multipart; tus 1 GiB, 5 GiB with
+//! `CABINET_LONG=1`) when the disk under the temporary folder holds it with 512 MiB to spare, or
+//! as much as it does, never less than 256 MiB (four times `PEAK_RESIDENT_LIMIT`, so a server that
+//! held the file would still fail); `CABINET_MEMORY_TEST_BYTES`, `CABINET_MULTIPART_TEST_BYTES`
+//! and `CABINET_TUS_TEST_BYTES` set the sizes. The unauthenticated budget runs with every test (a
+//! few seconds).
 
 use crate::process;
 use crate::support;
@@ -62,9 +66,7 @@ fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "moves 2 GiB through the server; CI runs it with --ignored"]
 async fn a_large_upload_and_its_download_stream_in_bounded_server_memory() {
-    let size = std::env::var("CABINET_MEMORY_TEST_BYTES")
-        .map(|value| value.trim().parse::<u64>().expect("CABINET_MEMORY_TEST_BYTES must be a number"))
-        .unwrap_or(DEFAULT_SIZE);
+    let size = test_size("CABINET_MEMORY_TEST_BYTES", DEFAULT_SIZE, 1);
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::create(dir.path(), "memory", None, "write");
     let server = ServerProcess::start(dir.path());
@@ -151,11 +153,48 @@ async fn a_large_upload_and_its_download_stream_in_bounded_server_memory() {
 
 const MULTIPART_DEFAULT_SIZE: u64 = 5 << 30;
 
-/// The size of the multipart memory tests: `CABINET_MULTIPART_TEST_BYTES`, else 5 GiB.
+/// The size of the multipart memory tests: `CABINET_MULTIPART_TEST_BYTES`, else 5 GiB as the disk
+/// allows (a multipart upload needs twice its size while it is assembled: its parts and the file).
 fn multipart_test_size() -> u64 {
-    std::env::var("CABINET_MULTIPART_TEST_BYTES")
-        .map(|value| value.trim().parse::<u64>().expect("CABINET_MULTIPART_TEST_BYTES must be a number"))
-        .unwrap_or(MULTIPART_DEFAULT_SIZE)
+    test_size("CABINET_MULTIPART_TEST_BYTES", MULTIPART_DEFAULT_SIZE, 2)
+}
+
+/// What the disk may keep free beside a test's files.
+const DISK_TO_SPARE: u64 = 512 << 20;
+/// The smallest upload that still shows the server streams.
+const SMALLEST_TEST_SIZE: u64 = 4 * PEAK_RESIDENT_LIMIT;
+
+/// `variable` when set; else `full`, or less when the disk under the temporary folder cannot hold
+/// `copies` of it with `DISK_TO_SPARE` left over (said on stdout), and never less than
+/// `SMALLEST_TEST_SIZE`: below that the test fails, as it could not tell streaming from holding.
+fn test_size(variable: &str, full: u64, copies: u64) -> u64 {
+    if let Ok(value) = std::env::var(variable) {
+        return value.trim().parse().unwrap_or_else(|_| panic!("{variable} must be a number of bytes"));
+    }
+    let temp = std::env::temp_dir();
+    let disk = rustix::fs::statvfs(&temp).expect("statvfs of the temporary folder");
+    let free = disk.f_bavail * disk.f_frsize;
+    let fits = free.saturating_sub(DISK_TO_SPARE) / copies;
+    assert!(
+        fits >= SMALLEST_TEST_SIZE,
+        "this test needs {} MiB free under {}; {} MiB are (or set {variable})",
+        (SMALLEST_TEST_SIZE * copies + DISK_TO_SPARE) >> 20,
+        temp.display(),
+        free >> 20
+    );
+    if fits < full {
+        let size = fits >> 20 << 20;
+        println!(
+            "{variable}: {} MiB, not {} (that needs {} MiB free under {}; {} MiB are)",
+            size >> 20,
+            full >> 20,
+            (full * copies + DISK_TO_SPARE) >> 20,
+            temp.display(),
+            free >> 20
+        );
+        return size;
+    }
+    full
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,16 +337,15 @@ async fn multipart_upload_in_bounded_memory(storage: Option<String>) {
     );
 }
 
-/// The size of the tus upload: 1 GiB, 5 GiB with `CABINET_LONG=1`, or `CABINET_TUS_TEST_BYTES`.
+/// The size of the tus upload: 1 GiB, 5 GiB with `CABINET_LONG=1`, or `CABINET_TUS_TEST_BYTES`; as
+/// the disk allows (the upload and the file it becomes).
 fn tus_test_size() -> u64 {
-    if let Ok(value) = std::env::var("CABINET_TUS_TEST_BYTES") {
-        return value.trim().parse().expect("CABINET_TUS_TEST_BYTES must be a number");
-    }
-    if std::env::var("CABINET_LONG").as_deref() == Ok("1") {
+    let full = if std::env::var("CABINET_LONG").as_deref() == Ok("1") {
         MULTIPART_DEFAULT_SIZE
     } else {
         DEFAULT_SIZE
-    }
+    };
+    test_size("CABINET_TUS_TEST_BYTES", full, 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
