@@ -231,6 +231,20 @@ async fn every_response_carries_security_headers_and_the_api_a_strict_csp() {
 }
 
 #[tokio::test]
+async fn a_request_id_is_kept_from_the_client_or_made_and_sent_back() {
+    let server = TestServer::spawn().await;
+    for path in ["/v1/quota", "/v1/nope", "/healthz"] {
+        let kept = server.get(path).header("x-request-id", "trace-42").send().await.unwrap();
+        assert_eq!(kept.headers()["x-request-id"], "trace-42", "{path}");
+        let made = server.get(path).send().await.unwrap();
+        let made = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(made.len() == 26 && made.bytes().all(|b| b.is_ascii_alphanumeric()), "{path}: {made}");
+        let again = server.get(path).send().await.unwrap();
+        assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), made, "{path}: one id a request");
+    }
+}
+
+#[tokio::test]
 async fn hsts_is_sent_when_the_service_is_reached_over_https() {
     let server = server_with(HttpLimits { strict_transport_security: true, ..HttpLimits::default() }).await;
     let response = server.get("/v1/quota").send().await.unwrap();
