@@ -39,8 +39,7 @@ use axum::response::IntoResponse;
 use axum::{middleware, Router};
 use cabinet_core::{Cabinet, Code, Error};
 use futures::FutureExt;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use crate::error::ApiError;
 use crate::surface::Surface;
@@ -174,7 +173,6 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let limiter = Arc::new(
         rate_limit::RateLimiter::new(limits.rate_limit_per_minute).behind(limits.trusted_proxies.clone()),
     );
-    let proxies_for_logs = limits.trusted_proxies.clone();
     let cors_policy =
         cors::CorsPolicy { global: Arc::new(limits.cors_origins.clone()), cabinet: cabinet.clone() };
     let recording = limits.metrics != MetricsAccess::Off && telemetry::install().is_some();
@@ -211,25 +209,6 @@ pub fn app(cabinet: Cabinet, limits: HttpLimits) -> Router {
     let around_every_request = Arc::new(AroundRequest { limits, cors: cors_policy });
     let outside = tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(around_every_request, around_request))
-        .layer(
-            TraceLayer::new_for_http()
-                // The path only: query strings carry signatures, which are credentials.
-                .make_span_with(move |request: &Request<Body>| {
-                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    // The client behind trusted proxies, as the rate limiter counts it.
-                    let client = request
-                        .extensions()
-                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                        .map(|peer| proxies_for_logs.client_of(peer.0.ip(), request.headers()).to_string())
-                        .unwrap_or_else(|| "-".to_owned());
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), client = %client, request_id = %id)
-                })
-                .on_request(())
-                .on_response(|response: &Response<Body>, latency: Duration, _: &Span| {
-                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
-                })
-                .on_failure(()),
-        )
         .service(routed);
     Router::new().fallback_service(outside)
 }
@@ -243,7 +222,7 @@ struct AroundRequest {
 /// What every request passes once, before a route is matched, as one middleware (as layers of
 /// their own, each boxed the service inside it again for every request): CORS, which may answer a
 /// preflight itself; the request id, kept from the client's `X-Request-Id` or made, and sent back;
-/// and the security headers, on every answer.
+/// the request's span and its `response` line; and the security headers, on every answer.
 async fn around_request(
     axum::extract::State(around): axum::extract::State<Arc<AroundRequest>>,
     mut request: Request<Body>,
@@ -263,7 +242,16 @@ async fn around_request(
                         id
                     }
                 };
-                let mut response = next.run(request).await;
+                let started = std::time::Instant::now();
+                let span = request_span(&around.limits, &request, &id);
+                let mut response = next.run(request).instrument(span.clone()).await;
+                span.in_scope(|| {
+                    tracing::info!(
+                        status = response.status().as_u16(),
+                        latency_ms = started.elapsed().as_millis() as u64,
+                        "response"
+                    )
+                });
                 response.headers_mut().entry(REQUEST_ID).or_insert(id);
                 cors::add(response.headers_mut(), cors_headers);
                 response
@@ -271,6 +259,28 @@ async fn around_request(
         };
     limits::add_security_headers(&around.limits, docs, &mut response);
     response
+}
+
+/// The span every line logged while a request is handled carries. Made here rather than by
+/// tower-http's `TraceLayer`, which wraps every response body to enter the span at each poll of
+/// it: a tenth of a small request's cost, for lines no response body writes. The path only:
+/// query strings carry signatures, which are credentials. The client is the one behind trusted
+/// proxies, as the rate limiter counts it.
+fn request_span(limits: &HttpLimits, request: &Request<Body>, id: &HeaderValue) -> Span {
+    // The fields are worked out only when the span is enabled.
+    let client = || {
+        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map_or_else(
+            || "-".to_owned(),
+            |peer| limits.trusted_proxies.client_of(peer.0.ip(), request.headers()).to_string(),
+        )
+    };
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        client = %client(),
+        request_id = %id.to_str().unwrap_or("-"),
+    )
 }
 
 /// The most response headers the layers around a handler add: rate limit (3, and `Retry-After`),

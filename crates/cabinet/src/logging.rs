@@ -6,7 +6,10 @@ use std::io::Write;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How long the first line of a batch may wait for company before it is written.
 const GATHER_FOR: Duration = Duration::from_millis(20);
@@ -27,20 +30,47 @@ pub enum Output {
 
 /// Installs the global subscriber: `RUST_LOG` (default `info,sqlx=warn`), text or JSON.
 pub fn init(json: bool, output: Output) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    const DEFAULT: &str = "info,sqlx=warn";
+    let wanted = std::env::var("RUST_LOG").ok().filter(|wanted| !wanted.trim().is_empty());
+    // Targets and levels alone (all `RUST_LOG` usually says) need no `EnvFilter`, which takes a
+    // lock at every span's start, entry, exit and close: a few of each per request.
+    match plain_targets(wanted.as_deref().unwrap_or(DEFAULT)) {
+        Some(targets) => install(targets, json, output),
+        None => install(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT)),
+            json,
+            output,
+        ),
+    }
+}
+
+/// `wanted` as `Targets`, when it names only targets and levels.
+fn plain_targets(wanted: &str) -> Option<Targets> {
+    // `Targets` would take a span filter (`[request]=info`) for a target's name.
+    if wanted.contains(['[', '{']) {
+        return None;
+    }
+    wanted.parse().ok()
+}
+
+fn install<F>(filter: F, json: bool, output: Output)
+where
+    F: Layer<Registry> + Send + Sync + 'static,
+{
     // Colours only for a person at a terminal, not escape codes in a log file or a collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    let lines = tracing_subscriber::fmt::layer().with_ansi(ansi);
+    let filtered = tracing_subscriber::registry().with(filter);
     match (output, json) {
-        (Output::Immediate, false) => builder.with_writer(std::io::stderr).init(),
-        (Output::Immediate, true) => builder.json().with_writer(std::io::stderr).init(),
+        (Output::Immediate, false) => filtered.with(lines.with_writer(std::io::stderr)).init(),
+        (Output::Immediate, true) => filtered.with(lines.json().with_writer(std::io::stderr)).init(),
         (Output::Batched, json) => {
             let batch = LineBatch::start();
             let writer = move || BatchWriter(batch);
             if json {
-                builder.json().with_writer(writer).init();
+                filtered.with(lines.json().with_writer(writer)).init();
             } else {
-                builder.with_writer(writer).init();
+                filtered.with(lines.with_writer(writer)).init();
             }
         }
     }
@@ -161,6 +191,19 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn targets_and_levels_are_read_without_env_filter_and_span_filters_are_left_to_it() {
+        use tracing::Level;
+        let default = plain_targets("info,sqlx=warn").expect("the default is targets and levels");
+        assert!(default.would_enable("cabinet_api", &Level::INFO));
+        assert!(!default.would_enable("cabinet_api", &Level::DEBUG));
+        assert!(!default.would_enable("sqlx::query", &Level::INFO));
+        assert!(default.would_enable("sqlx::query", &Level::WARN));
+        assert!(plain_targets("[request]=info").is_none());
+        assert!(plain_targets("cabinet_api[request{path=/healthz}]=debug").is_none());
+        assert!(plain_targets("info,not a level=loud").is_none());
     }
 
     #[test]
