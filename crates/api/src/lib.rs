@@ -263,9 +263,9 @@ async fn around_request(
 
 /// The span every line logged while a request is handled carries. Made here rather than by
 /// tower-http's `TraceLayer`, which wrapped every response body to enter the span at each poll
-/// of it, for lines no response body writes. The path only:
-/// query strings carry signatures, which are credentials. The client is the one behind trusted
-/// proxies, as the rate limiter counts it.
+/// of it, for lines no response body writes. The path only: query strings carry signatures,
+/// which are credentials. The client is the one behind trusted proxies, as the rate limiter
+/// counts it.
 fn request_span(limits: &HttpLimits, request: &Request<Body>, id: &HeaderValue) -> Span {
     // The fields are worked out only when the span is enabled.
     let client = || {

@@ -32,15 +32,12 @@ pub enum Output {
 pub fn init(json: bool, output: Output) {
     const DEFAULT: &str = "info,sqlx=warn";
     let wanted = std::env::var("RUST_LOG").ok().filter(|wanted| !wanted.trim().is_empty());
+    let wanted = wanted.as_deref().unwrap_or(DEFAULT);
     // Targets and levels alone (all `RUST_LOG` usually says) need no `EnvFilter`, which takes a
     // lock at every span's start, entry, exit and close: a few of each per request.
-    match plain_targets(wanted.as_deref().unwrap_or(DEFAULT)) {
+    match plain_targets(wanted) {
         Some(targets) => install(targets, json, output),
-        None => install(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT)),
-            json,
-            output,
-        ),
+        None => install(EnvFilter::try_new(wanted).unwrap_or_else(|_| EnvFilter::new(DEFAULT)), json, output),
     }
 }
 
