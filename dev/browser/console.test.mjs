@@ -278,13 +278,29 @@ describe('the web console', () => {
     await shot('04-details');
   });
 
-  it('renames with F2 from the grid', async () => {
+  it('renames with F2 from the grid, while a change made elsewhere refreshes the view', async () => {
     await page.click('.sidebar a:has-text("All files")');
     await tile('Holiday').locator('a.open').click();
     await tile('notes.txt').waitFor();
+    const holiday = await page.evaluate(() => decodeURIComponent(location.hash.replace(/^#\/folder\//, '')));
     await tile('notes.txt').locator('button.open').focus();
+    // The refresh a change elsewhere brings starts while the tile has the focus, and its list is
+    // held until F2 has moved the focus to the name field: the refresh must leave it there.
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    const listing = (address) => address.pathname === '/v1/files' && address.searchParams.has('folder_id');
+    await page.route(listing, async (route) => { await held; await route.continue(); });
+    const refreshing = page.waitForRequest((request) => listing(new URL(request.url())));
+    await call('POST', '/v1/files', {
+      name: 'arrived-while-renaming.txt', content_base64: Buffer.from('live').toString('base64'), folder_id: holiday,
+    });
+    await refreshing;
     await page.keyboard.press('F2');
     await page.locator('#d-name:focus').waitFor();
+    release();
+    await tile('arrived-while-renaming.txt').waitFor();
+    await page.unroute(listing);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'd-name');
     await page.keyboard.type('packing-list.txt');
     await page.keyboard.press('Enter');
     await tile('packing-list.txt').waitFor();

@@ -255,7 +255,10 @@ async function refreshView() {
   if (state.loadingMore || state.sources.some((list) => !list.done)) return;
   const focused = itemOf(document.activeElement)?.id;
   await render();
-  if (focused && !document.activeElement?.closest?.('.item')) focusTile(focused);
+  // The new grid dropped the focused tile, so focus fell to the page; it goes back to that tile,
+  // but is never taken from where the user moved it meanwhile (the name field F2 opened).
+  const dropped = !document.activeElement || document.activeElement === document.body;
+  if (focused && dropped) focusTile(focused);
   refreshQuota();
   refreshTags();
 }
