@@ -250,15 +250,10 @@ function follow() {
   run();
 }
 
-/** Reads the view again after a change elsewhere, keeping the focused tile focused. */
+/** Reads the view again after a change elsewhere (the grid keeps a focused tile focused). */
 async function refreshView() {
   if (state.loadingMore || state.sources.some((list) => !list.done)) return;
-  const focused = itemOf(document.activeElement)?.id;
   await render();
-  // The new grid dropped the focused tile, so focus fell to the page; it goes back to that tile,
-  // but is never taken from where the user moved it meanwhile (the name field F2 opened).
-  const dropped = !document.activeElement || document.activeElement === document.body;
-  if (focused && dropped) focusTile(focused);
   refreshQuota();
   refreshTags();
 }
@@ -447,7 +442,11 @@ function renderCrumbs(path) {
 
 function renderGrid(items) {
   const grid = $('#grid');
+  // The tile focused when the grid is replaced, not one focused when its list was asked for: the
+  // user may have moved on meanwhile (to another tile, or to the name field F2 opened).
+  const focused = document.activeElement?.closest?.('#grid .item')?.dataset.id;
   grid.replaceChildren(...items.map(tile));
+  if (focused) focusTile(focused);
   $('#empty').hidden = items.length > 0;
   $('#empty').textContent = state.view === 'files'
     ? 'Nothing here yet. Drop files or folders here, or use “Upload files”.'
