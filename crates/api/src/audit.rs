@@ -48,27 +48,16 @@ where
 {
     let method = request.method().clone();
     let (mut parts, body) = request.into_parts();
-    let (action, object_id) = if capture.s3 {
-        s3_action(&method, parts.uri.path())
-    } else {
-        let template = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path().to_owned(), |path| path.as_str().to_owned());
-        let object = RawPathParams::from_request_parts(&mut parts, &()).await.ok().and_then(|params| {
-            let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
-            values
-                .iter()
-                .find(|value| looks_like_id(value))
-                .or(values.first())
-                .map(|value| (*value).to_owned())
-        });
-        (format!("{method} {template}"), object)
-    };
-    let client_address = parts
+    // What a record names, kept as it is and written out only for a record: most requests (reads
+    // that succeed) append none.
+    let uri = parts.uri.clone();
+    let template = parts.extensions.get::<MatchedPath>().cloned();
+    let params =
+        if capture.s3 { None } else { RawPathParams::from_request_parts(&mut parts, &()).await.ok() };
+    let client = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|peer| capture.proxies.client_of(peer.0.ip(), &parts.headers).to_string());
+        .map(|peer| capture.proxies.client_of(peer.0.ip(), &parts.headers));
     let note = Arc::new(Mutex::new(AuditNote::default()));
     let response = cabinet_core::audit::noting(note.clone(), next(Request::from_parts(parts, body))).await;
     let note = std::mem::take(&mut *note.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
@@ -83,13 +72,27 @@ where
     if !change && !status.is_client_error() {
         return response;
     }
+    let (action, object_id) = if capture.s3 {
+        s3_action(&method, uri.path())
+    } else {
+        let template = template.as_ref().map_or(uri.path(), MatchedPath::as_str);
+        let object = params.as_ref().and_then(|params| {
+            let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+            values
+                .iter()
+                .find(|value| looks_like_id(value))
+                .or(values.first())
+                .map(|value| (*value).to_owned())
+        });
+        (format!("{method} {template}"), object)
+    };
     let record = NewAuditRecord {
         workspace_id: caller.workspace_id.clone(),
         at: capture.cabinet.now(),
         actor: AuditActor::from(&caller.actor),
         action,
         object_id,
-        client_address,
+        client_address: client.map(|address| address.to_string()),
         status: status.as_u16(),
         error_code: note.error_code.map(|code| code.as_str().to_owned()),
     };

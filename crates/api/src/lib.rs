@@ -269,9 +269,11 @@ async fn around_request(
 fn request_span(limits: &HttpLimits, request: &Request<Body>, id: &HeaderValue) -> Span {
     // The fields are worked out only when the span is enabled.
     let client = || {
-        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map_or_else(
-            || "-".to_owned(),
-            |peer| limits.trusted_proxies.client_of(peer.0.ip(), request.headers()).to_string(),
+        LoggedClient(
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|peer| limits.trusted_proxies.client_of(peer.0.ip(), request.headers())),
         )
     };
     tracing::info_span!(
@@ -281,6 +283,42 @@ fn request_span(limits: &HttpLimits, request: &Request<Body>, id: &HeaderValue) 
         client = %client(),
         request_id = %id.to_str().unwrap_or("-"),
     )
+}
+
+/// A request's client in its log span: `-` when unknown, and an IPv4 address written without
+/// `fmt`'s machinery, which took a few percent of a small request's instructions.
+struct LoggedClient(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for LoggedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("-"),
+            Some(std::net::IpAddr::V4(address)) => {
+                let mut text = [0u8; 15];
+                let mut len = 0;
+                for (index, octet) in address.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    for digit in &digits[skip..] {
+                        text[len] = b'0' + digit;
+                        len += 1;
+                    }
+                }
+                f.write_str(std::str::from_utf8(&text[..len]).expect("ASCII digits and dots"))
+            }
+            Some(address) => address.fmt(f),
+        }
+    }
 }
 
 /// The most response headers the layers around a handler add: rate limit (3, and `Retry-After`),
@@ -395,5 +433,22 @@ mod tests {
     async fn a_handler_that_answers_is_passed_through() {
         let response = answering_panics(async { StatusCode::ACCEPTED.into_response() }).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+
+    #[test]
+    fn a_logged_client_is_written_as_its_address_displays() {
+        for address in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "9.10.99.100",
+            "255.255.255.255",
+            "10.0.200.7",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let parsed: std::net::IpAddr = address.parse().unwrap();
+            assert_eq!(LoggedClient(Some(parsed)).to_string(), address);
+        }
+        assert_eq!(LoggedClient(None).to_string(), "-");
     }
 }

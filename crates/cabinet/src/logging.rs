@@ -6,8 +6,14 @@ use std::io::Write;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -66,11 +72,208 @@ where
             let writer = move || BatchWriter(batch);
             if json {
                 filtered.with(lines.json().with_writer(writer)).init();
+            } else if ansi {
+                filtered.with(lines.with_writer(writer)).init();
             } else {
+                let lines = lines.fmt_fields(PlainFields).event_format(PlainLine::default());
                 filtered.with(lines.with_writer(writer)).init();
             }
         }
     }
+}
+
+/// A text line without colours, byte for byte as tracing-subscriber's default format writes it,
+/// with its fixed parts (time, level, spans, target) written directly: through `fmt`, with a
+/// style around each part, they were over a tenth of a small request's instructions (callgrind,
+/// `GET /v1/files/{id}`). The event's own fields are still written by the layer's field
+/// formatter, and a line from the `log` bridge by the default format, which tidies its fields.
+#[derive(Default)]
+struct PlainLine {
+    bridged: tracing_subscriber::fmt::format::Format,
+}
+
+impl<S, N> FormatEvent<S, N> for PlainLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if meta.fields().field("log.target").is_some() {
+            return self.bridged.format_event(ctx, writer, event);
+        }
+        let mut stamp = [0u8; TIMESTAMP_BYTES];
+        writer.write_str(timestamp(chrono::Utc::now(), &mut stamp))?;
+        writer.write_str(match *meta.level() {
+            Level::TRACE => " TRACE ",
+            Level::DEBUG => " DEBUG ",
+            Level::INFO => "  INFO ",
+            Level::WARN => "  WARN ",
+            Level::ERROR => " ERROR ",
+        })?;
+        if let Some(scope) = ctx.event_scope() {
+            let mut seen = false;
+            for span in scope.from_root() {
+                writer.write_str(span.metadata().name())?;
+                seen = true;
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        writer.write_char('{')?;
+                        writer.write_str(fields)?;
+                        writer.write_char('}')?;
+                    }
+                }
+                writer.write_char(':')?;
+            }
+            if seen {
+                writer.write_char(' ')?;
+            }
+        }
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_char('\n')
+    }
+}
+
+/// Fields as tracing-subscriber's `DefaultFields` writes them without colours, byte for byte, with
+/// `name=` written directly rather than through `fmt` with a style around each part. A message, an
+/// error, and a raw identifier's name are left to `DefaultVisitor`, which escapes and tidies them.
+struct PlainFields;
+
+impl<'writer> FormatFields<'writer> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut visitor = PlainVisitor { writer, is_empty: true, result: Ok(()) };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'a> {
+    writer: Writer<'a>,
+    is_empty: bool,
+    result: std::fmt::Result,
+}
+
+impl PlainVisitor<'_> {
+    /// Whether `field` is written here; when not, `DefaultVisitor` writes it. `log.` fields name a
+    /// bridged line's origin, which its format has shown already: neither writes them.
+    fn writes(&self, field: &Field) -> bool {
+        let name = field.name();
+        self.result.is_ok() && name != "message" && !name.starts_with("r#") && !name.starts_with("log.")
+    }
+
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> std::fmt::Result) {
+        let separator = if std::mem::take(&mut self.is_empty) { "" } else { " " };
+        let writer = &mut self.writer;
+        self.result = writer
+            .write_str(separator)
+            .and_then(|()| writer.write_str(field.name()))
+            .and_then(|()| writer.write_char('='))
+            .and_then(|()| value(writer));
+    }
+
+    fn as_default(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let mut default = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut default);
+        self.is_empty = false;
+        self.result = default.finish();
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if !self.writes(field) {
+            return self.as_default(field, |default| default.record_u64(field, value));
+        }
+        self.field(field, |writer| writer.write_str(decimal(value, &mut [0; 20])));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if !self.writes(field) {
+            return self.as_default(field, |default| default.record_i64(field, value));
+        }
+        self.field(field, |writer| {
+            if value < 0 {
+                writer.write_char('-')?;
+            }
+            writer.write_str(decimal(value.unsigned_abs(), &mut [0; 20]))
+        });
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if !self.writes(field) {
+            return self.as_default(field, |default| default.record_bool(field, value));
+        }
+        self.field(field, |writer| writer.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.writes(field) {
+            return self.as_default(field, |default| default.record_str(field, value));
+        }
+        self.field(field, |writer| write!(writer, "{value:?}"));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.as_default(field, |default| default.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if !self.writes(field) {
+            return self.as_default(field, |default| default.record_debug(field, value));
+        }
+        self.field(field, |writer| write!(writer, "{value:?}"));
+    }
+}
+
+/// `value` in decimal digits, written at the end of `out`.
+fn decimal(mut value: u64, out: &mut [u8; 20]) -> &str {
+    let mut start = out.len();
+    loop {
+        start -= 1;
+        out[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&out[start..]).expect("ASCII digits")
+}
+
+/// `2026-12-04T03:49:20.133765Z`
+const TIMESTAMP_BYTES: usize = 27;
+
+/// `at` in RFC 3339 with microseconds, as tracing-subscriber writes its lines' times (for the
+/// years 0–9999; other years are not now).
+fn timestamp(at: chrono::DateTime<chrono::Utc>, out: &mut [u8; TIMESTAMP_BYTES]) -> &str {
+    use chrono::{Datelike, Timelike};
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for digit in out[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, at.year().clamp(0, 9999) as u32);
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    put(17, 2, at.second());
+    put(20, 6, at.nanosecond() % 1_000_000_000 / 1_000);
+    for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')]
+    {
+        out[at] = separator;
+    }
+    std::str::from_utf8(out).expect("ASCII digits and separators")
 }
 
 /// Writes out the lines still waiting in the batch (nothing when lines are not batched).
@@ -201,6 +404,92 @@ mod tests {
         assert!(plain_targets("[request]=info").is_none());
         assert!(plain_targets("cabinet_api[request{path=/healthz}]=debug").is_none());
         assert!(plain_targets("info,not a level=loud").is_none());
+    }
+
+    /// What `events` log through a text layer formatting lines with `format`, each line's time
+    /// cut off (and checked for its shape).
+    fn lines_of<N, E>(fields: N, format: E, events: fn()) -> Vec<String>
+    where
+        N: for<'writer> FormatFields<'writer> + Send + Sync + 'static,
+        E: FormatEvent<Registry, N> + Send + Sync + 'static,
+    {
+        let written = Collected::default();
+        let sink = written.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .fmt_fields(fields)
+            .event_format(format)
+            .with_writer(move || sink.clone());
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), events);
+        let text = String::from_utf8(lock(&written.0).clone()).unwrap();
+        text.lines()
+            .map(|line| {
+                let (time, rest) = line.split_at(TIMESTAMP_BYTES);
+                assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{line}");
+                assert_eq!((time.as_bytes()[19], time.as_bytes()[26]), (b'.', b'Z'), "{line}");
+                rest.to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_line_is_the_default_formats_line() {
+        fn events() {
+            tracing::info!(count = 3, name = "quoted \"and\" escaped\n", "hello");
+            let request = tracing::info_span!("request", method = %"GET", path = %"/v1/files/f_1", client = %"127.0.0.1");
+            request.in_scope(|| {
+                tracing::info!(status = 200u16, latency_ms = 2u64, "response");
+                let inner = tracing::debug_span!("inner");
+                inner.in_scope(|| tracing::warn!(target: "cabinet::elsewhere", error = %"boom", "it failed"));
+                tracing::error!(kind = ?Some(1), "debugged");
+            });
+            tracing::trace!("no fields");
+            tracing::debug!(log.target = "bridged", "as the log bridge names its fields");
+            let failure = std::io::Error::other(std::io::Error::other("the cause"));
+            tracing::warn!(error = &failure as &(dyn std::error::Error + 'static), "failed");
+            tracing::info!(
+                r#type = "raw",
+                below = -42i64,
+                zero = 0u64,
+                top = u64::MAX,
+                least = i64::MIN,
+                yes = true,
+                ratio = 0.5,
+                big = 1u128 << 100
+            );
+            tracing::info!(message = "a message \u{1b}[31m with an escape", after = 1);
+            tracing::info!(first = 1, "{} and {:?}", "formatted", "debugged");
+            let empty = tracing::info_span!("empty");
+            let _entered = empty.enter();
+            let named = tracing::info_span!("named", log.target = "only log fields");
+            named.in_scope(|| tracing::info!(?named, "in spans"));
+        }
+        let plain = lines_of(PlainFields, PlainLine::default(), events);
+        assert_eq!(plain.len(), 11, "{plain:#?}");
+        let default = tracing_subscriber::fmt::format::DefaultFields::new();
+        assert_eq!(plain, lines_of(default, tracing_subscriber::fmt::format::Format::default(), events));
+        assert!(
+            plain[1].starts_with("  INFO request{method=GET path=/v1/files/f_1 client=127.0.0.1}: "),
+            "{plain:#?}"
+        );
+    }
+
+    #[test]
+    fn decimals_are_written_whole() {
+        for value in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            assert_eq!(decimal(value, &mut [0; 20]), value.to_string());
+        }
+    }
+    #[test]
+    fn timestamps_are_written_as_tracing_subscriber_writes_them() {
+        for at in
+            ["2026-12-04T03:49:20.133765Z", "1999-01-31T23:59:59.000000Z", "2000-02-29T00:00:00.000001Z"]
+        {
+            let parsed = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc);
+            let nanos = parsed + chrono::Duration::nanoseconds(999);
+            assert_eq!(timestamp(parsed, &mut [0; TIMESTAMP_BYTES]), at);
+            assert_eq!(timestamp(nanos, &mut [0; TIMESTAMP_BYTES]), at, "nanoseconds are cut, not rounded");
+        }
     }
 
     #[test]
