@@ -90,6 +90,13 @@ pub(crate) trait CommitCounter: Send + Sync {
     /// The mark now; `None` when it cannot be read, and nothing is kept.
     fn commits(&self) -> Option<u128>;
 
+    /// The mark as the calling request's lookups see it, and whether it was read just now: a
+    /// request whose lookups share one view of the database (SQLite's shared read) reads the mark
+    /// once, at its first lookup, until that view ends.
+    fn request_sees(&self) -> Option<(u128, bool)> {
+        self.commits().map(|now| (now, true))
+    }
+
     /// The mark of a state no later than the one the calling request's next read will see, given
     /// the mark `now`: `now` unless the request holds a read transaction open on this database,
     /// which sees the database as it was when it began. `None` when that is not known.
@@ -282,10 +289,16 @@ impl ReadCache {
         counter: &dyn CommitCounter,
         find: impl Fn(&State) -> Option<T>,
     ) -> Lookup<T> {
-        let Some(now) = counter.commits() else { return Lookup::Read(None) };
+        let Some((now, read_now)) = counter.request_sees() else { return Lookup::Read(None) };
         {
             let mut state = self.lock();
             if !state.listening || state.epoch != now {
+                // A mark the request read earlier names no later state than what is kept now:
+                // it reads the database (in its shared view), and leaves what is kept alone.
+                if !read_now {
+                    drop(state);
+                    return Lookup::Read(counter.next_read_sees_from(now).map(Epoch));
+                }
                 state.clear();
                 state.listening = true;
                 state.epoch = now;

@@ -3,7 +3,7 @@
 //! the point lookups behind every request (`InlineReads`). Other processes (the admin CLI) wait on
 //! the busy timeout.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -126,8 +126,8 @@ impl InlineReads {
         params: &[&str],
         decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Option<Result<Vec<T>>> {
-        match SHARED_READ
-            .try_with(|shared| self.rows_in_request(&mut shared.borrow_mut(), sql, params, decode))
+        match REQUEST_READS
+            .try_with(|reads| self.rows_in_request(&mut reads.shared.borrow_mut(), sql, params, decode))
         {
             Ok(found) => found,
             // Outside a request scope: a statement of its own.
@@ -202,8 +202,19 @@ fn answer<T>(found: rusqlite::Result<Vec<T>>) -> Option<Result<Vec<T>>> {
 }
 
 tokio::task_local! {
-    /// The read transaction that a request's consecutive inline lookups share.
-    static SHARED_READ: RefCell<Option<SharedRead>>;
+    /// What a request's consecutive inline lookups share.
+    static REQUEST_READS: RequestReads;
+}
+
+#[derive(Default)]
+struct RequestReads {
+    /// Their read transaction.
+    shared: RefCell<Option<SharedRead>>,
+    /// The WAL index's mark as the request's first lookup read it, and the reads (`InlineReads`'
+    /// address) it was read for. Kept as long as the shared read would be, so the read cache's
+    /// lookups of one request read the index once: a `pread` each was most of a request's system
+    /// calls under `GET /v1/files/{id}` (three lookups: the key, the file, its workspace's rules).
+    mark: Cell<Option<(usize, u128)>>,
 }
 
 /// One request's read transaction on an inline connection. Each statement in a transaction of its
@@ -246,10 +257,24 @@ impl CommitCounter for InlineReads {
         self.wal_index.as_ref()?.state()
     }
 
+    fn request_sees(&self) -> Option<(u128, bool)> {
+        let here = std::ptr::from_ref(self).addr();
+        let seen = REQUEST_READS.try_with(|reads| match reads.mark.get() {
+            Some((of, mark)) if of == here => Some((mark, false)),
+            _ => {
+                let now = self.commits()?;
+                reads.mark.set(Some((here, now)));
+                Some((now, true))
+            }
+        });
+        // Outside a request scope: read now.
+        seen.unwrap_or_else(|_| self.commits().map(|now| (now, true)))
+    }
+
     fn next_read_sees_from(&self, now: u128) -> Option<u128> {
         let open_here = |read: &SharedRead| std::ptr::eq(Arc::as_ptr(&read.reads), self);
-        match SHARED_READ.try_with(|shared| {
-            shared.borrow().as_ref().filter(|read| open_here(read)).map(|read| read.began_at)
+        match REQUEST_READS.try_with(|reads| {
+            reads.shared.borrow().as_ref().filter(|read| open_here(read)).map(|read| read.began_at)
         }) {
             Ok(Some(began_at)) => began_at,
             // The next read begins a transaction of its own, after `now` was read.
@@ -384,13 +409,17 @@ impl SqliteDatabase {
         self.inline.as_ref()?.rows(sql, params, decode)
     }
 
-    /// Ends the request's read transaction on this database, if it has one.
+    /// Ends the request's read transaction on this database, if it has one, and forgets the mark
+    /// its lookups saw.
     fn end_shared_read(&self) {
-        let Some(reads) = &self.inline else { return };
-        let _ = SHARED_READ.try_with(|shared| {
-            let mut shared = shared.borrow_mut();
-            if shared.as_ref().is_some_and(|read| Arc::ptr_eq(&read.reads, reads)) {
+        let Some(inline) = &self.inline else { return };
+        let _ = REQUEST_READS.try_with(|reads| {
+            let mut shared = reads.shared.borrow_mut();
+            if shared.as_ref().is_some_and(|read| Arc::ptr_eq(&read.reads, inline)) {
                 shared.take();
+            }
+            if reads.mark.get().is_some_and(|(of, _)| of == Arc::as_ptr(inline).addr()) {
+                reads.mark.set(None);
             }
         });
     }
@@ -508,7 +537,7 @@ impl Dialect for SqliteDatabase {
 
     fn in_request_scope<'a>(&'a self, request: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
         match self.inline {
-            Some(_) => Box::pin(SHARED_READ.scope(RefCell::new(None), request)),
+            Some(_) => Box::pin(REQUEST_READS.scope(RequestReads::default(), request)),
             None => request,
         }
     }
@@ -595,6 +624,31 @@ mod tests {
         // No connection is kept by a request that has ended.
         let inline = store.db.inline.as_ref().unwrap();
         assert_eq!(inline.idle.lock().unwrap().len(), inline.opened.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_requests_kept_lookups_read_the_mark_of_commits_once_until_it_touches_the_pools() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let (store, _) = store_with_key(&url).await;
+        assert!(!revoked(&store).await);
+        assert!(store.db.cache.as_ref().unwrap().keeps_key("hash"), "the key is kept");
+        let other = another_connection(&url);
+        let scoped = store.clone();
+        let request = async move {
+            let store = scoped;
+            // Kept: the lookup reads the mark of commits, and no read transaction begins.
+            assert!(!revoked(&store).await);
+            other.execute("UPDATE api_keys SET revoked_at = 1", []).unwrap();
+            assert!(!revoked(&store).await, "the request's second lookup read the mark again");
+            store.list_workspaces().await.unwrap();
+            assert!(revoked(&store).await, "after the pools, the mark is read afresh");
+            other.execute("UPDATE api_keys SET revoked_at = NULL", []).unwrap();
+        };
+        cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(request)).await;
+        let scoped = store.clone();
+        let next = async move { assert!(!revoked(&scoped).await, "the next request reads the mark afresh") };
+        cabinet_core::MetadataStore::in_request_scope(&store, Box::pin(next)).await;
     }
 
     #[tokio::test]
