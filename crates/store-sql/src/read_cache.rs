@@ -293,8 +293,9 @@ impl ReadCache {
         {
             let mut state = self.lock();
             if !state.listening || state.epoch != now {
-                // A mark the request read earlier names no later state than what is kept now:
-                // it reads the database (in its shared view), and leaves what is kept alone.
+                // The mark this request read earlier is not the one what is kept was read at
+                // (either may be the older): the request reads the database, in its shared view,
+                // and leaves what is kept to the lookups that read the mark afresh.
                 if !read_now {
                     drop(state);
                     return Lookup::Read(counter.next_read_sees_from(now).map(Epoch));
