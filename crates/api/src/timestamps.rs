@@ -26,6 +26,8 @@ pub fn serialize_option<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S
 
 /// Writes `at` into `out` and gives its length, or `None` for a year of other than four digits.
 fn write(at: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
+    // In UTC already: each field read of a `DateTime` would add its offset to it again.
+    let at = at.naive_utc();
     let year = at.year();
     if !(0..=9999).contains(&year) {
         return None;

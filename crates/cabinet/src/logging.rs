@@ -256,6 +256,8 @@ const TIMESTAMP_BYTES: usize = 27;
 /// years 0–9999; other years are not now).
 fn timestamp(at: chrono::DateTime<chrono::Utc>, out: &mut [u8; TIMESTAMP_BYTES]) -> &str {
     use chrono::{Datelike, Timelike};
+    // In UTC already: each field read of a `DateTime` would add its offset to it again.
+    let at = at.naive_utc();
     let mut put = |at: usize, width: usize, mut value: u32| {
         for digit in out[at..at + width].iter_mut().rev() {
             *digit = b'0' + (value % 10) as u8;
