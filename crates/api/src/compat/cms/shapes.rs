@@ -26,7 +26,9 @@ pub struct CmsFile {
     /// shape is unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Models and instances using this file (Cabinet references).
     pub usage: Vec<CmsUsage>,

@@ -45,7 +45,9 @@ pub struct FileObject {
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub is_favorite: bool,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -72,7 +74,9 @@ pub struct FolderObject {
     /// Shared with every member of the workspace, as set by create or update.
     pub is_shared: bool,
     pub is_favorite: bool,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
     /// `GET /folders/{id}` only.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -23,7 +23,9 @@ pub struct SerenitiesFile {
     /// The first conversation that references the file (a Cabinet reference of kind
     /// `conversation`), or null.
     pub conversation_id: Option<String>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub uploaded_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
     /// The end user who uploaded it, when creator tracking is on.
     pub created_by: Option<String>,
@@ -60,7 +62,9 @@ pub struct SerenitiesFolder {
     pub name: String,
     /// Null at the root.
     pub parent_id: Option<String>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -109,6 +113,7 @@ pub struct SerenitiesFileList {
 pub struct SerenitiesDownloadUrl {
     pub url: String,
     /// One hour after the call.
+    #[serde(serialize_with = "crate::timestamps::serialize")]
     pub expires_at: DateTime<Utc>,
 }
 
