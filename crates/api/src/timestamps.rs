@@ -26,30 +26,7 @@ pub fn serialize_option<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S
 
 /// Writes `at` into `out` and gives its length, or `None` for a year of other than four digits.
 fn write(at: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
-    // In UTC already: each field read of a `DateTime` would add its offset to it again.
-    let at = at.naive_utc();
-    let year = at.year();
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let (mut second, mut nanos) = (at.second(), at.nanosecond());
-    // A leap second: chrono keeps it as nanoseconds past 10⁹ in the second before, and writes `:60`.
-    if nanos >= 1_000_000_000 {
-        second += 1;
-        nanos -= 1_000_000_000;
-    }
-    let mut text = Text { out, len: 0 };
-    text.digits(year as u32, 4);
-    text.byte(b'-');
-    text.digits(at.month(), 2);
-    text.byte(b'-');
-    text.digits(at.day(), 2);
-    text.byte(b'T');
-    text.digits(at.hour(), 2);
-    text.byte(b':');
-    text.digits(at.minute(), 2);
-    text.byte(b':');
-    text.digits(second, 2);
+    let (mut text, nanos) = Text::to_the_second(at, out)?;
     if nanos != 0 {
         text.byte(b'.');
         if nanos % 1_000_000 == 0 {
@@ -64,12 +41,52 @@ fn write(at: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
     Some(text.len)
 }
 
+/// `at` with six digits of fraction whatever they are (`2026-12-04T03:49:20.133765Z`), as
+/// tracing-subscriber writes its lines' times; `None` for a year of other than four digits.
+pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; 30]) -> Option<&'a str> {
+    let (mut text, nanos) = Text::to_the_second(at, out)?;
+    text.byte(b'.');
+    text.digits(nanos / 1_000, 6);
+    text.byte(b'Z');
+    let len = text.len;
+    Some(std::str::from_utf8(&out[..len]).expect("ASCII digits and separators"))
+}
+
 struct Text<'a> {
     out: &'a mut [u8; 30],
     len: usize,
 }
 
-impl Text<'_> {
+impl<'a> Text<'a> {
+    /// `at` up to its seconds, and the nanoseconds past them.
+    fn to_the_second(at: &DateTime<Utc>, out: &'a mut [u8; 30]) -> Option<(Self, u32)> {
+        // In UTC already: each field read of a `DateTime` would add its offset to it again.
+        let at = at.naive_utc();
+        let year = at.year();
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let (mut second, mut nanos) = (at.second(), at.nanosecond());
+        // A leap second: chrono keeps it as nanoseconds past 10⁹ in the second before, and writes `:60`.
+        if nanos >= 1_000_000_000 {
+            second += 1;
+            nanos -= 1_000_000_000;
+        }
+        let mut text = Text { out, len: 0 };
+        text.digits(year as u32, 4);
+        text.byte(b'-');
+        text.digits(at.month(), 2);
+        text.byte(b'-');
+        text.digits(at.day(), 2);
+        text.byte(b'T');
+        text.digits(at.hour(), 2);
+        text.byte(b':');
+        text.digits(at.minute(), 2);
+        text.byte(b':');
+        text.digits(second, 2);
+        Some((text, nanos))
+    }
+
     fn byte(&mut self, byte: u8) {
         self.out[self.len] = byte;
         self.len += 1;

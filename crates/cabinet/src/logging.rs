@@ -107,8 +107,8 @@ where
         if meta.fields().field("log.target").is_some() {
             return self.bridged.format_event(ctx, writer, event);
         }
-        let mut stamp = [0u8; TIMESTAMP_BYTES];
-        writer.write_str(timestamp(chrono::Utc::now(), &mut stamp))?;
+        let mut stamp = [0u8; 30];
+        writer.write_str(&timestamp(chrono::Utc::now(), &mut stamp))?;
         writer.write_str(match *meta.level() {
             Level::TRACE => " TRACE ",
             Level::DEBUG => " DEBUG ",
@@ -249,33 +249,13 @@ fn decimal(mut value: u64, out: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&out[start..]).expect("ASCII digits")
 }
 
-/// `2026-12-04T03:49:20.133765Z`
-const TIMESTAMP_BYTES: usize = 27;
-
-/// `at` in RFC 3339 with microseconds, as tracing-subscriber writes its lines' times (for the
-/// years 0–9999; other years are not now).
-fn timestamp(at: chrono::DateTime<chrono::Utc>, out: &mut [u8; TIMESTAMP_BYTES]) -> &str {
-    use chrono::{Datelike, Timelike};
-    // In UTC already: each field read of a `DateTime` would add its offset to it again.
-    let at = at.naive_utc();
-    let mut put = |at: usize, width: usize, mut value: u32| {
-        for digit in out[at..at + width].iter_mut().rev() {
-            *digit = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, at.year().clamp(0, 9999) as u32);
-    put(5, 2, at.month());
-    put(8, 2, at.day());
-    put(11, 2, at.hour());
-    put(14, 2, at.minute());
-    put(17, 2, at.second());
-    put(20, 6, at.nanosecond() % 1_000_000_000 / 1_000);
-    for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')]
-    {
-        out[at] = separator;
+/// `at` as tracing-subscriber writes its lines' times (RFC 3339 with microseconds); years
+/// outside 0–9999, which `write_micros` leaves out, through chrono.
+fn timestamp(at: chrono::DateTime<chrono::Utc>, out: &mut [u8; 30]) -> std::borrow::Cow<'_, str> {
+    match cabinet_api::timestamps::write_micros(&at, out) {
+        Some(text) => text.into(),
+        None => at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
     }
-    std::str::from_utf8(out).expect("ASCII digits and separators")
 }
 
 /// Writes out the lines still waiting in the batch (nothing when lines are not batched).
@@ -408,6 +388,9 @@ mod tests {
         assert!(plain_targets("info,not a level=loud").is_none());
     }
 
+    /// `2026-12-04T03:49:20.133765Z`
+    const TIMESTAMP_BYTES: usize = 27;
+
     /// What `events` log through a text layer formatting lines with `format`, each line's time
     /// cut off (and checked for its shape).
     fn lines_of<N, E>(fields: N, format: E, events: fn()) -> Vec<String>
@@ -489,8 +472,8 @@ mod tests {
         {
             let parsed = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc);
             let nanos = parsed + chrono::Duration::nanoseconds(999);
-            assert_eq!(timestamp(parsed, &mut [0; TIMESTAMP_BYTES]), at);
-            assert_eq!(timestamp(nanos, &mut [0; TIMESTAMP_BYTES]), at, "nanoseconds are cut, not rounded");
+            assert_eq!(timestamp(parsed, &mut [0; 30]), at);
+            assert_eq!(timestamp(nanos, &mut [0; 30]), at, "nanoseconds are cut, not rounded");
         }
     }
 
