@@ -236,7 +236,8 @@ async fn around_request(
                 let id = match request.headers().get(REQUEST_ID) {
                     Some(id) => id.clone(),
                     None => {
-                        let id = HeaderValue::from_str(&ulid::Ulid::new().to_string())
+                        let mut text = [0; ulid::ULID_LEN];
+                        let id = HeaderValue::from_str(ulid::Ulid::new().array_to_str(&mut text))
                             .expect("a ULID is a header value");
                         request.headers_mut().insert(REQUEST_ID, id.clone());
                         id
