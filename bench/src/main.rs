@@ -82,9 +82,14 @@ struct Args {
     #[arg(long)]
     assert_neighbour_ratio: Option<f64>,
     /// Comma-separated noisy-neighbour attacks to run (default: all): chain, unauthenticated,
-    /// trickle, unknown-size, images, slow-headers, nul, flood.
+    /// trickle, unknown-size, images, slow-headers, nul, flood, and idle (the control: A sends
+    /// nothing, so its ratio is the measurement's own spread; reported, never judged).
     #[arg(long, value_delimiter = ',')]
     neighbour_attacks: Vec<String>,
+    /// How many times each noisy-neighbour attack alternates a quiet phase and an attack phase
+    /// (50 of B's rounds each; default 2, 1 with --quick): more pairs, a steadier p99.
+    #[arg(long)]
+    neighbour_pairs: Option<usize>,
     /// PostgreSQL URL of an empty database: the list/search figure also runs on it
     /// (dev/bench starts one with dev/postgres).
     #[arg(long, env = "CABINET_BENCH_POSTGRES_URL")]
@@ -253,7 +258,7 @@ async fn run(bench: &mut Bench, args: &Args, wanted: impl Fn(&str) -> bool) -> R
         webhooks::outbox_cost(bench).await.context("the outbox's cost")?;
     }
     if wanted("neighbour") {
-        neighbour::run(bench, args.assert_neighbour_ratio, &args.neighbour_attacks)
+        neighbour::run(bench, args.assert_neighbour_ratio, &args.neighbour_attacks, args.neighbour_pairs)
             .await
             .context("noisy neighbour")?;
     }

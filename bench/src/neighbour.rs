@@ -94,7 +94,8 @@ struct Attack {
     /// What `--neighbour-attacks` calls it.
     short: &'static str,
     name: &'static str,
-    /// At least one of these outcomes must have been counted (the attack reached the server).
+    /// At least one of these outcomes must have been counted (the attack reached the server);
+    /// none for the control, which sends nothing.
     expected: &'static [&'static str],
     /// Rounds of the attack per second, shared by its tasks: A spends its whole request allowance
     /// (the default rate limit, 100 requests a second per key and per address) on it. `None`: as
@@ -105,7 +106,7 @@ struct Attack {
 /// A's request allowance under the default rate limit (6,000 a minute).
 const ALLOWANCE_PER_SECOND: f64 = 100.0;
 
-const ATTACKS: [Attack; 8] = [
+const ATTACKS: [Attack; 9] = [
     Attack {
         short: "chain",
         name: "folder chain at the depth cap: moves into its own subtree, recursive lists and searches",
@@ -154,15 +155,33 @@ const ATTACKS: [Attack; 8] = [
         expected: &["400", "429"],
         per_second: None,
     },
+    // The control: phases run exactly as an attack's, A's process started and stopped, but A sends
+    // nothing. Its ratio is the spread of the measurement itself (quiet against quiet), the
+    // yardstick for the attacks' ratios; it is reported, not judged.
+    Attack {
+        short: "idle",
+        name: "none (the control: A's process runs, sends nothing)",
+        expected: &[],
+        per_second: None,
+    },
 ];
+
+/// The control's place in [`ATTACKS`].
+const CONTROL: usize = ATTACKS.len() - 1;
 
 /// The attacks' short names, for `--neighbour-attacks`.
 pub fn attack_names() -> Vec<&'static str> {
     ATTACKS.iter().map(|attack| attack.short).collect()
 }
 
-/// Runs the attacks named in `only` (all when it is empty).
-pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>, only: &[String]) -> Result<()> {
+/// Runs the attacks named in `only` (all when it is empty), each in `pairs` of a quiet phase and
+/// an attack phase (2 by default, 1 with `--quick`).
+pub async fn run(
+    bench: &mut Bench,
+    assert_ratio: Option<f64>,
+    only: &[String],
+    pairs: Option<usize>,
+) -> Result<()> {
     let data = bench.path("neighbour");
     let create = |name: &str, quota: Option<u64>| -> Result<String> {
         let mut args = vec!["create-workspace".to_owned(), "--name".into(), name.into()];
@@ -204,6 +223,7 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>, only: &[String]) 
     // Each attack alternates with quiet phases (quiet, attack, quiet, attack), so B's quiet p99 is
     // taken next to the attack's, in the same state of the machine and of B's workspace.
     let (phase_rounds, repeats) = if bench.quick { (8, 1) } else { (50, 2) };
+    let repeats = pairs.unwrap_or(repeats).max(1);
     // B's pace: a round every 150 ms keeps it well inside its own rate limit.
     let pace = Duration::from_millis(150);
     let warm_up = Duration::from_secs(if bench.quick { 2 } else { 3 });
@@ -237,10 +257,10 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>, only: &[String]) 
         }) {
             bail!("attack {:?} got a {status} from the server: {answers:?}", attack.name);
         }
-        if !attack.expected.iter().any(|wanted| answers.contains_key(*wanted)) {
+        if index != CONTROL && !attack.expected.iter().any(|wanted| answers.contains_key(*wanted)) {
             bail!("attack {:?} never got any of {:?}: {answers:?}", attack.name, attack.expected);
         }
-        under_attack.push((attack, quiet, timed, answers));
+        under_attack.push((index, attack, quiet, timed, answers));
     }
     let quiet_used = setup.quota_used(&attacker, &base, &tenants).await?;
     if quiet_used > ATTACKER_QUOTA_BYTES {
@@ -255,7 +275,7 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>, only: &[String]) 
             .join(", ")
     };
     let mut missed = Vec::new();
-    for (attack, quiet, timed, answers) in under_attack {
+    for (index, attack, quiet, timed, answers) in under_attack {
         let mut worst = Samples::default();
         let ratio = OPERATIONS
             .iter()
@@ -268,16 +288,21 @@ pub async fn run(bench: &mut Bench, assert_ratio: Option<f64>, only: &[String]) 
             p99s(&timed),
             p99s(&quiet)
         );
-        if assert_ratio.is_some_and(|limit| ratio >= limit) {
+        let control = index == CONTROL;
+        if !control && assert_ratio.is_some_and(|limit| ratio >= limit) {
             missed.push(format!("{} ({ratio:.2}×)", attack.name));
         }
         bench.rows.push(Row {
-            figure: format!("another tenant's p99 under: {}", attack.name),
+            figure: if control {
+                "another tenant's p99 with A idle (the control: the measurement's own spread)".to_owned()
+            } else {
+                format!("another tenant's p99 under: {}", attack.name)
+            },
             cabinet: p99s(&timed),
             baseline: format!("quiet: {}", p99s(&quiet)),
             judged: worst,
             judged_digits: 2,
-            target: Target::Below(TARGET_RATIO),
+            target: if control { Target::None } else { Target::Below(TARGET_RATIO) },
             unit: "×",
         });
     }
@@ -694,6 +719,7 @@ impl AttackSetup {
                     });
                 }
             }
+            CONTROL => {}
             _ => {
                 for _ in 0..4 {
                     let Attacker { http, base, key, tally, gate } = a.clone();
