@@ -172,3 +172,30 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_json_answer_is_its_value_written_as_axum_writes_it() {
+        let value = serde_json::json!({"name": "a \"quoted\" name", "size": 1024, "tags": ["x", "ü"]});
+        let ours = Json(value.clone()).into_response();
+        let axums = axum::Json(value).into_response();
+        assert_eq!(ours.status(), axums.status());
+        assert_eq!(ours.headers(), axums.headers());
+        let body = |response: Response| axum::body::to_bytes(response.into_body(), usize::MAX);
+        assert_eq!(body(ours).await.unwrap(), body(axums).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_value_that_cannot_be_written_as_json_is_a_500_in_the_error_shape() {
+        // A map with keys that are not strings is refused by serde_json.
+        let unwritable: std::collections::BTreeMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        let response = Json(unwritable).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+    }
+}
