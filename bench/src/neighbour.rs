@@ -87,6 +87,9 @@ struct Tenants {
     victim_key: String,
     attacker_key: String,
     quota_key: String,
+    /// A second key of the quota workspace, for the check at the end: the attack's key may be
+    /// deep in debt with the rate limiter by then (refused uploads are charged what they sent).
+    quota_check_key: String,
 }
 
 /// One attack: how A runs it until told to stop, and the answers it must have had.
@@ -183,7 +186,11 @@ pub async fn run(
     pairs: Option<usize>,
 ) -> Result<()> {
     let data = bench.path("neighbour");
-    let create = |name: &str, quota: Option<u64>| -> Result<String> {
+    let key_of = |ws: &str| -> Result<String> {
+        let key = admin(&bench.cabinet_bin, &data, None, &["create-key", "--workspace", ws])?;
+        Ok(key["key"].as_str().context("a key secret")?.to_owned())
+    };
+    let create = |name: &str, quota: Option<u64>| -> Result<(String, String)> {
         let mut args = vec!["create-workspace".to_owned(), "--name".into(), name.into()];
         if let Some(quota) = quota {
             args.extend(["--quota-bytes".into(), quota.to_string()]);
@@ -191,13 +198,15 @@ pub async fn run(
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let ws = admin(&bench.cabinet_bin, &data, None, &args)?;
         let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
-        let key = admin(&bench.cabinet_bin, &data, None, &["create-key", "--workspace", &ws])?;
-        Ok(key["key"].as_str().context("a key secret")?.to_owned())
+        let key = key_of(&ws)?;
+        Ok((ws, key))
     };
+    let (quota_workspace, quota_key) = create("attacker-quota", Some(ATTACKER_QUOTA_BYTES))?;
     let tenants = Tenants {
-        victim_key: create("victim", None)?,
-        attacker_key: create("attacker", None)?,
-        quota_key: create("attacker-quota", Some(ATTACKER_QUOTA_BYTES))?,
+        victim_key: create("victim", None)?.1,
+        attacker_key: create("attacker", None)?.1,
+        quota_key,
+        quota_check_key: key_of(&quota_workspace)?,
     };
     // The deployment's defaults (rate limits included): what a hostile tenant meets in production.
     let server = Cabinet::start(&bench.cabinet_bin, &data, &["--rate-limit-per-minute", "6000"])?;
@@ -567,7 +576,8 @@ impl AttackSetup {
 
     /// The bytes A's quota workspace holds.
     async fn quota_used(&self, http: &reqwest::Client, base: &str, tenants: &Tenants) -> Result<u64> {
-        let quota = expect(http.get(format!("{base}/v1/quota")).bearer_auth(&tenants.quota_key), 200).await?;
+        let quota =
+            expect(http.get(format!("{base}/v1/quota")).bearer_auth(&tenants.quota_check_key), 200).await?;
         quota["used_bytes"].as_u64().with_context(|| format!("no used_bytes in {quota}"))
     }
 

@@ -2,9 +2,13 @@
 //! surface spells it in `Authorization`; an end user, however many tokens they hold), and per
 //! client IP for requests without a credential (the signed storage endpoint, probes, a secret that
 //! cannot be one) — behind trusted proxies, the client's address they forward. Every limited response says how much is left; a refusal is 429 with `Retry-After`.
-//! A request refused after its body was read is charged one request more for every whole MiB
+//! A request refused after its body was read is charged one request more for every whole 256 KiB
 //! read: what it made the server receive, hash and write, a refusal the caller's quota does not
-//! pay for (uploads of unknown size past the quota, the wrong checksum), costs its allowance.
+//! pay for (uploads of unknown size past the quota, the wrong checksum), costs its allowance. At
+//! the default allowance a client can so make the server read at most ~1.5 GiB a minute that it
+//! then refuses, where a MiB a request let it be ~6 GiB (reading, hashing and writing a refused MiB
+//! costs the server about what thirty small requests do); a refused 1 GiB costs 4,096 requests,
+//! so the client can still list and delete to make room.
 //! The buckets live in this process: N nodes allow up to N times the rate.
 
 use std::collections::hash_map::{DefaultHasher, HashMap};
@@ -63,7 +67,7 @@ pub struct Verdict {
 }
 
 /// A refused request is charged one request more for each of these read from its body.
-pub const CHARGED_BODY_BYTES: u64 = 1 << 20;
+pub const CHARGED_BODY_BYTES: u64 = 256 << 10;
 
 /// The longest a refusal waits before it is sent (see [`rate_limit`]).
 pub const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
