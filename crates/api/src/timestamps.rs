@@ -6,9 +6,12 @@
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serializer;
 
+/// The longest a timestamp is written here: `2026-12-04T03:49:20.133765123Z`.
+pub const TEXT_BYTES: usize = 30;
+
 /// For `#[serde(serialize_with = "crate::timestamps::serialize")]`.
 pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut buffer = [0u8; 30];
+    let mut buffer = [0u8; TEXT_BYTES];
     match write(at, &mut buffer) {
         Some(len) => serializer.serialize_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits")),
         // Years before 0 or after 9999: chrono's own form (a sign and more digits).
@@ -25,7 +28,7 @@ pub fn serialize_option<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S
 }
 
 /// Writes `at` into `out` and gives its length, or `None` for a year of other than four digits.
-fn write(at: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
+fn write(at: &DateTime<Utc>, out: &mut [u8; TEXT_BYTES]) -> Option<usize> {
     let (mut text, nanos) = Text::to_the_second(at, out)?;
     if nanos != 0 {
         text.byte(b'.');
@@ -43,7 +46,7 @@ fn write(at: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
 
 /// `at` with six digits of fraction whatever they are (`2026-12-04T03:49:20.133765Z`), as
 /// tracing-subscriber writes its lines' times; `None` for a year of other than four digits.
-pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; 30]) -> Option<&'a str> {
+pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; TEXT_BYTES]) -> Option<&'a str> {
     let (mut text, nanos) = Text::to_the_second(at, out)?;
     text.byte(b'.');
     text.digits(nanos / 1_000, 6);
@@ -53,13 +56,13 @@ pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; 30]) -> Option<&'a
 }
 
 struct Text<'a> {
-    out: &'a mut [u8; 30],
+    out: &'a mut [u8; TEXT_BYTES],
     len: usize,
 }
 
 impl<'a> Text<'a> {
     /// `at` up to its seconds, and the nanoseconds past them.
-    fn to_the_second(at: &DateTime<Utc>, out: &'a mut [u8; 30]) -> Option<(Self, u32)> {
+    fn to_the_second(at: &DateTime<Utc>, out: &'a mut [u8; TEXT_BYTES]) -> Option<(Self, u32)> {
         // In UTC already: each field read of a `DateTime` would add its offset to it again.
         let at = at.naive_utc();
         let year = at.year();

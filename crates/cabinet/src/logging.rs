@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use cabinet_api::timestamps::{write_micros, TEXT_BYTES};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::{RecordFields, VisitOutput};
@@ -107,7 +108,7 @@ where
         if meta.fields().field("log.target").is_some() {
             return self.bridged.format_event(ctx, writer, event);
         }
-        let mut stamp = [0u8; 30];
+        let mut stamp = [0u8; TEXT_BYTES];
         writer.write_str(&timestamp(chrono::Utc::now(), &mut stamp))?;
         writer.write_str(match *meta.level() {
             Level::TRACE => " TRACE ",
@@ -251,8 +252,8 @@ fn decimal(mut value: u64, out: &mut [u8; 20]) -> &str {
 
 /// `at` as tracing-subscriber writes its lines' times (RFC 3339 with microseconds); years
 /// outside 0–9999, which `write_micros` leaves out, through chrono.
-fn timestamp(at: chrono::DateTime<chrono::Utc>, out: &mut [u8; 30]) -> std::borrow::Cow<'_, str> {
-    match cabinet_api::timestamps::write_micros(&at, out) {
+fn timestamp(at: chrono::DateTime<chrono::Utc>, out: &mut [u8; TEXT_BYTES]) -> std::borrow::Cow<'_, str> {
+    match write_micros(&at, out) {
         Some(text) => text.into(),
         None => at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
     }
@@ -472,8 +473,8 @@ mod tests {
         {
             let parsed = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc);
             let nanos = parsed + chrono::Duration::nanoseconds(999);
-            assert_eq!(timestamp(parsed, &mut [0; 30]), at);
-            assert_eq!(timestamp(nanos, &mut [0; 30]), at, "nanoseconds are cut, not rounded");
+            assert_eq!(timestamp(parsed, &mut [0; TEXT_BYTES]), at);
+            assert_eq!(timestamp(nanos, &mut [0; TEXT_BYTES]), at, "nanoseconds are cut, not rounded");
         }
     }
 
