@@ -2,13 +2,16 @@
 //! surface spells it in `Authorization`; an end user, however many tokens they hold), and per
 //! client IP for requests without a credential (the signed storage endpoint, probes, a secret that
 //! cannot be one) — behind trusted proxies, the client's address they forward. Every limited response says how much is left; a refusal is 429 with `Retry-After`.
-//! A request refused after its body was read is charged one request more for every whole 256 KiB
-//! read: what it made the server receive, hash and write, a refusal the caller's quota does not
-//! pay for (uploads of unknown size past the quota, the wrong checksum), costs its allowance. At
-//! the default allowance a client can so make the server read at most ~1.5 GiB a minute that it
-//! then refuses, where a MiB a request let it be ~6 GiB (reading, hashing and writing a refused MiB
-//! costs the server about what thirty small requests do); a refused 1 GiB costs 4,096 requests,
-//! so the client can still list and delete to make room.
+//! A request refused after its body was read (uploads of unknown size past the quota, the wrong
+//! checksum) made the server receive, hash and write bytes that the caller's quota does not pay
+//! for, so they come out of a second allowance of the same client: refused body bytes, refilled
+//! at 32 KiB for each request of its allowance (~190 MiB a minute at the default) and holding at
+//! most ten seconds of that (~32 MiB), so no client can make the server read more than a short
+//! burst of them at once. Reading, hashing and writing a refused MiB costs the server about what
+//! thirty small requests do: 32 KiB is one request's worth. While that allowance is below empty
+//! (down to a minute's refill), the client's requests that would send more than 32 KiB, or a body
+//! of unknown length, are refused with 429 before a byte is read; its lists, deletes and small
+//! bodies go on, so it can still make room.
 //! The buckets live in this process: N nodes allow up to N times the rate.
 
 use std::collections::hash_map::{DefaultHasher, HashMap};
@@ -18,8 +21,9 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use axum::body::HttpBody;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use axum::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tokio::time::Instant;
@@ -49,6 +53,9 @@ pub struct RateLimiter {
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
+    /// Bytes of bodies the client may still have read and then refused; below zero, its large
+    /// bodies wait.
+    refused_body_bytes: f64,
     updated: Instant,
 }
 
@@ -64,10 +71,19 @@ pub struct Verdict {
     pub retry_after_secs: u64,
     /// How long until the bucket holds a whole token again (zero when allowed).
     pub next_token_in: Duration,
+    /// Whether it was refused for the bodies the client had refused before, not for its requests.
+    pub for_refused_bodies: bool,
 }
 
-/// A refused request is charged one request more for each of these read from its body.
-pub const CHARGED_BODY_BYTES: u64 = 256 << 10;
+/// The refused body bytes a client may have read for each request of its allowance; a request
+/// that may send more than this waits while that allowance is spent.
+pub const REFUSED_BODY_BYTES_PER_REQUEST: u64 = 32 << 10;
+
+/// How much refill the refused-body allowance holds: the largest burst of refused bodies.
+const REFUSED_BODY_BURST: Duration = Duration::from_secs(10);
+
+/// How far below empty refused bodies take that allowance: a minute of refill.
+const REFUSED_BODY_DEBT: Duration = Duration::from_secs(60);
 
 /// The longest a refusal waits before it is sent (see [`rate_limit`]).
 pub const MAX_REFUSAL_PAUSE: Duration = Duration::from_secs(1);
@@ -90,22 +106,40 @@ impl RateLimiter {
         Self { proxies, ..self }
     }
 
-    /// Takes one token from `client`'s bucket, if it has one.
-    pub fn check(&self, client: u64, now: Instant) -> Verdict {
+    /// Takes one token from `client`'s bucket, if it has one. `large_body`: the request may send
+    /// more than [`REFUSED_BODY_BYTES_PER_REQUEST`], so it waits while the client's refused-body
+    /// allowance is below empty (and takes no token then).
+    pub fn check(&self, client: u64, now: Instant, large_body: bool) -> Verdict {
         let capacity = f64::from(self.per_minute);
         let per_second = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if buckets.len() >= PRUNE_AT {
+            let (body_capacity, body_per_second) =
+                (self.refused_body_capacity(), self.refused_body_per_second());
             buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < capacity
+                let idle = now.duration_since(b.updated).as_secs_f64();
+                b.tokens + idle * per_second < capacity
+                    || b.refused_body_bytes + idle * body_per_second < body_capacity
             });
         }
         let bucket = self.refilled(&mut buckets, client, now);
+        let seconds_for = |tokens: f64| (tokens.max(0.0) / per_second).ceil() as u64;
+        let reset_secs = seconds_for(capacity - bucket.tokens);
+        if large_body && bucket.refused_body_bytes < 0.0 {
+            let wait = -bucket.refused_body_bytes / self.refused_body_per_second();
+            return Verdict {
+                allowed: false,
+                remaining: bucket.tokens.floor() as u64,
+                reset_secs,
+                retry_after_secs: (wait.ceil() as u64).max(1),
+                next_token_in: Duration::from_secs_f64(wait),
+                for_refused_bodies: true,
+            };
+        }
         let allowed = bucket.tokens >= 1.0;
         if allowed {
             bucket.tokens -= 1.0;
         }
-        let seconds_for = |tokens: f64| (tokens.max(0.0) / per_second).ceil() as u64;
         Verdict {
             allowed,
             remaining: bucket.tokens.floor() as u64,
@@ -116,15 +150,27 @@ impl RateLimiter {
             } else {
                 Duration::from_secs_f64((1.0 - bucket.tokens).max(0.0) / per_second)
             },
+            for_refused_bodies: false,
         }
     }
 
-    /// Takes `requests` more from `client`'s bucket, into debt down to one bucket's worth below
-    /// empty: the client is refused until the bucket has refilled past it, a minute at most.
-    pub fn charge(&self, client: u64, requests: f64, now: Instant) {
+    /// Takes the `bytes` of a refused body from `client`'s refused-body allowance, down to a
+    /// minute's refill below empty: its large bodies wait until that has come back.
+    pub fn charge_refused_body(&self, client: u64, bytes: u64, now: Instant) {
+        let floor = -self.refused_body_per_second() * REFUSED_BODY_DEBT.as_secs_f64();
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let bucket = self.refilled(&mut buckets, client, now);
-        bucket.tokens = (bucket.tokens - requests).max(-f64::from(self.per_minute));
+        bucket.refused_body_bytes = (bucket.refused_body_bytes - bytes as f64).max(floor);
+    }
+
+    /// Refused body bytes a second that come back to a client's allowance.
+    fn refused_body_per_second(&self) -> f64 {
+        f64::from(self.per_minute) * REFUSED_BODY_BYTES_PER_REQUEST as f64 / 60.0
+    }
+
+    /// The most refused body bytes a client's allowance holds.
+    fn refused_body_capacity(&self) -> f64 {
+        self.refused_body_per_second() * REFUSED_BODY_BURST.as_secs_f64()
     }
 
     /// `client`'s bucket, refilled for the time since it was last used (a new one is full).
@@ -135,9 +181,16 @@ impl RateLimiter {
         now: Instant,
     ) -> &'a mut Bucket {
         let capacity = f64::from(self.per_minute);
-        let bucket = buckets.entry(client).or_insert(Bucket { tokens: capacity, updated: now });
-        let refilled = now.duration_since(bucket.updated).as_secs_f64() * capacity / 60.0;
-        bucket.tokens = (bucket.tokens + refilled).min(capacity);
+        let body_capacity = self.refused_body_capacity();
+        let bucket = buckets.entry(client).or_insert(Bucket {
+            tokens: capacity,
+            refused_body_bytes: body_capacity,
+            updated: now,
+        });
+        let idle = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + idle * capacity / 60.0).min(capacity);
+        bucket.refused_body_bytes =
+            (bucket.refused_body_bytes + idle * self.refused_body_per_second()).min(body_capacity);
         bucket.updated = now;
         bucket
     }
@@ -188,13 +241,19 @@ where
     // Each dialect answers in its own envelope, and Mavera's reset is a unix time.
     let surface = Surface::of(request.uri().path());
     let client = client_of(cabinet, &limiter.proxies, surface, &request);
-    let verdict = limiter.check(client, Instant::now());
+    let verdict = limiter.check(client, Instant::now(), may_send_a_large_body(&request));
     if !verdict.allowed {
-        let mut response = surface.refusal(
-            StatusCode::TOO_MANY_REQUESTS,
-            Code::RateLimited,
-            format!("too many requests; try again in {} s", verdict.retry_after_secs),
-        );
+        let message = if verdict.for_refused_bodies {
+            format!(
+                "too many bytes of this client's requests were refused after they were read; \
+                 send bodies over {} KiB again in {} s",
+                REFUSED_BODY_BYTES_PER_REQUEST >> 10,
+                verdict.retry_after_secs
+            )
+        } else {
+            format!("too many requests; try again in {} s", verdict.retry_after_secs)
+        };
+        let mut response = surface.refusal(StatusCode::TOO_MANY_REQUESTS, Code::RateLimited, message);
         set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(verdict.retry_after_secs));
         tokio::time::sleep(verdict.pause()).await;
@@ -204,13 +263,23 @@ where
     let mut response = next(request).await;
     let status = response.status();
     if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
-        let charged = body_read.map_or(0, |read| read.bytes()) / CHARGED_BODY_BYTES;
-        if charged > 0 {
-            limiter.charge(client, charged as f64, Instant::now());
+        let read = body_read.map_or(0, |read| read.bytes());
+        if read > 0 {
+            limiter.charge_refused_body(client, read, Instant::now());
         }
     }
     set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
     response
+}
+
+/// Whether `request` may send more than [`REFUSED_BODY_BYTES_PER_REQUEST`]: its declared length
+/// says so, or it has a body of no declared length.
+fn may_send_a_large_body(request: &Request) -> bool {
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(length) => length > REFUSED_BODY_BYTES_PER_REQUEST,
+        None => !request.body().is_end_stream(),
+    }
 }
 
 #[cfg(test)]
@@ -222,19 +291,19 @@ mod tests {
         let limiter = RateLimiter::new(60);
         let start = Instant::now();
         for i in 0..60 {
-            let verdict = limiter.check(1, start);
+            let verdict = limiter.check(1, start, false);
             assert!(verdict.allowed, "request {i}");
             assert_eq!(verdict.remaining, 59 - i);
         }
-        let refused = limiter.check(1, start);
+        let refused = limiter.check(1, start, false);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_secs, 1);
         assert_eq!(refused.reset_secs, 60);
         // Another client has its own bucket.
-        assert!(limiter.check(2, start).allowed);
+        assert!(limiter.check(2, start, false).allowed);
         // One token a second comes back.
-        assert!(limiter.check(1, start + Duration::from_millis(1_100)).allowed);
-        let refused = limiter.check(1, start + Duration::from_millis(1_200));
+        assert!(limiter.check(1, start + Duration::from_millis(1_100), false).allowed);
+        let refused = limiter.check(1, start + Duration::from_millis(1_200), false);
         assert!(!refused.allowed);
         // The refusal says when the next token is there: 0.2 of one has come back since 1.1 s.
         let wait = refused.next_token_in.as_secs_f64();
@@ -242,19 +311,38 @@ mod tests {
     }
 
     #[test]
-    fn a_charge_takes_requests_into_debt_down_to_a_bucket_below_empty() {
+    fn refused_bodies_hold_back_a_clients_large_bodies_until_their_bytes_have_come_back() {
+        // 60 a minute: 32 KiB of refused body a second comes back, up to 320 KiB, down to
+        // 1,920 KiB below empty.
         let limiter = RateLimiter::new(60);
         let start = Instant::now();
-        assert!(limiter.check(1, start).allowed);
-        limiter.charge(1, 10.0, start);
-        assert_eq!(limiter.check(1, start).remaining, 48);
-        limiter.charge(1, 1000.0, start);
-        assert!(!limiter.check(1, start).allowed);
-        // Sixty below empty: a minute refills it to empty, and the next token is a second on.
-        assert!(!limiter.check(1, start + Duration::from_secs(60)).allowed);
-        assert!(limiter.check(1, start + Duration::from_millis(61_100)).allowed);
-        // Another client's bucket is untouched.
-        assert_eq!(limiter.check(2, start).remaining, 59);
+        let kib = |n: u64| n << 10;
+        // A new client's allowance holds its burst: refused bodies up to it leave it not in debt.
+        limiter.charge_refused_body(1, kib(320), start);
+        assert!(limiter.check(1, start, true).allowed);
+        // One byte more, and its large bodies wait for that byte to come back (a second at least),
+        // taking no request; requests without one go on.
+        limiter.charge_refused_body(1, 1, start);
+        let held = limiter.check(1, start, true);
+        assert!(!held.allowed && held.for_refused_bodies);
+        assert_eq!(held.retry_after_secs, 1);
+        assert_eq!(held.remaining, 59);
+        let small = limiter.check(1, start, false);
+        assert!(small.allowed && !small.for_refused_bodies);
+        assert_eq!(small.remaining, 58);
+        // 1 MiB more: debt of 1,024 KiB + 1 byte, 32 s of refill.
+        limiter.charge_refused_body(1, kib(1024), start);
+        let held = limiter.check(1, start, true);
+        assert_eq!(held.retry_after_secs, 33);
+        assert!(!limiter.check(1, start + Duration::from_secs(32), true).allowed);
+        assert!(limiter.check(1, start + Duration::from_millis(32_100), true).allowed);
+        // The debt stops a minute of refill below empty, however much was refused.
+        limiter.charge_refused_body(1, kib(1 << 20), start + Duration::from_secs(40));
+        let held = limiter.check(1, start + Duration::from_secs(40), true);
+        assert_eq!(held.retry_after_secs, 60);
+        assert!(limiter.check(1, start + Duration::from_millis(100_100), true).allowed);
+        // Another client's allowance is untouched.
+        assert!(limiter.check(2, start, true).allowed);
     }
 
     #[test]
@@ -263,16 +351,20 @@ mod tests {
         // 600 a minute: a token every 100 ms.
         let fast = RateLimiter::new(600);
         for _ in 0..600 {
-            assert!(fast.check(1, start).allowed);
+            assert!(fast.check(1, start, false).allowed);
         }
-        let pause = fast.check(1, start).pause();
+        let pause = fast.check(1, start, false).pause();
         assert!(pause > Duration::from_millis(99) && pause <= Duration::from_millis(100), "{pause:?}");
         // 6 a minute: a token every 10 s, but a refusal waits a second at most.
         let slow = RateLimiter::new(6);
         for _ in 0..6 {
-            assert!(slow.check(1, start).allowed);
+            assert!(slow.check(1, start, false).allowed);
         }
-        assert_eq!(slow.check(1, start).pause(), MAX_REFUSAL_PAUSE);
-        assert_eq!(slow.check(2, start).pause(), Duration::ZERO, "an allowed request waits for nothing");
+        assert_eq!(slow.check(1, start, false).pause(), MAX_REFUSAL_PAUSE);
+        assert_eq!(
+            slow.check(2, start, false).pause(),
+            Duration::ZERO,
+            "an allowed request waits for nothing"
+        );
     }
 }

@@ -153,14 +153,16 @@ fn streamed_form(chunks: usize) -> reqwest::multipart::Form {
 }
 
 #[tokio::test]
-async fn an_upload_refused_after_its_bytes_were_read_is_charged_a_request_every_256_kib() {
-    // 24 a minute: a token every 2.5 s, so at most one comes back while the test runs.
+async fn bodies_refused_after_they_were_read_hold_back_the_clients_large_bodies() {
+    // 24 a minute: refused body bytes come back at 24 × 32 KiB a minute (12.8 KiB a second), up
+    // to 128 KiB, and go at most 768 KiB (a minute) below empty.
     let server = server_with(HttpLimits { rate_limit_per_minute: 24, ..HttpLimits::default() }).await;
     let remaining_after = |response: &reqwest::Response| -> u64 {
         response.headers()["x-ratelimit-remaining"].to_str().unwrap().parse().unwrap()
     };
 
-    // 3.5 MiB of unknown size into a 2 MiB quota: refused once more than 2 MiB was read.
+    // 3.5 MiB of unknown size into a 2 MiB quota: refused once more than 2 MiB was read. It costs
+    // its request only.
     let small = server.tenant(Some(2 << 20), cabinet_core::Role::Write).await;
     let refused = server
         .request(Method::POST, "/v1/files", &small.key)
@@ -170,25 +172,66 @@ async fn an_upload_refused_after_its_bytes_were_read_is_charged_a_request_every_
         .unwrap();
     assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
     assert_eq!(remaining_after(&refused), 23);
-    let next = server.request(Method::GET, "/v1/quota", &small.key).send().await.unwrap();
-    assert_eq!(next.status(), StatusCode::OK);
-    // Without the charge, 22 would be left; each whole 256 KiB read took one more, and more than
-    // 2 MiB was read (and less than 3.5): 8 to 14 more, where a charge by the MiB took 2 or 3 (one
-    // token may have come back meanwhile).
-    let left = remaining_after(&next);
-    assert!((22 - 14..=22 - 8 + 1).contains(&left), "{left} left after the refused upload");
 
-    // The same upload accepted costs one request, whatever its size.
-    let roomy = server.tenant(None, cabinet_core::Role::Write).await;
-    let stored = server
-        .request(Method::POST, "/v1/files", &roomy.key)
-        .multipart(streamed_form(56))
+    // Its next body of unknown length waits for those 2 MiB to come back, as far as a minute
+    // of refill goes: refused before a byte is read.
+    let held = server
+        .request(Method::POST, "/v1/files", &small.key)
+        .multipart(streamed_form(1))
         .send()
         .await
         .unwrap();
-    assert_eq!(stored.status(), StatusCode::CREATED);
+    let retry_after: u64 = held.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((55..=61).contains(&retry_after), "{retry_after}");
+    let status = held.status();
+    let body: Value = held.json().await.unwrap();
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(body["error"]["message"].as_str().unwrap().contains("refused after they were read"), "{body}");
+    // So does one declaring more than 32 KiB.
+    let declared = server
+        .request(Method::POST, "/v1/files", &small.key)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("file", reqwest::multipart::Part::bytes(vec![1u8; 40 << 10]).file_name("declared.bin")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Its reads and small bodies go on, so it can still make room.
+    let (status, _) = server.send(server.request(Method::GET, "/v1/quota", &small.key)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .send(server.request(Method::POST, "/v1/folders", &small.key).json(&json!({"name": "kept"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let small_file = server
+        .request(Method::POST, "/v1/files", &small.key)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("file", reqwest::multipart::Part::bytes(vec![1u8; 1024]).file_name("small.bin")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small_file.status(), StatusCode::CREATED);
+    // Nothing held back was received: the workspace holds the small file only.
+    let (_, quota) = server.send(server.request(Method::GET, "/v1/quota", &small.key)).await;
+    assert_eq!(quota["used_bytes"], 1024, "{quota}");
+
+    // The same uploads accepted cost nothing but their requests, whatever their size.
+    let roomy = server.tenant(None, cabinet_core::Role::Write).await;
+    for _ in 0..2 {
+        let stored = server
+            .request(Method::POST, "/v1/files", &roomy.key)
+            .multipart(streamed_form(56))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), StatusCode::CREATED);
+    }
     let next = server.request(Method::GET, "/v1/quota", &roomy.key).send().await.unwrap();
-    assert!((22..=23).contains(&remaining_after(&next)), "{}", remaining_after(&next));
+    assert!((21..=22).contains(&remaining_after(&next)), "{}", remaining_after(&next));
 }
 
 #[tokio::test]
