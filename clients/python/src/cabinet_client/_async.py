@@ -67,6 +67,12 @@ async def _in_thread(func: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, func)
 
 
+
+# How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
+# bytes arriving: about two seconds in all.
+CANCEL_RETRIES = 40
+CANCEL_RETRY_PAUSE = 0.05
+
 class AsyncCabinet:
     """The async client of a Cabinet server's ``/v1`` API (same arguments as ``Cabinet``).
 
@@ -246,10 +252,18 @@ class AsyncCabinet:
         try:
             await self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
         except BaseException:
-            try:  # a small upload is not resumed: release its reservation now, not at its expiry
-                await self.uploads.cancel(ticket["id"])
-            except CabinetError:
-                pass
+            # A small upload is not resumed: release its reservation now, not at its expiry. The
+            # server may not yet have seen the body it was sending end (`upload_in_progress`).
+            for _ in range(CANCEL_RETRIES):
+                try:
+                    await self.uploads.cancel(ticket["id"])
+                except Conflict as err:
+                    if err.code == "upload_in_progress":
+                        await asyncio.sleep(CANCEL_RETRY_PAUSE)
+                        continue
+                except CabinetError:
+                    pass
+                break
             raise
         upload = await self.uploads.complete(ticket["id"])
         return verified_file(upload, plan.sha256)

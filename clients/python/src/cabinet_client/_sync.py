@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Dict, Sequence, Iterator, List, Mapping, Optional, Set, Union, cast
 
@@ -62,6 +63,12 @@ from .types import (
 
 _UNSET: object = object()
 
+
+
+# How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
+# bytes arriving: about two seconds in all.
+CANCEL_RETRIES = 40
+CANCEL_RETRY_PAUSE = 0.05
 
 class Cabinet:
     """A client of a Cabinet server's ``/v1`` API.
@@ -255,10 +262,18 @@ class Cabinet:
         try:
             self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
         except BaseException:
-            try:  # a small upload is not resumed: release its reservation now, not at its expiry
-                self.uploads.cancel(ticket["id"])
-            except CabinetError:
-                pass
+            # A small upload is not resumed: release its reservation now, not at its expiry. The
+            # server may not yet have seen the body it was sending end (`upload_in_progress`).
+            for _ in range(CANCEL_RETRIES):
+                try:
+                    self.uploads.cancel(ticket["id"])
+                except Conflict as err:
+                    if err.code == "upload_in_progress":
+                        time.sleep(CANCEL_RETRY_PAUSE)
+                        continue
+                except CabinetError:
+                    pass
+                break
             raise
         upload = self.uploads.complete(ticket["id"])
         return verified_file(upload, plan.sha256)
