@@ -124,13 +124,12 @@ impl RateLimiter {
         }
         let bucket = self.refilled(&mut buckets, client, now);
         let seconds_for = |tokens: f64| (tokens.max(0.0) / per_second).ceil() as u64;
-        let reset_secs = seconds_for(capacity - bucket.tokens);
         if large_body && bucket.refused_body_bytes < 0.0 {
             let wait = -bucket.refused_body_bytes / self.refused_body_per_second();
             return Verdict {
                 allowed: false,
                 remaining: bucket.tokens.floor() as u64,
-                reset_secs,
+                reset_secs: seconds_for(capacity - bucket.tokens),
                 retry_after_secs: (wait.ceil() as u64).max(1),
                 next_token_in: Duration::from_secs_f64(wait),
                 for_refused_bodies: true,

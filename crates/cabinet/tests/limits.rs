@@ -152,6 +152,12 @@ fn streamed_form(chunks: usize) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new().part("file", part)
 }
 
+/// A multipart form of one file of `len` bytes, its length declared.
+fn declared_form(len: usize, name: &'static str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(vec![1u8; len]).file_name(name))
+}
+
 #[tokio::test]
 async fn bodies_refused_after_they_were_read_hold_back_the_clients_large_bodies() {
     // 24 a minute: refused body bytes come back at 24 × 32 KiB a minute (12.8 KiB a second), up
@@ -190,10 +196,7 @@ async fn bodies_refused_after_they_were_read_hold_back_the_clients_large_bodies(
     // So does one declaring more than 32 KiB.
     let declared = server
         .request(Method::POST, "/v1/files", &small.key)
-        .multipart(
-            reqwest::multipart::Form::new()
-                .part("file", reqwest::multipart::Part::bytes(vec![1u8; 40 << 10]).file_name("declared.bin")),
-        )
+        .multipart(declared_form(40 << 10, "declared.bin"))
         .send()
         .await
         .unwrap();
@@ -207,10 +210,7 @@ async fn bodies_refused_after_they_were_read_hold_back_the_clients_large_bodies(
     assert_eq!(status, StatusCode::CREATED);
     let small_file = server
         .request(Method::POST, "/v1/files", &small.key)
-        .multipart(
-            reqwest::multipart::Form::new()
-                .part("file", reqwest::multipart::Part::bytes(vec![1u8; 1024]).file_name("small.bin")),
-        )
+        .multipart(declared_form(1024, "small.bin"))
         .send()
         .await
         .unwrap();

@@ -10,6 +10,8 @@ from typing import IO, AsyncIterator, Callable, Dict, Sequence, List, Mapping, O
 import httpx
 
 from ._common import (
+    CANCEL_RETRIES,
+    CANCEL_RETRY_PAUSE,
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
     MIN_PART_SIZE,
@@ -66,12 +68,6 @@ T = TypeVar("T")
 async def _in_thread(func: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, func)
 
-
-
-# How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
-# bytes arriving: about two seconds in all.
-CANCEL_RETRIES = 40
-CANCEL_RETRY_PAUSE = 0.05
 
 class AsyncCabinet:
     """The async client of a Cabinet server's ``/v1`` API (same arguments as ``Cabinet``).

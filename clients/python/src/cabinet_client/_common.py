@@ -199,6 +199,11 @@ def resumable(upload: Upload, size: int) -> bool:
 RETRY_DELAYS = (0.25, 1.0, 3.0)
 """Waits before sending a part again after a network or server failure (then it gives up)."""
 
+# How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
+# bytes arriving: about two seconds in all.
+CANCEL_RETRIES = 40
+CANCEL_RETRY_PAUSE = 0.05
+
 
 def verified_file(upload: Upload, sha256: Optional[str]) -> File:
     """The file of a finished upload, checked against the local SHA-256."""

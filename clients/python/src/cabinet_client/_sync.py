@@ -12,6 +12,8 @@ from typing import IO, Dict, Sequence, Iterator, List, Mapping, Optional, Set, U
 import httpx
 
 from ._common import (
+    CANCEL_RETRIES,
+    CANCEL_RETRY_PAUSE,
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
     MIN_PART_SIZE,
@@ -63,12 +65,6 @@ from .types import (
 
 _UNSET: object = object()
 
-
-
-# How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
-# bytes arriving: about two seconds in all.
-CANCEL_RETRIES = 40
-CANCEL_RETRY_PAUSE = 0.05
 
 class Cabinet:
     """A client of a Cabinet server's ``/v1`` API.
