@@ -141,6 +141,9 @@ const DEFAULT_PART_SIZE = 16 * MiB;
 const DEFAULT_HASH_LIMIT = 1024 * MiB;
 const PART_URL_BATCH = 100;
 const PART_ATTEMPTS = 3;
+/** How often, and how far apart, a stopped upload's cancel is tried while its bytes still arrive. */
+const CANCEL_RETRIES = 40;
+const CANCEL_RETRY_PAUSE_MS = 50;
 
 /** Lowercase hex SHA-256 of a blob, with WebCrypto (`crypto.subtle`). */
 export async function sha256Hex(data: Blob | ArrayBuffer | ArrayBufferView): Promise<string> {
@@ -409,7 +412,7 @@ export class Cabinet {
     } catch (error) {
       if (isAbort(error, signal)) {
         // A single PUT cannot be resumed: release the reservation.
-        await this.uploads.cancel(ticket.id).catch(() => undefined);
+        await this.cancelStopped(ticket.id);
         throw new UploadInterruptedError(ticket.id, error, false);
       }
       throw error;
@@ -417,6 +420,24 @@ export class Cabinet {
     onProgress?.({ uploadId: ticket.id, loaded: size, total: size, sent: size });
     const upload = await this.uploads.complete(ticket.id);
     return this.verify(upload, size, sha256);
+  }
+
+  /**
+   * Cancels an upload whose single PUT was stopped. The server may not yet have seen the body end
+   * (`upload_in_progress`): the cancel is tried again for about two seconds, so the reservation is
+   * released before the caller hears of the stop. Other failures are left to the reservation's
+   * expiry.
+   */
+  private async cancelStopped(uploadId: string): Promise<void> {
+    for (let attempt = 0; attempt < CANCEL_RETRIES; attempt++) {
+      try {
+        await this.uploads.cancel(uploadId);
+        return;
+      } catch (error) {
+        if (!(error instanceof CabinetError && error.code === "upload_in_progress")) return;
+        await new Promise((resolve) => setTimeout(resolve, CANCEL_RETRY_PAUSE_MS));
+      }
+    }
   }
 
   private async sendParts(
