@@ -437,7 +437,7 @@ export class Cabinet {
             catch (error) {
                 if (!(error instanceof CabinetError && error.code === "upload_in_progress"))
                     return;
-                await new Promise((resolve) => setTimeout(resolve, CANCEL_RETRY_PAUSE_MS));
+                await sleep(CANCEL_RETRY_PAUSE_MS);
             }
         }
     }
