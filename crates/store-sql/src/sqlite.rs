@@ -331,6 +331,17 @@ impl WalIndex {
     /// header cannot be read, is not one this server knows, or is being rewritten (its two copies
     /// differ).
     fn state(&self) -> Option<u128> {
+        let WalHeader { salt, last_frame, checksum } = self.header()?;
+        Some(
+            u128::from(salt) << 96
+                | u128::from(last_frame) << 64
+                | u128::from(checksum.0) << 32
+                | u128::from(checksum.1),
+        )
+    }
+
+    /// The WAL as the index's header describes it; `None` as for [`Self::state`].
+    fn header(&self) -> Option<WalHeader> {
         use std::os::unix::fs::FileExt;
         let mut header = [0u8; 2 * WAL_INDEX_HEADER_BYTES];
         self.shm.read_exact_at(&mut header, 0).ok()?;
@@ -342,13 +353,95 @@ impl WalIndex {
             return None;
         }
         // `mxFrame` at 16, `aFrameCksum` at 24, `aSalt[0]` at 32.
-        let (last_frame, checksum, salt) = (word(16), (word(24), word(28)), word(32));
-        Some(
-            u128::from(salt) << 96
-                | u128::from(last_frame) << 64
-                | u128::from(checksum.0) << 32
-                | u128::from(checksum.1),
-        )
+        Some(WalHeader { salt: word(32), last_frame: word(16), checksum: (word(24), word(28)) })
+    }
+}
+
+/// What the WAL index's header says of the WAL.
+struct WalHeader {
+    /// Changes each time a writer starts the WAL again from its first frame.
+    salt: u32,
+    /// The last frame of the last commit.
+    last_frame: u32,
+    checksum: (u32, u32),
+}
+
+/// Frames written to the WAL and not yet copied into the database file, past which the
+/// checkpointer copies them: a quarter of the 1,000 at which the writer's commit checkpoints.
+const CHECKPOINT_AHEAD_FRAMES: u32 = 250;
+/// How often the checkpointer reads the WAL index's header (one `pread`).
+const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
+
+/// Copies the WAL into the database file on a thread of its own, ahead of the writer.
+///
+/// SQLite has the connection whose commit takes the WAL past 1,000 frames copy them into the
+/// database and fsync it before its commit returns. With one writer, that is a commit of
+/// whichever request came at the wrong moment, and every write queued behind it: while another
+/// tenant uploaded, about one 4 KiB direct upload in 40 waited for a checkpoint and took twice as
+/// long, so one tenant's writes set another's slowest uploads. A passive checkpoint on another connection takes no lock a writer or reader waits
+/// for, so this one copies the frames while the writer goes on appending, and the writer's own
+/// checkpoint finds little left to copy. That one stays: only a checkpoint that leaves nothing
+/// uncopied lets the next commit start the WAL again from its first frame, and one beside a
+/// writer that never stops never does, so without it the WAL grows without end.
+///
+/// Ends within [`CHECKPOINT_POLL`] of the last clone of the store being dropped.
+fn checkpoint_ahead_of_the_writer(reads: &Arc<InlineReads>) {
+    if reads.wal_index.is_none() {
+        return;
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = rusqlite::Connection::open_with_flags(&reads.path, flags).and_then(|conn| {
+        // Checkpoints fsync the database file, as the writer's did (`synchronous=FULL`).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(Duration::ZERO)?;
+        Ok(conn)
+    });
+    let conn = match opened {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot open a connection for background checkpoints; the writer checkpoints alone");
+            return;
+        }
+    };
+    let store = Arc::downgrade(reads);
+    // The index's header while the store is open; `None` once it has been dropped.
+    let header = move || store.upgrade().map(|reads| reads.wal_index.as_ref().and_then(WalIndex::header));
+    let spawned = std::thread::Builder::new().name("cabinet-checkpoint".into()).spawn(move || {
+        // The WAL (named by its salt) and how many of its frames were copied at the last checkpoint.
+        let mut copied: Option<(u32, u32)> = None;
+        loop {
+            std::thread::sleep(CHECKPOINT_POLL);
+            let Some(wal) = header() else { return };
+            let Some(wal) = wal else { continue };
+            let pending = match copied {
+                Some((salt, frames)) if salt == wal.salt => wal.last_frame.saturating_sub(frames),
+                _ => wal.last_frame,
+            };
+            if pending < CHECKPOINT_AHEAD_FRAMES {
+                continue;
+            }
+            // (busy, frames in the WAL, frames copied), of the WAL as it was when it ran.
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(2)) {
+                Ok(frames) => {
+                    // Whose frames they were is known only if the writer did not start the WAL
+                    // afresh meanwhile; if it did, the next poll counts the whole WAL as pending.
+                    let Some(after) = header() else { return };
+                    copied = after
+                        .filter(|after| after.salt == wal.salt)
+                        .map(|after| (after.salt, u32::try_from(frames).unwrap_or(0)));
+                }
+                // Another process's checkpoint is running: the next poll tries again.
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.code == rusqlite::ErrorCode::DatabaseBusy => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "a background WAL checkpoint failed; the writer checkpoints alone for a while");
+                    std::thread::sleep(CHECKPOINT_POLL * 100);
+                }
+            }
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot start the checkpoint thread; the writer checkpoints alone");
     }
 }
 
@@ -387,6 +480,7 @@ impl SqliteStore {
             if reads.wal_index.is_some() {
                 store.db.cache = Some(Arc::new(ReadCache::counted(reads.clone())));
             }
+            checkpoint_ahead_of_the_writer(&reads);
             store.db.inline = Some(reads);
         }
         Ok(store)
@@ -703,6 +797,63 @@ mod tests {
         marks.push(index.state().expect("a mark"));
         let distinct: std::collections::HashSet<_> = marks.iter().collect();
         assert_eq!(distinct.len(), marks.len(), "every commit has a mark of its own: {marks:x?}");
+    }
+
+    /// A store on a fresh database file in `dir`, with a table to fill the WAL with.
+    async fn store_to_fill(dir: &Path) -> SqliteStore {
+        let (store, _) = store_with_key(&format!("sqlite://{}", dir.join("m.db").display())).await;
+        sqlx::query("CREATE TABLE filler (bytes BLOB)").execute(&store.db.write).await.unwrap();
+        store
+    }
+
+    /// Commits `rows` rows of 3,000 bytes, about a WAL frame each.
+    async fn fill(store: &SqliteStore, rows: u32) {
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO filler SELECT randomblob(3000) FROM n",
+        )
+        .bind(rows)
+        .execute(&store.db.write)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpointer_of_its_own_copies_the_wal_ahead_of_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_to_fill(dir.path()).await;
+        // ~600 frames: past the checkpointer's 250, short of the 1,000 at which the writer copies.
+        fill(&store, 600).await;
+        // `nBackfill`, the frames the last checkpoint copied: the first word after the index's
+        // two headers (https://www.sqlite.org/walformat.html).
+        let shm = std::fs::File::open(dir.path().join("m.db-shm")).unwrap();
+        let copied = || {
+            use std::os::unix::fs::FileExt;
+            let mut word = [0u8; 4];
+            shm.read_exact_at(&mut word, 2 * WAL_INDEX_HEADER_BYTES as u64).unwrap();
+            u32::from_ne_bytes(word)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while copied() < 600 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(copied() >= 600, "the checkpointer copied {} frames of the commit's ~600", copied());
+    }
+
+    #[tokio::test]
+    async fn the_wal_starts_again_from_its_first_frame_under_a_writer_that_never_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_to_fill(dir.path()).await;
+        let index = store.db.inline.as_ref().unwrap().wal_index.as_ref().expect("the WAL index is read");
+        let first_salt = index.header().unwrap().salt;
+        // ~4,000 frames in commits of five, one after the other, while the checkpointer copies.
+        for _ in 0..800 {
+            fill(&store, 5).await;
+        }
+        assert_ne!(index.header().unwrap().salt, first_salt, "the WAL was started again");
+        let wal_bytes = std::fs::metadata(dir.path().join("m.db-wal")).unwrap().len();
+        // 4,096-byte pages and a 24-byte header a frame: the writer's 1,000 and a commit's more.
+        assert!(wal_bytes < 1_100 * 4_120, "the WAL grew to {wal_bytes} bytes");
     }
 
     #[tokio::test]
