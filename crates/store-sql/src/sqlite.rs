@@ -852,8 +852,10 @@ mod tests {
         }
         assert_ne!(index.header().unwrap().salt, first_salt, "the WAL was started again");
         let wal_bytes = std::fs::metadata(dir.path().join("m.db-wal")).unwrap().len();
-        // 4,096-byte pages and a 24-byte header a frame: the writer's 1,000 and a commit's more.
-        assert!(wal_bytes < 1_100 * 4_120, "the WAL grew to {wal_bytes} bytes");
+        // 4,096-byte pages and a 24-byte header a frame: the writer's 1,000, and what is committed
+        // while a checkpoint of the other thread keeps the writer's from running; the ~4,000 of a
+        // WAL that is never started again are far past it.
+        assert!(wal_bytes < 2_000 * 4_120, "the WAL grew to {wal_bytes} bytes");
     }
 
     #[tokio::test]
