@@ -331,7 +331,7 @@ impl WalIndex {
     /// header cannot be read, is not one this server knows, or is being rewritten (its two copies
     /// differ).
     fn state(&self) -> Option<u128> {
-        let WalHeader { salt, last_frame, checksum } = self.header()?;
+        let WalHeader { salt, last_frame, checksum, .. } = self.header()?;
         Some(
             u128::from(salt) << 96
                 | u128::from(last_frame) << 64
@@ -343,9 +343,11 @@ impl WalIndex {
     /// The WAL as the index's header describes it; `None` as for [`Self::state`].
     fn header(&self) -> Option<WalHeader> {
         use std::os::unix::fs::FileExt;
-        let mut header = [0u8; 2 * WAL_INDEX_HEADER_BYTES];
+        // The header twice, then the checkpoint information, whose first word is `nBackfill`.
+        let mut header = [0u8; 2 * WAL_INDEX_HEADER_BYTES + 4];
         self.shm.read_exact_at(&mut header, 0).ok()?;
-        let (first, second) = header.split_at(WAL_INDEX_HEADER_BYTES);
+        let (first, rest) = header.split_at(WAL_INDEX_HEADER_BYTES);
+        let (second, backfilled) = rest.split_at(WAL_INDEX_HEADER_BYTES);
         // Native byte order: the index is memory shared by the processes of one machine.
         let word = |at: usize| u32::from_ne_bytes(first[at..at + 4].try_into().expect("four bytes"));
         let initialised = first[12] == 1;
@@ -353,7 +355,12 @@ impl WalIndex {
             return None;
         }
         // `mxFrame` at 16, `aFrameCksum` at 24, `aSalt[0]` at 32.
-        Some(WalHeader { salt: word(32), last_frame: word(16), checksum: (word(24), word(28)) })
+        Some(WalHeader {
+            salt: word(32),
+            last_frame: word(16),
+            checksum: (word(24), word(28)),
+            copied: u32::from_ne_bytes(backfilled.try_into().expect("four bytes")),
+        })
     }
 }
 
@@ -364,6 +371,9 @@ struct WalHeader {
     /// The last frame of the last commit.
     last_frame: u32,
     checksum: (u32, u32),
+    /// Frames a checkpoint, of any connection, has copied into the database file (0 when the
+    /// WAL is started again). Not part of [`WalIndex::state`]: a checkpoint changes no content.
+    copied: u32,
 }
 
 /// Frames written to the WAL and not yet copied into the database file, past which the
@@ -378,9 +388,9 @@ const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 /// database and fsync it before its commit returns. With one writer, that is a commit of
 /// whichever request came at the wrong moment, and every write queued behind it: while another
 /// tenant uploaded, about one 4 KiB direct upload in 40 waited for a checkpoint and took twice as
-/// long, so one tenant's writes set another's slowest uploads. A passive checkpoint on another connection takes no lock a writer or reader waits
-/// for, so this one copies the frames while the writer goes on appending, and the writer's own
-/// checkpoint finds little left to copy. That one stays: only a checkpoint that leaves nothing
+/// long, so one tenant's writes set another's slowest uploads. A passive checkpoint on another
+/// connection takes no lock a writer or reader waits for, so this one copies the frames while the
+/// writer goes on appending, and the writer's own checkpoint finds little left to copy. That one stays: only a checkpoint that leaves nothing
 /// uncopied lets the next commit start the WAL again from its first frame, and one beside a
 /// writer that never stops never does, so without it the WAL grows without end.
 ///
@@ -406,37 +416,20 @@ fn checkpoint_ahead_of_the_writer(reads: &Arc<InlineReads>) {
     let store = Arc::downgrade(reads);
     // The index's header while the store is open; `None` once it has been dropped.
     let header = move || store.upgrade().map(|reads| reads.wal_index.as_ref().and_then(WalIndex::header));
-    let spawned = std::thread::Builder::new().name("cabinet-checkpoint".into()).spawn(move || {
-        // The WAL (named by its salt) and how many of its frames were copied at the last checkpoint.
-        let mut copied: Option<(u32, u32)> = None;
-        loop {
-            std::thread::sleep(CHECKPOINT_POLL);
-            let Some(wal) = header() else { return };
-            let Some(wal) = wal else { continue };
-            let pending = match copied {
-                Some((salt, frames)) if salt == wal.salt => wal.last_frame.saturating_sub(frames),
-                _ => wal.last_frame,
-            };
-            if pending < CHECKPOINT_AHEAD_FRAMES {
-                continue;
-            }
-            // (busy, frames in the WAL, frames copied), of the WAL as it was when it ran.
-            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(2)) {
-                Ok(frames) => {
-                    // Whose frames they were is known only if the writer did not start the WAL
-                    // afresh meanwhile; if it did, the next poll counts the whole WAL as pending.
-                    let Some(after) = header() else { return };
-                    copied = after
-                        .filter(|after| after.salt == wal.salt)
-                        .map(|after| (after.salt, u32::try_from(frames).unwrap_or(0)));
-                }
-                // Another process's checkpoint is running: the next poll tries again.
-                Err(rusqlite::Error::SqliteFailure(failure, _))
-                    if failure.code == rusqlite::ErrorCode::DatabaseBusy => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "a background WAL checkpoint failed; the writer checkpoints alone for a while");
-                    std::thread::sleep(CHECKPOINT_POLL * 100);
-                }
+    let spawned = std::thread::Builder::new().name("cabinet-checkpoint".into()).spawn(move || loop {
+        std::thread::sleep(CHECKPOINT_POLL);
+        let Some(wal) = header() else { return };
+        let Some(wal) = wal else { continue };
+        if wal.last_frame.saturating_sub(wal.copied) < CHECKPOINT_AHEAD_FRAMES {
+            continue;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {}
+            // Another process's checkpoint is running: the next poll tries again.
+            Err(rusqlite::Error::SqliteFailure(failure, _)) if failure.code == rusqlite::ErrorCode::DatabaseBusy => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "a background WAL checkpoint failed; the writer checkpoints alone for a while");
+                std::thread::sleep(CHECKPOINT_POLL * 100);
             }
         }
     });
@@ -824,15 +817,8 @@ mod tests {
         let store = store_to_fill(dir.path()).await;
         // ~600 frames: past the checkpointer's 250, short of the 1,000 at which the writer copies.
         fill(&store, 600).await;
-        // `nBackfill`, the frames the last checkpoint copied: the first word after the index's
-        // two headers (https://www.sqlite.org/walformat.html).
-        let shm = std::fs::File::open(dir.path().join("m.db-shm")).unwrap();
-        let copied = || {
-            use std::os::unix::fs::FileExt;
-            let mut word = [0u8; 4];
-            shm.read_exact_at(&mut word, 2 * WAL_INDEX_HEADER_BYTES as u64).unwrap();
-            u32::from_ne_bytes(word)
-        };
+        let index = store.db.inline.as_ref().unwrap().wal_index.as_ref().expect("the WAL index is read");
+        let copied = || index.header().expect("a header").copied;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while copied() < 600 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
