@@ -390,9 +390,10 @@ const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 /// tenant uploaded, about one 4 KiB direct upload in 40 waited for a checkpoint and took twice as
 /// long, so one tenant's writes set another's slowest uploads. A passive checkpoint on another
 /// connection takes no lock a writer or reader waits for, so this one copies the frames while the
-/// writer goes on appending, and the writer's own checkpoint finds little left to copy. That one stays: only a checkpoint that leaves nothing
-/// uncopied lets the next commit start the WAL again from its first frame, and one beside a
-/// writer that never stops never does, so without it the WAL grows without end.
+/// writer goes on appending, and the writer's own checkpoint finds little left to copy. That one
+/// stays: only a checkpoint that leaves nothing uncopied lets the next commit start the WAL again
+/// from its first frame, and one beside a writer that never stops never does, so without it the
+/// WAL grows without end.
 ///
 /// Ends within [`CHECKPOINT_POLL`] of the last clone of the store being dropped.
 fn checkpoint_ahead_of_the_writer(reads: &Arc<InlineReads>) {
