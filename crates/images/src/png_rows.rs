@@ -52,8 +52,7 @@ pub fn shrink_on_load(source: &[u8], size: u32) -> Option<Result<Shrunk, png::De
     let factor = (width.max(height) / size.saturating_mul(2).max(1)).clamp(1, MAX_FACTOR);
     let mut shrink = BlockShrink::new(width, height, channels, factor);
     let (shrunk_width, shrunk_height) = (shrink.width, shrink.height);
-    if decode_bytes(width, channels, shrunk_width, shrunk_height)
-        + resize::work_bytes(shrunk_width, shrunk_height, channels, size)
+    if decode_bytes(width, &shrink) + resize::work_bytes(shrunk_width, shrunk_height, channels, size)
         > MAX_DECODE_BYTES
     {
         return None;
@@ -88,13 +87,13 @@ pub fn shrink_on_load(source: &[u8], size: u32) -> Option<Result<Shrunk, png::De
 
 /// What decoding takes at its peak besides the source: the decoder's current and previous rows at
 /// up to 16 bits a sample (and its inflate window), the column sums, and the shrunk image.
-fn decode_bytes(width: u32, channels: u8, shrunk_width: u32, shrunk_height: u32) -> u64 {
+fn decode_bytes(width: u32, shrink: &BlockShrink) -> u64 {
     let row = u64::from(width) * 8;
-    // Colour × alpha is summed in 32 bits, samples alone in 16.
-    let sum_bytes = if matches!(channels, 2 | 4) { 4 } else { 2 };
-    let sums = u64::from(width) * u64::from(channels) * sum_bytes;
-    let shrunk = u64::from(shrunk_width) * u64::from(shrunk_height) * u64::from(channels);
-    row * 3 + (64 << 10) + sums + shrunk
+    let sums = match &shrink.columns {
+        ColumnSums::Plain(columns) => std::mem::size_of_val(columns.as_slice()),
+        ColumnSums::WeightedByAlpha(columns) => std::mem::size_of_val(columns.as_slice()),
+    };
+    row * 3 + (64 << 10) + sums as u64 + shrink.shrunk_len() as u64
 }
 
 /// Averages rows into blocks of `factor`×`factor` pixels (those on the right and bottom edges
