@@ -10,6 +10,11 @@
 //! the lowest CPU priority: a hostile tenant's machine is not the server's, and on one machine an
 //! attacker's client sharing B's runtime would delay B's requests before they reached the server.
 //! The server's work for A competes with its work for B at equal priority, which is what is judged.
+//!
+//! Each of B's rounds also times the data folder's disk alone (a file of B's upload size written
+//! and fsync'd beside the server's folder), reported next to B's figures and not judged: B's
+//! uploads are fsync'd before their answer, so their p99 is read against what the device alone did
+//! in the same phases. `--work` on a tmpfs takes the device out.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,6 +55,11 @@ const ATTACKER_NICENESS: &str = "19";
 
 /// B's operations, in the order of a round.
 const OPERATIONS: [&str; 4] = ["upload", "download", "list", "search"];
+/// What the data folder's disk takes alone, timed in each of B's rounds beside its operations:
+/// a file of B's upload size written and fsync'd in a folder next to the server's. Reported, not
+/// judged: it shows how far the device's own p99 moves between phases, which B's uploads (each
+/// fsync'd before its answer) carry.
+const DISK_ALONE: &str = "disk alone";
 
 /// What an attack's requests were answered, by status (or by what went wrong on the connection).
 #[derive(Default)]
@@ -218,6 +228,7 @@ pub async fn run(
         base: base.clone(),
         key: tenants.victim_key.clone(),
         files: vec![],
+        disk_probe: bench.path("neighbour-disk-probe"),
     };
     for n in 0..VICTIM_FILES {
         let id =
@@ -279,6 +290,7 @@ pub async fn run(
     let p99s = |samples: &BTreeMap<&'static str, Samples>| -> String {
         OPERATIONS
             .iter()
+            .chain([&DISK_ALONE])
             .map(|op| format!("{op} {:.1}", samples.get(op).map_or(f64::NAN, |s| s.percentile(99.0))))
             .collect::<Vec<_>>()
             .join(", ")
@@ -366,6 +378,8 @@ struct Victim {
     base: String,
     key: String,
     files: Vec<String>,
+    /// Where the disk's own write and fsync is timed ([`DISK_ALONE`]).
+    disk_probe: PathBuf,
 }
 
 impl Victim {
@@ -376,6 +390,9 @@ impl Victim {
         let mut time = |op: &'static str, started: Instant| {
             samples.entry(op).or_default().push(started.elapsed().as_secs_f64() * 1000.0);
         };
+        // A fresh folder each phase, as B's uploads are fresh files; emptied untimed after it.
+        let _ = std::fs::remove_dir_all(&self.disk_probe);
+        std::fs::create_dir_all(&self.disk_probe)?;
         for round in 0..rounds {
             let round_started = Instant::now();
 
@@ -417,10 +434,22 @@ impl Victim {
             }
             time("search", started);
 
+            let started = Instant::now();
+            let probe = self.disk_probe.join(format!("{round}.bin"));
+            let body = vec![(round % 251) as u8; VICTIM_UPLOAD_BYTES];
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut file = std::fs::File::create(probe)?;
+                std::io::Write::write_all(&mut file, &body)?;
+                file.sync_all()
+            })
+            .await??;
+            time(DISK_ALONE, started);
+
             if let Some(rest) = pace.checked_sub(round_started.elapsed()) {
                 tokio::time::sleep(rest).await;
             }
         }
+        std::fs::remove_dir_all(&self.disk_probe)?;
         Ok(samples)
     }
 }
