@@ -10,6 +10,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};
 use jpeg_decoder::{CodingProcess, Decoder, PixelFormat};
 
+use crate::yielding::Yielding;
 use crate::{resize, Shrunk, MAX_DECODE_BYTES};
 
 /// The edge of a block, in pixels; every component is padded to whole blocks of its MCU (at most
@@ -19,7 +20,7 @@ const MCU_BOUND: u64 = 32;
 /// The source decoded at the smallest DCT scale whose longest edge is still at least `size`, or
 /// `None` when this path does not take it (see the module's comment). The dimensions were checked.
 pub fn shrink_on_load(source: &[u8], size: u32) -> Option<Shrunk> {
-    let mut decoder = Decoder::new(Cursor::new(source));
+    let mut decoder = Decoder::new(Yielding::new(Cursor::new(source)));
     decoder.read_info().ok()?;
     let info = decoder.info()?;
     let channels: u8 = match info.pixel_format {

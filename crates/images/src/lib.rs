@@ -27,6 +27,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 mod jpeg;
 mod png_rows;
 mod resize;
+mod yielding;
 
 /// The most pixels a source's header may claim.
 pub const MAX_PIXELS: u64 = 40_000_000;
@@ -136,7 +137,11 @@ pub fn render_decoding_whole(source: &[u8], size: u32) -> Result<(Bytes, &'stati
 }
 
 fn render_with(source: &[u8], size: u32, shrink_on_load: bool) -> Result<(Bytes, &'static str)> {
-    let reader = || ImageReader::new(Cursor::new(source)).with_guessed_format().map_err(undecodable);
+    let reader = || {
+        ImageReader::new(yielding::Yielding::new(Cursor::new(source)))
+            .with_guessed_format()
+            .map_err(undecodable)
+    };
     let format = match reader()?.format() {
         Some(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif)) => {
             format
@@ -180,7 +185,7 @@ fn decode_whole(
     width: u32,
     height: u32,
     size: u32,
-    mut reader: ImageReader<Cursor<&[u8]>>,
+    mut reader: ImageReader<yielding::Yielding<Cursor<&[u8]>>>,
 ) -> Result<(DynamicImage, Orientation)> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_EDGE);
