@@ -126,7 +126,7 @@ impl Renderer {
 type RenderJob = Box<dyn FnOnce() + Send>;
 
 /// Runs `work` on a render thread: one of [`CONCURRENT_RENDERS`] threads, started on first use,
-/// each at the lowest CPU priority (nice 19 on Linux), so decoding an image only takes the CPU
+/// each at the lowest CPU priority (`SCHED_IDLE` on Linux), so decoding an image only takes the CPU
 /// that requests leave. A thread's priority cannot be raised again without privileges, so the
 /// render threads are never the runtime's or the blocking pool's.
 async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -161,12 +161,24 @@ async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 
     result.await.map_err(|_| Error::internal("a render thread stopped before it answered"))
 }
 
-/// The lowest scheduling priority for the calling thread (Linux: `setpriority` on its thread id,
-/// which applies to that thread alone); elsewhere nothing.
+/// The lowest scheduling priority for the calling thread alone (Linux: the `SCHED_IDLE` policy,
+/// and nice 19 should that policy ever be left); elsewhere nothing. Nice 19 alone is not enough:
+/// a thread woken on the core a nice-19 render holds waits for the render's slice to end, and the
+/// scheduler does not count that core as idle when it places the woken thread. A `SCHED_IDLE`
+/// thread gives its core up the moment any other thread wakes on it, and its core counts as idle.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(err) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::warn!(error = %err, "could not lower the render thread's priority");
+    {
+        use thread_priority::unix::{set_thread_priority_and_policy, thread_native_id};
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(err) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+            tracing::warn!(error = ?err, "could not put the render thread under SCHED_IDLE");
+        }
+        // After the policy, which leaves the thread's nice value at 0.
+        if let Err(err) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+            tracing::warn!(error = %err, "could not lower the render thread's priority");
+        }
     }
 }
 
@@ -386,12 +398,19 @@ mod tests {
     #[tokio::test]
     #[cfg(target_os = "linux")]
     async fn renders_run_on_a_thread_of_the_lowest_priority_and_the_runtime_keeps_its_own() {
-        let priority_here = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        use thread_priority::unix::thread_schedule_policy;
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let priority_here = || {
+            let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+            (thread_schedule_policy().unwrap(), nice)
+        };
         let rendering = in_the_background(priority_here).await.unwrap();
-        assert_eq!(rendering, 19);
-        assert_ne!(priority_here(), 19, "the caller's thread was lowered too");
+        assert_eq!(rendering, (idle, 19));
+        let (policy, nice) = priority_here();
+        assert!(policy != idle && nice != 19, "the caller's thread was lowered too");
         // The same thread serves the next render: nothing raised it back.
-        assert_eq!(in_the_background(priority_here).await.unwrap(), 19);
+        assert_eq!(in_the_background(priority_here).await.unwrap(), (idle, 19));
     }
 
     #[tokio::test]
