@@ -82,7 +82,7 @@ struct Args {
     #[arg(long)]
     assert_neighbour_ratio: Option<f64>,
     /// Comma-separated noisy-neighbour attacks to run (default: all): chain, unauthenticated,
-    /// trickle, unknown-size, images, slow-headers, nul, flood, and idle (the control: A sends
+    /// trickle, unknown-size, images, slow-headers, nul, flood, photos, and idle (the control: A sends
     /// nothing, so its ratio is the measurement's own spread; reported, never judged).
     #[arg(long, value_delimiter = ',')]
     neighbour_attacks: Vec<String>,

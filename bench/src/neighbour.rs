@@ -119,7 +119,7 @@ struct Attack {
 /// A's request allowance under the default rate limit (6,000 a minute).
 const ALLOWANCE_PER_SECOND: f64 = 100.0;
 
-const ATTACKS: [Attack; 9] = [
+const ATTACKS: [Attack; 10] = [
     Attack {
         short: "chain",
         name: "folder chain at the depth cap: moves into its own subtree, recursive lists and searches",
@@ -167,6 +167,12 @@ const ATTACKS: [Attack; 9] = [
         name: "flood: NUL-byte filters as fast as one client sends, past the rate limit",
         expected: &["400", "429"],
         per_second: None,
+    },
+    Attack {
+        short: "photos",
+        name: "12 MP JPEG photos, each uploaded and its thumbnail asked for",
+        expected: &["200"],
+        per_second: Some(ALLOWANCE_PER_SECOND / 3.0),
     },
     // The control: phases run exactly as an attack's, A's process started and stopped, but A sends
     // nothing. Its ratio is the spread of the measurement itself (quiet against quiet), the
@@ -344,6 +350,24 @@ struct Attacker {
     gate: Gate,
 }
 
+impl Attacker {
+    /// Uploads `image` under a new name each round (`name_of(round)`) and asks for its
+    /// thumbnail, until the gate closes: every upload is a render the server has not made.
+    async fn thumbnails_of(self, image: Bytes, name_of: impl Fn(u64) -> String) {
+        let Attacker { http, base, key, tally, gate } = self;
+        let mut round = 0;
+        while gate.open().await {
+            round += 1;
+            let Ok(id) = upload_bytes(&http, &base, &key, &name_of(round), image.to_vec()).await else {
+                tally.count("upload refused");
+                continue;
+            };
+            let thumbnail = http.get(format!("{base}/v1/files/{id}/thumbnail")).bearer_auth(&key);
+            tally.status(thumbnail.send().await);
+        }
+    }
+}
+
 /// When an attack's tasks may send their next round: until the attack is stopped, each round
 /// waits for its slot in the attack's pace (shared by all its tasks), or goes at once for a flood.
 #[derive(Clone)]
@@ -462,6 +486,15 @@ struct AttackSetup {
     /// PNG files, written once, read by each attacker process.
     bomb: PathBuf,
     flat_image: PathBuf,
+    /// A 12 MP baseline JPEG with a photo's statistics (what a camera uploads).
+    photo: PathBuf,
+}
+
+/// The images the image attacks upload, read once by the attacker process.
+struct Images {
+    bomb: Bytes,
+    flat: Bytes,
+    photo: Bytes,
 }
 
 /// Everything the attacker process needs to run one attack.
@@ -508,10 +541,11 @@ fn attacker_client() -> Result<reqwest::Client> {
 /// its standard input closes, then prints A's answers as JSON.
 pub async fn attacker_process(order: &str) -> Result<()> {
     let order: AttackOrder = serde_json::from_str(order).context("the attack order")?;
-    let images = (
-        Bytes::from(std::fs::read(&order.setup.bomb)?),
-        Bytes::from(std::fs::read(&order.setup.flat_image)?),
-    );
+    let images = Images {
+        bomb: Bytes::from(std::fs::read(&order.setup.bomb)?),
+        flat: Bytes::from(std::fs::read(&order.setup.flat_image)?),
+        photo: Bytes::from(std::fs::read(&order.setup.photo)?),
+    };
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let gate = Gate {
@@ -570,15 +604,25 @@ impl AttackSetup {
         .await?;
         std::fs::create_dir_all(images)?;
         let (bomb, flat_image) = (images.join("bomb.png"), images.join("flat.png"));
+        let photo = images.join("photo.jpg");
         let bomb_bytes = tokio::task::spawn_blocking(|| png(6300, 6300, png::BitDepth::Sixteen)).await?;
         let flat_bytes = tokio::task::spawn_blocking(|| png(6000, 6000, png::BitDepth::Eight)).await?;
+        let photo_bytes = tokio::task::spawn_blocking(|| -> Result<Vec<u8>> {
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+                .encode_image(&crate::thumbs::photo_like(4000, 3000))?;
+            Ok(jpeg)
+        })
+        .await??;
         std::fs::write(&bomb, bomb_bytes)?;
         std::fs::write(&flat_image, flat_bytes)?;
+        std::fs::write(&photo, photo_bytes)?;
         Ok(Self {
             chain_top: chain[0].clone(),
             chain_bottom: chain[MAX_FOLDER_DEPTH - 1].clone(),
             bomb,
             flat_image,
+            photo,
         })
     }
 
@@ -615,7 +659,7 @@ impl AttackSetup {
     fn launch(
         &self,
         index: usize,
-        (bomb, flat_image): (Bytes, Bytes),
+        images: Images,
         http: &reqwest::Client,
         base: &str,
         tenants: &Tenants,
@@ -714,22 +758,9 @@ impl AttackSetup {
                 }
             }
             4 => {
-                for (n, image) in [bomb, flat_image].into_iter().enumerate() {
-                    let Attacker { http, base, key, tally, gate } = a.clone();
-                    tasks.spawn(async move {
-                        let mut round = 0;
-                        while gate.open().await {
-                            round += 1;
-                            let name = format!("image {n} {round}.png");
-                            let Ok(id) = upload_bytes(&http, &base, &key, &name, image.to_vec()).await else {
-                                tally.count("upload refused");
-                                continue;
-                            };
-                            let thumbnail =
-                                http.get(format!("{base}/v1/files/{id}/thumbnail")).bearer_auth(&key);
-                            tally.status(thumbnail.send().await);
-                        }
-                    });
+                for (n, image) in [images.bomb.clone(), images.flat.clone()].into_iter().enumerate() {
+                    tasks
+                        .spawn(a.clone().thumbnails_of(image, move |round| format!("image {n} {round}.png")));
                 }
             }
             5 => {
@@ -757,6 +788,9 @@ impl AttackSetup {
                         }
                     });
                 }
+            }
+            8 => {
+                tasks.spawn(a.clone().thumbnails_of(images.photo, |round| format!("photo {round}.jpg")));
             }
             CONTROL => {}
             _ => {

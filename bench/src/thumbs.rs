@@ -233,7 +233,7 @@ fn check_thumbnail(out: &Path) -> Result<()> {
 
 /// A picture with a photo's statistics, more or less: smooth gradients, soft shapes and sensor
 /// noise (so neither codec meets a flat image it could skip through).
-fn photo_like(width: u32, height: u32) -> RgbImage {
+pub(crate) fn photo_like(width: u32, height: u32) -> RgbImage {
     let mut state = 0x2545_f491_u32;
     RgbImage::from_fn(width, height, |x, y| {
         state ^= state << 13;
