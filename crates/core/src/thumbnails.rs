@@ -175,7 +175,7 @@ fn lower_this_threads_priority() {
         if let Err(err) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
             tracing::warn!(error = ?err, "could not put the render thread under SCHED_IDLE");
         }
-        // After the policy, which leaves the thread's nice value at 0.
+        // After the policy: setting it also sets the thread's nice value, to 0.
         if let Err(err) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
             tracing::warn!(error = %err, "could not lower the render thread's priority");
         }
