@@ -11,17 +11,15 @@ use image::metadata::Orientation;
 use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
 use png::{ColorType, Decoder, Transformations};
 
+use crate::yielding::YieldEvery;
 use crate::{resize, Shrunk, MAX_DECODE_BYTES};
 
 /// The largest block edge: a block's sum of colour × alpha (at most 255² each) then fits in 32 bits.
 const MAX_FACTOR: u32 = 128;
 
-/// Samples decoded between two offers of the CPU to another thread: ~80 µs of this loop.
-///
-/// Renders run on threads at the lowest priority, yet a request thread woken on the core a render
-/// holds waits for the render's time slice to end, up to a 4 ms tick, even with the other core
-/// idle; under another tenant's renders, B's list p99 was 2.5× its quiet p99 from these waits
-/// alone. A yield hands the core over at once, and costs about a microsecond when nobody waits.
+/// Samples decoded between two offers of the CPU to another thread: ~80 µs of this loop. Why a
+/// render offers the core at all is in `yielding`'s comment; a yield costs about a microsecond
+/// when nobody waits.
 const SAMPLES_BETWEEN_YIELDS: usize = 256 * 1024;
 
 /// The source decoded row by row and shrunk by a whole factor, or `None` when this path does not
@@ -58,16 +56,12 @@ pub fn shrink_on_load(source: &[u8], size: u32) -> Option<Result<Shrunk, png::De
         return None;
     }
     let mut pixels = Vec::with_capacity(shrink.shrunk_len());
-    let mut samples_since_yield = 0;
+    let mut yields = YieldEvery::new(SAMPLES_BETWEEN_YIELDS);
     for _ in 0..height {
         match reader.next_row() {
             Ok(Some(row)) => {
                 shrink.add_row(row.data(), &mut pixels);
-                samples_since_yield += row.data().len();
-                if samples_since_yield >= SAMPLES_BETWEEN_YIELDS {
-                    samples_since_yield = 0;
-                    std::thread::yield_now();
-                }
+                yields.advance(row.data().len());
             }
             Ok(None) => break,
             Err(err) => return Some(Err(err)),
