@@ -126,9 +126,9 @@ impl Renderer {
 type RenderJob = Box<dyn FnOnce() + Send>;
 
 /// Runs `work` on a render thread: one of [`CONCURRENT_RENDERS`] threads, started on first use,
-/// each at the lowest CPU priority (`SCHED_IDLE` on Linux) on one core, so decoding an image only
-/// takes the CPU that requests leave. A thread's priority cannot be raised again without
-/// privileges, so the render threads are never the runtime's or the blocking pool's.
+/// each at the lowest CPU priority (`SCHED_IDLE` on Linux) on one core (the same for all), so
+/// decoding an image only takes the CPU that requests leave. A thread's priority cannot be raised
+/// again without privileges, so the render threads are never the runtime's or the blocking pool's.
 async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     static RENDER_THREADS: std::sync::OnceLock<std::sync::mpsc::Sender<RenderJob>> =
         std::sync::OnceLock::new();
@@ -167,10 +167,11 @@ async fn in_the_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 
 /// holds waits for the render's slice to end, and the scheduler does not count that core as idle
 /// when it places the woken thread. A `SCHED_IDLE` thread gives its core up when another thread
 /// wakes on it, and its core counts as idle. The one core holds what a render starts with it (the
-/// JPEG decoder's thread per colour component, woken some two thousand times a photo) to the core
-/// the render thread has: with the decoder's threads on both of two cores, another tenant's worst
-/// p99 under image renders was 1.87× its quiet p99 and 2.42× under photo renders (medians of three
-/// runs), on one core 1.56× and 2.04×, and the renders ran faster (8% more photos in the same time).
+/// JPEG decoder's thread per colour component: about a thousand switches between them a photo) to
+/// the core the render thread has: with the decoder's threads on both of two cores, another
+/// tenant's worst p99 under image renders was 1.87× its quiet p99 and 2.42× under photo renders
+/// (medians of three runs), on one core 1.56× and 2.04×, and the renders ran faster (8% more photos
+/// in the same time).
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
