@@ -6,6 +6,9 @@
 //!
 //! The record is appended before the response leaves, so a client that has its answer has its
 //! record too; the append is one small insert, on the write pool, after the change committed.
+//! Where the handler's answer is settled by its change's commit (a reservation, a direct upload:
+//! `cabinet_core::audit::answers_change_with`), the core commits the record with the change
+//! instead, from the draft this layer leaves in the note, and this layer appends none.
 //! A change that succeeded also wakes this node's webhook worker (its events have committed).
 
 use std::future::Future;
@@ -16,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, State};
 use axum::http::{Method, Request, Response};
 use axum::middleware::Next;
-use cabinet_core::audit::{AuditActor, AuditNote, NewAuditRecord};
+use cabinet_core::audit::{AuditActor, AuditDraft, AuditNote, NewAuditRecord};
 use cabinet_core::Cabinet;
 
 use crate::client_address::TrustedProxies;
@@ -47,9 +50,10 @@ where
     Fut: Future<Output = Response<Body>>,
 {
     let method = request.method().clone();
+    let change = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let (mut parts, body) = request.into_parts();
-    // What a record names, kept as it is and written out only for a record: most requests (reads
-    // that succeed) append none.
+    // What a record names, kept as it is and written out only for a change (which the core may
+    // commit with its record) or for a record: most requests (reads that succeed) append none.
     let uri = parts.uri.clone();
     let template = parts.extensions.get::<MatchedPath>().cloned();
     let params =
@@ -58,11 +62,27 @@ where
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|peer| capture.proxies.client_of(peer.0.ip(), &parts.headers));
-    let note = Arc::new(Mutex::new(AuditNote::default()));
+    let draft = || {
+        let (action, object_id) = if capture.s3 {
+            s3_action(&method, uri.path())
+        } else {
+            let template = template.as_ref().map_or(uri.path(), MatchedPath::as_str);
+            let object = params.as_ref().and_then(|params| {
+                let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+                values
+                    .iter()
+                    .find(|value| looks_like_id(value))
+                    .or(values.first())
+                    .map(|value| (*value).to_owned())
+            });
+            (format!("{method} {template}"), object)
+        };
+        AuditDraft { action, object_id, client_address: client.map(|address| address.to_string()) }
+    };
+    let note = Arc::new(Mutex::new(AuditNote { draft: change.then(draft), ..AuditNote::default() }));
     let response = cabinet_core::audit::noting(note.clone(), next(Request::from_parts(parts, body))).await;
     let note = std::mem::take(&mut *note.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let status = response.status();
-    let change = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     if change && status.is_success() {
         // Its events (if any) have committed: this node's webhook worker sends them now rather
         // than at its next look.
@@ -72,27 +92,18 @@ where
     if !change && !status.is_client_error() {
         return response;
     }
-    let (action, object_id) = if capture.s3 {
-        s3_action(&method, uri.path())
-    } else {
-        let template = template.as_ref().map_or(uri.path(), MatchedPath::as_str);
-        let object = params.as_ref().and_then(|params| {
-            let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
-            values
-                .iter()
-                .find(|value| looks_like_id(value))
-                .or(values.first())
-                .map(|value| (*value).to_owned())
-        });
-        (format!("{method} {template}"), object)
-    };
+    if note.recorded == Some(status.as_u16()) {
+        // Committed with the change it records.
+        return response;
+    }
+    let AuditDraft { action, object_id, client_address } = note.draft.unwrap_or_else(draft);
     let record = NewAuditRecord {
         workspace_id: caller.workspace_id.clone(),
         at: capture.cabinet.now(),
         actor: AuditActor::from(&caller.actor),
         action,
         object_id,
-        client_address: client.map(|address| address.to_string()),
+        client_address,
         status: status.as_u16(),
         error_code: note.error_code.map(|code| code.as_str().to_owned()),
     };

@@ -7,7 +7,9 @@
 
 use crate::support;
 
-use cabinet_core::audit::{AuditActor, AuditQuery, NewAuditRecord};
+use std::sync::{Arc, Mutex};
+
+use cabinet_core::audit::{AuditActor, AuditDraft, AuditNote, AuditQuery, NewAuditRecord};
 use cabinet_core::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -66,6 +68,12 @@ async fn a_change_on_every_surface_is_recorded_with_who_what_which_and_where() {
     let (status, _) =
         server.send(server.request(Method::DELETE, &format!("/v1/files/{file_id}"), &tenant.key)).await;
     assert!(status.is_success());
+    // A direct upload, whose record commits with its file (one record, not a second after it).
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(b"direct".to_vec()).file_name("d.txt"));
+    let (status, direct) =
+        server.send(server.request(Method::POST, "/v1/files", &tenant.key).multipart(form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{direct}");
     // Reads that succeed are not recorded.
     let (status, _) = server.send(server.request(Method::GET, "/v1/files", &tenant.key)).await;
     assert_eq!(status, StatusCode::OK);
@@ -143,7 +151,16 @@ async fn a_change_on_every_surface_is_recorded_with_who_what_which_and_where() {
     assert_eq!(folder_record["workspace_id"], tenant.workspace.as_str());
     let at: chrono::DateTime<chrono::Utc> = folder_record["at"].as_str().unwrap().parse().unwrap();
     assert!(at >= before - chrono::Duration::seconds(1) && at <= server.cabinet.now(), "{at}");
-    the_record(&all, "POST /v1/uploads", None);
+    // The reservation's and the direct upload's records, committed with their changes, name the
+    // same who, where and how as one the layer appends.
+    for action in ["POST /v1/uploads", "POST /v1/files"] {
+        let record = the_record(&all, action, None);
+        assert_eq!(record["actor"], json!({"kind": "key", "id": key}), "{record}");
+        assert_eq!(record["status"], 201, "{record}");
+        assert_eq!(record["error_code"], Value::Null, "{record}");
+        assert_eq!(record["client_address"], "127.0.0.1", "{record}");
+        assert_eq!(record["workspace_id"], tenant.workspace.as_str(), "{record}");
+    }
     assert_eq!(the_record(&all, "PATCH /v1/files/{id}", Some(&file_id))["status"], 200);
     the_record(&all, "DELETE /v1/files/{id}", Some(&file_id));
     the_record(&all, "POST /compat/mavera/api/v1/folders", None);
@@ -156,6 +173,82 @@ async fn a_change_on_every_surface_is_recorded_with_who_what_which_and_where() {
     // Newest first, numbered in order.
     let ids: Vec<u64> = all.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "{ids:?}");
+}
+
+/// The core commits a reservation's or a direct upload's record with it, where the handler
+/// declared its answer: with no layer around the call, the record is in the log once the call
+/// returns, and the note tells the layer it need append none. Undeclared, nothing is taken.
+#[tokio::test]
+async fn a_reservation_or_direct_upload_commits_its_record_with_it() {
+    let server = TestServer::spawn().await;
+    let tenant = server.tenant(None, Role::Admin).await;
+    let caller = server.cabinet.authenticate(&tenant.key, None).await.unwrap();
+    let reserve = |declared: bool| {
+        let (cabinet, caller) = (server.cabinet.clone(), caller.clone());
+        let draft = AuditDraft {
+            action: "POST /v1/uploads".into(),
+            object_id: None,
+            client_address: Some("192.0.2.7".into()),
+        };
+        let note = Arc::new(Mutex::new(AuditNote {
+            caller: Some(caller.clone()),
+            draft: Some(draft),
+            ..AuditNote::default()
+        }));
+        let run = cabinet_core::audit::noting(note.clone(), async move {
+            if declared {
+                cabinet_core::audit::answers_change_with(201);
+            }
+            let upload = cabinet_core::uploads::NewUpload {
+                name: "r.bin".into(),
+                size: Some(3),
+                ..Default::default()
+            };
+            cabinet.start_upload(&caller, upload).await.unwrap()
+        });
+        async move {
+            let ticket = run.await;
+            let recorded = note.lock().unwrap().recorded;
+            (ticket, recorded)
+        }
+    };
+    let query = AuditQuery { limit: 10, ..AuditQuery::default() };
+
+    let (_, recorded) = reserve(true).await;
+    assert_eq!(recorded, Some(201), "the note says the record committed with the change");
+    let log = server.cabinet.audit_log_of(&tenant.workspace, &query).await.unwrap();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    let record = &log[0].record;
+    assert_eq!((record.action.as_str(), record.status), ("POST /v1/uploads", 201));
+    assert_eq!(record.client_address.as_deref(), Some("192.0.2.7"));
+    assert_eq!(record.actor, AuditActor::from(&caller.actor));
+
+    let (_, recorded) = reserve(false).await;
+    assert_eq!(recorded, None, "undeclared, the layer appends the record");
+    assert_eq!(server.cabinet.audit_log_of(&tenant.workspace, &query).await.unwrap().len(), 1);
+
+    // A direct upload's record commits with its finish (its first commit, the upload's insert,
+    // settles nothing yet).
+    let draft = AuditDraft { action: "POST /v1/files".into(), object_id: None, client_address: None };
+    let note = Arc::new(Mutex::new(AuditNote {
+        caller: Some(caller.clone()),
+        draft: Some(draft),
+        ..AuditNote::default()
+    }));
+    let cabinet = server.cabinet.clone();
+    let direct_caller = caller.clone();
+    let file = cabinet_core::audit::noting(note.clone(), async move {
+        cabinet_core::audit::answers_change_with(201);
+        let meta = cabinet_core::files::DirectUpload { name: "d.bin".into(), ..Default::default() };
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"direct")) });
+        cabinet.upload_direct(&direct_caller, meta, Box::pin(body)).await.unwrap()
+    })
+    .await;
+    assert_eq!(file.size, 6);
+    assert_eq!(note.lock().unwrap().recorded, Some(201));
+    let log = server.cabinet.audit_log_of(&tenant.workspace, &query).await.unwrap();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!((log[0].record.action.as_str(), log[0].record.status), ("POST /v1/files", 201));
 }
 
 #[tokio::test]

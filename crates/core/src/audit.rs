@@ -130,6 +130,21 @@ pub struct AuditNote {
     pub caller: Option<Caller>,
     /// The code of the error the surface answered with.
     pub error_code: Option<Code>,
+    /// What a record of this request names, known before it runs (a change's only).
+    pub draft: Option<AuditDraft>,
+    /// The status the handler answers if its change commits (`answers_change_with`).
+    pub answers: Option<u16>,
+    /// The status of the record committed with the request's change, once it committed: the
+    /// layer appends none of its own when the request answers with it.
+    pub recorded: Option<u16>,
+}
+
+/// The parts of a request's record the layer knows before the handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDraft {
+    pub action: String,
+    pub object_id: Option<String>,
+    pub client_address: Option<String>,
 }
 
 tokio::task_local! {
@@ -156,6 +171,51 @@ pub fn note_error(err: &Error) {
     let _ = AUDIT_NOTE.try_with(|note| {
         if let Ok(mut note) = note.lock() {
             note.error_code = Some(err.code());
+        }
+    });
+}
+
+/// Declares the status this request answers once its change commits, so that the change's
+/// commit may carry the request's record (`record_of_this_change`) rather than a commit of its own
+/// after it. Only for a handler whose answer is settled by that commit: nothing after it may
+/// answer otherwise. (Should it, the layer still appends the answer's own record.)
+pub fn answers_change_with(status: u16) {
+    let _ = AUDIT_NOTE.try_with(|note| {
+        if let Ok(mut note) = note.lock() {
+            note.answers = Some(status);
+        }
+    });
+}
+
+/// The record of the request under way, to commit with its change: `None` outside a request,
+/// before a caller, or where the handler declared no status. Given once a request.
+pub(crate) fn record_of_this_change(at: DateTime<Utc>) -> Option<NewAuditRecord> {
+    AUDIT_NOTE
+        .try_with(|note| {
+            let mut note = note.lock().ok()?;
+            let caller = note.caller.clone()?;
+            let draft = note.draft.clone()?;
+            let status = note.answers.take()?;
+            Some(NewAuditRecord {
+                workspace_id: caller.workspace_id.clone(),
+                at,
+                actor: AuditActor::from(&caller.actor),
+                action: draft.action,
+                object_id: draft.object_id,
+                client_address: draft.client_address,
+                status,
+                error_code: None,
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Notes that `record` committed with the request's change.
+pub(crate) fn change_recorded(record: &NewAuditRecord) {
+    let _ = AUDIT_NOTE.try_with(|note| {
+        if let Ok(mut note) = note.lock() {
+            note.recorded = Some(record.status);
         }
     });
 }

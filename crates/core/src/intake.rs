@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit;
 use crate::content_type;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::UploadId;
@@ -328,14 +329,22 @@ impl Cabinet {
     }
 
     /// Finishes the upload into `file`, committed together with the uploads finishing at the same
-    /// moment; returns once its commit is durable.
+    /// moment and with the request's audit record where its answer is settled by this commit
+    /// (`audit::answers_change_with`); returns once its commit is durable.
     async fn finish_upload_together(&self, upload: &Upload, file: &FileRecord) -> Result<bool> {
-        let finish = Finish { upload: upload.id.clone(), file: file.clone() };
+        let record = audit::record_of_this_change(self.clock.now());
+        let finish = Finish { upload: upload.id.clone(), file: file.clone(), record: record.clone() };
         let together = self.finishes.commit(&self.store, finish, |store, finishes| async move {
             store.finish_uploads(&finishes).await
         });
         match together.await {
-            Some(outcome) => outcome,
+            Some(outcome) => {
+                if let (Ok(true), Some(record)) = (&outcome, &record) {
+                    audit::change_recorded(record);
+                }
+                outcome
+            }
+            // The layer around the request appends its record.
             None => self.store.finish_upload(&upload.workspace_id, &upload.id, file).await,
         }
     }

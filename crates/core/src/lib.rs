@@ -166,7 +166,7 @@ pub struct Parts {
     key_reads: links::KeyReads,
     sessions: resumable::Sessions,
     audit_writer: audit::AuditWriter,
-    reservations: group_commit::GroupCommit<model::Upload, ()>,
+    reservations: group_commit::GroupCommit<ports::Reservation, ()>,
     begins: group_commit::GroupCommit<ports::Begin, Option<u64>>,
     direct_begins: group_commit::GroupCommit<(model::Upload, u64), u64>,
     finishes: group_commit::GroupCommit<ports::Finish, bool>,

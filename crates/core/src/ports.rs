@@ -390,6 +390,18 @@ pub struct Finish {
     pub upload: UploadId,
     /// The file it becomes, in the upload's workspace.
     pub file: FileRecord,
+    /// The audit record of the request this finish answers, appended in the same transaction
+    /// when the upload finishes (and only then).
+    pub record: Option<crate::audit::NewAuditRecord>,
+}
+
+/// A live upload to insert with its reservation (`UploadStore::insert_uploads_reserving`).
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub upload: Upload,
+    /// The audit record of the request this reservation answers, appended in the same transaction
+    /// when the reservation is granted (and only then).
+    pub record: Option<crate::audit::NewAuditRecord>,
 }
 
 /// Uploads and the reservations they hold on the quota.
@@ -399,9 +411,9 @@ pub trait UploadStore: Send + Sync + 'static {
     /// written) when `used + reserved + size` would pass the limit.
     async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()>;
     /// Inserts several uploads, each as `insert_upload_reserving` would and judged by the quota
-    /// on its own, in one transaction: one outcome per upload, in their order. `Err` when the
-    /// transaction itself failed, and then none was inserted.
-    async fn insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Vec<Result<()>>>;
+    /// on its own, in one transaction with the records of those granted: one outcome per upload,
+    /// in their order. `Err` when the transaction itself failed, and then none was inserted.
+    async fn insert_uploads_reserving(&self, uploads: &[Reservation]) -> Result<Vec<Result<()>>>;
     /// One upload, or `NotFound`.
     async fn get_upload(&self, workspace: &WorkspaceId, id: &UploadId) -> Result<Upload>;
     /// The upload whose file has (or will have) this id, or `NotFound`.
@@ -447,7 +459,8 @@ pub trait UploadStore: Send + Sync + 'static {
     /// created and the reservation becomes usage (the part the file does not use is released). False (and nothing written) when the upload was not live.
     async fn finish_upload(&self, workspace: &WorkspaceId, id: &UploadId, file: &FileRecord) -> Result<bool>;
     /// Several uploads finished, each as `finish_upload` would and judged by the quota on its own,
-    /// in one transaction: one outcome per upload, in their order. `Err` when the transaction itself
+    /// in one transaction with the records of those finished: one outcome per upload, in their
+    /// order. `Err` when the transaction itself
     /// failed, and then none was finished.
     async fn finish_uploads(&self, finishes: &[Finish]) -> Result<Vec<Result<bool>>>;
     /// In one transaction: the live upload becomes FAILED and its reservation is released.

@@ -3,8 +3,10 @@
 //! answered is durable; each is judged by the quota on its own (one that does not fit is refused,
 //! the others in its commit stand).
 
+use crate::audit::{self, NewAuditRecord};
 use crate::error::{ErrorKind, Result};
 use crate::model::{FailureReason, Upload};
+use crate::ports::Reservation;
 use crate::Cabinet;
 
 impl Cabinet {
@@ -16,7 +18,16 @@ impl Cabinet {
     /// have landed with only its answer lost. The caller is told it failed, so the upload is failed
     /// too once the database answers again: its reservation never outlives the refusal.
     pub(crate) async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()> {
-        let outcome = self.insert_upload_reserving_together(upload).await;
+        self.insert_upload_reserving_recorded(upload, None).await
+    }
+
+    /// `insert_upload_reserving`, with `record` (the request's audit record) in the same commit.
+    pub(crate) async fn insert_upload_reserving_recorded(
+        &self,
+        upload: &Upload,
+        record: Option<NewAuditRecord>,
+    ) -> Result<()> {
+        let outcome = self.insert_upload_reserving_together(upload, record).await;
         if let Err(err) = &outcome {
             if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
                 self.fail_once_reachable(upload.clone(), FailureReason::StorageError);
@@ -25,12 +36,24 @@ impl Cabinet {
         outcome
     }
 
-    async fn insert_upload_reserving_together(&self, upload: &Upload) -> Result<()> {
-        let together = self.reservations.commit(&self.store, upload.clone(), |store, uploads| async move {
-            store.insert_uploads_reserving(&uploads).await
+    async fn insert_upload_reserving_together(
+        &self,
+        upload: &Upload,
+        record: Option<NewAuditRecord>,
+    ) -> Result<()> {
+        let reservation = Reservation { upload: upload.clone(), record };
+        let recorded = reservation.record.clone();
+        let together = self.reservations.commit(&self.store, reservation, |store, reservations| async move {
+            store.insert_uploads_reserving(&reservations).await
         });
         match together.await {
-            Some(outcome) => outcome,
+            Some(outcome) => {
+                if let (Ok(()), Some(record)) = (&outcome, &recorded) {
+                    audit::change_recorded(record);
+                }
+                outcome
+            }
+            // The layer around the request appends its record.
             None => self.store.insert_upload_reserving(upload).await,
         }
     }

@@ -174,7 +174,9 @@ impl Cabinet {
         if let Some(plan) = plan {
             return self.start_multipart(upload, plan).await;
         }
-        self.insert_upload_reserving(&upload).await?;
+        // Its answer is settled once this commits: the request's audit record goes in the commit.
+        let record = crate::audit::record_of_this_change(now);
+        self.insert_upload_reserving_recorded(&upload, record).await?;
         // Bytes of unknown size always come through Cabinet, which measures them as they stream.
         let direct =
             if upload.size_known { self.blobs.presign_upload(&arrival_key(&upload), &upload) } else { None };

@@ -83,6 +83,8 @@ pub async fn upload_file(
     Authenticated(caller): Authenticated,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<FileJson>)> {
+    // Answered 201 once the change commits: its audit record commits with it.
+    cabinet_core::audit::answers_change_with(StatusCode::CREATED.as_u16());
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)

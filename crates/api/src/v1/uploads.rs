@@ -98,6 +98,8 @@ pub async fn create_upload(
     Authenticated(caller): Authenticated,
     Json(request): Json<CreateUploadRequest>,
 ) -> ApiResult<(StatusCode, Json<UploadTicketJson>)> {
+    // Answered 201 once the change commits: its audit record commits with it.
+    cabinet_core::audit::answers_change_with(StatusCode::CREATED.as_u16());
     let multipart = match (request.multipart, request.part_size) {
         (true, part_size) => Some(part_size),
         (false, None) => None,

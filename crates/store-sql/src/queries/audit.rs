@@ -14,20 +14,22 @@ use crate::rows::{from_millis, millis};
 type AuditRow =
     (i64, i64, String, Option<String>, String, Option<String>, Option<String>, i64, Option<String>);
 
-#[async_trait::async_trait]
-impl<D: Dialect> cabinet_core::AuditStore for SqlStore<D>
+impl<D: Dialect> SqlStore<D>
 where
     for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
     for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
     i64: Value<D::Db>,
     String: Value<D::Db>,
     Option<i64>: Value<D::Db>,
     Option<String>: Value<D::Db>,
 {
-    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<()> {
-        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+    /// Appends `records` in the caller's transaction: the audit log's writer, and a change that
+    /// commits with the record of the request that made it.
+    pub(crate) async fn append_audit_in(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        records: &[&NewAuditRecord],
+    ) -> Result<()> {
         // One statement per 512 records (9 parameters each, well inside either database's limit):
         // each statement is a round trip to the writer.
         for chunk in records.chunks(512) {
@@ -47,8 +49,28 @@ where
                     .push_bind(record.error_code.clone());
             });
             insert.push(" RETURNING id");
-            D::fetch_built::<(i64,), _>(&mut insert, &mut *tx).await.map_err(db_error)?;
+            D::fetch_built::<(i64,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
         }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> cabinet_core::AuditStore for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    i64: Value<D::Db>,
+    String: Value<D::Db>,
+    Option<i64>: Value<D::Db>,
+    Option<String>: Value<D::Db>,
+{
+    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<()> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        let records: Vec<&NewAuditRecord> = records.iter().collect();
+        Self::append_audit_in(&mut tx, &records).await?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use cabinet_core::ports::{Begin, Finish};
+use cabinet_core::audit::NewAuditRecord;
+use cabinet_core::ports::{Begin, Finish, Reservation};
 use cabinet_core::{
     Error, ErrorKind, FailureReason, FileId, FileRecord, Result, Upload, UploadId, UploadStatus, WorkspaceId,
 };
@@ -300,12 +301,15 @@ where
     /// The uploads' reservations, each judged by the quota in turn, then one `INSERT` of those
     /// granted, in one transaction: few statements, since each is a round trip to the writer.
     /// `None` (nothing written) when the `INSERT` failed.
-    async fn try_insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Option<Vec<Result<()>>>> {
+    async fn try_insert_uploads_reserving(
+        &self,
+        reservations: &[Reservation],
+    ) -> Result<Option<Vec<Result<()>>>> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        let order = in_workspace_order(uploads, |upload| &upload.workspace_id);
-        let mut outcomes: Vec<Result<()>> = uploads.iter().map(|_| Ok(())).collect();
+        let order = in_workspace_order(reservations, |reservation| &reservation.upload.workspace_id);
+        let mut outcomes: Vec<Result<()>> = reservations.iter().map(|_| Ok(())).collect();
         for &index in &order {
-            let upload = &uploads[index];
+            let upload = &reservations[index].upload;
             match Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await {
                 // Refused, nothing changed: the others stand.
                 Err(refused @ Error::QuotaExceeded { .. }) => outcomes[index] = Err(refused),
@@ -313,13 +317,19 @@ where
                 Ok(()) => {}
             }
         }
-        let granted: Vec<&Upload> =
-            order.iter().filter(|i| outcomes[**i].is_ok()).map(|i| &uploads[*i]).collect();
+        let granted: Vec<&Reservation> =
+            order.iter().filter(|i| outcomes[**i].is_ok()).map(|i| &reservations[*i]).collect();
         if !granted.is_empty() {
+            let uploads: Vec<&Upload> = granted.iter().map(|reservation| &reservation.upload).collect();
             // A size past the database's integer: the one-by-one inserts refuse that upload alone.
-            let Ok(mut insert) = Self::insert_uploads_statement(&granted) else { return Ok(None) };
+            let Ok(mut insert) = Self::insert_uploads_statement(&uploads) else { return Ok(None) };
             if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
                 return refused_as_a_whole(db_error(err));
+            }
+            let records: Vec<&NewAuditRecord> =
+                granted.iter().filter_map(|reservation| reservation.record.as_ref()).collect();
+            if let Err(err) = Self::append_audit_in(&mut tx, &records).await {
+                return refused_as_a_whole(err);
             }
         }
         tx.commit().await.map_err(db_error)?;
@@ -550,6 +560,9 @@ where
         });
         steps.push(" RETURNING workspace_id");
         D::fetch_built::<(String,), _>(&mut steps, &mut *tx).await.map_err(db_error)?;
+        let records: Vec<&NewAuditRecord> =
+            writing.iter().filter_map(|(index, _, _)| finishes[*index].record.as_ref()).collect();
+        Self::append_audit_in(&mut tx, &records).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Some(finished))
     }
@@ -590,6 +603,23 @@ where
 
     /// Inserts a live upload and reserves its size in the transaction: `QuotaExceeded` (and
     /// nothing written) when it does not fit.
+    /// `finish_in` of one of a batch, with its record when it finished.
+    async fn finish_recorded_in(tx: &mut sqlx::Transaction<'_, D::Db>, finish: &Finish) -> Result<bool> {
+        let finished = Self::finish_in(tx, &finish.file.workspace_id, &finish.upload, &finish.file).await?;
+        if finished {
+            Self::append_audit_in(tx, &finish.record.iter().collect::<Vec<_>>()).await?;
+        }
+        Ok(finished)
+    }
+
+    /// One reservation in a transaction of its own, with its record.
+    async fn insert_reservation(&self, reservation: &Reservation) -> Result<()> {
+        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
+        Self::insert_reserving(&mut tx, &reservation.upload).await?;
+        Self::append_audit_in(&mut tx, &reservation.record.iter().collect::<Vec<_>>()).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn insert_reserving(tx: &mut sqlx::Transaction<'_, D::Db>, upload: &Upload) -> Result<()> {
         let mut insert = Self::insert_uploads_statement(&[upload])?;
         Self::charge(tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
@@ -655,15 +685,15 @@ where
         tx.commit().await.map_err(db_error)
     }
 
-    async fn insert_uploads_reserving(&self, uploads: &[Upload]) -> Result<Vec<Result<()>>> {
-        match self.try_insert_uploads_reserving(uploads).await? {
+    async fn insert_uploads_reserving(&self, reservations: &[Reservation]) -> Result<Vec<Result<()>>> {
+        match self.try_insert_uploads_reserving(reservations).await? {
             Some(outcomes) => Ok(outcomes),
             // One upload could not be inserted for a reason of its own (not the quota, which is
             // judged before): each goes in a transaction of its own, so only that one fails.
             None => {
-                let mut outcomes = Vec::with_capacity(uploads.len());
-                for upload in uploads {
-                    outcomes.push(self.insert_upload_reserving(upload).await);
+                let mut outcomes = Vec::with_capacity(reservations.len());
+                for reservation in reservations {
+                    outcomes.push(self.insert_reservation(reservation).await);
                 }
                 Ok(outcomes)
             }
@@ -790,9 +820,7 @@ where
         self.each_in_savepoint(
             finishes,
             |finish| &finish.file.workspace_id,
-            |tx, finish| {
-                Box::pin(Self::finish_in(tx, &finish.file.workspace_id, &finish.upload, &finish.file))
-            },
+            |tx, finish| Box::pin(Self::finish_recorded_in(tx, finish)),
         )
         .await
     }

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use cabinet_core::audit::{AuditActor, AuditQuery, NewAuditRecord};
 use cabinet_core::listing::{
     Cursor, FileFilter, FolderFilter, FolderScope, Paging, Sort, SortKey, Sortable, Start,
 };
-use cabinet_core::ports::{Begin, FileChange, Finish, FolderChange, SearchHit, TrashEntry};
+use cabinet_core::ports::{Begin, FileChange, Finish, FolderChange, Reservation, SearchHit, TrashEntry};
 use cabinet_core::s3_objects::{S3Checksum, S3Headers, S3Listed, S3Object};
 use cabinet_core::{
     ApiKey, ApiKeyId, Error, FailureReason, FileId, FileRecord, FileReference, Folder, FolderId,

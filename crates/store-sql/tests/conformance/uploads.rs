@@ -17,6 +17,32 @@ pub(crate) async fn reservations_never_pass_the_limit(store: &dyn MetadataStore)
     store.insert_upload_reserving(&upload(&unlimited.id, 1 << 50)).await.unwrap();
 }
 
+/// The audit record of the request that made `up`'s change, naming the upload.
+fn record_of(up: &Upload) -> NewAuditRecord {
+    NewAuditRecord {
+        workspace_id: up.workspace_id.clone(),
+        at: now(),
+        actor: AuditActor::Key("key_conformance".into()),
+        action: "POST /v1/uploads".into(),
+        object_id: Some(up.id.to_string()),
+        client_address: Some("127.0.0.1".into()),
+        status: 201,
+        error_code: None,
+    }
+}
+
+fn recorded(up: &Upload) -> Reservation {
+    Reservation { upload: up.clone(), record: Some(record_of(up)) }
+}
+
+/// The objects the workspace's audit records name, oldest first.
+async fn recorded_objects(store: &dyn MetadataStore, ws: &WorkspaceId) -> Vec<String> {
+    let query = AuditQuery { limit: 500, ..AuditQuery::default() };
+    let mut records = store.audit_records(ws, &query).await.unwrap();
+    records.reverse();
+    records.into_iter().filter_map(|stored| stored.record.object_id).collect()
+}
+
 pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quota(
     store: &dyn MetadataStore,
 ) {
@@ -29,7 +55,8 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
         upload(&small.id, 40),
         upload(&other.id, 500),
     ];
-    let outcomes = store.insert_uploads_reserving(&batch).await.unwrap();
+    let reservations: Vec<Reservation> = batch.iter().map(recorded).collect();
+    let outcomes = store.insert_uploads_reserving(&reservations).await.unwrap();
     assert_eq!(outcomes.len(), batch.len(), "one outcome per upload, in their order");
     for (index, outcome) in outcomes.iter().enumerate() {
         match (index, outcome) {
@@ -46,6 +73,10 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
     }
     assert_eq!(ledger(store, &small.id).await, (0, 100));
     assert_eq!(ledger(store, &other.id).await, (0, 1_000));
+    // The records of those granted committed with them; the refused one's did not.
+    let granted = |indexes: &[usize]| indexes.iter().map(|i| batch[*i].id.to_string()).collect::<Vec<_>>();
+    assert_eq!(recorded_objects(store, &small.id).await, granted(&[0, 3]));
+    assert_eq!(recorded_objects(store, &other.id).await, granted(&[1, 4]));
     assert!(store.insert_uploads_reserving(&[]).await.unwrap().is_empty());
 
     // One that cannot be inserted for a reason of its own (its id is taken) fails alone.
@@ -53,10 +84,12 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
     let taken = upload(&roomy.id, 7);
     store.insert_upload_reserving(&taken).await.unwrap();
     let batch = vec![upload(&roomy.id, 1), taken.clone(), upload(&roomy.id, 2)];
-    let outcomes = store.insert_uploads_reserving(&batch).await.unwrap();
+    let outcomes =
+        store.insert_uploads_reserving(&batch.iter().map(recorded).collect::<Vec<_>>()).await.unwrap();
     assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
     assert!(outcomes[1].is_err(), "an upload id is inserted once: {outcomes:?}");
     assert_eq!(ledger(store, &roomy.id).await, (0, 7 + 1 + 2));
+    assert_eq!(recorded_objects(store, &roomy.id).await, [batch[0].id.to_string(), batch[2].id.to_string()]);
 }
 
 pub(crate) async fn racing_reservations_grant_exactly_what_fits(store: &dyn MetadataStore) {
@@ -188,7 +221,7 @@ pub(crate) async fn uploads_finished_together_are_each_judged_on_their_own(store
         (&ended, file_of(&ended, now())),
     ]
     .into_iter()
-    .map(|(up, file)| Finish { upload: up.id.clone(), file })
+    .map(|(up, file)| Finish { upload: up.id.clone(), file, record: Some(record_of(up)) })
     .collect();
     let outcomes = store.finish_uploads(&finishes).await.unwrap();
     assert_eq!(outcomes.len(), finishes.len(), "one outcome per upload, in their order");
@@ -203,6 +236,9 @@ pub(crate) async fn uploads_finished_together_are_each_judged_on_their_own(store
     assert_eq!(store.get_file(&small.id, &fits.file_id).await.unwrap(), finishes[0].file);
     assert_eq!(store.get_file(&other.id, &other_upload.file_id).await.unwrap(), finishes[2].file);
     assert_eq!(ledger(store, &small.id).await, (300, 100));
+    // Only the finished ones' records committed, with them.
+    assert_eq!(recorded_objects(store, &small.id).await, [fits.id.to_string()]);
+    assert_eq!(recorded_objects(store, &other.id).await, [other_upload.id.to_string()]);
     assert!(store.finish_uploads(&[]).await.unwrap().is_empty());
 }
 
@@ -230,7 +266,7 @@ pub(crate) async fn uploads_finished_together_within_their_reservations_are_each
             let mut file = file_of(up, started + chrono::Duration::milliseconds(n as i64 + 1));
             file.size = up.size - 1;
             file.tags = vec![format!("batch-{n}"), "Shared".into()];
-            Finish { upload: up.id.clone(), file }
+            Finish { upload: up.id.clone(), file, record: Some(record_of(up)) }
         })
         .collect();
     let outcomes: Vec<bool> =
@@ -245,6 +281,13 @@ pub(crate) async fn uploads_finished_together_within_their_reservations_are_each
     assert!(matches!(store.get_file(&ws.id, &finishes[3].file.id).await, Err(Error::NotFound(_))));
     assert_eq!(ledger(store, &ws.id).await, (299 + 199, 0));
     assert_eq!(ledger(store, &other.id).await, (4, 0));
+    // The finished ones' records committed with them; the ended one's did not.
+    let mut records = recorded_objects(store, &ws.id).await;
+    records.sort();
+    let mut expected = vec![uploads[0].id.to_string(), uploads[2].id.to_string()];
+    expected.sort();
+    assert_eq!(records, expected);
+    assert_eq!(recorded_objects(store, &other.id).await, [uploads[1].id.to_string()]);
     let mut tags = store.tag_counts(&ws.id).await.unwrap();
     tags.sort();
     let expected = [("Shared", 2), ("batch-0", 1), ("batch-2", 1)];
@@ -277,8 +320,10 @@ pub(crate) async fn uploads_finished_together_report_each_quota_threshold_they_c
         store.insert_upload_reserving(up).await.unwrap();
     }
     let seq_before = store.newest_event(&ws.id).await.unwrap();
-    let finishes: Vec<Finish> =
-        uploads.iter().map(|up| Finish { upload: up.id.clone(), file: file_of(up, now()) }).collect();
+    let finishes: Vec<Finish> = uploads
+        .iter()
+        .map(|up| Finish { upload: up.id.clone(), file: file_of(up, now()), record: None })
+        .collect();
     let outcomes: Vec<bool> =
         store.finish_uploads(&finishes).await.unwrap().into_iter().map(Result::unwrap).collect();
     assert_eq!(outcomes, vec![true, true]);
