@@ -298,9 +298,12 @@ where
         Ok(true)
     }
 
-    /// The uploads' reservations, each judged by the quota in turn, then one `INSERT` of those
-    /// granted, in one transaction: few statements, since each is a round trip to the writer.
-    /// `None` (nothing written) when the `INSERT` failed.
+    /// The uploads' reservations, in one transaction: each workspace's ledger read and locked
+    /// once, each upload judged by the quota in turn against what the ones before it took, one
+    /// `INSERT` of those granted (and their records), and one charge a workspace. Three
+    /// statements for a workspace's batch, where a charge an upload takes one each (each
+    /// statement is a round trip to the writer). `None` (nothing written) when a statement was
+    /// refused or a size is past the database's integer.
     async fn try_insert_uploads_reserving(
         &self,
         reservations: &[Reservation],
@@ -308,14 +311,36 @@ where
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
         let order = in_workspace_order(reservations, |reservation| &reservation.upload.workspace_id);
         let mut outcomes: Vec<Result<()>> = reservations.iter().map(|_| Ok(())).collect();
+        // Each workspace's ledger as this transaction leaves it, and what it reserves in all.
+        let mut ledgers: Vec<(&WorkspaceId, Option<Ledger>, i64)> = Vec::new();
         for &index in &order {
             let upload = &reservations[index].upload;
-            match Self::charge(&mut tx, &upload.workspace_id, "reserved_bytes", upload.size).await {
-                // Refused, nothing changed: the others stand.
-                Err(refused @ Error::QuotaExceeded { .. }) => outcomes[index] = Err(refused),
-                Err(err) => return Err(err),
-                Ok(()) => {}
+            let ws = &upload.workspace_id;
+            if ledgers.last().is_none_or(|(locked, _, _)| *locked != ws) {
+                match Self::locked_ledger(&mut tx, ws).await {
+                    Ok(ledger) => ledgers.push((ws, Some(ledger), 0)),
+                    Err(missing @ Error::NotFound(_)) => {
+                        outcomes[index] = Err(missing);
+                        ledgers.push((ws, None, 0));
+                        continue;
+                    }
+                    Err(err) => return refused_as_a_whole(err),
+                }
             }
+            let Some((_, ledger, reserving)) = ledgers.last_mut() else { return Ok(None) };
+            let Some(ledger) = ledger else {
+                outcomes[index] = Err(Error::NotFound("workspace"));
+                continue;
+            };
+            let Ok(size) = bytes(upload.size) else { return Ok(None) };
+            let available = ledger.limit.map(|limit| limit - ledger.used - ledger.reserved);
+            if available.is_some_and(|available| i128::from(size) > i128::from(available)) {
+                // Refused, nothing changed: the others stand.
+                outcomes[index] = Err(super::quota_error(available, upload.size));
+                continue;
+            }
+            ledger.reserved += size;
+            *reserving += size;
         }
         let granted: Vec<&Reservation> =
             order.iter().filter(|i| outcomes[**i].is_ok()).map(|i| &reservations[*i]).collect();
@@ -330,6 +355,17 @@ where
                 granted.iter().filter_map(|reservation| reservation.record.as_ref()).collect();
             if let Err(err) = Self::append_audit_in(&mut tx, &records).await {
                 return refused_as_a_whole(err);
+            }
+        }
+        for (ws, _, reserving) in ledgers.iter().filter(|(_, _, reserving)| *reserving != 0) {
+            let charged =
+                sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
+                    .bind(*reserving)
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await;
+            if let Err(err) = charged {
+                return refused_as_a_whole(db_error(err));
             }
         }
         tx.commit().await.map_err(db_error)?;

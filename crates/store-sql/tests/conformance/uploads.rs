@@ -90,6 +90,14 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
     assert!(outcomes[1].is_err(), "an upload id is inserted once: {outcomes:?}");
     assert_eq!(ledger(store, &roomy.id).await, (0, 7 + 1 + 2));
     assert_eq!(recorded_objects(store, &roomy.id).await, [batch[0].id.to_string(), batch[2].id.to_string()]);
+
+    // One naming a workspace that is not there is refused alone.
+    let batch = vec![upload(&roomy.id, 3), upload(&WorkspaceId::generate(), 4), upload(&roomy.id, 5)];
+    let outcomes =
+        store.insert_uploads_reserving(&batch.iter().map(recorded).collect::<Vec<_>>()).await.unwrap();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Err(Error::NotFound(_))), "{outcomes:?}");
+    assert_eq!(ledger(store, &roomy.id).await, (0, 7 + 1 + 2 + 3 + 5));
 }
 
 pub(crate) async fn racing_reservations_grant_exactly_what_fits(store: &dyn MetadataStore) {
