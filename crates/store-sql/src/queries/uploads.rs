@@ -185,12 +185,7 @@ where
         if D::rows_affected(&begun) == 0 {
             return Ok(None);
         }
-        sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
-            .bind(grant - held)
-            .bind(ws.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
+        Self::add_reserved(tx, ws, grant - held).await?;
         Ok(Some(grant.max(0) as u64))
     }
 
@@ -206,13 +201,19 @@ where
         let receiving = Upload { status: UploadStatus::Uploading, size: grant as u64, ..upload.clone() };
         let mut insert = Self::insert_uploads_statement(&[&receiving])?;
         D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+        Self::add_reserved(tx, ws, grant).await?;
+        Ok(grant as u64)
+    }
+
+    /// Adds `more` bytes (judged against the quota already) to what the workspace holds reserved.
+    async fn add_reserved(tx: &mut sqlx::Transaction<'_, D::Db>, ws: &WorkspaceId, more: i64) -> Result<()> {
         sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
-            .bind(grant)
+            .bind(more)
             .bind(ws.as_str())
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;
-        Ok(grant as u64)
+        Ok(())
     }
 
     /// The workspace's ledger, its row locked by the same statement (a write: it locks the row on
@@ -358,14 +359,8 @@ where
             }
         }
         for (ws, _, reserving) in ledgers.iter().filter(|(_, _, reserving)| *reserving != 0) {
-            let charged =
-                sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
-                    .bind(*reserving)
-                    .bind(ws.as_str())
-                    .execute(&mut *tx)
-                    .await;
-            if let Err(err) = charged {
-                return refused_as_a_whole(db_error(err));
+            if let Err(err) = Self::add_reserved(&mut tx, ws, *reserving).await {
+                return refused_as_a_whole(err);
             }
         }
         tx.commit().await.map_err(db_error)?;
@@ -454,12 +449,7 @@ where
             return refused_as_a_whole(db_error(err));
         }
         for (ws, _, reserving) in ledgers.iter().filter(|(_, _, reserving)| *reserving != 0) {
-            sqlx::query("UPDATE workspaces SET reserved_bytes = reserved_bytes + $1 WHERE id = $2")
-                .bind(*reserving)
-                .bind(ws.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            Self::add_reserved(&mut tx, ws, *reserving).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Some(grants))

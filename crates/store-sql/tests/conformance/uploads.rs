@@ -48,7 +48,7 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
 ) {
     let small = workspace(store, Some(100)).await;
     let other = workspace(store, Some(1_000)).await;
-    let batch = vec![
+    let batch = [
         upload(&small.id, 60),
         upload(&other.id, 500),
         upload(&small.id, 50), // 60 + 50 passes the small workspace's 100
@@ -83,7 +83,7 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
     let roomy = workspace(store, None).await;
     let taken = upload(&roomy.id, 7);
     store.insert_upload_reserving(&taken).await.unwrap();
-    let batch = vec![upload(&roomy.id, 1), taken.clone(), upload(&roomy.id, 2)];
+    let batch = [upload(&roomy.id, 1), taken.clone(), upload(&roomy.id, 2)];
     let outcomes =
         store.insert_uploads_reserving(&batch.iter().map(recorded).collect::<Vec<_>>()).await.unwrap();
     assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
@@ -92,7 +92,7 @@ pub(crate) async fn reservations_committed_together_are_each_judged_by_their_quo
     assert_eq!(recorded_objects(store, &roomy.id).await, [batch[0].id.to_string(), batch[2].id.to_string()]);
 
     // One naming a workspace that is not there is refused alone.
-    let batch = vec![upload(&roomy.id, 3), upload(&WorkspaceId::generate(), 4), upload(&roomy.id, 5)];
+    let batch = [upload(&roomy.id, 3), upload(&WorkspaceId::generate(), 4), upload(&roomy.id, 5)];
     let outcomes =
         store.insert_uploads_reserving(&batch.iter().map(recorded).collect::<Vec<_>>()).await.unwrap();
     assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
