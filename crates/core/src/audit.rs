@@ -211,11 +211,11 @@ pub(crate) fn record_of_this_change(at: DateTime<Utc>) -> Option<NewAuditRecord>
         .flatten()
 }
 
-/// Notes that `record` committed with the request's change.
-pub(crate) fn change_recorded(record: &NewAuditRecord) {
+/// Notes that the request's record, answering `status`, committed with its change.
+pub(crate) fn change_recorded(status: u16) {
     let _ = AUDIT_NOTE.try_with(|note| {
         if let Ok(mut note) = note.lock() {
-            note.recorded = Some(record.status);
+            note.recorded = Some(status);
         }
     });
 }

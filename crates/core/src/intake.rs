@@ -333,14 +333,15 @@ impl Cabinet {
     /// (`audit::answers_change_with`); returns once its commit is durable.
     async fn finish_upload_together(&self, upload: &Upload, file: &FileRecord) -> Result<bool> {
         let record = audit::record_of_this_change(self.clock.now());
-        let finish = Finish { upload: upload.id.clone(), file: file.clone(), record: record.clone() };
+        let status = record.as_ref().map(|record| record.status);
+        let finish = Finish { upload: upload.id.clone(), file: file.clone(), record };
         let together = self.finishes.commit(&self.store, finish, |store, finishes| async move {
             store.finish_uploads(&finishes).await
         });
         match together.await {
             Some(outcome) => {
-                if let (Ok(true), Some(record)) = (&outcome, &record) {
-                    audit::change_recorded(record);
+                if let (Ok(true), Some(status)) = (&outcome, status) {
+                    audit::change_recorded(status);
                 }
                 outcome
             }

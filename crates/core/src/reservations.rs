@@ -41,15 +41,15 @@ impl Cabinet {
         upload: &Upload,
         record: Option<NewAuditRecord>,
     ) -> Result<()> {
+        let status = record.as_ref().map(|record| record.status);
         let reservation = Reservation { upload: upload.clone(), record };
-        let recorded = reservation.record.clone();
         let together = self.reservations.commit(&self.store, reservation, |store, reservations| async move {
             store.insert_uploads_reserving(&reservations).await
         });
         match together.await {
             Some(outcome) => {
-                if let (Ok(()), Some(record)) = (&outcome, &recorded) {
-                    audit::change_recorded(record);
+                if let (Ok(()), Some(status)) = (&outcome, status) {
+                    audit::change_recorded(status);
                 }
                 outcome
             }

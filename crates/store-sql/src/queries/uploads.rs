@@ -320,11 +320,8 @@ where
             if ledgers.last().is_none_or(|(locked, _, _)| *locked != ws) {
                 match Self::locked_ledger(&mut tx, ws).await {
                     Ok(ledger) => ledgers.push((ws, Some(ledger), 0)),
-                    Err(missing @ Error::NotFound(_)) => {
-                        outcomes[index] = Err(missing);
-                        ledgers.push((ws, None, 0));
-                        continue;
-                    }
+                    // Each of its uploads is refused below; the others stand.
+                    Err(Error::NotFound(_)) => ledgers.push((ws, None, 0)),
                     Err(err) => return refused_as_a_whole(err),
                 }
             }
@@ -335,7 +332,7 @@ where
             };
             let Ok(size) = bytes(upload.size) else { return Ok(None) };
             let available = ledger.limit.map(|limit| limit - ledger.used - ledger.reserved);
-            if available.is_some_and(|available| i128::from(size) > i128::from(available)) {
+            if available.is_some_and(|available| size > available) {
                 // Refused, nothing changed: the others stand.
                 outcomes[index] = Err(super::quota_error(available, upload.size));
                 continue;
@@ -627,25 +624,25 @@ where
         Ok(insert)
     }
 
-    /// Inserts a live upload and reserves its size in the transaction: `QuotaExceeded` (and
-    /// nothing written) when it does not fit.
     /// `finish_in` of one of a batch, with its record when it finished.
     async fn finish_recorded_in(tx: &mut sqlx::Transaction<'_, D::Db>, finish: &Finish) -> Result<bool> {
         let finished = Self::finish_in(tx, &finish.file.workspace_id, &finish.upload, &finish.file).await?;
         if finished {
-            Self::append_audit_in(tx, &finish.record.iter().collect::<Vec<_>>()).await?;
+            Self::append_audit_in(tx, &Vec::from_iter(&finish.record)).await?;
         }
         Ok(finished)
     }
 
-    /// One reservation in a transaction of its own, with its record.
-    async fn insert_reservation(&self, reservation: &Reservation) -> Result<()> {
+    /// One reservation in a transaction of its own, with its record if it has one.
+    async fn insert_reservation(&self, upload: &Upload, record: Option<&NewAuditRecord>) -> Result<()> {
         let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        Self::insert_reserving(&mut tx, &reservation.upload).await?;
-        Self::append_audit_in(&mut tx, &reservation.record.iter().collect::<Vec<_>>()).await?;
+        Self::insert_reserving(&mut tx, upload).await?;
+        Self::append_audit_in(&mut tx, &Vec::from_iter(record)).await?;
         tx.commit().await.map_err(db_error)
     }
 
+    /// Inserts a live upload and reserves its size in the transaction: `QuotaExceeded` (and
+    /// nothing written) when it does not fit.
     async fn insert_reserving(tx: &mut sqlx::Transaction<'_, D::Db>, upload: &Upload) -> Result<()> {
         let mut insert = Self::insert_uploads_statement(&[upload])?;
         Self::charge(tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
@@ -706,9 +703,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
 {
     async fn insert_upload_reserving(&self, upload: &Upload) -> Result<()> {
-        let mut tx = self.write_pool().begin().await.map_err(db_error)?;
-        Self::insert_reserving(&mut tx, upload).await?;
-        tx.commit().await.map_err(db_error)
+        self.insert_reservation(upload, None).await
     }
 
     async fn insert_uploads_reserving(&self, reservations: &[Reservation]) -> Result<Vec<Result<()>>> {
@@ -719,7 +714,9 @@ where
             None => {
                 let mut outcomes = Vec::with_capacity(reservations.len());
                 for reservation in reservations {
-                    outcomes.push(self.insert_reservation(reservation).await);
+                    outcomes.push(
+                        self.insert_reservation(&reservation.upload, reservation.record.as_ref()).await,
+                    );
                 }
                 Ok(outcomes)
             }
