@@ -3,7 +3,7 @@
 //! cannot hold a connection), one client IP address may hold at most so many connections (more
 //! are closed at once), and shutdown stops accepting, then lets open connections finish their
 //! requests. With TLS, the handshake is bounded by the header-read timeout too. A plain connection
-//! waiting for its next request holds no HTTP buffers ([`parking`]).
+//! waiting for its next request holds no HTTP buffers once it has waited a moment ([`parking`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -175,7 +175,7 @@ async fn a_refusal_before_the_body_was_read_says_the_connection_closes() {
 }
 
 /// Between requests a keep-alive connection waits with no buffers of its own (it leaves hyper
-/// once idle), and is served again; nothing still under way is taken for idle: a request head or
+/// once idle for a moment, shorter than the pauses here), and is served again; nothing still under way is taken for idle: a request head or
 /// body that pauses, a download its client is slow to read, requests sent back to back, one of
 /// them cut by a pause.
 #[tokio::test]

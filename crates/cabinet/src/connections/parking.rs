@@ -2,9 +2,9 @@
 //! and 8 KiB write buffer for the connection's whole life, idle or not, which made 10,000 idle
 //! keep-alive connections cost ~140 MiB. Like nginx, which frees a keep-alive connection's
 //! buffers while it waits, a connection here is served by hyper only while it has something to
-//! do: once every answer has been sent and the socket has nothing more to read, its hyper session
-//! ends as if the client had closed, and the bare socket waits for the next request's bytes,
-//! which start a new session.
+//! do: once every answer has been sent and the socket has had nothing more to read for a short
+//! while ([`LINGER`]), its hyper session ends as if the client had closed, and the bare socket
+//! waits for the next request's bytes, which start a new session.
 
 use std::future::Future;
 use std::io;
@@ -18,6 +18,13 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Duration, Instant, Sleep};
+
+/// How long an idle connection keeps its hyper session before it parks. A client sending its
+/// requests one after another (a browser loading a page, an SDK, a load test) keeps one session
+/// for all of them, where a session for each request cost a small request's answer ~8% of its
+/// rate; an idle connection still parks within twice this.
+pub const LINGER: Duration = Duration::from_millis(50);
 
 /// What a connection's requests are doing, shared by its IO and its service.
 #[derive(Debug, Default)]
@@ -61,12 +68,60 @@ pub struct Parking<S> {
     /// the start of a request hyper holds, whose head must arrive within hyper's header timeout.
     /// `None` before the first read.
     read_at: Option<u64>,
+    /// Reads that found bytes, so far.
+    reads: u64,
+    linger: Linger,
     parked: bool,
+}
+
+/// When an idle connection has lingered long enough to park: a timer armed when it is first found
+/// idle, and the reads seen by then. A connection that has read nothing since, once the timer
+/// fires, parks; one that has is given another `LINGER`. Armed once a `LINGER` at most, not once
+/// a request: a fired timer wakes a busy connection once, harmlessly.
+#[derive(Debug, Default)]
+struct Linger {
+    timer: Option<Pin<Box<Sleep>>>,
+    armed_at_reads: Option<u64>,
+}
+
+impl Linger {
+    /// Whether a connection idle now, having made `reads` reads, has been idle for all of the
+    /// last `LINGER` (or, when not, that `cx` is woken when it may have been).
+    fn over(&mut self, reads: u64, cx: &mut Context<'_>) -> bool {
+        loop {
+            let Some(armed_at_reads) = self.armed_at_reads else {
+                let deadline = Instant::now() + LINGER;
+                match &mut self.timer {
+                    Some(timer) => timer.as_mut().reset(deadline),
+                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                self.armed_at_reads = Some(reads);
+                continue;
+            };
+            let timer = self.timer.as_mut().expect("an armed linger has its timer");
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            self.armed_at_reads = None;
+            if armed_at_reads == reads {
+                return true;
+            }
+        }
+    }
 }
 
 impl<S> Parking<S> {
     pub fn new(stream: S, unparsed: Bytes, activity: Arc<Activity>) -> Self {
-        Self { stream, activity, unparsed, write_blocked: false, read_at: None, parked: false }
+        Self {
+            stream,
+            activity,
+            unparsed,
+            write_blocked: false,
+            read_at: None,
+            reads: 0,
+            linger: Linger::default(),
+            parked: false,
+        }
     }
 
     /// Whether the session ended because the connection was idle (so the socket may serve
@@ -96,6 +151,7 @@ impl<S> Parking<S> {
 
     fn note_read(&mut self) {
         self.read_at = Some(self.activity.answered.load(Ordering::Acquire));
+        self.reads += 1;
     }
 }
 
@@ -123,6 +179,10 @@ impl<S: Socket> AsyncRead for Parking<S> {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if self.idle() => {
+                let reads = self.reads;
+                if !self.linger.over(reads, cx) {
+                    return Poll::Pending;
+                }
                 self.parked = true;
                 Poll::Ready(Ok(()))
             }
@@ -271,5 +331,71 @@ impl<B: Body + Unpin> Body for CountedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// What a read of `parking` gives: the bytes read, none once it has parked.
+    async fn read(parking: &mut Parking<TcpStream>) -> Vec<u8> {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), parking.read(&mut buf))
+            .await
+            .expect("an idle connection parks, or its bytes are read, within seconds")
+            .unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn answer_one(activity: &Arc<Activity>) {
+        drop(OpenRequest::new(activity.clone()));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_parks_after_lingering_and_one_asked_again_meanwhile_does_not() {
+        let (server, mut client) = connected().await;
+        let activity = Arc::new(Activity::default());
+        let mut parking = Parking::new(server, Bytes::new(), activity.clone());
+
+        // Requests one after another, each sent a fifth of the linger after the last answer:
+        // the session is kept across more than two lingers.
+        for request in 0..12u8 {
+            let sender = tokio::spawn(async move {
+                tokio::time::sleep(LINGER / 5).await;
+                client.write_all(&[request]).await.unwrap();
+                client
+            });
+            assert_eq!(read(&mut parking).await, [request], "request {request} read, not parked");
+            assert!(!parking.parked());
+            client = sender.await.unwrap();
+            answer_one(&activity);
+        }
+
+        // Nothing more: the connection parks, and not before a whole linger has passed.
+        let idle_from = Instant::now();
+        assert_eq!(read(&mut parking).await, Vec::<u8>::new());
+        assert!(parking.parked());
+        assert!(idle_from.elapsed() >= LINGER, "parked after {:?}", idle_from.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_request_read_and_not_yet_answered_is_never_taken_for_idle() {
+        let (server, mut client) = connected().await;
+        let activity = Arc::new(Activity::default());
+        let mut parking = Parking::new(server, Bytes::new(), activity.clone());
+        client.write_all(b"GET / HT").await.unwrap();
+        assert_eq!(read(&mut parking).await, b"GET / HT");
+        let waiting = tokio::time::timeout(LINGER * 3, read(&mut parking)).await;
+        assert!(waiting.is_err(), "a head begun must wait for the rest, not park: {waiting:?}");
+        assert!(!parking.parked());
     }
 }
