@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -55,6 +55,24 @@ impl Default for ConnectionLimits {
             max_per_address: Some(DEFAULT_MAX_PER_ADDRESS),
         }
     }
+}
+
+/// Connections the kernel may hold for the accept loop, handshaken or handshaking (Linux caps it
+/// at `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind` listens with the
+/// standard library's 128, which a thousand uploads connecting at once overflowed while the
+/// server was busy. The kernel then answers with SYN cookies, which keep no record of a
+/// handshake: one whose last ACK and first bytes arrive while the queue is full is dropped, and
+/// the bytes after them are answered with a reset, so the client, taking itself for connected,
+/// had its upload reset mid-body. nginx listens with 511; Go with `somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `at` with [`LISTEN_BACKLOG`]; like tokio's `TcpListener::bind`, with `SO_REUSEADDR`,
+/// so a restarted server can listen again on a port whose last connections are still closing.
+pub fn listen(at: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if at.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(at)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting (new connections

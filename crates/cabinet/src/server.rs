@@ -119,11 +119,11 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         ready_file::clear(path)?;
     }
     let listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        connections::listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let s3_listener = match config.s3_listen {
         None => None,
-        Some(at) => Some(TcpListener::bind(at).await.with_context(|| format!("listening for S3 on {at}"))?),
+        Some(at) => Some(connections::listen(at).with_context(|| format!("listening for S3 on {at}"))?),
     };
     let s3_address = s3_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let tls = crate::tls::TlsFiles::from_flags(config.tls_cert.as_deref(), config.tls_key.as_deref())?

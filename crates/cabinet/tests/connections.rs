@@ -1,6 +1,7 @@
 //! Limits on connections, before any request exists: a client that sends its headers too slowly
 //! is cut off after the header-read timeout, and one client address cannot hold more than its
-//! share of connections while another address is still served.
+//! share of connections while another address is still served. A burst of connections waits in
+//! the listen queue while the server is busy.
 
 use crate::process;
 use crate::support;
@@ -244,4 +245,59 @@ async fn an_idle_keep_alive_connection_is_served_again_and_nothing_under_way_is_
     assert_eq!(raw::read_response(&mut stream).await.unwrap().status, 200, "the request cut by a pause");
     tokio::time::sleep(pause).await;
     assert_eq!(health(&mut stream).await.unwrap(), 200);
+}
+
+/// A burst of connections that arrives while the server accepts none (busy; here, stopped) waits
+/// in the kernel's listen queue, and each is served once the server accepts again. With the 128 a
+/// listener gets by default, the kernel dropped every handshake past the queue's end, and under
+/// load answered with SYN cookies, whose connections were reset mid-request.
+#[tokio::test]
+async fn a_burst_of_a_thousand_connections_waits_while_the_server_is_busy_and_each_is_served() {
+    use rustix::process::{getrlimit, kill_process, setrlimit, Pid, Resource, Signal};
+    const BURST: usize = 1000;
+    // Each connection is a file descriptor here, as in the server (which inherits the limit).
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|current| current < 4 * BURST as u64) {
+        let wanted = limit.maximum.map_or(4 * BURST as u64, |maximum| maximum.min(4 * BURST as u64));
+        setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit { current: Some(wanted), maximum: limit.maximum },
+        )
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::ServerProcess::start_with(dir.path(), &["--max-connections-per-address", "0"]);
+    let address = raw::address_of(&server.url);
+    let pid = Pid::from_raw(server.pid() as i32).unwrap();
+
+    kill_process(pid, Signal::STOP).unwrap();
+    let connecting =
+        (0..BURST).map(|_| tokio::time::timeout(Duration::from_secs(3), raw::connect_from(FIRST, address)));
+    let connected = futures::future::join_all(connecting).await;
+    kill_process(pid, Signal::CONT).unwrap();
+    let mut streams: Vec<raw::Connection> = connected.into_iter().filter_map(|c| c.ok()?.ok()).collect();
+    let queue = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+    assert_eq!(
+        streams.len(),
+        BURST,
+        "only {} of {BURST} connections were taken while the server accepted none (the kernel caps a \
+         listen queue at net.core.somaxconn: {})",
+        streams.len(),
+        queue.trim()
+    );
+    let answers = futures::future::join_all(
+        streams.iter_mut().map(|stream| tokio::time::timeout(Duration::from_secs(20), health(stream))),
+    )
+    .await;
+    let unanswered: Vec<String> = answers
+        .iter()
+        .filter(|answer| !matches!(answer, Ok(Ok(200))))
+        .map(|answer| format!("{answer:?}"))
+        .collect();
+    assert!(
+        unanswered.is_empty(),
+        "{} of {BURST} went unanswered; the first: {}",
+        unanswered.len(),
+        unanswered[0]
+    );
 }
