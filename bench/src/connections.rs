@@ -176,9 +176,14 @@ impl Load<'_> {
         let started = Instant::now();
         let answers = future::try_join_all(urls.iter().enumerate().map(|(n, url)| {
             let request = self.sender(n).put(url);
-            async move { client::expect(self.bodies.attach(request, n), 200).await }
+            async move {
+                client::expect(self.bodies.attach(request, n), 200)
+                    .await
+                    .with_context(|| format!("upload {n}"))
+            }
         }))
-        .await?;
+        .await
+        .map_err(|err| err.context(format!("the server's log ends:\n{}", cabinet.log_tail(40))))?;
         let took = started.elapsed();
         for (n, answer) in answers.iter().enumerate() {
             client::succeeded(answer, MIB, Some(&self.bodies.sha256(n)))?;

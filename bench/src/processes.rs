@@ -56,6 +56,8 @@ pub struct Cabinet {
     pub workspace: Option<String>,
     /// Where the S3 surface listens (with `--s3-listen`).
     pub s3_url: Option<String>,
+    /// What the server writes to stderr.
+    log: PathBuf,
 }
 
 impl Cabinet {
@@ -63,7 +65,8 @@ impl Cabinet {
     /// `<data_dir>.log`. Rate limiting is off unless `extra` sets it.
     pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
-        let log = std::fs::File::create(data_dir.with_extension("log"))?;
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path)?;
         let rate_limit_off: &[&str] =
             if extra.contains(&"--rate-limit-per-minute") { &[] } else { &["--rate-limit-per-minute", "0"] };
         let ready_file = ReadyFile::new()?;
@@ -84,6 +87,7 @@ impl Cabinet {
                 key: ready.key,
                 workspace: ready.workspace,
                 s3_url: ready.s3_url,
+                log: log_path,
             }),
             Err(not_ready) => {
                 let _ = child.kill();
@@ -95,6 +99,18 @@ impl Cabinet {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The last `lines` lines of the server's log, to explain a failure before the harness
+    /// removes its work folder.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match std::fs::read_to_string(&self.log) {
+            Ok(log) => {
+                let all: Vec<&str> = log.lines().collect();
+                all[all.len().saturating_sub(lines)..].join("\n")
+            }
+            Err(err) => format!("(no log at {}: {err})", self.log.display()),
+        }
     }
 
     pub fn at(&self, path: &str) -> String {
@@ -297,8 +313,9 @@ impl Nginx {
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
                default_type application/octet-stream;\n  client_max_body_size 0;\n\
                client_body_temp_path {body};\n  {http_extra}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    {server}\n  }}\n}}\n",
+               server {{\n    listen 127.0.0.1:{port} backlog={backlog};\n    {server}\n  }}\n}}\n",
             user = if running_as_root { "user root;\n" } else { "" },
+            backlog = LISTEN_BACKLOG,
             dir = dir.display(),
             body = body.display(),
         );
@@ -322,6 +339,9 @@ impl Nginx {
 
 /// What one nginx worker may hold open when a figure asks for no more.
 const WORKER_CONNECTIONS: usize = 1024;
+/// nginx's listen queue: Cabinet's (`cabinet::connections::LISTEN_BACKLOG`), where nginx's own
+/// default is 511, so a burst of connections waits the same on both.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// `GET /x` from `root`, `PUT /x` and `DELETE /x` into it (the dav module).
 fn dav_location(root: &Path) -> String {
