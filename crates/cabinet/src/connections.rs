@@ -75,6 +75,28 @@ pub fn listen(at: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The most open files asked for when the hard limit is unlimited: Linux's default `fs.nr_open`,
+/// past which the kernel refuses any limit.
+const MOST_OPEN_FILES: u64 = 1 << 20;
+
+/// Raises this process's open-file limit to its hard limit; returns the limits before and after.
+/// Each connection is a file, and each upload under way one or two more, while systemd starts a
+/// service with a soft limit of 1024 (and a hard limit of 524288): at 1024 the server could hold
+/// about a thousand connections, and past that every accept failed. Go's runtime raises it the
+/// same way; nginx has `worker_rlimit_nofile`. A limit lowered on purpose stays below its hard
+/// limit only if the hard limit is lowered too (`LimitNOFILE=`, `ulimit -Hn`).
+pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let before = limit.current.unwrap_or(u64::MAX);
+    let wanted = limit.maximum.unwrap_or(MOST_OPEN_FILES);
+    if before >= wanted {
+        return Ok((before, before));
+    }
+    setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: limit.maximum })?;
+    Ok((before, wanted))
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting (new connections
 /// are refused) and returns once every open connection has finished its request and closed.
 pub async fn serve(

@@ -118,6 +118,13 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     if let Some(path) = &config.ready_file {
         ready_file::clear(path)?;
     }
+    match connections::raise_open_file_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(before, after, "raised the open-file limit to its hard limit")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
+    }
     let listener =
         connections::listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;

@@ -253,18 +253,10 @@ async fn an_idle_keep_alive_connection_is_served_again_and_nothing_under_way_is_
 /// load answered with SYN cookies, whose connections were reset mid-request.
 #[tokio::test]
 async fn a_burst_of_a_thousand_connections_waits_while_the_server_is_busy_and_each_is_served() {
-    use rustix::process::{getrlimit, kill_process, setrlimit, Pid, Resource, Signal};
+    use rustix::process::{kill_process, Pid, Signal};
     const BURST: usize = 1000;
-    // Each connection is a file descriptor here, as in the server (which inherits the limit).
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_some_and(|current| current < 4 * BURST as u64) {
-        let wanted = limit.maximum.map_or(4 * BURST as u64, |maximum| maximum.min(4 * BURST as u64));
-        setrlimit(
-            Resource::Nofile,
-            rustix::process::Rlimit { current: Some(wanted), maximum: limit.maximum },
-        )
-        .unwrap();
-    }
+    // Each connection is a file here, as in the server.
+    allow_open_files(4 * BURST as u64);
     let dir = tempfile::tempdir().unwrap();
     let server = process::ServerProcess::start_with(dir.path(), &["--max-connections-per-address", "0"]);
     let address = raw::address_of(&server.url);
@@ -300,4 +292,50 @@ async fn a_burst_of_a_thousand_connections_waits_while_the_server_is_busy_and_ea
         unanswered.len(),
         unanswered[0]
     );
+}
+
+/// The server raises its open-file limit to its hard limit: started with a soft limit of 256 (as
+/// systemd starts a service with 1024), it holds 600 connections at once, each answered.
+#[tokio::test]
+async fn the_server_raises_its_open_file_limit_and_holds_more_connections_than_it_started_with() {
+    const HELD: usize = 600;
+    allow_open_files(4 * HELD as u64);
+    let hard =
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(u64::MAX).min(4096);
+    assert!(hard >= 2 * HELD as u64, "the hard open-file limit here is {hard}; this test needs {}", 2 * HELD);
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::ServerProcess::start_with_open_files(
+        dir.path(),
+        &["--max-connections-per-address", "0"],
+        256,
+        hard,
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files = limits.lines().find(|line| line.starts_with("Max open files")).unwrap();
+    let soft_and_hard: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(soft_and_hard, [hard.to_string(), hard.to_string()], "{open_files}");
+    assert!(server.logs().contains("raised the open-file limit"), "{}", server.log_tail());
+
+    let address = raw::address_of(&server.url);
+    let mut held = Vec::new();
+    for n in 0..HELD {
+        let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(10), health(&mut stream)).await;
+        assert!(matches!(answered, Ok(Ok(200))), "connection {n}: {answered:?}");
+        held.push(stream);
+    }
+    for (n, stream) in held.iter_mut().enumerate() {
+        let answered = tokio::time::timeout(Duration::from_secs(10), health(stream)).await;
+        assert!(matches!(answered, Ok(Ok(200))), "connection {n}, asked again: {answered:?}");
+    }
+}
+
+/// Raises this test process's open-file limit to at least `wanted` (within its hard limit).
+fn allow_open_files(wanted: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|current| current < wanted) {
+        let wanted = limit.maximum.map_or(wanted, |maximum| maximum.min(wanted));
+        setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: limit.maximum }).unwrap();
+    }
 }

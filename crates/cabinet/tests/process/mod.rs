@@ -79,8 +79,26 @@ impl ServerProcess {
     /// Like [`ServerProcess::start_with`], with environment variables set for the server only
     /// (the AWS credentials of a test's own S3 server, `RUST_LOG`, ...).
     pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_command(hermetic_command(data_dir), extra_args, env)
+    }
+
+    /// Like [`ServerProcess::start_with`], with the open-file limit the server starts with
+    /// (`soft`, `hard`), as a service manager would set it (util-linux's `prlimit`, which execs
+    /// the server in its place).
+    pub fn start_with_open_files(data_dir: &Path, extra_args: &[&str], soft: u64, hard: u64) -> Self {
+        let mut command = cabinet_harness::cabinet_command("prlimit");
+        command
+            .arg(format!("--nofile={soft}:{hard}"))
+            .arg("--")
+            .arg(cabinet_binary())
+            .env("RUST_BACKTRACE", "0")
+            .arg("--data-dir")
+            .arg(data_dir);
+        Self::start_command(command, extra_args, &[])
+    }
+
+    fn start_command(mut command: Command, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let ready_file = ReadyFile::new().expect("a folder for the ready file");
-        let mut command = hermetic_command(data_dir);
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra_args)
