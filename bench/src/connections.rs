@@ -50,7 +50,8 @@ struct Outcome {
 pub async fn run(bench: &mut Bench) -> Result<()> {
     let (idle, uploads) = if bench.quick { (500, 50) } else { (10_000, 1_000) };
     // The harness holds every connection; each server its side of them and the uploads' files.
-    let open_files = raise_open_files((idle + 2 * uploads) as u64 + 1024)?;
+    // Cabinet holds at most three quarters of its open files in connections (`--max-connections`).
+    let open_files = raise_open_files((idle + uploads) as u64 * 4 / 3 + 2048)?;
     eprintln!("connections: open-file limit {open_files} (the servers inherit it)");
     let bodies = Bodies::new();
     let senders = (1..=UPLOAD_ADDRESSES)

@@ -445,6 +445,11 @@ pub struct ServeSettings {
         default_value_t = connections::DEFAULT_MAX_PER_ADDRESS
     )]
     pub max_connections_per_address: usize,
+    /// Open connections allowed in all, on each listener; more are closed at once (0: no cap).
+    /// Lowered at start to three quarters of the open files the server may have (shared with
+    /// `--s3-listen`).
+    #[arg(long, env = "CABINET_MAX_CONNECTIONS", default_value_t = connections::DEFAULT_MAX_TOTAL)]
+    pub max_connections: usize,
     /// Once listening (and the first key exists), write `{"url", "public_url", "workspace", "key"}`
     /// to this file as JSON, atomically; `workspace` and `key` are null unless this start created
     /// them. For scripts and tests that wait for the server.
@@ -525,6 +530,7 @@ impl ServeSettings {
                 .then(|| Duration::from_secs(self.header_read_timeout)),
             max_per_address: (self.max_connections_per_address > 0)
                 .then_some(self.max_connections_per_address),
+            max_total: (self.max_connections > 0).then_some(self.max_connections),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Option<Duration>,
     /// Connections one client IP address may hold open (`None`: no cap).
     pub max_per_address: Option<usize>,
+    /// Connections the listener may hold open in all (`None`: no cap).
+    pub max_total: Option<usize>,
 }
 
 /// The default header-read timeout, in seconds.
@@ -47,13 +49,30 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default cap on connections per client address.
 pub const DEFAULT_MAX_PER_ADDRESS: usize = 256;
+/// The default cap on a listener's connections: ~16 MiB while they wait for their next request
+/// (~1 KiB each, see [`parking`]), and well below the open files a server has at the hard limit it
+/// raises itself to (65,536 in `packaging/cabinet.service`, 524,288 under systemd's defaults).
+pub const DEFAULT_MAX_TOTAL: usize = 16_384;
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Some(Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS)),
             max_per_address: Some(DEFAULT_MAX_PER_ADDRESS),
+            max_total: Some(DEFAULT_MAX_TOTAL),
         }
+    }
+}
+
+impl ConnectionLimits {
+    /// These limits with the total cap lowered, where it must be, to a share of `open_files`: three
+    /// quarters of them go to the connections of all `listeners`, and a quarter stays for the files
+    /// requests open (an upload's temporary file, a download's blob, the database's), which a
+    /// server out of files would fail.
+    pub fn within_open_files(self, open_files: u64, listeners: u64) -> Self {
+        let for_connections = open_files - open_files / 4;
+        let share = usize::try_from(for_connections / listeners.max(1)).unwrap_or(usize::MAX).max(1);
+        Self { max_total: self.max_total.map(|cap| cap.min(share)), ..self }
     }
 }
 
@@ -137,9 +156,21 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = open.admit(peer.ip(), limits.max_per_address) else {
-            tracing::debug!(client = %peer.ip(), "closing a connection over the per-address cap");
-            continue;
+        let slot = match open.admit(peer.ip(), limits) {
+            Ok(slot) => slot,
+            Err(Refused::OverAddressCap) => {
+                tracing::debug!(client = %peer.ip(), "closing a connection over the per-address cap");
+                continue;
+            }
+            Err(Refused::OverTotalCap { warn }) => {
+                if warn {
+                    tracing::warn!(
+                        cap = limits.max_total,
+                        "closing new connections: the server holds as many as it may (--max-connections)"
+                    );
+                }
+                continue;
+            }
         };
         let service = app.clone().map_request(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(Body::new);
@@ -273,22 +304,49 @@ async fn pause_after_accept_error(err: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// Open connections per client address.
+/// A listener's open connections, in all and per client address.
 #[derive(Debug, Default, Clone)]
-struct OpenConnections(Arc<Mutex<HashMap<IpAddr, usize>>>);
+struct OpenConnections(Arc<Mutex<Counts>>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    per_address: HashMap<IpAddr, usize>,
+    total: usize,
+    /// When a connection over the total cap was last logged: once a minute at most.
+    warned_at: Option<std::time::Instant>,
+}
+
+/// Why a connection is closed as soon as it is accepted.
+enum Refused {
+    OverAddressCap,
+    /// `warn`: the first such refusal in a minute, to log.
+    OverTotalCap {
+        warn: bool,
+    },
+}
 
 impl OpenConnections {
-    /// Counts a new connection from `ip`, unless it already holds `cap`.
-    fn admit(&self, ip: IpAddr, cap: Option<usize>) -> Option<Slot> {
+    /// Counts a new connection from `ip`, unless it or the listener already holds its cap.
+    fn admit(&self, ip: IpAddr, limits: ConnectionLimits) -> Result<Slot, Refused> {
+        const WARN_EVERY: Duration = Duration::from_secs(60);
         // An IPv4 client of a dual-stack listener counts as itself, not as its mapped IPv6 form.
         let ip = ip.to_canonical();
-        let mut open = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if cap.is_some_and(|cap| *count >= cap) {
-            return None;
+        let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = &mut *counts;
+        if limits.max_total.is_some_and(|cap| counts.total >= cap) {
+            let warn = counts.warned_at.is_none_or(|at| at.elapsed() >= WARN_EVERY);
+            if warn {
+                counts.warned_at = Some(std::time::Instant::now());
+            }
+            return Err(Refused::OverTotalCap { warn });
+        }
+        let count = counts.per_address.entry(ip).or_insert(0);
+        if limits.max_per_address.is_some_and(|cap| *count >= cap) {
+            return Err(Refused::OverAddressCap);
         }
         *count += 1;
-        Some(Slot { open: self.clone(), ip })
+        counts.total += 1;
+        Ok(Slot { open: self.clone(), ip })
     }
 }
 
@@ -300,11 +358,12 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.open.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
+        let mut counts = self.open.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.total -= 1;
+        if let Some(count) = counts.per_address.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                counts.per_address.remove(&self.ip);
             }
         }
     }

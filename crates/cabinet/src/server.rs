@@ -118,13 +118,18 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     if let Some(path) = &config.ready_file {
         ready_file::clear(path)?;
     }
-    match connections::raise_open_file_limit() {
-        Ok((before, after)) if after > before => {
-            tracing::info!(before, after, "raised the open-file limit to its hard limit")
+    let open_files = match connections::raise_open_file_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!(before, after, "raised the open-file limit to its hard limit");
+            }
+            after
         }
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
-    }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not raise the open-file limit");
+            rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+        }
+    };
     let listener =
         connections::listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -133,6 +138,15 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         Some(at) => Some(connections::listen(at).with_context(|| format!("listening for S3 on {at}"))?),
     };
     let s3_address = s3_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let connection_limits =
+        config.connection_limits().within_open_files(open_files, 1 + u64::from(s3_listener.is_some()));
+    if connection_limits.max_total < config.connection_limits().max_total {
+        tracing::info!(
+            max_connections = connection_limits.max_total,
+            open_files,
+            "lowered the cap on connections to leave open files for the requests' own"
+        );
+    }
     let tls = crate::tls::TlsFiles::from_flags(config.tls_cert.as_deref(), config.tls_key.as_deref())?
         .map(crate::tls::Tls::load)
         .transpose()?;
@@ -223,7 +237,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
             let shutdown = async move {
                 let _ = stopped.wait_for(|stopped| *stopped).await;
             };
-            let limits = config.connection_limits();
+            let limits = connection_limits;
             Some(tokio::spawn(connections::serve_with(listener, app, limits, acceptor.clone(), shutdown)))
         }
     };
@@ -240,7 +254,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     };
     let app = cabinet_api::app(cabinet, http_limits);
     let grace = Duration::from_secs(config.shutdown_grace);
-    let server = connections::serve_with(listener, app, config.connection_limits(), acceptor, async move {
+    let server = connections::serve_with(listener, app, connection_limits, acceptor, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
         tracing::info!("shutting down: no new connections; finishing in-flight requests");

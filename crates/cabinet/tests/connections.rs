@@ -39,8 +39,12 @@ async fn closed_within(stream: &mut raw::Connection, within: Duration) -> bool {
 #[tokio::test]
 async fn a_client_sending_its_headers_slowly_is_cut_off_after_the_header_timeout() {
     let timeout = Duration::from_secs(1);
-    let server =
-        server_with(ConnectionLimits { header_read_timeout: Some(timeout), max_per_address: None }).await;
+    let server = server_with(ConnectionLimits {
+        header_read_timeout: Some(timeout),
+        max_per_address: None,
+        max_total: None,
+    })
+    .await;
     let address = raw::address_of(&server.url);
     let mut stream = raw::connect_from(FIRST, address).await.unwrap();
     let started = Instant::now();
@@ -78,6 +82,7 @@ async fn connections_over_the_per_address_cap_are_closed_while_another_address_i
     let server = server_with(ConnectionLimits {
         header_read_timeout: Some(Duration::from_secs(30)),
         max_per_address: Some(cap),
+        max_total: None,
     })
     .await;
     let address: SocketAddr = raw::address_of(&server.url);
@@ -185,6 +190,7 @@ async fn an_idle_keep_alive_connection_is_served_again_and_nothing_under_way_is_
     let server = server_with(ConnectionLimits {
         header_read_timeout: Some(Duration::from_secs(60)),
         max_per_address: None,
+        max_total: None,
     })
     .await;
     let address = raw::address_of(&server.url);
@@ -314,7 +320,7 @@ async fn the_server_raises_its_open_file_limit_and_holds_more_connections_than_i
     let open_files = limits.lines().find(|line| line.starts_with("Max open files")).unwrap();
     let soft_and_hard: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
     assert_eq!(soft_and_hard, [hard.to_string(), hard.to_string()], "{open_files}");
-    assert!(server.logs().contains("raised the open-file limit"), "{}", server.log_tail());
+    assert!(server.logged("raised the open-file limit").await, "{}", server.log_tail());
 
     let address = raw::address_of(&server.url);
     let mut held = Vec::new();
@@ -338,4 +344,77 @@ fn allow_open_files(wanted: u64) {
         let wanted = limit.maximum.map_or(wanted, |maximum| maximum.min(wanted));
         setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: limit.maximum }).unwrap();
     }
+}
+
+/// `--max-connections` caps a listener's connections whatever their addresses: one over it is
+/// closed as soon as it is accepted (and logged), and closing one makes room for another.
+#[tokio::test]
+async fn connections_over_the_total_cap_are_closed_whatever_their_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::ServerProcess::start_with(
+        dir.path(),
+        &["--max-connections", "3", "--max-connections-per-address", "0"],
+    );
+    let address = raw::address_of(&server.url);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+        assert_eq!(health(&mut stream).await.unwrap(), 200);
+        held.push(stream);
+    }
+    let mut over = raw::connect_from(SECOND, address).await.unwrap();
+    assert!(health(&mut over).await.is_err(), "a fourth connection was served with a cap of 3");
+    assert!(server.logged("closing new connections").await, "{}", server.log_tail());
+    drop(held.pop());
+    // The server sees the close once it reads it.
+    let mut served = false;
+    for _ in 0..50 {
+        let mut stream = raw::connect_from(SECOND, address).await.unwrap();
+        if health(&mut stream).await.ok() == Some(200) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "no room was made by closing a connection");
+    for stream in &mut held {
+        assert_eq!(health(stream).await.unwrap(), 200, "a held connection, asked again");
+    }
+}
+
+/// The cap is lowered to three quarters of the open files the server may have, so connections
+/// cannot take the files its requests open: with 256, it holds 192 connections, and an upload goes
+/// through.
+#[tokio::test]
+async fn the_cap_on_connections_leaves_half_the_open_files_to_the_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::ServerProcess::start_with_open_files(
+        dir.path(),
+        &["--max-connections-per-address", "0"],
+        256,
+        256,
+    );
+    assert!(server.logged("lowered the cap on connections").await, "{}", server.log_tail());
+    let key = server.bootstrap_key.clone().unwrap();
+    let address = raw::address_of(&server.url);
+    let mut held = Vec::new();
+    for n in 0..191 {
+        let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+        assert_eq!(health(&mut stream).await.ok(), Some(200), "connection {n}");
+        held.push(stream);
+    }
+    // The 192nd: the upload's own, kept open by the client.
+    let client = process::http_client();
+    let part = reqwest::multipart::Part::bytes(vec![7u8; 100_000]).file_name("while-held.bin");
+    let uploaded = client
+        .post(server.at("/v1/files"))
+        .bearer_auth(&key)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201, "{}", uploaded.text().await.unwrap());
+    let mut over = raw::connect_from(FIRST, address).await.unwrap();
+    assert!(health(&mut over).await.is_err(), "a 193rd connection was served with 256 open files");
+    drop(client);
 }

@@ -208,6 +208,17 @@ impl ServerProcess {
         log.lines[log.lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
+    /// Whether the server logs a line containing `text` within 5 s (its log is written in batches).
+    pub async fn logged(&self, text: &str) -> bool {
+        for _ in 0..50 {
+            if self.log.lock().unwrap().lines.iter().any(|line| line.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// Everything the server logged (stderr) so far.
     pub fn logs(&self) -> String {
         let log = self.log.lock().unwrap();
