@@ -1,8 +1,8 @@
 //! Accepting and serving HTTP/1 connections, with the limits that act before any request exists:
 //! a client must send a request's headers within the header-read timeout (so a slow-header client
-//! cannot hold a connection), one client IP address may hold at most so many connections (more
-//! are closed at once), and shutdown stops accepting, then lets open connections finish their
-//! requests. With TLS, the handshake is bounded by the header-read timeout too. A plain connection
+//! cannot hold a connection), one client IP address may hold at most so many connections, and a
+//! listener at most so many in all (more are closed at once), and shutdown stops accepting, then
+//! lets open connections finish their requests. With TLS, the handshake is bounded by the header-read timeout too. A plain connection
 //! waiting for its next request holds no HTTP buffers once it has waited a moment ([`parking`]).
 
 use std::collections::HashMap;
