@@ -4,7 +4,7 @@
 //! right, as each trusted proxy appended the address it saw, so a client cannot choose its own
 //! address by sending the header itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
@@ -13,6 +13,17 @@ const FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED: &str = "forwarded";
 const FORWARDED_HOST: &str = "x-forwarded-host";
 const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// What a client address is counted as, for the limits kept per client address (connections,
+/// requests without a credential): an IPv4 address itself, and an IPv6 address its /64, the
+/// smallest network a subscriber or a host is given, whose every address it can use. Counted one
+/// by one, IPv6 addresses would let one client past every such limit.
+pub fn counted_as(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
 
 /// The proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,6 +149,17 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_slash_64_and_an_ipv4_client_as_itself() {
+        let counted = |address: &str| counted_as(address.parse().unwrap()).to_string();
+        assert_eq!(counted("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(counted("2001:db8:1:2::1"), counted("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(counted("2001:db8:1:2::1"), counted("2001:db8:1:3::1"));
+        assert_eq!(counted("203.0.113.7"), "203.0.113.7");
+        // An IPv4 client of a dual-stack listener, in its mapped form, is itself.
+        assert_eq!(counted("::ffff:203.0.113.7"), "203.0.113.7");
+    }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();

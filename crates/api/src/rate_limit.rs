@@ -1,7 +1,8 @@
 //! Per-client rate limiting: a token bucket per credential holder (an API key, however its
 //! surface spells it in `Authorization`; an end user, however many tokens they hold), and per
 //! client IP for requests without a credential (the signed storage endpoint, probes, a secret that
-//! cannot be one) — behind trusted proxies, the client's address they forward. Every limited response says how much is left; a refusal is 429 with `Retry-After`.
+//! cannot be one; an IPv6 client per /64) — behind trusted proxies, the client's address they
+//! forward. Every limited response says how much is left; a refusal is 429 with `Retry-After`.
 //! A request refused after its body was read (uploads of unknown size past the quota, the wrong
 //! checksum) made the server receive, hash and write bytes that the caller's quota does not pay
 //! for, so they come out of a second allowance of the same client: refused body bytes, refilled
@@ -31,7 +32,7 @@ use tokio::time::Instant;
 use cabinet_core::{Cabinet, Code};
 
 use crate::body_read::BodyRead;
-use crate::client_address::TrustedProxies;
+use crate::client_address::{counted_as, TrustedProxies};
 use crate::credentials::Presented;
 use crate::surface::Surface;
 
@@ -205,7 +206,7 @@ fn client_of(cabinet: &Cabinet, proxies: &TrustedProxies, surface: Surface, requ
         Some(holder) => ("holder", holder).hash(&mut hasher),
         None => {
             let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-            let ip = peer.map(|peer| proxies.client_of(peer, request.headers()));
+            let ip = peer.map(|peer| counted_as(proxies.client_of(peer, request.headers())));
             ("ip", ip).hash(&mut hasher)
         }
     }

@@ -329,8 +329,8 @@ impl OpenConnections {
     /// Counts a new connection from `ip`, unless it or the listener already holds its cap.
     fn admit(&self, ip: IpAddr, limits: ConnectionLimits) -> Result<Slot, Refused> {
         const WARN_EVERY: Duration = Duration::from_secs(60);
-        // An IPv4 client of a dual-stack listener counts as itself, not as its mapped IPv6 form.
-        let ip = ip.to_canonical();
+        // An IPv6 client counts as its /64; an IPv4 one as itself, in a dual-stack listener too.
+        let ip = cabinet_api::client_address::counted_as(ip);
         let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let counts = &mut *counts;
         if limits.max_total.is_some_and(|cap| counts.total >= cap) {
@@ -366,5 +366,52 @@ impl Drop for Slot {
                 counts.per_address.remove(&self.ip);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_address: usize, total: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: None,
+            max_per_address: Some(per_address),
+            max_total: Some(total),
+        }
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_slash_64_share_its_cap() {
+        let open = OpenConnections::default();
+        let address = |text: &str| text.parse::<IpAddr>().unwrap();
+        let first = open.admit(address("2001:db8:0:1::1"), limits(2, 10)).ok();
+        let second = open.admit(address("2001:db8:0:1::ffff"), limits(2, 10)).ok();
+        assert!(first.is_some() && second.is_some());
+        assert!(matches!(
+            open.admit(address("2001:db8:0:1:abcd::9"), limits(2, 10)),
+            Err(Refused::OverAddressCap)
+        ));
+        let other_network = open.admit(address("2001:db8:0:2::1"), limits(2, 10));
+        assert!(other_network.is_ok(), "another /64 has a cap of its own");
+        drop(first);
+        assert!(open.admit(address("2001:db8:0:1::2"), limits(2, 10)).is_ok(), "a closed connection's place");
+    }
+
+    #[test]
+    fn the_total_cap_holds_whatever_the_addresses_and_frees_a_place_when_one_closes() {
+        let open = OpenConnections::default();
+        let held: Vec<Slot> =
+            (1..=3).map(|n| open.admit(IpAddr::from([192, 0, 2, n]), limits(256, 3)).ok().unwrap()).collect();
+        assert!(matches!(
+            open.admit(IpAddr::from([198, 51, 100, 1]), limits(256, 3)),
+            Err(Refused::OverTotalCap { warn: true })
+        ));
+        assert!(matches!(
+            open.admit(IpAddr::from([198, 51, 100, 2]), limits(256, 3)),
+            Err(Refused::OverTotalCap { warn: false })
+        ));
+        drop(held);
+        assert!(open.admit(IpAddr::from([198, 51, 100, 1]), limits(256, 3)).is_ok());
     }
 }
