@@ -16,8 +16,6 @@ use cabinet_core::ports::{Assembled, BlobInfo, ByteRange, ByteStream, PartInfo, 
 use cabinet_core::{BlobStore, Error, Result, Upload};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 /// The batch handed to the disk at a time; large writes keep syscalls few.
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -29,8 +27,68 @@ const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
 const HEAD_BYTES: usize = 8 * 1024;
 /// Read size when serving.
 const READ_CHUNK: usize = 256 * 1024;
+/// Read size when serving while downloads hold more than `MOST_HELD_FOR_SENDING`.
+const SMALL_READ_CHUNK: usize = 16 * 1024;
 /// Objects (or ranges) up to this size are read in the same blocking call that opens them.
 const SMALL_READ: u64 = 64 * 1024;
+
+/// Bytes read for downloads and not yet sent, in all of the process: a chunk is counted from its
+/// read until the connection has written it (or dropped it). A client that asks for a download
+/// and does not read it holds the chunk its connection could not send.
+static HELD_FOR_SENDING: AtomicUsize = AtomicUsize::new(0);
+/// Past this, downloads read `SMALL_READ_CHUNK` at a time: a thousand downloads whose clients did
+/// not read held 590 MiB in 256 KiB chunks, and a stalled one now holds 16 KiB once the process
+/// as a whole holds this much.
+const MOST_HELD_FOR_SENDING: usize = 64 * 1024 * 1024;
+
+/// A chunk read for sending, counted in `HELD_FOR_SENDING` until the last `Bytes` of it drops.
+struct HeldForSending(Vec<u8>);
+
+impl AsRef<[u8]> for HeldForSending {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for HeldForSending {
+    fn drop(&mut self) {
+        HELD_FOR_SENDING.fetch_sub(self.0.capacity(), Ordering::Relaxed);
+    }
+}
+
+/// Reads exactly `len` bytes of `file` into a counted chunk.
+fn read_chunk(file: &mut fs::File, len: usize) -> io::Result<Bytes> {
+    HELD_FOR_SENDING.fetch_add(len, Ordering::Relaxed);
+    let mut chunk = HeldForSending(Vec::with_capacity(len));
+    file.take(len as u64).read_to_end(&mut chunk.0)?;
+    if chunk.0.len() != len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the object ended before its size"));
+    }
+    Ok(Bytes::from_owner(chunk))
+}
+
+/// `wanted` bytes of `file`, from where it stands, a chunk at a time: each read on the blocking
+/// pool when the connection asks for the next, `READ_CHUNK` long, or `SMALL_READ_CHUNK` while
+/// downloads hold too much.
+fn chunks_of(file: fs::File, wanted: u64) -> ByteStream<'static> {
+    futures::stream::try_unfold((file, wanted), |(mut file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let size = if HELD_FOR_SENDING.load(Ordering::Relaxed) < MOST_HELD_FOR_SENDING {
+            READ_CHUNK
+        } else {
+            SMALL_READ_CHUNK
+        };
+        let size = size.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let (file, chunk) =
+            tokio::task::spawn_blocking(move || read_chunk(&mut file, size).map(|chunk| (file, chunk)))
+                .await
+                .map_err(io::Error::other)??;
+        Ok(Some((chunk, (file, left - size as u64))))
+    })
+    .boxed()
+}
 
 /// An object opened for reading: small ones already read.
 enum Opened {
@@ -497,10 +555,8 @@ impl BlobStore for LocalBlobStore {
                 file.seek(SeekFrom::Start(start))?;
             }
             let wanted = size.saturating_sub(start).min(len);
-            if wanted <= SMALL_READ {
-                let mut whole = Vec::with_capacity(wanted as usize);
-                file.take(wanted).read_to_end(&mut whole)?;
-                Ok(Opened::Whole(Bytes::from(whole)))
+            if wanted <= SMALL_READ && HELD_FOR_SENDING.load(Ordering::Relaxed) < MOST_HELD_FOR_SENDING {
+                Ok(Opened::Whole(read_chunk(&mut file, wanted as usize)?))
             } else {
                 Ok(Opened::Large(file, wanted))
             }
@@ -509,9 +565,7 @@ impl BlobStore for LocalBlobStore {
         .map_err(Error::internal)??;
         Ok(match opened {
             Opened::Whole(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
-            Opened::Large(file, wanted) => {
-                ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(wanted), READ_CHUNK).boxed()
-            }
+            Opened::Large(file, wanted) => chunks_of(file, wanted),
         })
     }
 

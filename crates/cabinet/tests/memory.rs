@@ -1,7 +1,8 @@
 //! Memory stays flat whatever the file size: a 1 GiB upload through the signed URL and its
 //! download both stream, so the server's peak resident memory stays far below the file's size.
 //! And requests without credentials cost next to nothing: 64 at once of the largest body each
-//! route takes, on every route that takes one, are refused before their bodies are read.
+//! route takes, on every route that takes one, are refused before their bodies are read; nor do
+//! downloads whose clients read nothing cost more than a chunk each.
 //!
 //! The large-file tests are ignored by default (they move gigabytes); CI runs them with
 //! `--ignored`. Each moves its full size (1 GiB; 5 GiB multipart; tus 1 GiB, 5 GiB with
@@ -617,4 +618,68 @@ async fn unauthenticated_largest_bodies_on_every_body_route_stay_within_the_memo
         baseline,
         &format!("{AT_ONCE} unauthenticated largest bodies at once on each of {} routes", operations.len()),
     );
+}
+
+/// Clients that ask for a download and then read nothing hold only what their connections could
+/// not send: 600 of them at once on a signed URL (anyone holding it, no key) stay within the
+/// 64 MiB all downloads may hold in 256 KiB chunks, plus 128 KiB each (a 16 KiB chunk once that is
+/// reached, and the connection's own state, ~65 KiB in a debug build); with 256 KiB chunks read
+/// through a second buffer, each held ~550 KiB. A client that reads is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_whose_clients_read_nothing_hold_bounded_memory() {
+    const CLIENTS: usize = 600;
+    const EACH: u64 = 128 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let server = budget_server(dir.path());
+    let key = server.bootstrap_key.clone().unwrap();
+    let bytes: Vec<u8> = Pattern::new(CHUNK, 7).block.repeat(8);
+    let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name("unread.bin");
+    let created: Value = http_client()
+        .post(server.at("/v1/files"))
+        .bearer_auth(&key)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let link: Value = http_client()
+        .get(server.at(&format!("/v1/files/{id}/download-url")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = link["url"].as_str().unwrap();
+    let path = &url[url.find("/storage/").expect("a signed storage URL")..];
+    let address = raw::address_of(&server.url);
+    let baseline = server.resident_bytes();
+
+    let mut unread = Vec::new();
+    for n in 0..CLIENTS {
+        // 200 from each address, within the per-address cap.
+        let source = std::net::Ipv4Addr::new(127, 0, 30 + (n / 200) as u8, 1 + (n % 200) as u8);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, raw::head("GET", path, None, &[]).as_bytes())
+            .await
+            .unwrap();
+        unread.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let whole = http_client().get(url).send().await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert!(whole.bytes().await.unwrap() == bytes, "a reading client was not sent the file");
+    let peak = server.peak_resident_bytes();
+    let growth = peak.saturating_sub(baseline);
+    let budget = (64 << 20) + CLIENTS as u64 * EACH;
+    println!("{CLIENTS} unread downloads: +{:.1} MiB (budget {:.0} MiB)", mib(growth), mib(budget));
+    assert!(growth < budget, "{CLIENTS} unread downloads grew the server by {:.1} MiB", mib(growth));
+    drop(unread);
 }
