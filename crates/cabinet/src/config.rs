@@ -344,7 +344,8 @@ pub struct ServeSettings {
     )]
     #[serde(deserialize_with = "human::bytes")]
     pub max_header_bytes: usize,
-    /// Seconds a request body may send nothing before the request is cut off (0: never).
+    /// Seconds a request body may send nothing before the request is cut off, and a client may take
+    /// none of an answer before its connection is closed (0: never).
     #[arg(
         long,
         env = "CABINET_BODY_IDLE_TIMEOUT",
@@ -531,6 +532,7 @@ impl ServeSettings {
             max_per_address: (self.max_connections_per_address > 0)
                 .then_some(self.max_connections_per_address),
             max_total: (self.max_connections > 0).then_some(self.max_connections),
+            send_timeout: (self.body_idle_timeout > 0).then(|| Duration::from_secs(self.body_idle_timeout)),
         }
     }
 

@@ -41,6 +41,9 @@ pub struct ConnectionLimits {
     pub max_per_address: Option<usize>,
     /// Connections the listener may hold open in all (`None`: no cap).
     pub max_total: Option<usize>,
+    /// How long an answer may wait for its client to take any of it before the connection is
+    /// closed (`None`: no limit).
+    pub send_timeout: Option<Duration>,
 }
 
 /// The default header-read timeout, in seconds.
@@ -60,6 +63,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Some(Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS)),
             max_per_address: Some(DEFAULT_MAX_PER_ADDRESS),
             max_total: Some(DEFAULT_MAX_TOTAL),
+            send_timeout: Some(Duration::from_secs(cabinet_api::HttpLimits::DEFAULT_BODY_IDLE_TIMEOUT_SECS)),
         }
     }
 }
@@ -178,14 +182,13 @@ pub async fn serve_with(
             request
         });
         let (http, stopping) = (http.clone(), stop.subscribe());
-        let idle_timeout = limits.header_read_timeout;
         // A connection waiting for its next request is this task alone (see `parking`), so each
         // kind of connection gets a task of its own size: the TLS handshake's state is not carried
         // by every plain connection.
         match &tls {
             None => {
                 tokio::spawn(async move {
-                    serve_connection(stream, &http, service, idle_timeout, stopping).await;
+                    serve_connection(stream, &http, service, limits, stopping).await;
                     drop(slot);
                 });
             }
@@ -194,9 +197,7 @@ pub async fn serve_with(
                 let handshake_timeout = limits.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake_timeout, handshake).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, &http, service, idle_timeout, stopping).await
-                        }
+                        Ok(Ok(stream)) => serve_connection(stream, &http, service, limits, stopping).await,
                         Ok(Err(err)) => tracing::debug!(error = %err, "a TLS handshake failed"),
                         Err(_) => tracing::debug!("a TLS handshake took too long"),
                     }
@@ -213,13 +214,14 @@ pub async fn serve_with(
 
 /// Serves one connection: a hyper session while it has requests, the bare socket while it waits
 /// between them (see [`parking`]). It closes when the client closes it or fails, once it has waited
-/// `idle_timeout` for a request (after connecting, or after its last answer), and at shutdown,
-/// after the request in progress.
+/// the header-read timeout for a request (after connecting, or after its last answer), once its
+/// client has taken none of an answer for the send timeout, and at shutdown, after the request in
+/// progress.
 async fn serve_connection<S, A>(
     mut stream: S,
     http: &http1::Builder,
     app: A,
-    idle_timeout: Option<Duration>,
+    limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
 ) where
     S: Socket,
@@ -234,7 +236,7 @@ async fn serve_connection<S, A>(
     loop {
         if S::PARKS && unparsed.is_empty() {
             let woke = tokio::select! {
-                woke = wait_at_most(idle_timeout, stream.readable()) => woke,
+                woke = wait_at_most(limits.header_read_timeout, stream.readable()) => woke,
                 _ = stopping.wait_for(|stop| *stop) => return,
             };
             // Idle for the whole timeout, or the socket failed.
@@ -244,7 +246,9 @@ async fn serve_connection<S, A>(
         }
         let activity = Arc::new(Activity::default());
         let service = Counted::new(TowerToHyperService::new(app.clone()), activity.clone());
-        let io = TokioIo::new(Parking::new(stream, std::mem::take(&mut unparsed), activity));
+        let parking = Parking::new(stream, std::mem::take(&mut unparsed), activity)
+            .with_send_timeout(limits.send_timeout);
+        let io = TokioIo::new(parking);
         let mut session = Box::new(http.serve_connection(io, service));
         let served = {
             let mut stop = std::pin::pin!(stopping.wait_for(|stop| *stop));
@@ -378,6 +382,7 @@ mod tests {
             header_read_timeout: None,
             max_per_address: Some(per_address),
             max_total: Some(total),
+            send_timeout: None,
         }
     }
 

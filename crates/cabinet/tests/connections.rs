@@ -43,6 +43,7 @@ async fn a_client_sending_its_headers_slowly_is_cut_off_after_the_header_timeout
         header_read_timeout: Some(timeout),
         max_per_address: None,
         max_total: None,
+        send_timeout: None,
     })
     .await;
     let address = raw::address_of(&server.url);
@@ -83,6 +84,7 @@ async fn connections_over_the_per_address_cap_are_closed_while_another_address_i
         header_read_timeout: Some(Duration::from_secs(30)),
         max_per_address: Some(cap),
         max_total: None,
+        send_timeout: None,
     })
     .await;
     let address: SocketAddr = raw::address_of(&server.url);
@@ -191,6 +193,7 @@ async fn an_idle_keep_alive_connection_is_served_again_and_nothing_under_way_is_
         header_read_timeout: Some(Duration::from_secs(60)),
         max_per_address: None,
         max_total: None,
+        send_timeout: None,
     })
     .await;
     let address = raw::address_of(&server.url);
@@ -417,4 +420,44 @@ async fn the_cap_on_connections_leaves_half_the_open_files_to_the_requests() {
     let mut over = raw::connect_from(FIRST, address).await.unwrap();
     assert!(health(&mut over).await.is_err(), "a 193rd connection was served with 256 open files");
     drop(client);
+}
+
+/// A client that asks for a download and then takes none of it is cut off once the server's
+/// writes have found its socket full for the send timeout (`--body-idle-timeout`, 1 s here), so it
+/// cannot hold the connection, and what could not be sent, for as long as it likes. It gets what
+/// the sockets' buffers held, then the end of the connection, not the file.
+#[tokio::test]
+async fn a_client_that_takes_none_of_an_answer_is_cut_off_after_the_send_timeout() {
+    const SIZE: usize = 32 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::ServerProcess::start_with(dir.path(), &["--body-idle-timeout", "1"]);
+    let key = server.bootstrap_key.clone().unwrap();
+    let part = reqwest::multipart::Part::bytes(vec![42u8; SIZE]).file_name("never-read.bin");
+    let created: serde_json::Value = process::http_client()
+        .post(server.at("/v1/files"))
+        .bearer_auth(&key)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/files/{}/content", created["id"].as_str().unwrap());
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(raw::address_of(&server.url)).await.unwrap();
+    let auth = format!("Bearer {key}");
+    stream.write_all(raw::head("GET", &path, None, &[("Authorization", &auth)]).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut received)).await;
+    assert!(ended.is_ok(), "the connection was still open 20 s after the client began to read");
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&received[..64.min(received.len())])
+    );
+    assert!(received.len() < SIZE, "the client got all {} bytes after taking none for 4 s", received.len());
 }

@@ -72,6 +72,11 @@ pub struct Parking<S> {
     reads: u64,
     linger: Linger,
     parked: bool,
+    /// How long hyper's writes may find the socket full, the client taking none of the answer,
+    /// before the connection fails (`None`: no limit).
+    send_timeout: Option<Duration>,
+    /// When a write blocked since the last one that sent anything fails; armed by the first.
+    send_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 /// When an idle connection has lingered long enough to park: a timer armed when it is first found
@@ -121,7 +126,17 @@ impl<S> Parking<S> {
             reads: 0,
             linger: Linger::default(),
             parked: false,
+            send_timeout: None,
+            send_deadline: None,
         }
+    }
+
+    /// Fails the connection once its client has taken none of an answer for `limit`: a client
+    /// that asks for a download and reads nothing would otherwise hold its connection, and the
+    /// chunk that could not be sent, for as long as it liked.
+    pub fn with_send_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.send_timeout = limit;
+        self
     }
 
     /// Whether the session ended because the connection was idle (so the socket may serve
@@ -195,10 +210,28 @@ impl<S: AsyncWrite + Unpin> Parking<S> {
     /// Notes whether a write or flush found the socket full, leaving an answer in hyper's buffer.
     /// Once such an answer is sent, hyper is asked to read again: the connection may be idle now,
     /// and hyper would otherwise wait on the socket with its buffers.
-    fn noted<T>(&mut self, outcome: Poll<io::Result<T>>, cx: &Context<'_>) -> Poll<io::Result<T>> {
+    fn noted<T>(&mut self, outcome: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let was_blocked = std::mem::replace(&mut self.write_blocked, outcome.is_pending());
-        if was_blocked && outcome.is_ready() {
-            cx.waker().wake_by_ref();
+        if outcome.is_ready() {
+            if was_blocked {
+                cx.waker().wake_by_ref();
+            }
+            return outcome;
+        }
+        let Some(limit) = self.send_timeout else { return outcome };
+        if !was_blocked {
+            let deadline = Instant::now() + limit;
+            match &mut self.send_deadline {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.send_deadline = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.send_deadline.as_mut().expect("a blocked write has armed its deadline");
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took none of the answer within the send timeout",
+            )));
         }
         outcome
     }
