@@ -25,9 +25,13 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
 /// How much of the start of a file is kept for content sniffing.
 const HEAD_BYTES: usize = 8 * 1024;
-/// Read size when serving.
-const READ_CHUNK: usize = 256 * 1024;
-/// Read size when serving while downloads hold more than `MOST_HELD_FOR_SENDING`.
+/// The most a download reads at a time. A connection queues one chunk of an answer at most
+/// before it waits for the socket (hyper's `max_buf_size`, 64 KiB here, which bounds its read
+/// buffer too), so the chunk is what each `writev` sends: a 1 GiB download from the page cache
+/// ran at ~1,550 MiB/s in 256 KiB chunks, ~2,050 in 1 MiB and ~2,530 in 4 MiB (nginx ~2,300),
+/// but 4 MiB chunks took the server's peak RSS while it sent 1 GiB from 60 to 69 MiB.
+const READ_CHUNK: usize = 1024 * 1024;
+/// The least a download reads at a time, once downloads hold `MOST_HELD_FOR_SENDING`.
 const SMALL_READ_CHUNK: usize = 16 * 1024;
 /// Objects (or ranges) up to this size are read in the same blocking call that opens them.
 const SMALL_READ: u64 = 64 * 1024;
@@ -36,10 +40,22 @@ const SMALL_READ: u64 = 64 * 1024;
 /// read until the connection has written it (or dropped it). A client that asks for a download
 /// and does not read it holds the chunk its connection could not send.
 static HELD_FOR_SENDING: AtomicUsize = AtomicUsize::new(0);
-/// Past this, downloads read `SMALL_READ_CHUNK` at a time: a thousand downloads whose clients did
-/// not read held 590 MiB in 256 KiB chunks, and a stalled one now holds 16 KiB once the process
-/// as a whole holds this much.
+/// What all downloads may hold before each reads `SMALL_READ_CHUNK` at a time: a thousand
+/// downloads whose clients did not read held 590 MiB in 256 KiB chunks; a stalled one now holds
+/// 16 KiB once the process as a whole holds this much.
 const MOST_HELD_FOR_SENDING: usize = 64 * 1024 * 1024;
+
+/// How much a download reads next: a sixteenth of what downloads may still hold, from
+/// `READ_CHUNK` when they hold nothing down to `SMALL_READ_CHUNK`, so one download alone reads
+/// large chunks and many at once share the allowance.
+fn next_read_size() -> usize {
+    read_size_while_held(HELD_FOR_SENDING.load(Ordering::Relaxed))
+}
+
+fn read_size_while_held(held: usize) -> usize {
+    let share = MOST_HELD_FOR_SENDING.saturating_sub(held) / 16;
+    (share / SMALL_READ_CHUNK * SMALL_READ_CHUNK).clamp(SMALL_READ_CHUNK, READ_CHUNK)
+}
 
 /// A chunk read for sending, counted in `HELD_FOR_SENDING` until the last `Bytes` of it drops.
 struct HeldForSending(Vec<u8>);
@@ -68,19 +84,13 @@ fn read_chunk(file: &mut fs::File, len: usize) -> io::Result<Bytes> {
 }
 
 /// `wanted` bytes of `file`, from where it stands, a chunk at a time: each read on the blocking
-/// pool when the connection asks for the next, `READ_CHUNK` long, or `SMALL_READ_CHUNK` while
-/// downloads hold too much.
+/// pool when the connection asks for the next, as long as `next_read_size` says.
 fn chunks_of(file: fs::File, wanted: u64) -> ByteStream<'static> {
     futures::stream::try_unfold((file, wanted), |(mut file, left)| async move {
         if left == 0 {
             return Ok(None);
         }
-        let size = if HELD_FOR_SENDING.load(Ordering::Relaxed) < MOST_HELD_FOR_SENDING {
-            READ_CHUNK
-        } else {
-            SMALL_READ_CHUNK
-        };
-        let size = size.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let size = next_read_size().min(usize::try_from(left).unwrap_or(usize::MAX));
         let (file, chunk) =
             tokio::task::spawn_blocking(move || read_chunk(&mut file, size).map(|chunk| (file, chunk)))
                 .await
@@ -782,6 +792,21 @@ impl BlobStore for LocalBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_read_large_chunks_alone_and_small_ones_once_they_hold_their_allowance() {
+        const MIB: usize = 1024 * 1024;
+        assert_eq!(read_size_while_held(0), MIB);
+        assert_eq!(read_size_while_held(48 * MIB), MIB);
+        assert_eq!(read_size_while_held(56 * MIB), 512 * 1024);
+        assert_eq!(read_size_while_held(60 * MIB), 256 * 1024);
+        assert_eq!(read_size_while_held(64 * MIB - 1), SMALL_READ_CHUNK);
+        assert_eq!(read_size_while_held(500 * MIB), SMALL_READ_CHUNK);
+        // Every size is a whole number of the smallest.
+        for held in (0..70 * MIB).step_by(777_777) {
+            assert_eq!(read_size_while_held(held) % SMALL_READ_CHUNK, 0, "{held}");
+        }
+    }
 
     #[test]
     fn a_batch_of_more_chunks_than_one_writev_takes_is_written_whole_and_in_order() {

@@ -622,7 +622,7 @@ async fn unauthenticated_largest_bodies_on_every_body_route_stay_within_the_memo
 
 /// Clients that ask for a download and then read nothing hold only what their connections could
 /// not send: 600 of them at once on a signed URL (anyone holding it, no key) stay within the
-/// 64 MiB all downloads may hold in 256 KiB chunks, plus 128 KiB each (a 16 KiB chunk once that is
+/// 64 MiB all downloads may hold in larger chunks, plus 128 KiB each (a 16 KiB chunk once that is
 /// reached, and the connection's own state, ~65 KiB in a debug build); with 256 KiB chunks read
 /// through a second buffer, each held ~550 KiB. A client that reads is served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
