@@ -209,7 +209,8 @@ impl<S: Socket> AsyncRead for Parking<S> {
 impl<S: AsyncWrite + Unpin> Parking<S> {
     /// Notes whether a write or flush found the socket full, leaving an answer in hyper's buffer.
     /// Once such an answer is sent, hyper is asked to read again: the connection may be idle now,
-    /// and hyper would otherwise wait on the socket with its buffers.
+    /// and hyper would otherwise wait on the socket with its buffers. Writes that have found it
+    /// full for the whole send timeout, none sending anything, fail.
     fn noted<T>(&mut self, outcome: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let was_blocked = std::mem::replace(&mut self.write_blocked, outcome.is_pending());
         if outcome.is_ready() {
