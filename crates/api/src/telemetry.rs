@@ -31,6 +31,13 @@ pub const RECEIVED_BYTES: &str = "cabinet_http_received_bytes_total";
 /// Bytes of response bodies sent, by `surface`.
 pub const SENT_BYTES: &str = "cabinet_http_sent_bytes_total";
 
+/// Connections open now, on every listener.
+pub const CONNECTIONS_OPEN: &str = "cabinet_http_connections_open";
+/// Connections closed as soon as they were accepted, by `reason` (`per_address`: the client's
+/// address held its cap, `--max-connections-per-address`; `total`: the listener held its own,
+/// `--max-connections`).
+pub const CONNECTIONS_REFUSED: &str = "cabinet_http_connections_refused_total";
+
 /// What a request is counted under when no route matched it (a path would be unbounded).
 const UNMATCHED_ROUTE: &str = "unmatched";
 

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use cabinet_api::telemetry;
 use parking::{Activity, Counted, Parking, Socket};
 
 mod parking;
@@ -164,9 +165,11 @@ pub async fn serve_with(
             Ok(slot) => slot,
             Err(Refused::OverAddressCap) => {
                 tracing::debug!(client = %peer.ip(), "closing a connection over the per-address cap");
+                metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "per_address").increment(1);
                 continue;
             }
             Err(Refused::OverTotalCap { warn }) => {
+                metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "total").increment(1);
                 if warn {
                     tracing::warn!(
                         cap = limits.max_total,
@@ -350,6 +353,7 @@ impl OpenConnections {
         }
         *count += 1;
         counts.total += 1;
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN).increment(1.0);
         Ok(Slot { open: self.clone(), ip })
     }
 }
@@ -364,6 +368,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.open.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         counts.total -= 1;
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN).decrement(1.0);
         if let Some(count) = counts.per_address.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {

@@ -249,3 +249,35 @@ async fn a_real_prometheus_scrapes_it_and_answers_a_query_about_its_requests() {
         .unwrap();
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 }
+
+/// Connections are counted while open, and one closed as soon as it was accepted, by the cap that
+/// closed it: here the per-address cap of 1, a second connection from the same address.
+#[tokio::test]
+async fn open_connections_and_those_closed_over_a_cap_are_counted() {
+    use cabinet::connections::ConnectionLimits;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = ConnectionLimits {
+        header_read_timeout: Some(Duration::from_secs(30)),
+        max_per_address: Some(1),
+        max_total: None,
+        send_timeout: None,
+    };
+    let server = TestServer::spawn_with(Options { connections: Some(limits), ..Options::default() }).await;
+    let address = support::raw::address_of(&server.url);
+    let other = std::net::IpAddr::from([127, 0, 0, 3]);
+    let before = Scrape::of(&server, None).await;
+    let mut held = support::raw::connect_from(other, address).await.unwrap();
+    held.write_all(support::raw::head("GET", "/healthz", None, &[]).as_bytes()).await.unwrap();
+    assert_eq!(support::raw::read_response(&mut held).await.unwrap().status, 200);
+    let mut over = support::raw::connect_from(other, address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), over.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a second connection from one address stayed open");
+    let after = Scrape::of(&server, None).await;
+    let refused =
+        |scrape: &Scrape| scrape.sum("cabinet_http_connections_refused_total", &[("reason", "per_address")]);
+    assert!(refused(&after) >= refused(&before) + 1.0, "{} then {}", refused(&before), refused(&after));
+    // The held connection and the scrape's own, at least (other tests' servers count too).
+    assert!(after.sum("cabinet_http_connections_open", &[]) >= 2.0);
+    drop(held);
+}
