@@ -389,7 +389,7 @@ async fn connections_over_the_total_cap_are_closed_whatever_their_address() {
 /// cannot take the files its requests open: with 256, it holds 192 connections, and an upload goes
 /// through.
 #[tokio::test]
-async fn the_cap_on_connections_leaves_half_the_open_files_to_the_requests() {
+async fn the_cap_on_connections_leaves_a_quarter_of_the_open_files_to_the_requests() {
     let dir = tempfile::tempdir().unwrap();
     let server = process::ServerProcess::start_with_open_files(
         dir.path(),
