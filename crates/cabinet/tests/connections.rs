@@ -432,18 +432,8 @@ async fn a_client_that_takes_none_of_an_answer_is_cut_off_after_the_send_timeout
     let dir = tempfile::tempdir().unwrap();
     let server = process::ServerProcess::start_with(dir.path(), &["--body-idle-timeout", "1"]);
     let key = server.bootstrap_key.clone().unwrap();
-    let part = reqwest::multipart::Part::bytes(vec![42u8; SIZE]).file_name("never-read.bin");
-    let created: serde_json::Value = process::http_client()
-        .post(server.at("/v1/files"))
-        .bearer_auth(&key)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let path = format!("/v1/files/{}/content", created["id"].as_str().unwrap());
+    let id = server.upload_file(&key, "never-read.bin", vec![42u8; SIZE]).await;
+    let path = format!("/v1/files/{id}/content");
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();

@@ -633,18 +633,7 @@ async fn downloads_whose_clients_read_nothing_hold_bounded_memory() {
     let server = budget_server(dir.path());
     let key = server.bootstrap_key.clone().unwrap();
     let bytes: Vec<u8> = Pattern::new(CHUNK, 7).block.repeat(8);
-    let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name("unread.bin");
-    let created: Value = http_client()
-        .post(server.at("/v1/files"))
-        .bearer_auth(&key)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap();
+    let id = server.upload_file(&key, "unread.bin", bytes.clone()).await;
     let link: Value = http_client()
         .get(server.at(&format!("/v1/files/{id}/download-url")))
         .bearer_auth(&key)

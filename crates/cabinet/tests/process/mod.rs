@@ -164,7 +164,12 @@ impl ServerProcess {
 
     /// Uploads a small file named `name` with `key` (`POST /v1/files`); its id.
     pub async fn upload_small_file(&self, key: &str, name: &str) -> String {
-        let part = reqwest::multipart::Part::bytes(b"small".to_vec()).file_name(name.to_owned());
+        self.upload_file(key, name, b"small".to_vec()).await
+    }
+
+    /// Uploads `bytes` as a file named `name` with `key` (`POST /v1/files`); its id.
+    pub async fn upload_file(&self, key: &str, name: &str, bytes: Vec<u8>) -> String {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
         let response = http_client()
             .post(self.at("/v1/files"))
             .bearer_auth(key)
