@@ -138,9 +138,10 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         Some(at) => Some(connections::listen(at).with_context(|| format!("listening for S3 on {at}"))?),
     };
     let s3_address = s3_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let configured_limits = config.connection_limits();
     let connection_limits =
-        config.connection_limits().within_open_files(open_files, 1 + u64::from(s3_listener.is_some()));
-    if connection_limits.max_total < config.connection_limits().max_total {
+        configured_limits.within_open_files(open_files, 1 + u64::from(s3_listener.is_some()));
+    if connection_limits.max_total < configured_limits.max_total {
         tracing::info!(
             max_connections = connection_limits.max_total,
             open_files,
