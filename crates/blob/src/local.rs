@@ -27,10 +27,11 @@ const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
 const HEAD_BYTES: usize = 8 * 1024;
 /// The most a download reads at a time. A connection queues one chunk of an answer at most
 /// before it waits for the socket (hyper's `max_buf_size`, 64 KiB here, which bounds its read
-/// buffer too), so the chunk is what each `writev` sends: a 1 GiB download from the page cache
-/// ran at ~1,550 MiB/s in 256 KiB chunks, ~2,050 in 1 MiB and ~2,530 in 4 MiB (nginx ~2,300),
-/// but 4 MiB chunks took the server's peak RSS while it sent 1 GiB from 60 to 69 MiB.
-const READ_CHUNK: usize = 1024 * 1024;
+/// buffer too), so the chunk is what each `writev` sends, and the next is read meanwhile
+/// (`read_ahead`): a download holds two. A 1 GiB download from the page cache ran at ~2,650 MiB/s
+/// in 1 MiB chunks and ~2,450 in 512 KiB (nginx ~2,300; ~2,000 in 1 MiB chunks read only once the
+/// one before was sent), but 1 MiB chunks took the server's peak RSS while it sent 1 GiB to 66 MiB.
+const READ_CHUNK: usize = 512 * 1024;
 /// The least a download reads at a time, once downloads hold `MOST_HELD_FOR_SENDING`.
 const SMALL_READ_CHUNK: usize = 16 * 1024;
 /// Objects (or ranges) up to this size are read in the same blocking call that opens them.
@@ -83,19 +84,29 @@ fn read_chunk(file: &mut fs::File, len: usize) -> io::Result<Bytes> {
     Ok(Bytes::from_owner(chunk))
 }
 
-/// `wanted` bytes of `file`, from where it stands, a chunk at a time: each read on the blocking
-/// pool when the connection asks for the next, as long as `next_read_size` says.
+/// A chunk of a download being read on the blocking pool, with the file to read the next from.
+type ReadAhead = tokio::task::JoinHandle<io::Result<(fs::File, Bytes)>>;
+
+/// Starts reading the next chunk of `left` bytes, as large as `next_read_size` says.
+fn read_ahead(mut file: fs::File, left: u64) -> Option<ReadAhead> {
+    if left == 0 {
+        return None;
+    }
+    let size = next_read_size().min(usize::try_from(left).unwrap_or(usize::MAX));
+    Some(tokio::task::spawn_blocking(move || read_chunk(&mut file, size).map(|chunk| (file, chunk))))
+}
+
+/// `wanted` bytes of `file`, from where it stands, a chunk at a time on the blocking pool. Each
+/// chunk is read while the connection sends the one before, so the socket is not left idle while
+/// the disk (or the page cache) is read.
 fn chunks_of(file: fs::File, wanted: u64) -> ByteStream<'static> {
-    futures::stream::try_unfold((file, wanted), |(mut file, left)| async move {
-        if left == 0 {
+    futures::stream::try_unfold((read_ahead(file, wanted), wanted), |(pending, left)| async move {
+        let Some(pending) = pending else {
             return Ok(None);
-        }
-        let size = next_read_size().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let (file, chunk) =
-            tokio::task::spawn_blocking(move || read_chunk(&mut file, size).map(|chunk| (file, chunk)))
-                .await
-                .map_err(io::Error::other)??;
-        Ok(Some((chunk, (file, left - size as u64))))
+        };
+        let (file, chunk) = pending.await.map_err(io::Error::other)??;
+        let left = left - chunk.len() as u64;
+        Ok(Some((chunk, (read_ahead(file, left), left))))
     })
     .boxed()
 }
@@ -796,8 +807,8 @@ mod tests {
     #[test]
     fn downloads_read_large_chunks_alone_and_small_ones_once_they_hold_their_allowance() {
         const MIB: usize = 1024 * 1024;
-        assert_eq!(read_size_while_held(0), MIB);
-        assert_eq!(read_size_while_held(48 * MIB), MIB);
+        assert_eq!(read_size_while_held(0), READ_CHUNK);
+        assert_eq!(read_size_while_held(48 * MIB), READ_CHUNK);
         assert_eq!(read_size_while_held(56 * MIB), 512 * 1024);
         assert_eq!(read_size_while_held(60 * MIB), 256 * 1024);
         assert_eq!(read_size_while_held(64 * MIB - 1), SMALL_READ_CHUNK);
