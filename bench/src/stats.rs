@@ -11,6 +11,10 @@ impl Samples {
         self.0.push(value);
     }
 
+    pub fn last(&self) -> Option<f64> {
+        self.0.last().copied()
+    }
+
     pub fn extend(&mut self, other: &Samples) {
         self.0.extend_from_slice(&other.0);
     }
