@@ -219,6 +219,35 @@ impl Searcher {
     }
 }
 
+/// A new workspace named `name` on the server of `data`, and a read key for it: its id and the
+/// key's secret.
+fn workspace_with_read_key(
+    bench: &Bench,
+    data: &std::path::Path,
+    database_url: Option<&str>,
+    name: &str,
+) -> Result<(String, String)> {
+    let ws = admin(&bench.cabinet_bin, data, database_url, &["create-workspace", "--name", name])?;
+    let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
+    let key =
+        admin(&bench.cabinet_bin, data, database_url, &["create-key", "--workspace", &ws, "--role", "read"])?;
+    let key = key["key"].as_str().context("a key secret")?.to_owned();
+    Ok((ws, key))
+}
+
+/// The neighbour workspace on `server`, made with its files: where its search is asked.
+async fn neighbour_on(
+    bench: &Bench,
+    server: &Cabinet,
+    data: &std::path::Path,
+    database_url: Option<&str>,
+    db: &Db,
+) -> Result<Searcher> {
+    let (ws, key) = workspace_with_read_key(bench, data, database_url, "neighbour")?;
+    db.seed(&ws, 1, NEIGHBOUR_FILES, SCANS).await?;
+    Ok(Searcher { url: server.at(&format!("/v1/search?q={TERM}&limit=50")), key })
+}
+
 /// `iterations` searches each by the neighbour beside the large workspace and by its twin on a
 /// server of its own, in turns of `NEIGHBOUR_BLOCK` (after a turn each unmeasured).
 async fn neighbour_searches(
@@ -273,15 +302,8 @@ impl Twin {
         };
         let extra: Vec<&str> = database_url.iter().flat_map(|url| ["--database-url", url.as_str()]).collect();
         let server = Cabinet::start(&bench.cabinet_bin, &data, &extra)?;
-        let url = database_url.as_deref();
-        let ws = admin(&bench.cabinet_bin, &data, url, &["create-workspace", "--name", "neighbour"])?;
-        let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
-        let key =
-            admin(&bench.cabinet_bin, &data, url, &["create-key", "--workspace", &ws, "--role", "read"])?;
-        let key = key["key"].as_str().context("a key secret")?.to_owned();
-        let db = Db::connect(&data, url).await?;
-        db.seed(&ws, 1, NEIGHBOUR_FILES, SCANS).await?;
-        let searcher = Searcher { url: server.at(&format!("/v1/search?q={TERM}&limit=50")), key };
+        let db = Db::connect(&data, database_url.as_deref()).await?;
+        let searcher = neighbour_on(bench, &server, &data, database_url.as_deref(), &db).await?;
         Ok(Self { server, searcher, db, data, postgres_database })
     }
 
@@ -331,20 +353,7 @@ pub async fn run(
         extra = vec!["--database-url", url];
     }
     let cabinet = Cabinet::start(&bench.cabinet_bin, &data, &extra)?;
-    let ws = admin(&bench.cabinet_bin, &data, postgres, &["create-workspace", "--name", "scale"])?;
-    let ws = ws["id"].as_str().context("a workspace id")?.to_owned();
-    let key =
-        admin(&bench.cabinet_bin, &data, postgres, &["create-key", "--workspace", &ws, "--role", "read"])?;
-    let key = key["key"].as_str().context("a key secret")?.to_owned();
-    let neighbour = admin(&bench.cabinet_bin, &data, postgres, &["create-workspace", "--name", "neighbour"])?;
-    let neighbour = neighbour["id"].as_str().context("a workspace id")?.to_owned();
-    let neighbour_key = admin(
-        &bench.cabinet_bin,
-        &data,
-        postgres,
-        &["create-key", "--workspace", &neighbour, "--role", "read"],
-    )?;
-    let neighbour_key = neighbour_key["key"].as_str().context("a key secret")?.to_owned();
+    let (ws, key) = workspace_with_read_key(bench, &data, postgres, "scale")?;
     let db = Db::connect(&data, postgres).await?;
     let queries = [
         Query {
@@ -367,8 +376,7 @@ pub async fn run(
         },
     ];
     let iterations = if bench.quick { 30 } else { 200 };
-    db.seed(&neighbour, 1, NEIGHBOUR_FILES, SCANS).await?;
-    let beside = Searcher { url: cabinet.at(&format!("/v1/search?q={TERM}&limit=50")), key: neighbour_key };
+    let beside = neighbour_on(bench, &cabinet, &data, postgres, &db).await?;
     let twin = Twin::start(bench, postgres).await?;
     let mut seeded = 0u64;
     let mut failures = Vec::new();
