@@ -5,6 +5,7 @@
 mod local;
 mod recent_reads;
 mod s3;
+mod sending;
 mod sigv4;
 
 pub use local::LocalBlobStore;

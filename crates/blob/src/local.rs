@@ -17,6 +17,8 @@ use cabinet_core::{BlobStore, Error, Result, Upload};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::sending::{HELD_FOR_SENDING, MOST_HELD_FOR_SENDING};
+
 /// The batch handed to the disk at a time; large writes keep syscalls few.
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes written between early writeback requests. A syncer thread flushes what has been written
@@ -36,15 +38,6 @@ const READ_CHUNK: usize = 512 * 1024;
 const SMALL_READ_CHUNK: usize = 16 * 1024;
 /// Objects (or ranges) up to this size are read in the same blocking call that opens them.
 const SMALL_READ: u64 = 64 * 1024;
-
-/// Bytes read for downloads and not yet sent, in all of the process: a chunk is counted from its
-/// read until the connection has written it (or dropped it). A client that asks for a download
-/// and does not read it holds the chunk its connection could not send.
-static HELD_FOR_SENDING: AtomicUsize = AtomicUsize::new(0);
-/// What all downloads may hold before each reads `SMALL_READ_CHUNK` at a time: a thousand
-/// downloads whose clients did not read held 590 MiB in 256 KiB chunks; a stalled one now holds
-/// 16 KiB once the process as a whole holds this much.
-const MOST_HELD_FOR_SENDING: usize = 64 * 1024 * 1024;
 
 /// How much a download reads next: a sixteenth of what downloads may still hold, from
 /// `READ_CHUNK` when they hold nothing down to `SMALL_READ_CHUNK`, so one download alone reads

@@ -40,6 +40,7 @@ use crate::sigv4::{uri_encode, Presign, SigV4, MAX_EXPIRES_SECS};
 
 mod config;
 mod parts;
+mod reads;
 
 pub use config::S3Config;
 use parts::ListPartsPage;
@@ -70,12 +71,23 @@ fn retry_config() -> RetryConfig {
     }
 }
 
+/// Whether the environment names a proxy for reqwest (and so object_store) to send requests through.
+fn proxy_in_environment() -> bool {
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
 /// Blobs in an S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3BlobStore {
     store: Arc<AmazonS3>,
-    /// The same bucket for requests whose time grows with the file: whole reads, completions.
+    /// The same bucket for requests whose time grows with the file: multipart completions.
     long: Arc<AmazonS3>,
+    /// The same bucket for reading objects, through connections that read 64 KiB at a time, or
+    /// 16 KiB once reads for sending hold 64 MiB (`reads`): so a download whose client reads
+    /// nothing holds little.
+    reads: Arc<AmazonS3>,
     signer: SigV4,
     bucket: String,
     /// `prefix/`, or empty.
@@ -153,13 +165,25 @@ impl S3BlobStore {
         // retried CompleteMultipartUpload finds its upload already gone.
         let allow_http = config.endpoint.as_deref().is_some_and(|endpoint| endpoint.starts_with("http://"));
         let long = builder
+            .clone()
             .with_client_options(ClientOptions::new().with_allow_http(allow_http).with_timeout(LONG_REQUEST))
             .build()
             .map_err(|err| Error::internal(format!("configuring S3: {err}")))?;
+        // reqwest goes through the proxy the environment names; hyper's client would not, so
+        // there reads keep reqwest's connections and their larger buffers.
+        let reads = if proxy_in_environment() {
+            long.clone()
+        } else {
+            builder
+                .with_http_connector(reads::BoundedReads::new(allow_http))
+                .build()
+                .map_err(|err| Error::internal(format!("configuring S3: {err}")))?
+        };
         let http = reqwest_s3::Client::builder().build().map_err(Error::internal)?;
         Ok(Self {
             store: Arc::new(store),
             long: Arc::new(long),
+            reads: Arc::new(reads),
             signer: SigV4 {
                 access_key_id: config.access_key_id.clone(),
                 secret_access_key: config.secret_access_key.clone(),
@@ -304,7 +328,7 @@ impl BlobStore for S3BlobStore {
             range: range.map(|range| GetRange::Bounded(range.first..range.last + 1)),
             ..Default::default()
         };
-        let result = self.long.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
+        let result = self.reads.get_opts(&self.path(key)?, options).await.map_err(storage_error)?;
         Ok(result.into_stream().map_err(io::Error::other).boxed())
     }
 
