@@ -264,15 +264,18 @@ mod tests {
         address
     }
 
+    fn get(address: std::net::SocketAddr) -> HttpRequest {
+        hyper::Request::builder()
+            .uri(format!("http://{address}/bucket/key"))
+            .body(HttpRequestBody::empty())
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_body_s3_stops_sending_fails_once_it_was_waited_on_for_the_idle_timeout() {
         let address = stalling_s3().await;
         let client = BoundedReads::new(true).connect(&ClientOptions::new()).unwrap();
-        let request = hyper::Request::builder()
-            .uri(format!("http://{address}/bucket/key"))
-            .body(HttpRequestBody::empty())
-            .unwrap();
-        let mut body = client.execute(request).await.unwrap().into_body().bytes_stream();
+        let mut body = client.execute(get(address)).await.unwrap().into_body().bytes_stream();
         assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"abc"));
 
         tokio::time::pause();
@@ -286,5 +289,13 @@ mod tests {
             (BODY_IDLE_TIMEOUT..BODY_IDLE_TIMEOUT + Duration::from_secs(1)).contains(&waited),
             "timed out {waited:?} after it was asked"
         );
+    }
+
+    #[tokio::test]
+    async fn an_https_endpoint_is_never_read_over_plain_http() {
+        let address = stalling_s3().await;
+        let client = BoundedReads::new(false).connect(&ClientOptions::new()).unwrap();
+        let err = client.execute(get(address)).await.unwrap_err();
+        assert_eq!(err.kind(), HttpErrorKind::Connect, "{err}");
     }
 }
