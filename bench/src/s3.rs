@@ -4,6 +4,8 @@
 //! (content type, length, sha256 checksum and `If-None-Match: *`), so the server does the same
 //! work for both. The bytes never touch Cabinet (with the sha256 declared they land at the file's
 //! own key, so `complete` copies nothing): the ratio is what reserving and completing cost on top.
+//! Then the stored file is downloaded through Cabinet, which reads it from S3 as its client takes
+//! it, against the presigned GET straight from S3 that Cabinet hands out for it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -194,9 +196,7 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
         theirs.push(b);
         ratio.push(a / b);
     }
-    if let Some(stored) = up.stored.take() {
-        client::purge(&bench.http, &cabinet.url, &key, &stored).await?;
-    }
+    let stored = up.stored.take().context("no file was stored")?;
     baseline.delete(BASELINE_KEY).await?;
     bench.rows.push(Row {
         figure: format!(
@@ -209,9 +209,65 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
         target: Target::AtLeast(0.95),
         unit: "×",
     });
+    downloads_through_cabinet(bench, &cabinet, &key, &stored, size, label).await?;
+    client::purge(&bench.http, &cabinet.url, &key, &stored).await?;
     drop(cabinet);
     std::fs::remove_dir_all(&data)?;
     remove(&file)
+}
+
+/// The stored file read through Cabinet (`/v1/files/{id}/content` with the key: the server reads
+/// it from S3 as curl takes it) against the presigned GET Cabinet hands out for it, straight from
+/// the same S3 server; each download checked whole.
+async fn downloads_through_cabinet(
+    bench: &mut Bench,
+    cabinet: &Cabinet,
+    key: &str,
+    id: &str,
+    size: u64,
+    label: &str,
+) -> Result<()> {
+    let link_request = bench.http.get(cabinet.at(&format!("/v1/files/{id}/download-url"))).bearer_auth(key);
+    let link = client::expect(link_request, 200).await?;
+    let straight = link["url"].as_str().context("no url in the download link")?.to_owned();
+    let through = cabinet.at(&format!("/v1/files/{id}/content"));
+    let authorization = format!("Authorization: Bearer {key}");
+    let get = |url: &str, headers: &[&str]| -> Result<f64> {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{size_download}\n%{http_code}"];
+        args.extend_from_slice(headers);
+        args.push(url);
+        let (took, status, received) = curl(&args)?;
+        if status != 200 || received.trim() != size.to_string() {
+            bail!("GET {url} answered {status} with {received} bytes, not {size}");
+        }
+        Ok(mib_per_second(size, took))
+    };
+    let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
+    for round in 0..bench.rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = get(&through, &["-H", &authorization])?;
+            (a, get(&straight, &[])?)
+        } else {
+            let b = get(&straight, &[])?;
+            (get(&through, &["-H", &authorization])?, b)
+        };
+        eprintln!("s3 download round {round}: through Cabinet {a:.0} MiB/s, straight from S3 {b:.0} MiB/s");
+        ours.push(a);
+        theirs.push(b);
+        ratio.push(a / b);
+    }
+    bench.rows.push(Row {
+        figure: format!(
+            "S3: GET of {label} through Cabinet (`/v1/files/{{id}}/content` with a key) (MiB/s; ratio to its presigned GET straight from s3s-fs)"
+        ),
+        cabinet: format!("{:.0} MiB/s", ours.median()),
+        baseline: format!("presigned GET from s3s-fs {:.0} MiB/s", theirs.median()),
+        judged: ratio,
+        judged_digits: 2,
+        target: Target::None,
+        unit: "×",
+    });
+    Ok(())
 }
 
 fn mib_per_second(size: u64, took: Duration) -> f64 {
