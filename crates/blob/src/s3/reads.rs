@@ -98,7 +98,11 @@ struct ReadClient {
 
 #[async_trait]
 impl HttpService for ReadClient {
-    async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    async fn call(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // As object_store's own client names itself to S3 (its access logs, gateways that want one).
+        request.headers_mut().entry(hyper::header::USER_AGENT).or_insert(
+            hyper::header::HeaderValue::from_static(concat!("cabinet/", env!("CARGO_PKG_VERSION"))),
+        );
         let (client, read_buffer) = if HELD_FOR_SENDING.load(Ordering::Relaxed) < MOST_HELD_FOR_SENDING {
             (&self.large, READ_BUFFER)
         } else {
@@ -250,18 +254,21 @@ mod tests {
 
     use super::*;
 
-    /// S3 that answers with the first 3 bytes of 10 and then sends nothing, holding the connection.
-    async fn stalling_s3() -> std::net::SocketAddr {
+    /// S3 that answers with the first 3 bytes of 10 and then sends nothing, holding the
+    /// connection; and the head of the request it was sent.
+    async fn stalling_s3() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<String>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let (head, asked) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut request = [0; 4096];
-            let _ = socket.read(&mut request).await.unwrap();
+            let read = socket.read(&mut request).await.unwrap();
+            let _ = head.send(String::from_utf8_lossy(&request[..read]).into_owned());
             socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await.unwrap();
             std::future::pending::<()>().await;
         });
-        address
+        (address, asked)
     }
 
     fn get(address: std::net::SocketAddr) -> HttpRequest {
@@ -273,10 +280,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_s3_stops_sending_fails_once_it_was_waited_on_for_the_idle_timeout() {
-        let address = stalling_s3().await;
+        let (address, asked) = stalling_s3().await;
         let client = BoundedReads::new(true).connect(&ClientOptions::new()).unwrap();
         let mut body = client.execute(get(address)).await.unwrap().into_body().bytes_stream();
         assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"abc"));
+        let head = asked.await.unwrap().to_ascii_lowercase();
+        assert!(head.contains("\r\nuser-agent: cabinet/"), "{head}");
 
         tokio::time::pause();
         // A reader that asks for nothing for longer than the timeout is not cut off for it.
@@ -293,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_https_endpoint_is_never_read_over_plain_http() {
-        let address = stalling_s3().await;
+        let (address, _) = stalling_s3().await;
         let client = BoundedReads::new(false).connect(&ClientOptions::new()).unwrap();
         let err = client.execute(get(address)).await.unwrap_err();
         assert_eq!(err.kind(), HttpErrorKind::Connect, "{err}");
