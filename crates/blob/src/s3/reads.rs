@@ -143,14 +143,15 @@ fn kind_of(err: &hyper_util::client::legacy::Error) -> HttpErrorKind {
     if err.is_connect() {
         return HttpErrorKind::Connect;
     }
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if let Some(kind) = kind_of_cause(cause) {
-            return kind;
-        }
-        source = cause.source();
-    }
-    HttpErrorKind::Unknown
+    err.source().map_or(HttpErrorKind::Unknown, kind_of_chain)
+}
+
+/// The kind of the first error in `err`'s chain of causes that tells one, as reqwest's errors are
+/// read for object_store.
+fn kind_of_chain(err: &(dyn StdError + 'static)) -> HttpErrorKind {
+    std::iter::successors(Some(err), |&cause| cause.source())
+        .find_map(kind_of_cause)
+        .unwrap_or(HttpErrorKind::Unknown)
 }
 
 fn kind_of_cause(cause: &(dyn StdError + 'static)) -> Option<HttpErrorKind> {
@@ -219,7 +220,7 @@ impl Body for IdleBounded {
                 self.waiting_since = None;
                 Poll::Ready(frame.map(|frame| {
                     frame.map_err(|err| {
-                        let kind = kind_of_cause(&err).unwrap_or(HttpErrorKind::Unknown);
+                        let kind = kind_of_chain(&err);
                         HttpError::new(kind, err)
                     })
                 }))
@@ -306,5 +307,24 @@ mod tests {
         let client = BoundedReads::new(false).connect(&ClientOptions::new()).unwrap();
         let err = client.execute(get(address)).await.unwrap_err();
         assert_eq!(err.kind(), HttpErrorKind::Connect, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_reset_mid_body_is_an_interruption_object_store_may_retry() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let _ = socket.read(&mut [0; 4096]).await.unwrap();
+            socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Closing with a zero linger sends a reset.
+            socket.set_zero_linger().unwrap();
+        });
+        let client = BoundedReads::new(true).connect(&ClientOptions::new()).unwrap();
+        let mut body = client.execute(get(address)).await.unwrap().into_body().bytes_stream();
+        assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"abc"));
+        let err = body.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), HttpErrorKind::Interrupted, "{err:?}");
     }
 }
