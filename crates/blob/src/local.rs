@@ -239,7 +239,7 @@ const DIRECT_FROM: u64 = WRITEBACK_EVERY;
 /// ~40% of the server's CPU during a 1 GiB upload). Whole blocks only: the bytes up to the first
 /// block boundary and the file's last part block go through the page cache (`TempWriter::out`).
 struct DirectWrites {
-    file: Arc<fs::File>,
+    files: Arc<DirectFiles>,
     /// Where the next bytes go: past the first boundary, a whole number of blocks.
     handed: u64,
     /// Received bytes not yet handed on, less than a block.
@@ -258,15 +258,17 @@ const BLOCKS_ROOM: usize = DIRECT_BATCH + 256 * 1024;
 const MOST_SPARE: usize = 2;
 
 impl DirectWrites {
-    /// From `at` in the file at `path`; `None` where the filesystem does not take `O_DIRECT`.
-    fn open(path: &Path, at: u64) -> Option<Self> {
+    /// From `at` in the file at `path`, open as `out`; `None` where the filesystem does not take
+    /// `O_DIRECT`.
+    fn open(path: &Path, out: &fs::File, at: u64) -> Option<Self> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = fs::OpenOptions::new()
+        let direct = fs::OpenOptions::new()
             .write(true)
             .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
             .open(path)
             .ok()?;
-        Some(Self { file: Arc::new(file), handed: at, carry: Vec::new(), spare: Arc::default() })
+        let files = DirectFiles { direct, cached: out.try_clone().ok()? };
+        Some(Self { files: Arc::new(files), handed: at, carry: Vec::new(), spare: Arc::default() })
     }
 
     /// The batch's whole blocks (after what the last batch left) in an aligned copy, to be written
@@ -301,7 +303,7 @@ impl DirectWrites {
         received.move_into(&mut self.carry, received.left());
         BUFFERED.fetch_add(whole, Ordering::Relaxed);
         let blocks = Blocks {
-            file: self.file.clone(),
+            files: self.files.clone(),
             offset: self.handed,
             map,
             len: whole,
@@ -357,13 +359,19 @@ impl<'a> Pieces<'a> {
     }
 }
 
+/// The file being written, opened with `O_DIRECT` and without.
+struct DirectFiles {
+    direct: fs::File,
+    cached: fs::File,
+}
+
 /// Whole blocks of a file in a page-aligned buffer, for `O_DIRECT`; counted in `BUFFERED` until
 /// written, then the buffer goes back to the file's spares. An anonymous map, not the allocator's:
 /// a buffer is filled on one blocking thread and freed on another, and glibc kept each freed one
 /// in the arena of the thread that took it, ~8 MiB more at the peak of a 1 GiB upload; a map is
 /// given back to the system when the file's last buffer drops.
 struct Blocks {
-    file: Arc<fs::File>,
+    files: Arc<DirectFiles>,
     offset: u64,
     map: Option<MmapMut>,
     len: usize,
@@ -372,9 +380,16 @@ struct Blocks {
 
 impl Blocks {
     fn write(self) -> io::Result<()> {
-        match &self.map {
-            Some(map) => std::os::unix::fs::FileExt::write_all_at(&*self.file, &map[..self.len], self.offset),
-            None => Ok(()),
+        use std::os::unix::fs::FileExt;
+        let Some(map) = &self.map else { return Ok(()) };
+        let blocks = &map[..self.len];
+        match self.files.direct.write_all_at(blocks, self.offset) {
+            // A filesystem that opens files with `O_DIRECT` and then asks another alignment of
+            // its writes: these bytes go through the page cache instead.
+            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                self.files.cached.write_all_at(blocks, self.offset)
+            }
+            written => written,
         }
     }
 }
@@ -434,7 +449,8 @@ impl TempWriter {
         }
         if let Direct::NotYet = self.direct {
             if at >= DIRECT_FROM {
-                self.direct = DirectWrites::open(path, at).map_or(Direct::Refused, Direct::Writing);
+                self.direct =
+                    DirectWrites::open(path, &self.out, at).map_or(Direct::Refused, Direct::Writing);
             }
         }
         if let Direct::Writing(direct) = &mut self.direct {
@@ -1095,6 +1111,24 @@ mod tests {
         let written = writer.finish().unwrap();
         assert_eq!(written.size, expected.len() as u64);
         assert_eq!(written.sha256, hex::encode(Sha256::digest(&expected)));
+        assert_eq!(fs::read(&path).unwrap(), expected);
+    }
+
+    /// Blocks that the device refuses as misaligned (here: at an offset off a block boundary)
+    /// are written through the page cache instead, not lost.
+    #[test]
+    fn blocks_refused_as_misaligned_are_written_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("misaligned.part");
+        let out = fs::File::create(&path).unwrap();
+        let mut direct = DirectWrites::open(&path, &out, 0).expect("the temporary folder takes O_DIRECT");
+        let bytes: Vec<u8> = (0..3 * DIRECT_BLOCK as u32).map(|i| (i % 253) as u8).collect();
+        let mut blocks = direct.blocks(&out, &[&bytes[..]]).unwrap();
+        assert_eq!(blocks.len, bytes.len());
+        blocks.offset = 1;
+        blocks.write().unwrap();
+        let mut expected = vec![0u8];
+        expected.extend_from_slice(&bytes);
         assert_eq!(fs::read(&path).unwrap(), expected);
     }
 }
