@@ -62,13 +62,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     let (mut rss, mut rss_idle, mut nginx_rss) = (Samples::default(), Samples::default(), Samples::default());
     let (mut ours_open, mut theirs_open) = (idle, idle);
     for round in 0..bench.rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a = load.cabinet(bench, round).await?;
-            (a, load.nginx(bench, round).await?)
-        } else {
-            let b = load.nginx(bench, round).await?;
-            (load.cabinet(bench, round).await?, b)
-        };
+        let (a, b) = in_turns!(round, load.cabinet(bench, round).await?, load.nginx(bench, round).await?);
         eprintln!(
             "connections round {round}: Cabinet {:.0} MiB/s, peak RSS {:.1} MiB ({:.1} MiB with only the idle \
              connections), {} of {idle} idle connections answered at the end; nginx {:.0} MiB/s, RSS {:.1} MiB, \

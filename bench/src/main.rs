@@ -6,6 +6,20 @@
 //! cargo run -p bench --release -- [--quick] [--only upload,download,s3,small,cache,reserve,ingest,memory,proxy,connections,scale,neighbour,tus,s3surface,thumbs,webhooks,outbox,waiting]
 //! ```
 
+/// `(a, b)`: `a` evaluated first in even rounds and `b` first in odd ones (each may `.await` and
+/// `?`), so that drift over a run falls on both sides alike.
+macro_rules! in_turns {
+    ($round:expr, $a:expr, $b:expr) => {
+        if $round % 2 == 0 {
+            let a = $a;
+            (a, $b)
+        } else {
+            let b = $b;
+            ($a, b)
+        }
+    };
+}
+
 mod cache;
 mod client;
 mod connections;

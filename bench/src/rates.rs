@@ -175,14 +175,11 @@ pub async fn reserve(bench: &mut Bench) -> Result<()> {
     let (mut ours, mut theirs, mut p99, mut ratio) =
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
     for round in 0..bench.rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a =
-                checked(wrk(&url, CONNECTIONS, secs, &["-H", &auth, "-s", &script])?, "POST /v1/uploads")?;
-            (a, raw_sqlite_inserts(&raw_db, secs).await?)
-        } else {
-            let b = raw_sqlite_inserts(&raw_db, secs).await?;
-            (checked(wrk(&url, CONNECTIONS, secs, &["-H", &auth, "-s", &script])?, "POST /v1/uploads")?, b)
-        };
+        let (a, b) = in_turns!(
+            round,
+            checked(wrk(&url, CONNECTIONS, secs, &["-H", &auth, "-s", &script])?, "POST /v1/uploads")?,
+            raw_sqlite_inserts(&raw_db, secs).await?
+        );
         eprintln!(
             "reserve round {round}: Cabinet {:.0}/s (p99 {:.1} ms), raw SQLite insert {b:.0}/s",
             a.requests_per_second, a.p99_ms
@@ -271,13 +268,7 @@ pub async fn ingest(bench: &mut Bench) -> Result<()> {
         };
         let run_nginx =
             || checked(wrk(&nginx.url, CONNECTIONS, secs, &["-s", &nginx_script])?, "nginx dav PUT (1 KiB)");
-        let (a, b) = if round % 2 == 0 {
-            let a = run_cabinet()?;
-            (a, run_nginx()?)
-        } else {
-            let b = run_nginx()?;
-            (run_cabinet()?, b)
-        };
+        let (a, b) = in_turns!(round, run_cabinet()?, run_nginx()?);
         eprintln!(
             "ingest round {round}: Cabinet {:.0} files/s (p99 {:.1} ms), nginx dav PUT {:.0}/s (p99 {:.1} ms)",
             a.requests_per_second, a.p99_ms, b.requests_per_second, b.p99_ms

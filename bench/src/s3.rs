@@ -183,13 +183,7 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
     let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
     for round in 0..bench.rounds {
         // Alternate who goes first, so drift over the run hits both alike.
-        let (a, b) = if round % 2 == 0 {
-            let a = up.cabinet().await?;
-            (a, up.baseline().await?)
-        } else {
-            let b = up.baseline().await?;
-            (up.cabinet().await?, b)
-        };
+        let (a, b) = in_turns!(round, up.cabinet().await?, up.baseline().await?);
         let (a, b) = (mib_per_second(size, a), mib_per_second(size, b));
         eprintln!("s3 round {round}: Cabinet {a:.0} MiB/s, straight to S3 {b:.0} MiB/s, ratio {:.2}", a / b);
         ours.push(a);
@@ -244,13 +238,7 @@ async fn downloads_through_cabinet(
     };
     let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
     for round in 0..bench.rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a = get(&through, &["-H", &authorization])?;
-            (a, get(&straight, &[])?)
-        } else {
-            let b = get(&straight, &[])?;
-            (get(&through, &["-H", &authorization])?, b)
-        };
+        let (a, b) = in_turns!(round, get(&through, &["-H", &authorization])?, get(&straight, &[])?);
         eprintln!("s3 download round {round}: through Cabinet {a:.0} MiB/s, straight from S3 {b:.0} MiB/s");
         ours.push(a);
         theirs.push(b);

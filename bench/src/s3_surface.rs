@@ -135,13 +135,7 @@ pub async fn run(bench: &mut Bench, s3_url: &str) -> Result<()> {
             let ours_at = format!("cab:{bucket}/bench-{what}-{round}");
             let theirs_at = format!("base:{base_bucket}/{run}/{what}-{round}");
             let copy = |to: &str| rclone.run(&["copy", source, to]);
-            let (a, b) = if round % 2 == 0 {
-                let a = copy(&ours_at)?;
-                (a, copy(&theirs_at)?)
-            } else {
-                let b = copy(&theirs_at)?;
-                (copy(&ours_at)?, b)
-            };
+            let (a, b) = in_turns!(round, copy(&ours_at)?, copy(&theirs_at)?);
             // Cabinet's copy is checked (sizes and MD5s, which rclone keeps in the objects' metadata);
             // the baseline is the reference.
             rclone.run(&["check", source, &ours_at]).with_context(|| format!("rclone check of {ours_at}"))?;

@@ -114,13 +114,7 @@ impl Upload<'_> {
         let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
         for round in 0..rounds {
             // Alternate who goes first, so drift over the run hits both alike.
-            let (a, b) = if round % 2 == 0 {
-                let a = self.cabinet().await?;
-                (a, self.nginx()?)
-            } else {
-                let b = self.nginx()?;
-                (self.cabinet().await?, b)
-            };
+            let (a, b) = in_turns!(round, self.cabinet().await?, self.nginx()?);
             let (a, b) = (mib_per_second(self.size, a), mib_per_second(self.size, b));
             let cpu = self.cpu_per_mib.last().unwrap_or_default();
             eprintln!(
@@ -197,13 +191,7 @@ pub async fn run(bench: &mut Bench, upload: bool, download: bool) -> Result<()> 
         };
         let (mut ours, mut theirs, mut ratio) = (Samples::default(), Samples::default(), Samples::default());
         for round in 0..bench.rounds {
-            let (a, b) = if round % 2 == 0 {
-                let a = get(&url)?;
-                (a, get(&nginx_url)?)
-            } else {
-                let b = get(&nginx_url)?;
-                (get(&url)?, b)
-            };
+            let (a, b) = in_turns!(round, get(&url)?, get(&nginx_url)?);
             let (a, b) = (mib_per_second(size, a), mib_per_second(size, b));
             eprintln!("download round {round}: Cabinet {a:.0} MiB/s, nginx {b:.0} MiB/s, ratio {:.2}", a / b);
             ours.push(a);

@@ -106,13 +106,8 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     for round in 0..bench.rounds {
         // Alternate who goes first, so drift over the run hits both alike; each file is purged
         // before the next round so the disk holds one copy of each.
-        let (a, b) = if round % 2 == 0 {
-            let a = tus()?;
-            (a, signed_put(bench, &cabinet, &key, &file_arg, size, &sha256).await?)
-        } else {
-            let b = signed_put(bench, &cabinet, &key, &file_arg, size, &sha256).await?;
-            (tus()?, b)
-        };
+        let (a, b) =
+            in_turns!(round, tus()?, signed_put(bench, &cabinet, &key, &file_arg, size, &sha256).await?);
         let (a, b) = (mib_per_second(size, a), mib_per_second(size, b));
         eprintln!("tus round {round}: tus {a:.0} MiB/s, signed PUT {b:.0} MiB/s, ratio {:.2}", a / b);
         ours.push(a);

@@ -446,13 +446,7 @@ async fn throughput(
             delete_endpoint(bench, cabinet, key, &hook).await?;
             anyhow::Ok((rate, events.saturating_sub(at_stop) as f64 / events as f64))
         };
-        let ((a, left), b) = if round % 2 == 0 {
-            let a = with_endpoint().await?;
-            (a, run("without")?)
-        } else {
-            let b = run("without")?;
-            (with_endpoint().await?, b)
-        };
+        let ((a, left), b) = in_turns!(round, with_endpoint().await?, run("without")?);
         eprintln!(
             "webhooks throughput round {round}: with an endpoint {a:.0} files/s ({:.0}% of its events still to \
              deliver when wrk stopped), without {b:.0} files/s, ratio {:.3}",
