@@ -237,7 +237,7 @@ const DIRECT_FROM: u64 = WRITEBACK_EVERY;
 /// same file: from a page-aligned copy straight to the device, where a write through the page cache
 /// copies them there first and the kernel's writeback later sends them on (`perf` put that copy at
 /// ~40% of the server's CPU during a 1 GiB upload). Whole blocks only: the bytes up to the first
-/// block boundary and the file's last part block go through the page cache (`TempWriter::out`).
+/// block boundary and the file's last part block go through the page cache (`DirectFiles::cached`).
 struct DirectWrites {
     files: Arc<DirectFiles>,
     /// Where the next bytes go: past the first boundary, a whole number of blocks.
@@ -274,14 +274,14 @@ impl DirectWrites {
     /// The batch's whole blocks (after what the last batch left) in an aligned copy, to be written
     /// by the caller while the next batch is hashed; the rest waits for the next batch. Bytes
     /// before the first block boundary are written through the page cache here.
-    fn blocks(&mut self, out: &fs::File, batch: &[impl AsRef<[u8]>]) -> io::Result<Blocks> {
+    fn blocks(&mut self, batch: &[impl AsRef<[u8]>]) -> io::Result<Blocks> {
         let carry = std::mem::take(&mut self.carry);
         let mut received = Pieces::new(&carry, batch);
         let past_boundary = (self.handed % DIRECT_BLOCK as u64) as usize;
         if past_boundary != 0 {
             let mut lead = Vec::new();
             received.move_into(&mut lead, DIRECT_BLOCK - past_boundary);
-            std::os::unix::fs::FileExt::write_all_at(out, &lead, self.handed)?;
+            std::os::unix::fs::FileExt::write_all_at(&self.files.cached, &lead, self.handed)?;
             self.handed += lead.len() as u64;
         }
         let whole = match self.handed % DIRECT_BLOCK as u64 {
@@ -314,8 +314,8 @@ impl DirectWrites {
     }
 
     /// Writes the last part of a block through the page cache, once every `Blocks` is written.
-    fn finish(&self, out: &fs::File) -> io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(out, &self.carry, self.handed)
+    fn finish(&self) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.files.cached, &self.carry, self.handed)
     }
 }
 
@@ -454,7 +454,7 @@ impl TempWriter {
             }
         }
         if let Direct::Writing(direct) = &mut self.direct {
-            return direct.blocks(&self.out, batch).map(Some);
+            return direct.blocks(batch).map(Some);
         }
         write_all_chunks(&mut self.out, batch)?;
         if self.size - self.flushed_at >= WRITEBACK_EVERY {
@@ -475,7 +475,7 @@ impl TempWriter {
             writeback.finish()?;
         }
         if let Direct::Writing(direct) = &self.direct {
-            direct.finish(&self.out)?;
+            direct.finish()?;
         }
         self.out.sync_all()?;
         Ok(Written { size: self.size, sha256: hex::encode(self.hasher.finalize()) })
@@ -1123,7 +1123,7 @@ mod tests {
         let out = fs::File::create(&path).unwrap();
         let mut direct = DirectWrites::open(&path, &out, 0).expect("the temporary folder takes O_DIRECT");
         let bytes: Vec<u8> = (0..3 * DIRECT_BLOCK as u32).map(|i| (i % 253) as u8).collect();
-        let mut blocks = direct.blocks(&out, &[&bytes[..]]).unwrap();
+        let mut blocks = direct.blocks(&[&bytes[..]]).unwrap();
         assert_eq!(blocks.len, bytes.len());
         blocks.offset = 1;
         blocks.write().unwrap();
