@@ -11,3 +11,8 @@ mod sigv4;
 pub use local::LocalBlobStore;
 pub use recent_reads::RecentReads;
 pub use s3::{S3BlobStore, S3Config};
+
+/// A poisoned lock only means a panic elsewhere while it was held; what it guards is still usable.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

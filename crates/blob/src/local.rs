@@ -20,6 +20,7 @@ use futures::StreamExt;
 use memmap2::MmapMut;
 use sha2::{Digest, Sha256};
 
+use crate::lock;
 use crate::sending::{HELD_FOR_SENDING, MOST_HELD_FOR_SENDING};
 
 /// The batch handed to the disk at a time; large writes keep syscalls few.
@@ -404,10 +405,6 @@ impl Drop for Blocks {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// What the writer reports once the file is durable.
 struct Written {
     size: u64,
@@ -419,7 +416,7 @@ impl TempWriter {
         // Creating a file locks its folder in the kernel while the filesystem finds it an inode,
         // which can take a while (ext4 without a journal steps past every inode freed in the last
         // minute); the kernel's waiters spin for that lock. One at a time here, the others sleep.
-        let creating = CREATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let creating = lock(&CREATING);
         let file = fs::OpenOptions::new().write(true).create_new(true).open(path);
         drop(creating);
         let file = file?;

@@ -18,6 +18,8 @@ use bytes::Bytes;
 use cabinet_core::ports::{ReadCache, SMALL_OBJECT_BYTES};
 use cabinet_core::{FileId, FileRecord, WorkspaceId};
 
+use crate::lock;
+
 /// How long a looked-up file record is trusted.
 pub const RECORD_TTL: Duration = Duration::from_secs(1);
 /// At most this many records are kept.
@@ -44,7 +46,7 @@ struct Objects {
 impl ReadCache for RecentReads {
     /// A live file's record, if it was looked up less than [`RECORD_TTL`] ago.
     fn record(&self, ws: &WorkspaceId, id: &FileId) -> Option<FileRecord> {
-        let records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let records = lock(&self.records);
         let key = (ws.clone(), id.clone());
         match records.get(&key) {
             Some((at, file)) if at.elapsed() < RECORD_TTL => Some(file.clone()),
@@ -54,7 +56,7 @@ impl ReadCache for RecentReads {
 
     /// Remembers a live file's record.
     fn keep_record(&self, file: &FileRecord) {
-        let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut records = lock(&self.records);
         if records.len() >= MAX_RECORDS {
             records.retain(|_, (at, _)| at.elapsed() < RECORD_TTL);
             if records.len() >= MAX_RECORDS {
@@ -66,13 +68,13 @@ impl ReadCache for RecentReads {
 
     /// Forgets every record of a workspace whose files changed.
     fn forget_workspace(&self, ws: &WorkspaceId) {
-        let mut records = self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut records = lock(&self.records);
         records.retain(|(workspace, _), _| workspace != ws);
     }
 
     /// A small object's bytes, if kept.
     fn object(&self, blob_key: &str) -> Option<Bytes> {
-        let objects = self.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let objects = lock(&self.objects);
         objects.by_key.get(blob_key).cloned()
     }
 
@@ -81,7 +83,7 @@ impl ReadCache for RecentReads {
         if bytes.len() as u64 > SMALL_OBJECT_BYTES {
             return;
         }
-        let mut objects = self.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut objects = lock(&self.objects);
         if objects.total + bytes.len() > MAX_CACHED_BYTES {
             objects.by_key.clear();
             objects.total = 0;
@@ -94,7 +96,7 @@ impl ReadCache for RecentReads {
 
     /// Forgets an object whose blob is deleted.
     fn forget_object(&self, blob_key: &str) {
-        let mut objects = self.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut objects = lock(&self.objects);
         if let Some(previous) = objects.by_key.remove(blob_key) {
             objects.total -= previous.len();
         }
