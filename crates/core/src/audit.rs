@@ -247,7 +247,7 @@ impl AuditWriter {
         self.queue.get_or_init(|| {
             // Bounded: past it, requests wait for room (their memory is not taken on).
             let (queue, pending) = tokio::sync::mpsc::channel(4096);
-            tokio::spawn(write_batches(store.clone(), pending));
+            crate::group_commit::spawn_committer(store, write_batches(store.clone(), pending));
             queue
         })
     }

@@ -37,8 +37,8 @@ struct Pending<T, O> {
 impl<T: Send + 'static, O: Send + 'static> GroupCommit<T, O> {
     /// Commits `write` with the others waiting now, through `commit_batch` (which answers one
     /// outcome per write, in their order, or `Err` when the transaction as a whole failed and none
-    /// was written). `None` when the committing task is gone (the runtime it ran on ended): the
-    /// caller then writes on its own.
+    /// was written). `None` when the committing task is gone (the runtime it ran on ended, or its
+    /// thread could not be started): the caller then writes on its own.
     pub(crate) async fn commit<F, Fut>(
         &self,
         store: &Arc<dyn MetadataStore>,
@@ -51,12 +51,40 @@ impl<T: Send + 'static, O: Send + 'static> GroupCommit<T, O> {
     {
         let queue = self.queue.get_or_init(|| {
             let (queue, pending) = mpsc::channel(MOST_WAITING);
-            tokio::spawn(commit_batches(store.clone(), pending, commit_batch));
+            spawn_committer(store, commit_batches(store.clone(), pending, commit_batch));
             queue
         });
         let (done, committed) = oneshot::channel();
         queue.send(Pending { write, done }).await.ok()?;
         committed.await.ok()
+    }
+}
+
+/// Starts `committer`, the loop that takes a group commit's queue. Where the store hands each
+/// statement to a thread of its own, the loop gets a thread of its own too, with a runtime of its
+/// own (timers only: the store's thread is all it waits on): a transaction is several statements
+/// in a row, and on the server's runtime each answer's wake-up would wait its turn behind the
+/// requests queued there while every write of the batch waits on it. If that thread or its
+/// runtime cannot be started, the queue is dropped and each write goes on its own (`commit`
+/// answers `None`).
+pub(crate) fn spawn_committer<F>(store: &Arc<dyn MetadataStore>, committer: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if !store.hands_statements_to_a_thread() {
+        tokio::spawn(committer);
+        return;
+    }
+    let started = std::thread::Builder::new().name("group-commit".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(runtime) => runtime.block_on(committer),
+            Err(err) => {
+                tracing::warn!(error = %err, "group commit: no runtime of its own; each write commits alone")
+            }
+        }
+    });
+    if let Err(err) = started {
+        tracing::warn!(error = %err, "group commit: no thread of its own; each write commits alone");
     }
 }
 

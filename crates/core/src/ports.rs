@@ -107,6 +107,14 @@ pub trait MetadataStore:
         request
     }
 
+    /// Whether each statement is handed to a thread of the store's own and its answer waited for
+    /// (SQLite's connections, through sqlx), rather than sent and read by the runtime's own I/O.
+    /// The group commits then run on threads of their own: on the runtime's workers, each of a
+    /// transaction's statements waits to be sent behind every request queued there.
+    fn hands_statements_to_a_thread(&self) -> bool {
+        false
+    }
+
     /// Checks the store answers.
     async fn ping(&self) -> Result<()>;
 

@@ -26,6 +26,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// (see `SqlStore::push_page_source`).
     const FENCE_NAME_MATCHES: bool;
 
+    /// Whether each statement is handed to a thread of the connection's own and its answer waited
+    /// for (`MetadataStore::hands_statements_to_a_thread`).
+    const HANDS_STATEMENTS_TO_A_THREAD: bool;
+
     /// The pool for reads (everything but the inline lookups).
     fn read_pool(&self) -> &Pool<Self::Db>;
 
@@ -51,6 +55,15 @@ pub trait Dialect: Send + Sync + 'static {
     ) -> impl Future<Output = sqlx::Result<Vec<T>>> + Send + 'e
     where
         T: for<'r> FromRow<'r, <Self::Db as Database>::Row> + Send + Unpin + 'e,
+        E: Executor<'e, Database = Self::Db> + 'e;
+
+    /// Runs a statement built with a `QueryBuilder` for its effect alone (as `fetch_built`), so no
+    /// row comes back: on SQLite each row returned is a message from its writer thread.
+    fn execute_built<'e, E>(
+        qb: &'e mut QueryBuilder<'static, Self::Db>,
+        executor: E,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send + 'e
+    where
         E: Executor<'e, Database = Self::Db> + 'e;
 
     /// How many rows a statement changed.

@@ -98,6 +98,9 @@ impl Dialect for PostgresDatabase {
     /// A name query's page is kept on the trigram index by finding its matches first.
     const FENCE_NAME_MATCHES: bool = true;
 
+    /// Statements go over the connection's socket, polled by the runtime's own I/O driver.
+    const HANDS_STATEMENTS_TO_A_THREAD: bool = false;
+
     fn read_pool(&self) -> &PgPool {
         &self.read
     }
@@ -150,6 +153,17 @@ impl Dialect for PostgresDatabase {
         E: sqlx::Executor<'e, Database = sqlx::Postgres> + 'e,
     {
         qb.build_query_as().fetch_all(executor)
+    }
+
+    fn execute_built<'e, E>(
+        qb: &'e mut sqlx::QueryBuilder<'static, sqlx::Postgres>,
+        executor: E,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send + 'e
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Postgres> + 'e,
+    {
+        let query = qb.build();
+        async move { query.execute(executor).await.map(drop) }
     }
 
     fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {

@@ -553,6 +553,9 @@ impl Dialect for SqliteDatabase {
     /// The unary `+` of `workspace_column` keeps a name query's page on the trigram index.
     const FENCE_NAME_MATCHES: bool = false;
 
+    /// sqlx runs each connection's statements on a worker thread of its own.
+    const HANDS_STATEMENTS_TO_A_THREAD: bool = true;
+
     /// The read pool, for everything but the inline lookups.
     fn read_pool(&self) -> &SqlitePool {
         self.end_shared_read();
@@ -627,6 +630,17 @@ impl Dialect for SqliteDatabase {
         E: sqlx::Executor<'e, Database = sqlx::Sqlite> + 'e,
     {
         qb.build_query_as().fetch_all(executor)
+    }
+
+    fn execute_built<'e, E>(
+        qb: &'e mut sqlx::QueryBuilder<'static, sqlx::Sqlite>,
+        executor: E,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send + 'e
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite> + 'e,
+    {
+        let query = qb.build();
+        async move { query.execute(executor).await.map(drop) }
     }
 
     fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {

@@ -48,8 +48,7 @@ where
                     .push_bind(i64::from(record.status))
                     .push_bind(record.error_code.clone());
             });
-            insert.push(" RETURNING id");
-            D::fetch_built::<(i64,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+            D::execute_built(&mut insert, &mut **tx).await.map_err(db_error)?;
         }
         Ok(())
     }

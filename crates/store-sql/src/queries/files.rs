@@ -82,8 +82,7 @@ where
                 .push_bind(fold(&file.name))
                 .push_bind(file.external_id.clone());
         });
-        insert.push(" RETURNING id");
-        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(external_id_error)?;
+        D::execute_built(&mut insert, &mut **tx).await.map_err(external_id_error)?;
         // New files have no tags yet: nothing to replace.
         let tags: Vec<(&WorkspaceId, &FileId, &String)> = files
             .iter()
@@ -124,8 +123,7 @@ where
                     .push_bind(tag_key(tag))
                     .push_bind((*tag).clone());
             });
-            insert.push(" RETURNING tag");
-            D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+            D::execute_built(&mut insert, &mut **tx).await.map_err(db_error)?;
         }
         Ok(())
     }

@@ -151,6 +151,10 @@ where
         self.db.in_request_scope(request)
     }
 
+    fn hands_statements_to_a_thread(&self) -> bool {
+        D::HANDS_STATEMENTS_TO_A_THREAD
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(self.read_pool())

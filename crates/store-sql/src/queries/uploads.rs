@@ -200,7 +200,7 @@ where
         let grant = Self::locked_ledger(tx, ws).await?.grant(bytes(*most)?, 0);
         let receiving = Upload { status: UploadStatus::Uploading, size: grant as u64, ..upload.clone() };
         let mut insert = Self::insert_uploads_statement(&[&receiving])?;
-        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+        D::execute_built(&mut insert, &mut **tx).await.map_err(db_error)?;
         Self::add_reserved(tx, ws, grant).await?;
         Ok(grant as u64)
     }
@@ -346,7 +346,7 @@ where
             let uploads: Vec<&Upload> = granted.iter().map(|reservation| &reservation.upload).collect();
             // A size past the database's integer: the one-by-one inserts refuse that upload alone.
             let Ok(mut insert) = Self::insert_uploads_statement(&uploads) else { return Ok(None) };
-            if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
+            if let Err(err) = D::execute_built(&mut insert, &mut *tx).await {
                 return refused_as_a_whole(db_error(err));
             }
             let records: Vec<&NewAuditRecord> =
@@ -442,7 +442,7 @@ where
         }
         let receiving: Vec<&Upload> = receiving.iter().collect();
         let Ok(mut insert) = Self::insert_uploads_statement(&receiving) else { return Ok(None) };
-        if let Err(err) = D::fetch_built::<(String,), _>(&mut insert, &mut *tx).await {
+        if let Err(err) = D::execute_built(&mut insert, &mut *tx).await {
             return refused_as_a_whole(db_error(err));
         }
         for (ws, _, reserving) in ledgers.iter().filter(|(_, _, reserving)| *reserving != 0) {
@@ -581,8 +581,7 @@ where
             let file = &finishes[index].file;
             row.push_bind(file.workspace_id.to_string()).push_bind(millis(file.created_at)).push_bind(*used);
         });
-        steps.push(" RETURNING workspace_id");
-        D::fetch_built::<(String,), _>(&mut steps, &mut *tx).await.map_err(db_error)?;
+        D::execute_built(&mut steps, &mut *tx).await.map_err(db_error)?;
         let records: Vec<&NewAuditRecord> =
             writing.iter().filter_map(|(index, _, _)| finishes[*index].record.as_ref()).collect();
         Self::append_audit_in(&mut tx, &records).await?;
@@ -590,8 +589,7 @@ where
         Ok(Some(finished))
     }
 
-    /// `INSERT INTO uploads … VALUES (…), (…) RETURNING id` of these uploads, run through the
-    /// dialect's built-query runner (which wants rows back); an error when a size does not fit
+    /// `INSERT INTO uploads … VALUES (…), (…)` of these uploads; an error when a size does not fit
     /// the database's integer.
     fn insert_uploads_statement(uploads: &[&Upload]) -> Result<QueryBuilder<'static, D::Db>> {
         let sizes = uploads
@@ -620,7 +618,6 @@ where
                 .push_bind(upload.multipart_id.clone())
                 .push_bind(upload.awaits_record);
         });
-        insert.push(" RETURNING id");
         Ok(insert)
     }
 
@@ -646,7 +643,7 @@ where
     async fn insert_reserving(tx: &mut sqlx::Transaction<'_, D::Db>, upload: &Upload) -> Result<()> {
         let mut insert = Self::insert_uploads_statement(&[upload])?;
         Self::charge(tx, &upload.workspace_id, "reserved_bytes", upload.size).await?;
-        D::fetch_built::<(String,), _>(&mut insert, &mut **tx).await.map_err(db_error)?;
+        D::execute_built(&mut insert, &mut **tx).await.map_err(db_error)?;
         Ok(())
     }
 
