@@ -49,7 +49,10 @@ impl Db {
             Some(url) => Db::Postgres(PgPoolOptions::new().max_connections(1).connect(url).await?),
             None => {
                 let url = format!("sqlite://{}", data.join("cabinet.db").display());
-                let options = SqliteConnectOptions::from_str(&url)?.busy_timeout(Duration::from_secs(30));
+                // The database file mapped, as Cabinet's reading connections map it.
+                let options = SqliteConnectOptions::from_str(&url)?
+                    .busy_timeout(Duration::from_secs(30))
+                    .pragma("mmap_size", (1u64 << 40).to_string());
                 Db::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?)
             }
         })
@@ -149,9 +152,9 @@ impl Db {
             (Db::Sqlite(pool), Some(term)) => sqlx::query(
                 "SELECT id, name FROM files WHERE +workspace_id = $1 AND trashed_at IS NULL \
                  AND rowid IN (SELECT rowid & 274877906943 FROM files_search WHERE files_search MATCH \
-                   (SELECT '\"' || group_concat(w.rowid || 'x' || hex(substr(CAST($2 AS BLOB), s.n, 3)), ' ' ORDER BY s.n) \
+                   (SELECT '\"' || group_concat(w.rowid || 'x' || hex(substr(CAST($2 AS BLOB), s.n, 4)), ' ' ORDER BY s.n) \
                     || '\"' FROM workspaces w, search_trigram_starts s WHERE w.id = $1 \
-                    AND s.n <= length(CAST($2 AS BLOB)) - 2) \
+                    AND s.n <= length(CAST($2 AS BLOB)) - 3) \
                    AND rowid BETWEEN (SELECT rowid << 38 FROM workspaces WHERE id = $1) \
                    AND (SELECT (rowid << 38) | 274877906943 FROM workspaces WHERE id = $1)) \
                  ORDER BY created_at DESC, id DESC LIMIT 50",

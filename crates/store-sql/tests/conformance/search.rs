@@ -41,6 +41,8 @@ pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &d
         "holiday.jpg",
         "say \"cheese\" 📷.png",
         "abcxbcd.txt",
+        "abc",
+        "wxyz",
         "日本語.txt",
         &longest,
     ] {
@@ -85,6 +87,17 @@ pub(crate) async fn search_finds_files_and_folders_by_folded_substring(store: &d
     // Every trigram of `abcd` is in `abcxbcd`, but not one after another.
     assert!(search("abcd").await.is_empty());
     assert_eq!(search("cxb").await, vec!["file:abcxbcd.txt"]);
+    // Three bytes and four, at a name's start, middle and end, and names of just that many.
+    assert_eq!(search("abc").await, vec!["file:abc", "file:abcxbcd.txt"]);
+    assert_eq!(search("bcd").await, vec!["file:abcxbcd.txt"]);
+    assert_eq!(search("wxy").await, vec!["file:wxyz"]);
+    assert_eq!(search("xyz").await, vec!["file:wxyz"]);
+    assert_eq!(search("wxyz").await, vec!["file:wxyz"]);
+    assert!(search("wxyza").await.is_empty());
+    assert_eq!(search("pdf").await, vec!["file:Report.PDF"]);
+    assert_eq!(search(".pdf").await, vec!["file:Report.PDF"]);
+    assert_eq!(search("txt").await, vec!["file:abcxbcd.txt", "file:日本語.txt"]);
+    assert_eq!(search("語.t").await, vec!["file:日本語.txt"]);
     // Characters of several bytes, fewer than three of them.
     assert_eq!(search("日本").await, vec!["file:日本語.txt"]);
     assert_eq!(search("語").await, vec!["file:日本語.txt"]);
