@@ -445,9 +445,10 @@ fn checkpoint_ahead_of_the_writer(reads: &Arc<InlineReads>) {
 
 /// How much of the database file a reading connection maps into memory (up to the file's size)
 /// rather than reads a page at a time: a name search at 10,000,000 files reads 10,000 rows, each
-/// on a page of its own, and `pread` for each took it from 6 to 18 ms. The map is the kernel's
-/// page cache, shared by every connection, not memory of each; writes still go through the
-/// writer's `pwrite`. The build raises SQLite's own ceiling (2 GiB) to this (`.cargo/config.toml`).
+/// on a page of its own, which took 18 ms through a `pread` each and 6 ms mapped. The map is the
+/// kernel's page cache, shared by every connection, not memory of each; writes still go through
+/// the writer's `pwrite`. The build raises SQLite's own ceiling (2 GiB) to this
+/// (`.cargo/config.toml`).
 const READ_MAP_BYTES: i64 = 1 << 40;
 
 /// SQLite virtual-machine steps a pooled read runs between two offers of its core to another
