@@ -14,8 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cabinet_core::ports::{Assembled, BlobInfo, ByteRange, ByteStream, PartInfo, StageError, StagedBlob};
+use cabinet_core::ports::{
+    Assembled, BlobInfo, ByteRange, ByteStream, PartInfo, StageError, StagedBlob, KEY_PAGE,
+};
 use cabinet_core::{BlobStore, Error, Result, Upload};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use memmap2::MmapMut;
 use sha2::{Digest, Sha256};
@@ -181,6 +184,10 @@ struct Writeback {
 
 impl Writeback {
     fn start(file: &fs::File) -> io::Result<Self> {
+        #[cfg(test)]
+        if tests::REFUSE_WRITEBACK_THREADS.get() {
+            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
         let file = file.try_clone()?;
         let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new().name("cabinet-writeback".into()).spawn(move || {
@@ -457,7 +464,14 @@ impl TempWriter {
         if self.size - self.flushed_at >= WRITEBACK_EVERY {
             self.flushed_at = self.size;
             if self.writeback.is_none() {
-                self.writeback = Some(Writeback::start(&self.out)?);
+                // Early writeback only spreads the flush over the upload; `finish` makes the file
+                // durable without it. A thread that cannot be started (the process at its limit of
+                // threads) costs the upload that and nothing more.
+                self.writeback = Writeback::start(&self.out)
+                    .inspect_err(|err| {
+                        tracing::warn!(error = %err, "no writeback thread for an upload; its bytes are flushed when it ends")
+                    })
+                    .ok();
             }
             if let Some(writeback) = &self.writeback {
                 writeback.request();
@@ -667,6 +681,36 @@ impl Drop for Staging {
     }
 }
 
+/// Hands `page` the keys under `objects` (paths at any depth: `ws_…/file_…`,
+/// `thumbnails/ws_…/file_…/256`; folders are only where keys live), `KEY_PAGE` at a time, until
+/// it answers `false`. Depth first with each folder's listing open, so that what is held is one
+/// open listing a level, not the names of every folder still to visit (a thumbnail folder a file).
+fn walk_keys(objects: &Path, mut page: impl FnMut(Vec<String>) -> bool) -> io::Result<()> {
+    let mut keys = Vec::with_capacity(KEY_PAGE);
+    let mut open = vec![(fs::read_dir(objects)?, String::new())];
+    while let Some((listing, prefix)) = open.last_mut() {
+        let Some(entry) = listing.next() else {
+            open.pop();
+            continue;
+        };
+        let entry = entry?;
+        let key = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            open.push((fs::read_dir(entry.path())?, format!("{key}/")));
+        } else if kind.is_file() && !prefix.is_empty() {
+            keys.push(key);
+            if keys.len() == KEY_PAGE && !page(std::mem::replace(&mut keys, Vec::with_capacity(KEY_PAGE))) {
+                return Ok(());
+            }
+        }
+    }
+    if !keys.is_empty() {
+        page(keys);
+    }
+    Ok(())
+}
+
 fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
 }
@@ -869,30 +913,19 @@ impl BlobStore for LocalBlobStore {
         .map_err(Error::from)
     }
 
-    async fn list_keys(&self) -> Result<Vec<String>> {
+    fn key_pages(&self) -> BoxStream<'static, Result<Vec<String>>> {
         let objects = self.objects.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
-            // Keys are paths under the objects folder, at any depth (`ws_…/file_…`,
-            // `thumbnails/ws_…/file_…/256`); folders are only where keys live.
-            let mut keys = Vec::new();
-            let mut folders = vec![(objects, String::new())];
-            while let Some((folder, prefix)) = folders.pop() {
-                for entry in fs::read_dir(&folder)? {
-                    let entry = entry?;
-                    let key = format!("{prefix}{}", entry.file_name().to_string_lossy());
-                    let kind = entry.file_type()?;
-                    if kind.is_dir() {
-                        folders.push((entry.path(), format!("{key}/")));
-                    } else if kind.is_file() && !prefix.is_empty() {
-                        keys.push(key);
-                    }
-                }
+        let (pages, taken) = tokio::sync::mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = walk_keys(&objects, |page| pages.blocking_send(Ok(page)).is_ok()) {
+                let _ = pages.blocking_send(Err(Error::from(err)));
             }
-            Ok(keys)
-        })
-        .await
-        .map_err(Error::internal)?
-        .map_err(Error::from)
+        });
+        futures::stream::unfold(
+            taken,
+            |mut taken| async move { taken.recv().await.map(|page| (page, taken)) },
+        )
+        .boxed()
     }
 
     async fn remove_temporaries(&self) -> Result<u64> {
@@ -1049,7 +1082,77 @@ impl BlobStore for LocalBlobStore {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// Makes `Writeback::start` fail on this thread, as `spawn` does at the process's limit
+        /// of threads (`EAGAIN`).
+        pub(super) static REFUSE_WRITEBACK_THREADS: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// A file that reaches `WRITEBACK_EVERY` in the page cache asks a thread to flush it early;
+    /// when no thread can be started, the file is still written whole and made durable.
+    #[test]
+    fn a_file_whose_writeback_thread_cannot_start_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-writeback.part");
+        let mut writer = TempWriter::create(&path).unwrap();
+        let bytes: Vec<u8> = (0..WRITEBACK_EVERY as usize + 4_099).map(|i| (i % 241) as u8).collect();
+        let batch: Vec<Bytes> = bytes.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+        REFUSE_WRITEBACK_THREADS.set(true);
+        let blocks = writer.write(&path, &batch);
+        REFUSE_WRITEBACK_THREADS.set(false);
+        assert!(
+            blocks.unwrap().is_none(),
+            "a batch that starts before DIRECT_FROM goes through the page cache"
+        );
+        assert!(writer.writeback.is_none());
+        let written = writer.finish().unwrap();
+        assert_eq!(written.size, bytes.len() as u64);
+        assert_eq!(written.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    /// The keys come out in pages of at most `KEY_PAGE`, every one of them once, at every depth;
+    /// a file straight in the objects folder is no key; and the walk stops when told to.
+    #[test]
+    fn keys_are_walked_in_pages_and_the_walk_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = dir.path();
+        let mut expected = std::collections::BTreeSet::new();
+        fs::create_dir_all(objects.join("ws_a")).unwrap();
+        for i in 0..1_100 {
+            fs::write(objects.join(format!("ws_a/file_{i}")), b"x").unwrap();
+            expected.insert(format!("ws_a/file_{i}"));
+        }
+        for i in 0..150 {
+            let folder = objects.join(format!("thumbnails/ws_a/file_{i}"));
+            fs::create_dir_all(&folder).unwrap();
+            fs::write(folder.join("256"), b"t").unwrap();
+            expected.insert(format!("thumbnails/ws_a/file_{i}/256"));
+        }
+        fs::write(objects.join("stray"), b"not a key").unwrap();
+        let mut pages = Vec::new();
+        walk_keys(objects, |page| {
+            pages.push(page);
+            true
+        })
+        .unwrap();
+        assert_eq!(pages.len(), expected.len().div_ceil(KEY_PAGE));
+        assert!(pages[..pages.len() - 1].iter().all(|page| page.len() == KEY_PAGE));
+        let listed: Vec<String> = pages.into_iter().flatten().collect();
+        assert_eq!(listed.len(), expected.len(), "each key once");
+        assert_eq!(listed.into_iter().collect::<std::collections::BTreeSet<_>>(), expected);
+        let mut handed = 0;
+        walk_keys(objects, |_| {
+            handed += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(handed, 1);
+    }
 
     #[test]
     fn downloads_read_large_chunks_alone_and_small_ones_once_they_hold_their_allowance() {

@@ -172,8 +172,10 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         // Before anything is counted: what is recorded earlier is lost.
         cabinet_api::telemetry::install();
     }
-    let recovered =
-        cabinet.recover_after_restart().await.map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
+    let (recovered, rest_of_sweep) = cabinet
+        .recover_before_serving(cabinet_core::maintenance::OBJECTS_SWEPT_BEFORE_SERVING)
+        .await
+        .map_err(|err| anyhow::anyhow!("recovery failed: {err}"))?;
     cabinet_core::telemetry::maintenance_ran(
         "recover_after_restart",
         &[
@@ -222,6 +224,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
     }
 
     let sweeper = tokio::spawn(sweep_forever(cabinet.clone(), config.sweep_every()));
+    let rest_of_sweep = rest_of_sweep.map(|rest| tokio::spawn(finish_orphan_sweep(rest)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let acceptor = tls.map(|tls| tls.acceptor);
     let s3_server = match s3_listener {
@@ -269,6 +272,9 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
         } => tracing::warn!("the shutdown grace period ended with requests still running"),
     }
     sweeper.abort();
+    if let Some(rest_of_sweep) = rest_of_sweep {
+        rest_of_sweep.abort();
+    }
     key_reader.abort();
     webhooks.abort();
     if let Some(s3_server) = s3_server {
@@ -287,6 +293,22 @@ async fn read_signing_keys_forever(cabinet: Cabinet) {
         ticker.tick().await;
         if let Err(err) = cabinet.refresh_signing_keys().await {
             tracing::warn!(error = %err, "reading the signing keys failed");
+        }
+    }
+}
+
+/// Sweeps the rest of a large store for orphans, while the server serves (see
+/// `OBJECTS_SWEPT_BEFORE_SERVING`).
+async fn finish_orphan_sweep(rest: cabinet_core::maintenance::OrphanSweep) {
+    use cabinet_core::telemetry::{maintenance_failed, maintenance_ran};
+    match rest.finish().await {
+        Ok(removed) => {
+            tracing::info!(orphan_blobs_removed = removed, "the orphan sweep after the restart ended");
+            maintenance_ran("orphan_sweep_after_restart", &[("orphan_blobs_removed", removed)]);
+        }
+        Err(err) => {
+            maintenance_failed("orphan_sweep_after_restart");
+            tracing::warn!(error = %err, "the orphan sweep after the restart failed; `cabinet admin check --repair` finds what it left");
         }
     }
 }

@@ -106,3 +106,55 @@ fn migrate_applies_the_schema_and_is_idempotent() {
         assert_eq!(serde_json::from_str::<Value>(run.stdout.trim()).unwrap(), json!({"migrated": true}));
     }
 }
+
+/// A store of more objects than the sweep after a restart judges before serving: the server gets
+/// the rest of the sweep to finish while it serves, which removes every orphan and nothing owned.
+#[tokio::test]
+async fn a_store_larger_than_the_sweep_before_serving_is_swept_whole_while_serving() {
+    use crate::support::TestServer;
+    use cabinet_core::maintenance::OBJECTS_SWEPT_BEFORE_SERVING;
+
+    let server = TestServer::spawn().await;
+    let bytes = b"owned bytes".as_slice();
+    let kept = server.upload(&server.tenant, "kept.txt", bytes).await;
+    let kept_id = kept["file"]["id"].as_str().unwrap().to_owned();
+    let objects = server.dir.path().join("blobs/objects").join(server.tenant.workspace.as_str());
+    // More than two pages of the store's listing (500 keys a page).
+    const ORPHANS: u64 = 1_200;
+    for _ in 0..ORPHANS {
+        std::fs::write(objects.join(cabinet_core::FileId::generate().as_str()), b"nobody's").unwrap();
+    }
+    assert_eq!(server.stored_blobs() as u64, ORPHANS + 1);
+
+    // One object judged before serving: the first page of the listing is, and the rest is left.
+    let (report, rest) = server.cabinet.recover_before_serving(1).await.unwrap();
+    assert!(report.orphan_sweep_continues, "{report:?}");
+    let rest = rest.expect("the rest of the sweep, for while the server serves");
+    let before = report.orphan_blobs_removed;
+    assert!((499..=500).contains(&before), "one page of 500 keys was judged: {report:?}");
+    assert_eq!(server.stored_blobs() as u64, ORPHANS + 1 - before);
+    // It serves meanwhile.
+    let (status, _) = server
+        .send(server.request(reqwest::Method::GET, &format!("/v1/files/{kept_id}"), &server.tenant.key))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+
+    let after = rest.finish().await.unwrap();
+    assert_eq!(before + after, ORPHANS, "every orphan, once");
+    assert_eq!(server.stored_blobs(), 1, "only the owned object is left");
+    let content = server
+        .request(reqwest::Method::GET, &format!("/v1/files/{kept_id}/content"), &server.tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(content.status(), reqwest::StatusCode::OK);
+    assert_eq!(content.bytes().await.unwrap().as_ref(), bytes);
+
+    // A store within the bound is swept whole before serving, as is every store by
+    // `recover_after_restart`.
+    std::fs::write(objects.join(cabinet_core::FileId::generate().as_str()), b"nobody's").unwrap();
+    let (report, rest) = server.cabinet.recover_before_serving(OBJECTS_SWEPT_BEFORE_SERVING).await.unwrap();
+    assert!(rest.is_none() && !report.orphan_sweep_continues, "{report:?}");
+    assert_eq!(report.orphan_blobs_removed, 1);
+    assert_eq!(server.stored_blobs(), 1);
+}

@@ -3,7 +3,10 @@
 //! key, or the file's own key, which no file owns before the upload succeeds), the reconciler
 //! completes direct uploads whose clients never called complete, and recovery after a restart
 //! removes temporary objects, fails uploads whose bytes were lost with the stopped process, and
-//! removes blobs that no file or live upload owns (a thumbnail is owned by its file).
+//! removes blobs that no file or live upload owns (a thumbnail is owned by its file); past
+//! `OBJECTS_SWEPT_BEFORE_SERVING` objects, that last part goes on while the server serves.
+
+use futures::{StreamExt, TryStreamExt};
 
 use crate::error::Result;
 use crate::ids::{UploadId, WorkspaceId};
@@ -14,6 +17,8 @@ use crate::uploads::{arrival_key, incoming_key, INCOMING_PREFIX};
 use crate::{Cabinet, Code, UploadStatus};
 
 const BATCH: u32 = 500;
+/// How many objects `check_consistency` asks the blob store about at once.
+const HEADS_AT_ONCE: usize = 32;
 
 /// What a reconciler pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +41,47 @@ pub struct RecoveryReport {
     pub interrupted_assemblies_reopened: u64,
     pub orphan_blobs_removed: u64,
     pub orphan_parts_removed: u64,
+    /// Whether the store held more objects than are judged before serving
+    /// (`recover_before_serving`): the rest are swept while the server serves.
+    pub orphan_sweep_continues: bool,
+}
+
+/// How many stored objects the sweep after a restart judges before the server answers. A store of
+/// up to this many is swept whole first, as before; a larger one is swept on while the server
+/// serves (judging 1,000,000 objects took 7.5 s, so a store of 10,000,000 would otherwise keep the
+/// server from answering for over a minute). Sweeping while serving is safe because a blob is
+/// written only after the row that owns it (a live upload's, at its key) is committed: one that
+/// no file and no live upload owns when it is judged is never owned again.
+pub const OBJECTS_SWEPT_BEFORE_SERVING: usize = 100_000;
+
+/// A sweep of the blob store for orphans, a page of its listing at a time; what is left of one
+/// after a restart runs while the server serves (`finish`).
+pub struct OrphanSweep {
+    cabinet: Cabinet,
+    pages: futures::stream::BoxStream<'static, Result<Vec<String>>>,
+}
+
+impl OrphanSweep {
+    fn new(cabinet: &Cabinet) -> Self {
+        Self { cabinet: cabinet.clone(), pages: cabinet.blobs.key_pages() }
+    }
+
+    /// Judges `objects` more stored objects (rounded up to whole pages), or every one left,
+    /// deleting orphans; returns how many it deleted and whether the listing ended.
+    async fn judge(&mut self, objects: usize) -> Result<(u64, bool)> {
+        let (mut judged, mut removed) = (0, 0);
+        while judged < objects {
+            let Some(page) = self.pages.try_next().await? else { return Ok((removed, true)) };
+            judged += page.len();
+            removed += self.cabinet.remove_orphans_among(page).await?;
+        }
+        Ok((removed, false))
+    }
+
+    /// Judges the rest of the store's objects, deleting orphans; returns how many it deleted.
+    pub async fn finish(mut self) -> Result<u64> {
+        Ok(self.judge(usize::MAX).await?.0)
+    }
 }
 
 /// What `cabinet admin check` found, and what it repaired.
@@ -77,24 +123,35 @@ impl Cabinet {
     pub async fn check_consistency(&self, repair: bool) -> Result<CheckReport> {
         let mut report = CheckReport { repaired: repair, ..Default::default() };
         report.orphan_objects = self.orphan_keys().await?;
-        // A direct upload commits its blob a moment before its row: before removing anything,
+        // Every upload's row commits before its blob is written, so what nothing owns now stays
+        // unowned; but servers of earlier versions, which may be serving beside this check,
+        // committed a direct upload's blob a moment before its row: before removing anything,
         // pause and look again, so a blob whose row was being written is never taken for an orphan.
         if repair && !report.orphan_objects.is_empty() {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            let still = self.orphan_keys().await?;
+            let still: std::collections::HashSet<String> = self.orphan_keys().await?.into_iter().collect();
             report.orphan_objects.retain(|key| still.contains(key));
         }
         let mut after = None;
         loop {
             let page = self.store.file_blobs(after.as_ref(), BATCH).await?;
-            for (_, id, key, size) in &page {
-                match self.blobs.head(key).await? {
-                    Some(info) if info.size == *size => {}
-                    _ => report.files_without_objects.push((id.to_string(), key.clone())),
-                }
-            }
+            // Several at once: on S3 each is a round trip, and one at a time a store of
+            // 10,000,000 files would wait through hours of them.
+            let missing: Vec<Option<(String, String)>> = futures::stream::iter(&page)
+                .map(|(_, id, key, size)| async move {
+                    Ok::<_, crate::Error>(match self.blobs.head(key).await? {
+                        Some(info) if info.size == *size => None,
+                        _ => Some((id.to_string(), key.clone())),
+                    })
+                })
+                .buffered(HEADS_AT_ONCE)
+                .try_collect()
+                .await?;
+            report.files_without_objects.extend(missing.into_iter().flatten());
             match page.last() {
-                Some((_, id, _, _)) if page.len() == BATCH as usize => after = Some(id.clone()),
+                Some((ws, id, _, _)) if page.len() == BATCH as usize => {
+                    after = Some((ws.clone(), id.clone()))
+                }
                 _ => break,
             }
         }
@@ -218,8 +275,19 @@ impl Cabinet {
 
     /// Run once at start-up, before serving: nothing is staging yet, so every temporary object is
     /// a leftover, and (when bytes reach storage only through Cabinet) no UPLOADING upload can
-    /// ever finish.
+    /// ever finish. The whole store is swept for orphans before this returns.
     pub async fn recover_after_restart(&self) -> Result<RecoveryReport> {
+        // No bound: the sweep judges every object, and nothing is left of it.
+        Ok(self.recover_before_serving(usize::MAX).await?.0)
+    }
+
+    /// `recover_after_restart`, with the orphan sweep stopped once it has judged `objects` stored
+    /// objects (rounded up to whole pages of the listing): the rest of the sweep, if the store
+    /// holds more, is returned, for the server to finish while it serves.
+    pub async fn recover_before_serving(
+        &self,
+        objects: usize,
+    ) -> Result<(RecoveryReport, Option<OrphanSweep>)> {
         let mut report = RecoveryReport {
             temporaries_removed: self.blobs.remove_temporaries().await?,
             ..Default::default()
@@ -247,16 +315,25 @@ impl Cabinet {
                 }
             }
         }
-        report.orphan_blobs_removed = self.remove_orphan_blobs().await?;
         // Only parts of uploads that ended: a live multipart upload resumes after the restart.
         report.orphan_parts_removed = self.remove_orphan_parts().await?;
+        let mut sweep = OrphanSweep::new(self);
+        let (removed, ended) = sweep.judge(objects).await?;
+        report.orphan_blobs_removed = removed;
+        report.orphan_sweep_continues = !ended;
+        let rest = (!ended).then_some(sweep);
         tracing::info!(?report, "recovered after restart");
-        Ok(report)
+        Ok((report, rest))
     }
 
     /// Deletes every committed blob that no file and no live upload owns; returns how many.
     pub async fn remove_orphan_blobs(&self) -> Result<u64> {
-        let orphans = self.orphan_keys().await?;
+        OrphanSweep::new(self).finish().await
+    }
+
+    /// Deletes the blobs of `keys` that no file and no live upload owns; returns how many.
+    async fn remove_orphans_among(&self, keys: Vec<String>) -> Result<u64> {
+        let orphans = self.orphans_among(keys).await?;
         for key in &orphans {
             self.blobs.delete(key).await?;
         }
@@ -268,8 +345,19 @@ impl Cabinet {
     /// another's (an object put there by hand, another deployment's prefix in the same bucket)
     /// and is left alone.
     async fn orphan_keys(&self) -> Result<Vec<String>> {
-        let keys: Vec<String> =
-            self.blobs.list_keys().await?.into_iter().filter(|key| is_cabinets(key)).collect();
+        let mut orphans = Vec::new();
+        // A page of the listing at a time: a store of 10,000,000 objects listed whole held ~1 GB
+        // of their keys while the sweep after a restart ran.
+        let mut pages = self.blobs.key_pages();
+        while let Some(page) = pages.try_next().await? {
+            orphans.extend(self.orphans_among(page).await?);
+        }
+        Ok(orphans)
+    }
+
+    /// The keys of `keys` that no file and no live upload owns.
+    async fn orphans_among(&self, keys: Vec<String>) -> Result<Vec<String>> {
+        let keys: Vec<String> = keys.into_iter().filter(|key| is_cabinets(key)).collect();
         let mut orphans = Vec::new();
         let (incoming, keys): (Vec<String>, Vec<String>) =
             keys.into_iter().partition(|key| key.starts_with(INCOMING_PREFIX));
@@ -277,21 +365,16 @@ impl Cabinet {
         // thumbnails prefix is not a thumbnail and is an orphan.
         let (thumbnails, keys): (Vec<String>, Vec<String>) =
             keys.into_iter().partition(|key| key.starts_with(THUMBNAIL_PREFIX));
-        for chunk in keys.chunks(BATCH as usize) {
-            let owned = self.store.blob_keys_in_use(chunk).await?;
-            orphans.extend(chunk.iter().filter(|key| !owned.contains(*key)).cloned());
-        }
-        for chunk in thumbnails.chunks(BATCH as usize) {
-            let owners: Vec<String> =
-                chunk.iter().filter_map(|key| owner_blob_key(key)).map(str::to_owned).collect();
-            let owned = self.store.blob_keys_in_use(&owners).await?;
-            orphans.extend(
-                chunk
-                    .iter()
-                    .filter(|key| !owner_blob_key(key).is_some_and(|owner| owned.contains(owner)))
-                    .cloned(),
-            );
-        }
+        let owned = self.store.blob_keys_in_use(&keys).await?;
+        orphans.extend(keys.into_iter().filter(|key| !owned.contains(key)));
+        let owners: Vec<String> =
+            thumbnails.iter().filter_map(|key| owner_blob_key(key)).map(str::to_owned).collect();
+        let owned = self.store.blob_keys_in_use(&owners).await?;
+        orphans.extend(
+            thumbnails
+                .into_iter()
+                .filter(|key| !owner_blob_key(key).is_some_and(|owner| owned.contains(owner))),
+        );
         // Bytes that arrived directly belong to their upload while it is live: at the file's own
         // key (`arrival_key`) through `blob_keys_in_use` above, at an incoming key through this.
         for key in incoming {

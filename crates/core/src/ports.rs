@@ -9,6 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::TryStreamExt;
 
 use crate::error::Result;
 use crate::ids::{ApiKeyId, FileId, FolderId, UploadId, WorkspaceId};
@@ -18,6 +19,9 @@ use crate::signing::SigningKeyRecord;
 
 /// A stream of bytes with I/O errors; the one shape in which file contents move.
 pub type ByteStream<'a> = BoxStream<'a, io::Result<Bytes>>;
+
+/// The most keys in a page of `BlobStore::key_pages`.
+pub const KEY_PAGE: usize = 500;
 
 /// What to change on a file; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -721,10 +725,11 @@ pub trait LedgerStore: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<(u64, Vec<(DateTime<Utc>, u64)>)>;
-    /// Every file's (workspace, id, blob key, size), in pages by id after `after`.
+    /// Every file's (workspace, id, blob key, size), in pages by workspace and id after `after`
+    /// (a workspace and a file id): each page is a range of the files' primary key.
     async fn file_blobs(
         &self,
-        after: Option<&FileId>,
+        after: Option<&(WorkspaceId, FileId)>,
         limit: u32,
     ) -> Result<Vec<(WorkspaceId, FileId, String, u64)>>;
     /// Which of these blob keys a file or a live upload owns.
@@ -857,8 +862,15 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn open(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream<'static>>;
     /// Removes an object; absent objects are not an error.
     async fn delete(&self, key: &str) -> Result<()>;
-    /// Every committed key, in pages; for the orphan sweep.
-    async fn list_keys(&self) -> Result<Vec<String>>;
+    /// Every committed key, in pages of at most `KEY_PAGE`, in no set order; for the orphan
+    /// sweep. The listing is read as the pages are taken, so however many objects the store
+    /// holds, memory holds a page or two of their keys.
+    fn key_pages(&self) -> BoxStream<'static, Result<Vec<String>>>;
+    /// Every committed key, all at once: for tests and tools on small stores.
+    async fn list_keys(&self) -> Result<Vec<String>> {
+        let pages: Vec<Vec<String>> = self.key_pages().try_collect().await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
     /// The objects directly in `folder` (a key with no trailing `/`): their names within it and
     /// sizes; empty when there are none.
     async fn list_folder(&self, folder: &str) -> Result<Vec<(String, u64)>>;

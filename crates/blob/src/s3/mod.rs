@@ -24,10 +24,11 @@ use base64::Engine;
 use bytes::BytesMut;
 use cabinet_core::ports::{
     Assembled, BlobInfo, ByteRange, ByteStream, PartInfo, PresignedDownload, PresignedPost, PresignedUpload,
-    StageError, StagedBlob,
+    StageError, StagedBlob, KEY_PAGE,
 };
 use cabinet_core::{BlobStore, Error, Result, Upload};
 use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, TryChunksError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
@@ -349,14 +350,20 @@ impl BlobStore for S3BlobStore {
             .collect())
     }
 
-    async fn list_keys(&self) -> Result<Vec<String>> {
+    fn key_pages(&self) -> BoxStream<'static, Result<Vec<String>>> {
         let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.trim_end_matches('/')));
-        let objects: Vec<_> = self.store.list(prefix.as_ref()).try_collect().await.map_err(storage_error)?;
-        Ok(objects
-            .into_iter()
-            .filter_map(|object| object.location.as_ref().strip_prefix(&self.prefix).map(str::to_owned))
-            .filter(|key| !key.starts_with(TMP_PREFIX))
-            .collect())
+        let ours = self.prefix.clone();
+        // object_store asks for the listing a page (1,000 keys) at a time as the stream is read.
+        self.store
+            .list(prefix.as_ref())
+            .map_err(storage_error)
+            .try_filter_map(move |object| {
+                let key = object.location.as_ref().strip_prefix(&ours).map(str::to_owned);
+                futures::future::ready(Ok(key.filter(|key| !key.starts_with(TMP_PREFIX))))
+            })
+            .try_chunks(KEY_PAGE)
+            .map_err(|TryChunksError(_, err)| err)
+            .boxed()
     }
 
     async fn remove_temporaries(&self) -> Result<u64> {

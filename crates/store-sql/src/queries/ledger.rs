@@ -6,11 +6,15 @@ use std::collections::HashSet;
 use cabinet_core::ports::LedgerCheck;
 use cabinet_core::{Error, FileId, Result, Usage, WorkspaceId};
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Row, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 
 use crate::dialect::{Dialect, SqlStore, Value};
 use crate::errors::db_error;
 use crate::rows::{from_millis, millis};
+
+/// Blob keys asked about in one statement, a bind each: far under either database's limit on
+/// binds (SQLite 32,766, PostgreSQL 65,535), and as many as the sweep hands over at once.
+const KEYS_PER_OWNER_QUERY: usize = 500;
 
 #[async_trait::async_trait]
 impl<D: Dialect> cabinet_core::LedgerStore for SqlStore<D>
@@ -125,13 +129,17 @@ where
 
     async fn file_blobs(
         &self,
-        after: Option<&FileId>,
+        after: Option<&(WorkspaceId, FileId)>,
         limit: u32,
     ) -> Result<Vec<(WorkspaceId, FileId, String, u64)>> {
+        // A range of the primary key a page. Paged by `id` alone, each page scanned and sorted
+        // the whole table: 0.14 s a page at 1,000,000 files, so `admin check` took 4.5 minutes.
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT workspace_id, id, blob_key, size FROM files WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT workspace_id, id, blob_key, size FROM files WHERE (workspace_id, id) > ($1, $2) \
+             ORDER BY workspace_id, id LIMIT $3",
         )
-        .bind(after.map_or("", |id| id.as_str()))
+        .bind(after.map_or("", |(ws, _)| ws.as_str()))
+        .bind(after.map_or("", |(_, id)| id.as_str()))
         .bind(i64::from(limit))
         .fetch_all(self.read_pool())
         .await
@@ -143,19 +151,23 @@ where
 
     async fn blob_keys_in_use(&self, keys: &[String]) -> Result<HashSet<String>> {
         let mut owned = HashSet::new();
-        for key in keys {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM files WHERE blob_key = $1) \
-                 OR EXISTS (SELECT 1 FROM uploads WHERE blob_key = $1 AND status IN ('WAITING', \
-                 'UPLOADING'))",
-            )
-            .bind(key)
-            .fetch_optional(self.read_pool())
-            .await
-            .map_err(db_error)?;
-            if found.is_some() {
-                owned.insert(key.clone());
+        // A statement a chunk, not one a key: the sweep after a restart asks about every stored
+        // object, and each statement is a round trip (at 1,000,000 objects, 86 s one by one).
+        for chunk in keys.chunks(KEYS_PER_OWNER_QUERY) {
+            let mut qb = QueryBuilder::<'static, D::Db>::new("WITH asked (blob_key) AS (VALUES ");
+            let mut asked = qb.separated(", ");
+            for key in chunk {
+                asked.push("(");
+                asked.push_bind_unseparated(key.clone());
+                asked.push_unseparated(")");
             }
+            qb.push(
+                ") SELECT a.blob_key FROM asked a WHERE EXISTS (SELECT 1 FROM files f WHERE f.blob_key = \
+                 a.blob_key) OR EXISTS (SELECT 1 FROM uploads u WHERE u.blob_key = a.blob_key AND \
+                 u.status IN ('WAITING', 'UPLOADING'))",
+            );
+            let found: Vec<(String,)> = D::fetch_built(&mut qb, self.read_pool()).await.map_err(db_error)?;
+            owned.extend(found.into_iter().map(|(key,)| key));
         }
         Ok(owned)
     }

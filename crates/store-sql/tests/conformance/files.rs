@@ -425,7 +425,47 @@ pub(crate) async fn blob_keys_in_use_are_those_of_files_and_live_uploads(store: 
     let keys =
         vec![live.blob_key.clone(), failed.blob_key.clone(), file.blob_key.clone(), "ws_x/none".into()];
     let owned = store.blob_keys_in_use(&keys).await.unwrap();
+    assert_eq!(owned, [live.blob_key.clone(), file.blob_key.clone()].into_iter().collect());
+    // Asked about more keys than one statement takes: owners found wherever they stand.
+    let mut many: Vec<String> = (0..1_203).map(|i| format!("ws_x/none{i}")).collect();
+    many.insert(499, failed.blob_key.clone());
+    many.insert(500, file.blob_key.clone());
+    many.push(live.blob_key.clone());
+    let owned = store.blob_keys_in_use(&many).await.unwrap();
     assert_eq!(owned, [live.blob_key, file.blob_key].into_iter().collect());
+}
+
+pub(crate) async fn file_blobs_pages_through_every_file_once_in_key_order(store: &dyn MetadataStore) {
+    let (a, b) = (workspace(store, None).await, workspace(store, None).await);
+    let mut mine = std::collections::HashMap::new();
+    for ws in [&a.id, &b.id] {
+        for size in 1..=7 {
+            let file = direct_file(ws, size, now());
+            store.insert_file_charging(&file).await.unwrap();
+            mine.insert(file.id.clone(), (ws.clone(), file.blob_key.clone(), size));
+        }
+    }
+    let (mut after, mut seen, mut last) = (None, Vec::new(), None);
+    loop {
+        let page = store.file_blobs(after.as_ref(), 3).await.unwrap();
+        for (ws, id, key, size) in &page {
+            let place = (ws.to_string(), id.to_string());
+            assert!(last.as_ref().is_none_or(|last| *last < place), "{last:?} then {place:?}");
+            last = Some(place);
+            if let Some(expected) = mine.get(id) {
+                assert_eq!(*expected, (ws.clone(), key.clone(), *size));
+                seen.push(id.clone());
+            }
+        }
+        match page.last() {
+            Some((ws, id, _, _)) if page.len() == 3 => after = Some((ws.clone(), id.clone())),
+            _ => break,
+        }
+    }
+    seen.sort();
+    let mut expected: Vec<_> = mine.into_keys().collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every file once, across both workspaces");
 }
 
 pub(crate) async fn an_external_id_is_unique_among_the_live_files_of_a_workspace(store: &dyn MetadataStore) {

@@ -99,6 +99,7 @@ conformance!(
     deleting_a_file_reclaims_its_bytes,
     every_lookup_is_scoped_to_its_workspace,
     blob_keys_in_use_are_those_of_files_and_live_uploads,
+    file_blobs_pages_through_every_file_once_in_key_order,
     sibling_folders_have_distinct_names_case_insensitively,
     a_folder_cannot_move_into_its_own_subtree,
     folders_nest_no_deeper_than_the_limit_and_cycles_are_seen_at_any_depth,
