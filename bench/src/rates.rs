@@ -351,7 +351,9 @@ pub async fn waiting_reservations(bench: &mut Bench) -> Result<()> {
                 .await;
             let elapsed = started.elapsed().as_secs_f64();
             for answer in answers {
-                client::succeeded(&answer?, 1024, None)?;
+                answer.and_then(|answer| client::succeeded(&answer, 1024, None)).map_err(|err| {
+                    err.context(format!("the server's log ends:\n{}", cabinet.log_tail(40)))
+                })?;
             }
             rates[usize::from(crowd)] = sent as f64 / elapsed;
             drop(cabinet);
