@@ -64,10 +64,11 @@ fn key_of(file: &Value, size: u32) -> String {
     )
 }
 
-/// Waits (briefly) until the thumbnail exists in the blob store.
+/// Whether the thumbnail appears in the blob store within 20 s. Renders run at the lowest priority (the idle
+/// policy), so on a machine whose cores the other tests keep busy one can wait seconds for a turn.
 async fn made(server: &TestServer, file: &Value, size: u32) -> bool {
     let store = blobs(server);
-    for _ in 0..200 {
+    for _ in 0..800 {
         if store.head(&key_of(file, size)).await.unwrap().is_some() {
             return true;
         }
