@@ -66,14 +66,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// Logs an error's internal cause, once, where it becomes a response.
 pub fn log_if_internal(err: &Error) {
     if matches!(err.kind(), ErrorKind::Internal | ErrorKind::Unavailable) {
-        let mut chain = String::new();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(code = err.code().as_str(), cause = %chain, "request failed");
+        tracing::error!(code = err.code().as_str(), cause = %err.causes(), "request failed");
     }
 }
 

@@ -265,7 +265,7 @@ async fn write_batches(
             records.extend(next.records.iter().cloned());
             batch.push(next);
         }
-        let written = store.append_audit(&records).await.map_err(|err| err.to_string());
+        let written = store.append_audit(&records).await.map_err(|err| err.causes());
         for append in batch {
             let _ = append.written.send(written.clone());
         }

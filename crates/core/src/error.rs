@@ -132,6 +132,23 @@ impl Error {
     pub fn internal(cause: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Error::Internal(cause.into())
     }
+
+    /// The causes behind this error, outermost first, joined by `: ` (`pool timed out while
+    /// waiting for an open connection`), or its own words when it has none. An `unavailable` or
+    /// `internal` error's own words name only its kind: this says why, for logs and for an error
+    /// told again to several waiters, which cannot share its sources.
+    pub fn causes(&self) -> String {
+        let mut causes = Vec::new();
+        let mut source = StdError::source(self);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        if causes.is_empty() {
+            return self.to_string();
+        }
+        causes.join(": ")
+    }
 }
 
 impl From<std::io::Error> for Error {

@@ -119,10 +119,36 @@ async fn commit_batches<T, O, F, Fut>(
 }
 
 /// The failure of a whole commit, told to each write in it: the same kind (a database away is
-/// still `unavailable`) and message.
+/// still `unavailable`) and its causes, so the log line of each request it fails says why.
 fn shared(err: &Error) -> Error {
     match err.kind() {
-        ErrorKind::Unavailable => Error::Unavailable(err.to_string().into()),
-        _ => Error::internal(err.to_string()),
+        ErrorKind::Unavailable => Error::Unavailable(err.causes().into()),
+        _ => Error::internal(err.causes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Code;
+
+    #[test]
+    fn a_failed_commit_is_told_to_each_write_with_its_kind_and_its_cause() {
+        let away = Error::Unavailable(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "pool timed out while waiting for an open connection",
+        )));
+        let told = shared(&away);
+        assert_eq!(told.kind(), ErrorKind::Unavailable);
+        assert_eq!(told.causes(), "pool timed out while waiting for an open connection");
+        let broken = Error::internal(std::io::Error::other("disk I/O error"));
+        let told = shared(&broken);
+        assert_eq!(told.kind(), ErrorKind::Internal);
+        assert_eq!(told.causes(), "disk I/O error");
+        // An error with no cause behind it is described by its own words.
+        assert_eq!(
+            Error::conflict(Code::AlreadyExists, "that already exists").causes(),
+            "that already exists"
+        );
     }
 }
