@@ -178,7 +178,9 @@ impl Load<'_> {
             }
         }))
         .await
-        .map_err(|err| err.context(format!("the server's log ends:\n{}", cabinet.log_tail(40))))?;
+        .map_err(|err| {
+            err.context(format!("the server's warnings and errors:\n{}", cabinet.log_trouble(40)))
+        })?;
         let took = started.elapsed();
         for (n, answer) in answers.iter().enumerate() {
             client::succeeded(answer, MIB, Some(&self.bodies.sha256(n)))?;

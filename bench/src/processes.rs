@@ -113,6 +113,19 @@ impl Cabinet {
         }
     }
 
+    /// The last `lines` lines the server logged at WARN or ERROR (where a failed request's cause
+    /// is), or its last `lines` lines when it logged none: after a failure the requests still under
+    /// way go on logging, and the tail alone is theirs.
+    pub fn log_trouble(&self, lines: usize) -> String {
+        let Ok(log) = std::fs::read_to_string(&self.log) else { return self.log_tail(lines) };
+        let trouble: Vec<&str> =
+            log.lines().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).collect();
+        if trouble.is_empty() {
+            return self.log_tail(lines);
+        }
+        trouble[trouble.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }

@@ -48,7 +48,7 @@ fn mib_per_second(size: u64, took: Duration) -> f64 {
 
 /// Writes every dirty page out before a timed upload. nginx never flushes what it stores, so its
 /// last gigabyte would otherwise still be going to the disk during whichever upload came next.
-fn settle_disk() -> Result<()> {
+pub(crate) fn settle_disk() -> Result<()> {
     let status = std::process::Command::new("sync").status().context("running sync")?;
     if !status.success() {
         bail!("sync failed: {status}");
