@@ -113,17 +113,11 @@ impl Cabinet {
         }
     }
 
-    /// The last `lines` lines the server logged at WARN or ERROR (where a failed request's cause
-    /// is), or its last `lines` lines when it logged none: after a failure the requests still under
-    /// way go on logging, and the tail alone is theirs.
+    /// What the server logged at WARN or ERROR (where a failed request's cause is), as
+    /// `trouble_in` picks it; its last `lines` lines when it logged none.
     pub fn log_trouble(&self, lines: usize) -> String {
         let Ok(log) = std::fs::read_to_string(&self.log) else { return self.log_tail(lines) };
-        let trouble: Vec<&str> =
-            log.lines().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).collect();
-        if trouble.is_empty() {
-            return self.log_tail(lines);
-        }
-        trouble[trouble.len().saturating_sub(lines)..].join("\n")
+        trouble_in(&log, lines).unwrap_or_else(|| self.log_tail(lines))
     }
 
     pub fn at(&self, path: &str) -> String {
@@ -487,4 +481,44 @@ fn duration_ms(text: &str) -> Option<f64> {
         "m" => number * 60_000.0,
         _ => return None,
     })
+}
+
+/// A log's first few ERROR lines, then its last `lines` WARN or ERROR lines; `None` when it has
+/// none. After a failure the requests still under way go on logging (successes, slow-acquire
+/// warnings), so neither the log's tail nor its last warnings alone need hold the first error.
+fn trouble_in(log: &str, lines: usize) -> Option<String> {
+    const FIRST_ERRORS: usize = 5;
+    let trouble: Vec<&str> =
+        log.lines().filter(|line| line.contains(" WARN ") || line.contains(" ERROR ")).collect();
+    if trouble.is_empty() {
+        return None;
+    }
+    let last = trouble.len().saturating_sub(lines);
+    let mut shown: Vec<&str> =
+        trouble[..last].iter().filter(|line| line.contains(" ERROR ")).take(FIRST_ERRORS).copied().collect();
+    if !shown.is_empty() {
+        shown.push("…");
+    }
+    shown.extend(&trouble[last..]);
+    Some(shown.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trouble_in;
+
+    #[test]
+    fn the_first_errors_are_kept_ahead_of_the_last_warnings() {
+        let mut log = String::from("t  INFO started\nt ERROR first failure\nt ERROR second failure\n");
+        for n in 0..10 {
+            log.push_str(&format!("t  WARN slow acquire {n}\nt  INFO answered {n}\n"));
+        }
+        let shown = trouble_in(&log, 3).unwrap();
+        assert_eq!(
+            shown,
+            "t ERROR first failure\nt ERROR second failure\n…\nt  WARN slow acquire 7\nt  WARN slow acquire 8\nt  WARN slow acquire 9"
+        );
+        assert_eq!(trouble_in("t  INFO all well\n", 3), None);
+        assert_eq!(trouble_in("t  WARN once\n", 3).unwrap(), "t  WARN once");
+    }
 }
