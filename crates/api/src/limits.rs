@@ -94,7 +94,8 @@ where
 /// Adds the security headers where the response has none of its own: `X-Frame-Options`,
 /// `Referrer-Policy`, `X-Content-Type-Options`; a strict Content-Security-Policy on API responses
 /// (not on `/docs` (`docs`), whose page needs its scripts, and not on file bytes, which carry their
-/// own); HSTS when the service is reached over https; and `Retry-After` on a handler's 429.
+/// own); HSTS when the service is reached over https; and `Retry-After` on a handler's 429 and on
+/// a 503.
 pub fn add_security_headers(limits: &HttpLimits, docs: bool, response: &mut Response) {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -115,16 +116,23 @@ pub fn add_security_headers(limits: &HttpLimits, docs: bool, response: &mut Resp
     if limits.strict_transport_security {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
     }
-    // A 429 from a handler (a workspace or key at its cap of uploads in progress) says when to
-    // come back, whichever surface shaped its body; the rate limiter sets its own.
-    if response.status() == StatusCode::TOO_MANY_REQUESTS
-        && !response.headers().contains_key(header::RETRY_AFTER)
-    {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(cabinet_core::transfers::UPLOAD_RETRY_AFTER_SECS));
+    // A 429 from a handler (a workspace or key at its cap of uploads in progress) and a 503 (a
+    // store did not answer) say when to come back, whichever surface shaped their bodies; the rate
+    // limiter sets its own.
+    let retry_after = match response.status() {
+        StatusCode::TOO_MANY_REQUESTS => Some(cabinet_core::transfers::UPLOAD_RETRY_AFTER_SECS),
+        StatusCode::SERVICE_UNAVAILABLE => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+        _ => None,
+    };
+    if let Some(seconds) = retry_after {
+        response.headers_mut().entry(header::RETRY_AFTER).or_insert(HeaderValue::from(seconds));
     }
 }
+
+/// What a client answered 503 (a store did not answer in time, or the disk is full) is told to
+/// wait before trying again, in seconds: long enough that clients retrying at once do not pile
+/// onto a store that is catching up, short against the 30 s a request may wait for one.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// A request body that fails when no byte arrives for `idle` while its reader waits, or when it
 /// sends less than `min_bytes` within `window` of waiting: a client that stalls or trickles is cut

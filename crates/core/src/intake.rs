@@ -12,7 +12,7 @@ use crate::audit;
 use crate::content_type;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::UploadId;
-use crate::model::{FailureReason, FileRecord, Upload};
+use crate::model::{FailureReason, FileRecord, Upload, UploadStatus};
 use crate::ports::{Begin, ByteStream, Finish, StageError, StagedBlob};
 use crate::telemetry::{self, TransferInFlight};
 use crate::uploads::arrival_key;
@@ -20,6 +20,18 @@ use crate::{Cabinet, Code};
 
 /// Why verified bytes were refused: the upload's failure reason and the client's error.
 pub(crate) type Rejection = (FailureReason, Error);
+
+/// What becomes of a live upload whose bytes could not be taken for the server's own trouble (a
+/// store unavailable, the disk full): the client is answered 503, which says to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnTrouble {
+    /// Failed, releasing what it holds: the retry is a new upload (a direct upload's own request
+    /// made it, and nobody else knows it; a completion's parts or segments are spent).
+    Fail,
+    /// WAITING again with its reservation, so the same signed URL may be sent again until it
+    /// expires.
+    Reopen,
+}
 
 impl Cabinet {
     /// Receives the bytes of a WAITING upload, at most `file_cap` of them, and finishes (or, when
@@ -33,6 +45,7 @@ impl Cabinet {
         body: ByteStream<'_>,
         content_length: Option<u64>,
         file_cap: u64,
+        on_trouble: OnTrouble,
     ) -> Result<Option<FileRecord>> {
         let now = self.clock.now();
         let not_waiting =
@@ -46,7 +59,7 @@ impl Cabinet {
             if self.begin_receiving_together(upload, now, None).await?.is_none() {
                 return Err(not_waiting());
             }
-            return self.receive_begun(upload, body, upload.size, false).await;
+            return self.receive_begun(upload, body, upload.size, false, on_trouble).await;
         }
         if content_length.is_some_and(|length| length > file_cap) {
             let (reason, error) = too_large(upload, file_cap, false);
@@ -58,7 +71,7 @@ impl Cabinet {
         let Some(reserved) = self.begin_receiving_together(upload, now, Some(wanted)).await? else {
             return Err(not_waiting());
         };
-        self.receive_reserved(upload, body, content_length, wanted, reserved).await
+        self.receive_reserved(upload, body, content_length, wanted, reserved, on_trouble).await
     }
 
     /// `receive` of a direct upload, which the request creating it receives: inserted already
@@ -77,7 +90,7 @@ impl Cabinet {
         let received = if upload.size_known || upload.awaits_record || wanted > file_cap {
             // Refused as any upload is (recorded as failed, with its reason), or not direct.
             self.insert_upload_reserving(upload).await?;
-            self.receive(upload, body, content_length, file_cap).await?
+            self.receive(upload, body, content_length, file_cap, OnTrouble::Fail).await?
         } else {
             // Refused before anything is written when the room read already falls short, as a
             // reservation of a known size is: a client that keeps sending to a full workspace
@@ -87,7 +100,7 @@ impl Cabinet {
                 return Err(refused);
             }
             let reserved = self.insert_upload_receiving(upload, wanted).await?;
-            self.receive_reserved(upload, body, content_length, wanted, reserved).await?
+            self.receive_reserved(upload, body, content_length, wanted, reserved, OnTrouble::Fail).await?
         };
         received.ok_or_else(|| Error::Internal("a direct upload was held for a record".into()))
     }
@@ -102,12 +115,13 @@ impl Cabinet {
         content_length: Option<u64>,
         wanted: u64,
         reserved: u64,
+        on_trouble: OnTrouble,
     ) -> Result<Option<FileRecord>> {
         if let Some(refused) = past_quota(content_length, wanted, reserved) {
             self.fail(upload, FailureReason::QuotaExceeded).await?;
             return Err(refused);
         }
-        self.receive_begun(upload, body, reserved, reserved < wanted).await
+        self.receive_begun(upload, body, reserved, reserved < wanted, on_trouble).await
     }
 
     /// Receives the bytes of an upload now UPLOADING, at most `limit` of them (`quota_bound`: the
@@ -118,6 +132,7 @@ impl Cabinet {
         body: ByteStream<'_>,
         limit: u64,
         quota_bound: bool,
+        on_trouble: OnTrouble,
     ) -> Result<Option<FileRecord>> {
         // From here the upload is UPLOADING: if this future is dropped (the client went away, a
         // timeout fired), the guard still fails the upload and releases its reservation.
@@ -140,8 +155,14 @@ impl Cabinet {
                         (FailureReason::StorageError, Error::Unavailable(Box::new(cause)))
                     }
                 };
-                self.fail(upload, reason).await?;
+                // The guard would fail an upload that may be reopening.
                 guard.upload = None;
+                if matches!(error, Error::Unavailable(_)) {
+                    // Nothing was kept: the temporary is gone with its stream.
+                    self.after_trouble(upload, on_trouble).await?;
+                } else {
+                    self.fail(upload, reason).await?;
+                }
                 return Err(error);
             }
         };
@@ -151,7 +172,7 @@ impl Cabinet {
                 None
             })
         } else {
-            self.finish(upload, &staged).await.map(Some)
+            self.finish(upload, &staged, on_trouble).await.map(Some)
         };
         guard.upload = None;
         finished
@@ -188,7 +209,12 @@ impl Cabinet {
     }
 
     /// Verifies staged bytes against the upload's declaration and turns them into its file.
-    pub(crate) async fn finish(&self, upload: &Upload, staged: &StagedBlob) -> Result<FileRecord> {
+    pub(crate) async fn finish(
+        &self,
+        upload: &Upload,
+        staged: &StagedBlob,
+        on_trouble: OnTrouble,
+    ) -> Result<FileRecord> {
         let verdict = check_size(upload, staged.size).and_then(|()| check_sha256(upload, &staged.sha256));
         if let Err((reason, error)) = verdict {
             self.blobs.discard(&staged.temp_key).await;
@@ -198,14 +224,24 @@ impl Cabinet {
         let file = file_of(upload, staged.size, staged.sha256.clone(), &staged.head, self.clock.now());
         if let Err(err) = self.blobs.commit(staged, &file.blob_key).await {
             self.blobs.discard(&staged.temp_key).await;
-            self.fail(upload, FailureReason::StorageError).await?;
+            if matches!(err, Error::Unavailable(_)) {
+                // What reached the file's key, if anything, is replaced by the next attempt.
+                self.after_trouble(upload, on_trouble).await?;
+            } else {
+                self.fail(upload, FailureReason::StorageError).await?;
+            }
             return Err(err);
         }
-        self.settle(upload, file).await
+        self.settle(upload, file, on_trouble).await
     }
 
     /// The bytes are durable under the file's key; the file exists once this transaction commits.
-    pub(crate) async fn settle(&self, upload: &Upload, file: FileRecord) -> Result<FileRecord> {
+    pub(crate) async fn settle(
+        &self,
+        upload: &Upload,
+        file: FileRecord,
+        on_trouble: OnTrouble,
+    ) -> Result<FileRecord> {
         match self.finish_upload_together(upload, &file).await {
             Ok(true) => {
                 tracing::info!(workspace = %file.workspace_id, file = %file.id, size = file.size, "upload finished");
@@ -224,7 +260,7 @@ impl Cabinet {
             // have happened with its answer lost (a connection cut after `COMMIT` was sent), and
             // then the file exists and its bytes are these.
             Err(err) if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Internal) => {
-                self.undo_unless_committed(upload, &file).await;
+                self.undo_unless_committed(upload, &file, on_trouble).await;
                 Err(err)
             }
             Err(err) => {
@@ -239,12 +275,13 @@ impl Cabinet {
         }
     }
 
-    /// After a finish that may or may not have committed: the upload is failed if it is still
-    /// live, and its blob deleted only when no file was made of it. While the store cannot be
-    /// reached this is retried in the background, the blob kept meanwhile.
-    async fn undo_unless_committed(&self, upload: &Upload, file: &FileRecord) {
+    /// After a finish that may or may not have committed: the upload is failed (or reopened, as
+    /// `on_trouble` says) if it is still live, and its blob deleted only when no file was made of
+    /// it. While the store cannot be reached this is retried in the background, the blob kept
+    /// meanwhile.
+    async fn undo_unless_committed(&self, upload: &Upload, file: &FileRecord, on_trouble: OnTrouble) {
         const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let undone = tokio::time::timeout(WAIT, self.undone_unless_committed(upload, file)).await;
+        let undone = tokio::time::timeout(WAIT, self.undone_unless_committed(upload, file, on_trouble)).await;
         if matches!(undone, Ok(Ok(()))) {
             return;
         }
@@ -255,13 +292,33 @@ impl Cabinet {
             "could not settle an upload whose commit went unanswered",
             move |cabinet| {
                 let (upload, file) = (upload.clone(), file.clone());
-                async move { cabinet.undone_unless_committed(&upload, &file).await }
+                async move { cabinet.undone_unless_committed(&upload, &file, on_trouble).await }
             },
         );
     }
 
-    async fn undone_unless_committed(&self, upload: &Upload, file: &FileRecord) -> Result<()> {
+    async fn undone_unless_committed(
+        &self,
+        upload: &Upload,
+        file: &FileRecord,
+        on_trouble: OnTrouble,
+    ) -> Result<()> {
         let (ws, id) = (&upload.workspace_id, &upload.id);
+        if on_trouble == OnTrouble::Reopen {
+            // Reopening changes an UPLOADING upload only, as finishing it does: once it waits
+            // again, no file can be made of this attempt. Its bytes stay at the file's key, where
+            // the next attempt replaces them (or the sweeper removes them when the URL expires):
+            // removed here, they could be the next attempt's, sent as soon as the upload waited.
+            if self.reopened(upload).await? {
+                return Ok(());
+            }
+            // Finished (its answer lost), ended by the sweeper, or already waiting again (an
+            // earlier try whose answer was lost): only a failed one's bytes are nobody's.
+            if self.store.get_upload(ws, id).await?.status == UploadStatus::Failed {
+                self.delete_blob_quietly(&file.blob_key).await;
+            }
+            return Ok(());
+        }
         let reason = FailureReason::StorageError;
         // Failing it and finishing it each change a live upload only: once it is failed, no file
         // can be made of it.
@@ -350,6 +407,48 @@ impl Cabinet {
         }
     }
 
+    /// Fails or reopens, as `on_trouble` says, an upload whose bytes could not be taken for the
+    /// server's own trouble.
+    async fn after_trouble(&self, upload: &Upload, on_trouble: OnTrouble) -> Result<()> {
+        match on_trouble {
+            OnTrouble::Fail => self.fail(upload, FailureReason::StorageError).await,
+            OnTrouble::Reopen => self.reopen(upload).await,
+        }
+    }
+
+    /// UPLOADING → WAITING, its reservation kept (a no-op when it is no longer UPLOADING); as with
+    /// `fail`, retried in the background when the store does not answer at once (the sweeper ends
+    /// the upload if that never succeeds).
+    async fn reopen(&self, upload: &Upload) -> Result<()> {
+        const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let error = match tokio::time::timeout(REOPEN_WAIT, self.reopened(upload)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(err @ Error::Unavailable(_))) => err,
+            Ok(Err(err)) => return Err(err),
+            Err(_) => Error::Unavailable("the metadata store did not answer in time".into()),
+        };
+        let waiting = upload.clone();
+        self.retry_once_reachable(
+            &upload.id,
+            "could not reopen an upload; the sweeper will end it",
+            move |cabinet| {
+                let upload = waiting.clone();
+                async move { cabinet.reopened(&upload).await.map(|_| ()) }
+            },
+        );
+        Err(error)
+    }
+
+    /// Whether this call moved the upload from UPLOADING back to WAITING.
+    async fn reopened(&self, upload: &Upload) -> Result<bool> {
+        let (ws, id) = (&upload.workspace_id, &upload.id);
+        let reopened = self.store.reopen_upload(ws, id, self.clock.now()).await?;
+        if reopened {
+            tracing::info!(workspace = %ws, upload = %id, "upload waits for its bytes again");
+        }
+        Ok(reopened)
+    }
+
     /// Fails a live upload (a no-op when it already ended). When the metadata store cannot be
     /// reached (the very trouble that often ends an upload) or does not answer at once, the
     /// failure is retried in the background until it can be recorded: otherwise the upload would
@@ -422,6 +521,15 @@ impl Cabinet {
                 }
             }
         });
+    }
+
+    /// Removes what a signed upload answered 503 may have left at its file's key, where it
+    /// waited for its bytes again (`OnTrouble::Reopen`), once the caller has failed it: no file
+    /// can be made of a failed upload.
+    pub(crate) async fn remove_kept_bytes(&self, upload: &Upload) {
+        if self.blobs.receives_through_cabinet() && !upload.awaits_record {
+            self.delete_blob_quietly(&upload.blob_key).await;
+        }
     }
 
     pub(crate) async fn delete_blob_quietly(&self, key: &str) {

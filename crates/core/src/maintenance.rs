@@ -188,6 +188,7 @@ impl Cabinet {
                     let upload = self.store.get_upload(&ws, &id).await.ok();
                     if let Some(upload) = &upload {
                         self.remove_parts_quietly(upload).await;
+                        self.remove_kept_bytes(upload).await;
                     }
                     let held = upload.as_ref().is_some_and(|upload| upload.awaits_record);
                     if !self.blobs.receives_through_cabinet() || held {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::error::{Error, Result};
 use crate::ids::{UploadId, WorkspaceId};
-use crate::intake::{check_sha256, check_size, file_of};
+use crate::intake::{check_sha256, check_size, file_of, OnTrouble};
 use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
 use crate::ports::{Assembled, ByteStream, PartInfo, StageError};
 use crate::signing::{expiry_instant, expiry_timestamp, SignedOperation, SignedParams};
@@ -314,7 +314,7 @@ impl Cabinet {
         let assembled = self.blobs.assemble_parts(upload, parts).await;
         match assembled {
             Ok(Assembled::Staged(staged)) => {
-                let result = self.finish(upload, &staged).await;
+                let result = self.finish(upload, &staged, OnTrouble::Fail).await;
                 self.remove_parts_quietly(upload).await;
                 result
             }
@@ -345,7 +345,7 @@ impl Cabinet {
         match verdict {
             Ok((sha256, head)) => {
                 let file = file_of(upload, size, sha256, &head, self.clock.now());
-                self.settle(upload, file).await
+                self.settle(upload, file, OnTrouble::Fail).await
             }
             Err((reason, error)) => {
                 self.delete_blob_quietly(&upload.blob_key).await;

@@ -37,7 +37,7 @@ mod in_parts;
 
 use crate::error::{Error, Result};
 use crate::ids::{FolderId, UploadId};
-use crate::intake::ReceivingGuard;
+use crate::intake::{OnTrouble, ReceivingGuard};
 use crate::model::{FailureReason, FileRecord, Quota, Role, Upload, UploadStatus};
 use crate::multipart::MULTIPART_TTL;
 use crate::ports::{ByteStream, StageError, StagedBlob};
@@ -661,7 +661,7 @@ impl Cabinet {
             }
         };
         let mut guard = ReceivingGuard { cabinet: self.clone(), upload: Some(claimed.clone()) };
-        let finished = self.finish(&claimed, &staged).await;
+        let finished = self.finish(&claimed, &staged, OnTrouble::Fail).await;
         guard.upload = None;
         self.remove_segments(&claimed).await;
         finished

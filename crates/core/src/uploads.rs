@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use crate::content_type;
 use crate::error::{Error, Result};
 use crate::ids::{FileId, FolderId, UploadId, WorkspaceId};
-use crate::intake::{check_sha256, check_size, checksum_mismatch, file_of, ReceivingGuard, Rejection};
+use crate::intake::{
+    check_sha256, check_size, checksum_mismatch, file_of, OnTrouble, ReceivingGuard, Rejection,
+};
 use crate::model::{FailureReason, FileRecord, Role, Upload, UploadStatus};
 use crate::multipart::{PartPlan, MULTIPART_TTL};
 use crate::names::validate_name;
@@ -345,7 +347,7 @@ impl Cabinet {
         check_sha256(upload, &sha256).map_err(Ok)?;
         let file = file_of(upload, info.size, sha256, &head, self.clock.now());
         if arrival == file.blob_key {
-            return self.settle(upload, file).await.map_err(Err);
+            return self.settle(upload, file, OnTrouble::Fail).await.map_err(Err);
         }
         if let Err(err) = self.blobs.promote(arrival, &file.blob_key).await {
             self.delete_blob_quietly(&file.blob_key).await;
@@ -356,7 +358,7 @@ impl Cabinet {
             }
             return Err(Ok((FailureReason::StorageError, err)));
         }
-        self.settle(upload, file).await.map_err(Err)
+        self.settle(upload, file, OnTrouble::Fail).await.map_err(Err)
     }
 
     /// The first bytes of an object, for sniffing.
@@ -406,6 +408,7 @@ impl Cabinet {
             return Err(Error::conflict(Code::UploadNotLive, "the upload has already ended"));
         }
         self.remove_parts_quietly(&upload).await;
+        self.remove_kept_bytes(&upload).await;
         self.upload_state(ws, id).await
     }
 
@@ -457,7 +460,7 @@ impl Cabinet {
         let _slot = self.transfer_slot(ws, None)?;
         let workspace = self.store.get_workspace(ws).await?;
         let file_cap = self.max_file_bytes(workspace.max_file_bytes).min(url_max_bytes);
-        match self.receive(&upload, body, content_length, file_cap).await? {
+        match self.receive(&upload, body, content_length, file_cap, OnTrouble::Reopen).await? {
             Some(file) => Ok(UploadState { upload: upload.finished_as(&file), file: Some(file) }),
             // Held for its record: WAITING again, with no file yet.
             None => self.upload_state(ws, id).await,

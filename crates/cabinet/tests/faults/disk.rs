@@ -71,11 +71,12 @@ fn free_bytes(dir: &Path) -> u64 {
 }
 
 /// 1. A full disk mid-upload: the data folder (SQLite and blobs) on a small tmpfs. Uploads that
-/// run it out of space fail cleanly (FAILED, reservation released, temporary removed); once space
-/// is freed new uploads succeed, and the files stored before are intact.
+/// run it out of space are refused cleanly with 503 (no temporary left; a signed upload waits for
+/// its bytes again, a direct one releases its reservation); once space is freed the refused signed
+/// URLs sent again succeed, new uploads succeed, and the files stored before are intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_again() {
-    let Some(disk) = Tmpfs::mount("8m") else { return };
+    let Some(disk) = Tmpfs::mount("16m") else { return };
     let data_dir = disk.dir.join("data");
     let tenant = Tenant::create(&data_dir, "full-disk", None, "write");
     let server = ServerProcess::start(&data_dir);
@@ -108,7 +109,7 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
                     "a full disk is answered 503 unavailable"
                 );
                 println!("full disk, {route} upload: {status} {code}");
-                refused_uploads.extend(upload.map(|upload| upload.id));
+                refused_uploads.extend(upload);
             }
         }
     }
@@ -130,21 +131,40 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
     println!("full disk, tus PATCH: {status}");
     client.cancel_upload(&parts_upload).await;
     client.cancel_upload(&tus_upload).await;
-    // Each refused signed upload FAILED and holds no reservation; no temporary is left behind.
-    for upload_id in &refused_uploads {
-        let upload = client.get_json(&format!("/v1/uploads/{upload_id}")).await;
-        assert_eq!(upload["status"], "FAILED", "{upload}");
+    // 503 says to retry: each refused signed upload waits again, holding its reservation, so its
+    // URL may be sent again. The refused direct upload holds nothing (its own request made it:
+    // a retry is a new upload). No temporary is left behind.
+    let mut waiting_bytes = 0;
+    for refused in &refused_uploads {
+        let upload = status_once_settled(&client, &refused.id).await;
+        assert_eq!(
+            upload["status"], "WAITING",
+            "a signed upload answered 503 waits for its bytes again: {upload}"
+        );
+        waiting_bytes += refused.bytes.len();
     }
+    assert_eq!(refused_uploads.len(), 2, "both signed uploads were refused");
     let quota = client.get_json("/v1/quota").await;
-    assert_eq!(quota["reserved_bytes"], 0, "every failed upload's reservation is released: {quota}");
+    assert_eq!(
+        quota["reserved_bytes"], waiting_bytes,
+        "only the waiting uploads hold reservations; the direct one released its own: {quota}"
+    );
     let used: usize = stored.iter().map(|(_, _, bytes)| bytes.len()).sum();
     assert_eq!(quota["used_bytes"], used, "{quota}");
     let temporaries = files_under(&data_dir.join("blobs").join("tmp"));
     assert!(temporaries.is_empty(), "temporaries of failed uploads are removed: {temporaries:?}");
     client.assert_all_readable(&stored).await;
 
-    // Space freed: new uploads succeed, by both routes, and nothing stored before was harmed.
+    // Space freed: the refused signed URLs, sent again, succeed; new uploads succeed by both
+    // routes; nothing stored before was harmed.
     std::fs::remove_file(ballast).unwrap();
+    for refused in refused_uploads {
+        let (status, body) = client.send(client.http.put(&refused.url).body(refused.bytes.clone())).await;
+        assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("SUCCESS")), "sent again: {body}");
+        let sha256 = sha256_hex(&refused.bytes);
+        assert_eq!(body["file"]["sha256"], sha256, "{body}");
+        stored.push((body["file"]["id"].as_str().expect("a file id").to_owned(), sha256, refused.bytes));
+    }
     for (i, route) in ["signed", "direct"].into_iter().enumerate() {
         let bytes = content(200 + i as u8, 2 * 1024 * 1024);
         let attempt = match route {
@@ -157,6 +177,8 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
         }
     }
     client.assert_all_readable(&stored).await;
+    let quota = client.get_json("/v1/quota").await;
+    assert_eq!(quota["reserved_bytes"], 0, "nothing is reserved once every upload has ended: {quota}");
     let files = client.get_json("/v1/files?limit=100").await;
     assert_eq!(
         files["data"].as_array().unwrap().len(),

@@ -90,6 +90,12 @@ impl Client {
             .expect("the server answers within the bounded wait")
             .expect("the server answers (the connection is not dropped)");
         let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // 503 says to retry; it says when.
+            let retry_after = response.headers().get(reqwest::header::RETRY_AFTER);
+            let seconds = retry_after.and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            assert!(seconds.is_some_and(|seconds| seconds > 0), "a 503 without Retry-After: {retry_after:?}");
+        }
         let body = tokio::time::timeout(BOUNDED_WAIT, response.bytes())
             .await
             .expect("the body arrives within the bounded wait")
@@ -487,6 +493,12 @@ impl Client {
             .expect("a read answers within the bounded wait")
             .expect("a read is answered (the connection is not dropped)");
         let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // 503 says to retry; it says when.
+            let retry_after = response.headers().get(reqwest::header::RETRY_AFTER);
+            let seconds = retry_after.and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+            assert!(seconds.is_some_and(|seconds| seconds > 0), "a 503 without Retry-After: {retry_after:?}");
+        }
         let body = tokio::time::timeout(BOUNDED_WAIT, response.bytes())
             .await
             .expect("a read's body arrives within the bounded wait")
@@ -514,23 +526,29 @@ impl Client {
     }
 }
 
+/// An upload's state once it is no longer UPLOADING: what a refusal left of it is recorded within
+/// `RECORDED_WITHIN` (in the background while the store did not answer).
+async fn status_once_settled(client: &Client, upload_id: &str) -> Value {
+    let deadline = Instant::now() + RECORDED_WITHIN;
+    loop {
+        let upload = client.get_json(&format!("/v1/uploads/{upload_id}")).await;
+        if upload["status"] != "UPLOADING" {
+            return upload;
+        }
+        assert!(Instant::now() < deadline, "a signed upload refused mid-fault ends: {upload}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Ends every signed upload whose bytes were refused during a fault, as its client would: one
-/// refused before the server took its bytes still waits for them at the same URL, and takes them
-/// now; one refused while taking them ends FAILED, its reservation released (the server may have
-/// had to wait for the dependency to come back to record that), or SUCCESS when it was committed
-/// just before its answer failed. Returns the files stored that way.
+/// answered 503 waits again for its bytes at the same URL (once the server could record that,
+/// maybe only after the dependency came back), and takes them now; one refused otherwise ends
+/// FAILED, its reservation released, or SUCCESS when it was committed just before its answer
+/// failed. Returns the files stored that way.
 async fn settle_refused_uploads(client: &Client, refused_uploads: Vec<RefusedUpload>) -> Vec<StoredFile> {
     let mut stored = Vec::new();
-    let deadline = Instant::now() + RECORDED_WITHIN;
     for refused in refused_uploads {
-        let upload = loop {
-            let upload = client.get_json(&format!("/v1/uploads/{}", refused.id)).await;
-            if upload["status"] != "UPLOADING" {
-                break upload;
-            }
-            assert!(Instant::now() < deadline, "a signed upload refused mid-fault ends: {upload}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let upload = status_once_settled(client, &refused.id).await;
         match upload["status"].as_str() {
             Some("FAILED") => {}
             Some("WAITING") => {

@@ -205,9 +205,18 @@ async fn connections_left_idle_across_a_postgres_restart_fail_no_request_once_it
     assert!(first_panic.is_none(), "the server panicked: {first_panic:?}");
 }
 
-/// A TCP proxy in front of PostgreSQL that, once armed, lets the `COMMIT` of the first transaction
-/// that inserts a file reach PostgreSQL, then cuts that connection before the answer comes back:
-/// the commit happened, and its client cannot know.
+/// Where a `CommitCutter` cuts the connection of the first transaction that inserts a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Once its `COMMIT` reached PostgreSQL, before the answer comes back: the commit happened,
+    /// and its client cannot know.
+    AfterCommit,
+    /// Instead of relaying its `COMMIT`: the transaction is rolled back, nothing was made.
+    BeforeCommit,
+}
+
+/// A TCP proxy in front of PostgreSQL that, once armed, cuts the connection of the first
+/// transaction that inserts a file where its `Cut` says.
 struct CommitCutter {
     port: u16,
     armed: Arc<AtomicBool>,
@@ -216,7 +225,7 @@ struct CommitCutter {
 }
 
 impl CommitCutter {
-    async fn start(upstream_port: &str) -> CommitCutter {
+    async fn start(upstream_port: &str, at: Cut) -> CommitCutter {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let upstream = format!("127.0.0.1:{upstream_port}");
@@ -226,7 +235,7 @@ impl CommitCutter {
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
-                    tokio::spawn(relay_cutting_a_commit(client, server, armed.clone(), cuts.clone()));
+                    tokio::spawn(relay_cutting_a_commit(client, server, at, armed.clone(), cuts.clone()));
                 }
             }
         });
@@ -243,10 +252,12 @@ impl Drop for CommitCutter {
 /// Relays one connection both ways. What the client sends is searched for the SQL of a file's
 /// insert (in the extended protocol's `Parse`, which carries a statement's text the first time a
 /// connection runs it) and then for `COMMIT` (sent as a simple query): that chunk is relayed, and
-/// once PostgreSQL has had time to run it both sides are closed, its answer unread.
+/// once PostgreSQL has had time to run it both sides are closed, its answer unread (`AfterCommit`),
+/// or both are closed without it (`BeforeCommit`).
 async fn relay_cutting_a_commit(
     client: tokio::net::TcpStream,
     server: tokio::net::TcpStream,
+    at: Cut,
     armed: Arc<AtomicBool>,
     cuts: Arc<AtomicUsize>,
 ) {
@@ -278,6 +289,9 @@ async fn relay_cutting_a_commit(
             inserted_a_file |= commit_from.is_some();
             let cut = commit_from.is_some_and(|from| find(&seen[from..], b"COMMIT").is_some())
                 && armed.swap(false, Ordering::SeqCst);
+            if cut && at == Cut::BeforeCommit {
+                return true;
+            }
             if server_write.write_all(&chunk[..read]).await.is_err() || cut {
                 return cut;
             }
@@ -304,7 +318,7 @@ async fn relay_cutting_a_commit(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_file_committed_with_its_answer_lost_keeps_its_bytes() {
     let Some(postgres) = PrivatePostgres::start() else { return };
-    let cutter = CommitCutter::start(&postgres.port).await;
+    let cutter = CommitCutter::start(&postgres.port, Cut::AfterCommit).await;
     let url = postgres.url.replacen(&format!(":{}/", postgres.port), &format!(":{}/", cutter.port), 1);
     assert_ne!(url, postgres.url, "the server is to reach PostgreSQL through the proxy");
     let dir = tempfile::tempdir().unwrap();
@@ -335,6 +349,62 @@ async fn a_file_committed_with_its_answer_lost_keeps_its_bytes() {
     println!(
         "postgres answer to a file's COMMIT lost: the client was told {told}; the file is listed and whole"
     );
+
+    let first_panic = server.first_panic();
+    let log = server.log_tail();
+    server.kill();
+    assert!(first_panic.is_none(), "the server panicked: {first_panic:?}; its log:\n{log}");
+    assert_check_clean_on(&data_dir, &flags, &[]);
+}
+
+/// 2d. A signed upload whose finishing transaction never committed (its connection cut instead of
+/// the `COMMIT` being sent): its client is told 503, which says to retry, and the upload waits for
+/// its bytes again, so the same URL sent again makes the file, whole. It used to be failed, as
+/// when the commit may have happened, and the URL sent again was refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signed_upload_whose_commit_never_happened_takes_its_url_sent_again() {
+    let Some(postgres) = PrivatePostgres::start() else { return };
+    let cutter = CommitCutter::start(&postgres.port, Cut::BeforeCommit).await;
+    let url = postgres.url.replacen(&format!(":{}/", postgres.port), &format!(":{}/", cutter.port), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let flags = ["--database-url", url.as_str()];
+    let key = tenant_on(&data_dir, &flags, &[], "commit-never-sent");
+    let server = ServerProcess::start_with(&data_dir, &flags);
+    let client = Client::new(&server, &key);
+
+    // Two signed uploads, each cut so, before any file is made: the proxy finds a file's insert by
+    // its text, which a connection sends only the first time it runs it.
+    let mut refused = Vec::new();
+    for (i, name) in ["never-committed.bin", "never-committed-then-cancelled.bin"].into_iter().enumerate() {
+        cutter.armed.store(true, Ordering::SeqCst);
+        let attempt = client.signed_upload(name, content(12 + i as u8, 300_000)).await;
+        assert_eq!(
+            cutter.cuts.load(Ordering::SeqCst),
+            i + 1,
+            "{name}: its transaction was cut before its COMMIT"
+        );
+        match attempt {
+            Attempt::Refused { upload: Some(upload), status, code } => {
+                assert_unavailable("signed upload whose commit never happened", status, &code);
+                refused.push(upload);
+            }
+            other => panic!("{name}: its commit never happened, yet: {other:?}"),
+        }
+    }
+    for upload in &refused {
+        let upload = status_once_settled(&client, &upload.id).await;
+        assert_eq!(upload["status"], "WAITING", "it waits for its bytes again: {upload}");
+    }
+    assert_eq!(client.all_files().await.len(), 0, "no file was made");
+    // The second is cancelled: what its attempt left at the file's key goes with it (`admin check`
+    // below finds no orphan). The first's URL, sent again, makes its file.
+    let cancelled = refused.pop().expect("two refused uploads");
+    client.cancel_upload(&cancelled.id).await;
+    let stored = settle_refused_uploads(&client, refused).await;
+    assert_eq!(stored.len(), 1, "the URL sent again made the file");
+    assert_eq!(assert_nothing_lost(&client, &stored).await, 1, "only that file is listed");
+    println!("postgres COMMIT never sent: the client was told 503 and its URL, sent again, made the file");
 
     let first_panic = server.first_panic();
     let log = server.log_tail();
