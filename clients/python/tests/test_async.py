@@ -6,7 +6,9 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
+from typing import List
 
+import httpx
 import pytest
 
 from cabinet_client import AsyncCabinet, NotFound, Unavailable
@@ -57,4 +59,43 @@ async def test_async_multipart_interrupted_then_resumed(server: Server, tmp_path
     async with AsyncCabinet(server.url, server.key, state_dir=tmp_path / "s", transport=counting) as cabinet:
         file = await cabinet.upload(path, **options)  # type: ignore[arg-type]
     assert counting.part_puts == 1
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+class AsyncUnavailableOnce(httpx.AsyncHTTPTransport):
+    """`test_upload.UnavailableOnce`, for AsyncCabinet."""
+
+    def __init__(self, retry_after: str) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+        self.sent = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not request.url.path.startswith("/v1/"):
+            self.sent += 1
+            if self.sent == 1:
+                await request.aread()
+                return httpx.Response(
+                    503,
+                    headers={"retry-after": self.retry_after},
+                    json={"error": {"code": "unavailable", "message": "service unavailable"}},
+                )
+        return await super().handle_async_request(request)
+
+
+async def test_async_whole_file_refused_with_503_is_sent_again_after_retry_after(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: List[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr("cabinet_client._async.asyncio.sleep", record)
+    refusing = AsyncUnavailableOnce(retry_after="3")
+    data = os.urandom(200_000)
+    async with AsyncCabinet(server.url, server.key, transport=refusing) as cabinet:
+        file = await cabinet.upload(data, name=f"retried-{uuid.uuid4().hex[:8]}.bin")
+    assert refusing.sent == 2, "refused once, then sent again"
+    assert waits == [3.0], "it waited as long as Retry-After said"
     assert file["sha256"] == hashlib.sha256(data).hexdigest()

@@ -28,6 +28,9 @@ def test_server_errors() -> None:
     assert type(internal) is ServerError and internal.code == "internal"
     unavailable = error_from_response(503, {}, body("unavailable"))
     assert isinstance(unavailable, Unavailable) and isinstance(unavailable, ServerError)
+    assert unavailable.retry_after is None
+    told_when = error_from_response(503, {"retry-after": "5"}, body("unavailable"))
+    assert isinstance(told_when, Unavailable) and told_when.retry_after == 5.0
     bare = error_from_response(502, {}, b"<html>bad gateway</html>")
     assert type(bare) is ServerError and bare.code == "http_502"
 

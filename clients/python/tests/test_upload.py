@@ -117,6 +117,45 @@ def test_a_part_that_failed_once_is_sent_again(server: Server, folder: str, tmp_
     assert file["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+class UnavailableOnce(httpx.HTTPTransport):
+    """Answers the first PUT of a whole file 503 with ``Retry-After``, in the server's error shape,
+    as the server does when its disk is full or its database stalls; the PUT never reaches it."""
+
+    def __init__(self, retry_after: str) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+        self.refused = 0
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        # The upload URL: Cabinet's storage route, or S3's own.
+        if request.method == "PUT" and not request.url.path.startswith("/v1/"):
+            self.sent += 1
+            if self.refused == 0:
+                self.refused += 1
+                request.read()
+                return httpx.Response(
+                    503,
+                    headers={"retry-after": self.retry_after},
+                    json={"error": {"code": "unavailable", "message": "service unavailable"}},
+                )
+        return super().handle_request(request)
+
+
+def test_a_whole_file_refused_with_503_is_sent_again_to_the_same_url_after_retry_after(
+    server: Server, folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: List[float] = []
+    monkeypatch.setattr("cabinet_client._sync.time.sleep", waits.append)
+    refusing = UnavailableOnce(retry_after="2")
+    data = os.urandom(300_000)
+    with Cabinet(server.url, server.key, transport=refusing) as cabinet:
+        file = cabinet.upload(data, name="retried.bin", folder=folder)
+    assert (refusing.refused, refusing.sent) == (1, 2), "refused once, then sent again"
+    assert waits == [2.0], "it waited as long as Retry-After said"
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_starting_over_cancels_the_remembered_upload(server: Server, folder: str, tmp_path: Path) -> None:
     path, _ = big_file(tmp_path)
     failing = CountingTransport(fail_after=1)

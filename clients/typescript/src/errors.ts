@@ -53,8 +53,15 @@ export class RateLimitedError extends CabinetError {
 }
 /** 507: the workspace's storage quota would be exceeded. */
 export class QuotaExceededError extends CabinetError {}
-/** 5xx (other than 507), or no answer at all. */
-export class ServerError extends CabinetError {}
+/** 5xx (other than 507), or no answer at all; a 503 says when to retry in `retryAfter`. */
+export class ServerError extends CabinetError {
+  /** Seconds to wait, from `Retry-After` (null when absent). */
+  readonly retryAfter: number | null;
+  constructor(status: number, code: string, message: string, body: unknown, requestId: string | null = null, retryAfter: number | null = null) {
+    super(status, code, message, body, requestId);
+    this.retryAfter = retryAfter;
+  }
+}
 
 /**
  * An upload stopped by its `signal` (or by a failure) before it completed. The reservation and
@@ -124,14 +131,18 @@ export function makeError(
       return new ConflictError(status, code, message, body, requestId);
     case 413:
       return new TooLargeError(status, code, message, body, requestId);
-    case 429: {
-      const seconds = retryAfterHeader === null ? NaN : Number(retryAfterHeader);
-      return new RateLimitedError(status, code, message, body, requestId, Number.isFinite(seconds) ? seconds : null);
-    }
+    case 429:
+      return new RateLimitedError(status, code, message, body, requestId, seconds(retryAfterHeader));
     case 507:
       return new QuotaExceededError(status, code, message, body, requestId);
     default:
-      if (status >= 500 || status === 0) return new ServerError(status, code, message, body, requestId);
+      if (status >= 500 || status === 0) return new ServerError(status, code, message, body, requestId, seconds(retryAfterHeader));
       return new CabinetError(status, code, message, body, requestId);
   }
+}
+
+/** A `Retry-After` of seconds, as a number (null when absent or not a number). */
+function seconds(retryAfterHeader: string | null): number | null {
+  const value = retryAfterHeader === null ? NaN : Number(retryAfterHeader);
+  return Number.isFinite(value) ? value : null;
 }

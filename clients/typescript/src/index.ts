@@ -141,6 +141,14 @@ const DEFAULT_PART_SIZE = 16 * MiB;
 const DEFAULT_HASH_LIMIT = 1024 * MiB;
 const PART_URL_BATCH = 100;
 const PART_ATTEMPTS = 3;
+/** The longest a server's `Retry-After` is waited for before a retry, in seconds. */
+const MAX_RETRY_AFTER = 60;
+
+/** How long to wait before sending again after `error`: its `Retry-After` when the server gave one. */
+function retryWait(error: unknown, attempt: number): number {
+  const retryAfter = error instanceof RateLimitedError || error instanceof ServerError ? error.retryAfter : null;
+  return retryAfter !== null ? Math.min(retryAfter, MAX_RETRY_AFTER) * 1000 : 250 * 2 ** attempt;
+}
 /** How often, and how far apart, a stopped upload's cancel is tried while its bytes still arrive. */
 const CANCEL_RETRIES = 40;
 const CANCEL_RETRY_PAUSE_MS = 50;
@@ -401,13 +409,24 @@ export class Cabinet {
     onProgress?.({ uploadId: ticket.id, loaded: 0, total: size, sent: 0 });
     try {
       const method = ticket.method ?? "PUT";
-      if (onProgress && this.xhrProgress) {
-        // fetch cannot report how much of a body went out; XMLHttpRequest can.
-        await this.putWithProgress(ticket.upload_url, method, ticket.headers ?? {}, blob, signal, (loaded) =>
-          onProgress({ uploadId: ticket.id, loaded, total: size, sent: loaded }),
-        );
-      } else {
-        await this.putBytes(ticket.upload_url, method, ticket.headers ?? {}, blob, signal);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          if (onProgress && this.xhrProgress) {
+            // fetch cannot report how much of a body went out; XMLHttpRequest can.
+            await this.putWithProgress(ticket.upload_url, method, ticket.headers ?? {}, blob, signal, (loaded) =>
+              onProgress({ uploadId: ticket.id, loaded, total: size, sent: loaded }),
+            );
+          } else {
+            await this.putBytes(ticket.upload_url, method, ticket.headers ?? {}, blob, signal);
+          }
+          break;
+        } catch (error) {
+          // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again (a
+          // network failure may have ended it).
+          const sameUrl = error instanceof CabinetError && (error.status === 429 || error.status === 503);
+          if (!sameUrl || attempt >= PART_ATTEMPTS) throw error;
+          await sleep(retryWait(error, attempt), signal);
+        }
       }
     } catch (error) {
       if (isAbort(error, signal)) {
@@ -535,8 +554,7 @@ export class Cabinet {
       } catch (error) {
         const retriable = !isAbort(error, signal) && (error instanceof ServerError || error instanceof RateLimitedError);
         if (!retriable || attempt >= PART_ATTEMPTS) throw error;
-        const wait = error instanceof RateLimitedError && error.retryAfter !== null ? Math.min(error.retryAfter, 60) * 1000 : 250 * 2 ** attempt;
-        await sleep(wait, signal);
+        await sleep(retryWait(error, attempt), signal);
       }
     }
   }

@@ -324,5 +324,30 @@ describe(`Cabinet TypeScript SDK (${label})`, () => {
         await limited.stop();
       }
     });
+
+    test("a whole file refused with 503 is sent again to the same URL after Retry-After", async () => {
+      // Answers the first PUT of the bytes 503 with Retry-After, in the server's error shape, as
+      // the server does when its disk is full or its database stalls; that PUT never reaches it.
+      const puts = [];
+      const refusingOnce = async (input, init) => {
+        const url = new URL(input instanceof Request ? input.url : String(input));
+        if (init?.method === "PUT" && !url.pathname.startsWith("/v1/")) {
+          puts.push(url.toString());
+          if (puts.length === 1) {
+            const body = JSON.stringify({ error: { code: "unavailable", message: "service unavailable" } });
+            return new Response(body, { status: 503, headers: { "content-type": "application/json", "retry-after": "1" } });
+          }
+        }
+        return fetch(input, init);
+      };
+      const client = new Cabinet({ baseUrl: server.url, apiKey: server.key, fetch: refusingOnce });
+      const bytes = randomBytes(200_000);
+      const started = Date.now();
+      const file = await client.upload(new Blob([bytes]), { name: "refused-once.bin" });
+      assert.equal(puts.length, 2, "refused once, then sent again");
+      assert.equal(puts[1], puts[0], "to the same URL");
+      assert.ok(Date.now() - started >= 950, "after the second Retry-After said, not the first backoff's 0.5 s");
+      assert.equal(file.sha256, hex(bytes));
+    });
   });
 });

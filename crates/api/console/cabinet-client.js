@@ -58,8 +58,14 @@ export class RateLimitedError extends CabinetError {
 /** 507: the workspace's storage quota would be exceeded. */
 export class QuotaExceededError extends CabinetError {
 }
-/** 5xx (other than 507), or no answer at all. */
+/** 5xx (other than 507), or no answer at all; a 503 says when to retry in `retryAfter`. */
 export class ServerError extends CabinetError {
+    /** Seconds to wait, from `Retry-After` (null when absent). */
+    retryAfter;
+    constructor(status, code, message, body, requestId = null, retryAfter = null) {
+        super(status, code, message, body, requestId);
+        this.retryAfter = retryAfter;
+    }
 }
 /**
  * An upload stopped by its `signal` (or by a failure) before it completed. The reservation and
@@ -120,17 +126,20 @@ export function makeError(status, code, message, body, requestId = null, retryAf
             return new ConflictError(status, code, message, body, requestId);
         case 413:
             return new TooLargeError(status, code, message, body, requestId);
-        case 429: {
-            const seconds = retryAfterHeader === null ? NaN : Number(retryAfterHeader);
-            return new RateLimitedError(status, code, message, body, requestId, Number.isFinite(seconds) ? seconds : null);
-        }
+        case 429:
+            return new RateLimitedError(status, code, message, body, requestId, seconds(retryAfterHeader));
         case 507:
             return new QuotaExceededError(status, code, message, body, requestId);
         default:
             if (status >= 500 || status === 0)
-                return new ServerError(status, code, message, body, requestId);
+                return new ServerError(status, code, message, body, requestId, seconds(retryAfterHeader));
             return new CabinetError(status, code, message, body, requestId);
     }
+}
+/** A `Retry-After` of seconds, as a number (null when absent or not a number). */
+function seconds(retryAfterHeader) {
+    const value = retryAfterHeader === null ? NaN : Number(retryAfterHeader);
+    return Number.isFinite(value) ? value : null;
 }
 
 // ---- index.ts
@@ -169,6 +178,13 @@ const DEFAULT_PART_SIZE = 16 * MiB;
 const DEFAULT_HASH_LIMIT = 1024 * MiB;
 const PART_URL_BATCH = 100;
 const PART_ATTEMPTS = 3;
+/** The longest a server's `Retry-After` is waited for before a retry, in seconds. */
+const MAX_RETRY_AFTER = 60;
+/** How long to wait before sending again after `error`: its `Retry-After` when the server gave one. */
+function retryWait(error, attempt) {
+    const retryAfter = error instanceof RateLimitedError || error instanceof ServerError ? error.retryAfter : null;
+    return retryAfter !== null ? Math.min(retryAfter, MAX_RETRY_AFTER) * 1000 : 250 * 2 ** attempt;
+}
 /** How often, and how far apart, a stopped upload's cancel is tried while its bytes still arrive. */
 const CANCEL_RETRIES = 40;
 const CANCEL_RETRY_PAUSE_MS = 50;
@@ -402,12 +418,25 @@ export class Cabinet {
         onProgress?.({ uploadId: ticket.id, loaded: 0, total: size, sent: 0 });
         try {
             const method = ticket.method ?? "PUT";
-            if (onProgress && this.xhrProgress) {
-                // fetch cannot report how much of a body went out; XMLHttpRequest can.
-                await this.putWithProgress(ticket.upload_url, method, ticket.headers ?? {}, blob, signal, (loaded) => onProgress({ uploadId: ticket.id, loaded, total: size, sent: loaded }));
-            }
-            else {
-                await this.putBytes(ticket.upload_url, method, ticket.headers ?? {}, blob, signal);
+            for (let attempt = 1;; attempt++) {
+                try {
+                    if (onProgress && this.xhrProgress) {
+                        // fetch cannot report how much of a body went out; XMLHttpRequest can.
+                        await this.putWithProgress(ticket.upload_url, method, ticket.headers ?? {}, blob, signal, (loaded) => onProgress({ uploadId: ticket.id, loaded, total: size, sent: loaded }));
+                    }
+                    else {
+                        await this.putBytes(ticket.upload_url, method, ticket.headers ?? {}, blob, signal);
+                    }
+                    break;
+                }
+                catch (error) {
+                    // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again (a
+                    // network failure may have ended it).
+                    const sameUrl = error instanceof CabinetError && (error.status === 429 || error.status === 503);
+                    if (!sameUrl || attempt >= PART_ATTEMPTS)
+                        throw error;
+                    await sleep(retryWait(error, attempt), signal);
+                }
             }
         }
         catch (error) {
@@ -533,8 +562,7 @@ export class Cabinet {
                 const retriable = !isAbort(error, signal) && (error instanceof ServerError || error instanceof RateLimitedError);
                 if (!retriable || attempt >= PART_ATTEMPTS)
                     throw error;
-                const wait = error instanceof RateLimitedError && error.retryAfter !== null ? Math.min(error.retryAfter, 60) * 1000 : 250 * 2 ** attempt;
-                await sleep(wait, signal);
+                await sleep(retryWait(error, attempt), signal);
             }
         }
     }

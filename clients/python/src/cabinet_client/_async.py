@@ -27,6 +27,8 @@ from ._common import (
     is_folder_id,
     part_range,
     resumable,
+    retries_the_same_url,
+    retry_delay,
     RETRY_DELAYS,
     query,
     split_folder_path,
@@ -246,7 +248,15 @@ class AsyncCabinet:
                 progress(offset + len(chunk), size)
 
         try:
-            await self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
+            for delay in (*self.part_retries, None):
+                try:
+                    await self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
+                    break
+                except CabinetError as err:
+                    # The server said to try again, and the upload still waits: the same URL.
+                    if delay is None or not retries_the_same_url(err):
+                        raise
+                    await asyncio.sleep(retry_delay(err, delay))
         except BaseException:
             # A small upload is not resumed: release its reservation now, not at its expiry. The
             # server may not yet have seen the body it was sending end (`upload_in_progress`).
@@ -352,7 +362,7 @@ class AsyncCabinet:
                     except (ServerError, RateLimited) as err:
                         if delay is None:
                             raise
-                        await asyncio.sleep(err.retry_after if isinstance(err, RateLimited) and err.retry_after else delay)
+                        await asyncio.sleep(retry_delay(err, delay))
                 raise AssertionError("unreachable")
 
         for batch in batches(missing):

@@ -199,6 +199,22 @@ def resumable(upload: Upload, size: int) -> bool:
 RETRY_DELAYS = (0.25, 1.0, 3.0)
 """Waits before sending a part again after a network or server failure (then it gives up)."""
 
+# The longest a server's Retry-After is waited for before a retry.
+MAX_RETRY_AFTER = 60.0
+
+
+def retry_delay(err: CabinetError, default: float) -> float:
+    """How long to wait before sending again after ``err``: the server's ``Retry-After`` (429, 503)
+    when it gave one, else ``default``."""
+    retry_after = getattr(err, "retry_after", None)
+    return min(retry_after, MAX_RETRY_AFTER) if retry_after else default
+
+
+def retries_the_same_url(err: CabinetError) -> bool:
+    """Whether an upload URL refused with ``err`` takes the same bytes again: 429 and 503 leave the
+    upload waiting for them (a network failure may have ended it)."""
+    return err.status in (429, 503)
+
 # How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
 # bytes arriving: about two seconds in all.
 CANCEL_RETRIES = 40

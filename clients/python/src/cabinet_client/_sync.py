@@ -29,6 +29,8 @@ from ._common import (
     is_folder_id,
     part_range,
     resumable,
+    retries_the_same_url,
+    retry_delay,
     RETRY_DELAYS,
     query,
     split_folder_path,
@@ -74,8 +76,9 @@ class Cabinet:
 
     ``multipart_threshold`` and ``part_size`` are the upload helper's defaults; ``state_dir`` is
     where multipart uploads in progress are remembered; a part whose sending failed (network,
-    5xx, 429) is sent again after each of ``part_retries`` seconds, then the upload stops
-    (resumable). ``transport`` is httpx's, for tests and proxies.
+    5xx, 429) is sent again after each of ``part_retries`` seconds (or the server's
+    ``Retry-After``), then the upload stops (resumable); a whole file's single PUT answered 429 or
+    503 is sent again to the same URL the same way. ``transport`` is httpx's, for tests and proxies.
     """
 
     def __init__(
@@ -256,7 +259,15 @@ class Cabinet:
                 progress(offset + len(chunk), size)
 
         try:
-            self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
+            for delay in (*self.part_retries, None):
+                try:
+                    self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
+                    break
+                except CabinetError as err:
+                    # The server said to try again, and the upload still waits: the same URL.
+                    if delay is None or not retries_the_same_url(err):
+                        raise
+                    time.sleep(retry_delay(err, delay))
         except BaseException:
             # A small upload is not resumed: release its reservation now, not at its expiry. The
             # server may not yet have seen the body it was sending end (`upload_in_progress`).
@@ -363,7 +374,7 @@ class Cabinet:
                 except (ServerError, RateLimited) as err:
                     if delay is None or stopping.is_set():
                         raise
-                    if stopping.wait(err.retry_after if isinstance(err, RateLimited) and err.retry_after else delay):
+                    if stopping.wait(retry_delay(err, delay)):
                         raise
             raise AssertionError("unreachable")
 

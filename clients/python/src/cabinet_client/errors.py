@@ -88,7 +88,14 @@ class ServerError(CabinetError):
 
 
 class Unavailable(ServerError):
-    """503, or the server could not be reached (status 0)."""
+    """503, or the server could not be reached (status 0); ``retry_after`` is in seconds when the
+    server said when to try again."""
+
+    def __init__(
+        self, status: int, code: str, message: str, body: JsonBody = None, retry_after: Optional[float] = None
+    ) -> None:
+        super().__init__(status, code, message, body)
+        self.retry_after = retry_after
 
 
 class IntegrityError(CabinetError):
@@ -165,7 +172,7 @@ def error_from_response(status: int, headers: Mapping[str, str], content: bytes)
     cls = _BY_CODE.get(code) or _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else CabinetError
-    if cls is RateLimited:
+    if cls is RateLimited or cls is Unavailable:
         retry_after: Optional[float] = None
         raw = headers.get("retry-after")
         if raw is not None:
@@ -173,7 +180,9 @@ def error_from_response(status: int, headers: Mapping[str, str], content: bytes)
                 retry_after = float(raw)
             except ValueError:
                 retry_after = None
-        return RateLimited(status, code, message, body, retry_after=retry_after)
+        if cls is RateLimited:
+            return RateLimited(status, code, message, body, retry_after=retry_after)
+        return Unavailable(status, code, message, body, retry_after=retry_after)
     return cls(status, code, message, body)
 
 
