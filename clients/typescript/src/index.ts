@@ -429,11 +429,10 @@ export class Cabinet {
         }
       }
     } catch (error) {
-      if (isAbort(error, signal)) {
-        // A single PUT cannot be resumed: release the reservation.
-        await this.cancelStopped(ticket.id);
-        throw new UploadInterruptedError(ticket.id, error, false);
-      }
+      // A single PUT cannot be resumed: release the reservation (an upload the server still keeps
+      // waiting, after a 503, would hold it until it expired).
+      await this.cancelStopped(ticket.id);
+      if (isAbort(error, signal)) throw new UploadInterruptedError(ticket.id, error, false);
       throw error;
     }
     onProgress?.({ uploadId: ticket.id, loaded: size, total: size, sent: size });

@@ -349,5 +349,21 @@ describe(`Cabinet TypeScript SDK (${label})`, () => {
       assert.ok(Date.now() - started >= 950, "after the second Retry-After said, not the first backoff's 0.5 s");
       assert.equal(file.sha256, hex(bytes));
     });
+
+    test("a whole file refused with 503 past three tries: the error, and nothing left reserved", async () => {
+      const tenant = server.tenant(`refused-${Date.now()}`);
+      const refusing = async (input, init) => {
+        const url = new URL(input instanceof Request ? input.url : String(input));
+        if (init?.method === "PUT" && !url.pathname.startsWith("/v1/")) {
+          const body = JSON.stringify({ error: { code: "unavailable", message: "service unavailable" } });
+          return new Response(body, { status: 503, headers: { "content-type": "application/json", "retry-after": "0" } });
+        }
+        return fetch(input, init);
+      };
+      const client = new Cabinet({ baseUrl: server.url, apiKey: tenant.key, fetch: refusing });
+      const error = await client.upload(new Blob([randomBytes(1000)]), { name: "refused.bin" }).catch((e) => e);
+      assert.ok(error instanceof ServerError && error.status === 503 && error.retryAfter === 0, String(error));
+      assert.equal((await client.quota()).reserved_bytes, 0, "the upload was cancelled, its reservation released");
+    });
   });
 });

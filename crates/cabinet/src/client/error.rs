@@ -48,6 +48,8 @@ pub struct CliError {
     pub message: String,
     /// The HTTP status, when the error came from the server.
     pub status: Option<u16>,
+    /// The server's `Retry-After`, when it said when to try again (429, 503).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// A client command's result.
@@ -55,7 +57,7 @@ pub type CliResult<T> = Result<T, CliError>;
 
 impl CliError {
     pub fn new(exit: Exit, code: impl Into<String>, message: impl Into<String>) -> Self {
-        CliError { exit, code: code.into(), message: message.into(), status: None }
+        CliError { exit, code: code.into(), message: message.into(), status: None, retry_after: None }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {

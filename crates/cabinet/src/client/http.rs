@@ -68,6 +68,11 @@ pub async fn checked(sent: Result<Response, reqwest_tls::Error>) -> CliResult<Re
     if status.is_success() {
         return Ok(response);
     }
+    let retry_after = response
+        .headers()
+        .get(reqwest_tls::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs);
     let text = response.text().await.unwrap_or_default();
     let (code, message) = match serde_json::from_str::<Value>(&text) {
         Ok(body) if body["error"]["message"].is_string() => (
@@ -81,7 +86,7 @@ pub async fn checked(sent: Result<Response, reqwest_tls::Error>) -> CliResult<Re
             (code.to_owned(), format!("HTTP {status}{}{snippet}", if snippet.is_empty() { "" } else { ": " }))
         }
     };
-    Err(CliError { exit: Exit::of_status(status), code, message, status: Some(status.as_u16()) })
+    Err(CliError { exit: Exit::of_status(status), code, message, status: Some(status.as_u16()), retry_after })
 }
 
 /// A successful JSON response, parsed.

@@ -191,3 +191,66 @@ async fn a_full_disk_fails_uploads_cleanly_and_space_freed_lets_them_succeed_aga
     assert_no_panic(&log);
     assert_check_clean(&data_dir);
 }
+
+/// 1b. The `cabinet` client against a full disk: a file whose `PUT` is answered 503 is sent again
+/// to the same URL after the server's `Retry-After`, and stored once space is freed meanwhile; one
+/// still refused after three tries is cancelled, so nothing stays reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sends_a_file_refused_by_a_full_disk_again_and_cancels_it_when_it_gives_up() {
+    use crate::cli_user::{path_str, User};
+    let Some(disk) = Tmpfs::mount("16m") else { return };
+    let data_dir = disk.dir.join("data");
+    let tenant = Tenant::create(&data_dir, "full-disk-client", None, "write");
+    let server = ServerProcess::start(&data_dir);
+    let client = Client::new(&server, &tenant.key);
+    let user = User::new(&server.url, &tenant.key);
+    let ballast = ballast(&disk.dir, 1024 * 1024);
+
+    let given_up = user.write("given-up.bin", &content(31, 3 * 1024 * 1024));
+    let run = tokio::task::block_in_place(|| {
+        user.run(&["upload", path_str(&given_up), "--folder", "/F", "--json"])
+    });
+    assert_eq!(run.code, 7, "refused three times, the client exits 7 (unavailable): {}", run.stderr);
+    let quota = client.get_json("/v1/quota").await;
+    assert_eq!(quota["reserved_bytes"], 0, "the client cancelled the upload it gave up on: {quota}");
+
+    // Space freed while the client waits out a refusal: its next try, to the same URL, succeeds.
+    const REOPENED: &str = "upload waits for its bytes again";
+    let reopened = || server.logs().matches(REOPENED).count();
+    // The server writes its log in batches.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reopened() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload given up on was refused three times: {}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reopened_before = reopened();
+    let bytes = content(32, 3 * 1024 * 1024);
+    let stored = user.write("stored.bin", &bytes);
+    let stored_path = path_str(&stored).to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        let run = user.run(&["upload", &stored_path, "--folder", "/F", "--json"]);
+        (user, run)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reopened() == reopened_before {
+        assert!(Instant::now() < deadline, "the first try was never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(ballast).unwrap();
+    let (_user, run) = run.await.unwrap();
+    assert_eq!(run.code, 0, "sent again once space was freed: {}", run.stderr);
+    let file = &run.json()["uploaded"][0]["file"];
+    let id = file["id"].as_str().expect("a file id").to_owned();
+    client.assert_all_readable(&[(id, sha256_hex(&bytes), bytes)]).await;
+    let quota = client.get_json("/v1/quota").await;
+    assert_eq!(quota["reserved_bytes"], 0, "{quota}");
+
+    let log = server.log_tail();
+    server.kill();
+    assert_no_panic(&log);
+    assert_check_clean(&data_dir);
+}

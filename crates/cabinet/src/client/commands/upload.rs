@@ -684,7 +684,23 @@ async fn upload_single(
     ticket: &Value,
     bar: &FileBar,
 ) -> CliResult<Value> {
-    send_bytes(shared, ticket, "upload_url", &job.path, 0, job.size, bar).await?;
+    let mut attempt = 1;
+    while let Err(err) = send_bytes(shared, ticket, "upload_url", &job.path, 0, job.size, bar).await {
+        // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again. A
+        // network failure may have ended it.
+        let same_url = matches!(err.status, Some(429 | 503));
+        if same_url && attempt < PART_ATTEMPTS {
+            tokio::time::sleep(wait_before_sending_again(&err, attempt)).await;
+            attempt += 1;
+            continue;
+        }
+        if same_url {
+            // Given up on, it would hold its reservation until it expired.
+            let _: CliResult<Value> =
+                shared.ctx.api.delete(&format!("/v1/uploads/{}", upload_id_of(ticket)), &[]).await;
+        }
+        return Err(err);
+    }
     let upload = complete(shared, &upload_id_of(ticket), sha256).await?;
     Ok(summary(job, sha256, &upload))
 }
@@ -867,6 +883,13 @@ async fn received_parts(shared: &Shared<'_>, session: &Session) -> CliResult<BTr
         .collect())
 }
 
+/// How long to wait before an upload's bytes are sent again after `err`: the server's
+/// `Retry-After` when it gave one (at most a minute), else longer with each attempt.
+fn wait_before_sending_again(err: &CliError, attempt: u32) -> Duration {
+    const MOST: Duration = Duration::from_secs(60);
+    err.retry_after.map_or(Duration::from_millis(500 * u64::from(attempt + 1)), |wait| wait.min(MOST))
+}
+
 async fn send_part(
     shared: &Shared<'_>,
     session: &Session,
@@ -890,8 +913,8 @@ async fn send_part(
         match send_bytes(shared, &target, "url", &job.path, offset, len, bar).await {
             Ok(()) => return Ok(()),
             Err(err) if attempt < PART_ATTEMPTS && matches!(err.exit, Exit::Unavailable | Exit::Other) => {
+                tokio::time::sleep(wait_before_sending_again(&err, attempt)).await;
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
             }
             Err(err) => {
                 return Err(CliError {
