@@ -4,7 +4,9 @@
 //! object while they are hashed; only when size (and sha256, when declared) are verified does the
 //! object become durable and, in one transaction, the upload SUCCESS, the file created and the
 //! reservation usage. Every failure path fails the upload with a reason, releases the reservation
-//! and removes the bytes.
+//! and removes the bytes; except the server's own trouble (a store unavailable, the disk full:
+//! 503) under a signed URL, which puts the upload back to WAITING, its reservation kept, so the
+//! same URL takes the bytes again (`intake::OnTrouble`).
 //!
 //! Two ways in, one set of rules: bytes sent through Cabinet are staged and verified as they
 //! stream; bytes sent straight to the blob store (a presigned S3 URL) land at the upload's
