@@ -281,6 +281,7 @@ async fn serve_connection<S, A>(
             Ok(()) => {
                 // The client closed its side, or asked to close after its answer, or shutdown came.
                 let _ = tokio::time::timeout(SHUTDOWN_WRITE_TIMEOUT, stream.shutdown()).await;
+                drain_before_closing(&mut stream).await;
                 return;
             }
         }
@@ -289,6 +290,30 @@ async fn serve_connection<S, A>(
 
 /// How long closing a connection's sending side may take (a TLS session's last record).
 const SHUTDOWN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a closing connection reads what its client still sends (`drain_before_closing`).
+const DRAIN_FOR: Duration = Duration::from_secs(2);
+/// How long it waits for the next of those bytes before it closes anyway.
+const DRAIN_IDLE: Duration = Duration::from_millis(250);
+
+/// Reads and drops what the client still sends before the connection is closed: after an answer
+/// given before a request's body was read to its end (a refusal, a full disk), the client is
+/// usually still sending it. Closed with those bytes unread, the socket would be reset, and a
+/// reset can reach the client before it has read the answer, which is then lost (it sees "broken
+/// pipe" instead of the 413 or 503 it was sent). A client that closes its side at once costs
+/// nothing; one that neither sends nor closes is left after `DRAIN_IDLE`, and no client keeps the
+/// connection past `DRAIN_FOR`. The buffer is taken only here, not kept with every connection.
+async fn drain_before_closing<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) {
+    use tokio::io::AsyncReadExt;
+    let until = tokio::time::Instant::now() + DRAIN_FOR;
+    let mut dropped = vec![0u8; 16 * 1024];
+    loop {
+        let next = tokio::time::timeout(DRAIN_IDLE, stream.read(&mut dropped));
+        match tokio::time::timeout_at(until, next).await {
+            Ok(Ok(Ok(read))) if read > 0 => continue,
+            _ => return,
+        }
+    }
+}
 
 /// `wait`'s outcome, or `None` once `limit` has passed (`None`: no limit).
 async fn wait_at_most<T>(limit: Option<Duration>, wait: impl Future<Output = T>) -> Option<T> {

@@ -182,6 +182,32 @@ async fn a_refusal_before_the_body_was_read_says_the_connection_closes() {
     assert_eq!(health(&mut stream).await.unwrap(), 200, "the connection is still open");
 }
 
+/// A client that sends the whole body before it reads the answer (as simple clients do) gets the
+/// refusal of a body the server stopped reading (here, 32 MiB to a URL signed for 1,000 bytes):
+/// the server reads and drops the rest before it closes the connection. Closed with those bytes
+/// unread, the connection was reset, and the client saw a broken pipe instead of its answer.
+#[tokio::test]
+async fn a_client_still_sending_a_refused_body_gets_the_refusal_not_a_reset() {
+    let server = TestServer::spawn().await;
+    let address = raw::address_of(&server.url);
+    let body = vec![b'x'; 32 * 1024 * 1024];
+    for _ in 0..3 {
+        let (status, ticket) =
+            server.start_upload(&server.tenant, serde_json::json!({"name": "small.bin", "size": 1000})).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{ticket}");
+        let url = ticket["upload_url"].as_str().expect("an upload URL");
+        let path = &url[url.find("/storage/").expect("a storage URL")..];
+        let mut stream = raw::connect_from(FIRST, address).await.unwrap();
+        let head = raw::head("PUT", path, Some(body.len() as u64), &[]);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.expect("the whole body is taken, not reset");
+        let refused = raw::read_response(&mut stream).await.expect("the refusal arrives");
+        assert_eq!(refused.status, 413);
+        assert_eq!(refused.header("connection"), Some("close"), "{:?}", refused.headers);
+        assert_eq!(refused.json()["error"]["code"], "size_exceeded");
+    }
+}
+
 /// Between requests a keep-alive connection waits with no buffers of its own (it leaves hyper
 /// once idle for a moment, shorter than the pauses here), and is served again; nothing still under way is taken for idle: a request head or
 /// body that pauses, a download its client is slow to read, requests sent back to back, one of
