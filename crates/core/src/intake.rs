@@ -155,13 +155,14 @@ impl Cabinet {
                         (FailureReason::StorageError, Error::Unavailable(Box::new(cause)))
                     }
                 };
-                // The guard would fail an upload that may be reopening.
-                guard.upload = None;
-                if matches!(error, Error::Unavailable(_)) {
-                    // Nothing was kept: the temporary is gone with its stream.
-                    self.after_trouble(upload, on_trouble).await?;
+                if matches!(error, Error::Unavailable(_)) && on_trouble == OnTrouble::Reopen {
+                    // Nothing was kept: the temporary is gone with its stream. The guard would
+                    // fail the upload this reopens.
+                    guard.upload = None;
+                    self.reopen(upload).await?;
                 } else {
                     self.fail(upload, reason).await?;
+                    guard.upload = None;
                 }
                 return Err(error);
             }

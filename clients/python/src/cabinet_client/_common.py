@@ -215,6 +215,7 @@ def retries_the_same_url(err: CabinetError) -> bool:
     upload waiting for them (a network failure may have ended it)."""
     return err.status in (429, 503)
 
+
 # How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
 # bytes arriving: about two seconds in all.
 CANCEL_RETRIES = 40
