@@ -156,6 +156,33 @@ def test_a_whole_file_refused_with_503_is_sent_again_to_the_same_url_after_retry
     assert file["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+class UnreachableOnce(httpx.HTTPTransport):
+    """Fails the first PUT of a whole file as if the network went down (it never reaches the
+    server)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not request.url.path.startswith("/v1/"):
+            self.sent += 1
+            if self.sent == 1:
+                raise httpx.ConnectError("simulated network failure", request=request)
+        return super().handle_request(request)
+
+
+def test_a_whole_file_whose_put_failed_on_the_network_is_sent_again_while_its_upload_waits(
+    server: Server, folder: str
+) -> None:
+    unreachable = UnreachableOnce()
+    data = os.urandom(100_000)
+    with Cabinet(server.url, server.key, transport=unreachable, part_retries=(0.0,)) as cabinet:
+        file = cabinet.upload(data, name="lost-once.bin", folder=folder)
+    assert unreachable.sent == 2, "asked, the upload still waited: sent again"
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_starting_over_cancels_the_remembered_upload(server: Server, folder: str, tmp_path: Path) -> None:
     path, _ = big_file(tmp_path)
     failing = CountingTransport(fail_after=1)

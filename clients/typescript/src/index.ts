@@ -421,10 +421,12 @@ export class Cabinet {
           }
           break;
         } catch (error) {
-          // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again (a
-          // network failure may have ended it).
-          const sameUrl = error instanceof CabinetError && (error.status === 429 || error.status === 503);
-          if (!sameUrl || attempt >= PART_ATTEMPTS) throw error;
+          // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again.
+          // After a network failure (the answer lost, or the request never reached the server)
+          // the upload is asked: one still waiting takes them again too.
+          if (!(error instanceof CabinetError) || attempt >= PART_ATTEMPTS) throw error;
+          const told = error.status === 429 || error.status === 503;
+          if (!told && !(error.status === 0 && (await this.stillWaiting(ticket.id)))) throw error;
           await sleep(retryWait(error, attempt), signal);
         }
       }
@@ -438,6 +440,15 @@ export class Cabinet {
     onProgress?.({ uploadId: ticket.id, loaded: size, total: size, sent: size });
     const upload = await this.uploads.complete(ticket.id);
     return this.verify(upload, size, sha256);
+  }
+
+  /** Whether the upload still waits for its bytes (false when that cannot be known). */
+  private async stillWaiting(uploadId: string): Promise<boolean> {
+    try {
+      return (await this.uploads.get(uploadId)).status === "WAITING";
+    } catch {
+      return false;
+    }
   }
 
   /**

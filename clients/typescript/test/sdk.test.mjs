@@ -350,6 +350,22 @@ describe(`Cabinet TypeScript SDK (${label})`, () => {
       assert.equal(file.sha256, hex(bytes));
     });
 
+    test("a whole file whose PUT failed on the network is sent again while its upload waits", async () => {
+      let puts = 0;
+      const unreachableOnce = async (input, init) => {
+        const url = new URL(input instanceof Request ? input.url : String(input));
+        if (init?.method === "PUT" && !url.pathname.startsWith("/v1/") && ++puts === 1) {
+          throw new TypeError("fetch failed (simulated: the request never reached the server)");
+        }
+        return fetch(input, init);
+      };
+      const client = new Cabinet({ baseUrl: server.url, apiKey: server.key, fetch: unreachableOnce });
+      const bytes = randomBytes(100_000);
+      const file = await client.upload(new Blob([bytes]), { name: "lost-once.bin" });
+      assert.equal(puts, 2, "asked, the upload still waited: sent again");
+      assert.equal(file.sha256, hex(bytes));
+    });
+
     test("a whole file refused with 503 past three tries: the error, and nothing left reserved", async () => {
       const tenant = server.tenant(`refused-${Date.now()}`);
       const refusing = async (input, init) => {

@@ -141,6 +141,80 @@ impl CountingRelay {
     }
 }
 
+/// A TCP relay in front of the server that cuts, once, the connection on which a request to the
+/// storage route starts (before relaying it): the request never reaches the server, and its client
+/// sees the network fail.
+struct StoragePutCutter {
+    url: String,
+    cuts: Arc<AtomicU64>,
+}
+
+impl StoragePutCutter {
+    async fn bind() -> (TcpListener, Self) {
+        let (listener, url) = CountingRelay::bind().await;
+        (listener, StoragePutCutter { url, cuts: Arc::new(AtomicU64::new(0)) })
+    }
+
+    fn relay(&self, listener: TcpListener, upstream: &str) {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let cuts = self.cuts.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, cuts) = (upstream.clone(), cuts.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = client_read.read(&mut buf).await {
+                            const STORAGE_PUT: &[u8] = b"PUT /storage/";
+                            let storage_put = buf[..n].windows(STORAGE_PUT.len()).any(|w| w == STORAGE_PUT);
+                            if n == 0 || (storage_put && cuts.fetch_add(1, Ordering::SeqCst) == 0) {
+                                return true;
+                            }
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        false
+                    };
+                    let down = tokio::io::copy(&mut server_read, &mut client_write);
+                    // A cut drops both sides at once: the client's request is never answered.
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// A small file whose `PUT` never reached the server (its connection cut) is sent again: the
+/// client asks, finds the upload still waiting, and sends the same URL again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_upload_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let (listener, cutter) = StoragePutCutter::bind().await;
+    let server = ServerProcess::start_with(dir.path(), &["--public-url", &cutter.url]);
+    cutter.relay(listener, &server.url);
+    let user = User::new(&cutter.url, &tenant.key);
+    let bytes = random_bytes(300_000);
+    let source = user.write("lost-once.bin", &bytes);
+    let source_text = path_str(&source).to_owned();
+    let (_user, run) = tokio::task::spawn_blocking(move || {
+        let run = user.json(&["upload", &source_text, "--folder", "/Lost"]);
+        (user, run)
+    })
+    .await
+    .unwrap();
+    assert!(cutter.cuts.load(Ordering::SeqCst) >= 2, "the first PUT was cut, the second relayed");
+    let file = &run["uploaded"][0]["file"];
+    assert_eq!(file["sha256"], sha256_hex(&bytes).as_str(), "{run}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_killed_midway_resends_at_most_one_part_per_part_in_flight() {
     const MIB: u64 = 1 << 20;

@@ -232,6 +232,13 @@ class Cabinet:
             return self._upload_single(plan, progress, mime_type)
         return self._upload_multipart(plan, progress, resume, upload_id, mime_type)
 
+    def _still_waiting(self, upload_id: str) -> bool:
+        """Whether the upload still waits for its bytes (False when that cannot be known)."""
+        try:
+            return self.uploads.get(upload_id)["status"] == "WAITING"
+        except CabinetError:
+            return False
+
     def _new_upload(self, plan: UploadPlan, mime_type: Optional[str], multipart: bool) -> UploadTicket:
         body: Dict[str, object] = {"name": plan.source.name, "size": plan.source.size}
         if plan.sha256:
@@ -264,8 +271,13 @@ class Cabinet:
                     self._send(ticket["method"] or "PUT", ticket["upload_url"], chunks(), ticket["headers"], size)
                     break
                 except CabinetError as err:
-                    # The server said to try again, and the upload still waits: the same URL.
-                    if delay is None or not retries_the_same_url(err):
+                    # The server said to try again, and the upload still waits: the same URL. After
+                    # a network failure (the answer lost, or the request never reached it) the
+                    # upload is asked: one still waiting takes the bytes again.
+                    if delay is None:
+                        raise
+                    lost = err.status == 0 and self._still_waiting(ticket["id"])
+                    if not (retries_the_same_url(err) or lost):
                         raise
                     time.sleep(retry_delay(err, delay))
         except BaseException:

@@ -686,9 +686,13 @@ async fn upload_single(
 ) -> CliResult<Value> {
     let mut attempt = 1;
     while let Err(err) = send_bytes(shared, ticket, "upload_url", &job.path, 0, job.size, bar).await {
-        // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again. A
-        // network failure may have ended it.
-        let same_url = matches!(err.status, Some(429 | 503));
+        // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again.
+        // After a network failure (the answer lost, or the request never reached the server) the
+        // upload is asked: one still waiting takes them again too.
+        let lost = err.status.is_none()
+            && err.exit == Exit::Unavailable
+            && still_waiting(shared, &upload_id_of(ticket)).await;
+        let same_url = matches!(err.status, Some(429 | 503)) || lost;
         if same_url && attempt < PART_ATTEMPTS {
             tokio::time::sleep(wait_before_sending_again(&err, attempt)).await;
             attempt += 1;
@@ -881,6 +885,12 @@ async fn received_parts(shared: &Shared<'_>, session: &Session) -> CliResult<BTr
         .filter(|(n, size)| (1..=session.part_count).contains(n) && *size > 0)
         .map(|(n, _)| n)
         .collect())
+}
+
+/// Whether the upload still waits for its bytes (false when that cannot be known).
+async fn still_waiting(shared: &Shared<'_>, upload_id: &str) -> bool {
+    let upload: CliResult<Value> = shared.ctx.api.get(&format!("/v1/uploads/{upload_id}"), &[]).await;
+    upload.is_ok_and(|upload| upload["status"] == "WAITING")
 }
 
 /// How long to wait before an upload's bytes are sent again after `err`: the server's
