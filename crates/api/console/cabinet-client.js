@@ -443,9 +443,12 @@ export class Cabinet {
             }
         }
         catch (error) {
-            // A single PUT cannot be resumed: release the reservation (an upload the server still keeps
-            // waiting, after a 503, would hold it until it expired).
-            await this.cancelStopped(ticket.id);
+            // A single PUT cannot be resumed: release the reservation of one stopped, or still kept
+            // waiting after a 429 or 503, which would hold it until it expired. After a network failure
+            // the bytes may have landed (on S3, its answer lost): the upload is left for the reconciler.
+            const keptWaiting = error instanceof CabinetError && (error.status === 429 || error.status === 503);
+            if (isAbort(error, signal) || keptWaiting)
+                await this.cancelStopped(ticket.id);
             if (isAbort(error, signal))
                 throw new UploadInterruptedError(ticket.id, error, false);
             throw error;
