@@ -92,102 +92,82 @@ fn a_different_file_of_the_same_name_is_skipped_renamed_replaced_or_refused() {
 
 /// A TCP relay in front of the server that counts every byte clients send through it: the
 /// client's API calls and, since the server's public URL is the relay's, the upload bytes too.
-struct CountingRelay {
+/// With `Cut::FirstStoragePut` it also cuts, once, the connection on which a request to the
+/// storage route starts, before relaying it: that request never reaches the server, and its
+/// client sees the network fail.
+struct Relay {
     url: String,
     sent: Arc<AtomicU64>,
+    /// The requests to the storage route seen (cut or relayed).
+    storage_puts: Arc<AtomicU64>,
 }
 
-impl CountingRelay {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Nothing,
+    FirstStoragePut,
+}
+
+impl Relay {
     async fn bind() -> (TcpListener, String) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         (listener, url)
     }
 
-    fn start(listener: TcpListener, url: String, upstream: &str) -> Self {
+    fn start(listener: TcpListener, url: String, upstream: &str, cut: Cut) -> Self {
+        const STORAGE_PUT: &[u8] = b"PUT /storage/";
         let upstream = upstream.trim_start_matches("http://").to_owned();
-        let sent = Arc::new(AtomicU64::new(0));
-        let counter = sent.clone();
+        let (sent, storage_puts) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (counter, puts) = (sent.clone(), storage_puts.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, counter) = (upstream.clone(), counter.clone());
+                let (upstream, counter, puts) = (upstream.clone(), counter.clone(), puts.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else { return };
                     let (mut client_read, mut client_write) = client.into_split();
                     let (mut server_read, mut server_write) = server.into_split();
+                    // Ends with whether the connection is to be cut.
                     let up = async {
                         let mut buf = vec![0u8; 64 * 1024];
                         while let Ok(n) = client_read.read(&mut buf).await {
-                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                            if n == 0 {
                                 break;
                             }
-                            counter.fetch_add(n as u64, Ordering::SeqCst);
-                        }
-                        let _ = server_write.shutdown().await;
-                    };
-                    let down = async {
-                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                        let _ = client_write.shutdown().await;
-                    };
-                    tokio::join!(up, down);
-                });
-            }
-        });
-        CountingRelay { url, sent }
-    }
-
-    fn sent(&self) -> u64 {
-        self.sent.load(Ordering::SeqCst)
-    }
-}
-
-/// A TCP relay in front of the server that cuts, once, the connection on which a request to the
-/// storage route starts (before relaying it): the request never reaches the server, and its client
-/// sees the network fail.
-struct StoragePutCutter {
-    url: String,
-    cuts: Arc<AtomicU64>,
-}
-
-impl StoragePutCutter {
-    async fn bind() -> (TcpListener, Self) {
-        let (listener, url) = CountingRelay::bind().await;
-        (listener, StoragePutCutter { url, cuts: Arc::new(AtomicU64::new(0)) })
-    }
-
-    fn relay(&self, listener: TcpListener, upstream: &str) {
-        let upstream = upstream.trim_start_matches("http://").to_owned();
-        let cuts = self.cuts.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (upstream, cuts) = (upstream.clone(), cuts.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let up = async {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n) = client_read.read(&mut buf).await {
-                            const STORAGE_PUT: &[u8] = b"PUT /storage/";
                             let storage_put = buf[..n].windows(STORAGE_PUT.len()).any(|w| w == STORAGE_PUT);
-                            if n == 0 || (storage_put && cuts.fetch_add(1, Ordering::SeqCst) == 0) {
+                            if storage_put
+                                && puts.fetch_add(1, Ordering::SeqCst) == 0
+                                && cut == Cut::FirstStoragePut
+                            {
                                 return true;
                             }
                             if server_write.write_all(&buf[..n]).await.is_err() {
                                 break;
                             }
+                            counter.fetch_add(n as u64, Ordering::SeqCst);
                         }
+                        let _ = server_write.shutdown().await;
                         false
                     };
-                    let down = tokio::io::copy(&mut server_read, &mut client_write);
-                    // A cut drops both sides at once: the client's request is never answered.
+                    let down = async {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let _ = client_write.shutdown().await;
+                    };
+                    let (mut up, mut down) = (std::pin::pin!(up), std::pin::pin!(down));
+                    // Both directions run to their ends, unless a cut drops both sides at once:
+                    // then the client's request is never answered.
                     tokio::select! {
-                        _ = up => {}
-                        _ = down => {}
+                        cut = &mut up => if !cut { down.await },
+                        () = &mut down => { up.await; }
                     }
                 });
             }
         });
+        Relay { url, sent, storage_puts }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
     }
 }
 
@@ -197,10 +177,10 @@ impl StoragePutCutter {
 async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_upload_waits() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::create(dir.path(), "acme", None, "write");
-    let (listener, cutter) = StoragePutCutter::bind().await;
-    let server = ServerProcess::start_with(dir.path(), &["--public-url", &cutter.url]);
-    cutter.relay(listener, &server.url);
-    let user = User::new(&cutter.url, &tenant.key);
+    let (listener, relay_url) = Relay::bind().await;
+    let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
+    let relay = Relay::start(listener, relay_url, &server.url, Cut::FirstStoragePut);
+    let user = User::new(&relay.url, &tenant.key);
     let bytes = random_bytes(300_000);
     let source = user.write("lost-once.bin", &bytes);
     let source_text = path_str(&source).to_owned();
@@ -210,7 +190,7 @@ async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_
     })
     .await
     .unwrap();
-    assert!(cutter.cuts.load(Ordering::SeqCst) >= 2, "the first PUT was cut, the second relayed");
+    assert!(relay.storage_puts.load(Ordering::SeqCst) >= 2, "the first PUT was cut, the second relayed");
     let file = &run["uploaded"][0]["file"];
     assert_eq!(file["sha256"], sha256_hex(&bytes).as_str(), "{run}");
 }
@@ -220,9 +200,9 @@ async fn an_upload_killed_midway_resends_at_most_one_part_per_part_in_flight() {
     const MIB: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::create(dir.path(), "acme", None, "write");
-    let (listener, relay_url) = CountingRelay::bind().await;
+    let (listener, relay_url) = Relay::bind().await;
     let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
-    let relay = CountingRelay::start(listener, relay_url.clone(), &server.url);
+    let relay = Relay::start(listener, relay_url.clone(), &server.url, Cut::Nothing);
     let user = User::new(&relay.url, &tenant.key);
 
     // 96 MiB with the client's defaults: parts of 8 MiB, 4 in flight.
