@@ -18,6 +18,9 @@ use crate::telemetry::{self, TransferInFlight};
 use crate::uploads::arrival_key;
 use crate::{Cabinet, Code};
 
+/// What is logged when failing an upload is given up on.
+const FAIL_GIVEN_UP: &str = "could not fail an upload; the sweeper will";
+
 /// Why verified bytes were refused: the upload's failure reason and the client's error.
 pub(crate) type Rejection = (FailureReason, Error);
 
@@ -418,26 +421,19 @@ impl Cabinet {
     }
 
     /// UPLOADING → WAITING, its reservation kept (a no-op when it is no longer UPLOADING); as with
-    /// `fail`, retried in the background when the store does not answer at once (the sweeper ends
+    /// `fail`, recorded in the background when the store does not answer at once (the sweeper ends
     /// the upload if that never succeeds).
     async fn reopen(&self, upload: &Upload) -> Result<()> {
-        const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let error = match tokio::time::timeout(REOPEN_WAIT, self.reopened(upload)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(err @ Error::Unavailable(_))) => err,
-            Ok(Err(err)) => return Err(err),
-            Err(_) => Error::Unavailable("the metadata store did not answer in time".into()),
-        };
         let waiting = upload.clone();
-        self.retry_once_reachable(
+        self.now_or_once_reachable(
             &upload.id,
             "could not reopen an upload; the sweeper will end it",
-            move |cabinet| {
+            move |cabinet, _| {
                 let upload = waiting.clone();
                 async move { cabinet.reopened(&upload).await.map(|_| ()) }
             },
-        );
-        Err(error)
+        )
+        .await
     }
 
     /// Whether this call moved the upload from UPLOADING back to WAITING.
@@ -456,45 +452,63 @@ impl Cabinet {
     /// stay UPLOADING, its reservation held and its URL answering `upload_in_progress`, until the
     /// sweeper's grace ends it.
     pub(crate) async fn fail(&self, upload: &Upload, reason: FailureReason) -> Result<()> {
-        // On an error path the store is often what failed: a client is not kept waiting for a
-        // second pool timeout while the failure is recorded; it is recorded in the background.
-        const FAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let failing = self.store.fail_upload(&upload.workspace_id, &upload.id, reason, self.clock.now());
-        let Ok(failing) = tokio::time::timeout(FAIL_WAIT, failing).await else {
-            self.fail_once_reachable(upload.clone(), reason);
-            return Err(Error::Unavailable("the metadata store did not answer in time".into()));
-        };
-        match failing {
-            Ok(failed) => {
-                if failed {
-                    tracing::info!(workspace = %upload.workspace_id, upload = %upload.id, reason = reason.as_str(), "upload failed");
-                    telemetry::upload_failed(reason);
-                }
-                Ok(())
-            }
-            Err(err @ Error::Unavailable(_)) => {
-                self.fail_once_reachable(upload.clone(), reason);
-                Err(err)
-            }
-            Err(err) => Err(err),
-        }
+        let failing = upload.clone();
+        self.now_or_once_reachable(&upload.id, FAIL_GIVEN_UP, move |cabinet, again| {
+            let upload = failing.clone();
+            async move { cabinet.record_failure(&upload, reason, again).await }
+        })
+        .await
     }
 
     /// Retries failing an upload, with backoff, until the metadata store answers (see
     /// `retry_once_reachable`; the sweeper ends whatever is left).
     pub(crate) fn fail_once_reachable(&self, upload: Upload, reason: FailureReason) {
         let id = upload.id.clone();
-        self.retry_once_reachable(&id, "could not fail an upload; the sweeper will", move |cabinet| {
+        self.retry_once_reachable(&id, FAIL_GIVEN_UP, move |cabinet| {
             let upload = upload.clone();
-            async move {
-                let (ws, id) = (&upload.workspace_id, &upload.id);
-                if cabinet.store.fail_upload(ws, id, reason, cabinet.clock.now()).await? {
-                    tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
-                    telemetry::upload_failed(reason);
-                }
-                Ok(())
-            }
+            async move { cabinet.record_failure(&upload, reason, true).await }
         });
+    }
+
+    /// Fails the upload in the store and, when this call did, logs and counts it (`again`: once
+    /// the store answered after it had not).
+    async fn record_failure(&self, upload: &Upload, reason: FailureReason, again: bool) -> Result<()> {
+        let (ws, id) = (&upload.workspace_id, &upload.id);
+        if self.store.fail_upload(ws, id, reason, self.clock.now()).await? {
+            if again {
+                tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed once the metadata store answered again");
+            } else {
+                tracing::info!(workspace = %ws, upload = %id, reason = reason.as_str(), "upload failed");
+            }
+            telemetry::upload_failed(reason);
+        }
+        Ok(())
+    }
+
+    /// Runs `step` now, waiting at most 2 s for the metadata store; when it finds the store
+    /// unreachable or does not answer in time, the caller is told `unavailable` and `step` goes on
+    /// in the background (`retry_once_reachable`). On an error path the store is often what
+    /// failed: a client is not kept waiting for a second pool timeout while a step is recorded.
+    /// `step`'s flag says whether it runs again, in the background.
+    async fn now_or_once_reachable<F, Fut>(
+        &self,
+        upload: &UploadId,
+        given_up: &'static str,
+        step: F,
+    ) -> Result<()>
+    where
+        F: Fn(Cabinet, bool) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let error = match tokio::time::timeout(WAIT, step(self.clone(), false)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(err @ Error::Unavailable(_))) => err,
+            Ok(Err(err)) => return Err(err),
+            Err(_) => Error::Unavailable("the metadata store did not answer in time".into()),
+        };
+        self.retry_once_reachable(upload, given_up, move |cabinet| step(cabinet, true));
+        Err(error)
     }
 
     /// Runs `step` in the background until it is done: again, after a pause that grows from
