@@ -67,10 +67,14 @@ impl Modify for BearerScheme {
 /// Documents the refusals every operation can get from the layers around it, so the document
 /// does not lie by omission: 414/431/429 from the request limits and the rate limiter; 400, 401
 /// and 404 from authentication (a bad key; a workspace that is not the key's); 400 (a stalled or
-/// malformed body) and 413 wherever a body is taken; 404 wherever a path names something.
+/// malformed body) and 413 wherever a body is taken; 404 wherever a path names something; 503
+/// wherever a store is needed (all but `/healthz`). A 429 and a 503 document their `Retry-After`,
+/// which the server sends with every one, so a generated client can read when to send again.
 pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::Operation;
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
     let refusal = |description: &str, schema: &str| {
         ResponseBuilder::new()
@@ -83,6 +87,8 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
     };
     for (path, item) in api.paths.paths.iter_mut() {
         let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        // `/healthz` answers from the process alone; `/readyz` documents its own 503.
+        let needs_a_store = path != "/healthz";
         let surface = Surface::of(path);
         let operations: [&mut Option<Operation>; 7] = [
             &mut item.get,
@@ -111,12 +117,26 @@ pub fn document_common_responses(api: &mut utoipa::openapi::OpenApi) {
             if path.contains('{') {
                 statuses.push(("404", "Not found"));
             }
+            if needs_a_store {
+                statuses.push(("503", "The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds"));
+            }
             for (status, description) in statuses {
                 operation
                     .responses
                     .responses
                     .entry(status.to_owned())
                     .or_insert_with(|| refusal(description, surface.error_schema(status)).into());
+            }
+            for status in ["429", "503"] {
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+                    let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build();
+                    response.headers.entry("Retry-After".to_owned()).or_insert_with(|| {
+                        HeaderBuilder::new()
+                            .schema(seconds)
+                            .description(Some("How many seconds to wait before sending the request again"))
+                            .build()
+                    });
+                }
             }
         }
     }

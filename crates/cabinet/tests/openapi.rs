@@ -480,6 +480,38 @@ async fn error_examples_fit_their_status_and_surface() {
     assert_eq!(mavi["code"], 404, "{mavi}");
 }
 
+/// Every operation that needs a store documents the 503 it gets when a store does not answer, and
+/// every 429 and 503 documents the `Retry-After` the server sends with it, on every surface, so a
+/// client generated from a document knows both the refusal and when to send again.
+#[tokio::test]
+async fn every_503_and_429_is_documented_with_its_retry_after() {
+    let server = TestServer::spawn().await;
+    let doc = support::routes::all_documents(&server.http, &server.url).await;
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else { continue };
+            operations += 1;
+            if path != "/healthz" {
+                assert!(responses.contains_key("503"), "{method} {path} documents no 503");
+            }
+            for status in ["429", "503"] {
+                let Some(response) = responses.get(status) else { continue };
+                let retry_after = &response["headers"]["Retry-After"];
+                assert_eq!(retry_after["schema"]["type"], "integer", "{method} {path} {status}: {response}");
+            }
+        }
+    }
+    assert!(operations > 100, "the documents hold {operations} operations");
+    let example = |path: &str, method: &str| {
+        doc["paths"][path][method]["responses"]["503"]["content"]["application/json"]["example"].clone()
+    };
+    assert_eq!(example("/v1/files/{id}", "get")["error"]["code"], "unavailable");
+    assert_eq!(example("/storage/v1/files/{workspace_id}/{file_id}", "get")["error"]["code"], "unavailable");
+    let serenities = example("/compat/serenities/api/v1/files/getQuota", "post");
+    assert!(serenities["error"]["code"].is_string(), "{serenities}");
+}
+
 /// A parameter is in the path exactly when the path template names it, on every surface (the
 /// storage routes' signature and the CMS's filters are query parameters), so validators accept
 /// the documents and clients put each value where the router reads it.
