@@ -157,17 +157,18 @@ def test_a_whole_file_refused_with_503_is_sent_again_to_the_same_url_after_retry
 
 
 class UnreachableOnce(httpx.HTTPTransport):
-    """Fails the first PUT of a whole file as if the network went down (it never reaches the
-    server)."""
+    """Fails the first ``failures`` PUTs of a whole file as if the network went down (they never
+    reach the server)."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 1) -> None:
         super().__init__()
+        self.failures = failures
         self.sent = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "PUT" and not request.url.path.startswith("/v1/"):
             self.sent += 1
-            if self.sent == 1:
+            if self.sent <= self.failures:
                 raise httpx.ConnectError("simulated network failure", request=request)
         return super().handle_request(request)
 
@@ -181,6 +182,20 @@ def test_a_whole_file_whose_put_failed_on_the_network_is_sent_again_while_its_up
         file = cabinet.upload(data, name="lost-once.bin", folder=folder)
     assert unreachable.sent == 2, "asked, the upload still waited: sent again"
     assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_whole_file_given_up_on_after_network_failures_is_not_cancelled(server: Server, folder: str) -> None:
+    # Its bytes may have landed with the answer lost (on S3 the server then finishes the upload
+    # itself), so the upload is left waiting, holding its reservation until it finishes or expires.
+    unreachable = UnreachableOnce(failures=2)
+    data = os.urandom(100_000)
+    with Cabinet(server.url, server.key, transport=unreachable, part_retries=(0.0,)) as cabinet:
+        reserved = cabinet.quota()["reserved_bytes"]
+        with pytest.raises(Unavailable) as refused:
+            cabinet.upload(data, name="lost-twice.bin", folder=folder)
+        assert refused.value.code == "connection_failed"
+        assert unreachable.sent == 2, "sent again once, as part_retries allows"
+        assert cabinet.quota()["reserved_bytes"] == reserved + len(data), "the upload still holds its bytes"
 
 
 def test_starting_over_cancels_the_remembered_upload(server: Server, folder: str, tmp_path: Path) -> None:

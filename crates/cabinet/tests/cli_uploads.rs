@@ -94,7 +94,7 @@ fn a_different_file_of_the_same_name_is_skipped_renamed_replaced_or_refused() {
 /// client's API calls and, since the server's public URL is the relay's, the upload bytes too.
 /// With `Cut::FirstStoragePut` it also cuts, once, the connection on which a request to the
 /// storage route starts, before relaying it: that request never reaches the server, and its
-/// client sees the network fail.
+/// client sees the network fail. `Cut::EveryStoragePut` cuts every one.
 struct Relay {
     url: String,
     sent: Arc<AtomicU64>,
@@ -106,6 +106,7 @@ struct Relay {
 enum Cut {
     Nothing,
     FirstStoragePut,
+    EveryStoragePut,
 }
 
 impl Relay {
@@ -135,11 +136,11 @@ impl Relay {
                                 break;
                             }
                             let storage_put = buf[..n].windows(STORAGE_PUT.len()).any(|w| w == STORAGE_PUT);
-                            if storage_put
-                                && puts.fetch_add(1, Ordering::SeqCst) == 0
-                                && cut == Cut::FirstStoragePut
-                            {
-                                return true;
+                            if storage_put {
+                                let first = puts.fetch_add(1, Ordering::SeqCst) == 0;
+                                if cut == Cut::EveryStoragePut || (first && cut == Cut::FirstStoragePut) {
+                                    return true;
+                                }
                             }
                             if server_write.write_all(&buf[..n]).await.is_err() {
                                 break;
@@ -193,6 +194,36 @@ async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_
     assert!(relay.storage_puts.load(Ordering::SeqCst) >= 2, "the first PUT was cut, the second relayed");
     let file = &run["uploaded"][0]["file"];
     assert_eq!(file["sha256"], sha256_hex(&bytes).as_str(), "{run}");
+}
+
+/// A small file whose every `PUT` is lost on the network is given up on but not cancelled: its
+/// bytes could have landed with the answer lost (on S3 the server then finishes the upload), so
+/// the upload keeps waiting, holding its reservation, until it finishes or expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_given_up_on_after_network_failures_is_not_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::create(dir.path(), "acme", None, "write");
+    let (listener, relay_url) = Relay::bind().await;
+    let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
+    let relay = Relay::start(listener, relay_url, &server.url, Cut::EveryStoragePut);
+    let user = User::new(&relay.url, &tenant.key);
+    let bytes = random_bytes(300_000);
+    let source = user.write("lost-always.bin", &bytes);
+    let source_text = path_str(&source).to_owned();
+    let (user, run) = tokio::task::spawn_blocking(move || {
+        let run = user.run(&["upload", &source_text, "--folder", "/Lost"]);
+        (user, run)
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 7, "unavailable: {}", run.stderr);
+    assert_eq!(relay.storage_puts.load(Ordering::SeqCst), 3, "sent three times, each cut");
+    let quota = tokio::task::spawn_blocking(move || user.json(&["quota"])).await.unwrap();
+    assert_eq!(
+        quota["reserved_bytes"],
+        bytes.len() as u64,
+        "the upload still holds its reservation: {quota}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ from ._common import (
     batches,
     fileobj_writer,
     is_folder_id,
+    lost_on_the_network,
     part_range,
     resumable,
     retries_the_same_url,
@@ -269,9 +270,13 @@ class AsyncCabinet:
                     if not (retries_the_same_url(err) or lost):
                         raise
                     await asyncio.sleep(retry_delay(err, delay))
-        except BaseException:
+        except BaseException as err:
             # A small upload is not resumed: release its reservation now, not at its expiry. The
             # server may not yet have seen the body it was sending end (`upload_in_progress`).
+            # After a network failure the bytes may have landed with the answer lost (on S3 the
+            # server finishes such an upload itself): it is left to finish or expire.
+            if lost_on_the_network(err):
+                raise
             for _ in range(CANCEL_RETRIES):
                 try:
                     await self.uploads.cancel(ticket["id"])

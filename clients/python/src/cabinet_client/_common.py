@@ -216,6 +216,11 @@ def retries_the_same_url(err: CabinetError) -> bool:
     return err.status in (429, 503)
 
 
+def lost_on_the_network(err: BaseException) -> bool:
+    """Whether ``err`` is a request that failed on the network: its answer, if any, never came."""
+    return isinstance(err, CabinetError) and err.status == 0 and err.code == "connection_failed"
+
+
 # How often, and how far apart, a stopped upload's cancel is tried while the server still sees its
 # bytes arriving: about two seconds in all.
 CANCEL_RETRIES = 40

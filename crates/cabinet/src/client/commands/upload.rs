@@ -692,14 +692,16 @@ async fn upload_single(
         let lost = err.status.is_none()
             && err.exit == Exit::Unavailable
             && still_waiting(shared, &upload_id_of(ticket)).await;
-        let same_url = matches!(err.status, Some(429 | 503)) || lost;
-        if same_url && attempt < PART_ATTEMPTS {
+        let refused_for_now = matches!(err.status, Some(429 | 503));
+        if (refused_for_now || lost) && attempt < PART_ATTEMPTS {
             tokio::time::sleep(wait_before_sending_again(&err, attempt)).await;
             attempt += 1;
             continue;
         }
-        if same_url {
-            // Given up on, it would hold its reservation until it expired.
+        if refused_for_now {
+            // Given up on, it would hold its reservation until it expired. Not after a network
+            // failure: the bytes may have landed with the answer lost (on S3 the server finishes
+            // such an upload itself).
             let _: CliResult<Value> =
                 shared.ctx.api.delete(&format!("/v1/uploads/{}", upload_id_of(ticket)), &[]).await;
         }
