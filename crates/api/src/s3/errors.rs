@@ -38,6 +38,16 @@ pub fn s3_error_of(err: Error) -> S3Error {
     if let Some(status) = status {
         error.set_status_code(status);
     }
+    // `SlowDown` is a 503, which would otherwise get the `Retry-After` of a store that does not
+    // answer. s3s answers with an error's headers in place of its own, so they name the body's
+    // type too.
+    if let Error::TooManyRequests { retry_after_secs, .. } = &err {
+        use axum::http::{header, HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, (*retry_after_secs).into());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        error.set_headers(headers);
+    }
     error
 }
 
@@ -81,4 +91,23 @@ pub(super) async fn request_id(
     };
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
     axum::response::Response::from_parts(parts, axum::body::Body::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_down_says_when_to_come_back_as_the_refusal_does() {
+        let refusal = Error::TooManyRequests {
+            code: Code::TooManyUploads,
+            message: "too many uploads in progress".into(),
+            retry_after_secs: 2,
+        };
+        let error = s3_error_of(refusal);
+        assert_eq!(error.code(), &S3ErrorCode::SlowDown);
+        let headers = error.headers().expect("headers");
+        assert_eq!(headers.get(axum::http::header::RETRY_AFTER).unwrap(), "2");
+        assert_eq!(headers.get(axum::http::header::CONTENT_TYPE).unwrap(), "application/xml");
+    }
 }
