@@ -479,3 +479,38 @@ async fn an_empty_file_uploads_through_its_presigned_put() {
         assert_eq!((&done["file"]["size"], &done["file"]["sha256"]), (&json!(0), &json!(sha256_hex(b""))));
     }
 }
+
+/// A cancelled upload whose bytes had already landed in the bucket (sent to its presigned URL,
+/// never completed) leaves nothing there, with or without a declared sha256 (the file's key or the
+/// upload's incoming key), as an expired one does.
+#[tokio::test]
+async fn a_cancelled_upload_whose_bytes_landed_leaves_nothing_in_the_bucket() {
+    let Some(server) =
+        TestServer::spawn_s3("a_cancelled_upload_whose_bytes_landed_leaves_nothing_in_the_bucket").await
+    else {
+        return;
+    };
+    let bytes = png(3_000);
+    for declared in [false, true] {
+        let mut body = json!({"name": format!("cancelled-{declared}.png"), "size": bytes.len()});
+        if declared {
+            body["sha256"] = json!(sha256_hex(&bytes));
+        }
+        let ticket = start(&server, body).await;
+        assert!(put(&server, &ticket, &bytes).await.status().is_success());
+        let arrival = key_of(&server, ticket["upload_url"].as_str().unwrap());
+        assert!(bucket(&server).head(&arrival).await.unwrap().is_some(), "{arrival}");
+        let id = ticket["id"].as_str().unwrap();
+        let (status, cancelled) = server
+            .send(server.request(Method::DELETE, &format!("/v1/uploads/{id}"), &server.tenant.key))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{cancelled}");
+        assert_eq!(cancelled["status"], "FAILED", "{cancelled}");
+        assert_eq!(
+            bucket(&server).head(&arrival).await.unwrap(),
+            None,
+            "declared {declared}: {arrival} is left"
+        );
+    }
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
+}

@@ -538,12 +538,18 @@ impl Cabinet {
         });
     }
 
-    /// Removes what a signed upload answered 503 may have left at its file's key, where it
-    /// waited for its bytes again (`OnTrouble::Reopen`), once the caller has failed it: no file
-    /// can be made of a failed upload.
-    pub(crate) async fn remove_kept_bytes(&self, upload: &Upload) {
+    /// Removes what an upload the caller has just failed (cancelled, expired) may have left in the
+    /// blob store: its parts; what a signed upload answered 503 left at its file's key, where it
+    /// waited for its bytes again (`OnTrouble::Reopen`); and bytes that landed without Cabinet
+    /// (sent straight to S3, never completed) or were held for a record nobody made. No file can
+    /// be made of a failed upload, so none owns any of it. A presigned PUT can still land after
+    /// this, until its URL expires: the orphan sweep finds that.
+    pub(crate) async fn remove_what_a_failed_upload_left(&self, upload: &Upload) {
+        self.remove_parts_quietly(upload).await;
         if self.blobs.receives_through_cabinet() && !upload.awaits_record {
             self.delete_blob_quietly(&upload.blob_key).await;
+        } else {
+            self.delete_blob_quietly(&arrival_key(upload)).await;
         }
     }
 

@@ -185,18 +185,14 @@ impl Cabinet {
             for (ws, id) in batch {
                 if self.store.fail_upload(&ws, &id, FailureReason::Expired, self.clock.now()).await? {
                     failed += 1;
-                    let upload = self.store.get_upload(&ws, &id).await.ok();
-                    if let Some(upload) = &upload {
-                        self.remove_parts_quietly(upload).await;
-                        self.remove_kept_bytes(upload).await;
-                    }
-                    let held = upload.as_ref().is_some_and(|upload| upload.awaits_record);
-                    if !self.blobs.receives_through_cabinet() || held {
-                        // Bytes may have landed directly (or been kept for a record nobody made):
-                        // the upload no longer wants them. This call failed it, so no file owns
-                        // even an arrival at the file's key.
-                        let arrival = upload.as_ref().map_or_else(|| incoming_key(&ws, &id), arrival_key);
-                        self.delete_blob_quietly(&arrival).await;
+                    match self.store.get_upload(&ws, &id).await {
+                        Ok(upload) => self.remove_what_a_failed_upload_left(&upload).await,
+                        // Not read back: bytes sent straight to the store land at its incoming
+                        // key unless it declared a sha256, which the orphan sweep then finds.
+                        Err(_) if !self.blobs.receives_through_cabinet() => {
+                            self.delete_blob_quietly(&incoming_key(&ws, &id)).await
+                        }
+                        Err(_) => {}
                     }
                 }
             }

@@ -409,8 +409,7 @@ impl Cabinet {
         if !self.store.fail_upload(ws, id, FailureReason::Cancelled, self.clock.now()).await? {
             return Err(Error::conflict(Code::UploadNotLive, "the upload has already ended"));
         }
-        self.remove_parts_quietly(&upload).await;
-        self.remove_kept_bytes(&upload).await;
+        self.remove_what_a_failed_upload_left(&upload).await;
         self.upload_state(ws, id).await
     }
 
