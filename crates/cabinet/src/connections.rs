@@ -301,18 +301,36 @@ const DRAIN_IDLE: Duration = Duration::from_millis(250);
 /// reset can reach the client before it has read the answer, which is then lost (it sees "broken
 /// pipe" instead of the 413 or 503 it was sent). A client that closes its side at once costs
 /// nothing; one that neither sends nor closes is left after `DRAIN_IDLE`, and no client keeps the
-/// connection past `DRAIN_FOR`. The buffer is taken only here, not kept with every connection.
+/// connection past `DRAIN_FOR`. It holds no buffer of its own meanwhile ([`read_and_drop`]).
 async fn drain_before_closing<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) {
-    use tokio::io::AsyncReadExt;
     let until = tokio::time::Instant::now() + DRAIN_FOR;
-    let mut dropped = vec![0u8; 16 * 1024];
     loop {
-        let next = tokio::time::timeout(DRAIN_IDLE, stream.read(&mut dropped));
+        let next = tokio::time::timeout(DRAIN_IDLE, read_and_drop(stream));
         match tokio::time::timeout_at(until, next).await {
             Ok(Ok(Ok(read))) if read > 0 => continue,
             _ => return,
         }
     }
+}
+
+thread_local! {
+    /// Where the closing connections polled on this thread read the bytes they drop. Nothing read
+    /// into it is kept, so they share it, and a crowd of connections draining at once (each client
+    /// sending on after its refusal) costs no memory for each.
+    static DROPPED: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; 16 * 1024].into_boxed_slice());
+}
+
+/// Reads what `stream` has for it into this thread's [`DROPPED`] and forgets it; how many bytes
+/// came (0: the client closed its side). The buffer is borrowed for one poll at a time only.
+fn read_and_drop<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> impl Future<Output = io::Result<usize>> + '_ {
+    std::future::poll_fn(move |cx| {
+        DROPPED.with_borrow_mut(|dropped| {
+            let mut unfilled = tokio::io::ReadBuf::new(dropped);
+            std::pin::Pin::new(&mut *stream).poll_read(cx, &mut unfilled).map_ok(|()| unfilled.filled().len())
+        })
+    })
 }
 
 /// `wait`'s outcome, or `None` once `limit` has passed (`None`: no limit).
@@ -414,6 +432,21 @@ mod tests {
             max_total: Some(total),
             send_timeout: None,
         }
+    }
+
+    #[tokio::test]
+    async fn bytes_read_to_be_dropped_are_counted_until_the_client_closes_its_side() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::io::AsyncWriteExt::write_all(&mut client, &[7u8; 40_000]).await.unwrap();
+        drop(client);
+        let mut dropped = 0;
+        loop {
+            match read_and_drop(&mut server).await.unwrap() {
+                0 => break,
+                read => dropped += read,
+            }
+        }
+        assert_eq!(dropped, 40_000);
     }
 
     #[test]
