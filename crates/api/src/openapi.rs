@@ -543,10 +543,13 @@ fn example_body(
 /// health routes) and each dialect, whose paths are relative to its mount and whose `servers`
 /// entry is that mount, so a client (or Swagger's "Try it out") sends each request to the path the
 /// router serves. Each document keeps only the schemas, security schemes and tags its operations
-/// use, so a dialect's document carries its own scheme and error shapes alone.
-pub fn split(api: &utoipa::openapi::OpenApi) -> Vec<(Surface, utoipa::openapi::OpenApi)> {
+/// use, so a dialect's document carries its own scheme and error shapes alone. Each path moves
+/// into its surface's document: the paths are most of the document, and a whole copy of them for
+/// each surface at start-up stayed in the server's resident memory for good.
+pub fn split(mut api: utoipa::openapi::OpenApi) -> Vec<(Surface, utoipa::openapi::OpenApi)> {
     use utoipa::openapi::server::Server;
 
+    let mut all_paths = std::mem::take(&mut api.paths.paths);
     Surface::ALL
         .into_iter()
         .map(|surface| {
@@ -561,8 +564,10 @@ pub fn split(api: &utoipa::openapi::OpenApi) -> Vec<(Surface, utoipa::openapi::O
                     surface.mount()
                 ));
             }
-            let mut paths = std::mem::take(&mut document.paths.paths);
-            paths.retain(|path, _| Surface::of(path) == surface);
+            let (paths, others) = std::mem::take(&mut all_paths)
+                .into_iter()
+                .partition(|(path, _)| Surface::of(path) == surface);
+            all_paths = others;
             document.paths.paths = paths
                 .into_iter()
                 .map(|(path, item)| {

@@ -89,7 +89,7 @@ pub fn routes(state: AppState) -> (Router, Vec<(Surface, utoipa::openapi::OpenAp
     crate::openapi::document_error_examples(&mut api);
     crate::openapi::document_links(&mut api);
     // One document per surface, each at `<mount>/openapi.json`; `/docs` picks between them.
-    let documents = crate::openapi::split(&api);
+    let documents = crate::openapi::split(api);
     let urls = documents
         .iter()
         .map(|(surface, document)| {
