@@ -1746,6 +1746,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1771,6 +1773,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -1864,6 +1885,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1889,6 +1912,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -1951,6 +1993,8 @@ export interface operations {
             /** @description A store is down */
             503: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2074,6 +2118,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2099,6 +2145,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -2215,6 +2280,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2240,6 +2307,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -2402,6 +2488,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2427,6 +2515,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -2589,6 +2696,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2614,6 +2723,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -2760,6 +2888,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2785,6 +2915,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -2880,6 +3029,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2905,6 +3056,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3036,6 +3206,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3061,6 +3233,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3186,6 +3377,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3211,6 +3404,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3332,6 +3544,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3357,6 +3571,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3478,6 +3711,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3503,6 +3738,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3637,6 +3891,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3662,6 +3918,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3776,6 +4051,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3801,6 +4078,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -3937,6 +4233,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3962,6 +4260,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4096,6 +4413,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4121,6 +4440,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4218,6 +4556,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4243,6 +4583,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4377,6 +4736,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4402,6 +4763,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4525,6 +4905,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4550,6 +4932,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4658,6 +5059,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4683,6 +5086,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4780,6 +5202,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4805,6 +5229,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -4902,6 +5345,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4927,6 +5372,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5044,6 +5508,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5069,6 +5535,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5168,6 +5653,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5193,6 +5680,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5307,6 +5813,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5332,6 +5840,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5458,6 +5985,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5483,6 +6012,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5592,6 +6140,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5617,6 +6167,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5752,6 +6321,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5777,6 +6348,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -5874,6 +6464,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5899,6 +6491,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6021,6 +6632,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6046,6 +6659,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6183,6 +6815,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6208,6 +6842,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6305,6 +6958,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6330,6 +6985,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6464,6 +7138,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6489,6 +7165,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6596,6 +7291,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6621,6 +7318,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6718,6 +7434,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6743,6 +7461,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6857,6 +7594,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6882,6 +7621,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -6994,6 +7752,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7019,6 +7779,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7114,6 +7893,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7139,6 +7920,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7261,6 +8061,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7286,6 +8088,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7381,6 +8202,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7406,6 +8229,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7538,6 +8380,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7563,6 +8407,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7695,6 +8558,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7720,6 +8585,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7817,6 +8701,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7842,6 +8728,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -7953,6 +8858,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7978,6 +8885,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -8113,6 +9039,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8138,6 +9066,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -8253,6 +9200,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8278,6 +9227,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -8392,6 +9360,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8417,6 +9387,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -8569,6 +9558,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8594,6 +9585,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -8709,6 +9719,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8734,6 +9746,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -8887,6 +9918,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8912,6 +9945,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9011,6 +10063,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9036,6 +10090,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9148,6 +10221,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9173,6 +10248,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9323,6 +10417,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9348,6 +10444,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9462,6 +10577,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9487,6 +10604,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9600,6 +10736,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9625,6 +10763,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9760,6 +10917,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9785,6 +10944,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -9903,6 +11081,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9928,6 +11108,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -10062,6 +11261,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -10087,6 +11288,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
@@ -10201,6 +11421,8 @@ export interface operations {
             /** @description Too many requests; see Retry-After */
             429: {
                 headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -10226,6 +11448,25 @@ export interface operations {
                      *       "error": {
                      *         "code": "headers_too_large",
                      *         "message": "the request headers are too large"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server cannot take the request now (a store does not answer, or the disk is full); send it again after the Retry-After seconds */
+            503: {
+                headers: {
+                    /** @description How many seconds to wait before sending the request again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "unavailable",
+                     *         "message": "a store is unavailable; retry"
                      *       }
                      *     }
                      */
