@@ -688,12 +688,14 @@ async fn upload_single(
     while let Err(err) = send_bytes(shared, ticket, "upload_url", &job.path, 0, job.size, bar).await {
         // 429 and 503 leave the upload waiting for its bytes: the same URL takes them again.
         // After a network failure (the answer lost, or the request never reached the server) the
-        // upload is asked: one still waiting takes them again too.
-        let lost = err.status.is_none()
-            && err.exit == Exit::Unavailable
-            && still_waiting(shared, &upload_id_of(ticket)).await;
+        // upload is asked, while another attempt is left: one still waiting takes them again too.
         let refused_for_now = matches!(err.status, Some(429 | 503));
-        if (refused_for_now || lost) && attempt < PART_ATTEMPTS {
+        let send_again = attempt < PART_ATTEMPTS
+            && (refused_for_now
+                || (err.status.is_none()
+                    && err.exit == Exit::Unavailable
+                    && still_waiting(shared, &upload_id_of(ticket)).await));
+        if send_again {
             tokio::time::sleep(wait_before_sending_again(&err, attempt)).await;
             attempt += 1;
             continue;
