@@ -172,16 +172,23 @@ impl Relay {
     }
 }
 
-/// A small file whose `PUT` never reached the server (its connection cut) is sent again: the
-/// client asks, finds the upload still waiting, and sends the same URL again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_upload_waits() {
+/// A server whose public URL is a relay in front of it that cuts as `cut` says, and a user of the
+/// client who reaches the server through the relay.
+async fn behind_a_relay(cut: Cut) -> (tempfile::TempDir, ServerProcess, Relay, User) {
     let dir = tempfile::tempdir().unwrap();
     let tenant = Tenant::create(dir.path(), "acme", None, "write");
     let (listener, relay_url) = Relay::bind().await;
     let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
-    let relay = Relay::start(listener, relay_url, &server.url, Cut::FirstStoragePut);
+    let relay = Relay::start(listener, relay_url, &server.url, cut);
     let user = User::new(&relay.url, &tenant.key);
+    (dir, server, relay, user)
+}
+
+/// A small file whose `PUT` never reached the server (its connection cut) is sent again: the
+/// client asks, finds the upload still waiting, and sends the same URL again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_upload_waits() {
+    let (_dir, _server, relay, user) = behind_a_relay(Cut::FirstStoragePut).await;
     let bytes = random_bytes(300_000);
     let source = user.write("lost-once.bin", &bytes);
     let source_text = path_str(&source).to_owned();
@@ -201,12 +208,7 @@ async fn a_small_file_whose_put_was_lost_on_the_network_is_sent_again_while_its_
 /// the upload keeps waiting, holding its reservation, until it finishes or expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_file_given_up_on_after_network_failures_is_not_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = Tenant::create(dir.path(), "acme", None, "write");
-    let (listener, relay_url) = Relay::bind().await;
-    let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
-    let relay = Relay::start(listener, relay_url, &server.url, Cut::EveryStoragePut);
-    let user = User::new(&relay.url, &tenant.key);
+    let (_dir, _server, relay, user) = behind_a_relay(Cut::EveryStoragePut).await;
     let bytes = random_bytes(300_000);
     let source = user.write("lost-always.bin", &bytes);
     let source_text = path_str(&source).to_owned();
@@ -229,12 +231,7 @@ async fn a_small_file_given_up_on_after_network_failures_is_not_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_killed_midway_resends_at_most_one_part_per_part_in_flight() {
     const MIB: u64 = 1 << 20;
-    let dir = tempfile::tempdir().unwrap();
-    let tenant = Tenant::create(dir.path(), "acme", None, "write");
-    let (listener, relay_url) = Relay::bind().await;
-    let server = ServerProcess::start_with(dir.path(), &["--public-url", &relay_url]);
-    let relay = Relay::start(listener, relay_url.clone(), &server.url, Cut::Nothing);
-    let user = User::new(&relay.url, &tenant.key);
+    let (_dir, _server, relay, user) = behind_a_relay(Cut::Nothing).await;
 
     // 96 MiB with the client's defaults: parts of 8 MiB, 4 in flight.
     let size = 96 * MIB;
