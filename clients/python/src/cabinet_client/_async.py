@@ -266,7 +266,7 @@ class AsyncCabinet:
                     # upload is asked: one still waiting takes the bytes again.
                     if delay is None:
                         raise
-                    lost = err.status == 0 and await self._still_waiting(ticket["id"])
+                    lost = lost_on_the_network(err) and await self._still_waiting(ticket["id"])
                     if not (retries_the_same_url(err) or lost):
                         raise
                     await asyncio.sleep(retry_delay(err, delay))

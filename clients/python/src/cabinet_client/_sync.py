@@ -277,7 +277,7 @@ class Cabinet:
                     # upload is asked: one still waiting takes the bytes again.
                     if delay is None:
                         raise
-                    lost = err.status == 0 and self._still_waiting(ticket["id"])
+                    lost = lost_on_the_network(err) and self._still_waiting(ticket["id"])
                     if not (retries_the_same_url(err) or lost):
                         raise
                     time.sleep(retry_delay(err, delay))
