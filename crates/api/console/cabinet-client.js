@@ -185,6 +185,10 @@ function retryWait(error, attempt) {
     const retryAfter = error instanceof RateLimitedError || error instanceof ServerError ? error.retryAfter : null;
     return retryAfter !== null ? Math.min(retryAfter, MAX_RETRY_AFTER) * 1000 : 250 * 2 ** attempt;
 }
+/** Whether an upload URL refused with `error` takes the same bytes again: 429 and 503 leave the upload waiting for them. */
+function leavesItWaiting(error) {
+    return error instanceof CabinetError && (error.status === 429 || error.status === 503);
+}
 /** How often, and how far apart, a stopped upload's cancel is tried while its bytes still arrive. */
 const CANCEL_RETRIES = 40;
 const CANCEL_RETRY_PAUSE_MS = 50;
@@ -435,8 +439,7 @@ export class Cabinet {
                     // the upload is asked: one still waiting takes them again too.
                     if (!(error instanceof CabinetError) || attempt >= PART_ATTEMPTS)
                         throw error;
-                    const told = error.status === 429 || error.status === 503;
-                    if (!told && !(error.status === 0 && (await this.stillWaiting(ticket.id))))
+                    if (!leavesItWaiting(error) && !(error.status === 0 && (await this.stillWaiting(ticket.id))))
                         throw error;
                     await sleep(retryWait(error, attempt), signal);
                 }
@@ -446,8 +449,7 @@ export class Cabinet {
             // A single PUT cannot be resumed: release the reservation of one stopped, or still kept
             // waiting after a 429 or 503, which would hold it until it expired. After a network failure
             // the bytes may have landed (on S3, its answer lost): the upload is left for the reconciler.
-            const keptWaiting = error instanceof CabinetError && (error.status === 429 || error.status === 503);
-            if (isAbort(error, signal) || keptWaiting)
+            if (isAbort(error, signal) || leavesItWaiting(error))
                 await this.cancelStopped(ticket.id);
             if (isAbort(error, signal))
                 throw new UploadInterruptedError(ticket.id, error, false);
