@@ -457,6 +457,69 @@ async fn an_upload_without_a_sha256_lands_at_its_incoming_key_until_verified() {
     );
 }
 
+/// A presigned PUT stays usable until its URL expires, whatever became of its upload: bytes sent
+/// to the URL of a cancelled upload land in the bucket, where no file and no live upload owns
+/// them. Once the URL has expired (and the store's clock with it), the sweeper removes them,
+/// at the file's key or the upload's incoming key alike; a file finished in the same moments
+/// keeps its object.
+#[tokio::test]
+async fn what_lands_after_an_upload_was_cancelled_is_removed_once_its_url_expires() {
+    let Some(server) =
+        TestServer::spawn_s3("what_lands_after_an_upload_was_cancelled_is_removed_once_its_url_expires")
+            .await
+    else {
+        return;
+    };
+    let bytes = png(2_000);
+    let mut landed = Vec::new();
+    let mut expires = Vec::new();
+    for declared in [false, true] {
+        let mut body = json!({"name": format!("late-{declared}.png"), "size": bytes.len()});
+        if declared {
+            body["sha256"] = json!(sha256_hex(&bytes));
+        }
+        let ticket = start(&server, body).await;
+        let id = ticket["id"].as_str().unwrap();
+        let (status, cancelled) = server
+            .send(server.request(Method::DELETE, &format!("/v1/uploads/{id}"), &server.tenant.key))
+            .await;
+        assert_eq!((status, &cancelled["status"]), (StatusCode::OK, &json!("FAILED")), "{cancelled}");
+        // S3 cannot know the upload ended: the URL still writes.
+        assert!(put(&server, &ticket, &bytes).await.status().is_success());
+        let arrival = key_of(&server, ticket["upload_url"].as_str().unwrap());
+        assert!(bucket(&server).head(&arrival).await.unwrap().is_some(), "{arrival}");
+        landed.push(arrival);
+        expires
+            .push(ticket["expires_at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+    }
+    let kept =
+        start(&server, json!({"name": "kept.png", "size": bytes.len(), "sha256": sha256_hex(&bytes)})).await;
+    assert!(put(&server, &kept, &bytes).await.status().is_success());
+    let (status, done) = complete(&server, kept["id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let kept_key = key_of(&server, kept["upload_url"].as_str().unwrap());
+
+    // Until the URLs expire more could still land: the sweeper leaves them for then.
+    server.cabinet.sweep_expired_uploads().await.unwrap();
+    for key in &landed {
+        assert!(bucket(&server).head(key).await.unwrap().is_some(), "{key}");
+    }
+    let last_expiry = expires.iter().max().unwrap();
+    server.clock.advance(*last_expiry - server.cabinet.now() + chrono::Duration::minutes(2));
+    server.cabinet.sweep_expired_uploads().await.unwrap();
+    for key in &landed {
+        assert_eq!(bucket(&server).head(key).await.unwrap(), None, "{key} is left");
+    }
+    assert_eq!(
+        bucket(&server).head(&kept_key).await.unwrap().map(|info| info.size),
+        Some(bytes.len() as u64)
+    );
+    let (status, _) =
+        server.send(server.get(&format!("/v1/files/{}", done["file"]["id"].as_str().unwrap()))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(server.quota(&server.tenant).await["reserved_bytes"], 0);
+}
+
 /// An HTTP client built on hyper (reqwest) sends no Content-Length with an empty body, while the
 /// presigned PUT signs it: the ticket of an empty upload lists it, and a client that sends exactly
 /// the ticket's headers stores an empty file, with or without a declared sha256.

@@ -543,8 +543,8 @@ impl Cabinet {
     /// waited for its bytes again (`OnTrouble::Reopen`); and bytes that landed without Cabinet
     /// (sent straight to S3, never completed) or were held for a record nobody made. No file can
     /// be made of a failed upload, so none owns any of it. A presigned PUT can still land after
-    /// this, until its URL expires: the orphan sweep (at start-up, or
-    /// `cabinet admin check --repair`) finds that.
+    /// this, until its URL expires: the sweeper removes that once it has
+    /// (`remove_late_arrivals`).
     pub(crate) async fn remove_what_a_failed_upload_left(&self, upload: &Upload) {
         self.remove_parts_quietly(upload).await;
         if self.blobs.receives_through_cabinet() && !upload.awaits_record {

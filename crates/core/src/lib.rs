@@ -174,6 +174,9 @@ pub struct Parts {
     /// Counts the changes answered here that may have written events: the webhook worker and
     /// the endpoints it is sending to wait on it.
     webhook_wake: tokio::sync::watch::Sender<u64>,
+    /// How far the sweeper has looked for bytes that landed after their upload failed: the
+    /// (URL expiry, upload id) of the last upload it judged (see `remove_late_arrivals`).
+    late_arrivals_swept: std::sync::Mutex<(chrono::DateTime<chrono::Utc>, Option<ids::UploadId>)>,
 }
 
 impl std::ops::Deref for Cabinet {
@@ -202,6 +205,8 @@ impl Cabinet {
         images: Arc<dyn ImageCodec>,
         sealer: s3_keys::SecretSealer,
     ) -> Self {
+        // What landed before this process started, the orphan sweep after the restart finds.
+        let started = clock.now();
         Self(Arc::new(Parts {
             store,
             blobs,
@@ -221,6 +226,7 @@ impl Cabinet {
             finishes: Default::default(),
             sealer,
             webhook_wake: tokio::sync::watch::Sender::new(0),
+            late_arrivals_swept: std::sync::Mutex::new((started, None)),
         }))
     }
 

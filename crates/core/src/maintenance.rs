@@ -1,6 +1,7 @@
 //! Leaving nothing behind: the sweeper fails expired uploads (releasing their reservations and
 //! deleting bytes that went straight to the blob store, at the upload's arrival key: its incoming
-//! key, or the file's own key, which no file owns before the upload succeeds), the reconciler
+//! key, or the file's own key, which no file owns before the upload succeeds) and, once their URLs
+//! expire, deletes what was sent to uploads that failed before then, the reconciler
 //! completes direct uploads whose clients never called complete, and recovery after a restart
 //! removes temporary objects, fails uploads whose bytes were lost with the stopped process, and
 //! removes blobs that no file or live upload owns (a thumbnail is owned by its file); past
@@ -17,6 +18,10 @@ use crate::uploads::{arrival_key, incoming_key, INCOMING_PREFIX};
 use crate::{Cabinet, Code, UploadStatus};
 
 const BATCH: u32 = 500;
+/// How long past its URL's expiry the sweeper waits before removing what landed for an upload
+/// that failed while its URL was valid: the blob store judges the URL by its own clock, which may
+/// run a little behind this one.
+const STORE_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(1);
 /// How many objects `check_consistency` asks the blob store about at once.
 const HEADS_AT_ONCE: usize = 32;
 
@@ -203,12 +208,54 @@ impl Cabinet {
         if failed > 0 {
             tracing::info!(failed, "expired uploads failed");
         }
+        let late = self.remove_late_arrivals().await?;
+        if late > 0 {
+            tracing::info!(uploads = late, "what landed after uploads failed was removed");
+        }
         // Parts whose upload ended without them being removed (a crash, a failed removal).
         let parts = self.remove_orphan_parts().await?;
         if parts > 0 {
             tracing::info!(parts, "orphan upload parts removed");
         }
         Ok(failed)
+    }
+
+    /// For blob stores that receive bytes directly (S3): once the URL of an upload that failed
+    /// while it was valid (cancelled, refused at `complete`) has expired, removes what was sent to
+    /// it after the upload failed, which no file and no live upload owns; returns how many uploads
+    /// it judged. Each is judged once, in the order their URLs expired; those whose URLs expired
+    /// before this process started are left to the orphan sweep after the restart.
+    async fn remove_late_arrivals(&self) -> Result<u64> {
+        if self.blobs.receives_through_cabinet() {
+            return Ok(0);
+        }
+        let by = self.clock.now() - STORE_CLOCK_SKEW;
+        let (mut after, mut after_id) = lock(&self.late_arrivals_swept).clone();
+        let mut judged = 0;
+        loop {
+            let batch = self.store.uploads_failed_before_expiry(after, after_id.as_ref(), by, BATCH).await?;
+            let done = batch.len() < BATCH as usize;
+            for upload in &batch {
+                // Parts need their multipart upload, which ended with it; bytes of unknown size
+                // only ever came through Cabinet.
+                if upload.size_known && PartPlan::of(upload).is_none() {
+                    self.delete_blob_quietly(&arrival_key(upload)).await;
+                }
+                judged += 1;
+            }
+            if let Some(last) = batch.last() {
+                (after, after_id) = (last.expires_at, Some(last.id.clone()));
+            }
+            *lock(&self.late_arrivals_swept) = (after, after_id.clone());
+            if done {
+                break;
+            }
+        }
+        // No upload can still fail before a URL expiry this far back.
+        if after < by {
+            *lock(&self.late_arrivals_swept) = (by, None);
+        }
+        Ok(judged)
     }
 
     /// For blob stores that receive bytes directly (S3): completes every WAITING upload whose
@@ -381,6 +428,11 @@ impl Cabinet {
         }
         Ok(orphans)
     }
+}
+
+/// A poisoned lock only means a panic elsewhere while it was held; the cursor is still usable.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether a key has the shape of one Cabinet writes.

@@ -492,6 +492,16 @@ pub trait UploadStore: Send + Sync + 'static {
         uploading_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(WorkspaceId, UploadId)>>;
+    /// Uploads that failed before their URL expired, whose URL expired after
+    /// `(after, after_id)` and by `by`, in the order of (expiry, id), at most `limit`: bytes sent
+    /// straight to the blob store can land for one of them until its URL expires.
+    async fn uploads_failed_before_expiry(
+        &self,
+        after: DateTime<Utc>,
+        after_id: Option<&UploadId>,
+        by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Upload>>;
     /// UPLOADING → WAITING, reservation kept: for a multipart upload whose assembly a stop cut
     /// short, found at start-up. False when it was not UPLOADING.
     async fn reopen_upload(&self, workspace: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool>;

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (23, include_str!("../migrations/postgres/0023_cache_notices.sql")),
     (24, include_str!("../migrations/postgres/0024_events_pruned_by_number.sql")),
     (25, include_str!("../migrations/postgres/0025_file_details_notices.sql")),
+    (26, include_str!("../migrations/postgres/0026_uploads_failed_by_expiry.sql")),
 ];
 
 /// A PostgreSQL database's pools. Every lookup goes through them, since a PostgreSQL query is a

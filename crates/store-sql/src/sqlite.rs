@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (23, include_str!("../migrations/sqlite/0023_events_pruned_by_number.sql")),
     (24, include_str!("../migrations/sqlite/0024_search_keys_per_workspace.sql")),
     (25, include_str!("../migrations/sqlite/0025_search_keys_of_four_bytes.sql")),
+    (26, include_str!("../migrations/sqlite/0026_uploads_failed_by_expiry.sql")),
 ];
 
 /// A SQLite database's pools, inline readers and what it keeps of their reads.

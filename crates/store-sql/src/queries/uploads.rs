@@ -922,6 +922,30 @@ where
         Self::id_pairs(rows)
     }
 
+    async fn uploads_failed_before_expiry(
+        &self,
+        after: DateTime<Utc>,
+        after_id: Option<&UploadId>,
+        by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Upload>> {
+        // The range on `expires_at` alone walks the index (`uploads_failed_by_expiry`); the
+        // uploads of the same millisecond as the last one seen are told apart by their ids.
+        let rows = sqlx::query_as::<_, UploadRow>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE status = 'FAILED' \
+             AND expires_at >= $1 AND expires_at < $3 AND (expires_at > $1 OR id > $2) \
+             AND updated_at < expires_at ORDER BY expires_at, id LIMIT $4"
+        ))
+        .bind(millis(after))
+        .bind(after_id.map_or("", |id| id.as_str()))
+        .bind(millis(by))
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(Upload::try_from).collect()
+    }
+
     async fn reopen_upload(&self, ws: &WorkspaceId, id: &UploadId, at: DateTime<Utc>) -> Result<bool> {
         self.move_upload(ws, id, at, "UPLOADING", "WAITING").await
     }

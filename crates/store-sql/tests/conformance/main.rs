@@ -93,6 +93,7 @@ conformance!(
     direct_uploads_inserted_together_are_receiving_and_reserve_what_the_quota_holds,
     failing_releases_the_reservation_once,
     expired_uploads_are_found_by_their_cutoffs,
+    uploads_failed_before_their_url_expired_are_found_once_it_has,
     direct_files_are_charged_within_the_quota,
     files_page_newest_first_by_keyset,
     a_name_query_pages_and_counts_its_matches_in_every_order,

@@ -510,6 +510,58 @@ pub(crate) async fn expired_uploads_are_found_by_their_cutoffs(store: &dyn Metad
     assert_eq!(found, expected);
 }
 
+pub(crate) async fn uploads_failed_before_their_url_expired_are_found_once_it_has(store: &dyn MetadataStore) {
+    let ws = workspace(store, None).await;
+    let t = now();
+    let with_expiry = |minutes: i64| {
+        let mut up = upload(&ws.id, 1);
+        up.expires_at = t + Duration::minutes(minutes);
+        up
+    };
+    let (cancelled, refused, expired, live, succeeded) =
+        (with_expiry(10), with_expiry(20), with_expiry(5), with_expiry(10), with_expiry(10));
+    for up in [&cancelled, &refused, &expired, &live, &succeeded] {
+        store.insert_upload_reserving(up).await.unwrap();
+    }
+    assert!(store.fail_upload(&ws.id, &cancelled.id, FailureReason::Cancelled, t).await.unwrap());
+    assert!(store.fail_upload(&ws.id, &refused.id, FailureReason::ChecksumMismatch, t).await.unwrap());
+    // Failed once its URL had expired: nothing could land after it failed.
+    assert!(store
+        .fail_upload(&ws.id, &expired.id, FailureReason::Expired, expired.expires_at)
+        .await
+        .unwrap());
+    assert!(store.finish_upload(&ws.id, &succeeded.id, &file_of(&succeeded, t)).await.unwrap());
+    let ids = |found: Vec<Upload>| found.into_iter().map(|up| up.id).collect::<Vec<_>>();
+
+    let everything = t + Duration::hours(1);
+    assert_eq!(
+        ids(store.uploads_failed_before_expiry(t, None, everything, 100).await.unwrap()),
+        vec![cancelled.id.clone(), refused.id.clone()],
+        "in the order their URLs expire"
+    );
+    // Only URLs that expired before `by`, and after the cursor.
+    assert_eq!(
+        ids(store.uploads_failed_before_expiry(t, None, cancelled.expires_at, 100).await.unwrap()),
+        Vec::<UploadId>::new()
+    );
+    let first = store.uploads_failed_before_expiry(t, None, everything, 1).await.unwrap();
+    assert_eq!(ids(first.clone()), vec![cancelled.id.clone()]);
+    assert_eq!(
+        ids(store
+            .uploads_failed_before_expiry(first[0].expires_at, Some(&first[0].id), everything, 100)
+            .await
+            .unwrap()),
+        vec![refused.id.clone()]
+    );
+    assert_eq!(
+        ids(store
+            .uploads_failed_before_expiry(refused.expires_at, Some(&refused.id), everything, 100)
+            .await
+            .unwrap()),
+        Vec::<UploadId>::new()
+    );
+}
+
 pub(crate) async fn direct_files_are_charged_within_the_quota(store: &dyn MetadataStore) {
     let ws = workspace(store, Some(100)).await;
     store.insert_upload_reserving(&upload(&ws.id, 50)).await.unwrap();
