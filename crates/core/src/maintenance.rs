@@ -251,7 +251,7 @@ impl Cabinet {
                 break;
             }
         }
-        // No upload can still fail before a URL expiry this far back.
+        // Every URL that expired before `by` is judged: the next pass starts there.
         if after < by {
             *lock(&self.late_arrivals_swept) = (by, None);
         }

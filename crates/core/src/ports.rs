@@ -493,8 +493,8 @@ pub trait UploadStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<(WorkspaceId, UploadId)>>;
     /// Uploads that failed before their URL expired, whose URL expired after
-    /// `(after, after_id)` and by `by`, in the order of (expiry, id), at most `limit`: bytes sent
-    /// straight to the blob store can land for one of them until its URL expires.
+    /// `(after, after_id)` and before `by`, in the order of (expiry, id), at most `limit`: bytes
+    /// sent straight to the blob store can land for one of them until its URL expires.
     async fn uploads_failed_before_expiry(
         &self,
         after: DateTime<Utc>,
