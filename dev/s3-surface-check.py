@@ -45,7 +45,7 @@ def fail(message):
 
 
 class Server:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, *extra_args: str):
         self.work = work
         self.data = work / "data"
         self.env = os.environ.copy()
@@ -58,7 +58,7 @@ class Server:
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [BIN, "serve", "--data-dir", str(self.data), "--listen", "127.0.0.1:0",
-             "--s3-listen", "127.0.0.1:0", "--ready-file", str(ready)],
+             "--s3-listen", "127.0.0.1:0", "--ready-file", str(ready), *extra_args],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(300):
             if ready.exists():
@@ -774,6 +774,51 @@ def check_conformance(server, write_key, operator):
           " bucket names and pages, SigV2 bucket requests, request ids, anonymous requests, presigned URL lifetime: ok")
 
 
+def check_rate_limit(work: Path):
+    """Each S3 key has the allowance an API key has (here 60 requests a minute, 60 at once): past
+    it, SlowDown (503) with Retry-After, while another key goes on; once that wait is over, the key
+    is allowed again. Counted on requests the key signed, so naming its access key id spends
+    nothing."""
+    (work / "rate-limited").mkdir()
+    limited = Server(work / "rate-limited", "--rate-limit-per-minute", "60")
+    try:
+        first = limited.admin("create-s3-key", "--workspace", limited.workspace)
+        second = limited.admin("create-s3-key", "--workspace", limited.workspace)
+        once = {"total_max_attempts": 1}
+        s3 = boto3.client("s3", endpoint_url=limited.s3_url, region_name="us-east-1",
+                          aws_access_key_id=first["access_key_id"], aws_secret_access_key=first["secret_access_key"],
+                          config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries=once))
+        # Its access key id with a wrong secret: refused, and nothing of the key's allowance spent.
+        forged = boto3.client("s3", endpoint_url=limited.s3_url, region_name="us-east-1",
+                              aws_access_key_id=first["access_key_id"], aws_secret_access_key="not-the-secret",
+                              config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries=once))
+        for _ in range(30):
+            expect(403, forged.list_objects_v2, Bucket="default", MaxKeys=1)
+        started = time.monotonic()
+        allowed, refusal = 0, None
+        while refusal is None and allowed < 200:
+            try:
+                s3.list_objects_v2(Bucket="default", MaxKeys=1)
+                allowed += 1
+            except ClientError as err:
+                refusal = err.response
+        elapsed = time.monotonic() - started
+        assert refusal is not None, f"{allowed} requests in {elapsed:.1f} s, none refused"
+        code, status = refusal["Error"]["Code"], refusal["ResponseMetadata"]["HTTPStatusCode"]
+        assert (code, status) == ("SlowDown", 503), (code, status, refusal)
+        # 60 at once, and one more for each second the requests took.
+        assert 60 <= allowed <= 60 + int(elapsed) + 2, (allowed, elapsed)
+        retry_after = int(refusal["ResponseMetadata"]["HTTPHeaders"]["retry-after"])
+        assert 1 <= retry_after <= 2, retry_after
+        other = client(limited, second)
+        other.list_objects_v2(Bucket="default", MaxKeys=1)
+        time.sleep(retry_after)
+        s3.list_objects_v2(Bucket="default", MaxKeys=1)
+        print(f"   rate limit: {allowed} requests allowed, then SlowDown with Retry-After {retry_after}; another key unaffected")
+    finally:
+        limited.stop()
+
+
 def check_quota_and_isolation(server, keys):
     small = client(server, keys["small"])
     code, status, message = error_of(small.put_object, Bucket="small-quota", Key="big.bin", Body=b"x" * 100_000)
@@ -919,6 +964,7 @@ def main():
             "conformance": lambda: check_conformance(server, keys["write"], client(server, keys["operator"])),
             "quota": lambda: check_quota_and_isolation(server, keys),
             "large": lambda: check_large(tools, work),
+            "rate": lambda: check_rate_limit(work),
         }
         # CABINET_S3_SURFACE_ONLY=edges,quota runs some of them (while working on one).
         only = [name for name in os.environ.get("CABINET_S3_SURFACE_ONLY", "").split(",") if name]

@@ -234,6 +234,7 @@ pub async fn serve(store: StoreConfig, config: ServeSettings) -> anyhow::Result<
             let options = cabinet_api::s3::S3Options {
                 domain: config.s3_domain.clone(),
                 trusted_proxies: http_limits.trusted_proxies.clone(),
+                rate_limit_per_minute: http_limits.rate_limit_per_minute,
             };
             let app = cabinet_api::s3::app(cabinet.clone(), sealer, &options)
                 .map_err(|err| anyhow::anyhow!(err))?;

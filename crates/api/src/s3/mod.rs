@@ -8,6 +8,7 @@
 //! It is served on its own listener (`--s3-listen`): S3 clients sign the Host and the path, so
 //! mixing their paths with the native router's would be fragile. See docs/compat/s3.md.
 
+mod allowance;
 mod errors;
 mod keys;
 mod listing;
@@ -48,6 +49,8 @@ pub struct S3Options {
     pub domain: Option<String>,
     /// Proxies whose forwarding headers name the client (for the audit log's addresses).
     pub trusted_proxies: crate::TrustedProxies,
+    /// Requests each S3 key may make a minute (`--rate-limit-per-minute`); 0 turns it off.
+    pub rate_limit_per_minute: u32,
 }
 
 /// The S3 surface as a router to serve on its own listener.
@@ -65,6 +68,10 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     };
     let mut builder = S3ServiceBuilder::new(surface.clone());
     builder.set_auth(keys::KeyLookup(surface));
+    if options.rate_limit_per_minute > 0 {
+        let limiter = crate::rate_limit::RateLimiter::new(options.rate_limit_per_minute);
+        builder.set_access(allowance::KeyAllowance(limiter));
+    }
     if let Some(domain) = &options.domain {
         let host = s3s::host::SingleDomain::new(domain).map_err(|err| format!("--s3-domain: {err}"))?;
         builder.set_host(host);
