@@ -778,7 +778,8 @@ def check_rate_limit(work: Path):
     """Each S3 key has the allowance an API key has (here 60 requests a minute, 60 at once): past
     it, SlowDown (503) with Retry-After, while another key goes on; once that wait is over, the key
     is allowed again. Counted on requests the key signed, so naming its access key id spends
-    nothing."""
+    nothing; a presigned URL counts against the address that uses it, as Cabinet's signed URLs
+    do."""
     (work / "rate-limited").mkdir()
     limited = Server(work / "rate-limited", "--rate-limit-per-minute", "60")
     try:
@@ -811,10 +812,25 @@ def check_rate_limit(work: Path):
         retry_after = int(refusal["ResponseMetadata"]["HTTPHeaders"]["retry-after"])
         assert 1 <= retry_after <= 2, retry_after
         other = client(limited, second)
-        other.list_objects_v2(Bucket="default", MaxKeys=1)
+        other.put_object(Bucket="default", Key="limited.txt", Body=b"limited")
+        # Another key goes on; the exhausted key's presigned URL too, counted by where it is used.
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "default", "Key": "limited.txt"}, ExpiresIn=600)
+        with urllib.request.urlopen(url) as response:
+            assert response.read() == b"limited"
+        started, fetched, refused = time.monotonic(), 1, None
+        while refused is None and fetched < 200:
+            try:
+                with urllib.request.urlopen(url) as response:
+                    response.read()
+                fetched += 1
+            except urllib.error.HTTPError as err:
+                refused = (err.code, err.read().decode())
+        assert refused is not None and refused[0] == 503 and "<Code>SlowDown</Code>" in refused[1], refused
+        assert 60 <= fetched <= 60 + int(time.monotonic() - started) + 2, fetched
         time.sleep(retry_after)
         s3.list_objects_v2(Bucket="default", MaxKeys=1)
-        print(f"   rate limit: {allowed} requests allowed, then SlowDown with Retry-After {retry_after}; another key unaffected")
+        print(f"   rate limit: {allowed} requests allowed, then SlowDown with Retry-After {retry_after}; "
+              f"another key and the key's presigned URL unaffected ({fetched} fetches of it before its own SlowDown)")
     finally:
         limited.stop()
 

@@ -70,7 +70,7 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     builder.set_auth(keys::KeyLookup(surface));
     if options.rate_limit_per_minute > 0 {
         let limiter = crate::rate_limit::RateLimiter::new(options.rate_limit_per_minute);
-        builder.set_access(allowance::KeyAllowance(limiter));
+        builder.set_access(allowance::KeyAllowance { limiter, proxies: options.trusted_proxies.clone() });
     }
     if let Some(domain) = &options.domain {
         let host = s3s::host::SingleDomain::new(domain).map_err(|err| format!("--s3-domain: {err}"))?;
