@@ -45,13 +45,18 @@ def fail(message):
 
 
 class Server:
-    def __init__(self, work: Path, *extra_args: str):
+    def __init__(self, work: Path, *extra_args: str, own_stores: bool = False):
+        """`own_stores`: SQLite and the local folder in `work`, whatever this run's stores are, so
+        that it shares no database or bucket with the run's main server."""
         self.work = work
         self.data = work / "data"
         self.env = os.environ.copy()
-        if STORAGE == "s3":
+        if own_stores:
+            self.env.pop("CABINET_STORAGE", None)
+            self.env.pop("CABINET_DATABASE_URL", None)
+        if STORAGE == "s3" and not own_stores:
             self.env["CABINET_STORAGE"] = os.environ["CABINET_TEST_S3_URL"]
-        if DATABASE_URL:
+        if DATABASE_URL and not own_stores:
             self.env["CABINET_DATABASE_URL"] = DATABASE_URL
         ready = work / "ready.json"
         self.log_path = work / "serve.log"
@@ -781,7 +786,7 @@ def check_rate_limit(work: Path):
     nothing; a presigned URL counts against the address that uses it, as Cabinet's signed URLs
     do."""
     (work / "rate-limited").mkdir()
-    limited = Server(work / "rate-limited", "--rate-limit-per-minute", "60")
+    limited = Server(work / "rate-limited", "--rate-limit-per-minute", "60", own_stores=True)
     try:
         first = limited.admin("create-s3-key", "--workspace", limited.workspace)
         second = limited.admin("create-s3-key", "--workspace", limited.workspace)

@@ -62,7 +62,7 @@ impl S3Access for KeyAllowance {
         tokio::time::sleep(verdict.pause()).await;
         let retry_after_secs = verdict.retry_after_secs;
         Err(super::errors::slow_down(
-            format!("too many requests for this key; try again in {retry_after_secs} s"),
+            format!("too many requests; try again in {retry_after_secs} s"),
             retry_after_secs,
         ))
     }
