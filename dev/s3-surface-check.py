@@ -834,8 +834,30 @@ def check_rate_limit(work: Path):
         assert 60 <= fetched <= 60 + int(time.monotonic() - started) + 2, fetched
         time.sleep(retry_after)
         s3.list_objects_v2(Bucket="default", MaxKeys=1)
+        # Bytes read and then refused come out of an allowance of their own (here 32 KiB a second,
+        # holding 320 KiB): past it, the key's bodies over 32 KiB wait, its small requests go on.
+        third = limited.admin("create-s3-key", "--workspace", limited.workspace)
+        refusing = boto3.client("s3", endpoint_url=limited.s3_url, region_name="us-east-1",
+                                aws_access_key_id=third["access_key_id"], aws_secret_access_key=third["secret_access_key"],
+                                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries=once))
+        wrong_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+        expect("BadDigest", refusing.put_object, Bucket="default", Key="refused.bin", Body=os.urandom(400 << 10), ContentMD5=wrong_md5)
+        try:
+            refusing.put_object(Bucket="default", Key="held.bin", Body=os.urandom(64 << 10))
+            fail("a large body went on while the key's refused bytes had not come back")
+        except ClientError as err:
+            held = err.response
+        assert (held["Error"]["Code"], held["ResponseMetadata"]["HTTPStatusCode"]) == ("SlowDown", 503), held
+        assert "refused" in held["Error"]["Message"], held["Error"]
+        wait = int(held["ResponseMetadata"]["HTTPHeaders"]["retry-after"])
+        assert 1 <= wait <= 4, wait
+        refusing.put_object(Bucket="default", Key="small.bin", Body=b"s" * 1000)
+        refusing.list_objects_v2(Bucket="default", MaxKeys=1)
+        time.sleep(wait)
+        refusing.put_object(Bucket="default", Key="held.bin", Body=os.urandom(64 << 10))
         print(f"   rate limit: {allowed} requests allowed, then SlowDown with Retry-After {retry_after}; "
-              f"another key and the key's presigned URL unaffected ({fetched} fetches of it before its own SlowDown)")
+              f"another key and the key's presigned URL unaffected ({fetched} fetches of it before its own SlowDown); "
+              f"400 KiB refused after it was read held the key's large bodies for {wait} s")
     finally:
         limited.stop()
 

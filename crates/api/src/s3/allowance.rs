@@ -8,21 +8,33 @@
 //! `Retry-After`, sent once the key's next request would be allowed (at most a second later), as
 //! the other surfaces pace theirs: a key that floods its connections with refused requests costs
 //! the server about what its allowance does. It is made before the operation reads its input or
-//! names its caller, so refusals write no audit record.
+//! names its caller, so refusals write no audit record. As on the other surfaces, the bytes of
+//! a request refused (4xx) after its body was read (a wrong checksum, a part past the quota) come
+//! out of a second allowance of whoever sent it (`RateLimiter::charge_refused_body`), and while
+//! that is spent its requests that may send more than 32 KiB are refused before a byte is read.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
-use axum::extract::ConnectInfo;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::{s3_error, S3Result};
 use tokio::time::Instant;
 
 use crate::client_address::{counted_as, TrustedProxies};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimiter, REFUSED_BODY_BYTES_PER_REQUEST};
 
 pub(super) struct KeyAllowance {
-    pub(super) limiter: RateLimiter,
+    pub(super) limiter: Arc<RateLimiter>,
     /// Proxies whose forwarding headers name the client of a presigned URL.
     pub(super) proxies: TrustedProxies,
 }
@@ -55,15 +67,92 @@ impl S3Access for KeyAllowance {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
         let holder = self.holder(cx, &access_key);
-        let verdict = self.limiter.check(holder, Instant::now(), false);
+        if let Some(sender) = cx.extensions_mut().get::<Sender>() {
+            let _ = sender.0.set(holder);
+        }
+        let large_body = may_send_a_large_body(cx.method(), cx.headers());
+        let verdict = self.limiter.check(holder, Instant::now(), large_body);
         if verdict.allowed {
             return Ok(());
         }
         tokio::time::sleep(verdict.pause()).await;
         let retry_after_secs = verdict.retry_after_secs;
-        Err(super::errors::slow_down(
-            format!("too many requests; try again in {retry_after_secs} s"),
-            retry_after_secs,
-        ))
+        let message = if verdict.for_refused_bodies {
+            format!(
+                "too many bytes of this client's requests were refused after they were read; \
+                 send bodies over {} KiB again in {retry_after_secs} s",
+                REFUSED_BODY_BYTES_PER_REQUEST >> 10
+            )
+        } else {
+            format!("too many requests; try again in {retry_after_secs} s")
+        };
+        Err(super::errors::slow_down(message, retry_after_secs))
+    }
+}
+
+/// Whether a request may send more than [`REFUSED_BODY_BYTES_PER_REQUEST`]: its declared length
+/// (of the object, for an `aws-chunked` body) says so, or it may send a body of no declared length.
+fn may_send_a_large_body(method: &Method, headers: &HeaderMap) -> bool {
+    let declared = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    match declared("x-amz-decoded-content-length").or_else(|| declared(header::CONTENT_LENGTH.as_str())) {
+        Some(length) => length > REFUSED_BODY_BYTES_PER_REQUEST,
+        None => matches!(*method, Method::PUT | Method::POST),
+    }
+}
+
+/// Whose allowance a request spent, once its check has run: for the layer around s3s, which
+/// charges what it read of a refused body to it.
+#[derive(Clone, Default)]
+struct Sender(Arc<OnceLock<u64>>);
+
+/// The layer around s3s: a request refused (4xx) after its body was read charges the bytes read
+/// to the refused-body allowance of whoever sent it.
+pub(super) async fn charge_refused_bodies(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let sender = Sender::default();
+    let read = Arc::new(AtomicU64::new(0));
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(sender.clone());
+    let body = Body::new(Counted { inner: body, read: read.clone() });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let bytes = read.load(Ordering::Acquire);
+    if let (true, Some(holder), true) = (response.status().is_client_error(), sender.0.get(), bytes > 0) {
+        limiter.charge_refused_body(*holder, bytes, Instant::now());
+    }
+    response
+}
+
+/// A request body that counts the bytes read from it, its length as known as before.
+struct Counted {
+    inner: Body,
+    read: Arc<AtomicU64>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.read.fetch_add(data.len() as u64, Ordering::AcqRel);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

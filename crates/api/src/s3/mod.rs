@@ -68,9 +68,11 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     };
     let mut builder = S3ServiceBuilder::new(surface.clone());
     builder.set_auth(keys::KeyLookup(surface));
-    if options.rate_limit_per_minute > 0 {
-        let limiter = crate::rate_limit::RateLimiter::new(options.rate_limit_per_minute);
-        builder.set_access(allowance::KeyAllowance { limiter, proxies: options.trusted_proxies.clone() });
+    let limiter = (options.rate_limit_per_minute > 0)
+        .then(|| Arc::new(crate::rate_limit::RateLimiter::new(options.rate_limit_per_minute)));
+    if let Some(limiter) = &limiter {
+        let proxies = options.trusted_proxies.clone();
+        builder.set_access(allowance::KeyAllowance { limiter: limiter.clone(), proxies });
     }
     if let Some(domain) = &options.domain {
         let host = s3s::host::SingleDomain::new(domain).map_err(|err| format!("--s3-domain: {err}"))?;
@@ -78,8 +80,12 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     }
     let service = builder.build();
     let service = axum::error_handling::HandleError::new(service, errors::http_error);
-    Ok(Router::new()
-        .fallback_service(service)
+    let mut router = Router::new().fallback_service(service);
+    if let Some(limiter) = limiter {
+        router =
+            router.layer(axum::middleware::from_fn_with_state(limiter, allowance::charge_refused_bodies));
+    }
+    Ok(router
         .layer(axum::middleware::from_fn_with_state(options.domain.clone(), sig_v2_bucket_path))
         .layer(axum::middleware::from_fn(bare_attributes_etag))
         .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record))
