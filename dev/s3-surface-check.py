@@ -849,6 +849,9 @@ def check_rate_limit(work: Path):
             held = err.response
         assert (held["Error"]["Code"], held["ResponseMetadata"]["HTTPStatusCode"]) == ("SlowDown", 503), held
         assert "refused" in held["Error"]["Message"], held["Error"]
+        # Refused before its body was read: the connection closes, and says so, so that the client
+        # does not send its next request on it.
+        assert held["ResponseMetadata"]["HTTPHeaders"].get("connection") == "close", held["ResponseMetadata"]
         wait = int(held["ResponseMetadata"]["HTTPHeaders"]["retry-after"])
         assert 1 <= wait <= 4, wait
         refusing.put_object(Bucket="default", Key="small.bin", Body=b"s" * 1000)

@@ -80,12 +80,9 @@ pub fn app(cabinet: Cabinet, sealer: SecretSealer, options: &S3Options) -> Resul
     }
     let service = builder.build();
     let service = axum::error_handling::HandleError::new(service, errors::http_error);
-    let mut router = Router::new().fallback_service(service);
-    if let Some(limiter) = limiter {
-        router =
-            router.layer(axum::middleware::from_fn_with_state(limiter, allowance::charge_refused_bodies));
-    }
-    Ok(router
+    Ok(Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(limiter, allowance::after_the_answer))
         .layer(axum::middleware::from_fn_with_state(options.domain.clone(), sig_v2_bucket_path))
         .layer(axum::middleware::from_fn(bare_attributes_etag))
         .layer(axum::middleware::from_fn_with_state(capture, crate::audit::record))
