@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use futures::Stream;
+use http_body::{Frame, SizeHint};
 
 /// How much of a request's body has been read, and whether to its end.
 #[derive(Debug, Default)]
@@ -20,7 +20,8 @@ pub struct BodyRead {
 
 impl BodyRead {
     /// `request` with its body observed, and the observer: the one an outer layer already put on
-    /// it, or a new one. `None` for a body known to be empty.
+    /// it, or a new one. `None` for a body known to be empty. The observed body keeps what was
+    /// known of its length (the S3 surface reads a body's length from it where no header says).
     pub fn observe(request: Request) -> (Request, Option<Arc<BodyRead>>) {
         if let Some(read) = request.extensions().get::<Arc<BodyRead>>() {
             let read = read.clone();
@@ -32,8 +33,8 @@ impl BodyRead {
         let read = Arc::new(BodyRead::default());
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(read.clone());
-        let observed = Observed { inner: body.into_data_stream(), read: read.clone() };
-        (Request::from_parts(parts, Body::from_stream(observed)), Some(read))
+        let observed = Observed { inner: body, read: read.clone() };
+        (Request::from_parts(parts, Body::new(observed)), Some(read))
     }
 
     /// The bytes read so far.
@@ -49,23 +50,41 @@ impl BodyRead {
 
 /// A request body that counts what is read from it.
 struct Observed {
-    inner: BodyDataStream,
+    inner: Body,
     read: Arc<BodyRead>,
 }
 
-impl Stream for Observed {
-    type Item = Result<Bytes, axum::Error>;
+impl HttpBody for Observed {
+    type Data = Bytes;
+    type Error = axum::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        match &next {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.read.bytes.fetch_add(chunk.len() as u64, Ordering::AcqRel);
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.read.bytes.fetch_add(data.len() as u64, Ordering::AcqRel);
+                }
+                // A reader that knows the length may stop at its last byte without asking again.
+                if self.inner.is_end_stream() {
+                    self.read.ended.store(true, Ordering::Release);
+                }
             }
             Poll::Ready(None) => self.read.ended.store(true, Ordering::Release),
             _ => {}
         }
-        next
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -94,5 +113,16 @@ mod tests {
 
         let (_, empty) = BodyRead::observe(Request::new(Body::empty()));
         assert!(empty.is_none(), "an empty body is not observed");
+    }
+
+    #[tokio::test]
+    async fn an_observed_body_keeps_its_known_length_and_ends_at_its_last_byte() {
+        let (request, read) = BodyRead::observe(Request::new(Body::from("abcde")));
+        let read = read.unwrap();
+        let mut body = request.into_body();
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "abcde");
+        assert_eq!((read.bytes(), read.ended()), (5, true));
     }
 }

@@ -15,21 +15,17 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Version};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use http_body::{Frame, SizeHint};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::{s3_error, S3Result};
 use tokio::time::Instant;
 
+use crate::body_read::BodyRead;
 use crate::client_address::{counted_as, TrustedProxies};
 use crate::rate_limit::{RateLimiter, REFUSED_BODY_BYTES_PER_REQUEST};
 
@@ -105,79 +101,29 @@ fn may_send_a_large_body(method: &Method, headers: &HeaderMap) -> bool {
 #[derive(Clone, Default)]
 struct Sender(Arc<OnceLock<u64>>);
 
-/// The layer around s3s, for what an answer leaves of its request's body: a request refused (4xx)
-/// after its body was read charges the bytes read to the refused-body allowance of whoever sent it
-/// (when there is a rate limit); and a failure answered before the body was read to its end says
-/// `Connection: close`, as on the other surfaces (`limits::close_after_unread_body`): hyper closes
-/// that connection after the answer, and a client that reused it would see its next request fail
-/// without one.
+/// The layer around s3s, for what an answer leaves of its request's body: a failure answered
+/// before the body was read to its end says `Connection: close`, as on the other surfaces
+/// (`limits::close_after_unread_body`); and a request refused (4xx) after its body was read
+/// charges the bytes read to the refused-body allowance of whoever sent it (when there is a rate
+/// limit), as `rate_limit::rate_limit` does.
 pub(super) async fn after_the_answer(
     State(limiter): State<Option<Arc<RateLimiter>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.body().is_end_stream() || request.version() >= Version::HTTP_2 {
-        return next.run(request).await;
-    }
-    let sender = Sender::default();
-    let read = Arc::new(BodyProgress::default());
-    let (mut parts, body) = request.into_parts();
-    parts.extensions.insert(sender.clone());
-    let body = Body::new(Counted { inner: body, read: read.clone() });
-    let mut response = next.run(Request::from_parts(parts, body)).await;
-    let status = response.status();
-    let bytes = read.bytes.load(Ordering::Acquire);
-    if let (Some(limiter), Some(holder)) = (&limiter, sender.0.get()) {
-        if status.is_client_error() && bytes > 0 {
-            limiter.charge_refused_body(*holder, bytes, Instant::now());
-        }
-    }
-    let failed = status.is_client_error() || status.is_server_error();
-    if failed && !read.ended.load(Ordering::Acquire) {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
-
-/// How much of a request's body has been read, and whether to its end.
-#[derive(Default)]
-struct BodyProgress {
-    bytes: AtomicU64,
-    ended: AtomicBool,
-}
-
-/// A request body that counts the bytes read from it, its length as known as before.
-struct Counted {
-    inner: Body,
-    read: Arc<BodyProgress>,
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.read.bytes.fetch_add(data.len() as u64, Ordering::AcqRel);
-                }
+    crate::limits::close_after_unread_body(request, |mut request| async move {
+        let sender = Sender::default();
+        request.extensions_mut().insert(sender.clone());
+        // The observer `close_after_unread_body` put on the body, if it has one.
+        let (request, read) = BodyRead::observe(request);
+        let response = next.run(request).await;
+        let bytes = read.map_or(0, |read| read.bytes());
+        if let (Some(limiter), Some(holder)) = (&limiter, sender.0.get()) {
+            if response.status().is_client_error() && bytes > 0 {
+                limiter.charge_refused_body(*holder, bytes, Instant::now());
             }
-            Poll::Ready(None) => self.read.ended.store(true, Ordering::Release),
-            _ => {}
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+        response
+    })
+    .await
 }
