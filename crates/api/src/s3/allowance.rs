@@ -21,6 +21,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use cabinet_core::Code;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::{s3_error, S3Result};
 use tokio::time::Instant;
@@ -82,7 +83,9 @@ impl S3Access for KeyAllowance {
         } else {
             format!("too many requests; try again in {retry_after_secs} s")
         };
-        Err(super::errors::slow_down(message, retry_after_secs))
+        let refusal =
+            cabinet_core::Error::TooManyRequests { code: Code::RateLimited, message, retry_after_secs };
+        Err(super::errors::s3_error_of(refusal))
     }
 }
 

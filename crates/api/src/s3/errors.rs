@@ -38,28 +38,17 @@ pub fn s3_error_of(err: Error) -> S3Error {
     if let Some(status) = status {
         error.set_status_code(status);
     }
+    // `SlowDown` is a 503, which would otherwise get the `Retry-After` of a store that does not
+    // answer. s3s answers with an error's headers in place of its own, so they name the body's
+    // type too.
     if let Error::TooManyRequests { retry_after_secs, .. } = &err {
-        set_retry_after(&mut error, *retry_after_secs);
+        use axum::http::{header, HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, (*retry_after_secs).into());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        error.set_headers(headers);
     }
     error
-}
-
-/// `SlowDown`, retried after `retry_after_secs`: a key past its rate limit.
-pub(super) fn slow_down(message: String, retry_after_secs: u64) -> S3Error {
-    let mut error = S3Error::with_message(S3ErrorCode::SlowDown, message);
-    set_retry_after(&mut error, retry_after_secs);
-    error
-}
-
-/// `SlowDown` is a 503, which would otherwise get the `Retry-After` of a store that does not
-/// answer. s3s answers with an error's headers in place of its own, so they name the body's type
-/// too.
-fn set_retry_after(error: &mut S3Error, retry_after_secs: u64) {
-    use axum::http::{header, HeaderMap, HeaderValue};
-    let mut headers = HeaderMap::new();
-    headers.insert(header::RETRY_AFTER, retry_after_secs.into());
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
-    error.set_headers(headers);
 }
 
 /// What s3s could not turn into an S3 error response (it has none of its own): 500, logged.
