@@ -76,6 +76,22 @@ pub struct Verdict {
     pub for_refused_bodies: bool,
 }
 
+impl Verdict {
+    /// What a refusal says: which allowance is spent, and when to try again.
+    pub fn refusal_message(&self) -> String {
+        if self.for_refused_bodies {
+            format!(
+                "too many bytes of this client's requests were refused after they were read; \
+                 send bodies over {} KiB again in {} s",
+                REFUSED_BODY_BYTES_PER_REQUEST >> 10,
+                self.retry_after_secs
+            )
+        } else {
+            format!("too many requests; try again in {} s", self.retry_after_secs)
+        }
+    }
+}
+
 /// The refused body bytes a client may have read for each request of its allowance; a request
 /// that may send more than this waits while that allowance is spent.
 pub const REFUSED_BODY_BYTES_PER_REQUEST: u64 = 32 << 10;
@@ -151,6 +167,17 @@ impl RateLimiter {
                 Duration::from_secs_f64((1.0 - bucket.tokens).max(0.0) / per_second)
             },
             for_refused_bodies: false,
+        }
+    }
+
+    /// When the answer `status` refused the request (a 4xx, or a quota's 507), takes what was read
+    /// of its body from `client`'s refused-body allowance ([`Self::charge_refused_body`]).
+    pub fn charge_if_refused(&self, client: u64, status: StatusCode, read: Option<&BodyRead>, now: Instant) {
+        if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
+            let bytes = read.map_or(0, BodyRead::bytes);
+            if bytes > 0 {
+                self.charge_refused_body(client, bytes, now);
+            }
         }
     }
 
@@ -243,17 +270,8 @@ where
     let client = client_of(cabinet, &limiter.proxies, surface, &request);
     let verdict = limiter.check(client, Instant::now(), may_send_a_large_body(&request));
     if !verdict.allowed {
-        let message = if verdict.for_refused_bodies {
-            format!(
-                "too many bytes of this client's requests were refused after they were read; \
-                 send bodies over {} KiB again in {} s",
-                REFUSED_BODY_BYTES_PER_REQUEST >> 10,
-                verdict.retry_after_secs
-            )
-        } else {
-            format!("too many requests; try again in {} s", verdict.retry_after_secs)
-        };
-        let mut response = surface.refusal(StatusCode::TOO_MANY_REQUESTS, Code::RateLimited, message);
+        let mut response =
+            surface.refusal(StatusCode::TOO_MANY_REQUESTS, Code::RateLimited, verdict.refusal_message());
         set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(verdict.retry_after_secs));
         tokio::time::sleep(verdict.pause()).await;
@@ -261,13 +279,7 @@ where
     }
     let (request, body_read) = BodyRead::observe(request);
     let mut response = next(request).await;
-    let status = response.status();
-    if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
-        let read = body_read.map_or(0, |read| read.bytes());
-        if read > 0 {
-            limiter.charge_refused_body(client, read, Instant::now());
-        }
-    }
+    limiter.charge_if_refused(client, response.status(), body_read.as_deref(), Instant::now());
     set_headers(response.headers_mut(), limiter.per_minute, &verdict, surface);
     response
 }

@@ -73,18 +73,11 @@ impl S3Access for KeyAllowance {
             return Ok(());
         }
         tokio::time::sleep(verdict.pause()).await;
-        let retry_after_secs = verdict.retry_after_secs;
-        let message = if verdict.for_refused_bodies {
-            format!(
-                "too many bytes of this client's requests were refused after they were read; \
-                 send bodies over {} KiB again in {retry_after_secs} s",
-                REFUSED_BODY_BYTES_PER_REQUEST >> 10
-            )
-        } else {
-            format!("too many requests; try again in {retry_after_secs} s")
+        let refusal = cabinet_core::Error::TooManyRequests {
+            code: Code::RateLimited,
+            message: verdict.refusal_message(),
+            retry_after_secs: verdict.retry_after_secs,
         };
-        let refusal =
-            cabinet_core::Error::TooManyRequests { code: Code::RateLimited, message, retry_after_secs };
         Err(super::errors::s3_error_of(refusal))
     }
 }
@@ -106,7 +99,7 @@ struct Sender(Arc<OnceLock<u64>>);
 
 /// The layer around s3s, for what an answer leaves of its request's body: a failure answered
 /// before the body was read to its end says `Connection: close`, as on the other surfaces
-/// (`limits::close_after_unread_body`); and a request refused (4xx) after its body was read
+/// (`limits::close_after_unread_body`); and a request refused after its body was read
 /// charges the bytes read to the refused-body allowance of whoever sent it (when there is a rate
 /// limit), as `rate_limit::rate_limit` does.
 pub(super) async fn after_the_answer(
@@ -120,11 +113,8 @@ pub(super) async fn after_the_answer(
         // The observer `close_after_unread_body` put on the body, if it has one.
         let (request, read) = BodyRead::observe(request);
         let response = next.run(request).await;
-        let bytes = read.map_or(0, |read| read.bytes());
         if let (Some(limiter), Some(holder)) = (&limiter, sender.0.get()) {
-            if response.status().is_client_error() && bytes > 0 {
-                limiter.charge_refused_body(*holder, bytes, Instant::now());
-            }
+            limiter.charge_if_refused(*holder, response.status(), read.as_deref(), Instant::now());
         }
         response
     })
